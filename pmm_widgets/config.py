@@ -1,0 +1,233 @@
+"""Configuration: start-up `Settings` from the environment / `.env`, and the live `Params`.
+
+Why two objects: settings such as the DB URL or the venue are fixed for a process, while the
+parameters a trader tunes (α, fill knobs, sizes, limits) change while the engine runs. Both are
+validated by the same pydantic rules, whether a value comes from an env var, a CLI flag, a
+notebook assignment or a slider, so a bad value is refused in one place with one message.
+
+Secrets are `SecretStr`: they print as '**********' in every repr, log line and error.
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PMM_"
+
+POLYMARKET_GAMMA_URL = "https://gamma-api.polymarket.com"
+POLYMARKET_CLOB_URL = "https://clob.polymarket.com"
+POLYMARKET_CLOB_WS_URL = "wss://ws-subscriptions-clob.polymarket.com/ws"
+
+
+class ConfigError(Exception):
+    """A bad setting. `str()` is the one line shown to the user (variable, value, what is accepted)."""
+
+
+class Venue(str, enum.Enum):
+    POLYMARKET = "polymarket"
+    SANDBOX = "sandbox"
+
+
+class Params(BaseModel):
+    """Live, validated trading parameters. The engine re-reads them at every quote cycle.
+
+    Assigning an attribute validates it (`validate_assignment`), so `engine.params.alpha = -1`
+    from a notebook raises exactly as `PMM_ALPHA=-1` does at start-up.
+    """
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    # strategy
+    alpha: float = Field(1.5, gt=0, le=20, description="half-spread multiplier (conservative default 1.5)")
+    quote_size: Decimal = Field(Decimal(10), gt=0, le=100_000, description="shares per quote (raised to min size)")
+    requote_ticks: int = Field(1, ge=0, le=100, description="requote only when the wanted price moved this many ticks")
+    skew: float = Field(0.5, ge=0, le=5, description="inventory skew: half-spreads moved at the inventory limit")
+    vol_halflife_sec: float = Field(60.0, gt=0, le=86_400, description="EWMA half-life of mid-change volatility")
+    quoting_paused: bool = Field(False, description="keep running, but hold no quotes")
+    # paper fill model
+    paper_fill_model: Literal["intensity", "queue"] = "intensity"
+    paper_fill_intensity: float = Field(1.0, ge=0, le=1_000, description="fills/min for a quote at the touch")
+    paper_spread_k: float = Field(100.0, ge=0, le=10_000, description="decay of fill rate per unit of price away from the touch")
+    paper_full_fill_prob: float = Field(0.3, ge=0, le=1)
+    paper_partial_beta_a: float = Field(2.0, gt=0, le=1_000)
+    paper_partial_beta_b: float = Field(5.0, gt=0, le=1_000)
+    paper_partial_max_frac: float = Field(0.8, gt=0, le=1)
+    # calibration
+    target_fills_per_min: float = Field(1.0, ge=0, le=10_000, description="per market, both tokens together")
+    calib_min_mult: float = Field(0.5, gt=0, le=1)
+    calib_max_mult: float = Field(4.0, ge=1, le=100)
+    # risk
+    max_inventory_shares: Decimal = Field(Decimal(500), gt=0, description="per token, absolute")
+    max_inventory_usd: Decimal = Field(Decimal(250), gt=0, description="per market, at mid")
+    max_total_inventory_usd: Decimal = Field(Decimal(5_000), gt=0)
+    max_loss_per_market_usd: Decimal = Field(Decimal(50), gt=0)
+    max_daily_loss_usd: Decimal = Field(Decimal(500), gt=0)
+    max_actions_per_min: int = Field(1_200, gt=0, description="orders + cancels per minute (cancel-rate cap)")
+    max_open_orders: int = Field(400, gt=0)
+    price_band: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="never quote further than this from mid")
+    anomaly_jump: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="mid jump that pulls a market's quotes")
+    anomaly_window_sec: float = Field(10.0, gt=0)
+    anomaly_cooldown_sec: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _calib_bounds(self) -> "Params":
+        if self.calib_min_mult > self.calib_max_mult:
+            raise ValueError("calib_min_mult must be <= calib_max_mult")
+        return self
+
+    def update(self, **changes: Any) -> "Params":
+        """Apply several changes atomically: all validate, or none is applied."""
+        merged = self.model_dump()
+        merged.update(changes)
+        fresh = Params.model_validate(merged)  # raises ValidationError naming the field
+        for k in changes:
+            object.__setattr__(self, k, getattr(fresh, k))
+        return self
+
+
+PARAM_FIELDS = tuple(Params.model_fields)
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Every field maps to `PMM_<NAME>` and is listed in env.example."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    venue: Venue = Venue.POLYMARKET
+    gamma_url: str = POLYMARKET_GAMMA_URL
+    clob_url: str = POLYMARKET_CLOB_URL
+    clob_ws_url: str = POLYMARKET_CLOB_WS_URL
+    db_url: str = "sqlite:///pmm.db"
+
+    universe_size: int = Field(50, ge=1, le=500)
+    universe_refresh_sec: float = Field(300.0, ge=5)
+    quote_refresh_sec: float = Field(3.0, gt=0, le=3_600)
+    dashboard_refresh_sec: float = Field(1.0, gt=0, le=60)
+    stale_sec: float = Field(30.0, gt=0)
+    record_book_sec: float = Field(5.0, gt=0)
+    pnl_sec: float = Field(10.0, gt=0)
+    writer_flush_sec: float = Field(0.5, gt=0, le=1.0)
+    disconnect_cancel_sec: float = Field(10.0, gt=0)
+    deadman_sec: float = Field(120.0, gt=0)
+    lease_ttl_sec: float = Field(15.0, ge=3)
+    http_timeout_sec: float = Field(10.0, gt=0)
+
+    sandbox_markets: int = Field(80, ge=1, le=2_000)
+    sandbox_seed: int = 7
+    sandbox_speed: float = Field(1.0, gt=0, le=1_000)
+
+    # secrets (live only)
+    private_key: SecretStr | None = None
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    api_passphrase: SecretStr | None = None
+    funder: str | None = None
+    signature_type: int = Field(0, ge=0, le=3)
+    chain_id: int = 137
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # defaults of the live parameters (PMM_ALPHA, PMM_PAPER_FILL_INTENSITY, ...)
+    alpha: float = Params.model_fields["alpha"].default
+    quote_size: Decimal = Params.model_fields["quote_size"].default
+    requote_ticks: int = Params.model_fields["requote_ticks"].default
+    skew: float = Params.model_fields["skew"].default
+    vol_halflife_sec: float = Params.model_fields["vol_halflife_sec"].default
+    paper_fill_model: str = Params.model_fields["paper_fill_model"].default
+    paper_fill_intensity: float = Params.model_fields["paper_fill_intensity"].default
+    paper_spread_k: float = Params.model_fields["paper_spread_k"].default
+    paper_full_fill_prob: float = Params.model_fields["paper_full_fill_prob"].default
+    paper_partial_beta_a: float = Params.model_fields["paper_partial_beta_a"].default
+    paper_partial_beta_b: float = Params.model_fields["paper_partial_beta_b"].default
+    paper_partial_max_frac: float = Params.model_fields["paper_partial_max_frac"].default
+    target_fills_per_min: float = Params.model_fields["target_fills_per_min"].default
+    max_inventory_shares: Decimal = Params.model_fields["max_inventory_shares"].default
+    max_inventory_usd: Decimal = Params.model_fields["max_inventory_usd"].default
+    max_total_inventory_usd: Decimal = Params.model_fields["max_total_inventory_usd"].default
+    max_loss_per_market_usd: Decimal = Params.model_fields["max_loss_per_market_usd"].default
+    max_daily_loss_usd: Decimal = Params.model_fields["max_daily_loss_usd"].default
+    max_actions_per_min: int = Params.model_fields["max_actions_per_min"].default
+    max_open_orders: int = Params.model_fields["max_open_orders"].default
+    price_band: Decimal = Params.model_fields["price_band"].default
+
+    @field_validator("db_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v)
+        except ArgumentError:
+            raise ValueError("expected an SQLAlchemy URL such as sqlite:///pmm.db or postgresql+psycopg://user@host/db")
+        return v
+
+    @field_validator("gamma_url", "clob_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("clob_ws_url")
+    @classmethod
+    def _ws_url(cls, v: str) -> str:
+        if not v.startswith(("ws://", "wss://")):
+            raise ValueError("expected a ws:// or wss:// URL")
+        return v.rstrip("/")
+
+    def params(self) -> Params:
+        """The live parameters' starting values, validated by Params' own rules."""
+        values = {k: getattr(self, k) for k in PARAM_FIELDS if k in type(self).model_fields}
+        try:
+            return Params(**values)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, env=True)) from None
+
+    @property
+    def has_l2_creds(self) -> bool:
+        return all(s is not None and s.get_secret_value() for s in (self.api_key, self.api_secret, self.api_passphrase))
+
+    @property
+    def has_private_key(self) -> bool:
+        return self.private_key is not None and bool(self.private_key.get_secret_value())
+
+
+def format_validation_error(exc: ValidationError, env: bool = False) -> str:
+    """One line: the first failing field as its env var (or parameter) name, the bad value, the rule."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__") or "value"
+    name = f"{ENV_PREFIX}{loc.upper()}" if env else loc
+    bad = err.get("input")
+    if loc.lower() in {"private_key", "api_key", "api_secret", "api_passphrase"}:
+        bad = "***"
+    msg = err.get("msg", "invalid").removeprefix("Value error, ")
+    return f"{name}={bad!s}: {msg}" if bad is not None and not isinstance(bad, dict) else f"{name}: {msg}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from env/.env (+ overrides) and validate the live parameters too.
+
+    Raises ConfigError with a single user-facing line; callers (CLI, runner) print it and exit 2.
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, env=True)) from None
+    settings.params()  # validates PMM_ALPHA & co with the live rules
+    return settings

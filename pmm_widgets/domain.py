@@ -1,0 +1,258 @@
+"""Plain typed domain objects shared by every layer.
+
+Why a separate module: the venue clients, the sandbox, the strategy and the faces all speak in
+these types, so none of them needs to import another layer to exchange data. Nothing here does
+I/O. Money is Decimal: prices and sizes that reach a venue are exact, never floats.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+
+class Side(str, enum.Enum):
+    """Order side as the CLOB spells it. BUY rests on the bid side of a token's book."""
+
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def opposite(self) -> "Side":
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class Mode(str, enum.Enum):
+    """How orders are executed; stored verbatim in `orders.mode` and `trades.mode`."""
+
+    PAPER = "paper"
+    DRY_RUN = "dry_run"
+    LIVE = "live"
+
+
+class OrderStatus(str, enum.Enum):
+    """Our view of an order's life. Values are stored in `orders.status`."""
+
+    PENDING = "PENDING"  # built, not yet acknowledged by the venue
+    LIVE = "LIVE"  # resting
+    PARTIAL = "PARTIAL"  # resting, partly filled
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    DRY_RUN = "DRY_RUN"  # would have been sent (dry-run mode)
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.PENDING, OrderStatus.LIVE, OrderStatus.PARTIAL)
+
+
+class FillType(str, enum.Enum):
+    PARTIAL = "PARTIAL"
+    FILLED = "FILLED"
+
+
+class Outcome(str, enum.Enum):
+    YES = "YES"
+    NO = "NO"
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """One binary market of the universe, parsed from a Gamma market object."""
+
+    condition_id: str
+    question: str
+    yes_token_id: str
+    no_token_id: str
+    tick_size: Decimal
+    min_order_size: Decimal
+    neg_risk: bool = False
+    liquidity_num: float = 0.0
+    volume_24h: float = 0.0
+    slug: str = ""
+    gamma_id: str = ""
+    active: bool = True
+    closed: bool = False
+    accepting_orders: bool = True
+    enable_order_book: bool = True
+    best_bid: float | None = None
+    best_ask: float | None = None
+    end_date: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    @property
+    def token_ids(self) -> tuple[str, str]:
+        return (self.yes_token_id, self.no_token_id)
+
+    def outcome_of(self, token_id: str) -> Outcome:
+        if token_id == self.yes_token_id:
+            return Outcome.YES
+        if token_id == self.no_token_id:
+            return Outcome.NO
+        raise KeyError(token_id)
+
+    def complement_of(self, token_id: str) -> str:
+        return self.no_token_id if token_id == self.yes_token_id else self.yes_token_id
+
+    @property
+    def tradable(self) -> bool:
+        return (
+            self.active
+            and not self.closed
+            and self.accepting_orders
+            and self.enable_order_book
+            and bool(self.yes_token_id)
+            and bool(self.no_token_id)
+            and self.tick_size > 0
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    price: Decimal
+    size: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BookView:
+    """An immutable snapshot of one token's L2 book as the strategy sees it.
+
+    Levels are ordered best first (bids descending, asks ascending), unlike the wire format
+    where the best level is last. `stale` and `crossed` are set by the market-data layer; the
+    strategy refuses to quote on either.
+    """
+
+    token_id: str
+    market: str  # condition id
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    tick_size: Decimal
+    min_order_size: Decimal = Decimal(5)
+    ts: float = 0.0  # local monotonic-free wall time (epoch s) of the last update applied
+    venue_ts_ms: int = 0
+    stale: bool = False
+    crossed: bool = False
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        return self.bids[0].price if self.bids else None
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        return self.asks[0].price if self.asks else None
+
+    @property
+    def mid(self) -> Decimal | None:
+        if not self.bids or not self.asks:
+            return None
+        return (self.bids[0].price + self.asks[0].price) / 2
+
+    @property
+    def spread(self) -> Decimal | None:
+        if not self.bids or not self.asks:
+            return None
+        return self.asks[0].price - self.bids[0].price
+
+    @property
+    def microprice(self) -> Decimal | None:
+        """Size-weighted mid: leans toward the side with less size (the side about to give way)."""
+        if not self.bids or not self.asks:
+            return None
+        b, a = self.bids[0], self.asks[0]
+        tot = b.size + a.size
+        if tot <= 0:
+            return self.mid
+        return (b.price * a.size + a.price * b.size) / tot
+
+    def depth(self, side: Side, within: Decimal) -> Decimal:
+        """Total size on one side within `within` (price units) of that side's best level."""
+        levels = self.bids if side is Side.BUY else self.asks
+        if not levels:
+            return ZERO
+        best = levels[0].price
+        return sum((lv.size for lv in levels if abs(lv.price - best) <= within), ZERO)
+
+    def size_at(self, side: Side, price: Decimal) -> Decimal:
+        levels = self.bids if side is Side.BUY else self.asks
+        for lv in levels:
+            if lv.price == price:
+                return lv.size
+        return ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class PublicTrade:
+    """One print of the public tape (`last_trade_price`). `side` is the taker's side."""
+
+    token_id: str
+    market: str
+    price: Decimal
+    size: Decimal
+    side: Side
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A wanted resting order: what the strategy asks the exchange to have in the book."""
+
+    market: str  # condition id
+    token_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+
+
+@dataclass(slots=True)
+class Order:
+    """One of our orders, in any mode. `client_id` is ours; `venue_order_id` the venue's hash."""
+
+    client_id: str
+    market: str
+    token_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    mode: Mode
+    status: OrderStatus = OrderStatus.PENDING
+    filled: Decimal = ZERO
+    venue_order_id: str | None = None
+    created_ts: float = 0.0
+    updated_ts: float = 0.0
+    reason: str = ""  # rejection or cancel reason, for the record
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.size - self.filled
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One fill of one of our orders (a row of `trades`)."""
+
+    trade_id: str
+    order_client_id: str
+    market: str
+    token_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    fill_type: FillType
+    mode: Mode
+    ts: float
+    venue_order_id: str | None = None
+    status: str = "MATCHED"  # venue trade status: MATCHED, MINED, CONFIRMED, RETRYING, FAILED
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    @property
+    def signed_size(self) -> Decimal:
+        return self.size if self.side is Side.BUY else -self.size
+
+    @property
+    def notional(self) -> Decimal:
+        return self.price * self.size

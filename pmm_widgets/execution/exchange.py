@@ -1,0 +1,51 @@
+"""The one interface the engine trades through: paper, dry-run and live all implement it.
+
+Why: the engine must not be able to tell a simulated venue from the real one, so that what is
+measured in paper is what runs live. Each implementation records its own orders and fills
+through the store `Sink` it is given (it knows the venue ids and statuses first-hand); the
+engine consumes fills from `poll()` to update inventory, PnL, markouts and calibration.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+from ..domain import BookView, Fill, Mode, Order, PublicTrade, Quote
+
+
+@runtime_checkable
+class Exchange(Protocol):
+    mode: Mode
+
+    async def start(self) -> None:
+        """Connect / reconcile. Called once before the first `place`."""
+
+    async def close(self) -> None:
+        """Cancel everything we have open, then release connections."""
+
+    async def place(self, quotes: Sequence[Quote]) -> list[Order]:
+        """Post quotes as post-only GTC limit orders. Returns the orders (rejected ones included)."""
+
+    async def cancel(self, client_ids: Sequence[str]) -> list[str]:
+        """Cancel by our client ids; returns the ids the venue confirmed cancelled."""
+
+    async def cancel_market(self, market: str) -> int:
+        """Cancel every open order of one market (condition id); returns how many."""
+
+    async def cancel_all(self) -> int:
+        """Cancel every open order of the account; returns how many."""
+
+    async def count_venue_open_orders(self) -> int:
+        """Open orders as the venue sees them (live: over REST). Used to verify a kill."""
+
+    def open_orders(self) -> list[Order]:
+        """Our local view of open orders."""
+
+    def observe_book(self, book: BookView) -> None:
+        """Market data for fill simulation (paper); no-op for live."""
+
+    def observe_trade(self, trade: PublicTrade) -> None:
+        """Public tape for fill simulation (paper queue model); no-op for live."""
+
+    async def poll(self, now: float) -> list[Fill]:
+        """Fills since the previous call (paper: simulated up to `now`; live: from the user tape)."""

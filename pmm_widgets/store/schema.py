@@ -1,0 +1,195 @@
+"""The database schema: table and column names are a contract with notebooks and outside tools.
+
+Timestamps are epoch seconds (float) so that pandas, SQLite and PostgreSQL agree without
+timezone handling; prices and sizes are exact `Numeric`. Changes to this file need an Alembic
+migration under `store/migrations/versions`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+PRICE = Numeric(18, 6)
+SIZE = Numeric(24, 6)
+MONEY = Numeric(24, 6)
+
+markets = Table(
+    "markets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("snapshot_ts", Float, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("condition_id", String(80), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("slug", Text),
+    Column("yes_token_id", String(100), nullable=False),
+    Column("no_token_id", String(100), nullable=False),
+    Column("liquidity_num", Float),
+    Column("volume_24h", Float),
+    Column("tick_size", PRICE),
+    Column("min_order_size", SIZE),
+    Column("neg_risk", Boolean),
+    Column("best_bid", Float),
+    Column("best_ask", Float),
+    Column("raw_json", JSON),
+    Index("ix_markets_snapshot", "snapshot_ts", "rank"),
+    Index("ix_markets_condition", "condition_id"),
+)
+
+book_snapshots = Table(
+    "book_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_id", String(100), nullable=False),
+    Column("market", String(80)),
+    Column("ts", Float, nullable=False),
+    Column("best_bid", PRICE),
+    Column("best_ask", PRICE),
+    Column("mid", PRICE),
+    Column("spread", PRICE),
+    Column("bid_depth", SIZE),  # size within depth_ticks of the best bid
+    Column("ask_depth", SIZE),
+    Column("depth_ticks", Integer),
+    Column("bid_levels", Integer),
+    Column("ask_levels", Integer),
+    Column("stale", Boolean),
+    Column("crossed", Boolean),
+    Index("ix_book_snapshots_token_ts", "token_id", "ts"),
+)
+
+public_trades = Table(
+    "public_trades",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_id", String(100), nullable=False),
+    Column("market", String(80)),
+    Column("ts", Float, nullable=False),
+    Column("price", PRICE, nullable=False),
+    Column("size", SIZE, nullable=False),
+    Column("side", String(4)),
+    Index("ix_public_trades_token_ts", "token_id", "ts"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False),
+    Column("venue_order_id", String(100)),
+    Column("mode", String(10), nullable=False),
+    Column("market", String(80)),
+    Column("token_id", String(100), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("price", PRICE, nullable=False),
+    Column("size", SIZE, nullable=False),
+    Column("filled", SIZE),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("created_ts", Float, nullable=False),
+    Column("updated_ts", Float, nullable=False),
+    UniqueConstraint("client_id", name="uq_orders_client_id"),
+    Index("ix_orders_status", "status"),
+    Index("ix_orders_venue", "venue_order_id"),
+)
+
+trades = Table(
+    "trades",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trade_id", String(100), nullable=False),
+    Column("order_id", String(64)),  # our client_id
+    Column("venue_order_id", String(100)),
+    Column("market", String(80)),
+    Column("token_id", String(100), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("price", PRICE, nullable=False),
+    Column("size", SIZE, nullable=False),
+    Column("fill_type", String(8), nullable=False),
+    Column("mode", String(10), nullable=False),
+    Column("status", String(24)),
+    Column("ts", Float, nullable=False),
+    Column("raw_json", JSON),  # venue payload, status history, markouts, realized spread
+    UniqueConstraint("trade_id", name="uq_trades_trade_id"),
+    Index("ix_trades_market_ts", "market", "ts"),
+)
+
+pnl = Table(
+    "pnl",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("market", String(80), nullable=False),  # condition id, or 'TOTAL'
+    Column("mode", String(10)),
+    Column("realized", MONEY),
+    Column("unrealized", MONEY),
+    Column("total", MONEY),
+    Column("spread_pnl", MONEY),
+    Column("inventory_pnl", MONEY),
+    Column("inventory_yes", SIZE),
+    Column("inventory_no", SIZE),
+    Column("inventory_usd", MONEY),
+    Column("cash", MONEY),
+    Column("fills", Integer),
+    Column("volume", MONEY),
+    Index("ix_pnl_market_ts", "market", "ts"),
+)
+
+market_calibration = Table(
+    "market_calibration",
+    metadata,
+    Column("market", String(80), primary_key=True),
+    Column("state_json", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("level", String(8), nullable=False),  # INFO, WARNING, ERROR
+    Column("kind", String(40), nullable=False),  # engine_start, risk_breach, kill, error, ...
+    Column("market", String(80)),
+    Column("message", Text),
+    Column("data_json", JSON),
+    Index("ix_events_ts", "ts"),
+)
+
+engine_lease = Table(
+    "engine_lease",
+    metadata,
+    Column("name", String(200), primary_key=True),  # account + db scope
+    Column("owner", String(200), nullable=False),  # host:pid:uuid
+    Column("expires_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("state_json", JSON),  # the owner's observable state, for attached faces
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("issuer", String(200)),
+    Column("kind", String(40), nullable=False),  # set_params, pause, resume, kill
+    Column("payload_json", JSON),
+    Column("applied_at", Float),
+    Column("result", Text),
+)
+
+CONTRACT_TABLES = ("markets", "book_snapshots", "orders", "trades", "pnl", "market_calibration", "events")
