@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
-from ..domain import BookView, Fill, Mode, Order, PublicTrade, Quote
+from ..domain import BookView, Fill, Market, Mode, Order, PublicTrade, Quote
 
 
 @runtime_checkable
@@ -22,6 +22,9 @@ class Exchange(Protocol):
 
     async def close(self) -> None:
         """Cancel everything we have open, then release connections."""
+
+    def set_markets(self, markets: Sequence[Market]) -> None:
+        """The current universe: tick size, min size and neg-risk flag per token come from here."""
 
     async def place(self, quotes: Sequence[Quote]) -> list[Order]:
         """Post quotes as post-only GTC limit orders. Returns the orders (rejected ones included)."""
