@@ -1,0 +1,319 @@
+"""`pmm`: the command-line face.
+
+Why thin: every command only builds validated `Settings` (env/.env + flags, through the same
+pydantic rules as everywhere else) and calls one entry function of the module that owns the
+capability, imported lazily so `pmm --help` and `pmm db init` stay fast and work even while other
+parts are being built. Errors a user can fix are one line on stderr with a distinct exit code:
+2 bad configuration, 1 database or runtime failure, 3 capability not built yet, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from typing import Any, Callable, Sequence
+
+from pmm_widgets import __version__
+from pmm_widgets.config import ConfigError, Settings, load_settings
+from pmm_widgets.logsetup import SECRET_FIELDS, mask, register_settings_secrets, setup_logging
+
+log = logging.getLogger("pmm_widgets.cli")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_NOT_BUILT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Global flags -> Settings fields. Values stay strings so pydantic validates them (one-line errors).
+GLOBAL_FLAGS: dict[str, tuple[str, str]] = {
+    "db_url": ("--db-url", "database URL (PMM_DB_URL), e.g. sqlite:///pmm.db or postgresql+psycopg://..."),
+    "venue": ("--venue", "polymarket (real hosts) or sandbox (embedded simulated venue) (PMM_VENUE)"),
+    "alpha": ("--alpha", "half-spread multiplier (PMM_ALPHA)"),
+    "universe_size": ("--universe-size", "markets to trade, top N by liquidity (PMM_UNIVERSE_SIZE)"),
+    "quote_refresh_sec": ("--quote-refresh-sec", "seconds between quote cycles (PMM_QUOTE_REFRESH_SEC)"),
+    "log_level": ("--log-level", "DEBUG, INFO, WARNING or ERROR (PMM_LOG_LEVEL)"),
+}
+
+
+class NotBuilt(Exception):
+    def __init__(self, cmd: str, module: str) -> None:
+        super().__init__(f"pmm {cmd}: not built yet ({module})")
+
+
+class MissingPackage(Exception):
+    pass
+
+
+def entry(cmd: str, module: str, name: str) -> Callable[..., Any]:
+    """Import `module.name` lazily; a part of pmm_widgets that does not exist yet is NotBuilt."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name or module
+        if missing.startswith("pmm_widgets") or not isinstance(exc, ModuleNotFoundError):
+            raise NotBuilt(cmd, missing if missing.startswith("pmm_widgets") else module) from None
+        raise MissingPackage(f"pmm {cmd}: missing Python package {missing!r} (reinstall: pip install -e .)") from None
+    fn = getattr(mod, name, None)
+    if fn is None:
+        raise NotBuilt(cmd, f"{module}.{name}")
+    return fn
+
+
+# ----------------------------------------------------------------------------- settings
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Env/.env overridden by global flags and `--set NAME=VALUE`, with one validation path."""
+    overrides: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for field, (flag, _) in GLOBAL_FLAGS.items():
+        value = getattr(args, field, None)
+        if value is not None:
+            overrides[field] = value
+            origin[field] = flag
+    for item in getattr(args, "set", None) or []:
+        name, sep, value = item.partition("=")
+        field = name.strip().lower().removeprefix("pmm_")
+        if not sep or field not in Settings.model_fields:
+            raise ConfigError(f"--set {name}: expected NAME=VALUE with NAME a setting from env.example")
+        if field in SECRET_FIELDS:
+            raise ConfigError(f"--set {name}: secrets are read from the environment or .env only")
+        overrides[field] = value
+        origin[field] = f"--set {name.strip()}"
+    for field, value in getattr(args, "_extra_overrides", {}).items():
+        overrides[field] = value
+        origin[field] = "--" + field.removeprefix("sandbox_").replace("_", "-")
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        raise ConfigError(_name_flag(str(exc), origin)) from None
+    register_settings_secrets(settings)
+    setup_logging(settings)
+    return settings
+
+
+def _name_flag(message: str, origin: dict[str, str]) -> str:
+    """Say `--alpha=-1: ...` instead of `PMM_ALPHA=-1: ...` when the value came from a flag."""
+    for field, flag in origin.items():
+        env = f"PMM_{field.upper()}"
+        if message.startswith(env + "=") or message.startswith(env + ":"):
+            return flag + message[len(env):]
+    return message
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_overview(args: argparse.Namespace) -> int:
+    settings_from_args(args)  # a bad PMM_* value is reported even by a bare `pmm`
+    args._parser.print_help()
+    return EXIT_OK
+
+
+def cmd_db_init(args: argparse.Namespace) -> int:
+    from pmm_widgets.store.db import safe_url
+    from pmm_widgets.store.migrate import current_revision, upgrade
+    from pmm_widgets.store.schema import CONTRACT_TABLES
+
+    settings = settings_from_args(args)
+    upgrade(settings.db_url)
+    print(f"database ready: {safe_url(settings.db_url)} at revision {current_revision(settings.db_url)} "
+          f"(tables: {', '.join(CONTRACT_TABLES)}, ...)")
+    return EXIT_OK
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, inspect, select
+
+    from pmm_widgets.store.db import check_connection, make_engine, safe_url
+    from pmm_widgets.store.migrate import current_revision, head_revision
+    from pmm_widgets.store.schema import metadata
+
+    settings = settings_from_args(args)
+    engine = make_engine(settings.db_url)
+    try:
+        check_connection(engine)
+        current, head = current_revision(settings.db_url), head_revision()
+        note = "up to date" if current == head else "run `pmm db init` to upgrade"
+        print(f"{safe_url(settings.db_url)}: revision {current} (head {head}, {note})")
+        present = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            for name, table in metadata.tables.items():
+                n = conn.execute(select(func.count()).select_from(table)).scalar_one() if name in present else None
+                print(f"  {name:<20} {'missing' if n is None else n}")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        shown = getattr(value, "value", value)
+        print(f"PMM_{name.upper()}={'' if shown is None else shown}")
+    return EXIT_OK
+
+
+def _ensure_schema(settings: Settings) -> None:
+    from pmm_widgets.store.migrate import upgrade
+
+    upgrade(settings.db_url)
+
+
+def cmd_universe_refresh(args: argparse.Namespace) -> int:
+    refresh = entry("universe refresh", "pmm_widgets.venue.universe", "refresh_universe")
+    fmt = entry("universe refresh", "pmm_widgets.venue.universe", "format_universe")
+    settings = settings_from_args(args)
+    _ensure_schema(settings)
+    markets = asyncio.run(refresh(settings))
+    print(fmt(markets))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pmm_widgets.domain import Mode
+
+    if args.run_mode == "paper":
+        mode, label = Mode.PAPER, "run paper"
+    else:
+        mode = Mode.DRY_RUN if args.dry_run else Mode.LIVE
+        label = "run live"
+    run_main = entry(label, "pmm_widgets.engine.runner", "run_main")
+    settings = settings_from_args(args)
+    _ensure_schema(settings)
+    return int(run_main(settings, mode, yes=getattr(args, "yes", False), max_seconds=args.max_seconds))
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    serve_main = entry("sandbox", "pmm_widgets.sandbox.server", "serve_main")
+    config_cls = entry("sandbox", "pmm_widgets.sandbox.server", "SandboxConfig")
+    args._extra_overrides = {
+        "sandbox_markets": args.markets,
+        "sandbox_seed": args.seed,
+        "sandbox_speed": args.speed,
+    }
+    args._extra_overrides = {k: v for k, v in args._extra_overrides.items() if v is not None}
+    settings = settings_from_args(args)
+    cfg_args: dict[str, Any] = {
+        "markets": settings.sandbox_markets,
+        "seed": settings.sandbox_seed,
+        "speed": settings.sandbox_speed,
+        "host": args.host,
+    }
+    if args.gamma_port is not None:
+        cfg_args["gamma_port"] = args.gamma_port
+    if args.clob_port is not None:
+        cfg_args["clob_port"] = args.clob_port
+    return int(serve_main(config_cls(**cfg_args)))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    report_main = entry("report", "pmm_widgets.analytics.report", "report_main")
+    return int(report_main(settings_from_args(args)))
+
+
+def cmd_auth_derive(args: argparse.Namespace) -> int:
+    derive_main = entry("auth derive", "pmm_widgets.venue.auth", "derive_main")
+    return int(derive_main(settings_from_args(args), show_secrets=args.show_secrets))
+
+
+# ----------------------------------------------------------------------------- parser
+def _global_options() -> argparse.ArgumentParser:
+    """Options accepted before or after any subcommand (SUPPRESS keeps a later default from
+    overwriting an earlier value)."""
+    p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    g = p.add_argument_group("settings (override PMM_* environment variables, same validation)")
+    for field, (flag, help_) in GLOBAL_FLAGS.items():
+        g.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(), help=help_)
+    g.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="any other setting from env.example, e.g. --set universe_size=20 (repeatable)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _global_options()
+    parser = argparse.ArgumentParser(
+        prog="pmm",
+        description="Polymarket CLOB market-making workbench. Settings come from PMM_* variables "
+        "(see env.example) or .env, overridden by the flags below.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"pmm-widgets {__version__}")
+    parser.set_defaults(func=cmd_overview, _parser=parser)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def leaf(parent, name: str, help_: str, func: Callable[[argparse.Namespace], int]):
+        p = parent.add_parser(name, help=help_, description=help_, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    def group(name: str, help_: str):
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common])
+        p.set_defaults(func=lambda a, p=p: (p.print_help(), EXIT_CONFIG)[1])
+        return p.add_subparsers(title="commands", metavar="COMMAND")
+
+    db = group("db", "database: create or upgrade the schema, show its state")
+    leaf(db, "init", "create or upgrade every table (idempotent; SQLite in WAL mode, any SQLAlchemy URL)", cmd_db_init)
+    leaf(db, "status", "schema revision and row counts per table", cmd_db_status)
+
+    uni = group("universe", "the set of markets traded")
+    leaf(uni, "refresh", "fetch the top markets by liquidity and store them as a `markets` snapshot",
+         cmd_universe_refresh)
+
+    run = group("run", "run the engine headless until Ctrl-C / SIGTERM (cancels all orders on exit)")
+    paper = leaf(run, "paper", "paper-trade: simulated fills against real (or sandbox) books", cmd_run)
+    paper.set_defaults(run_mode="paper", dry_run=False)
+    live = leaf(run, "live", "trade real money on Polymarket (asks for confirmation)", cmd_run)
+    live.set_defaults(run_mode="live")
+    live.add_argument("--dry-run", action="store_true",
+                      help="build and sign orders but never send them (mode dry_run)")
+    live.add_argument("--yes", action="store_true", help="skip the typed confirmation (for unattended starts)")
+    for p in (paper, live):
+        p.add_argument("--max-seconds", type=float, default=None, help="stop cleanly after this many seconds")
+
+    sb = leaf(sub, "sandbox", "serve the simulated venue (Gamma, CLOB REST, websockets) on loopback", cmd_sandbox)
+    sb.add_argument("--markets", type=int, default=None, help="number of simulated markets (default 80)")
+    sb.add_argument("--seed", type=int, default=None, help="random seed (default 7)")
+    sb.add_argument("--speed", type=float, default=None, help="simulated time speed-up (default 1)")
+    sb.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sb.add_argument("--gamma-port", type=int, default=None, help="Gamma API port (default: free port)")
+    sb.add_argument("--clob-port", type=int, default=None, help="CLOB REST + websocket port (default: free port)")
+
+    leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
+
+    auth = group("auth", "credentials")
+    d = leaf(auth, "derive", "derive L2 API credentials from PMM_PRIVATE_KEY", cmd_auth_derive)
+    d.add_argument("--show-secrets", action="store_true",
+                   help="print the derived secret values (otherwise only the API key id is shown masked)")
+
+    leaf(sub, "config", "print the effective settings (secrets masked)", cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pmm_widgets.store.db import StoreError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        code = args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        print(f"pmm: {mask(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NotBuilt as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_NOT_BUILT
+    except (StoreError, MissingPackage) as exc:
+        print(f"pmm: {mask(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except SystemExit as exc:  # argparse usage errors and --help
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except Exception:
+        if not logging.getLogger().handlers:
+            setup_logging()
+        log.exception("pmm: unexpected error")  # masked by logsetup's filter
+        return EXIT_ERROR
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,614 @@
+"""The `Engine`: one object that wires universe, market data, strategy, exchange, store and the
+lease together, and that every face (headless runner, widgets, notebooks) drives.
+
+Why it runs as a task on the *running* loop: inside a Jupyter/Voilà kernel the loop is already
+running and cells must return, so `start()` schedules `run()` and returns at once; headless,
+`asyncio.run` provides the loop. Nothing here blocks the loop: SQL runs through
+`asyncio.to_thread`, rows go through the non-blocking `Sink`.
+
+Whatever ends the run (stop, kill, crash, lost lease, SIGTERM) goes through one `finally` that
+cancels every order and verifies with the venue, so no path leaves quotes behind.
+
+Roles: the engine that takes the DB lease is the *owner* and trades. One that finds the lease
+held is *attached*: it mirrors the owner's state from the lease row and turns `params`
+assignments, pause/resume and `kill()` into rows of the `commands` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import asdict, replace
+from decimal import Decimal
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from ..config import Params, Settings, Venue, format_validation_error
+from ..domain import Market, Mode
+from ..store.sink import Sink
+from .commands import CommandQueue
+from .lease import Lease, new_owner_id
+from .state import (
+    EngineState,
+    EventLog,
+    FeedState,
+    KillResult,
+    MarketRow,
+    params_to_json,
+    row_from_market_state,
+    totals_from,
+)
+
+
+class LeaseLost(RuntimeError):
+    """Another engine took the lease (ours expired): stop trading at once."""
+
+
+def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in changes.items()}
+
+
+class RemoteParams:
+    """The `.params` of an attached engine: reads the owner's published values; assignments are
+    validated locally with the same `Params` rules (so a bad value fails in the caller at once)
+    and then sent to the owner as a `set_params` command."""
+
+    def __init__(self, engine: "Engine") -> None:
+        object.__setattr__(self, "_engine", engine)
+
+    def _current(self) -> Params:
+        return Params.model_validate(self._engine.state.params or {})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.update(**{name: value})
+
+    def update(self, **changes: Any) -> "RemoteParams":
+        self._current().update(**changes)  # raises ValidationError like a local Params
+        self._engine._send_command("set_params", _jsonable(changes))
+        return self
+
+    def model_dump(self) -> dict[str, Any]:
+        return self._current().model_dump()
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        mode: Mode = Mode.PAPER,
+        *,
+        sink: Sink | None = None,
+        endpoints: Any = None,
+        auto_takeover: bool = False,
+    ) -> None:
+        """`sink`/`endpoints` let tests share a sandbox or a MemorySink; by default the engine opens
+        its own (embedded sandbox when `settings.venue` is sandbox, BatchWriter on `db_url`).
+        `auto_takeover`: an attached engine becomes owner when the lease frees (a reloaded page)."""
+        self.settings = settings
+        self.mode = Mode(mode)
+        self.auto_takeover = auto_takeover
+        self.events = EventLog()
+        self._params = settings.params()
+        self._sink_override = sink
+        self._endpoints_override = endpoints
+        self._owner_id = new_owner_id()
+        self._state = EngineState(mode=self.mode.value, owner=self._owner_id, venue=settings.venue.value,
+                                  params=params_to_json(self._params))
+        self._state_listeners: list[Callable[[EngineState], None]] = []
+        self._task: asyncio.Task | None = None
+        self._stop_evt: asyncio.Event | None = None
+        self._role_evt: asyncio.Event | None = None
+        self._kill_requested = False
+        self._kill_result: KillResult | None = None
+        self._trade_lock: asyncio.Lock | None = None
+        self._db: Any = None
+        self._lease: Lease | None = None
+        self._commands: CommandQueue | None = None
+        self._exchange: Any = None
+        self._sink: Any = None
+        self._writer: Any = None
+        self._md: Any = None
+        self._cycle: Any = None
+        self._markets: list[Market] = []
+        self._gamma: Any = None
+        self._load_universe: Any = None
+        self._universe_ts = 0.0
+        self._kill_command_id: int | None = None
+        self._crash_reported = False
+        self.events.subscribe(self._record_event)
+
+    # ---------------------------------------------------------------- public API (all faces)
+    @property
+    def role(self) -> str:
+        return self._state.role
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def task(self) -> asyncio.Task | None:
+        return self._task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def params(self) -> Params | RemoteParams:
+        return RemoteParams(self) if self.role == "attached" else self._params
+
+    @params.setter
+    def params(self, value: Params | dict[str, Any]) -> None:
+        changes = value.model_dump() if isinstance(value, Params) else dict(value)
+        self.set_params(**changes)
+
+    def set_params(self, **changes: Any) -> None:
+        """Validate and apply (owner/idle) or send (attached). Raises ValidationError; applies nothing then."""
+        if self.role == "attached":
+            RemoteParams(self).update(**changes)
+        else:
+            self._params.update(**changes)
+            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused))
+
+    def set_mode(self, mode: Mode | str) -> None:
+        """Change the execution mode; only while not running. Live needs credentials."""
+        mode = Mode(mode)
+        if self.running:
+            raise RuntimeError("stop the engine before switching mode")
+        if mode is not Mode.PAPER and not (self.settings.has_private_key or self.settings.has_l2_creds):
+            raise RuntimeError(f"{mode.value} mode needs credentials: set PMM_PRIVATE_KEY (and optionally the API key trio)")
+        self.mode = mode
+        self._publish(replace(self._state, mode=mode.value))
+
+    def add_state_listener(self, cb: Callable[[EngineState], None]) -> Callable[[], None]:
+        """cb(state) after every published snapshot (owner: each cycle; attached: each poll)."""
+        self._state_listeners.append(cb)
+        return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
+
+    def start(self) -> asyncio.Task:
+        """Schedule `run()` on the running loop and return the task (a no-op if already running)."""
+        if self.running:
+            assert self._task is not None
+            return self._task
+        loop = asyncio.get_running_loop()
+        self._stop_evt = asyncio.Event()
+        self._role_evt = asyncio.Event()
+        self._trade_lock = asyncio.Lock()
+        self._kill_requested = False
+        self._task = loop.create_task(self.run(), name="pmm-engine")
+        self._task.add_done_callback(self._on_done)
+        return self._task
+
+    async def wait_role(self, timeout: float = 30.0) -> str:
+        """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
+        assert self._role_evt is not None and self._task is not None, "call start() first"
+        waiter = asyncio.ensure_future(self._role_evt.wait())
+        done, _ = await asyncio.wait({waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]
+        return self.role
+
+    async def stop(self) -> None:
+        """Owner: cancel all orders, flush the DB, release the lease. Attached: stop mirroring."""
+        if not self.running:
+            return
+        assert self._stop_evt is not None and self._task is not None
+        self._stop_evt.set()
+        grace = max(2.0, self.settings.quote_refresh_sec * 2)
+        done, _ = await asyncio.wait({self._task}, timeout=grace)
+        if not done:
+            self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+
+    async def kill(self) -> KillResult:
+        """Cancel every order, verify the venue reports none open, record a `kill` event, stop.
+
+        Attached: sends a `kill` command and waits for the owner's result."""
+        if self.role == "attached" and self.running:
+            return await self._remote_kill()
+        self._kill_requested = True
+        if self.running:
+            await self.stop()
+        if self._kill_result is None:
+            self._kill_result = KillResult(time.time(), 0, 0, True, "engine was not running: nothing to cancel")
+            self._publish(replace(self._state, kill=self._kill_result))
+        return self._kill_result
+
+    async def pause(self, cancel: bool = True, reason: str = "pause") -> int:
+        """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now."""
+        if self.role == "attached":
+            self._send_command("pause", {})
+            return 0
+        self.set_params(quoting_paused=True)
+        n = 0
+        if cancel and self._exchange is not None and self._trade_lock is not None:
+            async with self._trade_lock:
+                n = await self._exchange.cancel_all()
+        self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
+        return n
+
+    async def resume(self) -> None:
+        if self.role == "attached":
+            self._send_command("resume", {})
+            return
+        self.set_params(quoting_paused=False)
+        self.events.emit("INFO", "resume", "quoting resumed")
+
+    # ---------------------------------------------------------------- the task
+    async def run(self, max_seconds: float | None = None) -> None:
+        """Decide the role, then trade (owner) or mirror (attached) until stopped."""
+        if self._stop_evt is None:  # run() awaited directly (headless) rather than via start()
+            self._stop_evt, self._role_evt, self._trade_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        if max_seconds is not None:
+            asyncio.get_running_loop().call_later(max_seconds, self._stop_evt.set)
+        self._kill_result = None
+        self._crash_reported = False
+        self._publish(replace(self._state, last_error=None, kill=None))
+        await self._open_db()
+        assert self._lease is not None
+        while not self._stop_evt.is_set():
+            if await asyncio.to_thread(self._lease.try_acquire):
+                await self._run_owner()
+                return
+            takeover = await self._run_attached()
+            if not takeover:
+                return
+
+    async def _open_db(self) -> None:
+        if self._db is None:
+            from ..store.db import make_engine
+            from ..store.migrate import upgrade
+
+            await asyncio.to_thread(upgrade, self.settings.db_url)
+            self._db = make_engine(self.settings.db_url)
+            self._lease = Lease(self._db, self.settings.lease_ttl_sec, owner=self._owner_id)
+            self._commands = CommandQueue(self._db, self._owner_id)
+
+    async def _run_owner(self) -> None:
+        assert self._stop_evt is not None and self._lease is not None and self._commands is not None
+        started = time.time()
+        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0))
+        await asyncio.to_thread(self._commands.expire_before, started)
+        lease_task: asyncio.Task | None = None
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await self._setup(stack)
+                lease_task = asyncio.get_running_loop().create_task(self._lease_loop(), name="pmm-lease")
+                self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
+                                 f"venue={self.settings.venue.value} markets={len(self._markets)}")
+                assert self._role_evt is not None
+                self._role_evt.set()
+                await self._quote_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                msg = f"{type(exc).__name__}: {exc}"
+                self._publish(replace(self._state, last_error=msg))
+                self.events.emit("ERROR", "error", f"engine crashed: {msg}")
+                self._crash_reported = True
+                raise
+            finally:
+                if lease_task is not None:
+                    lease_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await lease_task
+                await self._shutdown()
+
+    async def _setup(self, stack: contextlib.AsyncExitStack) -> None:
+        """Open endpoints, writer, universe, market data, exchange and the quote cycle."""
+        from ..store import repo
+        from ..strategy.cycle import QuoteCycle
+        from ..venue.gamma import GammaClient
+        from ..venue.market_data import MarketData
+        from ..venue.universe import load_universe
+
+        s = self.settings
+        if self._endpoints_override is not None:
+            endpoints = self._endpoints_override
+        else:
+            from ..venue.endpoints import open_endpoints
+
+            endpoints = await stack.enter_async_context(open_endpoints(s))
+        if self._sink_override is not None:
+            self._sink, self._writer = self._sink_override, None
+        else:
+            from ..store.writer import BatchWriter
+
+            self._writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec)
+            self._writer.start()
+            self._sink = self._writer
+        gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec)
+        stack.push_async_callback(gamma.aclose)
+        self._gamma = gamma
+        self._load_universe = load_universe
+        self._markets = await load_universe(gamma, s.universe_size)
+        self._record_universe(self._markets)
+        self._universe_ts = time.time()
+
+        self._md = MarketData(endpoints.clob_url, endpoints.ws_url, self._sink,
+                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec)
+        await self._md.start()
+        if self.mode is Mode.PAPER:
+            from ..execution.paper import PaperExchange
+
+            self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed)
+        else:
+            from ..execution.live import LiveExchange
+
+            self._exchange = LiveExchange(s, self._sink, clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
+                                          dry_run=self.mode is Mode.DRY_RUN)
+        self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
+        await self._exchange.start()
+        self._exchange.set_markets(self._markets)
+        await self._md.set_markets(self._markets)
+        calibration = await asyncio.to_thread(repo.load_calibration, self._db)
+        self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration)
+
+    def _record_universe(self, markets: list[Market]) -> None:
+        ts = time.time()
+        for rank, m in enumerate(markets, 1):
+            self._sink.insert("markets", {
+                "snapshot_ts": ts, "rank": rank, "condition_id": m.condition_id, "question": m.question,
+                "slug": m.slug, "yes_token_id": m.yes_token_id, "no_token_id": m.no_token_id,
+                "liquidity_num": m.liquidity_num, "volume_24h": m.volume_24h, "tick_size": m.tick_size,
+                "min_order_size": m.min_order_size, "neg_risk": m.neg_risk, "best_bid": m.best_bid,
+                "best_ask": m.best_ask, "raw_json": None,
+            })
+
+    async def _refresh_universe(self) -> None:
+        from ..venue.universe import diff_universe
+
+        fresh = await self._load_universe(self._gamma, self.settings.universe_size)
+        added, removed = diff_universe(self._markets, fresh)
+        assert self._trade_lock is not None
+        async with self._trade_lock:
+            for m in removed:  # a market leaving the universe takes its quotes with it
+                n = await self._exchange.cancel_market(m.condition_id)
+                self.events.emit("INFO", "universe", f"left the universe: {m.question[:60]} ({n} orders cancelled)",
+                                 market=m.condition_id)
+            self._markets = fresh
+            self._exchange.set_markets(fresh)
+        await self._md.set_markets(fresh)
+        if added or removed:
+            self._record_universe(fresh)
+            self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
+        self._universe_ts = time.time()
+
+    async def _quote_loop(self) -> None:
+        assert self._stop_evt is not None and self._trade_lock is not None
+        loop = asyncio.get_running_loop()
+        while not self._stop_evt.is_set():
+            t0 = loop.time()
+            await self._apply_commands()
+            if self._stop_evt.is_set():
+                break
+            if time.time() - self._universe_ts >= self.settings.universe_refresh_sec:
+                try:
+                    await self._refresh_universe()
+                except Exception as exc:  # keep quoting the old universe; say so
+                    self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
+                    self._universe_ts = time.time()
+            async with self._trade_lock:
+                report = await self._cycle.run_once(time.time(), self._markets, self._md.view, self._exchange)
+            for breach in getattr(report, "breaches", None) or []:
+                self.events.emit("WARNING", "risk_breach", str(breach))
+            self._publish_cycle()
+            if getattr(report, "kill_requested", False):
+                self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
+                self._kill_requested = True
+                self._stop_evt.set()
+                break
+            delay = self.settings.quote_refresh_sec - (loop.time() - t0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    def _publish_cycle(self) -> None:
+        ms = self._cycle.markets_state()
+        rows: list[MarketRow] = []
+        for rank, m in enumerate(self._markets, 1):
+            st = ms.get(m.condition_id)
+            rows.append(row_from_market_state(rank, m.condition_id, st) if st is not None
+                        else MarketRow(m.condition_id, rank, m.question, status="waiting"))
+            if not rows[-1].question:
+                rows[-1].question = m.question
+        h = self._md.health()
+        wl = self._writer.stats().lag_sec if self._writer is not None else None
+        self._publish(replace(
+            self._state, running=True, tick=self._state.tick + 1, ts=time.time(), markets=rows,
+            totals=totals_from(self._cycle.totals()),
+            feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
+            writer_lag_sec=wl, params=params_to_json(self._params), paused=self._params.quoting_paused,
+            mode=self.mode.value,
+        ))
+
+    async def _lease_loop(self) -> None:
+        """Renew the lease and publish state for attached faces, about once a second."""
+        assert self._lease is not None and self._stop_evt is not None
+        period = min(1.0, self.settings.lease_ttl_sec / 4)
+        while True:
+            await asyncio.sleep(period)
+            ok = await asyncio.to_thread(self._lease.renew, self._state.to_json())
+            if not ok:
+                self._publish(replace(self._state, last_error="lease lost to another engine: stopped quoting"))
+                self.events.emit("ERROR", "lease", "lease lost to another engine: stopping")
+                self._stop_evt.set()
+                return
+
+    async def _apply_commands(self) -> None:
+        assert self._commands is not None
+        for cmd in await asyncio.to_thread(self._commands.pending):
+            result = "ok"
+            try:
+                if cmd.kind == "set_params":
+                    self.set_params(**cmd.payload)
+                    result = "ok: " + ", ".join(f"{k}={v}" for k, v in cmd.payload.items())
+                elif cmd.kind == "pause":
+                    await self.pause(cancel=True, reason="pause")
+                elif cmd.kind == "resume":
+                    await self.resume()
+                elif cmd.kind == "kill":
+                    # applied after shutdown, with the verified result (see _shutdown)
+                    self._kill_requested = True
+                    self._kill_command_id = cmd.id
+                    assert self._stop_evt is not None
+                    self._stop_evt.set()
+                    return
+                else:
+                    result = f"error: unknown command {cmd.kind}"
+            except ValidationError as exc:
+                result = "rejected: " + format_validation_error(exc)
+            except Exception as exc:
+                result = f"error: {type(exc).__name__}: {exc}"
+            self.events.emit("INFO", "command", f"{cmd.kind} from {cmd.issuer}: {result}")
+            await asyncio.to_thread(self._commands.mark_applied, cmd.id, result)
+
+    async def _shutdown(self) -> None:
+        """Cancel all and verify, record, close everything, release the lease. Never raises."""
+        cancelled, open_after, err = 0, -1, None
+        if self._exchange is not None:
+            for _ in range(3):
+                try:
+                    cancelled += await self._exchange.cancel_all()
+                    open_after = await self._exchange.count_venue_open_orders()
+                except Exception as exc:
+                    err = f"{type(exc).__name__}: {exc}"
+                if open_after == 0:
+                    break
+                await asyncio.sleep(0.2)
+        if self._kill_requested:
+            kr = KillResult(time.time(), cancelled, max(open_after, 0) if err is None else open_after, True,
+                            f"KILLED: {cancelled} orders cancelled, venue reports {open_after} open"
+                            + (f" (error: {err})" if err else ""))
+            self._kill_result = kr
+            self.events.emit("ERROR" if not kr.ok else "WARNING", "kill", kr.message)
+        self.events.emit("INFO", "engine_stop", f"engine stopped: {cancelled} orders cancelled, {open_after} open")
+        self._publish(replace(self._state, running=False, kill=self._kill_result,
+                              totals=replace(self._state.totals, open_orders=max(open_after, 0))))
+        for closer in (getattr(self._exchange, "close", None), getattr(self._md, "close", None)):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._writer.close)
+        self._sink = None
+        cmd_id = self._kill_command_id
+        if cmd_id is not None and self._commands is not None and self._kill_result is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._commands.mark_applied, cmd_id, json.dumps(asdict(self._kill_result)))
+            self._kill_command_id = None
+        if self._lease is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._lease.release)
+        self._exchange = self._md = self._cycle = self._writer = None
+
+    # ---------------------------------------------------------------- attached role
+    async def _run_attached(self) -> bool:
+        """Mirror the owner's state until stopped. True: the lease freed and we took it over."""
+        assert self._stop_evt is not None and self._lease is not None and self._role_evt is not None
+        self._publish(replace(self._state, role="attached", running=True, last_error=None))
+        self.events.emit("INFO", "attached", "another engine owns this DB: attached (commands go through the DB)")
+        while not self._stop_evt.is_set():
+            row = await asyncio.to_thread(self._lease.read)
+            if row is not None and not row.expired() and row.owner != self._owner_id:
+                owner_state = EngineState.from_json(row.state_json) if row.state_json else EngineState()
+                self._publish(replace(owner_state, role="attached", owner=row.owner, running=True))
+                self._role_evt.set()  # after the first mirror, so callers see the owner's state
+            else:
+                if self.auto_takeover:
+                    self._publish(replace(self._state, role="idle"))
+                    return True
+                self._publish(replace(self._state, running=False,
+                                      last_error="no engine owns the DB lease: press Start to own it"))
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_evt.wait(), timeout=self.settings.dashboard_refresh_sec)
+        self._publish(replace(self._state, running=False))
+        return False
+
+    def _send_command(self, kind: str, payload: dict[str, Any]) -> None:
+        """Insert a command row for the owner: in a worker thread when a loop runs (widget callbacks)."""
+        commands = self._commands
+        if commands is None:
+            raise RuntimeError("not attached to an engine")
+        self.events.emit("INFO", "command", f"sent {kind} {payload or ''} to the owner")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            commands.send(kind, payload)
+            return
+        task = loop.create_task(asyncio.to_thread(commands.send, kind, payload))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
+            "ERROR", "command", f"could not send {kind}: {t.exception()}"))
+
+    async def _remote_kill(self) -> KillResult:
+        assert self._commands is not None
+        cid = await asyncio.to_thread(self._commands.send, "kill", {})
+        deadline = time.time() + max(10.0, 4 * self.settings.quote_refresh_sec + self.settings.lease_ttl_sec)
+        while time.time() < deadline:
+            res = await asyncio.to_thread(self._commands.result, cid)
+            if res is not None:
+                try:
+                    kr = KillResult(**json.loads(res[1]))
+                except (ValueError, TypeError):
+                    kr = KillResult(res[0], 0, -1, False, f"owner answered: {res[1]}")
+                self._kill_result = kr
+                self._publish(replace(self._state, kill=kr))
+                return kr
+            await asyncio.sleep(0.2)
+        kr = KillResult(time.time(), 0, -1, False, "kill sent, but the owner did not confirm in time")
+        self._publish(replace(self._state, kill=kr))
+        return kr
+
+    # ---------------------------------------------------------------- plumbing
+    def _publish(self, state: EngineState) -> None:
+        self._state = state
+        for cb in list(self._state_listeners):
+            try:
+                cb(state)
+            except Exception:  # a broken face must not break the engine
+                pass
+
+    def _record_event(self, ev: Any) -> None:
+        if self._sink is not None and self.role == "owner":
+            self._sink.insert("events", {"ts": ev.ts, "level": ev.level, "kind": ev.kind, "market": ev.market,
+                                         "message": ev.message, "data_json": None})
+
+    def _on_done(self, task: asyncio.Task) -> None:
+        """Surface a crash: never silent, even when nobody awaits the task."""
+        if task.cancelled():
+            self._publish(replace(self._state, running=False))
+            return
+        exc = task.exception()
+        if exc is not None:
+            msg = f"{type(exc).__name__}: {exc}"
+            self._publish(replace(self._state, running=False, last_error=msg))
+            if not self._crash_reported:
+                self.events.emit("ERROR", "error", f"engine crashed: {msg}")
+        if self._role_evt is not None:
+            self._role_evt.set()
+
+
+def wallet_address(settings: Settings) -> str | None:
+    """The address orders are placed for (funder if set, else the key's address); never the key."""
+    if settings.funder:
+        return settings.funder
+    if not settings.has_private_key:
+        return None
+    from eth_account import Account
+
+    assert settings.private_key is not None
+    return Account.from_key(settings.private_key.get_secret_value()).address
+
+
+def venue_description(settings: Settings) -> str:
+    return "embedded sandbox (loopback)" if settings.venue is Venue.SANDBOX else settings.clob_url

@@ -1,0 +1,104 @@
+"""One quoting engine per database: a lease row in `engine_lease`.
+
+Why a DB lease and not a lock file: Voilà starts one kernel per page load and JupyterLab or a
+headless run may sit beside it, possibly on another host sharing a PostgreSQL DB. The DB is the
+one thing all of them share. The row is taken atomically (a conditional UPDATE that steals only
+an expired lease, else an INSERT guarded by the primary key), renewed every few seconds, and
+carries the owner's serialised state so attached faces can show it without a second engine.
+
+All methods are blocking (SQL); the engine calls them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ..store.schema import engine_lease
+
+# One quoting engine per DB, whatever the mode: paper and live sharing a DB must not both quote.
+LEASE_NAME = "engine"
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    name: str
+    owner: str
+    expires_at: float
+    heartbeat_at: float
+    state_json: dict[str, Any] | None
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires_at < (time.time() if now is None else now)
+
+
+class Lease:
+    def __init__(self, db: sa.Engine, ttl_sec: float, name: str = LEASE_NAME, owner: str | None = None) -> None:
+        self.db = db
+        self.ttl_sec = ttl_sec
+        self.name = name
+        self.owner = owner or new_owner_id()
+        self.held = False
+
+    def try_acquire(self, now: float | None = None) -> bool:
+        """Take the lease if it is free, expired or already ours. Atomic on SQLite and PostgreSQL."""
+        now = time.time() if now is None else now
+        t = engine_lease
+        with self.db.begin() as conn:
+            res = conn.execute(
+                sa.update(t)
+                .where(t.c.name == self.name, sa.or_(t.c.expires_at < now, t.c.owner == self.owner))
+                .values(owner=self.owner, expires_at=now + self.ttl_sec, heartbeat_at=now, state_json=None)
+            )
+            if res.rowcount == 1:
+                self.held = True
+                return True
+        try:
+            with self.db.begin() as conn:
+                conn.execute(
+                    sa.insert(t).values(
+                        name=self.name, owner=self.owner, expires_at=now + self.ttl_sec, heartbeat_at=now, state_json=None
+                    )
+                )
+        except IntegrityError:
+            return False  # held by a live owner (or another contender won the insert)
+        self.held = True
+        return True
+
+    def renew(self, state_json: dict[str, Any] | None = None, now: float | None = None) -> bool:
+        """Extend our lease (and publish state). False means we lost it: the caller must stop trading."""
+        now = time.time() if now is None else now
+        t = engine_lease
+        values: dict[str, Any] = {"expires_at": now + self.ttl_sec, "heartbeat_at": now}
+        if state_json is not None:
+            values["state_json"] = state_json
+        with self.db.begin() as conn:
+            res = conn.execute(sa.update(t).where(t.c.name == self.name, t.c.owner == self.owner).values(**values))
+        self.held = res.rowcount == 1
+        return self.held
+
+    def release(self) -> None:
+        """Give the lease up (only if still ours), so the next face can own immediately."""
+        t = engine_lease
+        with self.db.begin() as conn:
+            conn.execute(sa.delete(t).where(t.c.name == self.name, t.c.owner == self.owner))
+        self.held = False
+
+    def read(self) -> LeaseRow | None:
+        t = engine_lease
+        with self.db.connect() as conn:
+            r = conn.execute(sa.select(t).where(t.c.name == self.name)).mappings().first()
+        if r is None:
+            return None
+        return LeaseRow(r["name"], r["owner"], r["expires_at"], r["heartbeat_at"], r["state_json"])

@@ -1,0 +1,98 @@
+"""Headless face: run one engine under `asyncio.run` until SIGINT/SIGTERM (or `max_seconds`).
+
+Why its own module: `pmm run …` and `python -m pmm_widgets.engine` share it, and it is the
+unattended way to trade, so it is strict: live asks for a typed confirmation on a TTY (unless
+`--yes`), refuses without credentials, says which venue and wallet it will trade (never a
+secret), and on a signal cancels everything, flushes the DB and releases the lease before
+exiting 0. It prints one status line per quote cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TextIO
+
+from ..config import ConfigError, Settings
+from ..domain import Mode
+from .core import Engine, venue_description, wallet_address
+from .state import EngineState
+
+
+def status_line(s: EngineState) -> str:
+    quoted = sum(1 for m in s.markets if m.yes_bid is not None or m.yes_ask is not None
+                 or m.no_bid is not None or m.no_ask is not None)
+    lag = "n/a" if s.feed.lag_sec is None else f"{s.feed.lag_sec:.1f}s"
+    feed = ("up" if s.feed.connected else "DOWN") + f" lag {lag} stale {s.feed.stale_tokens}"
+    db = "n/a" if s.writer_lag_sec is None else f"{s.writer_lag_sec:.1f}s"
+    paused = " PAUSED" if s.paused else ""
+    return (f"[{s.mode}{paused}] tick {s.tick} quoted {quoted}/{len(s.markets)} open {s.totals.open_orders} "
+            f"fills/min {s.totals.fills_per_min:.2f} fills {s.totals.fills} pnl {s.totals.pnl:+.2f} "
+            f"feed {feed} db lag {db}")
+
+
+def confirm_live(settings: Settings, mode: Mode, yes: bool, out: TextIO = sys.stdout) -> str | None:
+    """None when trading may proceed, else the one-line reason to refuse."""
+    if mode is Mode.PAPER:
+        return None
+    if not (settings.has_private_key or settings.has_l2_creds):
+        return f"{mode.value} mode needs credentials: set PMM_PRIVATE_KEY (see env.example)"
+    addr = wallet_address(settings) or "(L2 API key only; wallet address unknown)"
+    print(f"{mode.value}: venue {venue_description(settings)}, wallet {addr}", file=out, flush=True)
+    if mode is Mode.DRY_RUN or yes:
+        return None
+    if not sys.stdin.isatty():
+        return "live trading needs --yes when stdin is not a terminal"
+    answer = input("Type 'yes' to trade real money: ")
+    return None if answer.strip() == "yes" else "not confirmed"
+
+
+async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    engine.add_state_listener(lambda s: print(status_line(s), file=out, flush=True) if s.role == "owner" and s.running else None)
+    engine.events.subscribe(lambda ev: print(f"{ev.level} {ev.kind}: {ev.message}", file=out, flush=True)
+                            if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached") else None)
+    task = engine.start()
+    try:
+        role = await engine.wait_role(timeout=120.0)
+    except Exception:
+        role = "crashed"
+    if role == "attached":  # headless never mirrors: one quoting engine per DB
+        await engine.stop()
+        print("another engine owns this DB (lease held): not starting a second one", file=sys.stderr, flush=True)
+        return 3
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task not in done:
+        await engine.stop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    if task.cancelled():
+        return 0
+    exc = task.exception()
+    if exc is not None:
+        print(f"engine crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def run_main(settings: Settings, mode: Mode, yes: bool = False, max_seconds: float | None = None,
+             out: TextIO = sys.stdout) -> int:
+    """Entry of `pmm run …` and `python -m pmm_widgets.engine`. Exit 0 after a clean stop."""
+    try:
+        mode = Mode(mode)
+        settings.params()
+        refusal = confirm_live(settings, mode, yes, out)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
+    engine = Engine(settings, mode)
+    return asyncio.run(_run(engine, max_seconds, out))

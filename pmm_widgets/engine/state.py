@@ -1,0 +1,210 @@
+"""The engine's observable state and event stream: what every face (status line, widgets,
+charts, an attached tab) reads.
+
+Why plain dataclasses of floats and strings: the same snapshot is rendered by the headless
+runner, streamed into Bokeh sources, and serialised into the lease row for attached faces, so
+it must be cheap to copy and JSON-safe. Decimal money from the strategy is converted to float
+here, for display only; nothing trades off these numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
+from typing import Any, Callable
+
+Role = str  # "idle" (not started), "owner" (trades), "attached" (reads the owner's state)
+
+
+def _f(value: Any) -> float | None:
+    """Decimal/int/float/None → float or None (display only)."""
+    if value is None:
+        return None
+    if isinstance(value, (Decimal, int, float)):
+        return float(value)
+    return None
+
+
+@dataclass(slots=True)
+class MarketRow:
+    """One line of the universe table."""
+
+    condition_id: str
+    rank: int
+    question: str
+    mid: float | None = None
+    spread: float | None = None
+    yes_bid: float | None = None
+    yes_ask: float | None = None
+    no_bid: float | None = None
+    no_ask: float | None = None
+    inv_yes: float = 0.0
+    inv_no: float = 0.0
+    pnl: float = 0.0
+    fills: int = 0
+    fills_per_min: float = 0.0
+    status: str = ""
+
+
+@dataclass(slots=True)
+class Totals:
+    pnl: float = 0.0
+    realized: float = 0.0
+    unrealized: float = 0.0
+    fills: int = 0
+    fills_per_min: float = 0.0
+    placed: int = 0
+    cancels: int = 0
+    open_orders: int = 0
+
+
+@dataclass(slots=True)
+class FeedState:
+    connected: bool = False
+    lag_sec: float | None = None
+    reconnects: int = 0
+    stale_tokens: int = 0
+
+
+@dataclass(slots=True)
+class KillResult:
+    """What the KILL button shows: orders cancelled, what the venue still reports, stopped or not."""
+
+    ts: float
+    cancelled: int
+    venue_open_after: int
+    stopped: bool
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped and self.venue_open_after == 0
+
+
+@dataclass(slots=True)
+class EngineState:
+    """A snapshot, replaced (not mutated) once per quote cycle by the owner."""
+
+    role: Role = "idle"
+    mode: str = "paper"
+    running: bool = False
+    paused: bool = False
+    owner: str = ""
+    venue: str = ""
+    tick: int = 0
+    ts: float = 0.0
+    started_ts: float | None = None
+    markets: list[MarketRow] = field(default_factory=list)
+    totals: Totals = field(default_factory=Totals)
+    feed: FeedState = field(default_factory=FeedState)
+    writer_lag_sec: float | None = None
+    last_error: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    kill: KillResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EngineState":
+        """Rebuild a snapshot from the lease row; unknown keys (a newer owner) are ignored."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        kw["markets"] = [_build(MarketRow, m) for m in data.get("markets") or []]
+        kw["totals"] = _build(Totals, data.get("totals") or {})
+        kw["feed"] = _build(FeedState, data.get("feed") or {})
+        kw["kill"] = _build(KillResult, data["kill"]) if data.get("kill") else None
+        return cls(**kw)
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def params_to_json(params: Any) -> dict[str, Any]:
+    """Params → JSON-safe dict (Decimal as str so exact values survive the lease row)."""
+    out: dict[str, Any] = {}
+    for k, v in params.model_dump().items():
+        out[k] = str(v) if isinstance(v, Decimal) else v
+    return out
+
+
+def row_from_market_state(rank: int, condition_id: str, ms: Any) -> MarketRow:
+    """Adapt the strategy's `MarketState` (Decimal fields) to a display row."""
+    mid = _f(getattr(ms, "mid", None))
+    yes_bid, yes_ask = _f(getattr(ms, "yes_bid", None)), _f(getattr(ms, "yes_ask", None))
+    spread = _f(getattr(ms, "spread", None))
+    if spread is None and yes_bid is not None and yes_ask is not None:
+        spread = yes_ask - yes_bid
+    return MarketRow(
+        condition_id=condition_id,
+        rank=rank,
+        question=str(getattr(ms, "question", "") or ""),
+        mid=mid,
+        spread=spread,
+        yes_bid=yes_bid,
+        yes_ask=yes_ask,
+        no_bid=_f(getattr(ms, "no_bid", None)),
+        no_ask=_f(getattr(ms, "no_ask", None)),
+        inv_yes=_f(getattr(ms, "inventory_yes", None)) or 0.0,
+        inv_no=_f(getattr(ms, "inventory_no", None)) or 0.0,
+        pnl=_f(getattr(ms, "pnl_total", None)) or 0.0,
+        fills=int(getattr(ms, "fills", 0) or 0),
+        fills_per_min=_f(getattr(ms, "fills_per_min", None)) or 0.0,
+        status=str(getattr(ms, "status", "") or ""),
+    )
+
+
+def totals_from(t: Any) -> Totals:
+    """Adapt the strategy's `Totals` to the display totals."""
+    return Totals(
+        pnl=_f(getattr(t, "pnl_total", None)) or 0.0,
+        realized=_f(getattr(t, "realized", None)) or 0.0,
+        unrealized=_f(getattr(t, "unrealized", None)) or 0.0,
+        fills=int(getattr(t, "fills", 0) or 0),
+        fills_per_min=_f(getattr(t, "fills_per_min", None)) or 0.0,
+        placed=int(getattr(t, "placed", 0) or 0),
+        cancels=int(getattr(t, "cancels", 0) or 0),
+        open_orders=int(getattr(t, "open_orders", 0) or 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineEvent:
+    ts: float
+    level: str  # INFO, WARNING, ERROR
+    kind: str  # engine_start, engine_stop, kill, error, command, deadman, universe, lease
+    message: str
+    market: str | None = None
+
+
+class EventLog:
+    """A bounded ring of recent events with synchronous subscribers.
+
+    Why callbacks and not a queue: faces (an Output widget, the runner's stdout) just append a
+    line; a subscriber that raises is dropped from this call only and never hurts the engine.
+    """
+
+    def __init__(self, maxlen: int = 500) -> None:
+        self._ring: deque[EngineEvent] = deque(maxlen=maxlen)
+        self._subs: list[Callable[[EngineEvent], None]] = []
+
+    def emit(self, level: str, kind: str, message: str, market: str | None = None) -> EngineEvent:
+        ev = EngineEvent(time.time(), level, kind, message, market)
+        self._ring.append(ev)
+        for cb in list(self._subs):
+            try:
+                cb(ev)
+            except Exception:  # a broken face must not break the engine
+                pass
+        return ev
+
+    def subscribe(self, cb: Callable[[EngineEvent], None]) -> Callable[[], None]:
+        self._subs.append(cb)
+        return lambda: self._subs.remove(cb) if cb in self._subs else None
+
+    def recent(self, n: int = 50) -> list[EngineEvent]:
+        return list(self._ring)[-n:]

@@ -1,0 +1,93 @@
+"""Fill models of the paper exchange: when, and how much of, a resting order gets filled.
+
+`intensity` (the seed's model). A resting order fills as a Poisson process with rate
+
+    λ = paper_fill_intensity / 60 × exp(−paper_spread_k × distance) × depth_factor   [1/s]
+
+`distance` is how far (price units) the order sits behind its side's touch (0 at or inside the
+touch). `depth_factor = 2·D0 / (D0 + D)`, with D the size resting at the touch on our side and
+D0 a reference depth (shares): 1 when the touch holds D0 shares, up to 2 for an empty touch and
+falling like 2·D0/D for a deep one. Why this form: incoming flow is shared by the resting size,
+so our share of it falls with the queue, yet stays bounded (≤ 2×) on an empty touch, where a
+thin book is a reason to fill more often, not infinitely often. The chance of at least one fill
+over dt is `1 − exp(−λ dt)`. A fill is the whole remaining size with probability
+`paper_full_fill_prob`, otherwise a fraction ~ Beta(a, b) of the remaining size, capped at
+`paper_partial_max_frac`, at least one min-size lot and never more than what remains.
+
+`queue`. The order joins the back of its price level: the size already resting there (from the
+last book seen) is ahead of it. Public trades at our price eat the queue ahead first, then our
+order; a decrease of the level's size in the book (cancels, or trades we did not see) also eats
+the queue ahead (the optimistic assumption: a cancel ahead of us, never behind). A trade at a
+better price than ours, or a book that now offers at our price from the other side, means the
+market traded through our level: the order fills.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from ..config import Params
+from ..domain import ZERO, BookView, Side
+from ..ticks import floor_size
+
+DEFAULT_REF_DEPTH = 100.0
+
+
+def touch_distance(view: BookView, side: Side, price: Decimal) -> float:
+    """Price distance behind our side's touch (0 when at or better than the touch)."""
+    best = view.best_bid if side is Side.BUY else view.best_ask
+    if best is None:
+        return 0.0
+    d = best - price if side is Side.BUY else price - best
+    return max(0.0, float(d))
+
+
+def touch_depth(view: BookView, side: Side) -> float:
+    levels = view.bids if side is Side.BUY else view.asks
+    return float(levels[0].size) if levels else 0.0
+
+
+def depth_factor(depth: float, ref_depth: float = DEFAULT_REF_DEPTH) -> float:
+    return 2.0 * ref_depth / (ref_depth + depth)
+
+
+def intensity_rate(params: Params, distance: float, depth: float, ref_depth: float = DEFAULT_REF_DEPTH) -> float:
+    """λ in fills per second for an order `distance` behind a touch holding `depth` shares."""
+    return params.paper_fill_intensity / 60.0 * math.exp(-params.paper_spread_k * distance) * depth_factor(depth, ref_depth)
+
+
+def fill_probability(rate_per_sec: float, dt: float) -> float:
+    return 1.0 - math.exp(-rate_per_sec * dt) if dt > 0 else 0.0
+
+
+def draw_fill_size(rng: np.random.Generator, params: Params, remaining: Decimal, min_size: Decimal) -> Decimal:
+    """Size of one fill: all of `remaining`, or a Beta-distributed partial (see module doc)."""
+    if rng.random() < params.paper_full_fill_prob:
+        return remaining
+    frac = min(float(rng.beta(params.paper_partial_beta_a, params.paper_partial_beta_b)), params.paper_partial_max_frac)
+    size = floor_size(remaining * Decimal(repr(frac)))
+    return min(remaining, max(size, min_size))
+
+
+@dataclass(slots=True)
+class QueuePosition:
+    """Our place in a price level: `ahead` shares before us; `level` the level size last seen."""
+
+    ahead: Decimal
+    level: Decimal
+
+    def on_level(self, level_now: Decimal) -> None:
+        if level_now < self.level:
+            self.ahead = max(ZERO, self.ahead - (self.level - level_now))
+        self.level = level_now
+
+    def on_trade_at_price(self, size: Decimal) -> Decimal:
+        """A print at our price: eat the queue ahead; returns the size left for our order."""
+        eaten = min(self.ahead, size)
+        self.ahead -= eaten
+        self.level = max(ZERO, self.level - size)  # the book update that follows is the same trade
+        return size - eaten

@@ -1,0 +1,252 @@
+"""The sandbox venue: Gamma and CLOB (REST + market websocket) on loopback over the simulator.
+
+Why aiohttp.web: HTTP and websockets in one mature package, started and stopped in-process with
+`AppRunner`/`TCPSite` (no server subprocess in tests, notebooks or the demo), one site per port.
+Two ports so that every path is exactly the real one: Gamma's `/markets` and the CLOB's
+`/markets/{condition_id}` would otherwise collide.
+
+The simulator runs on the event loop in a clock task: the wall clock only decides how many fixed
+simulated steps to run (the speed factor), so the simulated market stays deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from .clob_rest import ClobPublicRoutes, error
+from .faults import Faults
+from .gamma import GammaRoutes
+from .market_ws import MarketHub
+from .simulator import STEP_SEC, Simulator
+
+CLOCK_TICK_SEC = 0.05  # wall seconds between clock ticks (one ws frame per connection per tick)
+MAX_STEPS_PER_TICK = 400  # beyond this the simulation falls behind instead of starving the loop
+
+Extension = Callable[[web.Application, Simulator, "Sandbox"], Any]
+
+
+@dataclass
+class SandboxConfig:
+    markets: int = 80
+    seed: int = 7
+    speed: float = 1.0
+    host: str = "127.0.0.1"
+    gamma_port: int = 0
+    clob_port: int = 0
+    start_ts: float | None = None  # simulated epoch at start (None: wall time now)
+
+
+def _default_extensions() -> list[Extension]:
+    """The trading half (`sandbox/trading.py`) when it exists; only its absence is tolerated."""
+    try:
+        from .trading import install as install_trading  # type: ignore[import-not-found]
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.trading":
+            raise
+        return []
+    return [install_trading]
+
+
+class Sandbox:
+    """In-process sandbox venue; use as `async with Sandbox(cfg) as sb:`."""
+
+    def __init__(self, cfg: SandboxConfig | None = None, extensions: Sequence[Extension] | None = None):
+        self.cfg = cfg or SandboxConfig()
+        self.sim = Simulator(self.cfg.markets, self.cfg.seed, self.cfg.speed, start_ts=self.cfg.start_ts)
+        self.faults = Faults()
+        self.hub = MarketHub(self.sim, self.faults)
+        self.gamma_app = web.Application(middlewares=[self._fault_middleware])
+        GammaRoutes(self.sim, self.faults).install(self.gamma_app)
+        self.app = web.Application(middlewares=[self._fault_middleware])
+        ClobPublicRoutes(self.sim).install(self.app)
+        self.app.router.add_get("/ws/market", self.hub.handle)
+        self.app.router.add_get("/_sandbox/state", self._admin_state)
+        self.app.router.add_get("/_sandbox/book", self._admin_book)
+        self.app.router.add_get("/_sandbox/trades", self._admin_trades)
+        self.app.router.add_post("/_sandbox/faults", self._admin_faults)
+        self.app.router.add_get("/_sandbox/faults", self._admin_faults)
+        self.extensions = list(_default_extensions() if extensions is None else extensions)
+        self._tick_hooks: list[Callable[[], Any]] = []
+        self.ws_closers: list[Callable[[], Any]] = []  # extensions' "drop all my websockets" callbacks
+        self._runners: list[web.AppRunner] = []
+        self._clock: asyncio.Task | None = None
+        self.gamma_url = ""
+        self.clob_url = ""
+        self.ws_url = ""
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> "Sandbox":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        for ext in self.extensions:
+            r = ext(self.app, self.sim, self)
+            if isinstance(r, Awaitable):
+                await r
+        host = self.cfg.host
+        gport = await self._serve(self.gamma_app, host, self.cfg.gamma_port)
+        cport = await self._serve(self.app, host, self.cfg.clob_port)
+        self.gamma_url = f"http://{host}:{gport}"
+        self.clob_url = f"http://{host}:{cport}"
+        self.ws_url = f"ws://{host}:{cport}/ws"
+        self._clock = asyncio.create_task(self._run_clock(), name="sandbox-clock")
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        return runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            try:
+                await self._clock
+            except asyncio.CancelledError:
+                pass
+            self._clock = None
+        await self.hub.drop_all()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+    def add_tick_hook(self, fn: Callable[[], Any]) -> None:
+        """Called after every clock tick (after the market events went out); for extensions
+        that push their own events (the user channel)."""
+        self._tick_hooks.append(fn)
+
+    async def drop_websockets(self) -> None:
+        """Close every websocket connection now (market channel, and any extension's that
+        appended a closer to `ws_closers`)."""
+        await self.hub.drop_all()
+        for closer in list(self.ws_closers):
+            r = closer()
+            if isinstance(r, Awaitable):
+                await r
+
+    # ------------------------------------------------------------------ clock
+    async def _run_clock(self) -> None:
+        sim, hub = self.sim, self.hub
+        speed = self.cfg.speed
+        w0, s0 = time.monotonic(), sim.now()
+        last = w0
+        while True:
+            await asyncio.sleep(CLOCK_TICK_SEC)
+            now = time.monotonic()
+            target = s0 + (now - w0) * speed
+            events = sim.run_until(target, max_steps=MAX_STEPS_PER_TICK)
+            if target - sim.now() > STEP_SEC * MAX_STEPS_PER_TICK:
+                w0, s0 = now, sim.now()  # too slow for this speed: fall behind, do not pile up debt
+            events.extend(sim.flush_account_events())
+            hub.broadcast(events)
+            hub.apply_drops(now - last)
+            last = now
+            for fn in self._tick_hooks:
+                fn()
+
+    # ------------------------------------------------------------------ faults + admin
+    @web.middleware
+    async def _fault_middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path.startswith("/_sandbox/"):
+            return await handler(request)
+        f = self.faults
+        if f.latency_ms > 0:
+            await asyncio.sleep(f.latency_ms / 1000.0)
+        if not request.path.startswith("/ws/"):
+            err = f.http_error()
+            if err is not None:
+                status, body, headers = err
+                return web.json_response(body, status=status, headers=headers)
+        return await handler(request)
+
+    async def _admin_state(self, request: web.Request) -> web.Response:
+        st = self.sim.state()
+        st["faults"] = self.faults.as_dict()
+        st["ws_connections"] = len(self.hub.conns)
+        st["ws_events_sent"] = self.hub.events_sent
+        st["ws_frames_sent"] = self.hub.frames_sent
+        return web.json_response(st)
+
+    async def _admin_book(self, request: web.Request) -> web.Response:
+        tok = request.query.get("token_id", "")
+        snap = self.sim.book_snapshot(tok)
+        if snap is None:
+            return error(404, "No orderbook exists for the requested token id")
+        snap = dict(snap)
+        snap["fair"] = self.sim.fair(tok)
+        return web.json_response(snap)
+
+    async def _admin_trades(self, request: web.Request) -> web.Response:
+        try:
+            since = float(request.query.get("since", 0))
+        except ValueError:
+            return error(400, "invalid since")
+        return web.json_response(self.sim.public_trades(since))
+
+    async def _admin_faults(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                changes = json.loads(await request.text() or "{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object")
+                self.faults.update(**changes)
+            except ValueError as exc:
+                return error(400, str(exc))
+        return web.json_response(self.faults.as_dict())
+
+
+async def _serve_forever(cfg: SandboxConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    async with Sandbox(cfg) as sb:
+        print(f"export PMM_GAMMA_URL={sb.gamma_url}")
+        print(f"export PMM_CLOB_URL={sb.clob_url}")
+        print(f"export PMM_CLOB_WS_URL={sb.ws_url}")
+        print(f"# sandbox: {cfg.markets} markets, seed {cfg.seed}, speed {cfg.speed}x; Ctrl-C to stop", file=sys.stderr)
+        sys.stdout.flush()
+        await stop.wait()
+
+
+def serve_main(cfg: SandboxConfig) -> int:
+    """`pmm sandbox`: print the three URLs to export, serve until SIGINT/SIGTERM."""
+    try:
+        asyncio.run(_serve_forever(cfg))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"sandbox: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> SandboxConfig:
+    p = argparse.ArgumentParser(prog="python -m pmm_widgets.sandbox", description="Polymarket-compatible sandbox venue")
+    p.add_argument("--markets", type=int, default=80)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--gamma-port", type=int, default=0)
+    p.add_argument("--clob-port", type=int, default=0)
+    a = p.parse_args(argv)
+    return SandboxConfig(markets=a.markets, seed=a.seed, speed=a.speed, host=a.host,
+                         gamma_port=a.gamma_port, clob_port=a.clob_port)

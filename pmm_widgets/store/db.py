@@ -1,0 +1,115 @@
+"""Engine construction: one place that knows how each database should be connected to.
+
+Why: SQLite is the default store and is shared by an engine process, dashboards and notebooks at
+the same time. WAL lets readers run while the batched writer commits, `synchronous=NORMAL` keeps
+commits cheap while a committed transaction still survives a process crash, and `busy_timeout`
+makes a second writer wait instead of failing. Any other SQLAlchemy URL (PostgreSQL for several
+engines sharing one database) is passed through with connection pre-ping.
+"""
+
+from __future__ import annotations
+
+import decimal
+import enum
+import json
+import warnings
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# SQLite stores Numeric as REAL; SQLAlchemy converts back to Decimal at the column's scale (6
+# places here, finer than any tick) and warns about it on every process. The schema accepts that.
+warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects natively", category=SAWarning)
+
+
+class StoreError(Exception):
+    """The database cannot be used (bad URL, missing driver, unreachable). `str()` is one line."""
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for the values producers put in *_json columns: Decimal as a string keeps it exact."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def safe_url(db_url: str | URL) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(db_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engine(db_url: str, **kwargs: Any) -> Engine:
+    """Create an Engine for any SQLAlchemy URL; SQLite gets WAL, busy timeout and foreign keys.
+
+    `sqlite://` (memory) uses a single shared connection (StaticPool) so every thread, the writer
+    thread included, sees the same database. Connecting is lazy: use `check_connection` to fail
+    early with a one-line message.
+    """
+    try:
+        url = make_url(db_url)
+    except ArgumentError:
+        raise StoreError(f"not an SQLAlchemy database URL: {db_url!r}") from None
+    opts: dict[str, Any] = {"json_serializer": json_dumps}
+    if url.get_backend_name() == "sqlite":
+        memory = url.database in (None, "", ":memory:")
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        opts["connect_args"] = connect_args
+        if memory:
+            opts["poolclass"] = StaticPool
+    else:
+        opts["pool_pre_ping"] = True
+    opts.update(kwargs)
+    try:
+        engine = create_engine(url, **opts)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise StoreError(f"no database driver for {safe_url(url)}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas(memory=url.database in (None, "", ":memory:")))
+    return engine
+
+
+def _sqlite_pragmas(memory: bool):
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    return on_connect
+
+
+def check_connection(engine: Engine) -> None:
+    """Open and close one connection; raise StoreError with one line if the DB is unusable."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # driver errors differ per backend; all mean "cannot use this DB"
+        raise StoreError(f"cannot connect to {safe_url(engine.url)}: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of a (driver) error, without SQLAlchemy's background links."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
+    return lines[0] if lines else type(orig).__name__

@@ -1,0 +1,61 @@
+"""Schema versioning with Alembic, configured in code (the migrations ship inside the package).
+
+Why Alembic: the table names are a contract with notebooks and outside tools, and several
+engines may share one PostgreSQL database, so every schema change is a reviewed, ordered revision
+that `pmm db init` applies idempotently to whatever version a database is at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from pmm_widgets.store.db import StoreError, check_connection, first_line, make_engine, safe_url
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def alembic_config(db_url: str) -> Config:
+    """An Alembic Config pointing at the packaged migrations (for `command.*` calls and tests)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", db_url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    return heads[0]
+
+
+def current_revision(db_url: str) -> str | None:
+    """The revision a database is at (None: never migrated)."""
+    engine = make_engine(db_url)
+    try:
+        check_connection(engine)
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade(db_url: str, revision: str = "head") -> None:
+    """Create or upgrade every table idempotently; raises StoreError (one line) on failure."""
+    engine = make_engine(db_url)
+    try:
+        check_connection(engine)
+        cfg = alembic_config(db_url)
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"migration of {safe_url(db_url)} failed: {first_line(exc)}") from exc
+    finally:
+        engine.dispose()

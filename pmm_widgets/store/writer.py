@@ -1,0 +1,407 @@
+"""BatchWriter: the only `Sink` that touches the database.
+
+Why a worker thread and batches: producers (quote loop, market-data recorder, exchanges) run on
+the asyncio event loop and must never wait for disk or network. `insert`/`upsert`/`update` only
+append to a deque (a few hundred nanoseconds, thread-safe); a worker thread wakes every
+`flush_sec` and writes everything queued in ONE transaction, grouping rows into executemany
+statements. A crash therefore loses at most the rows queued since the last commit (<= flush_sec).
+
+Ordering: operations on the same table keep their order (an order's upsert before its update);
+operations on different tables are independent (the schema has no foreign keys between them).
+
+Failure policy: a failing batch is counted, logged and retried once; if it fails again its
+operations are written one by one, each in its own transaction, so a single bad row is dropped
+(counted and logged) without losing the rows around it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import decimal
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    select,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from pmm_widgets.store.db import make_engine, safe_url
+from pmm_widgets.store.schema import metadata
+
+log = logging.getLogger(__name__)
+
+_INSERT, _UPSERT, _UPDATE = "insert", "upsert", "update"
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """A snapshot of the writer's health, for dashboards and tests.
+
+    `lag_sec` is the age of the oldest operation still queued (0 when the queue is empty);
+    `errors` counts failed write attempts (whole batches and single rows); `dropped` counts
+    operations given up on after the one-by-one fallback.
+    """
+
+    rows_written: int
+    pending: int
+    last_flush_ts: float
+    lag_sec: float
+    errors: int
+    dropped: int = 0
+    flushes: int = 0
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str
+    table: str
+    row: dict[str, Any]  # insert/upsert: the row; update: the new values
+    key: tuple[str, ...] = ()  # upsert: conflict columns; update: where columns
+    where: dict[str, Any] | None = None
+    ts: float = 0.0
+
+
+class BatchWriter:
+    """Implements `Sink`. Thread-safe; producers never block; one transaction per flush."""
+
+    def __init__(self, db_url: str, flush_sec: float = 0.5, *, engine: Engine | None = None) -> None:
+        if not 0 < flush_sec <= 1.0:
+            raise ValueError("flush_sec must be in (0, 1] so that a crash loses at most one second of rows")
+        self.db_url = db_url
+        self.flush_sec = flush_sec
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else make_engine(db_url)
+        self._dialect = self.engine.dialect.name
+        self._queue: collections.deque[_Op] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._io_lock = threading.Lock()  # one drain at a time: the worker's or a caller's flush()
+        self._thread: threading.Thread | None = None
+        self._rows_written = 0
+        self._errors = 0
+        self._dropped = 0
+        self._flushes = 0
+        self._last_flush_ts = 0.0
+        self._closed = False
+        self._dropped_after_close = 0
+
+    # ----------------------------------------------------------------- Sink (producer side)
+    def insert(self, table: str, row: Mapping[str, Any]) -> None:
+        self._put(_Op(_INSERT, self._table_name(table), dict(row), ts=time.time()))
+
+    def upsert(self, table: str, row: Mapping[str, Any], key: Sequence[str]) -> None:
+        if not key:
+            raise ValueError("upsert needs at least one key column")
+        self._put(_Op(_UPSERT, self._table_name(table), dict(row), tuple(key), ts=time.time()))
+
+    def update(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        if not where:
+            raise ValueError("update needs a where clause (refusing to update every row)")
+        w = dict(where)
+        self._put(_Op(_UPDATE, self._table_name(table), dict(values), tuple(sorted(w)), w, ts=time.time()))
+
+    @staticmethod
+    def _table_name(table: str) -> str:
+        if table not in metadata.tables:
+            raise KeyError(f"unknown table {table!r}")
+        return table
+
+    def _put(self, op: _Op) -> None:
+        if self._closed:
+            # A late producer during shutdown must not crash the caller: count it, say it once.
+            self._dropped += 1
+            if self._dropped_after_close == 0:
+                log.warning("batch writer: closed, dropping %s into %s (and any later ones)", op.kind, op.table)
+            self._dropped_after_close += 1
+            return
+        self._queue.append(op)
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> "BatchWriter":
+        """Start the worker thread (idempotent). Returns self for chaining."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="pmm-batch-writer", daemon=True)
+            self._thread.start()
+            atexit.register(self.close)
+        return self
+
+    def flush(self) -> None:
+        """Write everything queued so far, blocking the caller until it is committed.
+
+        For tests and shutdown paths; never call it on the event loop in steady state.
+        """
+        self._drain()
+
+    def close(self) -> None:
+        """Flush, stop the worker and release the engine's connections (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._drain()
+        atexit.unregister(self.close)
+        if self._own_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> "BatchWriter":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> WriterStats:
+        pending = len(self._queue)
+        lag = 0.0
+        if pending:
+            try:
+                lag = max(0.0, time.time() - self._queue[0].ts)
+            except IndexError:  # drained between the two reads
+                pass
+        return WriterStats(
+            rows_written=self._rows_written,
+            pending=pending,
+            last_flush_ts=self._last_flush_ts,
+            lag_sec=lag,
+            errors=self._errors,
+            dropped=self._dropped,
+            flushes=self._flushes,
+        )
+
+    # ----------------------------------------------------------------- worker side
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_sec)
+            if self._stop.is_set():
+                break
+            try:
+                self._drain()
+            except Exception:  # never let the worker die: the next interval retries
+                self._errors += 1
+                log.exception("batch writer: unexpected error while flushing")
+
+    def _drain(self) -> None:
+        with self._io_lock:
+            ops: list[_Op] = []
+            q = self._queue
+            while True:
+                try:
+                    ops.append(q.popleft())
+                except IndexError:
+                    break
+            if not ops:
+                return
+            ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
+            if ready:
+                self._write(ready)
+            self._flushes += 1
+            self._last_flush_ts = time.time()
+
+    def _write(self, ops: list[_Op]) -> None:
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    for group in _group(ops):
+                        self._execute(conn, group)
+                self._rows_written += len(ops)
+                return
+            except Exception as exc:
+                self._errors += 1
+                log.warning(
+                    "batch writer: batch of %d ops to %s failed (attempt %d): %s",
+                    len(ops), safe_url(self.engine.url), attempt, _one_line(exc),
+                )
+        for op in ops:  # one by one: a single bad row must not lose the batch
+            try:
+                with self.engine.begin() as conn:
+                    self._execute(conn, [op])
+                self._rows_written += 1
+            except Exception as exc:
+                self._errors += 1
+                self._dropped += 1
+                log.error("batch writer: dropped %s into %s: %s", op.kind, op.table, _one_line(exc))
+
+    def _normalize(self, op: _Op) -> _Op | None:
+        """Check column names and convert enums / Decimals to what each column type stores."""
+        table = metadata.tables[op.table]
+        try:
+            op.row = _convert(table, op.row)
+            if op.where is not None:
+                op.where = _convert(table, op.where)
+            missing_key = [k for k in op.key if k not in (op.where if op.kind == _UPDATE else op.row)]
+            if missing_key:
+                raise KeyError(f"key column(s) {missing_key} missing from the row")
+        except (KeyError, TypeError, ValueError, decimal.InvalidOperation) as exc:
+            self._errors += 1
+            self._dropped += 1
+            log.error("batch writer: dropped %s into %s: %s", op.kind, op.table, exc)
+            return None
+        return op
+
+    def _execute(self, conn: Connection, ops: list[_Op]) -> None:
+        first = ops[0]
+        table = metadata.tables[first.table]
+        if first.kind == _INSERT:
+            cols = _union_columns(op.row for op in ops)
+            conn.execute(table.insert(), [{c: op.row.get(c) for c in cols} for op in ops])
+        elif first.kind == _UPSERT:
+            self._upsert(conn, table, first.key, [op.row for op in ops])
+        else:
+            vals = sorted(first.row)
+            stmt = (
+                table.update()
+                .where(and_(*(table.c[k] == bindparam(f"w_{k}") for k in first.key)))
+                .values({c: bindparam(f"v_{c}") for c in vals})
+            )
+            params = [
+                {**{f"w_{k}": op.where[k] for k in first.key}, **{f"v_{c}": op.row[c] for c in vals}}  # type: ignore[index]
+                for op in ops
+            ]
+            conn.execute(stmt, params)
+
+    def _upsert(self, conn: Connection, table: Table, key: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+        # Same key twice in one statement is an error on PostgreSQL; the later row wins anyway.
+        by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            by_key[tuple(row[k] for k in key)] = row
+        rows = list(by_key.values())
+        cols = list(rows[0])
+        # INSERT .. ON CONFLICT checks NOT NULL before the conflict, so a partial row (e.g. only
+        # status + updated_ts of a known order) must take the update-else-insert path.
+        complete = _required_columns(table) <= set(cols)
+        if complete and self._dialect in ("sqlite", "postgresql") and _has_unique(table, key):
+            ins = (sqlite_dialect.insert if self._dialect == "sqlite" else pg_dialect.insert)(table)
+            updates = {c: ins.excluded[c] for c in cols if c not in key}
+            stmt = (
+                ins.on_conflict_do_update(index_elements=list(key), set_=updates)
+                if updates
+                else ins.on_conflict_do_nothing(index_elements=list(key))
+            )
+            conn.execute(stmt, rows)
+            return
+        # Generic fallback (other dialects, or a key without a unique index): update, else insert.
+        where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in key))
+        for row in rows:
+            values = {c: v for c, v in row.items() if c not in key}
+            exists = conn.execute(
+                select(table.c[key[0]]).where(where).limit(1), {f"k_{k}": row[k] for k in key}
+            ).first()
+            if exists is None:
+                conn.execute(table.insert(), [row])
+            elif values:
+                conn.execute(
+                    table.update().where(and_(*(table.c[k] == row[k] for k in key))).values(values)
+                )
+
+
+def _group(ops: Iterable[_Op]) -> list[list[_Op]]:
+    """Split ops into executemany groups, keeping the order of ops on the same table.
+
+    A group holds ops of one kind and shape on one table. An op joins its table's open group when
+    the shape matches; otherwise it opens a new group, which seals the previous one for that table.
+    Groups are executed in creation order, so per-table order is preserved.
+    """
+    groups: list[list[_Op]] = []
+    open_group: dict[str, tuple[tuple[Any, ...], list[_Op]]] = {}
+    for op in ops:
+        if op.kind == _INSERT:
+            shape: tuple[Any, ...] = (_INSERT,)
+        else:
+            shape = (op.kind, op.key, tuple(sorted(op.row)))
+        current = open_group.get(op.table)
+        if current is not None and current[0] == shape:
+            current[1].append(op)
+        else:
+            group = [op]
+            groups.append(group)
+            open_group[op.table] = (shape, group)
+    return groups
+
+
+def _union_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        for c in row:
+            seen.setdefault(c, None)
+    return list(seen)
+
+
+def _required_columns(table: Table) -> frozenset[str]:
+    cached = _REQUIRED.get(table.name)
+    if cached is None:
+        cached = frozenset(
+            c.name
+            for c in table.columns
+            if not c.nullable
+            and c.default is None
+            and c.server_default is None
+            and not (c.primary_key and c.autoincrement is not False and isinstance(c.type, Integer))
+        )
+        _REQUIRED[table.name] = cached
+    return cached
+
+
+_REQUIRED: dict[str, frozenset[str]] = {}
+
+
+def _has_unique(table: Table, key: tuple[str, ...]) -> bool:
+    wanted = set(key)
+    if {c.name for c in table.primary_key.columns} == wanted:
+        return True
+    for cons in table.constraints:
+        if isinstance(cons, UniqueConstraint) and {c.name for c in cons.columns} == wanted:
+            return True
+    return any(ix.unique and {c.name for c in ix.columns} == wanted for ix in table.indexes)
+
+
+def _convert(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cols = table.c
+    for name, value in row.items():
+        if name not in cols:
+            raise KeyError(f"no column {name!r} in {table.name}")
+        if value is not None:
+            ctype = cols[name].type
+            if isinstance(value, enum.Enum):
+                value = value.value
+            if isinstance(ctype, JSON):
+                pass  # serialized by the engine's json_serializer (Decimal -> str)
+            elif isinstance(value, decimal.Decimal):
+                if isinstance(ctype, Float):
+                    value = float(value)
+                elif isinstance(ctype, Integer):
+                    value = int(value)
+                elif isinstance(ctype, (String, Text)):
+                    value = str(value)
+            elif isinstance(ctype, (String, Text)) and not isinstance(value, str):
+                value = str(value)
+        out[name] = value
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,50 @@
+"""Wanted quotes vs resting orders → what to cancel and what to place.
+
+Why a threshold: every cancel/replace costs rate-limit budget and loses queue position, so an
+order whose price is within `requote_ticks` of the wanted price (same token and side) is kept.
+A resting order is also only kept if its remaining size does not exceed the wanted size (a SELL
+must never offer more shares than we now hold). Each resting order satisfies at most one wanted
+quote; the closest in price wins. Cancels are listed before places so that a replacement never
+coexists with the order it replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable
+
+from ..domain import Order, Quote
+
+
+@dataclass(slots=True)
+class Plan:
+    place: list[Quote] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)  # client ids
+
+
+def plan(
+    wanted: list[Quote],
+    open_orders: list[Order],
+    tick_of: Callable[[str], Decimal],
+    requote_ticks: int,
+) -> Plan:
+    by_key: dict[tuple[str, object], list[Order]] = {}
+    for o in open_orders:
+        by_key.setdefault((o.token_id, o.side), []).append(o)
+    kept: set[str] = set()
+    out = Plan()
+    for q in wanted:
+        band = tick_of(q.token_id) * requote_ticks
+        best: Order | None = None
+        for o in by_key.get((q.token_id, q.side), ()):
+            if o.client_id in kept or abs(o.price - q.price) > band or o.remaining > q.size:
+                continue
+            if best is None or abs(o.price - q.price) < abs(best.price - q.price):
+                best = o
+        if best is None:
+            out.place.append(q)
+        else:
+            kept.add(best.client_id)
+    out.cancel = [o.client_id for o in open_orders if o.client_id not in kept]
+    return out

@@ -1,0 +1,189 @@
+"""The quoting decision: (market, both books, params, inventory, calibration, vol) → wanted quotes.
+
+Pure and synchronous: no I/O, no clock, no state, so it is property-tested and benchmarked
+directly and the engine cannot make it block.
+
+YES-space. YES and NO are complements: buying NO at q is economically selling YES at 1 − q (the
+pair is worth exactly 1), and Polymarket's matcher treats it so (a YES bid at p and a NO bid at
+q match by minting when p + q ≥ 1). So the decision is made once, in YES prices, on the
+*effective* YES book that combines both tokens' books:
+
+    best bid B = max(YES best bid, 1 − NO best ask),   best ask A = min(YES best ask, 1 − NO best bid)
+
+and yields one bid `b` and one ask `a` in YES prices. Each is then expressed as a token order:
+
+- the bid: SELL NO at 1 − b if we hold at least a min-size lot of NO (it sheds inventory and
+  frees cash), else BUY YES at b;
+- the ask: SELL YES at a if we hold YES, else BUY NO at 1 − a.
+
+A SELL needs the shares on Polymarket, hence the rule. With no inventory the two orders are a
+YES bid and a NO bid; their prices sum to b + (1 − a) < 1 because b < a is enforced, so both
+filling can never lock in a loss (paying ≥ 1 for a pair that is worth exactly 1).
+
+Fair value: the microprice of each book (size-weighted mid) rather than the plain mid, because
+on a binary CLOB the touch with less size is the one about to give way, and leaning toward it
+reduces adverse selection at no cost in spread. The YES microprice and 1 − the NO microprice
+are averaged (the two books are near mirror images; averaging damps a one-lot top on either),
+then clamped inside the effective touch [B, A] so a lopsided top can never place fair value
+outside the spread.
+
+Half-spread h = α × calib_mult × max(vol term, (A − B)/2, one tick). Inventory skew moves both
+prices by −skew × h × clip(net / max_inventory_shares, −1, 1): long YES lowers both, so our
+ask (the side that sells YES) becomes more aggressive and our bid less so.
+
+Numbers: fair value, vol and h are estimates, computed in float; they are snapped onto the tick
+grid in integer ticks (bid rounded down, ask up: the conservative direction), and every price
+that leaves this module is a Decimal built from an integer tick count, on the grid and inside
+[tick, 1 − tick]. Post-only: bid ticks < A and ask ticks > B on the effective book, which
+implies neither token order crosses its own book nor matches the complement book by minting or
+merging. A quote that would fall off the grid's ends is dropped, never pulled inward.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Mapping
+
+from ..config import Params
+from ..domain import BookView, Market, Quote, Side
+from ..ticks import floor_size
+from .inventory import Inventory
+
+
+def _ticks_floor(price: Decimal, tick: Decimal) -> int:
+    return int((price / tick).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _ticks_ceil(price: Decimal, tick: Decimal) -> int:
+    return int((price / tick).to_integral_value(rounding=ROUND_CEILING))
+
+
+def grid_tick(market: Market, yes: BookView | None, no: BookView | None) -> Decimal:
+    """The coarsest tick among the market and its books (a tick-size change shows up there first)."""
+    tick = market.tick_size
+    for v in (yes, no):
+        if v is not None and v.tick_size > tick:
+            tick = v.tick_size
+    return tick
+
+
+def effective_touch(yes: BookView, no: BookView, tick: Decimal) -> tuple[int | None, int | None]:
+    """(B, A) of the effective YES book in integer ticks (None for an empty side).
+
+    Off-grid levels (a finer old tick) round toward the conservative side: bids up, asks down.
+    """
+    n = _ticks_floor(Decimal(1), tick)
+    bids: list[int] = []
+    asks: list[int] = []
+    if yes.bids:
+        bids.append(_ticks_ceil(yes.bids[0].price, tick))
+    if no.asks:
+        bids.append(n - _ticks_floor(no.asks[0].price, tick))
+    if yes.asks:
+        asks.append(_ticks_floor(yes.asks[0].price, tick))
+    if no.bids:
+        asks.append(n - _ticks_ceil(no.bids[0].price, tick))
+    return (max(bids) if bids else None, min(asks) if asks else None)
+
+
+def yes_mid(yes: BookView | None, no: BookView | None, tick: Decimal) -> Decimal | None:
+    """Mid of the effective YES book (what PnL marks at and the price band is measured from)."""
+    if yes is None or no is None:
+        return None
+    b, a = effective_touch(yes, no, tick)
+    if b is None or a is None or b >= a:
+        return None
+    return tick * (b + a) / 2
+
+
+def fair_yes(yes: BookView, no: BookView, b: int, a: int, tick: Decimal) -> float:
+    """Microprice fair value of YES, combined from both books, clamped into the effective touch."""
+    tf = float(tick)
+    est: list[float] = []
+    my = yes.microprice
+    if my is not None:
+        est.append(float(my))
+    mn = no.microprice
+    if mn is not None:
+        est.append(1.0 - float(mn))
+    fair = sum(est) / len(est) if est else (b + a) * tf / 2
+    return min(max(fair, b * tf), a * tf)
+
+
+def is_quotable(market: Market, yes: BookView | None, no: BookView | None, params: Params) -> str | None:
+    """None when the market may be quoted, else the status word saying why not."""
+    if params.quoting_paused:
+        return "paused"
+    if not market.tradable:
+        return "closed"
+    if yes is None or no is None or yes.stale or no.stale:
+        return "stale"
+    if yes.crossed or no.crossed:
+        return "crossed"
+    return None
+
+
+def make_quotes(
+    market: Market,
+    yes: BookView | None,
+    no: BookView | None,
+    params: Params,
+    inventory: Inventory,
+    calib_mult: float,
+    vol: Mapping[str, float],
+) -> list[Quote]:
+    """Wanted resting orders for one market (0 to 2 quotes: one bid and one ask in YES-space).
+
+    `vol` maps token id → expected mid move (price units) over the holding horizon; the larger
+    of the two tokens' values is used (they are the same market seen from both sides).
+    """
+    if is_quotable(market, yes, no, params) is not None:
+        return []
+    assert yes is not None and no is not None
+    tick = grid_tick(market, yes, no)
+    b, a = effective_touch(yes, no, tick)
+    if b is None or a is None or b >= a:
+        return []
+    n = _ticks_floor(Decimal(1), tick)
+    tf = float(tick)
+
+    fair = fair_yes(yes, no, b, a, tick)
+    vol_term = max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0))
+    base = max(vol_term, (a - b) * tf / 2.0, tf)
+    h = params.alpha * calib_mult * base
+    limit = float(params.max_inventory_shares)
+    x = max(-1.0, min(1.0, float(inventory.net) / limit))
+    shift = params.skew * h * x
+
+    bid_t = math.floor((fair - h - shift) / tf + 1e-9)
+    ask_t = math.ceil((fair + h - shift) / tf - 1e-9)
+    if ask_t <= bid_t:
+        ask_t = bid_t + 1
+    bid_t = min(bid_t, a - 1)  # post-only on the effective book
+    ask_t = max(ask_t, b + 1)
+
+    min_size = max(market.min_order_size, yes.min_order_size, no.min_order_size)
+    size = max(params.quote_size, min_size)
+    out: list[Quote] = []
+    if 1 <= bid_t <= n - 1:
+        if inventory.no >= min_size:
+            out.append(Quote(market.condition_id, market.no_token_id, Side.SELL,
+                             tick * (n - bid_t), floor_size(min(size, inventory.no))))
+        else:
+            out.append(Quote(market.condition_id, market.yes_token_id, Side.BUY, tick * bid_t, size))
+    if 1 <= ask_t <= n - 1:
+        if inventory.yes >= min_size:
+            out.append(Quote(market.condition_id, market.yes_token_id, Side.SELL,
+                             tick * ask_t, floor_size(min(size, inventory.yes))))
+        else:
+            out.append(Quote(market.condition_id, market.no_token_id, Side.BUY, tick * (n - ask_t), size))
+    return out
+
+
+def yes_space_price(market: Market, q: Quote) -> tuple[str, Decimal]:
+    """('bid'|'ask', YES price) of a token order: BUY YES / SELL NO are bids, the others asks."""
+    is_yes = q.token_id == market.yes_token_id
+    if is_yes:
+        return ("bid" if q.side is Side.BUY else "ask", q.price)
+    return ("ask" if q.side is Side.BUY else "bid", 1 - q.price)

@@ -1,0 +1,229 @@
+"""Risk limits, valves and the kill decision, applied between the quoting decision and the venue.
+
+Why a separate stage: `make_quotes` says what a market maker would like to rest; this module
+says what the account may rest. Each rule either drops quotes (inventory, price band), silences
+a market (loss per market, anomaly cool-down), defers actions (orders + cancels per minute,
+max open orders: a deferred action is simply re-planned next cycle, never sent late), or asks
+the engine to kill (daily loss).
+
+Inventory is measured where the risk is: the net YES-equivalent position `yes − no` (a YES+NO
+pair is riskless), in shares and in USD at mid (long YES is worth `net × mid`, long NO
+`|net| × (1 − mid)`). A quote that would move the position *toward* zero is always allowed, so
+a market at its limit can still shed. `max_inventory_shares` also caps each token's holding
+(the Params contract: "per token, absolute").
+
+Breaches are edge-triggered: an `events` row (kind `risk_breach`) is written when a rule starts
+to bind, not on every cycle while it keeps binding, so a market pinned at its limit does not
+flood the table; the message list for the cycle report carries the new ones.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ..config import Params
+from ..domain import ZERO, Market, Quote, Side
+from ..store.sink import Sink
+from .inventory import Inventory, net_delta
+from .planner import Plan
+from .quoting import yes_space_price
+
+WINDOW_SEC = 60.0
+DAY_SEC = 86_400.0
+
+
+def exposure_usd(net: Decimal, mid: Decimal) -> Decimal:
+    """Value at risk of a net YES-equivalent position marked at the YES mid."""
+    return net * mid if net >= 0 else -net * (1 - mid)
+
+
+class RateLimiter:
+    """Rolling one-minute window of sent actions (orders + cancels)."""
+
+    def __init__(self) -> None:
+        self._ts: deque[float] = deque()
+
+    def budget(self, now: float, limit: int) -> int:
+        while self._ts and self._ts[0] <= now - WINDOW_SEC:
+            self._ts.popleft()
+        return max(0, limit - len(self._ts))
+
+    def record(self, now: float, n: int) -> None:
+        self._ts.extend([now] * n)
+
+    def in_window(self, now: float) -> int:
+        self.budget(now, 0)
+        return len(self._ts)
+
+
+@dataclass(slots=True)
+class _MarketRisk:
+    mids: deque[tuple[float, float]] = field(default_factory=deque)
+    cooldown_until: float = 0.0
+    stopped: str | None = None  # reason, sticky for the UTC day
+
+
+class RiskManager:
+    def __init__(self, params: Params, sink: Sink) -> None:
+        self.params = params
+        self.sink = sink
+        self.rate = RateLimiter()
+        self._markets: dict[str, _MarketRisk] = {}
+        self._active: set[tuple[str, str | None]] = set()
+        self._current: set[tuple[str, str | None]] = set()
+        self._new: list[str] = []
+        self._day: int | None = None
+        self._day_base_total = ZERO
+        self._day_base_market: dict[str, Decimal] = {}
+        self.kill_reason: str | None = None
+
+    # -- cycle bookkeeping -------------------------------------------------------------------
+    def begin_cycle(self) -> None:
+        self._current = set()
+        self._new = []
+
+    def end_cycle(self) -> list[str]:
+        """Close the cycle; returns the breaches that started in it."""
+        self._active = self._current
+        return self._new
+
+    def _flag(self, now: float, rule: str, market: str | None, message: str) -> None:
+        key = (rule, market)
+        if key in self._active or key in self._current:
+            self._current.add(key)
+            return
+        self._current.add(key)
+        self._new.append(f"{market}: {message}" if market else message)
+        self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "risk_breach",
+                                    "market": market, "message": message,
+                                    "data_json": {"rule": rule}})
+
+    def _m(self, market: str) -> _MarketRisk:
+        st = self._markets.get(market)
+        if st is None:
+            st = self._markets[market] = _MarketRisk()
+        return st
+
+    # -- per-market valves -------------------------------------------------------------------
+    def observe_mid(self, now: float, market: str, mid: float) -> None:
+        """Anomaly guard: a mid jump larger than `anomaly_jump` inside `anomaly_window_sec`
+        pulls the market's quotes for `anomaly_cooldown_sec` (a news shock or a broken feed)."""
+        p = self.params
+        st = self._m(market)
+        while st.mids and st.mids[0][0] < now - p.anomaly_window_sec:
+            st.mids.popleft()
+        jump = max((abs(mid - m) for _, m in st.mids), default=0.0)
+        st.mids.append((now, mid))
+        if jump > float(p.anomaly_jump):
+            st.cooldown_until = now + p.anomaly_cooldown_sec
+            st.mids.clear()
+            st.mids.append((now, mid))
+            self._new.append(f"{market}: anomaly: mid jumped {jump:.4f} within {p.anomaly_window_sec:g}s")
+            self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "risk_breach",
+                                        "market": market,
+                                        "message": f"anomaly: mid jumped {jump:.4f}, cooling down {p.anomaly_cooldown_sec:g}s",
+                                        "data_json": {"rule": "anomaly", "jump": jump}})
+
+    def market_block(self, now: float, market: str) -> str | None:
+        """Status word when risk silences the market this cycle, else None."""
+        st = self._m(market)
+        if st.stopped:
+            self._flag(now, "market_loss", market, st.stopped)
+            return f"risk: {st.stopped}"
+        if now < st.cooldown_until:
+            return "cooldown"
+        return None
+
+    def check_losses(self, now: float, market_pnl: dict[str, Decimal], total_pnl: Decimal) -> bool:
+        """Loss limits since the start of the UTC day. Returns True when a kill is wanted."""
+        p = self.params
+        day = int(now // DAY_SEC)
+        if day != self._day:
+            self._day = day
+            self._day_base_total = total_pnl
+            self._day_base_market = dict(market_pnl)
+            for st in self._markets.values():
+                st.stopped = None
+        for cid, pnl in market_pnl.items():
+            loss = self._day_base_market.setdefault(cid, ZERO) - pnl
+            if loss > p.max_loss_per_market_usd and not self._m(cid).stopped:
+                self._m(cid).stopped = f"max loss {loss:.2f} > {p.max_loss_per_market_usd} USD"
+        day_loss = self._day_base_total - total_pnl
+        if day_loss > p.max_daily_loss_usd:
+            self.kill_reason = f"daily loss {day_loss:.2f} > {p.max_daily_loss_usd} USD"
+            self._flag(now, "daily_loss", None, self.kill_reason)
+            return True
+        return False
+
+    # -- quote filter ------------------------------------------------------------------------
+    def filter_quotes(
+        self,
+        now: float,
+        market: Market,
+        quotes: list[Quote],
+        inv: Inventory,
+        mid: Decimal,
+        total_exposure_usd: Decimal,
+    ) -> list[Quote]:
+        """Drop quotes that would breach inventory limits or sit outside the price band."""
+        p = self.params
+        out: list[Quote] = []
+        cid = market.condition_id
+        own = exposure_usd(inv.net, mid)
+        for q in quotes:
+            _, yp = yes_space_price(market, q)
+            if abs(yp - mid) > p.price_band:
+                self._flag(now, "price_band", cid, f"quote {yp} further than {p.price_band} from mid {mid}")
+                continue
+            new_net = inv.net + net_delta(market, q.token_id, q.side, q.size)
+            growing = abs(new_net) > abs(inv.net)
+            if growing and abs(new_net) > p.max_inventory_shares:
+                self._flag(now, "inv_shares", cid, f"net inventory {inv.net} near limit {p.max_inventory_shares} shares")
+                continue
+            held = inv.yes if q.token_id == market.yes_token_id else inv.no
+            if q.side is Side.BUY and held + q.size > p.max_inventory_shares:
+                self._flag(now, "inv_token", cid, f"token holding {held} near limit {p.max_inventory_shares} shares")
+                continue
+            new_usd = exposure_usd(new_net, mid)
+            if growing and new_usd > p.max_inventory_usd:
+                self._flag(now, "inv_usd", cid, f"inventory {own:.2f} USD near limit {p.max_inventory_usd}")
+                continue
+            if growing and total_exposure_usd - own + new_usd > p.max_total_inventory_usd:
+                self._flag(now, "inv_total", None, f"total inventory {total_exposure_usd:.2f} USD near limit {p.max_total_inventory_usd}")
+                continue
+            out.append(q)
+        return out
+
+    # -- action valves -----------------------------------------------------------------------
+    def limit_actions(self, now: float, plan: Plan, open_count: int, token_of: dict[str, str]) -> Plan:
+        """Truncate a plan to the per-minute action budget and the open-order cap.
+
+        Cancels go first (they reduce risk); a place is sent only if no cancel on the same token
+        was deferred (a replacement must never rest beside the order it replaces) and the open
+        order count stays within `max_open_orders`. The rest waits for the next cycle.
+        """
+        p = self.params
+        budget = self.rate.budget(now, p.max_actions_per_min)
+        cancels = plan.cancel[:budget]
+        deferred_tokens = {token_of.get(c) for c in plan.cancel[budget:]}
+        budget -= len(cancels)
+        room = p.max_open_orders - (open_count - len(cancels))
+        places: list[Quote] = []
+        for q in plan.place:
+            if q.token_id in deferred_tokens:
+                continue
+            if budget <= 0:
+                break
+            if room <= 0:
+                self._flag(now, "max_open_orders", None, f"open orders at limit {p.max_open_orders}")
+                break
+            places.append(q)
+            budget -= 1
+            room -= 1
+        deferred = len(plan.cancel) - len(cancels) + len(plan.place) - len(places)
+        if deferred and budget <= 0:
+            self._flag(now, "action_rate", None, f"action rate at {p.max_actions_per_min}/min: {deferred} actions deferred")
+        self.rate.record(now, len(cancels) + len(places))
+        return Plan(place=places, cancel=cancels)

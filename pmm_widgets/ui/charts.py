@@ -1,0 +1,115 @@
+"""The four live charts (total PnL, mid + our quotes for one market, fills/min, inventory) as one
+Bokeh layout inside one jupyter_bokeh `BokehModel`.
+
+Why this shape: `BokehModel` snapshots the document once and then sends only patches, so the
+figures are built once and fed with `ColumnDataSource.stream(..., rollover=N)` (bounded, never
+re-rendered). One model for all four figures means one comm and one document in the page.
+Per-market history is kept kernel-side (bounded deques) so switching the selected market swaps
+the source's data in one message instead of losing the past.
+
+Needs the inline BokehJS cell (`bokeh_resources()`) to have run earlier in the notebook.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import ipywidgets as W
+from bokeh.layouts import gridplot
+from bokeh.models import ColumnDataSource
+from bokeh.plotting import figure
+from jupyter_bokeh.widgets import BokehModel
+
+from ..engine.state import EngineState
+
+NAN = math.nan
+
+
+def bokeh_resources() -> None:
+    """Inline BokehJS into the page (offline; own cell, before any BokehModel is displayed)."""
+    from bokeh.io import output_notebook
+    from bokeh.resources import Resources
+
+    output_notebook(Resources(mode="inline", components=["bokeh"]), hide_banner=True)
+
+
+def _n(x: float | None) -> float:
+    return NAN if x is None else float(x)
+
+
+class Charts:
+    """Streams one point per refresh to each chart; `rollover` bounds every source."""
+
+    MARKET_COLS = ("t", "mid", "bid", "ask", "inv_yes", "inv_no")
+
+    def __init__(self, rollover: int = 3600) -> None:
+        self.rollover = rollover
+        self.pnl = ColumnDataSource(data={"t": [], "pnl": []})
+        self.quotes = ColumnDataSource(data={"t": [], "mid": [], "bid": [], "ask": []})
+        self.fills = ColumnDataSource(data={"t": [], "fpm": []})
+        self.inventory = ColumnDataSource(data={"t": [], "inv_yes": [], "inv_no": []})
+        self._history: dict[str, deque[tuple[float, ...]]] = {}
+        self.selected: str | None = None
+
+        common: dict[str, Any] = dict(height=220, sizing_mode="stretch_width", x_axis_type="datetime",
+                                      tools="pan,wheel_zoom,box_zoom,reset", toolbar_location="right")
+        f_pnl = figure(title="total PnL (USD)", **common)
+        f_pnl.line("t", "pnl", source=self.pnl, line_width=2, color="#1f77b4")
+        f_q = figure(title="selected market: mid and our YES bid/ask", **common)
+        f_q.line("t", "mid", source=self.quotes, color="#555555", legend_label="mid")
+        f_q.line("t", "bid", source=self.quotes, color="#2ca02c", legend_label="our bid")
+        f_q.line("t", "ask", source=self.quotes, color="#d62728", legend_label="our ask")
+        f_q.legend.location = "top_left"
+        f_f = figure(title="fills / min (all markets)", **common)
+        f_f.line("t", "fpm", source=self.fills, line_width=2, color="#9467bd")
+        f_i = figure(title="selected market: inventory (shares)", **common)
+        f_i.line("t", "inv_yes", source=self.inventory, color="#2ca02c", legend_label="YES")
+        f_i.line("t", "inv_no", source=self.inventory, color="#d62728", legend_label="NO")
+        f_i.legend.location = "top_left"
+        self.layout = gridplot([[f_pnl, f_q], [f_f, f_i]], sizing_mode="stretch_width", merge_tools=False)
+
+        self.market = W.Dropdown(description="market", options=[], layout=W.Layout(width="60%"))
+        self.market.add_class("pmm-market")
+        self.market.observe(self._on_select, names="value")
+        self.model = BokehModel(self.layout)
+        self.model.add_class("pmm-plot")
+        self.root = W.VBox([self.market, self.model])
+
+    def set_markets(self, state: EngineState) -> None:
+        """Keep the dropdown's options in step with the universe (rank order)."""
+        opts = [(f"{m.rank}. {m.question[:70]}", m.condition_id) for m in sorted(state.markets, key=lambda r: r.rank)]
+        if [v for _, v in opts] != [v for _, v in self.market.options]:
+            keep = self.market.value
+            self.market.options = opts
+            if keep in {v for _, v in opts}:
+                self.market.value = keep
+            elif opts:
+                self.market.value = opts[0][1]
+
+    def update(self, state: EngineState, now: float) -> None:
+        """One point per chart (and per-market history). `now` is epoch seconds."""
+        t = now * 1000.0
+        self.pnl.stream({"t": [t], "pnl": [state.totals.pnl]}, rollover=self.rollover)
+        self.fills.stream({"t": [t], "fpm": [state.totals.fills_per_min]}, rollover=self.rollover)
+        for m in state.markets:
+            h = self._history.get(m.condition_id)
+            if h is None:
+                h = self._history[m.condition_id] = deque(maxlen=self.rollover)
+            h.append((t, _n(m.mid), _n(m.yes_bid), _n(m.yes_ask), m.inv_yes, m.inv_no))
+        live = {m.condition_id for m in state.markets}
+        for cid in [c for c in self._history if c not in live and c != self.selected]:
+            del self._history[cid]
+        if self.selected is not None and self._history.get(self.selected):
+            _, mid, bid, ask, iy, ino = self._history[self.selected][-1]
+            self.quotes.stream({"t": [t], "mid": [mid], "bid": [bid], "ask": [ask]}, rollover=self.rollover)
+            self.inventory.stream({"t": [t], "inv_yes": [iy], "inv_no": [ino]}, rollover=self.rollover)
+
+    def _on_select(self, change: dict[str, Any]) -> None:
+        self.selected = change["new"]
+        cols = list(zip(*self._history.get(self.selected, ()))) or [[] for _ in self.MARKET_COLS]
+        data = dict(zip(self.MARKET_COLS, cols))
+        # fresh lists per source: stream() extends them in place, so no list may be shared
+        self.quotes.data = {k: list(data[k]) for k in ("t", "mid", "bid", "ask")}
+        self.inventory.data = {k: list(data[k]) for k in ("t", "inv_yes", "inv_no")}

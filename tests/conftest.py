@@ -1,0 +1,16 @@
+"""Suite-wide fixtures: only what several areas share."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of a PostgreSQL database for tests (scripts/with_postgres.sh exports it)."""
+    url = os.environ.get("PMM_TEST_PG_URL")
+    if not url:
+        pytest.skip("PMM_TEST_PG_URL is not set (run under scripts/with_postgres.sh or `make test`)")
+    return url

@@ -1,0 +1,122 @@
+"""Widget bindings without a browser: ipywidgets 8 runs on a dummy comm, so observers and
+clicks fire in-process. The attached-mode tests stand in for the owner with a lease row and
+apply its commands by hand, which keeps these tests independent of the trading stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict
+
+from pmm_widgets.engine import Engine
+from pmm_widgets.engine.commands import CommandQueue
+from pmm_widgets.engine.lease import Lease
+from pmm_widgets.engine.state import EngineState, KillResult, MarketRow, Totals
+from pmm_widgets.store.db import make_engine
+from pmm_widgets.ui.controls import ControlPanel, render_table
+
+
+def _state(n: int = 3, tick: int = 1, alpha: float = 1.5) -> EngineState:
+    rows = [MarketRow(f"0xc{i}", i + 1, f"Will thing {i} & <co> happen?", mid=0.5, spread=0.02, yes_bid=0.48,
+                      yes_ask=0.52, no_bid=0.48, no_ask=0.52, pnl=0.1 * i, fills_per_min=0.5, status="quoting")
+            for i in range(n)]
+    return EngineState(role="owner", running=True, tick=tick, ts=time.time(), markets=list(reversed(rows)),
+                       totals=Totals(pnl=1.25, fills=4, open_orders=4 * n), params={"alpha": alpha})
+
+
+def test_table_orders_by_rank_and_escapes():
+    html = render_table(_state(3).markets)
+    assert html.index('data-cid="0xc0"') < html.index('data-cid="0xc1"') < html.index('data-cid="0xc2"')
+    assert "&amp; &lt;co&gt;" in html and "<co>" not in html
+
+
+def test_refresh_renders_rows_and_status(settings):
+    panel = ControlPanel(Engine(settings))
+    panel.refresh(_state(5, tick=7))
+    assert panel.table.value.count("<tr data-cid=") == 5
+    assert 'class="pmm-tick">7<' in panel.status.value
+
+
+def test_slider_sets_live_params(settings):
+    engine = Engine(settings)
+    panel = ControlPanel(engine)
+    panel.sliders["alpha"].value = 3.0
+    panel.sliders["paper_full_fill_prob"].value = 0.7
+    assert engine.params.alpha == 3.0 and engine.params.paper_full_fill_prob == 0.7
+    assert engine.state.params["alpha"] == 3.0
+
+
+def test_invalid_value_snaps_back_with_message(settings):
+    engine = Engine(settings)
+    panel = ControlPanel(engine)
+    sl = panel.sliders["alpha"]
+    sl.max = 50.0  # the widget allows it; Params (alpha <= 20) refuses it
+    sl.value = 30.0
+    assert sl.value == 1.5 and engine.params.alpha == 1.5
+    assert "refused" in panel.message.value and "alpha" in panel.message.value
+
+
+def test_live_mode_without_credentials_is_refused(settings):
+    engine = Engine(settings)
+    panel = ControlPanel(engine)
+    panel.mode.value = "live"
+    assert panel.mode.value == "paper" and engine.mode.value == "paper"
+    assert "credentials" in panel.message.value
+
+
+def test_chart_sources_stream_bounded(settings):
+    panel = ControlPanel(Engine(settings), rollover=5)
+    panel._streaming = True
+    for k in range(8):
+        panel.refresh(_state(3, tick=k), now=1000.0 + k)
+    assert len(panel.charts.pnl.data["t"]) == 5
+    assert panel.charts.selected == "0xc0" and len(panel.charts.quotes.data["mid"]) == 5
+    panel.charts.market.value = "0xc2"
+    assert len(panel.charts.quotes.data["t"]) == 5  # history of the newly selected market
+
+
+async def test_attached_panel_shows_owner_state_sends_params_and_kill(settings, db_url):
+    db = make_engine(db_url)
+    owner = Lease(db, ttl_sec=30, owner="fake-owner")
+    assert owner.try_acquire()
+    owner.renew(_state(4, tick=9).to_json())
+    queue = CommandQueue(db, "fake-owner")
+
+    engine = Engine(settings)
+    engine.start()
+    assert await engine.wait_role() == "attached"
+    panel = ControlPanel(engine)
+    panel.refresh()
+    assert panel.table.value.count("<tr data-cid=") == 4 and "ATTACHED" in panel.status.value
+
+    panel.sliders["alpha"].value = 2.5
+    for _ in range(50):
+        pending = queue.pending()
+        if pending:
+            break
+        await asyncio.sleep(0.02)
+    assert [(c.kind, c.payload) for c in pending] == [("set_params", {"alpha": 2.5})]
+    queue.mark_applied(pending[0].id, "ok")
+
+    async def fake_owner_applies_kill():
+        while True:
+            for c in queue.pending():
+                if c.kind == "kill":
+                    kr = KillResult(time.time(), 8, 0, True, "KILLED: 8 orders cancelled, venue reports 0 open")
+                    queue.mark_applied(c.id, json.dumps(asdict(kr)))
+                    return
+            await asyncio.sleep(0.02)
+
+    applier = asyncio.create_task(fake_owner_applies_kill())
+    panel.kill.click()
+    for _ in range(100):
+        if "KILLED" in panel.kill_result.value:
+            break
+        await asyncio.sleep(0.05)
+    await applier
+    assert "KILLED: 8 orders cancelled" in panel.kill_result.value
+    assert 'class="pmm-kill-open">0<' in panel.kill_result.value
+    await engine.stop()
+    assert not engine.running
+    db.dispose()
