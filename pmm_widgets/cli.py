@@ -119,8 +119,7 @@ def cmd_db_init(args: argparse.Namespace) -> int:
 
 
 def cmd_db_status(args: argparse.Namespace) -> int:
-    from sqlalchemy import func, inspect, select
-
+    from pmm_widgets.store import repo
     from pmm_widgets.store.db import check_connection, make_engine, safe_url
     from pmm_widgets.store.migrate import current_revision, head_revision
     from pmm_widgets.store.schema import metadata
@@ -132,11 +131,9 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         current, head = current_revision(settings.db_url), head_revision()
         note = "up to date" if current == head else "run `pmm db init` to upgrade"
         print(f"{safe_url(settings.db_url)}: revision {current} (head {head}, {note})")
-        present = set(inspect(engine).get_table_names())
-        with engine.connect() as conn:
-            for name, table in metadata.tables.items():
-                n = conn.execute(select(func.count()).select_from(table)).scalar_one() if name in present else None
-                print(f"  {name:<20} {'missing' if n is None else n}")
+        counts = repo.table_counts(engine)
+        for name in metadata.tables:
+            print(f"  {name:<20} {counts.get(name, 'missing')}")
     finally:
         engine.dispose()
     return EXIT_OK

@@ -121,6 +121,7 @@ class Engine:
         self._universe_ts = 0.0
         self._kill_command_id: int | None = None
         self._crash_reported = False
+        self._sending: set[asyncio.Task] = set()
         self.events.subscribe(self._record_event)
 
     # ---------------------------------------------------------------- public API (all faces)
@@ -351,7 +352,7 @@ class Engine:
         self._exchange.set_markets(self._markets)
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
-        self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration)
+        self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
 
     def _record_universe(self, markets: list[Market]) -> None:
         ts = time.time()
@@ -375,8 +376,7 @@ class Engine:
                 n = await self._exchange.cancel_market(m.condition_id)
                 self.events.emit("INFO", "universe", f"left the universe: {m.question[:60]} ({n} orders cancelled)",
                                  market=m.condition_id)
-            self._markets = fresh
-            self._exchange.set_markets(fresh)
+            self._markets = fresh  # the cycle hands the exchange every market it knows (late fills)
         await self._md.set_markets(fresh)
         if added or removed:
             self._record_universe(fresh)
@@ -508,7 +508,8 @@ class Engine:
             self._kill_command_id = None
         if self._lease is not None:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._lease.release)
+                final = self._state.to_json() if self._kill_result is not None else None
+                await asyncio.to_thread(self._lease.release, final)
         self._exchange = self._md = self._cycle = self._writer = None
 
     # ---------------------------------------------------------------- attached role
@@ -524,6 +525,11 @@ class Engine:
                 self._publish(replace(owner_state, role="attached", owner=row.owner, running=True))
                 self._role_evt.set()  # after the first mirror, so callers see the owner's state
             else:
+                last = EngineState.from_json(row.state_json) if row is not None and row.state_json else None
+                if last is not None and last.kill is not None:  # killed: stay down until an explicit Start
+                    self._publish(replace(last, role="idle", running=False, owner="",
+                                          last_error="the engine was killed: press Start to run a new one"))
+                    return False
                 if self.auto_takeover:
                     self._publish(replace(self._state, role="idle"))
                     return True
@@ -547,6 +553,8 @@ class Engine:
             commands.send(kind, payload)
             return
         task = loop.create_task(asyncio.to_thread(commands.send, kind, payload))
+        self._sending.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._sending.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
             "ERROR", "command", f"could not send {kind}: {t.exception()}"))
 

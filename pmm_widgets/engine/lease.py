@@ -88,11 +88,18 @@ class Lease:
         self.held = res.rowcount == 1
         return self.held
 
-    def release(self) -> None:
-        """Give the lease up (only if still ours), so the next face can own immediately."""
+    def release(self, final_state: dict[str, Any] | None = None) -> None:
+        """Give the lease up (only if still ours), so the next face can own immediately.
+
+        With `final_state` the row is kept, expired, carrying that state: attached faces then see
+        *why* the engine ended (a kill) instead of a vanished owner, and do not take over."""
         t = engine_lease
         with self.db.begin() as conn:
-            conn.execute(sa.delete(t).where(t.c.name == self.name, t.c.owner == self.owner))
+            mine = sa.and_(t.c.name == self.name, t.c.owner == self.owner)
+            if final_state is None:
+                conn.execute(sa.delete(t).where(mine))
+            else:
+                conn.execute(sa.update(t).where(mine).values(expires_at=0.0, state_json=final_state))
         self.held = False
 
     def read(self) -> LeaseRow | None:

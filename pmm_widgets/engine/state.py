@@ -9,6 +9,7 @@ here, for display only; nothing trades off these numbers.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
@@ -19,11 +20,10 @@ Role = str  # "idle" (not started), "owner" (trades), "attached" (reads the owne
 
 
 def _f(value: Any) -> float | None:
-    """Decimal/int/float/None → float or None (display only)."""
-    if value is None:
-        return None
+    """Decimal/int/float → finite float, else None (display only)."""
     if isinstance(value, (Decimal, int, float)):
-        return float(value)
+        f = float(value)
+        return f if math.isfinite(f) else None  # NaN/inf would break JSON on PostgreSQL
     return None
 
 

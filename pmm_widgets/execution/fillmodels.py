@@ -5,7 +5,8 @@
     λ = paper_fill_intensity / 60 × exp(−paper_spread_k × distance) × depth_factor   [1/s]
 
 `distance` is how far (price units) the order sits behind its side's touch (0 at or inside the
-touch). `depth_factor = 2·D0 / (D0 + D)`, with D the size resting at the touch on our side and
+touch). `depth_factor = 2·D0 / (D0 + D)`, with D the size resting at the touch on our side (0 if our
+order improves on the touch) and
 D0 a reference depth (shares): 1 when the touch holds D0 shares, up to 2 for an empty touch and
 falling like 2·D0/D for a deep one. Why this form: incoming flow is shared by the resting size,
 so our share of it falls with the queue, yet stays bounded (≤ 2×) on an empty touch, where a
@@ -46,9 +47,13 @@ def touch_distance(view: BookView, side: Side, price: Decimal) -> float:
     return max(0.0, float(d))
 
 
-def touch_depth(view: BookView, side: Side) -> float:
+def touch_depth(view: BookView, side: Side, price: Decimal) -> float:
+    """Size resting at our side's touch; 0 when our price improves on it (nobody is ahead)."""
     levels = view.bids if side is Side.BUY else view.asks
-    return float(levels[0].size) if levels else 0.0
+    if not levels:
+        return 0.0
+    better = price > levels[0].price if side is Side.BUY else price < levels[0].price
+    return 0.0 if better else float(levels[0].size)
 
 
 def depth_factor(depth: float, ref_depth: float = DEFAULT_REF_DEPTH) -> float:

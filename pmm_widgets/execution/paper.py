@@ -58,6 +58,7 @@ class PaperExchange:
         self._markets: dict[str, Market] = {}  # token id → market
         self._books: dict[str, BookView] = {}
         self._orders: dict[str, Order] = {}  # open orders, in placement order
+        self._by_token: dict[str, dict[str, Order]] = {}  # the same, per token (book updates are per token)
         self._sim_ts: dict[str, float] = {}
         self._queues: dict[str, QueuePosition] = {}
         self._pending: list[Fill] = []
@@ -107,8 +108,8 @@ class PaperExchange:
             if q.side is Side.SELL and book.best_bid is not None and q.price <= book.best_bid:
                 return "post-only: would cross the best bid"
         if q.side is Side.SELL:
-            reserved = sum((o.remaining for o in self._orders.values()
-                            if o.token_id == q.token_id and o.side is Side.SELL), ZERO)
+            reserved = sum((o.remaining for o in self._by_token.get(q.token_id, {}).values()
+                            if o.side is Side.SELL), ZERO)
             if self.positions.get(q.token_id, ZERO) - reserved < q.size:
                 return "not enough balance to sell"
         return None
@@ -126,6 +127,7 @@ class PaperExchange:
             else:
                 o.status = OrderStatus.LIVE
                 self._orders[o.client_id] = o
+                self._by_token.setdefault(o.token_id, {})[o.client_id] = o
                 self._sim_ts[o.client_id] = now
                 book = self._books.get(q.token_id)
                 level = book.size_at(q.side, q.price) if book is not None else ZERO
@@ -137,6 +139,7 @@ class PaperExchange:
     def _close_order(self, o: Order, status: OrderStatus, reason: str = "", ts: float | None = None) -> None:
         o.status, o.reason, o.updated_ts = status, reason, self._now() if ts is None else ts
         self._orders.pop(o.client_id, None)
+        self._by_token.get(o.token_id, {}).pop(o.client_id, None)
         self._sim_ts.pop(o.client_id, None)
         self._queues.pop(o.client_id, None)
         self._record_order(o)
@@ -193,7 +196,7 @@ class PaperExchange:
         self._books[book.token_id] = book
         queue_mode = self.params.paper_fill_model == "queue"
         ts = book.ts or self._now()
-        for o in [o for o in self._orders.values() if o.token_id == book.token_id]:
+        for o in list(self._by_token.get(book.token_id, {}).values()):
             qp = self._queues.get(o.client_id)
             if qp is None:
                 continue
@@ -205,7 +208,7 @@ class PaperExchange:
 
     def observe_trade(self, trade: PublicTrade) -> None:
         queue_mode = self.params.paper_fill_model == "queue"
-        for o in [o for o in self._orders.values() if o.token_id == trade.token_id]:
+        for o in list(self._by_token.get(trade.token_id, {}).values()):
             if trade.side is o.side:  # a taker on our side does not trade with our order
                 continue
             qp = self._queues.get(o.client_id)
@@ -242,7 +245,7 @@ class PaperExchange:
             if book is None or m is None:
                 continue
             dist = touch_distance(book, o.side, o.price)
-            depth = touch_depth(book, o.side)
+            depth = touch_depth(book, o.side, o.price)
             rate = intensity_rate(p, dist, depth, self.ref_depth)
             if self.rng.random() >= fill_probability(rate, dt):
                 continue

@@ -146,6 +146,7 @@ class ClobPublicRoutes:
         if isinstance(tok, web.Response):
             return tok
         price, side = self.sim.last_trade(tok)
+        # the real server's placeholder for a token that never traded: price "0.5", side ""
         return web.json_response({"price": price or "0.5", "side": side})
 
     async def prices_history(self, request: web.Request) -> web.Response:
@@ -153,7 +154,8 @@ class ClobPublicRoutes:
         tok = q.get("market")
         if not tok or not tok.isdigit():
             return error(400, "Invalid market")
-        if self.sim.token(tok) is None:
+        t = self.sim.token(tok)
+        if t is None or t[0].closed:  # closed markets return no history upstream
             return web.json_response({"history": []})
         now = self.sim.now()
         try:
@@ -240,7 +242,8 @@ class ClobPublicRoutes:
             t = self.sim.token(tok)
             if t is not None and t[0].has_book:
                 price, side = self.sim.last_trade(tok)
-                out.append({"token_id": tok, "price": price or "0.5", "side": side})
+                if side:  # never-traded tokens are left out of the batch answer
+                    out.append({"price": price, "side": side, "token_id": tok})
         return web.json_response(out)
 
     # ------------------------------------------------------------------ misc

@@ -27,10 +27,11 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class _Conn:
-    __slots__ = ("ws", "subs", "custom", "queue", "wake", "task", "closed")
+    __slots__ = ("ws", "transport", "subs", "custom", "queue", "wake", "task", "closed")
 
-    def __init__(self, ws: web.WebSocketResponse):
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None):
         self.ws = ws
+        self.transport = transport
         self.subs: set[str] = set()
         self.custom = False
         self.queue: deque[tuple[float, str]] = deque()
@@ -58,7 +59,7 @@ class MarketHub:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=4 * 1024 * 1024)
         await ws.prepare(request)
-        c = _Conn(ws)
+        c = _Conn(ws, request.transport)
         self.conns.add(c)
         c.task = asyncio.create_task(self._writer(c))
         try:
@@ -105,17 +106,9 @@ class MarketHub:
         c.subs.update(assets)
         self._update_watched()
         if msg.get("initial_dump", True) is not False:
-            snaps = [s for s in (self.book_event(a) for a in fresh) if s is not None]
+            snaps = [s for s in (self.sim.book_event(a) for a in fresh) if s is not None]
             if snaps:
                 c.push(_dumps(snaps))
-
-    def book_event(self, token_id: str) -> dict | None:
-        snap = self.sim.book_snapshot(token_id)
-        if snap is None:
-            return None
-        return {"event_type": "book", "market": snap["market"], "asset_id": snap["asset_id"],
-                "timestamp": snap["timestamp"], "hash": snap["hash"], "bids": snap["bids"], "asks": snap["asks"],
-                "tick_size": snap["tick_size"], "last_trade_price": snap["last_trade_price"]}
 
     def _update_watched(self) -> None:
         w: set[str] = set()
@@ -178,7 +171,7 @@ class MarketHub:
             if not parts:
                 continue
             if len(c.queue) > MAX_QUEUED_FRAMES:
-                asyncio.ensure_future(self._close(c, 1013, b"slow consumer"))
+                asyncio.ensure_future(self._close(c, abort=False, code=1013, reason=b"slow consumer"))
                 continue
             c.push(parts[0] if len(parts) == 1 else "[" + ",".join(parts) + "]")
             self.events_sent += len(parts)
@@ -187,17 +180,27 @@ class MarketHub:
     def apply_drops(self, dt_sec: float) -> None:
         for c in list(self.conns):
             if self.faults.drop_now(dt_sec):
-                asyncio.ensure_future(self._close(c, 1011, b"sandbox fault: dropped"))
+                asyncio.ensure_future(self._close(c, abort=True))
 
-    async def _close(self, c: _Conn, code: int, reason: bytes) -> None:
+    async def _close(self, c: _Conn, abort: bool, code: int = 1001, reason: bytes = b"") -> None:
+        """Abort = a network drop (no close frame, the client sees an abnormal closure);
+        otherwise a clean close with `code`."""
         c.closed = True
         c.wake.set()
         self.conns.discard(c)
         self._update_watched()
+        if abort and c.transport is not None:
+            c.transport.abort()
+            return
         try:
             await c.ws.close(code=code, message=reason)
         except (ConnectionError, RuntimeError):
             pass
 
     async def drop_all(self) -> None:
-        await asyncio.gather(*(self._close(c, 1011, b"sandbox: dropped") for c in list(self.conns)))
+        """Drop every connection now, as a network failure would."""
+        await asyncio.gather(*(self._close(c, abort=True) for c in list(self.conns)))
+
+    async def close_all(self) -> None:
+        """Clean shutdown: close frames with 1001 (going away)."""
+        await asyncio.gather(*(self._close(c, abort=False, code=1001, reason=b"sandbox stopping") for c in list(self.conns)))

@@ -79,6 +79,7 @@ class Sandbox:
         self.ws_closers: list[Callable[[], Any]] = []  # extensions' "drop all my websockets" callbacks
         self._runners: list[web.AppRunner] = []
         self._clock: asyncio.Task | None = None
+        self.paused = False  # True: the simulated market stands still (account actions still apply)
         self.gamma_url = ""
         self.clob_url = ""
         self.ws_url = ""
@@ -120,7 +121,7 @@ class Sandbox:
             except asyncio.CancelledError:
                 pass
             self._clock = None
-        await self.hub.drop_all()
+        await self.hub.close_all()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -148,10 +149,14 @@ class Sandbox:
         while True:
             await asyncio.sleep(CLOCK_TICK_SEC)
             now = time.monotonic()
-            target = s0 + (now - w0) * speed
-            events = sim.run_until(target, max_steps=MAX_STEPS_PER_TICK)
-            if target - sim.now() > STEP_SEC * MAX_STEPS_PER_TICK:
-                w0, s0 = now, sim.now()  # too slow for this speed: fall behind, do not pile up debt
+            if self.paused:
+                w0, s0 = now, sim.now()
+                events = []
+            else:
+                target = s0 + (now - w0) * speed
+                events = sim.run_until(target, max_steps=MAX_STEPS_PER_TICK)
+                if target - sim.now() > STEP_SEC * MAX_STEPS_PER_TICK:
+                    w0, s0 = now, sim.now()  # too slow for this speed: fall behind, do not pile up debt
             events.extend(sim.flush_account_events())
             hub.broadcast(events)
             hub.apply_drops(now - last)

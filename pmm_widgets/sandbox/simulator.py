@@ -149,9 +149,11 @@ class SimMarket:
     accepting_orders: bool
     has_enable_order_book: bool
     liquidity_num: float
-    volume_base: float
+    volume_base: float  # lifetime volume before the simulation started
+    volume24_base: float  # 24 h volume before the simulation started
     activity: float
     size_scale: float
+    min_dist: int  # nearest background quote distance from the reference, in ticks (wider when illiquid)
     end_date: str
     created_at: str
     fair: float = 0.5
@@ -214,6 +216,7 @@ class Simulator:
         self.seed = seed
         self.speed = speed
         self._t = float(time.time() if start_ts is None else start_ts)
+        self._t0 = self._t
         self.steps = 0
         self._np = np.random.default_rng(seed)
         self._rnd = random.Random(seed * 7919 + 1)
@@ -222,6 +225,9 @@ class Simulator:
         self.by_condition: dict[str, SimMarket] = {}
         self.by_gamma_id: dict[str, SimMarket] = {}
         self.watched: set[str] | None = None
+        # the real market channel re-sends the full `book` after a trade; level changes also go
+        # out as price_change, so a client handling either message stays exact
+        self.book_after_trade = True
         self._orders: dict[str, tuple[SimMarket, bool, int, _Rest]] = {}  # account id -> (m, is_bid, mil, rest)
         self._all_account: dict[str, SimOrder] = {}
         self._account_trades: dict[str, list[SimTrade]] = {}
@@ -282,9 +288,11 @@ class Simulator:
                 accepting_orders=i not in closed_idx and i not in not_accepting,
                 has_enable_order_book=i not in no_eob,
                 liquidity_num=round(liq, 5),
-                volume_base=liq * 10 ** rnd.uniform(0.5, 2.5),
+                volume_base=(vol := liq * 10 ** rnd.uniform(0.5, 2.5)),
+                volume24_base=vol * rnd.uniform(0.0005, 0.03),
                 activity=act,
                 size_scale=10 ** rnd.uniform(1.2, 2.6) * (0.5 + act / 3),
+                min_dist=max(1, round(3.5 - 1.2 * act)),
                 end_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end)),
                 created_at=time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(created)),
                 fair=fair,
@@ -401,7 +409,7 @@ class Simulator:
     def _add_background_limit(self, m: SimMarket, is_bid: bool, ref: float) -> None:
         t = m.tick_mil
         r = ref * 1000
-        k = 1 + int(self._rnd.expovariate(1.0 / (3.0 if t == 10 else 12.0)))
+        k = (m.min_dist if t == 10 else 4 * m.min_dist) + int(self._rnd.expovariate(1.0 / (3.0 if t == 10 else 12.0)))
         if is_bid:
             px = int(-(-r // t)) * t - k * t
             ba = m.best_ask_mil
@@ -588,6 +596,9 @@ class Simulator:
                         "event_type": "best_bid_ask", "market": cid, "asset_id": tok,
                         "best_bid": _PSTR[b] if b is not None else "0", "best_ask": _PSTR[a] if a is not None else "1",
                         "spread": _PSTR[a - b] if (a is not None and b is not None) else "1", "timestamp": ts}))
+        if prints and self.book_after_trade:
+            for is_yes in (True, False):
+                events.append(SimEvent((yes if is_yes else no,), False, self._book_event(m, is_yes)))
 
     # ------------------------------------------------------------------ ground truth / public data
     def token(self, token_id: str) -> tuple[SimMarket, bool] | None:
@@ -650,6 +661,19 @@ class Simulator:
             mos, tick, nr, "" if lt is None else P[1000 - lt])
         return hashlib.sha1(y.encode()).hexdigest(), hashlib.sha1(n.encode()).hexdigest()
 
+    def _book_event(self, m: SimMarket, is_yes: bool) -> dict:
+        b = self._book_dict(m, is_yes, self._hash(m, is_yes))
+        return {"event_type": "book", "market": b["market"], "asset_id": b["asset_id"], "timestamp": b["timestamp"],
+                "hash": b["hash"], "bids": b["bids"], "asks": b["asks"], "tick_size": b["tick_size"],
+                "last_trade_price": b["last_trade_price"]}
+
+    def book_event(self, token_id: str) -> dict | None:
+        """The market-channel `book` message for a token now (None without an order book)."""
+        t = self.by_token.get(token_id)
+        if t is None or not t[0].has_book:
+            return None
+        return self._book_event(*t)
+
     def book_snapshot(self, token_id: str) -> dict | None:
         """The exact GET /book body now; None when the token has no order book (unknown/closed)."""
         t = self.by_token.get(token_id)
@@ -707,11 +731,13 @@ class Simulator:
         return out
 
     def volume_24h(self, m: SimMarket) -> float:
+        """Notional traded over the last simulated day (the pre-start volume fades out linearly)."""
+        elapsed = self._t - self._t0
         cutoff = self._t - 86400
         q = m.trades_24h
         while q and q[0][0] < cutoff:
             q.popleft()
-        return sum(n for _, n in q)
+        return m.volume24_base * max(0.0, 1 - elapsed / 86400) + sum(n for _, n in q)
 
     def gamma_markets(self) -> list[dict]:
         """Every market object exactly as Gamma serves it (closed / not accepting included)."""

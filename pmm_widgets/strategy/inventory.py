@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..domain import ZERO, Fill, Market, Outcome, Side
+from ..domain import ZERO, Market, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,18 +23,6 @@ class Inventory:
     def net(self) -> Decimal:
         """YES-equivalent exposure: positive means long YES, negative means long NO."""
         return self.yes - self.no
-
-    @property
-    def pairs(self) -> Decimal:
-        """Shares held on both tokens at once: riskless, worth 1 each."""
-        return min(self.yes, self.no)
-
-    def after(self, fill: Fill, market: Market) -> "Inventory":
-        """Holdings once `fill` (of one of this market's tokens) has settled."""
-        delta = fill.size if fill.side is Side.BUY else -fill.size
-        if market.outcome_of(fill.token_id) is Outcome.YES:
-            return Inventory(self.yes + delta, self.no)
-        return Inventory(self.yes, self.no + delta)
 
 
 def net_delta(market: Market, token_id: str, side: Side, size: Decimal) -> Decimal:

@@ -29,7 +29,11 @@ outside the spread.
 
 Half-spread h = α × calib_mult × max(vol term, (A − B)/2, one tick). Inventory skew moves both
 prices by −skew × h × clip(net / max_inventory_shares, −1, 1): long YES lowers both, so our
-ask (the side that sells YES) becomes more aggressive and our bid less so.
+ask (the side that sells YES) becomes more aggressive and our bid less so. Both prices are
+then capped at `params.price_band` from the effective mid: the band is the trader's statement
+of how far from mid a quote is still worth resting, so a very wide half-spread (high vol, a
+calibrator at its ceiling) quotes at the band instead of going silent. (Risk re-checks the band
+as a safety net.)
 
 Numbers: fair value, vol and h are estimates, computed in float; they are snapped onto the tick
 grid in integer ticks (bid rounded down, ask up: the conservative direction), and every price
@@ -160,19 +164,26 @@ def make_quotes(
     ask_t = math.ceil((fair + h - shift) / tf - 1e-9)
     if ask_t <= bid_t:
         ask_t = bid_t + 1
-    bid_t = min(bid_t, a - 1)  # post-only on the effective book
-    ask_t = max(ask_t, b + 1)
+    mid2 = Decimal(b + a) / 2
+    band = params.price_band / tick
+    lo, hi = _ticks_ceil(mid2 - band, Decimal(1)), _ticks_floor(mid2 + band, Decimal(1))
+    bid_t = min(max(bid_t, lo), a - 1)  # capped at the price band, then post-only
+    ask_t = max(min(ask_t, hi), b + 1)
+    bid_ok = lo <= bid_t and 1 <= bid_t <= n - 1
+    ask_ok = ask_t <= hi and 1 <= ask_t <= n - 1
+    if bid_ok and ask_ok and bid_t >= ask_t:  # only with a band narrower than the book: no pair
+        return []
 
     min_size = max(market.min_order_size, yes.min_order_size, no.min_order_size)
     size = max(params.quote_size, min_size)
     out: list[Quote] = []
-    if 1 <= bid_t <= n - 1:
+    if bid_ok:
         if inventory.no >= min_size:
             out.append(Quote(market.condition_id, market.no_token_id, Side.SELL,
                              tick * (n - bid_t), floor_size(min(size, inventory.no))))
         else:
             out.append(Quote(market.condition_id, market.yes_token_id, Side.BUY, tick * bid_t, size))
-    if 1 <= ask_t <= n - 1:
+    if ask_ok:
         if inventory.yes >= min_size:
             out.append(Quote(market.condition_id, market.yes_token_id, Side.SELL,
                              tick * ask_t, floor_size(min(size, inventory.yes))))

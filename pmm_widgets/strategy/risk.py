@@ -53,10 +53,6 @@ class RateLimiter:
     def record(self, now: float, n: int) -> None:
         self._ts.extend([now] * n)
 
-    def in_window(self, now: float) -> int:
-        self.budget(now, 0)
-        return len(self._ts)
-
 
 @dataclass(slots=True)
 class _MarketRisk:
@@ -78,11 +74,13 @@ class RiskManager:
         self._day_base_total = ZERO
         self._day_base_market: dict[str, Decimal] = {}
         self.kill_reason: str | None = None
+        self.dropped: dict[str, str] = {}  # market → the rule that dropped a quote this cycle
 
     # -- cycle bookkeeping -------------------------------------------------------------------
     def begin_cycle(self) -> None:
         self._current = set()
         self._new = []
+        self.dropped = {}
 
     def end_cycle(self) -> list[str]:
         """Close the cycle; returns the breaches that started in it."""
@@ -174,26 +172,27 @@ class RiskManager:
         own = exposure_usd(inv.net, mid)
         for q in quotes:
             _, yp = yes_space_price(market, q)
-            if abs(yp - mid) > p.price_band:
-                self._flag(now, "price_band", cid, f"quote {yp} further than {p.price_band} from mid {mid}")
-                continue
             new_net = inv.net + net_delta(market, q.token_id, q.side, q.size)
             growing = abs(new_net) > abs(inv.net)
-            if growing and abs(new_net) > p.max_inventory_shares:
-                self._flag(now, "inv_shares", cid, f"net inventory {inv.net} near limit {p.max_inventory_shares} shares")
-                continue
             held = inv.yes if q.token_id == market.yes_token_id else inv.no
-            if q.side is Side.BUY and held + q.size > p.max_inventory_shares:
-                self._flag(now, "inv_token", cid, f"token holding {held} near limit {p.max_inventory_shares} shares")
-                continue
             new_usd = exposure_usd(new_net, mid)
-            if growing and new_usd > p.max_inventory_usd:
-                self._flag(now, "inv_usd", cid, f"inventory {own:.2f} USD near limit {p.max_inventory_usd}")
-                continue
-            if growing and total_exposure_usd - own + new_usd > p.max_total_inventory_usd:
-                self._flag(now, "inv_total", None, f"total inventory {total_exposure_usd:.2f} USD near limit {p.max_total_inventory_usd}")
-                continue
-            out.append(q)
+            rule: tuple[str, str | None, str] | None = None
+            if abs(yp - mid) > p.price_band:
+                rule = ("price band", cid, f"quote {yp} further than {p.price_band} from mid {mid}")
+            elif growing and abs(new_net) > p.max_inventory_shares:
+                rule = ("inventory shares", cid, f"net inventory {inv.net} near limit {p.max_inventory_shares} shares")
+            elif q.side is Side.BUY and held + q.size > p.max_inventory_shares:
+                rule = ("token shares", cid, f"token holding {held} near limit {p.max_inventory_shares} shares")
+            elif growing and new_usd > p.max_inventory_usd:
+                rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {p.max_inventory_usd}")
+            elif growing and total_exposure_usd - own + new_usd > p.max_total_inventory_usd:
+                rule = ("total inventory", None,
+                        f"total inventory {total_exposure_usd:.2f} USD near limit {p.max_total_inventory_usd}")
+            if rule is None:
+                out.append(q)
+            else:
+                self.dropped[cid] = rule[0]
+                self._flag(now, *rule)
         return out
 
     # -- action valves -----------------------------------------------------------------------

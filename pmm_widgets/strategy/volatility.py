@@ -46,6 +46,3 @@ class VolEstimator:
         if st is None:
             return 0.0
         return math.sqrt(st.var_rate * horizon_sec)
-
-    def forget(self, token_id: str) -> None:
-        self._tokens.pop(token_id, None)

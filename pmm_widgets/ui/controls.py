@@ -185,6 +185,8 @@ class ControlPanel:
             self._rendered_table = key
         self._sync_from_state(s)
         self.start_btn.disabled = self.engine.running
+        if s.role != "idle" and "starting" in self.message.value:
+            self.message.value = ""
         if s.kill is not None:
             self.kill_result.value = self._kill_html(s.kill)
         if self._streaming:

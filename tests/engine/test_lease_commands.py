@@ -5,18 +5,24 @@ from __future__ import annotations
 import threading
 
 import pytest
+import sqlalchemy as sa
 
 from pmm_widgets.engine.commands import CommandQueue
 from pmm_widgets.engine.lease import Lease
 from pmm_widgets.store.db import make_engine
 from pmm_widgets.store.migrate import upgrade
+from pmm_widgets.store.schema import commands, engine_lease
 
 
-@pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'lease.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path):
+    """The same atomicity claims on SQLite and PostgreSQL (skipped without PMM_TEST_PG_URL)."""
+    url = f"sqlite:///{tmp_path / 'lease.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     upgrade(url)
     eng = make_engine(url)
+    with eng.begin() as conn:  # the PostgreSQL DB is shared by the session
+        conn.execute(sa.delete(engine_lease))
+        conn.execute(sa.delete(commands))
     yield eng
     eng.dispose()
 

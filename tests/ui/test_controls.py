@@ -120,3 +120,41 @@ async def test_attached_panel_shows_owner_state_sends_params_and_kill(settings, 
     await engine.stop()
     assert not engine.running
     db.dispose()
+
+
+class _OwnerStub:
+    """Just enough of an owning Engine for the dead-man watchdog: records pauses."""
+
+    def __init__(self, settings):
+        from pmm_widgets.domain import Mode
+        from pmm_widgets.engine.state import EventLog
+
+        self.settings, self.mode, self.role, self.running = settings, Mode.PAPER, "owner", True
+        self.params = settings.params()
+        self.events = EventLog()
+        self.state = EngineState(role="owner", running=True)
+        self.pauses: list[str] = []
+
+    async def pause(self, cancel=True, reason="pause"):
+        self.pauses.append(reason)
+        return 3
+
+
+async def test_deadman_pauses_owned_engine_without_heartbeat(settings):
+    stub = _OwnerStub(settings)  # deadman_sec = 1.0 in the fixture
+    panel = ControlPanel(stub)
+    panel.show()
+    panel.heartbeat.value = 1  # the browser beats once, then goes silent
+    await asyncio.sleep(0.5)
+    assert stub.pauses == []
+    for _ in range(40):
+        if stub.pauses:
+            break
+        await asyncio.sleep(0.1)
+    assert stub.pauses == ["deadman"]
+    await asyncio.sleep(1.5)
+    assert stub.pauses == ["deadman"]  # once per silence
+    panel.heartbeat.value = 2  # the browser is back: the switch re-arms
+    assert panel._deadman_fired is False
+    for t in panel._tasks:
+        t.cancel()

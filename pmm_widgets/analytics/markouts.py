@@ -1,0 +1,164 @@
+"""Per-fill quality signals: markouts at several horizons and the realized spread.
+
+Definitions (sign s = +1 for a BUY, −1 for a SELL; mids are the filled token's own mid):
+
+- realized spread = s × (mid at fill − fill price): the edge captured against fair value at the
+  moment of the fill (positive = we bought below / sold above mid);
+- markout(h) = s × (mid at fill time + h − fill price): what the position is worth h seconds
+  later; a markout well below the realized spread means the flow that filled us knew better
+  (adverse selection).
+
+Both are kept in price units and in USD (× size). The mid at t + h is the first mid seen at or
+after t + h (the quote loop samples once per refresh, so up to one refresh late); if the book is
+gone then, the last mid seen for that token is used. Each time a horizon completes, the trade's
+`raw_json` is rewritten with the venue/model payload it was recorded with plus every signal
+known so far, so the row is always complete up to that point (the realized spread is written
+at the fill itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable
+
+from ..domain import Fill, Side
+from ..store.sink import Sink
+
+HORIZONS: tuple[float, ...] = (5.0, 30.0, 120.0)
+
+
+def horizon_key(h: float) -> str:
+    return f"{h:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Markout:
+    trade_id: str
+    market: str
+    horizon: float
+    px: float  # price units
+    usd: float
+
+
+@dataclass(slots=True)
+class MarkoutStats:
+    """Running sums per market: enough for means, and JSON-serialisable for calibration state."""
+
+    count: dict[str, int] = field(default_factory=dict)
+    total: dict[str, float] = field(default_factory=dict)
+    rs_count: int = 0
+    rs_total: float = 0.0
+
+    def add_markout(self, h: float, px: float) -> None:
+        k = horizon_key(h)
+        self.count[k] = self.count.get(k, 0) + 1
+        self.total[k] = self.total.get(k, 0.0) + px
+
+    def add_realized_spread(self, px: float) -> None:
+        self.rs_count += 1
+        self.rs_total += px
+
+    def mean(self, h: float) -> float | None:
+        k = horizon_key(h)
+        return self.total[k] / self.count[k] if self.count.get(k) else None
+
+    @property
+    def realized_spread_mean(self) -> float | None:
+        return self.rs_total / self.rs_count if self.rs_count else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": dict(self.count),
+            "sum": dict(self.total),
+            "mean": {k: self.total[k] / c for k, c in self.count.items() if c},
+            "realized_spread_count": self.rs_count,
+            "realized_spread_sum": self.rs_total,
+            "realized_spread_mean": self.realized_spread_mean,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> "MarkoutStats":
+        d = d or {}
+        return cls(
+            count={k: int(v) for k, v in (d.get("count") or {}).items()},
+            total={k: float(v) for k, v in (d.get("sum") or {}).items()},
+            rs_count=int(d.get("realized_spread_count") or 0),
+            rs_total=float(d.get("realized_spread_sum") or 0.0),
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    fill: Fill
+    sign: int
+    raw: dict[str, Any]
+    next_idx: int = 0
+
+
+def realized_spread(fill: Fill, mid: Decimal) -> float:
+    s = 1 if fill.side is Side.BUY else -1
+    return float(s * (mid - fill.price))
+
+
+class MarkoutTracker:
+    def __init__(self, sink: Sink, horizons: tuple[float, ...] = HORIZONS) -> None:
+        self.sink = sink
+        self.horizons = tuple(sorted(horizons))
+        self._pending: list[_Pending] = []
+        self._last_mid: dict[str, Decimal] = {}
+
+    def on_fill(self, fill: Fill, mid_at_fill: Decimal | None) -> float | None:
+        """Start tracking a fill; returns its realized spread (price units) when the mid is known."""
+        s = 1 if fill.side is Side.BUY else -1
+        raw = dict(fill.raw)
+        rs: float | None = None
+        if mid_at_fill is None:
+            mid_at_fill = self._last_mid.get(fill.token_id)
+        if mid_at_fill is not None:
+            rs = realized_spread(fill, mid_at_fill)
+            raw.update(mid_at_fill=str(mid_at_fill), realized_spread=rs,
+                       realized_spread_usd=rs * float(fill.size))
+        raw.setdefault("markouts", {})
+        self._pending.append(_Pending(fill, s, raw))
+        if rs is not None:
+            self.sink.update("trades", {"trade_id": fill.trade_id}, {"raw_json": _copy(raw)})
+        return rs
+
+    def advance(self, now: float, mid_of: Callable[[str], Decimal | None]) -> list[Markout]:
+        """Complete the horizons that are due at `now`; writes the trades' raw_json."""
+        done: list[Markout] = []
+        still: list[_Pending] = []
+        for p in self._pending:
+            tok = p.fill.token_id
+            mid = mid_of(tok)
+            if mid is not None:
+                self._last_mid[tok] = mid
+            else:
+                mid = self._last_mid.get(tok)
+            changed = False
+            while p.next_idx < len(self.horizons) and now >= p.fill.ts + self.horizons[p.next_idx]:
+                h = self.horizons[p.next_idx]
+                p.next_idx += 1
+                if mid is None:
+                    continue
+                px = float(p.sign * (mid - p.fill.price))
+                usd = px * float(p.fill.size)
+                p.raw["markouts"][horizon_key(h)] = {"px": px, "usd": usd, "mid": str(mid), "ts": now}
+                done.append(Markout(p.fill.trade_id, p.fill.market, h, px, usd))
+                changed = True
+            if changed:
+                self.sink.update("trades", {"trade_id": p.fill.trade_id}, {"raw_json": _copy(p.raw)})
+            if p.next_idx < len(self.horizons):
+                still.append(p)
+        self._pending = still
+        return done
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+def _copy(raw: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot for the sink: the writer may serialise it later, after we mutate ours."""
+    return {k: ({h: dict(v) for h, v in val.items()} if k == "markouts" else val) for k, val in raw.items()}

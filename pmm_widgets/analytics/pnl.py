@@ -1,0 +1,131 @@
+"""Inventory, cash and PnL per market, split into spread capture and inventory PnL.
+
+Accounting is done in YES-equivalent terms, because a YES and a NO share together are worth
+exactly 1: buying NO at q is selling YES at 1 − q plus buying a riskless pair. Every fill is
+mapped to a YES-equivalent trade (d shares at price x: BUY YES → (+s, p); SELL YES → (−s, p);
+BUY NO → (−s, 1 − q); SELL NO → (+s, 1 − q)), and the net position `n = yes − no` carries an
+average entry price. So:
+
+- total PnL = cash + yes × m + no × (1 − m), m the YES mid (the mark; NO is marked at 1 − m);
+- unrealized = n × (m − average entry); realized = total − unrealized (closing trades against
+  the average entry; a completed pair realizes its locked-in edge, since it contributes no n);
+- spread PnL = Σ d × (mid at fill − x): the edge captured against mid at each fill;
+- inventory PnL = total − spread PnL: what holding the position since then made or lost.
+
+Money is Decimal throughout (cash, prices, sizes, PnL); only display converts to float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ..domain import ZERO, Fill, Market, Side
+
+
+@dataclass(frozen=True, slots=True)
+class PnlParts:
+    total: Decimal
+    realized: Decimal
+    unrealized: Decimal
+    spread: Decimal
+    inventory: Decimal
+    inventory_usd: Decimal
+
+
+def yes_equivalent(fill: Fill, market: Market) -> tuple[Decimal, Decimal]:
+    """(signed YES-equivalent shares, YES-equivalent price) of a fill."""
+    signed = fill.size if fill.side is Side.BUY else -fill.size
+    if fill.token_id == market.yes_token_id:
+        return signed, fill.price
+    return -signed, 1 - fill.price
+
+
+@dataclass(slots=True)
+class MarketLedger:
+    yes: Decimal = ZERO
+    no: Decimal = ZERO
+    cash: Decimal = ZERO
+    net: Decimal = ZERO
+    avg: Decimal = ZERO  # average YES-equivalent entry price of `net`
+    realized_closed: Decimal = ZERO  # realized on the YES-equivalent position
+    spread: Decimal = ZERO
+    fills: int = 0
+    volume: Decimal = ZERO  # notional traded, USD
+    last_mid: Decimal | None = None
+
+    def apply(self, fill: Fill, market: Market, yes_mid: Decimal | None) -> None:
+        signed = fill.size if fill.side is Side.BUY else -fill.size
+        if fill.token_id == market.yes_token_id:
+            self.yes += signed
+        else:
+            self.no += signed
+        self.cash -= signed * fill.price
+        self.fills += 1
+        self.volume += fill.notional
+        d, x = yes_equivalent(fill, market)
+        mark = yes_mid if yes_mid is not None else self.last_mid
+        self.spread += d * ((mark if mark is not None else x) - x)
+        n = self.net
+        if n == 0 or (n > 0) == (d > 0):
+            self.avg = (n * self.avg + d * x) / (n + d)
+            self.net = n + d
+            return
+        closed = min(abs(d), abs(n))
+        self.realized_closed += closed * (x - self.avg) * (1 if n > 0 else -1)
+        self.net = n + d
+        if self.net == 0:
+            self.avg = ZERO
+        elif (self.net > 0) != (n > 0):
+            self.avg = x
+
+    def parts(self, yes_mid: Decimal | None) -> PnlParts:
+        if yes_mid is not None:
+            self.last_mid = yes_mid
+        m = self.last_mid
+        if m is None:  # never marked: value held shares at entry, i.e. no unrealized PnL
+            m = self.avg if self.net != 0 else Decimal("0.5")
+        total = self.cash + self.yes * m + self.no * (1 - m)
+        unrealized = self.net * (m - self.avg)
+        inv_usd = self.net * m if self.net >= 0 else -self.net * (1 - m)
+        return PnlParts(total, total - unrealized, unrealized, self.spread, total - self.spread, inv_usd)
+
+
+class PnlBook:
+    """Ledgers of every market traded this session, plus totals and `pnl` table rows."""
+
+    def __init__(self) -> None:
+        self.ledgers: dict[str, MarketLedger] = {}
+
+    def ledger(self, market: str) -> MarketLedger:
+        lg = self.ledgers.get(market)
+        if lg is None:
+            lg = self.ledgers[market] = MarketLedger()
+        return lg
+
+    def apply(self, fill: Fill, market: Market, yes_mid: Decimal | None) -> None:
+        self.ledger(market.condition_id).apply(fill, market, yes_mid)
+
+    def totals(self, mids: dict[str, Decimal | None]) -> PnlParts:
+        acc = [ZERO] * 6
+        for cid, lg in self.ledgers.items():
+            p = lg.parts(mids.get(cid))
+            for i, v in enumerate((p.total, p.realized, p.unrealized, p.spread, p.inventory, p.inventory_usd)):
+                acc[i] += v
+        return PnlParts(*acc)
+
+    def rows(self, ts: float, mode: str, mids: dict[str, Decimal | None]) -> list[dict]:
+        """`pnl` rows: one per market traded, then one 'TOTAL'."""
+        out: list[dict] = []
+        tot = dict(realized=ZERO, unrealized=ZERO, total=ZERO, spread_pnl=ZERO, inventory_pnl=ZERO,
+                   inventory_yes=ZERO, inventory_no=ZERO, inventory_usd=ZERO, cash=ZERO, fills=0, volume=ZERO)
+        for cid, lg in self.ledgers.items():
+            p = lg.parts(mids.get(cid))
+            row = dict(realized=p.realized, unrealized=p.unrealized, total=p.total, spread_pnl=p.spread,
+                       inventory_pnl=p.inventory, inventory_yes=lg.yes, inventory_no=lg.no,
+                       inventory_usd=p.inventory_usd, cash=lg.cash, fills=lg.fills, volume=lg.volume)
+            for k, v in row.items():
+                tot[k] += v
+            out.append({"ts": ts, "market": cid, "mode": mode, **row})
+        out.append({"ts": ts, "market": "TOTAL", "mode": mode, **tot})
+        return out

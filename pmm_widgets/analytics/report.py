@@ -1,0 +1,142 @@
+"""`pmm report`: what a run did, per market and in total, read back from the database.
+
+Why from the DB and not from a live engine: the report must agree with what was recorded (and
+work after the process is gone, or for a run on another machine). Columns:
+
+- placed: orders we placed (quote changes; a kept quote is not re-counted), from `orders`;
+- fills / partial / filled / volume: from `trades` (placed is not fills);
+- fills_per_min: fills over the span of the recorded session (first order to last record);
+- PnL parts: the latest `pnl` row of each market (and the 'TOTAL' row);
+- markouts: means of the per-fill markouts and realized spread stored in `trades.raw_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, func, inspect, select
+
+from ..store import schema
+from .markouts import HORIZONS, horizon_key
+
+PNL_COLS = {  # pnl column → report column
+    "total": "pnl_total", "realized": "pnl_realized", "unrealized": "pnl_unrealized",
+    "spread_pnl": "pnl_spread", "inventory_pnl": "pnl_inventory", "inventory_yes": "inv_yes", "inventory_no": "inv_no",
+}
+
+
+def _json(v: Any) -> dict[str, Any]:
+    if isinstance(v, dict):
+        return v
+    if isinstance(v, str) and v:
+        return json.loads(v)
+    return {}
+
+
+def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
+    """One row per market seen in orders or trades, plus a 'TOTAL' row; `mode` filters paper/live."""
+    o, t, p, mk = schema.orders, schema.trades, schema.pnl, schema.markets
+    with engine.connect() as conn:
+        oq = select(o.c.market, func.count().label("placed"), func.min(o.c.created_ts), func.max(o.c.updated_ts)) \
+            .where(o.c.status != "REJECTED").group_by(o.c.market)
+        tq = select(t.c.market, t.c.side, t.c.price, t.c.size, t.c.fill_type, t.c.ts, t.c.raw_json)
+        if mode is not None:
+            oq = oq.where(o.c.mode == mode)
+            tq = tq.where(t.c.mode == mode)
+        orders = conn.execute(oq).all()
+        trades = conn.execute(tq).all()
+        latest = select(p.c.market, func.max(p.c.ts).label("ts")).group_by(p.c.market)
+        if mode is not None:
+            latest = latest.where(p.c.mode == mode)
+        latest_sq = latest.subquery()
+        pq = select(p).join(latest_sq, (p.c.market == latest_sq.c.market) & (p.c.ts == latest_sq.c.ts))
+        if mode is not None:
+            pq = pq.where(p.c.mode == mode)
+        pnl_rows = {r.market: r for r in conn.execute(pq).all()}
+        questions = {r.condition_id: r.question for r in conn.execute(select(mk.c.condition_id, mk.c.question)).all()}
+
+    stats: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(float))
+    t0, t1 = None, None
+    for mkt, placed, first, last in orders:
+        stats[mkt]["placed"] = placed
+        t0 = first if t0 is None else min(t0, first)
+        t1 = last if t1 is None else max(t1, last)
+    mo_keys = [horizon_key(h) for h in HORIZONS]
+    for r in trades:
+        s = stats[r.market]
+        s["fills"] += 1
+        s["partial" if r.fill_type == "PARTIAL" else "filled"] += 1
+        s["volume"] += float(r.price) * float(r.size)
+        raw = _json(r.raw_json)
+        if raw.get("realized_spread") is not None:
+            s["rs_n"] += 1
+            s["rs_sum"] += float(raw["realized_spread"])
+        for k in mo_keys:
+            v = (raw.get("markouts") or {}).get(k)
+            if v is not None:
+                s[f"{k}_n"] += 1
+                s[f"{k}_sum"] += float(v["px"])
+        t0 = r.ts if t0 is None else min(t0, r.ts)
+        t1 = r.ts if t1 is None else max(t1, r.ts)
+    for r in pnl_rows.values():
+        t1 = r.ts if t1 is None else max(t1, r.ts)
+    minutes = ((t1 - t0) / 60.0) if t0 is not None and t1 is not None and t1 > t0 else None
+
+    def row(name: str, s: dict[str, Any], pr: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "market": name,
+            "question": questions.get(name, ""),
+            "placed": int(s.get("placed", 0)),
+            "fills": int(s.get("fills", 0)),
+            "partial": int(s.get("partial", 0)),
+            "filled": int(s.get("filled", 0)),
+            "fills_per_min": (s.get("fills", 0) / minutes) if minutes else 0.0,
+            "volume": s.get("volume", 0.0),
+        }
+        for col, name in PNL_COLS.items():
+            v = getattr(pr, col, None) if pr is not None else None
+            out[name] = float(v) if v is not None else None
+        for k in mo_keys:
+            n = s.get(f"{k}_n", 0)
+            out[f"markout_{k}"] = s[f"{k}_sum"] / n if n else None
+        out["realized_spread"] = s["rs_sum"] / s["rs_n"] if s.get("rs_n") else None
+        out["markout_fills"] = int(s.get(f"{mo_keys[0]}_n", 0))
+        return out
+
+    rows = [row(m, s, pnl_rows.get(m)) for m, s in sorted(stats.items(), key=lambda kv: str(kv[0]))]
+    total: dict[str, Any] = defaultdict(float)
+    for s in stats.values():
+        for k, v in s.items():
+            total[k] += v
+    rows.append(row("TOTAL", total, pnl_rows.get("TOTAL")))
+    return pd.DataFrame(rows)
+
+
+def report_main(settings: Any) -> int:
+    """Print the report for `settings.db_url`; 1 when there is nothing to report."""
+    from ..store.db import make_engine
+
+    engine = make_engine(settings.db_url)
+    try:
+        names = set(inspect(engine).get_table_names())
+        if not {"orders", "trades", "pnl"} <= names:
+            print("no trading tables in this database yet: run `pmm run paper` first")
+            return 1
+        df = build_report(engine)
+    finally:
+        engine.dispose()
+    if len(df) <= 1 and df.iloc[0]["placed"] == 0 and df.iloc[0]["fills"] == 0:
+        print("no orders or fills recorded yet")
+        return 1
+    show = df.drop(columns=["question"]).copy()
+    with pd.option_context("display.max_rows", 500, "display.width", 250, "display.max_columns", 50,
+                           "display.float_format", lambda x: f"{x:.4f}"):
+        print(show.to_string(index=False))
+    tot = df.iloc[-1]
+    print(f"\nplaced {tot['placed']} orders (quote changes); {tot['fills']} fills "
+          f"({tot['partial']} partial, {tot['filled']} filled), {tot['fills_per_min']:.2f} fills/min; "
+          f"volume {tot['volume']:.2f} USD; PnL {tot['pnl_total'] if tot['pnl_total'] is not None else float('nan'):.4f}")
+    return 0

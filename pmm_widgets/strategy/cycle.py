@@ -1,0 +1,326 @@
+"""`QuoteCycle`: one quote-loop iteration, wiring books → quotes → risk → plan → exchange →
+fills → inventory / PnL / markouts / calibration.
+
+Why one object that the engine calls: the engine owns timing (it calls `run_once` every
+`PMM_QUOTE_REFRESH_SEC`), the universe and the exchange; everything that turns books into
+orders and fills into numbers lives here, so paper, dry-run and live runs share it verbatim,
+and it can be driven with synthetic books and a synthetic clock in tests and benches.
+
+Numbers: prices, sizes, inventory, cash and PnL are Decimal (exact); rates, multipliers,
+volatility and markout statistics are float (estimates). `markets_state()` reports our resting
+quotes in YES-space: `yes_bid` is our BUY YES price (or 1 − our SELL NO price), `yes_ask` our
+SELL YES price (or 1 − our NO bid); `no_bid = 1 − yes_ask` and `no_ask = 1 − yes_bid`, which
+is what each token's book effectively shows of us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable
+
+from ..analytics.markouts import HORIZONS, MarkoutTracker
+from ..analytics.pnl import PnlBook, PnlParts
+from ..config import Params
+from ..domain import ZERO, BookView, Market, Mode, OrderStatus, Quote
+from ..execution.exchange import Exchange
+from ..store.sink import Sink
+from .calibrator import Calibrator
+from .inventory import Inventory
+from .planner import plan
+from .quoting import grid_tick, is_quotable, make_quotes, yes_mid, yes_space_price
+from .risk import RiskManager
+from .volatility import VolEstimator
+
+DEFAULT_TICK = Decimal("0.01")
+
+
+@dataclass(slots=True)
+class MarketState:
+    question: str
+    status: str
+    mid: Decimal | None = None
+    spread: Decimal | None = None
+    yes_bid: Decimal | None = None
+    yes_ask: Decimal | None = None
+    no_bid: Decimal | None = None
+    no_ask: Decimal | None = None
+    inventory_yes: Decimal = ZERO
+    inventory_no: Decimal = ZERO
+    pnl_total: Decimal = ZERO
+    pnl_realized: Decimal = ZERO
+    pnl_unrealized: Decimal = ZERO
+    pnl_spread: Decimal = ZERO
+    pnl_inventory: Decimal = ZERO
+    fills: int = 0
+    fills_per_min: float = 0.0
+    placed: int = 0
+    calib_mult: float = 1.0
+
+    @property
+    def inv_yes(self) -> Decimal:
+        return self.inventory_yes
+
+    @property
+    def inv_no(self) -> Decimal:
+        return self.inventory_no
+
+
+@dataclass(slots=True)
+class Totals:
+    pnl_total: Decimal = ZERO
+    realized: Decimal = ZERO
+    unrealized: Decimal = ZERO
+    spread_pnl: Decimal = ZERO
+    inventory_pnl: Decimal = ZERO
+    inventory_usd: Decimal = ZERO
+    fills: int = 0
+    fills_per_min: float = 0.0
+    placed: int = 0
+    cancels: int = 0
+    rejected: int = 0
+    open_orders: int = 0
+
+
+@dataclass(slots=True)
+class CycleReport:
+    placed: int = 0
+    cancelled: int = 0
+    fills: int = 0
+    kill_requested: bool = False
+    breaches: list[str] = field(default_factory=list)  # risk breaches that started this cycle
+    quoted_markets: int = 0
+    rejected: int = 0
+    deferred: int = 0
+
+
+class QuoteCycle:
+    def __init__(
+        self,
+        params: Params,
+        sink: Sink,
+        mode: Mode,
+        calibration: dict[str, dict] | None = None,
+        *,
+        pnl_sec: float = 10.0,
+        vol_horizon_sec: float = 30.0,
+        markout_horizons: tuple[float, ...] = HORIZONS,
+        calib_update_sec: float = 30.0,
+        calib_window_sec: float = 300.0,
+    ) -> None:
+        self.params = params
+        self.sink = sink
+        self.mode = mode
+        self.pnl_sec = pnl_sec
+        self.vol_horizon_sec = vol_horizon_sec
+        self.vol = VolEstimator()
+        self.risk = RiskManager(params, sink)
+        self.pnl = PnlBook()
+        self.markouts = MarkoutTracker(sink, markout_horizons)
+        self.calibrator = Calibrator(params, sink, calibration, update_sec=calib_update_sec, window_sec=calib_window_sec)
+        self._markets: list[Market] = []
+        self._known: dict[str, Market] = {}  # every market seen (fills may arrive after it left)
+        self._token_market: dict[str, Market] = {}
+        self._universe_key: tuple[str, ...] = ()
+        self._mids: dict[str, Decimal | None] = {}
+        self._status: dict[str, str] = {}
+        self._placed: dict[str, int] = {}
+        self._our: dict[str, dict[str, Decimal | None]] = {}
+        self._next_pnl_ts: float | None = None
+        self._killed = False
+        self._now = 0.0
+        self._totals = Totals()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _set_universe(self, markets: list[Market], exchange: Exchange) -> None:
+        key = tuple(m.condition_id for m in markets)
+        if key == self._universe_key and all(self._known.get(m.condition_id) is m for m in markets):
+            return
+        self._universe_key = key
+        self._markets = list(markets)
+        for m in markets:
+            self._known[m.condition_id] = m
+            for t in m.token_ids:
+                self._token_market[t] = m
+        exchange.set_markets(list(self._known.values()))
+
+    def token_mid(self, token_id: str) -> Decimal | None:
+        m = self._token_market.get(token_id)
+        if m is None:
+            return None
+        mid = self._mids.get(m.condition_id)
+        if mid is None:
+            return None
+        return mid if token_id == m.yes_token_id else 1 - mid
+
+    def _tick_of(self, token_id: str) -> Decimal:
+        m = self._token_market.get(token_id)
+        return m.tick_size if m is not None else DEFAULT_TICK
+
+    def inventory(self, market: str) -> Inventory:
+        lg = self.pnl.ledgers.get(market)
+        return Inventory(lg.yes, lg.no) if lg is not None else Inventory()
+
+    # -- the cycle -----------------------------------------------------------------------------
+    async def run_once(
+        self,
+        now: float,
+        markets: list[Market],
+        view: Callable[[str], BookView | None],
+        exchange: Exchange,
+    ) -> CycleReport:
+        p = self.params
+        rep = CycleReport()
+        self.risk.begin_cycle()
+        self._set_universe(markets, exchange)
+
+        views: dict[str, tuple[BookView | None, BookView | None]] = {}
+        for m in markets:
+            yv, nv = view(m.yes_token_id), view(m.no_token_id)
+            views[m.condition_id] = (yv, nv)
+            for v in (yv, nv):
+                if v is not None:
+                    exchange.observe_book(v)
+            ok = yv is not None and nv is not None and not (yv.stale or nv.stale or yv.crossed or nv.crossed)
+            mid = yes_mid(yv, nv, grid_tick(m, yv, nv)) if ok else None
+            self._mids[m.condition_id] = mid
+            if mid is not None:
+                fm = float(mid)
+                self.vol.update(m.yes_token_id, fm, now, p.vol_halflife_sec)
+                self.vol.update(m.no_token_id, 1.0 - fm, now, p.vol_halflife_sec)
+                self.risk.observe_mid(now, m.condition_id, fm)
+
+        fills = await exchange.poll(now)
+        rep.fills = len(fills)
+        for f in fills:
+            m = self._known.get(f.market) or self._token_market.get(f.token_id)
+            if m is None:
+                continue
+            self.pnl.apply(f, m, self._mids.get(m.condition_id))
+            rs = self.markouts.on_fill(f, self.token_mid(f.token_id))
+            self.calibrator.on_fill(m.condition_id, f.ts, rs)
+        for mk in self.markouts.advance(now, self.token_mid):
+            self.calibrator.on_markout(mk)
+        for m in markets:
+            self.calibrator.step(m.condition_id, now, float(m.tick_size))
+
+        parts = {cid: lg.parts(self._mids.get(cid)) for cid, lg in self.pnl.ledgers.items()}
+        total_pnl = sum((pp.total for pp in parts.values()), ZERO)
+        if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, total_pnl):
+            self._killed = True
+        rep.kill_requested = self._killed
+        total_exposure = sum((pp.inventory_usd for pp in parts.values()), ZERO)
+
+        wanted: list[Quote] = []
+        for m in markets:
+            cid = m.condition_id
+            yv, nv = views[cid]
+            status = "risk: killed" if self._killed else (is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
+            mid = self._mids.get(cid)
+            if status is None and mid is None:
+                status = "stale"
+            if status is None:
+                assert mid is not None
+                inv = self.inventory(cid)
+                vol = {t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids}
+                raw = make_quotes(m, yv, nv, p, inv, self.calibrator.mult(cid), vol)
+                quotes = self.risk.filter_quotes(now, m, raw, inv, mid, total_exposure)
+                dropped = self.risk.dropped.get(cid)
+                status = f"quoting (risk: {dropped})" if quotes and dropped else \
+                    "quoting" if quotes or not raw else f"risk: {dropped}"
+                if quotes:
+                    rep.quoted_markets += 1
+                wanted.extend(quotes)
+            self._status[cid] = status
+
+        open_orders = exchange.open_orders()
+        pl = plan(wanted, open_orders, self._tick_of, p.requote_ticks)
+        limited = self.risk.limit_actions(now, pl, len(open_orders), {o.client_id: o.token_id for o in open_orders})
+        rep.deferred = len(pl.cancel) + len(pl.place) - len(limited.cancel) - len(limited.place)
+        if limited.cancel:
+            rep.cancelled = len(await exchange.cancel(limited.cancel))
+        if limited.place:
+            for o in await exchange.place(limited.place):
+                if o.status is OrderStatus.REJECTED:
+                    rep.rejected += 1
+                else:
+                    rep.placed += 1
+                    self._placed[o.market] = self._placed.get(o.market, 0) + 1
+
+        if self._next_pnl_ts is None or now >= self._next_pnl_ts:  # on a fixed grid: no drift
+            nxt = now if self._next_pnl_ts is None else self._next_pnl_ts
+            while nxt <= now:
+                nxt += self.pnl_sec
+            self._next_pnl_ts = nxt
+            for row in self.pnl.rows(now, self.mode.value, self._mids):
+                self.sink.insert("pnl", row)
+
+        rep.breaches = self.risk.end_cycle()
+        self._refresh_state(now, exchange, rep)
+        return rep
+
+    async def cancel_market_quotes(self, exchange: Exchange, market: str) -> int:
+        """Pull one market's orders (it left the universe, or a face asked); returns how many."""
+        return await exchange.cancel_market(market)
+
+    # -- faces ---------------------------------------------------------------------------------
+    def _refresh_state(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
+        our: dict[str, dict[str, Decimal | None]] = {}
+        open_orders = exchange.open_orders()
+        for o in open_orders:
+            m = self._token_market.get(o.token_id)
+            if m is None:
+                continue
+            kind, yp = yes_space_price(m, Quote(o.market, o.token_id, o.side, o.price, o.size))
+            slot = our.setdefault(m.condition_id, {"bid": None, "ask": None})
+            cur = slot[kind]
+            if cur is None or (kind == "bid" and yp > cur) or (kind == "ask" and yp < cur):
+                slot[kind] = yp
+        self._our = our
+        self._now = now
+        t = self._totals
+        t.placed += rep.placed
+        t.cancels += rep.cancelled
+        t.rejected += rep.rejected
+        t.open_orders = len(open_orders)
+        tot = self.pnl.totals(self._mids)
+        t.pnl_total, t.realized, t.unrealized = tot.total, tot.realized, tot.unrealized
+        t.spread_pnl, t.inventory_pnl, t.inventory_usd = tot.spread, tot.inventory, tot.inventory_usd
+        t.fills = sum(lg.fills for lg in self.pnl.ledgers.values())
+        t.fills_per_min = sum(self.calibrator.fills_per_min(m.condition_id, now) for m in self._markets)
+
+    def markets_state(self) -> dict[str, MarketState]:
+        out: dict[str, MarketState] = {}
+        for m in self._markets:
+            cid = m.condition_id
+            mid = self._mids.get(cid)
+            slot = self._our.get(cid, {})
+            bid, ask = slot.get("bid"), slot.get("ask")
+            lg = self.pnl.ledgers.get(cid)
+            pp: PnlParts | None = lg.parts(mid) if lg is not None else None
+            st = self.calibrator.states.get(cid)
+            out[cid] = MarketState(
+                question=m.question,
+                status=self._status.get(cid, "stale"),
+                mid=mid,
+                spread=(ask - bid) if bid is not None and ask is not None else None,
+                yes_bid=bid,
+                yes_ask=ask,
+                no_bid=(1 - ask) if ask is not None else None,
+                no_ask=(1 - bid) if bid is not None else None,
+                inventory_yes=lg.yes if lg else ZERO,
+                inventory_no=lg.no if lg else ZERO,
+                pnl_total=pp.total if pp else ZERO,
+                pnl_realized=pp.realized if pp else ZERO,
+                pnl_unrealized=pp.unrealized if pp else ZERO,
+                pnl_spread=pp.spread if pp else ZERO,
+                pnl_inventory=pp.inventory if pp else ZERO,
+                fills=lg.fills if lg else 0,
+                fills_per_min=self.calibrator.fills_per_min(cid, self._now) if st else 0.0,
+                placed=self._placed.get(cid, 0),
+                calib_mult=self.calibrator.mult(cid),
+            )
+        return out
+
+    def totals(self) -> Totals:
+        return self._totals

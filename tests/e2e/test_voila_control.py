@@ -1,0 +1,158 @@
+"""The operator app in a real browser: Voilà + Playwright + Debian chromium, embedded sandbox.
+
+One scenario, in order, because each step needs the previous one's engine: page loads and
+quotes; values tick about once a second; the α slider widens our quotes; a second tab attaches
+(the lease owner does not change); KILL in the attached tab reaches the owner through the
+commands table and leaves zero open orders, and nothing restarts. Screenshots go to artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs /usr/bin/chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def voila_app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("voila")
+    db_url = f"sqlite:///{tmp / 'e2e.db'}"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    env.update({"PMM_VENUE": "sandbox", "PMM_DB_URL": db_url, "PMM_QUOTE_REFRESH_SEC": "0.5",
+                "PMM_DASHBOARD_REFRESH_SEC": "1.0", "PMM_SANDBOX_SPEED": "5", "PMM_UNIVERSE_SIZE": "8",
+                "PMM_SANDBOX_MARKETS": "20", "PMM_LEASE_TTL_SEC": "5"})
+    log = open(tmp / "voila.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", "apps/control.ipynb", "--no-browser", f"--port={port}"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None:
+            raise RuntimeError((tmp / "voila.log").read_text())
+        time.sleep(0.2)
+    db = sa.create_engine(db_url)
+    yield f"http://127.0.0.1:{port}/", db
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    db.dispose()
+
+
+def _scalar(db, sql: str):
+    with db.connect() as conn:
+        return conn.execute(sa.text(sql)).scalar()
+
+
+def _quote_widths(page) -> list[float]:
+    """ask − bid of our YES quotes, from the universe table."""
+    widths = []
+    for row in page.query_selector_all(".pmm-table tr[data-cid]"):
+        cells = [c.inner_text() for c in row.query_selector_all("td")]
+        try:
+            widths.append(float(cells[5]) - float(cells[4]))
+        except ValueError:
+            pass
+    return widths
+
+
+def _wait(pred, timeout: float, step: float = 0.25) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())
+
+
+def test_operator_app_end_to_end(voila_app):
+    from playwright.sync_api import sync_playwright
+
+    url, db = voila_app
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(url, timeout=90_000)
+            page.wait_for_selector(".pmm-table tr[data-cid]", timeout=90_000)
+            page.wait_for_selector(".pmm-plot canvas", timeout=30_000)
+            assert "OWNER" in page.inner_text(".pmm-role")
+            owner = _scalar(db, "SELECT owner FROM engine_lease")
+            assert owner
+
+            # values change about once a second
+            t0 = int(page.inner_text(".pmm-tick"))
+            page.wait_for_timeout(3000)
+            assert int(page.inner_text(".pmm-tick")) > t0
+            assert _wait(lambda: len([w for w in _quote_widths(page) if w > 0]) >= 3, 30)
+            before = statistics.median(w for w in _quote_widths(page) if w > 0)
+            page.screenshot(path=str(ARTIFACTS / "e2e_control_1_quoting.png"), full_page=True)
+
+            # α slider (typed into its readout) → params → wider quotes
+            readout = page.locator(".pmm-alpha .widget-readout")
+            readout.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("5")
+            page.keyboard.press("Enter")
+            assert _wait(lambda: page.inner_text(".pmm-alpha-value").startswith("5"), 15)
+            assert _wait(lambda: statistics.median(w for w in _quote_widths(page) if w > 0) > before * 1.5, 30), \
+                (before, _quote_widths(page))
+
+            # a second tab attaches: same lease owner, no second engine
+            tab2 = browser.new_page(viewport={"width": 1400, "height": 1600})
+            tab2.goto(url, timeout=90_000)
+            tab2.wait_for_selector(".pmm-table tr[data-cid]", timeout=90_000)
+            assert _wait(lambda: "ATTACHED" in tab2.inner_text(".pmm-role"), 20)
+            assert _scalar(db, "SELECT owner FROM engine_lease") == owner
+            assert tab2.inner_text(".pmm-alpha-value").startswith("5")  # the owner's params, mirrored
+
+            # KILL from the attached tab: the owner applies it, cancels all, verifies, stops
+            tab2.click(".pmm-kill button, button.pmm-kill")
+            assert _wait(lambda: "KILLED" in tab2.inner_text(".pmm-kill-result"), 30), tab2.inner_text(".pmm-kill-result")
+            assert tab2.inner_text(".pmm-kill-open") == "0"
+            assert _wait(lambda: _scalar(db, "SELECT COUNT(*) FROM orders WHERE status IN "
+                                             "('PENDING','LIVE','PARTIAL')") == 0, 15)
+            assert _scalar(db, "SELECT COUNT(*) FROM orders") > 0
+            assert _wait(lambda: "stopped" in page.inner_text(".pmm-status"), 15)
+            page.screenshot(path=str(ARTIFACTS / "e2e_control_2_killed.png"), full_page=True)
+            tab2.screenshot(path=str(ARTIFACTS / "e2e_control_3_attached_tab.png"), full_page=True)
+            # nothing takes over after a kill
+            n_orders = _scalar(db, "SELECT COUNT(*) FROM orders")
+            page.wait_for_timeout(3000)
+            assert _scalar(db, "SELECT COUNT(*) FROM orders") == n_orders
+            assert _scalar(db, "SELECT COUNT(*) FROM orders WHERE status IN ('PENDING','LIVE','PARTIAL')") == 0
+        finally:
+            browser.close()

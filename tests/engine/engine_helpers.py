@@ -1,0 +1,47 @@
+"""Shared helpers of the engine tests (a plain module: conftest cannot be imported by name)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import sqlalchemy as sa
+
+FAST_ENV = {
+    "PMM_VENUE": "sandbox",
+    "PMM_QUOTE_REFRESH_SEC": "0.2",
+    "PMM_DASHBOARD_REFRESH_SEC": "0.2",
+    "PMM_SANDBOX_SPEED": "15",
+    "PMM_SANDBOX_MARKETS": "20",
+    "PMM_UNIVERSE_SIZE": "6",
+    "PMM_LEASE_TTL_SEC": "3",
+    "PMM_WRITER_FLUSH_SEC": "0.2",
+    "PMM_PAPER_FILL_INTENSITY": "120",
+}
+
+
+def count(db: sa.Engine, sql: str, **params) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(sa.text(sql), params).scalar() or 0)
+
+
+def open_orders_in_db(db: sa.Engine) -> int:
+    return count(db, "SELECT COUNT(*) FROM orders WHERE status IN ('PENDING','LIVE','PARTIAL')")
+
+
+async def until(pred, timeout: float = 20.0, step: float = 0.05) -> bool:
+    """Poll `pred()` until true (returns True) or the timeout (returns False)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if pred():
+            return True
+        await asyncio.sleep(step)
+    return bool(pred())
+
+
+def subprocess_env(db_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    env.update(FAST_ENV)
+    env["PMM_DB_URL"] = db_url
+    return env

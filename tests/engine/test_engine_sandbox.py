@@ -1,0 +1,92 @@
+"""The engine against the embedded loopback sandbox, paper mode, tmp SQLite DB, fast settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from pmm_widgets.engine import Engine
+from pmm_widgets.engine.lease import Lease
+
+from engine_helpers import count, open_orders_in_db, until
+
+pytestmark = pytest.mark.integration
+
+
+async def test_paper_engine_quotes_records_and_stops_clean(fast_settings, db):
+    engine = Engine(fast_settings)
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.tick >= 5 and engine.state.totals.open_orders > 0)
+    s = engine.state
+    assert len(s.markets) == fast_settings.universe_size
+    assert any(m.yes_bid is not None for m in s.markets)
+    assert await until(lambda: count(db, "SELECT COUNT(*) FROM orders") > 0)
+    await engine.stop()
+    assert not engine.running and engine.state.last_error is None
+    assert open_orders_in_db(db) == 0
+    assert count(db, "SELECT COUNT(*) FROM engine_lease") == 0
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'engine_stop'") == 1
+    assert count(db, "SELECT COUNT(*) FROM markets") == fast_settings.universe_size
+
+
+async def test_crash_is_surfaced_and_leaves_no_open_orders(fast_settings, db):
+    engine = Engine(fast_settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.kind))
+    task = engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.totals.open_orders > 0)
+
+    async def boom(*a, **k):
+        raise ValueError("boom")
+
+    engine._cycle.run_once = boom
+    assert await until(task.done)
+    assert isinstance(task.exception(), ValueError)
+    assert "boom" in engine.state.last_error and not engine.state.running
+    assert "error" in seen
+    assert open_orders_in_db(db) == 0
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'error'") == 1
+    assert count(db, "SELECT COUNT(*) FROM engine_lease") == 0
+
+
+async def test_second_engine_attaches_and_its_commands_apply(fast_settings, db):
+    owner = Engine(fast_settings)
+    owner.start()
+    assert await owner.wait_role() == "owner"
+    assert await until(lambda: owner.state.tick >= 2)
+
+    face = Engine(fast_settings)
+    face.start()
+    assert await face.wait_role() == "attached"
+    assert face._exchange is None  # an attached engine never has an exchange, so it cannot place
+    assert await until(lambda: face.state.tick >= 3 and face.state.markets)
+
+    face.params.alpha = 3.5
+    assert await until(lambda: owner.params.alpha == 3.5, timeout=5)
+    assert await until(lambda: face.params.alpha == 3.5, timeout=5)  # mirrored back through the lease row
+    await face.pause()
+    assert await until(lambda: owner.params.quoting_paused, timeout=5)
+    await face.resume()
+    assert await until(lambda: not owner.params.quoting_paused, timeout=5)
+
+    result = await face.kill()
+    assert result.ok and result.stopped, result
+    assert await until(lambda: not owner.running, timeout=5)
+    assert owner.state.kill is not None
+    assert open_orders_in_db(db) == 0
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'kill'") == 1
+    assert count(db, "SELECT COUNT(*) FROM commands WHERE applied_at IS NULL") == 0
+    await face.stop()
+
+
+async def test_expired_lease_is_taken_over(fast_settings, db):
+    dead = Lease(db, ttl_sec=3, owner="otherhost:1:dead")
+    assert dead.try_acquire(now=0.0)  # expired long ago
+    engine = Engine(fast_settings)
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert Lease(db, ttl_sec=3).read().owner == engine.state.owner
+    result = await engine.kill()
+    assert result.ok and result.venue_open_after == 0
+    assert open_orders_in_db(db) == 0

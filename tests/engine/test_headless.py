@@ -1,0 +1,81 @@
+"""The engine's import purity and the headless runner, in subprocesses."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine_helpers import count, open_orders_in_db, subprocess_env
+
+FACES = ("ipywidgets", "bokeh", "IPython", "ipykernel")
+
+
+def test_engine_imports_no_face_modules():
+    code = ("import sys, pmm_widgets.engine, pmm_widgets.engine.runner, pmm_widgets.engine.__main__; "
+            f"print([m for m in {FACES!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.integration
+def test_headless_run_keeps_face_modules_out(db_url):
+    code = ("import sys\n"
+            "from pmm_widgets.config import load_settings\n"
+            "from pmm_widgets.domain import Mode\n"
+            "from pmm_widgets.engine.runner import run_main\n"
+            "rc = run_main(load_settings(), Mode.PAPER, max_seconds=2.0)\n"
+            f"print('FACES', [m for m in {FACES!r} if m in sys.modules])\n"
+            "sys.exit(rc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90,
+                         env=subprocess_env(db_url))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "FACES []" in out.stdout
+    assert " tick " in out.stdout  # one status line per cycle
+
+
+@pytest.mark.integration
+def test_headless_runner_sigterm_exits_zero_clean(db_url, db):
+    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.engine", "--sandbox"], env=subprocess_env(db_url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if " tick 5 " in line:
+                break
+        assert any(" tick 5 " in ln for ln in lines), "".join(lines) + proc.stderr.read() if proc.poll() is not None else "".join(lines)
+        assert count(db, "SELECT COUNT(*) FROM engine_lease") == 1
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert open_orders_in_db(db) == 0
+    assert count(db, "SELECT COUNT(*) FROM orders") > 0
+    assert count(db, "SELECT COUNT(*) FROM engine_lease") == 0
+
+
+def test_live_without_credentials_refused(db_url):
+    env = subprocess_env(db_url)
+    out = subprocess.run([sys.executable, "-m", "pmm_widgets.engine", "--mode", "live", "--yes"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "credentials" in out.stderr
+
+
+def test_config_error_is_one_line_exit_2(db_url):
+    env = subprocess_env(db_url)
+    env["PMM_ALPHA"] = "-1"
+    out = subprocess.run([sys.executable, "-m", "pmm_widgets.engine"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "PMM_ALPHA" in out.stderr

@@ -1,0 +1,43 @@
+"""Helpers shared by the sandbox tests (imported by module name; pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from pmm_widgets.sandbox.server import Sandbox
+
+
+def book_tokens(sb: Sandbox) -> list[str]:
+    """YES and NO token ids of every market that has a book."""
+    out: list[str] = []
+    for m in sb.sim.markets:
+        if m.has_book:
+            out += [m.yes_token_id, m.no_token_id]
+    return out
+
+
+def events_of(frame: str) -> list[dict[str, Any]]:
+    """A market-channel frame holds one event or a JSON array of events."""
+    data = json.loads(frame)
+    return data if isinstance(data, list) else [data]
+
+
+async def collect(ws: Any, seconds: float, until: Any = None) -> list[dict[str, Any]]:
+    """Read events for up to `seconds` (or until `until(event)` is true); PONG frames skipped."""
+    out: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while (left := end - loop.time()) > 0:
+        try:
+            frame = await asyncio.wait_for(ws.recv(), left)
+        except asyncio.TimeoutError:
+            break
+        if frame == "PONG":
+            continue
+        for ev in events_of(frame):
+            out.append(ev)
+            if until is not None and until(ev):
+                return out
+    return out
