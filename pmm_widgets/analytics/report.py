@@ -131,7 +131,9 @@ def report_main(settings: Any) -> int:
     if len(df) <= 1 and df.iloc[0]["placed"] == 0 and df.iloc[0]["fills"] == 0:
         print("no orders or fills recorded yet")
         return 1
-    show = df.drop(columns=["question"]).copy()
+    show = df.copy()
+    show["market"] = show["market"].map(lambda s: s if len(s) <= 14 else s[:12] + "..")
+    show["question"] = show["question"].map(lambda s: s if len(s) <= 32 else s[:30] + "..")
     with pd.option_context("display.max_rows", 500, "display.width", 250, "display.max_columns", 50,
                            "display.float_format", lambda x: f"{x:.4f}"):
         print(show.to_string(index=False))

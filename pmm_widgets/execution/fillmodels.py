@@ -20,7 +20,8 @@ last book seen) is ahead of it. Public trades at our price eat the queue ahead f
 order; a decrease of the level's size in the book (cancels, or trades we did not see) also eats
 the queue ahead (the optimistic assumption: a cancel ahead of us, never behind). A trade at a
 better price than ours, or a book that now offers at our price from the other side, means the
-market traded through our level: the order fills.
+market traded through our level: the order fills. One print is shared among our orders best
+price first, and each of its shares fills at most one of them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Generator, so a run over the same books and the same call sequence is reproducib
 
 Every order and each status change is upserted into `orders` (key client_id); every fill is a
 `trades` row (PARTIAL or FILLED, mode 'paper', status 'MATCHED', raw_json with the model's
-inputs). Fills are returned by `poll()`; queue-model fills found while observing books and
+inputs and `book_mid`, the token's mid when the fill happened). Fills are returned by `poll()`; queue-model fills found while observing books and
 trades wait there until the next poll.
 """
 
@@ -177,7 +177,9 @@ class PaperExchange:
         ftype = FillType.FILLED if done else FillType.PARTIAL
         delta = size if o.side is Side.BUY else -size
         self.positions[o.token_id] = self.positions.get(o.token_id, ZERO) + delta
-        raw = {**raw, "source": "paper"}
+        book = self._books.get(o.token_id)
+        mid = book.mid if book is not None else None
+        raw = {**raw, "source": "paper", "book_mid": None if mid is None else str(mid)}
         fill = Fill(self._next_id("pt"), o.client_id, o.market, o.token_id, o.side, o.price, size,
                     ftype, Mode.PAPER, ts, venue_order_id=o.venue_order_id, raw=raw)
         self.sink.insert("trades", {
@@ -207,23 +209,25 @@ class PaperExchange:
                 self._fill(o, o.remaining, ts, {"model": "queue", "cause": "book_through"})
 
     def observe_trade(self, trade: PublicTrade) -> None:
+        """A print eats the resting orders it could have met, best price first, once each share."""
         queue_mode = self.params.paper_fill_model == "queue"
-        for o in list(self._by_token.get(trade.token_id, {}).values()):
-            if trade.side is o.side:  # a taker on our side does not trade with our order
-                continue
+        makers = [o for o in self._by_token.get(trade.token_id, {}).values() if o.side is not trade.side]
+        makers.sort(key=lambda o: o.price, reverse=trade.side is Side.SELL)  # a seller hits the highest bid first
+        left = trade.size
+        for o in makers:
             qp = self._queues.get(o.client_id)
-            if qp is None:
+            if qp is None or left <= 0:
                 continue
-            better = trade.price < o.price if o.side is Side.BUY else trade.price > o.price
             if trade.price == o.price:
-                left = qp.on_trade_at_price(trade.size)
-                cause = "trade_at_price"
-            elif better:
-                left, cause = trade.size, "trade_through"
+                left, cause = qp.on_trade_at_price(left), "trade_at_price"
+            elif (trade.price < o.price) if o.side is Side.BUY else (trade.price > o.price):
+                cause = "trade_through"
             else:
                 continue
-            if queue_mode and left > 0:
-                self._fill(o, left, trade.ts or self._now(), {"model": "queue", "cause": cause, "ahead": str(qp.ahead)})
+            size = min(left, o.remaining)
+            left -= size
+            if queue_mode and size > 0:
+                self._fill(o, size, trade.ts or self._now(), {"model": "queue", "cause": cause, "ahead": str(qp.ahead)})
 
     async def poll(self, now: float) -> list[Fill]:
         self._last_now = now

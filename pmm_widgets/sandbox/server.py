@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 import time
@@ -27,6 +28,8 @@ from .faults import Faults
 from .gamma import GammaRoutes
 from .market_ws import MarketHub
 from .simulator import STEP_SEC, Simulator
+
+log = logging.getLogger(__name__)
 
 CLOCK_TICK_SEC = 0.05  # wall seconds between clock ticks (one ws frame per connection per tick)
 MAX_STEPS_PER_TICK = 400  # beyond this the simulation falls behind instead of starving the loop
@@ -98,8 +101,12 @@ class Sandbox:
             if isinstance(r, Awaitable):
                 await r
         host = self.cfg.host
-        gport = await self._serve(self.gamma_app, host, self.cfg.gamma_port)
-        cport = await self._serve(self.app, host, self.cfg.clob_port)
+        try:
+            gport = await self._serve(self.gamma_app, host, self.cfg.gamma_port)
+            cport = await self._serve(self.app, host, self.cfg.clob_port)
+        except OSError:  # e.g. a fixed port already taken: release what did start
+            await self.stop()
+            raise
         self.gamma_url = f"http://{host}:{gport}"
         self.clob_url = f"http://{host}:{cport}"
         self.ws_url = f"ws://{host}:{cport}/ws"
@@ -149,20 +156,23 @@ class Sandbox:
         while True:
             await asyncio.sleep(CLOCK_TICK_SEC)
             now = time.monotonic()
-            if self.paused:
-                w0, s0 = now, sim.now()
-                events = []
-            else:
-                target = s0 + (now - w0) * speed
-                events = sim.run_until(target, max_steps=MAX_STEPS_PER_TICK)
-                if target - sim.now() > STEP_SEC * MAX_STEPS_PER_TICK:
-                    w0, s0 = now, sim.now()  # too slow for this speed: fall behind, do not pile up debt
-            events.extend(sim.flush_account_events())
-            hub.broadcast(events)
-            hub.apply_drops(now - last)
+            try:
+                if self.paused:
+                    w0, s0 = now, sim.now()
+                    events = []
+                else:
+                    target = s0 + (now - w0) * speed
+                    events = sim.run_until(target, max_steps=MAX_STEPS_PER_TICK)
+                    if target - sim.now() > STEP_SEC * MAX_STEPS_PER_TICK:
+                        w0, s0 = now, sim.now()  # too slow for this speed: fall behind, do not pile up debt
+                events.extend(sim.flush_account_events())
+                hub.broadcast(events)
+                hub.apply_drops(now - last)
+                for fn in self._tick_hooks:
+                    fn()
+            except Exception:  # a venue that stops ticking would look like a dead feed: log, keep going
+                log.exception("sandbox clock tick failed")
             last = now
-            for fn in self._tick_hooks:
-                fn()
 
     # ------------------------------------------------------------------ faults + admin
     @web.middleware

@@ -19,7 +19,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import math
 import random
 import time
@@ -32,6 +32,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..domain import Side
+
+log = logging.getLogger(__name__)
 
 STEP_SEC = 0.1  # simulated seconds per step
 MAX_LEVELS = 30  # background depth cap per side (keeps CPU bounded)
@@ -94,6 +96,7 @@ class SimOrder:
     status: str = "LIVE"  # LIVE | MATCHED | CANCELED
     created_ts: float = 0.0
     post_only: bool = False
+    order_type: str = "GTC"  # GTC | GTD | FOK | FAK
 
     @property
     def remaining(self) -> Decimal:
@@ -170,7 +173,7 @@ class SimMarket:
     last_trade_mil: int | None = None  # YES terms
     last_trade_side: str = ""  # taker side in YES terms
     volume_traded: float = 0.0  # notional since start
-    trades_24h: deque = field(default_factory=deque)  # (ts, notional)
+    trades_24h: deque = field(default_factory=deque)  # [epoch minute, notional]
     book_ts_ms: int = 0
     version: int = 0
     changed: set = field(default_factory=set)  # {(is_bid, mil)} since last event flush
@@ -348,16 +351,13 @@ class Simulator:
         n_can = g.poisson(self._nbg * CANCEL_RATE * dt)
         n_noise = g.poisson(act * NOISE_TAKER_RATE * dt)
         n_inf = g.poisson(act * INFORMED_K * np.abs(gap) * dt)
+        for m, f, r in zip(self.markets, fair.tolist(), self._ref.tolist()):
+            m.fair, m.ref = f, r
         busy = np.nonzero(((n_lim + n_can + n_noise + n_inf) > 0) & self._live)[0]
         for i in busy.tolist():
             m = self.markets[i]
-            m.fair = float(fair[i])
-            m.ref = float(self._ref[i])
             self._flow(m, int(n_lim[i]), int(n_can[i]), int(n_noise[i]), int(n_inf[i]), float(gap[i]), ts_ms, events)
             self._nbg[i] = m.n_bg
-        for i, m in enumerate(self.markets):
-            m.fair = float(fair[i])
-            m.ref = float(self._ref[i])
         if self._t >= self._next_hist:
             self._record_history()
         return events
@@ -526,7 +526,12 @@ class Simulator:
             m.last_trade_side = "BUY" if buy else "SELL"
             notional = filled_here / 100 * px / 1000
             m.volume_traded += notional
-            m.trades_24h.append((ts_ms / 1000, notional))
+            minute = ts_ms // 60_000  # per-minute buckets keep the 24 h window small
+            q = m.trades_24h
+            if q and q[-1][0] == minute:
+                q[-1][1] += notional
+            else:
+                q.append([minute, notional])
         return size - left
 
     def _tick_check(self, m: SimMarket) -> None:
@@ -717,9 +722,10 @@ class Simulator:
         return _PSTR[1000 - m.last_trade_mil], ("SELL" if m.last_trade_side == "BUY" else "BUY")
 
     def public_trades(self, since: float = 0) -> list[dict]:
-        """Trade prints (`last_trade_price` payloads) with timestamp >= since (epoch s)."""
-        lo = int(since * 1000)
-        return [p for p in self._public if int(p["timestamp"]) >= lo]
+        """Trade prints (`last_trade_price` payloads) strictly after `since` (epoch s), so that
+        polling with the previous poll's time never returns a print twice."""
+        lo = int(round(since * 1000))
+        return [p for p in self._public if int(p["timestamp"]) > lo]
 
     def price_history(self, token_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
         m, is_yes = self.by_token[token_id]
@@ -733,7 +739,7 @@ class Simulator:
     def volume_24h(self, m: SimMarket) -> float:
         """Notional traded over the last simulated day (the pre-start volume fades out linearly)."""
         elapsed = self._t - self._t0
-        cutoff = self._t - 86400
+        cutoff = (self._t - 86400) // 60
         q = m.trades_24h
         while q and q[0][0] < cutoff:
             q.popleft()
@@ -770,14 +776,24 @@ class Simulator:
         self._listeners.append(fn)
 
     def _notify(self, ev: tuple) -> None:
+        """A failing listener is logged, never allowed to break matching half-way."""
         for fn in self._listeners:
-            fn(ev)
+            try:
+                fn(ev)
+            except Exception:
+                log.exception("sandbox account listener %r failed", fn)
 
     def place_order(self, owner: str, order_id: str, token_id: str, side: Side, price: Decimal, size: Decimal,
-                    post_only: bool) -> SimOrder:
+                    post_only: bool, order_type: str = "GTC") -> SimOrder:
         """Validate, match what crosses (unless post-only, which is refused when crossing), rest
-        the remainder with price-time priority. Raises SimReject with the real error text."""
+        the remainder with price-time priority (GTC/GTD). FOK fills completely or is refused; FAK
+        fills what it can and cancels the rest. Raises SimReject with the real error text."""
         side = Side(side)
+        order_type = order_type.upper()
+        if order_type not in ("GTC", "GTD", "FOK", "FAK"):
+            raise SimReject(f"invalid order type: {order_type}")
+        if post_only and order_type in ("FOK", "FAK"):
+            raise SimReject("invalid post-only order: only GTC and GTD orders can be post-only")
         t = self.by_token.get(token_id)
         if t is None:
             raise SimReject("Invalid token id")
@@ -802,15 +818,24 @@ class Simulator:
             not buy_yes and m.best_bid_mil is not None and m.best_bid_mil >= yes_mil)
         if post_only and crosses:
             raise SimReject("invalid post-only order: order crosses book")
+        if order_type == "FOK" and self._fillable(m, buy_yes, yes_mil) < centi:
+            raise SimReject("order couldn't be fully filled. FOK orders are fully filled or killed.")
+        if order_type == "FAK" and not crosses:
+            raise SimReject("no orders found to match with FAK order. FAK orders are partially filled or killed "
+                            "if no match is found.")
         so = SimOrder(order_id=order_id, owner=owner, token_id=token_id, condition_id=m.condition_id, side=side,
-                      price=price, original_size=Decimal(centi) / 100, created_ts=self._t, post_only=post_only)
+                      price=price, original_size=Decimal(centi) / 100, created_ts=self._t, post_only=post_only,
+                      order_type=order_type)
         self._all_account[order_id] = so
         self._notify(("order", so, "PLACEMENT"))
         ts_ms = int(round(self._t * 1000))
         old_bb, old_ba, old_tick = m.best_bid_mil, m.best_ask_mil, m.tick_mil
         prints: list[tuple[int, int, bool]] = []
         filled = self._take(m, buy_yes, yes_mil, centi, so, ts_ms, prints) if crosses else 0
-        if filled < centi:
+        if filled < centi and order_type == "FAK":
+            so.status = "CANCELED"
+            self._notify(("order", so, "CANCELLATION"))
+        elif filled < centi:
             r = _Rest(centi - filled, so)
             self._rest(m, buy_yes, yes_mil, r)
             self._orders[order_id] = (m, buy_yes, yes_mil, r)
@@ -819,6 +844,12 @@ class Simulator:
         self._tick_check(m)
         self._pending_events.setdefault(m.index, (m, old_bb, old_ba, old_tick, []))[4].extend(prints)
         return so
+
+    def _fillable(self, m: SimMarket, buy_yes: bool, limit: int) -> int:
+        """Size (centi) resting on the opposite side at prices up to `limit`."""
+        if buy_yes:
+            return sum(m.ask_tot[p] for p in m.ask_px if p <= limit)
+        return sum(m.bid_tot[p] for p in m.bid_px if p >= limit)
 
     def _account_fill(self, m: SimMarket, so: SimOrder, yes_mil: int, centi: int, taker_buys_yes: bool,
                       other: SimOrder | None, role: str, ts_ms: int) -> None:

@@ -19,9 +19,17 @@ Every `update_sec` each market's multiplier moves in log space:
   of 0 and acts only after `adverse_min_count` markouts, so a few unlucky fills on a noisy
   market do not blow the spread out.
 
-The state (multiplier, recent fill times, markout statistics) is plain JSON, stored in
+Reaching a wanted fills/min (per market, both tokens): set `target_fills_per_min` and let the
+multiplier settle (minutes: ±15% per update at most). It can only move the half-spread within
+α × [calib_min_mult, calib_max_mult] × base; if it sits at a bound, move α (all markets), or
+in paper the fill knobs: more `paper_fill_intensity` (rate at the touch) or less
+`paper_spread_k` (decay with distance) raise fills at a given spread. `skew` and the inventory
+limits also change fills: a market at its limit quotes one side only.
+
+The state (multiplier, fill count, last fill rate, markout statistics) is plain JSON, stored in
 `market_calibration.state_json` at every update and reloaded at start-up, so a restart resumes
-where the last run left off.
+with the multiplier and statistics the last run left. The fill-rate window restarts with the
+process: time the engine was down must not count as minutes without fills.
 """
 
 from __future__ import annotations
@@ -41,10 +49,10 @@ STATE_VERSION = 1
 class CalibState:
     mult: float = 1.0
     fills: int = 0
-    fill_ts: list[float] = field(default_factory=list)
+    fill_ts: list[float] = field(default_factory=list)  # this process's recent fills (not persisted)
     markouts: MarkoutStats = field(default_factory=MarkoutStats)
     adverse_ewm: float | None = None  # price units, at the adverse horizon
-    started_at: float | None = None
+    started_at: float | None = None  # first step of this process: the fill-rate window starts here
     updated_at: float = 0.0
     fills_per_min: float = 0.0
 
@@ -54,10 +62,8 @@ class CalibState:
             "mult": self.mult,
             "fills": self.fills,
             "fills_per_min": self.fills_per_min,
-            "fill_ts": list(self.fill_ts),
             "markouts": self.markouts.to_json(),
             "adverse_ewm": self.adverse_ewm,
-            "started_at": self.started_at,
             "updated_at": self.updated_at,
         }
 
@@ -66,10 +72,8 @@ class CalibState:
         return cls(
             mult=float(d.get("mult", 1.0)),
             fills=int(d.get("fills", 0)),
-            fill_ts=[float(t) for t in d.get("fill_ts") or []],
             markouts=MarkoutStats.from_json(d.get("markouts")),
             adverse_ewm=None if d.get("adverse_ewm") is None else float(d["adverse_ewm"]),
-            started_at=None if d.get("started_at") is None else float(d["started_at"]),
             updated_at=float(d.get("updated_at", 0.0)),
             fills_per_min=float(d.get("fills_per_min", 0.0)),
         )

@@ -8,7 +8,8 @@ and it can be driven with synthetic books and a synthetic clock in tests and ben
 
 Numbers: prices, sizes, inventory, cash and PnL are Decimal (exact); rates, multipliers,
 volatility and markout statistics are float (estimates). `markets_state()` reports our resting
-quotes in YES-space: `yes_bid` is our BUY YES price (or 1 − our SELL NO price), `yes_ask` our
+quotes in YES-space (`mid` and `spread` are the effective YES book's, combining both
+tokens' books): `yes_bid` is our BUY YES price (or 1 − our SELL NO price), `yes_ask` our
 SELL YES price (or 1 − our NO bid); `no_bid = 1 − yes_ask` and `no_ask = 1 − yes_bid`, which
 is what each token's book effectively shows of us.
 """
@@ -22,13 +23,13 @@ from typing import Callable
 from ..analytics.markouts import HORIZONS, MarkoutTracker
 from ..analytics.pnl import PnlBook, PnlParts
 from ..config import Params
-from ..domain import ZERO, BookView, Market, Mode, OrderStatus, Quote
+from ..domain import ZERO, BookView, Fill, Market, Mode, OrderStatus, Quote
 from ..execution.exchange import Exchange
 from ..store.sink import Sink
 from .calibrator import Calibrator
 from .inventory import Inventory
 from .planner import plan
-from .quoting import grid_tick, is_quotable, make_quotes, yes_mid, yes_space_price
+from .quoting import effective_touch, grid_tick, is_quotable, make_quotes, yes_space_price
 from .risk import RiskManager
 from .volatility import VolEstimator
 
@@ -94,6 +95,13 @@ class CycleReport:
     deferred: int = 0
 
 
+def _fill_time_mid(fill: Fill) -> Decimal | None:
+    """The token's mid when the fill happened, if the exchange recorded it (paper does); else
+    the caller uses the mid of the cycle that received the fill (up to one refresh later)."""
+    v = fill.raw.get("book_mid")
+    return Decimal(str(v)) if v not in (None, "") else None
+
+
 class QuoteCycle:
     def __init__(
         self,
@@ -122,7 +130,8 @@ class QuoteCycle:
         self._known: dict[str, Market] = {}  # every market seen (fills may arrive after it left)
         self._token_market: dict[str, Market] = {}
         self._universe_key: tuple[str, ...] = ()
-        self._mids: dict[str, Decimal | None] = {}
+        self._mids: dict[str, Decimal | None] = {}  # effective YES mid per market
+        self._spreads: dict[str, Decimal | None] = {}  # effective YES book spread per market
         self._status: dict[str, str] = {}
         self._placed: dict[str, int] = {}
         self._our: dict[str, dict[str, Decimal | None]] = {}
@@ -182,8 +191,15 @@ class QuoteCycle:
                 if v is not None:
                     exchange.observe_book(v)
             ok = yv is not None and nv is not None and not (yv.stale or nv.stale or yv.crossed or nv.crossed)
-            mid = yes_mid(yv, nv, grid_tick(m, yv, nv)) if ok else None
+            mid, spread = None, None
+            if ok:
+                assert yv is not None and nv is not None
+                tick = grid_tick(m, yv, nv)
+                b, a = effective_touch(yv, nv, tick)
+                if b is not None and a is not None and b < a:
+                    mid, spread = tick * (b + a) / 2, tick * (a - b)
             self._mids[m.condition_id] = mid
+            self._spreads[m.condition_id] = spread
             if mid is not None:
                 fm = float(mid)
                 self.vol.update(m.yes_token_id, fm, now, p.vol_halflife_sec)
@@ -196,8 +212,10 @@ class QuoteCycle:
             m = self._known.get(f.market) or self._token_market.get(f.token_id)
             if m is None:
                 continue
-            self.pnl.apply(f, m, self._mids.get(m.condition_id))
-            rs = self.markouts.on_fill(f, self.token_mid(f.token_id))
+            tmid = _fill_time_mid(f) or self.token_mid(f.token_id)
+            ymid = None if tmid is None else (tmid if f.token_id == m.yes_token_id else 1 - tmid)
+            self.pnl.apply(f, m, ymid)
+            rs = self.markouts.on_fill(f, tmid)
             self.calibrator.on_fill(m.condition_id, f.ts, rs)
         for mk in self.markouts.advance(now, self.token_mid):
             self.calibrator.on_markout(mk)
@@ -303,7 +321,7 @@ class QuoteCycle:
                 question=m.question,
                 status=self._status.get(cid, "stale"),
                 mid=mid,
-                spread=(ask - bid) if bid is not None and ask is not None else None,
+                spread=self._spreads.get(cid),
                 yes_bid=bid,
                 yes_ask=ask,
                 no_bid=(1 - ask) if ask is not None else None,

@@ -175,7 +175,7 @@ def make_quotes(
         return []
 
     min_size = max(market.min_order_size, yes.min_order_size, no.min_order_size)
-    size = max(params.quote_size, min_size)
+    size = max(floor_size(params.quote_size), min_size)
     out: list[Quote] = []
     if bid_ok:
         if inventory.no >= min_size:

@@ -89,10 +89,10 @@ class RiskManager:
 
     def _flag(self, now: float, rule: str, market: str | None, message: str) -> None:
         key = (rule, market)
-        if key in self._active or key in self._current:
-            self._current.add(key)
-            return
+        fresh = key not in self._active and key not in self._current
         self._current.add(key)
+        if not fresh:
+            return
         self._new.append(f"{market}: {message}" if market else message)
         self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "risk_breach",
                                     "market": market, "message": message,

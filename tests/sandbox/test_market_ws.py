@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
@@ -135,7 +136,8 @@ async def test_tick_size_change_event(sandbox: Sandbox) -> None:
 
 async def test_account_actions_show_on_the_feed(sandbox: Sandbox) -> None:
     sim = sandbox.sim
-    m = next(x for x in sim.markets if x.has_book and sim.best(x.yes_token_id)[0] is not None)
+    sandbox.paused = True
+    m = next(x for x in sim.markets if x.has_book and (sim.best(x.yes_token_id)[0] or 0) > Decimal("0.1"))
     bb, _ = sim.best(m.yes_token_id)
     price = bb - 3 * m.tick_size
     async with websockets.connect(sandbox.ws_url + "/market") as ws:
@@ -164,3 +166,17 @@ async def test_book_is_resent_after_a_trade(sandbox: Sandbox) -> None:
     assert books[0]["hash"] == sim.book_snapshot(books[0]["asset_id"])["hash"]
     prints = [e for e in evs if e["event_type"] == "last_trade_price"]
     assert sum(Decimal(e["size"]) for e in prints) == taker.size_matched > 0
+
+
+async def test_frames_stay_under_the_default_client_limit() -> None:
+    from pmm_widgets.sandbox.market_ws import MAX_FRAME_CHARS
+    from pmm_widgets.sandbox.server import SandboxConfig
+
+    async with Sandbox(SandboxConfig(markets=80, seed=3, speed=200.0), extensions=[]) as sb:
+        async with websockets.connect(sb.ws_url + "/market") as ws:  # default max_size: 1 MiB
+            await ws.send(_sub(book_tokens(sb)))
+            frames = []
+            for _ in range(30):
+                frames.append(await asyncio.wait_for(ws.recv(), 5))
+    big = max(len(f) for f in frames[1:])
+    assert big <= MAX_FRAME_CHARS + 64 * 1024  # one event may overshoot the soft cap

@@ -41,6 +41,15 @@ async def test_extensions_register_routes_before_start() -> None:
         assert sb.gamma_url != sb.clob_url
 
 
+async def test_port_in_use_fails_cleanly() -> None:
+    async with Sandbox(SandboxConfig(markets=5), extensions=[]) as sb:
+        taken = int(sb.clob_url.rsplit(":", 1)[1])
+        other = Sandbox(SandboxConfig(markets=5, clob_port=taken), extensions=[])
+        with pytest.raises(OSError):
+            await other.start()
+        assert other._runners == []
+
+
 def test_default_extensions_follow_the_trading_module(monkeypatch: pytest.MonkeyPatch) -> None:
     if importlib.util.find_spec("pmm_widgets.sandbox.trading") is None:
         assert server_mod._default_extensions() == []

@@ -282,3 +282,104 @@ def test_adverse_selection_is_real() -> None:
     move = sum(s * (f[2] - f[1]) for s, f in zip(sign, done)) / len(done)
     assert len(done) > 300
     assert move < 0
+
+
+def test_fok_and_fak() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _open_market(sim)
+    _, ba = sim.best(m.yes_token_id)
+    at_best = Decimal(sim.book_snapshot(m.yes_token_id)["asks"][-1]["size"])
+    with pytest.raises(SimReject, match="order couldn't be fully filled. FOK orders are fully filled or killed."):
+        sim.place_order("t", "fok1", m.yes_token_id, Side.BUY, ba, at_best + 1, False, order_type="FOK")
+    fak = sim.place_order("t", "fak1", m.yes_token_id, Side.BUY, ba, at_best + 1000, False, order_type="FAK")
+    assert fak.size_matched == at_best and fak.status == "CANCELED" and sim.open_orders("t") == []
+    bb, _ = sim.best(m.yes_token_id)
+    with pytest.raises(SimReject, match="no orders found to match with FAK order"):
+        sim.place_order("t", "fak2", m.yes_token_id, Side.BUY, bb, Decimal(100), False, order_type="FAK")
+    _, ba = sim.best(m.yes_token_id)
+    full = sim.place_order("t", "fok3", m.yes_token_id, Side.BUY, ba + 5 * m.tick_size, m.min_order_size, False,
+                           order_type="FOK")
+    assert full.status == "MATCHED" and full.size_matched == m.min_order_size
+
+
+def _check_book_invariants(sim: Simulator) -> None:
+    for m in sim.markets:
+        for is_bid, book, tot, prices in ((True, m.bids, m.bid_tot, m.bid_px), (False, m.asks, m.ask_tot, m.ask_px)):
+            assert prices == sorted(book) and set(tot) == set(book)
+            for p, level in book.items():
+                assert level and tot[p] == sum(o.size for o in level) and all(o.size > 0 for o in level)
+        if m.bid_px and m.ask_px:
+            assert m.bid_px[-1] < m.ask_px[0]
+        assert m.n_bg == sum(1 for lv in (*m.bids.values(), *m.asks.values()) for o in lv if o.acct is None)
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["place", "take", "cancel", "step"]), st.integers(0, 10**6),
+                              st.booleans(), st.integers(-6, 6), st.integers(1, 400)), max_size=60))
+def test_account_orders_keep_books_and_fills_consistent(ops: list[tuple]) -> None:
+    sim = Simulator(6, 2, start_ts=T0)
+    trades: list = []
+    sim.add_account_listener(lambda e: trades.append(e[1]) if e[0] == "trade" else None)
+    live = [m for m in sim.markets if m.has_book]
+    n = 0
+    for op, r, flag, dticks, size in ops:
+        m = live[r % len(live)]
+        tok = m.yes_token_id if flag else m.no_token_id
+        if op == "step":
+            for _ in range(size % 50):
+                sim.step()
+            continue
+        if op == "cancel":
+            opens = sim.open_orders("me")
+            if opens:
+                assert sim.cancel_order("me", opens[r % len(opens)].order_id)
+            continue
+        bb, ba = sim.best(tok)
+        ref = bb if bb is not None else Decimal("0.5")
+        price = min(max(ref + dticks * m.tick_size, m.tick_size), 1 - m.tick_size)
+        side = Side.BUY if r % 2 else Side.SELL
+        n += 1
+        try:
+            sim.place_order("me" if op == "place" else "taker", f"o{n}", tok, side, price,
+                            m.min_order_size + size, post_only=(op == "place"))
+        except SimReject as exc:
+            assert "post-only" in str(exc)
+    _check_book_invariants(sim)
+    by_order: dict[str, Decimal] = {}
+    for t in trades:
+        by_order[t.order_id] = by_order.get(t.order_id, Decimal(0)) + t.size
+    for oid, filled in by_order.items():
+        o = sim.get_order(oid)
+        assert o.size_matched == filled <= o.original_size
+    for o in sim.open_orders("me"):
+        assert o.status == "LIVE" and o.remaining > 0
+        ent = sim._orders[o.order_id]
+        assert Decimal(ent[3].size) / 100 == o.remaining
+
+
+def test_same_seed_same_stream_with_account_flow() -> None:
+    def run() -> list[str]:
+        sim = Simulator(10, 8, start_ts=T0)
+        m = next(x for x in sim.markets if x.has_book)
+        out: list[str] = []
+        for k in range(300):
+            if k % 50 == 0:
+                bb, ba = sim.best(m.yes_token_id)
+                sim.place_order("a", f"q{k}", m.yes_token_id, Side.BUY, bb, Decimal(50), True)
+                sim.place_order("a", f"t{k}", m.yes_token_id, Side.BUY, ba, Decimal(20), False)
+            out += [json.dumps(e.payload, sort_keys=True) for e in sim.step()]
+        return out
+
+    assert run() == run()
+
+
+def test_public_trades_polling_never_repeats_a_print() -> None:
+    sim = Simulator(10, 2, start_ts=T0)
+    seen: list[dict] = []
+    t = last = sim.now()
+    for _ in range(200):
+        t += 1.0
+        sim.run_until(t)
+        seen += sim.public_trades(since=last)
+        last = t
+    assert seen == sim.public_trades()

@@ -195,3 +195,16 @@ async def test_cancel_paths_and_model_switch_live():
     assert all(r["status"] == "CANCELED" for r in sink.rows["orders"])
     p.paper_fill_model = "queue"  # params are read live
     assert await ex.poll(10.0) == []
+
+
+async def test_one_print_fills_each_share_once_best_price_first():
+    p = Params(paper_fill_model="queue")
+    m = make_market(0)
+    ex = PaperExchange(p, MemorySink(), clock=lambda: 0.0)
+    ex.set_markets([m])
+    cm = m.condition_id
+    ex.observe_book(book("y0", cm, [("0.40", 100)], [("0.48", 100)]))
+    hi, lo = await ex.place([Quote(cm, "y0", Side.BUY, D("0.45"), D(8)), Quote(cm, "y0", Side.BUY, D("0.44"), D(8))])
+    ex.observe_trade(PublicTrade("y0", cm, D("0.43"), D(10), Side.SELL, 1.0))  # through both of our bids
+    fills = await ex.poll(1.0)
+    assert [(f.order_client_id, f.size) for f in fills] == [(hi.client_id, D(8)), (lo.client_id, D(2))]

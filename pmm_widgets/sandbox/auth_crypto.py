@@ -1,0 +1,156 @@
+"""The sandbox's signature checks: L1 (ClobAuth EIP-712), L2 (HMAC), order EIP-712 and order hash.
+
+Why an independent implementation: the sandbox must reject exactly what the real CLOB rejects,
+so it recomputes every signature from the wire values with eth_account's generic EIP-712
+encoder instead of reusing the SDK's signing code. A test that the SDK's orders verify here is
+then a real cross-check of both sides (the SDK's order hash must equal our `order_hash`).
+
+Credentials are deterministic per (address, nonce) under a fixed sandbox secret, as the real
+`derive-api-key` is: keys derived against one sandbox process stay valid in the next one (each
+`pmm ... --venue sandbox` process embeds its own sandbox).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from eth_account import Account
+from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_utils import to_checksum_address
+
+CLOB_AUTH_MESSAGE = "This message attests that I control the given wallet"
+_SANDBOX_KEY_SECRET = b"pmm-widgets sandbox api-key derivation v1"
+
+# CLOB V2 exchanges (py_clob_client_v2.config, chain 137 and 80002 share them)
+EXCHANGE_V2 = "0xE111180000d2663C0091e4f400237545B87B996B"
+NEG_RISK_EXCHANGE_V2 = "0xe2222d279d744050d28e00520010520000310F59"
+
+_ORDER_TYPES = [
+    {"name": "salt", "type": "uint256"},
+    {"name": "maker", "type": "address"},
+    {"name": "signer", "type": "address"},
+    {"name": "tokenId", "type": "uint256"},
+    {"name": "makerAmount", "type": "uint256"},
+    {"name": "takerAmount", "type": "uint256"},
+    {"name": "side", "type": "uint8"},
+    {"name": "signatureType", "type": "uint8"},
+    {"name": "timestamp", "type": "uint256"},
+    {"name": "metadata", "type": "bytes32"},
+    {"name": "builder", "type": "bytes32"},
+]
+_DOMAIN_TYPES = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+@dataclass(frozen=True)
+class SandboxCreds:
+    address: str  # checksummed EOA the key is bound to
+    nonce: int
+    api_key: str
+    secret: str  # urlsafe base64
+    passphrase: str
+
+
+def derive_creds(address: str, nonce: int) -> SandboxCreds:
+    """Deterministic L2 credentials of (address, nonce)."""
+    addr = to_checksum_address(address)
+    seed = hmac.new(_SANDBOX_KEY_SECRET, f"{addr.lower()}:{nonce}".encode(), hashlib.sha256).digest()
+    more = hashlib.sha256(seed + b"secret").digest()
+    return SandboxCreds(
+        address=addr,
+        nonce=nonce,
+        api_key=str(uuid.UUID(bytes=seed[:16], version=4)),
+        secret=base64.urlsafe_b64encode(more).decode(),
+        passphrase=hashlib.sha256(seed + b"passphrase").hexdigest(),
+    )
+
+
+def recover_clob_auth(chain_id: int, address: str, timestamp: str, nonce: int, signature: str) -> str:
+    """The address that signed the L1 ClobAuth message (raises ValueError on a malformed one)."""
+    typed = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+            ],
+            "ClobAuth": [
+                {"name": "address", "type": "address"},
+                {"name": "timestamp", "type": "string"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "message", "type": "string"},
+            ],
+        },
+        "primaryType": "ClobAuth",
+        "domain": {"name": "ClobAuthDomain", "version": "1", "chainId": chain_id},
+        "message": {"address": address, "timestamp": str(timestamp), "nonce": int(nonce), "message": CLOB_AUTH_MESSAGE},
+    }
+    try:
+        return Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
+    except Exception as exc:  # bad hex, wrong length, bad v: all "invalid signature"
+        raise ValueError("invalid signature") from exc
+
+
+def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: str | None) -> str:
+    """The L2 POLY_SIGNATURE exactly as py_clob_client_v2 computes it (signing/hmac.py): the
+    body text has single quotes turned into double quotes before hashing."""
+    key = base64.urlsafe_b64decode(secret)
+    msg = f"{timestamp}{method}{path}"
+    if body:
+        msg += body.replace("'", '"')
+    return base64.urlsafe_b64encode(hmac.new(key, msg.encode(), hashlib.sha256).digest()).decode()
+
+
+def _bytes32(h: str) -> bytes:
+    return bytes.fromhex(str(h).removeprefix("0x").zfill(64))
+
+
+def order_typed_data(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> dict:
+    """EIP-712 typed data of a V2 order as posted (`POST /order` body's `order`)."""
+    side = order["side"]
+    side_int = {"BUY": 0, "SELL": 1}[side] if isinstance(side, str) else int(side)
+    return {
+        "primaryType": "Order",
+        "types": {"EIP712Domain": _DOMAIN_TYPES, "Order": _ORDER_TYPES},
+        "domain": {
+            "name": "Polymarket CTF Exchange",
+            "version": "2",
+            "chainId": chain_id,
+            "verifyingContract": NEG_RISK_EXCHANGE_V2 if neg_risk else EXCHANGE_V2,
+        },
+        "message": {
+            "salt": int(order["salt"]),
+            "maker": order["maker"],
+            "signer": order["signer"],
+            "tokenId": int(order["tokenId"]),
+            "makerAmount": int(order["makerAmount"]),
+            "takerAmount": int(order["takerAmount"]),
+            "side": side_int,
+            "signatureType": int(order["signatureType"]),
+            "timestamp": int(order["timestamp"]),
+            "metadata": _bytes32(order.get("metadata") or "0x0"),
+            "builder": _bytes32(order.get("builder") or "0x0"),
+        },
+    }
+
+
+def order_hash(typed: dict) -> str:
+    """The order id the CLOB answers with: the EIP-712 digest of the order, 0x-hex."""
+    return "0x" + _hash_eip191_message(encode_typed_data(full_message=typed)).hex()
+
+
+def recover_order_signer(typed: dict, signature: str) -> str:
+    """The EOA that signed an order (types 0-2). Raises ValueError when it cannot be recovered."""
+    try:
+        return Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
+    except Exception as exc:
+        raise ValueError("invalid signature") from exc

@@ -1,0 +1,134 @@
+"""The `pmm` CLI: help everywhere, exit codes, one-line errors, db init, masking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import inspect
+
+from pmm_widgets import cli
+from pmm_widgets.store.db import make_engine
+from pmm_widgets.store.schema import CONTRACT_TABLES
+
+SECRET = "0x5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ec1"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("PMM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def run_pmm(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pmm_widgets.cli", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=120)
+
+
+HELP_PATHS = [[], ["db"], ["db", "init"], ["db", "status"], ["universe"], ["universe", "refresh"], ["run"],
+              ["run", "paper"], ["run", "live"], ["sandbox"], ["report"], ["auth"], ["auth", "derive"], ["config"]]
+
+
+@pytest.mark.parametrize("path", HELP_PATHS, ids=lambda p: " ".join(p) or "pmm")
+def test_help_everywhere(path, capsys):
+    assert cli.main([*path, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pmm") and "--db-url" in out
+
+
+def test_bad_alpha_exits_2_with_one_line_no_traceback():
+    for args in ([], ["db", "init"]):
+        proc = run_pmm(*args, env={"PMM_ALPHA": "-1"})
+        assert proc.returncode == 2
+        assert proc.stderr.strip().count("\n") == 0 and "PMM_ALPHA" in proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_bad_db_url_and_bad_flag(capsys):
+    os.environ["PMM_DB_URL"] = "nonsense"
+    try:
+        assert cli.main(["db", "init"]) == 2
+    finally:
+        del os.environ["PMM_DB_URL"]
+    assert "PMM_DB_URL=nonsense" in capsys.readouterr().err
+    assert cli.main(["--alpha", "-1", "db", "init"]) == 2
+    assert capsys.readouterr().err.startswith("pmm: --alpha=-1")
+    assert cli.main(["db", "init", "--set", "no_such=1"]) == 2
+    assert cli.main(["db", "init", "--set", "private_key=abcd"]) == 2
+
+
+def test_db_init_twice_creates_all_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    for _ in range(2):
+        proc = run_pmm("db", "init", env={"PMM_DB_URL": url})
+        assert proc.returncode == 0, proc.stderr
+        assert "database ready" in proc.stdout
+    eng = make_engine(url)
+    assert set(CONTRACT_TABLES) <= set(inspect(eng).get_table_names())
+    eng.dispose()
+    proc = run_pmm("db", "status", "--db-url", url)
+    assert proc.returncode == 0 and "up to date" in proc.stdout
+
+
+def test_db_init_postgres(pg_url, capsys):
+    assert cli.main(["db", "init", "--db-url", pg_url]) == 0
+    assert cli.main(["db", "init", "--db-url", pg_url]) == 0
+    assert "database ready" in capsys.readouterr().out
+
+
+def test_unreachable_db_is_one_line_exit_1(capsys):
+    assert cli.main(["db", "init", "--db-url", "postgresql+psycopg://u:pw-hidden@127.0.0.1:1/x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pmm: cannot connect") and err.count("\n") == 1 and "pw-hidden" not in err
+
+
+def test_missing_capability_says_not_built(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pmm_widgets.analytics.report", None)
+    assert cli.main(["report"]) == 3
+    assert capsys.readouterr().err.strip() == "pmm report: not built yet (pmm_widgets.analytics.report)"
+    with pytest.raises(cli.NotBuilt):
+        cli.entry("x", "pmm_widgets.store.sink", "no_such_function")
+
+
+def test_keyboard_interrupt_is_quiet_130(monkeypatch, capsys):
+    def boom(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_report", boom)
+    assert cli.main(["report"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_secrets_never_in_cli_output_or_crash_log(monkeypatch):
+    env = {"PMM_PRIVATE_KEY": SECRET, "PMM_API_SECRET": "api-secret-value-123"}
+    proc = run_pmm("config", env=env)
+    assert proc.returncode == 0 and "PMM_ALPHA=1.5" in proc.stdout
+    assert SECRET not in proc.stdout + proc.stderr and "api-secret-value-123" not in proc.stdout
+    assert "PMM_PRIVATE_KEY=**********" in proc.stdout
+    # An unexpected exception whose text carries a secret is logged with the secret masked.
+    code = (
+        "import sys; from pmm_widgets import cli\n"
+        "def boom(args):\n"
+        "    s = cli.settings_from_args(args)\n"
+        "    raise RuntimeError('sdk echoed ' + s.private_key.get_secret_value())\n"
+        "cli.cmd_report = boom\n"
+        "sys.exit(cli.main(['report']))\n"
+    )
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")} | env
+    crash = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=60)
+    assert crash.returncode == 1
+    assert "RuntimeError: sdk echoed ***" in crash.stderr
+    assert SECRET not in crash.stderr and SECRET[2:] not in crash.stderr
+
+
+def test_console_script_installed():
+    exe = os.path.join(os.path.dirname(sys.executable), "pmm")
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("pmm-widgets")

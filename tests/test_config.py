@@ -1,0 +1,162 @@
+"""Settings validation (one line per bad variable), env.example completeness, secret masking."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pmm_widgets import logsetup
+from pmm_widgets.config import ConfigError, Params, Settings, Venue, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "0xdeadbeefcafe1234567890abcdef1234567890abcdef1234567890abcdef1234"
+API_SECRET = "c2VjcmV0LXZhbHVlLWZvci10ZXN0cw=="
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    """No PMM_* from the outer environment and no .env from the repo."""
+    for name in list(__import__("os").environ):
+        if name.startswith("PMM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_are_the_documented_ones():
+    s = load_settings()
+    assert s.venue is Venue.POLYMARKET
+    assert s.gamma_url == "https://gamma-api.polymarket.com"
+    assert s.clob_url == "https://clob.polymarket.com"
+    assert s.clob_ws_url == "wss://ws-subscriptions-clob.polymarket.com/ws"
+    assert (s.db_url, s.universe_size, s.alpha, s.quote_refresh_sec, s.dashboard_refresh_sec) == (
+        "sqlite:///pmm.db", 50, 1.5, 3.0, 1.0)
+    assert s.private_key is None and not s.has_l2_creds
+
+
+@pytest.mark.parametrize("var, value, accepted", [
+    ("PMM_ALPHA", "-1", "greater than 0"),
+    ("PMM_ALPHA", "abc", "valid number"),
+    ("PMM_DB_URL", "nonsense", "SQLAlchemy URL"),
+    ("PMM_VENUE", "moon", "polymarket"),
+    ("PMM_UNIVERSE_SIZE", "0", "greater than or equal to 1"),
+    ("PMM_QUOTE_REFRESH_SEC", "0", "greater than 0"),
+    ("PMM_DASHBOARD_REFRESH_SEC", "-2", "greater than 0"),
+    ("PMM_GAMMA_URL", "ftp://x", "http"),
+    ("PMM_CLOB_URL", "clob", "http"),
+    ("PMM_CLOB_WS_URL", "http://x", "ws://"),
+    ("PMM_PAPER_FILL_INTENSITY", "-1", "greater than or equal to 0"),
+    ("PMM_PAPER_SPREAD_K", "-1", "greater than or equal to 0"),
+    ("PMM_PAPER_FULL_FILL_PROB", "2", "less than or equal to 1"),
+    ("PMM_PAPER_PARTIAL_BETA_A", "0", "greater than 0"),
+    ("PMM_PAPER_PARTIAL_BETA_B", "0", "greater than 0"),
+    ("PMM_PAPER_PARTIAL_MAX_FRAC", "1.5", "less than or equal to 1"),
+    ("PMM_MAX_DAILY_LOSS_USD", "-5", "greater than 0"),
+    ("PMM_MAX_INVENTORY_SHARES", "0", "greater than 0"),
+    ("PMM_SIGNATURE_TYPE", "9", "less than or equal to 3"),
+    ("PMM_WRITER_FLUSH_SEC", "5", "less than or equal to 1"),
+    ("PMM_LOG_LEVEL", "LOUD", "DEBUG"),
+])
+def test_bad_value_is_one_line_naming_the_variable(monkeypatch, var, value, accepted):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    msg = str(info.value)
+    assert msg.startswith(var) and accepted in msg and "\n" not in msg
+
+
+def test_dotenv_file_is_read(tmp_path):
+    (tmp_path / ".env").write_text("PMM_ALPHA=2.5\nPMM_UNIVERSE_SIZE=7\n")
+    s = load_settings()
+    assert (s.alpha, s.universe_size, s.params().alpha) == (2.5, 7, 2.5)
+
+
+def test_params_validate_on_assignment_like_env():
+    p = load_settings().params()
+    with pytest.raises(ValidationError):
+        p.alpha = -1
+    assert p.alpha == 1.5
+    with pytest.raises(ValidationError):
+        p.update(alpha=2.0, paper_full_fill_prob=3)
+    assert p.alpha == 1.5  # all or nothing
+    p.update(alpha=2.0)
+    assert p.alpha == 2.0 and isinstance(p, Params)
+
+
+def env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / "env.example").read_text().splitlines():
+        m = re.match(r"^(PMM_[A-Z0-9_]+)=(.*)$", line)
+        if m:
+            pairs[m.group(1)] = m.group(2)
+    return pairs
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    listed = env_example()
+    fields = {f"PMM_{name.upper()}": f for name, f in Settings.model_fields.items()}
+    assert set(listed) == set(fields)
+    for var, field in fields.items():
+        default = field.default
+        default = getattr(default, "value", default)
+        expected = "" if default is None else str(default)
+        assert listed[var] == expected, var
+    for secret in ("PMM_PRIVATE_KEY", "PMM_API_KEY", "PMM_API_SECRET", "PMM_API_PASSPHRASE"):
+        assert listed[secret] == ""
+
+
+def test_env_example_loads_as_is(tmp_path):
+    (tmp_path / ".env").write_text((ROOT / "env.example").read_text())
+    assert load_settings().db_url == "sqlite:///pmm.db"
+
+
+def with_secrets(monkeypatch) -> Settings:
+    monkeypatch.setenv("PMM_PRIVATE_KEY", SECRET)
+    monkeypatch.setenv("PMM_API_KEY", "11111111-2222-3333-4444-555555555555")
+    monkeypatch.setenv("PMM_API_SECRET", API_SECRET)
+    monkeypatch.setenv("PMM_API_PASSPHRASE", "passphrase-value-xyz")
+    return load_settings()
+
+
+def test_secrets_never_in_repr_str_dump_or_errors(monkeypatch):
+    s = with_secrets(monkeypatch)
+    assert s.private_key.get_secret_value() == SECRET and s.has_l2_creds
+    texts = [repr(s), str(s), s.model_dump_json(), str(s.model_dump()), repr(s.private_key)]
+    monkeypatch.setenv("PMM_ALPHA", "-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    texts.append(str(info.value))
+    for text in texts:
+        for secret in (SECRET, SECRET[2:], API_SECRET, "passphrase-value-xyz"):
+            assert secret not in text
+
+
+def test_log_lines_mask_registered_secrets(monkeypatch):
+    s = with_secrets(monkeypatch)
+    out = io.StringIO()
+    handler = logsetup.setup_logging(s, level="INFO", stream=out)
+    try:
+        log = logging.getLogger("pmm_widgets.test")
+        log.info("key is %s", SECRET)
+        log.warning(f"secret inline {API_SECRET} and bare {SECRET[2:]}")
+        try:
+            raise RuntimeError(f"sdk said passphrase-value-xyz in {SECRET}")
+        except RuntimeError:
+            log.exception("call failed")
+        logsetup.register_secret("derived-at-runtime-key")
+        log.error("derived %s", "derived-at-runtime-key")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = out.getvalue()
+    for secret in (SECRET, SECRET[2:], API_SECRET, "passphrase-value-xyz", "derived-at-runtime-key"):
+        assert secret not in text
+    assert text.count("***") >= 6 and "RuntimeError" in text and "call failed" in text
+
+
+def test_mask_ignores_tiny_values():
+    logsetup.register_secret("ab")
+    assert logsetup.mask("abc") == "abc"
