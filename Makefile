@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PYTEST_ARGS ?= -q -p no:cacheprovider
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTEST_ARGS ?= -q -rs -p no:cacheprovider
 
 .PHONY: demo test install system-deps bench clean-venv
 
@@ -15,7 +16,7 @@ test: install system-deps
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 

@@ -139,6 +139,7 @@ class Settings(BaseSettings):
     funder: str | None = None
     signature_type: int = Field(0, ge=0, le=3)
     chain_id: int = 137
+    adopt_unknown: bool = False  # live reconcile: adopt open orders we did not place (else cancel them)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

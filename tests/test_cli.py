@@ -132,3 +132,23 @@ def test_console_script_installed():
     exe = os.path.join(os.path.dirname(sys.executable), "pmm")
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("pmm-widgets")
+
+
+@pytest.mark.integration
+def test_sandbox_command_prints_urls_and_stops_on_ctrl_c():
+    import signal
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "sandbox", "--markets", "3", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    if proc.returncode == 3:
+        pytest.skip(err.strip())
+    assert [ln.split("=")[0] for ln in lines] == [
+        "export PMM_GAMMA_URL", "export PMM_CLOB_URL", "export PMM_CLOB_WS_URL"]
+    assert all("127.0.0.1" in ln for ln in lines)
+    assert proc.returncode == 0 and "Traceback" not in err

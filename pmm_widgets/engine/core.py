@@ -355,15 +355,10 @@ class Engine:
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
 
     def _record_universe(self, markets: list[Market]) -> None:
-        ts = time.time()
-        for rank, m in enumerate(markets, 1):
-            self._sink.insert("markets", {
-                "snapshot_ts": ts, "rank": rank, "condition_id": m.condition_id, "question": m.question,
-                "slug": m.slug, "yes_token_id": m.yes_token_id, "no_token_id": m.no_token_id,
-                "liquidity_num": m.liquidity_num, "volume_24h": m.volume_24h, "tick_size": m.tick_size,
-                "min_order_size": m.min_order_size, "neg_risk": m.neg_risk, "best_bid": m.best_bid,
-                "best_ask": m.best_ask, "raw_json": None,
-            })
+        from ..venue.universe import universe_rows
+
+        for row in universe_rows(markets, time.time()):
+            self._sink.insert("markets", row)
 
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
@@ -491,7 +486,10 @@ class Engine:
             self._kill_result = kr
             self.events.emit("ERROR" if not kr.ok else "WARNING", "kill", kr.message)
         self.events.emit("INFO", "engine_stop", f"engine stopped: {cancelled} orders cancelled, {open_after} open")
-        self._publish(replace(self._state, running=False, kill=self._kill_result,
+        ended = "killed" if self._kill_requested else "stopped"
+        rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
+                for m in self._state.markets]  # no quotes rest any more: the table must not show any
+        self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows,
                               totals=replace(self._state.totals, open_orders=max(open_after, 0))))
         for closer in (getattr(self._exchange, "close", None), getattr(self._md, "close", None)):
             if closer is not None:

@@ -42,7 +42,8 @@ def gamma_object(sim: "Simulator", m: "SimMarket") -> dict[str, Any]:
         "question": m.question,
         "conditionId": m.condition_id,
         "slug": m.slug,
-        "description": f"This market resolves to Yes if {m.question[5:-1].split(' (#')[0]}; otherwise No.",
+        "description": f'Simulated market. Resolves to "Yes" if the question comes true by {m.end_date[:10]}, '
+                       'otherwise "No".',
         "endDate": m.end_date,
         "endDateIso": m.end_date[:10],
         "startDate": m.created_at,

@@ -60,7 +60,13 @@ def _default_extensions() -> list[Extension]:
 
 
 class Sandbox:
-    """In-process sandbox venue; use as `async with Sandbox(cfg) as sb:`."""
+    """In-process sandbox venue; use as `async with Sandbox(cfg) as sb:`.
+
+    Public surface: `gamma_url`, `clob_url`, `ws_url` (after start), `sim` (ground truth and
+    account hooks), `faults`, `app` (CLOB aiohttp app; extensions add routes before start),
+    `paused` (freeze the simulated market), `drop_websockets()`, and for extensions
+    `add_tick_hook(fn)` and `ws_closers`.
+    """
 
     def __init__(self, cfg: SandboxConfig | None = None, extensions: Sequence[Extension] | None = None):
         self.cfg = cfg or SandboxConfig()

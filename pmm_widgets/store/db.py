@@ -54,11 +54,12 @@ def safe_url(db_url: str | URL) -> str:
         return "<unparseable URL>"
 
 
-def make_engine(db_url: str, **kwargs: Any) -> Engine:
+def make_engine(db_url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwargs: Any) -> Engine:
     """Create an Engine for any SQLAlchemy URL; SQLite gets WAL, busy timeout and foreign keys.
 
     `sqlite://` (memory) uses a single shared connection (StaticPool) so every thread, the writer
-    thread included, sees the same database. Connecting is lazy: use `check_connection` to fail
+    thread included, sees the same database. `busy_timeout_ms` is how long a SQLite writer waits
+    for another process's write lock before failing. Connecting is lazy: use `check_connection` to fail
     early with a one-line message.
     """
     try:
@@ -68,7 +69,7 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
     opts: dict[str, Any] = {"json_serializer": json_dumps}
     if url.get_backend_name() == "sqlite":
         memory = url.database in (None, "", ":memory:")
-        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         opts["connect_args"] = connect_args
         if memory:
             opts["poolclass"] = StaticPool
@@ -80,18 +81,18 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StoreError(f"no database driver for {safe_url(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas(memory=url.database in (None, "", ":memory:")))
+        event.listen(engine, "connect", _sqlite_pragmas(url.database in (None, "", ":memory:"), busy_timeout_ms))
     return engine
 
 
-def _sqlite_pragmas(memory: bool):
+def _sqlite_pragmas(memory: bool, busy_timeout_ms: int):
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         try:
             if not memory:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
         finally:
             cur.close()

@@ -65,7 +65,7 @@ def render_table(rows: list[MarketRow]) -> str:
 TABLE_CSS = """<style>
 .pmm-universe{border-collapse:collapse;font:12px monospace;width:100%}
 .pmm-universe th,.pmm-universe td{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-.pmm-universe td.q{text-align:left;max-width:28em;overflow:hidden;text-overflow:ellipsis}
+.pmm-universe td.q,.pmm-universe th:nth-child(2){text-align:left;max-width:28em;overflow:hidden;text-overflow:ellipsis}
 .pmm-universe td.ours{background:#f3f8ff}.pmm-universe td.pos{color:#1a7f37}.pmm-universe td.neg{color:#cf222e}
 .pmm-kill button,.pmm-kill{font-weight:bold}
 </style>"""

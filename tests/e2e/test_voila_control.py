@@ -9,7 +9,6 @@ commands table and leaves zero open orders, and nothing restarts. Screenshots go
 from __future__ import annotations
 
 import os
-import re
 import socket
 import statistics
 import subprocess

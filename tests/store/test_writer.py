@@ -254,3 +254,55 @@ def test_rows_survive_sigkill_after_flush(migrated, engine_of):
     if eng.dialect.name == "sqlite":
         with eng.connect() as conn:
             assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+
+
+def test_outage_keeps_rows_queued_and_writes_them_later(tmp_path):
+    """SQLite locked past busy_timeout stands for an outage: rows wait, then all land in order."""
+    import sqlite3
+
+    from pmm_widgets.store.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'outage.db'}"
+    upgrade(url)
+    w = BatchWriter(url, engine=make_engine(url, busy_timeout_ms=50))
+    locker = sqlite3.connect(tmp_path / "outage.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        for i in range(20):
+            w.insert("events", {"ts": float(i), "level": "INFO", "kind": "during_outage"})
+        w.flush()
+        st = w.stats()
+        assert (st.pending, st.rows_written, st.dropped) == (20, 0, 0) and st.errors >= 1
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    w.insert("events", {"ts": 99.0, "level": "INFO", "kind": "after"})
+    w.flush()
+    st = w.stats()
+    assert (st.pending, st.rows_written, st.dropped) == (0, 21, 0)
+    with w.engine.connect() as conn:
+        ts = conn.execute(text("SELECT ts FROM events ORDER BY id")).scalars().all()
+    assert ts == [float(i) for i in range(20)] + [99.0]
+    w.close()
+    w.engine.dispose()
+
+
+def test_unreachable_server_keeps_rows_queued():
+    w = BatchWriter("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    w.insert("events", {"ts": 1.0, "level": "INFO", "kind": "x"})
+    w.flush()
+    st = w.stats()
+    assert (st.pending, st.rows_written, st.dropped) == (1, 0, 0) and st.errors == 1
+
+
+def test_rows_are_snapshotted_at_call_time(writer, engine_of, migrated):
+    raw = {"markouts": {"5s": "0.01"}}
+    row = {"trade_id": "t1", "token_id": "tok", "side": "BUY", "price": Decimal("0.5"), "size": 1,
+           "fill_type": "FILLED", "mode": "paper", "ts": 1.0, "raw_json": raw}
+    writer.insert("trades", row)
+    raw["markouts"]["60s"] = "0.05"  # the producer keeps mutating its own dicts
+    row["price"] = Decimal("0.9")
+    writer.flush()
+    with engine_of(migrated).connect() as conn:
+        stored = conn.execute(select(schema.trades)).one()
+    assert stored.raw_json == {"markouts": {"5s": "0.01"}} and stored.price == Decimal("0.5")

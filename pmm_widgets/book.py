@@ -1,0 +1,371 @@
+"""Local L2 order book of one token, in integer ticks.
+
+Why integer ticks: the venue's prices are decimal strings on a tick grid; keyed by the exact
+tick index (price / tick) a level can never drift, two spellings of one price ("0.430", ".43")
+land on the same level, and an off-grid or out-of-range price is refused at the door instead of
+becoming a level nobody can quote against. Sizes are Decimal: they are compared with the venue's
+own numbers, never summed into floats.
+
+Why a dict plus a sorted tick list per side: `price_change` carries absolute sizes, so an update
+is a dict assignment, and a level appears or disappears far less often than it is resized; the
+sorted list (maintained with `bisect`, a C-level memmove) keeps best bid / best ask O(1) and the
+best-first view a slice. Nothing here does I/O or reads a clock: callers pass timestamps.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping, Sequence
+
+from .domain import BookView, Level, Side
+from .ticks import to_decimal
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+_PRICE_CACHE_MAX = 4096  # distinct price spellings remembered per book (bounded against junk input)
+
+
+class BookError(ValueError):
+    """A wire value the book refuses (off grid, outside (0, 1), negative size, unknown side)."""
+
+
+_BID_SIDES = {"BUY": True, "buy": True, "BID": True, "bid": True, "SELL": False, "sell": False, "ASK": False, "ask": False}
+
+
+class OrderBook:
+    """The book of one token. Mutated only through `apply_snapshot`, `apply_change`, `set_tick_size`.
+
+    A refused input leaves the book unchanged and is counted in `rejected`. `needs_resync` is set
+    when the book cannot be trusted any more (a tick change it could not re-key); the market-data
+    layer then reloads it from REST. `crossed` is derived from the best levels, so a book the
+    venue sent crossed stays flagged until a later update uncrosses it.
+    """
+
+    __slots__ = (
+        "token_id", "market", "tick_size", "min_order_size", "bids", "asks", "_bid_ticks", "_ask_ticks",
+        "_px", "hash", "venue_ts_ms", "ts", "synced", "needs_resync", "rejected", "version", "_view",
+    )
+
+    def __init__(self, token_id: str, market: str = "", tick_size: Decimal = Decimal("0.01"),
+                 min_order_size: Decimal = Decimal(5)) -> None:
+        if tick_size <= 0:
+            raise BookError(f"tick size must be positive, got {tick_size}")
+        self.token_id = token_id
+        self.market = market
+        self.tick_size = tick_size
+        self.min_order_size = min_order_size
+        self.bids: dict[int, Decimal] = {}  # tick -> size
+        self.asks: dict[int, Decimal] = {}
+        self._bid_ticks: list[int] = []  # ascending; best bid is the last
+        self._ask_ticks: list[int] = []  # ascending; best ask is the first
+        self._px: dict[str, int] = {}  # price text -> tick index, for the current tick size
+        self.hash = ""
+        self.venue_ts_ms = 0
+        self.ts = 0.0  # local epoch seconds of the last applied update (set by the caller)
+        self.synced = False  # True once a full snapshot was applied
+        self.needs_resync = False
+        self.rejected = 0
+        self.version = 0  # bumped on every change; views are cached per version
+        self._view: tuple[int, int | None, BookView] | None = None
+
+    # ------------------------------------------------------------------ parsing
+    def _tick_of(self, price: Any) -> int:
+        """Tick index of a wire price; BookError unless strictly inside (0, 1) and on the grid."""
+        key = price if isinstance(price, str) else None
+        if key is not None:
+            t = self._px.get(key)
+            if t is not None:
+                return t
+        try:
+            p = to_decimal(price)
+        except (InvalidOperation, ValueError, TypeError):
+            raise BookError(f"unparseable price {price!r}") from None
+        if not p.is_finite() or p <= ZERO or p >= ONE:
+            raise BookError(f"price {price!r} outside (0, 1)")
+        q = p / self.tick_size
+        t = int(q)
+        if t != q:
+            raise BookError(f"price {price!r} off the {self.tick_size} grid")
+        if key is not None:
+            if len(self._px) >= _PRICE_CACHE_MAX:
+                self._px.clear()
+            self._px[key] = t
+        return t
+
+    @staticmethod
+    def _size_of(size: Any) -> Decimal:
+        try:
+            s = to_decimal(size)
+        except (InvalidOperation, ValueError, TypeError):
+            raise BookError(f"unparseable size {size!r}") from None
+        if not s.is_finite() or s < ZERO:
+            raise BookError(f"size {size!r} negative or not finite")
+        return s
+
+    # ------------------------------------------------------------------ mutation
+    def apply_change(self, price: str, size: str, side: str) -> bool:
+        """Set the absolute size of one level ("0" removes it). False (and counted) if refused."""
+        is_bid = _BID_SIDES.get(side)
+        try:
+            if is_bid is None:
+                raise BookError(f"unknown side {side!r}")
+            t = self._tick_of(price)
+            s = self._size_of(size)
+        except BookError:
+            self.rejected += 1
+            return False
+        levels, ticks = (self.bids, self._bid_ticks) if is_bid else (self.asks, self._ask_ticks)
+        if s:
+            if t not in levels:
+                insort(ticks, t)
+            levels[t] = s
+        elif t in levels:
+            del levels[t]
+            del ticks[bisect_left(ticks, t)]
+        self.version += 1
+        return True
+
+    def apply_changes(self, entries: Sequence[Mapping[str, Any]]) -> bool:
+        """Apply the entries of one `price_change` message for this token atomically: every entry
+        is validated first, and one bad entry refuses them all (counted once, book unchanged)."""
+        parsed: list[tuple[bool, int, Decimal]] = []
+        try:
+            for e in entries:
+                is_bid = _BID_SIDES.get(e.get("side"))  # type: ignore[arg-type]
+                if is_bid is None:
+                    raise BookError(f"unknown side {e.get('side')!r}")
+                parsed.append((is_bid, self._tick_of(e.get("price")), self._size_of(e.get("size"))))
+        except (BookError, AttributeError, TypeError):
+            self.rejected += 1
+            return False
+        bids, asks, bt, at = self.bids, self.asks, self._bid_ticks, self._ask_ticks
+        for is_bid, t, s in parsed:
+            levels, ticks = (bids, bt) if is_bid else (asks, at)
+            if s:
+                if t not in levels:
+                    insort(ticks, t)
+                levels[t] = s
+            elif t in levels:
+                del levels[t]
+                del ticks[bisect_left(ticks, t)]
+        self.version += 1
+        return True
+
+    def apply_snapshot(self, book: Mapping[str, Any], ts: float = 0.0) -> bool:
+        """Replace the whole book with a wire `book` object (REST /book or a ws `book` event).
+
+        The wire lists the best level last; the order is not relied upon. All levels are validated
+        before anything changes: one bad level refuses the snapshot (counted, book unchanged).
+        A `tick_size` field, when present, becomes the book's grid first.
+        """
+        try:
+            tick = self.tick_size
+            if book.get("tick_size") not in (None, ""):
+                tick = to_decimal(book["tick_size"])
+                if not tick.is_finite() or tick <= ZERO or tick >= ONE:
+                    raise BookError(f"bad tick size {book['tick_size']!r}")
+            old_tick, old_px = self.tick_size, self._px
+            if tick != old_tick:
+                self.tick_size, self._px = tick, {}
+            try:
+                bids = self._parse_side(book.get("bids"))
+                asks = self._parse_side(book.get("asks"))
+            except BookError:
+                self.tick_size, self._px = old_tick, old_px
+                raise
+            ts_ms = int(book.get("timestamp") or 0)
+        except (BookError, InvalidOperation, ValueError, TypeError):
+            self.rejected += 1
+            return False
+        self.bids, self.asks = bids, asks
+        self._bid_ticks = sorted(bids)
+        self._ask_ticks = sorted(asks)
+        self.hash = str(book.get("hash") or "")
+        self.venue_ts_ms = ts_ms
+        if book.get("market"):
+            self.market = str(book["market"])
+        mos = book.get("min_order_size")
+        if mos not in (None, ""):
+            try:
+                self.min_order_size = to_decimal(mos)
+            except (InvalidOperation, ValueError):
+                pass  # a cosmetic field: keep the previous minimum
+        self.ts = ts
+        self.synced = True
+        self.needs_resync = False
+        self.version += 1
+        return True
+
+    def _parse_side(self, levels: Any) -> dict[int, Decimal]:
+        if levels is None:
+            return {}
+        if not isinstance(levels, Sequence) or isinstance(levels, (str, bytes)):
+            raise BookError("levels must be a list")
+        out: dict[int, Decimal] = {}
+        for lv in levels:
+            if not isinstance(lv, Mapping):
+                raise BookError("level must be an object")
+            t = self._tick_of(lv.get("price"))
+            s = self._size_of(lv.get("size"))
+            if s:
+                out[t] = s
+            else:
+                out.pop(t, None)
+        return out
+
+    def set_tick_size(self, new: Decimal) -> bool:
+        """Re-key every level on the new grid. If a level would be off it, the book is left as it
+        was and marked `needs_resync` (the venue's REST book is then the only truth)."""
+        try:
+            new = to_decimal(new)
+        except (InvalidOperation, ValueError, TypeError):
+            self.rejected += 1
+            self.needs_resync = True
+            return False
+        if not new.is_finite() or new <= ZERO or new >= ONE:
+            self.rejected += 1
+            self.needs_resync = True
+            return False
+        if new == self.tick_size:
+            return True
+        old = self.tick_size
+
+        def rekey(levels: dict[int, Decimal]) -> dict[int, Decimal] | None:
+            out: dict[int, Decimal] = {}
+            for t, s in levels.items():
+                q = old * t / new
+                nt = int(q)
+                if nt != q:
+                    return None
+                out[nt] = s
+            return out
+
+        bids, asks = rekey(self.bids), rekey(self.asks)
+        if bids is None or asks is None:
+            self.needs_resync = True
+            return False
+        self.tick_size = new
+        self._px = {}
+        self.bids, self.asks = bids, asks
+        self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
+        self.version += 1
+        return True
+
+    def stamp(self, hash_: str | None, venue_ts_ms: int | None, ts: float) -> None:
+        """Record the venue's hash / timestamp of the state just reached, and the local time."""
+        if hash_ is not None:
+            self.hash = hash_
+        if venue_ts_ms is not None:
+            self.venue_ts_ms = venue_ts_ms
+        self.ts = ts
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def best_bid_tick(self) -> int | None:
+        return self._bid_ticks[-1] if self._bid_ticks else None
+
+    @property
+    def best_ask_tick(self) -> int | None:
+        return self._ask_ticks[0] if self._ask_ticks else None
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        t = self.best_bid_tick
+        return None if t is None else self.price_of(t)
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        t = self.best_ask_tick
+        return None if t is None else self.price_of(t)
+
+    @property
+    def mid(self) -> Decimal | None:
+        b, a = self.best_bid_tick, self.best_ask_tick
+        if b is None or a is None:
+            return None
+        return self.tick_size * (b + a) / 2
+
+    @property
+    def crossed(self) -> bool:
+        b, a = self.best_bid_tick, self.best_ask_tick
+        return b is not None and a is not None and b >= a
+
+    @property
+    def levels(self) -> tuple[int, int]:
+        return len(self.bids), len(self.asks)
+
+    def price_of(self, tick: int) -> Decimal:
+        return _price(self.tick_size, tick)
+
+    def depth(self, side: Side, ticks: int) -> Decimal:
+        """Total size on one side within `ticks` ticks of that side's best level (inclusive)."""
+        if side is Side.BUY:
+            bt = self._bid_ticks
+            if not bt:
+                return ZERO
+            lo = bisect_left(bt, bt[-1] - ticks)
+            lv = self.bids
+            return sum((lv[t] for t in bt[lo:]), ZERO)
+        at = self._ask_ticks
+        if not at:
+            return ZERO
+        hi = bisect_right(at, at[0] + ticks)
+        lv = self.asks
+        return sum((lv[t] for t in at[:hi]), ZERO)
+
+    def view(self, depth: int | None = None, stale: bool = False) -> BookView:
+        """Immutable best-first snapshot (bids descending, asks ascending); cached per version."""
+        c = self._view
+        if c is not None and c[0] == self.version and c[1] == depth:
+            v = c[2]
+        else:
+            tick = self.tick_size
+            bt = self._bid_ticks if depth is None else self._bid_ticks[-depth:] if depth > 0 else []
+            at = self._ask_ticks if depth is None else self._ask_ticks[:depth] if depth > 0 else []
+            bl, al = self.bids, self.asks
+            v = BookView(
+                token_id=self.token_id, market=self.market,
+                bids=tuple(Level(_price(tick, t), bl[t]) for t in reversed(bt)),
+                asks=tuple(Level(_price(tick, t), al[t]) for t in at),
+                tick_size=tick, min_order_size=self.min_order_size, ts=self.ts,
+                venue_ts_ms=self.venue_ts_ms, stale=False, crossed=self.crossed,
+            )
+            self._view = (self.version, depth, v)
+        return replace(v, stale=True) if stale else v
+
+    def wire_levels(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """(bids, asks) as (price, size), best first: for comparisons with a venue snapshot."""
+        v = self.view()
+        return [(lv.price, lv.size) for lv in v.bids], [(lv.price, lv.size) for lv in v.asks]
+
+
+_PRICES: dict[tuple[Decimal, int], Decimal] = {}
+
+
+def _price(tick: Decimal, t: int) -> Decimal:
+    """Decimal price of a tick index; memoized (a handful of grids, at most 10,000 ticks each)."""
+    key = (tick, t)
+    p = _PRICES.get(key)
+    if p is None:
+        if len(_PRICES) > 100_000:
+            _PRICES.clear()
+        p = _PRICES[key] = (tick * t).normalize() if t else ZERO
+    return p
+
+
+def snapshot_levels(book: Mapping[str, Any]) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+    """A wire book's levels as (price, size), best first, zero sizes dropped: the comparison form
+    of `OrderBook.wire_levels` (used to check a local book against the venue's)."""
+    def side(levels: Any, reverse: bool) -> list[tuple[Decimal, Decimal]]:
+        out: dict[Decimal, Decimal] = {}
+        for lv in levels or []:
+            p, s = to_decimal(lv["price"]), to_decimal(lv["size"])
+            if s:
+                out[p] = s
+            else:
+                out.pop(p, None)
+        return sorted(out.items(), reverse=reverse)
+
+    return side(book.get("bids"), True), side(book.get("asks"), False)

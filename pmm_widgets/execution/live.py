@@ -1,0 +1,732 @@
+"""Live (and dry-run) exchange: the `Exchange` protocol over the SDK broker and the user tape.
+
+Why it is built this way:
+- Orders go out as post-only GTC limit orders signed by the official SDK (`venue.broker`, one
+  worker thread). Our client ids are mapped to the venue's order hashes in `orders`
+  (upsert key client_id, mode 'live' or 'dry_run').
+- Fills come from the authenticated user channel (`venue.user_stream`), not from order
+  responses: `trade` events become `trades` rows keyed by the venue trade id (one row per fill,
+  every status transition kept in raw_json["statuses"]). A fill counts when MATCHED; if the trade
+  later ends FAILED, `poll()` returns a reversing fill (same price and size, opposite side) so
+  inventory and cash are corrected exactly, and the row's status becomes FAILED.
+- Events can race the HTTP response that tells us an order's id (the venue pushes PLACEMENT
+  before we read the answer), so events for ids we do not know yet wait in a short buffer.
+- Reconcile at start and after every user-stream reconnect, under the same lock as place and
+  cancel (so an in-flight order is never mistaken for an orphan): list open orders over REST and
+  adopt or cancel the ones we do not own (`settings.adopt_unknown`), then backfill trades from
+  `/data/trades`. Rows are upserted by trade id, so a fill is never counted twice; the
+  venue-id → client-id map and the trade ids already stored are read back from the DB at start
+  so that a restart after a crash keeps the original client ids and counts only missed fills.
+- Safety valves, independent of each other: the venue's order heartbeat (dead-man's switch,
+  every `heartbeat_sec` while the venue serves it), and a watchdog that cancels everything when
+  the user stream (or the market feed, via `market_feed_ok`) has been down longer than
+  `settings.disconnect_cancel_sec`; quoting stays halted until the streams are back. `kill()`
+  cancels all, verifies zero open orders over REST and records an event.
+- Dry-run builds and signs every order with the SDK but posts nothing and makes no
+  authenticated request at all; intended orders are recorded with mode 'dry_run', status
+  DRY_RUN, and `open_orders()` shows what would rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..config import Settings
+from ..domain import ZERO, BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
+from ..store.sink import Sink
+from ..ticks import to_decimal, valid_price
+from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
+from ..venue.user_stream import UserStream, UserStreamHealth
+
+log = logging.getLogger(__name__)
+
+EVENT_BUFFER_SEC = 30.0  # how long events for a not-yet-known order id wait for its placement answer
+BACKFILL_MARGIN_SEC = 300.0
+WATCHDOG_SEC = 0.2
+FINAL_TRADE_STATUSES = ("CONFIRMED", "FAILED")
+
+
+class LiveError(Exception):
+    """Live trading cannot start or continue (missing credentials, venue refused auth)."""
+
+
+@dataclass(frozen=True)
+class LiveHealth:
+    mode: str
+    user_stream: UserStreamHealth | None
+    heartbeat: str  # "ok", "off" (venue does not serve it / dry-run), "failing"
+    halted: str | None  # why quoting is halted (a safety valve fired), None when trading
+    open_orders: int
+    reconciles: int
+    disconnect_cancels: int
+
+
+@dataclass
+class KillReport:
+    cancelled: int
+    open_after: int
+    ok: bool
+    message: str
+
+
+@dataclass
+class _TradeState:
+    fill: Fill
+    statuses: list[str]
+    counted: bool
+    reversed: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def norm_status(s: Any) -> str:
+    """`TRADE_STATUS_CONFIRMED` (REST) and `CONFIRMED` (WS) are the same status."""
+    return str(s or "").upper().removeprefix("TRADE_STATUS_")
+
+
+def event_ts(ev: dict[str, Any], default: float) -> float:
+    """Venue time of a trade event: match_time / matchtime (s), else timestamp (ms)."""
+    for k in ("match_time", "matchtime"):
+        v = ev.get(k)
+        if v not in (None, ""):
+            try:
+                return float(v)
+            except ValueError:
+                pass
+    v = ev.get("timestamp")
+    if v not in (None, ""):
+        try:
+            return float(v) / 1000.0
+        except ValueError:
+            pass
+    return default
+
+
+def our_fills(ev: dict[str, Any], api_key: str, addresses: set[str], our_order_ids: Callable[[str], bool]) -> list[dict]:
+    """Our fills inside one trade (WS event or REST row): dicts with order_id, token_id, side,
+    price, size. As taker the top-level fields are ours; as maker each `maker_orders` entry whose
+    owner or maker_address is ours is a fill at its own price, possibly on the complement token
+    (the entry's asset_id); its side defaults to the taker's opposite on the same token and to
+    the taker's side on the complement."""
+    out: list[dict] = []
+    taker_id = str(ev.get("taker_order_id") or "")
+    top_side = str(ev.get("side") or "").upper()
+    top_asset = str(ev.get("asset_id") or "")
+    if str(ev.get("trader_side") or "").upper() == "TAKER" or (taker_id and our_order_ids(taker_id)):
+        if taker_id and (str(ev.get("owner") or "") == api_key or our_order_ids(taker_id)):
+            out.append({"order_id": taker_id, "token_id": top_asset, "side": top_side,
+                        "price": ev.get("price"), "size": ev.get("size")})
+            return out
+    for mo in ev.get("maker_orders") or []:
+        if not isinstance(mo, dict):
+            continue
+        mine = str(mo.get("owner") or "") == api_key or str(mo.get("maker_address") or "").lower() in addresses \
+            or our_order_ids(str(mo.get("order_id") or ""))
+        if not mine:
+            continue
+        asset = str(mo.get("asset_id") or top_asset)
+        side = str(mo.get("side") or "").upper()
+        if side not in ("BUY", "SELL"):
+            same = asset == top_asset
+            side = ("SELL" if top_side == "BUY" else "BUY") if same else top_side
+        out.append({"order_id": str(mo.get("order_id") or ""), "token_id": asset, "side": side,
+                    "price": mo.get("price"), "size": mo.get("matched_amount")})
+    return out
+
+
+class LiveExchange:
+    """`Exchange` for mode LIVE (or DRY_RUN with `dry_run=True`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        clob_url: str,
+        ws_url: str,
+        dry_run: bool = False,
+        *,
+        market_feed_ok: Callable[[], bool] | None = None,
+        heartbeat_sec: float = 5.0,
+        broker: Broker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mode = Mode.DRY_RUN if dry_run else Mode.LIVE
+        self.settings = settings
+        self.sink = sink
+        self.clob_url = clob_url.rstrip("/")
+        self.ws_url = ws_url.rstrip("/")
+        self.market_feed_ok = market_feed_ok
+        self.heartbeat_sec = heartbeat_sec
+        self.adopt_unknown = bool(getattr(settings, "adopt_unknown", False))
+        self._clock = clock
+        self._broker = broker
+        self._stream: UserStream | None = None
+        self._session = uuid.uuid4().hex[:8]
+        self._seq = 0
+        self._markets: dict[str, Market] = {}  # token id -> market
+        self._mids: dict[str, Decimal] = {}
+        self._open: dict[str, Order] = {}  # client id -> open order
+        self._by_venue: dict[str, Order] = {}  # venue id -> order (closed ones too: late fills)
+        self._history: dict[str, dict[str, Any]] = {}  # venue id -> DB row of an earlier run
+        self._trades: dict[str, _TradeState] = {}
+        self._stored_trades: set[str] = set()  # trade ids an earlier run already wrote
+        self._pending: list[Fill] = []
+        self._buffer: dict[str, list[tuple[float, dict]]] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self._started = False
+        self._api_key = ""
+        self._addresses: set[str] = set()
+        self._hb_state = "off"
+        self._halted: str | None = None
+        self._down_since: float | None = None
+        self._last_trade_ts: float | None = None
+        self.reconciles = 0
+        self.disconnect_cancels = 0
+        self.adopted = 0
+        self.orphans_cancelled = 0
+        self.backfilled = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def _make_broker(self) -> Broker:
+        s = self.settings
+        if not s.has_private_key:
+            raise LiveError(f"{self.mode.value} mode needs PMM_PRIVATE_KEY: orders are signed with the wallet key")
+        creds = Creds(s.api_key, s.api_secret, s.api_passphrase) if s.has_l2_creds else None  # type: ignore[arg-type]
+        return Broker(self.clob_url, s.chain_id, s.private_key, creds=creds, signature_type=s.signature_type,
+                      funder=s.funder or None)
+
+    async def start(self) -> None:
+        """Live: derive L2 creds if needed, load the DB history, reconcile, open the user stream,
+        start the safety valves. Dry-run: only the signer (no request that needs auth)."""
+        if self._started:
+            return
+        if self._broker is None:
+            self._broker = self._make_broker()
+        b = self._broker
+        self._addresses = {a.lower() for a in (b.address, b.funder) if a}
+        self._started = True
+        if self.mode is Mode.DRY_RUN:
+            return
+        if not b.has_creds:
+            try:
+                await b.derive_creds()
+            except BrokerError as exc:
+                raise LiveError(f"cannot derive API credentials: {exc}") from None
+        assert b.creds is not None
+        self._api_key = b.creds.api_key.get_secret_value()
+        await self._load_history()
+        try:
+            await self.reconcile()
+        except BrokerError as exc:
+            raise LiveError(f"cannot reconcile with the venue: {exc}") from None
+        self._stream = UserStream(self.ws_url + "/user", self._ws_auth, self._on_event, on_connect=self._on_connect)
+        await self._stream.start(wait=10.0)
+        self._tasks = [asyncio.create_task(self._watchdog(), name="live-watchdog")]
+        if self.heartbeat_sec > 0:
+            self._tasks.append(asyncio.create_task(self._heartbeats(), name="live-heartbeat"))
+
+    async def close(self) -> None:
+        """Cancel everything we have open, then stop the valves, the stream and the worker."""
+        if self._started and self.mode is Mode.LIVE:
+            with contextlib.suppress(Exception):
+                await self.cancel_all()
+        elif self._started:
+            await self.cancel_all()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        if self._stream is not None:
+            await self._stream.close()
+            self._stream = None
+        if self._broker is not None:
+            await asyncio.to_thread(self._broker.close)
+        self._started = False
+
+    def set_markets(self, markets: Sequence[Market]) -> None:
+        for m in markets:
+            for t in m.token_ids:
+                self._markets[t] = m  # kept after a market leaves: late fills still resolve
+
+    def set_market_feed_ok(self, fn: Callable[[], bool] | None) -> None:
+        self.market_feed_ok = fn
+
+    def health(self) -> LiveHealth:
+        return LiveHealth(self.mode.value, self._stream.health() if self._stream else None, self._hb_state,
+                          self._halted, len(self._open), self.reconciles, self.disconnect_cancels)
+
+    @property
+    def broker(self) -> Broker | None:
+        return self._broker
+
+    # ------------------------------------------------------------------ records
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{'lv' if self.mode is Mode.LIVE else 'dr'}-{self._session}-{self._seq}"
+
+    def _record_order(self, o: Order) -> None:
+        self.sink.upsert("orders", {
+            "client_id": o.client_id, "venue_order_id": o.venue_order_id, "mode": o.mode.value,
+            "market": o.market, "token_id": o.token_id, "side": o.side.value, "price": o.price,
+            "size": o.size, "filled": o.filled, "status": o.status.value, "reason": o.reason[:500],
+            "created_ts": o.created_ts, "updated_ts": o.updated_ts,
+        }, key=["client_id"])
+
+    def _event(self, level: str, kind: str, message: str, data: dict | None = None) -> None:
+        self.sink.insert("events", {"ts": self._clock(), "level": level, "kind": kind, "market": None,
+                                    "message": message, "data_json": data})
+        log.log(logging.getLevelName(level), "%s: %s", kind, message)
+
+    def _close_order(self, o: Order, status: OrderStatus, reason: str = "") -> None:
+        o.status, o.updated_ts = status, self._clock()
+        if reason:
+            o.reason = reason
+        self._open.pop(o.client_id, None)
+        self._record_order(o)
+
+    # ------------------------------------------------------------------ orders
+    def _local_reject(self, q: Quote) -> str | None:
+        m = self._markets.get(q.token_id)
+        if m is None:
+            return "unknown token (not in the universe)"
+        if not m.tradable:
+            return "market not accepting orders"
+        if not valid_price(q.price, m.tick_size):
+            return f"price {q.price} not on the {m.tick_size} grid inside (0, 1)"
+        if q.size < m.min_order_size:
+            return f"size {q.size} below min order size {m.min_order_size}"
+        return None
+
+    async def place(self, quotes: Sequence[Quote]) -> list[Order]:
+        """Post quotes as post-only GTC orders (batches of 15). Rejected ones come back REJECTED."""
+        if not self._started:
+            raise LiveError("LiveExchange.start() was not called")
+        now = self._clock()
+        out: list[Order] = []
+        send: list[tuple[Order, tuple[Quote, Decimal, bool]]] = []
+        for q in quotes:
+            o = Order(self._next_id(), q.market, q.token_id, q.side, q.price, q.size, self.mode,
+                      created_ts=now, updated_ts=now)
+            reason = self._halted or self._local_reject(q)
+            if reason is not None:
+                o.status, o.reason = OrderStatus.REJECTED, reason
+                self._record_order(o)
+            else:
+                m = self._markets[q.token_id]
+                send.append((o, (q, m.tick_size, m.neg_risk)))
+            out.append(o)
+        if not send:
+            return out
+        async with self._lock:
+            for o, _ in send:
+                self._record_order(o)  # PENDING: recorded before anything leaves
+            try:
+                results = await self._broker.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
+            except BrokerError as exc:
+                results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
+            now = self._clock()
+            for (o, _), r in zip(send, results):
+                o.updated_ts = now
+                if not r.ok:
+                    o.status, o.reason = OrderStatus.REJECTED, r.error
+                    self._record_order(o)
+                    continue
+                o.venue_order_id = r.order_id
+                o.status = OrderStatus.DRY_RUN if self.mode is Mode.DRY_RUN else OrderStatus.LIVE
+                self._open[o.client_id] = o
+                if r.order_id:
+                    self._by_venue[r.order_id] = o
+                self._record_order(o)
+                if r.order_id in self._buffer:
+                    for _, ev in self._buffer.pop(r.order_id):
+                        self._on_event(ev)
+        return out
+
+    def _venue_ids(self, client_ids: Sequence[str]) -> dict[str, str]:
+        return {o.venue_order_id: cid for cid in client_ids
+                if (o := self._open.get(cid)) is not None and o.venue_order_id}
+
+    async def cancel(self, client_ids: Sequence[str]) -> list[str]:
+        if self.mode is Mode.DRY_RUN:
+            done = [cid for cid in client_ids if cid in self._open]
+            for cid in done:
+                self._close_order(self._open[cid], OrderStatus.CANCELED, "cancelled")
+            return done
+        ids = self._venue_ids(client_ids)
+        if not ids:
+            return []
+        async with self._lock:
+            r = await self._broker.cancel(list(ids))
+            return self._apply_cancel(r.canceled, r.not_canceled)
+
+    def _apply_cancel(self, canceled: Sequence[str], not_canceled: dict[str, str]) -> list[str]:
+        done = []
+        for vid in canceled:
+            o = self._by_venue.get(vid)
+            if o is not None and o.client_id in self._open:
+                self._close_order(o, OrderStatus.CANCELED, "cancelled")
+                done.append(o.client_id)
+        for vid, why in not_canceled.items():
+            o = self._by_venue.get(vid)
+            if o is not None and o.client_id in self._open:  # not open at the venue: filled or gone
+                self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED, why)
+        return done
+
+    async def cancel_market(self, market: str) -> int:
+        if self.mode is Mode.DRY_RUN:
+            return len(await self.cancel([o.client_id for o in self._open.values() if o.market == market]))
+        async with self._lock:
+            r = await self._broker.cancel_market(market=market)
+            self._apply_cancel(r.canceled, r.not_canceled)
+        return len(r.canceled)
+
+    async def cancel_all(self) -> int:
+        if self.mode is Mode.DRY_RUN:
+            return len(await self.cancel(list(self._open)))
+        async with self._lock:
+            r = await self._broker.cancel_all()
+            self._apply_cancel(r.canceled, r.not_canceled)
+            for o in list(self._open.values()):  # the venue holds none of ours any more
+                self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED, "cancel-all")
+        return len(r.canceled)
+
+    async def count_venue_open_orders(self) -> int:
+        if self.mode is Mode.DRY_RUN:
+            return len(self._open)
+        return len(await self._broker.open_orders())
+
+    async def kill(self, attempts: int = 3) -> KillReport:
+        """Kill switch: cancel all, verify zero open orders over REST, record an event."""
+        cancelled, open_after, err = 0, -1, ""
+        for _ in range(attempts):
+            try:
+                cancelled += await self.cancel_all()
+                open_after = await self.count_venue_open_orders()
+            except BrokerError as exc:
+                err = str(exc)
+            if open_after == 0:
+                break
+            await asyncio.sleep(0.2)
+        ok = open_after == 0
+        msg = f"KILL: {cancelled} orders cancelled, venue reports {open_after} open" + (f" ({err})" if err and not ok else "")
+        self._event("WARNING" if ok else "ERROR", "kill", msg, {"cancelled": cancelled, "open_after": open_after})
+        return KillReport(cancelled, open_after, ok, msg)
+
+    def open_orders(self) -> list[Order]:
+        return list(self._open.values())
+
+    def observe_book(self, book: BookView) -> None:
+        mid = book.mid
+        if mid is not None:
+            self._mids[book.token_id] = mid
+
+    def observe_trade(self, trade: PublicTrade) -> None:
+        return None
+
+    async def poll(self, now: float) -> list[Fill]:
+        self._flush_buffer(self._clock())
+        out, self._pending = self._pending, []
+        return out
+
+    # ------------------------------------------------------------------ user tape
+    def _ws_auth(self) -> dict[str, str]:
+        c = self._broker.creds
+        assert c is not None
+        return {"apiKey": c.api_key.get_secret_value(), "secret": c.api_secret.get_secret_value(),
+                "passphrase": c.api_passphrase.get_secret_value()}
+
+    def _known(self, vid: str) -> bool:
+        return vid in self._by_venue or vid in self._history
+
+    def _order_for(self, vid: str) -> Order | None:
+        o = self._by_venue.get(vid)
+        if o is None and vid in self._history:
+            o = self._order_from_row(self._history[vid])
+            self._by_venue[vid] = o
+        return o
+
+    def _order_from_row(self, row: dict[str, Any]) -> Order:
+        return Order(str(row["client_id"]), str(row.get("market") or ""), str(row["token_id"]), Side(row["side"]),
+                     to_decimal(row["price"]), to_decimal(row["size"]), self.mode,
+                     status=OrderStatus(row.get("status") or "LIVE"), filled=to_decimal(row.get("filled") or 0),
+                     venue_order_id=str(row.get("venue_order_id")), created_ts=float(row.get("created_ts") or 0),
+                     updated_ts=float(row.get("updated_ts") or 0))
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event_type")
+        if kind == "order":
+            self._on_order_event(ev)
+        elif kind == "trade":
+            self._on_trade_event(ev, source="ws")
+
+    def _buffer_event(self, vid: str, ev: dict) -> None:
+        self._buffer.setdefault(vid, []).append((self._clock(), ev))
+
+    def _flush_buffer(self, now: float) -> None:
+        """Events whose order id never became known: order events are dropped (reconcile deals
+        with unknown orders); trades are recorded under a synthetic client id so inventory is right."""
+        for vid in [v for v, evs in self._buffer.items() if now - evs[0][0] > EVENT_BUFFER_SEC]:
+            for _, ev in self._buffer.pop(vid):
+                if ev.get("event_type") == "trade":
+                    self._on_trade_event(ev, source="ws", force=True)
+
+    def _on_order_event(self, ev: dict[str, Any]) -> None:
+        vid = str(ev.get("id") or "")
+        o = self._order_for(vid)
+        if o is None:
+            self._buffer_event(vid, ev)
+            return
+        typ = str(ev.get("type") or "").upper()
+        status = str(ev.get("status") or "").upper()
+        if o.client_id not in self._open:
+            return
+        if typ == "CANCELLATION" or status.startswith("CANCELED"):
+            self._close_order(o, OrderStatus.CANCELED, status.lower() or "cancelled")
+        elif status == "MATCHED" and o.remaining <= 0:
+            self._close_order(o, OrderStatus.FILLED)
+        elif o.filled > 0 and o.status is OrderStatus.LIVE:
+            o.status, o.updated_ts = OrderStatus.PARTIAL, self._clock()
+            self._record_order(o)
+
+    def _on_trade_event(self, ev: dict[str, Any], source: str, force: bool = False) -> None:
+        tid = str(ev.get("id") or "")
+        if not tid:
+            return
+        status = norm_status(ev.get("status"))
+        fills = our_fills(ev, self._api_key, self._addresses, self._known)
+        ts = event_ts(ev, self._clock())
+        if self._last_trade_ts is None or ts > self._last_trade_ts:
+            self._last_trade_ts = ts
+        for i, f in enumerate(fills):
+            key = tid if len(fills) == 1 else f"{tid}:{f['order_id']}"
+            st = self._trades.get(key)
+            if st is None:
+                o = self._order_for(f["order_id"])
+                if o is None and not force:
+                    self._buffer_event(f["order_id"], ev)
+                    continue
+                self._new_fill(key, o, f, ev, status, ts, source)
+            else:
+                self._trade_status(key, st, status, ev)
+
+    def _new_fill(self, key: str, o: Order | None, f: dict, ev: dict, status: str, ts: float, source: str) -> None:
+        size, price = to_decimal(f["size"]), to_decimal(f["price"])
+        side = Side(f["side"])
+        market = str(ev.get("market") or (o.market if o else ""))
+        client_id = o.client_id if o is not None else f"unknown-{f['order_id'][:18]}"
+        stored = key in self._stored_trades  # an earlier run wrote (and counted) it
+        counted = status != "FAILED" and not stored
+        if o is not None and counted:
+            o.filled += size
+            o.updated_ts = self._clock()
+            if o.client_id in self._open:
+                if o.remaining <= 0:
+                    self._close_order(o, OrderStatus.FILLED)
+                else:
+                    o.status = OrderStatus.PARTIAL
+                    self._record_order(o)
+        done = o is not None and o.remaining <= 0
+        mid = self._mids.get(f["token_id"])
+        raw = {"source": source, "statuses": [status], "trader_side": ev.get("trader_side"),
+               "taker_order_id": ev.get("taker_order_id"), "transaction_hash": ev.get("transaction_hash") or None,
+               "book_mid": None if mid is None else str(mid)}
+        fill = Fill(key, client_id, market, str(f["token_id"]), side, price, size,
+                    FillType.FILLED if done else FillType.PARTIAL, self.mode, ts,
+                    venue_order_id=f["order_id"], status=status, raw=raw)
+        self._trades[key] = _TradeState(fill, [status], counted, raw=raw)
+        if stored:
+            self.sink.update("trades", {"trade_id": key}, {"status": status})
+            return
+        self.sink.upsert("trades", {
+            "trade_id": key, "order_id": client_id, "venue_order_id": f["order_id"], "market": market,
+            "token_id": fill.token_id, "side": side.value, "price": price, "size": size,
+            "fill_type": fill.fill_type.value, "mode": self.mode.value, "status": status, "ts": ts, "raw_json": raw,
+        }, key=["trade_id"])
+        if counted:
+            self._pending.append(fill)
+            if source == "rest":
+                self.backfilled += 1
+
+    def _trade_status(self, key: str, st: _TradeState, status: str, ev: dict) -> None:
+        if not status or status == st.statuses[-1] or st.statuses[-1] in FINAL_TRADE_STATUSES:
+            return
+        st.statuses.append(status)
+        st.raw = {**st.raw, "statuses": list(st.statuses),
+                  "transaction_hash": ev.get("transaction_hash") or st.raw.get("transaction_hash")}
+        self.sink.update("trades", {"trade_id": key}, {"status": status, "raw_json": st.raw})
+        if status == "FAILED" and st.counted and not st.reversed:
+            st.reversed = True
+            f = st.fill
+            self._pending.append(Fill(f"{key}:failed", f.order_client_id, f.market, f.token_id, f.side.opposite,
+                                      f.price, f.size, FillType.PARTIAL, self.mode, self._clock(),
+                                      venue_order_id=f.venue_order_id, status="FAILED",
+                                      raw={"reverses": key, "book_mid": f.raw.get("book_mid")}))
+            o = self._by_venue.get(f.venue_order_id or "")
+            if o is not None:
+                o.filled -= f.size
+
+    # ------------------------------------------------------------------ reconcile
+    async def _load_history(self) -> None:
+        """Venue id → order row of earlier live runs, and the trade ids already stored (DB read
+        in a thread; a missing or unreadable DB just means nothing to recover)."""
+        url = self.settings.db_url
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return
+        since = self._clock() - 7 * 86400
+
+        def read() -> tuple[dict[str, dict], set[str], float | None]:
+            from sqlalchemy import func, select
+
+            from ..store.db import make_engine
+            from ..store.schema import orders, trades
+
+            eng = make_engine(url)
+            try:
+                with eng.connect() as c:
+                    rows = c.execute(select(orders).where(orders.c.mode == Mode.LIVE.value,
+                                                          orders.c.venue_order_id.is_not(None),
+                                                          orders.c.updated_ts >= since)).mappings().all()
+                    tids = c.execute(select(trades.c.trade_id).where(trades.c.mode == Mode.LIVE.value,
+                                                                     trades.c.ts >= since)).scalars().all()
+                    last = c.execute(select(func.max(trades.c.ts)).where(trades.c.mode == Mode.LIVE.value)).scalar()
+            finally:
+                eng.dispose()
+            return {str(r["venue_order_id"]): dict(r) for r in rows}, set(map(str, tids)), last
+
+        try:
+            self._history, self._stored_trades, last = await asyncio.to_thread(read)
+        except Exception as exc:
+            log.warning("live: cannot read earlier orders/trades from the DB (%s); reconciling without them",
+                        type(exc).__name__)
+            return
+        if last is not None:
+            self._last_trade_ts = float(last)
+
+    async def _on_connect(self, reconnected: bool) -> None:
+        if reconnected:
+            try:
+                await self.reconcile()
+            except BrokerError as exc:
+                log.warning("live: reconcile after reconnect failed: %s", exc)
+        if self._halted and self._feeds_ok():
+            log.warning("live: streams back: quoting resumes")
+            self._halted = None
+
+    async def reconcile(self) -> dict[str, int]:
+        """Open orders: adopt ours / unknown (setting) or cancel unknown ones; mark local orders
+        the venue no longer holds; then backfill trades missed since the last one we saw."""
+        if self.mode is Mode.DRY_RUN:
+            return {}
+        async with self._lock:
+            venue = await self._broker.open_orders()
+            seen: set[str] = set()
+            orphans: list[str] = []
+            adopted = 0
+            for vo in venue:
+                vid = str(vo.get("id") or "")
+                seen.add(vid)
+                o = self._by_venue.get(vid)
+                if o is not None and o.client_id in self._open:
+                    continue
+                if not self.adopt_unknown:
+                    orphans.append(vid)
+                    continue
+                o = self._order_for(vid) or self._adopt(vo)
+                o.status = OrderStatus.LIVE if to_decimal(vo.get("size_matched") or 0) == 0 else OrderStatus.PARTIAL
+                o.filled = to_decimal(vo.get("size_matched") or 0)
+                self._open[o.client_id] = o
+                self._by_venue[vid] = o
+                self._record_order(o)
+                adopted += 1
+            if orphans:
+                r = await self._broker.cancel(orphans)
+                for vid in r.canceled:
+                    o = self._order_for(vid)
+                    if o is not None:
+                        self._close_order(o, OrderStatus.CANCELED, "reconcile: not ours to keep")
+                self.orphans_cancelled += len(r.canceled)
+            after = None if self._last_trade_ts is None else int(self._last_trade_ts - BACKFILL_MARGIN_SEC)
+            before = self.backfilled
+            for t in await self._broker.trades(after=after):
+                self._on_trade_event(t, source="rest", force=True)
+            for o in list(self._open.values()):
+                if o.venue_order_id not in seen:  # filled or cancelled while we were away
+                    self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED,
+                                      "reconcile: not open at the venue")
+            self.adopted += adopted
+            self.reconciles += 1
+            res = {"venue_open": len(venue), "adopted": adopted, "cancelled": len(orphans),
+                   "backfilled": self.backfilled - before}
+        self._event("INFO", "reconcile", f"reconcile: {res['venue_open']} open at the venue, {adopted} adopted, "
+                    f"{len(orphans)} cancelled, {res['backfilled']} fills backfilled", res)
+        return res
+
+    def _adopt(self, vo: dict) -> Order:
+        vid = str(vo.get("id"))
+        now = self._clock()
+        return Order(f"adopt-{vid[2:18]}", str(vo.get("market") or ""), str(vo.get("asset_id") or ""),
+                     Side(str(vo.get("side")).upper()), to_decimal(vo.get("price")), to_decimal(vo.get("original_size")),
+                     self.mode, venue_order_id=vid, created_ts=float(vo.get("created_at") or now), updated_ts=now,
+                     reason="adopted at reconcile")
+
+    # ------------------------------------------------------------------ safety valves
+    def _feeds_ok(self) -> bool:
+        up = self._stream is not None and self._stream.connected
+        if self.market_feed_ok is not None:
+            try:
+                up = up and bool(self.market_feed_ok())
+            except Exception:
+                up = False
+        return up
+
+    async def _watchdog(self) -> None:
+        """Cancel all when the user stream or the market feed has been down too long."""
+        limit = self.settings.disconnect_cancel_sec
+        while True:
+            await asyncio.sleep(WATCHDOG_SEC)
+            now = time.monotonic()
+            if self._feeds_ok():
+                self._down_since = None
+                if self._halted and self._halted.startswith("disconnect"):
+                    self._halted = None
+                continue
+            if self._down_since is None:
+                self._down_since = now
+                continue
+            if now - self._down_since < limit or self._halted:
+                continue
+            self._halted = f"disconnect: stream down > {limit:g}s, orders cancelled"
+            try:
+                n = await self.cancel_all()
+            except BrokerError as exc:
+                self._halted = None  # try again next round
+                log.error("live: disconnect cancel-all failed: %s", exc)
+                continue
+            self.disconnect_cancels += 1
+            self._event("ERROR", "disconnect_cancel", f"stream down for {now - self._down_since:.1f}s: "
+                        f"cancelled {n} orders; quoting halted until it is back", {"cancelled": n})
+
+    async def _heartbeats(self) -> None:
+        """The venue's dead-man's switch: one beat every `heartbeat_sec`; off if not served."""
+        while True:
+            try:
+                await self._broker.heartbeat()
+                self._hb_state = "ok"
+            except BrokerError as exc:
+                if exc.status == 404:
+                    self._hb_state = "off"
+                    log.info("live: the venue does not serve order heartbeats; relying on the watchdog")
+                    return
+                self._hb_state = "failing"
+                log.warning("live: heartbeat failed: %s", exc)
+            await asyncio.sleep(self.heartbeat_sec)

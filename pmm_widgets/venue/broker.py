@@ -1,0 +1,349 @@
+"""Narrow order-entry adapter over the official SDK `py-clob-client-v2` (CLOB V2).
+
+Why it exists:
+- Orders must be signed by an official Polymarket SDK, never by hand-rolled EIP-712. The SDK
+  is synchronous (one module-global `httpx.Client(http2=True)`), so every SDK call here runs in
+  ONE dedicated worker thread (`ThreadPoolExecutor(max_workers=1)` via `run_in_executor`):
+  nothing blocks the event loop, and calls reach the venue in the order they were made.
+- The engine must never see SDK types or SDK exceptions: results are our own small dataclasses
+  and every failure is a `BrokerError` whose text carries the status and the venue's message but
+  never a credential (the SDK's `PolyApiException` only holds the response body, and we scrub
+  our own secret values from it anyway).
+
+Facts about the SDK (1.2.1) this relies on, read in its source:
+- The module-global httpx client has no base URL: every call passes `f"{host}{path}"`, so
+  `ClobClient(host="http://127.0.0.1:PORT")` talks to the sandbox; http:// with `http2=True`
+  falls back to HTTP/1.1 (no h2c), which aiohttp serves. Its default timeout is 5 s.
+- `create_order` always calls `GET /tick-size` once per token (cached forever) even when
+  `PartialCreateOrderOptions.tick_size` is given, and `GET /version` once. After a
+  `tick_size_change` to a finer grid the cached tick makes it refuse the new price
+  ("invalid tick size"), so we refresh its cache with `get_clob_market_info` and retry once.
+- `post_order(s)` polls `GET /data/trades` for up to 30 s when a response carries `tradeIDs`
+  without `transactionsHashes`. Our quotes are post-only, which never match at placement, so
+  that wait cannot happen here.
+- `create_or_derive_api_key` tries `POST /auth/api-key` first, then `GET /auth/derive-api-key`.
+
+A second backend (`polymarket-client`, the unified SDK) would implement the same methods: it
+offers an async client (no worker thread needed) and deposit-wallet (signature type 3)
+accounts, which py-clob-client-v2 fails on (the signer/API-key binding issues). Adopting it
+means pinning `websockets<16` (and `eth-abi<6`, `eth-utils<6`) for the whole project, because
+it cannot be installed next to websockets 17; hence it is not used today.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Sequence, TypeVar
+
+from pydantic import SecretStr
+
+from ..domain import Quote
+from ..logsetup import mask, register_secret
+
+log = logging.getLogger(__name__)
+
+MAX_POST_BATCH = 15  # POST /orders limit
+MAX_CANCEL_BATCH = 3000
+T = TypeVar("T")
+
+
+class BrokerError(Exception):
+    """A venue or SDK failure, safe to log and show: never contains a credential."""
+
+    def __init__(self, op: str, message: str, status: int | None = None):
+        self.op = op
+        self.status = status
+        self.message = message
+        super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
+
+
+@dataclass(frozen=True)
+class Creds:
+    """L2 API credentials; values are SecretStr so a repr never shows them."""
+
+    api_key: SecretStr
+    api_secret: SecretStr
+    api_passphrase: SecretStr
+
+
+@dataclass
+class PlaceResult:
+    """Outcome of one quote: `order_id` is the venue's order hash (also computed for dry-run)."""
+
+    quote: Quote
+    ok: bool
+    order_id: str | None = None
+    status: str = ""  # live | matched | delayed | unmatched | signed (dry-run)
+    error: str = ""
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)  # the POST body's order (dry-run)
+
+
+@dataclass
+class CancelResult:
+    canceled: list[str]
+    not_canceled: dict[str, str]
+
+
+def _secret(v: SecretStr | str | None) -> str | None:
+    if v is None:
+        return None
+    return v.get_secret_value() if isinstance(v, SecretStr) else v
+
+
+def tick_str(tick: Decimal) -> str:
+    """The SDK's TickSize literal for a Decimal tick ("0.01", "0.001", ...)."""
+    return format(tick.normalize(), "f")
+
+
+class Broker:
+    """Order entry through py-clob-client-v2 in one worker thread."""
+
+    def __init__(
+        self,
+        host: str,
+        chain_id: int,
+        private_key: SecretStr | str | None,
+        creds: Creds | None = None,
+        signature_type: int = 0,
+        funder: str | None = None,
+    ) -> None:
+        from py_clob_client_v2 import ApiCreds, ClobClient
+
+        self.host = host.rstrip("/")
+        self._pk = _secret(private_key)
+        register_secret(self._pk)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-broker")
+        api = None
+        if creds is not None:
+            self._register(creds)
+            api = ApiCreds(_secret(creds.api_key), _secret(creds.api_secret), _secret(creds.api_passphrase))
+        self._client = ClobClient(self.host, chain_id, key=self._pk, creds=api,
+                                  signature_type=signature_type, funder=funder)
+        self.creds = creds
+        self.chain_id = chain_id
+        self.signature_type = signature_type
+        self._hb_id = ""
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def address(self) -> str | None:
+        """The signer EOA (None without a private key)."""
+        return self._client.signer.address() if self._client.signer is not None else None
+
+    @property
+    def funder(self) -> str | None:
+        return self._client.builder.funder
+
+    @property
+    def can_sign(self) -> bool:
+        return self._client.signer is not None
+
+    @property
+    def has_creds(self) -> bool:
+        return self._client.creds is not None
+
+    def _register(self, creds: Creds) -> None:
+        for v in (creds.api_key, creds.api_secret, creds.api_passphrase):
+            register_secret(_secret(v))
+
+    def _scrub(self, text: str) -> str:
+        text = mask(text)
+        c = self._client.creds if hasattr(self, "_client") else None
+        for s in (self._pk, *((c.api_secret, c.api_passphrase, c.api_key) if c else ())):
+            if s and len(s) >= 4:
+                text = text.replace(s, "***")
+        return text
+
+    def _error(self, op: str, exc: BaseException) -> BrokerError:
+        from py_clob_client_v2.exceptions import PolyApiException, PolyException
+
+        if isinstance(exc, PolyApiException):
+            msg = exc.error_msg
+            if isinstance(msg, dict):
+                msg = msg.get("error") or msg.get("error_msg") or msg.get("errorMsg") or str(msg)
+            return BrokerError(op, self._scrub(str(msg)), exc.status_code)
+        if isinstance(exc, PolyException):
+            return BrokerError(op, self._scrub(str(exc.msg)))
+        return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"))
+
+    async def _run(self, op: str, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except BrokerError:
+            raise
+        except Exception as exc:
+            raise self._error(op, exc) from None
+
+    def close(self) -> None:
+        """Stop the worker thread (pending calls finish first)."""
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    # ------------------------------------------------------------------ credentials
+    async def derive_creds(self) -> Creds:
+        """Create or derive the L2 credentials of the private key (L1), and use them from now on."""
+        if not self.can_sign:
+            raise BrokerError("derive", "a private key is needed to derive API credentials")
+
+        def work() -> Creds:
+            api = self._client.create_or_derive_api_key()
+            creds = Creds(SecretStr(api.api_key), SecretStr(api.api_secret), SecretStr(api.api_passphrase))
+            self._register(creds)
+            self._client.set_api_creds(api)
+            return creds
+
+        self.creds = await self._run("derive", work)
+        return self.creds
+
+    # ------------------------------------------------------------------ orders
+    def _build(self, quote: Quote, tick: Decimal, neg_risk: bool) -> Any:
+        from py_clob_client_v2 import OrderArgs, PartialCreateOrderOptions
+        from py_clob_client_v2.exceptions import PolyException
+
+        args = OrderArgs(token_id=quote.token_id, price=float(quote.price), size=float(quote.size),
+                         side=quote.side.value)
+        opts = PartialCreateOrderOptions(tick_size=tick_str(tick), neg_risk=neg_risk)
+        try:
+            return self._client.create_order(args, opts)
+        except PolyException as exc:
+            if "invalid tick size" not in str(getattr(exc, "msg", "")):
+                raise
+            self._client.get_clob_market_info(quote.market)  # refresh the SDK's cached tick
+            return self._client.create_order(args, opts)
+
+    def _order_id(self, order: Any, neg_risk: bool) -> str:
+        """The order hash the venue will answer with (the SDK's own EIP-712 hashing)."""
+        from py_clob_client_v2.config import get_contract_config
+        from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
+
+        cfg = get_contract_config(self.chain_id)
+        exchange = cfg.neg_risk_exchange_v2 if neg_risk else cfg.exchange_v2
+        b = ExchangeOrderBuilderV2(exchange, self.chain_id, self._client.signer)
+        return b.build_order_hash(b.build_order_typed_data(order))
+
+    async def post_orders(self, items: Sequence[tuple[Quote, Decimal, bool]], dry_run: bool = False) -> list[PlaceResult]:
+        """Sign each (quote, tick size, neg-risk) as a post-only GTC limit order and post them in
+        batches of at most 15. One result per item, in order; a failure of one order (or of a
+        whole batch request) never raises. `dry_run`: build and sign only, post nothing."""
+        from py_clob_client_v2 import OrderType, PostOrdersV2Args
+        from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
+
+        if not self.can_sign:
+            raise BrokerError("post_orders", "a private key is needed to sign orders")
+        if not dry_run and not self.has_creds:
+            raise BrokerError("post_orders", "API credentials are needed to post orders")
+        results: list[PlaceResult] = []
+        for i in range(0, len(items), MAX_POST_BATCH):
+            chunk = list(items[i:i + MAX_POST_BATCH])
+
+            def work(chunk: list[tuple[Quote, Decimal, bool]] = chunk) -> list[PlaceResult]:
+                out: list[PlaceResult | None] = []
+                signed: list[tuple[int, Any]] = []
+                for q, tick, neg in chunk:
+                    try:
+                        order = self._build(q, tick, neg)
+                    except Exception as exc:
+                        out.append(PlaceResult(q, False, error=self._error("sign", exc).message))
+                        continue
+                    out.append(None)
+                    signed.append((len(out) - 1, order))
+                    if dry_run:
+                        owner = self._client.creds.api_key if self._client.creds else ""
+                        payload = order_to_json_v2(order, owner, OrderType.GTC, True, False)
+                        payload.pop("owner", None)
+                        out[-1] = PlaceResult(q, True, self._order_id(order, neg), "signed", payload=payload["order"])
+                if dry_run or not signed:
+                    return [r for r in out if r is not None]
+                try:
+                    resp = self._client.post_orders(
+                        [PostOrdersV2Args(order=o, orderType=OrderType.GTC) for _, o in signed], post_only=True)
+                except Exception as exc:
+                    err = self._error("post_orders", exc).message
+                    for idx, _ in signed:
+                        out[idx] = PlaceResult(chunk[idx][0], False, error=err)
+                    return [r for r in out if r is not None]
+                resp = resp if isinstance(resp, list) else []
+                for k, (idx, _) in enumerate(signed):
+                    r = resp[k] if k < len(resp) and isinstance(resp[k], dict) else {}
+                    ok = bool(r.get("success")) and bool(r.get("orderID"))
+                    out[idx] = PlaceResult(chunk[idx][0], ok, r.get("orderID") or None, str(r.get("status") or ""),
+                                           "" if ok else self._scrub(str(r.get("errorMsg") or "no response")))
+                return [r for r in out if r is not None]
+
+            results.extend(await self._run("post_orders", work))
+        return results
+
+    # ------------------------------------------------------------------ cancels
+    @staticmethod
+    def _cancel_result(resp: Any) -> CancelResult:
+        if not isinstance(resp, dict):
+            return CancelResult([], {})
+        return CancelResult([str(x) for x in resp.get("canceled") or []],
+                            {str(k): str(v) for k, v in (resp.get("not_canceled") or {}).items()})
+
+    async def cancel(self, order_ids: Sequence[str]) -> CancelResult:
+        """Cancel by venue order id: one DELETE /order, or DELETE /orders batches."""
+        from py_clob_client_v2 import OrderPayload
+
+        ids = list(order_ids)
+        if not ids:
+            return CancelResult([], {})
+        if len(ids) == 1:
+            return self._cancel_result(await self._run("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
+        total = CancelResult([], {})
+        for i in range(0, len(ids), MAX_CANCEL_BATCH):
+            chunk = ids[i:i + MAX_CANCEL_BATCH]
+            r = self._cancel_result(await self._run("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
+            total.canceled += r.canceled
+            total.not_canceled.update(r.not_canceled)
+        return total
+
+    async def cancel_market(self, market: str | None = None, asset_id: str | None = None) -> CancelResult:
+        from py_clob_client_v2 import OrderMarketCancelParams
+
+        p = OrderMarketCancelParams(market=market, asset_id=asset_id)
+        return self._cancel_result(await self._run("cancel_market", lambda: self._client.cancel_market_orders(p)))
+
+    async def cancel_all(self) -> CancelResult:
+        return self._cancel_result(await self._run("cancel_all", self._client.cancel_all))
+
+    # ------------------------------------------------------------------ account data
+    async def open_orders(self, market: str | None = None, asset_id: str | None = None) -> list[dict]:
+        """Every open order (the SDK follows the cursor pages MA== ... LTE=)."""
+        from py_clob_client_v2 import OpenOrderParams
+
+        p = OpenOrderParams(market=market, asset_id=asset_id)
+        return list(await self._run("open_orders", lambda: self._client.get_open_orders(p)))
+
+    async def trades(self, after: int | None = None, market: str | None = None) -> list[dict]:
+        """Every trade of the account since `after` (epoch s), all pages."""
+        from py_clob_client_v2 import TradeParams
+
+        p = TradeParams(after=after, market=market)
+        return list(await self._run("trades", lambda: self._client.get_trades(p)))
+
+    async def get_order(self, order_id: str) -> dict:
+        return await self._run("get_order", lambda: self._client.get_order(order_id))
+
+    async def heartbeat(self) -> str:
+        """One order heartbeat (POST /v1/heartbeats) chaining the id the venue returned; on
+        "Invalid Heartbeat ID" (e.g. after a restart) resync to the id the venue expects."""
+        from py_clob_client_v2.exceptions import PolyApiException
+
+        def work() -> str:
+            try:
+                r = self._client.post_heartbeat(self._hb_id)
+            except PolyApiException as exc:
+                body = exc.error_msg if isinstance(exc.error_msg, dict) else {}
+                expected = body.get("heartbeat_id")
+                if exc.status_code != 400 or not expected:
+                    raise
+                r = self._client.post_heartbeat(str(expected))
+            self._hb_id = str((r or {}).get("heartbeat_id") or "") if isinstance(r, dict) else ""
+            return self._hb_id
+
+        return await self._run("heartbeat", work)

@@ -1,0 +1,229 @@
+"""Gamma client: the market list, parsed into `Market` objects.
+
+Why so tolerant: the real Gamma objects encode lists as JSON *strings*, write some numbers as
+text, and leave any field out. One odd market must not stop a universe refresh, so a market that
+cannot be parsed is skipped with a logged reason and counted (`skipped`), never raised.
+
+Why two endpoints: the legacy offset list `/markets` is deprecated and may be switched off
+(410) or refuse an offset (422); `/markets/keyset` is its replacement (cursor paging with
+`after_cursor`, every filter repeated on every page). The client starts with the seed's legacy
+query and falls back to keyset for good once the legacy endpoint is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+from ..domain import Market
+from ..ticks import to_decimal
+from .http import JsonHttp, VenueHTTPError
+
+log = logging.getLogger(__name__)
+
+LEGACY_REFUSED = frozenset({404, 405, 410, 422})
+MAX_PAGES = 50  # a bound on paging (n / page size is far below it in practice)
+FILTERS = {"active": "true", "closed": "false", "order": "liquidityNum", "ascending": "false"}
+
+
+class MarketParseError(ValueError):
+    """Why one Gamma market object was skipped."""
+
+
+def _json_list(v: Any, name: str) -> list[Any] | None:
+    """A list field that may be a real JSON array or a string holding one; None when absent."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            raise MarketParseError(f"{name} is not a JSON list: {v[:40]!r}") from None
+    if not isinstance(v, list):
+        raise MarketParseError(f"{name} is not a list")
+    return v
+
+
+def _bool(v: Any, default: bool) -> bool:
+    if v is None:
+        return default
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return v != 0
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in ("true", "1", "yes"):
+            return True
+        if s in ("false", "0", "no", ""):
+            return False
+    raise MarketParseError(f"not a boolean: {v!r}")
+
+
+def _float(v: Any, default: float | None) -> float | None:
+    if v is None or v == "":
+        return default
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise MarketParseError(f"not a number: {v!r}") from None
+    if f != f or f in (float("inf"), float("-inf")):
+        raise MarketParseError(f"not a finite number: {v!r}")
+    return f
+
+
+def _decimal(v: Any, default: Decimal) -> Decimal:
+    if v is None or v == "":
+        return default
+    try:
+        d = to_decimal(v)
+    except (InvalidOperation, ValueError, TypeError):
+        raise MarketParseError(f"not a decimal: {v!r}") from None
+    if not d.is_finite() or d < 0:
+        raise MarketParseError(f"not a non-negative decimal: {v!r}")
+    return d
+
+
+def token_ids(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """(YES, NO) token ids chosen by `version`: v2 markets trade `positionIds`; v1 markets trade
+    `clobTokenIds` (their `positionIds`, when present, must be ignored). ("", "") when absent."""
+    version = str(obj.get("version") or "v1").strip().lower()
+    name = "positionIds" if version == "v2" else "clobTokenIds"
+    ids = _json_list(obj.get(name), name)
+    if ids is None:
+        return "", ""
+    if len(ids) != 2:
+        raise MarketParseError(f"{name} has {len(ids)} ids, expected 2 (binary market)")
+    yes, no = (str(x).strip() for x in ids)
+    if not yes.isdigit() or not no.isdigit():
+        raise MarketParseError(f"{name} are not decimal ids")
+    return yes, no
+
+
+def parse_market(obj: Mapping[str, Any]) -> Market:
+    """One Gamma market object -> Market; MarketParseError says why not.
+
+    Missing trading fields make a market untradable rather than unparseable: no token ids or no
+    tick size leave them empty / zero, and `enableOrderBook` / `acceptingOrders` count as false
+    unless the venue says true (a market it does not vouch for is not quoted).
+    """
+    if not isinstance(obj, Mapping):
+        raise MarketParseError("market is not an object")
+    cid = obj.get("conditionId")
+    if not isinstance(cid, str) or not cid.strip():
+        raise MarketParseError("no conditionId")
+    try:
+        yes, no = token_ids(obj)
+        tick = _decimal(obj.get("orderPriceMinTickSize"), Decimal(0))
+        if tick >= 1:
+            raise MarketParseError(f"tick size {tick} not below 1")
+        end = obj.get("endDate")
+        return Market(
+            condition_id=cid.strip(),
+            question=str(obj.get("question") or ""),
+            yes_token_id=yes,
+            no_token_id=no,
+            tick_size=tick,
+            min_order_size=_decimal(obj.get("orderMinSize"), Decimal(5)),
+            neg_risk=_bool(obj.get("negRisk"), False),
+            liquidity_num=_float(obj.get("liquidityNum"), None) or _float(obj.get("liquidity"), 0.0) or 0.0,
+            volume_24h=_float(obj.get("volume24hr"), 0.0) or 0.0,
+            slug=str(obj.get("slug") or ""),
+            gamma_id=str(obj.get("id") or ""),
+            active=_bool(obj.get("active"), True),
+            closed=_bool(obj.get("closed"), False),
+            accepting_orders=_bool(obj.get("acceptingOrders"), False),
+            enable_order_book=_bool(obj.get("enableOrderBook"), False),
+            best_bid=_float(obj.get("bestBid"), None),
+            best_ask=_float(obj.get("bestAsk"), None),
+            end_date=str(end) if end else None,
+            raw=dict(obj),
+        )
+    except MarketParseError as exc:
+        raise MarketParseError(f"{cid[:14]}…: {exc}") from None
+
+
+class GammaClient:
+    """`fetch_markets(n)` pages through Gamma's market list (most liquid first) until it has seen
+    `n` tradable markets or the list ends. Counters: `skipped` (unparseable objects, with the
+    last reasons in `skip_reasons`), `used_keyset` (the legacy endpoint was refused)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0, *, http: JsonHttp | None = None,
+                 retries: int = 4) -> None:
+        self.http = http or JsonHttp(base_url, timeout=timeout, retries=retries)
+        self.legacy_off = False
+        self.used_keyset = False
+        self.skipped = 0
+        self.skip_reasons: list[str] = []
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def fetch_markets(self, n: int) -> list[Market]:
+        """Markets in the venue's order, parsed, untradable ones included (the caller ranks)."""
+        if n <= 0:
+            return []
+        if not self.legacy_off:
+            try:
+                return await self._fetch_legacy(n)
+            except VenueHTTPError as exc:
+                if exc.status not in LEGACY_REFUSED:
+                    raise
+                log.warning("Gamma /markets refused (%s); using /markets/keyset from now on", exc)
+                self.legacy_off = True
+            except _NotAList:
+                log.warning("Gamma /markets did not answer a list; using /markets/keyset from now on")
+                self.legacy_off = True
+        self.used_keyset = True
+        return await self._fetch_keyset(n)
+
+    async def _fetch_legacy(self, n: int) -> list[Market]:
+        out: list[Market] = []
+        tradable, offset = 0, 0
+        for _ in range(MAX_PAGES):
+            body = await self.http.get("/markets", {"limit": n, "offset": offset, **FILTERS})
+            if not isinstance(body, list):
+                raise _NotAList()
+            page = self._parse_page(body)
+            out.extend(page)
+            tradable += sum(m.tradable for m in page)
+            offset += len(body)
+            if tradable >= n or len(body) < n:
+                break
+        return out
+
+    async def _fetch_keyset(self, n: int) -> list[Market]:
+        out: list[Market] = []
+        tradable = 0
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {"limit": n, **FILTERS}
+            if cursor:
+                params["after_cursor"] = cursor
+            body = await self.http.get("/markets/keyset", params)
+            if not isinstance(body, Mapping) or not isinstance(body.get("markets"), list):
+                raise VenueHTTPError("GET", "/markets/keyset", 200, "unexpected body (no markets list)")
+            page = self._parse_page(body["markets"])
+            out.extend(page)
+            tradable += sum(m.tradable for m in page)
+            cursor = body.get("next_cursor") or None
+            if tradable >= n or not cursor or not body["markets"]:
+                break
+        return out
+
+    def _parse_page(self, objs: list[Any]) -> list[Market]:
+        page: list[Market] = []
+        for obj in objs:
+            try:
+                page.append(parse_market(obj))
+            except MarketParseError as exc:
+                self.skipped += 1
+                self.skip_reasons = (self.skip_reasons + [str(exc)])[-20:]
+                log.warning("skipping Gamma market: %s", exc)
+        return page
+
+
+class _NotAList(Exception):
+    """The legacy endpoint answered 200 with something other than the bare array it used to."""

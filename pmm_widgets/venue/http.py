@@ -1,0 +1,164 @@
+"""A small async JSON client for the venue's public HTTP APIs (Gamma, CLOB REST).
+
+Why our own thin layer over `httpx.AsyncClient`: every caller needs the same failure policy and
+none should re-invent it. Transient failures (429, 5xx, timeouts, refused or reset connections)
+are retried with exponential backoff and *full jitter* (a random sleep in [0, cap]) so that many
+clients recovering at once do not hammer the venue in lockstep; a `Retry-After` header is a
+floor the venue asked for and is honoured. Anything else fails at once with `VenueHTTPError`
+carrying the status and the venue's own `{"error": ...}` text, which is what the user needs to
+see. Request headers never appear in errors or logs (they may carry credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from typing import Any, Awaitable, Callable, Mapping
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_SEC = 60.0
+
+
+class VenueHTTPError(Exception):
+    """An HTTP request that failed for good. `status` is None for a transport failure."""
+
+    def __init__(self, method: str, path: str, status: int | None, message: str, attempts: int = 1):
+        self.method = method
+        self.path = path
+        self.status = status
+        self.message = message
+        self.attempts = attempts
+        where = f"{method} {path}"
+        what = f"HTTP {status}" if status is not None else "transport error"
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{where}: {what}: {message}{tries}")
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rnd: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    r = rnd or random
+    return r.uniform(0.0, min(cap, base * (2 ** attempt)))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        sec = float(value)
+    except ValueError:
+        try:
+            dt = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if dt is None:
+            return None
+        sec = dt.timestamp() - (time.time() if now is None else now)
+    if sec != sec:  # NaN
+        return None
+    return min(max(sec, 0.0), MAX_RETRY_AFTER_SEC)
+
+
+def error_text(resp: httpx.Response) -> str:
+    """The venue's `{"error": ...}` message, else the start of the body, on one line."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for k in ("error", "errorMsg", "error_msg", "message"):
+            if body.get(k):
+                return str(body[k])
+    text = resp.text.strip().replace("\n", " ")
+    return text[:200] or resp.reason_phrase or "no body"
+
+
+class JsonHttp:
+    """JSON over HTTP with retries. `request` returns the decoded body (or raises VenueHTTPError).
+
+    `retries` is the number of *extra* attempts for transient failures; `retry=False` on a call
+    disables them (for requests that must not be repeated blindly).
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0, retries: int = 4, backoff_base: float = 0.25,
+                 backoff_cap: float = 8.0, headers: Mapping[str, str] | None = None,
+                 client: httpx.AsyncClient | None = None, rnd: random.Random | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._rnd = rnd or random.Random()
+        self._sleep = sleep  # tests observe the chosen delays through it
+        self._own = client is None
+        self._client = client or httpx.AsyncClient(
+            base_url=self.base_url, timeout=httpx.Timeout(timeout), headers=dict(headers or {}),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+        self.requests = 0  # attempts sent, for health / tests
+        self.retried = 0
+
+    async def aclose(self) -> None:
+        if self._own:
+            await self._client.aclose()
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None, *, retry: bool = True) -> Any:
+        return await self.request("GET", path, params=params, retry=retry)
+
+    async def post(self, path: str, json: Any = None, *, retry: bool = True) -> Any:
+        return await self.request("POST", path, json=json, retry=retry)
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      json: Any = None, retry: bool = True) -> Any:
+        max_attempts = 1 + (self.retries if retry else 0)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            wait: float | None = None
+            try:
+                resp = await self._client.request(method, path, params=_params(params), json=json)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if attempt >= max_attempts:
+                    raise VenueHTTPError(method, path, None, f"{type(exc).__name__}: {exc}" if str(exc)
+                                         else type(exc).__name__, attempt) from None
+                log.info("%s %s: %s, retrying", method, path, type(exc).__name__)
+            else:
+                if resp.status_code < 400:
+                    if not resp.content:
+                        return None
+                    try:
+                        return resp.json()
+                    except ValueError:
+                        raise VenueHTTPError(method, path, resp.status_code, "response is not JSON", attempt) from None
+                msg = error_text(resp)
+                if resp.status_code not in RETRY_STATUSES or attempt >= max_attempts:
+                    raise VenueHTTPError(method, path, resp.status_code, msg, attempt)
+                wait = parse_retry_after(resp.headers.get("retry-after"))
+                log.info("%s %s: HTTP %d (%s), retrying", method, path, resp.status_code, msg)
+            self.retried += 1
+            delay = backoff_delay(attempt - 1, self.backoff_base, self.backoff_cap, self._rnd)
+            if wait is not None:
+                delay = max(delay, wait)
+            await self._sleep(delay)
+
+
+def _params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
+    """Query parameters as the venue spells them: booleans lower-case, lists repeated."""
+    if params is None:
+        return None
+    out: list[tuple[str, str]] = []
+    for k, v in params.items():
+        if v is None:
+            continue
+        for item in v if isinstance(v, (list, tuple)) else (v,):
+            out.append((k, ("true" if item else "false") if isinstance(item, bool) else str(item)))
+    return out

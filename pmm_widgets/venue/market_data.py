@@ -1,0 +1,185 @@
+"""`MarketData`: the engine's eyes. Books for every token of the universe, the public trade tape,
+feed health, and the recording of both.
+
+Why a facade over the stream: the engine and the strategy only need `view(token)` (a best-first,
+immutable `BookView` whose `stale` / `crossed` flags they must respect), listeners, `health()` and
+`set_markets()`. Whether a view may be trusted is decided here in one place: a book is *stale*
+when its connection is down, when it waits for a resync, or when nothing confirmed it for
+`stale_sec` (no update and no REST reload); it is *crossed* when its best bid is not below its
+best ask. Recording goes through the `Sink` (never blocking the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Sequence
+
+from ..book import OrderBook
+from ..domain import BookView, Market, PublicTrade, Side
+from ..store.sink import Sink
+from .clob_rest import ClobPublic
+from .market_stream import MarketStream
+
+log = logging.getLogger(__name__)
+
+DEPTH_TICKS = 3  # `book_snapshots.bid_depth/ask_depth`: size within this many ticks of the best level
+TAPE_KEPT = 20_000
+DEFAULT_TICK = Decimal("0.01")  # until the venue's first snapshot says otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealth:
+    connected: bool
+    lag_sec: float  # seconds since the last frame of any connection (0.0 before the first one)
+    reconnects: int
+    bad_messages: int
+    stale_tokens: int
+    last_message_ts: float
+
+
+class MarketData:
+    def __init__(self, clob_url: str, ws_url: str, sink: Sink, stale_sec: float = 30.0,
+                 record_book_sec: float = 5.0, *, depth_ticks: int = DEPTH_TICKS,
+                 clock: Callable[[], float] = time.time, **stream_opts: Any) -> None:
+        self.sink = sink
+        self.stale_sec = stale_sec
+        self.record_book_sec = record_book_sec
+        self.depth_ticks = depth_ticks
+        self.clock = clock
+        self.books: dict[str, OrderBook] = {}
+        self.markets: dict[str, Market] = {}  # condition id -> market
+        self.tape: deque[PublicTrade] = deque(maxlen=TAPE_KEPT)
+        self.rest = ClobPublic(clob_url)
+        stream_opts.setdefault("quiet_sec", min(15.0, stale_sec / 2))
+        self.stream = MarketStream(ws_url, self.rest, self.books, on_books=self._on_books,
+                                   on_trade=self._on_trade, clock=clock, **stream_opts)
+        self._book_listeners: list[Callable[[BookView], None]] = []
+        self._trade_listeners: list[Callable[[PublicTrade], None]] = []
+        self._record_task: asyncio.Task | None = None
+        self.rows_recorded = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.stream.start()
+        if self._record_task is None:
+            self._record_task = asyncio.create_task(self._record_loop(), name="market-record")
+
+    async def close(self) -> None:
+        if self._record_task is not None:
+            self._record_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._record_task
+            self._record_task = None
+        await self.stream.close()
+        await self.rest.aclose()
+
+    async def set_markets(self, markets: Sequence[Market]) -> None:
+        """Follow exactly these markets: both tokens of each; books of the others are dropped."""
+        self.markets = {m.condition_id: m for m in markets}
+        want: dict[str, Market] = {}
+        for m in markets:
+            for t in m.token_ids:
+                if t:
+                    want[t] = m
+        for t in [t for t in self.books if t not in want]:
+            del self.books[t]
+        for t, m in want.items():
+            if t not in self.books:
+                self.books[t] = OrderBook(t, m.condition_id, m.tick_size if m.tick_size > 0 else DEFAULT_TICK,
+                                          m.min_order_size)
+        await self.stream.set_assets(want)
+
+    # ------------------------------------------------------------------ reading
+    def is_stale(self, b: OrderBook, now: float | None = None) -> bool:
+        now = self.clock() if now is None else now
+        return (not b.synced or b.needs_resync or not self.stream.is_live(b.token_id)
+                or now - b.ts > self.stale_sec)
+
+    def view(self, token_id: str, depth: int | None = None) -> BookView | None:
+        """The token's book, best first; None before its first snapshot. Check `stale`/`crossed`."""
+        b = self.books.get(token_id)
+        if b is None or not b.synced:
+            return None
+        return b.view(depth, stale=self.is_stale(b))
+
+    def add_listener(self, on_book: Callable[[BookView], None] | None = None,
+                     on_trade: Callable[[PublicTrade], None] | None = None) -> None:
+        if on_book is not None:
+            self._book_listeners.append(on_book)
+        if on_trade is not None:
+            self._trade_listeners.append(on_trade)
+
+    def health(self) -> FeedHealth:
+        now = self.clock()
+        st = self.stream.stats
+        stale = sum(1 for b in self.books.values() if self.is_stale(b, now))
+        return FeedHealth(
+            connected=self.stream.connected(),
+            lag_sec=max(0.0, now - st.last_message_ts) if st.last_message_ts else 0.0,
+            reconnects=st.reconnects,
+            bad_messages=st.bad_messages,
+            stale_tokens=stale,
+            last_message_ts=st.last_message_ts,
+        )
+
+    # ------------------------------------------------------------------ events
+    def _on_books(self, tokens: set[str]) -> None:
+        if not self._book_listeners:
+            return
+        for t in tokens:
+            v = self.view(t)
+            if v is None:
+                continue
+            for fn in self._book_listeners:
+                try:
+                    fn(v)
+                except Exception:  # a listener's bug must not stop the feed
+                    log.exception("book listener failed")
+
+    def _on_trade(self, trade: PublicTrade) -> None:
+        self.tape.append(trade)
+        self.sink.insert("public_trades", {
+            "token_id": trade.token_id, "market": trade.market, "ts": trade.ts, "price": trade.price,
+            "size": trade.size, "side": trade.side.value,
+        })
+        for fn in self._trade_listeners:
+            try:
+                fn(trade)
+            except Exception:
+                log.exception("trade listener failed")
+
+    # ------------------------------------------------------------------ recording
+    def record_now(self, now: float | None = None) -> int:
+        """One `book_snapshots` row per synced book; returns the number of rows."""
+        now = self.clock() if now is None else now
+        n = 0
+        k = self.depth_ticks
+        for t, b in self.books.items():
+            if not b.synced:
+                continue
+            bb, ba = b.best_bid, b.best_ask
+            self.sink.insert("book_snapshots", {
+                "token_id": t, "market": b.market, "ts": now, "best_bid": bb, "best_ask": ba,
+                "mid": b.mid, "spread": None if bb is None or ba is None else ba - bb,
+                "bid_depth": b.depth(Side.BUY, k), "ask_depth": b.depth(Side.SELL, k), "depth_ticks": k,
+                "bid_levels": len(b.bids), "ask_levels": len(b.asks),
+                "stale": self.is_stale(b, now), "crossed": b.crossed,
+            })
+            n += 1
+        self.rows_recorded += n
+        return n
+
+    async def _record_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.record_book_sec)
+            try:
+                self.record_now()
+            except Exception:  # recording must never take the feed down
+                log.exception("book recording failed")
+

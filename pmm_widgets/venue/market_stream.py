@@ -1,0 +1,495 @@
+"""The CLOB market channel: live L2 books for a set of tokens, kept equal to the venue's.
+
+Why it is built this way:
+- Subscriptions are spread over several connections of at most `chunk` assets each (the venue's
+  per-connection cap is unconfirmed); assets join and leave a live socket with `operation`
+  frames, so a universe change does not reconnect anything.
+- Liveness is the venue's own protocol: a text `PING` every 10 s, and a connection without a
+  `PONG` for 30 s is dead. Reconnects back off exponentially with full jitter.
+- The websocket has no sequence numbers, so the stream never assumes it saw everything. A
+  book is reloaded from REST `/books` (one batched request for every token that needs it) after
+  every (re)connect, whenever a frame had to be thrown away (it may have carried updates),
+  whenever a book turns inconsistent (crossed, the venue's best bid/ask in a `price_change`
+  disagrees with ours, a tick change that cannot be re-keyed), and for books quiet for a while
+  (which also proves they are still current). A snapshot is applied only if it is not older
+  than what the book already holds (venue timestamps), so REST and websocket can interleave.
+- Bad input (bad JSON, a price outside (0, 1), a negative size, an unknown token) is counted,
+  logged at a bounded rate, and changes no book: validation happens before any mutation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Mapping
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from ..book import ONE, ZERO, OrderBook, snapshot_levels
+from ..domain import PublicTrade, Side
+from ..ticks import to_decimal
+from .clob_rest import ClobPublic
+from .http import VenueHTTPError, backoff_delay
+
+log = logging.getLogger(__name__)
+
+IGNORED_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})  # custom features, not used
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+_LOG_EVERY_SEC = 10.0
+
+
+class BadMessage(ValueError):
+    """A message the stream refuses; the text is the logged reason."""
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    events: int = 0
+    bad_messages: int = 0
+    unknown_events: int = 0
+    reconnects: int = 0
+    resync_requests: int = 0
+    snapshots_applied: int = 0  # REST + websocket `book` snapshots
+    rest_errors: int = 0
+    last_message_ts: float = 0.0  # local epoch seconds of the last frame of any connection
+
+
+class _Conn:
+    """One websocket connection and the assets it carries."""
+
+    __slots__ = ("n", "assets", "ws", "task", "last_pong", "stopping")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.assets: set[str] = set()
+        self.ws: ClientConnection | None = None
+        self.task: asyncio.Task | None = None
+        self.last_pong = 0.0
+        self.stopping = False
+
+
+def _ts_ms(v: Any) -> int:
+    if v in (None, ""):
+        return 0
+    return int(v)
+
+
+class MarketStream:
+    """Keeps `books` (token id -> OrderBook, owned by the caller) in line with the venue.
+
+    `on_books(token_ids)` is called after each frame with the tokens whose book changed;
+    `on_trade(trade)` for each public print. Both run on the event loop and must be quick.
+    """
+
+    def __init__(self, ws_url: str, rest: ClobPublic, books: dict[str, OrderBook], *,
+                 on_books: Callable[[set[str]], None] | None = None,
+                 on_trade: Callable[[PublicTrade], None] | None = None,
+                 chunk: int = 200, ping_sec: float = 10.0, pong_timeout_sec: float = 30.0,
+                 backoff_base: float = 0.25, backoff_cap: float = 8.0, quiet_sec: float = 15.0,
+                 resync_pause_sec: float = 0.05, clock: Callable[[], float] = time.time) -> None:
+        self.url = ws_url.rstrip("/") + "/market"
+        self.rest = rest
+        self.books = books
+        self.on_books = on_books
+        self.on_trade = on_trade
+        self.chunk = chunk
+        self.ping_sec = ping_sec
+        self.pong_timeout_sec = pong_timeout_sec
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.quiet_sec = quiet_sec
+        self.resync_pause_sec = resync_pause_sec
+        self.clock = clock
+        self.stats = StreamStats()
+        self.conns: list[_Conn] = []
+        self._conn_of: dict[str, _Conn] = {}
+        self._retired: set[str] = set()  # unsubscribed tokens: late frames for them are not errors
+        self._pending: set[str] = set()  # tokens to reload from REST
+        self._resync_evt = asyncio.Event()
+        self._last_rest: dict[str, float] = {}
+        self._resync_task: asyncio.Task | None = None
+        self._closed = False
+        self._next_conn = 0
+        self._rnd = random.Random()
+        self._last_log = 0.0
+        self._handlers: dict[str, Callable[[Mapping[str, Any], float, set[str]], None]] = {
+            "book": self._on_book,
+            "price_change": self._on_price_change,
+            "tick_size_change": self._on_tick_size_change,
+            "last_trade_price": self._on_last_trade,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._resync_task is None:
+            self._resync_task = asyncio.create_task(self._resync_loop(), name="market-resync")
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [c.task for c in self.conns if c.task is not None]
+        for c in self.conns:
+            c.stopping = True
+        if self._resync_task is not None:
+            tasks.append(self._resync_task)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.conns.clear()
+        self._conn_of.clear()
+
+    @property
+    def assets(self) -> set[str]:
+        return set(self._conn_of)
+
+    def connected(self) -> bool:
+        """True when every connection that carries assets is open (and there is one)."""
+        live = [c for c in self.conns if c.assets]
+        return bool(live) and all(c.ws is not None for c in live)
+
+    def is_live(self, token_id: str) -> bool:
+        c = self._conn_of.get(token_id)
+        return c is not None and c.ws is not None
+
+    # ------------------------------------------------------------------ subscriptions
+    async def set_assets(self, assets: Iterable[str]) -> None:
+        """Subscribe exactly these assets: unsubscribe the rest on their live sockets, add the new
+        ones to connections with room (or new connections), bootstrap them from REST."""
+        want = set(assets)
+        removed = set(self._conn_of) - want
+        added = sorted(want - set(self._conn_of))
+        self._retired = (self._retired | removed) - want
+        for c in self.conns:
+            gone = c.assets & removed
+            if gone:
+                c.assets -= gone
+                for a in gone:
+                    self._conn_of.pop(a, None)
+                await self._send(c, {"operation": "unsubscribe", "assets_ids": sorted(gone)})
+        self._pending -= removed
+        for c in [c for c in self.conns if not c.assets]:
+            await self._stop_conn(c)
+        for c in self.conns:
+            room = self.chunk - len(c.assets)
+            if room <= 0 or not added:
+                continue
+            take, added = added[:room], added[room:]
+            c.assets.update(take)
+            for a in take:
+                self._conn_of[a] = c
+            await self._send(c, {"operation": "subscribe", "assets_ids": take})
+            self.request_resync(take)
+        while added:
+            take, added = added[: self.chunk], added[self.chunk:]
+            c = _Conn(self._next_conn)
+            self._next_conn += 1
+            c.assets.update(take)
+            for a in take:
+                self._conn_of[a] = c
+            self.conns.append(c)
+            if not self._closed:
+                c.task = asyncio.create_task(self._run_conn(c), name=f"market-ws-{c.n}")
+        self.start()
+
+    async def _stop_conn(self, c: _Conn) -> None:
+        c.stopping = True
+        self.conns.remove(c)
+        if c.task is not None:
+            c.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await c.task
+
+    async def _send(self, c: _Conn, msg: Any) -> None:
+        ws = c.ws
+        if ws is None:
+            return  # not connected: the next (re)connect subscribes c.assets as they are then
+        try:
+            await ws.send(json.dumps(msg))
+        except (WebSocketException, OSError):
+            pass  # the reader sees the closed socket and reconnects
+
+    # ------------------------------------------------------------------ connection
+    async def _run_conn(self, c: _Conn) -> None:
+        attempt = 0
+        while not (self._closed or c.stopping) and c.assets:
+            opened_at = 0.0
+            try:
+                async with connect(self.url, ping_interval=None, max_size=MAX_FRAME_BYTES, open_timeout=10,
+                                   close_timeout=1, compression=None) as ws:
+                    opened_at = time.monotonic()
+                    c.last_pong = opened_at
+                    await ws.send(json.dumps({"assets_ids": sorted(c.assets), "type": "market",
+                                              "custom_feature_enabled": False}))
+                    c.ws = ws
+                    self.request_resync(c.assets)
+                    pinger = asyncio.create_task(self._keepalive(c, ws), name=f"market-ping-{c.n}")
+                    try:
+                        async for frame in ws:
+                            self.handle_frame(frame, c)
+                    finally:
+                        pinger.cancel()
+            except asyncio.CancelledError:
+                raise
+            except (WebSocketException, OSError, asyncio.TimeoutError) as exc:
+                self._log(logging.INFO, "market websocket %d: %s", c.n, type(exc).__name__)
+            finally:
+                if c.ws is not None:
+                    c.ws = None
+                    for a in c.assets:  # outdated until a fresh snapshot
+                        b = self.books.get(a)
+                        if b is not None:
+                            b.needs_resync = True
+            if self._closed or c.stopping or not c.assets:
+                break
+            self.stats.reconnects += 1
+            if opened_at and time.monotonic() - opened_at > 2.0:
+                attempt = 0  # it was a working connection: come back quickly
+            await asyncio.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rnd))
+            attempt = min(attempt + 1, 16)
+
+    async def _keepalive(self, c: _Conn, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(self.ping_sec)
+            if time.monotonic() - c.last_pong > self.pong_timeout_sec:
+                self._log(logging.WARNING, "market websocket %d: no PONG for %.0f s, reconnecting", c.n,
+                          self.pong_timeout_sec)
+                ws.transport.abort()
+                return
+            try:
+                await ws.send("PING")
+            except (WebSocketException, OSError):
+                return
+
+    # ------------------------------------------------------------------ frames
+    def handle_frame(self, frame: str | bytes, conn: _Conn | None = None) -> set[str]:
+        """Parse and apply one frame (one event or an array); returns the tokens whose book changed."""
+        now = self.clock()
+        self.stats.frames += 1
+        self.stats.last_message_ts = now
+        if isinstance(frame, bytes):
+            frame = frame.decode("utf-8", "replace")
+        if frame == "PONG" or frame.strip() == "PONG":
+            if conn is not None:
+                conn.last_pong = time.monotonic()
+            return set()
+        try:
+            data = json.loads(frame)
+        except ValueError:
+            self._bad(f"not JSON: {frame[:60]!r}", conn)
+            return set()
+        touched: set[str] = set()
+        for ev in data if isinstance(data, list) else (data,):
+            self.stats.events += 1
+            if not isinstance(ev, dict):
+                self._bad("event is not an object", conn)
+                continue
+            handler = self._handlers.get(ev.get("event_type"))  # type: ignore[arg-type]
+            if handler is None:
+                if ev.get("event_type") not in IGNORED_EVENTS:
+                    self.stats.unknown_events += 1
+                    self._lost_frame(conn)  # it may have taken the place of a real one
+                continue
+            try:
+                handler(ev, now, touched)
+            except BadMessage as exc:
+                self._bad(str(exc), conn)
+            except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as exc:
+                self._bad(f"{ev.get('event_type')}: {type(exc).__name__}: {exc}", conn)
+        if touched and self.on_books is not None:
+            self.on_books(touched)
+        return touched
+
+    def _book(self, asset: Any) -> OrderBook | None:
+        """The book of a subscribed asset; None for a token unsubscribed a moment ago; BadMessage
+        for a token we never asked for."""
+        b = self.books.get(asset)  # type: ignore[arg-type]
+        if b is None and asset not in self._retired:
+            raise BadMessage(f"unknown token {str(asset)[:20]!r}")
+        return b
+
+    def _on_book(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
+        b = self._book(ev.get("asset_id"))
+        if b is None:
+            return
+        ts = _ts_ms(ev.get("timestamp"))
+        if b.synced and not b.needs_resync and ts < b.venue_ts_ms:
+            return  # older than what the book holds
+        if not b.apply_snapshot(ev, ts=now):
+            self.request_resync([b.token_id])
+            raise BadMessage("book snapshot with invalid levels")
+        self.stats.snapshots_applied += 1
+        touched.add(b.token_id)
+
+    def _on_price_change(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
+        changes = ev.get("price_changes")
+        if not isinstance(changes, list):
+            raise BadMessage("price_change without price_changes list")
+        ts = _ts_ms(ev.get("timestamp"))
+        by_asset: dict[Any, list[Mapping[str, Any]]] = {}
+        for ch in changes:
+            if not isinstance(ch, dict):
+                raise BadMessage("price change entry is not an object")
+            by_asset.setdefault(ch.get("asset_id"), []).append(ch)
+        books = [(self._book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
+        for b, chs in books:
+            if b is None or not b.synced:
+                continue  # a snapshot is on its way
+            last = chs[-1]
+            h = last.get("hash")
+            if ts < b.venue_ts_ms or (ts == b.venue_ts_ms and h and h == b.hash):
+                continue  # already contained in the snapshot the book holds
+            if not b.apply_changes(chs):
+                self.request_resync([b.token_id])
+                raise BadMessage("price change with invalid price/size/side")
+            b.stamp(h if isinstance(h, str) else None, ts, now)
+            touched.add(b.token_id)
+            if b.crossed or not self._bbo_agrees(b, last):
+                self.request_resync([b.token_id])
+
+    @staticmethod
+    def _bbo_agrees(b: OrderBook, entry: Mapping[str, Any]) -> bool:
+        """The venue's best bid / ask after this change (0 / 1 mean an empty side) against ours."""
+        bb, ba = entry.get("best_bid"), entry.get("best_ask")
+        if bb in (None, "") or ba in (None, ""):
+            return True
+        try:
+            vb, va = to_decimal(bb), to_decimal(ba)
+        except (InvalidOperation, ValueError):
+            return True
+        return vb == (b.best_bid or ZERO) and va == (b.best_ask or ONE)
+
+    def _on_tick_size_change(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
+        b = self._book(ev.get("asset_id"))
+        if b is None:
+            return
+        try:
+            new = to_decimal(ev["new_tick_size"])
+        except (InvalidOperation, ValueError, KeyError):
+            raise BadMessage("tick_size_change without a valid new_tick_size") from None
+        if not new.is_finite() or not ZERO < new < ONE:
+            raise BadMessage(f"tick_size_change to {new}")
+        if b.set_tick_size(new):
+            b.ts = now
+            touched.add(b.token_id)
+        else:
+            self.request_resync([b.token_id])
+
+    def _on_last_trade(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
+        b = self._book(ev.get("asset_id"))
+        if b is None:
+            return
+        try:
+            price, size = to_decimal(ev["price"]), to_decimal(ev["size"])
+            side = Side(ev.get("side"))
+        except (InvalidOperation, ValueError, KeyError):
+            raise BadMessage("last_trade_price with invalid price/size/side") from None
+        if not (price.is_finite() and ZERO < price < ONE) or not (size.is_finite() and size > 0):
+            raise BadMessage(f"last_trade_price out of range: {price} x {size}")
+        ts = _ts_ms(ev.get("timestamp"))
+        trade = PublicTrade(token_id=b.token_id, market=str(ev.get("market") or b.market), price=price,
+                            size=size, side=side, ts=ts / 1000.0 if ts else now)
+        if self.on_trade is not None:
+            self.on_trade(trade)
+
+    def _bad(self, reason: str, conn: _Conn | None) -> None:
+        self.stats.bad_messages += 1
+        self._log(logging.WARNING, "bad market message (%d so far): %s", self.stats.bad_messages, reason)
+        self._lost_frame(conn)
+
+    def _lost_frame(self, conn: _Conn | None) -> None:
+        """A frame we could not use may have carried real updates: reload that connection's books."""
+        if conn is not None:
+            self.request_resync(conn.assets)
+
+    def _log(self, level: int, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if level >= logging.WARNING and now - self._last_log < _LOG_EVERY_SEC:
+            log.debug(msg, *args)
+            return
+        if level >= logging.WARNING:
+            self._last_log = now
+        log.log(level, msg, *args)
+
+    # ------------------------------------------------------------------ REST resync
+    def request_resync(self, tokens: Iterable[str]) -> None:
+        n = len(self._pending)
+        self._pending.update(t for t in tokens if t in self.books)
+        if len(self._pending) != n:
+            self.stats.resync_requests += len(self._pending) - n
+            self._resync_evt.set()
+
+    async def resync_now(self, tokens: Iterable[str]) -> set[str]:
+        """Reload these books from REST now; returns the tokens whose book was replaced."""
+        tokens = [t for t in tokens if t in self.books]
+        if not tokens:
+            return set()
+        for t in tokens:
+            self._last_rest[t] = time.monotonic()
+        snaps = await self.rest.books(tokens)
+        now = self.clock()
+        replaced: set[str] = set()
+        for snap in snaps:
+            b = self.books.get(str(snap.get("asset_id")))
+            if b is None:
+                continue
+            try:
+                ts = _ts_ms(snap.get("timestamp"))
+            except ValueError:
+                continue
+            if b.synced and ts < b.venue_ts_ms:
+                if b.needs_resync:
+                    self._pending.add(b.token_id)  # the venue's copy lags ours: ask again shortly
+                continue
+            if b.apply_snapshot(snap, ts=now):
+                self.stats.snapshots_applied += 1
+                replaced.add(b.token_id)
+            else:
+                self._bad("REST book with invalid levels", None)
+        if replaced and self.on_books is not None:
+            self.on_books(replaced)
+        return replaced
+
+    def _quiet_tokens(self) -> set[str]:
+        """Live books without an update for `quiet_sec` (and not reloaded for as long)."""
+        now, mono = self.clock(), time.monotonic()
+        out = set()
+        for t, b in self.books.items():
+            if (b.synced and now - b.ts > self.quiet_sec and self.is_live(t)
+                    and mono - self._last_rest.get(t, 0.0) > self.quiet_sec):
+                out.add(t)
+        return out
+
+    async def _resync_loop(self) -> None:
+        failures = 0
+        while not self._closed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._resync_evt.wait(), timeout=1.0)
+            await asyncio.sleep(self.resync_pause_sec)  # let a burst of requests coalesce
+            self._resync_evt.clear()
+            tokens = (self._pending & set(self.books)) | self._quiet_tokens()
+            self._pending.clear()
+            if not tokens:
+                continue
+            try:
+                await self.resync_now(sorted(tokens))
+                failures = 0
+            except VenueHTTPError as exc:
+                self.stats.rest_errors += 1
+                self._pending |= tokens
+                self._log(logging.WARNING, "book resync failed: %s", exc)
+                await asyncio.sleep(backoff_delay(failures, 0.5, 10.0, self._rnd))
+                failures += 1
+
+
+def book_matches(b: OrderBook, snapshot: Mapping[str, Any]) -> bool:
+    """Whether a local book holds exactly the levels of a venue snapshot (tests, audits)."""
+    return b.wire_levels() == snapshot_levels(snapshot) and b.tick_size == Decimal(str(snapshot.get("tick_size", b.tick_size)))

@@ -1,0 +1,97 @@
+"""The trading universe: the top N tradable markets by Gamma's `liquidityNum`.
+
+Why liquidity rank and a strict tradability filter: quoting needs a live order book that accepts
+orders, both token ids and a known tick; anything else would only produce rejected orders. The
+ranking is recomputed here (not trusted from the venue's sort) so that a page boundary or a
+venue that ignores `order` cannot change who is in the universe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Sequence
+
+from ..config import Settings
+from ..domain import Market
+from .endpoints import open_endpoints
+from .gamma import GammaClient
+
+
+def select_universe(markets: Sequence[Market], size: int) -> list[Market]:
+    """Tradable markets, one per condition id, ranked by liquidityNum descending (stable), top `size`."""
+    seen: set[str] = set()
+    pool: list[Market] = []
+    for m in markets:
+        if m.tradable and m.condition_id not in seen:
+            seen.add(m.condition_id)
+            pool.append(m)
+    pool.sort(key=lambda m: -m.liquidity_num)
+    return pool[:size]
+
+
+async def load_universe(gamma: GammaClient, size: int) -> list[Market]:
+    """Fetch from Gamma and rank: the universe as of now (rank = list position + 1)."""
+    return select_universe(await gamma.fetch_markets(size), size)
+
+
+def diff_universe(old: Sequence[Market], new: Sequence[Market]) -> tuple[list[Market], list[Market]]:
+    """(added, removed) by condition id; `added` in `new`'s order, `removed` in `old`'s."""
+    old_ids = {m.condition_id for m in old}
+    new_ids = {m.condition_id for m in new}
+    return [m for m in new if m.condition_id not in old_ids], [m for m in old if m.condition_id not in new_ids]
+
+
+def universe_rows(markets: Sequence[Market], snapshot_ts: float) -> list[dict]:
+    """`markets` table rows of one snapshot (rank 1..N)."""
+    return [{
+        "snapshot_ts": snapshot_ts, "rank": rank, "condition_id": m.condition_id, "question": m.question,
+        "slug": m.slug, "yes_token_id": m.yes_token_id, "no_token_id": m.no_token_id,
+        "liquidity_num": m.liquidity_num, "volume_24h": m.volume_24h, "tick_size": m.tick_size,
+        "min_order_size": m.min_order_size, "neg_risk": m.neg_risk, "best_bid": m.best_bid,
+        "best_ask": m.best_ask, "raw_json": dict(m.raw) or None,
+    } for rank, m in enumerate(markets, 1)]
+
+
+async def refresh_universe(settings: Settings) -> list[Market]:
+    """One refresh (`pmm universe refresh`): fetch, rank, store as a `markets` snapshot."""
+    from ..store.migrate import upgrade
+    from ..store.writer import BatchWriter
+
+    await asyncio.to_thread(upgrade, settings.db_url)
+    async with open_endpoints(settings) as ep:
+        gamma = GammaClient(ep.gamma_url, timeout=settings.http_timeout_sec)
+        try:
+            markets = await load_universe(gamma, settings.universe_size)
+        finally:
+            await gamma.aclose()
+    writer = BatchWriter(settings.db_url, flush_sec=settings.writer_flush_sec)
+    writer.start()
+    try:
+        for row in universe_rows(markets, time.time()):
+            writer.insert("markets", row)
+    finally:
+        await asyncio.to_thread(writer.close)
+    return markets
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _px(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def format_universe(markets: Sequence[Market], question_width: int = 48) -> str:
+    """A plain-text table: rank, question, liquidity, best bid/ask, tick, min size, negRisk."""
+    head = f"{'#':>3}  {'question':<{question_width}}  {'liquidity':>12}  {'bid':>6}  {'ask':>6}  {'tick':>6}  {'min':>5}  negRisk"
+    lines = [head, "-" * len(head)]
+    for rank, m in enumerate(markets, 1):
+        lines.append(
+            f"{rank:>3}  {_cut(m.question, question_width):<{question_width}}  {m.liquidity_num:>12,.0f}  "
+            f"{_px(m.best_bid):>6}  {_px(m.best_ask):>6}  {format(m.tick_size, 'f'):>6}  "
+            f"{format(m.min_order_size.normalize(), 'f'):>5}  {'yes' if m.neg_risk else 'no'}"
+        )
+    lines.append(f"{len(markets)} markets")
+    return "\n".join(lines)

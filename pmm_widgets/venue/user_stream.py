@@ -1,0 +1,228 @@
+"""Authenticated user websocket (`/ws/user`): our order and trade tape.
+
+Why our own client (websockets 17) and not an SDK's: the wire format is small and stable, and
+the project's SDK has no websocket support (the unified SDK's would pin websockets<16). What
+matters here is robustness:
+- keepalive: the text frame `PING` every 10 s; the server answers `PONG` (not JSON). No frame at
+  all for `stale_sec` → the socket is treated as dead and replaced;
+- reconnect with exponential backoff and full jitter, re-sending the auth/subscription frame;
+  `on_connect(reconnected)` lets the owner reconcile over REST after every reconnect, since
+  events sent while we were away are lost;
+- frames may hold one JSON object or an array; unknown or malformed messages are counted and
+  skipped, never fatal.
+
+The subscription frame carries the raw L2 credentials (the real protocol: no HMAC here), so
+they are read from a callable at connect time and never stored in logs or exceptions.
+`markets=None` subscribes to every market of the account (recommended for a market maker: a
+fill in a market that just left the universe must still be seen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserStreamHealth:
+    connected: bool
+    reconnects: int
+    bad_messages: int
+    last_message_ts: float  # wall epoch s of the last frame (0: none yet)
+    down_since: float | None  # wall epoch s the stream went down (None while connected)
+
+
+def parse_frame(text: str) -> list[dict[str, Any]] | None:
+    """Events of one frame (object or array); [] for PONG; None when malformed."""
+    s = text.strip()
+    if s == "PONG" or not s:
+        return []
+    try:
+        msg = json.loads(s)
+    except ValueError:
+        return None
+    if isinstance(msg, dict):
+        return [msg]
+    if isinstance(msg, list) and all(isinstance(x, dict) for x in msg):
+        return msg
+    return None
+
+
+class UserStream:
+    def __init__(
+        self,
+        url: str,
+        auth: Callable[[], dict[str, str]],
+        on_event: Callable[[dict[str, Any]], None],
+        on_connect: Callable[[bool], Awaitable[None] | None] | None = None,
+        markets: Iterable[str] | None = None,
+        ping_sec: float = 10.0,
+        stale_sec: float = 30.0,
+        backoff_min: float = 0.25,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._auth = auth
+        self._on_event = on_event
+        self._on_connect = on_connect
+        self._markets: set[str] | None = None if markets is None else set(markets)
+        self.ping_sec = ping_sec
+        self.stale_sec = stale_sec
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self.reconnects = 0
+        self.bad_messages = 0
+        self.last_message_ts = 0.0
+        self.down_since: float | None = time.time()
+        self._connects = 0
+
+    # ------------------------------------------------------------------ public
+    async def start(self, wait: float | None = 10.0) -> None:
+        """Start the connection task; wait (up to `wait` s) for the first subscription."""
+        self._task = asyncio.create_task(self._run(), name="user-stream")
+        if wait:
+            try:
+                await asyncio.wait_for(self._connected.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                log.warning("user stream not connected after %.0fs; still trying", wait)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+
+    def health(self) -> UserStreamHealth:
+        return UserStreamHealth(self._connected.is_set(), self.reconnects, self.bad_messages,
+                                self.last_message_ts, self.down_since)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def subscribe(self, markets: Iterable[str]) -> None:
+        """Add condition ids to a filtered subscription (no-op when subscribed to all)."""
+        ids = [str(m) for m in markets]
+        if self._markets is None or not ids:
+            return
+        self._markets.update(ids)
+        await self._send({"operation": "subscribe", "markets": ids})
+
+    async def unsubscribe(self, markets: Iterable[str]) -> None:
+        ids = [str(m) for m in markets]
+        if self._markets is None or not ids:
+            return
+        self._markets.difference_update(ids)
+        await self._send({"operation": "unsubscribe", "markets": ids})
+
+    async def drop(self) -> None:
+        """Close the current socket (tests, or a caller that saw it stall); it reconnects."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    # ------------------------------------------------------------------ internals
+    async def _send(self, msg: dict) -> None:
+        ws = self._ws
+        if ws is None or not self._connected.is_set():
+            return  # the next (re)connect subscribes with the current set
+        try:
+            await ws.send(json.dumps(msg, separators=(",", ":")))
+        except WebSocketException:
+            pass
+
+    def _subscription(self) -> str:
+        msg: dict[str, Any] = {"auth": self._auth(), "type": "user"}
+        if self._markets is not None:
+            msg["markets"] = sorted(self._markets)
+        return json.dumps(msg, separators=(",", ":"))
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                async with connect(self.url, ping_interval=None, open_timeout=10, close_timeout=2,
+                                   max_size=8 * 1024 * 1024) as ws:
+                    self._ws = ws
+                    await ws.send(self._subscription())
+                    reconnected = self._connects > 0
+                    self._connects += 1
+                    if reconnected:
+                        self.reconnects += 1
+                    self.down_since = None
+                    self.last_message_ts = time.time()
+                    self._connected.set()
+                    attempt = 0
+                    log.info("user stream %s", "reconnected" if reconnected else "connected")
+                    if self._on_connect is not None:
+                        r = self._on_connect(reconnected)
+                        if asyncio.iscoroutine(r):
+                            asyncio.create_task(r)  # reconcile alongside: events keep flowing
+                    await self._pump(ws)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
+                log.warning("user stream: %s", type(exc).__name__)
+            finally:
+                if self._connected.is_set():
+                    self.down_since = time.time()
+                self._connected.clear()
+                self._ws = None
+            if self._closing:
+                return
+            attempt += 1
+            delay = random.uniform(0, min(self.backoff_max, self.backoff_min * 2 ** attempt))
+            await asyncio.sleep(delay)
+
+    async def _pump(self, ws: ClientConnection) -> None:
+        pinger = asyncio.create_task(self._pinger(ws))
+        try:
+            while True:
+                try:
+                    text = await asyncio.wait_for(ws.recv(), timeout=self.stale_sec)
+                except asyncio.TimeoutError:
+                    log.warning("user stream stale for %.0fs: reconnecting", self.stale_sec)
+                    return
+                self.last_message_ts = time.time()
+                if isinstance(text, bytes):
+                    text = text.decode("utf-8", "replace")
+                events = parse_frame(text)
+                if events is None:
+                    self.bad_messages += 1
+                    continue
+                for ev in events:
+                    try:
+                        self._on_event(ev)
+                    except Exception:  # one bad event never kills the tape
+                        self.bad_messages += 1
+                        log.exception("user stream: event handler failed")
+        finally:
+            pinger.cancel()
+
+    async def _pinger(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.ping_sec)
+                await ws.send("PING")
+        except (WebSocketException, asyncio.CancelledError):
+            pass

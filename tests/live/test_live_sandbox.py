@@ -1,0 +1,203 @@
+"""End to end on the sandbox with the real SDK over real sockets and a throwaway wallet."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+
+import pytest
+
+from pmm_widgets.domain import Mode, OrderStatus
+from pmm_widgets.execution.live import LiveExchange
+from pmm_widgets.store.migrate import upgrade
+from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.store.writer import BatchWriter
+
+from live_helpers import active_markets, make_settings, touch_bids, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def venue_fills(venue, api_key):
+    return {f["trade_id"]: f for f in venue.account_fills(api_key)}
+
+
+async def test_quotes_fill_and_db_trades_equal_sandbox_fills(sb, venue, wallet_key, tmp_path):
+    db = tmp_path / "live.db"
+    upgrade(f"sqlite:///{db}")
+    writer = BatchWriter(f"sqlite:///{db}", flush_sec=0.1).start()
+    settings = make_settings(sb, wallet_key, db)
+    ex = LiveExchange(settings, writer, sb.clob_url, sb.ws_url)
+    await ex.start()  # derives L2 creds in memory from the private key
+    api_key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 4)
+    ex.set_markets(markets)
+    orders = await ex.place(touch_bids(sb, markets))
+    assert orders and all(o.status is OrderStatus.LIVE for o in orders), [o.reason for o in orders]
+    assert {o.token_id for o in orders} == {t for m in markets for t in m.token_ids}
+    assert {o.venue_order_id for o in orders} == {o.order_id for o in sb.sim.open_orders(api_key)}
+
+    fills = []
+
+    async def collect() -> bool:
+        fills.extend(await ex.poll(time.time()))
+        return len(venue.account_fills(api_key)) >= 3 and len(fills) >= len(venue.account_fills(api_key))
+
+    end = time.monotonic() + 20
+    while time.monotonic() < end and not await collect():
+        await asyncio.sleep(0.1)
+    assert len(fills) >= 3, "no fills in 20 s"
+
+    t0 = time.monotonic()
+    report = await ex.kill()
+    assert report.ok and report.open_after == 0
+    assert sb.sim.open_orders(api_key) == [] and time.monotonic() - t0 < 2.0
+
+    # statuses move on (MINED, CONFIRMED) and nothing new fills: the tape settles
+    await wait_for(lambda: all(f["status"] == "CONFIRMED" for f in venue.account_fills(api_key)), 10)
+    await asyncio.sleep(0.3)
+    fills.extend(await ex.poll(time.time()))
+    await ex.close()
+    writer.close()
+
+    truth = venue_fills(venue, api_key)
+    assert {f.trade_id for f in fills} == set(truth)
+    from sqlalchemy import select
+
+    from pmm_widgets.store.db import make_engine
+    from pmm_widgets.store.schema import orders as orders_t, trades as trades_t
+
+    eng = make_engine(f"sqlite:///{db}")
+    with eng.connect() as c:
+        rows = [dict(r) for r in c.execute(select(trades_t)).mappings()]
+        order_rows = {r["venue_order_id"]: r for r in c.execute(select(orders_t)).mappings()}
+    eng.dispose()
+    assert {r["trade_id"] for r in rows} == set(truth)
+    for r in rows:
+        t = truth[r["trade_id"]]
+        assert (r["venue_order_id"], r["token_id"], r["side"], Decimal(str(r["price"])), Decimal(str(r["size"]))) == \
+            (t["order_id"], t["token_id"], t["side"], t["price"], t["size"])
+        assert r["mode"] == "live" and r["status"] == "CONFIRMED"
+        assert r["raw_json"]["statuses"] == ["MATCHED", "MINED", "CONFIRMED"]
+        assert r["order_id"] == order_rows[t["order_id"]]["client_id"]  # our client id, not the venue's
+    assert all(r["mode"] == "live" for r in order_rows.values())
+
+
+async def test_failed_trade_is_reversed(sb, venue, wallet_key):
+    sink = MemorySink()
+    ex = LiveExchange(make_settings(sb, wallet_key), sink, sb.clob_url, sb.ws_url)
+    await ex.start()
+    api_key = ex.broker.creds.api_key.get_secret_value()
+    venue.fail_next_trades = 1
+    markets = active_markets(sb, 4)
+    ex.set_markets(markets)
+    await ex.place(touch_bids(sb, markets))
+    fills = []
+
+    async def got_reversal() -> bool:
+        fills.extend(await ex.poll(time.time()))
+        return any(f.status == "FAILED" for f in fills)
+
+    end = time.monotonic() + 25
+    while time.monotonic() < end and not await got_reversal():
+        await asyncio.sleep(0.1)
+    await ex.close()
+    failed = [f for f in venue.account_fills(api_key) if f["status"] == "FAILED"]
+    assert len(failed) == 1 and failed[0]["history"] == ["MATCHED", "RETRYING", "FAILED"]
+    orig = next(f for f in fills if f.trade_id == failed[0]["trade_id"])
+    rev = next(f for f in fills if f.status == "FAILED")
+    assert (rev.side, rev.price, rev.size, rev.token_id) == (orig.side.opposite, orig.price, orig.size, orig.token_id)
+    row = next(r for r in sink.rows["trades"] if r["trade_id"] == orig.trade_id)
+    assert row["status"] == "FAILED" and row["raw_json"]["statuses"] == ["MATCHED", "RETRYING", "FAILED"]
+    assert len(sink.rows["trades"]) == len(venue.account_fills(api_key))  # the reversal is not a second row
+
+
+async def test_reconcile_after_crash_leaves_no_orphans_and_no_missing_fills(sb, venue, wallet_key, tmp_path):
+    db = tmp_path / "live.db"
+    upgrade(f"sqlite:///{db}")
+    settings = make_settings(sb, wallet_key, db)
+    w1 = BatchWriter(f"sqlite:///{db}", flush_sec=0.1).start()
+    ex1 = LiveExchange(settings, w1, sb.clob_url, sb.ws_url, heartbeat_sec=0)
+    await ex1.start()
+    api_key = ex1.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 4)
+    ex1.set_markets(markets)
+    await ex1.place(touch_bids(sb, markets))
+    await wait_for(lambda: len(venue.account_fills(api_key)) >= 1, 15)
+    await asyncio.sleep(0.3)
+    # "SIGKILL": the process vanishes without cancelling; what it wrote so far is in the DB
+    for t in ex1._tasks:
+        t.cancel()
+    await ex1._stream.close()
+    w1.close()
+    before = len(venue.account_fills(api_key))
+    # orders keep resting and filling while nobody listens
+    await wait_for(lambda: len(venue.account_fills(api_key)) > before, 15)
+    assert sb.sim.open_orders(api_key)
+
+    w2 = BatchWriter(f"sqlite:///{db}", flush_sec=0.1).start()
+    ex2 = LiveExchange(settings, w2, sb.clob_url, sb.ws_url, heartbeat_sec=0)
+    await ex2.start()
+    assert sb.sim.open_orders(api_key) == []  # zero orphans
+    assert ex2.orphans_cancelled > 0
+    await ex2.close()
+    w2.close()
+
+    from sqlalchemy import select
+
+    from pmm_widgets.store.db import make_engine
+    from pmm_widgets.store.schema import orders as orders_t, trades as trades_t
+
+    eng = make_engine(f"sqlite:///{db}")
+    with eng.connect() as c:
+        rows = {r["trade_id"]: dict(r) for r in c.execute(select(trades_t)).mappings()}
+        clients = {r["venue_order_id"]: r["client_id"] for r in c.execute(select(orders_t)).mappings()}
+    eng.dispose()
+    truth = venue_fills(venue, api_key)
+    assert set(rows) == set(truth)  # zero missing fills (and none twice: trade_id is unique)
+    for tid, r in rows.items():
+        assert r["order_id"] == clients[truth[tid]["order_id"]]  # the first run's client ids survive
+
+
+async def test_user_stream_drop_cancels_all_within_limit(sb, venue, wallet_key):
+    ex = LiveExchange(make_settings(sb, wallet_key, disconnect_cancel_sec=1.0), MemorySink(), sb.clob_url,
+                      sb.ws_url, heartbeat_sec=0)
+    await ex.start()
+    api_key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 2)
+    ex.set_markets(markets)
+    await ex.place(touch_bids(sb, markets))
+    assert sb.sim.open_orders(api_key)
+    # the user channel goes away and stays away
+    venue.user_ws_enabled = False
+    t0 = time.monotonic()
+    await sb.drop_websockets()
+    ok = await wait_for(lambda: not sb.sim.open_orders(api_key), 1.0 + 1.0 + 0.5)
+    elapsed = time.monotonic() - t0
+    assert ok and elapsed <= 2.0 + 0.3, elapsed
+    assert ex.health().halted and ex.disconnect_cancels == 1
+    rejected = await ex.place(touch_bids(sb, markets))
+    assert all(o.status is OrderStatus.REJECTED for o in rejected)
+    venue.user_ws_enabled = True
+    await ex.close()
+
+
+async def test_dry_run_posts_nothing_and_records_intended_orders(sb, venue, wallet_key):
+    sink = MemorySink()
+    ex = LiveExchange(make_settings(sb, wallet_key), sink, sb.clob_url, sb.ws_url, dry_run=True)
+    await ex.start()
+    markets = active_markets(sb, 3)
+    ex.set_markets(markets)
+    orders = await ex.place(touch_bids(sb, markets))
+    assert ex.mode is Mode.DRY_RUN
+    assert orders and all(o.status is OrderStatus.DRY_RUN and o.venue_order_id.startswith("0x") for o in orders)
+    assert {o.client_id for o in ex.open_orders()} == {o.client_id for o in orders}
+    rows = sink.rows["orders"]
+    assert len(rows) == len(orders) and all(r["mode"] == "dry_run" and r["status"] == "DRY_RUN" for r in rows)
+    assert await ex.cancel([orders[0].client_id]) == [orders[0].client_id]
+    assert await ex.cancel_all() == len(orders) - 1
+    await ex.close()
+    assert venue.order_requests == 0
+    assert not any(path.startswith(("/order", "/orders", "/cancel", "/data", "/auth", "/v1/heartbeats"))
+                   for _, path in venue.requests)

@@ -1,0 +1,135 @@
+"""Retry policy of venue/http.py against real servers: the sandbox's fault knobs (429 with
+Retry-After, 5xx) and a tiny aiohttp server on loopback for timeouts and refused connections."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from aiohttp import web
+
+from pmm_widgets.venue.http import JsonHttp, VenueHTTPError, backoff_delay, parse_retry_after
+
+
+class Sleeps:
+    """Records the delays the client chose, without waiting them out."""
+
+    def __init__(self, on_call=None):
+        self.delays: list[float] = []
+        self.on_call = on_call
+
+    async def __call__(self, d: float) -> None:
+        self.delays.append(d)
+        if self.on_call is not None:
+            self.on_call(len(self.delays))
+        await asyncio.sleep(0)
+
+
+def test_backoff_is_full_jitter_and_capped():
+    rnd = random.Random(1)
+    for attempt in range(12):
+        d = [backoff_delay(attempt, 0.25, 8.0, rnd) for _ in range(200)]
+        assert all(0 <= x <= min(8.0, 0.25 * 2 ** attempt) for x in d)
+        assert max(d) > 0.5 * min(8.0, 0.25 * 2 ** attempt)  # spread over the whole window
+
+
+def test_retry_after_seconds_and_http_date():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("100000") == 60.0  # capped
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+    later = format_datetime(now + timedelta(seconds=5), usegmt=True)
+    assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(5.0)
+
+
+@pytest.mark.integration
+async def test_429_honours_retry_after_then_fails_with_venue_text(sandbox):
+    sandbox.faults.update(http_error_rate=1.0, http_error_status=429)
+    sleeps = Sleeps()
+    http = JsonHttp(sandbox.clob_url, retries=3, sleep=sleeps)
+    try:
+        with pytest.raises(VenueHTTPError) as ei:
+            await http.get("/time")
+    finally:
+        await http.aclose()
+    e = ei.value
+    assert (e.status, e.message, e.attempts) == (429, "Too Many Requests", 4)
+    assert len(sleeps.delays) == 3 and all(d >= 1.0 for d in sleeps.delays)  # the sandbox says Retry-After: 1
+    assert "GET /time: HTTP 429: Too Many Requests after 4 attempts" == str(e)
+
+
+@pytest.mark.integration
+async def test_5xx_is_retried_until_the_venue_recovers(sandbox):
+    sandbox.faults.update(http_error_rate=1.0, http_error_status=503)
+    sleeps = Sleeps(on_call=lambda n: n == 2 and sandbox.faults.update(http_error_rate=0.0))
+    http = JsonHttp(sandbox.clob_url, retries=4, backoff_base=0.5, sleep=sleeps)
+    tok = sandbox.sim.markets[0].yes_token_id if sandbox.sim.markets[0].has_book else sandbox.sim.markets[1].yes_token_id
+    try:
+        book = await http.get("/book", {"token_id": tok})
+    finally:
+        await http.aclose()
+    assert book["asset_id"] == tok
+    assert http.retried == 2 and sleeps.delays[0] <= 0.5 and sleeps.delays[1] <= 1.0
+
+
+@pytest.mark.integration
+async def test_4xx_fails_at_once_with_the_error_text(sandbox):
+    http = JsonHttp(sandbox.clob_url, retries=4, sleep=Sleeps())
+    try:
+        with pytest.raises(VenueHTTPError) as ei:
+            await http.get("/book", {"token_id": "123"})
+    finally:
+        await http.aclose()
+    assert ei.value.status == 404 and ei.value.attempts == 1
+    assert ei.value.message == "No orderbook exists for the requested token id"
+
+
+@pytest.fixture
+async def slow_server():
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2.0)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+@pytest.mark.integration
+async def test_timeouts_are_retried_then_reported(slow_server):
+    sleeps = Sleeps()
+    http = JsonHttp(slow_server, timeout=0.1, retries=2, sleep=sleeps)
+    try:
+        with pytest.raises(VenueHTTPError) as ei:
+            await http.get("/slow")
+    finally:
+        await http.aclose()
+    assert ei.value.status is None and ei.value.attempts == 3 and "Timeout" in ei.value.message
+    assert len(sleeps.delays) == 2
+
+
+@pytest.mark.integration
+async def test_refused_connection_is_retried_then_reported():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps = Sleeps()
+    http = JsonHttp(f"http://127.0.0.1:{port}", retries=2, sleep=sleeps)
+    try:
+        with pytest.raises(VenueHTTPError) as ei:
+            await http.get("/book", {"token_id": "1"}, retry=True)
+        with pytest.raises(VenueHTTPError) as once:
+            await http.get("/book", retry=False)
+    finally:
+        await http.aclose()
+    assert ei.value.status is None and ei.value.attempts == 3 and "ConnectError" in ei.value.message
+    assert once.value.attempts == 1
