@@ -13,7 +13,8 @@ Two places:
 
 - `--browser SECONDS`: the Voilà app itself with headless chromium against the embedded sandbox
   (paper, 50 markets): JS heap start vs end after a forced GC, and the CPU of the kernel (engine
-  and dashboard together) and of the voila server.
+  and dashboard together) and of the voila server; then the same engine headless for as long, so
+  the dashboard's share of the kernel is the difference.
 
     python bench/bench_dashboard.py [--refreshes 300] [--kernel] [--browser 60]
 """
@@ -170,6 +171,34 @@ def run_browser(seconds: float, notebook: str, markets: int) -> dict:
             **{f"cpu_pct_{k}": round((cpu1[k] - cpu0[k]) / elapsed * 100, 2) for k in procs}}
 
 
+def run_headless(seconds: float, markets: int) -> dict:
+    """The same engine without any face (`python -m pmm_widgets.engine --sandbox`): the part of
+    the kernel's CPU in the browser run that is the engine's, not the dashboard's."""
+    import os
+    import subprocess
+    import tempfile
+
+    import psutil
+
+    tmp = tempfile.mkdtemp(prefix="pmm-bench-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    env.update({"PMM_DB_URL": f"sqlite:///{tmp}/bench.db", "PMM_UNIVERSE_SIZE": str(markets),
+                "PMM_SANDBOX_MARKETS": str(max(80, markets + 10))})
+    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.engine", "--sandbox"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        while " tick 1 " not in (proc.stdout.readline() or " tick 1 "):
+            pass
+        ps = psutil.Process(proc.pid)
+        c0, t0 = sum(ps.cpu_times()[:2]), time.time()
+        time.sleep(seconds)
+        c1, t1 = sum(ps.cpu_times()[:2]), time.time()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"seconds": round(t1 - t0, 1), "cpu_pct_engine": round((c1 - c0) / (t1 - t0) * 100, 2)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--refreshes", type=int, default=300)
@@ -183,6 +212,7 @@ def main() -> int:
     if args.kernel:
         res["in_kernel"] = run_in_kernel(args.refreshes)
     browser = run_browser(args.browser, args.notebook, args.markets) if args.browser else None
+    headless = run_headless(args.browser, args.markets) if args.browser else None
     for where, r in res.items():
         print(f"{where}: {r['refreshes']} refreshes, 50 markets, median of 3")
         for kind in ("table_only", "full"):
@@ -195,6 +225,9 @@ def main() -> int:
               f"{browser['engine_ticks']} engine ticks): JS heap {browser['js_heap_mb_start']} → "
               f"{browser['js_heap_mb_end']} MB; CPU of one core: kernel (engine + dashboard) "
               f"{browser['cpu_pct_kernel']} %, voila server {browser['cpu_pct_voila_server']} %")
+    if headless:
+        print(f"headless engine, same settings, {headless['seconds']} s: {headless['cpu_pct_engine']} % of one core "
+              f"→ dashboard share of the kernel ≈ {browser['cpu_pct_kernel'] - headless['cpu_pct_engine']:.2f} %")
     return 0
 
 

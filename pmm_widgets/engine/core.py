@@ -341,6 +341,13 @@ class Engine:
         if self.mode is Mode.PAPER:
             from ..execution.paper import PaperExchange
 
+            # Paper orders live in the process that placed them. Rows still open belong to an engine
+            # that died without its finally (a killed kernel); we hold the lease, so none is ours.
+            for status in ("PENDING", "LIVE", "PARTIAL"):
+                self._sink.update("orders", {"mode": Mode.PAPER.value, "status": status},
+                                  {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
+                                   "updated_ts": time.time()})
+
             self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed)
         else:
             from ..execution.live import LiveExchange
@@ -422,8 +429,21 @@ class Engine:
             totals=totals_from(self._cycle.totals()),
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
             writer_lag_sec=wl, params=params_to_json(self._params), paused=self._params.quoting_paused,
-            mode=self.mode.value,
+            mode=self.mode.value, venue_health=self._venue_health(),
         ))
+
+    def _venue_health(self) -> str:
+        """One phrase from the live exchange's health (paper has none)."""
+        health = getattr(self._exchange, "health", None)
+        if health is None:
+            return ""
+        h = health()
+        us = getattr(h, "user_stream", None)
+        parts = [f"user stream {'up' if us is not None and us.connected else 'down'}",
+                 f"heartbeat {getattr(h, 'heartbeat', '?')}"]
+        if getattr(h, "halted", None):
+            parts.append(f"HALTED: {h.halted}")
+        return ", ".join(parts)
 
     async def _lease_loop(self) -> None:
         """Renew the lease and publish state for attached faces, about once a second."""

@@ -29,7 +29,7 @@ def status_line(s: EngineState) -> str:
     paused = " PAUSED" if s.paused else ""
     return (f"[{s.mode}{paused}] tick {s.tick} quoted {quoted}/{len(s.markets)} open {s.totals.open_orders} "
             f"fills/min {s.totals.fills_per_min:.2f} fills {s.totals.fills} pnl {s.totals.pnl:+.2f} "
-            f"feed {feed} db lag {db}")
+            f"feed {feed} db lag {db}" + (f" | {s.venue_health}" if s.venue_health else ""))
 
 
 def confirm_live(settings: Settings, mode: Mode, yes: bool, out: TextIO = sys.stdout) -> str | None:
@@ -53,7 +53,14 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    engine.add_state_listener(lambda s: print(status_line(s), file=out, flush=True) if s.role == "owner" and s.running else None)
+    printed = {"tick": 0}
+
+    def on_state(s: EngineState) -> None:  # one line per quote cycle
+        if s.role == "owner" and s.running and s.tick != printed["tick"]:
+            printed["tick"] = s.tick
+            print(status_line(s), file=out, flush=True)
+
+    engine.add_state_listener(on_state)
     engine.events.subscribe(lambda ev: print(f"{ev.level} {ev.kind}: {ev.message}", file=out, flush=True)
                             if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached") else None)
     task = engine.start()

@@ -100,6 +100,7 @@ class EngineState:
     totals: Totals = field(default_factory=Totals)
     feed: FeedState = field(default_factory=FeedState)
     writer_lag_sec: float | None = None
+    venue_health: str = ""  # live/dry-run: user stream, venue heartbeat, halted valve; "" in paper
     last_error: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     kill: KillResult | None = None

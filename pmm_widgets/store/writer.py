@@ -54,10 +54,10 @@ from pmm_widgets.store.schema import metadata
 log = logging.getLogger(__name__)
 
 _INSERT, _UPSERT, _UPDATE = "insert", "upsert", "update"
-# Rows per executemany call inside one flush transaction, and a short sleep between calls. Why:
-# the DB driver releases and re-takes the GIL around every row, and CPython's GIL hand-off then
-# starves the event-loop thread for the whole executemany (tens of ms measured for 100k rows).
-# A real sleep between chunks hands the GIL to the loop; it costs ~1% of flush time.
+# Rows per executemany call inside one flush transaction, with a short sleep between calls, and
+# batches freed piecewise. Why: one 100k-row executemany, or freeing 100k rows at once, keeps the
+# GIL long enough to stall the event loop ~45-57 ms (bench/bench_writer.py); in pieces the worst
+# stall measured drops to ~9-16 ms on a loaded 2-core machine, for ~1% of flush time.
 EXECUTEMANY_CHUNK = 500
 GIL_YIELD_SEC = 0.0005
 RELEASE_CHUNK = 5000
@@ -117,6 +117,7 @@ class BatchWriter:
         self._closed = False
         self._dropped_after_close = 0
         self._outage_since: float | None = None
+        self._in_flight: tuple[int, float] = (0, 0.0)  # (ops being written, oldest one's submit ts)
 
     # ----------------------------------------------------------------- Sink (producer side)
     # Rows are snapshotted at call time (a copy; JSON values deep-copied) so a producer may keep
@@ -187,13 +188,17 @@ class BatchWriter:
         self.close()
 
     def stats(self) -> WriterStats:
-        pending = len(self._queue)
-        lag = 0.0
-        if pending:
+        """Pending counts queued rows plus the batch being written; lag is the oldest one's age."""
+        in_flight, in_flight_ts = self._in_flight
+        queued = len(self._queue)
+        oldest = in_flight_ts if in_flight else None
+        if oldest is None and queued:
             try:
-                lag = max(0.0, time.time() - self._queue[0].ts)
+                oldest = self._queue[0].ts
             except IndexError:  # drained between the two reads
                 pass
+        pending = queued + in_flight
+        lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
         return WriterStats(
             rows_written=self._rows_written,
             pending=pending,
@@ -227,11 +232,15 @@ class BatchWriter:
                     break
             if not ops:
                 return
-            ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
-            if ready and not self._write(ready):
-                return  # database unavailable: the batch is back in the queue
-            self._flushes += 1
-            self._last_flush_ts = time.time()
+            self._in_flight = (len(ops), ops[0].ts)
+            try:
+                ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
+                if ready and not self._write(ready):
+                    return  # database unavailable: the batch is back in the queue
+                self._flushes += 1
+                self._last_flush_ts = time.time()
+            finally:
+                self._in_flight = (0, 0.0)
             del ready
             _release(ops)
 
@@ -305,7 +314,7 @@ class BatchWriter:
             missing_key = [k for k in op.key if k not in (op.where if op.kind == _UPDATE else op.row)]
             if missing_key:
                 raise KeyError(f"key column(s) {missing_key} missing from the row")
-        except (KeyError, TypeError, ValueError, decimal.InvalidOperation) as exc:
+        except Exception as exc:  # whatever a producer passed, one bad row only costs itself
             self._errors += 1
             self._dropped += 1
             log.error("batch writer: dropped %s into %s: %s", op.kind, op.table, exc)
@@ -317,11 +326,9 @@ class BatchWriter:
         table = metadata.tables[first.table]
         if first.kind == _INSERT:
             cols = _union_columns(op.row for op in ops)
-            stmt = table.insert()
-            for i in range(0, len(ops), EXECUTEMANY_CHUNK):
-                if i:
-                    time.sleep(GIL_YIELD_SEC)
-                conn.execute(stmt, [{c: op.row.get(c) for c in cols} for op in ops[i:i + EXECUTEMANY_CHUNK]])
+            n = len(cols)  # a row with as many keys as the union has them all: pass it as is
+            _executemany(conn, table.insert(),
+                         [op.row if len(op.row) == n else {c: op.row.get(c) for c in cols} for op in ops])
         elif first.kind == _UPSERT:
             self._upsert(conn, table, first.key, [op.row for op in ops])
         else:
@@ -335,7 +342,7 @@ class BatchWriter:
                 {**{f"w_{k}": op.where[k] for k in first.key}, **{f"v_{c}": op.row[c] for c in vals}}  # type: ignore[index]
                 for op in ops
             ]
-            conn.execute(stmt, params)
+            _executemany(conn, stmt, params)
 
     def _upsert(self, conn: Connection, table: Table, key: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
         # Same key twice in one statement is an error on PostgreSQL; the later row wins anyway.
@@ -355,7 +362,7 @@ class BatchWriter:
                 if updates
                 else ins.on_conflict_do_nothing(index_elements=list(key))
             )
-            conn.execute(stmt, rows)
+            _executemany(conn, stmt, rows)
             return
         # Generic fallback (other dialects, or a key without a unique index): update, else insert.
         where = and_(*(table.c[k] == bindparam(f"k_{k}") for k in key))
@@ -370,6 +377,13 @@ class BatchWriter:
                 conn.execute(
                     table.update().where(and_(*(table.c[k] == row[k] for k in key))).values(values)
                 )
+
+
+def _executemany(conn: Connection, stmt: Any, params: list[dict[str, Any]]) -> None:
+    for i in range(0, len(params), EXECUTEMANY_CHUNK):
+        if i:
+            time.sleep(GIL_YIELD_SEC)  # hand the GIL to the event loop between pieces
+        conn.execute(stmt, params[i:i + EXECUTEMANY_CHUNK])
 
 
 _JSON_COLUMNS: dict[str, tuple[str, ...]] = {

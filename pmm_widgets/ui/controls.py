@@ -83,7 +83,8 @@ def render_status(s: EngineState) -> str:
     return (f'<span class="pmm-role">{role}</span> · mode <b>{s.mode}</b> · {run}{paused} · tick '
             f'<span class="pmm-tick">{s.tick}</span> · α=<span class="pmm-alpha-value">{alpha}</span> · open orders '
             f'<span class="pmm-open">{s.totals.open_orders}</span> · fills {s.totals.fills} · PnL {s.totals.pnl:+.2f}'
-            f" · feed {'up' if s.feed.connected else 'down'} lag {lag} · DB lag {db}{err}")
+            f" · feed {'up' if s.feed.connected else 'down'} lag {lag} · DB lag {db}"
+            + (f" · {html.escape(s.venue_health)}" if s.venue_health else "") + err)
 
 
 class ControlPanel:

@@ -190,7 +190,7 @@ class GammaClient:
             out.extend(page)
             tradable += sum(m.tradable for m in page)
             offset += len(body)
-            if tradable >= n or len(body) < n:
+            if tradable >= n or not body:  # (a short page is not the end: the venue may cap `limit`)
                 break
         return out
 

@@ -36,7 +36,7 @@ from ..book import ONE, ZERO, OrderBook, snapshot_levels
 from ..domain import PublicTrade, Side
 from ..ticks import to_decimal
 from .clob_rest import ClobPublic
-from .http import VenueHTTPError, backoff_delay
+from .http import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class MarketStream:
         want = set(assets)
         removed = set(self._conn_of) - want
         added = sorted(want - set(self._conn_of))
-        self._retired = (self._retired | removed) - want
+        self._retired = removed  # late frames arrive within moments; the next change forgets them
         for c in self.conns:
             gone = c.assets & removed
             if gone:
@@ -227,9 +227,9 @@ class MarketStream:
                                    close_timeout=1, compression=None) as ws:
                     opened_at = time.monotonic()
                     c.last_pong = opened_at
+                    c.ws = ws  # from here on, assets added meanwhile go out as `operation` frames
                     await ws.send(json.dumps({"assets_ids": sorted(c.assets), "type": "market",
                                               "custom_feature_enabled": False}))
-                    c.ws = ws
                     self.request_resync(c.assets)
                     pinger = asyncio.create_task(self._keepalive(c, ws), name=f"market-ping-{c.n}")
                     try:
@@ -241,6 +241,8 @@ class MarketStream:
                 raise
             except (WebSocketException, OSError, asyncio.TimeoutError) as exc:
                 self._log(logging.INFO, "market websocket %d: %s", c.n, type(exc).__name__)
+            except Exception:  # a bug must cost one reconnect, not the feed
+                log.exception("market websocket %d failed", c.n)
             finally:
                 if c.ws is not None:
                     c.ws = None
@@ -321,10 +323,10 @@ class MarketStream:
         if b is None:
             return
         ts = _ts_ms(ev.get("timestamp"))
-        if b.synced and not b.needs_resync and ts < b.venue_ts_ms:
+        if b.synced and ts and ts < b.venue_ts_ms:
             return  # older than what the book holds
         if not b.apply_snapshot(ev, ts=now):
-            self.request_resync([b.token_id])
+            self._distrust(b)
             raise BadMessage("book snapshot with invalid levels")
         self.stats.snapshots_applied += 1
         touched.add(b.token_id)
@@ -345,15 +347,15 @@ class MarketStream:
                 continue  # a snapshot is on its way
             last = chs[-1]
             h = last.get("hash")
-            if ts < b.venue_ts_ms or (ts == b.venue_ts_ms and h and h == b.hash):
+            if ts and (ts < b.venue_ts_ms or (ts == b.venue_ts_ms and h and h == b.hash)):
                 continue  # already contained in the snapshot the book holds
             if not b.apply_changes(chs):
-                self.request_resync([b.token_id])
+                self._distrust(b)  # it missed a real update of the venue's
                 raise BadMessage("price change with invalid price/size/side")
-            b.stamp(h if isinstance(h, str) else None, ts, now)
+            b.stamp(h if isinstance(h, str) else None, ts or None, now)
             touched.add(b.token_id)
             if b.crossed or not self._bbo_agrees(b, last):
-                self.request_resync([b.token_id])
+                self._distrust(b)
 
     @staticmethod
     def _bbo_agrees(b: OrderBook, entry: Mapping[str, Any]) -> bool:
@@ -381,7 +383,7 @@ class MarketStream:
             b.ts = now
             touched.add(b.token_id)
         else:
-            self.request_resync([b.token_id])
+            self._distrust(b)
 
     def _on_last_trade(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
         b = self._book(ev.get("asset_id"))
@@ -399,6 +401,11 @@ class MarketStream:
                             size=size, side=side, ts=ts / 1000.0 if ts else now)
         if self.on_trade is not None:
             self.on_trade(trade)
+
+    def _distrust(self, b: OrderBook) -> None:
+        """The book no longer matches the venue: flag it (views turn stale) and reload it."""
+        b.needs_resync = True
+        self.request_resync([b.token_id])
 
     def _bad(self, reason: str, conn: _Conn | None) -> None:
         self.stats.bad_messages += 1
@@ -482,10 +489,10 @@ class MarketStream:
             try:
                 await self.resync_now(sorted(tokens))
                 failures = 0
-            except VenueHTTPError as exc:
+            except Exception as exc:  # VenueHTTPError, or a body we could not use: try again later
                 self.stats.rest_errors += 1
                 self._pending |= tokens
-                self._log(logging.WARNING, "book resync failed: %s", exc)
+                self._log(logging.WARNING, "book resync failed: %s: %s", type(exc).__name__, exc)
                 await asyncio.sleep(backoff_delay(failures, 0.5, 10.0, self._rnd))
                 failures += 1
 

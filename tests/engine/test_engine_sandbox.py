@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.lease import Lease
+from pmm_widgets.store import schema
 
 from engine_helpers import count, open_orders_in_db, until
 
@@ -83,6 +85,10 @@ async def test_second_engine_attaches_and_its_commands_apply(fast_settings, db):
 async def test_expired_lease_is_taken_over(fast_settings, db):
     dead = Lease(db, ttl_sec=3, owner="otherhost:1:dead")
     assert dead.try_acquire(now=0.0)  # expired long ago
+    with db.begin() as conn:  # the dead owner's paper order, left 'LIVE' when its process was killed
+        conn.execute(sa.insert(schema.orders).values(
+            client_id="dead-1", mode="paper", token_id="t", side="BUY", price=0.5, size=10, status="LIVE",
+            created_ts=0.0, updated_ts=0.0))
     engine = Engine(fast_settings)
     engine.start()
     assert await engine.wait_role() == "owner"
@@ -90,3 +96,32 @@ async def test_expired_lease_is_taken_over(fast_settings, db):
     result = await engine.kill()
     assert result.ok and result.venue_open_after == 0
     assert open_orders_in_db(db) == 0
+    assert count(db, "SELECT COUNT(*) FROM orders WHERE client_id = 'dead-1' AND status = 'CANCELED'") == 1
+
+
+async def test_live_mode_on_sandbox_kill_leaves_the_venue_empty(fast_settings, db):
+    """Live trading path (signed orders, user stream) against the sandbox's trading half, with a
+    throwaway key; the sandbox's ground truth, not our own books, checks the kill."""
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    settings = fast_settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex())})
+    async with Sandbox(SandboxConfig(markets=20, seed=7, speed=15)) as sb:
+        owners: set[str] = set()
+        sb.sim.add_account_listener(lambda ev: owners.add(ev[1].owner))
+
+        def venue_open() -> int:
+            return sum(len(sb.sim.open_orders(o)) for o in owners)
+
+        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        engine.start()
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: venue_open() > 0)
+        result = await engine.kill()
+        assert result.ok and result.cancelled > 0, result
+        assert venue_open() == 0
+        assert open_orders_in_db(db) == 0

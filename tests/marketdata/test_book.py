@@ -42,12 +42,14 @@ side_levels = st.dictionaries(ticks, st.sampled_from(["1", "5", "12.5", "200"]),
 def test_any_updates_then_snapshot_equals_snapshot(chs, bids, asks):
     b = OrderBook("1", "0xm", TICK)
     b.apply_snapshot(snapshot({40: "5"}, {60: "5"}))
-    for p, s, side in chs:
+    for i, (p, s, side) in enumerate(chs):
         b.apply_change(p, s, side)
+        if i % 17 == 16:  # tick changes in the middle of the updates (finer, then maybe back)
+            b.set_tick_size(Decimal("0.001") if b.tick_size == TICK else TICK)
     snap = snapshot(bids, asks, ts=99, h="abc")
     assert b.apply_snapshot(snap)
     assert b.wire_levels() == snapshot_levels(snap)
-    assert (b.hash, b.venue_ts_ms) == ("abc", 99)
+    assert (b.hash, b.venue_ts_ms, b.tick_size, b.needs_resync) == ("abc", 99, TICK, False)
     assert b.crossed == (bool(bids) and bool(asks) and max(bids) >= min(asks))
 
 

@@ -158,3 +158,20 @@ async def test_deadman_pauses_owned_engine_without_heartbeat(settings):
     assert panel._deadman_fired is False
     for t in panel._tasks:
         t.cancel()
+
+
+def test_live_mode_needs_an_explicit_confirmation(settings):
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    key = Account.create()
+    engine = Engine(settings.model_copy(update={"private_key": SecretStr(key.key.hex())}))
+    panel = ControlPanel(engine)
+    panel.mode.value = "live"
+    assert engine.mode.value == "paper"  # not yet: a confirmation is pending
+    assert panel.live_box.layout.display == "flex" and key.address in panel.live_box.children[0].value
+    assert key.key.hex() not in panel.live_box.children[0].value
+    panel.live_confirm.click()
+    assert engine.mode.value == "live" and panel.live_box.layout.display == "none"
+    panel.mode.value = "paper"
+    assert engine.mode.value == "paper"
