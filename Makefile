@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PYTEST_ARGS ?= -q -rs -p no:cacheprovider
+# Wall-clock cap on the whole suite: a hang that pytest-timeout cannot see (e.g. a module-scoped
+# event loop stuck cancelling a task at teardown) gets SIGINT, so pytest prints where it was and
+# fails well inside CI's 90 minutes instead of silently using them up.
+PYTEST_WALL ?= 40m
 
 .PHONY: demo test install system-deps bench clean-venv
 
@@ -11,7 +15,7 @@ demo: install
 	PMM_VENUE=sandbox $(VENV)/bin/voila apps/control.ipynb
 
 test: install system-deps
-	scripts/with_postgres.sh $(PY) -m pytest $(PYTEST_ARGS)
+	scripts/with_postgres.sh timeout --signal=INT --kill-after=60 $(PYTEST_WALL) $(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 

@@ -116,6 +116,12 @@ class OrderBook:
         except BookError:
             self.rejected += 1
             return False
+        self._set_level(is_bid, t, s)
+        self.version += 1
+        return True
+
+    def _set_level(self, is_bid: bool, t: int, s: Decimal) -> None:
+        """Set the size at tick `t` on one side; size 0 removes the level (the wire's delete)."""
         levels, ticks = (self.bids, self._bid_ticks) if is_bid else (self.asks, self._ask_ticks)
         if s:
             if t not in levels:
@@ -124,8 +130,6 @@ class OrderBook:
         elif t in levels:
             del levels[t]
             del ticks[bisect_left(ticks, t)]
-        self.version += 1
-        return True
 
     def apply_changes(self, entries: Sequence[Mapping[str, Any]]) -> bool:
         """Apply the entries of one `price_change` message for this token atomically: every entry
@@ -140,16 +144,8 @@ class OrderBook:
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return False
-        bids, asks, bt, at = self.bids, self.asks, self._bid_ticks, self._ask_ticks
         for is_bid, t, s in parsed:
-            levels, ticks = (bids, bt) if is_bid else (asks, at)
-            if s:
-                if t not in levels:
-                    insort(ticks, t)
-                levels[t] = s
-            elif t in levels:
-                del levels[t]
-                del ticks[bisect_left(ticks, t)]
+            self._set_level(is_bid, t, s)
         self.version += 1
         return True
 

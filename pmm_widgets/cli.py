@@ -49,10 +49,12 @@ def entry(cmd: str, module: str, name: str) -> Callable[..., Any]:
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        missing = exc.name or module
-        if missing.startswith("pmm_widgets") or not isinstance(exc, ModuleNotFoundError):
-            raise NotBuilt(cmd, missing if missing.startswith("pmm_widgets") else module) from None
-        raise MissingPackage(f"pmm {cmd}: missing Python package {missing!r} (reinstall: pip install -e .)") from None
+        missing = exc.name or ""
+        if missing.startswith("pmm_widgets"):  # that module (or one it needs) is not written yet
+            raise NotBuilt(cmd, missing) from None
+        if isinstance(exc, ModuleNotFoundError):
+            raise MissingPackage(f"pmm {cmd}: missing Python package {missing!r} (reinstall: pip install -e .)") from None
+        raise
     fn = getattr(mod, name, None)
     if fn is None:
         raise NotBuilt(cmd, f"{module}.{name}")

@@ -152,3 +152,8 @@ def test_sandbox_command_prints_urls_and_stops_on_ctrl_c():
         "export PMM_GAMMA_URL", "export PMM_CLOB_URL", "export PMM_CLOB_WS_URL"]
     assert all("127.0.0.1" in ln for ln in lines)
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_missing_third_party_package_is_not_called_unbuilt():
+    with pytest.raises(cli.MissingPackage, match="missing Python package 'no_such_pkg_xyz'"):
+        cli.entry("x", "no_such_pkg_xyz", "f")

@@ -352,8 +352,12 @@ class Engine:
         else:
             from ..execution.live import LiveExchange
 
+            # the market feed counts as a stream for the cancel-all-on-disconnect valve: quotes
+            # priced off a book we no longer see are as dangerous as fills we no longer see
+            md = self._md
             self._exchange = LiveExchange(s, self._sink, clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
-                                          dry_run=self.mode is Mode.DRY_RUN)
+                                          dry_run=self.mode is Mode.DRY_RUN,
+                                          market_feed_ok=lambda: md.stream.connected())
         self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
         await self._exchange.start()
         self._exchange.set_markets(self._markets)

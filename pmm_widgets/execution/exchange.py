@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol, Sequence, runtime_checkable
 
 from ..domain import BookView, Fill, Market, Mode, Order, PublicTrade, Quote
+from ..ticks import valid_price
 
 
 @runtime_checkable
@@ -52,3 +53,21 @@ class Exchange(Protocol):
 
     async def poll(self, now: float) -> list[Fill]:
         """Fills since the previous call (paper: simulated up to `now`; live: from the user tape)."""
+
+
+def venue_rule_violation(q: Quote, m: Market | None) -> str | None:
+    """Why the venue would refuse `q` (unknown token, market closed, price off the tick grid or
+    outside (0, 1), size under the minimum), or None.
+
+    Paper and live both check this before an order leaves the process: paper must refuse what
+    the venue refuses, or paper fills overstate live ones; live must not spend a signed round
+    trip and a rate-limit slot on an order that cannot rest."""
+    if m is None:
+        return "unknown token (not in the universe)"
+    if not m.tradable:
+        return "market not accepting orders"
+    if not valid_price(q.price, m.tick_size):
+        return f"price {q.price} not on the {m.tick_size} grid inside (0, 1)"
+    if q.size < m.min_order_size:
+        return f"size {q.size} below min order size {m.min_order_size}"
+    return None

@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Settings
-from ..domain import ZERO, BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
+from ..domain import BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
 from ..store.sink import Sink
-from ..ticks import to_decimal, valid_price
+from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
+from .exchange import venue_rule_violation
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ class LiveExchange:
         self._open: dict[str, Order] = {}  # client id -> open order
         self._by_venue: dict[str, Order] = {}  # venue id -> order (closed ones too: late fills)
         self._history: dict[str, dict[str, Any]] = {}  # venue id -> DB row of an earlier run
+        self._unconfirmed: list[dict[str, Any]] = []  # PENDING rows of an earlier run, no venue id
         self._trades: dict[str, _TradeState] = {}
         self._stored_trades: set[str] = set()  # trade ids an earlier run already wrote
         self._pending: list[Fill] = []
@@ -295,18 +297,6 @@ class LiveExchange:
         self._record_order(o)
 
     # ------------------------------------------------------------------ orders
-    def _local_reject(self, q: Quote) -> str | None:
-        m = self._markets.get(q.token_id)
-        if m is None:
-            return "unknown token (not in the universe)"
-        if not m.tradable:
-            return "market not accepting orders"
-        if not valid_price(q.price, m.tick_size):
-            return f"price {q.price} not on the {m.tick_size} grid inside (0, 1)"
-        if q.size < m.min_order_size:
-            return f"size {q.size} below min order size {m.min_order_size}"
-        return None
-
     async def place(self, quotes: Sequence[Quote]) -> list[Order]:
         """Post quotes as post-only GTC orders (batches of 15). Rejected ones come back REJECTED."""
         if not self._started:
@@ -317,7 +307,7 @@ class LiveExchange:
         for q in quotes:
             o = Order(self._next_id(), q.market, q.token_id, q.side, q.price, q.size, self.mode,
                       created_ts=now, updated_ts=now)
-            reason = self._halted or self._local_reject(q)
+            reason = self._halted or venue_rule_violation(q, self._markets.get(q.token_id))
             if reason is not None:
                 o.status, o.reason = OrderStatus.REJECTED, reason
                 self._record_order(o)
@@ -584,7 +574,7 @@ class LiveExchange:
             return
         since = self._clock() - 7 * 86400
 
-        def read() -> tuple[dict[str, dict], set[str], float | None]:
+        def read() -> tuple[dict[str, dict], list[dict], set[str], float | None]:
             from sqlalchemy import func, select
 
             from ..store.db import make_engine
@@ -596,15 +586,20 @@ class LiveExchange:
                     rows = c.execute(select(orders).where(orders.c.mode == Mode.LIVE.value,
                                                           orders.c.venue_order_id.is_not(None),
                                                           orders.c.updated_ts >= since)).mappings().all()
+                    pending = c.execute(select(orders).where(orders.c.mode == Mode.LIVE.value,
+                                                             orders.c.venue_order_id.is_(None),
+                                                             orders.c.status == OrderStatus.PENDING.value,
+                                                             orders.c.updated_ts >= since)).mappings().all()
                     tids = c.execute(select(trades.c.trade_id).where(trades.c.mode == Mode.LIVE.value,
                                                                      trades.c.ts >= since)).scalars().all()
                     last = c.execute(select(func.max(trades.c.ts)).where(trades.c.mode == Mode.LIVE.value)).scalar()
             finally:
                 eng.dispose()
-            return {str(r["venue_order_id"]): dict(r) for r in rows}, set(map(str, tids)), last
+            return ({str(r["venue_order_id"]): dict(r) for r in rows}, [dict(r) for r in pending],
+                    set(map(str, tids)), last)
 
         try:
-            self._history, self._stored_trades, last = await asyncio.to_thread(read)
+            self._history, self._unconfirmed, self._stored_trades, last = await asyncio.to_thread(read)
         except Exception as exc:
             log.warning("live: cannot read earlier orders/trades from the DB (%s); reconciling without them",
                         type(exc).__name__)
@@ -629,6 +624,7 @@ class LiveExchange:
             return {}
         async with self._lock:
             venue = await self._broker.open_orders()
+            self._match_unconfirmed(venue)
             seen: set[str] = set()
             orphans: list[str] = []
             adopted = 0
@@ -663,6 +659,15 @@ class LiveExchange:
                 if o.venue_order_id not in seen:  # filled or cancelled while we were away
                     self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED,
                                       "reconcile: not open at the venue")
+            # rows an earlier run left open (it died without cancelling) whose order the venue no
+            # longer holds: close them too, or the DB would show orders open forever
+            for vid, row in self._history.items():
+                if vid in seen or not OrderStatus(row.get("status") or "LIVE").is_open:
+                    continue
+                o = self._order_for(vid)
+                if o is not None and o.status.is_open and o.client_id not in self._open:
+                    self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED,
+                                      "reconcile: not open at the venue")
             self.adopted += adopted
             self.reconciles += 1
             res = {"venue_open": len(venue), "adopted": adopted, "cancelled": len(orphans),
@@ -670,6 +675,27 @@ class LiveExchange:
         self._event("INFO", "reconcile", f"reconcile: {res['venue_open']} open at the venue, {adopted} adopted, "
                     f"{len(orphans)} cancelled, {res['backfilled']} fills backfilled", res)
         return res
+
+    def _match_unconfirmed(self, venue: list[dict]) -> None:
+        """PENDING rows of an earlier run that died between posting and hearing back: give each
+        the unknown venue order with its token, side, price and size (so that order and its fills
+        keep our client id), and close the rest, which the venue never took or no longer holds."""
+        if not self._unconfirmed:
+            return
+        free = [vo for vo in venue if not self._known(str(vo.get("id") or ""))]
+        for row in self._unconfirmed:
+            want = (str(row["token_id"]), str(row["side"]), to_decimal(row["price"]), to_decimal(row["size"]))
+            match = next((vo for vo in free if (str(vo.get("asset_id")), str(vo.get("side")).upper(),
+                                                 to_decimal(vo.get("price")), to_decimal(vo.get("original_size")))
+                          == want), None)
+            if match is not None:
+                free.remove(match)
+                self._history[str(match["id"])] = {**row, "venue_order_id": str(match["id"])}
+            else:
+                o = self._order_from_row(row)
+                o.venue_order_id = None
+                self._close_order(o, OrderStatus.CANCELED, "reconcile: never acknowledged by the venue")
+        self._unconfirmed = []
 
     def _adopt(self, vo: dict) -> Order:
         vid = str(vo.get("id"))

@@ -25,7 +25,7 @@ import numpy as np
 from ..config import Params
 from ..domain import ZERO, BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
 from ..store.sink import Sink
-from ..ticks import valid_price
+from .exchange import venue_rule_violation
 from .fillmodels import (
     DEFAULT_REF_DEPTH,
     QueuePosition,
@@ -92,15 +92,9 @@ class PaperExchange:
 
     # -- orders --------------------------------------------------------------------------------
     def _reject_reason(self, q: Quote) -> str | None:
-        m = self._markets.get(q.token_id)
-        if m is None:
-            return "unknown token"
-        if not m.tradable:
-            return "market not accepting orders"
-        if not valid_price(q.price, m.tick_size):
-            return f"price {q.price} not on the {m.tick_size} grid inside (0, 1)"
-        if q.size < m.min_order_size:
-            return f"size {q.size} below min order size {m.min_order_size}"
+        rule = venue_rule_violation(q, self._markets.get(q.token_id))
+        if rule is not None:
+            return rule
         book = self._books.get(q.token_id)
         if book is not None:
             if q.side is Side.BUY and book.best_ask is not None and q.price >= book.best_ask:

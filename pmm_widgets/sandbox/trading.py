@@ -368,15 +368,28 @@ class TradingVenue:
             return c
         return c, body
 
-    async def post_order(self, request: web.Request) -> web.Response:
+    async def _read_l2_json(self, request: web.Request, invalid: str, kind: type | None = None,
+                            empty: Any = None) -> tuple[SandboxCreds, Any] | web.Response:
+        """Authenticate, then parse the JSON body: (creds, payload), or a 400 with the venue's
+        `invalid` text when it is not JSON or not a `kind`. An empty body reads as `empty` when
+        one is given, else it is invalid."""
         got = await self._read_l2(request)
         if isinstance(got, web.Response):
             return got
         c, body = got
         try:
-            item = json.loads(body)
+            payload = empty if (not body and empty is not None) else json.loads(body)
         except ValueError:
-            return _err(400, "Invalid order payload")
+            return _err(400, invalid)
+        if kind is not None and not isinstance(payload, kind):
+            return _err(400, invalid)
+        return c, payload
+
+    async def post_order(self, request: web.Request) -> web.Response:
+        got = await self._read_l2_json(request, "Invalid order payload")
+        if isinstance(got, web.Response):
+            return got
+        c, item = got
         v = await asyncio.to_thread(self._verify_order, c, item)
         if isinstance(v, str):
             return _err(400, v)
@@ -386,16 +399,10 @@ class TradingVenue:
         return web.json_response(res)
 
     async def post_orders(self, request: web.Request) -> web.Response:
-        got = await self._read_l2(request)
+        got = await self._read_l2_json(request, "Invalid order payload", list)
         if isinstance(got, web.Response):
             return got
-        c, body = got
-        try:
-            items = json.loads(body)
-        except ValueError:
-            return _err(400, "Invalid order payload")
-        if not isinstance(items, list):
-            return _err(400, "Invalid order payload")
+        c, items = got
         if len(items) > MAX_BATCH_ORDERS:
             return _err(400, f"Too many orders in payload: {len(items)}, max allowed: {MAX_BATCH_ORDERS}")
         checked = await asyncio.to_thread(lambda: [self._verify_order(c, it) for it in items])
@@ -421,27 +428,20 @@ class TradingVenue:
         return {"canceled": canceled, "not_canceled": not_canceled}
 
     async def cancel_order(self, request: web.Request) -> web.Response:
-        got = await self._read_l2(request)
+        got = await self._read_l2_json(request, "Invalid payload", dict)
         if isinstance(got, web.Response):
             return got
-        c, body = got
-        try:
-            oid = json.loads(body)["orderID"]
-        except (ValueError, KeyError, TypeError):
+        c, p = got
+        oid = p.get("orderID")
+        if oid is None:
             return _err(400, "Invalid payload")
         return web.json_response(self._cancel_ids(c, [str(oid)]))
 
     async def cancel_orders(self, request: web.Request) -> web.Response:
-        got = await self._read_l2(request)
+        got = await self._read_l2_json(request, "Invalid payload", list)
         if isinstance(got, web.Response):
             return got
-        c, body = got
-        try:
-            ids = json.loads(body)
-        except ValueError:
-            return _err(400, "Invalid payload")
-        if not isinstance(ids, list):
-            return _err(400, "Invalid payload")
+        c, ids = got
         if len(ids) > MAX_BATCH_CANCELS:
             return _err(400, f"Too many orders in payload: {len(ids)}, max allowed: {MAX_BATCH_CANCELS}")
         return web.json_response(self._cancel_ids(c, [str(i) for i in ids]))
@@ -454,16 +454,10 @@ class TradingVenue:
         return web.json_response({"canceled": self.sim.cancel_all(c.api_key), "not_canceled": {}})
 
     async def cancel_market_orders(self, request: web.Request) -> web.Response:
-        got = await self._read_l2(request)
+        got = await self._read_l2_json(request, "Invalid payload", dict, empty={})
         if isinstance(got, web.Response):
             return got
-        c, body = got
-        try:
-            p = json.loads(body) if body else {}
-            if not isinstance(p, dict):
-                raise ValueError
-        except ValueError:
-            return _err(400, "Invalid payload")
+        c, p = got
         ids = self.sim.cancel_market(c.api_key, condition_id=p.get("market") or None, token_id=p.get("asset_id") or None)
         return web.json_response({"canceled": ids, "not_canceled": {}})
 

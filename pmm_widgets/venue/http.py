@@ -42,9 +42,12 @@ class VenueHTTPError(Exception):
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rnd: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)].
+
+    The exponent is clamped: a connection that fails for hours keeps counting attempts, and
+    `2**attempt` past ~1000 no longer converts to float."""
     r = rnd or random
-    return r.uniform(0.0, min(cap, base * (2 ** attempt)))
+    return r.uniform(0.0, min(cap, base * (2 ** min(attempt, 60))))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -20,15 +20,17 @@ fill in a market that just left the universe must still be seen).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
+
+from .http import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,9 @@ class UserStream:
 
     async def close(self) -> None:
         self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(WebSocketException, OSError):
+                await self._ws.close()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -109,9 +114,7 @@ class UserStream:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
-        if self._ws is not None:
-            await self._ws.close()
-            self._ws = None
+        self._ws = None
 
     def health(self) -> UserStreamHealth:
         return UserStreamHealth(self._connected.is_set(), self.reconnects, self.bad_messages,
@@ -182,27 +185,27 @@ class UserStream:
             except asyncio.CancelledError:
                 raise
             except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
-                log.warning("user stream: %s", type(exc).__name__)
+                if not self._closing:
+                    log.warning("user stream: %s", type(exc).__name__)
             finally:
                 if self._connected.is_set():
                     self.down_since = time.time()
                 self._connected.clear()
                 self._ws = None
-            if self._closing:
+            # a cancel that a library swallowed while connecting must still end the loop
+            task = asyncio.current_task()
+            if self._closing or (task is not None and task.cancelling()):
                 return
             attempt += 1
-            delay = random.uniform(0, min(self.backoff_max, self.backoff_min * 2 ** attempt))
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff_delay(attempt, self.backoff_min, self.backoff_max))
 
     async def _pump(self, ws: ClientConnection) -> None:
-        pinger = asyncio.create_task(self._pinger(ws))
+        # recv() is awaited directly (never under wait_for, whose cancellation waits for the
+        # receive to finish): staleness is the keepalive task's job, which closes the socket
+        keeper = asyncio.create_task(self._keepalive(ws))
         try:
             while True:
-                try:
-                    text = await asyncio.wait_for(ws.recv(), timeout=self.stale_sec)
-                except asyncio.TimeoutError:
-                    log.warning("user stream stale for %.0fs: reconnecting", self.stale_sec)
-                    return
+                text = await ws.recv()
                 self.last_message_ts = time.time()
                 if isinstance(text, bytes):
                     text = text.decode("utf-8", "replace")
@@ -217,12 +220,20 @@ class UserStream:
                         self.bad_messages += 1
                         log.exception("user stream: event handler failed")
         finally:
-            pinger.cancel()
+            keeper.cancel()
 
-    async def _pinger(self, ws: ClientConnection) -> None:
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        """PING every `ping_sec`; close the socket when nothing arrived for `stale_sec`."""
+        next_ping = time.monotonic() + self.ping_sec
         try:
             while True:
-                await asyncio.sleep(self.ping_sec)
-                await ws.send("PING")
+                await asyncio.sleep(min(1.0, self.ping_sec))
+                if time.time() - self.last_message_ts > self.stale_sec:
+                    log.warning("user stream stale for %.0fs: reconnecting", self.stale_sec)
+                    await ws.close()
+                    return
+                if time.monotonic() >= next_ping:
+                    next_ping += self.ping_sec
+                    await ws.send("PING")
         except (WebSocketException, asyncio.CancelledError):
             pass

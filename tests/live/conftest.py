@@ -26,3 +26,18 @@ def venue(sb: Sandbox) -> TradingVenue:
 @pytest.fixture
 def wallet_key() -> str:
     return "0x" + Account.create().key.hex().removeprefix("0x")
+
+
+@pytest.fixture
+async def closers() -> AsyncIterator[list]:
+    """Things to close at teardown even when a test fails (exchanges, writers): their worker
+    threads would otherwise keep the test process alive."""
+    items: list = []
+    yield items
+    for it in reversed(items):
+        try:
+            r = it.close()
+            if hasattr(r, "__await__"):
+                await r
+        except Exception:
+            pass

@@ -30,8 +30,8 @@ def active_markets(sb: Sandbox, n: int) -> list[Market]:
 
 
 def touch_bids(sb: Sandbox, markets: list[Market], size: Decimal | None = None) -> list[Quote]:
-    """A post-only BUY on both tokens of each market: one tick above the best bid when that
-    does not cross (first in the queue), else at the best bid."""
+    """A post-only BUY on both tokens of each market: one tick above the best bid when the
+    spread is wide enough not to cross (first in the queue), else at the best bid."""
     out = []
     for m in markets:
         tick = sb.sim.tick_size(m.yes_token_id)
@@ -39,7 +39,7 @@ def touch_bids(sb: Sandbox, markets: list[Market], size: Decimal | None = None) 
             bb, ba = sb.sim.best(tok)
             if bb is None or ba is None:
                 continue
-            px = bb + tick if bb + tick < ba else bb
+            px = bb + tick if bb + 2 * tick < ba else bb
             out.append(Quote(m.condition_id, tok, Side.BUY, px, size or m.min_order_size))
     return out
 
