@@ -519,6 +519,9 @@ class Engine:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer()
+        if self._cycle is not None and self._sink is not None:
+            with contextlib.suppress(Exception):
+                self._cycle.calibrator.persist(time.time())
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._writer.close)

@@ -171,6 +171,15 @@ class Calibrator:
             drive += max(0.0, min(1.0, -st.adverse_ewm / tick - 0.5))
         st.mult = min(max(st.mult * math.exp(self.gain * drive), p.calib_min_mult), p.calib_max_mult)
         st.updated_at = now
+        self._write(market, st, now)
+        return True
+
+    def persist(self, now: float) -> None:
+        """Write every market's state (at shutdown): a restart then resumes from the last fill,
+        not from the last periodic update, which can be `update_sec` old."""
+        for market, st in self.states.items():
+            self._write(market, st, now)
+
+    def _write(self, market: str, st: CalibState, now: float) -> None:
         self.sink.upsert("market_calibration",
                          {"market": market, "state_json": st.to_json(), "updated_at": now}, key=["market"])
-        return True
