@@ -509,7 +509,9 @@ class Engine:
                             + (f" (error: {err})" if err else ""))
             self._kill_result = kr
             self.events.emit("ERROR" if not kr.ok else "WARNING", "kill", kr.message)
-        self.events.emit("INFO", "engine_stop", f"engine stopped: {cancelled} orders cancelled, {open_after} open")
+        venue_open = "venue not checked (no exchange)" if self._exchange is None and err is None else (
+            f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
+        self.events.emit("INFO", "engine_stop", f"engine stopped: {cancelled} orders cancelled, {venue_open}")
         ended = "killed" if self._kill_requested else "stopped"
         rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
                 for m in self._state.markets]  # no quotes rest any more: the table must not show any

@@ -139,7 +139,11 @@ class ControlPanel:
         self.table.add_class("pmm-table")
         self.log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.log.add_class("pmm-log")
-        self.heartbeat = W.Play(value=0, min=0, max=10**9, interval=1000, playing=True, layout=W.Layout(display="none"))
+        # each beat is a message into the kernel (with busy/idle status traffic): measured as the
+        # dashboard's largest kernel cost at 1 Hz, so beat only as often as the dead-man needs
+        beat_ms = int(max(250, min(5000, self.settings.deadman_sec * 1000 / 4)))
+        self.heartbeat = W.Play(value=0, min=0, max=10**9, interval=beat_ms, playing=True,
+                                layout=W.Layout(display="none"))
         self.heartbeat.add_class("pmm-heartbeat")
         self.heartbeat.observe(self._on_beat, names="value")
         self.charts = Charts(rollover=rollover)
