@@ -44,6 +44,22 @@ def touch_bids(sb: Sandbox, markets: list[Market], size: Decimal | None = None) 
     return out
 
 
+async def start_quoting(sb: Sandbox, key: str, closers: list, n_markets: int, sink=None, **settings):
+    """A started LiveExchange (closed at teardown) with post-only bids at the touch on both tokens
+    of the `n_markets` most active markets: (exchange, api key, markets)."""
+    from pmm_widgets.execution.live import LiveExchange
+    from pmm_widgets.store.sink import MemorySink
+
+    ex = LiveExchange(make_settings(sb, key, **settings), sink if sink is not None else MemorySink(), sb.clob_url,
+                      sb.ws_url, heartbeat_sec=0)
+    closers.append(ex)
+    await ex.start()
+    markets = active_markets(sb, n_markets)
+    ex.set_markets(markets)
+    await ex.place(touch_bids(sb, markets))
+    return ex, ex.broker.creds.api_key.get_secret_value(), markets
+
+
 async def wait_for(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

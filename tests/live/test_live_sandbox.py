@@ -14,7 +14,7 @@ from pmm_widgets.store.migrate import upgrade
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.store.writer import BatchWriter
 
-from live_helpers import active_markets, make_settings, touch_bids, wait_for
+from live_helpers import active_markets, make_settings, start_quoting, touch_bids, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -201,14 +201,7 @@ async def test_reconcile_after_crash_leaves_no_orphans_and_no_missing_fills(sb, 
 
 
 async def test_user_stream_drop_cancels_all_within_limit(sb, venue, wallet_key, closers):
-    ex = LiveExchange(make_settings(sb, wallet_key, disconnect_cancel_sec=1.0), MemorySink(), sb.clob_url,
-                      sb.ws_url, heartbeat_sec=0)
-    closers.append(ex)
-    await ex.start()
-    api_key = ex.broker.creds.api_key.get_secret_value()
-    markets = active_markets(sb, 2)
-    ex.set_markets(markets)
-    await ex.place(touch_bids(sb, markets))
+    ex, api_key, markets = await start_quoting(sb, wallet_key, closers, 2, disconnect_cancel_sec=1.0)
     assert sb.sim.open_orders(api_key)
     # the user channel goes away and stays away
     venue.user_ws_enabled = False
@@ -247,14 +240,7 @@ async def test_dry_run_posts_nothing_and_records_intended_orders(sb, venue, wall
 
 async def test_fills_missed_while_the_stream_is_down_are_backfilled(sb, venue, wallet_key, closers):
     sink = MemorySink()
-    ex = LiveExchange(make_settings(sb, wallet_key, disconnect_cancel_sec=60.0), sink, sb.clob_url, sb.ws_url,
-                      heartbeat_sec=0)
-    closers.append(ex)
-    await ex.start()
-    api_key = ex.broker.creds.api_key.get_secret_value()
-    markets = active_markets(sb, 6)
-    ex.set_markets(markets)
-    await ex.place(touch_bids(sb, markets))
+    ex, api_key, _ = await start_quoting(sb, wallet_key, closers, 6, sink, disconnect_cancel_sec=60.0)
     venue.user_ws_enabled = False
     await sb.drop_websockets()
     before = len(venue.account_fills(api_key))
