@@ -35,6 +35,9 @@ def test_backoff_is_full_jitter_and_capped():
         d = [backoff_delay(attempt, 0.25, 8.0, rnd) for _ in range(200)]
         assert all(0 <= x <= min(8.0, 0.25 * 2 ** attempt) for x in d)
         assert max(d) > 0.5 * min(8.0, 0.25 * 2 ** attempt)  # spread over the whole window
+    # a connection failing for hours keeps counting: 2**attempt past ~1000 no longer fits a float
+    d = [backoff_delay(attempt, 0.25, 8.0, rnd) for attempt in (1_030, 10**6)]
+    assert all(0 <= x <= 8.0 for x in d)
 
 
 def test_retry_after_seconds_and_http_date():
