@@ -296,6 +296,10 @@ class LiveExchange:
         self._open.pop(o.client_id, None)
         self._record_order(o)
 
+    def _close_gone(self, o: Order, reason: str) -> None:
+        """The venue no longer holds `o`: FILLED when nothing of it remains, else CANCELED."""
+        self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED, reason)
+
     # ------------------------------------------------------------------ orders
     async def place(self, quotes: Sequence[Quote]) -> list[Order]:
         """Post quotes as post-only GTC orders (batches of 15). Rejected ones come back REJECTED."""
@@ -369,7 +373,7 @@ class LiveExchange:
         for vid, why in not_canceled.items():
             o = self._by_venue.get(vid)
             if o is not None and o.client_id in self._open:  # not open at the venue: filled or gone
-                self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED, why)
+                self._close_gone(o, why)
         return done
 
     async def cancel_market(self, market: str) -> int:
@@ -387,7 +391,7 @@ class LiveExchange:
             r = await self._broker.cancel_all()
             self._apply_cancel(r.canceled, r.not_canceled)
             for o in list(self._open.values()):  # the venue holds none of ours any more
-                self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED, "cancel-all")
+                self._close_gone(o, "cancel-all")
         return len(r.canceled)
 
     async def count_venue_open_orders(self) -> int:
@@ -657,8 +661,7 @@ class LiveExchange:
                 self._on_trade_event(t, source="rest", force=True)
             for o in list(self._open.values()):
                 if o.venue_order_id not in seen:  # filled or cancelled while we were away
-                    self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED,
-                                      "reconcile: not open at the venue")
+                    self._close_gone(o, "reconcile: not open at the venue")
             # rows an earlier run left open (it died without cancelling) whose order the venue no
             # longer holds: close them too, or the DB would show orders open forever
             for vid, row in self._history.items():
@@ -666,8 +669,7 @@ class LiveExchange:
                     continue
                 o = self._order_for(vid)
                 if o is not None and o.status.is_open and o.client_id not in self._open:
-                    self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED,
-                                      "reconcile: not open at the venue")
+                    self._close_gone(o, "reconcile: not open at the venue")
             self.adopted += adopted
             self.reconciles += 1
             res = {"venue_open": len(venue), "adopted": adopted, "cancelled": len(orphans),
