@@ -364,6 +364,9 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        # the venue samples reward scores once per (its) minute: a sped-up sandbox's minute is shorter
+        speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
+        self._cycle.econ.sample_sec = 60.0 / speed
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -404,6 +407,7 @@ class Engine:
                     self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
                     self._universe_ts = time.time()
             async with self._trade_lock:
+                await self._apply_resolutions()
                 report = await self._cycle.run_once(time.time(), self._markets, self._md.view, self._exchange)
             for breach in getattr(report, "breaches", None) or []:
                 self.events.emit("WARNING", "risk_breach", str(breach))
@@ -414,8 +418,28 @@ class Engine:
                 self._stop_evt.set()
                 break
             delay = self.settings.quote_refresh_sec - (loop.time() - t0)
+            # wake at the venue's reward-sampling minute, so the estimate sees the book it samples
+            sample_sec = self._cycle.econ.sample_sec
+            to_boundary = sample_sec - time.time() % sample_sec + 0.05
+            if to_boundary < delay:
+                delay = to_boundary
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    async def _apply_resolutions(self) -> None:
+        """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
+        pop = getattr(self._md, "pop_resolutions", None)
+        if pop is None:
+            return
+        for ev in pop():
+            cid = ev["market"]
+            if await self._cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
+                                                self._exchange, "market_resolved"):
+                self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
+            before = len(self._markets)
+            self._markets = [m for m in self._markets if m.condition_id != cid]
+            if len(self._markets) != before:
+                await self._md.set_markets(self._markets)
 
     def _publish_cycle(self) -> None:
         ms = self._cycle.markets_state()
