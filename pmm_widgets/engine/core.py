@@ -114,6 +114,7 @@ class Engine:
         self._sink: Any = None
         self._writer: Any = None
         self._md: Any = None
+        self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
         self._cycle: Any = None
         self._markets: list[Market] = []
         self._gamma: Any = None
@@ -156,6 +157,8 @@ class Engine:
             RemoteParams(self).update(**changes)
         else:
             self._params.update(**changes)
+            if self._recorder is not None:
+                self._recorder.engine(time.time(), "params", _jsonable(changes))
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused))
 
     def set_mode(self, mode: Mode | str) -> None:
@@ -327,16 +330,23 @@ class Engine:
             self._writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec)
             self._writer.start()
             self._sink = self._writer
+        from ..store.recording import recorder_from_settings
+
+        self._recorder = recorder_from_settings(s)
+        if self._recorder is not None:
+            self._recorder.start()
         gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec)
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
         self._markets = await load_universe(gamma, s.universe_size)
         self._record_universe(self._markets)
+        if self._recorder is not None:
+            self._recorder.universe(time.time(), self._markets)
         self._universe_ts = time.time()
 
         self._md = MarketData(endpoints.clob_url, endpoints.ws_url, self._sink,
-                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec)
+                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=self._recorder)
         await self._md.start()
         if self.mode is Mode.PAPER:
             from ..execution.paper import PaperExchange
@@ -364,6 +374,11 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        if self._recorder is not None:  # what a replay needs to start where this run started
+            self._recorder.engine(time.time(), "start", {
+                "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
+                "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
+                "pnl_sec": s.pnl_sec, "calibration": calibration})
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -375,6 +390,8 @@ class Engine:
         from ..venue.universe import diff_universe
 
         fresh = await self._load_universe(self._gamma, self.settings.universe_size)
+        if self._recorder is not None:  # every refresh (metadata may change without members changing)
+            self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
         assert self._trade_lock is not None
         async with self._trade_lock:
@@ -404,7 +421,10 @@ class Engine:
                     self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
                     self._universe_ts = time.time()
             async with self._trade_lock:
-                report = await self._cycle.run_once(time.time(), self._markets, self._md.view, self._exchange)
+                now = time.time()
+                if self._recorder is not None:
+                    self._recorder.engine(now, "cycle")
+                report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange)
             for breach in getattr(report, "breaches", None) or []:
                 self.events.emit("WARNING", "risk_breach", str(breach))
             self._publish_cycle()
@@ -524,6 +544,11 @@ class Engine:
         if self._cycle is not None and self._sink is not None:
             with contextlib.suppress(Exception):
                 self._cycle.calibrator.persist(time.time())
+        if self._recorder is not None:
+            self._recorder.engine(time.time(), "stop")
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._recorder.close)
+            self._recorder = None
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._writer.close)

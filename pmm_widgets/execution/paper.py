@@ -47,13 +47,14 @@ class PaperExchange:
         seed: int = 0,
         ref_depth: float = DEFAULT_REF_DEPTH,
         clock: Callable[[], float] = time.time,
+        session: str | None = None,
     ) -> None:
         self.params = params
         self.sink = sink
         self.rng = np.random.default_rng(seed)
         self.ref_depth = ref_depth
         self._clock = clock
-        self._session = uuid.uuid4().hex[:8]
+        self._session = session or uuid.uuid4().hex[:8]  # replays pass their run id: deterministic ids
         self._seq = 0
         self._markets: dict[str, Market] = {}  # token id → market
         self._books: dict[str, BookView] = {}
