@@ -249,7 +249,7 @@ class Fill:
     venue_order_id: str | None = None
     status: str = "MATCHED"  # venue trade status: MATCHED, MINED, CONFIRMED, RETRYING, FAILED
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
-    fee: Decimal = ZERO  # USD we paid for this fill (negative: a rebate); makers pay 0 on the venue
+    fee: Decimal = ZERO  # pUSD the venue charged for this fill (rebates are paid later, apart)
     mid: Decimal | None = None  # the token's mid when the fill happened (None: not known)
 
     @property

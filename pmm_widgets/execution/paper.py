@@ -12,7 +12,8 @@ It composes three swappable models (hftbacktest's split):
   (simulated) venue only after the entry delay, and a cancel takes the cancel delay to arrive, so
   a fill can still happen (and is reported) after we cancelled; we learn of a fill after the
   response delay. Default: no latency (the engine passes one built from `PMM_PAPER_LATENCY_MS`);
-- a `FeeModel` (`fee_model`): every fill carries `fee` (and `mid`, the token's mid at the fill).
+- a `FeeModel` (`fee_model`, default: the market's own `feeSchedule`): every fill carries `fee`
+  (and `mid`, the token's mid at the fill); a maker rebate accrual goes to raw_json `rebate`.
 
 Event times are local arrival times: a book's `ts`, a print's `recv_ts` (its venue `ts` when
 unknown). A print on one token of a market is also a print on the other (a YES sell at p is a NO
@@ -52,7 +53,7 @@ from ..domain import (
 )
 from ..store.sink import Sink
 from .exchange import venue_rule_violation
-from .fee_model import FeeModel, ZeroFeeModel
+from .fee_model import FeeModel, ScheduleFeeModel
 from .fill_model import (
     FillModel,
     FillModelSpec,
@@ -102,7 +103,7 @@ class PaperExchange:
         self.rng = np.random.default_rng(seed)
         self.ref_depth = ref_depth
         self.latency: LatencyModel = latency if latency is not None else ZERO_LATENCY
-        self.fees: FeeModel = fees if fees is not None else ZeroFeeModel()
+        self.fees: FeeModel = fees if fees is not None else ScheduleFeeModel()
         self._clock = clock
         self._session = uuid.uuid4().hex[:8]
         self._seq = 0
@@ -298,8 +299,14 @@ class PaperExchange:
             vo.filled += size
             book = self._books.get(vo.token_id)
             mid = book.mid if book is not None else None
-            fee = self.fees.fee(self._markets.get(vo.token_id), vo.side, vo.price, size, True)
-            self._notices.append(_Notice(t + lag, vo.client_id, size, mf.ts, dict(mf.raw), mid, fee))
+            market = self._markets.get(vo.token_id)
+            fee = self.fees.fee(market, vo.side, vo.price, size, True)
+            raw = dict(mf.raw)
+            if isinstance(self.fees, ScheduleFeeModel):
+                rebate = self.fees.rebate(market, vo.price, size, True)
+                if rebate:
+                    raw["rebate"] = str(rebate)
+            self._notices.append(_Notice(t + lag, vo.client_id, size, mf.ts, raw, mid, fee))
             if vo.remaining <= 0:
                 self._drop_venue(vo.client_id)
         self._deliver(t)

@@ -231,3 +231,21 @@ def test_intensity_model_is_pure_given_its_seed():
         return [(f.ts, f.size) for t in range(1, 30) for f in m.advance(float(t), [o], bk)]
 
     assert run() == run() and run()
+
+
+async def test_schedule_fee_model_charges_takers_only_and_reports_the_maker_rebate():
+    from pmm_widgets.execution.fee_model import ScheduleFeeModel
+
+    sched = {"feesEnabled": True, "feeSchedule": {"exponent": 1, "rate": 0.04, "takerOnly": True, "rebateRate": 0.25}}
+    m = make_market(0, raw=sched)
+    fm = ScheduleFeeModel()
+    assert fm.fee(m, Side.BUY, D("0.5"), D(100), maker=False) == D("1.00000")  # 100 × 0.04 × 0.25
+    assert fm.fee(m, Side.BUY, D("0.5"), D(100), maker=True) == 0
+    assert fm.fee(make_market(1), Side.BUY, D("0.5"), D(100), maker=False) == 0  # no schedule: no fee
+    ex = PaperExchange(Params(paper_fill_model="queue"), MemorySink(), clock=lambda: 0.0)
+    ex.set_markets([m])
+    ex.observe_book(book("y0", CM, [("0.45", 0)], [("0.48", 100)]))
+    await ex.place([Quote(CM, "y0", Side.BUY, D("0.45"), D(10))])
+    ex.observe_trade(PublicTrade("y0", CM, D("0.45"), D(10), Side.SELL, 1.0))
+    [f] = await ex.poll(1.0)
+    assert f.fee == 0 and D(f.raw["rebate"]) == D("0.02475")  # 0.25 × 10 × 0.04 × 0.45 × 0.55
