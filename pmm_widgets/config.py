@@ -173,6 +173,7 @@ class Settings(BaseSettings):
     sandbox_markets: int = Field(80, ge=1, le=2_000)
     sandbox_seed: int = 7
     sandbox_speed: float = Field(1.0, gt=0, le=1_000)
+    sandbox_resolve_every_sec: float = Field(0.0, ge=0)  # 0: off
 
     # secrets (live only)
     private_key: SecretStr | None = None
