@@ -102,6 +102,7 @@ orders = Table(
     Column("reason", Text),
     Column("created_ts", Float, nullable=False),
     Column("updated_ts", Float, nullable=False),
+    Column("owner", String(200)),  # lease owner id (host:pid:uuid) of the engine that placed it
     UniqueConstraint("client_id", name="uq_orders_client_id"),
     Index("ix_orders_status", "status"),
     Index("ix_orders_venue", "venue_order_id"),
@@ -185,8 +186,9 @@ commands = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
-    Column("issuer", String(200)),
+    Column("issuer", String(200)),  # the sending engine's owner id
     Column("kind", String(40), nullable=False),  # set_params, pause, resume, kill
+    Column("sender", String(200)),  # who wrote it: user@host pid N (face); DB write access is control access
     Column("payload_json", JSON),
     Column("applied_at", Float),
     Column("result", Text),

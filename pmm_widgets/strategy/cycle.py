@@ -177,7 +177,12 @@ class QuoteCycle:
         markets: list[Market],
         view: Callable[[str], BookView | None],
         exchange: Exchange,
+        *,
+        hold: str | None = None,
     ) -> CycleReport:
+        """One cycle. `hold`: a safety halt's reason (lease unproven, DB writer faulted): every
+        market holds no quote (open orders are cancelled by the plan) while books, fills and PnL
+        keep flowing."""
         p = self.params
         rep = CycleReport()
         self.risk.begin_cycle()
@@ -233,7 +238,8 @@ class QuoteCycle:
         for m in markets:
             cid = m.condition_id
             yv, nv = views[cid]
-            status = "risk: killed" if self._killed else (is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
+            status = "risk: killed" if self._killed else "halted" if hold else (
+                is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
             mid = self._mids.get(cid)
             if status is None and mid is None:
                 status = "stale"
