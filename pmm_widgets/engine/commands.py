@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from ..store.schema import commands
 
-KINDS = ("set_params", "pause", "resume", "kill")
+KINDS = ("set_params", "set_strategy", "pause", "resume", "kill")
 # a command dated further ahead than this (by the owner's clock) is rejected, never kept
 FUTURE_SKEW_SEC = 5.0
 # default life of a command; the engine passes its own (covering an attached face's kill wait)
