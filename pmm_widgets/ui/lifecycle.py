@@ -20,7 +20,8 @@ import inspect
 import logging
 import os
 import signal
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class KernelStopHook:
         self.ran: asyncio.Future[None] | None = None
         self.reason = ""
 
-    def _run_once(self, reason: str) -> "asyncio.Future[None]":
+    def _run_once(self, reason: str) -> asyncio.Future[None]:
         """Schedule the stop on the engine's loop (thread-safe); later calls share the first run."""
         if self.ran is None:
             self.reason = reason

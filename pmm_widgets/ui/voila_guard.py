@@ -24,7 +24,8 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import re
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 from jupyter_server.auth.identity import PasswordIdentityProvider
 from tornado import web
