@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "PMM_"
 
 # built-in strategies by name (pmm_widgets.strategy.registry builds them); PMM_STRATEGY picks one
-STRATEGY_NAMES: tuple[str, ...] = ("spread", "as", "microprice", "regime")
+STRATEGY_NAMES: tuple[str, ...] = ("spread", "as", "microprice", "regime", "rewards")
 
 POLYMARKET_GAMMA_URL = "https://gamma-api.polymarket.com"
 POLYMARKET_CLOB_URL = "https://clob.polymarket.com"
@@ -79,6 +79,8 @@ class Params(BaseModel):
     regime_reduce_before_end_min: float = Field(60.0, ge=0, le=525_600, description="reduce-only this long before end")
     regime_halt_before_end_min: float = Field(10.0, ge=0, le=525_600, description="halt this long before end")
     regime_cooldown_sec: float = Field(60.0, ge=0, le=86_400, description="calm time before stepping down a regime")
+    # rewards band (strategy "rewards")
+    rewards_band_frac: float = Field(0.5, gt=0, lt=1, description="keep each side within this fraction of the reward max spread")
     # paper fill model
     paper_fill_model: Literal["intensity", "queue"] = "intensity"
     paper_fill_intensity: float = Field(1.0, ge=0, le=1_000, description="fills/min for a quote at the touch")
@@ -139,7 +141,7 @@ PARAM_FIELDS = tuple(Params.model_fields)
 # what a per-market override (engine.set_strategy(market, name, **params)) may change: the
 # strategy's own knobs, never a risk limit
 STRATEGY_PARAM_FIELDS: tuple[str, ...] = ("alpha", "quote_size", "skew") + tuple(
-    f for f in PARAM_FIELDS if f.startswith(("as_", "micro_", "regime_")))
+    f for f in PARAM_FIELDS if f.startswith(("as_", "micro_", "regime_", "rewards_band")))
 
 
 class Settings(BaseSettings):
@@ -207,6 +209,7 @@ class Settings(BaseSettings):
     regime_reduce_before_end_min: float = Params.model_fields["regime_reduce_before_end_min"].default
     regime_halt_before_end_min: float = Params.model_fields["regime_halt_before_end_min"].default
     regime_cooldown_sec: float = Params.model_fields["regime_cooldown_sec"].default
+    rewards_band_frac: float = Params.model_fields["rewards_band_frac"].default
     paper_fill_model: str = Params.model_fields["paper_fill_model"].default
     paper_fill_intensity: float = Params.model_fields["paper_fill_intensity"].default
     paper_spread_k: float = Params.model_fields["paper_spread_k"].default

@@ -192,6 +192,15 @@ commands = Table(
     Column("result", Text),
 )
 
+market_overrides = Table(
+    "market_overrides",
+    metadata,
+    Column("market", String(80), primary_key=True),  # condition id
+    Column("strategy", String(40)),  # a built-in strategy name; NULL: the default (PMM_STRATEGY)
+    Column("params_json", JSON),  # strategy-parameter overrides, validated by the Params rules
+    Column("updated_at", Float, nullable=False),
+)
+
 param_changes = Table(
     "param_changes",  # every change of a live parameter: restored at the next start (dashboard)
     metadata,

@@ -1,7 +1,7 @@
 """param_changes: every change of a live parameter (who, when), restored at the next start.
 
-Revision ID: 0002_param_changes
-Revises: 0001
+Revision ID: 0003_param_changes
+Revises: 0002_market_overrides
 Create Date: 2026-12-01
 """
 
@@ -12,8 +12,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_param_changes"
-down_revision: Union[str, Sequence[str], None] = "0001"
+revision: str = "0003_param_changes"
+down_revision: Union[str, Sequence[str], None] = "0002_market_overrides"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
