@@ -482,7 +482,10 @@ class Engine:
                                   {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
                                    "updated_ts": time.time()})
 
-            self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed)
+            from ..execution.latency_model import ConstantLatency
+
+            self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed,
+                                           latency=ConstantLatency(s.paper_latency_ms))
         else:
             from ..execution.live import LiveExchange
 
