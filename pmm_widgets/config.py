@@ -82,7 +82,9 @@ class Params(BaseModel):
     # rewards band (strategy "rewards")
     rewards_band_frac: float = Field(0.5, gt=0, lt=1, description="keep each side within this fraction of the reward max spread")
     # paper fill model
-    paper_fill_model: Literal["intensity", "queue"] = "intensity"
+    paper_fill_model: Literal["intensity", "queue", "prob_queue"] = "intensity"
+    paper_queue_func: Literal["power", "log"] = Field("power", description="prob_queue: how a cancel's chance of being ahead of us grows with the size ahead")
+    paper_queue_power: float = Field(2.0, gt=0, le=20, description="prob_queue: n of the power function x**n")
     paper_fill_intensity: float = Field(1.0, ge=0, le=1_000, description="fills/min for a quote at the touch")
     paper_spread_k: float = Field(100.0, ge=0, le=10_000, description="decay of fill rate per unit of price away from the touch")
     paper_full_fill_prob: float = Field(0.3, ge=0, le=1)
@@ -213,6 +215,9 @@ class Settings(BaseSettings):
     regime_cooldown_sec: float = Params.model_fields["regime_cooldown_sec"].default
     rewards_band_frac: float = Params.model_fields["rewards_band_frac"].default
     paper_fill_model: str = Params.model_fields["paper_fill_model"].default
+    paper_queue_func: str = Params.model_fields["paper_queue_func"].default
+    paper_queue_power: float = Params.model_fields["paper_queue_power"].default
+    paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
     paper_fill_intensity: float = Params.model_fields["paper_fill_intensity"].default
     paper_spread_k: float = Params.model_fields["paper_spread_k"].default
     paper_full_fill_prob: float = Params.model_fields["paper_full_fill_prob"].default
