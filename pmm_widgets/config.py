@@ -207,6 +207,8 @@ class Settings(BaseSettings):
     signature_type: int = Field(0, ge=0, le=3)
     chain_id: int = 137
     adopt_unknown: bool = False  # live reconcile: adopt open orders we did not place (else cancel them)
+    fast_orders: bool = True  # live: project signer + async batched order entry (False: the SDK for everything)
+    max_inflight_requests: int = Field(8, ge=1, le=64)  # live: order requests in flight at once
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

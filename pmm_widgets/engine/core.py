@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from ..config import Params, Settings, Venue, format_validation_error
+from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
@@ -119,13 +119,21 @@ class Engine:
         sink: Sink | None = None,
         endpoints: Any = None,
         auto_takeover: bool = False,
+        persist_params: bool = False,
     ) -> None:
         """`sink`/`endpoints` let tests share a sandbox or a MemorySink; by default the engine opens
         its own (embedded sandbox when `settings.venue` is sandbox, BatchWriter on `db_url`).
-        `auto_takeover`: an attached engine becomes owner when the lease frees (a reloaded page)."""
+        `auto_takeover`: an attached engine becomes owner when the lease frees (a reloaded page).
+        `persist_params`: every parameter change is written to `param_changes` (who, when) and the
+        newest values are restored when this engine becomes owner (the dashboard; headless runs
+        keep env/flags as given)."""
         self.settings = settings
         self.mode = Mode(mode)
         self.auto_takeover = auto_takeover
+        self.persist_params = persist_params
+        self._unsaved_params: dict[str, tuple[Any, str]] = {}  # changed before the DB was open
+        self._attach_only = False
+        self._pause_note = ""
         self.events = EventLog()
         self._params = settings.params()
         self._sink_override = sink
@@ -141,6 +149,7 @@ class Engine:
         self._kill_result: KillResult | None = None
         self._trade_lock: asyncio.Lock | None = None
         self._db: Any = None
+        self._db_lock: asyncio.Lock | None = None
         self._lease: Lease | None = None
         self._commands: CommandQueue | None = None
         self._exchange: Any = None
@@ -187,13 +196,66 @@ class Engine:
         changes = value.model_dump() if isinstance(value, Params) else dict(value)
         self.set_params(**changes)
 
-    def set_params(self, **changes: Any) -> None:
-        """Validate and apply (owner/idle) or send (attached). Raises ValidationError; applies nothing then."""
+    def set_params(self, *, changed_by: str | None = None, **changes: Any) -> None:
+        """Validate and apply (owner/idle) or send (attached). Raises ValidationError; applies nothing then.
+
+        `changed_by` names who asked (recorded with `persist_params`; default: this engine)."""
         if self.role == "attached":
             RemoteParams(self).update(**changes)
         else:
             self._params.update(**changes)
-            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused))
+            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
+                                  pause_note=self._pause_note if self._params.quoting_paused else ""))
+            if self.persist_params:
+                self._persist_params({k: getattr(self._params, k) for k in changes}, changed_by or self._owner_id)
+
+    def _persist_params(self, changes: dict[str, Any], by: str) -> None:
+        """Record a change in `param_changes` (a worker thread); before the DB is open, at start."""
+        if self._db is None:
+            for k, v in changes.items():
+                self._unsaved_params[k] = (v, by)
+            return
+        from .param_log import record
+
+        db = self._db
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            record(db, changes, by)
+            return
+        task = loop.create_task(asyncio.to_thread(record, db, changes, by))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
+            "ERROR", "params", f"could not record parameter change: {t.exception()}"))
+
+    async def _restore_params(self) -> None:
+        """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
+        from .param_log import latest, record
+
+        assert self._db is not None
+        stored = await asyncio.to_thread(latest, self._db)
+        restored: list[str] = []
+        for name, pv in sorted(stored.items()):
+            if name in self._unsaved_params or name not in PARAM_FIELDS:
+                continue
+            try:
+                self._params.update(**{name: pv.value})
+            except ValidationError as exc:
+                self.events.emit("WARNING", "params", f"stored {name}={pv.value!r} not restored: "
+                                 f"{format_validation_error(exc)}")
+                continue
+            restored.append(f"{name}={pv.value} (by {pv.changed_by} at {time.strftime('%H:%M:%S', time.localtime(pv.ts))})")
+        by_who: dict[str, dict[str, Any]] = {}
+        for name, (value, by) in self._unsaved_params.items():
+            by_who.setdefault(by, {})[name] = value
+        for by, changes in by_who.items():
+            await asyncio.to_thread(record, self._db, changes, by)
+        self._unsaved_params.clear()
+        if self._params.quoting_paused and not self._pause_note:
+            self._pause_note = "paused before the restart (restored from the DB)"
+        if restored:
+            self.events.emit("INFO", "params", "restored from the DB: " + ", ".join(restored))
 
     def set_strategy(self, market: str, strategy: Any = None, **params: Any) -> None:
         """Give one market (condition id; "*" for every market of the current universe) its own
@@ -249,8 +311,12 @@ class Engine:
         self._state_listeners.append(cb)
         return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
 
-    def start(self) -> asyncio.Task:
-        """Schedule `run()` on the running loop and return the task (a no-op if already running)."""
+    def start(self, attach_only: bool = False) -> asyncio.Task:
+        """Schedule `run()` on the running loop and return the task (a no-op if already running).
+
+        `attach_only`: mirror an engine that owns the DB, never take the lease (a page whose own
+        engine stopped watches whoever runs now); ends at once when nobody owns it."""
+        self._attach_only = attach_only
         if self.running:
             assert self._task is not None
             return self._task
@@ -262,6 +328,15 @@ class Engine:
         self._task = loop.create_task(self.run(), name="pmm-engine")
         self._task.add_done_callback(self._on_done)
         return self._task
+
+    async def lease_holder(self) -> str | None:
+        """The id of another engine holding a live lease on this DB, else None (opens the DB)."""
+        await self._open_db()
+        assert self._lease is not None
+        row = await asyncio.to_thread(self._lease.read)
+        if row is None or row.expired() or row.owner == self._owner_id:
+            return None
+        return row.owner
 
     async def wait_role(self, timeout: float = 30.0) -> str:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
@@ -300,12 +375,15 @@ class Engine:
             self._publish(replace(self._state, kill=self._kill_result))
         return self._kill_result
 
-    async def pause(self, cancel: bool = True, reason: str = "pause") -> int:
-        """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now."""
+    async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
+        """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now.
+
+        The state carries why and who (`pause_note`), shown on every face."""
         if self.role == "attached":
             self._send_command("pause", {})
             return 0
-        self.set_params(quoting_paused=True)
+        self._pause_note = f"{reason} by {by or self._owner_id} at {time.strftime('%H:%M:%S')}"
+        self.set_params(quoting_paused=True, changed_by=by)
         n = 0
         if cancel and self._exchange is not None and self._trade_lock is not None:
             async with self._trade_lock:
@@ -313,11 +391,12 @@ class Engine:
         self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
         return n
 
-    async def resume(self) -> None:
+    async def resume(self, by: str | None = None) -> None:
         if self.role == "attached":
             self._send_command("resume", {})
             return
-        self.set_params(quoting_paused=False)
+        self._pause_note = ""
+        self.set_params(quoting_paused=False, changed_by=by)
         self.events.emit("INFO", "resume", "quoting resumed")
 
     # ---------------------------------------------------------------- the task
@@ -332,6 +411,9 @@ class Engine:
         self._publish(replace(self._state, last_error=None, kill=None))
         await self._open_db()
         assert self._lease is not None
+        if self._attach_only:
+            await self._run_attached(watch_only=True)
+            return
         while not self._stop_evt.is_set():
             if await self._try_acquire():
                 await self._run_owner()
@@ -361,6 +443,14 @@ class Engine:
         return False
 
     async def _open_db(self) -> None:
+        if self._db is not None:
+            return
+        if self._db_lock is None:
+            self._db_lock = asyncio.Lock()
+        async with self._db_lock:  # a face's lease check and a start may both open it: migrate once
+            await self._open_db_locked()
+
+    async def _open_db_locked(self) -> None:
         if self._db is None:
             from ..store.db import make_engine
             from ..store.migrate import upgrade
@@ -380,6 +470,10 @@ class Engine:
         self._halts = {}
         self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None))
         await asyncio.to_thread(self._commands.expire_before, started)
+        if self.persist_params:
+            await self._restore_params()
+            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
+                                  pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -551,6 +645,7 @@ class Engine:
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
             writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
             params=params_to_json(self._params), paused=self._params.quoting_paused,
+            pause_note=self._pause_note if self._params.quoting_paused else "",
             mode=self.mode.value, venue_health=self._venue_health(), halted=self._hold_reason(),
         ))
 
@@ -698,16 +793,16 @@ class Engine:
             result = "ok"
             try:
                 if cmd.kind == "set_params":
-                    self.set_params(**cmd.payload)
+                    self.set_params(**cmd.payload, changed_by=cmd.issuer or "a command")
                     result = "ok: " + ", ".join(f"{k}={v}" for k, v in cmd.payload.items())
                 elif cmd.kind == "set_strategy":
                     pl = cmd.payload
                     self.set_strategy(pl["market"], pl.get("strategy"), **(pl.get("params") or {}))
                     result = f"ok: {pl['market']} -> {pl.get('strategy') or 'default'}"
                 elif cmd.kind == "pause":
-                    await self.pause(cancel=True, reason="pause")
+                    await self.pause(cancel=True, reason="pause", by=cmd.issuer or "a command")
                 elif cmd.kind == "resume":
-                    await self.resume()
+                    await self.resume(by=cmd.issuer or "a command")
                 elif cmd.kind == "kill":
                     # applied after shutdown, with the verified result (see _shutdown)
                     self._kill_requested = True
@@ -777,8 +872,10 @@ class Engine:
         self._exchange = self._md = self._cycle = self._writer = None
 
     # ---------------------------------------------------------------- attached role
-    async def _run_attached(self) -> bool:
-        """Mirror the owner's state until stopped. True: the lease freed and we took it over."""
+    async def _run_attached(self, watch_only: bool = False) -> bool:
+        """Mirror the owner's state until stopped. True: the lease freed and we took it over.
+
+        `watch_only`: never take over, and end quietly (role idle) when nobody owns the lease."""
         assert self._stop_evt is not None and self._lease is not None and self._role_evt is not None
         self._publish(replace(self._state, role="attached", running=True, last_error=None))
         self.events.emit("INFO", "attached", "another engine owns this DB: attached (commands go through the DB)")
@@ -793,6 +890,11 @@ class Engine:
                 if last is not None and last.kill is not None:  # killed: stay down until an explicit Start
                     self._publish(replace(last, role="idle", running=False, owner="",
                                           last_error="the engine was killed: press Start to run a new one"))
+                    return False
+                if watch_only:
+                    if self.role == "attached":
+                        self._publish(replace(self._state, role="idle", running=False, owner="",
+                                              last_error="the engine stopped: press Start to run one"))
                     return False
                 if self.auto_takeover:
                     self._publish(replace(self._state, role="idle"))

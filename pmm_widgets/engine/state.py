@@ -92,6 +92,7 @@ class EngineState:
     mode: str = "paper"
     running: bool = False
     paused: bool = False
+    pause_note: str = ""  # why and who paused ("deadman by …", "pause by <issuer> at 10:31:02")
     owner: str = ""
     venue: str = ""
     tick: int = 0

@@ -203,4 +203,15 @@ market_overrides = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+param_changes = Table(
+    "param_changes",  # every change of a live parameter: restored at the next start (dashboard)
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("changed_by", String(200)),  # owner id of the engine, or the issuer of a set_params command
+    Column("name", String(80), nullable=False),
+    Column("value_json", JSON),  # Decimal as a string, so exact values survive
+    Index("ix_param_changes_name", "name", "id"),
+)
+
 CONTRACT_TABLES = ("markets", "book_snapshots", "orders", "trades", "pnl", "market_calibration", "events")
