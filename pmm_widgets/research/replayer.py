@@ -33,7 +33,7 @@ from typing import Any
 
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
-from ..execution.paper import PaperExchange
+from ..execution.paper import paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
 from ..strategy.cycle import QuoteCycle
@@ -264,10 +264,12 @@ class Replayer:
         self.md = MarketData(None, "ws://replay.invalid", self.sink, stale_sec=settings.stale_sec,
                              clock=self.clock, stream_cls=ReplayStream)
         self.stream: ReplayStream = self.md.stream  # type: ignore[assignment]
-        self.exchange = PaperExchange(self.params, self.sink, seed=self.seed, clock=self.clock, session=self.run_id)
+        self.exchange = paper_exchange(settings.model_copy(update={"sandbox_seed": self.seed}), self.params, self.sink,
+                                       clock=self.clock, session=self.run_id)
         self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
         self.cycle: QuoteCycle | None = None
         self._calibration: dict[str, dict] | None = None
+        self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.markets: list[Market] = []
         self.universe_seen = False
         self.problems: list[str] = [str(p) for p in self.window.problems]
@@ -306,12 +308,23 @@ class Replayer:
         await self.md.set_markets(fresh)
 
     # ---------------------------------------------------------------- cycles
-    async def _cycle(self, now: float) -> None:
+    def _set_strategy(self, cid: str, name: str | None, params: dict[str, Any]) -> None:
+        if self.cycle is None:
+            self._strategies[cid] = (name, params)
+            return
+        try:
+            self.cycle.set_strategy(cid, name, **params)
+        except (ValueError, AttributeError) as exc:
+            self.problems.append(f"recorded strategy of {cid} ({name}) not applied: {exc}")
+
+    async def _cycle(self, now: float, hold: str | None = None) -> None:
         if self.cycle is None:
             self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
                                     pnl_sec=self.settings.pnl_sec)
+            for cid, (name, params) in self._strategies.items():
+                self._set_strategy(cid, name, params)
         self.clock.now = now
-        rep = await self.cycle.run_once(now, self.markets, self.md.view, self.exchange)
+        rep = await self.cycle.run_once(now, self.markets, self.md.view, self.exchange, hold=hold)
         self.cycle_times.append(now)
         t = self.cycle.totals()
         self.max_inventory_usd = max(self.max_inventory_usd, float(t.inventory_usd))
@@ -402,14 +415,19 @@ class Replayer:
                     kind = kinds[i]
                     if kind == "cycle":
                         if not grid and self.t0 <= ts <= self.t1 and self.universe_seen and not self.killed:
-                            await self._cycle(ts)
+                            await self._cycle(ts, json.loads(pays[i]).get("hold") if pays[i] else None)
                     elif kind == "params" and self.follow_recorded_params:
                         changes = {k: v for k, v in json.loads(pays[i] or "{}").items() if k not in self.overrides}
                         if changes:
                             self.params.update(**changes)
                     elif kind == "start" and self.cycle is None:
-                        cal = json.loads(pays[i] or "{}").get("calibration")
-                        self._calibration = cal or None
+                        start = json.loads(pays[i] or "{}")
+                        self._calibration = start.get("calibration") or None
+                        for cid, (name, params) in (start.get("strategies") or {}).items():
+                            self._set_strategy(cid, name, params or {})
+                    elif kind == "strategy":
+                        ev = json.loads(pays[i] or "{}")
+                        self._set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
             else:
                 i = n
             while grid and status == "done" and next_grid <= self.t1 and self.universe_seen and not self.killed:

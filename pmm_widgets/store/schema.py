@@ -102,6 +102,7 @@ orders = Table(
     Column("reason", Text),
     Column("created_ts", Float, nullable=False),
     Column("updated_ts", Float, nullable=False),
+    Column("owner", String(200)),  # lease owner id (host:pid:uuid) of the engine that placed it
     Column("run_id", String(40)),  # replays (mode 'replay'): the run that wrote the row
     UniqueConstraint("client_id", name="uq_orders_client_id"),
     Index("ix_orders_status", "status"),
@@ -190,8 +191,9 @@ commands = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
-    Column("issuer", String(200)),
+    Column("issuer", String(200)),  # the sending engine's owner id
     Column("kind", String(40), nullable=False),  # set_params, pause, resume, kill
+    Column("sender", String(200)),  # who wrote it: user@host pid N (face); DB write access is control access
     Column("payload_json", JSON),
     Column("applied_at", Float),
     Column("result", Text),
@@ -240,6 +242,26 @@ sweep_results = Table(  # one row per point of a `pmm sweep`
     Column("summary_json", JSON),  # every figure of the run, including PnL components added later
     UniqueConstraint("sweep_id", "point", name="uq_sweep_results_point"),
     Index("ix_sweep_results_sweep", "sweep_id"),
+)
+
+market_overrides = Table(
+    "market_overrides",
+    metadata,
+    Column("market", String(80), primary_key=True),  # condition id
+    Column("strategy", String(40)),  # a built-in strategy name; NULL: the default (PMM_STRATEGY)
+    Column("params_json", JSON),  # strategy-parameter overrides, validated by the Params rules
+    Column("updated_at", Float, nullable=False),
+)
+
+param_changes = Table(
+    "param_changes",  # every change of a live parameter: restored at the next start (dashboard)
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("changed_by", String(200)),  # owner id of the engine, or the issuer of a set_params command
+    Column("name", String(80), nullable=False),
+    Column("value_json", JSON),  # Decimal as a string, so exact values survive
+    Index("ix_param_changes_name", "name", "id"),
 )
 
 CONTRACT_TABLES = ("markets", "book_snapshots", "orders", "trades", "pnl", "market_calibration", "events")

@@ -1,7 +1,7 @@
 """Replays and sweeps: `run_id` on orders / trades / pnl / events, `replay_runs`, `sweep_results`.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0005_replay_sweeps
+Revises: 0004_command_sender_order_owner
 Create Date: 2026-12-01
 
 Idempotent like 0001: a column or table that already exists is left alone.
@@ -25,8 +25,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0001"
+revision: str = "0005_replay_sweeps"
+down_revision: str | Sequence[str] | None = "0004_command_sender_order_owner"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
