@@ -1,7 +1,7 @@
 """Who sent a command, and which engine placed an order.
 
-Revision ID: 0003
-Revises: 0002_market_overrides
+Revision ID: 0004_command_sender_order_owner
+Revises: 0003_param_changes
 Create Date: 2026-12-01
 
 `commands.sender`: the `commands` table is a control plane (DB write access is control access);
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002_market_overrides"
+revision: str = "0004_command_sender_order_owner"
+down_revision: str | Sequence[str] | None = "0003_param_changes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
