@@ -102,6 +102,8 @@ orders = Table(
     Column("reason", Text),
     Column("created_ts", Float, nullable=False),
     Column("updated_ts", Float, nullable=False),
+    Column("owner", String(200)),  # lease owner id (host:pid:uuid) of the engine that placed it
+    Column("run_id", String(40)),  # replays (mode 'replay'): the run that wrote the row
     UniqueConstraint("client_id", name="uq_orders_client_id"),
     Index("ix_orders_status", "status"),
     Index("ix_orders_venue", "venue_order_id"),
@@ -127,8 +129,10 @@ trades = Table(
     Column("fee", MONEY),  # pUSD the venue charged this fill (takers; 0 for our maker fills)
     Column("rebate", MONEY),  # maker rebate accrued by this fill (rebateRate × fee-equivalent)
     Column("liquidity", String(6)),  # MAKER or TAKER
+    Column("run_id", String(40)),
     UniqueConstraint("trade_id", name="uq_trades_trade_id"),
     Index("ix_trades_market_ts", "market", "ts"),
+    Index("ix_trades_run_id", "run_id"),
 )
 
 pnl = Table(
@@ -153,6 +157,7 @@ pnl = Table(
     Column("rebates", MONEY),  # maker rebates accrued
     Column("rewards", MONEY),  # liquidity rewards: estimated (paid where the venue says)
     Column("settlement", MONEY),  # resolution payout minus the last mark of the shares redeemed
+    Column("run_id", String(40)),
     Index("ix_pnl_market_ts", "market", "ts"),
 )
 
@@ -214,6 +219,7 @@ events = Table(
     Column("market", String(80)),
     Column("message", Text),
     Column("data_json", JSON),
+    Column("run_id", String(40)),
     Index("ix_events_ts", "ts"),
 )
 
@@ -232,11 +238,77 @@ commands = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
-    Column("issuer", String(200)),
+    Column("issuer", String(200)),  # the sending engine's owner id
     Column("kind", String(40), nullable=False),  # set_params, pause, resume, kill
+    Column("sender", String(200)),  # who wrote it: user@host pid N (face); DB write access is control access
     Column("payload_json", JSON),
     Column("applied_at", Float),
     Column("result", Text),
+)
+
+replay_runs = Table(  # one row per `pmm replay` (and per sweep point written to the DB)
+    "replay_runs",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("mode", String(10), nullable=False),  # 'replay'
+    Column("t0", Float, nullable=False),
+    Column("t1", Float, nullable=False),
+    Column("started_ts", Float, nullable=False),
+    Column("finished_ts", Float),
+    Column("status", String(16), nullable=False),  # running, done, interrupted, failed
+    Column("markets", Integer),
+    Column("seed", Integer),
+    Column("params_json", JSON),
+    Column("summary_json", JSON),
+    Column("problems_json", JSON),
+)
+
+sweep_results = Table(  # one row per point of a `pmm sweep`
+    "sweep_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sweep_id", String(40), nullable=False),
+    Column("point", Integer, nullable=False),
+    Column("run_id", String(40)),
+    Column("created_ts", Float, nullable=False),
+    Column("t0", Float, nullable=False),
+    Column("t1", Float, nullable=False),
+    Column("grid_json", JSON, nullable=False),  # this point's values of the swept parameters
+    Column("fills", Integer),
+    Column("fills_per_min", Float),
+    Column("pnl_total", Float),
+    Column("realized", Float),
+    Column("unrealized", Float),
+    Column("spread_pnl", Float),
+    Column("inventory_pnl", Float),
+    Column("markout_5s_usd", Float),
+    Column("markout_30s_usd", Float),
+    Column("markout_120s_usd", Float),
+    Column("max_inventory_usd", Float),
+    Column("reward_estimate", Float),
+    Column("summary_json", JSON),  # every figure of the run, including PnL components added later
+    UniqueConstraint("sweep_id", "point", name="uq_sweep_results_point"),
+    Index("ix_sweep_results_sweep", "sweep_id"),
+)
+
+market_overrides = Table(
+    "market_overrides",
+    metadata,
+    Column("market", String(80), primary_key=True),  # condition id
+    Column("strategy", String(40)),  # a built-in strategy name; NULL: the default (PMM_STRATEGY)
+    Column("params_json", JSON),  # strategy-parameter overrides, validated by the Params rules
+    Column("updated_at", Float, nullable=False),
+)
+
+param_changes = Table(
+    "param_changes",  # every change of a live parameter: restored at the next start (dashboard)
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("changed_by", String(200)),  # owner id of the engine, or the issuer of a set_params command
+    Column("name", String(80), nullable=False),
+    Column("value_json", JSON),  # Decimal as a string, so exact values survive
+    Index("ix_param_changes_name", "name", "id"),
 )
 
 CONTRACT_TABLES = ("markets", "book_snapshots", "orders", "trades", "pnl", "market_calibration", "events")

@@ -9,6 +9,7 @@ from .avellaneda import AvellanedaStoikov
 from .base import Strategy
 from .microprice import Microprice
 from .regime import RegimeAware
+from .rewards_band import RewardsBand
 from .spread import SpreadStrategy
 
 BUILDERS: dict[str, Callable[[], Strategy]] = {
@@ -16,6 +17,7 @@ BUILDERS: dict[str, Callable[[], Strategy]] = {
     "as": AvellanedaStoikov,
     "microprice": Microprice,
     "regime": RegimeAware,
+    "rewards": RewardsBand,
 }
 assert tuple(BUILDERS) == STRATEGY_NAMES
 

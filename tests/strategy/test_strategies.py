@@ -19,6 +19,7 @@ from pmm_widgets.strategy.microprice import Microprice, imbalance_fair
 from pmm_widgets.strategy.quoting import effective_touch, grid_tick, make_quotes, yes_space_price
 from pmm_widgets.strategy.regime import RegimeAware, RegimeState
 from pmm_widgets.strategy.registry import BUILDERS, build_strategy
+from pmm_widgets.strategy.rewards_band import RewardsBand, reward_program
 from pmm_widgets.strategy.spread import SpreadStrategy
 from pmm_widgets.ticks import valid_price
 
@@ -40,7 +41,10 @@ def context(m, yes, no, params, inv, **kw) -> MarketContext:
 def contexts(draw, inv_range=(0, 800)):
     tick = draw(st.sampled_from(TICKS))
     n = int(1 / D(tick))
-    m = make_market(0, tick=tick, min_size=str(draw(st.sampled_from([1, 5]))))
+    raw = draw(st.one_of(st.just({}), st.builds(
+        lambda ms, v, r: {"rewardsMinSize": ms, "rewardsMaxSpread": v, "clobRewards": [{"rewardsDailyRate": r}]},
+        st.sampled_from([0, 20, 100]), st.sampled_from([1, 3.5, 5]), st.sampled_from([0, 10, 500]))))
+    m = make_market(0, tick=tick, min_size=str(draw(st.sampled_from([1, 5]))), raw=raw)
     b = draw(st.integers(1, n - 2))
     a = draw(st.integers(b + 1, min(n - 1, b + max(1, n // 10))))
     sz = lambda: str(draw(st.integers(1, 5000)))  # noqa: E731
@@ -61,7 +65,7 @@ def contexts(draw, inv_range=(0, 800)):
                     price_band=D(draw(st.sampled_from(["0.02", "0.1", "0.5"]))),
                     as_gamma=draw(st.floats(0.01, 50)), as_kappa=draw(st.floats(1, 5000)),
                     as_horizon_sec=draw(st.floats(1, 86_400)), micro_levels=draw(st.integers(1, 5)),
-                    micro_toxicity_mult=draw(st.floats(0, 10)))
+                    micro_toxicity_mult=draw(st.floats(0, 10)), rewards_band_frac=draw(st.floats(0.05, 0.95)))
     inv = Inventory(D(draw(st.integers(*inv_range))), D(draw(st.integers(*inv_range))))
     tte = draw(st.one_of(st.none(), st.floats(0, 30 * 86_400)))
     return context(m, yes, no, params, inv, calib_mult=draw(st.floats(0.5, 4.0)),
@@ -71,8 +75,8 @@ def contexts(draw, inv_range=(0, 800)):
 
 
 def all_strategies() -> list[Strategy]:
-    return [SpreadStrategy(), AvellanedaStoikov(), Microprice(), RegimeAware(), RegimeAware(AvellanedaStoikov()),
-            RegimeAware(Microprice())]
+    return [SpreadStrategy(), AvellanedaStoikov(), Microprice(), RewardsBand(), RegimeAware(),
+            RegimeAware(AvellanedaStoikov()), RegimeAware(Microprice())]
 
 
 def yes_prices(ctx: MarketContext, quotes) -> tuple[list[Decimal], list[Decimal]]:
@@ -177,6 +181,31 @@ def test_spread_strategy_is_the_seed_quoting():
     assert list(SpreadStrategy().decide(ctx, None).quotes) == make_quotes(m, y, n, p, inv, 1.7, vol)
 
 
+def test_rewards_band_pulls_quotes_into_the_scoring_band():
+    from pmm_widgets.economics.rewards import score_orders, to_yes_terms
+
+    raw = {"rewardsMinSize": 50, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": 100}]}
+    m = make_market(0, raw=raw)
+    y, n = mirror_books(m, "0.45", "0.50", size="500")
+    ctx = context(m, y, n, Params(alpha=3.0, quote_size=D(10)), Inventory(), vol={m.yes_token_id: 0.02})
+    prog = reward_program(ctx)
+
+    def q_min(quotes):
+        orders = [to_yes_terms(q.token_id == m.yes_token_id, q.side, q.price, q.size) for q in quotes]
+        return score_orders(orders, D("0.475"), prog).q_min
+
+    seed = SpreadStrategy().decide(ctx, None).quotes
+    band = RewardsBand().decide(ctx, None).quotes
+    assert q_min(seed) == 0  # too wide and too small to score
+    assert all(q.size == 50 for q in band) and len(band) == 2
+    bids, asks = yes_prices(ctx, band)
+    assert bids[0] >= D("0.475") - D("0.015") and asks[0] <= D("0.475") + D("0.015")
+    assert q_min(band) > 0
+    # no program: exactly the seed's quotes
+    plain = replace(ctx, market=make_market(0))
+    assert RewardsBand().decide(plain, None).quotes == SpreadStrategy().decide(plain, None).quotes
+
+
 # ---------------------------------------------------------------- regime machine
 def regime_ctx(**kw) -> MarketContext:
     m = make_market(0)
@@ -247,7 +276,7 @@ def test_regime_counts_trade_throughs_of_our_resting_quotes():
 @given(contexts(), st.floats(0, 9.9))
 def test_halted_quotes_nothing_for_any_base(ctx, mins_left):
     ctx = replace(ctx, time_to_end_sec=mins_left * 60.0)
-    for base in (SpreadStrategy(), AvellanedaStoikov(), Microprice()):
+    for base in (SpreadStrategy(), AvellanedaStoikov(), Microprice(), RewardsBand()):
         d = RegimeAware(base).decide(ctx, None)
         assert d.regime is Regime.HALTED and d.quotes == ()
         assert guard_quotes(ctx, list(SpreadStrategy().decide(ctx, None).quotes), Regime.HALTED)[0] == []
@@ -284,7 +313,7 @@ def test_guard_drops_every_malformed_or_crossing_quote():
 
 
 def test_registry_and_params_validation():
-    assert set(BUILDERS) == {"spread", "as", "microprice", "regime"}
+    assert set(BUILDERS) == {"spread", "as", "microprice", "regime", "rewards"}
     assert build_strategy("as").name == "as"
     with pytest.raises(ValueError, match="unknown strategy"):
         build_strategy("nope")

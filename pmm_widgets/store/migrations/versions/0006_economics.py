@@ -1,8 +1,8 @@
 """Venue economics: fee / rebate / liquidity on `trades`, PnL components on `pnl`, and the
 `reward_estimates` and `settlements` tables.
 
-Revision ID: 0002_econ
-Revises: 0001
+Revision ID: 0006_economics
+Revises: 0005_replay_sweeps
 Create Date: 2026-12-01
 
 Idempotent like 0001: missing tables are created and missing (nullable) columns added.
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Column, Float, Index, Integer, MetaData, Numeric, String, Table, UniqueConstraint
 
-revision: str = "0002_econ"
-down_revision: Union[str, Sequence[str], None] = "0001"
+revision: str = "0006_economics"
+down_revision: Union[str, Sequence[str], None] = "0005_replay_sweeps"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
