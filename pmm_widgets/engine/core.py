@@ -548,7 +548,8 @@ class Engine:
             from ..execution.latency_model import ConstantLatency
 
             self._exchange = PaperExchange(self._params, OwnerTaggedSink(self._sink, self._owner_id),
-                                           seed=s.sandbox_seed, latency=ConstantLatency(s.paper_latency_ms))
+                                           seed=s.sandbox_seed, latency=ConstantLatency(s.paper_latency_ms),
+                                           infer_side=True)
         else:
             from ..execution.live import LiveExchange
 
