@@ -203,7 +203,8 @@ class LiveExchange:
             raise LiveError(f"{self.mode.value} mode needs PMM_PRIVATE_KEY: orders are signed with the wallet key")
         creds = Creds(s.api_key, s.api_secret, s.api_passphrase) if s.has_l2_creds else None  # type: ignore[arg-type]
         return Broker(self.clob_url, s.chain_id, s.private_key, creds=creds, signature_type=s.signature_type,
-                      funder=s.funder or None)
+                      funder=s.funder or None, retries=s.venue_retries, backoff_base=s.venue_backoff_sec,
+                      backoff_cap=s.venue_backoff_cap_sec, deadline=s.http_deadline_sec, timeout=s.http_timeout_sec)
 
     async def start(self) -> None:
         """Live: derive L2 creds if needed, load the DB history, reconcile, open the user stream,
@@ -266,6 +267,23 @@ class LiveExchange:
     def health(self) -> LiveHealth:
         return LiveHealth(self.mode.value, self._stream.health() if self._stream else None, self._hb_state,
                           self._halted, len(self._open), self.reconciles, self.disconnect_cancels)
+
+    def venue_failures(self) -> int:
+        """Venue calls that failed for good (after their retries) since start: the engine's
+        circuit breaker watches this grow."""
+        return self._broker.failures if self._broker is not None else 0
+
+    async def probe(self) -> int:
+        """The circuit breaker's probe while quoting is paused: cancel all, then confirm with the
+        venue that nothing rests (raises BrokerError while the venue still fails). After a
+        successful probe, reconcile: posts that landed late and fills missed are settled."""
+        n = await self.cancel_all()
+        left = await self.count_venue_open_orders()
+        if left:
+            raise BrokerError("probe", f"{left} orders still open after cancel-all")
+        if self.mode is Mode.LIVE:
+            await self.reconcile()
+        return n
 
     @property
     def broker(self) -> Broker | None:
@@ -331,6 +349,14 @@ class LiveExchange:
             now = self._clock()
             for (o, _), r in zip(send, results):
                 o.updated_ts = now
+                if r.unknown and r.order_id:
+                    # the answer was lost: the order may rest. Track it by its hash (events and
+                    # fills resolve to it; a cancel or the next reconcile settles it); never re-sign it.
+                    o.venue_order_id, o.reason = r.order_id, f"post outcome unknown: {r.error}"[:500]
+                    self._open[o.client_id] = o
+                    self._by_venue[r.order_id] = o
+                    self._record_order(o)
+                    continue
                 if not r.ok:
                     o.status, o.reason = OrderStatus.REJECTED, r.error
                     self._record_order(o)
@@ -637,6 +663,9 @@ class LiveExchange:
                 seen.add(vid)
                 o = self._by_venue.get(vid)
                 if o is not None and o.client_id in self._open:
+                    if o.status is OrderStatus.PENDING:  # a post whose answer was lost did land
+                        o.status, o.updated_ts = OrderStatus.LIVE, self._clock()
+                        self._record_order(o)
                     continue
                 if not self.adopt_unknown:
                     orphans.append(vid)

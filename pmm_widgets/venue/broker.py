@@ -23,6 +23,18 @@ Facts about the SDK (1.2.1) this relies on, read in its source:
   that wait cannot happen here.
 - `create_or_derive_api_key` tries `POST /auth/api-key` first, then `GET /auth/derive-api-key`.
 
+Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
+connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
+*transient*; anything else fails at once. Idempotent calls (cancels, heartbeats, reads) are retried
+with full-jitter backoff (`venue.http.backoff_delay`) within a total deadline. A post is never
+retried blindly, because a post whose answer was lost may have rested: the same *signed* order
+(same salt, so the same order hash) is re-posted only after checking the venue's open orders for
+its hash, and a "Duplicated" answer to a re-post means an earlier attempt landed. A post whose
+outcome is still unknown after the retries comes back with its hash and `unknown=True`, so the
+caller tracks it until a reconcile or a cancel settles it: never a duplicate order, never an order
+we do not know about. The SDK's module-global httpx client gets the configured timeout
+(PMM_HTTP_TIMEOUT_SEC; the SDK's own default is 5 s).
+
 A second backend (`polymarket-client`, the unified SDK) would implement the same methods: it
 offers an async client (no worker thread needed) and deposit-wallet (signature type 3)
 accounts, which py-clob-client-v2 fails on (the signer/API-key binding issues). Adopting it
@@ -43,21 +55,26 @@ from pydantic import SecretStr
 
 from ..domain import Quote
 from ..logsetup import mask, register_secret
+from .http import backoff_delay
 
 log = logging.getLogger(__name__)
 
 MAX_POST_BATCH = 15  # POST /orders limit
 MAX_CANCEL_BATCH = 3000
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+DUPLICATED = "Duplicated"  # the venue's answer to an order hash it has already seen
 T = TypeVar("T")
 
 
 class BrokerError(Exception):
-    """A venue or SDK failure, safe to log and show: never contains a credential."""
+    """A venue or SDK failure, safe to log and show: never contains a credential. `transient`:
+    a 429, a 5xx or a transport failure, worth retrying (for a post: after checking the venue)."""
 
-    def __init__(self, op: str, message: str, status: int | None = None):
+    def __init__(self, op: str, message: str, status: int | None = None, transient: bool = False):
         self.op = op
         self.status = status
         self.message = message
+        self.transient = transient
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
@@ -79,6 +96,7 @@ class PlaceResult:
     order_id: str | None = None
     status: str = ""  # live | matched | delayed | unmatched | signed (dry-run)
     error: str = ""
+    unknown: bool = False  # the post's outcome is unknown (transient failure): `order_id` is its hash
     payload: dict[str, Any] = field(default_factory=dict, repr=False)  # the POST body's order (dry-run)
 
 
@@ -110,6 +128,12 @@ class Broker:
         creds: Creds | None = None,
         signature_type: int = 0,
         funder: str | None = None,
+        *,
+        retries: int = 3,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 2.0,
+        deadline: float = 30.0,
+        timeout: float | None = None,
     ) -> None:
         from py_clob_client_v2 import ApiCreds, ClobClient
 
@@ -127,6 +151,15 @@ class Broker:
         self.chain_id = chain_id
         self.signature_type = signature_type
         self._hb_id = ""
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.deadline = deadline
+        self.retried = 0  # attempts repeated after a transient failure
+        self.failures = 0  # calls that failed for good (after their retries)
+        self.dedup_hits = 0  # re-posts avoided or refused because the order was already at the venue
+        if timeout is not None:
+            set_sdk_timeout(timeout)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -165,10 +198,14 @@ class Broker:
             msg = exc.error_msg
             if isinstance(msg, dict):
                 msg = msg.get("error") or msg.get("error_msg") or msg.get("errorMsg") or str(msg)
-            return BrokerError(op, self._scrub(str(msg)), exc.status_code)
+            st = exc.status_code
+            return BrokerError(op, self._scrub(str(msg)), st, transient=st is None or st in TRANSIENT_STATUSES)
         if isinstance(exc, PolyException):
             return BrokerError(op, self._scrub(str(exc.msg)))
-        return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"))
+        import httpx
+
+        return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"),
+                           transient=isinstance(exc, (httpx.TransportError, TimeoutError)))
 
     async def _run(self, op: str, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -178,6 +215,33 @@ class Broker:
             raise
         except Exception as exc:
             raise self._error(op, exc) from None
+
+    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True) -> T:
+        """`_run` with retries of transient failures (idempotent calls only), full-jitter backoff
+        and a total deadline over all attempts."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.deadline
+        attempt = 0
+        while True:
+            try:
+                return await self._run(op, fn)
+            except BrokerError as exc:
+                attempt += 1
+                delay = self._retry_delay(exc, attempt) if retry else None
+                if delay is None or loop.time() + delay >= end:
+                    self.failures += 1
+                    raise
+                self.retried += 1
+                log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    def _retry_delay(self, exc: BrokerError, attempt: int) -> float | None:
+        """Seconds before attempt `attempt + 1`, or None when `exc` must not be retried. A 429
+        waits at least one backoff step (the SDK hides the Retry-After header from us)."""
+        if not exc.transient or attempt > self.retries:
+            return None
+        delay = backoff_delay(attempt - 1, self.backoff_base, self.backoff_cap)
+        return max(delay, self.backoff_base) if exc.status == 429 else delay
 
     def close(self) -> None:
         """Stop the worker thread (pending calls finish first)."""
@@ -228,8 +292,13 @@ class Broker:
     async def post_orders(self, items: Sequence[tuple[Quote, Decimal, bool]], dry_run: bool = False) -> list[PlaceResult]:
         """Sign each (quote, tick size, neg-risk) as a post-only GTC limit order and post them in
         batches of at most 15. One result per item, in order; a failure of one order (or of a
-        whole batch request) never raises. `dry_run`: build and sign only, post nothing."""
-        from py_clob_client_v2 import OrderType, PostOrdersV2Args
+        whole batch request) never raises. `dry_run`: build and sign only, post nothing.
+
+        A transient failure of a batch request is retried without ever duplicating an order: the
+        same signed orders (same hashes) are re-posted after the venue's open orders were checked
+        for them, and a "Duplicated" answer to a re-post counts as placed. Orders whose outcome
+        is still unknown come back with `unknown=True` and their hash as `order_id`."""
+        from py_clob_client_v2 import OrderType
         from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
 
         if not self.can_sign:
@@ -240,42 +309,88 @@ class Broker:
         for i in range(0, len(items), MAX_POST_BATCH):
             chunk = list(items[i:i + MAX_POST_BATCH])
 
-            def work(chunk: list[tuple[Quote, Decimal, bool]] = chunk) -> list[PlaceResult]:
-                out: list[PlaceResult | None] = []
-                signed: list[tuple[int, Any]] = []
+            def sign(chunk: list[tuple[Quote, Decimal, bool]] = chunk) -> list[PlaceResult | tuple[Quote, bool, Any]]:
+                out: list[PlaceResult | tuple[Quote, bool, Any]] = []
                 for q, tick, neg in chunk:
                     try:
                         order = self._build(q, tick, neg)
-                    except Exception as exc:
-                        out.append(PlaceResult(q, False, error=self._error("sign", exc).message))
+                    except Exception as exc:  # noqa: BLE001 - one bad order must not sink the batch
+                        err = self._error("sign", exc)
+                        if err.transient:  # the SDK's GET /tick-size failed: sign the chunk again
+                            raise err from None
+                        out.append(PlaceResult(q, False, error=err.message))
                         continue
-                    out.append(None)
-                    signed.append((len(out) - 1, order))
                     if dry_run:
                         owner = self._client.creds.api_key if self._client.creds else ""
                         payload = order_to_json_v2(order, owner, OrderType.GTC, True, False)
                         payload.pop("owner", None)
-                        out[-1] = PlaceResult(q, True, self._order_id(order, neg), "signed", payload=payload["order"])
-                if dry_run or not signed:
-                    return [r for r in out if r is not None]
-                try:
-                    resp = self._client.post_orders(
-                        [PostOrdersV2Args(order=o, orderType=OrderType.GTC) for _, o in signed], post_only=True)
-                except Exception as exc:
-                    err = self._error("post_orders", exc).message
-                    for idx, _ in signed:
-                        out[idx] = PlaceResult(chunk[idx][0], False, error=err)
-                    return [r for r in out if r is not None]
-                resp = resp if isinstance(resp, list) else []
-                for k, (idx, _) in enumerate(signed):
-                    r = resp[k] if k < len(resp) and isinstance(resp[k], dict) else {}
-                    ok = bool(r.get("success")) and bool(r.get("orderID"))
-                    out[idx] = PlaceResult(chunk[idx][0], ok, r.get("orderID") or None, str(r.get("status") or ""),
-                                           "" if ok else self._scrub(str(r.get("errorMsg") or "no response")))
-                return [r for r in out if r is not None]
+                        out.append(PlaceResult(q, True, self._order_id(order, neg), "signed", payload=payload["order"]))
+                    else:
+                        out.append((q, neg, order))
+                return out
 
-            results.extend(await self._run("post_orders", work))
+            signed = await self._call("sign", sign)  # nothing was posted yet: safe to retry
+            pending = {k: v for k, v in enumerate(signed) if not isinstance(v, PlaceResult)}
+            if pending:
+                done = await self._post_signed({k: (q, o) for k, (q, _, o) in pending.items()},
+                                               {k: neg for k, (_, neg, _) in pending.items()})
+                for k, r in done.items():
+                    signed[k] = r
+            results.extend(r for r in signed if isinstance(r, PlaceResult))
         return results
+
+    async def _post_signed(self, orders: dict[int, tuple[Quote, Any]], negs: dict[int, bool]) -> dict[int, PlaceResult]:
+        """POST /orders for signed orders keyed by position, with the idempotent retry above."""
+        from py_clob_client_v2 import OrderType, PostOrdersV2Args
+
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.deadline
+        out: dict[int, PlaceResult] = {}
+        left = dict(orders)
+        hashes: dict[int, str] = {}
+        attempt = 0
+        while left:
+            keys = list(left)
+            try:
+                resp = await self._run("post_orders", lambda keys=keys: self._client.post_orders(
+                    [PostOrdersV2Args(order=left[k][1], orderType=OrderType.GTC) for k in keys], post_only=True))
+            except BrokerError as exc:
+                attempt += 1
+                if exc.transient and not hashes:  # the answer is lost: the orders may rest at the venue
+                    hashes = await self._run("post_orders", lambda: {
+                        k: self._order_id(o, negs[k]) for k, (_, o) in orders.items()})
+                delay = self._retry_delay(exc, attempt)
+                if delay is None or loop.time() + delay >= end:
+                    self.failures += 1
+                    for k in keys:
+                        q = left[k][0]
+                        out[k] = PlaceResult(q, False, hashes.get(k), error=exc.message, unknown=exc.transient)
+                    return out
+                self.retried += 1
+                log.info("post_orders: %s; checking the venue for %d order(s), retry %d in %.2fs",
+                         exc, len(keys), attempt, delay)
+                await asyncio.sleep(delay)
+                try:
+                    venue_ids = {str(vo.get("id") or "") for vo in await self.open_orders(retry=False)}
+                except BrokerError:
+                    venue_ids = set()  # re-post anyway: the venue refuses a hash it has seen
+                for k in keys:
+                    if hashes.get(k) in venue_ids:
+                        out[k] = PlaceResult(left.pop(k)[0], True, hashes[k], "live")
+                        self.dedup_hits += 1
+                continue
+            resp = resp if isinstance(resp, list) else []
+            for n, k in enumerate(keys):
+                q = left.pop(k)[0]
+                r = resp[n] if n < len(resp) and isinstance(resp[n], dict) else {}
+                ok = bool(r.get("success")) and bool(r.get("orderID"))
+                err = "" if ok else self._scrub(str(r.get("errorMsg") or "no response"))
+                if not ok and attempt and DUPLICATED in err and hashes.get(k):  # an earlier attempt landed
+                    out[k] = PlaceResult(q, True, hashes[k], "live")
+                    self.dedup_hits += 1
+                    continue
+                out[k] = PlaceResult(q, ok, r.get("orderID") or None, str(r.get("status") or ""), err)
+        return out
 
     # ------------------------------------------------------------------ cancels
     @staticmethod
@@ -293,11 +408,11 @@ class Broker:
         if not ids:
             return CancelResult([], {})
         if len(ids) == 1:
-            return self._cancel_result(await self._run("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
+            return self._cancel_result(await self._call("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
         total = CancelResult([], {})
         for i in range(0, len(ids), MAX_CANCEL_BATCH):
             chunk = ids[i:i + MAX_CANCEL_BATCH]
-            r = self._cancel_result(await self._run("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
+            r = self._cancel_result(await self._call("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
             total.canceled += r.canceled
             total.not_canceled.update(r.not_canceled)
         return total
@@ -306,28 +421,29 @@ class Broker:
         from py_clob_client_v2 import OrderMarketCancelParams
 
         p = OrderMarketCancelParams(market=market, asset_id=asset_id)
-        return self._cancel_result(await self._run("cancel_market", lambda: self._client.cancel_market_orders(p)))
+        return self._cancel_result(await self._call("cancel_market", lambda: self._client.cancel_market_orders(p)))
 
     async def cancel_all(self) -> CancelResult:
-        return self._cancel_result(await self._run("cancel_all", self._client.cancel_all))
+        return self._cancel_result(await self._call("cancel_all", self._client.cancel_all))
 
     # ------------------------------------------------------------------ account data
-    async def open_orders(self, market: str | None = None, asset_id: str | None = None) -> list[dict]:
+    async def open_orders(self, market: str | None = None, asset_id: str | None = None,
+                          retry: bool = True) -> list[dict]:
         """Every open order (the SDK follows the cursor pages MA== ... LTE=)."""
         from py_clob_client_v2 import OpenOrderParams
 
         p = OpenOrderParams(market=market, asset_id=asset_id)
-        return list(await self._run("open_orders", lambda: self._client.get_open_orders(p)))
+        return list(await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry))
 
     async def trades(self, after: int | None = None, market: str | None = None) -> list[dict]:
         """Every trade of the account since `after` (epoch s), all pages."""
         from py_clob_client_v2 import TradeParams
 
         p = TradeParams(after=after, market=market)
-        return list(await self._run("trades", lambda: self._client.get_trades(p)))
+        return list(await self._call("trades", lambda: self._client.get_trades(p)))
 
     async def get_order(self, order_id: str) -> dict:
-        return await self._run("get_order", lambda: self._client.get_order(order_id))
+        return await self._call("get_order", lambda: self._client.get_order(order_id))
 
     async def heartbeat(self) -> str:
         """One order heartbeat (POST /v1/heartbeats) chaining the id the venue returned; on
@@ -346,4 +462,13 @@ class Broker:
             self._hb_id = str((r or {}).get("heartbeat_id") or "") if isinstance(r, dict) else ""
             return self._hb_id
 
-        return await self._run("heartbeat", work)
+        return await self._call("heartbeat", work)
+
+
+def set_sdk_timeout(seconds: float) -> None:
+    """The SDK sends every request through one module-global `httpx.Client` (default timeout 5 s);
+    give it ours. Process-wide, like the client itself."""
+    import httpx
+    from py_clob_client_v2.http_helpers import helpers
+
+    helpers._http_client.timeout = httpx.Timeout(seconds)
