@@ -187,6 +187,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         "sandbox_markets": args.markets,
         "sandbox_seed": args.seed,
         "sandbox_speed": args.speed,
+        "sandbox_resolve_every_sec": args.resolve_every,
     }
     args._extra_overrides = {k: v for k, v in args._extra_overrides.items() if v is not None}
     settings = settings_from_args(args)
@@ -194,6 +195,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         "markets": settings.sandbox_markets,
         "seed": settings.sandbox_seed,
         "speed": settings.sandbox_speed,
+        "resolve_every": settings.sandbox_resolve_every_sec or None,
         "host": args.host,
     }
     if args.gamma_port is not None:
@@ -271,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--markets", type=int, default=None, help="number of simulated markets (default 80)")
     sb.add_argument("--seed", type=int, default=None, help="random seed (default 7)")
     sb.add_argument("--speed", type=float, default=None, help="simulated time speed-up (default 1)")
+    sb.add_argument("--resolve-every", type=float, default=None, metavar="SEC",
+                    help="resolve one market every SEC simulated seconds (default 0: off)")
     sb.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sb.add_argument("--gamma-port", type=int, default=None, help="Gamma API port (default: free port)")
     sb.add_argument("--clob-port", type=int, default=None, help="CLOB REST + websocket port (default: free port)")

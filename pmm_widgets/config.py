@@ -27,6 +27,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PMM_"
 
+# built-in strategies by name (pmm_widgets.strategy.registry builds them); PMM_STRATEGY picks one
+STRATEGY_NAMES: tuple[str, ...] = ("spread", "as", "microprice", "regime", "rewards")
+
 POLYMARKET_GAMMA_URL = "https://gamma-api.polymarket.com"
 POLYMARKET_CLOB_URL = "https://clob.polymarket.com"
 POLYMARKET_CLOB_WS_URL = "wss://ws-subscriptions-clob.polymarket.com/ws"
@@ -57,8 +60,31 @@ class Params(BaseModel):
     skew: float = Field(0.5, ge=0, le=5, description="inventory skew: half-spreads moved at the inventory limit")
     vol_halflife_sec: float = Field(60.0, gt=0, le=86_400, description="EWMA half-life of mid-change volatility")
     quoting_paused: bool = Field(False, description="keep running, but hold no quotes")
+    strategy: str = Field("spread", description="default quoting strategy: " + ", ".join(STRATEGY_NAMES))
+    # Avellaneda-Stoikov (strategy "as")
+    as_gamma: float = Field(1.0, gt=0, le=100, description="risk aversion, per lot of quote_size")
+    as_kappa: float = Field(100.0, gt=0, le=100_000, description="order-arrival decay per unit of price")
+    as_horizon_sec: float = Field(300.0, gt=0, le=30 * 86_400, description="inventory horizon (capped by time to end)")
+    # microprice (strategy "microprice")
+    micro_levels: int = Field(3, ge=1, le=20, description="book levels in the size-weighted imbalance")
+    micro_toxicity_mult: float = Field(1.0, ge=0, le=50, description="half-spread widening per tick of adverse markout")
+    # regime machine (strategy "regime", wrapping regime_base)
+    regime_base: str = Field("spread", description="strategy the regime machine wraps")
+    regime_wide_vol: float = Field(0.03, gt=0, le=1, description="vol (price move over the vol horizon) that widens")
+    regime_reduce_vol: float = Field(0.06, gt=0, le=1, description="vol that turns reduce-only")
+    regime_halt_vol: float = Field(0.10, gt=0, le=1, description="vol that halts quoting")
+    regime_wide_mult: float = Field(2.0, ge=1, le=20, description="alpha multiplier in the wide regime")
+    regime_wide_tt_per_min: float = Field(1.0, gt=0, le=1_000, description="trade-throughs/min that widen")
+    regime_reduce_tt_per_min: float = Field(3.0, gt=0, le=1_000, description="trade-throughs/min that turn reduce-only")
+    regime_reduce_before_end_min: float = Field(60.0, ge=0, le=525_600, description="reduce-only this long before end")
+    regime_halt_before_end_min: float = Field(10.0, ge=0, le=525_600, description="halt this long before end")
+    regime_cooldown_sec: float = Field(60.0, ge=0, le=86_400, description="calm time before stepping down a regime")
+    # rewards band (strategy "rewards")
+    rewards_band_frac: float = Field(0.5, gt=0, lt=1, description="keep each side within this fraction of the reward max spread")
     # paper fill model
-    paper_fill_model: Literal["intensity", "queue"] = "intensity"
+    paper_fill_model: Literal["intensity", "queue", "prob_queue"] = "intensity"
+    paper_queue_func: Literal["power", "log"] = Field("power", description="prob_queue: how a cancel's chance of being ahead of us grows with the size ahead")
+    paper_queue_power: float = Field(2.0, gt=0, le=20, description="prob_queue: n of the power function x**n")
     paper_fill_intensity: float = Field(1.0, ge=0, le=1_000, description="fills/min for a quote at the touch")
     paper_spread_k: float = Field(100.0, ge=0, le=10_000, description="decay of fill rate per unit of price away from the touch")
     paper_full_fill_prob: float = Field(0.3, ge=0, le=1)
@@ -82,10 +108,25 @@ class Params(BaseModel):
     anomaly_window_sec: float = Field(10.0, gt=0)
     anomaly_cooldown_sec: float = Field(60.0, ge=0)
 
+    @field_validator("strategy", "regime_base")
+    @classmethod
+    def _strategy_name(cls, v: str) -> str:
+        if v not in STRATEGY_NAMES:
+            raise ValueError("expected one of " + ", ".join(STRATEGY_NAMES))
+        return v
+
     @model_validator(mode="after")
     def _calib_bounds(self) -> "Params":
         if self.calib_min_mult > self.calib_max_mult:
             raise ValueError("calib_min_mult must be <= calib_max_mult")
+        if self.regime_base == "regime":
+            raise ValueError("regime_base cannot be regime itself")
+        if not self.regime_wide_vol <= self.regime_reduce_vol <= self.regime_halt_vol:
+            raise ValueError("regime vols must satisfy wide <= reduce <= halt")
+        if self.regime_wide_tt_per_min > self.regime_reduce_tt_per_min:
+            raise ValueError("regime_wide_tt_per_min must be <= regime_reduce_tt_per_min")
+        if self.regime_halt_before_end_min > self.regime_reduce_before_end_min:
+            raise ValueError("regime_halt_before_end_min must be <= regime_reduce_before_end_min")
         return self
 
     def update(self, **changes: Any) -> "Params":
@@ -99,6 +140,10 @@ class Params(BaseModel):
 
 
 PARAM_FIELDS = tuple(Params.model_fields)
+# what a per-market override (engine.set_strategy(market, name, **params)) may change: the
+# strategy's own knobs, never a risk limit
+STRATEGY_PARAM_FIELDS: tuple[str, ...] = ("alpha", "quote_size", "skew") + tuple(
+    f for f in PARAM_FIELDS if f.startswith(("as_", "micro_", "regime_", "rewards_band")))
 
 
 class Settings(BaseSettings):
@@ -138,6 +183,7 @@ class Settings(BaseSettings):
     sandbox_markets: int = Field(80, ge=1, le=2_000)
     sandbox_seed: int = 7
     sandbox_speed: float = Field(1.0, gt=0, le=1_000)
+    sandbox_resolve_every_sec: float = Field(0.0, ge=0)  # 0: off
 
     # secrets (live only)
     private_key: SecretStr | None = None
@@ -157,7 +203,27 @@ class Settings(BaseSettings):
     requote_ticks: int = Params.model_fields["requote_ticks"].default
     skew: float = Params.model_fields["skew"].default
     vol_halflife_sec: float = Params.model_fields["vol_halflife_sec"].default
+    strategy: str = Params.model_fields["strategy"].default
+    as_gamma: float = Params.model_fields["as_gamma"].default
+    as_kappa: float = Params.model_fields["as_kappa"].default
+    as_horizon_sec: float = Params.model_fields["as_horizon_sec"].default
+    micro_levels: int = Params.model_fields["micro_levels"].default
+    micro_toxicity_mult: float = Params.model_fields["micro_toxicity_mult"].default
+    regime_base: str = Params.model_fields["regime_base"].default
+    regime_wide_vol: float = Params.model_fields["regime_wide_vol"].default
+    regime_reduce_vol: float = Params.model_fields["regime_reduce_vol"].default
+    regime_halt_vol: float = Params.model_fields["regime_halt_vol"].default
+    regime_wide_mult: float = Params.model_fields["regime_wide_mult"].default
+    regime_wide_tt_per_min: float = Params.model_fields["regime_wide_tt_per_min"].default
+    regime_reduce_tt_per_min: float = Params.model_fields["regime_reduce_tt_per_min"].default
+    regime_reduce_before_end_min: float = Params.model_fields["regime_reduce_before_end_min"].default
+    regime_halt_before_end_min: float = Params.model_fields["regime_halt_before_end_min"].default
+    regime_cooldown_sec: float = Params.model_fields["regime_cooldown_sec"].default
+    rewards_band_frac: float = Params.model_fields["rewards_band_frac"].default
     paper_fill_model: str = Params.model_fields["paper_fill_model"].default
+    paper_queue_func: str = Params.model_fields["paper_queue_func"].default
+    paper_queue_power: float = Params.model_fields["paper_queue_power"].default
+    paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
     paper_fill_intensity: float = Params.model_fields["paper_fill_intensity"].default
     paper_spread_k: float = Params.model_fields["paper_spread_k"].default
     paper_full_fill_prob: float = Params.model_fields["paper_full_fill_prob"].default

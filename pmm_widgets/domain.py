@@ -194,7 +194,8 @@ class PublicTrade:
     price: Decimal
     size: Decimal
     side: Side
-    ts: float
+    ts: float  # the venue's timestamp of the print
+    recv_ts: float = field(default=0.0, compare=False)  # when it reached us (local clock; 0: unknown, use `ts`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,8 @@ class Fill:
     venue_order_id: str | None = None
     status: str = "MATCHED"  # venue trade status: MATCHED, MINED, CONFIRMED, RETRYING, FAILED
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
+    fee: Decimal = ZERO  # pUSD the venue charged for this fill (rebates are paid later, apart)
+    mid: Decimal | None = None  # the token's mid when the fill happened (None: not known)
 
     @property
     def signed_size(self) -> Decimal:

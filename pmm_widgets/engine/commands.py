@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from ..store.schema import commands
 
-KINDS = ("set_params", "pause", "resume", "kill")
+KINDS = ("set_params", "set_strategy", "pause", "resume", "kill")
 
 
 @dataclass(frozen=True, slots=True)

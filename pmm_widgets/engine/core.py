@@ -125,6 +125,7 @@ class Engine:
         self._sending: set[asyncio.Task] = set()
         self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
         self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
+        self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
         self.events.subscribe(self._record_event)
 
     # ---------------------------------------------------------------- public API (all faces)
@@ -160,6 +161,45 @@ class Engine:
         else:
             self._params.update(**changes)
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused))
+
+    def set_strategy(self, market: str, strategy: Any = None, **params: Any) -> None:
+        """Give one market (condition id; "*" for every market of the current universe) its own
+        strategy: a built-in name (`spread`, `as`, `microprice`, `regime`, `rewards`), an object
+        implementing `strategy.base.Strategy` (owner or idle engine only), or None for the default
+        (`PMM_STRATEGY`); `params` are strategy parameters (`as_gamma=0.5`, `alpha=2`, ...)
+        validated by the same rules as every parameter. Raises ValueError and changes nothing
+        on a bad name or value. The next quote cycle cancels the market's orders before the new
+        strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
+        start-up); a strategy object lives only in this process."""
+        from ..strategy.cycle import strategy_params
+        from ..strategy.registry import build_strategy
+
+        if isinstance(strategy, str):
+            build_strategy(strategy)  # raises ValueError on an unknown name
+        elif strategy is not None and not hasattr(strategy, "decide"):
+            raise ValueError(f"{strategy!r} is not a strategy: it needs a `name` and a `decide(ctx, state)` method")
+        strategy_params(self._params if self.role != "attached" else Params.model_validate(self.state.params or {}),
+                        params)
+        if self.role == "attached":
+            if strategy is not None and not isinstance(strategy, str):
+                raise ValueError("a strategy object can only be handed to the engine that owns the lease (this one is attached)")
+            self._send_command("set_strategy", {"market": market, "strategy": strategy, "params": _jsonable(params)})
+            return
+        targets = [m.condition_id for m in self._markets] if market == "*" else [market]
+        for cid in targets:
+            if self._cycle is not None:
+                self._cycle.set_strategy(cid, strategy, **params)
+            if strategy is None and not params:
+                self._strategy_overrides.pop(cid, None)
+            else:
+                self._strategy_overrides[cid] = (strategy, dict(params))
+            if self._sink is not None and (strategy is None or isinstance(strategy, str)):
+                self._sink.upsert("market_overrides", {"market": cid, "strategy": strategy,
+                                                       "params_json": _jsonable(params) or None,
+                                                       "updated_at": time.time()}, key=["market"])
+        name = strategy if strategy is None or isinstance(strategy, str) else getattr(strategy, "name", "?")
+        self.events.emit("INFO", "strategy", f"strategy of {market}: {name or 'default'}"
+                         + (f" {_jsonable(params)}" if params else ""), market=None if market == "*" else market)
 
     def set_mode(self, mode: Mode | str) -> None:
         """Change the execution mode; only while not running. Live needs credentials."""
@@ -352,7 +392,10 @@ class Engine:
                                   {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
                                    "updated_ts": time.time()})
 
-            self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed)
+            from ..execution.latency_model import ConstantLatency
+
+            self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed,
+                                           latency=ConstantLatency(s.paper_latency_ms))
         else:
             from ..execution.live import LiveExchange
 
@@ -368,6 +411,12 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        saved = await asyncio.to_thread(repo.load_overrides, self._db)
+        for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
+            try:
+                self._cycle.set_strategy(cid, name, **params)
+            except ValueError as exc:  # a row an older build wrote, a name no longer known
+                self.events.emit("WARNING", "strategy", f"market override of {cid} ignored: {exc}", market=cid)
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -551,6 +600,10 @@ class Engine:
                 if cmd.kind == "set_params":
                     self.set_params(**cmd.payload)
                     result = "ok: " + ", ".join(f"{k}={v}" for k, v in cmd.payload.items())
+                elif cmd.kind == "set_strategy":
+                    pl = cmd.payload
+                    self.set_strategy(pl["market"], pl.get("strategy"), **(pl.get("params") or {}))
+                    result = f"ok: {pl['market']} -> {pl.get('strategy') or 'default'}"
                 elif cmd.kind == "pause":
                     await self.pause(cancel=True, reason="pause")
                 elif cmd.kind == "resume":

@@ -46,6 +46,7 @@ class MarketRow:
     fills: int = 0
     fills_per_min: float = 0.0
     status: str = ""
+    strategy: str = ""
 
 
 @dataclass(slots=True)
@@ -156,6 +157,7 @@ def row_from_market_state(rank: int, condition_id: str, ms: Any) -> MarketRow:
         fills=int(getattr(ms, "fills", 0) or 0),
         fills_per_min=_f(getattr(ms, "fills_per_min", None)) or 0.0,
         status=str(getattr(ms, "status", "") or ""),
+        strategy=str(getattr(ms, "strategy", "") or ""),
     )
 
 

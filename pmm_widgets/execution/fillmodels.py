@@ -1,4 +1,4 @@
-"""Fill models of the paper exchange: when, and how much of, a resting order gets filled.
+"""The fill models' arithmetic (pure functions over plain numbers); the models are in `fill_model`.
 
 `intensity` (the seed's model). A resting order fills as a Poisson process with rate
 
@@ -61,22 +61,48 @@ def depth_factor(depth: float, ref_depth: float = DEFAULT_REF_DEPTH) -> float:
     return 2.0 * ref_depth / (ref_depth + depth)
 
 
-def intensity_rate(params: Params, distance: float, depth: float, ref_depth: float = DEFAULT_REF_DEPTH) -> float:
+@dataclass(frozen=True, slots=True)
+class IntensityKnobs:
+    """The intensity model's own parameters (the `PMM_PAPER_*` knobs it reads, and nothing else)."""
+
+    intensity: float = 1.0  # fills/min for a quote at the touch
+    spread_k: float = 100.0
+    full_fill_prob: float = 0.3
+    beta_a: float = 2.0
+    beta_b: float = 5.0
+    partial_max_frac: float = 0.8
+    ref_depth: float = DEFAULT_REF_DEPTH
+
+    @classmethod
+    def from_params(cls, p: Params, ref_depth: float = DEFAULT_REF_DEPTH) -> IntensityKnobs:
+        return cls(p.paper_fill_intensity, p.paper_spread_k, p.paper_full_fill_prob, p.paper_partial_beta_a,
+                   p.paper_partial_beta_b, p.paper_partial_max_frac, ref_depth)
+
+
+def intensity_rate_knobs(k: IntensityKnobs, distance: float, depth: float) -> float:
     """λ in fills per second for an order `distance` behind a touch holding `depth` shares."""
-    return params.paper_fill_intensity / 60.0 * math.exp(-params.paper_spread_k * distance) * depth_factor(depth, ref_depth)
+    return k.intensity / 60.0 * math.exp(-k.spread_k * distance) * depth_factor(depth, k.ref_depth)
+
+
+def intensity_rate(params: Params, distance: float, depth: float, ref_depth: float = DEFAULT_REF_DEPTH) -> float:
+    return intensity_rate_knobs(IntensityKnobs.from_params(params, ref_depth), distance, depth)
 
 
 def fill_probability(rate_per_sec: float, dt: float) -> float:
     return 1.0 - math.exp(-rate_per_sec * dt) if dt > 0 else 0.0
 
 
-def draw_fill_size(rng: np.random.Generator, params: Params, remaining: Decimal, min_size: Decimal) -> Decimal:
+def draw_fill_size_knobs(rng: np.random.Generator, k: IntensityKnobs, remaining: Decimal, min_size: Decimal) -> Decimal:
     """Size of one fill: all of `remaining`, or a Beta-distributed partial (see module doc)."""
-    if rng.random() < params.paper_full_fill_prob:
+    if rng.random() < k.full_fill_prob:
         return remaining
-    frac = min(float(rng.beta(params.paper_partial_beta_a, params.paper_partial_beta_b)), params.paper_partial_max_frac)
+    frac = min(float(rng.beta(k.beta_a, k.beta_b)), k.partial_max_frac)
     size = floor_size(remaining * Decimal(repr(frac)))
     return min(remaining, max(size, min_size))
+
+
+def draw_fill_size(rng: np.random.Generator, params: Params, remaining: Decimal, min_size: Decimal) -> Decimal:
+    return draw_fill_size_knobs(rng, IntensityKnobs.from_params(params), remaining, min_size)
 
 
 @dataclass(slots=True)

@@ -562,7 +562,7 @@ class LiveExchange:
                "book_mid": None if mid is None else str(mid)}
         fill = Fill(key, client_id, market, str(f["token_id"]), side, price, size,
                     FillType.FILLED if done else FillType.PARTIAL, self.mode, ts,
-                    venue_order_id=f["order_id"], status=status, raw=raw)
+                    venue_order_id=f["order_id"], status=status, raw=raw, mid=mid)
         self._trades[key] = _TradeState(fill, [status], counted, raw=raw)
         if stored:
             self.sink.update("trades", {"trade_id": key}, {"status": status})

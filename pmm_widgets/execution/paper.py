@@ -2,39 +2,87 @@
 
 Why it mimics the venue's refusals: what passes in paper must pass live, so a quote off the
 grid, below min size, crossing the book (post-only) or selling shares we do not hold is
-REJECTED here exactly as the CLOB would. Accepted orders rest at once (status LIVE) and fill
-by the model chosen in `params.paper_fill_model` (see `fillmodels`), re-read on every call so a
-notebook can switch models or knobs between cycles. Randomness comes from one seeded numpy
-Generator, so a run over the same books and the same call sequence is reproducible.
+REJECTED here exactly as the CLOB would.
 
-Every order and each status change is upserted into `orders` (key client_id); every fill is a
-`trades` row (PARTIAL or FILLED, mode 'paper', status 'MATCHED', raw_json with the model's
-inputs and `book_mid`, the token's mid when the fill happened). Fills are returned by `poll()`; queue-model fills found while observing books and
-trades wait there until the next poll.
+It composes three swappable models (hftbacktest's split):
+- a `FillModel` (`fill_model`), chosen by `params.paper_fill_model` and re-read on every call
+  with its knobs, so a notebook can switch models or knobs between cycles (a model switched in
+  mid-run starts our orders at the back of their queues);
+- a `LatencyModel` (`latency_model`): an accepted order is LIVE for us at once, but rests at the
+  (simulated) venue only after the entry delay, and a cancel takes the cancel delay to arrive, so
+  a fill can still happen (and is reported) after we cancelled; we learn of a fill after the
+  response delay. Default: no latency (the engine passes one built from `PMM_PAPER_LATENCY_MS`);
+- a `FeeModel` (`fee_model`, default: the market's own `feeSchedule`): every fill carries `fee`
+  (and `mid`, the token's mid at the fill); a maker rebate accrual goes to raw_json `rebate`.
+
+Event times are local arrival times: a book's `ts`, a print's `recv_ts` (its venue `ts` when
+unknown). A print on one token of a market is also a print on the other (a YES sell at p is a NO
+buy at 1 − p, the venue's books are mirrors), so the queue models see prints of both tokens;
+a print that the feed repeats on the other token is counted once.
+
+Randomness comes from one seeded numpy Generator, so a run over the same books and the same call
+sequence is reproducible. Every order and each status change is upserted into `orders` (key
+client_id); every fill is a `trades` row (PARTIAL or FILLED, mode 'paper', status 'MATCHED',
+raw_json with the model's inputs, `book_mid` and `fee`). Fills are returned by `poll()`.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..config import Params
-from ..domain import ZERO, BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
+from ..domain import (
+    ZERO,
+    BookView,
+    Fill,
+    FillType,
+    Market,
+    Mode,
+    Order,
+    OrderStatus,
+    PublicTrade,
+    Quote,
+    Side,
+)
 from ..store.sink import Sink
 from .exchange import venue_rule_violation
-from .fillmodels import (
-    DEFAULT_REF_DEPTH,
-    QueuePosition,
-    draw_fill_size,
-    fill_probability,
-    intensity_rate,
-    touch_depth,
-    touch_distance,
+from .fee_model import FeeModel, ScheduleFeeModel
+from .fill_model import (
+    FillModel,
+    FillModelSpec,
+    IntensityFillModel,
+    ModelFill,
+    ProbQueueFillModel,
+    RestingOrder,
 )
+from .fillmodels import DEFAULT_REF_DEPTH, IntensityKnobs
+from .latency_model import ZERO_LATENCY, LatencyModel
+
+ONE = Decimal(1)
+
+
+def fill_model_spec(params: Params, ref_depth: float = DEFAULT_REF_DEPTH) -> FillModelSpec:
+    """The chosen fill model and its own knobs, read from the live parameters."""
+    return FillModelSpec(params.paper_fill_model, IntensityKnobs.from_params(params, ref_depth),
+                         params.paper_queue_func, params.paper_queue_power)
+
+
+class _Notice:
+    """A fill that happened at the venue and is on its way to us."""
+
+    __slots__ = ("client_id", "fee", "mid", "raw", "size", "ts", "visible_at")
+
+    def __init__(self, visible_at: float, client_id: str, size: Decimal, ts: float, raw: dict[str, Any],
+                 mid: Decimal | None, fee: Decimal) -> None:
+        self.visible_at, self.client_id, self.size, self.ts = visible_at, client_id, size, ts
+        self.raw, self.mid, self.fee = raw, mid, fee
 
 
 class PaperExchange:
@@ -47,23 +95,36 @@ class PaperExchange:
         seed: int = 0,
         ref_depth: float = DEFAULT_REF_DEPTH,
         clock: Callable[[], float] = time.time,
+        latency: LatencyModel | None = None,
+        fees: FeeModel | None = None,
     ) -> None:
         self.params = params
         self.sink = sink
         self.rng = np.random.default_rng(seed)
         self.ref_depth = ref_depth
+        self.latency: LatencyModel = latency if latency is not None else ZERO_LATENCY
+        self.fees: FeeModel = fees if fees is not None else ScheduleFeeModel()
         self._clock = clock
         self._session = uuid.uuid4().hex[:8]
         self._seq = 0
         self._markets: dict[str, Market] = {}  # token id → market
         self._books: dict[str, BookView] = {}
-        self._orders: dict[str, Order] = {}  # open orders, in placement order
-        self._by_token: dict[str, dict[str, Order]] = {}  # the same, per token (book updates are per token)
-        self._sim_ts: dict[str, float] = {}
-        self._queues: dict[str, QueuePosition] = {}
+        self._orders: dict[str, Order] = {}  # our open orders, in placement order
+        self._by_token: dict[str, dict[str, Order]] = {}  # the same, per token
+        self._known: dict[str, Order] = {}  # every order with a copy at the venue or a fill on its way
+        # the venue's side: orders resting there (placement order), on their way, being cancelled
+        self._venue: dict[str, RestingOrder] = {}
+        self._venue_by_token: dict[str, dict[str, RestingOrder]] = {}
+        self._entering: list[tuple[float, RestingOrder]] = []
+        self._cancelling: dict[str, float] = {}  # client id → local time the cancel takes effect
+        self._notices: list[_Notice] = []
         self._pending: list[Fill] = []
+        self._seen_prints: deque[tuple[Any, ...]] = deque(maxlen=512)
+        self._seen_set: set[tuple[Any, ...]] = set()
         self._last_now: float | None = None
         self.positions: dict[str, Decimal] = {}  # token id → shares held
+        self._spec = fill_model_spec(params, ref_depth)
+        self.model: FillModel = self._spec.build(self.rng)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -90,6 +151,59 @@ class PaperExchange:
             "created_ts": o.created_ts, "updated_ts": o.updated_ts,
         }, key=["client_id"])
 
+    # -- the fill model ------------------------------------------------------------------------
+    def _sync_model(self) -> FillModel:
+        """Follow the live parameters: new knobs apply at once; a new model starts from the book."""
+        spec = fill_model_spec(self.params, self.ref_depth)
+        if spec == self._spec:
+            return self.model
+        old, self._spec = self._spec, spec
+        if spec.name != old.name:
+            self.model = spec.build(self.rng)
+            now = self._now()
+            for vo in self._venue.values():
+                self.model.on_order(vo, self._books.get(vo.token_id), now)
+        elif isinstance(self.model, IntensityFillModel):
+            self.model.knobs = spec.intensity
+        elif isinstance(self.model, ProbQueueFillModel):
+            self.model.func, self.model.n = spec.queue_func, spec.queue_power
+        return self.model
+
+    def _sync_venue(self, t: float, polling: bool = False) -> None:
+        """Orders whose entry reached the venue by local time t start resting; cancels that
+        arrived by t take them out. A time-driven model (intensity) fills only when polled, as
+        the seed's did, so its cancels are settled there: it first runs up to the cancel."""
+        if self._entering:
+            due = [e for e in self._entering if e[0] <= t]
+            if due:
+                self._entering = [e for e in self._entering if e[0] > t]
+                for at, entered in due:
+                    self._activate(entered, at)
+        if self._cancelling and (polling or not isinstance(self.model, IntensityFillModel)):
+            for cid, at in [(c, a) for c, a in self._cancelling.items() if a <= t]:
+                resting = self._venue.get(cid)
+                if resting is not None and isinstance(self.model, IntensityFillModel):
+                    self._apply(self.model.advance(at, [resting], self._books), at)
+                self._drop_venue(cid)
+
+    def _activate(self, vo: RestingOrder, at: float) -> None:
+        o = self._known.get(vo.client_id)
+        if o is None or (o.status is OrderStatus.CANCELED and vo.client_id not in self._cancelling):
+            return
+        self._venue[vo.client_id] = vo
+        self._venue_by_token.setdefault(vo.token_id, {})[vo.client_id] = vo
+        self.model.on_order(vo, self._books.get(vo.token_id), at)
+
+    def _drop_venue(self, cid: str) -> None:
+        self._cancelling.pop(cid, None)
+        vo = self._venue.pop(cid, None)
+        if vo is not None:
+            self._venue_by_token.get(vo.token_id, {}).pop(cid, None)
+            self.model.on_cancel(vo)
+        if self._entering:
+            self._entering = [e for e in self._entering if e[1].client_id != cid]
+        self._forget_if_done(cid)
+
     # -- orders --------------------------------------------------------------------------------
     def _reject_reason(self, q: Quote) -> str | None:
         rule = venue_rule_violation(q, self._markets.get(q.token_id))
@@ -110,6 +224,7 @@ class PaperExchange:
 
     async def place(self, quotes: Sequence[Quote]) -> list[Order]:
         now = self._now()
+        self._sync_model()
         out: list[Order] = []
         for q in quotes:
             o = Order(self._next_id("pp"), q.market, q.token_id, q.side, q.price, q.size, Mode.PAPER,
@@ -122,10 +237,14 @@ class PaperExchange:
                 o.status = OrderStatus.LIVE
                 self._orders[o.client_id] = o
                 self._by_token.setdefault(o.token_id, {})[o.client_id] = o
-                self._sim_ts[o.client_id] = now
-                book = self._books.get(q.token_id)
-                level = book.size_at(q.side, q.price) if book is not None else ZERO
-                self._queues[o.client_id] = QueuePosition(ahead=level, level=level)
+                self._known[o.client_id] = o
+                m = self._markets[q.token_id]
+                vo = RestingOrder(o.client_id, o.token_id, o.side, o.price, o.size, m.min_order_size)
+                at = now + self.latency.entry() + self.latency.feed()
+                if at <= now:
+                    self._activate(vo, now)
+                else:
+                    self._entering.append((at, vo))
             self._record_order(o)
             out.append(o)
         return out
@@ -134,17 +253,22 @@ class PaperExchange:
         o.status, o.reason, o.updated_ts = status, reason, self._now() if ts is None else ts
         self._orders.pop(o.client_id, None)
         self._by_token.get(o.token_id, {}).pop(o.client_id, None)
-        self._sim_ts.pop(o.client_id, None)
-        self._queues.pop(o.client_id, None)
         self._record_order(o)
 
     async def cancel(self, client_ids: Sequence[str]) -> list[str]:
+        now = self._now()
         done: list[str] = []
         for cid in client_ids:
             o = self._orders.get(cid)
-            if o is not None:
-                self._close_order(o, OrderStatus.CANCELED, "cancelled")
-                done.append(cid)
+            if o is None:
+                continue
+            self._close_order(o, OrderStatus.CANCELED, "cancelled")
+            done.append(cid)
+            at = now + self.latency.cancel() + self.latency.feed()
+            if at <= now:
+                self._drop_venue(cid)
+            else:  # still fillable at the venue until the cancel gets there
+                self._cancelling[cid] = at
         return done
 
     async def cancel_market(self, market: str) -> int:
@@ -160,93 +284,142 @@ class PaperExchange:
         return list(self._orders.values())
 
     # -- fills ---------------------------------------------------------------------------------
-    def _fill(self, o: Order, size: Decimal, ts: float, raw: dict[str, Any]) -> None:
-        size = min(size, o.remaining)
+    def _apply(self, fills: Sequence[ModelFill], t: float) -> None:
+        """Fills the model found at local time t: matched at the venue now, told to us later."""
+        if not fills:
+            return
+        lag = self.latency.response() - self.latency.feed()
+        for mf in fills:
+            vo = self._venue.get(mf.client_id)
+            if vo is None:
+                continue
+            size = min(mf.size, vo.remaining)
+            if size <= 0:
+                continue
+            vo.filled += size
+            book = self._books.get(vo.token_id)
+            mid = book.mid if book is not None else None
+            market = self._markets.get(vo.token_id)
+            fee = self.fees.fee(market, vo.side, vo.price, size, True)
+            raw = dict(mf.raw)
+            if isinstance(self.fees, ScheduleFeeModel):
+                rebate = self.fees.rebate(market, vo.price, size, True)
+                if rebate:
+                    raw["rebate"] = str(rebate)
+            self._notices.append(_Notice(t + lag, vo.client_id, size, mf.ts, raw, mid, fee))
+            if vo.remaining <= 0:
+                self._drop_venue(vo.client_id)
+        self._deliver(t)
+
+    def _deliver(self, now: float) -> None:
+        if not self._notices:
+            return
+        due = [n for n in self._notices if n.visible_at <= now]
+        if not due:
+            return
+        self._notices = [n for n in self._notices if n.visible_at > now]
+        for n in due:
+            self._tell(n)
+
+    def _tell(self, n: _Notice) -> None:
+        """We learn of a fill: our order, positions, the `trades` row and the Fill for poll()."""
+        o = self._known[n.client_id]
+        size = min(n.size, o.remaining)
         if size <= 0:
             return
         o.filled += size
-        o.updated_ts = ts
+        o.updated_ts = n.ts
         done = o.remaining <= 0
-        o.status = OrderStatus.FILLED if done else OrderStatus.PARTIAL
         ftype = FillType.FILLED if done else FillType.PARTIAL
         delta = size if o.side is Side.BUY else -size
         self.positions[o.token_id] = self.positions.get(o.token_id, ZERO) + delta
-        book = self._books.get(o.token_id)
-        mid = book.mid if book is not None else None
-        raw = {**raw, "source": "paper", "book_mid": None if mid is None else str(mid)}
+        raw = {**n.raw, "source": "paper", "book_mid": None if n.mid is None else str(n.mid), "fee": str(n.fee)}
+        if o.status is OrderStatus.CANCELED:
+            raw["after_cancel"] = True  # the cancel reached the venue after this fill
         fill = Fill(self._next_id("pt"), o.client_id, o.market, o.token_id, o.side, o.price, size,
-                    ftype, Mode.PAPER, ts, venue_order_id=o.venue_order_id, raw=raw)
+                    ftype, Mode.PAPER, n.ts, venue_order_id=o.venue_order_id, raw=raw, fee=n.fee, mid=n.mid)
         self.sink.insert("trades", {
             "trade_id": fill.trade_id, "order_id": o.client_id, "venue_order_id": o.venue_order_id,
             "market": o.market, "token_id": o.token_id, "side": o.side.value, "price": o.price,
             "size": size, "fill_type": ftype.value, "mode": Mode.PAPER.value, "status": "MATCHED",
-            "ts": ts, "raw_json": raw,
+            "ts": n.ts, "raw_json": raw,
         })
-        if done:
-            self._close_order(o, OrderStatus.FILLED, ts=ts)
-        else:
+        if o.status is OrderStatus.CANCELED:
+            if done:
+                o.status = OrderStatus.FILLED
             self._record_order(o)
+        elif done:
+            self._close_order(o, OrderStatus.FILLED, ts=n.ts)
+        else:
+            o.status = OrderStatus.PARTIAL
+            self._record_order(o)
+        self._forget_if_done(o.client_id)
         self._pending.append(fill)
+
+    def _forget_if_done(self, cid: str) -> None:
+        """Drop an order from `_known` once nothing about it can still happen."""
+        if cid in self._orders or cid in self._venue or any(e[1].client_id == cid for e in self._entering):
+            return
+        if any(x.client_id == cid for x in self._notices):
+            return
+        self._known.pop(cid, None)
 
     def observe_book(self, book: BookView) -> None:
         self._books[book.token_id] = book
-        queue_mode = self.params.paper_fill_model == "queue"
-        ts = book.ts or self._now()
-        for o in list(self._by_token.get(book.token_id, {}).values()):
-            qp = self._queues.get(o.client_id)
-            if qp is None:
-                continue
-            qp.on_level(book.size_at(o.side, o.price))
-            through = (book.best_ask is not None and book.best_ask <= o.price) if o.side is Side.BUY \
-                else (book.best_bid is not None and book.best_bid >= o.price)
-            if queue_mode and through:
-                self._fill(o, o.remaining, ts, {"model": "queue", "cause": "book_through"})
+        t = book.ts or self._now()
+        model = self._sync_model()
+        self._sync_venue(t)
+        orders = self._venue_by_token.get(book.token_id)
+        if orders:
+            self._apply(model.on_book(book, list(orders.values()), t), t)
+        self._deliver(t)
+
+    def _first_sighting(self, trade: PublicTrade, m: Market | None) -> bool:
+        """False for a print already seen on the other token (same match, mirrored)."""
+        if m is None:
+            return True
+        yes = trade.token_id == m.yes_token_id
+        key = (m.condition_id, trade.ts, trade.size, trade.price if yes else ONE - trade.price,
+               trade.side if yes else trade.side.opposite)
+        if key in self._seen_set:
+            return False
+        if len(self._seen_prints) == self._seen_prints.maxlen:
+            self._seen_set.discard(self._seen_prints[0])
+        self._seen_prints.append(key)
+        self._seen_set.add(key)
+        return True
 
     def observe_trade(self, trade: PublicTrade) -> None:
-        """A print eats the resting orders it could have met, best price first, once each share."""
-        queue_mode = self.params.paper_fill_model == "queue"
-        makers = [o for o in self._by_token.get(trade.token_id, {}).values() if o.side is not trade.side]
-        makers.sort(key=lambda o: o.price, reverse=trade.side is Side.SELL)  # a seller hits the highest bid first
-        left = trade.size
-        for o in makers:
-            qp = self._queues.get(o.client_id)
-            if qp is None or left <= 0:
-                continue
-            if trade.price == o.price:
-                left, cause = qp.on_trade_at_price(left), "trade_at_price"
-            elif (trade.price < o.price) if o.side is Side.BUY else (trade.price > o.price):
-                cause = "trade_through"
-            else:
-                continue
-            size = min(left, o.remaining)
-            left -= size
-            if queue_mode and size > 0:
-                self._fill(o, size, trade.ts or self._now(), {"model": "queue", "cause": cause, "ahead": str(qp.ahead)})
+        t = trade.recv_ts or trade.ts or self._now()
+        ts = trade.ts or t
+        model = self._sync_model()
+        self._sync_venue(t)
+        m = self._markets.get(trade.token_id)
+        if self._first_sighting(trade, m):
+            orders = self._venue_by_token.get(trade.token_id)
+            if orders:
+                self._apply(model.on_trade(trade, list(orders.values()), ts), t)
+            if m is not None:
+                other = m.complement_of(trade.token_id)
+                orders = self._venue_by_token.get(other)
+                if orders:
+                    mirrored = PublicTrade(other, trade.market, ONE - trade.price, trade.size, trade.side.opposite,
+                                           trade.ts, trade.recv_ts)
+                    self._apply(model.on_trade(mirrored, list(orders.values()), ts), t)
+        self._deliver(t)
 
     async def poll(self, now: float) -> list[Fill]:
         self._last_now = now
-        if self.params.paper_fill_model == "intensity":
-            self._simulate_intensity(now)
+        model = self._sync_model()
+        self._sync_venue(now, polling=True)
+        if self._venue:
+            orders = [vo for vo in self._venue.values() if vo.token_id in self._markets]
+            self._apply(model.advance(now, orders, self._books), now)
+        self._deliver(now)
         fills, self._pending = self._pending, []
         return fills
 
-    def _simulate_intensity(self, now: float) -> None:
-        p = self.params
-        for o in list(self._orders.values()):
-            start = self._sim_ts.get(o.client_id, now)
-            dt = now - start
-            if dt <= 0:
-                continue
-            self._sim_ts[o.client_id] = now
-            book = self._books.get(o.token_id)
-            m = self._markets.get(o.token_id)
-            if book is None or m is None:
-                continue
-            dist = touch_distance(book, o.side, o.price)
-            depth = touch_depth(book, o.side, o.price)
-            rate = intensity_rate(p, dist, depth, self.ref_depth)
-            if self.rng.random() >= fill_probability(rate, dt):
-                continue
-            size = draw_fill_size(self.rng, p, o.remaining, m.min_order_size)
-            self._fill(o, size, now, {"model": "intensity", "distance": dist, "touch_depth": depth,
-                                      "rate_per_min": rate * 60.0, "dt": dt})
+    @property
+    def venue_orders(self) -> Mapping[str, RestingOrder]:
+        """The venue's copy of our orders (resting now), for tests and the fidelity bench."""
+        return self._venue

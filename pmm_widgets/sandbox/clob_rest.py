@@ -21,6 +21,9 @@ BATCH_LIMIT = 500
 INTERVAL_SEC = {"1m": 60, "1h": 3600, "6h": 6 * 3600, "1d": 86400, "1w": 7 * 86400, "max": None}
 
 
+PUSD_ADDRESS = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
+
+
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -262,6 +265,8 @@ class ClobPublicRoutes:
             return error(404, "market not found")
         mid = self.sim.mid(m.yes_token_id) if m.has_book else None
         yes_p = float(mid) if mid is not None else round(m.fair, 4)
+        if m.resolved:
+            yes_p = 1.0 if m.winner_yes else 0.0
         return web.json_response({
             "enable_order_book": m.has_enable_order_book,
             "active": True,
@@ -277,15 +282,19 @@ class ClobPublicRoutes:
             "market_slug": m.slug,
             "end_date_iso": m.end_date,
             "neg_risk": m.neg_risk,
-            "neg_risk_market_id": "",
+            "neg_risk_market_id": "" if m.event_id is None else "0x" + format(int(m.event_id), "064x"),
             "neg_risk_request_id": "",
             "maker_base_fee": 1000,
             "taker_base_fee": 1000,
-            "rewards": {"rates": None, "min_size": 0, "max_spread": 0},
+            "rewards": {"rates": [{"asset_address": PUSD_ADDRESS, "rewards_daily_rate": float(m.program.daily_rate)}]
+                        if m.program.active else None,
+                        "min_size": float(m.program.min_size) if m.program.active else 0,
+                        "max_spread": float(m.program.max_spread_c) if m.program.active else 0},
             "is_50_50_outcome": False,
             "tokens": [
-                {"token_id": m.yes_token_id, "outcome": "Yes", "price": yes_p, "winner": False},
-                {"token_id": m.no_token_id, "outcome": "No", "price": round(1 - yes_p, 4), "winner": False},
+                {"token_id": m.yes_token_id, "outcome": "Yes", "price": yes_p, "winner": m.winner_yes is True},
+                {"token_id": m.no_token_id, "outcome": "No", "price": round(1 - yes_p, 4),
+                 "winner": m.winner_yes is False},
             ],
         })
 
@@ -293,12 +302,15 @@ class ClobPublicRoutes:
         m = self.sim.by_condition.get(request.match_info["condition_id"])
         if m is None:
             return error(404, "market not found")
-        return web.json_response({
+        body = {
             "c": m.condition_id,
             "t": [{"t": m.yes_token_id, "o": "Yes"}, {"t": m.no_token_id, "o": "No"}],
             "mts": float(m.tick_size), "mos": int(m.min_order_size), "nr": m.neg_risk,
-            "fd": {"r": 0, "e": 1, "to": True}, "mbf": 1000, "tbf": 1000,
-        })
+            "mbf": 1000, "tbf": 1000,
+        }
+        if m.fees_enabled:
+            body["fd"] = m.fee.as_fd()
+        return web.json_response(body)
 
     async def market_by_token(self, request: web.Request) -> web.Response:
         t = self.sim.token(request.match_info["token_id"])

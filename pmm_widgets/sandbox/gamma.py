@@ -24,6 +24,8 @@ DEFAULT_LIMIT = 20
 LEGACY_MAX_LIMIT = 500
 KEYSET_MAX_LIMIT = 1000
 SORTABLE = ("liquidityNum", "volumeNum", "volume24hr", "liquidity", "volume", "id", "endDate", "startDate")
+PUSD_ADDRESS = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
+FEE_TYPES = {300: "sports_fees", 400: "politics_fees", 500: "economics_fees", 700: "crypto_fees_v2"}
 DEPRECATION_HEADERS = {
     "deprecation": "true",
     "sunset": "Fri, 01 May 2026 00:00:00 GMT",
@@ -52,7 +54,8 @@ def gamma_object(sim: "Simulator", m: "SimMarket") -> dict[str, Any]:
         "liquidity": repr(m.liquidity_num),
         "volume": repr(volume),
         "outcomes": json.dumps(["Yes", "No"]),
-        "outcomePrices": json.dumps([_fmt(yes_p), _fmt(round(1 - yes_p, 4))]),
+        "outcomePrices": json.dumps(["1", "0"] if m.winner_yes else ["0", "1"]) if m.resolved
+        else json.dumps([_fmt(yes_p), _fmt(round(1 - yes_p, 4))]),
         "active": True,
         "closed": m.closed,
         "archived": False,
@@ -70,13 +73,25 @@ def gamma_object(sim: "Simulator", m: "SimMarket") -> dict[str, Any]:
         "version": "v1",
         "makerBaseFee": 1000,
         "takerBaseFee": 1000,
-        "feesEnabled": False,
-        "rewardsMinSize": 0,
-        "rewardsMaxSpread": 0,
-        "clobRewards": [],
-        "umaResolutionStatuses": "[]",
+        "feesEnabled": m.fees_enabled,
+        "rewardsMinSize": float(m.program.min_size) if m.program.active else 0,
+        "rewardsMaxSpread": float(m.program.max_spread_c) if m.program.active else 0,
+        "clobRewards": [{"id": str(int(m.gamma_id) * 3 + 1), "conditionId": m.condition_id,
+                         "assetAddress": PUSD_ADDRESS, "rewardsAmount": 0,
+                         "rewardsDailyRate": float(m.program.daily_rate), "startDate": m.created_at[:10],
+                         "endDate": "2500-12-31"}] if m.program.active else [],
+        "umaResolutionStatuses": json.dumps(["proposed", "resolved"]) if m.resolved else "[]",
         "competitive": 0.9,
     }
+    if m.fees_enabled:
+        obj["feeType"] = FEE_TYPES.get(m.fee_bps, "other_fees")
+        obj["feeSchedule"] = m.fee.as_json()
+    if m.resolved:
+        obj["umaResolutionStatus"] = "resolved"
+    if m.event_id is not None:
+        obj["negRiskMarketID"] = "0x" + format(int(m.event_id), "064x")
+        obj["events"] = [{"id": m.event_id, "slug": f"event-{m.event_id}", "title": f"Event {m.event_id}",
+                          "negRisk": True}]
     if m.has_enable_order_book:
         obj["enableOrderBook"] = True
     if bb is not None:

@@ -46,6 +46,7 @@ class SandboxConfig:
     gamma_port: int = 0
     clob_port: int = 0
     start_ts: float | None = None  # simulated epoch at start (None: wall time now)
+    resolve_every: float | None = None  # simulated seconds between market resolutions (None: off)
 
 
 def _default_extensions() -> list[Extension]:
@@ -71,6 +72,7 @@ class Sandbox:
     def __init__(self, cfg: SandboxConfig | None = None, extensions: Sequence[Extension] | None = None):
         self.cfg = cfg or SandboxConfig()
         self.sim = Simulator(self.cfg.markets, self.cfg.seed, self.cfg.speed, start_ts=self.cfg.start_ts)
+        self.sim.resolve_every = self.cfg.resolve_every
         self.faults = Faults()
         self.hub = MarketHub(self.sim, self.faults)
         self.gamma_app = web.Application(middlewares=[self._fault_middleware])
@@ -83,6 +85,8 @@ class Sandbox:
         self.app.router.add_get("/_sandbox/trades", self._admin_trades)
         self.app.router.add_post("/_sandbox/faults", self._admin_faults)
         self.app.router.add_get("/_sandbox/faults", self._admin_faults)
+        self.app.router.add_get("/_sandbox/economics", self._admin_economics)
+        self.app.router.add_post("/_sandbox/resolve", self._admin_resolve)
         self.extensions = list(_default_extensions() if extensions is None else extensions)
         self._tick_hooks: list[Callable[[], Any]] = []
         self.ws_closers: list[Callable[[], Any]] = []  # extensions' "drop all my websockets" callbacks
@@ -219,6 +223,28 @@ class Sandbox:
             return error(400, "invalid since")
         return web.json_response(self.sim.public_trades(since))
 
+    async def _admin_economics(self, request: web.Request) -> web.Response:
+        """Ground truth of one account (`?owner=<api key>`): fees, rebates and rewards accrued
+        and paid per market, settlements."""
+        from .economics import jsonable
+
+        return web.json_response(jsonable(self.sim.econ.account(request.query.get("owner", ""))))
+
+    async def _admin_resolve(self, request: web.Request) -> web.Response:
+        """Resolve a market now: body `{"condition_id": "0x…", "winner": "YES"|"NO"}` (winner
+        optional; neg-risk markets follow their event)."""
+        try:
+            body = json.loads(await request.text() or "{}")
+            cid = str(body["condition_id"])
+            w = body.get("winner")
+            winner = None if w is None else str(w).upper() == "YES"
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(400, f"invalid resolve request: {exc}")
+        m = self.sim.resolve_market(cid, winner)
+        if m is None:
+            return error(404, "market not found or already resolved")
+        return web.json_response({"condition_id": cid, "winner": "YES" if m.winner_yes else "NO"})
+
     async def _admin_faults(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             try:
@@ -265,9 +291,10 @@ def parse_args(argv: Sequence[str] | None = None) -> SandboxConfig:
     p.add_argument("--markets", type=int, default=80)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--resolve-every", type=float, default=None)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--gamma-port", type=int, default=0)
     p.add_argument("--clob-port", type=int, default=0)
     a = p.parse_args(argv)
-    return SandboxConfig(markets=a.markets, seed=a.seed, speed=a.speed, host=a.host,
+    return SandboxConfig(markets=a.markets, seed=a.seed, speed=a.speed, host=a.host, resolve_every=a.resolve_every,
                          gamma_port=a.gamma_port, clob_port=a.clob_port)

@@ -32,6 +32,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..domain import Side
+from ..economics.fees import NO_FEES, FeeSchedule
+from ..economics.rewards import NO_PROGRAM, RewardProgram
+from .economics import VenueEconomics
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +180,15 @@ class SimMarket:
     book_ts_ms: int = 0
     version: int = 0
     changed: set = field(default_factory=set)  # {(is_bid, mil)} since last event flush
+    # venue economics (sandbox/economics.py assigns them) and resolution
+    fees_enabled: bool = False
+    fee: FeeSchedule = NO_FEES
+    fee_bps: int = 0
+    program: RewardProgram = NO_PROGRAM
+    event_id: str | None = None  # neg-risk event this market belongs to
+    resolved: bool = False
+    winner_yes: bool | None = None
+    resolved_ts: float | None = None
 
     @property
     def has_book(self) -> bool:
@@ -242,6 +254,12 @@ class Simulator:
         self._hash_cache: dict[str, tuple[int, str]] = {}
         self._pending_events: dict[int, tuple] = {}  # market index -> (m, old bb, old ba, old tick, prints)
         self._build(markets)
+        self.econ = VenueEconomics(self, seed)
+        self.econ.assign_terms(self.markets)
+        self.resolve_every: float | None = None  # simulated seconds between resolutions (None: off)
+        self._next_resolve: float | None = None
+        self._extra_events: list[SimEvent] = []  # custom events raised between steps (market_resolved)
+        self.bad_venue_data = 0  # resolution requests for unknown / already resolved markets
         n = len(self.markets)
         self._x = np.array([math.log(m.fair / (1 - m.fair)) for m in self.markets])
         self._ref = np.array([m.fair for m in self.markets])
@@ -360,6 +378,16 @@ class Simulator:
             self._nbg[i] = m.n_bg
         if self._t >= self._next_hist:
             self._record_history()
+        self.econ.on_step()
+        if self.resolve_every:
+            if self._next_resolve is None:
+                self._next_resolve = self._t + self.resolve_every
+            elif self._t >= self._next_resolve:
+                self._next_resolve += self.resolve_every
+                m = self.next_to_resolve()
+                if m is not None:
+                    self.resolve_market(m.condition_id)
+                    events.extend(self.flush_account_events())
         return events
 
     def _record_history(self) -> None:
@@ -506,6 +534,8 @@ class Simulator:
                 o.size -= q
                 left -= q
                 filled_here += q
+                if m.fee_bps:
+                    self.econ.on_match(m, px, q, o.acct, taker)
                 if o.acct is not None:
                     self._account_fill(m, o.acct, px, q, buy, taker, "MAKER", ts_ms)
                 if taker is not None:
@@ -567,7 +597,7 @@ class Simulator:
             tok = yes if on_yes else no
             self._trade_seq += 1
             payload = {"event_type": "last_trade_price", "market": cid, "asset_id": tok, "price": _PSTR[p],
-                       "size": size_str(centi), "side": side, "fee_rate_bps": "0", "timestamp": ts,
+                       "size": size_str(centi), "side": side, "fee_rate_bps": str(m.fee_bps), "timestamp": ts,
                        "transaction_hash": "0x" + hashlib.sha1(f"{self.seed}:{self._trade_seq}".encode()).hexdigest().ljust(64, "0")}
             self._public.append(payload)
             if self._watched(m):
@@ -764,7 +794,11 @@ class Simulator:
                  "best_bid": None if m.best_bid_mil is None else _PSTR[m.best_bid_mil],
                  "best_ask": None if m.best_ask_mil is None else _PSTR[m.best_ask_mil],
                  "has_book": m.has_book, "closed": m.closed, "accepting_orders": m.accepting_orders,
-                 "volume_traded": round(m.volume_traded, 2)}
+                 "volume_traded": round(m.volume_traded, 2), "fees_enabled": m.fees_enabled,
+                 "fee_rate_bps": m.fee_bps, "rewards_daily_rate": str(m.program.daily_rate),
+                 "rewards_max_spread": str(m.program.max_spread_c), "rewards_min_size": str(m.program.min_size),
+                 "event_id": m.event_id, "resolved": m.resolved, "winner": None if m.winner_yes is None else (
+                     "YES" if m.winner_yes else "NO")}
                 for m in self.markets
             ],
             "public_trades": len(self._public),
@@ -903,10 +937,62 @@ class Simulator:
     def account_trades(self, owner: str) -> list[SimTrade]:
         return list(self._account_trades.get(owner, ()))
 
+    # ------------------------------------------------------------------ resolution
+    def next_to_resolve(self) -> SimMarket | None:
+        """The next market the resolve knob closes: the most liquid one still trading."""
+        live = [m for m in self.markets if m.has_book and not m.resolved]
+        return max(live, key=lambda m: (m.liquidity_num, m.index)) if live else None
+
+    def resolve_market(self, condition_id: str, winner_yes: bool | None = None) -> SimMarket | None:
+        """Resolve one market as the venue does: stop accepting orders, cancel resting account
+        orders with CANCELED_MARKET_RESOLVED, drop the book (/book answers 404), send
+        `market_resolved` (custom feature) with the winning asset, and redeem every account's
+        shares (listeners get ("resolved", market)). A neg-risk market's winner is its event's
+        one winner. An unknown or already resolved market is counted and ignored (None)."""
+        m = self.by_condition.get(condition_id)
+        if m is None or m.resolved:
+            self.bad_venue_data += 1
+            log.warning("sandbox: resolution for %s market %s ignored", "unknown" if m is None else "resolved",
+                        condition_id)
+            return None
+        if winner_yes is None or m.event_id is not None:
+            winner_yes = self.econ.draw_winner(m)
+        ts_ms = round(self._t * 1000)
+        for oid in [oid for oid, ent in self._orders.items() if ent[0] is m]:
+            so = self._orders.pop(oid)[3].acct
+            if so is not None:
+                so.status = "CANCELED_MARKET_RESOLVED"
+                self._notify(("order", so, "CANCELLATION"))
+        for book in (m.bids, m.asks, m.bid_tot, m.ask_tot):
+            book.clear()
+        m.bid_px.clear()
+        m.ask_px.clear()
+        m.n_bg = 0
+        m.changed.clear()
+        self._pending_events.pop(m.index, None)
+        m.resolved, m.winner_yes, m.resolved_ts = True, winner_yes, self._t
+        m.closed, m.accepting_orders = True, False
+        m.version += 1
+        self._live[m.index] = False
+        self._nbg[m.index] = 0
+        win_tok = m.yes_token_id if winner_yes else m.no_token_id
+        payload = {"event_type": "market_resolved", "id": m.gamma_id, "question": m.question,
+                   "market": m.condition_id, "slug": m.slug, "description": "",
+                   "assets_ids": [m.yes_token_id, m.no_token_id], "outcomes": ["Yes", "No"],
+                   "winning_asset_id": win_tok, "winning_outcome": "Yes" if winner_yes else "No",
+                   "event_message": {"id": m.event_id or m.gamma_id, "ticker": m.slug, "slug": m.slug,
+                                     "title": m.question, "description": ""},
+                   "timestamp": str(ts_ms)}
+        if self._watched(m):
+            self._extra_events.append(SimEvent((m.yes_token_id, m.no_token_id), True, payload))
+        self._notify(("resolved", m))
+        return m
+
     def flush_account_events(self) -> list[SimEvent]:
         """Market events caused by account actions between steps (placements, cancels, taker
         fills): the server broadcasts them right after the action, like the real feed."""
-        events: list[SimEvent] = []
+        events: list[SimEvent] = self._extra_events
+        self._extra_events = []
         pend, self._pending_events = self._pending_events, {}
         ts_ms = int(round(self._t * 1000))
         for m, old_bb, old_ba, old_tick, prints in pend.values():

@@ -192,6 +192,8 @@ class TradingVenue:
         r.add_post("/v1/heartbeats", self.heartbeat_v1)
         r.add_post("/heartbeats", self.heartbeat_doc)
         r.add_get("/ws/user", self.user_ws)
+        r.add_get("/order-scoring", self.order_scoring)
+        r.add_post("/orders-scoring", self.orders_scoring)
 
     # ------------------------------------------------------------------ ground truth for tests
     def account_fills(self, api_key: str) -> list[dict]:
@@ -560,6 +562,31 @@ class TradingVenue:
         self._hb[c.api_key] = (cur[0] if cur else str(uuid.uuid4()), time.monotonic() + self.heartbeat_timeout_sec)
         return web.json_response({"status": "ok"})
 
+    # ------------------------------------------------------------------ rewards
+    async def order_scoring(self, request: web.Request) -> web.Response:
+        """GET /order-scoring?order_id=: `{"scoring": bool}` for one of the caller's orders."""
+        self._count(request)
+        c = self._l2(request, "")
+        if isinstance(c, web.Response):
+            return c
+        oid = request.query.get("order_id", "")
+        so = self.sim.get_order(oid)
+        ok = so is not None and so.owner == c.api_key and self.sim.econ.order_scoring(oid)
+        return web.json_response({"scoring": bool(ok)})
+
+    async def orders_scoring(self, request: web.Request) -> web.Response:
+        """POST /orders-scoring, body a JSON array of order ids: `{"<id>": bool, ...}`."""
+        got = await self._read_l2_json(request, "Invalid order payload", list)
+        if isinstance(got, web.Response):
+            return got
+        c, ids = got
+        out = {}
+        for oid in ids:
+            if isinstance(oid, str):
+                so = self.sim.get_order(oid)
+                out[oid] = bool(so is not None and so.owner == c.api_key and self.sim.econ.order_scoring(oid))
+        return web.json_response(out)
+
     # ------------------------------------------------------------------ account events
     def _on_account(self, ev: tuple) -> None:
         if ev[0] == "order":
@@ -567,6 +594,8 @@ class TradingVenue:
             self._push(so.owner, so.condition_id, self._order_event(so, kind))
         elif ev[0] == "trade":
             self._on_trade(ev[1])
+        elif ev[0] == "resolved":
+            self._on_resolved(ev[1])
 
     def _order_event(self, so: SimOrder, kind: str) -> dict:
         j = self._order_json(so)
@@ -587,6 +616,8 @@ class TradingVenue:
         if meta is not None:
             meta.trade_ids.append(tid)
         outcome = lambda tok: "Yes" if tok == m.yes_token_id else "No"  # noqa: E731
+        taker_bps = str(m.fee_bps)  # the operator's fee at match: takers pay it
+        maker_bps = "0" if m.fee.taker_only else taker_bps
         q = _dec(t.size)
         other_id = t.counterparty_order_id or "0x" + hashlib.sha256(f"bg:{t.trade_id}".encode()).hexdigest()
         other = self.sim.get_order(t.counterparty_order_id) if t.counterparty_order_id else None
@@ -604,17 +635,17 @@ class TradingVenue:
                    "owner": other_owner, "trade_owner": other_owner, "maker_address": other_addr, "outcome": outcome(tok)}
             makers = [{"order_id": t.order_id, "owner": t.owner, "maker_address": addr, "matched_amount": q,
                        "price": _dec(t.price), "asset_id": t.token_id, "outcome": outcome(t.token_id),
-                       "fee_rate_bps": "0", "side": t.side.value}]
+                       "fee_rate_bps": maker_bps, "side": t.side.value}]
         else:
             top = {"taker_order_id": t.order_id, "asset_id": t.token_id, "side": t.side.value, "price": _dec(t.price),
                    "size": q, "owner": t.owner, "trade_owner": t.owner, "maker_address": addr,
                    "outcome": outcome(t.token_id)}
             makers = [{"order_id": other_id, "owner": other_owner, "maker_address": other_addr, "matched_amount": q,
                        "price": _dec(t.price), "asset_id": t.token_id, "outcome": outcome(t.token_id),
-                       "fee_rate_bps": "0", "side": t.side.opposite.value}]
+                       "fee_rate_bps": maker_bps, "side": t.side.opposite.value}]
         ts_s = str(int(t.ts))
         payload = {"event_type": "trade", "type": "TRADE", "id": tid, "market": t.condition_id, **top,
-                   "status": "MATCHED", "trader_side": t.trader_side, "fee_rate_bps": "0", "bucket_index": 0,
+                   "status": "MATCHED", "trader_side": t.trader_side, "fee_rate_bps": taker_bps, "bucket_index": 0,
                    "transaction_hash": "", "matchtime": ts_s, "last_update": ts_s,
                    "timestamp": str(int(round(t.ts * 1000))), "maker_orders": makers}
         fail = self.fail_next_trades > 0
@@ -626,6 +657,12 @@ class TradingVenue:
         self._move_position(t, +1)
         self._schedule.append((t.ts + self.mined_after_sec, tid, "RETRYING" if fail else "MINED"))
         self._push(t.owner, t.condition_id, dict(payload))
+
+    def _on_resolved(self, m: Any) -> None:
+        """Redeem every account's shares of a resolved market (winners at 1) and zero them."""
+        self.sim.econ.settle(m, self._positions)
+        for k in [k for k in self._positions if k[1] in (m.yes_token_id, m.no_token_id)]:
+            del self._positions[k]
 
     def _move_position(self, t: SimTrade, sign: int) -> None:
         k = (t.owner, t.token_id)

@@ -30,6 +30,13 @@ def load_calibration(engine: Engine) -> dict[str, dict]:
     return {r["market"]: dict(r["state_json"] or {}) for r in _rows(engine, select(t.c.market, t.c.state_json))}
 
 
+def load_overrides(engine: Engine) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """Per-market strategy overrides (`market` -> (strategy name or None, strategy params))."""
+    t = schema.market_overrides
+    return {r["market"]: (r["strategy"], dict(r["params_json"] or {}))
+            for r in _rows(engine, select(t.c.market, t.c.strategy, t.c.params_json))}
+
+
 def latest_universe(engine: Engine) -> list[dict[str, Any]]:
     """The rows of the newest `markets` snapshot, by rank (empty before any `pmm universe refresh`)."""
     t = schema.markets

@@ -192,4 +192,13 @@ commands = Table(
     Column("result", Text),
 )
 
+market_overrides = Table(
+    "market_overrides",
+    metadata,
+    Column("market", String(80), primary_key=True),  # condition id
+    Column("strategy", String(40)),  # a built-in strategy name; NULL: the default (PMM_STRATEGY)
+    Column("params_json", JSON),  # strategy-parameter overrides, validated by the Params rules
+    Column("updated_at", Float, nullable=False),
+)
+
 CONTRACT_TABLES = ("markets", "book_snapshots", "orders", "trades", "pnl", "market_calibration", "events")

@@ -16,24 +16,60 @@ is what each token's book effectively shows of us.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Callable
+from typing import Any
 
 from ..analytics.markouts import HORIZONS, MarkoutTracker
 from ..analytics.pnl import PnlBook, PnlParts
-from ..config import Params
-from ..domain import ZERO, BookView, Fill, Market, Mode, OrderStatus, Quote
+from ..config import STRATEGY_PARAM_FIELDS, Params
+from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote
 from ..execution.exchange import Exchange
 from ..store.sink import Sink
+from .base import Decision, MarketContext, Regime, Strategy
 from .calibrator import Calibrator
+from .guard import guard_quotes
 from .inventory import Inventory
 from .planner import plan
-from .quoting import effective_touch, grid_tick, is_quotable, make_quotes, yes_space_price
+from .quoting import effective_touch, grid_tick, is_quotable, yes_space_price
+from .registry import build_strategy
 from .risk import RiskManager
 from .volatility import VolEstimator
 
 DEFAULT_TICK = Decimal("0.01")
+TOX_EWM_W = 0.2  # weight of a new short-horizon markout in the per-market toxicity EWMA
+
+
+@dataclass(slots=True)
+class MarketOverride:
+    """A market's own strategy (by name or a user's object) and strategy parameters."""
+
+    strategy: Strategy | None = None  # None: the default (params.strategy) with these params
+    params: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+def strategy_params(base: Params, overrides: dict[str, Any]) -> Params:
+    """`base` with a market's strategy-parameter overrides, validated by the `Params` rules."""
+    bad = sorted(set(overrides) - set(STRATEGY_PARAM_FIELDS))
+    if bad:
+        raise ValueError(f"not a strategy parameter: {', '.join(bad)} (allowed: {', '.join(STRATEGY_PARAM_FIELDS)})")
+    if not overrides:
+        return base
+    return Params.model_validate({**base.model_dump(), **overrides})
+
+
+def end_ts(market: Market) -> float | None:
+    """The market's end date as epoch seconds (None when absent or unparseable)."""
+    if not market.end_date:
+        return None
+    try:
+        dt = datetime.fromisoformat(market.end_date)
+    except ValueError:
+        return None
+    return dt.timestamp() if dt.tzinfo is not None else None
 
 
 @dataclass(slots=True)
@@ -57,6 +93,8 @@ class MarketState:
     fills_per_min: float = 0.0
     placed: int = 0
     calib_mult: float = 1.0
+    strategy: str = ""
+    regime: str = ""
 
     @property
     def inv_yes(self) -> Decimal:
@@ -93,11 +131,14 @@ class CycleReport:
     quoted_markets: int = 0
     rejected: int = 0
     deferred: int = 0
+    strategy_events: list[str] = field(default_factory=list)  # regime transitions, switches, guard drops
 
 
 def _fill_time_mid(fill: Fill) -> Decimal | None:
     """The token's mid when the fill happened, if the exchange recorded it (paper does); else
     the caller uses the mid of the cycle that received the fill (up to one refresh later)."""
+    if fill.mid is not None:
+        return fill.mid
     v = fill.raw.get("book_mid")
     return Decimal(str(v)) if v not in (None, "") else None
 
@@ -139,6 +180,17 @@ class QuoteCycle:
         self._killed = False
         self._now = 0.0
         self._totals = Totals()
+        # strategies: the default by name (params.strategy), per-market overrides, their state
+        self.overrides: dict[str, MarketOverride] = {}
+        self._builtin: dict[str, Strategy] = {}
+        self._active: dict[str, Strategy] = {}  # the strategy that decided each market last
+        self._sstate: dict[str, object] = {}
+        self._regime: dict[str, str] = {}
+        self._guard_flag: dict[str, str] = {}
+        self._mparams: dict[str, tuple[str, Params]] = {}
+        self._touch: dict[str, tuple[Decimal, int, int]] = {}
+        self._tox: dict[str, tuple[float, int]] = {}  # short-horizon markout EWMA (price units), count
+        self._end: dict[str, tuple[str | None, float | None]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
     def _set_universe(self, markets: list[Market], exchange: Exchange) -> None:
@@ -170,6 +222,108 @@ class QuoteCycle:
         lg = self.pnl.ledgers.get(market)
         return Inventory(lg.yes, lg.no) if lg is not None else Inventory()
 
+    # -- strategies ----------------------------------------------------------------------------
+    def set_strategy(self, market: str, strategy: Strategy | str | None, **params: Any) -> None:
+        """Give one market its own strategy (a name, or any object with `name` and `decide`) and
+        strategy parameters; `None` with no params returns it to the default (`params.strategy`).
+        Raises ValueError (unknown name, not a strategy, a parameter the rules refuse) and
+        changes nothing then. The switch takes effect at the next cycle, which cancels the
+        market's orders before the new strategy's are placed."""
+        if isinstance(strategy, str):
+            obj: Strategy | None = build_strategy(strategy)
+        elif strategy is None:
+            obj = None
+        elif isinstance(strategy, Strategy):
+            obj = strategy
+        else:
+            raise ValueError(f"{strategy!r} is not a strategy: it needs a `name` and a `decide(ctx, state)` method")
+        strategy_params(self.params, params)  # raises before anything changes
+        if obj is None and not params:
+            self.overrides.pop(market, None)
+        else:
+            self.overrides[market] = MarketOverride(obj, dict(params), obj.name if obj is not None else "")
+        self._mparams.pop(market, None)
+
+    def strategy_for(self, market: str) -> Strategy:
+        ov = self.overrides.get(market)
+        if ov is not None and ov.strategy is not None:
+            return ov.strategy
+        name = self.params.strategy
+        st = self._builtin.get(name)
+        if st is None:
+            st = self._builtin[name] = build_strategy(name)
+        return st
+
+    def _market_params(self, market: str) -> Params:
+        ov = self.overrides.get(market)
+        if ov is None or not ov.params:
+            return self.params
+        key = self.params.model_dump_json()
+        hit = self._mparams.get(market)
+        if hit is None or hit[0] != key:
+            try:
+                mp = strategy_params(self.params, ov.params)
+            except ValueError:  # the global params moved under an override: the override yields
+                mp = self.params
+            hit = self._mparams[market] = (key, mp)
+        return hit[1]
+
+    def _time_to_end(self, m: Market, now: float) -> float | None:
+        hit = self._end.get(m.condition_id)
+        if hit is None or hit[0] != m.end_date:
+            hit = self._end[m.condition_id] = (m.end_date, end_ts(m))
+        return None if hit[1] is None else hit[1] - now
+
+    def _decide(self, now: float, m: Market, yv: BookView, nv: BookView, inv: Inventory,
+                orders: tuple[Order, ...], rep: CycleReport) -> tuple[list[Quote], Regime, str]:
+        """Run the market's strategy and the guard; returns (quotes, regime, status note)."""
+        cid = m.condition_id
+        strat = self._active[cid]
+        tick, b, a = self._touch[cid]
+        tox, ntox = self._tox.get(cid, (0.0, 0))
+        ctx = MarketContext(
+            market=m, yes=yv, no=nv, tick=tick, bid_ticks=b, ask_ticks=a, inventory=inv,
+            params=self._market_params(cid), now=now, open_orders=orders,
+            calib_mult=self.calibrator.mult(cid),
+            vol={t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids},
+            vol_horizon_sec=self.vol_horizon_sec, markout_short=tox if ntox else None, markout_count=ntox,
+            fills_per_min=self.calibrator.fills_per_min(cid, now), time_to_end_sec=self._time_to_end(m, now),
+        )
+        try:
+            d = strat.decide(ctx, self._sstate.get(cid))
+            if not isinstance(d, Decision):
+                raise TypeError(f"decide() returned {type(d).__name__}, not a Decision")
+            regime = Regime(d.regime)
+        except Exception as exc:  # noqa: BLE001 (user code: never let it take the engine down)
+            note = f"strategy error: {type(exc).__name__}: {exc}"
+            self._flag_guard(now, cid, strat.name, note, rep, level="ERROR")
+            return [], Regime.HALTED, note
+        self._sstate[cid] = d.state
+        for msg in d.events:
+            self._event(now, cid, "strategy_regime", f"{strat.name}: {msg}",
+                        {"strategy": strat.name, "regime": regime.value, "reason": d.reason}, rep)
+        self._regime[cid] = regime.value
+        quotes, why = guard_quotes(ctx, d.quotes, regime)
+        if why is not None and regime is not Regime.HALTED:
+            self._flag_guard(now, cid, strat.name, f"guard dropped a quote: {why}", rep)
+        else:
+            self._guard_flag.pop(cid, None)
+        note = "" if regime is Regime.NORMAL else regime.value + (f" ({d.reason})" if d.reason else "")
+        return quotes, regime, note
+
+    def _event(self, now: float, market: str | None, kind: str, message: str, data: dict[str, Any],
+               rep: CycleReport, level: str = "INFO") -> None:
+        rep.strategy_events.append(f"{market}: {message}" if market else message)
+        self.sink.insert("events", {"ts": now, "level": level, "kind": kind, "market": market,
+                                    "message": message, "data_json": data})
+
+    def _flag_guard(self, now: float, cid: str, name: str, message: str, rep: CycleReport,
+                    level: str = "WARNING") -> None:
+        """Edge-triggered: one `events` row when a market's guard/strategy problem starts or changes."""
+        if self._guard_flag.get(cid) != message:
+            self._guard_flag[cid] = message
+            self._event(now, cid, "strategy_guard", f"{name}: {message}", {"strategy": name}, rep, level)
+
     # -- the cycle -----------------------------------------------------------------------------
     async def run_once(
         self,
@@ -198,6 +352,7 @@ class QuoteCycle:
                 b, a = effective_touch(yv, nv, tick)
                 if b is not None and a is not None and b < a:
                     mid, spread = tick * (b + a) / 2, tick * (a - b)
+                    self._touch[m.condition_id] = (tick, b, a)
             self._mids[m.condition_id] = mid
             self._spreads[m.condition_id] = spread
             if mid is not None:
@@ -217,8 +372,13 @@ class QuoteCycle:
             self.pnl.apply(f, m, ymid)
             rs = self.markouts.on_fill(f, tmid)
             self.calibrator.on_fill(m.condition_id, f.ts, rs)
+        short_h = min(self.markouts.horizons) if self.markouts.horizons else None
         for mk in self.markouts.advance(now, self.token_mid):
             self.calibrator.on_markout(mk)
+            if mk.horizon == short_h:
+                ew, n = self._tox.get(mk.market, (0.0, 0))
+                w = max(TOX_EWM_W, 1.0 / (n + 1))  # a plain mean for the first few, then an EWMA
+                self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         for m in markets:
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
 
@@ -230,27 +390,49 @@ class QuoteCycle:
         total_exposure = sum((pp.inventory_usd for pp in parts.values()), ZERO)
 
         wanted: list[Quote] = []
+        by_market: dict[str, list[Order]] = {}
+        for o in exchange.open_orders():
+            by_market.setdefault(o.market, []).append(o)
+        switched: list[tuple[str, str, str]] = []
         for m in markets:
             cid = m.condition_id
+            strat = self.strategy_for(cid)
+            prev = self._active.get(cid)
+            if prev is not strat:  # a switch: its orders go before the new strategy's are placed
+                if prev is not None:
+                    switched.append((cid, prev.name, strat.name))
+                self._active[cid] = strat
+                self._sstate.pop(cid, None)
+                self._regime.pop(cid, None)
             yv, nv = views[cid]
             status = "risk: killed" if self._killed else (is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
             mid = self._mids.get(cid)
             if status is None and mid is None:
                 status = "stale"
             if status is None:
-                assert mid is not None
+                assert mid is not None and yv is not None and nv is not None
                 inv = self.inventory(cid)
-                vol = {t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids}
-                raw = make_quotes(m, yv, nv, p, inv, self.calibrator.mult(cid), vol)
+                orders = () if prev is not strat else tuple(by_market.get(cid, ()))
+                raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep)
                 quotes = self.risk.filter_quotes(now, m, raw, inv, mid, total_exposure)
                 dropped = self.risk.dropped.get(cid)
                 status = f"quoting (risk: {dropped})" if quotes and dropped else \
                     "quoting" if quotes or not raw else f"risk: {dropped}"
+                if regime is Regime.HALTED:
+                    status = note or "halted"
+                elif note:
+                    status = f"{note}: {status}"
                 if quotes:
                     rep.quoted_markets += 1
                 wanted.extend(quotes)
             self._status[cid] = status
 
+        for cid, old, new in switched:
+            n = await exchange.cancel_market(cid)
+            self.risk.rate.record(now, n)
+            rep.cancelled += n
+            self._event(now, cid, "strategy", f"strategy {old} -> {new}: {n} orders cancelled before requoting",
+                        {"from": old, "to": new, "cancelled": n}, rep)
         open_orders = exchange.open_orders()
         pl = plan(wanted, open_orders, self._tick_of, p.requote_ticks)
         limited = self.risk.limit_actions(now, pl, len(open_orders), {o.client_id: o.token_id for o in open_orders})
@@ -337,6 +519,8 @@ class QuoteCycle:
                 fills_per_min=self.calibrator.fills_per_min(cid, self._now) if st else 0.0,
                 placed=self._placed.get(cid, 0),
                 calib_mult=self.calibrator.mult(cid),
+                strategy=self.strategy_for(cid).name,
+                regime=self._regime.get(cid, ""),
             )
         return out
 

@@ -149,7 +149,6 @@ def make_quotes(
     b, a = effective_touch(yes, no, tick)
     if b is None or a is None or b >= a:
         return []
-    n = _ticks_floor(Decimal(1), tick)
     tf = float(tick)
 
     fair = fair_yes(yes, no, b, a, tick)
@@ -164,26 +163,55 @@ def make_quotes(
     ask_t = math.ceil((fair + h - shift) / tf - 1e-9)
     if ask_t <= bid_t:
         ask_t = bid_t + 1
+    return token_quotes(market, yes, no, params, inventory, tick, b, a, bid_t, ask_t)
+
+
+def token_quotes(
+    market: Market,
+    yes: BookView,
+    no: BookView,
+    params: Params,
+    inventory: Inventory,
+    tick: Decimal,
+    b: int,
+    a: int,
+    bid_t: int | None,
+    ask_t: int | None,
+    size: Decimal | None = None,
+) -> list[Quote]:
+    """A YES-space bid/ask in integer ticks → at most two token orders (every strategy's tail).
+
+    Caps both prices at `params.price_band` from the effective mid, keeps them post-only against
+    the effective touch (b, a), drops a price that falls off the grid's ends, and maps each side
+    to a token order (SELL the held token first, else BUY): see the module docstring. `None`
+    for a side quotes nothing on it; `size` defaults to `params.quote_size` (raised to min size).
+    """
+    n = _ticks_floor(Decimal(1), tick)
     mid2 = Decimal(b + a) / 2
     band = params.price_band / tick
     lo, hi = _ticks_ceil(mid2 - band, Decimal(1)), _ticks_floor(mid2 + band, Decimal(1))
-    bid_t = min(max(bid_t, lo), a - 1)  # capped at the price band, then post-only
-    ask_t = max(min(ask_t, hi), b + 1)
-    bid_ok = lo <= bid_t and 1 <= bid_t <= n - 1
-    ask_ok = ask_t <= hi and 1 <= ask_t <= n - 1
-    if bid_ok and ask_ok and bid_t >= ask_t:  # only with a band narrower than the book: no pair
-        return []
+    bid_ok = ask_ok = False
+    if bid_t is not None:
+        bid_t = min(max(bid_t, lo), a - 1)  # capped at the price band, then post-only
+        bid_ok = lo <= bid_t and 1 <= bid_t <= n - 1
+    if ask_t is not None:
+        ask_t = max(min(ask_t, hi), b + 1)
+        ask_ok = ask_t <= hi and 1 <= ask_t <= n - 1
+    if bid_ok and ask_ok and bid_t is not None and ask_t is not None and bid_t >= ask_t:
+        return []  # only with a band narrower than the book: no pair
 
     min_size = max(market.min_order_size, yes.min_order_size, no.min_order_size)
-    size = max(floor_size(params.quote_size), min_size)
+    size = max(floor_size(params.quote_size if size is None else size), min_size)
     out: list[Quote] = []
     if bid_ok:
+        assert bid_t is not None
         if inventory.no >= min_size:
             out.append(Quote(market.condition_id, market.no_token_id, Side.SELL,
                              tick * (n - bid_t), floor_size(min(size, inventory.no))))
         else:
             out.append(Quote(market.condition_id, market.yes_token_id, Side.BUY, tick * bid_t, size))
     if ask_ok:
+        assert ask_t is not None
         if inventory.yes >= min_size:
             out.append(Quote(market.condition_id, market.yes_token_id, Side.SELL,
                              tick * ask_t, floor_size(min(size, inventory.yes))))

@@ -32,7 +32,8 @@ async def open_endpoints(settings: Settings) -> AsyncIterator[Endpoints]:
         from ..sandbox.server import Sandbox, SandboxConfig
 
         cfg = SandboxConfig(markets=settings.sandbox_markets, seed=settings.sandbox_seed,
-                            speed=settings.sandbox_speed)
+                            speed=settings.sandbox_speed,
+                            resolve_every=settings.sandbox_resolve_every_sec or None)
         async with Sandbox(cfg) as sb:
             yield Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb)
         return

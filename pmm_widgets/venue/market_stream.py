@@ -398,7 +398,7 @@ class MarketStream:
             raise BadMessage(f"last_trade_price out of range: {price} x {size}")
         ts = _ts_ms(ev.get("timestamp"))
         trade = PublicTrade(token_id=b.token_id, market=str(ev.get("market") or b.market), price=price,
-                            size=size, side=side, ts=ts / 1000.0 if ts else now)
+                            size=size, side=side, ts=ts / 1000.0 if ts else now, recv_ts=now)
         if self.on_trade is not None:
             self.on_trade(trade)
 

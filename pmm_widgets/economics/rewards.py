@@ -1,0 +1,221 @@
+"""Liquidity-reward scoring (polymarket-api.md §7), pure and exact.
+
+- An order scores `S(v, s) = ((v − s)/v)² · b`: v the market's max spread (¢), s the order's
+  distance (¢) from the size-cutoff-adjusted midpoint, b the in-game multiplier (1 here). Orders
+  smaller than `rewardsMinSize`, or with s ≥ v, score 0.
+- `Q_one` = Σ S·size over bids on the YES token and asks on the NO token; `Q_two` = asks on YES
+  and bids on NO (a NO ask at q is a YES bid at 1 − q: the same side of the one book).
+- Mid in [0.10, 0.90]: `Q_min = max(min(Q_one, Q_two), max(Q_one, Q_two)/c)`, c = 3 (one-sided
+  quoting earns a third); outside that range both sides are required: `Q_min = min(Q_one, Q_two)`.
+- Each minute a maker's share is its `Q_min` over all makers' `Q_min`; it accrues
+  `share × dailyRate / 1440` of the market's pool.
+- The size-cutoff-adjusted midpoint (the reference names it but does not define it): each side's
+  price is the first level, best first, where the cumulative size reaches the cutoff
+  (`rewardsMinSize`); the mid of those two. With cutoff 0 it is the plain mid. A side that never
+  reaches the cutoff gives no mid: nothing scores that minute.
+
+Everything is in the YES token's terms (`yes_mid`); a NO order is mapped onto the YES book by
+`to_yes_terms`. The sandbox's ground truth and the engine's estimate call these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import Any
+
+from ..domain import Side
+
+ZERO = Decimal(0)
+C_DEFAULT = Decimal(3)
+TWO_SIDED_LO = Decimal("0.10")
+TWO_SIDED_HI = Decimal("0.90")
+MINUTES_PER_DAY = 1440
+USD_QUANTUM = Decimal("0.000001")
+
+
+@dataclass(frozen=True, slots=True)
+class RewardProgram:
+    """One market's liquidity-reward terms: min size (shares), max spread v (¢), daily pool."""
+
+    min_size: Decimal = ZERO
+    max_spread_c: Decimal = ZERO
+    daily_rate: Decimal = ZERO
+
+    @property
+    def active(self) -> bool:
+        return self.daily_rate > 0 and self.max_spread_c > 0
+
+    @property
+    def max_spread(self) -> Decimal:
+        """v in price units (3.5¢ → 0.035)."""
+        return self.max_spread_c / 100
+
+    def per_minute(self) -> Decimal:
+        return self.daily_rate / MINUTES_PER_DAY
+
+
+NO_PROGRAM = RewardProgram()
+
+
+def _num(x: object) -> Decimal:
+    if isinstance(x, bool) or x is None:
+        raise InvalidOperation(f"not a number: {x!r}")
+    d = Decimal(repr(x)) if isinstance(x, float) else Decimal(str(x).strip())
+    if not d.is_finite():
+        raise InvalidOperation(f"not finite: {x!r}")
+    return d
+
+
+def parse_program(gamma: Mapping[str, Any]) -> tuple[RewardProgram, list[str]]:
+    """`(program, problems)` from a Gamma market object's `rewardsMinSize`, `rewardsMaxSpread`
+    and `clobRewards[].rewardsDailyRate` (summed). Never raises: bad values (negative rates, max
+    spread 0 with a pool, unreadable numbers) give NO_PROGRAM or drop the bad entry, and are
+    reported so the caller counts and logs them; nothing is ever paid on bad data."""
+    problems: list[str] = []
+    try:
+        min_size = _num(gamma.get("rewardsMinSize", 0) or 0)
+        max_spread = _num(gamma.get("rewardsMaxSpread", 0) or 0)
+    except (InvalidOperation, ValueError, TypeError) as exc:
+        return NO_PROGRAM, [f"rewards fields unreadable: {exc}"]
+    rate = ZERO
+    entries = gamma.get("clobRewards") or []
+    if not isinstance(entries, list):
+        problems.append("clobRewards is not a list")
+        entries = []
+    for e in entries:
+        if not isinstance(e, Mapping):
+            problems.append("clobRewards entry is not an object")
+            continue
+        try:
+            r = _num(e.get("rewardsDailyRate", 0) or 0)
+        except (InvalidOperation, ValueError, TypeError):
+            problems.append(f"clobRewards rewardsDailyRate unreadable: {e.get('rewardsDailyRate')!r}")
+            continue
+        if r < 0:
+            problems.append(f"clobRewards rewardsDailyRate {r} negative: ignored")
+            continue
+        rate += r
+    if min_size < 0:
+        problems.append(f"rewardsMinSize {min_size} negative: no program")
+        return NO_PROGRAM, problems
+    if max_spread < 0:
+        problems.append(f"rewardsMaxSpread {max_spread} negative: no program")
+        return NO_PROGRAM, problems
+    if rate > 0 and max_spread == 0:
+        problems.append("max spread (rewardsMaxSpread) 0 with a reward pool: no order can score")
+        return NO_PROGRAM, problems
+    if rate == 0:
+        return NO_PROGRAM, problems
+    return RewardProgram(min_size, max_spread, rate), problems
+
+
+def order_score(v_c: Decimal, s_c: Decimal, b: Decimal = Decimal(1)) -> Decimal:
+    """S(v, s) = ((v − s)/v)² · b for 0 ≤ s < v, else 0 (v, s in cents)."""
+    if v_c <= 0 or s_c >= v_c or s_c < 0:
+        return ZERO
+    r = (v_c - s_c) / v_c
+    return r * r * b
+
+
+def adjusted_mid(bids: Sequence[tuple[Decimal, Decimal]], asks: Sequence[tuple[Decimal, Decimal]],
+                 cutoff: Decimal) -> Decimal | None:
+    """Size-cutoff-adjusted midpoint of one book; levels `(price, size)` best first."""
+
+    def side(levels: Sequence[tuple[Decimal, Decimal]]) -> Decimal | None:
+        cum = ZERO
+        for px, sz in levels:
+            cum += sz
+            if cum >= cutoff and cum > 0:
+                return px
+        return None
+
+    b, a = side(bids), side(asks)
+    if b is None or a is None:
+        return None
+    return (b + a) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredOrder:
+    """A resting order in YES terms: `bid` True when it rests on the YES bid side (a YES bid or
+    a NO ask), `price` its YES-terms price, `size` its remaining shares."""
+
+    bid: bool
+    price: Decimal
+    size: Decimal
+
+
+def to_yes_terms(is_yes_token: bool, side: Side, price: Decimal, size: Decimal) -> ScoredOrder:
+    if is_yes_token:
+        return ScoredOrder(side is Side.BUY, price, size)
+    return ScoredOrder(side is Side.SELL, 1 - price, size)
+
+
+@dataclass(frozen=True, slots=True)
+class QScore:
+    q_one: Decimal = ZERO
+    q_two: Decimal = ZERO
+    q_min: Decimal = ZERO
+
+
+def q_min(q_one: Decimal, q_two: Decimal, yes_mid: Decimal, c: Decimal = C_DEFAULT) -> Decimal:
+    """The two-sided rule: one side earns a third inside [0.10, 0.90], nothing outside it."""
+    lo = min(q_one, q_two)
+    if TWO_SIDED_LO <= yes_mid <= TWO_SIDED_HI:
+        return max(lo, max(q_one / c, q_two / c))
+    return lo
+
+
+def score_orders(orders: Iterable[ScoredOrder], yes_mid: Decimal | None, prog: RewardProgram,
+                 c: Decimal = C_DEFAULT) -> QScore:
+    """One maker's Q_one, Q_two, Q_min over its resting orders (YES terms)."""
+    if yes_mid is None or not prog.active:
+        return QScore()
+    q1 = q2 = ZERO
+    v = prog.max_spread_c
+    for o in orders:
+        if o.size <= 0 or o.size < prog.min_size:
+            continue
+        s = abs(o.price - yes_mid) * 100
+        sc = order_score(v, s)
+        if sc == 0:
+            continue
+        if o.bid:
+            q1 += sc * o.size
+        else:
+            q2 += sc * o.size
+    return QScore(q1, q2, q_min(q1, q2, yes_mid, c))
+
+
+def share(ours: Decimal, total: Decimal) -> Decimal:
+    """Our fraction of a sample; 0 when nobody scores."""
+    if total <= 0 or ours <= 0:
+        return ZERO
+    return min(ours / total, Decimal(1))
+
+
+def minute_reward(prog: RewardProgram, sample_share: Decimal) -> Decimal:
+    """pUSD one per-minute sample earns (6 dp, rounded down)."""
+    if not prog.active or sample_share <= 0:
+        return ZERO
+    return (prog.per_minute() * sample_share).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
+
+
+def book_orders(bids: Sequence[tuple[Decimal, Decimal]], asks: Sequence[tuple[Decimal, Decimal]],
+                minus: Iterable[ScoredOrder] = ()) -> list[ScoredOrder]:
+    """The book's levels (YES terms) as one maker's orders, one per price level, after taking
+    out `minus` (our own resting orders): how the engine sees its competition, and how the
+    sandbox scores its background maker (one account, one order per level)."""
+    take: dict[tuple[bool, Decimal], Decimal] = {}
+    for o in minus:
+        k = (o.bid, o.price)
+        take[k] = take.get(k, ZERO) + o.size
+    out: list[ScoredOrder] = []
+    for is_bid, levels in ((True, bids), (False, asks)):
+        for px, sz in levels:
+            rest = sz - take.get((is_bid, px), ZERO)
+            if rest > 0:
+                out.append(ScoredOrder(is_bid, px, rest))
+    return out

@@ -1,0 +1,110 @@
+"""Latency models of the paper exchange: how long our messages take to and from the venue.
+
+Four one-way delays, in seconds, as hftbacktest splits them:
+
+- `entry`: a new order travels to the venue; it cannot fill before it is there;
+- `cancel`: a cancel travels to the venue; the order can still fill until it arrives (a cancel
+  that arrives after the fill does not undo it: the fill is reported, late);
+- `response`: a fill notice travels back to us (the user channel);
+- `feed`: market data travels to us. The paper exchange only sees market data when it arrives,
+  so an event that arrived at t happened at the venue at t − feed.
+
+`ConstantLatency(rtt_ms)` splits one measured round-trip time in half each way, so an order
+placed at t can meet events arriving from t + rtt on, and a fill is seen when the print that
+caused it is seen. `SampledLatency` draws each delay from measured round trips (for example the
+request times the live exchange records) with its own seeded generator, so the same seed and the
+same calls give the same delays. Both are plain code: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+DEFAULT_LATENCY_MS = 150.0
+
+
+@runtime_checkable
+class LatencyModel(Protocol):
+    def entry(self) -> float: ...
+
+    def cancel(self) -> float: ...
+
+    def response(self) -> float: ...
+
+    def feed(self) -> float: ...
+
+
+class ConstantLatency:
+    """The same delays every time: `rtt_ms` / 2 each way (0 gives an instant venue)."""
+
+    def __init__(self, rtt_ms: float = DEFAULT_LATENCY_MS) -> None:
+        if not rtt_ms >= 0:
+            raise ValueError(f"latency must be >= 0 ms, not {rtt_ms}")
+        self.rtt_ms = rtt_ms
+        self._one_way = rtt_ms / 2000.0
+
+    def entry(self) -> float:
+        return self._one_way
+
+    def cancel(self) -> float:
+        return self._one_way
+
+    def response(self) -> float:
+        return self._one_way
+
+    def feed(self) -> float:
+        return self._one_way
+
+    def __repr__(self) -> str:
+        return f"ConstantLatency({self.rtt_ms:g} ms)"
+
+
+class SampledLatency:
+    """Each delay is half of a round trip drawn from measured samples (ms), seeded."""
+
+    def __init__(self, samples_ms: Iterable[float], seed: int = 0) -> None:
+        s = np.asarray([float(x) for x in samples_ms], dtype=float)
+        if s.size == 0:
+            raise ValueError("no latency samples")
+        if not np.all(np.isfinite(s)) or np.any(s < 0):
+            raise ValueError("latency samples must be finite and >= 0 ms")
+        self.samples_ms = s
+        self.rng = np.random.default_rng(seed)
+        self._median_one_way = float(np.median(s)) / 2000.0
+
+    def _draw(self) -> float:
+        return float(self.samples_ms[self.rng.integers(self.samples_ms.size)]) / 2000.0
+
+    def entry(self) -> float:
+        return self._draw()
+
+    def cancel(self) -> float:
+        return self._draw()
+
+    def response(self) -> float:
+        return self._draw()
+
+    def feed(self) -> float:
+        # constant: a drawn feed delay would reorder market events, which the feed never does
+        return self._median_one_way
+
+    @classmethod
+    def from_file(cls, path: str | Path, seed: int = 0) -> SampledLatency:
+        """Round trips in ms, one per line (blank lines and `#` comments skipped)."""
+        vals: list[float] = []
+        for ln, line in enumerate(Path(path).read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            try:
+                vals.append(float(line.split(",")[-1]))
+            except ValueError:
+                raise ValueError(f"{path}:{ln}: not a latency in ms: {line!r}") from None
+        return cls(vals, seed)
+
+
+ZERO_LATENCY = ConstantLatency(0.0)

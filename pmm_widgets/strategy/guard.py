@@ -1,0 +1,87 @@
+"""What the cycle enforces on every strategy's output, the seed's and a notebook's alike.
+
+Why here and not in each strategy: a strategy is user code; the account's safety cannot depend
+on it. `guard_quotes` keeps only quotes that are well-formed for this market and cannot cross:
+
+- the market's own condition id and one of its two tokens; size > 0, at least the min size, on
+  the 0.01 size grid; a SELL no larger than the shares held of that token;
+- price on the tick grid and inside [tick, 1 − tick];
+- post-only on the effective YES book (both books combined): a YES-space bid strictly below
+  the effective ask A and a YES-space ask strictly above the effective bid B, so no token order
+  crosses its own book or matches the complement book by minting or merging;
+- no self-crossing: the highest YES-space bid stays below the lowest YES-space ask (otherwise
+  our own orders would pay ≥ 1 for a pair worth 1); if they cross, every quote is dropped;
+- the status: `halted` keeps nothing, `reduce-only` keeps only quotes that move the net
+  YES-equivalent position toward zero (never past it).
+
+Risk (`risk.filter_quotes`), the planner and the exchange's venue rules then apply as usual.
+Returns the kept quotes and the reason of the first drop (None when nothing was dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from ..domain import Market, Quote, Side
+from ..ticks import floor_size, valid_price
+from .base import MarketContext, Regime
+from .inventory import net_delta
+from .quoting import yes_space_price
+
+
+def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) -> tuple[list[Quote], str | None]:
+    m: Market = ctx.market
+    inv = ctx.inventory
+    tick = ctx.tick
+    min_size = max(m.min_order_size, ctx.yes.min_order_size, ctx.no.min_order_size)
+    reason: str | None = None
+    if regime is Regime.HALTED:
+        quotes = list(quotes)
+        return [], ("halted" if quotes else None)
+    kept: list[Quote] = []
+    for q in quotes:
+        why = _malformed(m, q, inv.yes, inv.no, tick, min_size)
+        if why is None:
+            kind, yp = yes_space_price(m, q)
+            t = yp / tick
+            if kind == "bid" and t >= ctx.ask_ticks:
+                why = f"bid {yp} would cross the ask {tick * ctx.ask_ticks}"
+            elif kind == "ask" and t <= ctx.bid_ticks:
+                why = f"ask {yp} would cross the bid {tick * ctx.bid_ticks}"
+        if why is None and regime is Regime.REDUCE_ONLY and \
+                not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
+            why = "reduce-only: the quote would not reduce the position"
+        if why is None:
+            kept.append(q)
+        elif reason is None:
+            reason = why
+    bids = [yes_space_price(m, q)[1] for q in kept if yes_space_price(m, q)[0] == "bid"]
+    asks = [yes_space_price(m, q)[1] for q in kept if yes_space_price(m, q)[0] == "ask"]
+    if bids and asks and max(bids) >= min(asks):
+        return [], f"own bid {max(bids)} >= own ask {min(asks)}"
+    return kept, reason
+
+
+def reduces(net: Decimal, new: Decimal) -> bool:
+    """True when `new` is strictly closer to flat than `net` without passing through zero."""
+    return abs(new) < abs(net) and (new == 0 or (new > 0) == (net > 0))
+
+
+def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: Decimal,
+               min_size: Decimal) -> str | None:
+    if q.market != m.condition_id or q.token_id not in (m.yes_token_id, m.no_token_id):
+        return f"quote for another market or token ({q.token_id})"
+    if not isinstance(q.price, Decimal) or not isinstance(q.size, Decimal):
+        return "price and size must be Decimal"
+    if not q.price.is_finite() or not valid_price(q.price, tick):
+        return f"price {q.price} off the {tick} grid or outside (0, 1)"
+    if not q.size.is_finite() or q.size < min_size or floor_size(q.size) != q.size:
+        return f"size {q.size} below min size {min_size} or off the 0.01 grid"
+    if q.side is Side.SELL:
+        held = held_yes if q.token_id == m.yes_token_id else held_no
+        if q.size > held:
+            return f"SELL {q.size} > {held} held"
+    elif q.side is not Side.BUY:
+        return f"unknown side {q.side}"
+    return None
