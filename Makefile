@@ -12,6 +12,7 @@ PYTEST_WALL ?= 40m
 .PHONY: demo test install system-deps bench clean-venv
 
 demo: install
+	@echo "pmm demo: open the http://127.0.0.1:8866/?token=... URL Voilà prints below (the page needs its token)"
 	PMM_VENUE=sandbox $(VENV)/bin/voila apps/control.ipynb
 
 test: install system-deps

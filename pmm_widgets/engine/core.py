@@ -9,6 +9,15 @@ running and cells must return, so `start()` schedules `run()` and returns at onc
 Whatever ends the run (stop, kill, crash, lost lease, SIGTERM) goes through one `finally` that
 cancels every order and verifies with the venue, so no path leaves quotes behind.
 
+Safety halts (issue 17): the owner stops quoting and cancels everything, *while still running*,
+when it cannot prove it is safe to trade: the lease could not be renewed for a third of its TTL
+(so the cancel runs with two thirds of the TTL left, before another engine may take over), the
+DB file it opened was deleted or replaced, or the batch writer reports a fault (disk full, rows
+past the bound, DB gone; an input of the risk stage). Each halt says why on every face (state
+`halted` and `last_error`, the status line, an ERROR event) and lifts itself when the cause goes
+(lease renewed, writer healthy); a lost lease, a lost DB file or a halt that outlasts
+`LEASE_GIVE_UP_TTLS` TTLs ends the run (cancelled first, like every stop).
+
 Roles: the engine that takes the DB lease is the *owner* and trades. One that finds the lease
 held is *attached*: it mirrors the owner's state from the lease row and turns `params`
 assignments, pause/resume and `kill()` into rows of the `commands` table.
@@ -26,12 +35,14 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from ..config import Params, Settings, Venue, format_validation_error
+from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
+from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
+from ..tasks import spawn
 from .circuit import Circuit
-from .commands import CommandQueue
-from .lease import Lease, new_owner_id
+from .commands import CommandQueue, default_sender
+from .lease import Lease, LeaseTimer, new_owner_id
 from .state import (
     EngineState,
     EventLog,
@@ -46,6 +57,28 @@ from .state import (
 
 class LeaseLost(RuntimeError):
     """Another engine took the lease (ours expired): stop trading at once."""
+
+
+# a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
+LEASE_GIVE_UP_TTLS = 20
+
+
+class OwnerTaggedSink:
+    """Wraps the sink the exchanges write to: every `orders` row carries the owner id, so the
+    table itself shows which engine placed what (and that two never quoted at once)."""
+
+    def __init__(self, inner: Any, owner: str) -> None:
+        self.inner = inner
+        self.owner = owner
+
+    def insert(self, table: str, row: Any) -> None:
+        self.inner.insert(table, {**row, "owner": self.owner} if table == "orders" else row)
+
+    def upsert(self, table: str, row: Any, key: Any) -> None:
+        self.inner.upsert(table, {**row, "owner": self.owner} if table == "orders" else row, key)
+
+    def update(self, table: str, where: Any, values: Any) -> None:
+        self.inner.update(table, where, values)
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
@@ -87,13 +120,21 @@ class Engine:
         sink: Sink | None = None,
         endpoints: Any = None,
         auto_takeover: bool = False,
+        persist_params: bool = False,
     ) -> None:
         """`sink`/`endpoints` let tests share a sandbox or a MemorySink; by default the engine opens
         its own (embedded sandbox when `settings.venue` is sandbox, BatchWriter on `db_url`).
-        `auto_takeover`: an attached engine becomes owner when the lease frees (a reloaded page)."""
+        `auto_takeover`: an attached engine becomes owner when the lease frees (a reloaded page).
+        `persist_params`: every parameter change is written to `param_changes` (who, when) and the
+        newest values are restored when this engine becomes owner (the dashboard; headless runs
+        keep env/flags as given)."""
         self.settings = settings
         self.mode = Mode(mode)
         self.auto_takeover = auto_takeover
+        self.persist_params = persist_params
+        self._unsaved_params: dict[str, tuple[Any, str]] = {}  # changed before the DB was open
+        self._attach_only = False
+        self._pause_note = ""
         self.events = EventLog()
         self._params = settings.params()
         self._sink_override = sink
@@ -109,6 +150,7 @@ class Engine:
         self._kill_result: KillResult | None = None
         self._trade_lock: asyncio.Lock | None = None
         self._db: Any = None
+        self._db_lock: asyncio.Lock | None = None
         self._lease: Lease | None = None
         self._commands: CommandQueue | None = None
         self._exchange: Any = None
@@ -125,6 +167,9 @@ class Engine:
         self._sending: set[asyncio.Task] = set()
         self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
         self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
+        self._background: set[asyncio.Task] = set()
+        self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
+        self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
         self.events.subscribe(self._record_event)
 
@@ -154,13 +199,66 @@ class Engine:
         changes = value.model_dump() if isinstance(value, Params) else dict(value)
         self.set_params(**changes)
 
-    def set_params(self, **changes: Any) -> None:
-        """Validate and apply (owner/idle) or send (attached). Raises ValidationError; applies nothing then."""
+    def set_params(self, *, changed_by: str | None = None, **changes: Any) -> None:
+        """Validate and apply (owner/idle) or send (attached). Raises ValidationError; applies nothing then.
+
+        `changed_by` names who asked (recorded with `persist_params`; default: this engine)."""
         if self.role == "attached":
             RemoteParams(self).update(**changes)
         else:
             self._params.update(**changes)
-            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused))
+            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
+                                  pause_note=self._pause_note if self._params.quoting_paused else ""))
+            if self.persist_params:
+                self._persist_params({k: getattr(self._params, k) for k in changes}, changed_by or self._owner_id)
+
+    def _persist_params(self, changes: dict[str, Any], by: str) -> None:
+        """Record a change in `param_changes` (a worker thread); before the DB is open, at start."""
+        if self._db is None:
+            for k, v in changes.items():
+                self._unsaved_params[k] = (v, by)
+            return
+        from .param_log import record
+
+        db = self._db
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            record(db, changes, by)
+            return
+        task = loop.create_task(asyncio.to_thread(record, db, changes, by))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
+            "ERROR", "params", f"could not record parameter change: {t.exception()}"))
+
+    async def _restore_params(self) -> None:
+        """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
+        from .param_log import latest, record
+
+        assert self._db is not None
+        stored = await asyncio.to_thread(latest, self._db)
+        restored: list[str] = []
+        for name, pv in sorted(stored.items()):
+            if name in self._unsaved_params or name not in PARAM_FIELDS:
+                continue
+            try:
+                self._params.update(**{name: pv.value})
+            except ValidationError as exc:
+                self.events.emit("WARNING", "params", f"stored {name}={pv.value!r} not restored: "
+                                 f"{format_validation_error(exc)}")
+                continue
+            restored.append(f"{name}={pv.value} (by {pv.changed_by} at {time.strftime('%H:%M:%S', time.localtime(pv.ts))})")
+        by_who: dict[str, dict[str, Any]] = {}
+        for name, (value, by) in self._unsaved_params.items():
+            by_who.setdefault(by, {})[name] = value
+        for by, changes in by_who.items():
+            await asyncio.to_thread(record, self._db, changes, by)
+        self._unsaved_params.clear()
+        if self._params.quoting_paused and not self._pause_note:
+            self._pause_note = "paused before the restart (restored from the DB)"
+        if restored:
+            self.events.emit("INFO", "params", "restored from the DB: " + ", ".join(restored))
 
     def set_strategy(self, market: str, strategy: Any = None, **params: Any) -> None:
         """Give one market (condition id; "*" for every market of the current universe) its own
@@ -216,8 +314,12 @@ class Engine:
         self._state_listeners.append(cb)
         return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
 
-    def start(self) -> asyncio.Task:
-        """Schedule `run()` on the running loop and return the task (a no-op if already running)."""
+    def start(self, attach_only: bool = False) -> asyncio.Task:
+        """Schedule `run()` on the running loop and return the task (a no-op if already running).
+
+        `attach_only`: mirror an engine that owns the DB, never take the lease (a page whose own
+        engine stopped watches whoever runs now); ends at once when nobody owns it."""
+        self._attach_only = attach_only
         if self.running:
             assert self._task is not None
             return self._task
@@ -229,6 +331,15 @@ class Engine:
         self._task = loop.create_task(self.run(), name="pmm-engine")
         self._task.add_done_callback(self._on_done)
         return self._task
+
+    async def lease_holder(self) -> str | None:
+        """The id of another engine holding a live lease on this DB, else None (opens the DB)."""
+        await self._open_db()
+        assert self._lease is not None
+        row = await asyncio.to_thread(self._lease.read)
+        if row is None or row.expired() or row.owner == self._owner_id:
+            return None
+        return row.owner
 
     async def wait_role(self, timeout: float = 30.0) -> str:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
@@ -267,12 +378,15 @@ class Engine:
             self._publish(replace(self._state, kill=self._kill_result))
         return self._kill_result
 
-    async def pause(self, cancel: bool = True, reason: str = "pause") -> int:
-        """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now."""
+    async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
+        """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now.
+
+        The state carries why and who (`pause_note`), shown on every face."""
         if self.role == "attached":
             self._send_command("pause", {})
             return 0
-        self.set_params(quoting_paused=True)
+        self._pause_note = f"{reason} by {by or self._owner_id} at {time.strftime('%H:%M:%S')}"
+        self.set_params(quoting_paused=True, changed_by=by)
         n = 0
         if cancel and self._exchange is not None and self._trade_lock is not None:
             async with self._trade_lock:
@@ -280,11 +394,12 @@ class Engine:
         self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
         return n
 
-    async def resume(self) -> None:
+    async def resume(self, by: str | None = None) -> None:
         if self.role == "attached":
             self._send_command("resume", {})
             return
-        self.set_params(quoting_paused=False)
+        self._pause_note = ""
+        self.set_params(quoting_paused=False, changed_by=by)
         self.events.emit("INFO", "resume", "quoting resumed")
 
     # ---------------------------------------------------------------- the task
@@ -299,34 +414,75 @@ class Engine:
         self._publish(replace(self._state, last_error=None, kill=None))
         await self._open_db()
         assert self._lease is not None
+        if self._attach_only:
+            await self._run_attached(watch_only=True)
+            return
         while not self._stop_evt.is_set():
-            if await asyncio.to_thread(self._lease.try_acquire):
+            if await self._try_acquire():
                 await self._run_owner()
+                return
+            if self._stop_evt.is_set():
                 return
             takeover = await self._run_attached()
             if not takeover:
                 return
 
+    async def _try_acquire(self) -> bool:
+        """Take the lease; while the DB cannot answer (locked, unreachable) keep asking, quoting
+        nothing, until it answers or we are stopped. A live owner → False (attach, never quote)."""
+        assert self._lease is not None and self._stop_evt is not None
+        said = None
+        while not self._stop_evt.is_set():
+            try:
+                return await asyncio.to_thread(self._lease.try_acquire)
+            except Exception as exc:
+                why = first_line(exc)
+                if why != said:
+                    said = why
+                    self._publish(replace(self._state, last_error=f"cannot take the DB lease: {why}: retrying"))
+                    self.events.emit("WARNING", "lease", f"cannot take the DB lease ({why}): not quoting, retrying")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_evt.wait(), timeout=1.0)
+        return False
+
     async def _open_db(self) -> None:
+        if self._db is not None:
+            return
+        if self._db_lock is None:
+            self._db_lock = asyncio.Lock()
+        async with self._db_lock:  # a face's lease check and a start may both open it: migrate once
+            await self._open_db_locked()
+
+    async def _open_db_locked(self) -> None:
         if self._db is None:
             from ..store.db import make_engine
             from ..store.migrate import upgrade
 
             await asyncio.to_thread(upgrade, self.settings.db_url)
             self._db = make_engine(self.settings.db_url)
+            self._db_identity = DbIdentity(self.settings.db_url)
             self._lease = Lease(self._db, self.settings.lease_ttl_sec, owner=self._owner_id)
-            self._commands = CommandQueue(self._db, self._owner_id)
+            s = self.settings
+            # a command lives as long as an attached face waits for its result (see _remote_kill)
+            self._commands = CommandQueue(self._db, self._owner_id, sender=default_sender("engine"),
+                                          max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
 
     async def _run_owner(self) -> None:
         assert self._stop_evt is not None and self._lease is not None and self._commands is not None
         started = time.time()
-        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0))
+        self._halts = {}
+        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None))
         await asyncio.to_thread(self._commands.expire_before, started)
+        if self.persist_params:
+            await self._restore_params()
+            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
+                                  pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
+                # the lease is renewed from the start: setup (universe, market data) may take long
+                lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
                 await self._setup(stack)
-                lease_task = asyncio.get_running_loop().create_task(self._lease_loop(), name="pmm-lease")
                 self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
@@ -341,7 +497,7 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
-                if lease_task is not None:
+                if lease_task is not None and not lease_task.done():
                     lease_task.cancel()
                     with contextlib.suppress(BaseException):
                         await lease_task
@@ -367,7 +523,8 @@ class Engine:
         else:
             from ..store.writer import BatchWriter
 
-            self._writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec)
+            self._writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec, max_pending=s.writer_max_pending,
+                                       max_lag_sec=s.writer_max_lag_sec)
             self._writer.start()
             self._sink = self._writer
         gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec, deadline=s.http_deadline_sec,
@@ -394,15 +551,16 @@ class Engine:
 
             from ..execution.latency_model import ConstantLatency
 
-            self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed,
-                                           latency=ConstantLatency(s.paper_latency_ms))
+            self._exchange = PaperExchange(self._params, OwnerTaggedSink(self._sink, self._owner_id),
+                                           seed=s.sandbox_seed, latency=ConstantLatency(s.paper_latency_ms))
         else:
             from ..execution.live import LiveExchange
 
             # the market feed counts as a stream for the cancel-all-on-disconnect valve: quotes
             # priced off a book we no longer see are as dangerous as fills we no longer see
             md = self._md
-            self._exchange = LiveExchange(s, self._sink, clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
+            self._exchange = LiveExchange(s, OwnerTaggedSink(self._sink, self._owner_id),
+                                          clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
                                           dry_run=self.mode is Mode.DRY_RUN,
                                           market_feed_ok=lambda: md.stream.connected())
         self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
@@ -461,6 +619,9 @@ class Engine:
                     except Exception as exc:  # keep quoting the old universe; say so
                         self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
                         self._universe_ts = time.time()
+                await self._check_store()
+                if self._stop_evt.is_set():
+                    break
                 if self._circuit.is_open:
                     await self._circuit_probe()
                 else:
@@ -491,7 +652,8 @@ class Engine:
         assert self._trade_lock is not None
         before = self._venue_failures()
         async with self._trade_lock:
-            report = await self._cycle.run_once(time.time(), self._markets, self._md.view, self._exchange)
+            report = await self._cycle.run_once(time.time(), self._markets, self._md.view, self._exchange,
+                                                hold=self._hold_reason())
         failed = self._venue_failures() - before
         if failed:
             await self._cycle_failed(f"{failed} venue call(s) failed after retries")
@@ -554,13 +716,15 @@ class Engine:
             if not rows[-1].question:
                 rows[-1].question = m.question
         h = self._md.health()
-        wl = self._writer.stats().lag_sec if self._writer is not None else None
+        ws = self._writer.stats() if self._writer is not None else None
         self._publish(replace(
             self._state, running=True, tick=self._state.tick + 1, ts=time.time(), markets=rows,
             totals=totals_from(self._cycle.totals()),
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
-            writer_lag_sec=wl, params=params_to_json(self._params), paused=self._params.quoting_paused,
-            mode=self.mode.value, venue_health=self._venue_health(),
+            writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
+            params=params_to_json(self._params), paused=self._params.quoting_paused,
+            pause_note=self._pause_note if self._params.quoting_paused else "",
+            mode=self.mode.value, venue_health=self._venue_health(), halted=self._hold_reason(),
         ))
 
     def _venue_health(self) -> str:
@@ -579,18 +743,130 @@ class Engine:
             parts.append(circuit)
         return ", ".join(parts)
 
+    # ---------------------------------------------------------------- safety halts
+    def _hold_reason(self) -> str | None:
+        """Why quoting is halted (every active halt, one line), else None."""
+        return "; ".join(f"{k}: {v}" for k, v in self._halts.items()) or None
+
+    async def _halt(self, source: str, reason: str, *, fatal: bool = False) -> None:
+        """Stop quoting and cancel every order now; say why on every face. `fatal` also ends the run."""
+        first = source not in self._halts
+        self._halts[source] = reason
+        self._publish(replace(self._state, halted=self._hold_reason(), last_error=f"HALTED ({source}): {reason}"))
+        if first:
+            self.events.emit("ERROR", source, f"HALTED: {reason}: quoting stopped, cancelling all orders")
+            n, note = await self._cancel_now(self._cancel_budget())
+            self.events.emit("ERROR" if note else "WARNING", source,
+                             f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
+        if fatal and self._stop_evt is not None:
+            self._stop_evt.set()
+
+    def _clear_halt(self, source: str, message: str) -> None:
+        if self._halts.pop(source, None) is None:
+            return
+        self._publish(replace(self._state, halted=self._hold_reason(), last_error=None if not self._halts else
+                              self._state.last_error))
+        self.events.emit("WARNING", source, f"{message}: quoting resumes" if not self._halts else message)
+
+    def _cancel_budget(self) -> float:
+        """Time the halt cancel may take: what remains of the lease after the halt threshold."""
+        return max(1.0, self.settings.lease_ttl_sec * 2 / 3 - 0.5)
+
+    async def _cancel_now(self, budget: float) -> tuple[int, str]:
+        """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
+        if self._exchange is None or self._trade_lock is None:
+            return 0, ""
+        got = False
+        try:
+            await asyncio.wait_for(self._trade_lock.acquire(), timeout=budget / 2)
+            got = True
+        except asyncio.TimeoutError:
+            pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
+        try:
+            return await asyncio.wait_for(self._exchange.cancel_all(), timeout=budget / 2), ""
+        except Exception as exc:
+            return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
+        finally:
+            if got:
+                self._trade_lock.release()
+
+    async def _check_store(self) -> None:
+        """Once per cycle: the DB file is still ours, and the writer is healthy (a risk input)."""
+        ident = self._db_identity
+        gone = ident.check() if ident is not None else None
+        if gone is not None:
+            await self._halt("db", f"{gone}: this engine cannot record or prove its lease; stopping", fatal=True)
+            return
+        if self._writer is None or self._cycle is None:
+            return
+        block = self._cycle.risk.writer_block(time.time(), self._writer.stats())
+        if block is not None:
+            await self._halt("writer", block, fatal=self._writer.identity.lost is not None)
+        elif "writer" in self._halts:
+            self._clear_halt("writer", "DB writer healthy again")
+
+    def _on_background_error(self, task: asyncio.Task, exc: BaseException) -> None:
+        """A background task of the owner died: nothing it guarded is proven any more. Stop."""
+        msg = f"background task {task.get_name()} failed: {type(exc).__name__}: {exc}"
+        self._publish(replace(self._state, last_error=msg))
+        self.events.emit("ERROR", "error", f"{msg}: stopping (orders are cancelled first)")
+        if self._stop_evt is not None:
+            self._stop_evt.set()
+
     async def _lease_loop(self) -> None:
-        """Renew the lease and publish state for attached faces, about once a second."""
+        """Renew the lease (publishing state for attached faces) every `LeaseTimer.period`.
+
+        Renewal runs in a worker thread and is never awaited past one period: a DB that hangs
+        (locked, disk full, gone) cannot stall this loop. When no renewal has succeeded for
+        `halt_after` (a third of the TTL) the engine halts — stops quoting and cancels — with two
+        thirds of the TTL left, so the cancel is done before the lease can expire and another
+        engine take over. A later successful renewal lifts the halt; a renewal answered "not
+        yours" (another engine took it), a lost DB file, or a halt longer than
+        `LEASE_GIVE_UP_TTLS` TTLs ends the run."""
         assert self._lease is not None and self._stop_evt is not None
-        period = min(1.0, self.settings.lease_ttl_sec / 4)
-        while True:
-            await asyncio.sleep(period)
-            ok = await asyncio.to_thread(self._lease.renew, self._state.to_json())
-            if not ok:
-                self._publish(replace(self._state, last_error="lease lost to another engine: stopped quoting"))
-                self.events.emit("ERROR", "lease", "lease lost to another engine: stopping")
-                self._stop_evt.set()
-                return
+        lease, ttl = self._lease, self.settings.lease_ttl_sec
+        timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
+        pending: asyncio.Future | None = None
+        last_err: str | None = None
+        try:
+            while True:
+                if pending is None:
+                    await asyncio.sleep(timer.period)
+                    ident = self._db_identity
+                    gone = ident.check() if ident is not None else None
+                    if gone is not None:
+                        await self._halt("db", f"{gone}: the lease there proves nothing; stopping", fatal=True)
+                        return
+                    pending = asyncio.ensure_future(asyncio.to_thread(lease.renew, self._state.to_json()))
+                done, _ = await asyncio.wait({pending}, timeout=timer.period)
+                if pending in done:
+                    fut, pending = pending, None
+                    try:
+                        ok = fut.result()
+                    except Exception as exc:
+                        why = first_line(exc)
+                        if why != last_err:
+                            self.events.emit("WARNING", "lease", f"lease renewal failed ({why}); retrying, "
+                                             f"{timer.left():.1f}s of lease left")
+                        last_err = why
+                    else:
+                        if not ok:
+                            await self._halt("lease", "lease lost to another engine", fatal=True)
+                            return
+                        silent = timer.silent()
+                        timer.proven(lease.renewed_at or 0.0)
+                        last_err = None
+                        if "lease" in self._halts and not timer.must_halt():  # a renewal stuck behind a lock proves little
+                            self._clear_halt("lease", f"lease renewed after {silent:.1f}s without proof")
+                if timer.must_halt() and "lease" not in self._halts:
+                    await self._halt("lease", f"cannot renew the DB lease for {timer.silent():.1f}s "
+                                     f"({last_err or 'renewal not answered'}); it expires in {timer.left():.1f}s")
+                if timer.silent() > LEASE_GIVE_UP_TTLS * ttl:
+                    await self._halt("lease", f"no lease renewal for {timer.silent():.0f}s: giving up", fatal=True)
+                    return
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def _apply_commands(self) -> None:
         assert self._commands is not None
@@ -598,16 +874,16 @@ class Engine:
             result = "ok"
             try:
                 if cmd.kind == "set_params":
-                    self.set_params(**cmd.payload)
+                    self.set_params(**cmd.payload, changed_by=cmd.issuer or "a command")
                     result = "ok: " + ", ".join(f"{k}={v}" for k, v in cmd.payload.items())
                 elif cmd.kind == "set_strategy":
                     pl = cmd.payload
                     self.set_strategy(pl["market"], pl.get("strategy"), **(pl.get("params") or {}))
                     result = f"ok: {pl['market']} -> {pl.get('strategy') or 'default'}"
                 elif cmd.kind == "pause":
-                    await self.pause(cancel=True, reason="pause")
+                    await self.pause(cancel=True, reason="pause", by=cmd.issuer or "a command")
                 elif cmd.kind == "resume":
-                    await self.resume()
+                    await self.resume(by=cmd.issuer or "a command")
                 elif cmd.kind == "kill":
                     # applied after shutdown, with the verified result (see _shutdown)
                     self._kill_requested = True
@@ -621,7 +897,7 @@ class Engine:
                 result = "rejected: " + format_validation_error(exc)
             except Exception as exc:
                 result = f"error: {type(exc).__name__}: {exc}"
-            self.events.emit("INFO", "command", f"{cmd.kind} from {cmd.issuer}: {result}")
+            self.events.emit("INFO", "command", f"{cmd.kind} from {cmd.origin}: {result}")
             await asyncio.to_thread(self._commands.mark_applied, cmd.id, result)
 
     async def _shutdown(self) -> None:
@@ -661,6 +937,9 @@ class Engine:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._writer.close)
+        spill = getattr(self._writer, "spill_path", None)
+        if spill:
+            self.events.emit("ERROR", "writer", f"rows the DB did not take were saved to {spill}")
         self._sink = None
         cmd_id = self._kill_command_id
         if cmd_id is not None and self._commands is not None and self._kill_result is not None:
@@ -674,8 +953,10 @@ class Engine:
         self._exchange = self._md = self._cycle = self._writer = None
 
     # ---------------------------------------------------------------- attached role
-    async def _run_attached(self) -> bool:
-        """Mirror the owner's state until stopped. True: the lease freed and we took it over."""
+    async def _run_attached(self, watch_only: bool = False) -> bool:
+        """Mirror the owner's state until stopped. True: the lease freed and we took it over.
+
+        `watch_only`: never take over, and end quietly (role idle) when nobody owns the lease."""
         assert self._stop_evt is not None and self._lease is not None and self._role_evt is not None
         self._publish(replace(self._state, role="attached", running=True, last_error=None))
         self.events.emit("INFO", "attached", "another engine owns this DB: attached (commands go through the DB)")
@@ -690,6 +971,11 @@ class Engine:
                 if last is not None and last.kill is not None:  # killed: stay down until an explicit Start
                     self._publish(replace(last, role="idle", running=False, owner="",
                                           last_error="the engine was killed: press Start to run a new one"))
+                    return False
+                if watch_only:
+                    if self.role == "attached":
+                        self._publish(replace(self._state, role="idle", running=False, owner="",
+                                              last_error="the engine stopped: press Start to run one"))
                     return False
                 if self.auto_takeover:
                     self._publish(replace(self._state, role="idle"))

@@ -92,6 +92,7 @@ class EngineState:
     mode: str = "paper"
     running: bool = False
     paused: bool = False
+    pause_note: str = ""  # why and who paused ("deadman by …", "pause by <issuer> at 10:31:02")
     owner: str = ""
     venue: str = ""
     tick: int = 0
@@ -101,6 +102,8 @@ class EngineState:
     totals: Totals = field(default_factory=Totals)
     feed: FeedState = field(default_factory=FeedState)
     writer_lag_sec: float | None = None
+    writer: str = ""  # the writer's health phrase: "db lag 0.2s", plus queued rows / FAULT when unhealthy
+    halted: str | None = None  # why quoting is halted for safety (lease, db, writer), else None
     venue_health: str = ""  # live/dry-run: user stream, venue heartbeat, halted valve; "" in paper
     last_error: str | None = None
     params: dict[str, Any] = field(default_factory=dict)

@@ -102,6 +102,7 @@ orders = Table(
     Column("reason", Text),
     Column("created_ts", Float, nullable=False),
     Column("updated_ts", Float, nullable=False),
+    Column("owner", String(200)),  # lease owner id (host:pid:uuid) of the engine that placed it
     UniqueConstraint("client_id", name="uq_orders_client_id"),
     Index("ix_orders_status", "status"),
     Index("ix_orders_venue", "venue_order_id"),
@@ -185,8 +186,9 @@ commands = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
-    Column("issuer", String(200)),
+    Column("issuer", String(200)),  # the sending engine's owner id
     Column("kind", String(40), nullable=False),  # set_params, pause, resume, kill
+    Column("sender", String(200)),  # who wrote it: user@host pid N (face); DB write access is control access
     Column("payload_json", JSON),
     Column("applied_at", Float),
     Column("result", Text),
@@ -199,6 +201,17 @@ market_overrides = Table(
     Column("strategy", String(40)),  # a built-in strategy name; NULL: the default (PMM_STRATEGY)
     Column("params_json", JSON),  # strategy-parameter overrides, validated by the Params rules
     Column("updated_at", Float, nullable=False),
+)
+
+param_changes = Table(
+    "param_changes",  # every change of a live parameter: restored at the next start (dashboard)
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("changed_by", String(200)),  # owner id of the engine, or the issuer of a set_params command
+    Column("name", String(80), nullable=False),
+    Column("value_json", JSON),  # Decimal as a string, so exact values survive
+    Index("ix_param_changes_name", "name", "id"),
 )
 
 CONTRACT_TABLES = ("markets", "book_snapshots", "orders", "trades", "pnl", "market_calibration", "events")

@@ -53,7 +53,7 @@ class Charts:
         self._history: dict[str, deque[tuple[float, ...]]] = {}
         self.selected: str | None = None
 
-        common: dict[str, Any] = dict(height=220, sizing_mode="stretch_width", x_axis_type="datetime",
+        common: dict[str, Any] = dict(height=190, sizing_mode="stretch_width", x_axis_type="datetime",
                                       tools="pan,wheel_zoom,box_zoom,reset", toolbar_location="right")
         f_pnl = figure(title="total PnL (USD)", **common)
         f_pnl.line("t", "pnl", source=self.pnl, line_width=2, color="#1f77b4")
@@ -105,6 +105,23 @@ class Charts:
             _, mid, bid, ask, iy, ino = self._history[self.selected][-1]
             self.quotes.stream({"t": [t], "mid": [mid], "bid": [bid], "ask": [ask]}, rollover=self.rollover)
             self.inventory.stream({"t": [t], "inv_yes": [iy], "inv_no": [ino]}, rollover=self.rollover)
+
+    def backfill(self, hist: dict[str, Any]) -> None:
+        """Charts from the DB on page load (`dashboard.load_history`): total PnL and fills/min
+        series, and per-market (t, mid, inv_yes, inv_no) history for the market dropdown.
+        Call once the browser view exists (changes before that are lost by jupyter_bokeh)."""
+        pnl = hist.get("pnl") or []
+        if pnl:
+            self.pnl.data = {"t": [t * 1000.0 for t, _ in pnl], "pnl": [v for _, v in pnl]}
+        fpm = hist.get("fills_per_min") or []
+        if fpm:
+            self.fills.data = {"t": [t * 1000.0 for t, _ in fpm], "fpm": [v for _, v in fpm]}
+        for cid, rows in (hist.get("markets") or {}).items():
+            h = self._history.setdefault(cid, deque(maxlen=self.rollover))
+            for t, mid, iy, ino in rows:
+                h.append((t * 1000.0, _n(mid), NAN, NAN, float(iy or 0.0), float(ino or 0.0)))
+        if self.selected is not None:
+            self._on_select({"new": self.selected})
 
     def _on_select(self, change: dict[str, Any]) -> None:
         self.selected = change["new"]

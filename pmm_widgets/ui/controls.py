@@ -5,9 +5,13 @@ Why this shape:
   rules as env vars and code; a refused value snaps the widget back and shows the message.
 - The face refreshes on its own task every `dashboard_refresh_sec`, reading `engine.state`;
   the quote loop never waits for a widget.
-- A hidden `W.Play` is the browser heartbeat: the first beat starts chart streaming (changes
-  made before the view exists are lost by jupyter_bokeh), and silence for `deadman_sec` cancels
-  all orders and pauses an engine this page owns (a crashed or closed browser).
+- A hidden `W.Play` is the browser heartbeat. Nothing happens before its first beat: Voilà
+  executes the notebook for any GET (a curl, a link preview), so the engine starts (demo) and
+  the charts stream only once a browser view exists. Silence for `deadman_sec` afterwards (a
+  crashed or closed browser whose unload beacon never arrived) stops an engine this page owns
+  cleanly (cancel all, flush, release the lease) and quiets the page, so the culler ends it.
+- Everything shown that came from the DB (the lease row's state: owner, mode, params, errors,
+  market questions) is HTML-escaped: DB write access must not become script in the page.
 - Errors from background tasks go to an `Output` widget: prints after the notebook finished
   would appear nowhere under Voilà.
 """
@@ -16,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
 
 import ipywidgets as W
 from pydantic import ValidationError
@@ -31,32 +38,96 @@ from .charts import Charts
 COLUMNS = ("rank", "question", "mid", "spread", "YES bid", "YES ask", "NO bid", "NO ask",
            "inv YES", "inv NO", "PnL", "fills/min", "status")
 
-# (params field, label, min, max, step)
+# (params field, label, min, max, step, decimals)
 SLIDERS = (
-    ("alpha", "α (spread ×)", 0.1, 10.0, 0.1),
-    ("paper_fill_intensity", "fill intensity", 0.0, 20.0, 0.1),
-    ("paper_spread_k", "spread k", 0.0, 1000.0, 5.0),
-    ("paper_full_fill_prob", "full-fill prob", 0.0, 1.0, 0.01),
+    ("alpha", "α (spread ×)", 0.1, 10.0, 0.1, 2),
+    ("paper_fill_intensity", "fill intensity", 0.0, 20.0, 0.1, 2),
+    ("paper_spread_k", "spread k", 0.0, 1000.0, 5.0, 1),
+    ("paper_full_fill_prob", "full-fill prob", 0.0, 1.0, 0.01, 3),
 )
+
+SORT_KEYS: dict[str, Callable[[MarketRow], Any]] = {
+    "rank": lambda r: r.rank,
+    "PnL (worst first)": lambda r: r.pnl,
+    "PnL (best first)": lambda r: -r.pnl,
+    "fills/min": lambda r: -r.fills_per_min,
+    "inventory": lambda r: -(abs(r.inv_yes) + abs(r.inv_no)),
+    "spread": lambda r: -(r.spread or 0.0),
+}
+
+WAIT_FOR_VIEW_SEC = 30.0  # after a frontend asked for the widgets' state, nudge the heartbeat this long
+NUDGE_AT_START_SEC = 8.0  # and this long after the panel is built (a frontend already connected: JupyterLab)
+MESSAGE_TTL_SEC = 10.0  # transient messages (and refusals) expire
+LEASE_POLL_SEC = 2.0  # a page whose engine is not running looks for another owner this often
+LIVE_WORD = "live"
+
+
+_view_listeners: list[Callable[[], None]] = []
+
+
+def _install_view_hook() -> None:
+    """Tell panels when a browser's widget manager asks for the widgets' state.
+
+    Why: `W.Play` only starts ticking on a False→True change made while its view exists, so the
+    kernel must toggle it; toggling sends messages, and messages count as kernel activity for
+    Voilà's culler. Toggling only after a frontend's `request_states` (ipywidgets' control comm,
+    which Voilà's widget manager uses on load) keeps a kernel that no browser ever opened (a
+    curl, a health check) silent, so the culler ends it."""
+    if getattr(W.Widget, "_pmm_view_hook", False):
+        return
+    original = W.Widget._handle_control_comm_msg.__func__  # type: ignore[attr-defined]
+
+    def handle(cls: type, msg: dict[str, Any]) -> None:
+        original(cls, msg)
+        if (msg.get("content") or {}).get("data", {}).get("method") == "request_states":
+            for cb in list(_view_listeners):
+                try:
+                    cb()
+                except Exception:  # noqa: BLE001 - a broken panel must not break the widget protocol
+                    pass
+
+    W.Widget._handle_control_comm_msg = classmethod(handle)  # type: ignore[method-assign,assignment]
+    W.Widget._pmm_view_hook = True  # type: ignore[attr-defined]
+
+
+def fmt_num(v: Any) -> str:
+    """A parameter for display: exact Decimal as given, floats without binary noise (2, not 2.0000000000000004)."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f")
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        d = Decimal(format(float(v), ".10g")).normalize()
+        return format(d, "f")
+    if isinstance(v, str):
+        try:
+            return fmt_num(Decimal(v))
+        except ArithmeticError:
+            return v
+    return str(v)
 
 
 def _p(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
-def render_table(rows: list[MarketRow]) -> str:
-    """The universe table as HTML (rank order). Hand-built: 50 rows cost well under a millisecond."""
-    out = ['<table class="pmm-universe"><thead><tr>', *(f"<th>{c}</th>" for c in COLUMNS), "</tr></thead><tbody>"]
-    for m in sorted(rows, key=lambda r: r.rank):
+def render_table(rows: list[MarketRow], sort: str = "rank") -> str:
+    """The universe table as HTML. Hand-built: 50 rows cost well under a millisecond. All text escaped."""
+    key = SORT_KEYS.get(sort, SORT_KEYS["rank"])
+    out = ['<table class="pmm-universe"><thead><tr>', *(f"<th>{html.escape(c)}</th>" for c in COLUMNS),
+           "</tr></thead><tbody>"]
+    for m in sorted(rows, key=key):
         pnl_cls = "pos" if m.pnl > 0 else "neg" if m.pnl < 0 else ""
         out.append(
-            f'<tr data-cid="{html.escape(m.condition_id)}"><td>{m.rank}</td>'
-            f'<td class="q" title="{html.escape(m.question)}">{html.escape(m.question[:60])}</td>'
+            f'<tr data-cid="{html.escape(str(m.condition_id))}"><td>{int(m.rank)}</td>'
+            f'<td class="q" title="{html.escape(str(m.question))}">{html.escape(str(m.question)[:60])}</td>'
             f"<td>{_p(m.mid)}</td><td>{_p(m.spread)}</td><td class='ours'>{_p(m.yes_bid)}</td>"
             f"<td class='ours'>{_p(m.yes_ask)}</td><td class='ours'>{_p(m.no_bid)}</td>"
-            f"<td class='ours'>{_p(m.no_ask)}</td><td>{m.inv_yes:.0f}</td><td>{m.inv_no:.0f}</td>"
-            f"<td class='{pnl_cls}'>{m.pnl:+.2f}</td><td>{m.fills_per_min:.2f}</td>"
-            f"<td class='st'>{html.escape(m.status)}</td></tr>"
+            f"<td class='ours'>{_p(m.no_ask)}</td><td>{float(m.inv_yes):.0f}</td><td>{float(m.inv_no):.0f}</td>"
+            f"<td class='{pnl_cls}'>{float(m.pnl):+.2f}</td><td>{float(m.fills_per_min):.2f}</td>"
+            f"<td class='st'>{html.escape(str(m.status))}</td></tr>"
         )
     out.append("</tbody></table>")
     return "".join(out)
@@ -64,52 +135,88 @@ def render_table(rows: list[MarketRow]) -> str:
 
 TABLE_CSS = """<style>
 .pmm-universe{border-collapse:collapse;font:12px monospace;width:100%}
+.pmm-universe th{position:sticky;top:0;background:#fff}
 .pmm-universe th,.pmm-universe td{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 .pmm-universe td.q,.pmm-universe th:nth-child(2){text-align:left;max-width:28em;overflow:hidden;text-overflow:ellipsis}
 .pmm-universe td.ours{background:#f3f8ff}.pmm-universe td.pos{color:#1a7f37}.pmm-universe td.neg{color:#cf222e}
 .pmm-kill button,.pmm-kill{font-weight:bold}
+.pmm-app h3{margin:0 0 4px 0}
+.pmm-status{font:13px sans-serif}
+.pmm-totals{font:15px sans-serif}
+.pmm-fatal{color:#cf222e;font:15px sans-serif}
 </style>"""
 
 
 def render_status(s: EngineState) -> str:
-    lag = "n/a" if s.feed.lag_sec is None else f"{s.feed.lag_sec:.1f}s"
-    db = "n/a" if s.writer_lag_sec is None else f"{s.writer_lag_sec:.1f}s"
-    role = {"owner": "OWNER (this page trades)", "attached": f"ATTACHED to {html.escape(s.owner)}",
-            "idle": "idle (press Start)"}.get(s.role, s.role)
+    """The status line. Every field that can come from the lease row is escaped (stored XSS)."""
+    e = html.escape
+    lag = "n/a" if s.feed.lag_sec is None else f"{float(s.feed.lag_sec):.1f}s"
+    db = "n/a" if s.writer_lag_sec is None else f"{float(s.writer_lag_sec):.1f}s"
+    role = {"owner": "OWNER (this page trades)", "attached": f"ATTACHED to {e(str(s.owner))}",
+            "idle": "idle (press Start)"}.get(s.role, e(str(s.role)))
     run = "running" if s.running else "stopped"
-    paused = " · <b>PAUSED</b>" if s.paused else ""
-    alpha = s.params.get("alpha", "?")
-    err = f' · <span class="pmm-error" style="color:#cf222e">error: {html.escape(s.last_error)}</span>' if s.last_error else ""
-    return (f'<span class="pmm-role">{role}</span> · mode <b>{s.mode}</b> · {run}{paused} · tick '
-            f'<span class="pmm-tick">{s.tick}</span> · α=<span class="pmm-alpha-value">{alpha}</span> · open orders '
-            f'<span class="pmm-open">{s.totals.open_orders}</span> · fills {s.totals.fills} · PnL {s.totals.pnl:+.2f}'
+    paused = ""
+    if s.paused:
+        paused = " · <b>PAUSED</b>" + (f' <span class="pmm-pause-note">({e(str(s.pause_note))})</span>'
+                                       if s.pause_note else "")
+    alpha = fmt_num(s.params.get("alpha", "?"))
+    err = (f' · <span class="pmm-error" style="color:#cf222e">error: {e(str(s.last_error))}</span>'
+           if s.last_error else "")
+    return (f'<span class="pmm-role">{role}</span> · mode <b>{e(str(s.mode))}</b> · {run}{paused} · tick '
+            f'<span class="pmm-tick">{int(s.tick)}</span> · α=<span class="pmm-alpha-value">{e(alpha)}</span>'
             f" · feed {'up' if s.feed.connected else 'down'} lag {lag} · DB lag {db}"
-            + (f" · {html.escape(s.venue_health)}" if s.venue_health else "") + err)
+            + (f" · {e(str(s.venue_health))}" if s.venue_health else "") + err)
+
+
+def render_totals(s: EngineState) -> str:
+    t = s.totals
+    cls = "pos" if t.pnl > 0 else "neg" if t.pnl < 0 else ""
+    return (f'<b>PnL</b> <span class="pmm-pnl {cls}">{float(t.pnl):+.2f}</span> USD '
+            f"(realized {float(t.realized):+.2f}, unrealized {float(t.unrealized):+.2f}) · "
+            f"<b>fills</b> {int(t.fills)} ({float(t.fills_per_min):.2f}/min) · "
+            f'<b>open orders</b> <span class="pmm-open">{int(t.open_orders)}</span> · '
+            f"placed {int(t.placed)} · cancels {int(t.cancels)}")
 
 
 class ControlPanel:
-    def __init__(self, engine: Engine, *, rollover: int = 3600) -> None:
+    def __init__(self, engine: Engine, *, rollover: int = 3600, autostart: bool = False,
+                 history: Callable[[], dict[str, Any]] | None = None) -> None:
+        """`autostart`: start the engine (own or attach) on the first browser heartbeat.
+        `history`: blocking loader of the charts' backfill from the DB (run in a thread)."""
         self.engine = engine
         self.settings = engine.settings
+        self.autostart = autostart
+        self._history = history
         self._syncing = False
         self._seen_params: dict[str, Any] = {}
         self._last_beat: float | None = None
+        self._created = time.time()
+        self._view_requested: float | None = None
         self._watch_since = time.time()
         self._deadman_fired = False
         self._streaming = False
         self._tasks: list[asyncio.Task] = []
-        self._rendered_table: tuple[int, float] | None = None
+        self._rendered_table: tuple[int, float, str] | None = None
+        self._msg_expires: float | None = None
+        self._last_lease_poll = 0.0
+        self._wallet_suffix = ""
+        self.closed = False
+        self.face_id = f"dashboard {engine._owner_id}"
 
         self.title = W.HTML("<h3>pmm-widgets · market-making control</h3>" + TABLE_CSS)
         self.mode = W.ToggleButtons(options=["paper", "live"], value="paper" if engine.mode is Mode.PAPER else "live")
         self.mode.add_class("pmm-mode")
         self.mode.observe(self._on_mode, names="value")
-        self.live_confirm = W.Button(description="Confirm LIVE", button_style="warning")
+        self.live_text = W.Text(placeholder="type live", layout=W.Layout(width="150px"), continuous_update=True)
+        self.live_text.add_class("pmm-live-text")
+        self.live_text.observe(self._on_live_text, names="value")
+        self.live_confirm = W.Button(description="Confirm LIVE", button_style="warning", disabled=True)
         self.live_confirm.add_class("pmm-live-confirm")
         self.live_confirm.on_click(self._on_live_confirm)
         self.live_cancel = W.Button(description="Cancel")
         self.live_cancel.on_click(lambda _: self._snap_mode())
-        self.live_box = W.HBox([W.HTML(), self.live_confirm, self.live_cancel], layout=W.Layout(display="none"))
+        self.live_box = W.HBox([W.HTML(), self.live_text, self.live_confirm, self.live_cancel],
+                               layout=W.Layout(display="none"))
 
         self.start_btn = W.Button(description="Start", button_style="success")
         self.start_btn.add_class("pmm-start")
@@ -124,19 +231,28 @@ class ControlPanel:
         self.kill_result.add_class("pmm-kill-result")
 
         self.sliders: dict[str, W.FloatSlider] = {}
-        for name, label, lo, hi, step in SLIDERS:
+        self._decimals: dict[str, int] = {}
+        for name, label, lo, hi, step, decimals in SLIDERS:
             sl = W.FloatSlider(value=float(getattr(engine.params, name)), min=lo, max=hi, step=step, description=label,
-                               continuous_update=False, style={"description_width": "110px"},
-                               layout=W.Layout(width="420px"))
+                               continuous_update=False, readout_format=f".{decimals}f",
+                               style={"description_width": "110px"}, layout=W.Layout(width="340px"))
             sl.add_class(f"pmm-{name.replace('_', '-')}")
             sl.observe(self._slider_handler(name), names="value")
             self.sliders[name] = sl
+            self._decimals[name] = decimals
         self.message = W.HTML()
         self.message.add_class("pmm-message")
         self.status = W.HTML(render_status(engine.state))
         self.status.add_class("pmm-status")
+        self.totals = W.HTML(render_totals(engine.state))
+        self.totals.add_class("pmm-totals")
+        self.sort = W.Dropdown(description="sort by", options=list(SORT_KEYS), value="rank",
+                               layout=W.Layout(width="260px"))
+        self.sort.add_class("pmm-sort")
+        self.sort.observe(lambda _: self._render_table(self.engine.state, force=True), names="value")
         self.table = W.HTML()
         self.table.add_class("pmm-table")
+        self.table_box = W.Box([self.table], layout=W.Layout(max_height="420px", overflow="auto", width="100%"))
         self.log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.log.add_class("pmm-log")
         # each beat is a message into the kernel (with busy/idle status traffic): measured as the
@@ -148,19 +264,21 @@ class ControlPanel:
         self.heartbeat.observe(self._on_beat, names="value")
         self.charts = Charts(rollover=rollover)
         engine.events.subscribe(self._on_event)
+        _install_view_hook()
+        _view_listeners.append(self._on_view_requested)
 
         self.root = W.VBox([
             self.title,
-            W.HBox([self.mode, self.start_btn, self.pause_btn, self.kill]),
-            self.live_box, self.kill_result, self.status, self.message,
+            W.HBox([self.mode, self.start_btn, self.pause_btn, self.kill, self.kill_result]),
+            self.live_box, self.status, self.totals, self.message,
             W.HBox([W.VBox(list(self.sliders.values())[:2]), W.VBox(list(self.sliders.values())[2:])]),
-            self.table, self.charts.root, self.log, self.heartbeat,
+            self.charts.root, self.sort, self.table_box, self.log, self.heartbeat,
         ])
         self.root.add_class("pmm-app")
 
     # ------------------------------------------------------------------ lifecycle
     def show(self) -> W.VBox:
-        """Start the face's loops (refresh + dead-man watchdog) on the running loop; return the root."""
+        """Start the face's loops (refresh + heartbeat watchdog) on the running loop; return the root."""
         if not self._tasks:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._ui_loop(), name="pmm-ui"),
@@ -171,7 +289,10 @@ class ControlPanel:
 
     def start_engine(self) -> None:
         if self.engine.running:
-            self._msg("engine already running")
+            if self.engine.role != "attached":
+                self._msg("engine already running")
+                return
+            self._spawn(self._restart_owning(), "start")  # attach-only watcher → a real start
             return
         self._deadman_fired = False
         self._watch_since = time.time()
@@ -179,32 +300,58 @@ class ControlPanel:
         task.add_done_callback(self._report_task)
         self._msg("starting…")
 
+    async def _restart_owning(self) -> None:
+        await self.engine.stop()
+        self.start_engine()
+
+    async def close(self) -> None:
+        """The page's end (kernel shutdown, SIGTERM): the engine's clean stop, then quiet."""
+        self.closed = True
+        if self._on_view_requested in _view_listeners:
+            _view_listeners.remove(self._on_view_requested)
+        for t in self._tasks:
+            t.cancel()
+        await self.engine.stop()
+
+    @property
+    def view_alive(self) -> bool:
+        """A browser view beat within `deadman_sec`."""
+        return self._last_beat is not None and time.time() - self._last_beat <= self.settings.deadman_sec
+
     def refresh(self, state: EngineState | None = None, now: float | None = None) -> None:
-        """One face refresh: status, table (when the snapshot changed), sliders, charts."""
+        """One face refresh: status, totals, table (when the snapshot changed), sliders, charts."""
         s = self.engine.state if state is None else state
         now = time.time() if now is None else now
         self.status.value = render_status(s)
-        key = (s.tick, s.ts)
-        if key != self._rendered_table:
-            self.table.value = render_table(s.markets)
-            self._rendered_table = key
+        self.totals.value = render_totals(s)
+        self._render_table(s)
         self._sync_from_state(s)
-        self.start_btn.disabled = self.engine.running
-        if s.role != "idle" and "starting" in self.message.value:
+        self.start_btn.disabled = self.engine.running and self.engine.role != "attached"
+        if self._msg_expires is not None and now > self._msg_expires:
             self.message.value = ""
+            self._msg_expires = None
         if s.kill is not None:
             self.kill_result.value = self._kill_html(s.kill)
+        elif s.running:  # a new engine runs: an old KILLED banner is history
+            self.kill_result.value = ""
         if self._streaming:
             self.charts.set_markets(s)
             self.charts.update(s, now)
+
+    def _render_table(self, s: EngineState, force: bool = False) -> None:
+        key = (s.tick, s.ts, self.sort.value)
+        if force or key != self._rendered_table:
+            self.table.value = render_table(s.markets, self.sort.value)
+            self._rendered_table = key
 
     # ------------------------------------------------------------------ controls
     def _slider_handler(self, name: str) -> Callable[[dict[str, Any]], None]:
         def on_change(change: dict[str, Any]) -> None:
             if self._syncing:
                 return
+            value = round(float(change["new"]), self._decimals[name])  # the readout's precision, no float noise
             try:
-                self.engine.set_params(**{name: change["new"]})
+                self.engine.set_params(**{name: value}, changed_by=self.face_id)
             except ValidationError as exc:
                 self._msg(f"refused: {format_validation_error(exc)}", error=True)
                 self._set_widget(self.sliders[name], change["old"])
@@ -213,14 +360,16 @@ class ControlPanel:
                 self._msg(f"refused: {exc}", error=True)
                 self._set_widget(self.sliders[name], change["old"])
                 return
-            self._seen_params[name] = change["new"]
-            self._msg(f"{name} = {change['new']}" + (" (sent to the owner)" if self.engine.role == "attached" else ""))
+            self._seen_params[name] = value
+            self._msg(f"{name} = {fmt_num(value)}" + (" (sent to the owner)" if self.engine.role == "attached" else ""))
         return on_change
 
     def _on_pause(self, change: dict[str, Any]) -> None:
         if self._syncing:
             return
-        self._spawn(self.engine.pause(cancel=True, reason="pause") if change["new"] else self.engine.resume(), "pause")
+        self.pause_btn.description = "Resume quoting" if change["new"] else "Pause quoting"
+        self._spawn(self.engine.pause(cancel=True, reason="pause button", by=self.face_id) if change["new"]
+                    else self.engine.resume(by=self.face_id), "pause")
 
     def _on_mode(self, change: dict[str, Any]) -> None:
         if self._syncing:
@@ -234,29 +383,50 @@ class ControlPanel:
                 self._msg(f"refused: {exc}", error=True)
                 self._snap_mode()
             return
-        # live: refuse early, else ask for an explicit confirmation click
+        # live: refuse early, else ask for a typed confirmation (like the CLI's 'yes')
         if self.engine.running:
             self._msg("refused: stop the engine (KILL) before switching to live", error=True)
             return self._snap_mode()
         if not (self.settings.has_private_key or self.settings.has_l2_creds):
             self._msg("refused: live needs credentials (PMM_PRIVATE_KEY); staying in paper", error=True)
             return self._snap_mode()
-        addr = wallet_address(self.settings) or "API-key account"
-        self.live_box.children[0].value = (f"<b>Trade real money</b> on {html.escape(venue_description(self.settings))} "
-                                           f"as {html.escape(addr)}?")
+        try:
+            addr = wallet_address(self.settings)
+        except Exception as exc:
+            self._msg(f"refused: PMM_PRIVATE_KEY is not a valid key ({type(exc).__name__})", error=True)
+            return self._snap_mode()
+        self._wallet_suffix = addr[-4:].lower() if addr else ""
+        hint = f"type <b>{LIVE_WORD}</b>" + (" or the wallet's last 4 hex digits" if addr else "")
+        self.live_box.children[0].value = (
+            f"<b>Trade real money</b> on {html.escape(venue_description(self.settings))} as "
+            f"{html.escape(addr or 'API-key account')}? {hint}:")
+        self.live_text.value = ""
+        self.live_confirm.disabled = True
         self.live_box.layout.display = "flex"
 
+    def _live_word_ok(self, text: str) -> bool:
+        t = text.strip().lower()
+        return t == LIVE_WORD or (bool(self._wallet_suffix) and t == self._wallet_suffix)
+
+    def _on_live_text(self, change: dict[str, Any]) -> None:
+        self.live_confirm.disabled = not self._live_word_ok(str(change["new"]))
+
     def _on_live_confirm(self, _: Any) -> None:
+        if not self._live_word_ok(self.live_text.value):  # the button is disabled too; check again here
+            self._msg(f"refused: type '{LIVE_WORD}' to confirm live trading", error=True)
+            return
         try:
             self.engine.set_mode(Mode.LIVE)
         except Exception as exc:
             self._msg(f"refused: {exc}", error=True)
             return self._snap_mode()
         self.live_box.layout.display = "none"
-        self._msg("LIVE mode armed: press Start to trade", error=True)
+        self.live_text.value = ""
+        self._msg("LIVE mode armed: press Start to trade", error=True, ttl=60.0)
 
     def _snap_mode(self) -> None:
         self.live_box.layout.display = "none"
+        self.live_text.value = ""
         self._set_widget(self.mode, "paper" if self.engine.mode is Mode.PAPER else "live")
 
     async def _do_kill(self) -> None:
@@ -268,40 +438,72 @@ class ControlPanel:
     @staticmethod
     def _kill_html(k: KillResult) -> str:
         color = "#1a7f37" if k.ok else "#cf222e"
-        when = time.strftime("%H:%M:%S", time.localtime(k.ts))
-        return (f'<span style="color:{color}"><b>{html.escape(k.message)}</b> at {when}; '
+        when = time.strftime("%H:%M:%S", time.localtime(float(k.ts)))
+        return (f'<span style="color:{color}"><b>{html.escape(str(k.message))}</b> at {when}; '
                 f'engine {"stopped" if k.stopped else "NOT stopped"}; '
-                f'open orders now <span class="pmm-kill-open">{k.venue_open_after}</span></span>')
+                f'open orders now <span class="pmm-kill-open">{int(k.venue_open_after)}</span></span>')
 
     # ------------------------------------------------------------------ loops
     async def _ui_loop(self) -> None:
         while True:
             try:
-                self.refresh()
+                if self.view_alive:  # nobody watching: send nothing (the culler sees an idle kernel)
+                    self.refresh()
+                    await self._watch_lease()
             except Exception as exc:  # keep refreshing; show why
                 self.log.append_stderr(f"refresh failed: {type(exc).__name__}: {exc}\n")
             await asyncio.sleep(self.settings.dashboard_refresh_sec)
+
+    async def _watch_lease(self) -> None:
+        """Not running: attach (watch only) as soon as another engine owns the DB."""
+        if self.engine.running or self.closed or time.time() - self._last_lease_poll < LEASE_POLL_SEC:
+            return
+        self._last_lease_poll = time.time()
+        if await self.engine.lease_holder() is not None and not self.engine.running:
+            self.engine.start(attach_only=True).add_done_callback(self._report_task)
 
     async def _watchdog(self) -> None:
         """Dead-man's switch for an engine owned by this page (see module doc)."""
         while True:
             await asyncio.sleep(1.0)
-            if self._last_beat is None:  # Play only starts on a False→True change
-                self.heartbeat.playing = False
-                self.heartbeat.playing = True
-            silent_since = self._last_beat if self._last_beat is not None else self._watch_since
+            if self._last_beat is None:
+                now = time.time()
+                if (now - self._created < NUDGE_AT_START_SEC or (
+                        self._view_requested is not None and now - self._view_requested < WAIT_FOR_VIEW_SEC)):
+                    self.heartbeat.playing = False  # Play only starts on a False→True change
+                    self.heartbeat.playing = True
+                continue
             if (self.engine.role == "owner" and self.engine.running and not self._deadman_fired
-                    and time.time() - silent_since > self.settings.deadman_sec):
+                    and time.time() - self._last_beat > self.settings.deadman_sec):
                 self._deadman_fired = True
-                n = await self.engine.pause(cancel=True, reason="deadman")
-                self.log.append_stderr(f"no browser heartbeat for {self.settings.deadman_sec:.0f}s: "
-                                       f"paused and cancelled {n} orders\n")
+                self.log.append_stderr(f"no browser heartbeat for {self.settings.deadman_sec:.0f}s: stopping "
+                                       "the engine cleanly (cancel all, flush, release the lease)\n")
+                self.engine.events.emit("WARNING", "deadman", f"no browser heartbeat for "
+                                        f"{self.settings.deadman_sec:.0f}s: stopping cleanly")
+                await self.engine.stop()
+
+    def _on_view_requested(self) -> None:
+        self._view_requested = time.time()
 
     def _on_beat(self, _: dict[str, Any]) -> None:
-        if self._last_beat is None:
-            self._streaming = True  # the view exists: chart points sent from now on are kept
+        first = self._last_beat is None
         self._last_beat = time.time()
         self._deadman_fired = False
+        if first:
+            self._spawn(self._view_opened(), "view")
+
+    async def _view_opened(self) -> None:
+        """The first beat: a browser view exists. Backfill the charts, stream, start (demo)."""
+        if self._history is not None:
+            try:
+                hist = await asyncio.to_thread(self._history)
+                self.charts.backfill(hist)
+            except Exception as exc:
+                self.log.append_stderr(f"chart history not loaded: {type(exc).__name__}: {exc}\n")
+        self._streaming = True  # the view exists: chart points sent from now on are kept
+        if self.autostart and not self.engine.running and not self.closed:
+            self.start_engine()
+        self.refresh()
 
     # ------------------------------------------------------------------ helpers
     def _sync_from_state(self, s: EngineState) -> None:
@@ -315,6 +517,9 @@ class ControlPanel:
                 self._set_widget(sl, float(v))
         if self.pause_btn.value != s.paused:
             self._set_widget(self.pause_btn, s.paused)
+        want = "Resume quoting" if s.paused else "Pause quoting"
+        if self.pause_btn.description != want:
+            self.pause_btn.description = want
 
     def _set_widget(self, widget: W.Widget, value: Any) -> None:
         self._syncing = True
@@ -323,9 +528,10 @@ class ControlPanel:
         finally:
             self._syncing = False
 
-    def _msg(self, text: str, error: bool = False) -> None:
+    def _msg(self, text: str, error: bool = False, ttl: float | None = None) -> None:
         color = "#cf222e" if error else "#444"
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
+        self._msg_expires = time.time() + (ttl if ttl is not None else MESSAGE_TTL_SEC * (2 if error else 1))
 
     def _spawn(self, coro: Any, what: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"pmm-ui-{what}")
@@ -337,10 +543,10 @@ class ControlPanel:
         exc = task.exception()
         if exc is not None:
             self.log.append_stderr(f"{task.get_name()} failed: {type(exc).__name__}: {exc}\n")
-            self._msg(f"{task.get_name()} failed: {exc}", error=True)
+            self._msg(f"{task.get_name()} failed: {exc}", error=True, ttl=3600.0)
 
     def _on_event(self, ev: Any) -> None:
-        if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached", "command"):
+        if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached", "command", "params"):
             stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
             self.log.append_stdout(f"{stamp} {ev.level} {ev.kind}: {ev.message}\n")
             if len(self.log.outputs) > 60:  # bounded, like everything the page keeps

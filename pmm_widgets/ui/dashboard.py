@@ -12,16 +12,19 @@ therefore one lease.
 
 from __future__ import annotations
 
+import html
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from ..config import Settings, Venue, load_settings
+from ..config import ConfigError, Settings, Venue, load_settings
 from ..domain import Mode
 from ..engine.core import Engine
 from .controls import ControlPanel
+from .lifecycle import install_kernel_stop_hook
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -53,16 +56,112 @@ def app_settings(**overrides: Any) -> Settings:
 
 
 def demo_mode(settings: Settings) -> bool:
-    """PMM_DEMO=1, or the embedded sandbox: start quoting (paper) as soon as the page loads."""
+    """PMM_DEMO=1, or the embedded sandbox: start quoting (paper) as soon as a browser view opens."""
     return os.environ.get("PMM_DEMO", "") == "1" or settings.venue is Venue.SANDBOX
 
 
-def launch(settings: Settings | None = None) -> ControlPanel:
-    """Build engine + panel; in demo mode start the engine now (it attaches if one owns the DB)."""
-    settings = settings or app_settings()
+def load_history(db_url: str, since_sec: float = 3600.0, now: float | None = None) -> dict[str, Any]:
+    """The charts' backfill from the DB (blocking; the page runs it in a thread): total PnL and
+    per-market mid/inventory from `pnl` and `book_snapshots`, fills/min from `trades`, last hour."""
+    import sqlalchemy as sa
+
+    from ..store.db import make_engine
+    from ..store.schema import book_snapshots, markets, pnl, trades
+
+    now = time.time() if now is None else now
+    since = now - since_sec
+    db = make_engine(db_url)
+    out: dict[str, Any] = {"pnl": [], "fills_per_min": [], "markets": {}}
+    try:
+        if not all(sa.inspect(db).has_table(t.name) for t in (pnl, trades, markets, book_snapshots)):
+            return out  # a fresh DB the engine has not migrated yet: no history
+        with db.connect() as conn:
+            rows = conn.execute(sa.select(pnl.c.ts, pnl.c.total).where(pnl.c.market == "TOTAL", pnl.c.ts >= since)
+                                .order_by(pnl.c.ts)).all()
+            out["pnl"] = [(float(t), float(v or 0)) for t, v in rows]
+            fills = [float(t) for (t,) in conn.execute(sa.select(trades.c.ts).where(trades.c.ts >= since - 60)
+                                                       .order_by(trades.c.ts))]
+            step = 10.0
+            series: list[tuple[float, float]] = []
+            lo = 0
+            for hi_t in _frange(since, now, step):
+                while lo < len(fills) and fills[lo] < hi_t - 60:
+                    lo += 1
+                n = sum(1 for f in fills[lo:] if f <= hi_t)
+                series.append((hi_t, float(n)))
+            out["fills_per_min"] = series if fills else []
+            inv = conn.execute(sa.select(pnl.c.market, pnl.c.ts, pnl.c.inventory_yes, pnl.c.inventory_no)
+                               .where(pnl.c.market != "TOTAL", pnl.c.ts >= since).order_by(pnl.c.ts)).all()
+            yes_of = dict(conn.execute(sa.select(markets.c.yes_token_id, markets.c.condition_id)).all())
+            mids: dict[str, list[tuple[float, float | None]]] = {}
+            for tok, ts, mid in conn.execute(sa.select(book_snapshots.c.token_id, book_snapshots.c.ts,
+                                                       book_snapshots.c.mid)
+                                             .where(book_snapshots.c.ts >= since).order_by(book_snapshots.c.ts)):
+                cid = yes_of.get(tok)
+                if cid is not None:
+                    mids.setdefault(cid, []).append((float(ts), None if mid is None else float(mid)))
+        per: dict[str, list[tuple[float, float | None, float, float]]] = {}
+        for cid, series_m in mids.items():
+            per[cid] = [(ts, mid, 0.0, 0.0) for ts, mid in series_m]
+        for cid, ts, iy, ino in inv:
+            per.setdefault(cid, []).append((float(ts), None, float(iy or 0), float(ino or 0)))
+        merged: dict[str, list[tuple[float, float | None, float, float]]] = {}
+        for cid, rows_m in per.items():
+            last_inv = (0.0, 0.0)
+            filled: list[tuple[float, float | None, float, float]] = []
+            for ts, mid, iy, ino in sorted(rows_m, key=lambda r: r[0]):  # inventory carried forward
+                if mid is None:
+                    last_inv = (iy, ino)
+                    continue
+                filled.append((ts, mid, *last_inv))
+            merged[cid] = filled
+        out["markets"] = merged
+    finally:
+        db.dispose()
+    return out
+
+
+def _frange(lo: float, hi: float, step: float) -> list[float]:
+    n = max(0, int((hi - lo) // step))
+    return [lo + step * (i + 1) for i in range(n)]
+
+
+class FatalPanel:
+    """What the page shows when the app cannot even be built (a bad setting): one clear line."""
+
+    def __init__(self, message: str) -> None:
+        import ipywidgets as W
+
+        from .controls import TABLE_CSS
+
+        self.message = message
+        self.root = W.HTML(f"<h3>pmm-widgets · market-making control</h3>{TABLE_CSS}"
+                           f'<div class="pmm-fatal"><b>cannot start:</b> {html.escape(message)}</div>'
+                           "<div>Fix the setting (environment or <code>.env</code>; every setting is listed in "
+                           "<code>env.example</code>) and restart Voilà.</div>")
+        self.root.add_class("pmm-app")
+
+    def show(self) -> Any:
+        return self.root
+
+
+def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
+    """Build engine + panel for `apps/control.ipynb`.
+
+    Nothing starts here (Voilà runs this for any GET): in demo mode the engine starts on the
+    page's first browser heartbeat. The kernel's shutdown (tab closed or reloaded, culled, Voilà
+    stopped) runs the engine's clean stop (`lifecycle.install_kernel_stop_hook`). A bad setting
+    returns a `FatalPanel` showing the one-line error instead of a blank page.
+    """
+    try:
+        settings = settings or app_settings()
+    except ConfigError as exc:
+        return FatalPanel(str(exc))
     demo = demo_mode(settings)
-    engine = Engine(settings, Mode.PAPER, auto_takeover=demo)
-    panel = ControlPanel(engine)
-    if demo:
-        panel.start_engine()
+    engine = Engine(settings, Mode.PAPER, auto_takeover=demo, persist_params=True)
+    panel = ControlPanel(engine, autostart=demo, history=lambda: load_history(settings.db_url))
+    try:
+        install_kernel_stop_hook(panel.close, timeout=max(8.0, settings.quote_refresh_sec * 2 + 5.0))
+    except RuntimeError:  # no running loop (plain Python): nothing to hook
+        pass
     return panel

@@ -23,17 +23,24 @@ Facts about the SDK (1.2.1) this relies on, read in its source:
   that wait cannot happen here.
 - `create_or_derive_api_key` tries `POST /auth/api-key` first, then `GET /auth/derive-api-key`.
 
+Fast path (issue 12), used whenever the key can be parsed by `venue.signer.OrderSigner`
+(`fast=True`, the default; `PMM_FAST_ORDERS=false` keeps the SDK for everything): orders are
+signed by the project's signer (byte-identical to the SDK's, the SDK stays the reference) in a
+signing thread, and `post_orders`/`cancel` go through `venue.order_entry.OrderEntry` (async,
+batches in flight together, bounded by `max_inflight`, round trips recorded). Everything else
+(credentials, open orders, trades, heartbeats, cancel-all) stays on the SDK worker thread.
+
 Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
 connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
 *transient*; anything else fails at once. Idempotent calls (cancels, heartbeats, reads) are retried
-with full-jitter backoff (`venue.http.backoff_delay`) within a total deadline. A post is never
-retried blindly, because a post whose answer was lost may have rested: the same *signed* order
-(same salt, so the same order hash) is re-posted only after checking the venue's open orders for
-its hash, and a "Duplicated" answer to a re-post means an earlier attempt landed. A post whose
-outcome is still unknown after the retries comes back with its hash and `unknown=True`, so the
-caller tracks it until a reconcile or a cancel settles it: never a duplicate order, never an order
-we do not know about. The SDK's module-global httpx client gets the configured timeout
-(PMM_HTTP_TIMEOUT_SEC; the SDK's own default is 5 s).
+with full-jitter backoff (`venue.http.backoff_delay`) within a total deadline (PMM_VENUE_RETRIES,
+PMM_VENUE_BACKOFF_SEC, PMM_VENUE_BACKOFF_CAP_SEC, PMM_HTTP_DEADLINE_SEC). A post is never retried
+blindly, because a post whose answer was lost may have rested: the same *signed* orders (same salt,
+so the same order hashes) are re-posted only after the venue's open orders were checked for their
+hashes, and a "Duplicated" answer to a re-post means an earlier attempt landed. Orders whose outcome
+is still unknown after the retries come back `uncertain` with their hash, and `LiveExchange` tracks
+and cancels them: never a duplicate order, never an order we do not know about. The SDK's
+module-global httpx client gets the configured timeout (PMM_HTTP_TIMEOUT_SEC; its default is 5 s).
 
 A second backend (`polymarket-client`, the unified SDK) would implement the same methods: it
 offers an async client (no worker thread needed) and deposit-wallet (signature type 3)
@@ -49,21 +56,30 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from pydantic import SecretStr
 
 from ..domain import Quote
 from ..logsetup import mask, register_secret
 from .http import backoff_delay
+from .order_entry import EntryError, OrderEntry
+from .signer import OrderSigner, SignedOrder, SignerError
 
 log = logging.getLogger(__name__)
 
 MAX_POST_BATCH = 15  # POST /orders limit
 MAX_CANCEL_BATCH = 3000
+T = TypeVar("T")
+
+
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 DUPLICATED = "Duplicated"  # the venue's answer to an order hash it has already seen
-T = TypeVar("T")
+
+
+def is_transient(status: int | None) -> bool:
+    """A transport failure (no status), a 429 or a 5xx: worth another attempt."""
+    return status is None or status in TRANSIENT_STATUSES
 
 
 class BrokerError(Exception):
@@ -96,8 +112,8 @@ class PlaceResult:
     order_id: str | None = None
     status: str = ""  # live | matched | delayed | unmatched | signed (dry-run)
     error: str = ""
-    unknown: bool = False  # the post's outcome is unknown (transient failure): `order_id` is its hash
     payload: dict[str, Any] = field(default_factory=dict, repr=False)  # the POST body's order (dry-run)
+    uncertain: bool = False  # no definitive answer (timeout, transport error, 5xx): it may rest at the venue
 
 
 @dataclass
@@ -129,11 +145,13 @@ class Broker:
         signature_type: int = 0,
         funder: str | None = None,
         *,
+        fast: bool = True,
+        max_inflight: int = 8,
+        timeout: float = 10.0,
         retries: int = 3,
         backoff_base: float = 0.2,
         backoff_cap: float = 2.0,
         deadline: float = 30.0,
-        timeout: float | None = None,
     ) -> None:
         from py_clob_client_v2 import ApiCreds, ClobClient
 
@@ -158,8 +176,19 @@ class Broker:
         self.retried = 0  # attempts repeated after a transient failure
         self.failures = 0  # calls that failed for good (after their retries)
         self.dedup_hits = 0  # re-posts avoided or refused because the order was already at the venue
-        if timeout is not None:
-            set_sdk_timeout(timeout)
+        set_sdk_timeout(timeout)
+        self._signer: OrderSigner | None = None
+        self._entry: OrderEntry | None = None
+        self._sign_pool: ThreadPoolExecutor | None = None
+        if fast and self._pk:
+            try:
+                self._signer = OrderSigner(self._pk, chain_id, signature_type, funder)
+            except SignerError as exc:  # the SDK path reports the problem at the first order
+                log.warning("broker: project signer unavailable (%s); signing through the SDK", exc)
+        if self._signer is not None:
+            self._sign_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-sign")
+            self._entry = OrderEntry(self.host, self._signer.address, self._entry_creds,
+                                     max_inflight=max_inflight, timeout=timeout)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -199,7 +228,7 @@ class Broker:
             if isinstance(msg, dict):
                 msg = msg.get("error") or msg.get("error_msg") or msg.get("errorMsg") or str(msg)
             st = exc.status_code
-            return BrokerError(op, self._scrub(str(msg)), st, transient=st is None or st in TRANSIENT_STATUSES)
+            return BrokerError(op, self._scrub(str(msg)), st, transient=is_transient(st))
         if isinstance(exc, PolyException):
             return BrokerError(op, self._scrub(str(exc.msg)))
         import httpx
@@ -216,15 +245,15 @@ class Broker:
         except Exception as exc:
             raise self._error(op, exc) from None
 
-    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True) -> T:
-        """`_run` with retries of transient failures (idempotent calls only), full-jitter backoff
-        and a total deadline over all attempts."""
+    async def _retrying(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True) -> T:
+        """`await fn()` with retries of transient failures (idempotent calls only), full-jitter
+        backoff and a total deadline over all attempts."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.deadline
         attempt = 0
         while True:
             try:
-                return await self._run(op, fn)
+                return await fn()
             except BrokerError as exc:
                 attempt += 1
                 delay = self._retry_delay(exc, attempt) if retry else None
@@ -235,6 +264,10 @@ class Broker:
                 log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
                 await asyncio.sleep(delay)
 
+    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True) -> T:
+        """An idempotent SDK call in the worker thread, retried (see `_retrying`)."""
+        return await self._retrying(op, lambda: self._run(op, fn), retry)
+
     def _retry_delay(self, exc: BrokerError, attempt: int) -> float | None:
         """Seconds before attempt `attempt + 1`, or None when `exc` must not be retried. A 429
         waits at least one backoff step (the SDK hides the Retry-After header from us)."""
@@ -243,9 +276,39 @@ class Broker:
         delay = backoff_delay(attempt - 1, self.backoff_base, self.backoff_cap)
         return max(delay, self.backoff_base) if exc.status == 429 else delay
 
+    async def _already_at_venue(self, ids: Sequence[str]) -> set[str]:
+        """Which of these order hashes the venue holds open (one open-orders read, no retry; an
+        empty set when it fails: the re-post is still safe, the venue refuses a hash it has seen)."""
+        try:
+            venue = {str(vo.get("id") or "") for vo in await self.open_orders(retry=False)}
+        except BrokerError:
+            return set()
+        return {i for i in ids if i in venue}
+
     def close(self) -> None:
-        """Stop the worker thread (pending calls finish first)."""
+        """Stop the worker threads (pending calls finish first)."""
         self._pool.shutdown(wait=True, cancel_futures=False)
+        if self._sign_pool is not None:
+            self._sign_pool.shutdown(wait=True, cancel_futures=False)
+
+    async def aclose(self) -> None:
+        """Close the async order-entry client, then the worker threads."""
+        if self._entry is not None:
+            await self._entry.aclose()
+        await asyncio.to_thread(self.close)
+
+    @property
+    def fast(self) -> bool:
+        """Orders are signed by the project's signer and sent by the async order entry."""
+        return self._entry is not None
+
+    @property
+    def order_entry(self) -> OrderEntry | None:
+        return self._entry
+
+    def _entry_creds(self) -> tuple[str, str, str] | None:
+        c = self._client.creds
+        return None if c is None else (c.api_key, c.api_secret, c.api_passphrase)
 
     # ------------------------------------------------------------------ credentials
     async def derive_creds(self) -> Creds:
@@ -292,25 +355,22 @@ class Broker:
     async def post_orders(self, items: Sequence[tuple[Quote, Decimal, bool]], dry_run: bool = False) -> list[PlaceResult]:
         """Sign each (quote, tick size, neg-risk) as a post-only GTC limit order and post them in
         batches of at most 15. One result per item, in order; a failure of one order (or of a
-        whole batch request) never raises. `dry_run`: build and sign only, post nothing.
-
-        A transient failure of a batch request is retried without ever duplicating an order: the
-        same signed orders (same hashes) are re-posted after the venue's open orders were checked
-        for them, and a "Duplicated" answer to a re-post counts as placed. Orders whose outcome
-        is still unknown come back with `unknown=True` and their hash as `order_id`."""
-        from py_clob_client_v2 import OrderType
+        whole batch request) never raises. `dry_run`: build and sign only, post nothing."""
+        from py_clob_client_v2 import OrderType, PostOrdersV2Args
         from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
 
         if not self.can_sign:
             raise BrokerError("post_orders", "a private key is needed to sign orders")
         if not dry_run and not self.has_creds:
             raise BrokerError("post_orders", "API credentials are needed to post orders")
+        if self._signer is not None:
+            return await self._post_fast(items, dry_run)
         results: list[PlaceResult] = []
         for i in range(0, len(items), MAX_POST_BATCH):
             chunk = list(items[i:i + MAX_POST_BATCH])
 
-            def sign(chunk: list[tuple[Quote, Decimal, bool]] = chunk) -> list[PlaceResult | tuple[Quote, bool, Any]]:
-                out: list[PlaceResult | tuple[Quote, bool, Any]] = []
+            def sign(chunk: list[tuple[Quote, Decimal, bool]] = chunk) -> list[PlaceResult | tuple[Quote, Any, str]]:
+                out: list[PlaceResult | tuple[Quote, Any, str]] = []
                 for q, tick, neg in chunk:
                     try:
                         order = self._build(q, tick, neg)
@@ -326,71 +386,122 @@ class Broker:
                         payload.pop("owner", None)
                         out.append(PlaceResult(q, True, self._order_id(order, neg), "signed", payload=payload["order"]))
                     else:
-                        out.append((q, neg, order))
+                        out.append((q, order, self._order_id(order, neg)))
                 return out
 
             signed = await self._call("sign", sign)  # nothing was posted yet: safe to retry
             pending = {k: v for k, v in enumerate(signed) if not isinstance(v, PlaceResult)}
             if pending:
-                done = await self._post_signed({k: (q, o) for k, (q, _, o) in pending.items()},
-                                               {k: neg for k, (_, neg, _) in pending.items()})
+
+                async def post(orders: list[Any]) -> list[dict]:
+                    def work() -> Any:
+                        return self._client.post_orders(
+                            [PostOrdersV2Args(order=o, orderType=OrderType.GTC) for o in orders], post_only=True)
+                    resp = await self._run("post_orders", work)
+                    return resp if isinstance(resp, list) else []
+
+                done = await self._post_idempotent(pending, post)
                 for k, r in done.items():
                     signed[k] = r
             results.extend(r for r in signed if isinstance(r, PlaceResult))
         return results
 
-    async def _post_signed(self, orders: dict[int, tuple[Quote, Any]], negs: dict[int, bool]) -> dict[int, PlaceResult]:
-        """POST /orders for signed orders keyed by position, with the idempotent retry above."""
-        from py_clob_client_v2 import OrderType, PostOrdersV2Args
-
+    async def _post_idempotent(self, orders: dict[int, tuple[Quote, Any, str]],
+                               post: Callable[[list[Any]], Awaitable[list[dict]]]) -> dict[int, PlaceResult]:
+        """Post signed orders keyed by position ((quote, signed order, its hash)). A transient
+        failure is retried with the *same* signed orders, after checking the venue's open orders
+        for their hashes; "Duplicated" on a re-post means an earlier attempt landed. What is still
+        unanswered after the retries comes back `uncertain` with its hash."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.deadline
         out: dict[int, PlaceResult] = {}
         left = dict(orders)
-        hashes: dict[int, str] = {}
         attempt = 0
         while left:
             keys = list(left)
             try:
-                resp = await self._run("post_orders", lambda keys=keys: self._client.post_orders(
-                    [PostOrdersV2Args(order=left[k][1], orderType=OrderType.GTC) for k in keys], post_only=True))
+                resp = await post([left[k][1] for k in keys])
             except BrokerError as exc:
                 attempt += 1
-                if exc.transient and not hashes:  # the answer is lost: the orders may rest at the venue
-                    hashes = await self._run("post_orders", lambda: {
-                        k: self._order_id(o, negs[k]) for k, (_, o) in orders.items()})
                 delay = self._retry_delay(exc, attempt)
                 if delay is None or loop.time() + delay >= end:
                     self.failures += 1
                     for k in keys:
-                        q = left[k][0]
-                        out[k] = PlaceResult(q, False, hashes.get(k), error=exc.message, unknown=exc.transient)
+                        q, _, oid = left[k]
+                        unsure = exc.transient and exc.status != 429  # a 429 was refused, not lost
+                        out[k] = PlaceResult(q, False, oid if unsure else None, error=exc.message, uncertain=unsure)
                     return out
                 self.retried += 1
                 log.info("post_orders: %s; checking the venue for %d order(s), retry %d in %.2fs",
                          exc, len(keys), attempt, delay)
                 await asyncio.sleep(delay)
-                try:
-                    venue_ids = {str(vo.get("id") or "") for vo in await self.open_orders(retry=False)}
-                except BrokerError:
-                    venue_ids = set()  # re-post anyway: the venue refuses a hash it has seen
+                there = await self._already_at_venue([left[k][2] for k in keys])
                 for k in keys:
-                    if hashes.get(k) in venue_ids:
-                        out[k] = PlaceResult(left.pop(k)[0], True, hashes[k], "live")
+                    if left[k][2] in there:
+                        q, _, oid = left.pop(k)
+                        out[k] = PlaceResult(q, True, oid, "live")
                         self.dedup_hits += 1
                 continue
-            resp = resp if isinstance(resp, list) else []
             for n, k in enumerate(keys):
-                q = left.pop(k)[0]
+                q, _, oid = left.pop(k)
                 r = resp[n] if n < len(resp) and isinstance(resp[n], dict) else {}
                 ok = bool(r.get("success")) and bool(r.get("orderID"))
                 err = "" if ok else self._scrub(str(r.get("errorMsg") or "no response"))
-                if not ok and attempt and DUPLICATED in err and hashes.get(k):  # an earlier attempt landed
-                    out[k] = PlaceResult(q, True, hashes[k], "live")
+                if not ok and attempt and DUPLICATED in err:  # an earlier attempt landed
+                    out[k] = PlaceResult(q, True, oid, "live")
                     self.dedup_hits += 1
                     continue
                 out[k] = PlaceResult(q, ok, r.get("orderID") or None, str(r.get("status") or ""), err)
         return out
+
+    def _sign_chunk(self, chunk: Sequence[tuple[Quote, Decimal, bool]]) -> list[SignedOrder | str]:
+        assert self._signer is not None
+        out: list[SignedOrder | str] = []
+        for q, tick, neg in chunk:
+            try:
+                out.append(self._signer.sign(q.token_id, q.side, q.price, q.size, tick, neg))
+            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:  # SignerError is a ValueError
+                out.append(self._error("sign", exc).message)
+        return out
+
+    async def _post_fast(self, items: Sequence[tuple[Quote, Decimal, bool]], dry_run: bool) -> list[PlaceResult]:
+        """Sign each batch of 15 in the signing thread and post it as soon as it is signed: the
+        next batch signs while earlier ones are on the wire; all batches are in flight together
+        (bounded by the order entry's semaphore)."""
+        assert self._entry is not None and self._sign_pool is not None
+        loop = asyncio.get_running_loop()
+        owner = self._client.creds.api_key if self._client.creds else ""
+
+        async def one(chunk: list[tuple[Quote, Decimal, bool]]) -> list[PlaceResult]:
+            signed = await loop.run_in_executor(self._sign_pool, self._sign_chunk, chunk)
+            out: list[PlaceResult] = []
+            send: list[tuple[int, SignedOrder]] = []
+            for (q, _, _), so in zip(chunk, signed):
+                if isinstance(so, str):
+                    out.append(PlaceResult(q, False, error=so))
+                    continue
+                out.append(PlaceResult(q, True, so.order_id, "signed", payload=so.body))
+                send.append((len(out) - 1, so))
+            if dry_run or not send:
+                return out
+            assert self._entry is not None
+            entry = self._entry
+
+            async def post(bodies: list[dict[str, Any]]) -> list[dict]:
+                try:
+                    return await entry.post(bodies, owner)
+                except EntryError as exc:
+                    raise BrokerError("post_orders", self._scrub(exc.message), exc.status,
+                                      transient=is_transient(exc.status)) from None
+
+            done = await self._post_idempotent({idx: (chunk[idx][0], so.body, so.order_id) for idx, so in send}, post)
+            for idx, r in done.items():
+                out[idx] = r
+            return out
+
+        chunks = [list(items[i:i + MAX_POST_BATCH]) for i in range(0, len(items), MAX_POST_BATCH)]
+        parts = await asyncio.gather(*(one(c) for c in chunks))
+        return [r for part in parts for r in part]
 
     # ------------------------------------------------------------------ cancels
     @staticmethod
@@ -407,12 +518,37 @@ class Broker:
         ids = list(order_ids)
         if not ids:
             return CancelResult([], {})
+        if self._entry is not None and self.has_creds:
+            return await self._cancel_fast(ids)
         if len(ids) == 1:
             return self._cancel_result(await self._call("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
         total = CancelResult([], {})
         for i in range(0, len(ids), MAX_CANCEL_BATCH):
             chunk = ids[i:i + MAX_CANCEL_BATCH]
             r = self._cancel_result(await self._call("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
+            total.canceled += r.canceled
+            total.not_canceled.update(r.not_canceled)
+        return total
+
+    async def _cancel_fast(self, ids: list[str]) -> CancelResult:
+        """DELETE /orders batches of ≤ 3000, all in flight together."""
+        assert self._entry is not None
+        chunks = [ids[i:i + MAX_CANCEL_BATCH] for i in range(0, len(ids), MAX_CANCEL_BATCH)]
+        entry = self._entry
+
+        async def one(chunk: list[str]) -> Any:
+            async def attempt() -> Any:
+                try:
+                    return await entry.cancel(chunk)
+                except EntryError as exc:
+                    raise BrokerError("cancel", self._scrub(exc.message), exc.status,
+                                      transient=is_transient(exc.status)) from None
+            return await self._retrying("cancel", attempt)  # a cancel is idempotent
+
+        answers = await asyncio.gather(*(one(c) for c in chunks))
+        total = CancelResult([], {})
+        for a in answers:
+            r = self._cancel_result(a)
             total.canceled += r.canceled
             total.not_canceled.update(r.not_canceled)
         return total

@@ -9,6 +9,7 @@ commands table and leaves zero open orders, and nothing restarts. Screenshots go
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -46,8 +47,9 @@ def voila_app(tmp_path_factory):
                 "PMM_DASHBOARD_REFRESH_SEC": "1.0", "PMM_SANDBOX_SPEED": "5", "PMM_UNIVERSE_SIZE": "8",
                 "PMM_SANDBOX_MARKETS": "20", "PMM_LEASE_TTL_SEC": "5"})
     log = open(tmp / "voila.log", "w")
+    token = secrets.token_hex(16)  # voila.json asks for a token; the test passes its own
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "apps/control.ipynb", "--no-browser", f"--port={port}"],
+        [sys.executable, "-m", "voila", "apps/control.ipynb", "--no-browser", f"--port={port}", f"--token={token}"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -58,7 +60,7 @@ def voila_app(tmp_path_factory):
             raise RuntimeError((tmp / "voila.log").read_text())
         time.sleep(0.2)
     db = sa.create_engine(db_url)
-    yield f"http://127.0.0.1:{port}/", db
+    yield f"http://127.0.0.1:{port}/?token={token}", db
     proc.terminate()
     try:
         proc.wait(timeout=15)

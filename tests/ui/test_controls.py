@@ -8,13 +8,14 @@ import asyncio
 import json
 import time
 from dataclasses import asdict
+from decimal import Decimal
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.commands import CommandQueue
 from pmm_widgets.engine.lease import Lease
 from pmm_widgets.engine.state import EngineState, KillResult, MarketRow, Totals
 from pmm_widgets.store.db import make_engine
-from pmm_widgets.ui.controls import ControlPanel, render_table
+from pmm_widgets.ui.controls import ControlPanel, fmt_num, render_status, render_table
 
 
 def _state(n: int = 3, tick: int = 1, alpha: float = 1.5) -> EngineState:
@@ -123,44 +124,117 @@ async def test_attached_panel_shows_owner_state_sends_params_and_kill(settings, 
 
 
 class _OwnerStub:
-    """Just enough of an owning Engine for the dead-man watchdog: records pauses."""
+    """Just enough of an owning Engine for the dead-man watchdog: records clean stops."""
 
     def __init__(self, settings):
         from pmm_widgets.domain import Mode
         from pmm_widgets.engine.state import EventLog
 
         self.settings, self.mode, self.role, self.running = settings, Mode.PAPER, "owner", True
+        self._owner_id = "stub-owner"
         self.params = settings.params()
         self.events = EventLog()
         self.state = EngineState(role="owner", running=True)
-        self.pauses: list[str] = []
+        self.stops = 0
+        self.starts: list[bool] = []
 
-    async def pause(self, cancel=True, reason="pause"):
-        self.pauses.append(reason)
-        return 3
+    async def stop(self):
+        self.stops += 1
+        self.running = False
+
+    def start(self, attach_only=False):
+        self.starts.append(attach_only)
+        self.running = True
+        return asyncio.get_running_loop().create_future()
+
+    async def lease_holder(self):
+        return None
 
 
-async def test_deadman_pauses_owned_engine_without_heartbeat(settings):
+async def test_deadman_stops_owned_engine_cleanly_without_heartbeat(settings):
     stub = _OwnerStub(settings)  # deadman_sec = 1.0 in the fixture
     panel = ControlPanel(stub)
     panel.show()
     panel.heartbeat.value = 1  # the browser beats once, then goes silent
     await asyncio.sleep(0.5)
-    assert stub.pauses == []
+    assert stub.stops == 0
     for _ in range(40):
-        if stub.pauses:
+        if stub.stops:
             break
         await asyncio.sleep(0.1)
-    assert stub.pauses == ["deadman"]
+    assert stub.stops == 1  # the clean stop (cancel all, flush, release the lease), not a pause
+    assert any(ev.kind == "deadman" for ev in stub.events.recent())
     await asyncio.sleep(1.5)
-    assert stub.pauses == ["deadman"]  # once per silence
+    assert stub.stops == 1  # once per silence
     panel.heartbeat.value = 2  # the browser is back: the switch re-arms
     assert panel._deadman_fired is False
     for t in panel._tasks:
         t.cancel()
 
 
-def test_live_mode_needs_an_explicit_confirmation(settings):
+async def test_autostart_waits_for_the_first_browser_heartbeat(settings):
+    """Voilà executes the notebook for any GET: nothing may start before a view beats."""
+    stub = _OwnerStub(settings)
+    stub.running = False
+    panel = ControlPanel(stub, autostart=True)
+    panel.show()
+    await asyncio.sleep(1.3)
+    assert stub.starts == [] and not panel._streaming
+    panel.heartbeat.value = 1
+    for _ in range(40):
+        if stub.starts:
+            break
+        await asyncio.sleep(0.05)
+    assert stub.starts == [False] and panel._streaming
+    for t in panel._tasks:
+        t.cancel()
+
+
+def test_status_escapes_everything_from_the_lease_row():
+    """Stored XSS (issue 17): owner, mode, params, pause note, errors come from the DB."""
+    evil = "<img src=x onerror=alert(1)>"
+    s = EngineState(role="attached", owner=evil, mode=evil, paused=True, pause_note=evil, last_error=evil,
+                    venue_health=evil, params={"alpha": evil})
+    out = render_status(s)
+    assert "<img" not in out and out.count("&lt;img") == 6
+    m = _state(1).markets
+    m[0].status = evil
+    m[0].condition_id = '"><script>x</script>'
+    t = render_table(m)
+    assert "<img" not in t and "<script" not in t
+
+
+def test_params_display_without_float_noise(settings):
+    assert fmt_num(2.0000000000000004) == "2" and fmt_num(0.1 + 0.2) == "0.3"
+    assert fmt_num(Decimal("0.10")) == "0.1" and fmt_num("1.50") == "1.5" and fmt_num(True) == "True"
+    engine = Engine(settings)
+    panel = ControlPanel(engine)
+    panel.sliders["alpha"].value = 2.0000000000000004
+    assert engine.params.alpha == 2.0
+    panel.refresh()
+    assert 'pmm-alpha-value">2<' in panel.status.value
+
+
+def test_pause_button_label_follows_state(settings):
+    panel = ControlPanel(Engine(settings))
+    panel.refresh(EngineState(paused=True, pause_note="deadman by page-1 at 10:00:00"))
+    assert panel.pause_btn.description == "Resume quoting" and panel.pause_btn.value is True
+    assert "deadman by page-1" in panel.status.value
+    panel.refresh(EngineState(paused=False))
+    assert panel.pause_btn.description == "Pause quoting"
+
+
+def test_transient_messages_expire(settings):
+    panel = ControlPanel(Engine(settings))
+    panel._msg("alpha = 2")
+    assert "alpha" in panel.message.value
+    panel.refresh(now=time.time() + 5)
+    assert "alpha" in panel.message.value
+    panel.refresh(now=time.time() + 60)
+    assert panel.message.value == ""
+
+
+def test_live_mode_needs_a_typed_confirmation(settings):
     from eth_account import Account
     from pydantic import SecretStr
 
@@ -171,7 +245,42 @@ def test_live_mode_needs_an_explicit_confirmation(settings):
     assert engine.mode.value == "paper"  # not yet: a confirmation is pending
     assert panel.live_box.layout.display == "flex" and key.address in panel.live_box.children[0].value
     assert key.key.hex() not in panel.live_box.children[0].value
+    assert panel.live_confirm.disabled
+    panel._on_live_confirm(None)  # a forged click without the word: refused
+    assert engine.mode.value == "paper" and "refused" in panel.message.value
+    panel.live_text.value = "yes"
+    assert panel.live_confirm.disabled
+    panel.live_text.value = "live"
+    assert not panel.live_confirm.disabled
     panel.live_confirm.click()
     assert engine.mode.value == "live" and panel.live_box.layout.display == "none"
     panel.mode.value = "paper"
     assert engine.mode.value == "paper"
+    panel.mode.value = "live"
+    panel.live_text.value = key.address[-4:].upper()  # or the wallet's last 4 hex digits
+    assert not panel.live_confirm.disabled
+    panel.live_confirm.click()
+    assert engine.mode.value == "live"
+
+
+async def test_parameters_persist_with_who_and_when_and_restore(settings):
+    first = Engine(settings, persist_params=True)
+    first.set_params(alpha=2.5, changed_by="dashboard tester")  # idle, DB not open yet: kept
+    await first._open_db()
+    await first._restore_params()  # what an owner start does: records the idle change
+    first.set_params(skew=1.25, changed_by="dashboard tester")
+    for _ in range(50):
+        if not first._sending:
+            break
+        await asyncio.sleep(0.02)
+    second = Engine(settings, persist_params=True)
+    assert second.params.alpha == 1.5  # env default until restored
+    await second._open_db()
+    await second._restore_params()
+    assert second.params.alpha == 2.5 and second.params.skew == 1.25
+    msgs = [ev.message for ev in second.events.recent() if ev.kind == "params"]
+    assert msgs and "alpha=2.5 (by dashboard tester at" in msgs[0]
+    from pmm_widgets.engine.param_log import latest
+
+    rows = latest(second._db)
+    assert rows["alpha"].changed_by == "dashboard tester" and rows["alpha"].ts > 0

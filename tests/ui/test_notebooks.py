@@ -49,7 +49,12 @@ def test_control_app_cells_start_engine_and_kill_works(sandbox_env):
     client = NotebookClient(nb, timeout=180, kernel_name="python3",
                             resources={"metadata": {"path": str(ROOT / "apps")}})
     checks = [
-        "import asyncio\nawait engine.wait_role()\nfor _ in range(100):\n"
+        # executing the notebook starts nothing (Voilà runs it for any GET); the first browser
+        # heartbeat does (demo mode), simulated here by the Play widget ticking once
+        "import asyncio\nawait asyncio.sleep(0.5)\nassert not engine.running and engine.role == 'idle'\n"
+        "panel.heartbeat.value += 1\nfor _ in range(50):\n    if engine.task is not None: break\n"
+        "    await asyncio.sleep(0.05)\n"
+        "await engine.wait_role()\nfor _ in range(100):\n"
         "    if engine.state.tick >= 3: break\n    await asyncio.sleep(0.1)\n"
         "assert engine.role == 'owner' and engine.running and engine.task is not None and not engine.task.done()\n"
         "assert engine.settings.db_url.startswith('sqlite:////')\nprint('TICKS', engine.state.tick)",
