@@ -212,6 +212,11 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # full-fidelity recording of the venue's data (Parquet, see store/recording.py)
+    record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
+    record_dir: str = "./data/recordings"
+    record_max_gb: float = Field(0.0, ge=0)  # 0: no budget
+
     # defaults of the live parameters (PMM_ALPHA, PMM_PAPER_FILL_INTENSITY, ...)
     alpha: float = Params.model_fields["alpha"].default
     quote_size: Decimal = Params.model_fields["quote_size"].default
@@ -254,6 +259,11 @@ class Settings(BaseSettings):
     max_actions_per_min: int = Params.model_fields["max_actions_per_min"].default
     max_open_orders: int = Params.model_fields["max_open_orders"].default
     price_band: Decimal = Params.model_fields["price_band"].default
+
+    @field_validator("record", mode="before")
+    @classmethod
+    def _record(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v.strip().lower() if isinstance(v, str) else v
 
     @field_validator("db_url")
     @classmethod

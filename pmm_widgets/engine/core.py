@@ -156,6 +156,7 @@ class Engine:
         self._sink: Any = None
         self._writer: Any = None
         self._md: Any = None
+        self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
         self._cycle: Any = None
         self._markets: list[Market] = []
         self._gamma: Any = None
@@ -204,6 +205,8 @@ class Engine:
             RemoteParams(self).update(**changes)
         else:
             self._params.update(**changes)
+            if self._recorder is not None:
+                self._recorder.engine(time.time(), "params", _jsonable(changes))
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
             if self.persist_params:
@@ -284,6 +287,9 @@ class Engine:
         for cid in targets:
             if self._cycle is not None:
                 self._cycle.set_strategy(cid, strategy, **params)
+            if self._recorder is not None and (strategy is None or isinstance(strategy, str)):
+                self._recorder.engine(time.time(), "strategy", {"market": cid, "strategy": strategy,
+                                                                "params": _jsonable(params)})
             if strategy is None and not params:
                 self._strategy_overrides.pop(cid, None)
             else:
@@ -524,19 +530,26 @@ class Engine:
                                        max_lag_sec=s.writer_max_lag_sec)
             self._writer.start()
             self._sink = self._writer
+        from ..store.recording import recorder_from_settings
+
+        self._recorder = recorder_from_settings(s)
+        if self._recorder is not None:
+            self._recorder.start()
         gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec)
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
         self._markets = await load_universe(gamma, s.universe_size)
         self._record_universe(self._markets)
+        if self._recorder is not None:
+            self._recorder.universe(time.time(), self._markets)
         self._universe_ts = time.time()
 
         self._md = MarketData(endpoints.clob_url, endpoints.ws_url, self._sink,
-                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec)
+                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=self._recorder)
         await self._md.start()
         if self.mode is Mode.PAPER:
-            from ..execution.paper import PaperExchange
+            from ..execution.paper import paper_exchange
 
             # Paper orders live in the process that placed them. Rows still open belong to an engine
             # that died without its finally (a killed kernel); we hold the lease, so none is ours.
@@ -545,10 +558,7 @@ class Engine:
                                   {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
                                    "updated_ts": time.time()})
 
-            from ..execution.latency_model import ConstantLatency
-
-            self._exchange = PaperExchange(self._params, OwnerTaggedSink(self._sink, self._owner_id),
-                                           seed=s.sandbox_seed, latency=ConstantLatency(s.paper_latency_ms))
+            self._exchange = paper_exchange(s, self._params, OwnerTaggedSink(self._sink, self._owner_id))
         else:
             from ..execution.live import LiveExchange
 
@@ -571,6 +581,13 @@ class Engine:
                 self._cycle.set_strategy(cid, name, **params)
             except ValueError as exc:  # a row an older build wrote, a name no longer known
                 self.events.emit("WARNING", "strategy", f"market override of {cid} ignored: {exc}", market=cid)
+        if self._recorder is not None:  # what a replay needs to start where this run started
+            self._recorder.engine(time.time(), "start", {
+                "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
+                "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
+                "pnl_sec": s.pnl_sec, "calibration": calibration,
+                "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
+                               in {**saved, **self._strategy_overrides}.items() if name is None or isinstance(name, str)}})
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -582,6 +599,8 @@ class Engine:
         from ..venue.universe import diff_universe
 
         fresh = await self._load_universe(self._gamma, self.settings.universe_size)
+        if self._recorder is not None:  # every refresh (metadata may change without members changing)
+            self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
         assert self._trade_lock is not None
         async with self._trade_lock:
@@ -614,8 +633,10 @@ class Engine:
             if self._stop_evt.is_set():
                 break
             async with self._trade_lock:
-                report = await self._cycle.run_once(time.time(), self._markets, self._md.view, self._exchange,
-                                                    hold=self._hold_reason())
+                now, hold = time.time(), self._hold_reason()
+                if self._recorder is not None:
+                    self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
+                report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
             for breach in getattr(report, "breaches", None) or []:
                 self.events.emit("WARNING", "risk_breach", str(breach))
             self._publish_cycle()
@@ -853,6 +874,11 @@ class Engine:
         if self._cycle is not None and self._sink is not None:
             with contextlib.suppress(Exception):
                 self._cycle.calibrator.persist(time.time())
+        if self._recorder is not None:
+            self._recorder.engine(time.time(), "stop")
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._recorder.close)
+            self._recorder = None
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._writer.close)
