@@ -31,7 +31,39 @@ async def test_paper_engine_quotes_records_and_stops_clean(fast_settings, db):
     assert count(db, "SELECT COUNT(*) FROM markets") == fast_settings.universe_size
 
 
+async def test_failing_cycles_are_events_then_the_circuit_pauses_cancels_and_resumes(fast_settings, db):
+    """Issue 17 M1: a cycle that raises is an `events` row and a status, not a crash; failures in a
+    row open the circuit (quoting paused, every order cancelled); a good probe closes it."""
+    settings = fast_settings.model_copy(update={"circuit_errors": 2, "circuit_probe_sec": 0.3})
+    engine = Engine(settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.kind))
+    task = engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.totals.open_orders > 0)
+    real = engine._cycle.run_once
+
+    async def boom(*a, **k):
+        raise ValueError("boom")
+
+    engine._cycle.run_once = boom
+    assert await until(lambda: "circuit_open" in seen)
+    assert not task.done() and engine.running
+    assert "boom" in (engine.state.last_error or "") and "CIRCUIT OPEN" in engine.state.venue_health
+    assert await until(lambda: open_orders_in_db(db) == 0)  # paused quoting holds nothing
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'cycle_error'") >= 2
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'error'") == 0
+    engine._cycle.run_once = real  # the venue recovers: the next probe closes the circuit
+    assert await until(lambda: "circuit_closed" in seen)
+    assert await until(lambda: engine.state.totals.open_orders > 0)  # quoting resumed
+    assert engine.state.venue_health == "" and engine.state.last_error is None
+    await engine.stop()
+    assert open_orders_in_db(db) == 0
+
+
 async def test_crash_is_surfaced_and_leaves_no_open_orders(fast_settings, db):
+    """Beyond the per-cycle guard (here: the guard's own handler fails), a crash is still surfaced
+    and the shutdown still cancels everything."""
     engine = Engine(fast_settings)
     seen: list[str] = []
     engine.events.subscribe(lambda ev: seen.append(ev.kind))
@@ -42,6 +74,7 @@ async def test_crash_is_surfaced_and_leaves_no_open_orders(fast_settings, db):
     async def boom(*a, **k):
         raise ValueError("boom")
 
+    engine._cycle_failed = boom
     engine._cycle.run_once = boom
     assert await until(task.done)
     assert isinstance(task.exception(), ValueError)
