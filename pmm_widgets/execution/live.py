@@ -203,7 +203,8 @@ class LiveExchange:
             raise LiveError(f"{self.mode.value} mode needs PMM_PRIVATE_KEY: orders are signed with the wallet key")
         creds = Creds(s.api_key, s.api_secret, s.api_passphrase) if s.has_l2_creds else None  # type: ignore[arg-type]
         return Broker(self.clob_url, s.chain_id, s.private_key, creds=creds, signature_type=s.signature_type,
-                      funder=s.funder or None)
+                      funder=s.funder or None, fast=s.fast_orders, max_inflight=s.max_inflight_requests,
+                      timeout=s.http_timeout_sec)
 
     async def start(self) -> None:
         """Live: derive L2 creds if needed, load the DB history, reconcile, open the user stream,
@@ -252,7 +253,7 @@ class LiveExchange:
             await self._stream.close()
             self._stream = None
         if self._broker is not None:
-            await asyncio.to_thread(self._broker.close)
+            await self._broker.aclose()
         self._started = False
 
     def set_markets(self, markets: Sequence[Market]) -> None:
@@ -303,6 +304,15 @@ class LiveExchange:
     # ------------------------------------------------------------------ orders
     async def place(self, quotes: Sequence[Quote]) -> list[Order]:
         """Post quotes as post-only GTC orders (batches of 15). Rejected ones come back REJECTED."""
+        out, send = self._prepare(quotes)
+        if not send:
+            return out
+        async with self._lock:
+            await self._send_places(send)
+        return out
+
+    def _prepare(self, quotes: Sequence[Quote]) -> tuple[list[Order], list[tuple[Order, tuple[Quote, Decimal, bool]]]]:
+        """New orders for `quotes` (the ones the venue would refuse REJECTED at once), and what to send."""
         if not self._started:
             raise LiveError("LiveExchange.start() was not called")
         now = self._clock()
@@ -319,32 +329,79 @@ class LiveExchange:
                 m = self._markets[q.token_id]
                 send.append((o, (q, m.tick_size, m.neg_risk)))
             out.append(o)
-        if not send:
-            return out
-        async with self._lock:
-            for o, _ in send:
-                self._record_order(o)  # PENDING: recorded before anything leaves
-            try:
-                results = await self._broker.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
-            except BrokerError as exc:
-                results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
-            now = self._clock()
-            for (o, _), r in zip(send, results):
-                o.updated_ts = now
-                if not r.ok:
-                    o.status, o.reason = OrderStatus.REJECTED, r.error
-                    self._record_order(o)
-                    continue
-                o.venue_order_id = r.order_id
-                o.status = OrderStatus.DRY_RUN if self.mode is Mode.DRY_RUN else OrderStatus.LIVE
-                self._open[o.client_id] = o
-                if r.order_id:
-                    self._by_venue[r.order_id] = o
+        return out, send
+
+    async def _send_places(self, send: list[tuple[Order, tuple[Quote, Decimal, bool]]]) -> None:
+        """Post (caller holds the lock). An order whose POST got no definitive answer (timeout,
+        transport error, 5xx) may rest at the venue: its id is known (we signed it), so it is
+        tracked as open and cancelled at once; if that cancel fails too it stays open locally and
+        the next cycle or reconcile deals with it: never an order at the venue we forgot."""
+        for o, _ in send:
+            self._record_order(o)  # PENDING: recorded before anything leaves
+        try:
+            results = await self._broker.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
+        except BrokerError as exc:
+            results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
+        now = self._clock()
+        unsure: list[str] = []
+        for (o, _), r in zip(send, results):
+            o.updated_ts = now
+            if not r.ok and not (r.uncertain and r.order_id):
+                o.status, o.reason = OrderStatus.REJECTED, r.error
                 self._record_order(o)
-                if r.order_id in self._buffer:
-                    for _, ev in self._buffer.pop(r.order_id):
-                        self._on_event(ev)
-        return out
+                continue
+            o.venue_order_id = r.order_id
+            o.status = OrderStatus.DRY_RUN if self.mode is Mode.DRY_RUN else OrderStatus.LIVE
+            if not r.ok:
+                o.reason = f"uncertain: {r.error}"[:500]
+                unsure.append(str(r.order_id))
+            self._open[o.client_id] = o
+            if r.order_id:
+                self._by_venue[r.order_id] = o
+            self._record_order(o)
+            if r.order_id in self._buffer:
+                for _, ev in self._buffer.pop(r.order_id):
+                    self._on_event(ev)
+        if unsure:
+            try:
+                c = await self._broker.cancel(unsure)
+                self._apply_cancel(c.canceled, c.not_canceled)
+            except BrokerError as exc:
+                log.warning("live: cancel of %d orders with a lost answer failed (%s); they stay tracked",
+                            len(unsure), exc)
+
+    async def requote(self, cancel_ids: Sequence[str], quotes: Sequence[Quote]) -> tuple[list[str], list[Order]]:
+        """One cycle's cancels and places, in flight together (one DELETE /orders beside the
+        POST /orders batches): (client ids cancelled, new orders). If the cancel request itself
+        fails, the orders just placed on the tokens it concerned are cancelled again, so a
+        replacement never rests beside the order it replaces for longer than one round trip."""
+        if self.mode is Mode.DRY_RUN or not self._broker or not self._broker.fast:
+            done = await self.cancel(cancel_ids) if cancel_ids else []
+            return done, (await self.place(quotes) if quotes else [])
+        out, send = self._prepare(quotes)
+        ids = self._venue_ids(cancel_ids)
+        if not ids and not send:
+            return [], out
+        async with self._lock:
+            cancel_task = asyncio.ensure_future(self._broker.cancel(list(ids))) if ids else None
+            if send:
+                await self._send_places(send)
+            done: list[str] = []
+            if cancel_task is not None:
+                try:
+                    r = await cancel_task
+                    done = self._apply_cancel(r.canceled, r.not_canceled)
+                except BrokerError as exc:
+                    tokens = {self._open[cid].token_id for cid in ids.values() if cid in self._open}
+                    undo = [o.venue_order_id for o, _ in send if o.token_id in tokens and o.client_id in self._open
+                            and o.venue_order_id]
+                    log.warning("live: requote cancel failed (%s); pulling %d replacements", exc, len(undo))
+                    if undo:
+                        with contextlib.suppress(BrokerError):
+                            r = await self._broker.cancel([v for v in undo if v])
+                            self._apply_cancel(r.canceled, r.not_canceled)
+                    raise
+        return done, out
 
     def _venue_ids(self, client_ids: Sequence[str]) -> dict[str, str]:
         return {o.venue_order_id: cid for cid in client_ids

@@ -25,6 +25,8 @@ class Faults:
     latency_ms: float = 0.0  # added to every HTTP answer and to every websocket frame
     http_error_rate: float = 0.0  # fraction of HTTP requests answered with `http_error_status`
     http_error_status: int = 503  # 429 (with Retry-After), 500, 502 or 503
+    http_error_methods: str = ""  # e.g. "DELETE" or "POST,DELETE": only these methods fail ("" = all)
+    http_error_count: int = -1  # only the next N requests picked to fail do fail (-1: no limit)
     ws_drop_rate: float = 0.0  # probability per second that each websocket is dropped
     malformed_rate: float = 0.0  # fraction of websocket frames replaced by a malformed / out-of-range one
     legacy_markets_enabled: bool = True  # False: Gamma GET /markets answers 410 (switched off upstream)
@@ -56,10 +58,17 @@ class Faults:
         return d
 
     # ------------------------------------------------------------------ decisions
-    def http_error(self) -> tuple[int, dict[str, str], dict[str, str]] | None:
+    def http_error(self, method: str = "") -> tuple[int, dict[str, str], dict[str, str]] | None:
         """(status, body, headers) when this request must fail, else None."""
-        if self.http_error_rate <= 0 or self.rnd.random() >= self.http_error_rate:
+        if self.http_error_rate <= 0:
             return None
+        only = {m.strip().upper() for m in self.http_error_methods.split(",") if m.strip()}
+        if only and method.upper() not in only:
+            return None
+        if self.http_error_count == 0 or self.rnd.random() >= self.http_error_rate:
+            return None
+        if self.http_error_count > 0:
+            self.http_error_count -= 1
         st = self.http_error_status
         headers = {"Retry-After": "1"} if st == 429 else {}
         return st, {"error": _ERROR_TEXT.get(st, "error")}, headers

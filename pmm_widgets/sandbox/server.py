@@ -191,9 +191,11 @@ class Sandbox:
             return await handler(request)
         f = self.faults
         if f.latency_ms > 0:
+            if request.can_read_body and not request.path.startswith("/ws/"):
+                await request.read()  # the venue has the whole request: it acts even if the client gives up
             await asyncio.sleep(f.latency_ms / 1000.0)
         if not request.path.startswith("/ws/"):
-            err = f.http_error()
+            err = f.http_error(request.method)
             if err is not None:
                 status, body, headers = err
                 return web.json_response(body, status=status, headers=headers)

@@ -16,6 +16,7 @@ is what each token's book effectively shows of us.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -132,6 +133,18 @@ class CycleReport:
     rejected: int = 0
     deferred: int = 0
     strategy_events: list[str] = field(default_factory=list)  # regime transitions, switches, guard drops
+    requote_sec: float = 0.0  # wall time of this cycle's cancels + places (0 when there were none)
+
+
+async def requote(exchange: Exchange, cancel: list[str], place: list[Quote]) -> tuple[list[str], list[Order]]:
+    """Send one cycle's cancels and places: together when the exchange can (`LiveExchange.requote`:
+    one DELETE beside the POST batches), else cancels first, then places (paper, dry-run)."""
+    rq = getattr(exchange, "requote", None)
+    if rq is not None:
+        done, orders = await rq(cancel, place)
+        return list(done), list(orders)
+    done = await exchange.cancel(cancel) if cancel else []
+    return done, (await exchange.place(place) if place else [])
 
 
 def _fill_time_mid(fill: Fill) -> Decimal | None:
@@ -331,7 +344,12 @@ class QuoteCycle:
         markets: list[Market],
         view: Callable[[str], BookView | None],
         exchange: Exchange,
+        *,
+        hold: str | None = None,
     ) -> CycleReport:
+        """One cycle. `hold`: a safety halt's reason (lease unproven, DB writer faulted): every
+        market holds no quote (open orders are cancelled by the plan) while books, fills and PnL
+        keep flowing."""
         p = self.params
         rep = CycleReport()
         self.risk.begin_cycle()
@@ -405,7 +423,8 @@ class QuoteCycle:
                 self._sstate.pop(cid, None)
                 self._regime.pop(cid, None)
             yv, nv = views[cid]
-            status = "risk: killed" if self._killed else (is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
+            status = "risk: killed" if self._killed else "halted" if hold else (
+                is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
             mid = self._mids.get(cid)
             if status is None and mid is None:
                 status = "stale"
@@ -437,10 +456,12 @@ class QuoteCycle:
         pl = plan(wanted, open_orders, self._tick_of, p.requote_ticks)
         limited = self.risk.limit_actions(now, pl, len(open_orders), {o.client_id: o.token_id for o in open_orders})
         rep.deferred = len(pl.cancel) + len(pl.place) - len(limited.cancel) - len(limited.place)
-        if limited.cancel:
-            rep.cancelled = len(await exchange.cancel(limited.cancel))
-        if limited.place:
-            for o in await exchange.place(limited.place):
+        if limited.cancel or limited.place:
+            t0 = time.perf_counter()
+            cancelled, placed = await requote(exchange, limited.cancel, limited.place)
+            rep.requote_sec = time.perf_counter() - t0
+            rep.cancelled = len(cancelled)
+            for o in placed:
                 if o.status is OrderStatus.REJECTED:
                     rep.rejected += 1
                 else:

@@ -23,6 +23,13 @@ Facts about the SDK (1.2.1) this relies on, read in its source:
   that wait cannot happen here.
 - `create_or_derive_api_key` tries `POST /auth/api-key` first, then `GET /auth/derive-api-key`.
 
+Fast path (issue 12), used whenever the key can be parsed by `venue.signer.OrderSigner`
+(`fast=True`, the default; `PMM_FAST_ORDERS=false` keeps the SDK for everything): orders are
+signed by the project's signer (byte-identical to the SDK's, the SDK stays the reference) in a
+signing thread, and `post_orders`/`cancel` go through `venue.order_entry.OrderEntry` (async,
+batches in flight together, bounded by `max_inflight`, round trips recorded). Everything else
+(credentials, open orders, trades, heartbeats, cancel-all) stays on the SDK worker thread.
+
 A second backend (`polymarket-client`, the unified SDK) would implement the same methods: it
 offers an async client (no worker thread needed) and deposit-wallet (signature type 3)
 accounts, which py-clob-client-v2 fails on (the signer/API-key binding issues). Adopting it
@@ -43,6 +50,8 @@ from pydantic import SecretStr
 
 from ..domain import Quote
 from ..logsetup import mask, register_secret
+from .order_entry import EntryError, OrderEntry
+from .signer import OrderSigner, SignedOrder, SignerError
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,7 @@ class PlaceResult:
     status: str = ""  # live | matched | delayed | unmatched | signed (dry-run)
     error: str = ""
     payload: dict[str, Any] = field(default_factory=dict, repr=False)  # the POST body's order (dry-run)
+    uncertain: bool = False  # no definitive answer (timeout, transport error, 5xx): it may rest at the venue
 
 
 @dataclass
@@ -110,6 +120,10 @@ class Broker:
         creds: Creds | None = None,
         signature_type: int = 0,
         funder: str | None = None,
+        *,
+        fast: bool = True,
+        max_inflight: int = 8,
+        timeout: float = 10.0,
     ) -> None:
         from py_clob_client_v2 import ApiCreds, ClobClient
 
@@ -127,6 +141,18 @@ class Broker:
         self.chain_id = chain_id
         self.signature_type = signature_type
         self._hb_id = ""
+        self._signer: OrderSigner | None = None
+        self._entry: OrderEntry | None = None
+        self._sign_pool: ThreadPoolExecutor | None = None
+        if fast and self._pk:
+            try:
+                self._signer = OrderSigner(self._pk, chain_id, signature_type, funder)
+            except SignerError as exc:  # the SDK path reports the problem at the first order
+                log.warning("broker: project signer unavailable (%s); signing through the SDK", exc)
+        if self._signer is not None:
+            self._sign_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-sign")
+            self._entry = OrderEntry(self.host, self._signer.address, self._entry_creds,
+                                     max_inflight=max_inflight, timeout=timeout)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -180,8 +206,29 @@ class Broker:
             raise self._error(op, exc) from None
 
     def close(self) -> None:
-        """Stop the worker thread (pending calls finish first)."""
+        """Stop the worker threads (pending calls finish first)."""
         self._pool.shutdown(wait=True, cancel_futures=False)
+        if self._sign_pool is not None:
+            self._sign_pool.shutdown(wait=True, cancel_futures=False)
+
+    async def aclose(self) -> None:
+        """Close the async order-entry client, then the worker threads."""
+        if self._entry is not None:
+            await self._entry.aclose()
+        await asyncio.to_thread(self.close)
+
+    @property
+    def fast(self) -> bool:
+        """Orders are signed by the project's signer and sent by the async order entry."""
+        return self._entry is not None
+
+    @property
+    def order_entry(self) -> OrderEntry | None:
+        return self._entry
+
+    def _entry_creds(self) -> tuple[str, str, str] | None:
+        c = self._client.creds
+        return None if c is None else (c.api_key, c.api_secret, c.api_passphrase)
 
     # ------------------------------------------------------------------ credentials
     async def derive_creds(self) -> Creds:
@@ -236,6 +283,8 @@ class Broker:
             raise BrokerError("post_orders", "a private key is needed to sign orders")
         if not dry_run and not self.has_creds:
             raise BrokerError("post_orders", "API credentials are needed to post orders")
+        if self._signer is not None:
+            return await self._post_fast(items, dry_run)
         results: list[PlaceResult] = []
         for i in range(0, len(items), MAX_POST_BATCH):
             chunk = list(items[i:i + MAX_POST_BATCH])
@@ -277,6 +326,56 @@ class Broker:
             results.extend(await self._run("post_orders", work))
         return results
 
+    def _sign_chunk(self, chunk: Sequence[tuple[Quote, Decimal, bool]]) -> list[SignedOrder | str]:
+        assert self._signer is not None
+        out: list[SignedOrder | str] = []
+        for q, tick, neg in chunk:
+            try:
+                out.append(self._signer.sign(q.token_id, q.side, q.price, q.size, tick, neg))
+            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:  # SignerError is a ValueError
+                out.append(self._error("sign", exc).message)
+        return out
+
+    async def _post_fast(self, items: Sequence[tuple[Quote, Decimal, bool]], dry_run: bool) -> list[PlaceResult]:
+        """Sign each batch of 15 in the signing thread and post it as soon as it is signed: the
+        next batch signs while earlier ones are on the wire; all batches are in flight together
+        (bounded by the order entry's semaphore)."""
+        assert self._entry is not None and self._sign_pool is not None
+        loop = asyncio.get_running_loop()
+        owner = self._client.creds.api_key if self._client.creds else ""
+
+        async def one(chunk: list[tuple[Quote, Decimal, bool]]) -> list[PlaceResult]:
+            signed = await loop.run_in_executor(self._sign_pool, self._sign_chunk, chunk)
+            out: list[PlaceResult] = []
+            send: list[tuple[int, SignedOrder]] = []
+            for (q, _, _), so in zip(chunk, signed):
+                if isinstance(so, str):
+                    out.append(PlaceResult(q, False, error=so))
+                    continue
+                out.append(PlaceResult(q, True, so.order_id, "signed", payload=so.body))
+                send.append((len(out) - 1, so))
+            if dry_run or not send:
+                return out
+            assert self._entry is not None
+            try:
+                resp = await self._entry.post([so.body for _, so in send], owner)
+            except EntryError as exc:
+                err = self._scrub(str(exc))
+                for idx, so in send:
+                    out[idx] = PlaceResult(chunk[idx][0], False, so.order_id if exc.uncertain else None,
+                                           error=err, uncertain=exc.uncertain)
+                return out
+            for k, (idx, so) in enumerate(send):
+                r = resp[k] if k < len(resp) and isinstance(resp[k], dict) else {}
+                ok = bool(r.get("success")) and bool(r.get("orderID"))
+                out[idx] = PlaceResult(chunk[idx][0], ok, r.get("orderID") or None, str(r.get("status") or ""),
+                                       "" if ok else self._scrub(str(r.get("errorMsg") or "no response")))
+            return out
+
+        chunks = [list(items[i:i + MAX_POST_BATCH]) for i in range(0, len(items), MAX_POST_BATCH)]
+        parts = await asyncio.gather(*(one(c) for c in chunks))
+        return [r for part in parts for r in part]
+
     # ------------------------------------------------------------------ cancels
     @staticmethod
     def _cancel_result(resp: Any) -> CancelResult:
@@ -292,12 +391,29 @@ class Broker:
         ids = list(order_ids)
         if not ids:
             return CancelResult([], {})
+        if self._entry is not None and self.has_creds:
+            return await self._cancel_fast(ids)
         if len(ids) == 1:
             return self._cancel_result(await self._run("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
         total = CancelResult([], {})
         for i in range(0, len(ids), MAX_CANCEL_BATCH):
             chunk = ids[i:i + MAX_CANCEL_BATCH]
             r = self._cancel_result(await self._run("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
+            total.canceled += r.canceled
+            total.not_canceled.update(r.not_canceled)
+        return total
+
+    async def _cancel_fast(self, ids: list[str]) -> CancelResult:
+        """DELETE /orders batches of ≤ 3000, all in flight together."""
+        assert self._entry is not None
+        chunks = [ids[i:i + MAX_CANCEL_BATCH] for i in range(0, len(ids), MAX_CANCEL_BATCH)]
+        try:
+            answers = await asyncio.gather(*(self._entry.cancel(c) for c in chunks))
+        except EntryError as exc:
+            raise BrokerError("cancel", self._scrub(exc.message), exc.status) from None
+        total = CancelResult([], {})
+        for a in answers:
+            r = self._cancel_result(a)
             total.canceled += r.canceled
             total.not_canceled.update(r.not_canceled)
         return total

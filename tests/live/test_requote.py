@@ -1,0 +1,150 @@
+"""Pipelined requote over the sandbox, with injected latency and failures (fault knobs): one
+DELETE /orders beside the POST /orders batches, all in flight together; no order placed twice;
+lost answers never leave an order at the venue we forgot; a failed cancel pulls the replacements;
+every request's round trip is recorded; the SDK path (`PMM_FAST_ORDERS=false`) still works."""
+
+from __future__ import annotations
+
+import pytest
+
+from live_helpers import active_markets, make_settings, touch_bids, wait_for
+from pmm_widgets.domain import OrderStatus
+from pmm_widgets.execution.live import LiveExchange
+from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.venue.broker import BrokerError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def sb():
+    """30 markets (enough two-sided books for more than one POST batch), speed 5."""
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+
+    async with Sandbox(SandboxConfig(markets=30, seed=5, speed=5.0)) as s:
+        yield s
+
+
+async def _started(sb, key, closers, **kw) -> LiveExchange:
+    ex = LiveExchange(make_settings(sb, key, **kw), MemorySink(), sb.clob_url, sb.ws_url, heartbeat_sec=0)
+    closers.append(ex)
+    await ex.start()
+    return ex
+
+
+def _orders_of(venue, api_key: str) -> list[str]:
+    return [oid for oid, m in venue._meta.items() if m.api_key == api_key]
+
+
+async def test_requote_sends_cancel_beside_post_batches(sb, venue, wallet_key, closers):
+    ex = await _started(sb, wallet_key, closers)
+    assert ex.broker.fast
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 20)
+    ex.set_markets(markets)
+    first = [o for o in await ex.place(touch_bids(sb, markets)) if o.status is not OrderStatus.REJECTED]
+    assert len(first) > 15  # two POST batches at least
+    sb.faults.update(latency_ms=30)
+    entry = ex.broker.order_entry
+    entry.peak_inflight = 0
+    before = venue.requests.copy()
+    quotes = touch_bids(sb, markets)
+    cancelled, placed = await ex.requote([o.client_id for o in first], quotes)
+    sb.faults.update(latency_ms=0)
+    posts = venue.requests[("POST", "/orders")] - before[("POST", "/orders")]
+    deletes = venue.requests[("DELETE", "/orders")] - before[("DELETE", "/orders")]
+    assert (posts, deletes) == (-(-len(quotes) // 15), 1)
+    assert entry.peak_inflight >= 1 + posts  # the cancel and every batch were in flight together
+    live = [o for o in placed if o.status is OrderStatus.LIVE]
+    assert cancelled and not {o.client_id for o in first} & {o.client_id for o in ex.open_orders()}
+    assert not {o.venue_order_id for o in first} & {so.order_id for so in sb.sim.open_orders(key)}
+    assert live and {o.venue_order_id for o in live} <= set(_orders_of(venue, key))
+    # each order reached the venue exactly once
+    assert len(_orders_of(venue, key)) == len(first) + len(quotes)
+    kinds = {r.kind for r in entry.rtts}
+    assert kinds == {"post", "cancel"}
+    slow = [r for r in entry.rtts if r.status == 200 and r.rtt >= 0.03]
+    assert len(slow) >= posts + deletes  # the injected 30 ms shows in the recorded round trips
+    assert ex.broker.order_entry.rtt_summary()["post"]["n"] >= posts
+    await ex.close()
+    assert not sb.sim.open_orders(key)
+
+
+async def test_lost_post_answer_leaves_no_orphan_and_no_duplicate(sb, venue, wallet_key, closers):
+    """The venue takes the orders but the answer comes after the client gave up (latency >
+    timeout): the orders are tracked by the ids we signed, cancelled, and reconciled."""
+    ex = await _started(sb, wallet_key, closers, http_timeout_sec=0.15)
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 4)
+    ex.set_markets(markets)
+    quotes = touch_bids(sb, markets)
+    sb.faults.update(latency_ms=400)
+    orders = await ex.place(quotes)
+    # the answer was lost: every order is tracked as open (its id is known), none REJECTED
+    assert all(o.status is OrderStatus.LIVE and o.reason.startswith("uncertain") for o in orders)
+    assert all(o.venue_order_id and o.venue_order_id.startswith("0x") for o in orders)
+    sb.faults.update(latency_ms=0)
+    # the venue did take them (late), and our cancel reached it after them
+    assert await wait_for(lambda: len(_orders_of(venue, key)) == len(quotes), 2.0)
+    assert await wait_for(lambda: not sb.sim.open_orders(key), 2.0)
+    await ex.reconcile()
+    assert not ex.open_orders()
+    assert not sb.sim.open_orders(key)
+    assert len(_orders_of(venue, key)) == len(quotes)  # never placed twice
+    await ex.close()
+
+
+async def test_failed_cancel_pulls_the_replacements(sb, venue, wallet_key, closers):
+    ex = await _started(sb, wallet_key, closers)
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 3)
+    ex.set_markets(markets)
+    first = [o for o in await ex.place(touch_bids(sb, markets)) if o.status is OrderStatus.LIVE]
+    assert first
+    sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE", http_error_count=1)
+    with pytest.raises(BrokerError):
+        await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
+    # the replacements were posted then pulled again: only the old orders rest
+    assert sb.faults.http_error_count == 0  # exactly the requote's cancel failed
+    sb.faults.update(http_error_rate=0.0, http_error_methods="", http_error_count=-1)
+    still = {so.order_id for so in sb.sim.open_orders(key)}
+    assert still <= {o.venue_order_id for o in first}
+    assert {o.venue_order_id for o in ex.open_orders()} >= still
+    assert await ex.cancel_all() >= 0
+    assert not sb.sim.open_orders(key)
+    await ex.close()
+
+
+async def test_sdk_path_still_places_and_cancels(sb, venue, wallet_key, closers):
+    ex = await _started(sb, wallet_key, closers, fast_orders=False)
+    assert not ex.broker.fast
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 2)
+    ex.set_markets(markets)
+    first = await ex.place(touch_bids(sb, markets))
+    assert first and all(o.status is OrderStatus.LIVE for o in first), [o.reason for o in first]
+    cancelled, placed = await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
+    # (the user stream may report the cancels before the DELETE answer: `cancelled` can be short)
+    assert placed and all(o.status is not OrderStatus.REJECTED for o in placed)
+    assert all(o.status is OrderStatus.CANCELED for o in first) and set(cancelled) <= {o.client_id for o in first}
+    assert len(_orders_of(venue, key)) == len(first) + len(placed)
+    await ex.close()
+    assert not sb.sim.open_orders(key)
+
+
+@pytest.mark.parametrize("sig_type", [1, 2])
+async def test_sandbox_verifies_project_signatures_of_proxy_and_safe_wallets(sb, venue, wallet_key, closers, sig_type):
+    """Types 1/2: maker = the funder (proxy / safe), signer = the EOA; the sandbox recomputes the
+    EIP-712 signature from the wire values and accepts the orders (type 0 is every other test)."""
+    from eth_account import Account
+
+    funder = Account.create().address
+    ex = await _started(sb, wallet_key, closers, signature_type=sig_type, funder=funder)
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 3)  # neg-risk and standard markets alike
+    ex.set_markets(markets)
+    orders = await ex.place(touch_bids(sb, markets))
+    assert orders and all(o.status is OrderStatus.LIVE for o in orders), [o.reason for o in orders]
+    assert {venue._meta[o.venue_order_id].maker_address.lower() for o in orders} == {funder.lower()}
+    await ex.close()
+    assert not sb.sim.open_orders(key)
