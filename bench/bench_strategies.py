@@ -107,7 +107,7 @@ async def run_one(strategy: str, minutes: float, n_markets: int, seed: int, over
             ex.observe_trade(PublicTrade(p["asset_id"], p["market"], D(p["price"]), D(p["size"]),
                                          Side(p["side"]), int(p["timestamp"]) / 1000))
         seen = t
-        await qc.run_once(t, markets, lambda tok: view_of(sim, tok, t), ex)
+        await qc.run_once(t, markets, lambda tok, ts=t: view_of(sim, tok, ts), ex)
         for st in qc.markets_state().values():
             max_inv = max(max_inv, abs(st.inventory_yes - st.inventory_no))
         if t >= next_reward:
@@ -146,8 +146,8 @@ async def main(args: argparse.Namespace) -> None:
     base = med["spread"]
     print(f"\nmedian over {args.runs} run(s) (seeds {args.seed}..{args.seed + args.runs - 1}); {args.markets} markets, "
           f"{args.minutes:g} simulated min each; baseline: spread")
-    print(f"| strategy | fills/min | x spread | spread $ | inventory $ | total $ | markout 5s (ticks) | "
-          f"markout 30s (ticks) | max inventory | reward $/h |")
+    print("| strategy | fills/min | x spread | spread $ | inventory $ | total $ | markout 5s (ticks) | "
+          "markout 30s (ticks) | max inventory | reward $/h |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in names:
         m = med[n]

@@ -192,6 +192,14 @@ class Settings(BaseSettings):
     deadman_sec: float = Field(120.0, gt=0)
     lease_ttl_sec: float = Field(15.0, ge=3)
     http_timeout_sec: float = Field(10.0, gt=0)
+    # transient venue errors (issue 17): retries, deadlines, circuit breaker
+    http_deadline_sec: float = Field(30.0, gt=0, le=600, description="total deadline of one HTTP call, retries included")
+    retry_after_max_sec: float = Field(5.0, ge=0, le=300, description="cap on a venue's Retry-After")
+    venue_retries: int = Field(3, ge=0, le=10, description="extra attempts of a transient venue failure")
+    venue_backoff_sec: float = Field(0.2, gt=0, le=60, description="first backoff step (full jitter, doubling)")
+    venue_backoff_cap_sec: float = Field(2.0, gt=0, le=300, description="longest backoff step")
+    circuit_errors: int = Field(3, ge=1, le=1_000, description="failing cycles in a row that open the circuit")
+    circuit_probe_sec: float = Field(5.0, gt=0, le=3_600, description="while open: probe the venue this often")
 
     sandbox_markets: int = Field(80, ge=1, le=2_000)
     sandbox_seed: int = 7

@@ -40,6 +40,7 @@ from ..domain import Market, Mode
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
 from ..tasks import spawn
+from .circuit import Circuit
 from .commands import CommandQueue, default_sender
 from .lease import Lease, LeaseTimer, new_owner_id
 from .state import (
@@ -169,6 +170,8 @@ class Engine:
         self._kill_command_id: int | None = None
         self._crash_reported = False
         self._sending: set[asyncio.Task] = set()
+        self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
+        self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
         self._background: set[asyncio.Task] = set()
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
         self._db_identity: DbIdentity | None = None
@@ -508,6 +511,7 @@ class Engine:
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
+        universe_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
                 # the lease is renewed from the start: setup (universe, market data) may take long
@@ -517,6 +521,8 @@ class Engine:
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
                 self._role_evt.set()
+                universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
+                                      self._on_background_error)
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
@@ -527,6 +533,10 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
+                if universe_task is not None and not universe_task.done():
+                    universe_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await universe_task
                 if lease_task is not None and not lease_task.done():
                     lease_task.cancel()
                     with contextlib.suppress(BaseException):
@@ -562,7 +572,8 @@ class Engine:
         self._recorder = recorder_from_settings(s)
         if self._recorder is not None:
             self._recorder.start()
-        gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec)
+        gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec, deadline=s.http_deadline_sec,
+                            retry_after_max=s.retry_after_max_sec)
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
@@ -642,39 +653,125 @@ class Engine:
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
         self._universe_ts = time.time()
 
+    async def _universe_loop(self) -> None:
+        """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
+        delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
+        assert self._stop_evt is not None
+        while not self._stop_evt.is_set():
+            wait = self.settings.universe_refresh_sec - (time.time() - self._universe_ts)
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop_evt.wait(), timeout=min(wait, 1.0))
+                continue
+            try:
+                await self._refresh_universe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep quoting the old universe; say so
+                self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
+                self._universe_ts = time.time()
+
     async def _quote_loop(self) -> None:
+        """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
+        failed for good, is an `events` row and a status, never a crash; the circuit breaker
+        pauses quoting and cancels when such cycles persist (see `engine/circuit.py`)."""
         assert self._stop_evt is not None and self._trade_lock is not None
         loop = asyncio.get_running_loop()
+        self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
         while not self._stop_evt.is_set():
             t0 = loop.time()
-            await self._apply_commands()
-            if self._stop_evt.is_set():
-                break
-            if time.time() - self._universe_ts >= self.settings.universe_refresh_sec:
-                try:
-                    await self._refresh_universe()
-                except Exception as exc:  # keep quoting the old universe; say so
-                    self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
-                    self._universe_ts = time.time()
-            await self._check_store()
-            if self._stop_evt.is_set():
-                break
-            async with self._trade_lock:
-                now, hold = time.time(), self._hold_reason()
-                if self._recorder is not None:
-                    self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
-                report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
-            for breach in getattr(report, "breaches", None) or []:
-                self.events.emit("WARNING", "risk_breach", str(breach))
-            self._publish_cycle()
-            if getattr(report, "kill_requested", False):
-                self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
-                self._kill_requested = True
-                self._stop_evt.set()
-                break
+            try:
+                await self._apply_commands()
+                if self._stop_evt.is_set():
+                    break
+                await self._check_store()
+                if self._stop_evt.is_set():
+                    break
+                if self._circuit.is_open:
+                    await self._circuit_probe()
+                else:
+                    report = await self._one_cycle()
+                    for breach in getattr(report, "breaches", None) or []:
+                        self.events.emit("WARNING", "risk_breach", str(breach))
+                    if getattr(report, "kill_requested", False):
+                        self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
+                        self._kill_requested = True
+                        self._stop_evt.set()
+                        self._publish_cycle()
+                        break
+                self._publish_cycle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
+                await self._cycle_failed(f"{type(exc).__name__}: {exc}")
             delay = self.settings.quote_refresh_sec - (loop.time() - t0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    def _venue_failures(self) -> int:
+        fn = getattr(self._exchange, "venue_failures", None)
+        return int(fn()) if fn is not None else 0
+
+    async def _one_cycle(self) -> Any:
+        """Run the quote cycle once; venue calls that failed for good during it fail the cycle."""
+        assert self._trade_lock is not None
+        before = self._venue_failures()
+        async with self._trade_lock:
+            now, hold = time.time(), self._hold_reason()
+            if self._recorder is not None:
+                self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
+            report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
+        failed = self._venue_failures() - before
+        if failed:
+            await self._cycle_failed(f"{failed} venue call(s) failed after retries")
+        else:
+            self._circuit.record(time.time(), None)
+        return report
+
+    async def _cycle_failed(self, msg: str) -> None:
+        """Record a failed cycle (event + status); open the circuit when failures persist."""
+        self.cycle_errors += 1
+        self.events.emit("WARNING", "cycle_error", f"quote cycle failed: {msg}")
+        if self._circuit.record(time.time(), msg):
+            self.events.emit("ERROR", "circuit_open", f"venue errors persist ({self._circuit.failures} failing cycles "
+                             f"in a row): quoting paused, cancelling all orders; probing every "
+                             f"{self._circuit.probe_sec:g}s")
+            try:
+                assert self._trade_lock is not None
+                async with self._trade_lock:
+                    n = await self._exchange.cancel_all()
+                self.events.emit("WARNING", "circuit_open", f"circuit open: {n} orders cancelled")
+            except Exception as exc:  # noqa: BLE001 - the probes cancel again until it works
+                self.events.emit("ERROR", "circuit_open", f"circuit open: cancel-all failed ({type(exc).__name__}: "
+                                 f"{exc}); retrying at every probe")
+        with contextlib.suppress(Exception):
+            self._publish(replace(self._state, last_error=f"cycle failed: {msg}"[:300],
+                                  venue_health=self._venue_health()))
+
+    async def _circuit_probe(self) -> None:
+        """While the circuit is open: cancel all and check the venue; close the circuit when it works."""
+        now = time.time()
+        if not self._circuit.probe_due(now):
+            return
+        assert self._trade_lock is not None
+        try:
+            async with self._trade_lock:
+                probe = getattr(self._exchange, "probe", None)
+                if probe is not None:
+                    await probe()
+                else:
+                    await self._exchange.cancel_all()
+        except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
+            first = self._circuit.probes_failed == 0
+            self._circuit.probe_result(time.time(), f"{type(exc).__name__}: {exc}")
+            if first:
+                self.events.emit("WARNING", "circuit_open", f"venue probe failed: {type(exc).__name__}: {exc}; "
+                                 f"quoting stays paused")
+            return
+        down = now - (self._circuit.open_since or now)
+        self._circuit.probe_result(time.time(), None)
+        self.events.emit("INFO", "circuit_closed", f"venue recovered after {down:.0f}s: quoting resumes")
+        self._publish(replace(self._state, last_error=None))
 
     def _publish_cycle(self) -> None:
         ms = self._cycle.markets_state()
@@ -699,15 +796,18 @@ class Engine:
 
     def _venue_health(self) -> str:
         """One phrase from the live exchange's health (paper has none)."""
+        circuit = self._circuit.describe(time.time())
         health = getattr(self._exchange, "health", None)
         if health is None:
-            return ""
+            return circuit
         h = health()
         us = getattr(h, "user_stream", None)
         parts = [f"user stream {'up' if us is not None and us.connected else 'down'}",
                  f"heartbeat {getattr(h, 'heartbeat', '?')}"]
         if getattr(h, "halted", None):
             parts.append(f"HALTED: {h.halted}")
+        if circuit:
+            parts.append(circuit)
         return ", ".join(parts)
 
     # ---------------------------------------------------------------- safety halts
