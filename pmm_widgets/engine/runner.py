@@ -87,6 +87,10 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     if exc is not None:
         print(f"engine crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
+    if engine.state.halted:  # stopped by a safety halt (lease lost, DB gone): not a clean exit
+        print(f"engine stopped (orders cancelled) after a safety halt: {engine.state.halted}", file=sys.stderr,
+              flush=True)
+        return 1
     return 0
 
 

@@ -604,6 +604,12 @@ class LiveExchange:
                 else:
                     o.status = OrderStatus.PARTIAL
                     self._record_order(o)
+            elif o.status in (OrderStatus.CANCELED, OrderStatus.FILLED):
+                # a fill that raced our cancel: the closed row's `filled` must match its trades
+                # (an order of an earlier run not yet reconciled is left to the reconcile)
+                if o.remaining <= 0 and o.status is OrderStatus.CANCELED:
+                    o.status, o.reason = OrderStatus.FILLED, "filled before the cancel reached the venue"
+                self._record_order(o)
         done = o is not None and o.remaining <= 0
         mid = self._mids.get(f["token_id"])
         raw = {"source": source, "statuses": [status], "trader_side": ev.get("trader_side"),
@@ -643,6 +649,8 @@ class LiveExchange:
             o = self._by_venue.get(f.venue_order_id or "")
             if o is not None:
                 o.filled -= f.size
+                o.updated_ts = self._clock()
+                self._record_order(o)  # the row's `filled` follows its (non-failed) trades
 
     # ------------------------------------------------------------------ reconcile
     async def _load_history(self) -> None:
