@@ -490,6 +490,7 @@ class Engine:
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
+        universe_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
                 # the lease is renewed from the start: setup (universe, market data) may take long
@@ -499,6 +500,8 @@ class Engine:
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
                 self._role_evt.set()
+                universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
+                                      self._on_background_error)
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
@@ -509,6 +512,10 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
+                if universe_task is not None and not universe_task.done():
+                    universe_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await universe_task
                 if lease_task is not None and not lease_task.done():
                     lease_task.cancel()
                     with contextlib.suppress(BaseException):
@@ -626,6 +633,24 @@ class Engine:
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
         self._universe_ts = time.time()
 
+    async def _universe_loop(self) -> None:
+        """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
+        delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
+        assert self._stop_evt is not None
+        while not self._stop_evt.is_set():
+            wait = self.settings.universe_refresh_sec - (time.time() - self._universe_ts)
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop_evt.wait(), timeout=min(wait, 1.0))
+                continue
+            try:
+                await self._refresh_universe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep quoting the old universe; say so
+                self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
+                self._universe_ts = time.time()
+
     async def _quote_loop(self) -> None:
         """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
         failed for good, is an `events` row and a status, never a crash; the circuit breaker
@@ -639,12 +664,6 @@ class Engine:
                 await self._apply_commands()
                 if self._stop_evt.is_set():
                     break
-                if time.time() - self._universe_ts >= self.settings.universe_refresh_sec:
-                    try:
-                        await self._refresh_universe()
-                    except Exception as exc:  # keep quoting the old universe; say so
-                        self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
-                        self._universe_ts = time.time()
                 await self._check_store()
                 if self._stop_evt.is_set():
                     break
