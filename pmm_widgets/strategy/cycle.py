@@ -277,7 +277,10 @@ class QuoteCycle:
             return ov.strategy
         if self.default_strategy is not None:
             return self.default_strategy
-        return self._builtin.get(self.params.strategy)
+        name = self.params.strategy
+        if self.params.rewards_mode == "fit" and name == "spread":
+            name = "rewards"  # PMM_REWARDS_MODE=fit: the seed's quotes pulled into the reward band
+        return self._builtin.get(name)
 
     def _market_params(self, market: str) -> Params:
         ov = self.overrides.get(market)
@@ -418,6 +421,8 @@ class QuoteCycle:
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         for m in markets:
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
+        if self.econ.sample_due(now):  # before requoting: the orders that rested at the venue's sample
+            await self._sample_rewards(now, markets, views, exchange)
 
         parts = {cid: lg.parts(self._mids.get(cid)) for cid, lg in self.pnl.ledgers.items()}
         total_pnl = sum((pp.total for pp in parts.values()), ZERO)
@@ -490,9 +495,6 @@ class QuoteCycle:
                 else:
                     rep.placed += 1
                     self._placed[o.market] = self._placed.get(o.market, 0) + 1
-
-        if self.econ.sample_due(now):
-            await self._sample_rewards(now, markets, views, exchange)
 
         if self._next_pnl_ts is None or now >= self._next_pnl_ts:  # on a fixed grid: no drift
             nxt = now if self._next_pnl_ts is None else self._next_pnl_ts
