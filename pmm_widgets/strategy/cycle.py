@@ -410,6 +410,8 @@ class QuoteCycle:
             lg = self.pnl.ledger(m.condition_id)
             lg.fees += ec.fee
             lg.rebates += ec.rebate
+            if self._resolved.get(m.condition_id):  # a fill of before the resolution, reported late
+                self._settle(now, m, self._resolved[m.condition_id], "late_fill")
             rs = self.markouts.on_fill(f, tmid)
             self.calibrator.on_fill(m.condition_id, f.ts, rs)
         short_h = min(self.markouts.horizons) if self.markouts.horizons else None
@@ -567,12 +569,9 @@ class QuoteCycle:
             self._status[market] = "closed: winner unknown"
             return False
         assert winner_token is not None
-        lg = self.pnl.ledger(market)
-        yes, no = lg.yes, lg.no
-        payout, pnl = lg.settle(winner_token == m.yes_token_id, self._mids.get(market))
         self._resolved[market] = winner_token
         self._status[market] = "resolved"
-        self.econ.record_settlement(now, m, winner_token, yes, no, payout, pnl, source)
+        yes, no, payout, pnl = self._settle(now, m, winner_token, source)
         rep = CycleReport()
         self._event(now, market, "resolution",
                     f"resolved {('YES' if winner_token == m.yes_token_id else 'NO')}: {n} orders cancelled, "
@@ -580,6 +579,14 @@ class QuoteCycle:
                     {"winner_token": winner_token, "cancelled": n, "yes": str(yes), "no": str(no),
                      "payout": str(payout), "pnl": str(pnl), "source": source}, rep)
         return True
+
+    def _settle(self, now: float, m: Market, winner_token: str, source: str) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """Redeem what the ledger holds of a resolved market; the `settlements` row is cumulative."""
+        lg = self.pnl.ledger(m.condition_id)
+        yes, no = lg.yes, lg.no
+        payout, pnl = lg.settle(winner_token == m.yes_token_id, self._mids.get(m.condition_id))
+        self.econ.record_settlement(now, m, winner_token, yes, no, payout, pnl, source)
+        return yes, no, payout, pnl
 
     @property
     def resolved(self) -> dict[str, str]:
