@@ -176,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         label = "run live"
     run_main = entry(label, "pmm_widgets.engine.runner", "run_main")
     settings = settings_from_args(args)
+    if settings.record is None:  # `pmm run` records unless PMM_RECORD=off
+        settings = settings.model_copy(update={"record": "on"})
     _ensure_schema(settings)
     return int(run_main(settings, mode, yes=getattr(args, "yes", False), max_seconds=args.max_seconds))
 
@@ -213,6 +215,110 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_auth_derive(args: argparse.Namespace) -> int:
     derive_main = entry("auth derive", "pmm_widgets.venue.auth", "derive_main")
     return int(derive_main(settings_from_args(args), show_secrets=args.show_secrets))
+
+
+def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], Any]:
+    """Settings plus the `--set` items that are strategy parameters only (not PMM_* settings),
+    and the `--markets` selection (a count or comma-separated condition ids / slugs)."""
+    from pydantic import ValidationError
+
+    from pmm_widgets.config import PARAM_FIELDS, format_validation_error
+
+    params: dict[str, str] = {}
+    rest: list[str] = []
+    for item in getattr(args, "set", None) or []:
+        name, sep, value = item.partition("=")
+        field = name.strip().lower().removeprefix("pmm_")
+        if sep and field in PARAM_FIELDS and field not in Settings.model_fields:
+            params[field] = value
+        else:
+            rest.append(item)
+    args.set = rest
+    if getattr(args, "fill_model", None):
+        params["paper_fill_model"] = args.fill_model
+    settings = settings_from_args(args)
+    try:
+        settings.params().update(**params)
+    except ValidationError as exc:
+        raise ConfigError("--set " + format_validation_error(exc)) from None
+    sel: Any = None
+    if getattr(args, "markets", None):
+        m = str(args.markets).strip()
+        sel = int(m) if m.isdigit() else [x.strip() for x in m.split(",") if x.strip()]
+    return settings, params, sel
+
+
+def _stop_flag() -> tuple[Callable[[], bool], Callable[[], None]]:
+    """Ctrl-C sets a flag the replay checks between events: it stops cleanly, results kept."""
+    import signal
+
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        print("\npmm: stopping after the current event (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+
+    old = signal.signal(signal.SIGINT, handler)
+    return (lambda: flag["stop"]), (lambda: signal.signal(signal.SIGINT, old))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import json
+
+    replay_fn = entry("replay", "pmm_widgets.research.replayer", "replay")
+    fmt = entry("replay", "pmm_widgets.research.replayer", "format_summary")
+    from pmm_widgets.research.recordings import RecordingError
+
+    settings, params, sel = _research_args(args)
+    stop, restore = _stop_flag()
+    try:
+        res = replay_fn(settings, args.t_from, args.t_to, markets=sel, params=params, seed=args.seed,
+                        cycles=args.cycles, progress=not args.json, stop=stop, db_url=settings.db_url)
+    except RecordingError as exc:
+        print(f"pmm replay: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        restore()
+    if args.json:
+        print(json.dumps({"summary": res.summary, "problems": res.problems}, default=str))
+    else:
+        print(fmt(res))
+    return EXIT_INTERRUPTED if res.status == "interrupted" else EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import json
+
+    sweep_fn = entry("sweep", "pmm_widgets.research.sweeps", "sweep")
+    parse_grid = entry("sweep", "pmm_widgets.research.sweeps", "parse_grid")
+    from pmm_widgets.research.recordings import RecordingError
+
+    settings, params, sel = _research_args(args)
+    try:
+        grid = parse_grid(args.grid or [])
+    except ValueError as exc:
+        raise ConfigError(f"--grid {exc}") from None
+    try:
+        df = sweep_fn(args.t_from, args.t_to, grid, settings=settings, markets=sel, params=params, seed=args.seed,
+                      n_jobs=args.jobs, ray_address=args.ray, parquet=args.out, db_url=settings.db_url,
+                      progress=not args.json)
+    except RecordingError as exc:
+        print(f"pmm sweep: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "parquet": df.attrs.get("parquet"),
+                          "rows": df.to_dict(orient="records")}, default=str))
+    else:
+        import pandas as pd
+
+        cols = [c for c in ["point", *grid, "fills", "fills_per_min", "pnl_total", "spread_pnl", "inventory_pnl",
+                            "markout_5s_usd", "max_inventory_usd"] if c in df.columns]
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            print(df[cols].to_string(index=False))
+        print(f"sweep {df.attrs.get('sweep_id')}: {len(df)} points -> sweep_results, {df.attrs.get('parquet')}")
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------- parser
@@ -278,6 +384,29 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sb.add_argument("--gamma-port", type=int, default=None, help="Gamma API port (default: free port)")
     sb.add_argument("--clob-port", type=int, default=None, help="CLOB REST + websocket port (default: free port)")
+
+    def research_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--from", dest="t_from", required=True, metavar="T0",
+                       help="start, ISO 8601 UTC, e.g. 2026-12-01T10:00:00Z")
+        p.add_argument("--to", dest="t_to", required=True, metavar="T1", help="end, ISO 8601 UTC")
+        p.add_argument("--markets", default=None, metavar="N|IDS",
+                       help="the top N markets of the recorded universe, or comma-separated condition ids/slugs")
+        p.add_argument("--fill-model", default=None, help="paper fill model (PMM_PAPER_FILL_MODEL), e.g. intensity, queue")
+        p.add_argument("--seed", type=int, default=None, help="paper exchange seed (default PMM_SANDBOX_SEED, as paper)")
+        p.add_argument("--json", action="store_true", help="one JSON object on stdout instead of the summary")
+
+    rp = leaf(sub, "replay", "replay recordings (PMM_RECORD_DIR) through the engine on a simulated clock", cmd_replay)
+    research_opts(rp)
+    rp.add_argument("--cycles", choices=("auto", "recorded", "grid"), default="auto",
+                    help="quote cycles at the recorded times (auto, when recorded) or every PMM_QUOTE_REFRESH_SEC")
+    sw = leaf(sub, "sweep", "replay one window for every point of a parameter grid, in parallel", cmd_sweep)
+    research_opts(sw)
+    sw.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
+                    help="a parameter and its values (repeatable: the grid is the product)")
+    sw.add_argument("--jobs", type=int, default=-1, help="joblib worker processes (default: one per core)")
+    sw.add_argument("--ray", default=None, metavar="ADDRESS",
+                    help="run each point as a Ray task on this cluster (needs the [ray] extra)")
+    sw.add_argument("--out", default=None, metavar="PATH", help="Parquet file of the results (default under PMM_RECORD_DIR/../sweeps)")
 
     leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
 

@@ -96,17 +96,20 @@ class Params(BaseModel):
     calib_min_mult: float = Field(0.5, gt=0, le=1)
     calib_max_mult: float = Field(4.0, ge=1, le=100)
     # risk
-    max_inventory_shares: Decimal = Field(Decimal(500), gt=0, description="per token, absolute")
-    max_inventory_usd: Decimal = Field(Decimal(250), gt=0, description="per market, at mid")
-    max_total_inventory_usd: Decimal = Field(Decimal(5_000), gt=0)
-    max_loss_per_market_usd: Decimal = Field(Decimal(50), gt=0)
-    max_daily_loss_usd: Decimal = Field(Decimal(500), gt=0)
-    max_actions_per_min: int = Field(1_200, gt=0, description="orders + cancels per minute (cancel-rate cap)")
-    max_open_orders: int = Field(400, gt=0)
+    # Every limit has an upper bound (LIMIT_BOUNDS, documented in env.example and the README): a
+    # limit is a promise to the operator, and a forged or fat-fingered `set_params` of 1e15 must be
+    # refused like any other bad value, not turn the limits off.
+    max_inventory_shares: Decimal = Field(Decimal(500), gt=0, le=1_000_000, description="per token, absolute")
+    max_inventory_usd: Decimal = Field(Decimal(250), gt=0, le=100_000, description="per market, at mid")
+    max_total_inventory_usd: Decimal = Field(Decimal(5_000), gt=0, le=1_000_000)
+    max_loss_per_market_usd: Decimal = Field(Decimal(50), gt=0, le=100_000)
+    max_daily_loss_usd: Decimal = Field(Decimal(500), gt=0, le=1_000_000)
+    max_actions_per_min: int = Field(1_200, gt=0, le=6_000, description="orders + cancels per minute (cancel-rate cap)")
+    max_open_orders: int = Field(400, gt=0, le=5_000)
     price_band: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="never quote further than this from mid")
     anomaly_jump: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="mid jump that pulls a market's quotes")
-    anomaly_window_sec: float = Field(10.0, gt=0)
-    anomaly_cooldown_sec: float = Field(60.0, ge=0)
+    anomaly_window_sec: float = Field(10.0, gt=0, le=3_600)
+    anomaly_cooldown_sec: float = Field(60.0, ge=0, le=86_400)
 
     @field_validator("strategy", "regime_base")
     @classmethod
@@ -146,6 +149,22 @@ STRATEGY_PARAM_FIELDS: tuple[str, ...] = ("alpha", "quote_size", "skew") + tuple
     f for f in PARAM_FIELDS if f.startswith(("as_", "micro_", "regime_", "rewards_band")))
 
 
+def limit_bounds() -> dict[str, tuple[Any, Any]]:
+    """(lower, upper) of every `max_*` risk limit, read from the Params rules (docs and tests)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, f in Params.model_fields.items():
+        if name.startswith("max_"):
+            lo = hi = None
+            for m in f.metadata:
+                lo = getattr(m, "gt", None) if getattr(m, "gt", None) is not None else lo
+                hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
+            out[name] = (lo, hi)
+    return out
+
+# secp256k1 group order: a private key is an integer in [1, N-1]
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
 class Settings(BaseSettings):
     """Process-wide settings. Every field maps to `PMM_<NAME>` and is listed in env.example."""
 
@@ -167,10 +186,20 @@ class Settings(BaseSettings):
     record_book_sec: float = Field(5.0, gt=0)
     pnl_sec: float = Field(10.0, gt=0)
     writer_flush_sec: float = Field(0.5, gt=0, le=1.0)
+    writer_max_pending: int = Field(200_000, ge=1_000, le=1_000_000)
+    writer_max_lag_sec: float = Field(30.0, gt=0, le=3_600)
     disconnect_cancel_sec: float = Field(10.0, gt=0)
     deadman_sec: float = Field(120.0, gt=0)
     lease_ttl_sec: float = Field(15.0, ge=3)
     http_timeout_sec: float = Field(10.0, gt=0)
+    # transient venue errors (issue 17): retries, deadlines, circuit breaker
+    http_deadline_sec: float = Field(30.0, gt=0, le=600, description="total deadline of one HTTP call, retries included")
+    retry_after_max_sec: float = Field(5.0, ge=0, le=300, description="cap on a venue's Retry-After")
+    venue_retries: int = Field(3, ge=0, le=10, description="extra attempts of a transient venue failure")
+    venue_backoff_sec: float = Field(0.2, gt=0, le=60, description="first backoff step (full jitter, doubling)")
+    venue_backoff_cap_sec: float = Field(2.0, gt=0, le=300, description="longest backoff step")
+    circuit_errors: int = Field(3, ge=1, le=1_000, description="failing cycles in a row that open the circuit")
+    circuit_probe_sec: float = Field(5.0, gt=0, le=3_600, description="while open: probe the venue this often")
 
     sandbox_markets: int = Field(80, ge=1, le=2_000)
     sandbox_seed: int = 7
@@ -190,6 +219,11 @@ class Settings(BaseSettings):
     max_inflight_requests: int = Field(8, ge=1, le=64)  # live: order requests in flight at once
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # full-fidelity recording of the venue's data (Parquet, see store/recording.py)
+    record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
+    record_dir: str = "./data/recordings"
+    record_max_gb: float = Field(0.0, ge=0)  # 0: no budget
 
     # defaults of the live parameters (PMM_ALPHA, PMM_PAPER_FILL_INTENSITY, ...)
     alpha: float = Params.model_fields["alpha"].default
@@ -234,6 +268,11 @@ class Settings(BaseSettings):
     max_open_orders: int = Params.model_fields["max_open_orders"].default
     price_band: Decimal = Params.model_fields["price_band"].default
 
+    @field_validator("record", mode="before")
+    @classmethod
+    def _record(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v.strip().lower() if isinstance(v, str) else v
+
     @field_validator("db_url")
     @classmethod
     def _db_url(cls, v: str) -> str:
@@ -245,6 +284,23 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("expected an SQLAlchemy URL such as sqlite:///pmm.db or postgresql+psycopg://user@host/db")
         return v
+
+    @field_validator("private_key")
+    @classmethod
+    def _private_key(cls, v: SecretStr | None) -> SecretStr | None:
+        """32 bytes of hex (0x optional), a valid secp256k1 key; empty means unset. The message
+        never echoes the value (format_validation_error masks it too)."""
+        if v is None:
+            return None
+        raw = v.get_secret_value().strip()
+        if not raw:
+            return None
+        digits = raw[2:] if raw[:2].lower() == "0x" else raw
+        if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise ValueError(f"expected 64 hex digits (32 bytes, optional 0x prefix), got {len(digits)} characters")
+        if not 0 < int(digits, 16) < _SECP256K1_N:
+            raise ValueError("not a valid secp256k1 private key (out of range)")
+        return SecretStr(raw)
 
     @field_validator("gamma_url", "clob_url")
     @classmethod

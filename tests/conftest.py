@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# `pmm run` records by default (PMM_RECORD unset); tests never write recordings unless they ask
+os.environ.setdefault("PMM_RECORD", "off")
+
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:

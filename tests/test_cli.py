@@ -13,7 +13,7 @@ from pmm_widgets import cli
 from pmm_widgets.store.db import make_engine
 from pmm_widgets.store.schema import CONTRACT_TABLES
 
-SECRET = "0x5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ecret5ec1"
+SECRET = "0x5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec1"
 
 
 @pytest.fixture(autouse=True)

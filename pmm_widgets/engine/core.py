@@ -9,6 +9,15 @@ running and cells must return, so `start()` schedules `run()` and returns at onc
 Whatever ends the run (stop, kill, crash, lost lease, SIGTERM) goes through one `finally` that
 cancels every order and verifies with the venue, so no path leaves quotes behind.
 
+Safety halts (issue 17): the owner stops quoting and cancels everything, *while still running*,
+when it cannot prove it is safe to trade: the lease could not be renewed for a third of its TTL
+(so the cancel runs with two thirds of the TTL left, before another engine may take over), the
+DB file it opened was deleted or replaced, or the batch writer reports a fault (disk full, rows
+past the bound, DB gone; an input of the risk stage). Each halt says why on every face (state
+`halted` and `last_error`, the status line, an ERROR event) and lifts itself when the cause goes
+(lease renewed, writer healthy); a lost lease, a lost DB file or a halt that outlasts
+`LEASE_GIVE_UP_TTLS` TTLs ends the run (cancelled first, like every stop).
+
 Roles: the engine that takes the DB lease is the *owner* and trades. One that finds the lease
 held is *attached*: it mirrors the owner's state from the lease row and turns `params`
 assignments, pause/resume and `kill()` into rows of the `commands` table.
@@ -28,9 +37,12 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
+from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
-from .commands import CommandQueue
-from .lease import Lease, new_owner_id
+from ..tasks import spawn
+from .circuit import Circuit
+from .commands import CommandQueue, default_sender
+from .lease import Lease, LeaseTimer, new_owner_id
 from .state import (
     EngineState,
     EventLog,
@@ -45,6 +57,28 @@ from .state import (
 
 class LeaseLost(RuntimeError):
     """Another engine took the lease (ours expired): stop trading at once."""
+
+
+# a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
+LEASE_GIVE_UP_TTLS = 20
+
+
+class OwnerTaggedSink:
+    """Wraps the sink the exchanges write to: every `orders` row carries the owner id, so the
+    table itself shows which engine placed what (and that two never quoted at once)."""
+
+    def __init__(self, inner: Any, owner: str) -> None:
+        self.inner = inner
+        self.owner = owner
+
+    def insert(self, table: str, row: Any) -> None:
+        self.inner.insert(table, {**row, "owner": self.owner} if table == "orders" else row)
+
+    def upsert(self, table: str, row: Any, key: Any) -> None:
+        self.inner.upsert(table, {**row, "owner": self.owner} if table == "orders" else row, key)
+
+    def update(self, table: str, where: Any, values: Any) -> None:
+        self.inner.update(table, where, values)
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +157,7 @@ class Engine:
         self._sink: Any = None
         self._writer: Any = None
         self._md: Any = None
+        self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
         self._cycle: Any = None
         self._markets: list[Market] = []
         self._gamma: Any = None
@@ -131,6 +166,11 @@ class Engine:
         self._kill_command_id: int | None = None
         self._crash_reported = False
         self._sending: set[asyncio.Task] = set()
+        self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
+        self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
+        self._background: set[asyncio.Task] = set()
+        self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
+        self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
         self.events.subscribe(self._record_event)
 
@@ -168,6 +208,8 @@ class Engine:
             RemoteParams(self).update(**changes)
         else:
             self._params.update(**changes)
+            if self._recorder is not None:
+                self._recorder.engine(time.time(), "params", _jsonable(changes))
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
             if self.persist_params:
@@ -248,6 +290,9 @@ class Engine:
         for cid in targets:
             if self._cycle is not None:
                 self._cycle.set_strategy(cid, strategy, **params)
+            if self._recorder is not None and (strategy is None or isinstance(strategy, str)):
+                self._recorder.engine(time.time(), "strategy", {"market": cid, "strategy": strategy,
+                                                                "params": _jsonable(params)})
             if strategy is None and not params:
                 self._strategy_overrides.pop(cid, None)
             else:
@@ -379,12 +424,32 @@ class Engine:
             await self._run_attached(watch_only=True)
             return
         while not self._stop_evt.is_set():
-            if await asyncio.to_thread(self._lease.try_acquire):
+            if await self._try_acquire():
                 await self._run_owner()
+                return
+            if self._stop_evt.is_set():
                 return
             takeover = await self._run_attached()
             if not takeover:
                 return
+
+    async def _try_acquire(self) -> bool:
+        """Take the lease; while the DB cannot answer (locked, unreachable) keep asking, quoting
+        nothing, until it answers or we are stopped. A live owner → False (attach, never quote)."""
+        assert self._lease is not None and self._stop_evt is not None
+        said = None
+        while not self._stop_evt.is_set():
+            try:
+                return await asyncio.to_thread(self._lease.try_acquire)
+            except Exception as exc:
+                why = first_line(exc)
+                if why != said:
+                    said = why
+                    self._publish(replace(self._state, last_error=f"cannot take the DB lease: {why}: retrying"))
+                    self.events.emit("WARNING", "lease", f"cannot take the DB lease ({why}): not quoting, retrying")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_evt.wait(), timeout=1.0)
+        return False
 
     async def _open_db(self) -> None:
         if self._db is not None:
@@ -401,27 +466,36 @@ class Engine:
 
             await asyncio.to_thread(upgrade, self.settings.db_url)
             self._db = make_engine(self.settings.db_url)
+            self._db_identity = DbIdentity(self.settings.db_url)
             self._lease = Lease(self._db, self.settings.lease_ttl_sec, owner=self._owner_id)
-            self._commands = CommandQueue(self._db, self._owner_id)
+            s = self.settings
+            # a command lives as long as an attached face waits for its result (see _remote_kill)
+            self._commands = CommandQueue(self._db, self._owner_id, sender=default_sender("engine"),
+                                          max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
 
     async def _run_owner(self) -> None:
         assert self._stop_evt is not None and self._lease is not None and self._commands is not None
         started = time.time()
-        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0))
+        self._halts = {}
+        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None))
         await asyncio.to_thread(self._commands.expire_before, started)
         if self.persist_params:
             await self._restore_params()
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
+        universe_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
+                # the lease is renewed from the start: setup (universe, market data) may take long
+                lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
                 await self._setup(stack)
-                lease_task = asyncio.get_running_loop().create_task(self._lease_loop(), name="pmm-lease")
                 self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
                 self._role_evt.set()
+                universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
+                                      self._on_background_error)
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
@@ -432,7 +506,11 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
-                if lease_task is not None:
+                if universe_task is not None and not universe_task.done():
+                    universe_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await universe_task
+                if lease_task is not None and not lease_task.done():
                     lease_task.cancel()
                     with contextlib.suppress(BaseException):
                         await lease_task
@@ -458,22 +536,31 @@ class Engine:
         else:
             from ..store.writer import BatchWriter
 
-            self._writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec)
+            self._writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec, max_pending=s.writer_max_pending,
+                                       max_lag_sec=s.writer_max_lag_sec)
             self._writer.start()
             self._sink = self._writer
-        gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec)
+        from ..store.recording import recorder_from_settings
+
+        self._recorder = recorder_from_settings(s)
+        if self._recorder is not None:
+            self._recorder.start()
+        gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec, deadline=s.http_deadline_sec,
+                            retry_after_max=s.retry_after_max_sec)
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
         self._markets = await load_universe(gamma, s.universe_size)
         self._record_universe(self._markets)
+        if self._recorder is not None:
+            self._recorder.universe(time.time(), self._markets)
         self._universe_ts = time.time()
 
         self._md = MarketData(endpoints.clob_url, endpoints.ws_url, self._sink,
-                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec)
+                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=self._recorder)
         await self._md.start()
         if self.mode is Mode.PAPER:
-            from ..execution.paper import PaperExchange
+            from ..execution.paper import paper_exchange
 
             # Paper orders live in the process that placed them. Rows still open belong to an engine
             # that died without its finally (a killed kernel); we hold the lease, so none is ours.
@@ -482,17 +569,15 @@ class Engine:
                                   {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
                                    "updated_ts": time.time()})
 
-            from ..execution.latency_model import ConstantLatency
-
-            self._exchange = PaperExchange(self._params, self._sink, seed=s.sandbox_seed,
-                                           latency=ConstantLatency(s.paper_latency_ms))
+            self._exchange = paper_exchange(s, self._params, OwnerTaggedSink(self._sink, self._owner_id))
         else:
             from ..execution.live import LiveExchange
 
             # the market feed counts as a stream for the cancel-all-on-disconnect valve: quotes
             # priced off a book we no longer see are as dangerous as fills we no longer see
             md = self._md
-            self._exchange = LiveExchange(s, self._sink, clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
+            self._exchange = LiveExchange(s, OwnerTaggedSink(self._sink, self._owner_id),
+                                          clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
                                           dry_run=self.mode is Mode.DRY_RUN,
                                           market_feed_ok=lambda: md.stream.connected())
         self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
@@ -507,6 +592,13 @@ class Engine:
                 self._cycle.set_strategy(cid, name, **params)
             except ValueError as exc:  # a row an older build wrote, a name no longer known
                 self.events.emit("WARNING", "strategy", f"market override of {cid} ignored: {exc}", market=cid)
+        if self._recorder is not None:  # what a replay needs to start where this run started
+            self._recorder.engine(time.time(), "start", {
+                "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
+                "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
+                "pnl_sec": s.pnl_sec, "calibration": calibration,
+                "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
+                               in {**saved, **self._strategy_overrides}.items() if name is None or isinstance(name, str)}})
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -518,6 +610,8 @@ class Engine:
         from ..venue.universe import diff_universe
 
         fresh = await self._load_universe(self._gamma, self.settings.universe_size)
+        if self._recorder is not None:  # every refresh (metadata may change without members changing)
+            self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
         assert self._trade_lock is not None
         async with self._trade_lock:
@@ -532,33 +626,125 @@ class Engine:
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
         self._universe_ts = time.time()
 
+    async def _universe_loop(self) -> None:
+        """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
+        delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
+        assert self._stop_evt is not None
+        while not self._stop_evt.is_set():
+            wait = self.settings.universe_refresh_sec - (time.time() - self._universe_ts)
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop_evt.wait(), timeout=min(wait, 1.0))
+                continue
+            try:
+                await self._refresh_universe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep quoting the old universe; say so
+                self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
+                self._universe_ts = time.time()
+
     async def _quote_loop(self) -> None:
+        """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
+        failed for good, is an `events` row and a status, never a crash; the circuit breaker
+        pauses quoting and cancels when such cycles persist (see `engine/circuit.py`)."""
         assert self._stop_evt is not None and self._trade_lock is not None
         loop = asyncio.get_running_loop()
+        self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
         while not self._stop_evt.is_set():
             t0 = loop.time()
-            await self._apply_commands()
-            if self._stop_evt.is_set():
-                break
-            if time.time() - self._universe_ts >= self.settings.universe_refresh_sec:
-                try:
-                    await self._refresh_universe()
-                except Exception as exc:  # keep quoting the old universe; say so
-                    self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
-                    self._universe_ts = time.time()
-            async with self._trade_lock:
-                report = await self._cycle.run_once(time.time(), self._markets, self._md.view, self._exchange)
-            for breach in getattr(report, "breaches", None) or []:
-                self.events.emit("WARNING", "risk_breach", str(breach))
-            self._publish_cycle()
-            if getattr(report, "kill_requested", False):
-                self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
-                self._kill_requested = True
-                self._stop_evt.set()
-                break
+            try:
+                await self._apply_commands()
+                if self._stop_evt.is_set():
+                    break
+                await self._check_store()
+                if self._stop_evt.is_set():
+                    break
+                if self._circuit.is_open:
+                    await self._circuit_probe()
+                else:
+                    report = await self._one_cycle()
+                    for breach in getattr(report, "breaches", None) or []:
+                        self.events.emit("WARNING", "risk_breach", str(breach))
+                    if getattr(report, "kill_requested", False):
+                        self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
+                        self._kill_requested = True
+                        self._stop_evt.set()
+                        self._publish_cycle()
+                        break
+                self._publish_cycle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
+                await self._cycle_failed(f"{type(exc).__name__}: {exc}")
             delay = self.settings.quote_refresh_sec - (loop.time() - t0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    def _venue_failures(self) -> int:
+        fn = getattr(self._exchange, "venue_failures", None)
+        return int(fn()) if fn is not None else 0
+
+    async def _one_cycle(self) -> Any:
+        """Run the quote cycle once; venue calls that failed for good during it fail the cycle."""
+        assert self._trade_lock is not None
+        before = self._venue_failures()
+        async with self._trade_lock:
+            now, hold = time.time(), self._hold_reason()
+            if self._recorder is not None:
+                self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
+            report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
+        failed = self._venue_failures() - before
+        if failed:
+            await self._cycle_failed(f"{failed} venue call(s) failed after retries")
+        else:
+            self._circuit.record(time.time(), None)
+        return report
+
+    async def _cycle_failed(self, msg: str) -> None:
+        """Record a failed cycle (event + status); open the circuit when failures persist."""
+        self.cycle_errors += 1
+        self.events.emit("WARNING", "cycle_error", f"quote cycle failed: {msg}")
+        if self._circuit.record(time.time(), msg):
+            self.events.emit("ERROR", "circuit_open", f"venue errors persist ({self._circuit.failures} failing cycles "
+                             f"in a row): quoting paused, cancelling all orders; probing every "
+                             f"{self._circuit.probe_sec:g}s")
+            try:
+                assert self._trade_lock is not None
+                async with self._trade_lock:
+                    n = await self._exchange.cancel_all()
+                self.events.emit("WARNING", "circuit_open", f"circuit open: {n} orders cancelled")
+            except Exception as exc:  # noqa: BLE001 - the probes cancel again until it works
+                self.events.emit("ERROR", "circuit_open", f"circuit open: cancel-all failed ({type(exc).__name__}: "
+                                 f"{exc}); retrying at every probe")
+        with contextlib.suppress(Exception):
+            self._publish(replace(self._state, last_error=f"cycle failed: {msg}"[:300],
+                                  venue_health=self._venue_health()))
+
+    async def _circuit_probe(self) -> None:
+        """While the circuit is open: cancel all and check the venue; close the circuit when it works."""
+        now = time.time()
+        if not self._circuit.probe_due(now):
+            return
+        assert self._trade_lock is not None
+        try:
+            async with self._trade_lock:
+                probe = getattr(self._exchange, "probe", None)
+                if probe is not None:
+                    await probe()
+                else:
+                    await self._exchange.cancel_all()
+        except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
+            first = self._circuit.probes_failed == 0
+            self._circuit.probe_result(time.time(), f"{type(exc).__name__}: {exc}")
+            if first:
+                self.events.emit("WARNING", "circuit_open", f"venue probe failed: {type(exc).__name__}: {exc}; "
+                                 f"quoting stays paused")
+            return
+        down = now - (self._circuit.open_since or now)
+        self._circuit.probe_result(time.time(), None)
+        self.events.emit("INFO", "circuit_closed", f"venue recovered after {down:.0f}s: quoting resumes")
+        self._publish(replace(self._state, last_error=None))
 
     def _publish_cycle(self) -> None:
         ms = self._cycle.markets_state()
@@ -570,41 +756,157 @@ class Engine:
             if not rows[-1].question:
                 rows[-1].question = m.question
         h = self._md.health()
-        wl = self._writer.stats().lag_sec if self._writer is not None else None
+        ws = self._writer.stats() if self._writer is not None else None
         self._publish(replace(
             self._state, running=True, tick=self._state.tick + 1, ts=time.time(), markets=rows,
             totals=totals_from(self._cycle.totals()),
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
-            writer_lag_sec=wl, params=params_to_json(self._params), paused=self._params.quoting_paused,
+            writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
+            params=params_to_json(self._params), paused=self._params.quoting_paused,
             pause_note=self._pause_note if self._params.quoting_paused else "",
-            mode=self.mode.value, venue_health=self._venue_health(),
+            mode=self.mode.value, venue_health=self._venue_health(), halted=self._hold_reason(),
         ))
 
     def _venue_health(self) -> str:
         """One phrase from the live exchange's health (paper has none)."""
+        circuit = self._circuit.describe(time.time())
         health = getattr(self._exchange, "health", None)
         if health is None:
-            return ""
+            return circuit
         h = health()
         us = getattr(h, "user_stream", None)
         parts = [f"user stream {'up' if us is not None and us.connected else 'down'}",
                  f"heartbeat {getattr(h, 'heartbeat', '?')}"]
         if getattr(h, "halted", None):
             parts.append(f"HALTED: {h.halted}")
+        if circuit:
+            parts.append(circuit)
         return ", ".join(parts)
 
+    # ---------------------------------------------------------------- safety halts
+    def _hold_reason(self) -> str | None:
+        """Why quoting is halted (every active halt, one line), else None."""
+        return "; ".join(f"{k}: {v}" for k, v in self._halts.items()) or None
+
+    async def _halt(self, source: str, reason: str, *, fatal: bool = False) -> None:
+        """Stop quoting and cancel every order now; say why on every face. `fatal` also ends the run."""
+        first = source not in self._halts
+        self._halts[source] = reason
+        self._publish(replace(self._state, halted=self._hold_reason(), last_error=f"HALTED ({source}): {reason}"))
+        if first:
+            self.events.emit("ERROR", source, f"HALTED: {reason}: quoting stopped, cancelling all orders")
+            n, note = await self._cancel_now(self._cancel_budget())
+            self.events.emit("ERROR" if note else "WARNING", source,
+                             f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
+        if fatal and self._stop_evt is not None:
+            self._stop_evt.set()
+
+    def _clear_halt(self, source: str, message: str) -> None:
+        if self._halts.pop(source, None) is None:
+            return
+        self._publish(replace(self._state, halted=self._hold_reason(), last_error=None if not self._halts else
+                              self._state.last_error))
+        self.events.emit("WARNING", source, f"{message}: quoting resumes" if not self._halts else message)
+
+    def _cancel_budget(self) -> float:
+        """Time the halt cancel may take: what remains of the lease after the halt threshold."""
+        return max(1.0, self.settings.lease_ttl_sec * 2 / 3 - 0.5)
+
+    async def _cancel_now(self, budget: float) -> tuple[int, str]:
+        """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
+        if self._exchange is None or self._trade_lock is None:
+            return 0, ""
+        got = False
+        try:
+            await asyncio.wait_for(self._trade_lock.acquire(), timeout=budget / 2)
+            got = True
+        except asyncio.TimeoutError:
+            pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
+        try:
+            return await asyncio.wait_for(self._exchange.cancel_all(), timeout=budget / 2), ""
+        except Exception as exc:
+            return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
+        finally:
+            if got:
+                self._trade_lock.release()
+
+    async def _check_store(self) -> None:
+        """Once per cycle: the DB file is still ours, and the writer is healthy (a risk input)."""
+        ident = self._db_identity
+        gone = ident.check() if ident is not None else None
+        if gone is not None:
+            await self._halt("db", f"{gone}: this engine cannot record or prove its lease; stopping", fatal=True)
+            return
+        if self._writer is None or self._cycle is None:
+            return
+        block = self._cycle.risk.writer_block(time.time(), self._writer.stats())
+        if block is not None:
+            await self._halt("writer", block, fatal=self._writer.identity.lost is not None)
+        elif "writer" in self._halts:
+            self._clear_halt("writer", "DB writer healthy again")
+
+    def _on_background_error(self, task: asyncio.Task, exc: BaseException) -> None:
+        """A background task of the owner died: nothing it guarded is proven any more. Stop."""
+        msg = f"background task {task.get_name()} failed: {type(exc).__name__}: {exc}"
+        self._publish(replace(self._state, last_error=msg))
+        self.events.emit("ERROR", "error", f"{msg}: stopping (orders are cancelled first)")
+        if self._stop_evt is not None:
+            self._stop_evt.set()
+
     async def _lease_loop(self) -> None:
-        """Renew the lease and publish state for attached faces, about once a second."""
+        """Renew the lease (publishing state for attached faces) every `LeaseTimer.period`.
+
+        Renewal runs in a worker thread and is never awaited past one period: a DB that hangs
+        (locked, disk full, gone) cannot stall this loop. When no renewal has succeeded for
+        `halt_after` (a third of the TTL) the engine halts — stops quoting and cancels — with two
+        thirds of the TTL left, so the cancel is done before the lease can expire and another
+        engine take over. A later successful renewal lifts the halt; a renewal answered "not
+        yours" (another engine took it), a lost DB file, or a halt longer than
+        `LEASE_GIVE_UP_TTLS` TTLs ends the run."""
         assert self._lease is not None and self._stop_evt is not None
-        period = min(1.0, self.settings.lease_ttl_sec / 4)
-        while True:
-            await asyncio.sleep(period)
-            ok = await asyncio.to_thread(self._lease.renew, self._state.to_json())
-            if not ok:
-                self._publish(replace(self._state, last_error="lease lost to another engine: stopped quoting"))
-                self.events.emit("ERROR", "lease", "lease lost to another engine: stopping")
-                self._stop_evt.set()
-                return
+        lease, ttl = self._lease, self.settings.lease_ttl_sec
+        timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
+        pending: asyncio.Future | None = None
+        last_err: str | None = None
+        try:
+            while True:
+                if pending is None:
+                    await asyncio.sleep(timer.period)
+                    ident = self._db_identity
+                    gone = ident.check() if ident is not None else None
+                    if gone is not None:
+                        await self._halt("db", f"{gone}: the lease there proves nothing; stopping", fatal=True)
+                        return
+                    pending = asyncio.ensure_future(asyncio.to_thread(lease.renew, self._state.to_json()))
+                done, _ = await asyncio.wait({pending}, timeout=timer.period)
+                if pending in done:
+                    fut, pending = pending, None
+                    try:
+                        ok = fut.result()
+                    except Exception as exc:
+                        why = first_line(exc)
+                        if why != last_err:
+                            self.events.emit("WARNING", "lease", f"lease renewal failed ({why}); retrying, "
+                                             f"{timer.left():.1f}s of lease left")
+                        last_err = why
+                    else:
+                        if not ok:
+                            await self._halt("lease", "lease lost to another engine", fatal=True)
+                            return
+                        silent = timer.silent()
+                        timer.proven(lease.renewed_at or 0.0)
+                        last_err = None
+                        if "lease" in self._halts and not timer.must_halt():  # a renewal stuck behind a lock proves little
+                            self._clear_halt("lease", f"lease renewed after {silent:.1f}s without proof")
+                if timer.must_halt() and "lease" not in self._halts:
+                    await self._halt("lease", f"cannot renew the DB lease for {timer.silent():.1f}s "
+                                     f"({last_err or 'renewal not answered'}); it expires in {timer.left():.1f}s")
+                if timer.silent() > LEASE_GIVE_UP_TTLS * ttl:
+                    await self._halt("lease", f"no lease renewal for {timer.silent():.0f}s: giving up", fatal=True)
+                    return
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def _apply_commands(self) -> None:
         assert self._commands is not None
@@ -635,7 +937,7 @@ class Engine:
                 result = "rejected: " + format_validation_error(exc)
             except Exception as exc:
                 result = f"error: {type(exc).__name__}: {exc}"
-            self.events.emit("INFO", "command", f"{cmd.kind} from {cmd.issuer}: {result}")
+            self.events.emit("INFO", "command", f"{cmd.kind} from {cmd.origin}: {result}")
             await asyncio.to_thread(self._commands.mark_applied, cmd.id, result)
 
     async def _shutdown(self) -> None:
@@ -672,9 +974,17 @@ class Engine:
         if self._cycle is not None and self._sink is not None:
             with contextlib.suppress(Exception):
                 self._cycle.calibrator.persist(time.time())
+        if self._recorder is not None:
+            self._recorder.engine(time.time(), "stop")
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._recorder.close)
+            self._recorder = None
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._writer.close)
+        spill = getattr(self._writer, "spill_path", None)
+        if spill:
+            self.events.emit("ERROR", "writer", f"rows the DB did not take were saved to {spill}")
         self._sink = None
         cmd_id = self._kill_command_id
         if cmd_id is not None and self._commands is not None and self._kill_result is not None:

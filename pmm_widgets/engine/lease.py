@@ -7,6 +7,13 @@ an expired lease, else an INSERT guarded by the primary key), renewed every few 
 carries the owner's serialised state so attached faces can show it without a second engine.
 
 All methods are blocking (SQL); the engine calls them through `asyncio.to_thread`.
+
+Timing (`LeaseTimer`, issue 17 C1): the owner renews every `period` (TTL/6, at most 1 s) and
+counts how long it has gone without a successful renewal. After `halt_after` (TTL/3) it halts:
+stops quoting and cancels, with two thirds of the TTL still its own, so the cancel is finished
+before the lease can expire and a second engine take over. `renewed_at` is the time *before* the
+renewing statement ran (the expiry it wrote is that + TTL), so a renewal that sat behind a lock
+never overstates how long the lease is proven.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +50,32 @@ class LeaseRow:
         return self.expires_at < (time.time() if now is None else now)
 
 
+class LeaseTimer:
+    """Pure timing of the owner's proof of holding the lease (no IO, testable with any clock)."""
+
+    def __init__(self, ttl_sec: float, proven_at: float, clock: Callable[[], float] = time.time) -> None:
+        self.ttl_sec = ttl_sec
+        self.period = min(1.0, ttl_sec / 6)
+        self.halt_after = ttl_sec / 3
+        self._proven_at = proven_at
+        self._clock = clock
+
+    def proven(self, at: float) -> None:
+        """A renewal that started at `at` succeeded: the lease is ours until `at + ttl`."""
+        self._proven_at = max(self._proven_at, at)
+
+    def silent(self) -> float:
+        """Seconds since the last proof."""
+        return self._clock() - self._proven_at
+
+    def left(self) -> float:
+        """Seconds until the lease (as last proven) expires; negative once it has."""
+        return self.ttl_sec - self.silent()
+
+    def must_halt(self) -> bool:
+        return self.silent() >= self.halt_after
+
+
 class Lease:
     def __init__(self, db: sa.Engine, ttl_sec: float, name: str = LEASE_NAME, owner: str | None = None) -> None:
         self.db = db
@@ -50,6 +83,7 @@ class Lease:
         self.name = name
         self.owner = owner or new_owner_id()
         self.held = False
+        self.renewed_at: float | None = None  # start time of the last successful acquire/renew
 
     def try_acquire(self, now: float | None = None) -> bool:
         """Take the lease if it is free, expired or already ours. Atomic on SQLite and PostgreSQL."""
@@ -63,6 +97,7 @@ class Lease:
             )
             if res.rowcount == 1:
                 self.held = True
+                self.renewed_at = now
                 return True
         try:
             with self.db.begin() as conn:
@@ -74,6 +109,7 @@ class Lease:
         except IntegrityError:
             return False  # held by a live owner (or another contender won the insert)
         self.held = True
+        self.renewed_at = now
         return True
 
     def renew(self, state_json: dict[str, Any] | None = None, now: float | None = None) -> bool:
@@ -86,6 +122,8 @@ class Lease:
         with self.db.begin() as conn:
             res = conn.execute(sa.update(t).where(t.c.name == self.name, t.c.owner == self.owner).values(**values))
         self.held = res.rowcount == 1
+        if self.held:
+            self.renewed_at = now
         return self.held
 
     def release(self, final_state: dict[str, Any] | None = None) -> None:

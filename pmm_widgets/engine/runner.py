@@ -25,11 +25,13 @@ def status_line(s: EngineState) -> str:
                  or m.no_bid is not None or m.no_ask is not None)
     lag = "n/a" if s.feed.lag_sec is None else f"{s.feed.lag_sec:.1f}s"
     feed = ("up" if s.feed.connected else "DOWN") + f" lag {lag} stale {s.feed.stale_tokens}"
-    db = "n/a" if s.writer_lag_sec is None else f"{s.writer_lag_sec:.1f}s"
+    db = s.writer or ("db lag n/a" if s.writer_lag_sec is None else f"db lag {s.writer_lag_sec:.1f}s")
     paused = " PAUSED" if s.paused else ""
-    return (f"[{s.mode}{paused}] tick {s.tick} quoted {quoted}/{len(s.markets)} open {s.totals.open_orders} "
+    halted = " HALTED" if s.halted else ""
+    return (f"[{s.mode}{paused}{halted}] tick {s.tick} quoted {quoted}/{len(s.markets)} open {s.totals.open_orders} "
             f"fills/min {s.totals.fills_per_min:.2f} fills {s.totals.fills} pnl {s.totals.pnl:+.2f} "
-            f"feed {feed} db lag {db}" + (f" | {s.venue_health}" if s.venue_health else ""))
+            f"feed {feed} {db}" + (f" | {s.venue_health}" if s.venue_health else "")
+            + (f" | HALTED: {s.halted}" if s.halted else ""))
 
 
 def confirm_live(settings: Settings, mode: Mode, yes: bool, out: TextIO = sys.stdout) -> str | None:
@@ -84,6 +86,10 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     exc = task.exception()
     if exc is not None:
         print(f"engine crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if engine.state.halted:  # stopped by a safety halt (lease lost, DB gone): not a clean exit
+        print(f"engine stopped (orders cancelled) after a safety halt: {engine.state.halted}", file=sys.stderr,
+              flush=True)
         return 1
     return 0
 

@@ -102,6 +102,8 @@ class EngineState:
     totals: Totals = field(default_factory=Totals)
     feed: FeedState = field(default_factory=FeedState)
     writer_lag_sec: float | None = None
+    writer: str = ""  # the writer's health phrase: "db lag 0.2s", plus queued rows / FAULT when unhealthy
+    halted: str | None = None  # why quoting is halted for safety (lease, db, writer), else None
     venue_health: str = ""  # live/dry-run: user stream, venue heartbeat, halted valve; "" in paper
     last_error: str | None = None
     params: dict[str, Any] = field(default_factory=dict)

@@ -204,7 +204,8 @@ class LiveExchange:
         creds = Creds(s.api_key, s.api_secret, s.api_passphrase) if s.has_l2_creds else None  # type: ignore[arg-type]
         return Broker(self.clob_url, s.chain_id, s.private_key, creds=creds, signature_type=s.signature_type,
                       funder=s.funder or None, fast=s.fast_orders, max_inflight=s.max_inflight_requests,
-                      timeout=s.http_timeout_sec)
+                      timeout=s.http_timeout_sec, retries=s.venue_retries, backoff_base=s.venue_backoff_sec,
+                      backoff_cap=s.venue_backoff_cap_sec, deadline=s.http_deadline_sec)
 
     async def start(self) -> None:
         """Live: derive L2 creds if needed, load the DB history, reconcile, open the user stream,
@@ -267,6 +268,23 @@ class LiveExchange:
     def health(self) -> LiveHealth:
         return LiveHealth(self.mode.value, self._stream.health() if self._stream else None, self._hb_state,
                           self._halted, len(self._open), self.reconciles, self.disconnect_cancels)
+
+    def venue_failures(self) -> int:
+        """Venue calls that failed for good (after their retries) since start: the engine's
+        circuit breaker watches this grow."""
+        return self._broker.failures if self._broker is not None else 0
+
+    async def probe(self) -> int:
+        """The circuit breaker's probe while quoting is paused: cancel all, then confirm with the
+        venue that nothing rests (raises BrokerError while the venue still fails). After a
+        successful probe, reconcile: posts that landed late and fills missed are settled."""
+        n = await self.cancel_all()
+        left = await self.count_venue_open_orders()
+        if left:
+            raise BrokerError("probe", f"{left} orders still open after cancel-all")
+        if self.mode is Mode.LIVE:
+            await self.reconcile()
+        return n
 
     @property
     def broker(self) -> Broker | None:
@@ -586,6 +604,12 @@ class LiveExchange:
                 else:
                     o.status = OrderStatus.PARTIAL
                     self._record_order(o)
+            elif o.status in (OrderStatus.CANCELED, OrderStatus.FILLED):
+                # a fill that raced our cancel: the closed row's `filled` must match its trades
+                # (an order of an earlier run not yet reconciled is left to the reconcile)
+                if o.remaining <= 0 and o.status is OrderStatus.CANCELED:
+                    o.status, o.reason = OrderStatus.FILLED, "filled before the cancel reached the venue"
+                self._record_order(o)
         done = o is not None and o.remaining <= 0
         mid = self._mids.get(f["token_id"])
         raw = {"source": source, "statuses": [status], "trader_side": ev.get("trader_side"),
@@ -625,6 +649,8 @@ class LiveExchange:
             o = self._by_venue.get(f.venue_order_id or "")
             if o is not None:
                 o.filled -= f.size
+                o.updated_ts = self._clock()
+                self._record_order(o)  # the row's `filled` follows its (non-failed) trades
 
     # ------------------------------------------------------------------ reconcile
     async def _load_history(self) -> None:

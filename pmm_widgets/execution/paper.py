@@ -95,6 +95,7 @@ class PaperExchange:
         seed: int = 0,
         ref_depth: float = DEFAULT_REF_DEPTH,
         clock: Callable[[], float] = time.time,
+        session: str | None = None,
         latency: LatencyModel | None = None,
         fees: FeeModel | None = None,
     ) -> None:
@@ -105,7 +106,7 @@ class PaperExchange:
         self.latency: LatencyModel = latency if latency is not None else ZERO_LATENCY
         self.fees: FeeModel = fees if fees is not None else ScheduleFeeModel()
         self._clock = clock
-        self._session = uuid.uuid4().hex[:8]
+        self._session = session or uuid.uuid4().hex[:8]  # replays pass their run id: deterministic ids
         self._seq = 0
         self._markets: dict[str, Market] = {}  # token id → market
         self._books: dict[str, BookView] = {}
@@ -423,3 +424,13 @@ class PaperExchange:
     def venue_orders(self) -> Mapping[str, RestingOrder]:
         """The venue's copy of our orders (resting now), for tests and the fidelity bench."""
         return self._venue
+
+
+def paper_exchange(settings: Any, params: Params, sink: Sink, *, clock: Callable[[], float] = time.time,
+                   session: str | None = None) -> PaperExchange:
+    """The paper exchange exactly as `pmm run paper` builds it from the settings (the replayer
+    builds its own through here too, so both trade with the same seed and models)."""
+    from .latency_model import ConstantLatency
+
+    return PaperExchange(params, sink, seed=settings.sandbox_seed, clock=clock, session=session,
+                         latency=ConstantLatency(settings.paper_latency_ms))

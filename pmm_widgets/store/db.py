@@ -12,6 +12,7 @@ from __future__ import annotations
 import decimal
 import enum
 import json
+import os
 import warnings
 from typing import Any
 
@@ -114,3 +115,53 @@ def first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
     return lines[0] if lines else type(orig).__name__
+
+
+def sqlite_file(db_url: str | URL) -> str | None:
+    """The file path of an on-disk SQLite URL, else None (memory DBs, other backends)."""
+    try:
+        url = make_url(db_url)
+    except ArgumentError:
+        return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return str(url.database)
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of `path`, or None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class DbIdentity:
+    """Is the file this process opened still the database's file?
+
+    Why: SQLite keeps writing to an open file after it was deleted (or replaced by a new file at
+    the same path, e.g. by a second engine creating a fresh DB): every commit "succeeds" into an
+    inode nobody will ever read, and the lease row there proves nothing. The (device, inode) seen
+    at open is compared with the path's now; a mismatch is sticky (the process must stop
+    trading on it). Other backends have no file: `check()` is always None.
+    """
+
+    def __init__(self, db_url: str | URL) -> None:
+        self.path = sqlite_file(db_url)
+        self.opened = file_identity(self.path) if self.path is not None else None
+        self.lost: str | None = None
+
+    def check(self) -> str | None:
+        """None while the file is the one opened; else one line saying what happened (sticky)."""
+        if self.lost is not None or self.path is None:
+            return self.lost
+        now = file_identity(self.path)
+        if self.opened is None:  # opened before the file existed: adopt the first one seen
+            self.opened = now
+            return None
+        if now is None:
+            self.lost = f"database file {self.path} was deleted while in use"
+        elif now != self.opened:
+            self.lost = f"database file {self.path} was replaced by another file while in use"
+        return self.lost

@@ -102,6 +102,8 @@ orders = Table(
     Column("reason", Text),
     Column("created_ts", Float, nullable=False),
     Column("updated_ts", Float, nullable=False),
+    Column("owner", String(200)),  # lease owner id (host:pid:uuid) of the engine that placed it
+    Column("run_id", String(40)),  # replays (mode 'replay'): the run that wrote the row
     UniqueConstraint("client_id", name="uq_orders_client_id"),
     Index("ix_orders_status", "status"),
     Index("ix_orders_venue", "venue_order_id"),
@@ -124,8 +126,10 @@ trades = Table(
     Column("status", String(24)),
     Column("ts", Float, nullable=False),
     Column("raw_json", JSON),  # venue payload, status history, markouts, realized spread
+    Column("run_id", String(40)),
     UniqueConstraint("trade_id", name="uq_trades_trade_id"),
     Index("ix_trades_market_ts", "market", "ts"),
+    Index("ix_trades_run_id", "run_id"),
 )
 
 pnl = Table(
@@ -146,6 +150,7 @@ pnl = Table(
     Column("cash", MONEY),
     Column("fills", Integer),
     Column("volume", MONEY),
+    Column("run_id", String(40)),
     Index("ix_pnl_market_ts", "market", "ts"),
 )
 
@@ -167,6 +172,7 @@ events = Table(
     Column("market", String(80)),
     Column("message", Text),
     Column("data_json", JSON),
+    Column("run_id", String(40)),
     Index("ix_events_ts", "ts"),
 )
 
@@ -185,11 +191,57 @@ commands = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
-    Column("issuer", String(200)),
+    Column("issuer", String(200)),  # the sending engine's owner id
     Column("kind", String(40), nullable=False),  # set_params, pause, resume, kill
+    Column("sender", String(200)),  # who wrote it: user@host pid N (face); DB write access is control access
     Column("payload_json", JSON),
     Column("applied_at", Float),
     Column("result", Text),
+)
+
+replay_runs = Table(  # one row per `pmm replay` (and per sweep point written to the DB)
+    "replay_runs",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("mode", String(10), nullable=False),  # 'replay'
+    Column("t0", Float, nullable=False),
+    Column("t1", Float, nullable=False),
+    Column("started_ts", Float, nullable=False),
+    Column("finished_ts", Float),
+    Column("status", String(16), nullable=False),  # running, done, interrupted, failed
+    Column("markets", Integer),
+    Column("seed", Integer),
+    Column("params_json", JSON),
+    Column("summary_json", JSON),
+    Column("problems_json", JSON),
+)
+
+sweep_results = Table(  # one row per point of a `pmm sweep`
+    "sweep_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sweep_id", String(40), nullable=False),
+    Column("point", Integer, nullable=False),
+    Column("run_id", String(40)),
+    Column("created_ts", Float, nullable=False),
+    Column("t0", Float, nullable=False),
+    Column("t1", Float, nullable=False),
+    Column("grid_json", JSON, nullable=False),  # this point's values of the swept parameters
+    Column("fills", Integer),
+    Column("fills_per_min", Float),
+    Column("pnl_total", Float),
+    Column("realized", Float),
+    Column("unrealized", Float),
+    Column("spread_pnl", Float),
+    Column("inventory_pnl", Float),
+    Column("markout_5s_usd", Float),
+    Column("markout_30s_usd", Float),
+    Column("markout_120s_usd", Float),
+    Column("max_inventory_usd", Float),
+    Column("reward_estimate", Float),
+    Column("summary_json", JSON),  # every figure of the run, including PnL components added later
+    UniqueConstraint("sweep_id", "point", name="uq_sweep_results_point"),
+    Index("ix_sweep_results_sweep", "sweep_id"),
 )
 
 market_overrides = Table(

@@ -9,11 +9,22 @@ statements. A crash therefore loses at most the rows queued since the last commi
 Ordering: operations on the same table keep their order (an order's upsert before its update);
 operations on different tables are independent (the schema has no foreign keys between them).
 
-Failure policy: a failing batch is counted, logged and retried once; if it fails again its
-operations are written one by one, each in its own transaction, so a single bad row is dropped
-(counted and logged) without losing the rows around it. When the database itself is unavailable
-(server down, SQLite locked past busy_timeout) the batch goes back to the front of the queue and
-is retried every flush, so an outage delays rows instead of dropping them.
+Failure policy (a writer fault is never a dropped row):
+- A *writer fault* is anything about the database rather than the row: "database or disk is
+  full", "database is locked" past busy_timeout, I/O errors, a read-only or unreachable DB, a
+  server gone away, or the SQLite file deleted/replaced under us (`DbIdentity`, checked before
+  every write so nothing is committed into a deleted inode). The batch goes back to the front of
+  the queue, order kept, and is retried every flush. Rows are kept up to `max_pending`; past that
+  bound (or after `max_lag_sec` of backlog, or on a storage fault such as a full disk, or when
+  the DB file is gone) `stats().fault` says why, and the engine's risk stage pauses quoting and
+  cancels. Only past the hard cap `MAX_PENDING` are rows shed, `book_snapshots` first (market
+  data the venue can serve again), counted and logged.
+- A *row fault* (constraint or type error: IntegrityError, DataError, a value the driver cannot
+  bind) is the row's own: the batch is retried once, then written op by op, each in its own
+  transaction, and only the failing op is quarantined (kept in `quarantine`, counted, logged).
+  A writer fault met on the way stops the one-by-one pass and requeues the rest.
+- At close, ops still unwritten (the DB never came back) are spilled as JSON lines next to the
+  SQLite file (`<db>.unwritten-<ts>.jsonl`) and the path is logged, rather than lost silently.
 """
 
 from __future__ import annotations
@@ -42,13 +53,12 @@ from sqlalchemy import (
     and_,
     bindparam,
     select,
-    text,
 )
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from pmm_widgets.store.db import make_engine, safe_url
+from pmm_widgets.store.db import DbIdentity, json_dumps, make_engine, safe_url, sqlite_file
 from pmm_widgets.store.schema import metadata
 
 log = logging.getLogger(__name__)
@@ -61,8 +71,17 @@ _INSERT, _UPSERT, _UPDATE = "insert", "upsert", "update"
 EXECUTEMANY_CHUNK = 500
 GIL_YIELD_SEC = 0.0005
 RELEASE_CHUNK = 5000
-# While the database is unavailable, batches wait in memory; beyond this many ops the oldest go.
+# While the database cannot take rows they wait in memory. Past `max_pending` (default below) the
+# writer reports a fault (the engine stops quoting, so few new rows come); past the hard cap
+# MAX_PENDING the oldest are shed, book_snapshots first.
 MAX_PENDING = 1_000_000
+DEFAULT_MAX_PENDING = 200_000
+DEFAULT_MAX_LAG_SEC = 30.0
+SHED_FIRST = ("book_snapshots", "public_trades")
+QUARANTINE_KEEP = 1_000
+# driver messages that say the storage itself is failing: a fault at once, not after max_lag_sec
+_STORAGE_FAULTS = ("disk is full", "no space left", "disk i/o error", "readonly database", "read-only",
+                   "unable to open database", "could not extend file", "disk full", "file is not a database")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +100,21 @@ class WriterStats:
     errors: int
     dropped: int = 0
     flushes: int = 0
+    last_error: str | None = None  # the last write error, one line (None once writes succeed again)
+    fault: str | None = None  # why the writer is unhealthy (the engine pauses quoting), else None
+    quarantined: int = 0  # bad rows (constraint/type errors) kept aside, never retried
+    shed: int = 0  # rows given up past the hard cap MAX_PENDING
+
+    def line(self) -> str:
+        """The status-line phrase: `db lag 0.2s` plus queued rows / fault when there are any."""
+        out = f"db lag {self.lag_sec:.1f}s"
+        if self.pending > 1000 or self.fault or self.last_error:
+            out += f" queued {self.pending}"
+        if self.fault:
+            out += f" FAULT: {self.fault}"
+        elif self.last_error:
+            out += f" (retrying: {self.last_error})"
+        return out
 
 
 @dataclass(slots=True)
@@ -96,9 +130,19 @@ class _Op:
 class BatchWriter:
     """Implements `Sink`. Thread-safe; producers never block; one transaction per flush."""
 
-    def __init__(self, db_url: str, flush_sec: float = 0.5, *, engine: Engine | None = None) -> None:
+    def __init__(self, db_url: str, flush_sec: float = 0.5, *, engine: Engine | None = None,
+                 max_pending: int = DEFAULT_MAX_PENDING, max_lag_sec: float = DEFAULT_MAX_LAG_SEC) -> None:
         if not 0 < flush_sec <= 1.0:
             raise ValueError("flush_sec must be in (0, 1] so that a crash loses at most one second of rows")
+        self.max_pending = max_pending
+        self.max_lag_sec = max_lag_sec
+        self.identity = DbIdentity(db_url)
+        self.quarantine: collections.deque[tuple[_Op, str]] = collections.deque(maxlen=QUARANTINE_KEEP)
+        self._quarantined = 0
+        self._shed = 0
+        self._last_error: str | None = None
+        self._storage_fault: str | None = None
+        self.spill_path: str | None = None
         self.db_url = db_url
         self.flush_sec = flush_sec
         self._own_engine = engine is None
@@ -176,7 +220,7 @@ class BatchWriter:
             self._thread = None
         self._drain()
         if self._queue:
-            log.error("batch writer: closing with %d ops not written (database unavailable)", len(self._queue))
+            self._spill()
         atexit.unregister(self.close)
         if self._own_engine:
             self.engine.dispose()
@@ -207,7 +251,22 @@ class BatchWriter:
             errors=self._errors,
             dropped=self._dropped,
             flushes=self._flushes,
+            last_error=self._last_error,
+            fault=self._fault(pending, lag),
+            quarantined=self._quarantined,
+            shed=self._shed,
         )
+
+    def _fault(self, pending: int, lag: float) -> str | None:
+        if self.identity.lost is not None:
+            return self.identity.lost
+        if self._storage_fault is not None:
+            return self._storage_fault
+        if pending > self.max_pending:
+            return f"{pending} rows queued, over the bound of {self.max_pending} ({self._last_error or 'slow DB'})"
+        if lag > self.max_lag_sec and self._last_error is not None:
+            return f"rows waiting {lag:.0f}s (> {self.max_lag_sec:g}s): {self._last_error}"
+        return None
 
     # ----------------------------------------------------------------- worker side
     def _run(self) -> None:
@@ -245,64 +304,108 @@ class BatchWriter:
             _release(ops)
 
     def _write(self, ops: list[_Op]) -> bool:
-        """Write ops in one transaction. False: the database is unavailable and ops were requeued."""
+        """Write ops in one transaction. False: a writer fault; the unwritten ops were requeued."""
+        gone = self.identity.check()
+        if gone is not None:  # never commit into a deleted/replaced file: keep the rows instead
+            self._requeue(ops, gone)
+            return False
         for attempt in (1, 2):
             try:
                 with self.engine.begin() as conn:
                     for group in _group(ops):
                         self._execute(conn, group)
                 self._rows_written += len(ops)
-                if self._outage_since is not None:
-                    log.warning("batch writer: %s available again after %.1f s", safe_url(self.engine.url),
-                                time.time() - self._outage_since)
-                    self._outage_since = None
+                self._recovered()
                 return True
             except Exception as exc:
                 self._errors += 1
-                if self._unavailable(exc):
+                if not is_row_fault(exc):
                     self._requeue(ops, exc)
                     return False
                 log.warning(
                     "batch writer: batch of %d ops to %s failed (attempt %d): %s",
                     len(ops), safe_url(self.engine.url), attempt, _one_line(exc),
                 )
-        for op in ops:  # one by one: a single bad row must not lose the batch
+        for i, op in enumerate(ops):  # one by one: a single bad row must not lose the batch
             try:
                 with self.engine.begin() as conn:
                     self._execute(conn, [op])
                 self._rows_written += 1
             except Exception as exc:
                 self._errors += 1
-                self._dropped += 1
-                log.error("batch writer: dropped %s into %s: %s", op.kind, op.table, _one_line(exc))
+                if not is_row_fault(exc):  # the DB failed, not the row: keep this one and the rest
+                    self._requeue(ops[i:], exc)
+                    return False
+                self._quarantine_op(op, _one_line(exc))
+        self._recovered()
         return True
 
-    def _unavailable(self, exc: Exception) -> bool:
-        """A connection-level failure (server down, SQLite locked past busy_timeout), not a bad row."""
-        if not isinstance(exc, (OperationalError, InterfaceError, DisconnectionError)):
-            return False
-        if "locked" in str(exc) or "busy" in str(exc):
-            return True
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:
-            return True
-        return False
+    def _recovered(self) -> None:
+        if self._outage_since is not None:
+            log.warning("batch writer: %s available again after %.1f s", safe_url(self.engine.url),
+                        time.time() - self._outage_since)
+            self._outage_since = None
+        self._last_error = None
+        self._storage_fault = None
 
-    def _requeue(self, ops: list[_Op], exc: Exception) -> None:
-        """Keep the batch for the next flush (front of the queue, order kept), up to MAX_PENDING ops."""
+    def _quarantine_op(self, op: _Op, why: str) -> None:
+        """A truly bad row: kept aside (bounded), counted and logged; never retried."""
+        self._dropped += 1
+        self._quarantined += 1
+        self.quarantine.append((op, why))
+        log.error("batch writer: quarantined %s into %s: %s", op.kind, op.table, why)
+
+    def _requeue(self, ops: list[_Op], exc: Exception | str) -> None:
+        """Keep the ops for the next flush (front of the queue, order kept); shed past MAX_PENDING."""
+        why = exc if isinstance(exc, str) else _one_line(exc)
+        self._last_error = why
+        if any(p in why.lower() for p in _STORAGE_FAULTS):
+            self._storage_fault = why
         self._queue.extendleft(reversed(ops))
         excess = len(self._queue) - MAX_PENDING
-        for _ in range(max(0, excess)):
-            self._queue.popleft()
-            self._dropped += 1
+        if excess > 0:
+            self._shed_oldest(excess)
         if self._outage_since is None:
             self._outage_since = time.time()
-            log.error("batch writer: %s unavailable (%s); keeping %d ops queued and retrying every %.1f s",
-                      safe_url(self.engine.url), _one_line(exc), len(self._queue), self.flush_sec)
-        if excess > 0:
-            log.error("batch writer: queue over %d ops during the outage: dropped the %d oldest", MAX_PENDING, excess)
+            log.error("batch writer: %s cannot take rows (%s); keeping %d ops queued and retrying every %.1f s",
+                      safe_url(self.engine.url), why, len(self._queue), self.flush_sec)
+
+    def _shed_oldest(self, n: int) -> None:
+        """Past the hard cap: give up the n oldest ops, market data first, counted and logged."""
+        keep: list[_Op] = []
+        shed = 0
+        for first_pass in (True, False):
+            while shed < n and self._queue:
+                op = self._queue.popleft()
+                if first_pass and op.table not in SHED_FIRST:
+                    keep.append(op)
+                    continue
+                shed += 1
+            self._queue.extendleft(reversed(keep))
+            keep = []
+            if shed >= n:
+                break
+        self._shed += shed
+        self._dropped += shed
+        log.error("batch writer: queue over %d ops: shed the %d oldest (market data first)", MAX_PENDING, shed)
+
+    def _spill(self) -> None:
+        """Closing with rows the DB never took: write them as JSON lines beside the SQLite file."""
+        ops = list(self._queue)
+        path = sqlite_file(self.db_url)
+        target = f"{path}.unwritten-{int(time.time())}.jsonl" if path else None
+        try:
+            if target is None:
+                raise OSError("not an SQLite file")
+            with open(target, "w", encoding="utf-8") as fh:
+                fh.writelines(json_dumps({"kind": op.kind, "table": op.table, "row": op.row, "key": list(op.key),
+                                         "where": op.where, "ts": op.ts}) + "\n" for op in ops)
+            self.spill_path = target
+            log.error("batch writer: closing with %d ops the database did not take (%s): saved to %s",
+                      len(ops), self._last_error or "unavailable", target)
+        except Exception as exc:
+            log.error("batch writer: closing with %d ops not written (database unavailable; spill failed: %s)",
+                      len(ops), exc)
 
     def _normalize(self, op: _Op) -> _Op | None:
         """Check column names and convert enums / Decimals to what each column type stores."""
@@ -316,8 +419,7 @@ class BatchWriter:
                 raise KeyError(f"key column(s) {missing_key} missing from the row")
         except Exception as exc:  # whatever a producer passed, one bad row only costs itself
             self._errors += 1
-            self._dropped += 1
-            log.error("batch writer: dropped %s into %s: %s", op.kind, op.table, exc)
+            self._quarantine_op(op, f"{type(exc).__name__}: {exc}")
             return None
         return op
 
@@ -525,6 +627,20 @@ def _convert(table: Table, row: dict[str, Any]) -> dict[str, Any]:
                     value = str(value)
         out[name] = value
     return out
+
+
+def is_row_fault(exc: BaseException) -> bool:
+    """True when the failure is the row's own (constraint, type, a value the driver cannot bind);
+    False for writer faults (disk full, locked, I/O, unreachable, schema or file gone)."""
+    if isinstance(exc, (IntegrityError, DataError)):
+        return True
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return True  # SQLAlchemy could not convert a value: the row's fault
+    if isinstance(exc, (TypeError, ValueError, OverflowError, KeyError)):
+        return True
+    orig = getattr(exc, "orig", None)
+    msg = str(orig if orig is not None else exc).lower()
+    return "binding parameter" in msg or "type" in msg and "not supported" in msg
 
 
 def _one_line(exc: BaseException) -> str:

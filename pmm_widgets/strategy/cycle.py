@@ -35,7 +35,7 @@ from .guard import guard_quotes
 from .inventory import Inventory
 from .planner import plan
 from .quoting import effective_touch, grid_tick, is_quotable, yes_space_price
-from .registry import build_strategy
+from .registry import Builtins, build_strategy
 from .risk import RiskManager
 from .volatility import VolEstimator
 
@@ -195,7 +195,7 @@ class QuoteCycle:
         self._totals = Totals()
         # strategies: the default by name (params.strategy), per-market overrides, their state
         self.overrides: dict[str, MarketOverride] = {}
-        self._builtin: dict[str, Strategy] = {}
+        self._builtin = Builtins()
         self._active: dict[str, Strategy] = {}  # the strategy that decided each market last
         self._sstate: dict[str, object] = {}
         self._regime: dict[str, str] = {}
@@ -261,11 +261,7 @@ class QuoteCycle:
         ov = self.overrides.get(market)
         if ov is not None and ov.strategy is not None:
             return ov.strategy
-        name = self.params.strategy
-        st = self._builtin.get(name)
-        if st is None:
-            st = self._builtin[name] = build_strategy(name)
-        return st
+        return self._builtin.get(self.params.strategy)
 
     def _market_params(self, market: str) -> Params:
         ov = self.overrides.get(market)
@@ -344,7 +340,12 @@ class QuoteCycle:
         markets: list[Market],
         view: Callable[[str], BookView | None],
         exchange: Exchange,
+        *,
+        hold: str | None = None,
     ) -> CycleReport:
+        """One cycle. `hold`: a safety halt's reason (lease unproven, DB writer faulted): every
+        market holds no quote (open orders are cancelled by the plan) while books, fills and PnL
+        keep flowing."""
         p = self.params
         rep = CycleReport()
         self.risk.begin_cycle()
@@ -418,7 +419,8 @@ class QuoteCycle:
                 self._sstate.pop(cid, None)
                 self._regime.pop(cid, None)
             yv, nv = views[cid]
-            status = "risk: killed" if self._killed else (is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
+            status = "risk: killed" if self._killed else "halted" if hold else (
+                is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
             mid = self._mids.get(cid)
             if status is None and mid is None:
                 status = "stale"

@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ..domain import Quote
 from .base import Decision, MarketContext, Regime, Strategy
 from .guard import reduces
 from .inventory import net_delta
 from .quoting import yes_space_price
+
+if TYPE_CHECKING:
+    from .registry import Builtins
 
 TT_WINDOW_SEC = 60.0
 _BY_LEVEL = sorted(Regime, key=lambda r: r.level)
@@ -78,18 +82,16 @@ class RegimeAware:
 
     def __init__(self, base: Strategy | None = None) -> None:
         self.base = base
-        self._built: dict[str, Strategy] = {}
+        self._built: Builtins | None = None
 
     def _base(self, ctx: MarketContext) -> Strategy:
         if self.base is not None:
             return self.base
-        name = ctx.params.regime_base
-        st = self._built.get(name)
-        if st is None:
-            from .registry import build_strategy
+        if self._built is None:
+            from .registry import Builtins  # registry imports this module
 
-            st = self._built[name] = build_strategy(name)
-        return st
+            self._built = Builtins()
+        return self._built.get(ctx.params.regime_base)
 
     def decide(self, ctx: MarketContext, state: object | None) -> Decision:
         st = state if isinstance(state, RegimeState) else RegimeState()

@@ -27,3 +27,16 @@ def build_strategy(name: str) -> Strategy:
         return BUILDERS[name]()
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}: expected one of {', '.join(BUILDERS)}") from None
+
+
+class Builtins:
+    """One instance per built-in name, built on first use (a strategy keeps no per-market state)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Strategy] = {}
+
+    def get(self, name: str) -> Strategy:
+        st = self._by_name.get(name)
+        if st is None:
+            st = self._by_name[name] = build_strategy(name)
+        return st

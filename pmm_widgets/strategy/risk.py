@@ -74,7 +74,25 @@ class RiskManager:
         self._day_base_total = ZERO
         self._day_base_market: dict[str, Decimal] = {}
         self.kill_reason: str | None = None
+        self._writer_faulted = False
         self.dropped: dict[str, str] = {}  # market → the rule that dropped a quote this cycle
+
+    # -- store health --------------------------------------------------------------------------
+    def writer_block(self, now: float, health: object | None) -> str | None:
+        """Why quoting must pause because the DB writer is unhealthy, else None.
+
+        `health` is the writer's `WriterStats` (duck-typed: `fault`, `pending`, `last_error`).
+        A trade the engine cannot record is a trade it cannot account for: with a fault (disk
+        full, rows past the bound, DB file gone, backlog past its lag limit) no quote rests."""
+        fault = getattr(health, "fault", None) if health is not None else None
+        was, self._writer_faulted = self._writer_faulted, bool(fault)
+        if not fault:
+            return None
+        msg = f"DB writer unhealthy ({getattr(health, 'pending', '?')} rows queued): {fault}"
+        if not was:  # edge-triggered like every breach (the row waits in the writer's queue)
+            self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "risk_breach", "market": None,
+                                        "message": msg, "data_json": {"rule": "writer"}})
+        return msg
 
     # -- cycle bookkeeping -------------------------------------------------------------------
     def begin_cycle(self) -> None:

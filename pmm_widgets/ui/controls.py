@@ -29,7 +29,7 @@ from typing import Any
 import ipywidgets as W
 from pydantic import ValidationError
 
-from ..config import format_validation_error
+from ..config import STRATEGY_NAMES, format_validation_error
 from ..domain import Mode
 from ..engine.core import Engine, venue_description, wallet_address
 from ..engine.state import EngineState, KillResult, MarketRow
@@ -197,6 +197,7 @@ class ControlPanel:
         self._streaming = False
         self._tasks: list[asyncio.Task] = []
         self._rendered_table: tuple[int, float, str] | None = None
+        self._strategy_seen: tuple[str | None, str | None] = (None, None)
         self._msg_expires: float | None = None
         self._last_lease_poll = 0.0
         self._wallet_suffix = ""
@@ -263,6 +264,14 @@ class ControlPanel:
         self.heartbeat.add_class("pmm-heartbeat")
         self.heartbeat.observe(self._on_beat, names="value")
         self.charts = Charts(rollover=rollover)
+        # the selected market's strategy (the chart's market dropdown chooses the market)
+        self.strategy = W.Dropdown(description="strategy", options=list(STRATEGY_NAMES), value=None,
+                                   tooltip="quoting strategy of the selected market (its orders are requoted)",
+                                   layout=W.Layout(width="260px"))
+        self.strategy.add_class("pmm-strategy")
+        self.strategy.observe(self._on_strategy, names="value")
+        self._last_state: EngineState = engine.state
+        self.charts.market.observe(lambda _: self._sync_strategy(self._last_state), names="value")
         engine.events.subscribe(self._on_event)
         _install_view_hook()
         _view_listeners.append(self._on_view_requested)
@@ -272,7 +281,7 @@ class ControlPanel:
             W.HBox([self.mode, self.start_btn, self.pause_btn, self.kill, self.kill_result]),
             self.live_box, self.status, self.totals, self.message,
             W.HBox([W.VBox(list(self.sliders.values())[:2]), W.VBox(list(self.sliders.values())[2:])]),
-            self.charts.root, self.sort, self.table_box, self.log, self.heartbeat,
+            self.charts.root, self.strategy, self.sort, self.table_box, self.log, self.heartbeat,
         ])
         self.root.add_class("pmm-app")
 
@@ -326,6 +335,8 @@ class ControlPanel:
         self.totals.value = render_totals(s)
         self._render_table(s)
         self._sync_from_state(s)
+        self._last_state = s
+        self._sync_strategy(s)
         self.start_btn.disabled = self.engine.running and self.engine.role != "attached"
         if self._msg_expires is not None and now > self._msg_expires:
             self.message.value = ""
@@ -520,6 +531,40 @@ class ControlPanel:
         want = "Resume quoting" if s.paused else "Pause quoting"
         if self.pause_btn.description != want:
             self.pause_btn.description = want
+
+    def _on_strategy(self, change: dict[str, Any]) -> None:
+        name, cid = change["new"], self.charts.market.value
+        if self._syncing or name is None:
+            return
+        if not cid:
+            self._msg("select a market (chart dropdown) before choosing its strategy", error=True)
+            self._set_widget(self.strategy, None)
+            return
+        try:
+            self.engine.set_strategy(cid, name)
+        except ValueError as exc:
+            self._msg(f"strategy refused: {exc}", error=True)
+            self._sync_strategy(self._last_state, force=True)
+            return
+        self._msg(f"strategy of the selected market: {name} (its orders are cancelled and requoted)")
+
+    def _sync_strategy(self, s: EngineState, force: bool = False) -> None:
+        """Show the selected market's strategy (a user's own strategy appears as an extra option)."""
+        cid = self.charts.market.value
+        row = next((m for m in s.markets if m.condition_id == cid), None)
+        name = row.strategy if row is not None and row.strategy else None
+        if not force and (cid, name) == self._strategy_seen:  # only what changed elsewhere: never fight the user
+            return
+        self._strategy_seen = (cid, name)
+        if name is not None and name not in self.strategy.options:
+            self._set_widget(self.strategy, None)
+            self._syncing = True
+            try:
+                self.strategy.options = [*STRATEGY_NAMES, name]
+            finally:
+                self._syncing = False
+        if self.strategy.value != name:
+            self._set_widget(self.strategy, name)
 
     def _set_widget(self, widget: W.Widget, value: Any) -> None:
         self._syncing = True

@@ -30,6 +30,18 @@ signing thread, and `post_orders`/`cancel` go through `venue.order_entry.OrderEn
 batches in flight together, bounded by `max_inflight`, round trips recorded). Everything else
 (credentials, open orders, trades, heartbeats, cancel-all) stays on the SDK worker thread.
 
+Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
+connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
+*transient*; anything else fails at once. Idempotent calls (cancels, heartbeats, reads) are retried
+with full-jitter backoff (`venue.http.backoff_delay`) within a total deadline (PMM_VENUE_RETRIES,
+PMM_VENUE_BACKOFF_SEC, PMM_VENUE_BACKOFF_CAP_SEC, PMM_HTTP_DEADLINE_SEC). A post is never retried
+blindly, because a post whose answer was lost may have rested: the same *signed* orders (same salt,
+so the same order hashes) are re-posted only after the venue's open orders were checked for their
+hashes, and a "Duplicated" answer to a re-post means an earlier attempt landed. Orders whose outcome
+is still unknown after the retries come back `uncertain` with their hash, and `LiveExchange` tracks
+and cancels them: never a duplicate order, never an order we do not know about. The SDK's
+module-global httpx client gets the configured timeout (PMM_HTTP_TIMEOUT_SEC; its default is 5 s).
+
 A second backend (`polymarket-client`, the unified SDK) would implement the same methods: it
 offers an async client (no worker thread needed) and deposit-wallet (signature type 3)
 accounts, which py-clob-client-v2 fails on (the signer/API-key binding issues). Adopting it
@@ -44,12 +56,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from pydantic import SecretStr
 
 from ..domain import Quote
 from ..logsetup import mask, register_secret
+from .http import backoff_delay
 from .order_entry import EntryError, OrderEntry
 from .signer import OrderSigner, SignedOrder, SignerError
 
@@ -60,13 +73,24 @@ MAX_CANCEL_BATCH = 3000
 T = TypeVar("T")
 
 
-class BrokerError(Exception):
-    """A venue or SDK failure, safe to log and show: never contains a credential."""
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+DUPLICATED = "Duplicated"  # the venue's answer to an order hash it has already seen
 
-    def __init__(self, op: str, message: str, status: int | None = None):
+
+def is_transient(status: int | None) -> bool:
+    """A transport failure (no status), a 429 or a 5xx: worth another attempt."""
+    return status is None or status in TRANSIENT_STATUSES
+
+
+class BrokerError(Exception):
+    """A venue or SDK failure, safe to log and show: never contains a credential. `transient`:
+    a 429, a 5xx or a transport failure, worth retrying (for a post: after checking the venue)."""
+
+    def __init__(self, op: str, message: str, status: int | None = None, transient: bool = False):
         self.op = op
         self.status = status
         self.message = message
+        self.transient = transient
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
@@ -124,6 +148,10 @@ class Broker:
         fast: bool = True,
         max_inflight: int = 8,
         timeout: float = 10.0,
+        retries: int = 3,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 2.0,
+        deadline: float = 30.0,
     ) -> None:
         from py_clob_client_v2 import ApiCreds, ClobClient
 
@@ -141,6 +169,14 @@ class Broker:
         self.chain_id = chain_id
         self.signature_type = signature_type
         self._hb_id = ""
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.deadline = deadline
+        self.retried = 0  # attempts repeated after a transient failure
+        self.failures = 0  # calls that failed for good (after their retries)
+        self.dedup_hits = 0  # re-posts avoided or refused because the order was already at the venue
+        set_sdk_timeout(timeout)
         self._signer: OrderSigner | None = None
         self._entry: OrderEntry | None = None
         self._sign_pool: ThreadPoolExecutor | None = None
@@ -191,10 +227,14 @@ class Broker:
             msg = exc.error_msg
             if isinstance(msg, dict):
                 msg = msg.get("error") or msg.get("error_msg") or msg.get("errorMsg") or str(msg)
-            return BrokerError(op, self._scrub(str(msg)), exc.status_code)
+            st = exc.status_code
+            return BrokerError(op, self._scrub(str(msg)), st, transient=is_transient(st))
         if isinstance(exc, PolyException):
             return BrokerError(op, self._scrub(str(exc.msg)))
-        return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"))
+        import httpx
+
+        return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"),
+                           transient=isinstance(exc, (httpx.TransportError, TimeoutError)))
 
     async def _run(self, op: str, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -204,6 +244,46 @@ class Broker:
             raise
         except Exception as exc:
             raise self._error(op, exc) from None
+
+    async def _retrying(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True) -> T:
+        """`await fn()` with retries of transient failures (idempotent calls only), full-jitter
+        backoff and a total deadline over all attempts."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.deadline
+        attempt = 0
+        while True:
+            try:
+                return await fn()
+            except BrokerError as exc:
+                attempt += 1
+                delay = self._retry_delay(exc, attempt) if retry else None
+                if delay is None or loop.time() + delay >= end:
+                    self.failures += 1
+                    raise
+                self.retried += 1
+                log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True) -> T:
+        """An idempotent SDK call in the worker thread, retried (see `_retrying`)."""
+        return await self._retrying(op, lambda: self._run(op, fn), retry)
+
+    def _retry_delay(self, exc: BrokerError, attempt: int) -> float | None:
+        """Seconds before attempt `attempt + 1`, or None when `exc` must not be retried. A 429
+        waits at least one backoff step (the SDK hides the Retry-After header from us)."""
+        if not exc.transient or attempt > self.retries:
+            return None
+        delay = backoff_delay(attempt - 1, self.backoff_base, self.backoff_cap)
+        return max(delay, self.backoff_base) if exc.status == 429 else delay
+
+    async def _already_at_venue(self, ids: Sequence[str]) -> set[str]:
+        """Which of these order hashes the venue holds open (one open-orders read, no retry; an
+        empty set when it fails: the re-post is still safe, the venue refuses a hash it has seen)."""
+        try:
+            venue = {str(vo.get("id") or "") for vo in await self.open_orders(retry=False)}
+        except BrokerError:
+            return set()
+        return {i for i in ids if i in venue}
 
     def close(self) -> None:
         """Stop the worker threads (pending calls finish first)."""
@@ -289,42 +369,90 @@ class Broker:
         for i in range(0, len(items), MAX_POST_BATCH):
             chunk = list(items[i:i + MAX_POST_BATCH])
 
-            def work(chunk: list[tuple[Quote, Decimal, bool]] = chunk) -> list[PlaceResult]:
-                out: list[PlaceResult | None] = []
-                signed: list[tuple[int, Any]] = []
+            def sign(chunk: list[tuple[Quote, Decimal, bool]] = chunk) -> list[PlaceResult | tuple[Quote, Any, str]]:
+                out: list[PlaceResult | tuple[Quote, Any, str]] = []
                 for q, tick, neg in chunk:
                     try:
                         order = self._build(q, tick, neg)
-                    except Exception as exc:
-                        out.append(PlaceResult(q, False, error=self._error("sign", exc).message))
+                    except Exception as exc:  # noqa: BLE001 - one bad order must not sink the batch
+                        err = self._error("sign", exc)
+                        if err.transient:  # the SDK's GET /tick-size failed: sign the chunk again
+                            raise err from None
+                        out.append(PlaceResult(q, False, error=err.message))
                         continue
-                    out.append(None)
-                    signed.append((len(out) - 1, order))
                     if dry_run:
                         owner = self._client.creds.api_key if self._client.creds else ""
                         payload = order_to_json_v2(order, owner, OrderType.GTC, True, False)
                         payload.pop("owner", None)
-                        out[-1] = PlaceResult(q, True, self._order_id(order, neg), "signed", payload=payload["order"])
-                if dry_run or not signed:
-                    return [r for r in out if r is not None]
-                try:
-                    resp = self._client.post_orders(
-                        [PostOrdersV2Args(order=o, orderType=OrderType.GTC) for _, o in signed], post_only=True)
-                except Exception as exc:
-                    err = self._error("post_orders", exc).message
-                    for idx, _ in signed:
-                        out[idx] = PlaceResult(chunk[idx][0], False, error=err)
-                    return [r for r in out if r is not None]
-                resp = resp if isinstance(resp, list) else []
-                for k, (idx, _) in enumerate(signed):
-                    r = resp[k] if k < len(resp) and isinstance(resp[k], dict) else {}
-                    ok = bool(r.get("success")) and bool(r.get("orderID"))
-                    out[idx] = PlaceResult(chunk[idx][0], ok, r.get("orderID") or None, str(r.get("status") or ""),
-                                           "" if ok else self._scrub(str(r.get("errorMsg") or "no response")))
-                return [r for r in out if r is not None]
+                        out.append(PlaceResult(q, True, self._order_id(order, neg), "signed", payload=payload["order"]))
+                    else:
+                        out.append((q, order, self._order_id(order, neg)))
+                return out
 
-            results.extend(await self._run("post_orders", work))
+            signed = await self._call("sign", sign)  # nothing was posted yet: safe to retry
+            pending = {k: v for k, v in enumerate(signed) if not isinstance(v, PlaceResult)}
+            if pending:
+
+                async def post(orders: list[Any]) -> list[dict]:
+                    def work() -> Any:
+                        return self._client.post_orders(
+                            [PostOrdersV2Args(order=o, orderType=OrderType.GTC) for o in orders], post_only=True)
+                    resp = await self._run("post_orders", work)
+                    return resp if isinstance(resp, list) else []
+
+                done = await self._post_idempotent(pending, post)
+                for k, r in done.items():
+                    signed[k] = r
+            results.extend(r for r in signed if isinstance(r, PlaceResult))
         return results
+
+    async def _post_idempotent(self, orders: dict[int, tuple[Quote, Any, str]],
+                               post: Callable[[list[Any]], Awaitable[list[dict]]]) -> dict[int, PlaceResult]:
+        """Post signed orders keyed by position ((quote, signed order, its hash)). A transient
+        failure is retried with the *same* signed orders, after checking the venue's open orders
+        for their hashes; "Duplicated" on a re-post means an earlier attempt landed. What is still
+        unanswered after the retries comes back `uncertain` with its hash."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.deadline
+        out: dict[int, PlaceResult] = {}
+        left = dict(orders)
+        attempt = 0
+        while left:
+            keys = list(left)
+            try:
+                resp = await post([left[k][1] for k in keys])
+            except BrokerError as exc:
+                attempt += 1
+                delay = self._retry_delay(exc, attempt)
+                if delay is None or loop.time() + delay >= end:
+                    self.failures += 1
+                    for k in keys:
+                        q, _, oid = left[k]
+                        unsure = exc.transient and exc.status != 429  # a 429 was refused, not lost
+                        out[k] = PlaceResult(q, False, oid if unsure else None, error=exc.message, uncertain=unsure)
+                    return out
+                self.retried += 1
+                log.info("post_orders: %s; checking the venue for %d order(s), retry %d in %.2fs",
+                         exc, len(keys), attempt, delay)
+                await asyncio.sleep(delay)
+                there = await self._already_at_venue([left[k][2] for k in keys])
+                for k in keys:
+                    if left[k][2] in there:
+                        q, _, oid = left.pop(k)
+                        out[k] = PlaceResult(q, True, oid, "live")
+                        self.dedup_hits += 1
+                continue
+            for n, k in enumerate(keys):
+                q, _, oid = left.pop(k)
+                r = resp[n] if n < len(resp) and isinstance(resp[n], dict) else {}
+                ok = bool(r.get("success")) and bool(r.get("orderID"))
+                err = "" if ok else self._scrub(str(r.get("errorMsg") or "no response"))
+                if not ok and attempt and DUPLICATED in err:  # an earlier attempt landed
+                    out[k] = PlaceResult(q, True, oid, "live")
+                    self.dedup_hits += 1
+                    continue
+                out[k] = PlaceResult(q, ok, r.get("orderID") or None, str(r.get("status") or ""), err)
+        return out
 
     def _sign_chunk(self, chunk: Sequence[tuple[Quote, Decimal, bool]]) -> list[SignedOrder | str]:
         assert self._signer is not None
@@ -357,19 +485,18 @@ class Broker:
             if dry_run or not send:
                 return out
             assert self._entry is not None
-            try:
-                resp = await self._entry.post([so.body for _, so in send], owner)
-            except EntryError as exc:
-                err = self._scrub(str(exc))
-                for idx, so in send:
-                    out[idx] = PlaceResult(chunk[idx][0], False, so.order_id if exc.uncertain else None,
-                                           error=err, uncertain=exc.uncertain)
-                return out
-            for k, (idx, so) in enumerate(send):
-                r = resp[k] if k < len(resp) and isinstance(resp[k], dict) else {}
-                ok = bool(r.get("success")) and bool(r.get("orderID"))
-                out[idx] = PlaceResult(chunk[idx][0], ok, r.get("orderID") or None, str(r.get("status") or ""),
-                                       "" if ok else self._scrub(str(r.get("errorMsg") or "no response")))
+            entry = self._entry
+
+            async def post(bodies: list[dict[str, Any]]) -> list[dict]:
+                try:
+                    return await entry.post(bodies, owner)
+                except EntryError as exc:
+                    raise BrokerError("post_orders", self._scrub(exc.message), exc.status,
+                                      transient=is_transient(exc.status)) from None
+
+            done = await self._post_idempotent({idx: (chunk[idx][0], so.body, so.order_id) for idx, so in send}, post)
+            for idx, r in done.items():
+                out[idx] = r
             return out
 
         chunks = [list(items[i:i + MAX_POST_BATCH]) for i in range(0, len(items), MAX_POST_BATCH)]
@@ -394,11 +521,11 @@ class Broker:
         if self._entry is not None and self.has_creds:
             return await self._cancel_fast(ids)
         if len(ids) == 1:
-            return self._cancel_result(await self._run("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
+            return self._cancel_result(await self._call("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
         total = CancelResult([], {})
         for i in range(0, len(ids), MAX_CANCEL_BATCH):
             chunk = ids[i:i + MAX_CANCEL_BATCH]
-            r = self._cancel_result(await self._run("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
+            r = self._cancel_result(await self._call("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
             total.canceled += r.canceled
             total.not_canceled.update(r.not_canceled)
         return total
@@ -407,10 +534,18 @@ class Broker:
         """DELETE /orders batches of ≤ 3000, all in flight together."""
         assert self._entry is not None
         chunks = [ids[i:i + MAX_CANCEL_BATCH] for i in range(0, len(ids), MAX_CANCEL_BATCH)]
-        try:
-            answers = await asyncio.gather(*(self._entry.cancel(c) for c in chunks))
-        except EntryError as exc:
-            raise BrokerError("cancel", self._scrub(exc.message), exc.status) from None
+        entry = self._entry
+
+        async def one(chunk: list[str]) -> Any:
+            async def attempt() -> Any:
+                try:
+                    return await entry.cancel(chunk)
+                except EntryError as exc:
+                    raise BrokerError("cancel", self._scrub(exc.message), exc.status,
+                                      transient=is_transient(exc.status)) from None
+            return await self._retrying("cancel", attempt)  # a cancel is idempotent
+
+        answers = await asyncio.gather(*(one(c) for c in chunks))
         total = CancelResult([], {})
         for a in answers:
             r = self._cancel_result(a)
@@ -422,28 +557,29 @@ class Broker:
         from py_clob_client_v2 import OrderMarketCancelParams
 
         p = OrderMarketCancelParams(market=market, asset_id=asset_id)
-        return self._cancel_result(await self._run("cancel_market", lambda: self._client.cancel_market_orders(p)))
+        return self._cancel_result(await self._call("cancel_market", lambda: self._client.cancel_market_orders(p)))
 
     async def cancel_all(self) -> CancelResult:
-        return self._cancel_result(await self._run("cancel_all", self._client.cancel_all))
+        return self._cancel_result(await self._call("cancel_all", self._client.cancel_all))
 
     # ------------------------------------------------------------------ account data
-    async def open_orders(self, market: str | None = None, asset_id: str | None = None) -> list[dict]:
+    async def open_orders(self, market: str | None = None, asset_id: str | None = None,
+                          retry: bool = True) -> list[dict]:
         """Every open order (the SDK follows the cursor pages MA== ... LTE=)."""
         from py_clob_client_v2 import OpenOrderParams
 
         p = OpenOrderParams(market=market, asset_id=asset_id)
-        return list(await self._run("open_orders", lambda: self._client.get_open_orders(p)))
+        return list(await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry))
 
     async def trades(self, after: int | None = None, market: str | None = None) -> list[dict]:
         """Every trade of the account since `after` (epoch s), all pages."""
         from py_clob_client_v2 import TradeParams
 
         p = TradeParams(after=after, market=market)
-        return list(await self._run("trades", lambda: self._client.get_trades(p)))
+        return list(await self._call("trades", lambda: self._client.get_trades(p)))
 
     async def get_order(self, order_id: str) -> dict:
-        return await self._run("get_order", lambda: self._client.get_order(order_id))
+        return await self._call("get_order", lambda: self._client.get_order(order_id))
 
     async def heartbeat(self) -> str:
         """One order heartbeat (POST /v1/heartbeats) chaining the id the venue returned; on
@@ -462,4 +598,13 @@ class Broker:
             self._hb_id = str((r or {}).get("heartbeat_id") or "") if isinstance(r, dict) else ""
             return self._hb_id
 
-        return await self._run("heartbeat", work)
+        return await self._call("heartbeat", work)
+
+
+def set_sdk_timeout(seconds: float) -> None:
+    """The SDK sends every request through one module-global `httpx.Client` (default timeout 5 s);
+    give it ours. Process-wide, like the client itself."""
+    import httpx
+    from py_clob_client_v2.http_helpers import helpers
+
+    helpers._http_client.timeout = httpx.Timeout(seconds)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from ..ticks import to_decimal
-from .http import JsonHttp
+from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp
 
 BOOKS_CHUNK = 100  # tokens per POST /books (the venue's batch cap is unconfirmed; stay well under)
 
@@ -24,8 +24,10 @@ def _chunks(items: Sequence[str], n: int) -> Iterable[Sequence[str]]:
 
 class ClobPublic:
     def __init__(self, base_url: str, timeout: float = 10.0, *, http: JsonHttp | None = None,
-                 retries: int = 4) -> None:
-        self.http = http or JsonHttp(base_url, timeout=timeout, retries=retries)
+                 retries: int = 4, deadline: float = DEFAULT_DEADLINE_SEC,
+                 retry_after_max: float = MAX_RETRY_AFTER_SEC) -> None:
+        self.http = http or JsonHttp(base_url, timeout=timeout, retries=retries, deadline=deadline,
+                                     retry_after_max=retry_after_max)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from ..domain import Market
 from ..ticks import to_decimal
-from .http import JsonHttp, VenueHTTPError
+from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp, VenueHTTPError
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,10 @@ class GammaClient:
     last reasons in `skip_reasons`), `used_keyset` (the legacy endpoint was refused)."""
 
     def __init__(self, base_url: str, timeout: float = 10.0, *, http: JsonHttp | None = None,
-                 retries: int = 4) -> None:
-        self.http = http or JsonHttp(base_url, timeout=timeout, retries=retries)
+                 retries: int = 4, deadline: float = DEFAULT_DEADLINE_SEC,
+                 retry_after_max: float = MAX_RETRY_AFTER_SEC) -> None:
+        self.http = http or JsonHttp(base_url, timeout=timeout, retries=retries, deadline=deadline,
+                                     retry_after_max=retry_after_max)
         self.legacy_off = False
         self.used_keyset = False
         self.skipped = 0

@@ -4,7 +4,11 @@ Why our own thin layer over `httpx.AsyncClient`: every caller needs the same fai
 none should re-invent it. Transient failures (429, 5xx, timeouts, refused or reset connections)
 are retried with exponential backoff and *full jitter* (a random sleep in [0, cap]) so that many
 clients recovering at once do not hammer the venue in lockstep; a `Retry-After` header is a
-floor the venue asked for and is honoured. Anything else fails at once with `VenueHTTPError`
+floor the venue asked for and is honoured, up to a small cap (`retry_after_max`, PMM_RETRY_AFTER_MAX_SEC):
+a `Retry-After: 1000` must not park the caller for minutes. Every call has a *total* deadline
+(`deadline`, PMM_HTTP_DEADLINE_SEC) over all its attempts and sleeps, and every attempt a total
+deadline of `timeout` over the whole response (httpx's own timeouts are per read, so a server
+that trickles one byte a second would otherwise hold the caller forever). Anything else fails at once with `VenueHTTPError`
 carrying the status and the venue's own `{"error": ...}` text, which is what the user needs to
 see. Request headers never appear in errors or logs (they may carry credentials).
 """
@@ -23,7 +27,8 @@ import httpx
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_SEC = 60.0
+MAX_RETRY_AFTER_SEC = 5.0  # default cap (PMM_RETRY_AFTER_MAX_SEC)
+DEFAULT_DEADLINE_SEC = 30.0  # default total deadline of one call (PMM_HTTP_DEADLINE_SEC)
 
 
 class VenueHTTPError(Exception):
@@ -50,7 +55,8 @@ def backoff_delay(attempt: int, base: float, cap: float, rnd: random.Random | No
     return r.uniform(0.0, min(cap, base * (2 ** min(attempt, 60))))
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+def parse_retry_after(value: str | None, now: float | None = None,
+                      cap: float = MAX_RETRY_AFTER_SEC) -> float | None:
     """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date), capped."""
     if not value:
         return None
@@ -67,7 +73,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         sec = dt.timestamp() - (time.time() if now is None else now)
     if sec != sec:  # NaN
         return None
-    return min(max(sec, 0.0), MAX_RETRY_AFTER_SEC)
+    return min(max(sec, 0.0), cap)
 
 
 def error_text(resp: httpx.Response) -> str:
@@ -94,7 +100,11 @@ class JsonHttp:
     def __init__(self, base_url: str, timeout: float = 10.0, retries: int = 4, backoff_base: float = 0.25,
                  backoff_cap: float = 8.0, headers: Mapping[str, str] | None = None,
                  client: httpx.AsyncClient | None = None, rnd: random.Random | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 deadline: float = DEFAULT_DEADLINE_SEC, retry_after_max: float = MAX_RETRY_AFTER_SEC) -> None:
+        self.timeout = timeout
+        self.deadline = deadline
+        self.retry_after_max = retry_after_max
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff_base = backoff_base
@@ -122,17 +132,30 @@ class JsonHttp:
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, retry: bool = True) -> Any:
         max_attempts = 1 + (self.retries if retry else 0)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.deadline
         attempt = 0
         while True:
             attempt += 1
             self.requests += 1
             wait: float | None = None
+            last_status: int | None = None
+            left = end - loop.time()
             try:
-                resp = await self._client.request(method, path, params=_params(params), json=json)
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                if attempt >= max_attempts:
+                if left <= 0:
+                    raise TimeoutError
+                # the whole response (headers and body) within the per-attempt and total deadlines
+                resp = await asyncio.wait_for(
+                    self._client.request(method, path, params=_params(params), json=json),
+                    timeout=min(self.timeout, left))
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
+                    TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):
+                    exc = httpx.TimeoutException(f"no complete response within {min(self.timeout, max(left, 0)):.3g}s")
+                if attempt >= max_attempts or loop.time() >= end:
                     raise VenueHTTPError(method, path, None, f"{type(exc).__name__}: {exc}" if str(exc)
                                          else type(exc).__name__, attempt) from None
+                last_msg = type(exc).__name__
                 log.info("%s %s: %s, retrying", method, path, type(exc).__name__)
             else:
                 if resp.status_code < 400:
@@ -145,12 +168,15 @@ class JsonHttp:
                 msg = error_text(resp)
                 if resp.status_code not in RETRY_STATUSES or attempt >= max_attempts:
                     raise VenueHTTPError(method, path, resp.status_code, msg, attempt)
-                wait = parse_retry_after(resp.headers.get("retry-after"))
+                wait = parse_retry_after(resp.headers.get("retry-after"), cap=self.retry_after_max)
+                last_status, last_msg = resp.status_code, msg
                 log.info("%s %s: HTTP %d (%s), retrying", method, path, resp.status_code, msg)
-            self.retried += 1
             delay = backoff_delay(attempt - 1, self.backoff_base, self.backoff_cap, self._rnd)
             if wait is not None:
                 delay = max(delay, wait)
+            if loop.time() + delay >= end:  # no attempt could finish before the deadline
+                raise VenueHTTPError(method, path, last_status, f"{last_msg}; deadline reached while retrying", attempt)
+            self.retried += 1
             await self._sleep(delay)
 
 

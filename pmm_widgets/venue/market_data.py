@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEPTH_TICKS = 3  # `book_snapshots.bid_depth/ask_depth`: size within this many ticks of the best level
 TAPE_KEPT = 20_000
+CHECKPOINT_SEC = 300.0  # full books into the recording this often: a replay can start from any hour
 DEFAULT_TICK = Decimal("0.01")  # until the venue's first snapshot says otherwise
 
 
@@ -44,9 +45,11 @@ class FeedHealth:
 
 
 class MarketData:
-    def __init__(self, clob_url: str, ws_url: str, sink: Sink, stale_sec: float = 30.0,
+    def __init__(self, clob_url: str | None, ws_url: str, sink: Sink, stale_sec: float = 30.0,
                  record_book_sec: float = 5.0, *, depth_ticks: int = DEPTH_TICKS,
-                 clock: Callable[[], float] = time.time, **stream_opts: Any) -> None:
+                 clock: Callable[[], float] = time.time, stream_cls: type[MarketStream] = MarketStream,
+                 **stream_opts: Any) -> None:
+        """`clob_url=None` and a `stream_cls` that needs no sockets: the replayer's offline feed."""
         self.sink = sink
         self.stale_sec = stale_sec
         self.record_book_sec = record_book_sec
@@ -55,14 +58,16 @@ class MarketData:
         self.books: dict[str, OrderBook] = {}
         self.markets: dict[str, Market] = {}  # condition id -> market
         self.tape: deque[PublicTrade] = deque(maxlen=TAPE_KEPT)
-        self.rest = ClobPublic(clob_url)
+        self.rest = ClobPublic(clob_url) if clob_url else None
         stream_opts.setdefault("quiet_sec", min(15.0, stale_sec / 2))
-        self.stream = MarketStream(ws_url, self.rest, self.books, on_books=self._on_books,
-                                   on_trade=self._on_trade, clock=clock, **stream_opts)
+        self.stream = stream_cls(ws_url, self.rest, self.books, on_books=self._on_books,  # type: ignore[arg-type]
+                                 on_trade=self._on_trade, clock=clock, **stream_opts)
         self._book_listeners: list[Callable[[BookView], None]] = []
         self._trade_listeners: list[Callable[[PublicTrade], None]] = []
         self._record_task: asyncio.Task | None = None
         self.rows_recorded = 0
+        self.recorder = stream_opts.get("recorder")
+        self._next_checkpoint = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -77,7 +82,8 @@ class MarketData:
                 await self._record_task
             self._record_task = None
         await self.stream.close()
-        await self.rest.aclose()
+        if self.rest is not None:
+            await self.rest.aclose()
 
     async def set_markets(self, markets: Sequence[Market]) -> None:
         """Follow exactly these markets: both tokens of each; books of the others are dropped."""
@@ -175,11 +181,40 @@ class MarketData:
         self.rows_recorded += n
         return n
 
+    def checkpoint(self, now: float | None = None) -> int:
+        """Every synced book, as a wire snapshot, into the recording (`rest` channel, kind
+        `checkpoint`): a replay starting mid-session (or after a gap) rebuilds books from it."""
+        if self.recorder is None:
+            return 0
+        now = self.clock() if now is None else now
+        snaps = [book_checkpoint(b) for b in self.books.values() if b.synced and not b.needs_resync]
+        if snaps:
+            self.recorder.record("rest", now, "checkpoint", _dumps(snaps))
+        self._next_checkpoint = now + CHECKPOINT_SEC
+        return len(snaps)
+
     async def _record_loop(self) -> None:
         while True:
             await asyncio.sleep(self.record_book_sec)
             try:
                 self.record_now()
+                if self.recorder is not None and self.clock() >= self._next_checkpoint:
+                    self.checkpoint()
             except Exception:  # recording must never take the feed down
                 log.exception("book recording failed")
+
+
+def book_checkpoint(b: OrderBook) -> dict[str, Any]:
+    """A book as the venue's wire snapshot (best level last, like REST `/book`)."""
+    bids, asks = b.wire_levels()
+    return {"asset_id": b.token_id, "market": b.market, "tick_size": str(b.tick_size),
+            "timestamp": str(b.venue_ts_ms), "hash": b.hash,
+            "bids": [{"price": str(p), "size": str(q)} for p, q in reversed(bids)],
+            "asks": [{"price": str(p), "size": str(q)} for p, q in reversed(asks)]}
+
+
+def _dumps(obj: Any) -> str:
+    from ..store.recording import dumps
+
+    return dumps(obj)
 

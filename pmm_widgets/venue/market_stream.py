@@ -27,7 +27,7 @@ import random
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -36,6 +36,9 @@ from ..book import ONE, ZERO, OrderBook, snapshot_levels
 from ..domain import PublicTrade, Side
 from ..ticks import to_decimal
 from .clob_rest import ClobPublic
+
+if TYPE_CHECKING:
+    from ..store.recording import Recorder
 from .http import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -94,7 +97,8 @@ class MarketStream:
                  on_trade: Callable[[PublicTrade], None] | None = None,
                  chunk: int = 200, ping_sec: float = 10.0, pong_timeout_sec: float = 30.0,
                  backoff_base: float = 0.25, backoff_cap: float = 8.0, quiet_sec: float = 15.0,
-                 resync_pause_sec: float = 0.05, clock: Callable[[], float] = time.time) -> None:
+                 resync_pause_sec: float = 0.05, clock: Callable[[], float] = time.time,
+                 recorder: Recorder | None = None) -> None:
         self.url = ws_url.rstrip("/") + "/market"
         self.rest = rest
         self.books = books
@@ -108,6 +112,7 @@ class MarketStream:
         self.quiet_sec = quiet_sec
         self.resync_pause_sec = resync_pause_sec
         self.clock = clock
+        self.recorder = recorder  # full-fidelity record of frames, connections and resyncs
         self.stats = StreamStats()
         self.conns: list[_Conn] = []
         self._conn_of: dict[str, _Conn] = {}
@@ -174,6 +179,7 @@ class MarketStream:
                 c.assets -= gone
                 for a in gone:
                     self._conn_of.pop(a, None)
+                self._record_conn("unsub", c, gone)
                 await self._send(c, {"operation": "unsubscribe", "assets_ids": sorted(gone)})
         self._pending -= removed
         for c in [c for c in self.conns if not c.assets]:
@@ -186,6 +192,7 @@ class MarketStream:
             c.assets.update(take)
             for a in take:
                 self._conn_of[a] = c
+            self._record_conn("sub", c, take)
             await self._send(c, {"operation": "subscribe", "assets_ids": take})
             self.request_resync(take)
         while added:
@@ -195,6 +202,7 @@ class MarketStream:
             c.assets.update(take)
             for a in take:
                 self._conn_of[a] = c
+            self._record_conn("sub", c, take)
             self.conns.append(c)
             if not self._closed:
                 c.task = asyncio.create_task(self._run_conn(c), name=f"market-ws-{c.n}")
@@ -228,6 +236,7 @@ class MarketStream:
                     opened_at = time.monotonic()
                     c.last_pong = opened_at
                     c.ws = ws  # from here on, assets added meanwhile go out as `operation` frames
+                    self._record_conn("open", c, c.assets)
                     await ws.send(json.dumps({"assets_ids": sorted(c.assets), "type": "market",
                                               "custom_feature_enabled": False}))
                     self.request_resync(c.assets)
@@ -245,11 +254,8 @@ class MarketStream:
                 log.exception("market websocket %d failed", c.n)
             finally:
                 if c.ws is not None:
-                    c.ws = None
-                    for a in c.assets:  # outdated until a fresh snapshot
-                        b = self.books.get(a)
-                        if b is not None:
-                            b.needs_resync = True
+                    self._record_conn("close", c, ())
+                    self.conn_closed(c)
             if self._closed or c.stopping or not c.assets:
                 break
             self.stats.reconnects += 1
@@ -257,6 +263,18 @@ class MarketStream:
                 attempt = 0  # it was a working connection: come back quickly
             await asyncio.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rnd))
             attempt = min(attempt + 1, 16)
+
+    def conn_closed(self, c: _Conn) -> None:
+        """A connection went down: its books are outdated until a fresh snapshot."""
+        c.ws = None
+        for a in c.assets:
+            b = self.books.get(a)
+            if b is not None:
+                b.needs_resync = True
+
+    def _record_conn(self, kind: str, c: _Conn, assets: Iterable[str]) -> None:
+        if self.recorder is not None:
+            self.recorder.conn_event(self.clock(), kind, c.n, assets)
 
     async def _keepalive(self, c: _Conn, ws: ClientConnection) -> None:
         while True:
@@ -283,6 +301,8 @@ class MarketStream:
             if conn is not None:
                 conn.last_pong = time.monotonic()
             return set()
+        if self.recorder is not None:
+            self.recorder.frame(now, conn.n if conn is not None else -1, frame)
         try:
             data = json.loads(frame)
         except ValueError:
@@ -443,6 +463,12 @@ class MarketStream:
             self._last_rest[t] = time.monotonic()
         snaps = await self.rest.books(tokens)
         now = self.clock()
+        if self.recorder is not None:
+            self.recorder.rest(now, snaps)
+        return self.apply_rest(snaps, now)
+
+    def apply_rest(self, snaps: Iterable[Mapping[str, Any]], now: float) -> set[str]:
+        """Apply REST `/books` snapshots received at `now` (live resyncs and replays alike)."""
         replaced: set[str] = set()
         for snap in snaps:
             b = self.books.get(str(snap.get("asset_id")))

@@ -60,7 +60,8 @@ async def refresh_universe(settings: Settings) -> list[Market]:
 
     await asyncio.to_thread(upgrade, settings.db_url)
     async with open_endpoints(settings) as ep:
-        gamma = GammaClient(ep.gamma_url, timeout=settings.http_timeout_sec)
+        gamma = GammaClient(ep.gamma_url, timeout=settings.http_timeout_sec, deadline=settings.http_deadline_sec,
+                            retry_after_max=settings.retry_after_max_sec)
         try:
             markets = await load_universe(gamma, settings.universe_size)
         finally:

@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from ..tasks import spawn
 from .http import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class UserStream:
         self.last_message_ts = 0.0
         self.down_since: float | None = time.time()
         self._connects = 0
+        self._side_tasks: set[asyncio.Task] = set()  # reconciles on (re)connect: owned, errors logged
 
     # ------------------------------------------------------------------ public
     async def start(self, wait: float | None = 10.0) -> None:
@@ -180,7 +182,8 @@ class UserStream:
                     if self._on_connect is not None:
                         r = self._on_connect(reconnected)
                         if asyncio.iscoroutine(r):
-                            asyncio.create_task(r)  # reconcile alongside: events keep flowing
+                            # reconcile alongside (events keep flowing), owned and observed
+                            spawn(r, "user-stream-reconcile", self._side_tasks)
                     await self._pump(ws)
             except asyncio.CancelledError:
                 raise

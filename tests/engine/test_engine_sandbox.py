@@ -31,7 +31,39 @@ async def test_paper_engine_quotes_records_and_stops_clean(fast_settings, db):
     assert count(db, "SELECT COUNT(*) FROM markets") == fast_settings.universe_size
 
 
+async def test_failing_cycles_are_events_then_the_circuit_pauses_cancels_and_resumes(fast_settings, db):
+    """Issue 17 M1: a cycle that raises is an `events` row and a status, not a crash; failures in a
+    row open the circuit (quoting paused, every order cancelled); a good probe closes it."""
+    settings = fast_settings.model_copy(update={"circuit_errors": 2, "circuit_probe_sec": 0.3})
+    engine = Engine(settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.kind))
+    task = engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.totals.open_orders > 0)
+    real = engine._cycle.run_once
+
+    async def boom(*a, **k):
+        raise ValueError("boom")
+
+    engine._cycle.run_once = boom
+    assert await until(lambda: "circuit_open" in seen)
+    assert not task.done() and engine.running
+    assert "boom" in (engine.state.last_error or "") and "CIRCUIT OPEN" in engine.state.venue_health
+    assert await until(lambda: open_orders_in_db(db) == 0)  # paused quoting holds nothing
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'cycle_error'") >= 2
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'error'") == 0
+    engine._cycle.run_once = real  # the venue recovers: the next probe closes the circuit
+    assert await until(lambda: "circuit_closed" in seen)
+    assert await until(lambda: engine.state.totals.open_orders > 0)  # quoting resumed
+    assert engine.state.venue_health == "" and engine.state.last_error is None
+    await engine.stop()
+    assert open_orders_in_db(db) == 0
+
+
 async def test_crash_is_surfaced_and_leaves_no_open_orders(fast_settings, db):
+    """Beyond the per-cycle guard (here: the guard's own handler fails), a crash is still surfaced
+    and the shutdown still cancels everything."""
     engine = Engine(fast_settings)
     seen: list[str] = []
     engine.events.subscribe(lambda ev: seen.append(ev.kind))
@@ -42,6 +74,7 @@ async def test_crash_is_surfaced_and_leaves_no_open_orders(fast_settings, db):
     async def boom(*a, **k):
         raise ValueError("boom")
 
+    engine._cycle_failed = boom
     engine._cycle.run_once = boom
     assert await until(task.done)
     assert isinstance(task.exception(), ValueError)
@@ -125,3 +158,39 @@ async def test_live_mode_on_sandbox_kill_leaves_the_venue_empty(fast_settings, d
         assert result.ok and result.cancelled > 0, result
         assert venue_open() == 0
         assert open_orders_in_db(db) == 0
+
+
+async def test_a_slow_universe_refresh_never_delays_a_cycle(fast_settings, db):
+    """Issue 17 M3: the refresh runs in its own task; while Gamma takes 3 s, cycles go on; a
+    failing refresh is an event and the old universe stays."""
+    import asyncio
+    import time
+
+    engine = Engine(fast_settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.message))
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.tick >= 2)
+    real = engine._load_universe
+    calls: list[float] = []
+
+    async def slow(gamma, n):
+        calls.append(time.time())
+        await asyncio.sleep(3.0)
+        if len(calls) > 1:
+            raise RuntimeError("gamma down")
+        return await real(gamma, n)
+
+    engine._load_universe = slow
+    engine._universe_ts = 0.0  # due now
+    assert await until(lambda: len(calls) == 1, timeout=5)
+    tick0 = engine.state.tick
+    await asyncio.sleep(2.0)  # mid-refresh
+    assert engine.state.tick - tick0 >= 4, engine.state.tick - tick0  # 0.2 s cycles kept running
+    assert await until(lambda: engine._universe_ts > calls[0], timeout=5)
+    engine._universe_ts = 0.0
+    assert await until(lambda: any("universe refresh failed: RuntimeError: gamma down" in m for m in seen), timeout=8)
+    assert engine.running and len(engine._markets) == fast_settings.universe_size
+    await engine.stop()
+    assert open_orders_in_db(db) == 0

@@ -95,17 +95,18 @@ async def test_lost_post_answer_leaves_no_orphan_and_no_duplicate(sb, venue, wal
 
 
 async def test_failed_cancel_pulls_the_replacements(sb, venue, wallet_key, closers):
-    ex = await _started(sb, wallet_key, closers)
+    # one retry (issue 17): the requote's cancel fails for good after 2 attempts
+    ex = await _started(sb, wallet_key, closers, venue_retries=1, venue_backoff_sec=0.05)
     key = ex.broker.creds.api_key.get_secret_value()
     markets = active_markets(sb, 3)
     ex.set_markets(markets)
     first = [o for o in await ex.place(touch_bids(sb, markets)) if o.status is OrderStatus.LIVE]
     assert first
-    sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE", http_error_count=1)
+    sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE", http_error_count=2)
     with pytest.raises(BrokerError):
         await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
     # the replacements were posted then pulled again: only the old orders rest
-    assert sb.faults.http_error_count == 0  # exactly the requote's cancel failed
+    assert sb.faults.http_error_count == 0  # exactly the requote's cancel (and its one retry) failed
     sb.faults.update(http_error_rate=0.0, http_error_methods="", http_error_count=-1)
     still = {so.order_id for so in sb.sim.open_orders(key)}
     assert still <= {o.venue_order_id for o in first}
@@ -113,6 +114,24 @@ async def test_failed_cancel_pulls_the_replacements(sb, venue, wallet_key, close
     assert await ex.cancel_all() >= 0
     assert not sb.sim.open_orders(key)
     await ex.close()
+
+
+async def test_one_failed_cancel_is_retried(sb, venue, wallet_key, closers):
+    """Issue 17 M1: a transient 500 on the requote's DELETE costs a retry, not the cycle."""
+    ex = await _started(sb, wallet_key, closers, venue_backoff_sec=0.05)
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 3)
+    ex.set_markets(markets)
+    first = [o for o in await ex.place(touch_bids(sb, markets)) if o.status is OrderStatus.LIVE]
+    assert first
+    sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE", http_error_count=1)
+    cancelled, placed = await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
+    sb.faults.update(http_error_rate=0.0, http_error_methods="", http_error_count=-1)
+    assert ex.broker.retried >= 1 and ex.venue_failures() == 0
+    assert placed and all(o.status is OrderStatus.CANCELED for o in first)
+    assert {so.order_id for so in sb.sim.open_orders(key)}.isdisjoint({o.venue_order_id for o in first})
+    await ex.close()
+    assert not sb.sim.open_orders(key)
 
 
 async def test_sdk_path_still_places_and_cancels(sb, venue, wallet_key, closers):

@@ -42,7 +42,8 @@ def test_backoff_is_full_jitter_and_capped():
 
 def test_retry_after_seconds_and_http_date():
     assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("100000") == 60.0  # capped
+    assert parse_retry_after("100000") == 5.0  # capped (PMM_RETRY_AFTER_MAX_SEC default)
+    assert parse_retry_after("100000", cap=0.5) == 0.5
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
     later = format_datetime(now + timedelta(seconds=5), usegmt=True)
@@ -136,3 +137,67 @@ async def test_refused_connection_is_retried_then_reported():
         await http.aclose()
     assert ei.value.status is None and ei.value.attempts == 3 and "ConnectError" in ei.value.message
     assert once.value.attempts == 1
+
+
+@pytest.fixture
+async def trickle_server():
+    """Answers 200 at once, then sends its body one byte every 0.3 s (a Gamma that trickles), and a
+    429 with `Retry-After: 1000` on /limited."""
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for b in b'{"ok": true, "pad": "' + b"x" * 100 + b'"}':
+            await resp.write(bytes([b]))
+            await asyncio.sleep(0.3)
+        return resp
+
+    async def limited(request: web.Request) -> web.Response:
+        return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "1000"})
+
+    app = web.Application()
+    app.router.add_get("/trickle", trickle)
+    app.router.add_get("/limited", limited)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+@pytest.mark.integration
+async def test_a_trickling_response_hits_the_total_deadline(trickle_server):
+    """httpx's read timeout restarts at every byte: only a total deadline bounds a trickle (M3)."""
+    http = JsonHttp(trickle_server, timeout=0.5, retries=10, deadline=1.5, backoff_base=0.05, backoff_cap=0.1)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    try:
+        with pytest.raises(VenueHTTPError) as ei:
+            await http.get("/trickle")
+    finally:
+        await http.aclose()
+    took = loop.time() - t0
+    assert took < 2.5, took  # the body alone would take 30 s
+    assert ei.value.status is None and "Timeout" in ei.value.message and ei.value.attempts >= 2
+
+
+@pytest.mark.integration
+async def test_retry_after_is_capped_and_the_deadline_holds(trickle_server):
+    sleeps = Sleeps()
+    http = JsonHttp(trickle_server, retries=3, retry_after_max=0.2, sleep=sleeps)
+    try:
+        with pytest.raises(VenueHTTPError) as ei:
+            await http.get("/limited")
+    finally:
+        await http.aclose()
+    assert ei.value.status == 429 and ei.value.attempts == 4
+    assert sleeps.delays and all(0.2 <= d <= 0.2 + 8.0 for d in sleeps.delays)
+    assert max(sleeps.delays) < 1000
+    # a deadline shorter than the next wait ends the call at once instead of sleeping past it
+    http = JsonHttp(trickle_server, retries=3, retry_after_max=5.0, deadline=1.0, sleep=Sleeps())
+    try:
+        with pytest.raises(VenueHTTPError) as ei:
+            await http.get("/limited")
+    finally:
+        await http.aclose()
+    assert ei.value.status == 429 and "deadline" in ei.value.message and ei.value.attempts == 1

@@ -22,7 +22,8 @@ def _env(db_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
     env.update({"PMM_VENUE": "sandbox", "PMM_DB_URL": db_url, "PMM_SANDBOX_SPEED": "20",
                 "PMM_SANDBOX_MARKETS": "20", "PMM_UNIVERSE_SIZE": "6", "PMM_QUOTE_REFRESH_SEC": "0.5",
-                "PMM_WRITER_FLUSH_SEC": "0.2", "PMM_PAPER_FILL_INTENSITY": "20"})
+                "PMM_WRITER_FLUSH_SEC": "0.2", "PMM_PAPER_FILL_INTENSITY": "20",
+                "PMM_RECORD": "off"})
     return env
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Quote, Side
@@ -24,10 +24,9 @@ from pmm_widgets.strategy.spread import SpreadStrategy
 from pmm_widgets.ticks import valid_price
 
 from strategy_helpers import book, make_market, mirror_books
+from test_quoting import scenario
 
 D = Decimal
-TICKS = ["0.01", "0.001", "0.005"]
-
 
 def context(m, yes, no, params, inv, **kw) -> MarketContext:
     tick = grid_tick(m, yes, no)
@@ -39,37 +38,22 @@ def context(m, yes, no, params, inv, **kw) -> MarketContext:
 
 @st.composite
 def contexts(draw, inv_range=(0, 800)):
-    tick = draw(st.sampled_from(TICKS))
-    n = int(1 / D(tick))
+    """The seed's quoting scenarios (books of both tokens, sizes, ticks), with a reward program,
+    every strategy's parameters, markouts and a time to end drawn on top."""
+    m, yes, no, params, _, mult, vol = draw(scenario())
     raw = draw(st.one_of(st.just({}), st.builds(
         lambda ms, v, r: {"rewardsMinSize": ms, "rewardsMaxSpread": v, "clobRewards": [{"rewardsDailyRate": r}]},
         st.sampled_from([0, 20, 100]), st.sampled_from([1, 3.5, 5]), st.sampled_from([0, 10, 500]))))
-    m = make_market(0, tick=tick, min_size=str(draw(st.sampled_from([1, 5]))), raw=raw)
-    b = draw(st.integers(1, n - 2))
-    a = draw(st.integers(b + 1, min(n - 1, b + max(1, n // 10))))
-    sz = lambda: str(draw(st.integers(1, 5000)))  # noqa: E731
-    yb = [(D(tick) * (b - i), sz()) for i in range(3) if b - i >= 1]
-    ya = [(D(tick) * (a + i), sz()) for i in range(3) if a + i <= n - 1]
-    if draw(st.booleans()):  # mirror NO book, own sizes
-        nb = [(1 - p, sz()) for p, _ in ya]
-        na = [(1 - p, sz()) for p, _ in yb]
-    else:  # an independent NO book that does not cross the YES one through the complement
-        nb_t = draw(st.integers(max(1, n - a - 3), n - a))
-        na_t = draw(st.integers(n - b, min(n - 1, n - b + 3)))
-        nb = [(D(tick) * nb_t, sz())] if nb_t < na_t else []
-        na = [(D(tick) * na_t, sz())]
-    yes = book(m.yes_token_id, m.condition_id, yb, ya, tick)
-    no = book(m.no_token_id, m.condition_id, nb, na, tick)
-    params = Params(alpha=draw(st.floats(0.05, 10)), skew=draw(st.floats(0, 5)),
-                    quote_size=D(draw(st.integers(1, 200))),
-                    price_band=D(draw(st.sampled_from(["0.02", "0.1", "0.5"]))),
-                    as_gamma=draw(st.floats(0.01, 50)), as_kappa=draw(st.floats(1, 5000)),
-                    as_horizon_sec=draw(st.floats(1, 86_400)), micro_levels=draw(st.integers(1, 5)),
-                    micro_toxicity_mult=draw(st.floats(0, 10)), rewards_band_frac=draw(st.floats(0.05, 0.95)))
+    m = replace(m, raw=raw)
+    params = params.update(as_gamma=draw(st.floats(0.01, 50)), as_kappa=draw(st.floats(1, 5000)),
+                           as_horizon_sec=draw(st.floats(1, 86_400)), micro_levels=draw(st.integers(1, 5)),
+                           micro_toxicity_mult=draw(st.floats(0, 10)), rewards_band_frac=draw(st.floats(0.05, 0.95)))
     inv = Inventory(D(draw(st.integers(*inv_range))), D(draw(st.integers(*inv_range))))
     tte = draw(st.one_of(st.none(), st.floats(0, 30 * 86_400)))
-    return context(m, yes, no, params, inv, calib_mult=draw(st.floats(0.5, 4.0)),
-                   vol={m.yes_token_id: draw(st.floats(0, 0.2))}, now=1_000.0,
+    tick = grid_tick(m, yes, no)
+    b, a = effective_touch(yes, no, tick)
+    assume(b is not None and a is not None and b < a)
+    return context(m, yes, no, params, inv, calib_mult=mult, vol=dict(vol), now=1_000.0,
                    markout_short=draw(st.one_of(st.none(), st.floats(-0.2, 0.2))),
                    markout_count=draw(st.integers(0, 50)), time_to_end_sec=tte)
 

@@ -1,0 +1,265 @@
+"""Paper fidelity: replay what a live run saw and did through the paper exchange, compare, fit.
+
+A `Recording` is the market data a live run's exchange observed (books, prints, with their local
+arrival times), our orders and cancels (when we sent them), the polls, and the fills the venue
+gave us (ground truth, stamped with when they reached us). `replay()` feeds the same sequence to
+a fresh `PaperExchange` built with a given fill, latency and fee model: the same orders at the
+same moments against the same market, so any difference in fills is the models' alone (open
+loop: the strategy is not re-run; the live run's decisions are kept). `compare()` reports the
+figures the fidelity bench prints; `fit()` picks the fill model's parameters that best match the
+live fills on one recording, to be checked on others.
+
+Why open loop: in a closed loop, the paper strategy's different fills change its inventory,
+hence its quotes, hence the next fills; the comparison then mixes model error with path
+divergence. Open loop isolates the model, and one live run can score any number of candidate
+parameter sets in seconds.
+
+Plain code over typed data: no sockets, no clock (times come from the recording).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..config import Params
+from ..domain import ZERO, BookView, Fill, Market, Side
+from ..execution.latency_model import ConstantLatency, LatencyModel, SampledLatency
+from ..execution.paper import PaperExchange
+from ..store.sink import NullSink
+
+HORIZONS = (5.0, 30.0)
+
+
+@dataclass
+class Recording:
+    """Everything one live run's exchange saw and did, in order. Event tuples:
+    ("book", t, BookView) | ("trade", t, PublicTrade) | ("place", t, [(live client id, Quote)])
+    | ("cancel", t, [live client id]) | ("poll", t)."""
+
+    markets: list[Market]
+    seconds: float  # wall seconds of the run
+    speed: float  # simulated seconds per wall second (sandbox speed-up)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    live_fills: list[tuple[float, Fill]] = field(default_factory=list)  # (local arrival time, fill)
+    rtt_ms: list[float] = field(default_factory=list)  # measured order round trips
+
+    @property
+    def sim_minutes(self) -> float:
+        return self.seconds * self.speed / 60.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One parameter set to try: a fill model and its knobs (as `PMM_*` values)."""
+
+    model: str
+    knobs: tuple[tuple[str, Any], ...] = ()
+    latency_ms: float | None = None  # None: the recording's measured round trips
+
+    @property
+    def label(self) -> str:
+        k = ",".join(f"{n.removeprefix('paper_')}={v:g}" if isinstance(v, float) else f"{n.removeprefix('paper_')}={v}"
+                     for n, v in self.knobs)
+        return f"{self.model}({k})" if k else self.model
+
+    def params(self) -> Params:
+        return Params(**{"paper_fill_model": self.model, **dict(self.knobs)})
+
+    def env(self) -> str:
+        lines = [f"PMM_PAPER_FILL_MODEL={self.model}"] + [f"PMM_{n.upper()}={v}" for n, v in self.knobs]
+        if self.latency_ms is not None:
+            lines.append(f"PMM_PAPER_LATENCY_MS={self.latency_ms:g}")
+        return "\n".join(lines)
+
+
+def latency_for(rec: Recording, cand: Candidate, seed: int = 0) -> LatencyModel:
+    if cand.latency_ms is not None:
+        return ConstantLatency(cand.latency_ms)
+    return SampledLatency(rec.rtt_ms, seed) if rec.rtt_ms else ConstantLatency(0.0)
+
+
+def replay(rec: Recording, cand: Candidate, seed: int = 0) -> list[tuple[float, Fill]]:
+    """The paper fills the candidate gives for the recorded run, each with its local time."""
+    return asyncio.run(_replay(rec, cand, seed))
+
+
+async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[float, Fill]]:
+    t_now = [0.0]
+    ex = PaperExchange(cand.params(), NullSink(), seed=seed, clock=lambda: t_now[0], latency=latency_for(rec, cand, seed))
+    ex.set_markets(rec.markets)
+    ids: dict[str, str] = {}
+    out: list[tuple[float, Fill]] = []
+    seen = 0
+
+    def stamp(t: float) -> None:
+        nonlocal seen
+        pend = ex._pending
+        for f in pend[seen:]:
+            out.append((t, f))
+        seen = len(pend)
+
+    for ev in rec.events:
+        kind, t = ev[0], ev[1]
+        t_now[0] = t
+        if kind == "book":
+            ex.observe_book(ev[2])
+        elif kind == "trade":
+            ex.observe_trade(ev[2])
+        elif kind == "place":
+            ex._last_now = t
+            for live_id, q in ev[2]:
+                if q.side is Side.SELL:  # the live run held these shares; paper must not refuse them
+                    held = ex.positions.get(q.token_id, ZERO)
+                    reserved = sum((o.remaining for o in ex.open_orders() if o.token_id == q.token_id
+                                    and o.side is Side.SELL), ZERO)
+                    if held - reserved < q.size:
+                        ex.positions[q.token_id] = reserved + q.size
+                [o] = await ex.place([q])
+                if o.status.is_open:
+                    ids[live_id] = o.client_id
+        elif kind == "cancel":
+            ex._last_now = t
+            await ex.cancel([ids[i] for i in ev[2] if i in ids])
+        elif kind == "poll":
+            got = await ex.poll(t)  # everything since the last poll: the ones seen at events are stamped
+            out.extend((t, f) for f in got[seen:])
+            seen = 0
+            continue
+        stamp(t)
+    return out
+
+
+# -- comparison --------------------------------------------------------------------------------
+class Mids:
+    """Each token's mid over local time, from the recorded books."""
+
+    def __init__(self, rec: Recording) -> None:
+        series: dict[str, list[tuple[float, Decimal]]] = {}
+        for ev in rec.events:
+            if ev[0] == "book":
+                b: BookView = ev[2]
+                m = b.mid
+                if m is not None:
+                    s = series.setdefault(b.token_id, [])
+                    if not s or s[-1][0] <= ev[1]:
+                        s.append((ev[1], m))
+        self._t = {k: [x[0] for x in v] for k, v in series.items()}
+        self._m = {k: [x[1] for x in v] for k, v in series.items()}
+
+    def at(self, token: str, t: float) -> Decimal | None:
+        """The first mid at or after t (the last one if none)."""
+        ts = self._t.get(token)
+        if not ts:
+            return None
+        i = bisect_left(ts, t)
+        return self._m[token][min(i, len(ts) - 1)]
+
+    def last(self, token: str) -> Decimal | None:
+        v = self._m.get(token)
+        return v[-1] if v else None
+
+
+@dataclass
+class Stats:
+    fills: int
+    fills_per_min: float
+    per_market: dict[str, int]
+    size_q: tuple[float, float, float]  # p10 / p50 / p90 of fill sizes
+    markout: dict[float, float]  # horizon → size-weighted mean markout, price units (+ = good for us)
+    pnl: float
+    pnl_by_market: dict[str, float]
+
+
+def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
+    by_m: dict[str, int] = {}
+    cash: dict[str, Decimal] = {}
+    pos: dict[str, Decimal] = {}
+    tok_market: dict[str, str] = {}
+    mk_num = {h: 0.0 for h in HORIZONS}
+    mk_den = 0.0
+    sizes: list[float] = []
+    for t, f in fills:
+        if f.status == "FAILED":
+            continue
+        by_m[f.market] = by_m.get(f.market, 0) + 1
+        sign = 1 if f.side is Side.BUY else -1
+        cash[f.market] = cash.get(f.market, ZERO) - sign * f.price * f.size - f.fee
+        pos[f.token_id] = pos.get(f.token_id, ZERO) + sign * f.size
+        tok_market[f.token_id] = f.market
+        sizes.append(float(f.size))
+        mk_den += float(f.size)
+        for h in HORIZONS:
+            m = mids.at(f.token_id, t + h)
+            if m is not None:
+                mk_num[h] += sign * float(m - f.price) * float(f.size)
+    pnl_m = {k: float(v) for k, v in cash.items()}
+    for tok, q in pos.items():
+        m = mids.last(tok)
+        if m is not None:
+            pnl_m[tok_market[tok]] = pnl_m.get(tok_market[tok], 0.0) + float(q * m)
+    n = sum(by_m.values())
+    sizes.sort()
+    size_q = (_quantile(sizes, 0.1), _quantile(sizes, 0.5), _quantile(sizes, 0.9)) if sizes else (0.0, 0.0, 0.0)
+    return Stats(n, n / rec.sim_minutes if rec.sim_minutes else 0.0, by_m, size_q,
+                 {h: (mk_num[h] / mk_den if mk_den else 0.0) for h in HORIZONS}, sum(pnl_m.values()), pnl_m)
+
+
+def _quantile(xs: list[float], p: float) -> float:
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+@dataclass
+class Comparison:
+    label: str
+    paper: Stats
+    live: Stats
+    fills_ratio: float  # paper / live, total
+    median_market_err: float  # median over markets with live fills of |paper/live − 1|
+    pnl_diff: float
+    pnl_se: float  # standard error of live's total PnL (per-market spread × √N)
+    markout_err: dict[float, float]  # relative error of the mean markout per horizon
+    loss: float
+
+    def within_spec(self) -> dict[str, bool]:
+        pnl_ok = abs(self.pnl_diff) <= 0.2 * abs(self.live.pnl) or abs(self.pnl_diff) <= self.pnl_se
+        return {"fills_total": abs(self.fills_ratio - 1) <= 0.10, "fills_median_market": self.median_market_err <= 0.25,
+                "pnl": pnl_ok, **{f"markout_{h:g}s": abs(e) <= 0.20 for h, e in self.markout_err.items()}}
+
+
+def compare(label: str, paper: Stats, live: Stats) -> Comparison:
+    ratio = paper.fills / live.fills if live.fills else math.inf
+    errs = [abs(paper.per_market.get(m, 0) / n - 1) for m, n in live.per_market.items() if n > 0]
+    med = statistics.median(errs) if errs else math.inf
+    markets = set(live.pnl_by_market) | set(paper.pnl_by_market)
+    lp = [live.pnl_by_market.get(m, 0.0) for m in markets]
+    se = statistics.pstdev(lp) * math.sqrt(len(lp)) if len(lp) > 1 else abs(live.pnl)
+    mk_err = {h: ((paper.markout[h] - live.markout[h]) / abs(live.markout[h]) if live.markout[h] else math.inf)
+              for h in HORIZONS}
+    loss = (abs(math.log(ratio)) if 0 < ratio < math.inf else 10.0) + 0.5 * min(med, 10.0)
+    return Comparison(label, paper, live, ratio, med, paper.pnl - live.pnl, se, mk_err, loss)
+
+
+def default_grid() -> list[Candidate]:
+    """The candidates the fitter tries: every queue function, and an intensity grid."""
+    out = [Candidate("queue")]
+    out += [Candidate("prob_queue", (("paper_queue_func", "power"), ("paper_queue_power", n)))
+            for n in (0.5, 1.0, 2.0, 3.0, 5.0)]
+    out.append(Candidate("prob_queue", (("paper_queue_func", "log"),)))
+    out += [Candidate("intensity", (("paper_fill_intensity", i), ("paper_spread_k", k)))
+            for i in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0) for k in (30.0, 100.0, 300.0)]
+    return out
+
+
+def fit(rec: Recording, candidates: list[Candidate] | None = None, seed: int = 0) -> list[Comparison]:
+    """Every candidate scored on one recording, best (lowest loss) first."""
+    mids = Mids(rec)
+    live = stats(rec, rec.live_fills, mids)
+    out = [compare(c.label, stats(rec, replay(rec, c, seed), mids), live) for c in (candidates or default_grid())]
+    out.sort(key=lambda c: c.loss)
+    return out

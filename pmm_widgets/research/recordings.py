@@ -1,0 +1,252 @@
+"""Reading recordings back: list what is there, load a time window as one ordered event stream,
+and say exactly what is wrong with it (a corrupt or truncated file, an unknown schema, a gap).
+
+Why problems are data, not exceptions: a researcher replaying a week must not lose the week to
+one bad hour. Every file that cannot be used becomes a `Problem` naming the file; every hole in
+a session's sequence numbers becomes a `Gap` (from, to, rows missing), and the replayer resets
+the books at a gap so that no delta is ever applied across it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..store.recording import CHANNELS, HOUR_FMT, SCHEMA_VERSION
+
+_FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+)\.parquet$")
+COLUMNS = ("seq", "ts", "kind", "conn", "payload")
+
+
+class RecordingError(ValueError):
+    """A request that cannot be served (no recordings in the window, bad time)."""
+
+
+def parse_time(text: str | float | dt.datetime) -> float:
+    """ISO 8601 UTC (`2026-12-01T10:00:00Z`, or with an offset) or epoch seconds → epoch seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    if isinstance(text, dt.datetime):
+        d = text if text.tzinfo else text.replace(tzinfo=dt.UTC)
+        return d.timestamp()
+    s = str(text).strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    try:
+        d = dt.datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
+    except ValueError:
+        raise RecordingError(f"bad time {s!r}: expected ISO 8601 UTC such as 2026-12-01T10:00:00Z") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.UTC)
+    return d.timestamp()
+
+
+def iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def _hour_start(name: str) -> float | None:
+    try:
+        return float(calendar.timegm(dt.datetime.strptime(name, HOUR_FMT).timetuple()))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    session: str
+    after_ts: float  # last event before the hole
+    before_ts: float  # first event after it
+    missing_rows: int
+    files: tuple[str, ...]  # files that could not be read around it (may be empty)
+
+    def __str__(self) -> str:
+        where = f" (unreadable: {', '.join(self.files)})" if self.files else ""
+        return (f"gap in session {self.session}: {self.missing_rows} rows missing between {iso(self.after_ts)} "
+                f"and {iso(self.before_ts)}{where}: books reset until their next snapshot")
+
+
+@dataclass
+class Window:
+    """Events of [t0, t1] (plus the warm-up before t0 in the same hour), ordered as they happened."""
+
+    t0: float
+    t1: float
+    ts: np.ndarray  # float64
+    channel: np.ndarray  # int8 index into CHANNELS
+    kind: list[str]
+    conn: np.ndarray  # int32
+    payload: list[str | None]
+    session: list[str]
+    gap_before: dict[int, Gap] = field(default_factory=dict)  # event index -> the gap just before it
+    problems: list[Problem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def gaps(self) -> list[Gap]:
+        return list(self.gap_before.values())
+
+
+def _hours(root: Path) -> list[Path]:
+    if not root.exists():
+        return []
+    return sorted((p for p in root.iterdir() if p.is_dir() and _hour_start(p.name) is not None), key=lambda p: p.name)
+
+
+def list_recordings(root: str | Path) -> list[dict[str, Any]]:
+    """One dict per file: hour, channel, session, rows, bytes, first/last ts (footer only: cheap)."""
+    out: list[dict[str, Any]] = []
+    for h in _hours(Path(root)):
+        for f in sorted(h.glob("*.parquet")):
+            m = _FILE_RE.match(f.name)
+            row: dict[str, Any] = {"hour": h.name, "file": str(f), "bytes": f.stat().st_size,
+                                   "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
+                                   "rows": None, "ok": True, "problem": ""}
+            try:
+                md = pq.read_metadata(f)
+                row["rows"] = md.num_rows
+                schema = (md.metadata or {}).get(b"pmm_schema", b"").decode()
+                if schema != SCHEMA_VERSION:
+                    row.update(ok=False, problem=f"unknown schema {schema or '(none)'!r}")
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                row.update(ok=False, problem=_describe(exc))
+            out.append(row)
+    return out
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).split("\n")[0]
+    if "magic bytes" in text or "footer" in text.lower() or "size" in text.lower():
+        return f"truncated or corrupt Parquet file ({text})"
+    return f"unreadable ({type(exc).__name__}: {text})"
+
+
+def _read(f: Path, problems: list[Problem]) -> pa.Table | None:
+    try:
+        pf = pq.ParquetFile(f)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        problems.append(Problem(str(f), _describe(exc)))
+        return None
+    meta = pf.schema_arrow.metadata or {}
+    schema = meta.get(b"pmm_schema", b"").decode()
+    if schema != SCHEMA_VERSION:
+        problems.append(Problem(str(f), f"unknown schema {schema or '(none)'!r} (this version reads "
+                                        f"{SCHEMA_VERSION!r}): skipped"))
+        return None
+    missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
+    if missing:
+        problems.append(Problem(str(f), f"columns missing: {', '.join(missing)}: skipped"))
+        return None
+    try:
+        return pf.read(columns=list(COLUMNS))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        problems.append(Problem(str(f), _describe(exc)))
+        return None
+
+
+def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) -> Window:
+    """Every event in [t0, t1] of every channel, plus (with `warmup`) the events of t0's hour before
+    t0, so books can be rebuilt from that hour's snapshots and checkpoints before trading starts."""
+    root = Path(root)
+    if t1 <= t0:
+        raise RecordingError(f"empty window: --to ({iso(t1)}) must be after --from ({iso(t0)})")
+    start_h = t0 - (t0 % 3600) if warmup else t0
+    hours = [h for h in _hours(root) if start_h - 3600 < (_hour_start(h.name) or 0) <= t1]
+    problems: list[Problem] = []
+    parts: list[tuple[str, int, pa.Table]] = []  # session, channel index, table
+    bad_by_session: dict[str, list[str]] = {}
+    files: list[str] = []
+    for h in hours:
+        for f in sorted(h.glob("*.parquet")):
+            m = _FILE_RE.match(f.name)
+            if m is None or m["channel"] not in CHANNELS:
+                problems.append(Problem(str(f), "not a recording file name (<channel>-<session>.parquet): skipped"))
+                continue
+            files.append(str(f))
+            t = _read(f, problems)
+            if t is None:
+                bad_by_session.setdefault(m["session"], []).append(str(f))
+                continue
+            parts.append((m["session"], CHANNELS.index(m["channel"]), t))
+    if not parts:
+        where = f"{iso(t0)} .. {iso(t1)} under {root}"
+        raise RecordingError(f"no readable recordings for {where}" +
+                             (f" ({'; '.join(str(p) for p in problems)})" if problems else ""))
+    sessions: list[str] = []
+    seq_l, ts_l, ch_l, kind_l, conn_l, pay_l, ses_l = [], [], [], [], [], [], []
+    for ses, ch, t in parts:
+        if ses not in sessions:
+            sessions.append(ses)
+        n = t.num_rows
+        seq_l.append(t.column("seq").to_numpy())
+        ts_l.append(t.column("ts").to_numpy())
+        ch_l.append(np.full(n, ch, np.int8))
+        conn_l.append(t.column("conn").to_numpy())
+        kind_l.append(t.column("kind").to_pylist())
+        pay_l.append(t.column("payload").to_pylist())
+        ses_l.append(np.full(n, sessions.index(ses), np.int32))
+    seq = np.concatenate(seq_l)
+    ts = np.concatenate(ts_l)
+    ch_a = np.concatenate(ch_l)
+    conn = np.concatenate(conn_l)
+    ses_a = np.concatenate(ses_l)
+    kinds = [k for part in kind_l for k in part]
+    pays = [p for part in pay_l for p in part]
+    # order: sessions by their first event, then each session by its own sequence (the loop's order)
+    first_ts = {s: float(ts[ses_a == s].min()) for s in range(len(sessions))}
+    ses_rank = np.array([first_ts[s] for s in range(len(sessions))])[ses_a]
+    order = np.lexsort((seq, ses_rank))
+    seq, ts, ch_a, conn, ses_a = seq[order], ts[order], ch_a[order], conn[order], ses_a[order]
+    kinds = [kinds[i] for i in order]
+    pays = [pays[i] for i in order]
+    # gaps: holes in a session's sequence (a lost/unreadable file, deleted hours)
+    gap_at: dict[int, Gap] = {}
+    same = ses_a[1:] == ses_a[:-1]
+    jump = np.nonzero(same & (np.diff(seq) > 1))[0]
+    market = CHANNELS.index("market")
+    last_at = -1
+    for i in jump.tolist():
+        s = sessions[int(ses_a[i])]
+        missing = int(seq[i + 1] - seq[i] - 1)
+        prev = gap_at.get(last_at)
+        if prev is not None and prev.session == s and not (ch_a[last_at:i + 1] == market).any():
+            # holes separated only by other channels' rows (cycles): one gap in the market data
+            gap_at[last_at] = Gap(s, prev.after_ts, float(ts[i + 1]), prev.missing_rows + missing, prev.files)
+            continue
+        last_at = i + 1
+        gap_at[last_at] = Gap(s, float(ts[i]), float(ts[i + 1]), missing, tuple(bad_by_session.get(s, ())))
+    dup = np.nonzero(same & (np.diff(seq) == 0))[0]
+    if len(dup):
+        problems.append(Problem(str(root), f"{len(dup)} duplicate sequence numbers (two copies of a file?): "
+                                           "kept both"))
+    # cut: warm-up from the start of t0's hour, nothing after t1
+    keep = (ts <= t1) & (ts >= (start_h if warmup else t0))
+    idx = np.nonzero(keep)[0]
+    remap = {int(j): k for k, j in enumerate(idx)}
+    gaps = {remap[j]: g for j, g in gap_at.items() if j in remap}
+    return Window(
+        t0=t0, t1=t1, ts=ts[idx], channel=ch_a[idx], kind=[kinds[i] for i in idx], conn=conn[idx],
+        payload=[pays[i] for i in idx], session=[sessions[int(s)] for s in ses_a[idx]],
+        gap_before=gaps, problems=problems, files=files)

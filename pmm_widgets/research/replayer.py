@@ -1,0 +1,609 @@
+"""Deterministic replay of recordings through the engine's own code.
+
+What runs is what trades: the recorded frames go through `MarketStream.handle_frame` (the same
+parser, book updates, distrust and staleness rules), REST resyncs through
+`MarketStream.apply_rest`, books reach `PaperExchange.observe_book/observe_trade` through
+`MarketData`'s listeners, and `QuoteCycle.run_once` (quoting, risk, planner, paper fills,
+markouts, calibrator, PnL) runs at the recorded cycle times (or on a fixed grid) with the
+simulated clock as `now`. Nothing sleeps; the only clock is the recording's.
+
+Determinism: events are applied in the recorded loop order (`seq`), the paper exchange is seeded
+and its ids derive from the run id, and the run id is a hash of the inputs (files, window,
+markets, parameters, seed), so the same inputs give byte-identical `orders`/`trades` rows. A
+re-run of the same replay replaces its earlier rows in the DB.
+
+Rows go to the same tables as paper (`orders`, `trades`, `pnl`, `events`) with `mode = 'replay'`
+and `run_id`; one `replay_runs` row holds the summary. A replay never writes
+`market_calibration` (the live engine's state), `public_trades`, `book_snapshots` or `markets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ..config import PARAM_FIELDS, Params, Settings
+from ..domain import Market, Mode
+from ..execution.paper import paper_exchange
+from ..store.recording import CHANNELS, markets_from_json
+from ..store.sink import Sink
+from ..strategy.cycle import QuoteCycle
+from ..venue.market_data import MarketData
+from ..venue.market_stream import MarketStream, _Conn
+from .recordings import (
+    Gap,
+    Problem,
+    RecordingError,
+    Window,
+    iso,
+    load_window,
+    parse_time,
+)
+
+log = logging.getLogger(__name__)
+
+REPLAY_MODE = "replay"
+TAGGED = frozenset({"orders", "trades", "pnl", "events"})
+NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
+CH_MARKET, CH_REST, CH_UNIVERSE, CH_ENGINE = (CHANNELS.index(c) for c in ("market", "rest", "universe", "engine"))
+
+
+class _Live:
+    """Stands for an open websocket in a replayed connection (`_Conn.ws is not None`)."""
+
+
+_OPEN = _Live()
+
+
+class SimClock:
+    __slots__ = ("now",)
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ReplayStream(MarketStream):
+    """The market stream without sockets: connections and subscriptions follow the recording.
+
+    Recordings without connection events (imported archives) count every book as live."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tracking = False
+        self.ignored: set[str] = set()  # tokens of markets left out by `--markets`
+        self._rconns: dict[int, _Conn] = {}
+
+    def start(self) -> None:  # no resync task: REST snapshots come from the recording
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def set_assets(self, assets: Iterable[str]) -> None:
+        self._retired = set(self._conn_of) - set(assets)
+
+    def is_live(self, token_id: str) -> bool:
+        return super().is_live(token_id) if self.tracking else True
+
+    def _book(self, asset: Any) -> Any:
+        if asset in self.ignored:
+            return None
+        return super()._book(asset)
+
+    def request_resync(self, tokens: Iterable[str]) -> None:
+        return None  # the recording holds the snapshots the live stream fetched
+
+    def conn(self, n: int) -> _Conn:
+        c = self._rconns.get(n)
+        if c is None:
+            c = self._rconns[n] = _Conn(n)
+        return c
+
+    def conn_event(self, kind: str, n: int, assets: list[str]) -> None:
+        self.tracking = True
+        c = self.conn(n)
+        if kind == "sub":
+            c.assets.update(assets)
+            for a in assets:
+                self._conn_of[a] = c
+        elif kind == "unsub":
+            c.assets.difference_update(assets)
+            for a in assets:
+                if self._conn_of.get(a) is c:
+                    del self._conn_of[a]
+        elif kind == "open":
+            c.ws = _OPEN  # type: ignore[assignment]
+            for a in assets:
+                c.assets.add(a)
+                self._conn_of[a] = c
+        elif kind == "close":
+            self.conn_closed(c)
+
+    def forget_connections(self) -> None:
+        """After a gap the connection state is unknown: count every book as live again."""
+        self.tracking = False
+        self._rconns.clear()
+        self._conn_of.clear()
+
+
+class ReplaySink:
+    """Tags replay rows (`mode='replay'`, `run_id`), drops what a replay must not write, and keeps
+    the run's orders and trades in memory for the summary and for comparisons."""
+
+    def __init__(self, inner: Sink | None, run_id: str) -> None:
+        self.inner = inner
+        self.run_id = run_id
+        self.trades: dict[str, dict[str, Any]] = {}
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.rows = 0
+
+    def _tag(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        out["run_id"] = self.run_id
+        if "mode" in out:
+            out["mode"] = REPLAY_MODE
+        return out
+
+    def insert(self, table: str, row: Mapping[str, Any]) -> None:
+        if table in NOT_WRITTEN:
+            return
+        r = self._tag(table, row) if table in TAGGED else dict(row)
+        if table == "trades":
+            self.trades[r["trade_id"]] = r
+        self.rows += 1
+        if self.inner is not None:
+            self.inner.insert(table, r)
+
+    def upsert(self, table: str, row: Mapping[str, Any], key: Sequence[str]) -> None:
+        if table in NOT_WRITTEN:
+            return
+        r = self._tag(table, row) if table in TAGGED else dict(row)
+        if table == "orders":
+            cur = self.orders.get(r["client_id"])
+            if cur is None:
+                self.orders[r["client_id"]] = r
+            else:
+                cur.update(r)
+        self.rows += 1
+        if self.inner is not None:
+            self.inner.upsert(table, r, key)
+
+    def update(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        if table in NOT_WRITTEN:
+            return
+        if table == "trades" and "trade_id" in where and where["trade_id"] in self.trades:
+            self.trades[where["trade_id"]].update(values)
+        if self.inner is not None:
+            self.inner.update(table, where, values)
+
+
+@dataclass
+class ReplayResult:
+    run_id: str
+    status: str  # done, interrupted
+    summary: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    cycles: list[float] = field(default_factory=list)
+
+
+def _num(v: Any) -> Any:
+    return float(v) if isinstance(v, Decimal) else v
+
+
+def split_overrides(items: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(parameter changes, settings changes) from NAME=VALUE pairs; unknown names raise."""
+    params: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for k, v in items.items():
+        name = k.strip().lower().removeprefix("pmm_")
+        if name in PARAM_FIELDS:
+            params[name] = v
+        elif name in Settings.model_fields:
+            settings[name] = v
+        else:
+            raise ValueError(f"{k}: not a parameter or setting (see env.example and Params)")
+    return params, settings
+
+
+def run_id_for(window: Window, markets: Any, params: Params, seed: int, cycles: str) -> str:
+    h = hashlib.sha256()
+    for f in window.files:
+        p = Path(f)
+        h.update(f"{p.parent.name}/{p.name}:{p.stat().st_size if p.exists() else -1};".encode())
+    h.update(json.dumps([window.t0, window.t1, markets, params.model_dump(mode="json"), seed, cycles],
+                        sort_keys=True, default=str).encode())
+    return "rp" + h.hexdigest()[:12]
+
+
+class Replayer:
+    """One replay of [t0, t1]. `run()` is a coroutine (the engine's cycle is async)."""
+
+    def __init__(self, settings: Settings, t0: float | str, t1: float | str, *,
+                 markets: int | Sequence[str] | None = None, params: Mapping[str, Any] | None = None,
+                 seed: int | None = None, sink: Sink | None = None, record_dir: str | None = None,
+                 cycles: str = "auto", follow_recorded_params: bool = True,
+                 progress: bool = False, stop: Callable[[], bool] | None = None,
+                 window: Window | None = None) -> None:
+        self.settings = settings
+        self.t0, self.t1 = parse_time(t0), parse_time(t1)
+        self.markets_sel = markets
+        self.overrides = dict(params or {})
+        self.params = settings.params()
+        if self.overrides:
+            self.params.update(**self.overrides)
+        self.seed = settings.sandbox_seed if seed is None else int(seed)
+        self.root = record_dir or settings.record_dir
+        self.window = window if window is not None else load_window(self.root, self.t0, self.t1)
+        has_cycles = any(k == "cycle" for k, c in zip(self.window.kind, self.window.channel) if c == CH_ENGINE)
+        if cycles not in ("auto", "recorded", "grid"):
+            raise ValueError(f"cycles={cycles!r}: expected auto, recorded or grid")
+        if cycles == "recorded" and not has_cycles:
+            raise RecordingError("cycles=recorded: the window holds no recorded engine cycles")
+        self.cycles_mode = "recorded" if (cycles == "recorded" or (cycles == "auto" and has_cycles)) else "grid"
+        self.follow_recorded_params = follow_recorded_params
+        self.progress = progress
+        self.stop = stop or (lambda: False)
+        sel = markets if not isinstance(markets, (list, tuple)) else sorted(markets)
+        self.run_id = run_id_for(self.window, sel, self.params, self.seed, self.cycles_mode)
+        self.sink = ReplaySink(sink, self.run_id)
+        self.clock = SimClock(self.window.ts[0] if len(self.window) else self.t0)
+        self.md = MarketData(None, "ws://replay.invalid", self.sink, stale_sec=settings.stale_sec,
+                             clock=self.clock, stream_cls=ReplayStream)
+        self.stream: ReplayStream = self.md.stream  # type: ignore[assignment]
+        self.exchange = paper_exchange(settings.model_copy(update={"sandbox_seed": self.seed}), self.params, self.sink,
+                                       clock=self.clock, session=self.run_id)
+        self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
+        self.cycle: QuoteCycle | None = None
+        self._calibration: dict[str, dict] | None = None
+        self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
+        self.markets: list[Market] = []
+        self.universe_seen = False
+        self.problems: list[str] = [str(p) for p in self.window.problems]
+        self.cycle_times: list[float] = []
+        self.max_inventory_usd = 0.0
+        self.max_inventory_shares = 0.0
+        self.events = 0
+        self.frames = 0
+        self.killed = False
+
+    # ---------------------------------------------------------------- universe
+    def _select(self, markets: list[Market]) -> list[Market]:
+        sel = self.markets_sel
+        if sel is None:
+            chosen = markets
+        elif isinstance(sel, int):
+            chosen = markets[:sel]
+        else:
+            want = set(sel)
+            chosen = [m for m in markets if m.condition_id in want or m.slug in want]
+        keep = {t for m in chosen for t in m.token_ids}
+        self.stream.ignored |= {t for m in markets for t in m.token_ids if t not in keep}
+        self.stream.ignored -= keep
+        return chosen
+
+    async def _on_universe(self, payload: str) -> None:
+        fresh = self._select(markets_from_json(json.loads(payload)))
+        if self.universe_seen:
+            gone = {m.condition_id for m in self.markets} - {m.condition_id for m in fresh}
+            for cid in sorted(gone):  # a market leaving the universe takes its quotes with it
+                await self.exchange.cancel_market(cid)
+        else:
+            self.exchange.set_markets(fresh)
+        self.universe_seen = True
+        self.markets = fresh
+        await self.md.set_markets(fresh)
+
+    # ---------------------------------------------------------------- cycles
+    def _set_strategy(self, cid: str, name: str | None, params: dict[str, Any]) -> None:
+        if self.cycle is None:
+            self._strategies[cid] = (name, params)
+            return
+        try:
+            self.cycle.set_strategy(cid, name, **params)
+        except (ValueError, AttributeError) as exc:
+            self.problems.append(f"recorded strategy of {cid} ({name}) not applied: {exc}")
+
+    async def _cycle(self, now: float, hold: str | None = None) -> None:
+        if self.cycle is None:
+            self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
+                                    pnl_sec=self.settings.pnl_sec)
+            for cid, (name, params) in self._strategies.items():
+                self._set_strategy(cid, name, params)
+        self.clock.now = now
+        rep = await self.cycle.run_once(now, self.markets, self.md.view, self.exchange, hold=hold)
+        self.cycle_times.append(now)
+        t = self.cycle.totals()
+        self.max_inventory_usd = max(self.max_inventory_usd, float(t.inventory_usd))
+        if self.exchange.positions:
+            self.max_inventory_shares = max(self.max_inventory_shares,
+                                            max(abs(float(v)) for v in self.exchange.positions.values()))
+        if rep.kill_requested and not self.killed:
+            self.killed = True
+            self.sink.insert("events", {"ts": now, "level": "ERROR", "kind": "risk_kill", "market": None,
+                                        "message": "risk limits requested a kill (replay: quoting stops)",
+                                        "data_json": None})
+            await self.exchange.cancel_all()
+
+    def _gap(self, g: Gap) -> None:
+        """Never apply a delta across a gap: every book waits for its next snapshot."""
+        msg = str(g)
+        self.problems.append(msg)
+        log.warning("replay: %s", msg)
+        for b in self.md.books.values():
+            b.synced = False
+            b.needs_resync = True
+        self.stream.forget_connections()
+
+    def _checkpoint(self, payload: str, now: float) -> None:
+        touched: set[str] = set()
+        for snap in json.loads(payload):
+            b = self.md.books.get(str(snap.get("asset_id")))
+            if b is not None and not b.synced and b.apply_snapshot(snap, ts=now):
+                touched.add(b.token_id)
+        if touched and self.stream.on_books is not None:
+            self.stream.on_books(touched)
+
+    # ---------------------------------------------------------------- main loop
+    async def run(self) -> ReplayResult:
+        w = self.window
+        n = len(w)
+        stream, clock = self.stream, self.clock
+        handle = stream.handle_frame
+        grid = self.cycles_mode == "grid"
+        step = self.settings.quote_refresh_sec
+        next_grid = self.t0
+        status = "done"
+        bar = None
+        if self.progress:
+            try:
+                from tqdm import tqdm
+
+                bar = tqdm(total=n, unit="ev", unit_scale=True, desc=f"replay {self.run_id}", file=sys.stderr,
+                           disable=not sys.stderr.isatty())
+            except ImportError:  # pragma: no cover - tqdm is a base dependency
+                bar = None
+        wall0 = time.perf_counter()
+        chans, kinds, conns, pays, tss = w.channel, w.kind, w.conn, w.payload, w.ts
+        gaps = w.gap_before
+        i = 0
+        try:
+            for i in range(n):
+                if i & 1023 == 0:
+                    if self.stop():
+                        status = "interrupted"
+                        break
+                    if bar is not None and i:
+                        bar.update(1024)
+                ts = float(tss[i])
+                if i in gaps:  # before the grid cycles inside the gap: they must not see the old books
+                    self._gap(gaps[i])
+                if grid and ts >= next_grid and self.universe_seen and not self.killed:
+                    while next_grid <= ts and next_grid <= self.t1:
+                        await self._cycle(next_grid)
+                        next_grid += step
+                clock.now = ts
+                ch = chans[i]
+                if ch == CH_MARKET:
+                    kind = kinds[i]
+                    if kind == "frame":
+                        self.frames += 1
+                        handle(pays[i], stream.conn(int(conns[i])))
+                    else:
+                        stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
+                elif ch == CH_REST:
+                    if kinds[i] == "checkpoint":
+                        self._checkpoint(pays[i] or "[]", ts)
+                    else:
+                        stream.apply_rest(json.loads(pays[i] or "[]"), ts)
+                elif ch == CH_UNIVERSE:
+                    await self._on_universe(pays[i] or "[]")
+                elif ch == CH_ENGINE:
+                    kind = kinds[i]
+                    if kind == "cycle":
+                        if not grid and self.t0 <= ts <= self.t1 and self.universe_seen and not self.killed:
+                            await self._cycle(ts, json.loads(pays[i]).get("hold") if pays[i] else None)
+                    elif kind == "params" and self.follow_recorded_params:
+                        changes = {k: v for k, v in json.loads(pays[i] or "{}").items() if k not in self.overrides}
+                        if changes:
+                            self.params.update(**changes)
+                    elif kind == "start" and self.cycle is None:
+                        start = json.loads(pays[i] or "{}")
+                        self._calibration = start.get("calibration") or None
+                        for cid, (name, params) in (start.get("strategies") or {}).items():
+                            self._set_strategy(cid, name, params or {})
+                    elif kind == "strategy":
+                        ev = json.loads(pays[i] or "{}")
+                        self._set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
+            else:
+                i = n
+            while grid and status == "done" and next_grid <= self.t1 and self.universe_seen and not self.killed:
+                if self.stop():
+                    status = "interrupted"
+                    break
+                await self._cycle(next_grid)
+                next_grid += step
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            if bar is not None:
+                bar.update(max(0, i - bar.n))
+                bar.close()
+        await self.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
+        wall = time.perf_counter() - wall0
+        return self._result(status, wall, i)
+
+    def _result(self, status: str, wall: float, processed: int) -> ReplayResult:
+        end = self.cycle_times[-1] if self.cycle_times else self.t0
+        start = self.cycle_times[0] if self.cycle_times else self.t0
+        sim_sec = max(0.0, end - start)
+        trades = sorted(self.sink.trades.values(), key=lambda r: (r["ts"], r["trade_id"]))
+        orders = sorted(self.sink.orders.values(), key=lambda r: (r["created_ts"], r["client_id"]))
+        s: dict[str, Any] = {
+            "run_id": self.run_id, "status": status, "from": iso(self.t0), "to": iso(self.t1),
+            "cycles_mode": self.cycles_mode, "markets": len(self.markets), "cycles": len(self.cycle_times),
+            "events": self.stream.stats.events, "frames": self.frames, "rows_read": processed,
+            "sim_seconds": sim_sec, "wall_seconds": wall,
+            "events_per_sec": self.stream.stats.events / wall if wall > 0 else 0.0,
+            "sim_seconds_per_wall_second": sim_sec / wall if wall > 0 else 0.0,
+            "placed": sum(1 for o in orders if o["status"] != "REJECTED"),
+            "rejected": sum(1 for o in orders if o["status"] == "REJECTED"),
+            "fills": len(trades), "fills_per_min": len(trades) / (sim_sec / 60.0) if sim_sec > 0 else 0.0,
+            "volume": float(sum((Decimal(str(t["size"])) * Decimal(str(t["price"])) for t in trades), Decimal(0))),
+            "max_inventory_usd": self.max_inventory_usd, "max_inventory_shares": self.max_inventory_shares,
+            "bad_messages": self.stream.stats.bad_messages, "killed": self.killed,
+            "gaps": len(self.window.gap_before), "problems": len(self.problems),
+        }
+        if self.cycle is not None:  # every PnL component the cycle reports (fees, rewards, ... when present)
+            for k, v in _totals_dict(self.cycle.totals()).items():
+                if k not in ("fills", "fills_per_min", "placed", "open_orders"):
+                    s[k] = v
+        s.update(markout_summary(trades))
+        s.setdefault("reward_estimate", None)
+        return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
+
+
+def _totals_dict(t: Any) -> dict[str, Any]:
+    names = getattr(t, "__dataclass_fields__", None) or getattr(t, "__slots__", ())
+    out: dict[str, Any] = {}
+    for k in names:
+        v = getattr(t, k, None)
+        if isinstance(v, (int, float, Decimal)) and not isinstance(v, bool):
+            out[k] = _num(v)
+    return out
+
+
+def markout_summary(trades: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean markout (USD per fill and total) per horizon, and the mean realized spread."""
+    sums: dict[str, list[float]] = {}
+    rs: list[float] = []
+    for t in trades:
+        raw = t.get("raw_json") or {}
+        if isinstance(raw, str):
+            raw = json.loads(raw)
+        for k, mk in (raw.get("markouts") or {}).items():
+            sums.setdefault(k, []).append(float(mk.get("usd", 0.0)))
+        if raw.get("realized_spread_usd") is not None:
+            rs.append(float(raw["realized_spread_usd"]))
+    out: dict[str, Any] = {}
+    for k, vals in sorted(sums.items()):
+        out[f"markout_{k}_usd"] = sum(vals)
+        out[f"markout_{k}_mean_usd"] = sum(vals) / len(vals)
+    out["realized_spread_usd"] = sum(rs)
+    return out
+
+
+# ------------------------------------------------------------------------------- DB plumbing
+def _clear_run(db_url: str, run_id: str) -> None:
+    """A re-run of the same replay (same id) replaces its earlier rows."""
+    import sqlalchemy as sa
+
+    from ..store.db import make_engine
+    from ..store.schema import replay_runs
+
+    eng = make_engine(db_url)
+    try:
+        with eng.begin() as c:
+            for t in sorted(TAGGED):
+                c.execute(sa.text(f"DELETE FROM {t} WHERE run_id = :r"), {"r": run_id})
+            c.execute(replay_runs.delete().where(replay_runs.c.run_id == run_id))
+    finally:
+        eng.dispose()
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
+async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, db_url: str | None = None,
+                       write_db: bool = True, **kw: Any) -> ReplayResult:
+    """One replay; with `write_db` its rows go to `db_url` (default `settings.db_url`)."""
+    if not write_db:
+        return await Replayer(settings, t0, t1, **kw).run()
+    from ..store.migrate import upgrade
+    from ..store.writer import BatchWriter
+
+    url = db_url or settings.db_url
+    await asyncio.to_thread(upgrade, url)
+    probe = Replayer(settings, t0, t1, **kw)
+    await asyncio.to_thread(_clear_run, url, probe.run_id)
+    writer = BatchWriter(url, flush_sec=settings.writer_flush_sec)
+    writer.start()
+    probe.sink.inner = writer
+    started = time.time()
+    writer.insert("replay_runs", {
+        "run_id": probe.run_id, "mode": REPLAY_MODE, "t0": probe.t0, "t1": probe.t1, "started_ts": started,
+        "status": "running", "markets": None, "seed": probe.seed,
+        "params_json": _jsonable(probe.params.model_dump(mode="json")), "summary_json": None, "problems_json": None})
+    status = "failed"
+    res: ReplayResult | None = None
+    try:
+        res = await probe.run()
+        status = res.status
+        return res
+    finally:
+        summary = res.summary if res is not None else None
+        writer.update("replay_runs", {"run_id": probe.run_id}, {
+            "finished_ts": time.time(), "status": status, "markets": summary.get("markets") if summary else None,
+            "summary_json": _jsonable(summary), "problems_json": _jsonable(res.problems if res else probe.problems)})
+        await asyncio.to_thread(writer.close)
+
+
+def replay(settings: Settings, t0: float | str, t1: float | str, **kw: Any) -> ReplayResult:
+    """Synchronous `replay_async` (scripts, workers). Inside a running loop (a notebook cell) it
+    runs on a helper thread with its own loop; there, `await replay_async(...)` is the better call."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(replay_async(settings, t0, t1, **kw))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(lambda: asyncio.run(replay_async(settings, t0, t1, **kw))).result()
+
+
+def format_summary(res: ReplayResult) -> str:
+    s = res.summary
+    lines = [
+        (f"replay {res.run_id} {s['status']}: {s['from']} .. {s['to']}, {s['markets']} markets, "
+         f"{s['cycles']} cycles ({s['cycles_mode']})"),
+        (f"  events {s['events']:,} in {s['wall_seconds']:.2f} s wall = {s['events_per_sec']:,.0f} events/s, "
+         f"{s['sim_seconds_per_wall_second']:,.0f} sim-s per wall-s"),
+        (f"  orders placed {s['placed']} (rejected {s['rejected']}), fills {s['fills']} "
+         f"({s['fills_per_min']:.2f}/min), volume {s['volume']:.2f}"),
+        (f"  pnl total {s.get('pnl_total', 0.0):+.4f} = realized {s.get('realized', 0.0):+.4f} "
+         f"+ unrealized {s.get('unrealized', 0.0):+.4f} (spread {s.get('spread_pnl', 0.0):+.4f}, "
+         f"inventory {s.get('inventory_pnl', 0.0):+.4f})"),
+        "  markouts " + (", ".join(f"{k.removeprefix('markout_').removesuffix('_mean_usd')} {v:+.4f}"
+                                  for k, v in s.items() if k.endswith("_mean_usd")) or "none")
+        + f"; max inventory {s['max_inventory_usd']:.2f} USD",
+    ]
+    for p in res.problems:
+        lines.append(f"  problem: {p}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "Gap",
+    "Problem",
+    "ReplayResult",
+    "ReplaySink",
+    "Replayer",
+    "format_summary",
+    "replay",
+    "replay_async",
+    "split_overrides",
+]

@@ -1,0 +1,180 @@
+"""Parameter sweeps: one deterministic replay per grid point, in parallel.
+
+Why each point is a plain function of picklable inputs (settings as a dict, the window, the
+point's values): the same `run_point` runs in a joblib worker process (default, nothing beyond
+the base install), in a Ray task on a cluster (`ray_address`, or `ray.init()` already called;
+the recordings must be on a path every worker sees), or inline. The replay is deterministic, so
+the backend cannot change a row: joblib and Ray give the same numbers.
+
+Results: a pandas DataFrame (one row per point: the point's values, fills, fills/min, every PnL
+component the cycle reports, markouts, max inventory, a reward estimate when the PnL has one),
+also written to the `sweep_results` table and a Parquet file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import PARAM_FIELDS, Params, Settings
+from ..logsetup import SECRET_FIELDS
+from .recordings import parse_time
+from .replayer import Replayer, split_overrides
+
+log = logging.getLogger(__name__)
+
+# figures that depend on the machine, not on the inputs (left out when comparing backends)
+TIMING_COLUMNS = ("wall_seconds", "events_per_sec", "sim_seconds_per_wall_second")
+_FIXED = ("fills", "fills_per_min", "pnl_total", "realized", "unrealized", "spread_pnl", "inventory_pnl",
+          "markout_5s_usd", "markout_30s_usd", "markout_120s_usd", "max_inventory_usd", "reward_estimate")
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """`["alpha=1,1.5", "paper_spread_k=50,100"]` → `{"alpha": ["1", "1.5"], ...}`; names are
+    strategy parameters or settings (validated when the points are built)."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().lower().removeprefix("pmm_")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not name or not vals:
+            raise ValueError(f"{item!r}: expected NAME=V1,V2,...")
+        if name not in PARAM_FIELDS and name not in Settings.model_fields:
+            raise ValueError(f"{name}: not a parameter or setting")
+        if name in SECRET_FIELDS:
+            raise ValueError(f"{name}: secrets cannot be swept")
+        grid[name] = vals
+    return grid
+
+
+def points_of(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(list(grid[n]) for n in names))]
+
+
+def _settings_dict(settings: Settings) -> dict[str, Any]:
+    d = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS) & set(Settings.model_fields))
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def run_point(settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any], fixed: dict[str, Any],
+              markets: Any, seed: int | None, index: int) -> dict[str, Any]:
+    """One grid point → one result row (a plain dict). Runs in any worker."""
+    import asyncio
+
+    p_over, s_over = split_overrides({**fixed, **point})
+    settings = Settings(**{**settings_d, **s_over})
+    rep = Replayer(settings, t0, t1, markets=markets, params=p_over, seed=seed)
+    res = asyncio.run(rep.run())
+    values = rep.params.model_dump(mode="json")
+    row: dict[str, Any] = {"point": index}
+    for k, v in point.items():  # the point's values as validated (1 → 1.0 for a float parameter)
+        row[k] = values.get(k, getattr(settings, k, v))
+    row.update(res.summary)
+    row["problems"] = "; ".join(res.problems)
+    return row
+
+
+def _ray_active(address: str | None) -> Any:
+    if address is None:
+        try:
+            import ray
+        except ImportError:
+            return None
+        return ray if ray.is_initialized() else None
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--ray needs the optional Ray extra: pip install -e '.[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+    return ray
+
+
+def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *, settings: Settings | None = None,
+          markets: int | Sequence[str] | None = None, params: Mapping[str, Any] | None = None,
+          seed: int | None = None, n_jobs: int = -1, ray_address: str | None = None,
+          parquet: str | Path | None = None, db_url: str | None = None, write: bool = True,
+          progress: bool = False) -> pd.DataFrame:
+    """Replay [t0, t1] once per point of `grid` (the product of its value lists)."""
+    from ..config import load_settings
+
+    settings = settings or load_settings()
+    a, b = parse_time(t0), parse_time(t1)
+    grid = {k.strip().lower().removeprefix("pmm_"): list(v) for k, v in grid.items()}
+    for k in grid:
+        if k not in PARAM_FIELDS and k not in Settings.model_fields:
+            raise ValueError(f"grid: {k} is not a parameter or setting")
+    pts = points_of(grid)
+    if not pts:
+        raise ValueError("grid: no points")
+    fixed = dict(params or {})
+    for pt in pts:  # a bad value fails here, in the caller, before any worker starts
+        p_over, s_over = split_overrides({**fixed, **pt})
+        Params.model_validate({**settings.params().model_dump(), **p_over})
+        Settings(**{**_settings_dict(settings), **s_over})
+    sd = _settings_dict(settings)
+    sel = list(markets) if isinstance(markets, (list, tuple)) else markets
+    started = time.time()
+    ray = _ray_active(ray_address)
+    if ray is not None:
+        remote = ray.remote(run_point)
+        refs = [remote.remote(sd, a, b, pt, fixed, sel, seed, i) for i, pt in enumerate(pts)]
+        rows = ray.get(refs)
+        backend = "ray"
+    else:
+        from joblib import Parallel, delayed
+
+        jobs = 1 if len(pts) == 1 else n_jobs
+        rows = Parallel(n_jobs=jobs, verbose=5 if progress else 0)(
+            delayed(run_point)(sd, a, b, pt, fixed, sel, seed, i) for i, pt in enumerate(pts))
+        backend = "joblib"
+    df = pd.DataFrame(rows).sort_values("point").reset_index(drop=True)
+    sweep_id = "sw" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + uuid.uuid4().hex[:6]
+    df.attrs.update(sweep_id=sweep_id, backend=backend, grid={k: list(map(str, v)) for k, v in grid.items()})
+    if write:
+        out = Path(parquet) if parquet else Path(settings.record_dir).parent / "sweeps" / f"{sweep_id}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.assign(sweep_id=sweep_id).to_parquet(out, index=False, compression="zstd")
+        df.attrs["parquet"] = str(out)
+        _store(db_url or settings.db_url, sweep_id, a, b, list(grid), df)
+    return df
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _store(db_url: str, sweep_id: str, t0: float, t1: float, names: list[str], df: pd.DataFrame) -> None:
+    from ..store.db import make_engine
+    from ..store.migrate import upgrade
+    from ..store.schema import sweep_results
+
+    upgrade(db_url)
+    now = time.time()
+    rows = []
+    for rec in df.to_dict(orient="records"):
+        summary = {k: (None if _nan(v) else v) for k, v in rec.items()}
+        row: dict[str, Any] = {"sweep_id": sweep_id, "point": int(rec["point"]), "run_id": rec.get("run_id"),
+                               "created_ts": now, "t0": t0, "t1": t1,
+                               "grid_json": {k: rec.get(k) for k in names},
+                               "summary_json": json.loads(json.dumps(summary, default=str))}
+        for k in _FIXED:
+            v = rec.get(k)
+            row[k] = None if v is None or _nan(v) else (int(v) if k == "fills" else float(v))
+        rows.append(row)
+    eng = make_engine(db_url)
+    try:
+        with eng.begin() as c:
+            c.execute(sweep_results.insert(), rows)
+    finally:
+        eng.dispose()

@@ -1,0 +1,268 @@
+"""Full-fidelity recording of what the venue sent: market-channel frames as received, the REST
+snapshots used for resyncs, the universe with each market's metadata, and the engine's own clock
+(cycle times, parameter changes), as Parquet files (zstd) under `PMM_RECORD_DIR`.
+
+Why this shape:
+- One schema for every channel (`seq, ts, kind, conn, payload`): `payload` is the raw frame text
+  (or JSON for the other channels), so nothing is lost to a parser and one reader serves all.
+- `seq` is one counter per recording session across all channels, taken on the event loop in
+  the order things happened there; the replayer merges channels by it, so a replay sees frames,
+  resyncs and cycles in exactly the order the live loop did, and any missing row (a lost or
+  truncated file) shows up as a hole in the sequence: a *gap*.
+- `ts` is the local receive time (the same float the stream and the cycle used as `now`).
+- Layout `ROOT/YYYY-MM-DDTHH/<channel>-<session>.parquet` (UTC hour of `ts`): one file per hour
+  and channel (and session, so a restart in the same hour never overwrites anything); the size
+  budget deletes whole hours, oldest first.
+- The event loop only appends a tuple to a deque; a writer thread turns batches into Parquet
+  row groups, rotates files at the hour and enforces `PMM_RECORD_MAX_GB`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "pmm-recording/1"
+CHANNELS = ("market", "rest", "universe", "engine")
+HOUR_FMT = "%Y-%m-%dT%H"
+ARROW_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("ts", pa.float64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("conn", pa.int32(), nullable=False),
+        pa.field("payload", pa.string()),
+    ],
+    metadata={b"pmm_schema": SCHEMA_VERSION.encode()},
+)
+
+Row = tuple[str, int, float, str, int, str | None]  # channel, seq, ts, kind, conn, payload
+
+
+def hour_key(ts: float) -> str:
+    return time.strftime(HOUR_FMT, time.gmtime(ts))
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, (set, frozenset)):
+        return sorted(v)
+    if hasattr(v, "value"):
+        return v.value
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, separators=(",", ":"), sort_keys=True)
+
+
+def market_to_json(m: Any) -> dict[str, Any]:
+    """A `Market` as plain JSON (Decimal as str); `markets_from_json` reverses it."""
+    d = asdict(m)
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in d.items()}
+
+
+def markets_from_json(items: Iterable[dict[str, Any]]) -> list[Any]:
+    from ..domain import Market
+
+    fields = set(Market.__dataclass_fields__)
+    out = []
+    for d in items:
+        kw = {k: v for k, v in d.items() if k in fields}
+        for k in ("tick_size", "min_order_size"):
+            if k in kw and kw[k] is not None:
+                kw[k] = Decimal(str(kw[k]))
+        for k in ("best_bid", "best_ask"):
+            if k in kw and isinstance(kw[k], str):
+                kw[k] = float(kw[k])
+        out.append(Market(**kw))
+    return out
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    rows: int = 0  # rows written to files
+    queued: int = 0  # rows waiting for the writer thread
+    bytes_written: int = 0  # size of the closed files
+    files: int = 0
+    hours_deleted: int = 0
+    errors: int = 0
+
+
+class Recorder:
+    """Append on the event loop (`frame`, `rest`, `universe`, `engine`); a thread writes Parquet."""
+
+    def __init__(self, root: str | os.PathLike[str], *, max_gb: float = 0.0, flush_sec: float = 5.0,
+                 session: str | None = None, budget_every_sec: float = 30.0) -> None:
+        self.root = Path(root)
+        self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
+        self.flush_sec = flush_sec
+        self.budget_every_sec = budget_every_sec
+        self.session = session or uuid.uuid4().hex[:8]
+        self._q: deque[Row] = deque()
+        self._seq = 0
+        self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
+        self._paths: dict[tuple[str, str], Path] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_budget = 0.0
+        self.stats = RecorderStats()
+
+    # ---------------------------------------------------------------- event-loop side (cheap)
+    def record(self, channel: str, ts: float, kind: str, payload: str | None, conn: int = -1) -> None:
+        self._seq += 1
+        self._q.append((channel, self._seq, ts, kind, conn, payload))
+
+    def frame(self, ts: float, conn: int, frame: str) -> None:
+        self.record("market", ts, "frame", frame, conn)
+
+    def conn_event(self, ts: float, kind: str, conn: int, assets: Iterable[str]) -> None:
+        """`open` (with the assets subscribed on connect), `close`, `sub`, `unsub`."""
+        self.record("market", ts, kind, dumps(sorted(assets)), conn)
+
+    def rest(self, ts: float, snapshots: Sequence[Any]) -> None:
+        self.record("rest", ts, "books", dumps(list(snapshots)))
+
+    def universe(self, ts: float, markets: Sequence[Any]) -> None:
+        self.record("universe", ts, "universe", dumps([market_to_json(m) for m in markets]))
+
+    def engine(self, ts: float, kind: str, payload: Any = None) -> None:
+        self.record("engine", ts, kind, None if payload is None else dumps(payload))
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> Recorder:
+        if self._thread is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._thread = threading.Thread(target=self._run, name="pmm-recorder", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Write what is queued, close every file (their footers make them readable)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join(timeout=60)
+            self._thread = None
+        else:
+            self._drain()
+        self._close_writers(lambda _h: True)
+
+    def flush(self) -> None:
+        """Write the queued rows now (tests, benches); files stay open until rotation or close."""
+        if self._thread is None:
+            self._drain()
+            return
+        self._wake.set()
+        deadline = time.monotonic() + 30
+        while self._q and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # ---------------------------------------------------------------- writer thread
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_sec)
+            self._wake.clear()
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        n = len(self._q)
+        self.stats.queued = n
+        if not n:
+            return
+        groups: dict[tuple[str, str], list[Row]] = {}
+        for _ in range(n):
+            row = self._q.popleft()
+            groups.setdefault((hour_key(row[2]), row[0]), []).append(row)
+        newest = max(h for h, _ in groups)
+        for (hour, channel), rows in sorted(groups.items()):
+            try:
+                self._write(hour, channel, rows)
+            except Exception:  # a full disk must not take the engine down; say so
+                self.stats.errors += 1
+                log.exception("recording: could not write %d %s rows for %s", len(rows), channel, hour)
+        self.stats.queued = len(self._q)
+        self._close_writers(lambda h: h < newest)  # rotation: an hour is complete once a later one starts
+        now = time.monotonic()
+        if self.max_bytes and now - self._last_budget >= self.budget_every_sec:
+            self._last_budget = now
+            self.enforce_budget()
+
+    def _write(self, hour: str, channel: str, rows: list[Row]) -> None:
+        key = (hour, channel)
+        w = self._writers.get(key)
+        if w is None:
+            d = self.root / hour
+            d.mkdir(parents=True, exist_ok=True)
+            path = d / f"{channel}-{self.session}.parquet"
+            meta = dict(ARROW_SCHEMA.metadata or {})
+            meta.update({b"pmm_channel": channel.encode(), b"pmm_session": self.session.encode()})
+            w = pq.ParquetWriter(path, ARROW_SCHEMA.with_metadata(meta), compression="zstd")
+            self._writers[key], self._paths[key] = w, path
+            self.stats.files += 1
+        table = pa.Table.from_arrays(
+            [pa.array([r[1] for r in rows], pa.int64()), pa.array([r[2] for r in rows], pa.float64()),
+             pa.array([r[3] for r in rows], pa.string()), pa.array([r[4] for r in rows], pa.int32()),
+             pa.array([r[5] for r in rows], pa.string())],
+            schema=w.schema)
+        w.write_table(table)
+        self.stats.rows += len(rows)
+
+    def _close_writers(self, which: Any) -> None:
+        for key in [k for k in self._writers if which(k[0])]:
+            w = self._writers.pop(key)
+            path = self._paths.pop(key)
+            try:
+                w.close()
+                self.stats.bytes_written += path.stat().st_size
+            except Exception:
+                self.stats.errors += 1
+                log.exception("recording: could not close %s", path)
+
+    def enforce_budget(self) -> list[str]:
+        """Delete whole hours, oldest first, until the recordings fit `max_bytes`; returns them."""
+        if not self.max_bytes or not self.root.exists():
+            return []
+        open_hours = {h for h, _ in self._writers}
+        hours = sorted((p for p in self.root.iterdir() if p.is_dir()), key=lambda p: p.name)
+        sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
+        total = sum(sizes.values())
+        deleted: list[str] = []
+        for p in hours:
+            if total <= self.max_bytes:
+                break
+            if p.name in open_hours:
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            total -= sizes[p.name]
+            deleted.append(p.name)
+            self.stats.hours_deleted += 1
+            log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: deleted hour %s (%.1f MB); %.1f MB left",
+                        self.max_bytes / 1e9, p.name, sizes[p.name] / 1e6, total / 1e6)
+        return deleted
+
+
+def recorder_from_settings(settings: Any) -> Recorder | None:
+    """The engine's recorder when `PMM_RECORD=on`, else None."""
+    if getattr(settings, "record", "off") != "on":
+        return None
+    return Recorder(settings.record_dir, max_gb=settings.record_max_gb)

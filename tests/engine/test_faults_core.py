@@ -1,0 +1,234 @@
+"""Issue 17 (DB/lease half) fault suite: loopback sandbox, tmp SQLite, bounded, seconds each.
+
+- C1: another connection holds `BEGIN EXCLUSIVE` on the DB longer than the lease TTL while
+  engine A quotes; engine B starts on the same DB meanwhile. From the `orders` table (owner id
+  per row): at no instant do two engines have orders resting, A stopped quoting and cancelled
+  before its lease could expire, and it said so.
+- M2: a full disk (SQLite `PRAGMA max_page_count` on every connection to the file, so inserts
+  fail with SQLite's real "database or disk is full") pauses quoting and cancels; once space
+  returns every fill is in `trades` and no order row is left open.
+- DB file deleted mid-run: detected, halted, stopped, rows spilled beside the file.
+- Commands: a forged `set_params` with 1e15 limits is rejected; a future-dated `kill` is
+  rejected, never kept; a stale one expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import sqlite3
+import time
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from pmm_widgets.engine import Engine
+from pmm_widgets.store import schema
+
+from engine_helpers import count, open_orders_in_db, until
+
+pytestmark = pytest.mark.integration
+
+CLOSED = ("CANCELED", "FILLED", "REJECTED")
+
+
+def _intervals(db: sa.Engine) -> dict[str, list[tuple[float, float, str]]]:
+    """owner → [(created, ended or +inf, client_id)] of every order that rested."""
+    with db.connect() as conn:
+        rows = conn.execute(sa.select(schema.orders.c.owner, schema.orders.c.client_id, schema.orders.c.status,
+                                      schema.orders.c.created_ts, schema.orders.c.updated_ts)).all()
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    for owner, cid, status, created, updated in rows:
+        if status == "REJECTED":
+            continue
+        out.setdefault(owner or "?", []).append((created, updated if status in CLOSED else float("inf"), cid))
+    return out
+
+
+def _overlaps(iv: dict[str, list[tuple[float, float, str]]]) -> list[tuple[str, str]]:
+    owners = list(iv)
+    bad = []
+    for i, a in enumerate(owners):
+        for b in owners[i + 1:]:
+            for s1, e1, c1 in iv[a]:
+                for s2, e2, c2 in iv[b]:
+                    if s1 < e2 and s2 < e1:
+                        bad.append((c1, c2))
+    return bad
+
+
+async def test_c1_lock_longer_than_ttl_never_two_engines_quoting(fast_settings, db, db_url, tmp_path):
+    ttl = fast_settings.lease_ttl_sec
+    a = Engine(fast_settings)
+    a_events: list[tuple[float, str, str]] = []
+    a.events.subscribe(lambda ev: a_events.append((ev.ts, ev.kind, ev.message)))
+    a.start()
+    assert await a.wait_role() == "owner"
+    assert await until(lambda: a.state.totals.open_orders > 0 and a.state.tick >= 3)
+
+    locker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, timeout=10)
+    locker.execute("BEGIN EXCLUSIVE")
+    lock_start = time.time()
+    b = Engine(fast_settings)
+    try:
+        await asyncio.sleep(0.3)
+        b.start()  # B's lease attempt waits behind the lock; it must never quote beside A
+        assert await until(lambda: a.state.halted is not None, timeout=ttl)
+        halted_at = time.time()
+        assert "lease" in a.state.halted and "HALTED" in (a.state.last_error or "")
+        assert a._exchange.open_orders() == []  # cancelled while A still held the lease
+        assert halted_at - lock_start < ttl
+        await asyncio.sleep(max(0.0, ttl + 1.5 - (time.time() - lock_start)))  # lock outlives the TTL
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    lock_end = time.time()
+    role_b = await b.wait_role(timeout=30)
+    # after the lock one of them owns the DB: B took over (A sees it and exits), or A renewed first
+    assert await until(lambda: (not a.running) or role_b == "attached", timeout=15)
+    await asyncio.sleep(1.0)
+    await b.stop()
+    await a.stop()
+    iv = _intervals(db)
+    assert a.state.owner in iv
+    assert _overlaps(iv) == [], "two engines had orders resting at the same time"
+    expiry = lock_start + ttl
+    covering = [c for s, e, c in iv[a.state.owner] if s <= expiry < e]
+    assert covering == [], "A still had orders resting when its lease could expire"
+    a_cancel_ends = [e for s, e, c in iv[a.state.owner] if s < lock_start < e]
+    assert a_cancel_ends and max(a_cancel_ends) < expiry
+    cancelled = [ts for ts, k, m in a_events if k == "lease" and "orders cancelled" in m]
+    assert cancelled and cancelled[0] < expiry  # the cancel finished before the lease could expire
+    assert open_orders_in_db(db) == 0
+    print(f"C1 figures: lock->halt {halted_at - lock_start:.2f}s, lock->cancel done "
+          f"{cancelled[0] - lock_start:.2f}s (TTL {ttl:g}s), lock held {lock_end - lock_start:.1f}s, "
+          f"new owner {'B' if role_b == 'owner' else 'A'}, A orders {len(iv[a.state.owner])}, "
+          f"B orders {len(iv.get(b.state.owner, []))}")
+
+
+@pytest.fixture
+def disk(db_url):
+    """Caps the DB file's pages on every connection to it at each transaction: {"pages": 0} = no cap."""
+    path = db_url.removeprefix("sqlite:///")
+    cap = {"pages": 0}
+
+    def on_begin(conn):
+        if conn.engine.url.database == path:
+            conn.exec_driver_sql(f"PRAGMA max_page_count={cap['pages'] or 1073741823}")
+
+    event.listen(sa.engine.Engine, "begin", on_begin)
+    try:
+        yield cap
+    finally:
+        event.remove(sa.engine.Engine, "begin", on_begin)
+
+
+async def test_m2_full_disk_pauses_quoting_and_loses_no_fill(fast_settings, db, db_url, disk):
+    engine = Engine(fast_settings)
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: count(db, "SELECT COUNT(*) FROM trades") > 0, timeout=30)
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as c:
+        disk["pages"] = c.execute("PRAGMA page_count").fetchone()[0]  # the disk is full now
+    full_at = time.time()
+    assert await until(lambda: engine.state.halted is not None, timeout=15)
+    halted_in = time.time() - full_at
+    assert "writer" in engine.state.halted and "full" in engine.state.halted
+    assert engine._exchange.open_orders() == []
+    assert "FAULT" in engine.state.writer
+    fills_when_full = engine.state.totals.fills
+    queued = engine._writer.stats().pending
+    assert queued > 0 and engine._writer.stats().dropped == 0
+    await asyncio.sleep(1.0)
+    assert engine._exchange.open_orders() == []  # still paused: the fault is still there
+    disk["pages"] = 0  # space returns
+    assert await until(lambda: engine.state.halted is None, timeout=15)
+    assert await until(lambda: engine.state.totals.open_orders > 0, timeout=15)  # quoting resumed
+    await engine.stop()
+    fills = engine.state.totals.fills
+    assert fills >= fills_when_full
+    assert count(db, "SELECT COUNT(*) FROM trades") == fills  # 0 fills lost
+    assert open_orders_in_db(db) == 0  # no row left LIVE that the venue does not hold
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'writer' AND message LIKE 'HALTED%'") >= 1
+    print(f"M2 figures: disk full -> halted {halted_in:.2f}s, {queued} rows retained, "
+          f"{fills} fills all recorded")
+
+
+async def test_deleted_db_is_detected_halts_and_spills(fast_settings, db, db_url, tmp_path):
+    engine = Engine(fast_settings)
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.totals.open_orders > 0 and engine.state.tick >= 3)
+    path = db_url.removeprefix("sqlite:///")
+    deleted_at = time.time()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+    assert await until(lambda: not engine.running, timeout=10)
+    took = time.time() - deleted_at
+    assert "deleted" in (engine.state.last_error or "")
+    assert engine.state.totals.open_orders == 0
+    spills = glob.glob(path + ".unwritten-*.jsonl")
+    assert len(spills) == 1
+    with open(spills[0], encoding="utf-8") as fh:
+        tables = {json.loads(line)["table"] for line in fh}
+    assert "events" in tables  # at least the halt and stop events, kept rather than lost
+    print(f"DB deleted -> engine stopped in {took:.2f}s; spill {os.path.basename(spills[0])}")
+
+
+async def test_forged_commands_are_refused(fast_settings, db):
+    now = time.time()
+    with db.begin() as conn:  # written before the engine starts, dated an hour ahead
+        conn.execute(sa.insert(schema.commands).values(ts=now + 3600, issuer="forger", kind="kill", payload_json={}))
+    engine = Engine(fast_settings)
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    before = engine.params.max_inventory_usd
+    with db.begin() as conn:
+        now = time.time()
+        conn.execute(sa.insert(schema.commands).values(
+            ts=now, issuer="forger", kind="set_params",
+            payload_json={"max_inventory_usd": 1e15, "max_daily_loss_usd": 1e15, "max_open_orders": 10**15}))
+        conn.execute(sa.insert(schema.commands).values(ts=now + 3600, issuer="forger", kind="kill", payload_json={}))
+        conn.execute(sa.insert(schema.commands).values(ts=now - 3600, issuer="forger", kind="kill", payload_json={}))
+    assert await until(lambda: count(db, "SELECT COUNT(*) FROM commands WHERE applied_at IS NULL") == 0, timeout=10)
+    with db.connect() as conn:
+        results = conn.execute(sa.select(schema.commands.c.kind, schema.commands.c.ts, schema.commands.c.result)
+                               .order_by(schema.commands.c.id)).all()
+    pre_kill, forged, future_kill, stale_kill = results
+    assert pre_kill.result.startswith("rejected") and "future" in pre_kill.result
+    assert forged.result.startswith("rejected") and "max_" in forged.result
+    assert future_kill.result.startswith("rejected") and "future" in future_kill.result
+    assert stale_kill.result.startswith("expired")
+    await asyncio.sleep(0.5)
+    assert engine.running and engine.state.kill is None
+    assert engine.params.max_inventory_usd == before
+    face = Engine(fast_settings)  # a legitimate face: its rows carry who sent them
+    face.start()
+    assert await face.wait_role() == "attached"
+    face.params.alpha = 2.5
+    assert await until(lambda: engine.params.alpha == 2.5, timeout=5)
+    with db.connect() as conn:
+        sender = conn.execute(sa.select(schema.commands.c.sender).where(schema.commands.c.kind == "set_params")
+                              .order_by(schema.commands.c.id.desc())).scalars().first()
+    assert sender and "@" in sender and "pid" in sender
+    await face.stop()
+    await engine.stop()
+
+
+async def test_lease_taken_by_another_engine_stops_the_old_owner_after_cancelling(fast_settings, db):
+    from pmm_widgets.engine.lease import Lease
+
+    a = Engine(fast_settings)
+    a.start()
+    assert await a.wait_role() == "owner"
+    assert await until(lambda: a.state.totals.open_orders > 0)
+    with db.begin() as conn:  # B won the lease (as if A's had expired while the DB was locked)
+        conn.execute(sa.update(schema.engine_lease).values(expires_at=0.0))
+    assert Lease(db, ttl_sec=fast_settings.lease_ttl_sec, owner="otherhost:2:b").try_acquire()
+    assert await until(lambda: not a.running, timeout=5)
+    assert "lease lost to another engine" in (a.state.last_error or "")
+    assert open_orders_in_db(db) == 0
