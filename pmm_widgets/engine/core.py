@@ -172,6 +172,7 @@ class Engine:
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
         self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
+        self._default_strategy: Any = None  # a strategy object for every market ("*"), this process only
         self.events.subscribe(self._record_event)
 
     # ---------------------------------------------------------------- public API (all faces)
@@ -271,7 +272,8 @@ class Engine:
         validated by the same rules as every parameter. Raises ValueError and changes nothing
         on a bad name or value. The next quote cycle cancels the market's orders before the new
         strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
-        start-up); a strategy object lives only in this process."""
+        start-up); a strategy object lives only in this process ("*" with an object also makes it
+        the default of markets that join the universe later)."""
         from ..strategy.cycle import strategy_params
         from ..strategy.registry import build_strategy
 
@@ -287,6 +289,10 @@ class Engine:
             self._send_command("set_strategy", {"market": market, "strategy": strategy, "params": _jsonable(params)})
             return
         targets = [m.condition_id for m in self._markets] if market == "*" else [market]
+        if market == "*" and not isinstance(strategy, str):  # an object (or None) also covers markets joining later
+            self._default_strategy = strategy
+            if self._cycle is not None:
+                self._cycle.default_strategy = strategy
         for cid in targets:
             if self._cycle is not None:
                 self._cycle.set_strategy(cid, strategy, **params)
@@ -586,6 +592,7 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        self._cycle.default_strategy = self._default_strategy
         saved = await asyncio.to_thread(repo.load_overrides, self._db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
             try:
