@@ -91,7 +91,8 @@ def replay(rec: Recording, cand: Candidate, seed: int = 0) -> list[tuple[float, 
 
 async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[float, Fill]]:
     t_now = [0.0]
-    ex = PaperExchange(cand.params(), NullSink(), seed=seed, clock=lambda: t_now[0], latency=latency_for(rec, cand, seed))
+    ex = PaperExchange(cand.params(), NullSink(), seed=seed, clock=lambda: t_now[0], latency=latency_for(rec, cand, seed),
+                      infer_side=True)
     ex.set_markets(rec.markets)
     ids: dict[str, str] = {}
     out: list[tuple[float, Fill]] = []

@@ -55,6 +55,9 @@ from .state import (
 )
 
 
+HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
+
+
 class LeaseLost(RuntimeError):
     """Another engine took the lease (ours expired): stop trading at once."""
 
@@ -134,6 +137,7 @@ class Engine:
         self.persist_params = persist_params
         self._unsaved_params: dict[str, tuple[Any, str]] = {}  # changed before the DB was open
         self._attach_only = False
+        self._handover = False
         self._pause_note = ""
         self.events = EventLog()
         self._params = settings.params()
@@ -172,6 +176,7 @@ class Engine:
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
         self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
+        self._default_strategy: Any = None  # a strategy object for every market ("*"), this process only
         self.events.subscribe(self._record_event)
 
     # ---------------------------------------------------------------- public API (all faces)
@@ -271,7 +276,8 @@ class Engine:
         validated by the same rules as every parameter. Raises ValueError and changes nothing
         on a bad name or value. The next quote cycle cancels the market's orders before the new
         strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
-        start-up); a strategy object lives only in this process."""
+        start-up); a strategy object lives only in this process ("*" with an object also makes it
+        the default of markets that join the universe later)."""
         from ..strategy.cycle import strategy_params
         from ..strategy.registry import build_strategy
 
@@ -287,6 +293,10 @@ class Engine:
             self._send_command("set_strategy", {"market": market, "strategy": strategy, "params": _jsonable(params)})
             return
         targets = [m.condition_id for m in self._markets] if market == "*" else [market]
+        if market == "*" and not isinstance(strategy, str):  # an object (or None) also covers markets joining later
+            self._default_strategy = strategy
+            if self._cycle is not None:
+                self._cycle.default_strategy = strategy
         for cid in targets:
             if self._cycle is not None:
                 self._cycle.set_strategy(cid, strategy, **params)
@@ -347,6 +357,22 @@ class Engine:
             return None
         return row.owner
 
+    async def handover_pending(self, max_age: float = HANDOVER_SEC) -> Mode | None:
+        """The mode of an engine that stopped for a hand-over (its page reloaded or its kernel shut
+        down) less than `max_age` seconds ago, when nobody owns the DB since; else None."""
+        await self._open_db()
+        assert self._lease is not None
+        row = await asyncio.to_thread(self._lease.read)
+        if row is None or not row.expired() or not row.state_json:
+            return None
+        last = EngineState.from_json(row.state_json)
+        if last.kill is not None or last.handover_ts is None or time.time() - last.handover_ts > max_age:
+            return None
+        try:
+            return Mode(last.mode)
+        except ValueError:
+            return None
+
     async def wait_role(self, timeout: float = 30.0) -> str:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
         assert self._role_evt is not None and self._task is not None, "call start() first"
@@ -357,10 +383,15 @@ class Engine:
             raise self._task.exception()  # type: ignore[misc]
         return self.role
 
-    async def stop(self) -> None:
-        """Owner: cancel all orders, flush the DB, release the lease. Attached: stop mirroring."""
+    async def stop(self, handover: bool = False) -> None:
+        """Owner: cancel all orders, flush the DB, release the lease. Attached: stop mirroring.
+
+        `handover`: the lease row keeps this engine's final state marked for hand-over (a page
+        kernel shutting down: a reload), so the next page may take over in the same mode
+        within `HANDOVER_SEC` (`handover_pending`)."""
         if not self.running:
             return
+        self._handover = handover
         assert self._stop_evt is not None and self._task is not None
         self._stop_evt.set()
         grace = max(2.0, self.settings.quote_refresh_sec * 2)
@@ -477,13 +508,16 @@ class Engine:
         assert self._stop_evt is not None and self._lease is not None and self._commands is not None
         started = time.time()
         self._halts = {}
-        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None))
+        self._handover = False
+        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
+                              handover_ts=None))
         await asyncio.to_thread(self._commands.expire_before, started)
         if self.persist_params:
             await self._restore_params()
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
+        universe_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
                 # the lease is renewed from the start: setup (universe, market data) may take long
@@ -493,6 +527,8 @@ class Engine:
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
                 self._role_evt.set()
+                universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
+                                      self._on_background_error)
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
@@ -503,6 +539,10 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
+                if universe_task is not None and not universe_task.done():
+                    universe_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await universe_task
                 if lease_task is not None and not lease_task.done():
                     lease_task.cancel()
                     with contextlib.suppress(BaseException):
@@ -579,6 +619,7 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        self._cycle.default_strategy = self._default_strategy
         saved = await asyncio.to_thread(repo.load_overrides, self._db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
             try:
@@ -619,6 +660,24 @@ class Engine:
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
         self._universe_ts = time.time()
 
+    async def _universe_loop(self) -> None:
+        """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
+        delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
+        assert self._stop_evt is not None
+        while not self._stop_evt.is_set():
+            wait = self.settings.universe_refresh_sec - (time.time() - self._universe_ts)
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop_evt.wait(), timeout=min(wait, 1.0))
+                continue
+            try:
+                await self._refresh_universe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep quoting the old universe; say so
+                self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
+                self._universe_ts = time.time()
+
     async def _quote_loop(self) -> None:
         """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
         failed for good, is an `events` row and a status, never a crash; the circuit breaker
@@ -632,12 +691,6 @@ class Engine:
                 await self._apply_commands()
                 if self._stop_evt.is_set():
                     break
-                if time.time() - self._universe_ts >= self.settings.universe_refresh_sec:
-                    try:
-                        await self._refresh_universe()
-                    except Exception as exc:  # keep quoting the old universe; say so
-                        self.events.emit("WARNING", "universe", f"universe refresh failed: {type(exc).__name__}: {exc}")
-                        self._universe_ts = time.time()
                 await self._check_store()
                 if self._stop_evt.is_set():
                     break
@@ -975,6 +1028,8 @@ class Engine:
         if self._lease is not None:
             with contextlib.suppress(Exception):
                 final = self._state.to_json() if self._kill_result is not None else None
+                if final is None and self._handover:
+                    final = replace(self._state, handover_ts=time.time()).to_json()
                 await asyncio.to_thread(self._lease.release, final)
         self._exchange = self._md = self._cycle = self._writer = None
 

@@ -196,6 +196,7 @@ class QuoteCycle:
         # strategies: the default by name (params.strategy), per-market overrides, their state
         self.overrides: dict[str, MarketOverride] = {}
         self._builtin = Builtins()
+        self.default_strategy: Strategy | None = None  # an object instead of params.strategy (replay, notebooks)
         self._active: dict[str, Strategy] = {}  # the strategy that decided each market last
         self._sstate: dict[str, object] = {}
         self._regime: dict[str, str] = {}
@@ -261,6 +262,8 @@ class QuoteCycle:
         ov = self.overrides.get(market)
         if ov is not None and ov.strategy is not None:
             return ov.strategy
+        if self.default_strategy is not None:
+            return self.default_strategy
         return self._builtin.get(self.params.strategy)
 
     def _market_params(self, market: str) -> Params:

@@ -158,3 +158,39 @@ async def test_live_mode_on_sandbox_kill_leaves_the_venue_empty(fast_settings, d
         assert result.ok and result.cancelled > 0, result
         assert venue_open() == 0
         assert open_orders_in_db(db) == 0
+
+
+async def test_a_slow_universe_refresh_never_delays_a_cycle(fast_settings, db):
+    """Issue 17 M3: the refresh runs in its own task; while Gamma takes 3 s, cycles go on; a
+    failing refresh is an event and the old universe stays."""
+    import asyncio
+    import time
+
+    engine = Engine(fast_settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.message))
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.tick >= 2)
+    real = engine._load_universe
+    calls: list[float] = []
+
+    async def slow(gamma, n):
+        calls.append(time.time())
+        await asyncio.sleep(3.0)
+        if len(calls) > 1:
+            raise RuntimeError("gamma down")
+        return await real(gamma, n)
+
+    engine._load_universe = slow
+    engine._universe_ts = 0.0  # due now
+    assert await until(lambda: len(calls) == 1, timeout=5)
+    tick0 = engine.state.tick
+    await asyncio.sleep(2.0)  # mid-refresh
+    assert engine.state.tick - tick0 >= 4, engine.state.tick - tick0  # 0.2 s cycles kept running
+    assert await until(lambda: engine._universe_ts > calls[0], timeout=5)
+    engine._universe_ts = 0.0
+    assert await until(lambda: any("universe refresh failed: RuntimeError: gamma down" in m for m in seen), timeout=8)
+    assert engine.running and len(engine._markets) == fast_settings.universe_size
+    await engine.stop()
+    assert open_orders_in_db(db) == 0
