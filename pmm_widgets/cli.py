@@ -209,7 +209,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     report_main = entry("report", "pmm_widgets.analytics.report", "report_main")
-    return int(report_main(settings_from_args(args)))
+    return int(report_main(settings_from_args(args), as_json=getattr(args, "json", False)))
 
 
 def cmd_auth_derive(args: argparse.Namespace) -> int:
@@ -452,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--markets", default="50", metavar="N|IDS|all",
                      help="the N busiest markets (default 50), comma-separated condition ids, or all")
 
-    leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
+    rp = leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
+    rp.add_argument("--json", action="store_true",
+                    help='print the PnL decomposition as one JSON object {"markets": [...], "totals": {...}}')
 
     auth = group("auth", "credentials")
     d = leaf(auth, "derive", "derive L2 API credentials from PMM_PRIVATE_KEY", cmd_auth_derive)
