@@ -123,7 +123,8 @@ def our_fills(ev: dict[str, Any], api_key: str, addresses: set[str], our_order_i
     if str(ev.get("trader_side") or "").upper() == "TAKER" or (taker_id and our_order_ids(taker_id)):
         if taker_id and (str(ev.get("owner") or "") == api_key or our_order_ids(taker_id)):
             out.append({"order_id": taker_id, "token_id": top_asset, "side": top_side,
-                        "price": ev.get("price"), "size": ev.get("size")})
+                        "price": ev.get("price"), "size": ev.get("size"), "liquidity": "TAKER",
+                        "fee_rate_bps": ev.get("fee_rate_bps")})
             return out
     for mo in ev.get("maker_orders") or []:
         if not isinstance(mo, dict):
@@ -138,7 +139,8 @@ def our_fills(ev: dict[str, Any], api_key: str, addresses: set[str], our_order_i
             same = asset == top_asset
             side = ("SELL" if top_side == "BUY" else "BUY") if same else top_side
         out.append({"order_id": str(mo.get("order_id") or ""), "token_id": asset, "side": side,
-                    "price": mo.get("price"), "size": mo.get("matched_amount")})
+                    "price": mo.get("price"), "size": mo.get("matched_amount"), "liquidity": "MAKER",
+                    "fee_rate_bps": mo.get("fee_rate_bps")})
     return out
 
 
@@ -469,6 +471,12 @@ class LiveExchange:
                 self._close_gone(o, "cancel-all")
         return len(r.canceled)
 
+    async def orders_scoring(self, order_ids: list[str]) -> dict[str, bool] | None:
+        """The venue's reward eligibility of our orders (None in dry-run: nothing rests there)."""
+        if self.mode is Mode.DRY_RUN:
+            return None
+        return await self._broker.orders_scoring(order_ids)
+
     async def count_venue_open_orders(self) -> int:
         if self.mode is Mode.DRY_RUN:
             return len(self._open)
@@ -612,7 +620,8 @@ class LiveExchange:
                 self._record_order(o)
         done = o is not None and o.remaining <= 0
         mid = self._mids.get(f["token_id"])
-        raw = {"source": source, "statuses": [status], "trader_side": ev.get("trader_side"),
+        raw = {"source": source, "statuses": [status], "trader_side": f.get("liquidity") or ev.get("trader_side"),
+               "fee_rate_bps": f.get("fee_rate_bps"),
                "taker_order_id": ev.get("taker_order_id"), "transaction_hash": ev.get("transaction_hash") or None,
                "book_mid": None if mid is None else str(mid)}
         fill = Fill(key, client_id, market, str(f["token_id"]), side, price, size,
