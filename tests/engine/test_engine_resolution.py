@@ -5,8 +5,8 @@ universe and is never quoted again; fees/rebates/reward estimates reach the DB."
 from __future__ import annotations
 
 import pytest
-
 from engine_helpers import count, until
+
 from pmm_widgets.engine import Engine
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
 from pmm_widgets.venue.endpoints import Endpoints
@@ -22,7 +22,7 @@ async def test_engine_settles_a_resolved_market_and_drops_it(fast_settings, db):
         assert await engine.wait_role() == "owner"
         assert await until(lambda: engine.state.totals.open_orders > 0)
         cyc = engine._cycle
-        held = lambda: [cid for cid, lg in cyc.pnl.ledgers.items() if lg.yes or lg.no]  # noqa: E731
+        held = lambda: [cid for cid, lg in cyc.pnl.ledgers.items() if lg.yes or lg.no]
         assert await until(lambda: bool(held()), timeout=30), "paper fills built inventory"
         cid = held()[0]
         lg = cyc.pnl.ledgers[cid]
