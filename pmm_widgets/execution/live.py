@@ -740,8 +740,10 @@ class LiveExchange:
                 self._by_venue[vid] = o
                 self._record_order(o)
                 adopted += 1
+            gone: set[str] = set()  # orphans the venue could not cancel: filled or gone meanwhile
             if orphans:
                 r = await self._broker.cancel(orphans)
+                gone = set(r.not_canceled)
                 for vid in r.canceled:
                     o = self._order_for(vid)
                     if o is not None:
@@ -757,7 +759,7 @@ class LiveExchange:
             # rows an earlier run left open (it died without cancelling) whose order the venue no
             # longer holds: close them too, or the DB would show orders open forever
             for vid, row in self._history.items():
-                if vid in seen or not OrderStatus(row.get("status") or "LIVE").is_open:
+                if (vid in seen and vid not in gone) or not OrderStatus(row.get("status") or "LIVE").is_open:
                     continue
                 o = self._order_for(vid)
                 if o is not None and o.status.is_open and o.client_id not in self._open:
