@@ -209,7 +209,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     report_main = entry("report", "pmm_widgets.analytics.report", "report_main")
-    return int(report_main(settings_from_args(args)))
+    return int(report_main(settings_from_args(args), as_json=getattr(args, "json", False)))
 
 
 def cmd_auth_derive(args: argparse.Namespace) -> int:
@@ -321,6 +321,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_recordings_list(args: argparse.Namespace) -> int:
+    from pmm_widgets.research.recordings import list_recordings
+
+    settings = settings_from_args(args)
+    rows = list_recordings(settings.record_dir)
+    if not rows:
+        print(f"no recordings under {settings.record_dir}")
+        return EXIT_OK
+    for r in rows:
+        state = "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
+        print(f"{r['hour']}  {r['channel']:<8} {r['session']:<14} {r['rows'] or 0:>10,} rows "
+              f"{r['bytes'] / 1e6:>9.2f} MB  {state}")
+    print(f"{len(rows)} files, {sum(r['bytes'] for r in rows) / 1e6:.1f} MB under {settings.record_dir}")
+    return EXIT_OK
+
+
+def cmd_import_pmxt(args: argparse.Namespace) -> int:
+    import_fn = entry("recordings import-pmxt", "pmm_widgets.research.pmxt", "import_pmxt")
+    from pmm_widgets.research.pmxt import PmxtError
+    from pmm_widgets.research.recordings import iso
+
+    settings = settings_from_args(args)
+    m = str(args.markets).strip()
+    sel: Any = None if m == "all" else int(m) if m.isdigit() else [x.strip() for x in m.split(",") if x.strip()]
+    try:
+        rep = import_fn(args.files, settings.record_dir, markets=sel)
+    except PmxtError as exc:
+        print(f"pmm recordings import-pmxt: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"imported {rep.events:,} events of {rep.markets} markets ({rep.rows:,} rows read, "
+          f"{rep.skipped_rows} skipped, {rep.skipped_markets} markets without two tokens) from "
+          f"{', '.join(f'{f} [{v}]' for f, v in rep.variants.items())} into {settings.record_dir} "
+          f"(session {rep.session}): replay --from {iso(rep.first_ts)} --to {iso(rep.last_ts)}")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- parser
 def _global_options() -> argparse.ArgumentParser:
     """Options accepted before or after any subcommand (SUPPRESS keeps a later default from
@@ -408,7 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run each point as a Ray task on this cluster (needs the [ray] extra)")
     sw.add_argument("--out", default=None, metavar="PATH", help="Parquet file of the results (default under PMM_RECORD_DIR/../sweeps)")
 
-    leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
+    recs = group("recordings", "full-fidelity recordings (PMM_RECORD_DIR): list, import public history")
+    leaf(recs, "list", "every recording file: hour, channel, session, rows, size, problems", cmd_recordings_list)
+    imp = leaf(recs, "import-pmxt", "convert PMXT hourly Polymarket L2 archive files (archive.pmxt.dev) into recordings",
+               cmd_import_pmxt)
+    imp.add_argument("files", nargs="+", metavar="FILE", help="polymarket_orderbook_YYYY-MM-DDTHH.parquet files")
+    imp.add_argument("--markets", default="50", metavar="N|IDS|all",
+                     help="the N busiest markets (default 50), comma-separated condition ids, or all")
+
+    rp = leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
+    rp.add_argument("--json", action="store_true",
+                    help='print the PnL decomposition as one JSON object {"markets": [...], "totals": {...}}')
 
     auth = group("auth", "credentials")
     d = leaf(auth, "derive", "derive L2 API credentials from PMM_PRIVATE_KEY", cmd_auth_derive)

@@ -25,6 +25,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -43,7 +44,7 @@ from .http import backoff_delay
 
 log = logging.getLogger(__name__)
 
-IGNORED_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})  # custom features, not used
+IGNORED_EVENTS = frozenset({"best_bid_ask", "new_market"})  # custom features, not used
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 _LOG_EVERY_SEC = 10.0
 
@@ -130,7 +131,9 @@ class MarketStream:
             "price_change": self._on_price_change,
             "tick_size_change": self._on_tick_size_change,
             "last_trade_price": self._on_last_trade,
+            "market_resolved": self._on_market_resolved,
         }
+        self.resolutions: deque[dict[str, Any]] = deque(maxlen=10_000)  # market_resolved events, oldest first
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -238,7 +241,7 @@ class MarketStream:
                     c.ws = ws  # from here on, assets added meanwhile go out as `operation` frames
                     self._record_conn("open", c, c.assets)
                     await ws.send(json.dumps({"assets_ids": sorted(c.assets), "type": "market",
-                                              "custom_feature_enabled": False}))
+                                              "custom_feature_enabled": True}))
                     self.request_resync(c.assets)
                     pinger = asyncio.create_task(self._keepalive(c, ws), name=f"market-ping-{c.n}")
                     try:
@@ -404,6 +407,13 @@ class MarketStream:
             touched.add(b.token_id)
         else:
             self._distrust(b)
+
+    def _on_market_resolved(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
+        """`market_resolved` (custom feature): kept for the engine, which settles and stops quoting."""
+        if not ev.get("market"):
+            raise BadMessage("market_resolved without market")
+        self.resolutions.append({"market": str(ev["market"]), "winning_asset_id": str(ev.get("winning_asset_id") or ""),
+                                 "winning_outcome": ev.get("winning_outcome"), "ts": now})
 
     def _on_last_trade(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
         b = self._book(ev.get("asset_id"))
