@@ -48,10 +48,21 @@ class Recording:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     live_fills: list[tuple[float, Fill]] = field(default_factory=list)  # (local arrival time, fill)
     rtt_ms: list[float] = field(default_factory=list)  # measured order round trips
+    engine_totals: dict[str, float] = field(default_factory=dict)  # the engine's own fills / pnl at the end
+    _sim_minutes: float | None = field(default=None, repr=False)
 
     @property
     def sim_minutes(self) -> float:
-        return self.seconds * self.speed / 60.0
+        """Simulated (venue) minutes the run covered: the span of the books' venue timestamps
+        (a sandbox that cannot keep up with its speed-up falls behind; this measures what it
+        did), else wall seconds × speed."""
+        cached: float | None = getattr(self, "_sim_minutes", None)  # (recordings pickled before the field)
+        if cached is None:
+            ts = [ev[2].venue_ts_ms for ev in self.events if ev[0] == "book" and ev[2].venue_ts_ms > 0]
+            span = (max(ts) - min(ts)) / 60_000.0 if ts else 0.0
+            cached = span if span > 0 else self.seconds * self.speed / 60.0
+            self._sim_minutes = cached
+        return cached
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,8 @@ def replay(rec: Recording, cand: Candidate, seed: int = 0) -> list[tuple[float, 
 
 async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[float, Fill]]:
     t_now = [0.0]
-    ex = PaperExchange(cand.params(), NullSink(), seed=seed, clock=lambda: t_now[0], latency=latency_for(rec, cand, seed))
+    ex = PaperExchange(cand.params(), NullSink(), seed=seed, clock=lambda: t_now[0], latency=latency_for(rec, cand, seed),
+                      infer_side=True)
     ex.set_markets(rec.markets)
     ids: dict[str, str] = {}
     out: list[tuple[float, Fill]] = []

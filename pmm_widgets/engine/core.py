@@ -55,6 +55,9 @@ from .state import (
 )
 
 
+HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
+
+
 class LeaseLost(RuntimeError):
     """Another engine took the lease (ours expired): stop trading at once."""
 
@@ -134,6 +137,7 @@ class Engine:
         self.persist_params = persist_params
         self._unsaved_params: dict[str, tuple[Any, str]] = {}  # changed before the DB was open
         self._attach_only = False
+        self._handover = False
         self._pause_note = ""
         self.events = EventLog()
         self._params = settings.params()
@@ -172,6 +176,7 @@ class Engine:
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
         self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
+        self._default_strategy: Any = None  # a strategy object for every market ("*"), this process only
         self.events.subscribe(self._record_event)
 
     # ---------------------------------------------------------------- public API (all faces)
@@ -271,7 +276,8 @@ class Engine:
         validated by the same rules as every parameter. Raises ValueError and changes nothing
         on a bad name or value. The next quote cycle cancels the market's orders before the new
         strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
-        start-up); a strategy object lives only in this process."""
+        start-up); a strategy object lives only in this process ("*" with an object also makes it
+        the default of markets that join the universe later)."""
         from ..strategy.cycle import strategy_params
         from ..strategy.registry import build_strategy
 
@@ -287,6 +293,10 @@ class Engine:
             self._send_command("set_strategy", {"market": market, "strategy": strategy, "params": _jsonable(params)})
             return
         targets = [m.condition_id for m in self._markets] if market == "*" else [market]
+        if market == "*" and not isinstance(strategy, str):  # an object (or None) also covers markets joining later
+            self._default_strategy = strategy
+            if self._cycle is not None:
+                self._cycle.default_strategy = strategy
         for cid in targets:
             if self._cycle is not None:
                 self._cycle.set_strategy(cid, strategy, **params)
@@ -347,6 +357,22 @@ class Engine:
             return None
         return row.owner
 
+    async def handover_pending(self, max_age: float = HANDOVER_SEC) -> Mode | None:
+        """The mode of an engine that stopped for a hand-over (its page reloaded or its kernel shut
+        down) less than `max_age` seconds ago, when nobody owns the DB since; else None."""
+        await self._open_db()
+        assert self._lease is not None
+        row = await asyncio.to_thread(self._lease.read)
+        if row is None or not row.expired() or not row.state_json:
+            return None
+        last = EngineState.from_json(row.state_json)
+        if last.kill is not None or last.handover_ts is None or time.time() - last.handover_ts > max_age:
+            return None
+        try:
+            return Mode(last.mode)
+        except ValueError:
+            return None
+
     async def wait_role(self, timeout: float = 30.0) -> str:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
         assert self._role_evt is not None and self._task is not None, "call start() first"
@@ -357,10 +383,15 @@ class Engine:
             raise self._task.exception()  # type: ignore[misc]
         return self.role
 
-    async def stop(self) -> None:
-        """Owner: cancel all orders, flush the DB, release the lease. Attached: stop mirroring."""
+    async def stop(self, handover: bool = False) -> None:
+        """Owner: cancel all orders, flush the DB, release the lease. Attached: stop mirroring.
+
+        `handover`: the lease row keeps this engine's final state marked for hand-over (a page
+        kernel shutting down: a reload), so the next page may take over in the same mode
+        within `HANDOVER_SEC` (`handover_pending`)."""
         if not self.running:
             return
+        self._handover = handover
         assert self._stop_evt is not None and self._task is not None
         self._stop_evt.set()
         grace = max(2.0, self.settings.quote_refresh_sec * 2)
@@ -477,7 +508,9 @@ class Engine:
         assert self._stop_evt is not None and self._lease is not None and self._commands is not None
         started = time.time()
         self._halts = {}
-        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None))
+        self._handover = False
+        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
+                              handover_ts=None))
         await asyncio.to_thread(self._commands.expire_before, started)
         if self.persist_params:
             await self._restore_params()
@@ -586,6 +619,10 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        # the venue samples reward scores once per (its) minute: a sped-up sandbox's minute is shorter
+        speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
+        self._cycle.econ.sample_sec = 60.0 / speed
+        self._cycle.default_strategy = self._default_strategy
         saved = await asyncio.to_thread(repo.load_overrides, self._db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
             try:
@@ -678,8 +715,28 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
                 await self._cycle_failed(f"{type(exc).__name__}: {exc}")
             delay = self.settings.quote_refresh_sec - (loop.time() - t0)
+            # wake at the venue's reward-sampling minute, so the estimate sees the book it samples
+            sample_sec = self._cycle.econ.sample_sec
+            to_boundary = sample_sec - time.time() % sample_sec + 0.05
+            if to_boundary < delay:
+                delay = to_boundary
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    async def _apply_resolutions(self) -> None:
+        """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
+        pop = getattr(self._md, "pop_resolutions", None)
+        if pop is None:
+            return
+        for ev in pop():
+            cid = ev["market"]
+            if await self._cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
+                                                self._exchange, "market_resolved"):
+                self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
+            before = len(self._markets)
+            self._markets = [m for m in self._markets if m.condition_id != cid]
+            if len(self._markets) != before:
+                await self._md.set_markets(self._markets)
 
     def _venue_failures(self) -> int:
         fn = getattr(self._exchange, "venue_failures", None)
@@ -690,6 +747,7 @@ class Engine:
         assert self._trade_lock is not None
         before = self._venue_failures()
         async with self._trade_lock:
+            await self._apply_resolutions()
             now, hold = time.time(), self._hold_reason()
             if self._recorder is not None:
                 self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
@@ -994,6 +1052,8 @@ class Engine:
         if self._lease is not None:
             with contextlib.suppress(Exception):
                 final = self._state.to_json() if self._kill_result is not None else None
+                if final is None and self._handover:
+                    final = replace(self._state, handover_ts=time.time()).to_json()
                 await asyncio.to_thread(self._lease.release, final)
         self._exchange = self._md = self._cycle = self._writer = None
 

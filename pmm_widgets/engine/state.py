@@ -108,6 +108,7 @@ class EngineState:
     last_error: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     kill: KillResult | None = None
+    handover_ts: float | None = None  # final state of a page-owned engine stopped for a reload
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,6 +36,7 @@ from ..domain import Market, Mode
 from ..execution.paper import paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
+from ..strategy.base import Strategy
 from ..strategy.cycle import QuoteCycle
 from ..venue.market_data import MarketData
 from ..venue.market_stream import MarketStream, _Conn
@@ -237,7 +238,7 @@ class Replayer:
                  seed: int | None = None, sink: Sink | None = None, record_dir: str | None = None,
                  cycles: str = "auto", follow_recorded_params: bool = True,
                  progress: bool = False, stop: Callable[[], bool] | None = None,
-                 window: Window | None = None) -> None:
+                 window: Window | None = None, strategy: Strategy | None = None) -> None:
         self.settings = settings
         self.t0, self.t1 = parse_time(t0), parse_time(t1)
         self.markets_sel = markets
@@ -259,6 +260,9 @@ class Replayer:
         self.stop = stop or (lambda: False)
         sel = markets if not isinstance(markets, (list, tuple)) else sorted(markets)
         self.run_id = run_id_for(self.window, sel, self.params, self.seed, self.cycles_mode)
+        self.strategy = strategy  # a user's strategy object: every market's default in this replay
+        if strategy is not None:  # its results differ: so does the run id (≤ 40 chars)
+            self.run_id = f"{self.run_id}-{strategy.name}"[:40]
         self.sink = ReplaySink(sink, self.run_id)
         self.clock = SimClock(self.window.ts[0] if len(self.window) else self.t0)
         self.md = MarketData(None, "ws://replay.invalid", self.sink, stale_sec=settings.stale_sec,
@@ -321,6 +325,7 @@ class Replayer:
         if self.cycle is None:
             self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
                                     pnl_sec=self.settings.pnl_sec)
+            self.cycle.default_strategy = self.strategy
             for cid, (name, params) in self._strategies.items():
                 self._set_strategy(cid, name, params)
         self.clock.now = now

@@ -472,20 +472,24 @@ class Simulator:
         m.changed.add((is_bid, px))
 
     def _cancel_background(self, m: SimMarket) -> None:
-        nb, na = len(m.bid_px), len(m.ask_px)
-        if nb + na == 0:
+        """Cancel one resting order drawn uniformly over all of them, so every order has the
+        same hazard (CANCEL_RATE per second). An earlier version drew a level first, which made
+        an order in a crowded level (usually the touch) live several times longer than a lone
+        deep one: touch queues only ever shrank by trades."""
+        n = sum(map(len, m.bids.values())) + sum(map(len, m.asks.values()))
+        if n == 0:
             return
-        rnd = self._rnd
-        j = rnd.randrange(nb + na)
-        is_bid = j < nb
-        px = m.bid_px[j] if is_bid else m.ask_px[j - nb]
-        book = m.bids if is_bid else m.asks
-        level = book[px]
-        o = level[rnd.randrange(len(level))]
-        if o.acct is not None:
-            return
-        self._remove_rest(m, is_bid, px, o)
-        m.n_bg -= 1
+        j = self._rnd.randrange(n)
+        for is_bid, prices, book in ((True, m.bid_px, m.bids), (False, m.ask_px, m.asks)):
+            for px in prices:
+                level = book[px]
+                if j < len(level):
+                    o = level[j]
+                    if o.acct is None:
+                        self._remove_rest(m, is_bid, px, o)
+                        m.n_bg -= 1
+                    return
+                j -= len(level)
 
     # ------------------------------------------------------------------ book primitives
     def _rest(self, m: SimMarket, is_bid: bool, px: int, o: _Rest) -> None:

@@ -58,7 +58,7 @@ SORT_KEYS: dict[str, Callable[[MarketRow], Any]] = {
 WAIT_FOR_VIEW_SEC = 30.0  # after a frontend asked for the widgets' state, nudge the heartbeat this long
 NUDGE_AT_START_SEC = 8.0  # and this long after the panel is built (a frontend already connected: JupyterLab)
 MESSAGE_TTL_SEC = 10.0  # transient messages (and refusals) expire
-LEASE_POLL_SEC = 2.0  # a page whose engine is not running looks for another owner this often
+LEASE_POLL_SEC = 1.0  # a page whose engine is not running looks for another owner this often
 LIVE_WORD = "live"
 
 
@@ -258,8 +258,10 @@ class ControlPanel:
         self.log.add_class("pmm-log")
         # each beat is a message into the kernel (with busy/idle status traffic): measured as the
         # dashboard's largest kernel cost at 1 Hz, so beat only as often as the dead-man needs
-        beat_ms = int(max(250, min(5000, self.settings.deadman_sec * 1000 / 4)))
-        self.heartbeat = W.Play(value=0, min=0, max=10**9, interval=beat_ms, playing=True,
+        self._beat_ms = int(max(250, min(5000, self.settings.deadman_sec * 1000 / 4)))
+        # the first beat comes fast (it starts the engine / takes over a reloaded page's engine),
+        # then the interval relaxes to what the dead-man needs
+        self.heartbeat = W.Play(value=0, min=0, max=10**9, interval=min(300, self._beat_ms), playing=True,
                                 layout=W.Layout(display="none"))
         self.heartbeat.add_class("pmm-heartbeat")
         self.heartbeat.observe(self._on_beat, names="value")
@@ -320,7 +322,7 @@ class ControlPanel:
             _view_listeners.remove(self._on_view_requested)
         for t in self._tasks:
             t.cancel()
-        await self.engine.stop()
+        await self.engine.stop(handover=self.engine.role == "owner")
 
     @property
     def view_alive(self) -> bool:
@@ -465,13 +467,28 @@ class ControlPanel:
                 self.log.append_stderr(f"refresh failed: {type(exc).__name__}: {exc}\n")
             await asyncio.sleep(self.settings.dashboard_refresh_sec)
 
-    async def _watch_lease(self) -> None:
-        """Not running: attach (watch only) as soon as another engine owns the DB."""
-        if self.engine.running or self.closed or time.time() - self._last_lease_poll < LEASE_POLL_SEC:
+    async def _watch_lease(self, now: bool = False) -> None:
+        """Not running: attach (watch only) as soon as another engine owns the DB; take over an
+        engine handed over by a page kernel that just stopped (the owning tab reloaded)."""
+        if self.engine.running or self.closed or (not now and time.time() - self._last_lease_poll < LEASE_POLL_SEC):
             return
         self._last_lease_poll = time.time()
-        if await self.engine.lease_holder() is not None and not self.engine.running:
-            self.engine.start(attach_only=True).add_done_callback(self._report_task)
+        if await self.engine.lease_holder() is not None:
+            if not self.engine.running:
+                self.engine.start(attach_only=True).add_done_callback(self._report_task)
+            return
+        mode = await self.engine.handover_pending()
+        if mode is None or self.engine.running or self.closed:
+            return
+        try:
+            if mode is not self.engine.mode:
+                self.engine.set_mode(mode)
+        except Exception as exc:  # noqa: BLE001 - e.g. live handed over but no credentials here
+            self._msg(f"cannot take over the {mode.value} engine: {exc}", error=True, ttl=3600.0)
+            return
+        self._snap_mode()
+        self.start_engine()
+        self._msg(f"took over the {mode.value} engine of a page that closed or reloaded", ttl=30.0)
 
     async def _watchdog(self) -> None:
         """Dead-man's switch for an engine owned by this page (see module doc)."""
@@ -501,6 +518,7 @@ class ControlPanel:
         self._last_beat = time.time()
         self._deadman_fired = False
         if first:
+            self.heartbeat.interval = self._beat_ms
             self._spawn(self._view_opened(), "view")
 
     async def _view_opened(self) -> None:
@@ -514,6 +532,8 @@ class ControlPanel:
         self._streaming = True  # the view exists: chart points sent from now on are kept
         if self.autostart and not self.engine.running and not self.closed:
             self.start_engine()
+        else:
+            await self._watch_lease(now=True)
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
@@ -587,8 +607,13 @@ class ControlPanel:
             return
         exc = task.exception()
         if exc is not None:
-            self.log.append_stderr(f"{task.get_name()} failed: {type(exc).__name__}: {exc}\n")
-            self._msg(f"{task.get_name()} failed: {exc}", error=True, ttl=3600.0)
+            from ..errors import describe
+
+            what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()
+            line = describe(exc, self.settings.db_url)
+            self.log.append_stderr(f"{what}: {type(exc).__name__}: {exc}\n")
+            self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
+                      ttl=3600.0)
 
     def _on_event(self, ev: Any) -> None:
         if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached", "command", "params"):

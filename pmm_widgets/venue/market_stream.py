@@ -32,6 +32,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -51,7 +52,7 @@ from .http import backoff_delay
 
 log = logging.getLogger(__name__)
 
-IGNORED_EVENTS = frozenset({"best_bid_ask", "new_market", "market_resolved"})  # custom features, not used
+IGNORED_EVENTS = frozenset({"best_bid_ask", "new_market"})  # custom features, not used
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 _LOG_EVERY_SEC = 10.0
 FUTURE_SKEW_MS = 5_000  # venue timestamps later than now + this are clamped to it
@@ -152,7 +153,9 @@ class MarketStream:
             "price_change": self._on_price_change,
             "tick_size_change": self._on_tick_size_change,
             "last_trade_price": self._on_last_trade,
+            "market_resolved": self._on_market_resolved,
         }
+        self.resolutions: deque[dict[str, Any]] = deque(maxlen=10_000)  # market_resolved events, oldest first
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -260,7 +263,7 @@ class MarketStream:
                     c.ws = ws  # from here on, assets added meanwhile go out as `operation` frames
                     self._record_conn("open", c, c.assets)
                     await ws.send(json.dumps({"assets_ids": sorted(c.assets), "type": "market",
-                                              "custom_feature_enabled": False}))
+                                              "custom_feature_enabled": True}))
                     self.request_resync(c.assets)
                     pinger = asyncio.create_task(self._keepalive(c, ws), name=f"market-ping-{c.n}")
                     try:
@@ -452,6 +455,13 @@ class MarketStream:
             touched.add(b.token_id)
         else:
             self._distrust(b)
+
+    def _on_market_resolved(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
+        """`market_resolved` (custom feature): kept for the engine, which settles and stops quoting."""
+        if not ev.get("market"):
+            raise BadMessage("market_resolved without market")
+        self.resolutions.append({"market": str(ev["market"]), "winning_asset_id": str(ev.get("winning_asset_id") or ""),
+                                 "winning_outcome": ev.get("winning_outcome"), "ts": now})
 
     def _on_last_trade(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
         b = self._book(ev.get("asset_id"))

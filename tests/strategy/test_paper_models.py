@@ -249,3 +249,15 @@ async def test_schedule_fee_model_charges_takers_only_and_reports_the_maker_reba
     ex.observe_trade(PublicTrade("y0", CM, D("0.45"), D(10), Side.SELL, 1.0))
     [f] = await ex.poll(1.0)
     assert f.fee == 0 and D(f.raw["rebate"]) == D("0.02475")  # 0.25 × 10 × 0.04 × 0.45 × 0.55
+
+
+async def test_taker_side_comes_from_the_book_not_the_feed_label():
+    ex = paper("queue")
+    ex.infer_side = True
+    ex.observe_book(book("y0", CM, [("0.45", 0)], [("0.48", 100)]))
+    await ex.place([Quote(CM, "y0", Side.BUY, D("0.45"), D(10))])
+    ex.observe_trade(PublicTrade("y0", CM, D("0.45"), D(4), Side.BUY, 1.0))  # labelled BUY, but at the bid
+    [f] = await ex.poll(1.0)
+    assert f.size == D(4)
+    ex.observe_trade(PublicTrade("y0", CM, D("0.48"), D(4), Side.SELL, 2.0))  # labelled SELL, but at the ask
+    assert await ex.poll(2.0) == []
