@@ -306,13 +306,14 @@ class QuoteCycle:
         strat = self._active[cid]
         tick, b, a = self._touch[cid]
         tox, ntox = self._tox.get(cid, (0.0, 0))
+        cs = self.calibrator.states.get(cid)  # fills/min as of its last update (no window scan per cycle)
         ctx = MarketContext(
             market=m, yes=yv, no=nv, tick=tick, bid_ticks=b, ask_ticks=a, inventory=inv,
             params=self._market_params(cid), now=now, open_orders=orders,
             calib_mult=self.calibrator.mult(cid),
             vol={t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids},
             vol_horizon_sec=self.vol_horizon_sec, markout_short=tox if ntox else None, markout_count=ntox,
-            fills_per_min=self.calibrator.fills_per_min(cid, now), time_to_end_sec=self._time_to_end(m, now),
+            fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=self._time_to_end(m, now),
         )
         try:
             d = strat.decide(ctx, self._sstate.get(cid))
