@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pmm_widgets.engine.state import EngineState, MarketRow, Totals, row_from_market_state, totals_from
+from pmm_widgets.engine.state import (
+    EngineState,
+    MarketRow,
+    Totals,
+    row_from_market_state,
+    totals_from,
+)
 from pmm_widgets.strategy.cycle import MarketState
 from pmm_widgets.strategy.cycle import Totals as CycleTotals
 from pmm_widgets.ui.charts import PNL_COMPONENTS, Charts
@@ -20,7 +26,7 @@ def test_rewards_column_and_components() -> None:
     html = render_table([row, MarketRow("0xb", 2, "no program")])
     assert "<td class='rw'>0.123</td>" in html and "<td class='rw'>–</td>" in html
     t = totals_from(CycleTotals(spread_pnl=Decimal("1.5"), inventory_pnl=Decimal("-0.5"), fees=Decimal("0.25"),
-                                rebates=Decimal("0.05"), rewards=Decimal("0.4"), settlement=Decimal("2"),
+                                rebates=Decimal("0.05"), rewards=Decimal("0.4"), settlement=Decimal(2),
                                 rewards_per_hour=Decimal("0.8")))
     assert (t.spread, t.inventory, t.fees, t.rebates, t.rewards, t.settlement) == (1.5, -0.5, 0.25, 0.05, 0.4, 2.0)
     line = render_totals(EngineState(totals=t))
