@@ -589,7 +589,7 @@ class Engine:
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
-        self._markets = await load_universe(gamma, s.universe_size)
+        self._markets = await load_universe(gamma, s.universe_size, s.universe_rank)
         self._record_universe(self._markets)
         if self._recorder is not None:
             self._recorder.universe(time.time(), self._markets)
@@ -652,7 +652,9 @@ class Engine:
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
 
-        fresh = await self._load_universe(self._gamma, self.settings.universe_size)
+        rank = self.settings.universe_rank
+        fresh = await (self._load_universe(self._gamma, self.settings.universe_size) if rank == "liquidity"
+                       else self._load_universe(self._gamma, self.settings.universe_size, rank))
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
