@@ -4,7 +4,9 @@ Why thin: every command only builds validated `Settings` (env/.env + flags, thro
 pydantic rules as everywhere else) and calls one entry function of the module that owns the
 capability, imported lazily so `pmm --help` and `pmm db init` stay fast and work even while other
 parts are being built. Errors a user can fix are one line on stderr with a distinct exit code:
-2 bad configuration, 1 database or runtime failure, 3 capability not built yet, 130 Ctrl-C.
+0 ok, 1 database/venue/runtime failure, 2 bad configuration, 3 another engine holds the DB lease
+(`pmm run`), 4 capability not built, 130 interrupted (Ctrl-C / SIGINT). No traceback for any of
+them; `--log-level DEBUG` prints it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pmm_widgets.logsetup import SECRET_FIELDS, mask, register_settings_secrets,
 
 log = logging.getLogger("pmm_widgets.cli")
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_NOT_BUILT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_LEASE_HELD, EXIT_NOT_BUILT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+_db_url_in_use: str | None = None  # for error messages (which SQLite file, and why)
 
 # Global flags -> Settings fields. Values stay strings so pydantic validates them (one-line errors).
 GLOBAL_FLAGS: dict[str, tuple[str, str]] = {
@@ -83,10 +86,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for field, value in getattr(args, "_extra_overrides", {}).items():
         overrides[field] = value
         origin[field] = "--" + field.removeprefix("sandbox_").replace("_", "-")
+    from pmm_widgets.errors import unknown_env_warnings
+
+    for warning in unknown_env_warnings():
+        print(f"pmm: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         raise ConfigError(_name_flag(str(exc), origin)) from None
+    global _db_url_in_use
+    _db_url_in_use = settings.db_url
     register_settings_secrets(settings)
     setup_logging(settings)
     return settings
@@ -124,6 +133,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     from pmm_widgets.store import repo
     from pmm_widgets.store.db import check_connection, make_engine, safe_url
     from pmm_widgets.store.migrate import current_revision, head_revision
+    from pmm_widgets.store.retention import database_bytes, table_sizes
     from pmm_widgets.store.schema import metadata
 
     settings = settings_from_args(args)
@@ -134,18 +144,73 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         note = "up to date" if current == head else "run `pmm db init` to upgrade"
         print(f"{safe_url(settings.db_url)}: revision {current} (head {head}, {note})")
         counts = repo.table_counts(engine)
+        sizes = table_sizes(engine)
+        total = database_bytes(engine)
+        print(f"  {'table':<20} {'rows':>10} {'size':>10}   (retention: {retention_note(settings.retain_days)})")
         for name in metadata.tables:
-            print(f"  {name:<20} {counts.get(name, 'missing')}")
+            size = sizes.get(name)
+            shown = "?" if size is None else human_bytes(size)
+            print(f"  {name:<20} {counts.get(name, 'missing')!s:>10} {shown:>10}")
+        if total is not None:
+            print(f"  {'database':<20} {'':>10} {human_bytes(total):>10}")
     finally:
         engine.dispose()
     return EXIT_OK
 
 
-def cmd_config(args: argparse.Namespace) -> int:
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def retention_note(days: float) -> str:
+    from pmm_widgets.store.retention import RETAINED_TABLES
+
+    if days <= 0:
+        return "PMM_RETAIN_DAYS=0, everything kept"
+    return f"{', '.join(RETAINED_TABLES)} keep {days:g} days; trades and orders forever"
+
+
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    from pmm_widgets.store.db import check_connection, make_engine, safe_url
+    from pmm_widgets.store.retention import database_bytes, prune
+
     settings = settings_from_args(args)
+    days = settings.retain_days if args.days is None else args.days
+    if days <= 0:
+        print("nothing to prune: retention is off (PMM_RETAIN_DAYS=0 or --days 0)")
+        return EXIT_OK
+    engine = make_engine(settings.db_url)
+    try:
+        check_connection(engine)
+        before = database_bytes(engine)
+        rep = prune(engine, days)
+        after = database_bytes(engine)
+    finally:
+        engine.dispose()
+    parts = ", ".join(f"{k} {v}" for k, v in rep.deleted.items())
+    print(f"{safe_url(settings.db_url)}: pruned {rep.total} rows older than {days:g} days ({parts}) in "
+          f"{rep.batches} batches, {rep.seconds:.1f}s; trades and orders kept")
+    if before is not None and after is not None:
+        print(f"database size {human_bytes(before)} -> {human_bytes(after)} (SQLite reuses freed pages; "
+              f"VACUUM shrinks the file)")
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from pmm_widgets.config import Venue
+
+    settings = settings_from_args(args)
+    sandbox = settings.venue is Venue.SANDBOX
     for name in Settings.model_fields:
         value = getattr(settings, name)
         shown = getattr(value, "value", value)
+        if sandbox and name in ("gamma_url", "clob_url", "clob_ws_url"):  # not the real hosts: the embedded venue
+            scheme = "ws" if name == "clob_ws_url" else "http"
+            shown = f"{scheme}://127.0.0.1:<free port>  (embedded sandbox, chosen at start; PMM_VENUE=sandbox)"
         print(f"PMM_{name.upper()}={'' if shown is None else shown}")
     return EXIT_OK
 
@@ -394,7 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = group("db", "database: create or upgrade the schema, show its state")
     leaf(db, "init", "create or upgrade every table (idempotent; SQLite in WAL mode, any SQLAlchemy URL)", cmd_db_init)
-    leaf(db, "status", "schema revision and row counts per table", cmd_db_status)
+    leaf(db, "status", "schema revision, row counts and sizes per table", cmd_db_status)
+    pr = leaf(db, "prune", "delete book_snapshots, public_trades, events and pnl rows older than PMM_RETAIN_DAYS "
+              "(small batches; trades and orders are kept)", cmd_db_prune)
+    pr.add_argument("--days", type=float, default=None, help="keep this many days instead of PMM_RETAIN_DAYS")
 
     uni = group("universe", "the set of markets traded")
     leaf(uni, "refresh", "fetch the top markets by liquidity and store them as a `markets` snapshot",
@@ -480,15 +548,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotBuilt as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_NOT_BUILT
-    except (StoreError, MissingPackage) as exc:
+    except MissingPackage as exc:
         print(f"pmm: {mask(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except SystemExit as exc:  # argparse usage errors and --help
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    except Exception:
+    except Exception as exc:  # StoreError, venue errors, anything else: one line, traceback at DEBUG
+        from pmm_widgets.errors import describe
+
         if not logging.getLogger().handlers:
             setup_logging()
-        log.exception("pmm: unexpected error")  # masked by logsetup's filter
+        log.debug("pmm: traceback of the error below", exc_info=True)  # --log-level DEBUG shows it
+        hint = "" if isinstance(exc, StoreError) or log.isEnabledFor(logging.DEBUG) else \
+            " (--log-level DEBUG shows the traceback)"
+        print(f"pmm: {mask(describe(exc, _db_url_in_use))}{hint}", file=sys.stderr)
         return EXIT_ERROR
     return int(code or 0)
 

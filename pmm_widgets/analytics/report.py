@@ -213,7 +213,7 @@ def report_main(settings: Any, as_json: bool = False) -> int:
         names = set(inspect(engine).get_table_names())
         if not {"orders", "trades", "pnl"} <= names:
             print("no trading tables in this database yet: run `pmm run paper` first")
-            return 1
+            return 0
         if as_json:
             print(economics_json(economics(engine)))
             return 0
@@ -222,8 +222,8 @@ def report_main(settings: Any, as_json: bool = False) -> int:
     finally:
         engine.dispose()
     if len(df) <= 1 and df.iloc[0]["placed"] == 0 and df.iloc[0]["fills"] == 0:
-        print("no orders or fills recorded yet")
-        return 1
+        print("no orders or fills recorded yet: run `pmm run paper` first")
+        return 0
     show = df.copy()
     show["market"] = show["market"].map(lambda s: s if len(s) <= 14 else s[:12] + "..")
     show["question"] = show["question"].map(lambda s: s if len(s) <= 32 else s[:30] + "..")
