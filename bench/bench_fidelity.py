@@ -81,21 +81,44 @@ def recording_exchange(rec: Recording) -> type:
             rec.events.append(("trade", trade.recv_ts or time.time(), trade))
             super().observe_trade(trade)
 
-        async def place(self, quotes: Sequence[Quote]) -> list[Any]:
-            t0 = time.time()
-            i = len(rec.events)
-            rec.events.append(("place", t0, []))
-            orders = await super().place(quotes)
+        _inside = False  # inside requote(): its fallback calls cancel/place, recorded once by requote
+
+        def _record_places(self, i: int, t0: float, quotes: Sequence[Quote], orders: Sequence[Any]) -> None:
             dt_ms = (time.time() - t0) * 1000.0
             sent = [(o.client_id, q) for o, q in zip(orders, quotes) if o.status is not OrderStatus.REJECTED]
             rec.events[i] = ("place", t0, sent)
             if sent:
                 rec.rtt_ms.append(dt_ms / math.ceil(len(sent) / 15))  # one HTTP call per batch of 15
+
+        async def place(self, quotes: Sequence[Quote]) -> list[Any]:
+            if self._inside:
+                return await super().place(quotes)
+            t0 = time.time()
+            i = len(rec.events)
+            rec.events.append(("place", t0, []))
+            orders = await super().place(quotes)
+            self._record_places(i, t0, quotes, orders)
             return orders
 
         async def cancel(self, client_ids: Sequence[str]) -> list[str]:
-            rec.events.append(("cancel", time.time(), list(client_ids)))
+            if not self._inside:
+                rec.events.append(("cancel", time.time(), list(client_ids)))
             return await super().cancel(client_ids)
+
+        async def requote(self, cancel_ids: Sequence[str], quotes: Sequence[Quote]) -> tuple[list[str], list[Any]]:
+            """Cancels and places leave together: the paper replay cancels first, then places."""
+            t0 = time.time()
+            if cancel_ids:
+                rec.events.append(("cancel", t0, list(cancel_ids)))
+            i = len(rec.events)
+            rec.events.append(("place", t0, []))
+            self._inside = True
+            try:
+                done, orders = await super().requote(cancel_ids, quotes)
+            finally:
+                self._inside = False
+            self._record_places(i, t0, quotes, orders)
+            return done, orders
 
         async def poll(self, now: float) -> list[Fill]:
             fills = await super().poll(now)
@@ -129,7 +152,25 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
         finally:
             live_mod.LiveExchange = orig  # type: ignore[misc]
         rec.markets = list(engine._markets)
+        tot = engine.state.totals
+        rec.engine_totals = {"fills": float(tot.fills), "pnl": float(tot.pnl)}
         return rec
+
+
+async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand: Candidate,
+                    latency_ms: float) -> dict[str, float]:
+    """Closed loop: the same engine and seed trading PAPER with the candidate's models."""
+    with tempfile.TemporaryDirectory() as tmp:
+        knobs = dict(cand.knobs)
+        settings = Settings(_env_file=None, venue="sandbox", db_url=f"sqlite:///{Path(tmp) / 'fid.db'}",
+                            sandbox_seed=seed, sandbox_speed=speed, sandbox_markets=markets + 12,
+                            universe_size=markets, quote_refresh_sec=1.0, paper_fill_model=cand.model,
+                            paper_latency_ms=cand.latency_ms if cand.latency_ms is not None else latency_ms,
+                            **knobs)
+        engine = Engine(settings, Mode.PAPER)
+        await engine.run(max_seconds=seconds)
+        tot = engine.state.totals
+        return {"fills": float(tot.fills), "pnl": float(tot.pnl)}
 
 
 def fmt_row(c: Comparison, live: bool = False) -> str:
@@ -196,8 +237,8 @@ def main(args: argparse.Namespace) -> None:
         mids = Mids(rec)
         live = stats(rec, rec.live_fills, mids)
         tag = "fit, in-sample" if seed == fit_seed else "check"
-        print(f"\n## seed {seed} ({tag}): {len(rec.markets)} markets, {rec.sim_minutes:.0f} simulated min, "
-              f"speed {rec.speed:g}x")
+        print(f"\n## seed {seed} ({tag}): {len(rec.markets)} markets, {rec.sim_minutes:.1f} simulated min in "
+              f"{rec.seconds:.0f} s (speed {rec.speed:g}x asked, {rec.sim_minutes * 60 / rec.seconds:.1f}x reached)")
         print(HEADER)
         rows = []
         for cand in chosen:
@@ -211,6 +252,21 @@ def main(args: argparse.Namespace) -> None:
         print(fmt_row(rows[0], live=True))
         for r in rows:
             print(fmt_row(r))
+
+    if args.closed_loop:
+        print(f"\n## closed loop (the engine trading PAPER on the same seed; engine totals; fills/min per wall-time "
+              f"simulated minute as asked, {args.speed:g}x)")
+        print(f"{'seed':>4} {'model':<44} {'fills':>6} {'ratio':>6} {'pnl $':>8} {'diff $':>8}")
+        for seed in check:
+            rec = recs[seed]
+            lt = rec.engine_totals
+            print(f"{seed:>4} {'live-sandbox (truth)':<44} {lt.get('fills', 0):>6.0f} {'':>6} {lt.get('pnl', 0):+8.2f}")
+            rtt = sorted(rec.rtt_ms)[len(rec.rtt_ms) // 2] if rec.rtt_ms else 0.0
+            for cand in (best_cand, BASELINE):
+                pt = asyncio.run(run_paper(seed, len(rec.markets), rec.seconds, rec.speed, cand, rtt))
+                ratio = pt["fills"] / lt["fills"] if lt.get("fills") else float("nan")
+                print(f"{seed:>4} {cand.label:<44} {pt['fills']:>6.0f} {ratio:>6.2f} {pt['pnl']:+8.2f} "
+                      f"{pt['pnl'] - lt.get('pnl', 0):+8.2f}", flush=True)
 
     env = best_cand.env()
     ART.mkdir(parents=True, exist_ok=True)
@@ -230,6 +286,8 @@ if __name__ == "__main__":
     ap.add_argument("--speed", type=float, default=10.0)
     ap.add_argument("--save", action="store_true", help="keep the recordings under artifacts/fidelity")
     ap.add_argument("--load", default="", help="re-fit recordings saved by --save from this folder")
+    ap.add_argument("--closed-loop", action="store_true",
+                    help="also run the engine in PAPER with the best fitted model and the seed default on the check seeds")
     a = ap.parse_args()
     if a.quick:
         a.markets, a.sim_minutes, a.seeds, a.speed = 8, 6.0, a.seeds.split(",")[0], 10.0

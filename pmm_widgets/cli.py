@@ -4,7 +4,9 @@ Why thin: every command only builds validated `Settings` (env/.env + flags, thro
 pydantic rules as everywhere else) and calls one entry function of the module that owns the
 capability, imported lazily so `pmm --help` and `pmm db init` stay fast and work even while other
 parts are being built. Errors a user can fix are one line on stderr with a distinct exit code:
-2 bad configuration, 1 database or runtime failure, 3 capability not built yet, 130 Ctrl-C.
+0 ok, 1 database/venue/runtime failure, 2 bad configuration, 3 another engine holds the DB lease
+(`pmm run`), 4 capability not built, 130 interrupted (Ctrl-C / SIGINT). No traceback for any of
+them; `--log-level DEBUG` prints it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pmm_widgets.logsetup import SECRET_FIELDS, mask, register_settings_secrets,
 
 log = logging.getLogger("pmm_widgets.cli")
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_NOT_BUILT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_LEASE_HELD, EXIT_NOT_BUILT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+_db_url_in_use: str | None = None  # for error messages (which SQLite file, and why)
 
 # Global flags -> Settings fields. Values stay strings so pydantic validates them (one-line errors).
 GLOBAL_FLAGS: dict[str, tuple[str, str]] = {
@@ -83,10 +86,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for field, value in getattr(args, "_extra_overrides", {}).items():
         overrides[field] = value
         origin[field] = "--" + field.removeprefix("sandbox_").replace("_", "-")
+    from pmm_widgets.errors import unknown_env_warnings
+
+    for warning in unknown_env_warnings():
+        print(f"pmm: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         raise ConfigError(_name_flag(str(exc), origin)) from None
+    global _db_url_in_use
+    _db_url_in_use = settings.db_url
     register_settings_secrets(settings)
     setup_logging(settings)
     return settings
@@ -142,10 +151,16 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from pmm_widgets.config import Venue
+
     settings = settings_from_args(args)
+    sandbox = settings.venue is Venue.SANDBOX
     for name in Settings.model_fields:
         value = getattr(settings, name)
         shown = getattr(value, "value", value)
+        if sandbox and name in ("gamma_url", "clob_url", "clob_ws_url"):  # not the real hosts: the embedded venue
+            scheme = "ws" if name == "clob_ws_url" else "http"
+            shown = f"{scheme}://127.0.0.1:<free port>  (embedded sandbox, chosen at start; PMM_VENUE=sandbox)"
         print(f"PMM_{name.upper()}={'' if shown is None else shown}")
     return EXIT_OK
 
@@ -209,7 +224,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     report_main = entry("report", "pmm_widgets.analytics.report", "report_main")
-    return int(report_main(settings_from_args(args)))
+    return int(report_main(settings_from_args(args), as_json=getattr(args, "json", False)))
 
 
 def cmd_auth_derive(args: argparse.Namespace) -> int:
@@ -452,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--markets", default="50", metavar="N|IDS|all",
                      help="the N busiest markets (default 50), comma-separated condition ids, or all")
 
-    leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
+    rp = leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
+    rp.add_argument("--json", action="store_true",
+                    help='print the PnL decomposition as one JSON object {"markets": [...], "totals": {...}}')
 
     auth = group("auth", "credentials")
     d = leaf(auth, "derive", "derive L2 API credentials from PMM_PRIVATE_KEY", cmd_auth_derive)
@@ -478,15 +495,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotBuilt as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_NOT_BUILT
-    except (StoreError, MissingPackage) as exc:
+    except MissingPackage as exc:
         print(f"pmm: {mask(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except SystemExit as exc:  # argparse usage errors and --help
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    except Exception:
+    except Exception as exc:  # StoreError, venue errors, anything else: one line, traceback at DEBUG
+        from pmm_widgets.errors import describe
+
         if not logging.getLogger().handlers:
             setup_logging()
-        log.exception("pmm: unexpected error")  # masked by logsetup's filter
+        log.debug("pmm: traceback of the error below", exc_info=True)  # --log-level DEBUG shows it
+        hint = "" if isinstance(exc, StoreError) or log.isEnabledFor(logging.DEBUG) else \
+            " (--log-level DEBUG shows the traceback)"
+        print(f"pmm: {mask(describe(exc, _db_url_in_use))}{hint}", file=sys.stderr)
         return EXIT_ERROR
     return int(code or 0)
 

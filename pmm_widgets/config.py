@@ -102,6 +102,9 @@ class Params(BaseModel):
     max_inventory_shares: Decimal = Field(Decimal(500), gt=0, le=1_000_000, description="per token, absolute")
     max_inventory_usd: Decimal = Field(Decimal(250), gt=0, le=100_000, description="per market, at mid")
     max_total_inventory_usd: Decimal = Field(Decimal(5_000), gt=0, le=1_000_000)
+    max_event_usd: Decimal = Field(Decimal(1_000), gt=0, le=1_000_000, description="inventory per neg-risk event, at mid")
+    stop_before_end_min: float = Field(10.0, ge=0, le=525_600, description="stop quoting this long before end")
+    rewards_mode: Literal["off", "fit"] = Field("off", description="fit: keep quotes inside the reward band")
     max_loss_per_market_usd: Decimal = Field(Decimal(50), gt=0, le=100_000)
     max_daily_loss_usd: Decimal = Field(Decimal(500), gt=0, le=1_000_000)
     max_actions_per_min: int = Field(1_200, gt=0, le=6_000, description="orders + cancels per minute (cancel-rate cap)")
@@ -180,6 +183,7 @@ class Settings(BaseSettings):
 
     universe_size: int = Field(50, ge=1, le=500)
     universe_refresh_sec: float = Field(300.0, ge=5)
+    universe_rank: Literal["liquidity", "rewards"] = "liquidity"
     quote_refresh_sec: float = Field(3.0, gt=0, le=3_600)
     dashboard_refresh_sec: float = Field(1.0, gt=0, le=60)
     stale_sec: float = Field(30.0, gt=0)
@@ -262,6 +266,9 @@ class Settings(BaseSettings):
     max_inventory_shares: Decimal = Params.model_fields["max_inventory_shares"].default
     max_inventory_usd: Decimal = Params.model_fields["max_inventory_usd"].default
     max_total_inventory_usd: Decimal = Params.model_fields["max_total_inventory_usd"].default
+    max_event_usd: Decimal = Params.model_fields["max_event_usd"].default
+    stop_before_end_min: float = Params.model_fields["stop_before_end_min"].default
+    rewards_mode: str = Params.model_fields["rewards_mode"].default
     max_loss_per_market_usd: Decimal = Params.model_fields["max_loss_per_market_usd"].default
     max_daily_loss_usd: Decimal = Params.model_fields["max_daily_loss_usd"].default
     max_actions_per_min: int = Params.model_fields["max_actions_per_min"].default

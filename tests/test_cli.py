@@ -90,7 +90,7 @@ def test_unreachable_db_is_one_line_exit_1(capsys):
 
 def test_missing_capability_says_not_built(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pmm_widgets.analytics.report", None)
-    assert cli.main(["report"]) == 3
+    assert cli.main(["report"]) == cli.EXIT_NOT_BUILT == 4
     assert capsys.readouterr().err.strip() == "pmm report: not built yet (pmm_widgets.analytics.report)"
     with pytest.raises(cli.NotBuilt):
         cli.entry("x", "pmm_widgets.store.sink", "no_such_function")

@@ -48,10 +48,21 @@ class Recording:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     live_fills: list[tuple[float, Fill]] = field(default_factory=list)  # (local arrival time, fill)
     rtt_ms: list[float] = field(default_factory=list)  # measured order round trips
+    engine_totals: dict[str, float] = field(default_factory=dict)  # the engine's own fills / pnl at the end
+    _sim_minutes: float | None = field(default=None, repr=False)
 
     @property
     def sim_minutes(self) -> float:
-        return self.seconds * self.speed / 60.0
+        """Simulated (venue) minutes the run covered: the span of the books' venue timestamps
+        (a sandbox that cannot keep up with its speed-up falls behind; this measures what it
+        did), else wall seconds × speed."""
+        cached: float | None = getattr(self, "_sim_minutes", None)  # (recordings pickled before the field)
+        if cached is None:
+            ts = [ev[2].venue_ts_ms for ev in self.events if ev[0] == "book" and ev[2].venue_ts_ms > 0]
+            span = (max(ts) - min(ts)) / 60_000.0 if ts else 0.0
+            cached = span if span > 0 else self.seconds * self.speed / 60.0
+            self._sim_minutes = cached
+        return cached
 
 
 @dataclass(frozen=True)
@@ -78,10 +89,15 @@ class Candidate:
         return "\n".join(lines)
 
 
+FEED_MS = 1.0  # the sandbox's market feed runs over loopback in the same process
+
+
 def latency_for(rec: Recording, cand: Candidate, seed: int = 0) -> LatencyModel:
+    """The candidate's constant round trip, or the recording's measured ones; the feed delay
+    is the loopback sandbox's (~1 ms), far below an order's round trip (signing included)."""
     if cand.latency_ms is not None:
-        return ConstantLatency(cand.latency_ms)
-    return SampledLatency(rec.rtt_ms, seed) if rec.rtt_ms else ConstantLatency(0.0)
+        return ConstantLatency(cand.latency_ms, feed_ms=FEED_MS if cand.latency_ms else 0.0)
+    return SampledLatency(rec.rtt_ms, seed, feed_ms=FEED_MS) if rec.rtt_ms else ConstantLatency(0.0)
 
 
 def replay(rec: Recording, cand: Candidate, seed: int = 0) -> list[tuple[float, Fill]]:
@@ -102,7 +118,7 @@ async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[floa
         nonlocal seen
         pend = ex._pending
         for f in pend[seen:]:
-            out.append((t, f))
+            out.append((float(f.raw.get("seen_ts", t)), f))
         seen = len(pend)
 
     for ev in rec.events:
@@ -129,7 +145,7 @@ async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[floa
             await ex.cancel([ids[i] for i in ev[2] if i in ids])
         elif kind == "poll":
             got = await ex.poll(t)  # everything since the last poll: the ones seen at events are stamped
-            out.extend((t, f) for f in got[seen:])
+            out.extend((float(f.raw.get("seen_ts", t)), f) for f in got[seen:])
             seen = 0
             continue
         stamp(t)

@@ -10,7 +10,11 @@ average entry price. So:
 - unrealized = n × (m − average entry); realized = total − unrealized (closing trades against
   the average entry; a completed pair realizes its locked-in edge, since it contributes no n);
 - spread PnL = Σ d × (mid at fill − x): the edge captured against mid at each fill;
-- inventory PnL = total − spread PnL: what holding the position since then made or lost.
+- inventory PnL = trading PnL − spread PnL − settlement: what holding the position made or lost;
+- venue economics (issue 13): fees paid (a cost), maker rebates accrued, liquidity rewards
+  (estimated), and settlement: when a market resolves the shares are redeemed at 1 (winner) or 0,
+  and the difference against their last mid mark is the settlement PnL. So
+  total = spread + inventory + settlement − fees + rebates + rewards.
 
 Money is Decimal throughout (cash, prices, sizes, PnL); only display converts to float.
 """
@@ -31,6 +35,10 @@ class PnlParts:
     spread: Decimal
     inventory: Decimal
     inventory_usd: Decimal
+    fees: Decimal = ZERO
+    rebates: Decimal = ZERO
+    rewards: Decimal = ZERO
+    settlement: Decimal = ZERO
 
 
 def yes_equivalent(fill: Fill, market: Market) -> tuple[Decimal, Decimal]:
@@ -53,6 +61,26 @@ class MarketLedger:
     fills: int = 0
     volume: Decimal = ZERO  # notional traded, USD
     last_mid: Decimal | None = None
+    fees: Decimal = ZERO
+    rebates: Decimal = ZERO
+    rewards: Decimal = ZERO
+    settlement: Decimal = ZERO
+    settled: bool = False
+
+    def settle(self, winner_yes: bool, yes_mid: Decimal | None = None) -> tuple[Decimal, Decimal]:
+        """Redeem the shares at resolution: the winner pays 1, the loser 0. Returns (payout,
+        settlement PnL against the last mark, `yes_mid` when given); the ledger is flat afterwards."""
+        if yes_mid is not None and not self.settled:
+            self.last_mid = yes_mid
+        m = self.last_mid if self.last_mid is not None else (self.avg if self.net != 0 else Decimal("0.5"))
+        payout = self.yes if winner_yes else self.no
+        pnl = payout - (self.yes * m + self.no * (1 - m))
+        self.cash += payout
+        self.settlement += pnl
+        self.yes = self.no = self.net = self.avg = ZERO
+        self.last_mid = Decimal(1) if winner_yes else ZERO
+        self.settled = True
+        return payout, pnl
 
     def apply(self, fill: Fill, market: Market, yes_mid: Decimal | None) -> None:
         signed = fill.size if fill.side is Side.BUY else -fill.size
@@ -80,15 +108,17 @@ class MarketLedger:
             self.avg = x
 
     def parts(self, yes_mid: Decimal | None) -> PnlParts:
-        if yes_mid is not None:
+        if yes_mid is not None and not self.settled:
             self.last_mid = yes_mid
         m = self.last_mid
         if m is None:  # never marked: value held shares at entry, i.e. no unrealized PnL
             m = self.avg if self.net != 0 else Decimal("0.5")
-        total = self.cash + self.yes * m + self.no * (1 - m)
+        trading = self.cash + self.yes * m + self.no * (1 - m)
         unrealized = self.net * (m - self.avg)
         inv_usd = self.net * m if self.net >= 0 else -self.net * (1 - m)
-        return PnlParts(total, total - unrealized, unrealized, self.spread, total - self.spread, inv_usd)
+        total = trading - self.fees + self.rebates + self.rewards
+        return PnlParts(total, total - unrealized, unrealized, self.spread, trading - self.spread - self.settlement,
+                        inv_usd, self.fees, self.rebates, self.rewards, self.settlement)
 
 
 class PnlBook:
@@ -107,23 +137,26 @@ class PnlBook:
         self.ledger(market.condition_id).apply(fill, market, yes_mid)
 
     def totals(self, mids: dict[str, Decimal | None]) -> PnlParts:
-        acc = [ZERO] * 6
+        acc = [ZERO] * 10
         for cid, lg in self.ledgers.items():
             p = lg.parts(mids.get(cid))
-            for i, v in enumerate((p.total, p.realized, p.unrealized, p.spread, p.inventory, p.inventory_usd)):
+            for i, v in enumerate((p.total, p.realized, p.unrealized, p.spread, p.inventory, p.inventory_usd,
+                                   p.fees, p.rebates, p.rewards, p.settlement)):
                 acc[i] += v
         return PnlParts(*acc)
 
     def rows(self, ts: float, mode: str, mids: dict[str, Decimal | None]) -> list[dict]:
         """`pnl` rows: one per market traded, then one 'TOTAL'."""
         out: list[dict] = []
-        tot = dict(realized=ZERO, unrealized=ZERO, total=ZERO, spread_pnl=ZERO, inventory_pnl=ZERO,
-                   inventory_yes=ZERO, inventory_no=ZERO, inventory_usd=ZERO, cash=ZERO, fills=0, volume=ZERO)
+        tot = {"realized": ZERO, "unrealized": ZERO, "total": ZERO, "spread_pnl": ZERO, "inventory_pnl": ZERO,
+                   "inventory_yes": ZERO, "inventory_no": ZERO, "inventory_usd": ZERO, "cash": ZERO, "fills": 0, "volume": ZERO,
+                   "fees": ZERO, "rebates": ZERO, "rewards": ZERO, "settlement": ZERO}
         for cid, lg in self.ledgers.items():
             p = lg.parts(mids.get(cid))
-            row = dict(realized=p.realized, unrealized=p.unrealized, total=p.total, spread_pnl=p.spread,
-                       inventory_pnl=p.inventory, inventory_yes=lg.yes, inventory_no=lg.no,
-                       inventory_usd=p.inventory_usd, cash=lg.cash, fills=lg.fills, volume=lg.volume)
+            row = {"realized": p.realized, "unrealized": p.unrealized, "total": p.total, "spread_pnl": p.spread,
+                       "inventory_pnl": p.inventory, "inventory_yes": lg.yes, "inventory_no": lg.no,
+                       "inventory_usd": p.inventory_usd, "cash": lg.cash, "fills": lg.fills, "volume": lg.volume,
+                       "fees": p.fees, "rebates": p.rebates, "rewards": p.rewards, "settlement": p.settlement}
             for k, v in row.items():
                 tot[k] += v
             out.append({"ts": ts, "market": cid, "mode": mode, **row})

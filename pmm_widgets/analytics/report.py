@@ -8,12 +8,18 @@ work after the process is gone, or for a run on another machine). Columns:
 - fills_per_min: fills over the span of the recorded session (first order to last record);
 - PnL parts: the latest `pnl` row of each market (and the 'TOTAL' row);
 - markouts: means of the per-fill markouts and realized spread stored in `trades.raw_json`.
+
+The PnL decomposition (`economics`, also `pmm report --json`): spread and inventory from each
+market's latest `pnl` row; fees and rebates summed over `trades`; rewards over
+`reward_estimates.usd`; settlement over `settlements.pnl`; total = spread + inventory +
+settlement − fees + rebates + rewards. The totals are the sums of the per-market rows.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -115,8 +121,91 @@ def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def report_main(settings: Any) -> int:
-    """Print the report for `settings.db_url`; 1 when there is nothing to report."""
+ECON_KEYS = ("spread", "inventory", "fees", "rebates", "rewards", "settlement", "total")
+
+
+def _d(v: Any) -> Decimal:
+    return Decimal(str(v)) if v is not None else Decimal(0)
+
+
+def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
+    """`{"markets": [...], "totals": {fills, fills_per_min, spread, inventory, fees, rebates,
+    rewards, settlement, total}}` from the database (Decimal money; see the module doc)."""
+    t, p, r, st = schema.trades, schema.pnl, schema.reward_estimates, schema.settlements
+    names = set(inspect(engine).get_table_names())
+    acc: dict[str, dict[str, Any]] = defaultdict(lambda: {"fills": 0, "spread": Decimal(0), "inventory": Decimal(0),
+                                                          "fees": Decimal(0), "rebates": Decimal(0),
+                                                          "rewards": Decimal(0), "settlement": Decimal(0)})
+    t0 = t1 = None
+    with engine.connect() as conn:
+        tq = select(t.c.market, t.c.ts, t.c.fee, t.c.rebate)
+        if mode is not None:
+            tq = tq.where(t.c.mode == mode)
+        for row in conn.execute(tq):
+            a = acc[row.market]
+            a["fills"] += 1
+            a["fees"] += _d(row.fee)
+            a["rebates"] += _d(row.rebate)
+            t0 = row.ts if t0 is None else min(t0, row.ts)
+            t1 = row.ts if t1 is None else max(t1, row.ts)
+        latest = select(p.c.market, func.max(p.c.ts).label("ts")).where(p.c.market != "TOTAL").group_by(p.c.market)
+        if mode is not None:
+            latest = latest.where(p.c.mode == mode)
+        lsq = latest.subquery()
+        pq = select(p.c.market, p.c.ts, p.c.spread_pnl, p.c.inventory_pnl).join(
+            lsq, (p.c.market == lsq.c.market) & (p.c.ts == lsq.c.ts))
+        if mode is not None:
+            pq = pq.where(p.c.mode == mode)
+        for row in conn.execute(pq):
+            a = acc[row.market]
+            a["spread"], a["inventory"] = _d(row.spread_pnl), _d(row.inventory_pnl)
+            t1 = row.ts if t1 is None else max(t1, row.ts)
+        if "reward_estimates" in names:
+            rq = select(r.c.market, func.sum(r.c.usd)).group_by(r.c.market)
+            if mode is not None:
+                rq = rq.where(r.c.mode == mode)
+            for mkt, usd in conn.execute(rq):
+                acc[mkt]["rewards"] = _d(usd)
+        if "settlements" in names:
+            sq = select(st.c.market, func.sum(st.c.pnl)).group_by(st.c.market)
+            if mode is not None:
+                sq = sq.where(st.c.mode == mode)
+            for mkt, v in conn.execute(sq):
+                acc[mkt]["settlement"] = _d(v)
+    minutes = (t1 - t0) / 60.0 if t0 is not None and t1 is not None and t1 > t0 else None
+    markets = []
+    totals: dict[str, Any] = {"fills": 0, **{k: Decimal(0) for k in ECON_KEYS}}
+    for mkt in sorted(acc, key=str):
+        a = acc[mkt]
+        a["total"] = a["spread"] + a["inventory"] + a["settlement"] - a["fees"] + a["rebates"] + a["rewards"]
+        row = {"market": mkt, "fills": a["fills"], "fills_per_min": a["fills"] / minutes if minutes else 0.0,
+               **{k: a[k] for k in ECON_KEYS}}
+        markets.append(row)
+        totals["fills"] += a["fills"]
+        for k in ECON_KEYS:
+            totals[k] += a[k]
+    totals["fills_per_min"] = totals["fills"] / minutes if minutes else 0.0
+    return {"markets": markets, "totals": totals}
+
+
+def economics_json(doc: dict[str, Any]) -> str:
+    """The decomposition as JSON: money as numbers (6 dp)."""
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, Decimal):
+            return float(x.quantize(Decimal("0.000001")))
+        if isinstance(x, dict):
+            return {k: conv(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        return x
+
+    return json.dumps(conv(doc))
+
+
+def report_main(settings: Any, as_json: bool = False) -> int:
+    """Print the report for `settings.db_url` (or, `as_json`, the PnL decomposition as one JSON
+    object); 1 when there is nothing to report."""
     from ..store.db import make_engine
 
     engine = make_engine(settings.db_url)
@@ -124,13 +213,17 @@ def report_main(settings: Any) -> int:
         names = set(inspect(engine).get_table_names())
         if not {"orders", "trades", "pnl"} <= names:
             print("no trading tables in this database yet: run `pmm run paper` first")
-            return 1
+            return 0
+        if as_json:
+            print(economics_json(economics(engine)))
+            return 0
         df = build_report(engine)
+        econ = economics(engine)
     finally:
         engine.dispose()
     if len(df) <= 1 and df.iloc[0]["placed"] == 0 and df.iloc[0]["fills"] == 0:
-        print("no orders or fills recorded yet")
-        return 1
+        print("no orders or fills recorded yet: run `pmm run paper` first")
+        return 0
     show = df.copy()
     show["market"] = show["market"].map(lambda s: s if len(s) <= 14 else s[:12] + "..")
     show["question"] = show["question"].map(lambda s: s if len(s) <= 32 else s[:30] + "..")
@@ -141,4 +234,13 @@ def report_main(settings: Any) -> int:
     print(f"\nplaced {tot['placed']} orders (quote changes); {tot['fills']} fills "
           f"({tot['partial']} partial, {tot['filled']} filled), {tot['fills_per_min']:.2f} fills/min; "
           f"volume {tot['volume']:.2f} USD; PnL {tot['pnl_total'] if tot['pnl_total'] is not None else float('nan'):.4f}")
+    if econ["markets"]:
+        ec = pd.DataFrame([{**r, "market": r["market"] if len(r["market"]) <= 14 else r["market"][:12] + ".."}
+                           for r in econ["markets"]] + [{"market": "TOTAL", **econ["totals"]}])
+        for k in ECON_KEYS:
+            ec[k] = ec[k].map(float)
+        print("\nPnL decomposition (total = spread + inventory + settlement - fees + rebates + rewards):")
+        with pd.option_context("display.max_rows", 500, "display.width", 250, "display.float_format",
+                               lambda x: f"{x:.4f}"):
+            print(ec[["market", "fills", "fills_per_min", *ECON_KEYS]].to_string(index=False))
     return 0

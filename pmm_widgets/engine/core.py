@@ -584,7 +584,7 @@ class Engine:
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
-        self._markets = await load_universe(gamma, s.universe_size)
+        self._markets = await load_universe(gamma, s.universe_size, s.universe_rank)
         self._record_universe(self._markets)
         if self._recorder is not None:
             self._recorder.universe(time.time(), self._markets)
@@ -620,6 +620,9 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        # the venue samples reward scores once per (its) minute: a sped-up sandbox's minute is shorter
+        speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
+        self._cycle.econ.sample_sec = 60.0 / speed
         self._cycle.default_strategy = self._default_strategy
         saved = await asyncio.to_thread(repo.load_overrides, self._db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
@@ -653,7 +656,9 @@ class Engine:
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
 
-        fresh = await self._load_universe(self._gamma, self.settings.universe_size)
+        rank = self.settings.universe_rank
+        fresh = await (self._load_universe(self._gamma, self.settings.universe_size) if rank == "liquidity"
+                       else self._load_universe(self._gamma, self.settings.universe_size, rank))
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
@@ -722,8 +727,28 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
                 await self._cycle_failed(f"{type(exc).__name__}: {exc}")
             delay = self.settings.quote_refresh_sec - (loop.time() - t0)
+            # wake at the venue's reward-sampling minute, so the estimate sees the book it samples
+            sample_sec = self._cycle.econ.sample_sec
+            to_boundary = sample_sec - time.time() % sample_sec + 0.05
+            if to_boundary < delay:
+                delay = to_boundary
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    async def _apply_resolutions(self) -> None:
+        """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
+        pop = getattr(self._md, "pop_resolutions", None)
+        if pop is None:
+            return
+        for ev in pop():
+            cid = ev["market"]
+            if await self._cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
+                                                self._exchange, "market_resolved"):
+                self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
+            before = len(self._markets)
+            self._markets = [m for m in self._markets if m.condition_id != cid]
+            if len(self._markets) != before:
+                await self._md.set_markets(self._markets)
 
     def _venue_failures(self) -> int:
         fn = getattr(self._exchange, "venue_failures", None)
@@ -734,6 +759,7 @@ class Engine:
         assert self._trade_lock is not None
         before = self._venue_failures()
         async with self._trade_lock:
+            await self._apply_resolutions()
             now, hold = time.time(), self._hold_reason()
             if self._recorder is not None:
                 self._record_params(now)  # also catches `engine.params.alpha = 2` (a direct assignment)

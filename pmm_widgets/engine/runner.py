@@ -53,8 +53,9 @@ def confirm_live(settings: Settings, mode: Mode, yes: bool, out: TextIO = sys.st
 async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    got: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda s=sig: (got.append(s), stop.set()))
     printed = {"tick": 0}
 
     def on_state(s: EngineState) -> None:  # one line per quote cycle
@@ -81,22 +82,27 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
         await engine.stop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
+    interrupted = 130 if signal.SIGINT in got else 0  # Ctrl-C: 130 after the clean stop, like any CLI
     if task.cancelled():
-        return 0
+        return interrupted
     exc = task.exception()
     if exc is not None:
-        print(f"engine crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        from ..errors import describe
+
+        print(f"engine crashed: {describe(exc, engine.settings.db_url)}", file=sys.stderr, flush=True)
         return 1
     if engine.state.halted:  # stopped by a safety halt (lease lost, DB gone): not a clean exit
         print(f"engine stopped (orders cancelled) after a safety halt: {engine.state.halted}", file=sys.stderr,
               flush=True)
         return 1
-    return 0
+    return interrupted
 
 
 def run_main(settings: Settings, mode: Mode, yes: bool = False, max_seconds: float | None = None,
-             out: TextIO = sys.stdout) -> int:
-    """Entry of `pmm run …` and `python -m pmm_widgets.engine`. Exit 0 after a clean stop."""
+             out: TextIO | None = None) -> int:
+    """Entry of `pmm run …` and `python -m pmm_widgets.engine`. Exit 0 after a clean stop, 130
+    after Ctrl-C (also a clean stop), 3 when another engine holds the DB lease."""
+    out = sys.stdout if out is None else out  # the stream of now, not of import time
     try:
         mode = Mode(mode)
         settings.params()

@@ -123,7 +123,8 @@ def our_fills(ev: dict[str, Any], api_key: str, addresses: set[str], our_order_i
     if str(ev.get("trader_side") or "").upper() == "TAKER" or (taker_id and our_order_ids(taker_id)):
         if taker_id and (str(ev.get("owner") or "") == api_key or our_order_ids(taker_id)):
             out.append({"order_id": taker_id, "token_id": top_asset, "side": top_side,
-                        "price": ev.get("price"), "size": ev.get("size")})
+                        "price": ev.get("price"), "size": ev.get("size"), "liquidity": "TAKER",
+                        "fee_rate_bps": ev.get("fee_rate_bps")})
             return out
     for mo in ev.get("maker_orders") or []:
         if not isinstance(mo, dict):
@@ -138,7 +139,8 @@ def our_fills(ev: dict[str, Any], api_key: str, addresses: set[str], our_order_i
             same = asset == top_asset
             side = ("SELL" if top_side == "BUY" else "BUY") if same else top_side
         out.append({"order_id": str(mo.get("order_id") or ""), "token_id": asset, "side": side,
-                    "price": mo.get("price"), "size": mo.get("matched_amount")})
+                    "price": mo.get("price"), "size": mo.get("matched_amount"), "liquidity": "MAKER",
+                    "fee_rate_bps": mo.get("fee_rate_bps")})
     return out
 
 
@@ -469,6 +471,12 @@ class LiveExchange:
                 self._close_gone(o, "cancel-all")
         return len(r.canceled)
 
+    async def orders_scoring(self, order_ids: list[str]) -> dict[str, bool] | None:
+        """The venue's reward eligibility of our orders (None in dry-run: nothing rests there)."""
+        if self.mode is Mode.DRY_RUN:
+            return None
+        return await self._broker.orders_scoring(order_ids)
+
     async def count_venue_open_orders(self) -> int:
         if self.mode is Mode.DRY_RUN:
             return len(self._open)
@@ -612,7 +620,8 @@ class LiveExchange:
                 self._record_order(o)
         done = o is not None and o.remaining <= 0
         mid = self._mids.get(f["token_id"])
-        raw = {"source": source, "statuses": [status], "trader_side": ev.get("trader_side"),
+        raw = {"source": source, "statuses": [status], "trader_side": f.get("liquidity") or ev.get("trader_side"),
+               "fee_rate_bps": f.get("fee_rate_bps"),
                "taker_order_id": ev.get("taker_order_id"), "transaction_hash": ev.get("transaction_hash") or None,
                "book_mid": None if mid is None else str(mid)}
         fill = Fill(key, client_id, market, str(f["token_id"]), side, price, size,
@@ -731,8 +740,10 @@ class LiveExchange:
                 self._by_venue[vid] = o
                 self._record_order(o)
                 adopted += 1
+            gone: set[str] = set()  # orphans the venue could not cancel: filled or gone meanwhile
             if orphans:
                 r = await self._broker.cancel(orphans)
+                gone = set(r.not_canceled)
                 for vid in r.canceled:
                     o = self._order_for(vid)
                     if o is not None:
@@ -748,7 +759,7 @@ class LiveExchange:
             # rows an earlier run left open (it died without cancelling) whose order the venue no
             # longer holds: close them too, or the DB would show orders open forever
             for vid, row in self._history.items():
-                if vid in seen or not OrderStatus(row.get("status") or "LIVE").is_open:
+                if (vid in seen and vid not in gone) or not OrderStatus(row.get("status") or "LIVE").is_open:
                     continue
                 o = self._order_for(vid)
                 if o is not None and o.status.is_open and o.client_id not in self._open:

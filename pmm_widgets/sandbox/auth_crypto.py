@@ -13,6 +13,7 @@ Credentials are deterministic per (address, nonce) under a fixed sandbox secret,
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import uuid
@@ -146,6 +147,37 @@ def order_typed_data(order: Mapping[str, Any], chain_id: int, neg_risk: bool) ->
 def order_hash(typed: dict) -> str:
     """The order id the CLOB answers with: the EIP-712 digest of the order, 0x-hex."""
     return "0x" + _hash_eip191_message(encode_typed_data(full_message=typed)).hex()
+
+
+@functools.lru_cache(maxsize=16)
+def _domain_hash(name: str, version: str, chain_id: int, contract: str) -> bytes:
+    from eth_account._utils.encode_typed_data.encoding_and_hashing import hash_domain
+
+    return bytes(hash_domain({"name": name, "version": version, "chainId": chain_id, "verifyingContract": contract}))
+
+
+def order_id_and_signer(typed: dict, signature: str) -> tuple[str, str | None]:
+    """(order hash, the EOA that signed it or None when no signer can be recovered), from ONE
+    generic EIP-712 encoding; the public key is recovered with libsecp256k1 (coincurve) from
+    the 65-byte r||s||v signature: about half the cost of `order_hash` + `recover_order_signer`,
+    which matters when a requote posts 100 orders at once."""
+    from eth_account._utils.encode_typed_data.encoding_and_hashing import hash_struct
+    from eth_utils import keccak
+
+    d = typed["domain"]
+    domain = _domain_hash(d["name"], d["version"], int(d["chainId"]), d["verifyingContract"])
+    digest = keccak(b"\x19\x01" + domain + hash_struct("Order", {"Order": _ORDER_TYPES}, typed["message"]))
+    oid = "0x" + digest.hex()
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+        if len(raw) != 65 or raw[64] not in (27, 28):
+            return oid, None
+        import coincurve
+
+        pub = coincurve.PublicKey.from_signature_and_message(raw[:64] + bytes((raw[64] - 27,)), digest, hasher=None)
+    except (ValueError, TypeError):
+        return oid, None
+    return oid, to_checksum_address(keccak(pub.format(compressed=False)[1:])[-20:])
 
 
 def recover_order_signer(typed: dict, signature: str) -> str:

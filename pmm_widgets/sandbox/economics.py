@@ -103,7 +103,7 @@ class VenueEconomics:
         self.settlements: list[Settlement] = []
         self.events: dict[str, list[SimMarket]] = {}  # neg-risk event id -> its markets
         self.event_winner: dict[str, str] = {}  # event id -> condition id of its one winner
-        self.next_sample = sim.now() + SAMPLE_SEC
+        self.next_sample = (sim.now() // SAMPLE_SEC + 1) * SAMPLE_SEC  # on UTC minute boundaries
         self.day = int(sim.now() // 86400)
         self.minutes_sampled = 0
         self.payouts = 0

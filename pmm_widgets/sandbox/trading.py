@@ -41,10 +41,9 @@ from .auth_crypto import (
     SandboxCreds,
     derive_creds,
     hmac_signature,
-    order_hash,
+    order_id_and_signer,
     order_typed_data,
     recover_clob_auth,
-    recover_order_signer,
 )
 from .simulator import SimOrder, SimReject, SimTrade
 
@@ -313,16 +312,12 @@ class TradingVenue:
         m, _ = tok
         try:
             typed = order_typed_data(o, self.chain_id, m.neg_risk)
-            oid = order_hash(typed)
+            oid, signer = order_id_and_signer(typed, str(o.get("signature", "")))
         except (KeyError, ValueError, TypeError):
             return "Invalid order payload"
         if str(o["signer"]).lower() != c.address.lower():
             return "the order signer address has to be the address of the API KEY"
-        try:
-            signer = recover_order_signer(typed, str(o.get("signature", "")))
-        except ValueError:
-            return "invalid signature"
-        if signer.lower() != str(o["signer"]).lower():
+        if signer is None or signer.lower() != str(o["signer"]).lower():
             return "invalid signature"
         try:
             maker_amt, taker_amt = Decimal(int(o["makerAmount"])), Decimal(int(o["takerAmount"]))

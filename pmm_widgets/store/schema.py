@@ -126,6 +126,9 @@ trades = Table(
     Column("status", String(24)),
     Column("ts", Float, nullable=False),
     Column("raw_json", JSON),  # venue payload, status history, markouts, realized spread
+    Column("fee", MONEY),  # pUSD the venue charged this fill (takers; 0 for our maker fills)
+    Column("rebate", MONEY),  # maker rebate accrued by this fill (rebateRate × fee-equivalent)
+    Column("liquidity", String(6)),  # MAKER or TAKER
     Column("run_id", String(40)),
     UniqueConstraint("trade_id", name="uq_trades_trade_id"),
     Index("ix_trades_market_ts", "market", "ts"),
@@ -150,8 +153,52 @@ pnl = Table(
     Column("cash", MONEY),
     Column("fills", Integer),
     Column("volume", MONEY),
+    Column("fees", MONEY),  # paid (a cost: total subtracts it)
+    Column("rebates", MONEY),  # maker rebates accrued
+    Column("rewards", MONEY),  # liquidity rewards: estimated (paid where the venue says)
+    Column("settlement", MONEY),  # resolution payout minus the last mark of the shares redeemed
     Column("run_id", String(40)),
     Index("ix_pnl_market_ts", "market", "ts"),
+)
+
+reward_estimates = Table(
+    "reward_estimates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("market", String(80), nullable=False),
+    Column("mode", String(10)),
+    Column("mid", PRICE),  # size-cutoff-adjusted YES mid
+    Column("q_one", MONEY),
+    Column("q_two", MONEY),
+    Column("q_min", MONEY),
+    Column("q_min_total", MONEY),  # every maker's Q_min (ours + the competition seen in the book)
+    Column("share", Numeric(18, 12)),
+    Column("usd", MONEY),  # this minute's estimated reward
+    Column("usd_per_hour", MONEY),
+    Column("daily_rate", MONEY),
+    Column("orders", Integer),  # our resting orders in the market
+    Column("scoring", Integer),  # of which we expect to score
+    Column("venue_scoring", Integer),  # of which the venue says score (live /orders-scoring; NULL otherwise)
+    Column("disagreements", Integer),  # orders where our view and the venue's differ
+    Index("ix_reward_estimates_market_ts", "market", "ts"),
+)
+
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("market", String(80), nullable=False),
+    Column("mode", String(10)),
+    Column("winner_token", String(100)),
+    Column("winning_outcome", String(8)),
+    Column("yes_shares", SIZE),
+    Column("no_shares", SIZE),
+    Column("payout", MONEY),  # pUSD the redeemed shares paid
+    Column("pnl", MONEY),  # payout minus the last mark of those shares
+    Column("source", String(20)),  # market_resolved, closed, venue, end_date
+    UniqueConstraint("market", "mode", name="uq_settlements_market_mode"),
 )
 
 market_calibration = Table(

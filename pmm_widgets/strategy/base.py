@@ -80,7 +80,7 @@ class MarketContext:
     vol_horizon_sec: float = 30.0
     markout_short: float | None = None  # EWMA of our fills' short-horizon markouts, price units (< 0: picked off)
     markout_count: int = 0
-    fills_per_min: float = 0.0
+    fills_per_min: float = 0.0  # this market's fills/min at the calibrator's last update (both tokens)
     time_to_end_sec: float | None = None  # None when the market has no end date
 
     @property

@@ -26,7 +26,8 @@ from typing import Any
 from ..analytics.markouts import HORIZONS, MarkoutTracker
 from ..analytics.pnl import PnlBook, PnlParts
 from ..config import STRATEGY_PARAM_FIELDS, Params
-from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote
+from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote, Side
+from ..economics.tracker import EconomicsTracker
 from ..execution.exchange import Exchange
 from ..store.sink import Sink
 from .base import Decision, MarketContext, Regime, Strategy
@@ -90,6 +91,11 @@ class MarketState:
     pnl_unrealized: Decimal = ZERO
     pnl_spread: Decimal = ZERO
     pnl_inventory: Decimal = ZERO
+    pnl_fees: Decimal = ZERO
+    pnl_rebates: Decimal = ZERO
+    pnl_rewards: Decimal = ZERO
+    pnl_settlement: Decimal = ZERO
+    rewards_per_hour: Decimal | None = None  # estimated liquidity reward, USD/h (None: no program)
     fills: int = 0
     fills_per_min: float = 0.0
     placed: int = 0
@@ -114,6 +120,11 @@ class Totals:
     spread_pnl: Decimal = ZERO
     inventory_pnl: Decimal = ZERO
     inventory_usd: Decimal = ZERO
+    fees: Decimal = ZERO
+    rebates: Decimal = ZERO
+    rewards: Decimal = ZERO
+    settlement: Decimal = ZERO
+    rewards_per_hour: Decimal = ZERO
     fills: int = 0
     fills_per_min: float = 0.0
     placed: int = 0
@@ -205,6 +216,8 @@ class QuoteCycle:
         self._touch: dict[str, tuple[Decimal, int, int]] = {}
         self._tox: dict[str, tuple[float, int]] = {}  # short-horizon markout EWMA (price units), count
         self._end: dict[str, tuple[str | None, float | None]] = {}
+        self.econ = EconomicsTracker(sink, mode.value)
+        self._resolved: dict[str, str] = {}  # market -> winning token (no more quoting there)
 
     # -- helpers -------------------------------------------------------------------------------
     def _set_universe(self, markets: list[Market], exchange: Exchange) -> None:
@@ -264,7 +277,10 @@ class QuoteCycle:
             return ov.strategy
         if self.default_strategy is not None:
             return self.default_strategy
-        return self._builtin.get(self.params.strategy)
+        name = self.params.strategy
+        if self.params.rewards_mode == "fit" and name == "spread":
+            name = "rewards"  # PMM_REWARDS_MODE=fit: the seed's quotes pulled into the reward band
+        return self._builtin.get(name)
 
     def _market_params(self, market: str) -> Params:
         ov = self.overrides.get(market)
@@ -293,13 +309,14 @@ class QuoteCycle:
         strat = self._active[cid]
         tick, b, a = self._touch[cid]
         tox, ntox = self._tox.get(cid, (0.0, 0))
+        cs = self.calibrator.states.get(cid)  # fills/min as of its last update (no window scan per cycle)
         ctx = MarketContext(
             market=m, yes=yv, no=nv, tick=tick, bid_ticks=b, ask_ticks=a, inventory=inv,
             params=self._market_params(cid), now=now, open_orders=orders,
             calib_mult=self.calibrator.mult(cid),
             vol={t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids},
             vol_horizon_sec=self.vol_horizon_sec, markout_short=tox if ntox else None, markout_count=ntox,
-            fills_per_min=self.calibrator.fills_per_min(cid, now), time_to_end_sec=self._time_to_end(m, now),
+            fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=self._time_to_end(m, now),
         )
         try:
             d = strat.decide(ctx, self._sstate.get(cid))
@@ -353,6 +370,9 @@ class QuoteCycle:
         rep = CycleReport()
         self.risk.begin_cycle()
         self._set_universe(markets, exchange)
+        self.econ.set_markets(markets, now)
+        if self._resolved:
+            markets = [m for m in markets if m.condition_id not in self._resolved]
 
         views: dict[str, tuple[BookView | None, BookView | None]] = {}
         for m in markets:
@@ -387,6 +407,12 @@ class QuoteCycle:
             tmid = _fill_time_mid(f) or self.token_mid(f.token_id)
             ymid = None if tmid is None else (tmid if f.token_id == m.yes_token_id else 1 - tmid)
             self.pnl.apply(f, m, ymid)
+            ec = self.econ.on_fill(f, m)
+            lg = self.pnl.ledger(m.condition_id)
+            lg.fees += ec.fee
+            lg.rebates += ec.rebate
+            if self._resolved.get(m.condition_id):  # a fill of before the resolution, reported late
+                self._settle(now, m, self._resolved[m.condition_id], "late_fill")
             rs = self.markouts.on_fill(f, tmid)
             self.calibrator.on_fill(m.condition_id, f.ts, rs)
         short_h = min(self.markouts.horizons) if self.markouts.horizons else None
@@ -398,6 +424,8 @@ class QuoteCycle:
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         for m in markets:
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
+        if self.econ.sample_due(now):  # before requoting: the orders that rested at the venue's sample
+            await self._sample_rewards(now, markets, views, exchange)
 
         parts = {cid: lg.parts(self._mids.get(cid)) for cid, lg in self.pnl.ledgers.items()}
         total_pnl = sum((pp.total for pp in parts.values()), ZERO)
@@ -424,6 +452,9 @@ class QuoteCycle:
             yv, nv = views[cid]
             status = "risk: killed" if self._killed else "halted" if hold else (
                 is_quotable(m, yv, nv, p) or self.risk.market_block(now, cid))
+            tte = self._time_to_end(m, now)
+            if status is None and tte is not None and tte <= p.stop_before_end_min * 60:
+                status = "ending: stopped quoting"
             mid = self._mids.get(cid)
             if status is None and mid is None:
                 status = "stale"
@@ -433,6 +464,7 @@ class QuoteCycle:
                 orders = () if prev is not strat else tuple(by_market.get(cid, ()))
                 raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep)
                 quotes = self.risk.filter_quotes(now, m, raw, inv, mid, total_exposure)
+                quotes = self._event_limit(m, quotes, parts)
                 dropped = self.risk.dropped.get(cid)
                 status = f"quoting (risk: {dropped})" if quotes and dropped else \
                     "quoting" if quotes or not raw else f"risk: {dropped}"
@@ -479,6 +511,88 @@ class QuoteCycle:
         self._refresh_state(now, exchange, rep)
         return rep
 
+    # -- venue economics -----------------------------------------------------------------------
+    def _event_limit(self, m: Market, quotes: list[Quote], parts: dict[str, PnlParts]) -> list[Quote]:
+        """PMM_MAX_EVENT_USD: at the limit of a neg-risk event's inventory (all its markets, at
+        mid), keep only quotes that shrink this market's YES-equivalent position."""
+        eid = self.econ.terms_of(m.condition_id).event_id
+        if eid is None or not quotes:
+            return quotes
+        exposure = sum((pp.inventory_usd for cid, pp in parts.items()
+                        if self.econ.terms_of(cid).event_id == eid), ZERO)
+        if exposure < self.params.max_event_usd:
+            return quotes
+        lg = self.pnl.ledgers.get(m.condition_id)
+        net = lg.net if lg is not None else ZERO
+
+        def grows(q: Quote) -> bool:
+            up = (q.side is Side.BUY) == (q.token_id == m.yes_token_id)  # adds YES-equivalent shares
+            return net == 0 or (net > 0) == up
+
+        kept = [q for q in quotes if not grows(q)]
+        if len(kept) < len(quotes):
+            self.risk.dropped[m.condition_id] = f"event {eid} inventory {exposure:.2f} USD at limit {self.params.max_event_usd}"
+        return kept
+
+    async def _sample_rewards(self, now: float, markets: list[Market],
+                              views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange) -> None:
+        """The per-minute reward estimate; live also asks the venue which orders score."""
+        samples = self.econ.sample(now, markets, {cid: v[0] for cid, v in views.items()}, exchange.open_orders(),
+                                   ours_in_book=self.mode is Mode.LIVE)
+        venue: dict[str, bool] | None = None
+        ask = getattr(exchange, "orders_scoring", None)
+        ids = [i for s in samples for i in s.ids]
+        if self.mode is Mode.LIVE and callable(ask) and ids:
+            try:
+                venue = await ask(ids)
+            except Exception as exc:  # noqa: BLE001 (an estimate; the venue's answer is optional)
+                self.econ.bad_data(now, None, f"/orders-scoring failed: {type(exc).__name__}: {exc}")
+        self.econ.record_samples(now, samples, venue)
+        for s in samples:
+            self.pnl.ledger(s.market).rewards += s.usd
+
+    async def resolve_market(self, now: float, market: str, winner_token: str | None, exchange: Exchange,
+                             source: str) -> bool:
+        """A market resolved (or closed): cancel its orders, redeem its inventory at 1 / 0, record
+        the settlement, and never quote it again. Unknown markets and unknown winners are counted
+        as bad venue data and change nothing (never a wrong payment). Returns True when settled."""
+        m = self._known.get(market)
+        if m is None:
+            self.econ.bad_data(now, market, f"resolution ({source}) for a market we do not know")
+            return False
+        if market in self._resolved:
+            return False
+        n = await exchange.cancel_market(market)
+        if winner_token not in m.token_ids:
+            self.econ.bad_data(now, market, f"resolution ({source}) with unknown winner {winner_token!r}: "
+                                            "quoting stopped, inventory left unsettled")
+            self._resolved[market] = ""
+            self._status[market] = "closed: winner unknown"
+            return False
+        assert winner_token is not None
+        self._resolved[market] = winner_token
+        self._status[market] = "resolved"
+        yes, no, payout, pnl = self._settle(now, m, winner_token, source)
+        rep = CycleReport()
+        self._event(now, market, "resolution",
+                    f"resolved {('YES' if winner_token == m.yes_token_id else 'NO')}: {n} orders cancelled, "
+                    f"{yes} YES + {no} NO redeemed for {payout} (settlement PnL {pnl:.4f})",
+                    {"winner_token": winner_token, "cancelled": n, "yes": str(yes), "no": str(no),
+                     "payout": str(payout), "pnl": str(pnl), "source": source}, rep)
+        return True
+
+    def _settle(self, now: float, m: Market, winner_token: str, source: str) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """Redeem what the ledger holds of a resolved market; the `settlements` row is cumulative."""
+        lg = self.pnl.ledger(m.condition_id)
+        yes, no = lg.yes, lg.no
+        payout, pnl = lg.settle(winner_token == m.yes_token_id, self._mids.get(m.condition_id))
+        self.econ.record_settlement(now, m, winner_token, yes, no, payout, pnl, source)
+        return yes, no, payout, pnl
+
+    @property
+    def resolved(self) -> dict[str, str]:
+        return dict(self._resolved)
+
     async def cancel_market_quotes(self, exchange: Exchange, market: str) -> int:
         """Pull one market's orders (it left the universe, or a face asked); returns how many."""
         return await exchange.cancel_market(market)
@@ -506,6 +620,8 @@ class QuoteCycle:
         tot = self.pnl.totals(self._mids)
         t.pnl_total, t.realized, t.unrealized = tot.total, tot.realized, tot.unrealized
         t.spread_pnl, t.inventory_pnl, t.inventory_usd = tot.spread, tot.inventory, tot.inventory_usd
+        t.fees, t.rebates, t.rewards, t.settlement = tot.fees, tot.rebates, tot.rewards, tot.settlement
+        t.rewards_per_hour = sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO)
         t.fills = sum(lg.fills for lg in self.pnl.ledgers.values())
         t.fills_per_min = sum(self.calibrator.fills_per_min(m.condition_id, now) for m in self._markets)
 
@@ -535,6 +651,11 @@ class QuoteCycle:
                 pnl_unrealized=pp.unrealized if pp else ZERO,
                 pnl_spread=pp.spread if pp else ZERO,
                 pnl_inventory=pp.inventory if pp else ZERO,
+                pnl_fees=pp.fees if pp else ZERO,
+                pnl_rebates=pp.rebates if pp else ZERO,
+                pnl_rewards=pp.rewards if pp else ZERO,
+                pnl_settlement=pp.settlement if pp else ZERO,
+                rewards_per_hour=self.econ.usd_per_hour(cid),
                 fills=lg.fills if lg else 0,
                 fills_per_min=self.calibrator.fills_per_min(cid, self._now) if st else 0.0,
                 placed=self._placed.get(cid, 0),

@@ -40,6 +40,8 @@ def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) ->
         quotes = list(quotes)
         return [], ("halted" if quotes else None)
     kept: list[Quote] = []
+    top_bid: Decimal | None = None
+    low_ask: Decimal | None = None
     for q in quotes:
         why = _malformed(m, q, inv.yes, inv.no, tick, min_size)
         if why is None:
@@ -49,17 +51,19 @@ def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) ->
                 why = f"bid {yp} would cross the ask {tick * ctx.ask_ticks}"
             elif kind == "ask" and t <= ctx.bid_ticks:
                 why = f"ask {yp} would cross the bid {tick * ctx.bid_ticks}"
-        if why is None and regime is Regime.REDUCE_ONLY and \
-                not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
-            why = "reduce-only: the quote would not reduce the position"
+            elif regime is Regime.REDUCE_ONLY and \
+                    not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
+                why = "reduce-only: the quote would not reduce the position"
+            elif kind == "bid":
+                top_bid = yp if top_bid is None else max(top_bid, yp)
+            else:
+                low_ask = yp if low_ask is None else min(low_ask, yp)
         if why is None:
             kept.append(q)
         elif reason is None:
             reason = why
-    bids = [yes_space_price(m, q)[1] for q in kept if yes_space_price(m, q)[0] == "bid"]
-    asks = [yes_space_price(m, q)[1] for q in kept if yes_space_price(m, q)[0] == "ask"]
-    if bids and asks and max(bids) >= min(asks):
-        return [], f"own bid {max(bids)} >= own ask {min(asks)}"
+    if top_bid is not None and low_ask is not None and top_bid >= low_ask:
+        return [], f"own bid {top_bid} >= own ask {low_ask}"
     return kept, reason
 
 

@@ -607,8 +607,13 @@ class ControlPanel:
             return
         exc = task.exception()
         if exc is not None:
-            self.log.append_stderr(f"{task.get_name()} failed: {type(exc).__name__}: {exc}\n")
-            self._msg(f"{task.get_name()} failed: {exc}", error=True, ttl=3600.0)
+            from ..errors import describe
+
+            what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()
+            line = describe(exc, self.settings.db_url)
+            self.log.append_stderr(f"{what}: {type(exc).__name__}: {exc}\n")
+            self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
+                      ttl=3600.0)
 
     def _on_event(self, ev: Any) -> None:
         if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached", "command", "params"):

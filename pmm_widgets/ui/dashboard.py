@@ -160,6 +160,11 @@ def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
     demo = demo_mode(settings)
     engine = Engine(settings, Mode.PAPER, auto_takeover=demo, persist_params=True)
     panel = ControlPanel(engine, autostart=demo, history=lambda: load_history(settings.db_url))
+    from ..errors import unknown_env_warnings
+
+    for warning in unknown_env_warnings(env_file=project_root() / ".env"):
+        panel.log.append_stderr(f"warning: {warning}\n")
+        panel._msg(f"warning: {warning}", error=True, ttl=120.0)
     try:
         install_kernel_stop_hook(panel.close, timeout=max(8.0, settings.quote_refresh_sec * 2 + 5.0))
     except RuntimeError:  # no running loop (plain Python): nothing to hook

@@ -578,6 +578,14 @@ class Broker:
         p = TradeParams(after=after, market=market)
         return list(await self._call("trades", lambda: self._client.get_trades(p)))
 
+    async def orders_scoring(self, order_ids: Sequence[str]) -> dict[str, bool]:
+        """POST /orders-scoring: which of these orders earn liquidity rewards now."""
+        from py_clob_client_v2.clob_types import OrdersScoringParams
+
+        p = OrdersScoringParams(orderIds=list(order_ids))
+        resp = await self._run("orders_scoring", lambda: self._client.are_orders_scoring(p))
+        return {str(k): bool(v) for k, v in resp.items()} if isinstance(resp, dict) else {}
+
     async def get_order(self, order_id: str) -> dict:
         return await self._call("get_order", lambda: self._client.get_order(order_id))
 

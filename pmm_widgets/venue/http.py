@@ -24,6 +24,8 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
 
+from .. import safejson
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -34,13 +36,15 @@ DEFAULT_DEADLINE_SEC = 30.0  # default total deadline of one call (PMM_HTTP_DEAD
 class VenueHTTPError(Exception):
     """An HTTP request that failed for good. `status` is None for a transport failure."""
 
-    def __init__(self, method: str, path: str, status: int | None, message: str, attempts: int = 1):
+    def __init__(self, method: str, path: str, status: int | None, message: str, attempts: int = 1,
+                 base_url: str = ""):
         self.method = method
         self.path = path
         self.status = status
         self.message = message
         self.attempts = attempts
-        where = f"{method} {path}"
+        self.base_url = base_url  # names the host that failed (issue 11: venue errors name the host)
+        where = f"{method} {base_url}{path}"
         what = f"HTTP {status}" if status is not None else "transport error"
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         super().__init__(f"{where}: {what}: {message}{tries}")
@@ -79,8 +83,8 @@ def parse_retry_after(value: str | None, now: float | None = None,
 def error_text(resp: httpx.Response) -> str:
     """The venue's `{"error": ...}` message, else the start of the body, on one line."""
     try:
-        body = resp.json()
-    except ValueError:
+        body = safejson.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
         body = None
     if isinstance(body, dict):
         for k in ("error", "errorMsg", "error_msg", "message"):
@@ -154,7 +158,7 @@ class JsonHttp:
                     exc = httpx.TimeoutException(f"no complete response within {min(self.timeout, max(left, 0)):.3g}s")
                 if attempt >= max_attempts or loop.time() >= end:
                     raise VenueHTTPError(method, path, None, f"{type(exc).__name__}: {exc}" if str(exc)
-                                         else type(exc).__name__, attempt) from None
+                                         else type(exc).__name__, attempt, self.base_url) from None
                 last_msg = type(exc).__name__
                 log.info("%s %s: %s, retrying", method, path, type(exc).__name__)
             else:
@@ -162,12 +166,13 @@ class JsonHttp:
                     if not resp.content:
                         return None
                     try:
-                        return resp.json()
-                    except ValueError:
-                        raise VenueHTTPError(method, path, resp.status_code, "response is not JSON", attempt) from None
+                        return safejson.loads(resp.content)
+                    except (ValueError, UnicodeDecodeError):
+                        raise VenueHTTPError(method, path, resp.status_code, "response is not JSON", attempt,
+                                             self.base_url) from None
                 msg = error_text(resp)
                 if resp.status_code not in RETRY_STATUSES or attempt >= max_attempts:
-                    raise VenueHTTPError(method, path, resp.status_code, msg, attempt)
+                    raise VenueHTTPError(method, path, resp.status_code, msg, attempt, self.base_url)
                 wait = parse_retry_after(resp.headers.get("retry-after"), cap=self.retry_after_max)
                 last_status, last_msg = resp.status_code, msg
                 log.info("%s %s: HTTP %d (%s), retrying", method, path, resp.status_code, msg)
@@ -175,7 +180,8 @@ class JsonHttp:
             if wait is not None:
                 delay = max(delay, wait)
             if loop.time() + delay >= end:  # no attempt could finish before the deadline
-                raise VenueHTTPError(method, path, last_status, f"{last_msg}; deadline reached while retrying", attempt)
+                raise VenueHTTPError(method, path, last_status, f"{last_msg}; deadline reached while retrying", attempt,
+                                     self.base_url)
             self.retried += 1
             await self._sleep(delay)
 

@@ -85,6 +85,12 @@ class MarketData:
         if self.rest is not None:
             await self.rest.aclose()
 
+    def pop_resolutions(self) -> list[dict[str, Any]]:
+        """`market_resolved` events received since the last call (market, winning_asset_id)."""
+        out = list(self.stream.resolutions)
+        self.stream.resolutions.clear()
+        return out
+
     async def set_markets(self, markets: Sequence[Market]) -> None:
         """Follow exactly these markets: both tokens of each; books of the others are dropped."""
         self.markets = {m.condition_id: m for m in markets}

@@ -232,3 +232,68 @@ async def test_lease_taken_by_another_engine_stops_the_old_owner_after_cancellin
     assert await until(lambda: not a.running, timeout=5)
     assert "lease lost to another engine" in (a.state.last_error or "")
     assert open_orders_in_db(db) == 0
+
+
+def test_c1_two_pmm_run_processes_never_quote_at_once(db_url, db, tmp_path):
+    """The issue's repro with real processes: `pmm run paper` A; a lock held past the TTL; a
+    second `pmm run paper` B on the same DB meanwhile; then SIGTERM. Checked from `orders`."""
+    import signal
+    import subprocess
+    import sys
+
+    from engine_helpers import FAST_ENV, subprocess_env
+
+    ttl = float(FAST_ENV["PMM_LEASE_TTL_SEC"])
+    env = subprocess_env(db_url)
+    cmd = [sys.executable, "-m", "pmm_widgets.cli", "run", "paper"]
+    out_a, out_b = open(tmp_path / "a.out", "w+"), open(tmp_path / "b.out", "w+")
+    a = subprocess.Popen(cmd, env=env, stdout=out_a, stderr=subprocess.STDOUT, text=True)
+    b = None
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and count(db, "SELECT COUNT(*) FROM orders WHERE status = 'LIVE'") == 0:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        locker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, timeout=10)
+        locker.execute("BEGIN EXCLUSIVE")
+        lock_start = time.time()
+        try:
+            time.sleep(0.3)
+            b = subprocess.Popen(cmd, env=env, stdout=out_b, stderr=subprocess.STDOUT, text=True)
+            time.sleep(ttl + 1.5 - (time.time() - lock_start))
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        end = time.time() + 8.0  # let the survivor quote again (B after its setup, or A after renewing)
+        while time.time() < end and count(db, f"SELECT COUNT(*) FROM orders WHERE created_ts > {time.time() - 0.5}") == 0:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in (a, b):
+            if p is not None:
+                p.wait(timeout=30)
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+    out_a.seek(0)
+    out_b.seek(0)
+    text_a, text_b = out_a.read(), out_b.read()
+    iv = _intervals(db)
+    assert len(iv) >= 1 and "?" not in iv, iv.keys()
+    assert _overlaps(iv) == [], "two engines had orders resting at the same time"
+    expiry = lock_start + ttl
+    assert [c for ivs in iv.values() for s, e, c in ivs if s <= expiry < e] == [], "orders resting at lease expiry"
+    assert "HALTED" in text_a and "orders cancelled" in text_a, text_a[-3000:]
+    assert open_orders_in_db(db) == 0
+    # After the lock, either A renewed first (B found a live owner: exit 3, never quoted) or B took
+    # the expired lease (A saw "lease lost", exited 1 after cancelling; B quoted only after that).
+    assert b is not None and b.returncode in (0, 3), (b.returncode, text_b[-2000:])
+    if b.returncode == 3:
+        assert len(iv) == 1 and a.returncode == 0, text_a[-2000:]
+    else:
+        assert "lease lost to another engine" in text_a and a.returncode == 1, text_a[-2000:]
+    print(f"C1 processes: B exit {b.returncode}, owners with orders {len(iv)}; A said: "
+          + " | ".join(ln for ln in text_a.splitlines() if "HALTED" in ln or "lease" in ln)[:600])

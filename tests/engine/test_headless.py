@@ -39,7 +39,8 @@ def test_headless_run_keeps_face_modules_out(db_url):
 
 
 @pytest.mark.integration
-def test_headless_runner_sigterm_exits_zero_clean(db_url, db):
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_headless_runner_signal_stops_clean_with_documented_code(db_url, db, sig, code):
     proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.engine", "--sandbox"], env=subprocess_env(db_url),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -54,12 +55,12 @@ def test_headless_runner_sigterm_exits_zero_clean(db_url, db):
                 break
         assert any(" tick 5 " in ln for ln in lines), "".join(lines) + proc.stderr.read() if proc.poll() is not None else "".join(lines)
         assert count(db, "SELECT COUNT(*) FROM engine_lease") == 1
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == code, err[-2000:]  # README: SIGTERM 0, Ctrl-C 130, both after the clean stop
     assert open_orders_in_db(db) == 0
     assert count(db, "SELECT COUNT(*) FROM orders") > 0
     assert count(db, "SELECT COUNT(*) FROM engine_lease") == 0

@@ -53,10 +53,11 @@ def test_maker_fill_by_owner_or_address_and_complement_side():
 
 def test_taker_fill_is_the_top_level():
     ev = {"event_type": "trade", "id": "t2", "taker_order_id": "0xmine", "asset_id": YES, "side": "SELL",
-          "price": "0.40", "size": "5", "owner": KEY, "trader_side": "TAKER",
+          "price": "0.40", "size": "5", "owner": KEY, "trader_side": "TAKER", "fee_rate_bps": "400",
           "maker_orders": [{"order_id": "0xbg", "owner": "x", "matched_amount": "5", "price": "0.40", "asset_id": YES}]}
     assert our_fills(ev, KEY, set(), known({"0xmine"})) == [
-        {"order_id": "0xmine", "token_id": YES, "side": "SELL", "price": "0.40", "size": "5"}]
+        {"order_id": "0xmine", "token_id": YES, "side": "SELL", "price": "0.40", "size": "5", "liquidity": "TAKER",
+         "fee_rate_bps": "400"}]
 
 
 def test_someone_elses_trade_has_no_fill_for_us():

@@ -63,7 +63,7 @@ async def test_429_honours_retry_after_then_fails_with_venue_text(sandbox):
     e = ei.value
     assert (e.status, e.message, e.attempts) == (429, "Too Many Requests", 4)
     assert len(sleeps.delays) == 3 and all(d >= 1.0 for d in sleeps.delays)  # the sandbox says Retry-After: 1
-    assert "GET /time: HTTP 429: Too Many Requests after 4 attempts" == str(e)
+    assert f"GET {sandbox.clob_url}/time: HTTP 429: Too Many Requests after 4 attempts" == str(e)
 
 
 @pytest.mark.integration

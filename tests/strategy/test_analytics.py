@@ -97,7 +97,7 @@ def test_pnl_rows_have_schema_columns_and_total():
     book.apply(fill("y0", Side.BUY, "0.40", "10"), m, D("0.42"))
     rows = book.rows(10.0, "paper", {m.condition_id: D("0.45")})
     assert [r["market"] for r in rows] == [m.condition_id, "TOTAL"]
-    cols = {c.name for c in pnl.columns} - {"id"}
+    cols = {c.name for c in pnl.columns} - {"id", "run_id"}  # run_id: set by replays only
     assert set(rows[0]) == cols and set(rows[1]) == cols
     assert rows[1]["total"] == rows[0]["total"] == D("0.5")
 

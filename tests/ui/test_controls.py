@@ -284,3 +284,20 @@ async def test_parameters_persist_with_who_and_when_and_restore(settings):
 
     rows = latest(second._db)
     assert rows["alpha"].changed_by == "dashboard tester" and rows["alpha"].ts > 0
+
+
+async def test_unreachable_venue_at_start_is_one_clear_line_on_the_page(settings):
+    s = settings.model_copy(update={"gamma_url": "http://127.0.0.1:9", "clob_url": "http://127.0.0.1:9",
+                                    "clob_ws_url": "ws://127.0.0.1:9/ws", "http_timeout_sec": 0.5})
+    engine = Engine(s)
+    panel = ControlPanel(engine)
+    panel.start_engine()
+    for _ in range(300):
+        if engine.task is not None and engine.task.done():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)
+    text = panel.message.value
+    assert "could not start" in text and "127.0.0.1:9" in text and "\n" not in text, text
+    panel.refresh()
+    assert "127.0.0.1:9" in panel.status.value  # the status line's error names the host too

@@ -1,0 +1,161 @@
+"""Live quote cycle on the sandbox with an injected round trip: pipelined requote vs the serial SDK path.
+
+The sandbox runs in its own process (`python -m pmm_widgets.sandbox`) with its `latency_ms`
+fault knob set (default 30 ms added to every HTTP answer and websocket frame: the round trip
+of a real venue). The real engine (`Engine`, mode LIVE, a throwaway wallet, a temporary
+SQLite DB) quotes `--markets` markets for `--seconds`, twice in the same run:
+- `pipelined`: `PMM_FAST_ORDERS=true` (the default): orders signed by the project's signer in
+  a signing thread, the batch cancel and the POST /orders batches of one cycle in flight together;
+- `serial` (baseline, the code before issue 12): `PMM_FAST_ORDERS=false`: SDK signing and SDK
+  calls in one worker thread, cancels awaited, then the batches of 15 posted one after another.
+Each cycle's wall time (`QuoteCycle.run_once`) and its requote time (`CycleReport.requote_sec`,
+cancels + places, cycles that had any) are recorded; printed: p50/p99 of both, and the mean
+orders per requote. The action budget is raised (`PMM_MAX_ACTIONS_PER_MIN`) so that no requote
+is truncated by the risk manager. With --runs N the figures are medians over N runs.
+
+Goal (issue 12): requote p50 <= 2 round trips + 20 ms = 80 ms at 30 ms, vs >= 360 ms serial.
+
+Usage: python bench/bench_live_cycle.py [--markets 50] [--seconds 30] [--latency-ms 30] [--runs 1]
+(about 2 x (seconds + 10) s per run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from eth_account import Account
+
+from pmm_widgets.config import Settings
+from pmm_widgets.domain import Mode
+from pmm_widgets.engine.core import Engine
+from pmm_widgets.strategy.cycle import QuoteCycle
+from pmm_widgets.venue.endpoints import Endpoints
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class SandboxProcess:
+    """`python -m pmm_widgets.sandbox` in a child process; URLs read from its stdout."""
+
+    def __init__(self, markets: int, seed: int, speed: float) -> None:
+        self.args = [sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(markets), "--seed", str(seed),
+                     "--speed", str(speed)]
+        self.proc: subprocess.Popen | None = None
+        self.urls: dict[str, str] = {}
+
+    def __enter__(self) -> SandboxProcess:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert self.proc.stdout is not None
+        while len(self.urls) < 3:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("sandbox process exited before printing its URLs")
+            if line.startswith("export "):
+                k, v = line.removeprefix("export ").strip().split("=", 1)
+                self.urls[k] = v
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints(self.urls["PMM_GAMMA_URL"], self.urls["PMM_CLOB_URL"], self.urls["PMM_CLOB_WS_URL"])
+
+    def faults(self, **knobs: object) -> None:
+        req = urllib.request.Request(self.urls["PMM_CLOB_URL"] + "/_sandbox/faults", data=json.dumps(knobs).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+
+
+async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxProcess) -> dict[str, float]:
+    cycles: list[float] = []
+    requotes: list[tuple[float, int]] = []
+    orig = QuoteCycle.run_once
+
+    async def timed(self: QuoteCycle, *a, **kw):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        rep = await orig(self, *a, **kw)
+        cycles.append(time.perf_counter() - t0)
+        if rep.requote_sec > 0:
+            requotes.append((rep.requote_sec, rep.placed + rep.cancelled + rep.rejected))
+        return rep
+
+    QuoteCycle.run_once = timed  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{Path(tmp) / 'live.db'}",
+                                universe_size=args.markets, quote_refresh_sec=args.refresh, private_key=key,
+                                fast_orders=fast, max_actions_per_min=100_000, max_open_orders=2_000,
+                                disconnect_cancel_sec=30.0)
+            engine = Engine(settings, Mode.LIVE, endpoints=sb.endpoints())
+            await engine.run(max_seconds=args.seconds)
+    finally:
+        QuoteCycle.run_once = orig  # type: ignore[method-assign]
+    steady = cycles[1:] or cycles  # the first cycle places the whole book at once
+    rq = [r for r, _ in requotes[1:]] or [r for r, _ in requotes]
+    return {"cycle_p50": pct(steady, 0.5) * 1e3, "cycle_p99": pct(steady, 0.99) * 1e3,
+            "requote_p50": pct(rq, 0.5) * 1e3, "requote_p99": pct(rq, 0.99) * 1e3,
+            "first_ms": (cycles[0] * 1e3) if cycles else float("nan"),
+            "orders_per_requote": statistics.mean(n for _, n in requotes) if requotes else 0.0,
+            "cycles": len(cycles), "requotes": len(requotes)}
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    results: dict[str, list[dict[str, float]]] = {"pipelined": [], "serial": []}
+    with SandboxProcess(max(120, 3 * args.markets), args.seed, args.speed) as sb:
+        sb.faults(latency_ms=args.latency_ms)
+        for r in range(args.runs):
+            for name, fast in (("pipelined", True), ("serial", False)):
+                key = "0x" + Account.create().key.hex().removeprefix("0x")
+                res = await run_mode(fast, args, key, sb)
+                results[name].append(res)
+                print(f"run {r + 1} {name:<9}: cycle p50 {res['cycle_p50']:.1f} ms p99 {res['cycle_p99']:.1f} ms | "
+                      f"requote p50 {res['requote_p50']:.1f} ms p99 {res['requote_p99']:.1f} ms | first cycle "
+                      f"{res['first_ms']:.0f} ms | {res['orders_per_requote']:.1f} orders/requote, "
+                      f"{res['requotes']:.0f} requotes in {res['cycles']:.0f} cycles", flush=True)
+    med = {n: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for n, rs in results.items()}
+    p, s = med["pipelined"], med["serial"]
+    print(f"\nmedian of {args.runs} run(s): {args.markets} markets, {args.latency_ms:g} ms injected round trip, "
+          f"refresh {args.refresh:g}s, {args.seconds:g}s per mode")
+    for n in ("pipelined", "serial"):
+        m = med[n]
+        print(f"{n:<9} cycle p50 {m['cycle_p50']:7.1f} ms  p99 {m['cycle_p99']:7.1f} ms   requote p50 "
+              f"{m['requote_p50']:7.1f} ms  p99 {m['requote_p99']:7.1f} ms   first cycle {m['first_ms']:6.0f} ms")
+    print(f"live_cycle: requote_p50 pipelined={p['requote_p50']:.1f}ms serial={s['requote_p50']:.1f}ms "
+          f"ratio={s['requote_p50'] / p['requote_p50']:.1f} cycle_p50 pipelined={p['cycle_p50']:.1f}ms "
+          f"serial={s['cycle_p50']:.1f}ms")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markets", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--latency-ms", type=float, default=30.0)
+    ap.add_argument("--refresh", type=float, default=1.0)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--speed", type=float, default=1.0)
+    asyncio.run(main(ap.parse_args()))

@@ -1,0 +1,260 @@
+"""The engine's side of venue economics: fees and rebates on every fill, the per-minute reward
+estimate, settlement records and bad-venue-data accounting. Plain code over typed data; its only
+output is `Sink` rows (`trades` fee columns, `reward_estimates`, `settlements`, `events`).
+
+- Terms come from each market's Gamma object (`Market.raw`): `feesEnabled` / `feeSchedule` and
+  `rewardsMinSize` / `rewardsMaxSpread` / `clobRewards`. Bad values are counted, logged once per
+  market and problem (an `events` row of kind `venue_data`), and never charge or pay anything.
+- A fill is a taker fill when the venue says so (`trader_side` TAKER on the live tape); paper
+  and dry-run fills are post-only makers. Fee and rebate come from `economics.fees`, exactly as
+  the sandbox charges them; live takers use the tape's `fee_rate_bps` when it is readable.
+- The reward estimate (every `sample_sec`, 60 s like the venue): our resting orders are scored
+  against the YES book with `economics.rewards`; the competition is the book minus our own
+  orders (live: ours rest in it; paper/dry-run: they do not), seen as one maker with one order
+  per level, which is how the sandbox's background maker is scored too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ..domain import ZERO, BookView, Fill, Market, Order
+from ..store.sink import Sink
+from .fees import (
+    NO_FEES,
+    FeeSchedule,
+    fee_from_bps,
+    fill_fee,
+    parse_fee_schedule,
+    rebate_accrual,
+)
+from .rewards import (
+    NO_PROGRAM,
+    QScore,
+    RewardProgram,
+    ScoredOrder,
+    adjusted_mid,
+    book_orders,
+    minute_reward,
+    order_score,
+    parse_program,
+    score_orders,
+    share,
+    to_yes_terms,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SEC = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class MarketTerms:
+    fee: FeeSchedule = NO_FEES
+    program: RewardProgram = NO_PROGRAM
+    event_id: str | None = None
+
+
+def market_terms(m: Market) -> tuple[MarketTerms, list[str]]:
+    """A market's fee schedule, reward program and neg-risk event id, with any problems."""
+    raw = m.raw or {}
+    fee, p1 = parse_fee_schedule(raw.get("feesEnabled"), raw.get("feeSchedule"))
+    prog, p2 = parse_program(raw)
+    event_id = None
+    evs = raw.get("events")
+    if m.neg_risk and isinstance(evs, list) and evs and isinstance(evs[0], dict) and evs[0].get("id") is not None:
+        event_id = str(evs[0]["id"])
+    return MarketTerms(fee, prog, event_id), p1 + p2
+
+
+@dataclass(frozen=True, slots=True)
+class FillEconomics:
+    fee: Decimal
+    rebate: Decimal
+    liquidity: str  # MAKER or TAKER
+
+
+@dataclass(slots=True)
+class RewardSample:
+    market: str
+    mid: Decimal | None
+    ours: QScore
+    total_q_min: Decimal
+    share: Decimal
+    usd: Decimal
+    usd_per_hour: Decimal
+    orders: int
+    scoring: int
+    scoring_ids: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # every resting order of ours in the market
+
+
+def is_taker(fill: Fill) -> bool:
+    return str(fill.raw.get("trader_side") or "").upper() == "TAKER"
+
+
+def fill_economics(fill: Fill, terms: MarketTerms) -> FillEconomics:
+    """Fee and rebate of one of our fills (pUSD)."""
+    taker = is_taker(fill)
+    fee = fill_fee(fill.size, fill.price, terms.fee, taker)
+    bps = fill.raw.get("fee_rate_bps")
+    if taker and bps not in (None, ""):
+        venue_fee = fee_from_bps(fill.size, fill.price, bps, terms.fee.exponent)
+        if venue_fee is not None:
+            fee = venue_fee  # the operator sets the fee at match: the tape's rate wins
+    return FillEconomics(fee, rebate_accrual(fill.size, fill.price, terms.fee, taker), "TAKER" if taker else "MAKER")
+
+
+def _levels(v: BookView) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+    return [(lv.price, lv.size) for lv in v.bids], [(lv.price, lv.size) for lv in v.asks]
+
+
+def estimate_market(m: Market, prog: RewardProgram, yes_view: BookView, orders: Iterable[Order],
+                    ours_in_book: bool) -> RewardSample:
+    """Score our resting orders in one market against its YES book (one sample)."""
+    mine: list[tuple[str, ScoredOrder]] = []
+    for o in orders:
+        if o.remaining <= 0 or o.token_id not in m.token_ids:
+            continue
+        mine.append((o.venue_order_id or o.client_id,
+                     to_yes_terms(o.token_id == m.yes_token_id, o.side, o.price, o.remaining)))
+    bids, asks = _levels(yes_view)
+    mid = adjusted_mid(bids, asks, prog.min_size)
+    ours = score_orders([o for _, o in mine], mid, prog)
+    others = score_orders(book_orders(bids, asks, minus=[o for _, o in mine] if ours_in_book else ()), mid, prog)
+    total = ours.q_min + others.q_min
+    sh = share(ours.q_min, total)
+    scoring_ids = []
+    if mid is not None and prog.active:
+        for oid, so in mine:
+            if so.size >= prog.min_size and order_score(prog.max_spread_c, abs(so.price - mid) * 100) > 0:
+                scoring_ids.append(oid)
+    return RewardSample(m.condition_id, mid, ours, total, sh, minute_reward(prog, sh),
+                        (prog.daily_rate * sh / 24).quantize(Decimal("0.000001")), len(mine), len(scoring_ids),
+                        scoring_ids, [oid for oid, _ in mine])
+
+
+class EconomicsTracker:
+    """Per-run venue economics for the quote cycle (one instance per `QuoteCycle`)."""
+
+    def __init__(self, sink: Sink, mode: str, sample_sec: float = SAMPLE_SEC) -> None:
+        self.sink = sink
+        self.mode = mode
+        self.sample_sec = sample_sec
+        self.terms: dict[str, MarketTerms] = {}
+        self.bad_venue_data = 0
+        self._reported: set[tuple[str, str]] = set()
+        self._next_sample: float | None = None
+        self.fees: dict[str, Decimal] = {}
+        self.rebates: dict[str, Decimal] = {}
+        self.rewards: dict[str, Decimal] = {}
+        self.last: dict[str, RewardSample] = {}  # the latest sample per market
+        self.settled: dict[str, str] = {}  # market -> winning token
+        self._settlement_sums: dict[str, tuple[Decimal, Decimal, Decimal, Decimal, str]] = {}
+
+    # -- terms -----------------------------------------------------------------------------------
+    def set_markets(self, markets: Iterable[Market], now: float) -> None:
+        for m in markets:
+            if m.condition_id in self.terms:
+                continue
+            terms, problems = market_terms(m)
+            self.terms[m.condition_id] = terms
+            for p in problems:
+                self.bad_data(now, m.condition_id, p)
+
+    def bad_data(self, now: float, market: str | None, problem: str) -> None:
+        """Count and log one piece of bad venue data (once per market and problem)."""
+        self.bad_venue_data += 1
+        key = (market or "", problem)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        log.warning("bad venue data for %s: %s", market, problem)
+        self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "venue_data", "market": market,
+                                    "message": problem, "data_json": {"count": self.bad_venue_data}})
+
+    def terms_of(self, market: str) -> MarketTerms:
+        return self.terms.get(market, MarketTerms())
+
+    # -- fills -----------------------------------------------------------------------------------
+    def on_fill(self, fill: Fill, market: Market) -> FillEconomics:
+        """Fee and rebate of a fill; stored on its `trades` row and added to the market's sums."""
+        ec = fill_economics(fill, self.terms_of(market.condition_id))
+        cid = market.condition_id
+        self.fees[cid] = self.fees.get(cid, ZERO) + ec.fee
+        self.rebates[cid] = self.rebates.get(cid, ZERO) + ec.rebate
+        self.sink.update("trades", {"trade_id": fill.trade_id},
+                         {"fee": ec.fee, "rebate": ec.rebate, "liquidity": ec.liquidity})
+        return ec
+
+    # -- rewards ---------------------------------------------------------------------------------
+    def sample_due(self, now: float) -> bool:
+        if self._next_sample is None:
+            self._next_sample = (now // self.sample_sec + 1) * self.sample_sec
+            return False
+        return now >= self._next_sample
+
+    def sample(self, now: float, markets: Iterable[Market], yes_view: dict[str, BookView | None],
+               orders: list[Order], ours_in_book: bool) -> list[RewardSample]:
+        """One per-minute estimate for every market with a reward program: `reward_estimates`
+        rows, and the estimated USD added to each market's rewards."""
+        if self._next_sample is not None:
+            while self._next_sample <= now:
+                self._next_sample += self.sample_sec
+        by_market: dict[str, list[Order]] = {}
+        for o in orders:
+            by_market.setdefault(o.market, []).append(o)
+        out = []
+        for m in markets:
+            cid = m.condition_id
+            prog = self.terms_of(cid).program
+            v = yes_view.get(cid)
+            if not prog.active or v is None or cid in self.settled:
+                continue
+            s = estimate_market(m, prog, v, by_market.get(cid, ()), ours_in_book)
+            self.rewards[cid] = self.rewards.get(cid, ZERO) + s.usd
+            self.last[cid] = s
+            out.append(s)
+        return out
+
+    def record_samples(self, now: float, samples: list[RewardSample],
+                       venue: dict[str, bool] | None = None) -> None:
+        """Write `reward_estimates` rows; with the venue's `/orders-scoring` answer, count the
+        orders where our view and the venue's differ."""
+        for s in samples:
+            row = {"ts": now, "market": s.market, "mode": self.mode, "mid": s.mid, "q_one": s.ours.q_one,
+                   "q_two": s.ours.q_two, "q_min": s.ours.q_min, "q_min_total": s.total_q_min, "share": s.share,
+                   "usd": s.usd, "usd_per_hour": s.usd_per_hour,
+                   "daily_rate": self.terms_of(s.market).program.daily_rate, "orders": s.orders,
+                   "scoring": s.scoring, "venue_scoring": None, "disagreements": None}
+            if venue is not None:
+                mine = set(s.scoring_ids)
+                asked = [i for i in s.ids if i in venue]
+                row["venue_scoring"] = sum(1 for i in asked if venue[i])
+                row["disagreements"] = sum(1 for i in asked if venue[i] != (i in mine))
+                if row["disagreements"]:
+                    log.info("reward scoring: %d of %d orders disagree with the venue in %s",
+                             row["disagreements"], len(asked), s.market)
+            self.sink.insert("reward_estimates", row)
+
+    def usd_per_hour(self, market: str) -> Decimal | None:
+        s = self.last.get(market)
+        return None if s is None else s.usd_per_hour
+
+    # -- settlement ------------------------------------------------------------------------------
+    def record_settlement(self, now: float, m: Market, winner_token: str, yes: Decimal, no: Decimal,
+                          payout: Decimal, pnl: Decimal, source: str) -> None:
+        """Upsert the market's `settlements` row; a later redemption (a fill reported after the
+        resolution) adds to it."""
+        cid = m.condition_id
+        self.settled[cid] = winner_token
+        y0, n0, p0, q0, src = self._settlement_sums.get(cid, (ZERO, ZERO, ZERO, ZERO, source))
+        sums = (y0 + yes, n0 + no, p0 + payout, q0 + pnl, src)
+        self._settlement_sums[cid] = sums
+        self.sink.upsert("settlements", {
+            "ts": now, "market": cid, "mode": self.mode, "winner_token": winner_token,
+            "winning_outcome": "YES" if winner_token == m.yes_token_id else "NO", "yes_shares": sums[0],
+            "no_shares": sums[1], "payout": sums[2], "pnl": sums[3], "source": src}, key=("market", "mode"))

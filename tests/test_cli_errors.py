@@ -1,0 +1,112 @@
+"""Every CLI command under the three failures a user meets first (issue 11): an unreachable venue,
+a database path that cannot be written, a bad setting. Each gives one error line, the exit code
+the README documents, and never a traceback (that is what `--log-level DEBUG` is for)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from pmm_widgets import cli
+
+UNREACHABLE = {"PMM_GAMMA_URL": "http://127.0.0.1:9", "PMM_CLOB_URL": "http://127.0.0.1:9",
+               "PMM_CLOB_WS_URL": "ws://127.0.0.1:9/ws", "PMM_HTTP_TIMEOUT_SEC": "1"}
+KEY = "0x" + "11" * 32
+
+# (argv, exit code with an unreachable venue, with an unwritable DB)
+COMMANDS = [
+    (["db", "init"], 0, 1),
+    (["db", "status"], 0, 1),
+    (["universe", "refresh"], 1, 1),
+    (["run", "paper", "--max-seconds", "3"], 1, 1),
+    (["run", "live", "--dry-run", "--max-seconds", "3"], 1, 1),
+    (["report"], 0, 1),
+    (["auth", "derive"], 1, None),  # uses no database
+    (["config"], 0, 0),
+]
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    import os
+
+    for k in list(os.environ):
+        if k.startswith("PMM_"):
+            monkeypatch.delenv(k)
+    monkeypatch.chdir(tmp_path)  # no .env from the repository
+    monkeypatch.setenv("PMM_DB_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("PMM_PRIVATE_KEY", KEY)
+    yield monkeypatch
+    logging.getLogger().handlers.clear()
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error_lines(err: str) -> list[str]:
+    """The lines meant for the user (log records have a timestamp and a level first)."""
+    return [ln for ln in err.splitlines() if ln.strip() and not ln[:4].isdigit() and "warning:" not in ln]
+
+
+@pytest.mark.parametrize("argv,venue_code,_db", COMMANDS, ids=[" ".join(c[0][:2]) for c in COMMANDS])
+def test_unreachable_venue(env, capsys, argv, venue_code, _db):
+    for k, v in UNREACHABLE.items():
+        env.setenv(k, v)
+    code, out, err = _run(argv, capsys)
+    assert code == venue_code, (code, out, err)
+    assert "Traceback" not in out + err
+    if code:
+        lines = _error_lines(err)
+        assert len(lines) == 1, err
+        assert "127.0.0.1:9" in lines[0], lines  # names the host that failed
+
+
+@pytest.mark.parametrize("argv,_venue,db_code", COMMANDS, ids=[" ".join(c[0][:2]) for c in COMMANDS])
+def test_unwritable_db_path(env, capsys, argv, _venue, db_code):
+    if db_code is None:
+        pytest.skip("this command uses no database")
+    for k, v in UNREACHABLE.items():
+        env.setenv(k, v)
+    env.setenv("PMM_DB_URL", "sqlite:////proc/pmm-no-such-dir/x.db")  # not writable, even for root
+    code, out, err = _run(argv, capsys)
+    assert code == db_code, (code, out, err)
+    assert "Traceback" not in out + err
+    if code:
+        lines = _error_lines(err)
+        assert len(lines) == 1, err
+        assert "/proc/pmm-no-such-dir" in lines[0] and "does not exist" in lines[0], lines
+
+
+@pytest.mark.parametrize("argv", [c[0] for c in COMMANDS], ids=[" ".join(c[0][:2]) for c in COMMANDS])
+def test_bad_setting(env, capsys, argv):
+    env.setenv("PMM_ALPHA", "abc")
+    code, out, err = _run(argv, capsys)
+    assert code == cli.EXIT_CONFIG == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = _error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("pmm: PMM_ALPHA=abc"), err
+
+
+def test_misspelt_setting_is_warned_with_the_closest_name(env, capsys):
+    env.setenv("PMM_ALHPA", "3")
+    code, _, err = _run(["config"], capsys)
+    assert code == 0
+    assert "pmm: warning: PMM_ALHPA is not a setting and is ignored (did you mean PMM_ALPHA?)" in err
+
+
+def test_sandbox_config_prints_sandbox_urls(env, capsys):
+    env.setenv("PMM_VENUE", "sandbox")
+    code, out, _ = _run(["config"], capsys)
+    urls = [ln for ln in out.splitlines() if ln.startswith(("PMM_GAMMA_URL", "PMM_CLOB_URL", "PMM_CLOB_WS_URL"))]
+    assert code == 0 and len(urls) == 3
+    assert all("127.0.0.1" in u and "sandbox" in u and "polymarket.com" not in u for u in urls), urls
+
+
+def test_debug_log_level_shows_the_traceback(env, capsys):
+    env.setenv("PMM_DB_URL", "sqlite:////proc/pmm-no-such-dir/x.db")
+    code, _, err = _run(["report", "--log-level", "DEBUG"], capsys)
+    assert code == 1 and "Traceback" in err
