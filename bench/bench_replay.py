@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pmm_widgets.config import load_settings  # noqa: E402
-from pmm_widgets.research.recordings import load_window  # noqa: E402
-from pmm_widgets.research.replayer import CH_MARKET, Replayer, ReplayStream  # noqa: E402
-from pmm_widgets.research.synth import synth_recording  # noqa: E402
+from pmm_widgets.config import load_settings
+from pmm_widgets.research.recordings import load_window
+from pmm_widgets.research.replayer import CH_MARKET, Replayer, ReplayStream
+from pmm_widgets.research.synth import synth_recording
 
 T0 = 1_796_032_800.0  # 2026-11-30T10:00:00Z
 MARKETS = 50
@@ -152,7 +152,7 @@ def bench_recording(seconds: float, runs: int, tmp: Path) -> None:
         for i in range(runs):
             d = tmp / f"rec{i}"
             c_off, _ = engine_cpu(urls, "off", seconds, tmp / f"off{i}")
-            c_on, wall = engine_cpu(urls, "on", seconds, d)
+            c_on, _ = engine_cpu(urls, "on", seconds, d)
             off.append(c_off)
             on.append(c_on)
             total = sum(f.stat().st_size for f in d.rglob("*.parquet"))
