@@ -54,7 +54,6 @@ from .state import (
     totals_from,
 )
 
-
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
 
@@ -473,7 +472,7 @@ class Engine:
         while not self._stop_evt.is_set():
             try:
                 return await asyncio.to_thread(self._lease.try_acquire)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
                     said = why
@@ -519,17 +518,23 @@ class Engine:
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
         universe_task: asyncio.Task | None = None
+        prune_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
                 # the lease is renewed from the start: setup (universe, market data) may take long
                 lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
                 await self._setup(stack)
+                if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
+                    self.events.emit("WARNING", "lease", f"PMM_LEASE_TTL_SEC={self.settings.lease_ttl_sec:g} leaves "
+                                     f"{self._cancel_budget():.1f}s for a cancel when the DB stops answering, less "
+                                     f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
                 self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
                 self._role_evt.set()
                 universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
                                       self._on_background_error)
+                prune_task = spawn(self._prune_loop(), "pmm-prune", self._background, self._on_background_error)
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
@@ -540,6 +545,10 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
+                if prune_task is not None and not prune_task.done():
+                    prune_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await prune_task
                 if universe_task is not None and not universe_task.done():
                     universe_task.cancel()
                     with contextlib.suppress(BaseException):
@@ -674,6 +683,31 @@ class Engine:
             self._record_universe(fresh)
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
         self._universe_ts = time.time()
+
+    async def _prune_loop(self) -> None:
+        """Retention (issue 12): every `PMM_PRUNE_SEC`, delete rows older than `PMM_RETAIN_DAYS`
+        from book_snapshots, public_trades, events and pnl, in small batches in a worker thread
+        (never on the loop; `trades` and `orders` are kept). `PMM_RETAIN_DAYS=0` keeps everything."""
+        from ..store.retention import prune
+
+        assert self._stop_evt is not None
+        stop = self._stop_evt
+        while not stop.is_set():
+            days = self.settings.retain_days
+            if days > 0 and self._db is not None:
+                try:
+                    rep = await asyncio.to_thread(prune, self._db, days, stop=stop.is_set)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - retention must never stop trading; say so
+                    self.events.emit("WARNING", "retention", f"prune failed: {type(exc).__name__}: {exc}")
+                else:
+                    if rep.total:
+                        self.events.emit("INFO", "retention", f"retention: {rep.total} rows older than {days:g} days "
+                                         f"pruned in {rep.seconds:.2f}s: " + ", ".join(
+                                             f"{k} {v}" for k, v in rep.deleted.items() if v))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
 
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
@@ -891,11 +925,11 @@ class Engine:
         try:
             await asyncio.wait_for(self._trade_lock.acquire(), timeout=budget / 2)
             got = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
         try:
             return await asyncio.wait_for(self._exchange.cancel_all(), timeout=budget / 2), ""
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
             return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
         finally:
             if got:
@@ -954,7 +988,7 @@ class Engine:
                     fut, pending = pending, None
                     try:
                         ok = fut.result()
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any renewal failure is reported and retried
                         why = first_line(exc)
                         if why != last_err:
                             self.events.emit("WARNING", "lease", f"lease renewal failed ({why}); retrying, "

@@ -36,7 +36,7 @@ from ..engine.state import EngineState, KillResult, MarketRow
 from .charts import Charts
 
 COLUMNS = ("rank", "question", "mid", "spread", "YES bid", "YES ask", "NO bid", "NO ask",
-           "inv YES", "inv NO", "PnL", "fills/min", "status")
+           "inv YES", "inv NO", "PnL", "rewards $/h", "fills/min", "status")
 
 # (params field, label, min, max, step, decimals)
 SLIDERS = (
@@ -126,7 +126,9 @@ def render_table(rows: list[MarketRow], sort: str = "rank") -> str:
             f"<td>{_p(m.mid)}</td><td>{_p(m.spread)}</td><td class='ours'>{_p(m.yes_bid)}</td>"
             f"<td class='ours'>{_p(m.yes_ask)}</td><td class='ours'>{_p(m.no_bid)}</td>"
             f"<td class='ours'>{_p(m.no_ask)}</td><td>{float(m.inv_yes):.0f}</td><td>{float(m.inv_no):.0f}</td>"
-            f"<td class='{pnl_cls}'>{float(m.pnl):+.2f}</td><td>{float(m.fills_per_min):.2f}</td>"
+            f"<td class='{pnl_cls}'>{float(m.pnl):+.2f}</td>"
+            f"<td class='rw'>{'–' if m.rewards_per_hour is None else f'{float(m.rewards_per_hour):.3f}'}</td>"
+            f"<td>{float(m.fills_per_min):.2f}</td>"
             f"<td class='st'>{html.escape(str(m.status))}</td></tr>"
         )
     out.append("</tbody></table>")
@@ -172,7 +174,10 @@ def render_totals(s: EngineState) -> str:
     t = s.totals
     cls = "pos" if t.pnl > 0 else "neg" if t.pnl < 0 else ""
     return (f'<b>PnL</b> <span class="pmm-pnl {cls}">{float(t.pnl):+.2f}</span> USD '
-            f"(realized {float(t.realized):+.2f}, unrealized {float(t.unrealized):+.2f}) · "
+            f"(realized {float(t.realized):+.2f}, unrealized {float(t.unrealized):+.2f}; spread "
+            f"{float(t.spread):+.2f}, inventory {float(t.inventory):+.2f}, fees {-float(t.fees):+.2f}, rebates "
+            f"{float(t.rebates):+.2f}, rewards {float(t.rewards):+.2f} ({float(t.rewards_per_hour):.2f}/h), "
+            f"settlement {float(t.settlement):+.2f}) · "
             f"<b>fills</b> {int(t.fills)} ({float(t.fills_per_min):.2f}/min) · "
             f'<b>open orders</b> <span class="pmm-open">{int(t.open_orders)}</span> · '
             f"placed {int(t.placed)} · cancels {int(t.cancels)}")
