@@ -54,7 +54,7 @@ def live_env(sb: Sandbox, key: str, db_url: str, **extra: str) -> dict[str, str]
 
 
 async def spawn_live(env: dict[str, str], log: Path, *extra: str) -> asyncio.subprocess.Process:
-    with open(log, "ab") as out:
+    with open(log, "ab") as out:  # noqa: ASYNC230 - opening a local log file, once per spawn
         return await asyncio.create_subprocess_exec(sys.executable, "-m", "pmm_widgets.cli", "run", "live", "--yes",
                                                     *extra, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT)
 

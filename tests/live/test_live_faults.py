@@ -12,11 +12,17 @@ import os
 
 import pytest
 from eth_account import Account
+from live_helpers import wait_for
 
 from pmm_widgets.sandbox.auth_crypto import derive_creds
-from pmm_widgets.sandbox.drill import Phase, audit, event_counts, live_env, run_phases, spawn_live
-
-from live_helpers import wait_for
+from pmm_widgets.sandbox.drill import (
+    Phase,
+    audit,
+    event_counts,
+    live_env,
+    run_phases,
+    spawn_live,
+)
 
 pytestmark = pytest.mark.integration
 
