@@ -518,6 +518,7 @@ class Engine:
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
         universe_task: asyncio.Task | None = None
+        prune_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
                 # the lease is renewed from the start: setup (universe, market data) may take long
@@ -529,6 +530,7 @@ class Engine:
                 self._role_evt.set()
                 universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
                                       self._on_background_error)
+                prune_task = spawn(self._prune_loop(), "pmm-prune", self._background, self._on_background_error)
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
@@ -539,6 +541,10 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
+                if prune_task is not None and not prune_task.done():
+                    prune_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await prune_task
                 if universe_task is not None and not universe_task.done():
                     universe_task.cancel()
                     with contextlib.suppress(BaseException):
@@ -664,6 +670,31 @@ class Engine:
             self._record_universe(fresh)
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
         self._universe_ts = time.time()
+
+    async def _prune_loop(self) -> None:
+        """Retention (issue 12): every `PMM_PRUNE_SEC`, delete rows older than `PMM_RETAIN_DAYS`
+        from book_snapshots, public_trades, events and pnl, in small batches in a worker thread
+        (never on the loop; `trades` and `orders` are kept). `PMM_RETAIN_DAYS=0` keeps everything."""
+        from ..store.retention import prune
+
+        assert self._stop_evt is not None
+        stop = self._stop_evt
+        while not stop.is_set():
+            days = self.settings.retain_days
+            if days > 0 and self._db is not None:
+                try:
+                    rep = await asyncio.to_thread(prune, self._db, days, stop=stop.is_set)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - retention must never stop trading; say so
+                    self.events.emit("WARNING", "retention", f"prune failed: {type(exc).__name__}: {exc}")
+                else:
+                    if rep.total:
+                        self.events.emit("INFO", "retention", f"retention: {rep.total} rows older than {days:g} days "
+                                         f"pruned in {rep.seconds:.2f}s: " + ", ".join(
+                                             f"{k} {v}" for k, v in rep.deleted.items() if v))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
 
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
