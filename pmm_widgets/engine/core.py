@@ -54,7 +54,6 @@ from .state import (
     totals_from,
 )
 
-
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
 
@@ -472,7 +471,7 @@ class Engine:
         while not self._stop_evt.is_set():
             try:
                 return await asyncio.to_thread(self._lease.try_acquire)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
                     said = why
@@ -524,6 +523,10 @@ class Engine:
                 # the lease is renewed from the start: setup (universe, market data) may take long
                 lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
                 await self._setup(stack)
+                if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
+                    self.events.emit("WARNING", "lease", f"PMM_LEASE_TTL_SEC={self.settings.lease_ttl_sec:g} leaves "
+                                     f"{self._cancel_budget():.1f}s for a cancel when the DB stops answering, less "
+                                     f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
                 self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
@@ -911,11 +914,11 @@ class Engine:
         try:
             await asyncio.wait_for(self._trade_lock.acquire(), timeout=budget / 2)
             got = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
         try:
             return await asyncio.wait_for(self._exchange.cancel_all(), timeout=budget / 2), ""
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
             return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
         finally:
             if got:
@@ -974,7 +977,7 @@ class Engine:
                     fut, pending = pending, None
                     try:
                         ok = fut.result()
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any renewal failure is reported and retried
                         why = first_line(exc)
                         if why != last_err:
                             self.events.emit("WARNING", "lease", f"lease renewal failed ({why}); retrying, "
