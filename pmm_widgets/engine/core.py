@@ -161,6 +161,7 @@ class Engine:
         self._writer: Any = None
         self._md: Any = None
         self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
+        self._recorded_params: dict[str, Any] = {}  # the parameter values the recording last saw
         self._cycle: Any = None
         self._markets: list[Market] = []
         self._gamma: Any = None
@@ -213,7 +214,7 @@ class Engine:
         else:
             self._params.update(**changes)
             if self._recorder is not None:
-                self._recorder.engine(time.time(), "params", _jsonable(changes))
+                self._record_params(time.time())
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
             if self.persist_params:
@@ -639,12 +640,21 @@ class Engine:
             except ValueError as exc:  # a row an older build wrote, a name no longer known
                 self.events.emit("WARNING", "strategy", f"market override of {cid} ignored: {exc}", market=cid)
         if self._recorder is not None:  # what a replay needs to start where this run started
+            self._recorded_params = self._params.model_dump(mode="json")
             self._recorder.engine(time.time(), "start", {
                 "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
                 "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
                 "pnl_sec": s.pnl_sec, "calibration": calibration,
                 "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
                                in {**saved, **self._strategy_overrides}.items() if name is None or isinstance(name, str)}})
+
+    def _record_params(self, now: float) -> None:
+        """Record the parameters that changed since the recording last saw them."""
+        cur = self._params.model_dump(mode="json")
+        diff = {k: v for k, v in cur.items() if self._recorded_params.get(k, v) != v}
+        self._recorded_params = cur
+        if diff:
+            self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -786,6 +796,7 @@ class Engine:
             await self._apply_resolutions()
             now, hold = time.time(), self._hold_reason()
             if self._recorder is not None:
+                self._record_params(now)  # also catches `engine.params.alpha = 2` (a direct assignment)
                 self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
             report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
         failed = self._venue_failures() - before
