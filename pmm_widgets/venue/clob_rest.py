@@ -36,6 +36,10 @@ class ClobPublic:
         """The GET /book body (bids ascending, asks descending: best last)."""
         return await self.http.get("/book", {"token_id": token_id})
 
+    async def market(self, condition_id: str) -> dict[str, Any]:
+        """The CLOB market object (GET /markets/{condition_id}): `closed`, `tokens[].winner`, `rewards`."""
+        return await self.http.get(f"/markets/{condition_id}")
+
     async def books(self, token_ids: Sequence[str], chunk: int = BOOKS_CHUNK) -> list[dict[str, Any]]:
         """Books of many tokens through POST /books in chunks; tokens without a book are absent."""
         out: list[dict[str, Any]] = []
