@@ -8,8 +8,9 @@ trade is "" before any trade, a batch has a size cap).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..ticks import to_decimal
 from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp

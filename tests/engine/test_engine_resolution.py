@@ -52,9 +52,9 @@ async def test_a_closed_market_without_the_event_is_settled_from_the_venue(fast_
         engine.start()
         assert await engine.wait_role() == "owner"
         cyc = engine._cycle
-        held = lambda: [cid for cid, lg in cyc.pnl.ledgers.items() if lg.yes or lg.no]  # noqa: E731
+        held = lambda: [cid for cid, lg in cyc.pnl.ledgers.items() if lg.yes or lg.no]
         assert await until(lambda: bool(held()), timeout=30)
-        engine._md.pop_resolutions = lambda: []  # the event is lost
+        engine._md.pop_resolutions = list  # the event is lost
         cid = held()[0]
         assert sb.sim.resolve_market(cid, winner_yes=False) is not None
         await engine._refresh_universe()
