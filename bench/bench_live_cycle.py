@@ -107,7 +107,7 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{Path(tmp) / 'live.db'}",
                                 universe_size=args.markets, quote_refresh_sec=args.refresh, private_key=key,
-                                fast_orders=fast, max_actions_per_min=100_000, max_open_orders=2_000,
+                                fast_orders=fast, max_actions_per_min=6_000, max_open_orders=400,
                                 disconnect_cancel_sec=30.0)
             engine = Engine(settings, Mode.LIVE, endpoints=sb.endpoints())
             await engine.run(max_seconds=args.seconds)

@@ -16,15 +16,39 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
 from .domain import BookView, Level, Side
-from .ticks import to_decimal
+from .ticks import MAX_SIZE, sane_min_size, to_decimal, venue_tick
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 _PRICE_CACHE_MAX = 4096  # distinct price spellings remembered per book (bounded against junk input)
+MAX_ID_CHARS = 100  # wire strings kept in a book (market id 66, hash 40): longer is junk, cut
+MAX_TS_MS = 10**14  # a venue timestamp (ms) beyond this (year 5138) is junk input
+
+
+def parse_ts_ms(v: Any) -> int:
+    """A venue timestamp in ms: 0 when absent; BookError unless a finite number in [0, MAX_TS_MS]."""
+    if v in (None, ""):
+        return 0
+    if isinstance(v, bool) or not isinstance(v, (str, int, float, Decimal)):
+        raise BookError(f"timestamp is not a number: {type(v).__name__}")
+    if isinstance(v, str) and len(v) > 32:
+        raise BookError("timestamp too long")
+    try:
+        d = to_decimal(v)
+    except (ArithmeticError, ValueError, TypeError):
+        raise BookError(f"unparseable timestamp {str(v)[:20]!r}") from None
+    if not d.is_finite() or d < 0 or d > MAX_TS_MS:
+        raise BookError(f"timestamp {str(v)[:20]!r} out of range")
+    return int(d)
+
+
+def short(v: Any, n: int = MAX_ID_CHARS) -> str:
+    """A wire string cut to `n` characters (ids, hashes: nothing legitimate is longer)."""
+    return str(v)[:n] if not isinstance(v, str) or len(v) > n else v
 
 
 class BookError(ValueError):
@@ -78,16 +102,21 @@ class OrderBook:
             t = self._px.get(key)
             if t is not None:
                 return t
+        if isinstance(price, str) and len(price) > 32:
+            raise BookError("price too long")
         try:
             p = to_decimal(price)
-        except (InvalidOperation, ValueError, TypeError):
-            raise BookError(f"unparseable price {price!r}") from None
+        except (ArithmeticError, ValueError, TypeError):
+            raise BookError(f"unparseable price {str(price)[:20]!r}") from None
         if not p.is_finite() or p <= ZERO or p >= ONE:
-            raise BookError(f"price {price!r} outside (0, 1)")
-        q = p / self.tick_size
-        t = int(q)
-        if t != q:
-            raise BookError(f"price {price!r} off the {self.tick_size} grid")
+            raise BookError(f"price {str(price)[:20]!r} outside (0, 1)")
+        try:
+            q = p / self.tick_size
+            t = int(q)
+        except ArithmeticError:
+            raise BookError(f"price {str(price)[:20]!r} not representable") from None
+        if t != q or t <= 0:  # t <= 0: a price below the tick underflowed to tick 0 (1e-999999999)
+            raise BookError(f"price {str(price)[:20]!r} off the {self.tick_size} grid")
         if key is not None:
             if len(self._px) >= _PRICE_CACHE_MAX:
                 self._px.clear()
@@ -96,18 +125,20 @@ class OrderBook:
 
     @staticmethod
     def _size_of(size: Any) -> Decimal:
+        if isinstance(size, str) and len(size) > 40:
+            raise BookError("size too long")
         try:
             s = to_decimal(size)
-        except (InvalidOperation, ValueError, TypeError):
-            raise BookError(f"unparseable size {size!r}") from None
-        if not s.is_finite() or s < ZERO:
-            raise BookError(f"size {size!r} negative or not finite")
+        except (ArithmeticError, ValueError, TypeError):
+            raise BookError(f"unparseable size {str(size)[:20]!r}") from None
+        if not s.is_finite() or s < ZERO or s > MAX_SIZE:
+            raise BookError(f"size {str(size)[:20]!r} negative, not finite or beyond {MAX_SIZE:.0E}")
         return s
 
     # ------------------------------------------------------------------ mutation
     def apply_change(self, price: str, size: str, side: str) -> bool:
         """Set the absolute size of one level ("0" removes it). False (and counted) if refused."""
-        is_bid = _BID_SIDES.get(side)
+        is_bid = _BID_SIDES.get(side) if isinstance(side, str) else None
         try:
             if is_bid is None:
                 raise BookError(f"unknown side {side!r}")
@@ -137,9 +168,10 @@ class OrderBook:
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
             for e in entries:
-                is_bid = _BID_SIDES.get(e.get("side"))  # type: ignore[arg-type]
+                side = e.get("side")
+                is_bid = _BID_SIDES.get(side) if isinstance(side, str) else None
                 if is_bid is None:
-                    raise BookError(f"unknown side {e.get('side')!r}")
+                    raise BookError(f"unknown side {str(side)[:20]!r}")
                 parsed.append((is_bid, self._tick_of(e.get("price")), self._size_of(e.get("size"))))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
@@ -149,45 +181,50 @@ class OrderBook:
         self.version += 1
         return True
 
-    def apply_snapshot(self, book: Mapping[str, Any], ts: float = 0.0) -> bool:
+    def apply_snapshot(self, book: Mapping[str, Any], ts: float = 0.0, venue_ts_ms: int | None = None) -> bool:
         """Replace the whole book with a wire `book` object (REST /book or a ws `book` event).
 
-        The wire lists the best level last; the order is not relied upon. All levels are validated
-        before anything changes: one bad level refuses the snapshot (counted, book unchanged).
-        A `tick_size` field, when present, becomes the book's grid first.
+        The wire lists the best level last; the order is not relied upon. Everything (levels, tick
+        size, timestamp) is validated before anything changes: one bad field refuses the snapshot
+        (counted, book unchanged, its tick included). A `tick_size` field, when present, must be
+        one of the venue's ticks and becomes the book's grid. `venue_ts_ms`: the caller's checked
+        (and clamped) venue timestamp; else the snapshot's own is parsed (bounded). A timestamp
+        of 0 / none keeps the book's previous one, so the older-snapshot guard stays armed.
+        A `min_order_size` outside (0, 100000] is ignored (the previous minimum stays).
         """
+        old_tick, old_px = self.tick_size, self._px
         try:
             tick = self.tick_size
             if book.get("tick_size") not in (None, ""):
-                tick = to_decimal(book["tick_size"])
-                if not tick.is_finite() or tick <= ZERO or tick >= ONE:
-                    raise BookError(f"bad tick size {book['tick_size']!r}")
-            old_tick, old_px = self.tick_size, self._px
+                vt = venue_tick(book["tick_size"])
+                if vt is None:
+                    raise BookError(f"tick size {str(book['tick_size'])[:20]!r} not one of the venue's")
+                tick = vt
+            ts_ms = parse_ts_ms(book.get("timestamp")) if venue_ts_ms is None else venue_ts_ms
             if tick != old_tick:
                 self.tick_size, self._px = tick, {}
             try:
                 bids = self._parse_side(book.get("bids"))
                 asks = self._parse_side(book.get("asks"))
-            except BookError:
+            finally:
+                new_tick = self.tick_size
                 self.tick_size, self._px = old_tick, old_px
-                raise
-            ts_ms = int(book.get("timestamp") or 0)
-        except (BookError, InvalidOperation, ValueError, TypeError):
+        except (BookError, ArithmeticError, ValueError, TypeError, AttributeError):
             self.rejected += 1
             return False
+        if new_tick != old_tick:
+            self.tick_size, self._px = new_tick, {}
         self.bids, self.asks = bids, asks
         self._bid_ticks = sorted(bids)
         self._ask_ticks = sorted(asks)
-        self.hash = str(book.get("hash") or "")
-        self.venue_ts_ms = ts_ms
+        self.hash = short(book.get("hash") or "")
+        if ts_ms:
+            self.venue_ts_ms = ts_ms
         if book.get("market"):
-            self.market = str(book["market"])
-        mos = book.get("min_order_size")
-        if mos not in (None, ""):
-            try:
-                self.min_order_size = to_decimal(mos)
-            except (InvalidOperation, ValueError):
-                pass  # a cosmetic field: keep the previous minimum
+            self.market = short(book["market"])
+        mos = sane_min_size(book.get("min_order_size")) if book.get("min_order_size") not in (None, "") else None
+        if mos is not None:
+            self.min_order_size = mos
         self.ts = ts
         self.synced = True
         self.needs_resync = False
@@ -214,16 +251,12 @@ class OrderBook:
     def set_tick_size(self, new: Decimal) -> bool:
         """Re-key every level on the new grid. If a level would be off it, the book is left as it
         was and marked `needs_resync` (the venue's REST book is then the only truth)."""
-        try:
-            new = to_decimal(new)
-        except (InvalidOperation, ValueError, TypeError):
+        vt = venue_tick(new)
+        if vt is None:  # not one of the venue's ticks: refuse it, keep the grid, reload from REST
             self.rejected += 1
             self.needs_resync = True
             return False
-        if not new.is_finite() or new <= ZERO or new >= ONE:
-            self.rejected += 1
-            self.needs_resync = True
-            return False
+        new = vt
         if new == self.tick_size:
             return True
         old = self.tick_size
@@ -252,7 +285,7 @@ class OrderBook:
     def stamp(self, hash_: str | None, venue_ts_ms: int | None, ts: float) -> None:
         """Record the venue's hash / timestamp of the state just reached, and the local time."""
         if hash_ is not None:
-            self.hash = hash_
+            self.hash = short(hash_)
         if venue_ts_ms is not None:
             self.venue_ts_ms = venue_ts_ms
         self.ts = ts

@@ -133,6 +133,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     from pmm_widgets.store import repo
     from pmm_widgets.store.db import check_connection, make_engine, safe_url
     from pmm_widgets.store.migrate import current_revision, head_revision
+    from pmm_widgets.store.retention import database_bytes, table_sizes
     from pmm_widgets.store.schema import metadata
 
     settings = settings_from_args(args)
@@ -143,10 +144,59 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         note = "up to date" if current == head else "run `pmm db init` to upgrade"
         print(f"{safe_url(settings.db_url)}: revision {current} (head {head}, {note})")
         counts = repo.table_counts(engine)
+        sizes = table_sizes(engine)
+        total = database_bytes(engine)
+        print(f"  {'table':<20} {'rows':>10} {'size':>10}   (retention: {retention_note(settings.retain_days)})")
         for name in metadata.tables:
-            print(f"  {name:<20} {counts.get(name, 'missing')}")
+            size = sizes.get(name)
+            shown = "?" if size is None else human_bytes(size)
+            print(f"  {name:<20} {counts.get(name, 'missing')!s:>10} {shown:>10}")
+        if total is not None:
+            print(f"  {'database':<20} {'':>10} {human_bytes(total):>10}")
     finally:
         engine.dispose()
+    return EXIT_OK
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def retention_note(days: float) -> str:
+    from pmm_widgets.store.retention import RETAINED_TABLES
+
+    if days <= 0:
+        return "PMM_RETAIN_DAYS=0, everything kept"
+    return f"{', '.join(RETAINED_TABLES)} keep {days:g} days; trades and orders forever"
+
+
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    from pmm_widgets.store.db import check_connection, make_engine, safe_url
+    from pmm_widgets.store.retention import database_bytes, prune
+
+    settings = settings_from_args(args)
+    days = settings.retain_days if args.days is None else args.days
+    if days <= 0:
+        print("nothing to prune: retention is off (PMM_RETAIN_DAYS=0 or --days 0)")
+        return EXIT_OK
+    engine = make_engine(settings.db_url)
+    try:
+        check_connection(engine)
+        before = database_bytes(engine)
+        rep = prune(engine, days)
+        after = database_bytes(engine)
+    finally:
+        engine.dispose()
+    parts = ", ".join(f"{k} {v}" for k, v in rep.deleted.items())
+    print(f"{safe_url(settings.db_url)}: pruned {rep.total} rows older than {days:g} days ({parts}) in "
+          f"{rep.batches} batches, {rep.seconds:.1f}s; trades and orders kept")
+    if before is not None and after is not None:
+        print(f"database size {human_bytes(before)} -> {human_bytes(after)} (SQLite reuses freed pages; "
+              f"VACUUM shrinks the file)")
     return EXIT_OK
 
 
@@ -409,7 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = group("db", "database: create or upgrade the schema, show its state")
     leaf(db, "init", "create or upgrade every table (idempotent; SQLite in WAL mode, any SQLAlchemy URL)", cmd_db_init)
-    leaf(db, "status", "schema revision and row counts per table", cmd_db_status)
+    leaf(db, "status", "schema revision, row counts and sizes per table", cmd_db_status)
+    pr = leaf(db, "prune", "delete book_snapshots, public_trades, events and pnl rows older than PMM_RETAIN_DAYS "
+              "(small batches; trades and orders are kept)", cmd_db_prune)
+    pr.add_argument("--days", type=float, default=None, help="keep this many days instead of PMM_RETAIN_DAYS")
 
     uni = group("universe", "the set of markets traded")
     leaf(uni, "refresh", "fetch the top markets by liquidity and store them as a `markets` snapshot",

@@ -10,6 +10,27 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 ALLOWED_TICKS = tuple(Decimal(t) for t in ("0.1", "0.01", "0.005", "0.0025", "0.001", "0.0001"))
+ALLOWED_TICK_SET = frozenset(ALLOWED_TICKS)  # the SDK's TickSize literal (docs list 4; the SDK wins)
+MAX_MIN_ORDER_SIZE = Decimal(100_000)  # a market's minimum order size beyond this is junk input
+MAX_SIZE = Decimal(10) ** 12  # shares at one level / in one print beyond this are junk input
+
+
+def venue_tick(x: object) -> Decimal | None:
+    """`x` as one of the venue's tick sizes, else None (unparseable, not finite, not in the set)."""
+    try:
+        d = to_decimal(x)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return d if d.is_finite() and d in ALLOWED_TICK_SET else None
+
+
+def sane_min_size(x: object) -> Decimal | None:
+    """A minimum order size in (0, MAX_MIN_ORDER_SIZE], else None."""
+    try:
+        d = to_decimal(x)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return d if d.is_finite() and 0 < d <= MAX_MIN_ORDER_SIZE else None
 
 
 def to_decimal(x: object) -> Decimal:

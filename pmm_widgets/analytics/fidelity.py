@@ -89,23 +89,28 @@ class Candidate:
         return "\n".join(lines)
 
 
+FEED_MS = 1.0  # the sandbox's market feed runs over loopback in the same process
+
+
 def latency_for(rec: Recording, cand: Candidate, seed: int = 0) -> LatencyModel:
+    """The candidate's constant round trip, or the recording's measured ones; the feed delay
+    is the loopback sandbox's (~1 ms), far below an order's round trip (signing included)."""
     if cand.latency_ms is not None:
-        return ConstantLatency(cand.latency_ms)
-    return SampledLatency(rec.rtt_ms, seed) if rec.rtt_ms else ConstantLatency(0.0)
+        return ConstantLatency(cand.latency_ms, feed_ms=FEED_MS if cand.latency_ms else 0.0)
+    return SampledLatency(rec.rtt_ms, seed, feed_ms=FEED_MS) if rec.rtt_ms else ConstantLatency(0.0)
 
 
-def replay(rec: Recording, cand: Candidate, seed: int = 0) -> list[tuple[float, Fill]]:
-    """The paper fills the candidate gives for the recorded run, each with its local time."""
-    return asyncio.run(_replay(rec, cand, seed))
+def replay(rec: Recording, cand: Candidate, seed: int = 0, ids: dict[str, str] | None = None) -> list[tuple[float, Fill]]:
+    """The paper fills the candidate gives for the recorded run, each with its local time
+    (`ids`, when given, receives live client id → paper client id)."""
+    return asyncio.run(_replay(rec, cand, seed, {} if ids is None else ids))
 
 
-async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[float, Fill]]:
+async def _replay(rec: Recording, cand: Candidate, seed: int, ids: dict[str, str]) -> list[tuple[float, Fill]]:
     t_now = [0.0]
     ex = PaperExchange(cand.params(), NullSink(), seed=seed, clock=lambda: t_now[0], latency=latency_for(rec, cand, seed),
                       infer_side=True)
     ex.set_markets(rec.markets)
-    ids: dict[str, str] = {}
     out: list[tuple[float, Fill]] = []
     seen = 0
 
@@ -113,7 +118,7 @@ async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[floa
         nonlocal seen
         pend = ex._pending
         for f in pend[seen:]:
-            out.append((t, f))
+            out.append((float(f.raw.get("seen_ts", t)), f))
         seen = len(pend)
 
     for ev in rec.events:
@@ -140,7 +145,7 @@ async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[floa
             await ex.cancel([ids[i] for i in ev[2] if i in ids])
         elif kind == "poll":
             got = await ex.poll(t)  # everything since the last poll: the ones seen at events are stamped
-            out.extend((t, f) for f in got[seen:])
+            out.extend((float(f.raw.get("seen_ts", t)), f) for f in got[seen:])
             seen = 0
             continue
         stamp(t)

@@ -153,6 +153,7 @@ class EconomicsTracker:
         self.rewards: dict[str, Decimal] = {}
         self.last: dict[str, RewardSample] = {}  # the latest sample per market
         self.settled: dict[str, str] = {}  # market -> winning token
+        self._settlement_sums: dict[str, tuple[Decimal, Decimal, Decimal, Decimal, str]] = {}
 
     # -- terms -----------------------------------------------------------------------------------
     def set_markets(self, markets: Iterable[Market], now: float) -> None:
@@ -246,8 +247,14 @@ class EconomicsTracker:
     # -- settlement ------------------------------------------------------------------------------
     def record_settlement(self, now: float, m: Market, winner_token: str, yes: Decimal, no: Decimal,
                           payout: Decimal, pnl: Decimal, source: str) -> None:
-        self.settled[m.condition_id] = winner_token
+        """Upsert the market's `settlements` row; a later redemption (a fill reported after the
+        resolution) adds to it."""
+        cid = m.condition_id
+        self.settled[cid] = winner_token
+        y0, n0, p0, q0, src = self._settlement_sums.get(cid, (ZERO, ZERO, ZERO, ZERO, source))
+        sums = (y0 + yes, n0 + no, p0 + payout, q0 + pnl, src)
+        self._settlement_sums[cid] = sums
         self.sink.upsert("settlements", {
-            "ts": now, "market": m.condition_id, "mode": self.mode, "winner_token": winner_token,
-            "winning_outcome": "YES" if winner_token == m.yes_token_id else "NO", "yes_shares": yes,
-            "no_shares": no, "payout": payout, "pnl": pnl, "source": source}, key=("market", "mode"))
+            "ts": now, "market": cid, "mode": self.mode, "winner_token": winner_token,
+            "winning_outcome": "YES" if winner_token == m.yes_token_id else "NO", "yes_shares": sums[0],
+            "no_shares": sums[1], "payout": sums[2], "pnl": sums[3], "source": src}, key=("market", "mode"))

@@ -54,7 +54,6 @@ from .state import (
     totals_from,
 )
 
-
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
 
@@ -162,6 +161,7 @@ class Engine:
         self._writer: Any = None
         self._md: Any = None
         self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
+        self._recorded_params: dict[str, Any] = {}  # the parameter values the recording last saw
         self._cycle: Any = None
         self._markets: list[Market] = []
         self._gamma: Any = None
@@ -214,7 +214,7 @@ class Engine:
         else:
             self._params.update(**changes)
             if self._recorder is not None:
-                self._recorder.engine(time.time(), "params", _jsonable(changes))
+                self._record_params(time.time())
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
             if self.persist_params:
@@ -472,7 +472,7 @@ class Engine:
         while not self._stop_evt.is_set():
             try:
                 return await asyncio.to_thread(self._lease.try_acquire)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
                     said = why
@@ -518,17 +518,23 @@ class Engine:
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
         universe_task: asyncio.Task | None = None
+        prune_task: asyncio.Task | None = None
         async with contextlib.AsyncExitStack() as stack:
             try:
                 # the lease is renewed from the start: setup (universe, market data) may take long
                 lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
                 await self._setup(stack)
+                if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
+                    self.events.emit("WARNING", "lease", f"PMM_LEASE_TTL_SEC={self.settings.lease_ttl_sec:g} leaves "
+                                     f"{self._cancel_budget():.1f}s for a cancel when the DB stops answering, less "
+                                     f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
                 self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
                 self._role_evt.set()
                 universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
                                       self._on_background_error)
+                prune_task = spawn(self._prune_loop(), "pmm-prune", self._background, self._on_background_error)
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
@@ -539,6 +545,10 @@ class Engine:
                 self._crash_reported = True
                 raise
             finally:
+                if prune_task is not None and not prune_task.done():
+                    prune_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await prune_task
                 if universe_task is not None and not universe_task.done():
                     universe_task.cancel()
                     with contextlib.suppress(BaseException):
@@ -583,7 +593,7 @@ class Engine:
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
-        self._markets = await load_universe(gamma, s.universe_size)
+        self._markets = await load_universe(gamma, s.universe_size, s.universe_rank)
         self._record_universe(self._markets)
         if self._recorder is not None:
             self._recorder.universe(time.time(), self._markets)
@@ -630,12 +640,21 @@ class Engine:
             except ValueError as exc:  # a row an older build wrote, a name no longer known
                 self.events.emit("WARNING", "strategy", f"market override of {cid} ignored: {exc}", market=cid)
         if self._recorder is not None:  # what a replay needs to start where this run started
+            self._recorded_params = self._params.model_dump(mode="json")
             self._recorder.engine(time.time(), "start", {
                 "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
                 "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
                 "pnl_sec": s.pnl_sec, "calibration": calibration,
                 "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
                                in {**saved, **self._strategy_overrides}.items() if name is None or isinstance(name, str)}})
+
+    def _record_params(self, now: float) -> None:
+        """Record the parameters that changed since the recording last saw them."""
+        cur = self._params.model_dump(mode="json")
+        diff = {k: v for k, v in cur.items() if self._recorded_params.get(k, v) != v}
+        self._recorded_params = cur
+        if diff:
+            self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -646,7 +665,9 @@ class Engine:
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
 
-        fresh = await self._load_universe(self._gamma, self.settings.universe_size)
+        rank = self.settings.universe_rank
+        fresh = await (self._load_universe(self._gamma, self.settings.universe_size) if rank == "liquidity"
+                       else self._load_universe(self._gamma, self.settings.universe_size, rank))
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
@@ -662,6 +683,31 @@ class Engine:
             self._record_universe(fresh)
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
         self._universe_ts = time.time()
+
+    async def _prune_loop(self) -> None:
+        """Retention (issue 12): every `PMM_PRUNE_SEC`, delete rows older than `PMM_RETAIN_DAYS`
+        from book_snapshots, public_trades, events and pnl, in small batches in a worker thread
+        (never on the loop; `trades` and `orders` are kept). `PMM_RETAIN_DAYS=0` keeps everything."""
+        from ..store.retention import prune
+
+        assert self._stop_evt is not None
+        stop = self._stop_evt
+        while not stop.is_set():
+            days = self.settings.retain_days
+            if days > 0 and self._db is not None:
+                try:
+                    rep = await asyncio.to_thread(prune, self._db, days, stop=stop.is_set)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - retention must never stop trading; say so
+                    self.events.emit("WARNING", "retention", f"prune failed: {type(exc).__name__}: {exc}")
+                else:
+                    if rep.total:
+                        self.events.emit("INFO", "retention", f"retention: {rep.total} rows older than {days:g} days "
+                                         f"pruned in {rep.seconds:.2f}s: " + ", ".join(
+                                             f"{k} {v}" for k, v in rep.deleted.items() if v))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
 
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
@@ -750,6 +796,7 @@ class Engine:
             await self._apply_resolutions()
             now, hold = time.time(), self._hold_reason()
             if self._recorder is not None:
+                self._record_params(now)  # also catches `engine.params.alpha = 2` (a direct assignment)
                 self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
             report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
         failed = self._venue_failures() - before
@@ -878,11 +925,11 @@ class Engine:
         try:
             await asyncio.wait_for(self._trade_lock.acquire(), timeout=budget / 2)
             got = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
         try:
             return await asyncio.wait_for(self._exchange.cancel_all(), timeout=budget / 2), ""
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
             return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
         finally:
             if got:
@@ -941,7 +988,7 @@ class Engine:
                     fut, pending = pending, None
                     try:
                         ok = fut.result()
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any renewal failure is reported and retried
                         why = first_line(exc)
                         if why != last_err:
                             self.events.emit("WARNING", "lease", f"lease renewal failed ({why}); retrying, "

@@ -39,13 +39,16 @@ class LatencyModel(Protocol):
 
 
 class ConstantLatency:
-    """The same delays every time: `rtt_ms` / 2 each way (0 gives an instant venue)."""
+    """The same delays every time: `rtt_ms` / 2 each way (0 gives an instant venue); the feed
+    delay is `feed_ms` when given (market data often travels faster than an order's round trip,
+    which includes signing and the venue's processing), else the same half round trip."""
 
-    def __init__(self, rtt_ms: float = DEFAULT_LATENCY_MS) -> None:
-        if not rtt_ms >= 0:
-            raise ValueError(f"latency must be >= 0 ms, not {rtt_ms}")
+    def __init__(self, rtt_ms: float = DEFAULT_LATENCY_MS, feed_ms: float | None = None) -> None:
+        if not rtt_ms >= 0 or (feed_ms is not None and not feed_ms >= 0):
+            raise ValueError(f"latency must be >= 0 ms, not {rtt_ms} / feed {feed_ms}")
         self.rtt_ms = rtt_ms
         self._one_way = rtt_ms / 2000.0
+        self._feed = self._one_way if feed_ms is None else feed_ms / 1000.0
 
     def entry(self) -> float:
         return self._one_way
@@ -57,7 +60,7 @@ class ConstantLatency:
         return self._one_way
 
     def feed(self) -> float:
-        return self._one_way
+        return self._feed
 
     def __repr__(self) -> str:
         return f"ConstantLatency({self.rtt_ms:g} ms)"
@@ -66,7 +69,7 @@ class ConstantLatency:
 class SampledLatency:
     """Each delay is half of a round trip drawn from measured samples (ms), seeded."""
 
-    def __init__(self, samples_ms: Iterable[float], seed: int = 0) -> None:
+    def __init__(self, samples_ms: Iterable[float], seed: int = 0, feed_ms: float | None = None) -> None:
         s = np.asarray([float(x) for x in samples_ms], dtype=float)
         if s.size == 0:
             raise ValueError("no latency samples")
@@ -74,7 +77,7 @@ class SampledLatency:
             raise ValueError("latency samples must be finite and >= 0 ms")
         self.samples_ms = s
         self.rng = np.random.default_rng(seed)
-        self._median_one_way = float(np.median(s)) / 2000.0
+        self._feed = float(np.median(s)) / 2000.0 if feed_ms is None else feed_ms / 1000.0
 
     def _draw(self) -> float:
         return float(self.samples_ms[self.rng.integers(self.samples_ms.size)]) / 2000.0
@@ -89,8 +92,9 @@ class SampledLatency:
         return self._draw()
 
     def feed(self) -> float:
-        # constant: a drawn feed delay would reorder market events, which the feed never does
-        return self._median_one_way
+        # constant (half the median round trip unless given): a drawn feed delay would reorder
+        # market events, which the feed never does
+        return self._feed
 
     @classmethod
     def from_file(cls, path: str | Path, seed: int = 0) -> SampledLatency:

@@ -338,7 +338,8 @@ class PaperExchange:
         ftype = FillType.FILLED if done else FillType.PARTIAL
         delta = size if o.side is Side.BUY else -size
         self.positions[o.token_id] = self.positions.get(o.token_id, ZERO) + delta
-        raw = {**n.raw, "source": "paper", "book_mid": None if n.mid is None else str(n.mid), "fee": str(n.fee)}
+        raw = {**n.raw, "source": "paper", "book_mid": None if n.mid is None else str(n.mid), "fee": str(n.fee),
+               "seen_ts": n.visible_at}
         if o.status is OrderStatus.CANCELED:
             raw["after_cancel"] = True  # the cancel reached the venue after this fill
         fill = Fill(self._next_id("pt"), o.client_id, o.market, o.token_id, o.side, o.price, size,

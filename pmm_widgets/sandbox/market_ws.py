@@ -137,6 +137,16 @@ class MarketHub:
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
 
+    def inject(self, frame: str) -> int:
+        """Send one raw text frame, exactly as given, to every market connection (fault tests:
+        hostile or malformed frames over the real socket). Returns how many connections got it."""
+        n = 0
+        for c in list(self.conns):
+            if not c.closed:
+                c.push(frame)
+                n += 1
+        return n
+
     # ------------------------------------------------------------------ clock side
     def broadcast(self, events: Iterable["SimEvent"]) -> None:
         events = list(events)

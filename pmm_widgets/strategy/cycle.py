@@ -277,7 +277,10 @@ class QuoteCycle:
             return ov.strategy
         if self.default_strategy is not None:
             return self.default_strategy
-        return self._builtin.get(self.params.strategy)
+        name = self.params.strategy
+        if self.params.rewards_mode == "fit" and name == "spread":
+            name = "rewards"  # PMM_REWARDS_MODE=fit: the seed's quotes pulled into the reward band
+        return self._builtin.get(name)
 
     def _market_params(self, market: str) -> Params:
         ov = self.overrides.get(market)
@@ -408,6 +411,8 @@ class QuoteCycle:
             lg = self.pnl.ledger(m.condition_id)
             lg.fees += ec.fee
             lg.rebates += ec.rebate
+            if self._resolved.get(m.condition_id):  # a fill of before the resolution, reported late
+                self._settle(now, m, self._resolved[m.condition_id], "late_fill")
             rs = self.markouts.on_fill(f, tmid)
             self.calibrator.on_fill(m.condition_id, f.ts, rs)
         short_h = min(self.markouts.horizons) if self.markouts.horizons else None
@@ -419,6 +424,8 @@ class QuoteCycle:
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         for m in markets:
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
+        if self.econ.sample_due(now):  # before requoting: the orders that rested at the venue's sample
+            await self._sample_rewards(now, markets, views, exchange)
 
         parts = {cid: lg.parts(self._mids.get(cid)) for cid, lg in self.pnl.ledgers.items()}
         total_pnl = sum((pp.total for pp in parts.values()), ZERO)
@@ -492,9 +499,6 @@ class QuoteCycle:
                     rep.placed += 1
                     self._placed[o.market] = self._placed.get(o.market, 0) + 1
 
-        if self.econ.sample_due(now):
-            await self._sample_rewards(now, markets, views, exchange)
-
         if self._next_pnl_ts is None or now >= self._next_pnl_ts:  # on a fixed grid: no drift
             nxt = now if self._next_pnl_ts is None else self._next_pnl_ts
             while nxt <= now:
@@ -566,12 +570,9 @@ class QuoteCycle:
             self._status[market] = "closed: winner unknown"
             return False
         assert winner_token is not None
-        lg = self.pnl.ledger(market)
-        yes, no = lg.yes, lg.no
-        payout, pnl = lg.settle(winner_token == m.yes_token_id, self._mids.get(market))
         self._resolved[market] = winner_token
         self._status[market] = "resolved"
-        self.econ.record_settlement(now, m, winner_token, yes, no, payout, pnl, source)
+        yes, no, payout, pnl = self._settle(now, m, winner_token, source)
         rep = CycleReport()
         self._event(now, market, "resolution",
                     f"resolved {('YES' if winner_token == m.yes_token_id else 'NO')}: {n} orders cancelled, "
@@ -579,6 +580,14 @@ class QuoteCycle:
                     {"winner_token": winner_token, "cancelled": n, "yes": str(yes), "no": str(no),
                      "payout": str(payout), "pnl": str(pnl), "source": source}, rep)
         return True
+
+    def _settle(self, now: float, m: Market, winner_token: str, source: str) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """Redeem what the ledger holds of a resolved market; the `settlements` row is cumulative."""
+        lg = self.pnl.ledger(m.condition_id)
+        yes, no = lg.yes, lg.no
+        payout, pnl = lg.settle(winner_token == m.yes_token_id, self._mids.get(m.condition_id))
+        self.econ.record_settlement(now, m, winner_token, yes, no, payout, pnl, source)
+        return yes, no, payout, pnl
 
     @property
     def resolved(self) -> dict[str, str]:

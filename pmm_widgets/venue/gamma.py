@@ -17,8 +17,9 @@ import logging
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
+from .. import safejson
 from ..domain import Market
-from ..ticks import to_decimal
+from ..ticks import ALLOWED_TICK_SET, MAX_MIN_ORDER_SIZE, to_decimal
 from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp, VenueHTTPError
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 LEGACY_REFUSED = frozenset({404, 405, 410, 422})
 MAX_PAGES = 50  # a bound on paging (n / page size is far below it in practice)
 FILTERS = {"active": "true", "closed": "false", "order": "liquidityNum", "ascending": "false"}
+MAX_ID_CHARS = 100  # condition / token ids beyond this are junk input (a condition id is 66)
+MAX_TEXT_CHARS = 500  # question, slug: cut before they reach the tape and the DB
 
 
 class MarketParseError(ValueError):
@@ -38,7 +41,7 @@ def _json_list(v: Any, name: str) -> list[Any] | None:
         return None
     if isinstance(v, str):
         try:
-            v = json.loads(v)
+            v = safejson.loads(v)
         except ValueError:
             raise MarketParseError(f"{name} is not a JSON list: {v[:40]!r}") from None
     if not isinstance(v, list):
@@ -86,6 +89,28 @@ def _decimal(v: Any, default: Decimal) -> Decimal:
     return d
 
 
+MAX_RAW_FIELD_CHARS = 4_000
+
+
+def capped_raw(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The Gamma object as kept in `markets.raw_json`: fields longer than MAX_RAW_FIELD_CHARS (as
+    text or JSON) are replaced by a note, so junk input cannot grow the DB by megabytes."""
+    out: dict[str, Any] = {}
+    for k, v in list(obj.items())[:200]:
+        k = str(k)[:MAX_TEXT_CHARS]
+        if isinstance(v, str):
+            out[k] = v if len(v) <= MAX_RAW_FIELD_CHARS else f"<cut: {len(v)} characters>"
+        elif isinstance(v, (dict, list)):
+            try:
+                n = len(json.dumps(v))
+            except (TypeError, ValueError, RecursionError):
+                n = MAX_RAW_FIELD_CHARS + 1
+            out[k] = v if n <= MAX_RAW_FIELD_CHARS else f"<cut: {n} characters of JSON>"
+        else:
+            out[k] = v
+    return out
+
+
 def token_ids(obj: Mapping[str, Any]) -> tuple[str, str]:
     """(YES, NO) token ids chosen by `version`: v2 markets trade `positionIds`; v1 markets trade
     `clobTokenIds` (their `positionIds`, when present, must be ignored). ("", "") when absent."""
@@ -114,32 +139,39 @@ def parse_market(obj: Mapping[str, Any]) -> Market:
     cid = obj.get("conditionId")
     if not isinstance(cid, str) or not cid.strip():
         raise MarketParseError("no conditionId")
+    if len(cid) > MAX_ID_CHARS:
+        raise MarketParseError(f"conditionId of {len(cid)} characters")
     try:
         yes, no = token_ids(obj)
+        if max(len(yes), len(no)) > MAX_ID_CHARS:
+            raise MarketParseError("token id too long")
         tick = _decimal(obj.get("orderPriceMinTickSize"), Decimal(0))
-        if tick >= 1:
-            raise MarketParseError(f"tick size {tick} not below 1")
+        if tick and tick not in ALLOWED_TICK_SET:  # e.g. 1e-999999999: not a tick the venue uses
+            raise MarketParseError(f"tick size {str(tick)[:20]} is not one of the venue's")
+        min_size = _decimal(obj.get("orderMinSize"), Decimal(5))
+        if not 0 < min_size <= MAX_MIN_ORDER_SIZE:
+            raise MarketParseError(f"min order size {str(min_size)[:20]} outside (0, {MAX_MIN_ORDER_SIZE}]")
         end = obj.get("endDate")
         return Market(
             condition_id=cid.strip(),
-            question=str(obj.get("question") or ""),
+            question=str(obj.get("question") or "")[:MAX_TEXT_CHARS],
             yes_token_id=yes,
             no_token_id=no,
             tick_size=tick,
-            min_order_size=_decimal(obj.get("orderMinSize"), Decimal(5)),
+            min_order_size=min_size,
             neg_risk=_bool(obj.get("negRisk"), False),
             liquidity_num=_float(obj.get("liquidityNum"), None) or _float(obj.get("liquidity"), 0.0) or 0.0,
             volume_24h=_float(obj.get("volume24hr"), 0.0) or 0.0,
-            slug=str(obj.get("slug") or ""),
-            gamma_id=str(obj.get("id") or ""),
+            slug=str(obj.get("slug") or "")[:MAX_TEXT_CHARS],
+            gamma_id=str(obj.get("id") or "")[:MAX_ID_CHARS],
             active=_bool(obj.get("active"), True),
             closed=_bool(obj.get("closed"), False),
             accepting_orders=_bool(obj.get("acceptingOrders"), False),
             enable_order_book=_bool(obj.get("enableOrderBook"), False),
             best_bid=_float(obj.get("bestBid"), None),
             best_ask=_float(obj.get("bestAsk"), None),
-            end_date=str(end) if end else None,
-            raw=dict(obj),
+            end_date=str(end)[:40] if end else None,
+            raw=capped_raw(obj),
         )
     except MarketParseError as exc:
         raise MarketParseError(f"{cid[:14]}…: {exc}") from None

@@ -24,6 +24,8 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
 
+from .. import safejson
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -81,8 +83,8 @@ def parse_retry_after(value: str | None, now: float | None = None,
 def error_text(resp: httpx.Response) -> str:
     """The venue's `{"error": ...}` message, else the start of the body, on one line."""
     try:
-        body = resp.json()
-    except ValueError:
+        body = safejson.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
         body = None
     if isinstance(body, dict):
         for k in ("error", "errorMsg", "error_msg", "message"):
@@ -164,8 +166,8 @@ class JsonHttp:
                     if not resp.content:
                         return None
                     try:
-                        return resp.json()
-                    except ValueError:
+                        return safejson.loads(resp.content)
+                    except (ValueError, UnicodeDecodeError):
                         raise VenueHTTPError(method, path, resp.status_code, "response is not JSON", attempt,
                                              self.base_url) from None
                 msg = error_text(resp)

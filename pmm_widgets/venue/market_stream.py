@@ -15,6 +15,13 @@ Why it is built this way:
   than what the book already holds (venue timestamps), so REST and websocket can interleave.
 - Bad input (bad JSON, a price outside (0, 1), a negative size, an unknown token) is counted,
   logged at a bounded rate, and changes no book: validation happens before any mutation.
+- Hostile input (issue 17): every frame is handled inside one guard, so no frame can end the
+  connection; a bad event costs at most its token's resync (a frame that names no token we
+  know: its connection's books, at most once per `CONN_RESYNC_MIN_SEC`). Numbers are bounded
+  (finite; ticks only from the venue's set; sizes and timestamps in range); a timestamp in the
+  future is clamped to now + `FUTURE_SKEW_MS` (else that book would refuse every later update);
+  a snapshot without a timestamp never lowers the book's. Strings are cut before they reach the
+  tape. Any received frame proves the connection alive, not only a PONG.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from ..book import ONE, ZERO, OrderBook, snapshot_levels
+from .. import safejson
+from ..book import ONE, ZERO, BookError, OrderBook, parse_ts_ms, short, snapshot_levels
 from ..domain import PublicTrade, Side
-from ..ticks import to_decimal
+from ..ticks import MAX_SIZE, to_decimal, venue_tick
 from .clob_rest import ClobPublic
 
 if TYPE_CHECKING:
@@ -47,6 +55,8 @@ log = logging.getLogger(__name__)
 IGNORED_EVENTS = frozenset({"best_bid_ask", "new_market"})  # custom features, not used
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 _LOG_EVERY_SEC = 10.0
+FUTURE_SKEW_MS = 5_000  # venue timestamps later than now + this are clamped to it
+CONN_RESYNC_MIN_SEC = 1.0  # a frame naming no known token reloads its connection's books at most this often
 
 
 class BadMessage(ValueError):
@@ -69,21 +79,33 @@ class StreamStats:
 class _Conn:
     """One websocket connection and the assets it carries."""
 
-    __slots__ = ("n", "assets", "ws", "task", "last_pong", "stopping")
+    __slots__ = ("n", "assets", "ws", "task", "last_pong", "stopping", "last_resync", "resync_owed")
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.assets: set[str] = set()
         self.ws: ClientConnection | None = None
         self.task: asyncio.Task | None = None
-        self.last_pong = 0.0
+        self.last_pong = 0.0  # monotonic time of the last frame of any kind (liveness)
         self.stopping = False
+        self.last_resync = 0.0  # monotonic time of the last connection-wide resync for a bad frame
+        self.resync_owed = False  # a bad frame arrived inside the window: resync when it ends
 
 
-def _ts_ms(v: Any) -> int:
-    if v in (None, ""):
-        return 0
-    return int(v)
+def _ts_ms(v: Any, now: float) -> int:
+    """A checked venue timestamp (ms; 0 when absent), clamped to now + FUTURE_SKEW_MS.
+    BadMessage for a non-number, NaN, infinity, negative or absurd one."""
+    try:
+        ts = parse_ts_ms(v)
+    except BookError as exc:
+        raise BadMessage(str(exc)) from None
+    return min(ts, int(now * 1000) + FUTURE_SKEW_MS)
+
+
+def _clamped(ts: int, now: float) -> bool:
+    """Whether `_ts_ms` had to clamp: such a frame is suspect, its book is reloaded from REST
+    (refused as older until the clamp passes: a freeze of at most FUTURE_SKEW_MS, not forever)."""
+    return ts >= int(now * 1000) + FUTURE_SKEW_MS
 
 
 class MarketStream:
@@ -283,7 +305,7 @@ class MarketStream:
         while True:
             await asyncio.sleep(self.ping_sec)
             if time.monotonic() - c.last_pong > self.pong_timeout_sec:
-                self._log(logging.WARNING, "market websocket %d: no PONG for %.0f s, reconnecting", c.n,
+                self._log(logging.WARNING, "market websocket %d: no frame for %.0f s, reconnecting", c.n,
                           self.pong_timeout_sec)
                 ws.transport.abort()
                 return
@@ -294,76 +316,104 @@ class MarketStream:
 
     # ------------------------------------------------------------------ frames
     def handle_frame(self, frame: str | bytes, conn: _Conn | None = None) -> set[str]:
-        """Parse and apply one frame (one event or an array); returns the tokens whose book changed."""
+        """Parse and apply one frame (one event or an array); returns the tokens whose book changed.
+        Never raises (one guard around everything): a bad frame is counted and logged (throttled)."""
         now = self.clock()
         self.stats.frames += 1
         self.stats.last_message_ts = now
-        if isinstance(frame, bytes):
-            frame = frame.decode("utf-8", "replace")
-        if frame == "PONG" or frame.strip() == "PONG":
-            if conn is not None:
-                conn.last_pong = time.monotonic()
-            return set()
-        if self.recorder is not None:
-            self.recorder.frame(now, conn.n if conn is not None else -1, frame)
-        try:
-            data = json.loads(frame)
-        except ValueError:
-            self._bad(f"not JSON: {frame[:60]!r}", conn)
-            return set()
+        if conn is not None:
+            conn.last_pong = time.monotonic()  # any frame proves the connection alive
         touched: set[str] = set()
-        for ev in data if isinstance(data, list) else (data,):
-            self.stats.events += 1
-            if not isinstance(ev, dict):
-                self._bad("event is not an object", conn)
-                continue
-            handler = self._handlers.get(ev.get("event_type"))  # type: ignore[arg-type]
-            if handler is None:
-                if ev.get("event_type") not in IGNORED_EVENTS:
-                    self.stats.unknown_events += 1
-                    self._lost_frame(conn)  # it may have taken the place of a real one
-                continue
+        try:
+            if isinstance(frame, bytes):
+                frame = frame.decode("utf-8", "replace")
+            if frame == "PONG" or (len(frame) < 16 and frame.strip() == "PONG"):
+                return touched
+            if self.recorder is not None:
+                self.recorder.frame(now, conn.n if conn is not None else -1, frame)
             try:
-                handler(ev, now, touched)
-            except BadMessage as exc:
-                self._bad(str(exc), conn)
-            except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as exc:
-                self._bad(f"{ev.get('event_type')}: {type(exc).__name__}: {exc}", conn)
+                data = safejson.loads(frame)
+            except (ValueError, RecursionError):
+                self._bad(f"not JSON: {frame[:60]!r}", conn)
+                return touched
+            for ev in data if isinstance(data, list) else (data,):
+                self._handle_event(ev, now, touched, conn)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: a frame never ends the feed
+            self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", conn)
         if touched and self.on_books is not None:
             self.on_books(touched)
         return touched
 
+    def _handle_event(self, ev: Any, now: float, touched: set[str], conn: _Conn | None) -> None:
+        self.stats.events += 1
+        if not isinstance(ev, dict):
+            self._bad("event is not an object", conn)
+            return
+        kind = ev.get("event_type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            if not (isinstance(kind, str) and kind in IGNORED_EVENTS):
+                self.stats.unknown_events += 1
+                self._lost_frame(conn, self._tokens_of(ev))  # it may have taken the place of a real one
+            return
+        try:
+            handler(ev, now, touched)
+        except Exception as exc:  # noqa: BLE001 - BadMessage, or any other refusal of hostile input
+            what = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {str(exc)[:80]}"
+            self._bad(f"{kind}: {what}", conn, self._tokens_of(ev))
+
+    def _tokens_of(self, ev: Mapping[str, Any]) -> set[str]:
+        """The subscribed tokens an event names (its asset_id, or those of its price changes)."""
+        out: set[str] = set()
+        a = ev.get("asset_id")
+        if isinstance(a, str) and a in self.books:
+            out.add(a)
+        chs = ev.get("price_changes")
+        if isinstance(chs, list):
+            for ch in chs[:1000]:
+                a = ch.get("asset_id") if isinstance(ch, dict) else None
+                if isinstance(a, str) and a in self.books:
+                    out.add(a)
+        return out
+
     def _book(self, asset: Any) -> OrderBook | None:
         """The book of a subscribed asset; None for a token unsubscribed a moment ago; BadMessage
         for a token we never asked for."""
-        b = self.books.get(asset)  # type: ignore[arg-type]
+        if not isinstance(asset, str):
+            raise BadMessage("asset_id is not a string")
+        b = self.books.get(asset)
         if b is None and asset not in self._retired:
-            raise BadMessage(f"unknown token {str(asset)[:20]!r}")
+            raise BadMessage(f"unknown token {asset[:20]!r}")
         return b
 
     def _on_book(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
         b = self._book(ev.get("asset_id"))
         if b is None:
             return
-        ts = _ts_ms(ev.get("timestamp"))
-        if b.synced and ts and ts < b.venue_ts_ms:
-            return  # older than what the book holds
-        if not b.apply_snapshot(ev, ts=now):
+        ts = _ts_ms(ev.get("timestamp"), now)
+        if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)):
+            return  # older than what the book holds (one without a timestamp only when we need one)
+        if not b.apply_snapshot(ev, ts=now, venue_ts_ms=ts):
             self._distrust(b)
             raise BadMessage("book snapshot with invalid levels")
         self.stats.snapshots_applied += 1
         touched.add(b.token_id)
+        if _clamped(ts, now):
+            self._distrust(b)
 
     def _on_price_change(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
         changes = ev.get("price_changes")
         if not isinstance(changes, list):
             raise BadMessage("price_change without price_changes list")
-        ts = _ts_ms(ev.get("timestamp"))
-        by_asset: dict[Any, list[Mapping[str, Any]]] = {}
+        ts = _ts_ms(ev.get("timestamp"), now)
+        by_asset: dict[str, list[Mapping[str, Any]]] = {}
         for ch in changes:
             if not isinstance(ch, dict):
                 raise BadMessage("price change entry is not an object")
-            by_asset.setdefault(ch.get("asset_id"), []).append(ch)
+            a = ch.get("asset_id")
+            if not isinstance(a, str):
+                raise BadMessage("price change asset_id is not a string")
+            by_asset.setdefault(a, []).append(ch)
         books = [(self._book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
         for b, chs in books:
             if b is None or not b.synced:
@@ -375,9 +425,9 @@ class MarketStream:
             if not b.apply_changes(chs):
                 self._distrust(b)  # it missed a real update of the venue's
                 raise BadMessage("price change with invalid price/size/side")
-            b.stamp(h if isinstance(h, str) else None, ts or None, now)
+            b.stamp(h if isinstance(h, str) else None, ts if ts > b.venue_ts_ms else None, now)
             touched.add(b.token_id)
-            if b.crossed or not self._bbo_agrees(b, last):
+            if b.crossed or _clamped(ts, now) or not self._bbo_agrees(b, last):
                 self._distrust(b)
 
     @staticmethod
@@ -396,12 +446,10 @@ class MarketStream:
         b = self._book(ev.get("asset_id"))
         if b is None:
             return
-        try:
-            new = to_decimal(ev["new_tick_size"])
-        except (InvalidOperation, ValueError, KeyError):
-            raise BadMessage("tick_size_change without a valid new_tick_size") from None
-        if not new.is_finite() or not ZERO < new < ONE:
-            raise BadMessage(f"tick_size_change to {new}")
+        new = venue_tick(ev.get("new_tick_size"))
+        if new is None:  # the book keeps its grid; REST tells the truth
+            self._distrust(b)
+            raise BadMessage(f"tick_size_change to {str(ev.get('new_tick_size'))[:20]!r}: not one of the venue's ticks")
         if b.set_tick_size(new):
             b.ts = now
             touched.add(b.token_id)
@@ -419,15 +467,18 @@ class MarketStream:
         b = self._book(ev.get("asset_id"))
         if b is None:
             return
+        p, sz = ev.get("price"), ev.get("size")
+        if any(isinstance(x, str) and len(x) > 40 for x in (p, sz)):
+            raise BadMessage("last_trade_price with an overlong number")
         try:
-            price, size = to_decimal(ev["price"]), to_decimal(ev["size"])
+            price, size = to_decimal(p), to_decimal(sz)
             side = Side(ev.get("side"))
-        except (InvalidOperation, ValueError, KeyError):
+        except (ArithmeticError, ValueError, KeyError, TypeError):
             raise BadMessage("last_trade_price with invalid price/size/side") from None
-        if not (price.is_finite() and ZERO < price < ONE) or not (size.is_finite() and size > 0):
-            raise BadMessage(f"last_trade_price out of range: {price} x {size}")
-        ts = _ts_ms(ev.get("timestamp"))
-        trade = PublicTrade(token_id=b.token_id, market=str(ev.get("market") or b.market), price=price,
+        if not (price.is_finite() and ZERO < price < ONE) or not (size.is_finite() and 0 < size <= MAX_SIZE):
+            raise BadMessage(f"last_trade_price out of range: {str(price)[:20]} x {str(size)[:20]}")
+        ts = _ts_ms(ev.get("timestamp"), now)
+        trade = PublicTrade(token_id=b.token_id, market=short(ev.get("market") or b.market), price=price,
                             size=size, side=side, ts=ts / 1000.0 if ts else now, recv_ts=now)
         if self.on_trade is not None:
             self.on_trade(trade)
@@ -437,15 +488,31 @@ class MarketStream:
         b.needs_resync = True
         self.request_resync([b.token_id])
 
-    def _bad(self, reason: str, conn: _Conn | None) -> None:
+    def _bad(self, reason: str, conn: _Conn | None, tokens: set[str] | None = None) -> None:
         self.stats.bad_messages += 1
-        self._log(logging.WARNING, "bad market message (%d so far): %s", self.stats.bad_messages, reason)
-        self._lost_frame(conn)
+        self._log(logging.WARNING, "bad market message (%d so far): %s", self.stats.bad_messages, reason[:200])
+        self._lost_frame(conn, tokens)
 
-    def _lost_frame(self, conn: _Conn | None) -> None:
-        """A frame we could not use may have carried real updates: reload that connection's books."""
+    def _lost_frame(self, conn: _Conn | None, tokens: set[str] | None = None) -> None:
+        """A frame we could not use may have carried real updates: reload the books it names; when
+        it names none we know, its connection's books (at most once per CONN_RESYNC_MIN_SEC)."""
+        if tokens:
+            self.request_resync(tokens)
+            return
         if conn is not None:
-            self.request_resync(conn.assets)
+            mono = time.monotonic()
+            if mono - conn.last_resync >= CONN_RESYNC_MIN_SEC:
+                conn.last_resync, conn.resync_owed = mono, False
+                self.request_resync(conn.assets)
+            else:
+                conn.resync_owed = True  # the resync loop pays it when the window ends
+
+    def _owed_resyncs(self) -> None:
+        mono = time.monotonic()
+        for c in self.conns:
+            if c.resync_owed and mono - c.last_resync >= CONN_RESYNC_MIN_SEC:
+                c.last_resync, c.resync_owed = mono, False
+                self.request_resync(c.assets)
 
     def _log(self, level: int, msg: str, *args: Any) -> None:
         now = time.monotonic()
@@ -481,18 +548,24 @@ class MarketStream:
         """Apply REST `/books` snapshots received at `now` (live resyncs and replays alike)."""
         replaced: set[str] = set()
         for snap in snaps:
-            b = self.books.get(str(snap.get("asset_id")))
+            if not isinstance(snap, Mapping):
+                continue
+            b = self.books.get(short(snap.get("asset_id")))
             if b is None:
                 continue
             try:
-                ts = _ts_ms(snap.get("timestamp"))
-            except ValueError:
+                ts = _ts_ms(snap.get("timestamp"), now)
+            except BadMessage:
+                self._bad("REST book with an invalid timestamp", None)
                 continue
-            if b.synced and ts < b.venue_ts_ms:
+            # a distrusted book whose timestamp lies in our future got it from a clamped frame: no
+            # real update can be newer than the venue's own snapshot then, so the snapshot wins
+            future = b.needs_resync and b.venue_ts_ms > int(now * 1000)
+            if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)) and not future:
                 if b.needs_resync:
                     self._pending.add(b.token_id)  # the venue's copy lags ours: ask again shortly
                 continue
-            if b.apply_snapshot(snap, ts=now):
+            if b.apply_snapshot(snap, ts=now, venue_ts_ms=ts):
                 self.stats.snapshots_applied += 1
                 replaced.add(b.token_id)
             else:
@@ -517,6 +590,7 @@ class MarketStream:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._resync_evt.wait(), timeout=1.0)
             await asyncio.sleep(self.resync_pause_sec)  # let a burst of requests coalesce
+            self._owed_resyncs()
             self._resync_evt.clear()
             tokens = (self._pending & set(self.books)) | self._quiet_tokens()
             self._pending.clear()

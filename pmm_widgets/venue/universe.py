@@ -18,8 +18,24 @@ from .endpoints import open_endpoints
 from .gamma import GammaClient
 
 
-def select_universe(markets: Sequence[Market], size: int) -> list[Market]:
-    """Tradable markets, one per condition id, ranked by liquidityNum descending (stable), top `size`."""
+def reward_density(m: Market) -> float:
+    """`PMM_UNIVERSE_RANK=rewards`: expected reward per unit of capital at risk, estimated from
+    Gamma alone: the daily pool over the competing depth (`liquidityNum`, plus $100 so an empty
+    book does not divide by zero), a third of that when the price is outside [0.10, 0.90], where
+    only two-sided quoting scores (and the inventory is most at risk). 0 without a program."""
+    from ..economics.rewards import TWO_SIDED_HI, TWO_SIDED_LO, parse_program
+
+    prog, _ = parse_program(m.raw or {})
+    if not prog.active:
+        return 0.0
+    p = (m.best_bid + m.best_ask) / 2 if m.best_bid is not None and m.best_ask is not None else 0.5
+    penalty = 1.0 if float(TWO_SIDED_LO) <= p <= float(TWO_SIDED_HI) else 1.0 / 3.0
+    return float(prog.daily_rate) / (max(m.liquidity_num, 0.0) + 100.0) * penalty
+
+
+def select_universe(markets: Sequence[Market], size: int, rank: str = "liquidity") -> list[Market]:
+    """Tradable markets, one per condition id, ranked by liquidityNum descending (stable), top `size`;
+    `rank="rewards"` ranks by `reward_density` instead (ties by liquidity)."""
     seen: set[str] = set()
     pool: list[Market] = []
     for m in markets:
@@ -27,12 +43,16 @@ def select_universe(markets: Sequence[Market], size: int) -> list[Market]:
             seen.add(m.condition_id)
             pool.append(m)
     pool.sort(key=lambda m: -m.liquidity_num)
+    if rank == "rewards":
+        pool.sort(key=lambda m: -reward_density(m))  # stable: liquidity breaks ties
     return pool[:size]
 
 
-async def load_universe(gamma: GammaClient, size: int) -> list[Market]:
-    """Fetch from Gamma and rank: the universe as of now (rank = list position + 1)."""
-    return select_universe(await gamma.fetch_markets(size), size)
+async def load_universe(gamma: GammaClient, size: int, rank: str = "liquidity") -> list[Market]:
+    """Fetch from Gamma and rank: the universe as of now (rank = list position + 1). Ranking by
+    rewards looks at a wider pool (the most liquid 4×size, at least 100, at most 500)."""
+    n = size if rank == "liquidity" else min(max(4 * size, 100), 500)
+    return select_universe(await gamma.fetch_markets(n), size, rank)
 
 
 def diff_universe(old: Sequence[Market], new: Sequence[Market]) -> tuple[list[Market], list[Market]]:
@@ -63,7 +83,7 @@ async def refresh_universe(settings: Settings) -> list[Market]:
         gamma = GammaClient(ep.gamma_url, timeout=settings.http_timeout_sec, deadline=settings.http_deadline_sec,
                             retry_after_max=settings.retry_after_max_sec)
         try:
-            markets = await load_universe(gamma, settings.universe_size)
+            markets = await load_universe(gamma, settings.universe_size, settings.universe_rank)
         finally:
             await gamma.aclose()
     writer = BatchWriter(settings.db_url, flush_sec=settings.writer_flush_sec)

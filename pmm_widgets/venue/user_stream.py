@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from .. import safejson
 from ..tasks import spawn
 from .http import backoff_delay
 
@@ -51,7 +52,7 @@ def parse_frame(text: str) -> list[dict[str, Any]] | None:
     if s == "PONG" or not s:
         return []
     try:
-        msg = json.loads(s)
+        msg = safejson.loads(s)
     except ValueError:
         return None
     if isinstance(msg, dict):

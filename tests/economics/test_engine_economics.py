@@ -13,8 +13,23 @@ from sqlalchemy import create_engine, func, insert, select
 
 from pmm_widgets.analytics.report import economics, report_main
 from pmm_widgets.config import Params
-from pmm_widgets.domain import BookView, Fill, FillType, Level, Market, Mode, Order, OrderStatus, Side
-from pmm_widgets.economics.tracker import EconomicsTracker, estimate_market, fill_economics, market_terms
+from pmm_widgets.domain import (
+    BookView,
+    Fill,
+    FillType,
+    Level,
+    Market,
+    Mode,
+    Order,
+    OrderStatus,
+    Side,
+)
+from pmm_widgets.economics.tracker import (
+    EconomicsTracker,
+    estimate_market,
+    fill_economics,
+    market_terms,
+)
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import Simulator
@@ -33,7 +48,7 @@ def _market(sim: Simulator, sm) -> Market:
 
 def _yes_view(sim: Simulator, sm) -> BookView:
     snap = sim.book_snapshot(sm.yes_token_id)  # the wire body: best last
-    lv = lambda xs: tuple(Level(D(x["price"]), D(x["size"])) for x in reversed(xs))  # noqa: E731
+    lv = lambda xs: tuple(Level(D(x["price"]), D(x["size"])) for x in reversed(xs))
     return BookView(sm.yes_token_id, sm.condition_id, lv(snap["bids"]), lv(snap["asks"]), sm.tick_size)
 
 
@@ -247,3 +262,21 @@ def test_report_json_totals_equal_the_db_rows(tmp_path, capsys) -> None:
     assert report_main(S()) == 0
     assert "PnL decomposition" in capsys.readouterr().out
 
+
+
+def test_universe_rank_rewards_and_fit_mode_strategy() -> None:
+    from pmm_widgets.venue.universe import reward_density, select_universe
+
+    def mk(i: int, liq: float, rate: float, bid: float = 0.45, ask: float = 0.47) -> Market:
+        raw = {"rewardsMinSize": 20, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": rate}]} if rate else {}
+        return Market(f"0x{i}", f"Q{i}", f"y{i}", f"n{i}", D("0.01"), D(5), liquidity_num=liq, best_bid=bid,
+                      best_ask=ask, raw=raw)
+
+    ms = [mk(0, 1_000_000, 0), mk(1, 50_000, 100), mk(2, 1_000, 10), mk(3, 1_000, 10, 0.02, 0.04)]
+    assert [m.condition_id for m in select_universe(ms, 4)] == ["0x0", "0x1", "0x2", "0x3"]  # the seed's rule
+    assert [m.condition_id for m in select_universe(ms, 4, "rewards")] == ["0x2", "0x3", "0x1", "0x0"]
+    assert reward_density(ms[3]) == pytest.approx(reward_density(ms[2]) / 3)  # extreme price: a third
+    assert reward_density(ms[0]) == 0
+    qc = QuoteCycle(Params(rewards_mode="fit"), MemorySink(), Mode.PAPER)
+    assert qc.strategy_for("0x1").name == "rewards"
+    assert QuoteCycle(Params(), MemorySink(), Mode.PAPER).strategy_for("0x1").name == "spread"

@@ -53,6 +53,7 @@ async def settle(md: MarketData, sb: Sandbox) -> None:
     sb.paused = True
     await asyncio.sleep(0.4)
     await wait_for(lambda: md.stream.connected() and not md.stream._pending
+                   and not any(c.resync_owed for c in md.stream.conns)  # throttled resyncs paid
                    and all(b.synced and not b.needs_resync for b in md.books.values()))
     await asyncio.sleep(0.3)
 

@@ -216,6 +216,9 @@ def test_sampled_latency_is_seeded_and_checked(tmp_path):
         SampledLatency.from_file(f)
     with pytest.raises(ValueError):
         ConstantLatency(-1)
+    # the feed can be faster than an order's half round trip
+    assert ConstantLatency(100, feed_ms=2).feed() == 0.002 and ConstantLatency(100).feed() == 0.05
+    assert SampledLatency([100, 300], feed_ms=0).feed() == 0.0
 
 
 def test_intensity_model_is_pure_given_its_seed():
