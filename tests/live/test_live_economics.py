@@ -7,7 +7,6 @@ import asyncio
 import time
 
 import pytest
-
 from live_helpers import start_quoting, wait_for
 
 pytestmark = pytest.mark.integration
