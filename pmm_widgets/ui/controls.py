@@ -154,6 +154,8 @@ def render_status(s: EngineState) -> str:
     e = html.escape
     lag = "n/a" if s.feed.lag_sec is None else f"{float(s.feed.lag_sec):.1f}s"
     db = "n/a" if s.writer_lag_sec is None else f"{float(s.writer_lag_sec):.1f}s"
+    if s.writer:  # the writer's own phrase: lag, plus queued rows and a fault when unhealthy
+        db = e(str(s.writer)).removeprefix("db lag ")
     role = {"owner": "OWNER (this page trades)", "attached": f"ATTACHED to {e(str(s.owner))}",
             "idle": "idle (press Start)"}.get(s.role, e(str(s.role)))
     run = "running" if s.running else "stopped"
@@ -164,6 +166,8 @@ def render_status(s: EngineState) -> str:
     alpha = fmt_num(s.params.get("alpha", "?"))
     err = (f' · <span class="pmm-error" style="color:#cf222e">error: {e(str(s.last_error))}</span>'
            if s.last_error else "")
+    if s.halted:  # a safety halt (lease unproven, DB file lost, writer fault): quoting is off
+        paused += ' · <b class="pmm-halted" style="color:#cf222e">HALTED</b>'
     return (f'<span class="pmm-role">{role}</span> · mode <b>{e(str(s.mode))}</b> · {run}{paused} · tick '
             f'<span class="pmm-tick">{int(s.tick)}</span> · α=<span class="pmm-alpha-value">{e(alpha)}</span>'
             f" · feed {'up' if s.feed.connected else 'down'} lag {lag} · DB lag {db}"
