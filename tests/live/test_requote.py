@@ -6,8 +6,8 @@ every request's round trip is recorded; the SDK path (`PMM_FAST_ORDERS=false`) s
 from __future__ import annotations
 
 import pytest
-
 from live_helpers import active_markets, make_settings, touch_bids, wait_for
+
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.execution.live import LiveExchange
 from pmm_widgets.store.sink import MemorySink
@@ -125,7 +125,7 @@ async def test_one_failed_cancel_is_retried(sb, venue, wallet_key, closers):
     first = [o for o in await ex.place(touch_bids(sb, markets)) if o.status is OrderStatus.LIVE]
     assert first
     sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE", http_error_count=1)
-    cancelled, placed = await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
+    _cancelled, placed = await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
     sb.faults.update(http_error_rate=0.0, http_error_methods="", http_error_count=-1)
     assert ex.broker.retried >= 1 and ex.venue_failures() == 0
     assert placed and all(o.status is OrderStatus.CANCELED for o in first)

@@ -34,9 +34,12 @@ async def test_a_lost_post_answer_is_retried_without_a_duplicate(sb, venue, wall
     markets = active_markets(sb, 3)
     ex.set_markets(markets)
     quotes = touch_bids(sb, markets)
+    sb.paused = True  # the book stands still: a re-post must not cross a market that moved meanwhile
     sb.faults.update(latency_ms=900)  # read at arrival: the POST lands ~0.9 s later, after our 0.4 s timeout
     task = asyncio.create_task(ex.place(quotes))
-    await asyncio.sleep(0.15)
+    # clear the latency after the POST has surely arrived (signing and connecting can take a while
+    # on a loaded machine) but before the retry (>= the 0.4 s timeout): the retry is answered at once
+    await asyncio.sleep(0.3)
     sb.faults.update(latency_ms=0)
     orders = await task
     assert ex.broker.retried >= 1
