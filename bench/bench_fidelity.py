@@ -37,12 +37,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import pickle
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +66,9 @@ from pmm_widgets.analytics.fidelity import (
 from pmm_widgets.config import Settings
 from pmm_widgets.domain import BookView, Fill, Mode, OrderStatus, PublicTrade, Quote
 from pmm_widgets.engine.core import Engine
+from pmm_widgets.venue.endpoints import Endpoints
 
-ART = Path("artifacts/fidelity")
+ART = Path("artifacts/fidelity")  # --dir
 BASELINE = Candidate("intensity", (), latency_ms=0.0)  # the seed's model: default knobs, no latency
 
 
@@ -125,6 +129,13 @@ def recording_exchange(rec: Recording) -> type:
             rec.events.append(("poll", now))
             return fills
 
+        def _close_order(self, o: Any, status: OrderStatus, reason: str = "") -> None:
+            """Orders the venue closed on its own (heartbeat expiry, a lost stream's cancel-all)
+            are cancels the paper replay must see too; repeats of our own cancels are harmless."""
+            if status is OrderStatus.CANCELED and o.client_id in self._open:
+                rec.events.append(("cancel", time.time(), [o.client_id]))
+            super()._close_order(o, status, reason)
+
         def _new_fill(self, *a: Any, **kw: Any) -> None:
             n = len(self._pending)
             super()._new_fill(*a, **kw)
@@ -134,14 +145,39 @@ def recording_exchange(rec: Recording) -> type:
     return RecordingLiveExchange
 
 
+@contextlib.contextmanager
+def sandbox_process(markets: int, seed: int, speed: float) -> Iterator[Endpoints]:
+    """The sandbox venue in its own process (`python -m pmm_widgets.sandbox`): on a shared,
+    loaded machine the simulator then no longer starves the engine's event loop (or the reverse)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(markets), "--seed", str(seed),
+                             "--speed", str(speed)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        urls: dict[str, str] = {}
+        assert proc.stdout is not None
+        while len(urls) < 3:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the sandbox process exited before printing its URLs")
+            if line.startswith("export PMM_"):
+                k, v = line.removeprefix("export ").strip().split("=", 1)
+                urls[k] = v
+        yield Endpoints(urls["PMM_GAMMA_URL"], urls["PMM_CLOB_URL"], urls["PMM_CLOB_WS_URL"], None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def run_live(seed: int, markets: int, seconds: float, speed: float, key: str) -> Recording:
     import pmm_widgets.execution.live as live_mod
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + 12, seed, speed) as endpoints:
         settings = Settings(_env_file=None, venue="sandbox", db_url=f"sqlite:///{Path(tmp) / 'fid.db'}",
                             sandbox_seed=seed, sandbox_speed=speed, sandbox_markets=markets + 12,
                             universe_size=markets, quote_refresh_sec=1.0, private_key=key)
-        engine = Engine(settings, Mode.LIVE)
+        engine = Engine(settings, Mode.LIVE, endpoints=endpoints)
         rec = Recording([], seconds, speed)
         orig = live_mod.LiveExchange
         live_mod.LiveExchange = recording_exchange(rec)  # type: ignore[misc]
@@ -160,14 +196,14 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
 async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand: Candidate,
                     latency_ms: float) -> dict[str, float]:
     """Closed loop: the same engine and seed trading PAPER with the candidate's models."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + 12, seed, speed) as endpoints:
         knobs = dict(cand.knobs)
         settings = Settings(_env_file=None, venue="sandbox", db_url=f"sqlite:///{Path(tmp) / 'fid.db'}",
                             sandbox_seed=seed, sandbox_speed=speed, sandbox_markets=markets + 12,
                             universe_size=markets, quote_refresh_sec=1.0, paper_fill_model=cand.model,
                             paper_latency_ms=cand.latency_ms if cand.latency_ms is not None else latency_ms,
                             **knobs)
-        engine = Engine(settings, Mode.PAPER)
+        engine = Engine(settings, Mode.PAPER, endpoints=endpoints)
         await engine.run(max_seconds=seconds)
         tot = engine.state.totals
         return {"fills": float(tot.fills), "pnl": float(tot.pnl)}
@@ -192,7 +228,9 @@ HEADER = (f"{'model':<44} {'fills':>5} {'f/min':>7} {'size p10/50/90':>14} {'mk5
 
 
 def main(args: argparse.Namespace) -> None:
+    global ART
     logging.basicConfig(level=logging.WARNING)
+    ART = Path(args.dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     recs: dict[int, Recording] = {}
     if args.load:
@@ -270,8 +308,8 @@ def main(args: argparse.Namespace) -> None:
 
     env = best_cand.env()
     ART.mkdir(parents=True, exist_ok=True)
-    (ART.parent / "fidelity-fit.env").write_text(f"# fitted by bench/bench_fidelity.py on seed {fit_seed}\n{env}\n")
-    print(f"\n# fitted parameter set (artifacts/fidelity-fit.env):\n{env}")
+    (ART / "fidelity-fit.env").write_text(f"# fitted by bench/bench_fidelity.py on seed {fit_seed}\n{env}\n")
+    print(f"\n# fitted parameter set ({ART / 'fidelity-fit.env'}):\n{env}")
     t = totals[best_cand.label]
     ratio = t[0] / t[1] if t[1] else float("nan")
     print(f"fidelity: model={best_cand.label} fills_ratio={ratio:.3f} pnl_diff_usd={t[2]:+.2f}")
@@ -284,7 +322,8 @@ if __name__ == "__main__":
     ap.add_argument("--sim-minutes", type=float, default=60.0)
     ap.add_argument("--seeds", default="7,8,9", help="comma-separated; the first is the fit seed")
     ap.add_argument("--speed", type=float, default=10.0)
-    ap.add_argument("--save", action="store_true", help="keep the recordings under artifacts/fidelity")
+    ap.add_argument("--save", action="store_true", help="keep the recordings (pickles) in --dir")
+    ap.add_argument("--dir", default=str(ART), help="where recordings and the fitted .env go")
     ap.add_argument("--load", default="", help="re-fit recordings saved by --save from this folder")
     ap.add_argument("--closed-loop", action="store_true",
                     help="also run the engine in PAPER with the best fitted model and the seed default on the check seeds")

@@ -100,17 +100,17 @@ def latency_for(rec: Recording, cand: Candidate, seed: int = 0) -> LatencyModel:
     return SampledLatency(rec.rtt_ms, seed, feed_ms=FEED_MS) if rec.rtt_ms else ConstantLatency(0.0)
 
 
-def replay(rec: Recording, cand: Candidate, seed: int = 0) -> list[tuple[float, Fill]]:
-    """The paper fills the candidate gives for the recorded run, each with its local time."""
-    return asyncio.run(_replay(rec, cand, seed))
+def replay(rec: Recording, cand: Candidate, seed: int = 0, ids: dict[str, str] | None = None) -> list[tuple[float, Fill]]:
+    """The paper fills the candidate gives for the recorded run, each with its local time
+    (`ids`, when given, receives live client id → paper client id)."""
+    return asyncio.run(_replay(rec, cand, seed, {} if ids is None else ids))
 
 
-async def _replay(rec: Recording, cand: Candidate, seed: int) -> list[tuple[float, Fill]]:
+async def _replay(rec: Recording, cand: Candidate, seed: int, ids: dict[str, str]) -> list[tuple[float, Fill]]:
     t_now = [0.0]
     ex = PaperExchange(cand.params(), NullSink(), seed=seed, clock=lambda: t_now[0], latency=latency_for(rec, cand, seed),
                       infer_side=True)
     ex.set_markets(rec.markets)
-    ids: dict[str, str] = {}
     out: list[tuple[float, Fill]] = []
     seen = 0
 

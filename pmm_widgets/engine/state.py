@@ -47,6 +47,7 @@ class MarketRow:
     fills_per_min: float = 0.0
     status: str = ""
     strategy: str = ""
+    rewards_per_hour: float | None = None  # estimated liquidity reward, USD/h (None: no program)
 
 
 @dataclass(slots=True)
@@ -54,6 +55,14 @@ class Totals:
     pnl: float = 0.0
     realized: float = 0.0
     unrealized: float = 0.0
+    # the PnL decomposition (total = spread + inventory + settlement - fees + rebates + rewards)
+    spread: float = 0.0
+    inventory: float = 0.0
+    fees: float = 0.0
+    rebates: float = 0.0
+    rewards: float = 0.0
+    settlement: float = 0.0
+    rewards_per_hour: float = 0.0
     fills: int = 0
     fills_per_min: float = 0.0
     placed: int = 0
@@ -162,6 +171,7 @@ def row_from_market_state(rank: int, condition_id: str, ms: Any) -> MarketRow:
         fills_per_min=_f(getattr(ms, "fills_per_min", None)) or 0.0,
         status=str(getattr(ms, "status", "") or ""),
         strategy=str(getattr(ms, "strategy", "") or ""),
+        rewards_per_hour=_f(getattr(ms, "rewards_per_hour", None)),
     )
 
 
@@ -171,6 +181,13 @@ def totals_from(t: Any) -> Totals:
         pnl=_f(getattr(t, "pnl_total", None)) or 0.0,
         realized=_f(getattr(t, "realized", None)) or 0.0,
         unrealized=_f(getattr(t, "unrealized", None)) or 0.0,
+        spread=_f(getattr(t, "spread_pnl", None)) or 0.0,
+        inventory=_f(getattr(t, "inventory_pnl", None)) or 0.0,
+        fees=_f(getattr(t, "fees", None)) or 0.0,
+        rebates=_f(getattr(t, "rebates", None)) or 0.0,
+        rewards=_f(getattr(t, "rewards", None)) or 0.0,
+        settlement=_f(getattr(t, "settlement", None)) or 0.0,
+        rewards_per_hour=_f(getattr(t, "rewards_per_hour", None)) or 0.0,
         fills=int(getattr(t, "fills", 0) or 0),
         fills_per_min=_f(getattr(t, "fills_per_min", None)) or 0.0,
         placed=int(getattr(t, "placed", 0) or 0),

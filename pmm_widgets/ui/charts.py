@@ -39,6 +39,10 @@ def _n(x: float | None) -> float:
     return NAN if x is None else float(x)
 
 
+PNL_COMPONENTS = {"spread": "#2ca02c", "inventory": "#ff7f0e", "fees": "#d62728", "rebates": "#17becf",
+                  "rewards": "#9467bd", "settlement": "#8c564b"}  # fees drawn as a cost (negative)
+
+
 class Charts:
     """Streams one point per refresh to each chart; `rollover` bounds every source."""
 
@@ -47,6 +51,7 @@ class Charts:
     def __init__(self, rollover: int = 3600) -> None:
         self.rollover = rollover
         self.pnl = ColumnDataSource(data={"t": [], "pnl": []})
+        self.components = ColumnDataSource(data={"t": [], **{k: [] for k in PNL_COMPONENTS}})
         self.quotes = ColumnDataSource(data={"t": [], "mid": [], "bid": [], "ask": []})
         self.fills = ColumnDataSource(data={"t": [], "fpm": []})
         self.inventory = ColumnDataSource(data={"t": [], "inv_yes": [], "inv_no": []})
@@ -56,7 +61,11 @@ class Charts:
         common: dict[str, Any] = dict(height=190, sizing_mode="stretch_width", x_axis_type="datetime",
                                       tools="pan,wheel_zoom,box_zoom,reset", toolbar_location="right")
         f_pnl = figure(title="total PnL (USD)", **common)
-        f_pnl.line("t", "pnl", source=self.pnl, line_width=2, color="#1f77b4")
+        f_pnl.line("t", "pnl", source=self.pnl, line_width=2, color="#1f77b4", legend_label="total")
+        for k, color in PNL_COMPONENTS.items():  # the decomposition, from this page's start
+            f_pnl.line("t", k, source=self.components, color=color, legend_label=k, line_dash="dashed")
+        f_pnl.legend.location = "top_left"
+        f_pnl.legend.label_text_font_size = "8pt"
         f_q = figure(title="selected market: mid and our YES bid/ask", **common)
         f_q.line("t", "mid", source=self.quotes, color="#555555", legend_label="mid")
         f_q.line("t", "bid", source=self.quotes, color="#2ca02c", legend_label="our bid")
@@ -92,6 +101,10 @@ class Charts:
         """One point per chart (and per-market history). `now` is epoch seconds."""
         t = now * 1000.0
         self.pnl.stream({"t": [t], "pnl": [state.totals.pnl]}, rollover=self.rollover)
+        tt = state.totals
+        self.components.stream({"t": [t], "spread": [tt.spread], "inventory": [tt.inventory], "fees": [-tt.fees],
+                                "rebates": [tt.rebates], "rewards": [tt.rewards], "settlement": [tt.settlement]},
+                               rollover=self.rollover)
         self.fills.stream({"t": [t], "fpm": [state.totals.fills_per_min]}, rollover=self.rollover)
         for m in state.markets:
             h = self._history.get(m.condition_id)

@@ -250,11 +250,13 @@ def test_3_reload_of_the_owning_live_tab_hands_over_cleanly(stack):
             watcher = threading.Thread(target=watch)
             watcher.start()
             page.reload()
+            loaded = time.time() - t0
             watcher.join()
             assert handed, "the old kernel's orders outlived the reload by 5 s"
             print(f"old kernel's orders gone {handed[0]:.2f}s after the reload")
             page.wait_for_selector(".pmm-status", timeout=60_000)
             assert _wait(lambda: "OWNER" in page.inner_text(".pmm-role"), 30), page.inner_text(".pmm-status")
+            owned = time.time() - t0
             new_owner = _q(db, "SELECT owner FROM engine_lease")
             assert new_owner and new_owner != old_owner
             assert _q(db, "SELECT COUNT(*) FROM engine_lease") == 1
@@ -262,7 +264,8 @@ def test_3_reload_of_the_owning_live_tab_hands_over_cleanly(stack):
             assert "live" in page.inner_text(".pmm-status")
             assert _q(db, f"SELECT COUNT(*) FROM events WHERE kind = 'engine_stop' AND ts >= {t0}") >= 1
             assert _wait(lambda: _q(db, f"SELECT COUNT(*) FROM events WHERE kind = 'engine_start' AND ts >= {t0}"), 30)
-            print(f"new page quoting {time.time() - t0:.1f}s after the reload")
+            print(f"reloaded page loaded {loaded:.1f}s, owns the lease {owned:.1f}s, "
+                  f"quoting {time.time() - t0:.1f}s after the reload")
             assert _wait(lambda: _venue_open(stack) > 0, 30)
             # `orders` agrees with the venue (the writer flushes within a second or two)
             assert _wait(lambda: _q(db, "SELECT COUNT(*) FROM orders WHERE status IN ('LIVE','PARTIAL','PENDING')")

@@ -303,8 +303,14 @@ def test_registry_and_params_validation():
         build_strategy("nope")
     with pytest.raises(ValueError, match="expected one of"):
         Params(strategy="nope")
-    with pytest.raises(ValueError, match="wide <= reduce <= halt"):
+    with pytest.raises(ValueError, match="wide <= reduce <= halt") as exc:
         Params(regime_wide_vol=0.5)
+    from pmm_widgets.config import format_validation_error
+
+    line = format_validation_error(exc.value, env=True)  # a cross-field rule: its message names the fields
+    assert line.startswith("regime vols must satisfy") and "regime_wide_vol=0.5" in line
+    with pytest.raises(ValueError, match="cannot wrap itself"):
+        Params(regime_base="regime")
     assert isinstance(SpreadStrategy(), Strategy)
 
     class Mine:

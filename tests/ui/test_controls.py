@@ -301,3 +301,29 @@ async def test_unreachable_venue_at_start_is_one_clear_line_on_the_page(settings
     assert "could not start" in text and "127.0.0.1:9" in text and "\n" not in text, text
     panel.refresh()
     assert "127.0.0.1:9" in panel.status.value  # the status line's error names the host too
+
+
+async def test_a_frontend_state_request_starts_at_once_and_the_deadman_covers_it(settings):
+    """Voilà's widget manager asks for the widgets' state before rendering them: that already
+    proves a browser (a curl never does), so start/take over then; if that view never beats,
+    the dead-man still stops the engine."""
+    stub = _OwnerStub(settings)
+    stub.running = False
+    panel = ControlPanel(stub, autostart=True)
+    panel.show()
+    panel._on_view_requested()
+    for _ in range(40):
+        if stub.starts:
+            break
+        await asyncio.sleep(0.05)
+    assert stub.starts == [False] and not panel._streaming
+    for _ in range(60):  # deadman_sec = 1.0 in the fixture; no beat ever comes
+        if stub.stops:
+            break
+        await asyncio.sleep(0.1)
+    assert stub.stops == 1
+    panel.heartbeat.value = 1  # a late first beat does not start a second time
+    await asyncio.sleep(0.3)
+    assert stub.starts == [False]
+    for t in panel._tasks:
+        t.cancel()
