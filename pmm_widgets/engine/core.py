@@ -825,6 +825,9 @@ class Engine:
             await self._cycle_failed(f"{failed} venue call(s) failed after retries")
         else:
             self._circuit.record(time.time(), None)
+            err = self._state.last_error
+            if err and err.startswith("cycle failed"):  # the venue answers again: the status says so
+                self._publish(replace(self._state, last_error=None))
         return report
 
     async def _cycle_failed(self, msg: str) -> None:
@@ -870,7 +873,8 @@ class Engine:
         down = now - (self._circuit.open_since or now)
         self._circuit.probe_result(time.time(), None)
         self.events.emit("INFO", "circuit_closed", f"venue recovered after {down:.0f}s: quoting resumes")
-        self._publish(replace(self._state, last_error=None))
+        err = self._state.last_error
+        self._publish(replace(self._state, last_error=None if err and err.startswith("cycle failed") else err))
 
     def _publish_cycle(self) -> None:
         ms = self._cycle.markets_state()
