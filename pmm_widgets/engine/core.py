@@ -677,6 +677,7 @@ class Engine:
                 n = await self._exchange.cancel_market(m.condition_id)
                 self.events.emit("INFO", "universe", f"left the universe: {m.question[:60]} ({n} orders cancelled)",
                                  market=m.condition_id)
+                await self._settle_if_closed(m)
             self._markets = fresh  # the cycle hands the exchange every market it knows (late fills)
         await self._md.set_markets(fresh)
         if added or removed:
@@ -769,6 +770,26 @@ class Engine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
 
+    async def _settle_if_closed(self, m: Market) -> None:
+        """A market that left the universe while we hold its shares: when the venue says it is
+        closed with a winner (`/markets/{cid}` `tokens[].winner`), settle it like `market_resolved`."""
+        lg = self._cycle.pnl.ledgers.get(m.condition_id)
+        if lg is None or (lg.yes == 0 and lg.no == 0) or m.condition_id in self._cycle.resolved:
+            return
+        try:
+            info = await self._md.rest.market(m.condition_id)
+        except Exception as exc:  # noqa: BLE001 - retried at the next refresh? no: say so, keep the inventory
+            self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
+                             f"{type(exc).__name__}: {exc}", market=m.condition_id)
+            return
+        tokens = info.get("tokens") if isinstance(info, dict) else None
+        winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
+        if not info.get("closed") or len(winners) != 1:
+            return
+        if await self._cycle.resolve_market(time.time(), m.condition_id, winners[0], self._exchange, "closed"):
+            self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
+                             market=m.condition_id)
+
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
         pop = getattr(self._md, "pop_resolutions", None)
@@ -804,6 +825,9 @@ class Engine:
             await self._cycle_failed(f"{failed} venue call(s) failed after retries")
         else:
             self._circuit.record(time.time(), None)
+            err = self._state.last_error
+            if err and err.startswith("cycle failed"):  # the venue answers again: the status says so
+                self._publish(replace(self._state, last_error=None))
         return report
 
     async def _cycle_failed(self, msg: str) -> None:
@@ -849,7 +873,8 @@ class Engine:
         down = now - (self._circuit.open_since or now)
         self._circuit.probe_result(time.time(), None)
         self.events.emit("INFO", "circuit_closed", f"venue recovered after {down:.0f}s: quoting resumes")
-        self._publish(replace(self._state, last_error=None))
+        err = self._state.last_error
+        self._publish(replace(self._state, last_error=None if err and err.startswith("cycle failed") else err))
 
     def _publish_cycle(self) -> None:
         ms = self._cycle.markets_state()

@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,12 +31,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from voila_helpers import (
+    ARTIFACTS,
+    BROWSER_ARGS,
+    CHROMIUM,
+    ROOT,
+    clean_env,
+    start_voila,
+    stop_voila,
+    wait,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CULL_SEC = 5
 
 pytestmark = [
@@ -48,41 +51,8 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(pred, timeout: float, step: float = 0.1) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return bool(pred())
-
-
-def _start_voila(env: dict[str, str], log_path: Path, extra: list[str] | None = None):
-    port, token = _free_port(), secrets.token_hex(16)
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "apps/control.ipynb", "--no-browser", f"--port={port}", f"--token={token}",
-         *(extra or [])], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    ok = _wait(lambda: proc.poll() is not None or socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, 0.2)
-    if not ok or proc.poll() is not None:
-        raise RuntimeError(log_path.read_text())
-    return proc, port, token, log
-
-
-def _stop(proc, log) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
+_wait = wait
+_start_voila, _stop = start_voila, stop_voila
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +69,7 @@ def stack(tmp_path_factory):
         k, v = line.removeprefix("export ").split("=", 1)
         urls[k] = v
     db_url = f"sqlite:///{tmp / 'app.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
-    env.update(urls)
+    env = clean_env(**urls)
     env.update({"PMM_VENUE": "polymarket", "PMM_DB_URL": db_url, "PMM_QUOTE_REFRESH_SEC": "0.5",
                 "PMM_DASHBOARD_REFRESH_SEC": "1.0", "PMM_UNIVERSE_SIZE": "4", "PMM_LEASE_TTL_SEC": "5",
                 "PMM_PRIVATE_KEY": "0x" + Account.create().key.hex().removeprefix("0x"),
