@@ -31,13 +31,13 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_live_cycle import SandboxProcess, pct  # noqa: E402
+from bench_live_cycle import SandboxProcess, pct
 
-from pmm_widgets.config import Settings  # noqa: E402
-from pmm_widgets.domain import Mode  # noqa: E402
-from pmm_widgets.engine.core import Engine  # noqa: E402
-from pmm_widgets.strategy.cycle import QuoteCycle  # noqa: E402
-from pmm_widgets.venue.market_stream import MarketStream  # noqa: E402
+from pmm_widgets.config import Settings
+from pmm_widgets.domain import Mode
+from pmm_widgets.engine.core import Engine
+from pmm_widgets.strategy.cycle import QuoteCycle
+from pmm_widgets.venue.market_stream import MarketStream
 
 TS = re.compile(r'"timestamp"\s*:\s*"?(\d{10,16})')
 

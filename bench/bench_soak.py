@@ -31,12 +31,12 @@ import psutil
 from eth_account import Account
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_live_cycle import SandboxProcess  # noqa: E402
+from bench_live_cycle import SandboxProcess
 
-from pmm_widgets.config import Settings  # noqa: E402
-from pmm_widgets.domain import Mode  # noqa: E402
-from pmm_widgets.engine.core import Engine  # noqa: E402
-from pmm_widgets.venue.broker import Broker  # noqa: E402
+from pmm_widgets.config import Settings
+from pmm_widgets.domain import Mode
+from pmm_widgets.engine.core import Engine
+from pmm_widgets.venue.broker import Broker
 
 
 def db_bytes(path: Path) -> int:
