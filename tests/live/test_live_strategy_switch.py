@@ -8,14 +8,13 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from live_helpers import active_markets, make_settings
 
 from pmm_widgets.config import Params
-from pmm_widgets.domain import BookView, Level, Mode
+from pmm_widgets.domain import Mode
 from pmm_widgets.execution.live import LiveExchange
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.cycle import QuoteCycle
-
-from live_helpers import active_markets, make_settings
 
 pytestmark = pytest.mark.integration
 D = Decimal
@@ -41,18 +40,6 @@ class TaggingLive(LiveExchange):
         done, out = await super().requote(cancel_ids, quotes)
         self._tag(out)
         return done, out
-
-
-def view_of(sb, token: str) -> BookView | None:
-    snap = sb.sim.book_snapshot(token)
-    if snap is None:
-        return None
-
-    def lv(xs):
-        return tuple(Level(D(x["price"]), D(x["size"])) for x in reversed(xs))
-
-    return BookView(token, snap["market"], lv(snap["bids"]), lv(snap["asks"]), D(snap["tick_size"]),
-                    D(snap["min_order_size"]), ts=sb.sim.now())
 
 
 async def test_switch_on_a_live_market_never_rests_both_strategies(sb, wallet_key, closers):
@@ -92,7 +79,7 @@ async def test_switch_on_a_live_market_never_rests_both_strategies(sb, wallet_ke
                 qc.set_strategy(cid, "as", as_gamma=0.5)
             if k == 12:
                 p.strategy = "microprice"  # every market without an override switches
-            await qc.run_once(sb.sim.now(), markets, lambda t: view_of(sb, t), ex)
+            await qc.run_once(sb.sim.now(), markets, sb.sim.book_view, ex)
             await asyncio.sleep(0.15)
     finally:
         stop.set()
