@@ -362,3 +362,10 @@ def test_charts_backfill_from_the_db(settings, db_url):
     panel.charts.backfill(hist)
     assert len(panel.charts.pnl.data["t"]) == 5 and len(panel.charts.quotes.data["mid"]) == 4
     assert panel.charts.inventory.data["inv_yes"][-1] == 20.0
+
+
+def test_headless_status_line_says_why_and_who_paused():
+    from pmm_widgets.engine.runner import status_line
+
+    line = status_line(EngineState(mode="paper", paused=True, pause_note="deadman by page-1 at 10:00:00"))
+    assert line.startswith("[paper PAUSED (deadman by page-1 at 10:00:00)]")
