@@ -998,6 +998,7 @@ class Engine:
         timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
         pending: asyncio.Future | None = None
         last_err: str | None = None
+        halted_at = 0.0
         try:
             while True:
                 if pending is None:
@@ -1023,12 +1024,13 @@ class Engine:
                         if not ok:
                             await self._halt("lease", "lease lost to another engine", fatal=True)
                             return
-                        silent = timer.silent()
                         timer.proven(lease.renewed_at or 0.0)
                         last_err = None
-                        if "lease" in self._halts and not timer.must_halt():  # a renewal stuck behind a lock proves little
-                            self._clear_halt("lease", f"lease renewed after {silent:.1f}s without proof")
+                        # a renewal that waited behind a lock proves little: the next, quick one clears
+                        if "lease" in self._halts and not timer.must_halt():
+                            self._clear_halt("lease", f"lease renewed after {time.time() - halted_at:.1f}s halted")
                 if timer.must_halt() and "lease" not in self._halts:
+                    halted_at = time.time()
                     await self._halt("lease", f"cannot renew the DB lease for {timer.silent():.1f}s "
                                      f"({last_err or 'renewal not answered'}); it expires in {timer.left():.1f}s")
                 if timer.silent() > LEASE_GIVE_UP_TTLS * ttl:

@@ -478,7 +478,7 @@ class Replayer:
                 if k not in ("fills", "fills_per_min", "placed", "open_orders"):
                     s[k] = v
         s.update(markout_summary(trades))
-        s.setdefault("reward_estimate", None)
+        s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
         return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
 
 
@@ -603,6 +603,9 @@ def format_summary(res: ReplayResult) -> str:
                                   for k, v in s.items() if k.endswith("_mean_usd")) or "none")
         + f"; max inventory {s['max_inventory_usd']:.2f} USD",
     ]
+    extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
+    if extra:
+        lines.append("  economics " + ", ".join(extra))
     for p in res.problems:
         lines.append(f"  problem: {p}")
     return "\n".join(lines)

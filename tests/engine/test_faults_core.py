@@ -100,6 +100,9 @@ async def test_c1_lock_longer_than_ttl_never_two_engines_quoting(fast_settings, 
     assert covering == [], "A still had orders resting when its lease could expire"
     a_cancel_ends = [e for s, e, c in iv[a.state.owner] if s < lock_start < e]
     assert a_cancel_ends and max(a_cancel_ends) < expiry
+    if role_b == "attached":  # A renewed first: its halt lifted and it quoted again
+        assert any(k == "lease" and "quoting resumes" in m for _, k, m in a_events)
+        assert any(s > lock_end for s, e, c in iv[a.state.owner])
     cancelled = [ts for ts, k, m in a_events if k == "lease" and "orders cancelled" in m]
     assert cancelled and cancelled[0] < expiry  # the cancel finished before the lease could expire
     assert open_orders_in_db(db) == 0
