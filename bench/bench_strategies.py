@@ -29,7 +29,7 @@ import time
 from decimal import Decimal
 
 from pmm_widgets.config import Params
-from pmm_widgets.domain import BookView, Level, Mode, PublicTrade, Side
+from pmm_widgets.domain import Mode, PublicTrade, Side
 from pmm_widgets.economics.rewards import (
     adjusted_mid,
     book_orders,
@@ -51,18 +51,6 @@ T0 = 1_800_000_000.0
 STEP = 3.0
 
 
-def view_of(sim: Simulator, token: str, ts: float) -> BookView | None:
-    snap = sim.book_snapshot(token)
-    if snap is None:
-        return None
-
-    def lv(xs):
-        return tuple(Level(D(x["price"]), D(x["size"])) for x in reversed(xs))  # wire is best-last
-
-    return BookView(token, snap["market"], lv(snap["bids"]), lv(snap["asks"]), D(snap["tick_size"]),
-                    D(snap["min_order_size"]), ts=ts)
-
-
 def reward_minute(sim: Simulator, markets, ex: PaperExchange, t: float) -> Decimal:
     """USD of one per-minute reward sample for our resting orders, all markets."""
     total = D(0)
@@ -73,7 +61,7 @@ def reward_minute(sim: Simulator, markets, ex: PaperExchange, t: float) -> Decim
         prog, _ = parse_program(m.raw)
         if not prog.active or m.condition_id not in by_market:
             continue
-        yv = view_of(sim, m.yes_token_id, t)
+        yv = sim.book_view(m.yes_token_id, t)
         if yv is None or yv.mid is None:
             continue
         ours = [to_yes_terms(o.token_id == m.yes_token_id, o.side, o.price, o.remaining)
@@ -107,7 +95,7 @@ async def run_one(strategy: str, minutes: float, n_markets: int, seed: int, over
             ex.observe_trade(PublicTrade(p["asset_id"], p["market"], D(p["price"]), D(p["size"]),
                                          Side(p["side"]), int(p["timestamp"]) / 1000))
         seen = t
-        await qc.run_once(t, markets, lambda tok, ts=t: view_of(sim, tok, ts), ex)
+        await qc.run_once(t, markets, lambda tok, ts=t: sim.book_view(tok, ts), ex)
         for st in qc.markets_state().values():
             max_inv = max(max_inv, abs(st.inventory_yes - st.inventory_no))
         if t >= next_reward:

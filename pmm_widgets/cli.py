@@ -379,7 +379,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         import pandas as pd
 
         cols = [c for c in ["point", *grid, "fills", "fills_per_min", "pnl_total", "spread_pnl", "inventory_pnl",
-                            "markout_5s_usd", "max_inventory_usd"] if c in df.columns]
+                            "fees", "rebates", "rewards", "markout_5s_usd", "max_inventory_usd"] if c in df.columns]
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(df[cols].to_string(index=False))
         print(f"sweep {df.attrs.get('sweep_id')}: {len(df)} points -> sweep_results, {df.attrs.get('parquet')}")

@@ -126,13 +126,16 @@ class Params(BaseModel):
         if self.calib_min_mult > self.calib_max_mult:
             raise ValueError("calib_min_mult must be <= calib_max_mult")
         if self.regime_base == "regime":
-            raise ValueError("regime_base cannot be regime itself")
+            raise ValueError("regime_base=regime: the regime machine cannot wrap itself")
         if not self.regime_wide_vol <= self.regime_reduce_vol <= self.regime_halt_vol:
-            raise ValueError("regime vols must satisfy wide <= reduce <= halt")
+            raise ValueError(f"regime vols must satisfy wide <= reduce <= halt (regime_wide_vol={self.regime_wide_vol}, "
+                             f"regime_reduce_vol={self.regime_reduce_vol}, regime_halt_vol={self.regime_halt_vol})")
         if self.regime_wide_tt_per_min > self.regime_reduce_tt_per_min:
-            raise ValueError("regime_wide_tt_per_min must be <= regime_reduce_tt_per_min")
+            raise ValueError(f"regime_wide_tt_per_min={self.regime_wide_tt_per_min} must be <= "
+                             f"regime_reduce_tt_per_min={self.regime_reduce_tt_per_min}")
         if self.regime_halt_before_end_min > self.regime_reduce_before_end_min:
-            raise ValueError("regime_halt_before_end_min must be <= regime_reduce_before_end_min")
+            raise ValueError(f"regime_halt_before_end_min={self.regime_halt_before_end_min} must be <= "
+                             f"regime_reduce_before_end_min={self.regime_reduce_before_end_min}")
         return self
 
     def update(self, **changes: Any) -> "Params":
@@ -351,6 +354,8 @@ def format_validation_error(exc: ValidationError, env: bool = False) -> str:
     if loc.lower() in {"private_key", "api_key", "api_secret", "api_passphrase"}:
         bad = "***"
     msg = err.get("msg", "invalid").removeprefix("Value error, ")
+    if not err.get("loc"):  # a rule across several fields: the message names them
+        return msg
     return f"{name}={bad!s}: {msg}" if bad is not None and not isinstance(bad, dict) else f"{name}: {msg}"
 
 

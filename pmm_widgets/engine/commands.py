@@ -41,7 +41,7 @@ def default_sender(face: str = "") -> str:
     """`user@host pid N (face)`: who wrote a command, for the audit trail (no secret in it)."""
     try:
         user = getpass.getuser()
-    except Exception:  # no passwd entry in some containers
+    except (KeyError, OSError):  # no passwd entry in some containers
         user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "?"
     out = f"{user}@{socket.gethostname()} pid {os.getpid()}"
     return f"{out} ({face})" if face else out

@@ -54,7 +54,6 @@ from .state import (
     totals_from,
 )
 
-
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
 
@@ -162,6 +161,7 @@ class Engine:
         self._writer: Any = None
         self._md: Any = None
         self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
+        self._recorded_params: dict[str, Any] = {}  # the parameter values the recording last saw
         self._cycle: Any = None
         self._markets: list[Market] = []
         self._gamma: Any = None
@@ -214,7 +214,7 @@ class Engine:
         else:
             self._params.update(**changes)
             if self._recorder is not None:
-                self._recorder.engine(time.time(), "params", _jsonable(changes))
+                self._record_params(time.time())
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
                                   pause_note=self._pause_note if self._params.quoting_paused else ""))
             if self.persist_params:
@@ -472,7 +472,7 @@ class Engine:
         while not self._stop_evt.is_set():
             try:
                 return await asyncio.to_thread(self._lease.try_acquire)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
                     said = why
@@ -524,6 +524,10 @@ class Engine:
                 # the lease is renewed from the start: setup (universe, market data) may take long
                 lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
                 await self._setup(stack)
+                if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
+                    self.events.emit("WARNING", "lease", f"PMM_LEASE_TTL_SEC={self.settings.lease_ttl_sec:g} leaves "
+                                     f"{self._cancel_budget():.1f}s for a cancel when the DB stops answering, less "
+                                     f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
                 self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                                  f"venue={self.settings.venue.value} markets={len(self._markets)}")
                 assert self._role_evt is not None
@@ -636,12 +640,21 @@ class Engine:
             except ValueError as exc:  # a row an older build wrote, a name no longer known
                 self.events.emit("WARNING", "strategy", f"market override of {cid} ignored: {exc}", market=cid)
         if self._recorder is not None:  # what a replay needs to start where this run started
+            self._recorded_params = self._params.model_dump(mode="json")
             self._recorder.engine(time.time(), "start", {
                 "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
                 "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
                 "pnl_sec": s.pnl_sec, "calibration": calibration,
                 "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
                                in {**saved, **self._strategy_overrides}.items() if name is None or isinstance(name, str)}})
+
+    def _record_params(self, now: float) -> None:
+        """Record the parameters that changed since the recording last saw them."""
+        cur = self._params.model_dump(mode="json")
+        diff = {k: v for k, v in cur.items() if self._recorded_params.get(k, v) != v}
+        self._recorded_params = cur
+        if diff:
+            self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
@@ -664,6 +677,7 @@ class Engine:
                 n = await self._exchange.cancel_market(m.condition_id)
                 self.events.emit("INFO", "universe", f"left the universe: {m.question[:60]} ({n} orders cancelled)",
                                  market=m.condition_id)
+                await self._settle_if_closed(m)
             self._markets = fresh  # the cycle hands the exchange every market it knows (late fills)
         await self._md.set_markets(fresh)
         if added or removed:
@@ -756,6 +770,26 @@ class Engine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
 
+    async def _settle_if_closed(self, m: Market) -> None:
+        """A market that left the universe while we hold its shares: when the venue says it is
+        closed with a winner (`/markets/{cid}` `tokens[].winner`), settle it like `market_resolved`."""
+        lg = self._cycle.pnl.ledgers.get(m.condition_id)
+        if lg is None or (lg.yes == 0 and lg.no == 0) or m.condition_id in self._cycle.resolved:
+            return
+        try:
+            info = await self._md.rest.market(m.condition_id)
+        except Exception as exc:  # noqa: BLE001 - retried at the next refresh? no: say so, keep the inventory
+            self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
+                             f"{type(exc).__name__}: {exc}", market=m.condition_id)
+            return
+        tokens = info.get("tokens") if isinstance(info, dict) else None
+        winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
+        if not info.get("closed") or len(winners) != 1:
+            return
+        if await self._cycle.resolve_market(time.time(), m.condition_id, winners[0], self._exchange, "closed"):
+            self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
+                             market=m.condition_id)
+
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
         pop = getattr(self._md, "pop_resolutions", None)
@@ -783,6 +817,7 @@ class Engine:
             await self._apply_resolutions()
             now, hold = time.time(), self._hold_reason()
             if self._recorder is not None:
+                self._record_params(now)  # also catches `engine.params.alpha = 2` (a direct assignment)
                 self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
             report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
         failed = self._venue_failures() - before
@@ -790,6 +825,9 @@ class Engine:
             await self._cycle_failed(f"{failed} venue call(s) failed after retries")
         else:
             self._circuit.record(time.time(), None)
+            err = self._state.last_error
+            if err and err.startswith("cycle failed"):  # the venue answers again: the status says so
+                self._publish(replace(self._state, last_error=None))
         return report
 
     async def _cycle_failed(self, msg: str) -> None:
@@ -835,7 +873,8 @@ class Engine:
         down = now - (self._circuit.open_since or now)
         self._circuit.probe_result(time.time(), None)
         self.events.emit("INFO", "circuit_closed", f"venue recovered after {down:.0f}s: quoting resumes")
-        self._publish(replace(self._state, last_error=None))
+        err = self._state.last_error
+        self._publish(replace(self._state, last_error=None if err and err.startswith("cycle failed") else err))
 
     def _publish_cycle(self) -> None:
         ms = self._cycle.markets_state()
@@ -911,11 +950,11 @@ class Engine:
         try:
             await asyncio.wait_for(self._trade_lock.acquire(), timeout=budget / 2)
             got = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
         try:
             return await asyncio.wait_for(self._exchange.cancel_all(), timeout=budget / 2), ""
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
             return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
         finally:
             if got:
@@ -959,6 +998,7 @@ class Engine:
         timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
         pending: asyncio.Future | None = None
         last_err: str | None = None
+        halted_at = 0.0
         try:
             while True:
                 if pending is None:
@@ -974,7 +1014,7 @@ class Engine:
                     fut, pending = pending, None
                     try:
                         ok = fut.result()
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any renewal failure is reported and retried
                         why = first_line(exc)
                         if why != last_err:
                             self.events.emit("WARNING", "lease", f"lease renewal failed ({why}); retrying, "
@@ -984,12 +1024,13 @@ class Engine:
                         if not ok:
                             await self._halt("lease", "lease lost to another engine", fatal=True)
                             return
-                        silent = timer.silent()
                         timer.proven(lease.renewed_at or 0.0)
                         last_err = None
-                        if "lease" in self._halts and not timer.must_halt():  # a renewal stuck behind a lock proves little
-                            self._clear_halt("lease", f"lease renewed after {silent:.1f}s without proof")
+                        # a renewal that waited behind a lock proves little: the next, quick one clears
+                        if "lease" in self._halts and not timer.must_halt():
+                            self._clear_halt("lease", f"lease renewed after {time.time() - halted_at:.1f}s halted")
                 if timer.must_halt() and "lease" not in self._halts:
+                    halted_at = time.time()
                     await self._halt("lease", f"cannot renew the DB lease for {timer.silent():.1f}s "
                                      f"({last_err or 'renewal not answered'}); it expires in {timer.left():.1f}s")
                 if timer.silent() > LEASE_GIVE_UP_TTLS * ttl:

@@ -53,6 +53,8 @@ EVENT_BUFFER_SEC = 30.0  # how long events for a not-yet-known order id wait for
 BACKFILL_MARGIN_SEC = 300.0
 WATCHDOG_SEC = 0.2
 FINAL_TRADE_STATUSES = ("CONFIRMED", "FAILED")
+CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this long (late events), then go
+EVICT_EVERY_SEC = 60.0
 
 
 class LiveError(Exception):
@@ -192,6 +194,7 @@ class LiveExchange:
         self._halted: str | None = None
         self._down_since: float | None = None
         self._last_trade_ts: float | None = None
+        self._next_evict = 0.0
         self.reconciles = 0
         self.disconnect_cancels = 0
         self.adopted = 0
@@ -511,9 +514,45 @@ class LiveExchange:
         return None
 
     async def poll(self, now: float) -> list[Fill]:
-        self._flush_buffer(self._clock())
+        clock = self._clock()
+        self._flush_buffer(clock)
+        if clock >= self._next_evict:
+            self._next_evict = clock + EVICT_EVERY_SEC
+            self.evict(clock)
         out, self._pending = self._pending, []
         return out
+
+    def evict(self, now: float) -> int:
+        """Bounded live state (issue 12): forget closed orders and final trades last touched more
+        than `CLOSED_KEEP_SEC` ago (their rows stay in the DB), and history rows already turned
+        into orders or long closed. Open orders and recent ones are kept. Returns how many went."""
+        cutoff = now - CLOSED_KEEP_SEC
+        n = 0
+        for vid in [v for v, o in self._by_venue.items()
+                    if o.client_id not in self._open and not o.status.is_open and o.updated_ts < cutoff]:
+            del self._by_venue[vid]
+            self._history.pop(vid, None)
+            n += 1
+        for vid in [v for v, row in self._history.items() if v in self._by_venue
+                    or (not OrderStatus(row.get("status") or "LIVE").is_open
+                        and float(row.get("updated_ts") or 0) < cutoff)]:
+            del self._history[vid]
+            n += 1
+        for key in [k for k, st in self._trades.items()
+                    if st.statuses[-1] in FINAL_TRADE_STATUSES and st.fill.ts < cutoff]:
+            del self._trades[key]
+            n += 1
+        if self._stored_trades and self._last_trade_ts is not None:
+            # stored ids only matter while a backfill can return them
+            self._stored_trades = set() if now - self._last_trade_ts > BACKFILL_MARGIN_SEC + CLOSED_KEEP_SEC \
+                else self._stored_trades
+        return n
+
+    def memory_counts(self) -> dict[str, int]:
+        """Sizes of the live state, for benches and the soak (all bounded by open + recent)."""
+        return {"open": len(self._open), "by_venue": len(self._by_venue), "history": len(self._history),
+                "trades": len(self._trades), "stored_trades": len(self._stored_trades),
+                "buffer": sum(len(v) for v in self._buffer.values())}
 
     # ------------------------------------------------------------------ user tape
     def _ws_auth(self) -> dict[str, str]:
@@ -669,9 +708,11 @@ class LiveExchange:
         if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
             return
         since = self._clock() - 7 * 86400
+        recent = self._clock() - CLOSED_KEEP_SEC
+        open_statuses = [st.value for st in OrderStatus if st.is_open]
 
         def read() -> tuple[dict[str, dict], list[dict], set[str], float | None]:
-            from sqlalchemy import func, select
+            from sqlalchemy import func, or_, select
 
             from ..store.db import make_engine
             from ..store.schema import orders, trades
@@ -679,16 +720,22 @@ class LiveExchange:
             eng = make_engine(url)
             try:
                 with eng.connect() as c:
+                    # bounded (issue 12): rows still open, whatever their age, and rows closed
+                    # recently (late fills); not every order of the last 7 days
                     rows = c.execute(select(orders).where(orders.c.mode == Mode.LIVE.value,
                                                           orders.c.venue_order_id.is_not(None),
-                                                          orders.c.updated_ts >= since)).mappings().all()
+                                                          or_(orders.c.status.in_(open_statuses),
+                                                              orders.c.updated_ts >= recent))).mappings().all()
                     pending = c.execute(select(orders).where(orders.c.mode == Mode.LIVE.value,
                                                              orders.c.venue_order_id.is_(None),
                                                              orders.c.status == OrderStatus.PENDING.value,
                                                              orders.c.updated_ts >= since)).mappings().all()
-                    tids = c.execute(select(trades.c.trade_id).where(trades.c.mode == Mode.LIVE.value,
-                                                                     trades.c.ts >= since)).scalars().all()
                     last = c.execute(select(func.max(trades.c.ts)).where(trades.c.mode == Mode.LIVE.value)).scalar()
+                    # the trade ids a backfill (from last - BACKFILL_MARGIN_SEC) or a late status
+                    # update can bring back; older ones cannot be counted twice
+                    t_from = (float(last) if last is not None else self._clock()) - BACKFILL_MARGIN_SEC - CLOSED_KEEP_SEC
+                    tids = c.execute(select(trades.c.trade_id).where(trades.c.mode == Mode.LIVE.value,
+                                                                     trades.c.ts >= t_from)).scalars().all()
             finally:
                 eng.dispose()
             return ({str(r["venue_order_id"]): dict(r) for r in rows}, [dict(r) for r in pending],

@@ -25,11 +25,11 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
@@ -52,6 +52,7 @@ from .recordings import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 REPLAY_MODE = "replay"
 TAGGED = frozenset({"orders", "trades", "pnl", "events"})
 NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
@@ -477,7 +478,7 @@ class Replayer:
                 if k not in ("fills", "fills_per_min", "placed", "open_orders"):
                     s[k] = v
         s.update(markout_summary(trades))
-        s.setdefault("reward_estimate", None)
+        s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
         return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
 
 
@@ -570,14 +571,20 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
 def replay(settings: Settings, t0: float | str, t1: float | str, **kw: Any) -> ReplayResult:
     """Synchronous `replay_async` (scripts, workers). Inside a running loop (a notebook cell) it
     runs on a helper thread with its own loop; there, `await replay_async(...)` is the better call."""
+    return run_sync(lambda: replay_async(settings, t0, t1, **kw))
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code: `asyncio.run`, or on a helper thread with its
+    own loop when this thread already runs one (a notebook cell, a Voilà kernel)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(replay_async(settings, t0, t1, **kw))
+        return asyncio.run(make())
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as ex:
-        return ex.submit(lambda: asyncio.run(replay_async(settings, t0, t1, **kw))).result()
+        return ex.submit(lambda: asyncio.run(make())).result()
 
 
 def format_summary(res: ReplayResult) -> str:
@@ -596,6 +603,9 @@ def format_summary(res: ReplayResult) -> str:
                                   for k, v in s.items() if k.endswith("_mean_usd")) or "none")
         + f"; max inventory {s['max_inventory_usd']:.2f} USD",
     ]
+    extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
+    if extra:
+        lines.append("  economics " + ", ".join(extra))
     for p in res.problems:
         lines.append(f"  problem: {p}")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ import pandas as pd
 from ..config import PARAM_FIELDS, Params, Settings
 from ..logsetup import SECRET_FIELDS
 from .recordings import parse_time
-from .replayer import Replayer, split_overrides
+from .replayer import Replayer, run_sync, split_overrides
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,10 @@ def _settings_dict(settings: Settings) -> dict[str, Any]:
 def run_point(settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any], fixed: dict[str, Any],
               markets: Any, seed: int | None, index: int) -> dict[str, Any]:
     """One grid point → one result row (a plain dict). Runs in any worker."""
-    import asyncio
-
     p_over, s_over = split_overrides({**fixed, **point})
     settings = Settings(**{**settings_d, **s_over})
     rep = Replayer(settings, t0, t1, markets=markets, params=p_over, seed=seed)
-    res = asyncio.run(rep.run())
+    res = run_sync(rep.run)
     values = rep.params.model_dump(mode="json")
     row: dict[str, Any] = {"point": index}
     for k, v in point.items():  # the point's values as validated (1 → 1.0 for a float parameter)

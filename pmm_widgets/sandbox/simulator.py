@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..domain import Side
+from ..domain import BookView, Level, Side
 from ..economics.fees import NO_FEES, FeeSchedule
 from ..economics.rewards import NO_PROGRAM, RewardProgram
 from .economics import VenueEconomics
@@ -720,6 +720,20 @@ class Simulator:
             return None
         m, is_yes = t
         return self._book_dict(m, is_yes, self._hash(m, is_yes))
+
+    def book_view(self, token_id: str, ts: float | None = None) -> BookView | None:
+        """The book now as the strategy sees it (levels best first), for in-process drivers
+        (benches and tests that run the engine's cycle on the simulator without sockets)."""
+        snap = self.book_snapshot(token_id)
+        if snap is None:
+            return None
+
+        def levels(xs: list[dict]) -> tuple[Level, ...]:
+            return tuple(Level(Decimal(x["price"]), Decimal(x["size"])) for x in reversed(xs))  # wire: best last
+
+        return BookView(token_id, snap["market"], levels(snap["bids"]), levels(snap["asks"]),
+                        Decimal(snap["tick_size"]), Decimal(snap["min_order_size"]),
+                        ts=self.now() if ts is None else ts)
 
     def best(self, token_id: str) -> tuple[Decimal | None, Decimal | None]:
         """(best bid, best ask) of a token, in its own terms."""

@@ -58,7 +58,13 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from pmm_widgets.store.db import DbIdentity, json_dumps, make_engine, safe_url, sqlite_file
+from pmm_widgets.store.db import (
+    DbIdentity,
+    json_dumps,
+    make_engine,
+    safe_url,
+    sqlite_file,
+)
 from pmm_widgets.store.schema import metadata
 
 log = logging.getLogger(__name__)
@@ -317,7 +323,7 @@ class BatchWriter:
                 self._rows_written += len(ops)
                 self._recovered()
                 return True
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - classified just below
                 self._errors += 1
                 if not is_row_fault(exc):
                     self._requeue(ops, exc)
@@ -331,7 +337,7 @@ class BatchWriter:
                 with self.engine.begin() as conn:
                     self._execute(conn, [op])
                 self._rows_written += 1
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - classified just below
                 self._errors += 1
                 if not is_row_fault(exc):  # the DB failed, not the row: keep this one and the rest
                     self._requeue(ops[i:], exc)
@@ -403,7 +409,7 @@ class BatchWriter:
             self.spill_path = target
             log.error("batch writer: closing with %d ops the database did not take (%s): saved to %s",
                       len(ops), self._last_error or "unavailable", target)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the spill is best effort, said in the log
             log.error("batch writer: closing with %d ops not written (database unavailable; spill failed: %s)",
                       len(ops), exc)
 

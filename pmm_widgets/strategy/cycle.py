@@ -463,6 +463,8 @@ class QuoteCycle:
                 inv = self.inventory(cid)
                 orders = () if prev is not strat else tuple(by_market.get(cid, ()))
                 raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep)
+                if regime is Regime.NORMAL:
+                    raw = self._fit_two_sided(m, raw, mid)
                 quotes = self.risk.filter_quotes(now, m, raw, inv, mid, total_exposure)
                 quotes = self._event_limit(m, quotes, parts)
                 dropped = self.risk.dropped.get(cid)
@@ -533,6 +535,31 @@ class QuoteCycle:
         if len(kept) < len(quotes):
             self.risk.dropped[m.condition_id] = f"event {eid} inventory {exposure:.2f} USD at limit {self.params.max_event_usd}"
         return kept
+
+    def _fit_two_sided(self, m: Market, quotes: list[Quote], mid: Decimal) -> list[Quote]:
+        """PMM_REWARDS_MODE=fit outside [0.10, 0.90], where only two-sided quoting scores: a
+        one-sided quote set gets the missing side joined at the touch (a BUY on the token whose
+        bid it is, so no inventory is needed), when that price is inside the reward band and at
+        least `rewardsMinSize`. Risk, the event limit and the guard still apply afterwards."""
+        from ..economics.rewards import TWO_SIDED_HI, TWO_SIDED_LO
+
+        prog = self.econ.terms_of(m.condition_id).program
+        if self.params.rewards_mode != "fit" or not prog.active or not quotes or TWO_SIDED_LO <= mid <= TWO_SIDED_HI:
+            return quotes
+        kinds = {yes_space_price(m, q)[0] for q in quotes}
+        if len(kinds) == 2 or m.condition_id not in self._touch:
+            return quotes
+        tick, b, a = self._touch[m.condition_id]
+        size = max(self.params.quote_size, prog.min_size, m.min_order_size)
+        if "bid" in kinds:  # add the ask side: BUY NO at 1 - best ask
+            yp = tick * a
+            q = Quote(m.condition_id, m.no_token_id, Side.BUY, 1 - yp, size)
+        else:  # add the bid side: BUY YES at the best bid
+            yp = tick * b
+            q = Quote(m.condition_id, m.yes_token_id, Side.BUY, yp, size)
+        if abs(yp - mid) >= prog.max_spread or not (0 < q.price < 1):
+            return quotes
+        return [*quotes, q]
 
     async def _sample_rewards(self, now: float, markets: list[Market],
                               views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange) -> None:

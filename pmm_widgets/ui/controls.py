@@ -154,6 +154,8 @@ def render_status(s: EngineState) -> str:
     e = html.escape
     lag = "n/a" if s.feed.lag_sec is None else f"{float(s.feed.lag_sec):.1f}s"
     db = "n/a" if s.writer_lag_sec is None else f"{float(s.writer_lag_sec):.1f}s"
+    if s.writer:  # the writer's own phrase: lag, plus queued rows and a fault when unhealthy
+        db = e(str(s.writer)).removeprefix("db lag ")
     role = {"owner": "OWNER (this page trades)", "attached": f"ATTACHED to {e(str(s.owner))}",
             "idle": "idle (press Start)"}.get(s.role, e(str(s.role)))
     run = "running" if s.running else "stopped"
@@ -164,6 +166,8 @@ def render_status(s: EngineState) -> str:
     alpha = fmt_num(s.params.get("alpha", "?"))
     err = (f' · <span class="pmm-error" style="color:#cf222e">error: {e(str(s.last_error))}</span>'
            if s.last_error else "")
+    if s.halted:  # a safety halt (lease unproven, DB file lost, writer fault): quoting is off
+        paused += ' · <b class="pmm-halted" style="color:#cf222e">HALTED</b>'
     return (f'<span class="pmm-role">{role}</span> · mode <b>{e(str(s.mode))}</b> · {run}{paused} · tick '
             f'<span class="pmm-tick">{int(s.tick)}</span> · α=<span class="pmm-alpha-value">{e(alpha)}</span>'
             f" · feed {'up' if s.feed.connected else 'down'} lag {lag} · DB lag {db}"
@@ -197,6 +201,7 @@ class ControlPanel:
         self._last_beat: float | None = None
         self._created = time.time()
         self._view_requested: float | None = None
+        self._start_checked = False  # the first view signal (state request or beat) started/took over
         self._watch_since = time.time()
         self._deadman_fired = False
         self._streaming = False
@@ -498,16 +503,19 @@ class ControlPanel:
     async def _watchdog(self) -> None:
         """Dead-man's switch for an engine owned by this page (see module doc)."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0 if self._last_beat is not None else 0.6)  # > the first beat's 300 ms
+            silent_since = self._last_beat
             if self._last_beat is None:
                 now = time.time()
                 if (now - self._created < NUDGE_AT_START_SEC or (
                         self._view_requested is not None and now - self._view_requested < WAIT_FOR_VIEW_SEC)):
                     self.heartbeat.playing = False  # Play only starts on a False→True change
                     self.heartbeat.playing = True
-                continue
+                if self._view_requested is None:
+                    continue
+                silent_since = self._view_requested  # started on the state request, never beat since
             if (self.engine.role == "owner" and self.engine.running and not self._deadman_fired
-                    and time.time() - self._last_beat > self.settings.deadman_sec):
+                    and time.time() - silent_since > self.settings.deadman_sec):
                 self._deadman_fired = True
                 self.log.append_stderr(f"no browser heartbeat for {self.settings.deadman_sec:.0f}s: stopping "
                                        "the engine cleanly (cancel all, flush, release the lease)\n")
@@ -516,7 +524,21 @@ class ControlPanel:
                 await self.engine.stop()
 
     def _on_view_requested(self) -> None:
+        """A browser's widget manager is loading this page's widgets: start or take over now
+        (the reload case) instead of after the view has rendered and beaten once."""
         self._view_requested = time.time()
+        if not self._start_checked:
+            self._start_checked = True
+            try:
+                self._spawn(self._start_or_take_over(), "view")
+            except RuntimeError:  # no running loop (tests driving the panel synchronously)
+                self._start_checked = False
+
+    async def _start_or_take_over(self) -> None:
+        if self.autostart and not self.engine.running and not self.closed:
+            self.start_engine()
+        else:
+            await self._watch_lease(now=True)
 
     def _on_beat(self, _: dict[str, Any]) -> None:
         first = self._last_beat is None
@@ -527,18 +549,18 @@ class ControlPanel:
             self._spawn(self._view_opened(), "view")
 
     async def _view_opened(self) -> None:
-        """The first beat: a browser view exists. Backfill the charts, stream, start (demo)."""
+        """The first beat: a browser view exists. Start (demo) or take over/attach first unless
+        the widget manager's state request did already, then backfill the charts and stream."""
+        if not self._start_checked:
+            self._start_checked = True
+            await self._start_or_take_over()
         if self._history is not None:
             try:
                 hist = await asyncio.to_thread(self._history)
                 self.charts.backfill(hist)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - history is a nicety; say why it is missing
                 self.log.append_stderr(f"chart history not loaded: {type(exc).__name__}: {exc}\n")
         self._streaming = True  # the view exists: chart points sent from now on are kept
-        if self.autostart and not self.engine.running and not self.closed:
-            self.start_engine()
-        else:
-            await self._watch_lease(now=True)
         self.refresh()
 
     # ------------------------------------------------------------------ helpers

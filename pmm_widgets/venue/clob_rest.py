@@ -8,8 +8,9 @@ trade is "" before any trade, a batch has a size cap).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..ticks import to_decimal
 from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp
@@ -35,6 +36,10 @@ class ClobPublic:
     async def book(self, token_id: str) -> dict[str, Any]:
         """The GET /book body (bids ascending, asks descending: best last)."""
         return await self.http.get("/book", {"token_id": token_id})
+
+    async def market(self, condition_id: str) -> dict[str, Any]:
+        """The CLOB market object (GET /markets/{condition_id}): `closed`, `tokens[].winner`, `rewards`."""
+        return await self.http.get(f"/markets/{condition_id}")
 
     async def books(self, token_ids: Sequence[str], chunk: int = BOOKS_CHUNK) -> list[dict[str, Any]]:
         """Books of many tokens through POST /books in chunks; tokens without a book are absent."""

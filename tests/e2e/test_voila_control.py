@@ -9,20 +9,19 @@ commands table and leaves zero open orders, and nothing restarts. Screenshots go
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
+from voila_helpers import (
+    ARTIFACTS,
+    BROWSER_ARGS,
+    CHROMIUM,
+    clean_env,
+    start_voila,
+    stop_voila,
+    wait,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,42 +30,17 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def voila_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("voila")
     db_url = f"sqlite:///{tmp / 'e2e.db'}"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
-    env.update({"PMM_VENUE": "sandbox", "PMM_DB_URL": db_url, "PMM_QUOTE_REFRESH_SEC": "0.5",
-                "PMM_DASHBOARD_REFRESH_SEC": "1.0", "PMM_SANDBOX_SPEED": "5", "PMM_UNIVERSE_SIZE": "8",
-                "PMM_SANDBOX_MARKETS": "20", "PMM_LEASE_TTL_SEC": "5"})
-    log = open(tmp / "voila.log", "w")
-    token = secrets.token_hex(16)  # voila.json asks for a token; the test passes its own
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "apps/control.ipynb", "--no-browser", f"--port={port}", f"--token={token}"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None:
-            raise RuntimeError((tmp / "voila.log").read_text())
-        time.sleep(0.2)
+    env = clean_env(PMM_VENUE="sandbox", PMM_DB_URL=db_url, PMM_QUOTE_REFRESH_SEC="0.5",
+                    PMM_DASHBOARD_REFRESH_SEC="1.0", PMM_SANDBOX_SPEED="5", PMM_UNIVERSE_SIZE="8",
+                    PMM_SANDBOX_MARKETS="20", PMM_LEASE_TTL_SEC="5")
+    proc, port, token, log = start_voila(env, tmp / "voila.log")
     db = sa.create_engine(db_url)
     yield f"http://127.0.0.1:{port}/?token={token}", db
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop_voila(proc, log)
     db.dispose()
 
 
@@ -87,13 +61,7 @@ def _quote_widths(page) -> list[float]:
     return widths
 
 
-def _wait(pred, timeout: float, step: float = 0.25) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return bool(pred())
+_wait = wait
 
 
 def test_operator_app_end_to_end(voila_app):
@@ -102,9 +70,7 @@ def test_operator_app_end_to_end(voila_app):
     url, db = voila_app
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.goto(url, timeout=90_000)

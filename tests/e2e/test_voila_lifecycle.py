@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,12 +31,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from voila_helpers import (
+    ARTIFACTS,
+    BROWSER_ARGS,
+    CHROMIUM,
+    ROOT,
+    clean_env,
+    start_voila,
+    stop_voila,
+    wait,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CULL_SEC = 5
 
 pytestmark = [
@@ -48,41 +51,8 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(pred, timeout: float, step: float = 0.1) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return bool(pred())
-
-
-def _start_voila(env: dict[str, str], log_path: Path, extra: list[str] | None = None):
-    port, token = _free_port(), secrets.token_hex(16)
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "apps/control.ipynb", "--no-browser", f"--port={port}", f"--token={token}",
-         *(extra or [])], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    ok = _wait(lambda: proc.poll() is not None or socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, 0.2)
-    if not ok or proc.poll() is not None:
-        raise RuntimeError(log_path.read_text())
-    return proc, port, token, log
-
-
-def _stop(proc, log) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
+_wait = wait
+_start_voila, _stop = start_voila, stop_voila
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +69,7 @@ def stack(tmp_path_factory):
         k, v = line.removeprefix("export ").split("=", 1)
         urls[k] = v
     db_url = f"sqlite:///{tmp / 'app.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
-    env.update(urls)
+    env = clean_env(**urls)
     env.update({"PMM_VENUE": "polymarket", "PMM_DB_URL": db_url, "PMM_QUOTE_REFRESH_SEC": "0.5",
                 "PMM_DASHBOARD_REFRESH_SEC": "1.0", "PMM_UNIVERSE_SIZE": "4", "PMM_LEASE_TTL_SEC": "5",
                 "PMM_PRIVATE_KEY": "0x" + Account.create().key.hex().removeprefix("0x"),
@@ -153,6 +122,25 @@ def _get(url: str, host: str | None = None, method: str = "GET", data: bytes | N
         return e.code, e.read().decode(errors="replace"), e.headers
 
 
+def _ws_status(port: int, token: str, host: str) -> int:
+    """HTTP status of a kernel-websocket handshake sent with a forged Host and matching Origin."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async def go() -> int:
+        # the URL names the forged host (so it is the Host header); the TCP connection goes to 127.0.0.1
+        url = f"ws://{host}/api/kernels/00000000-0000-0000-0000-000000000000/channels?token={token}"
+        try:
+            async with connect(url, host="127.0.0.1", port=port, origin=f"http://{host}", open_timeout=20):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    return asyncio.run(go())
+
+
 def test_1_forged_host_no_token_and_xsrf_are_refused_before_any_kernel(stack):
     base = f"http://127.0.0.1:{stack['port']}"
     tok = stack["token"]
@@ -163,6 +151,10 @@ def test_1_forged_host_no_token_and_xsrf_are_refused_before_any_kernel(stack):
     assert status == 403
     status, _, _ = _get(f"{base}/")  # no token: the login page, not the app
     assert status in (302, 403)
+    # the kernel websocket too: refused for the forged Host, while the same handshake with the real
+    # Host gets past the host check (404: no such kernel), so the refusal is the Host's doing
+    assert _ws_status(stack["port"], tok, f"rebind.evil.example:{stack['port']}") == 403
+    assert _ws_status(stack["port"], tok, f"127.0.0.1:{stack['port']}") == 404
     assert "Kernel started" not in _log(stack)
     # XSRF is on: the unload beacon's POST without the _xsrf value is refused, even with the login cookie
     status, _, headers = _get(f"{base}/api/kernels/00000000-0000-0000-0000-000000000000?token={tok}")
@@ -250,11 +242,13 @@ def test_3_reload_of_the_owning_live_tab_hands_over_cleanly(stack):
             watcher = threading.Thread(target=watch)
             watcher.start()
             page.reload()
+            loaded = time.time() - t0
             watcher.join()
             assert handed, "the old kernel's orders outlived the reload by 5 s"
             print(f"old kernel's orders gone {handed[0]:.2f}s after the reload")
             page.wait_for_selector(".pmm-status", timeout=60_000)
             assert _wait(lambda: "OWNER" in page.inner_text(".pmm-role"), 30), page.inner_text(".pmm-status")
+            owned = time.time() - t0
             new_owner = _q(db, "SELECT owner FROM engine_lease")
             assert new_owner and new_owner != old_owner
             assert _q(db, "SELECT COUNT(*) FROM engine_lease") == 1
@@ -262,7 +256,8 @@ def test_3_reload_of_the_owning_live_tab_hands_over_cleanly(stack):
             assert "live" in page.inner_text(".pmm-status")
             assert _q(db, f"SELECT COUNT(*) FROM events WHERE kind = 'engine_stop' AND ts >= {t0}") >= 1
             assert _wait(lambda: _q(db, f"SELECT COUNT(*) FROM events WHERE kind = 'engine_start' AND ts >= {t0}"), 30)
-            print(f"new page quoting {time.time() - t0:.1f}s after the reload")
+            print(f"reloaded page loaded {loaded:.1f}s, owns the lease {owned:.1f}s, "
+                  f"quoting {time.time() - t0:.1f}s after the reload")
             assert _wait(lambda: _venue_open(stack) > 0, 30)
             # `orders` agrees with the venue (the writer flushes within a second or two)
             assert _wait(lambda: _q(db, "SELECT COUNT(*) FROM orders WHERE status IN ('LIVE','PARTIAL','PENDING')")

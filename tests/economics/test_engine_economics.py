@@ -22,6 +22,7 @@ from pmm_widgets.domain import (
     Mode,
     Order,
     OrderStatus,
+    Quote,
     Side,
 )
 from pmm_widgets.economics.tracker import (
@@ -280,3 +281,30 @@ def test_universe_rank_rewards_and_fit_mode_strategy() -> None:
     qc = QuoteCycle(Params(rewards_mode="fit"), MemorySink(), Mode.PAPER)
     assert qc.strategy_for("0x1").name == "rewards"
     assert QuoteCycle(Params(), MemorySink(), Mode.PAPER).strategy_for("0x1").name == "spread"
+
+
+class _BidOnly:
+    name = "bid_only"
+
+    def decide(self, ctx, state):
+        from pmm_widgets.strategy.base import Decision
+
+        return Decision((Quote(ctx.market.condition_id, ctx.market.yes_token_id, Side.BUY, D("0.04"), D(20)),))
+
+
+@pytest.mark.parametrize("mode,n", [("off", 1), ("fit", 2)])
+async def test_fit_adds_the_missing_side_outside_the_two_sided_range(mode: str, n: int) -> None:
+    params = Params(rewards_mode=mode, quote_size=D(20))
+    sink = MemorySink()
+    m = Market("0xe", "E?", "ye", "ne", D("0.01"), D(5), raw={
+        "rewardsMinSize": 20, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": 50}]})
+    ex = PaperExchange(params, sink, seed=1)
+    qc = QuoteCycle(params, sink, Mode.PAPER)
+    qc.set_strategy(m.condition_id, _BidOnly())
+    books = _flat_books(m, "0.04", "0.06")  # mid 0.05: only two-sided quoting scores
+    await qc.run_once(1000.0, [m], books.get, ex)
+    got = sorted((o.token_id, o.side.value, o.price, o.size) for o in ex.open_orders())
+    assert len(got) == n
+    assert ("ye", "BUY", D("0.04"), D(20)) in got
+    if mode == "fit":
+        assert ("ne", "BUY", D("0.94"), D(20)) in got  # the ask side, joined at the touch (1 − 0.06)

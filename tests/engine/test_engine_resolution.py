@@ -42,3 +42,23 @@ async def test_engine_settles_a_resolved_market_and_drops_it(fast_settings, db):
                  m=cid) == 0
     assert count(db, "SELECT COUNT(*) FROM trades WHERE liquidity = 'MAKER'") > 0
     assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'resolution'") >= 1
+
+
+async def test_a_closed_market_without_the_event_is_settled_from_the_venue(fast_settings, db):
+    """No `market_resolved` reaches the engine (a dropped frame): the next universe refresh sees the
+    market gone, asks the CLOB whether it closed and who won, and settles it the same way."""
+    async with Sandbox(SandboxConfig(markets=20, seed=7, speed=15.0)) as sb:
+        engine = Engine(fast_settings, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        engine.start()
+        assert await engine.wait_role() == "owner"
+        cyc = engine._cycle
+        held = lambda: [cid for cid, lg in cyc.pnl.ledgers.items() if lg.yes or lg.no]
+        assert await until(lambda: bool(held()), timeout=30)
+        engine._md.pop_resolutions = list  # the event is lost
+        cid = held()[0]
+        assert sb.sim.resolve_market(cid, winner_yes=False) is not None
+        await engine._refresh_universe()
+        assert cid in cyc.resolved and cyc.pnl.ledgers[cid].settled
+        assert cid not in [m.condition_id for m in engine._markets]
+        await engine.stop()
+    assert count(db, "SELECT COUNT(*) FROM settlements WHERE market = :m AND source = 'closed'", m=cid) == 1

@@ -5,13 +5,12 @@ user's own strategy object, from an attached face through `commands`, persisted 
 from __future__ import annotations
 
 import pytest
+from engine_helpers import count, until
 from pydantic import ValidationError
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.store.repo import load_overrides
 from pmm_widgets.strategy.base import Decision
-
-from engine_helpers import count, until
 
 pytestmark = pytest.mark.integration
 

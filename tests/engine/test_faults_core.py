@@ -100,6 +100,9 @@ async def test_c1_lock_longer_than_ttl_never_two_engines_quoting(fast_settings, 
     assert covering == [], "A still had orders resting when its lease could expire"
     a_cancel_ends = [e for s, e, c in iv[a.state.owner] if s < lock_start < e]
     assert a_cancel_ends and max(a_cancel_ends) < expiry
+    if role_b == "attached":  # A renewed first: its halt lifted and it quoted again
+        assert any(k == "lease" and "quoting resumes" in m for _, k, m in a_events)
+        assert any(s > lock_end for s, e, c in iv[a.state.owner])
     cancelled = [ts for ts, k, m in a_events if k == "lease" and "orders cancelled" in m]
     assert cancelled and cancelled[0] < expiry  # the cancel finished before the lease could expire
     assert open_orders_in_db(db) == 0
@@ -297,3 +300,19 @@ def test_c1_two_pmm_run_processes_never_quote_at_once(db_url, db, tmp_path):
         assert "lease lost to another engine" in text_a and a.returncode == 1, text_a[-2000:]
     print(f"C1 processes: B exit {b.returncode}, owners with orders {len(iv)}; A said: "
           + " | ".join(ln for ln in text_a.splitlines() if "HALTED" in ln or "lease" in ln)[:600])
+
+
+def test_status_line_shows_writer_health_and_the_halt():
+    from pmm_widgets.engine.runner import status_line
+    from pmm_widgets.engine.state import EngineState
+    from pmm_widgets.store.writer import WriterStats
+
+    ws = WriterStats(rows_written=5, pending=1234, last_flush_ts=0.0, lag_sec=4.2, errors=3,
+                     last_error="OperationalError: database or disk is full",
+                     fault="OperationalError: database or disk is full")
+    line = status_line(EngineState(role="owner", running=True, tick=7, writer=ws.line(),
+                                   halted="writer: DB writer unhealthy (1234 rows queued): disk full"))
+    assert "[paper HALTED]" in line and "db lag 4.2s queued 1234 FAULT: OperationalError: database or disk is full" in line
+    assert "| HALTED: writer: DB writer unhealthy" in line
+    healthy = WriterStats(rows_written=5, pending=0, last_flush_ts=0.0, lag_sec=0.2, errors=0)
+    assert status_line(EngineState(writer=healthy.line())).endswith("db lag 0.2s")

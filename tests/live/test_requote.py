@@ -94,15 +94,22 @@ async def test_lost_post_answer_leaves_no_orphan_and_no_duplicate(sb, venue, wal
     await ex.close()
 
 
-async def test_failed_cancel_pulls_the_replacements(sb, venue, wallet_key, closers):
-    # one retry (issue 17): the requote's cancel fails for good after 2 attempts
-    ex = await _started(sb, wallet_key, closers, venue_retries=1, venue_backoff_sec=0.05)
+async def _resting_then_failing_deletes(sb, wallet_key, closers, n_failing: int, **settings):
+    """A started exchange with bids resting on 3 markets, and the next `n_failing` DELETEs answered 500."""
+    ex = await _started(sb, wallet_key, closers, venue_backoff_sec=0.05, **settings)
     key = ex.broker.creds.api_key.get_secret_value()
     markets = active_markets(sb, 3)
     ex.set_markets(markets)
     first = [o for o in await ex.place(touch_bids(sb, markets)) if o.status is OrderStatus.LIVE]
     assert first
-    sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE", http_error_count=2)
+    sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE",
+                     http_error_count=n_failing)
+    return ex, key, markets, first
+
+
+async def test_failed_cancel_pulls_the_replacements(sb, venue, wallet_key, closers):
+    # one retry (issue 17): the requote's cancel fails for good after 2 attempts
+    ex, key, markets, first = await _resting_then_failing_deletes(sb, wallet_key, closers, 2, venue_retries=1)
     with pytest.raises(BrokerError):
         await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
     # the replacements were posted then pulled again: only the old orders rest
@@ -118,13 +125,7 @@ async def test_failed_cancel_pulls_the_replacements(sb, venue, wallet_key, close
 
 async def test_one_failed_cancel_is_retried(sb, venue, wallet_key, closers):
     """Issue 17 M1: a transient 500 on the requote's DELETE costs a retry, not the cycle."""
-    ex = await _started(sb, wallet_key, closers, venue_backoff_sec=0.05)
-    key = ex.broker.creds.api_key.get_secret_value()
-    markets = active_markets(sb, 3)
-    ex.set_markets(markets)
-    first = [o for o in await ex.place(touch_bids(sb, markets)) if o.status is OrderStatus.LIVE]
-    assert first
-    sb.faults.update(http_error_rate=1.0, http_error_status=500, http_error_methods="DELETE", http_error_count=1)
+    ex, key, markets, first = await _resting_then_failing_deletes(sb, wallet_key, closers, 1)
     cancelled, placed = await ex.requote([o.client_id for o in first], touch_bids(sb, markets))
     sb.faults.update(http_error_rate=0.0, http_error_methods="", http_error_count=-1)
     assert ex.broker.retried >= 1 and ex.venue_failures() == 0

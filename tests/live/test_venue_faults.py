@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from live_helpers import active_markets, start_quoting, touch_bids
 from py_clob_client_v2.http_helpers import helpers
 
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.venue.broker import BrokerError
-
-from live_helpers import active_markets, start_quoting, touch_bids
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +33,23 @@ async def test_a_lost_post_answer_is_retried_without_a_duplicate(sb, venue, wall
     markets = active_markets(sb, 3)
     ex.set_markets(markets)
     quotes = touch_bids(sb, markets)
-    sb.faults.update(latency_ms=900)  # read at arrival: the POST lands ~0.9 s later, after our 0.4 s timeout
-    task = asyncio.create_task(ex.place(quotes))
-    await asyncio.sleep(0.15)
-    sb.faults.update(latency_ms=0)
-    orders = await task
+    # every answer comes after our 0.4 s timeout, but every request is still executed (0.9 s later):
+    # each POST, each re-post and each check times out, so the venue sees the same orders several times
+    sb.faults.update(latency_ms=900)
+    try:
+        orders = await ex.place(quotes)
+    finally:
+        sb.faults.update(latency_ms=0)
     assert ex.broker.retried >= 1
-    assert all(o.status is OrderStatus.LIVE and o.venue_order_id for o in orders), [o.reason for o in orders]
-    await asyncio.sleep(1.0)  # let any late POST land
+    assert all(o.venue_order_id for o in orders), [o.reason for o in orders]  # tracked by hash
+    await asyncio.sleep(2.0)  # let every late request land
     ever = [o for o in sb.sim._all_account.values() if o.owner == api_key]  # resting, filled or cancelled
-    assert len(ever) == len(quotes)  # never a duplicate
-    assert {o.order_id for o in ever} == {o.venue_order_id for o in orders}
+    # never a duplicate: the re-posts were the same signed orders, so every order the venue ever took
+    # is one of our hashes (a quote the moving book made cross may have been refused: fewer, never more)
+    assert ever and len(ever) <= len(quotes)
+    assert {o.order_id for o in ever} <= {o.venue_order_id for o in orders}
+    await ex.reconcile()  # and nothing of ours rests that we do not track
+    assert {o.order_id for o in sb.sim.open_orders(api_key)} <= {o.venue_order_id for o in ex.open_orders()}
 
 
 async def test_cancels_ride_out_503s_and_a_persisting_error_fails_cleanly(sb, wallet_key, closers):

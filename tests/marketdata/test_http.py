@@ -4,6 +4,7 @@ Retry-After, 5xx) and a tiny aiohttp server on loopback for timeouts and refused
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 from email.utils import format_datetime
@@ -92,20 +93,30 @@ async def test_4xx_fails_at_once_with_the_error_text(sandbox):
     assert ei.value.message == "No orderbook exists for the requested token id"
 
 
+@contextlib.asynccontextmanager
+async def serve(routes):
+    """A tiny aiohttp server on loopback with these GET handlers; yields its base URL."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def slow_server():
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(2.0)
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_get("/slow", slow)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serve({"/slow": slow}) as url:
+        yield url
 
 
 @pytest.mark.integration
@@ -154,15 +165,8 @@ async def trickle_server():
     async def limited(request: web.Request) -> web.Response:
         return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "1000"})
 
-    app = web.Application()
-    app.router.add_get("/trickle", trickle)
-    app.router.add_get("/limited", limited)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serve({"/trickle": trickle, "/limited": limited}) as url:
+        yield url
 
 
 @pytest.mark.integration

@@ -171,3 +171,43 @@ def test_replay_trades_a_users_strategy_object(rec_dir):
     base = _run(rec_dir)
     assert res.run_id == f"{base.run_id}-joiner" and res.summary["fills"] > base.summary["fills"]
     assert res.orders and all((o["token_id"], o["side"], Decimal(str(o["price"]))) in mine.asked for o in res.orders)
+
+
+def test_ctrl_c_stops_pmm_replay_cleanly_with_partial_results(rec_dir, tmp_path):
+    """SIGINT to `pmm replay`: exit 130, the run is marked interrupted, its rows so far are kept,
+    nothing is left open."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'int.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    env.update({"PMM_RECORD_DIR": str(rec_dir), "PMM_DB_URL": url, "PMM_PAPER_FILL_INTENSITY": "20",
+                "PMM_WRITER_FLUSH_SEC": "0.2"})
+    # a 50 ms cycle grid makes this replay take many seconds: time to interrupt it
+    p = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "replay", "--from", "2026-11-30T10:00:00Z",
+                          "--to", "2026-11-30T10:06:00Z", "--cycles", "grid", "--set", "quote_refresh_sec=0.05",
+                          "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = sa.create_engine(url)
+    deadline = time.monotonic() + 120
+    started = False
+    while time.monotonic() < deadline and p.poll() is None and not started:
+        time.sleep(0.3)
+        try:
+            with db.connect() as c:
+                started = c.execute(sa.text("SELECT COUNT(*) FROM orders")).scalar() > 0
+        except sa.exc.OperationalError:
+            pass  # tables not created yet
+    assert started and p.poll() is None, "the replay finished before it could be interrupted"
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    summary = json.loads(out)["summary"]
+    assert summary["status"] == "interrupted" and summary["cycles"] > 0
+    with db.connect() as c:
+        status = c.execute(sa.text("SELECT status FROM replay_runs")).scalar()
+        n = c.execute(sa.text("SELECT COUNT(*) FROM orders WHERE mode = 'replay'")).scalar()
+        still_open = c.execute(sa.text("SELECT COUNT(*) FROM orders WHERE status IN ('LIVE', 'PARTIAL')")).scalar()
+    assert status == "interrupted" and n > 0 and still_open == 0

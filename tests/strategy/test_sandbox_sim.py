@@ -65,6 +65,7 @@ async def test_paper_on_the_sandbox_simulator_records_and_restarts(tmp_path, cap
     sim = Simulator(markets=12, seed=7, start_ts=T0)
     params = Params(paper_fill_intensity=4.0)
     ms, ex, qc = await trade(sim, params, writer, minutes=5)
+    qc.calibrator.persist(sim.now())  # what the engine's shutdown does (engine/core.py)
     writer.close()
 
     states = qc.markets_state()

@@ -7,7 +7,10 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from strategy_helpers import book, make_market, mirror_books
+from test_quoting import scenario
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Quote, Side
@@ -16,15 +19,17 @@ from pmm_widgets.strategy.base import Decision, MarketContext, Regime, Strategy
 from pmm_widgets.strategy.guard import guard_quotes
 from pmm_widgets.strategy.inventory import Inventory
 from pmm_widgets.strategy.microprice import Microprice, imbalance_fair
-from pmm_widgets.strategy.quoting import effective_touch, grid_tick, make_quotes, yes_space_price
+from pmm_widgets.strategy.quoting import (
+    effective_touch,
+    grid_tick,
+    make_quotes,
+    yes_space_price,
+)
 from pmm_widgets.strategy.regime import RegimeAware, RegimeState
 from pmm_widgets.strategy.registry import BUILDERS, build_strategy
 from pmm_widgets.strategy.rewards_band import RewardsBand, reward_program
 from pmm_widgets.strategy.spread import SpreadStrategy
 from pmm_widgets.ticks import valid_price
-
-from strategy_helpers import book, make_market, mirror_books
-from test_quoting import scenario
 
 D = Decimal
 
@@ -303,8 +308,14 @@ def test_registry_and_params_validation():
         build_strategy("nope")
     with pytest.raises(ValueError, match="expected one of"):
         Params(strategy="nope")
-    with pytest.raises(ValueError, match="wide <= reduce <= halt"):
+    with pytest.raises(ValueError, match="wide <= reduce <= halt") as exc:
         Params(regime_wide_vol=0.5)
+    from pmm_widgets.config import format_validation_error
+
+    line = format_validation_error(exc.value, env=True)  # a cross-field rule: its message names the fields
+    assert line.startswith("regime vols must satisfy") and "regime_wide_vol=0.5" in line
+    with pytest.raises(ValueError, match="cannot wrap itself"):
+        Params(regime_base="regime")
     assert isinstance(SpreadStrategy(), Strategy)
 
     class Mine:

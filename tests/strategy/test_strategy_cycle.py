@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from strategy_helpers import WalkingBooks, make_market
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Mode, Quote, Side
@@ -14,8 +15,6 @@ from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.base import Decision, MarketContext
 from pmm_widgets.strategy.cycle import QuoteCycle
 from pmm_widgets.ticks import valid_price
-
-from strategy_helpers import WalkingBooks, make_market
 
 D = Decimal
 

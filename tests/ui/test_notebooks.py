@@ -25,6 +25,9 @@ def sandbox_env(monkeypatch, tmp_path):
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("PMM_DB_URL", f"sqlite:///{tmp_path / 'nb.db'}")
     monkeypatch.setenv("RESEARCH_SECONDS", "1.5")
+    monkeypatch.setenv("PMM_RECORD", "on")  # the research notebook replays what its engine recorded
+    monkeypatch.setenv("PMM_RECORD_DIR", str(tmp_path / "recordings"))
+    monkeypatch.setenv("RESEARCH_JOBS", "1")
 
 
 def _text(cell) -> str:
@@ -39,9 +42,15 @@ def test_research_notebook_runs_against_a_short_sandbox_run(sandbox_env):
     outs = "\n".join(_text(c) for c in nb.cells if c.cell_type == "code")
     assert "role: owner" in outs
     assert "engine role: owner | running: False" in outs
+    assert "reward samples per step:" in outs  # issue 13: reward share against α from reward_estimates
     sweep_cell = next(c for c in nb.cells if "sweep = pd.DataFrame" in c.source)
     html = "".join(o.get("data", {}).get("text/plain", "") for o in sweep_cell.outputs)
     assert "alpha_engine" in html and "4.0" in html
+    # the research-loop section: the replay of the run's window reproduces its fills; a 6-point sweep
+    research = outs[outs.index("engine role: owner | running: False"):]
+    assert "replay rp" in research, research
+    assert "replay reproduces the paper fills: True" in research, research
+    assert "sweep sw" in research, research
 
 
 def test_control_app_cells_start_engine_and_kill_works(sandbox_env):

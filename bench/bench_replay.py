@@ -1,0 +1,208 @@
+"""Research-loop benchmarks (issue 15): replay speed, sweep parallel speed-up, recording cost.
+
+1. Replay: a synthetic recording of 50 markets (the sandbox simulator's wire events, written by
+   `research.synth`, cached under --data) replayed through the engine's code: market events/s
+   and simulated seconds per wall second, against a baseline measured in the same run: the same
+   frames through the stream and books only (no listeners, no cycles).
+2. Sweep: 4 grid points over a window of that recording, joblib with 1 process vs 2.
+3. Recording overhead: `pmm run paper` (50 markets) against a `pmm sandbox` subprocess, engine
+   process CPU with PMM_RECORD=on vs off (alternating runs), and the recording's bytes per hour
+   per market.
+
+Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine]
+Figures go to bench/README.md by hand (median of runs, date, command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pmm_widgets.config import load_settings
+from pmm_widgets.research.recordings import load_window
+from pmm_widgets.research.replayer import CH_MARKET, Replayer, ReplayStream
+from pmm_widgets.research.synth import synth_recording
+
+T0 = 1_796_032_800.0  # 2026-11-30T10:00:00Z
+MARKETS = 50
+
+
+def recording(data: Path, minutes: float) -> Path:
+    root = data / f"synth-{MARKETS}m-{int(minutes)}min"
+    if not (root / ".done").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        t = time.perf_counter()
+        synth_recording(root, T0, minutes * 60, markets=MARKETS, seed=7)
+        (root / ".done").write_text("ok")
+        print(f"generated {minutes:g} simulated minutes of {MARKETS} markets in {time.perf_counter() - t:.0f} s")
+    return root
+
+
+def books_only(root: Path, minutes: float) -> tuple[float, int]:
+    """Baseline: every frame through the stream's parser and the books, nothing else."""
+    w = load_window(root, T0, T0 + minutes * 60)
+    from pmm_widgets.book import OrderBook
+    from pmm_widgets.store.recording import markets_from_json
+
+    books: dict[str, OrderBook] = {}
+    clock = [0.0]
+    st = ReplayStream("ws://x", None, books, clock=lambda: clock[0])  # type: ignore[arg-type]
+    t = time.process_time()
+    for i in range(len(w)):
+        clock[0] = float(w.ts[i])
+        if w.channel[i] == CH_MARKET and w.kind[i] == "frame":
+            st.handle_frame(w.payload[i], st.conn(int(w.conn[i])))
+        elif w.kind[i] == "universe":
+            for m in markets_from_json(__import__("json").loads(w.payload[i])):
+                for tok in m.token_ids:
+                    books[tok] = OrderBook(tok, m.condition_id, m.tick_size, m.min_order_size)
+    return time.process_time() - t, st.stats.events
+
+
+def full_replay(root: Path, minutes: float) -> dict:
+    """One replay; rates per CPU second of this process (the shared machine's load does not count)."""
+    s = load_settings(record_dir=str(root), quote_refresh_sec=3.0)
+    w = load_window(root, T0, T0 + minutes * 60)
+    r = Replayer(s, T0, T0 + minutes * 60, window=w)
+    c0 = time.process_time()
+    res = asyncio.run(r.run())
+    cpu = time.process_time() - c0
+    out = dict(res.summary)
+    out["cpu_seconds"] = cpu
+    out["events_per_cpu_sec"] = out["events"] / cpu
+    out["sim_per_cpu_sec"] = out["sim_seconds"] / cpu
+    return out
+
+
+def bench_replay(root: Path, minutes: float, runs: int) -> None:
+    base, full = [], []
+    for _ in range(runs):
+        cpu, events = books_only(root, minutes)
+        base.append(events / cpu)
+        s = full_replay(root, minutes)
+        full.append(s)
+    ev = statistics.median(s["events_per_cpu_sec"] for s in full)
+    sim = statistics.median(s["sim_per_cpu_sec"] for s in full)
+    wall = statistics.median(s["wall_seconds"] for s in full)
+    cpu = statistics.median(s["cpu_seconds"] for s in full)
+    b = statistics.median(base)
+    s0 = full[0]
+    print(f"replay {MARKETS} markets x {minutes:g} min: {s0['events']:,} market events in {s0['frames']:,} frames, "
+          f"{s0['cycles']} cycles, {s0['placed']} orders, {s0['fills']} fills")
+    print(f"  full replay (books + listeners + cycle): {ev:,.0f} events per CPU-s, {sim:,.1f} sim-s per CPU-s "
+          f"({cpu:.1f} CPU-s, {wall:.1f} s wall; median of {runs})")
+    print(f"  baseline books only (parse + apply):     {b:,.0f} events per CPU-s   full/baseline = {ev / b:.2f}")
+
+
+def bench_sweep(root: Path, minutes: float) -> None:
+    from pmm_widgets.research.sweeps import sweep
+
+    s = load_settings(record_dir=str(root), quote_refresh_sec=3.0, db_url=f"sqlite:///{root / 'sweep.db'}")
+    grid = {"alpha": [1.0, 2.0], "paper_spread_k": [50.0, 100.0]}
+    walls: dict[int, float] = {}
+    for jobs in (1, 2):
+        t = time.perf_counter()
+        df = sweep(T0, T0 + minutes * 60, grid, settings=s, n_jobs=jobs, parquet=root / f"sweep{jobs}.parquet")
+        walls[jobs] = time.perf_counter() - t
+        assert len(df) == 4
+    print(f"sweep 4 points x {minutes:g} min: 1 process {walls[1]:.1f} s, 2 processes {walls[2]:.1f} s, "
+          f"speed-up {walls[1] / walls[2]:.2f}x (os.cpu_count()={os.cpu_count()}, load {os.getloadavg()[0]:.1f})")
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def engine_cpu(urls: dict[str, str], record: str, seconds: float, rec_dir: Path) -> tuple[float, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    env.update(urls)
+    env.update({"PMM_UNIVERSE_SIZE": str(MARKETS), "PMM_RECORD": record, "PMM_RECORD_DIR": str(rec_dir),
+                "PMM_DB_URL": f"sqlite:///{rec_dir.parent / ('e-' + record + '.db')}", "PMM_QUOTE_REFRESH_SEC": "1",
+                "PYTHONUNBUFFERED": "1"})
+    p = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "run", "paper", "--max-seconds", str(seconds + 20)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:  # wait for quoting to start, then 5 s of warm-up
+            if "tick " in line:
+                break
+        time.sleep(5)
+        c0, t0 = _cpu(p.pid), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = _cpu(p.pid), time.monotonic()
+        return (c1 - c0) / (t1 - t0), t1 - t0
+    finally:
+        p.terminate()
+        p.wait(60)
+
+
+def bench_recording(seconds: float, runs: int, tmp: Path) -> None:
+    sb = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", "60", "--seed", "7"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        assert sb.stdout is not None
+        urls = dict(line.strip().removeprefix("export ").split("=", 1) for line in (sb.stdout.readline() for _ in range(3)))
+        on, off, sizes = [], [], []
+        for i in range(runs):
+            d = tmp / f"rec{i}"
+            c_off, _ = engine_cpu(urls, "off", seconds, tmp / f"off{i}")
+            c_on, _ = engine_cpu(urls, "on", seconds, d)
+            off.append(c_off)
+            on.append(c_on)
+            total = sum(f.stat().st_size for f in d.rglob("*.parquet"))
+            sizes.append(total)
+        m_on, m_off = statistics.median(on), statistics.median(off)
+        # bytes: the whole on-run (start-up snapshots included) scaled to an hour
+        run_sec = seconds + 25
+        per_hour_market = statistics.median(sizes) / run_sec * 3600 / MARKETS
+        print(f"recording overhead, pmm run paper, {MARKETS} markets, sandbox speed 1, {seconds:g} s windows, "
+              f"median of {runs}: CPU {m_off:.3f} s/s off, {m_on:.3f} s/s on, +{(m_on / m_off - 1) * 100:.1f} %")
+        print(f"  runs off {[round(x, 3) for x in off]} on {[round(x, 3) for x in on]}")
+        print(f"  recording size ~{per_hour_market / 1e6:.2f} MB per hour per market (sandbox flow; "
+              f"{statistics.median(sizes) / 1e6:.1f} MB in ~{run_sec:.0f} s)")
+    finally:
+        sb.terminate()
+        sb.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=60.0, help="simulated minutes of the replay recording")
+    ap.add_argument("--window", type=float, default=None, help="replay only the first WINDOW minutes (default: all)")
+    ap.add_argument("--sweep-minutes", type=float, default=5.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--engine-seconds", type=float, default=40.0)
+    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "pmm-bench-replay"))
+    ap.add_argument("--skip-engine", action="store_true")
+    ap.add_argument("--skip-sweep", action="store_true")
+    ap.add_argument("--only-engine", action="store_true")
+    a = ap.parse_args()
+    data = Path(a.data)
+    data.mkdir(parents=True, exist_ok=True)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if not a.only_engine:
+        root = recording(data, a.minutes)
+        bench_replay(root, a.window or a.minutes, a.runs)
+        if not a.skip_sweep:
+            bench_sweep(root, a.sweep_minutes)
+    if not a.skip_engine:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_recording(a.engine_seconds, a.runs, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
