@@ -18,15 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eth_account import Account  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+from eth_account import Account
+from pydantic import SecretStr
 
-from pmm_widgets.config import Settings  # noqa: E402
-from pmm_widgets.domain import Mode  # noqa: E402
-from pmm_widgets.engine import Engine  # noqa: E402
-from pmm_widgets.sandbox.server import Sandbox, SandboxConfig  # noqa: E402
-from pmm_widgets.store.migrate import upgrade  # noqa: E402
-from pmm_widgets.venue.endpoints import Endpoints  # noqa: E402
+from pmm_widgets.config import Settings
+from pmm_widgets.domain import Mode
+from pmm_widgets.engine import Engine
+from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+from pmm_widgets.store.migrate import upgrade
+from pmm_widgets.venue.endpoints import Endpoints
 
 
 async def run(speed: float, minutes: float, seed: int) -> None:
@@ -43,8 +43,8 @@ async def run(speed: float, minutes: float, seed: int) -> None:
             await eng.wait_role()
             t0 = time.time()
             await asyncio.sleep(minutes * 60 / speed)
-            key = eng._exchange.broker.creds.api_key.get_secret_value()  # noqa: SLF001
-            est = dict(eng._cycle.econ.rewards)  # noqa: SLF001
+            key = eng._exchange.broker.creds.api_key.get_secret_value()
+            est = dict(eng._cycle.econ.rewards)
             truth = {r["condition_id"]: r["rewards_accrued"] for r in sb.sim.econ.account(key)["markets"]}
             wall = time.time() - t0
             await eng.stop()
