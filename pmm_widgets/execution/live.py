@@ -53,7 +53,7 @@ EVENT_BUFFER_SEC = 30.0  # how long events for a not-yet-known order id wait for
 BACKFILL_MARGIN_SEC = 300.0
 WATCHDOG_SEC = 0.2
 FINAL_TRADE_STATUSES = ("CONFIRMED", "FAILED")
-CLOSED_KEEP_SEC = 3600.0  # closed orders and final trades stay in memory this long (late events), then go
+CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this long (late events), then go
 EVICT_EVERY_SEC = 60.0
 
 
