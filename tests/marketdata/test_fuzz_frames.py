@@ -178,6 +178,22 @@ def test_a_price_below_the_tick_never_becomes_level_zero():
     assert 0 not in b.bids and s.stats.bad_messages == 1 and b.needs_resync
 
 
+def test_a_venue_clock_running_ahead_is_followed_not_clamped():
+    """A sandbox at 10x runs its clock ahead of ours: steady frames 4 s apart are the venue's time,
+    not hostile ones (clamping them would distrust every book, every frame)."""
+    now = 1_800_000_000.0
+    s, b, _ = stream_with_book(now)
+    for k in range(1, 20):
+        ts = int(now * 1000) + 4_000 * k
+        s.handle_frame(json.dumps({"event_type": "price_change", "market": "0xm", "timestamp": str(ts),
+                                   "price_changes": [{"asset_id": "7", "price": "0.4", "size": str(10 + k),
+                                                      "side": "BUY", "best_bid": "0.4", "best_ask": "0.6"}]}))
+        assert b.venue_ts_ms == ts and not b.needs_resync
+    s.handle_frame(json.dumps({"event_type": "price_change", "market": "0xm", "timestamp": "32503680000000",
+                               "price_changes": [{"asset_id": "7", "price": "0.4", "size": "1", "side": "BUY"}]}))
+    assert b.venue_ts_ms == ts + FUTURE_SKEW_MS and b.needs_resync  # a jump is still clamped
+
+
 def test_ticks_sizes_and_strings_are_bounded():
     now = 1_800_000_000.0
     s, b, _ = stream_with_book(now)
