@@ -182,6 +182,7 @@ def bench_recording(seconds: float, runs: int, tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=60.0, help="simulated minutes of the replay recording")
+    ap.add_argument("--window", type=float, default=None, help="replay only the first WINDOW minutes (default: all)")
     ap.add_argument("--sweep-minutes", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engine-seconds", type=float, default=40.0)
@@ -195,7 +196,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not a.only_engine:
         root = recording(data, a.minutes)
-        bench_replay(root, a.minutes, a.runs)
+        bench_replay(root, a.window or a.minutes, a.runs)
         if not a.skip_sweep:
             bench_sweep(root, a.sweep_minutes)
     if not a.skip_engine:

@@ -70,6 +70,7 @@ class OrderBook:
     __slots__ = (
         "token_id", "market", "tick_size", "min_order_size", "bids", "asks", "_bid_ticks", "_ask_ticks",
         "_px", "hash", "venue_ts_ms", "ts", "synced", "needs_resync", "rejected", "version", "_view",
+        "_lvb", "_lva", "_lvt",
     )
 
     def __init__(self, token_id: str, market: str = "", tick_size: Decimal = Decimal("0.01"),
@@ -93,6 +94,9 @@ class OrderBook:
         self.rejected = 0
         self.version = 0  # bumped on every change; views are cached per version
         self._view: tuple[int, int | None, BookView] | None = None
+        self._lvb: dict[int, Level] = {}  # bid tick -> its last Level (reused while the size object is unchanged)
+        self._lva: dict[int, Level] = {}
+        self._lvt: Decimal | None = None  # the tick size those Levels are priced with
 
     # ------------------------------------------------------------------ parsing
     def _tick_of(self, price: Any) -> int:
@@ -353,11 +357,12 @@ class OrderBook:
             tick = self.tick_size
             bt = self._bid_ticks if depth is None else self._bid_ticks[-depth:] if depth > 0 else []
             at = self._ask_ticks if depth is None else self._ask_ticks[:depth] if depth > 0 else []
-            bl, al = self.bids, self.asks
+            if self._lvt != tick:  # cached levels are priced on one grid
+                self._lvb, self._lva, self._lvt = {}, {}, tick
             v = BookView(
                 token_id=self.token_id, market=self.market,
-                bids=tuple(Level(_price(tick, t), bl[t]) for t in reversed(bt)),
-                asks=tuple(Level(_price(tick, t), al[t]) for t in at),
+                bids=_levels(self.bids, reversed(bt), self._lvb, tick),
+                asks=_levels(self.asks, at, self._lva, tick),
                 tick_size=tick, min_order_size=self.min_order_size, ts=self.ts,
                 venue_ts_ms=self.venue_ts_ms, stale=False, crossed=self.crossed,
             )
@@ -368,6 +373,19 @@ class OrderBook:
         """(bids, asks) as (price, size), best first: for comparisons with a venue snapshot."""
         v = self.view()
         return [(lv.price, lv.size) for lv in v.bids], [(lv.price, lv.size) for lv in v.asks]
+
+
+def _levels(sizes: dict[int, Decimal], ticks: Any, cache: dict[int, Level], tick: Decimal) -> tuple[Level, ...]:
+    """The `Level`s of these ticks, reusing the one built for an unchanged (tick, size): a frame
+    changes a level or two, so a view costs a dict lookup per level instead of a new object."""
+    out = []
+    for t in ticks:
+        s = sizes[t]
+        lv = cache.get(t)
+        if lv is None or lv.size is not s:
+            lv = cache[t] = Level(_price(tick, t), s)
+        out.append(lv)
+    return tuple(out)
 
 
 _PRICES: dict[tuple[Decimal, int], Decimal] = {}

@@ -26,7 +26,7 @@ def status_line(s: EngineState) -> str:
     lag = "n/a" if s.feed.lag_sec is None else f"{s.feed.lag_sec:.1f}s"
     feed = ("up" if s.feed.connected else "DOWN") + f" lag {lag} stale {s.feed.stale_tokens}"
     db = s.writer or ("db lag n/a" if s.writer_lag_sec is None else f"db lag {s.writer_lag_sec:.1f}s")
-    paused = " PAUSED" if s.paused else ""
+    paused = (f" PAUSED ({s.pause_note})" if s.pause_note else " PAUSED") if s.paused else ""  # why and who
     halted = " HALTED" if s.halted else ""
     return (f"[{s.mode}{paused}{halted}] tick {s.tick} quoted {quoted}/{len(s.markets)} open {s.totals.open_orders} "
             f"fills/min {s.totals.fills_per_min:.2f} fills {s.totals.fills} pnl {s.totals.pnl:+.2f} "
@@ -54,8 +54,13 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     got: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        got.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: (got.append(s), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig)
     printed = {"tick": 0}
 
     def on_state(s: EngineState) -> None:  # one line per quote cycle

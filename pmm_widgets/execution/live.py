@@ -53,7 +53,7 @@ EVENT_BUFFER_SEC = 30.0  # how long events for a not-yet-known order id wait for
 BACKFILL_MARGIN_SEC = 300.0
 WATCHDOG_SEC = 0.2
 FINAL_TRADE_STATUSES = ("CONFIRMED", "FAILED")
-CLOSED_KEEP_SEC = 3600.0  # closed orders and final trades stay in memory this long (late events), then go
+CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this long (late events), then go
 EVICT_EVERY_SEC = 60.0
 
 
@@ -623,7 +623,7 @@ class LiveExchange:
         ts = event_ts(ev, self._clock())
         if self._last_trade_ts is None or ts > self._last_trade_ts:
             self._last_trade_ts = ts
-        for i, f in enumerate(fills):
+        for f in fills:
             key = tid if len(fills) == 1 else f"{tid}:{f['order_id']}"
             st = self._trades.get(key)
             if st is None:
@@ -705,7 +705,7 @@ class LiveExchange:
         """Venue id → order row of earlier live runs, and the trade ids already stored (DB read
         in a thread; a missing or unreadable DB just means nothing to recover)."""
         url = self.settings.db_url
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        if url.startswith("sqlite:///") and not await asyncio.to_thread(Path(url.removeprefix("sqlite:///")).exists):
             return
         since = self._clock() - 7 * 86400
         recent = self._clock() - CLOSED_KEEP_SEC

@@ -407,7 +407,7 @@ class Replayer:
                     kind = kinds[i]
                     if kind == "frame":
                         self.frames += 1
-                        handle(pays[i], stream.conn(int(conns[i])))
+                        handle(pays[i] or "", stream.conn(int(conns[i])))
                     else:
                         stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
                 elif ch == CH_REST:
@@ -421,7 +421,8 @@ class Replayer:
                     kind = kinds[i]
                     if kind == "cycle":
                         if not grid and self.t0 <= ts <= self.t1 and self.universe_seen and not self.killed:
-                            await self._cycle(ts, json.loads(pays[i]).get("hold") if pays[i] else None)
+                            pay = pays[i]
+                            await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
                     elif kind == "params" and self.follow_recorded_params:
                         changes = {k: v for k, v in json.loads(pays[i] or "{}").items() if k not in self.overrides}
                         if changes:
@@ -483,7 +484,7 @@ class Replayer:
 
 
 def _totals_dict(t: Any) -> dict[str, Any]:
-    names = getattr(t, "__dataclass_fields__", None) or getattr(t, "__slots__", ())
+    names: Iterable[str] = getattr(t, "__dataclass_fields__", None) or getattr(t, "__slots__", ()) or ()
     out: dict[str, Any] = {}
     for k in names:
         v = getattr(t, k, None)

@@ -122,6 +122,25 @@ def _get(url: str, host: str | None = None, method: str = "GET", data: bytes | N
         return e.code, e.read().decode(errors="replace"), e.headers
 
 
+def _ws_status(port: int, token: str, host: str) -> int:
+    """HTTP status of a kernel-websocket handshake sent with a forged Host and matching Origin."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async def go() -> int:
+        # the URL names the forged host (so it is the Host header); the TCP connection goes to 127.0.0.1
+        url = f"ws://{host}/api/kernels/00000000-0000-0000-0000-000000000000/channels?token={token}"
+        try:
+            async with connect(url, host="127.0.0.1", port=port, origin=f"http://{host}", open_timeout=20):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    return asyncio.run(go())
+
+
 def test_1_forged_host_no_token_and_xsrf_are_refused_before_any_kernel(stack):
     base = f"http://127.0.0.1:{stack['port']}"
     tok = stack["token"]
@@ -132,6 +151,10 @@ def test_1_forged_host_no_token_and_xsrf_are_refused_before_any_kernel(stack):
     assert status == 403
     status, _, _ = _get(f"{base}/")  # no token: the login page, not the app
     assert status in (302, 403)
+    # the kernel websocket too: refused for the forged Host, while the same handshake with the real
+    # Host gets past the host check (404: no such kernel), so the refusal is the Host's doing
+    assert _ws_status(stack["port"], tok, f"rebind.evil.example:{stack['port']}") == 403
+    assert _ws_status(stack["port"], tok, f"127.0.0.1:{stack['port']}") == 404
     assert "Kernel started" not in _log(stack)
     # XSRF is on: the unload beacon's POST without the _xsrf value is refused, even with the login cookie
     status, _, headers = _get(f"{base}/api/kernels/00000000-0000-0000-0000-000000000000?token={tok}")

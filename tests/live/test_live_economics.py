@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_orders_scoring_and_fee_fields(sb, venue, wallet_key, closers):
-    ex, key, markets = await start_quoting(sb, wallet_key, closers, 3)
+    ex, key, _ = await start_quoting(sb, wallet_key, closers, 3)
     assert await wait_for(lambda: len(ex.open_orders()) > 0, 10)
     ids = [o.venue_order_id for o in ex.open_orders() if o.venue_order_id]
     sb.paused = True  # the book stands still while both sides look at it
@@ -30,3 +30,17 @@ async def test_orders_scoring_and_fee_fields(sb, venue, wallet_key, closers):
             break
         await asyncio.sleep(0.1)
     assert fills and all(f.raw.get("trader_side") == "MAKER" and f.raw.get("fee_rate_bps") == "0" for f in fills)
+
+
+async def test_canceled_market_resolved_closes_the_orders_rows(sb, wallet_key, closers):
+    from pmm_widgets.store.sink import MemorySink
+
+    sink = MemorySink()
+    ex, _, _ = await start_quoting(sb, wallet_key, closers, 2, sink=sink)
+    assert await wait_for(lambda: len(ex.open_orders()) > 0, 10)
+    cid = next(o.market for o in ex.open_orders())
+    assert sb.sim.resolve_market(cid) is not None
+    assert await wait_for(lambda: not [o for o in ex.open_orders() if o.market == cid], 10)
+    rows = [r for r in sink.rows["orders"] if r["market"] == cid]
+    assert rows and all(r["status"] in ("CANCELED", "FILLED") for r in rows)
+    assert any("canceled_market_resolved" in (r["reason"] or "") for r in rows)

@@ -91,4 +91,7 @@ async def test_switch_on_a_live_market_never_rests_both_strategies(sb, wallet_ke
     switches = [e for e in sink.rows["events"] if e["kind"] == "strategy"]
     assert {(e["market"], e["data_json"]["to"]) for e in switches} == \
         {(cid, "as")} | {(m.condition_id, "microprice") for m in markets[1:]}
-    assert not [r for r in sink.rows.get("orders", []) if r["status"] == "REJECTED"]
+    # the book can move between our view and the order's arrival (20x sandbox, loaded host): the
+    # venue's post-only refusal is the only rejection allowed; never grid, size or balance
+    rejected = [r["reason"] for r in sink.rows.get("orders", []) if r["status"] == "REJECTED"]
+    assert all("order crosses book" in (why or "") for why in rejected), rejected

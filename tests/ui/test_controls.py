@@ -327,3 +327,45 @@ async def test_a_frontend_state_request_starts_at_once_and_the_deadman_covers_it
     assert stub.starts == [False]
     for t in panel._tasks:
         t.cancel()
+
+
+def test_charts_backfill_from_the_db(settings, db_url):
+    """Page load: total PnL, fills/min and the selected market's mid/inventory from the DB."""
+    import sqlalchemy as sa
+
+    from pmm_widgets.store.schema import book_snapshots, markets, pnl, trades
+    from pmm_widgets.ui.dashboard import load_history
+
+    now = time.time()
+    db = make_engine(db_url)
+    with db.begin() as conn:
+        conn.execute(sa.insert(markets), [{"snapshot_ts": now - 900, "rank": 1, "condition_id": "0xc0",
+                                           "question": "q", "yes_token_id": "y0", "no_token_id": "n0"}])
+        conn.execute(sa.insert(pnl), [{"ts": now - 600 + 60 * i, "market": m, "total": Decimal(i),
+                                       "inventory_yes": Decimal(5 * i), "inventory_no": Decimal(0)}
+                                      for i in range(5) for m in ("TOTAL", "0xc0")])
+        conn.execute(sa.insert(trades), [{"trade_id": f"t{i}", "token_id": "y0", "side": "BUY", "price": Decimal("0.5"),
+                                          "size": Decimal(5), "fill_type": "full", "mode": "paper", "ts": now - 100 + i}
+                                         for i in range(3)])
+        conn.execute(sa.insert(book_snapshots), [{"token_id": "y0", "market": "0xc0", "ts": now - 500 + 100 * i,
+                                                  "mid": Decimal("0.4") + Decimal(i) / 100} for i in range(4)])
+        conn.execute(sa.insert(pnl), [{"ts": now - 7200, "market": "TOTAL", "total": Decimal(-9)}])  # too old
+    db.dispose()
+    hist = load_history(db_url, now=now)
+    assert [v for _, v in hist["pnl"]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert max(v for _, v in hist["fills_per_min"]) == 3.0  # three fills within one minute
+    mids = hist["markets"]["0xc0"]
+    assert [round(m, 2) for _, m, _, _ in mids] == [0.4, 0.41, 0.42, 0.43]
+    assert mids[-1][2] == 20.0 and mids[0][2] == 5.0  # inventory of the last pnl row before each mid
+    panel = ControlPanel(Engine(settings))
+    panel.charts.selected = "0xc0"
+    panel.charts.backfill(hist)
+    assert len(panel.charts.pnl.data["t"]) == 5 and len(panel.charts.quotes.data["mid"]) == 4
+    assert panel.charts.inventory.data["inv_yes"][-1] == 20.0
+
+
+def test_headless_status_line_says_why_and_who_paused():
+    from pmm_widgets.engine.runner import status_line
+
+    line = status_line(EngineState(mode="paper", paused=True, pause_note="deadman by page-1 at 10:00:00"))
+    assert line.startswith("[paper PAUSED (deadman by page-1 at 10:00:00)]")
