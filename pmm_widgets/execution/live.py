@@ -623,7 +623,7 @@ class LiveExchange:
         ts = event_ts(ev, self._clock())
         if self._last_trade_ts is None or ts > self._last_trade_ts:
             self._last_trade_ts = ts
-        for i, f in enumerate(fills):
+        for f in fills:
             key = tid if len(fills) == 1 else f"{tid}:{f['order_id']}"
             st = self._trades.get(key)
             if st is None:
@@ -705,7 +705,7 @@ class LiveExchange:
         """Venue id → order row of earlier live runs, and the trade ids already stored (DB read
         in a thread; a missing or unreadable DB just means nothing to recover)."""
         url = self.settings.db_url
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        if url.startswith("sqlite:///") and not await asyncio.to_thread(Path(url.removeprefix("sqlite:///")).exists):
             return
         since = self._clock() - 7 * 86400
         recent = self._clock() - CLOSED_KEEP_SEC

@@ -124,7 +124,7 @@ class _TradeRec:
 class _UserConn:
     __slots__ = ("ws", "transport", "api_key", "markets", "queue", "task", "closed")
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None):
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
         self.ws = ws
         self.transport = transport
         self.api_key: str | None = None
