@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -q -rs -p no:cacheprovider
 # fails well inside CI's 90 minutes instead of silently using them up.
 PYTEST_WALL ?= 40m
 
-.PHONY: demo test install system-deps bench clean-venv
+.PHONY: demo test check install system-deps bench clean-venv
 
 demo: install
 	@echo "pmm demo: open the http://127.0.0.1:8866/?token=... URL Voilà prints below (the page needs its token)"
@@ -17,6 +17,11 @@ demo: install
 
 test: install system-deps
 	scripts/with_postgres.sh timeout --signal=INT --kill-after=60 $(PYTEST_WALL) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint and type checks (pinned in the [test] extra; config in pyproject.toml).
+check: install
+	$(VENV)/bin/ruff check pmm_widgets tests bench
+	$(VENV)/bin/mypy
 
 install: $(VENV)/.installed
 

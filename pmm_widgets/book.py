@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
 from .domain import BookView, Level, Side
+from .errors import PmmError
 from .ticks import MAX_SIZE, sane_min_size, to_decimal, venue_tick
 
 ZERO = Decimal(0)
@@ -51,7 +52,7 @@ def short(v: Any, n: int = MAX_ID_CHARS) -> str:
     return str(v)[:n] if not isinstance(v, str) or len(v) > n else v
 
 
-class BookError(ValueError):
+class BookError(PmmError, ValueError):
     """A wire value the book refuses (off grid, outside (0, 1), negative size, unknown side)."""
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from pmm_widgets import __version__
 from pmm_widgets.config import ConfigError, Settings, load_settings
+from pmm_widgets.errors import PmmError
 from pmm_widgets.logsetup import SECRET_FIELDS, mask, register_settings_secrets, setup_logging
 
 log = logging.getLogger("pmm_widgets.cli")
@@ -38,12 +39,12 @@ GLOBAL_FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
-class NotBuilt(Exception):
+class NotBuilt(PmmError):
     def __init__(self, cmd: str, module: str) -> None:
         super().__init__(f"pmm {cmd}: not built yet ({module})")
 
 
-class MissingPackage(Exception):
+class MissingPackage(PmmError):
     pass
 
 

@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .errors import PmmError
+
 ENV_PREFIX = "PMM_"
 
 # built-in strategies by name (pmm_widgets.strategy.registry builds them); PMM_STRATEGY picks one
@@ -35,7 +37,7 @@ POLYMARKET_CLOB_URL = "https://clob.polymarket.com"
 POLYMARKET_CLOB_WS_URL = "wss://ws-subscriptions-clob.polymarket.com/ws"
 
 
-class ConfigError(Exception):
+class ConfigError(PmmError):
     """A bad setting. `str()` is the one line shown to the user (variable, value, what is accepted)."""
 
 

@@ -13,6 +13,13 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+
+class PmmError(Exception):
+    """Base of every exception pmm-widgets raises on purpose (config, store, venue, live, sandbox,
+    research, CLI): `except PmmError` catches the project's own failures and nothing else. Classes
+    that were a `ValueError`/`RuntimeError` stay one too (they derive from both)."""
+
+
 # PMM_* variables read outside `Settings` (documented in env.example as comments)
 EXTRA_ENV = frozenset({"PMM_DEMO"})
 

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
+from ..errors import PmmError
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
 from ..tasks import spawn
@@ -58,7 +59,7 @@ from .state import (
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(PmmError, RuntimeError):
     """Another engine took the lease (ours expired): stop trading at once."""
 
 

@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 from ..config import Settings
 from ..domain import BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
+from ..errors import PmmError
 from ..store.sink import Sink
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
@@ -57,7 +58,7 @@ CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this lo
 EVICT_EVERY_SEC = 60.0
 
 
-class LiveError(Exception):
+class LiveError(PmmError):
     """Live trading cannot start or continue (missing credentials, venue refused auth)."""
 
 

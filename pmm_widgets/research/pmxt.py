@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..domain import Market
+from ..errors import PmmError
 from ..store.recording import Recorder
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ V2_LIST_DEPTH = frozenset({"bid_prices", "bid_sizes", "ask_prices", "ask_sizes"}
 DEFAULT_MIN_SIZE = Decimal(5)
 
 
-class PmxtError(ValueError):
+class PmxtError(PmmError, ValueError):
     """A file this importer cannot read; the message names the file and what is wrong."""
 
 

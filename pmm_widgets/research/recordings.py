@@ -20,13 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import PmmError
 from ..store.recording import CHANNELS, HOUR_FMT, SCHEMA_VERSION
 
 _FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+)\.parquet$")
 COLUMNS = ("seq", "ts", "kind", "conn", "payload")
 
 
-class RecordingError(ValueError):
+class RecordingError(PmmError, ValueError):
     """A request that cannot be served (no recordings in the window, bad time)."""
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from ..domain import BookView, Level, Side
 from ..economics.fees import NO_FEES, FeeSchedule
 from ..economics.rewards import NO_PROGRAM, RewardProgram
+from ..errors import PmmError
 from .economics import VenueEconomics
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def size_str(centi: int) -> str:
     return f"{q}.{r:02d}"
 
 
-class SimReject(Exception):
+class SimReject(PmmError):
     """An account order refused with the real CLOB's error text (str(exc) is that text)."""
 
     def __init__(self, message: str):

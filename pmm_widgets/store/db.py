@@ -21,6 +21,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SAWarning
 from sqlalchemy.pool import StaticPool
 
+from ..errors import PmmError
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 # SQLite stores Numeric as REAL; SQLAlchemy converts back to Decimal at the column's scale (6
@@ -28,7 +30,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects natively", category=SAWarning)
 
 
-class StoreError(Exception):
+class StoreError(PmmError):
     """The database cannot be used (bad URL, missing driver, unreachable). `str()` is one line."""
 
 

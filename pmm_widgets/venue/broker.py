@@ -62,6 +62,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 from pydantic import SecretStr
 
 from ..domain import Quote
+from ..errors import PmmError
 from ..logsetup import mask, register_secret
 from .http import backoff_delay
 from .order_entry import EntryError, OrderEntry
@@ -83,7 +84,7 @@ def is_transient(status: int | None) -> bool:
     return status is None or status in TRANSIENT_STATUSES
 
 
-class BrokerError(Exception):
+class BrokerError(PmmError):
     """A venue or SDK failure, safe to log and show: never contains a credential. `transient`:
     a 429, a 5xx or a transport failure, worth retrying (for a post: after checking the venue)."""
 

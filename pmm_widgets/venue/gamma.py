@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from .. import safejson
 from ..domain import Market
+from ..errors import PmmError
 from ..ticks import ALLOWED_TICK_SET, MAX_MIN_ORDER_SIZE, to_decimal
 from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp, VenueHTTPError
 
@@ -31,7 +32,7 @@ MAX_ID_CHARS = 100  # condition / token ids beyond this are junk input (a condit
 MAX_TEXT_CHARS = 500  # question, slug: cut before they reach the tape and the DB
 
 
-class MarketParseError(ValueError):
+class MarketParseError(PmmError, ValueError):
     """Why one Gamma market object was skipped."""
 
 
@@ -259,5 +260,5 @@ class GammaClient:
         return page
 
 
-class _NotAList(Exception):
+class _NotAList(PmmError):
     """The legacy endpoint answered 200 with something other than the bare array it used to."""

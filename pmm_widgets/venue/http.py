@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import httpx
 
 from .. import safejson
+from ..errors import PmmError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ MAX_RETRY_AFTER_SEC = 5.0  # default cap (PMM_RETRY_AFTER_MAX_SEC)
 DEFAULT_DEADLINE_SEC = 30.0  # default total deadline of one call (PMM_HTTP_DEADLINE_SEC)
 
 
-class VenueHTTPError(Exception):
+class VenueHTTPError(PmmError):
     """An HTTP request that failed for good. `status` is None for a transport failure."""
 
     def __init__(self, method: str, path: str, status: int | None, message: str, attempts: int = 1,

@@ -43,6 +43,7 @@ from websockets.exceptions import WebSocketException
 from .. import safejson
 from ..book import ONE, ZERO, BookError, OrderBook, parse_ts_ms, short, snapshot_levels
 from ..domain import PublicTrade, Side
+from ..errors import PmmError
 from ..ticks import MAX_SIZE, to_decimal, venue_tick
 from .clob_rest import ClobPublic
 
@@ -59,7 +60,7 @@ FUTURE_SKEW_MS = 5_000  # venue timestamps later than now + this are clamped to 
 CONN_RESYNC_MIN_SEC = 1.0  # a frame naming no known token reloads its connection's books at most this often
 
 
-class BadMessage(ValueError):
+class BadMessage(PmmError, ValueError):
     """A message the stream refuses; the text is the logged reason."""
 
 

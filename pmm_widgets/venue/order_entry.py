@@ -34,6 +34,8 @@ from typing import Any
 
 import httpx
 
+from ..errors import PmmError
+
 POST_ORDERS = "/orders"
 CANCEL_ORDERS = "/orders"
 RTT_RING = 4096
@@ -51,7 +53,7 @@ class Rtt:
     status: int | None
 
 
-class EntryError(Exception):
+class EntryError(PmmError):
     """A request that got no usable answer: `status` None for transport errors and timeouts."""
 
     def __init__(self, op: str, message: str, status: int | None = None, uncertain: bool = False):

@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..domain import Side
+from ..errors import PmmError
 
 try:
     from Crypto.Hash import keccak as _pc_keccak
@@ -72,7 +73,7 @@ _POLY_1271 = 3
 _TYPE_TAIL = ORDER_TYPE_STRING.encode().hex() + len(ORDER_TYPE_STRING).to_bytes(2, "big").hex()
 
 
-class SignerError(ValueError):
+class SignerError(PmmError, ValueError):
     """The order cannot be signed (bad key, unsupported tick size or signature type)."""
 
 
