@@ -809,7 +809,10 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - an estimate's timing, never a reason to stop
             logging.getLogger(__name__).debug("venue /time failed: %s", exc)
             return
-        self._cycle.econ.clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        self._cycle.econ.clock = clock
+        if self._recorder is not None:  # replay samples rewards on the same venue minutes
+            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
