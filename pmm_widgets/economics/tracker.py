@@ -71,6 +71,28 @@ def market_terms(m: Market) -> tuple[MarketTerms, list[str]]:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueClock:
+    """The venue's clock as a line through one observation: `venue = v0 + (wall − w0) × speed`
+    (a sandbox runs `speed` times faster; the real venue: speed 1, the offset is clock skew). The
+    venue samples reward scores on its own minute boundaries; the engine follows them."""
+
+    w0: float = 0.0
+    v0: float = 0.0
+    speed: float = 1.0
+
+    def to_venue(self, wall: float) -> float:
+        return self.v0 + (wall - self.w0) * self.speed
+
+    def to_wall(self, venue: float) -> float:
+        return self.w0 + (venue - self.v0) / self.speed
+
+    def next_boundary_wall(self, wall: float, every: float = SAMPLE_SEC) -> float:
+        """Wall time of the venue's next sampling boundary after `wall`."""
+        v = self.to_venue(wall)
+        return self.to_wall((v // every + 1) * every)
+
+
+@dataclass(frozen=True, slots=True)
 class FillEconomics:
     fee: Decimal
     rebate: Decimal
@@ -143,7 +165,9 @@ class EconomicsTracker:
     def __init__(self, sink: Sink, mode: str, sample_sec: float = SAMPLE_SEC) -> None:
         self.sink = sink
         self.mode = mode
-        self.sample_sec = sample_sec
+        self.sample_sec = sample_sec  # in venue seconds
+        self.clock = VenueClock()
+        self.sample_count = 0
         self.terms: dict[str, MarketTerms] = {}
         self.bad_venue_data = 0
         self._reported: set[tuple[str, str]] = set()
@@ -192,18 +216,23 @@ class EconomicsTracker:
 
     # -- rewards ---------------------------------------------------------------------------------
     def sample_due(self, now: float) -> bool:
+        """Whether the venue's clock passed a sampling boundary since the last sample (`now` is
+        wall time; the first call only arms the next boundary)."""
+        v = self.clock.to_venue(now)
         if self._next_sample is None:
-            self._next_sample = (now // self.sample_sec + 1) * self.sample_sec
+            self._next_sample = (v // self.sample_sec + 1) * self.sample_sec
             return False
-        return now >= self._next_sample
+        return v >= self._next_sample
 
     def sample(self, now: float, markets: Iterable[Market], yes_view: dict[str, BookView | None],
                orders: list[Order], ours_in_book: bool) -> list[RewardSample]:
         """One per-minute estimate for every market with a reward program: `reward_estimates`
         rows, and the estimated USD added to each market's rewards."""
         if self._next_sample is not None:
-            while self._next_sample <= now:
+            venue_now = self.clock.to_venue(now)
+            while self._next_sample <= venue_now:
                 self._next_sample += self.sample_sec
+        self.sample_count += 1
         by_market: dict[str, list[Order]] = {}
         for o in orders:
             by_market.setdefault(o.market, []).append(o)

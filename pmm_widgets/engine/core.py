@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from dataclasses import asdict, replace
 from decimal import Decimal
@@ -149,6 +150,8 @@ class Engine:
         self._task: asyncio.Task | None = None
         self._stop_evt: asyncio.Event | None = None
         self._role_evt: asyncio.Event | None = None
+        self._venue_speed = 1.0
+        self._clock_synced_at = 0
         self._kill_requested = False
         self._kill_result: KillResult | None = None
         self._trade_lock: asyncio.Lock | None = None
@@ -174,6 +177,7 @@ class Engine:
         self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
         self._background: set[asyncio.Task] = set()
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
+        self.fatal_halt: str | None = None  # set when a safety halt ended the run (lease lost, DB gone)
         self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
         self._default_strategy: Any = None  # a strategy object for every market ("*"), this process only
@@ -508,6 +512,7 @@ class Engine:
         assert self._stop_evt is not None and self._lease is not None and self._commands is not None
         started = time.time()
         self._halts = {}
+        self.fatal_halt = None
         self._handover = False
         self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
                               handover_ts=None))
@@ -629,9 +634,9 @@ class Engine:
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
-        # the venue samples reward scores once per (its) minute: a sped-up sandbox's minute is shorter
-        speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
-        self._cycle.econ.sample_sec = 60.0 / speed
+        # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
+        self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
+        await self._sync_venue_clock()
         self._cycle.default_strategy = self._default_strategy
         saved = await asyncio.to_thread(repo.load_overrides, self._db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
@@ -762,11 +767,15 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
                 await self._cycle_failed(f"{type(exc).__name__}: {exc}")
             delay = self.settings.quote_refresh_sec - (loop.time() - t0)
-            # wake at the venue's reward-sampling minute, so the estimate sees the book it samples
-            sample_sec = self._cycle.econ.sample_sec
-            to_boundary = sample_sec - time.time() % sample_sec + 0.05
+            # wake just after the venue's reward-sampling minute, so the estimate sees the book it samples
+            econ = self._cycle.econ
+            now = time.time()
+            to_boundary = econ.clock.next_boundary_wall(now, econ.sample_sec) - now + 0.02
             if to_boundary < delay:
                 delay = to_boundary
+            if econ.sample_count != self._clock_synced_at:  # re-read the venue's clock after each sample
+                self._clock_synced_at = econ.sample_count
+                await self._sync_venue_clock()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
 
@@ -789,6 +798,21 @@ class Engine:
         if await self._cycle.resolve_market(time.time(), m.condition_id, winners[0], self._exchange, "closed"):
             self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
                              market=m.condition_id)
+
+    async def _sync_venue_clock(self) -> None:
+        """Anchor the reward-sampling clock on the venue's `/time` (integer seconds: +0.5 on
+        average); a failure keeps the previous anchor (the local clock at first)."""
+        from ..economics.tracker import VenueClock
+
+        try:
+            v = await self._md.rest.server_time()
+        except Exception as exc:  # noqa: BLE001 - an estimate's timing, never a reason to stop
+            logging.getLogger(__name__).debug("venue /time failed: %s", exc)
+            return
+        clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        self._cycle.econ.clock = clock
+        if self._recorder is not None:  # replay samples rewards on the same venue minutes
+            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
@@ -929,6 +953,7 @@ class Engine:
             self.events.emit("ERROR" if note else "WARNING", source,
                              f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
         if fatal and self._stop_evt is not None:
+            self.fatal_halt = f"{source}: {reason}"
             self._stop_evt.set()
 
     def _clear_halt(self, source: str, message: str) -> None:

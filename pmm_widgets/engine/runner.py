@@ -54,8 +54,13 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     got: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        got.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: (got.append(s), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig)
     printed = {"tick": 0}
 
     def on_state(s: EngineState) -> None:  # one line per quote cycle
@@ -91,8 +96,8 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
 
         print(f"engine crashed: {describe(exc, engine.settings.db_url)}", file=sys.stderr, flush=True)
         return 1
-    if engine.state.halted:  # stopped by a safety halt (lease lost, DB gone): not a clean exit
-        print(f"engine stopped (orders cancelled) after a safety halt: {engine.state.halted}", file=sys.stderr,
+    if engine.fatal_halt:  # a safety halt ended the run (lease lost, DB gone): not a clean exit
+        print(f"engine stopped (orders cancelled) after a safety halt: {engine.fatal_halt}", file=sys.stderr,
               flush=True)
         return 1
     return interrupted

@@ -325,6 +325,8 @@ class PaperExchange:
         self._notices = [n for n in self._notices if n.visible_at > now]
         for n in due:
             self._tell(n)
+        for cid in {n.client_id for n in due}:  # after all of them: two notices of one order can be due together
+            self._forget_if_done(cid)
 
     def _tell(self, n: _Notice) -> None:
         """We learn of a fill: our order, positions, the `trades` row and the Fill for poll()."""
@@ -359,7 +361,6 @@ class PaperExchange:
         else:
             o.status = OrderStatus.PARTIAL
             self._record_order(o)
-        self._forget_if_done(o.client_id)
         self._pending.append(fill)
 
     def _forget_if_done(self, cid: str) -> None:
@@ -376,8 +377,9 @@ class PaperExchange:
         model = self._sync_model()
         self._sync_venue(t)
         orders = self._venue_by_token.get(book.token_id)
-        if orders:
-            self._apply(model.on_book(book, list(orders.values()), t), t)
+        if orders:  # the fill's recorded time is the venue's, like a print's
+            ts = book.venue_ts_ms / 1000.0 if book.venue_ts_ms else t
+            self._apply(model.on_book(book, list(orders.values()), ts), t)
         self._deliver(t)
 
     def _first_sighting(self, trade: PublicTrade, m: Market | None) -> bool:

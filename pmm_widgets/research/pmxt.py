@@ -114,7 +114,7 @@ def _market_str(v: Any) -> str:
 def _rows_v1(t: pa.Table, name: str, rep: ImportReport) -> list[tuple[float, str, str, str | None, dict]]:
     """(ts_ms, market, token, outcome, wire event) per row."""
     ts = _ms(t.column("timestamp_received"))
-    out = []
+    out: list[tuple[float, str, str, str | None, dict]] = []
     for i, (m, kind, data) in enumerate(zip(t.column("market_id").to_pylist(), t.column("update_type").to_pylist(),
                                             t.column("data").to_pylist())):
         try:
@@ -149,7 +149,7 @@ def _rows_v2(t: pa.Table, variant: str, name: str, rep: ImportReport) -> list[tu
     market, kind, asset = get("market"), get("event_type"), get("asset_id")
     price, size, side, bb, ba = get("price"), get("size"), get("side"), get("best_bid"), get("best_ask")
     old_t, new_t = get("old_tick_size"), get("new_tick_size")
-    out = []
+    out: list[tuple[float, str, str, str | None, dict]] = []
     for i in range(n):
         m, k, a = _market_str(market[i]), kind[i], str(asset[i] or "")
         ms = str(int(src[i]))

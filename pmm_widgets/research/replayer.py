@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
+from ..economics.tracker import VenueClock
 from ..execution.paper import paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
@@ -274,6 +275,7 @@ class Replayer:
         self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
         self.cycle: QuoteCycle | None = None
         self._calibration: dict[str, dict] | None = None
+        self._venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
         self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.markets: list[Market] = []
         self.universe_seen = False
@@ -327,6 +329,8 @@ class Replayer:
             self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
                                     pnl_sec=self.settings.pnl_sec)
             self.cycle.default_strategy = self.strategy
+            if self._venue_clock is not None:
+                self.cycle.econ.clock = self._venue_clock
             for cid, (name, params) in self._strategies.items():
                 self._set_strategy(cid, name, params)
         self.clock.now = now
@@ -407,7 +411,7 @@ class Replayer:
                     kind = kinds[i]
                     if kind == "frame":
                         self.frames += 1
-                        handle(pays[i], stream.conn(int(conns[i])))
+                        handle(pays[i] or "", stream.conn(int(conns[i])))
                     else:
                         stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
                 elif ch == CH_REST:
@@ -421,7 +425,8 @@ class Replayer:
                     kind = kinds[i]
                     if kind == "cycle":
                         if not grid and self.t0 <= ts <= self.t1 and self.universe_seen and not self.killed:
-                            await self._cycle(ts, json.loads(pays[i]).get("hold") if pays[i] else None)
+                            pay = pays[i]
+                            await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
                     elif kind == "params" and self.follow_recorded_params:
                         changes = {k: v for k, v in json.loads(pays[i] or "{}").items() if k not in self.overrides}
                         if changes:
@@ -431,6 +436,11 @@ class Replayer:
                         self._calibration = start.get("calibration") or None
                         for cid, (name, params) in (start.get("strategies") or {}).items():
                             self._set_strategy(cid, name, params or {})
+                    elif kind == "venue_clock":
+                        vc = json.loads(pays[i] or "{}")
+                        self._venue_clock = VenueClock(float(vc["w0"]), float(vc["v0"]), float(vc["speed"]))
+                        if self.cycle is not None:
+                            self.cycle.econ.clock = self._venue_clock
                     elif kind == "strategy":
                         ev = json.loads(pays[i] or "{}")
                         self._set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
@@ -483,7 +493,7 @@ class Replayer:
 
 
 def _totals_dict(t: Any) -> dict[str, Any]:
-    names = getattr(t, "__dataclass_fields__", None) or getattr(t, "__slots__", ())
+    names: Iterable[str] = getattr(t, "__dataclass_fields__", None) or getattr(t, "__slots__", ()) or ()
     out: dict[str, Any] = {}
     for k in names:
         v = getattr(t, k, None)

@@ -75,7 +75,7 @@ def _install_view_hook() -> None:
     curl, a health check) silent, so the culler ends it."""
     if getattr(W.Widget, "_pmm_view_hook", False):
         return
-    original = W.Widget._handle_control_comm_msg.__func__  # type: ignore[attr-defined]
+    original = W.Widget._handle_control_comm_msg.__func__
 
     def handle(cls: type, msg: dict[str, Any]) -> None:
         original(cls, msg)
@@ -86,8 +86,8 @@ def _install_view_hook() -> None:
                 except Exception:  # noqa: BLE001 - a broken panel must not break the widget protocol
                     pass
 
-    W.Widget._handle_control_comm_msg = classmethod(handle)  # type: ignore[method-assign,assignment]
-    W.Widget._pmm_view_hook = True  # type: ignore[attr-defined]
+    W.Widget._handle_control_comm_msg = classmethod(handle)
+    W.Widget._pmm_view_hook = True
 
 
 def fmt_num(v: Any) -> str:
@@ -504,7 +504,7 @@ class ControlPanel:
         """Dead-man's switch for an engine owned by this page (see module doc)."""
         while True:
             await asyncio.sleep(1.0 if self._last_beat is not None else 0.6)  # > the first beat's 300 ms
-            silent_since = self._last_beat
+            silent_since: float | None = self._last_beat
             if self._last_beat is None:
                 now = time.time()
                 if (now - self._created < NUDGE_AT_START_SEC or (
@@ -514,8 +514,8 @@ class ControlPanel:
                 if self._view_requested is None:
                     continue
                 silent_since = self._view_requested  # started on the state request, never beat since
-            if (self.engine.role == "owner" and self.engine.running and not self._deadman_fired
-                    and time.time() - silent_since > self.settings.deadman_sec):
+            if (silent_since is not None and self.engine.role == "owner" and self.engine.running
+                    and not self._deadman_fired and time.time() - silent_since > self.settings.deadman_sec):
                 self._deadman_fired = True
                 self.log.append_stderr(f"no browser heartbeat for {self.settings.deadman_sec:.0f}s: stopping "
                                        "the engine cleanly (cancel all, flush, release the lease)\n")

@@ -92,22 +92,6 @@ class _Conn:
         self.resync_owed = False  # a bad frame arrived inside the window: resync when it ends
 
 
-def _ts_ms(v: Any, now: float) -> int:
-    """A checked venue timestamp (ms; 0 when absent), clamped to now + FUTURE_SKEW_MS.
-    BadMessage for a non-number, NaN, infinity, negative or absurd one."""
-    try:
-        ts = parse_ts_ms(v)
-    except BookError as exc:
-        raise BadMessage(str(exc)) from None
-    return min(ts, int(now * 1000) + FUTURE_SKEW_MS)
-
-
-def _clamped(ts: int, now: float) -> bool:
-    """Whether `_ts_ms` had to clamp: such a frame is suspect, its book is reloaded from REST
-    (refused as older until the clamp passes: a freeze of at most FUTURE_SKEW_MS, not forever)."""
-    return ts >= int(now * 1000) + FUTURE_SKEW_MS
-
-
 class MarketStream:
     """Keeps `books` (token id -> OrderBook, owned by the caller) in line with the venue.
 
@@ -148,6 +132,7 @@ class MarketStream:
         self._next_conn = 0
         self._rnd = random.Random()
         self._last_log = 0.0
+        self._venue_max_ms = 0  # latest venue timestamp accepted (the venue's clock, as far as we know)
         self._handlers: dict[str, Callable[[Mapping[str, Any], float, set[str]], None]] = {
             "book": self._on_book,
             "price_change": self._on_price_change,
@@ -390,7 +375,7 @@ class MarketStream:
         b = self._book(ev.get("asset_id"))
         if b is None:
             return
-        ts = _ts_ms(ev.get("timestamp"), now)
+        ts, clamped = self._ts(ev.get("timestamp"), now)
         if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)):
             return  # older than what the book holds (one without a timestamp only when we need one)
         if not b.apply_snapshot(ev, ts=now, venue_ts_ms=ts):
@@ -398,14 +383,14 @@ class MarketStream:
             raise BadMessage("book snapshot with invalid levels")
         self.stats.snapshots_applied += 1
         touched.add(b.token_id)
-        if _clamped(ts, now):
+        if clamped:
             self._distrust(b)
 
     def _on_price_change(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
         changes = ev.get("price_changes")
         if not isinstance(changes, list):
             raise BadMessage("price_change without price_changes list")
-        ts = _ts_ms(ev.get("timestamp"), now)
+        ts, clamped = self._ts(ev.get("timestamp"), now)
         by_asset: dict[str, list[Mapping[str, Any]]] = {}
         for ch in changes:
             if not isinstance(ch, dict):
@@ -427,7 +412,7 @@ class MarketStream:
                 raise BadMessage("price change with invalid price/size/side")
             b.stamp(h if isinstance(h, str) else None, ts if ts > b.venue_ts_ms else None, now)
             touched.add(b.token_id)
-            if b.crossed or _clamped(ts, now) or not self._bbo_agrees(b, last):
+            if b.crossed or clamped or not self._bbo_agrees(b, last):
                 self._distrust(b)
 
     @staticmethod
@@ -477,11 +462,32 @@ class MarketStream:
             raise BadMessage("last_trade_price with invalid price/size/side") from None
         if not (price.is_finite() and ZERO < price < ONE) or not (size.is_finite() and 0 < size <= MAX_SIZE):
             raise BadMessage(f"last_trade_price out of range: {str(price)[:20]} x {str(size)[:20]}")
-        ts = _ts_ms(ev.get("timestamp"), now)
+        ts, _ = self._ts(ev.get("timestamp"), now)
         trade = PublicTrade(token_id=b.token_id, market=short(ev.get("market") or b.market), price=price,
                             size=size, side=side, ts=ts / 1000.0 if ts else now, recv_ts=now)
         if self.on_trade is not None:
             self.on_trade(trade)
+
+    def _ref_ms(self, now: float) -> int:
+        """Our best idea of the venue's "now" (ms): the local clock, or the latest venue timestamp
+        accepted when the venue runs ahead (a sandbox faster than real time)."""
+        return max(int(now * 1000), self._venue_max_ms)
+
+    def _ts(self, v: Any, now: float) -> tuple[int, bool]:
+        """(a checked venue timestamp in ms, 0 when absent; whether it had to be clamped). A
+        timestamp beyond `_ref_ms` + FUTURE_SKEW_MS is clamped to that: such a frame is suspect and
+        its book is reloaded (a freeze of at most one REST round trip, not for the rest of the
+        process). BadMessage for a non-number, NaN, infinity, negative or absurd one."""
+        try:
+            ts = parse_ts_ms(v)
+        except BookError as exc:
+            raise BadMessage(str(exc)) from None
+        cap = self._ref_ms(now) + FUTURE_SKEW_MS
+        if ts > cap:
+            return cap, True
+        if ts > self._venue_max_ms:
+            self._venue_max_ms = ts
+        return ts, False
 
     def _distrust(self, b: OrderBook) -> None:
         """The book no longer matches the venue: flag it (views turn stale) and reload it."""
@@ -554,13 +560,13 @@ class MarketStream:
             if b is None:
                 continue
             try:
-                ts = _ts_ms(snap.get("timestamp"), now)
+                ts, _ = self._ts(snap.get("timestamp"), now)
             except BadMessage:
                 self._bad("REST book with an invalid timestamp", None)
                 continue
             # a distrusted book whose timestamp lies in our future got it from a clamped frame: no
             # real update can be newer than the venue's own snapshot then, so the snapshot wins
-            future = b.needs_resync and b.venue_ts_ms > int(now * 1000)
+            future = b.needs_resync and b.venue_ts_ms > self._ref_ms(now)
             if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)) and not future:
                 if b.needs_resync:
                     self._pending.add(b.token_id)  # the venue's copy lags ours: ask again shortly

@@ -308,3 +308,18 @@ async def test_fit_adds_the_missing_side_outside_the_two_sided_range(mode: str, 
     assert ("ye", "BUY", D("0.04"), D(20)) in got
     if mode == "fit":
         assert ("ne", "BUY", D("0.94"), D(20)) in got  # the ask side, joined at the touch (1 − 0.06)
+
+
+def test_venue_clock_follows_a_sped_up_venue() -> None:
+    from pmm_widgets.economics.tracker import VenueClock
+
+    c = VenueClock(w0=1000.0, v0=5_000_010.0, speed=20.0)  # the venue is 30 s into its minute
+    assert c.to_venue(1001.0) == 5_000_030.0
+    assert c.next_boundary_wall(1000.0) == 1001.5  # 30 venue seconds at 20x
+    assert c.to_wall(c.to_venue(1234.5)) == 1234.5
+    tr = EconomicsTracker(MemorySink(), "live")
+    tr.clock = c
+    assert not tr.sample_due(1000.0)  # arms the next venue minute
+    assert not tr.sample_due(1001.4) and tr.sample_due(1001.5)
+    tr.sample(1001.5, [], {}, [], ours_in_book=True)
+    assert tr.sample_count == 1 and not tr.sample_due(1002.0) and tr.sample_due(1004.5)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from live_helpers import active_markets, start_quoting, touch_bids
 from py_clob_client_v2.http_helpers import helpers
 
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.venue.broker import BrokerError
-
-from live_helpers import active_markets, start_quoting, touch_bids
 
 pytestmark = pytest.mark.integration
 

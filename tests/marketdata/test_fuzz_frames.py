@@ -10,11 +10,12 @@ import gc
 import json
 import time
 import tracemalloc
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
+from test_feed_integration import universe, wait_for
 
 from pmm_widgets.book import OrderBook
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
@@ -22,9 +23,12 @@ from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.ticks import ALLOWED_TICK_SET, MAX_MIN_ORDER_SIZE
 from pmm_widgets.venue.gamma import MarketParseError, parse_market
 from pmm_widgets.venue.market_data import MarketData
-from pmm_widgets.venue.market_stream import FUTURE_SKEW_MS, MarketStream, _Conn, book_matches
-
-from test_feed_integration import universe, wait_for
+from pmm_widgets.venue.market_stream import (
+    FUTURE_SKEW_MS,
+    MarketStream,
+    _Conn,
+    book_matches,
+)
 
 CORPUS = json.loads((Path(__file__).parent / "fixtures" / "fuzz_frames.json").read_text())["frames"]
 MB = 1024 * 1024
@@ -77,7 +81,7 @@ async def test_corpus_direct_no_crash_books_recover_memory_bounded(wall_sandbox)
         await md.set_markets(await universe(sb, 4))
         await wait_for(lambda: all(md.view(t) is not None for t in md.books))
         conn = md.stream.conns[0]
-        token = sorted(conn.assets)[0]
+        token = min(conn.assets)
         market = md.books[token].market
         tracemalloc.start()
         gc.collect()
@@ -109,7 +113,7 @@ async def test_corpus_over_the_socket_costs_no_reconnect(wall_sandbox):
         await md.set_markets(await universe(sb, 4))
         await wait_for(lambda: all(md.view(t) is not None for t in md.books))
         st = md.stream.stats
-        token = sorted(md.stream.conns[0].assets)[0]
+        token = min(md.stream.conns[0].assets)
         market = md.books[token].market
         reconnects0, bad0 = st.reconnects, st.bad_messages + st.unknown_events
         for item in CORPUS:
@@ -172,6 +176,22 @@ def test_a_price_below_the_tick_never_becomes_level_zero():
     s.handle_frame(json.dumps({"event_type": "price_change", "market": "0xm", "timestamp": str(1_800_000_000_001),
                                "price_changes": [{"asset_id": "7", "price": "1e-999999999", "size": "3", "side": "BUY"}]}))
     assert 0 not in b.bids and s.stats.bad_messages == 1 and b.needs_resync
+
+
+def test_a_venue_clock_running_ahead_is_followed_not_clamped():
+    """A sandbox at 10x runs its clock ahead of ours: steady frames 4 s apart are the venue's time,
+    not hostile ones (clamping them would distrust every book, every frame)."""
+    now = 1_800_000_000.0
+    s, b, _ = stream_with_book(now)
+    for k in range(1, 20):
+        ts = int(now * 1000) + 4_000 * k
+        s.handle_frame(json.dumps({"event_type": "price_change", "market": "0xm", "timestamp": str(ts),
+                                   "price_changes": [{"asset_id": "7", "price": "0.4", "size": str(10 + k),
+                                                      "side": "BUY", "best_bid": "0.4", "best_ask": "0.6"}]}))
+        assert b.venue_ts_ms == ts and not b.needs_resync
+    s.handle_frame(json.dumps({"event_type": "price_change", "market": "0xm", "timestamp": "32503680000000",
+                               "price_changes": [{"asset_id": "7", "price": "0.4", "size": "1", "side": "BUY"}]}))
+    assert b.venue_ts_ms == ts + FUTURE_SKEW_MS and b.needs_resync  # a jump is still clamped
 
 
 def test_ticks_sizes_and_strings_are_bounded():

@@ -264,3 +264,16 @@ async def test_taker_side_comes_from_the_book_not_the_feed_label():
     assert f.size == D(4)
     ex.observe_trade(PublicTrade("y0", CM, D("0.48"), D(4), Side.SELL, 2.0))  # labelled SELL, but at the ask
     assert await ex.poll(2.0) == []
+
+
+async def test_two_notices_of_a_cancelled_order_due_together():
+    ex = paper("queue", SlowNotice())
+    ex.observe_book(book("y0", CM, [("0.45", 0)], [("0.48", 100)]))
+    [o] = await ex.place([Quote(CM, "y0", Side.BUY, D("0.45"), D(10))])
+    ex.observe_trade(PublicTrade("y0", CM, D("0.45"), D(3), Side.SELL, 1.0))
+    ex.observe_trade(PublicTrade("y0", CM, D("0.45"), D(4), Side.SELL, 1.1))
+    ex._last_now = 1.2
+    await ex.cancel([o.client_id])  # instant cancel; both fills are still on their way
+    fills = await ex.poll(2.0)
+    assert [f.size for f in fills] == [D(3), D(4)] and o.filled == D(7) and o.status is OrderStatus.CANCELED
+    assert not ex._known
