@@ -13,11 +13,11 @@ The fitter scores every candidate (queue; prob_queue with power n ∈ {0.5, 1, 2
 intensity over a grid of PMM_PAPER_FILL_INTENSITY × PMM_PAPER_SPREAD_K) on the first seed and keeps the
 best of each family; those, and the seed's intensity model with default knobs and no latency,
 are then reported on every seed (the first is in-sample; the others are the check). The best
-fitted parameter set is written as a `.env` fragment (artifacts/fidelity-fit.env).
+fitted parameter set is written as a `.env` fragment (`<--dir>/fidelity-fit.env`, default artifacts/fidelity).
 
 Reported per model: fills per simulated minute, paper/live fill ratio, the median market's
-|paper/live − 1|, fill sizes p10/p50/p90, size-weighted mean markouts at 5 s and 30 s (local
-time, price units), PnL (cash + positions at the last mid, fees included) and its difference to live,
+|paper/live − 1|, fill sizes p10/p50/p90, size-weighted mean markouts at 5 s and 30 s (on the
+venue's clock, i.e. simulated seconds; price units), PnL (cash + positions at the last mid, fees included) and its difference to live,
 with live's standard error (per-market spread × √N).
 
 Time: at --speed S the market runs S times faster than the wall clock while the engine's timers

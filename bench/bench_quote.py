@@ -59,7 +59,7 @@ class Synth:
             tick = m.tick_size
             b = self.bid[m.condition_id] = self.bid[m.condition_id] + int(rng.integers(-1, 2))
             a = b + int(rng.integers(1, 4))
-            lv = lambda p: Level(tick * p, D(int(rng.integers(5, 2000))))  # noqa: E731
+            lv = lambda p: Level(tick * p, D(int(rng.integers(5, 2000))))  # noqa: B023 -- used in this iteration only
             ybids = tuple(lv(b - k) for k in range(5))
             yasks = tuple(lv(a + k) for k in range(5))
             views[m.yes_token_id] = BookView(m.yes_token_id, m.condition_id, ybids, yasks, tick, ts=ts)
@@ -89,7 +89,7 @@ def one_run(seed: int, iters: int) -> dict[str, float]:
     for it in range(iters):
         views = books.step(3.0 * it)
         risk.begin_cycle()
-        for i, m in enumerate(markets):
+        for m in markets:
             yv, nv = views[m.yes_token_id], views[m.no_token_id]
             inv = Inventory(D(int(rng.integers(0, 300))), D(int(rng.integers(0, 300))))
             t0 = time.perf_counter_ns()

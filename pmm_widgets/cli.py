@@ -326,7 +326,11 @@ def _stop_flag() -> tuple[Callable[[], bool], Callable[[], None]]:
         print("\npmm: stopping after the current event (Ctrl-C again to abort)", file=sys.stderr, flush=True)
 
     old = signal.signal(signal.SIGINT, handler)
-    return (lambda: flag["stop"]), (lambda: signal.signal(signal.SIGINT, old))
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, old)
+
+    return (lambda: flag["stop"]), restore
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

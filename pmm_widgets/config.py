@@ -294,7 +294,9 @@ class Settings(BaseSettings):
         try:
             make_url(v)
         except ArgumentError:
-            raise ValueError("expected an SQLAlchemy URL such as sqlite:///pmm.db or postgresql+psycopg://user@host/db")
+            raise ValueError(
+                "expected an SQLAlchemy URL such as sqlite:///pmm.db or postgresql+psycopg://user@host/db"
+            ) from None
         return v
 
     @field_validator("private_key")

@@ -154,18 +154,30 @@ async def _replay(rec: Recording, cand: Candidate, seed: int, ids: dict[str, str
 
 # -- comparison --------------------------------------------------------------------------------
 class Mids:
-    """Each token's mid over local time, from the recorded books."""
+    """Each token's mid over venue time (the books' own timestamps), from the recorded books.
+
+    Why venue time: on a loaded host the market feed lags the user channel by seconds, so a
+    live fill stamped at its (early) arrival would be marked against a stale book, and a paper
+    fill (found when the lagging print arrives) against a fresher one. On the venue's clock both
+    are marked against the same book history. `venue_time(t)` maps a local time to the venue
+    time of the last book seen by then (for fills that only have a local stamp: intensity)."""
 
     def __init__(self, rec: Recording) -> None:
         series: dict[str, list[tuple[float, Decimal]]] = {}
+        self._local: list[float] = []
+        self._venue: list[float] = []
         for ev in rec.events:
             if ev[0] == "book":
                 b: BookView = ev[2]
+                v = b.venue_ts_ms / 1000.0 if b.venue_ts_ms else ev[1]
+                if not self._local or (ev[1] >= self._local[-1] and v >= self._venue[-1]):
+                    self._local.append(ev[1])
+                    self._venue.append(v)
                 m = b.mid
                 if m is not None:
                     s = series.setdefault(b.token_id, [])
-                    if not s or s[-1][0] <= ev[1]:
-                        s.append((ev[1], m))
+                    if not s or s[-1][0] <= v:
+                        s.append((v, m))
         self._t = {k: [x[0] for x in v] for k, v in series.items()}
         self._m = {k: [x[1] for x in v] for k, v in series.items()}
 
@@ -176,6 +188,18 @@ class Mids:
             return None
         i = bisect_left(ts, t)
         return self._m[token][min(i, len(ts) - 1)]
+
+    def venue_time(self, t_local: float) -> float:
+        if not self._local:
+            return t_local
+        i = bisect_left(self._local, t_local + 1e-9) - 1
+        return self._venue[max(i, 0)]
+
+    def fill_time(self, t_local: float, f: Fill) -> float:
+        """A fill's venue time: its own timestamp, except for time-driven paper fills (local)."""
+        if f.raw.get("model") == "intensity":
+            return self.venue_time(t_local)
+        return f.ts
 
     def last(self, token: str) -> Decimal | None:
         v = self._m.get(token)
@@ -188,7 +212,7 @@ class Stats:
     fills_per_min: float
     per_market: dict[str, int]
     size_q: tuple[float, float, float]  # p10 / p50 / p90 of fill sizes
-    markout: dict[float, float]  # horizon → size-weighted mean markout, price units (+ = good for us)
+    markout: dict[float, float]  # horizon (venue s) → size-weighted mean markout, price units (+ = good for us)
     pnl: float
     pnl_by_market: dict[str, float]
 
@@ -211,8 +235,9 @@ def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
         tok_market[f.token_id] = f.market
         sizes.append(float(f.size))
         mk_den += float(f.size)
+        tv = mids.fill_time(t, f)
         for h in HORIZONS:
-            m = mids.at(f.token_id, t + h)
+            m = mids.at(f.token_id, tv + h)
             if m is not None:
                 mk_num[h] += sign * float(m - f.price) * float(f.size)
     pnl_m = {k: float(v) for k, v in cash.items()}

@@ -148,12 +148,12 @@ class PnlBook:
     def rows(self, ts: float, mode: str, mids: dict[str, Decimal | None]) -> list[dict]:
         """`pnl` rows: one per market traded, then one 'TOTAL'."""
         out: list[dict] = []
-        tot = {"realized": ZERO, "unrealized": ZERO, "total": ZERO, "spread_pnl": ZERO, "inventory_pnl": ZERO,
+        tot: dict[str, Decimal | int] = {"realized": ZERO, "unrealized": ZERO, "total": ZERO, "spread_pnl": ZERO, "inventory_pnl": ZERO,
                    "inventory_yes": ZERO, "inventory_no": ZERO, "inventory_usd": ZERO, "cash": ZERO, "fills": 0, "volume": ZERO,
                    "fees": ZERO, "rebates": ZERO, "rewards": ZERO, "settlement": ZERO}
         for cid, lg in self.ledgers.items():
             p = lg.parts(mids.get(cid))
-            row = {"realized": p.realized, "unrealized": p.unrealized, "total": p.total, "spread_pnl": p.spread,
+            row: dict[str, Decimal | int] = {"realized": p.realized, "unrealized": p.unrealized, "total": p.total, "spread_pnl": p.spread,
                        "inventory_pnl": p.inventory, "inventory_yes": lg.yes, "inventory_no": lg.no,
                        "inventory_usd": p.inventory_usd, "cash": lg.cash, "fills": lg.fills, "volume": lg.volume,
                        "fees": p.fees, "rebates": p.rebates, "rewards": p.rewards, "settlement": p.settlement}

@@ -178,9 +178,8 @@ def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
     for mkt in sorted(acc, key=str):
         a = acc[mkt]
         a["total"] = a["spread"] + a["inventory"] + a["settlement"] - a["fees"] + a["rebates"] + a["rewards"]
-        row = {"market": mkt, "fills": a["fills"], "fills_per_min": a["fills"] / minutes if minutes else 0.0,
-               **{k: a[k] for k in ECON_KEYS}}
-        markets.append(row)
+        markets.append({"market": mkt, "fills": a["fills"], "fills_per_min": a["fills"] / minutes if minutes else 0.0,
+                        **{k: a[k] for k in ECON_KEYS}})
         totals["fills"] += a["fills"]
         for k in ECON_KEYS:
             totals[k] += a[k]

@@ -229,8 +229,8 @@ class EconomicsTracker:
         """One per-minute estimate for every market with a reward program: `reward_estimates`
         rows, and the estimated USD added to each market's rewards."""
         if self._next_sample is not None:
-            v = self.clock.to_venue(now)
-            while self._next_sample <= v:
+            venue_now = self.clock.to_venue(now)
+            while self._next_sample <= venue_now:
                 self._next_sample += self.sample_sec
         self.sample_count += 1
         by_market: dict[str, list[Order]] = {}

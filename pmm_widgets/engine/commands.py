@@ -78,7 +78,9 @@ class CommandQueue:
                 sa.insert(commands).values(ts=time.time(), issuer=self.issuer, sender=self.sender, kind=kind,
                                            payload_json=payload or {})
             )
-            return int(res.inserted_primary_key[0])
+            pk = res.inserted_primary_key
+            assert pk is not None, "an INSERT of one row returns its primary key"
+            return int(pk[0])
 
     def pending(self, now: float | None = None) -> list[Command]:
         """Commands to apply now, oldest first. Rows too old or dated in the future (owner's

@@ -177,6 +177,7 @@ class Engine:
         self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
         self._background: set[asyncio.Task] = set()
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
+        self.fatal_halt: str | None = None  # set when a safety halt ended the run (lease lost, DB gone)
         self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
         self._default_strategy: Any = None  # a strategy object for every market ("*"), this process only
@@ -511,6 +512,7 @@ class Engine:
         assert self._stop_evt is not None and self._lease is not None and self._commands is not None
         started = time.time()
         self._halts = {}
+        self.fatal_halt = None
         self._handover = False
         self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
                               handover_ts=None))
@@ -836,7 +838,10 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - an estimate's timing, never a reason to stop
             logging.getLogger(__name__).debug("venue /time failed: %s", exc)
             return
-        self._cycle.econ.clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        self._cycle.econ.clock = clock
+        if self._recorder is not None:  # replay samples rewards on the same venue minutes
+            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
@@ -977,6 +982,7 @@ class Engine:
             self.events.emit("ERROR" if note else "WARNING", source,
                              f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
         if fatal and self._stop_evt is not None:
+            self.fatal_halt = f"{source}: {reason}"
             self._stop_evt.set()
 
     def _clear_halt(self, source: str, message: str) -> None:

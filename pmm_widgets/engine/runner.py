@@ -96,8 +96,8 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
 
         print(f"engine crashed: {describe(exc, engine.settings.db_url)}", file=sys.stderr, flush=True)
         return 1
-    if engine.state.halted:  # stopped by a safety halt (lease lost, DB gone): not a clean exit
-        print(f"engine stopped (orders cancelled) after a safety halt: {engine.state.halted}", file=sys.stderr,
+    if engine.fatal_halt:  # a safety halt ended the run (lease lost, DB gone): not a clean exit
+        print(f"engine stopped (orders cancelled) after a safety halt: {engine.fatal_halt}", file=sys.stderr,
               flush=True)
         return 1
     return interrupted

@@ -295,6 +295,13 @@ class LiveExchange:
     def broker(self) -> Broker | None:
         return self._broker
 
+    @property
+    def _venue(self) -> Broker:
+        """The broker, for the calls that need one (it exists from `start()` on)."""
+        if self._broker is None:
+            raise LiveError(f"{self.mode.value} exchange not started: no broker to talk to the venue")
+        return self._broker
+
     # ------------------------------------------------------------------ records
     def _next_id(self) -> str:
         self._seq += 1
@@ -362,7 +369,7 @@ class LiveExchange:
         for o, _ in send:
             self._record_order(o)  # PENDING: recorded before anything leaves
         try:
-            results = await self._broker.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
+            results = await self._venue.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
         except BrokerError as exc:
             results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
         now = self._clock()
@@ -387,7 +394,7 @@ class LiveExchange:
                     self._on_event(ev)
         if unsure:
             try:
-                c = await self._broker.cancel(unsure)
+                c = await self._venue.cancel(unsure)
                 self._apply_cancel(c.canceled, c.not_canceled)
             except BrokerError as exc:
                 log.warning("live: cancel of %d orders with a lost answer failed (%s); they stay tracked",
@@ -406,10 +413,10 @@ class LiveExchange:
         if not ids and not send:
             return [], out
         async with self._lock:
-            cancel_task = asyncio.ensure_future(self._broker.cancel(list(ids))) if ids else None
+            cancel_task = asyncio.ensure_future(self._venue.cancel(list(ids))) if ids else None
             if send:
                 await self._send_places(send)
-            done: list[str] = []
+            done = []
             if cancel_task is not None:
                 try:
                     r = await cancel_task
@@ -421,7 +428,7 @@ class LiveExchange:
                     log.warning("live: requote cancel failed (%s); pulling %d replacements", exc, len(undo))
                     if undo:
                         with contextlib.suppress(BrokerError):
-                            r = await self._broker.cancel([v for v in undo if v])
+                            r = await self._venue.cancel([v for v in undo if v])
                             self._apply_cancel(r.canceled, r.not_canceled)
                     raise
         return done, out
@@ -440,7 +447,7 @@ class LiveExchange:
         if not ids:
             return []
         async with self._lock:
-            r = await self._broker.cancel(list(ids))
+            r = await self._venue.cancel(list(ids))
             return self._apply_cancel(r.canceled, r.not_canceled)
 
     def _apply_cancel(self, canceled: Sequence[str], not_canceled: dict[str, str]) -> list[str]:
@@ -460,7 +467,7 @@ class LiveExchange:
         if self.mode is Mode.DRY_RUN:
             return len(await self.cancel([o.client_id for o in self._open.values() if o.market == market]))
         async with self._lock:
-            r = await self._broker.cancel_market(market=market)
+            r = await self._venue.cancel_market(market=market)
             self._apply_cancel(r.canceled, r.not_canceled)
         return len(r.canceled)
 
@@ -468,7 +475,7 @@ class LiveExchange:
         if self.mode is Mode.DRY_RUN:
             return len(await self.cancel(list(self._open)))
         async with self._lock:
-            r = await self._broker.cancel_all()
+            r = await self._venue.cancel_all()
             self._apply_cancel(r.canceled, r.not_canceled)
             for o in list(self._open.values()):  # the venue holds none of ours any more
                 self._close_gone(o, "cancel-all")
@@ -478,12 +485,12 @@ class LiveExchange:
         """The venue's reward eligibility of our orders (None in dry-run: nothing rests there)."""
         if self.mode is Mode.DRY_RUN:
             return None
-        return await self._broker.orders_scoring(order_ids)
+        return await self._venue.orders_scoring(order_ids)
 
     async def count_venue_open_orders(self) -> int:
         if self.mode is Mode.DRY_RUN:
             return len(self._open)
-        return len(await self._broker.open_orders())
+        return len(await self._venue.open_orders())
 
     async def kill(self, attempts: int = 3) -> KillReport:
         """Kill switch: cancel all, verify zero open orders over REST, record an event."""
@@ -556,7 +563,7 @@ class LiveExchange:
 
     # ------------------------------------------------------------------ user tape
     def _ws_auth(self) -> dict[str, str]:
-        c = self._broker.creds
+        c = self._venue.creds
         assert c is not None
         return {"apiKey": c.api_key.get_secret_value(), "secret": c.api_secret.get_secret_value(),
                 "passphrase": c.api_passphrase.get_secret_value()}
@@ -623,7 +630,7 @@ class LiveExchange:
         ts = event_ts(ev, self._clock())
         if self._last_trade_ts is None or ts > self._last_trade_ts:
             self._last_trade_ts = ts
-        for i, f in enumerate(fills):
+        for f in fills:
             key = tid if len(fills) == 1 else f"{tid}:{f['order_id']}"
             st = self._trades.get(key)
             if st is None:
@@ -705,7 +712,7 @@ class LiveExchange:
         """Venue id → order row of earlier live runs, and the trade ids already stored (DB read
         in a thread; a missing or unreadable DB just means nothing to recover)."""
         url = self.settings.db_url
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        if url.startswith("sqlite:///") and not await asyncio.to_thread(Path(url.removeprefix("sqlite:///")).exists):
             return
         since = self._clock() - 7 * 86400
         recent = self._clock() - CLOSED_KEEP_SEC
@@ -766,7 +773,7 @@ class LiveExchange:
         if self.mode is Mode.DRY_RUN:
             return {}
         async with self._lock:
-            venue = await self._broker.open_orders()
+            venue = await self._venue.open_orders()
             self._match_unconfirmed(venue)
             seen: set[str] = set()
             orphans: list[str] = []
@@ -789,7 +796,7 @@ class LiveExchange:
                 adopted += 1
             gone: set[str] = set()  # orphans the venue could not cancel: filled or gone meanwhile
             if orphans:
-                r = await self._broker.cancel(orphans)
+                r = await self._venue.cancel(orphans)
                 gone = set(r.not_canceled)
                 for vid in r.canceled:
                     o = self._order_for(vid)
@@ -798,7 +805,7 @@ class LiveExchange:
                 self.orphans_cancelled += len(r.canceled)
             after = None if self._last_trade_ts is None else int(self._last_trade_ts - BACKFILL_MARGIN_SEC)
             before = self.backfilled
-            for t in await self._broker.trades(after=after):
+            for t in await self._venue.trades(after=after):
                 self._on_trade_event(t, source="rest", force=True)
             for o in list(self._open.values()):
                 if o.venue_order_id not in seen:  # filled or cancelled while we were away
@@ -889,7 +896,7 @@ class LiveExchange:
         """The venue's dead-man's switch: one beat every `heartbeat_sec`; off if not served."""
         while True:
             try:
-                await self._broker.heartbeat()
+                await self._venue.heartbeat()
                 self._hb_state = "ok"
             except BrokerError as exc:
                 if exc.status == 404:

@@ -377,8 +377,9 @@ class PaperExchange:
         model = self._sync_model()
         self._sync_venue(t)
         orders = self._venue_by_token.get(book.token_id)
-        if orders:
-            self._apply(model.on_book(book, list(orders.values()), t), t)
+        if orders:  # the fill's recorded time is the venue's, like a print's
+            ts = book.venue_ts_ms / 1000.0 if book.venue_ts_ms else t
+            self._apply(model.on_book(book, list(orders.values()), ts), t)
         self._deliver(t)
 
     def _first_sighting(self, trade: PublicTrade, m: Market | None) -> bool:

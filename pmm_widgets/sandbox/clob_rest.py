@@ -136,7 +136,10 @@ class ClobPublicRoutes:
         tok = self._lookup(request.query.get("token_id"))
         if isinstance(tok, web.Response):
             return tok
-        return web.json_response({"neg_risk": self.sim.token(tok)[0].neg_risk})
+        t = self.sim.token(tok)
+        if t is None:
+            return error(404, NO_BOOK)
+        return web.json_response({"neg_risk": t[0].neg_risk})
 
     async def fee_rate(self, request: web.Request) -> web.Response:
         tok = self._lookup(request.query.get("token_id"))

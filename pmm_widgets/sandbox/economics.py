@@ -300,14 +300,14 @@ class VenueEconomics:
     def account(self, owner: str) -> dict[str, Any]:
         """Everything the venue charged, accrued and paid one account, per market and in total."""
         markets = []
-        tot = {"fees": ZERO, "rebates_accrued": ZERO, "rebates_paid": ZERO, "rewards_accrued": ZERO,
+        tot: dict[str, Decimal] = {"fees": ZERO, "rebates_accrued": ZERO, "rebates_paid": ZERO, "rewards_accrued": ZERO,
                "rewards_paid": ZERO, "settlement": ZERO}
         for (o, cid), led in self.ledgers.items():
             if o != owner:
                 continue
             reb = led.rebates_accrued_past + self.rebate_today(owner, cid)
             rew = led.rewards_accrued_past + led.rewards_today
-            row = {"condition_id": cid, "fees": led.fees, "rebates_accrued": reb, "rebates_paid": led.rebates_paid,
+            row: dict[str, Any] = {"condition_id": cid, "fees": led.fees, "rebates_accrued": reb, "rebates_paid": led.rebates_paid,
                    "rewards_accrued": rew, "rewards_paid": led.rewards_paid, "samples": led.samples,
                    "last_sample": dict(led.last)}
             markets.append(row)

@@ -166,7 +166,12 @@ class GammaRoutes:
             asc = _bool_param(q.get("ascending"))
             rev = not asc if asc is not None else True
             for k in reversed(keys):  # stable multi-key sort: last key first
-                objs.sort(key=lambda o, k=k: (o.get(k) is None, o.get(k) if o.get(k) is not None else 0), reverse=rev)
+
+                def by(o: dict[str, Any], k: str = k) -> tuple[bool, Any]:
+                    v = o.get(k)
+                    return (v is None, v if v is not None else 0)
+
+                objs.sort(key=by, reverse=rev)
         else:
             objs.sort(key=lambda o: int(o["id"]))
         return objs

@@ -30,7 +30,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 class _Conn:
     __slots__ = ("ws", "transport", "subs", "custom", "queue", "wake", "task", "closed")
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None):
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
         self.ws = ws
         self.transport = transport
         self.subs: set[str] = set()
@@ -54,6 +54,9 @@ class MarketHub:
         self.conns: set[_Conn] = set()
         self.events_sent = 0
         self.frames_sent = 0
+        # closes started from sync code (the clock tick): held here so none is garbage-collected
+        # mid-close, and `close_all` can wait for them
+        self._closing: set[asyncio.Task[None]] = set()
         sim.watched = set()
 
     # ------------------------------------------------------------------ connection
@@ -183,7 +186,7 @@ class MarketHub:
             if not parts:
                 continue
             if len(c.queue) > MAX_QUEUED_FRAMES:
-                asyncio.ensure_future(self._close(c, abort=False, code=1013, reason=b"slow consumer"))
+                self._close_later(c, abort=False, code=1013, reason=b"slow consumer")
                 continue
             self._push_batched(c, parts)
 
@@ -206,7 +209,12 @@ class MarketHub:
     def apply_drops(self, dt_sec: float) -> None:
         for c in list(self.conns):
             if self.faults.drop_now(dt_sec):
-                asyncio.ensure_future(self._close(c, abort=True))
+                self._close_later(c, abort=True)
+
+    def _close_later(self, c: _Conn, abort: bool, code: int = 1001, reason: bytes = b"") -> None:
+        task = asyncio.ensure_future(self._close(c, abort, code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _close(self, c: _Conn, abort: bool, code: int = 1001, reason: bytes = b"") -> None:
         """Abort = a network drop (no close frame, the client sees an abnormal closure);

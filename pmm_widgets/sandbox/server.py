@@ -52,7 +52,7 @@ class SandboxConfig:
 def _default_extensions() -> list[Extension]:
     """The trading half (`sandbox/trading.py`) when it exists; only its absence is tolerated."""
     try:
-        from .trading import install as install_trading  # type: ignore[import-not-found]
+        from .trading import install as install_trading
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}.trading":
             raise

@@ -251,7 +251,7 @@ class Simulator:
         self._history: dict[str, deque] = {}  # condition id -> deque[(t, yes prob)]
         self._next_hist = self._t
         self._trade_seq = 0
-        self._hash_cache: dict[str, tuple[int, str]] = {}
+        self._hash_cache: dict[str, tuple[int, str, str]] = {}
         self._pending_events: dict[int, tuple] = {}  # market index -> (m, old bb, old ba, old tick, prints)
         self._build(markets)
         self.econ = VenueEconomics(self, seed)
@@ -384,9 +384,9 @@ class Simulator:
                 self._next_resolve = self._t + self.resolve_every
             elif self._t >= self._next_resolve:
                 self._next_resolve += self.resolve_every
-                m = self.next_to_resolve()
-                if m is not None:
-                    self.resolve_market(m.condition_id)
+                due = self.next_to_resolve()
+                if due is not None:
+                    self.resolve_market(due.condition_id)
                     events.extend(self.flush_account_events())
         return events
 
@@ -561,11 +561,11 @@ class Simulator:
             notional = filled_here / 100 * px / 1000
             m.volume_traded += notional
             minute = ts_ms // 60_000  # per-minute buckets keep the 24 h window small
-            q = m.trades_24h
-            if q and q[-1][0] == minute:
-                q[-1][1] += notional
+            buckets = m.trades_24h
+            if buckets and buckets[-1][0] == minute:
+                buckets[-1][1] += notional
             else:
-                q.append([minute, notional])
+                buckets.append([minute, notional])
         return size - left
 
     def _tick_check(self, m: SimMarket) -> None:
@@ -947,7 +947,7 @@ class Simulator:
         return [oid for oid in ids if self.cancel_order(owner, oid)]
 
     def open_orders(self, owner: str) -> list[SimOrder]:
-        return [ent[3].acct for ent in self._orders.values() if ent[3].acct.owner == owner]
+        return [acct for *_, rest in self._orders.values() if (acct := rest.acct) is not None and acct.owner == owner]
 
     def get_order(self, order_id: str) -> SimOrder | None:
         return self._all_account.get(order_id)

@@ -124,7 +124,7 @@ class _TradeRec:
 class _UserConn:
     __slots__ = ("ws", "transport", "api_key", "markets", "queue", "task", "closed")
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None):
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None):
         self.ws = ws
         self.transport = transport
         self.api_key: str | None = None
@@ -253,12 +253,12 @@ class TradingVenue:
         c = self._creds_for(key, address)
         ok = (c is not None and c.address.lower() == address.lower() and c.passphrase == passphrase
               and skew <= L2_SKEW_SEC)
-        if ok:
+        if ok and c is not None:
             try:
                 ok = hmac_signature(c.secret, ts, request.method, request.path, body) == sig
             except ValueError:
                 ok = False
-        if not ok:
+        if not ok or c is None:
             self.auth_failures += 1
             return _err(401, "Unauthorized/Invalid api key")
         return c

@@ -420,7 +420,7 @@ class BatchWriter:
             op.row = _convert(table, op.row)
             if op.where is not None:
                 op.where = _convert(table, op.where)
-            missing_key = [k for k in op.key if k not in (op.where if op.kind == _UPDATE else op.row)]
+            missing_key = [k for k in op.key if k not in ((op.where or {}) if op.kind == _UPDATE else op.row)]
             if missing_key:
                 raise KeyError(f"key column(s) {missing_key} missing from the row")
         except Exception as exc:  # whatever a producer passed, one bad row only costs itself

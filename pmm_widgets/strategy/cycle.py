@@ -401,20 +401,20 @@ class QuoteCycle:
         fills = await exchange.poll(now)
         rep.fills = len(fills)
         for f in fills:
-            m = self._known.get(f.market) or self._token_market.get(f.token_id)
-            if m is None:
+            mkt = self._known.get(f.market) or self._token_market.get(f.token_id)
+            if mkt is None:
                 continue
             tmid = _fill_time_mid(f) or self.token_mid(f.token_id)
-            ymid = None if tmid is None else (tmid if f.token_id == m.yes_token_id else 1 - tmid)
-            self.pnl.apply(f, m, ymid)
-            ec = self.econ.on_fill(f, m)
-            lg = self.pnl.ledger(m.condition_id)
+            ymid = None if tmid is None else (tmid if f.token_id == mkt.yes_token_id else 1 - tmid)
+            self.pnl.apply(f, mkt, ymid)
+            ec = self.econ.on_fill(f, mkt)
+            lg = self.pnl.ledger(mkt.condition_id)
             lg.fees += ec.fee
             lg.rebates += ec.rebate
-            if self._resolved.get(m.condition_id):  # a fill of before the resolution, reported late
-                self._settle(now, m, self._resolved[m.condition_id], "late_fill")
+            if self._resolved.get(mkt.condition_id):  # a fill of before the resolution, reported late
+                self._settle(now, mkt, self._resolved[mkt.condition_id], "late_fill")
             rs = self.markouts.on_fill(f, tmid)
-            self.calibrator.on_fill(m.condition_id, f.ts, rs)
+            self.calibrator.on_fill(mkt.condition_id, f.ts, rs)
         short_h = min(self.markouts.horizons) if self.markouts.horizons else None
         for mk in self.markouts.advance(now, self.token_mid):
             self.calibrator.on_markout(mk)

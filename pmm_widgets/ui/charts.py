@@ -138,7 +138,7 @@ class Charts:
 
     def _on_select(self, change: dict[str, Any]) -> None:
         self.selected = change["new"]
-        cols = list(zip(*self._history.get(self.selected, ()))) or [[] for _ in self.MARKET_COLS]
+        cols = list(zip(*self._history.get(self.selected, ()))) or [() for _ in self.MARKET_COLS]
         data = dict(zip(self.MARKET_COLS, cols, strict=True))
         # fresh lists per source: stream() extends them in place, so no list may be shared
         self.quotes.data = {k: list(data[k]) for k in ("t", "mid", "bid", "ask")}

@@ -75,7 +75,7 @@ def _install_view_hook() -> None:
     curl, a health check) silent, so the culler ends it."""
     if getattr(W.Widget, "_pmm_view_hook", False):
         return
-    original = W.Widget._handle_control_comm_msg.__func__  # type: ignore[attr-defined]
+    original = W.Widget._handle_control_comm_msg.__func__
 
     def handle(cls: type, msg: dict[str, Any]) -> None:
         original(cls, msg)
@@ -86,8 +86,8 @@ def _install_view_hook() -> None:
                 except Exception:  # noqa: BLE001 - a broken panel must not break the widget protocol
                     pass
 
-    W.Widget._handle_control_comm_msg = classmethod(handle)  # type: ignore[method-assign,assignment]
-    W.Widget._pmm_view_hook = True  # type: ignore[attr-defined]
+    W.Widget._handle_control_comm_msg = classmethod(handle)
+    W.Widget._pmm_view_hook = True
 
 
 def fmt_num(v: Any) -> str:

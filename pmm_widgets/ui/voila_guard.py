@@ -48,7 +48,7 @@ def is_loopback_host(host_header: str) -> bool:
         return False
 
 
-class LoopbackIdentityProvider(PasswordIdentityProvider):  # type: ignore[misc]
+class LoopbackIdentityProvider(PasswordIdentityProvider):
     """Token auth (inherited) + loopback Host + the `_xsrf` cookie on page loads."""
 
     def get_user(self, handler: web.RequestHandler) -> Any:

@@ -52,6 +52,7 @@ it cannot be installed next to websockets 17; hence it is not used today.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -525,7 +526,7 @@ class Broker:
         total = CancelResult([], {})
         for i in range(0, len(ids), MAX_CANCEL_BATCH):
             chunk = ids[i:i + MAX_CANCEL_BATCH]
-            r = self._cancel_result(await self._call("cancel", lambda chunk=chunk: self._client.cancel_orders(chunk)))
+            r = self._cancel_result(await self._call("cancel", functools.partial(self._client.cancel_orders, chunk)))
             total.canceled += r.canceled
             total.not_canceled.update(r.not_canceled)
         return total

@@ -186,7 +186,7 @@ class JsonHttp:
             await self._sleep(delay)
 
 
-def _params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
+def _params(params: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...] | None:
     """Query parameters as the venue spells them: booleans lower-case, lists repeated."""
     if params is None:
         return None
@@ -196,4 +196,4 @@ def _params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
             continue
         for item in v if isinstance(v, (list, tuple)) else (v,):
             out.append((k, ("true" if item else "false") if isinstance(item, bool) else str(item)))
-    return out
+    return tuple(out)

@@ -159,7 +159,7 @@ class OrderSigner:
         if rc is None:
             raise SignerError(f"unsupported tick size {ts}")
         p = round_normal(float(price), rc.price)
-        _, maker, taker = OrderBuilder.get_order_amounts(None, side.value, float(size), p, rc)  # type: ignore[arg-type]
+        _, maker, taker = OrderBuilder.get_order_amounts(None, side.value, float(size), p, rc)
         return maker, taker
 
     # ------------------------------------------------------------------ signing

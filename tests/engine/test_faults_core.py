@@ -89,6 +89,8 @@ async def test_c1_lock_longer_than_ttl_never_two_engines_quoting(fast_settings, 
     role_b = await b.wait_role(timeout=30)
     # after the lock one of them owns the DB: B took over (A sees it and exits), or A renewed first
     assert await until(lambda: (not a.running) or role_b == "attached", timeout=15)
+    if role_b == "attached":  # A renewed first: wait for its halt to lift and its quotes to return
+        assert await until(lambda: a.state.halted is None and a.state.totals.open_orders > 0, timeout=20)
     await asyncio.sleep(1.0)
     await b.stop()
     await a.stop()

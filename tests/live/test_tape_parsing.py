@@ -78,6 +78,6 @@ def test_every_owned_entry_and_only_those(entries, top_side):
         mos.append(mo)
     fills = our_fills(maker_trade(mos, YES, top_side), KEY, set(), known(set()))
     assert [f["order_id"] for f in fills] == [f"0x{i}" for i, e in enumerate(entries) if e[0]]
-    for f, (mine, asset, side) in zip(fills, [e for e in entries if e[0]]):
+    for f, (_mine, asset, side) in zip(fills, [e for e in entries if e[0]]):
         expected = side or ((("SELL" if top_side == "BUY" else "BUY")) if asset == YES else top_side)
         assert f["side"] == expected and f["token_id"] == asset

@@ -124,7 +124,7 @@ def test_each_variant_imports_and_replays(tmp_path, variant, writer):
     r = Replayer(s, rep.first_ts, rep.last_ts + 1)
     res = asyncio.run(r.run())
     assert res.summary["bad_messages"] == 0 and res.summary["markets"] == 2
-    for m, (yes, no) in MARKETS.items():
+    for yes, no in MARKETS.values():
         b = r.md.books[yes]
         assert b.synced and b.best_bid == Decimal("0.45") and b.best_ask == Decimal("0.55")
         assert r.md.books[no].synced

@@ -304,7 +304,7 @@ def test_fok_and_fak() -> None:
 
 def _check_book_invariants(sim: Simulator) -> None:
     for m in sim.markets:
-        for is_bid, book, tot, prices in ((True, m.bids, m.bid_tot, m.bid_px), (False, m.asks, m.ask_tot, m.ask_px)):
+        for book, tot, prices in ((m.bids, m.bid_tot, m.bid_px), (m.asks, m.ask_tot, m.ask_px)):
             assert prices == sorted(book) and set(tot) == set(book)
             for p, level in book.items():
                 assert level and tot[p] == sum(o.size for o in level) and all(o.size > 0 for o in level)

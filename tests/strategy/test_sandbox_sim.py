@@ -54,7 +54,7 @@ async def trade(sim: Simulator, params: Params, sink, minutes: float, cal=None, 
             ex.observe_trade(PublicTrade(p["asset_id"], p["market"], D(p["price"]), D(p["size"]),
                                          Side(p["side"]), int(p["timestamp"]) / 1000))
         seen = t
-        await qc.run_once(t, ms, lambda tok: view_of(sim, tok, t), ex)
+        await qc.run_once(t, ms, lambda tok: view_of(sim, tok, t), ex)  # noqa: B023 -- awaited here
     return ms, ex, qc
 
 

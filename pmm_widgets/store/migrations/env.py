@@ -43,7 +43,10 @@ def run_online() -> None:
     if connection is not None:
         _configure_and_run(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: no sqlalchemy.url configured and no connection passed in")
+    engine = make_engine(url)
     try:
         with engine.begin() as conn:
             _configure_and_run(conn)

@@ -10,7 +10,7 @@ Idempotent like 0001: missing tables are created and missing (nullable) columns 
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,7 +25,7 @@ PRICE = Numeric(18, 6)
 SIZE = Numeric(24, 6)
 MONEY = Numeric(24, 6)
 
-NEW_COLUMNS = {
+NEW_COLUMNS: dict[str, list[Column[Any]]] = {
     "trades": [Column("fee", MONEY), Column("rebate", MONEY), Column("liquidity", String(6))],
     "pnl": [Column("fees", MONEY), Column("rebates", MONEY), Column("rewards", MONEY), Column("settlement", MONEY)],
 }
@@ -84,12 +84,12 @@ def upgrade() -> None:
         for col in cols:
             if col.name not in have:
                 op.add_column(table, Column(col.name, col.type, nullable=True))
-    for table in _meta.sorted_tables:
-        if table.name not in existing:
-            table.create(bind)
+    for tbl in _meta.sorted_tables:
+        if tbl.name not in existing:
+            tbl.create(bind)
             continue
-        have_idx = {ix["name"] for ix in insp.get_indexes(table.name)}
-        for index in table.indexes:
+        have_idx = {ix["name"] for ix in insp.get_indexes(tbl.name)}
+        for index in tbl.indexes:
             if index.name not in have_idx:
                 index.create(bind)
 
