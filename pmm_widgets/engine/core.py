@@ -699,6 +699,11 @@ class Engine:
         assert self._stop_evt is not None
         stop = self._stop_evt
         while not stop.is_set():
+            # first wait, then prune: start-up (and short runs) never compete with the pruner
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
+            if stop.is_set():
+                return
             days = self.settings.retain_days
             if days > 0 and self._db is not None:
                 try:
@@ -712,8 +717,6 @@ class Engine:
                         self.events.emit("INFO", "retention", f"retention: {rep.total} rows older than {days:g} days "
                                          f"pruned in {rep.seconds:.2f}s: " + ", ".join(
                                              f"{k} {v}" for k, v in rep.deleted.items() if v))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
 
     async def _first_universe(self, gamma: Any) -> list[Market]:
         """The start-up universe. A venue that fails transiently (every Gamma call already retried
