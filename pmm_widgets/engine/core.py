@@ -599,7 +599,7 @@ class Engine:
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
-        self._markets = await load_universe(gamma, s.universe_size, s.universe_rank)
+        self._markets = await self._first_universe(gamma)
         self._record_universe(self._markets)
         if self._recorder is not None:
             self._recorder.universe(time.time(), self._markets)
@@ -700,6 +700,11 @@ class Engine:
         assert self._stop_evt is not None
         stop = self._stop_evt
         while not stop.is_set():
+            # first wait, then prune: start-up (and short runs) never compete with the pruner
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
+            if stop.is_set():
+                return
             days = self.settings.retain_days
             if days > 0 and self._db is not None:
                 try:
@@ -713,8 +718,35 @@ class Engine:
                         self.events.emit("INFO", "retention", f"retention: {rep.total} rows older than {days:g} days "
                                          f"pruned in {rep.seconds:.2f}s: " + ", ".join(
                                              f"{k} {v}" for k, v in rep.deleted.items() if v))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
+
+    async def _first_universe(self, gamma: Any) -> list[Market]:
+        """The start-up universe. A venue that fails transiently (every Gamma call already retried
+        within its deadline) delays the start, it does not end it: retried with backoff, said on
+        every face, until it loads or the engine is stopped (nothing is quoted meanwhile)."""
+        from ..venue.http import backoff_delay
+
+        assert self._stop_evt is not None
+        s = self.settings
+        attempt = 0
+        while True:
+            try:
+                markets = await self._load_universe(gamma, s.universe_size, s.universe_rank)
+                if attempt:
+                    self.events.emit("INFO", "universe", f"universe loaded after {attempt} failed attempt(s)")
+                    self._publish(replace(self._state, last_error=None))
+                return markets
+            except Exception as exc:  # noqa: BLE001 - reported, retried; a stop ends the wait
+                if self._stop_evt.is_set():
+                    raise
+                delay = max(1.0, backoff_delay(attempt, 1.0, 15.0))
+                attempt += 1
+                msg = f"universe load failed ({type(exc).__name__}: {exc}); retrying in {delay:.1f}s"
+                self.events.emit("WARNING", "universe", msg)
+                self._publish(replace(self._state, last_error=msg[:300]))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop_evt.wait(), timeout=delay)
+                if self._stop_evt.is_set():
+                    raise RuntimeError(f"stopped before the universe could be loaded: {exc}") from None
 
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
@@ -810,7 +842,10 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - an estimate's timing, never a reason to stop
             logging.getLogger(__name__).debug("venue /time failed: %s", exc)
             return
-        self._cycle.econ.clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        self._cycle.econ.clock = clock
+        if self._recorder is not None:  # replay samples rewards on the same venue minutes
+            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""

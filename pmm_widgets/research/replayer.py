@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
+from ..economics.tracker import VenueClock
 from ..execution.paper import paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
@@ -274,6 +275,7 @@ class Replayer:
         self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
         self.cycle: QuoteCycle | None = None
         self._calibration: dict[str, dict] | None = None
+        self._venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
         self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.markets: list[Market] = []
         self.universe_seen = False
@@ -327,6 +329,8 @@ class Replayer:
             self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
                                     pnl_sec=self.settings.pnl_sec)
             self.cycle.default_strategy = self.strategy
+            if self._venue_clock is not None:
+                self.cycle.econ.clock = self._venue_clock
             for cid, (name, params) in self._strategies.items():
                 self._set_strategy(cid, name, params)
         self.clock.now = now
@@ -432,6 +436,11 @@ class Replayer:
                         self._calibration = start.get("calibration") or None
                         for cid, (name, params) in (start.get("strategies") or {}).items():
                             self._set_strategy(cid, name, params or {})
+                    elif kind == "venue_clock":
+                        vc = json.loads(pays[i] or "{}")
+                        self._venue_clock = VenueClock(float(vc["w0"]), float(vc["v0"]), float(vc["speed"]))
+                        if self.cycle is not None:
+                            self.cycle.econ.clock = self._venue_clock
                     elif kind == "strategy":
                         ev = json.loads(pays[i] or "{}")
                         self._set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})

@@ -61,6 +61,13 @@ def _quote_widths(page) -> list[float]:
     return widths
 
 
+def _median_width(page) -> float | None:
+    """Median of our positive YES quote widths, None while fewer than 3 rows show quotes (the
+    table re-renders every refresh, so a read can fall between two renders)."""
+    ws = [w for w in _quote_widths(page) if w > 0]
+    return statistics.median(ws) if len(ws) >= 3 else None
+
+
 _wait = wait
 
 
@@ -84,8 +91,9 @@ def test_operator_app_end_to_end(voila_app):
             t0 = int(page.inner_text(".pmm-tick"))
             page.wait_for_timeout(3000)
             assert int(page.inner_text(".pmm-tick")) > t0
-            assert _wait(lambda: len([w for w in _quote_widths(page) if w > 0]) >= 3, 30)
-            before = statistics.median(w for w in _quote_widths(page) if w > 0)
+            seen: list[float] = []
+            assert _wait(lambda: (m := _median_width(page)) is not None and not seen.append(m), 30)
+            before = seen[-1]
             page.screenshot(path=str(ARTIFACTS / "e2e_control_1_quoting.png"), full_page=True)
 
             # α slider (typed into its readout) → params → wider quotes
@@ -95,7 +103,7 @@ def test_operator_app_end_to_end(voila_app):
             page.keyboard.type("5")
             page.keyboard.press("Enter")
             assert _wait(lambda: page.inner_text(".pmm-alpha-value").startswith("5"), 15)
-            assert _wait(lambda: statistics.median(w for w in _quote_widths(page) if w > 0) > before * 1.5, 30), \
+            assert _wait(lambda: (_median_width(page) or 0.0) > before * 1.5, 30), \
                 (before, _quote_widths(page))
 
             # a second tab attaches: same lease owner, no second engine

@@ -194,3 +194,28 @@ async def test_a_slow_universe_refresh_never_delays_a_cycle(fast_settings, db):
     assert engine.running and len(engine._markets) == fast_settings.universe_size
     await engine.stop()
     assert open_orders_in_db(db) == 0
+
+
+async def test_a_failing_universe_at_start_delays_the_start_not_ends_it(fast_settings, db, monkeypatch):
+    """Issue 17 (soak finding): a restart during a 503 burst must wait for Gamma, not exit."""
+    import pmm_widgets.venue.universe as universe
+
+    real = universe.load_universe
+    calls: list[int] = []
+
+    async def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError("GET /markets: HTTP 503")
+        return await real(*a, **k)
+
+    monkeypatch.setattr(universe, "load_universe", flaky)
+    engine = Engine(fast_settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.message))
+    task = engine.start()
+    assert await until(lambda: engine.state.totals.open_orders > 0, timeout=30)
+    assert not task.done() and len(calls) >= 3
+    assert sum("universe load failed" in m for m in seen) == 2 and engine.state.last_error is None
+    await engine.stop()
+    assert open_orders_in_db(db) == 0

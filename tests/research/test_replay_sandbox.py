@@ -103,7 +103,8 @@ def test_replay_reproduces_the_recorded_paper_session(tmp_path):
     assert summary["cycles_mode"] == "recorded" and summary["problems"] == 0
     assert same == 1.0
     assert [_fill(t) for t in p_trades] == [_fill(t) for t in r_trades]
-    assert [(_d(a["total"]), a["ts"]) for a in p_pnl] == [(_d(b["total"]), b["ts"]) for b in r_pnl]
+    assert [(_d(a["total"]), _d(a["rewards"]), a["ts"]) for a in p_pnl] == \
+        [(_d(b["total"]), _d(b["rewards"]), b["ts"]) for b in r_pnl]
 
     # determinism: a second replay into another DB gives byte-identical trade rows
     renv2 = _env(tmp_path, "replay2.db")
