@@ -452,12 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(func=cmd_overview, _parser=parser)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def leaf(parent, name: str, help_: str, func: Callable[[argparse.Namespace], int]):
+    def leaf(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str,
+             func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help_, description=help_, parents=[common])
         p.set_defaults(func=func)
         return p
 
-    def group(name: str, help_: str):
+    def group(name: str, help_: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
         p = sub.add_parser(name, help=help_, description=help_, parents=[common])
         p.set_defaults(func=lambda a, p=p: (p.print_help(), EXIT_CONFIG)[1])
         return p.add_subparsers(title="commands", metavar="COMMAND")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, TextIO
 
 if TYPE_CHECKING:
     from pmm_widgets.config import Settings
@@ -80,7 +80,8 @@ class SecretMaskFilter(logging.Filter):
         return True
 
 
-def setup_logging(settings: "Settings | None" = None, level: str | None = None, stream=None) -> logging.Handler:
+def setup_logging(settings: "Settings | None" = None, level: str | None = None,
+                  stream: TextIO | None = None) -> logging.Handler:
     """Configure the root logger once: one stderr handler with the masking filter.
 
     Called by the CLI and the engine runner; notebooks may call it too. Re-calling replaces the

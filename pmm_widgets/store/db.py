@@ -14,7 +14,7 @@ import enum
 import json
 import os
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -88,7 +88,7 @@ def make_engine(db_url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, *
     return engine
 
 
-def _sqlite_pragmas(memory: bool, busy_timeout_ms: int):
+def _sqlite_pragmas(memory: bool, busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Executable, func, select
 
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.store import schema
@@ -19,7 +19,7 @@ from pmm_widgets.store import schema
 OPEN_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
 
 
-def _rows(engine: Engine, stmt) -> list[dict[str, Any]]:
+def _rows(engine: Engine, stmt: Executable) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
@@ -93,7 +93,7 @@ def pnl_frame(engine: Engine, market: str | None = "TOTAL", since: float | None 
     return _frame(engine, stmt, [c.name for c in t.columns], numeric=money)
 
 
-def _frame(engine: Engine, stmt, columns: list[str], numeric: tuple[str, ...]) -> pd.DataFrame:
+def _frame(engine: Engine, stmt: Executable, columns: list[str], numeric: tuple[str, ...]) -> pd.DataFrame:
     df = pd.DataFrame(_rows(engine, stmt), columns=columns)
     for col in numeric:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")

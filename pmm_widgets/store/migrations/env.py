@@ -8,6 +8,7 @@ pragmas included). `render_as_batch` lets future revisions alter SQLite tables (
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from pmm_widgets.store.db import make_engine
 from pmm_widgets.store.schema import metadata
@@ -15,7 +16,7 @@ from pmm_widgets.store.schema import metadata
 config = context.config
 
 
-def _configure_and_run(connection) -> None:
+def _configure_and_run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
