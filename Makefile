@@ -15,7 +15,8 @@ demo: install
 	@echo "pmm demo: open the http://127.0.0.1:8866/?token=... URL Voilà prints below (the page needs its token)"
 	PMM_VENUE=sandbox $(VENV)/bin/voila apps/control.ipynb
 
-test: install system-deps
+# `check` (ruff + mypy) runs first: a lint or type error fails `make test` before pytest starts.
+test: check system-deps
 	scripts/with_postgres.sh timeout --signal=INT --kill-after=60 $(PYTEST_WALL) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Lint and type checks (pinned in the [test] extra; config in pyproject.toml).

@@ -59,7 +59,7 @@ async def one_run(speed: float, seconds: float, seed: int) -> dict[str, float]:
             while (left := end - time.monotonic()) > 0:
                 try:
                     frame = await asyncio.wait_for(ws.recv(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 data = json.loads(frame)
                 events += len(data) if isinstance(data, list) else 1

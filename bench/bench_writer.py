@@ -24,9 +24,9 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import text
 

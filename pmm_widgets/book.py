@@ -15,9 +15,10 @@ best-first view a slice. Nothing here does I/O or reads a clock: callers pass ti
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .domain import BookView, Level, Side
 from .errors import PmmError

@@ -16,7 +16,8 @@ import asyncio
 import importlib
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pmm_widgets import __version__
 from pmm_widgets.config import ConfigError, Settings, load_settings

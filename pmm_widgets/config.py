@@ -124,7 +124,7 @@ class Params(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _calib_bounds(self) -> "Params":
+    def _calib_bounds(self) -> Params:
         if self.calib_min_mult > self.calib_max_mult:
             raise ValueError("calib_min_mult must be <= calib_max_mult")
         if self.regime_base == "regime":
@@ -140,7 +140,7 @@ class Params(BaseModel):
                              f"regime_reduce_before_end_min={self.regime_reduce_before_end_min}")
         return self
 
-    def update(self, **changes: Any) -> "Params":
+    def update(self, **changes: Any) -> Params:
         """Apply several changes atomically: all validate, or none is applied."""
         merged = self.model_dump()
         merged.update(changes)

@@ -8,9 +8,10 @@ I/O. Money is Decimal: prices and sizes that reach a venue are exact, never floa
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -23,7 +24,7 @@ class Side(str, enum.Enum):
     SELL = "SELL"
 
     @property
-    def opposite(self) -> "Side":
+    def opposite(self) -> Side:
         return Side.SELL if self is Side.BUY else Side.BUY
 
 

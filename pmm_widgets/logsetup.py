@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING, Iterable, TextIO
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from pmm_widgets.config import Settings
@@ -36,7 +37,7 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value[2:])
 
 
-def register_settings_secrets(settings: "Settings") -> None:
+def register_settings_secrets(settings: Settings) -> None:
     """Register every SecretStr field of Settings."""
     for name in SECRET_FIELDS:
         secret = getattr(settings, name, None)
@@ -80,7 +81,7 @@ class SecretMaskFilter(logging.Filter):
         return True
 
 
-def setup_logging(settings: "Settings | None" = None, level: str | None = None,
+def setup_logging(settings: Settings | None = None, level: str | None = None,
                   stream: TextIO | None = None) -> logging.Handler:
     """Configure the root logger once: one stderr handler with the masking filter.
 

@@ -18,9 +18,10 @@ at the fill itself).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from ..domain import Fill, Side
 from ..store.sink import Sink
@@ -78,7 +79,7 @@ class MarkoutStats:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any] | None) -> "MarkoutStats":
+    def from_json(cls, d: dict[str, Any] | None) -> MarkoutStats:
         d = d or {}
         return cls(
             count={k: int(v) for k, v in (d.get("count") or {}).items()},

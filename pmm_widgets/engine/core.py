@@ -30,9 +30,10 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -94,7 +95,7 @@ class RemoteParams:
     validated locally with the same `Params` rules (so a bad value fails in the caller at once)
     and then sent to the owner as a `set_params` command."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: Engine) -> None:
         object.__setattr__(self, "_engine", engine)
 
     def _current(self) -> Params:
@@ -106,7 +107,7 @@ class RemoteParams:
     def __setattr__(self, name: str, value: Any) -> None:
         self.update(**{name: value})
 
-    def update(self, **changes: Any) -> "RemoteParams":
+    def update(self, **changes: Any) -> RemoteParams:
         self._current().update(**changes)  # raises ValidationError like a local Params
         self._engine._send_command("set_params", _jsonable(changes))
         return self

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 Role = str  # "idle" (not started), "owner" (trades), "attached" (reads the owner's state)
 
@@ -123,7 +124,7 @@ class EngineState:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "EngineState":
+    def from_json(cls, data: dict[str, Any]) -> EngineState:
         """Rebuild a snapshot from the lease row; unknown keys (a newer owner) are ignored."""
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known}

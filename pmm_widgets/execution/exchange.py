@@ -8,7 +8,8 @@ engine consumes fills from `poll()` to update inventory, PnL, markouts and calib
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from ..domain import BookView, Fill, Market, Mode, Order, PublicTrade, Quote
 from ..ticks import valid_price

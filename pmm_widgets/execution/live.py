@@ -34,10 +34,11 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..config import Settings
 from ..domain import BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side

@@ -34,7 +34,7 @@ def _dec(x: Decimal) -> str:
 
 
 class ClobPublicRoutes:
-    def __init__(self, sim: "Simulator"):
+    def __init__(self, sim: Simulator):
         self.sim = sim
 
     def install(self, app: web.Application) -> None:

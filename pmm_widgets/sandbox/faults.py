@@ -32,7 +32,7 @@ class Faults:
     legacy_markets_enabled: bool = True  # False: Gamma GET /markets answers 410 (switched off upstream)
     rnd: random.Random = field(default_factory=lambda: random.Random(0x5EED), repr=False, compare=False)
 
-    def update(self, **changes: Any) -> "Faults":
+    def update(self, **changes: Any) -> Faults:
         """Validate all changes first, then apply them (all or nothing)."""
         names = {f.name for f in fields(self) if f.name != "rnd"}
         unknown = set(changes) - names

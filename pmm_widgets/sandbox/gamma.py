@@ -33,7 +33,7 @@ DEPRECATION_HEADERS = {
 }
 
 
-def gamma_object(sim: "Simulator", m: "SimMarket") -> dict[str, Any]:
+def gamma_object(sim: Simulator, m: SimMarket) -> dict[str, Any]:
     """One Gamma market object, built from the simulator's current state."""
     bb, ba = (m.best_bid_mil, m.best_ask_mil) if m.has_book else (None, None)
     mid = (bb + ba) / 2000 if bb is not None and ba is not None else round(m.fair, 4)
@@ -125,7 +125,7 @@ def _error(status: int, message: str, typ: str | None = None) -> web.Response:
 class GammaRoutes:
     """Handlers of the Gamma app over a simulator and the fault knobs."""
 
-    def __init__(self, sim: "Simulator", faults: "Faults"):
+    def __init__(self, sim: Simulator, faults: Faults):
         self.sim = sim
         self.faults = faults
 

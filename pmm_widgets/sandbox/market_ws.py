@@ -14,7 +14,8 @@ import asyncio
 import json
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
@@ -48,7 +49,7 @@ class _Conn:
 class MarketHub:
     """All market-channel connections; `broadcast(events)` is called by the clock each tick."""
 
-    def __init__(self, sim: "Simulator", faults: "Faults"):
+    def __init__(self, sim: Simulator, faults: Faults):
         self.sim = sim
         self.faults = faults
         self.conns: set[_Conn] = set()
@@ -151,7 +152,7 @@ class MarketHub:
         return n
 
     # ------------------------------------------------------------------ clock side
-    def broadcast(self, events: Iterable["SimEvent"]) -> None:
+    def broadcast(self, events: Iterable[SimEvent]) -> None:
         events = list(events)
         if not events or not self.conns:
             return

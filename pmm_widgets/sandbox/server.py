@@ -18,8 +18,9 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -98,7 +99,7 @@ class Sandbox:
         self.ws_url = ""
 
     # ------------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> "Sandbox":
+    async def __aenter__(self) -> Sandbox:
         await self.start()
         return self
 

@@ -63,17 +63,17 @@ ORDER_PATHS = frozenset({"/order", "/orders", "/cancel-all", "/cancel-market-ord
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _TRADE_NS = uuid.UUID("5f6c1f4e-3d0b-4b7e-9a54-2d8f1c0a7e11")
 
-TRADING_KEY: web.AppKey["TradingVenue"] = web.AppKey("pmm_trading", object)  # type: ignore[arg-type]
+TRADING_KEY: web.AppKey[TradingVenue] = web.AppKey("pmm_trading", object)  # type: ignore[arg-type]
 
 
-def install(app: web.Application, sim: "Simulator", sandbox: "Sandbox") -> "TradingVenue":
+def install(app: web.Application, sim: Simulator, sandbox: Sandbox) -> TradingVenue:
     """Register the trading routes and the user channel on the CLOB app (Sandbox extension hook)."""
     venue = TradingVenue(sim, sandbox)
     venue.install(app)
     return venue
 
 
-def trading_of(sandbox: "Sandbox") -> "TradingVenue":
+def trading_of(sandbox: Sandbox) -> TradingVenue:
     """The trading venue installed on a running sandbox."""
     return sandbox.app[TRADING_KEY]
 
@@ -140,7 +140,7 @@ class _UserConn:
 class TradingVenue:
     """Authenticated CLOB routes over the simulator's account hooks."""
 
-    def __init__(self, sim: "Simulator", sandbox: "Sandbox", chain_id: int = 137):
+    def __init__(self, sim: Simulator, sandbox: Sandbox, chain_id: int = 137):
         self.sim = sim
         self.sandbox = sandbox
         self.chain_id = chain_id

@@ -9,7 +9,8 @@ columns) or floats (timestamps are epoch seconds).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 
 class Sink(Protocol):

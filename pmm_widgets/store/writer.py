@@ -37,8 +37,9 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -197,7 +198,7 @@ class BatchWriter:
         self._queue.append(op)
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> "BatchWriter":
+    def start(self) -> BatchWriter:
         """Start the worker thread (idempotent). Returns self for chaining."""
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
@@ -231,7 +232,7 @@ class BatchWriter:
         if self._own_engine:
             self.engine.dispose()
 
-    def __enter__(self) -> "BatchWriter":
+    def __enter__(self) -> BatchWriter:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -68,7 +68,7 @@ class CalibState:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CalibState":
+    def from_json(cls, d: dict[str, Any]) -> CalibState:
         return cls(
             mult=float(d.get("mult", 1.0)),
             fills=int(d.get("fills", 0)),

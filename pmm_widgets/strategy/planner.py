@@ -10,9 +10,9 @@ coexists with the order it replaces.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable
 
 from ..domain import Order, Quote
 

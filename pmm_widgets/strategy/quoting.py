@@ -46,8 +46,8 @@ merging. A quote that would fall off the grid's ends is dropped, never pulled in
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Mapping
 
 from ..config import Params
 from ..domain import BookView, Market, Quote, Side

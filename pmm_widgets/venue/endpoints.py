@@ -8,8 +8,9 @@ everything downstream only ever sees three URLs, so no code path differs between
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 from ..config import Settings, Venue
 
@@ -22,7 +23,7 @@ class Endpoints:
     gamma_url: str
     clob_url: str
     ws_url: str  # base of the websocket channels: `ws_url + "/market"`, `ws_url + "/user"`
-    sandbox: "Sandbox | None" = None
+    sandbox: Sandbox | None = None
 
 
 @contextlib.asynccontextmanager

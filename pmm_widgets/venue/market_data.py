@@ -16,9 +16,10 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..book import OrderBook
 from ..domain import BookView, Market, PublicTrade, Side

@@ -33,9 +33,10 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -259,7 +260,7 @@ class MarketStream:
                         pinger.cancel()
             except asyncio.CancelledError:
                 raise
-            except (WebSocketException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, WebSocketException, OSError) as exc:
                 self._log(logging.INFO, "market websocket %d: %s", c.n, type(exc).__name__)
             except Exception:  # a bug must cost one reconnect, not the feed
                 log.exception("market websocket %d failed", c.n)

@@ -24,8 +24,9 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -102,7 +103,7 @@ class UserStream:
         if wait:
             try:
                 await asyncio.wait_for(self._connected.wait(), timeout=wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("user stream not connected after %.0fs; still trying", wait)
 
     async def close(self) -> None:
@@ -188,7 +189,7 @@ class UserStream:
                     await self._pump(ws)
             except asyncio.CancelledError:
                 raise
-            except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, WebSocketException) as exc:
                 if not self._closing:
                     log.warning("user stream: %s", type(exc).__name__)
             finally:

@@ -297,8 +297,8 @@ def test_4_kill_in_a_then_start_in_b_shows_a_attached(stack):
             stack["proc"].send_signal(signal.SIGTERM)
             assert _wait(lambda: _venue_open(stack) == 0, 2.0), f"open at the venue after {time.time() - t0:.1f}s"
             print(f"venue open orders 0 after {time.time() - t0:.2f}s")
-            assert _wait(lambda: not _q(db, "SELECT COUNT(*) FROM engine_lease WHERE owner = '%s' AND expires_at > "
-                                            "strftime('%%s','now')" % owner), 5)
+            assert _wait(lambda: not _q(db, f"SELECT COUNT(*) FROM engine_lease WHERE owner = '{owner}' AND expires_at > "
+                                            "strftime('%s','now')"), 5)
             stack["proc"].wait(timeout=30)
             assert _q(db, "SELECT COUNT(*) FROM orders WHERE status IN ('LIVE','PARTIAL','PENDING')") == 0
         finally:

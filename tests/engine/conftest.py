@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
 from engine_helpers import FAST_ENV
+
 from pmm_widgets.config import Settings
 from pmm_widgets.store.db import make_engine
 from pmm_widgets.store.migrate import upgrade

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from engine_helpers import count, open_orders_in_db, until
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.lease import Lease
 from pmm_widgets.store import schema
-
-from engine_helpers import count, open_orders_in_db, until
 
 pytestmark = pytest.mark.integration
 

@@ -23,12 +23,11 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from engine_helpers import count, open_orders_in_db, until
 from sqlalchemy import event
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.store import schema
-
-from engine_helpers import count, open_orders_in_db, until
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from engine_helpers import count, open_orders_in_db, subprocess_env
 
 FACES = ("ipywidgets", "bokeh", "IPython", "ipykernel")

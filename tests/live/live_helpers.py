@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 from pmm_widgets.config import Settings
 from pmm_widgets.domain import Market, Quote, Side

@@ -12,11 +12,10 @@ import time
 from decimal import Decimal
 
 import pytest
+from live_helpers import start_quoting
 
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.store.sink import MemorySink
-
-from live_helpers import start_quoting
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from eth_account import Account
+from live_helpers import wait_for
 
 from pmm_widgets.sandbox.auth_crypto import derive_creds
-
-from live_helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,13 @@ import time
 from decimal import Decimal
 
 import pytest
+from live_helpers import active_markets, make_settings, start_quoting, touch_bids, wait_for
 
 from pmm_widgets.domain import Mode, OrderStatus
 from pmm_widgets.execution.live import LiveExchange
 from pmm_widgets.store.migrate import upgrade
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.store.writer import BatchWriter
-
-from live_helpers import active_markets, make_settings, start_quoting, touch_bids, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +77,8 @@ async def test_quotes_fill_and_db_trades_equal_sandbox_fills(sb, venue, wallet_k
     from sqlalchemy import select
 
     from pmm_widgets.store.db import make_engine
-    from pmm_widgets.store.schema import orders as orders_t, trades as trades_t
+    from pmm_widgets.store.schema import orders as orders_t
+    from pmm_widgets.store.schema import trades as trades_t
 
     eng = make_engine(f"sqlite:///{db}")
     with eng.connect() as c:
@@ -179,7 +179,8 @@ async def test_reconcile_after_crash_leaves_no_orphans_and_no_missing_fills(sb, 
     from sqlalchemy import select
 
     from pmm_widgets.store.db import make_engine
-    from pmm_widgets.store.schema import orders as orders_t, trades as trades_t
+    from pmm_widgets.store.schema import orders as orders_t
+    from pmm_widgets.store.schema import trades as trades_t
 
     eng = make_engine(f"sqlite:///{db}")
     with eng.connect() as c:

@@ -6,8 +6,8 @@ every request's round trip is recorded; the SDK path (`PMM_FAST_ORDERS=false`) s
 from __future__ import annotations
 
 import pytest
-
 from live_helpers import active_markets, make_settings, touch_bids, wait_for
+
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.execution.live import LiveExchange
 from pmm_widgets.store.sink import MemorySink

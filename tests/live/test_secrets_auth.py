@@ -10,13 +10,12 @@ import time
 
 import pytest
 from eth_account import Account
+from live_helpers import active_markets, make_settings, touch_bids, wait_for
 
 from pmm_widgets.execution.live import LiveError, LiveExchange
 from pmm_widgets.sandbox.auth_crypto import derive_creds
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.venue.auth import derive_main
-
-from live_helpers import active_markets, make_settings, touch_bids, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pmm_widgets.execution.live import event_ts, norm_status, our_fills
 from pmm_widgets.venue.user_stream import parse_frame

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from live_helpers import active_markets
 from py_clob_client_v2 import (
     ApiCreds,
     ClobClient,
@@ -22,8 +23,6 @@ from py_clob_client_v2.exceptions import PolyApiException
 from pmm_widgets.domain import Quote, Side
 from pmm_widgets.sandbox.auth_crypto import derive_creds
 from pmm_widgets.venue.broker import Broker, BrokerError, Creds, tick_str
-
-from live_helpers import active_markets
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import random
 import socket
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiohttp import web
@@ -46,7 +46,7 @@ def test_retry_after_seconds_and_http_date():
     assert parse_retry_after("100000") == 5.0  # capped (PMM_RETRY_AFTER_MAX_SEC default)
     assert parse_retry_after("100000", cap=0.5) == 0.5
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
-    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
     later = format_datetime(now + timedelta(seconds=5), usegmt=True)
     assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(5.0)
 

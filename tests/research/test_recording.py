@@ -20,7 +20,7 @@ def _fill(rec: Recorder, hours: int, per_hour: int = 50) -> None:
     for h in range(hours):
         for i in range(per_hour):
             ts = H0 + h * 3600 + i * 10.0
-            rec.frame(ts, 0, '{"event_type":"price_change","i":%d}' % i)
+            rec.frame(ts, 0, f'{{"event_type":"price_change","i":{i}}}')
             if i % 10 == 0:
                 rec.engine(ts, "cycle")
 

@@ -32,7 +32,7 @@ async def collect(ws: Any, seconds: float, until: Any = None) -> list[dict[str, 
     while (left := end - loop.time()) > 0:
         try:
             frame = await asyncio.wait_for(ws.recv(), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         if frame == "PONG":
             continue

@@ -7,10 +7,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sandbox_helpers import book_tokens
 
 from pmm_widgets.sandbox.server import Sandbox
-
-from sandbox_helpers import book_tokens
 
 pytestmark = pytest.mark.integration
 

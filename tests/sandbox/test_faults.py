@@ -10,10 +10,10 @@ from decimal import Decimal, InvalidOperation
 import httpx
 import pytest
 import websockets
+from sandbox_helpers import book_tokens
 
 from pmm_widgets.sandbox.faults import Faults
 from pmm_widgets.sandbox.server import Sandbox
-from sandbox_helpers import book_tokens
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 import websockets
+from sandbox_helpers import book_tokens, collect, events_of
 
 from pmm_widgets.domain import Side
 from pmm_widgets.sandbox.server import Sandbox
-from sandbox_helpers import book_tokens, collect, events_of
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from py_clob_client_v2 import BookParams, ClobClient
 from py_clob_client_v2.clob_types import OrderBookSummary, OrderSummary
 from py_clob_client_v2.exceptions import PolyApiException
 from py_clob_client_v2.utilities import generate_orderbook_summary_hash
+from sandbox_helpers import book_tokens
 
 from pmm_widgets.sandbox.server import Sandbox
-from sandbox_helpers import book_tokens
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from pmm_widgets.domain import Side
 from pmm_widgets.store.db import json_dumps, make_engine, safe_url
-from pmm_widgets.store.writer import BatchWriter
 from pmm_widgets.store.schema import metadata
+from pmm_widgets.store.writer import BatchWriter
 
 
 def test_memory_sqlite_is_one_database_for_every_thread():

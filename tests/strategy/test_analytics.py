@@ -6,7 +6,9 @@ import json
 import math
 from decimal import Decimal
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategy_helpers import make_market
 
 from pmm_widgets.analytics.markouts import Markout, MarkoutTracker
 from pmm_widgets.analytics.pnl import MarketLedger, PnlBook
@@ -14,8 +16,6 @@ from pmm_widgets.config import Params
 from pmm_widgets.domain import Fill, FillType, Mode, Side
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.calibrator import Calibrator
-
-from strategy_helpers import make_market
 
 D = Decimal
 

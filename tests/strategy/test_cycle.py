@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sqlalchemy import create_engine, insert
+from strategy_helpers import WalkingBooks, make_market
 
 from pmm_widgets.analytics.report import build_report, report_main
 from pmm_widgets.config import Params
@@ -13,8 +14,6 @@ from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store import schema
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.cycle import QuoteCycle
-
-from strategy_helpers import WalkingBooks, make_market
 
 D = Decimal
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from strategy_helpers import book, make_market, mirror_books
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Mode, OrderStatus, PublicTrade, Quote, Side
@@ -12,8 +13,6 @@ from pmm_widgets.execution.exchange import Exchange
 from pmm_widgets.execution.fillmodels import depth_factor, intensity_rate
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import MemorySink
-
-from strategy_helpers import book, make_market, mirror_books
 
 D = Decimal
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pmm_widgets.domain import Mode, Order, Quote, Side
 from pmm_widgets.strategy.planner import plan

@@ -8,7 +8,9 @@ import math
 from decimal import Decimal
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategy_helpers import book, make_market, mirror_books
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import PublicTrade, Quote, Side
@@ -19,8 +21,6 @@ from pmm_widgets.strategy.inventory import Inventory, net_delta
 from pmm_widgets.strategy.quoting import make_quotes
 from pmm_widgets.strategy.risk import RiskManager, exposure_usd
 from pmm_widgets.strategy.volatility import VolEstimator
-
-from strategy_helpers import book, make_market, mirror_books
 
 D = Decimal
 

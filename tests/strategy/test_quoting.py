@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategy_helpers import book, make_market, mirror_books
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Side
 from pmm_widgets.strategy.inventory import Inventory
 from pmm_widgets.strategy.quoting import effective_touch, make_quotes, yes_space_price
 from pmm_widgets.ticks import valid_price
-
-from strategy_helpers import book, make_market, mirror_books
 
 D = Decimal
 TICKS = ["0.01", "0.001", "0.005", "0.0025"]

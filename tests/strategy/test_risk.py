@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from strategy_helpers import make_market
+
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Quote, Side
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.inventory import Inventory
 from pmm_widgets.strategy.planner import Plan
 from pmm_widgets.strategy.risk import RiskManager, exposure_usd
-
-from strategy_helpers import make_market
 
 D = Decimal
 M = make_market(0)

@@ -10,16 +10,17 @@ Idempotent like 0001: missing tables are created and missing (nullable) columns 
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Column, Float, Index, Integer, MetaData, Numeric, String, Table, UniqueConstraint
 
 revision: str = "0006_economics"
-down_revision: Union[str, Sequence[str], None] = "0005_replay_sweeps"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0005_replay_sweeps"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 PRICE = Numeric(18, 6)
 SIZE = Numeric(24, 6)
