@@ -73,7 +73,7 @@ def open_orders(engine: Engine, mode: str | None = None) -> list[dict[str, Any]]
 def trades_frame(engine: Engine, mode: str | None = None, since: float | None = None) -> pd.DataFrame:
     """Our fills as a DataFrame (columns of `trades`), oldest first; price/size as float."""
     t = schema.trades
-    stmt = select(t).order_by(t.c.ts)
+    stmt = select(t).order_by(t.c.ts, t.c.id)  # id breaks ties: fills in the order they happened
     if mode is not None:
         stmt = stmt.where(t.c.mode == getattr(mode, "value", mode))
     if since is not None:
@@ -84,7 +84,7 @@ def trades_frame(engine: Engine, mode: str | None = None, since: float | None = 
 def pnl_frame(engine: Engine, market: str | None = "TOTAL", since: float | None = None) -> pd.DataFrame:
     """PnL rows (default: the TOTAL series; None: every market), oldest first, money as float."""
     t = schema.pnl
-    stmt = select(t).order_by(t.c.ts)
+    stmt = select(t).order_by(t.c.ts, t.c.id)  # id breaks ties: rows in the order they were written
     if market is not None:
         stmt = stmt.where(t.c.market == market)
     if since is not None:
