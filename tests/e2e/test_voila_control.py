@@ -124,7 +124,7 @@ def test_operator_app_end_to_end(voila_app):
             assert _wait(lambda: "stopped" in page.inner_text(".pmm-status"), 15)
             # the attached tab shows the end too: no engine, no quotes left in the table
             assert _wait(lambda: "stopped" in tab2.inner_text(".pmm-status"), 15), tab2.inner_text(".pmm-status")
-            assert _wait(lambda: "killed" in tab2.inner_text(".pmm-table"), 10)
+            assert _wait(lambda: "killed" in tab2.inner_text(".pmm-table"), 20), tab2.inner_text(".pmm-table")[:500]
             assert _quote_widths(tab2) == []
             page.screenshot(path=str(ARTIFACTS / "e2e_control_2_killed.png"), full_page=True)
             tab2.screenshot(path=str(ARTIFACTS / "e2e_control_3_attached_tab.png"), full_page=True)

@@ -26,7 +26,8 @@ def assert_placed(orders):
     """Most quotes rest; one whose price the book moved onto meanwhile is refused with the real text."""
     live = [o for o in orders if o.status is OrderStatus.LIVE]
     assert len(live) >= len(orders) // 2, [o.reason for o in orders]
-    assert all("crosses book" in o.reason for o in orders if o.status is not OrderStatus.LIVE)
+    refused = [(o.status.value, o.reason) for o in orders if o.status is not OrderStatus.LIVE]
+    assert all("crosses book" in reason for _, reason in refused), refused
     return live
 
 
