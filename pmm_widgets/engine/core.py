@@ -173,6 +173,7 @@ class Engine:
         self._load_universe: Any = None
         self._universe_ts = 0.0
         self._kill_command_id: int | None = None
+        self._shutdown_started: float | None = None  # set when the clean shutdown begins (see stop)
         self._crash_reported = False
         self._sending: set[asyncio.Task] = set()
         self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
@@ -402,8 +403,19 @@ class Engine:
         self._stop_evt.set()
         grace = max(2.0, self.settings.quote_refresh_sec * 2)
         done, _ = await asyncio.wait({self._task}, timeout=grace)
+        if not done and self._shutdown_started is None:
+            self._task.cancel()  # a cycle stuck in the venue: its finally runs the clean shutdown
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
         if not done:
-            self._task.cancel()
+            # the clean shutdown (cancel-all, verify, flush, release) is under way: interrupting it
+            # would leave orders resting; it is bounded by its HTTP timeouts, this only by a backstop
+            started = self._shutdown_started or time.time()
+            backstop = max(30.0, 3 * self.settings.lease_ttl_sec, 4 * self.settings.http_deadline_sec)
+            await asyncio.wait({self._task}, timeout=max(0.0, started + backstop - time.time()))
+            if not self._task.done():
+                self.events.emit("ERROR", "engine_stop", f"clean shutdown still running after {backstop:g}s: "
+                                 "interrupted")
+                self._task.cancel()
         with contextlib.suppress(BaseException):
             await self._task
 
@@ -514,6 +526,7 @@ class Engine:
         assert self._stop_evt is not None and self._lease is not None and self._commands is not None
         started = time.time()
         self._halts = {}
+        self._shutdown_started = None
         self.fatal_halt = None
         self._handover = False
         self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
@@ -1096,8 +1109,9 @@ class Engine:
                     await self._halt("lease", f"no lease renewal for {timer.silent():.0f}s: giving up", fatal=True)
                     return
         finally:
-            if pending is not None:
-                pending.cancel()
+            if pending is not None:  # the renewal's thread runs on: let it land before anything releases
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait({pending}, timeout=ttl)
 
     async def _apply_commands(self) -> None:
         assert self._commands is not None
@@ -1132,7 +1146,43 @@ class Engine:
             await asyncio.to_thread(self._commands.mark_applied, cmd.id, result)
 
     async def _shutdown(self) -> None:
-        """Cancel all and verify, record, close everything, release the lease. Never raises."""
+        """Cancel all and verify, record, close everything, release the lease. Never raises.
+
+        The lease stays renewed until it is released: a shutdown that takes longer than the TTL
+        (a slow venue, a loaded machine) must neither let another engine take over while our
+        cancels are still in flight nor show attached faces an owner that vanished without its
+        final state."""
+        self._shutdown_started = time.time()
+        stopping = asyncio.Event()
+        keeper = asyncio.ensure_future(self._keep_lease_while_stopping(stopping))
+        try:
+            await self._shutdown_steps(stopping, keeper)
+        finally:
+            stopping.set()
+            if not keeper.done():
+                keeper.cancel()
+                with contextlib.suppress(BaseException):
+                    await keeper
+
+    async def _keep_lease_while_stopping(self, stopping: asyncio.Event) -> None:
+        """Renew our lease every period until `stopping` is set; the last renewal is awaited, so
+        none lands after the release. Only an engine that still holds the lease renews it."""
+        lease = self._lease
+        if lease is None or not lease.held:
+            return
+        period = max(0.5, self.settings.lease_ttl_sec / 3)
+        while not stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=period)
+            if stopping.is_set():
+                return
+            try:
+                if not await asyncio.to_thread(lease.renew, self._state.to_json()):
+                    return  # another engine owns it now: nothing of ours to keep
+            except Exception:  # noqa: BLE001 - a DB hiccup: the next period retries
+                pass
+
+    async def _shutdown_steps(self, stopping: asyncio.Event, keeper: asyncio.Future) -> None:
         cancelled, open_after, err = 0, -1, None
         if self._exchange is not None:
             for _ in range(3):
@@ -1182,6 +1232,9 @@ class Engine:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._commands.mark_applied, cmd_id, json.dumps(asdict(self._kill_result)))
             self._kill_command_id = None
+        stopping.set()
+        with contextlib.suppress(BaseException):
+            await keeper  # an in-flight renewal finishes before the release, never after
         if self._lease is not None:
             with contextlib.suppress(Exception):
                 final = self._state.to_json() if self._kill_result is not None else None

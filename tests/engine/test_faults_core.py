@@ -317,3 +317,40 @@ def test_status_line_shows_writer_health_and_the_halt():
     assert "| HALTED: writer: DB writer unhealthy" in line
     healthy = WriterStats(rows_written=5, pending=0, last_flush_ts=0.0, lag_sec=0.2, errors=0)
     assert status_line(EngineState(writer=healthy.line())).endswith("db lag 0.2s")
+
+
+async def test_slow_shutdown_keeps_the_lease_until_its_cancels_are_done(fast_settings, db):
+    """A stop whose cancel-all outlasts the TTL (slow venue, loaded machine) keeps renewing the
+    lease: no other engine can own the DB while our cancels are in flight, and an attached face
+    then reads the final (killed) state instead of an owner that vanished without one."""
+    from pmm_widgets.engine.lease import Lease
+
+    a = Engine(fast_settings)
+    a.start()
+    assert await a.wait_role() == "owner"
+    assert await until(lambda: a.state.totals.open_orders > 0)
+    exchange = a._exchange
+    real_cancel_all = exchange.cancel_all
+    slow = 2 * fast_settings.lease_ttl_sec
+    started = asyncio.Event()
+
+    async def slow_cancel_all():
+        started.set()
+        await asyncio.sleep(slow)
+        return await real_cancel_all()
+
+    exchange.cancel_all = slow_cancel_all
+    contender = Lease(db, ttl_sec=fast_settings.lease_ttl_sec, owner="otherhost:2:b")
+    kill = asyncio.ensure_future(a.kill())
+    await asyncio.wait_for(started.wait(), 10)
+    t_end = time.time() + slow - 0.5
+    tries = 0
+    while time.time() < t_end:
+        assert not await asyncio.to_thread(contender.try_acquire), "another engine took the lease mid-shutdown"
+        tries += 1
+        await asyncio.sleep(0.25)
+    result = await asyncio.wait_for(kill, 30)
+    assert tries > 10 and result.ok and result.venue_open_after == 0
+    row = Lease(db, ttl_sec=fast_settings.lease_ttl_sec).read()
+    assert row is not None and row.expired() and row.state_json and row.state_json.get("kill")
+    assert open_orders_in_db(db) == 0
