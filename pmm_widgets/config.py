@@ -235,6 +235,8 @@ class Settings(BaseSettings):
     record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
     record_dir: str = "./data/recordings"
     record_max_gb: float = Field(0.0, ge=0)  # 0: no budget
+    # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly
+    record_rotate_sec: float = Field(60.0, ge=0, le=3600)
 
     # defaults of the live parameters (PMM_ALPHA, PMM_PAPER_FILL_INTENSITY, ...)
     alpha: float = Params.model_fields["alpha"].default
