@@ -50,10 +50,7 @@ from .state import (
     EventLog,
     FeedState,
     KillResult,
-    MarketRow,
     params_to_json,
-    row_from_market_state,
-    totals_from,
 )
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
@@ -943,19 +940,12 @@ class Engine:
         self._publish(replace(self._state, last_error=None if err and err.startswith("cycle failed") else err))
 
     def _publish_cycle(self) -> None:
-        ms = self._cycle.markets_state()
-        rows: list[MarketRow] = []
-        for rank, m in enumerate(self._markets, 1):
-            st = ms.get(m.condition_id)
-            rows.append(row_from_market_state(rank, m.condition_id, st) if st is not None
-                        else MarketRow(m.condition_id, rank, m.question, status="waiting"))
-            if not rows[-1].question:
-                rows[-1].question = m.question
+        rows, totals = self._cycle.snapshot().to_display(self._markets)
         h = self._md.health()
         ws = self._writer.stats() if self._writer is not None else None
         self._publish(replace(
             self._state, running=True, tick=self._state.tick + 1, ts=time.time(), markets=rows,
-            totals=totals_from(self._cycle.totals()),
+            totals=totals,
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
             writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
             params=params_to_json(self._params), paused=self._params.quoting_paused,
