@@ -229,15 +229,12 @@ class Engine:
 
         db = self._db
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a notebook cell before start): record here
             record(db, changes, by)
             return
-        task = loop.create_task(asyncio.to_thread(record, db, changes, by))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
-            "ERROR", "params", f"could not record parameter change: {t.exception()}"))
+        spawn(asyncio.to_thread(record, db, changes, by), "pmm-record-params", self._sending,
+              lambda _t, exc: self.events.emit("ERROR", "params", f"could not record parameter change: {exc}"))
 
     async def _restore_params(self) -> None:
         """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
@@ -1271,15 +1268,12 @@ class Engine:
             raise RuntimeError("not attached to an engine")
         self.events.emit("INFO", "command", f"sent {kind} {payload or ''} to the owner")
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             commands.send(kind, payload)
             return
-        task = loop.create_task(asyncio.to_thread(commands.send, kind, payload))
-        self._sending.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._sending.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
-            "ERROR", "command", f"could not send {kind}: {t.exception()}"))
+        spawn(asyncio.to_thread(commands.send, kind, payload), f"pmm-send-{kind}", self._sending,
+              lambda _t, exc: self.events.emit("ERROR", "command", f"could not send {kind}: {exc}"))
 
     async def _remote_kill(self) -> KillResult:
         assert self._commands is not None
