@@ -644,11 +644,16 @@ class Engine:
                                           dry_run=self.mode is Mode.DRY_RUN,
                                           market_feed_ok=lambda: md.stream.connected())
         self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
+        from . import restore  # issue 11: positions, PnL and fills continue from the DB
+
+        session_rows = await restore.read_rows(self._db, self.mode)  # before the exchange's reconcile adds fills
         await self._exchange.start()
         self._exchange.set_markets(self._markets)
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        await restore.resume(session_rows, self._cycle, self._exchange, self.mode, self._markets, time.time(),
+                             self.events.emit)
         # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
