@@ -39,7 +39,6 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
-from ..errors import PmmError
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
 from ..tasks import spawn
@@ -58,10 +57,6 @@ from .state import (
 )
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
-
-
-class LeaseLost(PmmError, RuntimeError):
-    """Another engine took the lease (ours expired): stop trading at once."""
 
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever

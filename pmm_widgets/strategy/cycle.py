@@ -87,8 +87,6 @@ class MarketState:
     inventory_yes: Decimal = ZERO
     inventory_no: Decimal = ZERO
     pnl_total: Decimal = ZERO
-    pnl_realized: Decimal = ZERO
-    pnl_unrealized: Decimal = ZERO
     pnl_spread: Decimal = ZERO
     pnl_inventory: Decimal = ZERO
     pnl_fees: Decimal = ZERO
@@ -102,14 +100,6 @@ class MarketState:
     calib_mult: float = 1.0
     strategy: str = ""
     regime: str = ""
-
-    @property
-    def inv_yes(self) -> Decimal:
-        return self.inventory_yes
-
-    @property
-    def inv_no(self) -> Decimal:
-        return self.inventory_no
 
 
 @dataclass(slots=True)
@@ -620,10 +610,6 @@ class QuoteCycle:
     def resolved(self) -> dict[str, str]:
         return dict(self._resolved)
 
-    async def cancel_market_quotes(self, exchange: Exchange, market: str) -> int:
-        """Pull one market's orders (it left the universe, or a face asked); returns how many."""
-        return await exchange.cancel_market(market)
-
     # -- faces ---------------------------------------------------------------------------------
     def _refresh_state(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
         our: dict[str, dict[str, Decimal | None]] = {}
@@ -674,8 +660,6 @@ class QuoteCycle:
                 inventory_yes=lg.yes if lg else ZERO,
                 inventory_no=lg.no if lg else ZERO,
                 pnl_total=pp.total if pp else ZERO,
-                pnl_realized=pp.realized if pp else ZERO,
-                pnl_unrealized=pp.unrealized if pp else ZERO,
                 pnl_spread=pp.spread if pp else ZERO,
                 pnl_inventory=pp.inventory if pp else ZERO,
                 pnl_fees=pp.fees if pp else ZERO,
