@@ -107,7 +107,8 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
     old_fills = sum(lg.fills for lg in cycle.pnl.ledgers.values())
     assert old_fills >= 8
 
-    second = Engine(fast_settings.model_copy(update={"quoting_paused": True}))
+    second = Engine(fast_settings)
+    second.set_params(quoting_paused=True)
     at_restore: dict[str, dict[str, object]] = {}
     second.events.subscribe(lambda ev: at_restore.update(
         {cid: _snap(lg) for cid, lg in second._cycle.pnl.ledgers.items()}) if ev.kind == "restore" else None)
@@ -118,6 +119,7 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
         assert await until(lambda: second.state.tick >= 2)
         t = second.state.totals
         assert t.fills == old_fills  # paused: no new fill, the count continues
+        assert t.fills_per_min > 0  # the window holds the last engine's fills
         assert second._cycle.pnl.totals({}).realized == old_realized
         assert t.realized == pytest.approx(float(old_realized), abs=1e-9)
         ms = second._cycle.markets_state()
