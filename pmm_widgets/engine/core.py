@@ -280,8 +280,8 @@ class Engine:
         strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
         start-up); a strategy object lives only in this process ("*" with an object also makes it
         the default of markets that join the universe later)."""
-        from ..strategy.cycle import strategy_params
         from ..strategy.registry import build_strategy
+        from .cycle import strategy_params
 
         if isinstance(strategy, str):
             build_strategy(strategy)  # raises ValueError on an unknown name
@@ -577,10 +577,10 @@ class Engine:
     async def _setup(self, stack: contextlib.AsyncExitStack) -> None:
         """Open endpoints, writer, universe, market data, exchange and the quote cycle."""
         from ..store import repo
-        from ..strategy.cycle import QuoteCycle
         from ..venue.gamma import GammaClient
         from ..venue.market_data import MarketData
         from ..venue.universe import load_universe
+        from .cycle import QuoteCycle
 
         s = self.settings
         if self._endpoints_override is not None:

@@ -34,11 +34,11 @@ from typing import Any, TypeVar
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
+from ..engine.cycle import QuoteCycle
 from ..execution.paper import paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
 from ..strategy.base import Strategy
-from ..strategy.cycle import QuoteCycle
 from ..venue.market_data import MarketData
 from ..venue.market_stream import MarketStream, _Conn
 from .recordings import (

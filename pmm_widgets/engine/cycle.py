@@ -30,15 +30,15 @@ from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quo
 from ..economics.tracker import EconomicsTracker
 from ..execution.exchange import Exchange
 from ..store.sink import Sink
-from .base import Decision, MarketContext, Regime, Strategy
-from .calibrator import Calibrator
-from .guard import guard_quotes
-from .inventory import Inventory
-from .planner import plan
-from .quoting import effective_touch, grid_tick, is_quotable, yes_space_price
-from .registry import Builtins, build_strategy
-from .risk import RiskManager
-from .volatility import VolEstimator
+from ..strategy.base import Decision, MarketContext, Regime, Strategy
+from ..strategy.calibrator import Calibrator
+from ..strategy.guard import guard_quotes
+from ..strategy.inventory import Inventory
+from ..strategy.planner import plan
+from ..strategy.quoting import effective_touch, grid_tick, is_quotable, yes_space_price
+from ..strategy.registry import Builtins, build_strategy
+from ..strategy.risk import RiskManager
+from ..strategy.volatility import VolEstimator
 
 DEFAULT_TICK = Decimal("0.01")
 TOX_EWM_W = 0.2  # weight of a new short-horizon markout in the per-market toxicity EWMA
