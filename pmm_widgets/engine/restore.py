@@ -36,7 +36,7 @@ from ..ticks import to_decimal
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from ..strategy.cycle import QuoteCycle
+    from .cycle import QuoteCycle
 
 
 @dataclass(frozen=True, slots=True)
