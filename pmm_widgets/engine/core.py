@@ -1206,7 +1206,7 @@ class Engine:
         ended = "killed" if self._kill_requested else "stopped"
         rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
                 for m in self._state.markets]  # no quotes rest any more: the table must not show any
-        self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows,
+        self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows, ts=time.time(),
                               totals=replace(self._state.totals, open_orders=max(open_after, 0))))
         for closer in (getattr(self._exchange, "close", None), getattr(self._md, "close", None)):
             if closer is not None:

@@ -206,7 +206,7 @@ class ControlPanel:
         self._deadman_fired = False
         self._streaming = False
         self._tasks: list[asyncio.Task] = []
-        self._rendered_table: tuple[int, float, str] | None = None
+        self._rendered_table: tuple[object, ...] | None = None
         self._strategy_seen: tuple[str | None, str | None] = (None, None)
         self._msg_expires: float | None = None
         self._last_lease_poll = 0.0
@@ -366,7 +366,8 @@ class ControlPanel:
             self.charts.update(s, now)
 
     def _render_table(self, s: EngineState, force: bool = False) -> None:
-        key = (s.tick, s.ts, self.sort.value)
+        # the statuses too: the final snapshot of a stopped engine keeps its last tick and time
+        key = (s.tick, s.ts, self.sort.value, s.running, tuple(m.status for m in s.markets))
         if force or key != self._rendered_table:
             self.table.value = render_table(s.markets, self.sort.value)
             self._rendered_table = key
