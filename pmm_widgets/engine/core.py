@@ -639,11 +639,16 @@ class Engine:
                                           dry_run=self.mode is Mode.DRY_RUN,
                                           market_feed_ok=lambda: md.stream.connected())
         self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
+        from . import restore  # issue 11: positions, PnL and fills continue from the DB
+
+        session_rows = await restore.read_rows(self._db, self.mode)  # before the exchange's reconcile adds fills
         await self._exchange.start()
         self._exchange.set_markets(self._markets)
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        await restore.resume(session_rows, self._cycle, self._exchange, self.mode, self._markets, time.time(),
+                             self.events.emit)
         # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
@@ -1201,7 +1206,7 @@ class Engine:
         ended = "killed" if self._kill_requested else "stopped"
         rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
                 for m in self._state.markets]  # no quotes rest any more: the table must not show any
-        self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows,
+        self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows, ts=time.time(),
                               totals=replace(self._state.totals, open_orders=max(open_after, 0))))
         for closer in (getattr(self._exchange, "close", None), getattr(self._md, "close", None)):
             if closer is not None:

@@ -207,11 +207,14 @@ class ControlPanel:
         self._deadman_fired = False
         self._streaming = False
         self._tasks: list[asyncio.Task] = []
-        self._rendered_table: tuple[int, float, str] | None = None
+        self._rendered_table: tuple[object, ...] | None = None
         self._strategy_seen: tuple[str | None, str | None] = (None, None)
         self._msg_expires: float | None = None
         self._last_lease_poll = 0.0
         self._wallet_suffix = ""
+        # a live engine handed over by a page that closed or reloaded: offered once, taken over only
+        # after the same typed confirmation as arming live (None: no offer shown or pending)
+        self._handover_offer: Mode | None = None
         self.closed = False
         self.face_id = f"dashboard {engine._owner_id}"
 
@@ -226,7 +229,8 @@ class ControlPanel:
         self.live_confirm.add_class("pmm-live-confirm")
         self.live_confirm.on_click(self._on_live_confirm)
         self.live_cancel = W.Button(description="Cancel")
-        self.live_cancel.on_click(lambda _: self._snap_mode())
+        self.live_cancel.add_class("pmm-live-cancel")
+        self.live_cancel.on_click(self._on_live_cancel)
         self.live_box = W.HBox([W.HTML(), self.live_text, self.live_confirm, self.live_cancel],
                                layout=W.Layout(display="none"))
 
@@ -365,7 +369,8 @@ class ControlPanel:
             self.charts.update(s, now)
 
     def _render_table(self, s: EngineState, force: bool = False) -> None:
-        key = (s.tick, s.ts, self.sort.value)
+        # the statuses too: the final snapshot of a stopped engine keeps its last tick and time
+        key = (s.tick, s.ts, self.sort.value, s.running, tuple(m.status for m in s.markets))
         if force or key != self._rendered_table:
             self.table.value = render_table(s.markets, self.sort.value)
             self._rendered_table = key
@@ -413,22 +418,50 @@ class ControlPanel:
         if self.engine.running:
             self._msg("refused: stop the engine (KILL) before switching to live", error=True)
             return self._snap_mode()
+        self._handover_offer = None  # arming by hand replaces an offered hand-over
+        if not self._ask_live("<b>Trade real money</b>", "Confirm LIVE"):
+            self._snap_mode()
+
+    def _ask_live(self, lead: str, button: str) -> bool:
+        """Show the typed live confirmation (`live` or the wallet's last 4 hex digits); False
+        (with the reason on the page) when live cannot run here."""
         if not (self.settings.has_private_key or self.settings.has_l2_creds):
             self._msg("refused: live needs credentials (PMM_PRIVATE_KEY); staying in paper", error=True)
-            return self._snap_mode()
+            return False
         try:
             addr = wallet_address(self.settings)
         except Exception as exc:
             self._msg(f"refused: PMM_PRIVATE_KEY is not a valid key ({type(exc).__name__})", error=True)
-            return self._snap_mode()
+            return False
         self._wallet_suffix = addr[-4:].lower() if addr else ""
         hint = f"type <b>{LIVE_WORD}</b>" + (" or the wallet's last 4 hex digits" if addr else "")
         self.live_box.children[0].value = (
-            f"<b>Trade real money</b> on {html.escape(venue_description(self.settings))} as "
+            f"{lead} on {html.escape(venue_description(self.settings))} as "
             f"{html.escape(addr or 'API-key account')}? {hint}:")
         self.live_text.value = ""
+        self.live_confirm.description = button
         self.live_confirm.disabled = True
         self.live_box.layout.display = "flex"
+        return True
+
+    def _offer_live_handover(self) -> None:
+        """A live engine was handed over (its page closed or reloaded; its orders were cancelled
+        at its stop): nothing trades until someone here types the live confirmation again."""
+        if self._handover_offer is not None:
+            return  # shown (or declined) already
+        self._handover_offer = Mode.LIVE
+        if not self._ask_live("A <b>live</b> engine was handed over by a page that closed or reloaded (its "
+                              "orders were cancelled when it stopped). <b>Take it over and trade real money</b>",
+                              "Take over LIVE"):
+            return
+        self._msg("pending hand-over of a LIVE engine: type the confirmation to take it over", error=True,
+                  ttl=3600.0)
+
+    def _on_live_cancel(self, _: Any) -> None:
+        if self._handover_offer is not None:
+            self._msg("live hand-over declined: nothing is trading; press Start for paper or arm live by hand",
+                      ttl=60.0)
+        self._snap_mode()
 
     def _live_word_ok(self, text: str) -> bool:
         t = text.strip().lower()
@@ -441,6 +474,8 @@ class ControlPanel:
         if not self._live_word_ok(self.live_text.value):  # the button is disabled too; check again here
             self._msg(f"refused: type '{LIVE_WORD}' to confirm live trading", error=True)
             return
+        takeover = self._handover_offer is Mode.LIVE
+        self._handover_offer = None
         try:
             self.engine.set_mode(Mode.LIVE)
         except Exception as exc:
@@ -448,6 +483,12 @@ class ControlPanel:
             return self._snap_mode()
         self.live_box.layout.display = "none"
         self.live_text.value = ""
+        self._set_widget(self.mode, "live")
+        if takeover:
+            self.start_engine()
+            self._msg("took over the live engine of a page that closed or reloaded (typed confirmation)",
+                      error=True, ttl=30.0)
+            return
         self._msg("LIVE mode armed: press Start to trade", error=True, ttl=60.0)
 
     def _snap_mode(self) -> None:
@@ -488,10 +529,16 @@ class ControlPanel:
         self._last_lease_poll = time.time()
         if await self.engine.lease_holder() is not None:
             if not self.engine.running:
+                if self._handover_offer is not None:  # someone else took it over: nothing to offer
+                    self._handover_offer = None
+                    self._snap_mode()
                 self.engine.start(attach_only=True).add_done_callback(self._report_task)
             return
         mode = await self.engine.handover_pending()
         if mode is None or self.engine.running or self.closed:
+            return
+        if mode is Mode.LIVE:  # real money: the same typed confirmation as arming live, never automatic
+            self._offer_live_handover()
             return
         try:
             if mode is not self.engine.mode:

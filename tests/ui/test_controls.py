@@ -399,3 +399,58 @@ def test_headless_status_line_says_why_and_who_paused():
 
     line = status_line(EngineState(mode="paper", paused=True, pause_note="deadman by page-1 at 10:00:00"))
     assert line.startswith("[paper PAUSED (deadman by page-1 at 10:00:00)]")
+
+
+def _hand_over(db_url: str, mode: str) -> None:
+    """What a page kernel's clean stop leaves: an expired lease row with its final state marked
+    for hand-over (`Engine.stop(handover=True)`)."""
+    db = make_engine(db_url)
+    old = Lease(db, ttl_sec=30, owner="old-page-kernel")
+    assert old.try_acquire()
+    old.release(EngineState(role="owner", mode=mode, running=False, handover_ts=time.time()).to_json())
+    db.dispose()
+
+
+async def test_a_live_hand_over_waits_for_the_typed_confirmation(settings, db_url):
+    """Issue 11: a page opened after a live page closed shows the pending hand-over and takes it
+    over only after `live` (or the wallet's last 4 hex digits) is typed; paper takes over at once."""
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    key = Account.create()
+    _hand_over(db_url, "live")
+    engine = Engine(settings.model_copy(update={"private_key": SecretStr(key.key.hex())}))
+    panel = ControlPanel(engine)
+    started: list[bool] = []
+    panel.start_engine = lambda: started.append(True)  # type: ignore[method-assign]
+    await panel._watch_lease(now=True)
+    assert not started and engine.mode.value == "paper"  # nothing starts without the confirmation
+    assert panel.live_box.layout.display == "flex" and "handed over" in panel.live_box.children[0].value
+    assert key.address in panel.live_box.children[0].value and panel.live_confirm.description == "Take over LIVE"
+    assert "pending hand-over" in panel.message.value
+    await panel._watch_lease(now=True)  # polled again: offered once, still waiting
+    assert not started
+    panel._on_live_confirm(None)  # a forged click without the word: refused
+    assert not started and engine.mode.value == "paper" and "refused" in panel.message.value
+    panel.live_text.value = key.address[-4:]
+    assert not panel.live_confirm.disabled
+    panel.live_confirm.click()
+    assert started == [True] and engine.mode.value == "live" and panel.mode.value == "live"
+    assert panel.live_box.layout.display == "none"
+
+    # declined: nothing starts, and the offer is not shown again
+    engine2 = Engine(settings.model_copy(update={"private_key": SecretStr(key.key.hex())}))
+    panel2 = ControlPanel(engine2)
+    panel2.start_engine = lambda: started.append(False)  # type: ignore[method-assign]
+    await panel2._watch_lease(now=True)
+    panel2.live_cancel.click()
+    assert "declined" in panel2.message.value and panel2.live_box.layout.display == "none"
+    await panel2._watch_lease(now=True)
+    assert panel2.live_box.layout.display == "none" and started == [True] and engine2.mode.value == "paper"
+
+    # paper: automatic, as before
+    _hand_over(db_url, "paper")
+    panel3 = ControlPanel(Engine(settings))
+    panel3.start_engine = lambda: started.append(True)  # type: ignore[method-assign]
+    await panel3._watch_lease(now=True)
+    assert started == [True, True] and panel3.live_box.layout.display == "none"
