@@ -29,7 +29,7 @@ from typing import Any
 import ipywidgets as W
 from pydantic import ValidationError
 
-from ..config import STRATEGY_NAMES, format_validation_error
+from ..config import STRATEGY_NAMES, Params, format_validation_error
 from ..domain import Mode
 from ..engine.core import Engine, venue_description, wallet_address
 from ..engine.state import EngineState, KillResult, MarketRow
@@ -39,7 +39,8 @@ from .charts import Charts
 COLUMNS = ("rank", "question", "mid", "spread", "YES bid", "YES ask", "NO bid", "NO ask",
            "inv YES", "inv NO", "PnL", "rewards $/h", "fills/min", "status")
 
-# (params field, label, min, max, step, decimals)
+# (params field, label, min, max, step, decimals): the slider's usual range, inside the parameter's
+# bounds (ParamFields, a test checks); it widens to show a valid value set elsewhere (PMM_*, code)
 SLIDERS = (
     ("alpha", "α (spread ×)", 0.1, 10.0, 0.1, 2),
     ("paper_fill_intensity", "fill intensity", 0.0, 20.0, 0.1, 2),
@@ -250,8 +251,10 @@ class ControlPanel:
         self.sliders: dict[str, W.FloatSlider] = {}
         self._decimals: dict[str, int] = {}
         for name, label, lo, hi, step, decimals in SLIDERS:
-            sl = W.FloatSlider(value=float(getattr(engine.params, name)), min=lo, max=hi, step=step, description=label,
+            value = float(getattr(engine.params, name))  # PMM_* may start it outside the slider's usual range
+            sl = W.FloatSlider(value=value, min=min(lo, value), max=max(hi, value), step=step, description=label,
                                continuous_update=False, readout_format=f".{decimals}f",
+                               tooltip=Params.model_fields[name].description,
                                style={"description_width": "110px"}, layout=W.Layout(width="340px"))
             sl.add_class(f"pmm-{name.replace('_', '-')}")
             sl.observe(self._slider_handler(name), names="value")
@@ -623,6 +626,9 @@ class ControlPanel:
                 continue
             self._seen_params[name] = v
             if abs(float(v) - sl.value) > 1e-12:
+                # widen the range to a valid value set elsewhere, never clamp it (a clamped slider
+                # would show a value the engine does not use)
+                sl.max, sl.min = max(sl.max, float(v)), min(sl.min, float(v))
                 self._set_widget(sl, float(v))
         if self.pause_btn.value != s.paused:
             self._set_widget(self.pause_btn, s.paused)

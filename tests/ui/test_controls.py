@@ -48,6 +48,26 @@ def test_slider_sets_live_params(settings):
     assert engine.state.params["alpha"] == 3.0
 
 
+def test_slider_ranges_lie_inside_the_parameter_bounds():
+    from pmm_widgets.config import Params, field_bounds
+    from pmm_widgets.ui.controls import SLIDERS
+
+    for name, _label, lo, hi, _step, _dec in SLIDERS:
+        f_lo, f_hi = field_bounds(name)
+        assert name in Params.model_fields and Params.model_fields[name].description
+        assert (f_lo is None or lo >= f_lo) and (f_hi is None or hi <= f_hi), (name, lo, hi, f_lo, f_hi)
+
+
+def test_slider_shows_a_value_outside_its_usual_range_without_clamping(settings):
+    engine = Engine(settings.model_copy(update={"alpha": 15.0}))  # PMM_ALPHA=15: valid (<= 20), slider max 10
+    panel = ControlPanel(engine)
+    assert panel.sliders["alpha"].value == 15.0 and engine.params.alpha == 15.0
+    assert panel.sliders["alpha"].tooltip == type(engine.params).model_fields["alpha"].description
+    panel.refresh(_state(alpha=18.0))  # set elsewhere (code, another face)
+    assert panel.sliders["alpha"].value == 18.0 and panel.sliders["alpha"].max >= 18.0
+    assert engine.params.alpha == 15.0  # syncing the widget never writes the parameter back
+
+
 def test_invalid_value_snaps_back_with_message(settings):
     engine = Engine(settings)
     panel = ControlPanel(engine)
