@@ -122,7 +122,7 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
         assert t.fills_per_min > 0  # the window holds the last engine's fills
         assert second._cycle.pnl.totals({}).realized == old_realized
         assert t.realized == pytest.approx(float(old_realized), abs=1e-9)
-        ms = second._cycle.markets_state()
+        ms = second._cycle.snapshot().markets
         for cid, snap in old.items():
             if cid in ms:
                 assert (ms[cid].inventory_yes, ms[cid].inventory_no, ms[cid].fills) == \

@@ -401,6 +401,33 @@ def test_headless_status_line_says_why_and_who_paused():
     assert line.startswith("[paper PAUSED (deadman by page-1 at 10:00:00)]")
 
 
+async def test_button_actions_are_owned_reported_and_awaited_on_close(settings):
+    """`_spawn` (the Kill button's path) holds its task until it ends, shows a failure on the page
+    at once, and `close()` waits for an action under way instead of dropping it."""
+    panel = ControlPanel(Engine(settings))
+    gate = asyncio.Event()
+    done: list[str] = []
+
+    async def slow_kill() -> None:
+        await gate.wait()
+        done.append("kill")
+
+    async def broken() -> None:
+        raise RuntimeError("venue said no")
+
+    panel._spawn(slow_kill(), "kill")
+    panel._spawn(broken(), "pause")
+    assert len(panel._actions) == 2  # strong references: the loop keeps only weak ones
+    await asyncio.sleep(0.05)
+    assert "venue said no" in panel.message.value and len(panel._actions) == 1
+    closing = asyncio.ensure_future(panel.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # the kill under way is awaited
+    gate.set()
+    await asyncio.wait_for(closing, 5)
+    assert done == ["kill"] and not panel._actions
+
+
 def _hand_over(db_url: str, mode: str) -> None:
     """What a page kernel's clean stop leaves: an expired lease row with its final state marked
     for hand-over (`Engine.stop(handover=True)`)."""
