@@ -59,8 +59,8 @@ def entry(cmd: str, module: str, name: str) -> Callable[..., Any]:
         if isinstance(exc, ModuleNotFoundError):
             raise MissingPackage(f"pmm {cmd}: missing Python package {missing!r} (reinstall: pip install -e .)") from None
         raise
-    fn = getattr(mod, name, None)
-    if fn is None:
+    fn: object = getattr(mod, name, None)
+    if not callable(fn):
         raise NotBuilt(cmd, f"{module}.{name}")
     return fn
 
