@@ -252,6 +252,8 @@ class Settings(ParamFields, BaseSettings):
     record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
     record_dir: str = "./data/recordings"
     record_max_gb: float = Field(0.0, ge=0)  # 0: no budget
+    # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly
+    record_rotate_sec: float = Field(60.0, ge=0, le=3600)
 
     # paper exchange latency: fixed for a run (the live parameters are inherited from ParamFields)
     paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
