@@ -197,7 +197,7 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
 
 def _footer_rows(f: Path) -> int | None:
     try:
-        return pq.read_metadata(f).num_rows
+        return int(pq.read_metadata(f).num_rows)
     except (OSError, ValueError, pa.ArrowException):
         return None
 
