@@ -40,7 +40,9 @@ from pydantic import ValidationError
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
 from ..errors import PmmError
+from ..events import Event, EventBus
 from ..store.db import DbIdentity, first_line
+from ..store.recorder import DbRecorder
 from ..store.sink import Sink
 from ..tasks import spawn
 from .circuit import Circuit
@@ -48,7 +50,6 @@ from .commands import CommandQueue, default_sender
 from .lease import Lease, LeaseTimer, new_owner_id
 from .state import (
     EngineState,
-    EventLog,
     FeedState,
     KillResult,
     MarketRow,
@@ -66,24 +67,6 @@ class LeaseLost(PmmError, RuntimeError):
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
-
-
-class OwnerTaggedSink:
-    """Wraps the sink the exchanges write to: every `orders` row carries the owner id, so the
-    table itself shows which engine placed what (and that two never quoted at once)."""
-
-    def __init__(self, inner: Any, owner: str) -> None:
-        self.inner = inner
-        self.owner = owner
-
-    def insert(self, table: str, row: Any) -> None:
-        self.inner.insert(table, {**row, "owner": self.owner} if table == "orders" else row)
-
-    def upsert(self, table: str, row: Any, key: Any) -> None:
-        self.inner.upsert(table, {**row, "owner": self.owner} if table == "orders" else row, key)
-
-    def update(self, table: str, where: Any, values: Any) -> None:
-        self.inner.update(table, where, values)
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +124,7 @@ class Engine:
         self._attach_only = False
         self._handover = False
         self._pause_note = ""
-        self.events = EventLog()
+        self.events = EventBus()  # the one event flow: faces subscribe, `_record_event` persists
         self._params = settings.params()
         self._sink_override = sink
         self._endpoints_override = endpoints
@@ -163,6 +146,7 @@ class Engine:
         self._commands: CommandQueue | None = None
         self._exchange: Any = None
         self._sink: Any = None
+        self._store: DbRecorder | None = None  # the typed writer over `_sink`
         self._writer: Any = None
         self._md: Any = None
         self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
@@ -314,10 +298,8 @@ class Engine:
                 self._strategy_overrides.pop(cid, None)
             else:
                 self._strategy_overrides[cid] = (strategy, dict(params))
-            if self._sink is not None and (strategy is None or isinstance(strategy, str)):
-                self._sink.upsert("market_overrides", {"market": cid, "strategy": strategy,
-                                                       "params_json": _jsonable(params) or None,
-                                                       "updated_at": time.time()}, key=["market"])
+            if self._store is not None and (strategy is None or isinstance(strategy, str)):
+                self._store.market_override(cid, strategy, _jsonable(params), time.time())
         name = strategy if strategy is None or isinstance(strategy, str) else getattr(strategy, "name", "?")
         self.events.emit("INFO", "strategy", f"strategy of {market}: {name or 'default'}"
                          + (f" {_jsonable(params)}" if params else ""), market=None if market == "*" else market)
@@ -603,6 +585,7 @@ class Engine:
                                        max_lag_sec=s.writer_max_lag_sec)
             self._writer.start()
             self._sink = self._writer
+        self._store = store = DbRecorder(self._sink)
         from ..store.recording import recorder_from_settings
 
         self._recorder = recorder_from_settings(s)
@@ -619,7 +602,7 @@ class Engine:
             self._recorder.universe(time.time(), self._markets)
         self._universe_ts = time.time()
 
-        self._md = MarketData(endpoints.clob_url, endpoints.ws_url, self._sink,
+        self._md = MarketData(endpoints.clob_url, endpoints.ws_url, store,
                               stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=self._recorder)
         await self._md.start()
         if self.mode is Mode.PAPER:
@@ -627,19 +610,17 @@ class Engine:
 
             # Paper orders live in the process that placed them. Rows still open belong to an engine
             # that died without its finally (a killed kernel); we hold the lease, so none is ours.
-            for status in ("PENDING", "LIVE", "PARTIAL"):
-                self._sink.update("orders", {"mode": Mode.PAPER.value, "status": status},
-                                  {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
-                                   "updated_ts": time.time()})
+            store.close_stale_orders(Mode.PAPER.value, ("PENDING", "LIVE", "PARTIAL"),
+                                     "engine restarted: paper orders die with their process", time.time())
 
-            self._exchange = paper_exchange(s, self._params, OwnerTaggedSink(self._sink, self._owner_id))
+            self._exchange = paper_exchange(s, self._params, store.with_owner(self._owner_id))
         else:
             from ..execution.live import LiveExchange
 
             # the market feed counts as a stream for the cancel-all-on-disconnect valve: quotes
             # priced off a book we no longer see are as dangerous as fills we no longer see
             md = self._md
-            self._exchange = LiveExchange(s, OwnerTaggedSink(self._sink, self._owner_id),
+            self._exchange = LiveExchange(s, store.with_owner(self._owner_id), events=self.events,
                                           clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
                                           dry_run=self.mode is Mode.DRY_RUN,
                                           market_feed_ok=lambda: md.stream.connected())
@@ -648,7 +629,8 @@ class Engine:
         self._exchange.set_markets(self._markets)
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
-        self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        self._cycle = QuoteCycle(self._params, store, self.mode, calibration=calibration, pnl_sec=s.pnl_sec,
+                                 events=self.events)
         # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
@@ -677,10 +659,8 @@ class Engine:
             self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
-        from ..venue.universe import universe_rows
-
-        for row in universe_rows(markets, time.time()):
-            self._sink.insert("markets", row)
+        if self._store is not None:
+            self._store.markets(markets, time.time())
 
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
@@ -799,9 +779,7 @@ class Engine:
                 if self._circuit.is_open:
                     await self._circuit_probe()
                 else:
-                    report = await self._one_cycle()
-                    for breach in getattr(report, "breaches", None) or []:
-                        self.events.emit("WARNING", "risk_breach", str(breach))
+                    report = await self._one_cycle()  # its breaches are already events (risk emits them)
                     if getattr(report, "kill_requested", False):
                         self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
                         self._kill_requested = True
@@ -1226,7 +1204,7 @@ class Engine:
         spill = getattr(self._writer, "spill_path", None)
         if spill:
             self.events.emit("ERROR", "writer", f"rows the DB did not take were saved to {spill}")
-        self._sink = None
+        self._sink = self._store = None
         cmd_id = self._kill_command_id
         if cmd_id is not None and self._commands is not None and self._kill_result is not None:
             with contextlib.suppress(Exception):
@@ -1324,10 +1302,10 @@ class Engine:
             except Exception:  # a broken face must not break the engine
                 pass
 
-    def _record_event(self, ev: Any) -> None:
-        if self._sink is not None and self.role == "owner":
-            self._sink.insert("events", {"ts": ev.ts, "level": ev.level, "kind": ev.kind, "market": ev.market,
-                                         "message": ev.message, "data_json": None})
+    def _record_event(self, ev: Event) -> None:
+        """The one persisting subscriber: one `events` row per event (the owner's only)."""
+        if self._store is not None and self.role == "owner":
+            self._store.event(ev)
 
     def _on_done(self, task: asyncio.Task) -> None:
         """Surface a crash: never silent, even when nobody awaits the task."""
