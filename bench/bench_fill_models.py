@@ -26,9 +26,9 @@ import numpy as np
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import BookView, Level, Market, Mode
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import NullSink
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 D = Decimal
 MARKETS = 20

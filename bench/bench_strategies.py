@@ -39,11 +39,11 @@ from pmm_widgets.economics.rewards import (
     share,
     to_yes_terms,
 )
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import Simulator
 from pmm_widgets.store.sink import NullSink
-from pmm_widgets.strategy.cycle import QuoteCycle
 from pmm_widgets.venue.gamma import parse_market
 
 D = Decimal

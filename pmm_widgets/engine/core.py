@@ -39,7 +39,6 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
-from ..errors import PmmError
 from ..events import Event, EventBus
 from ..store.db import DbIdentity, first_line
 from ..store.recorder import DbRecorder
@@ -59,10 +58,6 @@ from .state import (
 )
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
-
-
-class LeaseLost(PmmError, RuntimeError):
-    """Another engine took the lease (ours expired): stop trading at once."""
 
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
@@ -269,8 +264,8 @@ class Engine:
         strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
         start-up); a strategy object lives only in this process ("*" with an object also makes it
         the default of markets that join the universe later)."""
-        from ..strategy.cycle import strategy_params
         from ..strategy.registry import build_strategy
+        from .cycle import strategy_params
 
         if isinstance(strategy, str):
             build_strategy(strategy)  # raises ValueError on an unknown name
@@ -564,10 +559,10 @@ class Engine:
     async def _setup(self, stack: contextlib.AsyncExitStack) -> None:
         """Open endpoints, writer, universe, market data, exchange and the quote cycle."""
         from ..store import repo
-        from ..strategy.cycle import QuoteCycle
         from ..venue.gamma import GammaClient
         from ..venue.market_data import MarketData
         from ..venue.universe import load_universe
+        from .cycle import QuoteCycle
 
         s = self.settings
         if self._endpoints_override is not None:

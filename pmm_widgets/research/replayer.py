@@ -35,12 +35,12 @@ from ..analytics.markouts import horizon_key
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
+from ..engine.cycle import QuoteCycle
 from ..events import EventKind, Level
 from ..execution.paper import paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
 from ..strategy.base import Strategy
-from ..strategy.cycle import QuoteCycle
 from ..venue.market_data import MarketData
 from ..venue.market_stream import MarketStream, _Conn
 from .recordings import (

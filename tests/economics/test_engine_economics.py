@@ -31,12 +31,12 @@ from pmm_widgets.economics.tracker import (
     fill_economics,
     market_terms,
 )
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import Simulator
 from pmm_widgets.store import schema
 from pmm_widgets.store.sink import MemorySink
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 START = 1_780_000_000.0
 

@@ -10,10 +10,10 @@ from strategy_helpers import WalkingBooks, make_market
 from pmm_widgets.analytics.report import build_report, report_main
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Mode, Side
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store import schema
 from pmm_widgets.store.sink import MemorySink
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 D = Decimal
 

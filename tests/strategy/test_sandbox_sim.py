@@ -14,6 +14,7 @@ from sqlalchemy import select
 from pmm_widgets.analytics.report import build_report, report_main
 from pmm_widgets.config import Params
 from pmm_widgets.domain import BookView, Level, Market, Mode, PublicTrade, Side
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.sandbox.simulator import Simulator
 from pmm_widgets.store import schema
@@ -21,7 +22,6 @@ from pmm_widgets.store.db import make_engine
 from pmm_widgets.store.migrate import upgrade
 from pmm_widgets.store.repo import load_calibration
 from pmm_widgets.store.writer import BatchWriter
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 D = Decimal
 T0 = 1_000_000.0

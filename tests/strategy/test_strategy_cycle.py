@@ -10,10 +10,10 @@ from strategy_helpers import WalkingBooks, make_market
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Mode, Quote, Side
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.base import Decision, MarketContext
-from pmm_widgets.strategy.cycle import QuoteCycle
 from pmm_widgets.ticks import valid_price
 
 D = Decimal

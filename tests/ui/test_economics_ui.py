@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pmm_widgets.engine.cycle import MarketState
+from pmm_widgets.engine.cycle import Totals as CycleTotals
 from pmm_widgets.engine.state import (
     EngineState,
     MarketRow,
@@ -12,8 +14,6 @@ from pmm_widgets.engine.state import (
     row_from_market_state,
     totals_from,
 )
-from pmm_widgets.strategy.cycle import MarketState
-from pmm_widgets.strategy.cycle import Totals as CycleTotals
 from pmm_widgets.ui.charts import PNL_COMPONENTS, Charts
 from pmm_widgets.ui.controls import COLUMNS, render_table, render_totals
 

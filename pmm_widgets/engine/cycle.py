@@ -32,15 +32,15 @@ from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
-from .base import Decision, MarketContext, Regime, Strategy
-from .calibrator import Calibrator
-from .guard import guard_quotes
-from .inventory import Inventory
-from .planner import plan
-from .quoting import effective_touch, grid_tick, is_quotable, yes_space_price
-from .registry import Builtins, build_strategy
-from .risk import RiskManager
-from .volatility import VolEstimator
+from ..strategy.base import Decision, MarketContext, Regime, Strategy
+from ..strategy.calibrator import Calibrator
+from ..strategy.guard import guard_quotes
+from ..strategy.inventory import Inventory
+from ..strategy.planner import plan
+from ..strategy.quoting import effective_touch, grid_tick, is_quotable, yes_space_price
+from ..strategy.registry import Builtins, build_strategy
+from ..strategy.risk import RiskManager
+from ..strategy.volatility import VolEstimator
 
 DEFAULT_TICK = Decimal("0.01")
 TOX_EWM_W = 0.2  # weight of a new short-horizon markout in the per-market toxicity EWMA
@@ -89,8 +89,6 @@ class MarketState:
     inventory_yes: Decimal = ZERO
     inventory_no: Decimal = ZERO
     pnl_total: Decimal = ZERO
-    pnl_realized: Decimal = ZERO
-    pnl_unrealized: Decimal = ZERO
     pnl_spread: Decimal = ZERO
     pnl_inventory: Decimal = ZERO
     pnl_fees: Decimal = ZERO
@@ -104,14 +102,6 @@ class MarketState:
     calib_mult: float = 1.0
     strategy: str = ""
     regime: str = ""
-
-    @property
-    def inv_yes(self) -> Decimal:
-        return self.inventory_yes
-
-    @property
-    def inv_no(self) -> Decimal:
-        return self.inventory_no
 
 
 @dataclass(slots=True)
@@ -625,10 +615,6 @@ class QuoteCycle:
     def resolved(self) -> dict[str, str]:
         return dict(self._resolved)
 
-    async def cancel_market_quotes(self, exchange: Exchange, market: str) -> int:
-        """Pull one market's orders (it left the universe, or a face asked); returns how many."""
-        return await exchange.cancel_market(market)
-
     # -- faces ---------------------------------------------------------------------------------
     def _refresh_state(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
         our: dict[str, dict[str, Decimal | None]] = {}
@@ -679,8 +665,6 @@ class QuoteCycle:
                 inventory_yes=lg.yes if lg else ZERO,
                 inventory_no=lg.no if lg else ZERO,
                 pnl_total=pp.total if pp else ZERO,
-                pnl_realized=pp.realized if pp else ZERO,
-                pnl_unrealized=pp.unrealized if pp else ZERO,
                 pnl_spread=pp.spread if pp else ZERO,
                 pnl_inventory=pp.inventory if pp else ZERO,
                 pnl_fees=pp.fees if pp else ZERO,
