@@ -46,6 +46,7 @@ class EventKind(StrEnum):
     RETENTION = "retention"
     UNIVERSE = "universe"
     RESOLUTION = "resolution"
+    RESTORE = "restore"
     PAUSE = "pause"
     PAUSE_BUTTON = "pause button"
     RESUME = "resume"

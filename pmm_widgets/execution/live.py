@@ -478,6 +478,12 @@ class LiveExchange:
             return None
         return await self._venue.orders_scoring(order_ids)
 
+    async def venue_positions(self, token_ids: Sequence[str]) -> dict[str, Decimal]:
+        """The wallet's shares of each token as the venue holds them (live; empty in dry-run)."""
+        if self.mode is Mode.DRY_RUN:
+            return {}
+        return {t: await self._venue.token_balance(t) for t in token_ids}
+
     async def count_venue_open_orders(self) -> int:
         if self.mode is Mode.DRY_RUN:
             return len(self._open)
