@@ -401,7 +401,7 @@ def cmd_recordings_list(args: argparse.Namespace) -> int:
         print(f"no recordings under {settings.record_dir}")
         return ExitCode.OK
     for r in rows:
-        state = "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
+        state = f"OPEN: {r['problem']}" if r.get("open") else "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
         print(f"{r['hour']}  {r['channel']:<8} {r['session']:<14} {r['rows'] or 0:>10,} rows "
               f"{r['bytes'] / 1e6:>9.2f} MB  {state}")
     print(f"{len(rows)} files, {sum(r['bytes'] for r in rows) / 1e6:.1f} MB under {settings.record_dir}")

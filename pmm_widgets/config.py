@@ -10,6 +10,7 @@ Secrets are `SecretStr`: they print as '**********' in every repr, log line and 
 
 from __future__ import annotations
 
+import difflib
 import enum
 from decimal import Decimal
 from typing import Any, Literal
@@ -251,6 +252,8 @@ class Settings(ParamFields, BaseSettings):
     record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
     record_dir: str = "./data/recordings"
     record_max_gb: float = Field(0.0, ge=0)  # 0: no budget
+    # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly
+    record_rotate_sec: float = Field(60.0, ge=0, le=3600)
 
     # paper exchange latency: fixed for a run (the live parameters are inherited from ParamFields)
     paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
@@ -344,7 +347,14 @@ def load_settings(**overrides: Any) -> Settings:
     """Read settings from env/.env (+ overrides) and validate the live parameters too.
 
     Raises ConfigError with a single user-facing line; callers (CLI, runner) print it and exit 2.
+    An override that is no setting or parameter (`load_settings(alhpa=2)` in a notebook) is refused
+    with the closest name, not silently ignored (env and .env names are warned about instead).
     """
+    for name in overrides:
+        if not name.startswith("_") and name not in Settings.model_fields:
+            close = difflib.get_close_matches(name, list(Settings.model_fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else " (see env.example for every setting)"
+            raise ConfigError(f"{name}: not a setting or parameter{hint}")
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

@@ -110,6 +110,13 @@ def test_formerly_unsettable_parameters_come_from_env_dotenv_and_set(monkeypatch
     assert getattr(cli.settings_from_args(args).params(), name) == expected
 
 
+def test_notebook_overrides_reach_every_parameter_and_unknown_names_are_refused():
+    s = load_settings(calib_max_mult=2, anomaly_cooldown_sec=5, alpha="2.5")
+    assert (s.params().calib_max_mult, s.params().anomaly_cooldown_sec, s.params().alpha) == (2.0, 5.0, 2.5)
+    with pytest.raises(ConfigError, match=r"^alhpa: not a setting or parameter \(did you mean alpha\?\)$"):
+        load_settings(alhpa=2)
+
+
 def test_parameter_rules_apply_to_env_values(monkeypatch):
     monkeypatch.setenv("PMM_ANOMALY_JUMP", "1.5")
     with pytest.raises(ConfigError, match=r"^PMM_ANOMALY_JUMP=1.5: Input should be less than 1$"):

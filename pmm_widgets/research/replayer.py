@@ -485,6 +485,8 @@ class Replayer:
             "max_inventory_usd": self.max_inventory_usd, "max_inventory_shares": self.max_inventory_shares,
             "bad_messages": self.stream.stats.bad_messages, "killed": self.killed,
             "gaps": len(self.window.gap_before), "problems": len(self.problems),
+            "pending_files": len(self.window.pending),
+            "recorded_until": iso(float(self.window.ts[-1])) if len(self.window) else None,
         }
         if self.cycle is not None:  # every PnL component the cycle reports (fees, rewards, ... when present)
             for k, v in self.cycle.snapshot().totals.summary().items():
@@ -606,6 +608,9 @@ def format_summary(res: ReplayResult) -> str:
     extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
     if extra:
         lines.append("  economics " + ", ".join(extra))
+    if s.get("pending_files"):
+        lines.append(f"  {s['pending_files']} part file(s) still being written were not read: the recording "
+                     f"is readable up to {s['recorded_until']} (within PMM_RECORD_ROTATE_SEC of now)")
     for p in res.problems:
         lines.append(f"  problem: {p}")
     return "\n".join(lines)
