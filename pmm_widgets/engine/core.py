@@ -859,7 +859,7 @@ class Engine:
         clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
         self._cycle.econ.clock = clock
         if self._recorder is not None:  # replay samples rewards on the same venue minutes
-            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
+            self._recorder.engine(clock.w0, "venue_clock", clock.to_json())
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""

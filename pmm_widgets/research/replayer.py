@@ -437,8 +437,7 @@ class Replayer:
                         for cid, (name, params) in (start.get("strategies") or {}).items():
                             self._set_strategy(cid, name, params or {})
                     elif kind == "venue_clock":
-                        vc = json.loads(pays[i] or "{}")
-                        self._venue_clock = VenueClock(float(vc["w0"]), float(vc["v0"]), float(vc["speed"]))
+                        self._venue_clock = VenueClock.from_json(json.loads(pays[i] or "{}"))
                         if self.cycle is not None:
                             self.cycle.econ.clock = self._venue_clock
                     elif kind == "strategy":
