@@ -838,9 +838,8 @@ class Engine:
             self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
                              f"{type(exc).__name__}: {exc}", market=m.condition_id)
             return
-        tokens = info.get("tokens") if isinstance(info, dict) else None
-        winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
-        if not info.get("closed") or len(winners) != 1:
+        winners = info.winners
+        if not info.closed or len(winners) != 1:
             return
         if await self._cycle.resolve_market(time.time(), m.condition_id, winners[0], self._exchange, "closed"):
             self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",

@@ -384,26 +384,6 @@ class ClobMarket(msgspec.Struct, gc=False):
         return [t.token_id for t in self.tokens if t.winner]
 
 
-class CancelResponse(msgspec.Struct, gc=False):
-    """DELETE /order(s), /cancel-all, /cancel-market-orders; `not_canceled` can be null."""
-
-    canceled: list[str] | None = None
-    not_canceled: dict[str, str] | None = None
-
-
-class PostOrderResponse(msgspec.Struct, gc=False):
-    """One answer of POST /order or /orders. The amounts can be ""."""
-
-    success: bool = False
-    errorMsg: str = ""  # noqa: N815 - the wire's spelling
-    orderID: str = ""  # noqa: N815
-    status: str = ""
-    makingAmount: str = ""  # noqa: N815
-    takingAmount: str = ""  # noqa: N815
-    tradeIDs: list[str] | None = None  # noqa: N815
-    transactionsHashes: list[str] | None = None  # noqa: N815
-
-
 # ---------------------------------------------------------------------------------- decoding
 T = TypeVar("T")
 

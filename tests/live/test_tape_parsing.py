@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from hypothesis import given
 from hypothesis import strategies as st
-
-from decimal import Decimal
 
 from pmm_widgets.domain import Side
 from pmm_widgets.execution.live import OurFill, our_fills
