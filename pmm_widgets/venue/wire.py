@@ -94,13 +94,8 @@ class TradeStatus(str, enum.Enum):
     @classmethod
     def parse(cls, raw: str) -> TradeStatus | None:
         """`TRADE_STATUS_CONFIRMED` (REST) and `CONFIRMED`/`confirmed` (WS) alike; None when empty."""
-        s = raw.strip().upper().removeprefix("TRADE_STATUS_")
-        if not s:
-            return None
-        return _TRADE_STATUS.get(s, cls.UNKNOWN)
-
-
-_TRADE_STATUS = {m.value: m for m in TradeStatus}
+        s = _norm(raw, "TRADE_STATUS_")
+        return cls.__members__.get(s, cls.UNKNOWN) if s else None
 
 
 class VenueOrderStatus(str, enum.Enum):
@@ -123,16 +118,10 @@ class VenueOrderStatus(str, enum.Enum):
 
     @classmethod
     def parse(cls, raw: str) -> VenueOrderStatus | None:
-        s = raw.strip().upper().removeprefix("ORDER_STATUS_")
+        s = _norm(raw, "ORDER_STATUS_")
         if not s:
             return None
-        got = _ORDER_STATUS.get(s)
-        if got is not None:
-            return got
-        return cls.CANCELED if s.startswith("CANCELED") else cls.UNKNOWN
-
-
-_ORDER_STATUS = {m.value: m for m in VenueOrderStatus}
+        return cls.__members__.get(s) or (cls.CANCELED if s.startswith("CANCELED") else cls.UNKNOWN)
 
 
 class Liquidity(str, enum.Enum):
@@ -142,10 +131,14 @@ class Liquidity(str, enum.Enum):
     MAKER = "MAKER"
 
 
+def _norm(raw: str, prefix: str) -> str:
+    """A status as the enums spell it: upper case, without the REST prefix."""
+    return raw.strip().upper().removeprefix(prefix)
+
+
 def parse_side(raw: str) -> Side | None:
     """A wire side in any case; None when empty or not BUY/SELL."""
-    s = raw.strip().upper()
-    return Side.BUY if s == "BUY" else Side.SELL if s == "SELL" else None
+    return Side.__members__.get(_norm(raw, ""))
 
 
 # ---------------------------------------------------------------------------------- market channel
@@ -292,8 +285,7 @@ class Trade(msgspec.Struct, gc=False):
 
     @property
     def liquidity(self) -> Liquidity | None:
-        s = self.trader_side.strip().upper()
-        return Liquidity.TAKER if s == "TAKER" else Liquidity.MAKER if s == "MAKER" else None
+        return Liquidity.__members__.get(_norm(self.trader_side, ""))
 
     def venue_ts(self, default: float) -> float:
         """Venue time (epoch s): match_time / matchtime (s), else timestamp (ms), else `default`."""
@@ -350,11 +342,7 @@ class OrderEvent(VenueOrder, tag_field="event_type", tag="order", gc=False):
 
     @property
     def kind(self) -> OrderEventKind:
-        s = self.type.strip().upper()
-        return OrderEventKind(s) if s in _ORDER_KINDS else OrderEventKind.UNKNOWN
-
-
-_ORDER_KINDS = frozenset(k.value for k in OrderEventKind)
+        return OrderEventKind.__members__.get(_norm(self.type, ""), OrderEventKind.UNKNOWN)
 UserEvent: TypeAlias = OrderEvent | TradeEvent
 USER_EVENT_TYPES = frozenset(m.value for m in UserEventType)
 
