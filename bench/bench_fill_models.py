@@ -26,9 +26,9 @@ import numpy as np
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import BookView, Level, Market, Mode
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import NullSink
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 D = Decimal
 MARKETS = 20
@@ -67,10 +67,10 @@ async def loop(params: Params, minutes: float, seed: int, measure_from: float = 
     for k in range(cycles):
         now = 10_000.0 + REFRESH * k
         walk.step(now)
-        rep_fills_before = {cid: st.fills for cid, st in qc.markets_state().items()}
+        rep_fills_before = {cid: st.fills for cid, st in qc.snapshot().markets.items()}
         await qc.run_once(now, walk.markets, walk.views.get, ex)
         if k >= start:
-            for cid, st in qc.markets_state().items():
+            for cid, st in qc.snapshot().markets.items():
                 per[cid] += st.fills - rep_fills_before.get(cid, 0)
     span = (cycles - start) * REFRESH / 60.0
     rates = [n / span for n in per.values()]

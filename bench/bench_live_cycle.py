@@ -39,7 +39,7 @@ from eth_account import Account
 from pmm_widgets.config import Settings
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine.core import Engine
-from pmm_widgets.strategy.cycle import QuoteCycle
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.venue.endpoints import Endpoints
 
 

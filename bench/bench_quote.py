@@ -27,9 +27,9 @@ import numpy as np
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import BookView, Level, Market, Mode
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import NullSink
-from pmm_widgets.strategy.cycle import QuoteCycle
 from pmm_widgets.strategy.inventory import Inventory
 from pmm_widgets.strategy.quoting import grid_tick, make_quotes, yes_mid
 from pmm_widgets.strategy.risk import RiskManager

@@ -36,10 +36,10 @@ from pmm_widgets.domain import (
     PublicTrade,
     Quote,
 )
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import SimReject, Simulator
 from pmm_widgets.store.sink import NullSink
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 START = 1_780_000_020.0  # a UTC minute boundary
 OWNER = "bench"

@@ -36,7 +36,7 @@ from bench_live_cycle import SandboxProcess, pct
 from pmm_widgets.config import Settings
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine.core import Engine
-from pmm_widgets.strategy.cycle import QuoteCycle
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.venue.market_stream import MarketStream
 
 TS = re.compile(r'"timestamp"\s*:\s*"?(\d{10,16})')

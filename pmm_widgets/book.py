@@ -8,13 +8,17 @@ own numbers, never summed into floats.
 
 Why a dict plus a sorted tick list per side: `price_change` carries absolute sizes, so an update
 is a dict assignment, and a level appears or disappears far less often than it is resized; the
-sorted list (maintained with `bisect`, a C-level memmove) keeps best bid / best ask O(1) and the
-best-first view a slice. Nothing here does I/O or reads a clock: callers pass timestamps.
+sorted list (maintained with `bisect`, a C-level memmove) keeps best bid / best ask O(1). Beside
+each tick list runs a list of the same levels as immutable `Level` objects (price, size), kept
+in step by every change (one new `Level` per changed level): a view is then two C-level tuple
+copies instead of a Python loop over the depth. Why it matters: the paper exchange takes a
+full-depth view of every touched token on every frame, which was half of a replay's time.
+Nothing here does I/O or reads a clock: callers pass timestamps.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -30,6 +34,7 @@ if TYPE_CHECKING:  # the wire shapes are decoded in venue/ (a type-only import: 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 _PRICE_CACHE_MAX = 4096  # distinct price spellings remembered per book (bounded against junk input)
+_SIZE_CACHE_MAX = 65_536  # distinct size spellings remembered (all books; bounded against junk input)
 MAX_ID_CHARS = 100  # wire strings kept in a book (market id 66, hash 40): longer is junk, cut
 MAX_TS_MS = 10**14  # a venue timestamp (ms) beyond this (year 5138) is junk input
 
@@ -56,6 +61,9 @@ def short(v: Any, n: int = MAX_ID_CHARS) -> str:
     return str(v)[:n] if not isinstance(v, str) or len(v) > n else v
 
 
+_SIZES: dict[str, Decimal] = {}  # size text -> its checked Decimal: a level's size recurs in every snapshot
+
+
 class BookError(PmmError, ValueError):
     """A wire value the book refuses (off grid, outside (0, 1), negative size, unknown side)."""
 
@@ -75,7 +83,7 @@ class OrderBook:
     __slots__ = (
         "token_id", "market", "tick_size", "min_order_size", "bids", "asks", "_bid_ticks", "_ask_ticks",
         "_px", "hash", "venue_ts_ms", "ts", "synced", "needs_resync", "rejected", "version", "_view",
-        "_lvb", "_lva", "_lvt",
+        "_bid_lv", "_ask_lv",
     )
 
     def __init__(self, token_id: str, market: str = "", tick_size: Decimal = Decimal("0.01"),
@@ -99,9 +107,8 @@ class OrderBook:
         self.rejected = 0
         self.version = 0  # bumped on every change; views are cached per version
         self._view: tuple[int, int | None, BookView] | None = None
-        self._lvb: dict[int, Level] = {}  # bid tick -> its last Level (reused while the size object is unchanged)
-        self._lva: dict[int, Level] = {}
-        self._lvt: Decimal | None = None  # the tick size those Levels are priced with
+        self._bid_lv: list[Level] = []  # the Levels of `_bid_ticks`, same (ascending) order
+        self._ask_lv: list[Level] = []  # the Levels of `_ask_ticks`, same order
 
     # ------------------------------------------------------------------ parsing
     def _tick_of(self, price: Any) -> int:
@@ -134,6 +141,10 @@ class OrderBook:
 
     @staticmethod
     def _size_of(size: Any) -> Decimal:
+        if type(size) is str:
+            s = _SIZES.get(size)
+            if s is not None:
+                return s
         if isinstance(size, str) and len(size) > 40:
             raise BookError("size too long")
         try:
@@ -142,6 +153,10 @@ class OrderBook:
             raise BookError(f"unparseable size {str(size)[:20]!r}") from None
         if not s.is_finite() or s < ZERO or s > MAX_SIZE:
             raise BookError(f"size {str(size)[:20]!r} negative, not finite or beyond {MAX_SIZE:.0E}")
+        if type(size) is str:
+            if len(_SIZES) >= _SIZE_CACHE_MAX:
+                _SIZES.clear()
+            _SIZES[size] = s
         return s
 
     # ------------------------------------------------------------------ mutation
@@ -162,14 +177,23 @@ class OrderBook:
 
     def _set_level(self, is_bid: bool, t: int, s: Decimal) -> None:
         """Set the size at tick `t` on one side; size 0 removes the level (the wire's delete)."""
-        levels, ticks = (self.bids, self._bid_ticks) if is_bid else (self.asks, self._ask_ticks)
+        if is_bid:
+            levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
+        else:
+            levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
         if s:
-            if t not in levels:
-                insort(ticks, t)
+            i = bisect_left(ticks, t)
+            if t in levels:
+                lvs[i] = Level(_price(self.tick_size, t), s)
+            else:
+                ticks.insert(i, t)
+                lvs.insert(i, Level(_price(self.tick_size, t), s))
             levels[t] = s
         elif t in levels:
             del levels[t]
-            del ticks[bisect_left(ticks, t)]
+            i = bisect_left(ticks, t)
+            del ticks[i]
+            del lvs[i]
 
     def apply_changes(self, entries: Sequence[PriceChange]) -> bool:
         """Apply the entries of one `price_change` message for this token atomically: every entry
@@ -222,9 +246,7 @@ class OrderBook:
             return False
         if new_tick != old_tick:
             self.tick_size, self._px = new_tick, {}
-        self.bids, self.asks = bids, asks
-        self._bid_ticks = sorted(bids)
-        self._ask_ticks = sorted(asks)
+        self._set_sides(bids, asks)
         self.hash = short(book.hash)
         if ts_ms:
             self.venue_ts_ms = ts_ms
@@ -279,10 +301,17 @@ class OrderBook:
             return False
         self.tick_size = new
         self._px = {}
-        self.bids, self.asks = bids, asks
-        self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
+        self._set_sides(bids, asks)
         self.version += 1
         return True
+
+    def _set_sides(self, bids: dict[int, Decimal], asks: dict[int, Decimal]) -> None:
+        """Replace both sides (priced on the current tick size)."""
+        tick = self.tick_size
+        self.bids, self.asks = bids, asks
+        self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
+        self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
+        self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
 
     def stamp(self, hash_: str | None, venue_ts_ms: int | None, ts: float) -> None:
         """Record the venue's hash / timestamp of the state just reached, and the local time."""
@@ -352,16 +381,16 @@ class OrderBook:
         if c is not None and c[0] == self.version and c[1] == depth:
             v = c[2]
         else:
-            tick = self.tick_size
-            bt = self._bid_ticks if depth is None else self._bid_ticks[-depth:] if depth > 0 else []
-            at = self._ask_ticks if depth is None else self._ask_ticks[:depth] if depth > 0 else []
-            if self._lvt != tick:  # cached levels are priced on one grid
-                self._lvb, self._lva, self._lvt = {}, {}, tick
+            bl, al = self._bid_lv, self._ask_lv
+            if depth is None:
+                bids, asks = tuple(bl[::-1]), tuple(al)
+            elif depth > 0:
+                bids, asks = tuple(bl[:-depth - 1:-1]), tuple(al[:depth])
+            else:
+                bids, asks = (), ()
             v = BookView(
-                token_id=self.token_id, market=self.market,
-                bids=_levels(self.bids, reversed(bt), self._lvb, tick),
-                asks=_levels(self.asks, at, self._lva, tick),
-                tick_size=tick, min_order_size=self.min_order_size, ts=self.ts,
+                token_id=self.token_id, market=self.market, bids=bids, asks=asks,
+                tick_size=self.tick_size, min_order_size=self.min_order_size, ts=self.ts,
                 venue_ts_ms=self.venue_ts_ms, stale=False, crossed=self.crossed,
             )
             self._view = (self.version, depth, v)
@@ -371,19 +400,6 @@ class OrderBook:
         """(bids, asks) as (price, size), best first: for comparisons with a venue snapshot."""
         v = self.view()
         return [(lv.price, lv.size) for lv in v.bids], [(lv.price, lv.size) for lv in v.asks]
-
-
-def _levels(sizes: dict[int, Decimal], ticks: Any, cache: dict[int, Level], tick: Decimal) -> tuple[Level, ...]:
-    """The `Level`s of these ticks, reusing the one built for an unchanged (tick, size): a frame
-    changes a level or two, so a view costs a dict lookup per level instead of a new object."""
-    out = []
-    for t in ticks:
-        s = sizes[t]
-        lv = cache.get(t)
-        if lv is None or lv.size is not s:
-            lv = cache[t] = Level(_price(tick, t), s)
-        out.append(lv)
-    return tuple(out)
 
 
 _PRICES: dict[tuple[Decimal, int], Decimal] = {}

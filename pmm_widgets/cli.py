@@ -3,10 +3,10 @@
 Why thin: every command only builds validated `Settings` (env/.env + flags, through the same
 pydantic rules as everywhere else) and calls one entry function of the module that owns the
 capability, imported lazily so `pmm --help` and `pmm db init` stay fast and work even while other
-parts are being built. Errors a user can fix are one line on stderr with a distinct exit code:
-0 ok, 1 database/venue/runtime failure, 2 bad configuration, 3 another engine holds the DB lease
-(`pmm run`), 4 capability not built, 130 interrupted (Ctrl-C / SIGINT). No traceback for any of
-them; `--log-level DEBUG` prints it.
+parts are being built. Errors a user can fix are one line on stderr with a distinct exit code
+(`errors.ExitCode`): 0 ok, 1 database/venue/runtime failure, 2 bad configuration, 3 another engine
+holds the DB lease (`pmm run`), 4 capability not built, 130 interrupted (Ctrl-C / SIGINT). No
+traceback for any of them; `--log-level DEBUG` prints it.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from typing import Any
 
 from pmm_widgets import __version__
 from pmm_widgets.config import ConfigError, Settings, load_settings
-from pmm_widgets.errors import PmmError
+from pmm_widgets.errors import ExitCode, PmmError
 from pmm_widgets.logsetup import SECRET_FIELDS, mask, register_settings_secrets, setup_logging
 
 log = logging.getLogger("pmm_widgets.cli")
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_LEASE_HELD, EXIT_NOT_BUILT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 _db_url_in_use: str | None = None  # for error messages (which SQLite file, and why)
 
 # Global flags -> Settings fields. Values stay strings so pydantic validates them (one-line errors).
@@ -60,8 +59,8 @@ def entry(cmd: str, module: str, name: str) -> Callable[..., Any]:
         if isinstance(exc, ModuleNotFoundError):
             raise MissingPackage(f"pmm {cmd}: missing Python package {missing!r} (reinstall: pip install -e .)") from None
         raise
-    fn = getattr(mod, name, None)
-    if fn is None:
+    fn: object = getattr(mod, name, None)
+    if not callable(fn):
         raise NotBuilt(cmd, f"{module}.{name}")
     return fn
 
@@ -116,7 +115,7 @@ def _name_flag(message: str, origin: dict[str, str]) -> str:
 def cmd_overview(args: argparse.Namespace) -> int:
     settings_from_args(args)  # a bad PMM_* value is reported even by a bare `pmm`
     args._parser.print_help()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
@@ -128,7 +127,7 @@ def cmd_db_init(args: argparse.Namespace) -> int:
     upgrade(settings.db_url)
     print(f"database ready: {safe_url(settings.db_url)} at revision {current_revision(settings.db_url)} "
           f"(tables: {', '.join(CONTRACT_TABLES)}, ...)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_db_status(args: argparse.Namespace) -> int:
@@ -157,7 +156,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
             print(f"  {'database':<20} {'':>10} {human_bytes(total):>10}")
     finally:
         engine.dispose()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def human_bytes(n: int) -> str:
@@ -184,7 +183,7 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     days = settings.retain_days if args.days is None else args.days
     if days <= 0:
         print("nothing to prune: retention is off (PMM_RETAIN_DAYS=0 or --days 0)")
-        return EXIT_OK
+        return ExitCode.OK
     engine = make_engine(settings.db_url)
     try:
         check_connection(engine)
@@ -199,22 +198,22 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     if before is not None and after is not None:
         print(f"database size {human_bytes(before)} -> {human_bytes(after)} (SQLite reuses freed pages; "
               f"VACUUM shrinks the file)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from pmm_widgets.config import Venue
+    from pmm_widgets.config import PARAM_FIELDS, SETTING_FIELDS, Venue
 
     settings = settings_from_args(args)
     sandbox = settings.venue is Venue.SANDBOX
-    for name in Settings.model_fields:
+    for name in (*SETTING_FIELDS, *PARAM_FIELDS):  # env.example's order
         value = getattr(settings, name)
         shown = getattr(value, "value", value)
         if sandbox and name in ("gamma_url", "clob_url", "clob_ws_url"):  # not the real hosts: the embedded venue
             scheme = "ws" if name == "clob_ws_url" else "http"
             shown = f"{scheme}://127.0.0.1:<free port>  (embedded sandbox, chosen at start; PMM_VENUE=sandbox)"
         print(f"PMM_{name.upper()}={'' if shown is None else shown}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _ensure_schema(settings: Settings) -> None:
@@ -230,7 +229,7 @@ def cmd_universe_refresh(args: argparse.Namespace) -> int:
     _ensure_schema(settings)
     markets = asyncio.run(refresh(settings))
     print(fmt(markets))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -285,8 +284,9 @@ def cmd_auth_derive(args: argparse.Namespace) -> int:
 
 
 def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], Any]:
-    """Settings plus the `--set` items that are strategy parameters only (not PMM_* settings),
-    and the `--markets` selection (a count or comma-separated condition ids / slugs)."""
+    """Settings plus the `--set` items that are live parameters (pinned for the whole replay: a
+    recorded parameter change does not override them), and the `--markets` selection (a count or
+    comma-separated condition ids / slugs)."""
     from pydantic import ValidationError
 
     from pmm_widgets.config import PARAM_FIELDS, format_validation_error
@@ -296,7 +296,7 @@ def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], 
     for item in getattr(args, "set", None) or []:
         name, sep, value = item.partition("=")
         field = name.strip().lower().removeprefix("pmm_")
-        if sep and field in PARAM_FIELDS and field not in Settings.model_fields:
+        if sep and field in PARAM_FIELDS:
             params[field] = value
         else:
             rest.append(item)
@@ -349,14 +349,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
                         cycles=args.cycles, progress=not args.json, stop=stop, db_url=settings.db_url)
     except RecordingError as exc:
         print(f"pmm replay: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     finally:
         restore()
     if args.json:
         print(json.dumps({"summary": res.summary, "problems": res.problems}, default=str))
     else:
         print(fmt(res))
-    return EXIT_INTERRUPTED if res.status == "interrupted" else EXIT_OK
+    return ExitCode.INTERRUPTED if res.status == "interrupted" else ExitCode.OK
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -377,7 +377,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                       progress=not args.json)
     except RecordingError as exc:
         print(f"pmm sweep: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if args.json:
         print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "parquet": df.attrs.get("parquet"),
                           "rows": df.to_dict(orient="records")}, default=str))
@@ -389,7 +389,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(df[cols].to_string(index=False))
         print(f"sweep {df.attrs.get('sweep_id')}: {len(df)} points -> sweep_results, {df.attrs.get('parquet')}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_recordings_list(args: argparse.Namespace) -> int:
@@ -399,13 +399,13 @@ def cmd_recordings_list(args: argparse.Namespace) -> int:
     rows = list_recordings(settings.record_dir)
     if not rows:
         print(f"no recordings under {settings.record_dir}")
-        return EXIT_OK
+        return ExitCode.OK
     for r in rows:
-        state = "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
+        state = f"OPEN: {r['problem']}" if r.get("open") else "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
         print(f"{r['hour']}  {r['channel']:<8} {r['session']:<14} {r['rows'] or 0:>10,} rows "
               f"{r['bytes'] / 1e6:>9.2f} MB  {state}")
     print(f"{len(rows)} files, {sum(r['bytes'] for r in rows) / 1e6:.1f} MB under {settings.record_dir}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_import_pmxt(args: argparse.Namespace) -> int:
@@ -420,12 +420,12 @@ def cmd_import_pmxt(args: argparse.Namespace) -> int:
         rep = import_fn(args.files, settings.record_dir, markets=sel)
     except PmxtError as exc:
         print(f"pmm recordings import-pmxt: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     print(f"imported {rep.events:,} events of {rep.markets} markets ({rep.rows:,} rows read, "
           f"{rep.skipped_rows} skipped, {rep.skipped_markets} markets without two tokens) from "
           f"{', '.join(f'{f} [{v}]' for f, v in rep.variants.items())} into {settings.record_dir} "
           f"(session {rep.session}): replay --from {iso(rep.first_ts)} --to {iso(rep.last_ts)}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # ----------------------------------------------------------------------------- parser
@@ -461,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def group(name: str, help_: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
         p = sub.add_parser(name, help=help_, description=help_, parents=[common])
-        p.set_defaults(func=lambda a, p=p: (p.print_help(), EXIT_CONFIG)[1])
+        p.set_defaults(func=lambda a, p=p: (p.print_help(), ExitCode.CONFIG)[1])
         return p.add_subparsers(title="commands", metavar="COMMAND")
 
     db = group("db", "database: create or upgrade the schema, show its state")
@@ -548,18 +548,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         code = args.func(args)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except ConfigError as exc:
         print(f"pmm: {mask(str(exc))}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except NotBuilt as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_NOT_BUILT
+        return ExitCode.NOT_BUILT
     except MissingPackage as exc:
         print(f"pmm: {mask(str(exc))}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except SystemExit as exc:  # argparse usage errors and --help
-        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+        return exc.code if isinstance(exc.code, int) else ExitCode.ERROR
     except Exception as exc:  # StoreError, venue errors, anything else: one line, traceback at DEBUG
         from pmm_widgets.errors import describe
 
@@ -569,8 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "" if isinstance(exc, StoreError) or log.isEnabledFor(logging.DEBUG) else \
             " (--log-level DEBUG shows the traceback)"
         print(f"pmm: {mask(describe(exc, _db_url_in_use))}{hint}", file=sys.stderr)
-        return EXIT_ERROR
-    return int(code or 0)
+        return ExitCode.ERROR
+    return int(code or ExitCode.OK)
 
 
 if __name__ == "__main__":

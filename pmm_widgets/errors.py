@@ -9,6 +9,7 @@ traceback stays available at `--log-level DEBUG`.
 from __future__ import annotations
 
 import difflib
+import enum
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +19,18 @@ class PmmError(Exception):
     """Base of every exception pmm-widgets raises on purpose (config, store, venue, live, sandbox,
     research, CLI): `except PmmError` catches the project's own failures and nothing else. Classes
     that were a `ValueError`/`RuntimeError` stay one too (they derive from both)."""
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of `pmm`, `python -m pmm_widgets.engine` and `python -m
+    pmm_widgets.sandbox` (README's exit-code table lists the same, a test compares them)."""
+
+    OK = 0  # also `pmm run` stopped by SIGTERM after its clean stop
+    ERROR = 1  # runtime failure: database, venue, engine crash or safety halt
+    CONFIG = 2  # bad configuration (one line naming the variable or flag); live not confirmed
+    LEASE_HELD = 3  # `pmm run`: another engine holds this DB's lease; nothing was started
+    NOT_BUILT = 4  # capability not built in this checkout
+    INTERRUPTED = 130  # Ctrl-C / SIGINT (after the clean stop)
 
 
 # PMM_* variables read outside `Settings` (documented in env.example as comments)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import inspect
 
 from pmm_widgets import cli
+from pmm_widgets.errors import ExitCode
 from pmm_widgets.store.db import make_engine
 from pmm_widgets.store.schema import CONTRACT_TABLES
 
@@ -90,10 +91,25 @@ def test_unreachable_db_is_one_line_exit_1(capsys):
 
 def test_missing_capability_says_not_built(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pmm_widgets.analytics.report", None)
-    assert cli.main(["report"]) == cli.EXIT_NOT_BUILT == 4
+    assert cli.main(["report"]) == ExitCode.NOT_BUILT == 4
     assert capsys.readouterr().err.strip() == "pmm report: not built yet (pmm_widgets.analytics.report)"
     with pytest.raises(cli.NotBuilt):
         cli.entry("x", "pmm_widgets.store.sink", "no_such_function")
+
+
+def test_readme_exit_code_table_matches_exit_code_enum():
+    """README's exit-code table is the contract scripts rely on: it lists every `ExitCode`
+    value, and no other."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = text[text.index("Exit codes (`ExitCode`"):]
+    table = table[:table.index("\n\n", table.index("| code |"))]
+    rows = {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| (.+) \|$", table, re.M)}
+    assert sorted(rows) == sorted(int(c) for c in ExitCode), rows
+    assert "lease" in rows[ExitCode.LEASE_HELD] and "not built" in rows[ExitCode.NOT_BUILT]
+    assert "configuration" in rows[ExitCode.CONFIG] and "interrupted" in rows[ExitCode.INTERRUPTED]
 
 
 def test_keyboard_interrupt_is_quiet_130(monkeypatch, capsys):
@@ -101,7 +117,7 @@ def test_keyboard_interrupt_is_quiet_130(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "cmd_report", boom)
-    assert cli.main(["report"]) == 130
+    assert cli.main(["report"]) == ExitCode.INTERRUPTED == 130
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
 

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from pmm_widgets import cli
+from pmm_widgets.errors import ExitCode
 
 UNREACHABLE = {"PMM_GAMMA_URL": "http://127.0.0.1:9", "PMM_CLOB_URL": "http://127.0.0.1:9",
                "PMM_CLOB_WS_URL": "ws://127.0.0.1:9/ws", "PMM_HTTP_TIMEOUT_SEC": "1"}
@@ -86,8 +87,8 @@ def test_unwritable_db_path(env, capsys, argv, _venue, db_code):
 @pytest.mark.parametrize("argv", [c[0] for c in COMMANDS], ids=[" ".join(c[0][:2]) for c in COMMANDS])
 def test_bad_setting(env, capsys, argv):
     env.setenv("PMM_ALPHA", "abc")
-    assert cli.EXIT_CONFIG == 2
-    assert _check(argv, capsys, cli.EXIT_CONFIG).startswith("pmm: PMM_ALPHA=abc")
+    assert ExitCode.CONFIG == 2
+    assert _check(argv, capsys, ExitCode.CONFIG).startswith("pmm: PMM_ALPHA=abc")
 
 
 def test_misspelt_setting_is_warned_with_the_closest_name(env, capsys):

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, func, inspect, select
 
+from ..errors import ExitCode
 from ..store import schema
 from .markouts import HORIZONS, horizon_key
 
@@ -38,7 +39,8 @@ def _json(v: Any) -> dict[str, Any]:
     if isinstance(v, dict):
         return v
     if isinstance(v, str) and v:
-        return json.loads(v)
+        loaded = json.loads(v)
+        return loaded if isinstance(loaded, dict) else {}
     return {}
 
 
@@ -204,7 +206,7 @@ def economics_json(doc: dict[str, Any]) -> str:
 
 def report_main(settings: Any, as_json: bool = False) -> int:
     """Print the report for `settings.db_url` (or, `as_json`, the PnL decomposition as one JSON
-    object); 1 when there is nothing to report."""
+    object); 0 also when there is nothing to report (it says so)."""
     from ..store.db import make_engine
 
     engine = make_engine(settings.db_url)
@@ -212,17 +214,17 @@ def report_main(settings: Any, as_json: bool = False) -> int:
         names = set(inspect(engine).get_table_names())
         if not {"orders", "trades", "pnl"} <= names:
             print("no trading tables in this database yet: run `pmm run paper` first")
-            return 0
+            return ExitCode.OK
         if as_json:
             print(economics_json(economics(engine)))
-            return 0
+            return ExitCode.OK
         df = build_report(engine)
         econ = economics(engine)
     finally:
         engine.dispose()
     if len(df) <= 1 and df.iloc[0]["placed"] == 0 and df.iloc[0]["fills"] == 0:
         print("no orders or fills recorded yet: run `pmm run paper` first")
-        return 0
+        return ExitCode.OK
     show = df.copy()
     show["market"] = show["market"].map(lambda s: s if len(s) <= 14 else s[:12] + "..")
     show["question"] = show["question"].map(lambda s: s if len(s) <= 32 else s[:30] + "..")
@@ -242,4 +244,4 @@ def report_main(settings: Any, as_json: bool = False) -> int:
         with pd.option_context("display.max_rows", 500, "display.width", 250, "display.float_format",
                                lambda x: f"{x:.4f}"):
             print(ec[["market", "fills", "fills_per_min", *ECON_KEYS]].to_string(index=False))
-    return 0
+    return ExitCode.OK

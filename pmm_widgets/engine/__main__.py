@@ -8,6 +8,7 @@ import sys
 
 from ..config import ConfigError, load_settings
 from ..domain import Mode
+from ..errors import ExitCode
 from .runner import run_main
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     return run_main(settings, Mode(args.mode.replace("-", "_")), yes=args.yes, max_seconds=args.max_seconds)
 
 

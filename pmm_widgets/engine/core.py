@@ -39,7 +39,6 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
-from ..errors import PmmError
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
 from ..tasks import spawn
@@ -51,17 +50,10 @@ from .state import (
     EventLog,
     FeedState,
     KillResult,
-    MarketRow,
     params_to_json,
-    row_from_market_state,
-    totals_from,
 )
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
-
-
-class LeaseLost(PmmError, RuntimeError):
-    """Another engine took the lease (ours expired): stop trading at once."""
 
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
@@ -237,15 +229,12 @@ class Engine:
 
         db = self._db
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a notebook cell before start): record here
             record(db, changes, by)
             return
-        task = loop.create_task(asyncio.to_thread(record, db, changes, by))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
-            "ERROR", "params", f"could not record parameter change: {t.exception()}"))
+        spawn(asyncio.to_thread(record, db, changes, by), "pmm-record-params", self._sending,
+              lambda _t, exc: self.events.emit("ERROR", "params", f"could not record parameter change: {exc}"))
 
     async def _restore_params(self) -> None:
         """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
@@ -285,8 +274,8 @@ class Engine:
         strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
         start-up); a strategy object lives only in this process ("*" with an object also makes it
         the default of markets that join the universe later)."""
-        from ..strategy.cycle import strategy_params
         from ..strategy.registry import build_strategy
+        from .cycle import strategy_params
 
         if isinstance(strategy, str):
             build_strategy(strategy)  # raises ValueError on an unknown name
@@ -582,10 +571,10 @@ class Engine:
     async def _setup(self, stack: contextlib.AsyncExitStack) -> None:
         """Open endpoints, writer, universe, market data, exchange and the quote cycle."""
         from ..store import repo
-        from ..strategy.cycle import QuoteCycle
         from ..venue.gamma import GammaClient
         from ..venue.market_data import MarketData
         from ..venue.universe import load_universe
+        from .cycle import QuoteCycle
 
         s = self.settings
         if self._endpoints_override is not None:
@@ -644,11 +633,16 @@ class Engine:
                                           dry_run=self.mode is Mode.DRY_RUN,
                                           market_feed_ok=lambda: md.stream.connected())
         self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
+        from . import restore  # issue 11: positions, PnL and fills continue from the DB
+
+        session_rows = await restore.read_rows(self._db, self.mode)  # before the exchange's reconcile adds fills
         await self._exchange.start()
         self._exchange.set_markets(self._markets)
         await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        await restore.resume(session_rows, self._cycle, self._exchange, self.mode, self._markets, time.time(),
+                             self.events.emit)
         # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
@@ -947,19 +941,12 @@ class Engine:
         self._publish(replace(self._state, last_error=None if err and err.startswith("cycle failed") else err))
 
     def _publish_cycle(self) -> None:
-        ms = self._cycle.markets_state()
-        rows: list[MarketRow] = []
-        for rank, m in enumerate(self._markets, 1):
-            st = ms.get(m.condition_id)
-            rows.append(row_from_market_state(rank, m.condition_id, st) if st is not None
-                        else MarketRow(m.condition_id, rank, m.question, status="waiting"))
-            if not rows[-1].question:
-                rows[-1].question = m.question
+        rows, totals = self._cycle.snapshot().to_display(self._markets)
         h = self._md.health()
         ws = self._writer.stats() if self._writer is not None else None
         self._publish(replace(
             self._state, running=True, tick=self._state.tick + 1, ts=time.time(), markets=rows,
-            totals=totals_from(self._cycle.totals()),
+            totals=totals,
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
             writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
             params=params_to_json(self._params), paused=self._params.quoting_paused,
@@ -1205,7 +1192,7 @@ class Engine:
         ended = "killed" if self._kill_requested else "stopped"
         rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
                 for m in self._state.markets]  # no quotes rest any more: the table must not show any
-        self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows,
+        self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows, ts=time.time(),
                               totals=replace(self._state.totals, open_orders=max(open_after, 0))))
         for closer in (getattr(self._exchange, "close", None), getattr(self._md, "close", None)):
             if closer is not None:
@@ -1285,15 +1272,12 @@ class Engine:
             raise RuntimeError("not attached to an engine")
         self.events.emit("INFO", "command", f"sent {kind} {payload or ''} to the owner")
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             commands.send(kind, payload)
             return
-        task = loop.create_task(asyncio.to_thread(commands.send, kind, payload))
-        self._sending.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._sending.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
-            "ERROR", "command", f"could not send {kind}: {t.exception()}"))
+        spawn(asyncio.to_thread(commands.send, kind, payload), f"pmm-send-{kind}", self._sending,
+              lambda _t, exc: self.events.emit("ERROR", "command", f"could not send {kind}: {exc}"))
 
     async def _remote_kill(self) -> KillResult:
         assert self._commands is not None

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from ..config import ConfigError, Settings
 from ..domain import Mode
+from ..errors import ExitCode
 from .core import Engine, venue_description, wallet_address
 from .state import EngineState
 
@@ -79,7 +80,7 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     if role == "attached":  # headless never mirrors: one quoting engine per DB
         await engine.stop()
         print("another engine owns this DB (lease held): not starting a second one", file=sys.stderr, flush=True)
-        return 3
+        return ExitCode.LEASE_HELD
     waiter = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
@@ -87,7 +88,7 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
         await engine.stop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
-    interrupted = 130 if signal.SIGINT in got else 0  # Ctrl-C: 130 after the clean stop, like any CLI
+    interrupted = ExitCode.INTERRUPTED if signal.SIGINT in got else ExitCode.OK  # Ctrl-C: 130 after the clean stop, like any CLI
     if task.cancelled():
         return interrupted
     exc = task.exception()
@@ -95,11 +96,11 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
         from ..errors import describe
 
         print(f"engine crashed: {describe(exc, engine.settings.db_url)}", file=sys.stderr, flush=True)
-        return 1
+        return ExitCode.ERROR
     if engine.fatal_halt:  # a safety halt ended the run (lease lost, DB gone): not a clean exit
         print(f"engine stopped (orders cancelled) after a safety halt: {engine.fatal_halt}", file=sys.stderr,
               flush=True)
-        return 1
+        return ExitCode.ERROR
     return interrupted
 
 
@@ -114,9 +115,9 @@ def run_main(settings: Settings, mode: Mode, yes: bool = False, max_seconds: flo
         refusal = confirm_live(settings, mode, yes, out)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     if refusal is not None:
         print(refusal, file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     engine = Engine(settings, mode)
     return asyncio.run(_run(engine, max_seconds, out))

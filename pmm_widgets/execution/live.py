@@ -88,14 +88,6 @@ class LiveHealth:
 
 
 @dataclass
-class KillReport:
-    cancelled: int
-    open_after: int
-    ok: bool
-    message: str
-
-
-@dataclass
 class _TradeState:
     fill: Fill
     statuses: list[TradeStatus]
@@ -271,9 +263,6 @@ class LiveExchange:
         for m in markets:
             for t in m.token_ids:
                 self._markets[t] = m  # kept after a market leaves: late fills still resolve
-
-    def set_market_feed_ok(self, fn: Callable[[], bool] | None) -> None:
-        self.market_feed_ok = fn
 
     def health(self) -> LiveHealth:
         return LiveHealth(self.mode.value, self._stream.health() if self._stream else None, self._hb_state,
@@ -492,27 +481,16 @@ class LiveExchange:
             return None
         return await self._venue.orders_scoring(order_ids)
 
+    async def venue_positions(self, token_ids: Sequence[str]) -> dict[str, Decimal]:
+        """The wallet's shares of each token as the venue holds them (live; empty in dry-run)."""
+        if self.mode is Mode.DRY_RUN:
+            return {}
+        return {t: await self._venue.token_balance(t) for t in token_ids}
+
     async def count_venue_open_orders(self) -> int:
         if self.mode is Mode.DRY_RUN:
             return len(self._open)
         return len(await self._venue.open_orders())
-
-    async def kill(self, attempts: int = 3) -> KillReport:
-        """Kill switch: cancel all, verify zero open orders over REST, record an event."""
-        cancelled, open_after, err = 0, -1, ""
-        for _ in range(attempts):
-            try:
-                cancelled += await self.cancel_all()
-                open_after = await self.count_venue_open_orders()
-            except BrokerError as exc:
-                err = str(exc)
-            if open_after == 0:
-                break
-            await asyncio.sleep(0.2)
-        ok = open_after == 0
-        msg = f"KILL: {cancelled} orders cancelled, venue reports {open_after} open" + (f" ({err})" if err and not ok else "")
-        self._event("WARNING" if ok else "ERROR", "kill", msg, {"cancelled": cancelled, "open_after": open_after})
-        return KillReport(cancelled, open_after, ok, msg)
 
     def open_orders(self) -> list[Order]:
         return list(self._open.values())

@@ -76,6 +76,14 @@ def fill_model_spec(params: Params, ref_depth: float = DEFAULT_REF_DEPTH) -> Fil
                          params.paper_queue_func, params.paper_queue_power)
 
 
+def _model_inputs(p: Params) -> tuple[Any, ...]:
+    """The parameters `fill_model_spec` reads: when none changed, neither did the spec (a cheap
+    check on every book update instead of building and comparing a spec)."""
+    return (p.paper_fill_model, p.paper_fill_intensity, p.paper_spread_k, p.paper_full_fill_prob,
+            p.paper_partial_beta_a, p.paper_partial_beta_b, p.paper_partial_max_frac, p.paper_queue_func,
+            p.paper_queue_power)
+
+
 class _Notice:
     """A fill that happened at the venue and is on its way to us."""
 
@@ -129,6 +137,7 @@ class PaperExchange:
         self._last_now: float | None = None
         self.positions: dict[str, Decimal] = {}  # token id → shares held
         self._spec = fill_model_spec(params, ref_depth)
+        self._spec_inputs = (*_model_inputs(params), ref_depth)
         self.model: FillModel = self._spec.build(self.rng)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -159,6 +168,10 @@ class PaperExchange:
     # -- the fill model ------------------------------------------------------------------------
     def _sync_model(self) -> FillModel:
         """Follow the live parameters: new knobs apply at once; a new model starts from the book."""
+        inputs = (*_model_inputs(self.params), self.ref_depth)
+        if inputs == self._spec_inputs:
+            return self.model
+        self._spec_inputs = inputs
         spec = fill_model_spec(self.params, self.ref_depth)
         if spec == self._spec:
             return self.model

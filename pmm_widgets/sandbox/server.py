@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import ExitCode
 from .clob_rest import ClobPublicRoutes, error
 from .faults import Faults
 from .gamma import GammaRoutes
@@ -285,8 +286,8 @@ def serve_main(cfg: SandboxConfig) -> int:
         pass
     except OSError as exc:
         print(f"sandbox: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.ERROR
+    return ExitCode.OK
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SandboxConfig:

@@ -111,3 +111,22 @@ def table_counts(engine: Engine) -> dict[str, int]:
             if name in present:
                 out[name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
     return out
+
+
+def load_session_rows(engine: Engine, mode: str) -> dict[str, list[dict[str, Any]]]:
+    """What a new engine needs to continue the last one's positions and PnL (`engine/restore.py`):
+    this mode's fills in the order they were recorded (`trades` by id), the token pair of every
+    market the DB has seen (`markets`), this mode's reward estimates summed per market and its
+    settlements. One read, in a worker thread when on the event loop."""
+    mode = getattr(mode, "value", mode)
+    t, mk, rw, st = schema.trades, schema.markets, schema.reward_estimates, schema.settlements
+    with engine.connect() as conn:
+        trades = [dict(r._mapping) for r in conn.execute(
+            select(t.c.id, t.c.market, t.c.token_id, t.c.side, t.c.price, t.c.size, t.c.ts, t.c.status,
+                   t.c.fee, t.c.rebate, t.c.raw_json).where(t.c.mode == mode).order_by(t.c.id))]
+        tokens = [dict(r._mapping) for r in conn.execute(
+            select(mk.c.condition_id, mk.c.yes_token_id, mk.c.no_token_id).distinct())]
+        rewards = [dict(r._mapping) for r in conn.execute(
+            select(rw.c.market, func.sum(rw.c.usd).label("usd")).where(rw.c.mode == mode).group_by(rw.c.market))]
+        settlements = [dict(r._mapping) for r in conn.execute(select(st).where(st.c.mode == mode))]
+    return {"trades": trades, "tokens": tokens, "rewards": rewards, "settlements": settlements}

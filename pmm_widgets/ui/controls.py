@@ -22,23 +22,25 @@ import asyncio
 import html
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any
 
 import ipywidgets as W
 from pydantic import ValidationError
 
-from ..config import STRATEGY_NAMES, format_validation_error
+from ..config import STRATEGY_NAMES, Params, format_validation_error
 from ..domain import Mode
 from ..engine.core import Engine, venue_description, wallet_address
 from ..engine.state import EngineState, KillResult, MarketRow
+from ..tasks import spawn
 from .charts import Charts
 
 COLUMNS = ("rank", "question", "mid", "spread", "YES bid", "YES ask", "NO bid", "NO ask",
            "inv YES", "inv NO", "PnL", "rewards $/h", "fills/min", "status")
 
-# (params field, label, min, max, step, decimals)
+# (params field, label, min, max, step, decimals): the slider's usual range, inside the parameter's
+# bounds (ParamFields, a test checks); it widens to show a valid value set elsewhere (PMM_*, code)
 SLIDERS = (
     ("alpha", "α (spread ×)", 0.1, 10.0, 0.1, 2),
     ("paper_fill_intensity", "fill intensity", 0.0, 20.0, 0.1, 2),
@@ -206,11 +208,15 @@ class ControlPanel:
         self._deadman_fired = False
         self._streaming = False
         self._tasks: list[asyncio.Task] = []
-        self._rendered_table: tuple[int, float, str] | None = None
+        self._actions: set[asyncio.Task] = set()  # button actions under way (see _spawn)
+        self._rendered_table: tuple[object, ...] | None = None
         self._strategy_seen: tuple[str | None, str | None] = (None, None)
         self._msg_expires: float | None = None
         self._last_lease_poll = 0.0
         self._wallet_suffix = ""
+        # a live engine handed over by a page that closed or reloaded: offered once, taken over only
+        # after the same typed confirmation as arming live (None: no offer shown or pending)
+        self._handover_offer: Mode | None = None
         self.closed = False
         self.face_id = f"dashboard {engine._owner_id}"
 
@@ -225,7 +231,8 @@ class ControlPanel:
         self.live_confirm.add_class("pmm-live-confirm")
         self.live_confirm.on_click(self._on_live_confirm)
         self.live_cancel = W.Button(description="Cancel")
-        self.live_cancel.on_click(lambda _: self._snap_mode())
+        self.live_cancel.add_class("pmm-live-cancel")
+        self.live_cancel.on_click(self._on_live_cancel)
         self.live_box = W.HBox([W.HTML(), self.live_text, self.live_confirm, self.live_cancel],
                                layout=W.Layout(display="none"))
 
@@ -244,8 +251,10 @@ class ControlPanel:
         self.sliders: dict[str, W.FloatSlider] = {}
         self._decimals: dict[str, int] = {}
         for name, label, lo, hi, step, decimals in SLIDERS:
-            sl = W.FloatSlider(value=float(getattr(engine.params, name)), min=lo, max=hi, step=step, description=label,
+            value = float(getattr(engine.params, name))  # PMM_* may start it outside the slider's usual range
+            sl = W.FloatSlider(value=value, min=min(lo, value), max=max(hi, value), step=step, description=label,
                                continuous_update=False, readout_format=f".{decimals}f",
+                               tooltip=Params.model_fields[name].description,
                                style={"description_width": "110px"}, layout=W.Layout(width="340px"))
             sl.add_class(f"pmm-{name.replace('_', '-')}")
             sl.observe(self._slider_handler(name), names="value")
@@ -333,6 +342,8 @@ class ControlPanel:
         for t in self._tasks:
             t.cancel()
         await self.engine.stop(handover=self.engine.role == "owner")
+        if self._actions:  # a kill or pause under way finishes (it ends with the engine's stop)
+            await asyncio.wait(set(self._actions), timeout=max(5.0, 2 * self.settings.lease_ttl_sec))
 
     @property
     def view_alive(self) -> bool:
@@ -362,7 +373,8 @@ class ControlPanel:
             self.charts.update(s, now)
 
     def _render_table(self, s: EngineState, force: bool = False) -> None:
-        key = (s.tick, s.ts, self.sort.value)
+        # the statuses too: the final snapshot of a stopped engine keeps its last tick and time
+        key = (s.tick, s.ts, self.sort.value, s.running, tuple(m.status for m in s.markets))
         if force or key != self._rendered_table:
             self.table.value = render_table(s.markets, self.sort.value)
             self._rendered_table = key
@@ -410,22 +422,50 @@ class ControlPanel:
         if self.engine.running:
             self._msg("refused: stop the engine (KILL) before switching to live", error=True)
             return self._snap_mode()
+        self._handover_offer = None  # arming by hand replaces an offered hand-over
+        if not self._ask_live("<b>Trade real money</b>", "Confirm LIVE"):
+            self._snap_mode()
+
+    def _ask_live(self, lead: str, button: str) -> bool:
+        """Show the typed live confirmation (`live` or the wallet's last 4 hex digits); False
+        (with the reason on the page) when live cannot run here."""
         if not (self.settings.has_private_key or self.settings.has_l2_creds):
             self._msg("refused: live needs credentials (PMM_PRIVATE_KEY); staying in paper", error=True)
-            return self._snap_mode()
+            return False
         try:
             addr = wallet_address(self.settings)
         except Exception as exc:
             self._msg(f"refused: PMM_PRIVATE_KEY is not a valid key ({type(exc).__name__})", error=True)
-            return self._snap_mode()
+            return False
         self._wallet_suffix = addr[-4:].lower() if addr else ""
         hint = f"type <b>{LIVE_WORD}</b>" + (" or the wallet's last 4 hex digits" if addr else "")
         self.live_box.children[0].value = (
-            f"<b>Trade real money</b> on {html.escape(venue_description(self.settings))} as "
+            f"{lead} on {html.escape(venue_description(self.settings))} as "
             f"{html.escape(addr or 'API-key account')}? {hint}:")
         self.live_text.value = ""
+        self.live_confirm.description = button
         self.live_confirm.disabled = True
         self.live_box.layout.display = "flex"
+        return True
+
+    def _offer_live_handover(self) -> None:
+        """A live engine was handed over (its page closed or reloaded; its orders were cancelled
+        at its stop): nothing trades until someone here types the live confirmation again."""
+        if self._handover_offer is not None:
+            return  # shown (or declined) already
+        self._handover_offer = Mode.LIVE
+        if not self._ask_live("A <b>live</b> engine was handed over by a page that closed or reloaded (its "
+                              "orders were cancelled when it stopped). <b>Take it over and trade real money</b>",
+                              "Take over LIVE"):
+            return
+        self._msg("pending hand-over of a LIVE engine: type the confirmation to take it over", error=True,
+                  ttl=3600.0)
+
+    def _on_live_cancel(self, _: Any) -> None:
+        if self._handover_offer is not None:
+            self._msg("live hand-over declined: nothing is trading; press Start for paper or arm live by hand",
+                      ttl=60.0)
+        self._snap_mode()
 
     def _live_word_ok(self, text: str) -> bool:
         t = text.strip().lower()
@@ -438,6 +478,8 @@ class ControlPanel:
         if not self._live_word_ok(self.live_text.value):  # the button is disabled too; check again here
             self._msg(f"refused: type '{LIVE_WORD}' to confirm live trading", error=True)
             return
+        takeover = self._handover_offer is Mode.LIVE
+        self._handover_offer = None
         try:
             self.engine.set_mode(Mode.LIVE)
         except Exception as exc:
@@ -445,6 +487,12 @@ class ControlPanel:
             return self._snap_mode()
         self.live_box.layout.display = "none"
         self.live_text.value = ""
+        self._set_widget(self.mode, "live")
+        if takeover:
+            self.start_engine()
+            self._msg("took over the live engine of a page that closed or reloaded (typed confirmation)",
+                      error=True, ttl=30.0)
+            return
         self._msg("LIVE mode armed: press Start to trade", error=True, ttl=60.0)
 
     def _snap_mode(self) -> None:
@@ -485,10 +533,16 @@ class ControlPanel:
         self._last_lease_poll = time.time()
         if await self.engine.lease_holder() is not None:
             if not self.engine.running:
+                if self._handover_offer is not None:  # someone else took it over: nothing to offer
+                    self._handover_offer = None
+                    self._snap_mode()
                 self.engine.start(attach_only=True).add_done_callback(self._report_task)
             return
         mode = await self.engine.handover_pending()
         if mode is None or self.engine.running or self.closed:
+            return
+        if mode is Mode.LIVE:  # real money: the same typed confirmation as arming live, never automatic
+            self._offer_live_handover()
             return
         try:
             if mode is not self.engine.mode:
@@ -572,6 +626,9 @@ class ControlPanel:
                 continue
             self._seen_params[name] = v
             if abs(float(v) - sl.value) > 1e-12:
+                # widen the range to a valid value set elsewhere, never clamp it (a clamped slider
+                # would show a value the engine does not use)
+                sl.max, sl.min = max(sl.max, float(v)), min(sl.min, float(v))
                 self._set_widget(sl, float(v))
         if self.pause_btn.value != s.paused:
             self._set_widget(self.pause_btn, s.paused)
@@ -625,22 +682,23 @@ class ControlPanel:
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
         self._msg_expires = time.time() + (ttl if ttl is not None else MESSAGE_TTL_SEC * (2 if error else 1))
 
-    def _spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"pmm-ui-{what}")
-        task.add_done_callback(self._report_task)
+    def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run a button's action (kill, pause, start, ...) as a task this panel owns: held until it
+        ends (the loop keeps only weak references), its failure shown at once, awaited by `close`."""
+        spawn(coro, f"pmm-ui-{what}", self._actions, self._report_error)
 
     def _report_task(self, task: asyncio.Task) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            from ..errors import describe
+        if not task.cancelled() and task.exception() is not None:
+            self._report_error(task, task.exception())  # type: ignore[arg-type]
 
-            what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()
-            line = describe(exc, self.settings.db_url)
-            self.log.append_stderr(f"{what}: {type(exc).__name__}: {exc}\n")
-            self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
-                      ttl=3600.0)
+    def _report_error(self, task: asyncio.Task, exc: BaseException) -> None:
+        from ..errors import describe
+
+        what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()
+        line = describe(exc, self.settings.db_url)
+        self.log.append_stderr(f"{what}: {type(exc).__name__}: {exc}\n")
+        self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
+                  ttl=3600.0)
 
     def _on_event(self, ev: Any) -> None:
         if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached", "command", "params"):

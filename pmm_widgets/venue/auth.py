@@ -15,6 +15,7 @@ import sys
 from typing import TextIO
 
 from ..config import Settings
+from ..errors import ExitCode
 from .broker import Broker, BrokerError, Creds
 
 
@@ -49,7 +50,7 @@ async def _derive_main(settings: Settings, show_secrets: bool, out: TextIO) -> i
             address, creds = await derive(settings, ep.clob_url)
         except BrokerError as exc:
             print(f"auth derive failed at {ep.clob_url}: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.ERROR
         where = ep.clob_url + (" (embedded sandbox)" if getattr(ep, "sandbox", None) is not None else "")
     print(f"# L2 API credentials of wallet {address} at {where}", file=out)
     print(f"# signature type {settings.signature_type}, funder {settings.funder or address}", file=out)
@@ -60,7 +61,7 @@ async def _derive_main(settings: Settings, show_secrets: bool, out: TextIO) -> i
     else:
         print("# values masked: run `pmm auth derive --show-secrets` to print them for .env", file=out)
     out.flush()
-    return 0
+    return ExitCode.OK
 
 
 def derive_main(settings: Settings, show_secrets: bool, out: TextIO = sys.stdout) -> int:
@@ -68,5 +69,5 @@ def derive_main(settings: Settings, show_secrets: bool, out: TextIO = sys.stdout
     if not settings.has_private_key:
         print("pmm auth derive needs PMM_PRIVATE_KEY (wallet private key, hex) in the environment or .env",
               file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     return asyncio.run(_derive_main(settings, show_secrets, out))

@@ -593,6 +593,16 @@ class Broker:
         p = TradeParams(after=after, market=market)
         return self._decoded("trades", await self._call("trades", lambda: self._client.get_trades(p)), Trade)
 
+    async def token_balance(self, token_id: str) -> Decimal:
+        """The wallet's shares of one outcome token (`GET /balance-allowance?asset_type=CONDITIONAL`,
+        6-decimal base units)."""
+        from py_clob_client_v2.clob_types import AssetType, BalanceAllowanceParams
+
+        p = BalanceAllowanceParams(asset_type=AssetType.CONDITIONAL, token_id=token_id)
+        resp = await self._call("balance_allowance", lambda: self._client.get_balance_allowance(p))
+        raw = resp.get("balance") if isinstance(resp, dict) else None
+        return Decimal(str(raw or 0)) / 1_000_000
+
     async def orders_scoring(self, order_ids: Sequence[str]) -> dict[str, bool]:
         """POST /orders-scoring: which of these orders earn liquidity rewards now."""
         from py_clob_client_v2.clob_types import OrdersScoringParams

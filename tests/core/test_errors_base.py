@@ -39,11 +39,9 @@ def test_every_exception_class_derives_from_pmm_error() -> None:
 
 def test_former_builtin_bases_are_kept() -> None:
     from pmm_widgets.book import BookError
-    from pmm_widgets.engine.core import LeaseLost
     from pmm_widgets.execution.live import LiveError
     from pmm_widgets.venue.broker import BrokerError
 
     assert issubclass(BookError, PmmError) and issubclass(BookError, ValueError)
-    assert issubclass(LeaseLost, PmmError) and issubclass(LeaseLost, RuntimeError)
     assert issubclass(LiveError, PmmError) and issubclass(BrokerError, PmmError)
     assert not issubclass(PmmError, ValueError)

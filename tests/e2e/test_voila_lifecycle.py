@@ -8,8 +8,9 @@ step builds on the previous one's engine:
    unload beacon needs the `_xsrf` cookie's value (XSRF on).
 2. `curl` ×5: five kernels, no engine, no lease; the culler ends them.
 3. live on the sandbox from the page (typed confirmation), α changed, then the owning tab
-   reloads: within 5 s the old kernel's orders are gone from the venue or the new page owns
-   them; then one owner (the new page), α kept, `orders` agrees with the venue.
+   reloads: within 5 s the old kernel's orders are gone from the venue; the reloaded page
+   offers the live hand-over and owns nothing until the confirmation is typed again; then one
+   owner (the new page), α kept, fills continue, `orders` agrees with the venue.
 4. KILL in tab A, Start in tab B: A shows ATTACHED within a refresh or two, KILLED banner gone.
 5. Voilà gets SIGTERM: zero open orders at the venue within 2 s, the lease released.
 A second, short Voilà run with `PMM_ALPHA=abc` shows the one-line error on the page.
@@ -247,8 +248,20 @@ def test_3_reload_of_the_owning_live_tab_hands_over_cleanly(stack):
             assert handed, "the old kernel's orders outlived the reload by 5 s"
             print(f"old kernel's orders gone {handed[0]:.2f}s after the reload")
             page.wait_for_selector(".pmm-status", timeout=60_000)
+            # a live hand-over waits for the typed confirmation (issue 11): nothing owns meanwhile
+            page.wait_for_selector(".pmm-live-confirm:has-text('Take over LIVE')", state="visible", timeout=30_000)
+            offered = time.time() - t0
+            fills_before = _q(db, "SELECT COUNT(*) FROM trades WHERE mode = 'live' AND status != 'FAILED'")
+            page.wait_for_timeout(1500)
+            assert "OWNER" not in page.inner_text(".pmm-role")
+            assert not _q(db, "SELECT owner FROM engine_lease WHERE expires_at > strftime('%s','now')")
+            page.fill(".pmm-live-text input", "live")
+            page.wait_for_selector(".pmm-live-confirm:not([disabled])", timeout=10_000)
+            t_confirm = time.time()
+            page.click(".pmm-live-confirm")
             assert _wait(lambda: "OWNER" in page.inner_text(".pmm-role"), 30), page.inner_text(".pmm-status")
             owned = time.time() - t0
+            owned_after_confirm = time.time() - t_confirm
             new_owner = _q(db, "SELECT owner FROM engine_lease")
             assert new_owner and new_owner != old_owner
             assert _q(db, "SELECT COUNT(*) FROM engine_lease") == 1
@@ -256,8 +269,18 @@ def test_3_reload_of_the_owning_live_tab_hands_over_cleanly(stack):
             assert "live" in page.inner_text(".pmm-status")
             assert _q(db, f"SELECT COUNT(*) FROM events WHERE kind = 'engine_stop' AND ts >= {t0}") >= 1
             assert _wait(lambda: _q(db, f"SELECT COUNT(*) FROM events WHERE kind = 'engine_start' AND ts >= {t0}"), 30)
-            print(f"reloaded page loaded {loaded:.1f}s, owns the lease {owned:.1f}s, "
-                  f"quoting {time.time() - t0:.1f}s after the reload")
+
+            def fills_shown() -> int:
+                m = re.search(r"fills\s+(\d+)", page.inner_text(".pmm-totals"))
+                return int(m.group(1)) if m else -1
+
+            # the new engine's totals continue from the DB (restored at its start), not from zero
+            assert _wait(lambda: fills_shown() >= fills_before, 10), (page.inner_text(".pmm-totals"), fills_before)
+            shown = fills_shown()
+            print(f"reloaded page loaded {loaded:.1f}s, hand-over offered {offered:.1f}s, owns the lease "
+                  f"{owned:.1f}s after the reload ({owned_after_confirm:.1f}s after the typed confirmation), "
+                  f"quoting {time.time() - t0:.1f}s after the reload ({fills_before} fills before, "
+                  f"page shows {shown})")
             assert _wait(lambda: _venue_open(stack) > 0, 30)
             # `orders` agrees with the venue (the writer flushes within a second or two)
             assert _wait(lambda: _q(db, "SELECT COUNT(*) FROM orders WHERE status IN ('LIVE','PARTIAL','PENDING')")

@@ -31,12 +31,12 @@ from pmm_widgets.economics.tracker import (
     fill_economics,
     market_terms,
 )
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import Simulator
 from pmm_widgets.store import schema
 from pmm_widgets.store.sink import MemorySink
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 START = 1_780_000_000.0
 
@@ -160,7 +160,7 @@ async def test_resolution_settles_exactly_and_leaves_no_order(winner: str) -> No
     assert st["pnl"] == payout - (30 * D("0.42") + 12 * D("0.58"))
     rep = await qc.run_once(1002.0, [m], books.get, ex)
     assert rep.placed == 0 and ex.open_orders() == []  # never quoted again
-    assert qc.markets_state()[m.condition_id].status == "resolved"
+    assert qc.snapshot().markets[m.condition_id].status == "resolved"
     parts = lg.parts(None)
     assert parts.total == lg.cash  # flat: the PnL is all cash now
     assert parts.settlement == st["pnl"]

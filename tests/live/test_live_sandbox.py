@@ -62,8 +62,8 @@ async def test_quotes_fill_and_db_trades_equal_sandbox_fills(sb, venue, wallet_k
     assert len(fills) >= 2, "fewer than 2 fills in 30 s"
 
     t0 = time.monotonic()
-    report = await ex.kill()
-    assert report.ok and report.open_after == 0
+    await ex.cancel_all()
+    assert await ex.count_venue_open_orders() == 0
     assert sb.sim.open_orders(api_key) == [] and time.monotonic() - t0 < 2.0
 
     # statuses move on (MINED, CONFIRMED) and nothing new fills: the tape settles
@@ -256,4 +256,4 @@ async def test_fills_missed_while_the_stream_is_down_are_backfilled(sb, venue, w
     assert any(f.raw["source"] == "rest" for f in fills) and ex.backfilled >= 1
     assert {r["trade_id"] for r in sink.rows["trades"]} >= missed
     assert len(got) == len(fills)  # none twice
-    await ex.kill()
+    await ex.cancel_all()

@@ -12,9 +12,9 @@ from live_helpers import active_markets, make_settings
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Mode
+from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.live import LiveExchange
 from pmm_widgets.store.sink import MemorySink
-from pmm_widgets.strategy.cycle import QuoteCycle
 
 pytestmark = pytest.mark.integration
 D = Decimal

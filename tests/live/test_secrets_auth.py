@@ -73,7 +73,7 @@ async def test_secrets_never_in_logs_exceptions_or_rows(sb, venue, wallet_key, c
     await ex.poll(time.time())
     await sb.drop_websockets()  # reconnect: re-sends the auth frame, reconciles
     await wait_for(lambda: ex.reconciles >= 2, 5)
-    await ex.kill()
+    await ex.cancel_all()
     await ex.close()
     errors = []
     # wrong L2 credentials: start refuses with the venue's message, not the values

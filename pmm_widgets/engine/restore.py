@@ -1,0 +1,250 @@
+"""Continue the last engine's positions, PnL and fill counts from the DB (issue 11).
+
+Why: a new engine owning the DB (a reloaded dashboard page taking over, a Voilà or `pmm run`
+restart, Kill then Start) used to start its strategy state at zero: positions per token,
+realized PnL and its parts, fills and fills/min. The DB has everything needed to rebuild them:
+
+- `trades` of this mode, in the order they were recorded (by id, which is the order the quote
+  cycle applied them), replayed through the same `MarketLedger.apply` the cycle uses, so
+  positions, cash, the average entry and the realized PnL come out exactly as the cycle had them
+  (prices and sizes are stored at 6 decimals, which every venue price and size fits);
+- the spread part from each fill's recorded mid (`raw_json.book_mid`, the token's mid when the
+  fill happened); fees and rebates from the `trades` fee/rebate columns;
+- liquidity rewards summed from `reward_estimates` (stored at 6 decimals: the sum can differ
+  from the old engine's running total by < 1e-6 per sample);
+- resolved markets from `settlements` (the shares are redeemed, the market is never quoted again);
+- the fills/min window from the fills of the last `window_sec`.
+
+Trades whose venue status is FAILED are left out (the live exchange reverses them: their net is
+nothing). Everything here is plain code over typed rows (`parse_rows`, `rebuild`); `install`
+writes the result into a fresh `QuoteCycle` (and the paper exchange's positions, which gate
+sells); the engine calls `read_rows` before its exchange starts and `resume` once its cycle exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ..analytics.pnl import MarketLedger
+from ..domain import ZERO, Fill, FillType, Market, Mode, Side
+from ..ticks import to_decimal
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from .cycle import QuoteCycle
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRow:
+    market: str
+    token_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    ts: float
+    fee: Decimal = ZERO
+    rebate: Decimal = ZERO
+    mid: Decimal | None = None  # the token's mid at the fill (None: not recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRow:
+    market: str
+    winner_token: str
+    payout: Decimal
+    pnl: Decimal
+    yes_shares: Decimal
+    no_shares: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRows:
+    trades: tuple[TradeRow, ...]
+    tokens: Mapping[str, tuple[str, str]]  # condition id -> (yes token, no token)
+    rewards: Mapping[str, Decimal]  # condition id -> estimated rewards, USD
+    settlements: Mapping[str, SettlementRow]
+    failed: int = 0  # FAILED trades left out
+
+
+@dataclass(slots=True)
+class Restored:
+    ledgers: dict[str, MarketLedger] = field(default_factory=dict)
+    fill_ts: dict[str, list[float]] = field(default_factory=dict)  # market -> fill times in the window
+    first_ts: float | None = None  # earliest fill of the window
+    resolved: dict[str, SettlementRow] = field(default_factory=dict)
+    fills: int = 0
+    skipped: int = 0  # fills of a market whose token pair the DB does not know
+    failed: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.ledgers
+
+    def summary(self) -> str:
+        realized = sum((lg.parts(None).realized for lg in self.ledgers.values()), ZERO)
+        return (f"restored from the DB: {self.fills} fills over {len(self.ledgers)} markets, "
+                f"realized PnL {realized:.4f}" + (f", {len(self.resolved)} resolved" if self.resolved else "")
+                + (f", {self.skipped} fills of unknown markets skipped" if self.skipped else "")
+                + (f", {self.failed} failed trades left out" if self.failed else ""))
+
+
+def _dec(v: Any) -> Decimal:
+    return ZERO if v in (None, "") else to_decimal(v)
+
+
+def parse_rows(raw: Mapping[str, Sequence[Mapping[str, Any]]]) -> SessionRows:
+    """`repo.load_session_rows`' dicts as typed rows."""
+    trades: list[TradeRow] = []
+    failed = 0
+    for r in raw.get("trades", ()):
+        if str(r.get("status") or "").upper() == "FAILED":
+            failed += 1
+            continue
+        js = r.get("raw_json") or {}
+        mid = js.get("book_mid") if isinstance(js, Mapping) else None
+        trades.append(TradeRow(str(r.get("market") or ""), str(r["token_id"]), Side(str(r["side"]).upper()),
+                               _dec(r["price"]), _dec(r["size"]), float(r["ts"]), _dec(r.get("fee")),
+                               _dec(r.get("rebate")), None if mid in (None, "") else to_decimal(mid)))
+    tokens = {str(r["condition_id"]): (str(r["yes_token_id"]), str(r["no_token_id"])) for r in raw.get("tokens", ())}
+    rewards = {str(r["market"]): _dec(r.get("usd")) for r in raw.get("rewards", ())}
+    settlements = {str(r["market"]): SettlementRow(str(r["market"]), str(r.get("winner_token") or ""),
+                                                   _dec(r.get("payout")), _dec(r.get("pnl")),
+                                                   _dec(r.get("yes_shares")), _dec(r.get("no_shares")))
+                   for r in raw.get("settlements", ())}
+    return SessionRows(tuple(trades), tokens, rewards, settlements, failed)
+
+
+def _pair_market(cid: str, yes: str, no: str) -> Market:
+    return Market(cid, "", yes, no, Decimal("0.01"), ZERO)
+
+
+def rebuild(rows: SessionRows, now: float, window_sec: float, markets: Sequence[Market] = ()) -> Restored:
+    """Replay the fills into fresh ledgers (the cycle's own accounting), then rewards and
+    settlements. `markets` (the current universe) adds token pairs the DB has not stored yet."""
+    pairs: dict[str, Market] = {cid: _pair_market(cid, y, n) for cid, (y, n) in rows.tokens.items()}
+    for cur in markets:
+        pairs[cur.condition_id] = cur
+    by_token = {tok: pm for pm in pairs.values() for tok in pm.token_ids}
+    out = Restored(failed=rows.failed)
+    cutoff = now - window_sec
+    for t in rows.trades:
+        m = pairs.get(t.market) or by_token.get(t.token_id)
+        if m is None or t.token_id not in m.token_ids:
+            out.skipped += 1
+            continue
+        lg = out.ledgers.get(m.condition_id)
+        if lg is None:
+            lg = out.ledgers[m.condition_id] = MarketLedger()
+        ymid = None if t.mid is None else (t.mid if t.token_id == m.yes_token_id else 1 - t.mid)
+        fill = Fill("", "", m.condition_id, t.token_id, t.side, t.price, t.size, FillType.FILLED, Mode.PAPER, t.ts)
+        lg.apply(fill, m, ymid)
+        lg.fees += t.fee
+        lg.rebates += t.rebate
+        out.fills += 1
+        if t.ts > cutoff:
+            out.fill_ts.setdefault(m.condition_id, []).append(t.ts)
+            out.first_ts = t.ts if out.first_ts is None else min(out.first_ts, t.ts)
+    for cid, usd in rows.rewards.items():
+        if usd:
+            lg = out.ledgers.get(cid)
+            if lg is None:
+                lg = out.ledgers[cid] = MarketLedger()
+            lg.rewards += usd
+    for cid, s in rows.settlements.items():
+        lg = out.ledgers.get(cid)
+        sm = pairs.get(cid)
+        if lg is None or sm is None:
+            continue
+        winner_yes = s.winner_token == sm.yes_token_id
+        lg.cash += lg.yes if winner_yes else lg.no  # redeemed: the winner pays 1, the loser 0
+        lg.settlement = s.pnl
+        lg.yes = lg.no = lg.net = lg.avg = ZERO
+        lg.last_mid = Decimal(1) if winner_yes else ZERO
+        lg.settled = True
+        out.resolved[cid] = s
+    return out
+
+
+def positions(restored: Restored, markets: Mapping[str, tuple[str, str]]) -> dict[str, Decimal]:
+    """Token id -> shares held, for the markets whose token pair is known."""
+    out: dict[str, Decimal] = {}
+    for cid, lg in restored.ledgers.items():
+        pair = markets.get(cid)
+        if pair is None:
+            continue
+        if lg.yes:
+            out[pair[0]] = lg.yes
+        if lg.no:
+            out[pair[1]] = lg.no
+    return out
+
+
+def install(restored: Restored, cycle: QuoteCycle, exchange: Any, now: float,
+            pairs: Mapping[str, tuple[str, str]]) -> None:
+    """Write a rebuilt state into a fresh cycle (before its first `run_once`)."""
+    cycle.pnl.ledgers.update(restored.ledgers)
+    econ = cycle.econ
+    for cid, lg in restored.ledgers.items():
+        econ.fees[cid], econ.rebates[cid], econ.rewards[cid] = lg.fees, lg.rebates, lg.rewards
+    for cid, s in restored.resolved.items():
+        cycle._resolved[cid] = s.winner_token
+        econ.settled[cid] = s.winner_token
+        econ._settlement_sums[cid] = (s.yes_shares, s.no_shares, s.payout, s.pnl, "restored")
+    if restored.first_ts is not None:
+        start = max(now - cycle.calibrator.window_sec, restored.first_ts - 1e-6)
+        for cid, ts in restored.fill_ts.items():
+            st = cycle.calibrator.state(cid)
+            st.fill_ts = list(ts)
+        for st in cycle.calibrator.states.values():
+            st.started_at = start
+    held = getattr(exchange, "positions", None)
+    if isinstance(held, dict):  # paper: a sell needs the shares
+        held.update(positions(restored, pairs))
+
+
+async def read_rows(db: sa.Engine, mode: Mode) -> SessionRows:
+    """The DB read (worker thread). Call it before the exchange starts: the live exchange's own
+    start-up reconcile records the fills it backfills and hands them to the cycle's first poll,
+    so reading after it would count them twice."""
+    from ..store.repo import load_session_rows
+
+    return parse_rows(await asyncio.to_thread(load_session_rows, db, mode.value))
+
+
+async def resume(rows: SessionRows, cycle: QuoteCycle, exchange: Any, mode: Mode, markets: Sequence[Market],
+                 now: float, emit: Callable[[str, str, str], Any]) -> Restored:
+    """The engine's start-up hook: rebuild, install into the fresh cycle, say what was restored;
+    live also compares the restored positions with the venue's (`venue_positions`)."""
+    restored = rebuild(rows, now, cycle.calibrator.window_sec, markets)
+    pairs = {**rows.tokens, **{m.condition_id: (m.yes_token_id, m.no_token_id) for m in markets}}
+    install(restored, cycle, exchange, now, pairs)
+    if restored.empty:
+        return restored
+    emit("INFO", "restore", restored.summary())
+    ask = getattr(exchange, "venue_positions", None)
+    if mode is Mode.LIVE and callable(ask):
+        ours = positions(restored, pairs)
+        tokens = sorted({t for cid in restored.ledgers if cid in pairs and cid not in restored.resolved
+                         for t in pairs[cid]})
+        try:
+            venue = await ask(tokens)
+        except Exception as exc:  # noqa: BLE001 - a check: say it could not be made, keep going
+            emit("WARNING", "restore", f"restored positions not checked against the venue: {type(exc).__name__}: {exc}")
+        else:
+            diff = position_mismatches(ours, venue)
+            if diff:
+                emit("WARNING", "restore", "restored positions disagree with the venue (the DB misses fills, or "
+                     "another client trades this wallet): " + "; ".join(diff))
+    return restored
+
+
+def position_mismatches(ours: Mapping[str, Decimal], venue: Mapping[str, Decimal]) -> list[str]:
+    """`token: DB x, venue y` for every token where the two disagree (tokens the venue did not
+    answer for are not compared)."""
+    return [f"{t[:12]}…: DB {ours.get(t, ZERO)}, venue {venue[t]}" for t in sorted(venue)
+            if venue[t] != ours.get(t, ZERO)]
