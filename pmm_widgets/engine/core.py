@@ -860,8 +860,8 @@ class Engine:
         if pop is None:
             return
         for ev in pop():
-            cid = ev["market"]
-            if await self._cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
+            cid = ev.market
+            if await self._cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
                                                 self._exchange, "market_resolved"):
                 self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
             before = len(self._markets)

@@ -151,7 +151,7 @@ class MarketStream:
             LastTradePriceEvent: self._on_last_trade,
             MarketResolvedEvent: self._on_market_resolved,
         }  # the custom `best_bid_ask` / `new_market` events are decoded and not used
-        self.resolutions: deque[dict[str, Any]] = deque(maxlen=10_000)  # market_resolved events, oldest first
+        self.resolutions: deque[MarketResolvedEvent] = deque(maxlen=10_000)  # market_resolved events, oldest first
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -455,8 +455,7 @@ class MarketStream:
         """`market_resolved` (custom feature): kept for the engine, which settles and stops quoting."""
         if not ev.market:
             raise BadMessage("market_resolved without market")
-        self.resolutions.append({"market": ev.market, "winning_asset_id": ev.winning_asset_id or "",
-                                 "winning_outcome": ev.winning_outcome, "ts": now})
+        self.resolutions.append(ev)
 
     def _on_last_trade(self, ev: LastTradePriceEvent, now: float, touched: set[str]) -> None:
         b = self._book(ev.asset_id)

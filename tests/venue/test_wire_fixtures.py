@@ -137,7 +137,7 @@ def test_the_market_fixtures_drive_the_books_trades_and_resolutions():
     s.handle_frame(frame(ev["last_trade_price"], ev["best_bid_ask"], ev["new_market"], ev["market_resolved"]))
     assert [(t.token_id, t.price, t.size, t.side, t.ts) for t in trades] == [
         (YES, Decimal("0.456"), Decimal("219.217767"), Side.BUY, 1786604075.0)]
-    assert [(r["market"], r["winning_asset_id"]) for r in s.resolutions] == [(MARKET["market"], YES)]
+    assert [(r.market, r.winning_asset_id) for r in s.resolutions] == [(MARKET["market"], YES)]
     assert (s.stats.bad_messages, s.stats.unknown_events) == (0, 0)
 
 
