@@ -632,6 +632,12 @@ class QuoteCycle:
             self._snap = CycleSnapshot(self._now, self._market_snapshots(), self._totals)
         return self._snap
 
+    @property
+    def totals(self) -> SnapshotTotals:
+        """The last cycle's totals (the snapshot's, without building its per-market rows: replay
+        reads them every cycle)."""
+        return self._totals
+
     def _market_snapshots(self) -> dict[str, MarketSnapshot]:
         out: dict[str, MarketSnapshot] = {}
         for m in self._markets:
