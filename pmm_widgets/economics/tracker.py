@@ -17,9 +17,10 @@ output is `DbRecorder` rows (`trades` fee columns, `reward_estimates`, `settleme
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from ..domain import ZERO, BookView, Fill, Market, Order
 from ..events import EventBus, EventKind, Level
@@ -92,6 +93,26 @@ class VenueClock:
         """Wall time of the venue's next sampling boundary after `wall`."""
         v = self.to_venue(wall)
         return self.to_wall((v // every + 1) * every)
+
+    def to_json(self) -> dict[str, float]:
+        """The recorder's `venue_clock` payload (read back by `from_json`, e.g. in replay)."""
+        return {"w0": self.w0, "v0": self.v0, "speed": self.speed}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VenueClock:
+        """A clock from its `to_json` form; ValueError naming the field when one is missing or not a number."""
+        vals: list[float] = []
+        for name in ("w0", "v0", "speed"):
+            v = data.get(name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise ValueError(f"venue_clock: field {name!r} missing or not a number")
+            try:
+                vals.append(float(v))
+            except ValueError:
+                raise ValueError(f"venue_clock: field {name!r} is not a number: {str(v)[:20]!r}") from None
+        if not vals[2] > 0:
+            raise ValueError(f"venue_clock: speed must be > 0, got {vals[2]}")
+        return cls(*vals)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,13 +101,15 @@ class Engine:
                                   params=params_to_json(self._params))
         self._state_listeners: list[Callable[[EngineState], None]] = []
         self._task: asyncio.Task | None = None
-        self._stop_evt: asyncio.Event | None = None
-        self._role_evt: asyncio.Event | None = None
+        # one run's signals, fresh for every run (start(), or run() awaited directly)
+        self._stop_evt = asyncio.Event()
+        self._role_evt = asyncio.Event()
+        self._via_start = False
         self._venue_speed = 1.0
         self._clock_synced_at = 0
         self._kill_requested = False
         self._kill_result: KillResult | None = None
-        self._trade_lock: asyncio.Lock | None = None
+        self._trade_lock = asyncio.Lock()  # a cycle, a halt's cancel, a pause's cancel: one at a time
         self._db: Any = None
         self._db_lock: asyncio.Lock | None = None
         self._lease: Lease | None = None
@@ -310,9 +312,8 @@ class Engine:
             assert self._task is not None
             return self._task
         loop = asyncio.get_running_loop()
-        self._stop_evt = asyncio.Event()
-        self._role_evt = asyncio.Event()
-        self._trade_lock = asyncio.Lock()
+        self._stop_evt, self._role_evt, self._trade_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._via_start = True
         self._kill_requested = False
         self._task = loop.create_task(self.run(), name="pmm-engine")
         self._task.add_done_callback(self._on_done)
@@ -345,7 +346,7 @@ class Engine:
 
     async def wait_role(self, timeout: float = 30.0) -> str:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
-        assert self._role_evt is not None and self._task is not None, "call start() first"
+        assert self._task is not None, "call start() first"
         waiter = asyncio.ensure_future(self._role_evt.wait())
         done, _ = await asyncio.wait({waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -362,7 +363,7 @@ class Engine:
         if not self.running:
             return
         self._handover = handover
-        assert self._stop_evt is not None and self._task is not None
+        assert self._task is not None  # running
         self._stop_evt.set()
         grace = max(2.0, self.settings.quote_refresh_sec * 2)
         done, _ = await asyncio.wait({self._task}, timeout=grace)
@@ -407,7 +408,7 @@ class Engine:
         self.set_params(quoting_paused=True, changed_by=by)
         n = 0
         rt = self._rt
-        if cancel and rt is not None and self._trade_lock is not None:
+        if cancel and rt is not None:
             async with self._trade_lock:
                 n = await rt.exchange.cancel_all()
         self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
@@ -424,8 +425,9 @@ class Engine:
     # ---------------------------------------------------------------- the task
     async def run(self, max_seconds: float | None = None) -> None:
         """Decide the role, then trade (owner) or mirror (attached) until stopped."""
-        if self._stop_evt is None:  # run() awaited directly (headless) rather than via start()
+        if not self._via_start:  # run() awaited directly (headless) rather than via start()
             self._stop_evt, self._role_evt, self._trade_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._via_start = False
         if max_seconds is not None:
             asyncio.get_running_loop().call_later(max_seconds, self._stop_evt.set)
         self._kill_result = None
@@ -449,7 +451,7 @@ class Engine:
     async def _try_acquire(self) -> bool:
         """Take the lease; while the DB cannot answer (locked, unreachable) keep asking, quoting
         nothing, until it answers or we are stopped. A live owner → False (attach, never quote)."""
-        assert self._lease is not None and self._stop_evt is not None
+        assert self._lease is not None
         said = None
         while not self._stop_evt.is_set():
             try:
@@ -487,7 +489,7 @@ class Engine:
                                           max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
 
     async def _run_owner(self) -> None:
-        assert self._stop_evt is not None and self._lease is not None and self._commands is not None
+        assert self._lease is not None and self._commands is not None
         started = time.time()
         self._halts = {}
         self._shutdown_started = None
@@ -513,7 +515,6 @@ class Engine:
                                  f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
             self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                              f"venue={self.settings.venue.value} markets={len(self._markets)}")
-            assert self._role_evt is not None
             self._role_evt.set()
             universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
                                   self._on_background_error)
@@ -607,7 +608,6 @@ class Engine:
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
-        assert self._trade_lock is not None
         async with self._trade_lock:
             for m in removed:  # a market leaving the universe takes its quotes with it
                 n = await self.runtime.exchange.cancel_market(m.condition_id)
@@ -627,7 +627,6 @@ class Engine:
         (never on the loop; `trades` and `orders` are kept). `PMM_RETAIN_DAYS=0` keeps everything."""
         from ..store.retention import prune
 
-        assert self._stop_evt is not None
         stop = self._stop_evt
         while not stop.is_set():
             # first wait, then prune: start-up (and short runs) never compete with the pruner
@@ -655,7 +654,6 @@ class Engine:
         every face, until it loads or the engine is stopped (nothing is quoted meanwhile)."""
         from ..venue.http import backoff_delay
 
-        assert self._stop_evt is not None
         s = self.settings
         attempt = 0
         while True:
@@ -681,7 +679,6 @@ class Engine:
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
         delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
-        assert self._stop_evt is not None
         while not self._stop_evt.is_set():
             wait = self.settings.universe_refresh_sec - (time.time() - self._universe_ts)
             if wait > 0:
@@ -700,7 +697,6 @@ class Engine:
         """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
         failed for good, is an `events` row and a status, never a crash; the circuit breaker
         pauses quoting and cancels when such cycles persist (see `engine/circuit.py`)."""
-        assert self._stop_evt is not None and self._trade_lock is not None
         loop = asyncio.get_running_loop()
         self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
         while not self._stop_evt.is_set():
@@ -752,9 +748,8 @@ class Engine:
             self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
                              f"{type(exc).__name__}: {exc}", market=m.condition_id)
             return
-        tokens = info.get("tokens") if isinstance(info, dict) else None
-        winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
-        if not info.get("closed") or len(winners) != 1:
+        winners = info.winners
+        if not info.closed or len(winners) != 1:
             return
         if await self.runtime.cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange, "closed"):
             self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
@@ -779,7 +774,7 @@ class Engine:
         clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
         self.runtime.cycle.econ.clock = clock
         if self._recorder is not None:  # replay samples rewards on the same venue minutes
-            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
+            self._recorder.engine(clock.w0, "venue_clock", clock.to_json())
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
@@ -787,9 +782,9 @@ class Engine:
         if pop is None:
             return
         for ev in pop():
-            cid = ev["market"]
-            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
-                                                self.runtime.exchange, "market_resolved"):
+            cid = ev.market
+            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
+                                                       self.runtime.exchange, "market_resolved"):
                 self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
             before = len(self._markets)
             self._markets = [m for m in self._markets if m.condition_id != cid]
@@ -802,7 +797,6 @@ class Engine:
 
     async def _one_cycle(self) -> Any:
         """Run the quote cycle once; venue calls that failed for good during it fail the cycle."""
-        assert self._trade_lock is not None
         before = self._venue_failures()
         async with self._trade_lock:
             await self._apply_resolutions()
@@ -830,7 +824,6 @@ class Engine:
                              f"in a row): quoting paused, cancelling all orders; probing every "
                              f"{self._circuit.probe_sec:g}s")
             try:
-                assert self._trade_lock is not None
                 async with self._trade_lock:
                     n = await self.runtime.exchange.cancel_all()
                 self.events.emit("WARNING", "circuit_open", f"circuit open: {n} orders cancelled")
@@ -846,7 +839,6 @@ class Engine:
         now = time.time()
         if not self._circuit.probe_due(now):
             return
-        assert self._trade_lock is not None
         try:
             async with self._trade_lock:
                 probe = getattr(self.runtime.exchange, "probe", None)
@@ -912,7 +904,7 @@ class Engine:
             n, note = await self._cancel_now(self._cancel_budget())
             self.events.emit("ERROR" if note else "WARNING", source,
                              f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
-        if fatal and self._stop_evt is not None:
+        if fatal:
             self.fatal_halt = f"{source}: {reason}"
             self._stop_evt.set()
 
@@ -930,7 +922,7 @@ class Engine:
     async def _cancel_now(self, budget: float) -> tuple[int, str]:
         """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
         rt = self._rt
-        if rt is None or self._trade_lock is None:
+        if rt is None:
             return 0, ""
         got = False
         try:
@@ -967,8 +959,7 @@ class Engine:
         msg = f"background task {task.get_name()} failed: {type(exc).__name__}: {exc}"
         self._publish(replace(self._state, last_error=msg))
         self.events.emit("ERROR", "error", f"{msg}: stopping (orders are cancelled first)")
-        if self._stop_evt is not None:
-            self._stop_evt.set()
+        self._stop_evt.set()
 
     async def _lease_loop(self) -> None:
         """Renew the lease (publishing state for attached faces) every `LeaseTimer.period`.
@@ -980,7 +971,7 @@ class Engine:
         engine take over. A later successful renewal lifts the halt; a renewal answered "not
         yours" (another engine took it), a lost DB file, or a halt longer than
         `LEASE_GIVE_UP_TTLS` TTLs ends the run."""
-        assert self._lease is not None and self._stop_evt is not None
+        assert self._lease is not None
         lease, ttl = self._lease, self.settings.lease_ttl_sec
         timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
         pending: asyncio.Future | None = None
@@ -1048,7 +1039,6 @@ class Engine:
                     # applied after shutdown, with the verified result (see _shutdown)
                     self._kill_requested = True
                     self._kill_command_id = cmd.id
-                    assert self._stop_evt is not None
                     self._stop_evt.set()
                     return
                 else:
@@ -1151,7 +1141,6 @@ class Engine:
 
     async def _run_attached(self, watch_only: bool = False) -> bool:
         """Mirror the owner until stopped (see `AttachedSession.mirror`); True: take the lease over."""
-        assert self._stop_evt is not None and self._role_evt is not None
         return await self._attached_session().mirror(self._stop_evt, self._role_evt, watch_only=watch_only,
                                                      auto_takeover=self.auto_takeover)
 
@@ -1189,8 +1178,7 @@ class Engine:
             self._publish(replace(self._state, running=False, last_error=msg))
             if not self._crash_reported:
                 self.events.emit("ERROR", "error", f"engine crashed: {msg}")
-        if self._role_evt is not None:
-            self._role_evt.set()
+        self._role_evt.set()
 
 
 def wallet_address(settings: Settings) -> str | None:

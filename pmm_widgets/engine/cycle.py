@@ -103,12 +103,9 @@ async def requote(exchange: Exchange, cancel: list[str], place: list[Quote]) -> 
 
 
 def _fill_time_mid(fill: Fill) -> Decimal | None:
-    """The token's mid when the fill happened, if the exchange recorded it (paper does); else
-    the caller uses the mid of the cycle that received the fill (up to one refresh later)."""
-    if fill.mid is not None:
-        return fill.mid
-    v = fill.raw.get("book_mid")
-    return Decimal(str(v)) if v not in (None, "") else None
+    """The token's mid when the fill happened, if the exchange recorded it (`Fill.mid`: paper and
+    live do); else the caller uses the mid of the cycle that received the fill (up to one refresh later)."""
+    return fill.mid
 
 
 class QuoteCycle:

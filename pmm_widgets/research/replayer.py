@@ -2,7 +2,7 @@
 
 What runs is what trades: the recorded frames go through `MarketStream.handle_frame` (the same
 parser, book updates, distrust and staleness rules), REST resyncs through
-`MarketStream.apply_rest`, books reach `PaperExchange.observe_book/observe_trade` through
+`MarketStream.apply_rest_raw`, books reach `PaperExchange.observe_book/observe_trade` through
 `MarketData`'s listeners, and `QuoteCycle.run_once` (quoting, risk, planner, paper fills,
 markouts, calibrator, PnL) runs at the recorded cycle times (or on a fixed grid) with the
 simulated clock as `now`. Nothing sleeps; the only clock is the recording's.
@@ -43,6 +43,7 @@ from ..store.sink import Sink
 from ..strategy.base import Strategy
 from ..venue.market_data import MarketData
 from ..venue.market_stream import MarketStream, _Conn
+from ..venue.wire import decode_books
 from .recordings import (
     Gap,
     Problem,
@@ -363,8 +364,10 @@ class Replayer:
 
     def _checkpoint(self, payload: str, now: float) -> None:
         touched: set[str] = set()
-        for snap in json.loads(payload):
-            b = self.md.books.get(str(snap.get("asset_id")))
+        snaps, errors = decode_books(payload)
+        self.problems.extend(f"checkpoint: {e}" for e in errors[:10])
+        for snap in snaps:
+            b = self.md.books.get(snap.asset_id)
             if b is not None and not b.synced and b.apply_snapshot(snap, ts=now):
                 touched.add(b.token_id)
         if touched and self.stream.on_books is not None:
@@ -421,7 +424,7 @@ class Replayer:
                     if kinds[i] == "checkpoint":
                         self._checkpoint(pays[i] or "[]", ts)
                     else:
-                        stream.apply_rest(json.loads(pays[i] or "[]"), ts)
+                        stream.apply_rest_raw(pays[i] or "[]", ts)
                 elif ch == CH_UNIVERSE:
                     await self._on_universe(pays[i] or "[]")
                 elif ch == CH_ENGINE:
@@ -440,8 +443,7 @@ class Replayer:
                         for cid, (name, params) in (start.get("strategies") or {}).items():
                             self._set_strategy(cid, name, params or {})
                     elif kind == "venue_clock":
-                        vc = json.loads(pays[i] or "{}")
-                        self._venue_clock = VenueClock(float(vc["w0"]), float(vc["v0"]), float(vc["speed"]))
+                        self._venue_clock = VenueClock.from_json(json.loads(pays[i] or "{}"))
                         if self.cycle is not None:
                             self.cycle.econ.clock = self._venue_clock
                     elif kind == "strategy":

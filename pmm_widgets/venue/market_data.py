@@ -27,6 +27,7 @@ from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
 from .clob_rest import ClobPublic
 from .market_stream import MarketStream
+from .wire import MarketResolvedEvent
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class MarketData:
         if self.rest is not None:
             await self.rest.aclose()
 
-    def pop_resolutions(self) -> list[dict[str, Any]]:
+    def pop_resolutions(self) -> list[MarketResolvedEvent]:
         """`market_resolved` events received since the last call (market, winning_asset_id)."""
         out = list(self.stream.resolutions)
         self.stream.resolutions.clear()
