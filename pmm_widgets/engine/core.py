@@ -32,23 +32,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
+from ..events import Event, EventBus
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
 from ..tasks import spawn
+from .attached import AttachedSession, RemoteParams
+from .attached import jsonable as _jsonable
 from .circuit import Circuit
 from .commands import CommandQueue, default_sender
 from .lease import Lease, LeaseTimer, new_owner_id
 from .runtime import Runtime, Store, build_runtime, cancel_and_verify, open_store
 from .state import (
     EngineState,
-    EventLog,
     FeedState,
     KillResult,
     params_to_json,
@@ -64,36 +65,6 @@ HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel st
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
-
-
-def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in changes.items()}
-
-
-class RemoteParams:
-    """The `.params` of an attached engine: reads the owner's published values; assignments are
-    validated locally with the same `Params` rules (so a bad value fails in the caller at once)
-    and then sent to the owner as a `set_params` command."""
-
-    def __init__(self, engine: Engine) -> None:
-        object.__setattr__(self, "_engine", engine)
-
-    def _current(self) -> Params:
-        return Params.model_validate(self._engine.state.params or {})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._current(), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.update(**{name: value})
-
-    def update(self, **changes: Any) -> RemoteParams:
-        self._current().update(**changes)  # raises ValidationError like a local Params
-        self._engine._send_command("set_params", _jsonable(changes))
-        return self
-
-    def model_dump(self) -> dict[str, Any]:
-        return self._current().model_dump()
 
 
 class Engine:
@@ -121,7 +92,7 @@ class Engine:
         self._attach_only = False
         self._handover = False
         self._pause_note = ""
-        self.events = EventLog()
+        self.events = EventBus()  # the one event flow: faces subscribe, `_record_event` persists
         self._params = settings.params()
         self._sink_override = sink
         self._endpoints_override = endpoints
@@ -130,13 +101,15 @@ class Engine:
                                   params=params_to_json(self._params))
         self._state_listeners: list[Callable[[EngineState], None]] = []
         self._task: asyncio.Task | None = None
-        self._stop_evt: asyncio.Event | None = None
-        self._role_evt: asyncio.Event | None = None
+        # one run's signals, fresh for every run (start(), or run() awaited directly)
+        self._stop_evt = asyncio.Event()
+        self._role_evt = asyncio.Event()
+        self._via_start = False
         self._venue_speed = 1.0
         self._clock_synced_at = 0
         self._kill_requested = False
         self._kill_result: KillResult | None = None
-        self._trade_lock: asyncio.Lock | None = None
+        self._trade_lock = asyncio.Lock()  # a cycle, a halt's cancel, a pause's cancel: one at a time
         self._db: Any = None
         self._db_lock: asyncio.Lock | None = None
         self._lease: Lease | None = None
@@ -202,7 +175,7 @@ class Engine:
 
     @property
     def params(self) -> Params | RemoteParams:
-        return RemoteParams(self) if self.role == "attached" else self._params
+        return RemoteParams(lambda: self.state.params, self._send_command) if self.role == "attached" else self._params
 
     @params.setter
     def params(self, value: Params | dict[str, Any]) -> None:
@@ -214,7 +187,7 @@ class Engine:
 
         `changed_by` names who asked (recorded with `persist_params`; default: this engine)."""
         if self.role == "attached":
-            RemoteParams(self).update(**changes)
+            RemoteParams(lambda: self.state.params, self._send_command).update(**changes)
         else:
             self._params.update(**changes)
             if self._recorder is not None:
@@ -308,10 +281,8 @@ class Engine:
                 self._strategy_overrides.pop(cid, None)
             else:
                 self._strategy_overrides[cid] = (strategy, dict(params))
-            if self._sink is not None and (strategy is None or isinstance(strategy, str)):
-                self._sink.upsert("market_overrides", {"market": cid, "strategy": strategy,
-                                                       "params_json": _jsonable(params) or None,
-                                                       "updated_at": time.time()}, key=["market"])
+            if self._store is not None and (strategy is None or isinstance(strategy, str)):
+                self._store.db.market_override(cid, strategy, _jsonable(params), time.time())
         name = strategy if strategy is None or isinstance(strategy, str) else getattr(strategy, "name", "?")
         self.events.emit("INFO", "strategy", f"strategy of {market}: {name or 'default'}"
                          + (f" {_jsonable(params)}" if params else ""), market=None if market == "*" else market)
@@ -341,9 +312,8 @@ class Engine:
             assert self._task is not None
             return self._task
         loop = asyncio.get_running_loop()
-        self._stop_evt = asyncio.Event()
-        self._role_evt = asyncio.Event()
-        self._trade_lock = asyncio.Lock()
+        self._stop_evt, self._role_evt, self._trade_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._via_start = True
         self._kill_requested = False
         self._task = loop.create_task(self.run(), name="pmm-engine")
         self._task.add_done_callback(self._on_done)
@@ -376,7 +346,7 @@ class Engine:
 
     async def wait_role(self, timeout: float = 30.0) -> str:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
-        assert self._role_evt is not None and self._task is not None, "call start() first"
+        assert self._task is not None, "call start() first"
         waiter = asyncio.ensure_future(self._role_evt.wait())
         done, _ = await asyncio.wait({waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -393,7 +363,7 @@ class Engine:
         if not self.running:
             return
         self._handover = handover
-        assert self._stop_evt is not None and self._task is not None
+        assert self._task is not None  # running
         self._stop_evt.set()
         grace = max(2.0, self.settings.quote_refresh_sec * 2)
         done, _ = await asyncio.wait({self._task}, timeout=grace)
@@ -438,7 +408,7 @@ class Engine:
         self.set_params(quoting_paused=True, changed_by=by)
         n = 0
         rt = self._rt
-        if cancel and rt is not None and self._trade_lock is not None:
+        if cancel and rt is not None:
             async with self._trade_lock:
                 n = await rt.exchange.cancel_all()
         self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
@@ -455,8 +425,9 @@ class Engine:
     # ---------------------------------------------------------------- the task
     async def run(self, max_seconds: float | None = None) -> None:
         """Decide the role, then trade (owner) or mirror (attached) until stopped."""
-        if self._stop_evt is None:  # run() awaited directly (headless) rather than via start()
+        if not self._via_start:  # run() awaited directly (headless) rather than via start()
             self._stop_evt, self._role_evt, self._trade_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._via_start = False
         if max_seconds is not None:
             asyncio.get_running_loop().call_later(max_seconds, self._stop_evt.set)
         self._kill_result = None
@@ -480,7 +451,7 @@ class Engine:
     async def _try_acquire(self) -> bool:
         """Take the lease; while the DB cannot answer (locked, unreachable) keep asking, quoting
         nothing, until it answers or we are stopped. A live owner → False (attach, never quote)."""
-        assert self._lease is not None and self._stop_evt is not None
+        assert self._lease is not None
         said = None
         while not self._stop_evt.is_set():
             try:
@@ -518,7 +489,7 @@ class Engine:
                                           max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
 
     async def _run_owner(self) -> None:
-        assert self._stop_evt is not None and self._lease is not None and self._commands is not None
+        assert self._lease is not None and self._commands is not None
         started = time.time()
         self._halts = {}
         self._shutdown_started = None
@@ -544,7 +515,6 @@ class Engine:
                                  f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
             self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                              f"venue={self.settings.venue.value} markets={len(self._markets)}")
-            assert self._role_evt is not None
             self._role_evt.set()
             universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
                                   self._on_background_error)
@@ -591,7 +561,8 @@ class Engine:
         assert self._db is not None  # opened by run() before the lease was taken
         rt = self._rt = await build_runtime(
             s, self.mode, self._params, self._store, db=self._db, owner_id=self._owner_id,
-            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override)
+            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override,
+            events=self.events)
         from . import restore  # issue 11: positions, PnL and fills continue from the DB
 
         await restore.resume(rt.session_rows, rt.cycle, rt.exchange, self.mode, self._markets, time.time(),
@@ -624,13 +595,8 @@ class Engine:
             self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
-        from ..venue.universe import universe_rows
-
-        sink = self._sink
-        if sink is None:
-            return
-        for row in universe_rows(markets, time.time()):
-            sink.insert("markets", row)
+        if self._store is not None:
+            self._store.db.markets(markets, time.time())
 
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
@@ -642,7 +608,6 @@ class Engine:
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
-        assert self._trade_lock is not None
         async with self._trade_lock:
             for m in removed:  # a market leaving the universe takes its quotes with it
                 n = await self.runtime.exchange.cancel_market(m.condition_id)
@@ -662,7 +627,6 @@ class Engine:
         (never on the loop; `trades` and `orders` are kept). `PMM_RETAIN_DAYS=0` keeps everything."""
         from ..store.retention import prune
 
-        assert self._stop_evt is not None
         stop = self._stop_evt
         while not stop.is_set():
             # first wait, then prune: start-up (and short runs) never compete with the pruner
@@ -690,7 +654,6 @@ class Engine:
         every face, until it loads or the engine is stopped (nothing is quoted meanwhile)."""
         from ..venue.http import backoff_delay
 
-        assert self._stop_evt is not None
         s = self.settings
         attempt = 0
         while True:
@@ -716,7 +679,6 @@ class Engine:
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
         delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
-        assert self._stop_evt is not None
         while not self._stop_evt.is_set():
             wait = self.settings.universe_refresh_sec - (time.time() - self._universe_ts)
             if wait > 0:
@@ -735,7 +697,6 @@ class Engine:
         """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
         failed for good, is an `events` row and a status, never a crash; the circuit breaker
         pauses quoting and cancels when such cycles persist (see `engine/circuit.py`)."""
-        assert self._stop_evt is not None and self._trade_lock is not None
         loop = asyncio.get_running_loop()
         self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
         while not self._stop_evt.is_set():
@@ -750,9 +711,7 @@ class Engine:
                 if self._circuit.is_open:
                     await self._circuit_probe()
                 else:
-                    report = await self._one_cycle()
-                    for breach in getattr(report, "breaches", None) or []:
-                        self.events.emit("WARNING", "risk_breach", str(breach))
+                    report = await self._one_cycle()  # its breaches are already events (risk emits them)
                     if getattr(report, "kill_requested", False):
                         self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
                         self._kill_requested = True
@@ -789,9 +748,8 @@ class Engine:
             self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
                              f"{type(exc).__name__}: {exc}", market=m.condition_id)
             return
-        tokens = info.get("tokens") if isinstance(info, dict) else None
-        winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
-        if not info.get("closed") or len(winners) != 1:
+        winners = info.winners
+        if not info.closed or len(winners) != 1:
             return
         if await self.runtime.cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange, "closed"):
             self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
@@ -816,7 +774,7 @@ class Engine:
         clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
         self.runtime.cycle.econ.clock = clock
         if self._recorder is not None:  # replay samples rewards on the same venue minutes
-            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
+            self._recorder.engine(clock.w0, "venue_clock", clock.to_json())
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
@@ -824,9 +782,9 @@ class Engine:
         if pop is None:
             return
         for ev in pop():
-            cid = ev["market"]
-            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
-                                                self.runtime.exchange, "market_resolved"):
+            cid = ev.market
+            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
+                                                       self.runtime.exchange, "market_resolved"):
                 self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
             before = len(self._markets)
             self._markets = [m for m in self._markets if m.condition_id != cid]
@@ -839,7 +797,6 @@ class Engine:
 
     async def _one_cycle(self) -> Any:
         """Run the quote cycle once; venue calls that failed for good during it fail the cycle."""
-        assert self._trade_lock is not None
         before = self._venue_failures()
         async with self._trade_lock:
             await self._apply_resolutions()
@@ -867,7 +824,6 @@ class Engine:
                              f"in a row): quoting paused, cancelling all orders; probing every "
                              f"{self._circuit.probe_sec:g}s")
             try:
-                assert self._trade_lock is not None
                 async with self._trade_lock:
                     n = await self.runtime.exchange.cancel_all()
                 self.events.emit("WARNING", "circuit_open", f"circuit open: {n} orders cancelled")
@@ -883,7 +839,6 @@ class Engine:
         now = time.time()
         if not self._circuit.probe_due(now):
             return
-        assert self._trade_lock is not None
         try:
             async with self._trade_lock:
                 probe = getattr(self.runtime.exchange, "probe", None)
@@ -949,7 +904,7 @@ class Engine:
             n, note = await self._cancel_now(self._cancel_budget())
             self.events.emit("ERROR" if note else "WARNING", source,
                              f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
-        if fatal and self._stop_evt is not None:
+        if fatal:
             self.fatal_halt = f"{source}: {reason}"
             self._stop_evt.set()
 
@@ -967,7 +922,7 @@ class Engine:
     async def _cancel_now(self, budget: float) -> tuple[int, str]:
         """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
         rt = self._rt
-        if rt is None or self._trade_lock is None:
+        if rt is None:
             return 0, ""
         got = False
         try:
@@ -1004,8 +959,7 @@ class Engine:
         msg = f"background task {task.get_name()} failed: {type(exc).__name__}: {exc}"
         self._publish(replace(self._state, last_error=msg))
         self.events.emit("ERROR", "error", f"{msg}: stopping (orders are cancelled first)")
-        if self._stop_evt is not None:
-            self._stop_evt.set()
+        self._stop_evt.set()
 
     async def _lease_loop(self) -> None:
         """Renew the lease (publishing state for attached faces) every `LeaseTimer.period`.
@@ -1017,7 +971,7 @@ class Engine:
         engine take over. A later successful renewal lifts the halt; a renewal answered "not
         yours" (another engine took it), a lost DB file, or a halt longer than
         `LEASE_GIVE_UP_TTLS` TTLs ends the run."""
-        assert self._lease is not None and self._stop_evt is not None
+        assert self._lease is not None
         lease, ttl = self._lease, self.settings.lease_ttl_sec
         timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
         pending: asyncio.Future | None = None
@@ -1085,7 +1039,6 @@ class Engine:
                     # applied after shutdown, with the verified result (see _shutdown)
                     self._kill_requested = True
                     self._kill_command_id = cmd.id
-                    assert self._stop_evt is not None
                     self._stop_evt.set()
                     return
                 else:
@@ -1179,72 +1132,25 @@ class Engine:
         self._rt = None
 
     # ---------------------------------------------------------------- attached role
-    async def _run_attached(self, watch_only: bool = False) -> bool:
-        """Mirror the owner's state until stopped. True: the lease freed and we took it over.
+    def _attached_session(self) -> AttachedSession:
+        """The attached role's mirror and command sender (`engine/attached.py`)."""
+        if self._lease is None or self._commands is None:
+            raise RuntimeError("not attached to an engine")
+        return AttachedSession(self.settings, self._lease, self._commands, self._owner_id, publish=self._publish,
+                               state=lambda: self._state, emit=self.events.emit, tasks=self._sending)
 
-        `watch_only`: never take over, and end quietly (role idle) when nobody owns the lease."""
-        assert self._stop_evt is not None and self._lease is not None and self._role_evt is not None
-        self._publish(replace(self._state, role="attached", running=True, last_error=None))
-        self.events.emit("INFO", "attached", "another engine owns this DB: attached (commands go through the DB)")
-        while not self._stop_evt.is_set():
-            row = await asyncio.to_thread(self._lease.read)
-            if row is not None and not row.expired() and row.owner != self._owner_id:
-                owner_state = EngineState.from_json(row.state_json) if row.state_json else EngineState()
-                self._publish(replace(owner_state, role="attached", owner=row.owner, running=True))
-                self._role_evt.set()  # after the first mirror, so callers see the owner's state
-            else:
-                last = EngineState.from_json(row.state_json) if row is not None and row.state_json else None
-                if last is not None and last.kill is not None:  # killed: stay down until an explicit Start
-                    self._publish(replace(last, role="idle", running=False, owner="",
-                                          last_error="the engine was killed: press Start to run a new one"))
-                    return False
-                if watch_only:
-                    if self.role == "attached":
-                        self._publish(replace(self._state, role="idle", running=False, owner="",
-                                              last_error="the engine stopped: press Start to run one"))
-                    return False
-                if self.auto_takeover:
-                    self._publish(replace(self._state, role="idle"))
-                    return True
-                self._publish(replace(self._state, running=False,
-                                      last_error="no engine owns the DB lease: press Start to own it"))
-                return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop_evt.wait(), timeout=self.settings.dashboard_refresh_sec)
-        self._publish(replace(self._state, running=False))
-        return False
+    async def _run_attached(self, watch_only: bool = False) -> bool:
+        """Mirror the owner until stopped (see `AttachedSession.mirror`); True: take the lease over."""
+        return await self._attached_session().mirror(self._stop_evt, self._role_evt, watch_only=watch_only,
+                                                     auto_takeover=self.auto_takeover)
 
     def _send_command(self, kind: str, payload: dict[str, Any]) -> None:
-        """Insert a command row for the owner: in a worker thread when a loop runs (widget callbacks)."""
-        commands = self._commands
-        if commands is None:
-            raise RuntimeError("not attached to an engine")
-        self.events.emit("INFO", "command", f"sent {kind} {payload or ''} to the owner")
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            commands.send(kind, payload)
-            return
-        spawn(asyncio.to_thread(commands.send, kind, payload), f"pmm-send-{kind}", self._sending,
-              lambda _t, exc: self.events.emit("ERROR", "command", f"could not send {kind}: {exc}"))
+        self._attached_session().send(kind, payload)
 
     async def _remote_kill(self) -> KillResult:
-        assert self._commands is not None
-        cid = await asyncio.to_thread(self._commands.send, "kill", {})
-        deadline = time.time() + max(10.0, 4 * self.settings.quote_refresh_sec + self.settings.lease_ttl_sec)
-        while time.time() < deadline:
-            res = await asyncio.to_thread(self._commands.result, cid)
-            if res is not None:
-                try:
-                    kr = KillResult(**json.loads(res[1]))
-                except (ValueError, TypeError):
-                    kr = KillResult(res[0], 0, -1, False, f"owner answered: {res[1]}")
-                self._kill_result = kr
-                self._publish(replace(self._state, kill=kr))
-                return kr
-            await asyncio.sleep(0.2)
-        kr = KillResult(time.time(), 0, -1, False, "kill sent, but the owner did not confirm in time")
-        self._publish(replace(self._state, kill=kr))
+        kr, confirmed = await self._attached_session().kill()
+        if confirmed:
+            self._kill_result = kr
         return kr
 
     # ---------------------------------------------------------------- plumbing
@@ -1256,10 +1162,10 @@ class Engine:
             except Exception:  # a broken face must not break the engine
                 pass
 
-    def _record_event(self, ev: Any) -> None:
-        if self._sink is not None and self.role == "owner":
-            self._sink.insert("events", {"ts": ev.ts, "level": ev.level, "kind": ev.kind, "market": ev.market,
-                                         "message": ev.message, "data_json": None})
+    def _record_event(self, ev: Event) -> None:
+        """The one persisting subscriber: one `events` row per event (the owner's only)."""
+        if self._store is not None and self.role == "owner":
+            self._store.db.event(ev)
 
     def _on_done(self, task: asyncio.Task) -> None:
         """Surface a crash: never silent, even when nobody awaits the task."""
@@ -1272,8 +1178,7 @@ class Engine:
             self._publish(replace(self._state, running=False, last_error=msg))
             if not self._crash_reported:
                 self.events.emit("ERROR", "error", f"engine crashed: {msg}")
-        if self._role_evt is not None:
-            self._role_evt.set()
+        self._role_evt.set()
 
 
 def wallet_address(settings: Settings) -> str | None:

@@ -28,7 +28,9 @@ from ..analytics.pnl import PnlBook, PnlParts
 from ..config import STRATEGY_PARAM_FIELDS, Params
 from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote, Side
 from ..economics.tracker import EconomicsTracker
+from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
+from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..strategy.base import Decision, MarketContext, Regime, Strategy
 from ..strategy.calibrator import Calibrator
@@ -101,38 +103,40 @@ async def requote(exchange: Exchange, cancel: list[str], place: list[Quote]) -> 
 
 
 def _fill_time_mid(fill: Fill) -> Decimal | None:
-    """The token's mid when the fill happened, if the exchange recorded it (paper does); else
-    the caller uses the mid of the cycle that received the fill (up to one refresh later)."""
-    if fill.mid is not None:
-        return fill.mid
-    v = fill.raw.get("book_mid")
-    return Decimal(str(v)) if v not in (None, "") else None
+    """The token's mid when the fill happened, if the exchange recorded it (`Fill.mid`: paper and
+    live do); else the caller uses the mid of the cycle that received the fill (up to one refresh later)."""
+    return fill.mid
 
 
 class QuoteCycle:
     def __init__(
         self,
         params: Params,
-        sink: Sink,
+        sink: Sink | DbRecorder,
         mode: Mode,
         calibration: dict[str, dict] | None = None,
         *,
+        events: EventBus | None = None,
         pnl_sec: float = 10.0,
         vol_horizon_sec: float = 30.0,
         markout_horizons: tuple[float, ...] = HORIZONS,
         calib_update_sec: float = 30.0,
         calib_window_sec: float = 300.0,
     ) -> None:
+        """`sink`: where rows go (a `DbRecorder`, or a bare sink it wraps). `events`: the bus to
+        emit on (the engine's, persisted by the engine); None: a bus of its own that persists
+        through the recorder (tests, replays)."""
         self.params = params
-        self.sink = sink
+        self.rec = as_recorder(sink)
+        self.events = events if events is not None else persisting_bus(self.rec)
         self.mode = mode
         self.pnl_sec = pnl_sec
         self.vol_horizon_sec = vol_horizon_sec
         self.vol = VolEstimator()
-        self.risk = RiskManager(params, sink)
+        self.risk = RiskManager(params, self.events)
         self.pnl = PnlBook()
-        self.markouts = MarkoutTracker(sink, markout_horizons)
-        self.calibrator = Calibrator(params, sink, calibration, update_sec=calib_update_sec, window_sec=calib_window_sec)
+        self.markouts = MarkoutTracker(self.rec, markout_horizons)
+        self.calibrator = Calibrator(params, self.rec, calibration, update_sec=calib_update_sec, window_sec=calib_window_sec)
         self._markets: list[Market] = []
         self._known: dict[str, Market] = {}  # every market seen (fills may arrive after it left)
         self._token_market: dict[str, Market] = {}
@@ -160,7 +164,7 @@ class QuoteCycle:
         self._touch: dict[str, tuple[Decimal, int, int]] = {}
         self._tox: dict[str, tuple[float, int]] = {}  # short-horizon markout EWMA (price units), count
         self._end: dict[str, tuple[str | None, float | None]] = {}
-        self.econ = EconomicsTracker(sink, mode.value)
+        self.econ = EconomicsTracker(self.rec, mode.value, events=self.events)
         self._resolved: dict[str, str] = {}  # market -> winning token (no more quoting there)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -269,11 +273,11 @@ class QuoteCycle:
             regime = Regime(d.regime)
         except Exception as exc:  # noqa: BLE001 (user code: never let it take the engine down)
             note = f"strategy error: {type(exc).__name__}: {exc}"
-            self._flag_guard(now, cid, strat.name, note, rep, level="ERROR")
+            self._flag_guard(now, cid, strat.name, note, rep, level=Level.ERROR)
             return [], Regime.HALTED, note
         self._sstate[cid] = d.state
         for msg in d.events:
-            self._event(now, cid, "strategy_regime", f"{strat.name}: {msg}",
+            self._event(now, cid, EventKind.STRATEGY_REGIME, f"{strat.name}: {msg}",
                         {"strategy": strat.name, "regime": regime.value, "reason": d.reason}, rep)
         self._regime[cid] = regime.value
         quotes, why = guard_quotes(ctx, d.quotes, regime)
@@ -284,18 +288,17 @@ class QuoteCycle:
         note = "" if regime is Regime.NORMAL else regime.value + (f" ({d.reason})" if d.reason else "")
         return quotes, regime, note
 
-    def _event(self, now: float, market: str | None, kind: str, message: str, data: dict[str, Any],
-               rep: CycleReport, level: str = "INFO") -> None:
+    def _event(self, now: float, market: str | None, kind: EventKind, message: str, data: dict[str, Any],
+               rep: CycleReport, level: Level = Level.INFO) -> None:
         rep.strategy_events.append(f"{market}: {message}" if market else message)
-        self.sink.insert("events", {"ts": now, "level": level, "kind": kind, "market": market,
-                                    "message": message, "data_json": data})
+        self.events.emit(level, kind, message, market, data=data, ts=now)
 
     def _flag_guard(self, now: float, cid: str, name: str, message: str, rep: CycleReport,
-                    level: str = "WARNING") -> None:
+                    level: Level = Level.WARNING) -> None:
         """Edge-triggered: one `events` row when a market's guard/strategy problem starts or changes."""
         if self._guard_flag.get(cid) != message:
             self._guard_flag[cid] = message
-            self._event(now, cid, "strategy_guard", f"{name}: {message}", {"strategy": name}, rep, level)
+            self._event(now, cid, EventKind.STRATEGY_GUARD, f"{name}: {message}", {"strategy": name}, rep, level)
 
     # -- the cycle -----------------------------------------------------------------------------
     async def run_once(
@@ -307,17 +310,31 @@ class QuoteCycle:
         *,
         hold: str | None = None,
     ) -> CycleReport:
-        """One cycle. `hold`: a safety halt's reason (lease unproven, DB writer faulted): every
-        market holds no quote (open orders are cancelled by the plan) while books, fills and PnL
-        keep flowing."""
-        p = self.params
+        """One cycle, in named phases: observe (books → mids, volatility) → account (fills →
+        PnL, economics, markouts, calibration; the reward sample) → risk (loss limits, exposure)
+        → decide (each market's strategy, guard, risk filter) → execute (strategy switches, plan,
+        rate limit, requote) → publish (`pnl` rows, breaches, the cycle's snapshot).
+
+        `hold`: a safety halt's reason (lease unproven, DB writer faulted): every market holds no
+        quote (open orders are cancelled by the plan) while books, fills and PnL keep flowing."""
         rep = CycleReport()
         self.risk.begin_cycle()
         self._set_universe(markets, exchange)
         self.econ.set_markets(markets, now)
         if self._resolved:
             markets = [m for m in markets if m.condition_id not in self._resolved]
+        views = self._observe(now, markets, view, exchange)
+        await self._account(now, markets, views, exchange, rep)
+        parts, exposure = self._risk_inputs(now, rep)
+        wanted, switched = self._decide_all(now, markets, views, exchange, parts, exposure, hold, rep)
+        await self._execute(now, exchange, wanted, switched, rep)
+        self._publish(now, exchange, rep)
+        return rep
 
+    def _observe(self, now: float, markets: list[Market], view: Callable[[str], BookView | None],
+                 exchange: Exchange) -> dict[str, tuple[BookView | None, BookView | None]]:
+        """Books → each market's effective YES mid/spread/touch, volatility, the risk's mid path."""
+        p = self.params
         views: dict[str, tuple[BookView | None, BookView | None]] = {}
         for m in markets:
             yv, nv = view(m.yes_token_id), view(m.no_token_id)
@@ -341,7 +358,13 @@ class QuoteCycle:
                 self.vol.update(m.yes_token_id, fm, now, p.vol_halflife_sec)
                 self.vol.update(m.no_token_id, 1.0 - fm, now, p.vol_halflife_sec)
                 self.risk.observe_mid(now, m.condition_id, fm)
+        return views
 
+    async def _account(self, now: float, markets: list[Market],
+                       views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
+                       rep: CycleReport) -> None:
+        """Fills → ledgers (PnL), fees/rebates, late settlements, markouts, calibration; then the
+        reward sample when due (before requoting: the orders that rested at the venue's sample)."""
         fills = await exchange.poll(now)
         rep.fills = len(fills)
         for f in fills:
@@ -368,16 +391,26 @@ class QuoteCycle:
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         for m in markets:
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
-        if self.econ.sample_due(now):  # before requoting: the orders that rested at the venue's sample
+        if self.econ.sample_due(now):
             await self._sample_rewards(now, markets, views, exchange)
 
+    def _risk_inputs(self, now: float, rep: CycleReport) -> tuple[dict[str, PnlParts], Decimal]:
+        """Per-market PnL parts, the loss limits (a breach past the kill limit stops quoting for
+        good) and the total inventory exposure at mid."""
         parts = {cid: lg.parts(self._mids.get(cid)) for cid, lg in self.pnl.ledgers.items()}
         total_pnl = sum((pp.total for pp in parts.values()), ZERO)
         if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, total_pnl):
             self._killed = True
         rep.kill_requested = self._killed
-        total_exposure = sum((pp.inventory_usd for pp in parts.values()), ZERO)
+        return parts, sum((pp.inventory_usd for pp in parts.values()), ZERO)
 
+    def _decide_all(self, now: float, markets: list[Market],
+                    views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
+                    parts: dict[str, PnlParts], total_exposure: Decimal, hold: str | None,
+                    rep: CycleReport) -> tuple[list[Quote], list[tuple[str, str, str]]]:
+        """Each market's status and wanted quotes (strategy → two-sided fit → risk filter → event
+        limit); markets whose strategy changed are listed (their orders go first)."""
+        p = self.params
         wanted: list[Quote] = []
         by_market: dict[str, list[Order]] = {}
         for o in exchange.open_orders():
@@ -422,15 +455,19 @@ class QuoteCycle:
                     rep.quoted_markets += 1
                 wanted.extend(quotes)
             self._status[cid] = status
+        return wanted, switched
 
+    async def _execute(self, now: float, exchange: Exchange, wanted: list[Quote],
+                       switched: list[tuple[str, str, str]], rep: CycleReport) -> None:
+        """Cancel switched markets' orders, plan against what rests, rate-limit, requote."""
         for cid, old, new in switched:
             n = await exchange.cancel_market(cid)
             self.risk.rate.record(now, n)
             rep.cancelled += n
-            self._event(now, cid, "strategy", f"strategy {old} -> {new}: {n} orders cancelled before requoting",
+            self._event(now, cid, EventKind.STRATEGY, f"strategy {old} -> {new}: {n} orders cancelled before requoting",
                         {"from": old, "to": new, "cancelled": n}, rep)
         open_orders = exchange.open_orders()
-        pl = plan(wanted, open_orders, self._tick_of, p.requote_ticks)
+        pl = plan(wanted, open_orders, self._tick_of, self.params.requote_ticks)
         limited = self.risk.limit_actions(now, pl, len(open_orders), {o.client_id: o.token_id for o in open_orders})
         rep.deferred = len(pl.cancel) + len(pl.place) - len(limited.cancel) - len(limited.place)
         if limited.cancel or limited.place:
@@ -445,17 +482,16 @@ class QuoteCycle:
                     rep.placed += 1
                     self._placed[o.market] = self._placed.get(o.market, 0) + 1
 
+    def _publish(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
+        """`pnl` rows on a fixed grid, the cycle's risk breaches, the state behind `snapshot()`."""
         if self._next_pnl_ts is None or now >= self._next_pnl_ts:  # on a fixed grid: no drift
             nxt = now if self._next_pnl_ts is None else self._next_pnl_ts
             while nxt <= now:
                 nxt += self.pnl_sec
             self._next_pnl_ts = nxt
-            for row in self.pnl.rows(now, self.mode.value, self._mids):
-                self.sink.insert("pnl", row)
-
+            self.rec.pnl(self.pnl.rows(now, self.mode.value, self._mids))
         rep.breaches = self.risk.end_cycle()
         self._refresh_state(now, exchange, rep)
-        return rep
 
     # -- venue economics -----------------------------------------------------------------------
     def _event_limit(self, m: Market, quotes: list[Quote], parts: dict[str, PnlParts]) -> list[Quote]:
@@ -547,7 +583,7 @@ class QuoteCycle:
         self._snap = None
         yes, no, payout, pnl = self._settle(now, m, winner_token, source)
         rep = CycleReport()
-        self._event(now, market, "resolution",
+        self._event(now, market, EventKind.RESOLUTION,
                     f"resolved {('YES' if winner_token == m.yes_token_id else 'NO')}: {n} orders cancelled, "
                     f"{yes} YES + {no} NO redeemed for {payout} (settlement PnL {pnl:.4f})",
                     {"winner_token": winner_token, "cancelled": n, "yes": str(yes), "no": str(no),
@@ -600,6 +636,12 @@ class QuoteCycle:
         if self._snap is None:
             self._snap = CycleSnapshot(self._now, self._market_snapshots(), self._totals)
         return self._snap
+
+    @property
+    def totals(self) -> SnapshotTotals:
+        """The last cycle's totals (the snapshot's, without building its per-market rows: replay
+        reads them every cycle)."""
+        return self._totals
 
     def _market_snapshots(self) -> dict[str, MarketSnapshot]:
         out: dict[str, MarketSnapshot] = {}
