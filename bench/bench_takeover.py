@@ -3,13 +3,13 @@ to own, set up and quote, and which part of its own set-up takes the time.
 
 What a reloaded dashboard page does once its kernel runs: `Engine.start()` on the DB the old
 page's engine released (`stop(handover=True)`), against the same venue. Here: an external
-sandbox process (like the browser tests; 16 markets, speed 5), `PMM_VENUE=polymarket` pointed at
+sandbox process (16 markets, speed 1 = real time; the browser tests run it at 5: `--speed`), `PMM_VENUE=polymarket` pointed at
 it, 4 markets, quote refresh 3 s (the default; `--refresh`), SQLite in a temp dir. Each run: engine A starts, quotes,
 trades a little and stops with hand-over; engine B starts on the same DB and is timed from
 `start()` to owning (lease), set up (`engine_start`) and quoting (first open order). The set-up
 phases are timed by wrapping the engine's own steps (no change to the engine).
 
-    PYTHONPATH=$PWD .venv/bin/python bench/bench_takeover.py --runs 5 --mode paper --mode live
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_takeover.py --runs 5 [--latency-ms 100] [--mode paper --mode live]
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def instrument(rec: dict[str, list[tuple[float, float]]]) -> None:
         setattr(owner, name, _wrap(rec, label, getattr(owner, name)))
 
 
-def start_sandbox() -> tuple[subprocess.Popen, dict[str, str]]:
-    sb = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", "16", "--speed", "5", "--seed", "3"],
+def start_sandbox(speed: float = 1.0) -> tuple[subprocess.Popen, dict[str, str]]:
+    sb = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", "16", "--speed", f"{speed:g}", "--seed", "3"],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     urls: dict[str, str] = {}
     assert sb.stdout is not None
@@ -150,7 +150,14 @@ async def main_async(args: argparse.Namespace) -> None:
 
     rec: dict[str, list[tuple[float, float]]] = {}
     instrument(rec)
-    sb, urls = start_sandbox()
+    sb, urls = start_sandbox(args.speed)
+    if args.latency_ms:  # every HTTP answer and websocket frame of the venue, like a remote venue's round trip
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(urls["PMM_CLOB_URL"] + "/_sandbox/faults", method="POST",
+                                     data=json.dumps({"latency_ms": args.latency_ms}).encode())
+        await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=10).read())
     try:
         for mode_name in args.mode:
             mode = Mode(mode_name)
@@ -178,6 +185,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mode", action="append", choices=["paper", "live"])
+    ap.add_argument("--speed", type=float, default=1.0, help="sandbox speed (1: the venue's own clock)")
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="sandbox fault knob: added to every HTTP answer and websocket frame")
     ap.add_argument("--refresh", type=float, default=3.0, help="PMM_QUOTE_REFRESH_SEC (default: the default, 3)")
     args = ap.parse_args()
     args.mode = args.mode or ["paper", "live"]

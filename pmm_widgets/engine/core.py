@@ -41,7 +41,7 @@ from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_er
 from ..domain import Market, Mode
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
-from ..tasks import spawn
+from ..tasks import spawn, together
 from .circuit import Circuit
 from .commands import CommandQueue, default_sender
 from .lease import Lease, LeaseTimer, new_owner_id
@@ -608,12 +608,6 @@ class Engine:
         stack.push_async_callback(gamma.aclose)
         self._gamma = gamma
         self._load_universe = load_universe
-        self._markets = await self._first_universe(gamma)
-        self._record_universe(self._markets)
-        if self._recorder is not None:
-            self._recorder.universe(time.time(), self._markets)
-        self._universe_ts = time.time()
-
         self._md = MarketData(endpoints.clob_url, endpoints.ws_url, self._sink,
                               stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=self._recorder)
         await self._md.start()
@@ -641,10 +635,25 @@ class Engine:
         self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
         from . import restore  # issue 11: positions, PnL and fills continue from the DB
 
-        session_rows = await restore.read_rows(self._db, self.mode)  # before the exchange's reconcile adds fills
-        await self._exchange.start()
+        async def venue_side() -> restore.SessionRows:
+            rows = await restore.read_rows(self._db, self.mode)  # before the exchange's reconcile adds fills
+            await self._exchange.start()
+            return rows
+
+        async def market_side() -> None:
+            self._markets = await self._first_universe(gamma)
+            self._record_universe(self._markets)
+            if self._recorder is not None:
+                self._recorder.universe(time.time(), self._markets)
+            self._universe_ts = time.time()
+            await self._md.set_markets(self._markets)
+
+        # take-over speed (issue 11): the exchange's start (live: credentials, reconcile, user
+        # stream) needs no universe, and the universe and its books need no exchange
+        venue = asyncio.ensure_future(venue_side())
+        await together(venue, market_side())
+        session_rows = venue.result()
         self._exchange.set_markets(self._markets)
-        await self._md.set_markets(self._markets)
         calibration = await asyncio.to_thread(repo.load_calibration, self._db)
         self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
         await restore.resume(session_rows, self._cycle, self._exchange, self.mode, self._markets, time.time(),
@@ -787,6 +796,7 @@ class Engine:
         assert self._stop_evt is not None and self._trade_lock is not None
         loop = asyncio.get_running_loop()
         self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
+        await self._first_books(self.settings.quote_refresh_sec)
         while not self._stop_evt.is_set():
             t0 = loop.time()
             try:
@@ -825,6 +835,22 @@ class Engine:
                 await self._sync_venue_clock()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    async def _first_books(self, limit: float) -> None:
+        """Before the first cycle, wait (at most `limit`) until every book of the universe is
+        synced and fresh: a first cycle that finds none quotes nothing, and the next one comes a
+        whole refresh later (issue 11, take-over speed: `bench/bench_takeover.py`). A stop ends it."""
+        assert self._stop_evt is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        md = self._md
+        tokens = [t for m in self._markets for t in m.token_ids]
+        while loop.time() < end and not self._stop_evt.is_set():
+            books = [md.books.get(t) for t in tokens]
+            if all(b is not None and not md.is_stale(b) for b in books):
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_evt.wait(), timeout=0.02)
 
     async def _settle_if_closed(self, m: Market) -> None:
         """A market that left the universe while we hold its shares: when the venue says it is
