@@ -67,10 +67,10 @@ async def loop(params: Params, minutes: float, seed: int, measure_from: float = 
     for k in range(cycles):
         now = 10_000.0 + REFRESH * k
         walk.step(now)
-        rep_fills_before = {cid: st.fills for cid, st in qc.markets_state().items()}
+        rep_fills_before = {cid: st.fills for cid, st in qc.snapshot().markets.items()}
         await qc.run_once(now, walk.markets, walk.views.get, ex)
         if k >= start:
-            for cid, st in qc.markets_state().items():
+            for cid, st in qc.snapshot().markets.items():
                 per[cid] += st.fills - rep_fills_before.get(cid, 0)
     span = (cycles - start) * REFRESH / 60.0
     rates = [n / span for n in per.values()]

@@ -43,8 +43,8 @@ async def run(speed: float, minutes: float, seed: int) -> None:
             await eng.wait_role()
             t0 = time.time()
             await asyncio.sleep(minutes * 60 / speed)
-            key = eng._exchange.broker.creds.api_key.get_secret_value()
-            est = dict(eng._cycle.econ.rewards)
+            key = eng.runtime.exchange.broker.creds.api_key.get_secret_value()
+            est = dict(eng.runtime.cycle.econ.rewards)
             truth = {r["condition_id"]: r["rewards_accrued"] for r in sb.sim.econ.account(key)["markets"]}
             wall = time.time() - t0
             await eng.stop()

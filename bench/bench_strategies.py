@@ -96,13 +96,13 @@ async def run_one(strategy: str, minutes: float, n_markets: int, seed: int, over
                                          Side(p["side"]), int(p["timestamp"]) / 1000))
         seen = t
         await qc.run_once(t, markets, lambda tok, ts=t: sim.book_view(tok, ts), ex)
-        for st in qc.markets_state().values():
+        for st in qc.snapshot().markets.values():
             max_inv = max(max_inv, abs(st.inventory_yes - st.inventory_no))
         if t >= next_reward:
             reward += reward_minute(sim, markets, ex, t)
             next_reward += 60.0
     wall = time.perf_counter() - wall
-    tot = qc.totals()
+    tot = qc.snapshot().totals
     mk5 = mk30 = n5 = n30 = 0.0
     ticks = {m.condition_id: float(m.tick_size) for m in markets}
     for cid, cs in qc.calibrator.states.items():
@@ -112,8 +112,8 @@ async def run_one(strategy: str, minutes: float, n_markets: int, seed: int, over
         mk30 += cs.markouts.total.get("30s", 0.0) / tk
         n30 += cs.markouts.count.get("30s", 0)
     sim_min = (t - t_start) / 60.0
-    return {"fills": tot.fills, "fills_per_min": tot.fills / sim_min, "spread": float(tot.spread_pnl),
-            "inventory": float(tot.inventory_pnl), "total": float(tot.pnl_total),
+    return {"fills": tot.fills, "fills_per_min": tot.fills / sim_min, "spread": float(tot.pnl.spread),
+            "inventory": float(tot.pnl.inventory), "total": float(tot.pnl.total),
             "mk5": mk5 / n5 if n5 else float("nan"), "mk30": mk30 / n30 if n30 else float("nan"),
             "max_inv": float(max_inv), "reward_h": float(reward) / sim_min * 60.0, "wall": wall}
 

@@ -125,7 +125,7 @@ async def one_run(settings: Any, mode: Any, rec: dict[str, list[tuple[float, flo
     owned = time.perf_counter() - t0
 
     def books_ready() -> bool:
-        md = b._md
+        md = b.runtime.md
         return md is not None and bool(b._markets) and all(
             md.view(t) is not None for m in b._markets for t in m.token_ids)
 

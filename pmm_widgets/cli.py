@@ -59,8 +59,8 @@ def entry(cmd: str, module: str, name: str) -> Callable[..., Any]:
         if isinstance(exc, ModuleNotFoundError):
             raise MissingPackage(f"pmm {cmd}: missing Python package {missing!r} (reinstall: pip install -e .)") from None
         raise
-    fn = getattr(mod, name, None)
-    if fn is None:
+    fn: object = getattr(mod, name, None)
+    if not callable(fn):
         raise NotBuilt(cmd, f"{module}.{name}")
     return fn
 
@@ -202,11 +202,11 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from pmm_widgets.config import Venue
+    from pmm_widgets.config import PARAM_FIELDS, SETTING_FIELDS, Venue
 
     settings = settings_from_args(args)
     sandbox = settings.venue is Venue.SANDBOX
-    for name in Settings.model_fields:
+    for name in (*SETTING_FIELDS, *PARAM_FIELDS):  # env.example's order
         value = getattr(settings, name)
         shown = getattr(value, "value", value)
         if sandbox and name in ("gamma_url", "clob_url", "clob_ws_url"):  # not the real hosts: the embedded venue
@@ -284,8 +284,9 @@ def cmd_auth_derive(args: argparse.Namespace) -> int:
 
 
 def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], Any]:
-    """Settings plus the `--set` items that are strategy parameters only (not PMM_* settings),
-    and the `--markets` selection (a count or comma-separated condition ids / slugs)."""
+    """Settings plus the `--set` items that are live parameters (pinned for the whole replay: a
+    recorded parameter change does not override them), and the `--markets` selection (a count or
+    comma-separated condition ids / slugs)."""
     from pydantic import ValidationError
 
     from pmm_widgets.config import PARAM_FIELDS, format_validation_error
@@ -295,7 +296,7 @@ def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], 
     for item in getattr(args, "set", None) or []:
         name, sep, value = item.partition("=")
         field = name.strip().lower().removeprefix("pmm_")
-        if sep and field in PARAM_FIELDS and field not in Settings.model_fields:
+        if sep and field in PARAM_FIELDS:
             params[field] = value
         else:
             rest.append(item)
@@ -400,7 +401,7 @@ def cmd_recordings_list(args: argparse.Namespace) -> int:
         print(f"no recordings under {settings.record_dir}")
         return ExitCode.OK
     for r in rows:
-        state = "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
+        state = f"OPEN: {r['problem']}" if r.get("open") else "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
         print(f"{r['hour']}  {r['channel']:<8} {r['session']:<14} {r['rows'] or 0:>10,} rows "
               f"{r['bytes'] / 1e6:>9.2f} MB  {state}")
     print(f"{len(rows)} files, {sum(r['bytes'] for r in rows) / 1e6:.1f} MB under {settings.record_dir}")

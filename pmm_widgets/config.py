@@ -10,6 +10,7 @@ Secrets are `SecretStr`: they print as '**********' in every repr, log line and 
 
 from __future__ import annotations
 
+import difflib
 import enum
 from decimal import Decimal
 from typing import Any, Literal
@@ -46,14 +47,13 @@ class Venue(str, enum.Enum):
     SANDBOX = "sandbox"
 
 
-class Params(BaseModel):
-    """Live, validated trading parameters. The engine re-reads them at every quote cycle.
+class ParamFields(BaseModel):
+    """The definition of every live parameter: type, default, bounds and description, once.
 
-    Assigning an attribute validates it (`validate_assignment`), so `engine.params.alpha = -1`
-    from a notebook raises exactly as `PMM_ALPHA=-1` does at start-up.
+    `Params` (the live object) and `Settings` (its starting values from `PMM_<NAME>`, `.env`,
+    `--set`) both inherit these fields, so a parameter added here is settable everywhere and
+    validated by the same rule; `env.example` lists it (a test checks).
     """
-
-    model_config = ConfigDict(validate_assignment=True, extra="forbid")
 
     # strategy
     alpha: float = Field(1.5, gt=0, le=20, description="half-spread multiplier (conservative default 1.5)")
@@ -61,7 +61,7 @@ class Params(BaseModel):
     requote_ticks: int = Field(1, ge=0, le=100, description="requote only when the wanted price moved this many ticks")
     skew: float = Field(0.5, ge=0, le=5, description="inventory skew: half-spreads moved at the inventory limit")
     vol_halflife_sec: float = Field(60.0, gt=0, le=86_400, description="EWMA half-life of mid-change volatility")
-    quoting_paused: bool = Field(False, description="keep running, but hold no quotes")
+    quoting_paused: bool = Field(False, description="keep running, but hold no quotes (true: start paused)")
     strategy: str = Field("spread", description="default quoting strategy: " + ", ".join(STRATEGY_NAMES))
     # Avellaneda-Stoikov (strategy "as")
     as_gamma: float = Field(1.0, gt=0, le=100, description="risk aversion, per lot of quote_size")
@@ -84,37 +84,38 @@ class Params(BaseModel):
     # rewards band (strategy "rewards")
     rewards_band_frac: float = Field(0.5, gt=0, lt=1, description="keep each side within this fraction of the reward max spread")
     # paper fill model
-    paper_fill_model: Literal["intensity", "queue", "prob_queue"] = "intensity"
+    paper_fill_model: Literal["intensity", "queue", "prob_queue"] = Field(
+        "intensity", description="paper fill model: intensity (Poisson), queue or prob_queue (queue position)")
     paper_queue_func: Literal["power", "log"] = Field("power", description="prob_queue: how a cancel's chance of being ahead of us grows with the size ahead")
     paper_queue_power: float = Field(2.0, gt=0, le=20, description="prob_queue: n of the power function x**n")
     paper_fill_intensity: float = Field(1.0, ge=0, le=1_000, description="fills/min for a quote at the touch")
     paper_spread_k: float = Field(100.0, ge=0, le=10_000, description="decay of fill rate per unit of price away from the touch")
-    paper_full_fill_prob: float = Field(0.3, ge=0, le=1)
-    paper_partial_beta_a: float = Field(2.0, gt=0, le=1_000)
-    paper_partial_beta_b: float = Field(5.0, gt=0, le=1_000)
-    paper_partial_max_frac: float = Field(0.8, gt=0, le=1)
+    paper_full_fill_prob: float = Field(0.3, ge=0, le=1, description="probability that a fill takes the whole rest")
+    paper_partial_beta_a: float = Field(2.0, gt=0, le=1_000, description="partial fill fraction ~ Beta(a, b): a")
+    paper_partial_beta_b: float = Field(5.0, gt=0, le=1_000, description="partial fill fraction ~ Beta(a, b): b")
+    paper_partial_max_frac: float = Field(0.8, gt=0, le=1, description="most of the remaining size one partial takes")
     # calibration
     target_fills_per_min: float = Field(1.0, ge=0, le=10_000, description="per market, both tokens together")
-    calib_min_mult: float = Field(0.5, gt=0, le=1)
-    calib_max_mult: float = Field(4.0, ge=1, le=100)
+    calib_min_mult: float = Field(0.5, gt=0, le=1, description="calibration: lowest multiplier of alpha per market")
+    calib_max_mult: float = Field(4.0, ge=1, le=100, description="calibration: highest multiplier of alpha per market")
     # risk
-    # Every limit has an upper bound (LIMIT_BOUNDS, documented in env.example and the README): a
+    # Every limit has an upper bound (`limit_bounds()`, documented in env.example and the README): a
     # limit is a promise to the operator, and a forged or fat-fingered `set_params` of 1e15 must be
     # refused like any other bad value, not turn the limits off.
     max_inventory_shares: Decimal = Field(Decimal(500), gt=0, le=1_000_000, description="per token, absolute")
     max_inventory_usd: Decimal = Field(Decimal(250), gt=0, le=100_000, description="per market, at mid")
-    max_total_inventory_usd: Decimal = Field(Decimal(5_000), gt=0, le=1_000_000)
+    max_total_inventory_usd: Decimal = Field(Decimal(5_000), gt=0, le=1_000_000, description="all markets, at mid")
     max_event_usd: Decimal = Field(Decimal(1_000), gt=0, le=1_000_000, description="inventory per neg-risk event, at mid")
     stop_before_end_min: float = Field(10.0, ge=0, le=525_600, description="stop quoting this long before end")
     rewards_mode: Literal["off", "fit"] = Field("off", description="fit: keep quotes inside the reward band")
-    max_loss_per_market_usd: Decimal = Field(Decimal(50), gt=0, le=100_000)
-    max_daily_loss_usd: Decimal = Field(Decimal(500), gt=0, le=1_000_000)
+    max_loss_per_market_usd: Decimal = Field(Decimal(50), gt=0, le=100_000, description="stop quoting a market after this loss")
+    max_daily_loss_usd: Decimal = Field(Decimal(500), gt=0, le=1_000_000, description="kill switch: daily loss that stops all")
     max_actions_per_min: int = Field(1_200, gt=0, le=6_000, description="orders + cancels per minute (cancel-rate cap)")
-    max_open_orders: int = Field(400, gt=0, le=5_000)
+    max_open_orders: int = Field(400, gt=0, le=5_000, description="open orders over all markets")
     price_band: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="never quote further than this from mid")
     anomaly_jump: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="mid jump that pulls a market's quotes")
-    anomaly_window_sec: float = Field(10.0, gt=0, le=3_600)
-    anomaly_cooldown_sec: float = Field(60.0, ge=0, le=86_400)
+    anomaly_window_sec: float = Field(10.0, gt=0, le=3_600, description="window (s) of the mid jump check")
+    anomaly_cooldown_sec: float = Field(60.0, ge=0, le=86_400, description="a market pulled on a jump waits this long (s)")
 
     @field_validator("strategy", "regime_base")
     @classmethod
@@ -122,6 +123,16 @@ class Params(BaseModel):
         if v not in STRATEGY_NAMES:
             raise ValueError("expected one of " + ", ".join(STRATEGY_NAMES))
         return v
+
+
+class Params(ParamFields):
+    """Live, validated trading parameters. The engine re-reads them at every quote cycle.
+
+    Assigning an attribute validates it (`validate_assignment`), so `engine.params.alpha = -1`
+    from a notebook raises exactly as `PMM_ALPHA=-1` does at start-up.
+    """
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
 
     @model_validator(mode="after")
     def _calib_bounds(self) -> Params:
@@ -157,24 +168,30 @@ STRATEGY_PARAM_FIELDS: tuple[str, ...] = ("alpha", "quote_size", "skew") + tuple
     f for f in PARAM_FIELDS if f.startswith(("as_", "micro_", "regime_", "rewards_band")))
 
 
+def field_bounds(name: str) -> tuple[Any, Any]:
+    """(lower, upper) of a parameter, read from its `ParamFields` rule (gt/ge, lt/le; None: open)."""
+    lo = hi = None
+    for m in Params.model_fields[name].metadata:
+        for attr in ("gt", "ge"):
+            lo = getattr(m, attr, None) if getattr(m, attr, None) is not None else lo
+        for attr in ("lt", "le"):
+            hi = getattr(m, attr, None) if getattr(m, attr, None) is not None else hi
+    return lo, hi
+
+
 def limit_bounds() -> dict[str, tuple[Any, Any]]:
     """(lower, upper) of every `max_*` risk limit, read from the Params rules (docs and tests)."""
-    out: dict[str, tuple[Any, Any]] = {}
-    for name, f in Params.model_fields.items():
-        if name.startswith("max_"):
-            lo = hi = None
-            for m in f.metadata:
-                lo = getattr(m, "gt", None) if getattr(m, "gt", None) is not None else lo
-                hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
-            out[name] = (lo, hi)
-    return out
+    return {name: field_bounds(name) for name in PARAM_FIELDS if name.startswith("max_")}
+
 
 # secp256k1 group order: a private key is an integer in [1, N-1]
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-class Settings(BaseSettings):
-    """Process-wide settings. Every field maps to `PMM_<NAME>` and is listed in env.example."""
+class Settings(ParamFields, BaseSettings):
+    """Process-wide settings, plus the starting values of every live parameter (the fields of
+    `ParamFields`, defined once there). Every field maps to `PMM_<NAME>` and is listed in
+    env.example."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -235,52 +252,11 @@ class Settings(BaseSettings):
     record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
     record_dir: str = "./data/recordings"
     record_max_gb: float = Field(0.0, ge=0)  # 0: no budget
+    # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly
+    record_rotate_sec: float = Field(60.0, ge=0, le=3600)
 
-    # defaults of the live parameters (PMM_ALPHA, PMM_PAPER_FILL_INTENSITY, ...)
-    alpha: float = Params.model_fields["alpha"].default
-    quote_size: Decimal = Params.model_fields["quote_size"].default
-    requote_ticks: int = Params.model_fields["requote_ticks"].default
-    skew: float = Params.model_fields["skew"].default
-    vol_halflife_sec: float = Params.model_fields["vol_halflife_sec"].default
-    strategy: str = Params.model_fields["strategy"].default
-    as_gamma: float = Params.model_fields["as_gamma"].default
-    as_kappa: float = Params.model_fields["as_kappa"].default
-    as_horizon_sec: float = Params.model_fields["as_horizon_sec"].default
-    micro_levels: int = Params.model_fields["micro_levels"].default
-    micro_toxicity_mult: float = Params.model_fields["micro_toxicity_mult"].default
-    regime_base: str = Params.model_fields["regime_base"].default
-    regime_wide_vol: float = Params.model_fields["regime_wide_vol"].default
-    regime_reduce_vol: float = Params.model_fields["regime_reduce_vol"].default
-    regime_halt_vol: float = Params.model_fields["regime_halt_vol"].default
-    regime_wide_mult: float = Params.model_fields["regime_wide_mult"].default
-    regime_wide_tt_per_min: float = Params.model_fields["regime_wide_tt_per_min"].default
-    regime_reduce_tt_per_min: float = Params.model_fields["regime_reduce_tt_per_min"].default
-    regime_reduce_before_end_min: float = Params.model_fields["regime_reduce_before_end_min"].default
-    regime_halt_before_end_min: float = Params.model_fields["regime_halt_before_end_min"].default
-    regime_cooldown_sec: float = Params.model_fields["regime_cooldown_sec"].default
-    rewards_band_frac: float = Params.model_fields["rewards_band_frac"].default
-    paper_fill_model: str = Params.model_fields["paper_fill_model"].default
-    paper_queue_func: str = Params.model_fields["paper_queue_func"].default
-    paper_queue_power: float = Params.model_fields["paper_queue_power"].default
+    # paper exchange latency: fixed for a run (the live parameters are inherited from ParamFields)
     paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
-    paper_fill_intensity: float = Params.model_fields["paper_fill_intensity"].default
-    paper_spread_k: float = Params.model_fields["paper_spread_k"].default
-    paper_full_fill_prob: float = Params.model_fields["paper_full_fill_prob"].default
-    paper_partial_beta_a: float = Params.model_fields["paper_partial_beta_a"].default
-    paper_partial_beta_b: float = Params.model_fields["paper_partial_beta_b"].default
-    paper_partial_max_frac: float = Params.model_fields["paper_partial_max_frac"].default
-    target_fills_per_min: float = Params.model_fields["target_fills_per_min"].default
-    max_inventory_shares: Decimal = Params.model_fields["max_inventory_shares"].default
-    max_inventory_usd: Decimal = Params.model_fields["max_inventory_usd"].default
-    max_total_inventory_usd: Decimal = Params.model_fields["max_total_inventory_usd"].default
-    max_event_usd: Decimal = Params.model_fields["max_event_usd"].default
-    stop_before_end_min: float = Params.model_fields["stop_before_end_min"].default
-    rewards_mode: str = Params.model_fields["rewards_mode"].default
-    max_loss_per_market_usd: Decimal = Params.model_fields["max_loss_per_market_usd"].default
-    max_daily_loss_usd: Decimal = Params.model_fields["max_daily_loss_usd"].default
-    max_actions_per_min: int = Params.model_fields["max_actions_per_min"].default
-    max_open_orders: int = Params.model_fields["max_open_orders"].default
-    price_band: Decimal = Params.model_fields["price_band"].default
 
     @field_validator("record", mode="before")
     @classmethod
@@ -334,7 +310,7 @@ class Settings(BaseSettings):
 
     def params(self) -> Params:
         """The live parameters' starting values, validated by Params' own rules."""
-        values = {k: getattr(self, k) for k in PARAM_FIELDS if k in type(self).model_fields}
+        values = {k: getattr(self, k) for k in PARAM_FIELDS}
         try:
             return Params(**values)
         except ValidationError as exc:
@@ -347,6 +323,10 @@ class Settings(BaseSettings):
     @property
     def has_private_key(self) -> bool:
         return self.private_key is not None and bool(self.private_key.get_secret_value())
+
+
+# the process-wide settings that are no live parameter, in declaration order (env.example's order)
+SETTING_FIELDS: tuple[str, ...] = tuple(n for n in Settings.model_fields if n not in PARAM_FIELDS)
 
 
 def format_validation_error(exc: ValidationError, env: bool = False) -> str:
@@ -367,7 +347,14 @@ def load_settings(**overrides: Any) -> Settings:
     """Read settings from env/.env (+ overrides) and validate the live parameters too.
 
     Raises ConfigError with a single user-facing line; callers (CLI, runner) print it and exit 2.
+    An override that is no setting or parameter (`load_settings(alhpa=2)` in a notebook) is refused
+    with the closest name, not silently ignored (env and .env names are warned about instead).
     """
+    for name in overrides:
+        if not name.startswith("_") and name not in Settings.model_fields:
+            close = difflib.get_close_matches(name, list(Settings.model_fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else " (see env.example for every setting)"
+            raise ConfigError(f"{name}: not a setting or parameter{hint}")
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def spawn(coro: Coroutine[Any, Any, Any], name: str, owner: set[asyncio.Task],
-          on_error: Callable[[asyncio.Task, BaseException], None] | None = None) -> asyncio.Task:
+          on_error: Callable[[asyncio.Task, BaseException], object] | None = None) -> asyncio.Task:
     """Start `coro` as a task held in `owner`; its exception goes to `on_error` (else the log)."""
     task = asyncio.get_running_loop().create_task(coro, name=name)
     owner.add(task)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import logging
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from pmm_widgets import logsetup
-from pmm_widgets.config import ConfigError, Params, Settings, Venue, load_settings
+from pmm_widgets.config import PARAM_FIELDS, ConfigError, Params, Settings, Venue, load_settings
+from pmm_widgets.errors import EXTRA_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "0xdeadbeefcafe1234567890abcdef1234567890abcdef1234567890abcdef1234"
@@ -75,6 +77,63 @@ def test_dotenv_file_is_read(tmp_path):
     assert (s.alpha, s.universe_size, s.params().alpha) == (2.5, 7, 2.5)
 
 
+def test_every_parameter_is_a_setting_with_one_definition():
+    """`Settings` inherits the live parameters from `ParamFields`: same type, default, bounds and
+    description (no hand copy that could drift), and every parameter says what it does."""
+    for name, pf in Params.model_fields.items():
+        sf = Settings.model_fields.get(name)
+        assert sf is not None, f"{name}: not settable as PMM_{name.upper()}"
+        assert (sf.annotation, sf.default, sf.metadata, sf.description) == \
+            (pf.annotation, pf.default, pf.metadata, pf.description), name
+        assert pf.description, f"{name} has no description"
+    assert load_settings().params() == Params()  # the settings' defaults are the parameters' defaults
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("calib_min_mult", "0.25", 0.25),
+    ("calib_max_mult", "2", 2.0),
+    ("anomaly_jump", "0.2", Decimal("0.2")),
+    ("anomaly_window_sec", "5", 5.0),
+    ("anomaly_cooldown_sec", "0", 0.0),
+    ("quoting_paused", "true", True),
+])
+def test_formerly_unsettable_parameters_come_from_env_dotenv_and_set(monkeypatch, tmp_path, name, value, expected):
+    from pmm_widgets import cli
+
+    monkeypatch.setenv(f"PMM_{name.upper()}", value)
+    assert getattr(load_settings().params(), name) == expected
+    monkeypatch.delenv(f"PMM_{name.upper()}")
+    (tmp_path / ".env").write_text(f"PMM_{name.upper()}={value}\n")
+    assert getattr(load_settings().params(), name) == expected
+    (tmp_path / ".env").unlink()
+    args = cli.build_parser().parse_args(["config", "--set", f"{name}={value}"])
+    assert getattr(cli.settings_from_args(args).params(), name) == expected
+
+
+def test_notebook_overrides_reach_every_parameter_and_unknown_names_are_refused():
+    s = load_settings(calib_max_mult=2, anomaly_cooldown_sec=5, alpha="2.5")
+    assert (s.params().calib_max_mult, s.params().anomaly_cooldown_sec, s.params().alpha) == (2.0, 5.0, 2.5)
+    with pytest.raises(ConfigError, match=r"^alhpa: not a setting or parameter \(did you mean alpha\?\)$"):
+        load_settings(alhpa=2)
+
+
+def test_parameter_rules_apply_to_env_values(monkeypatch):
+    monkeypatch.setenv("PMM_ANOMALY_JUMP", "1.5")
+    with pytest.raises(ConfigError, match=r"^PMM_ANOMALY_JUMP=1.5: Input should be less than 1$"):
+        load_settings()
+    monkeypatch.delenv("PMM_ANOMALY_JUMP")
+    monkeypatch.setenv("PMM_REGIME_WIDE_VOL", "0.5")  # a rule across fields (Params' model validator)
+    with pytest.raises(ConfigError, match="wide <= reduce <= halt"):
+        load_settings()
+    monkeypatch.setenv("PMM_STRATEGY", "nope")
+    with pytest.raises(ConfigError, match="^PMM_STRATEGY=nope: expected one of spread"):
+        load_settings()
+
+
+def test_param_fields_are_the_params_fields():
+    assert PARAM_FIELDS == tuple(Params.model_fields) and set(PARAM_FIELDS) < set(Settings.model_fields)
+
+
 def test_params_validate_on_assignment_like_env():
     p = load_settings().params()
     with pytest.raises(ValidationError):
@@ -97,9 +156,17 @@ def env_example() -> dict[str, str]:
 
 
 def test_env_example_lists_every_setting_with_its_default():
+    """Every `Settings` field and every `Params` field is a line of env.example, and env.example
+    names no variable that is neither (a renamed or removed setting must leave it too)."""
     listed = env_example()
     fields = {f"PMM_{name.upper()}": f for name, f in Settings.model_fields.items()}
-    assert set(listed) == set(fields)
+    params = {f"PMM_{name.upper()}" for name in Params.model_fields}
+    missing = sorted((set(fields) | params) - set(listed))
+    unknown = sorted(set(listed) - set(fields) - params)
+    assert not missing, f"not in env.example: {missing}"
+    assert not unknown, f"env.example names unknown variables: {unknown}"
+    documented_extra = (ROOT / "env.example").read_text()
+    assert all(f"# {name}=" in documented_extra for name in EXTRA_ENV)  # read outside Settings: a comment line
     for var, field in fields.items():
         default = field.default
         default = getattr(default, "value", default)

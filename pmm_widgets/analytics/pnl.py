@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from ..domain import ZERO, Fill, Market, Side
 
@@ -145,9 +146,9 @@ class PnlBook:
                 acc[i] += v
         return PnlParts(*acc)
 
-    def rows(self, ts: float, mode: str, mids: dict[str, Decimal | None]) -> list[dict]:
+    def rows(self, ts: float, mode: str, mids: dict[str, Decimal | None]) -> list[dict[str, Any]]:
         """`pnl` rows: one per market traded, then one 'TOTAL'."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         tot: dict[str, Decimal | int] = {"realized": ZERO, "unrealized": ZERO, "total": ZERO, "spread_pnl": ZERO, "inventory_pnl": ZERO,
                    "inventory_yes": ZERO, "inventory_no": ZERO, "inventory_usd": ZERO, "cash": ZERO, "fills": 0, "volume": ZERO,
                    "fees": ZERO, "rebates": ZERO, "rewards": ZERO, "settlement": ZERO}

@@ -39,7 +39,8 @@ def _json(v: Any) -> dict[str, Any]:
     if isinstance(v, dict):
         return v
     if isinstance(v, str) and v:
-        return json.loads(v)
+        loaded = json.loads(v)
+        return loaded if isinstance(loaded, dict) else {}
     return {}
 
 

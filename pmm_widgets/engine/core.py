@@ -30,10 +30,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -41,44 +41,29 @@ from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_er
 from ..domain import Market, Mode
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
-from ..tasks import spawn, together
+from ..tasks import spawn
 from .circuit import Circuit
 from .commands import CommandQueue, default_sender
 from .lease import Lease, LeaseTimer, new_owner_id
+from .runtime import Runtime, Store, build_runtime, cancel_and_verify, open_store
 from .state import (
     EngineState,
     EventLog,
     FeedState,
     KillResult,
-    MarketRow,
     params_to_json,
-    row_from_market_state,
-    totals_from,
 )
+
+if TYPE_CHECKING:
+    from ..store.recording import Recorder
+    from ..store.writer import BatchWriter
+    from ..venue.clob_rest import ClobPublic
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
-
-
-class OwnerTaggedSink:
-    """Wraps the sink the exchanges write to: every `orders` row carries the owner id, so the
-    table itself shows which engine placed what (and that two never quoted at once)."""
-
-    def __init__(self, inner: Any, owner: str) -> None:
-        self.inner = inner
-        self.owner = owner
-
-    def insert(self, table: str, row: Any) -> None:
-        self.inner.insert(table, {**row, "owner": self.owner} if table == "orders" else row)
-
-    def upsert(self, table: str, row: Any, key: Any) -> None:
-        self.inner.upsert(table, {**row, "owner": self.owner} if table == "orders" else row, key)
-
-    def update(self, table: str, where: Any, values: Any) -> None:
-        self.inner.update(table, where, values)
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
@@ -156,16 +141,13 @@ class Engine:
         self._db_lock: asyncio.Lock | None = None
         self._lease: Lease | None = None
         self._commands: CommandQueue | None = None
-        self._exchange: Any = None
-        self._sink: Any = None
-        self._writer: Any = None
-        self._md: Any = None
-        self._recorder: Any = None  # store.recording.Recorder when PMM_RECORD=on
+        from ..venue.universe import load_universe
+
+        self._load_universe: Callable[..., Awaitable[list[Market]]] = load_universe  # tests slow it down
+        self._store: Store | None = None  # the owner's sink/writer/recorder (open_store), else None
+        self._rt: Runtime | None = None  # the owner's venue side (build_runtime), else None
         self._recorded_params: dict[str, Any] = {}  # the parameter values the recording last saw
-        self._cycle: Any = None
         self._markets: list[Market] = []
-        self._gamma: Any = None
-        self._load_universe: Any = None
         self._universe_ts = 0.0
         self._kill_command_id: int | None = None
         self._shutdown_started: float | None = None  # set when the clean shutdown begins (see stop)
@@ -182,6 +164,26 @@ class Engine:
         self.events.subscribe(self._record_event)
 
     # ---------------------------------------------------------------- public API (all faces)
+    @property
+    def runtime(self) -> Runtime:
+        """The owner's venue side (exchange, market data, cycle, store: `engine/runtime.py`) while
+        it runs; RuntimeError otherwise (idle, attached, stopped)."""
+        if self._rt is None:
+            raise RuntimeError("the engine has no runtime: it is not running as the owner")
+        return self._rt
+
+    @property
+    def _sink(self) -> Sink | None:
+        return self._store.sink if self._store is not None else None
+
+    @property
+    def _writer(self) -> BatchWriter | None:
+        return self._store.writer if self._store is not None else None
+
+    @property
+    def _recorder(self) -> Recorder | None:
+        return self._store.recorder if self._store is not None else None
+
     @property
     def role(self) -> str:
         return self._state.role
@@ -232,15 +234,12 @@ class Engine:
 
         db = self._db
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a notebook cell before start): record here
             record(db, changes, by)
             return
-        task = loop.create_task(asyncio.to_thread(record, db, changes, by))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
-            "ERROR", "params", f"could not record parameter change: {t.exception()}"))
+        spawn(asyncio.to_thread(record, db, changes, by), "pmm-record-params", self._sending,
+              lambda _t, exc: self.events.emit("ERROR", "params", f"could not record parameter change: {exc}"))
 
     async def _restore_params(self) -> None:
         """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
@@ -297,11 +296,11 @@ class Engine:
         targets = [m.condition_id for m in self._markets] if market == "*" else [market]
         if market == "*" and not isinstance(strategy, str):  # an object (or None) also covers markets joining later
             self._default_strategy = strategy
-            if self._cycle is not None:
-                self._cycle.default_strategy = strategy
+            if self._rt is not None:
+                self._rt.cycle.default_strategy = strategy
         for cid in targets:
-            if self._cycle is not None:
-                self._cycle.set_strategy(cid, strategy, **params)
+            if self._rt is not None:
+                self._rt.cycle.set_strategy(cid, strategy, **params)
             if self._recorder is not None and (strategy is None or isinstance(strategy, str)):
                 self._recorder.engine(time.time(), "strategy", {"market": cid, "strategy": strategy,
                                                                 "params": _jsonable(params)})
@@ -438,9 +437,10 @@ class Engine:
         self._pause_note = f"{reason} by {by or self._owner_id} at {time.strftime('%H:%M:%S')}"
         self.set_params(quoting_paused=True, changed_by=by)
         n = 0
-        if cancel and self._exchange is not None and self._trade_lock is not None:
+        rt = self._rt
+        if cancel and rt is not None and self._trade_lock is not None:
             async with self._trade_lock:
-                n = await self._exchange.cancel_all()
+                n = await rt.exchange.cancel_all()
         self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
         return n
 
@@ -534,138 +534,76 @@ class Engine:
         lease_task: asyncio.Task | None = None
         universe_task: asyncio.Task | None = None
         prune_task: asyncio.Task | None = None
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                # the lease is renewed from the start: setup (universe, market data) may take long
-                lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
-                await self._setup(stack)
-                if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
-                    self.events.emit("WARNING", "lease", f"PMM_LEASE_TTL_SEC={self.settings.lease_ttl_sec:g} leaves "
-                                     f"{self._cancel_budget():.1f}s for a cancel when the DB stops answering, less "
-                                     f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
-                self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
-                                 f"venue={self.settings.venue.value} markets={len(self._markets)}")
-                assert self._role_evt is not None
-                self._role_evt.set()
-                universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
-                                      self._on_background_error)
-                prune_task = spawn(self._prune_loop(), "pmm-prune", self._background, self._on_background_error)
-                await self._quote_loop()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                msg = f"{type(exc).__name__}: {exc}"
-                self._publish(replace(self._state, last_error=msg))
-                self.events.emit("ERROR", "error", f"engine crashed: {msg}")
-                self._crash_reported = True
-                raise
-            finally:
-                if prune_task is not None and not prune_task.done():
-                    prune_task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await prune_task
-                if universe_task is not None and not universe_task.done():
-                    universe_task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await universe_task
-                if lease_task is not None and not lease_task.done():
-                    lease_task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await lease_task
-                await self._shutdown()
+        try:
+            # the lease is renewed from the start: setup (universe, market data) may take long
+            lease_task = spawn(self._lease_loop(), "pmm-lease", self._background, self._on_background_error)
+            await self._setup()
+            if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
+                self.events.emit("WARNING", "lease", f"PMM_LEASE_TTL_SEC={self.settings.lease_ttl_sec:g} leaves "
+                                 f"{self._cancel_budget():.1f}s for a cancel when the DB stops answering, less "
+                                 f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
+            self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
+                             f"venue={self.settings.venue.value} markets={len(self._markets)}")
+            assert self._role_evt is not None
+            self._role_evt.set()
+            universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
+                                  self._on_background_error)
+            prune_task = spawn(self._prune_loop(), "pmm-prune", self._background, self._on_background_error)
+            await self._quote_loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            self._publish(replace(self._state, last_error=msg))
+            self.events.emit("ERROR", "error", f"engine crashed: {msg}")
+            self._crash_reported = True
+            raise
+        finally:
+            if prune_task is not None and not prune_task.done():
+                prune_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await prune_task
+            if universe_task is not None and not universe_task.done():
+                universe_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await universe_task
+            if lease_task is not None and not lease_task.done():
+                lease_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await lease_task
+            await self._shutdown()
 
-    async def _setup(self, stack: contextlib.AsyncExitStack) -> None:
-        """Open endpoints, writer, universe, market data, exchange and the quote cycle."""
+    async def _setup(self) -> None:
+        """Open the store and the venue side (`engine/runtime.py`), then this session's part:
+        the venue clock, the strategies, the recording's start row."""
         from ..store import repo
-        from ..venue.gamma import GammaClient
-        from ..venue.market_data import MarketData
-        from ..venue.universe import load_universe
-        from .cycle import QuoteCycle
 
         s = self.settings
-        if self._endpoints_override is not None:
-            endpoints = self._endpoints_override
-        else:
-            from ..venue.endpoints import open_endpoints
+        self._store = open_store(s, self._sink_override)
 
-            endpoints = await stack.enter_async_context(open_endpoints(s))
-        if self._sink_override is not None:
-            self._sink, self._writer = self._sink_override, None
-        else:
-            from ..store.writer import BatchWriter
+        def on_universe(markets: list[Market]) -> None:
+            self._markets = markets
+            self._record_universe(markets)
+            if self._recorder is not None:
+                self._recorder.universe(time.time(), markets)
+            self._universe_ts = time.time()
 
-            self._writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec, max_pending=s.writer_max_pending,
-                                       max_lag_sec=s.writer_max_lag_sec)
-            self._writer.start()
-            self._sink = self._writer
-        from ..store.recording import recorder_from_settings
-
-        self._recorder = recorder_from_settings(s)
-        if self._recorder is not None:
-            self._recorder.start()
-        gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec, deadline=s.http_deadline_sec,
-                            retry_after_max=s.retry_after_max_sec)
-        stack.push_async_callback(gamma.aclose)
-        self._gamma = gamma
-        self._load_universe = load_universe
-        self._md = MarketData(endpoints.clob_url, endpoints.ws_url, self._sink,
-                              stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=self._recorder)
-        await self._md.start()
-        if self.mode is Mode.PAPER:
-            from ..execution.paper import paper_exchange
-
-            # Paper orders live in the process that placed them. Rows still open belong to an engine
-            # that died without its finally (a killed kernel); we hold the lease, so none is ours.
-            for status in ("PENDING", "LIVE", "PARTIAL"):
-                self._sink.update("orders", {"mode": Mode.PAPER.value, "status": status},
-                                  {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
-                                   "updated_ts": time.time()})
-
-            self._exchange = paper_exchange(s, self._params, OwnerTaggedSink(self._sink, self._owner_id))
-        else:
-            from ..execution.live import LiveExchange
-
-            # the market feed counts as a stream for the cancel-all-on-disconnect valve: quotes
-            # priced off a book we no longer see are as dangerous as fills we no longer see
-            md = self._md
-            self._exchange = LiveExchange(s, OwnerTaggedSink(self._sink, self._owner_id),
-                                          clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
-                                          dry_run=self.mode is Mode.DRY_RUN,
-                                          market_feed_ok=lambda: md.stream.connected())
-        self._md.add_listener(on_book=self._exchange.observe_book, on_trade=self._exchange.observe_trade)
+        assert self._db is not None  # opened by run() before the lease was taken
+        rt = self._rt = await build_runtime(
+            s, self.mode, self._params, self._store, db=self._db, owner_id=self._owner_id,
+            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override)
         from . import restore  # issue 11: positions, PnL and fills continue from the DB
 
-        async def venue_side() -> restore.SessionRows:
-            rows = await restore.read_rows(self._db, self.mode)  # before the exchange's reconcile adds fills
-            await self._exchange.start()
-            return rows
-
-        async def market_side() -> None:
-            self._markets = await self._first_universe(gamma)
-            self._record_universe(self._markets)
-            if self._recorder is not None:
-                self._recorder.universe(time.time(), self._markets)
-            self._universe_ts = time.time()
-            await self._md.set_markets(self._markets)
-
-        # take-over speed (issue 11): the exchange's start (live: credentials, reconcile, user
-        # stream) needs no universe, and the universe and its books need no exchange
-        venue = asyncio.ensure_future(venue_side())
-        await together(venue, market_side())
-        session_rows = venue.result()
-        self._exchange.set_markets(self._markets)
-        calibration = await asyncio.to_thread(repo.load_calibration, self._db)
-        self._cycle = QuoteCycle(self._params, self._sink, self.mode, calibration=calibration, pnl_sec=s.pnl_sec)
-        await restore.resume(session_rows, self._cycle, self._exchange, self.mode, self._markets, time.time(),
+        await restore.resume(rt.session_rows, rt.cycle, rt.exchange, self.mode, self._markets, time.time(),
                              self.events.emit)
         # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
-        self._cycle.default_strategy = self._default_strategy
+        rt.cycle.default_strategy = self._default_strategy
         saved = await asyncio.to_thread(repo.load_overrides, self._db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
             try:
-                self._cycle.set_strategy(cid, name, **params)
+                rt.cycle.set_strategy(cid, name, **params)
             except ValueError as exc:  # a row an older build wrote, a name no longer known
                 self.events.emit("WARNING", "strategy", f"market override of {cid} ignored: {exc}", market=cid)
         if self._recorder is not None:  # what a replay needs to start where this run started
@@ -673,7 +611,7 @@ class Engine:
             self._recorder.engine(time.time(), "start", {
                 "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
                 "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
-                "pnl_sec": s.pnl_sec, "calibration": calibration,
+                "pnl_sec": s.pnl_sec, "calibration": rt.calibration,
                 "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
                                in {**saved, **self._strategy_overrides}.items() if name is None or isinstance(name, str)}})
 
@@ -682,33 +620,37 @@ class Engine:
         cur = self._params.model_dump(mode="json")
         diff = {k: v for k, v in cur.items() if self._recorded_params.get(k, v) != v}
         self._recorded_params = cur
-        if diff:
+        if diff and self._recorder is not None:
             self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
         from ..venue.universe import universe_rows
 
+        sink = self._sink
+        if sink is None:
+            return
         for row in universe_rows(markets, time.time()):
-            self._sink.insert("markets", row)
+            sink.insert("markets", row)
 
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
 
         rank = self.settings.universe_rank
-        fresh = await (self._load_universe(self._gamma, self.settings.universe_size) if rank == "liquidity"
-                       else self._load_universe(self._gamma, self.settings.universe_size, rank))
+        gamma = self.runtime.gamma
+        fresh = await (self._load_universe(gamma, self.settings.universe_size) if rank == "liquidity"
+                       else self._load_universe(gamma, self.settings.universe_size, rank))
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
         assert self._trade_lock is not None
         async with self._trade_lock:
             for m in removed:  # a market leaving the universe takes its quotes with it
-                n = await self._exchange.cancel_market(m.condition_id)
+                n = await self.runtime.exchange.cancel_market(m.condition_id)
                 self.events.emit("INFO", "universe", f"left the universe: {m.question[:60]} ({n} orders cancelled)",
                                  market=m.condition_id)
                 await self._settle_if_closed(m)
             self._markets = fresh  # the cycle hands the exchange every market it knows (late fills)
-        await self._md.set_markets(fresh)
+        await self.runtime.md.set_markets(fresh)
         if added or removed:
             self._record_universe(fresh)
             self.events.emit("INFO", "universe", f"universe refreshed: +{len(added)} -{len(removed)}")
@@ -825,7 +767,7 @@ class Engine:
                 await self._cycle_failed(f"{type(exc).__name__}: {exc}")
             delay = self.settings.quote_refresh_sec - (loop.time() - t0)
             # wake just after the venue's reward-sampling minute, so the estimate sees the book it samples
-            econ = self._cycle.econ
+            econ = self.runtime.cycle.econ
             now = time.time()
             to_boundary = econ.clock.next_boundary_wall(now, econ.sample_sec) - now + 0.02
             if to_boundary < delay:
@@ -843,7 +785,7 @@ class Engine:
         assert self._stop_evt is not None
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
-        md = self._md
+        md = self.runtime.md
         tokens = [t for m in self._markets for t in m.token_ids]
         while loop.time() < end and not self._stop_evt.is_set():
             books = [md.books.get(t) for t in tokens]
@@ -855,11 +797,11 @@ class Engine:
     async def _settle_if_closed(self, m: Market) -> None:
         """A market that left the universe while we hold its shares: when the venue says it is
         closed with a winner (`/markets/{cid}` `tokens[].winner`), settle it like `market_resolved`."""
-        lg = self._cycle.pnl.ledgers.get(m.condition_id)
-        if lg is None or (lg.yes == 0 and lg.no == 0) or m.condition_id in self._cycle.resolved:
+        lg = self.runtime.cycle.pnl.ledgers.get(m.condition_id)
+        if lg is None or (lg.yes == 0 and lg.no == 0) or m.condition_id in self.runtime.cycle.resolved:
             return
         try:
-            info = await self._md.rest.market(m.condition_id)
+            info = await self._venue_rest().market(m.condition_id)
         except Exception as exc:  # noqa: BLE001 - retried at the next refresh? no: say so, keep the inventory
             self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
                              f"{type(exc).__name__}: {exc}", market=m.condition_id)
@@ -868,9 +810,15 @@ class Engine:
         winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
         if not info.get("closed") or len(winners) != 1:
             return
-        if await self._cycle.resolve_market(time.time(), m.condition_id, winners[0], self._exchange, "closed"):
+        if await self.runtime.cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange, "closed"):
             self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
                              market=m.condition_id)
+
+    def _venue_rest(self) -> ClobPublic:
+        rest = self.runtime.md.rest
+        if rest is None:
+            raise RuntimeError("market data has no CLOB REST client (no clob_url)")
+        return rest
 
     async def _sync_venue_clock(self) -> None:
         """Anchor the reward-sampling clock on the venue's `/time` (integer seconds: +0.5 on
@@ -878,32 +826,32 @@ class Engine:
         from ..economics.tracker import VenueClock
 
         try:
-            v = await self._md.rest.server_time()
+            v = await self._venue_rest().server_time()
         except Exception as exc:  # noqa: BLE001 - an estimate's timing, never a reason to stop
             logging.getLogger(__name__).debug("venue /time failed: %s", exc)
             return
         clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
-        self._cycle.econ.clock = clock
+        self.runtime.cycle.econ.clock = clock
         if self._recorder is not None:  # replay samples rewards on the same venue minutes
             self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
-        pop = getattr(self._md, "pop_resolutions", None)
+        pop = getattr(self.runtime.md, "pop_resolutions", None)
         if pop is None:
             return
         for ev in pop():
             cid = ev["market"]
-            if await self._cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
-                                                self._exchange, "market_resolved"):
+            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
+                                                self.runtime.exchange, "market_resolved"):
                 self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
             before = len(self._markets)
             self._markets = [m for m in self._markets if m.condition_id != cid]
             if len(self._markets) != before:
-                await self._md.set_markets(self._markets)
+                await self.runtime.md.set_markets(self._markets)
 
     def _venue_failures(self) -> int:
-        fn = getattr(self._exchange, "venue_failures", None)
+        fn = getattr(self.runtime.exchange, "venue_failures", None)
         return int(fn()) if fn is not None else 0
 
     async def _one_cycle(self) -> Any:
@@ -916,7 +864,7 @@ class Engine:
             if self._recorder is not None:
                 self._record_params(now)  # also catches `engine.params.alpha = 2` (a direct assignment)
                 self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
-            report = await self._cycle.run_once(now, self._markets, self._md.view, self._exchange, hold=hold)
+            report = await self.runtime.cycle.run_once(now, self._markets, self.runtime.md.view, self.runtime.exchange, hold=hold)
         failed = self._venue_failures() - before
         if failed:
             await self._cycle_failed(f"{failed} venue call(s) failed after retries")
@@ -938,7 +886,7 @@ class Engine:
             try:
                 assert self._trade_lock is not None
                 async with self._trade_lock:
-                    n = await self._exchange.cancel_all()
+                    n = await self.runtime.exchange.cancel_all()
                 self.events.emit("WARNING", "circuit_open", f"circuit open: {n} orders cancelled")
             except Exception as exc:  # noqa: BLE001 - the probes cancel again until it works
                 self.events.emit("ERROR", "circuit_open", f"circuit open: cancel-all failed ({type(exc).__name__}: "
@@ -955,11 +903,11 @@ class Engine:
         assert self._trade_lock is not None
         try:
             async with self._trade_lock:
-                probe = getattr(self._exchange, "probe", None)
+                probe = getattr(self.runtime.exchange, "probe", None)
                 if probe is not None:
                     await probe()
                 else:
-                    await self._exchange.cancel_all()
+                    await self.runtime.exchange.cancel_all()
         except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
             first = self._circuit.probes_failed == 0
             self._circuit.probe_result(time.time(), f"{type(exc).__name__}: {exc}")
@@ -974,19 +922,12 @@ class Engine:
         self._publish(replace(self._state, last_error=None if err and err.startswith("cycle failed") else err))
 
     def _publish_cycle(self) -> None:
-        ms = self._cycle.markets_state()
-        rows: list[MarketRow] = []
-        for rank, m in enumerate(self._markets, 1):
-            st = ms.get(m.condition_id)
-            rows.append(row_from_market_state(rank, m.condition_id, st) if st is not None
-                        else MarketRow(m.condition_id, rank, m.question, status="waiting"))
-            if not rows[-1].question:
-                rows[-1].question = m.question
-        h = self._md.health()
+        rows, totals = self.runtime.cycle.snapshot().to_display(self._markets)
+        h = self.runtime.md.health()
         ws = self._writer.stats() if self._writer is not None else None
         self._publish(replace(
             self._state, running=True, tick=self._state.tick + 1, ts=time.time(), markets=rows,
-            totals=totals_from(self._cycle.totals()),
+            totals=totals,
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
             writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
             params=params_to_json(self._params), paused=self._params.quoting_paused,
@@ -997,7 +938,7 @@ class Engine:
     def _venue_health(self) -> str:
         """One phrase from the live exchange's health (paper has none)."""
         circuit = self._circuit.describe(time.time())
-        health = getattr(self._exchange, "health", None)
+        health = getattr(self.runtime.exchange, "health", None)
         if health is None:
             return circuit
         h = health()
@@ -1042,7 +983,8 @@ class Engine:
 
     async def _cancel_now(self, budget: float) -> tuple[int, str]:
         """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
-        if self._exchange is None or self._trade_lock is None:
+        rt = self._rt
+        if rt is None or self._trade_lock is None:
             return 0, ""
         got = False
         try:
@@ -1051,7 +993,7 @@ class Engine:
         except TimeoutError:
             pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
         try:
-            return await asyncio.wait_for(self._exchange.cancel_all(), timeout=budget / 2), ""
+            return await asyncio.wait_for(rt.exchange.cancel_all(), timeout=budget / 2), ""
         except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
             return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
         finally:
@@ -1065,11 +1007,12 @@ class Engine:
         if gone is not None:
             await self._halt("db", f"{gone}: this engine cannot record or prove its lease; stopping", fatal=True)
             return
-        if self._writer is None or self._cycle is None:
+        writer = self._writer
+        if writer is None or self._rt is None:
             return
-        block = self._cycle.risk.writer_block(time.time(), self._writer.stats())
+        block = self._rt.cycle.risk.writer_block(time.time(), writer.stats())
         if block is not None:
-            await self._halt("writer", block, fatal=self._writer.identity.lost is not None)
+            await self._halt("writer", block, fatal=writer.identity.lost is not None)
         elif "writer" in self._halts:
             self._clear_halt("writer", "DB writer healthy again")
 
@@ -1209,24 +1152,15 @@ class Engine:
                 pass
 
     async def _shutdown_steps(self, stopping: asyncio.Event, keeper: asyncio.Future) -> None:
-        cancelled, open_after, err = 0, -1, None
-        if self._exchange is not None:
-            for _ in range(3):
-                try:
-                    cancelled += await self._exchange.cancel_all()
-                    open_after = await self._exchange.count_venue_open_orders()
-                except Exception as exc:
-                    err = f"{type(exc).__name__}: {exc}"
-                if open_after == 0:
-                    break
-                await asyncio.sleep(0.2)
+        rt = self._rt
+        cancelled, open_after, err = (0, -1, None) if rt is None else await cancel_and_verify(rt.exchange)
         if self._kill_requested:
             kr = KillResult(time.time(), cancelled, max(open_after, 0) if err is None else open_after, True,
                             f"KILLED: {cancelled} orders cancelled, venue reports {open_after} open"
                             + (f" (error: {err})" if err else ""))
             self._kill_result = kr
             self.events.emit("ERROR" if not kr.ok else "WARNING", "kill", kr.message)
-        venue_open = "venue not checked (no exchange)" if self._exchange is None and err is None else (
+        venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
             f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
         self.events.emit("INFO", "engine_stop", f"engine stopped: {cancelled} orders cancelled, {venue_open}")
         ended = "killed" if self._kill_requested else "stopped"
@@ -1234,25 +1168,17 @@ class Engine:
                 for m in self._state.markets]  # no quotes rest any more: the table must not show any
         self._publish(replace(self._state, running=False, kill=self._kill_result, markets=rows, ts=time.time(),
                               totals=replace(self._state.totals, open_orders=max(open_after, 0))))
-        for closer in (getattr(self._exchange, "close", None), getattr(self._md, "close", None)):
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer()
-        if self._cycle is not None and self._sink is not None:
+        if rt is not None:
+            await rt.aclose()  # exchange, market data, Gamma, endpoints (the exit stack)
             with contextlib.suppress(Exception):
-                self._cycle.calibrator.persist(time.time())
-        if self._recorder is not None:
-            self._recorder.engine(time.time(), "stop")
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._recorder.close)
-            self._recorder = None
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._writer.close)
-        spill = getattr(self._writer, "spill_path", None)
-        if spill:
-            self.events.emit("ERROR", "writer", f"rows the DB did not take were saved to {spill}")
-        self._sink = None
+                rt.cycle.calibrator.persist(time.time())
+        store, self._store = self._store, None  # nothing more is recorded by this session
+        if store is not None:
+            if store.recorder is not None:
+                store.recorder.engine(time.time(), "stop")
+            spill = await store.aclose()
+            if spill:
+                self.events.emit("ERROR", "writer", f"rows the DB did not take were saved to {spill}")
         cmd_id = self._kill_command_id
         if cmd_id is not None and self._commands is not None and self._kill_result is not None:
             with contextlib.suppress(Exception):
@@ -1267,7 +1193,7 @@ class Engine:
                 if final is None and self._handover:
                     final = replace(self._state, handover_ts=time.time()).to_json()
                 await asyncio.to_thread(self._lease.release, final)
-        self._exchange = self._md = self._cycle = self._writer = None
+        self._rt = None
 
     # ---------------------------------------------------------------- attached role
     async def _run_attached(self, watch_only: bool = False) -> bool:
@@ -1312,15 +1238,12 @@ class Engine:
             raise RuntimeError("not attached to an engine")
         self.events.emit("INFO", "command", f"sent {kind} {payload or ''} to the owner")
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             commands.send(kind, payload)
             return
-        task = loop.create_task(asyncio.to_thread(commands.send, kind, payload))
-        self._sending.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._sending.discard)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or self.events.emit(
-            "ERROR", "command", f"could not send {kind}: {t.exception()}"))
+        spawn(asyncio.to_thread(commands.send, kind, payload), f"pmm-send-{kind}", self._sending,
+              lambda _t, exc: self.events.emit("ERROR", "command", f"could not send {kind}: {exc}"))
 
     async def _remote_kill(self) -> KillResult:
         assert self._commands is not None

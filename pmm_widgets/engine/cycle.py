@@ -7,8 +7,8 @@ orders and fills into numbers lives here, so paper, dry-run and live runs share 
 and it can be driven with synthetic books and a synthetic clock in tests and benches.
 
 Numbers: prices, sizes, inventory, cash and PnL are Decimal (exact); rates, multipliers,
-volatility and markout statistics are float (estimates). `markets_state()` reports our resting
-quotes in YES-space (`mid` and `spread` are the effective YES book's, combining both
+volatility and markout statistics are float (estimates). `snapshot()` (one frozen
+`engine/snapshot.py` `CycleSnapshot` per cycle) reports our resting quotes in YES-space (`mid` and `spread` are the effective YES book's, combining both
 tokens' books): `yes_bid` is our BUY YES price (or 1 − our SELL NO price), `yes_ask` our
 SELL YES price (or 1 − our NO bid); `no_bid = 1 − yes_ask` and `no_ask = 1 − yes_bid`, which
 is what each token's book effectively shows of us.
@@ -39,6 +39,7 @@ from ..strategy.quoting import effective_touch, grid_tick, is_quotable, yes_spac
 from ..strategy.registry import Builtins, build_strategy
 from ..strategy.risk import RiskManager
 from ..strategy.volatility import VolEstimator
+from .snapshot import NO_PNL, CycleSnapshot, MarketSnapshot, SnapshotTotals
 
 DEFAULT_TICK = Decimal("0.01")
 TOX_EWM_W = 0.2  # weight of a new short-horizon markout in the per-market toxicity EWMA
@@ -72,55 +73,6 @@ def end_ts(market: Market) -> float | None:
     except ValueError:
         return None
     return dt.timestamp() if dt.tzinfo is not None else None
-
-
-@dataclass(slots=True)
-class MarketState:
-    question: str
-    status: str
-    mid: Decimal | None = None
-    spread: Decimal | None = None
-    yes_bid: Decimal | None = None
-    yes_ask: Decimal | None = None
-    no_bid: Decimal | None = None
-    no_ask: Decimal | None = None
-    inventory_yes: Decimal = ZERO
-    inventory_no: Decimal = ZERO
-    pnl_total: Decimal = ZERO
-    pnl_spread: Decimal = ZERO
-    pnl_inventory: Decimal = ZERO
-    pnl_fees: Decimal = ZERO
-    pnl_rebates: Decimal = ZERO
-    pnl_rewards: Decimal = ZERO
-    pnl_settlement: Decimal = ZERO
-    rewards_per_hour: Decimal | None = None  # estimated liquidity reward, USD/h (None: no program)
-    fills: int = 0
-    fills_per_min: float = 0.0
-    placed: int = 0
-    calib_mult: float = 1.0
-    strategy: str = ""
-    regime: str = ""
-
-
-@dataclass(slots=True)
-class Totals:
-    pnl_total: Decimal = ZERO
-    realized: Decimal = ZERO
-    unrealized: Decimal = ZERO
-    spread_pnl: Decimal = ZERO
-    inventory_pnl: Decimal = ZERO
-    inventory_usd: Decimal = ZERO
-    fees: Decimal = ZERO
-    rebates: Decimal = ZERO
-    rewards: Decimal = ZERO
-    settlement: Decimal = ZERO
-    rewards_per_hour: Decimal = ZERO
-    fills: int = 0
-    fills_per_min: float = 0.0
-    placed: int = 0
-    cancels: int = 0
-    rejected: int = 0
-    open_orders: int = 0
 
 
 @dataclass(slots=True)
@@ -193,7 +145,9 @@ class QuoteCycle:
         self._next_pnl_ts: float | None = None
         self._killed = False
         self._now = 0.0
-        self._totals = Totals()
+        self._totals = SnapshotTotals()
+        self._n_placed = self._n_cancels = self._n_rejected = 0
+        self._snap: CycleSnapshot | None = None
         # strategies: the default by name (params.strategy), per-market overrides, their state
         self.overrides: dict[str, MarketOverride] = {}
         self._builtin = Builtins()
@@ -585,10 +539,12 @@ class QuoteCycle:
                                             "quoting stopped, inventory left unsettled")
             self._resolved[market] = ""
             self._status[market] = "closed: winner unknown"
+            self._snap = None
             return False
         assert winner_token is not None
         self._resolved[market] = winner_token
         self._status[market] = "resolved"
+        self._snap = None
         yes, no, payout, pnl = self._settle(now, m, winner_token, source)
         rep = CycleReport()
         self._event(now, market, "resolution",
@@ -612,6 +568,8 @@ class QuoteCycle:
 
     # -- faces ---------------------------------------------------------------------------------
     def _refresh_state(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
+        """End of a cycle: our best resting quote per market (YES-space) and the totals; the
+        per-market rows of the snapshot are built when a face first asks (`snapshot()`)."""
         our: dict[str, dict[str, Decimal | None]] = {}
         open_orders = exchange.open_orders()
         for o in open_orders:
@@ -625,56 +583,48 @@ class QuoteCycle:
                 slot[kind] = yp
         self._our = our
         self._now = now
-        t = self._totals
-        t.placed += rep.placed
-        t.cancels += rep.cancelled
-        t.rejected += rep.rejected
-        t.open_orders = len(open_orders)
-        tot = self.pnl.totals(self._mids)
-        t.pnl_total, t.realized, t.unrealized = tot.total, tot.realized, tot.unrealized
-        t.spread_pnl, t.inventory_pnl, t.inventory_usd = tot.spread, tot.inventory, tot.inventory_usd
-        t.fees, t.rebates, t.rewards, t.settlement = tot.fees, tot.rebates, tot.rewards, tot.settlement
-        t.rewards_per_hour = sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO)
-        t.fills = sum(lg.fills for lg in self.pnl.ledgers.values())
-        t.fills_per_min = sum(self.calibrator.fills_per_min(m.condition_id, now) for m in self._markets)
+        self._n_placed += rep.placed
+        self._n_cancels += rep.cancelled
+        self._n_rejected += rep.rejected
+        self._totals = SnapshotTotals(
+            pnl=self.pnl.totals(self._mids),
+            rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
+            fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
+            fills_per_min=sum(self.calibrator.fills_per_min(m.condition_id, now) for m in self._markets),
+            placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
+        )
+        self._snap = None
 
-    def markets_state(self) -> dict[str, MarketState]:
-        out: dict[str, MarketState] = {}
+    def snapshot(self) -> CycleSnapshot:
+        """The frozen state of the last cycle (built once per cycle, on the first request)."""
+        if self._snap is None:
+            self._snap = CycleSnapshot(self._now, self._market_snapshots(), self._totals)
+        return self._snap
+
+    def _market_snapshots(self) -> dict[str, MarketSnapshot]:
+        out: dict[str, MarketSnapshot] = {}
         for m in self._markets:
             cid = m.condition_id
             mid = self._mids.get(cid)
             slot = self._our.get(cid, {})
-            bid, ask = slot.get("bid"), slot.get("ask")
             lg = self.pnl.ledgers.get(cid)
-            pp: PnlParts | None = lg.parts(mid) if lg is not None else None
-            st = self.calibrator.states.get(cid)
-            out[cid] = MarketState(
+            out[cid] = MarketSnapshot(
+                condition_id=cid,
                 question=m.question,
                 status=self._status.get(cid, "stale"),
                 mid=mid,
                 spread=self._spreads.get(cid),
-                yes_bid=bid,
-                yes_ask=ask,
-                no_bid=(1 - ask) if ask is not None else None,
-                no_ask=(1 - bid) if bid is not None else None,
+                yes_bid=slot.get("bid"),
+                yes_ask=slot.get("ask"),
                 inventory_yes=lg.yes if lg else ZERO,
                 inventory_no=lg.no if lg else ZERO,
-                pnl_total=pp.total if pp else ZERO,
-                pnl_spread=pp.spread if pp else ZERO,
-                pnl_inventory=pp.inventory if pp else ZERO,
-                pnl_fees=pp.fees if pp else ZERO,
-                pnl_rebates=pp.rebates if pp else ZERO,
-                pnl_rewards=pp.rewards if pp else ZERO,
-                pnl_settlement=pp.settlement if pp else ZERO,
+                pnl=lg.parts(mid) if lg is not None else NO_PNL,
                 rewards_per_hour=self.econ.usd_per_hour(cid),
                 fills=lg.fills if lg else 0,
-                fills_per_min=self.calibrator.fills_per_min(cid, self._now) if st else 0.0,
+                fills_per_min=self.calibrator.fills_per_min(cid, self._now) if cid in self.calibrator.states else 0.0,
                 placed=self._placed.get(cid, 0),
                 calib_mult=self.calibrator.mult(cid),
                 strategy=self.strategy_for(cid).name,
                 regime=self._regime.get(cid, ""),
             )
         return out
-
-    def totals(self) -> Totals:
-        return self._totals

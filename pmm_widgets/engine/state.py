@@ -3,13 +3,14 @@ charts, an attached tab) reads.
 
 Why plain dataclasses of floats and strings: the same snapshot is rendered by the headless
 runner, streamed into Bokeh sources, and serialised into the lease row for attached faces, so
-it must be cheap to copy and JSON-safe. Decimal money from the strategy is converted to float
-here, for display only; nothing trades off these numbers.
+it must be cheap to copy and JSON-safe. The exact (Decimal) numbers are the quote cycle's
+`CycleSnapshot` (`engine/snapshot.py`), whose `to_display()` makes these rows, for display only;
+nothing trades off these numbers. The field names are the lease's `state_json` keys that
+attached faces read: keep them.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,14 +19,6 @@ from decimal import Decimal
 from typing import Any
 
 Role = str  # "idle" (not started), "owner" (trades), "attached" (reads the owner's state)
-
-
-def _f(value: Any) -> float | None:
-    """Decimal/int/float → finite float, else None (display only)."""
-    if isinstance(value, (Decimal, int, float)):
-        f = float(value)
-        return f if math.isfinite(f) else None  # NaN/inf would break JSON on PostgreSQL
-    return None
 
 
 @dataclass(slots=True)
@@ -146,55 +139,6 @@ def params_to_json(params: Any) -> dict[str, Any]:
     for k, v in params.model_dump().items():
         out[k] = str(v) if isinstance(v, Decimal) else v
     return out
-
-
-def row_from_market_state(rank: int, condition_id: str, ms: Any) -> MarketRow:
-    """Adapt the strategy's `MarketState` (Decimal fields) to a display row."""
-    mid = _f(getattr(ms, "mid", None))
-    yes_bid, yes_ask = _f(getattr(ms, "yes_bid", None)), _f(getattr(ms, "yes_ask", None))
-    spread = _f(getattr(ms, "spread", None))
-    if spread is None and yes_bid is not None and yes_ask is not None:
-        spread = yes_ask - yes_bid
-    return MarketRow(
-        condition_id=condition_id,
-        rank=rank,
-        question=str(getattr(ms, "question", "") or ""),
-        mid=mid,
-        spread=spread,
-        yes_bid=yes_bid,
-        yes_ask=yes_ask,
-        no_bid=_f(getattr(ms, "no_bid", None)),
-        no_ask=_f(getattr(ms, "no_ask", None)),
-        inv_yes=_f(getattr(ms, "inventory_yes", None)) or 0.0,
-        inv_no=_f(getattr(ms, "inventory_no", None)) or 0.0,
-        pnl=_f(getattr(ms, "pnl_total", None)) or 0.0,
-        fills=int(getattr(ms, "fills", 0) or 0),
-        fills_per_min=_f(getattr(ms, "fills_per_min", None)) or 0.0,
-        status=str(getattr(ms, "status", "") or ""),
-        strategy=str(getattr(ms, "strategy", "") or ""),
-        rewards_per_hour=_f(getattr(ms, "rewards_per_hour", None)),
-    )
-
-
-def totals_from(t: Any) -> Totals:
-    """Adapt the strategy's `Totals` to the display totals."""
-    return Totals(
-        pnl=_f(getattr(t, "pnl_total", None)) or 0.0,
-        realized=_f(getattr(t, "realized", None)) or 0.0,
-        unrealized=_f(getattr(t, "unrealized", None)) or 0.0,
-        spread=_f(getattr(t, "spread_pnl", None)) or 0.0,
-        inventory=_f(getattr(t, "inventory_pnl", None)) or 0.0,
-        fees=_f(getattr(t, "fees", None)) or 0.0,
-        rebates=_f(getattr(t, "rebates", None)) or 0.0,
-        rewards=_f(getattr(t, "rewards", None)) or 0.0,
-        settlement=_f(getattr(t, "settlement", None)) or 0.0,
-        rewards_per_hour=_f(getattr(t, "rewards_per_hour", None)) or 0.0,
-        fills=int(getattr(t, "fills", 0) or 0),
-        fills_per_min=_f(getattr(t, "fills_per_min", None)) or 0.0,
-        placed=int(getattr(t, "placed", 0) or 0),
-        cancels=int(getattr(t, "cancels", 0) or 0),
-        open_orders=int(getattr(t, "open_orders", 0) or 0),
-    )
 
 
 @dataclass(frozen=True, slots=True)

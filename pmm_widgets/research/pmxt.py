@@ -99,11 +99,16 @@ def _levels(pairs: Iterable[Sequence[Any]]) -> list[dict[str, str]]:
     return [{"price": _s(p), "size": _s(q)} for p, q in pairs]
 
 
+# (ts_ms, market, token, outcome, wire event): one imported row
+_Row = tuple[float, str, str, str | None, dict[str, Any]]
+
+
 def _ms(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Timestamps (any unit / tz) or numbers (seconds) → epoch milliseconds as float64."""
     t = arr.type
     if pa.types.is_timestamp(t):
-        return pc.cast(arr, pa.timestamp("us", tz=t.tz)).cast(pa.int64()).to_numpy().astype(np.float64) / 1000.0
+        us: np.ndarray = pc.cast(arr, pa.timestamp("us", tz=t.tz)).cast(pa.int64()).to_numpy()
+        return us.astype(np.float64) / 1000.0
     v = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
     return v * 1000.0 if v.size and np.nanmedian(v) < 1e11 else v
 
@@ -112,10 +117,10 @@ def _market_str(v: Any) -> str:
     return v.decode("ascii") if isinstance(v, (bytes, bytearray)) else str(v)
 
 
-def _rows_v1(t: pa.Table, name: str, rep: ImportReport) -> list[tuple[float, str, str, str | None, dict]]:
+def _rows_v1(t: pa.Table, name: str, rep: ImportReport) -> list[_Row]:
     """(ts_ms, market, token, outcome, wire event) per row."""
     ts = _ms(t.column("timestamp_received"))
-    out: list[tuple[float, str, str, str | None, dict]] = []
+    out: list[_Row] = []
     for i, (m, kind, data) in enumerate(zip(t.column("market_id").to_pylist(), t.column("update_type").to_pylist(),
                                             t.column("data").to_pylist())):
         try:
@@ -139,7 +144,7 @@ def _rows_v1(t: pa.Table, name: str, rep: ImportReport) -> list[tuple[float, str
     return out
 
 
-def _rows_v2(t: pa.Table, variant: str, name: str, rep: ImportReport) -> list[tuple[float, str, str, str | None, dict]]:
+def _rows_v2(t: pa.Table, variant: str, name: str, rep: ImportReport) -> list[_Row]:
     ts = _ms(t.column("timestamp_received"))
     src = _ms(t.column("timestamp")) if "timestamp" in t.column_names else ts
     cols = {c: t.column(c).to_pylist() for c in t.column_names if c not in ("timestamp_received", "timestamp")}
@@ -150,7 +155,7 @@ def _rows_v2(t: pa.Table, variant: str, name: str, rep: ImportReport) -> list[tu
     market, kind, asset = get("market"), get("event_type"), get("asset_id")
     price, size, side, bb, ba = get("price"), get("size"), get("side"), get("best_bid"), get("best_ask")
     old_t, new_t = get("old_tick_size"), get("new_tick_size")
-    out: list[tuple[float, str, str, str | None, dict]] = []
+    out: list[_Row] = []
     for i in range(n):
         m, k, a = _market_str(market[i]), kind[i], str(asset[i] or "")
         ms = str(int(src[i]))
@@ -189,7 +194,7 @@ def _tick_of(prices: Iterable[str]) -> Decimal:
     return Decimal("0.001") if fine else Decimal("0.01")
 
 
-def _read(path: Path, markets: set[str] | None, rep: ImportReport) -> list[tuple[float, str, str, str | None, dict]]:
+def _read(path: Path, markets: set[str] | None, rep: ImportReport) -> list[_Row]:
     try:
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
@@ -235,7 +240,7 @@ def import_pmxt(paths: Sequence[str | Path], root: str | Path, *, markets: int |
         want = set(top_markets(files, markets))
     else:
         want = set(markets)
-    rows: list[tuple[float, str, str, str | None, dict]] = []
+    rows: list[_Row] = []
     for p in files:
         rows.extend(_read(p, want, rep))
     if not rows:

@@ -5,12 +5,20 @@ Why problems are data, not exceptions: a researcher replaying a week must not lo
 one bad hour. Every file that cannot be used becomes a `Problem` naming the file; every hole in
 a session's sequence numbers becomes a `Gap` (from, to, rows missing), and the replayer resets
 the books at a gap so that no delta is ever applied across it.
+
+Files still being written (`<name>.parquet.open`, locked by a live recorder) are not readable
+yet: they are listed in `Window.pending` and skipped (the recording is readable up to the last
+closed part, within `PMM_RECORD_ROTATE_SEC` of now). An `.open` file nobody holds is what a
+recorder that died (kill -9, crash) left behind: its rows are lost, reported as a `Problem` and as
+a `Gap` after the session's last readable row.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import fcntl
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import PmmError
-from ..store.recording import CHANNELS, HOUR_FMT, SCHEMA_VERSION
+from ..store.recording import CHANNELS, HOUR_FMT, OPEN_SUFFIX, SCHEMA_VERSION, publish_lock
 
-_FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+)\.parquet$")
+# `<channel>-<session>.parquet` (hourly) or `<channel>-<session>-<part>.parquet` (rotated parts)
+_FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+?)(?:-(?P<part>\d+))?\.parquet$")
 COLUMNS = ("seq", "ts", "kind", "conn", "payload")
 
 
@@ -77,12 +86,13 @@ class Gap:
     session: str
     after_ts: float  # last event before the hole
     before_ts: float  # first event after it
-    missing_rows: int
+    missing_rows: int  # -1: unknown (the rows of a part its writer never closed)
     files: tuple[str, ...]  # files that could not be read around it (may be empty)
 
     def __str__(self) -> str:
         where = f" (unreadable: {', '.join(self.files)})" if self.files else ""
-        return (f"gap in session {self.session}: {self.missing_rows} rows missing between {iso(self.after_ts)} "
+        n = "an unknown number of" if self.missing_rows < 0 else str(self.missing_rows)
+        return (f"gap in session {self.session}: {n} rows missing between {iso(self.after_ts)} "
                 f"and {iso(self.before_ts)}{where}: books reset until their next snapshot")
 
 
@@ -101,6 +111,7 @@ class Window:
     gap_before: dict[int, Gap] = field(default_factory=dict)  # event index -> the gap just before it
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # parts a live recorder is still writing (not read)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -116,15 +127,62 @@ def _hours(root: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if p.is_dir() and _hour_start(p.name) is not None), key=lambda p: p.name)
 
 
+def _being_written(f: Path) -> bool | None:
+    """For an `.open` part: True while its recorder lives (it holds the flock), False when the
+    writer died without closing it, None when it was closed (renamed) since the listing."""
+    try:
+        fd = os.open(f, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases our probe lock
+    return False
+
+
+def _listing(root: Path, hours: list[Path]) -> dict[Path, tuple[list[Path], list[Path]]]:
+    """(closed `.parquet` files, `.open` parts) of each hour directory, listed under the publish
+    lock: recorders rename a rotation's parts all at once under it, so the closed files seen are
+    a prefix of each session's sequence (an `.open` part renamed after this is read next time)."""
+    out: dict[Path, tuple[list[Path], list[Path]]] = {}
+    with publish_lock(root, exclusive=False):
+        for h in hours:
+            names = sorted(p.name for p in h.iterdir())
+            out[h] = ([h / n for n in names if n.endswith(".parquet")],
+                      [h / n for n in names if n.endswith(".parquet" + OPEN_SUFFIX)])
+    return out
+
+
+def _unclosed_message(readable: bool) -> str:
+    if readable:
+        return "not renamed after its footer was written (its recorder died while closing it): read anyway"
+    return ("not closed: its recorder stopped without closing it (kill -9 or crash); its rows are lost "
+            "(at most one PMM_RECORD_ROTATE_SEC interval, or the hour when rotation is off)")
+
+
 def list_recordings(root: str | Path) -> list[dict[str, Any]]:
     """One dict per file: hour, channel, session, rows, bytes, first/last ts (footer only: cheap)."""
     out: list[dict[str, Any]] = []
-    for h in _hours(Path(root)):
-        for f in sorted(h.glob("*.parquet")):
+    root = Path(root)
+    for h, (done, opened) in _listing(root, _hours(root)).items():
+        for f in opened:
+            live = _being_written(f)
+            if live is None:
+                continue
+            m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
+            rows = None if live else _footer_rows(f)
+            out.append({"hour": h.name, "file": str(f), "bytes": f.stat().st_size if f.exists() else 0,
+                        "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
+                        "rows": rows, "ok": live, "open": live,
+                        "problem": "being written (readable once closed)" if live else _unclosed_message(rows is not None)})
+        for f in done:
             m = _FILE_RE.match(f.name)
             row: dict[str, Any] = {"hour": h.name, "file": str(f), "bytes": f.stat().st_size,
                                    "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
-                                   "rows": None, "ok": True, "problem": ""}
+                                   "rows": None, "ok": True, "open": False, "problem": ""}
             try:
                 md = pq.read_metadata(f)
                 row["rows"] = md.num_rows
@@ -135,6 +193,13 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
                 row.update(ok=False, problem=_describe(exc))
             out.append(row)
     return out
+
+
+def _footer_rows(f: Path) -> int | None:
+    try:
+        return int(pq.read_metadata(f).num_rows)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
 
 
 def _describe(exc: Exception) -> str:
@@ -179,11 +244,29 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     parts: list[tuple[str, int, pa.Table]] = []  # session, channel index, table
     bad_by_session: dict[str, list[str]] = {}
     files: list[str] = []
-    for h in hours:
-        for f in sorted(h.glob("*.parquet")):
-            m = _FILE_RE.match(f.name)
+    pending: list[str] = []
+    unclosed: dict[str, list[str]] = {}  # session -> parts its dead writer never closed
+    for done, opened in _listing(root, hours).values():
+        for f in opened:
+            live = _being_written(f)
+            m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
+            if live is None or m is None or m["channel"] not in CHANNELS:
+                continue  # closed since the listing: read next time (this listing stays a prefix)
+            if live:
+                pending.append(str(f))
+                continue
+            if _footer_rows(f) is not None:  # complete but never renamed: its writer died while closing
+                problems.append(Problem(str(f), _unclosed_message(True)))
+                done = [*done, f]
+                continue
+            problems.append(Problem(str(f), _unclosed_message(False)))
+            bad_by_session.setdefault(m["session"], []).append(str(f))
+            unclosed.setdefault(m["session"], []).append(str(f))
+        for f in done:
+            m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
             if m is None or m["channel"] not in CHANNELS:
-                problems.append(Problem(str(f), "not a recording file name (<channel>-<session>.parquet): skipped"))
+                problems.append(Problem(str(f), "not a recording file name (<channel>-<session>[-<part>].parquet): "
+                                            "skipped"))
                 continue
             files.append(str(f))
             t = _read(f, problems)
@@ -238,6 +321,19 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
             continue
         last_at = i + 1
         gap_at[last_at] = Gap(s, float(ts[i]), float(ts[i + 1]), missing, tuple(bad_by_session.get(s, ())))
+    # a dead writer's unclosed parts: the rows after the session's last readable one are lost
+    for s, lost in unclosed.items():
+        if s not in sessions:
+            continue
+        k = sessions.index(s)
+        last = int(np.nonzero(ses_a == k)[0][-1])
+        nxt = last + 1
+        after = float(ts[last])
+        before = float(ts[nxt]) if nxt < len(ts) else max(after, max(os.path.getmtime(f) for f in lost))
+        g = Gap(s, after, before, -1, tuple(bad_by_session.get(s, ())))
+        problems.append(Problem(lost[0], str(g)))
+        if nxt < len(ts) and nxt not in gap_at:
+            gap_at[nxt] = g
     dup = np.nonzero(same & (np.diff(seq) == 0))[0]
     if len(dup):
         problems.append(Problem(str(root), f"{len(dup)} duplicate sequence numbers (two copies of a file?): "
@@ -250,4 +346,4 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     return Window(
         t0=t0, t1=t1, ts=ts[idx], channel=ch_a[idx], kind=[kinds[i] for i in idx], conn=conn[idx],
         payload=[pays[i] for i in idx], session=[sessions[int(s)] for s in ses_a[idx]],
-        gap_before=gaps, problems=problems, files=files)
+        gap_before=gaps, problems=problems, files=files, pending=pending)

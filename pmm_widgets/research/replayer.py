@@ -336,8 +336,7 @@ class Replayer:
         self.clock.now = now
         rep = await self.cycle.run_once(now, self.markets, self.md.view, self.exchange, hold=hold)
         self.cycle_times.append(now)
-        t = self.cycle.totals()
-        self.max_inventory_usd = max(self.max_inventory_usd, float(t.inventory_usd))
+        self.max_inventory_usd = max(self.max_inventory_usd, float(self.cycle.snapshot().totals.pnl.inventory_usd))
         if self.exchange.positions:
             self.max_inventory_shares = max(self.max_inventory_shares,
                                             max(abs(float(v)) for v in self.exchange.positions.values()))
@@ -482,24 +481,16 @@ class Replayer:
             "max_inventory_usd": self.max_inventory_usd, "max_inventory_shares": self.max_inventory_shares,
             "bad_messages": self.stream.stats.bad_messages, "killed": self.killed,
             "gaps": len(self.window.gap_before), "problems": len(self.problems),
+            "pending_files": len(self.window.pending),
+            "recorded_until": iso(float(self.window.ts[-1])) if len(self.window) else None,
         }
         if self.cycle is not None:  # every PnL component the cycle reports (fees, rewards, ... when present)
-            for k, v in _totals_dict(self.cycle.totals()).items():
+            for k, v in self.cycle.snapshot().totals.summary().items():
                 if k not in ("fills", "fills_per_min", "placed", "open_orders"):
                     s[k] = v
         s.update(markout_summary(trades))
         s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
         return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
-
-
-def _totals_dict(t: Any) -> dict[str, Any]:
-    names: Iterable[str] = getattr(t, "__dataclass_fields__", None) or getattr(t, "__slots__", ()) or ()
-    out: dict[str, Any] = {}
-    for k in names:
-        v = getattr(t, k, None)
-        if isinstance(v, (int, float, Decimal)) and not isinstance(v, bool):
-            out[k] = _num(v)
-    return out
 
 
 def markout_summary(trades: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -616,6 +607,9 @@ def format_summary(res: ReplayResult) -> str:
     extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
     if extra:
         lines.append("  economics " + ", ".join(extra))
+    if s.get("pending_files"):
+        lines.append(f"  {s['pending_files']} part file(s) still being written were not read: the recording "
+                     f"is readable up to {s['recorded_until']} (within PMM_RECORD_ROTATE_SEC of now)")
     for p in res.problems:
         lines.append(f"  problem: {p}")
     return "\n".join(lines)

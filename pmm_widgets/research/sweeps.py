@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import PARAM_FIELDS, Params, Settings
+from ..config import Params, Settings
 from ..logsetup import SECRET_FIELDS
 from .recordings import parse_time
 from .replayer import Replayer, run_sync, split_overrides
@@ -48,7 +48,7 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
         vals = [v.strip() for v in values.split(",") if v.strip()]
         if not sep or not name or not vals:
             raise ValueError(f"{item!r}: expected NAME=V1,V2,...")
-        if name not in PARAM_FIELDS and name not in Settings.model_fields:
+        if name not in Settings.model_fields:  # the live parameters are settings too
             raise ValueError(f"{name}: not a parameter or setting")
         if name in SECRET_FIELDS:
             raise ValueError(f"{name}: secrets cannot be swept")
@@ -110,7 +110,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     a, b = parse_time(t0), parse_time(t1)
     grid = {k.strip().lower().removeprefix("pmm_"): list(v) for k, v in grid.items()}
     for k in grid:
-        if k not in PARAM_FIELDS and k not in Settings.model_fields:
+        if k not in Settings.model_fields:
             raise ValueError(f"grid: {k} is not a parameter or setting")
     pts = points_of(grid)
     if not pts:

@@ -10,15 +10,25 @@ Why this shape:
   resyncs and cycles in exactly the order the live loop did, and any missing row (a lost or
   truncated file) shows up as a hole in the sequence: a *gap*.
 - `ts` is the local receive time (the same float the stream and the cycle used as `now`).
-- Layout `ROOT/YYYY-MM-DDTHH/<channel>-<session>.parquet` (UTC hour of `ts`): one file per hour
-  and channel (and session, so a restart in the same hour never overwrites anything); the size
-  budget deletes whole hours, oldest first.
+- Layout `ROOT/YYYY-MM-DDTHH/<channel>-<session>-<part>.parquet` (UTC hour of `ts`): per hour
+  and channel (and session, so a restart in the same hour never overwrites anything) a numbered
+  part file per `PMM_RECORD_ROTATE_SEC` of wall time (0: one `<channel>-<session>.parquet` per
+  hour). The size budget deletes whole hours, oldest first.
+- Why parts: a Parquet file is readable only once its footer is written, at close. Closing a part
+  every `rotate_sec` makes everything but the last interval replayable while the engine still
+  records, and a crash (kill -9) loses at most that interval. A file being written is named
+  `<name>.parquet.open` and holds an exclusive `flock` while its writer lives; it is renamed to
+  `<name>.parquet` after its footer is written, so a reader never sees half a file under the
+  final name, and an `.open` file nobody locks is the remains of a writer that died (reported
+  by the reader as lost rows, never read).
 - The event loop only appends a tuple to a deque; a writer thread turns batches into Parquet
-  row groups, rotates files at the hour and enforces `PMM_RECORD_MAX_GB`.
+  row groups, rotates parts and hours and enforces `PMM_RECORD_MAX_GB`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -27,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +51,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = "pmm-recording/1"
 CHANNELS = ("market", "rest", "universe", "engine")
 HOUR_FMT = "%Y-%m-%dT%H"
+OPEN_SUFFIX = ".open"  # a part still being written: `<name>.parquet.open`
 ARROW_SCHEMA = pa.schema(
     [
         pa.field("seq", pa.int64(), nullable=False),
@@ -110,16 +121,22 @@ class Recorder:
     """Append on the event loop (`frame`, `rest`, `universe`, `engine`); a thread writes Parquet."""
 
     def __init__(self, root: str | os.PathLike[str], *, max_gb: float = 0.0, flush_sec: float = 5.0,
-                 session: str | None = None, budget_every_sec: float = 30.0) -> None:
+                 session: str | None = None, budget_every_sec: float = 30.0, rotate_sec: float = 0.0) -> None:
+        """`rotate_sec` > 0: a new part file per channel every `rotate_sec` of wall time (the
+        writer wakes at least 4 times per interval); 0: one file per hour and channel."""
         self.root = Path(root)
         self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
-        self.flush_sec = flush_sec
+        self.rotate_sec = max(0.0, rotate_sec)
+        self.flush_sec = min(flush_sec, self.rotate_sec / 4) if self.rotate_sec else flush_sec
         self.budget_every_sec = budget_every_sec
         self.session = session or uuid.uuid4().hex[:8]
         self._q: deque[Row] = deque()
         self._seq = 0
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
-        self._paths: dict[tuple[str, str], Path] = {}
+        self._paths: dict[tuple[str, str], Path] = {}  # the final name; written as name + OPEN_SUFFIX
+        self._locks: dict[tuple[str, str], int] = {}  # fd holding the flock of the open file
+        self._slot: dict[tuple[str, str], int] = {}  # rotation slot the open file belongs to
+        self._parts: dict[tuple[str, str], int] = {}  # parts opened so far per (hour, channel)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -167,7 +184,8 @@ class Recorder:
         self._close_writers(lambda _h: True)
 
     def flush(self) -> None:
-        """Write the queued rows now (tests, benches); files stay open until rotation or close."""
+        """Write the queued rows now (tests, benches); files stay open (`.open`, unreadable) until
+        their rotation interval or hour ends, or `close()`."""
         if self._thread is None:
             self._drain()
             return
@@ -184,9 +202,15 @@ class Recorder:
             self._drain()
         self._drain()
 
+    def _rotation_slot(self) -> int:
+        return int(time.time() // self.rotate_sec) if self.rotate_sec else 0
+
     def _drain(self) -> None:
         n = len(self._q)
         self.stats.queued = n
+        slot = self._rotation_slot()  # one slot per drain: the files a drain opens close together
+        if self.rotate_sec:  # parts whose interval ended are closed even when nothing new came
+            self._close_writers(lambda _h: False, slot_before=slot)
         if not n:
             return
         groups: dict[tuple[str, str], list[Row]] = {}
@@ -196,7 +220,7 @@ class Recorder:
         newest = max(h for h, _ in groups)
         for (hour, channel), rows in sorted(groups.items()):
             try:
-                self._write(hour, channel, rows)
+                self._write(hour, channel, rows, slot)
             except Exception:  # a full disk must not take the engine down; say so
                 self.stats.errors += 1
                 log.exception("recording: could not write %d %s rows for %s", len(rows), channel, hour)
@@ -207,17 +231,30 @@ class Recorder:
             self._last_budget = now
             self.enforce_budget()
 
-    def _write(self, hour: str, channel: str, rows: list[Row]) -> None:
+    def _write(self, hour: str, channel: str, rows: list[Row], slot: int = 0) -> None:
         key = (hour, channel)
         w = self._writers.get(key)
         if w is None:
             d = self.root / hour
             d.mkdir(parents=True, exist_ok=True)
-            path = d / f"{channel}-{self.session}.parquet"
+            if self.rotate_sec:
+                part = self._parts.get(key, 0)
+                self._parts[key] = part + 1
+                path = d / f"{channel}-{self.session}-{part:04d}.parquet"
+            else:
+                path = d / f"{channel}-{self.session}.parquet"
             meta = dict(ARROW_SCHEMA.metadata or {})
             meta.update({b"pmm_channel": channel.encode(), b"pmm_session": self.session.encode()})
-            w = pq.ParquetWriter(path, ARROW_SCHEMA.with_metadata(meta), compression="zstd")
-            self._writers[key], self._paths[key] = w, path
+            tmp = path.with_name(path.name + OPEN_SUFFIX)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o644)  # locked before anything is written:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # readers: held = being written, free = its writer died
+            try:
+                w = pq.ParquetWriter(tmp, ARROW_SCHEMA.with_metadata(meta), compression="zstd")
+            except Exception:
+                os.close(fd)
+                raise
+            self._writers[key], self._paths[key], self._locks[key] = w, path, fd
+            self._slot[key] = slot
             self.stats.files += 1
         table = pa.Table.from_arrays(
             [pa.array([r[1] for r in rows], pa.int64()), pa.array([r[2] for r in rows], pa.float64()),
@@ -227,16 +264,40 @@ class Recorder:
         w.write_table(table)
         self.stats.rows += len(rows)
 
-    def _close_writers(self, which: Any) -> None:
-        for key in [k for k in self._writers if which(k[0])]:
+    def _close_writers(self, which: Callable[[str], bool], slot_before: int | None = None) -> None:
+        """Close the files of the hours `which` selects (and with `slot_before`, those of earlier
+        rotation slots): every footer first, then all renames at once under the publish lock (a
+        reader lists under it, so it sees the closed files as a prefix of the sequence, never
+        one channel's part without the other channels' parts of the same interval), then unlock."""
+        keys = [k for k in self._writers
+                if which(k[0]) or (slot_before is not None and self._slot.get(k, 0) < slot_before)]
+        if not keys:
+            return
+        done: list[tuple[Path, int | None]] = []
+        for key in keys:
             w = self._writers.pop(key)
             path = self._paths.pop(key)
+            fd = self._locks.pop(key, None)
+            self._slot.pop(key, None)
             try:
                 w.close()
-                self.stats.bytes_written += path.stat().st_size
             except Exception:
                 self.stats.errors += 1
                 log.exception("recording: could not close %s", path)
+            done.append((path, fd))
+        try:
+            with publish_lock(self.root, exclusive=True):
+                for path, _fd in done:
+                    try:
+                        os.replace(path.with_name(path.name + OPEN_SUFFIX), path)
+                        self.stats.bytes_written += path.stat().st_size
+                    except OSError:
+                        self.stats.errors += 1
+                        log.exception("recording: could not publish %s", path)
+        finally:
+            for _path, fd in done:
+                if fd is not None:
+                    os.close(fd)  # after the rename: an unlocked `.open` file means a dead writer
 
     def enforce_budget(self) -> list[str]:
         """Delete whole hours, oldest first, until the recordings fit `max_bytes`; returns them."""
@@ -261,8 +322,29 @@ class Recorder:
         return deleted
 
 
+@contextlib.contextmanager
+def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
+    """The recorders' renames of closed parts (exclusive) and the readers' listings (shared)
+    exclude each other, so a listing never sees half of a rotation. The lock is a `flock` on the
+    recording root directory itself (no lock file among the hours)."""
+    if exclusive:
+        root.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:
+        if exclusive:
+            raise
+        yield  # a reader of a missing tree: nobody is publishing there
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
 def recorder_from_settings(settings: Any) -> Recorder | None:
     """The engine's recorder when `PMM_RECORD=on`, else None."""
     if getattr(settings, "record", "off") != "on":
         return None
-    return Recorder(settings.record_dir, max_gb=settings.record_max_gb)
+    return Recorder(settings.record_dir, max_gb=settings.record_max_gb, rotate_sec=settings.record_rotate_sec)

@@ -22,23 +22,25 @@ import asyncio
 import html
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any
 
 import ipywidgets as W
 from pydantic import ValidationError
 
-from ..config import STRATEGY_NAMES, format_validation_error
+from ..config import STRATEGY_NAMES, Params, format_validation_error
 from ..domain import Mode
 from ..engine.core import Engine, venue_description, wallet_address
 from ..engine.state import EngineState, KillResult, MarketRow
+from ..tasks import spawn
 from .charts import Charts
 
 COLUMNS = ("rank", "question", "mid", "spread", "YES bid", "YES ask", "NO bid", "NO ask",
            "inv YES", "inv NO", "PnL", "rewards $/h", "fills/min", "status")
 
-# (params field, label, min, max, step, decimals)
+# (params field, label, min, max, step, decimals): the slider's usual range, inside the parameter's
+# bounds (ParamFields, a test checks); it widens to show a valid value set elsewhere (PMM_*, code)
 SLIDERS = (
     ("alpha", "α (spread ×)", 0.1, 10.0, 0.1, 2),
     ("paper_fill_intensity", "fill intensity", 0.0, 20.0, 0.1, 2),
@@ -206,6 +208,7 @@ class ControlPanel:
         self._deadman_fired = False
         self._streaming = False
         self._tasks: list[asyncio.Task] = []
+        self._actions: set[asyncio.Task] = set()  # button actions under way (see _spawn)
         self._rendered_table: tuple[object, ...] | None = None
         self._strategy_seen: tuple[str | None, str | None] = (None, None)
         self._msg_expires: float | None = None
@@ -248,8 +251,10 @@ class ControlPanel:
         self.sliders: dict[str, W.FloatSlider] = {}
         self._decimals: dict[str, int] = {}
         for name, label, lo, hi, step, decimals in SLIDERS:
-            sl = W.FloatSlider(value=float(getattr(engine.params, name)), min=lo, max=hi, step=step, description=label,
+            value = float(getattr(engine.params, name))  # PMM_* may start it outside the slider's usual range
+            sl = W.FloatSlider(value=value, min=min(lo, value), max=max(hi, value), step=step, description=label,
                                continuous_update=False, readout_format=f".{decimals}f",
+                               tooltip=Params.model_fields[name].description,
                                style={"description_width": "110px"}, layout=W.Layout(width="340px"))
             sl.add_class(f"pmm-{name.replace('_', '-')}")
             sl.observe(self._slider_handler(name), names="value")
@@ -337,6 +342,8 @@ class ControlPanel:
         for t in self._tasks:
             t.cancel()
         await self.engine.stop(handover=self.engine.role == "owner")
+        if self._actions:  # a kill or pause under way finishes (it ends with the engine's stop)
+            await asyncio.wait(set(self._actions), timeout=max(5.0, 2 * self.settings.lease_ttl_sec))
 
     @property
     def view_alive(self) -> bool:
@@ -619,6 +626,9 @@ class ControlPanel:
                 continue
             self._seen_params[name] = v
             if abs(float(v) - sl.value) > 1e-12:
+                # widen the range to a valid value set elsewhere, never clamp it (a clamped slider
+                # would show a value the engine does not use)
+                sl.max, sl.min = max(sl.max, float(v)), min(sl.min, float(v))
                 self._set_widget(sl, float(v))
         if self.pause_btn.value != s.paused:
             self._set_widget(self.pause_btn, s.paused)
@@ -672,22 +682,23 @@ class ControlPanel:
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
         self._msg_expires = time.time() + (ttl if ttl is not None else MESSAGE_TTL_SEC * (2 if error else 1))
 
-    def _spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"pmm-ui-{what}")
-        task.add_done_callback(self._report_task)
+    def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run a button's action (kill, pause, start, ...) as a task this panel owns: held until it
+        ends (the loop keeps only weak references), its failure shown at once, awaited by `close`."""
+        spawn(coro, f"pmm-ui-{what}", self._actions, self._report_error)
 
     def _report_task(self, task: asyncio.Task) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            from ..errors import describe
+        if not task.cancelled() and task.exception() is not None:
+            self._report_error(task, task.exception())  # type: ignore[arg-type]
 
-            what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()
-            line = describe(exc, self.settings.db_url)
-            self.log.append_stderr(f"{what}: {type(exc).__name__}: {exc}\n")
-            self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
-                      ttl=3600.0)
+    def _report_error(self, task: asyncio.Task, exc: BaseException) -> None:
+        from ..errors import describe
+
+        what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()
+        line = describe(exc, self.settings.db_url)
+        self.log.append_stderr(f"{what}: {type(exc).__name__}: {exc}\n")
+        self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
+                  ttl=3600.0)
 
     def _on_event(self, ev: Any) -> None:
         if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached", "command", "params"):

@@ -118,6 +118,10 @@ class UserStream:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
+        for t in list(self._side_tasks):  # a reconcile still running dies with the stream
+            t.cancel()
+        if self._side_tasks:
+            await asyncio.wait(set(self._side_tasks), timeout=5.0)
         self._ws = None
 
     def health(self) -> UserStreamHealth:

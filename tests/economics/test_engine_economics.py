@@ -160,7 +160,7 @@ async def test_resolution_settles_exactly_and_leaves_no_order(winner: str) -> No
     assert st["pnl"] == payout - (30 * D("0.42") + 12 * D("0.58"))
     rep = await qc.run_once(1002.0, [m], books.get, ex)
     assert rep.placed == 0 and ex.open_orders() == []  # never quoted again
-    assert qc.markets_state()[m.condition_id].status == "resolved"
+    assert qc.snapshot().markets[m.condition_id].status == "resolved"
     parts = lg.parts(None)
     assert parts.total == lg.cash  # flat: the PnL is all cash now
     assert parts.settlement == st["pnl"]

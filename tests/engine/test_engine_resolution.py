@@ -21,7 +21,7 @@ async def test_engine_settles_a_resolved_market_and_drops_it(fast_settings, db):
         engine.start()
         assert await engine.wait_role() == "owner"
         assert await until(lambda: engine.state.totals.open_orders > 0)
-        cyc = engine._cycle
+        cyc = engine.runtime.cycle
         held = lambda: [cid for cid, lg in cyc.pnl.ledgers.items() if lg.yes or lg.no]
         assert await until(lambda: bool(held()), timeout=30), "paper fills built inventory"
         cid = held()[0]
@@ -33,7 +33,7 @@ async def test_engine_settles_a_resolved_market_and_drops_it(fast_settings, db):
         win_yes = m.winner_yes
         assert lg.yes == lg.no == 0 and lg.settled
         assert cid not in [x.condition_id for x in engine._markets]
-        assert not [o for o in engine._exchange.open_orders() if o.market == cid]
+        assert not [o for o in engine.runtime.exchange.open_orders() if o.market == cid]
         await engine.stop()
     assert count(db, "SELECT COUNT(*) FROM settlements WHERE market = :m", m=cid) == 1
     winner = sm.yes_token_id if win_yes else sm.no_token_id
@@ -51,10 +51,10 @@ async def test_a_closed_market_without_the_event_is_settled_from_the_venue(fast_
         engine = Engine(fast_settings, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
         engine.start()
         assert await engine.wait_role() == "owner"
-        cyc = engine._cycle
+        cyc = engine.runtime.cycle
         held = lambda: [cid for cid, lg in cyc.pnl.ledgers.items() if lg.yes or lg.no]
         assert await until(lambda: bool(held()), timeout=30)
-        engine._md.pop_resolutions = list  # the event is lost
+        engine.runtime.md.pop_resolutions = list  # the event is lost
         cid = held()[0]
         assert sb.sim.resolve_market(cid, winner_yes=False) is not None
         await engine._refresh_universe()

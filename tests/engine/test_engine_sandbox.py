@@ -40,19 +40,19 @@ async def test_failing_cycles_are_events_then_the_circuit_pauses_cancels_and_res
     task = engine.start()
     assert await engine.wait_role() == "owner"
     assert await until(lambda: engine.state.totals.open_orders > 0)
-    real = engine._cycle.run_once
+    real = engine.runtime.cycle.run_once
 
     async def boom(*a, **k):
         raise ValueError("boom")
 
-    engine._cycle.run_once = boom
+    engine.runtime.cycle.run_once = boom
     assert await until(lambda: "circuit_open" in seen)
     assert not task.done() and engine.running
     assert "boom" in (engine.state.last_error or "") and "CIRCUIT OPEN" in engine.state.venue_health
     assert await until(lambda: open_orders_in_db(db) == 0)  # paused quoting holds nothing
     assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'cycle_error'") >= 2
     assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'error'") == 0
-    engine._cycle.run_once = real  # the venue recovers: the next probe closes the circuit
+    engine.runtime.cycle.run_once = real  # the venue recovers: the next probe closes the circuit
     assert await until(lambda: "circuit_closed" in seen)
     assert await until(lambda: engine.state.totals.open_orders > 0)  # quoting resumed
     assert engine.state.venue_health == "" and engine.state.last_error is None
@@ -74,7 +74,7 @@ async def test_crash_is_surfaced_and_leaves_no_open_orders(fast_settings, db):
         raise ValueError("boom")
 
     engine._cycle_failed = boom
-    engine._cycle.run_once = boom
+    engine.runtime.cycle.run_once = boom
     assert await until(task.done)
     assert isinstance(task.exception(), ValueError)
     assert "boom" in engine.state.last_error and not engine.state.running
@@ -93,7 +93,8 @@ async def test_second_engine_attaches_and_its_commands_apply(fast_settings, db):
     face = Engine(fast_settings)
     face.start()
     assert await face.wait_role() == "attached"
-    assert face._exchange is None  # an attached engine never has an exchange, so it cannot place
+    with pytest.raises(RuntimeError):  # an attached engine never has a runtime (no exchange): it cannot place
+        _ = face.runtime
     assert await until(lambda: face.state.tick >= 3 and face.state.markets)
 
     face.params.alpha = 3.5

@@ -62,7 +62,7 @@ async def test_set_strategy_on_a_running_engine_owner_face_and_restart(fast_sett
         face.set_strategy(cids[2], Joiner())
     face.set_strategy(cids[2], "microprice", micro_levels=2)
     assert await until(lambda: row(owner, cids[2]).strategy == "microprice", timeout=10)
-    assert owner._cycle._market_params(cids[2]).micro_levels == 2
+    assert owner.runtime.cycle._market_params(cids[2]).micro_levels == 2
     assert await until(lambda: row(face, cids[2]).strategy == "microprice", timeout=10)  # mirrored back
     await face.stop()
     await owner.stop()
@@ -76,7 +76,7 @@ async def test_set_strategy_on_a_running_engine_owner_face_and_restart(fast_sett
     assert await until(lambda: again.state.tick >= 2 and again.state.markets)
     assert row(again, cids[0]).strategy == "as" and row(again, cids[2]).strategy == "microprice"
     assert row(again, cids[1]).strategy == "spread"
-    assert again._cycle._market_params(cids[0]).as_gamma == 0.5
+    assert again.runtime.cycle._market_params(cids[0]).as_gamma == 0.5
     again.set_strategy(cids[0], None)  # back to the default, row kept with NULL strategy
     assert await until(lambda: row(again, cids[0]).strategy == "spread")
     await again.stop()

@@ -78,7 +78,7 @@ async def test_c1_lock_longer_than_ttl_never_two_engines_quoting(fast_settings, 
         assert await until(lambda: a.state.halted is not None, timeout=ttl)
         halted_at = time.time()
         assert "lease" in a.state.halted and "HALTED" in (a.state.last_error or "")
-        assert a._exchange.open_orders() == []  # cancelled while A still held the lease
+        assert a.runtime.exchange.open_orders() == []  # cancelled while A still held the lease
         assert halted_at - lock_start < ttl
         await asyncio.sleep(max(0.0, ttl + 1.5 - (time.time() - lock_start)))  # lock outlives the TTL
     finally:
@@ -141,13 +141,13 @@ async def test_m2_full_disk_pauses_quoting_and_loses_no_fill(fast_settings, db, 
     assert await until(lambda: engine.state.halted is not None, timeout=15)
     halted_in = time.time() - full_at
     assert "writer" in engine.state.halted and "full" in engine.state.halted
-    assert engine._exchange.open_orders() == []
+    assert engine.runtime.exchange.open_orders() == []
     assert "FAULT" in engine.state.writer
     fills_when_full = engine.state.totals.fills
     queued = engine._writer.stats().pending
     assert queued > 0 and engine._writer.stats().dropped == 0
     await asyncio.sleep(1.0)
-    assert engine._exchange.open_orders() == []  # still paused: the fault is still there
+    assert engine.runtime.exchange.open_orders() == []  # still paused: the fault is still there
     disk["pages"] = 0  # space returns
     assert await until(lambda: engine.state.halted is None, timeout=15)
     assert await until(lambda: engine.state.totals.open_orders > 0, timeout=15)  # quoting resumed
@@ -329,7 +329,7 @@ async def test_slow_shutdown_keeps_the_lease_until_its_cancels_are_done(fast_set
     a.start()
     assert await a.wait_role() == "owner"
     assert await until(lambda: a.state.totals.open_orders > 0)
-    exchange = a._exchange
+    exchange = a.runtime.exchange
     real_cancel_all = exchange.cancel_all
     slow = 2 * fast_settings.lease_ttl_sec
     started = asyncio.Event()

@@ -100,7 +100,7 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
     assert await first.wait_role() == "owner"
     assert await until(lambda: first.state.totals.fills >= 8 and any(
         m.inv_yes or m.inv_no for m in first.state.markets), timeout=60)
-    cycle = first._cycle
+    cycle = first.runtime.cycle
     await first.stop()
     old = {cid: _snap(lg) for cid, lg in cycle.pnl.ledgers.items()}
     old_realized = cycle.pnl.totals({}).realized
@@ -111,7 +111,7 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
     second.set_params(quoting_paused=True)
     at_restore: dict[str, dict[str, object]] = {}
     second.events.subscribe(lambda ev: at_restore.update(
-        {cid: _snap(lg) for cid, lg in second._cycle.pnl.ledgers.items()}) if ev.kind == "restore" else None)
+        {cid: _snap(lg) for cid, lg in second.runtime.cycle.pnl.ledgers.items()}) if ev.kind == "restore" else None)
     second.start()
     try:
         assert await second.wait_role() == "owner"
@@ -120,9 +120,9 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
         t = second.state.totals
         assert t.fills == old_fills  # paused: no new fill, the count continues
         assert t.fills_per_min > 0  # the window holds the last engine's fills
-        assert second._cycle.pnl.totals({}).realized == old_realized
+        assert second.runtime.cycle.pnl.totals({}).realized == old_realized
         assert t.realized == pytest.approx(float(old_realized), abs=1e-9)
-        ms = second._cycle.markets_state()
+        ms = second.runtime.cycle.snapshot().markets
         for cid, snap in old.items():
             if cid in ms:
                 assert (ms[cid].inventory_yes, ms[cid].inventory_no, ms[cid].fills) == \

@@ -40,8 +40,8 @@ async def test_paper_run_records_fills_markouts_pnl_and_calibration(params):
     assert {t["token_id"][0] for t in trades} == {"y", "n"}  # both tokens fill
     assert {t["fill_type"] for t in trades} == {"PARTIAL", "FILLED"}
     assert not [o for o in orders if o["status"] == "REJECTED"]  # post-only, grid, size, balance all respected
-    assert sum(r.fills for r in reports) == len(trades) == qc.totals().fills
-    assert sum(r.placed for r in reports) == len(orders) == qc.totals().placed
+    assert sum(r.fills for r in reports) == len(trades) == qc.snapshot().totals.fills
+    assert sum(r.placed for r in reports) == len(orders) == qc.snapshot().totals.placed
     last_ts = 1_000.0 + 3.0 * 119
     for t in trades:
         raw = t["raw_json"]
@@ -50,7 +50,7 @@ async def test_paper_run_records_fills_markouts_pnl_and_calibration(params):
             assert set(raw["markouts"]) == {"5s", "30s", "120s"}
     # inventory agrees with the exchange's share positions; SELLs never exceeded holdings
     for m in ms:
-        st = qc.markets_state()[m.condition_id]
+        st = qc.snapshot().markets[m.condition_id]
         assert st.inventory_yes == ex.positions.get(m.yes_token_id, D(0))
         assert st.inventory_no == ex.positions.get(m.no_token_id, D(0))
         assert st.inventory_yes >= 0 and st.inventory_no >= 0
@@ -60,8 +60,8 @@ async def test_paper_run_records_fills_markouts_pnl_and_calibration(params):
     pnl = sink.rows["pnl"]
     assert {r["market"] for r in pnl} >= {"TOTAL"}
     assert len([r for r in pnl if r["market"] == "TOTAL"]) == 36  # every 10 s over 357 s
-    tot = qc.totals()
-    assert tot.pnl_total == tot.spread_pnl + tot.inventory_pnl == tot.realized + tot.unrealized
+    tot = qc.snapshot().totals
+    assert tot.pnl.total == tot.pnl.spread + tot.pnl.inventory == tot.pnl.realized + tot.pnl.unrealized
     cal = {r["market"]: r["state_json"] for r in sink.rows["market_calibration"]}
     assert set(cal) == {m.condition_id for m in ms}
     assert all(s["fills"] > 0 and s["markouts"]["count"] for s in cal.values())
@@ -77,14 +77,14 @@ async def test_stale_pause_and_universe_exit_pull_quotes(params):
     books.stale.add(ms[0].condition_id)
     books.step(2_000.0)
     await qc.run_once(2_000.0, ms, books.view, ex)
-    assert qc.markets_state()[ms[0].condition_id].status == "stale"
+    assert qc.snapshot().markets[ms[0].condition_id].status == "stale"
     assert ms[0].condition_id not in {o.market for o in ex.open_orders()}
     await qc.run_once(2_003.0, ms[2:], books.view, ex)  # markets 0 and 1 left the universe
     assert {o.market for o in ex.open_orders()} == {m.condition_id for m in ms[2:]}
     params.quoting_paused = True
     rep = await qc.run_once(2_006.0, ms[2:], books.view, ex)
     assert ex.open_orders() == [] and rep.cancelled > 0
-    assert {s.status for s in qc.markets_state().values()} == {"paused"}
+    assert {s.status for s in qc.snapshot().markets.values()} == {"paused"}
 
 
 async def test_kill_requested_on_daily_loss(params):
@@ -102,7 +102,7 @@ async def test_kill_requested_on_daily_loss(params):
     assert any(e["kind"] == "risk_breach" and "daily loss" in e["message"] for e in sink.rows["events"])
     rep2 = await qc.run_once(2_003.0, ms, books.view, ex)  # stays killed: nothing new is placed
     assert rep2.kill_requested and rep2.placed == 0
-    assert {s.status for s in qc.markets_state().values()} == {"risk: killed"}
+    assert {s.status for s in qc.snapshot().markets.values()} == {"risk: killed"}
 
 
 async def test_report_matches_the_recorded_rows(tmp_path, params, capsys):

@@ -68,7 +68,7 @@ async def test_paper_on_the_sandbox_simulator_records_and_restarts(tmp_path, cap
     qc.calibrator.persist(sim.now())  # what the engine's shutdown does (engine/core.py)
     writer.close()
 
-    states = qc.markets_state()
+    states = qc.snapshot().markets
     closed = [m for m in ms if not m.tradable]
     assert closed and all(states[m.condition_id].status == "closed" for m in closed)
     assert all(o.market not in {m.condition_id for m in closed} for o in ex.open_orders())
@@ -84,7 +84,7 @@ async def test_paper_on_the_sandbox_simulator_records_and_restarts(tmp_path, cap
     assert not [o for o in orders if o["status"] == "REJECTED"]
     old = [t for t in trades if t["ts"] <= sim.now() - 125]
     assert old and all(set(t["raw_json"]["markouts"]) == {"5s", "30s", "120s"} for t in old)
-    assert qc.totals().fills == len(trades)
+    assert qc.snapshot().totals.fills == len(trades)
 
     df = build_report(engine).set_index("market")
     assert df.loc["TOTAL", "fills"] == len(trades) and df.loc["TOTAL", "placed"] == len(orders)

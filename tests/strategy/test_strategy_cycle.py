@@ -94,7 +94,7 @@ async def test_switching_strategy_never_rests_both_strategies_orders():
         [(target, "spread", "as"), (target, "as", "microprice")]
     assert {e["market"] for e in switches} == {m.condition_id for m in ms}
     assert all(e["data_json"]["cancelled"] >= 1 for e in switches)
-    st = qc.markets_state()
+    st = qc.snapshot().markets
     assert {s.strategy for s in st.values()} == {"microprice"}
     assert all(ex.tag[o.client_id] == "microprice" for o in ex.open_orders())
 
@@ -139,7 +139,7 @@ async def test_guard_stops_a_reckless_strategy_and_a_broken_one_quotes_nothing()
         assert o.market != ms[1].condition_id
         if o.market == ms[0].condition_id:
             assert (o.token_id, o.side) == (ms[0].no_token_id, Side.BUY)
-    st = qc.markets_state()
+    st = qc.snapshot().markets
     assert "strategy error: ZeroDivisionError: oops" in st[ms[1].condition_id].status
     assert st[ms[2].condition_id].status == "quoting"
     ev = [(e["kind"], e["market"]) for e in sink.rows["events"]]
@@ -174,4 +174,4 @@ async def test_regime_transitions_are_event_rows():
     rows = [e for e in sink.rows["events"] if e["kind"] == "strategy_regime"]
     assert rows and rows[0]["message"].startswith("regime: regime normal -> wide: vol")
     assert rows[0]["data_json"]["regime"] == "wide"
-    assert qc.markets_state()[ms[0].condition_id].status.startswith("wide (vol")
+    assert qc.snapshot().markets[ms[0].condition_id].status.startswith("wide (vol")

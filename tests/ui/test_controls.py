@@ -48,6 +48,26 @@ def test_slider_sets_live_params(settings):
     assert engine.state.params["alpha"] == 3.0
 
 
+def test_slider_ranges_lie_inside_the_parameter_bounds():
+    from pmm_widgets.config import Params, field_bounds
+    from pmm_widgets.ui.controls import SLIDERS
+
+    for name, _label, lo, hi, _step, _dec in SLIDERS:
+        f_lo, f_hi = field_bounds(name)
+        assert name in Params.model_fields and Params.model_fields[name].description
+        assert (f_lo is None or lo >= f_lo) and (f_hi is None or hi <= f_hi), (name, lo, hi, f_lo, f_hi)
+
+
+def test_slider_shows_a_value_outside_its_usual_range_without_clamping(settings):
+    engine = Engine(settings.model_copy(update={"alpha": 15.0}))  # PMM_ALPHA=15: valid (<= 20), slider max 10
+    panel = ControlPanel(engine)
+    assert panel.sliders["alpha"].value == 15.0 and engine.params.alpha == 15.0
+    assert panel.sliders["alpha"].tooltip == type(engine.params).model_fields["alpha"].description
+    panel.refresh(_state(alpha=18.0))  # set elsewhere (code, another face)
+    assert panel.sliders["alpha"].value == 18.0 and panel.sliders["alpha"].max >= 18.0
+    assert engine.params.alpha == 15.0  # syncing the widget never writes the parameter back
+
+
 def test_invalid_value_snaps_back_with_message(settings):
     engine = Engine(settings)
     panel = ControlPanel(engine)
@@ -379,6 +399,33 @@ def test_headless_status_line_says_why_and_who_paused():
 
     line = status_line(EngineState(mode="paper", paused=True, pause_note="deadman by page-1 at 10:00:00"))
     assert line.startswith("[paper PAUSED (deadman by page-1 at 10:00:00)]")
+
+
+async def test_button_actions_are_owned_reported_and_awaited_on_close(settings):
+    """`_spawn` (the Kill button's path) holds its task until it ends, shows a failure on the page
+    at once, and `close()` waits for an action under way instead of dropping it."""
+    panel = ControlPanel(Engine(settings))
+    gate = asyncio.Event()
+    done: list[str] = []
+
+    async def slow_kill() -> None:
+        await gate.wait()
+        done.append("kill")
+
+    async def broken() -> None:
+        raise RuntimeError("venue said no")
+
+    panel._spawn(slow_kill(), "kill")
+    panel._spawn(broken(), "pause")
+    assert len(panel._actions) == 2  # strong references: the loop keeps only weak ones
+    await asyncio.sleep(0.05)
+    assert "venue said no" in panel.message.value and len(panel._actions) == 1
+    closing = asyncio.ensure_future(panel.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # the kill under way is awaited
+    gate.set()
+    await asyncio.wait_for(closing, 5)
+    assert done == ["kill"] and not panel._actions
 
 
 def _hand_over(db_url: str, mode: str) -> None:

@@ -1,0 +1,229 @@
+"""Wiring: what an owning engine opens before it can quote, as typed values.
+
+Why separate from `Engine`: the engine's job is the session (quote loop, lease, commands, halts,
+shutdown); which endpoints, writer, market data, exchange and cycle it runs with is wiring. Here
+it is built in one place, in the order the safety rules need, and handed over as a `Runtime`
+whose fields are all set (no Optional, no `Any`, no asserts to reach them):
+
+- `open_store` — the row sink (the batched writer on `PMM_DB_URL`, or a test's sink) and the
+  recorder (`PMM_RECORD=on`). Opened first and closed last by the engine: the shutdown's own
+  events and the calibrator's state are written through it.
+- `build_runtime` — endpoints (an embedded sandbox for `PMM_VENUE=sandbox`), Gamma, the start-up
+  universe, market data, the exchange (paper or live/dry-run), the issue-11 restore hook (rows
+  read before the exchange's reconcile; the engine installs them once it holds the runtime) and
+  the `QuoteCycle`.
+  All or nothing: when a step fails after the exchange exists, its orders are cancelled (the same
+  `cancel_and_verify` the shutdown uses) and everything opened so far is closed before the error
+  propagates. Every resource is registered on `Runtime.closing` (an `AsyncExitStack`), so
+  `Runtime.aclose()` closes exchange, market data, Gamma and endpoints, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..config import Params, Settings
+from ..domain import Market, Mode
+from ..execution.exchange import Exchange
+from ..store.sink import Sink
+from ..tasks import together
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from ..store.recording import Recorder
+    from ..store.writer import BatchWriter
+    from ..venue.endpoints import Endpoints
+    from ..venue.gamma import GammaClient
+    from ..venue.market_data import MarketData
+    from .cycle import QuoteCycle
+    from .restore import SessionRows
+
+
+class OwnerTaggedSink:
+    """Wraps the sink the exchanges write to: every `orders` row carries the owner id, so the
+    table itself shows which engine placed what (and that two never quoted at once)."""
+
+    def __init__(self, inner: Sink, owner: str) -> None:
+        self.inner = inner
+        self.owner = owner
+
+    def insert(self, table: str, row: Any) -> None:
+        self.inner.insert(table, {**row, "owner": self.owner} if table == "orders" else row)
+
+    def upsert(self, table: str, row: Any, key: Any) -> None:
+        self.inner.upsert(table, {**row, "owner": self.owner} if table == "orders" else row, key)
+
+    def update(self, table: str, where: Any, values: Any) -> None:
+        self.inner.update(table, where, values)
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """Where an owner's rows go."""
+
+    sink: Sink
+    writer: BatchWriter | None  # None: a sink handed in (tests share a MemorySink or a writer)
+    recorder: Recorder | None  # None: PMM_RECORD=off
+
+    async def aclose(self) -> str | None:
+        """Close the recorder and flush the writer (worker threads); the spill file, if any."""
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.recorder.close)
+        if self.writer is None:
+            return None
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.writer.close)
+        return self.writer.spill_path
+
+
+def open_store(settings: Settings, sink: Sink | None = None) -> Store:
+    from ..store.recording import recorder_from_settings
+
+    s = settings
+    writer = None
+    if sink is None:
+        from ..store.writer import BatchWriter
+
+        writer = BatchWriter(s.db_url, flush_sec=s.writer_flush_sec, max_pending=s.writer_max_pending,
+                             max_lag_sec=s.writer_max_lag_sec)
+        writer.start()
+        sink = writer
+    recorder = recorder_from_settings(s)
+    if recorder is not None:
+        recorder.start()
+    return Store(sink, writer, recorder)
+
+
+@dataclass(slots=True)
+class Runtime:
+    """An owner's open venue side: everything the quote loop uses, all set."""
+
+    mode: Mode
+    store: Store
+    endpoints: Endpoints
+    gamma: GammaClient
+    md: MarketData
+    exchange: Exchange
+    cycle: QuoteCycle
+    markets: list[Market]  # the start-up universe
+    calibration: dict[str, dict]
+    session_rows: SessionRows  # the last session's rows (issue 11), read before the exchange started
+    closing: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    async def aclose(self) -> None:
+        """Close exchange, market data, Gamma and endpoints (errors swallowed: a stop never raises)."""
+        with contextlib.suppress(Exception):
+            await self.closing.aclose()
+
+
+async def cancel_and_verify(exchange: Exchange, attempts: int = 3) -> tuple[int, int, str | None]:
+    """cancel_all until the venue reports nothing open (up to `attempts` times, 0.2 s apart).
+    Returns (orders cancelled, venue open count after (-1: unknown), the last error)."""
+    cancelled, open_after, err = 0, -1, None
+    for _ in range(attempts):
+        try:
+            cancelled += await exchange.cancel_all()
+            open_after = await exchange.count_venue_open_orders()
+        except Exception as exc:
+            err = f"{type(exc).__name__}: {exc}"
+        if open_after == 0:
+            break
+        await asyncio.sleep(0.2)
+    return cancelled, open_after, err
+
+
+async def build_runtime(
+    settings: Settings,
+    mode: Mode,
+    params: Params,
+    store: Store,
+    *,
+    db: sa.Engine,
+    owner_id: str,
+    first_universe: Callable[[GammaClient], Awaitable[list[Market]]],
+    on_universe: Callable[[list[Market]], None],
+    endpoints: Endpoints | None = None,
+) -> Runtime:
+    """Open the venue side for an owner (see the module docstring). `first_universe` loads the
+    start-up universe (the engine retries it and says so); `on_universe` records it; `endpoints`
+    given: a test's shared sandbox (not closed). The engine installs `session_rows` into the
+    cycle (`restore.resume`) once it holds the runtime."""
+    from ..store import repo
+    from ..venue.gamma import GammaClient
+    from ..venue.market_data import MarketData
+    from . import restore  # issue 11: positions, PnL and fills continue from the DB
+    from .cycle import QuoteCycle
+
+    s = settings
+    closing = contextlib.AsyncExitStack()
+    exchange: Exchange | None = None
+    try:
+        if endpoints is None:
+            from ..venue.endpoints import open_endpoints
+
+            endpoints = await closing.enter_async_context(open_endpoints(s))
+        gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec, deadline=s.http_deadline_sec,
+                            retry_after_max=s.retry_after_max_sec)
+        closing.push_async_callback(gamma.aclose)
+        md = MarketData(endpoints.clob_url, endpoints.ws_url, store.sink,
+                        stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=store.recorder)
+        closing.push_async_callback(md.close)
+        await md.start()
+        tagged = OwnerTaggedSink(store.sink, owner_id)
+        if mode is Mode.PAPER:
+            from ..execution.paper import paper_exchange
+
+            # Paper orders live in the process that placed them. Rows still open belong to an engine
+            # that died without its finally (a killed kernel); we hold the lease, so none is ours.
+            for status in ("PENDING", "LIVE", "PARTIAL"):
+                store.sink.update("orders", {"mode": Mode.PAPER.value, "status": status},
+                                  {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
+                                   "updated_ts": time.time()})
+            exchange = paper_exchange(s, params, tagged)
+        else:
+            from ..execution.live import LiveExchange
+
+            # the market feed counts as a stream for the cancel-all-on-disconnect valve: quotes
+            # priced off a book we no longer see are as dangerous as fills we no longer see
+            exchange = LiveExchange(s, tagged, clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
+                                    dry_run=mode is Mode.DRY_RUN, market_feed_ok=lambda: md.stream.connected())
+        closing.push_async_callback(exchange.close)
+        md.add_listener(on_book=exchange.observe_book, on_trade=exchange.observe_trade)
+        ex = exchange
+
+        async def venue_side() -> SessionRows:
+            rows = await restore.read_rows(db, mode)  # before the exchange's reconcile adds fills
+            await ex.start()
+            return rows
+
+        async def market_side() -> list[Market]:
+            markets = await first_universe(gamma)
+            on_universe(markets)
+            await md.set_markets(markets)
+            return markets
+
+        # take-over speed (issue 11, bench/bench_takeover.py): the exchange's start (live:
+        # credentials, reconcile, user stream) needs no universe, and the universe and its books
+        # need no exchange: side by side; the first failure cancels the other
+        venue = asyncio.ensure_future(venue_side())
+        universe = asyncio.ensure_future(market_side())
+        await together(venue, universe)
+        session_rows, markets = venue.result(), universe.result()
+        exchange.set_markets(markets)
+        calibration = await asyncio.to_thread(repo.load_calibration, db)
+        cycle = QuoteCycle(params, store.sink, mode, calibration=calibration, pnl_sec=s.pnl_sec)
+    except BaseException:
+        if exchange is not None:  # whatever it may have placed or found goes first
+            with contextlib.suppress(BaseException):
+                await cancel_and_verify(exchange)
+        with contextlib.suppress(BaseException):
+            await closing.aclose()
+        raise
+    return Runtime(mode, store, endpoints, gamma, md, exchange, cycle, markets, calibration, session_rows, closing)
