@@ -212,10 +212,9 @@ async def build_runtime(
         # take-over speed (issue 11, bench/bench_takeover.py): the exchange's start (live:
         # credentials, reconcile, user stream) needs no universe, and the universe and its books
         # need no exchange: side by side; the first failure cancels the other
-        venue = asyncio.ensure_future(venue_side())
-        universe = asyncio.ensure_future(market_side())
-        await together(venue, universe)
-        session_rows, markets = venue.result(), universe.result()
+        got = await together(venue_side(), market_side())
+        session_rows: SessionRows = got[0]
+        markets: list[Market] = got[1]
         exchange.set_markets(markets)
         calibration = await asyncio.to_thread(repo.load_calibration, db)
         cycle = QuoteCycle(params, store.sink, mode, calibration=calibration, pnl_sec=s.pnl_sec)
