@@ -336,13 +336,13 @@ class OrderBook:
 
     @property
     def best_bid(self) -> Decimal | None:
-        t = self.best_bid_tick
-        return None if t is None else self.price_of(t)
+        lv = self._bid_lv
+        return lv[-1].price if lv else None
 
     @property
     def best_ask(self) -> Decimal | None:
-        t = self.best_ask_tick
-        return None if t is None else self.price_of(t)
+        lv = self._ask_lv
+        return lv[0].price if lv else None
 
     @property
     def mid(self) -> Decimal | None:

@@ -437,7 +437,8 @@ def _global_options() -> argparse.ArgumentParser:
     for field, (flag, help_) in GLOBAL_FLAGS.items():
         g.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(), help=help_)
     g.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="any other setting from env.example, e.g. --set universe_size=20 (repeatable)")
+                   help="any other setting or live parameter from env.example, e.g. --set universe_size=20 "
+                        "or --set calib_max_mult=2 (repeatable)")
     return p
 
 

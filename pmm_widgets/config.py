@@ -1,9 +1,11 @@
 """Configuration: start-up `Settings` from the environment / `.env`, and the live `Params`.
 
 Why two objects: settings such as the DB URL or the venue are fixed for a process, while the
-parameters a trader tunes (α, fill knobs, sizes, limits) change while the engine runs. Both are
-validated by the same pydantic rules, whether a value comes from an env var, a CLI flag, a
-notebook assignment or a slider, so a bad value is refused in one place with one message.
+parameters a trader tunes (α, fill knobs, sizes, limits) change while the engine runs. Each
+parameter is defined once, in `ParamFields`; `Params` and `Settings` both inherit it, so every
+parameter's starting value is a `PMM_*` setting and one pydantic rule validates it, whether the
+value comes from an env var, `.env`, a CLI flag, a notebook assignment or a slider: a bad value is
+refused in one place with one message.
 
 Secrets are `SecretStr`: they print as '**********' in every repr, log line and error.
 """

@@ -32,7 +32,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -42,6 +41,8 @@ from ..domain import Market, Mode
 from ..store.db import DbIdentity, first_line
 from ..store.sink import Sink
 from ..tasks import spawn
+from .attached import AttachedSession, RemoteParams
+from .attached import jsonable as _jsonable
 from .circuit import Circuit
 from .commands import CommandQueue, default_sender
 from .lease import Lease, LeaseTimer, new_owner_id
@@ -64,36 +65,6 @@ HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel st
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
-
-
-def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in changes.items()}
-
-
-class RemoteParams:
-    """The `.params` of an attached engine: reads the owner's published values; assignments are
-    validated locally with the same `Params` rules (so a bad value fails in the caller at once)
-    and then sent to the owner as a `set_params` command."""
-
-    def __init__(self, engine: Engine) -> None:
-        object.__setattr__(self, "_engine", engine)
-
-    def _current(self) -> Params:
-        return Params.model_validate(self._engine.state.params or {})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._current(), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.update(**{name: value})
-
-    def update(self, **changes: Any) -> RemoteParams:
-        self._current().update(**changes)  # raises ValidationError like a local Params
-        self._engine._send_command("set_params", _jsonable(changes))
-        return self
-
-    def model_dump(self) -> dict[str, Any]:
-        return self._current().model_dump()
 
 
 class Engine:
@@ -202,7 +173,7 @@ class Engine:
 
     @property
     def params(self) -> Params | RemoteParams:
-        return RemoteParams(self) if self.role == "attached" else self._params
+        return RemoteParams(lambda: self.state.params, self._send_command) if self.role == "attached" else self._params
 
     @params.setter
     def params(self, value: Params | dict[str, Any]) -> None:
@@ -214,7 +185,7 @@ class Engine:
 
         `changed_by` names who asked (recorded with `persist_params`; default: this engine)."""
         if self.role == "attached":
-            RemoteParams(self).update(**changes)
+            RemoteParams(lambda: self.state.params, self._send_command).update(**changes)
         else:
             self._params.update(**changes)
             if self._recorder is not None:
@@ -1196,72 +1167,26 @@ class Engine:
         self._rt = None
 
     # ---------------------------------------------------------------- attached role
-    async def _run_attached(self, watch_only: bool = False) -> bool:
-        """Mirror the owner's state until stopped. True: the lease freed and we took it over.
+    def _attached_session(self) -> AttachedSession:
+        """The attached role's mirror and command sender (`engine/attached.py`)."""
+        if self._lease is None or self._commands is None:
+            raise RuntimeError("not attached to an engine")
+        return AttachedSession(self.settings, self._lease, self._commands, self._owner_id, publish=self._publish,
+                               state=lambda: self._state, emit=self.events.emit, tasks=self._sending)
 
-        `watch_only`: never take over, and end quietly (role idle) when nobody owns the lease."""
-        assert self._stop_evt is not None and self._lease is not None and self._role_evt is not None
-        self._publish(replace(self._state, role="attached", running=True, last_error=None))
-        self.events.emit("INFO", "attached", "another engine owns this DB: attached (commands go through the DB)")
-        while not self._stop_evt.is_set():
-            row = await asyncio.to_thread(self._lease.read)
-            if row is not None and not row.expired() and row.owner != self._owner_id:
-                owner_state = EngineState.from_json(row.state_json) if row.state_json else EngineState()
-                self._publish(replace(owner_state, role="attached", owner=row.owner, running=True))
-                self._role_evt.set()  # after the first mirror, so callers see the owner's state
-            else:
-                last = EngineState.from_json(row.state_json) if row is not None and row.state_json else None
-                if last is not None and last.kill is not None:  # killed: stay down until an explicit Start
-                    self._publish(replace(last, role="idle", running=False, owner="",
-                                          last_error="the engine was killed: press Start to run a new one"))
-                    return False
-                if watch_only:
-                    if self.role == "attached":
-                        self._publish(replace(self._state, role="idle", running=False, owner="",
-                                              last_error="the engine stopped: press Start to run one"))
-                    return False
-                if self.auto_takeover:
-                    self._publish(replace(self._state, role="idle"))
-                    return True
-                self._publish(replace(self._state, running=False,
-                                      last_error="no engine owns the DB lease: press Start to own it"))
-                return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop_evt.wait(), timeout=self.settings.dashboard_refresh_sec)
-        self._publish(replace(self._state, running=False))
-        return False
+    async def _run_attached(self, watch_only: bool = False) -> bool:
+        """Mirror the owner until stopped (see `AttachedSession.mirror`); True: take the lease over."""
+        assert self._stop_evt is not None and self._role_evt is not None
+        return await self._attached_session().mirror(self._stop_evt, self._role_evt, watch_only=watch_only,
+                                                     auto_takeover=self.auto_takeover)
 
     def _send_command(self, kind: str, payload: dict[str, Any]) -> None:
-        """Insert a command row for the owner: in a worker thread when a loop runs (widget callbacks)."""
-        commands = self._commands
-        if commands is None:
-            raise RuntimeError("not attached to an engine")
-        self.events.emit("INFO", "command", f"sent {kind} {payload or ''} to the owner")
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            commands.send(kind, payload)
-            return
-        spawn(asyncio.to_thread(commands.send, kind, payload), f"pmm-send-{kind}", self._sending,
-              lambda _t, exc: self.events.emit("ERROR", "command", f"could not send {kind}: {exc}"))
+        self._attached_session().send(kind, payload)
 
     async def _remote_kill(self) -> KillResult:
-        assert self._commands is not None
-        cid = await asyncio.to_thread(self._commands.send, "kill", {})
-        deadline = time.time() + max(10.0, 4 * self.settings.quote_refresh_sec + self.settings.lease_ttl_sec)
-        while time.time() < deadline:
-            res = await asyncio.to_thread(self._commands.result, cid)
-            if res is not None:
-                try:
-                    kr = KillResult(**json.loads(res[1]))
-                except (ValueError, TypeError):
-                    kr = KillResult(res[0], 0, -1, False, f"owner answered: {res[1]}")
-                self._kill_result = kr
-                self._publish(replace(self._state, kill=kr))
-                return kr
-            await asyncio.sleep(0.2)
-        kr = KillResult(time.time(), 0, -1, False, "kill sent, but the owner did not confirm in time")
-        self._publish(replace(self._state, kill=kr))
+        kr, confirmed = await self._attached_session().kill()
+        if confirmed:
+            self._kill_result = kr
         return kr
 
     # ---------------------------------------------------------------- plumbing

@@ -307,17 +307,31 @@ class QuoteCycle:
         *,
         hold: str | None = None,
     ) -> CycleReport:
-        """One cycle. `hold`: a safety halt's reason (lease unproven, DB writer faulted): every
-        market holds no quote (open orders are cancelled by the plan) while books, fills and PnL
-        keep flowing."""
-        p = self.params
+        """One cycle, in named phases: observe (books → mids, volatility) → account (fills →
+        PnL, economics, markouts, calibration; the reward sample) → risk (loss limits, exposure)
+        → decide (each market's strategy, guard, risk filter) → execute (strategy switches, plan,
+        rate limit, requote) → publish (`pnl` rows, breaches, the cycle's snapshot).
+
+        `hold`: a safety halt's reason (lease unproven, DB writer faulted): every market holds no
+        quote (open orders are cancelled by the plan) while books, fills and PnL keep flowing."""
         rep = CycleReport()
         self.risk.begin_cycle()
         self._set_universe(markets, exchange)
         self.econ.set_markets(markets, now)
         if self._resolved:
             markets = [m for m in markets if m.condition_id not in self._resolved]
+        views = self._observe(now, markets, view, exchange)
+        await self._account(now, markets, views, exchange, rep)
+        parts, exposure = self._risk_inputs(now, rep)
+        wanted, switched = self._decide_all(now, markets, views, exchange, parts, exposure, hold, rep)
+        await self._execute(now, exchange, wanted, switched, rep)
+        self._publish(now, exchange, rep)
+        return rep
 
+    def _observe(self, now: float, markets: list[Market], view: Callable[[str], BookView | None],
+                 exchange: Exchange) -> dict[str, tuple[BookView | None, BookView | None]]:
+        """Books → each market's effective YES mid/spread/touch, volatility, the risk's mid path."""
+        p = self.params
         views: dict[str, tuple[BookView | None, BookView | None]] = {}
         for m in markets:
             yv, nv = view(m.yes_token_id), view(m.no_token_id)
@@ -341,7 +355,13 @@ class QuoteCycle:
                 self.vol.update(m.yes_token_id, fm, now, p.vol_halflife_sec)
                 self.vol.update(m.no_token_id, 1.0 - fm, now, p.vol_halflife_sec)
                 self.risk.observe_mid(now, m.condition_id, fm)
+        return views
 
+    async def _account(self, now: float, markets: list[Market],
+                       views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
+                       rep: CycleReport) -> None:
+        """Fills → ledgers (PnL), fees/rebates, late settlements, markouts, calibration; then the
+        reward sample when due (before requoting: the orders that rested at the venue's sample)."""
         fills = await exchange.poll(now)
         rep.fills = len(fills)
         for f in fills:
@@ -368,16 +388,26 @@ class QuoteCycle:
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         for m in markets:
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
-        if self.econ.sample_due(now):  # before requoting: the orders that rested at the venue's sample
+        if self.econ.sample_due(now):
             await self._sample_rewards(now, markets, views, exchange)
 
+    def _risk_inputs(self, now: float, rep: CycleReport) -> tuple[dict[str, PnlParts], Decimal]:
+        """Per-market PnL parts, the loss limits (a breach past the kill limit stops quoting for
+        good) and the total inventory exposure at mid."""
         parts = {cid: lg.parts(self._mids.get(cid)) for cid, lg in self.pnl.ledgers.items()}
         total_pnl = sum((pp.total for pp in parts.values()), ZERO)
         if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, total_pnl):
             self._killed = True
         rep.kill_requested = self._killed
-        total_exposure = sum((pp.inventory_usd for pp in parts.values()), ZERO)
+        return parts, sum((pp.inventory_usd for pp in parts.values()), ZERO)
 
+    def _decide_all(self, now: float, markets: list[Market],
+                    views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
+                    parts: dict[str, PnlParts], total_exposure: Decimal, hold: str | None,
+                    rep: CycleReport) -> tuple[list[Quote], list[tuple[str, str, str]]]:
+        """Each market's status and wanted quotes (strategy → two-sided fit → risk filter → event
+        limit); markets whose strategy changed are listed (their orders go first)."""
+        p = self.params
         wanted: list[Quote] = []
         by_market: dict[str, list[Order]] = {}
         for o in exchange.open_orders():
@@ -422,7 +452,11 @@ class QuoteCycle:
                     rep.quoted_markets += 1
                 wanted.extend(quotes)
             self._status[cid] = status
+        return wanted, switched
 
+    async def _execute(self, now: float, exchange: Exchange, wanted: list[Quote],
+                       switched: list[tuple[str, str, str]], rep: CycleReport) -> None:
+        """Cancel switched markets' orders, plan against what rests, rate-limit, requote."""
         for cid, old, new in switched:
             n = await exchange.cancel_market(cid)
             self.risk.rate.record(now, n)
@@ -430,7 +464,7 @@ class QuoteCycle:
             self._event(now, cid, "strategy", f"strategy {old} -> {new}: {n} orders cancelled before requoting",
                         {"from": old, "to": new, "cancelled": n}, rep)
         open_orders = exchange.open_orders()
-        pl = plan(wanted, open_orders, self._tick_of, p.requote_ticks)
+        pl = plan(wanted, open_orders, self._tick_of, self.params.requote_ticks)
         limited = self.risk.limit_actions(now, pl, len(open_orders), {o.client_id: o.token_id for o in open_orders})
         rep.deferred = len(pl.cancel) + len(pl.place) - len(limited.cancel) - len(limited.place)
         if limited.cancel or limited.place:
@@ -445,6 +479,8 @@ class QuoteCycle:
                     rep.placed += 1
                     self._placed[o.market] = self._placed.get(o.market, 0) + 1
 
+    def _publish(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
+        """`pnl` rows on a fixed grid, the cycle's risk breaches, the state behind `snapshot()`."""
         if self._next_pnl_ts is None or now >= self._next_pnl_ts:  # on a fixed grid: no drift
             nxt = now if self._next_pnl_ts is None else self._next_pnl_ts
             while nxt <= now:
@@ -452,10 +488,8 @@ class QuoteCycle:
             self._next_pnl_ts = nxt
             for row in self.pnl.rows(now, self.mode.value, self._mids):
                 self.sink.insert("pnl", row)
-
         rep.breaches = self.risk.end_cycle()
         self._refresh_state(now, exchange, rep)
-        return rep
 
     # -- venue economics -----------------------------------------------------------------------
     def _event_limit(self, m: Market, quotes: list[Quote], parts: dict[str, PnlParts]) -> list[Quote]:
@@ -600,6 +634,12 @@ class QuoteCycle:
         if self._snap is None:
             self._snap = CycleSnapshot(self._now, self._market_snapshots(), self._totals)
         return self._snap
+
+    @property
+    def totals(self) -> SnapshotTotals:
+        """The last cycle's totals (the snapshot's, without building its per-market rows: replay
+        reads them every cycle)."""
+        return self._totals
 
     def _market_snapshots(self) -> dict[str, MarketSnapshot]:
         out: dict[str, MarketSnapshot] = {}

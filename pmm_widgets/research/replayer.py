@@ -336,7 +336,7 @@ class Replayer:
         self.clock.now = now
         rep = await self.cycle.run_once(now, self.markets, self.md.view, self.exchange, hold=hold)
         self.cycle_times.append(now)
-        self.max_inventory_usd = max(self.max_inventory_usd, float(self.cycle.snapshot().totals.pnl.inventory_usd))
+        self.max_inventory_usd = max(self.max_inventory_usd, float(self.cycle.totals.pnl.inventory_usd))
         if self.exchange.positions:
             self.max_inventory_shares = max(self.max_inventory_shares,
                                             max(abs(float(v)) for v in self.exchange.positions.values()))
