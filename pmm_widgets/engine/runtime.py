@@ -35,13 +35,43 @@ from ..store.sink import Sink
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from ..store.db import DbIdentity
     from ..store.recording import Recorder
     from ..store.writer import BatchWriter
     from ..venue.endpoints import Endpoints
     from ..venue.gamma import GammaClient
     from ..venue.market_data import MarketData
+    from .commands import CommandQueue
     from .cycle import QuoteCycle
+    from .lease import Lease
     from .restore import SessionRows
+
+
+@dataclass(frozen=True, slots=True)
+class DbHandles:
+    """The DB as every role needs it: the SQLAlchemy engine, the lease row, the commands queue
+    and the file identity (a deleted or replaced SQLite file is a halt)."""
+
+    db: sa.Engine
+    lease: Lease
+    commands: CommandQueue
+    identity: DbIdentity
+
+
+def open_db(settings: Settings, owner_id: str) -> DbHandles:
+    """Migrate (Alembic, idempotent) and open; blocking: call it in a worker thread."""
+    from ..store.db import DbIdentity, make_engine
+    from ..store.migrate import upgrade
+    from .commands import CommandQueue, default_sender
+    from .lease import Lease
+
+    s = settings
+    upgrade(s.db_url)
+    db = make_engine(s.db_url)
+    # a command lives as long as an attached face waits for its result (see AttachedSession.kill)
+    commands = CommandQueue(db, owner_id, sender=default_sender("engine"),
+                            max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
+    return DbHandles(db, Lease(db, s.lease_ttl_sec, owner=owner_id), commands, DbIdentity(s.db_url))
 
 
 class OwnerTaggedSink:
