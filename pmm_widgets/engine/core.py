@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
+from ..events import Event, EventBus
 from ..store.db import first_line
 from ..store.sink import Sink
 from ..tasks import spawn
@@ -49,7 +50,6 @@ from .lease import Lease, LeaseTimer, new_owner_id
 from .runtime import DbHandles, Runtime, Store, build_runtime, cancel_and_verify, open_db, open_store
 from .state import (
     EngineState,
-    EventLog,
     FeedState,
     KillResult,
     params_to_json,
@@ -94,7 +94,7 @@ class Engine:
         self._attach_only = False
         self._handover = False
         self._pause_note = ""
-        self.events = EventLog()
+        self.events = EventBus()  # the one event flow: faces subscribe, `_record_event` persists
         self._params = settings.params()
         self._sink_override = sink
         self._endpoints_override = endpoints
@@ -280,10 +280,8 @@ class Engine:
                 self._strategy_overrides.pop(cid, None)
             else:
                 self._strategy_overrides[cid] = (strategy, dict(params))
-            if self._sink is not None and (strategy is None or isinstance(strategy, str)):
-                self._sink.upsert("market_overrides", {"market": cid, "strategy": strategy,
-                                                       "params_json": _jsonable(params) or None,
-                                                       "updated_at": time.time()}, key=["market"])
+            if self._store is not None and (strategy is None or isinstance(strategy, str)):
+                self._store.db.market_override(cid, strategy, _jsonable(params), time.time())
         name = strategy if strategy is None or isinstance(strategy, str) else getattr(strategy, "name", "?")
         self.events.emit("INFO", "strategy", f"strategy of {market}: {name or 'default'}"
                          + (f" {_jsonable(params)}" if params else ""), market=None if market == "*" else market)
@@ -564,7 +562,8 @@ class Engine:
         db = self._opened().db
         rt = self._rt = await build_runtime(
             s, self.mode, self._params, self._store, db=db, owner_id=self._owner_id,
-            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override)
+            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override,
+            events=self.events)
         from . import restore  # issue 11: positions, PnL and fills continue from the DB
 
         await restore.resume(rt.session_rows, rt.cycle, rt.exchange, self.mode, self._markets, time.time(),
@@ -597,13 +596,8 @@ class Engine:
             self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
-        from ..venue.universe import universe_rows
-
-        sink = self._sink
-        if sink is None:
-            return
-        for row in universe_rows(markets, time.time()):
-            sink.insert("markets", row)
+        if self._store is not None:
+            self._store.db.markets(markets, time.time())
 
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
@@ -719,9 +713,7 @@ class Engine:
                 if self._circuit.is_open:
                     await self._circuit_probe()
                 else:
-                    report = await self._one_cycle()
-                    for breach in getattr(report, "breaches", None) or []:
-                        self.events.emit("WARNING", "risk_breach", str(breach))
+                    report = await self._one_cycle()  # its breaches are already events (risk emits them)
                     if getattr(report, "kill_requested", False):
                         self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
                         self._kill_requested = True
@@ -758,9 +750,8 @@ class Engine:
             self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
                              f"{type(exc).__name__}: {exc}", market=m.condition_id)
             return
-        tokens = info.get("tokens") if isinstance(info, dict) else None
-        winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
-        if not info.get("closed") or len(winners) != 1:
+        winners = info.winners
+        if not info.closed or len(winners) != 1:
             return
         if await self.runtime.cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange, "closed"):
             self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
@@ -785,7 +776,7 @@ class Engine:
         clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
         self.runtime.cycle.econ.clock = clock
         if self._recorder is not None:  # replay samples rewards on the same venue minutes
-            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
+            self._recorder.engine(clock.w0, "venue_clock", clock.to_json())
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
@@ -793,9 +784,9 @@ class Engine:
         if pop is None:
             return
         for ev in pop():
-            cid = ev["market"]
-            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
-                                                self.runtime.exchange, "market_resolved"):
+            cid = ev.market
+            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
+                                                       self.runtime.exchange, "market_resolved"):
                 self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
             before = len(self._markets)
             self._markets = [m for m in self._markets if m.condition_id != cid]
@@ -1171,10 +1162,10 @@ class Engine:
             except Exception:  # a broken face must not break the engine
                 pass
 
-    def _record_event(self, ev: Any) -> None:
-        if self._sink is not None and self.role == "owner":
-            self._sink.insert("events", {"ts": ev.ts, "level": ev.level, "kind": ev.kind, "market": ev.market,
-                                         "message": ev.message, "data_json": None})
+    def _record_event(self, ev: Event) -> None:
+        """The one persisting subscriber: one `events` row per event (the owner's only)."""
+        if self._store is not None and self.role == "owner":
+            self._store.db.event(ev)
 
     def _on_done(self, task: asyncio.Task) -> None:
         """Surface a crash: never silent, even when nobody awaits the task."""
