@@ -1,7 +1,7 @@
 """Order-book apply speed: `price_change` messages per second on one core, apply latency, memory.
 
 What is timed:
-- book: `OrderBook.apply_changes([entry])`, one wire `price_change` entry per message for one
+- book: `OrderBook.apply_changes([entry])`, one decoded `price_change` entry per message for one
   token (what the stream calls per token per message), over a pre-generated realistic sequence:
   ~30 levels a side around a wandering mid, sizes resized, levels added and removed, prices in
   the venue's decimal text. Reported as messages/s (a tight loop) and p50/p99 latency per apply
@@ -31,6 +31,7 @@ from decimal import Decimal
 from pmm_widgets.book import OrderBook
 from pmm_widgets.venue.clob_rest import ClobPublic
 from pmm_widgets.venue.market_stream import MarketStream
+from pmm_widgets.venue.wire import BookSnapshot, PriceChange, convert
 
 TOKEN = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 TICK = Decimal("0.01")
@@ -119,12 +120,13 @@ def latencies(fn, items) -> tuple[float, float]:
 
 
 def one_run(snap: dict, msgs: list[dict], frames: list[str]) -> dict[str, float]:
-    entries = [[{k: v for k, v in m.items() if k != "_ts"}] for m in msgs]
+    entries = [[convert({k: v for k, v in m.items() if k != "_ts"}, PriceChange)] for m in msgs]  # decoded, as in venue/
+    book_snap = convert(snap, BookSnapshot)
     b = OrderBook(TOKEN, "0xm", TICK)
-    b.apply_snapshot(snap)
+    b.apply_snapshot(book_snap)
     book_rate = rate(b.apply_changes, entries)
     b = OrderBook(TOKEN, "0xm", TICK)
-    b.apply_snapshot(snap)
+    b.apply_snapshot(book_snap)
     p50, p99 = latencies(b.apply_changes, entries)
     assert b.rejected == 0
 
@@ -136,7 +138,7 @@ def one_run(snap: dict, msgs: list[dict], frames: list[str]) -> dict[str, float]
 
     books = {TOKEN: OrderBook(TOKEN, "0xm", TICK)}
     s = MarketStream("ws://127.0.0.1:9/ws", ClobPublic("http://127.0.0.1:9"), books)
-    books[TOKEN].apply_snapshot(snap)
+    books[TOKEN].apply_snapshot(book_snap)
     stream_rate = rate(s.handle_frame, frames)
     assert s.stats.bad_messages == 0 and not s._pending, "bench stream diverged"
     return {"book_rate": book_rate, "p50": p50, "p99": p99, "naive_rate": naive_rate, "n50": n50, "n99": n99,
@@ -148,9 +150,10 @@ def memory_per_book(snap: dict, n: int = 200) -> float:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     books = []
+    book_snap = convert(snap, BookSnapshot)
     for i in range(n):
         b = OrderBook(f"{TOKEN}{i}", "0xm", TICK)
-        b.apply_snapshot(snap)
+        b.apply_snapshot(book_snap)
         books.append(b)
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()

@@ -19,14 +19,17 @@ Nothing here does I/O or reads a clock: callers pass timestamps.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .domain import BookView, Level, Side
 from .errors import PmmError
 from .ticks import MAX_SIZE, sane_min_size, to_decimal, venue_tick
+
+if TYPE_CHECKING:  # the wire shapes are decoded in venue/ (a type-only import: no runtime dependency)
+    from .venue.wire import BookSnapshot, PriceChange, PriceLevel
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -192,17 +195,16 @@ class OrderBook:
             del ticks[i]
             del lvs[i]
 
-    def apply_changes(self, entries: Sequence[Mapping[str, Any]]) -> bool:
+    def apply_changes(self, entries: Sequence[PriceChange]) -> bool:
         """Apply the entries of one `price_change` message for this token atomically: every entry
         is validated first, and one bad entry refuses them all (counted once, book unchanged)."""
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
             for e in entries:
-                side = e.get("side")
-                is_bid = _BID_SIDES.get(side) if isinstance(side, str) else None
+                is_bid = _BID_SIDES.get(e.side)
                 if is_bid is None:
-                    raise BookError(f"unknown side {str(side)[:20]!r}")
-                parsed.append((is_bid, self._tick_of(e.get("price")), self._size_of(e.get("size"))))
+                    raise BookError(f"unknown side {e.side[:20]!r}")
+                parsed.append((is_bid, self._tick_of(e.price), self._size_of(e.size)))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return False
@@ -211,8 +213,8 @@ class OrderBook:
         self.version += 1
         return True
 
-    def apply_snapshot(self, book: Mapping[str, Any], ts: float = 0.0, venue_ts_ms: int | None = None) -> bool:
-        """Replace the whole book with a wire `book` object (REST /book or a ws `book` event).
+    def apply_snapshot(self, book: BookSnapshot, ts: float = 0.0, venue_ts_ms: int | None = None) -> bool:
+        """Replace the whole book with a decoded wire book (REST /book or a ws `book` event).
 
         The wire lists the best level last; the order is not relied upon. Everything (levels, tick
         size, timestamp) is validated before anything changes: one bad field refuses the snapshot
@@ -225,17 +227,17 @@ class OrderBook:
         old_tick, old_px = self.tick_size, self._px
         try:
             tick = self.tick_size
-            if book.get("tick_size") not in (None, ""):
-                vt = venue_tick(book["tick_size"])
+            if book.tick_size not in (None, ""):
+                vt = venue_tick(book.tick_size)
                 if vt is None:
-                    raise BookError(f"tick size {str(book['tick_size'])[:20]!r} not one of the venue's")
+                    raise BookError(f"tick size {str(book.tick_size)[:20]!r} not one of the venue's")
                 tick = vt
-            ts_ms = parse_ts_ms(book.get("timestamp")) if venue_ts_ms is None else venue_ts_ms
+            ts_ms = parse_ts_ms(book.timestamp) if venue_ts_ms is None else venue_ts_ms
             if tick != old_tick:
                 self.tick_size, self._px = tick, {}
             try:
-                bids = self._parse_side(book.get("bids"))
-                asks = self._parse_side(book.get("asks"))
+                bids = self._parse_side(book.bids)
+                asks = self._parse_side(book.asks)
             finally:
                 new_tick = self.tick_size
                 self.tick_size, self._px = old_tick, old_px
@@ -245,12 +247,12 @@ class OrderBook:
         if new_tick != old_tick:
             self.tick_size, self._px = new_tick, {}
         self._set_sides(bids, asks)
-        self.hash = short(book.get("hash") or "")
+        self.hash = short(book.hash)
         if ts_ms:
             self.venue_ts_ms = ts_ms
-        if book.get("market"):
-            self.market = short(book["market"])
-        mos = sane_min_size(book.get("min_order_size")) if book.get("min_order_size") not in (None, "") else None
+        if book.market:
+            self.market = short(book.market)
+        mos = sane_min_size(book.min_order_size) if book.min_order_size not in (None, "") else None
         if mos is not None:
             self.min_order_size = mos
         self.ts = ts
@@ -259,17 +261,11 @@ class OrderBook:
         self.version += 1
         return True
 
-    def _parse_side(self, levels: Any) -> dict[int, Decimal]:
-        if levels is None:
-            return {}
-        if not isinstance(levels, Sequence) or isinstance(levels, (str, bytes)):
-            raise BookError("levels must be a list")
+    def _parse_side(self, levels: Sequence[PriceLevel]) -> dict[int, Decimal]:
         out: dict[int, Decimal] = {}
         for lv in levels:
-            if not isinstance(lv, Mapping):
-                raise BookError("level must be an object")
-            t = self._tick_of(lv.get("price"))
-            s = self._size_of(lv.get("size"))
+            t = self._tick_of(lv.price)
+            s = self._size_of(lv.size)
             if s:
                 out[t] = s
             else:
@@ -420,17 +416,17 @@ def _price(tick: Decimal, t: int) -> Decimal:
     return p
 
 
-def snapshot_levels(book: Mapping[str, Any]) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+def snapshot_levels(book: BookSnapshot) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
     """A wire book's levels as (price, size), best first, zero sizes dropped: the comparison form
     of `OrderBook.wire_levels` (used to check a local book against the venue's)."""
-    def side(levels: Any, reverse: bool) -> list[tuple[Decimal, Decimal]]:
+    def side(levels: Sequence[PriceLevel], reverse: bool) -> list[tuple[Decimal, Decimal]]:
         out: dict[Decimal, Decimal] = {}
-        for lv in levels or []:
-            p, s = to_decimal(lv["price"]), to_decimal(lv["size"])
+        for lv in levels:
+            p, s = to_decimal(lv.price), to_decimal(lv.size)
             if s:
                 out[p] = s
             else:
                 out.pop(p, None)
         return sorted(out.items(), reverse=reverse)
 
-    return side(book.get("bids"), True), side(book.get("asks"), False)
+    return side(book.bids, True), side(book.asks, False)

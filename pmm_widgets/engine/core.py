@@ -38,24 +38,26 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
-from ..store.db import DbIdentity, first_line
+from ..events import Event, EventBus
+from ..store.db import first_line
 from ..store.sink import Sink
 from ..tasks import spawn
 from .attached import AttachedSession, RemoteParams
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
-from .commands import CommandQueue, default_sender
+from .commands import CommandQueue
 from .lease import Lease, LeaseTimer, new_owner_id
-from .runtime import Runtime, Store, build_runtime, cancel_and_verify, open_store
+from .runtime import DbHandles, Runtime, Store, build_runtime, cancel_and_verify, open_db, open_store
 from .state import (
     EngineState,
-    EventLog,
     FeedState,
     KillResult,
     params_to_json,
 )
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from ..store.recording import Recorder
     from ..store.writer import BatchWriter
     from ..venue.clob_rest import ClobPublic
@@ -92,7 +94,7 @@ class Engine:
         self._attach_only = False
         self._handover = False
         self._pause_note = ""
-        self.events = EventLog()
+        self.events = EventBus()  # the one event flow: faces subscribe, `_record_event` persists
         self._params = settings.params()
         self._sink_override = sink
         self._endpoints_override = endpoints
@@ -101,17 +103,17 @@ class Engine:
                                   params=params_to_json(self._params))
         self._state_listeners: list[Callable[[EngineState], None]] = []
         self._task: asyncio.Task | None = None
-        self._stop_evt: asyncio.Event | None = None
-        self._role_evt: asyncio.Event | None = None
+        # one run's signals, fresh for every run (start(), or run() awaited directly)
+        self._stop_evt = asyncio.Event()
+        self._role_evt = asyncio.Event()
+        self._via_start = False
         self._venue_speed = 1.0
         self._clock_synced_at = 0
         self._kill_requested = False
         self._kill_result: KillResult | None = None
-        self._trade_lock: asyncio.Lock | None = None
-        self._db: Any = None
+        self._trade_lock = asyncio.Lock()  # a cycle, a halt's cancel, a pause's cancel: one at a time
+        self._dbh: DbHandles | None = None  # open_db: DB, lease, commands, file identity
         self._db_lock: asyncio.Lock | None = None
-        self._lease: Lease | None = None
-        self._commands: CommandQueue | None = None
         from ..venue.universe import load_universe
 
         self._load_universe: Callable[..., Awaitable[list[Market]]] = load_universe  # tests slow it down
@@ -129,7 +131,6 @@ class Engine:
         self._background: set[asyncio.Task] = set()
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
         self.fatal_halt: str | None = None  # set when a safety halt ended the run (lease lost, DB gone)
-        self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
         self._default_strategy: Any = None  # a strategy object for every market ("*"), this process only
         self.events.subscribe(self._record_event)
@@ -216,8 +217,8 @@ class Engine:
         """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
         from .param_log import latest, record
 
-        assert self._db is not None
-        stored = await asyncio.to_thread(latest, self._db)
+        db = self._opened().db
+        stored = await asyncio.to_thread(latest, db)
         restored: list[str] = []
         for name, pv in sorted(stored.items()):
             if name in self._unsaved_params or name not in PARAM_FIELDS:
@@ -233,7 +234,7 @@ class Engine:
         for name, (value, by) in self._unsaved_params.items():
             by_who.setdefault(by, {})[name] = value
         for by, changes in by_who.items():
-            await asyncio.to_thread(record, self._db, changes, by)
+            await asyncio.to_thread(record, db, changes, by)
         self._unsaved_params.clear()
         if self._params.quoting_paused and not self._pause_note:
             self._pause_note = "paused before the restart (restored from the DB)"
@@ -279,10 +280,8 @@ class Engine:
                 self._strategy_overrides.pop(cid, None)
             else:
                 self._strategy_overrides[cid] = (strategy, dict(params))
-            if self._sink is not None and (strategy is None or isinstance(strategy, str)):
-                self._sink.upsert("market_overrides", {"market": cid, "strategy": strategy,
-                                                       "params_json": _jsonable(params) or None,
-                                                       "updated_at": time.time()}, key=["market"])
+            if self._store is not None and (strategy is None or isinstance(strategy, str)):
+                self._store.db.market_override(cid, strategy, _jsonable(params), time.time())
         name = strategy if strategy is None or isinstance(strategy, str) else getattr(strategy, "name", "?")
         self.events.emit("INFO", "strategy", f"strategy of {market}: {name or 'default'}"
                          + (f" {_jsonable(params)}" if params else ""), market=None if market == "*" else market)
@@ -312,9 +311,8 @@ class Engine:
             assert self._task is not None
             return self._task
         loop = asyncio.get_running_loop()
-        self._stop_evt = asyncio.Event()
-        self._role_evt = asyncio.Event()
-        self._trade_lock = asyncio.Lock()
+        self._stop_evt, self._role_evt, self._trade_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._via_start = True
         self._kill_requested = False
         self._task = loop.create_task(self.run(), name="pmm-engine")
         self._task.add_done_callback(self._on_done)
@@ -322,9 +320,8 @@ class Engine:
 
     async def lease_holder(self) -> str | None:
         """The id of another engine holding a live lease on this DB, else None (opens the DB)."""
-        await self._open_db()
-        assert self._lease is not None
-        row = await asyncio.to_thread(self._lease.read)
+        lease = (await self._open_db()).lease
+        row = await asyncio.to_thread(lease.read)
         if row is None or row.expired() or row.owner == self._owner_id:
             return None
         return row.owner
@@ -332,9 +329,8 @@ class Engine:
     async def handover_pending(self, max_age: float = HANDOVER_SEC) -> Mode | None:
         """The mode of an engine that stopped for a hand-over (its page reloaded or its kernel shut
         down) less than `max_age` seconds ago, when nobody owns the DB since; else None."""
-        await self._open_db()
-        assert self._lease is not None
-        row = await asyncio.to_thread(self._lease.read)
+        lease = (await self._open_db()).lease
+        row = await asyncio.to_thread(lease.read)
         if row is None or not row.expired() or not row.state_json:
             return None
         last = EngineState.from_json(row.state_json)
@@ -347,7 +343,7 @@ class Engine:
 
     async def wait_role(self, timeout: float = 30.0) -> str:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
-        assert self._role_evt is not None and self._task is not None, "call start() first"
+        assert self._task is not None, "call start() first"
         waiter = asyncio.ensure_future(self._role_evt.wait())
         done, _ = await asyncio.wait({waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -364,7 +360,7 @@ class Engine:
         if not self.running:
             return
         self._handover = handover
-        assert self._stop_evt is not None and self._task is not None
+        assert self._task is not None  # running
         self._stop_evt.set()
         grace = max(2.0, self.settings.quote_refresh_sec * 2)
         done, _ = await asyncio.wait({self._task}, timeout=grace)
@@ -409,7 +405,7 @@ class Engine:
         self.set_params(quoting_paused=True, changed_by=by)
         n = 0
         rt = self._rt
-        if cancel and rt is not None and self._trade_lock is not None:
+        if cancel and rt is not None:
             async with self._trade_lock:
                 n = await rt.exchange.cancel_all()
         self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
@@ -426,15 +422,15 @@ class Engine:
     # ---------------------------------------------------------------- the task
     async def run(self, max_seconds: float | None = None) -> None:
         """Decide the role, then trade (owner) or mirror (attached) until stopped."""
-        if self._stop_evt is None:  # run() awaited directly (headless) rather than via start()
+        if not self._via_start:  # run() awaited directly (headless) rather than via start()
             self._stop_evt, self._role_evt, self._trade_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._via_start = False
         if max_seconds is not None:
             asyncio.get_running_loop().call_later(max_seconds, self._stop_evt.set)
         self._kill_result = None
         self._crash_reported = False
         self._publish(replace(self._state, last_error=None, kill=None))
         await self._open_db()
-        assert self._lease is not None
         if self._attach_only:
             await self._run_attached(watch_only=True)
             return
@@ -451,11 +447,11 @@ class Engine:
     async def _try_acquire(self) -> bool:
         """Take the lease; while the DB cannot answer (locked, unreachable) keep asking, quoting
         nothing, until it answers or we are stopped. A live owner → False (attach, never quote)."""
-        assert self._lease is not None and self._stop_evt is not None
+        lease = self._opened().lease
         said = None
         while not self._stop_evt.is_set():
             try:
-                return await asyncio.to_thread(self._lease.try_acquire)
+                return await asyncio.to_thread(lease.try_acquire)
             except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
@@ -466,30 +462,35 @@ class Engine:
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=1.0)
         return False
 
-    async def _open_db(self) -> None:
-        if self._db is not None:
-            return
-        if self._db_lock is None:
-            self._db_lock = asyncio.Lock()
-        async with self._db_lock:  # a face's lease check and a start may both open it: migrate once
-            await self._open_db_locked()
+    async def _open_db(self) -> DbHandles:
+        if self._dbh is None:
+            if self._db_lock is None:
+                self._db_lock = asyncio.Lock()
+            async with self._db_lock:  # a face's lease check and a start may both open it: migrate once
+                if self._dbh is None:
+                    self._dbh = await asyncio.to_thread(open_db, self.settings, self._owner_id)
+        return self._dbh
 
-    async def _open_db_locked(self) -> None:
-        if self._db is None:
-            from ..store.db import make_engine
-            from ..store.migrate import upgrade
+    def _opened(self) -> DbHandles:
+        """The DB handles (opened by `run()` and the lease checks before anything uses them)."""
+        if self._dbh is None:
+            raise RuntimeError("the engine's DB is not open")
+        return self._dbh
 
-            await asyncio.to_thread(upgrade, self.settings.db_url)
-            self._db = make_engine(self.settings.db_url)
-            self._db_identity = DbIdentity(self.settings.db_url)
-            self._lease = Lease(self._db, self.settings.lease_ttl_sec, owner=self._owner_id)
-            s = self.settings
-            # a command lives as long as an attached face waits for its result (see _remote_kill)
-            self._commands = CommandQueue(self._db, self._owner_id, sender=default_sender("engine"),
-                                          max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
+    @property
+    def _db(self) -> sa.Engine | None:
+        return self._dbh.db if self._dbh is not None else None
+
+    @property
+    def _lease(self) -> Lease | None:
+        return self._dbh.lease if self._dbh is not None else None
+
+    @property
+    def _commands(self) -> CommandQueue | None:
+        return self._dbh.commands if self._dbh is not None else None
 
     async def _run_owner(self) -> None:
-        assert self._stop_evt is not None and self._lease is not None and self._commands is not None
+        commands = self._opened().commands
         started = time.time()
         self._halts = {}
         self._shutdown_started = None
@@ -497,7 +498,7 @@ class Engine:
         self._handover = False
         self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
                               handover_ts=None))
-        await asyncio.to_thread(self._commands.expire_before, started)
+        await asyncio.to_thread(commands.expire_before, started)
         if self.persist_params:
             await self._restore_params()
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
@@ -515,7 +516,6 @@ class Engine:
                                  f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
             self.events.emit("INFO", "engine_start", f"engine started: mode={self.mode.value} "
                              f"venue={self.settings.venue.value} markets={len(self._markets)}")
-            assert self._role_evt is not None
             self._role_evt.set()
             universe_task = spawn(self._universe_loop(), "pmm-universe", self._background,
                                   self._on_background_error)
@@ -559,10 +559,11 @@ class Engine:
                 self._recorder.universe(time.time(), markets)
             self._universe_ts = time.time()
 
-        assert self._db is not None  # opened by run() before the lease was taken
+        db = self._opened().db
         rt = self._rt = await build_runtime(
-            s, self.mode, self._params, self._store, db=self._db, owner_id=self._owner_id,
-            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override)
+            s, self.mode, self._params, self._store, db=db, owner_id=self._owner_id,
+            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override,
+            events=self.events)
         from . import restore  # issue 11: positions, PnL and fills continue from the DB
 
         await restore.resume(rt.session_rows, rt.cycle, rt.exchange, self.mode, self._markets, time.time(),
@@ -571,7 +572,7 @@ class Engine:
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
         rt.cycle.default_strategy = self._default_strategy
-        saved = await asyncio.to_thread(repo.load_overrides, self._db)
+        saved = await asyncio.to_thread(repo.load_overrides, db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
             try:
                 rt.cycle.set_strategy(cid, name, **params)
@@ -595,13 +596,8 @@ class Engine:
             self._recorder.engine(now, "params", diff)
 
     def _record_universe(self, markets: list[Market]) -> None:
-        from ..venue.universe import universe_rows
-
-        sink = self._sink
-        if sink is None:
-            return
-        for row in universe_rows(markets, time.time()):
-            sink.insert("markets", row)
+        if self._store is not None:
+            self._store.db.markets(markets, time.time())
 
     async def _refresh_universe(self) -> None:
         from ..venue.universe import diff_universe
@@ -613,7 +609,6 @@ class Engine:
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self._markets, fresh)
-        assert self._trade_lock is not None
         async with self._trade_lock:
             for m in removed:  # a market leaving the universe takes its quotes with it
                 n = await self.runtime.exchange.cancel_market(m.condition_id)
@@ -633,7 +628,6 @@ class Engine:
         (never on the loop; `trades` and `orders` are kept). `PMM_RETAIN_DAYS=0` keeps everything."""
         from ..store.retention import prune
 
-        assert self._stop_evt is not None
         stop = self._stop_evt
         while not stop.is_set():
             # first wait, then prune: start-up (and short runs) never compete with the pruner
@@ -642,9 +636,10 @@ class Engine:
             if stop.is_set():
                 return
             days = self.settings.retain_days
-            if days > 0 and self._db is not None:
+            db = self._db
+            if days > 0 and db is not None:
                 try:
-                    rep = await asyncio.to_thread(prune, self._db, days, stop=stop.is_set)
+                    rep = await asyncio.to_thread(prune, db, days, stop=stop.is_set)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - retention must never stop trading; say so
@@ -661,7 +656,6 @@ class Engine:
         every face, until it loads or the engine is stopped (nothing is quoted meanwhile)."""
         from ..venue.http import backoff_delay
 
-        assert self._stop_evt is not None
         s = self.settings
         attempt = 0
         while True:
@@ -687,7 +681,6 @@ class Engine:
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
         delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
-        assert self._stop_evt is not None
         while not self._stop_evt.is_set():
             wait = self.settings.universe_refresh_sec - (time.time() - self._universe_ts)
             if wait > 0:
@@ -706,7 +699,6 @@ class Engine:
         """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
         failed for good, is an `events` row and a status, never a crash; the circuit breaker
         pauses quoting and cancels when such cycles persist (see `engine/circuit.py`)."""
-        assert self._stop_evt is not None and self._trade_lock is not None
         loop = asyncio.get_running_loop()
         self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
         await self._first_books(self.settings.quote_refresh_sec)
@@ -722,9 +714,7 @@ class Engine:
                 if self._circuit.is_open:
                     await self._circuit_probe()
                 else:
-                    report = await self._one_cycle()
-                    for breach in getattr(report, "breaches", None) or []:
-                        self.events.emit("WARNING", "risk_breach", str(breach))
+                    report = await self._one_cycle()  # its breaches are already events (risk emits them)
                     if getattr(report, "kill_requested", False):
                         self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
                         self._kill_requested = True
@@ -777,9 +767,8 @@ class Engine:
             self.events.emit("WARNING", "resolution", f"could not check whether {m.condition_id} closed: "
                              f"{type(exc).__name__}: {exc}", market=m.condition_id)
             return
-        tokens = info.get("tokens") if isinstance(info, dict) else None
-        winners = [str(t.get("token_id")) for t in tokens or [] if isinstance(t, dict) and t.get("winner") is True]
-        if not info.get("closed") or len(winners) != 1:
+        winners = info.winners
+        if not info.closed or len(winners) != 1:
             return
         if await self.runtime.cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange, "closed"):
             self.events.emit("INFO", "resolution", f"closed market settled from the venue: {m.condition_id}",
@@ -804,7 +793,7 @@ class Engine:
         clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
         self.runtime.cycle.econ.clock = clock
         if self._recorder is not None:  # replay samples rewards on the same venue minutes
-            self._recorder.engine(clock.w0, "venue_clock", {"w0": clock.w0, "v0": clock.v0, "speed": clock.speed})
+            self._recorder.engine(clock.w0, "venue_clock", clock.to_json())
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
@@ -812,9 +801,9 @@ class Engine:
         if pop is None:
             return
         for ev in pop():
-            cid = ev["market"]
-            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.get("winning_asset_id") or None,
-                                                self.runtime.exchange, "market_resolved"):
+            cid = ev.market
+            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
+                                                       self.runtime.exchange, "market_resolved"):
                 self.events.emit("INFO", "resolution", f"market resolved and settled: {cid}")
             before = len(self._markets)
             self._markets = [m for m in self._markets if m.condition_id != cid]
@@ -827,7 +816,6 @@ class Engine:
 
     async def _one_cycle(self) -> Any:
         """Run the quote cycle once; venue calls that failed for good during it fail the cycle."""
-        assert self._trade_lock is not None
         before = self._venue_failures()
         async with self._trade_lock:
             await self._apply_resolutions()
@@ -855,7 +843,6 @@ class Engine:
                              f"in a row): quoting paused, cancelling all orders; probing every "
                              f"{self._circuit.probe_sec:g}s")
             try:
-                assert self._trade_lock is not None
                 async with self._trade_lock:
                     n = await self.runtime.exchange.cancel_all()
                 self.events.emit("WARNING", "circuit_open", f"circuit open: {n} orders cancelled")
@@ -871,7 +858,6 @@ class Engine:
         now = time.time()
         if not self._circuit.probe_due(now):
             return
-        assert self._trade_lock is not None
         try:
             async with self._trade_lock:
                 probe = getattr(self.runtime.exchange, "probe", None)
@@ -937,7 +923,7 @@ class Engine:
             n, note = await self._cancel_now(self._cancel_budget())
             self.events.emit("ERROR" if note else "WARNING", source,
                              f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
-        if fatal and self._stop_evt is not None:
+        if fatal:
             self.fatal_halt = f"{source}: {reason}"
             self._stop_evt.set()
 
@@ -955,7 +941,7 @@ class Engine:
     async def _cancel_now(self, budget: float) -> tuple[int, str]:
         """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
         rt = self._rt
-        if rt is None or self._trade_lock is None:
+        if rt is None:
             return 0, ""
         got = False
         try:
@@ -973,8 +959,7 @@ class Engine:
 
     async def _check_store(self) -> None:
         """Once per cycle: the DB file is still ours, and the writer is healthy (a risk input)."""
-        ident = self._db_identity
-        gone = ident.check() if ident is not None else None
+        gone = self._dbh.identity.check() if self._dbh is not None else None
         if gone is not None:
             await self._halt("db", f"{gone}: this engine cannot record or prove its lease; stopping", fatal=True)
             return
@@ -992,8 +977,7 @@ class Engine:
         msg = f"background task {task.get_name()} failed: {type(exc).__name__}: {exc}"
         self._publish(replace(self._state, last_error=msg))
         self.events.emit("ERROR", "error", f"{msg}: stopping (orders are cancelled first)")
-        if self._stop_evt is not None:
-            self._stop_evt.set()
+        self._stop_evt.set()
 
     async def _lease_loop(self) -> None:
         """Renew the lease (publishing state for attached faces) every `LeaseTimer.period`.
@@ -1005,8 +989,8 @@ class Engine:
         engine take over. A later successful renewal lifts the halt; a renewal answered "not
         yours" (another engine took it), a lost DB file, or a halt longer than
         `LEASE_GIVE_UP_TTLS` TTLs ends the run."""
-        assert self._lease is not None and self._stop_evt is not None
-        lease, ttl = self._lease, self.settings.lease_ttl_sec
+        handles = self._opened()
+        lease, ttl = handles.lease, self.settings.lease_ttl_sec
         timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
         pending: asyncio.Future | None = None
         last_err: str | None = None
@@ -1015,8 +999,7 @@ class Engine:
             while True:
                 if pending is None:
                     await asyncio.sleep(timer.period)
-                    ident = self._db_identity
-                    gone = ident.check() if ident is not None else None
+                    gone = handles.identity.check()
                     if gone is not None:
                         await self._halt("db", f"{gone}: the lease there proves nothing; stopping", fatal=True)
                         return
@@ -1054,8 +1037,8 @@ class Engine:
                     await asyncio.wait({pending}, timeout=ttl)
 
     async def _apply_commands(self) -> None:
-        assert self._commands is not None
-        for cmd in await asyncio.to_thread(self._commands.pending):
+        commands = self._opened().commands
+        for cmd in await asyncio.to_thread(commands.pending):
             result = "ok"
             try:
                 if cmd.kind == "set_params":
@@ -1073,7 +1056,6 @@ class Engine:
                     # applied after shutdown, with the verified result (see _shutdown)
                     self._kill_requested = True
                     self._kill_command_id = cmd.id
-                    assert self._stop_evt is not None
                     self._stop_evt.set()
                     return
                 else:
@@ -1083,7 +1065,7 @@ class Engine:
             except Exception as exc:
                 result = f"error: {type(exc).__name__}: {exc}"
             self.events.emit("INFO", "command", f"{cmd.kind} from {cmd.origin}: {result}")
-            await asyncio.to_thread(self._commands.mark_applied, cmd.id, result)
+            await asyncio.to_thread(commands.mark_applied, cmd.id, result)
 
     async def _shutdown(self) -> None:
         """Cancel all and verify, record, close everything, release the lease. Never raises.
@@ -1169,14 +1151,13 @@ class Engine:
     # ---------------------------------------------------------------- attached role
     def _attached_session(self) -> AttachedSession:
         """The attached role's mirror and command sender (`engine/attached.py`)."""
-        if self._lease is None or self._commands is None:
+        if self._dbh is None:
             raise RuntimeError("not attached to an engine")
-        return AttachedSession(self.settings, self._lease, self._commands, self._owner_id, publish=self._publish,
+        return AttachedSession(self.settings, self._dbh.lease, self._dbh.commands, self._owner_id, publish=self._publish,
                                state=lambda: self._state, emit=self.events.emit, tasks=self._sending)
 
     async def _run_attached(self, watch_only: bool = False) -> bool:
         """Mirror the owner until stopped (see `AttachedSession.mirror`); True: take the lease over."""
-        assert self._stop_evt is not None and self._role_evt is not None
         return await self._attached_session().mirror(self._stop_evt, self._role_evt, watch_only=watch_only,
                                                      auto_takeover=self.auto_takeover)
 
@@ -1198,10 +1179,10 @@ class Engine:
             except Exception:  # a broken face must not break the engine
                 pass
 
-    def _record_event(self, ev: Any) -> None:
-        if self._sink is not None and self.role == "owner":
-            self._sink.insert("events", {"ts": ev.ts, "level": ev.level, "kind": ev.kind, "market": ev.market,
-                                         "message": ev.message, "data_json": None})
+    def _record_event(self, ev: Event) -> None:
+        """The one persisting subscriber: one `events` row per event (the owner's only)."""
+        if self._store is not None and self.role == "owner":
+            self._store.db.event(ev)
 
     def _on_done(self, task: asyncio.Task) -> None:
         """Surface a crash: never silent, even when nobody awaits the task."""
@@ -1214,8 +1195,7 @@ class Engine:
             self._publish(replace(self._state, running=False, last_error=msg))
             if not self._crash_reported:
                 self.events.emit("ERROR", "error", f"engine crashed: {msg}")
-        if self._role_evt is not None:
-            self._role_evt.set()
+        self._role_evt.set()
 
 
 def wallet_address(settings: Settings) -> str | None:

@@ -43,10 +43,26 @@ from typing import Any
 from ..config import Settings
 from ..domain import BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
 from ..errors import PmmError
+from ..events import EventBus, EventKind, Level
+from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
+from ..venue.wire import (
+    Liquidity,
+    Num,
+    OrderEvent,
+    OrderEventKind,
+    Trade,
+    TradeEvent,
+    TradeStatus,
+    UserEvent,
+    VenueOrder,
+    VenueOrderStatus,
+    WireError,
+    parse_side,
+)
 from .exchange import venue_rule_violation
 
 log = logging.getLogger(__name__)
@@ -54,7 +70,6 @@ log = logging.getLogger(__name__)
 EVENT_BUFFER_SEC = 30.0  # how long events for a not-yet-known order id wait for its placement answer
 BACKFILL_MARGIN_SEC = 300.0
 WATCHDOG_SEC = 0.2
-FINAL_TRADE_STATUSES = ("CONFIRMED", "FAILED")
 CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this long (late events), then go
 EVICT_EVERY_SEC = 60.0
 
@@ -77,66 +92,56 @@ class LiveHealth:
 @dataclass
 class _TradeState:
     fill: Fill
-    statuses: list[str]
+    statuses: list[TradeStatus]
     counted: bool
     reversed: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-def norm_status(s: Any) -> str:
-    """`TRADE_STATUS_CONFIRMED` (REST) and `CONFIRMED` (WS) are the same status."""
-    return str(s or "").upper().removeprefix("TRADE_STATUS_")
+@dataclass(frozen=True, slots=True)
+class OurFill:
+    """One fill of ours inside a venue trade (one trade can fill several of our maker orders)."""
+
+    order_id: str
+    token_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    liquidity: Liquidity
+    fee_rate_bps: Num = None
 
 
-def event_ts(ev: dict[str, Any], default: float) -> float:
-    """Venue time of a trade event: match_time / matchtime (s), else timestamp (ms)."""
-    for k in ("match_time", "matchtime"):
-        v = ev.get(k)
-        if v not in (None, ""):
-            try:
-                return float(v)
-            except ValueError:
-                pass
-    v = ev.get("timestamp")
-    if v not in (None, ""):
+def our_fills(ev: Trade, api_key: str, addresses: set[str], our_order_ids: Callable[[str], bool]) -> list[OurFill]:
+    """Our fills inside one trade (WS event or REST row). As taker the top-level fields are ours;
+    as maker each `maker_orders` entry whose owner or maker_address is ours is a fill at its own
+    price, possibly on the complement token (the entry's asset_id); its side defaults to the
+    taker's opposite on the same token and to the taker's side on the complement. WireError
+    (a ValueError) when a fill of ours has no readable side, price or size."""
+    out: list[OurFill] = []
+    taker_id = ev.taker_order_id
+    top_side = parse_side(ev.side)
+    top_asset = ev.asset_id
+
+    def fill(order_id: str, token: str, side: Side | None, price: str, size: str, liq: Liquidity, bps: Num) -> OurFill:
+        if side is None:
+            raise WireError(f"trade {ev.id[:40]}: fill of order {order_id[:20]} without a side")
         try:
-            return float(v) / 1000.0
-        except ValueError:
-            pass
-    return default
+            return OurFill(order_id, token, side, to_decimal(price), to_decimal(size), liq, bps)
+        except (ArithmeticError, ValueError) as exc:
+            raise WireError(f"trade {ev.id[:40]}: unreadable price/size {price[:20]!r} x {size[:20]!r}") from exc
 
-
-def our_fills(ev: dict[str, Any], api_key: str, addresses: set[str], our_order_ids: Callable[[str], bool]) -> list[dict]:
-    """Our fills inside one trade (WS event or REST row): dicts with order_id, token_id, side,
-    price, size. As taker the top-level fields are ours; as maker each `maker_orders` entry whose
-    owner or maker_address is ours is a fill at its own price, possibly on the complement token
-    (the entry's asset_id); its side defaults to the taker's opposite on the same token and to
-    the taker's side on the complement."""
-    out: list[dict] = []
-    taker_id = str(ev.get("taker_order_id") or "")
-    top_side = str(ev.get("side") or "").upper()
-    top_asset = str(ev.get("asset_id") or "")
-    if str(ev.get("trader_side") or "").upper() == "TAKER" or (taker_id and our_order_ids(taker_id)):
-        if taker_id and (str(ev.get("owner") or "") == api_key or our_order_ids(taker_id)):
-            out.append({"order_id": taker_id, "token_id": top_asset, "side": top_side,
-                        "price": ev.get("price"), "size": ev.get("size"), "liquidity": "TAKER",
-                        "fee_rate_bps": ev.get("fee_rate_bps")})
+    if ev.liquidity is Liquidity.TAKER or (taker_id and our_order_ids(taker_id)):
+        if taker_id and (ev.owner == api_key or our_order_ids(taker_id)):
+            out.append(fill(taker_id, top_asset, top_side, ev.price, ev.size, Liquidity.TAKER, ev.fee_rate_bps))
             return out
-    for mo in ev.get("maker_orders") or []:
-        if not isinstance(mo, dict):
+    for mo in ev.maker_orders or ():
+        if not (mo.owner == api_key or mo.maker_address.lower() in addresses or our_order_ids(mo.order_id)):
             continue
-        mine = str(mo.get("owner") or "") == api_key or str(mo.get("maker_address") or "").lower() in addresses \
-            or our_order_ids(str(mo.get("order_id") or ""))
-        if not mine:
-            continue
-        asset = str(mo.get("asset_id") or top_asset)
-        side = str(mo.get("side") or "").upper()
-        if side not in ("BUY", "SELL"):
-            same = asset == top_asset
-            side = ("SELL" if top_side == "BUY" else "BUY") if same else top_side
-        out.append({"order_id": str(mo.get("order_id") or ""), "token_id": asset, "side": side,
-                    "price": mo.get("price"), "size": mo.get("matched_amount"), "liquidity": "MAKER",
-                    "fee_rate_bps": mo.get("fee_rate_bps")})
+        asset = mo.asset_id or top_asset
+        side = parse_side(mo.side)
+        if side is None and top_side is not None:
+            side = top_side.opposite if asset == top_asset else top_side
+        out.append(fill(mo.order_id, asset, side, mo.price, mo.matched_amount, Liquidity.MAKER, mo.fee_rate_bps))
     return out
 
 
@@ -146,7 +151,7 @@ class LiveExchange:
     def __init__(
         self,
         settings: Settings,
-        sink: Sink,
+        sink: Sink | DbRecorder,
         clob_url: str,
         ws_url: str,
         dry_run: bool = False,
@@ -155,10 +160,14 @@ class LiveExchange:
         heartbeat_sec: float = 5.0,
         broker: Broker | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
+        """`sink`: where orders and trades are recorded; `events`: the bus its events go on (the
+        engine's: persisted once and shown in the faces' log; None: one that persists here)."""
         self.mode = Mode.DRY_RUN if dry_run else Mode.LIVE
         self.settings = settings
-        self.sink = sink
+        self.rec = as_recorder(sink)
+        self.events = events if events is not None else persisting_bus(self.rec)
         self.clob_url = clob_url.rstrip("/")
         self.ws_url = ws_url.rstrip("/")
         self.market_feed_ok = market_feed_ok
@@ -178,7 +187,7 @@ class LiveExchange:
         self._trades: dict[str, _TradeState] = {}
         self._stored_trades: set[str] = set()  # trade ids an earlier run already wrote
         self._pending: list[Fill] = []
-        self._buffer: dict[str, list[tuple[float, dict]]] = {}
+        self._buffer: dict[str, list[tuple[float, UserEvent]]] = {}
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._started = False
@@ -299,17 +308,11 @@ class LiveExchange:
         return f"{'lv' if self.mode is Mode.LIVE else 'dr'}-{self._session}-{self._seq}"
 
     def _record_order(self, o: Order) -> None:
-        self.sink.upsert("orders", {
-            "client_id": o.client_id, "venue_order_id": o.venue_order_id, "mode": o.mode.value,
-            "market": o.market, "token_id": o.token_id, "side": o.side.value, "price": o.price,
-            "size": o.size, "filled": o.filled, "status": o.status.value, "reason": o.reason[:500],
-            "created_ts": o.created_ts, "updated_ts": o.updated_ts,
-        }, key=["client_id"])
+        self.rec.order(o, reason_max=500)
 
-    def _event(self, level: str, kind: str, message: str, data: dict | None = None) -> None:
-        self.sink.insert("events", {"ts": self._clock(), "level": level, "kind": kind, "market": None,
-                                    "message": message, "data_json": data})
-        log.log(logging.getLevelName(level), "%s: %s", kind, message)
+    def _event(self, level: Level, kind: EventKind, message: str, data: dict | None = None) -> None:
+        self.events.emit(level, kind, message, data=data, ts=self._clock())
+        log.log(logging.getLevelName(level.value), "%s: %s", kind.value, message)
 
     def _close_order(self, o: Order, status: OrderStatus, reason: str = "") -> None:
         o.status, o.updated_ts = status, self._clock()
@@ -526,7 +529,7 @@ class LiveExchange:
             del self._history[vid]
             n += 1
         for key in [k for k, st in self._trades.items()
-                    if st.statuses[-1] in FINAL_TRADE_STATUSES and st.fill.ts < cutoff]:
+                    if st.statuses[-1].is_final and st.fill.ts < cutoff]:
             del self._trades[key]
             n += 1
         if self._stored_trades and self._last_trade_ts is not None:
@@ -565,14 +568,14 @@ class LiveExchange:
                      venue_order_id=str(row.get("venue_order_id")), created_ts=float(row.get("created_ts") or 0),
                      updated_ts=float(row.get("updated_ts") or 0))
 
-    def _on_event(self, ev: dict[str, Any]) -> None:
-        kind = ev.get("event_type")
-        if kind == "order":
+    def _on_event(self, ev: UserEvent) -> None:
+        """One decoded user-channel event (`venue.wire`: the stream decoded it)."""
+        if isinstance(ev, OrderEvent):
             self._on_order_event(ev)
-        elif kind == "trade":
+        elif isinstance(ev, TradeEvent):
             self._on_trade_event(ev, source="ws")
 
-    def _buffer_event(self, vid: str, ev: dict) -> None:
+    def _buffer_event(self, vid: str, ev: UserEvent) -> None:
         self._buffer.setdefault(vid, []).append((self._clock(), ev))
 
     def _flush_buffer(self, now: float) -> None:
@@ -580,55 +583,56 @@ class LiveExchange:
         with unknown orders); trades are recorded under a synthetic client id so inventory is right."""
         for vid in [v for v, evs in self._buffer.items() if now - evs[0][0] > EVENT_BUFFER_SEC]:
             for _, ev in self._buffer.pop(vid):
-                if ev.get("event_type") == "trade":
+                if isinstance(ev, TradeEvent):
                     self._on_trade_event(ev, source="ws", force=True)
 
-    def _on_order_event(self, ev: dict[str, Any]) -> None:
-        vid = str(ev.get("id") or "")
+    def _on_order_event(self, ev: OrderEvent) -> None:
+        vid = ev.id
         o = self._order_for(vid)
         if o is None:
             self._buffer_event(vid, ev)
             return
-        typ = str(ev.get("type") or "").upper()
-        status = str(ev.get("status") or "").upper()
+        status = ev.order_status
         if o.client_id not in self._open:
             return
-        if typ == "CANCELLATION" or status.startswith("CANCELED"):
-            self._close_order(o, OrderStatus.CANCELED, status.lower() or "cancelled")
-        elif status == "MATCHED" and o.remaining <= 0:
+        if ev.kind is OrderEventKind.CANCELLATION or (status is not None and status.is_cancel):
+            self._close_order(o, OrderStatus.CANCELED, ev.status.lower() or "cancelled")
+        elif status is VenueOrderStatus.MATCHED and o.remaining <= 0:
             self._close_order(o, OrderStatus.FILLED)
         elif o.filled > 0 and o.status is OrderStatus.LIVE:
             o.status, o.updated_ts = OrderStatus.PARTIAL, self._clock()
             self._record_order(o)
 
-    def _on_trade_event(self, ev: dict[str, Any], source: str, force: bool = False) -> None:
-        tid = str(ev.get("id") or "")
+    def _on_trade_event(self, ev: Trade, source: str, force: bool = False) -> None:
+        """A trade from the tape (`TradeEvent`) or a REST backfill row (`Trade`)."""
+        tid = ev.id
         if not tid:
             return
-        status = norm_status(ev.get("status"))
+        status = ev.trade_status
         fills = our_fills(ev, self._api_key, self._addresses, self._known)
-        ts = event_ts(ev, self._clock())
+        ts = ev.venue_ts(self._clock())
         if self._last_trade_ts is None or ts > self._last_trade_ts:
             self._last_trade_ts = ts
         for f in fills:
-            key = tid if len(fills) == 1 else f"{tid}:{f['order_id']}"
+            key = tid if len(fills) == 1 else f"{tid}:{f.order_id}"
             st = self._trades.get(key)
             if st is None:
-                o = self._order_for(f["order_id"])
+                o = self._order_for(f.order_id)
                 if o is None and not force:
-                    self._buffer_event(f["order_id"], ev)
+                    if isinstance(ev, TradeEvent):
+                        self._buffer_event(f.order_id, ev)
                     continue
-                self._new_fill(key, o, f, ev, status, ts, source)
-            else:
+                self._new_fill(key, o, f, ev, status or TradeStatus.MATCHED, ts, source)
+            elif status is not None:
                 self._trade_status(key, st, status, ev)
 
-    def _new_fill(self, key: str, o: Order | None, f: dict, ev: dict, status: str, ts: float, source: str) -> None:
-        size, price = to_decimal(f["size"]), to_decimal(f["price"])
-        side = Side(f["side"])
-        market = str(ev.get("market") or (o.market if o else ""))
-        client_id = o.client_id if o is not None else f"unknown-{f['order_id'][:18]}"
+    def _new_fill(self, key: str, o: Order | None, f: OurFill, ev: Trade, status: TradeStatus, ts: float,
+                  source: str) -> None:
+        size, price, side = f.size, f.price, f.side
+        market = ev.market or (o.market if o else "")
+        client_id = o.client_id if o is not None else f"unknown-{f.order_id[:18]}"
         stored = key in self._stored_trades  # an earlier run wrote (and counted) it
-        counted = status != "FAILED" and not stored
+        counted = status is not TradeStatus.FAILED and not stored
         if o is not None and counted:
             o.filled += size
             o.updated_ts = self._clock()
@@ -645,42 +649,38 @@ class LiveExchange:
                     o.status, o.reason = OrderStatus.FILLED, "filled before the cancel reached the venue"
                 self._record_order(o)
         done = o is not None and o.remaining <= 0
-        mid = self._mids.get(f["token_id"])
-        raw = {"source": source, "statuses": [status], "trader_side": f.get("liquidity") or ev.get("trader_side"),
-               "fee_rate_bps": f.get("fee_rate_bps"),
-               "taker_order_id": ev.get("taker_order_id"), "transaction_hash": ev.get("transaction_hash") or None,
-               "book_mid": None if mid is None else str(mid)}
-        fill = Fill(key, client_id, market, str(f["token_id"]), side, price, size,
+        mid = self._mids.get(f.token_id)
+        # the row's record (trades.raw_json); the fill's mid is the typed `Fill.mid`
+        raw = {"source": source, "statuses": [status.value], "trader_side": f.liquidity.value,
+               "fee_rate_bps": f.fee_rate_bps, "taker_order_id": ev.taker_order_id or None,
+               "transaction_hash": ev.transaction_hash or None, "book_mid": None if mid is None else str(mid)}
+        fill = Fill(key, client_id, market, f.token_id, side, price, size,
                     FillType.FILLED if done else FillType.PARTIAL, self.mode, ts,
-                    venue_order_id=f["order_id"], status=status, raw=raw, mid=mid)
+                    venue_order_id=f.order_id, status=status.value, raw=raw, mid=mid)
         self._trades[key] = _TradeState(fill, [status], counted, raw=raw)
         if stored:
-            self.sink.update("trades", {"trade_id": key}, {"status": status})
+            self.rec.trade_status(key, status.value)
             return
-        self.sink.upsert("trades", {
-            "trade_id": key, "order_id": client_id, "venue_order_id": f["order_id"], "market": market,
-            "token_id": fill.token_id, "side": side.value, "price": price, "size": size,
-            "fill_type": fill.fill_type.value, "mode": self.mode.value, "status": status, "ts": ts, "raw_json": raw,
-        }, key=["trade_id"])
+        self.rec.fill(fill, upsert=True)
         if counted:
             self._pending.append(fill)
             if source == "rest":
                 self.backfilled += 1
 
-    def _trade_status(self, key: str, st: _TradeState, status: str, ev: dict) -> None:
-        if not status or status == st.statuses[-1] or st.statuses[-1] in FINAL_TRADE_STATUSES:
+    def _trade_status(self, key: str, st: _TradeState, status: TradeStatus, ev: Trade) -> None:
+        if status == st.statuses[-1] or st.statuses[-1].is_final:
             return
         st.statuses.append(status)
-        st.raw = {**st.raw, "statuses": list(st.statuses),
-                  "transaction_hash": ev.get("transaction_hash") or st.raw.get("transaction_hash")}
-        self.sink.update("trades", {"trade_id": key}, {"status": status, "raw_json": st.raw})
-        if status == "FAILED" and st.counted and not st.reversed:
+        st.raw = {**st.raw, "statuses": [s.value for s in st.statuses],
+                  "transaction_hash": ev.transaction_hash or st.raw.get("transaction_hash")}
+        self.rec.trade_status(key, status.value, st.raw)
+        if status is TradeStatus.FAILED and st.counted and not st.reversed:
             st.reversed = True
             f = st.fill
             self._pending.append(Fill(f"{key}:failed", f.order_client_id, f.market, f.token_id, f.side.opposite,
                                       f.price, f.size, FillType.PARTIAL, self.mode, self._clock(),
-                                      venue_order_id=f.venue_order_id, status="FAILED",
-                                      raw={"reverses": key, "book_mid": f.raw.get("book_mid")}))
+                                      venue_order_id=f.venue_order_id, status=TradeStatus.FAILED.value,
+                                      raw={"reverses": key}, mid=f.mid))
             o = self._by_venue.get(f.venue_order_id or "")
             if o is not None:
                 o.filled -= f.size
@@ -759,7 +759,7 @@ class LiveExchange:
             orphans: list[str] = []
             adopted = 0
             for vo in venue:
-                vid = str(vo.get("id") or "")
+                vid = vo.id
                 seen.add(vid)
                 o = self._by_venue.get(vid)
                 if o is not None and o.client_id in self._open:
@@ -768,8 +768,8 @@ class LiveExchange:
                     orphans.append(vid)
                     continue
                 o = self._order_for(vid) or self._adopt(vo)
-                o.status = OrderStatus.LIVE if to_decimal(vo.get("size_matched") or 0) == 0 else OrderStatus.PARTIAL
-                o.filled = to_decimal(vo.get("size_matched") or 0)
+                o.filled = to_decimal(vo.size_matched or 0)
+                o.status = OrderStatus.LIVE if o.filled == 0 else OrderStatus.PARTIAL
                 self._open[o.client_id] = o
                 self._by_venue[vid] = o
                 self._record_order(o)
@@ -802,38 +802,39 @@ class LiveExchange:
             self.reconciles += 1
             res = {"venue_open": len(venue), "adopted": adopted, "cancelled": len(orphans),
                    "backfilled": self.backfilled - before}
-        self._event("INFO", "reconcile", f"reconcile: {res['venue_open']} open at the venue, {adopted} adopted, "
+        self._event(Level.INFO, EventKind.RECONCILE, f"reconcile: {res['venue_open']} open at the venue, {adopted} adopted, "
                     f"{len(orphans)} cancelled, {res['backfilled']} fills backfilled", res)
         return res
 
-    def _match_unconfirmed(self, venue: list[dict]) -> None:
+    def _match_unconfirmed(self, venue: list[VenueOrder]) -> None:
         """PENDING rows of an earlier run that died between posting and hearing back: give each
         the unknown venue order with its token, side, price and size (so that order and its fills
         keep our client id), and close the rest, which the venue never took or no longer holds."""
         if not self._unconfirmed:
             return
-        free = [vo for vo in venue if not self._known(str(vo.get("id") or ""))]
+        free = [vo for vo in venue if not self._known(vo.id)]
         for row in self._unconfirmed:
-            want = (str(row["token_id"]), str(row["side"]), to_decimal(row["price"]), to_decimal(row["size"]))
-            match = next((vo for vo in free if (str(vo.get("asset_id")), str(vo.get("side")).upper(),
-                                                 to_decimal(vo.get("price")), to_decimal(vo.get("original_size")))
-                          == want), None)
+            want = (str(row["token_id"]), Side(row["side"]), to_decimal(row["price"]), to_decimal(row["size"]))
+            match = next((vo for vo in free if (vo.asset_id, vo.side_enum, to_decimal(vo.price),
+                                                 to_decimal(vo.original_size)) == want), None)
             if match is not None:
                 free.remove(match)
-                self._history[str(match["id"])] = {**row, "venue_order_id": str(match["id"])}
+                self._history[match.id] = {**row, "venue_order_id": match.id}
             else:
                 o = self._order_from_row(row)
                 o.venue_order_id = None
                 self._close_order(o, OrderStatus.CANCELED, "reconcile: never acknowledged by the venue")
         self._unconfirmed = []
 
-    def _adopt(self, vo: dict) -> Order:
-        vid = str(vo.get("id"))
+    def _adopt(self, vo: VenueOrder) -> Order:
+        vid = vo.id
         now = self._clock()
-        return Order(f"adopt-{vid[2:18]}", str(vo.get("market") or ""), str(vo.get("asset_id") or ""),
-                     Side(str(vo.get("side")).upper()), to_decimal(vo.get("price")), to_decimal(vo.get("original_size")),
-                     self.mode, venue_order_id=vid, created_ts=float(vo.get("created_at") or now), updated_ts=now,
-                     reason="adopted at reconcile")
+        side = vo.side_enum
+        if side is None:
+            raise WireError(f"open order {vid[:20]}: side {vo.side[:10]!r} is not BUY or SELL")
+        return Order(f"adopt-{vid[2:18]}", vo.market, vo.asset_id, side, to_decimal(vo.price),
+                     to_decimal(vo.original_size), self.mode, venue_order_id=vid,
+                     created_ts=float(vo.created_at or now), updated_ts=now, reason="adopted at reconcile")
 
     # ------------------------------------------------------------------ safety valves
     def _feeds_ok(self) -> bool:
@@ -869,7 +870,7 @@ class LiveExchange:
                 log.error("live: disconnect cancel-all failed: %s", exc)
                 continue
             self.disconnect_cancels += 1
-            self._event("ERROR", "disconnect_cancel", f"stream down for {now - self._down_since:.1f}s: "
+            self._event(Level.ERROR, EventKind.DISCONNECT_CANCEL, f"stream down for {now - self._down_since:.1f}s: "
                         f"cancelled {n} orders; quoting halted until it is back", {"cancelled": n})
 
     async def _heartbeats(self) -> None:

@@ -68,6 +68,7 @@ from ..logsetup import mask, register_secret
 from .http import backoff_delay
 from .order_entry import EntryError, OrderEntry
 from .signer import OrderSigner, SignedOrder, SignerError
+from .wire import Trade, VenueOrder, WireError, convert, convert_all
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class Broker:
         """Which of these order hashes the venue holds open (one open-orders read, no retry; an
         empty set when it fails: the re-post is still safe, the venue refuses a hash it has seen)."""
         try:
-            venue = {str(vo.get("id") or "") for vo in await self.open_orders(retry=False)}
+            venue = {vo.id for vo in await self.open_orders(retry=False)}
         except BrokerError:
             return set()
         return {i for i in ids if i in venue}
@@ -566,20 +567,31 @@ class Broker:
         return self._cancel_result(await self._call("cancel_all", self._client.cancel_all))
 
     # ------------------------------------------------------------------ account data
+    def _decoded(self, op: str, rows: Any, typ: type[T]) -> list[T]:
+        """The SDK's rows (dicts) as typed venue objects; a row without the documented shape is
+        logged (the field named) and skipped, never taken for something else."""
+        if not isinstance(rows, list):
+            raise BrokerError(op, f"the venue answered {type(rows).__name__}, not a list")
+        out, errors = convert_all(rows, typ, op)
+        for e in errors[:5]:
+            log.warning("venue %s: %s", op, e)
+        return out
+
     async def open_orders(self, market: str | None = None, asset_id: str | None = None,
-                          retry: bool = True) -> list[dict]:
+                          retry: bool = True) -> list[VenueOrder]:
         """Every open order (the SDK follows the cursor pages MA== ... LTE=)."""
         from py_clob_client_v2 import OpenOrderParams
 
         p = OpenOrderParams(market=market, asset_id=asset_id)
-        return list(await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry))
+        rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry)
+        return self._decoded("open_orders", rows, VenueOrder)
 
-    async def trades(self, after: int | None = None, market: str | None = None) -> list[dict]:
+    async def trades(self, after: int | None = None, market: str | None = None) -> list[Trade]:
         """Every trade of the account since `after` (epoch s), all pages."""
         from py_clob_client_v2 import TradeParams
 
         p = TradeParams(after=after, market=market)
-        return list(await self._call("trades", lambda: self._client.get_trades(p)))
+        return self._decoded("trades", await self._call("trades", lambda: self._client.get_trades(p)), Trade)
 
     async def token_balance(self, token_id: str) -> Decimal:
         """The wallet's shares of one outcome token (`GET /balance-allowance?asset_type=CONDITIONAL`,
@@ -599,8 +611,12 @@ class Broker:
         resp = await self._run("orders_scoring", lambda: self._client.are_orders_scoring(p))
         return {str(k): bool(v) for k, v in resp.items()} if isinstance(resp, dict) else {}
 
-    async def get_order(self, order_id: str) -> dict:
-        return await self._call("get_order", lambda: self._client.get_order(order_id))
+    async def get_order(self, order_id: str) -> VenueOrder:
+        body = await self._call("get_order", lambda: self._client.get_order(order_id))
+        try:
+            return convert(body, VenueOrder, "get_order")
+        except WireError as exc:
+            raise BrokerError("get_order", str(exc)) from None
 
     async def heartbeat(self) -> str:
         """One order heartbeat (POST /v1/heartbeats) chaining the id the venue returned; on

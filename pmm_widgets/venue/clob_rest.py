@@ -14,6 +14,7 @@ from typing import Any
 
 from ..ticks import to_decimal
 from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp
+from .wire import ClobMarket, convert
 
 BOOKS_CHUNK = 100  # tokens per POST /books (the venue's batch cap is unconfirmed; stay well under)
 
@@ -37,9 +38,10 @@ class ClobPublic:
         """The GET /book body (bids ascending, asks descending: best last)."""
         return await self.http.get("/book", {"token_id": token_id})
 
-    async def market(self, condition_id: str) -> dict[str, Any]:
-        """The CLOB market object (GET /markets/{condition_id}): `closed`, `tokens[].winner`, `rewards`."""
-        return await self.http.get(f"/markets/{condition_id}")
+    async def market(self, condition_id: str) -> ClobMarket:
+        """The CLOB market object (GET /markets/{condition_id}), decoded: `closed`, `tokens[].winner`.
+        WireError (naming the field) when the answer does not have that shape."""
+        return convert(await self.http.get(f"/markets/{condition_id}"), ClobMarket, "CLOB market")
 
     async def books(self, token_ids: Sequence[str], chunk: int = BOOKS_CHUNK) -> list[dict[str, Any]]:
         """Books of many tokens through POST /books in chunks; tokens without a book are absent."""

@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -41,12 +41,22 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from .. import safejson
 from ..book import ONE, ZERO, BookError, OrderBook, parse_ts_ms, short, snapshot_levels
-from ..domain import PublicTrade, Side
+from ..domain import PublicTrade
 from ..errors import PmmError
 from ..ticks import MAX_SIZE, to_decimal, venue_tick
+from . import wire
 from .clob_rest import ClobPublic
+from .wire import (
+    BookEvent,
+    BookSnapshot,
+    LastTradePriceEvent,
+    MarketResolvedEvent,
+    PriceChange,
+    PriceChangeEvent,
+    Refused,
+    TickSizeChangeEvent,
+)
 
 if TYPE_CHECKING:
     from ..store.recording import Recorder
@@ -54,7 +64,6 @@ from .http import backoff_delay
 
 log = logging.getLogger(__name__)
 
-IGNORED_EVENTS = frozenset({"best_bid_ask", "new_market"})  # custom features, not used
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 _LOG_EVERY_SEC = 10.0
 FUTURE_SKEW_MS = 5_000  # venue timestamps later than now + this are clamped to it
@@ -135,14 +144,14 @@ class MarketStream:
         self._rnd = random.Random()
         self._last_log = 0.0
         self._venue_max_ms = 0  # latest venue timestamp accepted (the venue's clock, as far as we know)
-        self._handlers: dict[str, Callable[[Mapping[str, Any], float, set[str]], None]] = {
-            "book": self._on_book,
-            "price_change": self._on_price_change,
-            "tick_size_change": self._on_tick_size_change,
-            "last_trade_price": self._on_last_trade,
-            "market_resolved": self._on_market_resolved,
-        }
-        self.resolutions: deque[dict[str, Any]] = deque(maxlen=10_000)  # market_resolved events, oldest first
+        self._handlers: dict[type, Callable[[Any, float, set[str]], None]] = {
+            BookEvent: self._on_book,
+            PriceChangeEvent: self._on_price_change,
+            TickSizeChangeEvent: self._on_tick_size_change,
+            LastTradePriceEvent: self._on_last_trade,
+            MarketResolvedEvent: self._on_market_resolved,
+        }  # the custom `best_bid_ask` / `new_market` events are decoded and not used
+        self.resolutions: deque[MarketResolvedEvent] = deque(maxlen=10_000)  # market_resolved events, oldest first
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -303,8 +312,9 @@ class MarketStream:
 
     # ------------------------------------------------------------------ frames
     def handle_frame(self, frame: str | bytes, conn: _Conn | None = None) -> set[str]:
-        """Parse and apply one frame (one event or an array); returns the tokens whose book changed.
-        Never raises (one guard around everything): a bad frame is counted and logged (throttled)."""
+        """Decode (`venue.wire`) and apply one frame (one event or an array); returns the tokens
+        whose book changed. Never raises (one guard around everything): a bad frame or event is
+        counted and logged (throttled)."""
         now = self.clock()
         self.stats.frames += 1
         self.stats.last_message_ts = now
@@ -312,18 +322,16 @@ class MarketStream:
             conn.last_pong = time.monotonic()  # any frame proves the connection alive
         touched: set[str] = set()
         try:
-            if isinstance(frame, bytes):
-                frame = frame.decode("utf-8", "replace")
-            if frame == "PONG" or (len(frame) < 16 and frame.strip() == "PONG"):
+            if len(frame) < 16 and frame.strip() in ("PONG", b"PONG"):
                 return touched
             if self.recorder is not None:
-                self.recorder.frame(now, conn.n if conn is not None else -1, frame)
-            try:
-                data = safejson.loads(frame)
-            except (ValueError, RecursionError):
-                self._bad(f"not JSON: {frame[:60]!r}", conn)
+                text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+                self.recorder.frame(now, conn.n if conn is not None else -1, text)
+            decoded = wire.decode_market_frame(frame)
+            if decoded.error is not None:
+                self._bad(decoded.error, conn)
                 return touched
-            for ev in data if isinstance(data, list) else (data,):
+            for ev in decoded.events:
                 self._handle_event(ev, now, touched, conn)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: a frame never ends the feed
             self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", conn)
@@ -333,25 +341,35 @@ class MarketStream:
 
     def _handle_event(self, ev: Any, now: float, touched: set[str], conn: _Conn | None) -> None:
         self.stats.events += 1
-        if not isinstance(ev, dict):
-            self._bad("event is not an object", conn)
-            return
-        kind = ev.get("event_type")
-        handler = self._handlers.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            if not (isinstance(kind, str) and kind in IGNORED_EVENTS):
+        if isinstance(ev, Refused):
+            tokens = self._raw_tokens(ev.raw)
+            if ev.unknown:
                 self.stats.unknown_events += 1
-                self._lost_frame(conn, self._tokens_of(ev))  # it may have taken the place of a real one
+                self._lost_frame(conn, tokens)  # it may have taken the place of a real one
+            else:
+                self._bad(ev.reason, conn, tokens)
             return
+        handler = self._handlers.get(type(ev))
+        if handler is None:
+            return  # a custom-feature event we do not use
         try:
             handler(ev, now, touched)
         except Exception as exc:  # noqa: BLE001 - BadMessage, or any other refusal of hostile input
             what = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {str(exc)[:80]}"
-            self._bad(f"{kind}: {what}", conn, self._tokens_of(ev))
+            self._bad(f"{ev.__struct_config__.tag}: {what}", conn, self._tokens_of(ev))
 
-    def _tokens_of(self, ev: Mapping[str, Any]) -> set[str]:
-        """The subscribed tokens an event names (its asset_id, or those of its price changes)."""
+    def _tokens_of(self, ev: Any) -> set[str]:
+        """The subscribed tokens a decoded event names (its asset_id, or those of its price changes)."""
+        if isinstance(ev, PriceChangeEvent):
+            return {ch.asset_id for ch in ev.price_changes[:1000] if ch.asset_id in self.books}
+        a = getattr(ev, "asset_id", None)
+        return {a} if isinstance(a, str) and a in self.books else set()
+
+    def _raw_tokens(self, ev: Any) -> set[str]:
+        """The subscribed tokens an event the decoder refused still names (for a targeted resync)."""
         out: set[str] = set()
+        if not isinstance(ev, Mapping):
+            return out
         a = ev.get("asset_id")
         if isinstance(a, str) and a in self.books:
             out.add(a)
@@ -363,21 +381,19 @@ class MarketStream:
                     out.add(a)
         return out
 
-    def _book(self, asset: Any) -> OrderBook | None:
+    def _book(self, asset: str) -> OrderBook | None:
         """The book of a subscribed asset; None for a token unsubscribed a moment ago; BadMessage
         for a token we never asked for."""
-        if not isinstance(asset, str):
-            raise BadMessage("asset_id is not a string")
         b = self.books.get(asset)
         if b is None and asset not in self._retired:
             raise BadMessage(f"unknown token {asset[:20]!r}")
         return b
 
-    def _on_book(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
-        b = self._book(ev.get("asset_id"))
+    def _on_book(self, ev: BookEvent, now: float, touched: set[str]) -> None:
+        b = self._book(ev.asset_id)
         if b is None:
             return
-        ts, clamped = self._ts(ev.get("timestamp"), now)
+        ts, clamped = self._ts(ev.timestamp, now)
         if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)):
             return  # older than what the book holds (one without a timestamp only when we need one)
         if not b.apply_snapshot(ev, ts=now, venue_ts_ms=ts):
@@ -388,39 +404,31 @@ class MarketStream:
         if clamped:
             self._distrust(b)
 
-    def _on_price_change(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
-        changes = ev.get("price_changes")
-        if not isinstance(changes, list):
-            raise BadMessage("price_change without price_changes list")
-        ts, clamped = self._ts(ev.get("timestamp"), now)
-        by_asset: dict[str, list[Mapping[str, Any]]] = {}
-        for ch in changes:
-            if not isinstance(ch, dict):
-                raise BadMessage("price change entry is not an object")
-            a = ch.get("asset_id")
-            if not isinstance(a, str):
-                raise BadMessage("price change asset_id is not a string")
-            by_asset.setdefault(a, []).append(ch)
+    def _on_price_change(self, ev: PriceChangeEvent, now: float, touched: set[str]) -> None:
+        ts, clamped = self._ts(ev.timestamp, now)
+        by_asset: dict[str, list[PriceChange]] = {}
+        for ch in ev.price_changes:
+            by_asset.setdefault(ch.asset_id, []).append(ch)
         books = [(self._book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
         for b, chs in books:
             if b is None or not b.synced:
                 continue  # a snapshot is on its way
             last = chs[-1]
-            h = last.get("hash")
+            h = last.hash
             if ts and (ts < b.venue_ts_ms or (ts == b.venue_ts_ms and h and h == b.hash)):
                 continue  # already contained in the snapshot the book holds
             if not b.apply_changes(chs):
                 self._distrust(b)  # it missed a real update of the venue's
                 raise BadMessage("price change with invalid price/size/side")
-            b.stamp(h if isinstance(h, str) else None, ts if ts > b.venue_ts_ms else None, now)
+            b.stamp(h, ts if ts > b.venue_ts_ms else None, now)
             touched.add(b.token_id)
             if b.crossed or clamped or not self._bbo_agrees(b, last):
                 self._distrust(b)
 
     @staticmethod
-    def _bbo_agrees(b: OrderBook, entry: Mapping[str, Any]) -> bool:
+    def _bbo_agrees(b: OrderBook, entry: PriceChange) -> bool:
         """The venue's best bid / ask after this change (0 / 1 mean an empty side) against ours."""
-        bb, ba = entry.get("best_bid"), entry.get("best_ask")
+        bb, ba = entry.best_bid, entry.best_ask
         if bb in (None, "") or ba in (None, ""):
             return True
         try:
@@ -429,44 +437,41 @@ class MarketStream:
             return True
         return vb == (b.best_bid or ZERO) and va == (b.best_ask or ONE)
 
-    def _on_tick_size_change(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
-        b = self._book(ev.get("asset_id"))
+    def _on_tick_size_change(self, ev: TickSizeChangeEvent, now: float, touched: set[str]) -> None:
+        b = self._book(ev.asset_id)
         if b is None:
             return
-        new = venue_tick(ev.get("new_tick_size"))
+        new = venue_tick(ev.new_tick_size)
         if new is None:  # the book keeps its grid; REST tells the truth
             self._distrust(b)
-            raise BadMessage(f"tick_size_change to {str(ev.get('new_tick_size'))[:20]!r}: not one of the venue's ticks")
+            raise BadMessage(f"tick_size_change to {str(ev.new_tick_size)[:20]!r}: not one of the venue's ticks")
         if b.set_tick_size(new):
             b.ts = now
             touched.add(b.token_id)
         else:
             self._distrust(b)
 
-    def _on_market_resolved(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
+    def _on_market_resolved(self, ev: MarketResolvedEvent, now: float, touched: set[str]) -> None:
         """`market_resolved` (custom feature): kept for the engine, which settles and stops quoting."""
-        if not ev.get("market"):
+        if not ev.market:
             raise BadMessage("market_resolved without market")
-        self.resolutions.append({"market": str(ev["market"]), "winning_asset_id": str(ev.get("winning_asset_id") or ""),
-                                 "winning_outcome": ev.get("winning_outcome"), "ts": now})
+        self.resolutions.append(ev)
 
-    def _on_last_trade(self, ev: Mapping[str, Any], now: float, touched: set[str]) -> None:
-        b = self._book(ev.get("asset_id"))
+    def _on_last_trade(self, ev: LastTradePriceEvent, now: float, touched: set[str]) -> None:
+        b = self._book(ev.asset_id)
         if b is None:
             return
-        p, sz = ev.get("price"), ev.get("size")
-        if any(isinstance(x, str) and len(x) > 40 for x in (p, sz)):
+        if len(ev.price) > 40 or len(ev.size) > 40:
             raise BadMessage("last_trade_price with an overlong number")
         try:
-            price, size = to_decimal(p), to_decimal(sz)
-            side = Side(ev.get("side"))
-        except (ArithmeticError, ValueError, KeyError, TypeError):
-            raise BadMessage("last_trade_price with invalid price/size/side") from None
+            price, size = to_decimal(ev.price), to_decimal(ev.size)
+        except (ArithmeticError, ValueError, TypeError):
+            raise BadMessage("last_trade_price with invalid price/size") from None
         if not (price.is_finite() and ZERO < price < ONE) or not (size.is_finite() and 0 < size <= MAX_SIZE):
             raise BadMessage(f"last_trade_price out of range: {str(price)[:20]} x {str(size)[:20]}")
-        ts, _ = self._ts(ev.get("timestamp"), now)
-        trade = PublicTrade(token_id=b.token_id, market=short(ev.get("market") or b.market), price=price,
-                            size=size, side=side, ts=ts / 1000.0 if ts else now, recv_ts=now)
+        ts, _ = self._ts(ev.timestamp, now)
+        trade = PublicTrade(token_id=b.token_id, market=short(ev.market or b.market), price=price,
+                            size=size, side=ev.side, ts=ts / 1000.0 if ts else now, recv_ts=now)
         if self.on_trade is not None:
             self.on_trade(trade)
 
@@ -546,23 +551,29 @@ class MarketStream:
             return set()
         for t in tokens:
             self._last_rest[t] = time.monotonic()
-        snaps = await self.rest.books(tokens)
+        raw = await self.rest.books(tokens)
         now = self.clock()
         if self.recorder is not None:
-            self.recorder.rest(now, snaps)
+            self.recorder.rest(now, raw)  # the venue's objects as received (replay decodes them the same way)
+        return self.apply_rest_raw(raw, now)
+
+    def apply_rest_raw(self, payload: str | bytes | Sequence[Any], now: float) -> set[str]:
+        """Decode (`venue.wire`) and apply a REST `/books` answer: JSON text or decoded objects;
+        an object without the book's shape is counted and logged, the others apply."""
+        snaps, errors = wire.decode_books(payload)
+        for e in errors:
+            self._bad(e, None)
         return self.apply_rest(snaps, now)
 
-    def apply_rest(self, snaps: Iterable[Mapping[str, Any]], now: float) -> set[str]:
-        """Apply REST `/books` snapshots received at `now` (live resyncs and replays alike)."""
+    def apply_rest(self, snaps: Iterable[BookSnapshot], now: float) -> set[str]:
+        """Apply decoded REST `/books` snapshots received at `now` (live resyncs and replays alike)."""
         replaced: set[str] = set()
         for snap in snaps:
-            if not isinstance(snap, Mapping):
-                continue
-            b = self.books.get(short(snap.get("asset_id")))
+            b = self.books.get(snap.asset_id)
             if b is None:
                 continue
             try:
-                ts, _ = self._ts(snap.get("timestamp"), now)
+                ts, _ = self._ts(snap.timestamp, now)
             except BadMessage:
                 self._bad("REST book with an invalid timestamp", None)
                 continue
@@ -615,6 +626,9 @@ class MarketStream:
                 failures += 1
 
 
-def book_matches(b: OrderBook, snapshot: Mapping[str, Any]) -> bool:
-    """Whether a local book holds exactly the levels of a venue snapshot (tests, audits)."""
-    return b.wire_levels() == snapshot_levels(snapshot) and b.tick_size == Decimal(str(snapshot.get("tick_size", b.tick_size)))
+def book_matches(b: OrderBook, snapshot: BookSnapshot | Mapping[str, Any]) -> bool:
+    """Whether a local book holds exactly the levels of a venue snapshot (tests, audits; a raw
+    wire object is decoded first)."""
+    snap = snapshot if isinstance(snapshot, BookSnapshot) else wire.convert(snapshot, BookSnapshot)
+    tick = b.tick_size if snap.tick_size in (None, "") else Decimal(str(snap.tick_size))
+    return b.wire_levels() == snapshot_levels(snap) and b.tick_size == tick

@@ -8,8 +8,10 @@ matters here is robustness:
 - reconnect with exponential backoff and full jitter, re-sending the auth/subscription frame;
   `on_connect(reconnected)` lets the owner reconcile over REST after every reconnect, since
   events sent while we were away are lost;
-- frames may hold one JSON object or an array; unknown or malformed messages are counted and
-  skipped, never fatal.
+- frames may hold one JSON object or an array; they are decoded once (`venue.wire`) into
+  `OrderEvent` / `TradeEvent`, which is all the owner's `on_event` ever sees. Unknown event types
+  are skipped; malformed frames and events (a required field missing: the log names it) are
+  counted in `bad_messages` and skipped, never fatal.
 
 The subscription frame carries the raw L2 credentials (the real protocol: no HMAC here), so
 they are read from a callable at connect time and never stored in logs or exceptions.
@@ -31,9 +33,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from .. import safejson
 from ..tasks import spawn
 from .http import backoff_delay
+from .wire import Refused, UserEvent, decode_user_frame
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +49,18 @@ class UserStreamHealth:
     down_since: float | None  # wall epoch s the stream went down (None while connected)
 
 
-def parse_frame(text: str) -> list[dict[str, Any]] | None:
-    """Events of one frame (object or array); [] for PONG; None when malformed."""
+_LOG_EVERY_SEC = 10.0
+
+
+def parse_frame(text: str | bytes) -> list[UserEvent | Refused] | None:
+    """Decoded events of one frame (object or array), a `Refused` for each event that is not
+    one (unknown type, or a known one missing a required field); [] for PONG; None when the
+    frame is not JSON."""
     s = text.strip()
-    if s == "PONG" or not s:
+    if s in ("PONG", b"PONG") or not s:
         return []
-    try:
-        msg = safejson.loads(s)
-    except ValueError:
-        return None
-    if isinstance(msg, dict):
-        return [msg]
-    if isinstance(msg, list) and all(isinstance(x, dict) for x in msg):
-        return msg
-    return None
+    decoded = decode_user_frame(s)
+    return None if decoded.error is not None else list(decoded.events)
 
 
 class UserStream:
@@ -68,7 +68,7 @@ class UserStream:
         self,
         url: str,
         auth: Callable[[], dict[str, str]],
-        on_event: Callable[[dict[str, Any]], None],
+        on_event: Callable[[UserEvent], None],
         on_connect: Callable[[bool], Awaitable[None] | None] | None = None,
         markets: Iterable[str] | None = None,
         ping_sec: float = 10.0,
@@ -95,6 +95,7 @@ class UserStream:
         self.down_since: float | None = time.time()
         self._connects = 0
         self._side_tasks: set[asyncio.Task] = set()  # reconciles on (re)connect: owned, errors logged
+        self._last_log = 0.0
 
     # ------------------------------------------------------------------ public
     async def start(self, wait: float | None = 10.0) -> None:
@@ -216,13 +217,15 @@ class UserStream:
             while True:
                 text = await ws.recv()
                 self.last_message_ts = time.time()
-                if isinstance(text, bytes):
-                    text = text.decode("utf-8", "replace")
                 events = parse_frame(text)
                 if events is None:
-                    self.bad_messages += 1
+                    self._bad(f"not JSON: {text[:60]!r}")
                     continue
                 for ev in events:
+                    if isinstance(ev, Refused):
+                        if not ev.unknown:
+                            self._bad(ev.reason)
+                        continue
                     try:
                         self._on_event(ev)
                     except Exception:  # one bad event never kills the tape
@@ -230,6 +233,14 @@ class UserStream:
                         log.exception("user stream: event handler failed")
         finally:
             keeper.cancel()
+
+    def _bad(self, reason: str) -> None:
+        """Count a refused frame or event; log its reason (at most once per `_LOG_EVERY_SEC`)."""
+        self.bad_messages += 1
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY_SEC:
+            self._last_log = now
+            log.warning("bad user message (%d so far): %s", self.bad_messages, reason[:200])
 
     async def _keepalive(self, ws: ClientConnection) -> None:
         """PING every `ping_sec`; close the socket when nothing arrived for `stale_sec`."""

@@ -323,3 +323,20 @@ def test_venue_clock_follows_a_sped_up_venue() -> None:
     assert not tr.sample_due(1001.4) and tr.sample_due(1001.5)
     tr.sample(1001.5, [], {}, [], ours_in_book=True)
     assert tr.sample_count == 1 and not tr.sample_due(1002.0) and tr.sample_due(1004.5)
+
+
+def test_venue_clock_owns_its_json_form() -> None:
+    """The engine records `to_json()` as the `venue_clock` payload; replay reads it with `from_json`."""
+    import json
+
+    from pmm_widgets.economics.tracker import VenueClock
+
+    c = VenueClock(w0=1000.25, v0=5_000_010.5, speed=20.0)
+    assert VenueClock.from_json(json.loads(json.dumps(c.to_json()))) == c
+    assert VenueClock.from_json({"w0": 1, "v0": "2", "speed": 1}) == VenueClock(1.0, 2.0, 1.0)  # older payloads
+    for bad, field in (({"v0": 1, "speed": 1}, "w0"), ({"w0": 1, "v0": None, "speed": 1}, "v0"),
+                       ({"w0": 1, "v0": 1, "speed": "x"}, "speed")):
+        with pytest.raises(ValueError, match=field):
+            VenueClock.from_json(bad)
+    with pytest.raises(ValueError, match="speed"):
+        VenueClock.from_json({"w0": 1, "v0": 1, "speed": 0})

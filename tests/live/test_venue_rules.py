@@ -152,7 +152,7 @@ async def test_broker_batches_by_15_and_maps_each_result(sb, venue, wallet_key):
         assert [r.ok for r in res] == [i != 7 for i in range(20)]
         assert "lower than the minimum" in res[7].error
         open_ids = await broker.open_orders()
-        assert len(open_ids) == 19 and {o["id"] for o in open_ids} == {r.order_id for r in res if r.ok}
+        assert len(open_ids) == 19 and {o.id for o in open_ids} == {r.order_id for r in res if r.ok}
         venue.page_limit = 7  # the SDK follows the cursor pages
         assert len(await broker.open_orders()) == 19
         one = res[0].order_id
@@ -162,7 +162,7 @@ async def test_broker_batches_by_15_and_maps_each_result(sb, venue, wallet_key):
         market0 = {r.order_id for r in res if r.ok and r.quote.market == ms[0].condition_id}
         gone = set((await broker.cancel_market(market=ms[0].condition_id)).canceled)
         assert gone and gone <= market0
-        assert all(o["market"] == ms[1].condition_id for o in await broker.open_orders())
+        assert all(o.market == ms[1].condition_id for o in await broker.open_orders())
         assert (await broker.cancel_all()).canceled
         assert await broker.open_orders() == []
         bad = Broker(sb.clob_url, 137, wallet_key, creds=Creds(*(broker.creds.api_key, broker.creds.api_key,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pmm_widgets.book import OrderBook, snapshot_levels
 from pmm_widgets.domain import Side
 from pmm_widgets.ticks import on_grid
+from pmm_widgets.venue.wire import BookSnapshot, PriceChange, convert
 
 TICK = Decimal("0.01")
 
@@ -19,9 +20,18 @@ def wire(levels: dict[int, str], tick: Decimal, reverse: bool) -> list[dict[str,
     return [{"price": str(tick * t), "size": s} for t, s in sorted(levels.items(), reverse=reverse)]
 
 
-def snapshot(bids: dict[int, str], asks: dict[int, str], tick: Decimal = TICK, ts: int = 1, h: str = "h") -> dict:
+def raw_snapshot(bids: dict[int, str], asks: dict[int, str], tick: Decimal = TICK, ts: int = 1, h: str = "h") -> dict:
     return {"market": "0xm", "asset_id": "1", "timestamp": str(ts), "hash": h, "tick_size": str(tick),
             "bids": wire(bids, tick, False), "asks": wire(asks, tick, True)}
+
+
+def snapshot(bids: dict[int, str], asks: dict[int, str], tick: Decimal = TICK, ts: int = 1, h: str = "h") -> BookSnapshot:
+    """A wire book decoded as `venue.wire` does at the edge."""
+    return convert(raw_snapshot(bids, asks, tick, ts, h), BookSnapshot)
+
+
+def changes_of(entries: list[dict[str, str]]) -> list[PriceChange]:
+    return [convert({"asset_id": "1", **e}, PriceChange) for e in entries]
 
 
 ticks = st.integers(min_value=1, max_value=99)
@@ -101,17 +111,17 @@ def test_snapshot_with_a_bad_level_is_refused_whole():
     b = OrderBook("1", "0xm", TICK)
     b.apply_snapshot(snapshot({40: "5"}, {60: "5"}, ts=5, h="x"))
     before = b.wire_levels()
-    bad = snapshot({41: "5"}, {59: "5"}, ts=6, h="y")
+    bad = raw_snapshot({41: "5"}, {59: "5"}, ts=6, h="y")
     bad["bids"].append({"price": "-0.2", "size": "-5"})
-    assert not b.apply_snapshot(bad)
+    assert not b.apply_snapshot(convert(bad, BookSnapshot))
     assert b.wire_levels() == before and (b.hash, b.venue_ts_ms, b.rejected) == ("x", 5, 1)
 
 
 def test_wire_order_is_not_relied_upon_and_spellings_share_a_level():
     b = OrderBook("1", "0xm", TICK)
-    snap = {"bids": [{"price": ".48", "size": "10"}, {"price": "0.30", "size": "1"}],
+    snap = {"asset_id": "1", "bids": [{"price": ".48", "size": "10"}, {"price": "0.30", "size": "1"}],
             "asks": [{"price": "0.5", "size": "2"}, {"price": "0.90", "size": "3"}], "timestamp": "7"}
-    assert b.apply_snapshot(snap)
+    assert b.apply_snapshot(convert(snap, BookSnapshot))
     assert (b.best_bid, b.best_ask) == (Decimal("0.48"), Decimal("0.5"))
     assert b.apply_change("0.480", "4", "BUY")
     assert b.view().bids[0].size == Decimal(4) and len(b.bids) == 2
@@ -120,11 +130,11 @@ def test_wire_order_is_not_relied_upon_and_spellings_share_a_level():
 def test_changes_are_atomic_per_message():
     b = OrderBook("1", "0xm", TICK)
     b.apply_snapshot(snapshot({40: "5"}, {60: "5"}))
-    ok = b.apply_changes([{"price": "0.41", "size": "3", "side": "BUY"},
-                          {"price": "1.5", "size": "3", "side": "SELL"}])
+    ok = b.apply_changes(changes_of([{"price": "0.41", "size": "3", "side": "BUY"},
+                                     {"price": "1.5", "size": "3", "side": "SELL"}]))
     assert not ok and b.best_bid == Decimal("0.4") and b.rejected == 1
-    assert b.apply_changes([{"price": "0.41", "size": "3", "side": "BUY"},
-                            {"price": "0.6", "size": "0", "side": "SELL"}])
+    assert b.apply_changes(changes_of([{"price": "0.41", "size": "3", "side": "BUY"},
+                                       {"price": "0.6", "size": "0", "side": "SELL"}]))
     assert b.best_bid == Decimal("0.41") and b.best_ask is None
 
 
