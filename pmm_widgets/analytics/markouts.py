@@ -10,10 +10,10 @@ Definitions (sign s = +1 for a BUY, −1 for a SELL; mids are the filled token's
 
 Both are kept in price units and in USD (× size). The mid at t + h is the first mid seen at or
 after t + h (the quote loop samples once per refresh, so up to one refresh late); if the book is
-gone then, the last mid seen for that token is used. Each time a horizon completes, the trade's
-`raw_json` is rewritten with the venue/model payload it was recorded with plus every signal
-known so far, so the row is always complete up to that point (the realized spread is written
-at the fill itself).
+gone then, the last mid seen for that token is used. Each signal is one row of the `markouts`
+table as soon as it is known (`store.recorder.DbRecorder.markout`): horizon 0 is the realized
+spread (written at the fill), then one row per horizon. `trades.raw_json` keeps only the
+venue's (or the fill model's) payload.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..domain import Fill, Side
+from ..store.recorder import DbRecorder, MarkoutRow, as_recorder
 from ..store.sink import Sink
 
 HORIZONS: tuple[float, ...] = (5.0, 30.0, 120.0)
@@ -93,7 +94,6 @@ class MarkoutStats:
 class _Pending:
     fill: Fill
     sign: int
-    raw: dict[str, Any]
     next_idx: int = 0
 
 
@@ -103,31 +103,32 @@ def realized_spread(fill: Fill, mid: Decimal) -> float:
 
 
 class MarkoutTracker:
-    def __init__(self, sink: Sink, horizons: tuple[float, ...] = HORIZONS) -> None:
-        self.sink = sink
+    def __init__(self, sink: Sink | DbRecorder, horizons: tuple[float, ...] = HORIZONS) -> None:
+        self.rec = as_recorder(sink)
         self.horizons = tuple(sorted(horizons))
         self._pending: list[_Pending] = []
         self._last_mid: dict[str, Decimal] = {}
 
+    def _row(self, p: _Pending, horizon: float, mid: Decimal, px: float, ts: float) -> MarkoutRow:
+        f = p.fill
+        return MarkoutRow(f.trade_id, f.market, f.token_id, f.side.value, f.mode.value, horizon, f.ts, f.price, f.size,
+                          mid, px, px * float(f.size), ts)
+
     def on_fill(self, fill: Fill, mid_at_fill: Decimal | None) -> float | None:
-        """Start tracking a fill; returns its realized spread (price units) when the mid is known."""
-        s = 1 if fill.side is Side.BUY else -1
-        raw = dict(fill.raw)
+        """Start tracking a fill; returns its realized spread (price units) when the mid is known
+        (then also its `markouts` row at horizon 0)."""
+        p = _Pending(fill, 1 if fill.side is Side.BUY else -1)
         rs: float | None = None
         if mid_at_fill is None:
             mid_at_fill = self._last_mid.get(fill.token_id)
         if mid_at_fill is not None:
             rs = realized_spread(fill, mid_at_fill)
-            raw.update(mid_at_fill=str(mid_at_fill), realized_spread=rs,
-                       realized_spread_usd=rs * float(fill.size))
-        raw.setdefault("markouts", {})
-        self._pending.append(_Pending(fill, s, raw))
-        if rs is not None:
-            self.sink.update("trades", {"trade_id": fill.trade_id}, {"raw_json": _copy(raw)})
+            self.rec.markout(self._row(p, 0.0, mid_at_fill, rs, fill.ts))
+        self._pending.append(p)
         return rs
 
     def advance(self, now: float, mid_of: Callable[[str], Decimal | None]) -> list[Markout]:
-        """Complete the horizons that are due at `now`; writes the trades' raw_json."""
+        """Complete the horizons that are due at `now`: one `markouts` row each."""
         done: list[Markout] = []
         still: list[_Pending] = []
         for p in self._pending:
@@ -137,19 +138,15 @@ class MarkoutTracker:
                 self._last_mid[tok] = mid
             else:
                 mid = self._last_mid.get(tok)
-            changed = False
             while p.next_idx < len(self.horizons) and now >= p.fill.ts + self.horizons[p.next_idx]:
                 h = self.horizons[p.next_idx]
                 p.next_idx += 1
                 if mid is None:
                     continue
                 px = float(p.sign * (mid - p.fill.price))
-                usd = px * float(p.fill.size)
-                p.raw["markouts"][horizon_key(h)] = {"px": px, "usd": usd, "mid": str(mid), "ts": now}
-                done.append(Markout(p.fill.trade_id, p.fill.market, h, px, usd))
-                changed = True
-            if changed:
-                self.sink.update("trades", {"trade_id": p.fill.trade_id}, {"raw_json": _copy(p.raw)})
+                row = self._row(p, h, mid, px, now)
+                self.rec.markout(row)
+                done.append(Markout(p.fill.trade_id, p.fill.market, h, px, row.markout_usd))
             if p.next_idx < len(self.horizons):
                 still.append(p)
         self._pending = still
@@ -158,8 +155,3 @@ class MarkoutTracker:
     @property
     def pending(self) -> int:
         return len(self._pending)
-
-
-def _copy(raw: dict[str, Any]) -> dict[str, Any]:
-    """A snapshot for the sink: the writer may serialise it later, after we mutate ours."""
-    return {k: ({h: dict(v) for h, v in val.items()} if k == "markouts" else val) for k, val in raw.items()}

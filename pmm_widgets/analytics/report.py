@@ -7,7 +7,7 @@ work after the process is gone, or for a run on another machine). Columns:
 - fills / partial / filled / volume: from `trades` (placed is not fills);
 - fills_per_min: fills over the span of the recorded session (first order to last record);
 - PnL parts: the latest `pnl` row of each market (and the 'TOTAL' row);
-- markouts: means of the per-fill markouts and realized spread stored in `trades.raw_json`.
+- markouts: means of the per-fill markouts and realized spread, from `markouts` (`store.repo.markouts_frame`).
 
 The PnL decomposition (`economics`, also `pmm report --json`): spread and inventory from each
 market's latest `pnl` row; fees and rebates summed over `trades`; rewards over
@@ -26,7 +26,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, inspect, select
 
 from ..errors import ExitCode
-from ..store import schema
+from ..store import repo, schema
 from .markouts import HORIZONS, horizon_key
 
 PNL_COLS = {  # pnl column → report column
@@ -35,13 +35,13 @@ PNL_COLS = {  # pnl column → report column
 }
 
 
-def _json(v: Any) -> dict[str, Any]:
-    if isinstance(v, dict):
-        return v
-    if isinstance(v, str) and v:
-        loaded = json.loads(v)
-        return loaded if isinstance(loaded, dict) else {}
-    return {}
+def _markouts(engine: Engine, mode: str | None) -> list[tuple[str, float, float]]:
+    """(market, horizon_sec, markout in price units) of every stored markout (none before 0007)."""
+    if "markouts" not in inspect(engine).get_table_names():
+        return []
+    df = repo.markouts_frame(engine, mode)
+    df = df[df["markout"].notna()]
+    return list(zip(df["market"], df["horizon_sec"].astype(float), df["markout"].astype(float), strict=True))
 
 
 def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
@@ -50,7 +50,7 @@ def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
     with engine.connect() as conn:
         oq = select(o.c.market, func.count().label("placed"), func.min(o.c.created_ts), func.max(o.c.updated_ts)) \
             .where(o.c.status != "REJECTED").group_by(o.c.market)
-        tq = select(t.c.market, t.c.side, t.c.price, t.c.size, t.c.fill_type, t.c.ts, t.c.raw_json)
+        tq = select(t.c.market, t.c.side, t.c.price, t.c.size, t.c.fill_type, t.c.ts)
         if mode is not None:
             oq = oq.where(o.c.mode == mode)
             tq = tq.where(t.c.mode == mode)
@@ -78,17 +78,17 @@ def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
         s["fills"] += 1
         s["partial" if r.fill_type == "PARTIAL" else "filled"] += 1
         s["volume"] += float(r.price) * float(r.size)
-        raw = _json(r.raw_json)
-        if raw.get("realized_spread") is not None:
-            s["rs_n"] += 1
-            s["rs_sum"] += float(raw["realized_spread"])
-        for k in mo_keys:
-            v = (raw.get("markouts") or {}).get(k)
-            if v is not None:
-                s[f"{k}_n"] += 1
-                s[f"{k}_sum"] += float(v["px"])
         t0 = r.ts if t0 is None else min(t0, r.ts)
         t1 = r.ts if t1 is None else max(t1, r.ts)
+    for mkt, horizon, px in _markouts(engine, mode):
+        s = stats[mkt]
+        if horizon == 0:
+            s["rs_n"] += 1
+            s["rs_sum"] += px
+        elif horizon_key(horizon) in mo_keys:
+            k = horizon_key(horizon)
+            s[f"{k}_n"] += 1
+            s[f"{k}_sum"] += px
     for r in pnl_rows.values():
         t1 = r.ts if t1 is None else max(t1, r.ts)
     minutes = ((t1 - t0) / 60.0) if t0 is not None and t1 is not None and t1 > t0 else None

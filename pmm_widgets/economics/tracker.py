@@ -1,6 +1,6 @@
 """The engine's side of venue economics: fees and rebates on every fill, the per-minute reward
 estimate, settlement records and bad-venue-data accounting. Plain code over typed data; its only
-output is `Sink` rows (`trades` fee columns, `reward_estimates`, `settlements`, `events`).
+output is `DbRecorder` rows (`trades` fee columns, `reward_estimates`, `settlements`, `events`).
 
 - Terms come from each market's Gamma object (`Market.raw`): `feesEnabled` / `feeSchedule` and
   `rewardsMinSize` / `rewardsMaxSpread` / `clobRewards`. Bad values are counted, logged once per
@@ -23,6 +23,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..domain import ZERO, BookView, Fill, Market, Order
+from ..events import EventBus, EventKind, Level
+from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from .fees import (
     NO_FEES,
@@ -183,8 +185,10 @@ def estimate_market(m: Market, prog: RewardProgram, yes_view: BookView, orders: 
 class EconomicsTracker:
     """Per-run venue economics for the quote cycle (one instance per `QuoteCycle`)."""
 
-    def __init__(self, sink: Sink, mode: str, sample_sec: float = SAMPLE_SEC) -> None:
-        self.sink = sink
+    def __init__(self, sink: Sink | DbRecorder, mode: str, sample_sec: float = SAMPLE_SEC, *,
+                 events: EventBus | None = None) -> None:
+        self.rec = as_recorder(sink)
+        self.events = events if events is not None else persisting_bus(self.rec)
         self.mode = mode
         self.sample_sec = sample_sec  # in venue seconds
         self.clock = VenueClock()
@@ -218,8 +222,8 @@ class EconomicsTracker:
             return
         self._reported.add(key)
         log.warning("bad venue data for %s: %s", market, problem)
-        self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "venue_data", "market": market,
-                                    "message": problem, "data_json": {"count": self.bad_venue_data}})
+        self.events.emit(Level.WARNING, EventKind.VENUE_DATA, problem, market, data={"count": self.bad_venue_data},
+                         ts=now)
 
     def terms_of(self, market: str) -> MarketTerms:
         return self.terms.get(market, MarketTerms())
@@ -231,8 +235,7 @@ class EconomicsTracker:
         cid = market.condition_id
         self.fees[cid] = self.fees.get(cid, ZERO) + ec.fee
         self.rebates[cid] = self.rebates.get(cid, ZERO) + ec.rebate
-        self.sink.update("trades", {"trade_id": fill.trade_id},
-                         {"fee": ec.fee, "rebate": ec.rebate, "liquidity": ec.liquidity})
+        self.rec.fill_economics(fill.trade_id, ec.fee, ec.rebate, ec.liquidity)
         return ec
 
     # -- rewards ---------------------------------------------------------------------------------
@@ -288,7 +291,7 @@ class EconomicsTracker:
                 if row["disagreements"]:
                     log.info("reward scoring: %d of %d orders disagree with the venue in %s",
                              row["disagreements"], len(asked), s.market)
-            self.sink.insert("reward_estimates", row)
+            self.rec.reward_estimate(row)
 
     def usd_per_hour(self, market: str) -> Decimal | None:
         s = self.last.get(market)
@@ -304,7 +307,4 @@ class EconomicsTracker:
         y0, n0, p0, q0, src = self._settlement_sums.get(cid, (ZERO, ZERO, ZERO, ZERO, source))
         sums = (y0 + yes, n0 + no, p0 + payout, q0 + pnl, src)
         self._settlement_sums[cid] = sums
-        self.sink.upsert("settlements", {
-            "ts": now, "market": cid, "mode": self.mode, "winner_token": winner_token,
-            "winning_outcome": "YES" if winner_token == m.yes_token_id else "NO", "yes_shares": sums[0],
-            "no_shares": sums[1], "payout": sums[2], "pnl": sums[3], "source": src}, key=("market", "mode"))
+        self.rec.settlement(now, m, self.mode, winner_token, sums[0], sums[1], sums[2], sums[3], src)

@@ -28,7 +28,9 @@ from ..analytics.pnl import PnlBook, PnlParts
 from ..config import STRATEGY_PARAM_FIELDS, Params
 from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote, Side
 from ..economics.tracker import EconomicsTracker
+from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
+from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..strategy.base import Decision, MarketContext, Regime, Strategy
 from ..strategy.calibrator import Calibrator
@@ -110,26 +112,31 @@ class QuoteCycle:
     def __init__(
         self,
         params: Params,
-        sink: Sink,
+        sink: Sink | DbRecorder,
         mode: Mode,
         calibration: dict[str, dict] | None = None,
         *,
+        events: EventBus | None = None,
         pnl_sec: float = 10.0,
         vol_horizon_sec: float = 30.0,
         markout_horizons: tuple[float, ...] = HORIZONS,
         calib_update_sec: float = 30.0,
         calib_window_sec: float = 300.0,
     ) -> None:
+        """`sink`: where rows go (a `DbRecorder`, or a bare sink it wraps). `events`: the bus to
+        emit on (the engine's, persisted by the engine); None: a bus of its own that persists
+        through the recorder (tests, replays)."""
         self.params = params
-        self.sink = sink
+        self.rec = as_recorder(sink)
+        self.events = events if events is not None else persisting_bus(self.rec)
         self.mode = mode
         self.pnl_sec = pnl_sec
         self.vol_horizon_sec = vol_horizon_sec
         self.vol = VolEstimator()
-        self.risk = RiskManager(params, sink)
+        self.risk = RiskManager(params, self.events)
         self.pnl = PnlBook()
-        self.markouts = MarkoutTracker(sink, markout_horizons)
-        self.calibrator = Calibrator(params, sink, calibration, update_sec=calib_update_sec, window_sec=calib_window_sec)
+        self.markouts = MarkoutTracker(self.rec, markout_horizons)
+        self.calibrator = Calibrator(params, self.rec, calibration, update_sec=calib_update_sec, window_sec=calib_window_sec)
         self._markets: list[Market] = []
         self._known: dict[str, Market] = {}  # every market seen (fills may arrive after it left)
         self._token_market: dict[str, Market] = {}
@@ -157,7 +164,7 @@ class QuoteCycle:
         self._touch: dict[str, tuple[Decimal, int, int]] = {}
         self._tox: dict[str, tuple[float, int]] = {}  # short-horizon markout EWMA (price units), count
         self._end: dict[str, tuple[str | None, float | None]] = {}
-        self.econ = EconomicsTracker(sink, mode.value)
+        self.econ = EconomicsTracker(self.rec, mode.value, events=self.events)
         self._resolved: dict[str, str] = {}  # market -> winning token (no more quoting there)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -266,11 +273,11 @@ class QuoteCycle:
             regime = Regime(d.regime)
         except Exception as exc:  # noqa: BLE001 (user code: never let it take the engine down)
             note = f"strategy error: {type(exc).__name__}: {exc}"
-            self._flag_guard(now, cid, strat.name, note, rep, level="ERROR")
+            self._flag_guard(now, cid, strat.name, note, rep, level=Level.ERROR)
             return [], Regime.HALTED, note
         self._sstate[cid] = d.state
         for msg in d.events:
-            self._event(now, cid, "strategy_regime", f"{strat.name}: {msg}",
+            self._event(now, cid, EventKind.STRATEGY_REGIME, f"{strat.name}: {msg}",
                         {"strategy": strat.name, "regime": regime.value, "reason": d.reason}, rep)
         self._regime[cid] = regime.value
         quotes, why = guard_quotes(ctx, d.quotes, regime)
@@ -281,18 +288,17 @@ class QuoteCycle:
         note = "" if regime is Regime.NORMAL else regime.value + (f" ({d.reason})" if d.reason else "")
         return quotes, regime, note
 
-    def _event(self, now: float, market: str | None, kind: str, message: str, data: dict[str, Any],
-               rep: CycleReport, level: str = "INFO") -> None:
+    def _event(self, now: float, market: str | None, kind: EventKind, message: str, data: dict[str, Any],
+               rep: CycleReport, level: Level = Level.INFO) -> None:
         rep.strategy_events.append(f"{market}: {message}" if market else message)
-        self.sink.insert("events", {"ts": now, "level": level, "kind": kind, "market": market,
-                                    "message": message, "data_json": data})
+        self.events.emit(level, kind, message, market, data=data, ts=now)
 
     def _flag_guard(self, now: float, cid: str, name: str, message: str, rep: CycleReport,
-                    level: str = "WARNING") -> None:
+                    level: Level = Level.WARNING) -> None:
         """Edge-triggered: one `events` row when a market's guard/strategy problem starts or changes."""
         if self._guard_flag.get(cid) != message:
             self._guard_flag[cid] = message
-            self._event(now, cid, "strategy_guard", f"{name}: {message}", {"strategy": name}, rep, level)
+            self._event(now, cid, EventKind.STRATEGY_GUARD, f"{name}: {message}", {"strategy": name}, rep, level)
 
     # -- the cycle -----------------------------------------------------------------------------
     async def run_once(
@@ -458,7 +464,7 @@ class QuoteCycle:
             n = await exchange.cancel_market(cid)
             self.risk.rate.record(now, n)
             rep.cancelled += n
-            self._event(now, cid, "strategy", f"strategy {old} -> {new}: {n} orders cancelled before requoting",
+            self._event(now, cid, EventKind.STRATEGY, f"strategy {old} -> {new}: {n} orders cancelled before requoting",
                         {"from": old, "to": new, "cancelled": n}, rep)
         open_orders = exchange.open_orders()
         pl = plan(wanted, open_orders, self._tick_of, self.params.requote_ticks)
@@ -483,8 +489,7 @@ class QuoteCycle:
             while nxt <= now:
                 nxt += self.pnl_sec
             self._next_pnl_ts = nxt
-            for row in self.pnl.rows(now, self.mode.value, self._mids):
-                self.sink.insert("pnl", row)
+            self.rec.pnl(self.pnl.rows(now, self.mode.value, self._mids))
         rep.breaches = self.risk.end_cycle()
         self._refresh_state(now, exchange, rep)
 
@@ -578,7 +583,7 @@ class QuoteCycle:
         self._snap = None
         yes, no, payout, pnl = self._settle(now, m, winner_token, source)
         rep = CycleReport()
-        self._event(now, market, "resolution",
+        self._event(now, market, EventKind.RESOLUTION,
                     f"resolved {('YES' if winner_token == m.yes_token_id else 'NO')}: {n} orders cancelled, "
                     f"{yes} YES + {no} NO redeemed for {payout} (settlement PnL {pnl:.4f})",
                     {"winner_token": winner_token, "cancelled": n, "yes": str(yes), "no": str(no),

@@ -5,8 +5,8 @@ shutdown); which endpoints, writer, market data, exchange and cycle it runs with
 it is built in one place, in the order the safety rules need, and handed over as a `Runtime`
 whose fields are all set (no Optional, no `Any`, no asserts to reach them):
 
-- `open_store` — the row sink (the batched writer on `PMM_DB_URL`, or a test's sink) and the
-  recorder (`PMM_RECORD=on`). Opened first and closed last by the engine: the shutdown's own
+- `open_store` — the row sink (the batched writer on `PMM_DB_URL`, or a test's sink), the typed
+  `DbRecorder` over it that every producer writes through, and the recording (`PMM_RECORD=on`). Opened first and closed last by the engine: the shutdown's own
   events and the calibrator's state are written through it.
 - `build_runtime` — endpoints (an embedded sandbox for `PMM_VENUE=sandbox`), Gamma, the start-up
   universe, market data, the exchange (paper or live/dry-run), the issue-11 restore hook (rows
@@ -25,41 +25,56 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import Params, Settings
 from ..domain import Market, Mode
+from ..events import EventBus
 from ..execution.exchange import Exchange
+from ..store.recorder import DbRecorder
 from ..store.sink import Sink
+from ..tasks import together
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from ..store.db import DbIdentity
     from ..store.recording import Recorder
     from ..store.writer import BatchWriter
     from ..venue.endpoints import Endpoints
     from ..venue.gamma import GammaClient
     from ..venue.market_data import MarketData
+    from .commands import CommandQueue
     from .cycle import QuoteCycle
+    from .lease import Lease
     from .restore import SessionRows
 
 
-class OwnerTaggedSink:
-    """Wraps the sink the exchanges write to: every `orders` row carries the owner id, so the
-    table itself shows which engine placed what (and that two never quoted at once)."""
+@dataclass(frozen=True, slots=True)
+class DbHandles:
+    """The DB as every role needs it: the SQLAlchemy engine, the lease row, the commands queue
+    and the file identity (a deleted or replaced SQLite file is a halt)."""
 
-    def __init__(self, inner: Sink, owner: str) -> None:
-        self.inner = inner
-        self.owner = owner
+    db: sa.Engine
+    lease: Lease
+    commands: CommandQueue
+    identity: DbIdentity
 
-    def insert(self, table: str, row: Any) -> None:
-        self.inner.insert(table, {**row, "owner": self.owner} if table == "orders" else row)
 
-    def upsert(self, table: str, row: Any, key: Any) -> None:
-        self.inner.upsert(table, {**row, "owner": self.owner} if table == "orders" else row, key)
+def open_db(settings: Settings, owner_id: str) -> DbHandles:
+    """Migrate (Alembic, idempotent) and open; blocking: call it in a worker thread."""
+    from ..store.db import DbIdentity, make_engine
+    from ..store.migrate import upgrade
+    from .commands import CommandQueue, default_sender
+    from .lease import Lease
 
-    def update(self, table: str, where: Any, values: Any) -> None:
-        self.inner.update(table, where, values)
+    s = settings
+    upgrade(s.db_url)
+    db = make_engine(s.db_url)
+    # a command lives as long as an attached face waits for its result (see AttachedSession.kill)
+    commands = CommandQueue(db, owner_id, sender=default_sender("engine"),
+                            max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
+    return DbHandles(db, Lease(db, s.lease_ttl_sec, owner=owner_id), commands, DbIdentity(s.db_url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,7 @@ class Store:
     """Where an owner's rows go."""
 
     sink: Sink
+    db: DbRecorder  # the typed writer over `sink`: the only one producers use
     writer: BatchWriter | None  # None: a sink handed in (tests share a MemorySink or a writer)
     recorder: Recorder | None  # None: PMM_RECORD=off
 
@@ -97,7 +113,7 @@ def open_store(settings: Settings, sink: Sink | None = None) -> Store:
     recorder = recorder_from_settings(s)
     if recorder is not None:
         recorder.start()
-    return Store(sink, writer, recorder)
+    return Store(sink, DbRecorder(sink), writer, recorder)
 
 
 @dataclass(slots=True)
@@ -149,10 +165,12 @@ async def build_runtime(
     first_universe: Callable[[GammaClient], Awaitable[list[Market]]],
     on_universe: Callable[[list[Market]], None],
     endpoints: Endpoints | None = None,
+    events: EventBus | None = None,
 ) -> Runtime:
     """Open the venue side for an owner (see the module docstring). `first_universe` loads the
     start-up universe (the engine retries it and says so); `on_universe` records it; `endpoints`
-    given: a test's shared sandbox (not closed). The engine installs `session_rows` into the
+    given: a test's shared sandbox (not closed). `events`: the engine's bus, which the exchange
+    and the cycle (risk, economics, strategies) emit on. The engine installs `session_rows` into the
     cycle (`restore.resume`) once it holds the runtime."""
     from ..store import repo
     from ..venue.gamma import GammaClient
@@ -171,23 +189,18 @@ async def build_runtime(
         gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec, deadline=s.http_deadline_sec,
                             retry_after_max=s.retry_after_max_sec)
         closing.push_async_callback(gamma.aclose)
-        markets = await first_universe(gamma)
-        on_universe(markets)
-
-        md = MarketData(endpoints.clob_url, endpoints.ws_url, store.sink,
+        md = MarketData(endpoints.clob_url, endpoints.ws_url, store.db,
                         stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=store.recorder)
         closing.push_async_callback(md.close)
         await md.start()
-        tagged = OwnerTaggedSink(store.sink, owner_id)
+        tagged = store.db.with_owner(owner_id)  # every `orders` row names the engine that placed it
         if mode is Mode.PAPER:
             from ..execution.paper import paper_exchange
 
             # Paper orders live in the process that placed them. Rows still open belong to an engine
             # that died without its finally (a killed kernel); we hold the lease, so none is ours.
-            for status in ("PENDING", "LIVE", "PARTIAL"):
-                store.sink.update("orders", {"mode": Mode.PAPER.value, "status": status},
-                                  {"status": "CANCELED", "reason": "engine restarted: paper orders die with their process",
-                                   "updated_ts": time.time()})
+            store.db.close_stale_orders(Mode.PAPER.value, ("PENDING", "LIVE", "PARTIAL"),
+                                        "engine restarted: paper orders die with their process", time.time())
             exchange = paper_exchange(s, params, tagged)
         else:
             from ..execution.live import LiveExchange
@@ -195,15 +208,32 @@ async def build_runtime(
             # the market feed counts as a stream for the cancel-all-on-disconnect valve: quotes
             # priced off a book we no longer see are as dangerous as fills we no longer see
             exchange = LiveExchange(s, tagged, clob_url=endpoints.clob_url, ws_url=endpoints.ws_url,
-                                    dry_run=mode is Mode.DRY_RUN, market_feed_ok=lambda: md.stream.connected())
+                                    dry_run=mode is Mode.DRY_RUN, market_feed_ok=lambda: md.stream.connected(),
+                                    events=events)
         closing.push_async_callback(exchange.close)
         md.add_listener(on_book=exchange.observe_book, on_trade=exchange.observe_trade)
-        session_rows = await restore.read_rows(db, mode)  # before the exchange's reconcile adds fills
-        await exchange.start()
+        ex = exchange
+
+        async def venue_side() -> SessionRows:
+            rows = await restore.read_rows(db, mode)  # before the exchange's reconcile adds fills
+            await ex.start()
+            return rows
+
+        async def market_side() -> list[Market]:
+            markets = await first_universe(gamma)
+            on_universe(markets)
+            await md.set_markets(markets)
+            return markets
+
+        # take-over speed (issue 11, bench/bench_takeover.py): the exchange's start (live:
+        # credentials, reconcile, user stream) needs no universe, and the universe and its books
+        # need no exchange: side by side; the first failure cancels the other
+        got = await together(venue_side(), market_side())
+        session_rows: SessionRows = got[0]
+        markets: list[Market] = got[1]
         exchange.set_markets(markets)
-        await md.set_markets(markets)
         calibration = await asyncio.to_thread(repo.load_calibration, db)
-        cycle = QuoteCycle(params, store.sink, mode, calibration=calibration, pnl_sec=s.pnl_sec)
+        cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events)
     except BaseException:
         if exchange is not None:  # whatever it may have placed or found goes first
             with contextlib.suppress(BaseException):

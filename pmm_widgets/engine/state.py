@@ -11,12 +11,11 @@ attached faces read: keep them.
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from typing import Any
+
+from ..events import Event, EventBus
 
 Role = str  # "idle" (not started), "owner" (trades), "attached" (reads the owner's state)
 
@@ -141,39 +140,7 @@ def params_to_json(params: Any) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class EngineEvent:
-    ts: float
-    level: str  # INFO, WARNING, ERROR
-    kind: str  # engine_start, engine_stop, kill, error, command, deadman, universe, lease
-    message: str
-    market: str | None = None
-
-
-class EventLog:
-    """A bounded ring of recent events with synchronous subscribers.
-
-    Why callbacks and not a queue: faces (an Output widget, the runner's stdout) just append a
-    line; a subscriber that raises is dropped from this call only and never hurts the engine.
-    """
-
-    def __init__(self, maxlen: int = 500) -> None:
-        self._ring: deque[EngineEvent] = deque(maxlen=maxlen)
-        self._subs: list[Callable[[EngineEvent], None]] = []
-
-    def emit(self, level: str, kind: str, message: str, market: str | None = None) -> EngineEvent:
-        ev = EngineEvent(time.time(), level, kind, message, market)
-        self._ring.append(ev)
-        for cb in list(self._subs):
-            try:
-                cb(ev)
-            except Exception:  # a broken face must not break the engine
-                pass
-        return ev
-
-    def subscribe(self, cb: Callable[[EngineEvent], None]) -> Callable[[], None]:
-        self._subs.append(cb)
-        return lambda: self._subs.remove(cb) if cb in self._subs else None
-
-    def recent(self, n: int = 50) -> list[EngineEvent]:
-        return list(self._ring)[-n:]
+# The engine's event stream is the package's one event flow (`pmm_widgets.events`); the old
+# names stay importable for faces and notebooks.
+EngineEvent = Event
+EventLog = EventBus

@@ -43,6 +43,8 @@ from typing import Any
 from ..config import Settings
 from ..domain import BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
 from ..errors import PmmError
+from ..events import EventBus, EventKind, Level
+from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
@@ -154,7 +156,7 @@ class LiveExchange:
     def __init__(
         self,
         settings: Settings,
-        sink: Sink,
+        sink: Sink | DbRecorder,
         clob_url: str,
         ws_url: str,
         dry_run: bool = False,
@@ -163,10 +165,14 @@ class LiveExchange:
         heartbeat_sec: float = 5.0,
         broker: Broker | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
+        """`sink`: where orders and trades are recorded; `events`: the bus its events go on (the
+        engine's: persisted once and shown in the faces' log; None: one that persists here)."""
         self.mode = Mode.DRY_RUN if dry_run else Mode.LIVE
         self.settings = settings
-        self.sink = sink
+        self.rec = as_recorder(sink)
+        self.events = events if events is not None else persisting_bus(self.rec)
         self.clob_url = clob_url.rstrip("/")
         self.ws_url = ws_url.rstrip("/")
         self.market_feed_ok = market_feed_ok
@@ -307,17 +313,11 @@ class LiveExchange:
         return f"{'lv' if self.mode is Mode.LIVE else 'dr'}-{self._session}-{self._seq}"
 
     def _record_order(self, o: Order) -> None:
-        self.sink.upsert("orders", {
-            "client_id": o.client_id, "venue_order_id": o.venue_order_id, "mode": o.mode.value,
-            "market": o.market, "token_id": o.token_id, "side": o.side.value, "price": o.price,
-            "size": o.size, "filled": o.filled, "status": o.status.value, "reason": o.reason[:500],
-            "created_ts": o.created_ts, "updated_ts": o.updated_ts,
-        }, key=["client_id"])
+        self.rec.order(o, reason_max=500)
 
-    def _event(self, level: str, kind: str, message: str, data: dict | None = None) -> None:
-        self.sink.insert("events", {"ts": self._clock(), "level": level, "kind": kind, "market": None,
-                                    "message": message, "data_json": data})
-        log.log(logging.getLevelName(level), "%s: %s", kind, message)
+    def _event(self, level: Level, kind: EventKind, message: str, data: dict | None = None) -> None:
+        self.events.emit(level, kind, message, data=data, ts=self._clock())
+        log.log(logging.getLevelName(level.value), "%s: %s", kind.value, message)
 
     def _close_order(self, o: Order, status: OrderStatus, reason: str = "") -> None:
         o.status, o.updated_ts = status, self._clock()
@@ -665,14 +665,9 @@ class LiveExchange:
                     taker=f.liquidity is Liquidity.TAKER, fee_rate_bps=f.fee_rate_bps)
         self._trades[key] = _TradeState(fill, [status], counted, raw=raw)
         if stored:
-            self.sink.update("trades", {"trade_id": key}, {"status": status.value})
+            self.rec.trade_status(key, status.value)
             return
-        self.sink.upsert("trades", {
-            "trade_id": key, "order_id": client_id, "venue_order_id": f.order_id, "market": market,
-            "token_id": fill.token_id, "side": side.value, "price": price, "size": size,
-            "fill_type": fill.fill_type.value, "mode": self.mode.value, "status": status.value, "ts": ts,
-            "raw_json": raw,
-        }, key=["trade_id"])
+        self.rec.fill(fill, upsert=True)
         if counted:
             self._pending.append(fill)
             if source == "rest":
@@ -684,7 +679,7 @@ class LiveExchange:
         st.statuses.append(status)
         st.raw = {**st.raw, "statuses": [s.value for s in st.statuses],
                   "transaction_hash": ev.transaction_hash or st.raw.get("transaction_hash")}
-        self.sink.update("trades", {"trade_id": key}, {"status": status.value, "raw_json": st.raw})
+        self.rec.trade_status(key, status.value, st.raw)
         if status is TradeStatus.FAILED and st.counted and not st.reversed:
             st.reversed = True
             f = st.fill
@@ -813,7 +808,7 @@ class LiveExchange:
             self.reconciles += 1
             res = {"venue_open": len(venue), "adopted": adopted, "cancelled": len(orphans),
                    "backfilled": self.backfilled - before}
-        self._event("INFO", "reconcile", f"reconcile: {res['venue_open']} open at the venue, {adopted} adopted, "
+        self._event(Level.INFO, EventKind.RECONCILE, f"reconcile: {res['venue_open']} open at the venue, {adopted} adopted, "
                     f"{len(orphans)} cancelled, {res['backfilled']} fills backfilled", res)
         return res
 
@@ -881,7 +876,7 @@ class LiveExchange:
                 log.error("live: disconnect cancel-all failed: %s", exc)
                 continue
             self.disconnect_cancels += 1
-            self._event("ERROR", "disconnect_cancel", f"stream down for {now - self._down_since:.1f}s: "
+            self._event(Level.ERROR, EventKind.DISCONNECT_CANCEL, f"stream down for {now - self._down_since:.1f}s: "
                         f"cancelled {n} orders; quoting halted until it is back", {"cancelled": n})
 
     async def _heartbeats(self) -> None:

@@ -53,6 +53,7 @@ from ..domain import (
     Quote,
     Side,
 )
+from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
 from .exchange import venue_rule_violation
 from .fee_model import FeeModel, ScheduleFeeModel
@@ -101,7 +102,7 @@ class PaperExchange:
     def __init__(
         self,
         params: Params,
-        sink: Sink,
+        sink: Sink | DbRecorder,
         seed: int = 0,
         ref_depth: float = DEFAULT_REF_DEPTH,
         clock: Callable[[], float] = time.time,
@@ -111,7 +112,7 @@ class PaperExchange:
         infer_side: bool = False,
     ) -> None:
         self.params = params
-        self.sink = sink
+        self.rec = as_recorder(sink)
         self.rng = np.random.default_rng(seed)
         self.ref_depth = ref_depth
         self.latency: LatencyModel = latency if latency is not None else ZERO_LATENCY
@@ -158,12 +159,7 @@ class PaperExchange:
         return f"{prefix}-{self._session}-{self._seq}"
 
     def _record_order(self, o: Order) -> None:
-        self.sink.upsert("orders", {
-            "client_id": o.client_id, "venue_order_id": o.venue_order_id, "mode": o.mode.value,
-            "market": o.market, "token_id": o.token_id, "side": o.side.value, "price": o.price,
-            "size": o.size, "filled": o.filled, "status": o.status.value, "reason": o.reason,
-            "created_ts": o.created_ts, "updated_ts": o.updated_ts,
-        }, key=["client_id"])
+        self.rec.order(o)
 
     # -- the fill model ------------------------------------------------------------------------
     def _sync_model(self) -> FillModel:
@@ -359,12 +355,7 @@ class PaperExchange:
             raw["after_cancel"] = True  # the cancel reached the venue after this fill
         fill = Fill(self._next_id("pt"), o.client_id, o.market, o.token_id, o.side, o.price, size,
                     ftype, Mode.PAPER, n.ts, venue_order_id=o.venue_order_id, raw=raw, fee=n.fee, mid=n.mid)
-        self.sink.insert("trades", {
-            "trade_id": fill.trade_id, "order_id": o.client_id, "venue_order_id": o.venue_order_id,
-            "market": o.market, "token_id": o.token_id, "side": o.side.value, "price": o.price,
-            "size": size, "fill_type": ftype.value, "mode": Mode.PAPER.value, "status": "MATCHED",
-            "ts": n.ts, "raw_json": raw,
-        })
+        self.rec.fill(fill, status="MATCHED")
         if o.status is OrderStatus.CANCELED:
             if done:
                 o.status = OrderStatus.FILLED
@@ -463,7 +454,7 @@ class PaperExchange:
         return self._venue
 
 
-def paper_exchange(settings: Any, params: Params, sink: Sink, *, clock: Callable[[], float] = time.time,
+def paper_exchange(settings: Any, params: Params, sink: Sink | DbRecorder, *, clock: Callable[[], float] = time.time,
                    session: str | None = None) -> PaperExchange:
     """The paper exchange exactly as `pmm run paper` builds it from the settings (the replayer
     builds its own through here too, so both trade with the same seed and models)."""

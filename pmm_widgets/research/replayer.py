@@ -31,10 +31,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..analytics.markouts import horizon_key
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
 from ..engine.cycle import QuoteCycle
+from ..events import EventKind, Level
 from ..execution.paper import paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REPLAY_MODE = "replay"
-TAGGED = frozenset({"orders", "trades", "pnl", "events"})
+TAGGED = frozenset({"orders", "trades", "pnl", "events", "markouts"})
 NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
 CH_MARKET, CH_REST, CH_UNIVERSE, CH_ENGINE = (CHANNELS.index(c) for c in ("market", "rest", "universe", "engine"))
 
@@ -150,6 +152,7 @@ class ReplaySink:
         self.inner = inner
         self.run_id = run_id
         self.trades: dict[str, dict[str, Any]] = {}
+        self.markouts: list[dict[str, Any]] = []
         self.orders: dict[str, dict[str, Any]] = {}
         self.rows = 0
 
@@ -166,6 +169,8 @@ class ReplaySink:
         r = self._tag(table, row) if table in TAGGED else dict(row)
         if table == "trades":
             self.trades[r["trade_id"]] = r
+        elif table == "markouts":
+            self.markouts.append(r)
         self.rows += 1
         if self.inner is not None:
             self.inner.insert(table, r)
@@ -343,9 +348,8 @@ class Replayer:
                                             max(abs(float(v)) for v in self.exchange.positions.values()))
         if rep.kill_requested and not self.killed:
             self.killed = True
-            self.sink.insert("events", {"ts": now, "level": "ERROR", "kind": "risk_kill", "market": None,
-                                        "message": "risk limits requested a kill (replay: quoting stops)",
-                                        "data_json": None})
+            self.cycle.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill (replay: quoting stops)",
+                                   ts=now)
             await self.exchange.cancel_all()
 
     def _gap(self, g: Gap) -> None:
@@ -490,23 +494,22 @@ class Replayer:
             for k, v in self.cycle.snapshot().totals.summary().items():
                 if k not in ("fills", "fills_per_min", "placed", "open_orders"):
                     s[k] = v
-        s.update(markout_summary(trades))
+        s.update(markout_summary(self.sink.markouts))
         s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
         return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
 
 
-def markout_summary(trades: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean markout (USD per fill and total) per horizon, and the mean realized spread."""
+def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean markout (USD per fill and total) per horizon, and the total realized spread, from
+    `markouts` rows (horizon 0: the realized spread)."""
     sums: dict[str, list[float]] = {}
     rs: list[float] = []
-    for t in trades:
-        raw = t.get("raw_json") or {}
-        if isinstance(raw, str):
-            raw = json.loads(raw)
-        for k, mk in (raw.get("markouts") or {}).items():
-            sums.setdefault(k, []).append(float(mk.get("usd", 0.0)))
-        if raw.get("realized_spread_usd") is not None:
-            rs.append(float(raw["realized_spread_usd"]))
+    for m in markouts:
+        usd = float(m.get("markout_usd") or 0.0)
+        if float(m["horizon_sec"]) == 0:
+            rs.append(usd)
+        else:
+            sums.setdefault(horizon_key(float(m["horizon_sec"])), []).append(usd)
     out: dict[str, Any] = {}
     for k, vals in sorted(sums.items()):
         out[f"markout_{k}_usd"] = sum(vals)
@@ -543,6 +546,7 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     if not write_db:
         return await Replayer(settings, t0, t1, **kw).run()
     from ..store.migrate import upgrade
+    from ..store.recorder import DbRecorder
     from ..store.writer import BatchWriter
 
     url = db_url or settings.db_url
@@ -552,11 +556,9 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     writer = BatchWriter(url, flush_sec=settings.writer_flush_sec)
     writer.start()
     probe.sink.inner = writer
-    started = time.time()
-    writer.insert("replay_runs", {
-        "run_id": probe.run_id, "mode": REPLAY_MODE, "t0": probe.t0, "t1": probe.t1, "started_ts": started,
-        "status": "running", "markets": None, "seed": probe.seed,
-        "params_json": _jsonable(probe.params.model_dump(mode="json")), "summary_json": None, "problems_json": None})
+    rec = DbRecorder(writer)
+    rec.replay_started(probe.run_id, REPLAY_MODE, probe.t0, probe.t1, time.time(), probe.seed,
+                       _jsonable(probe.params.model_dump(mode="json")))
     status = "failed"
     res: ReplayResult | None = None
     try:
@@ -565,9 +567,8 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
         return res
     finally:
         summary = res.summary if res is not None else None
-        writer.update("replay_runs", {"run_id": probe.run_id}, {
-            "finished_ts": time.time(), "status": status, "markets": summary.get("markets") if summary else None,
-            "summary_json": _jsonable(summary), "problems_json": _jsonable(res.problems if res else probe.problems)})
+        rec.replay_finished(probe.run_id, time.time(), status, summary.get("markets") if summary else None,
+                            _jsonable(summary), _jsonable(res.problems if res else probe.problems))
         await asyncio.to_thread(writer.close)
 
 

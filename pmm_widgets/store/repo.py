@@ -1,7 +1,7 @@
 """Read helpers over the contract tables, for the engine's start-up and the faces.
 
 Why a small module of functions: reads are few and simple (latest universe, calibration state,
-recent events, open orders, fills as a frame). Each takes an Engine and returns plain dicts or a
+recent events, open orders, fills and their markouts as frames). Each takes an Engine and returns plain dicts or a
 pandas DataFrame, so callers need no SQL and run them in a worker thread (`asyncio.to_thread`)
 when on the event loop.
 """
@@ -79,6 +79,22 @@ def trades_frame(engine: Engine, mode: str | None = None, since: float | None = 
     if since is not None:
         stmt = stmt.where(t.c.ts >= since)
     return _frame(engine, stmt, [c.name for c in t.columns], numeric=("price", "size"))
+
+
+MARKOUT_NUMERIC = ("fill_price", "size", "mid", "markout", "markout_usd")
+
+
+def markouts_frame(engine: Engine, mode: str | None = None, since: float | None = None) -> pd.DataFrame:
+    """Our fills' markouts (columns of `markouts`), one row per fill and horizon, oldest first.
+    `horizon_sec` 0 is the realized spread (the mid at the fill's own time); `markout` is in
+    price units, signed for our side (+ = the fill was worth it), `markout_usd` is × size."""
+    t = schema.markouts
+    stmt = select(t).order_by(t.c.fill_ts, t.c.id)
+    if mode is not None:
+        stmt = stmt.where(t.c.mode == getattr(mode, "value", mode))
+    if since is not None:
+        stmt = stmt.where(t.c.fill_ts >= since)
+    return _frame(engine, stmt, [c.name for c in t.columns], numeric=MARKOUT_NUMERIC)
 
 
 def pnl_frame(engine: Engine, market: str | None = "TOTAL", since: float | None = None) -> pd.DataFrame:

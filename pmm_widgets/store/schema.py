@@ -125,7 +125,7 @@ trades = Table(
     Column("mode", String(10), nullable=False),
     Column("status", String(24)),
     Column("ts", Float, nullable=False),
-    Column("raw_json", JSON),  # venue payload, status history, markouts, realized spread
+    Column("raw_json", JSON),  # the venue's (or the fill model's) payload and status history
     Column("fee", MONEY),  # pUSD the venue charged this fill (takers; 0 for our maker fills)
     Column("rebate", MONEY),  # maker rebate accrued by this fill (rebateRate × fee-equivalent)
     Column("liquidity", String(6)),  # MAKER or TAKER
@@ -133,6 +133,29 @@ trades = Table(
     UniqueConstraint("trade_id", name="uq_trades_trade_id"),
     Index("ix_trades_market_ts", "market", "ts"),
     Index("ix_trades_run_id", "run_id"),
+)
+
+markouts = Table(  # one row per fill and horizon (0 s: the realized spread at the fill's own mid)
+    "markouts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trade_id", String(100), nullable=False),  # trades.trade_id
+    Column("market", String(80)),
+    Column("token_id", String(100)),
+    Column("side", String(4)),
+    Column("mode", String(10)),
+    Column("horizon_sec", Float, nullable=False),
+    Column("fill_ts", Float),
+    Column("fill_price", PRICE),
+    Column("size", SIZE),
+    Column("mid", PRICE),  # the token's mid at fill_ts + horizon_sec
+    Column("markout", Float),  # price units, signed for our side: + = the fill was worth it
+    Column("markout_usd", Float),  # markout × size
+    Column("ts", Float, nullable=False),  # when it was measured
+    Column("run_id", String(40)),
+    Index("ix_markouts_trade", "trade_id"),
+    Index("ix_markouts_market_ts", "market", "ts"),
+    Index("ix_markouts_run_id", "run_id"),
 )
 
 pnl = Table(

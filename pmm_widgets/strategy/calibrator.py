@@ -40,6 +40,7 @@ from typing import Any
 
 from ..analytics.markouts import Markout, MarkoutStats, horizon_key
 from ..config import Params
+from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
 
 STATE_VERSION = 1
@@ -83,7 +84,7 @@ class Calibrator:
     def __init__(
         self,
         params: Params,
-        sink: Sink,
+        sink: Sink | DbRecorder,
         states: dict[str, dict[str, Any]] | None = None,
         update_sec: float = 30.0,
         window_sec: float = 300.0,
@@ -94,7 +95,7 @@ class Calibrator:
         prior_min: float = 1.0,
     ) -> None:
         self.params = params
-        self.sink = sink
+        self.rec = as_recorder(sink)
         self.update_sec = update_sec
         self.window_sec = window_sec
         self.gain = gain
@@ -181,5 +182,4 @@ class Calibrator:
             self._write(market, st, now)
 
     def _write(self, market: str, st: CalibState, now: float) -> None:
-        self.sink.upsert("market_calibration",
-                         {"market": market, "state_json": st.to_json(), "updated_at": now}, key=["market"])
+        self.rec.calibration(market, st.to_json(), now)

@@ -12,7 +12,8 @@ pair is riskless), in shares and in USD at mid (long YES is worth `net × mid`, 
 a market at its limit can still shed. `max_inventory_shares` also caps each token's holding
 (the Params contract: "per token, absolute").
 
-Breaches are edge-triggered: an `events` row (kind `risk_breach`) is written when a rule starts
+Breaches are edge-triggered: one `risk_breach` event (emitted on the injected `EventBus`, so
+one `events` row with the rule in `data_json`, and a line in the faces' log) when a rule starts
 to bind, not on every cycle while it keeps binding, so a market pinned at its limit does not
 flood the table; the message list for the cycle report carries the new ones.
 """
@@ -25,7 +26,7 @@ from decimal import Decimal
 
 from ..config import Params
 from ..domain import ZERO, Market, Quote, Side
-from ..store.sink import Sink
+from ..events import EventBus, EventKind, Level
 from .inventory import Inventory, net_delta
 from .planner import Plan
 from .quoting import yes_space_price
@@ -62,9 +63,9 @@ class _MarketRisk:
 
 
 class RiskManager:
-    def __init__(self, params: Params, sink: Sink) -> None:
+    def __init__(self, params: Params, events: EventBus) -> None:
         self.params = params
-        self.sink = sink
+        self.events = events
         self.rate = RateLimiter()
         self._markets: dict[str, _MarketRisk] = {}
         self._active: set[tuple[str, str | None]] = set()
@@ -90,8 +91,7 @@ class RiskManager:
             return None
         msg = f"DB writer unhealthy ({getattr(health, 'pending', '?')} rows queued): {fault}"
         if not was:  # edge-triggered like every breach (the row waits in the writer's queue)
-            self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "risk_breach", "market": None,
-                                        "message": msg, "data_json": {"rule": "writer"}})
+            self._breach(now, None, msg, {"rule": "writer"})
         return msg
 
     # -- cycle bookkeeping -------------------------------------------------------------------
@@ -112,9 +112,10 @@ class RiskManager:
         if not fresh:
             return
         self._new.append(f"{market}: {message}" if market else message)
-        self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "risk_breach",
-                                    "market": market, "message": message,
-                                    "data_json": {"rule": rule}})
+        self._breach(now, market, message, {"rule": rule})
+
+    def _breach(self, now: float, market: str | None, message: str, data: dict[str, object]) -> None:
+        self.events.emit(Level.WARNING, EventKind.RISK_BREACH, message, market, data=data, ts=now)
 
     def _m(self, market: str) -> _MarketRisk:
         st = self._markets.get(market)
@@ -137,10 +138,8 @@ class RiskManager:
             st.mids.clear()
             st.mids.append((now, mid))
             self._new.append(f"{market}: anomaly: mid jumped {jump:.4f} within {p.anomaly_window_sec:g}s")
-            self.sink.insert("events", {"ts": now, "level": "WARNING", "kind": "risk_breach",
-                                        "market": market,
-                                        "message": f"anomaly: mid jumped {jump:.4f}, cooling down {p.anomaly_cooldown_sec:g}s",
-                                        "data_json": {"rule": "anomaly", "jump": jump}})
+            self._breach(now, market, f"anomaly: mid jumped {jump:.4f}, cooling down {p.anomaly_cooldown_sec:g}s",
+                         {"rule": "anomaly", "jump": jump})
 
     def market_block(self, now: float, market: str) -> str | None:
         """Status word when risk silences the market this cycle, else None."""

@@ -33,6 +33,7 @@ from ..config import STRATEGY_NAMES, Params, format_validation_error
 from ..domain import Mode
 from ..engine.core import Engine, venue_description, wallet_address
 from ..engine.state import EngineState, KillResult, MarketRow
+from ..events import Event, EventKind, Level
 from ..tasks import spawn
 from .charts import Charts
 
@@ -62,6 +63,10 @@ NUDGE_AT_START_SEC = 8.0  # and this long after the panel is built (a frontend a
 MESSAGE_TTL_SEC = 10.0  # transient messages (and refusals) expire
 LEASE_POLL_SEC = 1.0  # a page whose engine is not running looks for another owner this often
 LIVE_WORD = "live"
+# INFO events the log shows too (every WARNING and ERROR is shown): life cycle, commands, and the
+# live exchange's reconcile summary (orders adopted or cancelled, fills backfilled)
+LOGGED_INFO = frozenset({EventKind.ENGINE_START, EventKind.ENGINE_STOP, EventKind.ATTACHED, EventKind.COMMAND,
+                         EventKind.PARAMS, EventKind.RECONCILE})
 
 
 _view_listeners: list[Callable[[], None]] = []
@@ -573,7 +578,7 @@ class ControlPanel:
                 self._deadman_fired = True
                 self.log.append_stderr(f"no browser heartbeat for {self.settings.deadman_sec:.0f}s: stopping "
                                        "the engine cleanly (cancel all, flush, release the lease)\n")
-                self.engine.events.emit("WARNING", "deadman", f"no browser heartbeat for "
+                self.engine.events.emit(Level.WARNING, EventKind.DEADMAN, f"no browser heartbeat for "
                                         f"{self.settings.deadman_sec:.0f}s: stopping cleanly")
                 await self.engine.stop()
 
@@ -700,8 +705,8 @@ class ControlPanel:
         self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
                   ttl=3600.0)
 
-    def _on_event(self, ev: Any) -> None:
-        if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached", "command", "params"):
+    def _on_event(self, ev: Event) -> None:
+        if ev.level is not Level.INFO or ev.kind in LOGGED_INFO:
             stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
             self.log.append_stdout(f"{stamp} {ev.level} {ev.kind}: {ev.message}\n")
             if len(self.log.outputs) > 60:  # bounded, like everything the page keeps

@@ -6,7 +6,7 @@ immutable `BookView` whose `stale` / `crossed` flags they must respect), listene
 `set_markets()`. Whether a view may be trusted is decided here in one place: a book is *stale*
 when its connection is down, when it waits for a resync, or when nothing confirmed it for
 `stale_sec` (no update and no REST reload); it is *crossed* when its best bid is not below its
-best ask. Recording goes through the `Sink` (never blocking the loop).
+best ask. Recording goes through the `DbRecorder` (never blocking the loop).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from ..book import OrderBook
 from ..domain import BookView, Market, PublicTrade, Side
+from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
 from .clob_rest import ClobPublic
 from .market_stream import MarketStream
@@ -47,12 +48,12 @@ class FeedHealth:
 
 
 class MarketData:
-    def __init__(self, clob_url: str | None, ws_url: str, sink: Sink, stale_sec: float = 30.0,
+    def __init__(self, clob_url: str | None, ws_url: str, sink: Sink | DbRecorder, stale_sec: float = 30.0,
                  record_book_sec: float = 5.0, *, depth_ticks: int = DEPTH_TICKS,
                  clock: Callable[[], float] = time.time, stream_cls: type[MarketStream] = MarketStream,
                  **stream_opts: Any) -> None:
         """`clob_url=None` and a `stream_cls` that needs no sockets: the replayer's offline feed."""
-        self.sink = sink
+        self.rec = as_recorder(sink)
         self.stale_sec = stale_sec
         self.record_book_sec = record_book_sec
         self.depth_ticks = depth_ticks
@@ -158,10 +159,7 @@ class MarketData:
 
     def _on_trade(self, trade: PublicTrade) -> None:
         self.tape.append(trade)
-        self.sink.insert("public_trades", {
-            "token_id": trade.token_id, "market": trade.market, "ts": trade.ts, "price": trade.price,
-            "size": trade.size, "side": trade.side.value,
-        })
+        self.rec.public_trade(trade.token_id, trade.market, trade.ts, trade.price, trade.size, trade.side.value)
         for fn in self._trade_listeners:
             try:
                 fn(trade)
@@ -178,13 +176,10 @@ class MarketData:
             if not b.synced:
                 continue
             bb, ba = b.best_bid, b.best_ask
-            self.sink.insert("book_snapshots", {
-                "token_id": t, "market": b.market, "ts": now, "best_bid": bb, "best_ask": ba,
-                "mid": b.mid, "spread": None if bb is None or ba is None else ba - bb,
-                "bid_depth": b.depth(Side.BUY, k), "ask_depth": b.depth(Side.SELL, k), "depth_ticks": k,
-                "bid_levels": len(b.bids), "ask_levels": len(b.asks),
-                "stale": self.is_stale(b, now), "crossed": b.crossed,
-            })
+            self.rec.book_snapshot(t, b.market, now, best_bid=bb, best_ask=ba, mid=b.mid,
+                                   bid_depth=b.depth(Side.BUY, k), ask_depth=b.depth(Side.SELL, k), depth_ticks=k,
+                                   bid_levels=len(b.bids), ask_levels=len(b.asks), stale=self.is_stale(b, now),
+                                   crossed=b.crossed)
             n += 1
         self.rows_recorded += n
         return n

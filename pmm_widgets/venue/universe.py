@@ -62,20 +62,10 @@ def diff_universe(old: Sequence[Market], new: Sequence[Market]) -> tuple[list[Ma
     return [m for m in new if m.condition_id not in old_ids], [m for m in old if m.condition_id not in new_ids]
 
 
-def universe_rows(markets: Sequence[Market], snapshot_ts: float) -> list[dict]:
-    """`markets` table rows of one snapshot (rank 1..N)."""
-    return [{
-        "snapshot_ts": snapshot_ts, "rank": rank, "condition_id": m.condition_id, "question": m.question,
-        "slug": m.slug, "yes_token_id": m.yes_token_id, "no_token_id": m.no_token_id,
-        "liquidity_num": m.liquidity_num, "volume_24h": m.volume_24h, "tick_size": m.tick_size,
-        "min_order_size": m.min_order_size, "neg_risk": m.neg_risk, "best_bid": m.best_bid,
-        "best_ask": m.best_ask, "raw_json": dict(m.raw) or None,
-    } for rank, m in enumerate(markets, 1)]
-
-
 async def refresh_universe(settings: Settings) -> list[Market]:
     """One refresh (`pmm universe refresh`): fetch, rank, store as a `markets` snapshot."""
     from ..store.migrate import upgrade
+    from ..store.recorder import DbRecorder
     from ..store.writer import BatchWriter
 
     await asyncio.to_thread(upgrade, settings.db_url)
@@ -89,8 +79,7 @@ async def refresh_universe(settings: Settings) -> list[Market]:
     writer = BatchWriter(settings.db_url, flush_sec=settings.writer_flush_sec)
     writer.start()
     try:
-        for row in universe_rows(markets, time.time()):
-            writer.insert("markets", row)
+        DbRecorder(writer).markets(markets, time.time())
     finally:
         await asyncio.to_thread(writer.close)
     return markets

@@ -76,8 +76,8 @@ def test_event_log_bounded_and_isolates_bad_subscribers():
     log.subscribe(lambda ev: 1 / 0)
     unsubscribe = log.subscribe(got.append)
     for i in range(5):
-        log.emit("INFO", "x", str(i))
+        log.emit("INFO", "universe", str(i))
     assert [e.message for e in log.recent()] == ["2", "3", "4"] and len(got) == 5
     unsubscribe()
-    log.emit("INFO", "x", "5")
+    log.emit("INFO", "universe", "5")
     assert len(got) == 5

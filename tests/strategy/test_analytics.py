@@ -41,12 +41,16 @@ def test_markouts_and_realized_spread_hand_example():
     [m120] = tr.advance(300.0, lambda t: None)  # book gone: the last mid seen is used
     assert math.isclose(m120.px, -0.02)
     assert tr.pending == 0
-    raw = sink.rows["trades"][0]["raw_json"]
-    assert raw["model"] == "x"  # the original payload is kept
-    assert math.isclose(raw["realized_spread"], 0.02) and math.isclose(raw["realized_spread_usd"], 0.2)
-    assert set(raw["markouts"]) == {"5s", "30s", "120s"}
-    assert len(sink.updates) == 4  # realized spread at the fill, then one per horizon
-    json.dumps(raw)  # JSON-safe
+    assert sink.rows["trades"][0]["raw_json"] == {"model": "x"} and sink.updates == []  # the payload is left alone
+    rows = sink.rows["markouts"]  # realized spread at the fill (horizon 0), then one row per horizon
+    assert [r["horizon_sec"] for r in rows] == [0.0, 5.0, 30.0, 120.0]
+    assert all(r["trade_id"] == "t1" and r["side"] == "BUY" and r["mode"] == "paper" and r["fill_ts"] == 100.0
+               for r in rows)
+    assert [r["mid"] for r in rows] == [D("0.42"), D("0.44"), D("0.38"), D("0.38")]
+    assert [r["ts"] for r in rows] == [100.0, 105.0, 131.0, 300.0]
+    assert math.isclose(rows[0]["markout"], 0.02) and math.isclose(rows[0]["markout_usd"], 0.2)
+    assert math.isclose(rows[1]["markout"], 0.04) and math.isclose(rows[2]["markout_usd"], -0.2)
+    json.dumps(rows, default=str)  # JSON-safe
 
 
 def test_markouts_are_negated_for_sells():

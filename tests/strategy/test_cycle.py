@@ -43,11 +43,15 @@ async def test_paper_run_records_fills_markouts_pnl_and_calibration(params):
     assert sum(r.fills for r in reports) == len(trades) == qc.snapshot().totals.fills
     assert sum(r.placed for r in reports) == len(orders) == qc.snapshot().totals.placed
     last_ts = 1_000.0 + 3.0 * 119
+    horizons: dict[str, set[float]] = {}
+    for mk in sink.rows["markouts"]:
+        horizons.setdefault(mk["trade_id"], set()).add(mk["horizon_sec"])
     for t in trades:
         raw = t["raw_json"]
-        assert raw["model"] == "intensity" and "realized_spread" in raw
+        assert raw["model"] == "intensity" and "realized_spread" not in raw and "markouts" not in raw
+        assert 0.0 in horizons[t["trade_id"]]  # the realized spread
         if t["ts"] <= last_ts - 120:
-            assert set(raw["markouts"]) == {"5s", "30s", "120s"}
+            assert horizons[t["trade_id"]] == {0.0, 5.0, 30.0, 120.0}
     # inventory agrees with the exchange's share positions; SELLs never exceeded holdings
     for m in ms:
         st = qc.snapshot().markets[m.condition_id]
@@ -112,7 +116,7 @@ async def test_report_matches_the_recorded_rows(tmp_path, params, capsys):
     engine = create_engine(url)
     schema.metadata.create_all(engine)
     with engine.begin() as conn:
-        for name in ("orders", "trades", "pnl"):
+        for name in ("orders", "trades", "pnl", "markouts"):
             conn.execute(insert(schema.metadata.tables[name]), sink.rows[name])
         conn.execute(insert(schema.markets), [
             {"snapshot_ts": 0.0, "rank": i, "condition_id": m.condition_id, "question": m.question,
@@ -129,6 +133,12 @@ async def test_report_matches_the_recorded_rows(tmp_path, params, capsys):
     last_total = [r for r in sink.rows["pnl"] if r["market"] == "TOTAL"][-1]
     assert abs(df.loc["TOTAL", "pnl_total"] - float(last_total["total"])) < 1e-5
     assert df.loc["TOTAL", "markout_fills"] > 0
+    mk = sink.rows["markouts"]  # the report's means are the stored rows' means
+    five = [r["markout"] for r in mk if r["horizon_sec"] == 5.0]
+    rs = [r["markout"] for r in mk if r["horizon_sec"] == 0.0]
+    assert df.loc["TOTAL", "markout_fills"] == len(five)
+    assert abs(df.loc["TOTAL", "markout_5s"] - sum(five) / len(five)) < 1e-12
+    assert abs(df.loc["TOTAL", "realized_spread"] - sum(rs) / len(rs)) < 1e-12
     engine.dispose()
 
     class S:

@@ -40,7 +40,7 @@ async def test_rejections_mirror_the_venue():
     assert [o.status for o in orders] == [OrderStatus.REJECTED] * 5 + [OrderStatus.LIVE]
     assert [o.client_id for o in ex.open_orders()] == [orders[-1].client_id]
     assert await ex.count_venue_open_orders() == 1
-    assert len(ex.sink.rows["orders"]) == 6
+    assert len(ex.rec.sink.rows["orders"]) == 6
 
 
 def run_intensity(params: Params, minutes: float, markets: int = 40, behind_ticks: int = 0, seed: int = 3) -> int:

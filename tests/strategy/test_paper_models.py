@@ -176,7 +176,7 @@ async def test_fill_notice_delay_and_typed_fee_and_mid():
     assert not ex.venue_orders  # the venue no longer holds it
     [f] = await ex.poll(2.5)
     assert f.fee == D(0) and f.mid == D("0.465") and o.status is OrderStatus.FILLED
-    assert ex.sink.rows["trades"][0]["raw_json"]["fee"] == "0"
+    assert ex.rec.sink.rows["trades"][0]["raw_json"]["fee"] == "0"
 
 
 async def test_intensity_respects_entry_latency():

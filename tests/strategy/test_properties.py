@@ -14,6 +14,7 @@ from strategy_helpers import book, make_market, mirror_books
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import PublicTrade, Quote, Side
+from pmm_widgets.events import EventBus
 from pmm_widgets.execution.fillmodels import draw_fill_size
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import MemorySink
@@ -33,7 +34,7 @@ def test_risk_filtered_quotes_never_grow_past_limits(yes, no, bid, lim_sh, lim_u
     p = Params(max_inventory_shares=D(lim_sh), max_inventory_usd=D(lim_usd), quote_size=D(25), price_band=D("0.5"))
     inv = Inventory(D(yes), D(no))
     mid = D(2 * bid + 3) / 200
-    r = RiskManager(p, MemorySink())
+    r = RiskManager(p, EventBus())
     r.begin_cycle()
     for q in r.filter_quotes(0.0, m, make_quotes(m, y, n, p, inv, 1.0, {}), inv, mid, D(0)):
         new = inv.net + net_delta(m, q.token_id, q.side, q.size)

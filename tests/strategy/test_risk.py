@@ -8,7 +8,7 @@ from strategy_helpers import make_market
 
 from pmm_widgets.config import Params
 from pmm_widgets.domain import Quote, Side
-from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.events import EventBus, EventKind
 from pmm_widgets.strategy.inventory import Inventory
 from pmm_widgets.strategy.planner import Plan
 from pmm_widgets.strategy.risk import RiskManager, exposure_usd
@@ -22,12 +22,12 @@ def q(token, side, price, size="10"):
     return Quote(CID, token, side, D(price), D(size))
 
 
-def events(sink):
-    return [e for e in sink.rows.get("events", []) if e["kind"] == "risk_breach"]
+def events(bus):
+    return [e for e in bus.recent(500) if e.kind is EventKind.RISK_BREACH]
 
 
 def test_inventory_limit_blocks_growth_but_allows_shedding():
-    sink = MemorySink()
+    sink = EventBus()
     r = RiskManager(Params(max_inventory_shares=D(100), max_inventory_usd=D(1000)), sink)
     quotes = [q("y0", Side.BUY, "0.45"), q("y0", Side.SELL, "0.50")]
     r.begin_cycle()
@@ -44,7 +44,7 @@ def test_inventory_limit_blocks_growth_but_allows_shedding():
 
 
 def test_usd_limits_and_global_limit():
-    r = RiskManager(Params(max_inventory_usd=D(20), max_total_inventory_usd=D(100)), MemorySink())
+    r = RiskManager(Params(max_inventory_usd=D(20), max_total_inventory_usd=D(100)), EventBus())
     r.begin_cycle()
     buy = q("y0", Side.BUY, "0.45")
     assert r.filter_quotes(0.0, M, [buy], Inventory(D(40), D(0)), D("0.47"), D(0)) == []  # 50 × 0.47 > 20
@@ -54,7 +54,7 @@ def test_usd_limits_and_global_limit():
 
 
 def test_price_band_drops_far_quotes():
-    r = RiskManager(Params(price_band=D("0.05")), MemorySink())
+    r = RiskManager(Params(price_band=D("0.05")), EventBus())
     r.begin_cycle()
     near, far, far_no = q("y0", Side.BUY, "0.44"), q("y0", Side.BUY, "0.40"), q("n0", Side.BUY, "0.45")
     # NO bid 0.45 is a YES ask at 0.55: 0.08 from mid 0.47
@@ -62,7 +62,7 @@ def test_price_band_drops_far_quotes():
 
 
 def test_action_rate_defers_and_cancels_go_first():
-    sink = MemorySink()
+    sink = EventBus()
     r = RiskManager(Params(max_actions_per_min=5), sink)
     r.begin_cycle()
     pl = Plan(place=[q("y0", Side.BUY, "0.4"), q("n0", Side.BUY, "0.5"), q("y0", Side.SELL, "0.6")],
@@ -77,21 +77,21 @@ def test_action_rate_defers_and_cancels_go_first():
 
 
 def test_deferred_cancel_blocks_its_replacement():
-    r = RiskManager(Params(max_actions_per_min=1), MemorySink())
+    r = RiskManager(Params(max_actions_per_min=1), EventBus())
     r.begin_cycle()
     out = r.limit_actions(0.0, Plan(place=[q("y0", Side.BUY, "0.4")], cancel=["a", "b"]), 2, {"a": "n0", "b": "y0"})
     assert out.cancel == ["a"] and out.place == []
 
 
 def test_max_open_orders():
-    r = RiskManager(Params(max_open_orders=3), MemorySink())
+    r = RiskManager(Params(max_open_orders=3), EventBus())
     r.begin_cycle()
     out = r.limit_actions(0.0, Plan(place=[q("y0", Side.BUY, "0.4"), q("n0", Side.BUY, "0.5")], cancel=[]), 2, {})
     assert len(out.place) == 1
 
 
 def test_anomaly_cooldown():
-    sink = MemorySink()
+    sink = EventBus()
     r = RiskManager(Params(anomaly_jump=D("0.05"), anomaly_window_sec=10, anomaly_cooldown_sec=60), sink)
     r.begin_cycle()
     r.observe_mid(0.0, CID, 0.50)
@@ -107,7 +107,7 @@ def test_anomaly_cooldown():
 
 
 def test_loss_limits_stop_market_and_kill():
-    sink = MemorySink()
+    sink = EventBus()
     r = RiskManager(Params(max_loss_per_market_usd=D(5), max_daily_loss_usd=D(8)), sink)
     r.begin_cycle()
     assert not r.check_losses(0.0, {CID: D(0), "b": D(0)}, D(0))
@@ -117,7 +117,7 @@ def test_loss_limits_stop_market_and_kill():
     assert r.check_losses(20.0, {CID: D(-6), "b": D(-3)}, D(-9))
     assert "daily loss" in r.kill_reason
     r.end_cycle()
-    assert {e["message"].split()[0] for e in events(sink)} == {"max", "daily"}
+    assert {e.message.split()[0] for e in events(sink)} == {"max", "daily"}
     r.begin_cycle()  # a new UTC day resets the per-market stop
     assert not r.check_losses(86_400.0 + 5, {CID: D(-6), "b": D(-3)}, D(-9))
     assert r.market_block(86_400.0 + 5, CID) is None
