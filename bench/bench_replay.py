@@ -9,7 +9,7 @@
    process CPU with PMM_RECORD=on vs off (alternating runs), and the recording's bytes per hour
    per market.
 
-Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine]
+Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine] [--rotate-sec 60]
 Figures go to bench/README.md by hand (median of runs, date, command).
 """
 
@@ -126,12 +126,15 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+ROTATE_SEC = "60"  # PMM_RECORD_ROTATE_SEC of the recording runs (--rotate-sec)
+
+
 def engine_cpu(urls: dict[str, str], record: str, seconds: float, rec_dir: Path) -> tuple[float, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
     env.update(urls)
     env.update({"PMM_UNIVERSE_SIZE": str(MARKETS), "PMM_RECORD": record, "PMM_RECORD_DIR": str(rec_dir),
                 "PMM_DB_URL": f"sqlite:///{rec_dir.parent / ('e-' + record + '.db')}", "PMM_QUOTE_REFRESH_SEC": "1",
-                "PYTHONUNBUFFERED": "1"})
+                "PMM_RECORD_ROTATE_SEC": ROTATE_SEC, "PYTHONUNBUFFERED": "1"})
     p = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "run", "paper", "--max-seconds", str(seconds + 20)],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -170,6 +173,7 @@ def bench_recording(seconds: float, runs: int, tmp: Path) -> None:
         run_sec = seconds + 25
         per_hour_market = statistics.median(sizes) / run_sec * 3600 / MARKETS
         print(f"recording overhead, pmm run paper, {MARKETS} markets, sandbox speed 1, {seconds:g} s windows, "
+              f"PMM_RECORD_ROTATE_SEC={ROTATE_SEC}, "
               f"median of {runs}: CPU {m_off:.3f} s/s off, {m_on:.3f} s/s on, +{(m_on / m_off - 1) * 100:.1f} %")
         print(f"  runs off {[round(x, 3) for x in off]} on {[round(x, 3) for x in on]}")
         print(f"  recording size ~{per_hour_market / 1e6:.2f} MB per hour per market (sandbox flow; "
@@ -190,7 +194,10 @@ def main() -> None:
     ap.add_argument("--skip-engine", action="store_true")
     ap.add_argument("--skip-sweep", action="store_true")
     ap.add_argument("--only-engine", action="store_true")
+    ap.add_argument("--rotate-sec", default="60", help="PMM_RECORD_ROTATE_SEC of the recording-overhead runs")
     a = ap.parse_args()
+    global ROTATE_SEC
+    ROTATE_SEC = a.rotate_sec
     data = Path(a.data)
     data.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
