@@ -3,13 +3,16 @@ to own, set up and quote, and which part of its own set-up takes the time.
 
 What a reloaded dashboard page does once its kernel runs: `Engine.start()` on the DB the old
 page's engine released (`stop(handover=True)`), against the same venue. Here: an external
-sandbox process (like the browser tests; 16 markets, speed 5), `PMM_VENUE=polymarket` pointed at
+sandbox process (16 markets, speed 1 = real time; the browser tests run it at 5: `--speed`), `PMM_VENUE=polymarket` pointed at
 it, 4 markets, quote refresh 3 s (the default; `--refresh`), SQLite in a temp dir. Each run: engine A starts, quotes,
 trades a little and stops with hand-over; engine B starts on the same DB and is timed from
 `start()` to owning (lease), set up (`engine_start`) and quoting (first open order). The set-up
 phases are timed by wrapping the engine's own steps (no change to the engine).
 
-    PYTHONPATH=$PWD .venv/bin/python bench/bench_takeover.py --runs 5 --mode paper --mode live
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_takeover.py --runs 5 [--latency-ms 100]
+
+Every run is made twice, interleaved: "baseline" is the take-over as it was before the speed work
+(set-up steps one after the other, the first cycle not waiting for the books), "current" as it is.
 """
 
 from __future__ import annotations
@@ -83,8 +86,29 @@ def instrument(rec: dict[str, list[tuple[float, float]]]) -> None:
         setattr(owner, name, _wrap(rec, label, getattr(owner, name)))
 
 
-def start_sandbox() -> tuple[subprocess.Popen, dict[str, str]]:
-    sb = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", "16", "--speed", "5", "--seed", "3"],
+def baseline_switch() -> Callable[[bool], None]:
+    """Switch between the take-over as it is and as it was before the issue-11 speed work (the
+    set-up's venue side and market side one after the other, no wait for the first books), so
+    both run interleaved in one process, on the same sandbox and machine load."""
+    from pmm_widgets.engine import runtime
+    from pmm_widgets.engine.core import Engine
+
+    current = (runtime.together, Engine._first_books)
+
+    async def one_by_one(*aws: Any) -> list[Any]:
+        return [await a for a in aws]
+
+    async def no_wait(self: Any, limit: float) -> None:
+        return None
+
+    def use(baseline: bool) -> None:
+        runtime.together, Engine._first_books = (one_by_one, no_wait) if baseline else current  # type: ignore[assignment]
+
+    return use
+
+
+def start_sandbox(speed: float = 1.0) -> tuple[subprocess.Popen, dict[str, str]]:
+    sb = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", "16", "--speed", f"{speed:g}", "--seed", "3"],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     urls: dict[str, str] = {}
     assert sb.stdout is not None
@@ -150,25 +174,41 @@ async def main_async(args: argparse.Namespace) -> None:
 
     rec: dict[str, list[tuple[float, float]]] = {}
     instrument(rec)
-    sb, urls = start_sandbox()
+    use_baseline = baseline_switch()
+    sb, urls = start_sandbox(args.speed)
+    if args.latency_ms:  # every HTTP answer and websocket frame of the venue, like a remote venue's round trip
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(urls["PMM_CLOB_URL"] + "/_sandbox/faults", method="POST",
+                                     data=json.dumps({"latency_ms": args.latency_ms}).encode())
+        await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=10).read())
+    print(f"sandbox speed {args.speed:g}, latency {args.latency_ms:g} ms, PMM_QUOTE_REFRESH_SEC={args.refresh:g}, "
+          f"{args.runs} runs per variant, baseline and current interleaved")
     try:
         for mode_name in args.mode:
             mode = Mode(mode_name)
-            runs: list[dict[str, float]] = []
+            runs: dict[str, list[dict[str, float]]] = {"baseline": [], "current": []}
             for i in range(args.runs):
-                with tempfile.TemporaryDirectory() as tmp:
-                    settings = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{tmp}/bench.db",
-                                        gamma_url=urls["PMM_GAMMA_URL"], clob_url=urls["PMM_CLOB_URL"],
-                                        clob_ws_url=urls["PMM_CLOB_WS_URL"], universe_size=4, quote_refresh_sec=args.refresh,
-                                        lease_ttl_sec=5, private_key=SecretStr(Account.create().key.hex()),
-                                        disconnect_cancel_sec=10)
-                    runs.append(await one_run(settings, mode, rec))
-                print(f"{mode_name} run {i + 1}: " + ", ".join(f"{k} {v:.3f}s" for k, v in runs[-1].items()), flush=True)
-            print(f"\n{mode_name}: median of {len(runs)} runs (seconds)")
-            for key in runs[0]:
-                vals = [r.get(key, 0.0) for r in runs]
-                print(f"  {key:<55} {statistics.median(vals):7.3f}   (min {min(vals):.3f}, max {max(vals):.3f})")
-            print()
+                for variant in ("baseline", "current"):
+                    use_baseline(variant == "baseline")
+                    with tempfile.TemporaryDirectory() as tmp:
+                        settings = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{tmp}/bench.db",
+                                            gamma_url=urls["PMM_GAMMA_URL"], clob_url=urls["PMM_CLOB_URL"],
+                                            clob_ws_url=urls["PMM_CLOB_WS_URL"], universe_size=4,
+                                            quote_refresh_sec=args.refresh, lease_ttl_sec=5,
+                                            private_key=SecretStr(Account.create().key.hex()), disconnect_cancel_sec=10)
+                        runs[variant].append(await one_run(settings, mode, rec))
+                    if args.verbose:
+                        print(f"{mode_name} {variant} run {i + 1}: " + ", ".join(
+                            f"{k} {v:.3f}s" for k, v in runs[variant][-1].items()), flush=True)
+            print(f"\n{mode_name}: median of {args.runs} runs (seconds)      baseline    current   ratio")
+            for key in runs["current"][0]:
+                b = statistics.median([r.get(key, 0.0) for r in runs["baseline"]])
+                c = statistics.median([r.get(key, 0.0) for r in runs["current"]])
+                ratio = f"{b / c:6.2f}x" if c > 0.0005 and b > 0.0005 else "     -"
+                print(f"  {key:<55} {b:8.3f} {c:10.3f}  {ratio}")
+            print(flush=True)
     finally:
         sb.terminate()
         sb.wait(timeout=10)
@@ -178,6 +218,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mode", action="append", choices=["paper", "live"])
+    ap.add_argument("--speed", type=float, default=1.0, help="sandbox speed (1: the venue's own clock)")
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="sandbox fault knob: added to every HTTP answer and websocket frame")
+    ap.add_argument("--verbose", action="store_true", help="print every run")
     ap.add_argument("--refresh", type=float, default=3.0, help="PMM_QUOTE_REFRESH_SEC (default: the default, 3)")
     args = ap.parse_args()
     args.mode = args.mode or ["paper", "live"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -39,3 +39,16 @@ def spawn(coro: Coroutine[Any, Any, Any], name: str, owner: set[asyncio.Task],
 
     task.add_done_callback(done)
     return task
+
+
+async def together(*aws: Awaitable[Any]) -> list[Any]:
+    """Await these concurrently; the first failure cancels the others (and waits for them) and
+    is raised as it is (no ExceptionGroup: callers report one line)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

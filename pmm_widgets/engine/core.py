@@ -39,15 +39,15 @@ from pydantic import ValidationError
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
 from ..events import Event, EventBus
-from ..store.db import DbIdentity, first_line
+from ..store.db import first_line
 from ..store.sink import Sink
 from ..tasks import spawn
 from .attached import AttachedSession, RemoteParams
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
-from .commands import CommandQueue, default_sender
+from .commands import CommandQueue
 from .lease import Lease, LeaseTimer, new_owner_id
-from .runtime import Runtime, Store, build_runtime, cancel_and_verify, open_store
+from .runtime import DbHandles, Runtime, Store, build_runtime, cancel_and_verify, open_db, open_store
 from .state import (
     EngineState,
     FeedState,
@@ -56,6 +56,8 @@ from .state import (
 )
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from ..store.recording import Recorder
     from ..store.writer import BatchWriter
     from ..venue.clob_rest import ClobPublic
@@ -110,10 +112,8 @@ class Engine:
         self._kill_requested = False
         self._kill_result: KillResult | None = None
         self._trade_lock = asyncio.Lock()  # a cycle, a halt's cancel, a pause's cancel: one at a time
-        self._db: Any = None
+        self._dbh: DbHandles | None = None  # open_db: DB, lease, commands, file identity
         self._db_lock: asyncio.Lock | None = None
-        self._lease: Lease | None = None
-        self._commands: CommandQueue | None = None
         from ..venue.universe import load_universe
 
         self._load_universe: Callable[..., Awaitable[list[Market]]] = load_universe  # tests slow it down
@@ -131,7 +131,6 @@ class Engine:
         self._background: set[asyncio.Task] = set()
         self._halts: dict[str, str] = {}  # source (lease, db, writer) → why quoting is halted
         self.fatal_halt: str | None = None  # set when a safety halt ended the run (lease lost, DB gone)
-        self._db_identity: DbIdentity | None = None
         self._strategy_overrides: dict[str, tuple[Any, dict[str, Any]]] = {}  # market → (strategy, params)
         self._default_strategy: Any = None  # a strategy object for every market ("*"), this process only
         self.events.subscribe(self._record_event)
@@ -218,8 +217,8 @@ class Engine:
         """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
         from .param_log import latest, record
 
-        assert self._db is not None
-        stored = await asyncio.to_thread(latest, self._db)
+        db = self._opened().db
+        stored = await asyncio.to_thread(latest, db)
         restored: list[str] = []
         for name, pv in sorted(stored.items()):
             if name in self._unsaved_params or name not in PARAM_FIELDS:
@@ -235,7 +234,7 @@ class Engine:
         for name, (value, by) in self._unsaved_params.items():
             by_who.setdefault(by, {})[name] = value
         for by, changes in by_who.items():
-            await asyncio.to_thread(record, self._db, changes, by)
+            await asyncio.to_thread(record, db, changes, by)
         self._unsaved_params.clear()
         if self._params.quoting_paused and not self._pause_note:
             self._pause_note = "paused before the restart (restored from the DB)"
@@ -321,9 +320,8 @@ class Engine:
 
     async def lease_holder(self) -> str | None:
         """The id of another engine holding a live lease on this DB, else None (opens the DB)."""
-        await self._open_db()
-        assert self._lease is not None
-        row = await asyncio.to_thread(self._lease.read)
+        lease = (await self._open_db()).lease
+        row = await asyncio.to_thread(lease.read)
         if row is None or row.expired() or row.owner == self._owner_id:
             return None
         return row.owner
@@ -331,9 +329,8 @@ class Engine:
     async def handover_pending(self, max_age: float = HANDOVER_SEC) -> Mode | None:
         """The mode of an engine that stopped for a hand-over (its page reloaded or its kernel shut
         down) less than `max_age` seconds ago, when nobody owns the DB since; else None."""
-        await self._open_db()
-        assert self._lease is not None
-        row = await asyncio.to_thread(self._lease.read)
+        lease = (await self._open_db()).lease
+        row = await asyncio.to_thread(lease.read)
         if row is None or not row.expired() or not row.state_json:
             return None
         last = EngineState.from_json(row.state_json)
@@ -434,7 +431,6 @@ class Engine:
         self._crash_reported = False
         self._publish(replace(self._state, last_error=None, kill=None))
         await self._open_db()
-        assert self._lease is not None
         if self._attach_only:
             await self._run_attached(watch_only=True)
             return
@@ -451,11 +447,11 @@ class Engine:
     async def _try_acquire(self) -> bool:
         """Take the lease; while the DB cannot answer (locked, unreachable) keep asking, quoting
         nothing, until it answers or we are stopped. A live owner → False (attach, never quote)."""
-        assert self._lease is not None
+        lease = self._opened().lease
         said = None
         while not self._stop_evt.is_set():
             try:
-                return await asyncio.to_thread(self._lease.try_acquire)
+                return await asyncio.to_thread(lease.try_acquire)
             except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
@@ -466,30 +462,35 @@ class Engine:
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=1.0)
         return False
 
-    async def _open_db(self) -> None:
-        if self._db is not None:
-            return
-        if self._db_lock is None:
-            self._db_lock = asyncio.Lock()
-        async with self._db_lock:  # a face's lease check and a start may both open it: migrate once
-            await self._open_db_locked()
+    async def _open_db(self) -> DbHandles:
+        if self._dbh is None:
+            if self._db_lock is None:
+                self._db_lock = asyncio.Lock()
+            async with self._db_lock:  # a face's lease check and a start may both open it: migrate once
+                if self._dbh is None:
+                    self._dbh = await asyncio.to_thread(open_db, self.settings, self._owner_id)
+        return self._dbh
 
-    async def _open_db_locked(self) -> None:
-        if self._db is None:
-            from ..store.db import make_engine
-            from ..store.migrate import upgrade
+    def _opened(self) -> DbHandles:
+        """The DB handles (opened by `run()` and the lease checks before anything uses them)."""
+        if self._dbh is None:
+            raise RuntimeError("the engine's DB is not open")
+        return self._dbh
 
-            await asyncio.to_thread(upgrade, self.settings.db_url)
-            self._db = make_engine(self.settings.db_url)
-            self._db_identity = DbIdentity(self.settings.db_url)
-            self._lease = Lease(self._db, self.settings.lease_ttl_sec, owner=self._owner_id)
-            s = self.settings
-            # a command lives as long as an attached face waits for its result (see _remote_kill)
-            self._commands = CommandQueue(self._db, self._owner_id, sender=default_sender("engine"),
-                                          max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
+    @property
+    def _db(self) -> sa.Engine | None:
+        return self._dbh.db if self._dbh is not None else None
+
+    @property
+    def _lease(self) -> Lease | None:
+        return self._dbh.lease if self._dbh is not None else None
+
+    @property
+    def _commands(self) -> CommandQueue | None:
+        return self._dbh.commands if self._dbh is not None else None
 
     async def _run_owner(self) -> None:
-        assert self._lease is not None and self._commands is not None
+        commands = self._opened().commands
         started = time.time()
         self._halts = {}
         self._shutdown_started = None
@@ -497,7 +498,7 @@ class Engine:
         self._handover = False
         self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
                               handover_ts=None))
-        await asyncio.to_thread(self._commands.expire_before, started)
+        await asyncio.to_thread(commands.expire_before, started)
         if self.persist_params:
             await self._restore_params()
             self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
@@ -558,9 +559,9 @@ class Engine:
                 self._recorder.universe(time.time(), markets)
             self._universe_ts = time.time()
 
-        assert self._db is not None  # opened by run() before the lease was taken
+        db = self._opened().db
         rt = self._rt = await build_runtime(
-            s, self.mode, self._params, self._store, db=self._db, owner_id=self._owner_id,
+            s, self.mode, self._params, self._store, db=db, owner_id=self._owner_id,
             first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override,
             events=self.events)
         from . import restore  # issue 11: positions, PnL and fills continue from the DB
@@ -571,7 +572,7 @@ class Engine:
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
         rt.cycle.default_strategy = self._default_strategy
-        saved = await asyncio.to_thread(repo.load_overrides, self._db)
+        saved = await asyncio.to_thread(repo.load_overrides, db)
         for cid, (name, params) in {**saved, **self._strategy_overrides}.items():
             try:
                 rt.cycle.set_strategy(cid, name, **params)
@@ -635,9 +636,10 @@ class Engine:
             if stop.is_set():
                 return
             days = self.settings.retain_days
-            if days > 0 and self._db is not None:
+            db = self._db
+            if days > 0 and db is not None:
                 try:
-                    rep = await asyncio.to_thread(prune, self._db, days, stop=stop.is_set)
+                    rep = await asyncio.to_thread(prune, db, days, stop=stop.is_set)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - retention must never stop trading; say so
@@ -699,6 +701,7 @@ class Engine:
         pauses quoting and cancels when such cycles persist (see `engine/circuit.py`)."""
         loop = asyncio.get_running_loop()
         self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
+        await self._first_books(self.settings.quote_refresh_sec)
         while not self._stop_evt.is_set():
             t0 = loop.time()
             try:
@@ -735,6 +738,22 @@ class Engine:
                 await self._sync_venue_clock()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    async def _first_books(self, limit: float) -> None:
+        """Before the first cycle, wait (at most `limit`) until every book of the universe is
+        synced and fresh: a first cycle that finds none quotes nothing, and the next one comes a
+        whole refresh later (issue 11, take-over speed: `bench/bench_takeover.py`). A stop ends it."""
+        assert self._stop_evt is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        md = self.runtime.md
+        tokens = [t for m in self._markets for t in m.token_ids]
+        while loop.time() < end and not self._stop_evt.is_set():
+            books = [md.books.get(t) for t in tokens]
+            if all(b is not None and not md.is_stale(b) for b in books):
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_evt.wait(), timeout=0.02)
 
     async def _settle_if_closed(self, m: Market) -> None:
         """A market that left the universe while we hold its shares: when the venue says it is
@@ -940,8 +959,7 @@ class Engine:
 
     async def _check_store(self) -> None:
         """Once per cycle: the DB file is still ours, and the writer is healthy (a risk input)."""
-        ident = self._db_identity
-        gone = ident.check() if ident is not None else None
+        gone = self._dbh.identity.check() if self._dbh is not None else None
         if gone is not None:
             await self._halt("db", f"{gone}: this engine cannot record or prove its lease; stopping", fatal=True)
             return
@@ -971,8 +989,8 @@ class Engine:
         engine take over. A later successful renewal lifts the halt; a renewal answered "not
         yours" (another engine took it), a lost DB file, or a halt longer than
         `LEASE_GIVE_UP_TTLS` TTLs ends the run."""
-        assert self._lease is not None
-        lease, ttl = self._lease, self.settings.lease_ttl_sec
+        handles = self._opened()
+        lease, ttl = handles.lease, self.settings.lease_ttl_sec
         timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
         pending: asyncio.Future | None = None
         last_err: str | None = None
@@ -981,8 +999,7 @@ class Engine:
             while True:
                 if pending is None:
                     await asyncio.sleep(timer.period)
-                    ident = self._db_identity
-                    gone = ident.check() if ident is not None else None
+                    gone = handles.identity.check()
                     if gone is not None:
                         await self._halt("db", f"{gone}: the lease there proves nothing; stopping", fatal=True)
                         return
@@ -1020,8 +1037,8 @@ class Engine:
                     await asyncio.wait({pending}, timeout=ttl)
 
     async def _apply_commands(self) -> None:
-        assert self._commands is not None
-        for cmd in await asyncio.to_thread(self._commands.pending):
+        commands = self._opened().commands
+        for cmd in await asyncio.to_thread(commands.pending):
             result = "ok"
             try:
                 if cmd.kind == "set_params":
@@ -1048,7 +1065,7 @@ class Engine:
             except Exception as exc:
                 result = f"error: {type(exc).__name__}: {exc}"
             self.events.emit("INFO", "command", f"{cmd.kind} from {cmd.origin}: {result}")
-            await asyncio.to_thread(self._commands.mark_applied, cmd.id, result)
+            await asyncio.to_thread(commands.mark_applied, cmd.id, result)
 
     async def _shutdown(self) -> None:
         """Cancel all and verify, record, close everything, release the lease. Never raises.
@@ -1134,9 +1151,9 @@ class Engine:
     # ---------------------------------------------------------------- attached role
     def _attached_session(self) -> AttachedSession:
         """The attached role's mirror and command sender (`engine/attached.py`)."""
-        if self._lease is None or self._commands is None:
+        if self._dbh is None:
             raise RuntimeError("not attached to an engine")
-        return AttachedSession(self.settings, self._lease, self._commands, self._owner_id, publish=self._publish,
+        return AttachedSession(self.settings, self._dbh.lease, self._dbh.commands, self._owner_id, publish=self._publish,
                                state=lambda: self._state, emit=self.events.emit, tasks=self._sending)
 
     async def _run_attached(self, watch_only: bool = False) -> bool:

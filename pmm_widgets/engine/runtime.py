@@ -33,17 +33,48 @@ from ..events import EventBus
 from ..execution.exchange import Exchange
 from ..store.recorder import DbRecorder
 from ..store.sink import Sink
+from ..tasks import together
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from ..store.db import DbIdentity
     from ..store.recording import Recorder
     from ..store.writer import BatchWriter
     from ..venue.endpoints import Endpoints
     from ..venue.gamma import GammaClient
     from ..venue.market_data import MarketData
+    from .commands import CommandQueue
     from .cycle import QuoteCycle
+    from .lease import Lease
     from .restore import SessionRows
+
+
+@dataclass(frozen=True, slots=True)
+class DbHandles:
+    """The DB as every role needs it: the SQLAlchemy engine, the lease row, the commands queue
+    and the file identity (a deleted or replaced SQLite file is a halt)."""
+
+    db: sa.Engine
+    lease: Lease
+    commands: CommandQueue
+    identity: DbIdentity
+
+
+def open_db(settings: Settings, owner_id: str) -> DbHandles:
+    """Migrate (Alembic, idempotent) and open; blocking: call it in a worker thread."""
+    from ..store.db import DbIdentity, make_engine
+    from ..store.migrate import upgrade
+    from .commands import CommandQueue, default_sender
+    from .lease import Lease
+
+    s = settings
+    upgrade(s.db_url)
+    db = make_engine(s.db_url)
+    # a command lives as long as an attached face waits for its result (see AttachedSession.kill)
+    commands = CommandQueue(db, owner_id, sender=default_sender("engine"),
+                            max_age_sec=max(60.0, 4 * s.quote_refresh_sec + 2 * s.lease_ttl_sec))
+    return DbHandles(db, Lease(db, s.lease_ttl_sec, owner=owner_id), commands, DbIdentity(s.db_url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +189,6 @@ async def build_runtime(
         gamma = GammaClient(endpoints.gamma_url, timeout=s.http_timeout_sec, deadline=s.http_deadline_sec,
                             retry_after_max=s.retry_after_max_sec)
         closing.push_async_callback(gamma.aclose)
-        markets = await first_universe(gamma)
-        on_universe(markets)
-
         md = MarketData(endpoints.clob_url, endpoints.ws_url, store.db,
                         stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=store.recorder)
         closing.push_async_callback(md.close)
@@ -184,10 +212,26 @@ async def build_runtime(
                                     events=events)
         closing.push_async_callback(exchange.close)
         md.add_listener(on_book=exchange.observe_book, on_trade=exchange.observe_trade)
-        session_rows = await restore.read_rows(db, mode)  # before the exchange's reconcile adds fills
-        await exchange.start()
+        ex = exchange
+
+        async def venue_side() -> SessionRows:
+            rows = await restore.read_rows(db, mode)  # before the exchange's reconcile adds fills
+            await ex.start()
+            return rows
+
+        async def market_side() -> list[Market]:
+            markets = await first_universe(gamma)
+            on_universe(markets)
+            await md.set_markets(markets)
+            return markets
+
+        # take-over speed (issue 11, bench/bench_takeover.py): the exchange's start (live:
+        # credentials, reconcile, user stream) needs no universe, and the universe and its books
+        # need no exchange: side by side; the first failure cancels the other
+        got = await together(venue_side(), market_side())
+        session_rows: SessionRows = got[0]
+        markets: list[Market] = got[1]
         exchange.set_markets(markets)
-        await md.set_markets(markets)
         calibration = await asyncio.to_thread(repo.load_calibration, db)
         cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events)
     except BaseException:
