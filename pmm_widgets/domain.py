@@ -252,6 +252,8 @@ class Fill:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
     fee: Decimal = ZERO  # pUSD the venue charged for this fill (rebates are paid later, apart)
     mid: Decimal | None = None  # the token's mid when the fill happened (None: not known)
+    taker: bool = False  # the venue says our order took liquidity (live tape `trader_side` TAKER); paper: maker
+    fee_rate_bps: Decimal | None = None  # the fee rate the venue's tape reported for this fill (live only)
 
     @property
     def signed_size(self) -> Decimal:

@@ -138,15 +138,15 @@ class RewardSample:
 
 
 def is_taker(fill: Fill) -> bool:
-    return str(fill.raw.get("trader_side") or "").upper() == "TAKER"
+    return fill.taker
 
 
 def fill_economics(fill: Fill, terms: MarketTerms) -> FillEconomics:
     """Fee and rebate of one of our fills (pUSD)."""
     taker = is_taker(fill)
     fee = fill_fee(fill.size, fill.price, terms.fee, taker)
-    bps = fill.raw.get("fee_rate_bps")
-    if taker and bps not in (None, ""):
+    bps = fill.fee_rate_bps
+    if taker and bps is not None:
         venue_fee = fee_from_bps(fill.size, fill.price, bps, terms.fee.exponent)
         if venue_fee is not None:
             fee = venue_fee  # the operator sets the fee at match: the tape's rate wins

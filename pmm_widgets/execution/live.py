@@ -108,7 +108,7 @@ class OurFill:
     price: Decimal
     size: Decimal
     liquidity: Liquidity
-    fee_rate_bps: Num = None
+    fee_rate_bps: Decimal | None = None  # None when the tape's field is absent or unreadable
 
 
 def our_fills(ev: Trade, api_key: str, addresses: set[str], our_order_ids: Callable[[str], bool]) -> list[OurFill]:
@@ -126,7 +126,12 @@ def our_fills(ev: Trade, api_key: str, addresses: set[str], our_order_ids: Calla
         if side is None:
             raise WireError(f"trade {ev.id[:40]}: fill of order {order_id[:20]} without a side")
         try:
-            return OurFill(order_id, token, side, to_decimal(price), to_decimal(size), liq, bps)
+            rate = None if bps in (None, "") or isinstance(bps, bool) else to_decimal(bps)
+        except (ArithmeticError, ValueError, TypeError):
+            rate = None  # the fee then comes from the market's schedule, as for a maker
+        try:
+            return OurFill(order_id, token, side, to_decimal(price), to_decimal(size), liq,
+                           rate if rate is None or rate.is_finite() else None)
         except (ArithmeticError, ValueError) as exc:
             raise WireError(f"trade {ev.id[:40]}: unreadable price/size {price[:20]!r} x {size[:20]!r}") from exc
 
@@ -650,13 +655,14 @@ class LiveExchange:
                 self._record_order(o)
         done = o is not None and o.remaining <= 0
         mid = self._mids.get(f.token_id)
-        # the row's record (trades.raw_json); the fill's mid is the typed `Fill.mid`
+        # the row's record (trades.raw_json); the fill carries them typed (`mid`, `taker`, `fee_rate_bps`)
         raw = {"source": source, "statuses": [status.value], "trader_side": f.liquidity.value,
-               "fee_rate_bps": f.fee_rate_bps, "taker_order_id": ev.taker_order_id or None,
+               "fee_rate_bps": None if f.fee_rate_bps is None else str(f.fee_rate_bps), "taker_order_id": ev.taker_order_id or None,
                "transaction_hash": ev.transaction_hash or None, "book_mid": None if mid is None else str(mid)}
         fill = Fill(key, client_id, market, f.token_id, side, price, size,
                     FillType.FILLED if done else FillType.PARTIAL, self.mode, ts,
-                    venue_order_id=f.order_id, status=status.value, raw=raw, mid=mid)
+                    venue_order_id=f.order_id, status=status.value, raw=raw, mid=mid,
+                    taker=f.liquidity is Liquidity.TAKER, fee_rate_bps=f.fee_rate_bps)
         self._trades[key] = _TradeState(fill, [status], counted, raw=raw)
         if stored:
             self.rec.trade_status(key, status.value)

@@ -101,7 +101,7 @@ def test_reward_estimate_within_10pct_of_ground_truth_over_30_minutes() -> None:
 
 def _sim_fill(t, mode: Mode = Mode.LIVE) -> Fill:
     return Fill(t.trade_id, t.order_id, t.condition_id, t.token_id, t.side, t.price, t.size, FillType.PARTIAL, mode,
-                t.ts, raw={"trader_side": t.trader_side})
+                t.ts, taker=t.trader_side == "TAKER")
 
 
 def test_fees_and_rebates_equal_the_sandbox_to_the_cent() -> None:

@@ -74,7 +74,7 @@ def test_taker_fill_is_the_top_level():
                   "maker_orders": [{"order_id": "0xbg", "owner": "x", "matched_amount": "5", "price": "0.40",
                                     "asset_id": YES}]}, TradeEvent)
     assert our_fills(ev, KEY, set(), known({"0xmine"})) == [
-        OurFill("0xmine", YES, Side.SELL, Decimal("0.40"), Decimal(5), Liquidity.TAKER, "400")]
+        OurFill("0xmine", YES, Side.SELL, Decimal("0.40"), Decimal(5), Liquidity.TAKER, Decimal(400))]
 
 
 def test_someone_elses_trade_has_no_fill_for_us():
