@@ -28,6 +28,7 @@ import numpy as np
 from pmm_widgets.config import Params
 from pmm_widgets.domain import BookView, Level, Market, Mode
 from pmm_widgets.engine.cycle import QuoteCycle
+from pmm_widgets.events import EventBus
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import NullSink
 from pmm_widgets.strategy.inventory import Inventory
@@ -80,7 +81,7 @@ def pct(xs: list[float], q: float) -> float:
 def one_run(seed: int, iters: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     params = Params()
-    risk = RiskManager(params, NullSink())
+    risk = RiskManager(params, EventBus())
     vol = VolEstimator()
     ours: list[float] = []
     base: list[float] = []
