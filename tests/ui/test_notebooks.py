@@ -43,6 +43,8 @@ def test_research_notebook_runs_against_a_short_sandbox_run(sandbox_env):
     assert "role: owner" in outs
     assert "engine role: owner | running: False" in outs
     assert "reward samples per step:" in outs  # issue 13: reward share against α from reward_estimates
+    mk_cell = next(c for c in nb.cells if "by_h = markouts" in c.source)  # issue 10: from the markouts table
+    assert "horizon_sec" in "".join(o.get("data", {}).get("text/plain", "") for o in mk_cell.outputs)
     sweep_cell = next(c for c in nb.cells if "sweep = pd.DataFrame" in c.source)
     html = "".join(o.get("data", {}).get("text/plain", "") for o in sweep_cell.outputs)
     assert "alpha_engine" in html and "4.0" in html
