@@ -149,8 +149,11 @@ async def one_run(settings: Any, mode: Any, rec: dict[str, list[tuple[float, flo
     owned = time.perf_counter() - t0
 
     def books_ready() -> bool:
-        md = b.runtime.md
-        return md is not None and bool(b._markets) and all(
+        try:
+            md = b.runtime.md
+        except RuntimeError:  # set-up not done yet
+            return False
+        return bool(b._markets) and all(
             md.view(t) is not None for m in b._markets for t in m.token_ids)
 
     assert await until(books_ready, 60)

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Market, Mode
-from ..events import Event, EventBus
+from ..events import Event, EventBus, EventKind
 from ..store.db import first_line
 from ..store.sink import Sink
 from ..tasks import spawn
@@ -408,7 +408,8 @@ class Engine:
         if cancel and rt is not None:
             async with self._trade_lock:
                 n = await rt.exchange.cancel_all()
-        self.events.emit("WARNING", reason, f"quoting paused ({reason}); {n} orders cancelled")
+        kind = reason if reason in EventKind._value2member_map_ else EventKind.PAUSE  # a caller's own words
+        self.events.emit("WARNING", kind, f"quoting paused ({reason}); {n} orders cancelled")
         return n
 
     async def resume(self, by: str | None = None) -> None:

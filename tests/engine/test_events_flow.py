@@ -71,3 +71,13 @@ async def test_a_live_exchange_event_reaches_the_dashboard_log_and_one_row(fast_
     rows = _rows(db, "reconcile")
     assert len(rows) == len(emitted) >= 1
     assert all(r[3] is not None and "venue_open" in r[3] for r in rows), rows
+
+
+async def test_pause_with_a_callers_own_reason_is_a_pause_event(fast_settings):
+    """`pause(reason=...)` is public: a reason that is not a kind is said in the message (kind `pause`)."""
+    engine = Engine(fast_settings)
+    assert await engine.pause(reason="lunch break") == 0
+    await engine.pause(reason="pause button")
+    got = [(e.kind, e.message) for e in engine.events.recent()]
+    assert got == [(EventKind.PAUSE, "quoting paused (lunch break); 0 orders cancelled"),
+                   (EventKind.PAUSE_BUTTON, "quoting paused (pause button); 0 orders cancelled")]
