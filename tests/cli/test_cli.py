@@ -103,7 +103,7 @@ def test_readme_exit_code_table_matches_exit_code_enum():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = text[text.index("Exit codes (`ExitCode`"):]
     table = table[:table.index("\n\n", table.index("| code |"))]
     rows = {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| (.+) \|$", table, re.M)}

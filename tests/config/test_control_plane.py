@@ -25,7 +25,7 @@ def test_every_max_limit_has_an_upper_bound_and_1e15_is_refused():
 
 
 def test_env_example_documents_the_bounds():
-    text = open(os.path.join(os.path.dirname(__file__), "..", "env.example"), encoding="utf-8").read()
+    text = open(os.path.join(os.path.dirname(__file__), "..", "..", "env.example"), encoding="utf-8").read()
     assert "upper bound" in text and "PMM_WRITER_MAX_PENDING" in text and "PMM_WRITER_MAX_LAG_SEC" in text
 
 

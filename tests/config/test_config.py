@@ -15,7 +15,7 @@ from pmm_widgets import logsetup
 from pmm_widgets.config import PARAM_FIELDS, ConfigError, Params, Settings, Venue, load_settings
 from pmm_widgets.errors import EXTRA_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "0xdeadbeefcafe1234567890abcdef1234567890abcdef1234567890abcdef1234"
 API_SECRET = "c2VjcmV0LXZhbHVlLWZvci10ZXN0cw=="
 
