@@ -497,13 +497,12 @@ class Engine:
         self._shutdown_started = None
         self.fatal_halt = None
         self._handover = False
-        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
-                              handover_ts=None))
         await asyncio.to_thread(commands.expire_before, started)
-        if self.persist_params:
+        if self.persist_params:  # before the role shows: a face never sees an owner with stale parameters
             await self._restore_params()
-            self._publish(replace(self._state, params=params_to_json(self._params), paused=self._params.quoting_paused,
-                                  pause_note=self._pause_note if self._params.quoting_paused else ""))
+        self._publish(replace(self._state, role="owner", running=True, started_ts=started, tick=0, halted=None,
+                              handover_ts=None, params=params_to_json(self._params), paused=self._params.quoting_paused,
+                              pause_note=self._pause_note if self._params.quoting_paused else ""))
         lease_task: asyncio.Task | None = None
         universe_task: asyncio.Task | None = None
         prune_task: asyncio.Task | None = None
