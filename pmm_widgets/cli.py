@@ -541,6 +541,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console_main() -> None:
+    """The `pmm` command: `main`, then exit with its code (kept against a late signal)."""
+    from pmm_widgets.engine.runner import hold_exit_code
+
+    code = main()
+    hold_exit_code(code)
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from pmm_widgets.store.db import StoreError
 
@@ -575,4 +584,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -10,8 +10,11 @@ exiting 0. It prints one status line per quote cycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
+import threading
 from typing import TextIO
 
 from ..config import ConfigError, Settings
@@ -62,6 +65,15 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await _run_engine(engine, max_seconds, out, stop, got)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, stop: asyncio.Event,
+                      got: list[int]) -> int:
     printed = {"tick": 0}
 
     def on_state(s: EngineState) -> None:  # one line per quote cycle
@@ -86,8 +98,6 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     waiter.cancel()
     if task not in done:
         await engine.stop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
     interrupted = ExitCode.INTERRUPTED if signal.SIGINT in got else ExitCode.OK  # Ctrl-C: 130 after the clean stop, like any CLI
     if task.cancelled():
         return interrupted
@@ -121,3 +131,21 @@ def run_main(settings: Settings, mode: Mode, yes: bool = False, max_seconds: flo
         return ExitCode.CONFIG
     engine = Engine(settings, mode)
     return asyncio.run(_run(engine, max_seconds, out))
+
+
+def hold_exit_code(code: int) -> None:
+    """A process entry point that has decided its exit code (the run is over: orders cancelled,
+    lease released or never held) keeps it: a SIGTERM/SIGINT that arrives while the interpreter
+    winds down (threads joining, a second `pmm run` told to stop just as it found the lease held)
+    exits with `code` instead of dying by the signal. Only for the process's own exit path."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def exiting(_sig: int, _frame: object) -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(int(code))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, exiting)
