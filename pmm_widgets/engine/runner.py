@@ -20,8 +20,11 @@ from typing import TextIO
 from ..config import ConfigError, Settings
 from ..domain import Mode
 from ..errors import ExitCode
+from ..events import EventKind, Level
 from .core import Engine, venue_description, wallet_address
 from .state import EngineState
+
+SHOWN_INFO = frozenset({EventKind.ENGINE_START, EventKind.ENGINE_STOP, EventKind.ATTACHED})  # INFO lines printed
 
 
 def status_line(s: EngineState) -> str:
@@ -83,7 +86,7 @@ async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, st
 
     engine.add_state_listener(on_state)
     engine.events.subscribe(lambda ev: print(f"{ev.level} {ev.kind}: {ev.message}", file=out, flush=True)
-                            if ev.level != "INFO" or ev.kind in ("engine_start", "engine_stop", "attached") else None)
+                            if ev.level is not Level.INFO or ev.kind in SHOWN_INFO else None)
     task = engine.start()
     try:
         role = await engine.wait_role(timeout=120.0)
