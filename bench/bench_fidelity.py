@@ -160,8 +160,9 @@ def main(args: argparse.Namespace) -> None:
                 print(f"{seed:>4} {cand.label:<52} {pt['fills']:>6.0f} {ratio:>6.2f} {pt['pnl']:+8.2f} "
                       f"{pt['pnl'] - lt.get('pnl', 0):+8.2f}", flush=True)
 
-    path = write_param_set(art / "fidelity-fit.env", best_cand, fit_seed, res.rtt_ms)
-    print(f"\n# fitted parameter set ({path}):\n{best_cand.env()}")
+    path = art / "fidelity-fit.env"
+    pairs = write_param_set(path, best_cand, fit_seed, res.rtt_ms)
+    print(f"\n# fitted parameter set ({path}):\n" + "\n".join(f"PMM_{n.upper()}={v}" for n, v in pairs))
     t = totals[best_cand.label]
     ratio = t[0] / t[1] if t[1] else float("nan")
     print(f"fidelity: model={best_cand.label} fills_ratio={ratio:.3f} pnl_diff_usd={t[2]:+.2f}")

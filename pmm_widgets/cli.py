@@ -470,9 +470,11 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         return ExitCode.ERROR
     if args.fit:
         res = fr.fit_and_check(recs, seeds[0])
-        path = fr.write_param_set(Path(args.out), res.best, seeds[0], res.rtt_ms)
+        path = Path(args.out)
+        pairs = fr.write_param_set(path, res.best, seeds[0], res.rtt_ms)
         if args.json:
-            print(json.dumps({**res.as_json(), "file": str(path)}, default=str))
+            print(json.dumps({**res.as_json(), "file": str(path), "env": [f"PMM_{n.upper()}={v}" for n, v in pairs],
+                              "set": [f"{n}={v}" for n, v in pairs]}, default=str))
             return ExitCode.OK
         top = res.ranked[0]
         print(f"fit on seed {seeds[0]}: {len(res.ranked)} candidates; best {res.best.label} (loss {top.loss:.3f}: "
@@ -503,7 +505,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
               f"{lv.markout[30.0] * 100:>+7.2f}c {p.pnl:>+8.2f} {lv.pnl:>+8.2f}")
     if args.fit:
         print(f"wrote {path}: apply with `set -a; . {path}; set +a`, by appending it to .env, or as "
-              + " ".join(f"--set {a}" for a in res.best.set_args()))
+              + " ".join(f"--set {n}={v}" for n, v in pairs))
     return ExitCode.OK
 
 

@@ -43,6 +43,7 @@ from ..analytics.fidelity import (
 from ..config import Settings
 from ..domain import BookView, Fill, Mode, OrderStatus, PublicTrade, Quote
 from ..errors import PmmError
+from ..execution.latency_model import write_samples
 from ..venue.endpoints import Endpoints
 
 if TYPE_CHECKING:
@@ -242,8 +243,7 @@ class FitResult:
     rtt_ms: list[float] = field(default_factory=list)  # the fit seed's measured order round trips
 
     def as_json(self) -> dict[str, Any]:
-        return {"fit_seed": self.fit_seed, "best": self.best.label, "env": self.best.env().splitlines(),
-                "set": self.best.set_args(), "ranked": [comparison_json(c) for c in self.ranked],
+        return {"fit_seed": self.fit_seed, "best": self.best.label, "ranked": [comparison_json(c) for c in self.ranked],
                 "checks": {str(s): [comparison_json(c) for c in cs] for s, cs in self.checks.items()},
                 "rtt_ms_median": statistics.median(self.rtt_ms) if self.rtt_ms else None}
 
@@ -287,13 +287,21 @@ def fit_and_check(recs: dict[int, Recording], fit_seed: int, candidates: list[Ca
     return res
 
 
-def write_param_set(path: Path, best: Candidate, fit_seed: int, rtt_ms: Sequence[float]) -> Path:
-    """The fitted parameter set as a `.env` fragment (`PMM_*=value` lines: source it, append it to
-    `.env`, or pass each line as `--set NAME=VALUE`)."""
+def write_param_set(path: Path, best: Candidate, fit_seed: int, rtt_ms: Sequence[float]) -> list[tuple[str, str]]:
+    """Write the fitted parameter set as a `.env` fragment (`PMM_*=value` lines: source it, append
+    it to `.env`, or pass each as `--set name=value`); returns its (setting, value) pairs. The
+    ground truth's measured order round trips go beside it (`<stem>-rtt.txt`) and the set points
+    `PMM_PAPER_LATENCY_FILE` at them: paper then waits as long as that venue answered."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rtt = f"; sandbox order round trips median {statistics.median(rtt_ms):.0f} ms" if rtt_ms else ""
-    path.write_text(f"# pmm fidelity --fit on sandbox seed {fit_seed}{rtt}\n{best.env()}\n")
-    return path
+    pairs = best.settings()
+    head = f"# pmm fidelity --fit on sandbox seed {fit_seed}"
+    if rtt_ms and best.latency_ms is None:
+        rtt_path = write_samples(path.with_name(path.stem + "-rtt.txt"), rtt_ms,
+                                 note=f"order round trips (ms) of the ground-truth run, sandbox seed {fit_seed}")
+        pairs.append(("paper_latency_file", str(rtt_path.resolve())))
+        head += f"; order round trips median {statistics.median(rtt_ms):.0f} ms ({len(rtt_ms)} samples)"
+    path.write_text(head + "\n" + "".join(f"PMM_{n.upper()}={v}\n" for n, v in pairs))
+    return pairs
 
 
 def run_seeds(seeds: Sequence[int], markets: int, sim_minutes: float, speed: float, base: Settings | None = None,

@@ -96,6 +96,11 @@ def test_fit_writes_a_parameter_set_the_settings_accept(env, tmp_path, capsys):
     s = load_settings()
     assert s.paper_fill_model == res["best"].split("(")[0]
     assert res["set"][0] == f"paper_fill_model={s.paper_fill_model}"
+    # the ground truth's measured round trips ride along, and paper draws its delays from them
+    from pmm_widgets.execution.latency_model import SampledLatency, latency_from_settings
+
+    lat = latency_from_settings(s)
+    assert isinstance(lat, SampledLatency) and sorted(lat.samples_ms) == [20.0, 24.0]
 
     code = cli.main(["fidelity", "--fit", "--load", str(d), "--seed", "7", "--check-seeds", "8", "--out", str(out)])
     o, _ = capsys.readouterr()
