@@ -175,10 +175,9 @@ def _settings(base: Settings | None, seed: int, markets: int, speed: float, tmp:
     """The run's settings: the user's (strategy parameters kept) on a throwaway DB and sandbox."""
     fields: dict[str, Any] = {"venue": "sandbox", "db_url": f"sqlite:///{Path(tmp) / 'fid.db'}", "sandbox_seed": seed,
                               "sandbox_speed": speed, "sandbox_markets": markets + EXTRA_MARKETS,
-                              "universe_size": markets, "quote_refresh_sec": 1.0, **over}
-    if base is None:
-        return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
-    return base.model_copy(update=fields)
+                              "universe_size": markets, "quote_refresh_sec": 1.0, "record": "off", **over}
+    # built anew (validated: a private key becomes a SecretStr), the user's strategy parameters kept
+    return Settings(_env_file=None, **{**(base.model_dump() if base is not None else {}), **fields})  # type: ignore[call-arg]
 
 
 async def run_live(seed: int, markets: int, seconds: float, speed: float, key: str,
@@ -213,7 +212,7 @@ async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand:
     from pmm_widgets.engine.core import Engine
 
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + EXTRA_MARKETS, seed, speed) as endpoints:
-        settings = _settings(base, seed, markets, speed, tmp, paper_fill_model=cand.model,
+        settings = _settings(base, seed, markets, speed, tmp, paper_fill_model=cand.model, paper_latency_file="",
                              paper_latency_ms=cand.latency_ms if cand.latency_ms is not None else latency_ms,
                              **dict(cand.knobs))
         engine = Engine(settings, Mode.PAPER, endpoints=endpoints)
