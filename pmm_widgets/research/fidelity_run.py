@@ -146,12 +146,22 @@ def recording_exchange(rec: Recording) -> type[LiveExchange]:
     return RecordingLiveExchange
 
 
+CATCH_UP_SEC = 30.0  # wall seconds a sped-up sandbox takes to reach the wall clock (see `sandbox_process`)
+
+
 @contextlib.contextmanager
 def sandbox_process(markets: int, seed: int, speed: float) -> Iterator[Endpoints]:
     """The sandbox venue in its own process (`python -m pmm_widgets.sandbox`): on a shared,
-    loaded machine the simulator then no longer starves the engine's event loop (or the reverse)."""
+    loaded machine the simulator then no longer starves the engine's event loop (or the reverse).
+
+    A sped-up sandbox starts its clock in the past, so that it reaches the wall clock only
+    `CATCH_UP_SEC` after the start: by then the engine's market stream has accepted its first
+    frames and follows the venue's clock as it runs ahead (a first frame already seconds in our
+    future would be clamped as suspect, and with it every later one)."""
+    start = time.time() - CATCH_UP_SEC * max(speed - 1.0, 0.0)
     proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(markets), "--seed", str(seed),
-                             "--speed", str(speed)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--speed", str(speed), "--start-ts", f"{start:.3f}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
         urls: dict[str, str] = {}
         assert proc.stdout is not None
