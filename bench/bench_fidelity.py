@@ -187,7 +187,7 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
             rec.seconds = time.monotonic() - t0 if rec.seconds <= 0 else rec.seconds
         finally:
             live_mod.LiveExchange = orig  # type: ignore[misc]
-        rec.markets = list(engine._markets)
+        rec.markets = list(engine.owner.markets)
         tot = engine.state.totals
         rec.engine_totals = {"fills": float(tot.fills), "pnl": float(tot.pnl)}
         return rec
