@@ -294,7 +294,8 @@ class OrderBook:
         if tb is not None and ta is not None:  # tick * tb == Decimal(best_bid) exactly: same answer as below
             bt, at = self._bid_ticks, self._ask_ticks
             return bool(bt) and bool(at) and bt[-1] == tb and at[0] == ta
-        return to_decimal(best_bid) == (self.best_bid or ZERO) and to_decimal(best_ask) == (self.best_ask or ONE)
+        vb, va = to_decimal(best_bid), to_decimal(best_ask)  # both parsed first: either may raise
+        return vb == (self.best_bid or ZERO) and va == (self.best_ask or ONE)
 
     def apply_snapshot(self, book: BookSnapshot, ts: float = 0.0, venue_ts_ms: int | None = None) -> bool:
         """Replace the whole book with a decoded wire book (REST /book or a ws `book` event).
