@@ -91,6 +91,7 @@ def full_replay(root: Path, minutes: float) -> dict:
     out["cpu_seconds"] = cpu
     out["events_per_cpu_sec"] = out["events"] / cpu
     out["sim_per_cpu_sec"] = out["sim_seconds"] / cpu
+    out["orders_hash"], out["trades_hash"] = rows_hash(res.orders), rows_hash(res.trades)
     return out
 
 
@@ -105,15 +106,10 @@ def worker(root: Path, minutes: float) -> None:
     """--worker: one full replay in this process (the tree of PMM_BENCH_TREE), a JSON line out."""
     from pmm_widgets.research import replayer
 
-    s = load_settings(record_dir=str(root), quote_refresh_sec=3.0)
-    w = load_window(root, T0, T0 + minutes * 60)
-    r = Replayer(s, T0, T0 + minutes * 60, window=w)
-    c0 = time.process_time()
-    res = asyncio.run(r.run())
-    cpu = time.process_time() - c0
-    out = {k: res.summary[k] for k in ("events", "frames", "cycles", "placed", "fills", "sim_seconds", "wall_seconds")}
-    out.update(cpu_seconds=cpu, events_per_cpu_sec=res.summary["events"] / cpu, tree=str(Path(replayer.__file__).parents[2]),
-               orders_hash=rows_hash(res.orders), trades_hash=rows_hash(res.trades))
+    s = full_replay(root, minutes)
+    out = {k: s[k] for k in ("events", "frames", "cycles", "placed", "fills", "sim_seconds", "wall_seconds",
+                             "cpu_seconds", "events_per_cpu_sec", "orders_hash", "trades_hash")}
+    out["tree"] = str(Path(replayer.__file__).parents[2])
     print("WORKER " + json.dumps(out), flush=True)
 
 

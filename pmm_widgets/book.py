@@ -199,6 +199,17 @@ class OrderBook:
             _SIZES[size] = s
         return s
 
+    def _level_of(self, price: Any, size: Any) -> tuple[int, Decimal]:
+        """(tick, size) of a wire level: `_tick_of` / `_size_of` with their caches read here first
+        (a hit costs two dict reads and no call; a miss validates as they do). BookError if refused."""
+        t = self._px.get(price)
+        if t is None:
+            t = self._tick_of(price)
+        s = _SIZES.get(size) if type(size) is str else None
+        if s is None:
+            s = self._size_of(size)
+        return t, s
+
     # ------------------------------------------------------------------ mutation
     def apply_change(self, price: str, size: str, side: str) -> bool:
         """Set the absolute size of one level ("0" removes it). False (and counted) if refused."""
@@ -223,11 +234,14 @@ class OrderBook:
             levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
         if s:
             i = bisect_left(ticks, t)
+            tick = self.tick_size
+            grid = _GRIDS.get(tick) or _grid(tick)  # the same Decimals as `_price(tick, t)`
+            lv = _level(grid[t] if grid else _price(tick, t), s)
             if t in levels:
-                lvs[i] = Level(_price(self.tick_size, t), s)
+                lvs[i] = lv
             else:
                 ticks.insert(i, t)
-                lvs.insert(i, Level(_price(self.tick_size, t), s))
+                lvs.insert(i, lv)
             levels[t] = s
         elif t in levels:
             del levels[t]
@@ -239,49 +253,25 @@ class OrderBook:
         """Apply the entries of one `price_change` message for this token atomically: every entry
         is validated first, and one bad entry refuses them all (counted once, book unchanged).
 
-        This is the hot path of the feed and of every replay (one call per token per event), so
-        it is `_tick_of` / `_size_of` / `_set_level` written out: their caches are read inline
-        and only a miss calls them (the same validation then); prices come from the grid list
-        (`_grid`, the same Decimals as `_price`). `tests/marketdata/test_book_fastpath.py` checks
-        it against those building blocks (`apply_change` per entry) over random sequences."""
-        px, sizes, sides = self._px, _SIZES, _BID_SIDES
+        This is the hot path of the feed and of every replay (one call per token per event): the
+        caches of `_tick_of` / `_size_of` are read first (`_level_of`; only a miss calls them, the
+        same validation then) and `_set_level` prices from the grid list (`_grid`, the same
+        Decimals as `_price`). `tests/marketdata/test_book_fastpath.py` checks it against the
+        code before that change over random sequences."""
+        sides, level_of = _BID_SIDES, self._level_of
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
             for e in entries:
                 is_bid = sides.get(e.side)
                 if is_bid is None:
                     raise BookError(f"unknown side {e.side[:20]!r}")
-                p, sz = e.price, e.size
-                t = px.get(p)
-                if t is None:
-                    t = self._tick_of(p)
-                s = sizes.get(sz) if type(sz) is str else None
-                if s is None:
-                    s = self._size_of(sz)
-                parsed.append((is_bid, t, s))
+                parsed.append((is_bid, *level_of(e.price, e.size)))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return False
-        tick = self.tick_size
-        grid = _GRIDS.get(tick) or _grid(tick)
+        set_level = self._set_level
         for is_bid, t, s in parsed:
-            if is_bid:
-                levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
-            else:
-                levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
-            if s:
-                i = bisect_left(ticks, t)
-                if t in levels:
-                    lvs[i] = _level(grid[t] if grid else _price(tick, t), s)
-                else:
-                    ticks.insert(i, t)
-                    lvs.insert(i, _level(grid[t] if grid else _price(tick, t), s))
-                levels[t] = s
-            elif t in levels:
-                del levels[t]
-                i = bisect_left(ticks, t)
-                del ticks[i]
-                del lvs[i]
+            set_level(is_bid, t, s)
         self.version += 1
         return True
 
@@ -347,15 +337,9 @@ class OrderBook:
 
     def _parse_side(self, levels: Sequence[PriceLevel]) -> dict[int, Decimal]:
         out: dict[int, Decimal] = {}
-        px, sizes = self._px, _SIZES  # the caches read inline (as in `apply_changes`); a miss validates
+        level_of = self._level_of
         for lv in levels:
-            p, sz = lv.price, lv.size
-            t = px.get(p)
-            if t is None:
-                t = self._tick_of(p)
-            s = sizes.get(sz) if type(sz) is str else None
-            if s is None:
-                s = self._size_of(sz)
+            t, s = level_of(lv.price, lv.size)
             if s:
                 out[t] = s
             else:
