@@ -38,7 +38,7 @@ class AttachedSession:
 
     def __init__(self, settings: Settings, lease: Lease, commands: CommandQueue, owner_id: str, *,
                  publish: Callable[[EngineState], None], state: Callable[[], EngineState],
-                 emit: Callable[..., Any], tasks: set[asyncio.Task]) -> None:
+                 emit: Callable[[Level, EventKind, str], object], tasks: set[asyncio.Task[Any]]) -> None:
         self.settings = settings
         self.lease = lease
         self.commands = commands
