@@ -210,7 +210,7 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
             live_mod.LiveExchange = orig  # type: ignore[misc]
         rec.rtt_ms = list(rec.rtt_source)
         rec.rtt_source = None
-        rec.markets = list(engine._markets)
+        rec.markets = list(engine.owner.markets)
         tot = engine.state.totals
         rec.engine_totals = {"fills": float(tot.fills), "pnl": float(tot.pnl)}
         return rec
