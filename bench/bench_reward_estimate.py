@@ -29,7 +29,7 @@ from pmm_widgets.store.migrate import upgrade
 from pmm_widgets.venue.endpoints import Endpoints
 
 
-async def run(speed: float, minutes: float, seed: int) -> None:
+async def run(speed: float, minutes: float, seed: int, per_sample: bool = False) -> list[float]:
     with tempfile.TemporaryDirectory() as d:
         url = f"sqlite:///{d}/bench.db"
         upgrade(url)
@@ -41,6 +41,32 @@ async def run(speed: float, minutes: float, seed: int) -> None:
             eng = Engine(s, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
             eng.start()
             await eng.wait_role()
+            venue_rows: dict[tuple[str, int], dict] = {}
+            engine_rows: dict[tuple[str, int], object] = {}
+            if per_sample:
+                ven = sb.sim.econ
+                ven_sample = ven.sample
+                key = eng.runtime.exchange.broker.creds.api_key.get_secret_value()
+
+                def venue_sample() -> None:
+                    ven_sample()
+                    now = ven.sim.now()
+                    for (o, cid), led in ven.ledgers.items():
+                        if o == key and led.last.get("ts") == now:
+                            venue_rows[(cid, int(now // 60))] = dict(led.last)
+
+                ven.sample = venue_sample  # type: ignore[method-assign]
+                econ = eng.runtime.cycle.econ
+                eng_sample = econ.sample
+
+                def engine_sample(now, markets, views, orders, ours_in_book, venue_ts=None):  # type: ignore[no-untyped-def]
+                    out = eng_sample(now, markets, views, orders, ours_in_book, venue_ts)
+                    minute = int((venue_ts if venue_ts is not None else econ.clock.to_venue(now)) // 60)
+                    for smp in out:
+                        engine_rows[(smp.market, minute)] = smp
+                    return out
+
+                econ.sample = engine_sample  # type: ignore[method-assign]
             t0 = time.time()
             await asyncio.sleep(minutes * 60 / speed)
             key = eng.runtime.exchange.broker.creds.api_key.get_secret_value()
@@ -60,10 +86,27 @@ async def run(speed: float, minutes: float, seed: int) -> None:
         print(f"| {cid[:10]}… | {t:.6f} | {e:.6f} | {'–' if err is None else f'{100 * err:.1f} %'} |")
     tot_t, tot_e = sum(truth.values(), Decimal(0)), sum(est.values(), Decimal(0))
     print(f"| total | {tot_t:.6f} | {tot_e:.6f} | {100 * abs(tot_e - tot_t) / tot_t if tot_t else 0:.1f} % |")
+    if per_sample:
+        print("per sample (venue minute; only those where engine and venue differ by > 2 % of the larger):")
+        print("| market | minute | venue usd | engine usd | venue mid | engine mid | venue q_one/q_two | engine q_one/q_two "
+              "| venue share | engine share |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for k in sorted(set(venue_rows) | set(engine_rows)):
+            v, e = venue_rows.get(k), engine_rows.get(k)
+            vu = Decimal(v["usd"]) if v else Decimal(0)
+            eu = e.usd if e is not None else Decimal(0)  # type: ignore[attr-defined]
+            if abs(vu - eu) <= Decimal("0.02") * max(vu, eu):
+                continue
+            print(f"| {k[0][:8]} | {k[1] % 1440} | {vu} | {eu} | {v['mid'] if v else '–'} | "
+                  f"{e.mid if e is not None else '–'} | "  # type: ignore[attr-defined]
+                  f"{v['q_one'][:7] + '/' + v['q_two'][:7] if v else '–'} | "
+                  f"{str(e.ours.q_one)[:7] + '/' + str(e.ours.q_two)[:7] if e is not None else '–'} | "  # type: ignore[attr-defined]
+                  f"{v['share'][:6] if v else '–'} | {str(e.share)[:6] if e is not None else '–'} |")  # type: ignore[attr-defined]
     if errs:
         errs.sort()
         print(f"per-market error: median {100 * errs[len(errs) // 2]:.1f} %, max {100 * errs[-1]:.1f} % "
               f"({len(errs)} markets earning > $0.001)")
+    return errs
 
 
 def main() -> None:
@@ -71,8 +114,9 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=20.0)
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--per-sample", action="store_true", help="print every minute where engine and venue differ")
     a = ap.parse_args()
-    asyncio.run(run(a.speed, a.minutes, a.seed))
+    asyncio.run(run(a.speed, a.minutes, a.seed, a.per_sample))
 
 
 if __name__ == "__main__":

@@ -714,6 +714,7 @@ class Engine:
                 if self._circuit.is_open:
                     await self._circuit_probe()
                 else:
+                    await self._after_venue_minute()
                     report = await self._one_cycle()  # its breaches are already events (risk emits them)
                     if getattr(report, "kill_requested", False):
                         self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
@@ -738,6 +739,22 @@ class Engine:
                 await self._sync_venue_clock()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
+
+    async def _after_venue_minute(self, limit: float = 1.0) -> None:
+        """No requote straddles the venue's reward sample (issue 13): while the market stream has
+        passed a venue minute it has not sampled yet, or the venue's time is within a guard of the
+        next one (1 venue s, or 0.25 s of wall time at the sandbox's speed: one cycle and its
+        requote's round trip on a loaded machine), wait (at most `limit` s; a stop ends it). The
+        venue's time is the stream's timestamps, not our clock."""
+        assert self._stop_evt is not None
+        stream = self.runtime.md.stream
+        if not self.runtime.cycle.econ.stream_sampling:
+            return
+        guard_ms = int(1000 * max(1.0, 0.25 * self._venue_speed))
+        end = time.monotonic() + limit
+        while stream.venue_minute_pending(guard_ms) and time.monotonic() < end and not self._stop_evt.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_evt.wait(), timeout=0.005)
 
     async def _first_books(self, limit: float) -> None:
         """Before the first cycle, wait (at most `limit`) until every book of the universe is

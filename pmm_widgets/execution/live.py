@@ -486,6 +486,13 @@ class LiveExchange:
             return None
         return await self._venue.orders_scoring(order_ids)
 
+    async def venue_payouts(self, date: str) -> tuple[Any, Any] | None:
+        """The venue's answers for one day's paid liquidity rewards and maker rebates (raw rows,
+        read by `economics.payouts.parse_paid`); None in dry-run (nothing of ours earns there)."""
+        if self.mode is Mode.DRY_RUN:
+            return None
+        return await self._venue.rewards_paid(date), await self._venue.rebates_paid(date)
+
     async def venue_positions(self, token_ids: Sequence[str]) -> dict[str, Decimal]:
         """The wallet's shares of each token as the venue holds them (live; empty in dry-run)."""
         if self.mode is Mode.DRY_RUN:
