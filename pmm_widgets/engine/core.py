@@ -745,14 +745,17 @@ class Engine:
         passed a venue minute it has not sampled yet, or the venue's time is within a guard of the
         next one (1 venue s, or 0.25 s of wall time at the sandbox's speed: one cycle and its
         requote's round trip on a loaded machine), wait (at most `limit` s; a stop ends it). The
-        venue's time is the stream's timestamps, not our clock."""
+        venue's time is the stream's timestamps, or the venue clock when it is further (frames
+        late on a loaded machine)."""
         assert self._stop_evt is not None
         stream = self.runtime.md.stream
         if not self.runtime.cycle.econ.stream_sampling:
             return
+        econ = self.runtime.cycle.econ
         guard_ms = int(1000 * max(1.0, 0.25 * self._venue_speed))
         end = time.monotonic() + limit
-        while stream.venue_minute_pending(guard_ms) and time.monotonic() < end and not self._stop_evt.is_set():
+        while (stream.venue_minute_pending(guard_ms, int(econ.clock.to_venue(time.time()) * 1000))
+               and time.monotonic() < end and not self._stop_evt.is_set()):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=0.005)
 

@@ -565,7 +565,9 @@ class QuoteCycle:
             if not markets:
                 return
             views = {m.condition_id: view(m.yes_token_id) for m in markets}
-            self._venue_samples.extend(self.econ.sample(clock(), markets, views, exchange.open_orders(),
+            at = getattr(exchange, "orders_at", None)  # live: fills after the minute given back
+            orders = at(boundary_ms / 1000) if callable(at) else exchange.open_orders()
+            self._venue_samples.extend(self.econ.sample(clock(), markets, views, orders,
                                                         ours_in_book=self.mode is Mode.LIVE,
                                                         venue_ts=boundary_ms / 1000))
 

@@ -35,7 +35,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,7 @@ class LiveExchange:
         self._markets: dict[str, Market] = {}  # token id -> market
         self._mids: dict[str, Decimal] = {}
         self._open: dict[str, Order] = {}  # client id -> open order
+        self._inflight: dict[str, Order] = {}  # client id -> order posted, no answer yet
         self._by_venue: dict[str, Order] = {}  # venue id -> order (closed ones too: late fills)
         self._history: dict[str, dict[str, Any]] = {}  # venue id -> DB row of an earlier run
         self._unconfirmed: list[dict[str, Any]] = []  # PENDING rows of an earlier run, no venue id
@@ -367,10 +368,14 @@ class LiveExchange:
         the next cycle or reconcile deals with it: never an order at the venue we forgot."""
         for o, _ in send:
             self._record_order(o)  # PENDING: recorded before anything leaves
+            self._inflight[o.client_id] = o
         try:
             results = await self._venue.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
         except BrokerError as exc:
             results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
+        finally:
+            for o, _ in send:
+                self._inflight.pop(o.client_id, None)
         now = self._clock()
         unsure: list[str] = []
         for (o, _), r in zip(send, results):
@@ -506,6 +511,24 @@ class LiveExchange:
 
     def open_orders(self) -> list[Order]:
         return list(self._open.values())
+
+    def orders_at(self, venue_ts: float) -> list[Order]:
+        """Our orders as they rested at a venue instant a moment ago (the reward sample the market
+        stream hands over after the fact): the open ones, those posted and not answered yet (the
+        venue most likely rests them), and those filled since, each with the shares filled after
+        `venue_ts` (the fills' venue times) given back. Copies."""
+        back: dict[str, Decimal] = {}
+        for st in self._trades.values():
+            f = st.fill
+            if st.counted and not st.reversed and f.ts > venue_ts and f.venue_order_id:
+                back[f.venue_order_id] = back.get(f.venue_order_id, Decimal(0)) + f.size
+        out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0))) for o in self._open.values()]
+        out += [replace(o) for o in self._inflight.values()]
+        for vid, size in back.items():
+            o = self._by_venue.get(vid)
+            if o is not None and o.status is OrderStatus.FILLED:
+                out.append(replace(o, filled=o.filled - size))
+        return out
 
     def observe_book(self, book: BookView) -> None:
         mid = book.mid

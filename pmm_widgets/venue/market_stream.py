@@ -513,11 +513,14 @@ class MarketStream:
             self._venue_minutes(ts)
         return ts, False
 
-    def venue_minute_pending(self, guard_ms: int) -> bool:
+    def venue_minute_pending(self, guard_ms: int, venue_now_ms: int = 0) -> bool:
         """Whether a venue minute passed that `on_venue_minute` has not been called for yet, or
-        the venue's latest timestamp is within `guard_ms` of the next one: an order placed or
-        cancelled now could straddle the venue's reward sample."""
-        return bool(self._due) or (self._boundary_ms > 0 and self._venue_max_ms + guard_ms >= self._boundary_ms)
+        the venue's time (its latest timestamp, or `venue_now_ms` from the venue clock when the
+        frames lag) is within `guard_ms` of the next one or past it: an order placed or cancelled
+        now could straddle the venue's reward sample."""
+        if self._due:
+            return True
+        return self._boundary_ms > 0 and max(self._venue_max_ms, venue_now_ms) + guard_ms >= self._boundary_ms
 
     def _venue_minutes(self, ts: int) -> None:
         """Venue minutes: the venue samples at its first step at or after a minute boundary. An
