@@ -40,7 +40,10 @@ from pmm_widgets.config import Settings
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine.core import Engine
 from pmm_widgets.engine.cycle import QuoteCycle
+from pmm_widgets.execution.live import LiveExchange
+from pmm_widgets.venue.broker import Broker
 from pmm_widgets.venue.endpoints import Endpoints
+from pmm_widgets.venue.order_entry import OrderEntry, Rtt
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -89,6 +92,21 @@ class SandboxProcess:
         urllib.request.urlopen(req, timeout=5).read()
 
 
+def phases(tls: list[dict]) -> dict[str, float]:
+    """Medians (ms) over requotes: to_first_send (start -> the first request leaves: preparing and
+    signing the first batch, thread hops), signing (sum of signing-thread work), wire (first request
+    sent -> last answer in: the round trips, overlapping), after (last answer -> requote done:
+    recording the orders, a follow-up cancel if any)."""
+    if not tls:
+        return {}
+    first = [min(r[0] for r in t["req"]) - t["t0"] for t in tls]
+    wire = [max(r[1] for r in t["req"]) - min(r[0] for r in t["req"]) for t in tls]
+    after = [t["t1"] - max(r[1] for r in t["req"]) for t in tls]
+    signing = [sum(b - a for a, b in t["sign"]) for t in tls]
+    return {f"ph_{k}": statistics.median(v) * 1e3 for k, v in
+            (("to_first_send", first), ("signing", signing), ("wire", wire), ("after", after))}
+
+
 async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxProcess) -> dict[str, float]:
     cycles: list[float] = []
     requotes: list[tuple[float, int]] = []
@@ -102,7 +120,49 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
             requotes.append((rep.requote_sec, rep.placed + rep.cancelled + rep.rejected))
         return rep
 
+    entries: list[OrderEntry] = []
+    orig_init = OrderEntry.__init__
+
+    def init(self: OrderEntry, *a, **kw):  # type: ignore[no-untyped-def]
+        orig_init(self, *a, **kw)
+        entries.append(self)
+
+    # the requote's timeline (perf_counter): start, each signing chunk (start, end), each request
+    # (semaphore acquired, answer in), end; `phases` below turns it into where the time went
+    timelines: list[dict[str, list[tuple[float, float]] | float]] = []
+    cur: dict[str, list[tuple[float, float]] | float] = {}
+    orig_rq, orig_sign, orig_req = LiveExchange.requote, Broker._sign_chunk, OrderEntry._request
+
+    async def rq(self: LiveExchange, *a, **kw):  # type: ignore[no-untyped-def]
+        nonlocal cur
+        cur = {"t0": time.perf_counter(), "sign": [], "req": []}
+        try:
+            return await orig_rq(self, *a, **kw)
+        finally:
+            cur["t1"] = time.perf_counter()
+            if cur["req"]:
+                timelines.append(cur)
+            cur = {}
+
+    def sign(self: Broker, chunk):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        out = orig_sign(self, chunk)
+        if "sign" in cur:
+            cur["sign"].append((t, time.perf_counter()))  # type: ignore[union-attr]
+        return out
+
+    async def req(self: OrderEntry, *a, **kw):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        box = cur
+        try:
+            return await orig_req(self, *a, **kw)
+        finally:
+            if "req" in box:
+                box["req"].append((t, time.perf_counter()))  # type: ignore[union-attr]
+
     QuoteCycle.run_once = timed  # type: ignore[method-assign]
+    OrderEntry.__init__ = init  # type: ignore[method-assign]
+    LiveExchange.requote, Broker._sign_chunk, OrderEntry._request = rq, sign, req  # type: ignore[method-assign]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{Path(tmp) / 'live.db'}",
@@ -113,13 +173,24 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
             await engine.run(max_seconds=args.seconds)
     finally:
         QuoteCycle.run_once = orig  # type: ignore[method-assign]
+        OrderEntry.__init__ = orig_init  # type: ignore[method-assign]
+        LiveExchange.requote, Broker._sign_chunk, OrderEntry._request = orig_rq, orig_sign, orig_req  # type: ignore[method-assign]
+    ph = phases(timelines[1:] or timelines)
+    rtts: list[Rtt] = [r for e in entries for r in e.rtts]
+    post = [r.rtt for r in rtts if r.kind == "post"]
+    cancel = [r.rtt for r in rtts if r.kind == "cancel"]
     steady = cycles[1:] or cycles  # the first cycle places the whole book at once
     rq = [r for r, _ in requotes[1:]] or [r for r, _ in requotes]
     return {"cycle_p50": pct(steady, 0.5) * 1e3, "cycle_p99": pct(steady, 0.99) * 1e3,
             "requote_p50": pct(rq, 0.5) * 1e3, "requote_p99": pct(rq, 0.99) * 1e3,
             "first_ms": (cycles[0] * 1e3) if cycles else float("nan"),
             "orders_per_requote": statistics.mean(n for _, n in requotes) if requotes else 0.0,
-            "cycles": len(cycles), "requotes": len(requotes)}
+            "cycles": len(cycles), "requotes": len(requotes),
+            # every request's round trip as OrderEntry recorded it (the pipelined path only: the
+            # serial baseline goes through the SDK, which records nothing)
+            "post_rtt_p50": pct(post, 0.5) * 1e3, "post_rtt_p99": pct(post, 0.99) * 1e3,
+            "cancel_rtt_p50": pct(cancel, 0.5) * 1e3, "cancel_rtt_p99": pct(cancel, 0.99) * 1e3,
+            "requests_per_requote": (len(post) + len(cancel)) / len(requotes) if requotes else 0.0, **ph}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -136,6 +207,15 @@ async def main(args: argparse.Namespace) -> None:
                       f"requote p50 {res['requote_p50']:.1f} ms p99 {res['requote_p99']:.1f} ms | first cycle "
                       f"{res['first_ms']:.0f} ms | {res['orders_per_requote']:.1f} orders/requote, "
                       f"{res['requotes']:.0f} requotes in {res['cycles']:.0f} cycles", flush=True)
+                if fast:
+                    print(f"      request round trips: POST /orders p50 {res['post_rtt_p50']:.1f} ms p99 "
+                          f"{res['post_rtt_p99']:.1f} ms | DELETE /orders p50 {res['cancel_rtt_p50']:.1f} ms p99 "
+                          f"{res['cancel_rtt_p99']:.1f} ms | {res['requests_per_requote']:.1f} requests/requote",
+                          flush=True)
+                    if "ph_wire" in res:
+                        print(f"      requote phases (median): to first send {res['ph_to_first_send']:.1f} ms "
+                              f"(signing {res['ph_signing']:.1f} ms) | on the wire {res['ph_wire']:.1f} ms | "
+                              f"after the last answer {res['ph_after']:.1f} ms", flush=True)
     med = {n: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for n, rs in results.items()}
     p, s = med["pipelined"], med["serial"]
     print(f"\nmedian of {args.runs} run(s): {args.markets} markets, {args.latency_ms:g} ms injected round trip, "

@@ -40,6 +40,7 @@ from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import SimReject, Simulator
 from pmm_widgets.store.sink import NullSink
+from pmm_widgets.venue.gamma_terms import decode_terms
 
 START = 1_780_000_020.0  # a UTC minute boundary
 OWNER = "bench"
@@ -131,7 +132,7 @@ async def run(seed: int, minutes: int, n_markets: int, alpha: float, mode: str) 
              and 150 < m.best_bid_mil < 850]
     chosen = sorted(cands, key=lambda m: -m.program.daily_rate)[:n_markets]
     markets = [Market(m.condition_id, m.question, m.yes_token_id, m.no_token_id, m.tick_size, m.min_order_size,
-                      neg_risk=m.neg_risk, raw=gamma_object(sim, m)) for m in chosen]
+                      neg_risk=m.neg_risk, terms=decode_terms(gamma_object(sim, m))) for m in chosen]
     params = Params(alpha=alpha, rewards_mode=mode, quote_size=Decimal(10))
     ex = SimExchange(sim)
     qc = QuoteCycle(params, NullSink(), Mode.LIVE)

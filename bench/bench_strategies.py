@@ -34,7 +34,7 @@ from pmm_widgets.economics.rewards import (
     adjusted_mid,
     book_orders,
     minute_reward,
-    parse_program,
+    program_of,
     score_orders,
     share,
     to_yes_terms,
@@ -58,7 +58,7 @@ def reward_minute(sim: Simulator, markets, ex: PaperExchange, t: float) -> Decim
     for o in ex.open_orders():
         by_market.setdefault(o.market, []).append(o)
     for m in markets:
-        prog, _ = parse_program(m.raw)
+        prog, _ = program_of(m.terms)
         if not prog.active or m.condition_id not in by_market:
             continue
         yv = sim.book_view(m.yes_token_id, t)

@@ -134,7 +134,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     from pmm_widgets.store import repo
     from pmm_widgets.store.db import check_connection, make_engine, safe_url
     from pmm_widgets.store.migrate import current_revision, head_revision
-    from pmm_widgets.store.retention import database_bytes, table_sizes
+    from pmm_widgets.store.retention import database_bytes, free_bytes, table_sizes
     from pmm_widgets.store.schema import metadata
 
     settings = settings_from_args(args)
@@ -147,11 +147,14 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         counts = repo.table_counts(engine)
         sizes = table_sizes(engine)
         total = database_bytes(engine)
+        free = free_bytes(engine)
         print(f"  {'table':<20} {'rows':>10} {'size':>10}   (retention: {retention_note(settings.retain_days)})")
         for name in metadata.tables:
             size = sizes.get(name)
             shown = "?" if size is None else human_bytes(size)
             print(f"  {name:<20} {counts.get(name, 'missing')!s:>10} {shown:>10}")
+        if free is not None:
+            print(f"  {'(free pages)':<20} {'':>10} {human_bytes(free):>10}   (freed by retention, reused first)")
         if total is not None:
             print(f"  {'database':<20} {'':>10} {human_bytes(total):>10}")
     finally:
@@ -468,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = group("db", "database: create or upgrade the schema, show its state")
     leaf(db, "init", "create or upgrade every table (idempotent; SQLite in WAL mode, any SQLAlchemy URL)", cmd_db_init)
     leaf(db, "status", "schema revision, row counts and sizes per table", cmd_db_status)
-    pr = leaf(db, "prune", "delete book_snapshots, public_trades, events and pnl rows older than PMM_RETAIN_DAYS "
-              "(small batches; trades and orders are kept)", cmd_db_prune)
+    pr = leaf(db, "prune", "delete book_snapshots, public_trades, events, pnl and markouts rows older than "
+              "PMM_RETAIN_DAYS and sum old reward_estimates into one row per market (small batches; trades and "
+              "orders are kept, so is the newest pnl row per market)", cmd_db_prune)
     pr.add_argument("--days", type=float, default=None, help="keep this many days instead of PMM_RETAIN_DAYS")
 
     uni = group("universe", "the set of markets traded")

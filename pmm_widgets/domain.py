@@ -63,6 +63,41 @@ class Outcome(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class GammaFeeSchedule:
+    """Gamma's `feeSchedule` object, its numbers exact (decoded in `venue/gamma_terms.py`). Only
+    the types are checked there; whether the values make sense (rate in [0, 1), an integer
+    exponent, ...) is `economics.fees.fee_schedule_of`'s call."""
+
+    rate: Decimal = ZERO
+    exponent: Decimal = ONE
+    taker_only: bool = True
+    rebate_rate: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class GammaTerms:
+    """A market's venue economics as its Gamma object states them, decoded once at the edge
+    (`venue/gamma_terms.py` `decode_terms`, called by `venue/gamma.py` `parse_market`), so no
+    code past `venue/` reads the raw dict: `feesEnabled`, `feeSchedule`, `rewardsMinSize`,
+    `rewardsMaxSpread`, `clobRewards[].rewardsDailyRate`, the neg-risk event id (`events[0].id`).
+
+    A field that does not decode is None (or left out of `reward_daily_rates`) and its reason is
+    in `fee_problems` / `reward_problems`: economics counts and logs them and pays nothing on them."""
+
+    fees_enabled: bool | None = None
+    fee_schedule: GammaFeeSchedule | None = None
+    fee_problems: tuple[str, ...] = ()
+    rewards_min_size: Decimal | None = ZERO  # None: unreadable (no program)
+    rewards_max_spread: Decimal | None = ZERO  # cents; None: unreadable (no program)
+    reward_daily_rates: tuple[Decimal, ...] = ()  # one per readable `clobRewards` entry, as given (sign unchecked)
+    reward_problems: tuple[str, ...] = ()
+    event_id: str | None = None  # `events[0].id`: the neg-risk event a market belongs to
+
+
+NO_TERMS = GammaTerms()
+
+
+@dataclass(frozen=True, slots=True)
 class Market:
     """One binary market of the universe, parsed from a Gamma market object."""
 
@@ -84,6 +119,7 @@ class Market:
     best_bid: float | None = None
     best_ask: float | None = None
     end_date: str | None = None
+    terms: GammaTerms = field(default=NO_TERMS, compare=False, repr=False, hash=False)  # fees, rewards, event
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @property

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from ..domain import GammaTerms
+from ..venue.gamma_terms import decode_fee_schedule, exact
+
 ZERO = Decimal(0)
 FEE_QUANTUM = Decimal("0.00001")  # fees round to 5 dp
 MIN_FEE = Decimal("0.00001")  # minimum charge when a fee applies
@@ -62,41 +65,22 @@ class FeeSchedule:
 NO_FEES = FeeSchedule()
 
 
-def _dec(x: object) -> Decimal:
-    if isinstance(x, bool):
-        raise InvalidOperation("bool is not a number")
-    if isinstance(x, Decimal):
-        d = x
-    elif isinstance(x, float):
-        d = Decimal(repr(x))
-    else:
-        d = Decimal(str(x).strip())
-    if not d.is_finite():
-        raise InvalidOperation(f"not finite: {x!r}")
-    return d
-
-
-def parse_fee_schedule(fees_enabled: object, schedule: object) -> tuple[FeeSchedule, list[str]]:
-    """`(schedule, problems)` from Gamma's `feesEnabled` and `feeSchedule`. Never raises; a bad
-    field makes the schedule charge nothing (never a wrong payment) and adds a problem."""
-    problems: list[str] = []
-    if schedule is None:
-        if fees_enabled is True:
+def fee_schedule_of(terms: GammaTerms) -> tuple[FeeSchedule, list[str]]:
+    """`(schedule, problems)` from a market's decoded Gamma terms (`Market.terms`). Never raises;
+    a bad field makes the schedule charge nothing (never a wrong payment) and adds a problem."""
+    problems = list(terms.fee_problems)
+    sched = terms.fee_schedule
+    if problems:
+        return NO_FEES, problems
+    if sched is None:
+        if terms.fees_enabled is True:
             problems.append("feesEnabled but feeSchedule missing: no fee assumed")
         return NO_FEES, problems
-    if not isinstance(schedule, Mapping):
-        problems.append(f"feeSchedule is not an object: {type(schedule).__name__}")
+    rate, rebate = sched.rate, sched.rebate_rate
+    if sched.exponent != sched.exponent.to_integral_value():
+        problems.append(f"feeSchedule unreadable (exponent {sched.exponent} is not an integer): no fee assumed")
         return NO_FEES, problems
-    try:
-        rate = _dec(schedule.get("rate", 0) or 0)
-        rebate = _dec(schedule.get("rebateRate", 0) or 0)
-        exp_raw = schedule.get("exponent", 1)
-        exponent = int(_dec(1 if exp_raw is None else exp_raw))
-        if Decimal(exponent) != _dec(1 if exp_raw is None else exp_raw):
-            raise InvalidOperation(f"exponent {exp_raw!r} is not an integer")
-    except (InvalidOperation, ValueError, TypeError) as exc:
-        problems.append(f"feeSchedule unreadable ({exc}): no fee assumed")
-        return NO_FEES, problems
+    exponent = int(sched.exponent)
     if rate < 0 or rate >= 1:
         problems.append(f"feeSchedule rate {rate} outside [0, 1): no fee assumed")
         return NO_FEES, problems
@@ -106,10 +90,17 @@ def parse_fee_schedule(fees_enabled: object, schedule: object) -> tuple[FeeSched
     if rebate < 0 or rebate > 1:
         problems.append(f"feeSchedule rebateRate {rebate} outside [0, 1]: no rebate assumed")
         rebate = ZERO
-    if fees_enabled is False and rate > 0:
+    if terms.fees_enabled is False and rate > 0:
         # the venue charges per the schedule only where fees are enabled
-        return FeeSchedule(ZERO, exponent, bool(schedule.get("takerOnly", True)), ZERO), problems
-    return FeeSchedule(rate, exponent, bool(schedule.get("takerOnly", True)), rebate), problems
+        return FeeSchedule(ZERO, exponent, sched.taker_only, ZERO), problems
+    return FeeSchedule(rate, exponent, sched.taker_only, rebate), problems
+
+
+def parse_fee_schedule(fees_enabled: object, schedule: object) -> tuple[FeeSchedule, list[str]]:
+    """`(schedule, problems)` from raw `feesEnabled` / `feeSchedule` values (the sandbox's own
+    objects, tests): decoded by `venue.gamma_terms` exactly as a Gamma object is, then judged."""
+    enabled, sched, problems = decode_fee_schedule(fees_enabled, schedule)
+    return fee_schedule_of(GammaTerms(fees_enabled=enabled, fee_schedule=sched, fee_problems=problems))
 
 
 def parse_fd(fd: object) -> tuple[FeeSchedule, list[str]]:
@@ -153,7 +144,7 @@ def payout(amount: Decimal) -> Decimal:
 def fee_from_bps(size: Decimal, price: Decimal, fee_rate_bps: object, exponent: int = 1) -> Decimal | None:
     """The fee a trade's `fee_rate_bps` implies (live tape); None when the field is unreadable."""
     try:
-        bps = _dec(fee_rate_bps)
+        bps = exact(fee_rate_bps)
     except (InvalidOperation, ValueError, TypeError):
         return None
     if bps < 0:

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from ..domain import Side
+from ..domain import GammaTerms, Side
+from ..venue.gamma_terms import decode_rewards
 
 ZERO = Decimal(0)
 C_DEFAULT = Decimal(3)
@@ -59,40 +60,17 @@ class RewardProgram:
 NO_PROGRAM = RewardProgram()
 
 
-def _num(x: object) -> Decimal:
-    if isinstance(x, bool) or x is None:
-        raise InvalidOperation(f"not a number: {x!r}")
-    d = Decimal(repr(x)) if isinstance(x, float) else Decimal(str(x).strip())
-    if not d.is_finite():
-        raise InvalidOperation(f"not finite: {x!r}")
-    return d
-
-
-def parse_program(gamma: Mapping[str, Any]) -> tuple[RewardProgram, list[str]]:
-    """`(program, problems)` from a Gamma market object's `rewardsMinSize`, `rewardsMaxSpread`
-    and `clobRewards[].rewardsDailyRate` (summed). Never raises: bad values (negative rates, max
-    spread 0 with a pool, unreadable numbers) give NO_PROGRAM or drop the bad entry, and are
-    reported so the caller counts and logs them; nothing is ever paid on bad data."""
-    problems: list[str] = []
-    try:
-        min_size = _num(gamma.get("rewardsMinSize", 0) or 0)
-        max_spread = _num(gamma.get("rewardsMaxSpread", 0) or 0)
-    except (InvalidOperation, ValueError, TypeError) as exc:
-        return NO_PROGRAM, [f"rewards fields unreadable: {exc}"]
+def program_of(terms: GammaTerms) -> tuple[RewardProgram, list[str]]:
+    """`(program, problems)` from a market's decoded Gamma terms (`Market.terms`: `rewardsMinSize`,
+    `rewardsMaxSpread`, `clobRewards[].rewardsDailyRate` summed). Never raises: bad values
+    (negative rates, max spread 0 with a pool, unreadable numbers) give NO_PROGRAM or drop the bad
+    entry, and are reported so the caller counts and logs them; nothing is ever paid on bad data."""
+    problems = list(terms.reward_problems)
+    min_size, max_spread = terms.rewards_min_size, terms.rewards_max_spread
+    if min_size is None or max_spread is None:
+        return NO_PROGRAM, problems
     rate = ZERO
-    entries = gamma.get("clobRewards") or []
-    if not isinstance(entries, list):
-        problems.append("clobRewards is not a list")
-        entries = []
-    for e in entries:
-        if not isinstance(e, Mapping):
-            problems.append("clobRewards entry is not an object")
-            continue
-        try:
-            r = _num(e.get("rewardsDailyRate", 0) or 0)
-        except (InvalidOperation, ValueError, TypeError):
-            problems.append(f"clobRewards rewardsDailyRate unreadable: {e.get('rewardsDailyRate')!r}")
-            continue
+    for r in terms.reward_daily_rates:
         if r < 0:
             problems.append(f"clobRewards rewardsDailyRate {r} negative: ignored")
             continue
@@ -109,6 +87,14 @@ def parse_program(gamma: Mapping[str, Any]) -> tuple[RewardProgram, list[str]]:
     if rate == 0:
         return NO_PROGRAM, problems
     return RewardProgram(min_size, max_spread, rate), problems
+
+
+def parse_program(gamma: Mapping[str, Any]) -> tuple[RewardProgram, list[str]]:
+    """`program_of` over a raw Gamma object (the sandbox's own objects, tests), decoded by
+    `venue.gamma_terms` exactly as `parse_market` decodes one."""
+    min_size, max_spread, rates, problems = decode_rewards(gamma)
+    return program_of(GammaTerms(rewards_min_size=min_size, rewards_max_spread=max_spread,
+                                 reward_daily_rates=rates, reward_problems=problems))
 
 
 def order_score(v_c: Decimal, s_c: Decimal, b: Decimal = Decimal(1)) -> Decimal:

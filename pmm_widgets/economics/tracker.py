@@ -2,8 +2,8 @@
 estimate, settlement records and bad-venue-data accounting. Plain code over typed data; its only
 output is `DbRecorder` rows (`trades` fee columns, `reward_estimates`, `settlements`, `events`).
 
-- Terms come from each market's Gamma object (`Market.raw`): `feesEnabled` / `feeSchedule` and
-  `rewardsMinSize` / `rewardsMaxSpread` / `clobRewards`. Bad values are counted, logged once per
+- Terms come from each market's Gamma object, decoded once in `venue/` (`Market.terms`):
+  `feesEnabled` / `feeSchedule` and `rewardsMinSize` / `rewardsMaxSpread` / `clobRewards`. Bad values are counted, logged once per
   market and problem (an `events` row of kind `venue_data`), and never charge or pay anything.
 - A fill is a taker fill when the venue says so (`trader_side` TAKER on the live tape); paper
   and dry-run fills are post-only makers. Fee and rebate come from `economics.fees`, exactly as
@@ -30,8 +30,8 @@ from .fees import (
     NO_FEES,
     FeeSchedule,
     fee_from_bps,
+    fee_schedule_of,
     fill_fee,
-    parse_fee_schedule,
     rebate_accrual,
 )
 from .payouts import PayoutSchedule, parse_paid, venue_date
@@ -44,7 +44,7 @@ from .rewards import (
     book_orders,
     minute_reward,
     order_score,
-    parse_program,
+    program_of,
     score_orders,
     share,
     to_yes_terms,
@@ -64,14 +64,9 @@ class MarketTerms:
 
 def market_terms(m: Market) -> tuple[MarketTerms, list[str]]:
     """A market's fee schedule, reward program and neg-risk event id, with any problems."""
-    raw = m.raw or {}
-    fee, p1 = parse_fee_schedule(raw.get("feesEnabled"), raw.get("feeSchedule"))
-    prog, p2 = parse_program(raw)
-    event_id = None
-    evs = raw.get("events")
-    if m.neg_risk and isinstance(evs, list) and evs and isinstance(evs[0], dict) and evs[0].get("id") is not None:
-        event_id = str(evs[0]["id"])
-    return MarketTerms(fee, prog, event_id), p1 + p2
+    fee, p1 = fee_schedule_of(m.terms)
+    prog, p2 = program_of(m.terms)
+    return MarketTerms(fee, prog, m.terms.event_id if m.neg_risk else None), p1 + p2
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from ..domain import ZERO, Market, Side
 from ..economics.fees import (
     NO_FEES,
     FeeSchedule,
+    fee_schedule_of,
     fill_fee,
-    parse_fee_schedule,
     rebate_accrual,
 )
 
@@ -36,7 +36,7 @@ class ZeroFeeModel:
 
 
 class ScheduleFeeModel:
-    """The venue's rule per market, from Gamma's `feesEnabled` / `feeSchedule` (in `Market.raw`):
+    """The venue's rule per market, from Gamma's `feesEnabled` / `feeSchedule` (decoded into `Market.terms`):
     `economics.fees.fill_fee` (takers pay `C × rate × (p(1−p))^exponent`, makers pay only when
     the schedule is not taker-only). A market without a usable schedule charges nothing.
 
@@ -51,8 +51,7 @@ class ScheduleFeeModel:
             return NO_FEES
         s = self._cache.get(market.condition_id)
         if s is None:
-            raw = market.raw or {}
-            s, _problems = parse_fee_schedule(raw.get("feesEnabled"), raw.get("feeSchedule"))
+            s, _problems = fee_schedule_of(market.terms)
             self._cache[market.condition_id] = s
         return s
 

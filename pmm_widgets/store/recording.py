@@ -85,13 +85,16 @@ def dumps(obj: Any) -> str:
 
 
 def market_to_json(m: Any) -> dict[str, Any]:
-    """A `Market` as plain JSON (Decimal as str); `markets_from_json` reverses it."""
+    """A `Market` as plain JSON (Decimal as str); `markets_from_json` reverses it (its `terms`
+    decoded again from `raw`, so recordings made before `Market.terms` replay the same)."""
     d = asdict(m)
+    d.pop("terms", None)  # decoded from `raw` again on the way back (markets_from_json)
     return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in d.items()}
 
 
 def markets_from_json(items: Iterable[dict[str, Any]]) -> list[Any]:
     from ..domain import Market
+    from ..venue.gamma_terms import decode_terms
 
     fields = set(Market.__dataclass_fields__)
     out = []
@@ -103,7 +106,8 @@ def markets_from_json(items: Iterable[dict[str, Any]]) -> list[Any]:
         for k in ("best_bid", "best_ask"):
             if k in kw and isinstance(kw[k], str):
                 kw[k] = float(kw[k])
-        out.append(Market(**kw))
+        kw.pop("terms", None)
+        out.append(Market(**kw, terms=decode_terms(kw.get("raw") or {})))
     return out
 
 

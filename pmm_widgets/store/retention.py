@@ -1,9 +1,20 @@
 """Retention: bounded storage for long runs, and table sizes for `pmm db status`.
 
 Why: at 50 markets the engine writes ~1.6 MB/min (book snapshots, public trades, events, PnL
-rows), ~2.4 GB a day with nothing ever removed. The high-volume, derived tables
-(`RETAINED_TABLES`) keep `PMM_RETAIN_DAYS` days (default 7; 0 keeps everything); `trades` and
-`orders` are the ledger and are never pruned, nor are markets, calibration or settlements.
+rows, markouts, reward estimates), ~2.4 GB a day with nothing ever removed. The high-volume,
+derived tables (`RETAINED_TABLES`) keep `PMM_RETAIN_DAYS` days (default 7; 0 keeps everything);
+`trades` and `orders` are the ledger and are never pruned, nor are markets (written only when the
+universe changes), calibration, settlements, commands, parameter changes or replay results.
+What old rows the readers still need stays:
+- `pnl`: the newest row of each (market, mode) is kept whatever its age (`pmm report` and the
+  economics decomposition read the latest PnL row per market);
+- `reward_estimates`: old rows are rolled up, not dropped: one row per (market, mode) carries the
+  exact sum of their `usd` (`pmm report` and the restore of issue 11 sum it), its per-sample
+  columns NULL;
+- rows with a `run_id` (written by `pmm replay`/`pmm sweep`, stamped with the replayed time) are
+  never pruned: they belong to their replay run, not to the live clock;
+- `markouts` keep the window like the rest: `pmm report`'s markout means cover the last
+  `PMM_RETAIN_DAYS` days (the fills themselves stay in `trades`).
 
 How: rows are deleted oldest first in small batches (`DELETE ... WHERE id IN (SELECT id ... WHERE
 ts < cutoff ORDER BY id LIMIT n)`), one short transaction each, with a pause between batches, so
@@ -19,13 +30,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
-from sqlalchemy import Engine, Table, delete, func, inspect, select, text
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, delete, func, inspect, select, text, update
 
 from .schema import metadata
 
-RETAINED_TABLES = ("book_snapshots", "public_trades", "events", "pnl")
+RETAINED_TABLES = ("book_snapshots", "public_trades", "events", "pnl", "markouts", "reward_estimates")
 LEDGER_TABLES = ("trades", "orders")  # kept forever
+KEEP_LATEST = {"pnl": ("market", "mode")}  # the newest row per group is kept whatever its age
+ROLLUP = {"reward_estimates": (("market", "mode"), "usd")}  # old rows summed into one per group
 DEFAULT_BATCH = 2_000
 
 
@@ -44,14 +58,19 @@ class PruneReport:
 def prune(engine: Engine, retain_days: float, *, now: float | None = None, batch: int = DEFAULT_BATCH,
           pause_sec: float = 0.005, max_batches: int | None = None,
           stop: Callable[[], bool] | None = None) -> PruneReport:
-    """Delete rows older than `retain_days` from `RETAINED_TABLES`, `batch` rows per transaction.
-    `retain_days <= 0` deletes nothing. `max_batches` bounds one call (the rest waits for the
-    next); `stop()` true ends it early (engine shutdown)."""
+    """Delete rows older than `retain_days` from `RETAINED_TABLES`, `batch` rows per transaction
+    (`KEEP_LATEST`, `ROLLUP` and replay rows: see the module doc). `retain_days <= 0` deletes
+    nothing. `max_batches` bounds one call (the rest waits for the next); `stop()` true ends it
+    early (engine shutdown)."""
     t0 = time.perf_counter()
     now = time.time() if now is None else now
     cutoff = now - retain_days * 86_400.0
     deleted = {t: 0 for t in RETAINED_TABLES}
     batches = 0
+
+    def report() -> PruneReport:
+        return PruneReport(cutoff, deleted, batches, time.perf_counter() - t0)
+
     if retain_days <= 0:
         return PruneReport(cutoff, deleted, 0, 0.0)
     present = set(inspect(engine).get_table_names())
@@ -59,19 +78,67 @@ def prune(engine: Engine, retain_days: float, *, now: float | None = None, batch
         if name not in present:
             continue
         t: Table = metadata.tables[name]
+        old = _old_rows(engine, t, cutoff)
         while max_batches is None or batches < max_batches:
             if stop is not None and stop():
-                return PruneReport(cutoff, deleted, batches, time.perf_counter() - t0)
-            ids = select(t.c.id).where(t.c.ts < cutoff).order_by(t.c.id).limit(batch).scalar_subquery()
+                return report()
             with engine.begin() as c:
-                n = c.execute(delete(t).where(t.c.id.in_(ids))).rowcount or 0
+                n = _rollup_batch(c, t, old, batch) if name in ROLLUP else _delete_batch(c, t, old, batch)
             batches += 1
             deleted[name] += n
             if n < batch:
                 break
             if pause_sec > 0:
                 time.sleep(pause_sec)
-    return PruneReport(cutoff, deleted, batches, time.perf_counter() - t0)
+    return report()
+
+
+def _old_rows(engine: Engine, t: Table, cutoff: float) -> ColumnElement[bool]:
+    """The rows of `t` retention may remove: older than the cutoff, not a replay run's, and not
+    the newest of their `KEEP_LATEST` group (those ids read once per call: the table is bounded)."""
+    cond: ColumnElement[bool] = t.c.ts < cutoff
+    if "run_id" in t.c:
+        cond = and_(cond, t.c.run_id.is_(None))
+    group = KEEP_LATEST.get(t.name)
+    if group:
+        with engine.connect() as c:
+            keep = [int(i) for i in c.execute(select(func.max(t.c.id)).group_by(*(t.c[g] for g in group))).scalars()
+                    if i is not None]
+        if keep:
+            cond = and_(cond, t.c.id.not_in(keep))
+    return cond
+
+
+def _delete_batch(c: Connection, t: Table, old: ColumnElement[bool], batch: int) -> int:
+    """Delete up to `batch` old rows, oldest first (the id-ordered subquery needs no ts index)."""
+    ids = select(t.c.id).where(old).order_by(t.c.id).limit(batch).scalar_subquery()
+    return int(c.execute(delete(t).where(t.c.id.in_(ids))).rowcount or 0)
+
+
+def _rollup_batch(c: Connection, t: Table, old: ColumnElement[bool], batch: int) -> int:
+    """Fold up to `batch` old rows into the oldest row of their group: its `usd` becomes the exact
+    (Decimal) sum, its `ts` the newest of them, its per-sample columns NULL; the others go. A group
+    already down to one old row is left alone. Returns the rows removed."""
+    keys, value = ROLLUP[t.name]
+    kcols = [t.c[k] for k in keys]
+    groups = c.execute(select(*kcols).where(old).group_by(*kcols).having(func.count() > 1)).all()
+    removed = 0
+    for g in groups:
+        if removed >= batch:
+            break
+        same = and_(old, *((col.is_(None) if v is None else col == v) for col, v in zip(kcols, g)))
+        rows = c.execute(select(t.c.id, t.c[value], t.c.ts).where(same).order_by(t.c.id)
+                         .limit(batch - removed + 1)).all()
+        if len(rows) < 2:
+            continue
+        total = sum((Decimal(str(r[1])) for r in rows if r[1] is not None), Decimal(0))
+        sample = {col.name: None for col in t.c if col.name not in ("id", "ts", value, *keys)}
+        c.execute(update(t).where(t.c.id == rows[0][0]).values(**sample, **{value: total},
+                                                                 ts=max(float(r[2]) for r in rows)))
+        ids = [r[0] for r in rows[1:]]
+        c.execute(delete(t).where(t.c.id.in_(ids)))
+        removed += len(ids)
+    return removed
 
 
 def table_sizes(engine: Engine) -> dict[str, int | None]:
@@ -113,6 +180,20 @@ def database_bytes(engine: Engine) -> int | None:
     except Exception:  # noqa: BLE001
         return None
     return None
+
+
+def free_bytes(engine: Engine) -> int | None:
+    """SQLite: the bytes of the freelist (pages retention freed, reused before the file grows);
+    None elsewhere."""
+    if engine.dialect.name != "sqlite":
+        return None
+    try:
+        with engine.connect() as c:
+            free = c.execute(text("PRAGMA freelist_count")).scalar() or 0
+            page = c.execute(text("PRAGMA page_size")).scalar() or 0
+            return int(free) * int(page)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def oldest_ts(engine: Engine, name: str) -> float | None:

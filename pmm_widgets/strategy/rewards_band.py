@@ -7,7 +7,7 @@ market's max spread; orders smaller than `rewardsMinSize` or at s ≥ v score no
 outside [0.10, 0.90] only two-sided quoting scores (`economics.rewards`, the same functions the
 sandbox's ground truth and the engine's estimate use).
 
-So, for a market with a reward program (parsed from its Gamma object, `Market.raw`):
+So, for a market with a reward program (decoded from its Gamma object: `Market.terms`):
 - reference: the size-cutoff-adjusted mid of the effective YES book (both tokens' books, the
   cutoff `rewardsMinSize`), falling back to the effective mid;
 - each side starts at the seed's price (`SpreadStrategy`: α × half-spread, inventory skew) and
@@ -26,13 +26,13 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
-from ..economics.rewards import RewardProgram, adjusted_mid, parse_program
+from ..economics.rewards import RewardProgram, adjusted_mid, program_of
 from .base import Decision, MarketContext
 from .quoting import make_quotes, yes_space_price
 
 
 def reward_program(ctx: MarketContext) -> RewardProgram:
-    prog, _ = parse_program(ctx.market.raw or {})
+    prog, _ = program_of(ctx.market.terms)
     return prog
 
 

@@ -22,6 +22,7 @@ from .. import safejson
 from ..domain import Market
 from ..errors import PmmError
 from ..ticks import ALLOWED_TICK_SET, MAX_MIN_ORDER_SIZE, to_decimal
+from .gamma_terms import decode_terms
 from .http import DEFAULT_DEADLINE_SEC, MAX_RETRY_AFTER_SEC, JsonHttp, VenueHTTPError
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ def parse_market(obj: Mapping[str, Any]) -> Market:
             best_bid=_float(obj.get("bestBid"), None),
             best_ask=_float(obj.get("bestAsk"), None),
             end_date=str(end)[:40] if end else None,
+            terms=decode_terms(obj),
             raw=capped_raw(obj),
         )
     except MarketParseError as exc:

@@ -23,9 +23,9 @@ def reward_density(m: Market) -> float:
     Gamma alone: the daily pool over the competing depth (`liquidityNum`, plus $100 so an empty
     book does not divide by zero), a third of that when the price is outside [0.10, 0.90], where
     only two-sided quoting scores (and the inventory is most at risk). 0 without a program."""
-    from ..economics.rewards import TWO_SIDED_HI, TWO_SIDED_LO, parse_program
+    from ..economics.rewards import TWO_SIDED_HI, TWO_SIDED_LO, program_of
 
-    prog, _ = parse_program(m.raw or {})
+    prog, _ = program_of(m.terms)
     if not prog.active:
         return 0.0
     p = (m.best_bid + m.best_ask) / 2 if m.best_bid is not None and m.best_ask is not None else 0.5

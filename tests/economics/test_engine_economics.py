@@ -37,14 +37,15 @@ from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import Simulator
 from pmm_widgets.store import schema
 from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.venue.gamma_terms import decode_terms
 
 START = 1_780_000_000.0
 
 
 def _market(sim: Simulator, sm) -> Market:
-    """The engine's Market for a simulated one, with the Gamma object as `raw` (terms parse from it)."""
+    """The engine's Market for a simulated one, its terms decoded from the Gamma object (as `parse_market` does)."""
     return Market(sm.condition_id, sm.question, sm.yes_token_id, sm.no_token_id, sm.tick_size, sm.min_order_size,
-                  neg_risk=sm.neg_risk, raw=gamma_object(sim, sm))
+                  neg_risk=sm.neg_risk, terms=decode_terms(gamma_object(sim, sm)))
 
 
 def _yes_view(sim: Simulator, sm) -> BookView:
@@ -169,11 +170,11 @@ async def test_resolution_settles_exactly_and_leaves_no_order(winner: str) -> No
 async def test_bad_venue_data_is_counted_and_never_paid() -> None:
     params = Params()
     sink = MemorySink()
-    bad = Market("0xb", "B?", "yb", "nb", D("0.01"), D(5), raw={
+    bad = Market("0xb", "B?", "yb", "nb", D("0.01"), D(5), terms=decode_terms({
         "feesEnabled": True, "rewardsMinSize": 10, "rewardsMaxSpread": 0,
-        "clobRewards": [{"rewardsDailyRate": -3}, {"rewardsDailyRate": 5}]})  # no feeSchedule, v=0, rate<0
-    neg = Market("0xn", "N?", "yn", "nn", D("0.01"), D(5), raw={
-        "feesEnabled": True, "feeSchedule": {"rate": -0.04, "exponent": 1, "takerOnly": True, "rebateRate": 0.25}})
+        "clobRewards": [{"rewardsDailyRate": -3}, {"rewardsDailyRate": 5}]}))  # no feeSchedule, v=0, rate<0
+    neg = Market("0xn", "N?", "yn", "nn", D("0.01"), D(5), terms=decode_terms({
+        "feesEnabled": True, "feeSchedule": {"rate": -0.04, "exponent": 1, "takerOnly": True, "rebateRate": 0.25}}))
     ex = PaperExchange(params, sink, seed=1)
     qc = QuoteCycle(params, sink, Mode.PAPER)
     books = {**_flat_books(bad, "0.40", "0.44"), **_flat_books(neg, "0.50", "0.54")}
@@ -198,8 +199,8 @@ async def test_bad_venue_data_is_counted_and_never_paid() -> None:
 def test_reward_samples_are_recorded_and_tracker_counts_scoring() -> None:
     sink = MemorySink()
     tr = EconomicsTracker(sink, "live")
-    m = Market("0xw", "W?", "yw", "nw", D("0.01"), D(5), raw={
-        "rewardsMinSize": 20, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": 144}]})
+    m = Market("0xw", "W?", "yw", "nw", D("0.01"), D(5), terms=decode_terms({
+        "rewardsMinSize": 20, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": 144}]}))
     tr.set_markets([m], 0.0)
     y = BookView("yw", "0xw", (Level(D("0.49"), D(120)), Level(D("0.48"), D(50))),
                  (Level(D("0.51"), D(120)), Level(D("0.52"), D(50))), D("0.01"))
@@ -271,7 +272,7 @@ def test_universe_rank_rewards_and_fit_mode_strategy() -> None:
     def mk(i: int, liq: float, rate: float, bid: float = 0.45, ask: float = 0.47) -> Market:
         raw = {"rewardsMinSize": 20, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": rate}]} if rate else {}
         return Market(f"0x{i}", f"Q{i}", f"y{i}", f"n{i}", D("0.01"), D(5), liquidity_num=liq, best_bid=bid,
-                      best_ask=ask, raw=raw)
+                      best_ask=ask, terms=decode_terms(raw))
 
     ms = [mk(0, 1_000_000, 0), mk(1, 50_000, 100), mk(2, 1_000, 10), mk(3, 1_000, 10, 0.02, 0.04)]
     assert [m.condition_id for m in select_universe(ms, 4)] == ["0x0", "0x1", "0x2", "0x3"]  # the seed's rule
@@ -296,8 +297,8 @@ class _BidOnly:
 async def test_fit_adds_the_missing_side_outside_the_two_sided_range(mode: str, n: int) -> None:
     params = Params(rewards_mode=mode, quote_size=D(20))
     sink = MemorySink()
-    m = Market("0xe", "E?", "ye", "ne", D("0.01"), D(5), raw={
-        "rewardsMinSize": 20, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": 50}]})
+    m = Market("0xe", "E?", "ye", "ne", D("0.01"), D(5), terms=decode_terms({
+        "rewardsMinSize": 20, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": 50}]}))
     ex = PaperExchange(params, sink, seed=1)
     qc = QuoteCycle(params, sink, Mode.PAPER)
     qc.set_strategy(m.condition_id, _BidOnly())

@@ -1,5 +1,7 @@
-"""Retention: old rows of book_snapshots, public_trades, events and pnl go in small batches;
-trades and orders stay; `pmm db prune` and `pmm db status` (sizes) over SQLite and PostgreSQL."""
+"""Retention: old rows of book_snapshots, public_trades, events, pnl, markouts and reward_estimates
+go in small batches; trades and orders stay; the newest pnl row per market stays; old reward
+estimates are rolled up with their sums exact; replay rows stay; `pmm db prune` and `pmm db status`
+(sizes) over SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from pmm_widgets.store.retention import (
 from pmm_widgets.store.schema import (
     book_snapshots,
     events,
+    markouts,
     orders,
     pnl,
     public_trades,
+    reward_estimates,
     trades,
 )
 
@@ -42,6 +46,9 @@ def _fill(eng, old: int, new: int) -> None:
             c.execute(insert(public_trades), [{"token_id": "t", "ts": t, "price": 0.5, "size": 1} for t in ts_list])
             c.execute(insert(events), [{"ts": t, "level": "INFO", "kind": "k"} for t in ts_list])
             c.execute(insert(pnl), [{"ts": t, "market": "m"} for t in ts_list])
+            c.execute(insert(markouts), [{"trade_id": f"x{t}", "horizon_sec": 5.0, "ts": t} for t in ts_list])
+            c.execute(insert(reward_estimates), [{"ts": t, "market": f"r{i}", "usd": 0.5}
+                                                 for i, t in enumerate(ts_list)])  # one row per group
             c.execute(insert(trades), [{"trade_id": f"x{t}", "order_id": "o", "market": "m", "token_id": "t",
                                         "side": "BUY", "price": 0.5, "size": 1, "fill_type": "FILLED",
                                         "mode": "live", "ts": t} for t in ts_list])
@@ -61,10 +68,11 @@ def test_prune_deletes_only_old_derived_rows_in_batches(db_url):
     try:
         _fill(eng, old=1_050, new=30)
         rep = prune(eng, 7, now=NOW, batch=200, pause_sec=0)
-        assert rep.deleted == {t: 1_050 for t in RETAINED_TABLES}
-        assert rep.batches == 4 * 6  # 5 full batches of 200 + one of 50 per table
-        for t in (book_snapshots, public_trades, events, pnl):
+        assert rep.deleted == {**{t: 1_050 for t in RETAINED_TABLES}, "reward_estimates": 0}
+        assert rep.batches == 5 * 6 + 1  # 5 full batches of 200 + one of 50 per table; nothing to roll up
+        for t in (book_snapshots, public_trades, events, pnl, markouts):
             assert _count(eng, t) == 30
+        assert _count(eng, reward_estimates) == 1_080  # one row per (market, mode): already rolled up
         assert _count(eng, trades) == _count(eng, orders) == 1_080  # the ledger is kept
         assert prune(eng, 7, now=NOW).total == 0  # idempotent
         assert prune(eng, 0, now=NOW + 100 * DAY).total == 0  # 0 = keep everything
@@ -108,7 +116,7 @@ def test_cli_db_prune_and_status_sizes(tmp_path, capsys):
     assert sizes["book_snapshots"] is None or sizes["book_snapshots"] > 0
     assert cli.main(["db", "prune", "--db-url", url, "--days", "7"]) == 0
     out = capsys.readouterr().out
-    assert "pruned 480 rows older than 7 days" in out and "trades and orders kept" in out
+    assert "pruned 600 rows older than 7 days" in out and "trades and orders kept" in out
     assert cli.main(["db", "status", "--db-url", url]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("book_snapshots"))
@@ -116,3 +124,73 @@ def test_cli_db_prune_and_status_sizes(tmp_path, capsys):
     assert "retention:" in out and "database" in out
     assert cli.main(["db", "prune", "--db-url", url, "--days", "0"]) == 0
     assert "retention is off" in capsys.readouterr().out
+
+
+def _rows(eng, table, *cols):
+    with eng.connect() as c:
+        return [tuple(r) for r in c.execute(select(*(table.c[k] for k in cols)).order_by(table.c.id))]
+
+
+def test_latest_pnl_row_per_market_and_replay_rows_are_kept(db_url):
+    """`pmm report` reads the newest pnl row of each market: a market last quoted 10 days ago keeps
+    it; rows of a replay run (stamped with the replayed, old time) are never pruned."""
+    upgrade(db_url)
+    eng = make_engine(db_url)
+    try:
+        with eng.begin() as c:
+            c.execute(insert(pnl), [{"ts": NOW - 10 * DAY + i, "market": m, "mode": "live", "total": i}
+                                    for m in ("gone", "TOTAL") for i in range(5)])
+            c.execute(insert(pnl), [{"ts": NOW - 10 * DAY + i, "market": "gone", "mode": "paper", "total": 9}
+                                    for i in range(3)])
+            c.execute(insert(pnl), [{"ts": NOW - 60 + i, "market": "TOTAL", "mode": "live", "total": 7}
+                                    for i in range(2)])
+            c.execute(insert(pnl), [{"ts": NOW - 30 * DAY + i, "market": "gone", "mode": "replay", "run_id": "r1"}
+                                    for i in range(4)])
+            c.execute(insert(markouts), [{"trade_id": "t", "horizon_sec": 5.0, "ts": NOW - 30 * DAY, "run_id": "r1"},
+                                         {"trade_id": "u", "horizon_sec": 5.0, "ts": NOW - 30 * DAY, "run_id": None}])
+        rep = prune(eng, 7, now=NOW, batch=2, pause_sec=0)
+        assert rep.deleted["pnl"] == 4 + 5 + 2 and rep.deleted["markouts"] == 1
+        left = _rows(eng, pnl, "market", "mode", "total", "run_id")
+        assert (("gone", "live", 4, None) in left and ("gone", "paper", 9, None) in left
+                and sum(1 for r in left if r[0] == "TOTAL") == 2)  # the recent TOTAL rows only
+        assert sum(1 for r in left if r[3] == "r1") == 4
+        assert _rows(eng, markouts, "trade_id") == [("t",)]
+        assert prune(eng, 7, now=NOW).total == 0  # idempotent
+    finally:
+        eng.dispose()
+
+
+def test_old_reward_estimates_roll_up_with_exact_sums(db_url):
+    """Report and restore sum `reward_estimates.usd` per market: after retention the sums are the
+    same to the last stored digit, old rows are one per (market, mode), recent rows untouched."""
+    from decimal import Decimal
+
+    from pmm_widgets.analytics.report import economics
+
+    upgrade(db_url)
+    eng = make_engine(db_url)
+    try:
+        vals = [Decimal(f"0.{i:06d}") + Decimal(i % 7) / 1000 for i in range(1, 900)]
+        with eng.begin() as c:
+            c.execute(insert(reward_estimates), [
+                {"ts": NOW - (10 if i < 800 else 0) * DAY - 900 + i, "market": m, "mode": mode, "usd": v,
+                 "q_min": 1, "orders": 2} for i, v in enumerate(vals) for m, mode in (("a", "live"), ("b", None))])
+        before = economics(eng, "live")["totals"]["rewards"]
+        with eng.connect() as c:
+            sums0 = dict(c.execute(select(reward_estimates.c.market, func.sum(reward_estimates.c.usd))
+                                   .group_by(reward_estimates.c.market)).all())
+        rep = prune(eng, 7, now=NOW, batch=300, pause_sec=0)
+        assert rep.deleted["reward_estimates"] == 2 * 799
+        rows = _rows(eng, reward_estimates, "market", "mode", "usd", "q_min", "orders", "ts")
+        old = [r for r in rows if r[5] < NOW - 7 * DAY]
+        assert len(old) == 2 and all(r[3] is None and r[4] is None for r in old)
+        assert len(rows) == 2 + 2 * 99  # the recent rows stay as they were
+        assert old[0][2] == sum(vals[:800]) and old[0][5] == NOW - 10 * DAY - 900 + 799
+        assert economics(eng, "live")["totals"]["rewards"] == before == sum(vals)
+        with eng.connect() as c:
+            sums1 = dict(c.execute(select(reward_estimates.c.market, func.sum(reward_estimates.c.usd))
+                                   .group_by(reward_estimates.c.market)).all())
+        assert {k: round(float(v), 6) for k, v in sums1.items()} == {k: round(float(v), 6) for k, v in sums0.items()}
+        assert prune(eng, 7, now=NOW).total == 0  # a rolled-up group is left alone
+    finally:
+        eng.dispose()

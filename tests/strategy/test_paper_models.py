@@ -29,6 +29,7 @@ from pmm_widgets.execution.latency_model import (
 )
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.venue.gamma_terms import decode_terms
 
 D = Decimal
 CM = "0xc0"
@@ -240,7 +241,7 @@ async def test_schedule_fee_model_charges_takers_only_and_reports_the_maker_reba
     from pmm_widgets.execution.fee_model import ScheduleFeeModel
 
     sched = {"feesEnabled": True, "feeSchedule": {"exponent": 1, "rate": 0.04, "takerOnly": True, "rebateRate": 0.25}}
-    m = make_market(0, raw=sched)
+    m = make_market(0, terms=decode_terms(sched))
     fm = ScheduleFeeModel()
     assert fm.fee(m, Side.BUY, D("0.5"), D(100), maker=False) == D("1.00000")  # 100 × 0.04 × 0.25
     assert fm.fee(m, Side.BUY, D("0.5"), D(100), maker=True) == 0

@@ -30,6 +30,7 @@ from pmm_widgets.strategy.registry import BUILDERS, build_strategy
 from pmm_widgets.strategy.rewards_band import RewardsBand, reward_program
 from pmm_widgets.strategy.spread import SpreadStrategy
 from pmm_widgets.ticks import valid_price
+from pmm_widgets.venue.gamma_terms import decode_terms
 
 D = Decimal
 
@@ -49,7 +50,7 @@ def contexts(draw, inv_range=(0, 800)):
     raw = draw(st.one_of(st.just({}), st.builds(
         lambda ms, v, r: {"rewardsMinSize": ms, "rewardsMaxSpread": v, "clobRewards": [{"rewardsDailyRate": r}]},
         st.sampled_from([0, 20, 100]), st.sampled_from([1, 3.5, 5]), st.sampled_from([0, 10, 500]))))
-    m = replace(m, raw=raw)
+    m = replace(m, terms=decode_terms(raw))
     params = params.update(as_gamma=draw(st.floats(0.01, 50)), as_kappa=draw(st.floats(1, 5000)),
                            as_horizon_sec=draw(st.floats(1, 86_400)), micro_levels=draw(st.integers(1, 5)),
                            micro_toxicity_mult=draw(st.floats(0, 10)), rewards_band_frac=draw(st.floats(0.05, 0.95)))
@@ -174,7 +175,7 @@ def test_rewards_band_pulls_quotes_into_the_scoring_band():
     from pmm_widgets.economics.rewards import score_orders, to_yes_terms
 
     raw = {"rewardsMinSize": 50, "rewardsMaxSpread": 3, "clobRewards": [{"rewardsDailyRate": 100}]}
-    m = make_market(0, raw=raw)
+    m = make_market(0, terms=decode_terms(raw))
     y, n = mirror_books(m, "0.45", "0.50", size="500")
     ctx = context(m, y, n, Params(alpha=3.0, quote_size=D(10)), Inventory(), vol={m.yes_token_id: 0.02})
     prog = reward_program(ctx)
