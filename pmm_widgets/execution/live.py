@@ -516,11 +516,13 @@ class LiveExchange:
         """Our orders as they rested at a venue instant a moment ago (the reward sample the market
         stream hands over after the fact): the open ones, those posted and not answered yet (the
         venue most likely rests them), and those filled since, each with the shares filled after
-        `venue_ts` (the fills' venue times) given back. Copies."""
+        `venue_ts` (the fills' venue times, whole seconds: one stamped `venue_ts` counts as after)
+        given back. Copies."""
         back: dict[str, Decimal] = {}
         for st in self._trades.values():
             f = st.fill
-            if st.counted and not st.reversed and f.ts > venue_ts and f.venue_order_id:
+            # `>=`: the tape's match time has whole seconds, and the venue samples at the start of its minute
+            if st.counted and not st.reversed and f.ts >= venue_ts and f.venue_order_id:
                 back[f.venue_order_id] = back.get(f.venue_order_id, Decimal(0)) + f.size
         out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0))) for o in self._open.values()]
         out += [replace(o) for o in self._inflight.values()]
