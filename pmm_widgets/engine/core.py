@@ -108,6 +108,7 @@ class Engine:
         self._role_evt = asyncio.Event()
         self._via_start = False
         self._venue_speed = 1.0
+        self._cycle_wall = 0.0  # wall seconds the last quote cycle took (requote round trip included)
         self._clock_synced_at = 0
         self._kill_requested = False
         self._kill_result: KillResult | None = None
@@ -715,7 +716,9 @@ class Engine:
                     await self._circuit_probe()
                 else:
                     await self._after_venue_minute()
+                    t_cycle = time.monotonic()
                     report = await self._one_cycle()  # its breaches are already events (risk emits them)
+                    self._cycle_wall = time.monotonic() - t_cycle
                     if getattr(report, "kill_requested", False):
                         self.events.emit("ERROR", "risk_kill", "risk limits requested a kill")
                         self._kill_requested = True
@@ -743,16 +746,16 @@ class Engine:
     async def _after_venue_minute(self, limit: float = 1.0) -> None:
         """No requote straddles the venue's reward sample (issue 13): while the market stream has
         passed a venue minute it has not sampled yet, or the venue's time is within a guard of the
-        next one (1 venue s, or 0.25 s of wall time at the sandbox's speed: one cycle and its
-        requote's round trip on a loaded machine), wait (at most `limit` s; a stop ends it). The
-        venue's time is the stream's timestamps, or the venue clock when it is further (frames
-        late on a loaded machine)."""
+        next one (1 venue s, or at the sandbox's speed twice the last cycle's wall time with its
+        requote's round trip, at least 0.25 s; at most 20 venue s), wait (at most `limit` s; a
+        stop ends it). The venue's time is the stream's timestamps, or the venue clock when it is
+        further (frames late on a loaded machine)."""
         assert self._stop_evt is not None
         stream = self.runtime.md.stream
         if not self.runtime.cycle.econ.stream_sampling:
             return
         econ = self.runtime.cycle.econ
-        guard_ms = int(1000 * max(1.0, 0.25 * self._venue_speed))
+        guard_ms = int(1000 * min(20.0, max(1.0, self._venue_speed * max(0.25, 2 * self._cycle_wall))))
         end = time.monotonic() + limit
         while (stream.venue_minute_pending(guard_ms, int(econ.clock.to_venue(time.time()) * 1000))
                and time.monotonic() < end and not self._stop_evt.is_set()):
