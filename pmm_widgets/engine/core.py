@@ -743,20 +743,20 @@ class Engine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop_evt.wait(), timeout=max(0.0, delay))
 
-    async def _after_venue_minute(self, limit: float = 1.0) -> None:
-        """No requote straddles the venue's reward sample (issue 13): while the market stream has
+    async def _after_venue_minute(self) -> None:
+        """Live: no requote straddles the venue's reward sample (issue 13): while the market stream has
         passed a venue minute it has not sampled yet, or the venue's time is within a guard of the
         next one (1 venue s, or at the sandbox's speed twice the last cycle's wall time with its
-        requote's round trip, at least 0.25 s; at most 20 venue s), wait (at most `limit` s; a
-        stop ends it). The venue's time is the stream's timestamps, or the venue clock when it is
+        requote's round trip, at least 0.25 s; at most 20 venue s), wait (at most that guard in
+        wall time plus 0.5 s; a stop ends it). The venue's time is the stream's timestamps, or the venue clock when it is
         further (frames late on a loaded machine)."""
         assert self._stop_evt is not None
         stream = self.runtime.md.stream
-        if not self.runtime.cycle.econ.stream_sampling:
-            return
+        if self.mode is not Mode.LIVE or not self.runtime.cycle.econ.stream_sampling:
+            return  # paper and dry-run orders are not in the venue's sample
         econ = self.runtime.cycle.econ
         guard_ms = int(1000 * min(20.0, max(1.0, self._venue_speed * max(0.25, 2 * self._cycle_wall))))
-        end = time.monotonic() + limit
+        end = time.monotonic() + guard_ms / 1000 / self._venue_speed + 0.5
         while (stream.venue_minute_pending(guard_ms, int(econ.clock.to_venue(time.time()) * 1000))
                and time.monotonic() < end and not self._stop_evt.is_set()):
             with contextlib.suppress(asyncio.TimeoutError):

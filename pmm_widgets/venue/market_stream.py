@@ -515,12 +515,17 @@ class MarketStream:
 
     def venue_minute_pending(self, guard_ms: int, venue_now_ms: int = 0) -> bool:
         """Whether a venue minute passed that `on_venue_minute` has not been called for yet, or
-        the venue's time (its latest timestamp, or `venue_now_ms` from the venue clock when the
-        frames lag) is within `guard_ms` of the next one or past it: an order placed or cancelled
-        now could straddle the venue's reward sample."""
+        the venue's time is within `guard_ms` of the next one: an order placed or cancelled now
+        could straddle the venue's reward sample. The venue's time is its latest timestamp, or
+        `venue_now_ms` (the venue clock) when that is further but not beyond the boundary plus
+        the guard (frames late; a clock further on is the one that is off)."""
         if self._due:
             return True
-        return self._boundary_ms > 0 and max(self._venue_max_ms, venue_now_ms) + guard_ms >= self._boundary_ms
+        b = self._boundary_ms
+        if b <= 0:
+            return False
+        ref = venue_now_ms if self._venue_max_ms < venue_now_ms < b + guard_ms else self._venue_max_ms
+        return ref + guard_ms >= b
 
     def _venue_minutes(self, ts: int) -> None:
         """Venue minutes: the venue samples at its first step at or after a minute boundary. An

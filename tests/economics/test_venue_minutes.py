@@ -63,6 +63,17 @@ def test_the_stream_samples_the_book_of_the_venues_minute() -> None:
     assert seen[-1] == (B + 240_000, Decimal(17)) and b.bids[40] == Decimal(18)
 
 
+def test_late_frames_defer_to_the_venue_clock_near_a_boundary() -> None:
+    """The requote guard: frames stopped mid-minute (a loaded loop), the venue clock says the
+    boundary is near: pending; a clock far past the boundary is the one that is off: ignored."""
+    s, _ = stream()
+    bid(s, B - 30_000, 11)
+    assert not s.venue_minute_pending(2000)
+    assert s.venue_minute_pending(2000, venue_now_ms=B - 1000)
+    assert s.venue_minute_pending(2000, venue_now_ms=B + 1000)
+    assert not s.venue_minute_pending(2000, venue_now_ms=B + 30_000)
+
+
 def test_a_failing_sampler_costs_no_frame() -> None:
     s, b = stream()
 
