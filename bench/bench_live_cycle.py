@@ -14,6 +14,12 @@ orders per requote. The action budget is raised (`PMM_MAX_ACTIONS_PER_MIN`) so t
 is truncated by the risk manager. With --runs N the figures are medians over N runs.
 
 Goal (issue 12): requote p50 <= 2 round trips + 20 ms = 80 ms at 30 ms, vs >= 360 ms serial.
+On a shared, loaded host one "round trip" is more than the injected 30 ms: a separate process
+times GET /time on the same sandbox during each run (`idle GET`), and the last line also gives the
+goal at that measured round trip. Where the time of a requote goes is printed per run: to the
+first request (preparing, signing the first batch), on the wire (first request out -> last answer
+in), after the last answer; with each request's round trip (`OrderEntry.rtts`) and how late the
+engine's event loop wakes a 5 ms sleep.
 
 Usage: python bench/bench_live_cycle.py [--markets 50] [--seconds 30] [--latency-ms 30] [--runs 1]
 (about 2 x (seconds + 10) s per run)
@@ -92,6 +98,33 @@ class SandboxProcess:
         urllib.request.urlopen(req, timeout=5).read()
 
 
+PROBE = """
+import http.client, sys, time, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1]); end = time.monotonic() + float(sys.argv[2]); xs = []
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+while time.monotonic() < end:
+    t = time.perf_counter(); c.request("GET", "/time"); c.getresponse().read(); xs.append(time.perf_counter() - t)
+    time.sleep(0.1)
+print(" ".join(f"{x:.6f}" for x in xs))
+"""
+
+
+def probe_rtts(clob_url: str, seconds: float) -> subprocess.Popen:
+    """A separate process timing GET /time on the same sandbox every 100 ms for `seconds`: the
+    round trip the host gives an idle client right now (injected latency + the sandbox's and the
+    scheduler's delays), measured in the same run as the engine's requotes."""
+    return subprocess.Popen([sys.executable, "-c", PROBE, clob_url, str(seconds)], stdout=subprocess.PIPE, text=True)
+
+
+async def loop_lag(out: list[float], step: float = 0.005) -> None:
+    """How late the engine's event loop wakes a 5 ms sleep (the delay any answer waits for)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(step)
+        out.append(max(0.0, loop.time() - t - step))
+
+
 def phases(tls: list[dict]) -> dict[str, float]:
     """Medians (ms) over requotes: to_first_send (start -> the first request leaves: preparing and
     signing the first batch, thread hops), signing (sum of signing-thread work), wire (first request
@@ -120,6 +153,7 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
             requotes.append((rep.requote_sec, rep.placed + rep.cancelled + rep.rejected))
         return rep
 
+    lags: list[float] = []
     entries: list[OrderEntry] = []
     orig_init = OrderEntry.__init__
 
@@ -170,7 +204,14 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
                                 fast_orders=fast, max_actions_per_min=6_000, max_open_orders=400,
                                 disconnect_cancel_sec=30.0)
             engine = Engine(settings, Mode.LIVE, endpoints=sb.endpoints())
-            await engine.run(max_seconds=args.seconds)
+            lag_task = asyncio.ensure_future(loop_lag(lags))
+            probe = probe_rtts(sb.urls["PMM_CLOB_URL"], args.seconds)
+            try:
+                await engine.run(max_seconds=args.seconds)
+            finally:
+                lag_task.cancel()
+                out, _ = await asyncio.to_thread(probe.communicate)
+            idle = [float(x) for x in out.split()]
     finally:
         QuoteCycle.run_once = orig  # type: ignore[method-assign]
         OrderEntry.__init__ = orig_init  # type: ignore[method-assign]
@@ -190,7 +231,9 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
             # serial baseline goes through the SDK, which records nothing)
             "post_rtt_p50": pct(post, 0.5) * 1e3, "post_rtt_p99": pct(post, 0.99) * 1e3,
             "cancel_rtt_p50": pct(cancel, 0.5) * 1e3, "cancel_rtt_p99": pct(cancel, 0.99) * 1e3,
-            "requests_per_requote": (len(post) + len(cancel)) / len(requotes) if requotes else 0.0, **ph}
+            "requests_per_requote": (len(post) + len(cancel)) / len(requotes) if requotes else 0.0,
+            "idle_rtt_p50": pct(idle, 0.5) * 1e3, "idle_rtt_p90": pct(idle, 0.9) * 1e3,
+            "loop_lag_p50": pct(lags, 0.5) * 1e3, "loop_lag_p99": pct(lags, 0.99) * 1e3, **ph}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -203,6 +246,8 @@ async def main(args: argparse.Namespace) -> None:
                 key = "0x" + Account.create().key.hex().removeprefix("0x")
                 res = await run_mode(fast, args, key, sb)
                 results[name].append(res)
+                print(f"run {r + 1} {name:<9}: idle client's GET /time p50 {res['idle_rtt_p50']:.1f} ms p90 "
+                      f"{res['idle_rtt_p90']:.1f} ms (load average {os.getloadavg()[0]:.1f})", flush=True)
                 print(f"run {r + 1} {name:<9}: cycle p50 {res['cycle_p50']:.1f} ms p99 {res['cycle_p99']:.1f} ms | "
                       f"requote p50 {res['requote_p50']:.1f} ms p99 {res['requote_p99']:.1f} ms | first cycle "
                       f"{res['first_ms']:.0f} ms | {res['orders_per_requote']:.1f} orders/requote, "
@@ -215,7 +260,8 @@ async def main(args: argparse.Namespace) -> None:
                     if "ph_wire" in res:
                         print(f"      requote phases (median): to first send {res['ph_to_first_send']:.1f} ms "
                               f"(signing {res['ph_signing']:.1f} ms) | on the wire {res['ph_wire']:.1f} ms | "
-                              f"after the last answer {res['ph_after']:.1f} ms", flush=True)
+                              f"after the last answer {res['ph_after']:.1f} ms | engine loop lag p50 "
+                              f"{res['loop_lag_p50']:.1f} ms p99 {res['loop_lag_p99']:.1f} ms", flush=True)
     med = {n: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for n, rs in results.items()}
     p, s = med["pipelined"], med["serial"]
     print(f"\nmedian of {args.runs} run(s): {args.markets} markets, {args.latency_ms:g} ms injected round trip, "
@@ -223,10 +269,12 @@ async def main(args: argparse.Namespace) -> None:
     for n in ("pipelined", "serial"):
         m = med[n]
         print(f"{n:<9} cycle p50 {m['cycle_p50']:7.1f} ms  p99 {m['cycle_p99']:7.1f} ms   requote p50 "
-              f"{m['requote_p50']:7.1f} ms  p99 {m['requote_p99']:7.1f} ms   first cycle {m['first_ms']:6.0f} ms")
+              f"{m['requote_p50']:7.1f} ms  p99 {m['requote_p99']:7.1f} ms   first cycle {m['first_ms']:6.0f} ms   "
+              f"idle GET p50 {m['idle_rtt_p50']:5.1f} ms")
     print(f"live_cycle: requote_p50 pipelined={p['requote_p50']:.1f}ms serial={s['requote_p50']:.1f}ms "
           f"ratio={s['requote_p50'] / p['requote_p50']:.1f} cycle_p50 pipelined={p['cycle_p50']:.1f}ms "
-          f"serial={s['cycle_p50']:.1f}ms")
+          f"serial={s['cycle_p50']:.1f}ms idle_rtt_p50={p['idle_rtt_p50']:.1f}ms "
+          f"goal_at_measured_rtt={2 * p['idle_rtt_p50'] + 20:.1f}ms")
 
 
 if __name__ == "__main__":

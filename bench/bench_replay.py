@@ -9,7 +9,13 @@
    process CPU with PMM_RECORD=on vs off (alternating runs), and the recording's bytes per hour
    per market.
 
+4. --compare DIR (before/after in the same run): the full replay of this tree and of another source
+   tree DIR (e.g. `git archive <commit> | tar -x -C DIR`), each run in a fresh subprocess,
+   alternating, median of --runs each; prints the ratio and whether the orders and trades of both
+   are identical (sha256 over every row).
+
 Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine] [--rotate-sec 60]
+       [--compare DIR]
 Figures go to bench/README.md by hand (median of runs, date, command).
 """
 
@@ -17,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -27,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.environ.get("PMM_BENCH_TREE") or str(ROOT))  # --compare: a worker runs another tree's code
 
 from pmm_widgets.config import load_settings
 from pmm_widgets.research.recordings import load_window
@@ -40,6 +48,7 @@ MARKETS = 50
 
 def recording(data: Path, minutes: float) -> Path:
     root = data / f"synth-{MARKETS}m-{int(minutes)}min"
+    MINUTES_OF[root] = minutes
     if not (root / ".done").exists():
         shutil.rmtree(root, ignore_errors=True)
         t = time.perf_counter()
@@ -82,7 +91,56 @@ def full_replay(root: Path, minutes: float) -> dict:
     out["cpu_seconds"] = cpu
     out["events_per_cpu_sec"] = out["events"] / cpu
     out["sim_per_cpu_sec"] = out["sim_seconds"] / cpu
+    out["orders_hash"], out["trades_hash"] = rows_hash(res.orders), rows_hash(res.trades)
     return out
+
+
+def rows_hash(rows: list[dict]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def worker(root: Path, minutes: float) -> None:
+    """--worker: one full replay in this process (the tree of PMM_BENCH_TREE), a JSON line out."""
+    from pmm_widgets.research import replayer
+
+    s = full_replay(root, minutes)
+    out = {k: s[k] for k in ("events", "frames", "cycles", "placed", "fills", "sim_seconds", "wall_seconds",
+                             "cpu_seconds", "events_per_cpu_sec", "orders_hash", "trades_hash")}
+    out["tree"] = str(Path(replayer.__file__).parents[2])
+    print("WORKER " + json.dumps(out), flush=True)
+
+
+def compare(root: Path, minutes: float, runs: int, other: Path) -> None:
+    """This tree against `other`, alternating fresh processes; medians and identical results."""
+    got: dict[str, list[dict]] = {"before": [], "after": []}
+    for _ in range(runs):
+        for label, tree in (("before", other), ("after", ROOT)):
+            env = dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree))
+            p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(root.parent),
+                                "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
+                               env=env, capture_output=True, text=True, check=True)
+            line = next(x for x in p.stdout.splitlines() if x.startswith("WORKER "))
+            got[label].append(json.loads(line.removeprefix("WORKER ")))
+    med = {k: statistics.median(r["events_per_cpu_sec"] for r in v) for k, v in got.items()}
+    cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in got.items()}
+    wall = {k: statistics.median(r["wall_seconds"] for r in v) for k, v in got.items()}
+    b, a = got["before"][0], got["after"][0]
+    same = all((r["orders_hash"], r["trades_hash"]) == (b["orders_hash"], b["trades_hash"])
+               for r in got["before"] + got["after"])
+    print(f"compare {MARKETS} markets x {minutes:g} min ({a['events']:,} events, {a['cycles']} cycles, {a['placed']} orders, "
+          f"{a['fills']} fills), alternating fresh processes, median of {runs}:")
+    print(f"  before ({b['tree']}): {med['before']:,.0f} events per CPU-s ({cpu['before']:.2f} CPU-s, {wall['before']:.2f} s wall)"
+          f"  runs {[round(r['events_per_cpu_sec']) for r in got['before']]}")
+    print(f"  after  ({a['tree']}): {med['after']:,.0f} events per CPU-s ({cpu['after']:.2f} CPU-s, {wall['after']:.2f} s wall)"
+          f"  runs {[round(r['events_per_cpu_sec']) for r in got['after']]}")
+    print(f"  after/before = {med['after'] / med['before']:.2f}x; orders and trades identical in every run: {same} "
+          f"(orders {a['orders_hash']}, trades {a['trades_hash']})")
+
+
+MINUTES_OF: dict[Path, float] = {}
 
 
 def bench_replay(root: Path, minutes: float, runs: int) -> None:
@@ -195,15 +253,25 @@ def main() -> None:
     ap.add_argument("--skip-sweep", action="store_true")
     ap.add_argument("--only-engine", action="store_true")
     ap.add_argument("--rotate-sec", default="60", help="PMM_RECORD_ROTATE_SEC of the recording-overhead runs")
+    ap.add_argument("--compare", default=None, metavar="DIR",
+                    help="also replay with the source tree DIR (before/after in the same run, alternating processes)")
+    ap.add_argument("--skip-replay", action="store_true", help="no full-replay/books-only runs of this tree alone")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     global ROTATE_SEC
     ROTATE_SEC = a.rotate_sec
     data = Path(a.data)
     data.mkdir(parents=True, exist_ok=True)
+    if a.worker:
+        worker(recording(data, a.minutes), a.window or a.minutes)
+        return
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not a.only_engine:
         root = recording(data, a.minutes)
-        bench_replay(root, a.window or a.minutes, a.runs)
+        if a.compare:
+            compare(root, a.window or a.minutes, a.runs, Path(a.compare).resolve())
+        if not a.skip_replay:
+            bench_replay(root, a.window or a.minutes, a.runs)
         if not a.skip_sweep:
             bench_sweep(root, a.sweep_minutes)
     if not a.skip_engine:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,8 @@ MAX_TS_MS = 10**14  # a venue timestamp (ms) beyond this (year 5138) is junk inp
 
 def parse_ts_ms(v: Any) -> int:
     """A venue timestamp in ms: 0 when absent; BookError unless a finite number in [0, MAX_TS_MS]."""
+    if type(v) is str and 0 < len(v) <= 14 and v.isascii() and v.isdigit():
+        return int(v)  # the common case, "1796033289800" (≤ 14 digits: below MAX_TS_MS); the same int as below
     if v in (None, ""):
         return 0
     if isinstance(v, bool) or not isinstance(v, (str, int, float, Decimal)):
@@ -59,6 +61,44 @@ def parse_ts_ms(v: Any) -> int:
 def short(v: Any, n: int = MAX_ID_CHARS) -> str:
     """A wire string cut to `n` characters (ids, hashes: nothing legitimate is longer)."""
     return str(v)[:n] if not isinstance(v, str) or len(v) > n else v
+
+
+_new = object.__new__
+_set_price, _set_size = Level.__dict__["price"].__set__, Level.__dict__["size"].__set__
+_BV_FIELDS = ("token_id", "market", "bids", "asks", "tick_size", "min_order_size", "ts", "venue_ts_ms", "stale",
+              "crossed")
+if _BV_FIELDS != tuple(f.name for f in fields(BookView)):  # pragma: no cover - a guard for whoever edits BookView
+    raise RuntimeError("book._book_view must set every BookView field, in order")
+(_bv_token, _bv_market, _bv_bids, _bv_asks, _bv_tick, _bv_mos, _bv_ts, _bv_vts, _bv_stale,
+ _bv_crossed) = (BookView.__dict__[n].__set__ for n in _BV_FIELDS)
+
+
+def _level(price: Decimal, size: Decimal) -> Level:
+    """`Level(price, size)` without the frozen dataclass's `__init__` (twice as fast; it is on the
+    path of every level change): the slots are filled through their descriptors, which is what
+    that `__init__` does through `object.__setattr__`. tests/marketdata/test_book_fastpath.py
+    checks the result equals `Level(price, size)`."""
+    lv = _new(Level)
+    _set_price(lv, price)
+    _set_size(lv, size)
+    return lv
+
+
+def _book_view(token_id: str, market: str, bids: tuple[Level, ...], asks: tuple[Level, ...], tick_size: Decimal,
+               min_order_size: Decimal, ts: float, venue_ts_ms: int, stale: bool, crossed: bool) -> BookView:
+    """`BookView(...)` (every field) built like `_level`: one per touched book per frame."""
+    v = _new(BookView)
+    _bv_token(v, token_id)
+    _bv_market(v, market)
+    _bv_bids(v, bids)
+    _bv_asks(v, asks)
+    _bv_tick(v, tick_size)
+    _bv_mos(v, min_order_size)
+    _bv_ts(v, ts)
+    _bv_vts(v, venue_ts_ms)
+    _bv_stale(v, stale)
+    _bv_crossed(v, crossed)
+    return v
 
 
 _SIZES: dict[str, Decimal] = {}  # size text -> its checked Decimal: a level's size recurs in every snapshot
@@ -159,6 +199,17 @@ class OrderBook:
             _SIZES[size] = s
         return s
 
+    def _level_of(self, price: Any, size: Any) -> tuple[int, Decimal]:
+        """(tick, size) of a wire level: `_tick_of` / `_size_of` with their caches read here first
+        (a hit costs two dict reads and no call; a miss validates as they do). BookError if refused."""
+        t = self._px.get(price)
+        if t is None:
+            t = self._tick_of(price)
+        s = _SIZES.get(size) if type(size) is str else None
+        if s is None:
+            s = self._size_of(size)
+        return t, s
+
     # ------------------------------------------------------------------ mutation
     def apply_change(self, price: str, size: str, side: str) -> bool:
         """Set the absolute size of one level ("0" removes it). False (and counted) if refused."""
@@ -183,11 +234,14 @@ class OrderBook:
             levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
         if s:
             i = bisect_left(ticks, t)
+            tick = self.tick_size
+            grid = _GRIDS.get(tick) or _grid(tick)  # the same Decimals as `_price(tick, t)`
+            lv = _level(grid[t] if grid else _price(tick, t), s)
             if t in levels:
-                lvs[i] = Level(_price(self.tick_size, t), s)
+                lvs[i] = lv
             else:
                 ticks.insert(i, t)
-                lvs.insert(i, Level(_price(self.tick_size, t), s))
+                lvs.insert(i, lv)
             levels[t] = s
         elif t in levels:
             del levels[t]
@@ -197,21 +251,41 @@ class OrderBook:
 
     def apply_changes(self, entries: Sequence[PriceChange]) -> bool:
         """Apply the entries of one `price_change` message for this token atomically: every entry
-        is validated first, and one bad entry refuses them all (counted once, book unchanged)."""
+        is validated first, and one bad entry refuses them all (counted once, book unchanged).
+
+        This is the hot path of the feed and of every replay (one call per token per event): the
+        caches of `_tick_of` / `_size_of` are read first (`_level_of`; only a miss calls them, the
+        same validation then) and `_set_level` prices from the grid list (`_grid`, the same
+        Decimals as `_price`). `tests/marketdata/test_book_fastpath.py` checks it against the
+        code before that change over random sequences."""
+        sides, level_of = _BID_SIDES, self._level_of
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
             for e in entries:
-                is_bid = _BID_SIDES.get(e.side)
+                is_bid = sides.get(e.side)
                 if is_bid is None:
                     raise BookError(f"unknown side {e.side[:20]!r}")
-                parsed.append((is_bid, self._tick_of(e.price), self._size_of(e.size)))
+                parsed.append((is_bid, *level_of(e.price, e.size)))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return False
+        set_level = self._set_level
         for is_bid, t, s in parsed:
-            self._set_level(is_bid, t, s)
+            set_level(is_bid, t, s)
         self.version += 1
         return True
+
+    def agrees_bbo(self, best_bid: str, best_ask: str) -> bool:
+        """Whether the venue's best bid / ask after a change (decimal texts; 0 / 1 mean an empty
+        side) equal ours. InvalidOperation/ValueError for a text that is no number. A text seen
+        as a level price of this book compares by tick (cached), the rest by value."""
+        px = self._px
+        tb, ta = px.get(best_bid), px.get(best_ask)
+        if tb is not None and ta is not None:  # tick * tb == Decimal(best_bid) exactly: same answer as below
+            bt, at = self._bid_ticks, self._ask_ticks
+            return bool(bt) and bool(at) and bt[-1] == tb and at[0] == ta
+        vb, va = to_decimal(best_bid), to_decimal(best_ask)  # both parsed first: either may raise
+        return vb == (self.best_bid or ZERO) and va == (self.best_ask or ONE)
 
     def apply_snapshot(self, book: BookSnapshot, ts: float = 0.0, venue_ts_ms: int | None = None) -> bool:
         """Replace the whole book with a decoded wire book (REST /book or a ws `book` event).
@@ -263,9 +337,9 @@ class OrderBook:
 
     def _parse_side(self, levels: Sequence[PriceLevel]) -> dict[int, Decimal]:
         out: dict[int, Decimal] = {}
+        level_of = self._level_of
         for lv in levels:
-            t = self._tick_of(lv.price)
-            s = self._size_of(lv.size)
+            t, s = level_of(lv.price, lv.size)
             if s:
                 out[t] = s
             else:
@@ -310,8 +384,13 @@ class OrderBook:
         tick = self.tick_size
         self.bids, self.asks = bids, asks
         self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
-        self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
-        self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
+        grid = _GRIDS.get(tick) or _grid(tick)
+        if grid:
+            self._bid_lv = [_level(grid[t], bids[t]) for t in self._bid_ticks]
+            self._ask_lv = [_level(grid[t], asks[t]) for t in self._ask_ticks]
+        else:
+            self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
+            self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
 
     def stamp(self, hash_: str | None, venue_ts_ms: int | None, ts: float) -> None:
         """Record the venue's hash / timestamp of the state just reached, and the local time."""
@@ -349,8 +428,8 @@ class OrderBook:
 
     @property
     def crossed(self) -> bool:
-        b, a = self.best_bid_tick, self.best_ask_tick
-        return b is not None and a is not None and b >= a
+        b, a = self._bid_ticks, self._ask_ticks
+        return bool(b) and bool(a) and b[-1] >= a[0]
 
     @property
     def levels(self) -> tuple[int, int]:
@@ -388,11 +467,8 @@ class OrderBook:
                 bids, asks = tuple(bl[:-depth - 1:-1]), tuple(al[:depth])
             else:
                 bids, asks = (), ()
-            v = BookView(
-                token_id=self.token_id, market=self.market, bids=bids, asks=asks,
-                tick_size=self.tick_size, min_order_size=self.min_order_size, ts=self.ts,
-                venue_ts_ms=self.venue_ts_ms, stale=False, crossed=self.crossed,
-            )
+            v = _book_view(self.token_id, self.market, bids, asks, self.tick_size, self.min_order_size, self.ts,
+                           self.venue_ts_ms, False, self.crossed)
             self._view = (self.version, depth, v)
         return replace(v, stale=True) if stale else v
 
@@ -414,6 +490,25 @@ def _price(tick: Decimal, t: int) -> Decimal:
             _PRICES.clear()
         p = _PRICES[key] = (tick * t).normalize() if t else ZERO
     return p
+
+
+_GRIDS: dict[Decimal, list[Decimal]] = {}
+
+
+_EMPTY_GRID: list[Decimal] = []
+
+
+def _grid(tick: Decimal) -> list[Decimal]:
+    """Every price of a tick grid by index (`_price(tick, t)` for t in [0, 1/tick]), built once per
+    grid; a book's ticks are always inside (0, 1/tick). Only for grids of at most 10,001 prices
+    (every venue tick); a finer one (a junk tick from metadata) gets [] and prices by `_price`."""
+    g = _GRIDS.get(tick)
+    if g is None:
+        n = int(ONE / tick) if tick > 0 else 0
+        g = [_price(tick, t) for t in range(n + 1)] if 0 < n <= 10_000 else _EMPTY_GRID
+        if len(_GRIDS) < 64:
+            _GRIDS[tick] = g
+    return g
 
 
 def snapshot_levels(book: BookSnapshot) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:

@@ -431,6 +431,84 @@ def cmd_import_pmxt(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """Ground truth (the engine LIVE on the sandbox's matching) vs paper; with --fit, fit the fill
+    model on one seed, check it on others, write the parameter set."""
+    import json
+    import pickle
+    from pathlib import Path
+
+    from pmm_widgets.analytics.fidelity import Candidate, Mids, compare, replay, stats, without_own
+    from pmm_widgets.research import fidelity_run as fr
+
+    settings = settings_from_args(args)
+    try:
+        seeds = fr.parse_seeds(str(args.seed)) + (fr.parse_seeds(args.check_seeds) if args.check_seeds else [])
+        if len(set(seeds)) != len(seeds):
+            raise fr.FidelityError("a check seed is the fit seed: parameters are never checked on the seed they were fitted on")
+        for name in ("markets", "sim_minutes", "speed"):
+            if not getattr(args, name) > 0:
+                raise fr.FidelityError(f"--{name.replace('_', '-')} must be > 0, not {getattr(args, name):g}")
+        say = (lambda m: print(f"pmm fidelity: {m}", file=sys.stderr)) if args.json else (lambda m: print(f"# {m}"))
+        if args.load:
+            recs = {}
+            for seed in seeds:
+                f = Path(args.load) / f"rec-seed{seed}.pkl"
+                if not f.is_file():
+                    raise fr.FidelityError(f"no recording {f} (save one with --save DIR)")
+                with open(f, "rb") as fh:
+                    recs[seed] = pickle.load(fh)
+        else:
+            recs = fr.run_seeds(seeds, args.markets, args.sim_minutes, args.speed, base=settings, progress=say)
+            if args.save:
+                Path(args.save).mkdir(parents=True, exist_ok=True)
+                for seed, rec in recs.items():
+                    with open(Path(args.save) / f"rec-seed{seed}.pkl", "wb") as fh:
+                        pickle.dump(rec, fh)
+    except fr.FidelityError as exc:
+        print(f"pmm fidelity: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    if args.fit:
+        res = fr.fit_and_check(recs, seeds[0])
+        path = Path(args.out)
+        pairs = fr.write_param_set(path, res.best, seeds[0], res.rtt_ms)
+        if args.json:
+            print(json.dumps({**res.as_json(), "file": str(path), "env": [f"PMM_{n.upper()}={v}" for n, v in pairs],
+                              "set": [f"{n}={v}" for n, v in pairs]}, default=str))
+            return ExitCode.OK
+        top = res.ranked[0]
+        print(f"fit on seed {seeds[0]}: {len(res.ranked)} candidates; best {res.best.label} (loss {top.loss:.3f}: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in top.parts.items()) + ")")
+        for c in res.ranked[:5]:
+            print(f"  {c.label:<52} loss {c.loss:.3f}  fills ratio {c.fills_ratio:.2f}")
+        rows = [(seeds[0], top)] + [(s, cs[0]) for s, cs in res.checks.items()]
+    else:  # score the paper model the settings choose
+        cand = Candidate(settings.paper_fill_model, tuple((k, getattr(settings, k)) for k in (
+            "paper_fill_intensity", "paper_spread_k", "paper_queue_func", "paper_queue_power")),
+            latency_ms=settings.paper_latency_ms)
+        rows = []
+        for seed, rec in recs.items():
+            view = without_own(rec)
+            mids = Mids(view)
+            rows.append((seed, compare(cand.label, stats(view, replay(view, cand), mids),
+                                       stats(view, view.live_fills, mids))))
+        if args.json:
+            print(json.dumps({"model": cand.label, "seeds": {str(s): fr.comparison_json(c) for s, c in rows}},
+                             default=str))
+            return ExitCode.OK
+    print(f"{'seed':>5} {'model':<52} {'fills':>6} {'live':>6} {'ratio':>6} {'med.mkt':>8} {'mk5s':>8} {'live':>8} "
+          f"{'mk30s':>8} {'live':>8} {'pnl $':>8} {'live $':>8}")
+    for seed, c in rows:
+        p, lv = c.paper, c.live
+        print(f"{seed:>5} {c.label:<52} {p.fills:>6} {lv.fills:>6} {c.fills_ratio:>6.2f} {c.median_market_err:>7.0%} "
+              f"{p.markout[5.0] * 100:>+7.2f}c {lv.markout[5.0] * 100:>+7.2f}c {p.markout[30.0] * 100:>+7.2f}c "
+              f"{lv.markout[30.0] * 100:>+7.2f}c {p.pnl:>+8.2f} {lv.pnl:>+8.2f}")
+    if args.fit:
+        print(f"wrote {path}: apply with `set -a; . {path}; set +a`, by appending it to .env, or as "
+              + " ".join(f"--set {n}={v}" for n, v in pairs))
+    return ExitCode.OK
+
+
 # ----------------------------------------------------------------------------- parser
 def _global_options() -> argparse.ArgumentParser:
     """Options accepted before or after any subcommand (SUPPRESS keeps a later default from
@@ -531,6 +609,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("files", nargs="+", metavar="FILE", help="polymarket_orderbook_YYYY-MM-DDTHH.parquet files")
     imp.add_argument("--markets", default="50", metavar="N|IDS|all",
                      help="the N busiest markets (default 50), comma-separated condition ids, or all")
+
+    fd = leaf(sub, "fidelity", "paper vs the sandbox's own matching: run the engine LIVE on an embedded sandbox "
+              "(throwaway wallet), replay paper on the same market; --fit picks the fill model's parameters", cmd_fidelity)
+    fd.add_argument("--fit", action="store_true",
+                    help="fit the paper fill model on --seed, check it on --check-seeds, write the parameter set to --out")
+    fd.add_argument("--seed", type=int, default=7, help="sandbox seed of the ground-truth run (the fit seed; default 7)")
+    fd.add_argument("--check-seeds", default="", metavar="S1,S2",
+                    help="further seeds to check the fitted parameters on (never fitted on)")
+    fd.add_argument("--markets", type=int, default=8, help="markets traded (default 8)")
+    fd.add_argument("--sim-minutes", type=float, default=6.0, help="simulated minutes per run (default 6)")
+    fd.add_argument("--speed", type=float, default=10.0, help="sandbox speed-up (default 10)")
+    fd.add_argument("--out", default="fidelity-fit.env", metavar="PATH",
+                    help="where --fit writes the parameter set (PMM_* lines; default fidelity-fit.env)")
+    fd.add_argument("--save", default=None, metavar="DIR", help="keep the ground-truth recordings in DIR")
+    fd.add_argument("--load", default=None, metavar="DIR", help="use recordings saved by --save instead of new runs")
+    fd.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     rp = leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
     rp.add_argument("--json", action="store_true",

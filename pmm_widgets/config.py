@@ -91,6 +91,7 @@ class ParamFields(BaseModel):
     paper_queue_func: Literal["power", "log"] = Field("power", description="prob_queue: how a cancel's chance of being ahead of us grows with the size ahead")
     paper_queue_power: float = Field(2.0, gt=0, le=20, description="prob_queue: n of the power function x**n")
     paper_fill_intensity: float = Field(1.0, ge=0, le=1_000, description="fills/min for a quote at the touch")
+    paper_latent_intensity: float = Field(0.0, ge=0, le=1_000, description="queue models: fills/min, for a quote at the public touch, of flow the public tape cannot show (it trades only because our order is there); decays behind the touch like the intensity model; 0: off")
     paper_spread_k: float = Field(100.0, ge=0, le=10_000, description="decay of fill rate per unit of price away from the touch")
     paper_full_fill_prob: float = Field(0.3, ge=0, le=1, description="probability that a fill takes the whole rest")
     paper_partial_beta_a: float = Field(2.0, gt=0, le=1_000, description="partial fill fraction ~ Beta(a, b): a")
@@ -247,6 +248,8 @@ class Settings(ParamFields, BaseSettings):
     prune_sec: float = Field(300.0, ge=1)  # how often the engine prunes (small batches, worker thread)
     fast_orders: bool = True  # live: project signer + async batched order entry (False: the SDK for everything)
     max_inflight_requests: int = Field(8, ge=1, le=64)  # live: order requests in flight at once
+    # quote cycle: re-decide only markets whose decision inputs changed (exactly the full cycle's decisions)
+    cycle_incremental: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -259,6 +262,8 @@ class Settings(ParamFields, BaseSettings):
 
     # paper exchange latency: fixed for a run (the live parameters are inherited from ParamFields)
     paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
+    # paper: a file of measured order round trips (ms, one a line); when set, each delay is drawn from it
+    paper_latency_file: str = ""
 
     @field_validator("record", mode="before")
     @classmethod

@@ -23,23 +23,24 @@ import asyncio
 import math
 import statistics
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from ..config import Params
-from ..domain import ZERO, BookView, Fill, Market, Side
+from ..domain import ZERO, BookView, Fill, Level, Market, PublicTrade, Side
 from ..execution.latency_model import ConstantLatency, LatencyModel, SampledLatency
 from ..execution.paper import PaperExchange
 from ..store.sink import NullSink
 
 HORIZONS = (5.0, 30.0)
+ONE = Decimal(1)
 
 
 @dataclass
 class Recording:
     """Everything one live run's exchange saw and did, in order. Event tuples:
-    ("book", t, BookView) | ("trade", t, PublicTrade) | ("place", t, [(live client id, Quote)])
+    ("book", t, BookView[, our resting orders in that book: OwnOrders]) | ("trade", t, PublicTrade) | ("place", t, [(live client id, Quote)])
     | ("cancel", t, [live client id]) | ("poll", t)."""
 
     markets: list[Market]
@@ -50,6 +51,8 @@ class Recording:
     rtt_ms: list[float] = field(default_factory=list)  # measured order round trips
     engine_totals: dict[str, float] = field(default_factory=dict)  # the engine's own fills / pnl at the end
     _sim_minutes: float | None = field(default=None, repr=False)
+    stripped: dict[str, int] = field(default_factory=dict)  # what `without_own` took out
+    rtt_source: Any = field(default=None, repr=False)  # the live exchange's RTT record while running
 
     @property
     def sim_minutes(self) -> float:
@@ -82,11 +85,18 @@ class Candidate:
     def params(self) -> Params:
         return Params(**{"paper_fill_model": self.model, **dict(self.knobs)})
 
-    def env(self) -> str:
-        lines = [f"PMM_PAPER_FILL_MODEL={self.model}"] + [f"PMM_{n.upper()}={v}" for n, v in self.knobs]
+    def settings(self) -> list[tuple[str, str]]:
+        """(setting name, value) pairs, as `--set name=value` and `PMM_NAME=value` take them."""
+        out = [("paper_fill_model", self.model)] + [(n, str(v)) for n, v in self.knobs]
         if self.latency_ms is not None:
-            lines.append(f"PMM_PAPER_LATENCY_MS={self.latency_ms:g}")
-        return "\n".join(lines)
+            out.append(("paper_latency_ms", f"{self.latency_ms:g}"))
+        return out
+
+    def env(self) -> str:
+        return "\n".join(f"PMM_{n.upper()}={v}" for n, v in self.settings())
+
+    def set_args(self) -> list[str]:
+        return [f"{n}={v}" for n, v in self.settings()]
 
 
 FEED_MS = 1.0  # the sandbox's market feed runs over loopback in the same process
@@ -197,7 +207,7 @@ class Mids:
 
     def fill_time(self, t_local: float, f: Fill) -> float:
         """A fill's venue time: its own timestamp, except for time-driven paper fills (local)."""
-        if f.raw.get("model") == "intensity":
+        if f.raw.get("model") == "intensity" or f.raw.get("cause") == "latent":
             return self.venue_time(t_local)
         return f.ts
 
@@ -215,6 +225,8 @@ class Stats:
     markout: dict[float, float]  # horizon (venue s) → size-weighted mean markout, price units (+ = good for us)
     pnl: float
     pnl_by_market: dict[str, float]
+    markout_se: dict[float, float] = field(default_factory=dict)  # standard error of each mean markout
+    size_mean: float = 0.0
 
 
 def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
@@ -224,6 +236,7 @@ def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
     tok_market: dict[str, str] = {}
     mk_num = {h: 0.0 for h in HORIZONS}
     mk_den = 0.0
+    mk_each: dict[float, list[tuple[float, float]]] = {h: [] for h in HORIZONS}  # (markout, weight) per fill
     sizes: list[float] = []
     for t, f in fills:
         if f.status == "FAILED":
@@ -239,7 +252,9 @@ def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
         for h in HORIZONS:
             m = mids.at(f.token_id, tv + h)
             if m is not None:
-                mk_num[h] += sign * float(m - f.price) * float(f.size)
+                x = sign * float(m - f.price)
+                mk_num[h] += x * float(f.size)
+                mk_each[h].append((x, float(f.size)))
     pnl_m = {k: float(v) for k, v in cash.items()}
     for tok, q in pos.items():
         m = mids.last(tok)
@@ -248,8 +263,19 @@ def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
     n = sum(by_m.values())
     sizes.sort()
     size_q = (_quantile(sizes, 0.1), _quantile(sizes, 0.5), _quantile(sizes, 0.9)) if sizes else (0.0, 0.0, 0.0)
-    return Stats(n, n / rec.sim_minutes if rec.sim_minutes else 0.0, by_m, size_q,
-                 {h: (mk_num[h] / mk_den if mk_den else 0.0) for h in HORIZONS}, sum(pnl_m.values()), pnl_m)
+    mean = {h: (mk_num[h] / mk_den if mk_den else 0.0) for h in HORIZONS}
+    return Stats(n, n / rec.sim_minutes if rec.sim_minutes else 0.0, by_m, size_q, mean, sum(pnl_m.values()), pnl_m,
+                 {h: _weighted_se(mk_each[h], mean[h]) for h in HORIZONS}, sum(sizes) / len(sizes) if sizes else 0.0)
+
+
+def _weighted_se(xs: list[tuple[float, float]], mean: float) -> float:
+    """Standard error of a weighted mean (weights = fill sizes; Kish's effective sample size)."""
+    w = sum(wi for _, wi in xs)
+    if len(xs) < 2 or w <= 0:
+        return math.inf
+    var = sum(wi * (x - mean) ** 2 for x, wi in xs) / w
+    n_eff = w * w / sum(wi * wi for _, wi in xs)
+    return math.sqrt(var / max(n_eff - 1.0, 1.0))
 
 
 def _quantile(xs: list[float], p: float) -> float:
@@ -267,11 +293,36 @@ class Comparison:
     pnl_se: float  # standard error of live's total PnL (per-market spread × √N)
     markout_err: dict[float, float]  # relative error of the mean markout per horizon
     loss: float
+    size_err: float = 0.0  # |ln(paper / live)| of the mean fill size
+    markout_diff: dict[float, float] = field(default_factory=dict)  # paper − live mean markout, price units
+    parts: dict[str, float] = field(default_factory=dict)  # the loss, term by term
+    candidate: Candidate | None = None  # what was scored (set by `fit`)
 
     def within_spec(self) -> dict[str, bool]:
-        pnl_ok = abs(self.pnl_diff) <= 0.2 * abs(self.live.pnl) or abs(self.pnl_diff) <= self.pnl_se
-        return {"fills_total": abs(self.fills_ratio - 1) <= 0.10, "fills_median_market": self.median_market_err <= 0.25,
-                "pnl": pnl_ok, **{f"markout_{h:g}s": abs(e) <= 0.20 for h, e in self.markout_err.items()}}
+        """The issue's targets, each both ways where it allows two: relative (±20 %) and within
+        one standard error of live's figure (for values near zero)."""
+        out = {"fills_total": abs(self.fills_ratio - 1) <= 0.10, "fills_median_market": self.median_market_err <= 0.25,
+               "pnl_20pct": abs(self.pnl_diff) <= 0.2 * abs(self.live.pnl), "pnl_1se": abs(self.pnl_diff) <= self.pnl_se}
+        out["pnl"] = out["pnl_20pct"] or out["pnl_1se"]
+        for h, e in self.markout_err.items():
+            out[f"markout_{h:g}s_20pct"] = abs(e) <= 0.20
+            out[f"markout_{h:g}s_1se"] = abs(self.markout_diff.get(h, math.inf)) <= self.live.markout_se.get(h, 0.0)
+            out[f"markout_{h:g}s"] = out[f"markout_{h:g}s_20pct"] or out[f"markout_{h:g}s_1se"]
+        return out
+
+
+# Weights of the fitter's loss. Fills first (the issue's headline target), then the median
+# market, fill sizes, markouts and PnL. Markouts and PnL are scored in units of the larger of
+# 20 % of live's value and live's standard error, so a noisy near-zero live figure is not
+# chased, while a model whose fills are adversely selected differently from live's loses.
+LOSS_WEIGHTS = {"fills": 1.0, "median_market": 0.5, "size": 0.5, "markout": 0.25, "pnl": 0.25}
+
+
+def _tol_units(diff: float, live: float, se: float) -> float:
+    tol = max(0.2 * abs(live), se if math.isfinite(se) else 0.0)
+    if tol <= 0:
+        return 0.0 if diff == 0 else 10.0
+    return min(abs(diff) / tol, 10.0)
 
 
 def compare(label: str, paper: Stats, live: Stats) -> Comparison:
@@ -281,27 +332,190 @@ def compare(label: str, paper: Stats, live: Stats) -> Comparison:
     markets = set(live.pnl_by_market) | set(paper.pnl_by_market)
     lp = [live.pnl_by_market.get(m, 0.0) for m in markets]
     se = statistics.pstdev(lp) * math.sqrt(len(lp)) if len(lp) > 1 else abs(live.pnl)
-    mk_err = {h: ((paper.markout[h] - live.markout[h]) / abs(live.markout[h]) if live.markout[h] else math.inf)
-              for h in HORIZONS}
-    loss = (abs(math.log(ratio)) if 0 < ratio < math.inf else 10.0) + 0.5 * min(med, 10.0)
-    return Comparison(label, paper, live, ratio, med, paper.pnl - live.pnl, se, mk_err, loss)
+    mk_diff = {h: paper.markout[h] - live.markout[h] for h in HORIZONS}
+    mk_err = {h: (mk_diff[h] / abs(live.markout[h]) if live.markout[h] else math.inf) for h in HORIZONS}
+    size_err = (abs(math.log(paper.size_mean / live.size_mean)) if paper.size_mean > 0 and live.size_mean > 0
+                else (0.0 if paper.size_mean == live.size_mean else 10.0))
+    parts = {
+        "fills": abs(math.log(ratio)) if 0 < ratio < math.inf else 10.0,
+        "median_market": min(med, 10.0),
+        "size": min(size_err, 10.0),
+        "markout": sum(_tol_units(mk_diff[h], live.markout[h], live.markout_se.get(h, math.inf)) for h in HORIZONS)
+        / len(HORIZONS),
+        "pnl": _tol_units(paper.pnl - live.pnl, live.pnl, se),
+    }
+    loss = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+    return Comparison(label, paper, live, ratio, med, paper.pnl - live.pnl, se, mk_err, loss, size_err, mk_diff, parts)
 
 
 def default_grid() -> list[Candidate]:
-    """The candidates the fitter tries: every queue function, and an intensity grid."""
+    """The candidates the fitter tries first: the queue model, prob_queue's functions, and an
+    intensity grid. `fit` then tries the latent flow on the best queue-family candidate."""
     out = [Candidate("queue")]
-    out += [Candidate("prob_queue", (("paper_queue_func", "power"), ("paper_queue_power", n)))
-            for n in (0.5, 1.0, 2.0, 3.0, 5.0)]
+    out += [Candidate("prob_queue", (("paper_queue_func", "power"), ("paper_queue_power", n))) for n in (1.0, 2.0, 3.0)]
     out.append(Candidate("prob_queue", (("paper_queue_func", "log"),)))
     out += [Candidate("intensity", (("paper_fill_intensity", i), ("paper_spread_k", k)))
-            for i in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0) for k in (30.0, 100.0, 300.0)]
+            for i in (0.5, 2.0, 8.0) for k in (30.0, 100.0, 300.0)]
     return out
+
+
+LATENT_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)  # PMM_PAPER_LATENT_INTENSITY values tried in `fit`'s second stage
+
+
+def with_latent(c: Candidate, rate: float) -> Candidate:
+    return Candidate(c.model, (*[k for k in c.knobs if k[0] != "paper_latent_intensity"],
+                               ("paper_latent_intensity", rate)), c.latency_ms)
 
 
 def fit(rec: Recording, candidates: list[Candidate] | None = None, seed: int = 0) -> list[Comparison]:
-    """Every candidate scored on one recording, best (lowest loss) first."""
+    """Every candidate scored on one recording, best (lowest loss) first; each result carries
+    its `candidate`. Without a candidate list: `default_grid()`, then the latent flow
+    (`LATENT_GRID`) on the best queue-family candidate (coordinate search: two small grids
+    instead of their product)."""
     mids = Mids(rec)
     live = stats(rec, rec.live_fills, mids)
-    out = [compare(c.label, stats(rec, replay(rec, c, seed), mids), live) for c in (candidates or default_grid())]
+
+    def score(c: Candidate) -> Comparison:
+        r = compare(c.label, stats(rec, replay(rec, c, seed), mids), live)
+        r.candidate = c
+        return r
+
+    out = [score(c) for c in (candidates or default_grid())]
+    if candidates is None:
+        out.sort(key=lambda c: c.loss)
+        base = next((c.candidate for c in out if c.candidate is not None and c.candidate.model != "intensity"), None)
+        if base is not None:
+            out += [score(with_latent(base, r)) for r in LATENT_GRID]
     out.sort(key=lambda c: c.loss)
     return out
+
+
+# -- what a paper engine would have seen ---------------------------------------------------------
+OwnOrders = tuple[tuple[Side, Decimal, Decimal], ...]  # (side, price, remaining) in one token's terms
+
+
+def strip_book(book: BookView, own: OwnOrders) -> BookView:
+    """The book without our own resting orders (levels reduced by our size, emptied ones gone)."""
+    if not own:
+        return book
+    mine: dict[tuple[Side, Decimal], Decimal] = {}
+    for side, price, size in own:
+        mine[(side, price)] = mine.get((side, price), ZERO) + size
+
+    def levels(side: Side, lv: tuple[Level, ...]) -> tuple[Level, ...]:
+        out = []
+        for x in lv:
+            left = x.size - mine.get((side, x.price), ZERO)
+            if left > 0:
+                out.append(x if left == x.size else Level(x.price, left))
+        return tuple(out)
+
+    return replace(book, bids=levels(Side.BUY, book.bids), asks=levels(Side.SELL, book.asks))
+
+
+PrintMode = Literal["raw", "drop", "continue"]
+
+
+def without_own(rec: Recording, prints: PrintMode = "continue") -> Recording:
+    """The recording as a paper engine trading the same market would have seen it.
+
+    Books: our resting orders taken out of every book (the recorder notes them per book event).
+    On the venue our orders sit in the public book; a paper engine's book never holds them, and
+    a queue model that counted our own size as "behind us" would misjudge every cancel.
+
+    Prints: on the venue every fill of ours is part of a public print (one taker against one
+    price level); a paper engine's tape never holds them, and replaying them would hand the
+    paper model the very prints our orders caused (circular). `prints` says what takes their place:
+    - "continue" (default): our part of the print is taken out; if that taker also printed
+      through our price in the same second (it swept on), our part is added to its nearest
+      print through our price: without us it would have traded there, and a paper queue model
+      fills on exactly that. Otherwise it is gone: flow that traded only because our order was
+      there, which the public tape of a market without us never shows (`hidden_fill_share`);
+      the queue models' latent flow (`PMM_PAPER_LATENT_INTENSITY`) is what stands for it;
+    - "drop": our part taken out, nothing added (a pessimistic bound);
+    - "raw": the tape as recorded (the optimistic, circular replay).
+    Fills are matched to prints by (market, venue second, YES price): the user channel stamps a
+    match in whole seconds (`match_time`), the market channel in ms."""
+    groups = _prints_by_second(rec)
+    delta: dict[int, Decimal] = {}  # event index → size change
+    matched = moved = unmatched = 0
+    if prints != "raw":
+        for (cid, sec, yes_px, yes_bid), size in _our_fills(rec).items():
+            group = groups.get((cid, sec), [])
+            at = [i for i, px in group if px == yes_px]
+            left = size
+            for i in at:
+                take = min(left, rec.events[i][2].size + delta.get(i, ZERO))
+                if take > 0:
+                    delta[i] = delta.get(i, ZERO) - take
+                    left -= take
+            if left > 0:
+                unmatched += 1
+            if at:
+                matched += 1
+            through = [(px, i) for i, px in group if (px < yes_px if yes_bid else px > yes_px)]
+            if prints == "continue" and through and size > left:
+                _, j = max(through) if yes_bid else min(through)  # the nearest print through our price
+                delta[j] = delta.get(j, ZERO) + (size - left)
+                moved += 1
+    events: list[tuple[Any, ...]] = []
+    stripped_books = 0
+    for i, ev in enumerate(rec.events):
+        if ev[0] == "book" and len(ev) > 3 and ev[3]:
+            events.append(("book", ev[1], strip_book(ev[2], ev[3])))
+            stripped_books += 1
+        elif i in delta:
+            size = ev[2].size + delta[i]
+            if size > 0:
+                events.append(("trade", ev[1], replace(ev[2], size=size)))
+        else:
+            events.append(ev)
+    out = replace(rec, events=events)
+    out.stripped = {"books": stripped_books, "fills_matched": matched, "fills_moved_through": moved,
+                    "fills_unmatched": unmatched} if prints != "raw" else {"books": stripped_books}
+    return out
+
+
+def _yes_price(m: Market, token: str, price: Decimal) -> Decimal:
+    return price if token == m.yes_token_id else ONE - price
+
+
+def _prints_by_second(rec: Recording) -> dict[tuple[str, int], list[tuple[int, Decimal]]]:
+    """(market, venue second) → [(event index, YES price)] of the public prints."""
+    by_token = {t: m for m in rec.markets for t in m.token_ids}
+    out: dict[tuple[str, int], list[tuple[int, Decimal]]] = {}
+    for i, ev in enumerate(rec.events):
+        if ev[0] == "trade":
+            tr: PublicTrade = ev[2]
+            m = by_token.get(tr.token_id)
+            if m is not None:
+                out.setdefault((m.condition_id, math.floor(tr.ts)), []).append((i, _yes_price(m, tr.token_id, tr.price)))
+    return out
+
+
+def _our_fills(rec: Recording) -> dict[tuple[str, int, Decimal, bool], Decimal]:
+    """(market, venue second, YES price, our order is a YES bid) → our filled size."""
+    by_token = {t: m for m in rec.markets for t in m.token_ids}
+    out: dict[tuple[str, int, Decimal, bool], Decimal] = {}
+    for _, f in rec.live_fills:
+        m = by_token.get(f.token_id)
+        if m is None or f.status == "FAILED":
+            continue
+        yes_bid = (f.side is Side.BUY) == (f.token_id == m.yes_token_id)  # bought YES or sold NO
+        k = (m.condition_id, math.floor(f.ts), _yes_price(m, f.token_id, f.price), yes_bid)
+        out[k] = out.get(k, ZERO) + f.size
+    return out
+
+
+def hidden_fill_share(rec: Recording) -> float:
+    """The share of live fill volume whose taker printed nothing strictly through our price in
+    the same venue second: flow that may have traded only because our order was there, which no
+    model of the public tape can see (paper's blind spot: the closed loop meets it, an open-loop
+    replay of the raw tape does not)."""
+    groups = _prints_by_second(rec)
+    hidden = total = ZERO
+    for (cid, sec, yes_px, yes_bid), size in _our_fills(rec).items():
+        total += size
+        if not any((px < yes_px) if yes_bid else (px > yes_px) for _, px in groups.get((cid, sec), [])):
+            hidden += size
+    return float(hidden / total) if total else 0.0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -100,7 +100,11 @@ class SampledLatency:
     def from_file(cls, path: str | Path, seed: int = 0) -> SampledLatency:
         """Round trips in ms, one per line (blank lines and `#` comments skipped)."""
         vals: list[float] = []
-        for ln, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read latency samples ({exc.strerror or exc})") from None
+        for ln, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
@@ -112,3 +116,26 @@ class SampledLatency:
 
 
 ZERO_LATENCY = ConstantLatency(0.0)
+
+
+def write_samples(path: str | Path, samples_ms: Iterable[float], note: str = "") -> Path:
+    """Round trips in ms, one a line, as `SampledLatency.from_file` and `PMM_PAPER_LATENCY_FILE` read them."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    head = f"# {note}\n" if note else ""
+    p.write_text(head + "".join(f"{x:.3f}\n" for x in samples_ms))
+    return p
+
+
+def latency_from_settings(settings: Any) -> LatencyModel:
+    """`PMM_PAPER_LATENCY_FILE` (measured round trips, seeded by `PMM_SANDBOX_SEED`) when set, else
+    the constant `PMM_PAPER_LATENCY_MS`. A missing or malformed file is a one-line ConfigError."""
+    path = getattr(settings, "paper_latency_file", "")
+    if not path:
+        return ConstantLatency(settings.paper_latency_ms)
+    from ..config import ConfigError
+
+    try:
+        return SampledLatency.from_file(path, seed=settings.sandbox_seed)
+    except ValueError as exc:
+        raise ConfigError(f"PMM_PAPER_LATENCY_FILE={path}: {exc}") from None

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -187,6 +188,9 @@ class LiveExchange:
         self._mids: dict[str, Decimal] = {}
         self._open: dict[str, Order] = {}  # client id -> open order
         self._inflight: dict[str, Order] = {}  # client id -> order posted, no answer yet
+        # measured order round trips (ms): one per POST of a batch, from send to the venue's answer
+        # (signing included); what the paper latency model draws from (`PMM_PAPER_LATENCY_FILE`)
+        self.order_rtt_ms: deque[float] = deque(maxlen=10_000)
         self._by_venue: dict[str, Order] = {}  # venue id -> order (closed ones too: late fills)
         self._history: dict[str, dict[str, Any]] = {}  # venue id -> DB row of an earlier run
         self._unconfirmed: list[dict[str, Any]] = []  # PENDING rows of an earlier run, no venue id
@@ -369,8 +373,10 @@ class LiveExchange:
         for o, _ in send:
             self._record_order(o)  # PENDING: recorded before anything leaves
             self._inflight[o.client_id] = o
+        t0 = time.perf_counter()
         try:
             results = await self._venue.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
+            self.order_rtt_ms.append((time.perf_counter() - t0) * 1000.0)
         except BrokerError as exc:
             results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
         finally:

@@ -63,6 +63,7 @@ from .fill_model import (
     IntensityFillModel,
     ModelFill,
     ProbQueueFillModel,
+    QueueFillModel,
     RestingOrder,
 )
 from .fillmodels import DEFAULT_REF_DEPTH, IntensityKnobs
@@ -74,7 +75,7 @@ ONE = Decimal(1)
 def fill_model_spec(params: Params, ref_depth: float = DEFAULT_REF_DEPTH) -> FillModelSpec:
     """The chosen fill model and its own knobs, read from the live parameters."""
     return FillModelSpec(params.paper_fill_model, IntensityKnobs.from_params(params, ref_depth),
-                         params.paper_queue_func, params.paper_queue_power)
+                         params.paper_queue_func, params.paper_queue_power, params.paper_latent_intensity)
 
 
 def _model_inputs(p: Params) -> tuple[Any, ...]:
@@ -82,7 +83,7 @@ def _model_inputs(p: Params) -> tuple[Any, ...]:
     check on every book update instead of building and comparing a spec)."""
     return (p.paper_fill_model, p.paper_fill_intensity, p.paper_spread_k, p.paper_full_fill_prob,
             p.paper_partial_beta_a, p.paper_partial_beta_b, p.paper_partial_max_frac, p.paper_queue_func,
-            p.paper_queue_power)
+            p.paper_queue_power, p.paper_latent_intensity)
 
 
 class _Notice:
@@ -179,8 +180,10 @@ class PaperExchange:
                 self.model.on_order(vo, self._books.get(vo.token_id), now)
         elif isinstance(self.model, IntensityFillModel):
             self.model.knobs = spec.intensity
-        elif isinstance(self.model, ProbQueueFillModel):
-            self.model.func, self.model.n = spec.queue_func, spec.queue_power
+        elif isinstance(self.model, QueueFillModel):
+            self.model.set_latent(spec.latent())
+            if isinstance(self.model, ProbQueueFillModel):
+                self.model.func, self.model.n = spec.queue_func, spec.queue_power
         return self.model
 
     def _sync_venue(self, t: float, polling: bool = False) -> None:
@@ -196,7 +199,7 @@ class PaperExchange:
         if self._cancelling and (polling or not isinstance(self.model, IntensityFillModel)):
             for cid, at in [(c, a) for c, a in self._cancelling.items() if a <= t]:
                 resting = self._venue.get(cid)
-                if resting is not None and isinstance(self.model, IntensityFillModel):
+                if resting is not None and self.model.time_driven:
                     self._apply(self.model.advance(at, [resting], self._books), at)
                 self._drop_venue(cid)
 
@@ -458,7 +461,7 @@ def paper_exchange(settings: Any, params: Params, sink: Sink | DbRecorder, *, cl
                    session: str | None = None) -> PaperExchange:
     """The paper exchange exactly as `pmm run paper` builds it from the settings (the replayer
     builds its own through here too, so both trade with the same seed and models)."""
-    from .latency_model import ConstantLatency
+    from .latency_model import latency_from_settings
 
     return PaperExchange(params, sink, seed=settings.sandbox_seed, clock=clock, session=session,
-                         latency=ConstantLatency(settings.paper_latency_ms), infer_side=True)
+                         latency=latency_from_settings(settings), infer_side=True)

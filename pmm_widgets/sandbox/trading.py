@@ -400,7 +400,7 @@ class TradingVenue:
         if isinstance(got, web.Response):
             return got
         c, item = got
-        v = await asyncio.to_thread(self._verify_order, c, item)
+        v = self._verify_order(c, item)  # on the loop, as for a batch (post_orders)
         if isinstance(v, str):
             return _err(400, v)
         res = self._place(c, *v)
@@ -415,7 +415,9 @@ class TradingVenue:
         c, items = got
         if len(items) > MAX_BATCH_ORDERS:
             return _err(400, f"Too many orders in payload: {len(items)}, max allowed: {MAX_BATCH_ORDERS}")
-        checked = await asyncio.to_thread(lambda: [self._verify_order(c, it) for it in items])
+        # on the loop: ~80 µs an order (`order_struct_hash` + libsecp256k1 recovery), 1.2 ms for a
+        # full batch, less than the hop to a worker thread costs on a busy host
+        checked = [self._verify_order(c, it) for it in items]
         out = []
         for v in checked:
             if isinstance(v, str):

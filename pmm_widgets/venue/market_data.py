@@ -145,13 +145,17 @@ class MarketData:
 
     # ------------------------------------------------------------------ events
     def _on_books(self, tokens: set[str]) -> None:
-        if not self._book_listeners:
+        listeners = self._book_listeners
+        if not listeners:
             return
+        now = self.clock()  # one frame: one instant
+        books, is_stale = self.books, self.is_stale
         for t in tokens:
-            v = self.view(t)
-            if v is None:
+            b = books.get(t)
+            if b is None or not b.synced:
                 continue
-            for fn in self._book_listeners:
+            v = b.view(None, stale=is_stale(b, now))
+            for fn in listeners:
                 try:
                     fn(v)
                 except Exception:  # a listener's bug must not stop the feed

@@ -420,34 +420,39 @@ class MarketStream:
         ts, clamped = self._ts(ev.timestamp, now)
         by_asset: dict[str, list[PriceChange]] = {}
         for ch in ev.price_changes:
-            by_asset.setdefault(ch.asset_id, []).append(ch)
-        books = [(self._book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
+            chs = by_asset.get(ch.asset_id)
+            if chs is None:
+                by_asset[ch.asset_id] = [ch]
+            else:
+                chs.append(ch)
+        book = self._book
+        books = [(book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
         for b, chs in books:
             if b is None or not b.synced:
                 continue  # a snapshot is on its way
             last = chs[-1]
             h = last.hash
-            if ts and (ts < b.venue_ts_ms or (ts == b.venue_ts_ms and h and h == b.hash)):
+            vts = b.venue_ts_ms
+            if ts and (ts < vts or (ts == vts and h and h == b.hash)):
                 continue  # already contained in the snapshot the book holds
             if not b.apply_changes(chs):
                 self._distrust(b)  # it missed a real update of the venue's
                 raise BadMessage("price change with invalid price/size/side")
-            b.stamp(h, ts if ts > b.venue_ts_ms else None, now)
+            b.stamp(h, ts if ts > vts else None, now)
             touched.add(b.token_id)
-            if b.crossed or clamped or not self._bbo_agrees(b, last):
+            if clamped or b.crossed or not self._bbo_agrees(b, last):
                 self._distrust(b)
 
     @staticmethod
     def _bbo_agrees(b: OrderBook, entry: PriceChange) -> bool:
         """The venue's best bid / ask after this change (0 / 1 mean an empty side) against ours."""
         bb, ba = entry.best_bid, entry.best_ask
-        if bb in (None, "") or ba in (None, ""):
+        if not bb or not ba:
             return True
         try:
-            vb, va = to_decimal(bb), to_decimal(ba)
+            return b.agrees_bbo(bb, ba)
         except (InvalidOperation, ValueError):
             return True
-        return vb == (b.best_bid or ZERO) and va == (b.best_ask or ONE)
 
     def _on_tick_size_change(self, ev: TickSizeChangeEvent, now: float, touched: set[str]) -> None:
         b = self._book(ev.asset_id)

@@ -46,6 +46,8 @@ async def test_quotes_fill_and_db_trades_equal_sandbox_fills(sb, venue, wallet_k
     orders = await ex.place(touch_bids(sb, markets))
     assert {o.token_id for o in orders} == {t for m in markets for t in m.token_ids}
     live = assert_placed(orders)
+    # the round trip of that POST is recorded (what paper's latency model can draw from)
+    assert len(ex.order_rtt_ms) == 1 and 0 < ex.order_rtt_ms[0] < 30_000
     # the venue knows each by the id we recorded (some may have filled already)
     assert all(sb.sim.get_order(o.venue_order_id).owner == api_key for o in live)
     assert {o.order_id for o in sb.sim.open_orders(api_key)} <= {o.venue_order_id for o in live}

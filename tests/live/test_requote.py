@@ -70,6 +70,51 @@ async def test_requote_sends_cancel_beside_post_batches(sb, venue, wallet_key, c
     assert not sb.sim.open_orders(key)
 
 
+async def test_signing_overlaps_the_requests_and_respects_the_inflight_budget(sb, venue, wallet_key, closers,
+                                                                              monkeypatch):
+    """Batches are signed on the loop one at a time and each is posted as soon as it is signed:
+    the first POST (and the DELETE) are on the wire before the last batch is signed; with an
+    in-flight budget of 2 no more than 2 requests are ever out, and every order still lands once."""
+    from pmm_widgets.venue.broker import Broker
+    from pmm_widgets.venue.order_entry import OrderEntry
+
+    ex = await _started(sb, wallet_key, closers, max_inflight_requests=2)
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 25)
+    ex.set_markets(markets)
+    sent = [o for o in await ex.place(touch_bids(sb, markets)) if o.venue_order_id]
+    first = [o for o in sent if o.status is OrderStatus.LIVE]
+    quotes = touch_bids(sb, markets)
+    assert len(quotes) > 2 * 15  # three batches at least
+    trace: list[str] = []
+    sign, request = Broker._sign_chunk, OrderEntry._request
+
+    def traced_sign(self, chunk):
+        out = sign(self, chunk)
+        trace.append("sign")
+        return out
+
+    async def traced_request(self, kind, *a, **kw):
+        trace.append(kind)
+        return await request(self, kind, *a, **kw)
+
+    monkeypatch.setattr(Broker, "_sign_chunk", traced_sign)
+    monkeypatch.setattr(OrderEntry, "_request", traced_request)
+    entry = ex.broker.order_entry
+    entry.peak_inflight = 0
+    sb.faults.update(latency_ms=30)
+    _, placed = await ex.requote([o.client_id for o in first], quotes)
+    sb.faults.update(latency_ms=0)
+    last_sign = max(i for i, k in enumerate(trace) if k == "sign")
+    assert trace.index("post") < last_sign and trace.index("cancel") < last_sign, trace
+    assert trace.count("sign") == -(-len(quotes) // 15) and trace.count("post") == trace.count("sign")
+    assert entry.peak_inflight == 2  # the budget holds (and was used)
+    assert all(o.status is OrderStatus.LIVE for o in placed)
+    assert len(_orders_of(venue, key)) == len(sent) + len(quotes)  # each order reached the venue once
+    await ex.close()
+    assert not sb.sim.open_orders(key)
+
+
 async def test_lost_post_answer_leaves_no_orphan_and_no_duplicate(sb, venue, wallet_key, closers):
     """The venue takes the orders but the answer comes after the client gave up (latency >
     timeout): the orders are tracked by the ids we signed, cancelled, and reconciled."""

@@ -63,3 +63,72 @@ def test_fit_ranks_the_matching_model_first_and_reports_an_env_fragment():
     c = Candidate("prob_queue", (("paper_queue_func", "power"), ("paper_queue_power", 1.0)), latency_ms=20.0)
     assert c.env().splitlines() == ["PMM_PAPER_FILL_MODEL=prob_queue", "PMM_PAPER_QUEUE_FUNC=power",
                                     "PMM_PAPER_QUEUE_POWER=1.0", "PMM_PAPER_LATENCY_MS=20"]
+
+
+def test_without_own_takes_our_orders_out_of_the_books_and_our_fills_out_of_the_tape():
+    """What a paper engine would have seen: the live run's books minus our resting orders (also
+    those on the complement token, mirrored) and its prints minus our fills."""
+    from pmm_widgets.analytics.fidelity import hidden_fill_share, strip_book, without_own
+
+    m = make_market(0)
+    cm = m.condition_id
+    b = book("y0", cm, [("0.45", 25), ("0.44", 10)], [("0.48", 100)], ts=5.0)
+    # ours in the YES book: a YES bid of 15 at 0.45 and a NO bid of 10 at 0.52 (a YES ask at 0.48)
+    own = ((Side.BUY, D("0.45"), D(15)), (Side.SELL, D("0.48"), D(10)))
+    s = strip_book(b, own)
+    assert [(lv.price, lv.size) for lv in s.bids] == [(D("0.45"), D(10)), (D("0.44"), D(10))]
+    assert [(lv.price, lv.size) for lv in s.asks] == [(D("0.48"), D(90))]
+    assert strip_book(b, ((Side.BUY, D("0.44"), D(10)),)).bids == (b.bids[0],)  # an emptied level is gone
+
+    rec = Recording([m], seconds=60.0, speed=1.0)
+    rec.events += [
+        ("book", 5.0, b, own),
+        # one taker sold 20 at 0.45: 15 of it was us (our fill), 5 the queue; printed on the NO tape
+        ("trade", 6.0, PublicTrade("n0", cm, D("0.55"), D(20), Side.BUY, 6.0, recv_ts=6.0)),
+        # a print that was only us
+        ("trade", 7.0, PublicTrade("y0", cm, D("0.48"), D(10), Side.BUY, 7.0, recv_ts=7.0)),
+        ("trade", 8.0, PublicTrade("y0", cm, D("0.47"), D(3), Side.BUY, 8.0, recv_ts=8.0)),
+    ]
+    rec.live_fills += [
+        (6.0, Fill("a", "L1", cm, "y0", Side.BUY, D("0.45"), D(15), FillType.FILLED, Mode.LIVE, 6.0)),
+        (7.0, Fill("b", "L2", cm, "n0", Side.BUY, D("0.52"), D(10), FillType.FILLED, Mode.LIVE, 7.0)),
+    ]
+    assert without_own(rec, prints="raw").events[1:] == rec.events[1:]
+    v = without_own(rec)
+    assert v.events[0][2] == s and len(v.events[0]) == 3
+    trades = [ev[2] for ev in v.events if ev[0] == "trade"]
+    assert [(t.token_id, t.price, t.size) for t in trades] == [("n0", D("0.55"), D(5)), ("y0", D("0.47"), D(3))]
+    assert v.stripped == {"books": 1, "fills_matched": 2, "fills_moved_through": 0, "fills_unmatched": 0}
+    # fill a's taker printed nothing through 0.45 (YES) in that second; fill b's (a YES ask at 0.48)
+    # neither: both are flow the public tape cannot show a paper model -> all hidden
+    assert hidden_fill_share(rec) == 1.0
+    # a's taker swept on to 0.44 (YES) in the same second: without us it would have sold our 15 there
+    rec.events.insert(2, ("trade", 6.0, PublicTrade("y0", cm, D("0.44"), D(4), Side.SELL, 6.2, recv_ts=6.0)))
+    assert hidden_fill_share(rec) == 10 / 25  # only b is hidden now
+    v = without_own(rec)
+    assert [(t.price, t.size) for t in (ev[2] for ev in v.events if ev[0] == "trade")] == [
+        (D("0.55"), D(5)), (D("0.44"), D(19)), (D("0.47"), D(3))]
+    assert v.stripped["fills_moved_through"] == 1
+    assert [t.size for t in (ev[2] for ev in without_own(rec, prints="drop").events if ev[0] == "trade")] == [
+        D(5), D(4), D(3)]
+    assert v.live_fills == rec.live_fills and rec.events[1][2].size == D(20)  # the original is untouched
+
+
+def test_the_fitter_scores_markouts_sizes_and_pnl_not_only_fill_counts():
+    """Two paper runs with live's fill count: the one whose fills are the wrong size, at the wrong
+    time (adverse markouts) and with the wrong PnL ranks below the one that matches."""
+    from pmm_widgets.analytics.fidelity import Stats
+
+    def st(fills: int, size: float, mk: float, pnl: float) -> Stats:
+        return Stats(fills, fills / 10, {"m": fills}, (size, size, size), {5.0: mk, 30.0: mk}, pnl, {"m": pnl},
+                     {5.0: 0.001, 30.0: 0.001}, size)
+
+    live = st(40, 10.0, 0.01, 4.0)
+    good = compare("good", st(40, 10.0, 0.0098, 3.9), live)
+    bad = compare("bad", st(40, 25.0, -0.02, -8.0), live)
+    assert good.fills_ratio == bad.fills_ratio == 1.0
+    assert bad.parts["size"] > 0.9 and bad.parts["markout"] > 5 and bad.parts["pnl"] > 1
+    assert good.loss < 0.2 < 1.0 < bad.loss
+    spec = good.within_spec()
+    assert spec["markout_5s_20pct"] and spec["pnl_20pct"] and spec["fills_total"]
+    assert not bad.within_spec()["markout_5s"] and not bad.within_spec()["pnl_20pct"]

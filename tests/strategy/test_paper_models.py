@@ -278,3 +278,24 @@ async def test_two_notices_of_a_cancelled_order_due_together():
     fills = await ex.poll(2.0)
     assert [f.size for f in fills] == [D(3), D(4)] and o.filled == D(7) and o.status is OrderStatus.CANCELED
     assert not ex._known
+
+
+def test_paper_latency_comes_from_the_settings_constant_or_a_samples_file(tmp_path):
+    """`PMM_PAPER_LATENCY_MS` (half each way), or `PMM_PAPER_LATENCY_FILE` of measured round
+    trips (what `pmm fidelity --fit` writes from the live exchange's `order_rtt_ms`); a file
+    that cannot be read is one line naming the setting."""
+    from pmm_widgets.config import ConfigError, Settings
+    from pmm_widgets.execution.latency_model import ConstantLatency, latency_from_settings, write_samples
+
+    lat = latency_from_settings(Settings(_env_file=None, paper_latency_ms=40.0))
+    assert isinstance(lat, ConstantLatency) and lat.entry() == lat.cancel() == 0.02
+    f = write_samples(tmp_path / "rtt.txt", [10.0, 30.0], note="measured")
+    lat = latency_from_settings(Settings(_env_file=None, paper_latency_file=str(f), sandbox_seed=3))
+    assert isinstance(lat, SampledLatency) and sorted(lat.samples_ms) == [10.0, 30.0]
+    assert {lat.entry() for _ in range(50)} == {0.005, 0.015}
+    for bad, why in ((tmp_path / "missing.txt", "cannot read"), (tmp_path / "bad.txt", "not a latency")):
+        if bad.name == "bad.txt":
+            bad.write_text("12\nfast\n")
+        with pytest.raises(ConfigError) as e:
+            latency_from_settings(Settings(_env_file=None, paper_latency_file=str(bad)))
+        assert str(e.value).startswith("PMM_PAPER_LATENCY_FILE=") and why in str(e.value) and "\n" not in str(e.value)

@@ -1,0 +1,335 @@
+"""Paper fidelity against the sandbox's own matching: the ground-truth runs and the fit (IO edge).
+
+`pmm fidelity` and `bench/bench_fidelity.py` both come here. Per seed, the real engine trades
+LIVE on a fresh embedded sandbox in its own process (official order path, real sockets, a
+throwaway wallet, never `PMM_PRIVATE_KEY`): our orders rest in the simulated books with
+price-time priority and are filled by the simulated flow. That run's exchange records what it
+saw and did (`Recording`: books with our own resting orders noted, prints, our orders and
+cancels, polls, the venue's fills, order round trips). The pure part
+(`pmm_widgets.analytics.fidelity`) then replays it through paper exchanges, compares and fits.
+
+`run_paper` is the closed loop: the same engine and seed trading PAPER on the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..analytics.fidelity import (
+    Candidate,
+    Comparison,
+    Mids,
+    OwnOrders,
+    PrintMode,
+    Recording,
+    compare,
+    fit,
+    replay,
+    stats,
+    without_own,
+)
+from ..config import Settings
+from ..domain import BookView, Fill, Mode, OrderStatus, PublicTrade, Quote
+from ..errors import PmmError
+from ..execution.latency_model import write_samples
+from ..venue.endpoints import Endpoints
+
+if TYPE_CHECKING:
+    from ..execution.live import LiveExchange
+
+ONE = Decimal(1)
+BASELINE = Candidate("intensity", (), latency_ms=0.0)  # the seed's model: default knobs, no latency
+EXTRA_MARKETS = 12  # the sandbox lists more markets than the engine trades (the universe picks the top N)
+
+
+class FidelityError(PmmError):
+    """A fidelity run could not be done (the sandbox did not start, a bad seed list, ...)."""
+
+
+def recording_exchange(rec: Recording) -> type[LiveExchange]:
+    """A LiveExchange that writes everything it sees and does into `rec`."""
+    from ..execution.live import LiveExchange
+
+    class RecordingLiveExchange(LiveExchange):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            rec.rtt_source = self.order_rtt_ms  # the exchange's own round-trip record
+
+        def _own_in(self, book: BookView) -> OwnOrders:
+            """Our open orders as they sit in this token's book: the sandbox keeps one book per
+            market, so an order on the complement token rests here mirrored (BUY NO at q is a
+            YES ask at 1 − q)."""
+            out: list[Any] = []
+            for o in self._open.values():
+                if o.market != book.market or o.remaining <= 0:
+                    continue
+                if o.token_id == book.token_id:
+                    out.append((o.side, o.price, o.remaining))
+                else:
+                    out.append((o.side.opposite, ONE - o.price, o.remaining))
+            return tuple(out)
+
+        def observe_book(self, book: BookView) -> None:
+            rec.events.append(("book", book.ts or time.time(), book, self._own_in(book)))
+            super().observe_book(book)
+
+        def observe_trade(self, trade: PublicTrade) -> None:
+            rec.events.append(("trade", trade.recv_ts or time.time(), trade))
+            super().observe_trade(trade)
+
+        _inside = False  # inside requote(): its fallback calls cancel/place, recorded once by requote
+
+        def _record_places(self, i: int, t0: float, quotes: Sequence[Quote], orders: Sequence[Any]) -> None:
+            sent = [(o.client_id, q) for o, q in zip(orders, quotes, strict=False) if o.status is not OrderStatus.REJECTED]
+            rec.events[i] = ("place", t0, sent)
+
+        async def place(self, quotes: Sequence[Quote]) -> list[Any]:
+            if self._inside:
+                return await super().place(quotes)
+            t0 = time.time()
+            i = len(rec.events)
+            rec.events.append(("place", t0, []))
+            orders = await super().place(quotes)
+            self._record_places(i, t0, quotes, orders)
+            return orders
+
+        async def cancel(self, client_ids: Sequence[str]) -> list[str]:
+            if not self._inside:
+                rec.events.append(("cancel", time.time(), list(client_ids)))
+            return await super().cancel(client_ids)
+
+        async def requote(self, cancel_ids: Sequence[str], quotes: Sequence[Quote]) -> tuple[list[str], list[Any]]:
+            """Cancels and places leave together: the paper replay cancels first, then places."""
+            t0 = time.time()
+            if cancel_ids:
+                rec.events.append(("cancel", t0, list(cancel_ids)))
+            i = len(rec.events)
+            rec.events.append(("place", t0, []))
+            self._inside = True
+            try:
+                done, orders = await super().requote(cancel_ids, quotes)
+            finally:
+                self._inside = False
+            self._record_places(i, t0, quotes, orders)
+            return done, orders
+
+        async def poll(self, now: float) -> list[Fill]:
+            fills = await super().poll(now)
+            rec.events.append(("poll", now))
+            return fills
+
+        def _close_order(self, o: Any, status: OrderStatus, reason: str = "") -> None:
+            """Orders the venue closed on its own (heartbeat expiry, a lost stream's cancel-all)
+            are cancels the paper replay must see too; repeats of our own cancels are harmless."""
+            if status is OrderStatus.CANCELED and o.client_id in self._open:
+                rec.events.append(("cancel", time.time(), [o.client_id]))
+            super()._close_order(o, status, reason)
+
+        def _new_fill(self, *a: Any, **kw: Any) -> None:
+            n = len(self._pending)
+            super()._new_fill(*a, **kw)
+            t = time.time()
+            rec.live_fills.extend((t, f) for f in self._pending[n:])
+
+    return RecordingLiveExchange
+
+
+@contextlib.contextmanager
+def sandbox_process(markets: int, seed: int, speed: float) -> Iterator[Endpoints]:
+    """The sandbox venue in its own process (`python -m pmm_widgets.sandbox`): on a shared,
+    loaded machine the simulator then no longer starves the engine's event loop (or the reverse)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(markets), "--seed", str(seed),
+                             "--speed", str(speed)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        urls: dict[str, str] = {}
+        assert proc.stdout is not None
+        while len(urls) < 3:
+            line = proc.stdout.readline()
+            if not line:
+                raise FidelityError("the sandbox process exited before printing its URLs")
+            if line.startswith("export PMM_"):
+                k, v = line.removeprefix("export ").strip().split("=", 1)
+                urls[k] = v
+        yield Endpoints(urls["PMM_GAMMA_URL"], urls["PMM_CLOB_URL"], urls["PMM_CLOB_WS_URL"], None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _settings(base: Settings | None, seed: int, markets: int, speed: float, tmp: str, **over: Any) -> Settings:
+    """The run's settings: the user's (strategy parameters kept) on a throwaway DB and sandbox."""
+    fields: dict[str, Any] = {"venue": "sandbox", "db_url": f"sqlite:///{Path(tmp) / 'fid.db'}", "sandbox_seed": seed,
+                              "sandbox_speed": speed, "sandbox_markets": markets + EXTRA_MARKETS,
+                              "universe_size": markets, "quote_refresh_sec": 1.0, **over}
+    if base is None:
+        return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    return base.model_copy(update=fields)
+
+
+async def run_live(seed: int, markets: int, seconds: float, speed: float, key: str,
+                   base: Settings | None = None) -> Recording:
+    """One ground-truth run: the engine LIVE on a fresh sandbox for `seconds` of wall time."""
+    import pmm_widgets.execution.live as live_mod
+    from pmm_widgets.engine.core import Engine
+
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + EXTRA_MARKETS, seed, speed) as endpoints:
+        settings = _settings(base, seed, markets, speed, tmp, private_key=key)
+        engine = Engine(settings, Mode.LIVE, endpoints=endpoints)
+        rec = Recording([], seconds, speed)
+        orig = live_mod.LiveExchange
+        live_mod.LiveExchange = recording_exchange(rec)  # type: ignore[misc]  # (a class swapped in for the run)
+        try:
+            t0 = time.monotonic()
+            await engine.run(max_seconds=seconds)
+            rec.seconds = time.monotonic() - t0 if rec.seconds <= 0 else rec.seconds
+        finally:
+            live_mod.LiveExchange = orig  # type: ignore[misc]
+        rec.rtt_ms = list(rec.rtt_source)
+        rec.rtt_source = None
+        rec.markets = list(engine.owner.markets)
+        tot = engine.state.totals
+        rec.engine_totals = {"fills": float(tot.fills), "pnl": float(tot.pnl)}
+        return rec
+
+
+async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand: Candidate, latency_ms: float,
+                    base: Settings | None = None) -> dict[str, float]:
+    """Closed loop: the same engine and seed trading PAPER with the candidate's models."""
+    from pmm_widgets.engine.core import Engine
+
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + EXTRA_MARKETS, seed, speed) as endpoints:
+        settings = _settings(base, seed, markets, speed, tmp, paper_fill_model=cand.model,
+                             paper_latency_ms=cand.latency_ms if cand.latency_ms is not None else latency_ms,
+                             **dict(cand.knobs))
+        engine = Engine(settings, Mode.PAPER, endpoints=endpoints)
+        await engine.run(max_seconds=seconds)
+        tot = engine.state.totals
+        return {"fills": float(tot.fills), "pnl": float(tot.pnl)}
+
+
+def throwaway_key() -> str:
+    from eth_account import Account
+
+    return "0x" + Account.create().key.hex().removeprefix("0x")
+
+
+def median_rtt(rec: Recording) -> float:
+    return statistics.median(rec.rtt_ms) if rec.rtt_ms else 0.0
+
+
+@dataclass
+class FitResult:
+    """A fit on one seed and its check on others."""
+
+    fit_seed: int
+    best: Candidate
+    ranked: list[Comparison]  # every candidate on the fit seed, best first
+    checks: dict[int, list[Comparison]] = field(default_factory=dict)  # seed → [best, seed default]
+    rtt_ms: list[float] = field(default_factory=list)  # the fit seed's measured order round trips
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fit_seed": self.fit_seed, "best": self.best.label, "ranked": [comparison_json(c) for c in self.ranked],
+                "checks": {str(s): [comparison_json(c) for c in cs] for s, cs in self.checks.items()},
+                "rtt_ms_median": statistics.median(self.rtt_ms) if self.rtt_ms else None}
+
+
+def comparison_json(c: Comparison) -> dict[str, Any]:
+    """One model against live, as plain JSON numbers (None for an infinite or undefined one)."""
+    p, lv = c.paper, c.live
+    return {"model": c.label, "loss": round(c.loss, 4), "loss_parts": {k: round(v, 4) for k, v in c.parts.items()},
+            "fills": p.fills, "live_fills": lv.fills, "fills_ratio": _num(c.fills_ratio),
+            "fills_per_min": round(p.fills_per_min, 3), "live_fills_per_min": round(lv.fills_per_min, 3),
+            "median_market_err": _num(c.median_market_err), "size_p10_50_90": list(p.size_q),
+            "live_size_p10_50_90": list(lv.size_q),
+            "markout_5s": p.markout[5.0], "markout_30s": p.markout[30.0],
+            "live_markout_5s": lv.markout[5.0], "live_markout_30s": lv.markout[30.0],
+            "live_markout_se_5s": _num(lv.markout_se.get(5.0, math.inf)),
+            "live_markout_se_30s": _num(lv.markout_se.get(30.0, math.inf)),
+            "pnl": round(p.pnl, 4), "live_pnl": round(lv.pnl, 4), "pnl_diff": round(c.pnl_diff, 4),
+            "live_pnl_se": round(c.pnl_se, 4), "within_spec": c.within_spec()}
+
+
+def _num(x: float) -> float | None:
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def fit_and_check(recs: dict[int, Recording], fit_seed: int, candidates: list[Candidate] | None = None,
+                  prints: PrintMode = "continue") -> FitResult:
+    """Fit on `fit_seed` only; report the best and the seed's default on every other seed (each
+    recording seen as a paper engine would have seen that market: `without_own`)."""
+    view = {s: without_own(r, prints) for s, r in recs.items()}
+    ranked = fit(view[fit_seed], candidates)
+    best = ranked[0].candidate
+    if best is None:
+        raise FidelityError("the fit scored no candidate")
+    res = FitResult(fit_seed, best, ranked, rtt_ms=list(recs[fit_seed].rtt_ms))
+    for seed, rec in view.items():
+        if seed == fit_seed:
+            continue
+        mids = Mids(rec)
+        live = stats(rec, rec.live_fills, mids)
+        res.checks[seed] = [compare(c.label, stats(rec, replay(rec, c), mids), live) for c in (best, BASELINE)]
+    return res
+
+
+def write_param_set(path: Path, best: Candidate, fit_seed: int, rtt_ms: Sequence[float]) -> list[tuple[str, str]]:
+    """Write the fitted parameter set as a `.env` fragment (`PMM_*=value` lines: source it, append
+    it to `.env`, or pass each as `--set name=value`); returns its (setting, value) pairs. The
+    ground truth's measured order round trips go beside it (`<stem>-rtt.txt`) and the set points
+    `PMM_PAPER_LATENCY_FILE` at them: paper then waits as long as that venue answered."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pairs = best.settings()
+    head = f"# pmm fidelity --fit on sandbox seed {fit_seed}"
+    if rtt_ms and best.latency_ms is None:
+        rtt_path = write_samples(path.with_name(path.stem + "-rtt.txt"), rtt_ms,
+                                 note=f"order round trips (ms) of the ground-truth run, sandbox seed {fit_seed}")
+        pairs.append(("paper_latency_file", str(rtt_path.resolve())))
+        head += f"; order round trips median {statistics.median(rtt_ms):.0f} ms ({len(rtt_ms)} samples)"
+    path.write_text(head + "\n" + "".join(f"PMM_{n.upper()}={v}\n" for n, v in pairs))
+    return pairs
+
+
+def run_seeds(seeds: Sequence[int], markets: int, sim_minutes: float, speed: float, base: Settings | None = None,
+              progress: Any = None) -> dict[int, Recording]:
+    """One ground-truth live run per seed (wall time = sim_minutes × 60 / speed each)."""
+    if markets < 1 or sim_minutes <= 0 or speed <= 0:
+        raise FidelityError(f"markets ({markets}), sim minutes ({sim_minutes:g}) and speed ({speed:g}) must be > 0")
+    key = throwaway_key()
+    seconds = sim_minutes * 60.0 / speed
+    out: dict[int, Recording] = {}
+    for seed in seeds:
+        t0 = time.monotonic()
+        rec = asyncio.run(run_live(seed, markets, seconds, speed, key, base))
+        out[seed] = rec
+        if progress is not None:
+            progress(f"live run seed {seed}: {len(rec.markets)} markets, {rec.sim_minutes:.1f} simulated min, "
+                     f"{len(rec.events)} events, {len(rec.live_fills)} live fills, median RTT {median_rtt(rec):.0f} ms "
+                     f"({time.monotonic() - t0:.0f} s wall)")
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise FidelityError(f"seeds must be comma-separated integers, not {text!r}") from None
+    if not seeds:
+        raise FidelityError("no seed given")
+    if len(set(seeds)) != len(seeds):
+        raise FidelityError(f"a seed appears twice in {text!r}")
+    return seeds

@@ -1,0 +1,243 @@
+"""The feed's fast path (issue 15, replay speed) gives exactly the books of the reference path.
+
+`OrderBook.apply_changes` / `_parse_side` read the price and size caches inline and price levels
+from the grid lists, `agrees_bbo` compares the venue's best bid/ask by tick when it can,
+`parse_ts_ms` reads digit strings directly, and `Level`s / `BookView`s are built through their
+slots. `RefBook` below is the code before that change (per-entry `_tick_of` / `_size_of` /
+`_set_level`, `Level(_price(...))`, Decimal comparisons): random sequences of price changes
+(valid and junk), snapshots and tick changes, fed to both, through the books alone and through
+a `MarketStream` as wire frames, must leave both with the same state after every step: levels,
+level lists (price spelling included), versions, refusal counts, hashes, timestamps, resync
+flags, and the same touched tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pmm_widgets.book import _BID_SIDES, ONE, ZERO, BookError, OrderBook, _book_view, _level, _price, parse_ts_ms
+from pmm_widgets.domain import BookView, Level
+from pmm_widgets.ticks import to_decimal
+from pmm_widgets.venue.market_stream import MarketStream
+from pmm_widgets.venue.wire import BookSnapshot, PriceChange, PriceLevel
+
+
+class RefBook(OrderBook):
+    """The reference path: `OrderBook` as it was before the fast path (issue 15, third pass)."""
+
+    def apply_changes(self, entries: Any) -> bool:
+        parsed = []
+        try:
+            for e in entries:
+                is_bid = _BID_SIDES.get(e.side)
+                if is_bid is None:
+                    raise BookError(f"unknown side {e.side[:20]!r}")
+                parsed.append((is_bid, self._tick_of(e.price), self._size_of(e.size)))
+        except (BookError, AttributeError, TypeError):
+            self.rejected += 1
+            return False
+        for is_bid, t, s in parsed:
+            self._set_level(is_bid, t, s)
+        self.version += 1
+        return True
+
+    def _parse_side(self, levels: Any) -> dict[int, Decimal]:
+        out: dict[int, Decimal] = {}
+        for lv in levels:
+            t = self._tick_of(lv.price)
+            s = self._size_of(lv.size)
+            if s:
+                out[t] = s
+            else:
+                out.pop(t, None)
+        return out
+
+    def _set_sides(self, bids: dict[int, Decimal], asks: dict[int, Decimal]) -> None:
+        tick = self.tick_size
+        self.bids, self.asks = bids, asks
+        self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
+        self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
+        self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
+
+    def agrees_bbo(self, best_bid: str, best_ask: str) -> bool:
+        vb, va = to_decimal(best_bid), to_decimal(best_ask)
+        return vb == (self.best_bid or ZERO) and va == (self.best_ask or ONE)
+
+    @property
+    def crossed(self) -> bool:
+        b, a = self.best_bid_tick, self.best_ask_tick
+        return b is not None and a is not None and b >= a
+
+
+def ref_parse_ts_ms(v: Any) -> int:
+    """`parse_ts_ms` before its digit-string shortcut."""
+    if v in (None, ""):
+        return 0
+    if isinstance(v, bool) or not isinstance(v, (str, int, float, Decimal)):
+        raise BookError("not a number")
+    if isinstance(v, str) and len(v) > 32:
+        raise BookError("too long")
+    try:
+        d = to_decimal(v)
+    except (ArithmeticError, ValueError, TypeError):
+        raise BookError("unparseable") from None
+    if not d.is_finite() or d < 0 or d > 10**14:
+        raise BookError("out of range")
+    return int(d)
+
+
+def state(b: OrderBook) -> tuple:
+    """Everything a book holds, with the exact spelling of every level's price and size."""
+    lv = tuple((str(x.price), str(x.size)) for x in (*b._bid_lv, *b._ask_lv))
+    return (dict(b.bids), dict(b.asks), list(b._bid_ticks), list(b._ask_ticks), lv, b.tick_size, b.hash,
+            b.venue_ts_ms, b.synced, b.needs_resync, b.rejected, b.version, b.crossed, b.best_bid, b.best_ask,
+            b.market, b.min_order_size)
+
+
+# prices: on the 0.01 / 0.001 grids, off them, the edges, other spellings, junk
+PRICES = st.one_of(
+    st.integers(1, 99).map(lambda t: str(Decimal(t) / 100)),
+    st.integers(1, 999).map(lambda t: str(Decimal(t) / 1000)),
+    st.sampled_from(["0.5", ".5", "0.50", "0.500", "0", "1", "1.0", "-0.5", "0.0001", "abc", "", " 0.4 ", "NaN",
+                     "Infinity", "0.1e0", "5E-1", "9" * 40, "0." + "0" * 40 + "1"]),
+)
+SIZES = st.one_of(st.sampled_from(["0", "5", "10", "10.0", "12.5", "100", "0.00", "1e3", "-1", "x", "", "1E+13",
+                                   "NaN", "7" * 45]),
+                  st.integers(0, 10**6).map(str))
+SIDES = st.sampled_from(["BUY", "SELL", "buy", "ask", "BID", "bid", "sell", "ASK", "HOLD", ""])
+ASSETS = ("A", "B")
+BBO = st.one_of(st.none(), PRICES)
+
+
+@st.composite
+def change_entry(draw: Any) -> PriceChange:
+    return PriceChange(asset_id=draw(st.sampled_from(ASSETS)), price=draw(PRICES), size=draw(SIZES),
+                       side=draw(SIDES), hash=draw(st.sampled_from([None, "h1", "h2"])), best_bid=draw(BBO),
+                       best_ask=draw(BBO))
+
+
+levels = st.lists(st.builds(PriceLevel, price=PRICES, size=SIZES), max_size=10)
+snapshot_op = st.tuples(st.just("snap"), st.sampled_from(ASSETS), levels, levels,
+                        st.sampled_from([None, "0.01", "0.001", "0.1", "0.003"]),
+                        st.sampled_from([None, "", "1796033289800", "1796033289801", "17960332898"]))
+change_op = st.tuples(st.just("changes"), st.lists(change_entry(), min_size=1, max_size=6),
+                      st.sampled_from([None, "1796033289800", "1796033289900", "0"]))
+tick_op = st.tuples(st.just("tick"), st.sampled_from(ASSETS), st.sampled_from(["0.01", "0.001", "0.1", "0.0001"]))
+OPS = st.lists(st.one_of(change_op, change_op, snapshot_op, tick_op), max_size=30)
+
+
+def _snap(asset: str, bids: list, asks: list, tick: str | None, ts: str | None) -> BookSnapshot:
+    return BookSnapshot(asset_id=asset, bids=bids, asks=asks, tick_size=tick, timestamp=ts, hash="s" + asset)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_books_alone_equal_the_reference(ops: list) -> None:
+    fast = {a: OrderBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    ref = {a: RefBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    for op in ops:
+        if op[0] == "changes":
+            for a in ASSETS:
+                chs = [e for e in op[1] if e.asset_id == a]
+                if chs:
+                    assert fast[a].apply_changes(chs) == ref[a].apply_changes(chs)
+                    last = chs[-1]
+                    if last.best_bid and last.best_ask:
+                        try:
+                            want: bool | str = ref[a].agrees_bbo(last.best_bid, last.best_ask)
+                        except (InvalidOperation, ValueError):
+                            want = "raises"
+                        try:
+                            got: bool | str = fast[a].agrees_bbo(last.best_bid, last.best_ask)
+                        except (InvalidOperation, ValueError):
+                            got = "raises"
+                        assert got == want
+        elif op[0] == "snap":
+            snap = _snap(*op[1:])
+            assert fast[op[1]].apply_snapshot(snap, ts=1.0) == ref[op[1]].apply_snapshot(snap, ts=1.0)
+        else:
+            assert fast[op[1]].set_tick_size(Decimal(op[2])) == ref[op[1]].set_tick_size(Decimal(op[2]))
+        for a in ASSETS:
+            assert state(fast[a]) == state(ref[a])
+            assert fast[a].view() == ref[a].view()
+
+
+def _frame(op: tuple) -> str:
+    if op[0] == "changes":
+        ev: dict[str, Any] = {"event_type": "price_change", "market": "m",
+                              "price_changes": [{k: v for k, v in (("asset_id", e.asset_id), ("price", e.price),
+                                                                   ("size", e.size), ("side", e.side), ("hash", e.hash),
+                                                                   ("best_bid", e.best_bid), ("best_ask", e.best_ask))
+                                                 if v is not None} for e in op[1]]}
+        if op[2] is not None:
+            ev["timestamp"] = op[2]
+        return json.dumps(ev)
+    if op[0] == "snap":
+        _, asset, bids, asks, tick, ts = op
+        ev = {"event_type": "book", "asset_id": asset, "market": "m", "hash": "s" + asset,
+              "bids": [{"price": lv.price, "size": lv.size} for lv in bids],
+              "asks": [{"price": lv.price, "size": lv.size} for lv in asks]}
+        if tick is not None:
+            ev["tick_size"] = tick
+        if ts is not None:
+            ev["timestamp"] = ts
+        return json.dumps(ev)
+    return json.dumps({"event_type": "tick_size_change", "asset_id": op[1], "market": "m", "new_tick_size": op[2],
+                       "old_tick_size": "0.01"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPS)
+def test_stream_frames_give_the_reference_books(ops: list) -> None:
+    """The same frames through two streams (fast books vs reference books): same books, same
+    touched tokens, same counts of bad messages and resync requests, after every frame."""
+    now = [1_796_033_289.0]
+    fast = {a: OrderBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    ref: dict[str, OrderBook] = {a: RefBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    streams = [MarketStream("ws://x", None, books, clock=lambda: now[0]) for books in (fast, ref)]  # type: ignore[arg-type]
+    for s, books in zip(streams, (fast, ref), strict=True):  # both start synced from one snapshot per token
+        s.apply_rest([_snap(a, [PriceLevel("0.4", "10")], [PriceLevel("0.6", "10")], "0.01", "1796033289000")
+                      for a in books], now[0])
+    for op in ops:
+        now[0] += 0.1
+        frame = _frame(op)
+        got = [s.handle_frame(frame) for s in streams]
+        assert got[0] == got[1]
+        for a in ASSETS:
+            assert state(fast[a]) == state(ref[a])
+        st0, st1 = streams[0].stats, streams[1].stats
+        assert (st0.events, st0.bad_messages, st0.resync_requests) == (st1.events, st1.bad_messages, st1.resync_requests)
+        assert streams[0]._pending == streams[1]._pending
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(alphabet="0123456789", max_size=20), st.text(max_size=8),
+                 st.sampled_from(["١٢٣", "²", "00017960", "0", "99999999999999", "100000000000000", "1e3", " 12"])))
+def test_timestamps_equal_the_reference(v: str) -> None:
+    try:
+        want: int | str = ref_parse_ts_ms(v)
+    except BookError:
+        want = "raises"
+    try:
+        got: int | str = parse_ts_ms(v)
+    except BookError:
+        got = "raises"
+    assert got == want
+
+
+def test_slot_built_levels_and_views_equal_the_constructed_ones() -> None:
+    lv = _level(Decimal("0.43"), Decimal("12.5"))
+    assert lv == Level(Decimal("0.43"), Decimal("12.5")) and type(lv) is Level
+    with pytest.raises(AttributeError):
+        lv.size = Decimal(1)  # type: ignore[misc]  # still frozen
+    args = ("t", "m", (lv,), (), Decimal("0.01"), Decimal(5), 1.5, 17, False, True)
+    v = _book_view(*args)
+    assert v == BookView(*args) and hash(v) == hash(BookView(*args)) and type(v) is BookView
+    with pytest.raises(AttributeError):
+        v.stale = True  # type: ignore[misc]
