@@ -248,6 +248,8 @@ class Settings(ParamFields, BaseSettings):
     prune_sec: float = Field(300.0, ge=1)  # how often the engine prunes (small batches, worker thread)
     fast_orders: bool = True  # live: project signer + async batched order entry (False: the SDK for everything)
     max_inflight_requests: int = Field(8, ge=1, le=64)  # live: order requests in flight at once
+    # quote cycle: re-decide only markets whose decision inputs changed (exactly the full cycle's decisions)
+    cycle_incremental: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

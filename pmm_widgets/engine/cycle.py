@@ -32,14 +32,14 @@ from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
-from ..strategy.base import Decision, MarketContext, Regime, Strategy
+from ..strategy.base import Decision, MarketContext, Regime, Strategy, decision_key
 from ..strategy.calibrator import Calibrator
 from ..strategy.guard import guard_quotes
 from ..strategy.inventory import Inventory
 from ..strategy.planner import plan
 from ..strategy.quoting import effective_touch, grid_tick, is_quotable, yes_space_price
 from ..strategy.registry import Builtins, build_strategy
-from ..strategy.risk import RiskManager
+from ..strategy.risk import RiskManager, Screened
 from ..strategy.volatility import VolEstimator
 from .snapshot import NO_PNL, CycleSnapshot, MarketSnapshot, SnapshotTotals
 
@@ -78,6 +78,20 @@ def end_ts(market: Market) -> float | None:
 
 
 @dataclass(slots=True)
+class _Decided:
+    """A market's last computed decision and everything it was computed from (incremental cycle)."""
+
+    strategy: Strategy
+    market: Market
+    state: object
+    key: tuple[object, ...]
+    quotes: list[Quote]
+    regime: Regime
+    note: str
+    guard: str | None  # the guard's drop reason (replayed: edge-triggered flag)
+
+
+@dataclass(slots=True)
 class CycleReport:
     placed: int = 0
     cancelled: int = 0
@@ -89,6 +103,8 @@ class CycleReport:
     deferred: int = 0
     strategy_events: list[str] = field(default_factory=list)  # regime transitions, switches, guard drops
     requote_sec: float = 0.0  # wall time of this cycle's cancels + places (0 when there were none)
+    decided: int = 0  # markets whose strategy ran this cycle
+    reused: int = 0  # markets whose inputs were unchanged: the previous decision kept (incremental)
 
 
 async def requote(exchange: Exchange, cancel: list[str], place: list[Quote]) -> tuple[list[str], list[Order]]:
@@ -122,10 +138,13 @@ class QuoteCycle:
         markout_horizons: tuple[float, ...] = HORIZONS,
         calib_update_sec: float = 30.0,
         calib_window_sec: float = 300.0,
+        incremental: bool = True,
     ) -> None:
         """`sink`: where rows go (a `DbRecorder`, or a bare sink it wraps). `events`: the bus to
         emit on (the engine's, persisted by the engine); None: a bus of its own that persists
-        through the recorder (tests, replays)."""
+        through the recorder (tests, replays). `incremental`: re-decide only markets whose
+        decision inputs changed (exactly the full cycle's decisions; False: every market every
+        cycle, the reference the property test compares against)."""
         self.params = params
         self.rec = as_recorder(sink)
         self.events = events if events is not None else persisting_bus(self.rec)
@@ -166,6 +185,12 @@ class QuoteCycle:
         self._end: dict[str, tuple[str | None, float | None]] = {}
         self.econ = EconomicsTracker(self.rec, mode.value, events=self.events)
         self._resolved: dict[str, str] = {}  # market -> winning token (no more quoting there)
+        # incremental cycle: the inputs of each market's last touch computation and decision
+        self.incremental = incremental
+        self._pkey = ""  # the live parameters as JSON, once per cycle (they are mutated in place)
+        self._okey: dict[str, tuple[object, ...]] = {}
+        self._decided: dict[str, _Decided] = {}
+        self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
     def _set_universe(self, markets: list[Market], exchange: Exchange) -> None:
@@ -266,14 +291,31 @@ class QuoteCycle:
             vol_horizon_sec=self.vol_horizon_sec, markout_short=tox if ntox else None, markout_count=ntox,
             fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=self._time_to_end(m, now),
         )
+        state = self._sstate.get(cid)
+        key: tuple[object, ...] | None = None
+        if self.incremental:
+            skey = decision_key(strat, ctx)
+            if skey is not None:
+                ov = self.overrides.get(cid)
+                key = (self._pkey, dict(ov.params) if ov is not None else None, inv.yes, inv.no, tick, b, a,
+                       yv.min_order_size, nv.min_order_size, skey)
+                hit = self._decided.get(cid)
+                if hit is not None and hit.strategy is strat and hit.market is m and hit.state is state \
+                        and hit.key == key:
+                    rep.reused += 1
+                    self._regime[cid] = hit.regime.value
+                    self._guard(now, cid, strat.name, hit.guard, hit.regime, rep)
+                    return list(hit.quotes), hit.regime, hit.note
+        rep.decided += 1
         try:
-            d = strat.decide(ctx, self._sstate.get(cid))
+            d = strat.decide(ctx, state)
             if not isinstance(d, Decision):
                 raise TypeError(f"decide() returned {type(d).__name__}, not a Decision")
             regime = Regime(d.regime)
         except Exception as exc:  # noqa: BLE001 (user code: never let it take the engine down)
             note = f"strategy error: {type(exc).__name__}: {exc}"
             self._flag_guard(now, cid, strat.name, note, rep, level=Level.ERROR)
+            self._decided.pop(cid, None)
             return [], Regime.HALTED, note
         self._sstate[cid] = d.state
         for msg in d.events:
@@ -281,12 +323,19 @@ class QuoteCycle:
                         {"strategy": strat.name, "regime": regime.value, "reason": d.reason}, rep)
         self._regime[cid] = regime.value
         quotes, why = guard_quotes(ctx, d.quotes, regime)
+        self._guard(now, cid, strat.name, why, regime, rep)
+        note = "" if regime is Regime.NORMAL else regime.value + (f" ({d.reason})" if d.reason else "")
+        if key is not None and d.state is state and not d.events:  # a fixed point: equal inputs, equal decision
+            self._decided[cid] = _Decided(strat, m, state, key, list(quotes), regime, note, why)
+        else:
+            self._decided.pop(cid, None)
+        return quotes, regime, note
+
+    def _guard(self, now: float, cid: str, name: str, why: str | None, regime: Regime, rep: CycleReport) -> None:
         if why is not None and regime is not Regime.HALTED:
-            self._flag_guard(now, cid, strat.name, f"guard dropped a quote: {why}", rep)
+            self._flag_guard(now, cid, name, f"guard dropped a quote: {why}", rep)
         else:
             self._guard_flag.pop(cid, None)
-        note = "" if regime is Regime.NORMAL else regime.value + (f" ({d.reason})" if d.reason else "")
-        return quotes, regime, note
 
     def _event(self, now: float, market: str | None, kind: EventKind, message: str, data: dict[str, Any],
                rep: CycleReport, level: Level = Level.INFO) -> None:
@@ -318,6 +367,8 @@ class QuoteCycle:
         `hold`: a safety halt's reason (lease unproven, DB writer faulted): every market holds no
         quote (open orders are cancelled by the plan) while books, fills and PnL keep flowing."""
         rep = CycleReport()
+        if self.incremental:
+            self._pkey = self.params.model_dump_json()
         self.risk.begin_cycle()
         self._set_universe(markets, exchange)
         self.econ.set_markets(markets, now)
@@ -333,8 +384,8 @@ class QuoteCycle:
 
     def _observe(self, now: float, markets: list[Market], view: Callable[[str], BookView | None],
                  exchange: Exchange) -> dict[str, tuple[BookView | None, BookView | None]]:
-        """Books → each market's effective YES mid/spread/touch, volatility, the risk's mid path."""
-        p = self.params
+        """Books → each market's effective YES mid/spread/touch, volatility, the risk's mid path
+        (incremental: the touch is recomputed only for markets whose best prices or ticks moved)."""
         views: dict[str, tuple[BookView | None, BookView | None]] = {}
         for m in markets:
             yv, nv = view(m.yes_token_id), view(m.no_token_id)
@@ -343,6 +394,17 @@ class QuoteCycle:
                 if v is not None:
                     exchange.observe_book(v)
             ok = yv is not None and nv is not None and not (yv.stale or nv.stale or yv.crossed or nv.crossed)
+            okey: tuple[object, ...] | None = None
+            if ok and self.incremental:  # the touch reads the best prices and the ticks only
+                assert yv is not None and nv is not None
+                okey = (m.tick_size, yv.tick_size, nv.tick_size, yv.bids[0].price if yv.bids else None,
+                        yv.asks[0].price if yv.asks else None, nv.bids[0].price if nv.bids else None,
+                        nv.asks[0].price if nv.asks else None)
+                if self._okey.get(m.condition_id) == okey:  # unchanged: mid, spread and touch as they are
+                    mid = self._mids.get(m.condition_id)
+                    if mid is not None:
+                        self._observed(now, m, mid)
+                    continue
             mid, spread = None, None
             if ok:
                 assert yv is not None and nv is not None
@@ -351,14 +413,24 @@ class QuoteCycle:
                 if b is not None and a is not None and b < a:
                     mid, spread = tick * (b + a) / 2, tick * (a - b)
                     self._touch[m.condition_id] = (tick, b, a)
+            if okey is not None:
+                self._okey[m.condition_id] = okey
+            else:
+                self._okey.pop(m.condition_id, None)
             self._mids[m.condition_id] = mid
             self._spreads[m.condition_id] = spread
             if mid is not None:
-                fm = float(mid)
-                self.vol.update(m.yes_token_id, fm, now, p.vol_halflife_sec)
-                self.vol.update(m.no_token_id, 1.0 - fm, now, p.vol_halflife_sec)
-                self.risk.observe_mid(now, m.condition_id, fm)
+                self._observed(now, m, mid)
         return views
+
+    def _observed(self, now: float, m: Market, mid: Decimal) -> None:
+        """A market's mid this cycle into volatility and the anomaly guard (every cycle: both
+        depend on time, not only on the mid)."""
+        fm = float(mid)
+        hl = self.params.vol_halflife_sec
+        self.vol.update(m.yes_token_id, fm, now, hl)
+        self.vol.update(m.no_token_id, 1.0 - fm, now, hl)
+        self.risk.observe_mid(now, m.condition_id, fm)
 
     async def _account(self, now: float, markets: list[Market],
                        views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
@@ -442,7 +514,7 @@ class QuoteCycle:
                 raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep)
                 if regime is Regime.NORMAL:
                     raw = self._fit_two_sided(m, raw, mid)
-                quotes = self.risk.filter_quotes(now, m, raw, inv, mid, total_exposure)
+                quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
                 quotes = self._event_limit(m, quotes, parts)
                 dropped = self.risk.dropped.get(cid)
                 status = f"quoting (risk: {dropped})" if quotes and dropped else \
@@ -456,6 +528,23 @@ class QuoteCycle:
                 wanted.extend(quotes)
             self._status[cid] = status
         return wanted, switched
+
+    def _risk_filter(self, now: float, m: Market, quotes: list[Quote], inv: Inventory, mid: Decimal,
+                     total_exposure: Decimal) -> list[Quote]:
+        """`RiskManager.filter_quotes`; incremental: the market's last verdict when its quotes,
+        inventory, mid and parameters are unchanged and the total exposure is on the same side
+        of every limit it was judged against."""
+        if not self.incremental:
+            return self.risk.filter_quotes(now, m, quotes, inv, mid, total_exposure)
+        cid = m.condition_id
+        key = (tuple(quotes), inv.yes, inv.no, mid, self._pkey, m)
+        hit = self._screened.get(cid)
+        if hit is not None and hit[0] == key and self.risk.still_holds(hit[1], total_exposure):
+            sc = hit[1]
+        else:
+            sc = self.risk.screen(m, quotes, inv, mid, total_exposure)
+            self._screened[cid] = (key, sc)
+        return self.risk.apply(now, cid, sc, total_exposure)
 
     async def _execute(self, now: float, exchange: Exchange, wanted: list[Quote],
                        switched: list[tuple[str, str, str]], rep: CycleReport) -> None:

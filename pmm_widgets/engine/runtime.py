@@ -233,7 +233,8 @@ async def build_runtime(
         markets: list[Market] = got[1]
         exchange.set_markets(markets)
         calibration = await asyncio.to_thread(repo.load_calibration, db)
-        cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events)
+        cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events,
+                           incremental=s.cycle_incremental)
     except BaseException:
         if exchange is not None:  # whatever it may have placed or found goes first
             with contextlib.suppress(BaseException):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Decision, MarketContext
+from .base import Decision, MarketContext, book_top
 
 
 def as_quotes(ctx: MarketContext) -> tuple[float, float, float]:
@@ -70,3 +70,7 @@ class AvellanedaStoikov:
     def decide(self, ctx: MarketContext, state: object | None) -> Decision:
         r, half, _ = as_quotes(ctx)
         return Decision(ctx.quotes(r - half, r + half))
+
+    def decision_key(self, ctx: MarketContext) -> object:
+        # fair_micro (tops), var_rate (sigma), time to end, calibration; changes with time near an end date
+        return (book_top(ctx.yes), book_top(ctx.no), ctx.sigma, ctx.vol_horizon_sec, ctx.time_to_end_sec, ctx.calib_mult)

@@ -31,6 +31,15 @@ Helpers for writing one: `ctx.fair_micro` (the seed's microprice fair value), `c
 YES-space bid/ask (floats or Decimals, in price units) into token orders exactly as the seed
 does: bid rounded down and ask up onto the grid, capped at the price band, post-only, BUY YES
 or SELL NO for the bid and SELL YES or BUY NO for the ask.
+
+Incremental cycle (optional): a strategy may also define `decision_key(ctx) -> object | None`,
+a value (compared with ==) that captures everything its decision reads from `ctx` *besides*
+what the cycle always compares itself (the market object, the market's parameters, inventory,
+tick, effective touch, both books' min order sizes, the incoming `state`). Two contexts with
+equal keys and the same state must give an equal `Decision`; the cycle then keeps the previous
+decision instead of calling `decide` again. A strategy without the method, or returning None,
+is decided every cycle (always exact; the safe default for notebook strategies). A strategy
+that reads `ctx.now` must not define it (or must put `now` in the key).
 """
 
 from __future__ import annotations
@@ -149,6 +158,22 @@ class Decision:
     reason: str = ""
     state: object = None  # handed back as `state` next cycle
     events: tuple[str, ...] = ()  # messages recorded as `events` rows (kind strategy_regime)
+
+
+def book_top(v: BookView) -> tuple[object, ...]:
+    """What a decision reads of a book's top: best levels (price and size), tick, min size, flags."""
+    return (v.bids[0] if v.bids else None, v.asks[0] if v.asks else None, v.tick_size, v.stale, v.crossed)
+
+
+def book_levels(v: BookView, k: int | None = None) -> tuple[object, ...]:
+    """A book's best `k` levels per side (all when None), tick and flags: for decisions reading depth."""
+    return (v.bids[:k], v.asks[:k], v.tick_size, v.stale, v.crossed)
+
+
+def decision_key(strategy: object, ctx: MarketContext) -> object | None:
+    """The strategy's `decision_key(ctx)` (see the module docstring), None when it has none."""
+    fn = getattr(strategy, "decision_key", None)
+    return fn(ctx) if callable(fn) else None
 
 
 @runtime_checkable

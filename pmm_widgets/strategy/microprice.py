@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .base import Decision, MarketContext
+from .base import Decision, MarketContext, book_levels
 
 MIN_MARKOUTS = 3
 MAX_TOX_TICKS = 5.0
@@ -60,3 +60,7 @@ class Microprice:
         h = p.alpha * ctx.calib_mult * base * (1.0 + p.micro_toxicity_mult * toxicity_ticks(ctx))
         shift = p.skew * h * ctx.inventory_fraction()
         return Decision(ctx.quotes(fair - h - shift, fair + h - shift))
+
+    def decision_key(self, ctx: MarketContext) -> object:
+        k = ctx.params.micro_levels
+        return (book_levels(ctx.yes, k), book_levels(ctx.no, k), ctx.sigma, ctx.calib_mult, toxicity_ticks(ctx))

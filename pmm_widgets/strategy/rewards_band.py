@@ -27,8 +27,9 @@ import math
 from decimal import Decimal
 
 from ..economics.rewards import RewardProgram, adjusted_mid, program_of
-from .base import Decision, MarketContext
+from .base import Decision, MarketContext, book_levels
 from .quoting import make_quotes, yes_space_price
+from .spread import spread_key
 
 
 def reward_program(ctx: MarketContext) -> RewardProgram:
@@ -72,3 +73,7 @@ class RewardsBand:
             return Decision()
         size = max(ctx.params.quote_size, prog.min_size)
         return Decision(ctx.quotes(bid, ask, size))
+
+    def decision_key(self, ctx: MarketContext) -> object:
+        # the seed's inputs, and the full depth (the reward program's adjusted mid reads it)
+        return (spread_key(ctx), book_levels(ctx.yes), book_levels(ctx.no))

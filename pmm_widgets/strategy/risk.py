@@ -55,6 +55,20 @@ class RateLimiter:
         self._ts.extend([now] * n)
 
 
+TOTAL_RULE = "total inventory"
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """`RiskManager.screen`'s verdict on one market's quotes: the kept quotes, the rules that
+    dropped the others (rule, market, message), and for each quote the total-inventory rule
+    judged: (own exposure, exposure after the fill, over the limit?)."""
+
+    kept: tuple[Quote, ...]
+    flags: tuple[tuple[str, str | None, str], ...]
+    totals: tuple[tuple[Decimal, Decimal, bool], ...]
+
+
 @dataclass(slots=True)
 class _MarketRisk:
     mids: deque[tuple[float, float]] = field(default_factory=deque)
@@ -183,8 +197,18 @@ class RiskManager:
         total_exposure_usd: Decimal,
     ) -> list[Quote]:
         """Drop quotes that would breach inventory limits or sit outside the price band."""
+        return self.apply(now, market.condition_id, self.screen(market, quotes, inv, mid, total_exposure_usd),
+                          total_exposure_usd)
+
+    def screen(self, market: Market, quotes: list[Quote], inv: Inventory, mid: Decimal,
+               total_exposure_usd: Decimal) -> Screened:
+        """The filter's verdict without its side effects (`apply` records them). It depends on the
+        total exposure only through `Screened.totals`: `still_holds` says whether it is still the
+        verdict at another total (the incremental cycle reuses it then)."""
         p = self.params
         out: list[Quote] = []
+        flags: list[tuple[str, str | None, str]] = []
+        totals: list[tuple[Decimal, Decimal, bool]] = []
         cid = market.condition_id
         own = exposure_usd(inv.net, mid)
         for q in quotes:
@@ -202,15 +226,32 @@ class RiskManager:
                 rule = ("token shares", cid, f"token holding {held} near limit {p.max_inventory_shares} shares")
             elif growing and new_usd > p.max_inventory_usd:
                 rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {p.max_inventory_usd}")
-            elif growing and total_exposure_usd - own + new_usd > p.max_total_inventory_usd:
-                rule = ("total inventory", None,
-                        f"total inventory {total_exposure_usd:.2f} USD near limit {p.max_total_inventory_usd}")
+            elif growing:
+                over = self._total_over(total_exposure_usd, own, new_usd)
+                totals.append((own, new_usd, over))
+                if over:
+                    rule = (TOTAL_RULE, None, "")  # the message names the total: written by `apply`
             if rule is None:
                 out.append(q)
             else:
-                self.dropped[cid] = rule[0]
-                self._flag(now, *rule)
-        return out
+                flags.append(rule)
+        return Screened(tuple(out), tuple(flags), tuple(totals))
+
+    def _total_over(self, total: Decimal, own: Decimal, new_usd: Decimal) -> bool:
+        return total - own + new_usd > self.params.max_total_inventory_usd
+
+    def still_holds(self, s: Screened, total_exposure_usd: Decimal) -> bool:
+        """True when `s` is also the verdict at this total exposure (the other inputs equal)."""
+        return all(self._total_over(total_exposure_usd, own, new) is over for own, new, over in s.totals)
+
+    def apply(self, now: float, market: str, s: Screened, total_exposure_usd: Decimal) -> list[Quote]:
+        """Record a verdict: the market's dropped rule and the (edge-triggered) breaches."""
+        for rule, mkt, msg in s.flags:
+            if rule == TOTAL_RULE:
+                msg = f"total inventory {total_exposure_usd:.2f} USD near limit {self.params.max_total_inventory_usd}"
+            self.dropped[market] = rule
+            self._flag(now, rule, mkt, msg)
+        return list(s.kept)
 
     # -- action valves -----------------------------------------------------------------------
     def limit_actions(self, now: float, plan: Plan, open_count: int, token_of: dict[str, str]) -> Plan:
