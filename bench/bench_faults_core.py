@@ -96,7 +96,7 @@ async def disk_run(tmp: Path) -> dict[str, float]:
         await until(lambda: eng.state.halted is not None, 15)
         t_halt = time.time() - t0
         await asyncio.sleep(2.0)
-        retained = eng._writer.stats().pending
+        retained = eng.owner.store.writer.stats().pending
         cap["pages"] = 0
         await until(lambda: eng.state.halted is None, 15)
         await asyncio.sleep(1.0)

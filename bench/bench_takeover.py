@@ -37,8 +37,8 @@ PHASES: list[tuple[str, str, str]] = [  # (label, module path, attribute "Class.
     ("lease", "pmm_widgets.engine.core", "Engine._try_acquire"),
     ("params restore", "pmm_widgets.engine.core", "Engine._restore_params"),
     ("writer start (thread)", "pmm_widgets.store.writer", "BatchWriter.start"),
-    ("universe", "pmm_widgets.engine.core", "Engine._first_universe"),
-    ("universe recorded", "pmm_widgets.engine.core", "Engine._record_universe"),
+    ("universe", "pmm_widgets.engine.owner", "OwnerSession._first_universe"),
+    ("universe recorded", "pmm_widgets.engine.owner", "OwnerSession._record_universe"),
     ("market data start", "pmm_widgets.venue.market_data", "MarketData.start"),
     ("market data subscribe", "pmm_widgets.venue.market_data", "MarketData.set_markets"),
     ("db read for restore", "pmm_widgets.engine.restore", "read_rows"),
@@ -47,8 +47,8 @@ PHASES: list[tuple[str, str, str]] = [  # (label, module path, attribute "Class.
     ("calibration read", "pmm_widgets.store.repo", "load_calibration"),
     ("overrides read", "pmm_widgets.store.repo", "load_overrides"),
     ("restore", "pmm_widgets.engine.restore", "resume"),
-    ("venue clock", "pmm_widgets.engine.core", "Engine._sync_venue_clock"),
-    ("set-up total", "pmm_widgets.engine.core", "Engine._setup"),
+    ("venue clock", "pmm_widgets.engine.owner", "OwnerSession._sync_venue_clock"),
+    ("set-up total", "pmm_widgets.engine.owner", "OwnerSession._setup"),
 ]
 
 
@@ -91,9 +91,9 @@ def baseline_switch() -> Callable[[bool], None]:
     set-up's venue side and market side one after the other, no wait for the first books), so
     both run interleaved in one process, on the same sandbox and machine load."""
     from pmm_widgets.engine import runtime
-    from pmm_widgets.engine.core import Engine
+    from pmm_widgets.engine.owner import OwnerSession
 
-    current = (runtime.together, Engine._first_books)
+    current = (runtime.together, OwnerSession._first_books)
 
     async def one_by_one(*aws: Any) -> list[Any]:
         return [await a for a in aws]
@@ -102,7 +102,7 @@ def baseline_switch() -> Callable[[bool], None]:
         return None
 
     def use(baseline: bool) -> None:
-        runtime.together, Engine._first_books = (one_by_one, no_wait) if baseline else current  # type: ignore[assignment]
+        runtime.together, OwnerSession._first_books = (one_by_one, no_wait) if baseline else current  # type: ignore[assignment]
 
     return use
 
@@ -153,8 +153,8 @@ async def one_run(settings: Any, mode: Any, rec: dict[str, list[tuple[float, flo
             md = b.runtime.md
         except RuntimeError:  # set-up not done yet
             return False
-        return bool(b._markets) and all(
-            md.view(t) is not None for m in b._markets for t in m.token_ids)
+        return bool(b.owner.markets) and all(
+            md.view(t) is not None for m in b.owner.markets for t in m.token_ids)
 
     assert await until(books_ready, 60)
     books = time.perf_counter() - t0

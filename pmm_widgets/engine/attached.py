@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..config import Params, Settings
+from ..events import EventKind, Level
 from ..tasks import spawn
 from .commands import CommandQueue
 from .lease import Lease
@@ -37,7 +38,7 @@ class AttachedSession:
 
     def __init__(self, settings: Settings, lease: Lease, commands: CommandQueue, owner_id: str, *,
                  publish: Callable[[EngineState], None], state: Callable[[], EngineState],
-                 emit: Callable[..., Any], tasks: set[asyncio.Task]) -> None:
+                 emit: Callable[[Level, EventKind, str], object], tasks: set[asyncio.Task[Any]]) -> None:
         self.settings = settings
         self.lease = lease
         self.commands = commands
@@ -53,7 +54,7 @@ class AttachedSession:
 
         `watch_only`: never take over, and end quietly (role idle) when nobody owns the lease."""
         self._publish(replace(self._state(), role="attached", running=True, last_error=None))
-        self._emit("INFO", "attached", "another engine owns this DB: attached (commands go through the DB)")
+        self._emit(Level.INFO, EventKind.ATTACHED, "another engine owns this DB: attached (commands go through the DB)")
         while not stop.is_set():
             row = await asyncio.to_thread(self.lease.read)
             if row is not None and not row.expired() and row.owner != self.owner_id:
@@ -84,14 +85,14 @@ class AttachedSession:
 
     def send(self, kind: str, payload: dict[str, Any]) -> None:
         """Insert a command row for the owner: in a worker thread when a loop runs (widget callbacks)."""
-        self._emit("INFO", "command", f"sent {kind} {payload or ''} to the owner")
+        self._emit(Level.INFO, EventKind.COMMAND, f"sent {kind} {payload or ''} to the owner")
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             self.commands.send(kind, payload)
             return
         spawn(asyncio.to_thread(self.commands.send, kind, payload), f"pmm-send-{kind}", self._tasks,
-              lambda _t, exc: self._emit("ERROR", "command", f"could not send {kind}: {exc}"))
+              lambda _t, exc: self._emit(Level.ERROR, EventKind.COMMAND, f"could not send {kind}: {exc}"))
 
     async def kill(self) -> tuple[KillResult, bool]:
         """Send `kill` and wait for the owner's verified result: (result, confirmed by the owner)."""

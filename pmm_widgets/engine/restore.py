@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..analytics.pnl import MarketLedger
 from ..domain import ZERO, Fill, FillType, Market, Mode, Side
+from ..events import EventKind, Level
 from ..ticks import to_decimal
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ async def read_rows(db: sa.Engine, mode: Mode) -> SessionRows:
 
 
 async def resume(rows: SessionRows, cycle: QuoteCycle, exchange: Any, mode: Mode, markets: Sequence[Market],
-                 now: float, emit: Callable[[str, str, str], Any]) -> Restored:
+                 now: float, emit: Callable[[Level, EventKind, str], object]) -> Restored:
     """The engine's start-up hook: rebuild, install into the fresh cycle, say what was restored;
     live also compares the restored positions with the venue's (`venue_positions`)."""
     restored = rebuild(rows, now, cycle.calibrator.window_sec, markets)
@@ -225,7 +226,7 @@ async def resume(rows: SessionRows, cycle: QuoteCycle, exchange: Any, mode: Mode
     install(restored, cycle, exchange, now, pairs)
     if restored.empty:
         return restored
-    emit("INFO", "restore", restored.summary())
+    emit(Level.INFO, EventKind.RESTORE, restored.summary())
     ask = getattr(exchange, "venue_positions", None)
     if mode is Mode.LIVE and callable(ask):
         ours = positions(restored, pairs)
@@ -234,11 +235,11 @@ async def resume(rows: SessionRows, cycle: QuoteCycle, exchange: Any, mode: Mode
         try:
             venue = await ask(tokens)
         except Exception as exc:  # noqa: BLE001 - a check: say it could not be made, keep going
-            emit("WARNING", "restore", f"restored positions not checked against the venue: {type(exc).__name__}: {exc}")
+            emit(Level.WARNING, EventKind.RESTORE, f"restored positions not checked against the venue: {type(exc).__name__}: {exc}")
         else:
             diff = position_mismatches(ours, venue)
             if diff:
-                emit("WARNING", "restore", "restored positions disagree with the venue (the DB misses fills, or "
+                emit(Level.WARNING, EventKind.RESTORE, "restored positions disagree with the venue (the DB misses fills, or "
                      "another client trades this wallet): " + "; ".join(diff))
     return restored
 

@@ -323,8 +323,11 @@ def parse_cli(argv: Sequence[str] | None = None) -> tuple[SandboxConfig, bool]:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--gamma-port", type=int, default=0)
     p.add_argument("--clob-port", type=int, default=0)
+    p.add_argument("--start-ts", type=float, default=None, metavar="EPOCH",
+                   help="simulated epoch seconds at start (default: now); an earlier start lets a sped-up venue "
+                        "reach the wall clock only after a client connected")
     p.add_argument("--exit-on-stdin-eof", action="store_true",
                    help="stop when stdin closes (the engine's child sandbox: it dies with its parent)")
     a = p.parse_args(argv)
     return SandboxConfig(markets=a.markets, seed=a.seed, speed=a.speed, host=a.host, resolve_every=a.resolve_every,
-                         gamma_port=a.gamma_port, clob_port=a.clob_port), a.exit_on_stdin_eof
+                         gamma_port=a.gamma_port, clob_port=a.clob_port, start_ts=a.start_ts), a.exit_on_stdin_eof

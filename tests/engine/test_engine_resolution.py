@@ -32,7 +32,7 @@ async def test_engine_settles_a_resolved_market_and_drops_it(fast_settings, db):
         assert await until(lambda: cid in cyc.resolved, timeout=10)
         win_yes = m.winner_yes
         assert lg.yes == lg.no == 0 and lg.settled
-        assert cid not in [x.condition_id for x in engine._markets]
+        assert cid not in [x.condition_id for x in engine.owner.markets]
         assert not [o for o in engine.runtime.exchange.open_orders() if o.market == cid]
         await engine.stop()
     assert count(db, "SELECT COUNT(*) FROM settlements WHERE market = :m", m=cid) == 1
@@ -57,8 +57,8 @@ async def test_a_closed_market_without_the_event_is_settled_from_the_venue(fast_
         engine.runtime.md.pop_resolutions = list  # the event is lost
         cid = held()[0]
         assert sb.sim.resolve_market(cid, winner_yes=False) is not None
-        await engine._refresh_universe()
+        await engine.owner.refresh_universe()
         assert cid in cyc.resolved and cyc.pnl.ledgers[cid].settled
-        assert cid not in [m.condition_id for m in engine._markets]
+        assert cid not in [m.condition_id for m in engine.owner.markets]
         await engine.stop()
     assert count(db, "SELECT COUNT(*) FROM settlements WHERE market = :m AND source = 'closed'", m=cid) == 1

@@ -73,7 +73,7 @@ async def test_crash_is_surfaced_and_leaves_no_open_orders(fast_settings, db):
     async def boom(*a, **k):
         raise ValueError("boom")
 
-    engine._cycle_failed = boom
+    engine.owner._cycle_failed = boom
     engine.runtime.cycle.run_once = boom
     assert await until(task.done)
     assert isinstance(task.exception(), ValueError)
@@ -172,7 +172,7 @@ async def test_a_slow_universe_refresh_never_delays_a_cycle(fast_settings, db):
     engine.start()
     assert await engine.wait_role() == "owner"
     assert await until(lambda: engine.state.tick >= 2)
-    real = engine._load_universe
+    real = engine.owner.load_universe
     calls: list[float] = []
 
     async def slow(gamma, n):
@@ -182,16 +182,16 @@ async def test_a_slow_universe_refresh_never_delays_a_cycle(fast_settings, db):
             raise RuntimeError("gamma down")
         return await real(gamma, n)
 
-    engine._load_universe = slow
-    engine._universe_ts = 0.0  # due now
+    engine.owner.load_universe = slow
+    engine.owner.universe_ts = 0.0  # due now
     assert await until(lambda: len(calls) == 1, timeout=5)
     tick0 = engine.state.tick
     await asyncio.sleep(2.0)  # mid-refresh
     assert engine.state.tick - tick0 >= 4, engine.state.tick - tick0  # 0.2 s cycles kept running
-    assert await until(lambda: engine._universe_ts > calls[0], timeout=5)
-    engine._universe_ts = 0.0
+    assert await until(lambda: engine.owner.universe_ts > calls[0], timeout=5)
+    engine.owner.universe_ts = 0.0
     assert await until(lambda: any("universe refresh failed: RuntimeError: gamma down" in m for m in seen), timeout=8)
-    assert engine.running and len(engine._markets) == fast_settings.universe_size
+    assert engine.running and len(engine.owner.markets) == fast_settings.universe_size
     await engine.stop()
     assert open_orders_in_db(db) == 0
 

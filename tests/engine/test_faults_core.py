@@ -144,8 +144,8 @@ async def test_m2_full_disk_pauses_quoting_and_loses_no_fill(fast_settings, db, 
     assert engine.runtime.exchange.open_orders() == []
     assert "FAULT" in engine.state.writer
     fills_when_full = engine.state.totals.fills
-    queued = engine._writer.stats().pending
-    assert queued > 0 and engine._writer.stats().dropped == 0
+    queued = engine.owner.store.writer.stats().pending
+    assert queued > 0 and engine.owner.store.writer.stats().dropped == 0
     await asyncio.sleep(1.0)
     assert engine.runtime.exchange.open_orders() == []  # still paused: the fault is still there
     disk["pages"] = 0  # space returns

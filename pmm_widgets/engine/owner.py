@@ -1,0 +1,798 @@
+"""The owner session: the engine that holds the DB lease and trades.
+
+One object per owned run, created by the `Engine` facade (`engine/core.py`) once it has taken
+the lease, over the wiring's typed `Runtime`/`Store` (`engine/runtime.py`). It mirrors the
+attached role's `AttachedSession` (`engine/attached.py`); the facade only chooses which one runs.
+
+What it does, in `run()`:
+- set-up: the store, the venue side (`build_runtime`), the restored session rows (issue 11), the
+  venue clock, the strategies;
+- the quote loop (commands, store checks, one cycle or a circuit probe, publish) until stopped;
+- three background loops — lease renewal, universe refresh, retention — owned by one
+  `asyncio.TaskGroup`: each is started in the group, a failure of one is reported and stops the
+  run (orders are cancelled first), and the group's exit is the one place they all end;
+- safety halts (lease, DB file, writer): stop quoting and cancel now, lift when the cause goes;
+- the shutdown, on every way out: cancel all and verify, record, close the runtime and the store,
+  apply a kill command's result, release the lease.
+
+The lease is renewed by one loop, `_lease_loop`, from before the set-up until just before the
+release: while the session runs it also halts on a silent DB; once the shutdown has begun it only
+renews (a shutdown longer than the TTL must neither let another engine take over while our
+cancels are in flight nor show attached faces an owner that vanished without its final state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import ValidationError
+
+from ..config import Params, Settings, format_validation_error
+from ..domain import Market, Mode
+from ..events import EventBus, EventKind, Level
+from ..store.db import first_line
+from .attached import jsonable as _jsonable
+from .circuit import Circuit
+from .lease import LeaseTimer
+from .runtime import DbHandles, Runtime, Store, build_runtime, cancel_and_verify, open_store
+from .state import EngineState, FeedState, KillResult
+
+if TYPE_CHECKING:
+    from ..store.recording import Recorder
+    from ..store.sink import Sink
+    from ..store.writer import BatchWriter
+    from ..venue.clob_rest import ClobPublic
+    from ..venue.endpoints import Endpoints
+    from ..venue.gamma import GammaClient
+    from .cycle import CycleReport
+
+# a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
+LEASE_GIVE_UP_TTLS = 20
+
+LoadUniverse = Callable[..., Awaitable[list[Market]]]
+
+
+@dataclass(slots=True)
+class RunControl:
+    """One run's signals, shared by the facade (stop, kill) and the session; fresh for every run."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    role: asyncio.Event = field(default_factory=asyncio.Event)  # set once the role is known (owner: quoting)
+    trade_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a cycle, a halt's cancel, a pause's cancel
+    kill_requested: bool = False
+    handover: bool = False  # the lease row keeps the final state marked for a hand-over
+
+
+class CommandTarget(Protocol):
+    """What the owner's `commands` rows act on: the facade's own API (the same calls a face makes)."""
+
+    def set_params(self, *, changed_by: str | None = None, **changes: Any) -> None: ...
+
+    def set_strategy(self, market: str, strategy: Any = None, **params: Any) -> None: ...
+
+    async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int: ...
+
+    async def resume(self, by: str | None = None) -> None: ...
+
+
+class OwnerSession:
+    """The owner role for one run. `publish`/`state` are the facade's state slot; `param_state`
+    gives the parameter fields of the state (values, paused, why)."""
+
+    def __init__(self, settings: Settings, mode: Mode, params: Params, dbh: DbHandles, owner_id: str, *,
+                 ctl: RunControl, events: EventBus, publish: Callable[[EngineState], None],
+                 state: Callable[[], EngineState], param_state: Callable[[], dict[str, Any]],
+                 commands: CommandTarget, load_universe: LoadUniverse,
+                 overrides: dict[str, tuple[Any, dict[str, Any]]], default_strategy: Callable[[], Any],
+                 restore_params: Callable[[], Awaitable[None]] | None = None,
+                 sink: Sink | None = None, endpoints: Endpoints | None = None) -> None:
+        self.settings = settings
+        self.mode = mode
+        self._params = params
+        self._dbh = dbh
+        self._owner_id = owner_id
+        self._ctl = ctl
+        self.events = events
+        self._publish = publish
+        self._state = state
+        self._param_state = param_state
+        self._commands_target = commands
+        self.load_universe = load_universe  # tests slow it down
+        self._overrides = overrides  # the facade's market → (strategy, params), kept across runs
+        self._default_strategy = default_strategy  # the facade's strategy object for every market ("*")
+        self._restore_params = restore_params
+        self._sink_override = sink
+        self._endpoints_override = endpoints
+        self._store: Store | None = None  # open_store; None again once the shutdown closed it
+        self._rt: Runtime | None = None  # build_runtime; None again after the shutdown
+        self.markets: list[Market] = []
+        self.universe_ts = 0.0
+        self._recorded_params: dict[str, Any] = {}  # the parameter values the recording last saw
+        self._venue_speed = 1.0
+        self._clock_synced_at = 0
+        self._halts: dict[EventKind, str] = {}  # source (lease, db, writer) → why quoting is halted
+        self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
+        self._kill_command_id: int | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._releasing = asyncio.Event()  # the shutdown is about to release the lease: the lease loop ends
+        self.stopping = False  # the shutdown has begun: the lease loop only renews
+        self.shutdown_started: float | None = None  # set when the clean shutdown begins (see Engine.stop)
+        self.kill_result: KillResult | None = None
+        self.fatal_halt: str | None = None  # set when a safety halt ended the run (lease lost, DB gone)
+        self.crash_reported = False
+        self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
+
+    # ---------------------------------------------------------------- what the facade reads
+    @property
+    def runtime(self) -> Runtime:
+        """The venue side while the session runs; RuntimeError before the set-up and after the shutdown."""
+        if self._rt is None:
+            raise RuntimeError("the engine has no runtime: it is not running as the owner")
+        return self._rt
+
+    @property
+    def has_runtime(self) -> bool:
+        return self._rt is not None
+
+    @property
+    def store(self) -> Store | None:
+        """The session's sink/writer/recorder until the shutdown closes them."""
+        return self._store
+
+    @property
+    def _writer(self) -> BatchWriter | None:
+        return self._store.writer if self._store is not None else None
+
+    @property
+    def _recorder(self) -> Recorder | None:
+        return self._store.recorder if self._store is not None else None
+
+    # ---------------------------------------------------------------- the run
+    async def run(self) -> None:
+        """Own the DB until stopped: set up, quote, and shut down on every way out (cancel first).
+        A crash is reported and raised as it is, after the shutdown."""
+        started = time.time()
+        await asyncio.to_thread(self._dbh.commands.expire_before, started)
+        if self._restore_params is not None:  # before the role shows: a face never sees stale parameters
+            await self._restore_params()
+        self._publish(replace(self._state(), role="owner", running=True, started_ts=started, tick=0, halted=None,
+                              handover_ts=None, **self._param_state()))
+        crash: Exception | None = None
+        async with asyncio.TaskGroup() as tg:
+            loops: list[asyncio.Task[None]] = []
+            try:
+                # the lease is renewed from the start (setup may take long) until just before the release
+                self._lease_task = tg.create_task(self._owned(self._lease_loop(), "pmm-lease"), name="pmm-lease")
+                await self._setup()
+                if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
+                    self.events.emit(Level.WARNING, EventKind.LEASE,
+                                     f"PMM_LEASE_TTL_SEC={self.settings.lease_ttl_sec:g} leaves "
+                                     f"{self._cancel_budget():.1f}s for a cancel when the DB stops answering, less "
+                                     f"than PMM_HTTP_TIMEOUT_SEC={self.settings.http_timeout_sec:g}: raise the TTL")
+                self.events.emit(Level.INFO, EventKind.ENGINE_START, f"engine started: mode={self.mode.value} "
+                                 f"venue={self.settings.venue.value} markets={len(self.markets)}")
+                self._ctl.role.set()
+                loops.append(tg.create_task(self._owned(self._universe_loop(), "pmm-universe"), name="pmm-universe"))
+                loops.append(tg.create_task(self._owned(self._prune_loop(), "pmm-prune"), name="pmm-prune"))
+                await self._quote_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                msg = f"{type(exc).__name__}: {exc}"
+                self._publish(replace(self._state(), last_error=msg))
+                self.events.emit(Level.ERROR, EventKind.ERROR, f"engine crashed: {msg}")
+                self.crash_reported = True
+                crash = exc  # raised after the group (a group would wrap it in an ExceptionGroup)
+            finally:
+                for t in loops:  # a universe refresh may be waiting on Gamma: end it now
+                    t.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.gather(*loops, return_exceptions=True)
+                await self._shutdown()  # ends the lease loop just before the release
+        if crash is not None:
+            raise crash
+
+    async def _owned(self, loop: Coroutine[Any, Any, None], name: str) -> None:
+        """A background loop of the group: its failure is reported and stops the run (never
+        propagated into the group, which would cancel the quote loop mid-cycle instead of letting
+        the shutdown cancel the orders)."""
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever it guarded is not proven any more: stop
+            msg = f"background task {name} failed: {type(exc).__name__}: {exc}"
+            self._publish(replace(self._state(), last_error=msg))
+            self.events.emit(Level.ERROR, EventKind.ERROR, f"{msg}: stopping (orders are cancelled first)")
+            self._ctl.stop.set()
+
+    async def _setup(self) -> None:
+        """Open the store and the venue side (`engine/runtime.py`), then this session's part:
+        the venue clock, the strategies, the recording's start row."""
+        from ..store import repo
+
+        s = self.settings
+        self._store = open_store(s, self._sink_override)
+
+        def on_universe(markets: list[Market]) -> None:
+            self.markets = markets
+            self._record_universe(markets)
+            if self._recorder is not None:
+                self._recorder.universe(time.time(), markets)
+            self.universe_ts = time.time()
+
+        db = self._dbh.db
+        rt = self._rt = await build_runtime(
+            s, self.mode, self._params, self._store, db=db, owner_id=self._owner_id,
+            first_universe=self._first_universe, on_universe=on_universe, endpoints=self._endpoints_override,
+            events=self.events)
+        from . import restore  # issue 11: positions, PnL and fills continue from the DB
+
+        await restore.resume(rt.session_rows, rt.cycle, rt.exchange, self.mode, self.markets, time.time(),
+                             self.events.emit)
+        # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
+        self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
+        await self._sync_venue_clock()
+        rt.cycle.default_strategy = self._default_strategy()
+        saved = await asyncio.to_thread(repo.load_overrides, db)
+        for cid, (name, params) in {**saved, **self._overrides}.items():
+            try:
+                rt.cycle.set_strategy(cid, name, **params)
+            except ValueError as exc:  # a row an older build wrote, a name no longer known
+                self.events.emit(Level.WARNING, EventKind.STRATEGY, f"market override of {cid} ignored: {exc}", market=cid)
+        if self._recorder is not None:  # what a replay needs to start where this run started
+            self._recorded_params = self._params.model_dump(mode="json")
+            self._recorder.engine(time.time(), "start", {
+                "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
+                "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
+                "pnl_sec": s.pnl_sec, "calibration": rt.calibration,
+                "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
+                               in {**saved, **self._overrides}.items() if name is None or isinstance(name, str)}})
+
+    def record_params(self, now: float) -> None:
+        """Record the parameters that changed since the recording last saw them."""
+        cur = self._params.model_dump(mode="json")
+        diff = {k: v for k, v in cur.items() if self._recorded_params.get(k, v) != v}
+        self._recorded_params = cur
+        if diff and self._recorder is not None:
+            self._recorder.engine(now, "params", diff)
+
+    def _record_universe(self, markets: list[Market]) -> None:
+        if self._store is not None:
+            self._store.db.markets(markets, time.time())
+
+    async def refresh_universe(self) -> None:
+        from ..venue.universe import diff_universe
+
+        rank = self.settings.universe_rank
+        gamma = self.runtime.gamma
+        fresh = await (self.load_universe(gamma, self.settings.universe_size) if rank == "liquidity"
+                       else self.load_universe(gamma, self.settings.universe_size, rank))
+        if self._recorder is not None:  # every refresh (metadata may change without members changing)
+            self._recorder.universe(time.time(), fresh)
+        added, removed = diff_universe(self.markets, fresh)
+        async with self._ctl.trade_lock:
+            for m in removed:  # a market leaving the universe takes its quotes with it
+                n = await self.runtime.exchange.cancel_market(m.condition_id)
+                self.events.emit(Level.INFO, EventKind.UNIVERSE, f"left the universe: {m.question[:60]} ({n} orders cancelled)",
+                                 market=m.condition_id)
+                await self._settle_if_closed(m)
+            self.markets = fresh  # the cycle hands the exchange every market it knows (late fills)
+        await self.runtime.md.set_markets(fresh)
+        if added or removed:
+            self._record_universe(fresh)
+            self.events.emit(Level.INFO, EventKind.UNIVERSE, f"universe refreshed: +{len(added)} -{len(removed)}")
+        self.universe_ts = time.time()
+
+    async def _prune_loop(self) -> None:
+        """Retention (issue 12): every `PMM_PRUNE_SEC`, delete rows older than `PMM_RETAIN_DAYS`
+        from book_snapshots, public_trades, events and pnl, in small batches in a worker thread
+        (never on the loop; `trades` and `orders` are kept). `PMM_RETAIN_DAYS=0` keeps everything."""
+        from ..store.retention import prune
+
+        stop = self._ctl.stop
+        while not stop.is_set():
+            # first wait, then prune: start-up (and short runs) never compete with the pruner
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
+            if stop.is_set():
+                return
+            days = self.settings.retain_days
+            if days > 0:
+                try:
+                    rep = await asyncio.to_thread(prune, self._dbh.db, days, stop=stop.is_set)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - retention must never stop trading; say so
+                    self.events.emit(Level.WARNING, EventKind.RETENTION, f"prune failed: {type(exc).__name__}: {exc}")
+                else:
+                    if rep.total:
+                        self.events.emit(Level.INFO, EventKind.RETENTION, f"retention: {rep.total} rows older than {days:g} days "
+                                         f"pruned in {rep.seconds:.2f}s: " + ", ".join(
+                                             f"{k} {v}" for k, v in rep.deleted.items() if v))
+
+    async def _first_universe(self, gamma: GammaClient) -> list[Market]:
+        """The start-up universe. A venue that fails transiently (every Gamma call already retried
+        within its deadline) delays the start, it does not end it: retried with backoff, said on
+        every face, until it loads or the engine is stopped (nothing is quoted meanwhile)."""
+        from ..venue.http import backoff_delay
+
+        s = self.settings
+        attempt = 0
+        while True:
+            try:
+                markets = await self.load_universe(gamma, s.universe_size, s.universe_rank)
+                if attempt:
+                    self.events.emit(Level.INFO, EventKind.UNIVERSE, f"universe loaded after {attempt} failed attempt(s)")
+                    self._publish(replace(self._state(), last_error=None))
+                return markets
+            except Exception as exc:  # noqa: BLE001 - reported, retried; a stop ends the wait
+                if self._ctl.stop.is_set():
+                    raise
+                delay = max(1.0, backoff_delay(attempt, 1.0, 15.0))
+                attempt += 1
+                msg = f"universe load failed ({type(exc).__name__}: {exc}); retrying in {delay:.1f}s"
+                self.events.emit(Level.WARNING, EventKind.UNIVERSE, msg)
+                self._publish(replace(self._state(), last_error=msg[:300]))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._ctl.stop.wait(), timeout=delay)
+                if self._ctl.stop.is_set():
+                    raise RuntimeError(f"stopped before the universe could be loaded: {exc}") from None
+
+    async def _universe_loop(self) -> None:
+        """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
+        delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
+        while not self._ctl.stop.is_set():
+            wait = self.settings.universe_refresh_sec - (time.time() - self.universe_ts)
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._ctl.stop.wait(), timeout=min(wait, 1.0))
+                continue
+            try:
+                await self.refresh_universe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep quoting the old universe; say so
+                self.events.emit(Level.WARNING, EventKind.UNIVERSE, f"universe refresh failed: {type(exc).__name__}: {exc}")
+                self.universe_ts = time.time()
+
+    async def _quote_loop(self) -> None:
+        """One cycle every `quote_refresh_sec`. A cycle that raises, or during which venue calls
+        failed for good, is an `events` row and a status, never a crash; the circuit breaker
+        pauses quoting and cancels when such cycles persist (see `engine/circuit.py`)."""
+        loop = asyncio.get_running_loop()
+        self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
+        await self._first_books(self.settings.quote_refresh_sec)
+        while not self._ctl.stop.is_set():
+            t0 = loop.time()
+            try:
+                await self._apply_commands()
+                if self._ctl.stop.is_set():
+                    break
+                await self._check_store()
+                if self._ctl.stop.is_set():
+                    break
+                if self._circuit.is_open:
+                    await self._circuit_probe()
+                else:
+                    report = await self._one_cycle()  # its breaches are already events (risk emits them)
+                    if report.kill_requested:
+                        self.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill")
+                        self._ctl.kill_requested = True
+                        self._ctl.stop.set()
+                        self._publish_cycle()
+                        break
+                self._publish_cycle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
+                await self._cycle_failed(f"{type(exc).__name__}: {exc}")
+            delay = self.settings.quote_refresh_sec - (loop.time() - t0)
+            # wake just after the venue's reward-sampling minute, so the estimate sees the book it samples
+            econ = self.runtime.cycle.econ
+            now = time.time()
+            to_boundary = econ.clock.next_boundary_wall(now, econ.sample_sec) - now + 0.02
+            if to_boundary < delay:
+                delay = to_boundary
+            if econ.sample_count != self._clock_synced_at:  # re-read the venue's clock after each sample
+                self._clock_synced_at = econ.sample_count
+                await self._sync_venue_clock()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ctl.stop.wait(), timeout=max(0.0, delay))
+
+    async def _first_books(self, limit: float) -> None:
+        """Before the first cycle, wait (at most `limit`) until every book of the universe is
+        synced and fresh: a first cycle that finds none quotes nothing, and the next one comes a
+        whole refresh later (issue 11, take-over speed: `bench/bench_takeover.py`). A stop ends it."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        md = self.runtime.md
+        tokens = [t for m in self.markets for t in m.token_ids]
+        while loop.time() < end and not self._ctl.stop.is_set():
+            books = [md.books.get(t) for t in tokens]
+            if all(b is not None and not md.is_stale(b) for b in books):
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ctl.stop.wait(), timeout=0.02)
+
+    async def _settle_if_closed(self, m: Market) -> None:
+        """A market that left the universe while we hold its shares: when the venue says it is
+        closed with a winner (`/markets/{cid}` `tokens[].winner`), settle it like `market_resolved`."""
+        lg = self.runtime.cycle.pnl.ledgers.get(m.condition_id)
+        if lg is None or (lg.yes == 0 and lg.no == 0) or m.condition_id in self.runtime.cycle.resolved:
+            return
+        try:
+            info = await self._venue_rest().market(m.condition_id)
+        except Exception as exc:  # noqa: BLE001 - retried at the next refresh? no: say so, keep the inventory
+            self.events.emit(Level.WARNING, EventKind.RESOLUTION, f"could not check whether {m.condition_id} closed: "
+                             f"{type(exc).__name__}: {exc}", market=m.condition_id)
+            return
+        winners = info.winners
+        if not info.closed or len(winners) != 1:
+            return
+        if await self.runtime.cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange, "closed"):
+            self.events.emit(Level.INFO, EventKind.RESOLUTION, f"closed market settled from the venue: {m.condition_id}",
+                             market=m.condition_id)
+
+    def _venue_rest(self) -> ClobPublic:
+        rest = self.runtime.md.rest
+        if rest is None:
+            raise RuntimeError("market data has no CLOB REST client (no clob_url)")
+        return rest
+
+    async def _sync_venue_clock(self) -> None:
+        """Anchor the reward-sampling clock on the venue's `/time` (integer seconds: +0.5 on
+        average); a failure keeps the previous anchor (the local clock at first)."""
+        from ..economics.tracker import VenueClock
+
+        try:
+            v = await self._venue_rest().server_time()
+        except Exception as exc:  # noqa: BLE001 - an estimate's timing, never a reason to stop
+            logging.getLogger(__name__).debug("venue /time failed: %s", exc)
+            return
+        clock = VenueClock(time.time(), float(v) + 0.5, self._venue_speed)
+        self.runtime.cycle.econ.clock = clock
+        if self._recorder is not None:  # replay samples rewards on the same venue minutes
+            self._recorder.engine(clock.w0, "venue_clock", clock.to_json())
+
+    async def _apply_resolutions(self) -> None:
+        """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
+        pop = getattr(self.runtime.md, "pop_resolutions", None)
+        if pop is None:
+            return
+        for ev in pop():
+            cid = ev.market
+            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
+                                                       self.runtime.exchange, "market_resolved"):
+                self.events.emit(Level.INFO, EventKind.RESOLUTION, f"market resolved and settled: {cid}")
+            before = len(self.markets)
+            self.markets = [m for m in self.markets if m.condition_id != cid]
+            if len(self.markets) != before:
+                await self.runtime.md.set_markets(self.markets)
+
+    def _venue_failures(self) -> int:
+        fn = getattr(self.runtime.exchange, "venue_failures", None)
+        return int(fn()) if fn is not None else 0
+
+    async def _one_cycle(self) -> CycleReport:
+        """Run the quote cycle once; venue calls that failed for good during it fail the cycle."""
+        before = self._venue_failures()
+        async with self._ctl.trade_lock:
+            await self._apply_resolutions()
+            now, hold = time.time(), self._hold_reason()
+            if self._recorder is not None:
+                self.record_params(now)  # also catches `engine.params.alpha = 2` (a direct assignment)
+                self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
+            report = await self.runtime.cycle.run_once(now, self.markets, self.runtime.md.view, self.runtime.exchange, hold=hold)
+        failed = self._venue_failures() - before
+        if failed:
+            await self._cycle_failed(f"{failed} venue call(s) failed after retries")
+        else:
+            self._circuit.record(time.time(), None)
+            err = self._state().last_error
+            if err and err.startswith("cycle failed"):  # the venue answers again: the status says so
+                self._publish(replace(self._state(), last_error=None))
+        return report
+
+    async def _cycle_failed(self, msg: str) -> None:
+        """Record a failed cycle (event + status); open the circuit when failures persist."""
+        self.cycle_errors += 1
+        self.events.emit(Level.WARNING, EventKind.CYCLE_ERROR, f"quote cycle failed: {msg}")
+        if self._circuit.record(time.time(), msg):
+            self.events.emit(Level.ERROR, EventKind.CIRCUIT_OPEN, f"venue errors persist ({self._circuit.failures} failing cycles "
+                             f"in a row): quoting paused, cancelling all orders; probing every "
+                             f"{self._circuit.probe_sec:g}s")
+            try:
+                async with self._ctl.trade_lock:
+                    n = await self.runtime.exchange.cancel_all()
+                self.events.emit(Level.WARNING, EventKind.CIRCUIT_OPEN, f"circuit open: {n} orders cancelled")
+            except Exception as exc:  # noqa: BLE001 - the probes cancel again until it works
+                self.events.emit(Level.ERROR, EventKind.CIRCUIT_OPEN, f"circuit open: cancel-all failed ({type(exc).__name__}: "
+                                 f"{exc}); retrying at every probe")
+        with contextlib.suppress(Exception):
+            self._publish(replace(self._state(), last_error=f"cycle failed: {msg}"[:300],
+                                  venue_health=self._venue_health()))
+
+    async def _circuit_probe(self) -> None:
+        """While the circuit is open: cancel all and check the venue; close the circuit when it works."""
+        now = time.time()
+        if not self._circuit.probe_due(now):
+            return
+        try:
+            async with self._ctl.trade_lock:
+                probe = getattr(self.runtime.exchange, "probe", None)
+                if probe is not None:
+                    await probe()
+                else:
+                    await self.runtime.exchange.cancel_all()
+        except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
+            first = self._circuit.probes_failed == 0
+            self._circuit.probe_result(time.time(), f"{type(exc).__name__}: {exc}")
+            if first:
+                self.events.emit(Level.WARNING, EventKind.CIRCUIT_OPEN, f"venue probe failed: {type(exc).__name__}: {exc}; "
+                                 f"quoting stays paused")
+            return
+        down = now - (self._circuit.open_since or now)
+        self._circuit.probe_result(time.time(), None)
+        self.events.emit(Level.INFO, EventKind.CIRCUIT_CLOSED, f"venue recovered after {down:.0f}s: quoting resumes")
+        err = self._state().last_error
+        self._publish(replace(self._state(), last_error=None if err and err.startswith("cycle failed") else err))
+
+    def _publish_cycle(self) -> None:
+        rows, totals = self.runtime.cycle.snapshot().to_display(self.markets)
+        h = self.runtime.md.health()
+        ws = self._writer.stats() if self._writer is not None else None
+        self._publish(replace(
+            self._state(), running=True, tick=self._state().tick + 1, ts=time.time(), markets=rows,
+            totals=totals,
+            feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
+            writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
+            mode=self.mode.value, venue_health=self._venue_health(), halted=self._hold_reason(),
+            **self._param_state(),
+        ))
+
+    def _venue_health(self) -> str:
+        """One phrase from the live exchange's health (paper has none)."""
+        circuit = self._circuit.describe(time.time())
+        health = getattr(self.runtime.exchange, "health", None)
+        if health is None:
+            return circuit
+        h = health()
+        us = getattr(h, "user_stream", None)
+        parts = [f"user stream {'up' if us is not None and us.connected else 'down'}",
+                 f"heartbeat {getattr(h, 'heartbeat', '?')}"]
+        if getattr(h, "halted", None):
+            parts.append(f"HALTED: {h.halted}")
+        if circuit:
+            parts.append(circuit)
+        return ", ".join(parts)
+
+    # ---------------------------------------------------------------- safety halts
+    def _hold_reason(self) -> str | None:
+        """Why quoting is halted (every active halt, one line), else None."""
+        return "; ".join(f"{k}: {v}" for k, v in self._halts.items()) or None
+
+    async def _halt(self, source: EventKind, reason: str, *, fatal: bool = False) -> None:
+        """Stop quoting and cancel every order now; say why on every face. `fatal` also ends the run."""
+        first = source not in self._halts
+        self._halts[source] = reason
+        self._publish(replace(self._state(), halted=self._hold_reason(), last_error=f"HALTED ({source}): {reason}"))
+        if first:
+            self.events.emit(Level.ERROR, source, f"HALTED: {reason}: quoting stopped, cancelling all orders")
+            n, note = await self._cancel_now(self._cancel_budget())
+            self.events.emit(Level.ERROR if note else Level.WARNING, source,
+                             f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
+        if fatal:
+            self.fatal_halt = f"{source}: {reason}"
+            self._ctl.stop.set()
+
+    def _clear_halt(self, source: EventKind, message: str) -> None:
+        if self._halts.pop(source, None) is None:
+            return
+        self._publish(replace(self._state(), halted=self._hold_reason(), last_error=None if not self._halts else
+                              self._state().last_error))
+        self.events.emit(Level.WARNING, source, f"{message}: quoting resumes" if not self._halts else message)
+
+    def _cancel_budget(self) -> float:
+        """Time the halt cancel may take: what remains of the lease after the halt threshold."""
+        return max(1.0, self.settings.lease_ttl_sec * 2 / 3 - 0.5)
+
+    async def _cancel_now(self, budget: float) -> tuple[int, str]:
+        """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
+        rt = self._rt
+        if rt is None:
+            return 0, ""
+        got = False
+        try:
+            await asyncio.wait_for(self._ctl.trade_lock.acquire(), timeout=budget / 2)
+            got = True
+        except TimeoutError:
+            pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
+        try:
+            return await asyncio.wait_for(rt.exchange.cancel_all(), timeout=budget / 2), ""
+        except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
+            return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
+        finally:
+            if got:
+                self._ctl.trade_lock.release()
+
+    async def _check_store(self) -> None:
+        """Once per cycle: the DB file is still ours, and the writer is healthy (a risk input)."""
+        gone = self._dbh.identity.check()
+        if gone is not None:
+            await self._halt(EventKind.DB, f"{gone}: this engine cannot record or prove its lease; stopping", fatal=True)
+            return
+        writer = self._writer
+        if writer is None or self._rt is None:
+            return
+        block = self._rt.cycle.risk.writer_block(time.time(), writer.stats())
+        if block is not None:
+            await self._halt(EventKind.WRITER, block, fatal=writer.identity.lost is not None)
+        elif EventKind.WRITER in self._halts:
+            self._clear_halt(EventKind.WRITER, "DB writer healthy again")
+
+    async def _lease_loop(self) -> None:
+        """Renew the lease (publishing state for attached faces) every `LeaseTimer.period`, from
+        before the set-up until the shutdown is about to release it (`_releasing`).
+
+        Renewal runs in a worker thread and is never awaited past one period: a DB that hangs
+        (locked, disk full, gone) cannot stall this loop. When no renewal has succeeded for
+        `halt_after` (a third of the TTL) the engine halts — stops quoting and cancels — with two
+        thirds of the TTL left, so the cancel is done before the lease can expire and another
+        engine take over. A later successful renewal lifts the halt; a renewal answered "not
+        yours" (another engine took it), a lost DB file, or a halt longer than
+        `LEASE_GIVE_UP_TTLS` TTLs ends the run.
+
+        Once the shutdown has begun (`stopping`) it only renews: the shutdown is cancelling
+        already, so no halt; "not yours" ends it quietly (nothing of ours left to keep). Its last
+        renewal lands before the release, never after (the `finally`)."""
+        handles = self._dbh
+        lease, ttl = handles.lease, self.settings.lease_ttl_sec
+        timer = LeaseTimer(ttl, proven_at=lease.renewed_at or time.time())
+        pending: asyncio.Future[bool] | None = None
+        last_err: str | None = None
+        halted_at = 0.0
+        try:
+            while not self._releasing.is_set():
+                if pending is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._releasing.wait(), timeout=timer.period)
+                    if self._releasing.is_set():
+                        return
+                    if not self.stopping:
+                        gone = handles.identity.check()
+                        if gone is not None:
+                            await self._halt(EventKind.DB, f"{gone}: the lease there proves nothing; stopping",
+                                             fatal=True)
+                            return
+                    pending = asyncio.ensure_future(asyncio.to_thread(lease.renew, self._state().to_json()))
+                done, _ = await asyncio.wait({pending}, timeout=timer.period)
+                if pending in done:
+                    fut, pending = pending, None
+                    try:
+                        ok = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - any renewal failure is reported and retried
+                        why = first_line(exc)
+                        if why != last_err:
+                            self.events.emit(Level.WARNING, EventKind.LEASE, f"lease renewal failed ({why}); "
+                                             f"retrying, {timer.left():.1f}s of lease left")
+                        last_err = why
+                    else:
+                        if not ok:
+                            if self.stopping:
+                                return  # another engine owns it now: nothing of ours to keep
+                            await self._halt(EventKind.LEASE, "lease lost to another engine", fatal=True)
+                            return
+                        timer.proven(lease.renewed_at or 0.0)
+                        last_err = None
+                        # a renewal that waited behind a lock proves little: the next, quick one clears
+                        if EventKind.LEASE in self._halts and not timer.must_halt():
+                            self._clear_halt(EventKind.LEASE,
+                                             f"lease renewed after {time.time() - halted_at:.1f}s halted")
+                if self.stopping:
+                    continue  # the shutdown cancels and verifies already: no halt on top of it
+                if timer.must_halt() and EventKind.LEASE not in self._halts:
+                    halted_at = time.time()
+                    await self._halt(EventKind.LEASE, f"cannot renew the DB lease for {timer.silent():.1f}s "
+                                     f"({last_err or 'renewal not answered'}); it expires in {timer.left():.1f}s")
+                if timer.silent() > LEASE_GIVE_UP_TTLS * ttl:
+                    await self._halt(EventKind.LEASE, f"no lease renewal for {timer.silent():.0f}s: giving up",
+                                     fatal=True)
+                    return
+        finally:
+            if pending is not None:  # the renewal's thread runs on: let it land before anything releases
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait({pending}, timeout=ttl)
+
+    async def _apply_commands(self) -> None:
+        commands = self._dbh.commands
+        for cmd in await asyncio.to_thread(commands.pending):
+            result = "ok"
+            try:
+                if cmd.kind == "set_params":
+                    self._commands_target.set_params(**cmd.payload, changed_by=cmd.issuer or "a command")
+                    result = "ok: " + ", ".join(f"{k}={v}" for k, v in cmd.payload.items())
+                elif cmd.kind == "set_strategy":
+                    pl = cmd.payload
+                    self._commands_target.set_strategy(pl["market"], pl.get("strategy"), **(pl.get("params") or {}))
+                    result = f"ok: {pl['market']} -> {pl.get('strategy') or 'default'}"
+                elif cmd.kind == "pause":
+                    await self._commands_target.pause(cancel=True, reason="pause", by=cmd.issuer or "a command")
+                elif cmd.kind == "resume":
+                    await self._commands_target.resume(by=cmd.issuer or "a command")
+                elif cmd.kind == "kill":
+                    # applied after shutdown, with the verified result (see _shutdown)
+                    self._ctl.kill_requested = True
+                    self._kill_command_id = cmd.id
+                    self._ctl.stop.set()
+                    return
+                else:
+                    result = f"error: unknown command {cmd.kind}"
+            except ValidationError as exc:
+                result = "rejected: " + format_validation_error(exc)
+            except Exception as exc:
+                result = f"error: {type(exc).__name__}: {exc}"
+            self.events.emit(Level.INFO, EventKind.COMMAND, f"{cmd.kind} from {cmd.origin}: {result}")
+            await asyncio.to_thread(commands.mark_applied, cmd.id, result)
+
+    async def _shutdown(self) -> None:
+        """Cancel all and verify, record, close everything, release the lease. Never raises.
+
+        The lease loop keeps renewing until just before the release (see `_lease_loop`)."""
+        self.shutdown_started = time.time()
+        self.stopping = True
+        try:
+            await self._shutdown_steps()
+        finally:
+            self._releasing.set()  # also when a step was interrupted: the lease loop ends with the group
+
+    async def _shutdown_steps(self) -> None:
+        rt = self._rt
+        cancelled, open_after, err = (0, -1, None) if rt is None else await cancel_and_verify(rt.exchange)
+        if self._ctl.kill_requested:
+            kr = KillResult(time.time(), cancelled, max(open_after, 0) if err is None else open_after, True,
+                            f"KILLED: {cancelled} orders cancelled, venue reports {open_after} open"
+                            + (f" (error: {err})" if err else ""))
+            self.kill_result = kr
+            self.events.emit(Level.ERROR if not kr.ok else Level.WARNING, EventKind.KILL, kr.message)
+        venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
+            f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
+        self.events.emit(Level.INFO, EventKind.ENGINE_STOP, f"engine stopped: {cancelled} orders cancelled, {venue_open}")
+        ended = "killed" if self._ctl.kill_requested else "stopped"
+        rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
+                for m in self._state().markets]  # no quotes rest any more: the table must not show any
+        self._publish(replace(self._state(), running=False, kill=self.kill_result, markets=rows, ts=time.time(),
+                              totals=replace(self._state().totals, open_orders=max(open_after, 0))))
+        if rt is not None:
+            await rt.aclose()  # exchange, market data, Gamma, endpoints (the exit stack)
+            with contextlib.suppress(Exception):
+                rt.cycle.calibrator.persist(time.time())
+        store, self._store = self._store, None  # nothing more is recorded by this session
+        if store is not None:
+            if store.recorder is not None:
+                store.recorder.engine(time.time(), "stop")
+            spill = await store.aclose()
+            if spill:
+                self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {spill}")
+        cmd_id = self._kill_command_id
+        if cmd_id is not None and self.kill_result is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result)))
+            self._kill_command_id = None
+        self._releasing.set()
+        if self._lease_task is not None:
+            with contextlib.suppress(BaseException):
+                await self._lease_task  # an in-flight renewal finishes before the release, never after
+        with contextlib.suppress(Exception):
+            final = self._state().to_json() if self.kill_result is not None else None
+            if final is None and self._ctl.handover:
+                final = replace(self._state(), handover_ts=time.time()).to_json()
+            await asyncio.to_thread(self._dbh.lease.release, final)
+        self._rt = None
