@@ -144,7 +144,7 @@ class Engine:
         return self._state
 
     @property
-    def task(self) -> asyncio.Task | None:
+    def task(self) -> asyncio.Task[None] | None:
         return self._task
 
     @property
@@ -287,7 +287,7 @@ class Engine:
         self._state_listeners.append(cb)
         return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
 
-    def start(self, attach_only: bool = False) -> asyncio.Task:
+    def start(self, attach_only: bool = False) -> asyncio.Task[None]:
         """Schedule `run()` on the running loop and return the task (a no-op if already running).
 
         `attach_only`: mirror an engine that owns the DB, never take the lease (a page whose own
@@ -535,7 +535,7 @@ class Engine:
         if store is not None:
             store.db.event(ev)
 
-    def _on_done(self, task: asyncio.Task) -> None:
+    def _on_done(self, task: asyncio.Task[None]) -> None:
         """Surface a crash: never silent, even when nobody awaits the task."""
         if task.cancelled():
             self._publish(replace(self._state, running=False))
@@ -558,7 +558,8 @@ def wallet_address(settings: Settings) -> str | None:
     from eth_account import Account
 
     assert settings.private_key is not None
-    return Account.from_key(settings.private_key.get_secret_value()).address
+    address: str = Account.from_key(settings.private_key.get_secret_value()).address
+    return address
 
 
 def venue_description(settings: Settings) -> str:

@@ -130,7 +130,7 @@ class QuoteCycle:
         params: Params,
         sink: Sink | DbRecorder,
         mode: Mode,
-        calibration: dict[str, dict] | None = None,
+        calibration: dict[str, dict[str, Any]] | None = None,
         *,
         events: EventBus | None = None,
         pnl_sec: float = 10.0,

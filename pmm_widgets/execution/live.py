@@ -198,7 +198,7 @@ class LiveExchange:
         self._pending: list[Fill] = []
         self._buffer: dict[str, list[tuple[float, UserEvent]]] = {}
         self._lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._api_key = ""
         self._addresses: set[str] = set()
@@ -319,7 +319,7 @@ class LiveExchange:
     def _record_order(self, o: Order) -> None:
         self.rec.order(o, reason_max=500)
 
-    def _event(self, level: Level, kind: EventKind, message: str, data: dict | None = None) -> None:
+    def _event(self, level: Level, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
         self.events.emit(level, kind, message, data=data, ts=self._clock())
         log.log(logging.getLevelName(level.value), "%s: %s", kind.value, message)
 
@@ -710,7 +710,7 @@ class LiveExchange:
         recent = self._clock() - CLOSED_KEEP_SEC
         open_statuses = [st.value for st in OrderStatus if st.is_open]
 
-        def read() -> tuple[dict[str, dict], list[dict], set[str], float | None]:
+        def read() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], set[str], float | None]:
             from sqlalchemy import func, or_, select
 
             from ..store.db import make_engine

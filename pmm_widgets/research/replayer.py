@@ -280,7 +280,7 @@ class Replayer:
                                        clock=self.clock, session=self.run_id)
         self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
         self.cycle: QuoteCycle | None = None
-        self._calibration: dict[str, dict] | None = None
+        self._calibration: dict[str, dict[str, Any]] | None = None
         self._venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
         self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.markets: list[Market] = []
