@@ -3,17 +3,25 @@ and a fitter that picks the models' parameters from one seed and checks them on 
 
 Per seed, the real engine trades LIVE on a fresh embedded sandbox (official SDK, real sockets, a
 throwaway wallet): our orders rest in the simulated books with price-time priority and are
-filled by the simulated flow, which is the ground truth. The run records what its exchange saw and did
-(books, prints, our orders and cancels, polls, the venue's fills, order round-trip times; see
-`pmm_widgets.analytics.fidelity`). Each paper model then replays that recording: the same
-orders at the same moments against the same market (open loop), with the sandbox's measured
-round trips as its latency model. Any difference in fills is the model's alone.
+filled by the simulated flow, which is the ground truth (`pmm_widgets.research.fidelity_run`;
+`pmm fidelity` is the same as a command). The run records what its exchange saw and did (books
+with our own resting orders noted, prints, our orders and cancels, polls, the venue's fills, the
+exchange's measured order round trips). Each paper model then replays that recording open loop:
+the same orders at the same moments, with the measured round trips as its latency model, against
+the market as a paper engine would have seen it (`analytics.fidelity.without_own`: our orders
+out of the books; our part of each print moved to the taker's next print through our price when
+it swept on, else dropped: `--prints`). The share of live fill volume whose taker showed no such
+continuation is printed as the hidden fill share: flow no paper model can see on the public tape.
 
-The fitter scores every candidate (queue; prob_queue with power n ∈ {0.5, 1, 2, 3, 5} and log;
-intensity over a grid of PMM_PAPER_FILL_INTENSITY × PMM_PAPER_SPREAD_K) on the first seed and keeps the
-best of each family; those, and the seed's intensity model with default knobs and no latency,
-are then reported on every seed (the first is in-sample; the others are the check). The best
-fitted parameter set is written as a `.env` fragment (`<--dir>/fidelity-fit.env`, default artifacts/fidelity).
+The fitter (`analytics.fidelity.fit`) scores each candidate by a loss over fills (|ln ratio|),
+the median market's error, mean fill size, markouts at 5 s and 30 s and PnL (the last two in units
+of the larger of 20 % of live's value and live's standard error), first on a grid (queue;
+prob_queue power n ∈ {1, 2, 3} and log; intensity over PMM_PAPER_FILL_INTENSITY ×
+PMM_PAPER_SPREAD_K), then the latent flow (PMM_PAPER_LATENT_INTENSITY) on the best queue-family
+candidate. Only the first seed is fitted on; the best of each family and the seed's intensity
+model with default knobs and no latency are reported on every seed (the first in sample, the
+others the check). The best set goes to `<--dir>/fidelity-fit.env` with the measured round trips
+beside it (`fidelity-fit-rtt.txt`, via PMM_PAPER_LATENCY_FILE).
 
 Reported per model: fills per simulated minute, paper/live fill ratio, the median market's
 |paper/live − 1|, fill sizes p10/p50/p90, size-weighted mean markouts at 5 s and 30 s (on the
@@ -23,7 +31,8 @@ with live's standard error (per-market spread × √N).
 Time: at --speed S the market runs S times faster than the wall clock while the engine's timers
 (quote refresh, markout horizons) stay in wall time; fills/min are per simulated minute. The
 queue models are driven by market events, so their fitted parameters do not depend on S; the
-intensity model counts wall time, so its fitted knobs hold for that speed only.
+intensity model and the latent flow count wall time, so their fitted rates hold for that speed only
+(divide by S for a venue at speed 1).
 
 Usage:
   python bench/bench_fidelity.py --quick                 # 8 markets, 1 seed, 6 simulated min (< 3 min)

@@ -146,12 +146,22 @@ def recording_exchange(rec: Recording) -> type[LiveExchange]:
     return RecordingLiveExchange
 
 
+CATCH_UP_SEC = 30.0  # wall seconds a sped-up sandbox takes to reach the wall clock (see `sandbox_process`)
+
+
 @contextlib.contextmanager
 def sandbox_process(markets: int, seed: int, speed: float) -> Iterator[Endpoints]:
     """The sandbox venue in its own process (`python -m pmm_widgets.sandbox`): on a shared,
-    loaded machine the simulator then no longer starves the engine's event loop (or the reverse)."""
+    loaded machine the simulator then no longer starves the engine's event loop (or the reverse).
+
+    A sped-up sandbox starts its clock in the past, so that it reaches the wall clock only
+    `CATCH_UP_SEC` after the start: by then the engine's market stream has accepted its first
+    frames and follows the venue's clock as it runs ahead (a first frame already seconds in our
+    future would be clamped as suspect, and with it every later one)."""
+    start = time.time() - CATCH_UP_SEC * max(speed - 1.0, 0.0)
     proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(markets), "--seed", str(seed),
-                             "--speed", str(speed)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--speed", str(speed), "--start-ts", f"{start:.3f}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
         urls: dict[str, str] = {}
         assert proc.stdout is not None
@@ -175,10 +185,9 @@ def _settings(base: Settings | None, seed: int, markets: int, speed: float, tmp:
     """The run's settings: the user's (strategy parameters kept) on a throwaway DB and sandbox."""
     fields: dict[str, Any] = {"venue": "sandbox", "db_url": f"sqlite:///{Path(tmp) / 'fid.db'}", "sandbox_seed": seed,
                               "sandbox_speed": speed, "sandbox_markets": markets + EXTRA_MARKETS,
-                              "universe_size": markets, "quote_refresh_sec": 1.0, **over}
-    if base is None:
-        return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
-    return base.model_copy(update=fields)
+                              "universe_size": markets, "quote_refresh_sec": 1.0, "record": "off", **over}
+    # built anew (validated: a private key becomes a SecretStr), the user's strategy parameters kept
+    return Settings(_env_file=None, **{**(base.model_dump() if base is not None else {}), **fields})  # type: ignore[call-arg]
 
 
 async def run_live(seed: int, markets: int, seconds: float, speed: float, key: str,
@@ -213,7 +222,7 @@ async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand:
     from pmm_widgets.engine.core import Engine
 
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + EXTRA_MARKETS, seed, speed) as endpoints:
-        settings = _settings(base, seed, markets, speed, tmp, paper_fill_model=cand.model,
+        settings = _settings(base, seed, markets, speed, tmp, paper_fill_model=cand.model, paper_latency_file="",
                              paper_latency_ms=cand.latency_ms if cand.latency_ms is not None else latency_ms,
                              **dict(cand.knobs))
         engine = Engine(settings, Mode.PAPER, endpoints=endpoints)

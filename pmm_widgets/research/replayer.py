@@ -333,7 +333,7 @@ class Replayer:
     async def _cycle(self, now: float, hold: str | None = None) -> None:
         if self.cycle is None:
             self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
-                                    pnl_sec=self.settings.pnl_sec)
+                                    pnl_sec=self.settings.pnl_sec, incremental=self.settings.cycle_incremental)
             self.cycle.default_strategy = self.strategy
             if self._venue_clock is not None:
                 self.cycle.econ.clock = self._venue_clock

@@ -299,6 +299,9 @@ def parse_args(argv: Sequence[str] | None = None) -> SandboxConfig:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--gamma-port", type=int, default=0)
     p.add_argument("--clob-port", type=int, default=0)
+    p.add_argument("--start-ts", type=float, default=None, metavar="EPOCH",
+                   help="simulated epoch seconds at start (default: now); an earlier start lets a sped-up venue "
+                        "reach the wall clock only after a client connected")
     a = p.parse_args(argv)
     return SandboxConfig(markets=a.markets, seed=a.seed, speed=a.speed, host=a.host, resolve_every=a.resolve_every,
-                         gamma_port=a.gamma_port, clob_port=a.clob_port)
+                         gamma_port=a.gamma_port, clob_port=a.clob_port, start_ts=a.start_ts)

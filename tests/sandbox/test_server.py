@@ -94,3 +94,14 @@ def test_module_entry_prints_exports_and_stops_on_sigint() -> None:
             p.wait()
         p.stdout.close()
         p.stderr.close()
+
+
+def test_start_ts_sets_the_simulated_clock_at_start():
+    """`--start-ts`: a sped-up sandbox can start behind the wall clock (the fidelity runs do, so a
+    client's first frames are not in its future)."""
+    from pmm_widgets.sandbox.server import parse_args
+    from pmm_widgets.sandbox.simulator import Simulator
+
+    cfg = parse_args(["--speed", "10", "--start-ts", "1796000000.5", "--markets", "2"])
+    assert cfg.start_ts == 1796000000.5 and parse_args([]).start_ts is None
+    assert Simulator(cfg.markets, cfg.seed, cfg.speed, start_ts=cfg.start_ts).now() == 1796000000.5
