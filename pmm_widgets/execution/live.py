@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,7 @@ class LiveExchange:
         self._markets: dict[str, Market] = {}  # token id -> market
         self._mids: dict[str, Decimal] = {}
         self._open: dict[str, Order] = {}  # client id -> open order
+        self._inflight: dict[str, Order] = {}  # client id -> order posted, no answer yet
         # measured order round trips (ms): one per POST of a batch, from send to the venue's answer
         # (signing included); what the paper latency model draws from (`PMM_PAPER_LATENCY_FILE`)
         self.order_rtt_ms: deque[float] = deque(maxlen=10_000)
@@ -371,12 +372,16 @@ class LiveExchange:
         the next cycle or reconcile deals with it: never an order at the venue we forgot."""
         for o, _ in send:
             self._record_order(o)  # PENDING: recorded before anything leaves
+            self._inflight[o.client_id] = o
         t0 = time.perf_counter()
         try:
             results = await self._venue.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
             self.order_rtt_ms.append((time.perf_counter() - t0) * 1000.0)
         except BrokerError as exc:
             results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
+        finally:
+            for o, _ in send:
+                self._inflight.pop(o.client_id, None)
         now = self._clock()
         unsure: list[str] = []
         for (o, _), r in zip(send, results):
@@ -492,6 +497,13 @@ class LiveExchange:
             return None
         return await self._venue.orders_scoring(order_ids)
 
+    async def venue_payouts(self, date: str) -> tuple[Any, Any] | None:
+        """The venue's answers for one day's paid liquidity rewards and maker rebates (raw rows,
+        read by `economics.payouts.parse_paid`); None in dry-run (nothing of ours earns there)."""
+        if self.mode is Mode.DRY_RUN:
+            return None
+        return await self._venue.rewards_paid(date), await self._venue.rebates_paid(date)
+
     async def venue_positions(self, token_ids: Sequence[str]) -> dict[str, Decimal]:
         """The wallet's shares of each token as the venue holds them (live; empty in dry-run)."""
         if self.mode is Mode.DRY_RUN:
@@ -505,6 +517,26 @@ class LiveExchange:
 
     def open_orders(self) -> list[Order]:
         return list(self._open.values())
+
+    def orders_at(self, venue_ts: float) -> list[Order]:
+        """Our orders as they rested at a venue instant a moment ago (the reward sample the market
+        stream hands over after the fact): the open ones, those posted and not answered yet (the
+        venue most likely rests them), and those filled since, each with the shares filled after
+        `venue_ts` (the fills' venue times, whole seconds: one stamped `venue_ts` counts as after)
+        given back. Copies."""
+        back: dict[str, Decimal] = {}
+        for st in self._trades.values():
+            f = st.fill
+            # `>=`: the tape's match time has whole seconds, and the venue samples at the start of its minute
+            if st.counted and not st.reversed and f.ts >= venue_ts and f.venue_order_id:
+                back[f.venue_order_id] = back.get(f.venue_order_id, Decimal(0)) + f.size
+        out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0))) for o in self._open.values()]
+        out += [replace(o) for o in self._inflight.values()]
+        for vid, size in back.items():
+            o = self._by_venue.get(vid)
+            if o is not None and o.status is OrderStatus.FILLED:
+                out.append(replace(o, filled=o.filled - size))
+        return out
 
     def observe_book(self, book: BookView) -> None:
         mid = book.mid

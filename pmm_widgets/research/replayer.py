@@ -335,6 +335,7 @@ class Replayer:
             self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
                                     pnl_sec=self.settings.pnl_sec, incremental=self.settings.cycle_incremental)
             self.cycle.default_strategy = self.strategy
+            self.cycle.sample_on_venue_minutes(self.stream, self.md.view, self.exchange)  # as the engine does
             if self._venue_clock is not None:
                 self.cycle.econ.clock = self._venue_clock
             for cid, (name, params) in self._strategies.items():

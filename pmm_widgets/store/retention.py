@@ -8,8 +8,8 @@ universe changes), calibration, settlements, commands, parameter changes or repl
 What old rows the readers still need stays:
 - `pnl`: the newest row of each (market, mode) is kept whatever its age (`pmm report` and the
   economics decomposition read the latest PnL row per market);
-- `reward_estimates`: old rows are rolled up, not dropped: one row per (market, mode) carries the
-  exact sum of their `usd` (`pmm report` and the restore of issue 11 sum it), its per-sample
+- `reward_estimates`: old rows are rolled up, not dropped: one row per (market, mode, venue day)
+  carries the exact sum of their `usd` (`pmm report` and the restore of issue 11 sum it), its per-sample
   columns NULL;
 - rows with a `run_id` (written by `pmm replay`/`pmm sweep`, stamped with the replayed time) are
   never pruned: they belong to their replay run, not to the live clock;
@@ -39,7 +39,8 @@ from .schema import metadata
 RETAINED_TABLES = ("book_snapshots", "public_trades", "events", "pnl", "markouts", "reward_estimates")
 LEDGER_TABLES = ("trades", "orders")  # kept forever
 KEEP_LATEST = {"pnl": ("market", "mode")}  # the newest row per group is kept whatever its age
-ROLLUP = {"reward_estimates": (("market", "mode"), "usd")}  # old rows summed into one per group
+# old rows summed into one per group (per venue day too: a day the venue paid replaces its estimate)
+ROLLUP = {"reward_estimates": (("market", "mode", "venue_date"), "usd")}
 DEFAULT_BATCH = 2_000
 
 

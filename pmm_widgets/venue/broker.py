@@ -617,6 +617,23 @@ class Broker:
         resp = await self._run("orders_scoring", lambda: self._client.are_orders_scoring(p))
         return {str(k): bool(v) for k, v in resp.items()} if isinstance(resp, dict) else {}
 
+    async def rewards_paid(self, date: str) -> Any:
+        """GET /rewards/user?date= (the SDK's `get_earnings_for_user_for_day`, every page): the
+        liquidity rewards paid for one day, rows per market (`economics.payouts.parse_paid`)."""
+        return await self._call("rewards_user", lambda: self._client.get_earnings_for_user_for_day(date))
+
+    async def rebates_paid(self, date: str) -> Any:
+        """GET /rebates/current?date=&maker_address= (no authentication; Polymarket's API reference
+        documents it, py-clob-client-v2 1.2.1 has no call for it): the maker rebates paid for one
+        day, rows per market. The maker is the funder (proxy wallet) when there is one."""
+        from py_clob_client_v2.http_helpers.helpers import get
+
+        maker = self.funder or self.address
+        if not maker:
+            raise BrokerError("rebates_current", "no maker address (no private key)")
+        url = f"{self._client.host}/rebates/current"
+        return await self._call("rebates_current", lambda: get(url, params={"date": date, "maker_address": maker}))
+
     async def get_order(self, order_id: str) -> VenueOrder:
         body = await self._call("get_order", lambda: self._client.get_order(order_id))
         try:
