@@ -48,8 +48,6 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from ..venue.endpoints import Endpoints
-    from .commands import CommandQueue
-    from .lease import Lease
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
@@ -472,14 +470,6 @@ class Engine:
     @property
     def _db(self) -> sa.Engine | None:
         return self._dbh.db if self._dbh is not None else None
-
-    @property
-    def _lease(self) -> Lease | None:
-        return self._dbh.lease if self._dbh is not None else None
-
-    @property
-    def _commands(self) -> CommandQueue | None:
-        return self._dbh.commands if self._dbh is not None else None
 
     async def _run_owner(self) -> None:
         """The owner role for this run (`engine/owner.py`); what it leaves (kill result, a fatal
