@@ -282,6 +282,8 @@ class Replayer:
         self.cycle: QuoteCycle | None = None
         self._calibration: dict[str, dict[str, Any]] | None = None
         self._venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
+        # the stream checks timestamps against it from the first frame, as the engine's does
+        self.stream.venue_clock = lambda now: (self._venue_clock or VenueClock()).to_venue(now)
         self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.markets: list[Market] = []
         self.universe_seen = False
