@@ -23,7 +23,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 CLOB_AUTH_MESSAGE = "This message attests that I control the given wallet"
 _SANDBOX_KEY_SECRET = b"pmm-widgets sandbox api-key derivation v1"
