@@ -91,14 +91,16 @@ def full_replay(root: Path, minutes: float) -> dict:
     out["cpu_seconds"] = cpu
     out["events_per_cpu_sec"] = out["events"] / cpu
     out["sim_per_cpu_sec"] = out["sim_seconds"] / cpu
-    out["orders_hash"], out["trades_hash"] = rows_hash(res.orders), rows_hash(res.trades)
+    out["orders_hash"], out["trades_hash"] = rows_hash(res.orders, res.run_id), rows_hash(res.trades, res.run_id)
     return out
 
 
-def rows_hash(rows: list[dict]) -> str:
+def rows_hash(rows: list[dict], run_id: str) -> str:
+    """sha256 of the rows with the run id blanked: the id hashes the parameters, so a tree that
+    adds a parameter (same value) gets another id and other order/trade ids for the same trading."""
     h = hashlib.sha256()
     for r in rows:
-        h.update(json.dumps(r, sort_keys=True, default=str).encode())
+        h.update(json.dumps(r, sort_keys=True, default=str).replace(run_id, "RUN").encode())
     return h.hexdigest()[:16]
 
 
