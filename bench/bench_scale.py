@@ -92,7 +92,7 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
             engine = Engine(s, Mode.PAPER)
             stop = asyncio.Event()
             mon = asyncio.create_task(monitor(stop))
-            run = asyncio.create_task(engine.run(max_seconds=a.warmup + a.seconds))
+            run = engine.start()
             t_start = time.monotonic()
             while not cycles and not run.done():  # set-up (sandbox, universe, books): not measured
                 await asyncio.sleep(0.2)
@@ -101,8 +101,10 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
             cycles.clear(), stalls.clear(), lags.clear()
             decided[:] = [0, 0]
             c0, w0 = proc.cpu_times(), time.monotonic()
-            await run
+            await asyncio.sleep(a.seconds)
             c1, w1 = proc.cpu_times(), time.monotonic()
+            await engine.stop()
+            await run
             stop.set()
             await mon
     finally:
@@ -127,7 +129,7 @@ def median_row(rs: list[dict[str, float]]) -> dict[str, float]:
 
 
 async def main(a: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=getattr(logging, a.log_level))
     modes = a.modes.split(",")
     sizes = [int(x) for x in a.sizes.split(",")]
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
@@ -180,5 +182,6 @@ if __name__ == "__main__":
     ap.add_argument("--refresh", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--log-level", default="ERROR")
     ap.add_argument("--modes", default="incremental,full")
     asyncio.run(main(ap.parse_args()))
