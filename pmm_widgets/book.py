@@ -76,7 +76,7 @@ if _BV_FIELDS != tuple(f.name for f in fields(BookView)):  # pragma: no cover - 
 def _level(price: Decimal, size: Decimal) -> Level:
     """`Level(price, size)` without the frozen dataclass's `__init__` (twice as fast; it is on the
     path of every level change): the slots are filled through their descriptors, which is what
-    that `__init__` does through `object.__setattr__`. tests/marketdata/test_book_fastpath.py
+    that `__init__` does through `object.__setattr__`. tests/core/test_book_fastpath.py
     checks the result equals `Level(price, size)`."""
     lv = _new(Level)
     _set_price(lv, price)
@@ -256,7 +256,7 @@ class OrderBook:
         This is the hot path of the feed and of every replay (one call per token per event): the
         caches of `_tick_of` / `_size_of` are read first (`_level_of`; only a miss calls them, the
         same validation then) and `_set_level` prices from the grid list (`_grid`, the same
-        Decimals as `_price`). `tests/marketdata/test_book_fastpath.py` checks it against the
+        Decimals as `_price`). `tests/core/test_book_fastpath.py` checks it against the
         code before that change over random sequences."""
         sides, level_of = _BID_SIDES, self._level_of
         parsed: list[tuple[bool, int, Decimal]] = []
