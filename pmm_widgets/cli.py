@@ -549,9 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = group("db", "database: create or upgrade the schema, show its state")
     leaf(db, "init", "create or upgrade every table (idempotent; SQLite in WAL mode, any SQLAlchemy URL)", cmd_db_init)
     leaf(db, "status", "schema revision, row counts and sizes per table", cmd_db_status)
-    pr = leaf(db, "prune", "delete book_snapshots, public_trades, events, pnl and markouts rows older than "
-              "PMM_RETAIN_DAYS and sum old reward_estimates into one row per market (small batches; trades and "
-              "orders are kept, so is the newest pnl row per market)", cmd_db_prune)
+    pr = leaf(db, "prune", "delete book_snapshots, public_trades, events, pnl, markouts and markets rows older "
+              "than PMM_RETAIN_DAYS and sum old reward_estimates into one row per market (small batches; trades "
+              "and orders are kept, so are the newest pnl row and the newest markets row of each market)",
+              cmd_db_prune)
     pr.add_argument("--days", type=float, default=None, help="keep this many days instead of PMM_RETAIN_DAYS")
 
     uni = group("universe", "the set of markets traded")

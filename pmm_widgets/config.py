@@ -234,6 +234,8 @@ class Settings(ParamFields, BaseSettings):
     sandbox_seed: int = 7
     sandbox_speed: float = Field(1.0, gt=0, le=1_000)
     sandbox_resolve_every_sec: float = Field(0.0, ge=0)  # 0: off
+    # the embedded sandbox in its own process: auto (from 150 markets, universe or sandbox), on, off
+    sandbox_process: Literal["auto", "on", "off"] = "auto"
 
     # secrets (live only)
     private_key: SecretStr | None = None

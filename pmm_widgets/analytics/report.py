@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, func, inspect, select
 
+from ..economics.payouts import venue_date
 from ..errors import ExitCode
 from ..store import repo, schema
 from .markouts import HORIZONS, horizon_key
@@ -168,6 +169,8 @@ def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
                 rq = rq.where(r.c.mode == mode)
             for mkt, usd in conn.execute(rq):
                 acc[mkt]["rewards"] = _d(usd)
+        if "venue_payouts" in names:
+            _paid_where_known(conn, acc, mode)
         if "settlements" in names:
             sq = select(st.c.market, func.sum(st.c.pnl)).group_by(st.c.market)
             if mode is not None:
@@ -187,6 +190,36 @@ def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
             totals[k] += a[k]
     totals["fills_per_min"] = totals["fills"] / minutes if minutes else 0.0
     return {"markets": markets, "totals": totals}
+
+
+def _paid_where_known(conn: Any, acc: dict[str, dict[str, Any]], mode: str | None) -> None:
+    """Rewards and rebates paid where the venue said (live `venue_payouts`): for each venue day
+    the engine read back (its "TOTAL" row), that day's estimates (`reward_estimates` by
+    `venue_date`) and accruals (`trades.rebate` by the fill's venue day) give way to the amounts
+    paid; days not read (or not paid yet) keep the estimate."""
+    vp, r, t = schema.venue_payouts, schema.reward_estimates, schema.trades
+    q = select(vp.c.kind, vp.c.market, vp.c.date, vp.c.amount)
+    if mode is not None:
+        q = q.where(vp.c.mode == mode)
+    rows = conn.execute(q).all()
+    known = {(row.kind, row.date) for row in rows if row.market == "TOTAL"}
+    if not known:
+        return
+    for row in rows:
+        if row.market != "TOTAL" and (row.kind, row.date) in known and row.kind in ("rewards", "rebates"):
+            acc[row.market][row.kind] += _d(row.amount)
+    rq = select(r.c.market, r.c.venue_date, func.sum(r.c.usd)).group_by(r.c.market, r.c.venue_date)
+    if mode is not None:
+        rq = rq.where(r.c.mode == mode)
+    for mkt, day, usd in conn.execute(rq):
+        if ("rewards", day) in known:
+            acc[mkt]["rewards"] -= _d(usd)
+    tq = select(t.c.market, t.c.ts, t.c.rebate)
+    if mode is not None:
+        tq = tq.where(t.c.mode == mode)
+    for row in conn.execute(tq):
+        if ("rebates", venue_date(row.ts)) in known:
+            acc[row.market]["rebates"] -= _d(row.rebate)
 
 
 def economics_json(doc: dict[str, Any]) -> str:
@@ -240,7 +273,8 @@ def report_main(settings: Any, as_json: bool = False) -> int:
                            for r in econ["markets"]] + [{"market": "TOTAL", **econ["totals"]}])
         for k in ECON_KEYS:
             ec[k] = ec[k].map(float)
-        print("\nPnL decomposition (total = spread + inventory + settlement - fees + rebates + rewards):")
+        print("\nPnL decomposition (total = spread + inventory + settlement - fees + rebates + rewards; "
+              "rebates and rewards paid where the venue said, estimated elsewhere):")
         with pd.option_context("display.max_rows", 500, "display.width", 250, "display.float_format",
                                lambda x: f"{x:.4f}"):
             print(ec[["market", "fills", "fills_per_min", *ECON_KEYS]].to_string(index=False))

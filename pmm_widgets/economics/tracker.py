@@ -34,6 +34,7 @@ from .fees import (
     fill_fee,
     rebate_accrual,
 )
+from .payouts import PayoutSchedule, parse_paid, venue_date
 from .rewards import (
     NO_PROGRAM,
     QScore,
@@ -130,6 +131,7 @@ class RewardSample:
     scoring: int
     scoring_ids: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # every resting order of ours in the market
+    venue_date: str = ""  # the venue's day this sample counts for (its payouts are per day)
 
 
 def is_taker(fill: Fill) -> bool:
@@ -192,11 +194,18 @@ class EconomicsTracker:
         self.bad_venue_data = 0
         self._reported: set[tuple[str, str]] = set()
         self._next_sample: float | None = None
+        # sampled at the venue's own minutes (the market stream's timestamps, `QuoteCycle.
+        # sample_on_venue_minutes`) instead of when the clock says a minute passed
+        self.stream_sampling = False
         self.fees: dict[str, Decimal] = {}
         self.rebates: dict[str, Decimal] = {}
         self.rewards: dict[str, Decimal] = {}
         self.last: dict[str, RewardSample] = {}  # the latest sample per market
         self.settled: dict[str, str] = {}  # market -> winning token
+        self.rewards_by_day: dict[tuple[str, str], Decimal] = {}  # (market, venue day) -> estimated USD
+        self.rebates_by_day: dict[tuple[str, str], Decimal] = {}  # (market, venue day of the fill) -> accrued
+        self.payouts = PayoutSchedule()  # live: which venue day's payouts to read next
+        self.paid: dict[tuple[str, str, str], Decimal] = {}  # (kind, market, venue day) -> paid USD
         self._settlement_sums: dict[str, tuple[Decimal, Decimal, Decimal, Decimal, str]] = {}
 
     # -- terms -----------------------------------------------------------------------------------
@@ -230,6 +239,9 @@ class EconomicsTracker:
         cid = market.condition_id
         self.fees[cid] = self.fees.get(cid, ZERO) + ec.fee
         self.rebates[cid] = self.rebates.get(cid, ZERO) + ec.rebate
+        if ec.rebate:
+            k = (cid, venue_date(fill.ts))  # live: the venue's match time
+            self.rebates_by_day[k] = self.rebates_by_day.get(k, ZERO) + ec.rebate
         self.rec.fill_economics(fill.trade_id, ec.fee, ec.rebate, ec.liquidity)
         return ec
 
@@ -237,6 +249,8 @@ class EconomicsTracker:
     def sample_due(self, now: float) -> bool:
         """Whether the venue's clock passed a sampling boundary since the last sample (`now` is
         wall time; the first call only arms the next boundary)."""
+        if self.stream_sampling:
+            return False
         v = self.clock.to_venue(now)
         if self._next_sample is None:
             self._next_sample = (v // self.sample_sec + 1) * self.sample_sec
@@ -244,13 +258,18 @@ class EconomicsTracker:
         return v >= self._next_sample
 
     def sample(self, now: float, markets: Iterable[Market], yes_view: dict[str, BookView | None],
-               orders: list[Order], ours_in_book: bool) -> list[RewardSample]:
+               orders: list[Order], ours_in_book: bool, venue_ts: float | None = None) -> list[RewardSample]:
         """One per-minute estimate for every market with a reward program: `reward_estimates`
-        rows, and the estimated USD added to each market's rewards."""
+        rows, and the estimated USD added to each market's rewards. `venue_ts`: the venue minute
+        sampled (the stream knows it); else the venue clock's last minute at `now`."""
+        venue_now = self.clock.to_venue(now)
         if self._next_sample is not None:
-            venue_now = self.clock.to_venue(now)
             while self._next_sample <= venue_now:
                 self._next_sample += self.sample_sec
+        if venue_ts is None:
+            venue_ts = venue_now - venue_now % self.sample_sec
+        # the sample at 00:00 closes the day before (the venue pays after its last minute)
+        day = venue_date(venue_ts - 0.001)
         self.sample_count += 1
         by_market: dict[str, list[Order]] = {}
         for o in orders:
@@ -263,7 +282,9 @@ class EconomicsTracker:
             if not prog.active or v is None or cid in self.settled:
                 continue
             s = estimate_market(m, prog, v, by_market.get(cid, ()), ours_in_book)
+            s.venue_date = day
             self.rewards[cid] = self.rewards.get(cid, ZERO) + s.usd
+            self.rewards_by_day[(cid, day)] = self.rewards_by_day.get((cid, day), ZERO) + s.usd
             self.last[cid] = s
             out.append(s)
         return out
@@ -277,7 +298,8 @@ class EconomicsTracker:
                    "q_two": s.ours.q_two, "q_min": s.ours.q_min, "q_min_total": s.total_q_min, "share": s.share,
                    "usd": s.usd, "usd_per_hour": s.usd_per_hour,
                    "daily_rate": self.terms_of(s.market).program.daily_rate, "orders": s.orders,
-                   "scoring": s.scoring, "venue_scoring": None, "disagreements": None}
+                   "scoring": s.scoring, "venue_scoring": None, "disagreements": None,
+                   "venue_date": s.venue_date or None}
             if venue is not None:
                 mine = set(s.scoring_ids)
                 asked = [i for i in s.ids if i in venue]
@@ -287,6 +309,29 @@ class EconomicsTracker:
                     log.info("reward scoring: %d of %d orders disagree with the venue in %s",
                              row["disagreements"], len(asked), s.market)
             self.rec.reward_estimate(row)
+
+    def record_payouts(self, now: float, date: str, rewards_rows: Any,
+                       rebates_rows: Any) -> dict[str, dict[str, Decimal]]:
+        """One venue day's paid rewards and rebates (the venue's rows, `payouts.parse_paid`):
+        `venue_payouts` rows (per market, and "TOTAL" = the day was read). Returns, per kind and
+        market, what the paid amounts change in the ledgers (paid − that day's estimate or
+        accrual): rewards and rebates are paid where the venue said, estimated elsewhere. Bad
+        rows are counted and pay nothing."""
+        out: dict[str, dict[str, Decimal]] = {}
+        for kind, rows, key, est_by_day in (("rewards", rewards_rows, "earnings", self.rewards_by_day),
+                                            ("rebates", rebates_rows, "rebated_fees_usdc", self.rebates_by_day)):
+            paid, problems = parse_paid(rows, key)
+            for p in problems:
+                self.bad_data(now, None, p)
+            for cid, amt in sorted(paid.items()):
+                self.paid[(kind, cid, date)] = amt
+                self.rec.venue_payout(now, self.mode, date, kind, cid, amt)
+            self.rec.venue_payout(now, self.mode, date, kind, "TOTAL", sum(paid.values(), ZERO))
+            delta = out[kind] = {cid: paid.get(cid, ZERO) - est for (cid, day), est in est_by_day.items() if day == date}
+            for cid, amt in paid.items():
+                delta.setdefault(cid, amt)
+        self.payouts.answered(date)
+        return out
 
     def usd_per_hour(self, market: str) -> Decimal | None:
         s = self.last.get(market)

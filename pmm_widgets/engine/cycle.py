@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..analytics.markouts import HORIZONS, MarkoutTracker
 from ..analytics.pnl import PnlBook, PnlParts
 from ..config import STRATEGY_PARAM_FIELDS, Params
 from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote, Side
-from ..economics.tracker import EconomicsTracker
+from ..economics.tracker import EconomicsTracker, RewardSample
 from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
@@ -42,6 +42,9 @@ from ..strategy.registry import Builtins, build_strategy
 from ..strategy.risk import RiskManager, Screened
 from ..strategy.volatility import VolEstimator
 from .snapshot import NO_PNL, CycleSnapshot, MarketSnapshot, SnapshotTotals
+
+if TYPE_CHECKING:
+    from ..venue.market_stream import MarketStream
 
 DEFAULT_TICK = Decimal("0.01")
 TOX_EWM_W = 0.2  # weight of a new short-horizon markout in the per-market toxicity EWMA
@@ -130,7 +133,7 @@ class QuoteCycle:
         params: Params,
         sink: Sink | DbRecorder,
         mode: Mode,
-        calibration: dict[str, dict] | None = None,
+        calibration: dict[str, dict[str, Any]] | None = None,
         *,
         events: EventBus | None = None,
         pnl_sec: float = 10.0,
@@ -185,12 +188,14 @@ class QuoteCycle:
         self._end: dict[str, tuple[str | None, float | None]] = {}
         self.econ = EconomicsTracker(self.rec, mode.value, events=self.events)
         self._resolved: dict[str, str] = {}  # market -> winning token (no more quoting there)
+        self._venue_samples: list[RewardSample] = []  # taken at venue minutes, recorded by the next cycle
         # incremental cycle: the inputs of each market's last touch computation and decision
         self.incremental = incremental
         self._pkey = ""  # the live parameters as JSON, once per cycle (they are mutated in place)
         self._okey: dict[str, tuple[object, ...]] = {}
         self._decided: dict[str, _Decided] = {}
         self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
+        self.wanted: list[Quote] = []  # the last cycle's decisions: every market's quotes after risk
 
     # -- helpers -------------------------------------------------------------------------------
     def _set_universe(self, markets: list[Market], exchange: Exchange) -> None:
@@ -294,7 +299,10 @@ class QuoteCycle:
         state = self._sstate.get(cid)
         key: tuple[object, ...] | None = None
         if self.incremental:
-            skey = decision_key(strat, ctx)
+            try:
+                skey = decision_key(strat, ctx)
+            except Exception:  # noqa: BLE001 (user code: `decide` below reports the failure)
+                skey = None
             if skey is not None:
                 ov = self.overrides.get(cid)
                 key = (self._pkey, dict(ov.params) if ov is not None else None, inv.yes, inv.no, tick, b, a,
@@ -378,6 +386,7 @@ class QuoteCycle:
         await self._account(now, markets, views, exchange, rep)
         parts, exposure = self._risk_inputs(now, rep)
         wanted, switched = self._decide_all(now, markets, views, exchange, parts, exposure, hold, rep)
+        self.wanted = wanted
         await self._execute(now, exchange, wanted, switched, rep)
         self._publish(now, exchange, rep)
         return rep
@@ -465,6 +474,11 @@ class QuoteCycle:
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
         if self.econ.sample_due(now):
             await self._sample_rewards(now, markets, views, exchange)
+        if self._venue_samples:  # taken by the market stream at the venue's minutes
+            samples, self._venue_samples = self._venue_samples, []
+            await self._record_rewards(now, samples, exchange)
+        if self.mode is Mode.LIVE:
+            await self._venue_payouts(now, exchange)
 
     def _risk_inputs(self, now: float, rep: CycleReport) -> tuple[dict[str, PnlParts], Decimal]:
         """Per-market PnL parts, the loss limits (a breach past the kill limit stops quoting for
@@ -630,11 +644,61 @@ class QuoteCycle:
             return quotes
         return [*quotes, q]
 
+    def sample_on_venue_minutes(self, stream: MarketStream, view: Callable[[str], BookView | None],
+                                exchange: Exchange) -> None:
+        """Take the reward estimate when the market stream passes a venue minute (its
+        timestamps), on the books as they stood then, instead of at the next cycle: the venue
+        samples on its own clock, which a sped-up sandbox (or a late cycle) does not share with
+        ours. The stream also clamps timestamps against the venue's clock, not only ours."""
+        self.econ.stream_sampling = True
+        clock = stream.clock
+        stream.venue_clock = lambda now: self.econ.clock.to_venue(now)
+
+        def on_minute(boundary_ms: int) -> None:
+            markets = [m for m in self._markets if m.condition_id not in self._resolved]
+            if not markets:
+                return
+            views = {m.condition_id: view(m.yes_token_id) for m in markets}
+            at = getattr(exchange, "orders_at", None)  # live: fills after the minute given back
+            orders = at(boundary_ms / 1000) if callable(at) else exchange.open_orders()
+            self._venue_samples.extend(self.econ.sample(clock(), markets, views, orders,
+                                                        ours_in_book=self.mode is Mode.LIVE,
+                                                        venue_ts=boundary_ms / 1000))
+
+        stream.on_venue_minute = on_minute
+
+    async def _venue_payouts(self, now: float, exchange: Exchange) -> None:
+        """Live: once per venue day, what the venue paid the day before (rewards and rebates);
+        the ledgers' rewards turn from estimated to paid for that day."""
+        ask = getattr(exchange, "venue_payouts", None)
+        venue_now = self.econ.clock.to_venue(now)
+        day = self.econ.payouts.due(venue_now)
+        if day is None or not callable(ask):
+            return
+        try:
+            got = await ask(day)
+        except Exception as exc:  # noqa: BLE001 (the estimate stands; asked again later)
+            self.econ.payouts.failed(venue_now)
+            self.econ.bad_data(now, None, f"venue payouts for {day} failed: {type(exc).__name__}: {exc}")
+            return
+        if got is None:  # dry-run: nothing of ours rests at the venue
+            self.econ.payouts.answered(day)
+            return
+        deltas = self.econ.record_payouts(now, day, got[0], got[1])  # `econ.rewards` stays the estimate
+        for cid, d in deltas["rewards"].items():
+            self.pnl.ledger(cid).rewards += d
+        for cid, d in deltas["rebates"].items():
+            self.pnl.ledger(cid).rebates += d
+
     async def _sample_rewards(self, now: float, markets: list[Market],
                               views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange) -> None:
-        """The per-minute reward estimate; live also asks the venue which orders score."""
+        """The per-minute reward estimate when the clock says a minute passed."""
         samples = self.econ.sample(now, markets, {cid: v[0] for cid, v in views.items()}, exchange.open_orders(),
                                    ours_in_book=self.mode is Mode.LIVE)
+        await self._record_rewards(now, samples, exchange)
+
+    async def _record_rewards(self, now: float, samples: list[RewardSample], exchange: Exchange) -> None:
+        """Record reward samples; live also asks the venue which orders score."""
         venue: dict[str, bool] | None = None
         ask = getattr(exchange, "orders_scoring", None)
         ids = [i for s in samples for i in s.ids]

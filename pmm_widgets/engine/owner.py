@@ -116,6 +116,7 @@ class OwnerSession:
         self.universe_ts = 0.0
         self._recorded_params: dict[str, Any] = {}  # the parameter values the recording last saw
         self._venue_speed = 1.0
+        self._cycle_wall = 0.0  # wall seconds the last quote cycle took (requote round trip included)
         self._clock_synced_at = 0
         self._halts: dict[EventKind, str] = {}  # source (lease, db, writer) → why quoting is halted
         self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
@@ -382,7 +383,10 @@ class OwnerSession:
                 if self._circuit.is_open:
                     await self._circuit_probe()
                 else:
+                    await self._after_venue_minute()
+                    t_cycle = time.monotonic()
                     report = await self._one_cycle()  # its breaches are already events (risk emits them)
+                    self._cycle_wall = time.monotonic() - t_cycle
                     if report.kill_requested:
                         self.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill")
                         self._ctl.kill_requested = True
@@ -406,6 +410,24 @@ class OwnerSession:
                 await self._sync_venue_clock()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._ctl.stop.wait(), timeout=max(0.0, delay))
+
+    async def _after_venue_minute(self) -> None:
+        """Live: no requote straddles the venue's reward sample (issue 13): while the market
+        stream has passed a venue minute it has not sampled yet, or the venue's time is within a
+        guard of the next one (1 venue s, or at the sandbox's speed twice the last cycle's wall
+        time with its requote's round trip, at least 0.25 s; at most 20 venue s), wait (at most
+        that guard in wall time plus 0.5 s; a stop ends it). The venue's time is the stream's
+        timestamps, or the venue clock when it is further (frames late on a loaded machine)."""
+        econ = self.runtime.cycle.econ
+        if self.mode is not Mode.LIVE or not econ.stream_sampling:
+            return  # paper and dry-run orders are not in the venue's sample
+        stream = self.runtime.md.stream
+        guard_ms = int(1000 * min(20.0, max(1.0, self._venue_speed * max(0.25, 2 * self._cycle_wall))))
+        end = time.monotonic() + guard_ms / 1000 / self._venue_speed + 0.5
+        while (stream.venue_minute_pending(guard_ms, int(econ.clock.to_venue(time.time()) * 1000))
+               and time.monotonic() < end and not self._ctl.stop.is_set()):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ctl.stop.wait(), timeout=0.005)
 
     async def _first_books(self, limit: float) -> None:
         """Before the first cycle, wait (at most `limit`) until every book of the universe is

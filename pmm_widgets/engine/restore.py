@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..analytics.pnl import MarketLedger
 from ..domain import ZERO, Fill, FillType, Market, Mode, Side
+from ..economics.payouts import venue_date
 from ..events import EventKind, Level
 from ..ticks import to_decimal
 
@@ -70,6 +71,9 @@ class SessionRows:
     rewards: Mapping[str, Decimal]  # condition id -> estimated rewards, USD
     settlements: Mapping[str, SettlementRow]
     failed: int = 0  # FAILED trades left out
+    rewards_by_day: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)  # (market, venue day) -> estimate
+    paid: Mapping[tuple[str, str, str], Decimal] = field(default_factory=dict)  # (kind, market, day) -> venue paid
+    paid_days: frozenset[tuple[str, str]] = frozenset()  # (kind, day) the venue's payouts were read for
 
 
 @dataclass(slots=True)
@@ -81,6 +85,7 @@ class Restored:
     fills: int = 0
     skipped: int = 0  # fills of a market whose token pair the DB does not know
     failed: int = 0
+    rebates_by_day: dict[tuple[str, str], Decimal] = field(default_factory=dict)  # (market, fill's venue day)
 
     @property
     def empty(self) -> bool:
@@ -112,12 +117,25 @@ def parse_rows(raw: Mapping[str, Sequence[Mapping[str, Any]]]) -> SessionRows:
                                _dec(r["price"]), _dec(r["size"]), float(r["ts"]), _dec(r.get("fee")),
                                _dec(r.get("rebate")), None if mid in (None, "") else to_decimal(mid)))
     tokens = {str(r["condition_id"]): (str(r["yes_token_id"]), str(r["no_token_id"])) for r in raw.get("tokens", ())}
-    rewards = {str(r["market"]): _dec(r.get("usd")) for r in raw.get("rewards", ())}
+    rewards: dict[str, Decimal] = {}
+    by_day: dict[tuple[str, str], Decimal] = {}
+    for r in raw.get("rewards", ()):
+        cid, usd = str(r["market"]), _dec(r.get("usd"))
+        rewards[cid] = rewards.get(cid, ZERO) + usd
+        if r.get("venue_date"):
+            by_day[(cid, str(r["venue_date"]))] = usd
+    paid: dict[tuple[str, str, str], Decimal] = {}
+    days: set[tuple[str, str]] = set()
+    for r in raw.get("payouts", ()):
+        if r["market"] == "TOTAL":
+            days.add((str(r["kind"]), str(r["date"])))
+        else:
+            paid[(str(r["kind"]), str(r["market"]), str(r["date"]))] = _dec(r.get("amount"))
     settlements = {str(r["market"]): SettlementRow(str(r["market"]), str(r.get("winner_token") or ""),
                                                    _dec(r.get("payout")), _dec(r.get("pnl")),
                                                    _dec(r.get("yes_shares")), _dec(r.get("no_shares")))
                    for r in raw.get("settlements", ())}
-    return SessionRows(tuple(trades), tokens, rewards, settlements, failed)
+    return SessionRows(tuple(trades), tokens, rewards, settlements, failed, by_day, paid, frozenset(days))
 
 
 def _pair_market(cid: str, yes: str, no: str) -> Market:
@@ -145,17 +163,36 @@ def rebuild(rows: SessionRows, now: float, window_sec: float, markets: Sequence[
         fill = Fill("", "", m.condition_id, t.token_id, t.side, t.price, t.size, FillType.FILLED, Mode.PAPER, t.ts)
         lg.apply(fill, m, ymid)
         lg.fees += t.fee
-        lg.rebates += t.rebate
+        day = venue_date(t.ts)
+        if t.rebate:
+            k = (m.condition_id, day)
+            out.rebates_by_day[k] = out.rebates_by_day.get(k, ZERO) + t.rebate
+        if ("rebates", day) not in rows.paid_days:  # else what the venue paid (below)
+            lg.rebates += t.rebate
         out.fills += 1
         if t.ts > cutoff:
             out.fill_ts.setdefault(m.condition_id, []).append(t.ts)
             out.first_ts = t.ts if out.first_ts is None else min(out.first_ts, t.ts)
-    for cid, usd in rows.rewards.items():
+    paid_rewards = {cid: ZERO for cid in rows.rewards}
+    for (cid, day), usd in rows.rewards_by_day.items():  # the days the venue paid: its amounts instead
+        if ("rewards", day) in rows.paid_days:
+            paid_rewards[cid] = paid_rewards.get(cid, ZERO) - usd
+    for (kind, cid, day), amt in rows.paid.items():
+        if (kind, day) in rows.paid_days and kind == "rewards":
+            paid_rewards[cid] = paid_rewards.get(cid, ZERO) + amt
+    for cid, d in paid_rewards.items():
+        usd = rows.rewards.get(cid, ZERO) + d
         if usd:
             lg = out.ledgers.get(cid)
             if lg is None:
                 lg = out.ledgers[cid] = MarketLedger()
             lg.rewards += usd
+    for (kind, cid, day), amt in rows.paid.items():
+        if (kind, day) in rows.paid_days and kind == "rebates":
+            lg = out.ledgers.get(cid)
+            if lg is None:
+                lg = out.ledgers[cid] = MarketLedger()
+            lg.rebates += amt
     for cid, s in rows.settlements.items():
         lg = out.ledgers.get(cid)
         sm = pairs.get(cid)
@@ -224,6 +261,10 @@ async def resume(rows: SessionRows, cycle: QuoteCycle, exchange: Any, mode: Mode
     restored = rebuild(rows, now, cycle.calibrator.window_sec, markets)
     pairs = {**rows.tokens, **{m.condition_id: (m.yes_token_id, m.no_token_id) for m in markets}}
     install(restored, cycle, exchange, now, pairs)
+    econ = cycle.econ  # what the venue paid replaces the estimates of those days; read once per day
+    econ.rewards_by_day.update(rows.rewards_by_day)
+    econ.rebates_by_day.update(restored.rebates_by_day)
+    econ.payouts.done |= {day for kind, day in rows.paid_days if kind == "rewards"}
     if restored.empty:
         return restored
     emit(Level.INFO, EventKind.RESTORE, restored.summary())

@@ -25,7 +25,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Params, Settings
 from ..domain import Market, Mode
@@ -128,7 +128,7 @@ class Runtime:
     exchange: Exchange
     cycle: QuoteCycle
     markets: list[Market]  # the start-up universe
-    calibration: dict[str, dict]
+    calibration: dict[str, dict[str, Any]]
     session_rows: SessionRows  # the last session's rows (issue 11), read before the exchange started
     closing: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
@@ -235,6 +235,7 @@ async def build_runtime(
         calibration = await asyncio.to_thread(repo.load_calibration, db)
         cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events,
                            incremental=s.cycle_incremental)
+        cycle.sample_on_venue_minutes(md.stream, md.view, exchange)  # reward samples at the venue's minutes
     except BaseException:
         if exchange is not None:  # whatever it may have placed or found goes first
             with contextlib.suppress(BaseException):

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,7 @@ class LiveExchange:
         self._markets: dict[str, Market] = {}  # token id -> market
         self._mids: dict[str, Decimal] = {}
         self._open: dict[str, Order] = {}  # client id -> open order
+        self._inflight: dict[str, Order] = {}  # client id -> order posted, no answer yet
         # measured order round trips (ms): one per POST of a batch, from send to the venue's answer
         # (signing included); what the paper latency model draws from (`PMM_PAPER_LATENCY_FILE`)
         self.order_rtt_ms: deque[float] = deque(maxlen=10_000)
@@ -198,7 +199,7 @@ class LiveExchange:
         self._pending: list[Fill] = []
         self._buffer: dict[str, list[tuple[float, UserEvent]]] = {}
         self._lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._api_key = ""
         self._addresses: set[str] = set()
@@ -319,7 +320,7 @@ class LiveExchange:
     def _record_order(self, o: Order) -> None:
         self.rec.order(o, reason_max=500)
 
-    def _event(self, level: Level, kind: EventKind, message: str, data: dict | None = None) -> None:
+    def _event(self, level: Level, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
         self.events.emit(level, kind, message, data=data, ts=self._clock())
         log.log(logging.getLevelName(level.value), "%s: %s", kind.value, message)
 
@@ -371,12 +372,16 @@ class LiveExchange:
         the next cycle or reconcile deals with it: never an order at the venue we forgot."""
         for o, _ in send:
             self._record_order(o)  # PENDING: recorded before anything leaves
+            self._inflight[o.client_id] = o
         t0 = time.perf_counter()
         try:
             results = await self._venue.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
             self.order_rtt_ms.append((time.perf_counter() - t0) * 1000.0)
         except BrokerError as exc:
             results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
+        finally:
+            for o, _ in send:
+                self._inflight.pop(o.client_id, None)
         now = self._clock()
         unsure: list[str] = []
         for (o, _), r in zip(send, results):
@@ -492,6 +497,13 @@ class LiveExchange:
             return None
         return await self._venue.orders_scoring(order_ids)
 
+    async def venue_payouts(self, date: str) -> tuple[Any, Any] | None:
+        """The venue's answers for one day's paid liquidity rewards and maker rebates (raw rows,
+        read by `economics.payouts.parse_paid`); None in dry-run (nothing of ours earns there)."""
+        if self.mode is Mode.DRY_RUN:
+            return None
+        return await self._venue.rewards_paid(date), await self._venue.rebates_paid(date)
+
     async def venue_positions(self, token_ids: Sequence[str]) -> dict[str, Decimal]:
         """The wallet's shares of each token as the venue holds them (live; empty in dry-run)."""
         if self.mode is Mode.DRY_RUN:
@@ -505,6 +517,26 @@ class LiveExchange:
 
     def open_orders(self) -> list[Order]:
         return list(self._open.values())
+
+    def orders_at(self, venue_ts: float) -> list[Order]:
+        """Our orders as they rested at a venue instant a moment ago (the reward sample the market
+        stream hands over after the fact): the open ones, those posted and not answered yet (the
+        venue most likely rests them), and those filled since, each with the shares filled after
+        `venue_ts` (the fills' venue times, whole seconds: one stamped `venue_ts` counts as after)
+        given back. Copies."""
+        back: dict[str, Decimal] = {}
+        for st in self._trades.values():
+            f = st.fill
+            # `>=`: the tape's match time has whole seconds, and the venue samples at the start of its minute
+            if st.counted and not st.reversed and f.ts >= venue_ts and f.venue_order_id:
+                back[f.venue_order_id] = back.get(f.venue_order_id, Decimal(0)) + f.size
+        out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0))) for o in self._open.values()]
+        out += [replace(o) for o in self._inflight.values()]
+        for vid, size in back.items():
+            o = self._by_venue.get(vid)
+            if o is not None and o.status is OrderStatus.FILLED:
+                out.append(replace(o, filled=o.filled - size))
+        return out
 
     def observe_book(self, book: BookView) -> None:
         mid = book.mid
@@ -629,6 +661,8 @@ class LiveExchange:
             st = self._trades.get(key)
             if st is None:
                 o = self._order_for(f.order_id)
+                if o is None and force and self._unconfirmed:
+                    o = self._claim_unconfirmed(f)
                 if o is None and not force:
                     if isinstance(ev, TradeEvent):
                         self._buffer_event(f.order_id, ev)
@@ -710,7 +744,7 @@ class LiveExchange:
         recent = self._clock() - CLOSED_KEEP_SEC
         open_statuses = [st.value for st in OrderStatus if st.is_open]
 
-        def read() -> tuple[dict[str, dict], list[dict], set[str], float | None]:
+        def read() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], set[str], float | None]:
             from sqlalchemy import func, or_, select
 
             from ..store.db import make_engine
@@ -799,6 +833,7 @@ class LiveExchange:
             before = self.backfilled
             for t in await self._venue.trades(after=after):
                 self._on_trade_event(t, source="rest", force=True)
+            self._close_unconfirmed()
             for o in list(self._open.values()):
                 if o.venue_order_id not in seen:  # filled or cancelled while we were away
                     self._close_gone(o, "reconcile: not open at the venue")
@@ -820,11 +855,13 @@ class LiveExchange:
 
     def _match_unconfirmed(self, venue: list[VenueOrder]) -> None:
         """PENDING rows of an earlier run that died between posting and hearing back: give each
-        the unknown venue order with its token, side, price and size (so that order and its fills
-        keep our client id), and close the rest, which the venue never took or no longer holds."""
+        the unknown open venue order with its token, side, price and size (so that order and its
+        fills keep our client id). The rest wait for the trade backfill (`_claim_unconfirmed`: the
+        order may have filled while nobody listened) and are then closed (`_close_unconfirmed`)."""
         if not self._unconfirmed:
             return
         free = [vo for vo in venue if not self._known(vo.id)]
+        left: list[dict[str, Any]] = []
         for row in self._unconfirmed:
             want = (str(row["token_id"]), Side(row["side"]), to_decimal(row["price"]), to_decimal(row["size"]))
             match = next((vo for vo in free if (vo.asset_id, vo.side_enum, to_decimal(vo.price),
@@ -833,9 +870,27 @@ class LiveExchange:
                 free.remove(match)
                 self._history[match.id] = {**row, "venue_order_id": match.id}
             else:
-                o = self._order_from_row(row)
-                o.venue_order_id = None
-                self._close_order(o, OrderStatus.CANCELED, "reconcile: never acknowledged by the venue")
+                left.append(row)
+        self._unconfirmed = left
+
+    def _claim_unconfirmed(self, f: OurFill) -> Order | None:
+        """A backfilled fill of an order we do not know: the PENDING row of an earlier run with its
+        token, side and price (and room for the fill) is that order, acknowledged and traded while
+        we were away; the row takes the venue's id, so the fill keeps our client id."""
+        for row in self._unconfirmed:
+            if (str(row["token_id"]), Side(row["side"]), to_decimal(row["price"])) == (f.token_id, f.side, f.price) \
+                    and to_decimal(row["size"]) >= f.size:
+                self._unconfirmed.remove(row)
+                self._history[f.order_id] = {**row, "venue_order_id": f.order_id}
+                return self._order_for(f.order_id)
+        return None
+
+    def _close_unconfirmed(self) -> None:
+        """PENDING rows neither open at the venue nor traded: the venue never took them."""
+        for row in self._unconfirmed:
+            o = self._order_from_row(row)
+            o.venue_order_id = None
+            self._close_order(o, OrderStatus.CANCELED, "reconcile: never acknowledged by the venue")
         self._unconfirmed = []
 
     def _adopt(self, vo: VenueOrder) -> Order:

@@ -277,8 +277,10 @@ class Replayer:
                                        clock=self.clock, session=self.run_id)
         self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
         self.cycle: QuoteCycle | None = None
-        self._calibration: dict[str, dict] | None = None
+        self._calibration: dict[str, dict[str, Any]] | None = None
         self._venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
+        # the stream checks timestamps against it from the first frame, as the engine's does
+        self.stream.venue_clock = lambda now: (self._venue_clock or VenueClock()).to_venue(now)
         self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.markets: list[Market] = []
         self.universe_seen = False
@@ -332,6 +334,7 @@ class Replayer:
             self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
                                     pnl_sec=self.settings.pnl_sec, incremental=self.settings.cycle_incremental)
             self.cycle.default_strategy = self.strategy
+            self.cycle.sample_on_venue_minutes(self.stream, self.md.view, self.exchange)  # as the engine does
             if self._venue_clock is not None:
                 self.cycle.econ.clock = self._venue_clock
             for cid, (name, params) in self._strategies.items():

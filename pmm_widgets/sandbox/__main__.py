@@ -1,7 +1,8 @@
-"""`python -m pmm_widgets.sandbox [--markets N] [--seed S] [--speed X] [--host H] [--gamma-port P] [--clob-port P]`."""
+"""`python -m pmm_widgets.sandbox [--markets N] [--seed S] [--speed X] [--host H] [--gamma-port P] [--clob-port P]
+[--resolve-every SEC] [--exit-on-stdin-eof]`."""
 
 import sys
 
-from .server import parse_args, serve_main
+from .server import parse_cli, serve_main
 
-sys.exit(serve_main(parse_args()))
+sys.exit(serve_main(*parse_cli()))

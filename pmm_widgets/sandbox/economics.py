@@ -60,8 +60,8 @@ def fee_units(centi: int, mil: int, bps: int, exponent: int = 1) -> int:
     price in thousandths (half up, minimum 1 unit); 0 when nothing is charged."""
     if bps <= 0 or centi <= 0 or not 0 < mil < 1000:
         return 0
-    num = centi * bps * (mil * (1000 - mil)) ** exponent
-    den = 10 ** (6 * exponent + 1)
+    num: int = centi * bps * (mil * (1000 - mil)) ** exponent
+    den: int = 10 ** (6 * exponent + 1)
     return max(1, (2 * num + den) // (2 * den))
 
 
@@ -78,6 +78,18 @@ class Ledger:
     rewards_paid: Decimal = ZERO
     samples: int = 0  # minutes sampled while the account had orders in the market
     last: dict[str, Any] = field(default_factory=dict)  # the last reward sample
+
+
+@dataclass(frozen=True)
+class Payout:
+    """What one account was paid for one market and one day at the following 00:00 UTC (pUSD);
+    `/rewards/user` and `/rebates/current` read these."""
+
+    owner: str
+    condition_id: str
+    date: str  # YYYY-MM-DD, the day earned
+    rewards: Decimal
+    rebates: Decimal
 
 
 @dataclass
@@ -107,6 +119,7 @@ class VenueEconomics:
         self.day = int(sim.now() // 86400)
         self.minutes_sampled = 0
         self.payouts = 0
+        self.paid: list[Payout] = []  # every day's payouts, oldest first
 
     # ------------------------------------------------------------------ terms
     def assign_terms(self, markets: list[SimMarket]) -> None:
@@ -269,12 +282,15 @@ class VenueEconomics:
 
     def midnight(self) -> None:
         """Pay the day's rewards and rebates (≥ $1 each), start a new day."""
+        date = time.strftime("%Y-%m-%d", time.gmtime(self.day * 86400))
         for (owner, cid), led in self.ledgers.items():
             reb = self.rebate_today(owner, cid)
             led.rebates_accrued_past += reb
             led.rebates_paid += payout(reb)
             led.rewards_accrued_past += led.rewards_today
             led.rewards_paid += payout(led.rewards_today)
+            if owner != BACKGROUND and (payout(reb) or payout(led.rewards_today)):
+                self.paid.append(Payout(owner, cid, date, payout(led.rewards_today), payout(reb)))
             led.rewards_today = ZERO
             led.maker_equiv_units = 0
         self.day_fee_units.clear()
@@ -297,6 +313,10 @@ class VenueEconomics:
         return out
 
     # ------------------------------------------------------------------ ground truth
+    def paid_on(self, owners: set[str], date: str) -> list[Payout]:
+        """The payouts of these accounts for the day `date` (YYYY-MM-DD)."""
+        return [p for p in self.paid if p.owner in owners and p.date == date]
+
     def account(self, owner: str) -> dict[str, Any]:
         """Everything the venue charged, accrued and paid one account, per market and in total."""
         markets = []

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -93,7 +95,7 @@ class Sandbox:
         self._tick_hooks: list[Callable[[], Any]] = []
         self.ws_closers: list[Callable[[], Any]] = []  # extensions' "drop all my websockets" callbacks
         self._runners: list[web.AppRunner] = []
-        self._clock: asyncio.Task | None = None
+        self._clock: asyncio.Task[None] | None = None
         self.paused = False  # True: the simulated market stands still (account actions still apply)
         self.gamma_url = ""
         self.clob_url = ""
@@ -130,7 +132,8 @@ class Sandbox:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         self._runners.append(runner)
-        return runner.addresses[0][1]
+        bound: int = runner.addresses[0][1]
+        return bound
 
     async def stop(self) -> None:
         if self._clock is not None:
@@ -261,7 +264,21 @@ class Sandbox:
         return web.json_response(self.faults.as_dict())
 
 
-async def _serve_forever(cfg: SandboxConfig) -> None:
+def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """A child of the engine: stop when our stdin (a pipe from the parent) reaches end of file,
+    which happens when the parent exits by any path, SIGKILL included (no orphan venue)."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while sys.stdin.buffer.read(4096):
+                pass
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing left to stop
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch, name="sandbox-parent-watch", daemon=True).start()
+
+
+async def _serve_forever(cfg: SandboxConfig, watch_stdin: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -269,6 +286,8 @@ async def _serve_forever(cfg: SandboxConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    if watch_stdin:
+        _stop_on_stdin_eof(loop, stop)
     async with Sandbox(cfg) as sb:
         print(f"export PMM_GAMMA_URL={sb.gamma_url}")
         print(f"export PMM_CLOB_URL={sb.clob_url}")
@@ -278,10 +297,11 @@ async def _serve_forever(cfg: SandboxConfig) -> None:
         await stop.wait()
 
 
-def serve_main(cfg: SandboxConfig) -> int:
-    """`pmm sandbox`: print the three URLs to export, serve until SIGINT/SIGTERM."""
+def serve_main(cfg: SandboxConfig, watch_stdin: bool = False) -> int:
+    """`pmm sandbox`: print the three URLs to export, serve until SIGINT/SIGTERM (`watch_stdin`:
+    or until stdin closes, the engine's child sandbox)."""
     try:
-        asyncio.run(_serve_forever(cfg))
+        asyncio.run(_serve_forever(cfg, watch_stdin))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -291,6 +311,11 @@ def serve_main(cfg: SandboxConfig) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SandboxConfig:
+    return parse_cli(argv)[0]
+
+
+def parse_cli(argv: Sequence[str] | None = None) -> tuple[SandboxConfig, bool]:
+    """`python -m pmm_widgets.sandbox` arguments: the venue's config and `--exit-on-stdin-eof`."""
     p = argparse.ArgumentParser(prog="python -m pmm_widgets.sandbox", description="Polymarket-compatible sandbox venue")
     p.add_argument("--markets", type=int, default=80)
     p.add_argument("--seed", type=int, default=7)
@@ -302,6 +327,8 @@ def parse_args(argv: Sequence[str] | None = None) -> SandboxConfig:
     p.add_argument("--start-ts", type=float, default=None, metavar="EPOCH",
                    help="simulated epoch seconds at start (default: now); an earlier start lets a sped-up venue "
                         "reach the wall clock only after a client connected")
+    p.add_argument("--exit-on-stdin-eof", action="store_true",
+                   help="stop when stdin closes (the engine's child sandbox: it dies with its parent)")
     a = p.parse_args(argv)
     return SandboxConfig(markets=a.markets, seed=a.seed, speed=a.speed, host=a.host, resolve_every=a.resolve_every,
-                         gamma_port=a.gamma_port, clob_port=a.clob_port, start_ts=a.start_ts)
+                         gamma_port=a.gamma_port, clob_port=a.clob_port, start_ts=a.start_ts), a.exit_on_stdin_eof

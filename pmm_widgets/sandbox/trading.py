@@ -45,6 +45,7 @@ from .auth_crypto import (
     order_typed_data,
     recover_clob_auth,
 )
+from .clob_rest import PUSD_ADDRESS
 from .simulator import SimOrder, SimReject, SimTrade
 
 if TYPE_CHECKING:
@@ -98,6 +99,16 @@ def _decode_cursor(cursor: str | None) -> int | None:
     except ValueError:
         return None
     return None if v < 0 else v
+
+
+def _query_date(request: web.Request) -> str | None:
+    """The `date` query parameter when it is a real YYYY-MM-DD day."""
+    d = request.query.get("date", "")
+    try:
+        time.strptime(d, "%Y-%m-%d")
+    except ValueError:
+        return None
+    return d if len(d) == 10 else None
 
 
 @dataclass
@@ -193,6 +204,8 @@ class TradingVenue:
         r.add_get("/ws/user", self.user_ws)
         r.add_get("/order-scoring", self.order_scoring)
         r.add_post("/orders-scoring", self.orders_scoring)
+        r.add_get("/rewards/user", self.rewards_user)
+        r.add_get("/rebates/current", self.rebates_current)
 
     # ------------------------------------------------------------------ ground truth for tests
     def account_fills(self, api_key: str) -> list[dict]:
@@ -583,6 +596,43 @@ class TradingVenue:
                 so = self.sim.get_order(oid)
                 out[oid] = bool(so is not None and so.owner == c.api_key and self.sim.econ.order_scoring(oid))
         return web.json_response(out)
+
+    async def rewards_user(self, request: web.Request) -> web.Response:
+        """GET /rewards/user?date=YYYY-MM-DD&signature_type=&next_cursor= (L2; the SDK's
+        `get_earnings_for_user_for_day`): the caller's liquidity rewards per market for one day,
+        as paid at the following 00:00 UTC (nothing before then; under $1 nothing), pages of 100."""
+        got = await self._read_l2(request)
+        if isinstance(got, web.Response):
+            return got
+        c, _ = got
+        date = _query_date(request)
+        if date is None:
+            return _err(400, "invalid date: want YYYY-MM-DD")
+        rows = [{"date": f"{date}T00:00:00Z", "condition_id": p.condition_id, "asset_address": PUSD_ADDRESS,
+                 "maker_address": self._maker_of(c.api_key, c.address), "earnings": float(p.rewards), "asset_rate": 1}
+                for p in self.sim.econ.paid_on({c.api_key}, date) if p.rewards > 0]
+        return self._page(request, rows)
+
+    async def rebates_current(self, request: web.Request) -> web.Response:
+        """GET /rebates/current?date=YYYY-MM-DD&maker_address=0x… (no authentication): the maker
+        rebates paid for one day per market, `rebated_fees_usdc` a decimal string."""
+        self._count(request)
+        date, maker = _query_date(request), request.query.get("maker_address", "").strip().lower()
+        if date is None or not maker:
+            return _err(400, "date (YYYY-MM-DD) and maker_address are required")
+        owners = {m.api_key for m in self._meta.values() if m.maker_address.lower() == maker}
+        owners |= {k for k, v in self.keys.items() if v.address.lower() == maker}
+        return web.json_response([
+            {"date": date, "condition_id": p.condition_id, "asset_address": PUSD_ADDRESS, "maker_address": maker,
+             "rebated_fees_usdc": format(p.rebates, "f")}
+            for p in self.sim.econ.paid_on(owners, date) if p.rebates > 0])
+
+    def _maker_of(self, api_key: str, address: str) -> str:
+        """The maker (funder) address the account's orders named; its signer when none yet."""
+        for m in self._meta.values():
+            if m.api_key == api_key and m.maker_address:
+                return m.maker_address
+        return address
 
     # ------------------------------------------------------------------ account events
     def _on_account(self, ev: tuple) -> None:

@@ -131,6 +131,11 @@ class DbRecorder:
             "winning_outcome": "YES" if winner_token == market.yes_token_id else "NO", "yes_shares": yes,
             "no_shares": no, "payout": payout, "pnl": pnl, "source": source}, key=("market", "mode"))
 
+    def venue_payout(self, ts: float, mode: str, date: str, kind: str, market: str, amount: Decimal) -> None:
+        """What the venue paid one market (or, market "TOTAL", the whole day) for one day."""
+        self.sink.upsert("venue_payouts", {"ts": ts, "mode": mode, "date": date, "kind": kind, "market": market,
+                                           "amount": amount}, key=("market", "mode", "date", "kind"))
+
     def calibration(self, market: str, state: Mapping[str, Any], ts: float) -> None:
         self.sink.upsert("market_calibration", {"market": market, "state_json": dict(state), "updated_at": ts},
                          key=["market"])

@@ -24,7 +24,7 @@ def _rows(engine: Engine, stmt: Executable) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def load_calibration(engine: Engine) -> dict[str, dict]:
+def load_calibration(engine: Engine) -> dict[str, dict[str, Any]]:
     """Per-market calibration state (`market` -> `state_json`), to resume where the last run left."""
     t = schema.market_calibration
     return {r["market"]: dict(r["state_json"] or {}) for r in _rows(engine, select(t.c.market, t.c.state_json))}
@@ -132,8 +132,8 @@ def table_counts(engine: Engine) -> dict[str, int]:
 def load_session_rows(engine: Engine, mode: str) -> dict[str, list[dict[str, Any]]]:
     """What a new engine needs to continue the last one's positions and PnL (`engine/restore.py`):
     this mode's fills in the order they were recorded (`trades` by id), the token pair of every
-    market the DB has seen (`markets`), this mode's reward estimates summed per market and its
-    settlements. One read, in a worker thread when on the event loop."""
+    market the DB has seen (`markets`), this mode's reward estimates summed per market and venue
+    day, its settlements and what the venue paid (`venue_payouts`). One read, in a worker thread when on the event loop."""
     mode = getattr(mode, "value", mode)
     t, mk, rw, st = schema.trades, schema.markets, schema.reward_estimates, schema.settlements
     with engine.connect() as conn:
@@ -143,6 +143,10 @@ def load_session_rows(engine: Engine, mode: str) -> dict[str, list[dict[str, Any
         tokens = [dict(r._mapping) for r in conn.execute(
             select(mk.c.condition_id, mk.c.yes_token_id, mk.c.no_token_id).distinct())]
         rewards = [dict(r._mapping) for r in conn.execute(
-            select(rw.c.market, func.sum(rw.c.usd).label("usd")).where(rw.c.mode == mode).group_by(rw.c.market))]
+            select(rw.c.market, rw.c.venue_date, func.sum(rw.c.usd).label("usd")).where(rw.c.mode == mode)
+            .group_by(rw.c.market, rw.c.venue_date))]
         settlements = [dict(r._mapping) for r in conn.execute(select(st).where(st.c.mode == mode))]
-    return {"trades": trades, "tokens": tokens, "rewards": rewards, "settlements": settlements}
+        vp = schema.venue_payouts
+        payouts = [dict(r._mapping) for r in conn.execute(
+            select(vp.c.kind, vp.c.market, vp.c.date, vp.c.amount).where(vp.c.mode == mode))]
+    return {"trades": trades, "tokens": tokens, "rewards": rewards, "settlements": settlements, "payouts": payouts}

@@ -3,13 +3,17 @@
 Why: at 50 markets the engine writes ~1.6 MB/min (book snapshots, public trades, events, PnL
 rows, markouts, reward estimates), ~2.4 GB a day with nothing ever removed. The high-volume,
 derived tables (`RETAINED_TABLES`) keep `PMM_RETAIN_DAYS` days (default 7; 0 keeps everything);
-`trades` and `orders` are the ledger and are never pruned, nor are markets (written only when the
-universe changes), calibration, settlements, commands, parameter changes or replay results.
-What old rows the readers still need stays:
+`trades` and `orders` are the ledger and are never pruned, nor are calibration, settlements,
+commands, parameter changes or replay results. What old rows the readers still need stays:
+- `markets` (a snapshot of ~N rows with the Gamma payload, ~3 KB a row, written each time the
+  universe's membership changes: with a churning top-N that is every refresh): the newest row of
+  every condition id is kept whatever its age (the restore of issue 11, the dashboard and
+  `pmm report` map tokens and questions through it; the newest snapshot stays whole), older
+  snapshots lose the rows a newer snapshot repeats;
 - `pnl`: the newest row of each (market, mode) is kept whatever its age (`pmm report` and the
   economics decomposition read the latest PnL row per market);
-- `reward_estimates`: old rows are rolled up, not dropped: one row per (market, mode) carries the
-  exact sum of their `usd` (`pmm report` and the restore of issue 11 sum it), its per-sample
+- `reward_estimates`: old rows are rolled up, not dropped: one row per (market, mode, venue day)
+  carries the exact sum of their `usd` (`pmm report` and the restore of issue 11 sum it), its per-sample
   columns NULL;
 - rows with a `run_id` (written by `pmm replay`/`pmm sweep`, stamped with the replayed time) are
   never pruned: they belong to their replay run, not to the live clock;
@@ -36,10 +40,12 @@ from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, delete, f
 
 from .schema import metadata
 
-RETAINED_TABLES = ("book_snapshots", "public_trades", "events", "pnl", "markouts", "reward_estimates")
+RETAINED_TABLES = ("book_snapshots", "public_trades", "events", "pnl", "markouts", "reward_estimates", "markets")
 LEDGER_TABLES = ("trades", "orders")  # kept forever
-KEEP_LATEST = {"pnl": ("market", "mode")}  # the newest row per group is kept whatever its age
-ROLLUP = {"reward_estimates": (("market", "mode"), "usd")}  # old rows summed into one per group
+KEEP_LATEST = {"pnl": ("market", "mode"), "markets": ("condition_id",)}  # the newest row per group stays
+TIME_COLUMN = {"markets": "snapshot_ts"}  # the age of a row (default: `ts`)
+# old rows summed into one per group (per venue day too: a day the venue paid replaces its estimate)
+ROLLUP = {"reward_estimates": (("market", "mode", "venue_date"), "usd")}
 DEFAULT_BATCH = 2_000
 
 
@@ -96,7 +102,7 @@ def prune(engine: Engine, retain_days: float, *, now: float | None = None, batch
 def _old_rows(engine: Engine, t: Table, cutoff: float) -> ColumnElement[bool]:
     """The rows of `t` retention may remove: older than the cutoff, not a replay run's, and not
     the newest of their `KEEP_LATEST` group (those ids read once per call: the table is bounded)."""
-    cond: ColumnElement[bool] = t.c.ts < cutoff
+    cond: ColumnElement[bool] = t.c[TIME_COLUMN.get(t.name, "ts")] < cutoff
     if "run_id" in t.c:
         cond = and_(cond, t.c.run_id.is_(None))
     group = KEEP_LATEST.get(t.name)

@@ -204,6 +204,7 @@ reward_estimates = Table(
     Column("scoring", Integer),  # of which we expect to score
     Column("venue_scoring", Integer),  # of which the venue says score (live /orders-scoring; NULL otherwise)
     Column("disagreements", Integer),  # orders where our view and the venue's differ
+    Column("venue_date", String(10)),  # the venue's UTC day of the sample (YYYY-MM-DD; its payouts are per day)
     Index("ix_reward_estimates_market_ts", "market", "ts"),
 )
 
@@ -222,6 +223,19 @@ settlements = Table(
     Column("pnl", MONEY),  # payout minus the last mark of those shares
     Column("source", String(20)),  # market_resolved, closed, venue, end_date
     UniqueConstraint("market", "mode", name="uq_settlements_market_mode"),
+)
+
+venue_payouts = Table(
+    "venue_payouts",  # what the venue paid (live: GET /rewards/user, /rebates/current), per market and day
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),  # when the engine read it
+    Column("mode", String(10)),
+    Column("date", String(10), nullable=False),  # the venue's UTC day earned (paid at the next 00:00 UTC)
+    Column("kind", String(10), nullable=False),  # rewards | rebates
+    Column("market", String(80), nullable=False),  # condition id; "TOTAL": the day was read (sum, may be 0)
+    Column("amount", MONEY),
+    UniqueConstraint("market", "mode", "date", "kind", name="uq_venue_payouts_market_mode_date_kind"),
 )
 
 market_calibration = Table(

@@ -51,7 +51,7 @@ async def _derive_main(settings: Settings, show_secrets: bool, out: TextIO) -> i
         except BrokerError as exc:
             print(f"auth derive failed at {ep.clob_url}: {exc}", file=sys.stderr)
             return ExitCode.ERROR
-        where = ep.clob_url + (" (embedded sandbox)" if getattr(ep, "sandbox", None) is not None else "")
+        where = ep.clob_url + (" (embedded sandbox)" if ep.embedded else "")
     print(f"# L2 API credentials of wallet {address} at {where}", file=out)
     print(f"# signature type {settings.signature_type}, funder {settings.funder or address}", file=out)
     for line in creds_lines(creds, show_secrets):

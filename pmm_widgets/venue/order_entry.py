@@ -134,14 +134,14 @@ class OrderEntry:
                              uncertain=status is None or status >= 500)
         return data
 
-    async def post(self, orders: list[dict[str, Any]], owner: str, post_only: bool = True) -> list[dict]:
+    async def post(self, orders: list[dict[str, Any]], owner: str, post_only: bool = True) -> list[dict[str, Any]]:
         """One POST /orders of ≤ 15 signed orders (`SignedOrder.body`); the venue's per-order answers."""
         payload = [{"order": o, "owner": owner, "orderType": "GTC", "deferExec": False, "postOnly": post_only}
                    for o in orders]
         res = await self._request("post", "POST", POST_ORDERS, payload, len(orders))
         return res if isinstance(res, list) else []
 
-    async def cancel(self, order_ids: list[str]) -> dict:
+    async def cancel(self, order_ids: list[str]) -> dict[str, Any]:
         """One DELETE /orders: `{"canceled": [...], "not_canceled": {...}}`."""
         res = await self._request("cancel", "DELETE", CANCEL_ORDERS, order_ids, len(order_ids))
         return res if isinstance(res, dict) else {}

@@ -30,6 +30,12 @@ async def test_orders_scoring_and_fee_fields(sb, venue, wallet_key, closers):
             break
         await asyncio.sleep(0.1)
     assert fills and all(f.raw.get("trader_side") == "MAKER" and f.raw.get("fee_rate_bps") == "0" for f in fills)
+    # the reward sample of a venue minute just before a fill sees the order as it rested then
+    f = fills[0]
+    before = {o.venue_order_id: o for o in ex.orders_at(f.ts)}
+    after = {o.venue_order_id: o for o in ex.orders_at(f.ts + 1)}
+    assert before[f.venue_order_id].remaining >= f.size
+    assert f.venue_order_id not in after or after[f.venue_order_id].remaining <= before[f.venue_order_id].remaining - f.size
 
 
 async def test_canceled_market_resolved_closes_the_orders_rows(sb, wallet_key, closers):
@@ -44,3 +50,65 @@ async def test_canceled_market_resolved_closes_the_orders_rows(sb, wallet_key, c
     rows = [r for r in sink.rows["orders"] if r["market"] == cid]
     assert rows and all(r["status"] in ("CANCELED", "FILLED") for r in rows)
     assert any("canceled_market_resolved" in (r["reason"] or "") for r in rows)
+
+
+async def test_paid_rewards_and_rebates_are_read_back_from_the_venue(sb, wallet_key, closers):
+    """`GET /rewards/user` (SDK `get_earnings_for_user_for_day`) and `GET /rebates/current` (no
+    SDK call) answer what the sandbox paid at its midnight; the live cycle reads them once per
+    venue day, writes `venue_payouts` and turns that day's estimated rewards into the paid ones."""
+    from decimal import Decimal as D
+
+    import aiohttp
+
+    from pmm_widgets.config import Params
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.economics.payouts import parse_paid
+    from pmm_widgets.economics.tracker import VenueClock
+    from pmm_widgets.engine.cycle import QuoteCycle
+    from pmm_widgets.store.sink import MemorySink
+
+    ex, key, markets = await start_quoting(sb, wallet_key, closers, 2)
+    assert await wait_for(lambda: len(ex.open_orders()) > 0, 10)
+    econ = sb.sim.econ
+    date = time.strftime("%Y-%m-%d", time.gmtime(econ.day * 86400))
+    assert await ex.venue_payouts(date) == ([], [])  # nothing is paid before the day ends
+    sb.paused = True
+    rew = markets[0].condition_id
+    fee_m = next(m for m in sb.sim.markets if m.fees_enabled)
+    cid = fee_m.condition_id
+    # the day's earnings (set here: a few minutes of real accrual are cents, under the $1 minimum)
+    econ._ledger(key, rew).rewards_today += D("2.5")
+    ours = econ.day_equiv_units.get(cid, 0) + 1000  # at least half of the day's maker volume
+    econ._ledger(key, cid).maker_equiv_units += ours
+    econ.day_equiv_units[cid] = econ.day_equiv_units.get(cid, 0) + ours
+    econ.day_fee_units[cid] = econ.day_fee_units.get(cid, 0) + 4_000_000  # 40 pUSD of taker fees
+    econ.midnight()  # the simulated 00:00 UTC: pays the day
+    truth = {(p.condition_id, "rewards"): p.rewards for p in econ.paid_on({key}, date) if p.rewards} | {
+        (p.condition_id, "rebates"): p.rebates for p in econ.paid_on({key}, date) if p.rebates}
+    assert truth[(rew, "rewards")] >= D("2.5") and truth[(cid, "rebates")] >= D(1)
+    got = await ex.venue_payouts(date)
+    assert got is not None
+    rewards, p1 = parse_paid(got[0], "earnings")
+    rebates, p2 = parse_paid(got[1], "rebated_fees_usdc")
+    assert not p1 and not p2
+    assert {(c, "rewards"): v for c, v in rewards.items()} | {(c, "rebates"): v for c, v in rebates.items()} == truth
+    assert got[0][0]["date"] == f"{date}T00:00:00Z" and isinstance(got[0][0]["earnings"], float)
+    assert isinstance(got[1][0]["rebated_fees_usdc"], str)
+    async with aiohttp.ClientSession() as http:  # documented errors: both parameters are required
+        async with http.get(f"{sb.clob_url}/rebates/current", params={"date": date}) as r:
+            assert r.status == 400
+        async with http.get(f"{sb.clob_url}/rewards/user", params={"date": date}) as r:
+            assert r.status == 401  # L2 authentication
+
+    # the live cycle: an estimate for that day, then the venue's answer replaces it
+    sink = MemorySink()
+    qc = QuoteCycle(Params(), sink, Mode.LIVE)
+    qc.econ.rewards_by_day[(rew, date)] = D("0.75")
+    qc.pnl.ledger(rew).rewards += D("0.75")
+    qc.econ.clock = VenueClock(time.time(), (econ.day + 1) * 86400 + 600, 1.0)  # the venue's next day
+    await qc._venue_payouts(time.time(), ex)
+    assert qc.pnl.ledger(rew).rewards == truth[(rew, "rewards")]
+    assert qc.econ.payouts.due(qc.econ.clock.to_venue(time.time())) is None  # read once per day
+    rows = {(r["kind"], r["market"]): r["amount"] for r in sink.rows["venue_payouts"]}
+    assert rows[("rewards", rew)] == truth[(rew, "rewards")] and rows[("rebates", cid)] == truth[(cid, "rebates")]
+    assert rows[("rewards", "TOTAL")] == sum(rewards.values())

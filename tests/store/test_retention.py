@@ -68,8 +68,8 @@ def test_prune_deletes_only_old_derived_rows_in_batches(db_url):
     try:
         _fill(eng, old=1_050, new=30)
         rep = prune(eng, 7, now=NOW, batch=200, pause_sec=0)
-        assert rep.deleted == {**{t: 1_050 for t in RETAINED_TABLES}, "reward_estimates": 0}
-        assert rep.batches == 5 * 6 + 1  # 5 full batches of 200 + one of 50 per table; nothing to roll up
+        assert rep.deleted == {**{t: 1_050 for t in RETAINED_TABLES}, "reward_estimates": 0, "markets": 0}
+        assert rep.batches == 5 * 6 + 2  # 5 full batches of 200 + one of 50 per table; nothing to roll up or drop
         for t in (book_snapshots, public_trades, events, pnl, markouts):
             assert _count(eng, t) == 30
         assert _count(eng, reward_estimates) == 1_080  # one row per (market, mode): already rolled up
@@ -192,5 +192,35 @@ def test_old_reward_estimates_roll_up_with_exact_sums(db_url):
                                    .group_by(reward_estimates.c.market)).all())
         assert {k: round(float(v), 6) for k, v in sums1.items()} == {k: round(float(v), 6) for k, v in sums0.items()}
         assert prune(eng, 7, now=NOW).total == 0  # a rolled-up group is left alone
+    finally:
+        eng.dispose()
+
+
+def test_markets_keep_the_newest_row_of_every_market(db_url):
+    """Old universe snapshots go, except the newest row of each condition id: the newest snapshot
+    stays whole, and a market that left the universe long ago still maps its tokens (restore)."""
+    from pmm_widgets.store import repo
+    from pmm_widgets.store.schema import markets
+
+    def snap(ts: float, cids: list[str]) -> list[dict]:
+        return [{"snapshot_ts": ts, "rank": i + 1, "condition_id": c, "question": f"q {c}",
+                 "yes_token_id": f"{c}-y", "no_token_id": f"{c}-n", "raw_json": {"x": "y" * 100}}
+                for i, c in enumerate(cids)]
+
+    upgrade(db_url)
+    eng = make_engine(db_url)
+    try:
+        with eng.begin() as c:
+            for k in range(3):
+                c.execute(insert(markets), snap(NOW - 10 * DAY + k, ["a", "gone"]))
+            c.execute(insert(markets), snap(NOW - 60, ["a", "b"]))
+        latest = repo.latest_universe(eng)
+        rep = prune(eng, 7, now=NOW, batch=2, pause_sec=0)
+        assert rep.deleted["markets"] == 2 * 3 - 1  # all old rows but the newest of "gone"
+        assert repo.latest_universe(eng) == latest
+        left = _rows(eng, markets, "condition_id", "snapshot_ts")
+        assert sorted(left) == sorted([("gone", NOW - 10 * DAY + 2), ("a", NOW - 60), ("b", NOW - 60)])
+        tokens = {r["condition_id"] for r in repo.load_session_rows(eng, "live")["tokens"]}
+        assert tokens == {"a", "b", "gone"}
     finally:
         eng.dispose()
