@@ -92,7 +92,7 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
             engine = Engine(s, Mode.PAPER)
             stop = asyncio.Event()
             mon = asyncio.create_task(monitor(stop))
-            run = asyncio.create_task(engine.run(max_seconds=a.warmup + a.seconds))
+            run = engine.start()
             t_start = time.monotonic()
             while not cycles and not run.done():  # set-up (sandbox, universe, books): not measured
                 await asyncio.sleep(0.2)
@@ -101,8 +101,10 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
             cycles.clear(), stalls.clear(), lags.clear()
             decided[:] = [0, 0]
             c0, w0 = proc.cpu_times(), time.monotonic()
-            await run
+            await asyncio.sleep(a.seconds)
             c1, w1 = proc.cpu_times(), time.monotonic()
+            await engine.stop()
+            await run
             stop.set()
             await mon
     finally:
@@ -122,12 +124,76 @@ def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return b, my - b * mx
 
 
+def synthetic_cycle_cpu(n: int, incremental: bool, frac: float, iters: int, seed: int) -> dict[str, float]:
+    """CPU time of `QuoteCycle.run_once` alone (thread CPU: insensitive to other processes' load)
+    over `n` synthetic markets (bench_quote's random-walk books) where each cycle a share `frac`
+    of the markets' books moves, 1 s apart, paper exchange with fills."""
+    import bench_quote
+    import numpy as np
+    from bench_quote import Synth
+
+    from pmm_widgets.config import Params
+    from pmm_widgets.execution.paper import PaperExchange
+    from pmm_widgets.store.sink import NullSink
+
+    bench_quote.MARKETS = n
+    rng = np.random.default_rng(seed)
+    books = Synth(rng)
+    allm = books.markets
+    views = books.step(1000.0)
+    params = Params(paper_fill_intensity=2.0)
+    sink = NullSink()
+    now = 1000.0
+    ex = PaperExchange(params, sink, seed=seed, clock=lambda: now)
+    qc = QuoteCycle(params, sink, Mode.PAPER, incremental=incremental)
+    cpu: list[float] = []
+    share = [0, 0]
+    loop = asyncio.new_event_loop()
+    for it in range(iters):
+        now = 1000.0 + it
+        books.markets = [m for m in allm if rng.random() < frac]
+        views.update(books.step(now))
+        books.markets = allm
+        t0 = time.thread_time()
+        rep = loop.run_until_complete(qc.run_once(now, allm, views.get, ex))
+        cpu.append(time.thread_time() - t0)
+        if it >= 3:
+            share[0] += rep.decided
+            share[1] += rep.decided + rep.reused
+    loop.close()
+    xs = cpu[3:]
+    return {"p50": pct(xs, 0.5) * 1e3, "p99": pct(xs, 0.99) * 1e3,
+            "redecided": share[0] / share[1] if share[1] else float("nan")}
+
+
+def synthetic(a: argparse.Namespace) -> None:
+    sizes = [int(x) for x in a.sizes.split(",")]
+    fracs = [float(x) for x in a.synthetic.split(",")]
+    print(f"synthetic cycle CPU (thread time), {a.iters} cycles, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print("| markets | books moving per cycle | full p50 (p99) | incremental p50 (p99) | re-decided | ratio |")
+    print("|---|---|---|---|---|---|")
+    law: dict[tuple[str, float], list[float]] = {}
+    for n in sizes:
+        for f in fracs:
+            full = median_row([synthetic_cycle_cpu(n, False, f, a.iters, s) for s in range(a.runs)])
+            inc = median_row([synthetic_cycle_cpu(n, True, f, a.iters, s) for s in range(a.runs)])
+            law.setdefault(("full", f), []).append(full["p50"])
+            law.setdefault(("incremental", f), []).append(inc["p50"])
+            print(f"| {n} | {f * 100:.0f}% | {full['p50']:.1f} ms ({full['p99']:.1f}) | {inc['p50']:.1f} ms "
+                  f"({inc['p99']:.1f}) | {inc['redecided'] * 100:.0f}% | {full['p50'] / inc['p50']:.2f} |", flush=True)
+    if len(sizes) >= 2:
+        for (mode, f), ys in law.items():
+            b, c = slope([float(n) for n in sizes], ys)
+            print(f"cost law ({mode}, {f * 100:.0f}% of books moving): cycle CPU ≈ {c:.2f} ms + {b * 1000:.1f} µs/market")
+
+
 def median_row(rs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in rs) for k in rs[0]}
 
 
 async def main(a: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=getattr(logging, a.log_level))
     modes = a.modes.split(",")
     sizes = [int(x) for x in a.sizes.split(",")]
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
@@ -180,5 +246,13 @@ if __name__ == "__main__":
     ap.add_argument("--refresh", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--log-level", default="ERROR")
+    ap.add_argument("--synthetic", default="", help="e.g. 0.05,0.2,1: only the cycle's CPU on synthetic books, "
+                    "with this share of books moving per cycle (no sandbox, no engine)")
+    ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--modes", default="incremental,full")
-    asyncio.run(main(ap.parse_args()))
+    args = ap.parse_args()
+    if args.synthetic:
+        synthetic(args)
+    else:
+        asyncio.run(main(args))
