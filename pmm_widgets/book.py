@@ -501,13 +501,14 @@ _EMPTY_GRID: list[Decimal] = []
 def _grid(tick: Decimal) -> list[Decimal]:
     """Every price of a tick grid by index (`_price(tick, t)` for t in [0, 1/tick]), built once per
     grid; a book's ticks are always inside (0, 1/tick). Only for grids of at most 10,001 prices
-    (every venue tick); a finer one (a junk tick from metadata) gets [] and prices by `_price`."""
+    (every venue tick) and at most 64 grids; any other (junk ticks from metadata) gets [] and its
+    levels are priced by `_price`."""
     g = _GRIDS.get(tick)
     if g is None:
+        if len(_GRIDS) >= 64:  # junk ticks by the dozen: price them by `_price`, never rebuild a list per call
+            return _EMPTY_GRID
         n = int(ONE / tick) if tick > 0 else 0
-        g = [_price(tick, t) for t in range(n + 1)] if 0 < n <= 10_000 else _EMPTY_GRID
-        if len(_GRIDS) < 64:
-            _GRIDS[tick] = g
+        g = _GRIDS[tick] = [_price(tick, t) for t in range(n + 1)] if 0 < n <= 10_000 else _EMPTY_GRID
     return g
 
 
