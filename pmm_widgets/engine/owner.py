@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -45,6 +45,7 @@ from .runtime import DbHandles, Runtime, Store, build_runtime, cancel_and_verify
 from .state import EngineState, FeedState, KillResult
 
 if TYPE_CHECKING:
+    from ..execution.live import LiveHealth
     from ..store.recording import Recorder
     from ..store.sink import Sink
     from ..store.writer import BatchWriter
@@ -68,6 +69,19 @@ class RunControl:
     trade_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a cycle, a halt's cancel, a pause's cancel
     kill_requested: bool = False
     handover: bool = False  # the lease row keeps the final state marked for a hand-over
+
+
+@runtime_checkable
+class VenueChecks(Protocol):
+    """What the live (and dry-run) exchange adds to `Exchange`: its health, the venue calls that
+    failed for good (the circuit breaker's input) and a probe that proves the venue answers again.
+    The paper exchange has none of these."""
+
+    def health(self) -> LiveHealth: ...
+
+    def venue_failures(self) -> int: ...
+
+    async def probe(self) -> int: ...
 
 
 class CommandTarget(Protocol):
@@ -486,10 +500,7 @@ class OwnerSession:
 
     async def _apply_resolutions(self) -> None:
         """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
-        pop = getattr(self.runtime.md, "pop_resolutions", None)
-        if pop is None:
-            return
-        for ev in pop():
+        for ev in self.runtime.md.pop_resolutions():
             cid = ev.market
             if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
                                                        self.runtime.exchange, "market_resolved"):
@@ -499,9 +510,14 @@ class OwnerSession:
             if len(self.markets) != before:
                 await self.runtime.md.set_markets(self.markets)
 
+    def _venue_checks(self) -> VenueChecks | None:
+        """The exchange's venue health and probe (live and dry-run), None for paper."""
+        ex = self.runtime.exchange
+        return ex if isinstance(ex, VenueChecks) else None
+
     def _venue_failures(self) -> int:
-        fn = getattr(self.runtime.exchange, "venue_failures", None)
-        return int(fn()) if fn is not None else 0
+        checks = self._venue_checks()
+        return checks.venue_failures() if checks is not None else 0
 
     async def _one_cycle(self) -> CycleReport:
         """Run the quote cycle once; venue calls that failed for good during it fail the cycle."""
@@ -549,9 +565,9 @@ class OwnerSession:
             return
         try:
             async with self._ctl.trade_lock:
-                probe = getattr(self.runtime.exchange, "probe", None)
-                if probe is not None:
-                    await probe()
+                checks = self._venue_checks()
+                if checks is not None:
+                    await checks.probe()
                 else:
                     await self.runtime.exchange.cancel_all()
         except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
@@ -583,14 +599,13 @@ class OwnerSession:
     def _venue_health(self) -> str:
         """One phrase from the live exchange's health (paper has none)."""
         circuit = self._circuit.describe(time.time())
-        health = getattr(self.runtime.exchange, "health", None)
-        if health is None:
+        checks = self._venue_checks()
+        if checks is None:
             return circuit
-        h = health()
-        us = getattr(h, "user_stream", None)
-        parts = [f"user stream {'up' if us is not None and us.connected else 'down'}",
-                 f"heartbeat {getattr(h, 'heartbeat', '?')}"]
-        if getattr(h, "halted", None):
+        h = checks.health()
+        us = h.user_stream
+        parts = [f"user stream {'up' if us is not None and us.connected else 'down'}", f"heartbeat {h.heartbeat}"]
+        if h.halted:
             parts.append(f"HALTED: {h.halted}")
         if circuit:
             parts.append(circuit)

@@ -154,6 +154,8 @@ async def test_live_mode_on_sandbox_kill_leaves_the_venue_empty(fast_settings, d
         engine.start()
         assert await engine.wait_role() == "owner"
         assert await until(lambda: venue_open() > 0)
+        # the live exchange's venue checks reach the faces (paper has none: venue_health "")
+        assert await until(lambda: "user stream up" in engine.state.venue_health), engine.state.venue_health
         result = await engine.kill()
         assert result.ok and result.cancelled > 0, result
         assert venue_open() == 0
