@@ -98,15 +98,12 @@ class ReplayStream(MarketStream):
         self._closed = True
 
     async def set_assets(self, assets: Iterable[str]) -> None:
-        self._retired = set(self._conn_of) - set(assets)
+        # tokens of markets left out by `--markets` are read like just-unsubscribed ones: no book,
+        # not an error (`MarketStream._book`); `ignored` is updated before every call
+        self._retired = (set(self._conn_of) - set(assets)) | self.ignored
 
     def is_live(self, token_id: str) -> bool:
         return super().is_live(token_id) if self.tracking else True
-
-    def _book(self, asset: Any) -> Any:
-        if asset in self.ignored:
-            return None
-        return super()._book(asset)
 
     def request_resync(self, tokens: Iterable[str]) -> None:
         return None  # the recording holds the snapshots the live stream fetched

@@ -4,7 +4,7 @@ Why our own path beside the SDK: py-clob-client-v2 is synchronous, so `Broker` r
 worker thread and a requote of 100 orders is seven `POST /orders` plus one `DELETE /orders`
 one after another (8 round trips, ~360 ms at 30 ms each, plus ~4 ms of signing per order on the
 pure-Python path). Here the orders are signed by `venue.signer.OrderSigner` (byte-identical to
-the SDK, `tests/live/test_signer.py`) in a worker thread, each batch of 15 is posted as soon as
+the SDK, `tests/venue/test_signer.py`) in a worker thread, each batch of 15 is posted as soon as
 it is signed, and all batches and the cancel of one requote are in flight together over one
 `httpx.AsyncClient` (HTTP/2 to an https venue: one connection multiplexed; plain http, e.g. the
 loopback sandbox: a small keep-alive pool). The request bodies and L2 headers are built exactly

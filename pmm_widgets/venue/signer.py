@@ -24,7 +24,7 @@ shared notes and the SDK disagree the SDK wins):
 - the order id the venue answers with = the EIP-712 digest (`build_order_hash`), for all types;
 - salt `int(random() * now_ms)` and timestamp `now_ms` as strings, like `generate_order_salt`.
 Only V2 (domain version "2") is built: V1 orders no longer work, and V3 (position_id) is not
-used by this project. `tests/live/test_signer.py` proves byte identity with the SDK.
+used by this project. `tests/venue/test_signer.py` proves byte identity with the SDK.
 """
 
 from __future__ import annotations
