@@ -1,19 +1,25 @@
-"""Scale: the engine (paper mode) at 50 / 150 / 500 markets, sandbox in its own process.
+"""Scale: the engine (paper mode) at 50 / 150 / 500 markets, sandbox in its own process; the
+incremental quote cycle against the full cycle (every market re-decided every cycle) in the same run.
 
-For each size the sandbox runs as a child process (`python -m pmm_widgets.sandbox`, speed 1)
-and the real engine quotes that many markets for `--seconds` (refresh `--refresh`). Measured in
-the engine process only:
+For each size and cycle mode the engine starts the embedded sandbox as its child process
+(`PMM_SANDBOX_PROCESS=on`: `python -m pmm_widgets.sandbox`, speed 1, `size + 20` markets) and
+quotes `size` markets for `--seconds` after `--warmup` (refresh `--refresh`). Measured in the
+engine process only (the sandbox's CPU is its own process's):
 - engine CPU: process CPU seconds / wall seconds (1.0 = one core busy);
-- cycle p50/p99: `QuoteCycle.run_once` wall time;
+- cycle p50/p99: `QuoteCycle.run_once` wall time; re-decided: the share of quoted-market
+  decisions the strategy actually ran (the rest kept their previous decision);
 - event-loop stall p99/max: a monitor task sleeps 5 ms and records how late it wakes;
 - feed lag p99: receipt time minus the frame's venue `timestamp` (ms) of price_change frames,
   above the smallest such lag of the run (the sandbox's simulated clock can sit a constant
   offset from the wall clock, since it steps in 0.1 s increments from its start-up time): the
-  queueing delay of the feed path.
-The per-market cost law is the least-squares line through (markets, cycle p50) and (markets,
-CPU): the slope is the cost of one more market.
+  queueing delay of the feed path (frames are decoded by `venue/wire.py`, msgspec).
+Each (size, mode) is run `--runs` times, modes interleaved; the table shows medians. The
+per-market cost law is the least-squares line through (markets, cycle p50) and (markets, CPU):
+the slope is the cost of one more market. The load average is printed with the figures (the
+machine is shared).
 
-Usage: python bench/bench_scale.py [--sizes 50,150,500] [--seconds 40] [--refresh 1]
+Usage: python bench/bench_scale.py [--sizes 50,150,500] [--seconds 40] [--warmup 20] [--refresh 1]
+       [--runs 1] [--modes incremental,full]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import logging
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +38,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_live_cycle import SandboxProcess, pct
+from bench_live_cycle import pct
 
 from pmm_widgets.config import Settings
 from pmm_widgets.domain import Mode
@@ -39,29 +46,32 @@ from pmm_widgets.engine.core import Engine
 from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.venue.market_stream import MarketStream
 
-TS = re.compile(r'"timestamp"\s*:\s*"?(\d{10,16})')
+TS = re.compile(rb'"timestamp"\s*:\s*"?(\d{10,16})')
 
 
-async def one_size(n: int, a: argparse.Namespace) -> dict[str, float]:
+async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str, float]:
     cycles: list[float] = []
     stalls: list[float] = []
     lags: list[float] = []
+    decided = [0, 0]
     orig_cycle, orig_frame = QuoteCycle.run_once, MarketStream.handle_frame
 
     async def timed(self, *args, **kw):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
         rep = await orig_cycle(self, *args, **kw)
         cycles.append(time.perf_counter() - t0)
+        decided[0] += rep.decided
+        decided[1] += rep.decided + rep.reused
         return rep
 
-    def frame(self, text, *args, **kw):  # type: ignore[no-untyped-def]
+    def frame(self, data, *args, **kw):  # type: ignore[no-untyped-def]
         now = time.time()
-        s = text if isinstance(text, str) else text.decode(errors="replace")
-        if '"price_change"' in s:
-            m = TS.search(s)
+        b = data if isinstance(data, bytes) else data.encode()
+        if b'"price_change"' in b:
+            m = TS.search(b)
             if m:
                 lags.append(now - int(m.group(1)) / 1000.0)
-        return orig_frame(self, text, *args, **kw)
+        return orig_frame(self, data, *args, **kw)
 
     async def monitor(stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -74,19 +84,27 @@ async def one_size(n: int, a: argparse.Namespace) -> dict[str, float]:
     MarketStream.handle_frame = frame  # type: ignore[method-assign]
     proc = psutil.Process(os.getpid())
     try:
-        with SandboxProcess(max(int(n * 1.5), n + 30), a.seed, 1.0) as sb, tempfile.TemporaryDirectory() as tmp:
-            s = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{Path(tmp) / 'scale.db'}",
-                         universe_size=n, quote_refresh_sec=a.refresh, max_open_orders=5_000,
-                         max_actions_per_min=6_000)
-            engine = Engine(s, Mode.PAPER, endpoints=sb.endpoints())
+        with tempfile.TemporaryDirectory() as tmp:
+            s = Settings(_env_file=None, venue="sandbox", sandbox_process="on", sandbox_markets=n + 20,
+                         sandbox_seed=a.seed, sandbox_speed=1.0, cycle_incremental=incremental,
+                         db_url=f"sqlite:///{Path(tmp) / 'scale.db'}", universe_size=n, quote_refresh_sec=a.refresh,
+                         max_open_orders=5_000, max_actions_per_min=6_000, record="off")
+            engine = Engine(s, Mode.PAPER)
             stop = asyncio.Event()
             mon = asyncio.create_task(monitor(stop))
-            run = asyncio.create_task(engine.run(max_seconds=a.warmup + a.seconds))
-            await asyncio.sleep(a.warmup)  # universe, books, first cycles: not measured
+            run = engine.start()
+            t_start = time.monotonic()
+            while not cycles and not run.done():  # set-up (sandbox, universe, books): not measured
+                await asyncio.sleep(0.2)
+            setup = time.monotonic() - t_start
+            await asyncio.sleep(a.warmup)
             cycles.clear(), stalls.clear(), lags.clear()
+            decided[:] = [0, 0]
             c0, w0 = proc.cpu_times(), time.monotonic()
-            await run
+            await asyncio.sleep(a.seconds)
             c1, w1 = proc.cpu_times(), time.monotonic()
+            await engine.stop()
+            await run
             stop.set()
             await mon
     finally:
@@ -95,7 +113,8 @@ async def one_size(n: int, a: argparse.Namespace) -> dict[str, float]:
     return {"markets": n, "cpu": cpu, "cycle_p50": pct(cycles, 0.5) * 1e3, "cycle_p99": pct(cycles, 0.99) * 1e3,
             "stall_p99": pct(stalls, 0.99) * 1e3, "stall_max": (max(stalls) if stalls else float("nan")) * 1e3,
             "lag_p99": (pct(lags, 0.99) - min(lags)) * 1e3 if lags else float("nan"),
-            "cycles": len(cycles), "frames": len(lags)}
+            "cycles": len(cycles), "frames": len(lags), "setup": setup,
+            "redecided": decided[0] / decided[1] if decided[1] else float("nan")}
 
 
 def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -105,21 +124,118 @@ def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return b, my - b * mx
 
 
+def synthetic_cycle_cpu(n: int, incremental: bool, frac: float, iters: int, seed: int) -> dict[str, float]:
+    """CPU time of `QuoteCycle.run_once` alone (thread CPU: insensitive to other processes' load)
+    over `n` synthetic markets (bench_quote's random-walk books) where each cycle a share `frac`
+    of the markets' books moves, 1 s apart, paper exchange with fills."""
+    import bench_quote
+    import numpy as np
+    from bench_quote import Synth
+
+    from pmm_widgets.config import Params
+    from pmm_widgets.execution.paper import PaperExchange
+    from pmm_widgets.store.sink import NullSink
+
+    bench_quote.MARKETS = n
+    rng = np.random.default_rng(seed)
+    books = Synth(rng)
+    allm = books.markets
+    views = books.step(1000.0)
+    params = Params(paper_fill_intensity=2.0)
+    sink = NullSink()
+    now = 1000.0
+    ex = PaperExchange(params, sink, seed=seed, clock=lambda: now)
+    qc = QuoteCycle(params, sink, Mode.PAPER, incremental=incremental)
+    cpu: list[float] = []
+    share = [0, 0]
+    loop = asyncio.new_event_loop()
+    for it in range(iters):
+        now = 1000.0 + it
+        books.markets = [m for m in allm if rng.random() < frac]
+        views.update(books.step(now))
+        books.markets = allm
+        t0 = time.thread_time()
+        rep = loop.run_until_complete(qc.run_once(now, allm, views.get, ex))
+        cpu.append(time.thread_time() - t0)
+        if it >= 3:
+            share[0] += rep.decided
+            share[1] += rep.decided + rep.reused
+    loop.close()
+    xs = cpu[3:]
+    return {"p50": pct(xs, 0.5) * 1e3, "p99": pct(xs, 0.99) * 1e3,
+            "redecided": share[0] / share[1] if share[1] else float("nan")}
+
+
+def synthetic(a: argparse.Namespace) -> None:
+    sizes = [int(x) for x in a.sizes.split(",")]
+    fracs = [float(x) for x in a.synthetic.split(",")]
+    print(f"synthetic cycle CPU (thread time), {a.iters} cycles, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print("| markets | books moving per cycle | full p50 (p99) | incremental p50 (p99) | re-decided | ratio |")
+    print("|---|---|---|---|---|---|")
+    law: dict[tuple[str, float], list[float]] = {}
+    for n in sizes:
+        for f in fracs:
+            full = median_row([synthetic_cycle_cpu(n, False, f, a.iters, s) for s in range(a.runs)])
+            inc = median_row([synthetic_cycle_cpu(n, True, f, a.iters, s) for s in range(a.runs)])
+            law.setdefault(("full", f), []).append(full["p50"])
+            law.setdefault(("incremental", f), []).append(inc["p50"])
+            print(f"| {n} | {f * 100:.0f}% | {full['p50']:.1f} ms ({full['p99']:.1f}) | {inc['p50']:.1f} ms "
+                  f"({inc['p99']:.1f}) | {inc['redecided'] * 100:.0f}% | {full['p50'] / inc['p50']:.2f} |", flush=True)
+    if len(sizes) >= 2:
+        for (mode, f), ys in law.items():
+            b, c = slope([float(n) for n in sizes], ys)
+            print(f"cost law ({mode}, {f * 100:.0f}% of books moving): cycle CPU ≈ {c:.2f} ms + {b * 1000:.1f} µs/market")
+
+
+def median_row(rs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+
+
 async def main(a: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.ERROR)
-    rows = []
-    for n in [int(x) for x in a.sizes.split(",")]:
-        r = await one_size(n, a)
-        rows.append(r)
-        print(f"{n:>4} markets: engine CPU {r['cpu'] * 100:5.1f}% of a core | cycle p50 {r['cycle_p50']:6.1f} ms "
-              f"p99 {r['cycle_p99']:6.1f} ms | loop stall p99 {r['stall_p99']:5.1f} ms max {r['stall_max']:6.1f} ms | "
-              f"feed lag p99 {r['lag_p99']:6.1f} ms | {r['cycles']} cycles, {r['frames']} price_change frames", flush=True)
-    if len(rows) >= 2:
-        xs = [float(r["markets"]) for r in rows]
-        bc, ac = slope(xs, [r["cycle_p50"] for r in rows])
-        bu, au = slope(xs, [r["cpu"] * 100 for r in rows])
-        print(f"cost law: cycle p50 ≈ {ac:.1f} ms + {bc:.3f} ms/market; engine CPU ≈ {au:.1f}% + {bu:.3f}%/market "
-              f"(refresh {a.refresh:g}s, sandbox in its own process)")
+    logging.basicConfig(level=getattr(logging, a.log_level))
+    modes = a.modes.split(",")
+    sizes = [int(x) for x in a.sizes.split(",")]
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)", flush=True)
+    for n in sizes:
+        runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+        for _ in range(a.runs):
+            for mode in modes:  # interleaved: both modes see the same load drift
+                r = await one_size(n, mode == "incremental", a)
+                r["load"] = os.getloadavg()[0]
+                runs[mode].append(r)
+                print(f"  run: {n} markets {mode}: cpu {r['cpu'] * 100:.1f}% cycle p50 {r['cycle_p50']:.1f} ms "
+                      f"stall p99 {r['stall_p99']:.1f} ms (load {r['load']:.1f})", flush=True)
+        for mode in modes:
+            r = median_row(runs[mode])
+            rows[mode].append(r)
+            print(f"{n:>4} markets {mode:>11}: engine CPU {r['cpu'] * 100:5.1f}% of a core | cycle p50 "
+                  f"{r['cycle_p50']:6.1f} ms p99 {r['cycle_p99']:6.1f} ms | re-decided {r['redecided'] * 100:5.1f}% | "
+                  f"loop stall p99 {r['stall_p99']:5.1f} ms max {r['stall_max']:6.1f} ms | feed lag p99 "
+                  f"{r['lag_p99']:6.1f} ms | {r['cycles']:.0f} cycles, {r['frames']:.0f} price_change frames | "
+                  f"set-up {r['setup']:.1f} s | load {r['load']:.1f}", flush=True)
+    print("| markets | cycle | engine CPU | cycle p50 | cycle p99 | re-decided | loop stall p99 (max) | feed lag p99 | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, n in enumerate(sizes):
+        for mode in modes:
+            r = rows[mode][i]
+            print(f"| {n} | {mode} | {r['cpu'] * 100:.1f}% | {r['cycle_p50']:.1f} ms | {r['cycle_p99']:.1f} ms | "
+                  f"{r['redecided'] * 100:.0f}% | {r['stall_p99']:.1f} ms ({r['stall_max']:.0f} ms) | "
+                  f"{r['lag_p99']:.0f} ms | {r['load']:.1f} |")
+    if len(sizes) >= 2:
+        xs = [float(n) for n in sizes]
+        for mode in modes:
+            bc, ac = slope(xs, [r["cycle_p50"] for r in rows[mode]])
+            bu, au = slope(xs, [r["cpu"] * 100 for r in rows[mode]])
+            print(f"cost law ({mode}): cycle p50 ≈ {ac:.1f} ms + {bc:.3f} ms/market; engine CPU ≈ {au:.1f}% + "
+                  f"{bu:.3f}%/market of a core (refresh {a.refresh:g}s, sandbox in its own process)")
+    if "incremental" in rows and "full" in rows:
+        for i, n in enumerate(sizes):
+            f, c = rows["full"][i], rows["incremental"][i]
+            print(f"scale: markets={n} cycle_p50 full={f['cycle_p50']:.1f}ms incremental={c['cycle_p50']:.1f}ms "
+                  f"ratio={f['cycle_p50'] / c['cycle_p50']:.2f} stall_p99={c['stall_p99']:.1f}ms "
+                  f"cpu={c['cpu'] * 100:.1f}%")
 
 
 if __name__ == "__main__":
@@ -129,4 +245,14 @@ if __name__ == "__main__":
     ap.add_argument("--warmup", type=float, default=20.0)
     ap.add_argument("--refresh", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=7)
-    asyncio.run(main(ap.parse_args()))
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--log-level", default="ERROR")
+    ap.add_argument("--synthetic", default="", help="e.g. 0.05,0.2,1: only the cycle's CPU on synthetic books, "
+                    "with this share of books moving per cycle (no sandbox, no engine)")
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--modes", default="incremental,full")
+    args = ap.parse_args()
+    if args.synthetic:
+        synthetic(args)
+    else:
+        asyncio.run(main(args))

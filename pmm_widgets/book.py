@@ -76,7 +76,7 @@ if _BV_FIELDS != tuple(f.name for f in fields(BookView)):  # pragma: no cover - 
 def _level(price: Decimal, size: Decimal) -> Level:
     """`Level(price, size)` without the frozen dataclass's `__init__` (twice as fast; it is on the
     path of every level change): the slots are filled through their descriptors, which is what
-    that `__init__` does through `object.__setattr__`. tests/marketdata/test_book_fastpath.py
+    that `__init__` does through `object.__setattr__`. tests/core/test_book_fastpath.py
     checks the result equals `Level(price, size)`."""
     lv = _new(Level)
     _set_price(lv, price)
@@ -256,7 +256,7 @@ class OrderBook:
         This is the hot path of the feed and of every replay (one call per token per event): the
         caches of `_tick_of` / `_size_of` are read first (`_level_of`; only a miss calls them, the
         same validation then) and `_set_level` prices from the grid list (`_grid`, the same
-        Decimals as `_price`). `tests/marketdata/test_book_fastpath.py` checks it against the
+        Decimals as `_price`). `tests/core/test_book_fastpath.py` checks it against the
         code before that change over random sequences."""
         sides, level_of = _BID_SIDES, self._level_of
         parsed: list[tuple[bool, int, Decimal]] = []
@@ -501,13 +501,14 @@ _EMPTY_GRID: list[Decimal] = []
 def _grid(tick: Decimal) -> list[Decimal]:
     """Every price of a tick grid by index (`_price(tick, t)` for t in [0, 1/tick]), built once per
     grid; a book's ticks are always inside (0, 1/tick). Only for grids of at most 10,001 prices
-    (every venue tick); a finer one (a junk tick from metadata) gets [] and prices by `_price`."""
+    (every venue tick) and at most 64 grids; any other (junk ticks from metadata) gets [] and its
+    levels are priced by `_price`."""
     g = _GRIDS.get(tick)
     if g is None:
+        if len(_GRIDS) >= 64:  # junk ticks by the dozen: price them by `_price`, never rebuild a list per call
+            return _EMPTY_GRID
         n = int(ONE / tick) if tick > 0 else 0
-        g = [_price(tick, t) for t in range(n + 1)] if 0 < n <= 10_000 else _EMPTY_GRID
-        if len(_GRIDS) < 64:
-            _GRIDS[tick] = g
+        g = _GRIDS[tick] = [_price(tick, t) for t in range(n + 1)] if 0 < n <= 10_000 else _EMPTY_GRID
     return g
 
 

@@ -16,13 +16,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def spawn(coro: Coroutine[Any, Any, Any], name: str, owner: set[asyncio.Task],
-          on_error: Callable[[asyncio.Task, BaseException], object] | None = None) -> asyncio.Task:
+def spawn(coro: Coroutine[Any, Any, Any], name: str, owner: set[asyncio.Task[Any]],
+          on_error: Callable[[asyncio.Task[Any], BaseException], object] | None = None) -> asyncio.Task[Any]:
     """Start `coro` as a task held in `owner`; its exception goes to `on_error` (else the log)."""
     task = asyncio.get_running_loop().create_task(coro, name=name)
     owner.add(task)
 
-    def done(t: asyncio.Task) -> None:
+    def done(t: asyncio.Task[Any]) -> None:
         owner.discard(t)
         if t.cancelled():
             return

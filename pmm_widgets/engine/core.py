@@ -48,8 +48,6 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from ..venue.endpoints import Endpoints
-    from .commands import CommandQueue
-    from .lease import Lease
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
@@ -144,7 +142,7 @@ class Engine:
         return self._state
 
     @property
-    def task(self) -> asyncio.Task | None:
+    def task(self) -> asyncio.Task[None] | None:
         return self._task
 
     @property
@@ -287,7 +285,7 @@ class Engine:
         self._state_listeners.append(cb)
         return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
 
-    def start(self, attach_only: bool = False) -> asyncio.Task:
+    def start(self, attach_only: bool = False) -> asyncio.Task[None]:
         """Schedule `run()` on the running loop and return the task (a no-op if already running).
 
         `attach_only`: mirror an engine that owns the DB, never take the lease (a page whose own
@@ -473,14 +471,6 @@ class Engine:
     def _db(self) -> sa.Engine | None:
         return self._dbh.db if self._dbh is not None else None
 
-    @property
-    def _lease(self) -> Lease | None:
-        return self._dbh.lease if self._dbh is not None else None
-
-    @property
-    def _commands(self) -> CommandQueue | None:
-        return self._dbh.commands if self._dbh is not None else None
-
     async def _run_owner(self) -> None:
         """The owner role for this run (`engine/owner.py`); what it leaves (kill result, a fatal
         halt, a reported crash) stays readable here after it ended."""
@@ -535,7 +525,7 @@ class Engine:
         if store is not None:
             store.db.event(ev)
 
-    def _on_done(self, task: asyncio.Task) -> None:
+    def _on_done(self, task: asyncio.Task[None]) -> None:
         """Surface a crash: never silent, even when nobody awaits the task."""
         if task.cancelled():
             self._publish(replace(self._state, running=False))
@@ -558,7 +548,8 @@ def wallet_address(settings: Settings) -> str | None:
     from eth_account import Account
 
     assert settings.private_key is not None
-    return Account.from_key(settings.private_key.get_secret_value()).address
+    address: str = Account.from_key(settings.private_key.get_secret_value()).address
+    return address
 
 
 def venue_description(settings: Settings) -> str:

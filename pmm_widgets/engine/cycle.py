@@ -133,7 +133,7 @@ class QuoteCycle:
         params: Params,
         sink: Sink | DbRecorder,
         mode: Mode,
-        calibration: dict[str, dict] | None = None,
+        calibration: dict[str, dict[str, Any]] | None = None,
         *,
         events: EventBus | None = None,
         pnl_sec: float = 10.0,
@@ -195,6 +195,7 @@ class QuoteCycle:
         self._okey: dict[str, tuple[object, ...]] = {}
         self._decided: dict[str, _Decided] = {}
         self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
+        self.wanted: list[Quote] = []  # the last cycle's decisions: every market's quotes after risk
 
     # -- helpers -------------------------------------------------------------------------------
     def _set_universe(self, markets: list[Market], exchange: Exchange) -> None:
@@ -298,7 +299,10 @@ class QuoteCycle:
         state = self._sstate.get(cid)
         key: tuple[object, ...] | None = None
         if self.incremental:
-            skey = decision_key(strat, ctx)
+            try:
+                skey = decision_key(strat, ctx)
+            except Exception:  # noqa: BLE001 (user code: `decide` below reports the failure)
+                skey = None
             if skey is not None:
                 ov = self.overrides.get(cid)
                 key = (self._pkey, dict(ov.params) if ov is not None else None, inv.yes, inv.no, tick, b, a,
@@ -382,6 +386,7 @@ class QuoteCycle:
         await self._account(now, markets, views, exchange, rep)
         parts, exposure = self._risk_inputs(now, rep)
         wanted, switched = self._decide_all(now, markets, views, exchange, parts, exposure, hold, rep)
+        self.wanted = wanted
         await self._execute(now, exchange, wanted, switched, rep)
         self._publish(now, exchange, rep)
         return rep

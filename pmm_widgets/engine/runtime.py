@@ -25,7 +25,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Params, Settings
 from ..domain import Market, Mode
@@ -128,7 +128,7 @@ class Runtime:
     exchange: Exchange
     cycle: QuoteCycle
     markets: list[Market]  # the start-up universe
-    calibration: dict[str, dict]
+    calibration: dict[str, dict[str, Any]]
     session_rows: SessionRows  # the last session's rows (issue 11), read before the exchange started
     closing: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 

@@ -199,7 +199,7 @@ class LiveExchange:
         self._pending: list[Fill] = []
         self._buffer: dict[str, list[tuple[float, UserEvent]]] = {}
         self._lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._api_key = ""
         self._addresses: set[str] = set()
@@ -320,7 +320,7 @@ class LiveExchange:
     def _record_order(self, o: Order) -> None:
         self.rec.order(o, reason_max=500)
 
-    def _event(self, level: Level, kind: EventKind, message: str, data: dict | None = None) -> None:
+    def _event(self, level: Level, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
         self.events.emit(level, kind, message, data=data, ts=self._clock())
         log.log(logging.getLevelName(level.value), "%s: %s", kind.value, message)
 
@@ -661,6 +661,8 @@ class LiveExchange:
             st = self._trades.get(key)
             if st is None:
                 o = self._order_for(f.order_id)
+                if o is None and force and self._unconfirmed:
+                    o = self._claim_unconfirmed(f)
                 if o is None and not force:
                     if isinstance(ev, TradeEvent):
                         self._buffer_event(f.order_id, ev)
@@ -742,7 +744,7 @@ class LiveExchange:
         recent = self._clock() - CLOSED_KEEP_SEC
         open_statuses = [st.value for st in OrderStatus if st.is_open]
 
-        def read() -> tuple[dict[str, dict], list[dict], set[str], float | None]:
+        def read() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], set[str], float | None]:
             from sqlalchemy import func, or_, select
 
             from ..store.db import make_engine
@@ -831,6 +833,7 @@ class LiveExchange:
             before = self.backfilled
             for t in await self._venue.trades(after=after):
                 self._on_trade_event(t, source="rest", force=True)
+            self._close_unconfirmed()
             for o in list(self._open.values()):
                 if o.venue_order_id not in seen:  # filled or cancelled while we were away
                     self._close_gone(o, "reconcile: not open at the venue")
@@ -852,11 +855,13 @@ class LiveExchange:
 
     def _match_unconfirmed(self, venue: list[VenueOrder]) -> None:
         """PENDING rows of an earlier run that died between posting and hearing back: give each
-        the unknown venue order with its token, side, price and size (so that order and its fills
-        keep our client id), and close the rest, which the venue never took or no longer holds."""
+        the unknown open venue order with its token, side, price and size (so that order and its
+        fills keep our client id). The rest wait for the trade backfill (`_claim_unconfirmed`: the
+        order may have filled while nobody listened) and are then closed (`_close_unconfirmed`)."""
         if not self._unconfirmed:
             return
         free = [vo for vo in venue if not self._known(vo.id)]
+        left: list[dict[str, Any]] = []
         for row in self._unconfirmed:
             want = (str(row["token_id"]), Side(row["side"]), to_decimal(row["price"]), to_decimal(row["size"]))
             match = next((vo for vo in free if (vo.asset_id, vo.side_enum, to_decimal(vo.price),
@@ -865,9 +870,27 @@ class LiveExchange:
                 free.remove(match)
                 self._history[match.id] = {**row, "venue_order_id": match.id}
             else:
-                o = self._order_from_row(row)
-                o.venue_order_id = None
-                self._close_order(o, OrderStatus.CANCELED, "reconcile: never acknowledged by the venue")
+                left.append(row)
+        self._unconfirmed = left
+
+    def _claim_unconfirmed(self, f: OurFill) -> Order | None:
+        """A backfilled fill of an order we do not know: the PENDING row of an earlier run with its
+        token, side and price (and room for the fill) is that order, acknowledged and traded while
+        we were away; the row takes the venue's id, so the fill keeps our client id."""
+        for row in self._unconfirmed:
+            if (str(row["token_id"]), Side(row["side"]), to_decimal(row["price"])) == (f.token_id, f.side, f.price) \
+                    and to_decimal(row["size"]) >= f.size:
+                self._unconfirmed.remove(row)
+                self._history[f.order_id] = {**row, "venue_order_id": f.order_id}
+                return self._order_for(f.order_id)
+        return None
+
+    def _close_unconfirmed(self) -> None:
+        """PENDING rows neither open at the venue nor traded: the venue never took them."""
+        for row in self._unconfirmed:
+            o = self._order_from_row(row)
+            o.venue_order_id = None
+            self._close_order(o, OrderStatus.CANCELED, "reconcile: never acknowledged by the venue")
         self._unconfirmed = []
 
     def _adopt(self, vo: VenueOrder) -> Order:

@@ -234,7 +234,8 @@ async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand:
 def throwaway_key() -> str:
     from eth_account import Account
 
-    return "0x" + Account.create().key.hex().removeprefix("0x")
+    key: bytes = Account.create().key
+    return "0x" + key.hex().removeprefix("0x")
 
 
 def median_rtt(rec: Recording) -> float:

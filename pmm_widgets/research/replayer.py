@@ -98,15 +98,12 @@ class ReplayStream(MarketStream):
         self._closed = True
 
     async def set_assets(self, assets: Iterable[str]) -> None:
-        self._retired = set(self._conn_of) - set(assets)
+        # tokens of markets left out by `--markets` are read like just-unsubscribed ones: no book,
+        # not an error (`MarketStream._book`); `ignored` is updated before every call
+        self._retired = (set(self._conn_of) - set(assets)) | self.ignored
 
     def is_live(self, token_id: str) -> bool:
         return super().is_live(token_id) if self.tracking else True
-
-    def _book(self, asset: Any) -> Any:
-        if asset in self.ignored:
-            return None
-        return super()._book(asset)
 
     def request_resync(self, tokens: Iterable[str]) -> None:
         return None  # the recording holds the snapshots the live stream fetched
@@ -280,8 +277,10 @@ class Replayer:
                                        clock=self.clock, session=self.run_id)
         self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
         self.cycle: QuoteCycle | None = None
-        self._calibration: dict[str, dict] | None = None
+        self._calibration: dict[str, dict[str, Any]] | None = None
         self._venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
+        # the stream checks timestamps against it from the first frame, as the engine's does
+        self.stream.venue_clock = lambda now: (self._venue_clock or VenueClock()).to_venue(now)
         self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.markets: list[Market] = []
         self.universe_seen = False

@@ -23,7 +23,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 CLOB_AUTH_MESSAGE = "This message attests that I control the given wallet"
 _SANDBOX_KEY_SECRET = b"pmm-widgets sandbox api-key derivation v1"
@@ -97,9 +97,10 @@ def recover_clob_auth(chain_id: int, address: str, timestamp: str, nonce: int, s
         "message": {"address": address, "timestamp": str(timestamp), "nonce": int(nonce), "message": CLOB_AUTH_MESSAGE},
     }
     try:
-        return Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
+        signer: str = Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
     except Exception as exc:  # bad hex, wrong length, bad v: all "invalid signature"
         raise ValueError("invalid signature") from exc
+    return signer
 
 
 def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: str | None) -> str:
@@ -116,7 +117,7 @@ def _bytes32(h: str) -> bytes:
     return bytes.fromhex(str(h).removeprefix("0x").zfill(64))
 
 
-def order_typed_data(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> dict:
+def order_typed_data(order: Mapping[str, Any], chain_id: int, neg_risk: bool) -> dict[str, Any]:
     """EIP-712 typed data of a V2 order as posted (`POST /order` body's `order`)."""
     side = order["side"]
     side_int = {"BUY": 0, "SELL": 1}[side] if isinstance(side, str) else int(side)
@@ -145,7 +146,7 @@ def order_typed_data(order: Mapping[str, Any], chain_id: int, neg_risk: bool) ->
     }
 
 
-def order_hash(typed: dict) -> str:
+def order_hash(typed: dict[str, Any]) -> str:
     """The order id the CLOB answers with: the EIP-712 digest of the order, 0x-hex."""
     return "0x" + _hash_eip191_message(encode_typed_data(full_message=typed)).hex()
 
@@ -199,7 +200,7 @@ def order_struct_hash(message: Mapping[str, Any]) -> bytes:
     return _keccak(_ORDER_TYPE_HASH + words)
 
 
-def order_id_and_signer(typed: dict, signature: str) -> tuple[str, str | None]:
+def order_id_and_signer(typed: dict[str, Any], signature: str) -> tuple[str, str | None]:
     """(order hash, the EOA that signed it, lower-case hex, or None when no signer can be
     recovered), from ONE EIP-712 encoding (`order_struct_hash`); the public key is recovered with
     libsecp256k1 (coincurve) from the 65-byte r||s||v signature: a requote posts up to 100 orders
@@ -220,9 +221,10 @@ def order_id_and_signer(typed: dict, signature: str) -> tuple[str, str | None]:
     return oid, "0x" + _keccak(pub.format(compressed=False)[1:])[-20:].hex()
 
 
-def recover_order_signer(typed: dict, signature: str) -> str:
+def recover_order_signer(typed: dict[str, Any], signature: str) -> str:
     """The EOA that signed an order (types 0-2). Raises ValueError when it cannot be recovered."""
     try:
-        return Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
+        signer: str = Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
     except Exception as exc:
         raise ValueError("invalid signature") from exc
+    return signer

@@ -71,7 +71,7 @@ class ClobPublicRoutes:
             return error(404, NO_BOOK)
         return token_id
 
-    async def _batch(self, request: web.Request) -> list[dict] | web.Response:
+    async def _batch(self, request: web.Request) -> list[dict[str, Any]] | web.Response:
         try:
             body = json.loads(await request.text())
         except ValueError:

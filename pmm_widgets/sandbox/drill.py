@@ -1,7 +1,7 @@
 """Fault drills: `pmm run live` as a separate process against an in-process sandbox whose fault
 knobs change on a schedule, and the ground-truth audit afterwards (issue 17).
 
-Why here: the fault suite test (`tests/live/test_live_faults.py`, short phases, in CI) and the
+Why here: the fault suite test (`tests/execution/test_live_faults.py`, short phases, in CI) and the
 soak benchmark (`bench/bench_soak_faults.py`, every knob cycling for up to 30 minutes with
 SIGKILLs) drive the same process the same way and must judge it by the same rules:
 - no duplicate order: every order the venue ever held for our account is one DB order row (by

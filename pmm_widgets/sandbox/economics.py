@@ -60,8 +60,8 @@ def fee_units(centi: int, mil: int, bps: int, exponent: int = 1) -> int:
     price in thousandths (half up, minimum 1 unit); 0 when nothing is charged."""
     if bps <= 0 or centi <= 0 or not 0 < mil < 1000:
         return 0
-    num = centi * bps * (mil * (1000 - mil)) ** exponent
-    den = 10 ** (6 * exponent + 1)
+    num: int = centi * bps * (mil * (1000 - mil)) ** exponent
+    den: int = 10 ** (6 * exponent + 1)
     return max(1, (2 * num + den) // (2 * den))
 
 

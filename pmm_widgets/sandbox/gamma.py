@@ -135,7 +135,7 @@ class GammaRoutes:
         app.router.add_get("/markets/slug/{slug}", self.by_slug)
         app.router.add_get("/markets/{id}", self.by_id)
 
-    def _select(self, q: Any) -> list[dict] | web.Response:
+    def _select(self, q: Any) -> list[dict[str, Any]] | web.Response:
         """Filter and sort by the query (shared by both list endpoints)."""
         objs = self.sim.gamma_markets()
         closed = _bool_param(q.get("closed"))

@@ -38,7 +38,7 @@ class _Conn:
         self.custom = False
         self.queue: deque[tuple[float, str]] = deque()
         self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.closed = False
 
     def push(self, frame: str) -> None:

@@ -95,7 +95,7 @@ class Sandbox:
         self._tick_hooks: list[Callable[[], Any]] = []
         self.ws_closers: list[Callable[[], Any]] = []  # extensions' "drop all my websockets" callbacks
         self._runners: list[web.AppRunner] = []
-        self._clock: asyncio.Task | None = None
+        self._clock: asyncio.Task[None] | None = None
         self.paused = False  # True: the simulated market stands still (account actions still apply)
         self.gamma_url = ""
         self.clob_url = ""
@@ -132,7 +132,8 @@ class Sandbox:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         self._runners.append(runner)
-        return runner.addresses[0][1]
+        bound: int = runner.addresses[0][1]
+        return bound
 
     async def stop(self) -> None:
         if self._clock is not None:

@@ -178,10 +178,10 @@ class SimMarket:
     last_trade_mil: int | None = None  # YES terms
     last_trade_side: str = ""  # taker side in YES terms
     volume_traded: float = 0.0  # notional since start
-    trades_24h: deque = field(default_factory=deque)  # [epoch minute, notional]
+    trades_24h: deque[list[float]] = field(default_factory=deque)  # [epoch minute, notional]
     book_ts_ms: int = 0
     version: int = 0
-    changed: set = field(default_factory=set)  # {(is_bid, mil)} since last event flush
+    changed: set[tuple[bool, int]] = field(default_factory=set)  # {(is_bid, mil)} since last event flush
     # venue economics (sandbox/economics.py assigns them) and resolution
     fees_enabled: bool = False
     fee: FeeSchedule = NO_FEES
@@ -205,6 +205,12 @@ class SimMarket:
         return self.ask_px[0] if self.ask_px else None
 
 
+# what the trading half hears about an account: ("order", SimOrder, kind) or ("trade", SimTrade)
+AccountEvent = tuple[Any, ...]
+# per market index: (market, old best bid, old best ask, old tick, prints (price mil, size centi, buy))
+PendingEvents = tuple[SimMarket, int | None, int | None, int, list[tuple[int, int, bool]]]
+
+
 @dataclass(frozen=True, slots=True)
 class SimEvent:
     """One market-channel event: the assets it concerns, whether it is a custom-feature event,
@@ -212,7 +218,7 @@ class SimEvent:
 
     assets: tuple[str, ...]
     custom: bool
-    payload: dict
+    payload: dict[str, Any]
 
 
 def _token_id(rnd: random.Random) -> str:
@@ -248,13 +254,13 @@ class Simulator:
         self._orders: dict[str, tuple[SimMarket, bool, int, _Rest]] = {}  # account id -> (m, is_bid, mil, rest)
         self._all_account: dict[str, SimOrder] = {}
         self._account_trades: dict[str, list[SimTrade]] = {}
-        self._listeners: list[Callable[[tuple], None]] = []
-        self._public: deque[dict] = deque(maxlen=PUBLIC_TRADES_KEPT)
-        self._history: dict[str, deque] = {}  # condition id -> deque[(t, yes prob)]
+        self._listeners: list[Callable[[AccountEvent], None]] = []
+        self._public: deque[dict[str, Any]] = deque(maxlen=PUBLIC_TRADES_KEPT)
+        self._history: dict[str, deque[tuple[int, float]]] = {}  # condition id -> deque[(t, yes prob)]
         self._next_hist = self._t
         self._trade_seq = 0
         self._hash_cache: dict[str, tuple[int, str, str]] = {}
-        self._pending_events: dict[int, tuple] = {}  # market index -> (m, old bb, old ba, old tick, prints)
+        self._pending_events: dict[int, PendingEvents] = {}  # market index -> (m, old bb, old ba, old tick, prints)
         self._build(markets)
         self.econ = VenueEconomics(self, seed)
         self.econ.assign_terms(self.markets)
@@ -645,7 +651,7 @@ class Simulator:
     def token(self, token_id: str) -> tuple[SimMarket, bool] | None:
         return self.by_token.get(token_id)
 
-    def _levels(self, m: SimMarket, is_yes: bool) -> tuple[list[dict], list[dict]]:
+    def _levels(self, m: SimMarket, is_yes: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Wire levels, best last: bids ascending, asks descending."""
         if is_yes:
             bids = [{"price": _PSTR[p], "size": size_str(m.bid_tot[p])} for p in m.bid_px]
@@ -655,7 +661,7 @@ class Simulator:
             asks = [{"price": _PSTR[1000 - p], "size": size_str(m.bid_tot[p])} for p in m.bid_px]
         return bids, asks
 
-    def _book_dict(self, m: SimMarket, is_yes: bool, h: str) -> dict:
+    def _book_dict(self, m: SimMarket, is_yes: bool, h: str) -> dict[str, Any]:
         bids, asks = self._levels(m, is_yes)
         lt = m.last_trade_mil
         return {
@@ -702,20 +708,20 @@ class Simulator:
             mos, tick, nr, "" if lt is None else P[1000 - lt])
         return hashlib.sha1(y.encode()).hexdigest(), hashlib.sha1(n.encode()).hexdigest()
 
-    def _book_event(self, m: SimMarket, is_yes: bool) -> dict:
+    def _book_event(self, m: SimMarket, is_yes: bool) -> dict[str, Any]:
         b = self._book_dict(m, is_yes, self._hash(m, is_yes))
         return {"event_type": "book", "market": b["market"], "asset_id": b["asset_id"], "timestamp": b["timestamp"],
                 "hash": b["hash"], "bids": b["bids"], "asks": b["asks"], "tick_size": b["tick_size"],
                 "last_trade_price": b["last_trade_price"]}
 
-    def book_event(self, token_id: str) -> dict | None:
+    def book_event(self, token_id: str) -> dict[str, Any] | None:
         """The market-channel `book` message for a token now (None without an order book)."""
         t = self.by_token.get(token_id)
         if t is None or not t[0].has_book:
             return None
         return self._book_event(*t)
 
-    def book_snapshot(self, token_id: str) -> dict | None:
+    def book_snapshot(self, token_id: str) -> dict[str, Any] | None:
         """The exact GET /book body now; None when the token has no order book (unknown/closed)."""
         t = self.by_token.get(token_id)
         if t is None or not t[0].has_book:
@@ -730,7 +736,7 @@ class Simulator:
         if snap is None:
             return None
 
-        def levels(xs: list[dict]) -> tuple[Level, ...]:
+        def levels(xs: list[dict[str, Any]]) -> tuple[Level, ...]:
             return tuple(Level(Decimal(x["price"]), Decimal(x["size"])) for x in reversed(xs))  # wire: best last
 
         return BookView(token_id, snap["market"], levels(snap["bids"]), levels(snap["asks"]),
@@ -743,7 +749,10 @@ class Simulator:
         bb, ba = m.best_bid_mil, m.best_ask_mil
         if not is_yes:
             bb, ba = (None if ba is None else 1000 - ba), (None if bb is None else 1000 - bb)
-        d = lambda x: None if x is None else Decimal(_PSTR[x])  # noqa: E731
+
+        def d(x: int | None) -> Decimal | None:
+            return None if x is None else Decimal(_PSTR[x])
+
         return d(bb), d(ba)
 
     def mid(self, token_id: str) -> Decimal | None:
@@ -771,13 +780,13 @@ class Simulator:
             return _PSTR[m.last_trade_mil], m.last_trade_side
         return _PSTR[1000 - m.last_trade_mil], ("SELL" if m.last_trade_side == "BUY" else "BUY")
 
-    def public_trades(self, since: float = 0) -> list[dict]:
+    def public_trades(self, since: float = 0) -> list[dict[str, Any]]:
         """Trade prints (`last_trade_price` payloads) strictly after `since` (epoch s), so that
         polling with the previous poll's time never returns a print twice."""
         lo = int(round(since * 1000))
         return [p for p in self._public if int(p["timestamp"]) > lo]
 
-    def price_history(self, token_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
+    def price_history(self, token_id: str, start: float | None = None, end: float | None = None) -> list[dict[str, Any]]:
         m, is_yes = self.by_token[token_id]
         out = []
         for t, p in self._history[m.condition_id]:
@@ -795,7 +804,7 @@ class Simulator:
             q.popleft()
         return m.volume24_base * max(0.0, 1 - elapsed / 86400) + sum(n for _, n in q)
 
-    def gamma_markets(self) -> list[dict]:
+    def gamma_markets(self) -> list[dict[str, Any]]:
         """Every market object exactly as Gamma serves it (closed / not accepting included)."""
         from .gamma import gamma_object
 
@@ -826,10 +835,10 @@ class Simulator:
         }
 
     # ------------------------------------------------------------------ account trading hooks
-    def add_account_listener(self, fn: Callable[[tuple], None]) -> None:
+    def add_account_listener(self, fn: Callable[[AccountEvent], None]) -> None:
         self._listeners.append(fn)
 
-    def _notify(self, ev: tuple) -> None:
+    def _notify(self, ev: AccountEvent) -> None:
         """A failing listener is logged, never allowed to break matching half-way."""
         for fn in self._listeners:
             try:

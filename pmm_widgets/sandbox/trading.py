@@ -46,7 +46,7 @@ from .auth_crypto import (
     recover_clob_auth,
 )
 from .clob_rest import PUSD_ADDRESS
-from .simulator import SimOrder, SimReject, SimTrade
+from .simulator import AccountEvent, SimOrder, SimReject, SimTrade
 
 if TYPE_CHECKING:
     from .server import Sandbox
@@ -127,7 +127,7 @@ class _TradeRec:
     trade_id: str
     owner: str
     sim: SimTrade
-    payload: dict
+    payload: dict[str, Any]
     fail: bool
     history: list[str] = field(default_factory=list)
 
@@ -141,7 +141,7 @@ class _UserConn:
         self.api_key: str | None = None
         self.markets: set[str] | None = None  # None: every market
         self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.closed = False
 
     def wants(self, api_key: str, market: str) -> bool:
@@ -208,7 +208,7 @@ class TradingVenue:
         r.add_get("/rebates/current", self.rebates_current)
 
     # ------------------------------------------------------------------ ground truth for tests
-    def account_fills(self, api_key: str) -> list[dict]:
+    def account_fills(self, api_key: str) -> list[dict[str, Any]]:
         """Every fill of an API key's orders: wire trade id, order id, token, side, price, size,
         current status and the status history."""
         out = []
@@ -300,7 +300,7 @@ class TradingVenue:
         return web.json_response({"apiKeys": [k for k, v in self.keys.items() if v.address == c.address]})
 
     # ------------------------------------------------------------------ orders
-    def _order_json(self, so: SimOrder) -> dict:
+    def _order_json(self, so: SimOrder) -> dict[str, Any]:
         meta = self._meta.get(so.order_id)
         m = self.sim.by_condition[so.condition_id]
         return {
@@ -312,7 +312,7 @@ class TradingVenue:
             "associate_trades": list(meta.trade_ids) if meta else [], "created_at": int(so.created_ts),
         }
 
-    def _verify_order(self, c: SandboxCreds, item: Any) -> tuple[str, dict] | str:
+    def _verify_order(self, c: SandboxCreds, item: Any) -> tuple[str, dict[str, Any]] | str:
         """(order id, parsed fields) of a well-formed, correctly signed order, or the error text."""
         if not isinstance(item, dict) or not isinstance(item.get("order"), dict):
             return "Invalid order payload"
@@ -348,7 +348,7 @@ class TradingVenue:
                      "maker": str(o["maker"]), "expiration": str(o.get("expiration", "0")),
                      "order_type": str(item.get("orderType", "GTC")).upper(), "post_only": bool(item.get("postOnly"))}
 
-    def _place(self, c: SandboxCreds, oid: str, f: dict) -> dict:
+    def _place(self, c: SandboxCreds, oid: str, f: dict[str, Any]) -> dict[str, Any]:
         """Place one verified order; the order response (success or the error in errorMsg)."""
         base = {"orderID": oid, "makingAmount": "", "takingAmount": "", "tradeIDs": [], "transactionsHashes": []}
         if f["side"] is Side.SELL:
@@ -427,7 +427,7 @@ class TradingVenue:
                 out.append(self._place(c, *v))
         return web.json_response(out)
 
-    def _cancel_ids(self, c: SandboxCreds, ids: list[str]) -> dict:
+    def _cancel_ids(self, c: SandboxCreds, ids: list[str]) -> dict[str, Any]:
         canceled, not_canceled = [], {}
         for oid in ids:
             so = self.sim.get_order(oid)
@@ -474,7 +474,7 @@ class TradingVenue:
         return web.json_response({"canceled": ids, "not_canceled": {}})
 
     # ------------------------------------------------------------------ account data
-    def _page(self, request: web.Request, rows: list[dict]) -> web.Response:
+    def _page(self, request: web.Request, rows: list[dict[str, Any]]) -> web.Response:
         off = _decode_cursor(request.query.get("next_cursor"))
         if off is None:
             return _err(400, "invalid next_cursor")
@@ -635,7 +635,7 @@ class TradingVenue:
         return address
 
     # ------------------------------------------------------------------ account events
-    def _on_account(self, ev: tuple) -> None:
+    def _on_account(self, ev: AccountEvent) -> None:
         if ev[0] == "order":
             so, kind = ev[1], ev[2]
             self._push(so.owner, so.condition_id, self._order_event(so, kind))
@@ -644,7 +644,7 @@ class TradingVenue:
         elif ev[0] == "resolved":
             self._on_resolved(ev[1])
 
-    def _order_event(self, so: SimOrder, kind: str) -> dict:
+    def _order_event(self, so: SimOrder, kind: str) -> dict[str, Any]:
         j = self._order_json(so)
         meta = self._meta.get(so.order_id)
         return {"event_type": "order", "type": kind, "id": so.order_id, "owner": so.owner, "order_owner": so.owner,
@@ -662,7 +662,10 @@ class TradingVenue:
         addr = meta.maker_address if meta else ""
         if meta is not None:
             meta.trade_ids.append(tid)
-        outcome = lambda tok: "Yes" if tok == m.yes_token_id else "No"  # noqa: E731
+
+        def outcome(tok: str) -> str:
+            return "Yes" if tok == m.yes_token_id else "No"
+
         taker_bps = str(m.fee_bps)  # the operator's fee at match: takers pay it
         maker_bps = "0" if m.fee.taker_only else taker_bps
         q = _dec(t.size)
@@ -736,7 +739,7 @@ class TradingVenue:
             self._push(rec.owner, rec.sim.condition_id, dict(p))
 
     @staticmethod
-    def _rest_trade(p: dict) -> dict:
+    def _rest_trade(p: dict[str, Any]) -> dict[str, Any]:
         """REST /data/trades spells the match time `match_time` and has no event fields."""
         r = {k: v for k, v in p.items() if k not in ("event_type", "type", "matchtime", "timestamp")}
         r["match_time"] = p["matchtime"]
@@ -756,7 +759,7 @@ class TradingVenue:
                 self._abort(c)
 
     # ------------------------------------------------------------------ user websocket
-    def _push(self, api_key: str, market: str, event: dict) -> None:
+    def _push(self, api_key: str, market: str, event: dict[str, Any]) -> None:
         frame = None
         for c in self._conns:
             if c.wants(api_key, market):

@@ -24,7 +24,7 @@ def _rows(engine: Engine, stmt: Executable) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def load_calibration(engine: Engine) -> dict[str, dict]:
+def load_calibration(engine: Engine) -> dict[str, dict[str, Any]]:
     """Per-market calibration state (`market` -> `state_json`), to resume where the last run left."""
     t = schema.market_calibration
     return {r["market"]: dict(r["state_json"] or {}) for r in _rows(engine, select(t.c.market, t.c.state_json))}

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Decision, MarketContext, book_top
+from .base import Decision, MarketContext
 
 
 def as_quotes(ctx: MarketContext) -> tuple[float, float, float]:
@@ -72,5 +72,5 @@ class AvellanedaStoikov:
         return Decision(ctx.quotes(r - half, r + half))
 
     def decision_key(self, ctx: MarketContext) -> object:
-        # fair_micro (tops), var_rate (sigma), time to end, calibration; changes with time near an end date
-        return (book_top(ctx.yes), book_top(ctx.no), ctx.sigma, ctx.vol_horizon_sec, ctx.time_to_end_sec, ctx.calib_mult)
+        r, half, _ = as_quotes(ctx)  # `decide` is `ctx.quotes` of these: its ticks decide it
+        return ctx.quote_ticks(r - half, r + half)

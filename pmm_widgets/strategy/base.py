@@ -135,13 +135,19 @@ class MarketContext:
     def quotes(self, bid: float | Decimal | None, ask: float | Decimal | None,
                size: Decimal | None = None) -> tuple[Quote, ...]:
         """YES-space bid/ask prices → token orders (see the module docstring). None: no quote on that side."""
+        bid_t, ask_t = self.quote_ticks(bid, ask)
+        return tuple(token_quotes(self.market, self.yes, self.no, self.params, self.inventory, self.tick,
+                                  self.bid_ticks, self.ask_ticks, bid_t, ask_t, size))
+
+    def quote_ticks(self, bid: float | Decimal | None, ask: float | Decimal | None) -> tuple[int | None, int | None]:
+        """`quotes`' YES-space prices in integer ticks (bid down, ask up; the ask above the bid),
+        before the band and post-only caps: what a `decision_key` of a strategy using `quotes` can return."""
         tf = self.tf
         bid_t = None if bid is None else math.floor(float(bid) / tf + 1e-9)
         ask_t = None if ask is None else math.ceil(float(ask) / tf - 1e-9)
         if bid_t is not None and ask_t is not None and ask_t <= bid_t:
             ask_t = bid_t + 1
-        return tuple(token_quotes(self.market, self.yes, self.no, self.params, self.inventory, self.tick,
-                                  self.bid_ticks, self.ask_ticks, bid_t, ask_t, size))
+        return bid_t, ask_t
 
     def inventory_fraction(self) -> float:
         """Net YES-equivalent position as a fraction of `max_inventory_shares`, clipped to [−1, 1]."""
@@ -160,9 +166,9 @@ class Decision:
     events: tuple[str, ...] = ()  # messages recorded as `events` rows (kind strategy_regime)
 
 
-def book_top(v: BookView) -> tuple[object, ...]:
-    """What a decision reads of a book's top: best levels (price and size), tick, min size, flags."""
-    return (v.bids[0] if v.bids else None, v.asks[0] if v.asks else None, v.tick_size, v.stale, v.crossed)
+def book_flags(ctx: MarketContext) -> tuple[bool, bool, bool, bool]:
+    """Both books' stale / crossed flags (the seed's `is_quotable` reads them)."""
+    return (ctx.yes.stale, ctx.yes.crossed, ctx.no.stale, ctx.no.crossed)
 
 
 def book_levels(v: BookView, k: int | None = None) -> tuple[object, ...]:

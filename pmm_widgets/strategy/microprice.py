@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .base import Decision, MarketContext, book_levels
+from .base import Decision, MarketContext
 
 MIN_MARKOUTS = 3
 MAX_TOX_TICKS = 5.0
@@ -54,13 +54,15 @@ class Microprice:
     name = "microprice"
 
     def decide(self, ctx: MarketContext, state: object | None) -> Decision:
+        return Decision(ctx.quotes(*self._prices(ctx)))
+
+    def _prices(self, ctx: MarketContext) -> tuple[float, float]:
         p = ctx.params
         fair = imbalance_fair(ctx)
         base = max(ctx.sigma, ctx.half_spread, ctx.tf)
         h = p.alpha * ctx.calib_mult * base * (1.0 + p.micro_toxicity_mult * toxicity_ticks(ctx))
         shift = p.skew * h * ctx.inventory_fraction()
-        return Decision(ctx.quotes(fair - h - shift, fair + h - shift))
+        return fair - h - shift, fair + h - shift
 
     def decision_key(self, ctx: MarketContext) -> object:
-        k = ctx.params.micro_levels
-        return (book_levels(ctx.yes, k), book_levels(ctx.no, k), ctx.sigma, ctx.calib_mult, toxicity_ticks(ctx))
+        return ctx.quote_ticks(*self._prices(ctx))  # `decide` is `ctx.quotes` of these prices

@@ -149,8 +149,15 @@ def make_quotes(
     b, a = effective_touch(yes, no, tick)
     if b is None or a is None or b >= a:
         return []
-    tf = float(tick)
+    bid_t, ask_t = spread_ticks(market, yes, no, params, inventory, calib_mult, vol, tick, b, a)
+    return token_quotes(market, yes, no, params, inventory, tick, b, a, bid_t, ask_t)
 
+
+def spread_ticks(market: Market, yes: BookView, no: BookView, params: Params, inventory: Inventory,
+                 calib_mult: float, vol: Mapping[str, float], tick: Decimal, b: int, a: int) -> tuple[int, int]:
+    """`make_quotes`' YES-space bid and ask in integer ticks, before the band and post-only caps
+    (`token_quotes`): all of its decision that depends on the books' sizes, vol and calibration."""
+    tf = float(tick)
     fair = fair_yes(yes, no, b, a, tick)
     vol_term = max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0))
     base = max(vol_term, (a - b) * tf / 2.0, tf)
@@ -163,7 +170,7 @@ def make_quotes(
     ask_t = math.ceil((fair + h - shift) / tf - 1e-9)
     if ask_t <= bid_t:
         ask_t = bid_t + 1
-    return token_quotes(market, yes, no, params, inventory, tick, b, a, bid_t, ask_t)
+    return bid_t, ask_t
 
 
 def token_quotes(

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from .base import Decision, MarketContext, book_top
-from .quoting import make_quotes
+from .base import Decision, MarketContext, book_flags
+from .quoting import make_quotes, spread_ticks
 
 
 class SpreadStrategy:
@@ -22,11 +22,7 @@ class SpreadStrategy:
 
 
 def spread_key(ctx: MarketContext) -> tuple[object, ...]:
-    """What `make_quotes` reads besides the cycle's own key: both books' tops, the calibration
-    multiplier and its spread base max(vol, book half-spread, tick) (vol below the book's
-    half-spread does not move the quotes)."""
-    m = ctx.market
-    tf = ctx.tf
-    vol_term = max(ctx.vol.get(m.yes_token_id, 0.0), ctx.vol.get(m.no_token_id, 0.0))
-    base = max(vol_term, (ctx.ask_ticks - ctx.bid_ticks) * tf / 2.0, tf)
-    return (book_top(ctx.yes), book_top(ctx.no), ctx.calib_mult, base)
+    """`make_quotes` = `token_quotes` over `spread_ticks`: with the cycle's own key (market,
+    params, inventory, tick, touch, min sizes) the integer ticks and the book flags decide it."""
+    return (book_flags(ctx), spread_ticks(ctx.market, ctx.yes, ctx.no, ctx.params, ctx.inventory, ctx.calib_mult,
+                                          ctx.vol, ctx.tick, ctx.bid_ticks, ctx.ask_ticks))

@@ -212,8 +212,8 @@ class ControlPanel:
         self._watch_since = time.time()
         self._deadman_fired = False
         self._streaming = False
-        self._tasks: list[asyncio.Task] = []
-        self._actions: set[asyncio.Task] = set()  # button actions under way (see _spawn)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._actions: set[asyncio.Task[Any]] = set()  # button actions under way (see _spawn)
         self._rendered_table: tuple[object, ...] | None = None
         self._strategy_seen: tuple[str | None, str | None] = (None, None)
         self._msg_expires: float | None = None
@@ -692,11 +692,11 @@ class ControlPanel:
         ends (the loop keeps only weak references), its failure shown at once, awaited by `close`."""
         spawn(coro, f"pmm-ui-{what}", self._actions, self._report_error)
 
-    def _report_task(self, task: asyncio.Task) -> None:
+    def _report_task(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._report_error(task, task.exception())  # type: ignore[arg-type]
 
-    def _report_error(self, task: asyncio.Task, exc: BaseException) -> None:
+    def _report_error(self, task: asyncio.Task[Any], exc: BaseException) -> None:
         from ..errors import describe
 
         what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()

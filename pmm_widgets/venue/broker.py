@@ -200,7 +200,8 @@ class Broker:
 
     @property
     def funder(self) -> str | None:
-        return self._client.builder.funder
+        funder: str | None = self._client.builder.funder
+        return funder
 
     @property
     def can_sign(self) -> bool:
@@ -350,7 +351,8 @@ class Broker:
         cfg = get_contract_config(self.chain_id)
         exchange = cfg.neg_risk_exchange_v2 if neg_risk else cfg.exchange_v2
         b = ExchangeOrderBuilderV2(exchange, self.chain_id, self._client.signer)
-        return b.build_order_hash(b.build_order_typed_data(order))
+        order_hash: str = b.build_order_hash(b.build_order_typed_data(order))
+        return order_hash
 
     async def post_orders(self, items: Sequence[tuple[Quote, Decimal, bool]], dry_run: bool = False) -> list[PlaceResult]:
         """Sign each (quote, tick size, neg-risk) as a post-only GTC limit order and post them in
@@ -393,7 +395,7 @@ class Broker:
             pending = {k: v for k, v in enumerate(signed) if not isinstance(v, PlaceResult)}
             if pending:
 
-                async def post(orders: list[Any]) -> list[dict]:
+                async def post(orders: list[Any]) -> list[dict[str, Any]]:
                     def work() -> Any:
                         return self._client.post_orders(
                             [PostOrdersV2Args(order=o, orderType=OrderType.GTC) for o in orders], post_only=True)
@@ -407,7 +409,7 @@ class Broker:
         return results
 
     async def _post_idempotent(self, orders: dict[int, tuple[Quote, Any, str]],
-                               post: Callable[[list[Any]], Awaitable[list[dict]]]) -> dict[int, PlaceResult]:
+                               post: Callable[[list[Any]], Awaitable[list[dict[str, Any]]]]) -> dict[int, PlaceResult]:
         """Post signed orders keyed by position ((quote, signed order, its hash)). A transient
         failure is retried with the *same* signed orders, after checking the venue's open orders
         for their hashes; "Duplicated" on a re-post means an earlier attempt landed. What is still
@@ -474,7 +476,7 @@ class Broker:
         owner = self._client.creds.api_key if self._client.creds else ""
         entry = self._entry
 
-        async def post(bodies: list[dict[str, Any]]) -> list[dict]:
+        async def post(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
             try:
                 return await entry.post(bodies, owner)
             except EntryError as exc:

@@ -36,7 +36,8 @@ class ClobPublic:
 
     async def book(self, token_id: str) -> dict[str, Any]:
         """The GET /book body (bids ascending, asks descending: best last)."""
-        return await self.http.get("/book", {"token_id": token_id})
+        body: dict[str, Any] = await self.http.get("/book", {"token_id": token_id})
+        return body
 
     async def market(self, condition_id: str) -> ClobMarket:
         """The CLOB market object (GET /markets/{condition_id}), decoded: `closed`, `tokens[].winner`.

@@ -67,7 +67,7 @@ class MarketData:
                                  on_trade=self._on_trade, clock=clock, **stream_opts)
         self._book_listeners: list[Callable[[BookView], None]] = []
         self._trade_listeners: list[Callable[[PublicTrade], None]] = []
-        self._record_task: asyncio.Task | None = None
+        self._record_task: asyncio.Task[None] | None = None
         self.rows_recorded = 0
         self.recorder = stream_opts.get("recorder")
         self._next_checkpoint = 0.0

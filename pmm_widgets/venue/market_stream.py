@@ -99,7 +99,7 @@ class _Conn:
         self.n = n
         self.assets: set[str] = set()
         self.ws: ClientConnection | None = None
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.last_pong = 0.0  # monotonic time of the last frame of any kind (liveness)
         self.stopping = False
         self.last_resync = 0.0  # monotonic time of the last connection-wide resync for a bad frame
@@ -141,7 +141,7 @@ class MarketStream:
         self._pending: set[str] = set()  # tokens to reload from REST
         self._resync_evt = asyncio.Event()
         self._last_rest: dict[str, float] = {}
-        self._resync_task: asyncio.Task | None = None
+        self._resync_task: asyncio.Task[None] | None = None
         self._closed = False
         self._next_conn = 0
         self._rnd = random.Random()

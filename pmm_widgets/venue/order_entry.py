@@ -4,7 +4,7 @@ Why our own path beside the SDK: py-clob-client-v2 is synchronous, so `Broker` r
 worker thread and a requote of 100 orders is seven `POST /orders` plus one `DELETE /orders`
 one after another (8 round trips, ~360 ms at 30 ms each, plus ~4 ms of signing per order on the
 pure-Python path). Here the orders are signed by `venue.signer.OrderSigner` (byte-identical to
-the SDK, `tests/live/test_signer.py`) in a worker thread, each batch of 15 is posted as soon as
+the SDK, `tests/venue/test_signer.py`) in a worker thread, each batch of 15 is posted as soon as
 it is signed, and all batches and the cancel of one requote are in flight together over one
 `httpx.AsyncClient` (HTTP/2 to an https venue: one connection multiplexed; plain http, e.g. the
 loopback sandbox: a small keep-alive pool). The request bodies and L2 headers are built exactly
@@ -134,14 +134,14 @@ class OrderEntry:
                              uncertain=status is None or status >= 500)
         return data
 
-    async def post(self, orders: list[dict[str, Any]], owner: str, post_only: bool = True) -> list[dict]:
+    async def post(self, orders: list[dict[str, Any]], owner: str, post_only: bool = True) -> list[dict[str, Any]]:
         """One POST /orders of ≤ 15 signed orders (`SignedOrder.body`); the venue's per-order answers."""
         payload = [{"order": o, "owner": owner, "orderType": "GTC", "deferExec": False, "postOnly": post_only}
                    for o in orders]
         res = await self._request("post", "POST", POST_ORDERS, payload, len(orders))
         return res if isinstance(res, list) else []
 
-    async def cancel(self, order_ids: list[str]) -> dict:
+    async def cancel(self, order_ids: list[str]) -> dict[str, Any]:
         """One DELETE /orders: `{"canceled": [...], "not_canceled": {...}}`."""
         res = await self._request("cancel", "DELETE", CANCEL_ORDERS, order_ids, len(order_ids))
         return res if isinstance(res, dict) else {}

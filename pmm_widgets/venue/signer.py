@@ -24,7 +24,7 @@ shared notes and the SDK disagree the SDK wins):
 - the order id the venue answers with = the EIP-712 digest (`build_order_hash`), for all types;
 - salt `int(random() * now_ms)` and timestamp `now_ms` as strings, like `generate_order_salt`.
 Only V2 (domain version "2") is built: V1 orders no longer work, and V3 (position_id) is not
-used by this project. `tests/live/test_signer.py` proves byte identity with the SDK.
+used by this project. `tests/venue/test_signer.py` proves byte identity with the SDK.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ try:
     def keccak(data: bytes) -> bytes:
         return _pc_keccak.new(digest_bits=256, data=data).digest()
 except ImportError:  # pragma: no cover - pycryptodome is an eth-account dependency
-    from eth_utils import keccak as _eu_keccak
+    from eth_utils.crypto import keccak as _eu_keccak
 
     def keccak(data: bytes) -> bytes:
         return bytes(_eu_keccak(data))
@@ -116,7 +116,7 @@ class OrderSigner:
     def __init__(self, private_key: str, chain_id: int, signature_type: int = 0, funder: str | None = None,
                  salt: Callable[[], int] = default_salt) -> None:
         import coincurve
-        from eth_utils import to_checksum_address
+        from eth_utils.address import to_checksum_address
         from py_clob_client_v2.config import get_contract_config
 
         if signature_type not in (0, 1, 2, 3):

@@ -86,7 +86,7 @@ class UserStream:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self._ws: ClientConnection | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0
@@ -94,7 +94,7 @@ class UserStream:
         self.last_message_ts = 0.0
         self.down_since: float | None = time.time()
         self._connects = 0
-        self._side_tasks: set[asyncio.Task] = set()  # reconciles on (re)connect: owned, errors logged
+        self._side_tasks: set[asyncio.Task[Any]] = set()  # reconciles on (re)connect: owned, errors logged
         self._last_log = 0.0
 
     # ------------------------------------------------------------------ public
@@ -154,7 +154,7 @@ class UserStream:
             await self._ws.close()
 
     # ------------------------------------------------------------------ internals
-    async def _send(self, msg: dict) -> None:
+    async def _send(self, msg: dict[str, Any]) -> None:
         ws = self._ws
         if ws is None or not self._connected.is_set():
             return  # the next (re)connect subscribes with the current set

@@ -446,7 +446,7 @@ def _events(data: Any, typ: Any, known: frozenset[str], what: str) -> DecodedFra
     return DecodedFrame(out)
 
 
-def _decode_frame(frame: str | bytes, fast: msgspec.json.Decoder, typ: Any, known: frozenset[str],
+def _decode_frame(frame: str | bytes, fast: msgspec.json.Decoder[Any], typ: Any, known: frozenset[str],
                   what: str) -> DecodedFrame:
     if _bracket_count(frame) < safejson.MAX_DEPTH:
         try:

@@ -7,8 +7,9 @@ sizes, deep levels only, stale, crossed), time steps from 0.5 s to several minut
 decay, calibration updates, an end date passing, anomaly cool-downs), parameter changes (α, skew,
 band, pause, a total-inventory limit that binds across markets, requote threshold), per-market
 strategies and overrides (spread, as, microprice, regime, rewards), safety holds and fills. After
-every cycle the two must agree on the report, the resting orders, the snapshot and every row
-written (orders, trades, events, pnl, markouts, calibration).
+every cycle the two must agree on the report, the decisions (every market's wanted quotes after
+risk), the resting orders, the snapshot and every row written (orders, trades, events, pnl,
+markouts, calibration).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pmm_widgets.store.sink import MemorySink
 D = Decimal
 T0 = 1_700_000_000.0
 N_MARKETS = 5
-TOPS = [(100, 107), (6, 900), (900, 6), (300, 40), (40, 300)]  # (YES best bid size, best ask size)
+TOPS = [(100, 107), (6, 900), (900, 6), (300, 40), (40, 300), (100, 300), (300, 100), (50, 950)]  # (YES best bid size, best ask size)
 
 
 def markets() -> list[Market]:
@@ -99,7 +100,7 @@ class Books:
 
 BOOK_OPS = st.sampled_from(["up", "down", "jump", "widen", "top", "deep", "deep", "stale", "crossed"])
 PARAM_CHANGES = st.sampled_from([
-    ("alpha", 1.0), ("alpha", 1.5), ("alpha", 3.0), ("skew", 0.0), ("skew", 0.8),
+    ("alpha", 1.0), ("alpha", 1.5), ("alpha", 2.7), ("skew", 0.0), ("skew", 0.8),
     ("price_band", D("0.05")), ("price_band", D("0.2")), ("quoting_paused", True), ("quoting_paused", False),
     ("max_total_inventory_usd", D("8")), ("max_total_inventory_usd", D("5000")),
     ("max_inventory_shares", D("30")), ("max_inventory_shares", D("500")), ("requote_ticks", 0),
@@ -120,7 +121,7 @@ ID = re.compile(r"pp-[0-9a-z]+-")
 class Side:
     def __init__(self, incremental: bool, ms: list[Market]) -> None:
         self.now = T0
-        self.params = Params(paper_fill_intensity=4.0, calib_min_mult=0.5)
+        self.params = Params(paper_fill_intensity=4.0, calib_min_mult=0.5, alpha=1.3)
         self.sink = MemorySink()
         self.ex = PaperExchange(self.params, self.sink, seed=11, clock=lambda: self.now, session="s")
         self.qc = QuoteCycle(self.params, self.sink, Mode.PAPER, incremental=incremental,
@@ -149,7 +150,7 @@ class Side:
         orders = sorted((o.client_id, o.token_id, o.side.value, str(o.price), str(o.size), str(o.remaining),
                          o.status.value) for o in self.ex.open_orders())
         snap = self.qc.snapshot()
-        return ID.sub("pp-", repr((rep, orders, snap.markets, snap.totals, self.sink.rows)))
+        return ID.sub("pp-", repr((rep, self.qc.wanted, orders, snap.markets, snap.totals, self.sink.rows)))
 
 
 def run_pair(steps: list[dict]) -> tuple[int, int]:
@@ -178,7 +179,7 @@ def run_pair(steps: list[dict]) -> tuple[int, int]:
     return decided, reused
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(STEP, min_size=5, max_size=30))
 def test_incremental_cycle_equals_full_cycle(steps):
     run_pair(steps)

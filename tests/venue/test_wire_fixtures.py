@@ -275,7 +275,7 @@ def test_gamma_fixtures_parse_into_markets_and_terms():
 
 def test_the_sandbox_serves_what_the_decoders_read():
     """The loopback venue's own market-channel events and REST books decode without a refusal
-    (the socket suites in tests/marketdata and tests/live run the same decoders end to end)."""
+    (the socket suites in tests/venue and tests/execution run the same decoders end to end)."""
     from pmm_widgets.sandbox.simulator import Simulator
 
     sim = Simulator(markets=4, seed=3, start_ts=1_786_600_000.0)

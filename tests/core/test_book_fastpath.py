@@ -136,7 +136,7 @@ def _snap(asset: str, bids: list, asks: list, tick: str | None, ts: str | None) 
     return BookSnapshot(asset_id=asset, bids=bids, asks=asks, tick_size=tick, timestamp=ts, hash="s" + asset)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(OPS)
 def test_books_alone_equal_the_reference(ops: list) -> None:
     fast = {a: OrderBook(a, "m", Decimal("0.01")) for a in ASSETS}
@@ -192,7 +192,7 @@ def _frame(op: tuple) -> str:
                        "old_tick_size": "0.01"})
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(OPS)
 def test_stream_frames_give_the_reference_books(ops: list) -> None:
     """The same frames through two streams (fast books vs reference books): same books, same
@@ -241,3 +241,27 @@ def test_slot_built_levels_and_views_equal_the_constructed_ones() -> None:
     assert v == BookView(*args) and hash(v) == hash(BookView(*args)) and type(v) is BookView
     with pytest.raises(AttributeError):
         v.stale = True  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("tick", ["0.01", "0.003", "0.00001", "0.25"])
+def test_any_grid_prices_levels_like_the_reference(tick: str) -> None:
+    """Venue ticks use the grid lists; a junk tick from metadata (finer than 10,001 prices, or one
+    of more than 64 grids) falls back to `_price`: the same levels either way."""
+    import pmm_widgets.book as book_mod
+
+    t = Decimal(tick)
+    prices = [str((t * k).normalize()) for k in (1, 2, 3) if t * k < 1]
+    entries = [PriceChange("A", p, "5", "BUY") for p in prices]
+    for crowded in (False, True):
+        saved = dict(book_mod._GRIDS)
+        try:
+            if crowded:  # 64 other grids already known: this one is not stored
+                book_mod._GRIDS.clear()
+                book_mod._GRIDS.update({Decimal(10) ** -k * 7: book_mod._EMPTY_GRID for k in range(1, 65)})
+            fast, ref = OrderBook("A", "m", t), RefBook("A", "m", t)
+            assert fast.apply_changes(entries) == ref.apply_changes(entries)
+            assert state(fast) == state(ref)
+            assert (t in book_mod._GRIDS) is not crowded
+        finally:
+            book_mod._GRIDS.clear()
+            book_mod._GRIDS.update(saved)

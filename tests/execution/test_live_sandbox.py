@@ -204,6 +204,66 @@ async def test_reconcile_after_crash_leaves_no_orphans_and_no_missing_fills(sb, 
     assert got[unacked][0] in ("CANCELED", "FILLED")
 
 
+async def test_an_unacknowledged_order_that_filled_while_away_keeps_our_client_id(sb, venue, wallet_key, tmp_path,
+                                                                                 closers):
+    """The process died between posting an order and hearing back (its row PENDING, no venue id),
+    and the order then filled completely while nobody listened: it is not open at the venue any
+    more, so only the trade backfill can name it. The fill is ours under our client id and the
+    row is closed FILLED with the venue's id, not "never acknowledged"."""
+    import sqlalchemy as sa
+
+    from pmm_widgets.domain import Side
+
+    db = tmp_path / "live.db"
+    upgrade(f"sqlite:///{db}")
+    settings = make_settings(sb, wallet_key, db)
+    w1 = BatchWriter(f"sqlite:///{db}", flush_sec=0.1).start()
+    closers.append(w1)
+    ex1 = LiveExchange(settings, w1, sb.clob_url, sb.ws_url, heartbeat_sec=0)
+    await ex1.start()
+    api_key = ex1.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 4)
+    ex1.set_markets(markets)
+    await ex1.place(touch_bids(sb, markets))
+    # "SIGKILL" (no cancels), then the venue matches one of our resting bids completely
+    for t in ex1._tasks:
+        t.cancel()
+    await ex1._stream.close()
+    await asyncio.to_thread(ex1.broker.close)
+    w1.close()
+    target = next(o for o in sb.sim.open_orders(api_key) if o.side is Side.BUY)
+    eng = sa.create_engine(f"sqlite:///{db}")
+    with eng.begin() as c:
+        unacked = c.execute(sa.text("SELECT client_id FROM orders WHERE venue_order_id = :v"),
+                            {"v": target.order_id}).scalar()
+        c.execute(sa.text("UPDATE orders SET venue_order_id = NULL, status = 'PENDING' WHERE client_id = :c"),
+                  {"c": unacked})
+    eng.dispose()
+    sb.sim.place_order("someone-else", "0xtaker-1", target.token_id, Side.SELL, target.price,
+                       Decimal(10_000), post_only=False, order_type="FAK")
+    assert sb.sim.get_order(target.order_id).status == "MATCHED"
+    assert target.order_id not in {o.order_id for o in sb.sim.open_orders(api_key)}
+
+    w2 = BatchWriter(f"sqlite:///{db}", flush_sec=0.1).start()
+    closers.append(w2)
+    ex2 = LiveExchange(settings, w2, sb.clob_url, sb.ws_url, heartbeat_sec=0)
+    closers.append(ex2)
+    await ex2.start()
+    await ex2.close()
+    w2.close()
+    eng = sa.create_engine(f"sqlite:///{db}")
+    with eng.connect() as c:
+        row = c.execute(sa.text("SELECT venue_order_id, status, filled, size FROM orders WHERE client_id = :c"),
+                        {"c": unacked}).one()
+        tids = [tid for tid, f in venue_fills(venue, api_key).items() if f["order_id"] == target.order_id]
+        owners = c.execute(sa.text("SELECT DISTINCT order_id FROM trades WHERE trade_id = :t"),
+                           {"t": tids[0]}).scalars().all()
+    eng.dispose()
+    assert row.venue_order_id == target.order_id and row.status == "FILLED", tuple(row)
+    assert Decimal(str(row.filled)) == Decimal(str(row.size))
+    assert owners == [unacked]
+
+
 async def test_user_stream_drop_cancels_all_within_limit(sb, venue, wallet_key, closers):
     ex, api_key, markets = await start_quoting(sb, wallet_key, closers, 2, disconnect_cancel_sec=1.0)
     assert sb.sim.open_orders(api_key)
@@ -216,7 +276,10 @@ async def test_user_stream_drop_cancels_all_within_limit(sb, venue, wallet_key, 
     assert ok and elapsed <= 2.0 + 0.3, elapsed
     # the venue holds nothing once it ran the cancel-all; our side counts it when the answer is
     # back (a moment later on a loaded machine: waited for, bounded)
-    assert ex.health().halted and await wait_for(lambda: ex.disconnect_cancels == 1, 1.0), ex.disconnect_cancels
+    # (halted is set before the cancel-all; a cancel-all the venue did but whose answer timed out
+    # on a loaded machine un-halts for one watchdog round and is sent again: waited for, bounded)
+    assert await wait_for(lambda: ex.health().halted is not None and ex.disconnect_cancels >= 1, 2.0), \
+        (ex.health().halted, ex.disconnect_cancels)
     rejected = await ex.place(touch_bids(sb, markets))
     assert all(o.status is OrderStatus.REJECTED for o in rejected)
     venue.user_ws_enabled = True
@@ -246,6 +309,9 @@ async def test_dry_run_posts_nothing_and_records_intended_orders(sb, venue, wall
 
 async def test_fills_missed_while_the_stream_is_down_are_backfilled(sb, venue, wallet_key, closers):
     sink = MemorySink()
+    # the trades stay MATCHED: a later MINED/CONFIRMED frame on the reconnected stream would also
+    # bring a missed fill (legitimately), so under load it could beat the REST backfill this tests
+    venue.mined_after_sec = venue.confirmed_after_sec = 3600.0
     ex, api_key, _ = await start_quoting(sb, wallet_key, closers, 6, sink, disconnect_cancel_sec=60.0)
     venue.user_ws_enabled = False
     await sb.drop_websockets()
