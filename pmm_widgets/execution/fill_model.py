@@ -137,6 +137,11 @@ class IntensityFillModel:
     def on_cancel(self, order: RestingOrder) -> None:
         self._sim_ts.pop(order.client_id, None)
 
+    def track(self, orders: Sequence[RestingOrder], now: float) -> None:
+        """Start the clock of orders this model has not seen rest (it was switched on after them)."""
+        for o in orders:
+            self._sim_ts.setdefault(o.client_id, now)
+
     def on_book(self, book: BookView, orders: Sequence[RestingOrder], ts: float) -> list[ModelFill]:
         return []
 
@@ -242,6 +247,7 @@ class QueueFillModel:
     def advance(self, now: float, orders: Sequence[RestingOrder], books: Mapping[str, BookView]) -> list[ModelFill]:
         if self._latent is None:
             return []
+        self._latent.track(orders, now)
         return [ModelFill(f.client_id, f.size, f.ts, {**f.raw, "model": self.name, "cause": "latent"})
                 for f in self._latent.advance(now, orders, books)]
 

@@ -299,3 +299,32 @@ def test_paper_latency_comes_from_the_settings_constant_or_a_samples_file(tmp_pa
         with pytest.raises(ConfigError) as e:
             latency_from_settings(Settings(_env_file=None, paper_latency_file=str(bad)))
         assert str(e.value).startswith("PMM_PAPER_LATENCY_FILE=") and why in str(e.value) and "\n" not in str(e.value)
+
+
+async def test_latent_flow_fills_a_queue_order_on_time_and_follows_its_knob():
+    """`PMM_PAPER_LATENT_INTENSITY`: on top of the events, a queue model's order at the public touch
+    fills as a Poisson process (cause `latent`); 0 turns it off, a live change applies at once, and
+    a cancel still in flight is run up to (the order can fill until the cancel lands)."""
+    ex = paper("queue", paper_latent_intensity=0.0)
+    ex.observe_book(book("y0", CM, [("0.45", 100)], [("0.48", 100)]))
+    await ex.place([Quote(CM, "y0", Side.BUY, D("0.45"), D(100))])
+    assert all([await ex.poll(float(t)) == [] for t in range(1, 30)])  # no events, no latent flow: nothing
+    assert not ex.model.time_driven
+    ex.params.paper_latent_intensity = 600.0  # ~10 fills/s at the touch
+    fills = []
+    for k in range(1, 20):
+        fills += await ex.poll(30.0 + k * 0.5)
+    assert fills and all(f.raw["cause"] == "latent" and f.raw["model"] == "queue" for f in fills)
+    assert ex.model.time_driven and isinstance(ex.model, QueueFillModel)
+    # 1 s each way and a 1 s feed: the order rests from 2 s; a cancel sent at 1.5 s lands at 3.5 s, and
+    # the latent flow fills it until then (reported as after the cancel), never later
+    ex2 = paper("prob_queue", ConstantLatency(2000), paper_latent_intensity=1000.0)
+    ex2.observe_book(book("y0", CM, [("0.45", 100)], [("0.48", 100)]))
+    [o] = await ex2.place([Quote(CM, "y0", Side.BUY, D("0.45"), D(100))])
+    assert await ex2.poll(1.5) == []
+    assert await ex2.cancel([o.client_id]) == [o.client_id]
+    late = []
+    for t in (2.0, 2.4, 3.0, 4.0, 6.0):
+        late += await ex2.poll(t)
+    assert late and all(f.raw.get("after_cancel") for f in late)
+    assert 2.0 < min(f.ts for f in late) and max(f.ts for f in late) <= 3.5 + 1e-9
