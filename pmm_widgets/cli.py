@@ -642,8 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def console_main() -> None:
     """The `pmm` command: `main`, then exit with its code (kept against a late signal)."""
-    from pmm_widgets.engine.runner import hold_exit_code
+    from pmm_widgets.engine.runner import as_process_entry, hold_exit_code
 
+    as_process_entry()
     code = main()
     hold_exit_code(code)
     sys.exit(code)

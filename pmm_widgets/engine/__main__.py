@@ -9,7 +9,7 @@ import sys
 from ..config import ConfigError, load_settings
 from ..domain import Mode
 from ..errors import ExitCode
-from .runner import hold_exit_code, run_main
+from .runner import as_process_entry, hold_exit_code, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    as_process_entry()
     code = main()
     hold_exit_code(code)
     sys.exit(code)

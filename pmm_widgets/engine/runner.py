@@ -57,6 +57,18 @@ def confirm_live(settings: Settings, mode: Mode, yes: bool, out: TextIO = sys.st
     return None if answer.strip() == "yes" else "not confirmed"
 
 
+_hold_on_exit = False  # set by a process's own entry point (`pmm`, `python -m pmm_widgets.engine`)
+
+
+def as_process_entry() -> None:
+    """Called by a process's own entry point before it runs: once a run has decided its exit code,
+    a late SIGTERM/SIGINT keeps it (`hold_exit_code`) from the moment the run's own signal handlers
+    go, not only after the interpreter is back in the entry point (closing the loop and its threads
+    can take seconds on a loaded machine). Never called in a host process (tests, notebooks)."""
+    global _hold_on_exit
+    _hold_on_exit = True
+
+
 async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -68,11 +80,15 @@ async def _run(engine: Engine, max_seconds: float | None, out: TextIO) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    code: int = ExitCode.ERROR
     try:
-        return await _run_engine(engine, max_seconds, out, stop, got)
+        code = await _run_engine(engine, max_seconds, out, stop, got)
+        return code
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if _hold_on_exit:  # the run is over (orders cancelled, lease released or never held)
+            hold_exit_code(code)
 
 
 async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, stop: asyncio.Event,

@@ -76,9 +76,11 @@ async def test_c1_lock_longer_than_ttl_never_two_engines_quoting(fast_settings, 
         await asyncio.sleep(0.3)
         b.start()  # B's lease attempt waits behind the lock; it must never quote beside A
         assert await until(lambda: a.state.halted is not None, timeout=ttl)
-        halted_at = time.time()
         assert "lease" in a.state.halted and "HALTED" in (a.state.last_error or "")
-        assert a.runtime.exchange.open_orders() == []  # cancelled while A still held the lease
+        # the halt is shown first, its cancel-all follows at once (after a running cycle, within a
+        # budget of 2/3 TTL): done while A still holds the lease
+        assert await until(lambda: a.runtime.exchange.open_orders() == [], timeout=ttl)
+        halted_at = time.time()
         assert halted_at - lock_start < ttl
         await asyncio.sleep(max(0.0, ttl + 1.5 - (time.time() - lock_start)))  # lock outlives the TTL
     finally:
