@@ -129,9 +129,10 @@ async def test_failed_trade_is_reversed(sb, venue, wallet_key, closers):
     assert len(sink.rows["trades"]) == len(venue.account_fills(api_key))  # the reversal is not a second row
 
 
-async def test_reconcile_after_crash_leaves_no_orphans_and_no_missing_fills(sb, venue, wallet_key, tmp_path,
-                                                                           closers):
-    db = tmp_path / "live.db"
+async def quote_then_die(sb, venue, wallet_key, db, closers, n_markets: int, fills_first: bool):
+    """A live exchange on a fresh DB quotes at the touch of `n_markets` markets (waiting for a
+    first fill if `fills_first`), then "SIGKILL": it vanishes without cancelling; what it wrote so
+    far is in the DB. Returns (settings, api_key)."""
     upgrade(f"sqlite:///{db}")
     settings = make_settings(sb, wallet_key, db)
     w1 = BatchWriter(f"sqlite:///{db}", flush_sec=0.1).start()
@@ -139,17 +140,24 @@ async def test_reconcile_after_crash_leaves_no_orphans_and_no_missing_fills(sb, 
     ex1 = LiveExchange(settings, w1, sb.clob_url, sb.ws_url, heartbeat_sec=0)
     await ex1.start()
     api_key = ex1.broker.creds.api_key.get_secret_value()
-    markets = active_markets(sb, 6)
+    markets = active_markets(sb, n_markets)
     ex1.set_markets(markets)
     await ex1.place(touch_bids(sb, markets))
-    await wait_for(lambda: len(venue.account_fills(api_key)) >= 1, 15)
-    await asyncio.sleep(0.3)
-    # "SIGKILL": the process vanishes without cancelling; what it wrote so far is in the DB
+    if fills_first:
+        await wait_for(lambda: len(venue.account_fills(api_key)) >= 1, 15)
+        await asyncio.sleep(0.3)
     for t in ex1._tasks:
         t.cancel()
     await ex1._stream.close()
     await asyncio.to_thread(ex1.broker.close)
     w1.close()
+    return settings, api_key
+
+
+async def test_reconcile_after_crash_leaves_no_orphans_and_no_missing_fills(sb, venue, wallet_key, tmp_path,
+                                                                           closers):
+    db = tmp_path / "live.db"
+    settings, api_key = await quote_then_die(sb, venue, wallet_key, db, closers, 6, fills_first=True)
     before = len(venue.account_fills(api_key))
     # orders keep resting and filling while nobody listens
     await wait_for(lambda: len(venue.account_fills(api_key)) > before, 15)
@@ -215,22 +223,8 @@ async def test_an_unacknowledged_order_that_filled_while_away_keeps_our_client_i
     from pmm_widgets.domain import Side
 
     db = tmp_path / "live.db"
-    upgrade(f"sqlite:///{db}")
-    settings = make_settings(sb, wallet_key, db)
-    w1 = BatchWriter(f"sqlite:///{db}", flush_sec=0.1).start()
-    closers.append(w1)
-    ex1 = LiveExchange(settings, w1, sb.clob_url, sb.ws_url, heartbeat_sec=0)
-    await ex1.start()
-    api_key = ex1.broker.creds.api_key.get_secret_value()
-    markets = active_markets(sb, 4)
-    ex1.set_markets(markets)
-    await ex1.place(touch_bids(sb, markets))
     # "SIGKILL" (no cancels), then the venue matches one of our resting bids completely
-    for t in ex1._tasks:
-        t.cancel()
-    await ex1._stream.close()
-    await asyncio.to_thread(ex1.broker.close)
-    w1.close()
+    settings, api_key = await quote_then_die(sb, venue, wallet_key, db, closers, 4, fills_first=False)
     target = next(o for o in sb.sim.open_orders(api_key) if o.side is Side.BUY)
     eng = sa.create_engine(f"sqlite:///{db}")
     with eng.begin() as c:
