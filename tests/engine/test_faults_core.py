@@ -140,9 +140,11 @@ async def test_m2_full_disk_pauses_quoting_and_loses_no_fill(fast_settings, db, 
     with sqlite3.connect(db_url.removeprefix("sqlite:///")) as c:
         disk["pages"] = c.execute("PRAGMA page_count").fetchone()[0]  # the disk is full now
     full_at = time.time()
-    assert await until(lambda: engine.state.halted is not None, timeout=15)
+    # the writer's halt (a loaded machine may see a lease renewal fail on the full disk first:
+    # another correct halt, shown beside it; every active halt is in the one line)
+    assert await until(lambda: "writer" in (engine.state.halted or ""), timeout=15), engine.state.halted
     halted_in = time.time() - full_at
-    assert "writer" in engine.state.halted and "full" in engine.state.halted
+    assert "full" in (engine.state.halted or "")
     assert engine.runtime.exchange.open_orders() == []
     assert "FAULT" in engine.state.writer
     fills_when_full = engine.state.totals.fills
