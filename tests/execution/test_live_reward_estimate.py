@@ -20,7 +20,7 @@ from pmm_widgets.venue.endpoints import Endpoints
 
 pytestmark = pytest.mark.integration
 
-SPEED = 20.0
+SPEED = 10.0  # at 20x (a venue minute every 3 s beside a 1 s refresh) it failed once in 8 runs: see issue 13's note
 MINUTES = 4
 
 
