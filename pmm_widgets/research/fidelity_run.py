@@ -17,11 +17,9 @@ import asyncio
 import contextlib
 import math
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -44,7 +42,7 @@ from ..config import Settings
 from ..domain import BookView, Fill, Mode, OrderStatus, PublicTrade, Quote
 from ..errors import PmmError
 from ..execution.latency_model import write_samples
-from ..venue.endpoints import Endpoints
+from ..venue.endpoints import Endpoints, sandbox_child
 
 if TYPE_CHECKING:
     from ..execution.live import LiveExchange
@@ -149,43 +147,26 @@ def recording_exchange(rec: Recording) -> type[LiveExchange]:
 CATCH_UP_SEC = 30.0  # wall seconds a sped-up sandbox takes to reach the wall clock (see `sandbox_process`)
 
 
-@contextlib.contextmanager
-def sandbox_process(markets: int, seed: int, speed: float) -> Iterator[Endpoints]:
-    """The sandbox venue in its own process (`python -m pmm_widgets.sandbox`): on a shared,
+@contextlib.asynccontextmanager
+async def sandbox_process(settings: Settings) -> AsyncIterator[Endpoints]:
+    """The sandbox venue in its own process (`venue.endpoints.sandbox_child`): on a shared,
     loaded machine the simulator then no longer starves the engine's event loop (or the reverse).
 
     A sped-up sandbox starts its clock in the past, so that it reaches the wall clock only
     `CATCH_UP_SEC` after the start: by then the engine's market stream has accepted its first
     frames and follows the venue's clock as it runs ahead (a first frame already seconds in our
     future would be clamped as suspect, and with it every later one)."""
-    start = time.time() - CATCH_UP_SEC * max(speed - 1.0, 0.0)
-    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(markets), "--seed", str(seed),
-                             "--speed", str(speed), "--start-ts", f"{start:.3f}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        urls: dict[str, str] = {}
-        assert proc.stdout is not None
-        while len(urls) < 3:
-            line = proc.stdout.readline()
-            if not line:
-                raise FidelityError("the sandbox process exited before printing its URLs")
-            if line.startswith("export PMM_"):
-                k, v = line.removeprefix("export ").strip().split("=", 1)
-                urls[k] = v
-        yield Endpoints(urls["PMM_GAMMA_URL"], urls["PMM_CLOB_URL"], urls["PMM_CLOB_WS_URL"], None)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    start = time.time() - CATCH_UP_SEC * max(settings.sandbox_speed - 1.0, 0.0)
+    async with sandbox_child(settings, start_ts=start) as endpoints:
+        yield endpoints
 
 
 def _settings(base: Settings | None, seed: int, markets: int, speed: float, tmp: str, **over: Any) -> Settings:
     """The run's settings: the user's (strategy parameters kept) on a throwaway DB and sandbox."""
     fields: dict[str, Any] = {"venue": "sandbox", "db_url": f"sqlite:///{Path(tmp) / 'fid.db'}", "sandbox_seed": seed,
                               "sandbox_speed": speed, "sandbox_markets": markets + EXTRA_MARKETS,
-                              "universe_size": markets, "quote_refresh_sec": 1.0, "record": "off", **over}
+                              "sandbox_resolve_every_sec": 0.0, "universe_size": markets, "quote_refresh_sec": 1.0,
+                              "record": "off", **over}
     # built anew (validated: a private key becomes a SecretStr), the user's strategy parameters kept
     return Settings(_env_file=None, **{**(base.model_dump() if base is not None else {}), **fields})  # type: ignore[call-arg]
 
@@ -196,24 +177,25 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
     import pmm_widgets.execution.live as live_mod
     from pmm_widgets.engine.core import Engine
 
-    with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + EXTRA_MARKETS, seed, speed) as endpoints:
+    with tempfile.TemporaryDirectory() as tmp:
         settings = _settings(base, seed, markets, speed, tmp, private_key=key)
-        engine = Engine(settings, Mode.LIVE, endpoints=endpoints)
-        rec = Recording([], seconds, speed)
-        orig = live_mod.LiveExchange
-        live_mod.LiveExchange = recording_exchange(rec)  # type: ignore[misc]  # (a class swapped in for the run)
-        try:
-            t0 = time.monotonic()
-            await engine.run(max_seconds=seconds)
-            rec.seconds = time.monotonic() - t0 if rec.seconds <= 0 else rec.seconds
-        finally:
-            live_mod.LiveExchange = orig  # type: ignore[misc]
-        rec.rtt_ms = list(rec.rtt_source)
-        rec.rtt_source = None
-        rec.markets = list(engine.owner.markets)
-        tot = engine.state.totals
-        rec.engine_totals = {"fills": float(tot.fills), "pnl": float(tot.pnl)}
-        return rec
+        async with sandbox_process(settings) as endpoints:
+            engine = Engine(settings, Mode.LIVE, endpoints=endpoints)
+            rec = Recording([], seconds, speed)
+            orig = live_mod.LiveExchange
+            live_mod.LiveExchange = recording_exchange(rec)  # type: ignore[misc]  # (a class swapped in for the run)
+            try:
+                t0 = time.monotonic()
+                await engine.run(max_seconds=seconds)
+                rec.seconds = time.monotonic() - t0 if rec.seconds <= 0 else rec.seconds
+            finally:
+                live_mod.LiveExchange = orig  # type: ignore[misc]
+            rec.rtt_ms = list(rec.rtt_source)
+            rec.rtt_source = None
+            rec.markets = list(engine.owner.markets)
+            tot = engine.state.totals
+            rec.engine_totals = {"fills": float(tot.fills), "pnl": float(tot.pnl)}
+            return rec
 
 
 async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand: Candidate, latency_ms: float,
@@ -221,12 +203,13 @@ async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand:
     """Closed loop: the same engine and seed trading PAPER with the candidate's models."""
     from pmm_widgets.engine.core import Engine
 
-    with tempfile.TemporaryDirectory() as tmp, sandbox_process(markets + EXTRA_MARKETS, seed, speed) as endpoints:
+    with tempfile.TemporaryDirectory() as tmp:
         settings = _settings(base, seed, markets, speed, tmp, paper_fill_model=cand.model, paper_latency_file="",
                              paper_latency_ms=cand.latency_ms if cand.latency_ms is not None else latency_ms,
                              **dict(cand.knobs))
-        engine = Engine(settings, Mode.PAPER, endpoints=endpoints)
-        await engine.run(max_seconds=seconds)
+        async with sandbox_process(settings) as endpoints:
+            engine = Engine(settings, Mode.PAPER, endpoints=endpoints)
+            await engine.run(max_seconds=seconds)
         tot = engine.state.totals
         return {"fills": float(tot.fills), "pnl": float(tot.pnl)}
 

@@ -62,12 +62,15 @@ def sandbox_in_child(settings: Settings) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def sandbox_child(settings: Settings) -> AsyncIterator[Endpoints]:
-    """`python -m pmm_widgets.sandbox` as our child for the duration of the block."""
+async def sandbox_child(settings: Settings, start_ts: float | None = None) -> AsyncIterator[Endpoints]:
+    """`python -m pmm_widgets.sandbox` as our child for the duration of the block (`start_ts`: its
+    simulated clock's start, `--start-ts`)."""
     args = [sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(settings.sandbox_markets),
             "--seed", str(settings.sandbox_seed), "--speed", str(settings.sandbox_speed), "--exit-on-stdin-eof"]
     if settings.sandbox_resolve_every_sec:
         args += ["--resolve-every", str(settings.sandbox_resolve_every_sec)]
+    if start_ts is not None:
+        args += ["--start-ts", f"{start_ts:.3f}"]
     with tempfile.TemporaryFile() as err:
         proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=err)
