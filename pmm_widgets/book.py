@@ -467,8 +467,9 @@ class OrderBook:
                 bids, asks = tuple(bl[:-depth - 1:-1]), tuple(al[:depth])
             else:
                 bids, asks = (), ()
+            bt, at = self._bid_ticks, self._ask_ticks  # `crossed`, read here without the property call
             v = _book_view(self.token_id, self.market, bids, asks, self.tick_size, self.min_order_size, self.ts,
-                           self.venue_ts_ms, False, self.crossed)
+                           self.venue_ts_ms, False, bool(bt) and bool(at) and bt[-1] >= at[0])
             self._view = (self.version, depth, v)
         return replace(v, stale=True) if stale else v
 

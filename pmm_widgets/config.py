@@ -271,6 +271,10 @@ class Settings(ParamFields, BaseSettings):
     paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
     # paper: a file of measured order round trips (ms, one a line); when set, each delay is drawn from it
     paper_latency_file: str = ""
+    # live: where the engine writes the venue's measured order round trips (ms, one a line) when it
+    # stops, in the form PMM_PAPER_LATENCY_FILE reads (the last live run's; "{venue}" becomes the
+    # venue's name, so a sandbox run never overwrites Polymarket's samples; "" = not written)
+    live_rtt_file: str = "./data/live-order-rtt-ms-{venue}.txt"
 
     @field_validator("record", mode="before")
     @classmethod

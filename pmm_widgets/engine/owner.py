@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from ..config import Params, Settings, format_validation_error
 from ..domain import Market, Mode
 from ..events import EventBus, EventKind, Level
+from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
@@ -836,6 +837,20 @@ class OwnerSession:
         finally:
             self._releasing.set()  # also when a step was interrupted: the lease loop ends with the group
 
+    async def _save_round_trips(self, rt: Runtime) -> str:
+        """A live run's measured order round trips to PMM_LIVE_RTT_FILE (after the cancels; for
+        PMM_PAPER_LATENCY_FILE); the stop message's tail. Never raises."""
+        try:
+            target = self.settings.live_rtt_file.replace("{venue}", self.settings.venue.value)
+            saved = await asyncio.to_thread(save_round_trips, rt.exchange, target,
+                                            f"venue {self.settings.venue.value}, saved {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        except Exception as exc:
+            return f"; order round trips not saved ({first_line(exc)})"
+        if saved is None:
+            return ""
+        path, n, med = saved
+        return f"; {n} order round trips (median {med:.0f} ms) saved to {path}"
+
     async def _shutdown_steps(self) -> None:
         rt = self._rt
         cancelled, open_after, err = (0, -1, None) if rt is None else await cancel_and_verify(rt.exchange)
@@ -847,7 +862,9 @@ class OwnerSession:
             self.events.emit(Level.ERROR if not kr.ok else Level.WARNING, EventKind.KILL, kr.message)
         venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
             f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
-        self.events.emit(Level.INFO, EventKind.ENGINE_STOP, f"engine stopped: {cancelled} orders cancelled, {venue_open}")
+        rtts = "" if rt is None else await self._save_round_trips(rt)
+        self.events.emit(Level.INFO, EventKind.ENGINE_STOP,
+                         f"engine stopped: {cancelled} orders cancelled, {venue_open}{rtts}")
         ended = "killed" if self._ctl.kill_requested else "stopped"
         rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
                 for m in self._state().markets]  # no quotes rest any more: the table must not show any

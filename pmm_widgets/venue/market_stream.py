@@ -568,9 +568,12 @@ class MarketStream:
             ts = parse_ts_ms(v)
         except BookError as exc:
             raise BadMessage(str(exc)) from None
-        cap = self._ref_ms(now) + FUTURE_SKEW_MS
-        if ts > cap:
-            return cap, True
+        if ts > self._venue_max_ms + FUTURE_SKEW_MS and ts > int(now * 1000) + FUTURE_SKEW_MS:
+            # only then can it be beyond the cap (`_ref_ms` is the max of those two and the venue
+            # clock's): the venue clock is asked on this path only
+            cap = self._ref_ms(now) + FUTURE_SKEW_MS
+            if ts > cap:
+                return cap, True
         if ts > self._venue_max_ms:
             self._venue_max_ms = ts
         if ts >= self._minute_ms and ts:
