@@ -164,6 +164,8 @@ class MarketStream:
             MarketResolvedEvent: self._on_market_resolved,
         }  # the custom `best_bid_ask` / `new_market` events are decoded and not used
         self.resolutions: deque[MarketResolvedEvent] = deque(maxlen=10_000)  # market_resolved events, oldest first
+        # while a quote cycle holds the books still (`hold`): what was received, in order, with its receive time
+        self._held: deque[tuple[float, _Conn | None, wire.DecodedFrame | list[BookSnapshot]]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -325,8 +327,8 @@ class MarketStream:
     # ------------------------------------------------------------------ frames
     def handle_frame(self, frame: str | bytes, conn: _Conn | None = None) -> set[str]:
         """Decode (`venue.wire`) and apply one frame (one event or an array); returns the tokens
-        whose book changed. Never raises (one guard around everything): a bad frame or event is
-        counted and logged (throttled)."""
+        whose book changed (none while `hold` defers it). Never raises (one guard around
+        everything): a bad frame or event is counted and logged (throttled)."""
         now = self.clock()
         self.stats.frames += 1
         self.stats.last_message_ts = now
@@ -340,16 +342,73 @@ class MarketStream:
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
                 self.recorder.frame(now, conn.n if conn is not None else -1, text)
             decoded = wire.decode_market_frame(frame)
-            if decoded.error is not None:
-                self._bad(decoded.error, conn)
+            if self._held is not None:  # a quote cycle is deciding: applied after it, in order
+                self._held.append((now, conn, decoded))
                 return touched
-            for ev in decoded.events:
-                self._handle_event(ev, now, touched, conn)
+            self._apply_frame(decoded, now, touched, conn)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: a frame never ends the feed
             self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", conn)
         if touched and self.on_books is not None:
             self.on_books(touched)
         return touched
+
+    def _apply_frame(self, decoded: wire.DecodedFrame, now: float, touched: set[str], conn: _Conn | None) -> None:
+        if decoded.error is not None:
+            self._bad(decoded.error, conn)
+            return
+        for ev in decoded.events:
+            self._handle_event(ev, now, touched, conn)
+
+    # ------------------------------------------------------------------ holding the books still
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def hold(self) -> None:
+        """From now on, frames and REST snapshots are received (recorded, decoded) but not applied
+        until `release`: the books stay as they are while a quote cycle that yields to the event
+        loop decides on them. A replay applies each frame at its receive time, so a frame received
+        during a cycle comes after that cycle's row there too: live and replay apply it after the
+        cycle, with its receive time."""
+        if self._held is None:
+            self._held = deque()
+
+    async def release(self, budget_sec: float = 0.0) -> int:
+        """Apply what was held, oldest first, each with its receive time, then stop holding. Frames
+        arriving meanwhile queue behind (order kept); with `budget_sec` > 0 it yields to the event
+        loop whenever it has held it that long. Cancelled: the rest is applied at once (nothing is
+        lost). Returns the number of items applied."""
+        q = self._held
+        if q is None:
+            return 0
+        n = 0
+        t0 = time.perf_counter()
+        try:
+            while q:
+                self._apply_held(q.popleft())
+                n += 1
+                if budget_sec > 0 and q and time.perf_counter() - t0 >= budget_sec:
+                    await asyncio.sleep(0)
+                    t0 = time.perf_counter()
+        finally:
+            while q:
+                self._apply_held(q.popleft())
+                n += 1
+            self._held = None
+        return n
+
+    def _apply_held(self, item: tuple[float, _Conn | None, wire.DecodedFrame | list[BookSnapshot]]) -> None:
+        now, conn, what = item
+        if isinstance(what, list):  # a REST `/books` answer
+            self.apply_rest(what, now)
+            return
+        touched: set[str] = set()
+        try:
+            self._apply_frame(what, now, touched, conn)
+        except Exception as exc:  # noqa: BLE001 - as in handle_frame: a frame never ends the feed
+            self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", conn)
+        if touched and self.on_books is not None:
+            self.on_books(touched)
 
     def _handle_event(self, ev: Any, now: float, touched: set[str], conn: _Conn | None) -> None:
         self.stats.events += 1
@@ -612,7 +671,8 @@ class MarketStream:
             self._resync_evt.set()
 
     async def resync_now(self, tokens: Iterable[str]) -> set[str]:
-        """Reload these books from REST now; returns the tokens whose book was replaced."""
+        """Reload these books from REST now; returns the tokens whose book was replaced (none
+        while `hold` defers the answer)."""
         tokens = [t for t in tokens if t in self.books]
         if not tokens:
             return set()
@@ -630,6 +690,9 @@ class MarketStream:
         snaps, errors = wire.decode_books(payload)
         for e in errors:
             self._bad(e, None)
+        if self._held is not None:  # a quote cycle is deciding: applied after it (see `hold`)
+            self._held.append((now, None, list(snaps)))
+            return set()
         return self.apply_rest(snaps, now)
 
     def apply_rest(self, snaps: Iterable[BookSnapshot], now: float) -> set[str]:
