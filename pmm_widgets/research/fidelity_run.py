@@ -20,13 +20,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..analytics.fidelity import (
     Candidate,
+    ClockMode,
     Comparison,
     Mids,
     OwnOrders,
@@ -135,13 +136,26 @@ def recording_exchange(rec: Recording) -> type[LiveExchange]:
                 rec.events.append(("cancel", time.time(), [o.client_id]))
             super()._close_order(o, status, reason)
 
-        def _new_fill(self, *a: Any, **kw: Any) -> None:
+        def _new_fill(self, key: str, o: Any, f: Any, ev: Any, *a: Any, **kw: Any) -> None:
             n = len(self._pending)
-            super()._new_fill(*a, **kw)
+            super()._new_fill(key, o, f, ev, *a, **kw)
             t = time.time()
-            rec.live_fills.extend((t, f) for f in self._pending[n:])
+            ms = _event_ms(ev)
+            # the match's venue time to the ms (the fill's `ts` is the event's whole-second
+            # `match_time`; a paper fill carries its print's ms: markouts must start from the same)
+            rec.live_fills.extend((t, replace(x, ts=ms / 1000.0) if ms and math.floor(ms / 1000.0) == math.floor(x.ts)
+                                   else x) for x in self._pending[n:])
 
     return RecordingLiveExchange
+
+
+def _event_ms(ev: Any) -> float | None:
+    """A trade event's venue time in ms (its `timestamp`), when it has one."""
+    v = getattr(ev, "timestamp", None)
+    try:
+        return float(v) if v not in (None, "") and not isinstance(v, bool) else None
+    except (TypeError, ValueError):
+        return None
 
 
 CATCH_UP_SEC = 30.0  # wall seconds a sped-up sandbox takes to reach the wall clock (see `sandbox_process`)
@@ -262,10 +276,10 @@ def _num(x: float) -> float | None:
 
 
 def fit_and_check(recs: dict[int, Recording], fit_seed: int, candidates: list[Candidate] | None = None,
-                  prints: PrintMode = "continue") -> FitResult:
+                  prints: PrintMode = "level", clock: ClockMode = "venue") -> FitResult:
     """Fit on `fit_seed` only; report the best and the seed's default on every other seed (each
     recording seen as a paper engine would have seen that market: `without_own`)."""
-    view = {s: without_own(r, prints) for s, r in recs.items()}
+    view = {s: without_own(r, prints, clock) for s, r in recs.items()}
     ranked = fit(view[fit_seed], candidates)
     best = ranked[0].candidate
     if best is None:
