@@ -252,6 +252,11 @@ class Settings(ParamFields, BaseSettings):
     max_inflight_requests: int = Field(8, ge=1, le=64)  # live: order requests in flight at once
     # quote cycle: re-decide only markets whose decision inputs changed (exactly the full cycle's decisions)
     cycle_incremental: bool = True
+    # engine runs (paper/live/dry-run): a quote cycle yields to the event loop whenever it has held it
+    # this long (the feed is held meanwhile and applied after the cycle, in order); 0: never yields
+    cycle_yield_ms: float = Field(5.0, ge=0)
+    # gc.freeze() after the set-up: full collections then skip the set-up's objects (issue 12: gen-2 pauses of 0.3-0.9 s)
+    gc_freeze: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -266,6 +271,10 @@ class Settings(ParamFields, BaseSettings):
     paper_latency_ms: float = Field(150.0, ge=0, le=60_000, description="paper: order round-trip time (ms); half each way")
     # paper: a file of measured order round trips (ms, one a line); when set, each delay is drawn from it
     paper_latency_file: str = ""
+    # live: where the engine writes the venue's measured order round trips (ms, one a line) when it
+    # stops, in the form PMM_PAPER_LATENCY_FILE reads (the last live run's; "{venue}" becomes the
+    # venue's name, so a sandbox run never overwrites Polymarket's samples; "" = not written)
+    live_rtt_file: str = "./data/live-order-rtt-ms-{venue}.txt"
 
     @field_validator("record", mode="before")
     @classmethod

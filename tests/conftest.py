@@ -8,6 +8,8 @@ import pytest
 
 # `pmm run` records by default (PMM_RECORD unset); tests never write recordings unless they ask
 os.environ.setdefault("PMM_RECORD", "off")
+# a live engine writes its order round trips when it stops (PMM_LIVE_RTT_FILE); tests only when they ask
+os.environ.setdefault("PMM_LIVE_RTT_FILE", "")
 
 
 @pytest.fixture(scope="session")

@@ -127,6 +127,19 @@ def write_samples(path: str | Path, samples_ms: Iterable[float], note: str = "")
     return p
 
 
+def save_round_trips(exchange: object, path: str | Path, note: str = "") -> tuple[Path, int, float] | None:
+    """Write an exchange's measured order round trips (`LiveExchange.order_rtt_ms`) to `path` in
+    the form `PMM_PAPER_LATENCY_FILE` reads; returns (path, samples, median ms), or None when
+    there is nothing to write (no path, a paper exchange, no order placed). Blocking file IO:
+    the engine calls it in a thread when it stops (`PMM_LIVE_RTT_FILE`)."""
+    samples = list(getattr(exchange, "order_rtt_ms", None) or ())
+    if not path or not samples:
+        return None
+    med = float(np.median(samples))
+    head = f"order round trips (ms) of a live run, {len(samples)} samples, median {med:.1f} ms"
+    return write_samples(path, samples, note=f"{head}; {note}" if note else head), len(samples), med
+
+
 def latency_from_settings(settings: Any) -> LatencyModel:
     """`PMM_PAPER_LATENCY_FILE` (measured round trips, seeded by `PMM_SANDBOX_SEED`) when set, else
     the constant `PMM_PAPER_LATENCY_MS`. A missing or malformed file is a one-line ConfigError."""

@@ -166,7 +166,7 @@ def _settings(base: Settings | None, seed: int, markets: int, speed: float, tmp:
     fields: dict[str, Any] = {"venue": "sandbox", "db_url": f"sqlite:///{Path(tmp) / 'fid.db'}", "sandbox_seed": seed,
                               "sandbox_speed": speed, "sandbox_markets": markets + EXTRA_MARKETS,
                               "sandbox_resolve_every_sec": 0.0, "universe_size": markets, "quote_refresh_sec": 1.0,
-                              "record": "off", **over}
+                              "record": "off", "live_rtt_file": "", **over}
     # built anew (validated: a private key becomes a SecretStr), the user's strategy parameters kept
     return Settings(_env_file=None, **{**(base.model_dump() if base is not None else {}), **fields})  # type: ignore[call-arg]
 
