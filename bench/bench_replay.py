@@ -165,19 +165,43 @@ def bench_replay(root: Path, minutes: float, runs: int) -> None:
     print(f"  baseline books only (parse + apply):     {b:,.0f} events per CPU-s   full/baseline = {ev / b:.2f}")
 
 
-def bench_sweep(root: Path, minutes: float) -> None:
+def _cpu_self_children() -> tuple[float, float]:
+    import resource
+
+    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime, c.ru_utime + c.ru_stime
+
+
+def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
+    """1 process vs 2 (alternating, median of `runs`): wall clock, and CPU seconds (this process and
+    the joblib workers, reaped after each sweep) for a figure the machine's load does not decide:
+    1-process CPU / (2-process parent CPU + workers' CPU / 2), the wall time two idle cores would
+    take if the points split evenly."""
+    from joblib.externals.loky import get_reusable_executor
+
     from pmm_widgets.research.sweeps import sweep
 
     s = load_settings(record_dir=str(root), quote_refresh_sec=3.0, db_url=f"sqlite:///{root / 'sweep.db'}")
     grid = {"alpha": [1.0, 2.0], "paper_spread_k": [50.0, 100.0]}
-    walls: dict[int, float] = {}
-    for jobs in (1, 2):
-        t = time.perf_counter()
-        df = sweep(T0, T0 + minutes * 60, grid, settings=s, n_jobs=jobs, parquet=root / f"sweep{jobs}.parquet")
-        walls[jobs] = time.perf_counter() - t
-        assert len(df) == 4
-    print(f"sweep 4 points x {minutes:g} min: 1 process {walls[1]:.1f} s, 2 processes {walls[2]:.1f} s, "
-          f"speed-up {walls[1] / walls[2]:.2f}x (os.cpu_count()={os.cpu_count()}, load {os.getloadavg()[0]:.1f})")
+    got: dict[int, list[tuple[float, float, float, float]]] = {1: [], 2: []}  # wall, parent CPU, workers' CPU, load
+    for _ in range(runs):
+        for jobs in (1, 2):
+            load = os.getloadavg()[0]
+            c0, k0 = _cpu_self_children()
+            t = time.perf_counter()
+            df = sweep(T0, T0 + minutes * 60, grid, settings=s, n_jobs=jobs, parquet=root / f"sweep{jobs}.parquet")
+            wall = time.perf_counter() - t
+            get_reusable_executor().shutdown(wait=True)  # reap the workers: their CPU counts as children's
+            c1, k1 = _cpu_self_children()
+            got[jobs].append((wall, c1 - c0, k1 - k0, load))
+            assert len(df) == 4
+    med = {j: [statistics.median(r[k] for r in got[j]) for k in range(4)] for j in got}
+    (w1, p1, k1, l1), (w2, p2, k2, l2) = med[1], med[2]
+    print(f"sweep 4 points x {minutes:g} min, median of {runs}: 1 process {w1:.1f} s wall, 2 processes {w2:.1f} s wall, "
+          f"speed-up {w1 / w2:.2f}x (os.cpu_count()={os.cpu_count()}, load {l1:.1f} / {l2:.1f} at the starts)")
+    print(f"  CPU: 1 process {p1 + k1:.1f} s; 2 processes: parent {p2:.1f} s + workers {k2:.1f} s -> "
+          f"CPU-based speed-up {(p1 + k1) / (p2 + k2 / 2):.2f}x  runs 1p {[round(r[0], 1) for r in got[1]]} "
+          f"2p {[round(r[0], 1) for r in got[2]]}")
 
 
 def _cpu(pid: int) -> float:
@@ -275,7 +299,7 @@ def main() -> None:
         if not a.skip_replay:
             bench_replay(root, a.window or a.minutes, a.runs)
         if not a.skip_sweep:
-            bench_sweep(root, a.sweep_minutes)
+            bench_sweep(root, a.sweep_minutes, a.runs)
     if not a.skip_engine:
         with tempfile.TemporaryDirectory() as tmp:
             bench_recording(a.engine_seconds, a.runs, Path(tmp))

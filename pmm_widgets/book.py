@@ -84,6 +84,13 @@ def _level(price: Decimal, size: Decimal) -> Level:
     return lv
 
 
+def _same_level(old: Level | None, price: Decimal, size: Decimal) -> Level:
+    """`old` when it holds these very objects (the same price and size, spelled the same), else a new Level."""
+    if old is not None and old.size is size and old.price is price:
+        return old
+    return _level(price, size)
+
+
 def _book_view(token_id: str, market: str, bids: tuple[Level, ...], asks: tuple[Level, ...], tick_size: Decimal,
                min_order_size: Decimal, ts: float, venue_ts_ms: int, stale: bool, crossed: bool) -> BookView:
     """`BookView(...)` (every field) built like `_level`: one per touched book per frame."""
@@ -265,7 +272,8 @@ class OrderBook:
                 is_bid = sides.get(e.side)
                 if is_bid is None:
                     raise BookError(f"unknown side {e.side[:20]!r}")
-                parsed.append((is_bid, *level_of(e.price, e.size)))
+                t, sz = level_of(e.price, e.size)
+                parsed.append((is_bid, t, sz))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return False
@@ -382,12 +390,14 @@ class OrderBook:
     def _set_sides(self, bids: dict[int, Decimal], asks: dict[int, Decimal]) -> None:
         """Replace both sides (priced on the current tick size)."""
         tick = self.tick_size
+        old_bids = dict(zip(self._bid_ticks, self._bid_lv))  # a level the snapshot repeats keeps its Level
+        old_asks = dict(zip(self._ask_ticks, self._ask_lv))
         self.bids, self.asks = bids, asks
         self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
         grid = _GRIDS.get(tick) or _grid(tick)
         if grid:
-            self._bid_lv = [_level(grid[t], bids[t]) for t in self._bid_ticks]
-            self._ask_lv = [_level(grid[t], asks[t]) for t in self._ask_ticks]
+            self._bid_lv = [_same_level(old_bids.get(t), grid[t], bids[t]) for t in self._bid_ticks]
+            self._ask_lv = [_same_level(old_asks.get(t), grid[t], asks[t]) for t in self._ask_ticks]
         else:
             self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
             self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
@@ -467,8 +477,9 @@ class OrderBook:
                 bids, asks = tuple(bl[:-depth - 1:-1]), tuple(al[:depth])
             else:
                 bids, asks = (), ()
+            bt, at = self._bid_ticks, self._ask_ticks  # `crossed`, read here without the property call
             v = _book_view(self.token_id, self.market, bids, asks, self.tick_size, self.min_order_size, self.ts,
-                           self.venue_ts_ms, False, self.crossed)
+                           self.venue_ts_ms, False, bool(bt) and bool(at) and bt[-1] >= at[0])
             self._view = (self.version, depth, v)
         return replace(v, stale=True) if stale else v
 

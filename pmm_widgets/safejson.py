@@ -33,3 +33,22 @@ def loads(text: str | bytes) -> Any:
                 raise ValueError(f"JSON nested deeper than orjson's limit: {exc}") from None
             # anything else (NaN, huge numbers, ...) is the stdlib's decision below
     return json.loads(text)
+
+
+def shallow(text: str | bytes) -> bool:
+    """Whether `text` is safe for a decoder that recurses on the C stack (msgspec): fewer than
+    `MAX_DEPTH` brackets (two C scans), or valid JSON that orjson (fixed depth limit 1024, never
+    recursing on the C stack) parses. False for anything else (too deep, or not JSON orjson
+    accepts: the caller's forgiving path decides). Costs an orjson parse only for large texts:
+    ~0.4 ms for a 150 KB market frame, against ~4 ms for the stdlib parse it spares."""
+    if isinstance(text, (bytes, bytearray)):
+        n = text.count(b"[") + text.count(b"{")
+    else:
+        n = text.count("[") + text.count("{")
+    if n < MAX_DEPTH:
+        return True
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True

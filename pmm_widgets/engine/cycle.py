@@ -16,6 +16,7 @@ is what each token's book effectively shows of us.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,12 +143,16 @@ class QuoteCycle:
         calib_update_sec: float = 30.0,
         calib_window_sec: float = 300.0,
         incremental: bool = True,
+        yield_sec: float = 0.0,
     ) -> None:
         """`sink`: where rows go (a `DbRecorder`, or a bare sink it wraps). `events`: the bus to
         emit on (the engine's, persisted by the engine); None: a bus of its own that persists
         through the recorder (tests, replays). `incremental`: re-decide only markets whose
         decision inputs changed (exactly the full cycle's decisions; False: every market every
-        cycle, the reference the property test compares against)."""
+        cycle, the reference the property test compares against). `yield_sec` > 0: the cycle gives
+        the event loop a turn whenever it has held it that long (between markets; engine runs,
+        whose market stream holds the books still meanwhile: `MarketStream.hold`); 0: it never
+        yields (replays, tests: a cycle is then one block, deterministic)."""
         self.params = params
         self.rec = as_recorder(sink)
         self.events = events if events is not None else persisting_bus(self.rec)
@@ -196,6 +201,9 @@ class QuoteCycle:
         self._decided: dict[str, _Decided] = {}
         self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
         self.wanted: list[Quote] = []  # the last cycle's decisions: every market's quotes after risk
+        self.yield_sec = yield_sec
+        self._slice_t0 = 0.0  # perf_counter when the cycle last took the event loop
+        self.yields = 0  # turns the cycles gave the event loop (benches, tests)
 
     # -- helpers -------------------------------------------------------------------------------
     def _set_universe(self, markets: list[Market], exchange: Exchange) -> None:
@@ -375,6 +383,7 @@ class QuoteCycle:
         `hold`: a safety halt's reason (lease unproven, DB writer faulted): every market holds no
         quote (open orders are cancelled by the plan) while books, fills and PnL keep flowing."""
         rep = CycleReport()
+        self._slice_t0 = time.perf_counter()
         if self.incremental:
             self._pkey = self.params.model_dump_json()
         self.risk.begin_cycle()
@@ -382,21 +391,32 @@ class QuoteCycle:
         self.econ.set_markets(markets, now)
         if self._resolved:
             markets = [m for m in markets if m.condition_id not in self._resolved]
-        views = self._observe(now, markets, view, exchange)
+        views = await self._observe(now, markets, view, exchange)
         await self._account(now, markets, views, exchange, rep)
         parts, exposure = self._risk_inputs(now, rep)
-        wanted, switched = self._decide_all(now, markets, views, exchange, parts, exposure, hold, rep)
+        wanted, switched = await self._decide_all(now, markets, views, exchange, parts, exposure, hold, rep)
         self.wanted = wanted
         await self._execute(now, exchange, wanted, switched, rep)
         self._publish(now, exchange, rep)
         return rep
 
-    def _observe(self, now: float, markets: list[Market], view: Callable[[str], BookView | None],
-                 exchange: Exchange) -> dict[str, tuple[BookView | None, BookView | None]]:
+    async def _pace(self) -> None:
+        """Give the event loop a turn when this cycle has held it `yield_sec` (callers check
+        `yield_sec` first: 0 never yields). Only between markets, never inside one's decision."""
+        if time.perf_counter() - self._slice_t0 >= self.yield_sec:
+            await asyncio.sleep(0)
+            self.yields += 1
+            self._slice_t0 = time.perf_counter()
+
+    async def _observe(self, now: float, markets: list[Market], view: Callable[[str], BookView | None],
+                       exchange: Exchange) -> dict[str, tuple[BookView | None, BookView | None]]:
         """Books → each market's effective YES mid/spread/touch, volatility, the risk's mid path
         (incremental: the touch is recomputed only for markets whose best prices or ticks moved)."""
         views: dict[str, tuple[BookView | None, BookView | None]] = {}
+        pace = self.yield_sec > 0
         for m in markets:
+            if pace:
+                await self._pace()
             yv, nv = view(m.yes_token_id), view(m.no_token_id)
             views[m.condition_id] = (yv, nv)
             for v in (yv, nv):
@@ -470,7 +490,10 @@ class QuoteCycle:
                 ew, n = self._tox.get(mk.market, (0.0, 0))
                 w = max(TOX_EWM_W, 1.0 / (n + 1))  # a plain mean for the first few, then an EWMA
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
+        pace = self.yield_sec > 0
         for m in markets:
+            if pace:
+                await self._pace()
             self.calibrator.step(m.condition_id, now, float(m.tick_size))
         if self.econ.sample_due(now):
             await self._sample_rewards(now, markets, views, exchange)
@@ -490,10 +513,10 @@ class QuoteCycle:
         rep.kill_requested = self._killed
         return parts, sum((pp.inventory_usd for pp in parts.values()), ZERO)
 
-    def _decide_all(self, now: float, markets: list[Market],
-                    views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
-                    parts: dict[str, PnlParts], total_exposure: Decimal, hold: str | None,
-                    rep: CycleReport) -> tuple[list[Quote], list[tuple[str, str, str]]]:
+    async def _decide_all(self, now: float, markets: list[Market],
+                          views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
+                          parts: dict[str, PnlParts], total_exposure: Decimal, hold: str | None,
+                          rep: CycleReport) -> tuple[list[Quote], list[tuple[str, str, str]]]:
         """Each market's status and wanted quotes (strategy → two-sided fit → risk filter → event
         limit); markets whose strategy changed are listed (their orders go first)."""
         p = self.params
@@ -502,7 +525,10 @@ class QuoteCycle:
         for o in exchange.open_orders():
             by_market.setdefault(o.market, []).append(o)
         switched: list[tuple[str, str, str]] = []
+        pace = self.yield_sec > 0
         for m in markets:
+            if pace:
+                await self._pace()
             cid = m.condition_id
             strat = self.strategy_for(cid)
             prev = self._active.get(cid)

@@ -54,11 +54,32 @@ if TYPE_CHECKING:
     from ..venue.endpoints import Endpoints
     from ..venue.gamma import GammaClient
     from .cycle import CycleReport
+    from .lease import Lease
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
 
 LoadUniverse = Callable[..., Awaitable[list[Market]]]
+
+
+def _renew_with(lease: Lease, state: EngineState) -> bool:
+    """A lease renewal carrying `state` (serialised here, in the worker thread)."""
+    return lease.renew(state.to_json())
+
+
+def freeze_heap() -> int:
+    """Issue 12: after the set-up (universe loaded, books subscribed and synced), move every object
+    alive into the permanent generation (`gc.freeze`), which no collection walks: a full
+    collection walks every tracked object (0.3-0.9 s seen at 500 markets, the event loop stopped
+    meanwhile); after this, only what was made since. The thresholds stay Python's: raising the
+    young one to 7,000 made each young collection walk ~40k objects (18-28 ms of CPU at 500
+    markets) instead of a few thousand. Objects frozen are still freed by reference counting;
+    only reference cycles among them are never collected (a one-off, bounded by the set-up).
+    Returns the number of objects frozen."""
+    import gc
+
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 @dataclass(slots=True)
@@ -386,6 +407,8 @@ class OwnerSession:
         loop = asyncio.get_running_loop()
         self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
         await self._first_books(self.settings.quote_refresh_sec)
+        if self.settings.gc_freeze:
+            freeze_heap()
         while not self._ctl.stop.is_set():
             t0 = loop.time()
             try:
@@ -529,7 +552,7 @@ class OwnerSession:
             if self._recorder is not None:
                 self.record_params(now)  # also catches `engine.params.alpha = 2` (a direct assignment)
                 self._recorder.engine(now, "cycle", {"hold": hold} if hold else None)
-            report = await self.runtime.cycle.run_once(now, self.markets, self.runtime.md.view, self.runtime.exchange, hold=hold)
+            report = await self._held_cycle(now, hold)
         failed = self._venue_failures() - before
         if failed:
             await self._cycle_failed(f"{failed} venue call(s) failed after retries")
@@ -539,6 +562,22 @@ class OwnerSession:
             if err and err.startswith("cycle failed"):  # the venue answers again: the status says so
                 self._publish(replace(self._state(), last_error=None))
         return report
+
+    async def _held_cycle(self, now: float, hold: str | None) -> CycleReport:
+        """`QuoteCycle.run_once` on one snapshot of the books. When the cycle yields to the event
+        loop (`PMM_CYCLE_YIELD_MS` > 0, which also slices large frames) the market stream first
+        applies everything it received up to the cycle's time `now`, then holds the books still:
+        what arrives during the cycle is applied after it, in order, with its receive time, which
+        is what a replay of the recording does (the session stays reproducible)."""
+        rt = self.runtime
+        if rt.cycle.yield_sec <= 0:
+            return await rt.cycle.run_once(now, self.markets, rt.md.view, rt.exchange, hold=hold)
+        stream = rt.md.stream
+        try:
+            await stream.hold(now)
+            return await rt.cycle.run_once(now, self.markets, rt.md.view, rt.exchange, hold=hold)
+        finally:
+            stream.release()
 
     async def _cycle_failed(self, msg: str) -> None:
         """Record a failed cycle (event + status); open the circuit when failures persist."""
@@ -710,7 +749,9 @@ class OwnerSession:
                             await self._halt(EventKind.DB, f"{gone}: the lease there proves nothing; stopping",
                                              fatal=True)
                             return
-                    pending = asyncio.ensure_future(asyncio.to_thread(lease.renew, self._state().to_json()))
+                    # the state (500 market rows: ~10 ms of asdict) is serialised in the worker thread,
+                    # off the event loop; published states are replaced, never mutated
+                    pending = asyncio.ensure_future(asyncio.to_thread(_renew_with, lease, self._state()))
                 done, _ = await asyncio.wait({pending}, timeout=timer.period)
                 if pending in done:
                     fut, pending = pending, None

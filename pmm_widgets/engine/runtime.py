@@ -192,6 +192,7 @@ async def build_runtime(
         md = MarketData(endpoints.clob_url, endpoints.ws_url, store.db,
                         stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=store.recorder)
         closing.push_async_callback(md.close)
+        md.stream.apply_budget_sec = s.cycle_yield_ms / 1000  # large frames in slices (see MarketStream.hold)
         await md.start()
         tagged = store.db.with_owner(owner_id)  # every `orders` row names the engine that placed it
         if mode is Mode.PAPER:
@@ -234,7 +235,7 @@ async def build_runtime(
         exchange.set_markets(markets)
         calibration = await asyncio.to_thread(repo.load_calibration, db)
         cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events,
-                           incremental=s.cycle_incremental)
+                           incremental=s.cycle_incremental, yield_sec=s.cycle_yield_ms / 1000)
         cycle.sample_on_venue_minutes(md.stream, md.view, exchange)  # reward samples at the venue's minutes
     except BaseException:
         if exchange is not None:  # whatever it may have placed or found goes first

@@ -380,6 +380,19 @@ class PaperExchange:
 
     def observe_book(self, book: BookView) -> None:
         self._books[book.token_id] = book
+        if not (self._entering or self._notices) and self.params.paper_fill_model == self._spec.name:
+            # The hot path (every changed book, every frame): when no order is entering and no
+            # fill notice waiting, and the model is the one built (no rebuild due), what follows
+            # changes nothing but the model's knobs, which every later use syncs first, for the
+            # intensity model (it ignores books and settles cancels only when polled) and for a
+            # token without resting orders while no cancel is on its way.
+            if type(self.model) is IntensityFillModel or not (self._cancelling or self._venue_by_token.get(book.token_id)):
+                return
+        self._observe_book(book)
+
+    def _observe_book(self, book: BookView) -> None:
+        """What a book update does beyond being stored (tests/strategy/test_paper_fastpath.py
+        runs every update through here and compares with `observe_book`)."""
         t = book.ts or self._now()
         model = self._sync_model()
         self._sync_venue(t)

@@ -232,6 +232,14 @@ def _read(f: Path, problems: list[Problem]) -> pa.Table | None:
         return None
 
 
+def _column(chunks: list[pa.Array]) -> pa.ChunkedArray:
+    """The files' chunks of one text column as one column (cast to large strings only when the
+    files disagree on the type)."""
+    if len({c.type for c in chunks}) > 1:
+        chunks = [c.cast(pa.large_string()) for c in chunks]
+    return pa.chunked_array(chunks, chunks[0].type if chunks else pa.string())
+
+
 def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) -> Window:
     """Every event in [t0, t1] of every channel, plus (with `warmup`) the events of t0's hour before
     t0, so books can be rebuilt from that hour's snapshots and checkpoints before trading starts."""
@@ -279,7 +287,9 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
         raise RecordingError(f"no readable recordings for {where}" +
                              (f" ({'; '.join(str(p) for p in problems)})" if problems else ""))
     sessions: list[str] = []
-    seq_l, ts_l, ch_l, kind_l, conn_l, pay_l, ses_l = [], [], [], [], [], [], []
+    seq_l, ts_l, ch_l, conn_l, ses_l = [], [], [], [], []
+    kind_c: list[pa.Array] = []  # the text columns stay Arrow chunks: only the rows kept become str
+    pay_c: list[pa.Array] = []
     for ses, ch, t in parts:
         if ses not in sessions:
             sessions.append(ses)
@@ -288,23 +298,19 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
         ts_l.append(t.column("ts").to_numpy())
         ch_l.append(np.full(n, ch, np.int8))
         conn_l.append(t.column("conn").to_numpy())
-        kind_l.append(t.column("kind").to_pylist())
-        pay_l.append(t.column("payload").to_pylist())
+        kind_c.extend(t.column("kind").chunks)
+        pay_c.extend(t.column("payload").chunks)
         ses_l.append(np.full(n, sessions.index(ses), np.int32))
     seq = np.concatenate(seq_l)
     ts = np.concatenate(ts_l)
     ch_a = np.concatenate(ch_l)
     conn = np.concatenate(conn_l)
     ses_a = np.concatenate(ses_l)
-    kinds = [k for part in kind_l for k in part]
-    pays = [p for part in pay_l for p in part]
     # order: sessions by their first event, then each session by its own sequence (the loop's order)
     first_ts = {s: float(ts[ses_a == s].min()) for s in range(len(sessions))}
     ses_rank = np.array([first_ts[s] for s in range(len(sessions))])[ses_a]
     order = np.lexsort((seq, ses_rank))
     seq, ts, ch_a, conn, ses_a = seq[order], ts[order], ch_a[order], conn[order], ses_a[order]
-    kinds = [kinds[i] for i in order]
-    pays = [pays[i] for i in order]
     # gaps: holes in a session's sequence (a lost/unreadable file, deleted hours)
     gap_at: dict[int, Gap] = {}
     same = ses_a[1:] == ses_a[:-1]
@@ -343,7 +349,17 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     idx = np.nonzero(keep)[0]
     remap = {int(j): k for k, j in enumerate(idx)}
     gaps = {remap[j]: g for j, g in gap_at.items() if j in remap}
+    src = order[idx]  # the kept rows, in the loop's order, as positions in the files' rows
+    wanted = np.zeros(len(order), np.bool_)
+    wanted[src] = True
+    at = np.cumsum(wanted) - 1  # a kept file row's position among the kept rows (file order)
+    mask = pa.array(wanted)
+    kind_kept = _column(kind_c).filter(mask).to_pylist()
+    pay_kept = _column(pay_c).filter(mask).to_pylist()
+    pos = at[src].tolist()
+    kinds = [kind_kept[i] for i in pos]
+    pays = [pay_kept[i] for i in pos]
     return Window(
-        t0=t0, t1=t1, ts=ts[idx], channel=ch_a[idx], kind=[kinds[i] for i in idx], conn=conn[idx],
-        payload=[pays[i] for i in idx], session=[sessions[int(s)] for s in ses_a[idx]],
+        t0=t0, t1=t1, ts=ts[idx], channel=ch_a[idx], kind=kinds, conn=conn[idx],
+        payload=pays, session=[sessions[int(s)] for s in ses_a[idx]],
         gap_before=gaps, problems=problems, files=files, pending=pending)

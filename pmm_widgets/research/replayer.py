@@ -103,7 +103,7 @@ class ReplayStream(MarketStream):
         self._retired = (set(self._conn_of) - set(assets)) | self.ignored
 
     def is_live(self, token_id: str) -> bool:
-        return super().is_live(token_id) if self.tracking else True
+        return MarketStream.is_live(self, token_id) if self.tracking else True
 
     def request_resync(self, tokens: Iterable[str]) -> None:
         return None  # the recording holds the snapshots the live stream fetched

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..config import Params, Settings
 from ..logsetup import SECRET_FIELDS
-from .recordings import parse_time
+from .recordings import Window, load_window, parse_time
 from .replayer import Replayer, run_sync, split_overrides
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,12 @@ def _settings_dict(settings: Settings) -> dict[str, Any]:
 
 
 def run_point(settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any], fixed: dict[str, Any],
-              markets: Any, seed: int | None, index: int) -> dict[str, Any]:
-    """One grid point → one result row (a plain dict). Runs in any worker."""
+              markets: Any, seed: int | None, index: int, window: Window | None = None) -> dict[str, Any]:
+    """One grid point → one result row (a plain dict). Runs in any worker. `window`: the events,
+    read once by the caller for every point (else read here)."""
     p_over, s_over = split_overrides({**fixed, **point})
     settings = Settings(**{**settings_d, **s_over})
-    rep = Replayer(settings, t0, t1, markets=markets, params=p_over, seed=seed)
+    rep = Replayer(settings, t0, t1, markets=markets, params=p_over, seed=seed, window=window)
     res = run_sync(rep.run)
     values = rep.params.model_dump(mode="json")
     row: dict[str, Any] = {"point": index}
@@ -123,10 +124,13 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     sd = _settings_dict(settings)
     sel = list(markets) if isinstance(markets, (list, tuple)) else markets
     started = time.time()
+    # every point replays the same events: read them once here (unless a point changes where they are)
+    window = None if "record_dir" in grid or "record_dir" in fixed else load_window(settings.record_dir, a, b)
     ray = _ray_active(ray_address)
     if ray is not None:
         remote = ray.remote(run_point)
-        refs = [remote.remote(sd, a, b, pt, fixed, sel, seed, i) for i, pt in enumerate(pts)]
+        wref = ray.put(window)  # one copy in the object store, not one per task
+        refs = [remote.remote(sd, a, b, pt, fixed, sel, seed, i, wref) for i, pt in enumerate(pts)]
         rows = ray.get(refs)
         backend = "ray"
     else:
@@ -134,7 +138,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
 
         jobs = 1 if len(pts) == 1 else n_jobs
         rows = Parallel(n_jobs=jobs, verbose=5 if progress else 0)(
-            delayed(run_point)(sd, a, b, pt, fixed, sel, seed, i) for i, pt in enumerate(pts))
+            delayed(run_point)(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts))
         backend = "joblib"
     df = pd.DataFrame(rows).sort_values("point").reset_index(drop=True)
     sweep_id = "sw" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + uuid.uuid4().hex[:6]

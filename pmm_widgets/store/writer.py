@@ -155,6 +155,9 @@ class BatchWriter:
         self._own_engine = engine is None
         self.engine = engine if engine is not None else make_engine(db_url)
         self._dialect = self.engine.dialect.name
+        # statements by shape, built once: an ON CONFLICT insert built per flush made ~150 objects of
+        # cyclic garbage (its `excluded` alias), which the GC collected in pauses of the event loop
+        self._stmts: dict[tuple[object, ...], Any] = {}
         self._queue: collections.deque[_Op] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -442,16 +445,23 @@ class BatchWriter:
             self._upsert(conn, table, first.key, [op.row for op in ops])
         else:
             vals = sorted(first.row)
-            stmt = (
-                table.update()
-                .where(and_(*(table.c[k] == bindparam(f"w_{k}") for k in first.key)))
-                .values({c: bindparam(f"v_{c}") for c in vals})
-            )
+            skey = ("update", first.table, first.key, tuple(vals))
+            stmt = self._stmts.get(skey)
+            if stmt is None:
+                stmt = self._keep(skey, table.update()
+                                  .where(and_(*(table.c[k] == bindparam(f"w_{k}") for k in first.key)))
+                                  .values({c: bindparam(f"v_{c}") for c in vals}))
             params = [
                 {**{f"w_{k}": op.where[k] for k in first.key}, **{f"v_{c}": op.row[c] for c in vals}}  # type: ignore[index]
                 for op in ops
             ]
             _executemany(conn, stmt, params)
+
+    def _keep(self, key: tuple[object, ...], stmt: Any) -> Any:
+        if len(self._stmts) >= 512:  # row shapes are few; a bound all the same
+            self._stmts.clear()
+        self._stmts[key] = stmt
+        return stmt
 
     def _upsert(self, conn: Connection, table: Table, key: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
         # Same key twice in one statement is an error on PostgreSQL; the later row wins anyway.
@@ -464,13 +474,13 @@ class BatchWriter:
         # status + updated_ts of a known order) must take the update-else-insert path.
         complete = _required_columns(table) <= set(cols)
         if complete and self._dialect in ("sqlite", "postgresql") and _has_unique(table, key):
-            ins = (sqlite_dialect.insert if self._dialect == "sqlite" else pg_dialect.insert)(table)
-            updates = {c: ins.excluded[c] for c in cols if c not in key}
-            stmt = (
-                ins.on_conflict_do_update(index_elements=list(key), set_=updates)
-                if updates
-                else ins.on_conflict_do_nothing(index_elements=list(key))
-            )
+            skey = ("upsert", table.name, key, tuple(cols))
+            stmt = self._stmts.get(skey)
+            if stmt is None:
+                ins = (sqlite_dialect.insert if self._dialect == "sqlite" else pg_dialect.insert)(table)
+                updates = {c: ins.excluded[c] for c in cols if c not in key}
+                stmt = self._keep(skey, ins.on_conflict_do_update(index_elements=list(key), set_=updates)
+                                  if updates else ins.on_conflict_do_nothing(index_elements=list(key)))
             _executemany(conn, stmt, rows)
             return
         # Generic fallback (other dialects, or a key without a unique index): update, else insert.

@@ -19,8 +19,10 @@ the SDK wins):
 - Decoding a frame: one typed msgspec pass for the whole frame (the common case); if that
   fails (a malformed or unknown event in it, or bad JSON), the frame is decoded generically
   (`safejson`, which refuses deep nesting without crashing) and event by event, so one bad
-  event costs only itself. Frames with `safejson.MAX_DEPTH` or more brackets never reach
-  msgspec: its skipping of unknown nested values recurses on the C stack like the stdlib's.
+  event costs only itself. Frames with `safejson.MAX_DEPTH` or more brackets reach msgspec only
+  once orjson (fixed depth limit, no C recursion) has parsed them (`safejson.shallow`): msgspec's
+  skipping of unknown nested values recurses on the C stack like the stdlib's. (A sandbox tick of
+  200 assets is one ~150 KB frame of ~750 brackets: 0.5 ms that way, 4.5 ms event by event.)
 """
 
 from __future__ import annotations
@@ -380,12 +382,6 @@ _USER_FRAME = msgspec.json.Decoder(list[UserEvent] | UserEvent)
 _BOOKS = msgspec.json.Decoder(list[BookSnapshot])
 
 
-def _bracket_count(text: str | bytes) -> int:
-    if isinstance(text, (bytes, bytearray)):
-        return text.count(b"[") + text.count(b"{")
-    return text.count("[") + text.count("{")
-
-
 def convert(obj: Any, typ: type[T], what: str = "") -> T:
     """One decoded JSON value (dict from `json.loads`, the SDK, a recording) as `typ`; WireError
     naming the field when it does not fit (`what` prefixes the message)."""
@@ -448,7 +444,7 @@ def _events(data: Any, typ: Any, known: frozenset[str], what: str) -> DecodedFra
 
 def _decode_frame(frame: str | bytes, fast: msgspec.json.Decoder[Any], typ: Any, known: frozenset[str],
                   what: str) -> DecodedFrame:
-    if _bracket_count(frame) < safejson.MAX_DEPTH:
+    if safejson.shallow(frame):
         try:
             got = fast.decode(frame)
             return DecodedFrame(got if isinstance(got, list) else (got,))
@@ -476,7 +472,7 @@ def decode_user_frame(frame: str | bytes) -> DecodedFrame:
 def decode_books(payload: str | bytes | Sequence[Any]) -> tuple[list[BookSnapshot], list[str]]:
     """REST `/books` (or a recording of it): JSON text or already-decoded objects → (books, errors)."""
     if isinstance(payload, (str, bytes)):
-        if _bracket_count(payload) < safejson.MAX_DEPTH:
+        if safejson.shallow(payload):
             try:
                 return _BOOKS.decode(payload), []
             except (msgspec.ValidationError, msgspec.DecodeError):

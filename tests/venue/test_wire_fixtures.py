@@ -290,3 +290,37 @@ def test_the_sandbox_serves_what_the_decoders_read():
     snaps = [sim.book_snapshot(t) for t in sim.by_token]
     books, errors = decode_books(json.dumps([x for x in snaps if x is not None]))
     assert errors == [] and len(books) >= 2
+
+
+def test_a_large_frame_takes_the_typed_path_and_decodes_like_the_event_by_event_one(monkeypatch):
+    """A sandbox tick of many assets is one frame of more than `safejson.MAX_DEPTH` brackets: once
+    orjson has parsed it (no C recursion), the one typed msgspec pass decodes it (issue 12: 5-8x
+    cheaper), with exactly the events the forgiving event-by-event path gives. Nested deeper than
+    orjson's limit inside such a frame: refused, never decoded by msgspec, even under a raised
+    recursion limit."""
+    import sys
+
+    from pmm_widgets import safejson
+    from pmm_widgets.venue import wire
+
+    evs = [MARKET["events"][k] for k in ("price_change", "book", "last_trade_price")] * 120
+    text = frame(*evs)
+    assert text.count("[") + text.count("{") >= safejson.MAX_DEPTH and safejson.shallow(text)
+    fast = decode_market_frame(text)
+    slow = wire._events(json.loads(text), wire.MarketEvent, wire.MARKET_EVENT_TYPES, "market")
+    assert fast.error is None and list(fast.events) == list(slow.events) and len(fast.events) == 360
+    assert not any(isinstance(e, Refused) for e in fast.events)
+    calls: list[int] = []
+    monkeypatch.setattr(safejson, "loads", lambda t: calls.append(1) or json.loads(t))
+    decode_market_frame(text)
+    assert calls == []  # the stdlib parse is spared
+    monkeypatch.undo()
+    deep = text[:-1] + ',{"event_type": "book", "x": ' + "[" * 5000 + "]" * 5000 + "}]"
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000_000)
+    try:
+        assert not safejson.shallow(deep) and not safejson.shallow(deep.encode())
+        got = decode_market_frame(deep)
+    finally:
+        sys.setrecursionlimit(old)
+    assert got.error is not None and got.error.startswith("not JSON")
