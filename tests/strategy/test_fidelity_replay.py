@@ -187,3 +187,35 @@ def test_live_fills_in_whole_seconds_get_their_print_ms():
     ]
     v = without_own(rec, clock="arrival")
     assert [f.ts for _, f in v.live_fills] == [6.6, 6.25] and v.stripped["fills_restamped_ms"] == 1
+
+
+def test_orders_rest_when_the_venue_says_they_did():
+    """The user channel's PLACEMENT/CANCELLATION timestamps (`Recording.spans`) time our orders at
+    the venue: a print before the venue placed the order does not fill it, one after its
+    cancellation neither; the books are stripped of what rested at their own venue time."""
+    from pmm_widgets.analytics.fidelity import VenueClock, own_on_venue_clock, without_own
+
+    m = make_market(0)
+    cm = m.condition_id
+    rec = Recording([m], seconds=10.0, speed=1.0, rtt_ms=[20.0])
+    q = Quote(cm, "y0", Side.BUY, D("0.45"), D(10))
+    rec.events += [
+        ("book", 0.0, book("y0", cm, [("0.44", 10)], [("0.48", 100)], ts=0.0, venue_ts_ms=0)),
+        ("place", 1.0, [("L1", q)]),
+        ("trade", 2.0, PublicTrade("y0", cm, D("0.44"), D(5), Side.SELL, 2.0, recv_ts=2.0)),  # before the venue had it
+        ("book", 4.0, book("y0", cm, [("0.45", 10), ("0.44", 5)], [("0.48", 100)], ts=4.0, venue_ts_ms=4000)),
+        ("cancel", 5.0, ["L1"]),
+        ("trade", 6.0, PublicTrade("y0", cm, D("0.43"), D(5), Side.SELL, 6.0, recv_ts=6.0)),  # after it was gone
+        ("book", 7.0, book("y0", cm, [("0.43", 5)], [("0.48", 100)], ts=7.0, venue_ts_ms=7000)),
+        ("poll", 8.0),
+    ]
+    assert [f.size for _, f in replay(without_own(rec, clock="arrival"), Candidate("queue"))] == [D(5)]
+    rec.spans = {"L1": (3.0, 5.8)}
+    own = own_on_venue_clock(rec, VenueClock(rec))
+    assert own == {3: ((Side.BUY, D("0.45"), D(10)),)}  # in the book at venue 4.0, not in the one at 7.0
+    v = without_own(rec)
+    assert v.actions_at_venue and [ev[1] for ev in v.events if ev[0] in ("place", "cancel")] == [3.0, 5.8]
+    assert [(lv.price, lv.size) for lv in v.events[3][2].bids] == [(D("0.44"), D(5))]  # ours stripped
+    assert replay(v, Candidate("queue")) == []
+    rec.spans = {"L1": (1.5, 6.5)}  # resting at both prints: both fill it
+    assert [f.size for _, f in replay(without_own(rec), Candidate("queue"))] == [D(5), D(5)]
