@@ -9,9 +9,10 @@ with our own resting orders noted, prints, our orders and cancels, polls, the ve
 exchange's measured order round trips). Each paper model then replays that recording open loop:
 the same orders at the same moments, with the measured round trips as its latency model, against
 the market as a paper engine would have seen it (`analytics.fidelity.without_own`: our orders
-out of the books; our part of each print moved to the taker's next print through our price when
-it swept on, else dropped: `--prints`). The share of live fill volume whose taker showed no such
-continuation is printed as the hidden fill share: flow no paper model can see on the public tape.
+out of the books; our part of each print kept as far as the level without us could have absorbed
+it (the taker trades on with the queue behind us), the rest moved to the taker's next print
+through our price when it swept on, else dropped: `--prints`; market events re-timed to the
+venue's clock, i.e. a fresh feed, as the loaded live run's feed lagged by seconds: `--clock`).
 
 The fitter (`analytics.fidelity.fit`) scores each candidate by a loss over fills (|ln ratio|),
 the median market's error, mean fill size, markouts at 5 s and 30 s and PnL (the last two in units
@@ -91,6 +92,23 @@ def fmt_row(c: Comparison, live: bool = False) -> str:
             f"{c.median_market_err * 100:>6.0f}% {s.pnl:+8.2f} {c.pnl_diff:+8.2f} {ok}")
 
 
+def fmt_readings(c: Comparison) -> str:
+    """Both readings the issue allows, per horizon and for PnL: the relative error (±20 %) and the
+    distance in live's standard errors (±1 SE, for values near zero)."""
+    spec = c.within_spec()
+    out = []
+    for h in HORIZONS:
+        d, se, lv = c.markout_diff[h], c.live.markout_se.get(h, float("inf")), c.live.markout[h]
+        rel = f"{d / abs(lv) * 100:+.0f}%" if lv else "n/a"
+        out.append(f"mk{h:g}s {c.paper.markout[h] * 100:+.2f}c vs {lv * 100:+.2f}c±{se * 100:.2f}: {rel} "
+                   f"{'✓' if spec[f'markout_{h:g}s_20pct'] else '✗'}, {abs(d) / se if se else 0:.1f} SE "
+                   f"{'✓' if spec[f'markout_{h:g}s_1se'] else '✗'}")
+    rel = f"{c.pnl_diff / abs(c.live.pnl) * 100:+.0f}%" if c.live.pnl else "n/a"
+    out.append(f"pnl {c.paper.pnl:+.2f} vs {c.live.pnl:+.2f}±{c.pnl_se:.2f}: {rel} {'✓' if spec['pnl_20pct'] else '✗'}, "
+               f"{abs(c.pnl_diff) / c.pnl_se if c.pnl_se else 0:.1f} SE {'✓' if spec['pnl_1se'] else '✗'}")
+    return " | ".join(out)
+
+
 SPEC_KEYS = ("fills_total", "fills_median_market", "pnl_20pct", "pnl_1se", "markout_5s_20pct", "markout_5s_1se",
              "markout_30s_20pct", "markout_30s_1se")
 HEADER = (f"{'model':<60} {'fills':>5} {'f/min':>7} {'size p10/50/90':>14} {'mk5s':>7} {'mk30s':>7} "
@@ -116,7 +134,7 @@ def main(args: argparse.Namespace) -> None:
 
     fit_seed = seeds[0]
     t0 = time.monotonic()
-    res = fit_and_check(recs, fit_seed, prints=args.prints)
+    res = fit_and_check(recs, fit_seed, prints=args.prints, clock=args.clock)
     print(f"\n# fit on seed {fit_seed}: {len(res.ranked)} candidates in {time.monotonic() - t0:.0f} s "
           f"(books without our orders; our prints: {args.prints}); "
           f"best 5 by loss ({' + '.join(f'{w:g}×{k}' for k, w in LOSS_WEIGHTS.items())}):")
@@ -132,16 +150,17 @@ def main(args: argparse.Namespace) -> None:
     best_cand = res.best
 
     check = seeds[1:] or seeds
+    readings: dict[str, list[tuple[int, Comparison]]] = {}
     totals: dict[str, list[float]] = {c.label: [0, 0, 0.0] for c in chosen}
     for seed in seeds:
-        rec = without_own(recs[seed], args.prints)
+        rec = without_own(recs[seed], args.prints, args.clock)
         mids = Mids(rec)
         live = stats(rec, rec.live_fills, mids)
         tag = "fit, in-sample" if seed == fit_seed else "check"
         print(f"\n## seed {seed} ({tag}): {len(rec.markets)} markets, {rec.sim_minutes:.1f} simulated min in "
               f"{rec.seconds:.0f} s (speed {rec.speed:g}x asked, {rec.sim_minutes * 60 / rec.seconds:.1f}x reached), "
-              f"median order RTT {median_rtt(rec):.0f} ms; {rec.stripped}; hidden fill share "
-              f"{hidden_fill_share(recs[seed]):.0%}")
+              f"median order RTT {median_rtt(rec):.0f} ms; {rec.stripped}; taker printed nothing through our price: "
+              f"{hidden_fill_share(recs[seed]):.0%} of live fill volume")
         print(HEADER)
         rows = []
         for cand in chosen:
@@ -155,6 +174,11 @@ def main(args: argparse.Namespace) -> None:
         print(fmt_row(rows[0], live=True))
         for r in rows:
             print(fmt_row(r))
+        print("# both readings (±20 %, and in live's standard errors):")
+        for r in rows:
+            print(f"#   {r.label:<58} {fmt_readings(r)}")
+            if seed in check:
+                readings.setdefault(r.label, []).append((seed, r))
 
     if args.closed_loop:
         print(f"\n## closed loop (the engine trading PAPER on the same seed; engine totals; {args.speed:g}x)")
@@ -172,6 +196,9 @@ def main(args: argparse.Namespace) -> None:
     path = art / "fidelity-fit.env"
     pairs = write_param_set(path, best_cand, fit_seed, res.rtt_ms)
     print(f"\n# fitted parameter set ({path}):\n" + "\n".join(f"PMM_{n.upper()}={v}" for n, v in pairs))
+    print(f"\n# check seed{'s' if len(check) > 1 else ''} {','.join(map(str, check))}, fitted {best_cand.label}:")
+    for seed, r in readings.get(best_cand.label, []):
+        print(f"#   seed {seed}: fills {r.fills_ratio:.2f}, median market {r.median_market_err * 100:.0f}% | {fmt_readings(r)}")
     t = totals[best_cand.label]
     ratio = t[0] / t[1] if t[1] else float("nan")
     print(f"fidelity: model={best_cand.label} fills_ratio={ratio:.3f} pnl_diff_usd={t[2]:+.2f}")
@@ -187,8 +214,11 @@ if __name__ == "__main__":
     ap.add_argument("--save", action="store_true", help="keep the recordings (pickles) in --dir")
     ap.add_argument("--dir", default=str(ART), help="where recordings and the fitted .env go")
     ap.add_argument("--load", default="", help="re-fit recordings saved by --save from this folder")
-    ap.add_argument("--prints", choices=("continue", "drop", "raw"), default="continue",
+    ap.add_argument("--prints", choices=("level", "continue", "drop", "raw"), default="level",
                     help="what replaces our own fills on the tape (see analytics.fidelity.without_own)")
+    ap.add_argument("--clock", choices=("venue", "arrival"), default="venue",
+                    help="market events at the venue's time (a fresh feed) or as the live run received them "
+                         "(see analytics.fidelity.on_venue_clock)")
     ap.add_argument("--closed-loop", action="store_true",
                     help="also run the engine in PAPER with the best fitted model and the seed default on the check seeds")
     a = ap.parse_args()

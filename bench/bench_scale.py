@@ -8,7 +8,10 @@ engine process only (the sandbox's CPU is its own process's):
 - engine CPU: process CPU seconds / wall seconds (1.0 = one core busy);
 - cycle p50/p99: `QuoteCycle.run_once` wall time; re-decided: the share of quoted-market
   decisions the strategy actually ran (the rest kept their previous decision);
-- event-loop stall p99/max: a monitor task sleeps 5 ms and records how late it wakes;
+- event-loop stall p99/max: a monitor task sleeps 5 ms and records how late it wakes; "own" is
+  the part of each lateness the engine process could have caused: min(lateness, the process's
+  CPU time meanwhile). On a shared machine (load above the core count) the rest is the
+  scheduler running other processes (the sandbox child included);
 - feed lag p99: the time a price_change event is applied to its book minus its venue `timestamp`
   (ms), above the smallest such lag of the run (the sandbox's simulated clock can sit a constant
   offset from the wall clock, since it steps in 0.1 s increments from its start-up time): the
@@ -63,18 +66,19 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
     stalls: list[float] = []
     lags: list[float] = []
     applied: list[float] = []
-    gcs: list[tuple[int, float, bool]] = []  # (generation, seconds, inside the measured window)
+    own: list[float] = []
+    gcs: list[tuple[int, float, bool, float]] = []  # (generation, seconds, inside the measured window, thread CPU s)
     window = [False]
-    gc_t0 = [0.0]
+    gc_t0 = [0.0, 0.0]
     decided = [0, 0]
     orig_cycle, orig_frame = QuoteCycle.run_once, MarketStream.handle_frame
     orig_pc = MarketStream._on_price_change
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            gc_t0[0] = time.perf_counter()
+            gc_t0[0], gc_t0[1] = time.perf_counter(), time.thread_time()
         else:
-            gcs.append((info["generation"], time.perf_counter() - gc_t0[0], window[0]))
+            gcs.append((info["generation"], time.perf_counter() - gc_t0[0], window[0], time.thread_time() - gc_t0[1]))
 
     def price_change(self, ev, now, touched):  # type: ignore[no-untyped-def]
         try:
@@ -103,9 +107,11 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
     async def monitor(stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            t = loop.time()
+            t, c = loop.time(), time.process_time()
             await asyncio.sleep(0.005)
-            stalls.append(loop.time() - t - 0.005)
+            late = loop.time() - t - 0.005
+            stalls.append(late)
+            own.append(min(late, time.process_time() - c))
 
     QuoteCycle.run_once = timed  # type: ignore[method-assign]
     MarketStream.handle_frame = frame  # type: ignore[method-assign]
@@ -127,7 +133,7 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
                 await asyncio.sleep(0.2)
             setup = time.monotonic() - t_start
             await asyncio.sleep(a.warmup)
-            cycles.clear(), stalls.clear(), lags.clear(), applied.clear()
+            cycles.clear(), stalls.clear(), lags.clear(), applied.clear(), own.clear()
             decided[:] = [0, 0]
             y0 = getattr(engine.runtime.cycle, "yields", 0)
             window[0] = True
@@ -145,13 +151,15 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
         MarketStream._on_price_change = orig_pc  # type: ignore[method-assign]
         gc.callbacks.remove(on_gc)
     cpu = ((c1.user + c1.system) - (c0.user + c0.system)) / (w1 - w0)
-    in_window = [d for _, d, w in gcs if w]
+    in_window = [d for _, d, w, _c in gcs if w]
     return {"markets": n, "cpu": cpu, "cycle_p50": pct(cycles, 0.5) * 1e3, "cycle_p99": pct(cycles, 0.99) * 1e3,
             "stall_p99": pct(stalls, 0.99) * 1e3, "stall_max": (max(stalls) if stalls else float("nan")) * 1e3,
             "recv_lag_p99": (pct(lags, 0.99) - min(lags)) * 1e3 if lags else float("nan"),
             "lag_p99": (pct(applied, 0.99) - min(applied)) * 1e3 if applied else float("nan"),
-            "gc_max": max(in_window, default=0.0) * 1e3, "gc_max_run": max((d for _, d, _w in gcs), default=0.0) * 1e3,
-            "gc2": float(sum(1 for g, _, _w in gcs if g == 2)), "yields": float(yields),
+            "own_p99": pct(own, 0.99) * 1e3 if own else float("nan"),
+            "gc_max": max(in_window, default=0.0) * 1e3, "gc_max_run": max((d for _, d, _w, _c in gcs), default=0.0) * 1e3,
+            "gc_cpu_max": max((c for _, _d, w, c in gcs if w), default=0.0) * 1e3,
+            "gc2": float(sum(1 for g, _, _w, _c in gcs if g == 2)), "yields": float(yields),
             "cycles": len(cycles), "frames": len(lags), "setup": setup,
             "redecided": decided[0] / decided[1] if decided[1] else float("nan")}
 
@@ -246,9 +254,9 @@ def run_in_process(tree: Path, n: int, mode: str, a: argparse.Namespace) -> dict
 
 def fmt_row(n: int, label: str, r: dict[str, float]) -> str:
     return (f"| {n} | {label} | {r['cpu'] * 100:.1f}% | {r['cycle_p50']:.1f} ms | {r['cycle_p99']:.1f} ms | "
-            f"{r['redecided'] * 100:.0f}% | {r['stall_p99']:.1f} ms ({r['stall_max']:.0f} ms) | "
-            f"{r['lag_p99']:.0f} ms ({r['recv_lag_p99']:.0f}) | {r['gc_max']:.0f} ms ({r['gc_max_run']:.0f} ms, "
-            f"{r['gc2']:.0f} full) | {r['yields'] / max(r['cycles'], 1):.1f} | {r['load']:.1f} |")
+            f"{r['redecided'] * 100:.0f}% | {r['stall_p99']:.1f} ms ({r['stall_max']:.0f} ms) | {r['own_p99']:.1f} ms | "
+            f"{r['lag_p99']:.0f} ms ({r['recv_lag_p99']:.0f}) | {r['gc_max']:.0f} ms ({r['gc_cpu_max']:.0f} ms CPU; "
+            f"{r['gc_max_run']:.0f} ms, {r['gc2']:.0f} full) | {r['yields'] / max(r['cycles'], 1):.1f} | {r['load']:.1f} |")
 
 
 async def main(a: argparse.Namespace) -> None:
@@ -277,7 +285,7 @@ async def main(a: argparse.Namespace) -> None:
                     r["load"] = os.getloadavg()[0]
                     runs[lab].append(r)
                     print(f"  run: {n} markets {lab}: cpu {r['cpu'] * 100:.1f}% cycle p50 {r['cycle_p50']:.1f} ms "
-                          f"stall p99 {r['stall_p99']:.1f} ms max {r['stall_max']:.0f} ms feed lag p99 "
+                          f"stall p99 {r['stall_p99']:.1f} ms (own {r['own_p99']:.1f}) max {r['stall_max']:.0f} ms feed lag p99 "
                           f"{r['lag_p99']:.0f} ms gc max {r['gc_max']:.0f} ms ({r['gc_max_run']:.0f} ms in the run) "
                           f"(load {r['load']:.1f})", flush=True)
         for lab in labels:
@@ -291,8 +299,9 @@ async def main(a: argparse.Namespace) -> None:
                   f"set-up {r['setup']:.1f} s | load {r['load']:.1f}", flush=True)
     print(f"median of {a.runs} run(s) per cell; load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("| markets | variant | engine CPU | cycle p50 | cycle p99 | re-decided | loop stall p99 (max) | "
-          "feed lag p99 applied (recv) | GC max pause in window (in the run, full collections) | yields/cycle | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "stall p99 own | feed lag p99 applied (recv) | GC max pause in window (its CPU; whole run, full "
+          "collections) | yields/cycle | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, n in enumerate(sizes):
         for lab in labels:
             print(fmt_row(n, lab, rows[lab][i]))
@@ -315,6 +324,7 @@ async def main(a: argparse.Namespace) -> None:
                 b, t = rows[f"baseline {mode}"][i], rows[f"this {mode}"][i]
                 print(f"compare: markets={n} mode={mode} stall_p99 baseline={b['stall_p99']:.1f}ms "
                       f"this={t['stall_p99']:.1f}ms ratio={b['stall_p99'] / max(t['stall_p99'], 1e-9):.1f} "
+                      f"own {b['own_p99']:.1f}->{t['own_p99']:.1f}ms "
                       f"feed_lag_p99 {b['lag_p99']:.0f}->{t['lag_p99']:.0f}ms gc_max_run "
                       f"{b['gc_max_run']:.0f}->{t['gc_max_run']:.0f}ms cpu {b['cpu'] * 100:.1f}->{t['cpu'] * 100:.1f}%")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
@@ -51,8 +51,11 @@ class Recording:
     rtt_ms: list[float] = field(default_factory=list)  # measured order round trips
     engine_totals: dict[str, float] = field(default_factory=dict)  # the engine's own fills / pnl at the end
     _sim_minutes: float | None = field(default=None, repr=False)
-    stripped: dict[str, int] = field(default_factory=dict)  # what `without_own` took out
+    stripped: dict[str, float] = field(default_factory=dict)  # what `without_own` took out, moved, re-timed
     rtt_source: Any = field(default=None, repr=False)  # the live exchange's RTT record while running
+    # live client id → (placed, gone): venue times (s) of the user channel's PLACEMENT / CANCELLATION
+    spans: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    actions_at_venue: bool = False  # place/cancel events re-timed to the venue's own times (`on_venue_clock`)
 
     @property
     def sim_minutes(self) -> float:
@@ -104,10 +107,34 @@ FEED_MS = 1.0  # the sandbox's market feed runs over loopback in the same proces
 
 def latency_for(rec: Recording, cand: Candidate, seed: int = 0) -> LatencyModel:
     """The candidate's constant round trip, or the recording's measured ones; the feed delay
-    is the loopback sandbox's (~1 ms), far below an order's round trip (signing included)."""
+    is the loopback sandbox's (~1 ms), far below an order's round trip (signing included).
+    When the recording's orders and cancels are already timed at the venue (`on_venue_clock`
+    with the venue's own placement/removal times), they take no further entry/cancel delay."""
     if cand.latency_ms is not None:
-        return ConstantLatency(cand.latency_ms, feed_ms=FEED_MS if cand.latency_ms else 0.0)
-    return SampledLatency(rec.rtt_ms, seed, feed_ms=FEED_MS) if rec.rtt_ms else ConstantLatency(0.0)
+        lat: LatencyModel = ConstantLatency(cand.latency_ms, feed_ms=FEED_MS if cand.latency_ms else 0.0)
+    else:
+        lat = SampledLatency(rec.rtt_ms, seed, feed_ms=FEED_MS) if rec.rtt_ms else ConstantLatency(0.0)
+    return _AtVenue(lat) if getattr(rec, "actions_at_venue", False) else lat
+
+
+class _AtVenue:
+    """A latency model whose orders and cancels arrive at once (their events are timed at the
+    venue already); fill notices and the feed keep the inner model's delays."""
+
+    def __init__(self, inner: LatencyModel) -> None:
+        self.inner = inner
+
+    def entry(self) -> float:
+        return 0.0
+
+    def cancel(self) -> float:
+        return 0.0
+
+    def response(self) -> float:
+        return max(self.inner.response(), self.inner.feed())
+
+    def feed(self) -> float:
+        return self.inner.feed()
 
 
 def replay(rec: Recording, cand: Candidate, seed: int = 0, ids: dict[str, str] | None = None) -> list[tuple[float, Fill]]:
@@ -413,11 +440,13 @@ def strip_book(book: BookView, own: OwnOrders) -> BookView:
     return replace(book, bids=levels(Side.BUY, book.bids), asks=levels(Side.SELL, book.asks))
 
 
-PrintMode = Literal["raw", "drop", "continue"]
+PrintMode = Literal["raw", "drop", "continue", "level"]
+ClockMode = Literal["venue", "arrival"]
 
 
-def without_own(rec: Recording, prints: PrintMode = "continue") -> Recording:
-    """The recording as a paper engine trading the same market would have seen it.
+def without_own(rec: Recording, prints: PrintMode = "level", clock: ClockMode = "venue") -> Recording:
+    """The recording as a paper engine trading the same market would have seen it, on a feed
+    as fresh as the venue's clock (`clock="venue"`, see `on_venue_clock`; "arrival": as received).
 
     Books: our resting orders taken out of every book (the recorder notes them per book event).
     On the venue our orders sit in the public book; a paper engine's book never holds them, and
@@ -426,54 +455,309 @@ def without_own(rec: Recording, prints: PrintMode = "continue") -> Recording:
     Prints: on the venue every fill of ours is part of a public print (one taker against one
     price level); a paper engine's tape never holds them, and replaying them would hand the
     paper model the very prints our orders caused (circular). `prints` says what takes their place:
-    - "continue" (default): our part of the print is taken out; if that taker also printed
-      through our price in the same second (it swept on), our part is added to its nearest
-      print through our price: without us it would have traded there, and a paper queue model
-      fills on exactly that. Otherwise it is gone: flow that traded only because our order was
-      there, which the public tape of a market without us never shows (`hidden_fill_share`);
-      the queue models' latent flow (`PMM_PAPER_LATENT_INTENSITY`) is what stands for it;
+    - "level" (default): without us, the taker would have gone on trading at our price against
+      the orders behind us: the print keeps as much of our part as the level without us held
+      before it (a print of P at a level of L shares, ours R of them, becomes min(P, L − R)). Only
+      what the level could not have absorbed is taken out, and moved to that taker's nearest
+      print through our price in the same second if it swept on (else it is gone: the taker's
+      limit was our price). Why: most takers that stopped at our order stopped because their
+      size ran out, and without us the same size trades with the queue behind us — on the public
+      tape a paper engine sees;
+    - "continue": our whole part is taken out; if that taker also printed through our price in
+      the same second, our part is added to its nearest print through our price; otherwise it is
+      gone (the counterfactual of the second pass, which ignored the queue behind us: a lower bound);
     - "drop": our part taken out, nothing added (a pessimistic bound);
     - "raw": the tape as recorded (the optimistic, circular replay).
     Fills are matched to prints by (market, venue second, YES price): the user channel stamps a
-    match in whole seconds (`match_time`), the market channel in ms."""
+    match in whole seconds (`match_time`), the market channel in ms. What was kept, moved and
+    lost is in the result's `stripped` (`hidden_share`: the share of our fill volume that no
+    print of the counterfactual tape stands for)."""
     groups = _prints_by_second(rec)
+    ours = _our_fills(rec)
+    live_fills, restamped = _live_fills_to_ms(rec, groups)
+    vc = VenueClock(replace(rec, live_fills=live_fills)) if clock == "venue" else None
+    own_of = own_on_venue_clock(replace(rec, live_fills=live_fills), vc) if vc else None
+    room = _level_room(rec, ours, groups, own_of) if prints == "level" else {}
     delta: dict[int, Decimal] = {}  # event index → size change
     matched = moved = unmatched = 0
+    total = lost = kept = ZERO
     if prints != "raw":
-        for (cid, sec, yes_px, yes_bid), size in _our_fills(rec).items():
+        for (cid, sec, yes_px, yes_bid), size in ours.items():
             group = groups.get((cid, sec), [])
             at = [i for i, px in group if px == yes_px]
             left = size
+            out_of_tape = ZERO  # our part taken off the prints at our price
             for i in at:
                 take = min(left, rec.events[i][2].size + delta.get(i, ZERO))
                 if take > 0:
-                    delta[i] = delta.get(i, ZERO) - take
+                    # the level without us could have filled all of the print but `over` shares
+                    over = max(ZERO, rec.events[i][2].size - room[i]) if i in room else take
+                    remove = min(take, over)
+                    delta[i] = delta.get(i, ZERO) - remove
+                    out_of_tape += remove
                     left -= take
             if left > 0:
                 unmatched += 1
             if at:
                 matched += 1
+            total += size
+            kept += size - left - out_of_tape
             through = [(px, i) for i, px in group if (px < yes_px if yes_bid else px > yes_px)]
-            if prints == "continue" and through and size > left:
+            if prints in ("continue", "level") and through and out_of_tape > 0:
                 _, j = max(through) if yes_bid else min(through)  # the nearest print through our price
-                delta[j] = delta.get(j, ZERO) + (size - left)
+                delta[j] = delta.get(j, ZERO) + out_of_tape
                 moved += 1
+            else:
+                lost += out_of_tape
     events: list[tuple[Any, ...]] = []
     stripped_books = 0
     for i, ev in enumerate(rec.events):
-        if ev[0] == "book" and len(ev) > 3 and ev[3]:
-            events.append(("book", ev[1], strip_book(ev[2], ev[3])))
-            stripped_books += 1
+        own = (own_of.get(i, ()) if own_of is not None else (ev[3] if len(ev) > 3 else ())) if ev[0] == "book" else ()
+        if ev[0] == "book" and (own or len(ev) > 3):
+            events.append(("book", ev[1], strip_book(ev[2], own)))
+            stripped_books += 1 if own else 0
         elif i in delta:
             size = ev[2].size + delta[i]
             if size > 0:
                 events.append(("trade", ev[1], replace(ev[2], size=size)))
         else:
             events.append(ev)
-    out = replace(rec, events=events)
+    out = replace(rec, events=events, live_fills=live_fills)
     out.stripped = {"books": stripped_books, "fills_matched": matched, "fills_moved_through": moved,
                     "fills_unmatched": unmatched} if prints != "raw" else {"books": stripped_books}
+    if vc:
+        out = on_venue_clock(out, clock=vc)
+    if prints == "level":
+        out.stripped["volume_kept_at_level"] = round(float(kept / total), 3) if total else 0.0
+    if prints != "raw":
+        out.stripped["hidden_share"] = round(float(lost / total), 3) if total else 0.0
+    if restamped:
+        out.stripped["fills_restamped_ms"] = restamped
     return out
+
+
+def _venue_ts(ev: tuple[Any, ...]) -> float | None:
+    if ev[0] == "book":
+        return ev[2].venue_ts_ms / 1000.0 if ev[2].venue_ts_ms else None
+    if ev[0] == "trade":
+        return float(ev[2].ts) if ev[2].ts else None
+    return None
+
+
+class VenueClock:
+    """When the venue's clock read what, in the live run's local time, from the freshest evidence:
+    every event (market data and the user channel's fills) with a venue time v_i ≥ v arrived at
+    t_i, and the venue's clock runs at most `speed` venue seconds per wall second, so it read v
+    no later than t_i − (v_i − v) / speed; `local(v)` is the smallest such bound, `venue(t)` its
+    inverse."""
+
+    def __init__(self, rec: Recording) -> None:
+        self.speed = float(rec.speed) if rec.speed > 0 else 1.0
+        pts: list[tuple[float, float]] = [(v, float(ev[1])) for ev in rec.events if (v := _venue_ts(ev)) is not None]
+        pts += [(float(f.ts), float(t)) for t, f in rec.live_fills]
+        pts.sort()
+        self.vs: list[float] = [v for v, _ in pts]
+        bound: list[float] = [t - v / self.speed for v, t in pts]
+        for i in range(len(bound) - 2, -1, -1):  # suffix minimum
+            bound[i] = min(bound[i], bound[i + 1])
+        self._bound = bound
+        self._lv = [b + v / self.speed for b, v in zip(bound, self.vs, strict=True)]  # non-decreasing
+
+    def __bool__(self) -> bool:
+        return bool(self.vs)
+
+    def local(self, v: float) -> float:
+        j = min(bisect_left(self.vs, v), len(self.vs) - 1)
+        return self._bound[j] + v / self.speed
+
+    def venue(self, t: float) -> float:
+        k = bisect_right(self._lv, t) - 1
+        if k < 0:
+            return self.vs[0] - (self._lv[0] - t) * self.speed
+        est = self.vs[k] + (t - self._lv[k]) * self.speed
+        return min(est, self.vs[k + 1]) if k + 1 < len(self.vs) else est
+
+
+def on_venue_clock(rec: Recording, feed_s: float = FEED_MS / 1000.0, clock: VenueClock | None = None) -> Recording:
+    """Market events re-timed to when they happened rather than when the live run's engine got
+    them: each at the local time the venue's clock read its timestamp (plus a loopback feed
+    delay). Our orders and cancels: at the local time the venue's clock read their PLACEMENT /
+    CANCELLATION (`Recording.spans`; the replay then adds no entry/cancel delay), else left at
+    the local times they were sent.
+
+    Why: on a loaded host the engine's market feed fell behind (measured on the 50-market runs:
+    prints of our own fills arrived 1.2–9 s after the user channel's notice of the same match at
+    the 90th percentile, up to 30 s; at 10x that is minutes of venue time). Replayed by arrival,
+    the paper order meets prints that happened at the venue before it was placed and misses
+    those that happened while it rested: fills at the wrong moments, hence wrong markouts. A
+    real paper engine reads a fresh feed (milliseconds). When the venue read v is estimated from
+    the freshest evidence: every event (market data and the user channel's fills) with a venue
+    time v_i ≥ v arrived at t_i, and the venue's clock runs at most `speed` venue seconds per
+    wall second, so it read v no later than t_i − (v_i − v) / speed; the smallest such bound
+    is taken (events are never moved later than they arrived). `stripped["feed_lag_p90_s"]`
+    and `["feed_lag_max_s"]` report how much was taken off."""
+    vc = clock if clock is not None else VenueClock(rec)
+    if not vc:
+        return rec
+    spans = getattr(rec, "spans", None) or {}
+    timed: list[tuple[float, int, tuple[Any, ...]]] = []
+    lags: list[float] = []
+    for idx, ev in enumerate(rec.events):
+        if spans and ev[0] in ("place", "cancel"):
+            # each order at the local time the venue's clock read its PLACEMENT / CANCELLATION
+            for item in ev[2]:
+                lid = item[0] if ev[0] == "place" else item
+                v_at = spans.get(lid, (None, None))[0 if ev[0] == "place" else 1]
+                t = vc.local(v_at) if v_at is not None else ev[1] + _half_rtt(rec)
+                timed.append((t, idx, (ev[0], t, [item])))
+            continue
+        v = _venue_ts(ev)
+        if v is None:
+            timed.append((ev[1], idx, ev))
+            continue
+        t = min(ev[1], vc.local(v) + feed_s)
+        lags.append(ev[1] - t)
+        # the paper exchange reads a book's `ts` and a print's `recv_ts` as their arrival times
+        obj = replace(ev[2], ts=t) if ev[0] == "book" else replace(ev[2], recv_ts=t)
+        timed.append((t, idx, (ev[0], t, obj, *ev[3:])))
+    timed.sort(key=lambda x: (x[0], x[1]))
+    out = replace(rec, events=[x[2] for x in timed], actions_at_venue=bool(spans))
+    lags.sort()
+    out.stripped = {**rec.stripped, "feed_lag_p90_s": round(lags[int(0.9 * (len(lags) - 1))], 3) if lags else 0.0,
+                    "feed_lag_max_s": round(lags[-1], 3) if lags else 0.0}
+    return out
+
+
+def _half_rtt(rec: Recording) -> float:
+    return statistics.median(rec.rtt_ms) / 2000.0 if rec.rtt_ms else 0.0
+
+
+@dataclass
+class _VenueOrder:
+    token_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    start: float  # venue time it rests from
+    end: float = math.inf  # venue time the cancel landed
+    fills: list[tuple[float, Decimal]] = field(default_factory=list)  # (venue time, size)
+
+    def remaining(self, v: float) -> Decimal:
+        return self.size - sum((s for t, s in self.fills if t <= v), ZERO)
+
+
+def own_on_venue_clock(rec: Recording, vc: VenueClock) -> dict[int, OwnOrders]:
+    """Our orders resting in each recorded book, by the venue's clock: an order rests from the
+    venue's PLACEMENT until its CANCELLATION (`Recording.spans`, the user channel's timestamps;
+    for recordings without them: sent + half the median round trip, for both), less what had
+    filled by then. Why: the recorder notes the orders open when a book
+    *arrived*; with a lagging feed a book seconds old was stripped of the orders open seconds
+    later (and kept the ones cancelled meanwhile), which looked like cancels and joins in
+    the public queue."""
+    half = _half_rtt(rec)
+    spans = getattr(rec, "spans", None) or {}
+    by_id: dict[str, _VenueOrder] = {}
+    by_market: dict[str, list[_VenueOrder]] = {}
+    for ev in rec.events:
+        if ev[0] == "place":
+            for lid, q in ev[2]:
+                placed, gone = spans.get(lid, (None, None))
+                o = _VenueOrder(q.token_id, q.side, q.price, q.size,
+                                placed if placed is not None else vc.venue(ev[1] + half),
+                                gone if gone is not None else math.inf)
+                by_id[lid] = o
+                by_market.setdefault(q.market, []).append(o)
+        elif ev[0] == "cancel":
+            for lid in ev[2]:
+                c = by_id.get(lid)
+                if c is not None and c.end == math.inf and spans.get(lid, (None, None))[1] is None:
+                    c.end = max(c.start, vc.venue(ev[1] + half))
+    for _, f in rec.live_fills:
+        h = by_id.get(f.order_client_id)
+        if h is not None and f.status != "FAILED":
+            h.fills.append((f.ts, f.size))
+    books: dict[str, list[tuple[float, int]]] = {}
+    for i, ev in enumerate(rec.events):
+        if ev[0] == "book" and (v := _venue_ts(ev)) is not None and ev[2].market in by_market:
+            books.setdefault(ev[2].market, []).append((v, i))
+    out: dict[int, OwnOrders] = {}
+    for market, bs in books.items():
+        orders = sorted(by_market[market], key=lambda o: o.start)
+        bs.sort()
+        k = 0
+        active: list[_VenueOrder] = []
+        for v, i in bs:
+            while k < len(orders) and orders[k].start <= v:
+                active.append(orders[k])
+                k += 1
+            active = [o for o in active if o.end > v]
+            book: BookView = rec.events[i][2]
+            own: list[tuple[Side, Decimal, Decimal]] = []
+            for o in active:
+                rem = o.remaining(v)
+                if rem > 0:
+                    own.append((o.side, o.price, rem) if o.token_id == book.token_id
+                               else (o.side.opposite, ONE - o.price, rem))
+            if own:
+                out[i] = tuple(own)
+    return out
+
+
+def _level_room(rec: Recording, ours: dict[tuple[str, int, Decimal, bool], Decimal],
+                groups: dict[tuple[str, int], list[tuple[int, Decimal]]],
+                own_of: dict[int, OwnOrders] | None = None) -> dict[int, Decimal]:
+    """For each print at the price of one of our fills: the size the level held without our
+    orders just before it (the last book of that market, either token, mirrored to YES terms)."""
+    want: dict[int, tuple[Decimal, bool]] = {}
+    for (cid, sec, yes_px, yes_bid) in ours:
+        for i, px in groups.get((cid, sec), []):
+            if px == yes_px:
+                want[i] = (yes_px, yes_bid)
+    if not want:
+        return {}
+    by_token = {t: m for m in rec.markets for t in m.token_ids}
+    last: dict[str, int] = {}  # market → the index of its last book event
+    out: dict[int, Decimal] = {}
+    for i, ev in enumerate(rec.events):
+        if ev[0] == "book":
+            last[ev[2].market] = i
+        elif i in want:
+            m = by_token.get(ev[2].token_id)
+            j = last.get(m.condition_id) if m is not None else None
+            if m is None or j is None:
+                continue
+            yes_px, yes_bid = want[i]
+            b = rec.events[j]
+            book: BookView = b[2]
+            own: OwnOrders = own_of.get(j, ()) if own_of is not None else (b[3] if len(b) > 3 else ())
+            if book.token_id == m.yes_token_id:
+                side, px = (Side.BUY if yes_bid else Side.SELL), yes_px
+            else:  # the NO book: a YES bid at p is a NO ask at 1 − p
+                side, px = (Side.SELL if yes_bid else Side.BUY), ONE - yes_px
+            mine = sum((sz for sd, p, sz in own if sd is side and p == px), ZERO)
+            out[i] = max(ZERO, book.size_at(side, px) - mine)
+    return out
+
+
+def _live_fills_to_ms(rec: Recording, groups: dict[tuple[str, int], list[tuple[int, Decimal]]]
+                      ) -> tuple[list[tuple[float, Fill]], int]:
+    """Live fills stamped in whole venue seconds (the user channel's `match_time`; recordings made
+    before the recorder kept the event's ms) get the ms of their print: the first public print at
+    their YES price in that second. Why: a paper fill carries its print's ms, and a markout
+    measured from the start of the second instead of the match ran 0.5 s short on average."""
+    by_token = {t: m for m in rec.markets for t in m.token_ids}
+    out: list[tuple[float, Fill]] = []
+    n = 0
+    for t, f in rec.live_fills:
+        m = by_token.get(f.token_id)
+        if m is not None and f.ts == math.floor(f.ts):
+            yes_px = _yes_price(m, f.token_id, f.price)
+            at = [rec.events[i][2].ts for i, px in groups.get((m.condition_id, int(f.ts)), []) if px == yes_px]
+            if at:
+                f = replace(f, ts=min(at))
+                n += 1
+        out.append((t, f))
+    return out, n
 
 
 def _yes_price(m: Market, token: str, price: Decimal) -> Decimal:

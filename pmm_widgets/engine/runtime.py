@@ -192,6 +192,7 @@ async def build_runtime(
         md = MarketData(endpoints.clob_url, endpoints.ws_url, store.db,
                         stale_sec=s.stale_sec, record_book_sec=s.record_book_sec, recorder=store.recorder)
         closing.push_async_callback(md.close)
+        md.stream.apply_budget_sec = s.cycle_yield_ms / 1000  # large frames in slices (see MarketStream.hold)
         await md.start()
         tagged = store.db.with_owner(owner_id)  # every `orders` row names the engine that placed it
         if mode is Mode.PAPER:

@@ -99,6 +99,16 @@ class _TradeState:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Span:
+    """When the venue placed and removed one of our orders, on its own clock (epoch s): the
+    `timestamp` of the user channel's PLACEMENT and CANCELLATION events. What `orders_at` reads
+    to say which orders rested at a venue instant just past."""
+
+    placed: float | None = None
+    gone: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class OurFill:
     """One fill of ours inside a venue trade (one trade can fill several of our maker orders)."""
@@ -188,6 +198,7 @@ class LiveExchange:
         self._mids: dict[str, Decimal] = {}
         self._open: dict[str, Order] = {}  # client id -> open order
         self._inflight: dict[str, Order] = {}  # client id -> order posted, no answer yet
+        self._spans: dict[str, _Span] = {}  # client id -> venue times of its placement/removal (`orders_at`)
         # measured order round trips (ms): one per POST of a batch, from send to the venue's answer
         # (signing included); what the paper latency model draws from (`PMM_PAPER_LATENCY_FILE`)
         self.order_rtt_ms: deque[float] = deque(maxlen=10_000)
@@ -520,21 +531,39 @@ class LiveExchange:
 
     def orders_at(self, venue_ts: float) -> list[Order]:
         """Our orders as they rested at a venue instant a moment ago (the reward sample the market
-        stream hands over after the fact): the open ones, those posted and not answered yet (the
-        venue most likely rests them), and those filled since, each with the shares filled after
-        `venue_ts` (the fills' venue times, whole seconds: one stamped `venue_ts` counts as after)
-        given back. Copies."""
+        stream hands over after the fact), each with the shares filled after `venue_ts` (the
+        fills' venue times, whole seconds: one stamped `venue_ts` counts as after) given back.
+        Where the user channel already told the venue's times of an order's placement and
+        removal (`_Span`), they decide: an order placed after the instant does not count, one
+        cancelled after it does (a requote around a minute is counted once, not twice). An order
+        whose events have not arrived yet counts as it is now (open or posted). Copies."""
         back: dict[str, Decimal] = {}
         for st in self._trades.values():
             f = st.fill
             # `>=`: the tape's match time has whole seconds, and the venue samples at the start of its minute
             if st.counted and not st.reversed and f.ts >= venue_ts and f.venue_order_id:
                 back[f.venue_order_id] = back.get(f.venue_order_id, Decimal(0)) + f.size
-        out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0))) for o in self._open.values()]
-        out += [replace(o) for o in self._inflight.values()]
+        spans = self._spans
+
+        def placed_after(o: Order) -> bool:
+            sp = spans.get(o.client_id)
+            return sp is not None and sp.placed is not None and sp.placed > venue_ts
+
+        def gone_before(o: Order) -> bool:
+            sp = spans.get(o.client_id)
+            return sp is not None and sp.gone is not None and sp.gone <= venue_ts
+
+        out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0)))
+               for o in self._open.values() if not placed_after(o) and not gone_before(o)]
+        out += [replace(o) for o in self._inflight.values() if not placed_after(o)]
+        for vid, c in self._by_venue.items():  # cancelled since the instant (closed orders stay a while)
+            sp = spans.get(c.client_id)
+            if (c.status is OrderStatus.CANCELED and sp is not None and sp.gone is not None and sp.gone > venue_ts
+                    and not placed_after(c)):
+                out.append(replace(c, filled=c.filled - back.pop(vid, Decimal(0))))
         for vid, size in back.items():
             o = self._by_venue.get(vid)
-            if o is not None and o.status is OrderStatus.FILLED:
+            if o is not None and o.status is OrderStatus.FILLED and not placed_after(o):
                 out.append(replace(o, filled=o.filled - size))
         return out
 
@@ -563,7 +592,7 @@ class LiveExchange:
         n = 0
         for vid in [v for v, o in self._by_venue.items()
                     if o.client_id not in self._open and not o.status.is_open and o.updated_ts < cutoff]:
-            del self._by_venue[vid]
+            self._spans.pop(self._by_venue.pop(vid).client_id, None)
             self._history.pop(vid, None)
             n += 1
         for vid in [v for v, row in self._history.items() if v in self._by_venue
@@ -635,6 +664,14 @@ class LiveExchange:
         if o is None:
             self._buffer_event(vid, ev)
             return
+        if ev.kind in (OrderEventKind.PLACEMENT, OrderEventKind.CANCELLATION) and ev.timestamp not in (None, ""):
+            sp = self._spans.get(o.client_id) or self._spans.setdefault(o.client_id, _Span())
+            with contextlib.suppress(TypeError, ValueError):
+                ts = float(ev.timestamp) / 1000.0  # ms, the venue's clock
+                if ev.kind is OrderEventKind.PLACEMENT:
+                    sp.placed = ts
+                else:
+                    sp.gone = ts
         status = ev.order_status
         if o.client_id not in self._open:
             return

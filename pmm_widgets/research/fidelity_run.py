@@ -19,14 +19,15 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..analytics.fidelity import (
     Candidate,
+    ClockMode,
     Comparison,
     Mids,
     OwnOrders,
@@ -56,9 +57,12 @@ class FidelityError(PmmError):
     """A fidelity run could not be done (the sandbox did not start, a bad seed list, ...)."""
 
 
-def recording_exchange(rec: Recording) -> type[LiveExchange]:
-    """A LiveExchange that writes everything it sees and does into `rec`."""
+def recording_exchange(rec: Recording, on_venue_span: Callable[[float], None] | None = None) -> type[LiveExchange]:
+    """A LiveExchange that writes everything it sees and does into `rec` (and tells
+    `on_venue_span` how much venue time its books have covered so far)."""
     from ..execution.live import LiveExchange
+
+    vspan: list[float] = [math.inf, -math.inf]
 
     class RecordingLiveExchange(LiveExchange):
         def __init__(self, *a: Any, **kw: Any) -> None:
@@ -81,7 +85,20 @@ def recording_exchange(rec: Recording) -> type[LiveExchange]:
 
         def observe_book(self, book: BookView) -> None:
             rec.events.append(("book", book.ts or time.time(), book, self._own_in(book)))
+            if book.venue_ts_ms:
+                v = book.venue_ts_ms / 1000.0
+                vspan[0] = min(vspan[0], v)
+                vspan[1] = max(vspan[1], v)
+                if on_venue_span is not None:
+                    on_venue_span(vspan[1] - vspan[0])
             super().observe_book(book)
+
+        def _on_order_event(self, ev: Any) -> None:
+            super()._on_order_event(ev)
+            o = self._order_for(ev.id)
+            sp = self._spans.get(o.client_id) if o is not None else None
+            if o is not None and sp is not None:  # kept here: the exchange evicts old ones
+                rec.spans[o.client_id] = (sp.placed, sp.gone)
 
         def observe_trade(self, trade: PublicTrade) -> None:
             rec.events.append(("trade", trade.recv_ts or time.time(), trade))
@@ -135,13 +152,26 @@ def recording_exchange(rec: Recording) -> type[LiveExchange]:
                 rec.events.append(("cancel", time.time(), [o.client_id]))
             super()._close_order(o, status, reason)
 
-        def _new_fill(self, *a: Any, **kw: Any) -> None:
+        def _new_fill(self, key: str, o: Any, f: Any, ev: Any, *a: Any, **kw: Any) -> None:
             n = len(self._pending)
-            super()._new_fill(*a, **kw)
+            super()._new_fill(key, o, f, ev, *a, **kw)
             t = time.time()
-            rec.live_fills.extend((t, f) for f in self._pending[n:])
+            ms = _event_ms(ev)
+            # the match's venue time to the ms (the fill's `ts` is the event's whole-second
+            # `match_time`; a paper fill carries its print's ms: markouts must start from the same)
+            rec.live_fills.extend((t, replace(x, ts=ms / 1000.0) if ms and math.floor(ms / 1000.0) == math.floor(x.ts)
+                                   else x) for x in self._pending[n:])
 
     return RecordingLiveExchange
+
+
+def _event_ms(ev: Any) -> float | None:
+    """A trade event's venue time in ms (its `timestamp`), when it has one."""
+    v = getattr(ev, "timestamp", None)
+    try:
+        return float(v) if v not in (None, "") and not isinstance(v, bool) else None
+    except (TypeError, ValueError):
+        return None
 
 
 CATCH_UP_SEC = 30.0  # wall seconds a sped-up sandbox takes to reach the wall clock (see `sandbox_process`)
@@ -183,11 +213,24 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
             engine = Engine(settings, Mode.LIVE, endpoints=endpoints)
             rec = Recording([], seconds, speed)
             orig = live_mod.LiveExchange
-            live_mod.LiveExchange = recording_exchange(rec)  # type: ignore[misc]  # (a class swapped in for the run)
+            reached = asyncio.Event()
+            want = seconds * speed
+
+            def covered(span: float) -> None:
+                if span >= want:
+                    reached.set()
+
+            live_mod.LiveExchange = recording_exchange(rec, covered)  # type: ignore[misc]  # (a class swapped in for the run)
             try:
                 t0 = time.monotonic()
-                await engine.run(max_seconds=seconds)
-                rec.seconds = time.monotonic() - t0 if rec.seconds <= 0 else rec.seconds
+                # until the venue's clock has covered the simulated time asked for (a loaded host's
+                # sandbox runs slower than its speed-up), at most 1.5x the wall time it should take
+                run = engine.start()
+                waiter = asyncio.create_task(reached.wait())
+                await asyncio.wait({run, waiter}, timeout=seconds * 1.5, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                await engine.stop()
+                rec.seconds = time.monotonic() - t0
             finally:
                 live_mod.LiveExchange = orig  # type: ignore[misc]
             rec.rtt_ms = list(rec.rtt_source)
@@ -262,10 +305,10 @@ def _num(x: float) -> float | None:
 
 
 def fit_and_check(recs: dict[int, Recording], fit_seed: int, candidates: list[Candidate] | None = None,
-                  prints: PrintMode = "continue") -> FitResult:
+                  prints: PrintMode = "level", clock: ClockMode = "venue") -> FitResult:
     """Fit on `fit_seed` only; report the best and the seed's default on every other seed (each
     recording seen as a paper engine would have seen that market: `without_own`)."""
-    view = {s: without_own(r, prints) for s, r in recs.items()}
+    view = {s: without_own(r, prints, clock) for s, r in recs.items()}
     ranked = fit(view[fit_seed], candidates)
     best = ranked[0].candidate
     if best is None:

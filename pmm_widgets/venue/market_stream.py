@@ -70,6 +70,7 @@ FUTURE_SKEW_MS = 5_000  # venue timestamps later than now + this are clamped to 
 # the venue samples reward scores at its first step at/after each minute (the sandbox's step is
 # 0.1 s; the real venue's instant within its minute is not documented)
 VENUE_STEP_MS = 100
+SLICE_EVENTS = 32  # engine runs: a frame of more events is applied by the applier, its time checked this often
 CONN_RESYNC_MIN_SEC = 1.0  # a frame naming no known token reloads its connection's books at most this often
 
 
@@ -88,6 +89,19 @@ class StreamStats:
     snapshots_applied: int = 0  # REST + websocket `book` snapshots
     rest_errors: int = 0
     last_message_ts: float = 0.0  # local epoch seconds of the last frame of any connection
+
+
+class _Pending:
+    """A received frame (decoded) or REST `/books` answer not yet fully applied (see `hold`)."""
+
+    __slots__ = ("now", "conn", "what", "pos", "touched")
+
+    def __init__(self, now: float, conn: _Conn | None, what: wire.DecodedFrame | list[BookSnapshot]) -> None:
+        self.now = now  # receive time: the time it applies with
+        self.conn = conn
+        self.what = what
+        self.pos = 0  # events (or snapshots) applied so far
+        self.touched: set[str] = set()  # books changed so far: the listeners hear of them once, at the end
 
 
 class _Conn:
@@ -164,8 +178,14 @@ class MarketStream:
             MarketResolvedEvent: self._on_market_resolved,
         }  # the custom `best_bid_ask` / `new_market` events are decoded and not used
         self.resolutions: deque[MarketResolvedEvent] = deque(maxlen=10_000)  # market_resolved events, oldest first
-        # while a quote cycle holds the books still (`hold`): what was received, in order, with its receive time
-        self._held: deque[tuple[float, _Conn | None, wire.DecodedFrame | list[BookSnapshot]]] | None = None
+        # issue 12, engine runs: a frame of many events is applied in slices of this many seconds, the
+        # event loop getting a turn between them (0: every frame applied whole, as it is received)
+        self.apply_budget_sec = 0.0
+        self._queue: deque[_Pending] = deque()  # received, not yet (fully) applied: oldest first
+        self._hold_after: float | None = None  # `hold`: what was received after this time waits
+        self._applier: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None  # the applier has work (or the hold moved)
+        self._progress: asyncio.Event | None = None  # the applier applied something (settle waits on it)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -179,6 +199,8 @@ class MarketStream:
             c.stopping = True
         if self._resync_task is not None:
             tasks.append(self._resync_task)
+        if self._applier is not None:
+            tasks.append(self._applier)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -342,8 +364,9 @@ class MarketStream:
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
                 self.recorder.frame(now, conn.n if conn is not None else -1, text)
             decoded = wire.decode_market_frame(frame)
-            if self._held is not None:  # a quote cycle is deciding: applied after it, in order
-                self._held.append((now, conn, decoded))
+            if self._queue or self._hold_after is not None or (
+                    self.apply_budget_sec > 0 and len(decoded.events) > SLICE_EVENTS):
+                self._enqueue(_Pending(now, conn, decoded))  # applied in order by the applier (see `hold`)
                 return touched
             self._apply_frame(decoded, now, touched, conn)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: a frame never ends the feed
@@ -360,55 +383,112 @@ class MarketStream:
             self._handle_event(ev, now, touched, conn)
 
     # ------------------------------------------------------------------ holding the books still
+    # Why: the engine's quote cycle yields to the event loop (issue 12: no 30 ms block at 500
+    # markets), and a large frame is applied in slices; yet every cycle must decide on one
+    # snapshot of the books, and a replay of the recording (which applies each frame whole, at
+    # its receive time, and runs each cycle at its recorded time) must see what the engine saw.
+    # So: everything received goes through one queue, applied in arrival order by one applier
+    # task, each item with its receive time and each frame's book listeners called once, when the
+    # frame is complete (as a whole frame would); `hold(until)` first applies everything received
+    # up to `until` (the cycle's time), then lets nothing newer apply until `release`.
     @property
     def holding(self) -> bool:
-        return self._held is not None
+        return self._hold_after is not None
 
-    def hold(self) -> None:
-        """From now on, frames and REST snapshots are received (recorded, decoded) but not applied
-        until `release`: the books stay as they are while a quote cycle that yields to the event
-        loop decides on them. A replay applies each frame at its receive time, so a frame received
-        during a cycle comes after that cycle's row there too: live and replay apply it after the
-        cycle, with its receive time."""
-        if self._held is None:
-            self._held = deque()
+    @property
+    def backlog(self) -> int:
+        """Items (frames, REST answers) received and not yet fully applied."""
+        return len(self._queue)
 
-    async def release(self, budget_sec: float = 0.0) -> int:
-        """Apply what was held, oldest first, each with its receive time, then stop holding. Frames
-        arriving meanwhile queue behind (order kept); with `budget_sec` > 0 it yields to the event
-        loop whenever it has held it that long. Cancelled: the rest is applied at once (nothing is
-        lost). Returns the number of items applied."""
-        q = self._held
-        if q is None:
-            return 0
-        n = 0
-        t0 = time.perf_counter()
-        try:
-            while q:
-                self._apply_held(q.popleft())
-                n += 1
-                if budget_sec > 0 and q and time.perf_counter() - t0 >= budget_sec:
+    async def hold(self, until: float | None = None) -> None:
+        """Apply everything received up to `until` (default: now), whole, then hold the books
+        still: what arrives later is received (recorded, decoded) and waits until `release`."""
+        until = self.clock() if until is None else until
+        self._hold_after = until
+        await self.settle(until)
+
+    def release(self) -> None:
+        """Let what waited (and what arrives) apply again, in order, by the applier."""
+        self._hold_after = None
+        if self._queue:
+            self._kick()
+
+    async def settle(self, until: float | None = None) -> None:
+        """Wait until everything received up to `until` (default: now) is applied (not what a
+        hold keeps waiting)."""
+        until = self.clock() if until is None else until
+        if self._hold_after is not None:
+            until = min(until, self._hold_after)
+        while self._queue and self._queue[0].now <= until:
+            self._kick()
+            assert self._progress is not None
+            self._progress.clear()
+            await self._progress.wait()
+
+    def _enqueue(self, item: _Pending) -> None:
+        self._queue.append(item)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a synchronous caller): apply in place
+                self._apply_now()
+                return
+            self._wake, self._progress = asyncio.Event(), asyncio.Event()
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.create_task(self._apply_loop(), name="market-apply")
+        self._wake.set()
+
+    def _apply_now(self) -> None:
+        while self._queue and (self._hold_after is None or self._queue[0].now <= self._hold_after):
+            if self._apply_some(self._queue[0], None):
+                self._queue.popleft()
+
+    async def _apply_loop(self) -> None:
+        """The one applier: the queue, oldest first, in slices of `apply_budget_sec`."""
+        assert self._wake is not None and self._progress is not None
+        wake, progress = self._wake, self._progress
+        while True:
+            await wake.wait()
+            wake.clear()
+            t0 = time.perf_counter()
+            q = self._queue
+            while q and (self._hold_after is None or q[0].now <= self._hold_after):
+                budget = self.apply_budget_sec
+                if self._apply_some(q[0], t0 + budget if budget > 0 else None):
+                    q.popleft()
+                progress.set()
+                if budget > 0 and time.perf_counter() - t0 >= budget and q:
                     await asyncio.sleep(0)
                     t0 = time.perf_counter()
-        finally:
-            while q:
-                self._apply_held(q.popleft())
-                n += 1
-            self._held = None
-        return n
+            progress.set()
 
-    def _apply_held(self, item: tuple[float, _Conn | None, wire.DecodedFrame | list[BookSnapshot]]) -> None:
-        now, conn, what = item
-        if isinstance(what, list):  # a REST `/books` answer
-            self.apply_rest(what, now)
-            return
-        touched: set[str] = set()
+    def _apply_some(self, item: _Pending, deadline: float | None) -> bool:
+        """Apply `item` from where it stopped, until done (True) or past `deadline` (False)."""
         try:
-            self._apply_frame(what, now, touched, conn)
+            what = item.what
+            if isinstance(what, list):  # a REST `/books` answer
+                while item.pos < len(what):
+                    self._apply_snap(what[item.pos], item.now, item.touched)
+                    item.pos += 1
+                    if deadline is not None and item.pos % SLICE_EVENTS == 0 and time.perf_counter() >= deadline:
+                        return False
+            elif what.error is not None:
+                self._bad(what.error, item.conn)
+            else:
+                evs = what.events
+                while item.pos < len(evs):
+                    self._handle_event(evs[item.pos], item.now, item.touched, item.conn)
+                    item.pos += 1
+                    if deadline is not None and item.pos % SLICE_EVENTS == 0 and time.perf_counter() >= deadline:
+                        return False
         except Exception as exc:  # noqa: BLE001 - as in handle_frame: a frame never ends the feed
-            self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", conn)
-        if touched and self.on_books is not None:
-            self.on_books(touched)
+            self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", item.conn)
+        if item.touched and self.on_books is not None:
+            self.on_books(item.touched)
+        return True
 
     def _handle_event(self, ev: Any, now: float, touched: set[str], conn: _Conn | None) -> None:
         self.stats.events += 1
@@ -690,8 +770,8 @@ class MarketStream:
         snaps, errors = wire.decode_books(payload)
         for e in errors:
             self._bad(e, None)
-        if self._held is not None:  # a quote cycle is deciding: applied after it (see `hold`)
-            self._held.append((now, None, list(snaps)))
+        if self._queue or self._hold_after is not None or (self.apply_budget_sec > 0 and len(snaps) > SLICE_EVENTS):
+            self._enqueue(_Pending(now, None, list(snaps)))  # in order with the frames (see `hold`)
             return set()
         return self.apply_rest(snaps, now)
 
@@ -699,29 +779,32 @@ class MarketStream:
         """Apply decoded REST `/books` snapshots received at `now` (live resyncs and replays alike)."""
         replaced: set[str] = set()
         for snap in snaps:
-            b = self.books.get(snap.asset_id)
-            if b is None:
-                continue
-            try:
-                ts, _ = self._ts(snap.timestamp, now)
-            except BadMessage:
-                self._bad("REST book with an invalid timestamp", None)
-                continue
-            # a distrusted book whose timestamp lies in our future got it from a clamped frame: no
-            # real update can be newer than the venue's own snapshot then, so the snapshot wins
-            future = b.needs_resync and b.venue_ts_ms > self._ref_ms(now)
-            if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)) and not future:
-                if b.needs_resync:
-                    self._pending.add(b.token_id)  # the venue's copy lags ours: ask again shortly
-                continue
-            if b.apply_snapshot(snap, ts=now, venue_ts_ms=ts):
-                self.stats.snapshots_applied += 1
-                replaced.add(b.token_id)
-            else:
-                self._bad("REST book with invalid levels", None)
+            self._apply_snap(snap, now, replaced)
         if replaced and self.on_books is not None:
             self.on_books(replaced)
         return replaced
+
+    def _apply_snap(self, snap: BookSnapshot, now: float, replaced: set[str]) -> None:
+        b = self.books.get(snap.asset_id)
+        if b is None:
+            return
+        try:
+            ts, _ = self._ts(snap.timestamp, now)
+        except BadMessage:
+            self._bad("REST book with an invalid timestamp", None)
+            return
+        # a distrusted book whose timestamp lies in our future got it from a clamped frame: no
+        # real update can be newer than the venue's own snapshot then, so the snapshot wins
+        future = b.needs_resync and b.venue_ts_ms > self._ref_ms(now)
+        if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)) and not future:
+            if b.needs_resync:
+                self._pending.add(b.token_id)  # the venue's copy lags ours: ask again shortly
+            return
+        if b.apply_snapshot(snap, ts=now, venue_ts_ms=ts):
+            self.stats.snapshots_applied += 1
+            replaced.add(b.token_id)
+        else:
+            self._bad("REST book with invalid levels", None)
 
     def _quiet_tokens(self) -> set[str]:
         """Live books without an update for `quiet_sec` (and not reloaded for as long)."""

@@ -71,9 +71,11 @@ def test_a_frame_arriving_mid_cycle_is_applied_after_it_in_order():
     m = Market(condition_id="0xm", question="Q?", yes_token_id="111", no_token_id="222", tick_size=Decimal("0.01"),
                min_order_size=Decimal(5))
 
+    clock = [1000.0]
+
     def stream() -> MarketStream:
         books = {t: OrderBook(t, "0xm") for t in m.token_ids}
-        s = MarketStream("ws://127.0.0.1:9/ws", ClobPublic("http://127.0.0.1:9"), books, clock=lambda: 1000.0)
+        s = MarketStream("ws://127.0.0.1:9/ws", ClobPublic("http://127.0.0.1:9"), books, clock=lambda: clock[0])
         s.handle_frame(json.dumps([
             {"event_type": "book", "market": "0xm", "asset_id": "111", "timestamp": "1000000", "hash": "a",
              "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.50", "size": "100"}]},
@@ -106,19 +108,23 @@ def test_a_frame_arriving_mid_cycle_is_applied_after_it_in_order():
             nonlocal sent
             while sent < 3:
                 if running:
+                    clock[0] += 0.001  # received after the cycle's time
                     s.handle_frame(moves(sent))
                     sent += 1
                 await asyncio.sleep(0)
 
         task = asyncio.create_task(venue())
-        s.hold()
-        running = True
         try:
+            await s.hold(1000.0)
+            running = True
             await qc.run_once(1000.0, [m], lambda t: s.books[t].view(), ex)
+            assert s.books["111"].best_bid == Decimal("0.40")  # received, held
         finally:
             running = False
-            held = await s.release()
-        assert sent == 3 and held == 3 and qc.yields == 3
+            held = s.backlog
+            s.release()
+        await s.settle()
+        assert sent == 3 and held == 3 and qc.yields == 3 and s.backlog == 0
         await task
         assert qc.wanted == ref_qc.wanted and qc.wanted  # decided on the books as the cycle found them
         assert qc.snapshot().markets["0xm"].mid == ref_qc.snapshot().markets["0xm"].mid == Decimal("0.45")

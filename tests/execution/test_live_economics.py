@@ -112,3 +112,30 @@ async def test_paid_rewards_and_rebates_are_read_back_from_the_venue(sb, wallet_
     rows = {(r["kind"], r["market"]): r["amount"] for r in sink.rows["venue_payouts"]}
     assert rows[("rewards", rew)] == truth[(rew, "rewards")] and rows[("rebates", cid)] == truth[(cid, "rebates")]
     assert rows[("rewards", "TOTAL")] == sum(rewards.values())
+
+
+async def test_orders_at_counts_what_the_venue_held_at_that_instant(sb, wallet_key, closers):
+    """The reward sample of a venue minute reaches the engine a moment after the minute: an
+    order cancelled since still counts, one posted since does not, by the venue's times of the
+    user channel's PLACEMENT and CANCELLATION events (issue 13's sampling race: a requote around
+    the minute counted both the order and its replacement)."""
+    from live_helpers import touch_bids
+
+    ex, _, markets = await start_quoting(sb, wallet_key, closers, 2)
+    assert await wait_for(lambda: len(ex.open_orders()) >= 2, 10)
+    first = {o.client_id for o in ex.open_orders()}
+    assert await wait_for(lambda: all(ex._spans.get(c) and ex._spans[c].placed for c in first), 10)
+    await asyncio.sleep(0.05)
+    instant = sb.sim.now()
+    await asyncio.sleep(0.05)
+    cancel = set(sorted(first)[: len(first) // 2])
+    _, new = await ex.requote(sorted(cancel), touch_bids(sb, markets[:1]))
+    placed = {o.client_id for o in new if o.status.is_open}
+    assert placed, [o.reason for o in new]
+    assert await wait_for(lambda: all(ex._spans.get(c) and ex._spans[c].gone for c in cancel)
+                          and all(ex._spans.get(c) and ex._spans[c].placed for c in placed), 10)
+    then = {o.client_id for o in ex.orders_at(instant)}
+    assert then == first  # the cancelled ones rested then; the new ones did not exist yet
+    now = {o.client_id for o in ex.orders_at(sb.sim.now() + 0.01)}
+    assert placed <= now and not cancel & now
+

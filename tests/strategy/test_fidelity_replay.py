@@ -93,24 +93,33 @@ def test_without_own_takes_our_orders_out_of_the_books_and_our_fills_out_of_the_
         (6.0, Fill("a", "L1", cm, "y0", Side.BUY, D("0.45"), D(15), FillType.FILLED, Mode.LIVE, 6.0)),
         (7.0, Fill("b", "L2", cm, "n0", Side.BUY, D("0.52"), D(10), FillType.FILLED, Mode.LIVE, 7.0)),
     ]
-    assert without_own(rec, prints="raw").events[1:] == rec.events[1:]
-    v = without_own(rec)
+    assert without_own(rec, prints="raw", clock="arrival").events[1:] == rec.events[1:]
+    v = without_own(rec, prints="continue", clock="arrival")
     assert v.events[0][2] == s and len(v.events[0]) == 3
     trades = [ev[2] for ev in v.events if ev[0] == "trade"]
     assert [(t.token_id, t.price, t.size) for t in trades] == [("n0", D("0.55"), D(5)), ("y0", D("0.47"), D(3))]
-    assert v.stripped == {"books": 1, "fills_matched": 2, "fills_moved_through": 0, "fills_unmatched": 0}
+    assert v.stripped == {"books": 1, "fills_matched": 2, "fills_moved_through": 0, "fills_unmatched": 0,
+                          "hidden_share": 1.0, "fills_restamped_ms": 2}
     # fill a's taker printed nothing through 0.45 (YES) in that second; fill b's (a YES ask at 0.48)
     # neither: both are flow the public tape cannot show a paper model -> all hidden
     assert hidden_fill_share(rec) == 1.0
     # a's taker swept on to 0.44 (YES) in the same second: without us it would have sold our 15 there
     rec.events.insert(2, ("trade", 6.0, PublicTrade("y0", cm, D("0.44"), D(4), Side.SELL, 6.2, recv_ts=6.0)))
     assert hidden_fill_share(rec) == 10 / 25  # only b is hidden now
-    v = without_own(rec)
+    v = without_own(rec, prints="continue", clock="arrival")
     assert [(t.price, t.size) for t in (ev[2] for ev in v.events if ev[0] == "trade")] == [
         (D("0.55"), D(5)), (D("0.44"), D(19)), (D("0.47"), D(3))]
     assert v.stripped["fills_moved_through"] == 1
-    assert [t.size for t in (ev[2] for ev in without_own(rec, prints="drop").events if ev[0] == "trade")] == [
-        D(5), D(4), D(3)]
+    assert [t.size for t in (ev[2] for ev in without_own(rec, prints="drop", clock="arrival").events
+                             if ev[0] == "trade")] == [D(5), D(4), D(3)]
+    # "level" (default): without us the taker trades on with the queue behind us. The 0.45 level
+    # held 25, 15 ours: 10 without us, so of the print of 20 only 10 could have traded there; the
+    # other 10 go to the taker's print through our price (0.44). Fill b's print of 10 at 0.48
+    # stays whole: the level held 90 besides our 10.
+    lv = without_own(rec, clock="arrival")
+    assert [(t.price, t.size) for t in (ev[2] for ev in lv.events if ev[0] == "trade")] == [
+        (D("0.55"), D(10)), (D("0.44"), D(14)), (D("0.48"), D(10)), (D("0.47"), D(3))]
+    assert lv.stripped["volume_kept_at_level"] == 0.6 and lv.stripped["hidden_share"] == 0.0
     assert v.live_fills == rec.live_fills and rec.events[1][2].size == D(20)  # the original is untouched
 
 
@@ -132,3 +141,81 @@ def test_the_fitter_scores_markouts_sizes_and_pnl_not_only_fill_counts():
     spec = good.within_spec()
     assert spec["markout_5s_20pct"] and spec["pnl_20pct"] and spec["fills_total"]
     assert not bad.within_spec()["markout_5s"] and not bad.within_spec()["pnl_20pct"]
+
+
+def test_the_replay_runs_on_the_venue_clock_not_on_a_lagging_feed():
+    """A print that happened at the venue before our order was there, but reached the live run's
+    engine late (a loaded host's feed lagged), must not fill the paper order: on the venue clock
+    it comes before the order; by arrival it would come after."""
+    from pmm_widgets.analytics.fidelity import on_venue_clock, without_own
+
+    m = make_market(0)
+    cm = m.condition_id
+    rec = Recording([m], seconds=10.0, speed=1.0, rtt_ms=[20.0])
+    q = Quote(cm, "y0", Side.BUY, D("0.45"), D(10))
+    rec.events += [
+        ("book", 0.0, book("y0", cm, [("0.44", 10)], [("0.48", 100)], ts=0.0, venue_ts_ms=0)),
+        ("place", 1.0, [("L1", q)]),
+        ("book", 2.0, book("y0", cm, [("0.45", 10), ("0.44", 10)], [("0.48", 100)], ts=2.0, venue_ts_ms=2000),
+         ((Side.BUY, D("0.45"), D(10)),)),
+        # a seller at 0.44 that the venue matched at 0.5 s (before our bid), seen at 3.0 s
+        ("trade", 3.0, PublicTrade("y0", cm, D("0.44"), D(5), Side.SELL, 0.5, recv_ts=3.0)),
+        ("poll", 4.0),
+    ]
+    by_arrival = without_own(rec, clock="arrival")
+    assert [f.size for _, f in replay(by_arrival, Candidate("queue"))] == [D(5)]  # a trade-through, wrongly
+    v = on_venue_clock(by_arrival)
+    tr = next(ev for ev in v.events if ev[0] == "trade")
+    assert abs(tr[1] - 0.501) < 1e-9 and tr[2].recv_ts == tr[1]  # 2.0 − (2.0 − 0.5) / speed + the 1 ms feed
+    assert [ev[0] for ev in v.events] == ["book", "trade", "place", "book", "poll"]
+    assert v.stripped["feed_lag_max_s"] == 2.499
+    assert replay(without_own(rec), Candidate("queue")) == []
+
+
+def test_live_fills_in_whole_seconds_get_their_print_ms():
+    """The user channel stamps a match in whole seconds; a paper fill carries its print's ms. The
+    markout of both must start at the match: a live fill is re-stamped with its print's time."""
+    from pmm_widgets.analytics.fidelity import without_own
+
+    m = make_market(0)
+    cm = m.condition_id
+    rec = Recording([m], seconds=60.0, speed=1.0)
+    rec.events += [("trade", 6.7, PublicTrade("y0", cm, D("0.45"), D(20), Side.SELL, 6.6, recv_ts=6.7))]
+    rec.live_fills += [
+        (6.7, Fill("a", "L1", cm, "y0", Side.BUY, D("0.45"), D(5), FillType.FILLED, Mode.LIVE, 6.0)),
+        (6.7, Fill("b", "L2", cm, "y0", Side.BUY, D("0.45"), D(5), FillType.FILLED, Mode.LIVE, 6.25)),  # has ms
+    ]
+    v = without_own(rec, clock="arrival")
+    assert [f.ts for _, f in v.live_fills] == [6.6, 6.25] and v.stripped["fills_restamped_ms"] == 1
+
+
+def test_orders_rest_when_the_venue_says_they_did():
+    """The user channel's PLACEMENT/CANCELLATION timestamps (`Recording.spans`) time our orders at
+    the venue: a print before the venue placed the order does not fill it, one after its
+    cancellation neither; the books are stripped of what rested at their own venue time."""
+    from pmm_widgets.analytics.fidelity import VenueClock, own_on_venue_clock, without_own
+
+    m = make_market(0)
+    cm = m.condition_id
+    rec = Recording([m], seconds=10.0, speed=1.0, rtt_ms=[20.0])
+    q = Quote(cm, "y0", Side.BUY, D("0.45"), D(10))
+    rec.events += [
+        ("book", 0.0, book("y0", cm, [("0.44", 10)], [("0.48", 100)], ts=0.0, venue_ts_ms=0)),
+        ("place", 1.0, [("L1", q)]),
+        ("trade", 2.0, PublicTrade("y0", cm, D("0.44"), D(5), Side.SELL, 2.0, recv_ts=2.0)),  # before the venue had it
+        ("book", 4.0, book("y0", cm, [("0.45", 10), ("0.44", 5)], [("0.48", 100)], ts=4.0, venue_ts_ms=4000)),
+        ("cancel", 5.0, ["L1"]),
+        ("trade", 6.0, PublicTrade("y0", cm, D("0.43"), D(5), Side.SELL, 6.0, recv_ts=6.0)),  # after it was gone
+        ("book", 7.0, book("y0", cm, [("0.43", 5)], [("0.48", 100)], ts=7.0, venue_ts_ms=7000)),
+        ("poll", 8.0),
+    ]
+    assert [f.size for _, f in replay(without_own(rec, clock="arrival"), Candidate("queue"))] == [D(5)]
+    rec.spans = {"L1": (3.0, 5.8)}
+    own = own_on_venue_clock(rec, VenueClock(rec))
+    assert own == {3: ((Side.BUY, D("0.45"), D(10)),)}  # in the book at venue 4.0, not in the one at 7.0
+    v = without_own(rec)
+    assert v.actions_at_venue and [ev[1] for ev in v.events if ev[0] in ("place", "cancel")] == [3.0, 5.8]
+    assert [(lv.price, lv.size) for lv in v.events[3][2].bids] == [(D("0.44"), D(5))]  # ours stripped
+    assert replay(v, Candidate("queue")) == []
+    rec.spans = {"L1": (1.5, 6.5)}  # resting at both prints: both fill it
+    assert [f.size for _, f in replay(without_own(rec), Candidate("queue"))] == [D(5), D(5)]

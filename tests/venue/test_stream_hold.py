@@ -81,64 +81,83 @@ def test_held_frames_apply_at_release_in_order_with_their_receive_times():
     ref, rclock, _, ref_prints = make()
     feed(ref, rclock, SEQUENCE)  # nothing held: applied as received
 
-    s, clock, changed, prints = make()
-    before = state(s)
-    s.hold()
-    touched = feed(s, clock, SEQUENCE)
-    assert s.holding and touched == [set()] * len(SEQUENCE)
-    assert state(s) == before and prints == [] and len(changed) == 1  # nothing applied, no listener called
-    assert s.stats.frames == ref.stats.frames and s.stats.bad_messages == 0  # received (counted), not yet judged
-    clock.now += 5.0  # released much later: each item still applies with its own receive time
-    n = asyncio.run(s.release())
-    assert n == len(SEQUENCE) and not s.holding
-    assert state(s) == state(ref)
-    assert abs(s.books[YES].ts - 5000.07) < 1e-6 and abs(s.books[NO].ts - 5000.05) < 1e-6
-    assert prints == ref_prints == [f"{YES}@2.001"] and s.stats.bad_messages == ref.stats.bad_messages == 1
-    assert changed[1:] == [{YES}, {NO}, {YES}, {NO}, {YES}]  # one listener call per applied item, in order
-    assert s.books[YES].best_bid == ref.books[YES].best_bid and s.handle_frame(pc(YES, "0.47", "1", "BUY", 4000)) == {YES}
-
-
-def test_a_release_that_yields_keeps_later_frames_behind_and_a_cancelled_one_loses_nothing():
-    """Frames arriving while a release yields to the loop queue behind the held ones (never
-    overtake them); a release cancelled mid-way applies the rest at once."""
-    ref, rclock, _, _ = make()
-    late = [("frame", pc(YES, "0.45", str(10 + k), "BUY", 4000 + k)) for k in range(5)]
-    feed(ref, rclock, SEQUENCE + late)
-
-    async def go(cancel: bool) -> MarketStream:
-        s, clock, _, _ = make()
-        s.hold()
-        feed(s, clock, SEQUENCE)
-        orig = s._apply_held
-        applied: list[float] = []
-
-        def spy(item):  # type: ignore[no-untyped-def]
-            applied.append(item[0])
-            orig(item)
-
-        s._apply_held = spy  # type: ignore[method-assign]
-
-        async def more() -> None:  # arrives while the release yields
-            await asyncio.sleep(0)
-            feed(s, clock, late)
-
-        task = asyncio.create_task(more())
-        rel = asyncio.create_task(s.release(budget_sec=1e-9))  # yields after every item
-        if cancel:
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            rel.cancel()
-        await task
-        try:
-            await rel
-        except asyncio.CancelledError:
-            assert cancel
-        if cancel:  # the cancelled release applied what it held; what came after applies as it comes
-            assert not s.holding
-        else:
-            assert applied == sorted(applied) and len(applied) == len(SEQUENCE) + len(late)
+    async def go() -> None:
+        s, clock, changed, prints = make()
+        before = state(s)
+        await s.hold()
+        touched = feed(s, clock, SEQUENCE)
+        assert s.holding and s.backlog == len(SEQUENCE) and touched == [set()] * len(SEQUENCE)
+        assert state(s) == before and prints == [] and len(changed) == 1  # nothing applied, no listener called
+        assert s.stats.frames == ref.stats.frames and s.stats.bad_messages == 0  # received, not yet judged
+        await asyncio.sleep(0.01)
+        assert state(s) == before  # the applier leaves held items alone
+        clock.now += 5.0  # released much later: each item still applies with its own receive time
+        s.release()
+        await s.settle()
+        assert s.backlog == 0 and not s.holding
         assert state(s) == state(ref)
-        return s
+        assert abs(s.books[YES].ts - 5000.07) < 1e-6 and abs(s.books[NO].ts - 5000.05) < 1e-6
+        assert prints == ref_prints == [f"{YES}@2.001"] and s.stats.bad_messages == ref.stats.bad_messages == 1
+        assert changed[1:] == [{YES}, {NO}, {YES}, {NO}, {YES}]  # one listener call per applied item, in order
+        assert s.handle_frame(pc(YES, "0.47", "1", "BUY", 4000)) == {YES}  # applied as received again
 
-    asyncio.run(go(False))
-    asyncio.run(go(True))
+    asyncio.run(go())
+
+
+def test_hold_applies_what_came_before_its_time_whole_and_keeps_what_came_after():
+    """`hold(until)` (the engine: the cycle's time): items received up to `until` are applied
+    first, whole (a large frame sliced by the applier is finished), later ones wait."""
+    big = json.dumps([json.loads(pc(YES, f"0.{10 + k % 30:02d}", str(1 + k), "BUY", 1100 + k)) for k in range(200)])
+    first = [("frame", big), *SEQUENCE[:3]]
+    ref_first, c1, _, _ = make()
+    feed(ref_first, c1, first)
+    ref_all, c2, _, _ = make()
+    feed(ref_all, c2, first + SEQUENCE[3:])
+
+    async def go() -> None:
+        s, clock, changed, _ = make()
+        s.apply_budget_sec = 1e-9  # slices of SLICE_EVENTS events, a turn for the loop between them
+        feed(s, clock, first)
+        until = clock.now
+        assert s.backlog == len(first) and state(s) != state(ref_first)  # the big frame went to the applier
+        feed(s, clock, SEQUENCE[3:])
+        await s.hold(until)
+        assert state(s) == state(ref_first) and s.backlog == len(SEQUENCE) - 3
+        assert changed[1] == {YES}  # the big frame's listeners heard once, when it was complete
+        s.release()
+        await s.settle()
+        assert state(s) == state(ref_all) and s.backlog == 0
+
+    asyncio.run(go())
+
+
+def test_a_large_frame_is_applied_in_slices_with_turns_for_the_loop():
+    ref, rclock, ref_changed, _ = make()
+    big = json.dumps([json.loads(pc(YES if k % 2 else NO, f"0.{10 + k % 30:02d}", str(1 + k), "BUY", 1100 + k))
+                      for k in range(400)])
+    after = pc(YES, "0.45", "77", "BUY", 9000)
+    feed(ref, rclock, [("frame", big), ("frame", after)])
+
+    async def go() -> None:
+        s, clock, changed, _ = make()
+        s.apply_budget_sec = 1e-9
+        turns = 0
+        stop = False
+
+        async def bystander() -> None:
+            nonlocal turns
+            while not stop:
+                await asyncio.sleep(0)
+                turns += 1
+
+        task = asyncio.create_task(bystander())
+        feed(s, clock, [("frame", big)])
+        await asyncio.sleep(0)
+        feed(s, clock, [("frame", after)])  # arrives mid-frame: behind it
+        await s.settle()
+        stop = True
+        await task
+        assert turns >= 400 // 32 - 1  # the loop ran between the slices
+        assert state(s) == state(ref) and changed == ref_changed  # same listener calls (one per frame)
+
+    asyncio.run(go())
