@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from eth_account import Account
@@ -48,7 +50,7 @@ from pmm_widgets.engine.core import Engine
 from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.live import LiveExchange
 from pmm_widgets.venue.broker import Broker
-from pmm_widgets.venue.endpoints import Endpoints
+from pmm_widgets.venue.endpoints import Endpoints, sandbox_child
 from pmm_widgets.venue.order_entry import OrderEntry, Rtt
 
 
@@ -59,43 +61,30 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-class SandboxProcess:
-    """`python -m pmm_widgets.sandbox` in a child process; URLs read from its stdout."""
+class ChildSandbox:
+    """The sandbox child process's URLs (`venue.endpoints.sandbox_child`, the engine's own
+    launcher) and its fault knobs."""
 
-    def __init__(self, markets: int, seed: int, speed: float) -> None:
-        self.args = [sys.executable, "-m", "pmm_widgets.sandbox", "--markets", str(markets), "--seed", str(seed),
-                     "--speed", str(speed)]
-        self.proc: subprocess.Popen | None = None
-        self.urls: dict[str, str] = {}
-
-    def __enter__(self) -> SandboxProcess:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        assert self.proc.stdout is not None
-        while len(self.urls) < 3:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("sandbox process exited before printing its URLs")
-            if line.startswith("export "):
-                k, v = line.removeprefix("export ").strip().split("=", 1)
-                self.urls[k] = v
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    def __init__(self, ep: Endpoints) -> None:
+        self.ep = ep
 
     def endpoints(self) -> Endpoints:
-        return Endpoints(self.urls["PMM_GAMMA_URL"], self.urls["PMM_CLOB_URL"], self.urls["PMM_CLOB_WS_URL"])
+        return Endpoints(self.ep.gamma_url, self.ep.clob_url, self.ep.ws_url)
 
     def faults(self, **knobs: object) -> None:
-        req = urllib.request.Request(self.urls["PMM_CLOB_URL"] + "/_sandbox/faults", data=json.dumps(knobs).encode(),
+        req = urllib.request.Request(self.ep.clob_url + "/_sandbox/faults", data=json.dumps(knobs).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
         urllib.request.urlopen(req, timeout=5).read()
+
+
+@contextlib.asynccontextmanager
+async def sandbox_process(markets: int, seed: int, speed: float) -> AsyncIterator[ChildSandbox]:
+    """`python -m pmm_widgets.sandbox` in a child process for the block: the engine's launcher
+    (`sandbox_child`: URLs read from its stdout, stopped on every exit path, gone with us)."""
+    settings = Settings(_env_file=None, venue="sandbox", sandbox_markets=markets, sandbox_seed=seed,
+                        sandbox_speed=speed)
+    async with sandbox_child(settings) as ep:
+        yield ChildSandbox(ep)
 
 
 PROBE = """
@@ -140,7 +129,7 @@ def phases(tls: list[dict]) -> dict[str, float]:
             (("to_first_send", first), ("signing", signing), ("wire", wire), ("after", after))}
 
 
-async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxProcess) -> dict[str, float]:
+async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: ChildSandbox) -> dict[str, float]:
     cycles: list[float] = []
     requotes: list[tuple[float, int]] = []
     orig = QuoteCycle.run_once
@@ -205,7 +194,7 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
                                 disconnect_cancel_sec=30.0)
             engine = Engine(settings, Mode.LIVE, endpoints=sb.endpoints())
             lag_task = asyncio.ensure_future(loop_lag(lags))
-            probe = probe_rtts(sb.urls["PMM_CLOB_URL"], args.seconds)
+            probe = probe_rtts(sb.ep.clob_url, args.seconds)
             try:
                 await engine.run(max_seconds=args.seconds)
             finally:
@@ -239,7 +228,7 @@ async def run_mode(fast: bool, args: argparse.Namespace, key: str, sb: SandboxPr
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     results: dict[str, list[dict[str, float]]] = {"pipelined": [], "serial": []}
-    with SandboxProcess(max(120, 3 * args.markets), args.seed, args.speed) as sb:
+    async with sandbox_process(max(120, 3 * args.markets), args.seed, args.speed) as sb:
         sb.faults(latency_ms=args.latency_ms)
         for r in range(args.runs):
             for name, fast in (("pipelined", True), ("serial", False)):

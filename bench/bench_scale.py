@@ -69,6 +69,7 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
     own: list[float] = []
     gcs: list[tuple[int, float, bool, float]] = []  # (generation, seconds, inside the measured window, thread CPU s)
     window = [False]
+    stopped_by_cancel = [False]
     gc_t0 = [0.0, 0.0]
     decided = [0, 0]
     orig_cycle, orig_frame = QuoteCycle.run_once, MarketStream.handle_frame
@@ -143,7 +144,10 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
             window[0] = False
             yields = getattr(engine.runtime.cycle, "yields", 0) - y0
             await engine.stop()
-            await run
+            try:
+                await run
+            except asyncio.CancelledError:  # the stop's grace ran out mid-cycle: the engine's clean shutdown ran anyway
+                stopped_by_cancel[0] = True
             stop.set()
             await mon
     finally:
@@ -160,7 +164,7 @@ async def one_size(n: int, incremental: bool, a: argparse.Namespace) -> dict[str
             "gc_max": max(in_window, default=0.0) * 1e3, "gc_max_run": max((d for _, d, _w, _c in gcs), default=0.0) * 1e3,
             "gc_cpu_max": max((c for _, _d, w, c in gcs if w), default=0.0) * 1e3,
             "gc2": float(sum(1 for g, _, _w, _c in gcs if g == 2)), "yields": float(yields),
-            "cycles": len(cycles), "frames": len(lags), "setup": setup,
+            "cycles": len(cycles), "frames": len(lags), "setup": setup, "stop_cancelled": float(stopped_by_cancel[0]),
             "redecided": decided[0] / decided[1] if decided[1] else float("nan")}
 
 

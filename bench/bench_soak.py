@@ -35,7 +35,7 @@ import psutil
 from eth_account import Account
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_live_cycle import SandboxProcess
+from bench_live_cycle import sandbox_process
 
 from pmm_widgets.config import Settings
 from pmm_widgets.domain import Mode
@@ -86,32 +86,33 @@ async def main(a: argparse.Namespace) -> None:
     proc = psutil.Process(os.getpid())
     key = "0x" + Account.create().key.hex().removeprefix("0x")
     samples: list[tuple[float, float, float, dict[str, int], dict[str, tuple[int, int]]]] = []
-    with SandboxProcess(max(150, 3 * a.markets), a.seed, 1.0) as sb, tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "soak.db"
-        settings = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{db}", universe_size=a.markets,
-                            quote_refresh_sec=a.refresh, private_key=key, retain_days=a.retain_days,
-                            prune_sec=a.prune_sec, disconnect_cancel_sec=30.0, record_book_sec=a.record_book_sec)
-        engine = Engine(settings, Mode.LIVE, endpoints=sb.endpoints())
-        t0 = time.monotonic()
-        run = asyncio.create_task(engine.run(max_seconds=a.minutes * 60))
-        while not run.done():
-            await asyncio.wait({run}, timeout=a.sample_sec)
-            ex = live_exchange(engine)
-            counts = ex.memory_counts() if ex is not None and hasattr(ex, "memory_counts") else {}
-            tables = await asyncio.to_thread(table_stats, db) if db.exists() else {}
-            samples.append(((time.monotonic() - t0) / 60, proc.memory_info().rss / 2**20, db_bytes(db) / 2**20, counts,
-                            tables))
-            m, rss, size, c, _ = samples[-1]
-            big = sorted(((b, n, r) for n, (r, b) in tables.items() if b >= 64 * 1024), reverse=True)
-            shown = " ".join(f"{n}={r}r/{b / 2**20:.2f}MB" for b, n, r in big)
-            print(f"{m:6.1f} min  rss {rss:7.1f} MB  db {size:7.2f} MB  live state {c}  tables: {shown}", flush=True)
-        run.result()
-        b = Broker(sb.endpoints().clob_url, 137, key)
-        try:
-            await b.derive_creds()
-            orphans = len(await b.open_orders())
-        finally:
-            await b.aclose()
+    async with sandbox_process(max(150, 3 * a.markets), a.seed, 1.0) as sb:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "soak.db"
+            settings = Settings(_env_file=None, venue="polymarket", db_url=f"sqlite:///{db}", universe_size=a.markets,
+                                quote_refresh_sec=a.refresh, private_key=key, retain_days=a.retain_days,
+                                prune_sec=a.prune_sec, disconnect_cancel_sec=30.0, record_book_sec=a.record_book_sec)
+            engine = Engine(settings, Mode.LIVE, endpoints=sb.endpoints())
+            t0 = time.monotonic()
+            run = asyncio.create_task(engine.run(max_seconds=a.minutes * 60))
+            while not run.done():
+                await asyncio.wait({run}, timeout=a.sample_sec)
+                ex = live_exchange(engine)
+                counts = ex.memory_counts() if ex is not None and hasattr(ex, "memory_counts") else {}
+                tables = await asyncio.to_thread(table_stats, db) if db.exists() else {}
+                samples.append(((time.monotonic() - t0) / 60, proc.memory_info().rss / 2**20, db_bytes(db) / 2**20, counts,
+                                tables))
+                m, rss, size, c, _ = samples[-1]
+                big = sorted(((b, n, r) for n, (r, b) in tables.items() if b >= 64 * 1024), reverse=True)
+                shown = " ".join(f"{n}={r}r/{b / 2**20:.2f}MB" for b, n, r in big)
+                print(f"{m:6.1f} min  rss {rss:7.1f} MB  db {size:7.2f} MB  live state {c}  tables: {shown}", flush=True)
+            run.result()
+            b = Broker(sb.endpoints().clob_url, 137, key)
+            try:
+                await b.derive_creds()
+                orphans = len(await b.open_orders())
+            finally:
+                await b.aclose()
     after = [s for s in samples if s[0] >= a.warmup_min] or samples[len(samples) // 3:]
     rss_growth = after[-1][1] - after[0][1] if after else float("nan")
     kicked = [s for s in samples if s[0] * 60 >= a.retain_days * 86400 + 2 * a.prune_sec]

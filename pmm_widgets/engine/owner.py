@@ -67,6 +67,52 @@ def _renew_with(lease: Lease, state: EngineState) -> bool:
     return lease.renew(state.to_json())
 
 
+# `PMM_GC_FREEZE`: frozen once more after this many cycles (the per-market state they built)
+GC_REFREEZE_CYCLE = 5
+
+
+class FullCollections:
+    """`PMM_GC_FREEZE`, while the quote loop runs: no automatic full (gen-2) collection; one every
+    `GC_FULL_SEC`, between two cycles. Why: after the freeze a full collection still walks what
+    was made since (~33k objects at 500 markets: ~30-40 ms of CPU, 100-380 ms of wall time on a
+    loaded host) and the automatic ones came every few seconds, anywhere (inside a cycle's slice,
+    a frame); young and middle collections stay automatic (a few ms each). Cyclic garbage that
+    reached the oldest generation waits at most `GC_FULL_SEC`. `stop` restores the thresholds (a
+    notebook kernel gets Python's back)."""
+
+    def __init__(self) -> None:
+        self.saved: tuple[int, int, int] | None = None
+        self.last = 0.0
+
+    def start(self) -> None:
+        import gc
+
+        g0, g1, g2 = gc.get_threshold()
+        if g0 == 0:  # collection disabled by the host: left as it is
+            return
+        self.saved = (g0, g1, g2)
+        gc.set_threshold(g0, g1, GC_NO_AUTO_FULL)
+        self.last = time.monotonic()
+
+    def between_cycles(self) -> None:
+        import gc
+
+        if self.saved is not None and time.monotonic() - self.last >= GC_FULL_SEC:
+            gc.collect()
+            self.last = time.monotonic()
+
+    def stop(self) -> None:
+        import gc
+
+        if self.saved is not None:
+            gc.set_threshold(*self.saved)
+            self.saved = None
+
+
+GC_FULL_SEC = 60.0
+GC_NO_AUTO_FULL = 1_000_000_000  # threshold2: more middle collections than a run makes
+
+
 def freeze_heap() -> int:
     """Issue 12: after the set-up (universe loaded, books subscribed and synced), move every object
     alive into the permanent generation (`gc.freeze`), which no collection walks: a full
@@ -75,7 +121,10 @@ def freeze_heap() -> int:
     young one to 7,000 made each young collection walk ~40k objects (18-28 ms of CPU at 500
     markets) instead of a few thousand. Objects frozen are still freed by reference counting;
     only reference cycles among them are never collected (a one-off, bounded by the set-up).
-    Returns the number of objects frozen."""
+    Called again after the first `GC_REFREEZE_CYCLE` cycles: at 500 markets the full collections
+    after the first freeze still walked ~49k objects (~33 ms of CPU), most of them the per-market
+    state the first cycles built (decisions, risk verdicts, snapshots, ~15 objects a market) and
+    the books' levels. Returns the number of objects frozen."""
     import gc
 
     gc.freeze()
@@ -407,47 +456,59 @@ class OwnerSession:
         loop = asyncio.get_running_loop()
         self._circuit = Circuit(self.settings.circuit_errors, self.settings.circuit_probe_sec)
         await self._first_books(self.settings.quote_refresh_sec)
-        if self.settings.gc_freeze:
+        pacer = FullCollections() if self.settings.gc_freeze else None
+        if pacer is not None:
             freeze_heap()
-        while not self._ctl.stop.is_set():
-            t0 = loop.time()
-            try:
-                await self._apply_commands()
-                if self._ctl.stop.is_set():
-                    break
-                await self._check_store()
-                if self._ctl.stop.is_set():
-                    break
-                if self._circuit.is_open:
-                    await self._circuit_probe()
-                else:
-                    await self._after_venue_minute()
-                    t_cycle = time.monotonic()
-                    report = await self._one_cycle()  # its breaches are already events (risk emits them)
-                    self._cycle_wall = time.monotonic() - t_cycle
-                    if report.kill_requested:
-                        self.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill")
-                        self._ctl.kill_requested = True
-                        self._ctl.stop.set()
-                        self._publish_cycle()
+            pacer.start()
+        cycles_run = 0
+        try:
+            while not self._ctl.stop.is_set():
+                t0 = loop.time()
+                try:
+                    await self._apply_commands()
+                    if self._ctl.stop.is_set():
                         break
-                self._publish_cycle()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
-                await self._cycle_failed(f"{type(exc).__name__}: {exc}")
-            delay = self.settings.quote_refresh_sec - (loop.time() - t0)
-            # wake just after the venue's reward-sampling minute, so the estimate sees the book it samples
-            econ = self.runtime.cycle.econ
-            now = time.time()
-            to_boundary = econ.clock.next_boundary_wall(now, econ.sample_sec) - now + 0.02
-            if to_boundary < delay:
-                delay = to_boundary
-            if econ.sample_count != self._clock_synced_at:  # re-read the venue's clock after each sample
-                self._clock_synced_at = econ.sample_count
-                await self._sync_venue_clock()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ctl.stop.wait(), timeout=max(0.0, delay))
+                    await self._check_store()
+                    if self._ctl.stop.is_set():
+                        break
+                    if self._circuit.is_open:
+                        await self._circuit_probe()
+                    else:
+                        await self._after_venue_minute()
+                        t_cycle = time.monotonic()
+                        report = await self._one_cycle()  # its breaches are already events (risk emits them)
+                        self._cycle_wall = time.monotonic() - t_cycle
+                        cycles_run += 1
+                        if cycles_run == GC_REFREEZE_CYCLE and pacer is not None:
+                            freeze_heap()  # the per-market state the first cycles built (see freeze_heap)
+                        if report.kill_requested:
+                            self.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill")
+                            self._ctl.kill_requested = True
+                            self._ctl.stop.set()
+                            self._publish_cycle()
+                            break
+                    self._publish_cycle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a failing cycle is an event, never a crash
+                    await self._cycle_failed(f"{type(exc).__name__}: {exc}")
+                if pacer is not None:
+                    pacer.between_cycles()
+                delay = self.settings.quote_refresh_sec - (loop.time() - t0)
+                # wake just after the venue's reward-sampling minute, so the estimate sees the book it samples
+                econ = self.runtime.cycle.econ
+                now = time.time()
+                to_boundary = econ.clock.next_boundary_wall(now, econ.sample_sec) - now + 0.02
+                if to_boundary < delay:
+                    delay = to_boundary
+                if econ.sample_count != self._clock_synced_at:  # re-read the venue's clock after each sample
+                    self._clock_synced_at = econ.sample_count
+                    await self._sync_venue_clock()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._ctl.stop.wait(), timeout=max(0.0, delay))
+        finally:
+            if pacer is not None:
+                pacer.stop()
 
     async def _after_venue_minute(self) -> None:
         """Live: no requote straddles the venue's reward sample (issue 13): while the market

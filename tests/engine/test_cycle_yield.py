@@ -134,3 +134,36 @@ def test_a_frame_arriving_mid_cycle_is_applied_after_it_in_order():
         assert bids == [(Decimal("0.43"), 50), (Decimal("0.42"), 50), (Decimal("0.41"), 50), (Decimal("0.40"), 100)]
 
     asyncio.run(go())
+
+
+def test_full_collections_are_paced_between_cycles_and_the_thresholds_restored():
+    import gc
+
+    from pmm_widgets.engine import owner as owner_mod
+
+    before = gc.get_threshold()
+    pacer = owner_mod.FullCollections()
+    pacer.start()
+    try:
+        assert gc.get_threshold()[2] == owner_mod.GC_NO_AUTO_FULL and gc.get_threshold()[:2] == before[:2]
+        full: list[int] = []
+
+        def cb(phase: str, info: dict[str, int]) -> None:
+            if phase == "stop" and info["generation"] == 2:
+                full.append(1)
+
+        gc.callbacks.append(cb)
+        try:
+            junk = [[[] for _ in range(50)] for _ in range(20_000)]  # many middle collections, no full one
+            del junk
+            assert full == []
+            pacer.between_cycles()  # not due yet
+            assert full == []
+            pacer.last -= owner_mod.GC_FULL_SEC
+            pacer.between_cycles()
+            assert full == [1]
+        finally:
+            gc.callbacks.remove(cb)
+    finally:
+        pacer.stop()
+    assert gc.get_threshold() == before
