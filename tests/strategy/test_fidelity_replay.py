@@ -223,3 +223,19 @@ def test_orders_rest_when_the_venue_says_they_did():
     assert replay(v, Candidate("queue")) == []
     rec.spans = {"L1": (1.5, 6.5)}  # resting at both prints: both fill it
     assert [f.size for _, f in replay(without_own(rec), Candidate("queue"))] == [D(5), D(5)]
+
+
+def test_a_recording_pickled_before_a_field_existed_still_loads():
+    import pickle
+
+    from pmm_widgets.analytics.fidelity import without_own
+
+    rec = recording()
+    state = dict(rec.__dict__)
+    del state["spans"], state["actions_at_venue"]  # as saved by an older recorder
+    old = Recording.__new__(Recording)
+    old.__setstate__(state)
+    back = pickle.loads(pickle.dumps(old))
+    assert back.spans == {} and back.actions_at_venue is False
+    fills = [(t, f.size) for t, f in replay(without_own(back), Candidate("queue"))]
+    assert fills and fills == [(t, f.size) for t, f in replay(without_own(rec), Candidate("queue"))]
