@@ -23,7 +23,7 @@ import asyncio
 import math
 import statistics
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -56,6 +56,16 @@ class Recording:
     # live client id → (placed, gone): venue times (s) of the user channel's PLACEMENT / CANCELLATION
     spans: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     actions_at_venue: bool = False  # place/cancel events re-timed to the venue's own times (`on_venue_clock`)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A recording pickled before a field existed gets that field's default."""
+        for f in fields(self):
+            if f.name not in state:
+                if f.default is not MISSING:
+                    state[f.name] = f.default
+                elif f.default_factory is not MISSING:
+                    state[f.name] = f.default_factory()
+        self.__dict__.update(state)
 
     @property
     def sim_minutes(self) -> float:

@@ -33,7 +33,8 @@ def _env(sb, key: str, db_url: str) -> dict[str, str]:
     env.update({"PMM_GAMMA_URL": sb.gamma_url, "PMM_CLOB_URL": sb.clob_url, "PMM_CLOB_WS_URL": sb.ws_url,
                 "PMM_DB_URL": db_url, "PMM_PRIVATE_KEY": key, "PMM_UNIVERSE_SIZE": "4",
                 "PMM_QUOTE_REFRESH_SEC": "0.5", "PMM_LEASE_TTL_SEC": "3", "PMM_WRITER_FLUSH_SEC": "0.2",
-                "PMM_ALPHA": "0.2", "PMM_LOG_LEVEL": "INFO", "PMM_RECORD": "off"})
+                "PMM_ALPHA": "0.2", "PMM_LOG_LEVEL": "INFO", "PMM_RECORD": "off",
+                "PMM_LIVE_RTT_FILE": ""})  # the sandbox's round trips are not Polymarket's
     return env
 
 

@@ -143,25 +143,34 @@ def test_the_fitter_scores_markouts_sizes_and_pnl_not_only_fill_counts():
     assert not bad.within_spec()["markout_5s"] and not bad.within_spec()["pnl_20pct"]
 
 
+def one_bid(*later: tuple) -> Recording:
+    """A market with a YES bid of 10 at 0.45 sent at t=1 (speed 1, venue time = local time), the
+    events after it given."""
+    m = make_market(0)
+    cm = m.condition_id
+    rec = Recording([m], seconds=10.0, speed=1.0, rtt_ms=[20.0])
+    rec.events += [
+        ("book", 0.0, book("y0", cm, [("0.44", 10)], [("0.48", 100)], ts=0.0, venue_ts_ms=0)),
+        ("place", 1.0, [("L1", Quote(cm, "y0", Side.BUY, D("0.45"), D(10)))]),
+        *later,
+    ]
+    return rec
+
+
 def test_the_replay_runs_on_the_venue_clock_not_on_a_lagging_feed():
     """A print that happened at the venue before our order was there, but reached the live run's
     engine late (a loaded host's feed lagged), must not fill the paper order: on the venue clock
     it comes before the order; by arrival it would come after."""
     from pmm_widgets.analytics.fidelity import on_venue_clock, without_own
 
-    m = make_market(0)
-    cm = m.condition_id
-    rec = Recording([m], seconds=10.0, speed=1.0, rtt_ms=[20.0])
-    q = Quote(cm, "y0", Side.BUY, D("0.45"), D(10))
-    rec.events += [
-        ("book", 0.0, book("y0", cm, [("0.44", 10)], [("0.48", 100)], ts=0.0, venue_ts_ms=0)),
-        ("place", 1.0, [("L1", q)]),
+    cm = make_market(0).condition_id
+    rec = one_bid(
         ("book", 2.0, book("y0", cm, [("0.45", 10), ("0.44", 10)], [("0.48", 100)], ts=2.0, venue_ts_ms=2000),
          ((Side.BUY, D("0.45"), D(10)),)),
         # a seller at 0.44 that the venue matched at 0.5 s (before our bid), seen at 3.0 s
         ("trade", 3.0, PublicTrade("y0", cm, D("0.44"), D(5), Side.SELL, 0.5, recv_ts=3.0)),
         ("poll", 4.0),
-    ]
+    )
     by_arrival = without_own(rec, clock="arrival")
     assert [f.size for _, f in replay(by_arrival, Candidate("queue"))] == [D(5)]  # a trade-through, wrongly
     v = on_venue_clock(by_arrival)
@@ -195,20 +204,15 @@ def test_orders_rest_when_the_venue_says_they_did():
     cancellation neither; the books are stripped of what rested at their own venue time."""
     from pmm_widgets.analytics.fidelity import VenueClock, own_on_venue_clock, without_own
 
-    m = make_market(0)
-    cm = m.condition_id
-    rec = Recording([m], seconds=10.0, speed=1.0, rtt_ms=[20.0])
-    q = Quote(cm, "y0", Side.BUY, D("0.45"), D(10))
-    rec.events += [
-        ("book", 0.0, book("y0", cm, [("0.44", 10)], [("0.48", 100)], ts=0.0, venue_ts_ms=0)),
-        ("place", 1.0, [("L1", q)]),
+    cm = make_market(0).condition_id
+    rec = one_bid(
         ("trade", 2.0, PublicTrade("y0", cm, D("0.44"), D(5), Side.SELL, 2.0, recv_ts=2.0)),  # before the venue had it
         ("book", 4.0, book("y0", cm, [("0.45", 10), ("0.44", 5)], [("0.48", 100)], ts=4.0, venue_ts_ms=4000)),
         ("cancel", 5.0, ["L1"]),
         ("trade", 6.0, PublicTrade("y0", cm, D("0.43"), D(5), Side.SELL, 6.0, recv_ts=6.0)),  # after it was gone
         ("book", 7.0, book("y0", cm, [("0.43", 5)], [("0.48", 100)], ts=7.0, venue_ts_ms=7000)),
         ("poll", 8.0),
-    ]
+    )
     assert [f.size for _, f in replay(without_own(rec, clock="arrival"), Candidate("queue"))] == [D(5)]
     rec.spans = {"L1": (3.0, 5.8)}
     own = own_on_venue_clock(rec, VenueClock(rec))
@@ -219,3 +223,19 @@ def test_orders_rest_when_the_venue_says_they_did():
     assert replay(v, Candidate("queue")) == []
     rec.spans = {"L1": (1.5, 6.5)}  # resting at both prints: both fill it
     assert [f.size for _, f in replay(without_own(rec), Candidate("queue"))] == [D(5), D(5)]
+
+
+def test_a_recording_pickled_before_a_field_existed_still_loads():
+    import pickle
+
+    from pmm_widgets.analytics.fidelity import without_own
+
+    rec = recording()
+    state = dict(rec.__dict__)
+    del state["spans"], state["actions_at_venue"]  # as saved by an older recorder
+    old = Recording.__new__(Recording)
+    old.__setstate__(state)
+    back = pickle.loads(pickle.dumps(old))
+    assert back.spans == {} and back.actions_at_venue is False
+    fills = [(t, f.size) for t, f in replay(without_own(back), Candidate("queue"))]
+    assert fills and fills == [(t, f.size) for t, f in replay(without_own(rec), Candidate("queue"))]
