@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_incremental_cycle import STEP, Books, Side, markets
+from test_incremental_cycle import STEP, Books, Side, drive, markets
 
 from pmm_widgets.book import OrderBook
 from pmm_widgets.config import Params
@@ -24,10 +24,9 @@ from pmm_widgets.venue.market_stream import MarketStream
 
 def run_yield_pair(steps: list[dict], incremental: bool) -> int:
     ms = markets()
-    books = [Books(ms), Books(ms)]
     whole, sliced = Side(incremental, ms), Side(incremental, ms)
     sliced.qc.yield_sec = 1e-9  # a turn for the loop before every market of every phase
-    others = 0
+    others = last = 0
 
     async def bystander() -> None:  # proves the loop ran inside the sliced cycles
         nonlocal others
@@ -35,21 +34,14 @@ def run_yield_pair(steps: list[dict], incremental: bool) -> int:
             await asyncio.sleep(0)
             others += 1
 
+    def turns() -> None:  # the unyielding cycle gives none: every step's turns came from the sliced one
+        nonlocal last
+        assert others > last
+        last = others
+
     async def go() -> None:
         task = asyncio.create_task(bystander())
-        now = 1_700_000_000.0
-        for k, step in enumerate(steps):
-            now += step["dt"]
-            for i, op in step["books"]:
-                for b in books:
-                    b.apply(i, op, now)
-            whole.change(step)
-            sliced.change(step)
-            a = await whole.cycle(now, books[0], step["hold"])
-            n0 = others
-            b = await sliced.cycle(now, books[1], step["hold"])
-            assert a == b, f"cycle {k} differs after {step}"
-            assert others > n0  # the loop had turns during the cycle
+        await drive(steps, whole, sliced, [Books(ms), Books(ms)], turns)
         task.cancel()
 
     asyncio.run(go())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -153,29 +154,35 @@ class Side:
         return ID.sub("pp-", repr((rep, self.qc.wanted, orders, snap.markets, snap.totals, self.sink.rows)))
 
 
+async def drive(steps: list[dict], left: Side, right: Side, books: list[Books],
+                after: Callable[[], None] | None = None) -> None:
+    """The same events into both sides (each on its own books); after every cycle both must agree."""
+    now = T0
+    for k, step in enumerate(steps):
+        now += step["dt"]
+        for i, op in step["books"]:
+            for b in books:
+                b.apply(i, op, now)
+        left.change(step)
+        right.change(step)
+        a = await left.cycle(now, books[0], step["hold"])
+        b = await right.cycle(now, books[1], step["hold"])
+        assert a == b, f"cycle {k} differs after {step}"
+        if after is not None:
+            after()
+
+
 def run_pair(steps: list[dict]) -> tuple[int, int]:
     ms = markets()
-    books = [Books(ms), Books(ms)]
     full, inc = Side(False, ms), Side(True, ms)
     decided = reused = 0
 
-    async def go() -> None:
+    def count() -> None:
         nonlocal decided, reused
-        now = T0
-        for k, step in enumerate(steps):
-            now += step["dt"]
-            for i, op in step["books"]:
-                for b in books:
-                    b.apply(i, op, now)
-            full.change(step)
-            inc.change(step)
-            a = await full.cycle(now, books[0], step["hold"])
-            b = await inc.cycle(now, books[1], step["hold"])
-            assert a == b, f"cycle {k} differs after {step}"
-            decided += inc.decided
-            reused += inc.reused
+        decided += inc.decided
+        reused += inc.reused
 
-    asyncio.run(go())
+    asyncio.run(drive(steps, full, inc, [Books(ms), Books(ms)], count))
     return decided, reused
 
 
