@@ -255,7 +255,8 @@ class Settings(ParamFields, BaseSettings):
     # engine runs (paper/live/dry-run): a quote cycle yields to the event loop whenever it has held it
     # this long (the feed is held meanwhile and applied after the cycle, in order); 0: never yields
     cycle_yield_ms: float = Field(5.0, ge=0)
-    # gc.freeze() after the set-up: full collections then skip the set-up's objects (issue 12: gen-2 pauses of 0.3-0.9 s)
+    # gc.freeze() after the set-up (and after the 5th cycle); while quoting, full collections only once a
+    # minute between two cycles (issue 12: gen-2 pauses of 0.3-0.9 s stalled the loop); False: GC untouched
     gc_freeze: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
