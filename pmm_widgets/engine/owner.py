@@ -102,11 +102,15 @@ class FullCollections:
             self.last = time.monotonic()
 
     def stop(self) -> None:
+        """Thresholds back, and what `freeze_heap` froze back into the collected generations: in a
+        notebook kernel (or a test process) the engine stops and the process goes on, and reference
+        cycles that were garbage at a freeze would otherwise never be collected."""
         import gc
 
         if self.saved is not None:
             gc.set_threshold(*self.saved)
             self.saved = None
+        gc.unfreeze()
 
 
 GC_FULL_SEC = 60.0

@@ -159,3 +159,17 @@ def test_full_collections_are_paced_between_cycles_and_the_thresholds_restored()
     finally:
         pacer.stop()
     assert gc.get_threshold() == before
+
+
+def test_a_stopped_engine_gives_back_what_it_froze():
+    """`freeze_heap` at set-up, `FullCollections.stop` at the end of the quote loop: the process
+    goes on (a notebook kernel) with nothing left in the permanent generation."""
+    import gc
+
+    from pmm_widgets.engine import owner as owner_mod
+
+    pacer = owner_mod.FullCollections()
+    assert owner_mod.freeze_heap() > 0
+    pacer.start()
+    pacer.stop()
+    assert gc.get_freeze_count() == 0
