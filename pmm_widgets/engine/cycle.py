@@ -374,6 +374,7 @@ class QuoteCycle:
         exchange: Exchange,
         *,
         hold: str | None = None,
+        decided: Callable[[], None] | None = None,
     ) -> CycleReport:
         """One cycle, in named phases: observe (books → mids, volatility) → account (fills →
         PnL, economics, markouts, calibration; the reward sample) → risk (loss limits, exposure)
@@ -381,7 +382,10 @@ class QuoteCycle:
         rate limit, requote) → publish (`pnl` rows, breaches, the cycle's snapshot).
 
         `hold`: a safety halt's reason (lease unproven, DB writer faulted): every market holds no
-        quote (open orders are cancelled by the plan) while books, fills and PnL keep flowing."""
+        quote (open orders are cancelled by the plan) while books, fills and PnL keep flowing.
+        `decided`: called once every market is decided, before the execute phase (the live
+        engine lets the market stream apply again there: the requote's round trips never hold
+        the books still)."""
         rep = CycleReport()
         self._slice_t0 = time.perf_counter()
         if self.incremental:
@@ -396,6 +400,8 @@ class QuoteCycle:
         parts, exposure = self._risk_inputs(now, rep)
         wanted, switched = await self._decide_all(now, markets, views, exchange, parts, exposure, hold, rep)
         self.wanted = wanted
+        if decided is not None:
+            decided()
         await self._execute(now, exchange, wanted, switched, rep)
         self._publish(now, exchange, rep)
         return rep

@@ -638,9 +638,13 @@ class OwnerSession:
         if rt.cycle.yield_sec <= 0:
             return await rt.cycle.run_once(now, self.markets, rt.md.view, rt.exchange, hold=hold)
         stream = rt.md.stream
+        # live and dry-run: the books apply again once every market is decided, so the requote's
+        # round trips (a slow venue: seconds) never hold the feed; paper keeps the hold to the
+        # end of the cycle (nothing waits on the network there, and a replay reproduces it)
+        early = None if self.mode is Mode.PAPER else stream.release
         try:
             await stream.hold(now)
-            return await rt.cycle.run_once(now, self.markets, rt.md.view, rt.exchange, hold=hold)
+            return await rt.cycle.run_once(now, self.markets, rt.md.view, rt.exchange, hold=hold, decided=early)
         finally:
             stream.release()
 

@@ -173,3 +173,25 @@ def test_a_stopped_engine_gives_back_what_it_froze():
     pacer.start()
     pacer.stop()
     assert gc.get_freeze_count() == 0
+
+
+def test_decided_is_called_after_every_decision_and_before_the_requote():
+    """`run_once(decided=...)`: the live engine releases the market stream's hold there, so the
+    requote's round trips do not hold the books still; it must come after the decisions (they read
+    the held books) and before the execute phase (which waits on the venue)."""
+    ms = markets()
+    side = Side(False, ms)
+    books = Books(ms)
+    seen: list[tuple[int, int]] = []
+
+    def decided() -> None:
+        seen.append((len(side.qc.wanted), len(side.ex.open_orders())))
+
+    async def go() -> None:
+        await side.qc.run_once(side.now, ms, books.view, side.ex, decided=decided)
+
+    asyncio.run(go())
+    assert len(seen) == 1
+    wanted, open_then = seen[0]
+    assert wanted > 0 and open_then == 0  # decided, nothing placed yet
+    assert len(side.ex.open_orders()) > 0  # the execute phase placed them after
