@@ -364,8 +364,7 @@ class MarketStream:
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
                 self.recorder.frame(now, conn.n if conn is not None else -1, text)
             decoded = wire.decode_market_frame(frame)
-            if self._queue or self._hold_after is not None or (
-                    self.apply_budget_sec > 0 and len(decoded.events) > SLICE_EVENTS):
+            if self._queued(len(decoded.events)):
                 self._enqueue(_Pending(now, conn, decoded))  # applied in order by the applier (see `hold`)
                 return touched
             self._apply_frame(decoded, now, touched, conn)
@@ -424,6 +423,12 @@ class MarketStream:
             assert self._progress is not None
             self._progress.clear()
             await self._progress.wait()
+
+    def _queued(self, n: int) -> bool:
+        """Whether a frame or REST answer of `n` events goes through the applier's queue rather than
+        applying at once: something received earlier still waits (arrival order holds), a hold is
+        on, or it is large enough to be applied in slices (engine runs)."""
+        return bool(self._queue) or self._hold_after is not None or (self.apply_budget_sec > 0 and n > SLICE_EVENTS)
 
     def _enqueue(self, item: _Pending) -> None:
         self._queue.append(item)
@@ -770,7 +775,7 @@ class MarketStream:
         snaps, errors = wire.decode_books(payload)
         for e in errors:
             self._bad(e, None)
-        if self._queue or self._hold_after is not None or (self.apply_budget_sec > 0 and len(snaps) > SLICE_EVENTS):
+        if self._queued(len(snaps)):
             self._enqueue(_Pending(now, None, list(snaps)))  # in order with the frames (see `hold`)
             return set()
         return self.apply_rest(snaps, now)
