@@ -485,7 +485,7 @@ def without_own(rec: Recording, prints: PrintMode = "level", clock: ClockMode = 
     groups = _prints_by_second(rec)
     ours = _our_fills(rec)
     live_fills, restamped = _live_fills_to_ms(rec, groups)
-    vc = VenueClock(replace(rec, live_fills=live_fills)) if clock == "venue" else None
+    vc = RecordedVenueClock(replace(rec, live_fills=live_fills)) if clock == "venue" else None
     own_of = own_on_venue_clock(replace(rec, live_fills=live_fills), vc) if vc else None
     room = _level_room(rec, ours, groups, own_of) if prints == "level" else {}
     delta: dict[int, Decimal] = {}  # event index → size change
@@ -554,7 +554,7 @@ def _venue_ts(ev: tuple[Any, ...]) -> float | None:
     return None
 
 
-class VenueClock:
+class RecordedVenueClock:
     """When the venue's clock read what, in the live run's local time, from the freshest evidence:
     every event (market data and the user channel's fills) with a venue time v_i ≥ v arrived at
     t_i, and the venue's clock runs at most `speed` venue seconds per wall second, so it read v
@@ -588,7 +588,7 @@ class VenueClock:
         return min(est, self.vs[k + 1]) if k + 1 < len(self.vs) else est
 
 
-def on_venue_clock(rec: Recording, feed_s: float = FEED_MS / 1000.0, clock: VenueClock | None = None) -> Recording:
+def on_venue_clock(rec: Recording, feed_s: float = FEED_MS / 1000.0, clock: RecordedVenueClock | None = None) -> Recording:
     """Market events re-timed to when they happened rather than when the live run's engine got
     them: each at the local time the venue's clock read its timestamp (plus a loopback feed
     delay). Our orders and cancels: at the local time the venue's clock read their PLACEMENT /
@@ -606,7 +606,7 @@ def on_venue_clock(rec: Recording, feed_s: float = FEED_MS / 1000.0, clock: Venu
     wall second, so it read v no later than t_i − (v_i − v) / speed; the smallest such bound
     is taken (events are never moved later than they arrived). `stripped["feed_lag_p90_s"]`
     and `["feed_lag_max_s"]` report how much was taken off."""
-    vc = clock if clock is not None else VenueClock(rec)
+    vc = clock if clock is not None else RecordedVenueClock(rec)
     if not vc:
         return rec
     spans = getattr(rec, "spans", None) or {}
@@ -656,7 +656,7 @@ class _VenueOrder:
         return self.size - sum((s for t, s in self.fills if t <= v), ZERO)
 
 
-def own_on_venue_clock(rec: Recording, vc: VenueClock) -> dict[int, OwnOrders]:
+def own_on_venue_clock(rec: Recording, vc: RecordedVenueClock) -> dict[int, OwnOrders]:
     """Our orders resting in each recorded book, by the venue's clock: an order rests from the
     venue's PLACEMENT until its CANCELLATION (`Recording.spans`, the user channel's timestamps;
     for recordings without them: sent + half the median round trip, for both), less what had

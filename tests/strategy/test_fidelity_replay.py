@@ -202,7 +202,7 @@ def test_orders_rest_when_the_venue_says_they_did():
     """The user channel's PLACEMENT/CANCELLATION timestamps (`Recording.spans`) time our orders at
     the venue: a print before the venue placed the order does not fill it, one after its
     cancellation neither; the books are stripped of what rested at their own venue time."""
-    from pmm_widgets.analytics.fidelity import VenueClock, own_on_venue_clock, without_own
+    from pmm_widgets.analytics.fidelity import RecordedVenueClock, own_on_venue_clock, without_own
 
     cm = make_market(0).condition_id
     rec = one_bid(
@@ -215,7 +215,7 @@ def test_orders_rest_when_the_venue_says_they_did():
     )
     assert [f.size for _, f in replay(without_own(rec, clock="arrival"), Candidate("queue"))] == [D(5)]
     rec.spans = {"L1": (3.0, 5.8)}
-    own = own_on_venue_clock(rec, VenueClock(rec))
+    own = own_on_venue_clock(rec, RecordedVenueClock(rec))
     assert own == {3: ((Side.BUY, D("0.45"), D(10)),)}  # in the book at venue 4.0, not in the one at 7.0
     v = without_own(rec)
     assert v.actions_at_venue and [ev[1] for ev in v.events if ev[0] in ("place", "cancel")] == [3.0, 5.8]
