@@ -90,3 +90,14 @@ def test_cli_sweep_json_and_bad_grid(rec_dir, tmp_path, monkeypatch, capsys):
                  "--grid", "alpha=1,-1", "--db-url", url]) in (1, 2)
     with pytest.raises(ValueError):
         parse_grid(["alpha"])
+
+
+def test_no_ray_import_unless_ray_is_running():
+    """Finding out that Ray is not running must not import it (≈ 1.5 CPU-s before every sweep)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pmm_widgets.research import sweeps; "
+            "assert sweeps._ray_active(None) is None; assert 'ray' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
