@@ -209,7 +209,39 @@ def _describe(exc: Exception) -> str:
     return f"unreadable ({type(exc).__name__}: {text})"
 
 
-def _read(f: Path, problems: list[Problem]) -> pa.Table | None:
+def _payloads(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float) -> pa.ChunkedArray:
+    """The payload column of the row groups holding a row with lo <= ts <= hi (the rows a window
+    keeps); every other row group's payloads are nulls, never decompressed. Why: the payloads are
+    nearly all of a file's bytes, and a window shorter than the hour (a sweep's points, a replay of
+    a few minutes) needs a fraction of them; `seq`/`ts`/`conn`/`kind` are still read for every row,
+    so ordering, gaps and duplicates are found over the whole file as before."""
+    typ = pf.schema_arrow.field("payload").type
+    md = pf.metadata
+    need: list[bool] = []
+    at = 0
+    for g in range(md.num_row_groups):
+        n = md.row_group(g).num_rows
+        part = ts[at:at + n]
+        need.append(bool(((part >= lo) & (part <= hi)).any()))
+        at += n
+    if all(need):
+        return pf.read(columns=["payload"]).column("payload")
+    chunks: list[pa.Array] = []
+    g = 0
+    while g < len(need):  # contiguous runs: one read per run of needed groups, one null chunk per other run
+        end = g
+        while end < len(need) and need[end] == need[g]:
+            end += 1
+        groups = list(range(g, end))
+        if need[g]:
+            chunks.extend(pf.read_row_groups(groups, columns=["payload"]).column("payload").chunks)
+        else:
+            chunks.append(pa.nulls(sum(md.row_group(i).num_rows for i in groups), typ))
+        g = end
+    return pa.chunked_array(chunks, typ)
+
+
+def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf) -> pa.Table | None:
     try:
         pf = pq.ParquetFile(f)
     except (OSError, ValueError, pa.ArrowException) as exc:
@@ -226,7 +258,8 @@ def _read(f: Path, problems: list[Problem]) -> pa.Table | None:
         problems.append(Problem(str(f), f"columns missing: {', '.join(missing)}: skipped"))
         return None
     try:
-        return pf.read(columns=list(COLUMNS))
+        t = pf.read(columns=[c for c in COLUMNS if c != "payload"])
+        return t.append_column("payload", _payloads(pf, t.column("ts").to_numpy(), lo, hi))
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
@@ -277,7 +310,7 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
                                             "skipped"))
                 continue
             files.append(str(f))
-            t = _read(f, problems)
+            t = _read(f, problems, start_h if warmup else t0, t1)  # only the kept rows' payloads
             if t is None:
                 bad_by_session.setdefault(m["session"], []).append(str(f))
                 continue
@@ -344,7 +377,7 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     if len(dup):
         problems.append(Problem(str(root), f"{len(dup)} duplicate sequence numbers (two copies of a file?): "
                                            "kept both"))
-    # cut: warm-up from the start of t0's hour, nothing after t1
+    # cut: warm-up from the start of t0's hour, nothing after t1 (the bounds `_read` got)
     keep = (ts <= t1) & (ts >= (start_h if warmup else t0))
     idx = np.nonzero(keep)[0]
     remap = {int(j): k for k, j in enumerate(idx)}

@@ -1,10 +1,12 @@
 """Parameter sweeps: one deterministic replay per grid point, in parallel.
 
 Why each point is a plain function of picklable inputs (settings as a dict, the window, the
-point's values): the same `run_point` runs in a joblib worker process (default, nothing beyond
-the base install), in a Ray task on a cluster (`ray_address`, or `ray.init()` already called;
-the recordings must be on a path every worker sees), or inline. The replay is deterministic, so
-the backend cannot change a row: joblib and Ray give the same numbers.
+point's values): the same `run_point` (`research.points`) runs in a joblib worker process
+(default, nothing beyond the base install), in a Ray task on a cluster (`ray_address`, or
+`ray.init()` already called; the recordings must be on a path every worker sees), or inline. The
+replay is deterministic, so the backend cannot change a row: joblib and Ray give the same numbers.
+The window is read once: Ray gets one object-store copy, joblib's workers one pickle file each
+reads once (see `_joblib_rows` for what else keeps the parallel path cheap per point).
 
 Results: a pandas DataFrame (one row per point: the point's values, fills, fills/min, every PnL
 component the cycle reports, markouts, max inventory, a reward estimate when the PnL has one),
@@ -17,6 +19,8 @@ import itertools
 import json
 import logging
 import math
+import shutil
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,8 +31,9 @@ import pandas as pd
 
 from ..config import Params, Settings
 from ..logsetup import SECRET_FIELDS
-from .recordings import Window, load_window, parse_time
-from .replayer import Replayer, run_sync, split_overrides
+from .points import dump_window, run_point, warm_up
+from .recordings import load_window, parse_time
+from .replayer import split_overrides
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +69,6 @@ def points_of(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def _settings_dict(settings: Settings) -> dict[str, Any]:
     d = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS) & set(Settings.model_fields))
     return {k: v for k, v in d.items() if v is not None}
-
-
-def run_point(settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any], fixed: dict[str, Any],
-              markets: Any, seed: int | None, index: int, window: Window | None = None) -> dict[str, Any]:
-    """One grid point → one result row (a plain dict). Runs in any worker. `window`: the events,
-    read once by the caller for every point (else read here)."""
-    p_over, s_over = split_overrides({**fixed, **point})
-    settings = Settings(**{**settings_d, **s_over})
-    rep = Replayer(settings, t0, t1, markets=markets, params=p_over, seed=seed, window=window)
-    res = run_sync(rep.run)
-    values = rep.params.model_dump(mode="json")
-    row: dict[str, Any] = {"point": index}
-    for k, v in point.items():  # the point's values as validated (1 → 1.0 for a float parameter)
-        row[k] = values.get(k, getattr(settings, k, v))
-    row.update(res.summary)
-    row["problems"] = "; ".join(res.problems)
-    return row
 
 
 def _ray_active(address: str | None) -> Any:
@@ -125,20 +113,17 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     sel = list(markets) if isinstance(markets, (list, tuple)) else markets
     started = time.time()
     # every point replays the same events: read them once here (unless a point changes where they are)
-    window = None if "record_dir" in grid or "record_dir" in fixed else load_window(settings.record_dir, a, b)
+    shared = "record_dir" not in grid and "record_dir" not in fixed
     ray = _ray_active(ray_address)
     if ray is not None:
+        window = load_window(settings.record_dir, a, b) if shared else None
         remote = ray.remote(run_point)
         wref = ray.put(window)  # one copy in the object store, not one per task
         refs = [remote.remote(sd, a, b, pt, fixed, sel, seed, i, wref) for i, pt in enumerate(pts)]
         rows = ray.get(refs)
         backend = "ray"
     else:
-        from joblib import Parallel, delayed
-
-        jobs = 1 if len(pts) == 1 else n_jobs
-        rows = Parallel(n_jobs=jobs, verbose=5 if progress else 0)(
-            delayed(run_point)(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts))
+        rows = _joblib_rows(settings, sd, a, b, pts, fixed, sel, seed, n_jobs, shared, progress)
         backend = "joblib"
     df = pd.DataFrame(rows).sort_values("point").reset_index(drop=True)
     sweep_id = "sw" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + uuid.uuid4().hex[:6]
@@ -150,6 +135,44 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
         df.attrs["parquet"] = str(out)
         _store(db_url or settings.db_url, sweep_id, a, b, list(grid), df)
     return df
+
+
+def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]],
+                 fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
+                 progress: bool) -> list[dict[str, Any]]:
+    """The points on joblib's reusable loky processes (`n_jobs` as joblib reads it), or in this
+    process when one job is asked or there is one point. Cheap per point by design: the workers
+    start (and import the replay's code) while this process reads the window; the window goes to
+    them as one pickle file each worker reads once and keeps for its next points; the workers
+    stay up for the next sweep (loky's idle timeout ends them)."""
+    from joblib import effective_n_jobs
+
+    jobs = min(effective_n_jobs(n_jobs), len(pts))
+    if jobs <= 1:
+        window = load_window(settings.record_dir, a, b) if shared else None
+        return [run_point(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts)]
+    from joblib.externals.loky import get_reusable_executor
+
+    ex = get_reusable_executor(max_workers=jobs)
+    warm = [ex.submit(warm_up) for _ in range(jobs)]
+    path = dump_window(load_window(settings.record_dir, a, b)) if shared else None
+    futs: list[Any] = []
+    try:
+        for f in warm:
+            f.result()
+        futs = [ex.submit(run_point, sd, a, b, pt, fixed, sel, seed, i, None if path is None else str(path))
+                for i, pt in enumerate(pts)]
+        rows = []
+        for n, f in enumerate(futs, 1):
+            rows.append(f.result())
+            if progress:
+                print(f"sweep: point {n} of {len(pts)} done", file=sys.stderr, flush=True)
+        return rows
+    finally:
+        for f in futs:  # a failed point (or Ctrl-C): the points not started yet are not run
+            f.cancel()
+        if path is not None:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def _nan(v: Any) -> bool:
