@@ -1,17 +1,30 @@
-"""Background tasks with an owner: no fire-and-forget.
+"""Background tasks with an owner: no fire-and-forget; and waits with a deadline that never
+swallow a cancel.
 
-Why: the event loop keeps only weak references to tasks, and an exception in a task nobody
-awaits is reported (if ever) at garbage collection. That is how the lease task once died
+Why `spawn`: the event loop keeps only weak references to tasks, and an exception in a task
+nobody awaits is reported (if ever) at garbage collection. That is how the lease task once died
 silently (issue 17 C1). `spawn` keeps a strong reference in the owner's set and calls
 `on_error(task, exc)` as soon as the task fails, so every failure is seen when it happens.
+
+Why `within` and `wait_set` instead of `asyncio.wait_for`: on Python 3.11, `wait_for` runs the
+awaited in a task of its own, and when a cancel reaches the caller in the loop step in which
+that inner task finished, it returns the result and drops the cancel. The task lives on. Found
+by CI: an engine halted on a full disk was cancelled at a test's teardown just as its halt
+took the trade lock; it went on quoting and the teardown waited for it for 33 minutes. A kernel
+shutdown or a `Ctrl-C` would have met the same engine. `asyncio.timeout` (3.11) awaits in the
+caller's own task and counts cancels (`Task.uncancel`), so a cancel always ends the wait.
+`asyncio.wait_for` is banned in this package (ruff, `pyproject.toml`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +65,23 @@ async def together(*aws: Awaitable[Any]) -> list[Any]:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def within(aw: Awaitable[T], timeout: float) -> T:
+    """`await aw`, or TimeoutError after `timeout` seconds (`aw` is cancelled then). Unlike
+    3.11's `asyncio.wait_for`, a cancel of the caller is never lost (see the module's doc)."""
+    async with asyncio.timeout(timeout):
+        return await aw
+
+
+async def wait_set(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until `event` is set, at most `timeout` seconds; True when it is set. Always yields to
+    the loop at least once (a loop around it never spins), and a cancel of the caller always
+    propagates (never `asyncio.wait_for`: see the module's doc)."""
+    if event.is_set():
+        await asyncio.sleep(0)
+    else:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, timeout)):
+                await event.wait()
+    return event.is_set()

@@ -12,7 +12,6 @@ The `Engine` facade (`engine/core.py`) keeps one API for every face and dispatch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 from ..config import Params, Settings
 from ..events import EventKind, Level
-from ..tasks import spawn
+from ..tasks import spawn, wait_set
 from .commands import CommandQueue
 from .lease import Lease
 from .state import EngineState, KillResult
@@ -78,8 +77,7 @@ class AttachedSession:
                 self._publish(replace(self._state(), running=False,
                                       last_error="no engine owns the DB lease: press Start to own it"))
                 return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.dashboard_refresh_sec)
+            await wait_set(stop, self.settings.dashboard_refresh_sec)
         self._publish(replace(self._state(), running=False))
         return False
 

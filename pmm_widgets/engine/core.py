@@ -36,7 +36,7 @@ from ..domain import Mode
 from ..events import Event, EventBus, EventKind, Level
 from ..store.db import first_line
 from ..store.sink import Sink
-from ..tasks import spawn
+from ..tasks import spawn, wait_set
 from .attached import AttachedSession, RemoteParams
 from .attached import jsonable as _jsonable
 from .lease import new_owner_id
@@ -448,8 +448,7 @@ class Engine:
                     said = why
                     self._publish(replace(self._state, last_error=f"cannot take the DB lease: {why}: retrying"))
                     self.events.emit(Level.WARNING, EventKind.LEASE, f"cannot take the DB lease ({why}): not quoting, retrying")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ctl.stop.wait(), timeout=1.0)
+            await wait_set(self._ctl.stop, 1.0)
         return False
 
     async def _open_db(self) -> DbHandles:

@@ -39,6 +39,7 @@ from ..domain import Market, Mode
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
+from ..tasks import wait_set, within
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
 from .lease import LeaseTimer
@@ -390,8 +391,7 @@ class OwnerSession:
         stop = self._ctl.stop
         while not stop.is_set():
             # first wait, then prune: start-up (and short runs) never compete with the pruner
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.prune_sec)
+            await wait_set(stop, self.settings.prune_sec)
             if stop.is_set():
                 return
             days = self.settings.retain_days
@@ -431,8 +431,7 @@ class OwnerSession:
                 msg = f"universe load failed ({type(exc).__name__}: {exc}); retrying in {delay:.1f}s"
                 self.events.emit(Level.WARNING, EventKind.UNIVERSE, msg)
                 self._publish(replace(self._state(), last_error=msg[:300]))
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._ctl.stop.wait(), timeout=delay)
+                await wait_set(self._ctl.stop, delay)
                 if self._ctl.stop.is_set():
                     raise RuntimeError(f"stopped before the universe could be loaded: {exc}") from None
 
@@ -442,8 +441,7 @@ class OwnerSession:
         while not self._ctl.stop.is_set():
             wait = self.settings.universe_refresh_sec - (time.time() - self.universe_ts)
             if wait > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._ctl.stop.wait(), timeout=min(wait, 1.0))
+                await wait_set(self._ctl.stop, min(wait, 1.0))
                 continue
             try:
                 await self.refresh_universe()
@@ -465,8 +463,13 @@ class OwnerSession:
             freeze_heap()
             pacer.start()
         cycles_run = 0
+        me = asyncio.current_task()
         try:
             while not self._ctl.stop.is_set():
+                if me is not None and me.cancelling():
+                    # a cancel that an await below us dropped (3.11's wait_for did, see tasks.py; a
+                    # library may): the run is being cancelled all the same, so it ends (orders first)
+                    raise asyncio.CancelledError
                 t0 = loop.time()
                 try:
                     await self._apply_commands()
@@ -508,8 +511,7 @@ class OwnerSession:
                 if econ.sample_count != self._clock_synced_at:  # re-read the venue's clock after each sample
                     self._clock_synced_at = econ.sample_count
                     await self._sync_venue_clock()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._ctl.stop.wait(), timeout=max(0.0, delay))
+                await wait_set(self._ctl.stop, max(0.0, delay))
         finally:
             if pacer is not None:
                 pacer.stop()
@@ -529,8 +531,7 @@ class OwnerSession:
         end = time.monotonic() + guard_ms / 1000 / self._venue_speed + 0.5
         while (stream.venue_minute_pending(guard_ms, int(econ.clock.to_venue(time.time()) * 1000))
                and time.monotonic() < end and not self._ctl.stop.is_set()):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ctl.stop.wait(), timeout=0.005)
+            await wait_set(self._ctl.stop, 0.005)
 
     async def _first_books(self, limit: float) -> None:
         """Before the first cycle, wait (at most `limit`) until every book of the universe is
@@ -544,8 +545,7 @@ class OwnerSession:
             books = [md.books.get(t) for t in tokens]
             if all(b is not None and not md.is_stale(b) for b in books):
                 return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ctl.stop.wait(), timeout=0.02)
+            await wait_set(self._ctl.stop, 0.02)
 
     async def _settle_if_closed(self, m: Market) -> None:
         """A market that left the universe while we hold its shares: when the venue says it is
@@ -757,12 +757,12 @@ class OwnerSession:
             return 0, ""
         got = False
         try:
-            await asyncio.wait_for(self._ctl.trade_lock.acquire(), timeout=budget / 2)
+            await within(self._ctl.trade_lock.acquire(), budget / 2)
             got = True
         except TimeoutError:
             pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
         try:
-            return await asyncio.wait_for(rt.exchange.cancel_all(), timeout=budget / 2), ""
+            return await within(rt.exchange.cancel_all(), budget / 2), ""
         except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
             return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
         finally:
@@ -808,8 +808,7 @@ class OwnerSession:
         try:
             while not self._releasing.is_set():
                 if pending is None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._releasing.wait(), timeout=timer.period)
+                    await wait_set(self._releasing, timer.period)
                     if self._releasing.is_set():
                         return
                     if not self.stopping:

@@ -23,6 +23,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..tasks import within
+
 log = logging.getLogger(__name__)
 
 StopFn = Callable[[], Awaitable[None]]
@@ -48,14 +50,14 @@ class KernelStopHook:
 
     async def _bounded(self) -> None:
         try:
-            await asyncio.wait_for(self.stop(), timeout=self.timeout)
+            await within(self.stop(), self.timeout)
         except Exception as exc:  # the kernel goes down anyway; say why the stop was incomplete
             log.error("pmm: clean stop at kernel shutdown failed: %s: %s", type(exc).__name__, exc)
 
     async def on_shutdown_request(self) -> None:
         """Awaited from the control thread's loop inside ipykernel's shutdown_request."""
         fut = asyncio.run_coroutine_threadsafe(self._await_on_engine_loop("shutdown_request"), self.loop)
-        await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.timeout + 1.0)
+        await within(asyncio.wrap_future(fut), self.timeout + 1.0)
 
     async def _await_on_engine_loop(self, reason: str) -> None:
         await self._run_once(reason)

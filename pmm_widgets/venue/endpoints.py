@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings, Venue
 from ..errors import PmmError
+from ..tasks import within
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def sandbox_child(settings: Settings, start_ts: float | None = None) -> As
         proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=err)
         try:
-            urls = await asyncio.wait_for(_read_urls(proc), START_TIMEOUT_SEC)
+            urls = await within(_read_urls(proc), START_TIMEOUT_SEC)
             if urls is None:
                 await proc.wait()
                 err.seek(0)
@@ -116,7 +117,7 @@ async def _stop_child(proc: asyncio.subprocess.Process) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     step()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_SEC)
+                await within(proc.wait(), STOP_TIMEOUT_SEC)
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):

@@ -27,6 +27,7 @@ import httpx
 
 from .. import safejson
 from ..errors import PmmError
+from ..tasks import within
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +152,8 @@ class JsonHttp:
                 if left <= 0:
                     raise TimeoutError
                 # the whole response (headers and body) within the per-attempt and total deadlines
-                resp = await asyncio.wait_for(
-                    self._client.request(method, path, params=_params(params), json=json),
-                    timeout=min(self.timeout, left))
+                resp = await within(self._client.request(method, path, params=_params(params), json=json),
+                                    min(self.timeout, left))
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
                     TimeoutError) as exc:
                 if isinstance(exc, TimeoutError):

@@ -44,6 +44,7 @@ from websockets.exceptions import WebSocketException
 from ..book import ONE, ZERO, BookError, OrderBook, parse_ts_ms, short, snapshot_levels
 from ..domain import PublicTrade
 from ..errors import PmmError
+from ..tasks import wait_set
 from ..ticks import MAX_SIZE, to_decimal, venue_tick
 from . import wire
 from .clob_rest import ClobPublic
@@ -824,8 +825,7 @@ class MarketStream:
     async def _resync_loop(self) -> None:
         failures = 0
         while not self._closed:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._resync_evt.wait(), timeout=1.0)
+            await wait_set(self._resync_evt, 1.0)
             await asyncio.sleep(self.resync_pause_sec)  # let a burst of requests coalesce
             self._owed_resyncs()
             self._resync_evt.clear()

@@ -33,7 +33,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from ..tasks import spawn
+from ..tasks import spawn, wait_set
 from .http import backoff_delay
 from .wire import Refused, UserEvent, decode_user_frame
 
@@ -102,9 +102,7 @@ class UserStream:
         """Start the connection task; wait (up to `wait` s) for the first subscription."""
         self._task = asyncio.create_task(self._run(), name="user-stream")
         if wait:
-            try:
-                await asyncio.wait_for(self._connected.wait(), timeout=wait)
-            except TimeoutError:
+            if not await wait_set(self._connected, wait):
                 log.warning("user stream not connected after %.0fs; still trying", wait)
 
     async def close(self) -> None:

@@ -145,8 +145,10 @@ async def test_m2_full_disk_pauses_quoting_and_loses_no_fill(fast_settings, db, 
     assert await until(lambda: "writer" in (engine.state.halted or ""), timeout=15), engine.state.halted
     halted_in = time.time() - full_at
     assert "full" in (engine.state.halted or "")
-    assert engine.runtime.exchange.open_orders() == []
-    assert "FAULT" in engine.state.writer
+    # the halt shows first, its cancel-all follows (after a running cycle; CI once looked between
+    # the two); the writer's status line follows at the next publish
+    assert await until(lambda: engine.runtime.exchange.open_orders() == [], timeout=fast_settings.lease_ttl_sec)
+    assert await until(lambda: "FAULT" in engine.state.writer, timeout=10), engine.state.writer
     fills_when_full = engine.state.totals.fills
     queued = engine.owner.store.writer.stats().pending
     assert queued > 0 and engine.owner.store.writer.stats().dropped == 0
@@ -163,6 +165,29 @@ async def test_m2_full_disk_pauses_quoting_and_loses_no_fill(fast_settings, db, 
     assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'writer' AND message LIKE 'HALTED%'") >= 1
     print(f"M2 figures: disk full -> halted {halted_in:.2f}s, {queued} rows retained, "
           f"{fills} fills all recorded")
+
+
+async def test_m2_a_cancel_as_the_halt_takes_the_trade_lock_still_ends_the_engine(fast_settings, db, db_url, disk):
+    """CI found it: a test failing just after the writer's halt showed, its teardown cancelled the
+    engine while the halt was taking the trade lock; 3.11's `asyncio.wait_for` dropped that cancel,
+    the engine went on (halted, the disk still full) and the teardown waited 33 minutes. Polling
+    at every loop step puts the cancel in that window (the old code hung here 2 runs of 2); the
+    run must end, through its shutdown: nothing left open, the rows it could not write spilled."""
+    engine = Engine(fast_settings)
+    task = engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.totals.open_orders > 0 and engine.state.tick >= 2, timeout=30)
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as c:
+        disk["pages"] = c.execute("PRAGMA page_count").fetchone()[0]
+    exchange = engine.runtime.exchange
+    assert await until(lambda: "writer" in (engine.state.halted or ""), timeout=15, step=0), engine.state.halted
+    task.cancel()  # what a teardown, a kernel shutdown or Ctrl-C does
+    done, _ = await asyncio.wait({task}, timeout=30)
+    assert done, "the cancelled engine is still running"
+    assert not engine.running
+    assert exchange.open_orders() == [] and engine.state.totals.open_orders == 0
+    assert glob.glob(path + ".unwritten-*.jsonl"), "the rows the full disk refused were not spilled"
 
 
 async def test_deleted_db_is_detected_halts_and_spills(fast_settings, db, db_url, tmp_path):
