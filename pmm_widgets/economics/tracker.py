@@ -62,6 +62,9 @@ class MarketTerms:
     event_id: str | None = None
 
 
+NO_TERMS = MarketTerms()  # a market without known terms (frozen: one instance serves every caller)
+
+
 def market_terms(m: Market) -> tuple[MarketTerms, list[str]]:
     """A market's fee schedule, reward program and neg-risk event id, with any problems."""
     fee, p1 = fee_schedule_of(m.terms)
@@ -230,7 +233,7 @@ class EconomicsTracker:
                          ts=now)
 
     def terms_of(self, market: str) -> MarketTerms:
-        return self.terms.get(market, MarketTerms())
+        return self.terms.get(market, NO_TERMS)  # one shared default: it ran per market per cycle
 
     # -- fills -----------------------------------------------------------------------------------
     def on_fill(self, fill: Fill, market: Market) -> FillEconomics:
