@@ -175,8 +175,8 @@ def _cpu_self_children() -> tuple[float, float]:
 def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
     """1 process vs 2 (alternating, median of `runs`): wall clock, and CPU seconds (this process and
     the joblib workers, reaped after each sweep) for a figure the machine's load does not decide:
-    1-process CPU / (2-process parent CPU + workers' CPU / 2), the wall time two idle cores would
-    take if the points split evenly."""
+    1-process CPU / (2-process CPU / 2), the speed-up two idle cores would give if the points split
+    evenly (the 2-process CPU is this process's, which replays points too, plus its worker's)."""
     from joblib.externals.loky import get_reusable_executor
 
     from pmm_widgets.research.sweeps import sweep
@@ -199,9 +199,11 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
     (w1, p1, k1, l1), (w2, p2, k2, l2) = med[1], med[2]
     print(f"sweep 4 points x {minutes:g} min, median of {runs}: 1 process {w1:.1f} s wall, 2 processes {w2:.1f} s wall, "
           f"speed-up {w1 / w2:.2f}x (os.cpu_count()={os.cpu_count()}, load {l1:.1f} / {l2:.1f} at the starts)")
-    print(f"  CPU: 1 process {p1 + k1:.1f} s; 2 processes: parent {p2:.1f} s + workers {k2:.1f} s -> "
-          f"CPU-based speed-up {(p1 + k1) / (p2 + k2 / 2):.2f}x  runs 1p {[round(r[0], 1) for r in got[1]]} "
-          f"2p {[round(r[0], 1) for r in got[2]]}")
+    # the parent replays points too (sweeps._joblib_rows): the 2-process CPU is parent + workers,
+    # and what two idle cores would take at best is half of it
+    print(f"  CPU: 1 process {p1 + k1:.1f} s; 2 processes: parent {p2:.1f} s + workers {k2:.1f} s = {p2 + k2:.1f} s "
+          f"({(p2 + k2) / (p1 + k1) - 1:+.1%}) -> CPU-based speed-up {2 * (p1 + k1) / (p2 + k2):.2f}x  "
+          f"runs 1p {[round(r[0], 1) for r in got[1]]} 2p {[round(r[0], 1) for r in got[2]]}")
 
 
 def _cpu(pid: int) -> float:

@@ -21,9 +21,13 @@ import logging
 import math
 import shutil
 import sys
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any
 
@@ -139,39 +143,86 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
 def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]],
                  fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
                  progress: bool) -> list[dict[str, Any]]:
-    """The points on joblib's reusable loky processes (`n_jobs` as joblib reads it), or in this
-    process when one job is asked or there is one point. Cheap per point by design: the workers
-    start (and import the replay's code) while this process reads the window; the window goes to
-    them as one pickle file each worker reads once and keeps for its next points; the workers
-    stay up for the next sweep (loky's idle timeout ends them)."""
+    """The points on `n_jobs` processes (as joblib reads it): this one and `n_jobs - 1` of
+    joblib's reusable loky workers; in this process alone when one job is asked or there is one
+    point. Cheap per point by design (a sweep's points are seconds each, its fixed costs decide
+    the speed-up): this process does not wait idle but replays points itself from the end of the
+    list, with the window it already holds, while the workers take them from the front one at a
+    time (so they end together); the workers start (and import the replay's code) while this
+    process reads the window, which reaches them as one pickle file each worker reads once and
+    keeps for its next points; they stay up for the next sweep (loky's idle timeout ends them)."""
     from joblib import effective_n_jobs
 
     jobs = min(effective_n_jobs(n_jobs), len(pts))
+    window = load_window(settings.record_dir, a, b) if shared and jobs <= 1 else None
     if jobs <= 1:
-        window = load_window(settings.record_dir, a, b) if shared else None
         return [run_point(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts)]
     from joblib.externals.loky import get_reusable_executor
 
-    ex = get_reusable_executor(max_workers=jobs)
-    warm = [ex.submit(warm_up) for _ in range(jobs)]
-    path = dump_window(load_window(settings.record_dir, a, b)) if shared else None
-    futs: list[Any] = []
+    ex = get_reusable_executor(max_workers=jobs - 1)
+    warm = [ex.submit(warm_up) for _ in range(jobs - 1)]
+    window = load_window(settings.record_dir, a, b) if shared else None
+    path = dump_window(window) if window is not None else None
+    arg = None if path is None else str(path)
+    todo = deque(range(len(pts)))
+    lock = threading.Lock()
+    rows: dict[int, dict[str, Any]] = {}
+    errors: list[BaseException] = []
+    inflight: dict[Any, int] = {}
+
+    def take(front: bool) -> int | None:
+        with lock:
+            if errors or not todo:
+                return None
+            return todo.popleft() if front else todo.pop()
+
+    def done(i: int, row: dict[str, Any]) -> None:
+        with lock:
+            rows[i] = row
+            n = len(rows)
+        if progress:
+            print(f"sweep: point {n} of {len(pts)} done", file=sys.stderr, flush=True)
+
+    def feed() -> None:
+        """The workers' side: one point in flight per worker, the next from the front."""
+        try:
+            for f in warm:
+                f.result()
+            for _ in range(jobs - 1):
+                i = take(True)
+                if i is not None:
+                    inflight[ex.submit(run_point, sd, a, b, pts[i], fixed, sel, seed, i, arg)] = i
+            while inflight:
+                finished, _ = futures_wait(list(inflight), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    i = inflight.pop(f)
+                    done(i, f.result())
+                    nxt = take(True)
+                    if nxt is not None:
+                        inflight[ex.submit(run_point, sd, a, b, pts[nxt], fixed, sel, seed, nxt, arg)] = nxt
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            with lock:
+                errors.append(exc)
+            for f in inflight:
+                f.cancel()
+
+    feeder = threading.Thread(target=feed, name="sweep-feeder", daemon=True)
+    feeder.start()
     try:
-        for f in warm:
-            f.result()
-        futs = [ex.submit(run_point, sd, a, b, pt, fixed, sel, seed, i, None if path is None else str(path))
-                for i, pt in enumerate(pts)]
-        rows = []
-        for n, f in enumerate(futs, 1):
-            rows.append(f.result())
-            if progress:
-                print(f"sweep: point {n} of {len(pts)} done", file=sys.stderr, flush=True)
-        return rows
+        while (i := take(False)) is not None:  # this process: from the end, with its own window
+            done(i, run_point(sd, a, b, pts[i], fixed, sel, seed, i, window))
+    except BaseException as exc:
+        with lock:
+            errors.append(exc)
+            todo.clear()
+        raise
     finally:
-        for f in futs:  # a failed point (or Ctrl-C): the points not started yet are not run
-            f.cancel()
+        feeder.join()
         if path is not None:
             shutil.rmtree(path.parent, ignore_errors=True)
+    if errors:
+        raise errors[0]
+    return [rows[i] for i in range(len(pts))]
 
 
 def _nan(v: Any) -> bool:

@@ -101,3 +101,16 @@ def test_no_ray_import_unless_ray_is_running():
             "assert sweeps._ray_active(None) is None; assert 'ray' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("order", ["bad_first", "bad_last"])
+def test_a_failing_point_fails_the_sweep(rec_dir, tmp_path, order):
+    """A point that fails in the worker (taken from the front) or in this process (from the end)
+    fails the whole sweep with its own error, and nothing is left running."""
+    from pmm_widgets.research.recordings import RecordingError
+
+    dirs = [str(tmp_path / "nothing-here"), str(rec_dir)]
+    if order == "bad_last":
+        dirs.reverse()
+    with pytest.raises(RecordingError):
+        sweep(T0, T1, {"record_dir": dirs}, settings=_settings(rec_dir, tmp_path), n_jobs=2, write=False)
