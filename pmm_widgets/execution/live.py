@@ -549,17 +549,15 @@ class LiveExchange:
             sp = spans.get(o.client_id)
             return sp is not None and sp.placed is not None and sp.placed > venue_ts
 
-        def gone_before(o: Order) -> bool:
+        def gone(o: Order) -> float | None:
             sp = spans.get(o.client_id)
-            return sp is not None and sp.gone is not None and sp.gone <= venue_ts
+            return None if sp is None else sp.gone
 
         out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0)))
-               for o in self._open.values() if not placed_after(o) and not gone_before(o)]
+               for o in self._open.values() if not placed_after(o) and ((g := gone(o)) is None or g > venue_ts)]
         out += [replace(o) for o in self._inflight.values() if not placed_after(o)]
         for vid, c in self._by_venue.items():  # cancelled since the instant (closed orders stay a while)
-            sp = spans.get(c.client_id)
-            if (c.status is OrderStatus.CANCELED and sp is not None and sp.gone is not None and sp.gone > venue_ts
-                    and not placed_after(c)):
+            if c.status is OrderStatus.CANCELED and (g := gone(c)) is not None and g > venue_ts and not placed_after(c):
                 out.append(replace(c, filled=c.filled - back.pop(vid, Decimal(0))))
         for vid, size in back.items():
             o = self._by_venue.get(vid)
