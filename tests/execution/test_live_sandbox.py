@@ -23,10 +23,13 @@ def venue_fills(venue, api_key):
 
 
 def assert_placed(orders):
-    """Most quotes rest; one whose price the book moved onto meanwhile is refused with the real text."""
-    live = [o for o in orders if o.status is OrderStatus.LIVE]
+    """Most quotes rest; one whose price the book moved onto meanwhile is refused with the real
+    text; one the sandbox's flow took during the POST's round trip (the user channel's fill came
+    before the answer: seen in CI) is PARTIAL or FILLED, it rested at the venue all the same."""
+    rested = (OrderStatus.LIVE, OrderStatus.PARTIAL, OrderStatus.FILLED)
+    live = [o for o in orders if o.status in rested and o.venue_order_id]
     assert len(live) >= len(orders) // 2, [o.reason for o in orders]
-    refused = [(o.status.value, o.reason) for o in orders if o.status is not OrderStatus.LIVE]
+    refused = [(o.status.value, o.reason) for o in orders if o not in live]
     assert all("crosses book" in reason for _, reason in refused), refused
     return live
 
