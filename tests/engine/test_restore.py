@@ -123,7 +123,7 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
     second.set_params(quoting_paused=True)
     at_restore: dict[str, dict[str, object]] = {}
     second.events.subscribe(lambda ev: at_restore.update(
-        {cid: s for cid, lg in second.runtime.cycle.pnl.ledgers.items() if (s := _snap(lg)) != _snap(MarketLedger())})
+        {cid: s for cid, lg in second.runtime.cycle.pnl.ledgers.items() if (s := _snap(lg)) != empty})
         if ev.kind == "restore" else None)
     second.start()
     try:
