@@ -4,7 +4,8 @@
    `research.synth`, cached under --data) replayed through the engine's code: market events/s
    and simulated seconds per wall second, against a baseline measured in the same run: the same
    frames through the stream and books only (no listeners, no cycles).
-2. Sweep: 4 grid points over a window of that recording, joblib with 1 process vs 2.
+2. Sweep: 4 grid points over a window of that recording, joblib with 1 process vs 2 (workers forked
+   from the bench's process, and loky workers started cold).
 3. Recording overhead: `pmm run paper` (50 markets) against a `pmm sandbox` subprocess, engine
    process CPU with PMM_RECORD=on vs off (alternating runs), and the recording's bytes per hour
    per market.
@@ -176,34 +177,43 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
     """1 process vs 2 (alternating, median of `runs`): wall clock, and CPU seconds (this process and
     the joblib workers, reaped after each sweep) for a figure the machine's load does not decide:
     1-process CPU / (2-process CPU / 2), the speed-up two idle cores would give if the points split
-    evenly (the 2-process CPU is this process's, which replays points too, plus its worker's)."""
+    evenly. Two ways to run 2 processes, both measured: workers forked from this process (what a
+    CLI or script gets: `sweeps._forked_rows`) and joblib's loky workers started cold (what a
+    notebook kernel gets at its first sweep: this process replays points too, beside one worker)."""
+    import inspect
+
     from joblib.externals.loky import get_reusable_executor
 
     from pmm_widgets.research.sweeps import sweep
 
     s = load_settings(record_dir=str(root), quote_refresh_sec=3.0, db_url=f"sqlite:///{root / 'sweep.db'}")
     grid = {"alpha": [1.0, 2.0], "paper_spread_k": [50.0, 100.0]}
-    got: dict[int, list[tuple[float, float, float, float]]] = {1: [], 2: []}  # wall, parent CPU, workers' CPU, load
+    # a --compare tree of before the fork path has no `start`: its 2-process sweep is its default
+    ways = [("1 process", 1, "auto"), ("2 forked", 2, "fork"), ("2 loky", 2, "loky")]
+    if "start" not in inspect.signature(sweep).parameters:
+        ways = [("1 process", 1, ""), ("2 processes", 2, "")]
+    got: dict[str, list[tuple[float, float, float, float]]] = {w[0]: [] for w in ways}  # wall, parent CPU, workers' CPU, load
     for _ in range(runs):
-        for jobs in (1, 2):
+        for name, jobs, start in ways:
             load = os.getloadavg()[0]
             c0, k0 = _cpu_self_children()
             t = time.perf_counter()
-            df = sweep(T0, T0 + minutes * 60, grid, settings=s, n_jobs=jobs, parquet=root / f"sweep{jobs}.parquet")
+            kw = {"start": start} if start else {}
+            df = sweep(T0, T0 + minutes * 60, grid, settings=s, n_jobs=jobs, parquet=root / f"sweep{jobs}.parquet", **kw)
             wall = time.perf_counter() - t
             get_reusable_executor().shutdown(wait=True)  # reap the workers: their CPU counts as children's
             c1, k1 = _cpu_self_children()
-            got[jobs].append((wall, c1 - c0, k1 - k0, load))
+            got[name].append((wall, c1 - c0, k1 - k0, load))
             assert len(df) == 4
     med = {j: [statistics.median(r[k] for r in got[j]) for k in range(4)] for j in got}
-    (w1, p1, k1, l1), (w2, p2, k2, l2) = med[1], med[2]
-    print(f"sweep 4 points x {minutes:g} min, median of {runs}: 1 process {w1:.1f} s wall, 2 processes {w2:.1f} s wall, "
-          f"speed-up {w1 / w2:.2f}x (os.cpu_count()={os.cpu_count()}, load {l1:.1f} / {l2:.1f} at the starts)")
-    # the parent replays points too (sweeps._joblib_rows): the 2-process CPU is parent + workers,
-    # and what two idle cores would take at best is half of it
-    print(f"  CPU: 1 process {p1 + k1:.1f} s; 2 processes: parent {p2:.1f} s + workers {k2:.1f} s = {p2 + k2:.1f} s "
-          f"({(p2 + k2) / (p1 + k1) - 1:+.1%}) -> CPU-based speed-up {2 * (p1 + k1) / (p2 + k2):.2f}x  "
-          f"runs 1p {[round(r[0], 1) for r in got[1]]} 2p {[round(r[0], 1) for r in got[2]]}")
+    w1, p1, k1, l1 = med["1 process"]
+    print(f"sweep 4 points x {minutes:g} min, median of {runs}: 1 process {w1:.1f} s wall, CPU {p1 + k1:.1f} s "
+          f"(os.cpu_count()={os.cpu_count()}, load {l1:.1f} at its starts)  runs {[round(r[0], 1) for r in got['1 process']]}")
+    for name, _, _ in ways[1:]:
+        w2, p2, k2, l2 = med[name]
+        print(f"  {name}: {w2:.1f} s wall -> speed-up {w1 / w2:.2f}x; CPU parent {p2:.1f} s + workers {k2:.1f} s = "
+              f"{p2 + k2:.1f} s ({(p2 + k2) / (p1 + k1) - 1:+.1%}) -> CPU-based speed-up {2 * (p1 + k1) / (p2 + k2):.2f}x "
+              f"(load {l2:.1f})  runs {[round(r[0], 1) for r in got[name]]}")
 
 
 def _cpu(pid: int) -> float:

@@ -383,6 +383,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return ExitCode.ERROR
     if args.json:
         print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "parquet": df.attrs.get("parquet"),
+                          "backend": df.attrs.get("backend"), "workers": df.attrs.get("workers"),
                           "rows": df.to_dict(orient="records")}, default=str))
     else:
         import pandas as pd

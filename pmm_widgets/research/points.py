@@ -4,7 +4,8 @@ Why a module of its own: a joblib (loky) worker imports the module of the functi
 one imports only what a replay needs (not pandas, which `sweeps` needs for its DataFrame), so each
 worker's start-up is cheaper. The window a sweep's points share reaches a worker as the path of a
 pickle the parent wrote once (`dump_window`); the worker reads it at its first point and keeps it
-for the next ones (`window_from_file`), instead of unpickling the whole window once per point.
+for the next ones (`window_from_file`), instead of unpickling the whole window once per point. A
+worker forked from the parent (`inherit`) finds the window under its key already: nothing is read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from ..config import Settings
 from .recordings import Window
 from .replayer import Replayer, run_sync, split_overrides
 
-_WINDOWS: dict[str, Window] = {}  # this worker's window: path → events (one sweep's at a time)
+_WINDOWS: dict[str, Window] = {}  # this worker's window: path (or `inherit` key) → events (one sweep's at a time)
 
 
 def warm_up() -> int:
@@ -48,8 +51,24 @@ def dump_window(window: Window) -> Path:
     return path
 
 
+def inherit(window: Window) -> str:
+    """Keep `window` in this process under a fresh key (`forget` removes it): a worker forked after
+    this call has it in memory already (copy-on-write), and `run_point(..., key)` finds it there."""
+    key = f"inherited:{os.getpid()}:{id(window)}:{time.monotonic_ns()}"
+    _WINDOWS.clear()
+    _WINDOWS[key] = window
+    return key
+
+
+def forget(key: str) -> None:
+    _WINDOWS.pop(key, None)
+
+
 def window_from_file(path: str) -> Window:
+    """The window of `path` (a `dump_window` file, read once per worker) or of an `inherit` key."""
     w = _WINDOWS.get(path)
+    if w is None and path.startswith("inherited:"):
+        raise RuntimeError("sweep: this worker did not inherit the window (it was not forked by the sweep)")
     if w is None:
         _WINDOWS.clear()  # another sweep's window: not needed any more
         with open(path, "rb") as f:
@@ -75,4 +94,19 @@ def run_point(settings_d: dict[str, Any], t0: float, t1: float, point: dict[str,
         row[k] = values.get(k, getattr(settings, k, v))
     row.update(res.summary)
     row["problems"] = "; ".join(res.problems)
+    return row
+
+
+def point_done(index: int, total: int) -> str:
+    """The progress line of one finished point (both local paths print it, to stderr)."""
+    return f"sweep: point {index + 1} of {total} done"
+
+
+def run_point_reporting(total: int, settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any],
+                        fixed: dict[str, Any], markets: Any, seed: int | None, index: int,
+                        window: Window | str | None = None) -> dict[str, Any]:
+    """`run_point`, then its progress line from the worker itself (a forked worker's stderr is the
+    terminal's; the pool hands results back only when the sweep ends)."""
+    row = run_point(settings_d, t0, t1, point, fixed, markets, seed, index, window)
+    print(point_done(index, total), file=sys.stderr, flush=True)
     return row

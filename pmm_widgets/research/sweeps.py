@@ -5,8 +5,10 @@ point's values): the same `run_point` (`research.points`) runs in a joblib worke
 (default, nothing beyond the base install), in a Ray task on a cluster (`ray_address`, or
 `ray.init()` already called; the recordings must be on a path every worker sees), or inline. The
 replay is deterministic, so the backend cannot change a row: joblib and Ray give the same numbers.
-The window is read once: Ray gets one object-store copy, joblib's workers one pickle file each
-reads once (see `_joblib_rows` for what else keeps the parallel path cheap per point).
+The window is read once: Ray gets one object-store copy; joblib's workers are forked from this
+process after it read the window (they inherit it, and every module and cache, at no cost) when
+that is safe, else they are joblib's reusable loky workers and get one pickle file each reads once
+(see `_joblib_rows` and `_forked_rows` for what keeps the parallel path cheap per point).
 
 Results: a pandas DataFrame (one row per point: the point's values, fills, fills/min, every PnL
 component the cycle reports, markouts, max inventory, a reward estimate when the PnL has one),
@@ -19,6 +21,7 @@ import itertools
 import json
 import logging
 import math
+import multiprocessing
 import shutil
 import sys
 import threading
@@ -35,7 +38,7 @@ import pandas as pd
 
 from ..config import Params, Settings
 from ..logsetup import SECRET_FIELDS
-from .points import dump_window, run_point, warm_up
+from .points import dump_window, forget, inherit, point_done, run_point, run_point_reporting, warm_up
 from .recordings import load_window, parse_time
 from .replayer import split_overrides
 
@@ -94,9 +97,20 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
           markets: int | Sequence[str] | None = None, params: Mapping[str, Any] | None = None,
           seed: int | None = None, n_jobs: int = -1, ray_address: str | None = None,
           parquet: str | Path | None = None, db_url: str | None = None, write: bool = True,
-          progress: bool = False) -> pd.DataFrame:
-    """Replay [t0, t1] once per point of `grid` (the product of its value lists)."""
+          progress: bool = False, start: str = "auto") -> pd.DataFrame:
+    """Replay [t0, t1] once per point of `grid` (the product of its value lists).
+
+    `start` (the local path's worker processes): "auto" forks them from this process when that is
+    safe (`fork_is_safe`: Linux, no other thread running here, the points share one window), else
+    uses joblib's loky workers; "fork" / "loky" ask for one (fork only where the platform has it).
+    The DataFrame's `attrs`: sweep_id, backend ("joblib" | "ray"), workers ("inline" | "fork" |
+    "loky" | "ray"), grid, parquet."""
     from ..config import load_settings
+
+    if start not in STARTS:
+        raise ValueError(f"start: {start!r} is not one of {', '.join(STARTS)}")
+    if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        raise ValueError("start: this platform cannot fork worker processes")
 
     settings = settings or load_settings()
     a, b = parse_time(t0), parse_time(t1)
@@ -124,13 +138,13 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
         wref = ray.put(window)  # one copy in the object store, not one per task
         refs = [remote.remote(sd, a, b, pt, fixed, sel, seed, i, wref) for i, pt in enumerate(pts)]
         rows = ray.get(refs)
-        backend = "ray"
+        backend, workers = "ray", "ray"
     else:
-        rows = _joblib_rows(settings, sd, a, b, pts, fixed, sel, seed, n_jobs, shared, progress)
+        rows, workers = _joblib_rows(settings, sd, a, b, pts, fixed, sel, seed, n_jobs, shared, progress, start)
         backend = "joblib"
     df = pd.DataFrame(rows).sort_values("point").reset_index(drop=True)
     sweep_id = "sw" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + uuid.uuid4().hex[:6]
-    df.attrs.update(sweep_id=sweep_id, backend=backend, grid={k: list(map(str, v)) for k, v in grid.items()})
+    df.attrs.update(sweep_id=sweep_id, backend=backend, workers=workers, grid={k: list(map(str, v)) for k, v in grid.items()})
     if write:
         out = Path(parquet) if parquet else Path(settings.record_dir).parent / "sweeps" / f"{sweep_id}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,12 +154,23 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     return df
 
 
+STARTS = ("auto", "fork", "loky")
+
+
+def fork_is_safe() -> bool:
+    """Whether worker processes may be forked from this one: on Linux, with no other Python thread
+    alive (a thread holding a lock at the fork would leave it held for ever in the child; a notebook
+    kernel runs several, a CLI or script none) and not inside a daemon process (a pool's worker)."""
+    return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1 and not multiprocessing.current_process().daemon)
+
+
 def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]],
                  fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
-                 progress: bool) -> list[dict[str, Any]]:
-    """The points on `n_jobs` processes (as joblib reads it): this one and `n_jobs - 1` of
-    joblib's reusable loky workers; in this process alone when one job is asked or there is one
-    point. Cheap per point by design (a sweep's points are seconds each, its fixed costs decide
+                 progress: bool, start: str = "auto") -> tuple[list[dict[str, Any]], str]:
+    """The points on `n_jobs` processes (as joblib reads it); in this process alone when one job is
+    asked or there is one point. Forked workers when `start` says so (`_forked_rows`), else this
+    process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per point by design (a sweep's points are seconds each, its fixed costs decide
     the speed-up): this process does not wait idle but replays points itself from the end of the
     list, with the window it already holds, while the workers take them from the front one at a
     time (so they end together); the workers start (and import the replay's code) while this
@@ -156,7 +181,9 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
     jobs = min(effective_n_jobs(n_jobs), len(pts))
     window = load_window(settings.record_dir, a, b) if shared and jobs <= 1 else None
     if jobs <= 1:
-        return [run_point(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts)]
+        return [run_point(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts)], "inline"
+    if start == "fork" or (start == "auto" and shared and fork_is_safe()):
+        return _forked_rows(settings, sd, a, b, pts, fixed, sel, seed, jobs, shared, progress), "fork"
     from joblib.externals.loky import get_reusable_executor
 
     ex = get_reusable_executor(max_workers=jobs - 1)
@@ -179,9 +206,8 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
     def done(i: int, row: dict[str, Any]) -> None:
         with lock:
             rows[i] = row
-            n = len(rows)
         if progress:
-            print(f"sweep: point {n} of {len(pts)} done", file=sys.stderr, flush=True)
+            print(point_done(i, len(pts)), file=sys.stderr, flush=True)
 
     def feed() -> None:
         """The workers' side: one point in flight per worker, the next from the front."""
@@ -222,7 +248,35 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
             shutil.rmtree(path.parent, ignore_errors=True)
     if errors:
         raise errors[0]
-    return [rows[i] for i in range(len(pts))]
+    return [rows[i] for i in range(len(pts))], "loky"
+
+
+def _forked_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]],
+                 fixed: dict[str, Any], sel: Any, seed: int | None, jobs: int, shared: bool,
+                 progress: bool) -> list[dict[str, Any]]:
+    """The points on `jobs` worker processes forked from this one (joblib's multiprocessing backend
+    with the fork context, one point per task, taken by whichever worker is free) once the window is
+    read: each worker starts in milliseconds with the window, the imported modules and the warm
+    caches of this process (copy-on-write), where a spawned worker spends a second or more of CPU on
+    imports and the window's pickle before its first point: with points of seconds, that fixed
+    cost decided the 2-vs-1 speed-up. The workers end with the sweep (a new one forks again, as
+    cheaply). Only when `fork_is_safe` (or asked for); a failing point fails the sweep with its error."""
+    from joblib import Parallel, delayed, parallel_config
+
+    window = load_window(settings.record_dir, a, b) if shared else None
+    key = inherit(window) if window is not None else None
+
+    def task(i: int, pt: dict[str, Any]) -> Any:
+        args = (sd, a, b, pt, fixed, sel, seed, i, key)
+        return delayed(run_point_reporting)(len(pts), *args) if progress else delayed(run_point)(*args)
+
+    try:
+        with parallel_config(backend="multiprocessing", context=multiprocessing.get_context("fork")), \
+                Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="all") as par:
+            return list(par(task(i, pt) for i, pt in enumerate(pts)))
+    finally:
+        if key is not None:
+            forget(key)
 
 
 def _nan(v: Any) -> bool:

@@ -114,3 +114,84 @@ def test_a_failing_point_fails_the_sweep(rec_dir, tmp_path, order):
         dirs.reverse()
     with pytest.raises(RecordingError):
         sweep(T0, T1, {"record_dir": dirs}, settings=_settings(rec_dir, tmp_path), n_jobs=2, write=False)
+
+
+FORK_SCRIPT = r'''
+import json, sys, threading
+import pmm_widgets.research.sweeps as sw
+from pmm_widgets.config import load_settings
+from pmm_widgets.research.sweeps import TIMING_COLUMNS, sweep
+
+T0, T1 = float(sys.argv[2]), float(sys.argv[3])
+GRID = {"alpha": [1, 2], "paper_spread_k": [50, 100]}
+s = load_settings(record_dir=sys.argv[1], quote_refresh_sec=1.0, paper_fill_intensity=20)
+out = {"threads_at_start": threading.active_count()}
+
+def rows(df):
+    return df.drop(columns=[c for c in TIMING_COLUMNS if c in df.columns]).to_dict(orient="records")
+
+inline = sweep(T0, T1, GRID, settings=s, n_jobs=1, write=False)
+forked = sweep(T0, T1, GRID, settings=s, n_jobs=2, write=False, progress=True)
+out["workers"] = [inline.attrs["workers"], forked.attrs["workers"]]
+out["same_rows"] = rows(inline) == rows(forked)
+out["fills"] = list(forked["fills"])
+
+stop = threading.Event()   # another thread alive: forking is not safe, loky workers instead
+t = threading.Thread(target=stop.wait)
+t.start()
+try:
+    out["safe_with_a_thread"] = sw.fork_is_safe()
+    loky = sweep(T0, T1, GRID, settings=s, n_jobs=2, write=False)
+finally:
+    stop.set()
+    t.join()
+out["loky_workers"] = loky.attrs["workers"]
+out["loky_same_rows"] = rows(loky) == rows(inline)
+
+real = sw.run_point
+
+def fails_at_2(*args):
+    if args[7] == 2:
+        raise ValueError("point 2 refused")
+    return real(*args)
+
+sw.run_point = fails_at_2   # a forked worker runs this process's code: it fails there
+try:
+    sweep(T0, T1, GRID, settings=s, n_jobs=2, write=False, start="fork")
+    out["failure"] = None
+except ValueError as exc:
+    out["failure"] = str(exc)
+import multiprocessing
+out["children_left"] = [c.name for c in multiprocessing.active_children()]
+print("RESULT " + json.dumps(out))
+'''
+
+
+def test_forked_workers_inherit_the_window_and_give_the_same_rows(rec_dir, tmp_path):
+    """In a process with no other thread (a CLI, a script) the workers are forked once the window is
+    read: the same rows as one process; their progress lines reach stderr; with another thread alive
+    the loky workers are used instead (same rows); a point failing in a forked worker fails the
+    sweep with its own error and leaves no process behind. In a fresh interpreter: this test
+    process may run other threads (Ray's), where forking is not safe."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork_sweep.py"
+    script.write_text(FORK_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), str(rec_dir), str(T0), str(T1)], capture_output=True,
+                       text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(next(x for x in p.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    assert out["threads_at_start"] == 1
+    assert out["workers"] == ["inline", "fork"] and out["same_rows"], out
+    assert len(set(out["fills"])) > 1  # the parameters matter: rows that differ, not one row four times
+    assert sorted(x for x in p.stderr.splitlines() if x.startswith("sweep: point")) == [
+        f"sweep: point {i} of 4 done" for i in range(1, 5)]
+    assert out["safe_with_a_thread"] is False and out["loky_workers"] == "loky" and out["loky_same_rows"]
+    assert out["failure"] is not None and "point 2 refused" in out["failure"]
+    assert not [n for n in out["children_left"] if "Fork" in n], out["children_left"]  # (the loky worker stays, reusable)
+
+
+def test_sweep_refuses_an_unknown_start(rec_dir, tmp_path):
+    with pytest.raises(ValueError, match="start"):
+        sweep(T0, T1, GRID, settings=_settings(rec_dir, tmp_path), n_jobs=2, write=False, start="thread")
