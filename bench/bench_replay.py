@@ -163,6 +163,10 @@ def bench_replay(root: Path, minutes: float, runs: int) -> None:
           f"{s0['cycles']} cycles, {s0['placed']} orders, {s0['fills']} fills")
     print(f"  full replay (books + listeners + cycle): {ev:,.0f} events per CPU-s, {sim:,.1f} sim-s per CPU-s "
           f"({cpu:.1f} CPU-s, {wall:.1f} s wall; median of {runs})")
+    ew = statistics.median(s["events"] / s["wall_seconds"] for s in full)
+    sw = statistics.median(s["sim_seconds"] / s["wall_seconds"] for s in full)
+    print(f"  wall clock: {ew:,.0f} events per s, {sw:,.1f} simulated seconds per wall second (the replay's own "
+          f"wall time, medians)")
     print(f"  baseline books only (parse + apply):     {b:,.0f} events per CPU-s   full/baseline = {ev / b:.2f}")
 
 
