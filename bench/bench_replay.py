@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, os.environ.get("PMM_BENCH_TREE") or str(ROOT))  # --compare: a worker runs another tree's code
@@ -202,7 +203,7 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
             load = os.getloadavg()[0]
             c0, k0 = _cpu_self_children()
             t = time.perf_counter()
-            kw = {"start": start} if start else {}
+            kw: dict[str, Any] = {"start": start} if start else {}
             df = sweep(T0, T0 + minutes * 60, grid, settings=s, n_jobs=jobs, parquet=root / f"sweep{jobs}.parquet", **kw)
             wall = time.perf_counter() - t
             get_reusable_executor().shutdown(wait=True)  # reap the workers: their CPU counts as children's
@@ -218,6 +219,56 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
         print(f"  {name}: {w2:.1f} s wall -> speed-up {w1 / w2:.2f}x; CPU parent {p2:.1f} s + workers {k2:.1f} s = "
               f"{p2 + k2:.1f} s ({(p2 + k2) / (p1 + k1) - 1:+.1%}) -> CPU-based speed-up {2 * (p1 + k1) / (p2 + k2):.2f}x "
               f"(load {l2:.1f})  runs {[round(r[0], 1) for r in got[name]]}")
+
+
+def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
+    """The fixed cost a sweep pays before a second process replays: a cold loky worker (spawn,
+    imports, the window's pickle) against two workers forked from this process (which holds the
+    window), until each holds the window; worker CPU from RUSAGE_CHILDREN after the reap."""
+    import multiprocessing as mp
+
+    from joblib import Parallel, delayed, parallel_config
+    from joblib.externals.loky import get_reusable_executor
+
+    from pmm_widgets.research import points
+
+    w = load_window(root, T0, T0 + minutes * 60)
+
+    def kids() -> float:
+        return _cpu_self_children()[1]
+
+    def loky_once() -> tuple[float, float]:
+        k0, t = kids(), time.perf_counter()
+        ex = get_reusable_executor(max_workers=1)
+        ex.submit(points.warm_up).result()
+        path = points.dump_window(w)
+        ex.submit(points.window_from_file, str(path)).result()
+        wall = time.perf_counter() - t
+        ex.shutdown(wait=True)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        return wall, kids() - k0
+
+    def fork_once() -> tuple[float, float]:
+        k0, t = kids(), time.perf_counter()
+        key = points.inherit(w)
+        try:
+            with parallel_config(backend="multiprocessing", context=mp.get_context("fork")), \
+                    Parallel(n_jobs=2, batch_size=1) as par:
+                par(delayed(_holds)(key) for _ in range(2))
+        finally:
+            points.forget(key)
+        return time.perf_counter() - t, kids() - k0
+
+    for name, fn in (("1 loky worker (cold)", loky_once), ("2 forked workers", fork_once)):
+        r = [fn() for _ in range(runs)]
+        print(f"worker start, {name}: {statistics.median(x[0] for x in r):.3f} s wall until it holds the "
+              f"{minutes:g}-min window, {statistics.median(x[1] for x in r):.3f} CPU-s (median of {runs})")
+
+
+def _holds(key: str) -> int:
+    from pmm_widgets.research import points
+
+    return len(points.window_from_file(key))
 
 
 def _cpu(pid: int) -> float:
@@ -316,6 +367,7 @@ def main() -> None:
             bench_replay(root, a.window or a.minutes, a.runs)
         if not a.skip_sweep:
             bench_sweep(root, a.sweep_minutes, a.runs)
+            bench_worker_start(root, a.sweep_minutes, max(a.runs, 3))
     if not a.skip_engine:
         with tempfile.TemporaryDirectory() as tmp:
             bench_recording(a.engine_seconds, a.runs, Path(tmp))
