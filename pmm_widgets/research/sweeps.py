@@ -170,8 +170,8 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
                  progress: bool, start: str = "auto") -> tuple[list[dict[str, Any]], str]:
     """The points on `n_jobs` processes (as joblib reads it); in this process alone when one job is
     asked or there is one point. Forked workers when `start` says so (`_forked_rows`), else this
-    process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per point by design (a sweep's points are seconds each, its fixed costs decide
-    the speed-up): this process does not wait idle but replays points itself from the end of the
+    process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per point by design (a
+    sweep's points are seconds each, its fixed costs decide the speed-up): this process does not wait idle but replays points itself from the end of the
     list, with the window it already holds, while the workers take them from the front one at a
     time (so they end together); the workers start (and import the replay's code) while this
     process reads the window, which reaches them as one pickle file each worker reads once and
@@ -257,9 +257,10 @@ def _forked_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
     """The points on `jobs` worker processes forked from this one (joblib's multiprocessing backend
     with the fork context, one point per task, taken by whichever worker is free) once the window is
     read: each worker starts in milliseconds with the window, the imported modules and the warm
-    caches of this process (copy-on-write), where a spawned worker spends a second or more of CPU on
-    imports and the window's pickle before its first point: with points of seconds, that fixed
-    cost decided the 2-vs-1 speed-up. The workers end with the sweep (a new one forks again, as
+    caches of this process (copy-on-write; ≈ 0.01 CPU-s for two), where a cold loky worker spends
+    ≈ 0.7-0.8 CPU-s on the spawn, imports and the window's pickle before its first point
+    (bench_replay.py prints both): with points of seconds, that fixed cost weighs on the 2-vs-1
+    speed-up. The workers end with the sweep (a new one forks again, as
     cheaply). Only when `fork_is_safe` (or asked for); a failing point fails the sweep with its error."""
     from joblib import Parallel, delayed, parallel_config
 
