@@ -160,7 +160,11 @@ STARTS = ("auto", "fork", "loky")
 def fork_is_safe() -> bool:
     """Whether worker processes may be forked from this one: on Linux, with no other Python thread
     alive (a thread holding a lock at the fork would leave it held for ever in the child; a notebook
-    kernel runs several, a CLI or script none) and not inside a daemon process (a pool's worker)."""
+    kernel runs several, a CLI or script none) and not inside a daemon process (a pool's worker).
+    Native pools do run threads here (numpy's OpenBLAS, and Arrow's after `load_window`): both
+    re-create them after a fork (their at-fork handlers) and the forked workers use neither (they
+    replay the inherited window: no Parquet read, no BLAS). Python 3.12+ warns about any fork of a
+    process with native threads (DeprecationWarning); this project runs on 3.11."""
     return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
             and threading.active_count() == 1 and not multiprocessing.current_process().daemon)
 
