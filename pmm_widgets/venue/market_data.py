@@ -149,13 +149,12 @@ class MarketData:
         if not listeners:
             return
         now = self.clock()  # one frame: one instant
-        books, is_live, stale_sec = self.books, self.stream.is_live, self.stale_sec
+        books, is_stale = self.books, self.is_stale
         for t in tokens:
             b = books.get(t)
             if b is None or not b.synced:
                 continue
-            # `is_stale(b, now)` inline (b is synced): one call less per book per frame
-            v = b.view(None, stale=b.needs_resync or not is_live(b.token_id) or now - b.ts > stale_sec)
+            v = b.view(None, stale=is_stale(b, now))
             for fn in listeners:
                 try:
                     fn(v)
