@@ -225,12 +225,11 @@ def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
     """The fixed cost a sweep pays before a second process replays: a cold loky worker (spawn,
     imports, the window's pickle) against two workers forked from this process (which holds the
     window), until each holds the window; worker CPU from RUSAGE_CHILDREN after the reap."""
-    import multiprocessing as mp
-
-    from joblib import Parallel, delayed, parallel_config
+    from joblib import delayed
     from joblib.externals.loky import get_reusable_executor
 
     from pmm_widgets.research import points
+    from pmm_widgets.research.sweeps import forked_parallel
 
     w = load_window(root, T0, T0 + minutes * 60)
 
@@ -252,8 +251,7 @@ def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
         k0, t = kids(), time.perf_counter()
         key = points.inherit(w)
         try:
-            with parallel_config(backend="multiprocessing", context=mp.get_context("fork")), \
-                    Parallel(n_jobs=2, batch_size=1) as par:
+            with forked_parallel(2) as par:  # the sweep's own pool
                 par(delayed(_holds)(key) for _ in range(2))
         finally:
             points.forget(key)

@@ -32,15 +32,18 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as futures_wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ..config import Params, Settings
 from ..logsetup import SECRET_FIELDS
 from .points import dump_window, forget, inherit, point_done, run_point, run_point_reporting, warm_up
-from .recordings import load_window, parse_time
+from .recordings import Window, load_window, parse_time
 from .replayer import split_overrides
+
+if TYPE_CHECKING:
+    from joblib import Parallel
 
 log = logging.getLogger(__name__)
 
@@ -175,19 +178,21 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
     """The points on `n_jobs` processes (as joblib reads it); in this process alone when one job is
     asked or there is one point. Forked workers when `start` says so (`_forked_rows`), else this
     process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per point by design (a
-    sweep's points are seconds each, its fixed costs decide the speed-up): this process does not wait idle but replays points itself from the end of the
-    list, with the window it already holds, while the workers take them from the front one at a
-    time (so they end together); the workers start (and import the replay's code) while this
-    process reads the window, which reaches them as one pickle file each worker reads once and
-    keeps for its next points; they stay up for the next sweep (loky's idle timeout ends them)."""
+    sweep's points are seconds each, its fixed costs decide the speed-up): on the loky path this
+    process does not wait idle but replays points itself from the end of the list, with the
+    window it already holds, while the workers take them from the front one at a time (so they
+    end together); the workers start (and import the replay's code) while this process reads the
+    window, which reaches them as one pickle file each worker reads once and keeps for its next
+    points; they stay up for the next sweep (loky's idle timeout ends them)."""
     from joblib import effective_n_jobs
 
     jobs = min(effective_n_jobs(n_jobs), len(pts))
-    window = load_window(settings.record_dir, a, b) if shared and jobs <= 1 else None
-    if jobs <= 1:
+    fork = jobs > 1 and (start == "fork" or (start == "auto" and shared and fork_is_safe()))
+    if jobs <= 1 or fork:  # the window before anything runs (a forked worker inherits it)
+        window = load_window(settings.record_dir, a, b) if shared else None
+        if fork:
+            return _forked_rows(sd, a, b, pts, fixed, sel, seed, jobs, window, progress), "fork"
         return [run_point(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts)], "inline"
-    if start == "fork" or (start == "auto" and shared and fork_is_safe()):
-        return _forked_rows(settings, sd, a, b, pts, fixed, sel, seed, jobs, shared, progress), "fork"
     from joblib.externals.loky import get_reusable_executor
 
     ex = get_reusable_executor(max_workers=jobs - 1)
@@ -255,20 +260,29 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
     return [rows[i] for i in range(len(pts))], "loky"
 
 
-def _forked_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]],
-                 fixed: dict[str, Any], sel: Any, seed: int | None, jobs: int, shared: bool,
-                 progress: bool) -> list[dict[str, Any]]:
-    """The points on `jobs` worker processes forked from this one (joblib's multiprocessing backend
-    with the fork context, one point per task, taken by whichever worker is free) once the window is
-    read: each worker starts in milliseconds with the window, the imported modules and the warm
-    caches of this process (copy-on-write; ≈ 0.01 CPU-s for two), where a cold loky worker spends
-    ≈ 0.7-0.8 CPU-s on the spawn, imports and the window's pickle before its first point
-    (bench_replay.py prints both): with points of seconds, that fixed cost weighs on the 2-vs-1
-    speed-up. The workers end with the sweep (a new one forks again, as
-    cheaply). Only when `fork_is_safe` (or asked for); a failing point fails the sweep with its error."""
-    from joblib import Parallel, delayed, parallel_config
+def forked_parallel(jobs: int) -> Parallel:
+    """joblib's `Parallel` on `jobs` worker processes forked from this one (the multiprocessing
+    backend with an explicit fork context: not the platform's default start method, which Python
+    3.14 changes), one task per dispatch. Use it as a context manager: the workers end with it."""
+    from joblib import Parallel, parallel_config
 
-    window = load_window(settings.record_dir, a, b) if shared else None
+    with parallel_config(backend="multiprocessing", context=multiprocessing.get_context("fork")):
+        return Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="all")
+
+
+def _forked_rows(sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]], fixed: dict[str, Any],
+                 sel: Any, seed: int | None, jobs: int, window: Window | None,
+                 progress: bool) -> list[dict[str, Any]]:
+    """The points on `jobs` worker processes forked from this one (`forked_parallel`; whichever
+    worker is free takes the next point) after this process read `window`: each worker starts in
+    milliseconds with the window, the imported modules and the warm caches of this process
+    (copy-on-write; ≈ 0.01 CPU-s for two), where a cold loky worker spends ≈ 0.7-0.8 CPU-s on the
+    spawn, imports and the window's pickle before its first point (bench_replay.py prints both):
+    with points of seconds, that fixed cost weighs on the 2-vs-1 speed-up. The workers end with
+    the sweep (a new one forks again, as cheaply). Only when `fork_is_safe` (or asked for); a
+    failing point fails the sweep with its error. `window` None: each point reads its own."""
+    from joblib import delayed
+
     key = inherit(window) if window is not None else None
 
     def task(i: int, pt: dict[str, Any]) -> Any:
@@ -276,8 +290,7 @@ def _forked_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
         return delayed(run_point_reporting)(len(pts), *args) if progress else delayed(run_point)(*args)
 
     try:
-        with parallel_config(backend="multiprocessing", context=multiprocessing.get_context("fork")), \
-                Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="all") as par:
+        with forked_parallel(jobs) as par:
             return list(par(task(i, pt) for i, pt in enumerate(pts)))
     finally:
         if key is not None:
