@@ -97,9 +97,12 @@ def run_point(settings_d: dict[str, Any], t0: float, t1: float, point: dict[str,
     return row
 
 
-def point_done(index: int, total: int) -> str:
-    """The progress line of one finished point (both local paths print it, to stderr)."""
-    return f"sweep: point {index + 1} of {total} done"
+def report_done(index: int, total: int) -> None:
+    """The progress line of one finished point, to stderr (both local paths). One `write` of the
+    whole line, newline included: forked workers share the stream, and `print` writes the text and
+    its end separately, so two workers' lines could interleave ("…1 of 4 donesweep: point 2…")."""
+    sys.stderr.write(f"sweep: point {index + 1} of {total} done\n")
+    sys.stderr.flush()
 
 
 def run_point_reporting(total: int, settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any],
@@ -108,5 +111,5 @@ def run_point_reporting(total: int, settings_d: dict[str, Any], t0: float, t1: f
     """`run_point`, then its progress line from the worker itself (a forked worker's stderr is the
     terminal's; the pool hands results back only when the sweep ends)."""
     row = run_point(settings_d, t0, t1, point, fixed, markets, seed, index, window)
-    print(point_done(index, total), file=sys.stderr, flush=True)
+    report_done(index, total)
     return row

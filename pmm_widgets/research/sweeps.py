@@ -38,7 +38,7 @@ import pandas as pd
 
 from ..config import Params, Settings
 from ..logsetup import SECRET_FIELDS
-from .points import dump_window, forget, inherit, point_done, run_point, run_point_reporting, warm_up
+from .points import dump_window, forget, inherit, report_done, run_point, run_point_reporting, warm_up
 from .recordings import Window, load_window, parse_time
 from .replayer import split_overrides
 
@@ -216,7 +216,7 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
         with lock:
             rows[i] = row
         if progress:
-            print(point_done(i, len(pts)), file=sys.stderr, flush=True)
+            report_done(i, len(pts))
 
     def feed() -> None:
         """The workers' side: one point in flight per worker, the next from the front."""
