@@ -377,13 +377,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         df = sweep_fn(args.t_from, args.t_to, grid, settings=settings, markets=sel, params=params, seed=args.seed,
                       n_jobs=args.jobs, ray_address=args.ray, parquet=args.out, db_url=settings.db_url,
-                      progress=not args.json)
+                      progress=not args.json, per_pass=args.per_pass)
     except RecordingError as exc:
         print(f"pmm sweep: {exc}", file=sys.stderr)
         return ExitCode.ERROR
     if args.json:
         print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "parquet": df.attrs.get("parquet"),
                           "backend": df.attrs.get("backend"), "workers": df.attrs.get("workers"),
+                          "passes": df.attrs.get("passes"),
                           "rows": df.to_dict(orient="records")}, default=str))
     else:
         import pandas as pd
@@ -524,6 +525,17 @@ def _global_options() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (else a one-line usage error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _global_options()
     parser = argparse.ArgumentParser(
@@ -603,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--ray", default=None, metavar="ADDRESS",
                     help="run each point as a Ray task on this cluster (needs the [ray] extra)")
     sw.add_argument("--out", default=None, metavar="PATH", help="Parquet file of the results (default under PMM_RECORD_DIR/../sweeps)")
+    sw.add_argument("--per-pass", type=_positive_int, default=None, metavar="N",
+                    help="at most N points per replay pass (the books rebuilt once per pass; default: one pass per "
+                         "worker; 1: one replay per point)")
 
     recs = group("recordings", "full-fidelity recordings (PMM_RECORD_DIR): list, import public history")
     leaf(recs, "list", "every recording file: hour, channel, session, rows, size, problems", cmd_recordings_list)

@@ -1,4 +1,4 @@
-"""One sweep point, as a worker process runs it.
+"""Sweep points, as a worker process runs them (one replay pass for several points: `run_pass`).
 
 Why a module of its own: a joblib (loky) worker imports the module of the function it runs. This
 one imports only what a replay needs (not pandas, which `sweeps` needs for its DataFrame), so each
@@ -53,7 +53,7 @@ def dump_window(window: Window) -> Path:
 
 def inherit(window: Window) -> str:
     """Keep `window` in this process under a fresh key (`forget` removes it): a worker forked after
-    this call has it in memory already (copy-on-write), and `run_point(..., key)` finds it there."""
+    this call has it in memory already (copy-on-write), and `run_pass(..., key)` finds it there."""
     key = f"inherited:{os.getpid()}:{id(window)}:{time.monotonic_ns()}"
     _WINDOWS.clear()
     _WINDOWS[key] = window
@@ -77,24 +77,39 @@ def window_from_file(path: str) -> Window:
     return w
 
 
-def run_point(settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any], fixed: dict[str, Any],
-              markets: Any, seed: int | None, index: int, window: Window | str | None = None) -> dict[str, Any]:
-    """One grid point → one result row (a plain dict). Runs in any worker. `window`: the events,
-    read once by the caller for every point (a `Window`, or the path `dump_window` wrote), else
-    read here."""
+def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple[int, dict[str, Any]]],
+             fixed: dict[str, Any], markets: Any, seed: int | None, window: Window | str | None = None,
+             report: int | None = None) -> list[dict[str, Any]]:
+    """Grid points → result rows (plain dicts), in ONE replay pass (`Replayer(points=...)`): the
+    window's books are rebuilt once for all of them, each point with its own exchange and cycle,
+    its rows those of a replay of it alone. `items`: (index, values) pairs whose values change the
+    same settings (a pass has one stream and one cycle grid); parameters may differ. Runs in any
+    worker. `window`: the events, read once by the caller for every pass (a `Window`, or the path
+    `dump_window` wrote, or an `inherit` key), else read here. `report`: the sweep's number of
+    points, to print each point's progress line when the pass ends (a forked worker's stderr is
+    the terminal's; the pool hands results back only when the sweep ends)."""
     if isinstance(window, str):
         window = window_from_file(window)
-    p_over, s_over = split_overrides({**fixed, **point})
+    overrides = [split_overrides({**fixed, **pt}) for _, pt in items]
+    s_over = overrides[0][1]
+    if any(o[1] != s_over for o in overrides):
+        raise ValueError("sweep: the points of one replay pass must change the same settings")
     settings = Settings(**{**settings_d, **s_over})
-    rep = Replayer(settings, t0, t1, markets=markets, params=p_over, seed=seed, window=window)
-    res = run_sync(rep.run)
-    values = rep.params.model_dump(mode="json")
-    row: dict[str, Any] = {"point": index}
-    for k, v in point.items():  # the point's values as validated (1 → 1.0 for a float parameter)
-        row[k] = values.get(k, getattr(settings, k, v))
-    row.update(res.summary)
-    row["problems"] = "; ".join(res.problems)
-    return row
+    rep = Replayer(settings, t0, t1, markets=markets, points=[o[0] for o in overrides], seed=seed, window=window)
+    results = run_sync(rep.run_all)
+    rows: list[dict[str, Any]] = []
+    for (index, point), rp, res in zip(items, rep.points, results):
+        values = rp.params.model_dump(mode="json")
+        row: dict[str, Any] = {"point": index}
+        for k, v in point.items():  # the point's values as validated (1 → 1.0 for a float parameter)
+            row[k] = values.get(k, getattr(settings, k, v))
+        row.update(res.summary)
+        row["problems"] = "; ".join(res.problems)
+        rows.append(row)
+    if report is not None:
+        for index, _ in items:
+            report_done(index, report)
+    return rows
 
 
 def report_done(index: int, total: int) -> None:
@@ -103,13 +118,3 @@ def report_done(index: int, total: int) -> None:
     its end separately, so two workers' lines could interleave ("…1 of 4 donesweep: point 2…")."""
     sys.stderr.write(f"sweep: point {index + 1} of {total} done\n")
     sys.stderr.flush()
-
-
-def run_point_reporting(total: int, settings_d: dict[str, Any], t0: float, t1: float, point: dict[str, Any],
-                        fixed: dict[str, Any], markets: Any, seed: int | None, index: int,
-                        window: Window | str | None = None) -> dict[str, Any]:
-    """`run_point`, then its progress line from the worker itself (a forked worker's stderr is the
-    terminal's; the pool hands results back only when the sweep ends)."""
-    row = run_point(settings_d, t0, t1, point, fixed, markets, seed, index, window)
-    report_done(index, total)
-    return row

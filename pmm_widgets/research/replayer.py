@@ -20,6 +20,7 @@ and `run_id`; one `replay_runs` row holds the summary. A replay never writes
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -235,22 +236,128 @@ def run_id_for(window: Window, markets: Any, params: Params, seed: int, cycles: 
     return "rp" + h.hexdigest()[:12]
 
 
+class ReplayPoint:
+    """One parameter set of a replay: its own parameters, paper exchange, quote cycle and sink
+    (what it decides, fills and writes, under its own run id). The books, the clock, the universe
+    and the window belong to the `Replayer` that runs it, which may run several points in one pass
+    over the events (`points=`): they see the same books, and nothing one point does reaches
+    another, so each point's rows are those of a replay of it alone."""
+
+    def __init__(self, rp: Replayer, overrides: Mapping[str, Any], sink: Sink | None,
+                 strategy: Strategy | None) -> None:
+        self.rp = rp
+        self.overrides = dict(overrides)
+        self.params = rp.settings.params()
+        if self.overrides:
+            self.params.update(**self.overrides)
+        sel = rp.markets_sel if not isinstance(rp.markets_sel, (list, tuple)) else sorted(rp.markets_sel)
+        self.run_id = run_id_for(rp.window, sel, self.params, rp.seed, rp.cycles_mode)
+        self.strategy = strategy  # a user's strategy object: every market's default in this replay
+        if strategy is not None:  # its results differ: so does the run id (≤ 40 chars)
+            self.run_id = f"{self.run_id}-{strategy.name}"[:40]
+        self.sink = ReplaySink(sink, self.run_id)
+        self.exchange = paper_exchange(rp.settings.model_copy(update={"sandbox_seed": rp.seed}), self.params,
+                                       self.sink, clock=rp.clock, session=self.run_id)
+        self.cycle: QuoteCycle | None = None
+        self.minute_hook: Callable[[int], None] | None = None  # the cycle's reward sampler (venue minutes)
+        self.strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
+        self.problems: list[str] = [str(p) for p in rp.window.problems]
+        self.cycle_times: list[float] = []
+        self.max_inventory_usd = 0.0
+        self.max_inventory_shares = 0.0
+        self.killed = False
+
+    def set_strategy(self, cid: str, name: str | None, params: dict[str, Any]) -> None:
+        if self.cycle is None:
+            self.strategies[cid] = (name, params)
+            return
+        try:
+            self.cycle.set_strategy(cid, name, **params)
+        except (ValueError, AttributeError) as exc:
+            self.problems.append(f"recorded strategy of {cid} ({name}) not applied: {exc}")
+
+    async def run_cycle(self, now: float, hold: str | None = None) -> None:
+        rp = self.rp
+        if self.cycle is None:
+            calibration = copy.deepcopy(rp.calibration)  # the recorded start state: each point's own copy
+            self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=calibration,
+                                    pnl_sec=rp.settings.pnl_sec, incremental=rp.settings.cycle_incremental)
+            self.cycle.default_strategy = self.strategy
+            self.cycle.sample_on_venue_minutes(rp.stream, rp.md.view, self.exchange)  # as the engine does
+            self.minute_hook, rp.stream.on_venue_minute = rp.stream.on_venue_minute, rp.on_venue_minute
+            if rp.venue_clock is not None:
+                self.cycle.econ.clock = rp.venue_clock
+            for cid, (name, params) in self.strategies.items():
+                self.set_strategy(cid, name, params)
+        rp.clock.now = now
+        rep = await self.cycle.run_once(now, rp.markets, rp.md.view, self.exchange, hold=hold)
+        self.cycle_times.append(now)
+        self.max_inventory_usd = max(self.max_inventory_usd, float(self.cycle.totals.pnl.inventory_usd))
+        if self.exchange.positions:
+            self.max_inventory_shares = max(self.max_inventory_shares,
+                                            max(abs(float(v)) for v in self.exchange.positions.values()))
+        if rep.kill_requested and not self.killed:
+            self.killed = True
+            self.cycle.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill (replay: quoting stops)",
+                                   ts=now)
+            await self.exchange.cancel_all()
+
+    def result(self, status: str, wall: float, processed: int) -> ReplayResult:
+        rp = self.rp
+        end = self.cycle_times[-1] if self.cycle_times else rp.t0
+        start = self.cycle_times[0] if self.cycle_times else rp.t0
+        sim_sec = max(0.0, end - start)
+        trades = sorted(self.sink.trades.values(), key=lambda r: (r["ts"], r["trade_id"]))
+        orders = sorted(self.sink.orders.values(), key=lambda r: (r["created_ts"], r["client_id"]))
+        events = rp.stream.stats.events
+        s: dict[str, Any] = {
+            "run_id": self.run_id, "status": status, "from": iso(rp.t0), "to": iso(rp.t1),
+            "cycles_mode": rp.cycles_mode, "markets": len(rp.markets), "cycles": len(self.cycle_times),
+            "events": events, "frames": rp.frames, "rows_read": processed,
+            "sim_seconds": sim_sec, "wall_seconds": wall,
+            "events_per_sec": events / wall if wall > 0 else 0.0,
+            "sim_seconds_per_wall_second": sim_sec / wall if wall > 0 else 0.0,
+            "placed": sum(1 for o in orders if o["status"] != "REJECTED"),
+            "rejected": sum(1 for o in orders if o["status"] == "REJECTED"),
+            "fills": len(trades), "fills_per_min": len(trades) / (sim_sec / 60.0) if sim_sec > 0 else 0.0,
+            "volume": float(sum((Decimal(str(t["size"])) * Decimal(str(t["price"])) for t in trades), Decimal(0))),
+            "max_inventory_usd": self.max_inventory_usd, "max_inventory_shares": self.max_inventory_shares,
+            "bad_messages": rp.stream.stats.bad_messages, "killed": self.killed,
+            "gaps": len(rp.window.gap_before), "problems": len(self.problems),
+            "pending_files": len(rp.window.pending),
+            "recorded_until": iso(float(rp.window.ts[-1])) if len(rp.window) else None,
+        }
+        if self.cycle is not None:  # every PnL component the cycle reports (fees, rewards, ... when present)
+            for k, v in self.cycle.snapshot().totals.summary().items():
+                if k not in ("fills", "fills_per_min", "placed", "open_orders"):
+                    s[k] = v
+        s.update(markout_summary(self.sink.markouts))
+        s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
+        return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
+
+
 class Replayer:
-    """One replay of [t0, t1]. `run()` is a coroutine (the engine's cycle is async)."""
+    """One replay of [t0, t1]: `run()` is a coroutine (the engine's cycle is async).
+
+    `points`: several parameter sets (each a mapping of overrides on top of `params`) replayed in
+    ONE pass over the window (`run_all()`, a result per point in their order): the frames are
+    decoded and the books rebuilt once, then every point's paper exchange sees each book change
+    and each point's cycle runs at each cycle time, one point after the other. The points share
+    nothing they could change (each has its own parameters, exchange, cycle, sink and seeded
+    random numbers; the books' views are immutable), so a point's rows are byte for byte those of
+    a replay of that point alone (tests/research/test_replay_points.py): a sweep pays for the
+    books once per pass instead of once per point. Settings are the pass's (one stream, one grid)."""
 
     def __init__(self, settings: Settings, t0: float | str, t1: float | str, *,
                  markets: int | Sequence[str] | None = None, params: Mapping[str, Any] | None = None,
                  seed: int | None = None, sink: Sink | None = None, record_dir: str | None = None,
                  cycles: str = "auto", follow_recorded_params: bool = True,
                  progress: bool = False, stop: Callable[[], bool] | None = None,
-                 window: Window | None = None, strategy: Strategy | None = None) -> None:
+                 window: Window | None = None, strategy: Strategy | None = None,
+                 points: Sequence[Mapping[str, Any]] | None = None) -> None:
         self.settings = settings
         self.t0, self.t1 = parse_time(t0), parse_time(t1)
         self.markets_sel = markets
-        self.overrides = dict(params or {})
-        self.params = settings.params()
-        if self.overrides:
-            self.params.update(**self.overrides)
         self.seed = settings.sandbox_seed if seed is None else int(seed)
         self.root = record_dir or settings.record_dir
         self.window = window if window is not None else load_window(self.root, self.t0, self.t1)
@@ -263,34 +370,55 @@ class Replayer:
         self.follow_recorded_params = follow_recorded_params
         self.progress = progress
         self.stop = stop or (lambda: False)
-        sel = markets if not isinstance(markets, (list, tuple)) else sorted(markets)
-        self.run_id = run_id_for(self.window, sel, self.params, self.seed, self.cycles_mode)
-        self.strategy = strategy  # a user's strategy object: every market's default in this replay
-        if strategy is not None:  # its results differ: so does the run id (≤ 40 chars)
-            self.run_id = f"{self.run_id}-{strategy.name}"[:40]
-        self.sink = ReplaySink(sink, self.run_id)
+        if points is not None and not points:
+            raise ValueError("points: at least one parameter set")
         self.clock = SimClock(self.window.ts[0] if len(self.window) else self.t0)
-        self.md = MarketData(None, "ws://replay.invalid", self.sink, stale_sec=settings.stale_sec,
-                             clock=self.clock, stream_cls=ReplayStream)
+        self.md = MarketData(None, "ws://replay.invalid", ReplaySink(None, ""), stale_sec=settings.stale_sec,
+                             clock=self.clock, stream_cls=ReplayStream)  # its sink: rows a replay never writes
         self.stream: ReplayStream = self.md.stream  # type: ignore[assignment]
-        self.exchange = paper_exchange(settings.model_copy(update={"sandbox_seed": self.seed}), self.params, self.sink,
-                                       clock=self.clock, session=self.run_id)
-        self.md.add_listener(on_book=self.exchange.observe_book, on_trade=self.exchange.observe_trade)
-        self.cycle: QuoteCycle | None = None
-        self._calibration: dict[str, dict[str, Any]] | None = None
-        self._venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
+        self.calibration: dict[str, dict[str, Any]] | None = None  # the recorded run's, at its start
+        self.venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
         # the stream checks timestamps against it from the first frame, as the engine's does
-        self.stream.venue_clock = lambda now: (self._venue_clock or VenueClock()).to_venue(now)
-        self._strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
+        self.stream.venue_clock = lambda now: (self.venue_clock or VenueClock()).to_venue(now)
+        base = dict(params or {})
+        self.points = [ReplayPoint(self, {**base, **pt}, sink, strategy) for pt in (points or [{}])]
+        for p in self.points:
+            self.md.add_listener(on_book=p.exchange.observe_book, on_trade=p.exchange.observe_trade)
         self.markets: list[Market] = []
         self.universe_seen = False
-        self.problems: list[str] = [str(p) for p in self.window.problems]
-        self.cycle_times: list[float] = []
-        self.max_inventory_usd = 0.0
-        self.max_inventory_shares = 0.0
         self.events = 0
         self.frames = 0
-        self.killed = False
+
+    # the first (in a one-point replay, the only) point's, for callers of one replay
+    @property
+    def run_id(self) -> str:
+        return self.points[0].run_id
+
+    @property
+    def params(self) -> Params:
+        return self.points[0].params
+
+    @property
+    def sink(self) -> ReplaySink:
+        return self.points[0].sink
+
+    @property
+    def problems(self) -> list[str]:
+        return self.points[0].problems
+
+    @property
+    def killed(self) -> bool:
+        return all(p.killed for p in self.points)
+
+    def on_venue_minute(self, boundary_ms: int) -> None:
+        """The stream's venue-minute hook: every point's reward sampler, each failure on its own
+        (as the stream does for its one hook)."""
+        for p in self.points:
+            if p.minute_hook is not None:
+                try:
+                    p.minute_hook(boundary_ms)
+                except Exception:  # noqa: BLE001 - a sampler's failure never costs a frame
+                    log.exception("venue minute hook failed")
 
     # ---------------------------------------------------------------- universe
     def _select(self, markets: list[Market]) -> list[Market]:
@@ -309,53 +437,29 @@ class Replayer:
 
     async def _on_universe(self, payload: str) -> None:
         fresh = self._select(markets_from_json(json.loads(payload)))
-        if self.universe_seen:
-            gone = {m.condition_id for m in self.markets} - {m.condition_id for m in fresh}
-            for cid in sorted(gone):  # a market leaving the universe takes its quotes with it
-                await self.exchange.cancel_market(cid)
-        else:
-            self.exchange.set_markets(fresh)
+        for p in self.points:
+            if self.universe_seen:
+                gone = {m.condition_id for m in self.markets} - {m.condition_id for m in fresh}
+                for cid in sorted(gone):  # a market leaving the universe takes its quotes with it
+                    await p.exchange.cancel_market(cid)
+            else:
+                p.exchange.set_markets(fresh)
         self.universe_seen = True
         self.markets = fresh
         await self.md.set_markets(fresh)
 
     # ---------------------------------------------------------------- cycles
-    def _set_strategy(self, cid: str, name: str | None, params: dict[str, Any]) -> None:
-        if self.cycle is None:
-            self._strategies[cid] = (name, params)
-            return
-        try:
-            self.cycle.set_strategy(cid, name, **params)
-        except (ValueError, AttributeError) as exc:
-            self.problems.append(f"recorded strategy of {cid} ({name}) not applied: {exc}")
-
-    async def _cycle(self, now: float, hold: str | None = None) -> None:
-        if self.cycle is None:
-            self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=self._calibration,
-                                    pnl_sec=self.settings.pnl_sec, incremental=self.settings.cycle_incremental)
-            self.cycle.default_strategy = self.strategy
-            self.cycle.sample_on_venue_minutes(self.stream, self.md.view, self.exchange)  # as the engine does
-            if self._venue_clock is not None:
-                self.cycle.econ.clock = self._venue_clock
-            for cid, (name, params) in self._strategies.items():
-                self._set_strategy(cid, name, params)
-        self.clock.now = now
-        rep = await self.cycle.run_once(now, self.markets, self.md.view, self.exchange, hold=hold)
-        self.cycle_times.append(now)
-        self.max_inventory_usd = max(self.max_inventory_usd, float(self.cycle.totals.pnl.inventory_usd))
-        if self.exchange.positions:
-            self.max_inventory_shares = max(self.max_inventory_shares,
-                                            max(abs(float(v)) for v in self.exchange.positions.values()))
-        if rep.kill_requested and not self.killed:
-            self.killed = True
-            self.cycle.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill (replay: quoting stops)",
-                                   ts=now)
-            await self.exchange.cancel_all()
+    async def _cycle(self, now: float, hold: str | None = None, points: list[ReplayPoint] | None = None) -> None:
+        """The cycle at `now` of `points` (default: every point not killed), in the points' order."""
+        for p in self.points if points is None else points:
+            if points is not None or not p.killed:
+                await p.run_cycle(now, hold)
 
     def _gap(self, g: Gap) -> None:
         """Never apply a delta across a gap: every book waits for its next snapshot."""
         msg = str(g)
-        self.problems.append(msg)
+        for p in self.points:
+            p.problems.append(msg)
         log.warning("replay: %s", msg)
         for b in self.md.books.values():
             b.synced = False
@@ -365,7 +469,8 @@ class Replayer:
     def _checkpoint(self, payload: str, now: float) -> None:
         touched: set[str] = set()
         snaps, errors = decode_books(payload)
-        self.problems.extend(f"checkpoint: {e}" for e in errors[:10])
+        for p in self.points:
+            p.problems.extend(f"checkpoint: {e}" for e in errors[:10])
         for snap in snaps:
             b = self.md.books.get(snap.asset_id)
             if b is not None and not b.synced and b.apply_snapshot(snap, ts=now):
@@ -375,6 +480,13 @@ class Replayer:
 
     # ---------------------------------------------------------------- main loop
     async def run(self) -> ReplayResult:
+        """The replay of a one-point `Replayer` (several points: `run_all`)."""
+        if len(self.points) != 1:
+            raise ValueError(f"this replay has {len(self.points)} points: run_all() returns their results")
+        return (await self.run_all())[0]
+
+    async def run_all(self) -> list[ReplayResult]:
+        """One pass over the window for every point; a result per point, in their order."""
         w = self.window
         n = len(w)
         stream, clock = self.stream, self.clock
@@ -408,8 +520,9 @@ class Replayer:
                 if i in gaps:  # before the grid cycles inside the gap: they must not see the old books
                     self._gap(gaps[i])
                 if grid and ts >= next_grid and self.universe_seen and not self.killed:
+                    live = [p for p in self.points if not p.killed]  # a kill ends a point's cycles after this catch-up
                     while next_grid <= ts and next_grid <= self.t1:
-                        await self._cycle(next_grid)
+                        await self._cycle(next_grid, None, live)
                         next_grid += step
                 clock.now = ts
                 ch = chans[i]
@@ -428,27 +541,10 @@ class Replayer:
                 elif ch == CH_UNIVERSE:
                     await self._on_universe(pays[i] or "[]")
                 elif ch == CH_ENGINE:
-                    kind = kinds[i]
-                    if kind == "cycle":
-                        if not grid and self.t0 <= ts <= self.t1 and self.universe_seen and not self.killed:
-                            pay = pays[i]
-                            await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
-                    elif kind == "params" and self.follow_recorded_params:
-                        changes = {k: v for k, v in json.loads(pays[i] or "{}").items() if k not in self.overrides}
-                        if changes:
-                            self.params.update(**changes)
-                    elif kind == "start" and self.cycle is None:
-                        start = json.loads(pays[i] or "{}")
-                        self._calibration = start.get("calibration") or None
-                        for cid, (name, params) in (start.get("strategies") or {}).items():
-                            self._set_strategy(cid, name, params or {})
-                    elif kind == "venue_clock":
-                        self._venue_clock = VenueClock.from_json(json.loads(pays[i] or "{}"))
-                        if self.cycle is not None:
-                            self.cycle.econ.clock = self._venue_clock
-                    elif kind == "strategy":
-                        ev = json.loads(pays[i] or "{}")
-                        self._set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
+                    self._engine_event(kinds[i], pays[i], ts)
+                    if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
+                        pay = pays[i]
+                        await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
             else:
                 i = n
             while grid and status == "done" and next_grid <= self.t1 and self.universe_seen and not self.killed:
@@ -463,40 +559,37 @@ class Replayer:
             if bar is not None:
                 bar.update(max(0, i - bar.n))
                 bar.close()
-        await self.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
+        for p in self.points:
+            await p.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
         wall = time.perf_counter() - wall0
-        return self._result(status, wall, i)
+        return [p.result(status, wall, i) for p in self.points]
 
-    def _result(self, status: str, wall: float, processed: int) -> ReplayResult:
-        end = self.cycle_times[-1] if self.cycle_times else self.t0
-        start = self.cycle_times[0] if self.cycle_times else self.t0
-        sim_sec = max(0.0, end - start)
-        trades = sorted(self.sink.trades.values(), key=lambda r: (r["ts"], r["trade_id"]))
-        orders = sorted(self.sink.orders.values(), key=lambda r: (r["created_ts"], r["client_id"]))
-        s: dict[str, Any] = {
-            "run_id": self.run_id, "status": status, "from": iso(self.t0), "to": iso(self.t1),
-            "cycles_mode": self.cycles_mode, "markets": len(self.markets), "cycles": len(self.cycle_times),
-            "events": self.stream.stats.events, "frames": self.frames, "rows_read": processed,
-            "sim_seconds": sim_sec, "wall_seconds": wall,
-            "events_per_sec": self.stream.stats.events / wall if wall > 0 else 0.0,
-            "sim_seconds_per_wall_second": sim_sec / wall if wall > 0 else 0.0,
-            "placed": sum(1 for o in orders if o["status"] != "REJECTED"),
-            "rejected": sum(1 for o in orders if o["status"] == "REJECTED"),
-            "fills": len(trades), "fills_per_min": len(trades) / (sim_sec / 60.0) if sim_sec > 0 else 0.0,
-            "volume": float(sum((Decimal(str(t["size"])) * Decimal(str(t["price"])) for t in trades), Decimal(0))),
-            "max_inventory_usd": self.max_inventory_usd, "max_inventory_shares": self.max_inventory_shares,
-            "bad_messages": self.stream.stats.bad_messages, "killed": self.killed,
-            "gaps": len(self.window.gap_before), "problems": len(self.problems),
-            "pending_files": len(self.window.pending),
-            "recorded_until": iso(float(self.window.ts[-1])) if len(self.window) else None,
-        }
-        if self.cycle is not None:  # every PnL component the cycle reports (fees, rewards, ... when present)
-            for k, v in self.cycle.snapshot().totals.summary().items():
-                if k not in ("fills", "fills_per_min", "placed", "open_orders"):
-                    s[k] = v
-        s.update(markout_summary(self.sink.markouts))
-        s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
-        return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
+    def _engine_event(self, kind: str, pay: str | None, ts: float) -> None:
+        """A recorded engine event other than a cycle: parameter changes (each point keeps its own
+        overrides), the recorded start state, the venue clock, a market's strategy."""
+        if kind == "params" and self.follow_recorded_params:
+            recorded = json.loads(pay or "{}")
+            for p in self.points:
+                changes = {k: v for k, v in recorded.items() if k not in p.overrides}
+                if changes:
+                    p.params.update(**changes)
+        elif kind == "start":
+            start = json.loads(pay or "{}")
+            if any(p.cycle is None for p in self.points):  # a start before the first cycle: its state is the one
+                self.calibration = start.get("calibration") or None
+            for p in self.points:
+                if p.cycle is None:
+                    for cid, (name, params) in (start.get("strategies") or {}).items():
+                        p.set_strategy(cid, name, params or {})
+        elif kind == "venue_clock":
+            self.venue_clock = VenueClock.from_json(json.loads(pay or "{}"))
+            for p in self.points:
+                if p.cycle is not None:
+                    p.cycle.econ.clock = self.venue_clock
+        elif kind == "strategy":
+            ev = json.loads(pay or "{}")
+            for p in self.points:
+                p.set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
 
 
 def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

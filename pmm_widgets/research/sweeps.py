@@ -1,14 +1,21 @@
-"""Parameter sweeps: one deterministic replay per grid point, in parallel.
+"""Parameter sweeps: deterministic replays of one window for every grid point, in parallel.
 
-Why each point is a plain function of picklable inputs (settings as a dict, the window, the
-point's values): the same `run_point` (`research.points`) runs in a joblib worker process
-(default, nothing beyond the base install), in a Ray task on a cluster (`ray_address`, or
-`ray.init()` already called; the recordings must be on a path every worker sees), or inline. The
-replay is deterministic, so the backend cannot change a row: joblib and Ray give the same numbers.
-The window is read once: Ray gets one object-store copy; joblib's workers are forked from this
-process after it read the window (they inherit it, and every module and cache, at no cost) when
-that is safe, else they are joblib's reusable loky workers and get one pickle file each reads once
-(see `_joblib_rows` and `_forked_rows` for what keeps the parallel path cheap per point).
+Why points share replay passes: what a point's parameters change (quotes, fills, PnL) sits on top
+of books the parameters cannot change, and rebuilding them (decode, validate, apply every frame)
+was most of a replay's time. So points that change the same settings run together in one pass
+over the window (`Replayer(points=...)`, `research.points.run_pass`): the books once, then each
+point's own paper exchange and cycle; a point's rows are those of a replay of it alone. By default
+there are as many passes as worker processes (`passes_of`; `per_pass=1` is one replay per point).
+
+Why each pass is a plain function of picklable inputs (settings as a dict, the window, the
+points' values): the same `run_pass` runs in a joblib worker process (default, nothing beyond the
+base install), in a Ray task on a cluster (`ray_address`, or `ray.init()` already called; the
+recordings must be on a path every worker sees), or inline. The replay is deterministic, so the
+backend cannot change a row: joblib and Ray give the same numbers. The window is read once: Ray
+gets one object-store copy; joblib's workers are forked from this process after it read the
+window (they inherit it, and every module and cache, at no cost) when that is safe, else they are
+joblib's reusable loky workers and get one pickle file each reads once (see `_joblib_rows` and
+`_forked_rows` for what keeps the parallel path cheap).
 
 Results: a pandas DataFrame (one row per point: the point's values, fills, fills/min, every PnL
 component the cycle reports, markouts, max inventory, a reward estimate when the PnL has one),
@@ -28,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as futures_wait
 from pathlib import Path
@@ -38,7 +45,7 @@ import pandas as pd
 
 from ..config import Params, Settings
 from ..logsetup import SECRET_FIELDS
-from .points import dump_window, forget, inherit, report_done, run_point, run_point_reporting, warm_up
+from .points import dump_window, forget, inherit, report_done, run_pass, warm_up
 from .recordings import Window, load_window, parse_time
 from .replayer import split_overrides
 
@@ -100,20 +107,28 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
           markets: int | Sequence[str] | None = None, params: Mapping[str, Any] | None = None,
           seed: int | None = None, n_jobs: int = -1, ray_address: str | None = None,
           parquet: str | Path | None = None, db_url: str | None = None, write: bool = True,
-          progress: bool = False, start: str = "auto") -> pd.DataFrame:
-    """Replay [t0, t1] once per point of `grid` (the product of its value lists).
+          progress: bool = False, start: str = "auto", per_pass: int | None = None) -> pd.DataFrame:
+    """Replay [t0, t1] for every point of `grid` (the product of its value lists).
+
+    Points that change the same settings (any parameters may differ) share replay passes: one pass
+    rebuilds the window's books once for several points (`Replayer(points=...)`; each point's rows
+    are those of a replay of it alone). `per_pass`: the most points one pass runs; None: as many
+    passes as worker processes (each runs one), so a process pays for the books once; 1: one
+    replay per point (the books rebuilt for every point).
 
     `start` (the local path's worker processes): "auto" forks them from this process when that is
     safe (`fork_is_safe`: Linux, no other thread running here, the points share one window), else
     uses joblib's loky workers; "fork" / "loky" ask for one (fork only where the platform has it).
     The DataFrame's `attrs`: sweep_id, backend ("joblib" | "ray"), workers ("inline" | "fork" |
-    "loky" | "ray"), grid, parquet."""
+    "loky" | "ray"), passes (the points of each replay pass), grid, parquet."""
     from ..config import load_settings
 
     if start not in STARTS:
         raise ValueError(f"start: {start!r} is not one of {', '.join(STARTS)}")
     if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
         raise ValueError("start: this platform cannot fork worker processes")
+    if per_pass is not None and per_pass < 1:
+        raise ValueError(f"per_pass: {per_pass} (at least 1 point per replay pass)")
 
     settings = settings or load_settings()
     a, b = parse_time(t0), parse_time(t1)
@@ -136,18 +151,24 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     shared = "record_dir" not in grid and "record_dir" not in fixed
     ray = _ray_active(ray_address)
     if ray is not None:
+        passes = passes_of(pts, fixed, int(ray.cluster_resources().get("CPU", 1)), per_pass)
         window = load_window(settings.record_dir, a, b) if shared else None
-        remote = ray.remote(run_point)
+        remote = ray.remote(run_pass)
         wref = ray.put(window)  # one copy in the object store, not one per task
-        refs = [remote.remote(sd, a, b, pt, fixed, sel, seed, i, wref) for i, pt in enumerate(pts)]
-        rows = ray.get(refs)
+        refs = [remote.remote(sd, a, b, items, fixed, sel, seed, wref) for items in passes]
+        rows = [row for part in ray.get(refs) for row in part]
         backend, workers = "ray", "ray"
     else:
-        rows, workers = _joblib_rows(settings, sd, a, b, pts, fixed, sel, seed, n_jobs, shared, progress, start)
+        from joblib import effective_n_jobs
+
+        passes = passes_of(pts, fixed, min(effective_n_jobs(n_jobs), len(pts)), per_pass)
+        rows, workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
+                                     progress, start)
         backend = "joblib"
     df = pd.DataFrame(rows).sort_values("point").reset_index(drop=True)
     sweep_id = "sw" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + uuid.uuid4().hex[:6]
-    df.attrs.update(sweep_id=sweep_id, backend=backend, workers=workers, grid={k: list(map(str, v)) for k, v in grid.items()})
+    df.attrs.update(sweep_id=sweep_id, backend=backend, workers=workers, passes=[[i for i, _ in p] for p in passes],
+                    grid={k: list(map(str, v)) for k, v in grid.items()})
     if write:
         out = Path(parquet) if parquet else Path(settings.record_dir).parent / "sweeps" / f"{sweep_id}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +179,23 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
 
 
 STARTS = ("auto", "fork", "loky")
+Pass = list[tuple[int, dict[str, Any]]]  # the (index, values) of the points one replay pass runs
+
+
+def passes_of(pts: list[dict[str, Any]], fixed: Mapping[str, Any], workers: int, per_pass: int | None) -> list[Pass]:
+    """The grid's points in replay passes: points that change the same settings (one stream, one
+    cycle grid per pass) in passes of at most `per_pass` points, near-equal in size; `per_pass`
+    None: each group of such points in as many passes as its share of `workers` (at least one):
+    with one group, one pass per worker."""
+    groups: dict[str, Pass] = {}
+    for i, pt in enumerate(pts):
+        _, s_over = split_overrides({**fixed, **pt})
+        groups.setdefault(json.dumps(s_over, sort_keys=True, default=str), []).append((i, pt))
+    out: list[Pass] = []
+    for g in groups.values():
+        n = math.ceil(len(g) / per_pass) if per_pass else min(len(g), max(1, math.ceil(workers * len(g) / len(pts))))
+        out.extend(g[k * len(g) // n:(k + 1) * len(g) // n] for k in range(n))
+    return out
 
 
 def fork_is_safe() -> bool:
@@ -172,27 +210,28 @@ def fork_is_safe() -> bool:
             and threading.active_count() == 1 and not multiprocessing.current_process().daemon)
 
 
-def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]],
+def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
                  fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
                  progress: bool, start: str = "auto") -> tuple[list[dict[str, Any]], str]:
-    """The points on `n_jobs` processes (as joblib reads it); in this process alone when one job is
-    asked or there is one point. Forked workers when `start` says so (`_forked_rows`), else this
-    process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per point by design (a
-    sweep's points are seconds each, its fixed costs decide the speed-up): on the loky path this
-    process does not wait idle but replays points itself from the end of the list, with the
+    """The replay passes on `n_jobs` processes (as joblib reads it); in this process alone when one
+    job is asked or there is one pass. Forked workers when `start` says so (`_forked_rows`), else
+    this process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per pass by design (a
+    sweep's passes are seconds each, its fixed costs decide the speed-up): on the loky path this
+    process does not wait idle but replays passes itself from the end of the list, with the
     window it already holds, while the workers take them from the front one at a time (so they
     end together); the workers start (and import the replay's code) while this process reads the
     window, which reaches them as one pickle file each worker reads once and keeps for its next
-    points; they stay up for the next sweep (loky's idle timeout ends them)."""
+    passes; they stay up for the next sweep (loky's idle timeout ends them). Rows in point order."""
     from joblib import effective_n_jobs
 
-    jobs = min(effective_n_jobs(n_jobs), len(pts))
+    report = total if progress else None
+    jobs = min(effective_n_jobs(n_jobs), len(passes))
     fork = jobs > 1 and (start == "fork" or (start == "auto" and shared and fork_is_safe()))
     if jobs <= 1 or fork:  # the window before anything runs (a forked worker inherits it)
         window = load_window(settings.record_dir, a, b) if shared else None
         if fork:
-            return _forked_rows(sd, a, b, pts, fixed, sel, seed, jobs, window, progress), "fork"
-        return [run_point(sd, a, b, pt, fixed, sel, seed, i, window) for i, pt in enumerate(pts)], "inline"
+            return _in_order(_forked_rows(sd, a, b, passes, fixed, sel, seed, jobs, window, report)), "fork"
+        return _in_order(run_pass(sd, a, b, items, fixed, sel, seed, window, report) for items in passes), "inline"
     from joblib.externals.loky import get_reusable_executor
 
     ex = get_reusable_executor(max_workers=jobs - 1)
@@ -200,9 +239,9 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
     window = load_window(settings.record_dir, a, b) if shared else None
     path = dump_window(window) if window is not None else None
     arg = None if path is None else str(path)
-    todo = deque(range(len(pts)))
+    todo = deque(range(len(passes)))
     lock = threading.Lock()
-    rows: dict[int, dict[str, Any]] = {}
+    parts: dict[int, list[dict[str, Any]]] = {}
     errors: list[BaseException] = []
     inflight: dict[Any, int] = {}
 
@@ -212,29 +251,30 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
                 return None
             return todo.popleft() if front else todo.pop()
 
-    def done(i: int, row: dict[str, Any]) -> None:
+    def done(k: int, rows: list[dict[str, Any]]) -> None:
         with lock:
-            rows[i] = row
+            parts[k] = rows
         if progress:
-            report_done(i, len(pts))
+            for row in rows:
+                report_done(row["point"], total)
 
     def feed() -> None:
-        """The workers' side: one point in flight per worker, the next from the front."""
+        """The workers' side: one pass in flight per worker, the next from the front."""
         try:
             for f in warm:
                 f.result()
             for _ in range(jobs - 1):
-                i = take(True)
-                if i is not None:
-                    inflight[ex.submit(run_point, sd, a, b, pts[i], fixed, sel, seed, i, arg)] = i
+                k = take(True)
+                if k is not None:
+                    inflight[ex.submit(run_pass, sd, a, b, passes[k], fixed, sel, seed, arg)] = k
             while inflight:
                 finished, _ = futures_wait(list(inflight), return_when=FIRST_COMPLETED)
                 for f in finished:
-                    i = inflight.pop(f)
-                    done(i, f.result())
+                    k = inflight.pop(f)
+                    done(k, f.result())
                     nxt = take(True)
                     if nxt is not None:
-                        inflight[ex.submit(run_point, sd, a, b, pts[nxt], fixed, sel, seed, nxt, arg)] = nxt
+                        inflight[ex.submit(run_pass, sd, a, b, passes[nxt], fixed, sel, seed, arg)] = nxt
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
             with lock:
                 errors.append(exc)
@@ -244,8 +284,8 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
     feeder = threading.Thread(target=feed, name="sweep-feeder", daemon=True)
     feeder.start()
     try:
-        while (i := take(False)) is not None:  # this process: from the end, with its own window
-            done(i, run_point(sd, a, b, pts[i], fixed, sel, seed, i, window))
+        while (k := take(False)) is not None:  # this process: from the end, with its own window
+            done(k, run_pass(sd, a, b, passes[k], fixed, sel, seed, window))
     except BaseException as exc:
         with lock:
             errors.append(exc)
@@ -257,7 +297,11 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pts
             shutil.rmtree(path.parent, ignore_errors=True)
     if errors:
         raise errors[0]
-    return [rows[i] for i in range(len(pts))], "loky"
+    return _in_order(parts[k] for k in range(len(passes))), "loky"
+
+
+def _in_order(parts: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return sorted((row for part in parts for row in part), key=lambda r: int(r["point"]))
 
 
 def forked_parallel(jobs: int) -> Parallel:
@@ -270,28 +314,23 @@ def forked_parallel(jobs: int) -> Parallel:
         return Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="all")
 
 
-def _forked_rows(sd: dict[str, Any], a: float, b: float, pts: list[dict[str, Any]], fixed: dict[str, Any],
+def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fixed: dict[str, Any],
                  sel: Any, seed: int | None, jobs: int, window: Window | None,
-                 progress: bool) -> list[dict[str, Any]]:
-    """The points on `jobs` worker processes forked from this one (`forked_parallel`; whichever
-    worker is free takes the next point) after this process read `window`: each worker starts in
+                 report: int | None) -> list[list[dict[str, Any]]]:
+    """The passes on `jobs` worker processes forked from this one (`forked_parallel`; whichever
+    worker is free takes the next pass) after this process read `window`: each worker starts in
     milliseconds with the window, the imported modules and the warm caches of this process
     (copy-on-write; ≈ 0.01 CPU-s for two), where a cold loky worker spends ≈ 0.7-0.8 CPU-s on the
-    spawn, imports and the window's pickle before its first point (bench_replay.py prints both):
-    with points of seconds, that fixed cost weighs on the 2-vs-1 speed-up. The workers end with
-    the sweep (a new one forks again, as cheaply). Only when `fork_is_safe` (or asked for); a
-    failing point fails the sweep with its error. `window` None: each point reads its own."""
+    spawn, imports and the window's pickle before its first pass (bench_replay.py prints both).
+    The workers end with the sweep (a new one forks again, as cheaply). Only when `fork_is_safe`
+    (or asked for); a failing point fails the sweep with its error. `window` None: each pass reads
+    its own. `report`: the sweep's number of points (progress lines from the workers), or None."""
     from joblib import delayed
 
     key = inherit(window) if window is not None else None
-
-    def task(i: int, pt: dict[str, Any]) -> Any:
-        args = (sd, a, b, pt, fixed, sel, seed, i, key)
-        return delayed(run_point_reporting)(len(pts), *args) if progress else delayed(run_point)(*args)
-
     try:
         with forked_parallel(jobs) as par:
-            return list(par(task(i, pt) for i, pt in enumerate(pts)))
+            return list(par(delayed(run_pass)(sd, a, b, items, fixed, sel, seed, key, report) for items in passes))
     finally:
         if key is not None:
             forget(key)

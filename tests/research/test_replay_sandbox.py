@@ -115,3 +115,21 @@ def test_replay_reproduces_the_recorded_paper_session(tmp_path):
     assert out2.returncode == 0, out2.stderr[-3000:]
     again = _rows(renv2["PMM_DB_URL"], "SELECT * FROM trades WHERE mode = 'replay' ORDER BY id")
     assert json.dumps(again, default=str, sort_keys=True) == json.dumps(r_trades, default=str, sort_keys=True)
+
+    # several parameter sets in one pass over this recording (recorded cycles, venue minutes and
+    # their reward samples, recorded parameter changes): each point's rows are its own replay's
+    import asyncio
+
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.research.replayer import Replayer
+
+    s = load_settings(record_dir=str(tmp_path / "rec"), quote_refresh_sec=0.5, paper_fill_intensity=20)
+    pts = [{}, {"strategy": "rewards"}, {"strategy": "rewards", "rewards_band_frac": 0.2}]
+    alone = [asyncio.run(Replayer(s, t0, t1, params=p).run()) for p in pts]
+    together = asyncio.run(Replayer(s, t0, t1, points=pts).run_all())
+    assert len(alone[0].trades) == len(r_trades) and alone[0].summary["cycles"] == summary["cycles"]
+    assert alone[0].trades != alone[1].trades != alone[2].trades
+    assert 0 < alone[1].summary["rewards"] != alone[2].summary["rewards"]  # sampled at venue minutes, per point
+    for a, b in zip(alone, together):
+        assert (a.run_id, a.orders, a.trades, a.cycles) == (b.run_id, b.orders, b.trades, b.cycles)
+        assert a.summary.get("rewards") == b.summary.get("rewards") and a.summary["pnl_total"] == b.summary["pnl_total"]
