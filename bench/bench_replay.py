@@ -171,6 +171,32 @@ def bench_replay(root: Path, minutes: float, runs: int) -> None:
     print(f"  baseline books only (parse + apply):     {b:,.0f} events per CPU-s   full/baseline = {ev / b:.2f}")
 
 
+def bench_pass(root: Path, minutes: float, runs: int, sizes: tuple[int, ...] = (1, 2, 4, 8)) -> None:
+    """Points in one replay pass (`Replayer(points=...)`, what a sweep runs): CPU of a pass of K
+    points (alternating K, median of `runs`), and what each point beyond the first costs: the
+    throughput a sweep gets per extra point, in events of the window per CPU-s."""
+    s = load_settings(record_dir=str(root), quote_refresh_sec=3.0)
+    w = load_window(root, T0, T0 + minutes * 60)
+    alphas = [1.0, 1.5, 2.0, 3.0, 1.25, 1.75, 2.5, 4.0]
+    cpu: dict[int, list[float]] = {k: [] for k in sizes}
+    events = 0
+    for _ in range(runs):
+        for k in sizes:
+            r = Replayer(s, T0, T0 + minutes * 60, window=w, points=[{"alpha": a} for a in alphas[:k]])
+            c0 = time.process_time()
+            res = asyncio.run(r.run_all())
+            cpu[k].append(time.process_time() - c0)
+            events = res[0].summary["events"]
+    med = {k: statistics.median(v) for k, v in cpu.items()}
+    one = med[sizes[0]]
+    print(f"points in one replay pass, {MARKETS} markets x {minutes:g} min ({events:,} events), median of {runs}:")
+    for k in sizes:
+        extra = (med[k] - one) / (k - 1) if k > 1 else 0.0
+        tail = f"; each point beyond the first {extra:.2f} CPU-s = {events / extra:,.0f} events per CPU-s" if k > 1 else ""
+        print(f"  {k} point(s): {med[k]:.2f} CPU-s, {med[k] / k:.2f} per point = {one * k / med[k]:.2f}x less CPU than "
+              f"{k} replays{tail}  runs {[round(x, 2) for x in cpu[k]]}")
+
+
 def _cpu_self_children() -> tuple[float, float]:
     import resource
 
@@ -181,10 +207,13 @@ def _cpu_self_children() -> tuple[float, float]:
 def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
     """1 process vs 2 (alternating, median of `runs`): wall clock, and CPU seconds (this process and
     the joblib workers, reaped after each sweep) for a figure the machine's load does not decide:
-    1-process CPU / (2-process CPU / 2), the speed-up two idle cores would give if the points split
-    evenly. Two ways to run 2 processes, both measured: workers forked from this process (what a
-    CLI or script gets: `sweeps._forked_rows`) and joblib's loky workers started cold (what a
-    notebook kernel gets at its first sweep: this process replays points too, beside one worker)."""
+    1-process CPU / (2-process CPU / 2), the speed-up two idle cores would give if the work split
+    evenly. First with one replay per point (`per_pass=1`: the issue's 2-vs-1 figure, the parallel
+    path alone), two ways to run 2 processes: workers forked from this process (what a CLI or script
+    gets: `sweeps._forked_rows`) and joblib's loky workers started cold (what a notebook kernel gets
+    at its first sweep: this process replays too, beside one worker). Then the default, points
+    sharing replay passes (the books rebuilt once per pass): 1 process (one pass of 4 points) and
+    2 forked (a pass of 2 each), against the 1-process sweep of one replay per point."""
     import inspect
 
     from joblib.externals.loky import get_reusable_executor
@@ -193,17 +222,24 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
 
     s = load_settings(record_dir=str(root), quote_refresh_sec=3.0, db_url=f"sqlite:///{root / 'sweep.db'}")
     grid = {"alpha": [1.0, 2.0], "paper_spread_k": [50.0, 100.0]}
-    # a --compare tree of before the fork path has no `start`: its 2-process sweep is its default
-    ways = [("1 process", 1, "auto"), ("2 forked", 2, "fork"), ("2 loky", 2, "loky")]
-    if "start" not in inspect.signature(sweep).parameters:
-        ways = [("1 process", 1, ""), ("2 processes", 2, "")]
+    params = inspect.signature(sweep).parameters
+    base = "1 process, a replay per point"
+    ways: list[tuple[str, int, str, int | None]] = [
+        (base, 1, "auto", 1), ("2 forked, a replay per point", 2, "fork", 1), ("2 loky, a replay per point", 2, "loky", 1),
+        ("1 process, shared passes", 1, "auto", None), ("2 forked, shared passes", 2, "fork", None)]
+    if "per_pass" not in params:  # a --compare tree of before the shared passes: one replay per point
+        ways = [(n, j, st, None) for n, j, st, pp in ways if pp == 1]
+    if "start" not in params:  # ... and of before the fork path: its 2-process sweep is its default
+        ways = [(base, 1, "", None), ("2 processes, a replay per point", 2, "", None)]
     got: dict[str, list[tuple[float, float, float, float]]] = {w[0]: [] for w in ways}  # wall, parent CPU, workers' CPU, load
     for _ in range(runs):
-        for name, jobs, start in ways:
+        for name, jobs, start, per_pass in ways:
             load = os.getloadavg()[0]
             c0, k0 = _cpu_self_children()
             t = time.perf_counter()
             kw: dict[str, Any] = {"start": start} if start else {}
+            if per_pass is not None:
+                kw["per_pass"] = per_pass
             df = sweep(T0, T0 + minutes * 60, grid, settings=s, n_jobs=jobs, parquet=root / f"sweep{jobs}.parquet", **kw)
             wall = time.perf_counter() - t
             get_reusable_executor().shutdown(wait=True)  # reap the workers: their CPU counts as children's
@@ -211,14 +247,19 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
             got[name].append((wall, c1 - c0, k1 - k0, load))
             assert len(df) == 4
     med = {j: [statistics.median(r[k] for r in got[j]) for k in range(4)] for j in got}
-    w1, p1, k1, l1 = med["1 process"]
-    print(f"sweep 4 points x {minutes:g} min, median of {runs}: 1 process {w1:.1f} s wall, CPU {p1 + k1:.1f} s "
-          f"(os.cpu_count()={os.cpu_count()}, load {l1:.1f} at its starts)  runs {[round(r[0], 1) for r in got['1 process']]}")
-    for name, _, _ in ways[1:]:
+    w1, p1, k1, l1 = med[base]
+    print(f"sweep 4 points x {minutes:g} min, median of {runs}: {base} {w1:.1f} s wall, CPU {p1 + k1:.1f} s "
+          f"(os.cpu_count()={os.cpu_count()}, load {l1:.1f} at its starts)  runs {[round(r[0], 1) for r in got[base]]}")
+    for name, jobs, _, _ in ways[1:]:
         w2, p2, k2, l2 = med[name]
+        cpu_based = jobs * (p1 + k1) / (p2 + k2)
         print(f"  {name}: {w2:.1f} s wall -> speed-up {w1 / w2:.2f}x; CPU parent {p2:.1f} s + workers {k2:.1f} s = "
-              f"{p2 + k2:.1f} s ({(p2 + k2) / (p1 + k1) - 1:+.1%}) -> CPU-based speed-up {2 * (p1 + k1) / (p2 + k2):.2f}x "
+              f"{p2 + k2:.1f} s ({(p2 + k2) / (p1 + k1) - 1:+.1%}) -> CPU-based speed-up {cpu_based:.2f}x "
               f"(load {l2:.1f})  runs {[round(r[0], 1) for r in got[name]]}")
+    if "2 forked, shared passes" in med:
+        one, two = med["1 process, shared passes"][0], med["2 forked, shared passes"][0]
+        print(f"  shared passes, 2 forked vs 1 process: {one / two:.2f}x (each process rebuilds the books once); "
+              f"vs 2 forked with a replay per point: {med['2 forked, a replay per point'][0] / two:.2f}x")
 
 
 def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
@@ -364,6 +405,7 @@ def main() -> None:
             compare(root, a.window or a.minutes, a.runs, Path(a.compare).resolve())
         if not a.skip_replay:
             bench_replay(root, a.window or a.minutes, a.runs)
+            bench_pass(root, a.window or a.minutes, a.runs)
         if not a.skip_sweep:
             bench_sweep(root, a.sweep_minutes, a.runs)
             bench_worker_start(root, a.sweep_minutes, max(a.runs, 3))
