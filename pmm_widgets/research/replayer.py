@@ -372,6 +372,8 @@ class Replayer:
         self.stop = stop or (lambda: False)
         if points is not None and not points:
             raise ValueError("points: at least one parameter set")
+        if strategy is not None and points is not None and len(points) > 1:  # it keeps state per market
+            raise ValueError("strategy: one strategy object cannot trade several points (give each its own replay)")
         self.clock = SimClock(self.window.ts[0] if len(self.window) else self.t0)
         self.md = MarketData(None, "ws://replay.invalid", ReplaySink(None, ""), stale_sec=settings.stale_sec,
                              clock=self.clock, stream_cls=ReplayStream)  # its sink: rows a replay never writes

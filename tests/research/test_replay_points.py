@@ -77,6 +77,10 @@ def test_points_argument_checks(rec_dir):
         asyncio.run(r.run())
     with pytest.raises(ValueError, match="points"):
         Replayer(s, T0, T0 + 60, points=[])
+    from pmm_widgets.strategy.spread import SpreadStrategy
+
+    with pytest.raises(ValueError, match="strategy object"):
+        Replayer(s, T0, T0 + 60, points=[{}, {"alpha": 2.0}], strategy=SpreadStrategy())
 
 
 def test_passes_of_groups_points_by_the_settings_they_change():
