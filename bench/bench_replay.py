@@ -197,6 +197,44 @@ def bench_pass(root: Path, minutes: float, runs: int, sizes: tuple[int, ...] = (
               f"{k} replays{tail}  runs {[round(x, 2) for x in cpu[k]]}")
 
 
+def window_memory(root: Path, minutes: float) -> None:
+    """--window-memory: in this fresh process, read the window; print a JSON line with its load
+    CPU, the process's RSS after the read, its peak RSS, and the payload bytes it holds."""
+    import resource
+
+    from pmm_widgets.research import recordings
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmRSS")) / 1024
+
+    r0, c0 = rss_mb(), time.process_time()
+    w = load_window(root, T0, T0 + minutes * 60)
+    out = {"rows": len(w), "cpu_seconds": time.process_time() - c0, "rss_before_mb": r0, "rss_after_mb": rss_mb(),
+           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "payload_mb": sum(len(p) for p in w.payload if p) / 1e6, "tree": str(Path(recordings.__file__).parents[2])}
+    print("MEMORY " + json.dumps(out), flush=True)
+
+
+def bench_window_memory(root: Path, minutes: float, runs: int, other: Path | None) -> None:
+    """The window's footprint: RSS of a fresh process after `load_window`, and its peak (this tree,
+    and --compare's tree before it, alternating; median of `runs`)."""
+    trees = ([("before", other)] if other else []) + [("after", ROOT)]
+    got: dict[str, list[dict]] = {k: [] for k, _ in trees}
+    for _ in range(runs):
+        for label, tree in trees:
+            env = dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree))
+            p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--window-memory", "--data",
+                                str(root.parent), "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
+                               env=env, capture_output=True, text=True, check=True)
+            got[label].append(json.loads(next(x for x in p.stdout.splitlines() if x.startswith("MEMORY "))[7:]))
+    for label, rows in got.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in ("cpu_seconds", "rss_before_mb", "rss_after_mb", "peak_mb")}
+        print(f"window of {minutes:g} min ({rows[0]['rows']:,} rows, {rows[0]['payload_mb']:.0f} MB of payload), {label} "
+              f"({rows[0]['tree']}): RSS {med['rss_before_mb']:.0f} -> {med['rss_after_mb']:.0f} MB after the read, "
+              f"peak {med['peak_mb']:.0f} MB, {med['cpu_seconds']:.1f} CPU-s (median of {runs})")
+
+
 def _cpu_self_children() -> tuple[float, float]:
     import resource
 
@@ -390,6 +428,7 @@ def main() -> None:
                     help="also replay with the source tree DIR (before/after in the same run, alternating processes)")
     ap.add_argument("--skip-replay", action="store_true", help="no full-replay/books-only runs of this tree alone")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--window-memory", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     global ROTATE_SEC
     ROTATE_SEC = a.rotate_sec
@@ -398,12 +437,16 @@ def main() -> None:
     if a.worker:
         worker(recording(data, a.minutes), a.window or a.minutes)
         return
+    if a.window_memory:
+        window_memory(recording(data, a.minutes), a.window or a.minutes)
+        return
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not a.only_engine:
         root = recording(data, a.minutes)
         if a.compare:
             compare(root, a.window or a.minutes, a.runs, Path(a.compare).resolve())
         if not a.skip_replay:
+            bench_window_memory(root, a.window or a.minutes, a.runs, Path(a.compare).resolve() if a.compare else None)
             bench_replay(root, a.window or a.minutes, a.runs)
             bench_pass(root, a.window or a.minutes, a.runs)
         if not a.skip_sweep:

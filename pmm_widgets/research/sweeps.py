@@ -5,7 +5,8 @@ of books the parameters cannot change, and rebuilding them (decode, validate, ap
 was most of a replay's time. So points that change the same settings run together in one pass
 over the window (`Replayer(points=...)`, `research.points.run_pass`): the books once, then each
 point's own paper exchange and cycle; a point's rows are those of a replay of it alone. By default
-there are as many passes as worker processes (`passes_of`; `per_pass=1` is one replay per point).
+there are as many passes as worker processes, of at most 8 points each (`passes_of`; `per_pass=1` is
+one replay per point).
 
 Why each pass is a plain function of picklable inputs (settings as a dict, the window, the
 points' values): the same `run_pass` runs in a joblib worker process (default, nothing beyond the
@@ -113,8 +114,8 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     Points that change the same settings (any parameters may differ) share replay passes: one pass
     rebuilds the window's books once for several points (`Replayer(points=...)`; each point's rows
     are those of a replay of it alone). `per_pass`: the most points one pass runs; None: as many
-    passes as worker processes (each runs one), so a process pays for the books once; 1: one
-    replay per point (the books rebuilt for every point).
+    passes as worker processes (each runs one, of at most `AUTO_PASS_MAX` points), so a process
+    pays for the books once; 1: one replay per point (the books rebuilt for every point).
 
     `start` (the local path's worker processes): "auto" forks them from this process when that is
     safe (`fork_is_safe`: Linux, no other thread running here, the points share one window), else
@@ -182,18 +183,24 @@ STARTS = ("auto", "fork", "loky")
 Pass = list[tuple[int, dict[str, Any]]]  # the (index, values) of the points one replay pass runs
 
 
+AUTO_PASS_MAX = 8  # points in one pass unless asked: each holds its orders and trades in memory (≈ 30 MB per
+# point-hour at 50 markets), and the gain flattens (bench_pass: 1.9x less CPU at 4, 2.3x at 8)
+
+
 def passes_of(pts: list[dict[str, Any]], fixed: Mapping[str, Any], workers: int, per_pass: int | None) -> list[Pass]:
     """The grid's points in replay passes: points that change the same settings (one stream, one
     cycle grid per pass) in passes of at most `per_pass` points, near-equal in size; `per_pass`
-    None: each group of such points in as many passes as its share of `workers` (at least one):
-    with one group, one pass per worker."""
+    None: each group of such points in as many passes as its share of `workers` (at least one),
+    and of at most `AUTO_PASS_MAX` points: with one group of a few points, one pass per worker."""
     groups: dict[str, Pass] = {}
     for i, pt in enumerate(pts):
         _, s_over = split_overrides({**fixed, **pt})
         groups.setdefault(json.dumps(s_over, sort_keys=True, default=str), []).append((i, pt))
     out: list[Pass] = []
     for g in groups.values():
-        n = math.ceil(len(g) / per_pass) if per_pass else min(len(g), max(1, math.ceil(workers * len(g) / len(pts))))
+        n = math.ceil(len(g) / (per_pass or AUTO_PASS_MAX))
+        if not per_pass:
+            n = min(len(g), max(n, math.ceil(workers * len(g) / len(pts))))
         out.extend(g[k * len(g) // n:(k + 1) * len(g) // n] for k in range(n))
     return out
 

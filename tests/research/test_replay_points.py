@@ -91,6 +91,8 @@ def test_passes_of_groups_points_by_the_settings_they_change():
     assert [[i for i, _ in p] for p in one] == [[0, 1], [2, 3, 4]]  # one pass per worker
     assert [len(p) for p in passes_of([{"alpha": a} for a in range(5)], {}, workers=1, per_pass=2)] == [1, 2, 2]
     assert [len(p) for p in passes_of([{"alpha": a} for a in range(3)], {}, workers=8, per_pass=None)] == [1, 1, 1]
+    big = passes_of([{"alpha": a} for a in range(20)], {}, workers=1, per_pass=None)  # memory: at most 8 per pass
+    assert [len(p) for p in big] == [6, 7, 7] and sorted(i for p in big for i, _ in p) == list(range(20))
 
 
 def test_sweep_rows_do_not_depend_on_how_points_share_passes(rec_dir, tmp_path):
