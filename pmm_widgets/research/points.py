@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from .recordings import Window
+from .recordings import LazyPayloads, Window
 from .replayer import Replayer, run_sync, split_overrides
 
 _WINDOWS: dict[str, Window] = {}  # this worker's window: path (or `inherit` key) → events (one sweep's at a time)
@@ -35,7 +35,8 @@ def warm_up() -> int:
 def dump_window(window: Window) -> Path:
     """The window as one pickle in a fresh temporary directory (in /dev/shm when it has room, like
     joblib's memory maps); the caller removes the directory when the sweep ends."""
-    size = sum(len(p) for p in window.payload if p) + 64 * len(window)
+    lazy = isinstance(window.payload, LazyPayloads)  # (it pickles as its file list: reading it would load it all)
+    size = 64 * len(window) + (0 if lazy else sum(len(p) for p in window.payload if p))
     base: str | None = None
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):

@@ -20,9 +20,10 @@ import datetime as dt
 import fcntl
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
@@ -106,7 +107,7 @@ class Window:
     channel: np.ndarray  # int8 index into CHANNELS
     kind: list[str]
     conn: np.ndarray  # int32
-    payload: list[str | None]
+    payload: Sequence[str | None]  # a list, or `LazyPayloads` for a window too large to hold at once
     session: list[str]
     gap_before: dict[int, Gap] = field(default_factory=dict)  # event index -> the gap just before it
     problems: list[Problem] = field(default_factory=list)
@@ -209,13 +210,8 @@ def _describe(exc: Exception) -> str:
     return f"unreadable ({type(exc).__name__}: {text})"
 
 
-def _payloads(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float) -> pa.ChunkedArray:
-    """The payload column of the row groups holding a row with lo <= ts <= hi (the rows a window
-    keeps); every other row group's payloads are nulls, never decompressed. Why: the payloads are
-    nearly all of a file's bytes, and a window shorter than the hour (a sweep's points, a replay of
-    a few minutes) needs a fraction of them; `seq`/`ts`/`conn`/`kind` are still read for every row,
-    so ordering, gaps and duplicates are found over the whole file as before."""
-    typ = pf.schema_arrow.field("payload").type
+def _needed(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float) -> list[bool]:
+    """Per row group: whether it holds a row with lo <= ts <= hi (a row the window keeps)."""
     md = pf.metadata
     need: list[bool] = []
     at = 0
@@ -224,6 +220,24 @@ def _payloads(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float) -> pa.Ch
         part = ts[at:at + n]
         need.append(bool(((part >= lo) & (part <= hi)).any()))
         at += n
+    return need
+
+
+def _payload_bytes(pf: pq.ParquetFile, need: list[bool]) -> int:
+    """The uncompressed size of the payloads of the needed row groups (from the footer)."""
+    md = pf.metadata
+    i = pf.schema_arrow.get_field_index("payload")
+    return sum(md.row_group(g).column(i).total_uncompressed_size for g, n in enumerate(need) if n)
+
+
+def _payloads(pf: pq.ParquetFile, need: list[bool]) -> pa.ChunkedArray:
+    """The payload column of the row groups `need` marks (the ones holding a row the window
+    keeps); every other row group's payloads are nulls, never decompressed. Why: the payloads are
+    nearly all of a file's bytes, and a window shorter than the hour (a sweep's points, a replay of
+    a few minutes) needs a fraction of them; `seq`/`ts`/`conn`/`kind` are still read for every row,
+    so ordering, gaps and duplicates are found over the whole file as before."""
+    typ = pf.schema_arrow.field("payload").type
+    md = pf.metadata
     if all(need):
         return pf.read(columns=["payload"]).column("payload")
     chunks: list[pa.Array] = []
@@ -241,7 +255,9 @@ def _payloads(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float) -> pa.Ch
     return pa.chunked_array(chunks, typ)
 
 
-def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf) -> pa.Table | None:
+def _open(f: Path, problems: list[Problem], lo: float, hi: float) -> tuple[pq.ParquetFile, pa.Table, list[bool]] | None:
+    """A recording file's every row without the payloads, and which row groups the window needs;
+    None (and a `Problem`) for a file that cannot be used."""
     try:
         pf = pq.ParquetFile(f)
     except (OSError, ValueError, pa.ArrowException) as exc:
@@ -259,10 +275,109 @@ def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.
         return None
     try:
         t = pf.read(columns=[c for c in COLUMNS if c != "payload"])
-        return t.append_column("payload", _payloads(pf, t.column("ts").to_numpy(), lo, hi))
+        return pf, t, _needed(pf, t.column("ts").to_numpy(), lo, hi)
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
+
+
+def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf,
+          keep: bool = True) -> tuple[pa.Table, list[bool]] | None:
+    """A recording file with the payloads of the row groups holding a row in [lo, hi], and which
+    row groups those are; `keep` False: the payloads are read (a corrupt page is found here, as
+    when they are kept) and dropped, the table has none (a `LazyPayloads` window reads them again)."""
+    opened = _open(f, problems, lo, hi)
+    if opened is None:
+        return None
+    pf, t, need = opened
+    try:
+        pay = _payloads(pf, need)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        problems.append(Problem(str(f), _describe(exc)))
+        return None
+    return (t.append_column("payload", pay) if keep else t), need
+
+
+def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
+    """The uncompressed payload bytes a window over these files needs, from the footers alone
+    (row groups whose `ts` statistics overlap [lo, hi]; all of a file whose footer says less)."""
+    total = 0
+    for f in files:
+        try:
+            md = pq.read_metadata(f)
+            names = [md.schema.column(i).name for i in range(md.num_columns)]
+            ti, pi = names.index("ts"), names.index("payload")
+        except (OSError, ValueError, pa.ArrowException):
+            continue  # the read reports it
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            st = rg.column(ti).statistics
+            if st is None or not st.has_min_max or (st.max >= lo and st.min <= hi):
+                total += rg.column(pi).total_uncompressed_size
+    return total
+
+
+EAGER_PAYLOAD_BYTES = 1 << 30  # a window's payloads up to this (uncompressed) are read at once; beyond, lazily
+
+
+class LazyPayloads(Sequence[str | None]):
+    """The payloads of a window too large to hold at once (`load_window` picks it beyond
+    `EAGER_PAYLOAD_BYTES`: an hour of 50 markets is ≈ 0.75 GB, a week would not fit): a file's
+    payloads are read when the replay first reaches one of its rows, and dropped once it is past
+    the file's last row, so memory holds the files of the moment (a minute's parts with the
+    default rotation), not the window. The window's reader already decompressed every needed
+    payload once to check it (a corrupt file is a `Problem` and a gap before the replay starts,
+    as for a window read at once); a file gone or changed since then (the size budget deleting
+    an old hour) fails the replay with a `RecordingError` naming it. Indexing in order is what it
+    is for; it pickles as its file list and row map (a sweep worker reads the files itself)."""
+
+    def __init__(self, files: list[str], need: list[list[bool]], file_of: np.ndarray, row_of: np.ndarray) -> None:
+        self.files = files
+        self.need = need
+        self.file_of = file_of  # per kept row: index into `files`
+        self.row_of = row_of  # per kept row: its row in that file
+        last = np.full(len(files), -1, np.int64)
+        np.maximum.at(last, file_of, np.arange(len(file_of)))
+        self.last_row = last  # per file: the last kept row that reads it
+        self._held: dict[int, list[str | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self.file_of)
+
+    @overload
+    def __getitem__(self, i: int) -> str | None: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str | None]: ...
+
+    def __getitem__(self, i: int | slice) -> str | None | list[str | None]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        k = int(self.file_of[i])
+        rows = self._held.get(k)
+        if rows is None:
+            for old in [j for j in self._held if self.last_row[j] < i]:
+                del self._held[old]
+            rows = self._held[k] = self._load(k)
+        return rows[int(self.row_of[i])]
+
+    def _load(self, k: int) -> list[str | None]:
+        f = self.files[k]
+        try:
+            rows: list[str | None] = _payloads(pq.ParquetFile(f), self.need[k]).to_pylist()
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise RecordingError(f"{f}: unreadable during the replay ({_describe(exc)}): it changed or was "
+                                 f"deleted after the window was opened") from None
+        pa.default_memory_pool().release_unused()
+        return rows
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"files": self.files, "need": self.need, "file_of": self.file_of, "row_of": self.row_of}
+
+    def __setstate__(self, st: dict[str, Any]) -> None:
+        self.__init__(st["files"], st["need"], st["file_of"], st["row_of"])  # type: ignore[misc]
 
 
 def _column(chunks: list[pa.Array]) -> pa.ChunkedArray:
@@ -287,7 +402,12 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     files: list[str] = []
     pending: list[str] = []
     unclosed: dict[str, list[str]] = {}  # session -> parts its dead writer never closed
-    for done, opened in _listing(root, hours).values():
+    part_files: list[str] = []  # the file of each of `parts`
+    needs: list[list[bool]] = []  # and the row groups of it the window needs
+    listing = _listing(root, hours)
+    lo = start_h if warmup else t0
+    lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
+    for done, opened in listing.values():
         for f in opened:
             live = _being_written(f)
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
@@ -310,11 +430,13 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
                                             "skipped"))
                 continue
             files.append(str(f))
-            t = _read(f, problems, start_h if warmup else t0, t1)  # only the kept rows' payloads
-            if t is None:
+            got = _read(f, problems, lo, t1, keep=not lazy)  # only the kept rows' payloads
+            if got is None:
                 bad_by_session.setdefault(m["session"], []).append(str(f))
                 continue
-            parts.append((m["session"], CHANNELS.index(m["channel"]), t))
+            parts.append((m["session"], CHANNELS.index(m["channel"]), got[0]))
+            part_files.append(str(f))
+            needs.append(got[1])
     if not parts:
         where = f"{iso(t0)} .. {iso(t1)} under {root}"
         raise RecordingError(f"no readable recordings for {where}" +
@@ -332,7 +454,8 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
         ch_l.append(np.full(n, ch, np.int8))
         conn_l.append(t.column("conn").to_numpy())
         kind_c.extend(t.column("kind").chunks)
-        pay_c.extend(t.column("payload").chunks)
+        if not lazy:
+            pay_c.extend(t.column("payload").chunks)
         ses_l.append(np.full(n, sessions.index(ses), np.int32))
     seq = np.concatenate(seq_l)
     ts = np.concatenate(ts_l)
@@ -389,10 +512,16 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     mask = pa.array(wanted)
     every = bool(wanted.all())  # (then no filtered copy of the payloads: ≈ 750 MB for an hour of 50 markets)
     kind_kept = (_column(kind_c) if every else _column(kind_c).filter(mask)).to_pylist()
-    pay_kept = (_column(pay_c) if every else _column(pay_c).filter(mask)).to_pylist()
     pos = at[src].tolist()
     kinds = [kind_kept[i] for i in pos]
-    pays = [pay_kept[i] for i in pos]
+    pays: Sequence[str | None]
+    if lazy:  # per kept row: which file, which row of it
+        starts = np.cumsum([0] + [t.num_rows for _, _, t in parts])
+        file_of = (np.searchsorted(starts, src, side="right") - 1).astype(np.int32)
+        pays = LazyPayloads(part_files, needs, file_of, (src - starts[file_of]).astype(np.int64))
+    else:
+        pay_kept = (_column(pay_c) if every else _column(pay_c).filter(mask)).to_pylist()
+        pays = [pay_kept[i] for i in pos]
     w = Window(
         t0=t0, t1=t1, ts=ts[idx], channel=ch_a[idx], kind=kinds, conn=conn[idx],
         payload=pays, session=[sessions[int(s)] for s in ses_a[idx]],

@@ -1,0 +1,78 @@
+"""A window too large to hold at once (`EAGER_PAYLOAD_BYTES`, forced to 0 here) keeps its payloads
+in the files (`LazyPayloads`): the same window, field for field, and the same replay, byte for
+byte, as one read into memory; only the files of the moment are held; a corrupt file is found
+before the replay starts, exactly as when the window is read at once."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+
+import pytest
+
+from pmm_widgets.config import load_settings
+from pmm_widgets.research import recordings
+from pmm_widgets.research.recordings import LazyPayloads, load_window, parse_time
+from pmm_widgets.research.replayer import Replayer
+from pmm_widgets.research.synth import synth_recording
+
+T0 = parse_time("2026-11-30T10:00:00Z")
+A, B = T0 + 40 * 60, T0 + 125 * 60  # across two hour boundaries, with the warm-up of 10:00
+
+
+@pytest.fixture(scope="module")
+def rec_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lazy")
+    synth_recording(root, T0, 128 * 60, markets=2, seed=3)
+    return root
+
+
+def _fields(w) -> tuple:
+    return (w.t0, w.t1, w.ts.tolist(), w.channel.tolist(), w.kind, w.conn.tolist(), list(w.payload), w.session,
+            w.gap_before, w.problems, w.files, w.pending)
+
+
+def test_a_lazy_window_is_the_same_window_and_holds_only_the_files_of_the_moment(rec_dir, monkeypatch):
+    eager = load_window(rec_dir, A, B)
+    assert isinstance(eager.payload, list)
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    lazy = load_window(rec_dir, A, B)
+    pays = lazy.payload
+    assert isinstance(pays, LazyPayloads) and len({int(k) for k in pays.file_of}) >= 3  # three hours' files
+    held = 0
+    for i in range(len(pays)):
+        assert pays[i] == eager.payload[i]
+        held = max(held, len(pays._held))
+    assert held <= 2 < len(pays.files)  # (the market file of an hour and the universe/...: never all of them)
+    assert _fields(lazy) == _fields(eager)
+    again = pickle.loads(pickle.dumps(lazy))  # what a sweep worker gets: the files, not the payloads
+    assert len(pickle.dumps(lazy)) < 0.05 * sum(len(p) for p in eager.payload if p)
+    assert list(again.payload) == eager.payload and pays[-1] == eager.payload[-1] and pays[1:4] == eager.payload[1:4]
+    s = load_settings(record_dir=str(rec_dir), quote_refresh_sec=2.0, paper_fill_intensity=20)
+    r1 = asyncio.run(Replayer(s, A, B, window=eager).run())
+    r2 = asyncio.run(Replayer(s, A, B, window=load_window(rec_dir, A, B)).run())
+    assert r1.summary["fills"] > 5 and (r1.run_id, r1.orders, r1.trades) == (r2.run_id, r2.orders, r2.trades)
+
+
+def test_a_corrupt_file_is_the_same_problem_and_gap_lazily(rec_dir, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "rec"
+    shutil.copytree(rec_dir, root)
+    mid = next((root / "2026-11-30T11").glob("market-*.parquet"))
+    data = bytearray(mid.read_bytes())
+    at = len(data) // 2
+    data[at:at + 4096] = bytes(4096)  # a corrupt page inside the file; its footer is intact
+    mid.write_bytes(bytes(data))
+    eager = load_window(root, A, B)
+    assert any(str(mid) in str(p) for p in eager.problems) and eager.gaps
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    lazy = load_window(root, A, B)
+    assert isinstance(lazy.payload, LazyPayloads) and _fields(lazy) == _fields(eager)
+    mid.unlink()  # gone after the window was opened (the size budget deleting an old hour, say)
+    lazy2 = load_window(root, A, B)
+    lazy2.payload.files.append(str(mid))  # (a file the window still maps a row to)
+    lazy2.payload.need.append([True])
+    lazy2.payload.file_of[-1] = len(lazy2.payload.files) - 1
+    with pytest.raises(recordings.RecordingError, match="unreadable during the replay"):
+        lazy2.payload[len(lazy2.payload) - 1]
