@@ -197,12 +197,16 @@ def bench_pass(root: Path, minutes: float, runs: int, sizes: tuple[int, ...] = (
               f"{k} replays{tail}  runs {[round(x, 2) for x in cpu[k]]}")
 
 
-def window_memory(root: Path, minutes: float) -> None:
-    """--window-memory: in this fresh process, read the window; print a JSON line with its load
-    CPU, the process's RSS after the read, its peak RSS, and the payload bytes it holds."""
+def window_memory(root: Path, minutes: float, replay: bool = False) -> None:
+    """--window-memory: in this fresh process, read the window (and with `replay`, replay it);
+    print a JSON line with the load CPU, the RSS after the read, the peak RSS, the payload bytes,
+    whether the payloads stayed in the files (`LazyPayloads`). PMM_BENCH_EAGER=1: read them all."""
     import resource
 
     from pmm_widgets.research import recordings
+
+    if os.environ.get("PMM_BENCH_EAGER") == "1" and hasattr(recordings, "EAGER_PAYLOAD_BYTES"):
+        recordings.EAGER_PAYLOAD_BYTES = 1 << 62
 
     def rss_mb() -> float:
         with open("/proc/self/status") as f:
@@ -210,29 +214,52 @@ def window_memory(root: Path, minutes: float) -> None:
 
     r0, c0 = rss_mb(), time.process_time()
     w = load_window(root, T0, T0 + minutes * 60)
-    out = {"rows": len(w), "cpu_seconds": time.process_time() - c0, "rss_before_mb": r0, "rss_after_mb": rss_mb(),
-           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "payload_mb": sum(len(p) for p in w.payload if p) / 1e6, "tree": str(Path(recordings.__file__).parents[2])}
+    out: dict[str, Any] = {"rows": len(w), "cpu_seconds": time.process_time() - c0, "rss_before_mb": r0,
+                           "rss_after_mb": rss_mb(), "lazy": not isinstance(w.payload, list),
+                           "tree": str(Path(recordings.__file__).parents[2])}
+    if replay:
+        s = load_settings(record_dir=str(root), quote_refresh_sec=3.0)
+        c1 = time.process_time()
+        res = asyncio.run(Replayer(s, T0, T0 + minutes * 60, window=w).run())
+        out.update(replay_cpu_seconds=time.process_time() - c1, fills=res.summary["fills"],
+                   events=res.summary["events"])
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("MEMORY " + json.dumps(out), flush=True)
+
+
+def _memory_run(root: Path, minutes: float, tree: Path, replay: bool = False, eager: bool = False) -> dict[str, Any]:
+    env = dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree), PMM_BENCH_EAGER="1" if eager else "0")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--window-memory", "--data", str(root.parent),
+           "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)] + (["--memory-replay"] if replay else [])
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(next(x for x in p.stdout.splitlines() if x.startswith("MEMORY "))[7:]))
 
 
 def bench_window_memory(root: Path, minutes: float, runs: int, other: Path | None) -> None:
     """The window's footprint: RSS of a fresh process after `load_window`, and its peak (this tree,
     and --compare's tree before it, alternating; median of `runs`)."""
     trees = ([("before", other)] if other else []) + [("after", ROOT)]
-    got: dict[str, list[dict]] = {k: [] for k, _ in trees}
+    got: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in trees}
     for _ in range(runs):
         for label, tree in trees:
-            env = dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree))
-            p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--window-memory", "--data",
-                                str(root.parent), "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
-                               env=env, capture_output=True, text=True, check=True)
-            got[label].append(json.loads(next(x for x in p.stdout.splitlines() if x.startswith("MEMORY "))[7:]))
+            got[label].append(_memory_run(root, minutes, tree))
     for label, rows in got.items():
         med = {k: statistics.median(r[k] for r in rows) for k in ("cpu_seconds", "rss_before_mb", "rss_after_mb", "peak_mb")}
-        print(f"window of {minutes:g} min ({rows[0]['rows']:,} rows, {rows[0]['payload_mb']:.0f} MB of payload), {label} "
-              f"({rows[0]['tree']}): RSS {med['rss_before_mb']:.0f} -> {med['rss_after_mb']:.0f} MB after the read, "
-              f"peak {med['peak_mb']:.0f} MB, {med['cpu_seconds']:.1f} CPU-s (median of {runs})")
+        print(f"window of {minutes:g} min ({rows[0]['rows']:,} rows), {label} ({rows[0]['tree']}): RSS "
+              f"{med['rss_before_mb']:.0f} -> {med['rss_after_mb']:.0f} MB after the read, peak {med['peak_mb']:.0f} MB, "
+              f"{med['cpu_seconds']:.1f} CPU-s (median of {runs})")
+
+
+def bench_long_window(root: Path, minutes: float) -> None:
+    """A window of several hours read and replayed in a fresh process: its payloads all in memory
+    (forced) against kept in the files (`LazyPayloads`, the default beyond 1 GiB): RSS after the
+    read, peak RSS over the whole replay, CPU, and the same fills."""
+    for label, eager in (("all payloads in memory", True), ("payloads in the files", False)):
+        r = _memory_run(root, minutes, ROOT, replay=True, eager=eager)
+        print(f"long window {minutes:g} min, {label} (lazy={r['lazy']}): {r['rows']:,} rows, read {r['cpu_seconds']:.1f} "
+              f"CPU-s, RSS {r['rss_after_mb']:.0f} MB after the read, peak {r['peak_mb']:.0f} MB over the replay; "
+              f"replay {r['replay_cpu_seconds']:.1f} CPU-s, {r['events'] / r['replay_cpu_seconds']:,.0f} events per "
+              f"CPU-s, {r['fills']} fills")
 
 
 def _cpu_self_children() -> tuple[float, float]:
@@ -429,6 +456,9 @@ def main() -> None:
     ap.add_argument("--skip-replay", action="store_true", help="no full-replay/books-only runs of this tree alone")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--window-memory", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-replay", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--long-window", type=float, default=None, metavar="MINUTES",
+                    help="only: read and replay a recording of MINUTES (generated once), payloads in memory vs in the files")
     a = ap.parse_args()
     global ROTATE_SEC
     ROTATE_SEC = a.rotate_sec
@@ -438,7 +468,10 @@ def main() -> None:
         worker(recording(data, a.minutes), a.window or a.minutes)
         return
     if a.window_memory:
-        window_memory(recording(data, a.minutes), a.window or a.minutes)
+        window_memory(recording(data, a.minutes), a.window or a.minutes, a.memory_replay)
+        return
+    if a.long_window:
+        bench_long_window(recording(data, a.long_window), a.long_window)
         return
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not a.only_engine:

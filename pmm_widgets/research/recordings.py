@@ -282,20 +282,26 @@ def _open(f: Path, problems: list[Problem], lo: float, hi: float) -> tuple[pq.Pa
 
 
 def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf,
-          keep: bool = True) -> tuple[pa.Table, list[bool]] | None:
-    """A recording file with the payloads of the row groups holding a row in [lo, hi], and which
-    row groups those are; `keep` False: the payloads are read (a corrupt page is found here, as
+          keep: bool = True) -> tuple[pa.Table, list[int]] | None:
+    """A recording file with the payloads of the row groups holding a row in [lo, hi], and the
+    number of rows of each of its row groups; `keep` False: the payloads are read (a corrupt page is found here, as
     when they are kept) and dropped, the table has none (a `LazyPayloads` window reads them again)."""
     opened = _open(f, problems, lo, hi)
     if opened is None:
         return None
     pf, t, need = opened
     try:
-        pay = _payloads(pf, need)
+        if keep:
+            pay = _payloads(pf, need)
+        else:  # one row group at a time: what is checked is not held
+            for g in (g for g, n in enumerate(need) if n):
+                pf.read_row_group(g, columns=["payload"])
+            pa.default_memory_pool().release_unused()
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
-    return (t.append_column("payload", pay) if keep else t), need
+    md = pf.metadata
+    return (t.append_column("payload", pay) if keep else t), [md.row_group(g).num_rows for g in range(md.num_row_groups)]
 
 
 def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
@@ -322,27 +328,29 @@ EAGER_PAYLOAD_BYTES = 1 << 30  # a window's payloads up to this (uncompressed) a
 
 class LazyPayloads(Sequence[str | None]):
     """The payloads of a window too large to hold at once (`load_window` picks it beyond
-    `EAGER_PAYLOAD_BYTES`: an hour of 50 markets is ≈ 0.75 GB, a week would not fit): a file's
-    payloads are read when the replay first reaches one of its rows, and dropped once it is past
-    the file's last row, so memory holds the files of the moment (a minute's parts with the
-    default rotation), not the window. The window's reader already decompressed every needed
-    payload once to check it (a corrupt file is a `Problem` and a gap before the replay starts,
-    as for a window read at once); a file gone or changed since then (the size budget deleting
-    an old hour) fails the replay with a `RecordingError` naming it. Indexing in order is what it
-    is for; it pickles as its file list and row map (a sweep worker reads the files itself)."""
+    `EAGER_PAYLOAD_BYTES`: an hour of 50 markets is ≈ 0.75 GB, a week would not fit): a row
+    group's payloads are read when the replay first reaches one of its rows, and dropped once it
+    is past the group's last kept row, so memory holds the row groups of the moment (a few MB),
+    not the window. The window's reader already decompressed every needed payload once to check
+    it (a corrupt file is a `Problem` and a gap before the replay starts, as for a window read at
+    once); a file gone or changed since then (the size budget deleting an old hour) fails the
+    replay with a `RecordingError` naming it. Indexing in order is what it is for; it pickles as
+    its file list and row map (a sweep worker reads the files itself)."""
 
-    def __init__(self, files: list[str], need: list[list[bool]], file_of: np.ndarray, row_of: np.ndarray) -> None:
+    def __init__(self, files: list[str], groups: list[tuple[int, int]], group_of: np.ndarray,
+                 row_of: np.ndarray) -> None:
         self.files = files
-        self.need = need
-        self.file_of = file_of  # per kept row: index into `files`
-        self.row_of = row_of  # per kept row: its row in that file
-        last = np.full(len(files), -1, np.int64)
-        np.maximum.at(last, file_of, np.arange(len(file_of)))
-        self.last_row = last  # per file: the last kept row that reads it
+        self.groups = groups  # (index into `files`, row group)
+        self.group_of = group_of  # per kept row: index into `groups`
+        self.row_of = row_of  # per kept row: its row in that row group
+        last = np.full(len(groups), -1, np.int64)
+        np.maximum.at(last, group_of, np.arange(len(group_of)))
+        self.last_row = last  # per row group: the last kept row that reads it
         self._held: dict[int, list[str | None]] = {}
+        self._pf: tuple[int, pq.ParquetFile] | None = None  # the file read last (its footer parsed once)
 
     def __len__(self) -> int:
-        return len(self.file_of)
+        return len(self.group_of)
 
     @overload
     def __getitem__(self, i: int) -> str | None: ...
@@ -355,7 +363,7 @@ class LazyPayloads(Sequence[str | None]):
             return [self[k] for k in range(*i.indices(len(self)))]
         if i < 0:
             i += len(self)
-        k = int(self.file_of[i])
+        k = int(self.group_of[i])
         rows = self._held.get(k)
         if rows is None:
             for old in [j for j in self._held if self.last_row[j] < i]:
@@ -364,20 +372,22 @@ class LazyPayloads(Sequence[str | None]):
         return rows[int(self.row_of[i])]
 
     def _load(self, k: int) -> list[str | None]:
-        f = self.files[k]
+        fi, g = self.groups[k]
+        f = self.files[fi]
         try:
-            rows: list[str | None] = _payloads(pq.ParquetFile(f), self.need[k]).to_pylist()
+            if self._pf is None or self._pf[0] != fi:
+                self._pf = (fi, pq.ParquetFile(f))
+            rows: list[str | None] = self._pf[1].read_row_group(g, columns=["payload"]).column("payload").to_pylist()
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise RecordingError(f"{f}: unreadable during the replay ({_describe(exc)}): it changed or was "
                                  f"deleted after the window was opened") from None
-        pa.default_memory_pool().release_unused()
         return rows
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"files": self.files, "need": self.need, "file_of": self.file_of, "row_of": self.row_of}
+        return {"files": self.files, "groups": self.groups, "group_of": self.group_of, "row_of": self.row_of}
 
     def __setstate__(self, st: dict[str, Any]) -> None:
-        self.__init__(st["files"], st["need"], st["file_of"], st["row_of"])  # type: ignore[misc]
+        self.__init__(st["files"], st["groups"], st["group_of"], st["row_of"])  # type: ignore[misc]
 
 
 def _column(chunks: list[pa.Array]) -> pa.ChunkedArray:
@@ -403,7 +413,7 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     pending: list[str] = []
     unclosed: dict[str, list[str]] = {}  # session -> parts its dead writer never closed
     part_files: list[str] = []  # the file of each of `parts`
-    needs: list[list[bool]] = []  # and the row groups of it the window needs
+    group_rows: list[list[int]] = []  # and the rows of each of its row groups
     listing = _listing(root, hours)
     lo = start_h if warmup else t0
     lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
@@ -436,7 +446,7 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
                 continue
             parts.append((m["session"], CHANNELS.index(m["channel"]), got[0]))
             part_files.append(str(f))
-            needs.append(got[1])
+            group_rows.append(got[1])
     if not parts:
         where = f"{iso(t0)} .. {iso(t1)} under {root}"
         raise RecordingError(f"no readable recordings for {where}" +
@@ -515,10 +525,11 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     pos = at[src].tolist()
     kinds = [kind_kept[i] for i in pos]
     pays: Sequence[str | None]
-    if lazy:  # per kept row: which file, which row of it
-        starts = np.cumsum([0] + [t.num_rows for _, _, t in parts])
-        file_of = (np.searchsorted(starts, src, side="right") - 1).astype(np.int32)
-        pays = LazyPayloads(part_files, needs, file_of, (src - starts[file_of]).astype(np.int64))
+    if lazy:  # per kept row: which row group of which file, which row of it
+        groups = [(fi, g) for fi, rows in enumerate(group_rows) for g in range(len(rows))]
+        starts = np.cumsum([0] + [n for rows in group_rows for n in rows])  # the files' row groups, end to end
+        group_of = (np.searchsorted(starts, src, side="right") - 1).astype(np.int32)
+        pays = LazyPayloads(part_files, groups, group_of, (src - starts[group_of]).astype(np.int64))
     else:
         pay_kept = (_column(pay_c) if every else _column(pay_c).filter(mask)).to_pylist()
         pays = [pay_kept[i] for i in pos]

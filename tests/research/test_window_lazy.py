@@ -1,6 +1,6 @@
 """A window too large to hold at once (`EAGER_PAYLOAD_BYTES`, forced to 0 here) keeps its payloads
 in the files (`LazyPayloads`): the same window, field for field, and the same replay, byte for
-byte, as one read into memory; only the files of the moment are held; a corrupt file is found
+byte, as one read into memory; only the row groups of the moment are held; a corrupt file is found
 before the replay starts, exactly as when the window is read at once."""
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ def test_a_lazy_window_is_the_same_window_and_holds_only_the_files_of_the_moment
     monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
     lazy = load_window(rec_dir, A, B)
     pays = lazy.payload
-    assert isinstance(pays, LazyPayloads) and len({int(k) for k in pays.file_of}) >= 3  # three hours' files
+    assert isinstance(pays, LazyPayloads) and len({fi for fi, _ in pays.groups}) >= 3  # three hours' files
     held = 0
     for i in range(len(pays)):
         assert pays[i] == eager.payload[i]
         held = max(held, len(pays._held))
-    assert held <= 2 < len(pays.files)  # (the market file of an hour and the universe/...: never all of them)
+    assert held <= 3 and 4 * held < len(pays.groups)  # a row group or two at a time, never the window's
     assert _fields(lazy) == _fields(eager)
     again = pickle.loads(pickle.dumps(lazy))  # what a sweep worker gets: the files, not the payloads
     assert len(pickle.dumps(lazy)) < 0.05 * sum(len(p) for p in eager.payload if p)
@@ -72,7 +72,7 @@ def test_a_corrupt_file_is_the_same_problem_and_gap_lazily(rec_dir, tmp_path, mo
     mid.unlink()  # gone after the window was opened (the size budget deleting an old hour, say)
     lazy2 = load_window(root, A, B)
     lazy2.payload.files.append(str(mid))  # (a file the window still maps a row to)
-    lazy2.payload.need.append([True])
-    lazy2.payload.file_of[-1] = len(lazy2.payload.files) - 1
+    lazy2.payload.groups.append((len(lazy2.payload.files) - 1, 0))
+    lazy2.payload.group_of[-1] = len(lazy2.payload.groups) - 1
     with pytest.raises(recordings.RecordingError, match="unreadable during the replay"):
         lazy2.payload[len(lazy2.payload) - 1]
