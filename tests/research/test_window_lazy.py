@@ -76,3 +76,19 @@ def test_a_corrupt_file_is_the_same_problem_and_gap_lazily(rec_dir, tmp_path, mo
     lazy2.payload.group_of[-1] = len(lazy2.payload.groups) - 1
     with pytest.raises(recordings.RecordingError, match="unreadable during the replay"):
         lazy2.payload[len(lazy2.payload) - 1]
+
+
+def test_a_sweep_over_a_lazy_window_gives_the_same_rows(rec_dir, monkeypatch):
+    """Its workers (forked or loky) get the file list and read the payloads themselves."""
+    from pmm_widgets.research.sweeps import TIMING_COLUMNS, sweep
+
+    s = load_settings(record_dir=str(rec_dir), quote_refresh_sec=2.0, paper_fill_intensity=20)
+    grid = {"alpha": [1, 2], "paper_spread_k": [50, 100]}
+
+    def rows(df):
+        return df.drop(columns=[c for c in TIMING_COLUMNS if c in df.columns]).to_dict(orient="records")
+
+    eager = sweep(A, A + 30 * 60, grid, settings=s, n_jobs=2, write=False, per_pass=1)
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    lazy = sweep(A, A + 30 * 60, grid, settings=s, n_jobs=2, write=False)
+    assert rows(lazy) == rows(eager) and len({r["fills"] for r in rows(eager)}) > 1
