@@ -223,13 +223,6 @@ def _needed(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float) -> list[bo
     return need
 
 
-def _payload_bytes(pf: pq.ParquetFile, need: list[bool]) -> int:
-    """The uncompressed size of the payloads of the needed row groups (from the footer)."""
-    md = pf.metadata
-    i = pf.schema_arrow.get_field_index("payload")
-    return sum(md.row_group(g).column(i).total_uncompressed_size for g, n in enumerate(need) if n)
-
-
 def _payloads(pf: pq.ParquetFile, need: list[bool]) -> pa.ChunkedArray:
     """The payload column of the row groups `need` marks (the ones holding a row the window
     keeps); every other row group's payloads are nulls, never decompressed. Why: the payloads are
