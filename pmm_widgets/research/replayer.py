@@ -512,11 +512,11 @@ class Replayer:
         i = 0
         try:
             for i in range(n):
-                if i & 1023 == 0:
+                if i & 63 == 0:  # Ctrl-C (`stop`) is seen within 64 events, and before every grid cycle
                     if self.stop():
                         status = "interrupted"
                         break
-                    if bar is not None and i:
+                    if bar is not None and i and i & 1023 == 0:
                         bar.update(1024)
                 ts = float(tss[i])
                 if i in gaps:  # before the grid cycles inside the gap: they must not see the old books
@@ -524,8 +524,13 @@ class Replayer:
                 if grid and ts >= next_grid and self.universe_seen and not self.killed:
                     live = [p for p in self.points if not p.killed]  # a kill ends a point's cycles after this catch-up
                     while next_grid <= ts and next_grid <= self.t1:
+                        if self.stop():
+                            status = "interrupted"
+                            break
                         await self._cycle(next_grid, None, live)
                         next_grid += step
+                    if status == "interrupted":
+                        break
                 clock.now = ts
                 ch = chans[i]
                 if ch == CH_MARKET:
