@@ -66,15 +66,21 @@ def test_markets_selection_and_fill_model(rec_dir):
 
 
 def test_stop_keeps_partial_results(rec_dir, tmp_path):
+    asked = {"n": 0}
+
+    def never() -> bool:
+        asked["n"] += 1
+        return False
+
+    full = _run(rec_dir, stop=never)  # how often a whole replay asks whether to stop (deterministic)
     calls = {"n": 0}
 
     def stop() -> bool:
         calls["n"] += 1
-        return calls["n"] > 1  # after ~1000 rows (mid-recording, whatever the flow drew)
+        return calls["n"] > asked["n"] // 2  # half-way through (mid-recording, whatever the flow drew)
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     res = replay(_settings(rec_dir), T0, T0 + MINUTES * 60, stop=stop, db_url=url)
-    full = _run(rec_dir)
     assert res.status == "interrupted" and 0 < res.summary["cycles"] < full.summary["cycles"]
     db = sa.create_engine(url)
     with db.connect() as c:
