@@ -122,12 +122,7 @@ def compare(root: Path, minutes: float, runs: int, other: Path) -> None:
     got: dict[str, list[dict]] = {"before": [], "after": []}
     for _ in range(runs):
         for label, tree in (("before", other), ("after", ROOT)):
-            env = dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree))
-            p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(root.parent),
-                                "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
-                               env=env, capture_output=True, text=True, check=True)
-            line = next(x for x in p.stdout.splitlines() if x.startswith("WORKER "))
-            got[label].append(json.loads(line.removeprefix("WORKER ")))
+            got[label].append(_fresh(root, minutes, tree, "WORKER ", ["--worker"]))
     med = {k: statistics.median(r["events_per_cpu_sec"] for r in v) for k, v in got.items()}
     cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in got.items()}
     wall = {k: statistics.median(r["wall_seconds"] for r in v) for k, v in got.items()}
@@ -227,12 +222,19 @@ def window_memory(root: Path, minutes: float, replay: bool = False) -> None:
     print("MEMORY " + json.dumps(out), flush=True)
 
 
+def _fresh(root: Path, minutes: float, tree: Path, tag: str, flags: list[str], **env: str) -> dict[str, Any]:
+    """This script in a fresh process running the code of `tree` (`flags`: what it does), over the
+    window of `minutes`; the JSON of its output line starting with `tag`."""
+    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), *flags, "--data", str(root.parent),
+                        "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
+                       env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree), **env),
+                       capture_output=True, text=True, check=True)
+    return dict(json.loads(next(x for x in p.stdout.splitlines() if x.startswith(tag)).removeprefix(tag)))
+
+
 def _memory_run(root: Path, minutes: float, tree: Path, replay: bool = False, eager: bool = False) -> dict[str, Any]:
-    env = dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree), PMM_BENCH_EAGER="1" if eager else "0")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--window-memory", "--data", str(root.parent),
-           "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)] + (["--memory-replay"] if replay else [])
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return dict(json.loads(next(x for x in p.stdout.splitlines() if x.startswith("MEMORY "))[7:]))
+    return _fresh(root, minutes, tree, "MEMORY ", ["--window-memory"] + (["--memory-replay"] if replay else []),
+                  PMM_BENCH_EAGER="1" if eager else "0")
 
 
 def bench_window_memory(root: Path, minutes: float, runs: int, other: Path | None) -> None:

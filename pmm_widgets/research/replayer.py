@@ -226,11 +226,19 @@ def split_overrides(items: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return params, settings
 
 
-def run_id_for(window: Window, markets: Any, params: Params, seed: int, cycles: str) -> str:
-    h = hashlib.sha256()
+def files_key(window: Window) -> str:
+    """The window's files as a replay's run id hashes them (hour/name and size): read once per
+    replay, not once per point."""
+    parts = []
     for f in window.files:
         p = Path(f)
-        h.update(f"{p.parent.name}/{p.name}:{p.stat().st_size if p.exists() else -1};".encode())
+        parts.append(f"{p.parent.name}/{p.name}:{p.stat().st_size if p.exists() else -1};")
+    return "".join(parts)
+
+
+def run_id_for(window: Window, markets: Any, params: Params, seed: int, cycles: str, files: str | None = None) -> str:
+    h = hashlib.sha256()
+    h.update((files_key(window) if files is None else files).encode())
     h.update(json.dumps([window.t0, window.t1, markets, params.model_dump(mode="json"), seed, cycles],
                         sort_keys=True, default=str).encode())
     return "rp" + h.hexdigest()[:12]
@@ -251,7 +259,7 @@ class ReplayPoint:
         if self.overrides:
             self.params.update(**self.overrides)
         sel = rp.markets_sel if not isinstance(rp.markets_sel, (list, tuple)) else sorted(rp.markets_sel)
-        self.run_id = run_id_for(rp.window, sel, self.params, rp.seed, rp.cycles_mode)
+        self.run_id = run_id_for(rp.window, sel, self.params, rp.seed, rp.cycles_mode, rp.files_key)
         self.strategy = strategy  # a user's strategy object: every market's default in this replay
         if strategy is not None:  # its results differ: so does the run id (≤ 40 chars)
             self.run_id = f"{self.run_id}-{strategy.name}"[:40]
@@ -380,6 +388,7 @@ class Replayer:
         self.stream: ReplayStream = self.md.stream  # type: ignore[assignment]
         self.calibration: dict[str, dict[str, Any]] | None = None  # the recorded run's, at its start
         self.venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
+        self.files_key = files_key(self.window)  # (every point's run id hashes it)
         # the stream checks timestamps against it from the first frame, as the engine's does
         self.stream.venue_clock = lambda now: (self.venue_clock or VenueClock()).to_venue(now)
         base = dict(params or {})
