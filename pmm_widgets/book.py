@@ -21,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import fields, replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from .domain import BookView, Level, Side
@@ -261,18 +261,24 @@ class OrderBook:
         is validated first, and one bad entry refuses them all (counted once, book unchanged).
 
         This is the hot path of the feed and of every replay (one call per token per event): the
-        caches of `_tick_of` / `_size_of` are read first (`_level_of`; only a miss calls them, the
-        same validation then) and `_set_level` prices from the grid list (`_grid`, the same
+        caches of `_tick_of` / `_size_of` are read first (what `_level_of` does, inline; only a miss
+        calls them, the same validation then) and `_set_level` prices from the grid list (`_grid`, the same
         Decimals as `_price`). `tests/core/test_book_fastpath.py` checks it against the
         code before that change over random sequences."""
-        sides, level_of = _BID_SIDES, self._level_of
+        sides, px, sizes = _BID_SIDES, self._px, _SIZES
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
             for e in entries:
                 is_bid = sides.get(e.side)
                 if is_bid is None:
                     raise BookError(f"unknown side {e.side[:20]!r}")
-                t, sz = level_of(e.price, e.size)
+                price, size = e.price, e.size
+                t = px.get(price)  # `_level_of`, inline: a cache hit costs no call
+                if t is None:
+                    t = self._tick_of(price)
+                sz = sizes.get(size) if type(size) is str else None
+                if sz is None:
+                    sz = self._size_of(size)
                 parsed.append((is_bid, t, sz))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
@@ -282,6 +288,29 @@ class OrderBook:
             set_level(is_bid, t, s)
         self.version += 1
         return True
+
+    def apply_event(self, entries: Sequence[PriceChange], hash_: str | None, venue_ts_ms: int | None,
+                    ts: float) -> int:
+        """One token's entries of a `price_change` message, the feed's hot path in one call:
+        `apply_changes` (the same validation: one bad entry refuses them all, counted, book
+        unchanged) then `stamp(hash_, venue_ts_ms, ts)`. Returns -1 when refused, 1 when applied
+        but the book is now crossed or disagrees with the venue's best bid / ask of the last entry
+        (`agrees_bbo`; a text that is no number counts as agreeing), else 0.
+        tests/core/test_book_fastpath.py checks it against those calls."""
+        if not self.apply_changes(entries):
+            return -1
+        self.stamp(hash_, venue_ts_ms, ts)
+        bt, at = self._bid_ticks, self._ask_ticks
+        if bt and at and bt[-1] >= at[0]:
+            return 1
+        last = entries[-1]
+        bb, ba = last.best_bid, last.best_ask
+        if not bb or not ba:
+            return 0
+        try:
+            return 0 if self.agrees_bbo(bb, ba) else 1
+        except (InvalidOperation, ValueError):
+            return 0
 
     def agrees_bbo(self, best_bid: str, best_ask: str) -> bool:
         """Whether the venue's best bid / ask after a change (decimal texts; 0 / 1 mean an empty

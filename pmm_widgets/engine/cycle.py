@@ -327,7 +327,7 @@ class QuoteCycle:
             d = strat.decide(ctx, state)
             if not isinstance(d, Decision):
                 raise TypeError(f"decide() returned {type(d).__name__}, not a Decision")
-            regime = Regime(d.regime)
+            regime = d.regime if type(d.regime) is Regime else Regime(d.regime)  # (the Enum call costs µs)
         except Exception as exc:  # noqa: BLE001 (user code: never let it take the engine down)
             note = f"strategy error: {type(exc).__name__}: {exc}"
             self._flag_guard(now, cid, strat.name, note, rep, level=Level.ERROR)
@@ -531,6 +531,7 @@ class QuoteCycle:
         for o in exchange.open_orders():
             by_market.setdefault(o.market, []).append(o)
         switched: list[tuple[str, str, str]] = []
+        exposures: dict[str, Decimal] | None = None  # per neg-risk event, once per cycle when needed
         pace = self.yield_sec > 0
         for m in markets:
             if pace:
@@ -561,7 +562,9 @@ class QuoteCycle:
                 if regime is Regime.NORMAL:
                     raw = self._fit_two_sided(m, raw, mid)
                 quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
-                quotes = self._event_limit(m, quotes, parts)
+                if exposures is None:
+                    exposures = self._event_exposure(parts)
+                quotes = self._event_limit(m, quotes, exposures)
                 dropped = self.risk.dropped.get(cid)
                 status = f"quoting (risk: {dropped})" if quotes and dropped else \
                     "quoting" if quotes or not raw else f"risk: {dropped}"
@@ -629,14 +632,26 @@ class QuoteCycle:
         self._refresh_state(now, exchange, rep)
 
     # -- venue economics -----------------------------------------------------------------------
-    def _event_limit(self, m: Market, quotes: list[Quote], parts: dict[str, PnlParts]) -> list[Quote]:
+    def _event_exposure(self, parts: dict[str, PnlParts]) -> dict[str, Decimal]:
+        """Each neg-risk event's inventory at mid (the sum over its markets' PnL parts, in the
+        parts' order): computed once per cycle, not once per market (it was a scan of every
+        market for each one, quadratic in the universe)."""
+        out: dict[str, Decimal] = {}
+        terms_of = self.econ.terms_of
+        for cid, pp in parts.items():
+            eid = terms_of(cid).event_id
+            if eid is not None:
+                out[eid] = out.get(eid, ZERO) + pp.inventory_usd
+        return out
+
+    def _event_limit(self, m: Market, quotes: list[Quote], exposures: dict[str, Decimal]) -> list[Quote]:
         """PMM_MAX_EVENT_USD: at the limit of a neg-risk event's inventory (all its markets, at
-        mid), keep only quotes that shrink this market's YES-equivalent position."""
+        mid; `exposures` from `_event_exposure`), keep only quotes that shrink this market's
+        YES-equivalent position."""
         eid = self.econ.terms_of(m.condition_id).event_id
         if eid is None or not quotes:
             return quotes
-        exposure = sum((pp.inventory_usd for cid, pp in parts.items()
-                        if self.econ.terms_of(cid).event_id == eid), ZERO)
+        exposure = exposures.get(eid, ZERO)
         if exposure < self.params.max_event_usd:
             return quotes
         lg = self.pnl.ledgers.get(m.condition_id)

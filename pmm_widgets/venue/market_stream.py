@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -498,17 +498,16 @@ class MarketStream:
 
     def _handle_event(self, ev: Any, now: float, touched: set[str], conn: _Conn | None) -> None:
         self.stats.events += 1
-        if isinstance(ev, Refused):
-            tokens = self._raw_tokens(ev.raw)
-            if ev.unknown:
-                self.stats.unknown_events += 1
-                self._lost_frame(conn, tokens)  # it may have taken the place of a real one
-            else:
-                self._bad(ev.reason, conn, tokens)
-            return
         handler = self._handlers.get(type(ev))
         if handler is None:
-            return  # a custom-feature event we do not use
+            if isinstance(ev, Refused):
+                tokens = self._raw_tokens(ev.raw)
+                if ev.unknown:
+                    self.stats.unknown_events += 1
+                    self._lost_frame(conn, tokens)  # it may have taken the place of a real one
+                else:
+                    self._bad(ev.reason, conn, tokens)
+            return  # or a custom-feature event we do not use
         try:
             handler(ev, now, touched)
         except Exception as exc:  # noqa: BLE001 - BadMessage, or any other refusal of hostile input
@@ -570,34 +569,22 @@ class MarketStream:
                 by_asset[ch.asset_id] = [ch]
             else:
                 chs.append(ch)
-        book = self._book
-        books = [(book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
+        get = self.books.get
+        books = [(get(a) or self._book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
         for b, chs in books:
             if b is None or not b.synced:
                 continue  # a snapshot is on its way
-            last = chs[-1]
-            h = last.hash
+            h = chs[-1].hash
             vts = b.venue_ts_ms
             if ts and (ts < vts or (ts == vts and h and h == b.hash)):
                 continue  # already contained in the snapshot the book holds
-            if not b.apply_changes(chs):
+            r = b.apply_event(chs, h, ts if ts > vts else None, now)  # apply, stamp, check (`OrderBook.apply_event`)
+            if r < 0:
                 self._distrust(b)  # it missed a real update of the venue's
                 raise BadMessage("price change with invalid price/size/side")
-            b.stamp(h, ts if ts > vts else None, now)
             touched.add(b.token_id)
-            if clamped or b.crossed or not self._bbo_agrees(b, last):
+            if r or clamped:  # crossed, or not the venue's best bid / ask after the change
                 self._distrust(b)
-
-    @staticmethod
-    def _bbo_agrees(b: OrderBook, entry: PriceChange) -> bool:
-        """The venue's best bid / ask after this change (0 / 1 mean an empty side) against ours."""
-        bb, ba = entry.best_bid, entry.best_ask
-        if not bb or not ba:
-            return True
-        try:
-            return b.agrees_bbo(bb, ba)
-        except (InvalidOperation, ValueError):
-            return True
 
     def _on_tick_size_change(self, ev: TickSizeChangeEvent, now: float, touched: set[str]) -> None:
         b = self._book(ev.asset_id)
