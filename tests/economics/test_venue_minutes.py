@@ -97,3 +97,64 @@ def test_timestamps_are_checked_against_the_venue_clock() -> None:
     s2, b2 = stream()
     bid(s2, int(T0 * 1000) + ahead, 12, local=T0)
     assert b2.venue_ts_ms == int(T0 * 1000) + FUTURE_SKEW_MS and b2.needs_resync
+
+
+def test_a_fill_in_the_step_that_reaches_the_minute_comes_after_the_sample() -> None:
+    """The fresh-clone CI failure (one market: engine 0.002371, venue 0.001624): a background taker
+    filled our order in the sandbox's step that reached the minute, 44 ms after it. The engine saw
+    the book before that step (the stream's hook runs before the first event stamped at or after the
+    boundary) and our order whole (`LiveExchange.orders_at` gives back the fills matched at or after
+    the minute: the match time has whole seconds); the sandbox scored the book after that step's
+    flow, our order filled: the engine credited itself a minute the venue did not pay. Both sides
+    now take the boundary's instant, and the engine's estimate of that minute is the venue's."""
+    from pmm_widgets.domain import Market, Mode, Order, OrderStatus, Side
+    from pmm_widgets.economics.tracker import estimate_market, market_terms
+    from pmm_widgets.sandbox.gamma import gamma_object
+    from pmm_widgets.sandbox.simulator import Simulator
+    from pmm_widgets.venue.gamma_terms import decode_terms
+
+    start = 1_780_000_000.044  # the steps fall 44 ms after each boundary, as in the failing run
+    sim = Simulator(markets=30, seed=5, start_ts=start)
+    sm = max((m for m in sim.markets if m.has_book and m.program.active and m.best_bid_mil and m.best_ask_mil
+              and 150 < m.best_bid_mil < 850 and m.best_ask_mil - m.best_bid_mil >= 2 * m.tick_mil),
+             key=lambda m: m.activity)
+    market = Market(sm.condition_id, sm.question, sm.yes_token_id, sm.no_token_id, sm.tick_size, sm.min_order_size,
+                    neg_risk=sm.neg_risk, terms=decode_terms(gamma_object(sim, sm)))
+    prog = market_terms(market)[0].program
+    sim.watched = {sm.yes_token_id, sm.no_token_id}
+    books = {t: OrderBook(t, sm.condition_id, sm.tick_size, sm.min_order_size) for t in sim.watched}
+    s = MarketStream("ws://127.0.0.1:9", None, books, clock=Clock(sim.now()))  # type: ignore[arg-type]
+
+    def feed(events: list) -> None:
+        s.clock.now = sim.now()  # type: ignore[attr-defined]
+        for ev in events:
+            s.handle_frame(json.dumps(ev.payload))
+
+    feed([type("E", (), {"payload": sim.book_event(t)})() for t in sim.watched])
+    seen: dict[int, object] = {}
+    s.on_venue_minute = lambda b: seen.setdefault(b, books[sm.yes_token_id].view())
+    boundary = (start // 60 + 1) * 60
+    feed(sim.run_until(boundary - 1))
+    bb, ba = sim.best(sm.yes_token_id)
+    so = sim.place_order("k", "k-1", sm.yes_token_id, Side.BUY, bb + sm.tick_size, max(prog.min_size, sm.min_order_size) * 2,
+                         True)  # alone at the best bid: the first a selling taker hits
+    while sim.now() + 0.1 < boundary:
+        feed(sim.step())
+    act = sim._act[sm.index]
+    sim._act[sm.index] = act * 400  # a burst of flow in the step that reaches the minute
+    events = sim.step()
+    sim._act[sm.index] = act
+    feed(events + sim.flush_account_events())
+    crossing = [t for t in sim.account_trades("k") if t.ts == sim.now()]
+    assert sim.now() > boundary and crossing, "the premise: our order filled in the step that reaches the minute"
+    feed(sim.step())  # a later step: the boundary was handed over by now, whatever the rule
+    view = seen[int(boundary * 1000)]
+    # the engine's orders at the minute: the fills matched at or after it (whole seconds) given back
+    before = sum((t.size for t in sim.account_trades("k") if int(t.ts) < boundary), Decimal(0))
+    ours = Order(so.order_id, sm.condition_id, sm.yes_token_id, Side.BUY, so.price, so.original_size, Mode.LIVE,
+                 OrderStatus.LIVE, before, venue_order_id=so.order_id)
+    est = estimate_market(market, prog, view, [ours], ours_in_book=True)  # type: ignore[arg-type]
+    led = sim.econ.ledgers.get(("k", sm.condition_id))
+    last = led.last if led is not None and led.last.get("ts", 0) >= boundary else None  # None: we were not in the sample
+    venue = None if last is None else (Decimal(last["mid"]), Decimal(last["q_min"]), Decimal(last["usd"]))
+    assert est.usd > 0 and (est.mid, est.ours.q_min, est.usd) == venue
