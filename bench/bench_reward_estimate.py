@@ -6,7 +6,8 @@ USD (sum of `reward_estimates.usd`) against what the sandbox accrued to our API 
     python bench/bench_reward_estimate.py [--speed 20] [--minutes 30] [--seed 7 | --seeds 7,8] [--per-sample]
 
 The engine samples at the venue's minutes as the market stream's timestamps show them (the
-book as the venue's step at/after the minute left it) and does not requote across one;
+book as every event stamped before the minute left it, as the sandbox samples) and does not
+requote across one;
 `--per-sample` prints every (market, minute) where its estimate and the venue's differ.
 """
 

@@ -531,12 +531,14 @@ class LiveExchange:
 
     def orders_at(self, venue_ts: float) -> list[Order]:
         """Our orders as they rested at a venue instant a moment ago (the reward sample the market
-        stream hands over after the fact), each with the shares filled after `venue_ts` (the
-        fills' venue times, whole seconds: one stamped `venue_ts` counts as after) given back.
+        stream hands over after the fact): the venue's state made of every event stamped before
+        `venue_ts`; one stamped at or after it is later (the rule of `MarketStream.on_venue_minute`
+        and of the sandbox's sample). The shares filled at or after `venue_ts` are given back (the
+        fills' venue times are whole seconds: one stamped `venue_ts` was matched at or after it).
         Where the user channel already told the venue's times of an order's placement and
-        removal (`_Span`), they decide: an order placed after the instant does not count, one
-        cancelled after it does (a requote around a minute is counted once, not twice). An order
-        whose events have not arrived yet counts as it is now (open or posted). Copies."""
+        removal (`_Span`), they decide: an order placed at or after the instant does not count,
+        one cancelled at or after it does (a requote around a minute is counted once, not twice).
+        An order whose events have not arrived yet counts as it is now (open or posted). Copies."""
         back: dict[str, Decimal] = {}
         for st in self._trades.values():
             f = st.fill
@@ -547,17 +549,17 @@ class LiveExchange:
 
         def placed_after(o: Order) -> bool:
             sp = spans.get(o.client_id)
-            return sp is not None and sp.placed is not None and sp.placed > venue_ts
+            return sp is not None and sp.placed is not None and sp.placed >= venue_ts
 
         def gone(o: Order) -> float | None:
             sp = spans.get(o.client_id)
             return None if sp is None else sp.gone
 
         out = [replace(o, filled=o.filled - back.pop(o.venue_order_id or "", Decimal(0)))
-               for o in self._open.values() if not placed_after(o) and ((g := gone(o)) is None or g > venue_ts)]
+               for o in self._open.values() if not placed_after(o) and ((g := gone(o)) is None or g >= venue_ts)]
         out += [replace(o) for o in self._inflight.values() if not placed_after(o)]
         for vid, c in self._by_venue.items():  # cancelled since the instant (closed orders stay a while)
-            if c.status is OrderStatus.CANCELED and (g := gone(c)) is not None and g > venue_ts and not placed_after(c):
+            if c.status is OrderStatus.CANCELED and (g := gone(c)) is not None and g >= venue_ts and not placed_after(c):
                 out.append(replace(c, filled=c.filled - back.pop(vid, Decimal(0))))
         for vid, size in back.items():
             o = self._by_venue.get(vid)

@@ -12,7 +12,12 @@ Why it is built this way:
   shared by the makers' fee-equivalent of their filled volume (background makers included).
 - Rewards: every simulated minute each maker's `Q_min` is sampled in every market with a
   program (accounts per order; the background liquidity as one maker account that shows one
-  order per price level), normalised across makers, and `share × dailyRate/1440` accrued. At
+  order per price level), normalised across makers, and `share × dailyRate/1440` accrued. The
+  sample is the minute boundary's instant: the simulator takes it at the start of the step that
+  reaches the boundary, so it sees every event stamped before the boundary and none stamped at
+  or after it (that step's flow and the account actions after it carry the step's time), the
+  one rule a client can follow from the feed's timestamps (`MarketStream.on_venue_minute`,
+  `LiveExchange.orders_at`). At
   simulated 00:00 UTC the day's rewards and rebates are paid (≥ $1, 6-dp base units; the venue
   is silent on what happens to an amount under $1: here it is not paid and not carried over).
   When every minute of the day had a scoring maker (always the case here, the background rests
@@ -271,6 +276,8 @@ class VenueEconomics:
 
     # ------------------------------------------------------------------ clock
     def on_step(self) -> None:
+        """Called by `Simulator.step` once its time advanced and before its flow: the minute
+        samples (and the payout of a day) the new time reached, on the book of the boundary."""
         now = self.sim.now()
         while now >= self.next_sample:
             self.sample()

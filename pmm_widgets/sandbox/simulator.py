@@ -358,11 +358,15 @@ class Simulator:
         return out
 
     def step(self) -> list[SimEvent]:
-        """One simulated step: fair values, then flow market by market, then the events."""
+        """One simulated step: fair values, then flow market by market, then the events. A minute
+        (or day) boundary the step reaches is an instant: its reward sample (and payout) is taken
+        first, on the market as every event stamped before the boundary left it; this step's flow,
+        stamped at the step's time (at or after the boundary), comes after it."""
         dt = STEP_SEC
         events: list[SimEvent] = self.flush_account_events()
         self._t = round(self._t + dt, 6)
         self.steps += 1
+        self.econ.on_step()
         ts_ms = int(round(self._t * 1000))
         g = self._np
         n = len(self.markets)
@@ -386,7 +390,6 @@ class Simulator:
             self._nbg[i] = m.n_bg
         if self._t >= self._next_hist:
             self._record_history()
-        self.econ.on_step()
         if self.resolve_every:
             if self._next_resolve is None:
                 self._next_resolve = self._t + self.resolve_every

@@ -68,9 +68,6 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 _LOG_EVERY_SEC = 10.0
 FUTURE_SKEW_MS = 5_000  # venue timestamps later than now + this are clamped to it
-# the venue samples reward scores at its first step at/after each minute (the sandbox's step is
-# 0.1 s; the real venue's instant within its minute is not documented)
-VENUE_STEP_MS = 100
 SLICE_EVENTS = 32  # engine runs: a frame of more events is applied by the applier, its time checked this often
 CONN_RESYNC_MIN_SEC = 1.0  # a frame naming no known token reloads its connection's books at most this often
 
@@ -164,13 +161,10 @@ class MarketStream:
         self._venue_max_ms = 0  # latest venue timestamp accepted (the venue's clock, as far as we know)
         # the venue's clock for a local time, when the engine knows it (a sandbox `speed` times faster)
         self.venue_clock: Callable[[float], float] | None = None
-        # called with each venue minute boundary (ms) a timestamp passes, before that event applies:
-        # the books as they stood at the venue's minute (reward sampling, issue 13)
+        # called with each venue minute boundary (ms) a timestamp reaches, before that event applies:
+        # the books as every event stamped before the boundary left them (reward sampling, issue 13)
         self.on_venue_minute: Callable[[int], None] | None = None
-        self._minute_ms = 0  # the next venue timestamp (ms) `_venue_minutes` must see
         self._boundary_ms = 0  # the next venue minute boundary (ms); 0 before the first timestamp
-        self._cross_ms = 0  # the first timestamp at or past the boundaries in `_due`
-        self._due: list[int] = []  # boundaries passed, sampled when a later timestamp arrives
         self._handlers: dict[type, Callable[[Any, float, set[str]], None]] = {
             BookEvent: self._on_book,
             PriceChangeEvent: self._on_price_change,
@@ -649,18 +643,16 @@ class MarketStream:
                 return cap, True
         if ts > self._venue_max_ms:
             self._venue_max_ms = ts
-        if ts >= self._minute_ms and ts:
+        if ts >= self._boundary_ms and ts:
             self._venue_minutes(ts)
         return ts, False
 
     def venue_minute_pending(self, guard_ms: int, venue_now_ms: int = 0) -> bool:
-        """Whether a venue minute passed that `on_venue_minute` has not been called for yet, or
-        the venue's time is within `guard_ms` of the next one: an order placed or cancelled now
-        could straddle the venue's reward sample. The venue's time is its latest timestamp, or
-        `venue_now_ms` (the venue clock) when that is further but not beyond the boundary plus
-        the guard (frames late; a clock further on is the one that is off)."""
-        if self._due:
-            return True
+        """Whether the venue's time is within `guard_ms` of its next minute, or past it while no
+        timestamp of that minute arrived yet (`on_venue_minute` not called for it): an order
+        placed or cancelled now could straddle the venue's reward sample. The venue's time is its
+        latest timestamp, or `venue_now_ms` (the venue clock) when that is further but not beyond
+        the boundary plus the guard (frames late; a clock further on is the one that is off)."""
         b = self._boundary_ms
         if b <= 0:
             return False
@@ -668,22 +660,14 @@ class MarketStream:
         return ref + guard_ms >= b
 
     def _venue_minutes(self, ts: int) -> None:
-        """Venue minutes: the venue samples at its first step at or after a minute boundary. An
-        event stamped within `VENUE_STEP_MS` after the boundary is that step's (in the sample):
-        the boundary is handed to `on_venue_minute` when a later timestamp arrives, before it
-        applies; boundaries passed further back are handed over before this event applies (the
-        books did not change in between; at most 10)."""
-        if self._due and ts > self._cross_ms:
-            due, self._due = self._due, []
-            self._minute_hook(due)
-        if ts >= self._boundary_ms:
-            if self._boundary_ms:
-                passed = list(range(max(self._boundary_ms, ts - ts % 60_000 - 9 * 60_000), ts + 1, 60_000))
-                if ts - passed[-1] < VENUE_STEP_MS:
-                    self._due, self._cross_ms = [passed.pop()], ts
-                self._minute_hook(passed)
-            self._boundary_ms = ts - ts % 60_000 + 60_000
-        self._minute_ms = self._cross_ms + 1 if self._due else self._boundary_ms
+        """Venue minutes: the venue samples the books at each minute boundary, as every event
+        stamped before it left them; an event stamped at or after the boundary comes after the
+        sample (the sandbox samples so). The first timestamp at or past a boundary hands it to
+        `on_venue_minute` before its event applies; boundaries passed further back too, oldest
+        first (the books did not change in between; at most 10)."""
+        if self._boundary_ms:
+            self._minute_hook(list(range(max(self._boundary_ms, ts - ts % 60_000 - 9 * 60_000), ts + 1, 60_000)))
+        self._boundary_ms = ts - ts % 60_000 + 60_000
 
     def _minute_hook(self, boundaries: list[int]) -> None:
         hook = self.on_venue_minute

@@ -127,13 +127,15 @@ async def test_orders_at_counts_what_the_venue_held_at_that_instant(sb, wallet_k
     assert await wait_for(lambda: len(ex.open_orders()) >= 2, 10)
     first = {o.client_id for o in ex.open_orders()}
     assert await wait_for(lambda: all(ex._spans.get(c) and ex._spans[c].placed for c in first), 10)
-    # the sandbox stamps an account event with its last step's time: the sampled instant is a
-    # step's time (in ms on the wire), and the requote goes out once a later step has run
+    # the sandbox stamps an account event with its last step's time; an event stamped at or after
+    # the sampled instant is after it. The instant: a step's time (in ms on the wire) later than
+    # every first placement, and the requote is stamped at or after it
     def venue_now() -> float:
         return round(sb.sim.now() * 1000) / 1000
 
+    last_placed = venue_now()
+    assert await wait_for(lambda: venue_now() > last_placed, 10)
     instant = venue_now()
-    assert await wait_for(lambda: venue_now() > instant, 10)
     cancel = set(sorted(first)[: len(first) // 2])
     _, new = await ex.requote(sorted(cancel), touch_bids(sb, markets[:1]))
     placed = {o.client_id for o in new if o.status.is_open}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pmm_widgets.domain import Side
 from pmm_widgets.economics.fees import FeeSchedule, fee_equivalent, rebate_accrual
-from pmm_widgets.economics.rewards import parse_program
+from pmm_widgets.economics.rewards import parse_program, share
 from pmm_widgets.sandbox.economics import BACKGROUND, fee_units
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
 from pmm_widgets.sandbox.simulator import Simulator
@@ -88,6 +88,36 @@ def test_reward_sampling_is_a_competition_and_two_sided_wins() -> None:
     assert 0 < two.rewards_today < day_so_far * two.samples / 10  # a share, never the whole pool
     if one.samples == two.samples:  # same size per order: both sides score more than one
         assert two.rewards_today > one.rewards_today
+
+
+def test_the_minute_sample_is_the_book_at_the_boundary() -> None:
+    """The venue samples each minute at the boundary: every event stamped before it is in the
+    sample, none stamped at or after it. The step that reaches the boundary is stamped after it
+    (here 50 ms, as in the fresh-clone CI failure: a background taker filled our order in that
+    step's flow, the sandbox scored the book after the fill, while the fill's match time is the
+    minute's second and every client counts it after the sample), so the sample is the book as
+    the previous step left it, and that step's flow comes after it."""
+    sim = Simulator(markets=30, seed=5, start_ts=START + 0.05)
+    m = _reward_market(sim)
+    size = max(m.program.min_size, m.min_order_size) * 2
+    moved = 0
+    for minute in range(1, 9):
+        boundary = (START // 60 + minute) * 60
+        sim.run_until(boundary - 1)
+        sim.cancel_all("k")
+        _band_orders(sim, "k", m, size, tag=str(minute))  # at the touch: the flow's takers hit them
+        while sim.now() + 0.1 < boundary:
+            sim.step()
+        _, before, _ = sim.econ.market_scores(m)  # the book every event stamped before the boundary left
+        total = sum((q.q_min for q in before.values()), D(0))
+        sim.step()  # reaches the boundary: stamped 50 ms after it
+        assert sim.econ.minutes_sampled == minute and sim.now() > boundary
+        led = sim.econ.ledgers[("k", m.condition_id)]
+        assert led.last["ts"] == sim.now()
+        assert D(led.last["q_min"]) == before["k"].q_min and D(led.last["share"]) == share(before["k"].q_min, total)
+        _, after, _ = sim.econ.market_scores(m)
+        moved += after.get("k") != before["k"] or after.get(BACKGROUND) != before.get(BACKGROUND)
+    assert moved, "no crossing step changed the book: the test would not tell the two instants apart"
 
 
 def test_fees_and_rebates_at_match_and_midnight_payout() -> None:
