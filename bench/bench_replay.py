@@ -15,6 +15,11 @@
    alternating, median of --runs each; prints the ratio and whether the orders and trades of both
    are identical (sha256 over every row).
 
+5. --instructions (with --window W, optionally --compare DIR): instructions per market event of
+   one replay, counted by valgrind's callgrind (the replay process minus the same process stopped
+   before the replay): the same figure on every run, so a change of a few % is measurable on a
+   host whose CPU time drifts ±15 %. It ranks code; it does not predict seconds.
+
 Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine] [--rotate-sec 60]
        [--compare DIR]
 Figures go to bench/README.md by hand (median of runs, date, command).
@@ -27,6 +32,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -264,6 +270,61 @@ def bench_long_window(root: Path, minutes: float) -> None:
               f"CPU-s, {r['fills']} fills")
 
 
+def ir_worker(root: Path, minutes: float, run: bool) -> None:
+    """--ir-worker (under valgrind): what `worker` does, and with `run` False everything but the
+    replay itself (imports, settings, the window, the Replayer), so that the difference of the two
+    processes' instruction counts is the replay's."""
+    s = load_settings(record_dir=str(root), quote_refresh_sec=3.0)
+    w = load_window(root, T0, T0 + minutes * 60)
+    r = Replayer(s, T0, T0 + minutes * 60, window=w)
+    out: dict[str, Any] = {}
+    if run:
+        res = asyncio.run(r.run())
+        out = {"events": res.summary["events"], "fills": res.summary["fills"],
+               "orders_hash": rows_hash(res.orders, res.run_id), "trades_hash": rows_hash(res.trades, res.run_id)}
+    print("IR " + json.dumps(out), flush=True)
+
+
+def _instructions(root: Path, minutes: float, tree: Path, run: bool) -> dict[str, Any]:
+    """One `ir_worker` process of `tree` under callgrind: its JSON line and the instructions it ran
+    (callgrind's "Collected" total; deterministic up to a few 0.01 %, whatever the host's load)."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           str(Path(__file__).resolve()), "--ir-worker", "--data", str(root.parent), "--minutes", str(MINUTES_OF[root]),
+           "--window", str(minutes)] + ([] if run else ["--ir-load-only"])
+    p = subprocess.run(cmd, env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree),
+                                     PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True, check=True)
+    m = re.search(r"Collected : (\d+)", p.stderr)
+    if m is None:
+        raise RuntimeError(f"valgrind printed no instruction count: {p.stderr[-300:]}")
+    out = dict(json.loads(next(x for x in p.stdout.splitlines() if x.startswith("IR ")).removeprefix("IR ")))
+    out["instructions"] = int(m.group(1))
+    return out
+
+
+def bench_instructions(root: Path, minutes: float, other: Path | None) -> None:
+    """Instructions per market event of one replay (this tree, and --compare's), counted by
+    valgrind's callgrind: the replay process minus the same process stopped before the replay.
+    Why: on this shared 2-vCPU host CPU time drifts ±15 % within minutes, so a 5 % change cannot be
+    told from noise by timing; an instruction count is the same on every run (it does not see cache
+    misses or the CPU's speed, so it ranks code, it does not predict seconds)."""
+    if shutil.which("valgrind") is None:
+        print("instructions: valgrind is not installed (Debian: apt-get install valgrind); skipped")
+        return
+    trees = ([("before", other)] if other else []) + [("after", ROOT)]
+    per: dict[str, float] = {}
+    for label, tree in trees:
+        done = _instructions(root, minutes, tree, True)
+        base = _instructions(root, minutes, tree, False)
+        replay = done["instructions"] - base["instructions"]
+        per[label] = replay / done["events"]
+        print(f"instructions {label} ({tree}): {minutes:g} min, {done['events']:,} events: replay "
+              f"{replay / 1e9:.3f} G instructions = {per[label]:,.0f} per event (process {done['instructions'] / 1e9:.3f} G, "
+              f"without the replay {base['instructions'] / 1e9:.3f} G); fills {done['fills']}, orders {done['orders_hash']}, "
+              f"trades {done['trades_hash']}")
+    if other:
+        print(f"  instructions per event after/before = {per['after'] / per['before']:.3f}")
+
+
 def _cpu_self_children() -> tuple[float, float]:
     import resource
 
@@ -459,6 +520,10 @@ def main() -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--window-memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--memory-replay", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--instructions", action="store_true",
+                    help="only: instructions per event of one replay under valgrind's callgrind (and --compare's tree)")
+    ap.add_argument("--ir-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--ir-load-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--long-window", type=float, default=None, metavar="MINUTES",
                     help="only: read and replay a recording of MINUTES (generated once), payloads in memory vs in the files")
     a = ap.parse_args()
@@ -471,6 +536,13 @@ def main() -> None:
         return
     if a.window_memory:
         window_memory(recording(data, a.minutes), a.window or a.minutes, a.memory_replay)
+        return
+    if a.ir_worker:
+        ir_worker(recording(data, a.minutes), a.window or a.minutes, not a.ir_load_only)
+        return
+    if a.instructions:
+        bench_instructions(recording(data, a.minutes), a.window or a.minutes,
+                           Path(a.compare).resolve() if a.compare else None)
         return
     if a.long_window:
         bench_long_window(recording(data, a.long_window), a.long_window)
