@@ -272,9 +272,11 @@ def bench_long_window(root: Path, minutes: float) -> None:
 
 def ir_worker(root: Path, minutes: float, run: bool) -> None:
     """--ir-worker (under valgrind): what `worker` does, and with `run` False everything but the
-    replay itself (imports, settings, the window, the Replayer), so that the difference of the two
-    processes' instruction counts is the replay's."""
+    replay itself (imports, settings, a 10-second warm-up replay, the window, the Replayer), so that
+    the difference of the two processes' instruction counts is the replay's."""
     s = load_settings(record_dir=str(root), quote_refresh_sec=3.0)
+    asyncio.run(Replayer(s, T0, T0 + 10, window=load_window(root, T0, T0 + 10)).run())  # both: what a replay
+    # imports on first use (strategies, economics) is compiled here, not counted as the replay's
     w = load_window(root, T0, T0 + minutes * 60)
     r = Replayer(s, T0, T0 + minutes * 60, window=w)
     out: dict[str, Any] = {}
@@ -291,8 +293,10 @@ def _instructions(root: Path, minutes: float, tree: Path, run: bool) -> dict[str
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
            str(Path(__file__).resolve()), "--ir-worker", "--data", str(root.parent), "--minutes", str(MINUTES_OF[root]),
            "--window", str(minutes)] + ([] if run else ["--ir-load-only"])
-    p = subprocess.run(cmd, env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree),
-                                     PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True, check=True)
+    with tempfile.TemporaryDirectory() as pyc:  # every tree compiles its modules alike (no .pyc of earlier runs)
+        p = subprocess.run(cmd, env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree),
+                                         PYTHONPYCACHEPREFIX=pyc, PYTHONDONTWRITEBYTECODE="1"),
+                           capture_output=True, text=True, check=True)
     m = re.search(r"Collected : (\d+)", p.stderr)
     if m is None:
         raise RuntimeError(f"valgrind printed no instruction count: {p.stderr[-300:]}")
