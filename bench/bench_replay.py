@@ -17,7 +17,7 @@
 
 5. --instructions (with --window W, optionally --compare DIR): instructions per market event of
    one replay, counted by valgrind's callgrind (the replay process minus the same process stopped
-   before the replay): the same figure on every run, so a change of a few % is measurable on a
+   before the replay): within ≈ 0.5 % from run to run, so a change of a few % is measurable on a
    host whose CPU time drifts ±15 %. It ranks code; it does not predict seconds.
 
 Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine] [--rotate-sec 60]
@@ -228,14 +228,23 @@ def window_memory(root: Path, minutes: float, replay: bool = False) -> None:
     print("MEMORY " + json.dumps(out), flush=True)
 
 
+def _run_fresh(root: Path, minutes: float, tree: Path, flags: list[str], prefix: tuple[str, ...] = (),
+               **env: str) -> subprocess.CompletedProcess[str]:
+    """This script in a fresh process (after `prefix`, e.g. valgrind) running the code of `tree`
+    (`flags`: what it does), over the window of `minutes`."""
+    return subprocess.run([*prefix, sys.executable, str(Path(__file__).resolve()), *flags, "--data", str(root.parent),
+                           "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
+                          env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree), **env),
+                          capture_output=True, text=True, check=True)
+
+
+def _tagged(stdout: str, tag: str) -> dict[str, Any]:
+    """The JSON of a fresh process's output line starting with `tag`."""
+    return dict(json.loads(next(x for x in stdout.splitlines() if x.startswith(tag)).removeprefix(tag)))
+
+
 def _fresh(root: Path, minutes: float, tree: Path, tag: str, flags: list[str], **env: str) -> dict[str, Any]:
-    """This script in a fresh process running the code of `tree` (`flags`: what it does), over the
-    window of `minutes`; the JSON of its output line starting with `tag`."""
-    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), *flags, "--data", str(root.parent),
-                        "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
-                       env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree), **env),
-                       capture_output=True, text=True, check=True)
-    return dict(json.loads(next(x for x in p.stdout.splitlines() if x.startswith(tag)).removeprefix(tag)))
+    return _tagged(_run_fresh(root, minutes, tree, flags, **env).stdout, tag)
 
 
 def _memory_run(root: Path, minutes: float, tree: Path, replay: bool = False, eager: bool = False) -> dict[str, Any]:
@@ -289,18 +298,15 @@ def ir_worker(root: Path, minutes: float, run: bool) -> None:
 
 def _instructions(root: Path, minutes: float, tree: Path, run: bool) -> dict[str, Any]:
     """One `ir_worker` process of `tree` under callgrind: its JSON line and the instructions it ran
-    (callgrind's "Collected" total; deterministic up to a few 0.01 %, whatever the host's load)."""
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-           str(Path(__file__).resolve()), "--ir-worker", "--data", str(root.parent), "--minutes", str(MINUTES_OF[root]),
-           "--window", str(minutes)] + ([] if run else ["--ir-load-only"])
+    (callgrind's "Collected" total; runs of one tree agreed within 0.2 %, whatever the host's load)."""
     with tempfile.TemporaryDirectory() as pyc:  # every tree compiles its modules alike (no .pyc of earlier runs)
-        p = subprocess.run(cmd, env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree),
-                                         PYTHONPYCACHEPREFIX=pyc, PYTHONDONTWRITEBYTECODE="1"),
-                           capture_output=True, text=True, check=True)
+        p = _run_fresh(root, minutes, tree, ["--ir-worker"] + ([] if run else ["--ir-load-only"]),
+                       ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
+                       PYTHONPYCACHEPREFIX=pyc, PYTHONDONTWRITEBYTECODE="1")
     m = re.search(r"Collected : (\d+)", p.stderr)
     if m is None:
         raise RuntimeError(f"valgrind printed no instruction count: {p.stderr[-300:]}")
-    out = dict(json.loads(next(x for x in p.stdout.splitlines() if x.startswith("IR ")).removeprefix("IR ")))
+    out = _tagged(p.stdout, "IR ")
     out["instructions"] = int(m.group(1))
     return out
 
@@ -309,8 +315,8 @@ def bench_instructions(root: Path, minutes: float, other: Path | None) -> None:
     """Instructions per market event of one replay (this tree, and --compare's), counted by
     valgrind's callgrind: the replay process minus the same process stopped before the replay.
     Why: on this shared 2-vCPU host CPU time drifts ±15 % within minutes, so a 5 % change cannot be
-    told from noise by timing; an instruction count is the same on every run (it does not see cache
-    misses or the CPU's speed, so it ranks code, it does not predict seconds)."""
+    told from noise by timing; an instruction count varies by ≈ 0.5 % at most (it does not see
+    cache misses or the CPU's speed, so it ranks code, it does not predict seconds)."""
     if shutil.which("valgrind") is None:
         print("instructions: valgrind is not installed (Debian: apt-get install valgrind); skipped")
         return

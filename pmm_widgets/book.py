@@ -206,6 +206,17 @@ class OrderBook:
             _SIZES[size] = s
         return s
 
+    def _level_of(self, price: Any, size: Any) -> tuple[int, Decimal]:
+        """(tick, size) of a wire level: `_tick_of` / `_size_of` with their caches read here first
+        (a hit costs two dict reads and no call; a miss validates as they do). BookError if refused."""
+        t = self._px.get(price)
+        if t is None:
+            t = self._tick_of(price)
+        s = _SIZES.get(size) if type(size) is str else None
+        if s is None:
+            s = self._size_of(size)
+        return t, s
+
     # ------------------------------------------------------------------ mutation
     def apply_change(self, price: str, size: str, side: str) -> bool:
         """Set the absolute size of one level ("0" removes it). False (and counted) if refused."""
@@ -250,10 +261,10 @@ class OrderBook:
         is validated first, and one bad entry refuses them all (counted once, book unchanged).
 
         This is the hot path of the feed and of every replay (one call per token per event): the
-        caches of `_tick_of` / `_size_of` are read inline first (only a miss calls them, the same
-        validation then; `_parse_side` does the same for snapshots) and `_set_level` prices from
-        the grid list (`_grid`, the same Decimals as `_price`). `tests/core/test_book_fastpath.py` checks it against the
-        code before that change over random sequences."""
+        caches of `_tick_of` / `_size_of` are read first (`_level_of`, inline here: a call per
+        entry less; only a miss calls them, the same validation then) and `_set_level` prices from
+        the grid list (`_grid`, the same Decimals as `_price`). `tests/core/test_book_fastpath.py`
+        checks it against the code before that change over random sequences."""
         sides, px, sizes = _BID_SIDES, self._px, _SIZES
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
@@ -262,7 +273,7 @@ class OrderBook:
                 if is_bid is None:
                     raise BookError(f"unknown side {e.side[:20]!r}")
                 price, size = e.price, e.size
-                t = px.get(price)  # a cache hit costs no call
+                t = px.get(price)  # `_level_of`, inline
                 if t is None:
                     t = self._tick_of(price)
                 sz = sizes.get(size) if type(size) is str else None
@@ -363,15 +374,9 @@ class OrderBook:
 
     def _parse_side(self, levels: Sequence[PriceLevel]) -> dict[int, Decimal]:
         out: dict[int, Decimal] = {}
-        px, sizes = self._px, _SIZES
+        level_of = self._level_of
         for lv in levels:
-            price, size = lv.price, lv.size
-            t = px.get(price)  # the caches inline, as in `apply_changes` (a call per level less: 0.9 % of a replay)
-            if t is None:
-                t = self._tick_of(price)
-            s = sizes.get(size) if type(size) is str else None
-            if s is None:
-                s = self._size_of(size)
+            t, s = level_of(lv.price, lv.size)
             if s:
                 out[t] = s
             else:

@@ -149,13 +149,12 @@ class MarketData:
         if not listeners:
             return
         now = self.clock()  # one frame: one instant
-        books, stale_sec, is_live = self.books, self.stale_sec, self.stream.is_live
+        books, is_stale = self.books, self.is_stale
         for t in tokens:
             b = books.get(t)
             if b is None or not b.synced:
                 continue
-            # `is_stale(b, now)` of a synced book, inline (every touched book of every frame)
-            v = b.view(None, stale=b.needs_resync or now - b.ts > stale_sec or not is_live(b.token_id))
+            v = b.view(None, stale=is_stale(b, now))
             for fn in listeners:
                 try:
                     fn(v)

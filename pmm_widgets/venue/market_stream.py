@@ -556,21 +556,15 @@ class MarketStream:
 
     def _on_price_change(self, ev: PriceChangeEvent, now: float, touched: set[str]) -> None:
         ts, clamped = self._ts(ev.timestamp, now)
-        pcs = ev.price_changes
-        groups: Iterable[tuple[str, list[PriceChange]]]
-        if len(pcs) == 2 and pcs[0].asset_id != pcs[1].asset_id:  # the usual message: one entry per token
-            groups = ((pcs[0].asset_id, pcs[:1]), (pcs[1].asset_id, pcs[1:]))
-        else:  # the entries of each token, in order, tokens in order of first appearance
-            by_asset: dict[str, list[PriceChange]] = {}
-            for ch in pcs:
-                chs = by_asset.get(ch.asset_id)
-                if chs is None:
-                    by_asset[ch.asset_id] = [ch]
-                else:
-                    chs.append(ch)
-            groups = by_asset.items()
-        get = self.books.get
-        books = [(get(a) or self._book(a), chs) for a, chs in groups]  # unknown token: whole message refused
+        by_asset: dict[str, list[PriceChange]] = {}
+        for ch in ev.price_changes:
+            chs = by_asset.get(ch.asset_id)
+            if chs is None:
+                by_asset[ch.asset_id] = [ch]
+            else:
+                chs.append(ch)
+        book = self._book
+        books = [(book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
         for b, chs in books:
             if b is None or not b.synced:
                 continue  # a snapshot is on its way
