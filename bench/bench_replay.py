@@ -20,6 +20,9 @@
    before the replay): within ≈ 0.5 % from run to run, so a change of a few % is measurable on a
    host whose CPU time drifts ±15 %. It ranks code; it does not predict seconds.
 
+6. --phases (with --window W): where one replay's CPU goes (the cycles, the book and trade
+   listeners, the rest), the ceiling the cycles alone set, the cycle time 200k events/CPU-s allows.
+
 Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine] [--rotate-sec 60]
        [--compare DIR]
 Figures go to bench/README.md by hand (median of runs, date, command).
@@ -335,6 +338,64 @@ def bench_instructions(root: Path, minutes: float, other: Path | None) -> None:
         print(f"  instructions per event after/before = {per['after'] / per['before']:.3f}")
 
 
+def bench_phases(root: Path, minutes: float, runs: int) -> None:
+    """Where one replay's CPU goes (median of `runs`, in this process): the quote cycles
+    (`ReplayPoint.run_cycle`: the cycle, the paper exchange's poll and orders), the book listeners
+    (`MarketData._on_books`: a view of each touched book per frame for the paper exchange), the
+    trade listeners (`MarketData._on_trade`), and the rest (the window's loop, frame decoding, the
+    stream's parser and the books). It prints the ceiling the cycles alone set (the events per CPU-s
+    if everything else cost nothing) and the cycle time the 200,000-events-per-CPU-s goal leaves."""
+    from pmm_widgets.research.replayer import ReplayPoint
+    from pmm_widgets.venue.market_data import MarketData
+
+    pt = time.process_time
+    acc: dict[str, float] = {}
+
+    def timed(owner: Any, name: str, label: str, is_async: bool = False) -> Any:
+        fn = getattr(owner, name)
+        if is_async:
+            async def a(*args: Any, **kw: Any) -> Any:
+                t = pt()
+                try:
+                    return await fn(*args, **kw)
+                finally:
+                    acc[label] = acc.get(label, 0.0) + pt() - t
+            setattr(owner, name, a)
+        else:
+            def f(*args: Any, **kw: Any) -> Any:
+                t = pt()
+                try:
+                    return fn(*args, **kw)
+                finally:
+                    acc[label] = acc.get(label, 0.0) + pt() - t
+            setattr(owner, name, f)
+        return fn
+
+    saved = [(ReplayPoint, "run_cycle", timed(ReplayPoint, "run_cycle", "quote cycles", True)),
+             (MarketData, "_on_books", timed(MarketData, "_on_books", "book listeners")),
+             (MarketData, "_on_trade", timed(MarketData, "_on_trade", "trade listeners"))]
+    got: list[dict[str, float]] = []
+    try:
+        for _ in range(runs):
+            acc.clear()
+            s = full_replay(root, minutes)
+            got.append({**acc, "cpu": s["cpu_seconds"], "events": s["events"], "cycles": s["cycles"]})
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+    med = {k: statistics.median(g.get(k, 0.0) for g in got) for k in got[0]}
+    cpu, ev, cy = med["cpu"], med["events"], med["cycles"]
+    rest = cpu - sum(v for k, v in med.items() if k not in ("cpu", "events", "cycles"))
+    print(f"phases of one replay, {MARKETS} markets x {minutes:g} min ({ev:,.0f} events, {cy:.0f} cycles), "
+          f"median of {runs}: {cpu:.2f} CPU-s = {ev / cpu:,.0f} events per CPU-s")
+    for k in ("quote cycles", "book listeners", "trade listeners"):
+        extra = f" = {1000 * med[k] / cy:.1f} ms per cycle" if k == "quote cycles" else ""
+        print(f"  {k}: {med[k]:.2f} CPU-s ({med[k] / cpu:.1%}){extra}")
+    print(f"  the rest (window loop, frame decoding, parser, books): {rest:.2f} CPU-s ({rest / cpu:.1%})")
+    print(f"  ceiling set by the cycles alone: {ev / med['quote cycles']:,.0f} events per CPU-s; 200,000 events per CPU-s "
+          f"leaves {1000 * ev / 200_000 / cy:.2f} ms per cycle for everything")
+
+
 def _cpu_self_children() -> tuple[float, float]:
     import resource
 
@@ -534,6 +595,8 @@ def main() -> None:
                     help="only: instructions per event of one replay under valgrind's callgrind (and --compare's tree)")
     ap.add_argument("--ir-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ir-load-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--phases", action="store_true",
+                    help="only: where one replay's CPU goes (cycles, book/trade listeners, the rest), median of --runs")
     ap.add_argument("--long-window", type=float, default=None, metavar="MINUTES",
                     help="only: read and replay a recording of MINUTES (generated once), payloads in memory vs in the files")
     a = ap.parse_args()
@@ -553,6 +616,9 @@ def main() -> None:
     if a.instructions:
         bench_instructions(recording(data, a.minutes), a.window or a.minutes,
                            Path(a.compare).resolve() if a.compare else None)
+        return
+    if a.phases:
+        bench_phases(recording(data, a.minutes), a.window or a.minutes, a.runs)
         return
     if a.long_window:
         bench_long_window(recording(data, a.long_window), a.long_window)

@@ -171,6 +171,23 @@ def test_spread_strategy_is_the_seed_quoting():
     assert list(SpreadStrategy().decide(ctx, None).quotes) == make_quotes(m, y, n, p, inv, 1.7, vol)
 
 
+@settings(max_examples=150, deadline=None)
+@given(ctx=contexts(), other=contexts(), paused=st.booleans())
+def test_spread_strategy_decides_as_make_quotes_with_or_without_its_key(ctx, other, paused):
+    """`decide` reuses the integer ticks of the `decision_key` just computed for the same context
+    (the cycle asks for the key, then the decision): equal to `make_quotes` after that key, with no
+    key, and after a key of another context (whose ticks it must not take)."""
+    if paused:
+        ctx = replace(ctx, params=ctx.params.update(quoting_paused=True))
+    want = make_quotes(ctx.market, ctx.yes, ctx.no, ctx.params, ctx.inventory, ctx.calib_mult, ctx.vol)
+    s = SpreadStrategy()
+    assert list(s.decide(ctx, None).quotes) == want
+    s.decision_key(ctx)
+    assert list(s.decide(ctx, None).quotes) == want
+    s.decision_key(other)
+    assert list(s.decide(ctx, None).quotes) == want
+
+
 def test_rewards_band_pulls_quotes_into_the_scoring_band():
     from pmm_widgets.economics.rewards import score_orders, to_yes_terms
 
