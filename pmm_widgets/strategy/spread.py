@@ -18,9 +18,7 @@ class SpreadStrategy:
     tests/strategy/test_strategies.py compares it with `make_quotes` (with and without the key)."""
 
     name = "spread"
-
-    def __init__(self) -> None:
-        self._last: tuple[MarketContext, tuple[int, int]] | None = None  # the last key's context and ticks
+    _last: tuple[MarketContext, tuple[int, int]] | None = None  # the last key's context and its ticks
 
     def decide(self, ctx: MarketContext, state: object | None) -> Decision:
         if is_quotable(ctx.market, ctx.yes, ctx.no, ctx.params) is not None:
@@ -34,7 +32,7 @@ class SpreadStrategy:
     def decision_key(self, ctx: MarketContext) -> object:
         ticks = _ticks(ctx)
         self._last = (ctx, ticks)
-        return (book_flags(ctx), ticks)
+        return spread_key(ctx, ticks)
 
 
 def _ticks(ctx: MarketContext) -> tuple[int, int]:
@@ -42,7 +40,8 @@ def _ticks(ctx: MarketContext) -> tuple[int, int]:
                         ctx.bid_ticks, ctx.ask_ticks)
 
 
-def spread_key(ctx: MarketContext) -> tuple[object, ...]:
+def spread_key(ctx: MarketContext, ticks: tuple[int, int] | None = None) -> tuple[object, ...]:
     """`make_quotes` = `token_quotes` over `spread_ticks`: with the cycle's own key (market,
-    params, inventory, tick, touch, min sizes) the integer ticks and the book flags decide it."""
-    return (book_flags(ctx), _ticks(ctx))
+    params, inventory, tick, touch, min sizes) the integer ticks and the book flags decide it.
+    `ticks`: the context's `spread_ticks` when the caller has them."""
+    return (book_flags(ctx), _ticks(ctx) if ticks is None else ticks)
