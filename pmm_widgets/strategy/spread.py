@@ -7,27 +7,24 @@
 from __future__ import annotations
 
 from .base import Decision, MarketContext, book_flags
-from .quoting import is_quotable, spread_ticks, token_quotes
+from .quoting import make_quotes, spread_ticks
 
 
 class SpreadStrategy:
-    """`decide` is `make_quotes` over the context's grid tick and effective touch (the cycle builds
-    them with `grid_tick` / `effective_touch`, the functions `make_quotes` calls), reusing the
-    integer ticks `decision_key` just computed for the same context (the cycle asks for the key,
-    then, when it changed, for the decision: the pair was computed twice).
+    """`decide` is `make_quotes` given the context's grid tick and effective touch (the cycle builds
+    them with `grid_tick` / `effective_touch`, the functions `make_quotes` calls) and the integer
+    ticks `decision_key` just computed for the same context (the cycle asks for the key, then,
+    when it changed, for the decision: the pair was computed twice).
     tests/strategy/test_strategies.py compares it with `make_quotes` (with and without the key)."""
 
     name = "spread"
     _last: tuple[MarketContext, tuple[int, int]] | None = None  # the last key's context and its ticks
 
     def decide(self, ctx: MarketContext, state: object | None) -> Decision:
-        if is_quotable(ctx.market, ctx.yes, ctx.no, ctx.params) is not None:
-            return Decision(())
-        last = self._last
-        bid_t, ask_t = last[1] if last is not None and last[0] is ctx else _ticks(ctx)
-        self._last = None
-        return Decision(tuple(token_quotes(ctx.market, ctx.yes, ctx.no, ctx.params, ctx.inventory, ctx.tick,
-                                           ctx.bid_ticks, ctx.ask_ticks, bid_t, ask_t)))
+        last, self._last = self._last, None
+        return Decision(tuple(make_quotes(ctx.market, ctx.yes, ctx.no, ctx.params, ctx.inventory, ctx.calib_mult,
+                                          ctx.vol, touch=(ctx.tick, ctx.bid_ticks, ctx.ask_ticks),
+                                          ticks=last[1] if last is not None and last[0] is ctx else None)))
 
     def decision_key(self, ctx: MarketContext) -> object:
         ticks = _ticks(ctx)
