@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="build and sign orders but never send them (mode dry_run)")
     live.add_argument("--yes", action="store_true", help="skip the typed confirmation (for unattended starts)")
     for p in (paper, live):
-        p.add_argument("--max-seconds", type=float, default=None, help="stop cleanly after this many seconds")
+        p.add_argument("--max-seconds", type=float, default=None, help="stop cleanly after this many seconds (counted from the start, set-up included)")
 
     sb = leaf(sub, "sandbox", "serve the simulated venue (Gamma, CLOB REST, websockets) on loopback", cmd_sandbox)
     sb.add_argument("--markets", type=int, default=None, help="number of simulated markets (default 80)")

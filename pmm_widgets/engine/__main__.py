@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=["paper", "dry-run", "live"], default="paper")
     ap.add_argument("--sandbox", action="store_true", help="trade the embedded loopback sandbox (PMM_VENUE=sandbox)")
     ap.add_argument("--yes", action="store_true", help="skip the live confirmation prompt")
-    ap.add_argument("--max-seconds", type=float, default=None, help="stop cleanly after N seconds")
+    ap.add_argument("--max-seconds", type=float, default=None, help="stop cleanly after N seconds (counted from the start, set-up included)")
     args = ap.parse_args(argv)
     if args.sandbox:
         os.environ["PMM_VENUE"] = "sandbox"

@@ -328,8 +328,10 @@ class Engine:
         """Wait until the started engine knows whether it owns (set up and quoting) or is attached."""
         assert self._task is not None, "call start() first"
         waiter = asyncio.ensure_future(self._ctl.role.wait())
-        done, _ = await asyncio.wait({waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
+        try:
+            await asyncio.wait({waiter, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the caller is cancelled (a signal during the start): no stray waiter
+            waiter.cancel()
         if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
             raise self._task.exception()  # type: ignore[misc]
         return self.role

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from ..config import Params, Settings, format_validation_error
 from ..domain import Market, Mode
+from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
@@ -70,6 +71,11 @@ def _renew_with(lease: Lease, state: EngineState) -> bool:
 
 # `PMM_GC_FREEZE`: frozen once more after this many cycles (the per-market state they built)
 GC_REFREEZE_CYCLE = 5
+
+
+class StartAborted(PmmError, RuntimeError):
+    """The engine was told to stop while its start-up was still waiting for the venue (the
+    universe): nothing was quoted. A stop the user asked for, not a crash."""
 
 
 class FullCollections:
@@ -260,7 +266,7 @@ class OwnerSession:
             loops: list[asyncio.Task[None]] = []
             try:
                 # the lease is renewed from the start (setup may take long) until just before the release
-                self._lease_task = tg.create_task(self._owned(self._lease_loop(), "pmm-lease"), name="pmm-lease")
+                self._lease_task = tg.create_task(self._owned(self._lease_loop, "pmm-lease"), name="pmm-lease")
                 await self._setup()
                 if self.mode is not Mode.PAPER and self._cancel_budget() < self.settings.http_timeout_sec:
                     self.events.emit(Level.WARNING, EventKind.LEASE,
@@ -270,15 +276,18 @@ class OwnerSession:
                 self.events.emit(Level.INFO, EventKind.ENGINE_START, f"engine started: mode={self.mode.value} "
                                  f"venue={self.settings.venue.value} markets={len(self.markets)}")
                 self._ctl.role.set()
-                loops.append(tg.create_task(self._owned(self._universe_loop(), "pmm-universe"), name="pmm-universe"))
-                loops.append(tg.create_task(self._owned(self._prune_loop(), "pmm-prune"), name="pmm-prune"))
+                loops.append(tg.create_task(self._owned(self._universe_loop, "pmm-universe"), name="pmm-universe"))
+                loops.append(tg.create_task(self._owned(self._prune_loop, "pmm-prune"), name="pmm-prune"))
                 await self._quote_loop()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 msg = f"{type(exc).__name__}: {exc}"
                 self._publish(replace(self._state(), last_error=msg))
-                self.events.emit(Level.ERROR, EventKind.ERROR, f"engine crashed: {msg}")
+                if isinstance(exc, StartAborted):  # a stop asked for during the start: nothing was quoted
+                    self.events.emit(Level.WARNING, EventKind.ENGINE_STOP, str(exc))
+                else:
+                    self.events.emit(Level.ERROR, EventKind.ERROR, f"engine crashed: {msg}")
                 self.crash_reported = True
                 crash = exc  # raised after the group (a group would wrap it in an ExceptionGroup)
             finally:
@@ -290,12 +299,13 @@ class OwnerSession:
         if crash is not None:
             raise crash
 
-    async def _owned(self, loop: Coroutine[Any, Any, None], name: str) -> None:
+    async def _owned(self, loop: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         """A background loop of the group: its failure is reported and stops the run (never
         propagated into the group, which would cancel the quote loop mid-cycle instead of letting
-        the shutdown cancel the orders)."""
+        the shutdown cancel the orders). `loop` is the loop's function, called here: a task
+        cancelled before its first step (a stop just after the start) leaves no coroutine behind."""
         try:
-            await loop
+            await loop()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever it guarded is not proven any more: stop
@@ -425,7 +435,7 @@ class OwnerSession:
                 return markets
             except Exception as exc:  # noqa: BLE001 - reported, retried; a stop ends the wait
                 if self._ctl.stop.is_set():
-                    raise
+                    raise StartAborted(f"stopped before the universe could be loaded: {exc}") from exc
                 delay = max(1.0, backoff_delay(attempt, 1.0, 15.0))
                 attempt += 1
                 msg = f"universe load failed ({type(exc).__name__}: {exc}); retrying in {delay:.1f}s"
@@ -433,7 +443,7 @@ class OwnerSession:
                 self._publish(replace(self._state(), last_error=msg[:300]))
                 await wait_set(self._ctl.stop, delay)
                 if self._ctl.stop.is_set():
-                    raise RuntimeError(f"stopped before the universe could be loaded: {exc}") from None
+                    raise StartAborted(f"stopped before the universe could be loaded: {exc}") from exc
 
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never

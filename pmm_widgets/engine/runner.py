@@ -22,8 +22,10 @@ from ..domain import Mode
 from ..errors import ExitCode
 from ..events import EventKind, Level
 from .core import Engine, venue_description, wallet_address
+from .owner import StartAborted
 from .state import EngineState
 
+ROLE_WAIT_SEC = 120.0  # the longest wait for the engine to know whether it owns the DB or is attached
 SHOWN_INFO = frozenset({EventKind.ENGINE_START, EventKind.ENGINE_STOP, EventKind.ATTACHED})  # INFO lines printed
 
 
@@ -104,26 +106,52 @@ async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, st
     engine.events.subscribe(lambda ev: print(f"{ev.level} {ev.kind}: {ev.message}", file=out, flush=True)
                             if ev.level is not Level.INFO or ev.kind in SHOWN_INFO else None)
     task = engine.start()
-    try:
-        role = await engine.wait_role(timeout=120.0)
-    except Exception:
-        role = "crashed"
-    if role == "attached":  # headless never mirrors: one quoting engine per DB
-        await engine.stop()
-        print("another engine owns this DB (lease held): not starting a second one", file=sys.stderr, flush=True)
-        return ExitCode.LEASE_HELD
+    loop = asyncio.get_running_loop()
+    deadline = None if max_seconds is None else loop.time() + max_seconds  # from the start, set-up included
+
+    def left(cap: float | None = None) -> float | None:
+        rest = None if deadline is None else max(0.0, deadline - loop.time())
+        return cap if rest is None else rest if cap is None else min(rest, cap)
+
+    # a signal or `max_seconds` ends the run at any moment, the start-up included (a venue that
+    # cannot be reached keeps the start waiting: Ctrl-C stops it at once, not after the role's wait)
     waiter = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({task, waiter}, timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task not in done:
+    try:
+        role_task = asyncio.ensure_future(engine.wait_role(timeout=left(ROLE_WAIT_SEC) or 0.0))
+        await asyncio.wait({role_task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        role = "stopping"
+        if not role_task.done():
+            role_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await role_task
+        elif role_task.exception() is None:
+            role = role_task.result()
+        else:
+            role = "crashed"
+        if role == "attached":  # headless never mirrors: one quoting engine per DB
+            await engine.stop()
+            print("another engine owns this DB (lease held): not starting a second one", file=sys.stderr, flush=True)
+            return ExitCode.LEASE_HELD
+        if not waiter.done():
+            await asyncio.wait({task, waiter}, timeout=left(), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not task.done():
         await engine.stop()
     interrupted = ExitCode.INTERRUPTED if signal.SIGINT in got else ExitCode.OK  # Ctrl-C: 130 after the clean stop, like any CLI
     if task.cancelled():
         return interrupted
     exc = task.exception()
-    if exc is not None:
-        from ..errors import describe
+    from ..errors import describe
 
+    if isinstance(exc, StartAborted):  # the start was still waiting for the venue: nothing was quoted
+        if got:  # the user stopped it
+            print(f"stopped before the engine started: {describe(exc)}", file=sys.stderr, flush=True)
+            return interrupted
+        within = f" within --max-seconds {max_seconds:g}" if max_seconds is not None else ""
+        print(f"not started{within}: {describe(exc)}", file=sys.stderr, flush=True)
+        return ExitCode.ERROR
+    if exc is not None:
         print(f"engine crashed: {describe(exc, engine.settings.db_url)}", file=sys.stderr, flush=True)
         return ExitCode.ERROR
     if engine.fatal_halt:  # a safety halt ended the run (lease lost, DB gone): not a clean exit
