@@ -37,21 +37,27 @@ def test_headless_run_keeps_face_modules_out(db_url):
     assert " tick " in out.stdout  # one status line per cycle
 
 
+def _read_until(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
+    """The process's stdout lines up to the first holding `marker` (or its end, or `timeout`)."""
+    lines: list[str] = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            break
+    return lines
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_headless_runner_signal_stops_clean_with_documented_code(db_url, db, sig, code):
     proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.engine", "--sandbox"], env=subprocess_env(db_url),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines = []
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if " tick 5 " in line:
-                break
+        lines = _read_until(proc, " tick 5 ")
         assert any(" tick 5 " in ln for ln in lines), "".join(lines) + proc.stderr.read() if proc.poll() is not None else "".join(lines)
         assert count(db, "SELECT COUNT(*) FROM engine_lease") == 1
         proc.send_signal(sig)
@@ -76,15 +82,7 @@ def test_a_signal_stops_a_start_that_waits_for_an_unreachable_venue_at_once(db_u
     proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.engine"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines = []
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "universe load failed" in line:
-                break
+        lines = _read_until(proc, "universe load failed")
         assert any("universe load failed" in ln for ln in lines), "".join(lines)
         t = time.monotonic()
         proc.send_signal(sig)
