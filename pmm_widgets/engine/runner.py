@@ -122,8 +122,7 @@ async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, st
         role = "stopping"
         if not role_task.done():
             role_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await role_task
+            await asyncio.wait({role_task})  # its end, without taking a cancel of this task for its own
         elif role_task.exception() is None:
             role = role_task.result()
         else:
