@@ -368,6 +368,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep_fn = entry("sweep", "pmm_widgets.research.sweeps", "sweep")
     parse_grid = entry("sweep", "pmm_widgets.research.sweeps", "parse_grid")
     from pmm_widgets.research.recordings import RecordingError
+    from pmm_widgets.research.sweeps import SweepInterrupted
 
     settings, params, sel = _research_args(args)
     try:
@@ -381,6 +382,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"pmm sweep: {exc}", file=sys.stderr)
         return ExitCode.ERROR
+    except SweepInterrupted as stop:  # Ctrl-C: the points replayed so far are kept
+        got = stop.results
+        kept = (f"their rows -> sweep_results (sweep_id {got.attrs.get('sweep_id')}), {got.attrs.get('parquet')}"
+                if len(got) and got.attrs.get("parquet") else "nothing written")
+        print(f"pmm sweep: interrupted after {len(got)} of {stop.total} points; {kept}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     if args.json:
         print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "parquet": df.attrs.get("parquet"),
                           "backend": df.attrs.get("backend"), "workers": df.attrs.get("workers"),

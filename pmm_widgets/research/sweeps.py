@@ -30,8 +30,10 @@ import json
 import logging
 import math
 import multiprocessing
+import pickle
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -151,32 +153,54 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     # every point replays the same events: read them once here (unless a point changes where they are)
     shared = "record_dir" not in grid and "record_dir" not in fixed
     ray = _ray_active(ray_address)
-    if ray is not None:
-        passes = passes_of(pts, fixed, int(ray.cluster_resources().get("CPU", 1)), per_pass)
-        window = load_window(settings.record_dir, a, b) if shared else None
-        remote = ray.remote(run_pass)
-        wref = ray.put(window)  # one copy in the object store, not one per task
-        refs = [remote.remote(sd, a, b, items, fixed, sel, seed, wref) for items in passes]
-        rows = [row for part in ray.get(refs) for row in part]
-        backend, workers = "ray", "ray"
-    else:
-        from joblib import effective_n_jobs
+    finished: list[dict[str, Any]] = []  # the rows of the passes ended so far (the local paths): kept on Ctrl-C
+    passes: list[Pass] = []
+    backend, workers = ("ray", "ray") if ray is not None else ("joblib", "")
 
-        passes = passes_of(pts, fixed, min(effective_n_jobs(n_jobs), len(pts)), per_pass)
-        rows, workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
-                                     progress, start)
-        backend = "joblib"
-    df = pd.DataFrame(rows).sort_values("point").reset_index(drop=True)
-    sweep_id = "sw" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + uuid.uuid4().hex[:6]
-    df.attrs.update(sweep_id=sweep_id, backend=backend, workers=workers, passes=[[i for i, _ in p] for p in passes],
-                    grid={k: list(map(str, v)) for k, v in grid.items()})
-    if write:
-        out = Path(parquet) if parquet else Path(settings.record_dir).parent / "sweeps" / f"{sweep_id}.parquet"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        df.assign(sweep_id=sweep_id).to_parquet(out, index=False, compression="zstd")
-        df.attrs["parquet"] = str(out)
-        _store(db_url or settings.db_url, sweep_id, a, b, list(grid), df)
-    return df
+    def results(rows: list[dict[str, Any]]) -> pd.DataFrame:
+        df = pd.DataFrame(rows).sort_values("point").reset_index(drop=True) if rows else pd.DataFrame({"point": []})
+        sweep_id = "sw" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + uuid.uuid4().hex[:6]
+        df.attrs.update(sweep_id=sweep_id, backend=backend, workers=workers,
+                        passes=[[i for i, _ in p] for p in passes], grid={k: list(map(str, v)) for k, v in grid.items()})
+        if write and rows:
+            out = Path(parquet) if parquet else Path(settings.record_dir).parent / "sweeps" / f"{sweep_id}.parquet"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            df.assign(sweep_id=sweep_id).to_parquet(out, index=False, compression="zstd")
+            df.attrs["parquet"] = str(out)
+            _store(db_url or settings.db_url, sweep_id, a, b, list(grid), df)
+        return df
+
+    try:
+        if ray is not None:
+            passes = passes_of(pts, fixed, int(ray.cluster_resources().get("CPU", 1)), per_pass)
+            window = load_window(settings.record_dir, a, b) if shared else None
+            remote = ray.remote(run_pass)
+            wref = ray.put(window)  # one copy in the object store, not one per task
+            refs = [remote.remote(sd, a, b, items, fixed, sel, seed, wref) for items in passes]
+            rows = [row for part in ray.get(refs) for row in part]
+        else:
+            from joblib import effective_n_jobs
+
+            passes = passes_of(pts, fixed, min(effective_n_jobs(n_jobs), len(pts)), per_pass)
+            rows, workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
+                                         progress, start, finished)
+    except KeyboardInterrupt:
+        # Ctrl-C: the points already replayed are kept (written like a whole sweep's) and handed over
+        raise SweepInterrupted(results(list(finished)), len(pts)) from None
+    return results(rows)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep (a `KeyboardInterrupt`, so a caller that stops on one still does):
+    `results` holds the rows of the points replayed before it, written to `sweep_results` and the
+    Parquet file like a whole sweep's when there are any (`results.attrs`: sweep_id, parquet);
+    `total`: the sweep's number of points. The local paths keep them; Ray hands rows back only at
+    the end (none kept)."""
+
+    def __init__(self, results: pd.DataFrame, total: int) -> None:
+        super().__init__(f"sweep interrupted after {len(results)} of {total} points")
+        self.results = results
+        self.total = total
 
 
 STARTS = ("auto", "fork", "loky")
@@ -219,7 +243,8 @@ def fork_is_safe() -> bool:
 
 def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
                  fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
-                 progress: bool, start: str = "auto") -> tuple[list[dict[str, Any]], str]:
+                 progress: bool, start: str = "auto",
+                 finished: list[dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], str]:
     """The replay passes on `n_jobs` processes (as joblib reads it); in this process alone when one
     job is asked or there is one pass. Forked workers when `start` says so (`_forked_rows`), else
     this process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per pass by design (a
@@ -228,17 +253,22 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
     window it already holds, while the workers take them from the front one at a time (so they
     end together); the workers start (and import the replay's code) while this process reads the
     window, which reaches them as one pickle file each worker reads once and keeps for its next
-    passes; they stay up for the next sweep (loky's idle timeout ends them). Rows in point order."""
+    passes; they stay up for the next sweep (loky's idle timeout ends them). Rows in point order;
+    each pass's rows also go to `finished` as it ends (what a Ctrl-C keeps)."""
     from joblib import effective_n_jobs
 
+    got: list[dict[str, Any]] = [] if finished is None else finished
     report = total if progress else None
     jobs = min(effective_n_jobs(n_jobs), len(passes))
     fork = jobs > 1 and (start == "fork" or (start == "auto" and shared and fork_is_safe()))
     if jobs <= 1 or fork:  # the window before anything runs (a forked worker inherits it)
         window = load_window(settings.record_dir, a, b) if shared else None
         if fork:
-            return _in_order(_forked_rows(sd, a, b, passes, fixed, sel, seed, jobs, window, report)), "fork"
-        return _in_order(run_pass(sd, a, b, items, fixed, sel, seed, window, report) for items in passes), "inline"
+            _forked_rows(sd, a, b, passes, fixed, sel, seed, jobs, window, report, got)
+            return _in_order([got]), "fork"
+        for items in passes:
+            got.extend(run_pass(sd, a, b, items, fixed, sel, seed, window, report))
+        return _in_order([got]), "inline"
     from joblib.externals.loky import get_reusable_executor
 
     ex = get_reusable_executor(max_workers=jobs - 1)
@@ -261,6 +291,7 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
     def done(k: int, rows: list[dict[str, Any]]) -> None:
         with lock:
             parts[k] = rows
+            got.extend(rows)
         if progress:
             for row in rows:
                 report_done(row["point"], total)
@@ -323,7 +354,7 @@ def forked_parallel(jobs: int) -> Parallel:
 
 def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fixed: dict[str, Any],
                  sel: Any, seed: int | None, jobs: int, window: Window | None,
-                 report: int | None) -> list[list[dict[str, Any]]]:
+                 report: int | None, got: list[dict[str, Any]]) -> None:
     """The passes on `jobs` worker processes forked from this one (`forked_parallel`; whichever
     worker is free takes the next pass) after this process read `window`: each worker starts in
     milliseconds with the window, the imported modules and the warm caches of this process
@@ -331,16 +362,37 @@ def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fix
     spawn, imports and the window's pickle before its first pass (bench_replay.py prints both).
     The workers end with the sweep (a new one forks again, as cheaply). Only when `fork_is_safe`
     (or asked for); a failing point fails the sweep with its error. `window` None: each pass reads
-    its own. `report`: the sweep's number of points (progress lines from the workers), or None."""
+    its own. `report`: the sweep's number of points (progress lines from the workers), or None.
+    The rows go to `got`: all at the end, or on Ctrl-C those of the passes that had ended (each
+    worker also leaves its pass's rows in a file of a private directory, renamed into place whole:
+    joblib's pool hands results back only when every task is done)."""
     from joblib import delayed
 
     key = inherit(window) if window is not None else None
+    kept = Path(tempfile.mkdtemp(prefix="pmm-sweep-"))
     try:
         with forked_parallel(jobs) as par:
-            return list(par(delayed(run_pass)(sd, a, b, items, fixed, sel, seed, key, report) for items in passes))
+            parts = par(delayed(_run_pass_kept)(str(kept), k, sd, a, b, items, fixed, sel, seed, key, report)
+                        for k, items in enumerate(passes))
+        for rows in parts:
+            got.extend(rows)
+    except KeyboardInterrupt:
+        for f in sorted(kept.glob("*.pickle")):
+            got.extend(pickle.loads(f.read_bytes()))
+        raise
     finally:
+        shutil.rmtree(kept, ignore_errors=True)
         if key is not None:
             forget(key)
+
+
+def _run_pass_kept(kept: str, k: int, *args: Any) -> list[dict[str, Any]]:
+    """`run_pass(*args)` in a forked worker; its rows also to `kept`/`k`.pickle, written whole."""
+    rows = run_pass(*args)
+    tmp = Path(kept) / f".{k}.tmp"
+    tmp.write_bytes(pickle.dumps(rows))
+    tmp.replace(Path(kept) / f"{k}.pickle")
+    return rows
 
 
 def _nan(v: Any) -> bool:

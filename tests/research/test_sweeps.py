@@ -195,3 +195,89 @@ def test_forked_workers_inherit_the_window_and_give_the_same_rows(rec_dir, tmp_p
 def test_sweep_refuses_an_unknown_start(rec_dir, tmp_path):
     with pytest.raises(ValueError, match="start"):
         sweep(T0, T1, GRID, settings=_settings(rec_dir, tmp_path), n_jobs=2, write=False, start="thread")
+
+
+def test_ctrl_c_keeps_the_points_already_replayed(rec_dir, tmp_path, monkeypatch):
+    """A Ctrl-C during the third point of a one-process sweep: `SweepInterrupted` (a
+    KeyboardInterrupt) hands over the two points replayed before it, the same rows as in the whole
+    sweep, and writes them to `sweep_results` and the Parquet file like a whole sweep's."""
+    from pmm_widgets.research import sweeps
+
+    real = sweeps.run_pass
+    calls: list[int] = []
+
+    def third_interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    s = _settings(rec_dir, tmp_path)
+    monkeypatch.setattr(sweeps, "run_pass", third_interrupted)
+    with pytest.raises(KeyboardInterrupt) as info:
+        sweep(T0, T1, GRID, settings=s, n_jobs=1, per_pass=1, parquet=tmp_path / "part.parquet")
+    stop = info.value
+    assert isinstance(stop, sweeps.SweepInterrupted) and stop.total == 4
+    got = stop.results
+    assert list(got["point"]) == [0, 1]
+    monkeypatch.setattr(sweeps, "run_pass", real)
+    whole = sweep(T0, T1, GRID, settings=s, n_jobs=1, per_pass=1, write=False)
+    assert _comparable(got) == _comparable(whole.iloc[:2])
+    assert pd.read_parquet(tmp_path / "part.parquet")["point"].tolist() == [0, 1]
+    eng = sa.create_engine(s.db_url)
+    with eng.connect() as c:
+        stored = c.execute(sa.text("SELECT point FROM sweep_results WHERE sweep_id = :i ORDER BY point"),
+                           {"i": got.attrs["sweep_id"]}).scalars().all()
+    eng.dispose()
+    assert stored == [0, 1]
+
+
+INTERRUPT_SCRIPT = """
+import os, signal, sys, time
+from pmm_widgets.research import sweeps
+real = sweeps.run_pass
+def run_pass(sd, a, b, items, *rest):
+    if items[0][0] >= 2:  # the third point's worker: Ctrl-C to the sweep, then stay busy
+        os.kill(os.getppid(), signal.SIGINT)
+        time.sleep(60)
+    return real(sd, a, b, items, *rest)
+sweeps.run_pass = run_pass
+from pmm_widgets.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_of_a_forked_cli_sweep_keeps_the_finished_points(rec_dir, tmp_path):
+    """`pmm sweep --jobs 2` (workers forked from the CLI's process): a SIGINT when the third point
+    starts ends the sweep at once with exit 130 and one line; the points that had ended (the first,
+    maybe the second: both run at once) are in `sweep_results` and the Parquet file, no worker stays."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPT_SCRIPT)
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PMM_")}
+    env.update(PMM_RECORD_DIR=str(rec_dir), PMM_PAPER_FILL_INTENSITY="20", PMM_QUOTE_REFRESH_SEC="1")
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, str(script), "sweep", "--from", "2026-11-30T10:00:00Z", "--to",
+                        "2026-11-30T10:03:00Z", "--grid", "alpha=1,2", "--grid", "paper_spread_k=50,100",
+                        "--per-pass", "1", "--jobs", "2", "--db-url", url, "--out", str(tmp_path / "i.parquet")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 130, p.stderr[-3000:]
+    assert time.monotonic() - t < 60  # not after the interrupted worker's 60 s
+    said = [x for x in p.stderr.splitlines() if x.startswith("pmm sweep: interrupted")]
+    assert len(said) == 1, p.stderr[-3000:]
+    m = re.match(r"pmm sweep: interrupted after (\d) of 4 points; their rows -> sweep_results \(sweep_id (\w+)\)", said[0])
+    assert m and int(m[1]) in (1, 2), said[0]
+    n, sweep_id = int(m[1]), m[2]
+    assert sorted(pd.read_parquet(tmp_path / "i.parquet")["point"]) in ([0], [1], [0, 1])
+    assert len(pd.read_parquet(tmp_path / "i.parquet")) == n
+    eng = sa.create_engine(url)
+    with eng.connect() as c:
+        assert c.execute(sa.text("SELECT COUNT(*) FROM sweep_results WHERE sweep_id = :i"), {"i": sweep_id}).scalar() == n
+    eng.dispose()
+    left = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout.split()
+    assert not left, left
