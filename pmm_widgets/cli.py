@@ -368,7 +368,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep_fn = entry("sweep", "pmm_widgets.research.sweeps", "sweep")
     parse_grid = entry("sweep", "pmm_widgets.research.sweeps", "parse_grid")
     from pmm_widgets.research.recordings import RecordingError
-    from pmm_widgets.research.sweeps import SweepInterrupted
 
     settings, params, sel = _research_args(args)
     try:
@@ -382,14 +381,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"pmm sweep: {exc}", file=sys.stderr)
         return ExitCode.ERROR
-    except SweepInterrupted as stop:  # Ctrl-C: the points replayed so far are kept
-        got = stop.results
-        kept = (f"their rows -> sweep_results (sweep_id {got.attrs.get('sweep_id')}), {got.attrs.get('parquet')}"
-                if len(got) and got.attrs.get("parquet") else "nothing written")
-        print(f"pmm sweep: interrupted after {len(got)} of {stop.total} points; {kept}", file=sys.stderr)
+    if df.attrs.get("status") == "interrupted":  # Ctrl-C: the points replayed so far are kept
+        kept = (f"their rows -> sweep_results (sweep_id {df.attrs.get('sweep_id')}), {df.attrs.get('parquet')}"
+                if len(df) and df.attrs.get("parquet") else "nothing written")
+        print(f"pmm sweep: interrupted after {len(df)} of {df.attrs.get('total')} points; {kept}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "status": "interrupted",
+                              "parquet": df.attrs.get("parquet"), "rows": df.to_dict(orient="records")}, default=str))
         return ExitCode.INTERRUPTED
     if args.json:
-        print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "parquet": df.attrs.get("parquet"),
+        print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "status": "done", "parquet": df.attrs.get("parquet"),
                           "backend": df.attrs.get("backend"), "workers": df.attrs.get("workers"),
                           "passes": df.attrs.get("passes"),
                           "rows": df.to_dict(orient="records")}, default=str))

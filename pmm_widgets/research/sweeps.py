@@ -123,7 +123,10 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     safe (`fork_is_safe`: Linux, no other thread running here, the points share one window), else
     uses joblib's loky workers; "fork" / "loky" ask for one (fork only where the platform has it).
     The DataFrame's `attrs`: sweep_id, backend ("joblib" | "ray"), workers ("inline" | "fork" |
-    "loky" | "ray"), passes (the points of each replay pass), grid, parquet."""
+    "loky" | "ray"), passes (the points of each replay pass), grid, parquet, status ("done", or
+    "interrupted": a Ctrl-C stopped the sweep, and the rows are those of the points replayed before
+    it, written like a whole sweep's — the local paths keep them, a Ray sweep none), total (the
+    grid's number of points)."""
     from ..config import load_settings
 
     if start not in STARTS:
@@ -185,22 +188,14 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             rows, workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
                                          progress, start, finished)
     except KeyboardInterrupt:
-        # Ctrl-C: the points already replayed are kept (written like a whole sweep's) and handed over
-        raise SweepInterrupted(results(list(finished)), len(pts)) from None
-    return results(rows)
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep (a `KeyboardInterrupt`, so a caller that stops on one still does):
-    `results` holds the rows of the points replayed before it, written to `sweep_results` and the
-    Parquet file like a whole sweep's when there are any (`results.attrs`: sweep_id, parquet);
-    `total`: the sweep's number of points. The local paths keep them; Ray hands rows back only at
-    the end (none kept)."""
-
-    def __init__(self, results: pd.DataFrame, total: int) -> None:
-        super().__init__(f"sweep interrupted after {len(results)} of {total} points")
-        self.results = results
-        self.total = total
+        # Ctrl-C, as a replay takes it: the points already replayed are the result (written like a
+        # whole sweep's), marked interrupted; a Ray sweep hands rows back only at its end (none kept)
+        df = results(list(finished))
+        df.attrs.update(status="interrupted", total=len(pts))
+        return df
+    df = results(rows)
+    df.attrs.update(status="done", total=len(pts))
+    return df
 
 
 STARTS = ("auto", "fork", "loky")
