@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as futures_wait
 from pathlib import Path
@@ -185,8 +185,9 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             from joblib import effective_n_jobs
 
             passes = passes_of(pts, fixed, min(effective_n_jobs(n_jobs), len(pts)), per_pass)
-            rows, workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
-                                         progress, start, finished)
+            workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
+                                   progress, start, finished)
+            rows = finished
     except KeyboardInterrupt:
         # Ctrl-C, as a replay takes it: the points already replayed are the result (written like a
         # whole sweep's), marked interrupted; a Ray sweep hands rows back only at its end (none kept)
@@ -238,8 +239,7 @@ def fork_is_safe() -> bool:
 
 def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
                  fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
-                 progress: bool, start: str = "auto",
-                 finished: list[dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], str]:
+                 progress: bool, start: str, got: list[dict[str, Any]]) -> str:
     """The replay passes on `n_jobs` processes (as joblib reads it); in this process alone when one
     job is asked or there is one pass. Forked workers when `start` says so (`_forked_rows`), else
     this process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per pass by design (a
@@ -248,11 +248,11 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
     window it already holds, while the workers take them from the front one at a time (so they
     end together); the workers start (and import the replay's code) while this process reads the
     window, which reaches them as one pickle file each worker reads once and keeps for its next
-    passes; they stay up for the next sweep (loky's idle timeout ends them). Rows in point order;
-    each pass's rows also go to `finished` as it ends (what a Ctrl-C keeps)."""
+    passes; they stay up for the next sweep (loky's idle timeout ends them). Each pass's rows go
+    to `got` as it ends (what a Ctrl-C keeps), in that order; returns how the workers ran ("inline",
+    "fork", "loky")."""
     from joblib import effective_n_jobs
 
-    got: list[dict[str, Any]] = [] if finished is None else finished
     report = total if progress else None
     jobs = min(effective_n_jobs(n_jobs), len(passes))
     fork = jobs > 1 and (start == "fork" or (start == "auto" and shared and fork_is_safe()))
@@ -260,10 +260,10 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
         window = load_window(settings.record_dir, a, b) if shared else None
         if fork:
             _forked_rows(sd, a, b, passes, fixed, sel, seed, jobs, window, report, got)
-            return _in_order([got]), "fork"
+            return "fork"
         for items in passes:
             got.extend(run_pass(sd, a, b, items, fixed, sel, seed, window, report))
-        return _in_order([got]), "inline"
+        return "inline"
     from joblib.externals.loky import get_reusable_executor
 
     ex = get_reusable_executor(max_workers=jobs - 1)
@@ -273,7 +273,6 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
     arg = None if path is None else str(path)
     todo = deque(range(len(passes)))
     lock = threading.Lock()
-    parts: dict[int, list[dict[str, Any]]] = {}
     errors: list[BaseException] = []
     inflight: dict[Any, int] = {}
 
@@ -285,7 +284,6 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
 
     def done(k: int, rows: list[dict[str, Any]]) -> None:
         with lock:
-            parts[k] = rows
             got.extend(rows)
         if progress:
             for row in rows:
@@ -330,11 +328,7 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
             shutil.rmtree(path.parent, ignore_errors=True)
     if errors:
         raise errors[0]
-    return _in_order(parts[k] for k in range(len(passes))), "loky"
-
-
-def _in_order(parts: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return sorted((row for part in parts for row in part), key=lambda r: int(r["point"]))
+    return "loky"
 
 
 def forked_parallel(jobs: int) -> Parallel:
