@@ -433,15 +433,14 @@ class OwnerSession:
                     self.events.emit(Level.INFO, EventKind.UNIVERSE, f"universe loaded after {attempt} failed attempt(s)")
                     self._publish(replace(self._state(), last_error=None))
                 return markets
-            except Exception as exc:  # noqa: BLE001 - reported, retried; a stop ends the wait
-                if self._ctl.stop.is_set():
-                    raise StartAborted(f"stopped before the universe could be loaded: {exc}") from exc
-                delay = max(1.0, backoff_delay(attempt, 1.0, 15.0))
-                attempt += 1
-                msg = f"universe load failed ({type(exc).__name__}: {exc}); retrying in {delay:.1f}s"
-                self.events.emit(Level.WARNING, EventKind.UNIVERSE, msg)
-                self._publish(replace(self._state(), last_error=msg[:300]))
-                await wait_set(self._ctl.stop, delay)
+            except Exception as exc:  # noqa: BLE001 - reported, retried; a stop (during the attempt or the wait) ends it
+                if not self._ctl.stop.is_set():
+                    delay = max(1.0, backoff_delay(attempt, 1.0, 15.0))
+                    attempt += 1
+                    msg = f"universe load failed ({type(exc).__name__}: {exc}); retrying in {delay:.1f}s"
+                    self.events.emit(Level.WARNING, EventKind.UNIVERSE, msg)
+                    self._publish(replace(self._state(), last_error=msg[:300]))
+                    await wait_set(self._ctl.stop, delay)
                 if self._ctl.stop.is_set():
                     raise StartAborted(f"stopped before the universe could be loaded: {exc}") from exc
 
