@@ -492,7 +492,7 @@ def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
         key = points.inherit(w)
         try:
             with forked_parallel(2) as par:  # the sweep's own pool
-                list(par(delayed(_holds)(key) for _ in range(2)))
+                par(delayed(_holds)(key) for _ in range(2))
         finally:
             points.forget(key)
         return time.perf_counter() - t, kids() - k0

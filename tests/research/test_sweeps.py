@@ -252,6 +252,7 @@ def test_ctrl_c_of_a_forked_cli_sweep_keeps_the_finished_points(rec_dir, tmp_pat
     """`pmm sweep --jobs 2` (workers forked from the CLI's process): a SIGINT when the third point
     starts ends the sweep at once with exit 130 and one line; the points that had ended (the first,
     maybe the second: both run at once) are in `sweep_results` and the Parquet file, no worker stays."""
+    import os
     import re
     import subprocess
     import sys
@@ -260,7 +261,7 @@ def test_ctrl_c_of_a_forked_cli_sweep_keeps_the_finished_points(rec_dir, tmp_pat
     script = tmp_path / "interrupt.py"
     script.write_text(INTERRUPT_SCRIPT)
     url = f"sqlite:///{tmp_path / 'i.db'}"
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PMM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
     env.update(PMM_RECORD_DIR=str(rec_dir), PMM_PAPER_FILL_INTENSITY="20", PMM_QUOTE_REFRESH_SEC="1")
     t = time.monotonic()
     p = subprocess.run([sys.executable, str(script), "sweep", "--from", "2026-11-30T10:00:00Z", "--to",
