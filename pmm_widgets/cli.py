@@ -312,9 +312,13 @@ def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], 
     except ValidationError as exc:
         raise ConfigError("--set " + format_validation_error(exc)) from None
     sel: Any = None
-    if getattr(args, "markets", None):
-        m = str(args.markets).strip()
-        sel = int(m) if m.isdigit() else [x.strip() for x in m.split(",") if x.strip()]
+    if getattr(args, "markets", None) is not None:
+        from pmm_widgets.research.replayer import parse_markets
+
+        try:
+            sel = parse_markets(str(args.markets))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return settings, params, sel
 
 
@@ -368,6 +372,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep_fn = entry("sweep", "pmm_widgets.research.sweeps", "sweep")
     parse_grid = entry("sweep", "pmm_widgets.research.sweeps", "parse_grid")
     from pmm_widgets.research.recordings import RecordingError
+    from pmm_widgets.research.sweeps import SweepError
 
     settings, params, sel = _research_args(args)
     try:
@@ -378,7 +383,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         df = sweep_fn(args.t_from, args.t_to, grid, settings=settings, markets=sel, params=params, seed=args.seed,
                       n_jobs=args.jobs, ray_address=args.ray, parquet=args.out, db_url=settings.db_url,
                       progress=not args.json, per_pass=args.per_pass)
-    except RecordingError as exc:
+    except (RecordingError, SweepError) as exc:
         print(f"pmm sweep: {exc}", file=sys.stderr)
         return ExitCode.ERROR
     if df.attrs.get("status") == "interrupted":  # Ctrl-C: the points replayed so far are kept
@@ -401,7 +406,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "fees", "rebates", "rewards", "markout_5s_usd", "max_inventory_usd"] if c in df.columns]
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(df[cols].to_string(index=False))
-        print(f"sweep {df.attrs.get('sweep_id')}: {len(df)} points -> sweep_results, {df.attrs.get('parquet')}")
+        print(f"sweep {df.attrs.get('sweep_id')}: {len(df)} point{'' if len(df) == 1 else 's'} -> sweep_results, "
+              f"{df.attrs.get('parquet')}")
     return ExitCode.OK
 
 
@@ -425,10 +431,14 @@ def cmd_import_pmxt(args: argparse.Namespace) -> int:
     import_fn = entry("recordings import-pmxt", "pmm_widgets.research.pmxt", "import_pmxt")
     from pmm_widgets.research.pmxt import PmxtError
     from pmm_widgets.research.recordings import iso
+    from pmm_widgets.research.replayer import parse_markets
 
     settings = settings_from_args(args)
     m = str(args.markets).strip()
-    sel: Any = None if m == "all" else int(m) if m.isdigit() else [x.strip() for x in m.split(",") if x.strip()]
+    try:
+        sel: Any = None if m == "all" else parse_markets(m)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         rep = import_fn(args.files, settings.record_dir, markets=sel)
     except PmxtError as exc:
@@ -544,6 +554,17 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _jobs(text: str) -> int:
+    """An argparse type: joblib's n_jobs (1, 2, ... processes; -1 one per core, -2 all but one), not 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n == 0:
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1, 2, ...) or -1 for one per core, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _global_options()
     parser = argparse.ArgumentParser(
@@ -619,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     research_opts(sw)
     sw.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
                     help="a parameter and its values (repeatable: the grid is the product)")
-    sw.add_argument("--jobs", type=int, default=-1, help="joblib worker processes (default: one per core)")
+    sw.add_argument("--jobs", type=_jobs, default=-1,
+                    help="joblib worker processes (default -1: one per core; -2: all but one)")
     sw.add_argument("--ray", default=None, metavar="ADDRESS",
                     help="run each point as a Ray task on this cluster (needs the [ray] extra)")
     sw.add_argument("--out", default=None, metavar="PATH", help="Parquet file of the results (default under PMM_RECORD_DIR/../sweeps)")

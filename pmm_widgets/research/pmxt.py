@@ -194,12 +194,18 @@ def _tick_of(prices: Iterable[str]) -> Decimal:
     return Decimal("0.001") if fine else Decimal("0.01")
 
 
-def _read(path: Path, markets: set[str] | None, rep: ImportReport) -> list[_Row]:
+def _open(path: Path) -> tuple[pq.ParquetFile, str]:
+    """The file and its schema variant; PmxtError naming the file when it is no Parquet file or
+    not one of the known variants."""
     try:
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
         raise PmxtError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    variant = detect_variant(pf.schema_arrow, str(path))
+    return pf, detect_variant(pf.schema_arrow, str(path))
+
+
+def _read(path: Path, markets: set[str] | None, rep: ImportReport) -> list[_Row]:
+    pf, variant = _open(path)
     rep.variants[str(path)] = variant
     t = pf.read()
     rep.rows += t.num_rows
@@ -216,8 +222,7 @@ def top_markets(paths: Sequence[str | Path], n: int) -> list[str]:
     """The `n` markets with the most rows across the files (cheap: one column)."""
     counts: Counter[str] = Counter()
     for p in paths:
-        pf = pq.ParquetFile(p)
-        variant = detect_variant(pf.schema_arrow, str(p))
+        pf, variant = _open(Path(p))
         col = pf.read(columns=["market_id" if variant == "v1" else "market"]).column(0)
         vc = pc.value_counts(col)
         for item in vc.to_pylist():

@@ -32,6 +32,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from ..analytics.markouts import horizon_key
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
@@ -226,6 +228,45 @@ def split_overrides(items: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return params, settings
 
 
+def parse_markets(text: str) -> int | list[str]:
+    """`--markets`: a positive count (the top N of the recorded universe) or comma-separated
+    condition ids / slugs. ValueError for 0, a negative count or nothing."""
+    m = text.strip()
+    if m.lstrip("+-").isdigit():
+        if int(m) < 1:
+            raise ValueError(f"--markets {m}: expected a positive count or comma-separated condition ids/slugs")
+        return int(m)
+    ids = [x.strip() for x in m.split(",") if x.strip()]
+    if not ids:
+        raise ValueError(f"--markets {m!r}: expected a positive count or comma-separated condition ids/slugs")
+    return ids
+
+
+def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
+    """A selection that would replay nothing the user meant fails before the replay: a count below
+    1 (ValueError), or ids / slugs that no universe recorded in the window names (RecordingError,
+    naming them; a window without a recorded universe is not checked here)."""
+    if markets is None:
+        return
+    if isinstance(markets, int):
+        if markets < 1:
+            raise ValueError(f"markets: {markets} (expected a positive count, or condition ids / slugs)")
+        return
+    known: dict[str, Market] = {}
+    for i in np.nonzero(np.asarray(window.channel) == CH_UNIVERSE)[0].tolist():
+        for m in markets_from_json(json.loads(window.payload[i] or "[]")):
+            known[m.condition_id] = known[m.slug] = m
+    if not known:
+        return
+    missing = [x for x in markets if x not in known]
+    if missing:
+        names = sorted({m.slug or m.condition_id for m in known.values()})
+        raise RecordingError(
+            f"markets {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: not in the universe recorded "
+            f"for {iso(window.t0)} .. {iso(window.t1)} ({len(names)} markets, e.g. {', '.join(names[:3])}: "
+            "condition ids or slugs)")
+
+
 def files_key(window: Window) -> str:
     """The window's files as a replay's run id hashes them (hour/name and size): read once per
     replay, not once per point."""
@@ -369,6 +410,7 @@ class Replayer:
         self.seed = settings.sandbox_seed if seed is None else int(seed)
         self.root = record_dir or settings.record_dir
         self.window = window if window is not None else load_window(self.root, self.t0, self.t1)
+        check_markets(self.window, markets)
         has_cycles = any(k == "cycle" for k, c in zip(self.window.kind, self.window.channel) if c == CH_ENGINE)
         if cycles not in ("auto", "recorded", "grid"):
             raise ValueError(f"cycles={cycles!r}: expected auto, recorded or grid")
@@ -733,7 +775,9 @@ __all__ = [
     "ReplayResult",
     "ReplaySink",
     "Replayer",
+    "check_markets",
     "format_summary",
+    "parse_markets",
     "replay",
     "replay_async",
     "split_overrides",

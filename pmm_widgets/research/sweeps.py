@@ -45,8 +45,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from pydantic import ValidationError
 
-from ..config import Params, Settings
+from ..config import ConfigError, Params, Settings, format_validation_error
+from ..errors import PmmError
 from ..logsetup import SECRET_FIELDS
 from .points import dump_window, forget, inherit, report_done, run_pass, warm_up
 from .recordings import Window, load_window, parse_time
@@ -77,6 +79,11 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"{name}: not a parameter or setting")
         if name in SECRET_FIELDS:
             raise ValueError(f"{name}: secrets cannot be swept")
+        if name in grid:  # a second --grid of the same name used to replace the first silently
+            raise ValueError(f"{name}: given twice (its values go in one: {name}=V1,V2,...)")
+        twice = next((v for i, v in enumerate(vals) if v in vals[:i]), None)
+        if twice is not None:  # the same point twice: a typo, not a wish for two identical replays
+            raise ValueError(f"{name}: value {twice} given twice")
         grid[name] = vals
     return grid
 
@@ -91,6 +98,10 @@ def _settings_dict(settings: Settings) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+class SweepError(PmmError, RuntimeError):
+    """A sweep that cannot run where it was asked to (Ray missing or not answering)."""
+
+
 def _ray_active(address: str | None) -> Any:
     if address is None:
         # `ray.init()` already called means Ray is imported: no `import ray` (≈ 1.5 CPU-s, every
@@ -100,10 +111,30 @@ def _ray_active(address: str | None) -> Any:
     try:
         import ray
     except ImportError:
-        raise RuntimeError("--ray needs the optional Ray extra: pip install -e '.[ray]'") from None
+        raise SweepError("--ray needs the optional Ray extra: pip install -e '.[ray]'") from None
     if not ray.is_initialized():
+        _reachable(address)
         ray.init(address=address, log_to_driver=False)
     return ray
+
+
+RAY_CONNECT_SEC = 5.0
+
+
+def _reachable(address: str) -> None:
+    """A Ray address that names a host and port (`HOST:PORT`, `ray://HOST:PORT`) must accept a TCP
+    connection within `RAY_CONNECT_SEC`: `ray.init` would otherwise retry for minutes, printing its
+    own log lines, before failing. SweepError naming the address; other forms ("auto") pass."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_SEC).close()
+    except OSError as exc:
+        raise SweepError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                           "give the head's address, e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001") from None
 
 
 def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *, settings: Settings | None = None,
@@ -133,6 +164,8 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
         raise ValueError(f"start: {start!r} is not one of {', '.join(STARTS)}")
     if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
         raise ValueError("start: this platform cannot fork worker processes")
+    if n_jobs == 0:
+        raise ValueError("n_jobs: 0 (a number of processes, or -1 for one per core, as joblib reads it)")
     if per_pass is not None and per_pass < 1:
         raise ValueError(f"per_pass: {per_pass} (at least 1 point per replay pass)")
 
@@ -146,10 +179,13 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     if not pts:
         raise ValueError("grid: no points")
     fixed = dict(params or {})
-    for pt in pts:  # a bad value fails here, in the caller, before any worker starts
+    for pt in pts:  # a bad value fails here, in the caller, before any worker starts: one line naming it
         p_over, s_over = split_overrides({**fixed, **pt})
-        Params.model_validate({**settings.params().model_dump(), **p_over})
-        Settings(**{**_settings_dict(settings), **s_over})
+        try:
+            Params.model_validate({**settings.params().model_dump(), **p_over})
+            Settings(**{**_settings_dict(settings), **s_over})
+        except ValidationError as exc:
+            raise ConfigError(f"grid {format_validation_error(exc)}") from None
     sd = _settings_dict(settings)
     sel = list(markets) if isinstance(markets, (list, tuple)) else markets
     started = time.time()

@@ -146,8 +146,9 @@ def test_market_selection_and_unknown_schema(tmp_path, monkeypatch, capsys):
         import_pmxt([bad], tmp_path / "x")
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"PAR1 not really")
-    with pytest.raises(PmxtError, match=r"junk\.parquet: not a readable Parquet file"):
-        import_pmxt([junk], tmp_path / "x", markets=None)
+    for sel in (None, 50):  # 50: the busiest markets are counted first, on the same guarded read
+        with pytest.raises(PmxtError, match=r"junk\.parquet: not a readable Parquet file"):
+            import_pmxt([junk], tmp_path / "x", markets=sel)
     monkeypatch.setenv("PMM_RECORD_DIR", str(tmp_path / "cli"))
     assert main(["recordings", "import-pmxt", str(f), "--markets", "all"]) == 0
     out = capsys.readouterr().out
@@ -155,3 +156,6 @@ def test_market_selection_and_unknown_schema(tmp_path, monkeypatch, capsys):
     assert main(["recordings", "list"]) == 0
     assert "universe" in capsys.readouterr().out
     assert main(["recordings", "import-pmxt", str(bad)]) == 1
+    capsys.readouterr()
+    assert main(["recordings", "import-pmxt", str(junk)]) == 1  # the default --markets 50
+    assert "junk.parquet: not a readable Parquet file" in capsys.readouterr().err

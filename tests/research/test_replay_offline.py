@@ -65,6 +65,30 @@ def test_markets_selection_and_fill_model(rec_dir):
     assert all(t["raw_json"]["model"] == "queue" for t in q.trades)
 
 
+def test_a_selection_that_names_no_recorded_market_fails_before_the_replay(rec_dir, tmp_path, monkeypatch, capsys):
+    """`--markets` 0, a negative count, or an id / slug no recorded universe has used to replay
+    zero markets and report success (or drop a typo'd id silently): now one line naming it."""
+    from pmm_widgets.research.recordings import RecordingError
+
+    full = _run(rec_dir, markets=1)
+    m = full.orders[0]["market"]
+    by_id = _run(rec_dir, markets=[m])
+    assert by_id.summary["markets"] == 1 and {o["market"] for o in by_id.orders} == {m}
+    with pytest.raises(RecordingError, match=r"markets nosuch: not in the universe recorded .*4 markets"):
+        _run(rec_dir, markets=[m, "nosuch"])
+    with pytest.raises(ValueError, match="positive count"):
+        _run(rec_dir, markets=0)
+    url = f"sqlite:///{tmp_path / 'sel.db'}"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    base = ["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url]
+    for bad in ("0", "-2", " , "):
+        assert main([*base, "--markets", bad]) == 2
+        assert "positive count or comma-separated" in capsys.readouterr().err
+    assert main([*base, "--markets", f"{m},typo-slug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pmm replay: markets typo-slug: not in the universe recorded") and err.count("\n") == 1
+
+
 def test_stop_keeps_partial_results(rec_dir, tmp_path):
     asked = {"n": 0}
 

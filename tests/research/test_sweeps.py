@@ -86,10 +86,53 @@ def test_cli_sweep_json_and_bad_grid(rec_dir, tmp_path, monkeypatch, capsys):
     assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z",
                  "--grid", "nonsense=1", "--db-url", url]) == 2
     assert "nonsense" in capsys.readouterr().err
-    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z",
-                 "--grid", "alpha=1,-1", "--db-url", url]) in (1, 2)
+    # a bad value, a value or a name given twice: one line naming it, exit 2, before any replay
+    for grid, said in ((["alpha=1,-1"], "grid alpha=-1: Input should be greater than 0"),
+                       (["alpha=1,x"], "grid alpha=x: Input should be a valid number"),
+                       (["quote_refresh_sec=0"], "grid quote_refresh_sec=0: Input should be greater than 0"),
+                       (["alpha=1,2,1"], "--grid alpha: value 1 given twice"),
+                       (["alpha=1", "alpha=2"], "--grid alpha: given twice")):
+        args = [a for g in grid for a in ("--grid", g)]
+        assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", *args,
+                     "--db-url", url]) == 2, grid
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", "--grid", "alpha=1,3",
+                 "--markets", "no-such-market", "--db-url", url]) == 1  # not a sweep of zero markets
+    assert "pmm sweep: markets no-such-market: not in the universe recorded" in capsys.readouterr().err
     with pytest.raises(ValueError):
         parse_grid(["alpha"])
+
+
+def test_an_address_where_no_ray_cluster_answers_fails_at_once(rec_dir, tmp_path, monkeypatch, capsys):
+    """`--ray HOST:PORT` with nothing there used to sit in `ray.init`'s retries for minutes (its own
+    log lines on the terminal); now one line naming the address, in seconds. `--jobs 0` (joblib
+    has no meaning for it) is a usage error."""
+    import socket
+
+    from pmm_widgets.research.sweeps import SweepError, _reachable
+
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens on it now
+    for addr in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(SweepError, match=rf"--ray {addr}: no Ray cluster answers there"):
+            _reachable(addr)
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        _reachable(f"127.0.0.1:{srv.getsockname()[1]}")  # something answers: ray.init's turn
+    _reachable("auto")  # not a host and port: left to ray.init
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    base = ["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--grid", "alpha=1,3",
+            "--db-url", f"sqlite:///{tmp_path / 'r.db'}"]
+    assert main([*base, "--jobs", "0"]) == 2
+    assert "--jobs: expected a number of processes" in capsys.readouterr().err
+    pytest.importorskip("ray")
+    assert main([*base, "--ray", f"127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pmm sweep: --ray 127.0.0.1:{port}: no Ray cluster answers there"), err
 
 
 def test_no_ray_import_unless_ray_is_running():
