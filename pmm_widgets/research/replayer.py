@@ -267,6 +267,27 @@ def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
             "condition ids or slugs)")
 
 
+def coverage_problems(window: Window, stale_sec: float) -> list[str]:
+    """What a window asks for beyond its recording's market data: the part before the first frame
+    or after the last one, when longer than `stale_sec` (the cycles there see no book or a stale
+    one and quote nothing, so fills per minute over the window understate the trading)."""
+    kind, ch, n = window.kind, window.channel, len(window)
+    first = next((i for i in range(n) if ch[i] == CH_MARKET and kind[i] == "frame"), None)  # from both ends:
+    last = next((i for i in range(n - 1, -1, -1) if ch[i] == CH_MARKET and kind[i] == "frame"), None)  # no full pass
+    t0, t1 = window.t0, window.t1
+    if first is None or last is None:
+        return [f"no market data recorded in {iso(t0)} .. {iso(t1)}: nothing was quoted"]
+    out = []
+    a, b = float(window.ts[first]), float(window.ts[last])
+    if a - t0 > stale_sec:
+        out.append(f"no market data before {iso(a)} ({(a - t0) / 60:.1f} min after the window's start): "
+                   "cycles before it quoted nothing")
+    if t1 - b > stale_sec:
+        out.append(f"no market data after {iso(b)} ({(t1 - b) / 60:.1f} min before the window's end): "
+                   "cycles after it saw stale books and quoted nothing")
+    return out
+
+
 def files_key(window: Window) -> str:
     """The window's files as a replay's run id hashes them (hour/name and size): read once per
     replay, not once per point."""
@@ -435,6 +456,9 @@ class Replayer:
         self.stream.venue_clock = lambda now: (self.venue_clock or VenueClock()).to_venue(now)
         base = dict(params or {})
         self.points = [ReplayPoint(self, {**base, **pt}, sink, strategy) for pt in (points or [{}])]
+        for msg in coverage_problems(self.window, settings.stale_sec):
+            for p in self.points:
+                p.problems.append(msg)
         for p in self.points:
             self.md.add_listener(on_book=p.exchange.observe_book, on_trade=p.exchange.observe_trade)
         self.markets: list[Market] = []

@@ -50,7 +50,10 @@ def test_replay_reads_a_recording_while_it_is_written_and_survives_a_kill_9(tmp_
         s = load_settings(record_dir=str(rec), quote_refresh_sec=0.5, paper_fill_intensity=20.0)
         live = asyncio.run(Replayer(s, t_start - 60, now + 60, window=w).run())
         assert live.status == "done" and live.summary["cycles"] > 0 and live.summary["placed"] > 0
-        assert live.summary["pending_files"] == len(w.pending) and not live.problems
+        assert live.summary["pending_files"] == len(w.pending)
+        # the window reaches a minute beyond the readable rows at both ends: said so, nothing else
+        edges = [pr for pr in live.problems if pr.startswith("no market data")]
+        assert len(edges) == 2 and live.problems == edges
     finally:
         p.send_signal(signal.SIGKILL)  # a crash: nothing is closed
         p.wait(30)
@@ -66,4 +69,4 @@ def test_replay_reads_a_recording_while_it_is_written_and_survives_a_kill_9(tmp_
         assert any("gap in session" in pr.message and "unknown number of rows" in pr.message for pr in w2.problems)
     res = asyncio.run(Replayer(s, t_start - 60, killed_at + 60, window=w2).run())
     assert res.status == "done" and res.summary["cycles"] >= live.summary["cycles"]
-    assert len(res.problems) == len(w2.problems)
+    assert len(res.problems) == len(w2.problems) + len([pr for pr in res.problems if pr.startswith("no market data")])

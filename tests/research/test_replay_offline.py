@@ -89,6 +89,24 @@ def test_a_selection_that_names_no_recorded_market_fails_before_the_replay(rec_d
     assert err.startswith("pmm replay: markets typo-slug: not in the universe recorded") and err.count("\n") == 1
 
 
+def test_a_window_beyond_the_recording_says_where_its_market_data_ends(rec_dir):
+    """Minutes asked for past the recording's end (or before its start) are replayed as cycles on
+    stale or absent books: fills per minute over the window understate the trading, so the result
+    names the part without market data; a window inside the recording has no such problem."""
+    s = _settings(rec_dir)
+    end = T0 + MINUTES * 60
+    past = asyncio.run(Replayer(s, end - 60, end + 180, markets=1).run())
+    (msg,) = [p for p in past.problems if "no market data" in p]
+    assert msg.startswith("no market data after 2026-11-30T10:06:00.000Z (3.0 min before the window's end)")
+    assert past.summary["problems"] == len(past.problems) >= 1
+    early = asyncio.run(Replayer(s, T0 - 120, T0 + 60, markets=1).run())
+    assert [p for p in early.problems if "no market data" in p] == [
+        "no market data before 2026-11-30T10:00:00.000Z (2.0 min after the window's start): cycles before it "
+        "quoted nothing"]
+    inside = asyncio.run(Replayer(s, T0 + 60, end - 60, markets=1).run())
+    assert not [p for p in inside.problems if "no market data" in p]
+
+
 def test_stop_keeps_partial_results(rec_dir, tmp_path):
     asked = {"n": 0}
 
