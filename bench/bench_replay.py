@@ -23,6 +23,9 @@
 6. --phases (with --window W): where one replay's CPU goes (the cycles, the book and trade
    listeners, the rest), the ceiling the cycles alone set, the cycle time 200k events/CPU-s allows.
 
+7. --warmup MINUTE (with --window W, default 5): a window starting inside the hour, replayed with
+   the full warm-up from the hour's start vs from the last checkpoint before it.
+
 Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine] [--rotate-sec 60]
        [--compare DIR]
 Figures go to bench/README.md by hand (median of runs, date, command).
@@ -57,13 +60,14 @@ T0 = 1_796_032_800.0  # 2026-11-30T10:00:00Z
 MARKETS = 50
 
 
-def recording(data: Path, minutes: float) -> Path:
-    root = data / f"synth-{MARKETS}m-{int(minutes)}min"
+def recording(data: Path, minutes: float, checkpoint_sec: float | None = None) -> Path:
+    """The bench's recording (cached under `data`); `checkpoint_sec`: with the engine's checkpoints."""
+    root = data / (f"synth-{MARKETS}m-{int(minutes)}min" + (f"-ck{int(checkpoint_sec)}" if checkpoint_sec else ""))
     MINUTES_OF[root] = minutes
     if not (root / ".done").exists():
         shutil.rmtree(root, ignore_errors=True)
         t = time.perf_counter()
-        synth_recording(root, T0, minutes * 60, markets=MARKETS, seed=7)
+        synth_recording(root, T0, minutes * 60, markets=MARKETS, seed=7, checkpoint_sec=checkpoint_sec)
         (root / ".done").write_text("ok")
         print(f"generated {minutes:g} simulated minutes of {MARKETS} markets in {time.perf_counter() - t:.0f} s")
     return root
@@ -74,6 +78,7 @@ def books_only(root: Path, minutes: float) -> tuple[float, int]:
     w = load_window(root, T0, T0 + minutes * 60)
     from pmm_widgets.book import OrderBook
     from pmm_widgets.store.recording import markets_from_json
+    from pmm_widgets.venue.market_data import new_book
 
     books: dict[str, OrderBook] = {}
     clock = [0.0]
@@ -86,7 +91,7 @@ def books_only(root: Path, minutes: float) -> tuple[float, int]:
         elif w.kind[i] == "universe":
             for m in markets_from_json(__import__("json").loads(w.payload[i])):
                 for tok in m.token_ids:
-                    books[tok] = OrderBook(tok, m.condition_id, m.tick_size, m.min_order_size)
+                    books[tok] = new_book(tok, m)
     return time.process_time() - t, st.stats.events
 
 
@@ -461,6 +466,31 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
               f"vs 2 forked with a replay per point: {med['2 forked, a replay per point'][0] / two:.2f}x")
 
 
+def bench_warmup(data: Path, at: float, minutes: float, runs: int) -> None:
+    """A window of `minutes` starting `at` minutes into the hour, on a recording with the engine's
+    checkpoints (every 300 s): the full warm-up from the hour's start vs the replay starting from
+    the last checkpoint before the window (`Replayer(resume=...)`), alternating, median of `runs`
+    CPU-s; the orders and trades of both must be identical."""
+    root = recording(data, 60, checkpoint_sec=300)
+    s = load_settings(record_dir=str(root), quote_refresh_sec=3.0)
+    a, b = T0 + at * 60, T0 + (at + minutes) * 60
+    got: dict[bool, list[tuple[float, Any]]] = {False: [], True: []}
+    for _ in range(runs):
+        for resume in (False, True):
+            w = load_window(root, a, b)
+            c0 = time.process_time()
+            res = asyncio.run(Replayer(s, a, b, window=w, resume=resume).run())
+            got[resume].append((time.process_time() - c0, res))
+    cpu = {k: statistics.median(c for c, _ in v) for k, v in got.items()}
+    full, fast = got[False][0][1], got[True][0][1]
+    same = all((r.orders, r.trades) == (full.orders, full.trades) for v in got.values() for _, r in v)
+    print(f"warm-up: {minutes:g} min of {MARKETS} markets from minute {at:g} of the hour, median of {runs}:")
+    print(f"  full warm-up from the hour's start: {cpu[False]:.2f} CPU-s ({full.summary['events']:,} events)")
+    print(f"  from the checkpoint of {fast.summary['resumed_from']}: {cpu[True]:.2f} CPU-s "
+          f"({fast.summary['events']:,} events) -> {cpu[False] / cpu[True]:.1f}x less CPU; "
+          f"orders and trades identical in every run: {same} ({len(full.orders)} orders, {len(full.trades)} fills)")
+
+
 def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
     """The fixed cost a sweep pays before a second process replays: a cold loky worker (spawn,
     imports, the window's pickle) against two workers forked from this process (which holds the
@@ -599,6 +629,9 @@ def main() -> None:
                     help="only: where one replay's CPU goes (cycles, book/trade listeners, the rest), median of --runs")
     ap.add_argument("--long-window", type=float, default=None, metavar="MINUTES",
                     help="only: read and replay a recording of MINUTES (generated once), payloads in memory vs in the files")
+    ap.add_argument("--warmup", type=float, default=None, metavar="MINUTE",
+                    help="only: a --window (default 5) minute replay starting at MINUTE of the hour, full warm-up vs "
+                         "from the last checkpoint (a recording with the engine's checkpoints, generated once)")
     a = ap.parse_args()
     global ROTATE_SEC
     ROTATE_SEC = a.rotate_sec
@@ -622,6 +655,9 @@ def main() -> None:
         return
     if a.long_window:
         bench_long_window(recording(data, a.long_window), a.long_window)
+        return
+    if a.warmup is not None:
+        bench_warmup(data, a.warmup, a.window or 5.0, a.runs)
         return
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not a.only_engine:

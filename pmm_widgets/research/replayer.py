@@ -288,6 +288,22 @@ def coverage_problems(window: Window, stale_sec: float) -> list[str]:
     return out
 
 
+def resume_index(window: Window, t0: float) -> int:
+    """Where a replay of `window` may start instead of its first row: the last recorded
+    checkpoint before `t0` (0 when there is none). Everything before it the replay still applies
+    but the market frames and REST answers, whose books the checkpoint holds: an hour's warm-up
+    becomes at most the engine's checkpoint interval (5 minutes). It lies strictly before t0 (a
+    cycle at t0 runs before the rows stamped t0), and it carries each book's `local_ts` (written
+    since 2026-12-02; without it a book's staleness would count from the checkpoint, not from its
+    last update, and the replay could quote where the full warm-up would not: then none is used)."""
+    kind, pays = window.kind, window.payload
+    rest = np.nonzero((window.channel == CH_REST) & (window.ts < t0))[0].tolist()
+    for i in reversed(rest):
+        if kind[i] == "checkpoint":
+            return i if '"local_ts"' in (pays[i] or "") else 0
+    return 0
+
+
 def files_key(window: Window) -> str:
     """The window's files as a replay's run id hashes them (hour/name and size): read once per
     replay, not once per point."""
@@ -384,6 +400,8 @@ class ReplayPoint:
             "run_id": self.run_id, "status": status, "from": iso(rp.t0), "to": iso(rp.t1),
             "cycles_mode": rp.cycles_mode, "markets": len(rp.markets), "cycles": len(self.cycle_times),
             "events": events, "frames": rp.frames, "rows_read": processed,
+            "resumed_from": iso(float(rp.window.ts[rp.resume_at])) if rp.resume_at else None,
+            "warmup_rows_skipped": rp.skipped,
             "sim_seconds": sim_sec, "wall_seconds": wall,
             "events_per_sec": events / wall if wall > 0 else 0.0,
             "sim_seconds_per_wall_second": sim_sec / wall if wall > 0 else 0.0,
@@ -424,7 +442,7 @@ class Replayer:
                  cycles: str = "auto", follow_recorded_params: bool = True,
                  progress: bool = False, stop: Callable[[], bool] | None = None,
                  window: Window | None = None, strategy: Strategy | None = None,
-                 points: Sequence[Mapping[str, Any]] | None = None) -> None:
+                 points: Sequence[Mapping[str, Any]] | None = None, resume: bool = True) -> None:
         self.settings = settings
         self.t0, self.t1 = parse_time(t0), parse_time(t1)
         self.markets_sel = markets
@@ -452,6 +470,9 @@ class Replayer:
         self.calibration: dict[str, dict[str, Any]] | None = None  # the recorded run's, at its start
         self.venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
         self.files_key = files_key(self.window)  # (every point's run id hashes it)
+        # the warm-up starts at the last checkpoint before t0, when the window holds one
+        self.resume_at = resume_index(self.window, self.t0) if resume else 0
+        self.skipped = 0  # market frames and REST answers of the warm-up the checkpoint made unnecessary
         # the stream checks timestamps against it from the first frame, as the engine's does
         self.stream.venue_clock = lambda now: (self.venue_clock or VenueClock()).to_venue(now)
         base = dict(params or {})
@@ -543,14 +564,24 @@ class Replayer:
             b.needs_resync = True
         self.stream.forget_connections()
 
-    def _checkpoint(self, payload: str, now: float) -> None:
+    def _checkpoint(self, payload: str, now: float, start: bool = False) -> None:
+        """A recorded checkpoint (every synced book, as the engine held it): it syncs the books
+        still waiting for a snapshot (after a gap); `start`: the one the replay starts from
+        (`resume_index`), which every book of the window's markets is rebuilt from — at the local
+        time of its last update (`local_ts`) when recorded, as if its earlier frames had been
+        replayed — and the books it leaves out wait for their next snapshot, as in the engine."""
         touched: set[str] = set()
         snaps, errors = decode_books(payload)
         for p in self.points:
             p.problems.extend(f"checkpoint: {e}" for e in errors[:10])
+        local: dict[str, float] = {}
+        if start:
+            for d in json.loads(payload):
+                if isinstance(d, dict) and isinstance(d.get("local_ts"), (int, float)):
+                    local[str(d.get("asset_id"))] = float(d["local_ts"])
         for snap in snaps:
             b = self.md.books.get(snap.asset_id)
-            if b is not None and not b.synced and b.apply_snapshot(snap, ts=now):
+            if b is not None and (start or not b.synced) and b.apply_snapshot(snap, ts=local.get(snap.asset_id, now)):
                 touched.add(b.token_id)
         if touched and self.stream.on_books is not None:
             self.stream.on_books(touched)
@@ -584,9 +615,17 @@ class Replayer:
         wall0 = time.perf_counter()
         chans, kinds, conns, pays, tss = w.channel, w.kind, w.conn, w.payload, w.ts
         gaps = w.gap_before
+        resume = self.resume_at
         i = 0
         try:
             for i in range(n):
+                if i < resume:  # the warm-up before the starting checkpoint: market data it supersedes
+                    ch = chans[i]
+                    if (ch == CH_MARKET and kinds[i] == "frame") or ch == CH_REST:
+                        if i in gaps:
+                            self._gap(gaps[i])
+                        self.skipped += 1
+                        continue
                 if i & 63 == 0:  # Ctrl-C (`stop`) is seen within 64 events, and before every grid cycle
                     if self.stop():
                         status = "interrupted"
@@ -617,7 +656,7 @@ class Replayer:
                         stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
                 elif ch == CH_REST:
                     if kinds[i] == "checkpoint":
-                        self._checkpoint(pays[i] or "[]", ts)
+                        self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
                     else:
                         stream.apply_rest_raw(pays[i] or "[]", ts)
                 elif ch == CH_UNIVERSE:
@@ -785,6 +824,9 @@ def format_summary(res: ReplayResult) -> str:
     extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
     if extra:
         lines.append("  economics " + ", ".join(extra))
+    if s.get("resumed_from"):
+        lines.append(f"  warm-up from the checkpoint of {s['resumed_from']} ({s['warmup_rows_skipped']:,} earlier rows of "
+                     "market data not replayed: the checkpoint holds their books)")
     if s.get("pending_files"):
         lines.append(f"  {s['pending_files']} part file(s) still being written were not read: the recording "
                      f"is readable up to {s['recorded_until']} (within PMM_RECORD_ROTATE_SEC of now)")

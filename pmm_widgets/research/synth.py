@@ -12,13 +12,21 @@ from pathlib import Path
 
 from ..domain import Market
 from ..sandbox.simulator import Simulator
-from ..store.recording import Recorder
+from ..store.recording import Recorder, dumps
 from ..venue.gamma import parse_market
+from ..venue.market_data import checkpoint_books, new_book
 
 
 def synth_recording(root: str | Path, start_ts: float, seconds: float, *, markets: int = 4, seed: int = 7,
-                    session: str = "synth", drain_every: int = 2_000) -> list[Market]:
-    """Record `seconds` of `markets` simulated markets from `start_ts` under `root`; returns them."""
+                    session: str = "synth", drain_every: int = 2_000,
+                    checkpoint_sec: float | None = None) -> list[Market]:
+    """Record `seconds` of `markets` simulated markets from `start_ts` under `root`; returns them.
+
+    `checkpoint_sec`: also write the books every so many seconds as the engine does (`rest`
+    channel, kind `checkpoint`, from books the frames built through the market stream, exactly as
+    a replay builds them), so that a replay can start from one (default: none)."""
+    from .replayer import ReplayStream  # (the replayer imports this package's neighbours, not this module)
+
     sim = Simulator(markets=markets * 2 + 10, seed=seed, start_ts=start_ts)
     universe = [m for m in (parse_market(o) for o in sim.gamma_markets())
                 if m.tradable and sim.book_event(m.yes_token_id) is not None][:markets]
@@ -26,19 +34,35 @@ def synth_recording(root: str | Path, start_ts: float, seconds: float, *, market
     sim.watched = set(tokens)
     rec = Recorder(root, session=session)
     t = sim.now()
+    clock = [t]
+    books = {tok: new_book(tok, m) for m in universe for tok in m.token_ids} if checkpoint_sec else {}
+    stream = ReplayStream("ws://synth.invalid", None, books, clock=lambda: clock[0]) if checkpoint_sec else None
+
+    def frame(now: float, text: str) -> None:
+        rec.frame(now, 0, text)
+        if stream is not None:
+            clock[0] = now
+            stream.handle_frame(text, stream.conn(0))
+
     rec.universe(t, universe)
     rec.conn_event(t, "sub", 0, tokens)
     rec.conn_event(t, "open", 0, tokens)
     for tok in tokens:
-        rec.frame(t, 0, json.dumps(sim.book_event(tok), separators=(",", ":")))
+        frame(t, json.dumps(sim.book_event(tok), separators=(",", ":")))
     end = start_ts + seconds
+    next_checkpoint = start_ts + checkpoint_sec if checkpoint_sec else float("inf")
     n = 0
     while sim.now() < end:
         events = sim.step()
         parts = [json.dumps(ev.payload, separators=(",", ":")) for ev in events
                  if any(a in sim.watched for a in ev.assets)]
         if parts:
-            rec.frame(sim.now(), 0, parts[0] if len(parts) == 1 else "[" + ",".join(parts) + "]")
+            frame(sim.now(), parts[0] if len(parts) == 1 else "[" + ",".join(parts) + "]")
+        if sim.now() >= next_checkpoint:
+            snaps = checkpoint_books(books.values())
+            if snaps:
+                rec.record("rest", sim.now(), "checkpoint", dumps(snaps))
+            next_checkpoint += checkpoint_sec or 0.0
         n += 1
         if n % drain_every == 0:
             rec.flush()

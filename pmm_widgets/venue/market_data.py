@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -106,8 +106,7 @@ class MarketData:
             del self.books[t]
         for t, m in want.items():
             if t not in self.books:
-                self.books[t] = OrderBook(t, m.condition_id, m.tick_size if m.tick_size > 0 else DEFAULT_TICK,
-                                          m.min_order_size)
+                self.books[t] = new_book(t, m)
         await self.stream.set_assets(want)
 
     # ------------------------------------------------------------------ reading
@@ -194,7 +193,7 @@ class MarketData:
         if self.recorder is None:
             return 0
         now = self.clock() if now is None else now
-        snaps = [book_checkpoint(b) for b in self.books.values() if b.synced and not b.needs_resync]
+        snaps = checkpoint_books(self.books.values())
         if snaps:
             self.recorder.record("rest", now, "checkpoint", _dumps(snaps))
         self._next_checkpoint = now + CHECKPOINT_SEC
@@ -211,13 +210,27 @@ class MarketData:
                 log.exception("book recording failed")
 
 
+def new_book(token_id: str, m: Market) -> OrderBook:
+    """The empty book of one token of `m` (its tick, or the default until a snapshot says)."""
+    return OrderBook(token_id, m.condition_id, m.tick_size if m.tick_size > 0 else DEFAULT_TICK, m.min_order_size)
+
+
 def book_checkpoint(b: OrderBook) -> dict[str, Any]:
-    """A book as the venue's wire snapshot (best level last, like REST `/book`)."""
+    """A book as the venue's wire snapshot (best level last, like REST `/book`), plus what a
+    replay starting from it needs to continue exactly as the book did: its minimum order size and
+    `local_ts`, the local time of its last update (staleness counts from it; the wire has no such
+    field, a decoder ignores it)."""
     bids, asks = b.wire_levels()
     return {"asset_id": b.token_id, "market": b.market, "tick_size": str(b.tick_size),
-            "timestamp": str(b.venue_ts_ms), "hash": b.hash,
+            "min_order_size": str(b.min_order_size), "timestamp": str(b.venue_ts_ms), "hash": b.hash,
+            "local_ts": b.ts,
             "bids": [{"price": str(p), "size": str(q)} for p, q in reversed(bids)],
             "asks": [{"price": str(p), "size": str(q)} for p, q in reversed(asks)]}
+
+
+def checkpoint_books(books: Iterable[OrderBook]) -> list[dict[str, Any]]:
+    """The checkpoint of `books`: every book synced and trusted (the others wait for a resync)."""
+    return [book_checkpoint(b) for b in books if b.synced and not b.needs_resync]
 
 
 def _dumps(obj: Any) -> str:

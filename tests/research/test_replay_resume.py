@@ -1,0 +1,73 @@
+"""A replay whose window starts inside an hour rebuilds its books from the last checkpoint
+before the start (the engine records one every 5 minutes) instead of replaying every frame from
+the hour's start: the same orders and trades, byte for byte, for a fraction of the warm-up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pmm_widgets.cli import main
+from pmm_widgets.config import load_settings
+from pmm_widgets.research.recordings import parse_time
+from pmm_widgets.research.replayer import Replayer
+from pmm_widgets.research.synth import synth_recording
+
+T0 = parse_time("2026-11-30T10:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def rec_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rec")
+    synth_recording(root, T0, 8 * 60, markets=4, seed=11, checkpoint_sec=60)  # checkpoints at 10:01, 10:02, ...
+    return root
+
+
+def _both(rec_dir, a: float, b: float, **kw):
+    s = load_settings(record_dir=str(rec_dir), paper_fill_intensity=20, **kw)
+    full = asyncio.run(Replayer(s, T0 + a, T0 + b, resume=False).run())
+    fast = asyncio.run(Replayer(s, T0 + a, T0 + b).run())
+    return full, fast
+
+
+@pytest.mark.parametrize(("a", "b", "kw", "resumed"), [
+    (450.0, 480.0, {"quote_refresh_sec": 1.0}, "2026-11-30T10:07:00.000Z"),
+    # a start on a checkpoint's instant: the one before (the cycle at t0 runs before t0's rows)
+    (300.0, 330.0, {"quote_refresh_sec": 1.0}, "2026-11-30T10:04:00.000Z"),
+    # books stale after 0.5 s, cycles 10 ms after the checkpoint: staleness must count from each
+    # book's last update (the checkpoint's `local_ts`), not from the checkpoint (fails without it)
+    (300.01, 320.0, {"quote_refresh_sec": 0.1, "stale_sec": 0.5}, "2026-11-30T10:05:00.000Z"),
+])
+def test_a_replay_from_the_checkpoint_trades_as_the_full_warm_up(rec_dir, a, b, kw, resumed):
+    full, fast = _both(rec_dir, a, b, **kw)
+    assert full.run_id == fast.run_id and len(full.orders) > 20 and full.trades
+    assert fast.orders == full.orders and fast.trades == full.trades  # ids, prices, sizes, times
+    assert fast.cycles == full.cycles
+    for k in ("pnl_total", "realized", "unrealized", "fills", "placed", "max_inventory_usd"):
+        assert fast.summary[k] == full.summary[k], k
+    assert full.summary["resumed_from"] is None and full.summary["warmup_rows_skipped"] == 0
+    assert fast.summary["resumed_from"] == resumed and fast.summary["warmup_rows_skipped"] > 1000
+    assert fast.summary["events"] < full.summary["events"] / 2
+
+
+def test_no_checkpoint_before_the_start_replays_the_whole_warm_up(rec_dir, capsys, monkeypatch, tmp_path):
+    full, fast = _both(rec_dir, 50.0, 70.0, quote_refresh_sec=1.0)
+    assert fast.summary["resumed_from"] is None and fast.summary["events"] == full.summary["events"]
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    assert main(["replay", "--from", "2026-11-30T10:06:30Z", "--to", "2026-11-30T10:07:00Z",
+                 "--db-url", f"sqlite:///{tmp_path / 'r.db'}"]) == 0
+    assert "warm-up from the checkpoint of 2026-11-30T10:06:00.000Z (" in capsys.readouterr().out
+
+
+def test_a_checkpoint_without_local_times_is_not_started_from(tmp_path):
+    """Recordings made before checkpoints carried `local_ts`: the full warm-up, as before."""
+    from pmm_widgets.research.recordings import load_window
+    from pmm_widgets.research.replayer import resume_index
+
+    root = tmp_path / "old"
+    synth_recording(root, T0, 150, markets=2, seed=3, checkpoint_sec=60)
+    w = load_window(root, T0 + 130, T0 + 140)
+    assert resume_index(w, T0 + 130) > 0
+    w.payload = [p.replace('"local_ts"', '"old_ts"') if p else p for p in w.payload]
+    assert resume_index(w, T0 + 130) == 0
