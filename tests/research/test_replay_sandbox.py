@@ -133,3 +133,20 @@ def test_replay_reproduces_the_recorded_paper_session(tmp_path):
     for a, b in zip(alone, together):
         assert (a.run_id, a.orders, a.trades, a.cycles) == (b.run_id, b.orders, b.trades, b.cycles)
         assert a.summary.get("rewards") == b.summary.get("rewards") and a.summary["pnl_total"] == b.summary["pnl_total"]
+
+    # a window starting mid-session rebuilds its books from the engine's own checkpoint (the
+    # first is written ≈ 5 s after the start) and trades exactly as the full warm-up would
+    from pmm_widgets.research.recordings import load_window
+
+    w = load_window(s.record_dir, t0, t1)
+    checkpoints = [float(w.ts[i]) for i in range(len(w)) if w.kind[i] == "checkpoint"]
+    assert checkpoints and checkpoints[0] + 3 < t1 - 5, "the engine recorded no checkpoint early in the session"
+    mid = checkpoints[0] + 3
+    full = asyncio.run(Replayer(s, mid, t1, resume=False).run())
+    fast = asyncio.run(Replayer(s, mid, t1).run())
+    print(f"from {fast.summary['resumed_from']}: {fast.summary['warmup_rows_skipped']} warm-up rows not replayed, "
+          f"{len(full.orders)} orders, {len(full.trades)} fills, {len(full.cycles)} cycles")
+    assert full.summary["resumed_from"] is None and fast.summary["resumed_from"] is not None
+    assert fast.summary["warmup_rows_skipped"] > 0 and full.orders
+    assert (fast.orders, fast.trades, fast.cycles) == (full.orders, full.trades, full.cycles)
+    assert fast.summary["pnl_total"] == full.summary["pnl_total"]
