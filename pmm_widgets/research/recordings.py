@@ -113,6 +113,10 @@ class Window:
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # parts a live recorder is still writing (not read)
+    # the state recorded before the window's first row that a replay applies first (`state_before`):
+    # (ts, channel index, kind, payload) of the last universe and of the engine's start, parameter
+    # changes, strategies and venue clock since that start
+    preamble: list[tuple[float, int, str, str | None]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -391,13 +395,98 @@ def _column(chunks: list[pa.Array]) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, chunks[0].type if chunks else pa.string())
 
 
+STATE_KINDS = frozenset({"start", "params", "strategy", "venue_clock"})
+STATE_HOURS = 48  # how many hours before a window its recorded state (universe, engine start) is looked for
+
+
+def _rows_before(f: Path, before: float, problems: list[Problem],
+                 payload: bool = True) -> list[tuple[float, int, str, str | None]]:
+    """(ts, seq, kind, payload) of a file's rows stamped before `before` (payload None unless asked)."""
+    try:
+        t = pq.read_table(f, columns=["ts", "seq", "kind", "payload"] if payload else ["ts", "seq", "kind"])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        problems.append(Problem(str(f), _describe(exc)))
+        return []
+    ts = t.column("ts").to_numpy()
+    idx = np.nonzero(ts < before)[0]
+    if not len(idx):
+        return []
+    sub = t.take(pa.array(idx))
+    pays = sub.column("payload").to_pylist() if payload else [None] * len(idx)
+    return list(zip(sub.column("ts").to_pylist(), sub.column("seq").to_pylist(), sub.column("kind").to_pylist(), pays))
+
+
+def _closed(h: Path, channel: str) -> list[Path]:
+    return sorted(p for p in h.glob(f"{channel}-*.parquet") if _FILE_RE.match(p.name))
+
+
+def _last_checkpoint(hours: list[Path], t0: float, since: float, problems: list[Problem]) -> float | None:
+    """The time of the last checkpoint recorded in [since, t0) (in `hours`' rest files), or None."""
+    best: float | None = None
+    for h in hours:
+        for f in _closed(h, "rest"):
+            for ts, _, kind, _ in _rows_before(f, t0, problems, payload=False):
+                if kind == "checkpoint" and ts >= since and (best is None or ts > best):
+                    best = ts
+    return best
+
+
+def state_before(root: Path, lo: float, problems: list[Problem]) -> tuple[list[tuple[float, int, str, str | None]],
+                                                                        list[str]]:
+    """What a replay starting at `lo` must know from before it, and the files it came from: the
+    last universe recorded before `lo` (the engine records one at every refresh, 5 minutes by
+    default), and the engine's last `start` before `lo` with the parameter changes, strategies and
+    venue clock recorded since (the engine records them when they happen, not every hour).
+    Looked for up to `STATE_HOURS` hours back, newest hour first, until both are found."""
+    earlier = [h for h in _hours(root) if (_hour_start(h.name) or 0) < lo][::-1][:STATE_HOURS]
+    universe: tuple[float, int, str, str | None] | None = None
+    engine: list[tuple[float, int, str, str | None]] = []
+    start: float | None = None
+    files: list[str] = []
+    for h in earlier:
+        for f in _closed(h, "universe"):
+            for r in _rows_before(f, lo, problems):
+                files.append(str(f))
+                if universe is None or r[:2] > universe[:2]:
+                    universe = r
+        for f in _closed(h, "engine"):
+            rows = [r for r in _rows_before(f, lo, problems) if r[2] in STATE_KINDS]
+            if rows:
+                files.append(str(f))
+            engine.extend(rows)
+            starts = [r[0] for r in rows if r[2] == "start"]
+            if starts:
+                start = max(starts) if start is None else max(start, *starts)
+        if universe is not None and start is not None:
+            break
+    if start is not None:
+        engine = [r for r in engine if r[0] >= start]
+    clocks = [r for r in engine if r[2] == "venue_clock"]
+    engine = [r for r in engine if r[2] != "venue_clock"] + sorted(clocks)[-1:]
+    out = [(ts, CHANNELS.index("engine"), kind, pay) for ts, seq, kind, pay in sorted(engine)]
+    if universe is not None:
+        out.append((universe[0], CHANNELS.index("universe"), universe[2], universe[3]))
+    out.sort(key=lambda r: r[0])
+    return out, sorted(set(files))
+
+
 def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) -> Window:
     """Every event in [t0, t1] of every channel, plus (with `warmup`) the events of t0's hour before
-    t0, so books can be rebuilt from that hour's snapshots and checkpoints before trading starts."""
+    t0, so books can be rebuilt from that hour's snapshots and checkpoints before trading starts;
+    when that part of the hour holds no checkpoint (a window in its first minutes), from the last
+    checkpoint of the hour before. With `warmup`, the window's `preamble` holds the universe and
+    engine state recorded before its first row (`state_before`)."""
     root = Path(root)
     if t1 <= t0:
         raise RecordingError(f"empty window: --to ({iso(t1)}) must be after --from ({iso(t0)})")
     start_h = t0 - (t0 % 3600) if warmup else t0
+    early: list[Problem] = []
+    if warmup:
+        this_and_before = [h for h in _hours(root) if start_h - 3600 <= (_hour_start(h.name) or 0) <= start_h]
+        if _last_checkpoint([h for h in this_and_before if _hour_start(h.name) == start_h], t0, start_h, early) is None:
+            ck = _last_checkpoint(this_and_before, start_h, start_h - 3600, early)
+            if ck is not None:
+                start_h = ck  # (the name stays: the warm-up's start)
     hours = [h for h in _hours(root) if start_h - 3600 < (_hour_start(h.name) or 0) <= t1]
     problems: list[Problem] = []
     parts: list[tuple[str, int, pa.Table]] = []  # session, channel index, table
@@ -526,10 +615,16 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     else:
         pay_kept = (_column(pay_c) if every else _column(pay_c).filter(mask)).to_pylist()
         pays = [pay_kept[i] for i in pos]
+    preamble: list[tuple[float, int, str, str | None]] = []
+    if warmup:
+        preamble, state_files = state_before(root, float(ts[idx[0]]) if len(idx) else start_h, problems)
+        if "start" in kinds:  # a session starts inside the window: an earlier one's engine state is not its own
+            preamble = [r for r in preamble if r[1] != CHANNELS.index("engine")]
+        files.extend(f for f in state_files if f not in files)
     w = Window(
         t0=t0, t1=t1, ts=ts[idx], channel=ch_a[idx], kind=kinds, conn=conn[idx],
         payload=pays, session=[sessions[int(s)] for s in ses_a[idx]],
-        gap_before=gaps, problems=problems, files=files, pending=pending)
+        gap_before=gaps, problems=problems, files=files, pending=pending, preamble=preamble)
     # The window holds Python objects only: the Arrow tables are garbage now, but Arrow's memory
     # pool keeps what they freed (mimalloc: ≈ 2 GB after reading the bench's hour of 50 markets,
     # RSS 2.85 GB → 0.88 GB once given back); give it back to the OS now, not at some later

@@ -618,6 +618,12 @@ class Replayer:
         resume = self.resume_at
         i = 0
         try:
+            for ts, ch, kind, pay in w.preamble:  # the state recorded before the window's first row
+                clock.now = ts
+                if ch == CH_UNIVERSE:
+                    await self._on_universe(pay or "[]")
+                elif ch == CH_ENGINE:
+                    self._engine_event(kind, pay, ts)
             for i in range(n):
                 if i < resume:  # the warm-up before the starting checkpoint: market data it supersedes
                     ch = chans[i]

@@ -71,3 +71,47 @@ def test_a_checkpoint_without_local_times_is_not_started_from(tmp_path):
     assert resume_index(w, T0 + 130) > 0
     w.payload = [p.replace('"local_ts"', '"old_ts"') if p else p for p in w.payload]
     assert resume_index(w, T0 + 130) == 0
+
+
+def _keys(res):
+    """Orders and fills without their ids (a run id hashes the window, so two windows differ there)."""
+    return ([(o["token_id"], o["side"], str(o["price"]), str(o["size"]), o["created_ts"], o["status"]) for o in res.orders],
+            [(t["token_id"], t["side"], str(t["price"]), str(t["size"]), t["ts"]) for t in res.trades])
+
+
+@pytest.fixture(scope="module")
+def across_hours(tmp_path_factory):
+    """A session that started at 09:50 (universe, snapshots) and runs past 10:00, checkpoints
+    every 5 minutes (09:55, 10:00, 10:05), and an engine that changed alpha at 09:52."""
+    from pmm_widgets.store.recording import Recorder
+
+    root = tmp_path_factory.mktemp("hours")
+    synth_recording(root, T0 - 600, 1200, markets=4, seed=11, checkpoint_sec=300)
+    rec = Recorder(root, session="eng")
+    rec.engine(T0 - 590, "start", {"mode": "paper", "calibration": None, "strategies": {}})
+    rec.engine(T0 - 480, "params", {"alpha": 3.0})
+    rec.close()
+    return root
+
+
+def test_a_window_in_the_first_minutes_of_an_hour_has_its_universe_books_and_parameters(across_hours):
+    """The hour's files alone hold neither the universe (recorded at the session's start and at
+    each refresh), nor a snapshot of every book (deltas only, until the hour's first checkpoint),
+    nor the parameters changed before the hour: a replay of 10:00-10:05 used to quote nothing at
+    all. Now it starts from the 09:55 checkpoint, the last universe and the engine state since its
+    start: the same orders and fills as a replay of the same window that applies every frame from
+    the session's start (with the recorded alpha pinned, as the engine changed it)."""
+    from pmm_widgets.research.recordings import load_window
+
+    s = load_settings(record_dir=str(across_hours), quote_refresh_sec=1.0, paper_fill_intensity=20)
+    w = load_window(across_hours, T0, T0 + 300)
+    assert [(r[2], r[0] - T0) for r in w.preamble] == [("universe", -600.0), ("start", -590.0), ("params", -480.0)]
+    rp = Replayer(s, T0, T0 + 300)
+    fast = asyncio.run(rp.run())
+    assert fast.summary["resumed_from"] == "2026-11-30T09:55:00.000Z" and fast.cycles[0] == T0
+    assert rp.params.alpha == 3.0 and len(fast.orders) > 100 and fast.trades
+    gold = asyncio.run(Replayer(s, T0, T0 + 300, window=load_window(across_hours, T0 - 600, T0 + 300),
+                                resume=False, params={"alpha": 3.0}).run())
+    assert _keys(fast) == _keys(gold) and fast.summary["pnl_total"] == gold.summary["pnl_total"]
+    without = asyncio.run(Replayer(s, T0, T0 + 300, params={"alpha": 1.5}).run())
+    assert _keys(without) != _keys(fast)  # the recorded parameter change matters here
