@@ -244,7 +244,7 @@ def parse_markets(text: str) -> int | list[str]:
 
 def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
     """A selection that would replay nothing the user meant fails before the replay: a count below
-    1 (ValueError), or ids / slugs that no universe recorded in the window names (RecordingError,
+    1 (ValueError), or ids / slugs that no universe recorded for the window names (RecordingError,
     naming them; a window without a recorded universe is not checked here)."""
     if markets is None:
         return
@@ -253,8 +253,10 @@ def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
             raise ValueError(f"markets: {markets} (expected a positive count, or condition ids / slugs)")
         return
     known: dict[str, Market] = {}
-    for i in np.nonzero(np.asarray(window.channel) == CH_UNIVERSE)[0].tolist():
-        for m in markets_from_json(json.loads(window.payload[i] or "[]")):
+    recorded = [pay for _, ch, _, pay in window.preamble if ch == CH_UNIVERSE]  # (the last one before the window)
+    recorded += [window.payload[i] for i in np.nonzero(np.asarray(window.channel) == CH_UNIVERSE)[0].tolist()]
+    for pay in recorded:
+        for m in markets_from_json(json.loads(pay or "[]")):
             known[m.condition_id] = known[m.slug] = m
     if not known:
         return

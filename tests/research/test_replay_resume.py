@@ -5,6 +5,7 @@ the hour's start: the same orders and trades, byte for byte, for a fraction of t
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -115,3 +116,11 @@ def test_a_window_in_the_first_minutes_of_an_hour_has_its_universe_books_and_par
     assert _keys(fast) == _keys(gold) and fast.summary["pnl_total"] == gold.summary["pnl_total"]
     without = asyncio.run(Replayer(s, T0, T0 + 300, params={"alpha": 1.5}).run())
     assert _keys(without) != _keys(fast)  # the recorded parameter change matters here
+    # `--markets` ids are checked against that universe too (the hour's files hold none)
+    from pmm_widgets.research.recordings import RecordingError
+
+    slug = json.loads(w.preamble[0][3])[0]["slug"]
+    one = asyncio.run(Replayer(s, T0, T0 + 60, markets=[slug]).run())
+    assert one.summary["markets"] == 1 and one.orders
+    with pytest.raises(RecordingError, match="markets nope: not in the universe recorded"):
+        Replayer(s, T0, T0 + 60, markets=["nope"])
