@@ -618,7 +618,9 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
     preamble: list[tuple[float, int, str, str | None]] = []
     if warmup:
         preamble, state_files = state_before(root, float(ts[idx[0]]) if len(idx) else start_h, problems)
-        if "start" in kinds:  # a session starts inside the window: an earlier one's engine state is not its own
+        wts = ts[idx]
+        if "start" in kinds and any(k == "start" and wts[j] < t0 for j, k in enumerate(kinds)):
+            # the session trading at t0 started inside the warm-up: an earlier one's engine state is not its own
             preamble = [r for r in preamble if r[1] != CHANNELS.index("engine")]
         files.extend(f for f in state_files if f not in files)
     w = Window(

@@ -124,3 +124,22 @@ def test_a_window_in_the_first_minutes_of_an_hour_has_its_universe_books_and_par
     assert one.summary["markets"] == 1 and one.orders
     with pytest.raises(RecordingError, match="markets nope: not in the universe recorded"):
         Replayer(s, T0, T0 + 60, markets=["nope"])
+
+
+def test_an_engine_restarted_in_the_warm_up_does_not_inherit_the_earlier_sessions_state(across_hours, tmp_path):
+    """The engine state before the window belongs to the session trading at the window's start:
+    a `start` recorded inside the warm-up (before t0) replaces it; one after t0 does not."""
+    import shutil
+
+    from pmm_widgets.research.recordings import load_window
+    from pmm_widgets.store.recording import Recorder
+
+    root = tmp_path / "rec"
+    shutil.copytree(across_hours, root)
+    rec = Recorder(root, session="eng2")
+    rec.engine(T0 + 30, "start", {"mode": "paper", "calibration": None, "strategies": {}})
+    rec.close()
+    after = load_window(root, T0 + 60, T0 + 120)  # the restart at 10:00:30 is in its warm-up
+    assert [r[2] for r in after.preamble] == ["universe"]
+    before = load_window(root, T0 + 10, T0 + 120)  # the restart comes after its start
+    assert [r[2] for r in before.preamble] == ["universe", "start", "params"]
