@@ -35,12 +35,15 @@ class ExitCode(enum.IntEnum):
 
 # PMM_* variables read outside `Settings` (documented in env.example as comments)
 EXTRA_ENV = frozenset({"PMM_DEMO"})
+# PMM_* variables of the project's own test and benchmark harness (scripts/with_postgres.sh exports
+# PMM_TEST_PG_URL for the whole `make test`): no setting, but no typo either, so no warning
+HARNESS_ENV = frozenset({"PMM_TEST_PG_URL", "PMM_BENCH_TREE", "PMM_BENCH_EAGER", "PMM_FAULT_SUITE_SEC"})
 
 
 def known_env_names() -> set[str]:
     from .config import ENV_PREFIX, Settings
 
-    return {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | set(EXTRA_ENV)
+    return {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | set(EXTRA_ENV) | set(HARNESS_ENV)
 
 
 def _env_file_names(path: str | os.PathLike[str] | None) -> list[str]:

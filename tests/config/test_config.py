@@ -227,3 +227,29 @@ def test_log_lines_mask_registered_secrets(monkeypatch):
 def test_mask_ignores_tiny_values():
     logsetup.register_secret("ab")
     assert logsetup.mask("abc") == "abc"
+
+
+def test_every_pmm_variable_the_repository_reads_is_a_known_name():
+    """`pmm` warns about `PMM_*` names it does not know (typos); the names the project's own code,
+    benchmarks, scripts and test harness read must not trigger it (scripts/with_postgres.sh exports
+    PMM_TEST_PG_URL for the whole `make test`: every command then printed a stray warning line)."""
+    from pmm_widgets.errors import known_env_names, unknown_env_warnings
+
+    name = re.compile(r"PMM_[A-Z0-9_]*[A-Z0-9]\b")
+    read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](PMM_[A-Z0-9_]+)["']""")
+    found: dict[str, str] = {}
+    for top in ("pmm_widgets", "bench", "scripts", ".ci", "apps", "Makefile"):
+        for path in [ROOT / top] if (ROOT / top).is_file() else sorted((ROOT / top).rglob("*")):
+            if path.is_file() and path.suffix in ("", ".py", ".sh", ".ipynb", ".toml", ".md"):
+                for n in name.findall(path.read_text(errors="replace")):
+                    found.setdefault(n, str(path.relative_to(ROOT)))
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for n in read.findall(path.read_text()):
+            found.setdefault(n, str(path.relative_to(ROOT)))
+    assert found, "the scan found no PMM_ name at all"
+    placeholders = {"PMM_NAME"}  # "PMM_NAME=value" in docstrings
+    unknown = {n: where for n, where in found.items() if n not in known_env_names() | placeholders}
+    assert not unknown, f"read but not known (add to Settings, EXTRA_ENV or HARNESS_ENV): {unknown}"
+    assert unknown_env_warnings({"PMM_TEST_PG_URL": "postgresql://x"}, env_file=None) == []
+    assert unknown_env_warnings({"PMM_ALHPA": "3"}, env_file=None) == [
+        "PMM_ALHPA is not a setting and is ignored (did you mean PMM_ALPHA?)"]
