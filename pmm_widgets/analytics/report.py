@@ -105,9 +105,12 @@ def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
             "fills_per_min": (s.get("fills", 0) / minutes) if minutes else 0.0,
             "volume": s.get("volume", 0.0),
         }
+        # the engine writes `pnl` rows for the markets it traded: once it wrote any, a market it
+        # only quoted made and held nothing (0, not unknown)
+        never_traded = pr is None and bool(pnl_rows) and not s.get("fills")
         for col, name in PNL_COLS.items():
             v = getattr(pr, col, None) if pr is not None else None
-            out[name] = float(v) if v is not None else None
+            out[name] = float(v) if v is not None else (0.0 if never_traded else None)
         for k in mo_keys:
             n = s.get(f"{k}_n", 0)
             out[f"markout_{k}"] = s[f"{k}_sum"] / n if n else None

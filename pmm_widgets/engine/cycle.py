@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -174,6 +174,7 @@ class QuoteCycle:
         self._placed: dict[str, int] = {}
         self._our: dict[str, dict[str, Decimal | None]] = {}
         self._next_pnl_ts: float | None = None
+        self._ended = False  # `final_pnl` wrote the session's last rows; a cycle since clears it
         self._killed = False
         self._now = 0.0
         self._totals = SnapshotTotals()
@@ -622,6 +623,7 @@ class QuoteCycle:
 
     def _publish(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
         """`pnl` rows on a fixed grid, the cycle's risk breaches, the state behind `snapshot()`."""
+        self._ended = False
         if self._next_pnl_ts is None or now >= self._next_pnl_ts:  # on a fixed grid: no drift
             nxt = now if self._next_pnl_ts is None else self._next_pnl_ts
             while nxt <= now:
@@ -803,6 +805,19 @@ class QuoteCycle:
         return dict(self._resolved)
 
     # -- faces ---------------------------------------------------------------------------------
+    def final_pnl(self, now: float) -> None:
+        """The session's last `pnl` rows, at its end (a stop, the end of a replay's window): the
+        grid's last rows can be `pnl_sec` older and miss the last fills, so the table's latest rows
+        (what `pmm report` reads) disagreed with the session's own totals. The totals (the
+        snapshot's) are brought to the same figures. Nothing when no cycle ran since the last call
+        (or ever): a replay writes them at the recorded stop and again at its window's end."""
+        if self._next_pnl_ts is None or self._ended:
+            return
+        self._ended = True
+        self.rec.pnl(self.pnl.rows(now, self.mode.value, self._mids))
+        self._totals = replace(self._totals, pnl=self.pnl.totals(self._mids))
+        self._snap = None
+
     def _refresh_state(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
         """End of a cycle: our best resting quote per market (YES-space) and the totals; the
         per-market rows of the snapshot are built when a face first asks (`snapshot()`)."""

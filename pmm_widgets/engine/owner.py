@@ -932,6 +932,10 @@ class OwnerSession:
                             + (f" (error: {err})" if err else ""))
             self.kill_result = kr
             self.events.emit(Level.ERROR if not kr.ok else Level.WARNING, EventKind.KILL, kr.message)
+        end_ts = time.time()  # the session's end: its last `pnl` rows and the recording's `stop`
+        if rt is not None:
+            with contextlib.suppress(Exception):
+                rt.cycle.final_pnl(end_ts)  # after the last fills: the `pnl` table ends with the session
         venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
             f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
         rtts = "" if rt is None else await self._save_round_trips(rt)
@@ -949,7 +953,7 @@ class OwnerSession:
         store, self._store = self._store, None  # nothing more is recorded by this session
         if store is not None:
             if store.recorder is not None:
-                store.recorder.engine(time.time(), "stop")
+                store.recorder.engine(end_ts, "stop")
             spill = await store.aclose()
             if spill:
                 self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {spill}")

@@ -688,14 +688,17 @@ class Replayer:
             if bar is not None:
                 bar.update(max(0, i - bar.n))
                 bar.close()
+        end = min(clock.now, self.t1)
         for p in self.points:
             await p.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
+            if p.cycle is not None:
+                p.cycle.final_pnl(end)  # the `pnl` table ends where the summary does
         wall = time.perf_counter() - wall0
         return [p.result(status, wall, i) for p in self.points]
 
     def _engine_event(self, kind: str, pay: str | None, ts: float) -> None:
         """A recorded engine event other than a cycle: parameter changes (each point keeps its own
-        overrides), the recorded start state, the venue clock, a market's strategy."""
+        overrides), the recorded start state, the venue clock, a market's strategy, the stop."""
         if kind == "params" and self.follow_recorded_params:
             recorded = json.loads(pay or "{}")
             for p in self.points:
@@ -719,6 +722,10 @@ class Replayer:
             ev = json.loads(pay or "{}")
             for p in self.points:
                 p.set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
+        elif kind == "stop":  # the recorded session's end: its last `pnl` rows, as its stop wrote them
+            for p in self.points:
+                if p.cycle is not None:
+                    p.cycle.final_pnl(ts)
 
 
 def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -30,6 +30,22 @@ async def test_paper_engine_quotes_records_and_stops_clean(fast_settings, db):
     assert count(db, "SELECT COUNT(*) FROM markets") == fast_settings.universe_size
 
 
+async def test_the_stop_writes_the_sessions_last_pnl_rows(fast_settings, db):
+    """`pnl` rows come on a fixed grid (PMM_PNL_SEC); the stop writes the session's last ones, so
+    the fills since the grid's last row are in the table `pmm report` reads (here one grid row at
+    the first cycle, an hour's grid: everything else is the stop's)."""
+    engine = Engine(fast_settings.model_copy(update={"pnl_sec": 3600.0}))
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: count(db, "SELECT COUNT(*) FROM trades") >= 2)
+    await engine.stop()
+    with db.connect() as c:
+        rows = c.execute(sa.text("SELECT ts, fills FROM pnl WHERE market = 'TOTAL' ORDER BY ts")).all()
+        last_fill = c.execute(sa.text("SELECT MAX(ts) FROM trades")).scalar()
+    fills = count(db, "SELECT COUNT(*) FROM trades")
+    assert len(rows) == 2 and rows[-1].fills == fills and rows[-1].ts >= last_fill, (rows, fills)
+
+
 async def test_failing_cycles_are_events_then_the_circuit_pauses_cancels_and_resumes(fast_settings, db):
     """Issue 17 M1: a cycle that raises is an `events` row and a status, not a crash; failures in a
     row open the circuit (quoting paused, every order cancelled); a good probe closes it."""

@@ -173,7 +173,7 @@ def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, caps
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
     monkeypatch.setenv("PMM_PAPER_FILL_INTENSITY", "20")
-    code = main(["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:03:00Z", "--markets", "3",
+    code = main(["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:55Z", "--markets", "3",
                  "--set", "calib_max_mult=2", "--set", "quote_refresh_sec=1", "--db-url", url, "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0, out
@@ -186,9 +186,18 @@ def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, caps
                         {"r": s["run_id"]}).scalar()
         params = c.execute(sa.text("SELECT params_json FROM replay_runs")).scalar()
     assert modes == [("replay", s["run_id"])] and pnl > 0
+    # the `pnl` table ends where the summary does (its 10-s grid's last rows, here at 10:02:50,
+    # used to miss the window's last seconds: `pmm report` on a replay's DB disagreed with the summary)
+    with db.connect() as c:
+        last = c.execute(sa.text("SELECT ts, total, fills FROM pnl WHERE market = 'TOTAL' ORDER BY ts DESC LIMIT 1")).one()
+    assert last.ts >= parse_time(s["to"]) - 1.0 and last.fills == s["fills"]
+    assert last.total == pytest.approx(s["pnl_total"], abs=1e-9)
+    assert main(["report", "--db-url", url, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert float(rep["totals"]["total"]) == pytest.approx(s["pnl_total"], abs=1e-9)
     assert json.loads(params)["calib_max_mult"] == 2.0 if isinstance(params, str) else params["calib_max_mult"] == 2.0
     # the same replay again replaces its rows (same inputs, same run id)
-    assert main(["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:03:00Z", "--markets", "3",
+    assert main(["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:55Z", "--markets", "3",
                  "--set", "calib_max_mult=2", "--set", "quote_refresh_sec=1", "--db-url", url, "--json"]) == 0
     capsys.readouterr()
     with db.connect() as c:

@@ -133,6 +133,11 @@ async def test_report_matches_the_recorded_rows(tmp_path, params, capsys):
     last_total = [r for r in sink.rows["pnl"] if r["market"] == "TOTAL"][-1]
     assert abs(df.loc["TOTAL", "pnl_total"] - float(last_total["total"])) < 1e-5
     assert df.loc["TOTAL", "markout_fills"] > 0
+    with engine.begin() as conn:  # a market only quoted, never traded: no `pnl` row; it made 0, not NaN
+        conn.execute(insert(schema.orders), [{**orders[0], "client_id": "quoted-only", "market": "0xquotedonly"}])
+    quoted = build_report(engine).set_index("market").loc["0xquotedonly"]
+    assert quoted["placed"] == 1 and quoted["fills"] == 0
+    assert quoted["pnl_total"] == 0.0 and quoted["inv_yes"] == 0.0 and quoted["pnl_spread"] == 0.0
     mk = sink.rows["markouts"]  # the report's means are the stored rows' means
     five = [r["markout"] for r in mk if r["horizon_sec"] == 5.0]
     rs = [r["markout"] for r in mk if r["horizon_sec"] == 0.0]
