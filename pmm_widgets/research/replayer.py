@@ -740,7 +740,7 @@ def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         else:
             sums.setdefault(horizon_key(float(m["horizon_sec"])), []).append(usd)
     out: dict[str, Any] = {}
-    for k, vals in sorted(sums.items()):
+    for k, vals in sorted(sums.items(), key=lambda kv: float(kv[0].removesuffix("s"))):  # 5s, 30s, 120s
         out[f"markout_{k}_usd"] = sum(vals)
         out[f"markout_{k}_mean_usd"] = sum(vals) / len(vals)
     out["realized_spread_usd"] = sum(rs)

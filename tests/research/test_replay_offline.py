@@ -268,3 +268,15 @@ def test_ctrl_c_stops_pmm_replay_cleanly_with_partial_results(rec_dir, tmp_path)
         n = c.execute(sa.text("SELECT COUNT(*) FROM orders WHERE mode = 'replay'")).scalar()
         still_open = c.execute(sa.text("SELECT COUNT(*) FROM orders WHERE status IN ('LIVE', 'PARTIAL')")).scalar()
     assert status == "interrupted" and n > 0 and still_open == 0
+
+
+def test_the_summary_lists_markouts_by_horizon(rec_dir):
+    """The summary's markouts read 5s, 30s, 120s (sorted as text they read 120s, 30s, 5s)."""
+    from pmm_widgets.research.replayer import format_summary, markout_summary
+
+    rows = [{"horizon_sec": h, "markout_usd": 0.01} for h in (120.0, 5.0, 30.0, 0.0)]
+    assert [k for k in markout_summary(rows) if k.endswith("_mean_usd")] == [
+        "markout_5s_mean_usd", "markout_30s_mean_usd", "markout_120s_mean_usd"]
+    res = _run(rec_dir)
+    line = next(ln for ln in format_summary(res).splitlines() if ln.startswith("  markouts "))
+    assert line.index(" 5s ") < line.index(" 30s ") < line.index(" 120s "), line
