@@ -203,8 +203,17 @@ class Recorder:
         while not self._stop.is_set():
             self._wake.wait(self.flush_sec)
             self._wake.clear()
+            self._safe_drain()
+        self._safe_drain()
+
+    def _safe_drain(self) -> None:
+        """A drain that fails in a way `_drain` does not expect is logged and counted; the thread
+        goes on (a dead writer thread would leave every later row queued in memory, unwritten)."""
+        try:
             self._drain()
-        self._drain()
+        except Exception:
+            self.stats.errors += 1
+            log.exception("recording: a write cycle failed")
 
     def _rotation_slot(self) -> int:
         return int(time.time() // self.rotate_sec) if self.rotate_sec else 0
@@ -220,7 +229,15 @@ class Recorder:
         groups: dict[tuple[str, str], list[Row]] = {}
         for _ in range(n):
             row = self._q.popleft()
-            groups.setdefault((hour_key(row[2]), row[0]), []).append(row)
+            try:
+                hour = hour_key(row[2])
+            except (TypeError, ValueError, OverflowError, OSError):  # one bad row must not cost the batch
+                self.stats.errors += 1
+                log.error("recording: a %s row (%s) dropped: its time %r is no timestamp", row[0], row[3], row[2])
+                continue
+            groups.setdefault((hour, row[0]), []).append(row)
+        if not groups:
+            return
         newest = max(h for h, _ in groups)
         for (hour, channel), rows in sorted(groups.items()):
             try:

@@ -113,3 +113,20 @@ def test_empty_or_bad_window_is_a_clear_error(tmp_path):
     with pytest.raises(RecordingError, match="ISO 8601"):
         parse_time("yesterday")
     assert parse_time("2026-11-30T10:00:00Z") == parse_time("2026-11-30T11:00:00+01:00") == H0
+
+
+def test_a_row_whose_time_is_no_timestamp_costs_only_that_row(tmp_path, caplog):
+    """A row with a time `hour_key` cannot file used to raise out of the writer thread's drain:
+    every row of that batch was lost and the thread died (later rows queued in memory forever).
+    Now that row is dropped, logged and counted; the rest is written (its sequence gap named)."""
+    rec = Recorder(tmp_path, session="s1", flush_sec=0.05).start()
+    rec.frame(H0, 0, '{"event_type":"price_change","i":0}')
+    rec.engine(float("nan"), "stop")
+    rec.frame(H0 + 1, 0, '{"event_type":"price_change","i":1}')
+    time.sleep(0.3)
+    rec.frame(H0 + 2, 0, '{"event_type":"price_change","i":2}')  # the thread still writes
+    with caplog.at_level(logging.ERROR):
+        rec.close()
+    assert rec.stats.errors == 1 and "time nan is no timestamp" in caplog.text
+    w = load_window(tmp_path, H0, H0 + 60)
+    assert len(w) == 3
