@@ -278,7 +278,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     report_main = entry("report", "pmm_widgets.analytics.report", "report_main")
-    return int(report_main(settings_from_args(args), as_json=getattr(args, "json", False)))
+    return int(report_main(settings_from_args(args), as_json=getattr(args, "json", False),
+                           mode=getattr(args, "mode", None), run_id=getattr(args, "run_id", None)))
 
 
 def cmd_auth_derive(args: argparse.Namespace) -> int:
@@ -676,6 +677,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp = leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
     rp.add_argument("--json", action="store_true",
                     help='print the PnL decomposition as one JSON object {"markets": [...], "totals": {...}}')
+    rp.add_argument("--mode", choices=("paper", "live", "replay"),
+                    help="only this mode's rows (default: the engine's sessions, paper and live; replays "
+                         "written to the same DB are left out)")
+    rp.add_argument("--run-id", metavar="ID", help="one replay run (pmm replay prints its id; default with "
+                                                   "--mode replay: the newest)")
 
     auth = group("auth", "credentials")
     d = leaf(auth, "derive", "derive L2 API credentials from PMM_PRIVATE_KEY", cmd_auth_derive)

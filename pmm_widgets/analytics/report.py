@@ -18,12 +18,13 @@ settlement − fees + rebates + rewards. The totals are the sums of the per-mark
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import ColumnElement, Engine, Table, func, inspect, or_, select
 
 from ..economics.payouts import venue_date
 from ..errors import ExitCode
@@ -36,34 +37,49 @@ PNL_COLS = {  # pnl column → report column
 }
 
 
-def _markouts(engine: Engine, mode: str | None) -> list[tuple[str, float, float]]:
+REPLAY = "replay"
+
+
+def _scope(t: Table, mode: str | None, run_id: str | None = None) -> list[ColumnElement[bool]]:
+    """The rows a report covers: one mode (and, for replays, one run), or by default the engine's
+    own sessions: every mode but 'replay' (a `pmm replay` into the operator's DB wrote its rows
+    beside the paper run's, and the report counted both: twice the orders and fills)."""
+    out = [t.c.mode == mode] if mode is not None else [or_(t.c.mode.is_(None), t.c.mode != REPLAY)]
+    if run_id is not None and "run_id" in t.c:
+        out.append(t.c.run_id == run_id)
+    return out
+
+
+def _markouts(engine: Engine, mode: str | None, run_id: str | None = None) -> list[tuple[str, float, float]]:
     """(market, horizon_sec, markout in price units) of every stored markout (none before 0007)."""
     if "markouts" not in inspect(engine).get_table_names():
         return []
     df = repo.markouts_frame(engine, mode)
+    if mode is None:
+        df = df[df["mode"].isna() | (df["mode"] != REPLAY)]
+    if run_id is not None:
+        df = df[df["run_id"] == run_id]
     df = df[df["markout"].notna()]
     return list(zip(df["market"], df["horizon_sec"].astype(float), df["markout"].astype(float), strict=True))
 
 
-def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
-    """One row per market seen in orders or trades, plus a 'TOTAL' row; `mode` filters paper/live."""
+def build_report(engine: Engine, mode: str | None = None, run_id: str | None = None) -> pd.DataFrame:
+    """One row per market seen in orders or trades, plus a 'TOTAL' row; `mode` (and `run_id`)
+    choose the rows (`_scope`; default: the engine's sessions, no replay)."""
     o, t, p, mk = schema.orders, schema.trades, schema.pnl, schema.markets
     with engine.connect() as conn:
         oq = select(o.c.market, func.count().label("placed"), func.min(o.c.created_ts), func.max(o.c.updated_ts)) \
             .where(o.c.status != "REJECTED").group_by(o.c.market)
         tq = select(t.c.market, t.c.side, t.c.price, t.c.size, t.c.fill_type, t.c.ts)
-        if mode is not None:
-            oq = oq.where(o.c.mode == mode)
-            tq = tq.where(t.c.mode == mode)
+        oq = oq.where(*_scope(o, mode, run_id))
+        tq = tq.where(*_scope(t, mode, run_id))
         orders = conn.execute(oq).all()
         trades = conn.execute(tq).all()
         latest = select(p.c.market, func.max(p.c.ts).label("ts")).group_by(p.c.market)
-        if mode is not None:
-            latest = latest.where(p.c.mode == mode)
+        latest = latest.where(*_scope(p, mode, run_id))
         latest_sq = latest.subquery()
         pq = select(p).join(latest_sq, (p.c.market == latest_sq.c.market) & (p.c.ts == latest_sq.c.ts))
-        if mode is not None:
-            pq = pq.where(p.c.mode == mode)
+        pq = pq.where(*_scope(p, mode, run_id))
         pnl_rows = {r.market: r for r in conn.execute(pq).all()}
         questions = {r.condition_id: r.question for r in conn.execute(select(mk.c.condition_id, mk.c.question)).all()}
 
@@ -81,7 +97,7 @@ def build_report(engine: Engine, mode: str | None = None) -> pd.DataFrame:
         s["volume"] += float(r.price) * float(r.size)
         t0 = r.ts if t0 is None else min(t0, r.ts)
         t1 = r.ts if t1 is None else max(t1, r.ts)
-    for mkt, horizon, px in _markouts(engine, mode):
+    for mkt, horizon, px in _markouts(engine, mode, run_id):
         s = stats[mkt]
         if horizon == 0:
             s["rs_n"] += 1
@@ -134,7 +150,7 @@ def _d(v: Any) -> Decimal:
     return Decimal(str(v)) if v is not None else Decimal(0)
 
 
-def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
+def economics(engine: Engine, mode: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     """`{"markets": [...], "totals": {fills, fills_per_min, spread, inventory, fees, rebates,
     rewards, settlement, total}}` from the database (Decimal money; see the module doc)."""
     t, p, r, st = schema.trades, schema.pnl, schema.reward_estimates, schema.settlements
@@ -145,8 +161,7 @@ def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
     t0 = t1 = None
     with engine.connect() as conn:
         tq = select(t.c.market, t.c.ts, t.c.fee, t.c.rebate)
-        if mode is not None:
-            tq = tq.where(t.c.mode == mode)
+        tq = tq.where(*_scope(t, mode, run_id))
         for row in conn.execute(tq):
             a = acc[row.market]
             a["fills"] += 1
@@ -155,29 +170,25 @@ def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
             t0 = row.ts if t0 is None else min(t0, row.ts)
             t1 = row.ts if t1 is None else max(t1, row.ts)
         latest = select(p.c.market, func.max(p.c.ts).label("ts")).where(p.c.market != "TOTAL").group_by(p.c.market)
-        if mode is not None:
-            latest = latest.where(p.c.mode == mode)
+        latest = latest.where(*_scope(p, mode, run_id))
         lsq = latest.subquery()
         pq = select(p.c.market, p.c.ts, p.c.spread_pnl, p.c.inventory_pnl).join(
             lsq, (p.c.market == lsq.c.market) & (p.c.ts == lsq.c.ts))
-        if mode is not None:
-            pq = pq.where(p.c.mode == mode)
+        pq = pq.where(*_scope(p, mode, run_id))
         for row in conn.execute(pq):
             a = acc[row.market]
             a["spread"], a["inventory"] = _d(row.spread_pnl), _d(row.inventory_pnl)
             t1 = row.ts if t1 is None else max(t1, row.ts)
         if "reward_estimates" in names:
             rq = select(r.c.market, func.sum(r.c.usd)).group_by(r.c.market)
-            if mode is not None:
-                rq = rq.where(r.c.mode == mode)
+            rq = rq.where(*_scope(r, mode, run_id))
             for mkt, usd in conn.execute(rq):
                 acc[mkt]["rewards"] = _d(usd)
         if "venue_payouts" in names:
-            _paid_where_known(conn, acc, mode)
+            _paid_where_known(conn, acc, mode, run_id)
         if "settlements" in names:
             sq = select(st.c.market, func.sum(st.c.pnl)).group_by(st.c.market)
-            if mode is not None:
-                sq = sq.where(st.c.mode == mode)
+            sq = sq.where(*_scope(st, mode, run_id))
             for mkt, v in conn.execute(sq):
                 acc[mkt]["settlement"] = _d(v)
     minutes = (t1 - t0) / 60.0 if t0 is not None and t1 is not None and t1 > t0 else None
@@ -195,15 +206,14 @@ def economics(engine: Engine, mode: str | None = None) -> dict[str, Any]:
     return {"markets": markets, "totals": totals}
 
 
-def _paid_where_known(conn: Any, acc: dict[str, dict[str, Any]], mode: str | None) -> None:
+def _paid_where_known(conn: Any, acc: dict[str, dict[str, Any]], mode: str | None, run_id: str | None = None) -> None:
     """Rewards and rebates paid where the venue said (live `venue_payouts`): for each venue day
     the engine read back (its "TOTAL" row), that day's estimates (`reward_estimates` by
     `venue_date`) and accruals (`trades.rebate` by the fill's venue day) give way to the amounts
     paid; days not read (or not paid yet) keep the estimate."""
     vp, r, t = schema.venue_payouts, schema.reward_estimates, schema.trades
     q = select(vp.c.kind, vp.c.market, vp.c.date, vp.c.amount)
-    if mode is not None:
-        q = q.where(vp.c.mode == mode)
+    q = q.where(*_scope(vp, mode, run_id))
     rows = conn.execute(q).all()
     known = {(row.kind, row.date) for row in rows if row.market == "TOTAL"}
     if not known:
@@ -212,14 +222,12 @@ def _paid_where_known(conn: Any, acc: dict[str, dict[str, Any]], mode: str | Non
         if row.market != "TOTAL" and (row.kind, row.date) in known and row.kind in ("rewards", "rebates"):
             acc[row.market][row.kind] += _d(row.amount)
     rq = select(r.c.market, r.c.venue_date, func.sum(r.c.usd)).group_by(r.c.market, r.c.venue_date)
-    if mode is not None:
-        rq = rq.where(r.c.mode == mode)
+    rq = rq.where(*_scope(r, mode, run_id))
     for mkt, day, usd in conn.execute(rq):
         if ("rewards", day) in known:
             acc[mkt]["rewards"] -= _d(usd)
     tq = select(t.c.market, t.c.ts, t.c.rebate)
-    if mode is not None:
-        tq = tq.where(t.c.mode == mode)
+    tq = tq.where(*_scope(t, mode, run_id))
     for row in conn.execute(tq):
         if ("rebates", venue_date(row.ts)) in known:
             acc[row.market]["rebates"] -= _d(row.rebate)
@@ -240,9 +248,55 @@ def economics_json(doc: dict[str, Any]) -> str:
     return json.dumps(conv(doc))
 
 
-def report_main(settings: Any, as_json: bool = False) -> int:
+def _replay_runs(engine: Engine) -> list[Any]:
+    """The DB's replay runs (`replay_runs`), newest first; none before the table existed."""
+    if "replay_runs" not in inspect(engine).get_table_names():
+        return []
+    rr = schema.replay_runs
+    with engine.connect() as conn:
+        return list(conn.execute(select(rr.c.run_id, rr.c.t0, rr.c.t1, rr.c.status, rr.c.started_ts)
+                                 .order_by(rr.c.started_ts.desc(), rr.c.run_id)).all())
+
+
+def _choose_scope(engine: Engine, mode: str | None, run_id: str | None) -> tuple[str | None, str | None, str]:
+    """(mode, run_id, what the report covers, as one line). Default: the engine's own sessions;
+    a DB holding only replays (`pmm replay --db-url`): its newest run; `--mode replay` without
+    `--run-id`: the newest run too (runs of different parameters must not add up)."""
+    from ..research.recordings import iso
+
+    runs = _replay_runs(engine)
+    if mode is None and run_id is None:
+        o = schema.orders
+        with engine.connect() as conn:
+            engine_rows = conn.execute(select(func.count()).select_from(o).where(*_scope(o, None))).scalar()
+        if engine_rows or not runs:
+            more = (f"; {len(runs)} replay run(s) in this DB not included (pmm report --mode replay "
+                    f"[--run-id ID])") if runs else ""
+            return None, None, f"report: the engine's sessions (paper and live){more}"
+        mode = REPLAY
+    if run_id is not None:
+        mode = REPLAY
+        known = [r for r in runs if r.run_id == run_id]
+        if not known:
+            from ..config import ConfigError
+
+            ids = ", ".join(r.run_id for r in runs[:5]) or "none"
+            raise ConfigError(f"--run-id {run_id}: no such replay run in this DB (newest: {ids})")
+        r = known[0]
+    elif mode == REPLAY:
+        if not runs:
+            return mode, None, "report: replays (none in this DB)"
+        r = runs[0]
+        run_id = r.run_id
+    else:
+        return mode, None, f"report: {mode} sessions"
+    others = f"; {len(runs) - 1} other replay run(s): --run-id" if len(runs) > 1 else ""
+    return mode, run_id, f"report: replay run {run_id} ({iso(r.t0)} .. {iso(r.t1)}, {r.status}){others}"
+
+
+def report_main(settings: Any, as_json: bool = False, mode: str | None = None, run_id: str | None = None) -> int:
     """Print the report for `settings.db_url` (or, `as_json`, the PnL decomposition as one JSON
-    object); 0 also when there is nothing to report (it says so)."""
+    object); 0 also when there is nothing to report (it says so). `mode`/`run_id`: `_choose_scope`."""
     from ..store.db import make_engine
 
     engine = make_engine(settings.db_url)
@@ -251,13 +305,16 @@ def report_main(settings: Any, as_json: bool = False) -> int:
         if not {"orders", "trades", "pnl"} <= names:
             print("no trading tables in this database yet: run `pmm run paper` first")
             return ExitCode.OK
+        mode, run_id, covers = _choose_scope(engine, mode, run_id)
         if as_json:
-            print(economics_json(economics(engine)))
+            print(economics_json(economics(engine, mode, run_id)))  # the documented shape; the scope on stderr
+            print(covers, file=sys.stderr)
             return ExitCode.OK
-        df = build_report(engine)
-        econ = economics(engine)
+        df = build_report(engine, mode, run_id)
+        econ = economics(engine, mode, run_id)
     finally:
         engine.dispose()
+    print(covers)
     if len(df) <= 1 and df.iloc[0]["placed"] == 0 and df.iloc[0]["fills"] == 0:
         print("no orders or fills recorded yet: run `pmm run paper` first")
         return ExitCode.OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import create_engine, insert
 from strategy_helpers import WalkingBooks, make_market
 
@@ -154,6 +155,60 @@ async def test_report_matches_the_recorded_rows(tmp_path, params, capsys):
     empty = tmp_path / "empty.db"
     S.db_url = f"sqlite:///{empty}"
     assert report_main(S()) == 0  # an empty DB is not an error (exit 0 with a one-line message)
+
+
+async def test_report_leaves_replays_out_of_the_engines_sessions(tmp_path, params, capsys):
+    """`pmm replay` writes to PMM_DB_URL by default: beside the paper run's rows, tagged
+    mode='replay'. The report counted both (twice the orders and fills, a decomposition that
+    did not add up); now it covers the engine's sessions unless asked for a replay run."""
+    from pmm_widgets.analytics.report import economics
+    from pmm_widgets.config import ConfigError
+
+    params.paper_fill_intensity = 6.0
+    sink, ms, *_ = await run(params, cycles=40)
+    url = f"sqlite:///{tmp_path / 'mix.db'}"
+    engine = create_engine(url)
+    schema.metadata.create_all(engine)
+
+    def as_replay(rows, run_id, k):
+        out = [{**r, "mode": "replay", "run_id": run_id} for r in rows]
+        for r in out:
+            for key in ("client_id", "trade_id"):
+                if key in r:
+                    r[key] = f"{run_id}-{r[key]}"
+        if k:  # the second run differs: it traded half the fills
+            out = out[: len(out) // 2 or 1]
+        return out
+
+    with engine.begin() as conn:
+        for name in ("orders", "trades", "pnl", "markouts"):
+            conn.execute(insert(schema.metadata.tables[name]), sink.rows[name])
+            for k, rid in enumerate(("rp-old", "rp-new")):
+                conn.execute(insert(schema.metadata.tables[name]), as_replay(sink.rows[name], rid, k))
+        conn.execute(insert(schema.replay_runs), [
+            {"run_id": rid, "mode": "replay", "t0": 0.0, "t1": 60.0, "started_ts": 10.0 + k, "status": "done"}
+            for k, rid in enumerate(("rp-old", "rp-new"))])
+    fills = len(sink.rows["trades"])
+    assert fills > 1
+    assert build_report(engine).set_index("market").loc["TOTAL", "fills"] == fills
+    assert economics(engine)["totals"]["fills"] == fills
+    assert build_report(engine, "replay", "rp-old").set_index("market").loc["TOTAL", "fills"] == fills
+    assert economics(engine, "replay", "rp-new")["totals"]["fills"] == fills // 2
+    engine.dispose()
+
+    class S:
+        db_url = url
+    assert report_main(S()) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("report: the engine's sessions (paper and live); 2 replay run(s) in this DB not included")
+    assert f"{fills} fills (" in out
+    assert report_main(S(), mode="replay") == 0  # the newest run
+    out = capsys.readouterr().out
+    assert out.startswith("report: replay run rp-new (") and f"{fills // 2} fills (" in out
+    assert report_main(S(), run_id="rp-old") == 0
+    assert capsys.readouterr().out.startswith("report: replay run rp-old (")
+    with pytest.raises(ConfigError, match="--run-id nope: no such replay run in this DB"):
+        report_main(S(), run_id="nope")
 
 
 def test_sell_side_appears_once_inventory_is_held():
