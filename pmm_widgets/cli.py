@@ -677,9 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = leaf(sub, "report", "summary of fills, PnL, markouts and fill rates from the database", cmd_report)
     rp.add_argument("--json", action="store_true",
                     help='print the PnL decomposition as one JSON object {"markets": [...], "totals": {...}}')
-    rp.add_argument("--mode", choices=("paper", "live", "replay"),
-                    help="only this mode's rows (default: the engine's sessions, paper and live; replays "
-                         "written to the same DB are left out)")
+    rp.add_argument("--mode", choices=("paper", "dry_run", "live", "replay"),
+                    help="only this mode's rows (default: the mode the engine traded last in this DB; other "
+                         "modes and replays written to the same DB are named, not added)")
     rp.add_argument("--run-id", metavar="ID", help="one replay run (pmm replay prints its id; default with "
                                                    "--mode replay: the newest)")
 

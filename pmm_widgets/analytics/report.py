@@ -259,20 +259,28 @@ def _replay_runs(engine: Engine) -> list[Any]:
 
 
 def _choose_scope(engine: Engine, mode: str | None, run_id: str | None) -> tuple[str | None, str | None, str]:
-    """(mode, run_id, what the report covers, as one line). Default: the engine's own sessions;
-    a DB holding only replays (`pmm replay --db-url`): its newest run; `--mode replay` without
+    """(mode, run_id, what the report covers, as one line). Default: the engine's own sessions of
+    the mode it traded last (paper, dry_run or live are never added up; the others are named); a
+    DB holding only replays (`pmm replay --db-url`): its newest run; `--mode replay` without
     `--run-id`: the newest run too (runs of different parameters must not add up)."""
     from ..research.recordings import iso
 
     runs = _replay_runs(engine)
     if mode is None and run_id is None:
         o = schema.orders
-        with engine.connect() as conn:
-            engine_rows = conn.execute(select(func.count()).select_from(o).where(*_scope(o, None))).scalar()
-        if engine_rows or not runs:
-            more = (f"; {len(runs)} replay run(s) in this DB not included (pmm report --mode replay "
-                    f"[--run-id ID])") if runs else ""
-            return None, None, f"report: the engine's sessions (paper and live){more}"
+        with engine.connect() as conn:  # the engine's modes in this DB, the newest activity first
+            modes = [m for m, _ in conn.execute(
+                select(o.c.mode, func.max(o.c.created_ts).label("last")).where(*_scope(o, None))
+                .group_by(o.c.mode).order_by(func.max(o.c.created_ts).desc())).all() if m is not None]
+        if modes or not runs:
+            left = [f"{m} orders (--mode {m})" for m in modes[1:]]
+            if runs:
+                left.append(f"{len(runs)} replay run(s) (--mode replay [--run-id ID])")
+            more = f"; not included: {', '.join(left)}" if left else ""
+            if not modes:
+                return None, None, "report: the engine's sessions"
+            # one mode at a time: paper fills must not add up with live ones
+            return modes[0], None, f"report: the {modes[0]} sessions (the newest mode in this DB){more}"
         mode = REPLAY
     if run_id is not None:
         mode = REPLAY

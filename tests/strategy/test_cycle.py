@@ -200,7 +200,8 @@ async def test_report_leaves_replays_out_of_the_engines_sessions(tmp_path, param
         db_url = url
     assert report_main(S()) == 0
     out = capsys.readouterr().out
-    assert out.startswith("report: the engine's sessions (paper and live); 2 replay run(s) in this DB not included")
+    assert out.startswith("report: the paper sessions (the newest mode in this DB); not included: "
+                          "2 replay run(s) (--mode replay [--run-id ID])")
     assert f"{fills} fills (" in out
     assert report_main(S(), mode="replay") == 0  # the newest run
     out = capsys.readouterr().out
@@ -209,6 +210,19 @@ async def test_report_leaves_replays_out_of_the_engines_sessions(tmp_path, param
     assert capsys.readouterr().out.startswith("report: replay run rp-old (")
     with pytest.raises(ConfigError, match="--run-id nope: no such replay run in this DB"):
         report_main(S(), run_id="nope")
+    # a live session after the paper one: the report is the live one, paper named, never added up
+    engine = create_engine(url)
+    live_orders = [{**o, "mode": "live", "client_id": f"live-{o['client_id']}", "created_ts": o["created_ts"] + 1e6}
+                   for o in sink.rows["orders"][:3]]
+    with engine.begin() as conn:
+        conn.execute(insert(schema.orders), live_orders)
+    assert build_report(engine, "paper").set_index("market").loc["TOTAL", "fills"] == fills
+    engine.dispose()
+    assert report_main(S()) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("report: the live sessions (the newest mode in this DB); not included: "
+                          "paper orders (--mode paper), 2 replay run(s)")
+    assert "placed 3 orders" in out and "0 fills (" in out
 
 
 def test_sell_side_appears_once_inventory_is_held():
