@@ -54,11 +54,7 @@ def _markouts(engine: Engine, mode: str | None, run_id: str | None = None) -> li
     """(market, horizon_sec, markout in price units) of every stored markout (none before 0007)."""
     if "markouts" not in inspect(engine).get_table_names():
         return []
-    df = repo.markouts_frame(engine, mode)
-    if mode is None:
-        df = df[df["mode"].isna() | (df["mode"] != REPLAY)]
-    if run_id is not None:
-        df = df[df["run_id"] == run_id]
+    df = repo.markouts_frame(engine, where=_scope(schema.markouts, mode, run_id))
     df = df[df["markout"].notna()]
     return list(zip(df["market"], df["horizon_sec"].astype(float), df["markout"].astype(float), strict=True))
 
@@ -272,14 +268,13 @@ def _choose_scope(engine: Engine, mode: str | None, run_id: str | None) -> tuple
             modes = [m for m, _ in conn.execute(
                 select(o.c.mode, func.max(o.c.created_ts).label("last")).where(*_scope(o, None))
                 .group_by(o.c.mode).order_by(func.max(o.c.created_ts).desc())).all() if m is not None]
-        if modes or not runs:
+        if not modes and not runs:
+            return None, None, "report: the engine's sessions"
+        if modes:  # one mode at a time: paper fills must not add up with live ones
             left = [f"{m} orders (--mode {m})" for m in modes[1:]]
             if runs:
                 left.append(f"{len(runs)} replay run(s) (--mode replay [--run-id ID])")
             more = f"; not included: {', '.join(left)}" if left else ""
-            if not modes:
-                return None, None, "report: the engine's sessions"
-            # one mode at a time: paper fills must not add up with live ones
             return modes[0], None, f"report: the {modes[0]} sessions (the newest mode in this DB){more}"
         mode = REPLAY
     if run_id is not None:

@@ -688,11 +688,9 @@ class Replayer:
             if bar is not None:
                 bar.update(max(0, i - bar.n))
                 bar.close()
-        end = min(clock.now, self.t1)
         for p in self.points:
             await p.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
-            if p.cycle is not None:
-                p.cycle.final_pnl(end)  # the `pnl` table ends where the summary does
+        self._final_pnl(min(clock.now, self.t1))  # the `pnl` table ends where the summary does
         wall = time.perf_counter() - wall0
         return [p.result(status, wall, i) for p in self.points]
 
@@ -723,24 +721,28 @@ class Replayer:
             for p in self.points:
                 p.set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
         elif kind == "stop":  # the recorded session's end: its last `pnl` rows, as its stop wrote them
-            for p in self.points:
-                if p.cycle is not None:
-                    p.cycle.final_pnl(ts)
+            self._final_pnl(ts)
+
+    def _final_pnl(self, ts: float) -> None:
+        for p in self.points:
+            if p.cycle is not None:
+                p.cycle.final_pnl(ts)
 
 
 def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean markout (USD per fill and total) per horizon, and the total realized spread, from
     `markouts` rows (horizon 0: the realized spread)."""
-    sums: dict[str, list[float]] = {}
+    sums: dict[float, list[float]] = {}
     rs: list[float] = []
     for m in markouts:
         usd = float(m.get("markout_usd") or 0.0)
         if float(m["horizon_sec"]) == 0:
             rs.append(usd)
         else:
-            sums.setdefault(horizon_key(float(m["horizon_sec"])), []).append(usd)
+            sums.setdefault(float(m["horizon_sec"]), []).append(usd)
     out: dict[str, Any] = {}
-    for k, vals in sorted(sums.items(), key=lambda kv: float(kv[0].removesuffix("s"))):  # 5s, 30s, 120s
+    for h, vals in sorted(sums.items()):  # by horizon: 5s, 30s, 120s
+        k = horizon_key(h)
         out[f"markout_{k}_usd"] = sum(vals)
         out[f"markout_{k}_mean_usd"] = sum(vals) / len(vals)
     out["realized_spread_usd"] = sum(rs)

@@ -8,10 +8,11 @@ when on the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Executable, func, select
+from sqlalchemy import ColumnElement, Engine, Executable, func, select
 
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.store import schema
@@ -84,7 +85,8 @@ def trades_frame(engine: Engine, mode: str | None = None, since: float | None = 
 MARKOUT_NUMERIC = ("fill_price", "size", "mid", "markout", "markout_usd")
 
 
-def markouts_frame(engine: Engine, mode: str | None = None, since: float | None = None) -> pd.DataFrame:
+def markouts_frame(engine: Engine, mode: str | None = None, since: float | None = None,
+                   where: Sequence[ColumnElement[bool]] = ()) -> pd.DataFrame:
     """Our fills' markouts (columns of `markouts`), one row per fill and horizon, oldest first.
     `horizon_sec` 0 is the realized spread (the mid at the fill's own time); `markout` is in
     price units, signed for our side (+ = the fill was worth it), `markout_usd` is × size."""
@@ -94,6 +96,8 @@ def markouts_frame(engine: Engine, mode: str | None = None, since: float | None 
         stmt = stmt.where(t.c.mode == getattr(mode, "value", mode))
     if since is not None:
         stmt = stmt.where(t.c.fill_ts >= since)
+    if where:  # further conditions on `markouts` (the report's scope)
+        stmt = stmt.where(*where)
     return _frame(engine, stmt, [c.name for c in t.columns], numeric=MARKOUT_NUMERIC)
 
 
