@@ -101,12 +101,17 @@ def markouts_frame(engine: Engine, mode: str | None = None, since: float | None 
     return _frame(engine, stmt, [c.name for c in t.columns], numeric=MARKOUT_NUMERIC)
 
 
-def pnl_frame(engine: Engine, market: str | None = "TOTAL", since: float | None = None) -> pd.DataFrame:
-    """PnL rows (default: the TOTAL series; None: every market), oldest first, money as float."""
+def pnl_frame(engine: Engine, market: str | None = "TOTAL", since: float | None = None,
+              mode: str | None = None) -> pd.DataFrame:
+    """PnL rows (default: the TOTAL series; None: every market), oldest first, money as float.
+    `mode` ('paper', 'dry_run', 'live', 'replay'): that mode's rows only; None: every mode's (in a
+    DB that holds more than one, their series interleave: name the one you mean)."""
     t = schema.pnl
     stmt = select(t).order_by(t.c.ts, t.c.id)  # id breaks ties: rows in the order they were written
     if market is not None:
         stmt = stmt.where(t.c.market == market)
+    if mode is not None:
+        stmt = stmt.where(t.c.mode == getattr(mode, "value", mode))
     if since is not None:
         stmt = stmt.where(t.c.ts >= since)
     money = tuple(c.name for c in t.columns if c.name not in ("id", "ts", "market", "mode", "fills"))

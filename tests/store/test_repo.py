@@ -32,6 +32,7 @@ def filled(db_url, engine_of):
                                 "mode": "paper", "ts": 10.0 + i})
             w.insert("events", {"ts": float(i), "level": ["INFO", "WARNING", "ERROR"][i], "kind": f"k{i}"})
             w.insert("pnl", {"ts": float(i), "market": "TOTAL", "mode": "paper", "total": Decimal(i)})
+            w.insert("pnl", {"ts": float(i) + 0.5, "market": "TOTAL", "mode": "replay", "total": Decimal(-i)})
     return engine_of(db_url)
 
 
@@ -55,8 +56,10 @@ def test_frames(filled):
     assert list(df["trade_id"]) == ["t0", "t1", "t2"] and df["price"].dtype == "float64"
     assert df["size"].sum() == 7.5
     assert len(repo.trades_frame(filled, since=11.0)) == 2
-    pnl = repo.pnl_frame(filled)
+    pnl = repo.pnl_frame(filled, mode="paper")
     assert list(pnl["total"]) == [0.0, 1.0, 2.0]
+    assert list(repo.pnl_frame(filled, mode="replay")["total"]) == [0.0, -1.0, -2.0]
+    assert list(repo.pnl_frame(filled)["mode"]) == ["paper", "replay"] * 3  # no mode: every series, by time
     counts = repo.table_counts(filled)
     assert counts["markets"] == 4 and counts["orders"] == 5
 

@@ -42,6 +42,7 @@ def test_research_notebook_runs_against_a_short_sandbox_run(sandbox_env):
     outs = "\n".join(_text(c) for c in nb.cells if c.cell_type == "code")
     assert "role: owner" in outs
     assert "engine role: owner | running: False" in outs
+    assert "paper mode:" in outs  # the record section reads this engine's mode only
     assert "reward samples per step:" in outs  # issue 13: reward share against α from reward_estimates
     mk_cell = next(c for c in nb.cells if "by_h = markouts" in c.source)  # issue 10: from the markouts table
     assert "horizon_sec" in "".join(o.get("data", {}).get("text/plain", "") for o in mk_cell.outputs)
