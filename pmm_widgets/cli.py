@@ -437,7 +437,7 @@ def cmd_import_pmxt(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     m = str(args.markets).strip()
     try:
-        sel: Any = None if m == "all" else parse_markets(m)
+        sel: Any = None if m.lower() == "all" else parse_markets(m)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:
@@ -445,6 +445,12 @@ def cmd_import_pmxt(args: argparse.Namespace) -> int:
     except PmxtError as exc:
         print(f"pmm recordings import-pmxt: {exc}", file=sys.stderr)
         return ExitCode.ERROR
+    for note in ([f"skipped row: {p}" for p in rep.problems]
+                 + [f"{f}: the same file again, read once" for f in rep.duplicates]
+                 + [f"market {x} is in none of the files" for x in rep.unknown_markets]
+                 + [f"market {x} has no book snapshot in the files: a replay cannot build its books"
+                    for x in rep.bookless]):
+        print(f"pmm recordings import-pmxt: warning: {note}", file=sys.stderr)
     print(f"imported {rep.events:,} events of {rep.markets} markets ({rep.rows:,} rows read, "
           f"{rep.skipped_rows} skipped, {rep.skipped_markets} markets without two tokens) from "
           f"{', '.join(f'{f} [{v}]' for f, v in rep.variants.items())} into {settings.record_dir} "
@@ -656,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
                cmd_import_pmxt)
     imp.add_argument("files", nargs="+", metavar="FILE", help="polymarket_orderbook_YYYY-MM-DDTHH.parquet files")
     imp.add_argument("--markets", default="50", metavar="N|IDS|all",
-                     help="the N busiest markets (default 50), comma-separated condition ids, or all")
+                     help="the N busiest markets with two tokens (default 50), comma-separated condition ids, or all")
 
     fd = leaf(sub, "fidelity", "paper vs the sandbox's own matching: run the engine LIVE on an embedded sandbox "
               "(throwaway wallet), replay paper on the same market; --fit picks the fill model's parameters", cmd_fidelity)

@@ -847,6 +847,9 @@ def format_summary(res: ReplayResult) -> str:
     if s.get("pending_files"):
         lines.append(f"  {s['pending_files']} part file(s) still being written were not read: the recording "
                      f"is readable up to {s['recorded_until']} (within PMM_RECORD_ROTATE_SEC of now)")
+    if s.get("bad_messages"):
+        lines.append(f"  {s['bad_messages']:,} recorded message(s) the stream refused (malformed or off the market's "
+                     "grid; the log names them): the books they named stay stale until their next snapshot")
     for p in res.problems:
         lines.append(f"  problem: {p}")
     return "\n".join(lines)
