@@ -320,6 +320,16 @@ def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], 
             sel = parse_markets(str(args.markets))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    from pmm_widgets.research.recordings import RecordingError, iso, parse_time
+
+    times = {}
+    for flag, attr in (("--from", "t_from"), ("--to", "t_to")):  # a bad flag: exit 2, named (not 1)
+        try:
+            times[flag] = parse_time(getattr(args, attr))
+        except RecordingError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+    if times["--to"] <= times["--from"]:
+        raise ConfigError(f"--to ({iso(times['--to'])}) must be after --from ({iso(times['--from'])})")
     return settings, params, sel
 
 

@@ -278,6 +278,10 @@ def _choose_scope(engine: Engine, mode: str | None, run_id: str | None) -> tuple
             return modes[0], None, f"report: the {modes[0]} sessions (the newest mode in this DB){more}"
         mode = REPLAY
     if run_id is not None:
+        if mode not in (None, REPLAY):  # a replay run is no paper, dry_run or live session
+            from ..config import ConfigError
+
+            raise ConfigError(f"--run-id names a replay run: --mode {mode} cannot go with it (--mode replay, or leave it out)")
         mode = REPLAY
         known = [r for r in runs if r.run_id == run_id]
         if not known:

@@ -35,6 +35,7 @@ from ..store.recording import CHANNELS, HOUR_FMT, OPEN_SUFFIX, SCHEMA_VERSION, p
 # `<channel>-<session>.parquet` (hourly) or `<channel>-<session>-<part>.parquet` (rotated parts)
 _FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+?)(?:-(?P<part>\d+))?\.parquet$")
 COLUMNS = ("seq", "ts", "kind", "conn", "payload")
+_NAME_PROBLEM = f"not a recording file name (<channel>-<session>[-<part>].parquet, channel one of {', '.join(CHANNELS)}): skipped"
 
 
 class RecordingError(PmmError, ValueError):
@@ -188,6 +189,10 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"hour": h.name, "file": str(f), "bytes": f.stat().st_size,
                                    "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
                                    "rows": None, "ok": True, "open": False, "problem": ""}
+            if m is None or m["channel"] not in CHANNELS:  # what a replay skips (`load_window`), said the same
+                row.update(ok=False, problem=_NAME_PROBLEM)
+                out.append(row)
+                continue
             try:
                 md = pq.read_metadata(f)
                 row["rows"] = md.num_rows
@@ -518,8 +523,7 @@ def load_window(root: str | Path, t0: float, t1: float, *, warmup: bool = True) 
         for f in done:
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
             if m is None or m["channel"] not in CHANNELS:
-                problems.append(Problem(str(f), "not a recording file name (<channel>-<session>[-<part>].parquet): "
-                                            "skipped"))
+                problems.append(Problem(str(f), _NAME_PROBLEM))
                 continue
             files.append(str(f))
             got = _read(f, problems, lo, t1, keep=not lazy)  # only the kept rows' payloads

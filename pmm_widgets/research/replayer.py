@@ -316,11 +316,46 @@ def files_key(window: Window) -> str:
     return "".join(parts)
 
 
-def run_id_for(window: Window, markets: Any, params: Params, seed: int, cycles: str, files: str | None = None) -> str:
+# Settings a replay's rows cannot depend on: where things are written or read from, how the live
+# engine reaches the venue, the UI, the recorder, secrets (never hashed), and the seed (hashed on
+# its own). Every other setting is in the run id (a new setting is, until it is listed here):
+# two replays that can differ never share an id, so one never replaces the other's rows.
+NOT_IN_RUN_ID = frozenset({
+    "venue", "gamma_url", "clob_url", "clob_ws_url", "db_url", "dashboard_refresh_sec", "writer_flush_sec",
+    "writer_max_pending", "writer_max_lag_sec", "disconnect_cancel_sec", "deadman_sec", "lease_ttl_sec",
+    "http_timeout_sec", "http_deadline_sec", "retry_after_max_sec", "venue_retries", "venue_backoff_sec",
+    "venue_backoff_cap_sec", "sandbox_markets", "sandbox_seed", "sandbox_speed", "sandbox_resolve_every_sec",
+    "sandbox_process", "private_key", "api_key", "api_secret", "api_passphrase", "funder", "signature_type",
+    "chain_id", "adopt_unknown", "retain_days", "prune_sec", "max_inflight_requests", "cycle_yield_ms",
+    "gc_freeze", "log_level", "record", "record_dir", "record_max_gb", "record_rotate_sec", "live_rtt_file",
+})
+
+
+def settings_key(settings: Settings) -> str:
+    """The settings beyond the parameters that a replay's rows depend on, as its run id hashes
+    them (the latency file by its contents, not its name)."""
+    out: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        if name in NOT_IN_RUN_ID or name in PARAM_FIELDS:
+            continue
+        out[name] = getattr(settings, name)
+    path = out.get("paper_latency_file") or ""
+    if path:
+        try:
+            out["paper_latency_file"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            out["paper_latency_file"] = f"unreadable:{path}"
+    return json.dumps(out, sort_keys=True, default=str)
+
+
+def run_id_for(window: Window, markets: Any, params: Params, seed: int, cycles: str, files: str | None = None,
+               settings: str = "") -> str:
+    """`settings`: `settings_key` of the replay's settings."""
     h = hashlib.sha256()
     h.update((files_key(window) if files is None else files).encode())
     h.update(json.dumps([window.t0, window.t1, markets, params.model_dump(mode="json"), seed, cycles],
                         sort_keys=True, default=str).encode())
+    h.update(settings.encode())
     return "rp" + h.hexdigest()[:12]
 
 
@@ -339,7 +374,7 @@ class ReplayPoint:
         if self.overrides:
             self.params.update(**self.overrides)
         sel = rp.markets_sel if not isinstance(rp.markets_sel, (list, tuple)) else sorted(rp.markets_sel)
-        self.run_id = run_id_for(rp.window, sel, self.params, rp.seed, rp.cycles_mode, rp.files_key)
+        self.run_id = run_id_for(rp.window, sel, self.params, rp.seed, rp.cycles_mode, rp.files_key, rp.settings_key)
         self.strategy = strategy  # a user's strategy object: every market's default in this replay
         if strategy is not None:  # its results differ: so does the run id (≤ 40 chars)
             self.run_id = f"{self.run_id}-{strategy.name}"[:40]
@@ -472,6 +507,7 @@ class Replayer:
         self.calibration: dict[str, dict[str, Any]] | None = None  # the recorded run's, at its start
         self.venue_clock: VenueClock | None = None  # the recorded run's reward-sampling clock
         self.files_key = files_key(self.window)  # (every point's run id hashes it)
+        self.settings_key = settings_key(settings)  # (and it)
         # the warm-up starts at the last checkpoint before t0, when the window holds one
         self.resume_at = resume_index(self.window, self.t0) if resume else 0
         self.skipped = 0  # market frames and REST answers of the warm-up the checkpoint made unnecessary

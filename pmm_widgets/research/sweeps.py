@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as futures_wait
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,11 +82,33 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"{name}: secrets cannot be swept")
         if name in grid:  # a second --grid of the same name used to replace the first silently
             raise ValueError(f"{name}: given twice (its values go in one: {name}=V1,V2,...)")
-        twice = next((v for i, v in enumerate(vals) if v in vals[:i]), None)
-        if twice is not None:  # the same point twice: a typo, not a wish for two identical replays
-            raise ValueError(f"{name}: value {twice} given twice")
+        _no_repeat(name, vals)
         grid[name] = vals
     return grid
+
+
+def _value_key(v: Any) -> Any:
+    """A grid value as the point it makes: numbers by value (1, 1.0 and 1e0 are one point)."""
+    if isinstance(v, bool):
+        return v
+    try:
+        d = Decimal(str(v).strip())
+    except (InvalidOperation, ValueError):
+        return v
+    return d.normalize() if d.is_finite() else str(v)
+
+
+def _no_repeat(name: str, vals: Sequence[Any]) -> None:
+    """The same point twice is a typo, not a wish for two identical replays (they would share a run id)."""
+    seen: dict[Any, Any] = {}
+    for v in vals:
+        key = _value_key(v)
+        if key not in seen:
+            seen[key] = v
+            continue
+        first = seen[key]
+        same = "" if str(first) == str(v) else f" ({first} and {v} are one value)"
+        raise ValueError(f"{name}: value {v} given twice{same}")
 
 
 def points_of(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -175,6 +198,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     for k in grid:
         if k not in Settings.model_fields:
             raise ValueError(f"grid: {k} is not a parameter or setting")
+        _no_repeat(f"grid: {k}", grid[k])
     pts = points_of(grid)
     if not pts:
         raise ValueError("grid: no points")
@@ -188,6 +212,9 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             raise ConfigError(f"grid {format_validation_error(exc)}") from None
     sd = _settings_dict(settings)
     sel = list(markets) if isinstance(markets, (list, tuple)) else markets
+    if write:  # where the rows go, checked before any point runs (not after all of them)
+        _check_outputs(Path(parquet) if parquet else None, Path(settings.record_dir).parent / "sweeps",
+                       db_url or settings.db_url)
     started = time.time()
     # every point replays the same events: read them once here (unless a point changes where they are)
     shared = "record_dir" not in grid and "record_dir" not in fixed
@@ -418,6 +445,23 @@ def _run_pass_kept(kept: str, k: int, *args: Any) -> list[dict[str, Any]]:
     tmp.write_bytes(pickle.dumps(rows))
     tmp.replace(Path(kept) / f"{k}.pickle")
     return rows
+
+
+def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None:
+    """SweepError naming the place when the Parquet file cannot be written there; the DB's
+    connection error (its schema made or upgraded, as `_store` will) when it cannot be reached."""
+    from ..store.migrate import upgrade
+
+    if parquet is not None and parquet.is_dir():
+        raise SweepError(f"{parquet}: a directory (the Parquet file's name goes there, e.g. {parquet / 'sweep.parquet'})")
+    folder = parquet.parent if parquet is not None else default_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pmm-sweep-probe-"):
+            pass
+    except OSError as exc:
+        raise SweepError(f"{folder}: cannot write the sweep's Parquet file there ({exc.strerror or exc})") from None
+    upgrade(db_url)
 
 
 def _nan(v: Any) -> bool:

@@ -105,6 +105,19 @@ def test_unknown_schema_is_reported_and_skipped(tmp_path):
     assert SCHEMA_VERSION in p.message
 
 
+def test_the_listing_and_the_replay_judge_file_names_alike(tmp_path):
+    """A copy under a name no channel has: the replay skips it; the listing used to call it ok."""
+    rec = Recorder(tmp_path, session="s1")
+    _fill(rec, 1)
+    rec.close()
+    d = tmp_path / hour_key(H0)
+    (d / "bogus-s1-0000.parquet").write_bytes((d / "market-s1.parquet").read_bytes())
+    listed = {r["file"].rsplit("/", 1)[1]: r for r in list_recordings(tmp_path)}
+    assert listed["market-s1.parquet"]["ok"] and not listed["bogus-s1-0000.parquet"]["ok"]
+    (p,) = load_window(tmp_path, H0, H0 + 3600).problems
+    assert p.file.endswith("bogus-s1-0000.parquet") and p.message == listed["bogus-s1-0000.parquet"]["problem"]
+
+
 def test_empty_or_bad_window_is_a_clear_error(tmp_path):
     with pytest.raises(RecordingError, match="no readable recordings"):
         load_window(tmp_path, H0, H0 + 60)

@@ -54,6 +54,27 @@ def test_replay_trades_the_recording_and_is_deterministic(rec_dir):
     assert d.run_id != a.run_id and d.summary["fills"] != s["fills"]
 
 
+def test_settings_that_change_a_replay_change_its_run_id(rec_dir, tmp_path, monkeypatch, capsys):
+    """Settings beyond the parameters (the quote loop's period, the paper latency) are inputs too:
+    two replays that differ there used to share a run id, the second deleting the first's rows."""
+    url = f"sqlite:///{tmp_path / 'ids.db'}"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    monkeypatch.setenv("PMM_PAPER_FILL_INTENSITY", "20")
+    window = ["--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", "--db-url", url, "--json"]
+    ids = {}
+    for name, extra in (("base", []), ("refresh", ["--quote-refresh-sec", "1"]),
+                        ("latency", ["--set", "paper_latency_ms=2000"]),
+                        ("elsewhere", ["--set", "record_max_gb=5"])):  # where files go: not an input
+        assert main(["replay", *window, *extra]) == 0
+        ids[name] = json.loads(capsys.readouterr().out)["summary"]
+    assert len({ids[k]["run_id"] for k in ("base", "refresh", "latency")}) == 3
+    assert ids["elsewhere"]["run_id"] == ids["base"]["run_id"]
+    db = sa.create_engine(url)
+    with db.connect() as c:
+        kept = dict(c.execute(sa.text("SELECT run_id, COUNT(*) FROM trades GROUP BY run_id")).all())
+    assert kept == {ids[k]["run_id"]: ids[k]["fills"] for k in ("base", "refresh", "latency") if ids[k]["fills"]}
+
+
 def test_markets_selection_and_fill_model(rec_dir):
     full = _run(rec_dir)
     two = _run(rec_dir, markets=2)
@@ -87,6 +108,14 @@ def test_a_selection_that_names_no_recorded_market_fails_before_the_replay(rec_d
     assert main([*base, "--markets", f"{m},typo-slug"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pmm replay: markets typo-slug: not in the universe recorded") and err.count("\n") == 1
+    # a bad time is a bad flag: exit 2, one line naming it (it used to exit 1 without the flag's name)
+    for times, said in ((["--from", "notatime", "--to", "2026-11-30T10:01:00Z"], "--from: bad time 'notatime'"),
+                        (["--from", "2026-11-30T10:00:00Z", "--to", "10h"], "--to: bad time '10h'"),
+                        (["--from", "2026-11-30T10:01:00Z", "--to", "2026-11-30T10:00:00Z"],
+                         "--to (2026-11-30T10:00:00.000Z) must be after --from")):
+        assert main(["replay", *times, "--db-url", url]) == 2, times
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
 
 
 def test_a_window_beyond_the_recording_says_where_its_market_data_ends(rec_dir):

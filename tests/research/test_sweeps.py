@@ -91,12 +91,21 @@ def test_cli_sweep_json_and_bad_grid(rec_dir, tmp_path, monkeypatch, capsys):
                        (["alpha=1,x"], "grid alpha=x: Input should be a valid number"),
                        (["quote_refresh_sec=0"], "grid quote_refresh_sec=0: Input should be greater than 0"),
                        (["alpha=1,2,1"], "--grid alpha: value 1 given twice"),
+                       (["alpha=1.0,1"], "--grid alpha: value 1 given twice (1.0 and 1 are one value)"),
                        (["alpha=1", "alpha=2"], "--grid alpha: given twice")):
         args = [a for g in grid for a in ("--grid", g)]
         assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", *args,
                      "--db-url", url]) == 2, grid
         err = capsys.readouterr().err
         assert said in err and err.count("\n") == 1, err
+    # where the rows go is checked before any point runs (it used to fail after all of them, keeping nothing)
+    for where, said in ((["--out", str(tmp_path)], f"pmm sweep: {tmp_path}: a directory"),
+                        (["--db-url", f"sqlite:///{tmp_path / 'a_file' / 'x.db'}"], "a_file")):
+        (tmp_path / "a_file").write_text("")
+        assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", "--grid", "alpha=1,3",
+                     "--jobs", "1", "--db-url", url, *where]) == 1, where
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1 and "point" not in err, err  # no point ran (each says so)
     assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", "--grid", "alpha=1,3",
                  "--markets", "no-such-market", "--db-url", url]) == 1  # not a sweep of zero markets
     assert "pmm sweep: markets no-such-market: not in the universe recorded" in capsys.readouterr().err

@@ -210,6 +210,10 @@ async def test_report_leaves_replays_out_of_the_engines_sessions(tmp_path, param
     assert capsys.readouterr().out.startswith("report: replay run rp-old (")
     with pytest.raises(ConfigError, match="--run-id nope: no such replay run in this DB"):
         report_main(S(), run_id="nope")
+    with pytest.raises(ConfigError, match="--mode paper cannot go with it"):  # not silently the replay's report
+        report_main(S(), mode="paper", run_id="rp-old")
+    assert report_main(S(), mode="replay", run_id="rp-old") == 0
+    assert capsys.readouterr().out.startswith("report: replay run rp-old (")
     # a live session after the paper one: the report is the live one, paper named, never added up
     engine = create_engine(url)
     live_orders = [{**o, "mode": "live", "client_id": f"live-{o['client_id']}", "created_ts": o["created_ts"] + 1e6}
