@@ -78,21 +78,17 @@ def build_report(engine: Engine, mode: str | None = None, run_id: str | None = N
         pq = pq.where(*_scope(p, mode, run_id))
         pnl_rows = {r.market: r for r in conn.execute(pq).all()}
         questions = {r.condition_id: r.question for r in conn.execute(select(mk.c.condition_id, mk.c.question)).all()}
+        minutes = session_minutes(conn, mode, run_id)
 
     stats: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(float))
-    t0, t1 = None, None
-    for mkt, placed, first, last in orders:
+    for mkt, placed, _first, _last in orders:
         stats[mkt]["placed"] = placed
-        t0 = first if t0 is None else min(t0, first)
-        t1 = last if t1 is None else max(t1, last)
     mo_keys = [horizon_key(h) for h in HORIZONS]
     for r in trades:
         s = stats[r.market]
         s["fills"] += 1
         s["partial" if r.fill_type == "PARTIAL" else "filled"] += 1
         s["volume"] += float(r.price) * float(r.size)
-        t0 = r.ts if t0 is None else min(t0, r.ts)
-        t1 = r.ts if t1 is None else max(t1, r.ts)
     for mkt, horizon, px in _markouts(engine, mode, run_id):
         s = stats[mkt]
         if horizon == 0:
@@ -102,9 +98,6 @@ def build_report(engine: Engine, mode: str | None = None, run_id: str | None = N
             k = horizon_key(horizon)
             s[f"{k}_n"] += 1
             s[f"{k}_sum"] += px
-    for r in pnl_rows.values():
-        t1 = r.ts if t1 is None else max(t1, r.ts)
-    minutes = ((t1 - t0) / 60.0) if t0 is not None and t1 is not None and t1 > t0 else None
 
     def row(name: str, s: dict[str, Any], pr: Any) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -139,6 +132,22 @@ def build_report(engine: Engine, mode: str | None = None, run_id: str | None = N
     return pd.DataFrame(rows)
 
 
+def session_minutes(conn: Any, mode: str | None, run_id: str | None) -> float | None:
+    """The span fills per minute are over, in both of the report's tables (they used to differ):
+    from the first order placed (or fill) to the last record (an order's update, a fill, a `pnl`
+    row) of the rows in scope; None when there is no such span."""
+    o, t, p = schema.orders, schema.trades, schema.pnl
+    spans = [conn.execute(select(func.min(o.c.created_ts), func.max(o.c.updated_ts))
+                          .where(o.c.status != "REJECTED", *_scope(o, mode, run_id))).one(),
+             conn.execute(select(func.min(t.c.ts), func.max(t.c.ts)).where(*_scope(t, mode, run_id))).one(),
+             (None, conn.execute(select(func.max(p.c.ts)).where(*_scope(p, mode, run_id))).scalar())]
+    starts = [a for a, _ in spans if a is not None]
+    ends = [b for _, b in spans if b is not None]
+    if not starts or not ends or max(ends) <= min(starts):
+        return None
+    return float(max(ends) - min(starts)) / 60.0
+
+
 ECON_KEYS = ("spread", "inventory", "fees", "rebates", "rewards", "settlement", "total")
 
 
@@ -154,8 +163,8 @@ def economics(engine: Engine, mode: str | None = None, run_id: str | None = None
     acc: dict[str, dict[str, Any]] = defaultdict(lambda: {"fills": 0, "spread": Decimal(0), "inventory": Decimal(0),
                                                           "fees": Decimal(0), "rebates": Decimal(0),
                                                           "rewards": Decimal(0), "settlement": Decimal(0)})
-    t0 = t1 = None
     with engine.connect() as conn:
+        minutes = session_minutes(conn, mode, run_id)
         tq = select(t.c.market, t.c.ts, t.c.fee, t.c.rebate)
         tq = tq.where(*_scope(t, mode, run_id))
         for row in conn.execute(tq):
@@ -163,8 +172,6 @@ def economics(engine: Engine, mode: str | None = None, run_id: str | None = None
             a["fills"] += 1
             a["fees"] += _d(row.fee)
             a["rebates"] += _d(row.rebate)
-            t0 = row.ts if t0 is None else min(t0, row.ts)
-            t1 = row.ts if t1 is None else max(t1, row.ts)
         latest = select(p.c.market, func.max(p.c.ts).label("ts")).where(p.c.market != "TOTAL").group_by(p.c.market)
         latest = latest.where(*_scope(p, mode, run_id))
         lsq = latest.subquery()
@@ -174,7 +181,6 @@ def economics(engine: Engine, mode: str | None = None, run_id: str | None = None
         for row in conn.execute(pq):
             a = acc[row.market]
             a["spread"], a["inventory"] = _d(row.spread_pnl), _d(row.inventory_pnl)
-            t1 = row.ts if t1 is None else max(t1, row.ts)
         if "reward_estimates" in names:
             rq = select(r.c.market, func.sum(r.c.usd)).group_by(r.c.market)
             rq = rq.where(*_scope(r, mode, run_id))
@@ -187,7 +193,6 @@ def economics(engine: Engine, mode: str | None = None, run_id: str | None = None
             sq = sq.where(*_scope(st, mode, run_id))
             for mkt, v in conn.execute(sq):
                 acc[mkt]["settlement"] = _d(v)
-    minutes = (t1 - t0) / 60.0 if t0 is not None and t1 is not None and t1 > t0 else None
     markets = []
     totals: dict[str, Any] = {"fills": 0, **{k: Decimal(0) for k in ECON_KEYS}}
     for mkt in sorted(acc, key=str):

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..analytics.markouts import horizon_key
+from ..analytics.markouts import HORIZONS, horizon_key
 from ..config import PARAM_FIELDS, Params, Settings
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
@@ -269,18 +270,36 @@ def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
             "condition ids or slugs)")
 
 
+def market_span(window: Window) -> tuple[float, float] | None:
+    """The times of the window's first and last market frame (None: it holds none)."""
+    kind, ch, n = window.kind, window.channel, len(window)
+    first = next((i for i in range(n) if ch[i] == CH_MARKET and kind[i] == "frame"), None)  # from both ends:
+    last = next((i for i in range(n - 1, -1, -1) if ch[i] == CH_MARKET and kind[i] == "frame"), None)  # no full pass
+    if first is None or last is None:
+        return None
+    return float(window.ts[first]), float(window.ts[last])
+
+
+def grid_end(window: Window, t1: float, stale_sec: float, step: float) -> float:
+    """Where grid cycles stop: `t1`, or sooner when the market data ends long before it — once
+    every book is stale (`stale_sec`) and every markout is due (the longest horizon), a cycle
+    can change nothing; a window reaching days past the data would otherwise cycle for hours."""
+    span = market_span(window)
+    if span is None:
+        return t1
+    return min(t1, span[1] + stale_sec + max(HORIZONS) + step)
+
+
 def coverage_problems(window: Window, stale_sec: float) -> list[str]:
     """What a window asks for beyond its recording's market data: the part before the first frame
     or after the last one, when longer than `stale_sec` (the cycles there see no book or a stale
     one and quote nothing, so fills per minute over the window understate the trading)."""
-    kind, ch, n = window.kind, window.channel, len(window)
-    first = next((i for i in range(n) if ch[i] == CH_MARKET and kind[i] == "frame"), None)  # from both ends:
-    last = next((i for i in range(n - 1, -1, -1) if ch[i] == CH_MARKET and kind[i] == "frame"), None)  # no full pass
     t0, t1 = window.t0, window.t1
-    if first is None or last is None:
+    span = market_span(window)
+    if span is None:
         return [f"no market data recorded in {iso(t0)} .. {iso(t1)}: nothing was quoted"]
     out = []
-    a, b = float(window.ts[first]), float(window.ts[last])
+    a, b = span
     if a - t0 > stale_sec:
         out.append(f"no market data before {iso(a)} ({(a - t0) / 60:.1f} min after the window's start): "
                    "cycles before it quoted nothing")
@@ -640,6 +659,11 @@ class Replayer:
         grid = self.cycles_mode == "grid"
         step = self.settings.quote_refresh_sec
         next_grid = self.t0
+        last_grid = grid_end(w, self.t1, self.settings.stale_sec, step) if grid else self.t1
+        if last_grid < self.t1:
+            for p in self.points:
+                p.problems.append(f"cycles stopped at {iso(last_grid)}, {(self.t1 - last_grid) / 60:,.1f} min before the "
+                                  "window's end: every book was stale and every markout due, nothing could change")
         status = "done"
         bar = None
         if self.progress:
@@ -681,7 +705,7 @@ class Replayer:
                     self._gap(gaps[i])
                 if grid and ts >= next_grid and self.universe_seen and not self.killed:
                     live = [p for p in self.points if not p.killed]  # a kill ends a point's cycles after this catch-up
-                    while next_grid <= ts and next_grid <= self.t1:
+                    while next_grid <= ts and next_grid <= last_grid:
                         if self.stop():
                             status = "interrupted"
                             break
@@ -712,7 +736,7 @@ class Replayer:
                         await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
             else:
                 i = n
-            while grid and status == "done" and next_grid <= self.t1 and self.universe_seen and not self.killed:
+            while grid and status == "done" and next_grid <= last_grid and self.universe_seen and not self.killed:
                 if self.stop():
                     status = "interrupted"
                     break
@@ -803,6 +827,57 @@ def _clear_run(db_url: str, run_id: str) -> None:
         eng.dispose()
 
 
+RUN_LEASE_TTL_SEC = 30.0
+
+
+class RunLease:
+    """A replay's claim on its run id in one DB (a row of `engine_lease` named `replay:<run id>`,
+    the engine's own lease mechanism): a second replay of the same inputs into the same DB, while
+    the first runs, is refused instead of both deleting and writing the same run's rows. A thread
+    renews it (the replay keeps the event loop busy); a crashed replay's claim expires after
+    `RUN_LEASE_TTL_SEC`."""
+
+    def __init__(self, db_url: str, run_id: str) -> None:
+        from ..engine.lease import Lease
+        from ..store.db import make_engine
+
+        self.db = make_engine(db_url)
+        self.lease = Lease(self.db, RUN_LEASE_TTL_SEC, name=f"replay:{run_id}")
+        self.run_id = run_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        try:
+            if not self.lease.try_acquire():
+                row = self.lease.read()
+                who = row.owner.rsplit(":", 1)[0] if row else "another process"
+                raise RecordingError(f"replay {self.run_id} is being written into this DB by another replay "
+                                     f"(host:pid {who}): the same inputs twice would mix their rows; wait for it to "
+                                     "end, or write to another DB (--db-url)")
+        except BaseException:
+            self.db.dispose()
+            raise
+        self._thread = threading.Thread(target=self._renew, name=f"pmm-replay-lease-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(RUN_LEASE_TTL_SEC / 3):
+            try:
+                self.lease.renew()
+            except Exception:  # a DB hiccup: the next renewal tries again (the TTL leaves two more)
+                log.warning("replay %s: could not renew its claim on the run id", self.run_id, exc_info=True)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            self.lease.release()
+        finally:
+            self.db.dispose()
+
+
 def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(v, default=str))
 
@@ -819,24 +894,29 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     url = db_url or settings.db_url
     await asyncio.to_thread(upgrade, url)
     probe = Replayer(settings, t0, t1, **kw)
-    await asyncio.to_thread(_clear_run, url, probe.run_id)
-    writer = BatchWriter(url, flush_sec=settings.writer_flush_sec)
-    writer.start()
-    probe.sink.inner = writer
-    rec = DbRecorder(writer)
-    rec.replay_started(probe.run_id, REPLAY_MODE, probe.t0, probe.t1, time.time(), probe.seed,
-                       _jsonable(probe.params.model_dump(mode="json")))
-    status = "failed"
-    res: ReplayResult | None = None
+    claim = RunLease(url, probe.run_id)
+    await asyncio.to_thread(claim.acquire)
     try:
-        res = await probe.run()
-        status = res.status
-        return res
+        await asyncio.to_thread(_clear_run, url, probe.run_id)
+        writer = BatchWriter(url, flush_sec=settings.writer_flush_sec)
+        writer.start()
+        probe.sink.inner = writer
+        rec = DbRecorder(writer)
+        rec.replay_started(probe.run_id, REPLAY_MODE, probe.t0, probe.t1, time.time(), probe.seed,
+                           _jsonable(probe.params.model_dump(mode="json")))
+        status = "failed"
+        res: ReplayResult | None = None
+        try:
+            res = await probe.run()
+            status = res.status
+            return res
+        finally:
+            summary = res.summary if res is not None else None
+            rec.replay_finished(probe.run_id, time.time(), status, summary.get("markets") if summary else None,
+                                _jsonable(summary), _jsonable(res.problems if res else probe.problems))
+            await asyncio.to_thread(writer.close)
     finally:
-        summary = res.summary if res is not None else None
-        rec.replay_finished(probe.run_id, time.time(), status, summary.get("markets") if summary else None,
-                            _jsonable(summary), _jsonable(res.problems if res else probe.problems))
-        await asyncio.to_thread(writer.close)
+        await asyncio.to_thread(claim.release)  # after the writer's last row
 
 
 def replay(settings: Settings, t0: float | str, t1: float | str, **kw: Any) -> ReplayResult:

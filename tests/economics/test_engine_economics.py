@@ -250,7 +250,13 @@ def test_report_json_totals_equal_the_db_rows(tmp_path, capsys) -> None:
     assert tot["spread"] == D("0.8") and tot["inventory"] == D("1.8")  # latest row per market, TOTAL row ignored
     assert tot["total"] == D("0.8") + D("1.8") + D("5.04") - D("0.4") + D("0.035") + D("0.53")
     assert tot["total"] == sum(r["total"] for r in doc["markets"])
-    assert tot["fills_per_min"] == pytest.approx(3 / 2)
+    # over the session's span, the same in both of the report's tables: the first order (990) to
+    # the last record (the fill at 1120); the decomposition used to start at the first fill
+    assert tot["fills_per_min"] == pytest.approx(3 / (130 / 60))
+    from pmm_widgets.analytics.report import build_report
+
+    table = build_report(eng)
+    assert table.loc[table.market == "TOTAL", "fills_per_min"].item() == pytest.approx(tot["fills_per_min"])
 
     class S:
         db_url = url

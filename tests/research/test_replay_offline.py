@@ -134,6 +134,14 @@ def test_a_window_beyond_the_recording_says_where_its_market_data_ends(rec_dir):
         "quoted nothing"]
     inside = asyncio.run(Replayer(s, T0 + 60, end - 60, markets=1).run())
     assert not [p for p in inside.problems if "no market data" in p]
+    # a window days past the data: the grid's cycles stop once nothing can change (they used to
+    # run to its end: a week's window over minutes of data cycled for hours)
+    week = asyncio.run(Replayer(s, end - 60, end + 7 * 86400, markets=1).run())
+    stop_at = end + s.stale_sec + 120 + s.quote_refresh_sec
+    assert week.cycles[-1] <= stop_at and week.summary["cycles"] <= (stop_at - end + 60) / s.quote_refresh_sec + 1
+    assert any(p.startswith("cycles stopped at 2026-11-30T10:08:3") for p in week.problems), week.problems
+    fills = lambda r: [(t["token_id"], t["side"], t["price"], t["size"], t["ts"]) for t in r.trades]  # noqa: E731
+    assert fills(week) == fills(past) and fills(past)  # near the data, the same trading (other window: other ids)
 
 
 def test_stop_keeps_partial_results(rec_dir, tmp_path):
@@ -235,6 +243,40 @@ def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, caps
     assert "no readable recordings" in capsys.readouterr().err
     assert main(["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:03:00Z", "--set", "alpha=-1",
                  "--db-url", url]) == 2
+
+
+def test_the_same_replay_into_the_same_db_while_one_runs_is_refused(rec_dir, tmp_path, monkeypatch, capsys):
+    """Two replays of the same inputs (one run id) into one DB at once used to both delete the run's
+    rows and write them: duplicated `pnl` and `markouts` rows, both exiting 0. The run id is now
+    claimed for the replay's duration (a lease row that a crashed replay's lapses); the second is
+    refused, in one line, and the first run's rows stay whole."""
+    from pmm_widgets.research.replayer import RunLease
+
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    args = ["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:30Z", "--db-url", url, "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)["summary"]
+    db = sa.create_engine(url)
+    count = "SELECT COUNT(*) FROM pnl WHERE run_id = :r"
+    with db.connect() as c:
+        rows = c.execute(sa.text(count), {"r": first["run_id"]}).scalar()
+    other = RunLease(url, first["run_id"])  # what the other replay, still running, holds
+    other.acquire()
+    try:
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert f"replay {first['run_id']} is being written into this DB by another replay" in err
+        assert err.count("\n") == 1, err
+        with db.connect() as c:
+            assert c.execute(sa.text(count), {"r": first["run_id"]}).scalar() == rows  # not deleted
+    finally:
+        other.release()
+    assert main(args) == 0  # once it ended: the same replay again replaces its rows
+    assert json.loads(capsys.readouterr().out)["summary"]["run_id"] == first["run_id"]
+    with db.connect() as c:
+        assert c.execute(sa.text(count), {"r": first["run_id"]}).scalar() == rows
+        assert c.execute(sa.text("SELECT COUNT(*) FROM engine_lease")).scalar() == 0  # released
 
 
 def test_replay_trades_a_users_strategy_object(rec_dir):
