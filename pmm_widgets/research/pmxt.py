@@ -236,8 +236,14 @@ class _Rows:
         self.name, self.rep = name, rep
         self.out: list[_Row] = []
 
-    def skip(self, row: int, why: str) -> None:
-        _skip(self.rep, self.name, row, why)
+    def unknown(self) -> None:
+        """A row of an event type this importer does not know: skipped, counted."""
+        self.rep.unknown_events += 1
+        self.rep.skipped_rows += 1
+
+    def failed(self, row: int, exc: Exception) -> None:
+        """A row that could not be converted: skipped, counted, and among a file's first few named."""
+        _skip(self.rep, self.name, row, str(exc) if isinstance(exc, _BadRow) else f"{type(exc).__name__}: {exc}")
 
 
 _ROW_ERRORS = (_BadRow, ValueError, TypeError, AttributeError, KeyError, UnicodeDecodeError, OverflowError)
@@ -274,11 +280,10 @@ def _rows_v1(t: pa.Table, rows: np.ndarray, name: str, rep: ImportReport) -> lis
                     "best_bid": _opt_price(d.get("best_bid"), "data.best_bid"),
                     "best_ask": _opt_price(d.get("best_ask"), "data.best_ask")}]}
             else:
-                rep.unknown_events += 1
-                rep.skipped_rows += 1
+                acc.unknown()
                 continue
         except _ROW_ERRORS as exc:
-            acc.skip(int(rows[i]), str(exc) if isinstance(exc, _BadRow) else f"{type(exc).__name__}: {exc}")
+            acc.failed(int(rows[i]), exc)
             continue
         acc.out.append((float(ts[i]), market, tok, d.get("side"), ev, (name, int(rows[i]))))
     return acc.out
@@ -326,11 +331,10 @@ def _rows_v2(t: pa.Table, rows: np.ndarray, variant: str, name: str, rep: Import
                 ev = {"event_type": "tick_size_change", "market": m, "asset_id": a, "old_tick_size": _text(old),
                       "new_tick_size": _text(new), "timestamp": ms}
             else:
-                rep.unknown_events += 1
-                rep.skipped_rows += 1
+                acc.unknown()
                 continue
         except _ROW_ERRORS as exc:
-            acc.skip(int(rows[i]), str(exc) if isinstance(exc, _BadRow) else f"{type(exc).__name__}: {exc}")
+            acc.failed(int(rows[i]), exc)
             continue
         acc.out.append((float(ts[i]), m, a, None, ev, (name, int(rows[i]))))
     return acc.out
