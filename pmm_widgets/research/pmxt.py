@@ -553,6 +553,7 @@ def import_pmxt(paths: Sequence[str | Path], root: str | Path, *, markets: int |
     files, prints = _unique_files(paths, rep)
     rep.files = [str(p) for p in files]
     root = Path(root)
+    _check_target(root)  # before reading hundreds of MB
     want: set[str] | None
     if markets is None:
         want = None
@@ -622,7 +623,6 @@ def import_pmxt(paths: Sequence[str | Path], root: str | Path, *, markets: int |
                         f"{rep.skipped_markets} selected")
     rep.session = session or "pmxt" + hashlib.sha256("|".join(sorted(prints)).encode()).hexdigest()[:8]
     first, last = kept[0][0] / 1000.0, kept[-1][0] / 1000.0
-    _check_target(root)
     clash = _overlapping(root, rep.session, first, last)
     if clash:
         raise PmxtError(f"{root}: this import ({iso_range(first, last)}) overlaps recordings already there, which a "
