@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import sys
@@ -245,9 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         label = "run live"
     run_main = entry(label, "pmm_widgets.engine.runner", "run_main")
     settings = settings_from_args(args)
-    if settings.record is None:  # `pmm run` records unless PMM_RECORD=off
-        settings = settings.model_copy(update={"record": "on"})
-    _ensure_schema(settings)
+    _ensure_schema(settings)  # (`run_main` turns recording on unless PMM_RECORD=off)
     return int(run_main(settings, mode, yes=getattr(args, "yes", False), max_seconds=args.max_seconds))
 
 
@@ -423,17 +422,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_list(args: argparse.Namespace) -> int:
-    from pmm_widgets.research.recordings import list_recordings
+    from pmm_widgets.research.recordings import RecordingError, list_recordings
 
     settings = settings_from_args(args)
-    rows = list_recordings(settings.record_dir)
+    try:
+        rows = list_recordings(settings.record_dir)
+    except RecordingError as exc:
+        print(f"pmm recordings list: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
     if not rows:
         print(f"no recordings under {settings.record_dir}")
         return ExitCode.OK
     for r in rows:
         state = f"OPEN: {r['problem']}" if r.get("open") else "ok" if r["ok"] else f"PROBLEM: {r['problem']}"
         print(f"{r['hour']}  {r['channel']:<8} {r['session']:<14} {r['rows'] or 0:>10,} rows "
-              f"{r['bytes'] / 1e6:>9.2f} MB  {state}")
+              f"{r['bytes'] / 1e6:>9.2f} MB  {state}  {r['file'].rsplit('/', 1)[-1]}")
     print(f"{len(rows)} files, {sum(r['bytes'] for r in rows) / 1e6:.1f} MB under {settings.record_dir}")
     return ExitCode.OK
 
@@ -738,6 +741,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.ERROR
     except SystemExit as exc:  # argparse usage errors and --help
         return exc.code if isinstance(exc.code, int) else ExitCode.ERROR
+    except BrokenPipeError:  # `pmm recordings list | head`: the reader left; not an error of ours
+        import os
+
+        with contextlib.suppress(OSError):  # no second complaint when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except Exception as exc:  # StoreError, venue errors, anything else: one line, traceback at DEBUG
         from pmm_widgets.errors import describe
 

@@ -264,7 +264,7 @@ class Settings(ParamFields, BaseSettings):
     # full-fidelity recording of the venue's data (Parquet, see store/recording.py)
     record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
     record_dir: str = "./data/recordings"
-    record_max_gb: float = Field(0.0, ge=0)  # 0: no budget
+    record_max_gb: float = Field(0.0, ge=0, le=1e6)  # 0: no budget (at most a petabyte: not inf)
     # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly
     record_rotate_sec: float = Field(60.0, ge=0, le=3600)
 
@@ -281,6 +281,13 @@ class Settings(ParamFields, BaseSettings):
     @classmethod
     def _record(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("record_dir")
+    @classmethod
+    def _record_dir(cls, v: str) -> str:
+        if not v.strip():  # it used to record into the current directory (whose folders the budget then deleted)
+            raise ValueError("empty: expected a directory for the recordings, such as ./data/recordings")
+        return v
 
     @field_validator("db_url")
     @classmethod

@@ -21,6 +21,7 @@ from ..config import ConfigError, Settings
 from ..domain import Mode
 from ..errors import ExitCode
 from ..events import EventKind, Level
+from ..store.recording import check_record_dir
 from .core import Engine, venue_description, wallet_address
 from .owner import StartAborted
 from .state import EngineState
@@ -163,11 +164,15 @@ async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, st
 def run_main(settings: Settings, mode: Mode, yes: bool = False, max_seconds: float | None = None,
              out: TextIO | None = None) -> int:
     """Entry of `pmm run …` and `python -m pmm_widgets.engine`. Exit 0 after a clean stop, 130
-    after Ctrl-C (also a clean stop), 3 when another engine holds the DB lease."""
+    after Ctrl-C (also a clean stop), 3 when another engine holds the DB lease, 2 for a bad
+    setting (a recording directory it cannot write included: one line, before anything starts)."""
     out = sys.stdout if out is None else out  # the stream of now, not of import time
+    if settings.record is None:  # a headless run records unless PMM_RECORD=off (`pmm run` and -m alike)
+        settings = settings.model_copy(update={"record": "on"})
     try:
         mode = Mode(mode)
         settings.params()
+        check_record_dir(settings)
         refusal = confirm_live(settings, mode, yes, out)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)

@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,11 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
     results = run_sync(rep.run_all)
     rows: list[dict[str, Any]] = []
     for (index, point), rp, res in zip(items, rep.points, results):
-        values = rp.params.model_dump(mode="json")
+        values = rp.params.model_dump()
         row: dict[str, Any] = {"point": index}
         for k, v in point.items():  # the point's values as validated (1 → 1.0 for a float parameter)
-            row[k] = values.get(k, getattr(settings, k, v))
+            got = values.get(k, getattr(settings, k, v))
+            row[k] = float(got) if isinstance(got, Decimal) else got  # a number, not its text (sorts, plots)
         row.update(res.summary)
         row["problems"] = "; ".join(res.problems)
         rows.append(row)

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import ValidationError
 
 from ..analytics.markouts import HORIZONS, horizon_key
-from ..config import PARAM_FIELDS, Params, Settings
+from ..config import PARAM_FIELDS, ConfigError, Params, Settings, format_validation_error
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
 from ..engine.cycle import QuoteCycle
@@ -243,6 +244,24 @@ def parse_markets(text: str) -> int | list[str]:
     return ids
 
 
+def selection(markets: Any) -> int | list[str] | None:
+    """The `markets=` of the Python API as the CLI reads it: a string is `--markets` text (a count
+    or comma-separated ids / slugs: one slug is one market, not its letters); a count stays a
+    count (a bool is none); an empty sequence is refused (it would replay nothing)."""
+    if markets is None:
+        return None
+    if isinstance(markets, bool):
+        raise ValueError(f"markets: {markets} (expected a positive count, or condition ids / slugs)")
+    if isinstance(markets, str):
+        return parse_markets(markets)
+    if isinstance(markets, int):
+        return markets
+    ids = [str(m) for m in markets]
+    if not ids:
+        raise ValueError("markets: an empty selection (None: every recorded market)")
+    return ids
+
+
 def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
     """A selection that would replay nothing the user meant fails before the replay: a count below
     1 (ValueError), or ids / slugs that no universe recorded for the window names (RecordingError,
@@ -368,11 +387,13 @@ def settings_key(settings: Settings) -> str:
 
 
 def run_id_for(window: Window, markets: Any, params: Params, seed: int, cycles: str, files: str | None = None,
-               settings: str = "") -> str:
-    """`settings`: `settings_key` of the replay's settings."""
+               settings: str = "", span: tuple[float, float] | None = None) -> str:
+    """`settings`: `settings_key` of the replay's settings; `span`: the replay's [t0, t1] (default
+    the window's: a window read for a longer span serves several replays, each its own id)."""
+    t0, t1 = span if span is not None else (window.t0, window.t1)
     h = hashlib.sha256()
     h.update((files_key(window) if files is None else files).encode())
-    h.update(json.dumps([window.t0, window.t1, markets, params.model_dump(mode="json"), seed, cycles],
+    h.update(json.dumps([t0, t1, markets, params.model_dump(mode="json"), seed, cycles],
                         sort_keys=True, default=str).encode())
     h.update(settings.encode())
     return "rp" + h.hexdigest()[:12]
@@ -391,9 +412,18 @@ class ReplayPoint:
         self.overrides = dict(overrides)
         self.params = rp.settings.params()
         if self.overrides:
-            self.params.update(**self.overrides)
+            p_over, s_over = split_overrides(self.overrides)  # ValueError naming an unknown name
+            if s_over:
+                raise ValueError(f"params: {', '.join(sorted(s_over))}: a setting, not a parameter (one replay has "
+                                 "one set of settings: settings=load_settings(...), or sweep() over it)")
+            try:
+                self.params.update(**p_over)
+            except ValidationError as exc:
+                raise ConfigError(f"params {format_validation_error(exc)}") from None
+            self.overrides = p_over
         sel = rp.markets_sel if not isinstance(rp.markets_sel, (list, tuple)) else sorted(rp.markets_sel)
-        self.run_id = run_id_for(rp.window, sel, self.params, rp.seed, rp.cycles_mode, rp.files_key, rp.settings_key)
+        self.run_id = run_id_for(rp.window, sel, self.params, rp.seed, rp.cycles_mode, rp.files_key, rp.settings_key,
+                                 (rp.t0, rp.t1))
         self.strategy = strategy  # a user's strategy object: every market's default in this replay
         if strategy is not None:  # its results differ: so does the run id (≤ 40 chars)
             self.run_id = f"{self.run_id}-{strategy.name}"[:40]
@@ -467,7 +497,7 @@ class ReplayPoint:
             "volume": float(sum((Decimal(str(t["size"])) * Decimal(str(t["price"])) for t in trades), Decimal(0))),
             "max_inventory_usd": self.max_inventory_usd, "max_inventory_shares": self.max_inventory_shares,
             "bad_messages": rp.stream.stats.bad_messages, "killed": self.killed,
-            "gaps": len(rp.window.gap_before), "problems": len(self.problems),
+            "gaps": len(rp.window.gaps), "problems": len(self.problems),
             "pending_files": len(rp.window.pending),
             "recorded_until": iso(float(rp.window.ts[-1])) if len(rp.window) else None,
         }
@@ -501,10 +531,14 @@ class Replayer:
                  points: Sequence[Mapping[str, Any]] | None = None, resume: bool = True) -> None:
         self.settings = settings
         self.t0, self.t1 = parse_time(t0), parse_time(t1)
+        markets = selection(markets)
         self.markets_sel = markets
         self.seed = settings.sandbox_seed if seed is None else int(seed)
         self.root = record_dir or settings.record_dir
         self.window = window if window is not None else load_window(self.root, self.t0, self.t1)
+        if window is not None and (window.t0 > self.t0 or window.t1 < self.t1):
+            raise ValueError(f"window: it holds {iso(window.t0)} .. {iso(window.t1)}, not all of this replay's "
+                             f"{iso(self.t0)} .. {iso(self.t1)} (load_window(root, t0, t1) for it)")
         check_markets(self.window, markets)
         has_cycles = any(k == "cycle" for k, c in zip(self.window.kind, self.window.channel) if c == CH_ENGINE)
         if cycles not in ("auto", "recorded", "grid"):
@@ -698,8 +732,12 @@ class Replayer:
                     if self.stop():
                         status = "interrupted"
                         break
-                    if bar is not None and i and i & 1023 == 0:
-                        bar.update(1024)
+                    if i & 1023 == 0:
+                        if bar is not None and i:
+                            bar.update(1024)
+                        # the loop's other tasks run (a notebook kernel's engine and widgets), and a
+                        # cancel (asyncio.run's Ctrl-C, a task.cancel()) lands here: see below
+                        await asyncio.sleep(0)
                 ts = float(tss[i])
                 if i in gaps:  # before the grid cycles inside the gap: they must not see the old books
                     self._gap(gaps[i])
@@ -744,6 +782,14 @@ class Replayer:
                 next_grid += step
         except KeyboardInterrupt:
             status = "interrupted"
+        except asyncio.CancelledError:
+            # Ctrl-C under asyncio.run (it cancels the main task) or a cancel from the caller: stop
+            # here as `stop` does, with the partial result (returned, the task's cancel withdrawn:
+            # asyncio.run then returns it instead of raising, as the docs promise a replay does)
+            status = "interrupted"
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         finally:
             if bar is not None:
                 bar.update(max(0, i - bar.n))
@@ -845,21 +891,21 @@ class RunLease:
         self.lease = Lease(self.db, RUN_LEASE_TTL_SEC, name=f"replay:{run_id}")
         self.run_id = run_id
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # an acquire still running on its thread when release comes (Ctrl-C)
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> None:
-        try:
+        with self._lock:
+            if self._stop.is_set():  # released before it ran: nothing to claim
+                return
             if not self.lease.try_acquire():
                 row = self.lease.read()
                 who = row.owner.rsplit(":", 1)[0] if row else "another process"
                 raise RecordingError(f"replay {self.run_id} is being written into this DB by another replay "
                                      f"(host:pid {who}): the same inputs twice would mix their rows; wait for it to "
                                      "end, or write to another DB (--db-url)")
-        except BaseException:
-            self.db.dispose()
-            raise
-        self._thread = threading.Thread(target=self._renew, name=f"pmm-replay-lease-{self.run_id}", daemon=True)
-        self._thread.start()
+            self._thread = threading.Thread(target=self._renew, name=f"pmm-replay-lease-{self.run_id}", daemon=True)
+            self._thread.start()
 
     def _renew(self) -> None:
         while not self._stop.wait(RUN_LEASE_TTL_SEC / 3):
@@ -869,13 +915,44 @@ class RunLease:
                 log.warning("replay %s: could not renew its claim on the run id", self.run_id, exc_info=True)
 
     def release(self) -> None:
+        """Give the claim up (if it was taken); always safe to call, once."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        with self._lock:
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            try:
+                if self.lease.held:
+                    self.lease.release()
+            finally:
+                self.db.dispose()
+
+
+async def _to_the_end(fn: Callable[[], None]) -> None:
+    """`fn()` on a thread, off the event loop; a cancel of this await (a second Ctrl-C) waits for
+    it to finish before it goes on: a replay's last rows, its status and its claim reach the DB."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if not done.done():
+            done.set_result(None) if exc is None else done.set_exception(exc)
+
+    def run() -> None:
         try:
-            self.lease.release()
-        finally:
-            self.db.dispose()
+            fn()
+        except BaseException as exc:  # handed to the awaiting task, not lost on this thread
+            loop.call_soon_threadsafe(settle, exc)
+        else:
+            loop.call_soon_threadsafe(settle, None)
+
+    t = threading.Thread(target=run, name="pmm-replay-end", daemon=True)
+    t.start()
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        t.join()
+        raise
+    t.join()
 
 
 def _jsonable(v: Any) -> Any:
@@ -895,8 +972,8 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     await asyncio.to_thread(upgrade, url)
     probe = Replayer(settings, t0, t1, **kw)
     claim = RunLease(url, probe.run_id)
-    await asyncio.to_thread(claim.acquire)
     try:
+        await asyncio.to_thread(claim.acquire)
         await asyncio.to_thread(_clear_run, url, probe.run_id)
         writer = BatchWriter(url, flush_sec=settings.writer_flush_sec)
         writer.start()
@@ -914,9 +991,9 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
             summary = res.summary if res is not None else None
             rec.replay_finished(probe.run_id, time.time(), status, summary.get("markets") if summary else None,
                                 _jsonable(summary), _jsonable(res.problems if res else probe.problems))
-            await asyncio.to_thread(writer.close)
+            await _to_the_end(writer.close)
     finally:
-        await asyncio.to_thread(claim.release)  # after the writer's last row
+        await _to_the_end(claim.release)  # after the writer's last row
 
 
 def replay(settings: Settings, t0: float | str, t1: float | str, **kw: Any) -> ReplayResult:

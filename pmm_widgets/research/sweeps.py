@@ -53,7 +53,7 @@ from ..errors import PmmError
 from ..logsetup import SECRET_FIELDS
 from .points import dump_window, forget, inherit, report_done, run_pass, warm_up
 from .recordings import Window, load_window, parse_time
-from .replayer import split_overrides
+from .replayer import selection, split_overrides
 
 if TYPE_CHECKING:
     from joblib import Parallel
@@ -85,6 +85,14 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
         _no_repeat(name, vals)
         grid[name] = vals
     return grid
+
+
+def _values(v: Any) -> list[Any]:
+    """A grid entry's values: a string or a number is one value (not its characters), anything
+    else iterable is its items."""
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+        return [v]
+    return list(v)
 
 
 def _value_key(v: Any) -> Any:
@@ -194,10 +202,12 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
 
     settings = settings or load_settings()
     a, b = parse_time(t0), parse_time(t1)
-    grid = {k.strip().lower().removeprefix("pmm_"): list(v) for k, v in grid.items()}
+    grid = {k.strip().lower().removeprefix("pmm_"): _values(v) for k, v in grid.items()}
     for k in grid:
         if k not in Settings.model_fields:
             raise ValueError(f"grid: {k} is not a parameter or setting")
+        if k in SECRET_FIELDS:
+            raise ValueError(f"grid: {k}: secrets cannot be swept")
         _no_repeat(f"grid: {k}", grid[k])
     pts = points_of(grid)
     if not pts:
@@ -211,7 +221,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
         except ValidationError as exc:
             raise ConfigError(f"grid {format_validation_error(exc)}") from None
     sd = _settings_dict(settings)
-    sel = list(markets) if isinstance(markets, (list, tuple)) else markets
+    sel = selection(markets)  # as a replay reads it (a string is --markets text; [] refused), before any worker
     if write:  # where the rows go, checked before any point runs (not after all of them)
         _check_outputs(Path(parquet) if parquet else None, Path(settings.record_dir).parent / "sweeps",
                        db_url or settings.db_url)
@@ -462,6 +472,30 @@ def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None
     except OSError as exc:
         raise SweepError(f"{folder}: cannot write the sweep's Parquet file there ({exc.strerror or exc})") from None
     upgrade(db_url)
+    _check_writable(db_url)
+
+
+def _check_writable(db_url: str) -> None:
+    """A row of `sweep_results` written and rolled back: a read-only DB fails here, not after
+    every point ran (`upgrade` writes nothing to a DB already at the newest schema)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..store.db import first_line, make_engine, safe_url
+    from ..store.schema import sweep_results
+
+    eng = make_engine(db_url)
+    try:
+        with eng.connect() as c:
+            tx = c.begin()
+            try:
+                c.execute(sweep_results.insert().values(sweep_id="probe", point=0, created_ts=0.0, t0=0.0, t1=0.0,
+                                                        grid_json={}))
+            finally:
+                tx.rollback()
+    except SQLAlchemyError as exc:
+        raise SweepError(f"{safe_url(db_url)}: cannot write the sweep's rows there ({first_line(exc)})") from None
+    finally:
+        eng.dispose()
 
 
 def _nan(v: Any) -> bool:

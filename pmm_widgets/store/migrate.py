@@ -7,6 +7,7 @@ that `pmm db init` applies idempotently to whatever version a database is at.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -43,8 +44,19 @@ def current_revision(db_url: str) -> str | None:
         engine.dispose()
 
 
+# Alembic's `context` is process-global: two upgrades on two threads at once (two replays started
+# together in one kernel) failed with "table alembic_version already exists" and the like.
+_UPGRADE_LOCK = threading.Lock()
+
+
 def upgrade(db_url: str, revision: str = "head") -> None:
-    """Create or upgrade every table idempotently; raises StoreError (one line) on failure."""
+    """Create or upgrade every table idempotently; raises StoreError (one line) on failure.
+    One at a time per process (`_UPGRADE_LOCK`)."""
+    with _UPGRADE_LOCK:
+        _upgrade(db_url, revision)
+
+
+def _upgrade(db_url: str, revision: str) -> None:
     engine = make_engine(db_url)
     try:
         check_connection(engine)

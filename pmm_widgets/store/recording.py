@@ -28,11 +28,11 @@ Why this shape:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = "pmm-recording/1"
 CHANNELS = ("market", "rest", "universe", "engine")
 HOUR_FMT = "%Y-%m-%dT%H"
+FAILURE_LOG_SEC = 60.0  # write failures: one line, then at most one a minute
 OPEN_SUFFIX = ".open"  # a part still being written: `<name>.parquet.open`
 ARROW_SCHEMA = pa.schema(
     [
@@ -64,6 +65,15 @@ ARROW_SCHEMA = pa.schema(
 )
 
 Row = tuple[str, int, float, str, int, str | None]  # channel, seq, ts, kind, conn, payload
+
+
+def is_hour_name(name: str) -> bool:
+    """A folder name a recorder writes (`HOUR_FMT`, e.g. 2026-12-01T10)."""
+    try:
+        datetime.datetime.strptime(name, HOUR_FMT)
+    except ValueError:
+        return False
+    return len(name) == 13
 
 
 def hour_key(ts: float) -> str:
@@ -145,6 +155,8 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_budget = 0.0
+        self._said_at = -2 * FAILURE_LOG_SEC  # `_failed`: when a failure was last said, and how many since
+        self._unsaid = 0
         self.stats = RecorderStats()
 
     # ---------------------------------------------------------------- event-loop side (cheap)
@@ -211,9 +223,23 @@ class Recorder:
         goes on (a dead writer thread would leave every later row queued in memory, unwritten)."""
         try:
             self._drain()
-        except Exception:
-            self.stats.errors += 1
-            log.exception("recording: a write cycle failed")
+        except Exception as exc:
+            self._failed("a write cycle failed", exc)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """A write failure: counted; said in one line (no traceback: `--log-level DEBUG` has it)
+        the first time, then at most once a minute with the count since. A full disk or a
+        vanished directory fails every drain; a traceback per drain flooded the terminal."""
+        self.stats.errors += 1
+        now = time.monotonic()
+        self._unsaid += 1
+        if now - self._said_at < FAILURE_LOG_SEC:
+            return
+        more = f" ({self._unsaid} failures since the last message)" if self._said_at > -FAILURE_LOG_SEC else ""
+        log.error("recording: %s under PMM_RECORD_DIR=%s: %s: %s%s (trading goes on; rows are lost until it "
+                  "can write)", what, self.root, type(exc).__name__, exc, more)
+        log.debug("recording failure", exc_info=exc)
+        self._said_at, self._unsaid = now, 0
 
     def _rotation_slot(self) -> int:
         return int(time.time() // self.rotate_sec) if self.rotate_sec else 0
@@ -242,9 +268,8 @@ class Recorder:
         for (hour, channel), rows in sorted(groups.items()):
             try:
                 self._write(hour, channel, rows, slot)
-            except Exception:  # a full disk must not take the engine down; say so
-                self.stats.errors += 1
-                log.exception("recording: could not write %d %s rows for %s", len(rows), channel, hour)
+            except Exception as exc:  # a full disk must not take the engine down; say so
+                self._failed(f"could not write {len(rows)} {channel} rows for {hour}", exc)
         self.stats.queued = len(self._q)
         self._close_writers(lambda h: h < newest)  # rotation: an hour is complete once a later one starts
         now = time.monotonic()
@@ -258,9 +283,8 @@ class Recorder:
         if w is None:
             d = self.root / hour
             d.mkdir(parents=True, exist_ok=True)
+            part = self._parts.get(key, 0)
             if self.rotate_sec:
-                part = self._parts.get(key, 0)
-                self._parts[key] = part + 1
                 path = d / f"{channel}-{self.session}-{part:04d}.parquet"
             else:
                 path = d / f"{channel}-{self.session}.parquet"
@@ -273,7 +297,11 @@ class Recorder:
                 w = pq.ParquetWriter(tmp, ARROW_SCHEMA.with_metadata(meta), compression="zstd")
             except Exception:
                 os.close(fd)
+                with contextlib.suppress(OSError):  # no writer, no file: an empty `.open` would read as a crash
+                    tmp.unlink()
                 raise
+            if self.rotate_sec:
+                self._parts[key] = part + 1  # (a part whose writer failed is not skipped)
             self._writers[key], self._paths[key], self._locks[key] = w, path, fd
             self._slot[key] = slot
             self.stats.files += 1
@@ -302,9 +330,8 @@ class Recorder:
             self._slot.pop(key, None)
             try:
                 w.close()
-            except Exception:
-                self.stats.errors += 1
-                log.exception("recording: could not close %s", path)
+            except Exception as exc:
+                self._failed(f"could not close {path.name}", exc)
             done.append((path, fd))
         try:
             with publish_lock(self.root, exclusive=True):
@@ -312,20 +339,22 @@ class Recorder:
                     try:
                         os.replace(path.with_name(path.name + OPEN_SUFFIX), path)
                         self.stats.bytes_written += path.stat().st_size
-                    except OSError:
-                        self.stats.errors += 1
-                        log.exception("recording: could not publish %s", path)
+                    except OSError as exc:
+                        self._failed(f"could not publish {path.name}", exc)
         finally:
             for _path, fd in done:
                 if fd is not None:
                     os.close(fd)  # after the rename: an unlocked `.open` file means a dead writer
 
     def enforce_budget(self) -> list[str]:
-        """Delete whole hours, oldest first, until the recordings fit `max_bytes`; returns them."""
+        """Delete whole hours, oldest first, until the recordings fit `max_bytes`; returns them.
+        Only what a recorder wrote: folders named as an hour (`HOUR_FMT`) and their closed
+        `.parquet` files; a folder of anything else under PMM_RECORD_DIR is never touched (it
+        used to be deleted as an "hour"), and an hour holding other files keeps them."""
         if not self.max_bytes or not self.root.exists():
             return []
         open_hours = {h for h, _ in self._writers}
-        hours = sorted((p for p in self.root.iterdir() if p.is_dir()), key=lambda p: p.name)
+        hours = sorted((p for p in self.root.iterdir() if p.is_dir() and is_hour_name(p.name)), key=lambda p: p.name)
         sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
         total = sum(sizes.values())
         deleted: list[str] = []
@@ -334,7 +363,10 @@ class Recorder:
                 break
             if p.name in open_hours:
                 continue
-            shutil.rmtree(p, ignore_errors=True)
+            for f in p.glob("*.parquet"):
+                f.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                p.rmdir()  # empty now, unless something else lives there
             total -= sizes[p.name]
             deleted.append(p.name)
             self.stats.hours_deleted += 1
@@ -362,6 +394,26 @@ def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def check_record_dir(settings: Any) -> None:
+    """With recording on, the directory can be made and written: ConfigError (one line naming
+    PMM_RECORD_DIR) before the engine starts, instead of its crash at start ("engine crashed:
+    FileExistsError ...") or, later, a write failure per drain."""
+    if getattr(settings, "record", "off") != "on":
+        return
+    import tempfile
+
+    from ..config import ConfigError
+
+    root = Path(settings.record_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".pmm-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"PMM_RECORD_DIR={settings.record_dir}: cannot record there ({exc.strerror or exc}); "
+                          "give a writable directory, or PMM_RECORD=off to trade without recording") from None
 
 
 def recorder_from_settings(settings: Any) -> Recorder | None:

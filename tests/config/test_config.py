@@ -62,6 +62,8 @@ def test_defaults_are_the_documented_ones():
     ("PMM_SIGNATURE_TYPE", "9", "less than or equal to 3"),
     ("PMM_WRITER_FLUSH_SEC", "5", "less than or equal to 1"),
     ("PMM_LOG_LEVEL", "LOUD", "DEBUG"),
+    ("PMM_RECORD_MAX_GB", "inf", "less than or equal to 1000000"),  # it passed, then crashed the engine
+    ("PMM_RECORD_DIR", "", "empty: expected a directory"),  # it recorded into the current directory
 ])
 def test_bad_value_is_one_line_naming_the_variable(monkeypatch, var, value, accepted):
     monkeypatch.setenv(var, value)

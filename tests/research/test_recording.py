@@ -63,6 +63,60 @@ def test_budget_deletes_oldest_hours_first_and_logs(tmp_path, caplog):
     assert auto.stats.hours_deleted == 2
 
 
+def test_the_budget_deletes_only_what_a_recorder_wrote(tmp_path):
+    """A folder of the user's under PMM_RECORD_DIR (`./data` holds more than recordings) used to be
+    deleted as an "hour" by the budget; now only hour folders' `.parquet` files go."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.txt").write_text("precious")
+    rec = Recorder(tmp_path, session="s1")
+    _fill(rec, 3)
+    rec.close()
+    first = tmp_path / hour_key(H0)
+    (first / "mine.csv").write_text("kept")  # not a recording: the hour keeps it
+    rec.max_bytes = 1
+    assert rec.enforce_budget() == [hour_key(H0), hour_key(H0 + 3600), hour_key(H0 + 7200)]
+    assert (tmp_path / "notes" / "README.txt").read_text() == "precious"
+    assert [f.name for f in first.iterdir()] == ["mine.csv"]
+    assert not (tmp_path / hour_key(H0 + 3600)).exists()
+
+
+def test_write_failures_are_one_line_a_minute_and_leave_no_open_file(tmp_path, caplog):
+    """A vanished recording directory (or a full disk) failed every drain with a traceback each
+    (hundreds of lines a minute) and left an empty `.open` file per attempt, which readers then
+    called a crashed recorder. Now one line (then one a minute), no traceback, no file."""
+    root = tmp_path / "rec"
+    rec = Recorder(root, session="s1", rotate_sec=5)
+    root.mkdir()
+    (root / hour_key(H0)).write_text("")  # where the hour's folder must go
+    with caplog.at_level(logging.DEBUG, logger="pmm_widgets.store.recording"):
+        for i in range(5):
+            rec.frame(H0 + i, 0, "{}")
+            rec.flush()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None, [r.getMessage() for r in errors]
+    assert "could not write 1 market rows" in errors[0].getMessage() and "PMM_RECORD_DIR=" in errors[0].getMessage()
+    assert rec.stats.errors == 5
+    (root / hour_key(H0)).unlink()
+
+    def full(*a, **k):  # the disk full when the part's writer starts
+        raise OSError(28, "No space left on device")
+
+    import pmm_widgets.store.recording as recording
+
+    real = recording.pq.ParquetWriter
+    recording.pq.ParquetWriter = full
+    try:
+        rec.frame(H0 + 8, 0, "{}")
+        rec.flush()
+    finally:
+        recording.pq.ParquetWriter = real
+    assert not list(root.rglob("*.open"))  # the failed part's file removed, not left for readers to misread
+    rec.frame(H0 + 9, 0, "{}")
+    rec.close()
+    assert not list(root.rglob("*.open"))
+    assert [f.name for f in root.rglob("*.parquet")] == ["market-s1-0000.parquet"]  # its first part after all
+
+
 def test_writing_never_blocks_the_caller(tmp_path):
     rec = Recorder(tmp_path, session="s1", flush_sec=0.2).start()
     t = time.perf_counter()
@@ -143,3 +197,48 @@ def test_a_row_whose_time_is_no_timestamp_costs_only_that_row(tmp_path, caplog):
     assert rec.stats.errors == 1 and "time nan is no timestamp" in caplog.text
     w = load_window(tmp_path, H0, H0 + 60)
     assert len(w) == 3
+
+
+def test_a_recording_directory_it_cannot_use_is_one_line_before_the_engine_starts(tmp_path, capsys, monkeypatch):
+    """It used to start, then crash ("engine crashed: FileExistsError: ...", exit 1); a headless
+    run records unless PMM_RECORD=off (`python -m pmm_widgets.engine` too: it used not to)."""
+    from pmm_widgets.cli import main
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.engine.runner import run_main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    s = load_settings(record_dir=str(blocker / "rec"), db_url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert s.record is None or s.record == "off"
+    unset = s.model_copy(update={"record": None})  # as `python -m pmm_widgets.engine` gets it
+    assert run_main(unset, Mode.PAPER, max_seconds=1) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"PMM_RECORD_DIR={blocker / 'rec'}: cannot record there"), err
+    from pmm_widgets.store.recording import check_record_dir
+
+    check_record_dir(s.model_copy(update={"record": "off"}))  # off: not checked, nothing made
+    assert not (blocker.parent / "rec").exists()
+    monkeypatch.setenv("PMM_RECORD_DIR", str(blocker))
+    assert main(["recordings", "list"]) == 1
+    assert capsys.readouterr().err.strip() == f"pmm recordings list: PMM_RECORD_DIR={blocker}: not a directory"
+
+
+def test_sessions_that_overlap_in_time_are_refused_and_consecutive_ones_replay(tmp_path):
+    """Two engines recording into one directory at once: the replay used to play one session after
+    the other (the clock going back, universes and fills mixed). A restart (one session after the
+    other) is what a directory of one engine holds: read as before."""
+    for name, start in (("a", H0), ("b", H0 + 600)):
+        rec = Recorder(tmp_path / "seq", session=name)
+        for i in range(50):
+            rec.frame(start + i * 10.0, 0, "{}")
+        rec.close()
+    assert len(load_window(tmp_path / "seq", H0, H0 + 3600)) == 100
+    for name, start in (("a", H0), ("b", H0 + 250)):
+        rec = Recorder(tmp_path / "both", session=name)
+        for i in range(50):
+            rec.frame(start + i * 10.0, 0, "{}")
+        rec.close()
+    with pytest.raises(RecordingError, match=r"recording sessions a \(2026-11-30T10:00:00.000Z .. "
+                                             r"2026-11-30T10:08:10.000Z\) and b .* overlap in time"):
+        load_window(tmp_path / "both", H0, H0 + 3600)

@@ -80,6 +80,7 @@ def test_kill_9_loses_at_most_the_open_part_and_is_reported_as_a_gap(tmp_path):
         assert {pr.file for pr in named} == {str(f) for f in unclosed}
         gap = [pr for pr in w.problems if "gap in session k1" in pr.message]
         assert gap and "unknown number of rows missing" in gap[0].message
+        assert len(w.gaps) == 1 and str(w.gaps[0]) == gap[0].message  # counted (the summary's "gaps" said 0)
         rows = {r["file"]: r for r in list_recordings(tmp_path)}
         assert all(not rows[str(f)]["ok"] and "not closed" in rows[str(f)]["problem"] for f in unclosed)
     else:  # every part had been closed by rotation before the kill: nothing lost

@@ -351,3 +351,65 @@ def test_the_summary_lists_markouts_by_horizon(rec_dir):
     res = _run(rec_dir)
     line = next(ln for ln in format_summary(res).splitlines() if ln.startswith("  markouts "))
     assert line.index(" 5s ") < line.index(" 30s ") < line.index(" 120s "), line
+
+
+def test_a_cancelled_replay_keeps_its_partial_result_and_rows(rec_dir, tmp_path):
+    """Ctrl-C under `asyncio.run` (what a script's `replay()` gets) cancels the replay's task: the
+    cancel used to land at the writer's close, after the whole replay, losing the result and the
+    queued rows and leaving the run `running`. Now the replay yields every 1,024 events (a
+    notebook's engine runs meanwhile), stops there as on `stop`, and returns its partial result,
+    its rows and its status written."""
+    from pmm_widgets.research.replayer import replay_async
+
+    url = f"sqlite:///{tmp_path / 'cancel.db'}"
+    s = _settings(rec_dir)
+    full = _run(rec_dir)
+    calls = []
+
+    async def main():
+        task = asyncio.current_task()
+
+        def stop() -> bool:  # checked every 64 events: the 40th check cancels this task, as Ctrl-C does
+            calls.append(1)
+            if len(calls) == 40:
+                task.cancel()
+            return False
+
+        return await replay_async(s, T0, T0 + MINUTES * 60, db_url=url, stop=stop)
+
+    res = asyncio.run(main())
+    assert res.status == "interrupted" and 0 < res.summary["fills"] < full.summary["fills"]
+    assert res.summary["events"] < full.summary["events"]
+    db = sa.create_engine(url)
+    with db.connect() as c:
+        assert c.execute(sa.text("SELECT status FROM replay_runs")).scalar() == "interrupted"
+        assert c.execute(sa.text("SELECT COUNT(*) FROM trades")).scalar() == len(res.trades)
+        assert c.execute(sa.text("SELECT COUNT(*) FROM engine_lease")).scalar() == 0
+
+
+def test_the_python_api_reads_its_inputs_as_the_cli_does(rec_dir):
+    """A window read for another span, a slug as `markets`, a setting passed as a parameter, a
+    misspelt parameter: clear errors (or the CLI's reading), not wrong results."""
+    from pmm_widgets.research.recordings import load_window
+
+    s = _settings(rec_dir)
+    w = load_window(rec_dir, "2026-11-30T10:00:00Z", "2026-11-30T10:03:00Z")  # ISO text, as everywhere
+    with pytest.raises(ValueError, match="window: it holds 2026-11-30T10:00:00.000Z .. 2026-11-30T10:03:00.000Z"):
+        Replayer(s, T0 + 240, T0 + 300, window=w)
+    wide = load_window(rec_dir, T0, T0 + 180)
+    ids = {Replayer(s, T0 + a, T0 + b, window=wide).run_id for a, b in ((0, 60), (60, 120), (0, 180))}
+    assert len(ids) == 3  # each replay's own span, not the window's (it used to be one id for all three)
+    assert Replayer(s, T0, T0 + 180).run_id == Replayer(s, T0, T0 + 180, window=wide).run_id
+    assert _run(rec_dir, markets="2").summary["markets"] == 2  # a count, as --markets 2
+    for bad, said in (([], "markets: an empty selection"), (True, "markets: True"),
+                      ("a-slug-nobody-recorded", "markets a-slug-nobody-recorded: not in the universe")):
+        with pytest.raises(ValueError, match=said):
+            Replayer(s, T0, T0 + 60, markets=bad)
+    with pytest.raises(ValueError, match="params: quote_refresh_sec: a setting, not a parameter"):
+        Replayer(s, T0, T0 + 60, params={"quote_refresh_sec": 5})
+    with pytest.raises(ValueError, match="alhpa: not a parameter or setting"):
+        Replayer(s, T0, T0 + 60, params={"alhpa": 2})
+    from pmm_widgets.config import ConfigError
+
+    with pytest.raises(ConfigError, match="params alpha=-1: Input should be greater than 0"):
+        Replayer(s, T0, T0 + 60, params={"alpha": -1})

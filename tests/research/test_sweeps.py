@@ -335,3 +335,31 @@ def test_ctrl_c_of_a_forked_cli_sweep_keeps_the_finished_points(rec_dir, tmp_pat
     eng.dispose()
     left = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout.split()
     assert not left, left
+
+
+def test_the_python_api_reads_values_as_the_cli_does_and_checks_its_db_first(rec_dir, tmp_path):
+    """`sweep()` from a notebook: a string or a number is one value (a string used to be split into
+    its characters: "12" swept alpha 1 and 2), secrets are refused before any point (they used to
+    run every point, then fail writing Parquet), a string is --markets text, an empty selection is
+    refused, and a read-only DB fails before the first point (it used to fail after the last)."""
+    from pmm_widgets.research.sweeps import SweepError
+    from pmm_widgets.store.migrate import upgrade
+
+    s = _settings(rec_dir, tmp_path)
+    a, b = T0, T0 + 60
+    one = sweep(a, b, {"alpha": "12"}, settings=s, n_jobs=1, write=False)
+    assert list(one["alpha"]) == [12.0]
+    assert list(sweep(a, b, {"alpha": 2.0}, settings=s, n_jobs=1, write=False)["alpha"]) == [2.0]
+    sized = sweep(a, b, {"quote_size": [5, 10]}, settings=s, n_jobs=1, write=False)
+    assert list(sized["quote_size"]) == [5.0, 10.0]  # numbers, not their text (a Decimal parameter)
+    with pytest.raises(ValueError, match="grid: private_key: secrets cannot be swept"):
+        sweep(a, b, {"private_key": ["0x" + "11" * 32]}, settings=s, n_jobs=1, write=False)
+    with pytest.raises(ValueError, match="markets: an empty selection"):
+        sweep(a, b, {"alpha": [1]}, settings=s, n_jobs=1, write=False, markets=[])
+    assert sweep(a, b, {"alpha": [1]}, settings=s, n_jobs=1, write=False, markets="2")["markets"].item() == 2
+    db = tmp_path / "ro.db"
+    upgrade(f"sqlite:///{db}")
+    with pytest.raises(SweepError, match="cannot write the sweep's rows there"):
+        sweep(a, b, {"alpha": [1, 2]}, settings=s, n_jobs=1, progress=True,
+              db_url=f"sqlite:///file:{db}?mode=ro&uri=true", parquet=tmp_path / "ro.parquet")
+    assert not (tmp_path / "ro.parquet").exists()

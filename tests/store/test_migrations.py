@@ -119,3 +119,28 @@ def test_password_never_in_error():
     with pytest.raises(StoreError) as info:
         upgrade("postgresql+psycopg://user:hunter2secret@127.0.0.1:1/db")
     assert "hunter2secret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_upgrades_on_two_threads_at_once_both_succeed(tmp_path):
+    """Two replays started together in one kernel upgrade their DB on two threads: Alembic's
+    context is process-global, and they failed ("table alembic_version already exists", "not an
+    error", ...). One upgrade at a time per process now."""
+    import threading
+
+    for n in range(3):  # the race was not every time: a few fresh DBs
+        url = f"sqlite:///{tmp_path / f'two{n}.db'}"
+        errors: list[BaseException] = []
+
+        def run(url: str = url, errors: list[BaseException] = errors) -> None:
+            try:
+                upgrade(url)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert current_revision(url) == head_revision()
