@@ -112,7 +112,7 @@ def detect_variant(schema: pa.Schema, name: str = "") -> str:
                     f"({', '.join(sorted(V1_COLUMNS))}), v2 with bids/asks JSON or bid_prices/... lists")
 
 
-class _BadRow(Exception):
+class _BadRow(PmmError, ValueError):
     """A value of one row this importer cannot convert: (column, why)."""
 
     def __init__(self, column: str, why: str) -> None:
