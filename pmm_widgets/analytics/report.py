@@ -64,8 +64,7 @@ def build_report(engine: Engine, mode: str | None = None, run_id: str | None = N
     choose the rows (`_scope`; default: the engine's sessions, no replay)."""
     o, t, p, mk = schema.orders, schema.trades, schema.pnl, schema.markets
     with engine.connect() as conn:
-        oq = select(o.c.market, func.count().label("placed"), func.min(o.c.created_ts), func.max(o.c.updated_ts)) \
-            .where(o.c.status != "REJECTED").group_by(o.c.market)
+        oq = select(o.c.market, func.count().label("placed")).where(o.c.status != "REJECTED").group_by(o.c.market)
         tq = select(t.c.market, t.c.side, t.c.price, t.c.size, t.c.fill_type, t.c.ts)
         oq = oq.where(*_scope(o, mode, run_id))
         tq = tq.where(*_scope(t, mode, run_id))
@@ -81,7 +80,7 @@ def build_report(engine: Engine, mode: str | None = None, run_id: str | None = N
         minutes = session_minutes(conn, mode, run_id)
 
     stats: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(float))
-    for mkt, placed, _first, _last in orders:
+    for mkt, placed in orders:
         stats[mkt]["placed"] = placed
     mo_keys = [horizon_key(h) for h in HORIZONS]
     for r in trades:

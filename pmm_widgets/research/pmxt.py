@@ -44,7 +44,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ import pyarrow.parquet as pq
 
 from ..domain import Market
 from ..errors import PmmError
-from ..store.recording import Recorder, hour_key
+from ..store.recording import Recorder, hour_key, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -493,10 +492,7 @@ def _unique_files(paths: Sequence[str | Path], rep: ImportReport) -> tuple[list[
 def _check_target(root: Path) -> None:
     """The directory can be written to (made if missing): a one-line error before any work."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".pmxt-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        writable_dir(root)
     except OSError as exc:
         raise PmxtError(f"{root}: cannot write recordings there ({exc.strerror or exc})") from None
 

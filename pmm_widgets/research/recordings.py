@@ -15,7 +15,6 @@ a `Gap` after the session's last readable row.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import fcntl
 import os
@@ -30,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import PmmError
-from ..store.recording import CHANNELS, HOUR_FMT, OPEN_SUFFIX, SCHEMA_VERSION, publish_lock
+from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, hour_start, publish_lock
 
 # `<channel>-<session>.parquet` (hourly) or `<channel>-<session>-<part>.parquet` (rotated parts)
 _FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+?)(?:-(?P<part>\d+))?\.parquet$")
@@ -65,13 +64,6 @@ def parse_time(text: str | float | dt.datetime) -> float:
 
 def iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
-
-
-def _hour_start(name: str) -> float | None:
-    try:
-        return float(calendar.timegm(dt.datetime.strptime(name, HOUR_FMT).timetuple()))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +126,7 @@ def _hours(root: Path) -> list[Path]:
         return []
     if not root.is_dir():
         raise RecordingError(f"PMM_RECORD_DIR={root}: not a directory")
-    return sorted((p for p in root.iterdir() if p.is_dir() and _hour_start(p.name) is not None), key=lambda p: p.name)
+    return sorted((p for p in root.iterdir() if p.is_dir() and hour_start(p.name) is not None), key=lambda p: p.name)
 
 
 def _being_written(f: Path) -> bool | None:
@@ -447,7 +439,7 @@ def state_before(root: Path, lo: float, problems: list[Problem]) -> tuple[list[t
     default), and the engine's last `start` before `lo` with the parameter changes, strategies and
     venue clock recorded since (the engine records them when they happen, not every hour).
     Looked for up to `STATE_HOURS` hours back, newest hour first, until both are found."""
-    earlier = [h for h in _hours(root) if (_hour_start(h.name) or 0) < lo][::-1][:STATE_HOURS]
+    earlier = [h for h in _hours(root) if (hour_start(h.name) or 0) < lo][::-1][:STATE_HOURS]
     universe: tuple[float, int, str, str | None] | None = None
     engine: list[tuple[float, int, str, str | None]] = []
     start: float | None = None
@@ -513,12 +505,12 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     start_h = t0 - (t0 % 3600) if warmup else t0
     early: list[Problem] = []
     if warmup:
-        this_and_before = [h for h in _hours(root) if start_h - 3600 <= (_hour_start(h.name) or 0) <= start_h]
-        if _last_checkpoint([h for h in this_and_before if _hour_start(h.name) == start_h], t0, start_h, early) is None:
+        this_and_before = [h for h in _hours(root) if start_h - 3600 <= (hour_start(h.name) or 0) <= start_h]
+        if _last_checkpoint([h for h in this_and_before if hour_start(h.name) == start_h], t0, start_h, early) is None:
             ck = _last_checkpoint(this_and_before, start_h, start_h - 3600, early)
             if ck is not None:
                 start_h = ck  # (the name stays: the warm-up's start)
-    hours = [h for h in _hours(root) if start_h - 3600 < (_hour_start(h.name) or 0) <= t1]
+    hours = [h for h in _hours(root) if start_h - 3600 < (hour_start(h.name) or 0) <= t1]
     problems: list[Problem] = []
     parts: list[tuple[str, int, pa.Table]] = []  # session, channel index, table
     bad_by_session: dict[str, list[str]] = {}

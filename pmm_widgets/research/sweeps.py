@@ -461,14 +461,13 @@ def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None
     """SweepError naming the place when the Parquet file cannot be written there; the DB's
     connection error (its schema made or upgraded, as `_store` will) when it cannot be reached."""
     from ..store.migrate import upgrade
+    from ..store.recording import writable_dir
 
     if parquet is not None and parquet.is_dir():
         raise SweepError(f"{parquet}: a directory (the Parquet file's name goes there, e.g. {parquet / 'sweep.parquet'})")
     folder = parquet.parent if parquet is not None else default_dir
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pmm-sweep-probe-"):
-            pass
+        writable_dir(folder)
     except OSError as exc:
         raise SweepError(f"{folder}: cannot write the sweep's Parquet file there ({exc.strerror or exc})") from None
     upgrade(db_url)

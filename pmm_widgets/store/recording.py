@@ -27,6 +27,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import datetime
 import fcntl
@@ -67,13 +68,27 @@ ARROW_SCHEMA = pa.schema(
 Row = tuple[str, int, float, str, int, str | None]  # channel, seq, ts, kind, conn, payload
 
 
-def is_hour_name(name: str) -> bool:
-    """A folder name a recorder writes (`HOUR_FMT`, e.g. 2026-12-01T10)."""
+def hour_start(name: str) -> float | None:
+    """The epoch second an hour folder's name (`HOUR_FMT`) starts at; None for another name."""
     try:
-        datetime.datetime.strptime(name, HOUR_FMT)
+        return float(calendar.timegm(datetime.datetime.strptime(name, HOUR_FMT).timetuple()))
     except ValueError:
-        return False
-    return len(name) == 13
+        return None
+
+
+def is_hour_name(name: str) -> bool:
+    """A folder name a recorder writes (`HOUR_FMT`, zero-padded, e.g. 2026-12-01T10)."""
+    return len(name) == 13 and hour_start(name) is not None
+
+
+def writable_dir(path: Path) -> None:
+    """Make `path` (and its parents) and write a file there: OSError when it cannot be used.
+    Each caller turns it into its own one-line error before any work starts."""
+    import tempfile
+
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".pmm-probe-"):
+        pass
 
 
 def hour_key(ts: float) -> str:
@@ -402,15 +417,10 @@ def check_record_dir(settings: Any) -> None:
     FileExistsError ...") or, later, a write failure per drain."""
     if getattr(settings, "record", "off") != "on":
         return
-    import tempfile
-
     from ..config import ConfigError
 
-    root = Path(settings.record_dir)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".pmm-probe-"):
-            pass
+        writable_dir(Path(settings.record_dir))
     except OSError as exc:
         raise ConfigError(f"PMM_RECORD_DIR={settings.record_dir}: cannot record there ({exc.strerror or exc}); "
                           "give a writable directory, or PMM_RECORD=off to trade without recording") from None
