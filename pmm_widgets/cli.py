@@ -713,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def console_main() -> None:
     """The `pmm` command: `main`, then exit with its code (kept against a late signal)."""
-    from pmm_widgets.engine.runner import as_process_entry, hold_exit_code
+    from pmm_widgets.engine.runner import as_process_entry, hold_exit_code  # loaded by `pmm_widgets.console`
 
     as_process_entry()
     code = main()
@@ -722,10 +722,8 @@ def console_main() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pmm_widgets.store.db import StoreError
-
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         code = args.func(args)
     except KeyboardInterrupt:
@@ -749,6 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.OK
     except Exception as exc:  # StoreError, venue errors, anything else: one line, traceback at DEBUG
         from pmm_widgets.errors import describe
+        from pmm_widgets.store.db import StoreError
 
         if not logging.getLogger().handlers:
             setup_logging()

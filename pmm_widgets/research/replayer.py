@@ -20,6 +20,7 @@ and `run_id`; one `replay_runs` row holds the summary. A replay never writes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -31,7 +32,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from pydantic import ValidationError
@@ -1004,15 +1005,55 @@ def replay(settings: Settings, t0: float | str, t1: float | str, **kw: Any) -> R
 
 def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code: `asyncio.run`, or on a helper thread with its
-    own loop when this thread already runs one (a notebook cell, a Voilà kernel)."""
+    own loop when this thread already runs one (a notebook cell, a Voilà kernel).
+
+    Ctrl-C (a kernel interrupt) reaches only this thread; on the helper thread's path it cancels
+    the coroutine's task there, as `asyncio.run`'s own Ctrl-C does, and waits for what the
+    coroutine returns (a replay: its partial result, rows written). A second Ctrl-C stops the
+    wait (the helper thread still finishes its cleanup)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(make())
-    from concurrent.futures import ThreadPoolExecutor
+    box: dict[str, Any] = {}
+    ready, finished = threading.Event(), threading.Event()
 
-    with ThreadPoolExecutor(1) as ex:
-        return ex.submit(lambda: asyncio.run(make())).result()
+    async def main() -> T:
+        box["task"], box["loop"] = asyncio.current_task(), asyncio.get_running_loop()
+        ready.set()
+        return await make()
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(main())
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+        finally:
+            ready.set()
+            finished.set()
+
+    # waits on an Event, never `Thread.join`: a KeyboardInterrupt inside a join marks a running
+    # thread as ended (CPython 3.11), and the next join would return at once
+    threading.Thread(target=target, name="pmm-run-sync").start()
+    interrupted = False
+    try:
+        while not finished.wait(0.2):  # back in Python often enough for a pending Ctrl-C
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+        ready.wait()
+        loop, task = box.get("loop"), box.get("task")
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: it is ending anyway
+                loop.call_soon_threadsafe(task.cancel)
+        while not finished.wait(0.2):  # a second Ctrl-C leaves from here
+            pass
+    err = box.get("error")
+    if err is not None:
+        if interrupted and isinstance(err, asyncio.CancelledError):
+            raise KeyboardInterrupt from None  # cancelled before it could keep a partial result
+        raise err
+    return cast(T, box["result"])
 
 
 def format_summary(res: ReplayResult) -> str:

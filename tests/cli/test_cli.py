@@ -150,6 +150,31 @@ def test_console_script_installed():
     assert proc.returncode == 0 and proc.stdout.startswith("pmm-widgets")
 
 
+def test_ctrl_c_while_pmm_loads_its_modules_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C in the ≈ 0.3–1 s the CLI's imports take used to print a traceback (a
+    KeyboardInterrupt, or pydantic-core's PanicException when it hit that import). The console
+    entry holds the interrupt until the imports are done, then exits 130 like a later Ctrl-C."""
+    import signal
+    import time
+
+    from pmm_widgets import console
+
+    assert console.INTERRUPTED == ExitCode.INTERRUPTED
+    exe = os.path.join(os.path.dirname(sys.executable), "pmm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")} | {
+        "PMM_DB_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    codes = []
+    for delay in (0.1, 0.2, 0.3, 0.45):  # after Python's own start (its first ≈ 50 ms are Python's)
+        proc = subprocess.Popen([exe, "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err and "Error" not in err, (delay, err)
+        codes.append(proc.returncode)
+    assert set(codes) <= {0, ExitCode.INTERRUPTED} and ExitCode.INTERRUPTED in codes, codes
+
+
 @pytest.mark.integration
 def test_sandbox_command_prints_urls_and_stops_on_ctrl_c():
     import signal

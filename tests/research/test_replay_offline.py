@@ -387,6 +387,43 @@ def test_a_cancelled_replay_keeps_its_partial_result_and_rows(rec_dir, tmp_path)
         assert c.execute(sa.text("SELECT COUNT(*) FROM engine_lease")).scalar() == 0
 
 
+def test_a_sync_replay_inside_a_running_loop_stops_on_ctrl_c_with_its_partial_result(rec_dir, tmp_path):
+    """`replay()` called from a notebook cell (a loop already runs on this thread) runs on a helper
+    thread, which Ctrl-C never reaches: the kernel's interrupt used to leave the replay running to
+    its end. Now the interrupt cancels the replay's task on its thread, and the call returns the
+    partial result with its rows, as `replay()` under `asyncio.run` does."""
+    import _thread
+    import signal
+
+    from pmm_widgets.research.replayer import replay
+
+    url = f"sqlite:///{tmp_path / 'nb.db'}"
+    full = _run(rec_dir)
+    calls = []
+
+    def stop() -> bool:  # on the replay's thread, every 64 events: the 40th check is the user's Ctrl-C
+        calls.append(1)
+        if len(calls) == 40:
+            _thread.interrupt_main()  # KeyboardInterrupt in the main thread, which waits in replay()
+        return False
+
+    async def cell():  # a cell's code: synchronous, inside the kernel's running loop
+        # ipykernel runs a cell with Python's own SIGINT handler (KeyboardInterrupt), not asyncio.run's
+        old = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return replay(_settings(rec_dir), T0, T0 + MINUTES * 60, db_url=url, stop=stop)
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    res = asyncio.run(cell())
+    assert res.status == "interrupted" and 0 < res.summary["events"] < full.summary["events"]
+    db = sa.create_engine(url)
+    with db.connect() as c:
+        assert c.execute(sa.text("SELECT status FROM replay_runs")).scalar() == "interrupted"
+        assert c.execute(sa.text("SELECT COUNT(*) FROM trades")).scalar() == len(res.trades)
+        assert c.execute(sa.text("SELECT COUNT(*) FROM engine_lease")).scalar() == 0
+
+
 def test_the_python_api_reads_its_inputs_as_the_cli_does(rec_dir):
     """A window read for another span, a slug as `markets`, a setting passed as a parameter, a
     misspelt parameter: clear errors (or the CLI's reading), not wrong results."""
