@@ -711,6 +711,7 @@ class OwnerSession:
             feed=FeedState(bool(h.connected), float(h.lag_sec), int(h.reconnects), int(h.stale_tokens)),
             writer_lag_sec=ws.lag_sec if ws is not None else None, writer=ws.line() if ws is not None else "",
             mode=self.mode.value, venue_health=self._venue_health(), halted=self._hold_reason(),
+            recording=self._recorder.health() if self._recorder is not None else "",
             **self._param_state(),
         ))
 

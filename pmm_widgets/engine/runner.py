@@ -41,6 +41,7 @@ def status_line(s: EngineState) -> str:
     return (f"[{s.mode}{paused}{halted}] tick {s.tick} quoted {quoted}/{len(s.markets)} open {s.totals.open_orders} "
             f"fills/min {s.totals.fills_per_min:.2f} fills {s.totals.fills} pnl {s.totals.pnl:+.2f} "
             f"feed {feed} {db}" + (f" | {s.venue_health}" if s.venue_health else "")
+            + (f" | {s.recording}" if s.recording else "")
             + (f" | HALTED: {s.halted}" if s.halted else ""))
 
 

@@ -172,6 +172,7 @@ class Recorder:
         self._last_budget = 0.0
         self._said_at = -2 * FAILURE_LOG_SEC  # `_failed`: when a failure was last said, and how many since
         self._unsaid = 0
+        self._last_failure: tuple[float, str] | None = None  # (monotonic time, what) of the latest failure
         self.stats = RecorderStats()
 
     # ---------------------------------------------------------------- event-loop side (cheap)
@@ -247,6 +248,7 @@ class Recorder:
         vanished directory fails every drain; a traceback per drain flooded the terminal."""
         self.stats.errors += 1
         now = time.monotonic()
+        self._last_failure = (now, f"{what}: {type(exc).__name__}")
         self._unsaid += 1
         if now - self._said_at < FAILURE_LOG_SEC:
             return
@@ -255,6 +257,14 @@ class Recorder:
                   "can write)", what, self.root, type(exc).__name__, exc, more)
         log.debug("recording failure", exc_info=exc)
         self._said_at, self._unsaid = now, 0
+
+    def health(self) -> str:
+        """"" while writing works; "recording FAILING (…)" while a write failed within the last
+        `FAILURE_LOG_SEC` (the engine's status line and the dashboard show it: rows are being lost)."""
+        last = self._last_failure
+        if last is None or time.monotonic() - last[0] > FAILURE_LOG_SEC:
+            return ""
+        return f"recording FAILING ({last[1]}; {self.stats.errors} errors)"
 
     def _rotation_slot(self) -> int:
         return int(time.time() // self.rotate_sec) if self.rotate_sec else 0

@@ -178,7 +178,9 @@ def render_status(s: EngineState) -> str:
     return (f'<span class="pmm-role">{role}</span> · mode <b>{e(str(s.mode))}</b> · {run}{paused} · tick '
             f'<span class="pmm-tick">{int(s.tick)}</span> · α=<span class="pmm-alpha-value">{e(alpha)}</span>'
             f" · feed {'up' if s.feed.connected else 'down'} lag {lag} · DB lag {db}"
-            + (f" · {e(str(s.venue_health))}" if s.venue_health else "") + err)
+            + (f" · {e(str(s.venue_health))}" if s.venue_health else "")
+            + (f' · <span class="pmm-recording" style="color:#cf222e">{e(str(s.recording))}</span>'
+               if s.recording else "") + err)
 
 
 def render_totals(s: EngineState) -> str:

@@ -346,6 +346,8 @@ def test_status_line_shows_writer_health_and_the_halt():
     assert "| HALTED: writer: DB writer unhealthy" in line
     healthy = WriterStats(rows_written=5, pending=0, last_flush_ts=0.0, lag_sec=0.2, errors=0)
     assert status_line(EngineState(writer=healthy.line())).endswith("db lag 0.2s")
+    failing = "recording FAILING (could not write 3 market rows for 2026120110: OSError; 4 errors)"
+    assert status_line(EngineState(writer=healthy.line(), recording=failing)).endswith("db lag 0.2s | " + failing)
 
 
 async def test_slow_shutdown_keeps_the_lease_until_its_cancels_are_done(fast_settings, db):

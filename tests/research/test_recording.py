@@ -88,6 +88,7 @@ def test_write_failures_are_one_line_a_minute_and_leave_no_open_file(tmp_path, c
     rec = Recorder(root, session="s1", rotate_sec=5)
     root.mkdir()
     (root / hour_key(H0)).write_text("")  # where the hour's folder must go
+    assert rec.health() == ""
     with caplog.at_level(logging.DEBUG, logger="pmm_widgets.store.recording"):
         for i in range(5):
             rec.frame(H0 + i, 0, "{}")
@@ -96,6 +97,9 @@ def test_write_failures_are_one_line_a_minute_and_leave_no_open_file(tmp_path, c
     assert len(errors) == 1 and errors[0].exc_info is None, [r.getMessage() for r in errors]
     assert "could not write 1 market rows" in errors[0].getMessage() and "PMM_RECORD_DIR=" in errors[0].getMessage()
     assert rec.stats.errors == 5
+    # the engine's status line and the dashboard show it while it lasts (it said nothing there before)
+    assert rec.health().startswith("recording FAILING (could not write 1 market rows for ") and \
+        rec.health().endswith("FileExistsError; 5 errors)"), rec.health()
     (root / hour_key(H0)).unlink()
 
     def full(*a, **k):  # the disk full when the part's writer starts
@@ -112,6 +116,8 @@ def test_write_failures_are_one_line_a_minute_and_leave_no_open_file(tmp_path, c
         recording.pq.ParquetWriter = real
     assert not list(root.rglob("*.open"))  # the failed part's file removed, not left for readers to misread
     rec.frame(H0 + 9, 0, "{}")
+    rec._last_failure = (time.monotonic() - recording.FAILURE_LOG_SEC - 1, "old")  # a minute without failures
+    assert rec.health() == ""
     rec.close()
     assert not list(root.rglob("*.open"))
     assert [f.name for f in root.rglob("*.parquet")] == ["market-s1-0000.parquet"]  # its first part after all

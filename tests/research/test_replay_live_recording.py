@@ -70,3 +70,43 @@ def test_replay_reads_a_recording_while_it_is_written_and_survives_a_kill_9(tmp_
     res = asyncio.run(Replayer(s, t_start - 60, killed_at + 60, window=w2).run())
     assert res.status == "done" and res.summary["cycles"] >= live.summary["cycles"]
     assert len(res.problems) == len(w2.problems) + len([pr for pr in res.problems if pr.startswith("no market data")])
+
+
+def test_a_recorder_that_cannot_write_shows_on_the_engines_status_line(tmp_path):
+    """A recording that fails mid-run (its directory taken away) used to be one log line a minute
+    and nothing on the status line; an operator watching the engine did not know rows were lost."""
+    import shutil
+
+    rec = tmp_path / "rec"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    env.update({"PMM_VENUE": "sandbox", "PMM_DB_URL": f"sqlite:///{tmp_path / 'paper.db'}", "PMM_SANDBOX_SPEED": "20",
+                "PMM_SANDBOX_MARKETS": "6", "PMM_UNIVERSE_SIZE": "2", "PMM_QUOTE_REFRESH_SEC": "0.5",
+                "PMM_RECORD": "on", "PMM_RECORD_DIR": str(rec), "PMM_RECORD_ROTATE_SEC": str(ROTATE),
+                "PYTHONUNBUFFERED": "1"})
+    p = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "run", "paper", "--max-seconds", "60"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:  # quoting has started: the recorder writes
+            seen.append(line)
+            if "tick " in line:
+                break
+        t = time.time()
+        while not list(rec.glob("*/*.parquet")):  # its first part is written
+            assert time.time() - t < 20, "no part written"
+            time.sleep(0.2)
+        assert not any("recording FAILING" in ln for ln in seen)
+        for d in [d for d in rec.iterdir() if d.is_dir()]:  # every hour folder becomes a file
+            shutil.rmtree(d)
+            d.write_text("not a folder")
+        t = time.time()
+        for line in p.stdout:
+            seen.append(line)
+            if "tick " in line and "| recording FAILING (could not write " in line:
+                break
+            assert time.time() - t < 40, "no status line said the recording fails: " + "".join(seen[-3:])
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(30)
+    assert p.returncode == 130, (p.returncode, "".join(seen[-6:]) + p.stdout.read()[-1500:])

@@ -214,9 +214,9 @@ def test_status_escapes_everything_from_the_lease_row():
     """Stored XSS (issue 17): owner, mode, params, pause note, errors come from the DB."""
     evil = "<img src=x onerror=alert(1)>"
     s = EngineState(role="attached", owner=evil, mode=evil, paused=True, pause_note=evil, last_error=evil,
-                    venue_health=evil, params={"alpha": evil})
+                    venue_health=evil, params={"alpha": evil}, recording=evil)
     out = render_status(s)
-    assert "<img" not in out and out.count("&lt;img") == 6
+    assert "<img" not in out and out.count("&lt;img") == 7
     m = _state(1).markets
     m[0].status = evil
     m[0].condition_id = '"><script>x</script>'
