@@ -264,7 +264,11 @@ class Settings(ParamFields, BaseSettings):
     # full-fidelity recording of the venue's data (Parquet, see store/recording.py)
     record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
     record_dir: str = "./data/recordings"
-    record_max_gb: float = Field(0.0, ge=0, le=1e6)  # 0: no budget (at most a petabyte: not inf)
+    # the recordings' size budget, oldest hours deleted first (20 GB: ≈ 2 weeks of 50 sandbox markets;
+    # an unattended engine used to fill its disk); 0: no budget (at most a petabyte: not inf)
+    record_max_gb: float = Field(20.0, ge=0, le=1e6)
+    # below this many GB free on its disk, recording pauses (a gap) until there is room: the DB lives there too
+    record_min_free_gb: float = Field(2.0, ge=0, le=1e6)
     # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly
     record_rotate_sec: float = Field(60.0, ge=0, le=3600)
 

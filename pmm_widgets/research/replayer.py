@@ -366,7 +366,8 @@ NOT_IN_RUN_ID = frozenset({
     "venue_backoff_cap_sec", "sandbox_markets", "sandbox_seed", "sandbox_speed", "sandbox_resolve_every_sec",
     "sandbox_process", "private_key", "api_key", "api_secret", "api_passphrase", "funder", "signature_type",
     "chain_id", "adopt_unknown", "retain_days", "prune_sec", "max_inflight_requests", "cycle_yield_ms",
-    "gc_freeze", "log_level", "record", "record_dir", "record_max_gb", "record_rotate_sec", "live_rtt_file",
+    "gc_freeze", "log_level", "record", "record_dir", "record_max_gb", "record_min_free_gb", "record_rotate_sec",
+    "live_rtt_file",
 })
 
 

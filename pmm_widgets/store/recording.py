@@ -34,6 +34,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -144,17 +145,23 @@ class RecorderStats:
     files: int = 0
     hours_deleted: int = 0
     errors: int = 0
+    dropped: int = 0  # rows not written while the disk was below PMM_RECORD_MIN_FREE_GB
 
 
 class Recorder:
     """Append on the event loop (`frame`, `rest`, `universe`, `engine`); a thread writes Parquet."""
 
     def __init__(self, root: str | os.PathLike[str], *, max_gb: float = 0.0, flush_sec: float = 5.0,
-                 session: str | None = None, budget_every_sec: float = 30.0, rotate_sec: float = 0.0) -> None:
+                 session: str | None = None, budget_every_sec: float = 30.0, rotate_sec: float = 0.0,
+                 min_free_gb: float = 0.0) -> None:
         """`rotate_sec` > 0: a new part file per channel every `rotate_sec` of wall time (the
-        writer wakes at least 4 times per interval); 0: one file per hour and channel."""
+        writer wakes at least 4 times per interval); 0: one file per hour and channel.
+        `min_free_gb` > 0: the disk's floor (`enforce_budget`): the oldest hours go first, then
+        writing pauses (rows dropped: a gap a replay reports) until the disk has room again."""
         self.root = Path(root)
         self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
+        self.min_free = int(min_free_gb * 1e9) if min_free_gb and min_free_gb > 0 else 0
+        self._low_disk = False  # paused below `min_free`: rows are dropped, not written
         self.rotate_sec = max(0.0, rotate_sec)
         self.flush_sec = min(flush_sec, self.rotate_sec / 4) if self.rotate_sec else flush_sec
         self.budget_every_sec = budget_every_sec
@@ -169,7 +176,7 @@ class Recorder:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_budget = 0.0
+        self._last_budget = self._last_disk = 0.0
         self._said_at = -2 * FAILURE_LOG_SEC  # `_failed`: when a failure was last said, and how many since
         self._unsaid = 0
         self._last_failure: tuple[float, str] | None = None  # (monotonic time, what) of the latest failure
@@ -261,6 +268,9 @@ class Recorder:
     def health(self) -> str:
         """"" while writing works; "recording FAILING (…)" while a write failed within the last
         `FAILURE_LOG_SEC` (the engine's status line and the dashboard show it: rows are being lost)."""
+        if self._low_disk:
+            return (f"recording PAUSED (disk below PMM_RECORD_MIN_FREE_GB={self.min_free / 1e9:g}; "
+                    f"{self.stats.dropped} rows dropped)")
         last = self._last_failure
         if last is None or time.monotonic() - last[0] > FAILURE_LOG_SEC:
             return ""
@@ -276,6 +286,16 @@ class Recorder:
         if self.rotate_sec:  # parts whose interval ended are closed even when nothing new came
             self._close_writers(lambda _h: False, slot_before=slot)
         if not n:
+            return
+        now = time.monotonic()
+        if self.min_free and now - self._last_disk >= self.budget_every_sec:
+            self._last_disk = now
+            self._check_disk()
+        if self._low_disk:  # their sequence numbers are taken: the replay sees a gap, not a silent hole
+            for _ in range(n):
+                self._q.popleft()
+            self.stats.dropped += n
+            self.stats.queued = len(self._q)
             return
         groups: dict[tuple[str, str], list[Row]] = {}
         for _ in range(n):
@@ -297,7 +317,6 @@ class Recorder:
                 self._failed(f"could not write {len(rows)} {channel} rows for {hour}", exc)
         self.stats.queued = len(self._q)
         self._close_writers(lambda h: h < newest)  # rotation: an hour is complete once a later one starts
-        now = time.monotonic()
         if self.max_bytes and now - self._last_budget >= self.budget_every_sec:
             self._last_budget = now
             self.enforce_budget()
@@ -309,8 +328,8 @@ class Recorder:
             d = self.root / hour
             d.mkdir(parents=True, exist_ok=True)
             part = self._parts.get(key, 0)
-            if self.rotate_sec:
-                path = d / f"{channel}-{self.session}-{part:04d}.parquet"
+            if self.rotate_sec or part:  # hourly files: a part number when the hour's file was closed
+                path = d / f"{channel}-{self.session}-{part:04d}.parquet"  # before (a pause, a late row)
             else:
                 path = d / f"{channel}-{self.session}.parquet"
             meta = dict(ARROW_SCHEMA.metadata or {})
@@ -325,8 +344,7 @@ class Recorder:
                 with contextlib.suppress(OSError):  # no writer, no file: an empty `.open` would read as a crash
                     tmp.unlink()
                 raise
-            if self.rotate_sec:
-                self._parts[key] = part + 1  # (a part whose writer failed is not skipped)
+            self._parts[key] = part + 1  # (a part whose writer failed is not skipped)
             self._writers[key], self._paths[key], self._locks[key] = w, path, fd
             self._slot[key] = slot
             self.stats.files += 1
@@ -376,28 +394,56 @@ class Recorder:
         Only what a recorder wrote: folders named as an hour (`HOUR_FMT`) and their closed
         `.parquet` files; a folder of anything else under PMM_RECORD_DIR is never touched (it
         used to be deleted as an "hour"), and an hour holding other files keeps them."""
-        if not self.max_bytes or not self.root.exists():
-            return []
-        open_hours = {h for h, _ in self._writers}
-        hours = sorted((p for p in self.root.iterdir() if p.is_dir() and is_hour_name(p.name)), key=lambda p: p.name)
-        sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
-        total = sum(sizes.values())
         deleted: list[str] = []
-        for p in hours:
-            if total <= self.max_bytes:
-                break
-            if p.name in open_hours:
-                continue
-            for f in p.glob("*.parquet"):
-                f.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                p.rmdir()  # empty now, unless something else lives there
-            total -= sizes[p.name]
-            deleted.append(p.name)
-            self.stats.hours_deleted += 1
-            log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: deleted hour %s (%.1f MB); %.1f MB left",
-                        self.max_bytes / 1e9, p.name, sizes[p.name] / 1e6, total / 1e6)
+        if self.max_bytes and self.root.exists():
+            open_hours = {h for h, _ in self._writers}
+            hours = sorted((p for p in self.root.iterdir() if p.is_dir() and is_hour_name(p.name)),
+                           key=lambda p: p.name)
+            sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
+            total = sum(sizes.values())
+            for p in hours:
+                if total <= self.max_bytes:
+                    break
+                if p.name in open_hours:
+                    continue
+                for f in p.glob("*.parquet"):
+                    f.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    p.rmdir()  # empty now, unless something else lives there
+                total -= sizes[p.name]
+                deleted.append(p.name)
+                self.stats.hours_deleted += 1
+                log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: deleted hour %s (%.1f MB); %.1f MB left",
+                            self.max_bytes / 1e9, p.name, sizes[p.name] / 1e6, total / 1e6)
         return deleted
+
+    def _check_disk(self) -> None:
+        """Below `min_free` bytes free on its disk, writing pauses (rows dropped: a gap a replay
+        reports) until there is room again; said once each way. A disk filled by recordings
+        would stop the trading DB beside them (the writer's fault halts quoting). Nothing is
+        deleted for it: `PMM_RECORD_MAX_GB` is what deletes recordings, and the disk may have been
+        filled by something else."""
+        if not self.min_free:
+            return
+        try:
+            free = free_bytes(self.root)
+        except OSError:  # no directory yet (or gone): the write says why, as before
+            return
+        low = free < self.min_free
+        if low and not self._low_disk:
+            log.error("recording PAUSED: %.2f GB free on the disk of PMM_RECORD_DIR=%s, below "
+                      "PMM_RECORD_MIN_FREE_GB=%.3g: rows are dropped (a gap in the recording) until there is "
+                      "room; trading goes on", free / 1e9, self.root, self.min_free / 1e9)
+            self._close_writers(lambda _h: True)  # what was written stays readable
+        elif self._low_disk and not low:
+            log.warning("recording resumes: %.2f GB free on the disk of PMM_RECORD_DIR=%s (%d rows were dropped)",
+                        free / 1e9, self.root, self.stats.dropped)
+        self._low_disk = low
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the disk holding `path` (for this user)."""
+    return shutil.disk_usage(path).free
 
 
 @contextlib.contextmanager
@@ -440,4 +486,5 @@ def recorder_from_settings(settings: Any) -> Recorder | None:
     """The engine's recorder when `PMM_RECORD=on`, else None."""
     if getattr(settings, "record", "off") != "on":
         return None
-    return Recorder(settings.record_dir, max_gb=settings.record_max_gb, rotate_sec=settings.record_rotate_sec)
+    return Recorder(settings.record_dir, max_gb=settings.record_max_gb, rotate_sec=settings.record_rotate_sec,
+                    min_free_gb=settings.record_min_free_gb)

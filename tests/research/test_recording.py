@@ -123,6 +123,57 @@ def test_write_failures_are_one_line_a_minute_and_leave_no_open_file(tmp_path, c
     assert [f.name for f in root.rglob("*.parquet")] == ["market-s1-0000.parquet"]  # its first part after all
 
 
+def test_below_the_disks_floor_recording_pauses_with_a_gap_and_resumes(tmp_path, caplog, monkeypatch):
+    """An unattended engine recorded until its disk was full (no budget by default), and the
+    trading DB on that disk then failed. Below PMM_RECORD_MIN_FREE_GB free, the recorder now stops
+    writing (said once, on the status line too), drops the rows as a gap the replay reports, and
+    resumes when there is room; it deletes nothing for it."""
+    import pmm_widgets.store.recording as recording
+
+    free = {"bytes": 50 * 10**9}
+    monkeypatch.setattr(recording, "free_bytes", lambda _p: free["bytes"])
+    rec = Recorder(tmp_path, session="s1", min_free_gb=2, budget_every_sec=0)
+    with caplog.at_level(logging.WARNING, logger="pmm_widgets.store.recording"):
+        for i in range(3):
+            rec.frame(H0 + i, 0, "{}")
+        rec.flush()
+        free["bytes"] = 1.5e9
+        for i in range(3, 10):
+            rec.frame(H0 + i, 0, "{}")
+            rec.flush()
+        assert rec.stats.dropped == 7 and rec.health() == \
+            "recording PAUSED (disk below PMM_RECORD_MIN_FREE_GB=2; 7 rows dropped)"
+        assert list(tmp_path.rglob("*.parquet"))  # what it had written was closed: readable
+        free["bytes"] = 3e9
+        for i in range(10, 12):
+            rec.frame(H0 + i, 0, "{}")
+            rec.flush()
+    rec.close()
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "recording PAUSED" in m]) == 1 and "PMM_RECORD_MIN_FREE_GB=2" in said[0]
+    assert any("recording resumes" in m and "7 rows were dropped" in m for m in said)
+    assert rec.health() == "" and rec.stats.hours_deleted == 0
+    w = load_window(tmp_path, H0, H0 + 60)
+    assert len(w) == 3 + 2
+    assert [(g.missing_rows, g.after_ts - H0, g.before_ts - H0) for g in w.gaps] == [(7, 2.0, 10.0)]
+
+
+def test_an_hourly_file_opened_again_gets_a_part_number_instead_of_replacing_the_first(tmp_path):
+    """With PMM_RECORD_ROTATE_SEC=0 (one file per hour and channel), a row for an hour whose file
+    was already closed (a late row; a pause below the disk's floor) opened the same name again and
+    replaced the file: its rows were lost without a word."""
+    rec = Recorder(tmp_path, session="s1")
+    rec.frame(H0 + 10, 0, "{}")
+    rec.frame(H0 + 3600, 0, "{}")  # the next hour: the first hour's file is closed
+    rec.flush()
+    rec.frame(H0 + 20, 0, "{}")  # late, for the first hour
+    rec.close()
+    assert sorted(f.name for f in (tmp_path / hour_key(H0)).iterdir()) == ["market-s1-0001.parquet",
+                                                                             "market-s1.parquet"]
+    w = load_window(tmp_path, H0, H0 + 7200)
+    assert len(w) == 3 and not w.problems and not w.gaps
+
+
 def test_writing_never_blocks_the_caller(tmp_path):
     rec = Recorder(tmp_path, session="s1", flush_sec=0.2).start()
     t = time.perf_counter()
