@@ -134,7 +134,16 @@ def build_report(engine: Engine, mode: str | None = None, run_id: str | None = N
 def session_minutes(conn: Any, mode: str | None, run_id: str | None) -> float | None:
     """The span fills per minute are over, in both of the report's tables (they used to differ):
     from the first order placed (or fill) to the last record (an order's update, a fill, a `pnl`
-    row) of the rows in scope; None when there is no such span."""
+    row) of the rows in scope; None when there is no such span. A replay run's is the span its
+    own summary divides by (its cycles'), so the report and the replay say the same fills/min."""
+    if mode == REPLAY and run_id is not None:
+        rr = schema.replay_runs
+        summary = conn.execute(select(rr.c.summary_json).where(rr.c.run_id == run_id)).scalar()
+        if isinstance(summary, str):  # (a dialect handing JSON back as text)
+            summary = json.loads(summary)
+        sim = summary.get("sim_seconds") if isinstance(summary, dict) else None
+        if isinstance(sim, (int, float)) and sim > 0:
+            return float(sim) / 60.0
     o, t, p = schema.orders, schema.trades, schema.pnl
     spans = [conn.execute(select(func.min(o.c.created_ts), func.max(o.c.updated_ts))
                           .where(o.c.status != "REJECTED", *_scope(o, mode, run_id))).one(),

@@ -49,7 +49,7 @@ from ..store.sink import Sink
 from ..strategy.base import Strategy
 from ..venue.market_data import MarketData
 from ..venue.market_stream import MarketStream, _Conn
-from ..venue.wire import decode_books
+from ..venue.wire import MarketResolvedEvent, decode_books
 from .recordings import (
     Gap,
     Problem,
@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REPLAY_MODE = "replay"
-TAGGED = frozenset({"orders", "trades", "pnl", "events", "markouts"})
+TAGGED = frozenset({"orders", "trades", "pnl", "events", "markouts", "reward_estimates", "settlements"})
 NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
 CH_MARKET, CH_REST, CH_UNIVERSE, CH_ENGINE = (CHANNELS.index(c) for c in ("market", "rest", "universe", "engine"))
 
@@ -450,7 +450,11 @@ class ReplayPoint:
         except (ValueError, AttributeError) as exc:
             self.problems.append(f"recorded strategy of {cid} ({name}) not applied: {exc}")
 
-    async def run_cycle(self, now: float, hold: str | None = None) -> None:
+    async def run_cycle(self, now: float, hold: str | None = None,
+                        resolutions: Sequence[MarketResolvedEvent] = ()) -> None:
+        """The engine's cycle at `now`: first the markets the venue resolved since the last one
+        (`market_resolved` frames: cancel, redeem at 1 / 0, a `settlements` row), as the engine's
+        `_apply_resolutions` does before each cycle, then the quote cycle."""
         rp = self.rp
         if self.cycle is None:
             calibration = copy.deepcopy(rp.calibration)  # the recorded start state: each point's own copy
@@ -464,6 +468,7 @@ class ReplayPoint:
             for cid, (name, params) in self.strategies.items():
                 self.set_strategy(cid, name, params)
         rp.clock.now = now
+        await self.settle(now, resolutions)
         rep = await self.cycle.run_once(now, rp.markets, rp.md.view, self.exchange, hold=hold)
         self.cycle_times.append(now)
         self.max_inventory_usd = max(self.max_inventory_usd, float(self.cycle.totals.pnl.inventory_usd))
@@ -475,6 +480,15 @@ class ReplayPoint:
             self.cycle.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill (replay: quoting stops)",
                                    ts=now)
             await self.exchange.cancel_all()
+
+    async def settle(self, now: float, resolutions: Sequence[MarketResolvedEvent]) -> None:
+        """The markets resolved since the last cycle, settled (also for a point whose quoting a
+        risk kill stopped: it still holds the shares)."""
+        if self.cycle is None:
+            return
+        for ev in resolutions:
+            await self.cycle.resolve_market(now, ev.market, ev.winning_asset_id or None, self.exchange,
+                                            "market_resolved")
 
     def result(self, status: str, wall: float, processed: int) -> ReplayResult:
         rp = self.rp
@@ -641,10 +655,15 @@ class Replayer:
 
     # ---------------------------------------------------------------- cycles
     async def _cycle(self, now: float, hold: str | None = None, points: list[ReplayPoint] | None = None) -> None:
-        """The cycle at `now` of `points` (default: every point not killed), in the points' order."""
-        for p in self.points if points is None else points:
-            if points is not None or not p.killed:
-                await p.run_cycle(now, hold)
+        """The cycle at `now` of `points` (default: every point not killed), in the points' order;
+        each point settles the markets resolved since the last cycle first."""
+        resolutions = self.md.pop_resolutions()
+        for p in self.points:
+            if (not p.killed) if points is None else (p in points):
+                await p.run_cycle(now, hold, resolutions)
+            elif resolutions:  # a point a risk kill stopped still holds its shares
+                self.clock.now = now
+                await p.settle(now, resolutions)
 
     def _gap(self, g: Gap) -> None:
         """Never apply a delta across a gap: every book waits for its next snapshot."""

@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 # figures that depend on the machine, not on the inputs (left out when comparing backends)
 TIMING_COLUMNS = ("wall_seconds", "events_per_sec", "sim_seconds_per_wall_second")
 _FIXED = ("fills", "fills_per_min", "pnl_total", "realized", "unrealized", "spread_pnl", "inventory_pnl",
+          "fees", "rebates", "rewards", "settlement",
           "markout_5s_usd", "markout_30s_usd", "markout_120s_usd", "max_inventory_usd", "reward_estimate")
 
 

@@ -8,6 +8,7 @@ seconds. The simulator is pure and seeded, so the same arguments give the same f
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..domain import Market
@@ -19,12 +20,15 @@ from ..venue.market_data import checkpoint_books, new_book
 
 def synth_recording(root: str | Path, start_ts: float, seconds: float, *, markets: int = 4, seed: int = 7,
                     session: str = "synth", drain_every: int = 2_000,
-                    checkpoint_sec: float | None = None) -> list[Market]:
+                    checkpoint_sec: float | None = None,
+                    resolve: Sequence[tuple[float, int, bool]] = ()) -> list[Market]:
     """Record `seconds` of `markets` simulated markets from `start_ts` under `root`; returns them.
 
     `checkpoint_sec`: also write the books every so many seconds as the engine does (`rest`
     channel, kind `checkpoint`, from books the frames built through the market stream, exactly as
-    a replay builds them), so that a replay can start from one (default: none)."""
+    a replay builds them), so that a replay can start from one (default: none).
+    `resolve`: (seconds after `start_ts`, index of the market, whether YES wins): the venue
+    resolves that market then (the sandbox's `market_resolved` frame)."""
     from .replayer import ReplayStream  # (the replayer imports this package's neighbours, not this module)
 
     sim = Simulator(markets=markets * 2 + 10, seed=seed, start_ts=start_ts)
@@ -52,7 +56,11 @@ def synth_recording(root: str | Path, start_ts: float, seconds: float, *, market
     end = start_ts + seconds
     next_checkpoint = start_ts + checkpoint_sec if checkpoint_sec else float("inf")
     n = 0
+    pending = sorted(resolve)
     while sim.now() < end:
+        while pending and sim.now() >= start_ts + pending[0][0]:
+            _, k, yes = pending.pop(0)
+            sim.resolve_market(universe[k].condition_id, winner_yes=yes)
         events = sim.step()
         parts = [json.dumps(ev.payload, separators=(",", ":")) for ev in events
                  if any(a in sim.watched for a in ev.assets)]

@@ -125,11 +125,12 @@ class DbRecorder:
 
     def settlement(self, ts: float, market: Market, mode: str, winner_token: str, yes: Decimal, no: Decimal,
                    payout: Decimal, pnl: Decimal, source: str) -> None:
-        """The market's cumulative `settlements` row (one per market and mode)."""
+        """The market's cumulative `settlements` row (one per market and mode, and replay run)."""
         self.sink.upsert("settlements", {
             "ts": ts, "market": market.condition_id, "mode": mode, "winner_token": winner_token,
             "winning_outcome": "YES" if winner_token == market.yes_token_id else "NO", "yes_shares": yes,
-            "no_shares": no, "payout": payout, "pnl": pnl, "source": source}, key=("market", "mode"))
+            "no_shares": no, "payout": payout, "pnl": pnl, "source": source, "run_id": ""},
+            key=("market", "mode", "run_id"))  # a replay's sink sets its run id
 
     def venue_payout(self, ts: float, mode: str, date: str, kind: str, market: str, amount: Decimal) -> None:
         """What the venue paid one market (or, market "TOTAL", the whole day) for one day."""

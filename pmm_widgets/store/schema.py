@@ -205,7 +205,9 @@ reward_estimates = Table(
     Column("venue_scoring", Integer),  # of which the venue says score (live /orders-scoring; NULL otherwise)
     Column("disagreements", Integer),  # orders where our view and the venue's differ
     Column("venue_date", String(10)),  # the venue's UTC day of the sample (YYYY-MM-DD; its payouts are per day)
+    Column("run_id", String(40)),  # replays (mode 'replay'): the run that wrote the row
     Index("ix_reward_estimates_market_ts", "market", "ts"),
+    Index("ix_reward_estimates_run_id", "run_id"),
 )
 
 settlements = Table(
@@ -222,7 +224,8 @@ settlements = Table(
     Column("payout", MONEY),  # pUSD the redeemed shares paid
     Column("pnl", MONEY),  # payout minus the last mark of those shares
     Column("source", String(20)),  # market_resolved, closed, venue, end_date
-    UniqueConstraint("market", "mode", name="uq_settlements_market_mode"),
+    Column("run_id", String(40), nullable=False, server_default=""),  # a replay's run; '' for the engine's modes
+    UniqueConstraint("market", "mode", "run_id", name="uq_settlements_market_mode_run"),
 )
 
 venue_payouts = Table(
@@ -323,6 +326,10 @@ sweep_results = Table(  # one row per point of a `pmm sweep`
     Column("markout_120s_usd", Float),
     Column("max_inventory_usd", Float),
     Column("reward_estimate", Float),
+    Column("fees", Float),  # the PnL components beside spread and inventory (pnl_total is their sum)
+    Column("rebates", Float),
+    Column("rewards", Float),
+    Column("settlement", Float),
     Column("summary_json", JSON),  # every figure of the run, including PnL components added later
     UniqueConstraint("sweep_id", "point", name="uq_sweep_results_point"),
     Index("ix_sweep_results_sweep", "sweep_id"),
