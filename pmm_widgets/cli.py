@@ -304,13 +304,18 @@ def _research_args(args: argparse.Namespace) -> tuple[Settings, dict[str, str], 
         else:
             rest.append(item)
     args.set = rest
-    if getattr(args, "fill_model", None):
-        params["paper_fill_model"] = args.fill_model
     settings = settings_from_args(args)
     try:
         settings.params().update(**params)
     except ValidationError as exc:
         raise ConfigError("--set " + format_validation_error(exc)) from None
+    if getattr(args, "fill_model", None):  # its own flag named in its error (it read `--set paper_fill_model=…`)
+        params["paper_fill_model"] = args.fill_model
+        try:
+            settings.params().update(paper_fill_model=args.fill_model)
+        except ValidationError as exc:
+            msg = format_validation_error(exc).removeprefix("paper_fill_model=")
+            raise ConfigError(f"--fill-model {msg}") from None
     sel: Any = None
     if getattr(args, "markets", None) is not None:
         from pmm_widgets.research.replayer import parse_markets

@@ -301,7 +301,13 @@ def _choose_scope(engine: Engine, mode: str | None, run_id: str | None) -> tuple
             from ..config import ConfigError
 
             ids = ", ".join(r.run_id for r in runs[:5]) or "none"
-            raise ConfigError(f"--run-id {run_id}: no such replay run in this DB (newest: {ids})")
+            sw, in_sweep = schema.sweep_results, None
+            if "sweep_results" in set(inspect(engine).get_table_names()):
+                with engine.connect() as conn:
+                    in_sweep = conn.execute(select(sw.c.sweep_id).where(sw.c.run_id == run_id).limit(1)).scalar()
+            hint = (f"; it is a point of sweep {in_sweep}, whose rows a sweep does not write: `pmm replay` "
+                    "with that point's --set values writes them") if in_sweep else ""
+            raise ConfigError(f"--run-id {run_id}: no such replay run in this DB (newest: {ids}){hint}")
         r = known[0]
     elif mode == REPLAY:
         if not runs:
@@ -336,7 +342,9 @@ def report_main(settings: Any, as_json: bool = False, mode: str | None = None, r
         engine.dispose()
     print(covers)
     if len(df) <= 1 and df.iloc[0]["placed"] == 0 and df.iloc[0]["fills"] == 0:
-        print("no orders or fills recorded yet: run `pmm run paper` first")
+        first = {REPLAY: "pmm replay", "live": "pmm run live", "dry_run": "pmm run live --dry-run"}.get(
+            mode or "", "pmm run paper")
+        print(f"no orders or fills recorded yet: run `{first}` first")
         return ExitCode.OK
     show = df.copy()
     show["market"] = show["market"].map(lambda s: s if len(s) <= 14 else s[:12] + "..")

@@ -715,7 +715,11 @@ class Replayer:
         step = self.settings.quote_refresh_sec
         next_grid = self.t0
         last_grid = grid_end(w, self.t1, self.settings.stale_sec, step) if grid else self.t1
-        if last_grid < self.t1:
+        if last_grid < self.t0:  # (it used to say "cycles stopped at" a time before the window's start)
+            for p in self.points:
+                p.problems.append(f"no cycles: the recorded market data ends before the window starts (books stale "
+                                  f"from {iso(last_grid)}); nothing to trade in this window")
+        elif last_grid < self.t1:
             for p in self.points:
                 p.problems.append(f"cycles stopped at {iso(last_grid)}, {(self.t1 - last_grid) / 60:,.1f} min before the "
                                   "window's end: every book was stale and every markout due, nothing could change")
@@ -1088,9 +1092,14 @@ def format_summary(res: ReplayResult) -> str:
         (f"  pnl total {s.get('pnl_total', 0.0):+.4f} = realized {s.get('realized', 0.0):+.4f} "
          f"+ unrealized {s.get('unrealized', 0.0):+.4f} (spread {s.get('spread_pnl', 0.0):+.4f}, "
          f"inventory {s.get('inventory_pnl', 0.0):+.4f})"),
-        "  markouts " + (", ".join(f"{k.removeprefix('markout_').removesuffix('_mean_usd')} {v:+.4f}"
-                                  for k, v in s.items() if k.endswith("_mean_usd")) or "none")
-        + f"; max inventory {s['max_inventory_usd']:.2f} USD",
+        # units said: the sweep's markout columns are sums in USD, the report's means per share in price units
+        "  markouts, mean USD per fill: "
+        + (", ".join(f"{k.removeprefix('markout_').removesuffix('_mean_usd')} {v:+.4f}"
+                     for k, v in s.items() if k.endswith("_mean_usd")) or "none")
+        + f" (sum over fills: realized spread {s.get('realized_spread_usd', 0.0):+.4f} USD"
+        + "".join(f", {k.removeprefix('markout_').removesuffix('_usd')} {v:+.4f}" for k, v in s.items()
+                  if k.startswith("markout_") and k.endswith("_usd") and not k.endswith("_mean_usd"))
+        + f"); max inventory {s['max_inventory_usd']:.2f} USD",
     ]
     extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
     if extra:

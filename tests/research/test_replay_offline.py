@@ -142,6 +142,9 @@ def test_a_window_beyond_the_recording_says_where_its_market_data_ends(rec_dir):
     assert any(p.startswith("cycles stopped at 2026-11-30T10:08:3") for p in week.problems), week.problems
     fills = lambda r: [(t["token_id"], t["side"], t["price"], t["size"], t["ts"]) for t in r.trades]  # noqa: E731
     assert fills(week) == fills(past) and fills(past)  # near the data, the same trading (other window: other ids)
+    after = asyncio.run(Replayer(s, end + 600, end + 1200, markets=1).run())  # wholly after the data (same hour)
+    assert after.summary["cycles"] == 0 and not [p for p in after.problems if p.startswith("cycles stopped")]
+    assert any(p.startswith("no cycles: the recorded market data ends before the window starts") for p in after.problems)
 
 
 def test_stop_keeps_partial_results(rec_dir, tmp_path):
@@ -349,8 +352,12 @@ def test_the_summary_lists_markouts_by_horizon(rec_dir):
     assert [k for k in markout_summary(rows) if k.endswith("_mean_usd")] == [
         "markout_5s_mean_usd", "markout_30s_mean_usd", "markout_120s_mean_usd"]
     res = _run(rec_dir)
-    line = next(ln for ln in format_summary(res).splitlines() if ln.startswith("  markouts "))
+    line = next(ln for ln in format_summary(res).splitlines() if ln.startswith("  markouts"))
     assert line.index(" 5s ") < line.index(" 30s ") < line.index(" 120s "), line
+    # the units said (the sweep's columns are sums, the report's means per share): one number, one unit
+    s = res.summary
+    assert line.startswith(f"  markouts, mean USD per fill: 5s {s['markout_5s_mean_usd']:+.4f}"), line
+    assert f"(sum over fills: realized spread {s['realized_spread_usd']:+.4f} USD, 5s {s['markout_5s_usd']:+.4f}" in line
 
 
 def test_a_cancelled_replay_keeps_its_partial_result_and_rows(rec_dir, tmp_path):

@@ -83,6 +83,21 @@ def test_cli_sweep_json_and_bad_grid(rec_dir, tmp_path, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and [r["alpha"] for r in out["rows"]] == [1.0, 3.0]
     assert (tmp_path / "o.parquet").exists()
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).connect() as c:  # each PnL component has its column (it was only in summary_json)
+        row = c.execute(sa.text("SELECT fees, rebates, rewards, settlement, pnl_total, run_id FROM sweep_results "
+                                "ORDER BY point")).first()
+    assert row is not None and row.rebates == out["rows"][0]["rebates"] and row.settlement == 0.0
+    # a sweep point's run id: its rows are not written; the report says how to get them
+    assert main(["report", "--run-id", row.run_id, "--db-url", url]) == 2
+    err = capsys.readouterr().err
+    assert f"no such replay run in this DB (newest: none); it is a point of sweep {out['sweep_id']}" in err, err
+    assert main(["report", "--mode", "replay", "--db-url", url]) == 0
+    assert "no orders or fills recorded yet: run `pmm replay` first" in capsys.readouterr().out
+    assert main(["replay", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z",
+                 "--fill-model", "bogus", "--db-url", url]) == 2
+    assert "pmm: --fill-model bogus: Input should be 'intensity', 'queue' or 'prob_queue'" in capsys.readouterr().err
     assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z",
                  "--grid", "nonsense=1", "--db-url", url]) == 2
     assert "nonsense" in capsys.readouterr().err
