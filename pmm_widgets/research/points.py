@@ -107,7 +107,7 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
             got = values.get(k, getattr(settings, k, v))
             row[k] = float(got) if isinstance(got, Decimal) else got  # a number, not its text (sorts, plots)
         row.update(res.summary)
-        row["problems"] = "; ".join(res.problems)
+        row["problem_text"] = "; ".join(res.problems)  # (`problems` stays the summary's count, as in summary_json)
         rows.append(row)
     if report is not None:
         for index, _ in items:

@@ -89,6 +89,8 @@ def test_cli_sweep_json_and_bad_grid(rec_dir, tmp_path, monkeypatch, capsys):
         row = c.execute(sa.text("SELECT fees, rebates, rewards, settlement, pnl_total, run_id FROM sweep_results "
                                 "ORDER BY point")).first()
     assert row is not None and row.rebates == out["rows"][0]["rebates"] and row.settlement == 0.0
+    df = pd.read_parquet(tmp_path / "o.parquet")  # `problems` a count, as in the summary; the text beside it
+    assert df["problems"].tolist() == [r["problems"] for r in out["rows"]] and df["problem_text"].map(type).eq(str).all()
     # a sweep point's run id: its rows are not written; the report says how to get them
     assert main(["report", "--run-id", row.run_id, "--db-url", url]) == 2
     err = capsys.readouterr().err
