@@ -523,6 +523,8 @@ class ReplayPoint:
                     s[k] = v
         s.update(markout_summary(self.sink.markouts))
         s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
+        if isinstance(s.get("rewards"), float):  # (`rewards_per_hour` is the rate of the last minute sampled)
+            s["rewards_per_hour_avg"] = s["rewards"] / (sim_sec / 3600.0) if sim_sec > 0 else 0.0
         return ReplayResult(self.run_id, status, s, list(self.problems), trades, orders, list(self.cycle_times))
 
 

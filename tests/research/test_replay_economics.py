@@ -68,6 +68,7 @@ def test_a_replays_reward_estimates_are_its_own_rows(rec, tmp_path):
     kw = {"db_url": url, "params": {"strategy": "rewards"}}
     res = replay(_settings(root), T0, T0 + 600, **kw)
     assert res.summary["rewards"] > 0
+    assert res.summary["rewards_per_hour_avg"] == res.summary["rewards"] / (res.summary["sim_seconds"] / 3600)
     eng = sa.create_engine(url)
     q = "SELECT mode, run_id, COUNT(*) AS n, SUM(usd) AS usd FROM reward_estimates GROUP BY mode, run_id"
     with eng.connect() as c:
