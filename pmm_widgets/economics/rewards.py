@@ -33,7 +33,8 @@ C_DEFAULT = Decimal(3)
 TWO_SIDED_LO = Decimal("0.10")
 TWO_SIDED_HI = Decimal("0.90")
 MINUTES_PER_DAY = 1440
-USD_QUANTUM = Decimal("0.000001")
+USD_QUANTUM = Decimal("0.000001")  # the pUSD base unit: what is paid and what a row stores
+ACCRUAL_QUANTUM = Decimal("1e-12")  # a minute's accrual: 1,440 samples a day lose < 1.5e-9 to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +184,31 @@ def share(ours: Decimal, total: Decimal) -> Decimal:
 
 
 def minute_reward(prog: RewardProgram, sample_share: Decimal) -> Decimal:
-    """pUSD one per-minute sample earns (6 dp, rounded down)."""
+    """pUSD one per-minute sample earns, to `ACCRUAL_QUANTUM` (rounded down: a sum of shares is
+    never more than the pool). Not to the 6-dp pUSD unit: each minute rounded down to it biased
+    the day's sum low (≈ 0.7 % on small shares). Amounts are rounded to the unit where they are
+    paid (the day's payout, `fees.payout`) or stored (`UsdCarry`: rows whose sum stays exact)."""
     if not prog.active or sample_share <= 0:
         return ZERO
-    return (prog.per_minute() * sample_share).quantize(USD_QUANTUM, rounding=ROUND_DOWN)
+    return (prog.per_minute() * sample_share).quantize(ACCRUAL_QUANTUM, rounding=ROUND_DOWN)
+
+
+class UsdCarry:
+    """Rounds a stream of exact amounts per key (a market) to the pUSD quantum (6 dp, what a
+    `reward_estimates.usd` row holds) without bias: each amount is rounded down after adding what
+    the earlier roundings left out, so the rounded amounts' running sum is the exact running sum
+    less a remainder in [0, 1 quantum) — never more than was earned, never a quantum short."""
+
+    __slots__ = ("rest",)
+
+    def __init__(self) -> None:
+        self.rest: dict[str, Decimal] = {}
+
+    def round(self, key: str, exact: Decimal) -> Decimal:
+        x = exact + self.rest.get(key, ZERO)
+        q = x.quantize(USD_QUANTUM, rounding=ROUND_DOWN)
+        self.rest[key] = x - q
+        return q
 
 
 def book_orders(bids: Sequence[tuple[Decimal, Decimal]], asks: Sequence[tuple[Decimal, Decimal]],

@@ -28,6 +28,7 @@ from ..analytics.markouts import HORIZONS, MarkoutTracker
 from ..analytics.pnl import PnlBook, PnlParts
 from ..config import STRATEGY_PARAM_FIELDS, Params
 from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote, Side
+from ..economics.rewards import UsdCarry
 from ..economics.tracker import EconomicsTracker, RewardSample
 from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
@@ -175,6 +176,7 @@ class QuoteCycle:
         self._our: dict[str, dict[str, Decimal | None]] = {}
         self._next_pnl_ts: float | None = None
         self._ended = False  # `final_pnl` wrote the session's last rows; a cycle since clears it
+        self._last_pnl: list[dict[str, Any]] = []  # the `pnl` rows written last (`final_pnl` repeats none)
         self._killed = False
         self._now = 0.0
         self._totals = SnapshotTotals()
@@ -195,6 +197,7 @@ class QuoteCycle:
         self.econ = EconomicsTracker(self.rec, mode.value, events=self.events)
         self._resolved: dict[str, str] = {}  # market -> winning token (no more quoting there)
         self._venue_samples: list[RewardSample] = []  # taken at venue minutes, recorded by the next cycle
+        self._usd_rows = UsdCarry()  # `reward_estimates.usd` at 6 dp, unbiased (the remainder carried)
         # incremental cycle: the inputs of each market's last touch computation and decision
         self.incremental = incremental
         self._pkey = ""  # the live parameters as JSON, once per cycle (they are mutated in place)
@@ -498,10 +501,11 @@ class QuoteCycle:
                 w = max(TOX_EWM_W, 1.0 / (n + 1))  # a plain mean for the first few, then an EWMA
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         pace = self.yield_sec > 0
+        quoted = self._our  # markets with resting orders since the last cycle's end: only their time counts
         for m in markets:
             if pace:
                 await self._pace()
-            self.calibrator.step(m.condition_id, now, float(m.tick_size))
+            self.calibrator.step(m.condition_id, now, float(m.tick_size), m.condition_id in quoted)
         if self.econ.sample_due(now):
             await self._sample_rewards(now, markets, views, exchange)
         if self._venue_samples:  # taken by the market stream at the venue's minutes
@@ -629,7 +633,9 @@ class QuoteCycle:
             while nxt <= now:
                 nxt += self.pnl_sec
             self._next_pnl_ts = nxt
-            self.rec.pnl(self.pnl.rows(now, self.mode.value, self._mids))
+            rows = self.pnl.rows(now, self.mode.value, self._mids)
+            self.rec.pnl(rows)
+            self._last_pnl = rows
         rep.breaches = self.risk.end_cycle()
         self._refresh_state(now, exchange, rep)
 
@@ -756,8 +762,13 @@ class QuoteCycle:
                 venue = await ask(ids)
             except Exception as exc:  # noqa: BLE001 (an estimate; the venue's answer is optional)
                 self.econ.bad_data(now, None, f"/orders-scoring failed: {type(exc).__name__}: {exc}")
-        self.econ.record_samples(now, samples, venue)
-        for s in samples:
+        # the rows hold 6 dp: each rounded down with the remainder carried to the market's next row,
+        # so they sum to the exact estimate less under one unit (rounded one by one, they lost ~½
+        # unit a row); the ledger adds the rows' amounts: the PnL, the DB rows (what `pmm report`
+        # and a restart read) and the replay's summary agree to the unit
+        rows = [replace(s, usd=self._usd_rows.round(s.market, s.usd)) for s in samples]
+        self.econ.record_samples(now, rows, venue)
+        for s in rows:
             self.pnl.ledger(s.market).rewards += s.usd
 
     async def resolve_market(self, now: float, market: str, winner_token: str | None, exchange: Exchange,
@@ -810,11 +821,16 @@ class QuoteCycle:
         grid's last rows can be `pnl_sec` older and miss the last fills, so the table's latest rows
         (what `pmm report` reads) disagreed with the session's own totals. The totals (the
         snapshot's) are brought to the same figures. Nothing when no cycle ran since the last call
-        (or ever): a replay writes them at the recorded stop and again at its window's end."""
+        (or ever): a replay writes them at the recorded stop and again at its window's end. Nothing
+        either when the last cycle's grid rows are these very rows (same time, same figures: a
+        replay's grid ending on its window's end wrote every row twice)."""
         if self._next_pnl_ts is None or self._ended:
             return
         self._ended = True
-        self.rec.pnl(self.pnl.rows(now, self.mode.value, self._mids))
+        rows = self.pnl.rows(now, self.mode.value, self._mids)
+        if rows != self._last_pnl:
+            self.rec.pnl(rows)
+            self._last_pnl = rows
         self._totals = replace(self._totals, pnl=self.pnl.totals(self._mids))
         self._snap = None
 

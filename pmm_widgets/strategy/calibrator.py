@@ -30,6 +30,13 @@ The state (multiplier, fill count, last fill rate, markout statistics) is plain 
 `market_calibration.state_json` at every update and reloaded at start-up, so a restart resumes
 with the multiplier and statistics the last run left. The fill-rate window restarts with the
 process: time the engine was down must not count as minutes without fills.
+
+For the same reason only time the market was quoted counts: `step(..., quoted=False)` (the cycle
+passes whether the market had resting orders since its previous cycle) lets the time pass without
+accruing it, in the window (`window_sec` of wall time, of which only the quoted stretches are
+minutes) and toward the next update (every `update_sec` of quoted time). A market with no book, a
+stale book or no quotes (a replay window opened before its data, a stale feed, a halt) neither
+tightens nor widens, and a replay started before its data gives the replay started at it.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class CalibState:
     adverse_ewm: float | None = None  # price units, at the adverse horizon
     started_at: float | None = None  # first step of this process: the fill-rate window starts here
     updated_at: float = 0.0
+    last_step: float | None = None  # this process's previous step (the end of the time accounted for)
+    quoted: list[list[float]] = field(default_factory=list)  # [start, end] stretches quoted (merged, not persisted)
     fills_per_min: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -143,22 +152,42 @@ class Calibrator:
         return n / minutes if minutes > 0 else 0.0
 
     def _window(self, st: CalibState, now: float) -> tuple[int, float]:
-        """(fills, minutes) in the half-open interval (max(now − window, start), now]."""
+        """(fills, quoted minutes) in the half-open interval (max(now − window, start), now]."""
         if st.started_at is None:
             return 0, 0.0
         cutoff = now - self.window_sec
         st.fill_ts = [t for t in st.fill_ts if t > cutoff]
+        keep = min(cutoff, st.updated_at)  # a stretch still counts toward the window or the next update
+        st.quoted = [q for q in st.quoted if q[1] > keep]
         start = max(cutoff, st.started_at)
-        return sum(1 for t in st.fill_ts if t > start), max(0.0, (now - start) / 60.0)
+        sec = sum(max(0.0, min(e, now) - max(s, start)) for s, e in st.quoted)
+        return sum(1 for t in st.fill_ts if t > start), sec / 60.0
 
-    def step(self, market: str, now: float, tick: float) -> bool:
-        """Update one market if its period has elapsed; persists and returns True when it did."""
+    def _accrue(self, st: CalibState, now: float, quoted: bool) -> None:
+        """Account the time since the previous step: a quoted stretch, or time that passes uncounted."""
+        last = st.last_step
+        st.last_step = now
+        if last is None:
+            if st.started_at is None:  # the first step: the window starts here
+                st.started_at = now
+            elif st.started_at < now:  # restored (engine/restore.py): the last run's window counts as quoted
+                st.quoted.append([st.started_at, now])
+            return
+        if not quoted or now <= last:
+            return
+        if st.quoted and st.quoted[-1][1] == last:
+            st.quoted[-1][1] = now  # continuously quoted: one stretch (its length is exact)
+        else:
+            st.quoted.append([last, now])
+
+    def step(self, market: str, now: float, tick: float, quoted: bool = True) -> bool:
+        """Update one market if `update_sec` of quoted time has passed since its last update;
+        persists and returns True when it did. `quoted`: the market had resting quotes since the
+        previous step (False: the time passes but is neither window minutes nor update time)."""
         st = self.state(market)
-        if st.started_at is None:
-            st.started_at = now
-            st.updated_at = now
-            return False
-        if now - st.updated_at < self.update_sec:
+        self._accrue(st, now, quoted)
+        due = sum(e - max(s, st.updated_at) for s, e in st.quoted if e > st.updated_at)
+        if due < self.update_sec:
             return False
         p = self.params
         n, minutes = self._window(st, now)
