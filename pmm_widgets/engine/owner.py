@@ -357,6 +357,12 @@ class OwnerSession:
                 "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
                                in {**saved, **self._overrides}.items() if name is None or isinstance(name, str)}})
 
+    def record_cancel_all(self, now: float, reason: str) -> None:
+        """An all-orders cancel outside a quote cycle (a pause, the circuit opening): a replay
+        cancels at the same instant (it used to wait for the next cycle, and its fills diverged)."""
+        if self._recorder is not None:
+            self._recorder.engine(now, "cancel_all", {"reason": reason})
+
     def record_params(self, now: float) -> None:
         """Record the parameters that changed since the recording last saw them."""
         cur = self._params.model_dump(mode="json")
@@ -667,6 +673,7 @@ class OwnerSession:
                              f"{self._circuit.probe_sec:g}s")
             try:
                 async with self._ctl.trade_lock:
+                    self.record_cancel_all(time.time(), "circuit_open")
                     n = await self.runtime.exchange.cancel_all()
                 self.events.emit(Level.WARNING, EventKind.CIRCUIT_OPEN, f"circuit open: {n} orders cancelled")
             except Exception as exc:  # noqa: BLE001 - the probes cancel again until it works

@@ -294,6 +294,18 @@ class PaperExchange:
     async def cancel_all(self) -> int:
         return len(await self.cancel(list(self._orders)))
 
+    def end_session(self, reason: str) -> int:
+        """The engine's process ended (a stop, a crash) and its paper venue with it: every order
+        ends now, at the venue too (no cancel latency: nothing rests on after the process). A
+        replay calls it where the recorded session ended, so no order of a stopped session fills
+        in the next one. Returns the orders ended."""
+        ended = list(self._orders.values())
+        for o in ended:
+            self._close_order(o, OrderStatus.CANCELED, reason)
+        for cid in {*self._venue, *self._cancelling, *(e[1].client_id for e in self._entering)}:
+            self._drop_venue(cid)
+        return len(ended)
+
     async def count_venue_open_orders(self) -> int:
         return len(self._orders)
 

@@ -43,7 +43,7 @@ from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
 from ..engine.cycle import QuoteCycle
 from ..events import EventKind, Level
-from ..execution.paper import paper_exchange
+from ..execution.paper import PaperExchange, paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
 from ..store.sink import Sink
 from ..strategy.base import Strategy
@@ -140,6 +140,13 @@ class ReplayStream(MarketStream):
         elif kind == "close":
             self.conn_closed(c)
 
+    def new_process(self) -> None:
+        """The next engine process's feed: a new stream (the venue's clock as it knows it, its
+        venue minutes, its connections), as that process started with."""
+        self._venue_max_ms = 0
+        self._boundary_ms = 0
+        self.forget_connections()
+
     def forget_connections(self) -> None:
         """After a gap the connection state is unknown: count every book as live again."""
         self.tracking = False
@@ -157,6 +164,8 @@ class ReplaySink:
         self.trades: dict[str, dict[str, Any]] = {}
         self.markouts: list[dict[str, Any]] = []
         self.orders: dict[str, dict[str, Any]] = {}
+        self.rewards: list[dict[str, Any]] = []  # `reward_estimates` rows (a later session restores from them)
+        self.settlements: dict[str, dict[str, Any]] = {}  # market -> its `settlements` row
         self.rows = 0
 
     def _tag(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,6 +183,8 @@ class ReplaySink:
             self.trades[r["trade_id"]] = r
         elif table == "markouts":
             self.markouts.append(r)
+        elif table == "reward_estimates":
+            self.rewards.append(r)
         self.rows += 1
         if self.inner is not None:
             self.inner.insert(table, r)
@@ -188,6 +199,8 @@ class ReplaySink:
                 self.orders[r["client_id"]] = r
             else:
                 cur.update(r)
+        elif table == "settlements":
+            self.settlements[str(r["market"])] = r
         self.rows += 1
         if self.inner is not None:
             self.inner.upsert(table, r, key)
@@ -199,6 +212,19 @@ class ReplaySink:
             self.trades[where["trade_id"]].update(values)
         if self.inner is not None:
             self.inner.update(table, where, values)
+
+    def session_rows(self, markets: Iterable[Market]) -> dict[str, list[dict[str, Any]]]:
+        """What `repo.load_session_rows` would read back of this run: the rows a restarted engine
+        continues from (`engine/restore.py`)."""
+        by_day: dict[tuple[str, str], Decimal] = {}
+        for r in self.rewards:
+            k = (str(r["market"]), str(r.get("venue_date") or ""))
+            by_day[k] = by_day.get(k, Decimal(0)) + Decimal(str(r.get("usd") or 0))
+        return {"trades": list(self.trades.values()),
+                "tokens": [{"condition_id": m.condition_id, "yes_token_id": m.yes_token_id,
+                            "no_token_id": m.no_token_id} for m in markets],
+                "rewards": [{"market": m, "venue_date": d or None, "usd": v} for (m, d), v in by_day.items()],
+                "settlements": list(self.settlements.values()), "payouts": []}
 
 
 @dataclass
@@ -298,6 +324,31 @@ def market_span(window: Window) -> tuple[float, float] | None:
     if first is None or last is None:
         return None
     return float(window.ts[first]), float(window.ts[last])
+
+
+def _starts(window: Window) -> list[tuple[float, str | None]]:
+    """(time, payload) of the engine `start` records a replay of `window` reads (its preamble's, its own)."""
+    out = [(ts, pay) for ts, ch, kind, pay in window.preamble if ch == CH_ENGINE and kind == "start"]
+    for i in np.nonzero(np.asarray(window.channel) == CH_ENGINE)[0].tolist():
+        if window.kind[i] == "start":
+            out.append((float(window.ts[i]), window.payload[i]))
+    return sorted(out, key=lambda r: r[0])
+
+
+def recorded_start(window: Window, t0: float) -> dict[str, Any] | None:
+    """The engine `start` record a replay from `t0` trades under: the last at or before `t0`, else
+    the window's first (a window opening before the session); None for a recording without one
+    (imported archives, synthetic recordings)."""
+    starts = _starts(window)
+    before = [r for r in starts if r[0] <= t0]
+    pick = before[-1] if before else (starts[0] if starts else None)
+    if pick is None:
+        return None
+    try:
+        d = json.loads(pick[1] or "{}")
+    except ValueError:
+        return None
+    return d if isinstance(d, dict) else None
 
 
 def grid_end(window: Window, t1: float, stale_sec: float, step: float) -> float:
@@ -430,8 +481,9 @@ class ReplayPoint:
         if strategy is not None:  # its results differ: so does the run id (≤ 40 chars)
             self.run_id = f"{self.run_id}-{strategy.name}"[:40]
         self.sink = ReplaySink(sink, self.run_id)
-        self.exchange = paper_exchange(rp.settings.model_copy(update={"sandbox_seed": rp.seed}), self.params,
-                                       self.sink, clock=rp.clock, session=self.run_id)
+        self.sessions = 0  # the recorded engine processes this point has traded through, minus one
+        self.exchange = self._new_exchange()
+        self.restore_due = False  # a later engine process: it continues from this run's rows first
         self.cycle: QuoteCycle | None = None
         self.minute_hook: Callable[[int], None] | None = None  # the cycle's reward sampler (venue minutes)
         self.strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
@@ -450,24 +502,66 @@ class ReplayPoint:
         except (ValueError, AttributeError) as exc:
             self.problems.append(f"recorded strategy of {cid} ({name}) not applied: {exc}")
 
+    def _new_exchange(self) -> PaperExchange:
+        """The paper exchange of one engine process, as `pmm run paper` builds it: seeded afresh
+        (a restarted engine's random draws start over), order ids of its own."""
+        rp = self.rp
+        session = self.run_id if not self.sessions else f"{self.run_id}.{self.sessions}"
+        return paper_exchange(rp.settings.model_copy(update={"sandbox_seed": rp.seed}), self.params, self.sink,
+                              clock=rp.clock, session=session)
+
+    def _make_cycle(self) -> QuoteCycle:
+        rp = self.rp
+        calibration = copy.deepcopy(rp.calibration)  # the recorded start state: each point's own copy
+        cycle = self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=calibration,
+                                        pnl_sec=rp.settings.pnl_sec, incremental=rp.settings.cycle_incremental)
+        cycle.default_strategy = self.strategy
+        cycle.sample_on_venue_minutes(rp.stream, rp.md.view, self.exchange)  # as the engine does
+        self.minute_hook, rp.stream.on_venue_minute = rp.stream.on_venue_minute, rp.on_venue_minute
+        if rp.venue_clock is not None:
+            cycle.econ.clock = rp.venue_clock
+        for cid, (name, params) in self.strategies.items():
+            self.set_strategy(cid, name, params)
+        return cycle
+
+    def new_process(self, reason: str) -> None:
+        """The recorded engine's process ended and another started: this one's orders end with it,
+        and the next trades with a new paper exchange and quote cycle that continue from this run's
+        rows (positions, PnL, rewards, settlements), as a restarted engine continues from its DB."""
+        if self.cycle is None and not self.restore_due:
+            return  # nothing traded yet: the first process is still to come
+        self.exchange.end_session(reason)
+        old = self.exchange
+        self.sessions += 1
+        self.exchange = self._new_exchange()
+        self.exchange.set_markets(self.rp.markets)
+        self.rp.md.replace_listener(old.observe_book, self.exchange.observe_book)
+        self.rp.md.replace_listener(old.observe_trade, self.exchange.observe_trade)
+        self.cycle = None
+        self.restore_due = True
+
+    async def _restore(self, now: float) -> None:
+        """`restore.resume` over this run's own rows, into the new process's cycle and exchange."""
+        from ..engine.restore import parse_rows, resume
+
+        self.restore_due = False
+        cycle = self._make_cycle()
+        rows = parse_rows(self.sink.session_rows(self.rp.known_markets.values()))
+        await resume(rows, cycle, self.exchange, Mode.PAPER, self.rp.markets, now,
+                     lambda lvl, kind, msg: cycle.events.emit(lvl, kind, msg, ts=now))
+
     async def run_cycle(self, now: float, hold: str | None = None,
                         resolutions: Sequence[MarketResolvedEvent] = ()) -> None:
         """The engine's cycle at `now`: first the markets the venue resolved since the last one
         (`market_resolved` frames: cancel, redeem at 1 / 0, a `settlements` row), as the engine's
         `_apply_resolutions` does before each cycle, then the quote cycle."""
         rp = self.rp
-        if self.cycle is None:
-            calibration = copy.deepcopy(rp.calibration)  # the recorded start state: each point's own copy
-            self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=calibration,
-                                    pnl_sec=rp.settings.pnl_sec, incremental=rp.settings.cycle_incremental)
-            self.cycle.default_strategy = self.strategy
-            self.cycle.sample_on_venue_minutes(rp.stream, rp.md.view, self.exchange)  # as the engine does
-            self.minute_hook, rp.stream.on_venue_minute = rp.stream.on_venue_minute, rp.on_venue_minute
-            if rp.venue_clock is not None:
-                self.cycle.econ.clock = rp.venue_clock
-            for cid, (name, params) in self.strategies.items():
-                self.set_strategy(cid, name, params)
         rp.clock.now = now
+        if self.restore_due:
+            await self._restore(now)
+        if self.cycle is None:
+            self._make_cycle()
+        assert self.cycle is not None
         await self.settle(now, resolutions)
         rep = await self.cycle.run_once(now, rp.markets, rp.md.view, self.exchange, hold=hold)
         self.cycle_times.append(now)
@@ -551,12 +645,17 @@ class Replayer:
         self.t0, self.t1 = parse_time(t0), parse_time(t1)
         markets = selection(markets)
         self.markets_sel = markets
-        self.seed = settings.sandbox_seed if seed is None else int(seed)
         self.root = record_dir or settings.record_dir
         self.window = window if window is not None else load_window(self.root, self.t0, self.t1)
         if window is not None and (window.t0 > self.t0 or window.t1 < self.t1):
             raise ValueError(f"window: it holds {iso(window.t0)} .. {iso(window.t1)}, not all of this replay's "
                              f"{iso(self.t0)} .. {iso(self.t1)} (load_window(root, t0, t1) for it)")
+        # the seed the recorded session's paper exchange drew with (the replaying shell's
+        # PMM_SANDBOX_SEED used to win over it), unless one is given
+        started = recorded_start(self.window, self.t0) if follow_recorded_params else None
+        rec_seed = started.get("seed") if started else None
+        self.seed = int(seed) if seed is not None else (
+            rec_seed if isinstance(rec_seed, int) and not isinstance(rec_seed, bool) else settings.sandbox_seed)
         check_markets(self.window, markets)
         has_cycles = any(k == "cycle" for k, c in zip(self.window.kind, self.window.channel) if c == CH_ENGINE)
         if cycles not in ("auto", "recorded", "grid"):
@@ -592,6 +691,7 @@ class Replayer:
         for p in self.points:
             self.md.add_listener(on_book=p.exchange.observe_book, on_trade=p.exchange.observe_trade)
         self.markets: list[Market] = []
+        self.known_markets: dict[str, Market] = {}  # every market of every universe seen (restores need their tokens)
         self.universe_seen = False
         self.events = 0
         self.frames = 0
@@ -653,6 +753,7 @@ class Replayer:
                 p.exchange.set_markets(fresh)
         self.universe_seen = True
         self.markets = fresh
+        self.known_markets.update((m.condition_id, m) for m in fresh)
         await self.md.set_markets(fresh)
 
     # ---------------------------------------------------------------- cycles
@@ -737,6 +838,8 @@ class Replayer:
                 bar = None
         wall0 = time.perf_counter()
         chans, kinds, conns, pays, tss = w.channel, w.kind, w.conn, w.payload, w.ts
+        sess, frame_session = w.session, None
+        engine_sessions = bool(_starts(w))  # the engine's own recordings (an import's sessions are no processes)
         gaps = w.gap_before
         resume = self.resume_at
         i = 0
@@ -746,7 +849,7 @@ class Replayer:
                 if ch == CH_UNIVERSE:
                     await self._on_universe(pay or "[]")
                 elif ch == CH_ENGINE:
-                    self._engine_event(kind, pay, ts)
+                    await self._engine_event(kind, pay, ts)
             for i in range(n):
                 if i < resume:  # the warm-up before the starting checkpoint: market data it supersedes
                     ch = chans[i]
@@ -784,10 +887,18 @@ class Replayer:
                     kind = kinds[i]
                     if kind == "frame":
                         self.frames += 1
+                        if sess[i] != frame_session and engine_sessions:  # another engine process's market data
+                            if frame_session is not None:
+                                self._new_process(ts)
+                            frame_session = sess[i]
                         handle(pays[i] or "", stream.conn(int(conns[i])))
                     else:
                         stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
                 elif ch == CH_REST:
+                    if sess[i] != frame_session and engine_sessions:  # (a REST answer may come first)
+                        if frame_session is not None:
+                            self._new_process(ts)
+                        frame_session = sess[i]
                     if kinds[i] == "checkpoint":
                         self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
                     else:
@@ -795,7 +906,7 @@ class Replayer:
                 elif ch == CH_UNIVERSE:
                     await self._on_universe(pays[i] or "[]")
                 elif ch == CH_ENGINE:
-                    self._engine_event(kinds[i], pays[i], ts)
+                    await self._engine_event(kinds[i], pays[i], ts)
                     if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
                         pay = pays[i]
                         await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
@@ -827,9 +938,10 @@ class Replayer:
         wall = time.perf_counter() - wall0
         return [p.result(status, wall, i) for p in self.points]
 
-    def _engine_event(self, kind: str, pay: str | None, ts: float) -> None:
+    async def _engine_event(self, kind: str, pay: str | None, ts: float) -> None:
         """A recorded engine event other than a cycle: parameter changes (each point keeps its own
-        overrides), the recorded start state, the venue clock, a market's strategy, the stop."""
+        overrides), the recorded start state, the venue clock, a market's strategy, an all-orders
+        cancel outside a cycle (a pause), the stop."""
         if kind == "params" and self.follow_recorded_params:
             recorded = json.loads(pay or "{}")
             for p in self.points:
@@ -841,6 +953,12 @@ class Replayer:
             if any(p.cycle is None for p in self.points):  # a start before the first cycle: its state is the one
                 self.calibration = start.get("calibration") or None
             for p in self.points:
+                if self.follow_recorded_params:  # the parameters the session started with (a session's
+                    # own shell, not the replaying one's; an earlier session's changes do not leak in)
+                    recorded = start.get("params") if isinstance(start.get("params"), dict) else {}
+                    changes = {k: v for k, v in recorded.items() if k in PARAM_FIELDS and k not in p.overrides}
+                    if changes:
+                        p.params.update(**changes)
                 if p.cycle is None:
                     for cid, (name, params) in (start.get("strategies") or {}).items():
                         p.set_strategy(cid, name, params or {})
@@ -853,8 +971,37 @@ class Replayer:
             ev = json.loads(pay or "{}")
             for p in self.points:
                 p.set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
-        elif kind == "stop":  # the recorded session's end: its last `pnl` rows, as its stop wrote them
+        elif kind == "cancel_all":  # the engine cancelled outside a cycle (a pause): at the same instant
+            self.clock.now = ts
+            for p in self.points:
+                if p.cycle is not None:
+                    await p.exchange.cancel_all()
+        elif kind == "stop":  # the recorded session's end: its orders cancelled, its last `pnl` rows
+            self._end_session(ts, "engine stopped")
             self._final_pnl(ts)
+
+    def _end_session(self, ts: float, reason: str) -> None:
+        """The recorded engine's process ended: every point's orders end with it (`end_session`)."""
+        self.clock.now = ts
+        for p in self.points:
+            if p.cycle is not None:
+                p.exchange.end_session(reason)
+
+    def _new_process(self, ts: float) -> None:
+        """The first market data of another engine process (a restart; after a kill -9, the only
+        sign of it): the one before ended and its orders with it; the new one starts with empty
+        books and its own feed (a new embedded sandbox's clock may start behind the old one's:
+        its snapshots used to be refused as older, the books stale for the whole session), and
+        every point continues in a new exchange and cycle from its own rows (`ReplayPoint.new_process`)."""
+        self.clock.now = ts
+        for p in self.points:
+            p.new_process("engine restarted: paper orders die with their process")
+        for b in self.md.books.values():
+            b.synced = False
+            b.needs_resync = False
+            b.venue_ts_ms = 0
+            b.hash = ""
+        self.stream.new_process()
 
     def _final_pnl(self, ts: float) -> None:
         for p in self.points:

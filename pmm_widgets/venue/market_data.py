@@ -129,6 +129,13 @@ class MarketData:
         if on_trade is not None:
             self._trade_listeners.append(on_trade)
 
+    def replace_listener(self, old: Callable[..., None], new: Callable[..., None]) -> None:
+        """`new` where `old` listened, in its place (a replay's next engine session: a fresh exchange)."""
+        for ls in (self._book_listeners, self._trade_listeners):
+            for i, fn in enumerate(ls):
+                if fn == old:
+                    ls[i] = new
+
     def health(self) -> FeedHealth:
         now = self.clock()
         st = self.stream.stats
