@@ -336,8 +336,8 @@ class OwnerSession:
             events=self.events)
         from . import restore  # issue 11: positions, PnL and fills continue from the DB
 
-        await restore.resume(rt.session_rows, rt.cycle, rt.exchange, self.mode, self.markets, time.time(),
-                             self.events.emit)
+        restored = await restore.resume(rt.session_rows, rt.cycle, rt.exchange, self.mode, self.markets, time.time(),
+                                        self.events.emit)
         # the venue samples reward scores once per minute of its own clock (a sandbox's runs faster)
         self._venue_speed = s.sandbox_speed if s.venue.value == "sandbox" else 1.0
         await self._sync_venue_clock()
@@ -354,6 +354,8 @@ class OwnerSession:
                 "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
                 "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
                 "pnl_sec": s.pnl_sec, "calibration": rt.calibration,
+                # what the session continued from its DB (a replay of it cannot: it says so)
+                "restored": None if restored.empty else restored.summary(),
                 "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
                                in {**saved, **self._overrides}.items() if name is None or isinstance(name, str)}})
 

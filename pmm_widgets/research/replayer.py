@@ -685,7 +685,7 @@ class Replayer:
         self.stream.venue_clock = lambda now: (self.venue_clock or VenueClock()).to_venue(now)
         base = dict(params or {})
         self.points = [ReplayPoint(self, {**base, **pt}, sink, strategy) for pt in (points or [{}])]
-        for msg in coverage_problems(self.window, settings.stale_sec):
+        for msg in coverage_problems(self.window, settings.stale_sec) + self._start_problems():
             for p in self.points:
                 p.problems.append(msg)
         for p in self.points:
@@ -695,6 +695,23 @@ class Replayer:
         self.universe_seen = False
         self.events = 0
         self.frames = 0
+
+    def _start_problems(self) -> list[str]:
+        """Where the replay cannot start as the recorded engine did: inside a session (its
+        positions and PnL before the window are not replayed), or at a session that continued
+        positions from its DB (`restored` in its start record)."""
+        starts = _starts(self.window)
+        before = [ts for ts, _ in starts if ts < self.t0 - 1.0]
+        out = []
+        if before:
+            out.append(f"the window starts inside the engine session started at {iso(before[-1])}: it trades from "
+                       f"flat (that session's positions, PnL and fills before {iso(self.t0)} are not replayed; "
+                       "a window from the session's start has them)")
+        first = recorded_start(self.window, self.t0)
+        if first and first.get("restored"):
+            out.append(f"the recorded session continued from its DB ({first['restored']}); the replay starts flat "
+                       "(positions and PnL differ from that session's)")
+        return out
 
     # the first (in a one-point replay, the only) point's, for callers of one replay
     @property

@@ -133,3 +133,15 @@ def test_a_replay_across_stops_pauses_and_a_kill_reproduces_each_session(tmp_pat
     for a, b in ((starts[0], starts[1]), (starts[1], starts[2])):
         ids = {o["client_id"] for o in r_orders if a <= o["created_ts"] < b}
         assert not [t for t in r_trades if t["order_id"] in ids and t["ts"] >= b]
+    # where it cannot start as the engine did, it says so: the third session continued the first
+    # two's positions from its DB; a window from inside the second session starts flat
+    import asyncio
+
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.research.replayer import Replayer
+
+    s = load_settings(record_dir=str(tmp_path / "rec"), quote_refresh_sec=0.5)
+    third = Replayer(s, starts[2] - 0.5, t1)
+    assert any(p.startswith("the recorded session continued from its DB (restored from the DB: ") for p in third.problems)
+    mid = asyncio.run(Replayer(s, starts[1] + 5, starts[2] - 0.5).run())
+    assert any(p.startswith("the window starts inside the engine session started at ") for p in mid.problems)
