@@ -201,6 +201,35 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _last_ts(f: Path) -> float | None:
+    """The latest `ts` of a closed part, from its footer's statistics (None when it has none)."""
+    try:
+        md = pq.read_metadata(f)
+        col = md.schema.to_arrow_schema().get_field_index("ts")
+        out = None
+        for g in range(md.num_row_groups):
+            st = md.row_group(g).column(col).statistics
+            if st is not None and st.has_min_max:
+                out = float(st.max) if out is None else max(out, float(st.max))
+        return out
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def _lost_after(f: Path, m: re.Match[str], done: Sequence[Path], t1: float) -> bool:
+    """Whether an unclosed part's lost rows all come after `t1`: an earlier part of its session and
+    channel already holds rows past `t1` (a crash after the window is no problem of the window's;
+    a replay of it used to report that session's gap, minutes after its end)."""
+    part = int(m["part"] or 0)
+    for g in done:
+        gm = _FILE_RE.match(g.name)
+        if gm and gm["session"] == m["session"] and gm["channel"] == m["channel"] and int(gm["part"] or 0) < part:
+            last = _last_ts(g)
+            if last is not None and last > t1:
+                return True
+    return False
+
+
 def _footer_rows(f: Path) -> int | None:
     try:
         return int(pq.read_metadata(f).num_rows)
@@ -534,6 +563,8 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
             if _footer_rows(f) is not None:  # complete but never renamed: its writer died while closing
                 problems.append(Problem(str(f), _unclosed_message(True)))
                 done = [*done, f]
+                continue
+            if _lost_after(f, m, done, t1):
                 continue
             problems.append(Problem(str(f), _unclosed_message(False)))
             bad_by_session.setdefault(m["session"], []).append(str(f))

@@ -174,6 +174,23 @@ def test_an_hourly_file_opened_again_gets_a_part_number_instead_of_replacing_the
     assert len(w) == 3 and not w.problems and not w.gaps
 
 
+def test_a_crash_after_the_window_is_no_problem_of_the_window(tmp_path):
+    """A session killed minutes after a window's end left an unclosed part: a replay of the
+    window reported it (and a gap in that session) among its problems; now only a window its lost
+    rows may belong to does."""
+    rec = Recorder(tmp_path, session="s1", rotate_sec=60)
+    for i in range(0, 300, 5):
+        rec.frame(H0 + i, 0, "{}")
+    rec.close()
+    parts = sorted((tmp_path / hour_key(H0)).glob("market-s1-*.parquet"))
+    assert len(parts) >= 1
+    (tmp_path / hour_key(H0) / "market-s1-0099.parquet.open").write_bytes(b"PAR1 cut short")  # killed at ~H0+300
+    early = load_window(tmp_path, H0 + 10, H0 + 60)
+    assert not early.problems and not early.gaps
+    late = load_window(tmp_path, H0 + 200, H0 + 400)
+    assert any("not closed" in p.message for p in late.problems) and late.gaps
+
+
 def test_writing_never_blocks_the_caller(tmp_path):
     rec = Recorder(tmp_path, session="s1", flush_sec=0.2).start()
     t = time.perf_counter()
