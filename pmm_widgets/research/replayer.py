@@ -594,7 +594,8 @@ class ReplayPoint:
         events = rp.stream.stats.events
         s: dict[str, Any] = {
             "run_id": self.run_id, "status": status, "from": iso(rp.t0), "to": iso(rp.t1),
-            "cycles_mode": rp.cycles_mode, "markets": len(rp.markets), "cycles": len(self.cycle_times),
+            "cycles_mode": rp.cycles_mode, "markets": len(rp.known_markets) or len(rp.markets),  # every one traded
+            "cycles": len(self.cycle_times),
             "events": events, "frames": rp.frames, "rows_read": processed,
             "resumed_from": iso(float(rp.window.ts[rp.resume_at])) if rp.resume_at else None,
             "warmup_rows_skipped": rp.skipped,
@@ -1160,8 +1161,8 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     from ..store.writer import BatchWriter
 
     url = db_url or settings.db_url
+    probe = Replayer(settings, t0, t1, **kw)  # bad inputs fail before the DB is touched (no empty DB left)
     await asyncio.to_thread(upgrade, url)
-    probe = Replayer(settings, t0, t1, **kw)
     claim = RunLease(url, probe.run_id)
     try:
         await asyncio.to_thread(claim.acquire)
