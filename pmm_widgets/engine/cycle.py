@@ -483,6 +483,10 @@ class QuoteCycle:
             if mkt is None:
                 continue
             tmid = _fill_time_mid(f) or self.token_mid(f.token_id)
+            if tmid is None:  # no mid now (a side empty): the market's last mark, for the PnL and the
+                last = self.pnl.ledger(mkt.condition_id).last_mid  # markouts alike (they used two different ones)
+                if last is not None:
+                    tmid = last if f.token_id == mkt.yes_token_id else 1 - last
             ymid = None if tmid is None else (tmid if f.token_id == mkt.yes_token_id else 1 - tmid)
             self.pnl.apply(f, mkt, ymid)
             ec = self.econ.on_fill(f, mkt)

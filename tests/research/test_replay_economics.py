@@ -80,3 +80,15 @@ def test_a_replays_reward_estimates_are_its_own_rows(rec, tmp_path):
     replay(_settings(root), T0, T0 + 600, **kw)  # the same run again: its rows replaced, not added
     with eng.connect() as c:
         assert [tuple(r) for r in c.execute(sa.text(q))] == first
+
+
+def test_spread_pnl_equals_the_realized_spread_when_a_book_side_is_empty(tmp_path):
+    """A fill while a book had an empty side (no mid) was marked by the PnL at the market's last
+    YES mid and by the markouts at the token's own last mid: the same quantity read 9.65885 and
+    9.89135 on this recording. Both now take the market's last mark."""
+    root = tmp_path / "rec4"
+    synth_recording(root, T0, SECONDS, markets=4, seed=7, checkpoint_sec=300)
+    res = replay(_settings(root), T0, T0 + SECONDS, write_db=False, params={"alpha": 1.0})
+    s = res.summary
+    assert s["fills"] > 20 and abs(s["spread_pnl"] - s["realized_spread_usd"]) < 1e-9, (s["spread_pnl"],
+                                                                                      s["realized_spread_usd"])
