@@ -13,46 +13,24 @@ off it is, not only that it is.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections import Counter, defaultdict
-from decimal import Decimal
 
 import pytest
-import sqlalchemy as sa
+from sandbox_rows import dec, placed, pmm_cmd, rows, sandbox_env
 
 pytestmark = pytest.mark.integration
 
 
 def _env(tmp_path, db: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
-    env.update({"PMM_VENUE": "sandbox", "PMM_DB_URL": f"sqlite:///{tmp_path / db}", "PMM_SANDBOX_SPEED": "20",
-                "PMM_SANDBOX_MARKETS": "20", "PMM_UNIVERSE_SIZE": "6", "PMM_QUOTE_REFRESH_SEC": "0.5",
-                "PMM_WRITER_FLUSH_SEC": "0.2", "PMM_PAPER_FILL_INTENSITY": "20",
-                "PMM_RECORD_DIR": str(tmp_path / "rec")})
-    return env
+    return sandbox_env(tmp_path, db)
 
 
 def _pmm(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pmm_widgets.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(pmm_cmd(*args), env=env, capture_output=True, text=True, timeout=180)
 
 
-def _rows(url: str, sql: str) -> list[dict]:
-    eng = sa.create_engine(url)
-    with eng.connect() as c:
-        out = [dict(r) for r in c.execute(sa.text(sql)).mappings()]
-    eng.dispose()
-    return out
-
-
-def _d(v) -> Decimal:
-    return Decimal(str(v)).normalize()
-
-
-def _placed(o: dict) -> tuple:
-    return (o["token_id"], o["side"], _d(o["price"]), _d(o["size"]))
+_rows, _d, _placed = rows, dec, placed
 
 
 def _fill(t: dict) -> tuple:

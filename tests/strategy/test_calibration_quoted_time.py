@@ -18,7 +18,6 @@ from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.research.recordings import parse_time
 from pmm_widgets.research.replayer import Replayer
-from pmm_widgets.research.synth import synth_recording
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.calibrator import Calibrator
 
@@ -115,10 +114,8 @@ async def test_a_stale_stretch_does_not_tighten():
 
 
 @pytest.fixture(scope="module")
-def rec_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rec")
-    synth_recording(root, T0, 240, markets=2, seed=7)
-    return root
+def rec_dir(synth_rec):
+    return synth_rec
 
 
 def test_a_replay_opened_before_its_data_gives_the_replay_opened_at_it(rec_dir):

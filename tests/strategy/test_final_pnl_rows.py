@@ -17,7 +17,6 @@ from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.research.recordings import parse_time
 from pmm_widgets.research.replayer import Replayer
-from pmm_widgets.research.synth import synth_recording
 from pmm_widgets.store.sink import MemorySink
 
 T0 = parse_time("2026-11-30T10:00:00Z")
@@ -75,10 +74,8 @@ async def test_figures_that_changed_after_the_grid_rows_are_written():
 
 
 @pytest.fixture(scope="module")
-def rec_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rec")
-    synth_recording(root, T0, 180, markets=2, seed=7)
-    return root
+def rec_dir(synth_rec):
+    return synth_rec
 
 
 def test_a_grid_replay_writes_no_pnl_row_twice(rec_dir):
