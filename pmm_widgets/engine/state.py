@@ -107,7 +107,7 @@ class EngineState:
     writer: str = ""  # the writer's health phrase: "db lag 0.2s", plus queued rows / FAULT when unhealthy
     halted: str | None = None  # why quoting is halted for safety (lease, db, writer), else None
     venue_health: str = ""  # live/dry-run: user stream, venue heartbeat, halted valve; "" in paper
-    recording: str = ""  # the recorder's fault while its writes fail ("recording FAILING (…)"), else ""
+    recording: str = ""  # the recorder's trouble: "recording FAILING (…)" / "recording PAUSED (…)", else ""
     last_error: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     kill: KillResult | None = None

@@ -335,11 +335,10 @@ def _starts(window: Window) -> list[tuple[float, str | None]]:
     return sorted(out, key=lambda r: r[0])
 
 
-def recorded_start(window: Window, t0: float) -> dict[str, Any] | None:
-    """The engine `start` record a replay from `t0` trades under: the last at or before `t0`, else
-    the window's first (a window opening before the session); None for a recording without one
-    (imported archives, synthetic recordings)."""
-    starts = _starts(window)
+def recorded_start(starts: Sequence[tuple[float, str | None]], t0: float) -> dict[str, Any] | None:
+    """Of a window's engine `start` records (`_starts`), the one a replay from `t0` trades under:
+    the last at or before `t0`, else the first (a window opening before the session); None for a
+    recording without one (imported archives, synthetic recordings)."""
     before = [r for r in starts if r[0] <= t0]
     pick = before[-1] if before else (starts[0] if starts else None)
     if pick is None:
@@ -653,8 +652,9 @@ class Replayer:
                              f"{iso(self.t0)} .. {iso(self.t1)} (load_window(root, t0, t1) for it)")
         # the seed the recorded session's paper exchange drew with (the replaying shell's
         # PMM_SANDBOX_SEED used to win over it), unless one is given
-        started = recorded_start(self.window, self.t0) if follow_recorded_params else None
-        rec_seed = started.get("seed") if started else None
+        self.starts = _starts(self.window)  # the engine's `start` records (none: an import, a synthetic recording)
+        self.started = recorded_start(self.starts, self.t0)
+        rec_seed = self.started.get("seed") if self.started and follow_recorded_params else None
         self.seed = int(seed) if seed is not None else (
             rec_seed if isinstance(rec_seed, int) and not isinstance(rec_seed, bool) else settings.sandbox_seed)
         check_markets(self.window, markets)
@@ -701,14 +701,13 @@ class Replayer:
         """Where the replay cannot start as the recorded engine did: inside a session (its
         positions and PnL before the window are not replayed), or at a session that continued
         positions from its DB (`restored` in its start record)."""
-        starts = _starts(self.window)
-        before = [ts for ts, _ in starts if ts < self.t0 - 1.0]
+        before = [ts for ts, _ in self.starts if ts < self.t0 - 1.0]
         out = []
         if before:
             out.append(f"the window starts inside the engine session started at {iso(before[-1])}: it trades from "
                        f"flat (that session's positions, PnL and fills before {iso(self.t0)} are not replayed; "
                        "a window from the session's start has them)")
-        first = recorded_start(self.window, self.t0)
+        first = self.started
         if first and first.get("restored"):
             out.append(f"the recorded session continued from its DB ({first['restored']}); the replay starts flat "
                        "(positions and PnL differ from that session's)")
@@ -857,7 +856,7 @@ class Replayer:
         wall0 = time.perf_counter()
         chans, kinds, conns, pays, tss = w.channel, w.kind, w.conn, w.payload, w.ts
         sess, frame_session = w.session, None
-        engine_sessions = bool(_starts(w))  # the engine's own recordings (an import's sessions are no processes)
+        engine_sessions = bool(self.starts)  # the engine's own recordings (an import's sessions are no processes)
         gaps = w.gap_before
         resume = self.resume_at
         i = 0
@@ -901,22 +900,20 @@ class Replayer:
                         break
                 clock.now = ts
                 ch = chans[i]
+                # the market data (a frame, or a REST answer, which may come first) of another engine process
+                if engine_sessions and sess[i] != frame_session and (
+                        ch == CH_REST or (ch == CH_MARKET and kinds[i] == "frame")):
+                    if frame_session is not None:
+                        self._new_process(ts)
+                    frame_session = sess[i]
                 if ch == CH_MARKET:
                     kind = kinds[i]
                     if kind == "frame":
                         self.frames += 1
-                        if sess[i] != frame_session and engine_sessions:  # another engine process's market data
-                            if frame_session is not None:
-                                self._new_process(ts)
-                            frame_session = sess[i]
                         handle(pays[i] or "", stream.conn(int(conns[i])))
                     else:
                         stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
                 elif ch == CH_REST:
-                    if sess[i] != frame_session and engine_sessions:  # (a REST answer may come first)
-                        if frame_session is not None:
-                            self._new_process(ts)
-                        frame_session = sess[i]
                     if kinds[i] == "checkpoint":
                         self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
                     else:

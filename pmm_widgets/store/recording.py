@@ -156,8 +156,8 @@ class Recorder:
                  min_free_gb: float = 0.0) -> None:
         """`rotate_sec` > 0: a new part file per channel every `rotate_sec` of wall time (the
         writer wakes at least 4 times per interval); 0: one file per hour and channel.
-        `min_free_gb` > 0: the disk's floor (`enforce_budget`): the oldest hours go first, then
-        writing pauses (rows dropped: a gap a replay reports) until the disk has room again."""
+        `min_free_gb` > 0: the disk's floor (`_check_disk`): below it writing pauses (rows dropped:
+        a gap a replay reports) until the disk has room again; nothing is deleted for it."""
         self.root = Path(root)
         self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
         self.min_free = int(min_free_gb * 1e9) if min_free_gb and min_free_gb > 0 else 0
@@ -394,27 +394,27 @@ class Recorder:
         Only what a recorder wrote: folders named as an hour (`HOUR_FMT`) and their closed
         `.parquet` files; a folder of anything else under PMM_RECORD_DIR is never touched (it
         used to be deleted as an "hour"), and an hour holding other files keeps them."""
+        if not self.max_bytes or not self.root.exists():
+            return []
+        open_hours = {h for h, _ in self._writers}
+        hours = sorted((p for p in self.root.iterdir() if p.is_dir() and is_hour_name(p.name)), key=lambda p: p.name)
+        sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
+        total = sum(sizes.values())
         deleted: list[str] = []
-        if self.max_bytes and self.root.exists():
-            open_hours = {h for h, _ in self._writers}
-            hours = sorted((p for p in self.root.iterdir() if p.is_dir() and is_hour_name(p.name)),
-                           key=lambda p: p.name)
-            sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
-            total = sum(sizes.values())
-            for p in hours:
-                if total <= self.max_bytes:
-                    break
-                if p.name in open_hours:
-                    continue
-                for f in p.glob("*.parquet"):
-                    f.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    p.rmdir()  # empty now, unless something else lives there
-                total -= sizes[p.name]
-                deleted.append(p.name)
-                self.stats.hours_deleted += 1
-                log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: deleted hour %s (%.1f MB); %.1f MB left",
-                            self.max_bytes / 1e9, p.name, sizes[p.name] / 1e6, total / 1e6)
+        for p in hours:
+            if total <= self.max_bytes:
+                break
+            if p.name in open_hours:
+                continue
+            for f in p.glob("*.parquet"):
+                f.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                p.rmdir()  # empty now, unless something else lives there
+            total -= sizes[p.name]
+            deleted.append(p.name)
+            self.stats.hours_deleted += 1
+            log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: deleted hour %s (%.1f MB); %.1f MB left",
+                        self.max_bytes / 1e9, p.name, sizes[p.name] / 1e6, total / 1e6)
         return deleted
 
     def _check_disk(self) -> None:
