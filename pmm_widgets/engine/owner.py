@@ -354,8 +354,10 @@ class OwnerSession:
                 "mode": self.mode.value, "params": _jsonable(self._params.model_dump()), "seed": s.sandbox_seed,
                 "venue": s.venue.value, "quote_refresh_sec": s.quote_refresh_sec, "stale_sec": s.stale_sec,
                 "pnl_sec": s.pnl_sec, "calibration": rt.calibration,
-                # what the session continued from its DB (a replay of it cannot: it says so)
+                # what the session continued from its DB, and the rows it read: a replay from this
+                # session's start continues from the same rows (`restore.rows_from_json`)
                 "restored": None if restored.empty else restored.summary(),
+                "restored_rows": restore.rows_to_json(rt.session_rows),
                 "strategies": {cid: [name, _jsonable(params)] for cid, (name, params)
                                in {**saved, **self._overrides}.items() if name is None or isinstance(name, str)}})
 

@@ -138,6 +138,59 @@ def parse_rows(raw: Mapping[str, Sequence[Mapping[str, Any]]]) -> SessionRows:
     return SessionRows(tuple(trades), tokens, rewards, settlements, failed, by_day, paid, frozenset(days))
 
 
+def rows_to_json(rows: SessionRows) -> dict[str, Any] | None:
+    """The rows an engine restored from, for its recording's `start` record: a replay of that
+    session continues from the same rows (`rows_from_json`). Exact (decimals as text), compact
+    (fills as lists, only the token pairs of the markets they name); None when there is nothing."""
+    if not (rows.trades or rows.rewards or rows.settlements or rows.paid or rows.paid_days or rows.failed):
+        return None
+    named = {t.market for t in rows.trades} | set(rows.rewards) | set(rows.settlements) | {m for _, m, _ in rows.paid}
+    by_token = {tok: cid for cid, pair in rows.tokens.items() for tok in pair}
+    named |= {by_token[t.token_id] for t in rows.trades if t.token_id in by_token}
+    return {
+        "trades": [[t.market, t.token_id, t.side.value, str(t.price), str(t.size), t.ts, str(t.fee), str(t.rebate),
+                    None if t.mid is None else str(t.mid)] for t in rows.trades],
+        "tokens": {cid: list(pair) for cid, pair in rows.tokens.items() if cid in named},
+        "rewards": {cid: str(v) for cid, v in rows.rewards.items()},
+        "rewards_by_day": [[cid, day, str(v)] for (cid, day), v in rows.rewards_by_day.items()],
+        "settlements": [[s.market, s.winner_token, str(s.payout), str(s.pnl), str(s.yes_shares), str(s.no_shares)]
+                        for s in rows.settlements.values()],
+        "failed": rows.failed,
+        "paid": [[k, cid, day, str(v)] for (k, cid, day), v in rows.paid.items()],
+        "paid_days": sorted([k, day] for k, day in rows.paid_days),
+    }
+
+
+def rows_from_json(d: Mapping[str, Any]) -> SessionRows:
+    """`rows_to_json`'s dict as the rows again (a `ValueError`/`KeyError`/`TypeError` for one it did not write)."""
+    trades = tuple(TradeRow(str(m), str(tok), Side(str(side)), to_decimal(p), to_decimal(sz), float(ts),
+                            to_decimal(fee), to_decimal(reb), None if mid is None else to_decimal(mid))
+                   for m, tok, side, p, sz, ts, fee, reb, mid in d.get("trades") or ())
+    settlements = {str(r[0]): SettlementRow(str(r[0]), str(r[1]), *(to_decimal(v) for v in r[2:6]))
+                   for r in d.get("settlements") or ()}
+    return SessionRows(
+        trades, {str(cid): (str(p[0]), str(p[1])) for cid, p in (d.get("tokens") or {}).items()},
+        {str(cid): to_decimal(v) for cid, v in (d.get("rewards") or {}).items()}, settlements, int(d.get("failed") or 0),
+        {(str(cid), str(day)): to_decimal(v) for cid, day, v in d.get("rewards_by_day") or ()},
+        {(str(k), str(cid), str(day)): to_decimal(v) for k, cid, day, v in d.get("paid") or ()},
+        frozenset((str(k), str(day)) for k, day in d.get("paid_days") or ()))
+
+
+def merge_rows(base: SessionRows, more: SessionRows) -> SessionRows:
+    """`base` (the rows a session restored from) followed by `more` (what was traded since), as one
+    DB holding both would read them back: fills in that order, reward estimates summed per market
+    and venue day, the later settlement of a market, what the venue paid from both."""
+    rewards = dict(base.rewards)
+    for cid, v in more.rewards.items():
+        rewards[cid] = rewards.get(cid, ZERO) + v
+    by_day = dict(base.rewards_by_day)
+    for k, v in more.rewards_by_day.items():
+        by_day[k] = by_day.get(k, ZERO) + v
+    return SessionRows(base.trades + more.trades, {**base.tokens, **more.tokens}, rewards,
+                       {**base.settlements, **more.settlements}, base.failed + more.failed, by_day,
+                       {**base.paid, **more.paid}, base.paid_days | more.paid_days)
+
+
 def _pair_market(cid: str, yes: str, no: str) -> Market:
     return Market(cid, "", yes, no, Decimal("0.01"), ZERO)
 

@@ -42,6 +42,7 @@ from ..config import PARAM_FIELDS, ConfigError, Params, Settings, format_validat
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
 from ..engine.cycle import QuoteCycle
+from ..engine.restore import SessionRows, merge_rows, parse_rows, resume, rows_from_json
 from ..events import EventKind, Level
 from ..execution.paper import PaperExchange, paper_exchange
 from ..store.recording import CHANNELS, markets_from_json
@@ -326,28 +327,44 @@ def market_span(window: Window) -> tuple[float, float] | None:
     return float(window.ts[first]), float(window.ts[last])
 
 
-def _starts(window: Window) -> list[tuple[float, str | None]]:
-    """(time, payload) of the engine `start` records a replay of `window` reads (its preamble's, its own)."""
-    out = [(ts, pay) for ts, ch, kind, pay in window.preamble if ch == CH_ENGINE and kind == "start"]
+def _starts(window: Window) -> list[tuple[float, str | None, str | None]]:
+    """(time, session, payload) of the engine `start` records a replay of `window` reads (its
+    preamble's, whose session is not kept: None, and its own)."""
+    out: list[tuple[float, str | None, str | None]] = [
+        (ts, None, pay) for ts, ch, kind, pay in window.preamble if ch == CH_ENGINE and kind == "start"]
     for i in np.nonzero(np.asarray(window.channel) == CH_ENGINE)[0].tolist():
         if window.kind[i] == "start":
-            out.append((float(window.ts[i]), window.payload[i]))
+            out.append((float(window.ts[i]), window.session[i], window.payload[i]))
     return sorted(out, key=lambda r: r[0])
 
 
-def recorded_start(starts: Sequence[tuple[float, str | None]], t0: float) -> dict[str, Any] | None:
-    """Of a window's engine `start` records (`_starts`), the one a replay from `t0` trades under:
-    the last at or before `t0`, else the first (a window opening before the session); None for a
-    recording without one (imported archives, synthetic recordings)."""
+def first_session(window: Window, t0: float) -> str | None:
+    """The recording session (engine process) whose market data a replay from `t0` trades first:
+    that of the first market frame or REST answer at or after `t0` (None: none in the window)."""
+    chans = window.channel
+    for i in range(int(np.searchsorted(window.ts, t0)), len(window)):
+        ch = chans[i]
+        if ch == CH_REST or (ch == CH_MARKET and window.kind[i] == "frame"):
+            return window.session[i]
+    return None
+
+
+def recorded_start(starts: Sequence[tuple[float, str | None, str | None]], t0: float,
+                   session: str | None = None) -> tuple[float, dict[str, Any]] | None:
+    """Of a window's engine `start` records (`_starts`), the (time, record) a replay from `t0`
+    trades under: that of `session` (`first_session`) when the window holds it, else the last at or
+    before `t0`, else the first (a window opening before the session); None for a recording
+    without one (imported archives, synthetic recordings)."""
+    own = [r for r in starts if session is not None and r[1] == session]
     before = [r for r in starts if r[0] <= t0]
-    pick = before[-1] if before else (starts[0] if starts else None)
+    pick = own[0] if own else before[-1] if before else (starts[0] if starts else None)
     if pick is None:
         return None
     try:
-        d = json.loads(pick[1] or "{}")
+        d = json.loads(pick[2] or "{}")
     except ValueError:
         return None
-    return d if isinstance(d, dict) else None
+    return (pick[0], d) if isinstance(d, dict) else None
 
 
 def grid_end(window: Window, t1: float, stale_sec: float, step: float) -> float:
@@ -540,12 +557,14 @@ class ReplayPoint:
         self.restore_due = True
 
     async def _restore(self, now: float) -> None:
-        """`restore.resume` over this run's own rows, into the new process's cycle and exchange."""
-        from ..engine.restore import parse_rows, resume
-
+        """`restore.resume` into the new process's cycle and exchange, over the rows its DB would
+        hold: those the window's first session continued from (`Replayer.base_rows`, when it did),
+        then this run's own."""
         self.restore_due = False
         cycle = self._make_cycle()
         rows = parse_rows(self.sink.session_rows(self.rp.known_markets.values()))
+        if self.rp.base_rows is not None:
+            rows = merge_rows(self.rp.base_rows, rows)
         await resume(rows, cycle, self.exchange, Mode.PAPER, self.rp.markets, now,
                      lambda lvl, kind, msg: cycle.events.emit(lvl, kind, msg, ts=now))
 
@@ -556,8 +575,8 @@ class ReplayPoint:
         `_apply_resolutions` does before each cycle, then the quote cycle."""
         rp = self.rp
         rp.clock.now = now
-        if self.restore_due:
-            await self._restore(now)
+        if self.restore_due or (self.cycle is None and rp.base_rows is not None):
+            await self._restore(now)  # a later process, or a first whose session continued from its DB
         if self.cycle is None:
             self._make_cycle()
         assert self.cycle is not None
@@ -598,6 +617,8 @@ class ReplayPoint:
             "events": events, "frames": rp.frames, "rows_read": processed,
             "resumed_from": iso(float(rp.window.ts[rp.resume_at])) if rp.resume_at else None,
             "warmup_rows_skipped": rp.skipped,
+            # the recorded session continued from its DB, and so did the replay (the PnL includes it)
+            "restored": (rp.started or {}).get("restored") if rp.base_rows is not None else None,
             "sim_seconds": sim_sec, "wall_seconds": wall,
             "events_per_sec": events / wall if wall > 0 else 0.0,
             "sim_seconds_per_wall_second": sim_sec / wall if wall > 0 else 0.0,
@@ -653,7 +674,12 @@ class Replayer:
         # the seed the recorded session's paper exchange drew with (the replaying shell's
         # PMM_SANDBOX_SEED used to win over it), unless one is given
         self.starts = _starts(self.window)  # the engine's `start` records (none: an import, a synthetic recording)
-        self.started = recorded_start(self.starts, self.t0)
+        picked = recorded_start(self.starts, self.t0, first_session(self.window, self.t0))
+        self.started = picked[1] if picked else None
+        # the window opens inside that session (its trading before t0 is not replayed: it starts flat)
+        self.inside_session = picked is not None and picked[0] < self.t0 - 1.0
+        # the rows that session continued from (its DB): a replay from its start continues from them too
+        self.base_rows = self._base_rows()
         rec_seed = self.started.get("seed") if self.started and follow_recorded_params else None
         self.seed = int(seed) if seed is not None else (
             rec_seed if isinstance(rec_seed, int) and not isinstance(rec_seed, bool) else settings.sandbox_seed)
@@ -697,20 +723,31 @@ class Replayer:
         self.events = 0
         self.frames = 0
 
+    def _base_rows(self) -> SessionRows | None:
+        first = self.started
+        if not first or self.inside_session or not isinstance(first.get("restored_rows"), dict):
+            return None
+        try:
+            return rows_from_json(first["restored_rows"])
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            log.warning("replay: the recorded session's restored rows are unreadable (%s): it starts flat", exc)
+            return None
+
     def _start_problems(self) -> list[str]:
         """Where the replay cannot start as the recorded engine did: inside a session (its
         positions and PnL before the window are not replayed), or at a session that continued
-        positions from its DB (`restored` in its start record)."""
-        before = [ts for ts, _ in self.starts if ts < self.t0 - 1.0]
+        positions from its DB (`restored` in its start record) whose rows the recording lacks
+        (an older build's: a newer one records them, `restored_rows`, and the replay continues from them)."""
         out = []
-        if before:
-            out.append(f"the window starts inside the engine session started at {iso(before[-1])}: it trades from "
+        first = self.started
+        if self.inside_session:
+            at = max(ts for ts, _, _ in self.starts if ts < self.t0 - 1.0)
+            out.append(f"the window starts inside the engine session started at {iso(at)}: it trades from "
                        f"flat (that session's positions, PnL and fills before {iso(self.t0)} are not replayed; "
                        "a window from the session's start has them)")
-        first = self.started
-        if first and first.get("restored"):
+        elif first and first.get("restored") and self.base_rows is None:
             out.append(f"the recorded session continued from its DB ({first['restored']}); the replay starts flat "
-                       "(positions and PnL differ from that session's)")
+                       "(positions and PnL differ from that session's: its recording does not hold the rows)")
         return out
 
     # the first (in a one-point replay, the only) point's, for callers of one replay
@@ -1271,6 +1308,9 @@ def format_summary(res: ReplayResult) -> str:
     if s.get("resumed_from"):
         lines.append(f"  warm-up from the checkpoint of {s['resumed_from']} ({s['warmup_rows_skipped']:,} earlier rows of "
                      "market data not replayed: the checkpoint holds their books)")
+    if s.get("restored"):
+        lines.append(f"  continued, as the recorded session did, from the rows its DB held ({s['restored']}): "
+                     "the PnL includes them")
     if s.get("pending_files"):
         lines.append(f"  {s['pending_files']} part file(s) still being written were not read: the recording "
                      f"is readable up to {s['recorded_until']} (within PMM_RECORD_ROTATE_SEC of now)")

@@ -143,3 +143,60 @@ async def test_a_new_engine_continues_positions_pnl_and_fills(fast_settings, db)
         assert any(e.kind == "restore" and f"{old_fills} fills" in e.message for e in second.events.recent(50))
     finally:
         await second.stop()
+
+
+def _raw_db(seed: int, n: int, t_from: int) -> dict[str, list[dict]]:
+    """`load_session_rows`-shaped rows: fills (one FAILED), rewards per market and venue day, a
+    settlement, a venue payout day."""
+    rng = random.Random(seed)
+    trades = []
+    for i in range(n):
+        c = rng.randrange(3)
+        trades.append({"market": f"c{c}", "token_id": rng.choice((f"y{c}", f"n{c}")), "side": rng.choice(("BUY", "SELL")),
+                       "price": f"0.{rng.randint(10, 99)}", "size": f"{rng.randint(1, 500) / 10}", "ts": float(t_from + i),
+                       "status": "FAILED" if i == 3 else "MATCHED", "fee": f"{rng.randint(0, 9) / 1000}",
+                       "rebate": "0.0001" if i % 5 == 0 else None,
+                       "raw_json": {"book_mid": f"0.{rng.randint(10, 99)}"} if i % 4 else {}})
+    return {"trades": trades,
+            "tokens": [{"condition_id": f"c{c}", "yes_token_id": f"y{c}", "no_token_id": f"n{c}"} for c in range(5)],
+            "rewards": [{"market": "c1", "venue_date": "2026-12-01", "usd": "0.125"},
+                        {"market": "c2", "venue_date": None, "usd": "0.5"}],
+            "settlements": [{"market": "c0", "winner_token": "y0", "payout": "3", "pnl": "1.25", "yes_shares": "3",
+                             "no_shares": "0"}] if seed == 1 else [],
+            "payouts": [{"kind": "rewards", "market": "c1", "date": "2026-12-01", "amount": "0.2"},
+                        {"kind": "rewards", "market": "TOTAL", "date": "2026-12-01", "amount": "0.2"}] if seed == 1 else []}
+
+
+def test_restored_rows_recorded_in_a_start_record_read_back_exactly():
+    """The rows an engine restored from go into its recording's `start` record (JSON) and come back
+    equal, decimals and times exact; token pairs only of the markets the rows name."""
+    import json
+
+    from pmm_widgets.engine.restore import rows_from_json, rows_to_json
+
+    rows = parse_rows(_raw_db(1, 60, 1_000))
+    d = json.loads(json.dumps(rows_to_json(rows)))
+    back = rows_from_json(d)
+    assert back.failed == 1
+    assert back == SessionRows(rows.trades, {k: v for k, v in rows.tokens.items() if k in {"c0", "c1", "c2"}},
+                               rows.rewards, rows.settlements, rows.failed, rows.rewards_by_day, rows.paid, rows.paid_days)
+    assert rebuild(back, 1_100.0, 50.0).summary() == rebuild(rows, 1_100.0, 50.0).summary()
+    assert rows_to_json(parse_rows({})) is None
+
+
+def test_merged_rows_are_what_one_db_holding_both_sessions_reads():
+    """A replay's later session continues from the rows its first session restored from plus its
+    own: `merge_rows` equals the rows of one DB holding both (fills in order, rewards summed per
+    market and venue day), and rebuilds to the same ledgers."""
+    from pmm_widgets.engine.restore import merge_rows
+
+    a, b = _raw_db(1, 40, 1_000), _raw_db(2, 30, 2_000)
+    both = parse_rows({"trades": a["trades"] + b["trades"], "tokens": a["tokens"],
+                       "rewards": [{"market": "c1", "venue_date": "2026-12-01", "usd": "0.25"},
+                                   {"market": "c2", "venue_date": None, "usd": "0.5"},
+                                   {"market": "c2", "venue_date": None, "usd": "0.5"}],
+                       "settlements": a["settlements"], "payouts": a["payouts"]})
+    merged = merge_rows(parse_rows(a), parse_rows(b))
+    assert merged == both
+    got, want = rebuild(merged, 2_100.0, 500.0), rebuild(both, 2_100.0, 500.0)
+    assert {k: _snap(v) for k, v in got.ledgers.items()} == {k: _snap(v) for k, v in want.ledgers.items()}

@@ -3,7 +3,9 @@ orders of a stopped or killed engine used to rest on in the replay and fill in t
 each session's recorded parameters and seed were ignored for the replaying shell's (and an earlier
 session's changes leaked into a later one); a pause's immediate cancel was replayed only at the next
 cycle. Three real `pmm run paper` sessions on the sandbox: a clean stop, a pause and resume then a
-kill -9, a restart; each with other parameters, replayed from a shell with others again."""
+kill -9, a restart; each with other parameters, replayed from a shell with others again; and from
+the second and third sessions' starts, which continued positions from their DB (a replay from there
+used to start flat)."""
 
 from __future__ import annotations
 
@@ -115,15 +117,35 @@ def test_a_replay_across_stops_pauses_and_a_kill_reproduces_each_session(tmp_pat
     for a, b in ((starts[0], starts[1]), (starts[1], starts[2])):
         ids = {o["client_id"] for o in r_orders if a <= o["created_ts"] < b}
         assert not [t for t in r_trades if t["order_id"] in ids and t["ts"] >= b]
-    # where it cannot start as the engine did, it says so: the third session continued the first
-    # two's positions from its DB; a window from inside the second session starts flat
+    # a window from a later session's start continues, as that session did, from the rows its DB
+    # held (recorded in its start record): the third session restored the first two's fills (its
+    # sells need those shares, its quotes lean on that inventory), the second the first's; from the
+    # second's start the third continues from the recorded rows plus the replay's own second session
+    for k in (2, 1):
+        db = f"replay{k}.db"
+        kenv = {**renv, "PMM_DB_URL": f"sqlite:///{tmp_path / db}"}
+        out = subprocess.run(_cmd("replay", "--from", iso(starts[k] - 0.5), "--to", iso(t1), "--json"), env=kenv,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        got = json.loads(out.stdout)
+        assert got["summary"]["restored"].startswith("restored from the DB: ")
+        assert not [p for p in got["problems"] if "flat" in p or "continued from its DB" in p], got["problems"]
+        k_orders = _rows(kenv["PMM_DB_URL"], "SELECT * FROM orders WHERE mode = 'replay' ORDER BY id")
+        k_trades = _rows(kenv["PMM_DB_URL"], "SELECT * FROM trades WHERE mode = 'replay' ORDER BY id")
+        assert sorted(_placed(o) for o in k_orders if comparable(o["created_ts"])) == sorted(
+            _placed(o) for o in orders if comparable(o["created_ts"]) and o["created_ts"] >= starts[k])
+        assert sorted(_fill(t) for t in k_trades if comparable(t["ts"])) == sorted(
+            _fill(t) for t in trades if comparable(t["ts"]) and t["ts"] >= starts[k])
+    # where it cannot start as the engine did, it says so: a window from inside the second session starts flat
     import asyncio
 
     from pmm_widgets.config import load_settings
     from pmm_widgets.research.replayer import Replayer
 
     s = load_settings(record_dir=str(tmp_path / "rec"), quote_refresh_sec=0.5)
-    third = Replayer(s, starts[2] - 0.5, t1)
-    assert any(p.startswith("the recorded session continued from its DB (restored from the DB: ") for p in third.problems)
     mid = asyncio.run(Replayer(s, starts[1] + 5, starts[2] - 0.5).run())
     assert any(p.startswith("the window starts inside the engine session started at ") for p in mid.problems)
+    # and a window in the gap between two sessions is no window inside the first (it trades the next)
+    gap = Replayer(s, starts[2] - 0.5, t1)
+    assert not [p for p in gap.problems if "inside the engine session" in p] and gap.base_rows is not None
+    assert len(gap.base_rows.trades) == len([t for t in trades if t["ts"] < starts[2]])
