@@ -99,7 +99,7 @@ class Store:
 
 
 def open_store(settings: Settings, sink: Sink | None = None) -> Store:
-    from ..store.recording import recorder_from_settings
+    from ..store.recording import RestoreRowsTee, recorder_from_settings
 
     s = settings
     writer = None
@@ -113,6 +113,7 @@ def open_store(settings: Settings, sink: Sink | None = None) -> Store:
     recorder = recorder_from_settings(s)
     if recorder is not None:
         recorder.start()
+        sink = RestoreRowsTee(sink, recorder)  # a replay from inside a session continues from its rows
     return Store(sink, DbRecorder(sink), writer, recorder)
 
 

@@ -425,7 +425,7 @@ def _column(chunks: list[pa.Array]) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, chunks[0].type if chunks else pa.string())
 
 
-STATE_KINDS = frozenset({"start", "params", "strategy", "venue_clock"})
+STATE_KINDS = frozenset({"start", "params", "strategy", "venue_clock", "rows"})  # rows: a session's fills, ...
 STATE_HOURS = 48  # how many hours before a window its recorded state (universe, engine start) is looked for
 
 

@@ -338,6 +338,9 @@ def _starts(window: Window) -> list[tuple[float, str | None, str | None]]:
     return sorted(out, key=lambda r: r[0])
 
 
+ROWS_LAG_SEC = 30.0  # how long after a fill's time its `rows` record may come (the next cycle writes it)
+
+
 def first_session(window: Window, t0: float) -> str | None:
     """The recording session (engine process) whose market data a replay from `t0` trades first:
     that of the first market frame or REST answer at or after `t0` (None: none in the window)."""
@@ -618,7 +621,7 @@ class ReplayPoint:
             "resumed_from": iso(float(rp.window.ts[rp.resume_at])) if rp.resume_at else None,
             "warmup_rows_skipped": rp.skipped,
             # the recorded session continued from its DB, and so did the replay (the PnL includes it)
-            "restored": (rp.started or {}).get("restored") if rp.base_rows is not None else None,
+            "restored": rp.restored,
             "sim_seconds": sim_sec, "wall_seconds": wall,
             "events_per_sec": events / wall if wall > 0 else 0.0,
             "sim_seconds_per_wall_second": sim_sec / wall if wall > 0 else 0.0,
@@ -674,11 +677,15 @@ class Replayer:
         # the seed the recorded session's paper exchange drew with (the replaying shell's
         # PMM_SANDBOX_SEED used to win over it), unless one is given
         self.starts = _starts(self.window)  # the engine's `start` records (none: an import, a synthetic recording)
-        picked = recorded_start(self.starts, self.t0, first_session(self.window, self.t0))
+        self.session = first_session(self.window, self.t0)
+        picked = recorded_start(self.starts, self.t0, self.session)
         self.started = picked[1] if picked else None
-        # the window opens inside that session (its trading before t0 is not replayed: it starts flat)
+        self.started_at = picked[0] if picked else None
+        # the window opens inside that session (its trading before t0 is not replayed)
         self.inside_session = picked is not None and picked[0] < self.t0 - 1.0
-        # the rows that session continued from (its DB): a replay from its start continues from them too
+        # the rows that session continued from (its DB), and, for a window inside it, those it wrote
+        # before t0: the replay continues from them (`restored`: what they are, for the summary)
+        self.restored: str | None = None
         self.base_rows = self._base_rows()
         rec_seed = self.started.get("seed") if self.started and follow_recorded_params else None
         self.seed = int(seed) if seed is not None else (
@@ -725,26 +732,73 @@ class Replayer:
 
     def _base_rows(self) -> SessionRows | None:
         first = self.started
-        if not first or self.inside_session or not isinstance(first.get("restored_rows"), dict):
+        if not first or "restored_rows" not in first:  # an import, a synthetic or an older build's recording
             return None
         try:
-            return rows_from_json(first["restored_rows"])
+            start = rows_from_json(first["restored_rows"]) if isinstance(first["restored_rows"], dict) else None
+            before = self._rows_before_t0() if self.inside_session else None
         except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            log.warning("replay: the recorded session's restored rows are unreadable (%s): it starts flat", exc)
+            log.warning("replay: the recorded session's rows are unreadable (%s: %s): it starts flat",
+                        type(exc).__name__, exc)
             return None
+        if before is None:
+            self.restored = first.get("restored") if start is not None else None
+            return start
+        n = len(before.trades)
+        self.restored = f"the session's {n} fill(s) before the window" + (
+            f", after what it continued from its DB ({first.get('restored')})" if start is not None else "")
+        return before if start is None else merge_rows(start, before)
+
+    def _rows_before_t0(self) -> SessionRows:
+        """The rows the window's first session wrote for times before t0 (`rows` records: fills,
+        reward estimates, settlements, each by its own time: a fill is written at the cycle after
+        it, so a few seconds of records after t0 are read too)."""
+        late = self.t0 + ROWS_LAG_SEC
+        got: list[str | None] = [pay for ts, ch, kind, pay in self.window.preamble
+                                 if ch == CH_ENGINE and kind == "rows" and self.started_at is not None
+                                 and self.started_at <= ts < late]
+        w = self.window
+        for i in np.nonzero(np.asarray(w.channel) == CH_ENGINE)[0].tolist():
+            if w.kind[i] == "rows" and w.session[i] == self.session and float(w.ts[i]) < late:
+                got.append(w.payload[i])
+        trades: list[dict[str, Any]] = []
+        rewards: dict[tuple[str, Any], Decimal] = {}
+        settlements: dict[str, dict[str, Any]] = {}
+        for pay in got:
+            d = json.loads(pay or "{}")
+            trades.extend(r for r in d.get("trades") or () if float(r["ts"]) < self.t0)
+            for r in d.get("reward_estimates") or ():
+                if float(r["ts"]) < self.t0:
+                    k = (str(r["market"]), r.get("venue_date"))
+                    rewards[k] = rewards.get(k, Decimal(0)) + Decimal(str(r.get("usd") or 0))
+            for r in d.get("settlements") or ():
+                if float(r["ts"]) < self.t0:
+                    settlements[str(r["market"])] = r
+        return parse_rows({
+            "trades": trades, "settlements": list(settlements.values()),
+            "rewards": [{"market": m, "venue_date": day, "usd": v} for (m, day), v in rewards.items()]})
+        # (token pairs: the replay's own rows add every market of the universes it has seen)
 
     def _start_problems(self) -> list[str]:
-        """Where the replay cannot start as the recorded engine did: inside a session (its
-        positions and PnL before the window are not replayed), or at a session that continued
-        positions from its DB (`restored` in its start record) whose rows the recording lacks
-        (an older build's: a newer one records them, `restored_rows`, and the replay continues from them)."""
+        """Where the replay cannot start as the recorded engine did: inside a session (from its
+        positions and PnL at t0 when the recording holds its rows, but not from its resting orders;
+        from flat when it does not), or at a session that continued positions from its DB
+        (`restored` in its start record) whose rows the recording lacks (an older build's: a newer
+        one records them, `restored_rows`, and the replay continues from them)."""
         out = []
         first = self.started
         if self.inside_session:
-            at = max(ts for ts, _, _ in self.starts if ts < self.t0 - 1.0)
-            out.append(f"the window starts inside the engine session started at {iso(at)}: it trades from "
-                       f"flat (that session's positions, PnL and fills before {iso(self.t0)} are not replayed; "
-                       "a window from the session's start has them)")
+            at = iso(self.started_at) if self.started_at is not None else "?"
+            if self.base_rows is not None:
+                out.append(f"the window starts inside the engine session started at {at}: it continues from that "
+                           f"session's positions and PnL at {iso(self.t0)} ({self.restored}), but the orders resting "
+                           "then are placed afresh at its first cycle (their queue places, and the fill calibration "
+                           "since the session's start, are not the session's): the first fills may differ")
+            else:
+                out.append(f"the window starts inside the engine session started at {at}: it trades from "
+                           f"flat (that session's positions, PnL and fills before {iso(self.t0)} are not replayed: "
+                           "its recording, made by an older build, does not hold them; a window from the session's "
+                           "start has them)")
         elif first and first.get("restored") and self.base_rows is None:
             out.append(f"the recorded session continued from its DB ({first['restored']}); the replay starts flat "
                        "(positions and PnL differ from that session's: its recording does not hold the rows)")

@@ -136,15 +136,51 @@ def test_a_replay_across_stops_pauses_and_a_kill_reproduces_each_session(tmp_pat
             _placed(o) for o in orders if comparable(o["created_ts"]) and o["created_ts"] >= starts[k])
         assert sorted(_fill(t) for t in k_trades if comparable(t["ts"])) == sorted(
             _fill(t) for t in trades if comparable(t["ts"]) and t["ts"] >= starts[k])
-    # where it cannot start as the engine did, it says so: a window from inside the second session starts flat
-    import asyncio
-
+    # a window inside the third session continues from the positions and PnL that session had then:
+    # the rows it restored from, plus its fills before the window (recorded as they were written).
+    # Its resting orders are placed afresh, and the paper exchange's random draws and the fill
+    # calibration since the session's start are not the session's: the orders and fills after t0
+    # are measured (printed), not required equal; the state it starts from is
     from pmm_widgets.config import load_settings
     from pmm_widgets.research.replayer import Replayer
 
     s = load_settings(record_dir=str(tmp_path / "rec"), quote_refresh_sec=0.5)
-    mid = asyncio.run(Replayer(s, starts[1] + 5, starts[2] - 0.5).run())
-    assert any(p.startswith("the window starts inside the engine session started at ") for p in mid.problems)
+    t_in = starts[2] + 4
+    inside = Replayer(s, t_in, t1)
+    assert inside.base_rows is not None
+    assert sorted((t.token_id, t.side.value, t.price.normalize(), t.size.normalize()) for t in inside.base_rows.trades) \
+        == sorted(_fill(t)[1:] for t in trades if t["ts"] < t_in)
+    assert any(p.startswith("the window starts inside the engine session started at ") and "continues from that "
+               "session's positions and PnL" in p for p in inside.points[0].problems)
+    ienv = {**renv, "PMM_DB_URL": f"sqlite:///{tmp_path / 'inside.db'}"}
+    out = subprocess.run(_cmd("replay", "--from", iso(t_in), "--to", iso(t1), "--json"), env=ienv,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    i_placed = {_placed(o) for o in _rows(ienv["PMM_DB_URL"], "SELECT * FROM orders WHERE mode = 'replay'")}
+    p_after = {_placed(o) for o in orders if o["created_ts"] >= t_in}
+    i_fills = sorted(_fill(t) for t in _rows(ienv["PMM_DB_URL"], "SELECT * FROM trades WHERE mode = 'replay'"))
+    p_fills_after = sorted(_fill(t) for t in trades if t["ts"] >= t_in)
+    share = len(i_placed & p_after) / max(len(i_placed | p_after), 1)
+    print(f"inside the third session: orders in common {share:.3f} of {len(p_after)}; fills paper "
+          f"{len(p_fills_after)} replay {len(i_fills)}, in common {len(set(i_fills) & set(p_fills_after))}")
+    first = _rows(ienv["PMM_DB_URL"], "SELECT * FROM pnl WHERE mode = 'replay' AND market != 'TOTAL' AND "
+                  "ts = (SELECT MIN(ts) FROM pnl WHERE mode = 'replay')")
+    pairs = {r["condition_id"]: (r["yes_token_id"], r["no_token_id"]) for r in _rows(url, "SELECT * FROM markets")}
+    want: dict[str, list] = {}
+    for t in trades:
+        if t["ts"] < t_in:
+            w_ = want.setdefault(t["market"], [0, _d(0), _d(0)])
+            signed = _d(t["size"]) if t["side"] == "BUY" else -_d(t["size"])
+            w_[0] += 1
+            w_[1 if t["token_id"] == pairs[t["market"]][0] else 2] += signed
+    got_state = {r["market"]: [r["fills"], _d(r["inventory_yes"]), _d(r["inventory_no"])] for r in first if r["fills"]}
+    assert got_state == want and len(want) >= 2
+    # a window inside a session whose recording lacks its rows (an older build's) starts flat, and says so
+    old = Replayer(s, starts[1] + 5, starts[2] - 0.5)
+    old.started.pop("restored_rows")
+    old.base_rows = old._base_rows()
+    assert old.base_rows is None
+    assert any("it trades from flat" in p for p in old._start_problems())
     # and a window in the gap between two sessions is no window inside the first (it trades the next)
     gap = Replayer(s, starts[2] - 0.5, t1)
     assert not [p for p in gap.problems if "inside the engine session" in p] and gap.base_rows is not None
