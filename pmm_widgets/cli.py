@@ -401,26 +401,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except (RecordingError, SweepError) as exc:
         print(f"pmm sweep: {exc}", file=sys.stderr)
         return ExitCode.ERROR
-    if df.attrs.get("status") == "interrupted":  # Ctrl-C: the points replayed so far are kept
-        kept = (f"their rows -> sweep_results (sweep_id {df.attrs.get('sweep_id')}), {df.attrs.get('parquet')}"
-                if len(df) and df.attrs.get("parquet") else "nothing written")
-        print(f"pmm sweep: interrupted after {len(df)} of {df.attrs.get('total')} points; {kept}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "status": "interrupted",
-                              "parquet": df.attrs.get("parquet"), "rows": df.to_dict(orient="records")}, default=str))
-        return ExitCode.INTERRUPTED
+    stopped = df.attrs.get("status") == "interrupted"  # Ctrl-C: the points replayed so far, some part-way
     if args.json:
-        print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "status": "done", "parquet": df.attrs.get("parquet"),
-                          "backend": df.attrs.get("backend"), "workers": df.attrs.get("workers"),
-                          "passes": df.attrs.get("passes"),
+        print(json.dumps({"sweep_id": df.attrs.get("sweep_id"), "status": df.attrs.get("status"),
+                          "parquet": df.attrs.get("parquet"), "backend": df.attrs.get("backend"),
+                          "workers": df.attrs.get("workers"), "passes": df.attrs.get("passes"),
                           "rows": df.to_dict(orient="records")}, default=str))
-    else:
+    elif len(df):
         import pandas as pd
 
-        cols = [c for c in ["point", *grid, "fills", "fills_per_min", "pnl_total", "spread_pnl", "inventory_pnl",
-                            "fees", "rebates", "rewards", "markout_5s_usd", "max_inventory_usd"] if c in df.columns]
+        cols = [c for c in ["point", *grid, *(["status"] if stopped else []), "fills", "fills_per_min", "pnl_total",
+                            "spread_pnl", "inventory_pnl", "fees", "rebates", "rewards", "markout_5s_usd",
+                            "max_inventory_usd"] if c in df.columns]
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(df[cols].to_string(index=False))
+    if stopped:
+        kept = (f"their rows -> sweep_results (sweep_id {df.attrs.get('sweep_id')}), {df.attrs.get('parquet')}"
+                if len(df) and df.attrs.get("parquet") else "nothing written")
+        cut = int((df["status"] == "interrupted").sum()) if "status" in df.columns else 0
+        print(f"pmm sweep: interrupted: {len(df) - cut} of {df.attrs.get('total')} points done, {cut} stopped "
+              f"part-way (status interrupted); {kept}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    if not args.json:
         print(f"sweep {df.attrs.get('sweep_id')}: {len(df)} point{'' if len(df) == 1 else 's'} -> sweep_results, "
               f"{df.attrs.get('parquet')}")
     return ExitCode.OK

@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -79,9 +82,52 @@ def window_from_file(path: str) -> Window:
     return w
 
 
+STOP_POLL_SEC = 0.05  # how often a worker's replay looks for the sweep's stop file (at most)
+
+
+class StopFile:
+    """A replay's `stop` in a worker process: whether the file at `path` exists (the parent creates
+    it on Ctrl-C), looked at most every `STOP_POLL_SEC` (the replay asks every 64 events and before
+    every cycle); once seen, always true."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.seen = False
+        self.next = 0.0
+
+    def __call__(self) -> bool:
+        if not self.seen:
+            now = time.monotonic()
+            if now >= self.next:
+                self.next = now + STOP_POLL_SEC
+                self.seen = os.path.exists(self.path)
+        return self.seen
+
+
+def run_pass_in_worker(stop: str, settings_d: dict[str, Any], t0: float, t1: float,
+                       items: list[tuple[int, dict[str, Any]]], fixed: dict[str, Any], markets: Any,
+                       seed: int | None, window: Window | str | None) -> list[dict[str, Any]]:
+    """`run_pass(..., stop=stop)` in a worker process, with SIGINT ignored while it runs (its handler
+    back after): a terminal's Ctrl-C reaches the workers too, and the parent, which gets it as well,
+    stops their passes through the stop file, each with its partial rows."""
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return run_pass(settings_d, t0, t1, items, fixed, markets, seed, window, stop=stop)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def interrupted(rows: list[dict[str, Any]]) -> bool:
+    """Whether a pass's rows are those of a pass stopped part-way (a Ctrl-C)."""
+    return any(r.get("status") == "interrupted" for r in rows)
+
+
 def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple[int, dict[str, Any]]],
              fixed: dict[str, Any], markets: Any, seed: int | None, window: Window | str | None = None,
-             report: int | None = None) -> list[dict[str, Any]]:
+             report: int | None = None, stop: str | Callable[[], bool] | None = None) -> list[dict[str, Any]]:
     """Grid points → result rows (plain dicts), in ONE replay pass (`Replayer(points=...)`): the
     window's books are rebuilt once for all of them, each point with its own exchange and cycle,
     its rows those of a replay of it alone. `items`: (index, values) pairs whose values change the
@@ -89,7 +135,13 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
     worker. `window`: the events, read once by the caller for every pass (a `Window`, or the path
     `dump_window` wrote, or an `inherit` key), else read here. `report`: the sweep's number of
     points, to print each point's progress line when the pass ends (a forked worker's stderr is
-    the terminal's; the pool hands results back only when the sweep ends)."""
+    the terminal's). `stop`: the sweep's Ctrl-C, a callable or the path of a file (`StopFile`) the
+    replay polls; once it says stop, the pass ends with its points' partial rows (status
+    "interrupted", as a replay's partial result); a pass stopped before it replayed anything (or
+    told to before it began) has no rows."""
+    halt = StopFile(stop) if isinstance(stop, str) else stop
+    if halt is not None and halt():
+        return []
     if isinstance(window, str):
         window = window_from_file(window)
     overrides = [split_overrides({**fixed, **pt}) for _, pt in items]
@@ -97,8 +149,11 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
     if any(o[1] != s_over for o in overrides):
         raise ValueError("sweep: the points of one replay pass must change the same settings")
     settings = Settings(**{**settings_d, **s_over})
-    rep = Replayer(settings, t0, t1, markets=markets, points=[o[0] for o in overrides], seed=seed, window=window)
+    rep = Replayer(settings, t0, t1, markets=markets, points=[o[0] for o in overrides], seed=seed, window=window,
+                   stop=halt)
     results = run_sync(rep.run_all)
+    if all(r.status == "interrupted" and not r.summary.get("rows_read") for r in results):
+        return []  # stopped before its first event: these points never started
     rows: list[dict[str, Any]] = []
     for (index, point), rp, res in zip(items, rep.points, results):
         values = rp.params.model_dump()
@@ -110,14 +165,15 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
         row["problem_text"] = "; ".join(res.problems)  # (`problems` stays the summary's count, as in summary_json)
         rows.append(row)
     if report is not None:
-        for index, _ in items:
-            report_done(index, report)
+        for row in rows:
+            report_done(row["point"], report, row.get("status") or "done")
     return rows
 
 
-def report_done(index: int, total: int) -> None:
-    """The progress line of one finished point, to stderr (both local paths). One `write` of the
-    whole line, newline included: forked workers share the stream, and `print` writes the text and
-    its end separately, so two workers' lines could interleave ("…1 of 4 donesweep: point 2…")."""
-    sys.stderr.write(f"sweep: point {index + 1} of {total} done\n")
+def report_done(index: int, total: int, status: str = "done") -> None:
+    """The progress line of one finished point ("done", or "interrupted": stopped part-way by a
+    Ctrl-C), to stderr (both local paths). One `write` of the whole line, newline included: forked
+    workers share the stream, and `print` writes the text and its end separately, so two workers'
+    lines could interleave ("…1 of 4 donesweep: point 2…")."""
+    sys.stderr.write(f"sweep: point {index + 1} of {total} {status}\n")
     sys.stderr.flush()

@@ -13,10 +13,17 @@ points' values): the same `run_pass` runs in a joblib worker process (default, n
 base install), in a Ray task on a cluster (`ray_address`, or `ray.init()` already called; the
 recordings must be on a path every worker sees), or inline. The replay is deterministic, so the
 backend cannot change a row: joblib and Ray give the same numbers. The window is read once: Ray
-gets one object-store copy; joblib's workers are forked from this process after it read the
+gets one object-store copy; the local workers are forked from this process after it read the
 window (they inherit it, and every module and cache, at no cost) when that is safe, else they are
-joblib's reusable loky workers and get one pickle file each reads once (see `_joblib_rows` and
-`_forked_rows` for what keeps the parallel path cheap).
+joblib's reusable loky workers and get one pickle file each reads once (see `_joblib_rows`,
+`_forked_rows` and `_loky_rows` for what keeps the parallel path cheap).
+
+Why a Ctrl-C is a stop flag and not an exception in every process: a pass a worker is running
+holds rows worth keeping (its points' partial results, as a replay stopped by Ctrl-C keeps its
+own), and a pool that kills its workers on KeyboardInterrupt loses them. So on the local paths the
+sweep process takes the Ctrl-C (`_ctrl_c`; the workers ignore it), tells every running pass to stop
+(`_Stop`: a flag its own replays poll, a file the workers' replays poll), and collects what each
+pass replayed, within a bounded wait, before the workers are ended.
 
 Results: a pandas DataFrame (one row per point: the point's values, fills, fills/min, every PnL
 component the cycle reports, markouts, max inventory, a reward estimate when the PnL has one),
@@ -25,23 +32,28 @@ also written to the `sweep_results` table and a Parquet file.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import math
 import multiprocessing
+import os
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as futures_wait
 from decimal import Decimal, InvalidOperation
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +63,7 @@ from pydantic import ValidationError
 from ..config import ConfigError, Params, Settings, format_validation_error
 from ..errors import PmmError
 from ..logsetup import SECRET_FIELDS
-from .points import dump_window, forget, inherit, report_done, run_pass, warm_up
+from .points import dump_window, forget, inherit, interrupted, report_done, run_pass, run_pass_in_worker, warm_up
 from .recordings import Window, load_window, parse_time
 from .replayer import selection, split_overrides
 
@@ -187,8 +199,10 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     uses joblib's loky workers; "fork" / "loky" ask for one (fork only where the platform has it).
     The DataFrame's `attrs`: sweep_id, backend ("joblib" | "ray"), workers ("inline" | "fork" |
     "loky" | "ray"), passes (the points of each replay pass), grid, parquet, status ("done", or
-    "interrupted": a Ctrl-C stopped the sweep, and the rows are those of the points replayed before
-    it, written like a whole sweep's — the local paths keep them, a Ray sweep none), total (the
+    "interrupted": a Ctrl-C stopped the sweep, and the rows are those of the points of the passes
+    that had ended, and of the passes that were running, each with its partial summary and status
+    "interrupted" in its `status` column, as a replay's partial result; points never started have no
+    row; written like a whole sweep's — the local paths keep them, a Ray sweep none), total (the
     grid's number of points)."""
     from ..config import load_settings
 
@@ -230,7 +244,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     # every point replays the same events: read them once here (unless a point changes where they are)
     shared = "record_dir" not in grid and "record_dir" not in fixed
     ray = _ray_active(ray_address)
-    finished: list[dict[str, Any]] = []  # the rows of the passes ended so far (the local paths): kept on Ctrl-C
+    finished: list[dict[str, Any]] = []  # the rows of the passes ended or stopped (the local paths): kept on Ctrl-C
     passes: list[Pass] = []
     backend, workers = ("ray", "ray") if ray is not None else ("joblib", "")
 
@@ -259,12 +273,14 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             from joblib import effective_n_jobs
 
             passes = passes_of(pts, fixed, min(effective_n_jobs(n_jobs), len(pts)), per_pass)
+            workers = _local_workers(n_jobs, len(passes), start, shared)  # (said by an interrupted sweep too)
             workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
                                    progress, start, finished)
             rows = finished
     except KeyboardInterrupt:
-        # Ctrl-C, as a replay takes it: the points already replayed are the result (written like a
-        # whole sweep's), marked interrupted; a Ray sweep hands rows back only at its end (none kept)
+        # Ctrl-C, as a replay takes it: the points replayed, whole or part-way (their rows' status
+        # "interrupted"), are the result (written like a whole sweep's), marked interrupted; a Ray
+        # sweep hands rows back only at its end (none kept)
         df = results(list(finished))
         df.attrs.update(status="interrupted", total=len(pts))
         return df
@@ -311,104 +327,234 @@ def fork_is_safe() -> bool:
             and threading.active_count() == 1 and not multiprocessing.current_process().daemon)
 
 
+STOP_WAIT_SEC = 10.0  # after a Ctrl-C: how long the workers get to hand back the passes they were running
+# (each sees the stop within `points.STOP_POLL_SEC` and one cycle; a second Ctrl-C ends the wait), then ended
+
+
+class _Stop:
+    """A sweep's Ctrl-C on the local paths. Set by `_ctrl_c`'s handler (or by the sweep when it
+    learns of the interrupt otherwise); this process's own replays poll it as their `stop`, the
+    workers poll its file (`path`, created when it is set: `points.StopFile`). `in_pass`: this
+    process is replaying a pass, which the first Ctrl-C stops at its next check (the pass keeps its
+    partial rows) instead of raising KeyboardInterrupt wherever the replay was."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.is_set = False
+        self.in_pass = False
+
+    def __call__(self) -> bool:
+        return self.is_set
+
+    def set(self) -> None:
+        if not self.is_set:
+            self.is_set = True
+            if self.path is not None:
+                with contextlib.suppress(OSError):
+                    self.path.touch()
+
+    def run(self, sd: dict[str, Any], a: float, b: float, items: Pass, fixed: dict[str, Any], sel: Any,
+            seed: int | None, window: Window | None, report: int | None) -> list[dict[str, Any]]:
+        """`run_pass` in this process, stopped by this stop."""
+        self.in_pass = True
+        try:
+            return run_pass(sd, a, b, items, fixed, sel, seed, window, report, self)
+        finally:
+            self.in_pass = False
+
+
+@contextlib.contextmanager
+def _ctrl_c(stop: _Stop) -> Iterator[None]:
+    """SIGINT sets `stop` while the sweep runs here (in the main thread, when the handler is
+    Python's default): a pass this process replays ends at its next check with its partial rows;
+    anywhere else (waiting for workers, between passes), and at a second Ctrl-C, KeyboardInterrupt
+    as usual. (A replay under `asyncio.run` would take the Ctrl-C as a cancel, seen only every
+    1024 events, and lost near its end.)"""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        first = not stop.is_set
+        stop.set()
+        if not (first and stop.in_pass):
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _local_workers(n_jobs: int, n_passes: int, start: str, shared: bool) -> str:
+    """How the local path runs `n_passes` passes: "inline" (one job, or one pass), "fork", "loky"."""
+    from joblib import effective_n_jobs
+
+    if min(effective_n_jobs(n_jobs), n_passes) <= 1:
+        return "inline"
+    return "fork" if start == "fork" or (start == "auto" and shared and fork_is_safe()) else "loky"
+
+
 def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
                  fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
                  progress: bool, start: str, got: list[dict[str, Any]]) -> str:
     """The replay passes on `n_jobs` processes (as joblib reads it); in this process alone when one
     job is asked or there is one pass. Forked workers when `start` says so (`_forked_rows`), else
-    this process and `n_jobs - 1` of joblib's reusable loky workers. Cheap per pass by design (a
-    sweep's passes are seconds each, its fixed costs decide the speed-up): on the loky path this
-    process does not wait idle but replays passes itself from the end of the list, with the
-    window it already holds, while the workers take them from the front one at a time (so they
-    end together); the workers start (and import the replay's code) while this process reads the
-    window, which reaches them as one pickle file each worker reads once and keeps for its next
-    passes; they stay up for the next sweep (loky's idle timeout ends them). Each pass's rows go
-    to `got` as it ends (what a Ctrl-C keeps), in that order; returns how the workers ran ("inline",
-    "fork", "loky")."""
+    this process and `n_jobs - 1` of joblib's reusable loky workers (`_loky_rows`). Each pass's rows
+    go to `got` as it ends, in that order; returns how the workers ran ("inline", "fork", "loky").
+
+    Ctrl-C (`_ctrl_c`): KeyboardInterrupt, after `got` received the rows of the passes that ended
+    and the partial rows (status "interrupted") of those that were running, here or in a worker:
+    each running pass is told to stop (`_Stop`), and the workers get `STOP_WAIT_SEC` to hand back
+    what they replayed; passes never started give no rows. The workers are ended either way."""
     from joblib import effective_n_jobs
 
     report = total if progress else None
     jobs = min(effective_n_jobs(n_jobs), len(passes))
-    fork = jobs > 1 and (start == "fork" or (start == "auto" and shared and fork_is_safe()))
-    if jobs <= 1 or fork:  # the window before anything runs (a forked worker inherits it)
+    fork = _local_workers(n_jobs, len(passes), start, shared) == "fork"
+    stop = _Stop()
+    with _ctrl_c(stop):
+        if jobs > 1 and not fork:
+            _loky_rows(settings, sd, a, b, passes, total, fixed, sel, seed, jobs, shared, progress, stop, got)
+            return "loky"
+        # the window before anything runs (a forked worker inherits it)
         window = load_window(settings.record_dir, a, b) if shared else None
         if fork:
-            _forked_rows(sd, a, b, passes, fixed, sel, seed, jobs, window, report, got)
+            _forked_rows(sd, a, b, passes, fixed, sel, seed, jobs, window, report, stop, got)
             return "fork"
         for items in passes:
-            got.extend(run_pass(sd, a, b, items, fixed, sel, seed, window, report))
+            rows = stop.run(sd, a, b, items, fixed, sel, seed, window, report)
+            got.extend(rows)
+            if stop() or interrupted(rows):  # (a KeyboardInterrupt the replay took: a test's, no handler of ours)
+                raise KeyboardInterrupt
         return "inline"
+
+
+def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
+               fixed: dict[str, Any], sel: Any, seed: int | None, jobs: int, shared: bool, progress: bool,
+               stop: _Stop, got: list[dict[str, Any]]) -> None:
+    """This process and `jobs - 1` of joblib's reusable loky workers. Cheap per pass by design (a
+    sweep's passes are seconds each, its fixed costs decide the speed-up): this process does not
+    wait idle but replays passes itself from the end of the list, with the window it already
+    holds, while the workers take them from the front one at a time (so they end together); the
+    workers start (and import the replay's code) while this process reads the window, which
+    reaches them as one pickle file each worker reads once and keeps for its next passes; they stay
+    up for the next sweep (loky's idle timeout ends them). On Ctrl-C the workers' running passes
+    are stopped through the stop file and their partial rows collected (`STOP_WAIT_SEC` at most,
+    then the workers are killed)."""
     from joblib.externals.loky import get_reusable_executor
 
     ex = get_reusable_executor(max_workers=jobs - 1)
     warm = [ex.submit(warm_up) for _ in range(jobs - 1)]
-    window = load_window(settings.record_dir, a, b) if shared else None
-    path = dump_window(window) if window is not None else None
-    arg = None if path is None else str(path)
+    work = Path(tempfile.mkdtemp(prefix="pmm-sweep-"))
+    stop.path = work / "stop"
+    flag = str(stop.path)
+    path: Path | None = None
     todo = deque(range(len(passes)))
     lock = threading.Lock()
     errors: list[BaseException] = []
     inflight: dict[Any, int] = {}
+    fed = threading.Event()
 
     def take(front: bool) -> int | None:
         with lock:
-            if errors or not todo:
+            if errors or not todo or stop():
                 return None
             return todo.popleft() if front else todo.pop()
 
     def done(k: int, rows: list[dict[str, Any]]) -> None:
         with lock:
             got.extend(rows)
+        if interrupted(rows):  # (a worker's pass stopped: the sweep stops)
+            stop.set()
         if progress:
             for row in rows:
-                report_done(row["point"], total)
+                report_done(row["point"], total, row.get("status") or "done")
 
-    def feed() -> None:
-        """The workers' side: one pass in flight per worker, the next from the front."""
-        try:
-            for f in warm:
-                f.result()
-            for _ in range(jobs - 1):
-                k = take(True)
-                if k is not None:
-                    inflight[ex.submit(run_pass, sd, a, b, passes[k], fixed, sel, seed, arg)] = k
-            while inflight:
-                finished, _ = futures_wait(list(inflight), return_when=FIRST_COMPLETED)
-                for f in finished:
-                    k = inflight.pop(f)
-                    done(k, f.result())
-                    nxt = take(True)
-                    if nxt is not None:
-                        inflight[ex.submit(run_pass, sd, a, b, passes[nxt], fixed, sel, seed, arg)] = nxt
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
-            with lock:
-                errors.append(exc)
-            for f in inflight:
-                f.cancel()
-
-    feeder = threading.Thread(target=feed, name="sweep-feeder", daemon=True)
-    feeder.start()
     try:
+        window = load_window(settings.record_dir, a, b) if shared else None
+        path = dump_window(window) if window is not None else None
+        arg = None if path is None else str(path)
+
+        def feed() -> None:
+            """The workers' side: one pass in flight per worker, the next from the front."""
+            try:
+                for f in warm:
+                    f.result()
+                for _ in range(jobs - 1):
+                    k = take(True)
+                    if k is not None:
+                        inflight[ex.submit(run_pass_in_worker, flag, sd, a, b, passes[k], fixed, sel, seed, arg)] = k
+                while inflight:
+                    finished, _ = futures_wait(list(inflight), return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        k = inflight.pop(f)
+                        done(k, f.result())
+                        nxt = take(True)
+                        if nxt is not None:
+                            inflight[ex.submit(run_pass_in_worker, flag, sd, a, b, passes[nxt], fixed, sel, seed,
+                                               arg)] = nxt
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+                with lock:
+                    errors.append(exc)
+                for f in inflight:
+                    f.cancel()
+                stop.set()  # (this process's pass too: the sweep fails)
+            finally:
+                fed.set()
+
+        threading.Thread(target=feed, name="sweep-feeder", daemon=True).start()
         while (k := take(False)) is not None:  # this process: from the end, with its own window
-            done(k, run_pass(sd, a, b, passes[k], fixed, sel, seed, window))
+            done(k, stop.run(sd, a, b, passes[k], fixed, sel, seed, window, None))
+        # waits on an Event, never `Thread.join` (a KeyboardInterrupt inside a join marks a running
+        # thread as ended, CPython 3.11)
+        while not fed.wait(0.2):
+            pass
+        if errors:
+            raise errors[0]
+        if stop():
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        stop.set()
+        with lock:
+            todo.clear()
+        if not _waited(fed, STOP_WAIT_SEC):  # a worker that does not answer: ended, its pass lost
+            ex.shutdown(wait=False, kill_workers=True)
+            _waited(fed, 5.0)
+        raise
     except BaseException as exc:
         with lock:
             errors.append(exc)
             todo.clear()
+        stop.set()  # the workers' passes end at once (their rows are not needed)
+        _waited(fed, STOP_WAIT_SEC)
         raise
     finally:
-        feeder.join()
+        shutil.rmtree(work, ignore_errors=True)
         if path is not None:
             shutil.rmtree(path.parent, ignore_errors=True)
-    if errors:
-        raise errors[0]
-    return "loky"
+
+
+def _waited(event: threading.Event, seconds: float) -> bool:
+    """Whether `event` was set within `seconds` (a second Ctrl-C ends the wait: False)."""
+    deadline = time.monotonic() + seconds
+    try:
+        while not event.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return False
+    except KeyboardInterrupt:
+        return event.is_set()
+    return True
 
 
 def forked_parallel(jobs: int) -> Parallel:
     """joblib's `Parallel` on `jobs` worker processes forked from this one (the multiprocessing
     backend with an explicit fork context: not the platform's default start method, which Python
-    3.14 changes), one task per dispatch. Use it as a context manager: the workers end with it."""
+    3.14 changes), one task per dispatch. Use it as a context manager: the workers end with it.
+    (The sweep forks its own workers, `_forked_rows`, the same way and as cheaply: joblib's pool
+    kills its workers on a KeyboardInterrupt, with the passes they were running.)"""
     from joblib import Parallel, parallel_config
 
     with parallel_config(backend="multiprocessing", context=multiprocessing.get_context("fork")):
@@ -417,45 +563,146 @@ def forked_parallel(jobs: int) -> Parallel:
 
 def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fixed: dict[str, Any],
                  sel: Any, seed: int | None, jobs: int, window: Window | None,
-                 report: int | None, got: list[dict[str, Any]]) -> None:
-    """The passes on `jobs` worker processes forked from this one (`forked_parallel`; whichever
+                 report: int | None, stop: _Stop, got: list[dict[str, Any]]) -> None:
+    """The passes on `jobs` worker processes forked from this one (`_fork_worker`; whichever
     worker is free takes the next pass) after this process read `window`: each worker starts in
     milliseconds with the window, the imported modules and the warm caches of this process
     (copy-on-write; ≈ 0.01 CPU-s for two), where a cold loky worker spends ≈ 0.7-0.8 CPU-s on the
     spawn, imports and the window's pickle before its first pass (bench_replay.py prints both).
     The workers end with the sweep (a new one forks again, as cheaply). Only when `fork_is_safe`
-    (or asked for); a failing point fails the sweep with its error. `window` None: each pass reads
-    its own. `report`: the sweep's number of points (progress lines from the workers), or None.
-    The rows go to `got`: all at the end, or on Ctrl-C those of the passes that had ended (each
-    worker also leaves its pass's rows in a file of a private directory, renamed into place whole:
-    joblib's pool hands results back only when every task is done)."""
-    from joblib import delayed
+    (or asked for); a failing point fails the sweep with its error (the other workers ended at
+    once). `window` None: each pass reads its own. `report`: the sweep's number of points
+    (progress lines from the workers), or None.
 
+    Each worker leaves each pass's rows in a file of a private directory (renamed into place
+    whole), read into `got` when the workers have ended. The workers are forked with SIGINT
+    blocked: a terminal's Ctrl-C reaches this process only in effect, which creates the stop file
+    (`_Stop`); each running pass then ends with its partial rows, no worker starts another, and
+    this process collects the files (waiting `STOP_WAIT_SEC` at most, then ending the workers)."""
     key = inherit(window) if window is not None else None
     kept = Path(tempfile.mkdtemp(prefix="pmm-sweep-"))
+    stop.path = kept / "stop"
+    ctx = multiprocessing.get_context("fork")
+    nxt = ctx.Value("i", 0)
+    procs: list[Any] = []
+    args = (sd, a, b, fixed, sel, seed, key, report)
+    collected = False
     try:
-        with forked_parallel(jobs) as par:
-            parts = par(delayed(_run_pass_kept)(str(kept), k, sd, a, b, items, fixed, sel, seed, key, report)
-                        for k, items in enumerate(passes))
-        for rows in parts:
-            got.extend(rows)
+        with _sigint_blocked():  # (a signal meanwhile reaches this process when it is unblocked)
+            for _ in range(jobs):
+                p = ctx.Process(target=_fork_worker, args=(str(kept), nxt, passes, args), daemon=True)
+                p.start()
+                procs.append(p)
+        while alive := [p for p in procs if p.is_alive()]:
+            mp_wait([p.sentinel for p in alive], timeout=0.5)
+            _raise_failed(kept, procs, stop)
+        _raise_failed(kept, procs, stop)
+        got.extend(_kept_rows(kept))
+        collected = True
+        if stop():  # (a worker's pass stopped without this process's Ctrl-C)
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
-        for f in sorted(kept.glob("*.pickle")):
-            got.extend(pickle.loads(f.read_bytes()))
+        stop.set()
+        _ended(procs, STOP_WAIT_SEC)
+        if not collected:
+            got.extend(_kept_rows(kept))
         raise
     finally:
+        _end(procs)
         shutil.rmtree(kept, ignore_errors=True)
         if key is not None:
             forget(key)
 
 
-def _run_pass_kept(kept: str, k: int, *args: Any) -> list[dict[str, Any]]:
-    """`run_pass(*args)` in a forked worker; its rows also to `kept`/`k`.pickle, written whole."""
-    rows = run_pass(*args)
-    tmp = Path(kept) / f".{k}.tmp"
-    tmp.write_bytes(pickle.dumps(rows))
-    tmp.replace(Path(kept) / f"{k}.pickle")
-    return rows
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread (and so in the processes it forks, which keep it blocked);
+    one that arrives meanwhile is delivered here when it ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _fork_worker(kept: str, nxt: Any, passes: list[Pass], args: tuple[Any, ...]) -> None:
+    """A forked worker: the next pass not taken (`nxt`, shared) until none is left or the stop file
+    exists; each pass's rows to `kept`/k.pickle, written whole; an error to `kept`/k.error (the
+    exception and its traceback), and the worker ends."""
+    sd, a, b, fixed, sel, seed, key, report = args
+    stop = str(Path(kept) / "stop")
+    while not os.path.exists(stop):
+        with nxt.get_lock():
+            k = nxt.value
+            nxt.value += 1
+        if k >= len(passes):
+            return
+        try:
+            rows = run_pass(sd, a, b, passes[k], fixed, sel, seed, key, report, stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the parent, raised there
+            tb = traceback.format_exc()
+            try:
+                blob = pickle.dumps((exc, tb))
+            except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
+                blob = pickle.dumps((SweepError(f"{type(exc).__name__}: {exc}"), tb))
+            _keep(Path(kept), f"{k}.error", blob)
+            return
+        _keep(Path(kept), f"{k}.pickle", pickle.dumps(rows))
+
+
+def _keep(kept: Path, name: str, blob: bytes) -> None:
+    tmp = kept / f".{name}.tmp"
+    tmp.write_bytes(blob)
+    tmp.replace(kept / name)
+
+
+def _kept_rows(kept: Path) -> list[dict[str, Any]]:
+    """The rows the forked workers left, pass by pass."""
+    files = sorted(kept.glob("*.pickle"), key=lambda f: int(f.stem))
+    return [row for f in files for row in pickle.loads(f.read_bytes())]
+
+
+def _raise_failed(kept: Path, procs: list[Any], stop: _Stop) -> None:
+    """A point's error (the other workers ended at once), or a worker that ended abnormally."""
+    errs = sorted(kept.glob("*.error"), key=lambda f: int(f.stem))
+    if errs:
+        stop.set()
+        _end(procs)
+        exc, tb = pickle.loads(errs[0].read_bytes())
+        exc.add_note(f"(in a sweep worker process)\n{tb.rstrip()}")
+        raise exc
+    for p in procs:
+        if p.exitcode not in (None, 0):
+            stop.set()
+            _end(procs)
+            how = f"signal {-p.exitcode}" if p.exitcode < 0 else f"exit code {p.exitcode}"
+            raise SweepError(f"a sweep worker process ended abnormally ({how}) before its pass's rows were written")
+
+
+def _ended(procs: list[Any], seconds: float) -> bool:
+    """Whether every process in `procs` ended within `seconds` (a second Ctrl-C ends the wait)."""
+    deadline = time.monotonic() + seconds
+    try:
+        while alive := [p for p in procs if p.is_alive()]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            mp_wait([p.sentinel for p in alive], timeout=min(left, 0.2))
+    except KeyboardInterrupt:
+        return not any(p.is_alive() for p in procs)
+    return True
+
+
+def _end(procs: list[Any]) -> None:
+    """Every process of `procs` ended (SIGTERM, then SIGKILL) and reaped."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(2.0)
+        if p.is_alive():
+            p.kill()
+            p.join(2.0)
 
 
 def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None:
