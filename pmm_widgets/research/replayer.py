@@ -14,7 +14,9 @@ re-run of the same replay replaces its earlier rows in the DB.
 
 Rows go to the same tables as paper (`orders`, `trades`, `pnl`, `events`) with `mode = 'replay'`
 and `run_id`; one `replay_runs` row holds the summary. A replay never writes
-`market_calibration` (the live engine's state), `public_trades`, `book_snapshots` or `markets`.
+`market_calibration` (the live engine's state), `public_trades` or `book_snapshots`; to `markets`
+it adds only the replayed markets the table does not know yet (`_record_markets`: the report's
+questions), never a row over the engine's.
 """
 
 from __future__ import annotations
@@ -1071,6 +1073,33 @@ def _clear_run(db_url: str, run_id: str) -> None:
         eng.dispose()
 
 
+def _record_markets(db_url: str, rec: Any, markets: Sequence[Market], ts: float) -> None:
+    """The replayed markets the DB's `markets` table does not know (by condition id), written as
+    one snapshot at `ts` (the replay's start; ranks in the recorded universe's order among them):
+    `pmm report --mode replay` reads its `question` column there, and a replay into a fresh DB
+    (`--db-url`) left it empty. A market the table knows is never written again (the engine's
+    own rows, from Gamma, are at least as good as the recording's copy; a snapshot log has no
+    row to overwrite). A failure only costs the report its questions: logged, never raised."""
+    import sqlalchemy as sa
+
+    from ..store.db import make_engine
+    from ..store.schema import markets as mk
+
+    if not markets:
+        return
+    try:
+        eng = make_engine(db_url)
+        try:
+            with eng.connect() as c:
+                known = set(c.execute(sa.select(mk.c.condition_id).distinct()
+                                      .where(mk.c.condition_id.in_([m.condition_id for m in markets]))).scalars())
+        finally:
+            eng.dispose()
+        rec.markets([m for m in markets if m.condition_id not in known], ts)
+    except Exception:  # noqa: BLE001 - the run's rows matter more than its questions
+        log.warning("replay: could not write the replayed markets' questions to `markets`", exc_info=True)
+
+
 RUN_LEASE_TTL_SEC = 30.0
 
 
@@ -1189,7 +1218,15 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
             summary = res.summary if res is not None else None
             rec.replay_finished(probe.run_id, time.time(), status, summary.get("markets") if summary else None,
                                 _jsonable(summary), _jsonable(res.problems if res else probe.problems))
-            await _to_the_end(writer.close)
+            seen = list(probe.known_markets.values())
+
+            def end() -> None:  # (one thread: a second Ctrl-C cannot skip the writer's close)
+                try:
+                    _record_markets(url, rec, seen, probe.t0)
+                finally:
+                    writer.close()
+
+            await _to_the_end(end)
     finally:
         await _to_the_end(claim.release)  # after the writer's last row
 
