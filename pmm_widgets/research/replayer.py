@@ -1037,7 +1037,8 @@ class Replayer:
 
 def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean markout (USD per fill and total) per horizon, and the total realized spread, from
-    `markouts` rows (horizon 0: the realized spread)."""
+    `markouts` rows (horizon 0: the realized spread). No rows (a run without fills): no markout
+    keys, and the realized spread None (unknown, as the markouts are: not a spread of 0)."""
     sums: dict[float, list[float]] = {}
     rs: list[float] = []
     for m in markouts:
@@ -1051,7 +1052,7 @@ def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         k = horizon_key(h)
         out[f"markout_{k}_usd"] = sum(vals)
         out[f"markout_{k}_mean_usd"] = sum(vals) / len(vals)
-    out["realized_spread_usd"] = sum(rs)
+    out["realized_spread_usd"] = sum(rs) if rs else None
     return out
 
 
@@ -1290,6 +1291,23 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return cast(T, box["result"])
 
 
+def _markouts_line(s: Mapping[str, Any]) -> str:
+    """The summary's markouts: means per fill, then sums (units said: the sweep's markout columns
+    are sums in USD, the report's means per share in price units); a run without fills has none
+    (its realized spread is None, not +0.0000)."""
+    means = ", ".join(f"{k.removeprefix('markout_').removesuffix('_mean_usd')} {v:+.4f}"
+                      for k, v in s.items() if k.endswith("_mean_usd") and v is not None)
+    rs = s.get("realized_spread_usd")
+    if rs is None and not means:
+        return "  markouts: none (no fills)" if not s.get("fills") else "  markouts: none recorded"
+    return ("  markouts, mean USD per fill: " + (means or "none")
+            + " (sum over fills: realized spread " + (f"{rs:+.4f} USD" if rs is not None else "none")
+            + "".join(f", {k.removeprefix('markout_').removesuffix('_usd')} {v:+.4f}" for k, v in s.items()
+                      if k.startswith("markout_") and k.endswith("_usd") and not k.endswith("_mean_usd")
+                      and v is not None)
+            + ")")
+
+
 def format_summary(res: ReplayResult) -> str:
     s = res.summary
     lines = [
@@ -1302,14 +1320,7 @@ def format_summary(res: ReplayResult) -> str:
         (f"  pnl total {s.get('pnl_total', 0.0):+.4f} = realized {s.get('realized', 0.0):+.4f} "
          f"+ unrealized {s.get('unrealized', 0.0):+.4f} (spread {s.get('spread_pnl', 0.0):+.4f}, "
          f"inventory {s.get('inventory_pnl', 0.0):+.4f})"),
-        # units said: the sweep's markout columns are sums in USD, the report's means per share in price units
-        "  markouts, mean USD per fill: "
-        + (", ".join(f"{k.removeprefix('markout_').removesuffix('_mean_usd')} {v:+.4f}"
-                     for k, v in s.items() if k.endswith("_mean_usd")) or "none")
-        + f" (sum over fills: realized spread {s.get('realized_spread_usd', 0.0):+.4f} USD"
-        + "".join(f", {k.removeprefix('markout_').removesuffix('_usd')} {v:+.4f}" for k, v in s.items()
-                  if k.startswith("markout_") and k.endswith("_usd") and not k.endswith("_mean_usd"))
-        + f"); max inventory {s['max_inventory_usd']:.2f} USD",
+        _markouts_line(s) + f"; max inventory {s['max_inventory_usd']:.2f} USD",
     ]
     extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
     if extra:
