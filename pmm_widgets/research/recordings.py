@@ -26,6 +26,7 @@ from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import PmmError
@@ -90,6 +91,21 @@ class Gap:
                 f"and {iso(self.before_ts)}{where}: books reset until their next snapshot")
 
 
+@dataclass(frozen=True, slots=True)
+class FileUse:
+    """What a window took from one file: its rows in the window's span (warm-up included), their
+    first and last `ts` and `seq`, and the sum of their payloads' lengths in bytes (a cheap digest
+    of their contents: the replay's run id hashes it, `replayer.files_key`)."""
+
+    file: str
+    rows: int
+    first_ts: float
+    last_ts: float
+    first_seq: int
+    last_seq: int
+    payload_bytes: int
+
+
 @dataclass
 class Window:
     """Events of [t0, t1] (plus the warm-up before t0 in the same hour), ordered as they happened."""
@@ -111,6 +127,9 @@ class Window:
     # changes, strategies and venue clock since that start
     preamble: list[tuple[float, int, str, str | None]] = field(default_factory=list)
     tail_gaps: list[Gap] = field(default_factory=list)  # a dead writer's lost rows after the last row read
+    # per file that gave the window rows (the preamble's not included: it is in `preamble`), what it gave;
+    # a file read whose rows all lie outside the span (a later session's part in the same hour) is not here
+    sources: list[FileUse] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -308,27 +327,37 @@ def _open(f: Path, problems: list[Problem], lo: float, hi: float) -> tuple[pq.Pa
         return None
 
 
+def _byte_lengths(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Each payload's length in bytes (0 for a null): the cheap content digest `Window.sources` sums."""
+    return np.asarray(pc.fill_null(pc.binary_length(col), 0).to_numpy(zero_copy_only=False), np.int64)
+
+
 def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf,
-          keep: bool = True) -> tuple[pa.Table, list[int]] | None:
-    """A recording file with the payloads of the row groups holding a row in [lo, hi], and the
-    number of rows of each of its row groups; `keep` False: the payloads are read (a corrupt page is found here, as
+          keep: bool = True) -> tuple[pa.Table, list[int], np.ndarray] | None:
+    """A recording file with the payloads of the row groups holding a row in [lo, hi], the
+    number of rows of each of its row groups, and each row's payload length in bytes (0 in the
+    row groups not read); `keep` False: the payloads are read (a corrupt page is found here, as
     when they are kept) and dropped, the table has none (a `LazyPayloads` window reads them again)."""
     opened = _open(f, problems, lo, hi)
     if opened is None:
         return None
     pf, t, need = opened
+    md = pf.metadata
+    sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
     try:
         if keep:
             pay = _payloads(pf, need)
+            lengths = _byte_lengths(pay)
         else:  # one row group at a time: what is checked is not held
+            lengths = np.zeros(t.num_rows, np.int64)
+            starts = np.cumsum([0, *sizes])
             for g in (g for g, n in enumerate(need) if n):
-                pf.read_row_group(g, columns=["payload"])
+                lengths[starts[g]:starts[g + 1]] = _byte_lengths(pf.read_row_group(g, columns=["payload"]).column("payload"))
             pa.default_memory_pool().release_unused()
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
-    md = pf.metadata
-    return (t.append_column("payload", pay) if keep else t), [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+    return (t.append_column("payload", pay) if keep else t), sizes, lengths
 
 
 def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
@@ -521,6 +550,23 @@ def _refuse_overlaps(sessions: list[str], ts: np.ndarray, ses: np.ndarray, marke
                 f"a replay plays one engine's record: move one session's files (*-{sessions[b]}*.parquet) elsewhere")
 
 
+def _sources(files: list[str], lengths: list[np.ndarray], ts: np.ndarray, seq: np.ndarray,
+             wanted: np.ndarray) -> list[FileUse]:
+    """`FileUse` of each file that gave kept rows; `ts`, `seq` and `wanted` (kept) are over the
+    files' rows end to end, in `files`' order."""
+    out: list[FileUse] = []
+    at = 0
+    for f, ln in zip(files, lengths):
+        end = at + len(ln)
+        k = wanted[at:end]
+        n = int(k.sum())
+        if n:
+            t, s = ts[at:end][k], seq[at:end][k]
+            out.append(FileUse(f, n, float(t.min()), float(t.max()), int(s.min()), int(s.max()), int(ln[k].sum())))
+        at = end
+    return out
+
+
 def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: bool = True) -> Window:
     """Every event in [t0, t1] of every channel, plus (with `warmup`) the events of t0's hour before
     t0, so books can be rebuilt from that hour's snapshots and checkpoints before trading starts;
@@ -548,6 +594,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     unclosed: dict[str, list[str]] = {}  # session -> parts its dead writer never closed
     part_files: list[str] = []  # the file of each of `parts`
     group_rows: list[list[int]] = []  # and the rows of each of its row groups
+    lengths: list[np.ndarray] = []  # and each of its rows' payload length (the window's `sources`)
     listing = _listing(root, hours)
     lo = start_h if warmup else t0
     lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
@@ -582,6 +629,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
             parts.append((m["session"], CHANNELS.index(m["channel"]), got[0]))
             part_files.append(str(f))
             group_rows.append(got[1])
+            lengths.append(got[2])
     if not parts:
         where = f"{iso(t0)} .. {iso(t1)} under {root}"
         raise RecordingError(f"no readable recordings for {where}" +
@@ -607,6 +655,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     ch_a = np.concatenate(ch_l)
     conn = np.concatenate(conn_l)
     ses_a = np.concatenate(ses_l)
+    file_seq, file_ts = seq, ts  # (the files' order: `sources` reads them so)
     # order: sessions by their first event, then each session by its own sequence (the loop's order)
     first_ts = {s: float(ts[ses_a == s].min()) for s in range(len(sessions))}
     _refuse_overlaps(sessions, ts, ses_a, ch_a == CHANNELS.index("market"))
@@ -659,6 +708,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     wanted[src] = True
     at = np.cumsum(wanted) - 1  # a kept file row's position among the kept rows (file order)
     mask = pa.array(wanted)
+    sources = _sources(part_files, lengths, file_ts, file_seq, wanted)
     every = bool(wanted.all())  # (then no filtered copy of the payloads: ≈ 750 MB for an hour of 50 markets)
     kind_kept = (_column(kind_c) if every else _column(kind_c).filter(mask)).to_pylist()
     pos = at[src].tolist()
@@ -683,11 +733,12 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     w = Window(
         t0=t0, t1=t1, ts=ts[idx], channel=ch_a[idx], kind=kinds, conn=conn[idx],
         payload=pays, session=[sessions[int(s)] for s in ses_a[idx]],
-        gap_before=gaps, problems=problems, files=files, pending=pending, preamble=preamble, tail_gaps=tail_gaps)
+        gap_before=gaps, problems=problems, files=files, pending=pending, preamble=preamble, tail_gaps=tail_gaps,
+        sources=sources)
     # The window holds Python objects only: the Arrow tables are garbage now, but Arrow's memory
     # pool keeps what they freed (mimalloc: ≈ 2 GB after reading the bench's hour of 50 markets,
     # RSS 2.85 GB → 0.88 GB once given back); give it back to the OS now, not at some later
     # allocation, so a replay (and every forked sweep worker) runs in what the window needs.
-    del parts, kind_c, pay_c, mask, t
+    del parts, kind_c, pay_c, mask, t, lengths
     pa.default_memory_pool().release_unused()
     return w

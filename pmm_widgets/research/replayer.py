@@ -14,7 +14,9 @@ re-run of the same replay replaces its earlier rows in the DB.
 
 Rows go to the same tables as paper (`orders`, `trades`, `pnl`, `events`) with `mode = 'replay'`
 and `run_id`; one `replay_runs` row holds the summary. A replay never writes
-`market_calibration` (the live engine's state), `public_trades`, `book_snapshots` or `markets`.
+`market_calibration` (the live engine's state), `public_trades` or `book_snapshots`; to `markets`
+it adds only the replayed markets the table does not know yet (`_record_markets`: the report's
+questions), never a row over the engine's.
 """
 
 from __future__ import annotations
@@ -416,13 +418,22 @@ def resume_index(window: Window, t0: float) -> int:
 
 
 def files_key(window: Window) -> str:
-    """The window's files as a replay's run id hashes them (hour/name and size): read once per
-    replay, not once per point."""
-    parts = []
-    for f in window.files:
-        p = Path(f)
-        parts.append(f"{p.parent.name}/{p.name}:{p.stat().st_size if p.exists() else -1};")
-    return "".join(parts)
+    """The recorded data a replay of `window` uses, as its run id hashes it: per file that gave
+    the window rows (warm-up included), its hour/name, the rows used, their first and last ts and
+    seq and their payloads' total length (`Window.sources`), and a digest of the preamble (the
+    universe and engine state recorded before the window). Computed once per replay, not once per
+    point. Why not the files' sizes (as before): a later session writing another part into the
+    window's hour, or the hour's part growing past the window's end, changed an unchanged
+    window's run id, and a re-run added a run instead of replacing its own; rows outside the
+    window's span change nothing now, a row inside it (a payload of another length, a ts, a seq,
+    a file gone or unreadable) changes the id."""
+    parts = [f"{Path(u.file).parent.name}/{Path(u.file).name}:{u.rows}:{u.first_ts!r}:{u.last_ts!r}:"
+             f"{u.first_seq}:{u.last_seq}:{u.payload_bytes};" for u in window.sources]
+    pre = hashlib.sha256()
+    for ts, ch, kind, pay in window.preamble:  # a few rows: hashed whole
+        pre.update(f"{ts!r}:{ch}:{kind}:{-1 if pay is None else len(pay)}:".encode())
+        pre.update((pay or "").encode())
+    return "".join(parts) + f"preamble:{len(window.preamble)}:{pre.hexdigest()}"
 
 
 # Settings a replay's rows cannot depend on: where things are written or read from, how the live
@@ -1117,7 +1128,8 @@ class Replayer:
 
 def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean markout (USD per fill and total) per horizon, and the total realized spread, from
-    `markouts` rows (horizon 0: the realized spread)."""
+    `markouts` rows (horizon 0: the realized spread). No rows (a run without fills): no markout
+    keys, and the realized spread None (unknown, as the markouts are: not a spread of 0)."""
     sums: dict[float, list[float]] = {}
     rs: list[float] = []
     for m in markouts:
@@ -1131,7 +1143,7 @@ def markout_summary(markouts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         k = horizon_key(h)
         out[f"markout_{k}_usd"] = sum(vals)
         out[f"markout_{k}_mean_usd"] = sum(vals) / len(vals)
-    out["realized_spread_usd"] = sum(rs)
+    out["realized_spread_usd"] = sum(rs) if rs else None
     return out
 
 
@@ -1151,6 +1163,33 @@ def _clear_run(db_url: str, run_id: str) -> None:
             c.execute(replay_runs.delete().where(replay_runs.c.run_id == run_id))
     finally:
         eng.dispose()
+
+
+def _record_markets(db_url: str, rec: Any, markets: Sequence[Market], ts: float) -> None:
+    """The replayed markets the DB's `markets` table does not know (by condition id), written as
+    one snapshot at `ts` (the replay's start; ranks in the recorded universe's order among them):
+    `pmm report --mode replay` reads its `question` column there, and a replay into a fresh DB
+    (`--db-url`) left it empty. A market the table knows is never written again (the engine's
+    own rows, from Gamma, are at least as good as the recording's copy; a snapshot log has no
+    row to overwrite). A failure only costs the report its questions: logged, never raised."""
+    import sqlalchemy as sa
+
+    from ..store.db import make_engine
+    from ..store.schema import markets as mk
+
+    if not markets:
+        return
+    try:
+        eng = make_engine(db_url)
+        try:
+            with eng.connect() as c:
+                known = set(c.execute(sa.select(mk.c.condition_id).distinct()
+                                      .where(mk.c.condition_id.in_([m.condition_id for m in markets]))).scalars())
+        finally:
+            eng.dispose()
+        rec.markets([m for m in markets if m.condition_id not in known], ts)
+    except Exception:  # noqa: BLE001 - the run's rows matter more than its questions
+        log.warning("replay: could not write the replayed markets' questions to `markets`", exc_info=True)
 
 
 RUN_LEASE_TTL_SEC = 30.0
@@ -1271,7 +1310,15 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
             summary = res.summary if res is not None else None
             rec.replay_finished(probe.run_id, time.time(), status, summary.get("markets") if summary else None,
                                 _jsonable(summary), _jsonable(res.problems if res else probe.problems))
-            await _to_the_end(writer.close)
+            seen = list(probe.known_markets.values())
+
+            def end() -> None:  # (one thread: a second Ctrl-C cannot skip the writer's close)
+                try:
+                    _record_markets(url, rec, seen, probe.t0)
+                finally:
+                    writer.close()
+
+            await _to_the_end(end)
     finally:
         await _to_the_end(claim.release)  # after the writer's last row
 
@@ -1335,6 +1382,23 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return cast(T, box["result"])
 
 
+def _markouts_line(s: Mapping[str, Any]) -> str:
+    """The summary's markouts: means per fill, then sums (units said: the sweep's markout columns
+    are sums in USD, the report's means per share in price units); a run without fills has none
+    (its realized spread is None, not +0.0000)."""
+    means = ", ".join(f"{k.removeprefix('markout_').removesuffix('_mean_usd')} {v:+.4f}"
+                      for k, v in s.items() if k.endswith("_mean_usd") and v is not None)
+    rs = s.get("realized_spread_usd")
+    if rs is None and not means:
+        return "  markouts: none (no fills)" if not s.get("fills") else "  markouts: none recorded"
+    return ("  markouts, mean USD per fill: " + (means or "none")
+            + " (sum over fills: realized spread " + (f"{rs:+.4f} USD" if rs is not None else "none")
+            + "".join(f", {k.removeprefix('markout_').removesuffix('_usd')} {v:+.4f}" for k, v in s.items()
+                      if k.startswith("markout_") and k.endswith("_usd") and not k.endswith("_mean_usd")
+                      and v is not None)
+            + ")")
+
+
 def format_summary(res: ReplayResult) -> str:
     s = res.summary
     lines = [
@@ -1347,14 +1411,7 @@ def format_summary(res: ReplayResult) -> str:
         (f"  pnl total {s.get('pnl_total', 0.0):+.4f} = realized {s.get('realized', 0.0):+.4f} "
          f"+ unrealized {s.get('unrealized', 0.0):+.4f} (spread {s.get('spread_pnl', 0.0):+.4f}, "
          f"inventory {s.get('inventory_pnl', 0.0):+.4f})"),
-        # units said: the sweep's markout columns are sums in USD, the report's means per share in price units
-        "  markouts, mean USD per fill: "
-        + (", ".join(f"{k.removeprefix('markout_').removesuffix('_mean_usd')} {v:+.4f}"
-                     for k, v in s.items() if k.endswith("_mean_usd")) or "none")
-        + f" (sum over fills: realized spread {s.get('realized_spread_usd', 0.0):+.4f} USD"
-        + "".join(f", {k.removeprefix('markout_').removesuffix('_usd')} {v:+.4f}" for k, v in s.items()
-                  if k.startswith("markout_") and k.endswith("_usd") and not k.endswith("_mean_usd"))
-        + f"); max inventory {s['max_inventory_usd']:.2f} USD",
+        _markouts_line(s) + f"; max inventory {s['max_inventory_usd']:.2f} USD",
     ]
     extra = [f"{k} {s[k]:+.4f}" for k in ("fees", "rebates", "rewards", "settlement") if isinstance(s.get(k), float)]
     if extra:
