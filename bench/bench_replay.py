@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -495,11 +496,9 @@ def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
     """The fixed cost a sweep pays before a second process replays: a cold loky worker (spawn,
     imports, the window's pickle) against two workers forked from this process (which holds the
     window), until each holds the window; worker CPU from RUSAGE_CHILDREN after the reap."""
-    from joblib import delayed
     from joblib.externals.loky import get_reusable_executor
 
     from pmm_widgets.research import points
-    from pmm_widgets.research.sweeps import forked_parallel
 
     w = load_window(root, T0, T0 + minutes * 60)
 
@@ -520,9 +519,13 @@ def bench_worker_start(root: Path, minutes: float, runs: int) -> None:
     def fork_once() -> tuple[float, float]:
         k0, t = kids(), time.perf_counter()
         key = points.inherit(w)
-        try:
-            with forked_parallel(2) as par:  # the sweep's own pool
-                par(delayed(_holds)(key) for _ in range(2))
+        try:  # as the sweep forks its workers (`sweeps._forked_rows`)
+            ctx = multiprocessing.get_context("fork")
+            procs = [ctx.Process(target=_holds, args=(key,)) for _ in range(2)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
         finally:
             points.forget(key)
         return time.perf_counter() - t, kids() - k0

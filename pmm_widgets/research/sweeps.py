@@ -55,7 +55,7 @@ from concurrent.futures import wait as futures_wait
 from decimal import Decimal, InvalidOperation
 from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -66,9 +66,6 @@ from ..logsetup import SECRET_FIELDS
 from .points import dump_window, forget, inherit, interrupted, report_done, run_pass, run_pass_in_worker, warm_up
 from .recordings import Window, load_window, parse_time
 from .replayer import selection, split_overrides
-
-if TYPE_CHECKING:
-    from joblib import Parallel
 
 log = logging.getLogger(__name__)
 
@@ -547,18 +544,6 @@ def _waited(event: threading.Event, seconds: float) -> bool:
     except KeyboardInterrupt:
         return event.is_set()
     return True
-
-
-def forked_parallel(jobs: int) -> Parallel:
-    """joblib's `Parallel` on `jobs` worker processes forked from this one (the multiprocessing
-    backend with an explicit fork context: not the platform's default start method, which Python
-    3.14 changes), one task per dispatch. Use it as a context manager: the workers end with it.
-    (The sweep forks its own workers, `_forked_rows`, the same way and as cheaply: joblib's pool
-    kills its workers on a KeyboardInterrupt, with the passes they were running.)"""
-    from joblib import Parallel, parallel_config
-
-    with parallel_config(backend="multiprocessing", context=multiprocessing.get_context("fork")):
-        return Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="all")
 
 
 def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fixed: dict[str, Any],
