@@ -785,10 +785,10 @@ class Replayer:
             for r in d.get("settlements") or ():
                 if float(r["ts"]) < self.t0:
                     settlements[str(r["market"])] = r
+        # (no token pairs: the replay's own rows, merged with these, add every market of its universes)
         return parse_rows({
             "trades": trades, "settlements": list(settlements.values()),
             "rewards": [{"market": m, "venue_date": day, "usd": v} for (m, day), v in rewards.items()]})
-        # (token pairs: the replay's own rows add every market of the universes it has seen)
 
     def _start_problems(self) -> list[str]:
         """Where the replay cannot start as the recorded engine did: inside a session (from its
