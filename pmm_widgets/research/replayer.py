@@ -756,8 +756,8 @@ class Replayer:
             self.restored = first.get("restored") if start is not None else None
             return start
         n = len(before.trades)
-        self.restored = f"the session's {n} fill(s) before the window" + (
-            f", after what it continued from its DB ({first.get('restored')})" if start is not None else "")
+        self.restored = f"{n} fill(s) of the session before the window" + (
+            f"; at its start, {first.get('restored')}" if start is not None and first.get("restored") else "")
         return before if start is None else merge_rows(start, before)
 
     def _rows_before_t0(self) -> SessionRows:
@@ -891,7 +891,8 @@ class Replayer:
         """Never apply a delta across a gap: every book waits for its next snapshot."""
         msg = str(g)
         for p in self.points:
-            p.problems.append(msg)
+            if not any(q.endswith(msg) for q in p.problems):  # (a dead writer's gap: the window named it, with its file)
+                p.problems.append(msg)
         log.warning("replay: %s", msg)
         for b in self.md.books.values():
             b.synced = False
