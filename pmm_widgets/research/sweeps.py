@@ -271,8 +271,8 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
 
             passes = passes_of(pts, fixed, min(effective_n_jobs(n_jobs), len(pts)), per_pass)
             workers = _local_workers(n_jobs, len(passes), start, shared)  # (said by an interrupted sweep too)
-            workers = _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared,
-                                   progress, start, finished)
+            _joblib_rows(settings, sd, a, b, passes, len(pts), fixed, sel, seed, n_jobs, shared, progress, workers,
+                         finished)
             rows = finished
     except KeyboardInterrupt:
         # Ctrl-C, as a replay takes it: the points replayed, whole or part-way (their rows' status
@@ -396,11 +396,11 @@ def _local_workers(n_jobs: int, n_passes: int, start: str, shared: bool) -> str:
 
 def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
                  fixed: dict[str, Any], sel: Any, seed: int | None, n_jobs: int, shared: bool,
-                 progress: bool, start: str, got: list[dict[str, Any]]) -> str:
-    """The replay passes on `n_jobs` processes (as joblib reads it); in this process alone when one
-    job is asked or there is one pass. Forked workers when `start` says so (`_forked_rows`), else
-    this process and `n_jobs - 1` of joblib's reusable loky workers (`_loky_rows`). Each pass's rows
-    go to `got` as it ends, in that order; returns how the workers ran ("inline", "fork", "loky").
+                 progress: bool, how: str, got: list[dict[str, Any]]) -> None:
+    """The replay passes on `n_jobs` processes (as joblib reads it), run as `how` says
+    (`_local_workers`): "inline", in this process alone (one job asked, or one pass); "fork",
+    forked workers (`_forked_rows`); "loky", this process and `n_jobs - 1` of joblib's reusable
+    loky workers (`_loky_rows`). Each pass's rows go to `got` as it ends, in that order.
 
     Ctrl-C (`_ctrl_c`): KeyboardInterrupt, after `got` received the rows of the passes that ended
     and the partial rows (status "interrupted") of those that were running, here or in a worker:
@@ -410,23 +410,21 @@ def _joblib_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, pas
 
     report = total if progress else None
     jobs = min(effective_n_jobs(n_jobs), len(passes))
-    fork = _local_workers(n_jobs, len(passes), start, shared) == "fork"
     stop = _Stop()
     with _ctrl_c(stop):
-        if jobs > 1 and not fork:
+        if how == "loky":
             _loky_rows(settings, sd, a, b, passes, total, fixed, sel, seed, jobs, shared, progress, stop, got)
-            return "loky"
+            return
         # the window before anything runs (a forked worker inherits it)
         window = load_window(settings.record_dir, a, b) if shared else None
-        if fork:
+        if how == "fork":
             _forked_rows(sd, a, b, passes, fixed, sel, seed, jobs, window, report, stop, got)
-            return "fork"
+            return
         for items in passes:
             rows = stop.run(sd, a, b, items, fixed, sel, seed, window, report)
             got.extend(rows)
             if stop() or interrupted(rows):  # (a KeyboardInterrupt the replay took: a test's, no handler of ours)
                 raise KeyboardInterrupt
-        return "inline"
 
 
 def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
