@@ -219,15 +219,23 @@ class ReplaySink:
     def session_rows(self, markets: Iterable[Market]) -> dict[str, list[dict[str, Any]]]:
         """What `repo.load_session_rows` would read back of this run: the rows a restarted engine
         continues from (`engine/restore.py`)."""
-        by_day: dict[tuple[str, str], Decimal] = {}
-        for r in self.rewards:
-            k = (str(r["market"]), str(r.get("venue_date") or ""))
-            by_day[k] = by_day.get(k, Decimal(0)) + Decimal(str(r.get("usd") or 0))
-        return {"trades": list(self.trades.values()),
-                "tokens": [{"condition_id": m.condition_id, "yes_token_id": m.yes_token_id,
-                            "no_token_id": m.no_token_id} for m in markets],
-                "rewards": [{"market": m, "venue_date": d or None, "usd": v} for (m, d), v in by_day.items()],
-                "settlements": list(self.settlements.values()), "payouts": []}
+        return db_rows(self.trades.values(), self.rewards, self.settlements.values(), markets)
+
+
+def db_rows(trades: Iterable[Mapping[str, Any]], rewards: Iterable[Mapping[str, Any]],
+            settlements: Iterable[Mapping[str, Any]], markets: Iterable[Market] = ()) -> dict[str, list[dict[str, Any]]]:
+    """What `repo.load_session_rows` would read back of a DB holding these rows: the fills in
+    order, the reward estimates summed per market and venue day (its GROUP BY), the settlements,
+    the token pairs of `markets` (and no venue payouts: a replay has none)."""
+    by_day: dict[tuple[str, str], Decimal] = {}
+    for r in rewards:
+        k = (str(r["market"]), str(r.get("venue_date") or ""))
+        by_day[k] = by_day.get(k, Decimal(0)) + Decimal(str(r.get("usd") or 0))
+    return {"trades": [dict(t) for t in trades],
+            "tokens": [{"condition_id": m.condition_id, "yes_token_id": m.yes_token_id,
+                        "no_token_id": m.no_token_id} for m in markets],
+            "rewards": [{"market": m, "venue_date": d or None, "usd": v} for (m, d), v in by_day.items()],
+            "settlements": [dict(r) for r in settlements], "payouts": []}
 
 
 @dataclass
@@ -772,23 +780,14 @@ class Replayer:
         for i in np.nonzero(np.asarray(w.channel) == CH_ENGINE)[0].tolist():
             if w.kind[i] == "rows" and w.session[i] == self.session and float(w.ts[i]) < late:
                 got.append(w.payload[i])
-        trades: list[dict[str, Any]] = []
-        rewards: dict[tuple[str, Any], Decimal] = {}
-        settlements: dict[str, dict[str, Any]] = {}
+        rows: dict[str, list[dict[str, Any]]] = {"trades": [], "reward_estimates": [], "settlements": []}
         for pay in got:
-            d = json.loads(pay or "{}")
-            trades.extend(r for r in d.get("trades") or () if float(r["ts"]) < self.t0)
-            for r in d.get("reward_estimates") or ():
-                if float(r["ts"]) < self.t0:
-                    k = (str(r["market"]), r.get("venue_date"))
-                    rewards[k] = rewards.get(k, Decimal(0)) + Decimal(str(r.get("usd") or 0))
-            for r in d.get("settlements") or ():
-                if float(r["ts"]) < self.t0:
-                    settlements[str(r["market"])] = r
+            for table, recorded in json.loads(pay or "{}").items():
+                if table in rows:
+                    rows[table].extend(r for r in recorded if float(r["ts"]) < self.t0)
+        settlements = {str(r["market"]): r for r in rows["settlements"]}  # a market's last
         # (no token pairs: the replay's own rows, merged with these, add every market of its universes)
-        return parse_rows({
-            "trades": trades, "settlements": list(settlements.values()),
-            "rewards": [{"market": m, "venue_date": day, "usd": v} for (m, day), v in rewards.items()]})
+        return parse_rows(db_rows(rows["trades"], rows["reward_estimates"], settlements.values()))
 
     def _start_problems(self) -> list[str]:
         """Where the replay cannot start as the recorded engine did: inside a session (from its
