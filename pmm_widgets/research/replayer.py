@@ -238,6 +238,28 @@ def db_rows(trades: Iterable[Mapping[str, Any]], rewards: Iterable[Mapping[str, 
             "settlements": [dict(r) for r in settlements], "payouts": []}
 
 
+def rows_from_records(payloads: Iterable[str | None], t0: float) -> SessionRows:
+    """What a DB holding the recorded `rows` records (`store.recording.RestoreRowsTee`) would give a
+    restart at t0: the fills, reward estimates and settlements of times before t0, each fill with
+    the updates of its row recorded after it (its fee and rebate, a live trade's status)."""
+    rows: dict[str, list[dict[str, Any]]] = {"trades": [], "reward_estimates": [], "settlements": []}
+    updates: list[dict[str, Any]] = []  # a fill's fee, rebate, status: written after its row
+    for pay in payloads:
+        for table, recorded in json.loads(pay or "{}").items():
+            if table in rows:
+                rows[table].extend(r for r in recorded if float(r["ts"]) < t0)
+            elif table == "trade_updates":
+                updates.extend(recorded)
+    by_id = {r["trade_id"]: r for r in rows["trades"] if r.get("trade_id") is not None}
+    for u in updates:  # in the order written, as the DB applied them
+        r = by_id.get(u.get("trade_id"))
+        if r is not None:
+            r.update((k, v) for k, v in u.items() if k != "trade_id")
+    settlements = {str(r["market"]): r for r in rows["settlements"]}  # a market's last
+    # (no token pairs: the replay's own rows, merged with these, add every market of its universes)
+    return parse_rows(db_rows(rows["trades"], rows["reward_estimates"], settlements.values()))
+
+
 @dataclass
 class ReplayResult:
     run_id: str
@@ -771,7 +793,8 @@ class Replayer:
     def _rows_before_t0(self) -> SessionRows:
         """The rows the window's first session wrote for times before t0 (`rows` records: fills,
         reward estimates, settlements, each by its own time: a fill is written at the cycle after
-        it, so a few seconds of records after t0 are read too)."""
+        it, so a few seconds of records after t0 are read too), with the updates of those fills'
+        rows written by then (fee and rebate at once, a live trade's FAILED status later)."""
         late = self.t0 + ROWS_LAG_SEC
         got: list[str | None] = [pay for ts, ch, kind, pay in self.window.preamble
                                  if ch == CH_ENGINE and kind == "rows" and self.started_at is not None
@@ -780,14 +803,7 @@ class Replayer:
         for i in np.nonzero(np.asarray(w.channel) == CH_ENGINE)[0].tolist():
             if w.kind[i] == "rows" and w.session[i] == self.session and float(w.ts[i]) < late:
                 got.append(w.payload[i])
-        rows: dict[str, list[dict[str, Any]]] = {"trades": [], "reward_estimates": [], "settlements": []}
-        for pay in got:
-            for table, recorded in json.loads(pay or "{}").items():
-                if table in rows:
-                    rows[table].extend(r for r in recorded if float(r["ts"]) < self.t0)
-        settlements = {str(r["market"]): r for r in rows["settlements"]}  # a market's last
-        # (no token pairs: the replay's own rows, merged with these, add every market of its universes)
-        return parse_rows(db_rows(rows["trades"], rows["reward_estimates"], settlements.values()))
+        return rows_from_records(got, self.t0)
 
     def _start_problems(self) -> list[str]:
         """Where the replay cannot start as the recorded engine did: inside a session (from its

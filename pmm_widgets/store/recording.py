@@ -491,19 +491,27 @@ def recorder_from_settings(settings: Any) -> Recorder | None:
 
 
 # the rows a restarted engine continues from (`engine/restore.py`), with the columns it reads
+# (and a fill's `trade_id`: its fee, rebate and status are updates of its row, recorded by that id)
 RESTORE_COLUMNS = {
-    "trades": ("market", "token_id", "side", "price", "size", "ts", "status", "fee", "rebate"),
+    "trades": ("trade_id", "market", "token_id", "side", "price", "size", "ts", "status", "fee", "rebate"),
     "reward_estimates": ("market", "venue_date", "usd", "ts"),
     "settlements": ("market", "winner_token", "payout", "pnl", "yes_shares", "no_shares", "ts"),
 }
 
 
+def _restore_raw(raw: Any) -> dict[str, Any]:
+    """The part of a fill's `raw_json` that restoring reads (the book's mid at the fill)."""
+    return {"book_mid": raw.get("book_mid")} if isinstance(raw, dict) else {}
+
+
 class RestoreRowsTee:
     """The engine's sink when it records: every row goes on to `inner`, and the rows a restarted
     engine continues from (fills, reward estimates, settlements: `RESTORE_COLUMNS`) are also
-    recorded, as they are written, in the engine channel (`rows`: {table: [row]}). A replay whose
-    window opens inside a session continues from that session's start rows plus these, recorded
-    before its window (`Replayer`), instead of from flat."""
+    recorded, as they are written, in the engine channel (`rows`: {table: [row]}), and so are the
+    later updates of a fill's row that restoring reads (its fee and rebate, written when the
+    economics see the fill; its status, when the venue's settlement moves on: `trade_updates`:
+    [{trade_id, the changed columns}]). A replay whose window opens inside a session continues from
+    that session's start rows plus these, recorded before its window (`Replayer`), instead of from flat."""
 
     def __init__(self, inner: Any, recorder: Recorder) -> None:
         self.inner = inner
@@ -515,8 +523,7 @@ class RestoreRowsTee:
             return
         out = {k: row.get(k) for k in cols}
         if table == "trades":
-            raw = row.get("raw_json")
-            out["raw_json"] = {"book_mid": raw.get("book_mid")} if isinstance(raw, dict) else {}
+            out["raw_json"] = _restore_raw(row.get("raw_json"))
         self.recorder.engine(time.time(), "rows", {table: [out]})
 
     def insert(self, table: str, row: Any) -> None:
@@ -529,6 +536,13 @@ class RestoreRowsTee:
 
     def update(self, table: str, where: Any, values: Any) -> None:
         self.inner.update(table, where, values)
+        if table != "trades" or set(where) != {"trade_id"}:
+            return  # (orders' statuses and the rest: restoring reads none of them)
+        out = {k: v for k, v in values.items() if k in RESTORE_COLUMNS["trades"]}
+        if "raw_json" in values:
+            out["raw_json"] = _restore_raw(values["raw_json"])
+        if out:
+            self.recorder.engine(time.time(), "rows", {"trade_updates": [{"trade_id": where["trade_id"], **out}]})
 
     def __getattr__(self, name: str) -> Any:  # the inner sink's other methods (a writer's health, flush)
         return getattr(self.inner, name)

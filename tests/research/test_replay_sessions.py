@@ -152,8 +152,12 @@ def test_a_replay_across_stops_pauses_and_a_kill_reproduces_each_session(tmp_pat
     t_in = starts[2] + 4
     inside = Replayer(s, t_in, t1)
     assert inside.base_rows is not None
-    assert sorted((t.token_id, t.side.value, t.price.normalize(), t.size.normalize()) for t in inside.base_rows.trades) \
-        == sorted(_fill(t)[1:] for t in trades if t["ts"] < t_in)
+    # (with each fill's fee and rebate: written to its row after it, recorded as its update; the
+    # replay restored them as 0 when only the rows were recorded)
+    assert sorted((t.token_id, t.side.value, t.price.normalize(), t.size.normalize(), t.fee, t.rebate)
+                  for t in inside.base_rows.trades) \
+        == sorted((*_fill(t)[1:], _d(t["fee"]), _d(t["rebate"])) for t in trades if t["ts"] < t_in)
+    assert sum(_d(t["fee"]) + _d(t["rebate"]) for t in trades if t["ts"] < t_in) > 0  # what is compared is there
     assert any(p.startswith("the window starts inside the engine session started at ") and "continues from that "
                "session's positions and PnL" in p for p in inside.points[0].problems)
     ienv = {**renv, "PMM_DB_URL": f"sqlite:///{tmp_path / 'inside.db'}"}
