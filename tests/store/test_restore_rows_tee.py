@@ -35,7 +35,7 @@ def _fill(n: int, ts: float, side: Side = Side.BUY) -> Fill:
 
 def test_recorded_rows_and_their_updates_restore_as_the_db_does() -> None:
     sink, records = MemorySink(), Records()
-    rec = DbRecorder(RestoreRowsTee(sink, records))
+    rec = DbRecorder(RestoreRowsTee(sink, records))  # type: ignore[arg-type]
     t0 = 1000.0
     rec.fill(_fill(1, 990.0))
     rec.fill_economics("t1", Decimal("0.0125"), Decimal("0"), "TAKER")
