@@ -359,12 +359,17 @@ def market_span(window: Window) -> tuple[float, float] | None:
     return float(window.ts[first]), float(window.ts[last])
 
 
-def _starts(window: Window) -> list[tuple[float, str | None, str | None]]:
+def engine_records(window: Window) -> list[int]:
+    """The indexes of the window's engine-channel records (starts, cycles, rows, ...), in order."""
+    return np.nonzero(np.asarray(window.channel) == CH_ENGINE)[0].tolist()
+
+
+def _starts(window: Window, engine: list[int]) -> list[tuple[float, str | None, str | None]]:
     """(time, session, payload) of the engine `start` records a replay of `window` reads (its
-    preamble's, whose session is not kept: None, and its own)."""
+    preamble's, whose session is not kept: None, and its own; `engine`: `engine_records(window)`)."""
     out: list[tuple[float, str | None, str | None]] = [
         (ts, None, pay) for ts, ch, kind, pay in window.preamble if ch == CH_ENGINE and kind == "start"]
-    for i in np.nonzero(np.asarray(window.channel) == CH_ENGINE)[0].tolist():
+    for i in engine:
         if window.kind[i] == "start":
             out.append((float(window.ts[i]), window.session[i], window.payload[i]))
     return sorted(out, key=lambda r: r[0])
@@ -717,7 +722,8 @@ class Replayer:
                              f"{iso(self.t0)} .. {iso(self.t1)} (load_window(root, t0, t1) for it)")
         # the seed the recorded session's paper exchange drew with (the replaying shell's
         # PMM_SANDBOX_SEED used to win over it), unless one is given
-        self.starts = _starts(self.window)  # the engine's `start` records (none: an import, a synthetic recording)
+        self.engine_idx = engine_records(self.window)  # read three times below: found once
+        self.starts = _starts(self.window, self.engine_idx)  # the engine's `start` records (none: an import, a synthetic recording)
         self.session = first_session(self.window, self.t0)
         picked = recorded_start(self.starts, self.t0, self.session)
         self.started = picked[1] if picked else None
@@ -732,7 +738,7 @@ class Replayer:
         self.seed = int(seed) if seed is not None else (
             rec_seed if isinstance(rec_seed, int) and not isinstance(rec_seed, bool) else settings.sandbox_seed)
         check_markets(self.window, markets)
-        has_cycles = any(k == "cycle" for k, c in zip(self.window.kind, self.window.channel) if c == CH_ENGINE)
+        has_cycles = any(self.window.kind[i] == "cycle" for i in self.engine_idx)
         if cycles not in ("auto", "recorded", "grid"):
             raise ValueError(f"cycles={cycles!r}: expected auto, recorded or grid")
         if cycles == "recorded" and not has_cycles:
@@ -800,7 +806,7 @@ class Replayer:
                                  if ch == CH_ENGINE and kind == "rows" and self.started_at is not None
                                  and self.started_at <= ts < late]
         w = self.window
-        for i in np.nonzero(np.asarray(w.channel) == CH_ENGINE)[0].tolist():
+        for i in self.engine_idx:
             if w.kind[i] == "rows" and w.session[i] == self.session and float(w.ts[i]) < late:
                 got.append(w.payload[i])
         return rows_from_records(got, self.t0)
