@@ -48,6 +48,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pmm_widgets.store.repo import SESSION_COLUMNS
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "pmm-recording/1"
@@ -490,12 +492,13 @@ def recorder_from_settings(settings: Any) -> Recorder | None:
                     min_free_gb=settings.record_min_free_gb)
 
 
-# the rows a restarted engine continues from (`engine/restore.py`), with the columns it reads
-# (and a fill's `trade_id`: its fee, rebate and status are updates of its row, recorded by that id)
+# the rows a restarted engine continues from, with the columns it reads (`repo.SESSION_COLUMNS`),
+# each row's time, and a fill's `trade_id` (its fee, rebate and status are later updates of its row,
+# recorded by that id); `raw_json` is cut to what restoring reads of it (`_restore_raw`)
 RESTORE_COLUMNS = {
-    "trades": ("trade_id", "market", "token_id", "side", "price", "size", "ts", "status", "fee", "rebate"),
-    "reward_estimates": ("market", "venue_date", "usd", "ts"),
-    "settlements": ("market", "winner_token", "payout", "pnl", "yes_shares", "no_shares", "ts"),
+    "trades": ("trade_id", *(c for c in SESSION_COLUMNS["trades"] if c != "raw_json")),
+    "reward_estimates": (*SESSION_COLUMNS["reward_estimates"], "ts"),
+    "settlements": (*SESSION_COLUMNS["settlements"], "ts"),
 }
 
 

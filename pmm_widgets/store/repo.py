@@ -138,6 +138,16 @@ def table_counts(engine: Engine) -> dict[str, int]:
     return out
 
 
+# The columns of each table a restarted engine continues from (`engine/restore.parse_rows` reads
+# them): `load_session_rows` reads them from the DB; `store.recording.RestoreRowsTee` records them
+# as the engine writes them (with each row's time, and a fill's `trade_id` for its later updates).
+SESSION_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trades": ("market", "token_id", "side", "price", "size", "ts", "status", "fee", "rebate", "raw_json"),
+    "reward_estimates": ("market", "venue_date", "usd"),
+    "settlements": ("market", "winner_token", "payout", "pnl", "yes_shares", "no_shares"),
+}
+
+
 def load_session_rows(engine: Engine, mode: str) -> dict[str, list[dict[str, Any]]]:
     """What a new engine needs to continue the last one's positions and PnL (`engine/restore.py`):
     this mode's fills in the order they were recorded (`trades` by id), the token pair of every
@@ -147,14 +157,15 @@ def load_session_rows(engine: Engine, mode: str) -> dict[str, list[dict[str, Any
     t, mk, rw, st = schema.trades, schema.markets, schema.reward_estimates, schema.settlements
     with engine.connect() as conn:
         trades = [dict(r._mapping) for r in conn.execute(
-            select(t.c.id, t.c.market, t.c.token_id, t.c.side, t.c.price, t.c.size, t.c.ts, t.c.status,
-                   t.c.fee, t.c.rebate, t.c.raw_json).where(t.c.mode == mode).order_by(t.c.id))]
+            select(t.c.id, *(t.c[k] for k in SESSION_COLUMNS["trades"])).where(t.c.mode == mode).order_by(t.c.id))]
         tokens = [dict(r._mapping) for r in conn.execute(
             select(mk.c.condition_id, mk.c.yes_token_id, mk.c.no_token_id).distinct())]
+        market, day, usd = SESSION_COLUMNS["reward_estimates"]
         rewards = [dict(r._mapping) for r in conn.execute(
-            select(rw.c.market, rw.c.venue_date, func.sum(rw.c.usd).label("usd")).where(rw.c.mode == mode)
-            .group_by(rw.c.market, rw.c.venue_date))]
-        settlements = [dict(r._mapping) for r in conn.execute(select(st).where(st.c.mode == mode))]
+            select(rw.c[market], rw.c[day], func.sum(rw.c[usd]).label(usd)).where(rw.c.mode == mode)
+            .group_by(rw.c[market], rw.c[day]))]
+        settlements = [dict(r._mapping) for r in conn.execute(
+            select(*(st.c[k] for k in SESSION_COLUMNS["settlements"])).where(st.c.mode == mode))]
         vp = schema.venue_payouts
         payouts = [dict(r._mapping) for r in conn.execute(
             select(vp.c.kind, vp.c.market, vp.c.date, vp.c.amount).where(vp.c.mode == mode))]
