@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -277,3 +278,97 @@ def test_ctrl_c_at_the_terminal_stops_a_cli_sweep_with_its_running_points_kept(t
     assert sum("interrupted" in x for x in table[1:]) == len(cut), stdout
     with pytest.raises(ProcessLookupError):  # every process of its group ended
         os.killpg(p.pid, 0)
+
+
+def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tmp_path, monkeypatch, capsys):
+    """A Ray sweep (a local 2-CPU instance, `ray.init()` already called) of four one-point passes
+    of different lengths (each changes `quote_refresh_sec`: a pass of 1 s cycles takes a fraction
+    of one of 0.01 s): a real SIGINT to this process once the short pass has ended and two long
+    ones are part-way (the stop actor, watched here, was polled twice by each: ≥ 0.5 s into its
+    replay). The ended pass's row is done; the two running passes stop at their next poll and hand
+    back their rows, interrupted, with part of the window replayed; the fourth, queued, is
+    cancelled (no row). The rows are in `sweep_results` and the Parquet file, and the sweep
+    returns within seconds of the Ctrl-C. (The SIGINT comes after 40 s whatever happened: a sweep
+    that keeps nothing fails here, not by waiting.)"""
+    ray = pytest.importorskip("ray")
+    from pmm_widgets.research import sweeps
+    from pmm_widgets.research.points import StopFlag
+
+    class Watched(StopFlag):
+        """The sweep's stop flag (pickled by value: defined here), leaving a file per pass at its
+        second poll."""
+
+        work = str(tmp_path)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.polls: dict[int, int] = {}
+
+        def poll(self, k: int) -> bool:
+            n = self.polls[k] = self.polls.get(k, 0) + 1
+            if n == 2:
+                (Path(self.work) / f"polled-{k}").touch()
+            return super().poll(k)
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setattr(sweeps, "StopFlag", Watched)
+    s = load_settings(record_dir=str(rec_dir), quote_refresh_sec=1.0, paper_fill_intensity=20,
+                      db_url=f"sqlite:///{tmp_path / 'r.db'}")
+    first = threading.Event()
+    running: list[str] = []
+    sent: list[float] = []
+    real = sweeps.report_done
+
+    def report(index: int, total: int, status: str = "done") -> None:
+        first.set()
+        real(index, total, status)
+
+    def ctrl_c() -> None:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            running[:] = sorted(f.name for f in tmp_path.glob("polled-*") if f.name != "polled-0")
+            if first.is_set() and len(running) == 2:
+                break
+            time.sleep(0.05)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the sweep's process
+
+    monkeypatch.setattr(sweeps, "report_done", report)
+    kw = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
+    try:
+        ray.init(**kw)
+    except Exception:  # noqa: BLE001 - ray raises bare Exception for a GCS start-up timeout (as test_sweeps)
+        ray.shutdown()
+        ray.init(**kw)
+    timer = threading.Thread(target=ctrl_c, daemon=True)
+    try:
+        timer.start()
+        try:
+            df = sweeps.sweep(T0, T1, {"quote_refresh_sec": [1, 0.01, 0.011, 0.012]}, settings=s, progress=True,
+                              parquet=tmp_path / "r.parquet")
+        except KeyboardInterrupt:  # (not left to end the test session)
+            pytest.fail("the Ctrl-C left the sweep: nothing was kept")
+        returned = time.monotonic()
+    finally:
+        ray.shutdown()
+    timer.join(10)
+    assert sent and len(running) == 2, running
+    assert returned - sent[0] < 5, returned - sent[0]
+    assert df.attrs["status"] == "interrupted" and df.attrs["total"] == 4 and df.attrs["backend"] == "ray"
+    assert df.attrs["passes"] == [[0], [1], [2], [3]]
+    cut = [int(r.removeprefix("polled-")) for r in running]
+    assert list(df["point"]) == [0, *cut], df[["point", "status", "events"]]
+    assert list(df["status"]) == ["done", "interrupted", "interrupted"], df[["point", "status", "events"]]
+    whole = int(df["events"][0])  # (a whole pass's events: the window's)
+    assert whole > 0 and all(0 < e < whole for e in df["events"][1:]), list(df["events"])
+    assert df["cycles"][0] == CYCLES and (df["cycles"][1:] > 0).all(), list(df["cycles"])
+    assert _stored(s.db_url, df.attrs["sweep_id"]) == [(int(p), st, int(f)) for p, st, f in
+                                                       zip(df["point"], df["status"], df["fills"])]
+    back = pd.read_parquet(tmp_path / "r.parquet")
+    assert back["point"].tolist() == [0, *cut] and back["status"].tolist() == list(df["status"])
+    assert back["events"].tolist() == df["events"].tolist()
+    err = capsys.readouterr().err
+    assert "sweep: point 1 of 4 done" in err, err
+    for k in cut:
+        assert f"sweep: point {k + 1} of 4 interrupted" in err, err
+    assert sum(x.startswith("sweep: point") for x in err.splitlines()) == 3, err
