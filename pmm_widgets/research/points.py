@@ -120,7 +120,8 @@ def run_pass_in_worker(stop: str, settings_d: dict[str, Any], t0: float, t1: flo
             signal.signal(signal.SIGINT, old)
 
 
-RAY_STOP_POLL_SEC = 0.5  # how often a Ray task's replay asks the sweep's stop flag (at most; one call ≈ 1 ms)
+RAY_STOP_POLL_SEC = 0.5  # how often a Ray task's replay asks the sweep's stop flag, at most: one ask ≈ 2 ms (a
+# loaded 2-core box), ≈ 0.4% of a pass's time (38 asks in an 18 s pass; the cached answer ≈ 0.4 µs, 18,000 of them)
 
 
 class StopFlag:
@@ -238,7 +239,7 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
 
 def report_done(index: int, total: int, status: str = "done") -> None:
     """The progress line of one finished point ("done", or "interrupted": stopped part-way by a
-    Ctrl-C), to stderr (both local paths). One `write` of the whole line, newline included: forked
+    Ctrl-C), to stderr (the local paths' processes; a Ray sweep's driver as each task ends). One `write` of the whole line, newline included: forked
     workers share the stream, and `print` writes the text and its end separately, so two workers'
     lines could interleave ("…1 of 4 donesweep: point 2…")."""
     sys.stderr.write(f"sweep: point {index + 1} of {total} {status}\n")

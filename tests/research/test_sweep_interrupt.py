@@ -352,13 +352,14 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
     finally:
         ray.shutdown()
     timer.join(10)
-    assert sent and len(running) == 2, running
-    assert returned - sent[0] < 5, returned - sent[0]
+    assert sent
     assert df.attrs["status"] == "interrupted" and df.attrs["total"] == 4 and df.attrs["backend"] == "ray"
+    assert list(df.get("status", [])) == ["done", "interrupted", "interrupted"], df
+    assert len(running) == 2, running
+    assert returned - sent[0] < 5, returned - sent[0]
     assert df.attrs["passes"] == [[0], [1], [2], [3]]
     cut = [int(r.removeprefix("polled-")) for r in running]
     assert list(df["point"]) == [0, *cut], df[["point", "status", "events"]]
-    assert list(df["status"]) == ["done", "interrupted", "interrupted"], df[["point", "status", "events"]]
     whole = int(df["events"][0])  # (a whole pass's events: the window's)
     assert whole > 0 and all(0 < e < whole for e in df["events"][1:]), list(df["events"])
     assert df["cycles"][0] == CYCLES and (df["cycles"][1:] > 0).all(), list(df["cycles"])
