@@ -569,8 +569,13 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
     pending: dict[Any, int] = {}  # each running or queued pass's ObjectRef → its index
 
     def take(ref: Any) -> list[dict[str, Any]]:
+        """The rows of a pass that ended, to `got` (once: a Ctrl-C may come between two lines here,
+        and the pass is then taken again from `pending` by the stop's wait)."""
         rows: list[dict[str, Any]] = ray.get(ref)
+        have = {r["point"] for r in got}
+        rows = [r for r in rows if r["point"] not in have]
         got.extend(rows)
+        pending.pop(ref, None)
         if progress:
             for row in rows:
                 report_done(row["point"], total, row.get("status") or "done")
@@ -583,7 +588,6 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                del pending[ref]
                 if interrupted(take(ref)):  # (a task's pass stopped without our Ctrl-C: the sweep stops)
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -600,10 +604,10 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
             while pending and (left := deadline - time.monotonic()) > 0:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, 0.5))
                 for ref in ready:
-                    del pending[ref]
                     try:
                         take(ref)
                     except ray.exceptions.RayError as exc:  # its rows lost, the others' kept
+                        del pending[ref]
                         log.warning("sweep: a pass stopped by Ctrl-C failed: %s", str(exc).splitlines()[0])
         except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
             pass
