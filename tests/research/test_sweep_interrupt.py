@@ -289,8 +289,8 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
     ran is read as it happens. The ended passes' rows are done; the two running passes stop at
     their next poll and hand back their rows, interrupted, with part of the window replayed; a
     pass not begun (queued) is cancelled: no row. The rows are in `sweep_results` and the Parquet
-    file, and the sweep returns within seconds of the Ctrl-C. (The SIGINT comes after 40 s whatever
-    happened: a sweep that keeps nothing fails here, not by waiting.)"""
+    file, and the sweep returns within seconds of the Ctrl-C. (After 40 s the SIGINT comes anyway if
+    the sweep still runs: a sweep that keeps nothing fails here, not by waiting.)"""
     ray = pytest.importorskip("ray")
     from pmm_widgets.research import sweeps
     from pmm_widgets.research.points import StopFlag
@@ -318,6 +318,7 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
     ended: set[int] = set()  # the points (one a pass: the pass's index) whose pass ended, as reported
     at_ctrl_c: dict[str, set[int]] = {"ended": set(), "running": set()}
     sent: list[float] = []
+    over = threading.Event()
     real = sweeps.report_done
 
     def report(index: int, total: int, status: str = "done") -> None:
@@ -326,7 +327,7 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
 
     def ctrl_c() -> None:
         deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not over.is_set():
             done = set(ended)
             # part-way: polled twice and not ended; the short pass (0) is never waited for as running
             running = {int(f.name.removeprefix("polled-")) for f in tmp_path.glob("polled-*")} - done - {0}
@@ -334,6 +335,8 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
                 at_ctrl_c.update(ended=done, running=running)
                 break
             time.sleep(0.05)
+        if over.is_set():  # (the sweep ended by itself: no SIGINT to the test session)
+            return
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the sweep's process
 
@@ -352,11 +355,13 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
                               parquet=tmp_path / "r.parquet")
         except KeyboardInterrupt:  # (not left to end the test session)
             pytest.fail("the Ctrl-C left the sweep: nothing was kept")
+        finally:
+            over.set()
         returned = time.monotonic()
     finally:
         ray.shutdown()
     timer.join(10)
-    assert sent
+    assert sent, f"the sweep ran to its end ({df.attrs['status']}): no pass ended while two polled a stop flag"
     assert df.attrs["status"] == "interrupted" and df.attrs["total"] == 4 and df.attrs["backend"] == "ray"
     assert len(df) >= 3, df  # (the old code kept nothing)
     done, cut = at_ctrl_c["ended"], at_ctrl_c["running"]
