@@ -23,7 +23,8 @@ holds rows worth keeping (its points' partial results, as a replay stopped by Ct
 own), and a pool that kills its workers on KeyboardInterrupt loses them. So on the local paths the
 sweep process takes the Ctrl-C (`_ctrl_c`; the workers ignore it), tells every running pass to stop
 (`_Stop`: a flag its own replays poll, a file the workers' replays poll), and collects what each
-pass replayed, within a bounded wait, before the workers are ended.
+pass replayed, within a bounded wait, before the workers are ended. A Ray sweep does the same with
+a tiny Ray actor as the flag (its tasks may run on other machines: `_ray_rows`).
 
 Results: a pandas DataFrame (one row per point: the point's values, fills, fills/min, every PnL
 component the cycle reports, markouts, max inventory, a reward estimate when the PnL has one),
@@ -63,7 +64,18 @@ from pydantic import ValidationError
 from ..config import ConfigError, Params, Settings, format_validation_error
 from ..errors import PmmError
 from ..logsetup import SECRET_FIELDS
-from .points import dump_window, forget, inherit, interrupted, report_done, run_pass, run_pass_in_worker, warm_up
+from .points import (
+    StopFlag,
+    dump_window,
+    forget,
+    inherit,
+    interrupted,
+    report_done,
+    run_pass,
+    run_pass_in_worker,
+    run_pass_on_ray,
+    warm_up,
+)
 from .recordings import Window, load_window, parse_time
 from .replayer import selection, split_overrides
 
@@ -199,8 +211,9 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     "interrupted": a Ctrl-C stopped the sweep, and the rows are those of the points of the passes
     that had ended, and of the passes that were running, each with its partial summary and status
     "interrupted" in its `status` column, as a replay's partial result; points never started have no
-    row; written like a whole sweep's — the local paths keep them, a Ray sweep none), total (the
-    grid's number of points)."""
+    row; written like a whole sweep's, on the local paths and on Ray alike), total (the grid's number
+    of points). `progress`: a line on stderr per point as its pass ends (the local workers print
+    their own; on Ray this process prints them as the tasks end)."""
     from ..config import load_settings
 
     if start not in STARTS:
@@ -241,7 +254,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     # every point replays the same events: read them once here (unless a point changes where they are)
     shared = "record_dir" not in grid and "record_dir" not in fixed
     ray = _ray_active(ray_address)
-    finished: list[dict[str, Any]] = []  # the rows of the passes ended or stopped (the local paths): kept on Ctrl-C
+    finished: list[dict[str, Any]] = []  # the rows of the passes ended or stopped, as they end: kept on Ctrl-C
     passes: list[Pass] = []
     backend, workers = ("ray", "ray") if ray is not None else ("joblib", "")
 
@@ -262,10 +275,8 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
         if ray is not None:
             passes = passes_of(pts, fixed, int(ray.cluster_resources().get("CPU", 1)), per_pass)
             window = load_window(settings.record_dir, a, b) if shared else None
-            remote = ray.remote(run_pass)
-            wref = ray.put(window)  # one copy in the object store, not one per task
-            refs = [remote.remote(sd, a, b, items, fixed, sel, seed, wref) for items in passes]
-            rows = [row for part in ray.get(refs) for row in part]
+            _ray_rows(ray, sd, a, b, passes, len(pts), fixed, sel, seed, window, progress, finished)
+            rows = finished
         else:
             from joblib import effective_n_jobs
 
@@ -276,8 +287,8 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             rows = finished
     except KeyboardInterrupt:
         # Ctrl-C, as a replay takes it: the points replayed, whole or part-way (their rows' status
-        # "interrupted"), are the result (written like a whole sweep's), marked interrupted; a Ray
-        # sweep hands rows back only at its end (none kept)
+        # "interrupted"), are the result (written like a whole sweep's), marked interrupted: every
+        # path (local workers, Ray tasks) fills `finished` pass by pass and with the stopped passes' rows
         df = results(list(finished))
         df.attrs.update(status="interrupted", total=len(pts))
         return df
@@ -530,6 +541,82 @@ def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passe
         shutil.rmtree(work, ignore_errors=True)
         if path is not None:
             shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
+              fixed: dict[str, Any], sel: Any, seed: int | None, window: Window | None, progress: bool,
+              got: list[dict[str, Any]]) -> None:
+    """The passes as Ray tasks (`points.run_pass_on_ray`), the window one object-store copy they
+    share; each pass's rows go to `got` as its task ends (`ray.wait`), with a progress line per
+    point when `progress`. A failing pass fails the sweep with its error (the others cancelled).
+
+    Ctrl-C: Ray by itself does nothing for it (seen on Ray 2.60, a local instance): a
+    KeyboardInterrupt in the driver's `ray.get` / `ray.wait` leaves the running tasks running and
+    the queued ones queued, and a terminal's Ctrl-C does not reach the workers (each is a process
+    group of its own); they would replay on, their rows lost. So the stop is ours: a
+    `points.StopFlag` actor (made here, one per sweep: Ray is an optional import) that the tasks
+    poll (`points.RayStop`, at most every `RAY_STOP_POLL_SEC`). On KeyboardInterrupt: the flag is
+    set (its answer: which passes had begun), the passes not begun are cancelled (no rows to give),
+    then the running ones get `STOP_WAIT_SEC` at most to end at their next check and hand back
+    their points' partial rows (status "interrupted") to `got`; those still running after that are
+    cancelled (`ray.cancel`: KeyboardInterrupt in the task). A second Ctrl-C ends the wait. The
+    actor is killed either way; KeyboardInterrupt again, for the caller. The actor is one more
+    worker process for the sweep (it holds no CPU; a task's first poll waits for it to be up: on a
+    local instance it takes one of the workers Ray started beforehand, so a task may wait for a new
+    one)."""
+    flag = ray.remote(num_cpus=0)(StopFlag).remote()
+    task = ray.remote(run_pass_on_ray)
+    pending: dict[Any, int] = {}  # each running or queued pass's ObjectRef → its index
+
+    def take(ref: Any) -> list[dict[str, Any]]:
+        """The rows of a pass that ended, to `got` (once: a Ctrl-C may come between two lines here,
+        and the pass is then taken again from `pending` by the stop's wait)."""
+        rows: list[dict[str, Any]] = ray.get(ref)
+        have = {r["point"] for r in got}
+        rows = [r for r in rows if r["point"] not in have]
+        got.extend(rows)
+        pending.pop(ref, None)
+        if progress:
+            for row in rows:
+                report_done(row["point"], total, row.get("status") or "done")
+        return rows
+
+    try:
+        wref = ray.put(window)  # one copy in the object store, not one per task
+        for k, items in enumerate(passes):
+            pending[task.remote(flag, k, sd, a, b, items, fixed, sel, seed, wref)] = k
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                if interrupted(take(ref)):  # (a task's pass stopped without our Ctrl-C: the sweep stops)
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        deadline = time.monotonic() + STOP_WAIT_SEC
+        try:
+            try:
+                began = set(ray.get(flag.set.remote(), timeout=STOP_WAIT_SEC))
+            except ray.exceptions.RayError:  # (the flag does not answer: every pass is waited for)
+                began = set(pending.values())
+            for ref, k in list(pending.items()):
+                if k not in began:  # never began: no rows to give (one that begins now sees the flag set)
+                    ray.cancel(ref)
+                    del pending[ref]
+            while pending and (left := deadline - time.monotonic()) > 0:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, 0.5))
+                for ref in ready:
+                    try:
+                        take(ref)
+                    except ray.exceptions.RayError as exc:  # its rows lost, the others' kept
+                        del pending[ref]
+                        log.warning("sweep: a pass stopped by Ctrl-C failed: %s", str(exc).splitlines()[0])
+        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+            pass
+        raise
+    finally:
+        for ref in pending:  # (a pass that did not answer the stop in time, or the sweep failed)
+            ray.cancel(ref)
+        with contextlib.suppress(Exception):
+            ray.kill(flag)
 
 
 def _waited(event: threading.Event, seconds: float) -> bool:
