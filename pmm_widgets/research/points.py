@@ -85,23 +85,39 @@ def window_from_file(path: str) -> Window:
 STOP_POLL_SEC = 0.05  # how often a worker's replay looks for the sweep's stop file (at most)
 
 
-class StopFile:
-    """A replay's `stop` in a worker process: whether the file at `path` exists (the parent creates
-    it on Ctrl-C), looked at most every `STOP_POLL_SEC` (the replay asks every 64 events and before
-    every cycle); once seen, always true."""
+class PolledStop:
+    """A replay's `stop` polled from elsewhere: `ask()` at most every `every` seconds (the replay
+    asks every 64 events and before every cycle; between two asks the cached answer, a clock
+    read); once it said stop, always true."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    every = STOP_POLL_SEC
+
+    def __init__(self) -> None:
         self.seen = False
         self.next = 0.0
+
+    def ask(self) -> bool:
+        raise NotImplementedError
 
     def __call__(self) -> bool:
         if not self.seen:
             now = time.monotonic()
             if now >= self.next:
-                self.next = now + STOP_POLL_SEC
-                self.seen = os.path.exists(self.path)
+                self.next = now + self.every
+                self.seen = self.ask()
         return self.seen
+
+
+class StopFile(PolledStop):
+    """A replay's `stop` in a worker process: whether the file at `path` exists (the parent creates
+    it on Ctrl-C), looked at most every `STOP_POLL_SEC`."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def ask(self) -> bool:
+        return os.path.exists(self.path)
 
 
 def run_pass_in_worker(stop: str, settings_d: dict[str, Any], t0: float, t1: float,
@@ -151,30 +167,24 @@ class StopFlag:
         return self.stopped
 
 
-class RayStop:
+class RayStop(PolledStop):
     """A replay's `stop` in a Ray task: the sweep's `StopFlag` actor asked at most every
-    `RAY_STOP_POLL_SEC` (the replay asks every 64 events and before every cycle; between two
-    asks the cached answer, a clock read); once it said stop, always true. An actor that does not
-    answer (killed: the sweep ended) says stop."""
+    `RAY_STOP_POLL_SEC`. An actor that does not answer (killed: the sweep ended) says stop."""
+
+    every = RAY_STOP_POLL_SEC
 
     def __init__(self, flag: Any, k: int) -> None:
+        super().__init__()
         self.flag = flag
         self.k = k
-        self.seen = False
-        self.next = 0.0
 
-    def __call__(self) -> bool:
-        if not self.seen:
-            now = time.monotonic()
-            if now >= self.next:
-                self.next = now + RAY_STOP_POLL_SEC
-                import ray
+    def ask(self) -> bool:
+        import ray
 
-                try:
-                    self.seen = bool(ray.get(self.flag.poll.remote(self.k)))
-                except Exception:  # noqa: BLE001 - the actor gone (the sweep ended or failed): stop
-                    self.seen = True
-        return self.seen
+        try:
+            return bool(ray.get(self.flag.poll.remote(self.k)))
+        except Exception:  # noqa: BLE001 - the actor gone (the sweep ended or failed): stop
+            return True
 
 
 def run_pass_on_ray(flag: Any, k: int, settings_d: dict[str, Any], t0: float, t1: float,
