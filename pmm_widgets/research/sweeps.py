@@ -561,9 +561,8 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
     their points' partial rows (status "interrupted") to `got`; those still running after that are
     cancelled (`ray.cancel`: KeyboardInterrupt in the task). A second Ctrl-C ends the wait. The
     actor is killed either way; KeyboardInterrupt again, for the caller. The actor is one more
-    worker process for the sweep (it holds no CPU; a task's first poll waits for it to be up: on a
-    local instance it takes one of the workers Ray started beforehand, so a task may wait for a new
-    one)."""
+    worker process for the sweep (it holds no CPU; on a local instance it takes one of the workers
+    Ray started beforehand, so a task may wait for a new one; the tasks' polls never wait for it)."""
     flag = ray.remote(num_cpus=0)(StopFlag).remote()
     task = ray.remote(run_pass_on_ray)
     pending: dict[Any, int] = {}  # each running or queued pass's ObjectRef → its index
