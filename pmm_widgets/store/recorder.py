@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from ..domain import Fill, Market, Order
 
 
+# The columns of each table a restarted engine continues from (`engine/restore.parse_rows` reads
+# them): `repo.load_session_rows` reads them from the DB; `store.recording.RestoreRowsTee` records them
+# as the engine writes them (with each row's time, and a fill's `trade_id` for its later updates).
+SESSION_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trades": ("market", "token_id", "side", "price", "size", "ts", "status", "fee", "rebate", "raw_json"),
+    "reward_estimates": ("market", "venue_date", "usd"),
+    "settlements": ("market", "winner_token", "payout", "pnl", "yes_shares", "no_shares"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class MarkoutRow:
     """One `markouts` row: a fill's markout at one horizon (0 s: the realized spread, at the

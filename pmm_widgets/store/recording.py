@@ -48,7 +48,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pmm_widgets.store.repo import SESSION_COLUMNS
+from pmm_widgets.store.recorder import SESSION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +492,7 @@ def recorder_from_settings(settings: Any) -> Recorder | None:
                     min_free_gb=settings.record_min_free_gb)
 
 
-# the rows a restarted engine continues from, with the columns it reads (`repo.SESSION_COLUMNS`),
+# the rows a restarted engine continues from, with the columns it reads (`recorder.SESSION_COLUMNS`),
 # each row's time, and a fill's `trade_id` (its fee, rebate and status are later updates of its row,
 # recorded by that id); `raw_json` is cut to what restoring reads of it (`_restore_raw`)
 RESTORE_COLUMNS = {

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Engine, Executable, func, select
 
 from pmm_widgets.domain import OrderStatus
 from pmm_widgets.store import schema
+from pmm_widgets.store.recorder import SESSION_COLUMNS
 
 OPEN_STATUSES = tuple(s.value for s in OrderStatus if s.is_open)
 
@@ -136,16 +137,6 @@ def table_counts(engine: Engine) -> dict[str, int]:
             if name in present:
                 out[name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
     return out
-
-
-# The columns of each table a restarted engine continues from (`engine/restore.parse_rows` reads
-# them): `load_session_rows` reads them from the DB; `store.recording.RestoreRowsTee` records them
-# as the engine writes them (with each row's time, and a fill's `trade_id` for its later updates).
-SESSION_COLUMNS: dict[str, tuple[str, ...]] = {
-    "trades": ("market", "token_id", "side", "price", "size", "ts", "status", "fee", "rebate", "raw_json"),
-    "reward_estimates": ("market", "venue_date", "usd"),
-    "settlements": ("market", "winner_token", "payout", "pnl", "yes_shares", "no_shares"),
-}
 
 
 def load_session_rows(engine: Engine, mode: str) -> dict[str, list[dict[str, Any]]]:
