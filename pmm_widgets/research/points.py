@@ -164,9 +164,6 @@ class StopFlag:
         self.stopped = True
         return sorted(self.began)
 
-    def is_set(self) -> bool:
-        return self.stopped
-
 
 class RayStop(PolledStop):
     """A replay's `stop` in a Ray task: the sweep's `StopFlag` actor asked at most every
@@ -255,9 +252,14 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
         row["problem_text"] = "; ".join(res.problems)  # (`problems` stays the summary's count, as in summary_json)
         rows.append(row)
     if report is not None:
-        for row in rows:
-            report_done(row["point"], report, row.get("status") or "done")
+        report_rows(rows, report)
     return rows
+
+
+def report_rows(rows: list[dict[str, Any]], total: int) -> None:
+    """The progress line of each point of a pass's rows (`report_done`), with its status."""
+    for row in rows:
+        report_done(row["point"], total, row.get("status") or "done")
 
 
 def report_done(index: int, total: int, status: str = "done") -> None:

@@ -70,7 +70,7 @@ from .points import (
     forget,
     inherit,
     interrupted,
-    report_done,
+    report_rows,
     run_pass,
     run_pass_in_worker,
     run_pass_on_ray,
@@ -476,8 +476,7 @@ def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passe
         if interrupted(rows):  # (a worker's pass stopped: the sweep stops)
             stop.set()
         if progress:
-            for row in rows:
-                report_done(row["point"], total, row.get("status") or "done")
+            report_rows(rows, total)
 
     try:
         window = load_window(settings.record_dir, a, b) if shared else None
@@ -576,8 +575,7 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
         got.extend(rows)
         pending.pop(ref, None)
         if progress:
-            for row in rows:
-                report_done(row["point"], total, row.get("status") or "done")
+            report_rows(rows, total)
         return rows
 
     try:

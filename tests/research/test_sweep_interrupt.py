@@ -292,7 +292,7 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
     file, and the sweep returns within seconds of the Ctrl-C. (After 40 s the SIGINT comes anyway if
     the sweep still runs: a sweep that keeps nothing fails here, not by waiting.)"""
     ray = pytest.importorskip("ray")
-    from pmm_widgets.research import sweeps
+    from pmm_widgets.research import points, sweeps
     from pmm_widgets.research.points import StopFlag
 
     class Watched(StopFlag):
@@ -319,7 +319,7 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
     at_ctrl_c: dict[str, set[int]] = {"ended": set(), "running": set()}
     sent: list[float] = []
     over = threading.Event()
-    real = sweeps.report_done
+    real = points.report_done
 
     def report(index: int, total: int, status: str = "done") -> None:
         ended.add(index)
@@ -340,7 +340,7 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tm
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the sweep's process
 
-    monkeypatch.setattr(sweeps, "report_done", report)
+    monkeypatch.setattr(points, "report_done", report)  # (as `report_rows` calls it)
     kw = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
     try:
         ray.init(**kw)
