@@ -47,7 +47,7 @@ from ..engine.cycle import QuoteCycle
 from ..engine.restore import SessionRows, merge_rows, parse_rows, resume, rows_from_json
 from ..events import EventKind, Level
 from ..execution.paper import PaperExchange, paper_exchange
-from ..store.recording import CHANNELS, markets_from_json
+from ..store.recording import CHANNELS, TRADE_UPDATES, markets_from_json
 from ..store.sink import Sink
 from ..strategy.base import Strategy
 from ..venue.market_data import MarketData
@@ -248,7 +248,7 @@ def rows_from_records(payloads: Iterable[str | None], t0: float) -> SessionRows:
         for table, recorded in json.loads(pay or "{}").items():
             if table in rows:
                 rows[table].extend(r for r in recorded if float(r["ts"]) < t0)
-            elif table == "trade_updates":
+            elif table == TRADE_UPDATES:
                 updates.extend(recorded)
     by_id = {r["trade_id"]: r for r in rows["trades"] if r.get("trade_id") is not None}
     for u in updates:  # in the order written, as the DB applied them

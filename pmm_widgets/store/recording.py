@@ -492,6 +492,8 @@ def recorder_from_settings(settings: Any) -> Recorder | None:
                     min_free_gb=settings.record_min_free_gb)
 
 
+TRADE_UPDATES = "trade_updates"  # the `rows` record key of a fill row's later updates (`RestoreRowsTee.update`)
+
 # the rows a restarted engine continues from, with the columns it reads (`recorder.SESSION_COLUMNS`),
 # each row's time, and a fill's `trade_id` (its fee, rebate and status are later updates of its row,
 # recorded by that id); `raw_json` is cut to what restoring reads of it (`_restore_raw`)
@@ -545,7 +547,7 @@ class RestoreRowsTee:
         if "raw_json" in values:
             out["raw_json"] = _restore_raw(values["raw_json"])
         if out:
-            self.recorder.engine(time.time(), "rows", {"trade_updates": [{"trade_id": where["trade_id"], **out}]})
+            self.recorder.engine(time.time(), "rows", {TRADE_UPDATES: [{"trade_id": where["trade_id"], **out}]})
 
     def __getattr__(self, name: str) -> Any:  # the inner sink's other methods (a writer's health, flush)
         return getattr(self.inner, name)
