@@ -1,5 +1,5 @@
 """Sweeps on Ray: the same rows as the local paths, a Ctrl-C keeps the passes that ended and the
-running ones.
+running ones, a failing point fails the sweep with its own error.
 
 Why one module: the tests share one local 2-CPU Ray instance (`ray_instance`: its start-up is
 5-40 s on a loaded 2-core machine, paid once here instead of once per test), shut down when the
@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from pmm_widgets.config import load_settings
-from pmm_widgets.research.recordings import parse_time
+from pmm_widgets.research.recordings import RecordingError, parse_time
 from pmm_widgets.research.sweeps import TIMING_COLUMNS, sweep
 from pmm_widgets.research.synth import synth_recording
 
@@ -93,16 +93,15 @@ def ray_instance(local_sweep):
 
 
 def _idle(ray: Any, timeout: float) -> bool:
-    """Whether a task needing every CPU of the instance ran within `timeout` s: no other task
-    held one by then (an event awaited, not a resource count polled)."""
-    def nothing() -> None:  # (defined here: pickled by value, the workers need not import this module)
-        return None
-
-    probe = ray.remote(num_cpus=CPUS)(nothing).remote()
-    ready, _ = ray.wait([probe], timeout=timeout)
-    if not ready:
-        ray.cancel(probe)
-    return bool(ready)
+    """Whether every CPU of the instance is free within `timeout` s (no task holds one). Ray's
+    resource view, polled: a probe task needing every CPU would wait for a worker process to start
+    as well (the sweeps' actors take and end some), 5-15 s on a loaded 2-core machine."""
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < CPUS:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 @pytest.fixture
@@ -110,6 +109,24 @@ def ray(ray_instance):
     """The module's Ray instance, idle: an earlier test's cancelled tasks ended."""
     assert _idle(ray_instance, 30), "a task of an earlier test still holds a CPU"
     return ray_instance
+
+
+def _alive_actors(name: str, timeout: float) -> dict[str, str]:
+    """The actors of class `name` that Ray's actor table does not say are dead within `timeout` s,
+    with their states (the sweep kills its actor, maybe before it started: no process of its own to
+    watch; `ray.kill` returns before the table says so). The table is Ray's debugging API
+    (`ray.util.state` needs the dashboard, not started here)."""
+    from ray._private import state
+
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {k: a["State"] for k, a in state.actors().items() if a["ActorClassName"].endswith(name)}
+        alive = {k: st for k, st in seen.items() if st != "DEAD"}
+        if seen and not alive:
+            return {}
+        if time.monotonic() > deadline:
+            return alive or {"-": f"no actor of class {name}"}
+        time.sleep(0.1)
 
 
 def test_joblib_and_ray_give_the_same_rows(local_sweep, ray, tmp_path):
@@ -130,6 +147,41 @@ def test_joblib_and_ray_give_the_same_rows(local_sweep, ray, tmp_path):
     assert len(rows) == 8 and {r[0] for r in rows} == {jl.attrs["sweep_id"], rr.attrs["sweep_id"]}
     back = pd.read_parquet(jl.attrs["parquet"])
     assert list(back["fills"]) == list(jl["fills"]) and jl.attrs["parquet"].startswith(str(Path(s.record_dir).parent / "sweeps"))
+
+
+def test_a_failing_point_fails_the_ray_sweep_with_its_own_error(ray, rec_dir, tmp_path, monkeypatch, capsys):
+    """As on the local paths (test_sweeps' test_a_failing_point_fails_the_sweep): a point whose
+    recordings are not there fails in its Ray task; the sweep raises that point's own error, and
+    `pmm sweep --ray` says it in one line naming the point's directory (Ray's wrapper of it, which
+    the sweep used to raise, has the task's whole traceback as its text: the CLI printed that as
+    its "one line"). The other pass (a cycle every 2 ms: minutes of replay) is cancelled: both
+    CPUs are free again within seconds; the stop actors are dead."""
+    from pmm_widgets.cli import main
+    from pmm_widgets.research import sweeps
+    from pmm_widgets.research.points import StopFlag
+
+    class FailingSweepFlag(StopFlag):
+        """The sweep's stop flag, under a name of its own (in Ray's actor table)."""
+
+    monkeypatch.setattr(sweeps, "StopFlag", FailingSweepFlag)
+    bad = tmp_path / "nothing-here"
+    said = f"no readable recordings for 2026-11-30T10:00:00.000Z .. 2026-11-30T10:03:00.000Z under {bad}"
+    code = main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:03:00Z", "--ray", "auto",
+                 "--grid", f"record_dir={rec_dir},{bad}", "--grid", "quote_refresh_sec=0.002",
+                 "--db-url", f"sqlite:///{tmp_path / 'c.db'}", "--out", str(tmp_path / "c.parquet")])
+    assert (code, capsys.readouterr().err) == (1, f"pmm sweep: {said}\n")
+    started = time.monotonic()
+    with pytest.raises(RecordingError) as info:
+        sweep(T0, T1, {"record_dir": [str(rec_dir), str(bad)], "quote_refresh_sec": [0.002]},
+              settings=_settings(rec_dir, tmp_path), write=False)
+    took = time.monotonic() - started
+    err = info.value
+    assert type(err) is RecordingError, type(err).__mro__  # the task's exception, not Ray's wrapper of it
+    assert str(err) == said
+    assert any("in a Ray task of the sweep" in n for n in getattr(err, "__notes__", [])), err  # (its traceback)
+    assert took < 30, took  # (not after the other pass's minutes)
+    assert _idle(ray, 20), "the other pass was not cancelled: it still holds its CPU"
+    assert not (alive := _alive_actors("FailingSweepFlag", 10)), alive
 
 
 def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(ray, rec_dir, tmp_path, monkeypatch, capsys):
