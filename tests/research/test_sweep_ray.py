@@ -277,3 +277,75 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(ray, rec_di
     err = capsys.readouterr().err
     lines = sorted(x for x in err.splitlines() if x.startswith("sweep: point"))
     assert lines == sorted(f"sweep: point {p + 1} of 4 {status[p]}" for p in status), err
+
+
+def test_a_second_ray_ctrl_c_ends_the_stop_wait(ray, rec_dir, tmp_path, monkeypatch):
+    """Ctrl-C twice: the first stops the sweep's two running passes (as above); one of them never
+    hears the stop (its flag answers "go on" to it alone), so the sweep would wait
+    `STOP_WAIT_SEC` (60 s here) for it; a second Ctrl-C once the other's rows came back ends that
+    wait: the sweep returns within seconds with the rows it has (the stopped pass's, interrupted),
+    the deaf pass cancelled (its CPU free again), the stop actor dead."""
+    from pmm_widgets.research import points, sweeps
+    from pmm_widgets.research.points import StopFlag
+
+    class DeafFlag(StopFlag):
+        """The sweep's stop flag (pickled by value: defined here): a file per pass at its second
+        poll; pass 1 is never told to stop."""
+
+        work = str(tmp_path)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.polls: dict[int, int] = {}
+
+        def poll(self, k: int) -> bool:
+            n = self.polls[k] = self.polls.get(k, 0) + 1
+            if n == 2:
+                (Path(self.work) / f"polled-{k}").touch()
+            return super().poll(k) and k != 1
+
+    monkeypatch.setattr(sweeps, "StopFlag", DeafFlag)
+    monkeypatch.setattr(sweeps, "STOP_WAIT_SEC", 60.0)
+    ended: dict[int, str] = {}
+    sent: list[float] = []
+    over = threading.Event()
+    real = points.report_done
+
+    def report(index: int, total: int, status: str = "done") -> None:
+        ended[index] = status
+        real(index, total, status)
+
+    def until(cond, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not cond():
+            if over.is_set() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def ctrl_c_twice() -> None:
+        for cond in (lambda: not ended and {f.name for f in tmp_path.glob("polled-*")} == {"polled-0", "polled-1"},
+                     lambda: 0 in ended):
+            if not until(cond, 40) or over.is_set():  # (the sweep ended by itself: no SIGINT to the test session)
+                return
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(points, "report_done", report)
+    timer = threading.Thread(target=ctrl_c_twice, daemon=True)
+    timer.start()
+    try:
+        df = sweep(T0, T1, {"quote_refresh_sec": [0.02, 0.005]}, settings=_settings(rec_dir, tmp_path),
+                   progress=True, write=False)
+    except KeyboardInterrupt:  # (not left to end the test session)
+        pytest.fail("the second Ctrl-C left the sweep: the rows collected were lost")
+    finally:
+        over.set()
+    returned = time.monotonic()
+    timer.join(10)
+    assert len(sent) == 2, (sent, ended, df.attrs.get("status"))
+    assert returned - sent[1] < 5, returned - sent[1]  # (not after the 60 s wait for the deaf pass)
+    assert df.attrs["status"] == "interrupted" and df.attrs["passes"] == [[0], [1]]
+    assert list(df["point"]) == [0] and list(df["status"]) == ["interrupted"] and ended == {0: "interrupted"}
+    assert _idle(ray, 20), "the deaf pass was not cancelled: it still holds its CPU"
+    assert not (alive := _alive_actors("DeafFlag", 10)), alive
