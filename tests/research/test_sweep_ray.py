@@ -129,7 +129,7 @@ def _alive_actors(name: str, timeout: float) -> dict[str, str]:
         time.sleep(0.1)
 
 
-def test_joblib_and_ray_give_the_same_rows(local_sweep, ray, tmp_path):
+def test_joblib_and_ray_give_the_same_rows(local_sweep, ray):
     s, jl = local_sweep
     assert jl.attrs["backend"] == "joblib" and len(jl) == 4
     assert list(jl["alpha"]) == [1.0, 1.0, 2.0, 2.0] and list(jl["paper_spread_k"]) == [50.0, 100.0, 50.0, 100.0]
