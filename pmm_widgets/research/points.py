@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -168,10 +169,11 @@ class StopFlag:
 class RayStop(PolledStop):
     """A replay's `stop` in a Ray task: the sweep's `StopFlag` actor asked at most every
     `RAY_STOP_POLL_SEC`, without blocking: each ask reads the answer to the last one when it is
-    there (`ray.wait(timeout=0)`) and sends the next. A task blocked in `ray.get` lends its CPU
-    back to Ray, which then starts another queued pass beside it (seen on Ray 2.60: three passes
-    running on 2 CPUs); a poll must not do that. An actor that does not answer (killed: the sweep
-    ended) says stop."""
+    there (its `ObjectRef.future()`, which Ray completes from its own thread) and sends the next. A
+    task in `ray.get` or `ray.wait` on an answer not yet there lends its CPU back to Ray, even for
+    `ray.wait(timeout=0)`: Ray then starts another queued pass beside it (seen on Ray 2.60: three
+    passes running on 2 CPUs, a slow actor's answers late); a poll must not do that. An actor
+    that does not answer (killed: the sweep ended) says stop."""
 
     every = RAY_STOP_POLL_SEC
 
@@ -179,21 +181,18 @@ class RayStop(PolledStop):
         super().__init__()
         self.flag = flag
         self.k = k
-        self.asked: Any = None  # the ObjectRef of the last ask not yet read
+        self.asked: Future[bool] | None = None  # the last ask's answer, not yet read
 
     def ask(self) -> bool:
-        import ray
-
         if self.asked is not None:
-            ready, _ = ray.wait([self.asked], timeout=0)
-            if not ready:
+            if not self.asked.done():
                 return False
             try:
-                if ray.get(ready[0]):
+                if self.asked.result():
                     return True
             except Exception:  # noqa: BLE001 - the actor gone (the sweep ended or failed): stop
                 return True
-        self.asked = self.flag.poll.remote(self.k)
+        self.asked = self.flag.poll.remote(self.k).future()
         return False
 
 

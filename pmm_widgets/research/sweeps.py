@@ -41,6 +41,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
 import signal
 import sys
@@ -547,7 +548,8 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
               got: list[dict[str, Any]]) -> None:
     """The passes as Ray tasks (`points.run_pass_on_ray`), the window one object-store copy they
     share; each pass's rows go to `got` as its task ends (`ray.wait`), with a progress line per
-    point when `progress`. A failing pass fails the sweep with its error (the others cancelled).
+    point when `progress`. A failing pass fails the sweep with its error (`_ray_failure`; the others
+    cancelled, the stop actor killed).
 
     Ctrl-C: Ray by itself does nothing for it (seen on Ray 2.60, a local instance): a
     KeyboardInterrupt in the driver's `ray.get` / `ray.wait` leaves the running tasks running and
@@ -585,7 +587,11 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                if interrupted(take(ref)):  # (a task's pass stopped without our Ctrl-C: the sweep stops)
+                try:
+                    rows = take(ref)
+                except ray.exceptions.RayError as exc:
+                    raise _ray_failure(ray, exc) from None
+                if interrupted(rows):  # (a task's pass stopped without our Ctrl-C: the sweep stops)
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         deadline = time.monotonic() + STOP_WAIT_SEC
@@ -614,6 +620,22 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
             ray.cancel(ref)
         with contextlib.suppress(Exception):
             ray.kill(flag)
+
+
+def _ray_failure(ray: Any, exc: Exception) -> Exception:
+    """A pass's failed Ray task as the local paths raise a worker's failure (`_raise_failed`): the
+    exception the pass raised, itself, its traceback in a note. Ray's `RayTaskError` stands for it
+    as an instance of its class too, but its text is the task's whole traceback (in colour), which
+    the CLI printed as its one line. A task that failed otherwise (its worker died): SweepError."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
+        said = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).rstrip()  # (the task's traceback; no colours)
+        cause.add_note(f"(in a Ray task of the sweep)\n{said}")
+        return cause
+    said = str(exc).strip()
+    err = SweepError(f"a Ray task of the sweep failed ({type(exc).__name__}: {said.splitlines()[0] if said else '-'})")
+    err.add_note(said)
+    return err
 
 
 def _waited(event: threading.Event, seconds: float) -> bool:

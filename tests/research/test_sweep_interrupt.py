@@ -3,7 +3,8 @@
 The passes that had ended give their rows as usual; each pass running at the Ctrl-C (in this
 process or in a worker) ends at its next check and gives its points' rows with their partial
 summaries (status "interrupted", as a replay stopped by Ctrl-C); points never started give none.
-The rows reach `sweep_results` and the Parquet file like a whole sweep's, on every local path."""
+The rows reach `sweep_results` and the Parquet file like a whole sweep's, on every local path
+(on Ray: test_sweep_ray.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -278,109 +278,3 @@ def test_ctrl_c_at_the_terminal_stops_a_cli_sweep_with_its_running_points_kept(t
     assert sum("interrupted" in x for x in table[1:]) == len(cut), stdout
     with pytest.raises(ProcessLookupError):  # every process of its group ended
         os.killpg(p.pid, 0)
-
-
-def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(rec_dir, tmp_path, monkeypatch, capsys):
-    """A Ray sweep (a local 2-CPU instance, `ray.init()` already called) of four one-point passes
-    of different lengths (each changes `quote_refresh_sec`: a pass of 1 s cycles takes a fraction
-    of one of 0.02 s): a real SIGINT to this process once a pass has ended and two long ones are
-    part-way (the stop actor, watched here, was polled twice by each: ≥ 0.5 s into its replay).
-    Ray does not start the tasks in the order they were submitted: which passes ended and which
-    ran is read as it happens. The ended passes' rows are done; the two running passes stop at
-    their next poll and hand back their rows, interrupted, with part of the window replayed; a
-    pass not begun (queued) is cancelled: no row. The rows are in `sweep_results` and the Parquet
-    file, and the sweep returns within seconds of the Ctrl-C. (After 40 s the SIGINT comes anyway if
-    the sweep still runs: a sweep that keeps nothing fails here, not by waiting.)"""
-    ray = pytest.importorskip("ray")
-    from pmm_widgets.research import points, sweeps
-    from pmm_widgets.research.points import StopFlag
-
-    class Watched(StopFlag):
-        """The sweep's stop flag (pickled by value: defined here), leaving a file per pass at its
-        second poll."""
-
-        work = str(tmp_path)
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.polls: dict[int, int] = {}
-
-        def poll(self, k: int) -> bool:
-            n = self.polls[k] = self.polls.get(k, 0) + 1
-            if n == 2:
-                (Path(self.work) / f"polled-{k}").touch()
-            return super().poll(k)
-
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setattr(sweeps, "StopFlag", Watched)
-    s = load_settings(record_dir=str(rec_dir), quote_refresh_sec=1.0, paper_fill_intensity=20,
-                      db_url=f"sqlite:///{tmp_path / 'r.db'}")
-    ended: set[int] = set()  # the points (one a pass: the pass's index) whose pass ended, as reported
-    at_ctrl_c: dict[str, set[int]] = {"ended": set(), "running": set()}
-    sent: list[float] = []
-    over = threading.Event()
-    real = points.report_done
-
-    def report(index: int, total: int, status: str = "done") -> None:
-        ended.add(index)
-        real(index, total, status)
-
-    def ctrl_c() -> None:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not over.is_set():
-            done = set(ended)
-            # part-way: polled twice and not ended; the short pass (0) is never waited for as running
-            running = {int(f.name.removeprefix("polled-")) for f in tmp_path.glob("polled-*")} - done - {0}
-            if done and len(running) == 2:  # (2 CPUs: no other pass runs)
-                at_ctrl_c.update(ended=done, running=running)
-                break
-            time.sleep(0.05)
-        if over.is_set():  # (the sweep ended by itself: no SIGINT to the test session)
-            return
-        sent.append(time.monotonic())
-        os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the sweep's process
-
-    monkeypatch.setattr(points, "report_done", report)  # (as `report_rows` calls it)
-    kw = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
-    try:
-        ray.init(**kw)
-    except Exception:  # noqa: BLE001 - ray raises bare Exception for a GCS start-up timeout (as test_sweeps)
-        ray.shutdown()
-        ray.init(**kw)
-    timer = threading.Thread(target=ctrl_c, daemon=True)
-    try:
-        timer.start()
-        try:
-            df = sweeps.sweep(T0, T1, {"quote_refresh_sec": [1, 0.02, 0.021, 0.022]}, settings=s, progress=True,
-                              parquet=tmp_path / "r.parquet")
-        except KeyboardInterrupt:  # (not left to end the test session)
-            pytest.fail("the Ctrl-C left the sweep: nothing was kept")
-        finally:
-            over.set()
-        returned = time.monotonic()
-    finally:
-        ray.shutdown()
-    timer.join(10)
-    assert sent, f"the sweep ran to its end ({df.attrs['status']}): no pass ended while two polled a stop flag"
-    assert df.attrs["status"] == "interrupted" and df.attrs["total"] == 4 and df.attrs["backend"] == "ray"
-    assert len(df) >= 3, df  # (the old code kept nothing)
-    done, cut = at_ctrl_c["ended"], at_ctrl_c["running"]
-    assert done and len(cut) == 2, (done, cut)  # (the trigger's condition: met before the 40 s)
-    assert returned - sent[0] < 5, returned - sent[0]
-    assert df.attrs["passes"] == [[0], [1], [2], [3]]
-    assert list(df["point"]) == sorted(done | cut), df[["point", "status", "events"]]
-    status = dict(zip(df["point"], df["status"]))
-    assert {p for p, st in status.items() if st == "done"} == done, status
-    assert {p for p, st in status.items() if st == "interrupted"} == cut, status
-    whole = int(df["events"].max())  # (a whole pass's events: the window's)
-    for p, e in zip(df["point"], df["events"]):
-        assert (e == whole) if p in done else (0 < e < whole), (p, list(df["events"]))
-    assert (df["cycles"] > 0).all(), list(df["cycles"])
-    assert _stored(s.db_url, df.attrs["sweep_id"]) == [(int(p), st, int(f)) for p, st, f in
-                                                       zip(df["point"], df["status"], df["fills"])]
-    back = pd.read_parquet(tmp_path / "r.parquet")
-    assert back["point"].tolist() == list(df["point"]) and back["status"].tolist() == list(df["status"])
-    assert back["events"].tolist() == df["events"].tolist()
-    err = capsys.readouterr().err
-    lines = sorted(x for x in err.splitlines() if x.startswith("sweep: point"))
-    assert lines == sorted(f"sweep: point {p + 1} of 4 {status[p]}" for p in status), err
