@@ -86,13 +86,13 @@ def _null_problem(t: pa.Table) -> str | None:
 def parse_time(text: str | float | dt.datetime) -> float:
     """ISO 8601 UTC (`2026-12-01T10:00:00Z`, or with an offset) or epoch seconds → epoch seconds."""
     if isinstance(text, (int, float)):
-        return float(text)
+        return _a_time(float(text), text)
     if isinstance(text, dt.datetime):
         d = text if text.tzinfo else text.replace(tzinfo=dt.UTC)
         return d.timestamp()
     s = str(text).strip()
     try:
-        return float(s)
+        return _a_time(float(s), s)
     except ValueError:
         pass
     try:
@@ -102,6 +102,17 @@ def parse_time(text: str | float | dt.datetime) -> float:
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.UTC)
     return d.timestamp()
+
+
+def _a_time(ts: float, given: object) -> float:
+    """Epoch seconds that name a time (`nan`, `inf` and 1e20 parse as floats: they used to end the
+    replay in "ValueError: Invalid value NaN" / "OverflowError", without the flag's name)."""
+    try:
+        iso(ts)
+    except (ValueError, OverflowError, OSError):
+        raise RecordingError(f"bad time {given!r}: expected ISO 8601 UTC such as 2026-12-01T10:00:00Z "
+                             f"(or epoch seconds)") from None
+    return ts
 
 
 def iso(ts: float) -> str:

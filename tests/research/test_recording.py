@@ -297,6 +297,23 @@ def test_empty_or_bad_window_is_a_clear_error(tmp_path):
     assert parse_time("2026-11-30T10:00:00Z") == parse_time("2026-11-30T11:00:00+01:00") == H0
 
 
+def test_a_number_that_names_no_time_is_a_bad_time(tmp_path, monkeypatch, capsys):
+    """`nan`, `inf` and 1e20 parse as floats: `pmm replay --from nan` ended in "pmm: ValueError:
+    Invalid value NaN", `--from 1e20` in "OverflowError: timestamp out of range" (exit 1, no flag
+    named); now a bad time like any other: the flag named, exit 2."""
+    from pmm_widgets.cli import main
+
+    for bad in ("nan", "inf", "-inf", "1e20", float("nan"), 1e300):
+        with pytest.raises(RecordingError, match="bad time"):
+            parse_time(bad)
+    assert parse_time("1796036400") == parse_time(1796036400) == 1796036400.0
+    monkeypatch.setenv("PMM_RECORD_DIR", str(tmp_path))
+    for cmd in ("replay", "sweep"):
+        assert main([cmd, "--from", "nan", "--to", "inf", "--db-url", f"sqlite:///{tmp_path / 'r.db'}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pmm: --from: bad time 'nan'") and err.count("\n") == 1, err
+
+
 def test_a_row_whose_time_is_no_timestamp_costs_only_that_row(tmp_path, caplog):
     """A row with a time `hour_key` cannot file used to raise out of the writer thread's drain:
     every row of that batch was lost and the thread died (later rows queued in memory forever).
