@@ -292,6 +292,20 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
         df = results(list(finished))
         df.attrs.update(status="interrupted", total=len(pts))
         return df
+    except Exception:
+        # a failing point fails the sweep with its error, but the points replayed before it are kept
+        # (written like a whole sweep's): they used to be lost with it, hours of work for one bad point
+        if write and finished:
+            try:
+                kept = results(list(finished))
+            except Exception as exc:  # noqa: BLE001 - the point's error is the one to raise
+                log.error("sweep: the %d point(s) done before the failure below could not be written: %s",
+                          len(finished), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            else:
+                log.warning("sweep: %d of %d points done before the failure below: their rows -> sweep_results "
+                            "(sweep_id %s), %s", len(kept), len(pts), kept.attrs.get("sweep_id"),
+                            kept.attrs.get("parquet"))
+        raise
     df = results(rows)
     df.attrs.update(status="done", total=len(pts))
     return df
@@ -673,6 +687,11 @@ def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fix
         _ended(procs, STOP_WAIT_SEC)
         if not collected:
             got.extend(_kept_rows(kept))
+        raise
+    except Exception:  # a point failed: the passes that ended before it keep their rows (`sweep` writes them)
+        if not collected:
+            with contextlib.suppress(Exception):
+                got.extend(_kept_rows(kept))
         raise
     finally:
         _end(procs)

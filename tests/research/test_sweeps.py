@@ -185,6 +185,26 @@ def test_a_failing_point_fails_the_sweep(rec_dir, tmp_path, order):
         sweep(T0, T1, {"record_dir": dirs}, settings=_settings(rec_dir, tmp_path), n_jobs=2, write=False)
 
 
+def test_a_failing_point_keeps_the_points_done_before_it(rec_dir, tmp_path, monkeypatch, capsys):
+    """The sweep still fails with the point's error (exit 1, one line), but the points replayed
+    before it are written (sweep_results and the Parquet file) and the log says where: they used to
+    be lost with the failing point."""
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    bad = tmp_path / "nothing-here"
+    code = main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", "--db-url", url,
+                 "--grid", f"record_dir={rec_dir},{bad}", "--grid", "alpha=1,2", "--jobs", "1", "--per-pass", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"pmm sweep: no readable recordings for 2026-11-30T10:00:00.000Z .. 2026-11-30T10:02:00.000Z under {bad}" in err
+    assert "sweep: 2 of 4 points done before the failure below: their rows -> sweep_results (sweep_id sw" in err
+    with sa.create_engine(url).connect() as c:
+        rows = c.execute(sa.text("select sweep_id, point, grid_json from sweep_results order by point")).all()
+    assert [r.point for r in rows] == [0, 1] and len({r.sweep_id for r in rows}) == 1
+    assert [json.loads(r.grid_json)["record_dir"] for r in rows] == [str(rec_dir)] * 2
+    parquet = rec_dir.parent / "sweeps" / f"{rows[0].sweep_id}.parquet"
+    assert str(parquet) in err and list(pd.read_parquet(parquet)["point"]) == [0, 1]
+
+
 FORK_SCRIPT = r'''
 import json, sys, threading
 import pmm_widgets.research.sweeps as sw
