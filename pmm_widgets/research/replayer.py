@@ -70,6 +70,7 @@ REPLAY_MODE = "replay"
 TAGGED = frozenset({"orders", "trades", "pnl", "events", "markouts", "reward_estimates", "settlements"})
 NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
 CH_MARKET, CH_REST, CH_UNIVERSE, CH_ENGINE = (CHANNELS.index(c) for c in ("market", "rest", "universe", "engine"))
+UNDECODABLE_NAMED = 10  # recorded rows whose payload is no JSON: the first named in the problems, all counted
 
 
 class _Live:
@@ -336,7 +337,11 @@ def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
     recorded = [pay for _, ch, _, pay in window.preamble if ch == CH_UNIVERSE]  # (the last one before the window)
     recorded += [window.payload[i] for i in np.nonzero(np.asarray(window.channel) == CH_UNIVERSE)[0].tolist()]
     for pay in recorded:
-        for m in markets_from_json(json.loads(pay or "[]")):
+        try:
+            decoded = json.loads(pay or "[]")
+        except ValueError:  # a corrupt row: the replay names it (`Replayer._undecodable`)
+            continue
+        for m in markets_from_json(decoded):
             known[m.condition_id] = known[m.slug] = m
     if not known:
         return
@@ -762,6 +767,7 @@ class Replayer:
         # the warm-up starts at the last checkpoint before t0, when the window holds one
         self.resume_at = resume_index(self.window, self.t0) if resume else 0
         self.skipped = 0  # market frames and REST answers of the warm-up the checkpoint made unnecessary
+        self.undecodable = 0  # recorded rows (other than frames) whose payload is no JSON: skipped
         # the stream checks timestamps against it from the first frame, as the engine's does
         self.stream.venue_clock = lambda now: (self.venue_clock or VenueClock()).to_venue(now)
         base = dict(params or {})
@@ -942,6 +948,24 @@ class Replayer:
         if touched and self.stream.on_books is not None:
             self.stream.on_books(touched)
 
+    def _undecodable(self, ts: float, ch: int, kind: str, session: str | None, exc: ValueError) -> None:
+        """A recorded row (other than a market frame: the stream counts those) whose payload is no
+        JSON, a corrupt file's: skipped, the file and the row named in the problems (the first
+        `UNDECODABLE_NAMED`; all counted). It used to end the replay in a JSONDecodeError."""
+        self.undecodable += 1
+        if self.undecodable > UNDECODABLE_NAMED:
+            return
+        name = CHANNELS[ch]
+        where = f"the {name} row recorded before the window"
+        if session is not None:
+            where = next((u.file for u in self.window.sources if u.first_ts <= ts <= u.last_ts and (
+                Path(u.file).name == f"{name}-{session}.parquet" or Path(u.file).name.startswith(f"{name}-{session}-"))),
+                f"{name} channel of session {session}")
+        msg = f"{where}: the {kind} row at {iso(ts)} is no JSON ({exc}): skipped"
+        log.warning("replay: %s", msg)
+        for p in self.points:
+            p.problems.append(msg)
+
     # ---------------------------------------------------------------- main loop
     async def run(self) -> ReplayResult:
         """The replay of a one-point `Replayer` (several points: `run_all`)."""
@@ -987,10 +1011,13 @@ class Replayer:
         try:
             for ts, ch, kind, pay in w.preamble:  # the state recorded before the window's first row
                 clock.now = ts
-                if ch == CH_UNIVERSE:
-                    await self._on_universe(pay or "[]")
-                elif ch == CH_ENGINE:
-                    await self._engine_event(kind, pay, ts)
+                try:
+                    if ch == CH_UNIVERSE:
+                        await self._on_universe(pay or "[]")
+                    elif ch == CH_ENGINE:
+                        await self._engine_event(kind, pay, ts)
+                except json.JSONDecodeError as exc:
+                    self._undecodable(ts, ch, kind, None, exc)
             for i in range(n):
                 if i < resume:  # the warm-up before the starting checkpoint: market data it supersedes
                     ch = chans[i]
@@ -1030,25 +1057,28 @@ class Replayer:
                     if frame_session is not None:
                         self._new_process(ts)
                     frame_session = sess[i]
-                if ch == CH_MARKET:
-                    kind = kinds[i]
-                    if kind == "frame":
-                        self.frames += 1
-                        handle(pays[i] or "", stream.conn(int(conns[i])))
-                    else:
-                        stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
-                elif ch == CH_REST:
-                    if kinds[i] == "checkpoint":
-                        self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
-                    else:
-                        stream.apply_rest_raw(pays[i] or "[]", ts)
-                elif ch == CH_UNIVERSE:
-                    await self._on_universe(pays[i] or "[]")
-                elif ch == CH_ENGINE:
-                    await self._engine_event(kinds[i], pays[i], ts)
-                    if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
-                        pay = pays[i]
-                        await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
+                try:
+                    if ch == CH_MARKET:
+                        kind = kinds[i]
+                        if kind == "frame":
+                            self.frames += 1
+                            handle(pays[i] or "", stream.conn(int(conns[i])))
+                        else:
+                            stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
+                    elif ch == CH_REST:
+                        if kinds[i] == "checkpoint":
+                            self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
+                        else:
+                            stream.apply_rest_raw(pays[i] or "[]", ts)
+                    elif ch == CH_UNIVERSE:
+                        await self._on_universe(pays[i] or "[]")
+                    elif ch == CH_ENGINE:
+                        await self._engine_event(kinds[i], pays[i], ts)
+                        if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
+                            pay = pays[i]
+                            await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
+                except json.JSONDecodeError as exc:
+                    self._undecodable(ts, int(ch), str(kinds[i]), sess[i], exc)
             else:
                 i = n
             while grid and status == "done" and next_grid <= last_grid and self.universe_seen and not self.killed:
@@ -1071,6 +1101,10 @@ class Replayer:
             if bar is not None:
                 bar.update(max(0, i - bar.n))
                 bar.close()
+        if self.undecodable > UNDECODABLE_NAMED:
+            for p in self.points:
+                p.problems.append(f"{self.undecodable:,} recorded rows in all were no JSON and skipped (the first "
+                                  f"{UNDECODABLE_NAMED} named above)")
         for p in self.points:
             await p.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
         self._final_pnl(min(clock.now, self.t1))  # the `pnl` table ends where the summary does

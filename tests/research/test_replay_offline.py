@@ -209,6 +209,36 @@ def test_gap_resets_books_and_no_delta_crosses_it(tmp_path):
     assert [o for o in res.orders if o["created_ts"] >= T0 + 40]
 
 
+def test_a_recorded_row_that_is_no_json_is_a_problem_naming_its_file(tmp_path):
+    """A corrupt payload in a readable file (a connection event, a universe, an engine event) used
+    to end the whole replay in "JSONDecodeError: Expecting value"; now the row is skipped, named with
+    its file and time, and the rest of the window replays."""
+    from pmm_widgets.domain import Market
+
+    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
+    rec = Recorder(tmp_path, session="j")
+
+    def book(tok: str, ts: float) -> str:
+        return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
+                           "hash": "h", "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.60", "size": "100"}]})
+
+    rec.universe(T0, [m])
+    rec.record("market", T0, "sub", "{not json")
+    rec.frame(T0 + 1, 0, book("111", T0 + 1))
+    rec.frame(T0 + 1, 0, book("222", T0 + 1))
+    rec.record("engine", T0 + 2, "params", "[truncated")
+    rec.record("universe", T0 + 30, "universe", '[{"condition_id": ')
+    rec.frame(T0 + 40, 0, book("111", T0 + 40))
+    rec.close()
+    res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid").run())
+    bad = [p for p in res.problems if "is no JSON" in p]
+    assert len(bad) == 3, res.problems
+    assert bad[0].startswith(f"{tmp_path / '2026-11-30T10' / 'market-j.parquet'}: the sub row at 2026-11-30T10:00:00.000Z")
+    assert bad[1].startswith(f"{tmp_path / '2026-11-30T10' / 'engine-j.parquet'}: the params row at 2026-11-30T10:00:02")
+    assert bad[2].startswith(f"{tmp_path / '2026-11-30T10' / 'universe-j.parquet'}: the universe row at")
+    assert res.status == "done" and res.summary["markets"] == 1 and res.orders  # the rest replayed and quoted
+
+
 def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
