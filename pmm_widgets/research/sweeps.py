@@ -88,6 +88,11 @@ _FIXED = ("fills", "fills_per_min", "pnl_total", "realized", "unrealized", "spre
           "markout_5s_usd", "markout_30s_usd", "markout_120s_usd", "max_inventory_usd", "reward_estimate")
 
 
+# settings a grid cannot vary: where the rows go is the sweep's own (`db_url`); a grid of it changed no
+# replay, and its values (a password in the URL) were printed and stored in every row's grid columns
+UNSWEPT = {"db_url": "where the sweep's rows go, not a parameter of its replays (give --db-url / db_url=)"}
+
+
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     """`["alpha=1,1.5", "paper_spread_k=50,100"]` → `{"alpha": ["1", "1.5"], ...}`; names are
     strategy parameters or settings (validated when the points are built)."""
@@ -102,6 +107,8 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"{name}: not a parameter or setting")
         if name in SECRET_FIELDS:
             raise ValueError(f"{name}: secrets cannot be swept")
+        if name in UNSWEPT:
+            raise ValueError(f"{name}: {UNSWEPT[name]}")
         if name in grid:  # a second --grid of the same name used to replace the first silently
             raise ValueError(f"{name}: given twice (its values go in one: {name}=V1,V2,...)")
         _no_repeat(name, vals)
@@ -233,6 +240,8 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             raise ValueError(f"grid: {k} is not a parameter or setting")
         if k in SECRET_FIELDS:
             raise ValueError(f"grid: {k}: secrets cannot be swept")
+        if k in UNSWEPT:
+            raise ValueError(f"grid: {k}: {UNSWEPT[k]}")
         _no_repeat(f"grid: {k}", grid[k])
     pts = points_of(grid)
     if not pts:

@@ -205,6 +205,19 @@ def test_a_failing_point_keeps_the_points_done_before_it(rec_dir, tmp_path, monk
     assert str(parquet) in err and list(pd.read_parquet(parquet)["point"]) == [0, 1]
 
 
+def test_a_grid_of_db_urls_is_refused(rec_dir, tmp_path, capsys):
+    """`--grid db_url=...` changed no replay (the rows go to the sweep's own DB) and printed every
+    URL, password included, in the table, the Parquet file and each row's grid_json."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    secret = "postgresql+psycopg://u:pw-hidden@127.0.0.1:1/db"
+    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url,
+                 "--grid", f"db_url={secret},{url}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pmm: --grid db_url: where the sweep's rows go") and "pw-hidden" not in err
+    with pytest.raises(ValueError, match="grid: db_url: where the sweep's rows go"):
+        sweep(T0, T1, {"db_url": [secret, url]}, settings=_settings(rec_dir, tmp_path), n_jobs=1)
+
+
 FORK_SCRIPT = r'''
 import json, sys, threading
 import pmm_widgets.research.sweeps as sw
