@@ -323,6 +323,20 @@ def selection(markets: Any) -> int | list[str] | None:
     return ids
 
 
+SEED_MAX = 2**63 - 1  # (as PMM_SANDBOX_SEED: numpy takes no negative seed, the DB's replay rows store it as a BIGINT)
+
+
+def check_seed(seed: Any) -> int | None:
+    """A paper exchange seed given to a replay or sweep: a whole number 0 .. `SEED_MAX`, else
+    ValueError naming it (a negative one ended the replay in numpy's "expected non-negative
+    integer"; one past 2**63 replayed and then every DB batch failed with an OverflowError)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed: {seed!r} (expected a whole number from 0 to 2**63-1)")
+    return seed
+
+
 def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
     """A selection that would replay nothing the user meant fails before the replay: a count below
     1 (ValueError), or ids / slugs that no universe recorded for the window names (RecordingError,
@@ -719,6 +733,7 @@ class Replayer:
         self.settings = settings
         self.t0, self.t1 = parse_time(t0), parse_time(t1)
         markets = selection(markets)
+        seed = check_seed(seed)
         self.markets_sel = markets
         self.root = record_dir or settings.record_dir
         self.window = window if window is not None else load_window(self.root, self.t0, self.t1)

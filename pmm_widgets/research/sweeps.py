@@ -77,7 +77,7 @@ from .points import (
     warm_up,
 )
 from .recordings import Window, load_window, parse_time
-from .replayer import selection, split_overrides
+from .replayer import check_seed, selection, split_overrides
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             raise ConfigError(f"grid {format_validation_error(exc)}") from None
     sd = _settings_dict(settings)
     sel = selection(markets)  # as a replay reads it (a string is --markets text; [] refused), before any worker
+    check_seed(seed)
     if write:  # where the rows go, checked before any point runs (not after all of them)
         _check_outputs(Path(parquet) if parquet else None, Path(settings.record_dir).parent / "sweeps",
                        db_url or settings.db_url)

@@ -487,3 +487,29 @@ def test_the_python_api_reads_its_inputs_as_the_cli_does(rec_dir):
 
     with pytest.raises(ConfigError, match="params alpha=-1: Input should be greater than 0"):
         Replayer(s, T0, T0 + 60, params={"alpha": -1})
+
+
+def test_a_seed_numpy_or_the_db_cannot_take_is_a_bad_input(rec_dir, tmp_path, monkeypatch, capsys):
+    """`--seed -1` (or PMM_SANDBOX_SEED=-1, a grid of it) ended the replay in "pmm: ValueError:
+    expected non-negative integer" (exit 1, nothing named); a seed past 2**63 replayed and then
+    every DB batch failed with an OverflowError. Now each is refused before anything runs, named."""
+    from pmm_widgets.config import ConfigError
+    from pmm_widgets.research.sweeps import sweep
+
+    url = f"sqlite:///{tmp_path / 'seed.db'}"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    for cmd in ("replay", "sweep"):
+        for bad in ("-1", str(2**63), "x"):
+            argv = [cmd, "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url, "--seed", bad]
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"argument --seed: expected a whole number from 0 to 2**63-1, got '{bad}'" in err
+    with pytest.raises(ValueError, match=r"seed: -1 \(expected a whole number from 0 to 2\*\*63-1\)"):
+        replay(_settings(rec_dir), T0, T0 + 60, seed=-1, write_db=False)
+    with pytest.raises(ValueError, match="seed: 9223372036854775808"):
+        sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=_settings(rec_dir), seed=2**63, db_url=url)
+    with pytest.raises(ConfigError, match="PMM_SANDBOX_SEED=-1: Input should be greater than or equal to 0"):
+        _settings(rec_dir, sandbox_seed=-1)
+    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url,
+                 "--grid", "sandbox_seed=-1,2"]) == 2
+    assert "pmm: grid sandbox_seed=-1: Input should be greater than or equal to 0" in capsys.readouterr().err
