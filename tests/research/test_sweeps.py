@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from pmm_widgets.cli import main
-from pmm_widgets.config import load_settings
+from pmm_widgets.config import ConfigError, load_settings
 from pmm_widgets.research.recordings import parse_time
 from pmm_widgets.research.sweeps import TIMING_COLUMNS, parse_grid, sweep
 from pmm_widgets.research.synth import synth_recording
@@ -216,6 +216,34 @@ def test_a_grid_of_db_urls_is_refused(rec_dir, tmp_path, capsys):
     assert err.startswith("pmm: --grid db_url: where the sweep's rows go") and "pw-hidden" not in err
     with pytest.raises(ValueError, match="grid: db_url: where the sweep's rows go"):
         sweep(T0, T1, {"db_url": [secret, url]}, settings=_settings(rec_dir, tmp_path), n_jobs=1)
+
+
+def test_a_large_grid_of_parameters_is_validated_once_per_distinct_setting(rec_dir, tmp_path, monkeypatch):
+    """Every point used to build a whole `Settings` (≈ 8 ms: environment and .env read again):
+    a 100 x 100 grid of parameters spent 80 s of CPU before the sweep said anything (here: that the
+    window has no recording). Parameters are checked per point, settings once per distinct set."""
+    import pmm_widgets.research.sweeps as sw
+    from pmm_widgets.research.recordings import RecordingError
+
+    built = []
+
+    class Counting(sw.Settings):
+        def __init__(self, **kw):
+            built.append(1)
+            super().__init__(**kw)
+
+    monkeypatch.setattr(sw, "Settings", Counting)
+    s = load_settings(record_dir=str(tmp_path / "none"), db_url=f"sqlite:///{tmp_path / 'v.db'}")
+    grid = {"alpha": [1 + i / 10 for i in range(30)], "paper_spread_k": list(range(10, 40))}
+    with pytest.raises(RecordingError, match="no readable recordings"):
+        sweep(T0, T1, grid, settings=s, n_jobs=1)
+    assert len(built) == 1
+    built.clear()
+    with pytest.raises(RecordingError, match="no readable recordings"):  # one per distinct set of settings
+        sweep(T0, T1, {**grid, "quote_refresh_sec": [1, 2]}, settings=s, n_jobs=1)
+    assert len(built) == 2
+    with pytest.raises(ConfigError, match=r"grid alpha=-1: "):  # a bad value is still found before anything runs
+        sweep(T0, T1, {**grid, "alpha": [1, -1]}, settings=s, n_jobs=1)
 
 
 FORK_SCRIPT = r'''
