@@ -1349,6 +1349,25 @@ def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(v, default=str))
 
 
+def check_db_url(url: str) -> None:
+    """A database a replay's or sweep's rows can go to: not an in-memory SQLite one, whose every
+    connection (the schema's, the run's claim, the writer's) is a database of its own, gone when
+    the command ends (`pmm replay --db-url sqlite://` ended in "no such table: engine_lease")."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ..config import ConfigError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return  # (the connection's own error names it)
+    if u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:"):
+        raise ConfigError(f"database {url}: in memory, the rows would be lost (each connection has a database of "
+                          "its own, gone at the end): give a file, e.g. sqlite:///replays.db (the Python API: "
+                          "write_db=False / write=False for no rows)")
+
+
 async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, db_url: str | None = None,
                        write_db: bool = True, **kw: Any) -> ReplayResult:
     """One replay; with `write_db` its rows go to `db_url` (default `settings.db_url`)."""
@@ -1359,6 +1378,7 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     from ..store.writer import BatchWriter
 
     url = db_url or settings.db_url
+    check_db_url(url)
     probe = Replayer(settings, t0, t1, **kw)  # bad inputs fail before the DB is touched (no empty DB left)
     await asyncio.to_thread(upgrade, url)
     claim = RunLease(url, probe.run_id)

@@ -77,7 +77,7 @@ from .points import (
     warm_up,
 )
 from .recordings import Window, load_window, parse_time
-from .replayer import check_seed, selection, split_overrides
+from .replayer import check_db_url, check_seed, selection, split_overrides
 
 log = logging.getLogger(__name__)
 
@@ -819,6 +819,7 @@ def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None
 
     if parquet is not None and parquet.is_dir():
         raise SweepError(f"{parquet}: a directory (the Parquet file's name goes there, e.g. {parquet / 'sweep.parquet'})")
+    check_db_url(db_url)
     folder = parquet.parent if parquet is not None else default_dir
     try:
         writable_dir(folder)

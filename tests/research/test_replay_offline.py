@@ -513,3 +513,22 @@ def test_a_seed_numpy_or_the_db_cannot_take_is_a_bad_input(rec_dir, tmp_path, mo
     assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url,
                  "--grid", "sandbox_seed=-1,2"]) == 2
     assert "pmm: grid sandbox_seed=-1: Input should be greater than or equal to 0" in capsys.readouterr().err
+
+
+def test_an_in_memory_database_is_refused_before_the_replay(rec_dir, monkeypatch, capsys):
+    """`--db-url sqlite://` ended in "pmm: database sqlite://: no such table: engine_lease" (each
+    connection an empty database of its own): now one line saying why and what to give, exit 2."""
+    from pmm_widgets.config import ConfigError
+    from pmm_widgets.research.sweeps import sweep
+
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        for cmd in (["replay"], ["sweep", "--grid", "alpha=1,2"]):
+            assert main([*cmd, "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"pmm: database {url}: in memory, the rows would be lost") and err.count("\n") == 1
+    with pytest.raises(ConfigError, match="in memory"):
+        replay(_settings(rec_dir), T0, T0 + 60, db_url="sqlite://")
+    with pytest.raises(ConfigError, match="in memory"):
+        sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=_settings(rec_dir), db_url="sqlite://")
+    assert replay(_settings(rec_dir), T0, T0 + 60, db_url="sqlite://", write_db=False).status == "done"
