@@ -581,6 +581,17 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a replay's paper exchange seed, 0 .. 2**63-1 (else a one-line usage error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {text!r}")
+    return n
+
+
 def _jobs(text: str) -> int:
     """An argparse type: joblib's n_jobs (1, 2, ... processes; -1 one per core, -2 all but one), not 0."""
     try:
@@ -656,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--markets", default=None, metavar="N|IDS",
                        help="the top N markets of the recorded universe, or comma-separated condition ids/slugs")
         p.add_argument("--fill-model", default=None, help="paper fill model (PMM_PAPER_FILL_MODEL), e.g. intensity, queue")
-        p.add_argument("--seed", type=int, default=None, help="paper exchange seed (default PMM_SANDBOX_SEED, as paper)")
+        p.add_argument("--seed", type=_seed, default=None, help="paper exchange seed (default PMM_SANDBOX_SEED, as paper)")
         p.add_argument("--json", action="store_true", help="one JSON object on stdout instead of the summary")
 
     rp = leaf(sub, "replay", "replay recordings (PMM_RECORD_DIR) through the engine on a simulated clock", cmd_replay)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -231,7 +232,7 @@ class Settings(ParamFields, BaseSettings):
     circuit_probe_sec: float = Field(5.0, gt=0, le=3_600, description="while open: probe the venue this often")
 
     sandbox_markets: int = Field(80, ge=1, le=2_000)
-    sandbox_seed: int = 7
+    sandbox_seed: int = Field(7, ge=0, le=2**63 - 1)  # numpy's generators take no negative seed; rows store it as a BIGINT
     sandbox_speed: float = Field(1.0, gt=0, le=1_000)
     sandbox_resolve_every_sec: float = Field(0.0, ge=0)  # 0: off
     # the embedded sandbox in its own process: auto (from 150 markets, universe or sandbox), on, off
@@ -301,7 +302,7 @@ class Settings(ParamFields, BaseSettings):
 
         try:
             make_url(v)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # (a port that is no number: ValueError)
             raise ValueError(
                 "expected an SQLAlchemy URL such as sqlite:///pmm.db or postgresql+psycopg://user@host/db"
             ) from None
@@ -359,6 +360,9 @@ class Settings(ParamFields, BaseSettings):
 SETTING_FIELDS: tuple[str, ...] = tuple(n for n in Settings.model_fields if n not in PARAM_FIELDS)
 
 
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:).*@")  # user:PASSWORD@ in a URL (to its last @: more hidden, never less)
+
+
 def format_validation_error(exc: ValidationError, env: bool = False) -> str:
     """One line: the first failing field as its env var (or parameter) name, the bad value, the rule."""
     err = exc.errors()[0]
@@ -367,6 +371,8 @@ def format_validation_error(exc: ValidationError, env: bool = False) -> str:
     bad = err.get("input")
     if loc.lower() in {"private_key", "api_key", "api_secret", "api_passphrase"}:
         bad = "***"
+    elif loc.lower() == "db_url" and isinstance(bad, str):  # a URL that does not parse: its password hidden by hand
+        bad = _URL_PASSWORD.sub(r"\1***@", bad)
     msg = err.get("msg", "invalid").removeprefix("Value error, ")
     if not err.get("loc"):  # a rule across several fields: the message names them
         return msg

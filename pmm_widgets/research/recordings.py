@@ -42,16 +42,57 @@ class RecordingError(PmmError, ValueError):
     """A request that cannot be served (no recordings in the window, bad time)."""
 
 
+def _text(t: pa.DataType) -> bool:
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or (pa.types.is_dictionary(t) and _text(t.value_type)))
+
+
+# what the reader relies on in each column (the recorder writes int64, float64, string, int32, string)
+_COLUMN_TYPES = {"seq": (pa.types.is_integer, "an integer"), "ts": (pa.types.is_floating, "a float"),
+                 "kind": (_text, "text"), "conn": (pa.types.is_integer, "an integer"), "payload": (_text, "text")}
+_NOT_NULL = ("seq", "ts", "kind", "conn")  # (the recorder's schema: only a payload may be null)
+
+
+def _schema_problem(schema: pa.Schema) -> str | None:
+    """Why a file of this Arrow schema is no recording this version reads (another `pmm_schema`,
+    a column missing, a column of another type: its values compared as numbers used to end the
+    replay in a TypeError); None when it is one."""
+    version = (schema.metadata or {}).get(b"pmm_schema", b"").decode()
+    if version != SCHEMA_VERSION:
+        return f"unknown schema {version or '(none)'!r} (this version reads {SCHEMA_VERSION!r})"
+    missing = [c for c in COLUMNS if c not in schema.names]
+    if missing:
+        return f"columns missing: {', '.join(missing)}"
+    wrong = [f"{c} is {schema.field(c).type}, not {want}" for c, (ok, want) in _COLUMN_TYPES.items()
+             if not ok(schema.field(c).type)]
+    return f"column {'; '.join(wrong)}" if wrong else None
+
+
+def _null_problem(t: pa.Table) -> str | None:
+    """Rows without a `seq`, `ts`, `kind` or `conn` (or a `ts` that is no number): the recorder
+    never writes one; they cannot be ordered or filed in the window (a null `seq` ended the replay
+    in a ValueError, a null `ts` was dropped without a word)."""
+    bad = []
+    for c in _NOT_NULL:
+        col = t.column(c)
+        n = col.null_count
+        if c == "ts":  # NaN, inf (a null is null here too: counted once)
+            n += int(pc.sum(pc.invert(pc.is_finite(col))).as_py() or 0)
+        if n:
+            bad.append(f"{n} without a {c}" if c != "ts" else f"{n} without a finite ts")
+    return f"rows {', '.join(bad)}" if bad else None
+
+
 def parse_time(text: str | float | dt.datetime) -> float:
     """ISO 8601 UTC (`2026-12-01T10:00:00Z`, or with an offset) or epoch seconds → epoch seconds."""
     if isinstance(text, (int, float)):
-        return float(text)
+        return _a_time(float(text), text)
     if isinstance(text, dt.datetime):
         d = text if text.tzinfo else text.replace(tzinfo=dt.UTC)
         return d.timestamp()
     s = str(text).strip()
     try:
-        return float(s)
+        return _a_time(float(s), s)
     except ValueError:
         pass
     try:
@@ -61,6 +102,17 @@ def parse_time(text: str | float | dt.datetime) -> float:
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.UTC)
     return d.timestamp()
+
+
+def _a_time(ts: float, given: object) -> float:
+    """Epoch seconds that name a time (`nan`, `inf` and 1e20 parse as floats: they used to end the
+    replay in "ValueError: Invalid value NaN" / "OverflowError", without the flag's name)."""
+    try:
+        iso(ts)
+    except (ValueError, OverflowError, OSError):
+        raise RecordingError(f"bad time {given!r}: expected ISO 8601 UTC such as 2026-12-01T10:00:00Z "
+                             f"(or epoch seconds)") from None
+    return ts
 
 
 def iso(ts: float) -> str:
@@ -211,9 +263,9 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
             try:
                 md = pq.read_metadata(f)
                 row["rows"] = md.num_rows
-                schema = (md.metadata or {}).get(b"pmm_schema", b"").decode()
-                if schema != SCHEMA_VERSION:
-                    row.update(ok=False, problem=f"unknown schema {schema or '(none)'!r}")
+                why = _schema_problem(md.schema.to_arrow_schema())
+                if why is not None:
+                    row.update(ok=False, problem=why)
             except (OSError, ValueError, pa.ArrowException) as exc:
                 row.update(ok=False, problem=_describe(exc))
             out.append(row)
@@ -309,18 +361,16 @@ def _open(f: Path, problems: list[Problem], lo: float, hi: float) -> tuple[pq.Pa
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
-    meta = pf.schema_arrow.metadata or {}
-    schema = meta.get(b"pmm_schema", b"").decode()
-    if schema != SCHEMA_VERSION:
-        problems.append(Problem(str(f), f"unknown schema {schema or '(none)'!r} (this version reads "
-                                        f"{SCHEMA_VERSION!r}): skipped"))
-        return None
-    missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
-    if missing:
-        problems.append(Problem(str(f), f"columns missing: {', '.join(missing)}: skipped"))
+    why = _schema_problem(pf.schema_arrow)
+    if why is not None:
+        problems.append(Problem(str(f), f"{why}: skipped"))
         return None
     try:
         t = pf.read(columns=[c for c in COLUMNS if c != "payload"])
+        why = _null_problem(t)
+        if why is not None:
+            problems.append(Problem(str(f), f"{why}: skipped"))
+            return None
         return pf, t, _needed(pf, t.column("ts").to_numpy(), lo, hi)
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
@@ -367,6 +417,8 @@ def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
     for f in files:
         try:
             md = pq.read_metadata(f)
+            if _schema_problem(md.schema.to_arrow_schema()) is not None:
+                continue  # the read reports it (a `ts` of text: its statistics are no times)
             names = [md.schema.column(i).name for i in range(md.num_columns)]
             ti, pi = names.index("ts"), names.index("payload")
         except (OSError, ValueError, pa.ArrowException):
@@ -462,9 +514,17 @@ def _rows_before(f: Path, before: float, problems: list[Problem],
                  payload: bool = True) -> list[tuple[float, int, str, str | None]]:
     """(ts, seq, kind, payload) of a file's rows stamped before `before` (payload None unless asked)."""
     try:
-        t = pq.read_table(f, columns=["ts", "seq", "kind", "payload"] if payload else ["ts", "seq", "kind"])
+        pf = pq.ParquetFile(f)
+        why = _schema_problem(pf.schema_arrow)
+        if why is None:
+            t = pf.read(columns=["ts", "seq", "kind", "conn", "payload"] if payload else ["ts", "seq", "kind", "conn"])
+            why = _null_problem(t)
+        said = None if why is None else f"{why}: skipped"  # (as `_open` says it)
     except (OSError, ValueError, pa.ArrowException) as exc:
-        problems.append(Problem(str(f), _describe(exc)))
+        said = _describe(exc)
+    if said is not None:  # (the window's read of the same file says it too: said once)
+        if Problem(str(f), said) not in problems:
+            problems.append(Problem(str(f), said))
         return []
     ts = t.column("ts").to_numpy()
     idx = np.nonzero(ts < before)[0]

@@ -70,6 +70,7 @@ REPLAY_MODE = "replay"
 TAGGED = frozenset({"orders", "trades", "pnl", "events", "markouts", "reward_estimates", "settlements"})
 NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
 CH_MARKET, CH_REST, CH_UNIVERSE, CH_ENGINE = (CHANNELS.index(c) for c in ("market", "rest", "universe", "engine"))
+UNDECODABLE_NAMED = 10  # recorded rows whose payload is no JSON: the first named in the problems, all counted
 
 
 class _Live:
@@ -322,6 +323,20 @@ def selection(markets: Any) -> int | list[str] | None:
     return ids
 
 
+SEED_MAX = 2**63 - 1  # (as PMM_SANDBOX_SEED: numpy takes no negative seed, the DB's replay rows store it as a BIGINT)
+
+
+def check_seed(seed: Any) -> int | None:
+    """A paper exchange seed given to a replay or sweep: a whole number 0 .. `SEED_MAX`, else
+    ValueError naming it (a negative one ended the replay in numpy's "expected non-negative
+    integer"; one past 2**63 replayed and then every DB batch failed with an OverflowError)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed: {seed!r} (expected a whole number from 0 to 2**63-1)")
+    return seed
+
+
 def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
     """A selection that would replay nothing the user meant fails before the replay: a count below
     1 (ValueError), or ids / slugs that no universe recorded for the window names (RecordingError,
@@ -336,7 +351,11 @@ def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
     recorded = [pay for _, ch, _, pay in window.preamble if ch == CH_UNIVERSE]  # (the last one before the window)
     recorded += [window.payload[i] for i in np.nonzero(np.asarray(window.channel) == CH_UNIVERSE)[0].tolist()]
     for pay in recorded:
-        for m in markets_from_json(json.loads(pay or "[]")):
+        try:
+            decoded = json.loads(pay or "[]")
+        except ValueError:  # a corrupt row: the replay names it (`Replayer._undecodable`)
+            continue
+        for m in markets_from_json(decoded):
             known[m.condition_id] = known[m.slug] = m
     if not known:
         return
@@ -714,6 +733,7 @@ class Replayer:
         self.settings = settings
         self.t0, self.t1 = parse_time(t0), parse_time(t1)
         markets = selection(markets)
+        seed = check_seed(seed)
         self.markets_sel = markets
         self.root = record_dir or settings.record_dir
         self.window = window if window is not None else load_window(self.root, self.t0, self.t1)
@@ -762,6 +782,7 @@ class Replayer:
         # the warm-up starts at the last checkpoint before t0, when the window holds one
         self.resume_at = resume_index(self.window, self.t0) if resume else 0
         self.skipped = 0  # market frames and REST answers of the warm-up the checkpoint made unnecessary
+        self.undecodable = 0  # recorded rows (other than frames) whose payload is no JSON: skipped
         # the stream checks timestamps against it from the first frame, as the engine's does
         self.stream.venue_clock = lambda now: (self.venue_clock or VenueClock()).to_venue(now)
         base = dict(params or {})
@@ -942,6 +963,24 @@ class Replayer:
         if touched and self.stream.on_books is not None:
             self.stream.on_books(touched)
 
+    def _undecodable(self, ts: float, ch: int, kind: str, session: str | None, exc: ValueError) -> None:
+        """A recorded row (other than a market frame: the stream counts those) whose payload is no
+        JSON, a corrupt file's: skipped, the file and the row named in the problems (the first
+        `UNDECODABLE_NAMED`; all counted). It used to end the replay in a JSONDecodeError."""
+        self.undecodable += 1
+        if self.undecodable > UNDECODABLE_NAMED:
+            return
+        name = CHANNELS[ch]
+        where = f"the {name} row recorded before the window"
+        if session is not None:
+            where = next((u.file for u in self.window.sources if u.first_ts <= ts <= u.last_ts and (
+                Path(u.file).name == f"{name}-{session}.parquet" or Path(u.file).name.startswith(f"{name}-{session}-"))),
+                f"{name} channel of session {session}")
+        msg = f"{where}: the {kind} row at {iso(ts)} is no JSON ({exc}): skipped"
+        log.warning("replay: %s", msg)
+        for p in self.points:
+            p.problems.append(msg)
+
     # ---------------------------------------------------------------- main loop
     async def run(self) -> ReplayResult:
         """The replay of a one-point `Replayer` (several points: `run_all`)."""
@@ -987,10 +1026,13 @@ class Replayer:
         try:
             for ts, ch, kind, pay in w.preamble:  # the state recorded before the window's first row
                 clock.now = ts
-                if ch == CH_UNIVERSE:
-                    await self._on_universe(pay or "[]")
-                elif ch == CH_ENGINE:
-                    await self._engine_event(kind, pay, ts)
+                try:
+                    if ch == CH_UNIVERSE:
+                        await self._on_universe(pay or "[]")
+                    elif ch == CH_ENGINE:
+                        await self._engine_event(kind, pay, ts)
+                except json.JSONDecodeError as exc:
+                    self._undecodable(ts, ch, kind, None, exc)
             for i in range(n):
                 if i < resume:  # the warm-up before the starting checkpoint: market data it supersedes
                     ch = chans[i]
@@ -1030,25 +1072,28 @@ class Replayer:
                     if frame_session is not None:
                         self._new_process(ts)
                     frame_session = sess[i]
-                if ch == CH_MARKET:
-                    kind = kinds[i]
-                    if kind == "frame":
-                        self.frames += 1
-                        handle(pays[i] or "", stream.conn(int(conns[i])))
-                    else:
-                        stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
-                elif ch == CH_REST:
-                    if kinds[i] == "checkpoint":
-                        self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
-                    else:
-                        stream.apply_rest_raw(pays[i] or "[]", ts)
-                elif ch == CH_UNIVERSE:
-                    await self._on_universe(pays[i] or "[]")
-                elif ch == CH_ENGINE:
-                    await self._engine_event(kinds[i], pays[i], ts)
-                    if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
-                        pay = pays[i]
-                        await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
+                try:
+                    if ch == CH_MARKET:
+                        kind = kinds[i]
+                        if kind == "frame":
+                            self.frames += 1
+                            handle(pays[i] or "", stream.conn(int(conns[i])))
+                        else:
+                            stream.conn_event(kind, int(conns[i]), json.loads(pays[i] or "[]"))
+                    elif ch == CH_REST:
+                        if kinds[i] == "checkpoint":
+                            self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
+                        else:
+                            stream.apply_rest_raw(pays[i] or "[]", ts)
+                    elif ch == CH_UNIVERSE:
+                        await self._on_universe(pays[i] or "[]")
+                    elif ch == CH_ENGINE:
+                        await self._engine_event(kinds[i], pays[i], ts)
+                        if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
+                            pay = pays[i]
+                            await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
+                except json.JSONDecodeError as exc:
+                    self._undecodable(ts, int(ch), str(kinds[i]), sess[i], exc)
             else:
                 i = n
             while grid and status == "done" and next_grid <= last_grid and self.universe_seen and not self.killed:
@@ -1071,6 +1116,10 @@ class Replayer:
             if bar is not None:
                 bar.update(max(0, i - bar.n))
                 bar.close()
+        if self.undecodable > UNDECODABLE_NAMED:
+            for p in self.points:
+                p.problems.append(f"{self.undecodable:,} recorded rows in all were no JSON and skipped (the first "
+                                  f"{UNDECODABLE_NAMED} named above)")
         for p in self.points:
             await p.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
         self._final_pnl(min(clock.now, self.t1))  # the `pnl` table ends where the summary does
@@ -1300,6 +1349,25 @@ def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(v, default=str))
 
 
+def check_db_url(url: str) -> None:
+    """A database a replay's or sweep's rows can go to: not an in-memory SQLite one, whose every
+    connection (the schema's, the run's claim, the writer's) is a database of its own, gone when
+    the command ends (`pmm replay --db-url sqlite://` ended in "no such table: engine_lease")."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ..config import ConfigError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return  # (the connection's own error names it)
+    if u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:"):
+        raise ConfigError(f"database {url}: in memory, the rows would be lost (each connection has a database of "
+                          "its own, gone at the end): give a file, e.g. sqlite:///replays.db (the Python API: "
+                          "write_db=False / write=False for no rows)")
+
+
 async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, db_url: str | None = None,
                        write_db: bool = True, **kw: Any) -> ReplayResult:
     """One replay; with `write_db` its rows go to `db_url` (default `settings.db_url`)."""
@@ -1310,6 +1378,7 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     from ..store.writer import BatchWriter
 
     url = db_url or settings.db_url
+    check_db_url(url)
     probe = Replayer(settings, t0, t1, **kw)  # bad inputs fail before the DB is touched (no empty DB left)
     await asyncio.to_thread(upgrade, url)
     claim = RunLease(url, probe.run_id)

@@ -78,7 +78,7 @@ from .points import (
     warm_up,
 )
 from .recordings import Window, load_window, parse_time
-from .replayer import selection, split_overrides
+from .replayer import check_db_url, check_seed, selection, split_overrides
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,11 @@ TIMING_COLUMNS = ("wall_seconds", "events_per_sec", "sim_seconds_per_wall_second
 _FIXED = ("fills", "fills_per_min", "pnl_total", "realized", "unrealized", "spread_pnl", "inventory_pnl",
           "fees", "rebates", "rewards", "settlement",
           "markout_5s_usd", "markout_30s_usd", "markout_120s_usd", "max_inventory_usd", "reward_estimate")
+
+
+# settings a grid cannot vary: where the rows go is the sweep's own (`db_url`); a grid of it changed no
+# replay, and its values (a password in the URL) were printed and stored in every row's grid columns
+UNSWEPT = {"db_url": "where the sweep's rows go, not a parameter of its replays (give --db-url / db_url=)"}
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
@@ -103,6 +108,8 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"{name}: not a parameter or setting")
         if name in SECRET_FIELDS:
             raise ValueError(f"{name}: secrets cannot be swept")
+        if name in UNSWEPT:
+            raise ValueError(f"{name}: {UNSWEPT[name]}")
         if name in grid:  # a second --grid of the same name used to replace the first silently
             raise ValueError(f"{name}: given twice (its values go in one: {name}=V1,V2,...)")
         _no_repeat(name, vals)
@@ -234,20 +241,33 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
             raise ValueError(f"grid: {k} is not a parameter or setting")
         if k in SECRET_FIELDS:
             raise ValueError(f"grid: {k}: secrets cannot be swept")
+        if k in UNSWEPT:
+            raise ValueError(f"grid: {k}: {UNSWEPT[k]}")
         _no_repeat(f"grid: {k}", grid[k])
     pts = points_of(grid)
     if not pts:
         raise ValueError("grid: no points")
     fixed = dict(params or {})
+    base_params, base_settings = settings.params().model_dump(), _settings_dict(settings)
+    checked: set[str] = set()  # each distinct set of parameters, and of settings, validated once: a
+    # Settings is ≈ 8 ms (it reads the environment and .env), and a grid of 100 x 100 parameter values
+    # spent 80 s building 10,000 identical ones before anything else (a missing recording) was said
     for pt in pts:  # a bad value fails here, in the caller, before any worker starts: one line naming it
         p_over, s_over = split_overrides({**fixed, **pt})
+        kp, ks = (json.dumps(["p", p_over], sort_keys=True, default=str),
+                  json.dumps(["s", s_over], sort_keys=True, default=str))
         try:
-            Params.model_validate({**settings.params().model_dump(), **p_over})
-            Settings(**{**_settings_dict(settings), **s_over})
+            if kp not in checked:
+                Params.model_validate({**base_params, **p_over})
+                checked.add(kp)
+            if ks not in checked:
+                Settings(**{**base_settings, **s_over})
+                checked.add(ks)
         except ValidationError as exc:
             raise ConfigError(f"grid {format_validation_error(exc)}") from None
     sd = _settings_dict(settings)
     sel = selection(markets)  # as a replay reads it (a string is --markets text; [] refused), before any worker
+    check_seed(seed)
     if write:  # where the rows go, checked before any point runs (not after all of them)
         _check_outputs(Path(parquet) if parquet else None, Path(settings.record_dir).parent / "sweeps",
                        db_url or settings.db_url)
@@ -293,6 +313,20 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
         df = results(list(finished))
         df.attrs.update(status="interrupted", total=len(pts))
         return df
+    except Exception:
+        # a failing point fails the sweep with its error, but the points replayed before it are kept
+        # (written like a whole sweep's): they used to be lost with it, hours of work for one bad point
+        if write and finished:
+            try:
+                kept = results(list(finished))
+            except Exception as exc:  # noqa: BLE001 - the point's error is the one to raise
+                log.error("sweep: the %d point(s) done before the failure below could not be written: %s",
+                          len(finished), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            else:
+                log.warning("sweep: %d of %d points done before the failure below: their rows -> sweep_results "
+                            "(sweep_id %s), %s", len(kept), len(pts), kept.attrs.get("sweep_id"),
+                            kept.attrs.get("parquet"))
+        raise
     df = results(rows)
     df.attrs.update(status="done", total=len(pts))
     return df
@@ -696,6 +730,11 @@ def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fix
         if not collected:
             got.extend(_kept_rows(kept))
         raise
+    except Exception:  # a point failed: the passes that ended before it keep their rows (`sweep` writes them)
+        if not collected:
+            with contextlib.suppress(Exception):
+                got.extend(_kept_rows(kept))
+        raise
     finally:
         _end(procs)
         shutil.rmtree(kept, ignore_errors=True)
@@ -802,6 +841,7 @@ def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None
 
     if parquet is not None and parquet.is_dir():
         raise SweepError(f"{parquet}: a directory (the Parquet file's name goes there, e.g. {parquet / 'sweep.parquet'})")
+    check_db_url(db_url)
     folder = parquet.parent if parquet is not None else default_dir
     try:
         writable_dir(folder)

@@ -64,6 +64,22 @@ def test_bad_db_url_and_bad_flag(capsys):
     assert cli.main(["db", "init", "--set", "private_key=abcd"]) == 2
 
 
+def test_a_db_url_that_does_not_parse_is_refused_without_its_password(capsys, monkeypatch):
+    """A URL whose port is no number ("...@host:notaport/db") failed in SQLAlchemy with a
+    ValueError the validator let through, and the one-line error echoed the whole URL, password
+    included; now it is the usual bad-URL line with the password hidden (flag, --set or env)."""
+    url = "postgresql+psycopg://u:pw-hidden@127.0.0.1:notaport/db"
+    for argv in (["db", "init", "--db-url", url], ["db", "init", "--set", f"db_url={url}"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "pw-hidden" not in err and "u:***@127.0.0.1:notaport/db: expected an SQLAlchemy URL" in err, err
+        assert err.count("\n") == 1
+    monkeypatch.setenv("PMM_DB_URL", "postgresql://u:pw/hid@den@host:x/db")  # unescaped / and @ in the password
+    assert cli.main(["db", "init"]) == 2
+    err = capsys.readouterr().err
+    assert "pw" not in err and "den" not in err and err.startswith("pmm: PMM_DB_URL=postgresql://u:***@host:x/db"), err
+
+
 def test_db_init_twice_creates_all_tables(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     for _ in range(2):

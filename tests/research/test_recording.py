@@ -233,6 +233,47 @@ def test_unknown_schema_is_reported_and_skipped(tmp_path):
     assert SCHEMA_VERSION in p.message
 
 
+def _rewrite(f, column, values, typ):
+    t = pq.read_table(f)
+    meta = t.schema.metadata
+    i = t.schema.get_field_index(column)
+    t = t.set_column(i, pa.field(column, typ), pa.array(values, typ)).replace_schema_metadata(meta)
+    pq.write_table(t, f)
+
+
+@pytest.mark.parametrize("column, change, said", [
+    ("ts", lambda v: [str(x) for x in v], "column ts is string, not a float"),
+    ("seq", lambda v: [str(x) for x in v], "column seq is string, not an integer"),
+    ("kind", lambda v: [1] * len(v), "column kind is int64, not text"),
+    ("seq", lambda v: [None, *v[1:]], "rows 1 without a seq"),
+    ("ts", lambda v: [v[0], None, float("nan"), *v[3:]], "rows 2 without a finite ts"),
+])
+def test_a_column_of_another_type_or_with_nulls_is_a_problem_naming_the_file(tmp_path, column, change, said):
+    """A file of the right schema name whose column holds another type (or nulls the recorder never
+    writes) used to end the replay in a TypeError / ValueError ('<' not supported between 'str' and
+    'int'), or to drop a row without a word (a null ts); now it is skipped like a corrupt file: a
+    problem naming it and the column, the gap it leaves, and the listing says the same."""
+    rec = Recorder(tmp_path, session="s1")
+    _fill(rec, 3)
+    rec.close()
+    typ = {"ts": pa.float64(), "seq": pa.int64(), "kind": pa.string()}[column]
+    # the window's market file of the second hour, and an engine file of the hour before the window
+    # (read for the state recorded before it: `state_before`)
+    bad, before = tmp_path / hour_key(H0 + 3600) / "market-s1.parquet", tmp_path / hour_key(H0) / "engine-s1.parquet"
+    for f in (bad, before):
+        vals = change(pq.read_table(f).column(column).to_pylist())
+        _rewrite(f, column, vals, pa.string() if isinstance(vals[-1], str) else pa.int64() if column == "kind" else typ)
+    w = load_window(tmp_path, H0 + 3600 + 5, H0 + 3 * 3600)
+    for f in (bad, before):
+        mine = [p for p in w.problems if p.file == str(f)]
+        assert len(mine) == 1 and said in mine[0].message and mine[0].message.endswith("skipped"), w.problems
+    assert len(w) == 5 + 55  # the second hour's engine rows (its market rows skipped), the third hour's
+    assert any(str(bad) in str(g) for g in w.gaps)
+    if not said.startswith("rows"):  # (nulls are found when the rows are read, not in the footer)
+        row = next(r for r in list_recordings(tmp_path) if r["file"] == str(bad))
+        assert not row["ok"] and said in row["problem"]
+
+
 def test_the_listing_and_the_replay_judge_file_names_alike(tmp_path):
     """A copy under a name no channel has: the replay skips it; the listing used to call it ok."""
     rec = Recorder(tmp_path, session="s1")
@@ -254,6 +295,23 @@ def test_empty_or_bad_window_is_a_clear_error(tmp_path):
     with pytest.raises(RecordingError, match="ISO 8601"):
         parse_time("yesterday")
     assert parse_time("2026-11-30T10:00:00Z") == parse_time("2026-11-30T11:00:00+01:00") == H0
+
+
+def test_a_number_that_names_no_time_is_a_bad_time(tmp_path, monkeypatch, capsys):
+    """`nan`, `inf` and 1e20 parse as floats: `pmm replay --from nan` ended in "pmm: ValueError:
+    Invalid value NaN", `--from 1e20` in "OverflowError: timestamp out of range" (exit 1, no flag
+    named); now a bad time like any other: the flag named, exit 2."""
+    from pmm_widgets.cli import main
+
+    for bad in ("nan", "inf", "-inf", "1e20", float("nan"), 1e300):
+        with pytest.raises(RecordingError, match="bad time"):
+            parse_time(bad)
+    assert parse_time("1796036400") == parse_time(1796036400) == 1796036400.0
+    monkeypatch.setenv("PMM_RECORD_DIR", str(tmp_path))
+    for cmd in ("replay", "sweep"):
+        assert main([cmd, "--from", "nan", "--to", "inf", "--db-url", f"sqlite:///{tmp_path / 'r.db'}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pmm: --from: bad time 'nan'") and err.count("\n") == 1, err
 
 
 def test_a_row_whose_time_is_no_timestamp_costs_only_that_row(tmp_path, caplog):

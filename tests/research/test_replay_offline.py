@@ -209,6 +209,36 @@ def test_gap_resets_books_and_no_delta_crosses_it(tmp_path):
     assert [o for o in res.orders if o["created_ts"] >= T0 + 40]
 
 
+def test_a_recorded_row_that_is_no_json_is_a_problem_naming_its_file(tmp_path):
+    """A corrupt payload in a readable file (a connection event, a universe, an engine event) used
+    to end the whole replay in "JSONDecodeError: Expecting value"; now the row is skipped, named with
+    its file and time, and the rest of the window replays."""
+    from pmm_widgets.domain import Market
+
+    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
+    rec = Recorder(tmp_path, session="j")
+
+    def book(tok: str, ts: float) -> str:
+        return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
+                           "hash": "h", "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.60", "size": "100"}]})
+
+    rec.universe(T0, [m])
+    rec.record("market", T0, "sub", "{not json")
+    rec.frame(T0 + 1, 0, book("111", T0 + 1))
+    rec.frame(T0 + 1, 0, book("222", T0 + 1))
+    rec.record("engine", T0 + 2, "params", "[truncated")
+    rec.record("universe", T0 + 30, "universe", '[{"condition_id": ')
+    rec.frame(T0 + 40, 0, book("111", T0 + 40))
+    rec.close()
+    res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid").run())
+    bad = [p for p in res.problems if "is no JSON" in p]
+    assert len(bad) == 3, res.problems
+    assert bad[0].startswith(f"{tmp_path / '2026-11-30T10' / 'market-j.parquet'}: the sub row at 2026-11-30T10:00:00.000Z")
+    assert bad[1].startswith(f"{tmp_path / '2026-11-30T10' / 'engine-j.parquet'}: the params row at 2026-11-30T10:00:02")
+    assert bad[2].startswith(f"{tmp_path / '2026-11-30T10' / 'universe-j.parquet'}: the universe row at")
+    assert res.status == "done" and res.summary["markets"] == 1 and res.orders  # the rest replayed and quoted
+
+
 def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
@@ -457,3 +487,48 @@ def test_the_python_api_reads_its_inputs_as_the_cli_does(rec_dir):
 
     with pytest.raises(ConfigError, match="params alpha=-1: Input should be greater than 0"):
         Replayer(s, T0, T0 + 60, params={"alpha": -1})
+
+
+def test_a_seed_numpy_or_the_db_cannot_take_is_a_bad_input(rec_dir, tmp_path, monkeypatch, capsys):
+    """`--seed -1` (or PMM_SANDBOX_SEED=-1, a grid of it) ended the replay in "pmm: ValueError:
+    expected non-negative integer" (exit 1, nothing named); a seed past 2**63 replayed and then
+    every DB batch failed with an OverflowError. Now each is refused before anything runs, named."""
+    from pmm_widgets.config import ConfigError
+    from pmm_widgets.research.sweeps import sweep
+
+    url = f"sqlite:///{tmp_path / 'seed.db'}"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    for cmd in ("replay", "sweep"):
+        for bad in ("-1", str(2**63), "x"):
+            argv = [cmd, "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url, "--seed", bad]
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"argument --seed: expected a whole number from 0 to 2**63-1, got '{bad}'" in err
+    with pytest.raises(ValueError, match=r"seed: -1 \(expected a whole number from 0 to 2\*\*63-1\)"):
+        replay(_settings(rec_dir), T0, T0 + 60, seed=-1, write_db=False)
+    with pytest.raises(ValueError, match="seed: 9223372036854775808"):
+        sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=_settings(rec_dir), seed=2**63, db_url=url)
+    with pytest.raises(ConfigError, match="PMM_SANDBOX_SEED=-1: Input should be greater than or equal to 0"):
+        _settings(rec_dir, sandbox_seed=-1)
+    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url,
+                 "--grid", "sandbox_seed=-1,2"]) == 2
+    assert "pmm: grid sandbox_seed=-1: Input should be greater than or equal to 0" in capsys.readouterr().err
+
+
+def test_an_in_memory_database_is_refused_before_the_replay(rec_dir, monkeypatch, capsys):
+    """`--db-url sqlite://` ended in "pmm: database sqlite://: no such table: engine_lease" (each
+    connection an empty database of its own): now one line saying why and what to give, exit 2."""
+    from pmm_widgets.config import ConfigError
+    from pmm_widgets.research.sweeps import sweep
+
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        for cmd in (["replay"], ["sweep", "--grid", "alpha=1,2"]):
+            assert main([*cmd, "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"pmm: database {url}: in memory, the rows would be lost") and err.count("\n") == 1
+    with pytest.raises(ConfigError, match="in memory"):
+        replay(_settings(rec_dir), T0, T0 + 60, db_url="sqlite://")
+    with pytest.raises(ConfigError, match="in memory"):
+        sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=_settings(rec_dir), db_url="sqlite://")
+    assert replay(_settings(rec_dir), T0, T0 + 60, db_url="sqlite://", write_db=False).status == "done"

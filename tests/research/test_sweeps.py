@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from pmm_widgets.cli import main
-from pmm_widgets.config import load_settings
+from pmm_widgets.config import ConfigError, load_settings
 from pmm_widgets.research.recordings import parse_time
 from pmm_widgets.research.sweeps import TIMING_COLUMNS, parse_grid, sweep
 from pmm_widgets.research.synth import synth_recording
@@ -146,6 +146,67 @@ def test_a_failing_point_fails_the_sweep(rec_dir, tmp_path, order):
         dirs.reverse()
     with pytest.raises(RecordingError):
         sweep(T0, T1, {"record_dir": dirs}, settings=_settings(rec_dir, tmp_path), n_jobs=2, write=False)
+
+
+def test_a_failing_point_keeps_the_points_done_before_it(rec_dir, tmp_path, monkeypatch, capsys):
+    """The sweep still fails with the point's error (exit 1, one line), but the points replayed
+    before it are written (sweep_results and the Parquet file) and the log says where: they used to
+    be lost with the failing point."""
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    bad = tmp_path / "nothing-here"
+    code = main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:02:00Z", "--db-url", url,
+                 "--grid", f"record_dir={rec_dir},{bad}", "--grid", "alpha=1,2", "--jobs", "1", "--per-pass", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"pmm sweep: no readable recordings for 2026-11-30T10:00:00.000Z .. 2026-11-30T10:02:00.000Z under {bad}" in err
+    assert "sweep: 2 of 4 points done before the failure below: their rows -> sweep_results (sweep_id sw" in err
+    with sa.create_engine(url).connect() as c:
+        rows = c.execute(sa.text("select sweep_id, point, grid_json from sweep_results order by point")).all()
+    assert [r.point for r in rows] == [0, 1] and len({r.sweep_id for r in rows}) == 1
+    assert [json.loads(r.grid_json)["record_dir"] for r in rows] == [str(rec_dir)] * 2
+    parquet = rec_dir.parent / "sweeps" / f"{rows[0].sweep_id}.parquet"
+    assert str(parquet) in err and list(pd.read_parquet(parquet)["point"]) == [0, 1]
+
+
+def test_a_grid_of_db_urls_is_refused(rec_dir, tmp_path, capsys):
+    """`--grid db_url=...` changed no replay (the rows go to the sweep's own DB) and printed every
+    URL, password included, in the table, the Parquet file and each row's grid_json."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    secret = "postgresql+psycopg://u:pw-hidden@127.0.0.1:1/db"
+    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url,
+                 "--grid", f"db_url={secret},{url}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pmm: --grid db_url: where the sweep's rows go") and "pw-hidden" not in err
+    with pytest.raises(ValueError, match="grid: db_url: where the sweep's rows go"):
+        sweep(T0, T1, {"db_url": [secret, url]}, settings=_settings(rec_dir, tmp_path), n_jobs=1)
+
+
+def test_a_large_grid_of_parameters_is_validated_once_per_distinct_setting(rec_dir, tmp_path, monkeypatch):
+    """Every point used to build a whole `Settings` (≈ 8 ms: environment and .env read again):
+    a 100 x 100 grid of parameters spent 80 s of CPU before the sweep said anything (here: that the
+    window has no recording). Parameters are checked per point, settings once per distinct set."""
+    import pmm_widgets.research.sweeps as sw
+    from pmm_widgets.research.recordings import RecordingError
+
+    built = []
+
+    class Counting(sw.Settings):
+        def __init__(self, **kw):
+            built.append(1)
+            super().__init__(**kw)
+
+    monkeypatch.setattr(sw, "Settings", Counting)
+    s = load_settings(record_dir=str(tmp_path / "none"), db_url=f"sqlite:///{tmp_path / 'v.db'}")
+    grid = {"alpha": [1 + i / 10 for i in range(30)], "paper_spread_k": list(range(10, 40))}
+    with pytest.raises(RecordingError, match="no readable recordings"):
+        sweep(T0, T1, grid, settings=s, n_jobs=1)
+    assert len(built) == 1
+    built.clear()
+    with pytest.raises(RecordingError, match="no readable recordings"):  # one per distinct set of settings
+        sweep(T0, T1, {**grid, "quote_refresh_sec": [1, 2]}, settings=s, n_jobs=1)
+    assert len(built) == 2
+    with pytest.raises(ConfigError, match=r"grid alpha=-1: "):  # a bad value is still found before anything runs
+        sweep(T0, T1, {**grid, "alpha": [1, -1]}, settings=s, n_jobs=1)
 
 
 FORK_SCRIPT = r'''
