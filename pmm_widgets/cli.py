@@ -390,8 +390,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from pmm_widgets.research.sweeps import SweepError
 
     settings, params, sel = _research_args(args)
+    check_fixed = entry("sweep", "pmm_widgets.research.sweeps", "check_fixed")
     try:
         grid = parse_grid(args.grid or [])
+        check_fixed(grid, params)
     except ValueError as exc:
         raise ConfigError(f"--grid {exc}") from None
     try:

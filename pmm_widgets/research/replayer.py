@@ -47,6 +47,7 @@ from ..engine.cycle import QuoteCycle
 from ..engine.restore import SessionRows, merge_rows, parse_rows, resume, rows_from_json
 from ..events import EventKind, Level
 from ..execution.paper import PaperExchange, paper_exchange
+from ..logsetup import SECRET_FIELDS
 from ..store.recording import CHANNELS, TRADE_UPDATES, markets_from_json
 from ..store.sink import Sink
 from ..strategy.base import Strategy
@@ -277,11 +278,13 @@ def _num(v: Any) -> Any:
 
 
 def split_overrides(items: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(parameter changes, settings changes) from NAME=VALUE pairs; unknown names raise."""
+    """(parameter changes, settings changes) from NAME=VALUE pairs; unknown names and secrets raise."""
     params: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     for k, v in items.items():
         name = k.strip().lower().removeprefix("pmm_")
+        if name in SECRET_FIELDS:  # (as `--set`: a sweep's `params=` took a private key the grid refused)
+            raise ValueError(f"{k}: secrets are read from the environment or .env only")
         if name in PARAM_FIELDS:
             params[name] = v
         elif name in Settings.model_fields:

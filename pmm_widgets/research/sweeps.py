@@ -117,6 +117,15 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     return grid
 
 
+def check_fixed(grid: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:
+    """ValueError when a name of the grid also has a fixed value (`--set alpha=5 --grid alpha=1,2`,
+    `params=`): the grid's values replaced it silently."""
+    both = sorted(set(grid) & {k.strip().lower().removeprefix("pmm_") for k in fixed})
+    if both:
+        raise ValueError(f"{', '.join(both)}: given a fixed value too (--set / params=); the grid's values are "
+                         "the ones swept: give it there only")
+
+
 def _values(v: Any) -> list[Any]:
     """A grid entry's values: a string or a number is one value (not its characters), anything
     else iterable is its items."""
@@ -248,6 +257,7 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     if not pts:
         raise ValueError("grid: no points")
     fixed = dict(params or {})
+    check_fixed(grid, fixed)
     base_params, base_settings = settings.params().model_dump(), _settings_dict(settings)
     checked: set[str] = set()  # each distinct set of parameters, and of settings, validated once: a
     # Settings is ≈ 8 ms (it reads the environment and .env), and a grid of 100 x 100 parameter values

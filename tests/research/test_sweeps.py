@@ -181,6 +181,22 @@ def test_a_grid_of_db_urls_is_refused(rec_dir, tmp_path, capsys):
         sweep(T0, T1, {"db_url": [secret, url]}, settings=_settings(rec_dir, tmp_path), n_jobs=1)
 
 
+def test_a_name_both_fixed_and_swept_and_a_secret_in_params_are_refused(rec_dir, tmp_path, capsys):
+    """`--set alpha=5 --grid alpha=1,2`: the grid's values replaced the fixed one silently (the
+    table said alpha 1 and 2, the user asked for 5 too); `params={"private_key": ...}` was taken by
+    the Python API where `--set` and `--grid` refuse secrets. Both refused before any replay."""
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--db-url", url,
+                 "--set", "alpha=5", "--grid", "alpha=1,2"]) == 2
+    assert capsys.readouterr().err.startswith("pmm: --grid alpha: given a fixed value too")
+    s = _settings(rec_dir, tmp_path)
+    with pytest.raises(ValueError, match="paper_spread_k: given a fixed value too"):
+        sweep(T0, T1, {"paper_spread_k": [50, 100]}, settings=s, params={"PMM_PAPER_SPREAD_K": 70}, n_jobs=1)
+    with pytest.raises(ValueError, match="private_key: secrets are read from the environment"):
+        sweep(T0, T1, {"alpha": [1, 2]}, settings=s, params={"private_key": "0x" + "11" * 32}, n_jobs=1)
+    assert not (tmp_path / "f.db").exists()
+
+
 def test_a_large_grid_of_parameters_is_validated_once_per_distinct_setting(rec_dir, tmp_path, monkeypatch):
     """Every point used to build a whole `Settings` (≈ 8 ms: environment and .env read again):
     a 100 x 100 grid of parameters spent 80 s of CPU before the sweep said anything (here: that the
