@@ -21,6 +21,7 @@ from ..config import ConfigError, Settings
 from ..domain import Mode
 from ..errors import ExitCode
 from ..events import EventKind, Level
+from ..store.db import check_shared_db
 from ..store.recording import check_record_dir
 from .core import Engine, venue_description, wallet_address
 from .owner import StartAborted
@@ -174,6 +175,7 @@ def run_main(settings: Settings, mode: Mode, yes: bool = False, max_seconds: flo
         mode = Mode(mode)
         settings.params()
         check_record_dir(settings)
+        check_shared_db(settings)
         refusal = confirm_live(settings, mode, yes, out)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)

@@ -1356,16 +1356,10 @@ def check_db_url(url: str) -> None:
     """A database a replay's or sweep's rows can go to: not an in-memory SQLite one, whose every
     connection (the schema's, the run's claim, the writer's) is a database of its own, gone when
     the command ends (`pmm replay --db-url sqlite://` ended in "no such table: engine_lease")."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     from ..config import ConfigError
+    from ..store.db import in_memory
 
-    try:
-        u = make_url(url)
-    except (ArgumentError, ValueError):
-        return  # (the connection's own error names it)
-    if u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:"):
+    if in_memory(url):
         raise ConfigError(f"database {url}: in memory, the rows would be lost (each connection has a database of "
                           "its own, gone at the end): give a file, e.g. sqlite:///replays.db (the Python API: "
                           "write_db=False / write=False for no rows)")

@@ -58,6 +58,29 @@ def safe_url(db_url: str | URL) -> str:
         return "<unparseable URL>"
 
 
+def in_memory(db_url: str | URL) -> bool:
+    """Whether the URL is an in-memory SQLite database (`sqlite://`, `sqlite:///:memory:`): each of
+    its engines is a database of its own, gone with it. False for a URL that does not parse."""
+    try:
+        url = make_url(db_url)
+    except (ArgumentError, ValueError):
+        return False
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def check_shared_db(settings: Any) -> None:
+    """ConfigError (one line) for an engine's in-memory SQLite database: each connection is a
+    database of its own, and the engine's lease, its writer and every face that attaches need one
+    they all share (`pmm run paper --db-url sqlite://` retried "cannot take the DB lease: no such
+    table: engine_lease" for ever)."""
+    if in_memory(settings.db_url):
+        from ..config import ConfigError
+
+        raise ConfigError(f"database {settings.db_url}: in memory, every connection a database of its own: the "
+                          "engine's lease, its rows and the faces that attach need one they share: give a file, "
+                          "e.g. sqlite:///pmm.db")
+
+
 def make_engine(db_url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwargs: Any) -> Engine:
     """Create an Engine for any SQLAlchemy URL; SQLite gets WAL, busy timeout and foreign keys.
 
@@ -72,7 +95,7 @@ def make_engine(db_url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, *
         raise StoreError(f"not an SQLAlchemy database URL: {db_url!r}") from None
     opts: dict[str, Any] = {"json_serializer": json_dumps}
     if url.get_backend_name() == "sqlite":
-        memory = url.database in (None, "", ":memory:")
+        memory = in_memory(url)
         connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         opts["connect_args"] = connect_args
         if memory:
@@ -85,7 +108,7 @@ def make_engine(db_url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, *
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StoreError(f"no database driver for {safe_url(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas(url.database in (None, "", ":memory:"), busy_timeout_ms))
+        event.listen(engine, "connect", _sqlite_pragmas(in_memory(url), busy_timeout_ms))
     return engine
 
 
@@ -126,7 +149,7 @@ def sqlite_file(db_url: str | URL) -> str | None:
         url = make_url(db_url)
     except ArgumentError:
         return None
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite" or in_memory(url):
         return None
     return str(url.database)
 

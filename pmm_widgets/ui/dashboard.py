@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from ..config import ConfigError, Settings, Venue, load_settings
 from ..domain import Mode
 from ..engine.core import Engine
+from ..store.db import check_shared_db
 from .controls import ControlPanel
 from .lifecycle import install_kernel_stop_hook
 
@@ -155,6 +156,7 @@ def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
     """
     try:
         settings = settings or app_settings()
+        check_shared_db(settings)
     except ConfigError as exc:
         return FatalPanel(str(exc))
     demo = demo_mode(settings)

@@ -110,3 +110,21 @@ def test_debug_log_level_shows_the_traceback(env, capsys):
     env.setenv("PMM_DB_URL", "sqlite:////proc/pmm-no-such-dir/x.db")
     code, _, err = _run(["report", "--log-level", "DEBUG"], capsys)
     assert code == 1 and "Traceback" in err
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_engine_on_an_in_memory_database_is_refused(env, capsys, url):
+    """`pmm run paper --db-url sqlite://` retried "cannot take the DB lease (no such table:
+    engine_lease)" for ever: each connection of an in-memory SQLite database is a database of its
+    own. The run, the headless engine and the operator app refuse it in one line, before anything starts."""
+    from pmm_widgets.engine.__main__ import main as headless
+    from pmm_widgets.ui.dashboard import FatalPanel, launch
+
+    env.setenv("PMM_VENUE", "sandbox")
+    env.setenv("PMM_DB_URL", url)
+    for argv in (["run", "paper", "--max-seconds", "3"], ["run", "live", "--dry-run", "--max-seconds", "3"]):
+        assert _check(argv, capsys, ExitCode.CONFIG).startswith(f"database {url}: in memory")
+    assert headless(["--max-seconds", "3"]) == ExitCode.CONFIG
+    assert capsys.readouterr().err.startswith(f"database {url}: in memory")
+    panel = launch()
+    assert isinstance(panel, FatalPanel) and panel.message.startswith(f"database {url}: in memory")
