@@ -286,7 +286,7 @@ class Recorder:
         self.stats.queued = n
         slot = self._rotation_slot()  # one slot per drain: the files a drain opens close together
         if self.rotate_sec:  # parts whose interval ended are closed even when nothing new came
-            self._close_writers(lambda _h: False, slot_before=slot)
+            self._close_writers(lambda _h: False, slot_now=slot)
         if not n:
             return
         now = time.monotonic()
@@ -358,13 +358,15 @@ class Recorder:
         w.write_table(table)
         self.stats.rows += len(rows)
 
-    def _close_writers(self, which: Callable[[str], bool], slot_before: int | None = None) -> None:
-        """Close the files of the hours `which` selects (and with `slot_before`, those of earlier
-        rotation slots): every footer first, then all renames at once under the publish lock (a
+    def _close_writers(self, which: Callable[[str], bool], slot_now: int | None = None) -> None:
+        """Close the files of the hours `which` selects (and with `slot_now`, those opened in
+        another rotation slot: an earlier one, or a later one when the wall clock stepped back, whose
+        part would otherwise stay open, unreadable and lost to a kill -9, until the clock caught
+        up again): every footer first, then all renames at once under the publish lock (a
         reader lists under it, so it sees the closed files as a prefix of the sequence, never
         one channel's part without the other channels' parts of the same interval), then unlock."""
         keys = [k for k in self._writers
-                if which(k[0]) or (slot_before is not None and self._slot.get(k, 0) < slot_before)]
+                if which(k[0]) or (slot_now is not None and self._slot.get(k, 0) != slot_now)]
         if not keys:
             return
         done: list[tuple[Path, int | None]] = []
