@@ -56,6 +56,7 @@ SCHEMA_VERSION = "pmm-recording/1"
 CHANNELS = ("market", "rest", "universe", "engine")
 HOUR_FMT = "%Y-%m-%dT%H"
 FAILURE_LOG_SEC = 60.0  # write failures: one line, then at most one a minute
+HOLD_BYTES = 64 << 20  # the rows of the open parts kept in memory to write again when a part breaks
 OPEN_SUFFIX = ".open"  # a part still being written: `<name>.parquet.open`
 ARROW_SCHEMA = pa.schema(
     [
@@ -148,6 +149,7 @@ class RecorderStats:
     hours_deleted: int = 0
     errors: int = 0
     dropped: int = 0  # rows not written while the disk was below PMM_RECORD_MIN_FREE_GB
+    lost: int = 0  # rows a failed write cost (written again once when held: `Recorder.hold_bytes`)
 
 
 class Recorder:
@@ -155,11 +157,15 @@ class Recorder:
 
     def __init__(self, root: str | os.PathLike[str], *, max_gb: float = 0.0, flush_sec: float = 5.0,
                  session: str | None = None, budget_every_sec: float = 30.0, rotate_sec: float = 0.0,
-                 min_free_gb: float = 0.0) -> None:
+                 min_free_gb: float = 0.0, hold_bytes: int = HOLD_BYTES) -> None:
         """`rotate_sec` > 0: a new part file per channel every `rotate_sec` of wall time (the
         writer wakes at least 4 times per interval); 0: one file per hour and channel.
         `min_free_gb` > 0: the disk's floor (`_check_disk`): below it writing pauses (rows dropped:
-        a gap a replay reports) until the disk has room again; nothing is deleted for it."""
+        a gap a replay reports) until the disk has room again; nothing is deleted for it.
+        `hold_bytes`: the rows written into the open parts are also held in memory up to this many
+        bytes in all (a minute's rotation of 50 markets is ≈ 13 MB), so that a part broken by a
+        failed write (a disk full for a moment: its Parquet writer is unusable, the file has no
+        footer) is dropped and its rows written again, once, into a new part (`_abandon`)."""
         self.root = Path(root)
         self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
         self.min_free = int(min_free_gb * 1e9) if min_free_gb and min_free_gb > 0 else 0
@@ -175,6 +181,11 @@ class Recorder:
         self._locks: dict[tuple[str, str], int] = {}  # fd holding the flock of the open file
         self._slot: dict[tuple[str, str], int] = {}  # rotation slot the open file belongs to
         self._parts: dict[tuple[str, str], int] = {}  # parts opened so far per (hour, channel)
+        self.hold_bytes = hold_bytes
+        self._held: dict[tuple[str, str], list[pa.Table] | None] = {}  # what each open part holds (None: too much)
+        self._held_bytes = 0
+        self._part_rows: dict[tuple[str, str], int] = {}  # rows written into each open part
+        self._retry: list[tuple[tuple[str, str], pa.Table]] = []  # a broken part's rows, for the next drain
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -223,6 +234,14 @@ class Recorder:
         else:
             self._drain()
         self._close_writers(lambda _h: True)
+        if self._retry:  # a part whose footer failed: its rows get their one more try
+            self._drain()
+            self._close_writers(lambda _h: True)
+        if self._retry:  # (below the disk's floor: not tried)
+            n = sum(t.num_rows for _k, t in self._retry)
+            self._retry.clear()
+            self.stats.lost += n
+            log.error("recording: %d rows of a part that could not be written lost at close", n)
 
     def flush(self) -> None:
         """Write the queued rows now (tests, benches); files stay open (`.open`, unreadable) until
@@ -287,6 +306,8 @@ class Recorder:
         slot = self._rotation_slot()  # one slot per drain: the files a drain opens close together
         if self.rotate_sec:  # parts whose interval ended are closed even when nothing new came
             self._close_writers(lambda _h: False, slot_now=slot)
+        if self._retry and not self._low_disk:
+            self._write_retries(slot)
         if not n:
             return
         now = time.monotonic()
@@ -323,7 +344,29 @@ class Recorder:
             self._last_budget = now
             self.enforce_budget()
 
+    def _write_retries(self, slot: int) -> None:
+        """Write the rows of parts broken in an earlier drain into new parts: their one retry."""
+        retry, self._retry = self._retry, []
+        by_key: dict[tuple[str, str], list[pa.Table]] = {}
+        for key, table in retry:
+            by_key.setdefault(key, []).append(table)
+        for (hour, channel), tables in sorted(by_key.items()):
+            table = pa.concat_tables(tables)
+            try:
+                self._write_table(hour, channel, table, slot, retry=True)
+            except Exception as exc:
+                self._failed(f"could not write {table.num_rows} {channel} rows for {hour} again", exc)
+        self._close_writers(lambda _h: False)
+
     def _write(self, hour: str, channel: str, rows: list[Row], slot: int = 0) -> None:
+        table = pa.Table.from_arrays(
+            [pa.array([r[1] for r in rows], pa.int64()), pa.array([r[2] for r in rows], pa.float64()),
+             pa.array([r[3] for r in rows], pa.string()), pa.array([r[4] for r in rows], pa.int32()),
+             pa.array([r[5] for r in rows], pa.string())],
+            schema=ARROW_SCHEMA)
+        self._write_table(hour, channel, table, slot)
+
+    def _write_table(self, hour: str, channel: str, table: pa.Table, slot: int, retry: bool = False) -> None:
         key = (hour, channel)
         w = self._writers.get(key)
         if w is None:
@@ -349,14 +392,63 @@ class Recorder:
             self._parts[key] = part + 1  # (a part whose writer failed is not skipped)
             self._writers[key], self._paths[key], self._locks[key] = w, path, fd
             self._slot[key] = slot
+            self._held[key], self._part_rows[key] = [], 0
             self.stats.files += 1
-        table = pa.Table.from_arrays(
-            [pa.array([r[1] for r in rows], pa.int64()), pa.array([r[2] for r in rows], pa.float64()),
-             pa.array([r[3] for r in rows], pa.string()), pa.array([r[4] for r in rows], pa.int32()),
-             pa.array([r[5] for r in rows], pa.string())],
-            schema=w.schema)
-        w.write_table(table)
-        self.stats.rows += len(rows)
+        try:
+            w.write_table(table.replace_schema_metadata(w.schema.metadata))
+        except Exception:
+            self._abandon(key, table, retry)
+            raise
+        self.stats.rows += table.num_rows
+        self._part_rows[key] += table.num_rows
+        held = self._held.get(key)
+        if held is not None:
+            if self._held_bytes + table.nbytes <= self.hold_bytes:
+                held.append(table)
+                self._held_bytes += table.nbytes
+            else:  # too much to hold: a failure of this part costs its rows so far
+                self._held[key] = None
+                self._held_bytes -= sum(t.nbytes for t in held)
+
+    def _release(self, key: tuple[str, str]) -> list[pa.Table] | None:
+        """Forget what an open part holds (it is closed or dropped): its held tables, None if not held."""
+        held = self._held.pop(key, None)
+        self._part_rows.pop(key, None)
+        if held:
+            self._held_bytes -= sum(t.nbytes for t in held)
+        return held
+
+    def _abandon(self, key: tuple[str, str], failed: pa.Table | None, retry: bool) -> None:
+        """A part whose write (or footer) failed: its Parquet writer is unusable and its file has
+        no footer, so every row in it would be lost, and so would every later row written into it.
+        The part is dropped (its `.open` file removed: a reader would misread it as a crashed
+        writer's) and its rows, held since it opened, wait for the next drain to be written again
+        into a new part, once (`retry`: this was that once); rows that cannot be, are counted lost."""
+        n_written = self._part_rows.get(key, 0)
+        held = self._release(key)
+        w = self._writers.pop(key, None)
+        path = self._paths.pop(key, None)
+        fd = self._locks.pop(key, None)
+        self._slot.pop(key, None)
+        if w is not None:
+            with contextlib.suppress(Exception):
+                w.close()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + OPEN_SUFFIX).unlink()
+        if fd is not None:
+            os.close(fd)
+        self.stats.rows -= n_written
+        tables = [*(held or []), *([failed] if failed is not None else [])]
+        if retry or (held is None and n_written):
+            lost = sum(t.num_rows for t in tables) if retry else n_written
+            self.stats.lost += lost
+            log.error("recording: %d %s rows for %s lost (a part could not be written%s)", lost, key[1], key[0],
+                      " again" if retry else ", and it was too large to hold for a retry")
+            if retry:
+                return
+            tables = [failed] if failed is not None else []
+        self._retry.extend((key, t) for t in tables)
 
     def _close_writers(self, which: Callable[[str], bool], slot_now: int | None = None) -> None:
         """Close the files of the hours `which` selects (and with `slot_now`, those opened in
@@ -371,15 +463,21 @@ class Recorder:
             return
         done: list[tuple[Path, int | None]] = []
         for key in keys:
-            w = self._writers.pop(key)
+            w = self._writers[key]
+            try:
+                w.close()
+            except Exception as exc:  # no footer: the part is unreadable; its rows get written again
+                self._failed(f"could not close {self._paths[key].name}", exc)
+                self._abandon(key, None, False)
+                continue
+            self._release(key)
+            self._writers.pop(key)
             path = self._paths.pop(key)
             fd = self._locks.pop(key, None)
             self._slot.pop(key, None)
-            try:
-                w.close()
-            except Exception as exc:
-                self._failed(f"could not close {path.name}", exc)
             done.append((path, fd))
+        if not done:
+            return
         try:
             with publish_lock(self.root, exclusive=True):
                 for path, _fd in done:

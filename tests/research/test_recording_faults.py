@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 from pmm_widgets.research.recordings import load_window, parse_time
 from pmm_widgets.store.recording import OPEN_SUFFIX, Recorder, hour_key
@@ -36,3 +35,76 @@ def test_a_part_closes_when_its_interval_ends_even_after_the_clock_stepped_back(
     rec.close()
     w = load_window(tmp_path, H0, H0 + 3600)
     assert w.payload[:] == ["a", "b", "c"] and not w.gaps
+
+
+_FULL_DISK = """
+import logging, random, resource, signal, string, sys
+from pmm_widgets.store.recording import Recorder
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC on a full disk
+root, H0, rotate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+rec = Recorder(root, session="f1", rotate_sec=rotate)
+rnd = random.Random(1)
+def rows(i0, n):
+    for i in range(i0, i0 + n):
+        rec.frame(H0 + i * 0.01, 0, "".join(rnd.choice(string.ascii_letters) for _ in range(2000)))
+    rec.flush()
+rows(0, 50)  # written
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, resource.RLIM_INFINITY))
+rows(50, 100)  # the disk is full half-way through this batch
+assert rec.stats.errors == 1, rec.stats
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+rows(150, 50)  # room again
+rec.close()
+print(rec.stats.errors, rec.stats.rows)
+"""
+
+
+def test_a_write_that_fails_half_way_costs_no_row_the_disk_can_take_again(tmp_path):
+    """A write that failed half-way (the disk full for a moment) left its part's Parquet writer
+    broken: every later row of the part went into it, the part was published without a footer,
+    and the replay lost all of it, the rows written before the failure and after the disk had room
+    again alike (with hourly files, the hour). Now the broken part is dropped and its rows, held
+    while the part is open, are written again into a new part at the next drain."""
+    for rotate in (0.0, 3600.0):  # hourly files and parts
+        root = tmp_path / f"r{rotate:g}"
+        p = subprocess.run([sys.executable, "-c", _FULL_DISK, str(root), repr(H0), repr(rotate)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert "could not write 100 market rows" in p.stderr  # said, once
+        w = load_window(root, H0, H0 + 3600)
+        assert len(w) == 200 and not w.problems and not w.gaps, ([str(x) for x in w.problems], w.gaps)
+        assert p.stdout.split() == ["1", "200"]  # one failure; 200 rows in the files
+
+
+def test_a_part_whose_footer_cannot_be_written_is_written_again_not_published_corrupt(tmp_path, monkeypatch):
+    """A failed close (the footer written on a full disk) used to publish the part under its final
+    name without a footer: all its rows lost, the replay naming a corrupt file. Its rows are now
+    written again into a new part, and nothing unreadable is published."""
+    import pmm_widgets.store.recording as recording
+
+    real = recording.pq.ParquetWriter
+    fail = {"closes": 1}
+
+    class FooterFails:
+        def __init__(self, *a, **k):
+            self.w = real(*a, **k)
+            self.schema = self.w.schema
+
+        def write_table(self, t):
+            self.w.write_table(t)
+
+        def close(self):
+            if fail["closes"]:
+                fail["closes"] -= 1
+                raise OSError(28, "No space left on device")
+            self.w.close()
+
+    monkeypatch.setattr(recording.pq, "ParquetWriter", FooterFails)
+    rec = Recorder(tmp_path, session="z1", rotate_sec=60)
+    for i in range(10):
+        rec.frame(H0 + i, 0, f"r{i}")
+    rec.close()
+    assert rec.stats.errors == 1 and rec.stats.lost == 0 and rec.stats.rows == 10
+    assert sorted(f.name for f in (tmp_path / hour_key(H0)).iterdir()) == ["market-z1-0001.parquet"]
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.payload[:] == [f"r{i}" for i in range(10)] and not w.problems and not w.gaps
