@@ -57,6 +57,8 @@ CHANNELS = ("market", "rest", "universe", "engine")
 HOUR_FMT = "%Y-%m-%dT%H"
 FAILURE_LOG_SEC = 60.0  # write failures: one line, then at most one a minute
 HOLD_BYTES = 64 << 20  # the rows of the open parts kept in memory to write again when a part breaks
+MAX_QUEUE_BYTES = 512 << 20  # rows waiting for the writer thread beyond this are dropped (counted, said)
+ROW_BYTES = 200  # a queued row's memory besides its payload (tuple, floats, kind)
 OPEN_SUFFIX = ".open"  # a part still being written: `<name>.parquet.open`
 ARROW_SCHEMA = pa.schema(
     [
@@ -150,6 +152,7 @@ class RecorderStats:
     errors: int = 0
     dropped: int = 0  # rows not written while the disk was below PMM_RECORD_MIN_FREE_GB
     lost: int = 0  # rows a failed write cost (written again once when held: `Recorder.hold_bytes`)
+    overflow: int = 0  # rows dropped because the writer thread was `max_queue_bytes` behind
 
 
 class Recorder:
@@ -157,7 +160,8 @@ class Recorder:
 
     def __init__(self, root: str | os.PathLike[str], *, max_gb: float = 0.0, flush_sec: float = 5.0,
                  session: str | None = None, budget_every_sec: float = 30.0, rotate_sec: float = 0.0,
-                 min_free_gb: float = 0.0, hold_bytes: int = HOLD_BYTES) -> None:
+                 min_free_gb: float = 0.0, hold_bytes: int = HOLD_BYTES,
+                 max_queue_bytes: int = MAX_QUEUE_BYTES) -> None:
         """`rotate_sec` > 0: a new part file per channel every `rotate_sec` of wall time (the
         writer wakes at least 4 times per interval); 0: one file per hour and channel.
         `min_free_gb` > 0: the disk's floor (`_check_disk`): below it writing pauses (rows dropped:
@@ -165,7 +169,12 @@ class Recorder:
         `hold_bytes`: the rows written into the open parts are also held in memory up to this many
         bytes in all (a minute's rotation of 50 markets is ≈ 13 MB), so that a part broken by a
         failed write (a disk full for a moment: its Parquet writer is unusable, the file has no
-        footer) is dropped and its rows written again, once, into a new part (`_abandon`)."""
+        footer) is dropped and its rows written again, once, into a new part (`_abandon`).
+        `max_queue_bytes`: the memory the rows waiting for the writer thread may take (a burst, a
+        stalled disk); beyond it a market, REST or universe row is dropped on the event loop (its
+        sequence number taken: a
+        gap the replay reports), counted (`stats.overflow`), said once a minute and on the status
+        line, instead of growing the engine's memory without bound."""
         self.root = Path(root)
         self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
         self.min_free = int(min_free_gb * 1e9) if min_free_gb and min_free_gb > 0 else 0
@@ -175,6 +184,11 @@ class Recorder:
         self.budget_every_sec = budget_every_sec
         self.session = session or uuid.uuid4().hex[:8]
         self._q: deque[Row] = deque()
+        self.max_queue_bytes = max_queue_bytes
+        self._in_bytes = 0  # bytes queued so far (the event loop's count) ...
+        self._out_bytes = 0  # ... and taken off the queue (the writer's): each written by one thread
+        self._overflow_said = -2 * FAILURE_LOG_SEC  # (monotonic) when the loop last said it drops rows
+        self._overflow_at = -2 * FAILURE_LOG_SEC  # and when it last dropped one
         self._seq = 0
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._paths: dict[tuple[str, str], Path] = {}  # the final name; written as name + OPEN_SUFFIX
@@ -198,7 +212,27 @@ class Recorder:
     # ---------------------------------------------------------------- event-loop side (cheap)
     def record(self, channel: str, ts: float, kind: str, payload: str | None, conn: int = -1) -> None:
         self._seq += 1
+        if self._in_bytes - self._out_bytes > self.max_queue_bytes and channel != "engine":
+            self._overflowed()  # (the engine's rows are small and few, and a replay needs them: its
+            return  # fills, its `stop`, which also makes a hole at the recording's end a gap the replay sees)
+            return
+        self._in_bytes += ROW_BYTES + (len(payload) if payload else 0)
         self._q.append((channel, self._seq, ts, kind, conn, payload))
+
+    def _overflowed(self) -> None:
+        """A row dropped on the event loop: the writer thread is `max_queue_bytes` behind."""
+        self.stats.overflow += 1
+        self._overflow_at = now = time.monotonic()
+        if now - self._overflow_said >= FAILURE_LOG_SEC:
+            self._overflow_said = now
+            log.error("recording: the writer is %.0f MB behind under PMM_RECORD_DIR=%s: rows are dropped (a gap "
+                      "in the recording; %d so far) until it catches up; trading goes on",
+                      (self._in_bytes - self._out_bytes) / 1e6, self.root, self.stats.overflow)
+
+    def _popleft(self) -> Row:
+        row = self._q.popleft()
+        self._out_bytes += ROW_BYTES + (len(row[5]) if row[5] else 0)
+        return row
 
     def frame(self, ts: float, conn: int, frame: str) -> None:
         self.record("market", ts, "frame", frame, conn)
@@ -288,10 +322,15 @@ class Recorder:
 
     def health(self) -> str:
         """"" while writing works; "recording FAILING (…)" while a write failed within the last
-        `FAILURE_LOG_SEC` (the engine's status line and the dashboard show it: rows are being lost)."""
+        `FAILURE_LOG_SEC`, "recording DROPPING (…)" while the writer was too far behind within it,
+        "recording PAUSED (…)" below the disk's floor (the engine's status line and the dashboard
+        show it: rows are being lost)."""
         if self._low_disk:
             return (f"recording PAUSED (disk below PMM_RECORD_MIN_FREE_GB={self.min_free / 1e9:g}; "
                     f"{self.stats.dropped} rows dropped)")
+        if time.monotonic() - self._overflow_at <= FAILURE_LOG_SEC:
+            return (f"recording DROPPING (writer {(self._in_bytes - self._out_bytes) / 1e6:.0f} MB behind; "
+                    f"{self.stats.overflow} rows dropped)")
         last = self._last_failure
         if last is None or time.monotonic() - last[0] > FAILURE_LOG_SEC:
             return ""
@@ -316,13 +355,13 @@ class Recorder:
             self._check_disk()
         if self._low_disk:  # their sequence numbers are taken: the replay sees a gap, not a silent hole
             for _ in range(n):
-                self._q.popleft()
+                self._popleft()
             self.stats.dropped += n
             self.stats.queued = len(self._q)
             return
         groups: dict[tuple[str, str], list[Row]] = {}
         for _ in range(n):
-            row = self._q.popleft()
+            row = self._popleft()
             try:
                 hour = hour_key(row[2])
             except (TypeError, ValueError, OverflowError, OSError):  # one bad row must not cost the batch
@@ -334,9 +373,12 @@ class Recorder:
             return
         newest = max(h for h, _ in groups)
         for (hour, channel), rows in sorted(groups.items()):
+            retries = len(self._retry)
             try:
                 self._write(hour, channel, rows, slot)
             except Exception as exc:  # a full disk must not take the engine down; say so
+                if len(self._retry) == retries:  # (not kept for a retry: lost)
+                    self.stats.lost += len(rows)
                 self._failed(f"could not write {len(rows)} {channel} rows for {hour}", exc)
         self.stats.queued = len(self._q)
         self._close_writers(lambda h: h < newest)  # rotation: an hour is complete once a later one starts

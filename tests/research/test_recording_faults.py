@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 from pmm_widgets.research.recordings import load_window, parse_time
 from pmm_widgets.store.recording import OPEN_SUFFIX, Recorder, hour_key
@@ -108,3 +109,39 @@ def test_a_part_whose_footer_cannot_be_written_is_written_again_not_published_co
     assert sorted(f.name for f in (tmp_path / hour_key(H0)).iterdir()) == ["market-z1-0001.parquet"]
     w = load_window(tmp_path, H0, H0 + 3600)
     assert w.payload[:] == [f"r{i}" for i in range(10)] and not w.problems and not w.gaps
+
+
+def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memory_without_bound(tmp_path, caplog):
+    """The rows waiting for the writer thread had no bound: a writer stalled (a disk that hangs,
+    a reader stopped while holding the publish lock) grew the engine's memory until it died.
+    Beyond `max_queue_bytes` a row is now dropped on the loop, counted, said once and on the
+    status line, and the replay reports the hole as a gap."""
+    import logging
+
+    rec = Recorder(tmp_path, session="q1", rotate_sec=60, flush_sec=60, max_queue_bytes=20_000).start()
+    entered, release = threading.Event(), threading.Event()
+    real = rec._write
+
+    def stalled(*a, **k):
+        entered.set()
+        release.wait(30)
+        real(*a, **k)
+
+    rec._write = stalled  # type: ignore[method-assign]
+    rec.frame(H0, 0, "first")
+    rec.flush()  # wakes the writer, which stalls in its write
+    assert entered.wait(30)
+    with caplog.at_level(logging.ERROR, logger="pmm_widgets.store.recording"):
+        for i in range(1, 1001):
+            rec.frame(H0 + i * 0.1, 0, "x" * 100)
+    queued = len(rec._q)
+    assert 0 < queued <= 100 and rec.stats.overflow == 1000 - queued  # bounded: 1000 rows are 300 KB
+    said = [r.getMessage() for r in caplog.records if "behind" in r.getMessage()]
+    assert len(said) == 1 and "rows are dropped" in said[0], said
+    assert rec.health() == f"recording DROPPING (writer 0 MB behind; {rec.stats.overflow} rows dropped)"
+    rec.engine(H0 + 101, "stop")  # the engine's rows are never dropped: the session's end is known
+    release.set()
+    rec.close()
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 1 + queued + 1 and w.kind[-1] == "stop"
+    assert [g.missing_rows for g in w.gaps] == [rec.stats.overflow]  # the dropped rows: one gap, before `stop`
