@@ -174,7 +174,8 @@ class Recorder:
         stalled disk); beyond it a market, REST or universe row is dropped on the event loop (its
         sequence number taken: a
         gap the replay reports), counted (`stats.overflow`), said once a minute and on the status
-        line, instead of growing the engine's memory without bound."""
+        line, instead of growing the engine's memory without bound. Only with the writer thread
+        running (`start`): a recorder its caller drains (`flush`: the PMXT import) drops nothing."""
         self.root = Path(root)
         self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
         self.min_free = int(min_free_gb * 1e9) if min_free_gb and min_free_gb > 0 else 0
@@ -212,7 +213,8 @@ class Recorder:
     # ---------------------------------------------------------------- event-loop side (cheap)
     def record(self, channel: str, ts: float, kind: str, payload: str | None, conn: int = -1) -> None:
         self._seq += 1
-        if self._in_bytes - self._out_bytes > self.max_queue_bytes and channel != "engine":
+        if (self._in_bytes - self._out_bytes > self.max_queue_bytes and channel != "engine"
+                and self._thread is not None):  # (never started: its caller drains it, `flush`; nothing dropped)
             self._overflowed()  # (the engine's rows are small and few, and a replay needs them: its
             return  # fills, its `stop`, which also makes a hole at the recording's end a gap the replay sees)
             return

@@ -145,3 +145,13 @@ def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memor
     w = load_window(tmp_path, H0, H0 + 3600)
     assert len(w) == 1 + queued + 1 and w.kind[-1] == "stop"
     assert [g.missing_rows for g in w.gaps] == [rec.stats.overflow]  # the dropped rows: one gap, before `stop`
+
+
+def test_a_recorder_its_caller_drains_never_drops_for_the_queue_bound(tmp_path):
+    """The bound is for the writer thread falling behind the event loop: an import that drains
+    the recorder itself (`flush` every so many rows, no thread) must keep every row."""
+    rec = Recorder(tmp_path, session="i1", max_queue_bytes=1_000)
+    for i in range(100):
+        rec.frame(H0 + i, 0, "x" * 100)
+    rec.close()
+    assert rec.stats.overflow == 0 and len(load_window(tmp_path, H0, H0 + 3600)) == 100
