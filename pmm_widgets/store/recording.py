@@ -203,6 +203,8 @@ class Recorder:
         self._retry: list[tuple[tuple[str, str], pa.Table]] = []  # a broken part's rows, for the next drain
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._drains = threading.Condition()  # `flush` waits on it for a drain started after its call
+        self._started = self._finished = 0  # drains the writer thread started / finished
         self._thread: threading.Thread | None = None
         self._last_budget = self._last_disk = 0.0
         self._said_at = -2 * FAILURE_LOG_SEC  # `_failed`: when a failure was last said, and how many since
@@ -280,23 +282,36 @@ class Recorder:
             log.error("recording: %d rows of a part that could not be written lost at close", n)
 
     def flush(self) -> None:
-        """Write the queued rows now (tests, benches); files stay open (`.open`, unreadable) until
-        their rotation interval or hour ends, or `close()`."""
+        """Write the queued rows now (tests, benches): returns once a drain started after the call
+        has written them (it used to return once they were off the queue, before they were written;
+        at most 30 s); files stay open (`.open`, unreadable) until their rotation interval or hour
+        ends, or `close()`."""
         if self._thread is None:
             self._drain()
             return
+        with self._drains:  # a drain that starts after this takes every row queued before it
+            target = self._started + 1
         self._wake.set()
-        deadline = time.monotonic() + 30
-        while self._q and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self._drains:
+            self._drains.wait_for(lambda: self._finished >= target or self._thread is None, timeout=30)
 
     # ---------------------------------------------------------------- writer thread
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.flush_sec)
             self._wake.clear()
+            self._counted_drain()
+        self._counted_drain()
+
+    def _counted_drain(self) -> None:
+        with self._drains:
+            self._started += 1
+        try:
             self._safe_drain()
-        self._safe_drain()
+        finally:
+            with self._drains:
+                self._finished += 1
+                self._drains.notify_all()
 
     def _safe_drain(self) -> None:
         """A drain that fails in a way `_drain` does not expect is logged and counted; the thread

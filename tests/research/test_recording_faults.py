@@ -118,7 +118,7 @@ def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memor
     status line, and the replay reports the hole as a gap."""
     import logging
 
-    rec = Recorder(tmp_path, session="q1", rotate_sec=60, flush_sec=60, max_queue_bytes=20_000).start()
+    rec = Recorder(tmp_path, session="q1", rotate_sec=60, flush_sec=0.05, max_queue_bytes=20_000).start()
     entered, release = threading.Event(), threading.Event()
     real = rec._write
 
@@ -129,8 +129,7 @@ def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memor
 
     rec._write = stalled  # type: ignore[method-assign]
     rec.frame(H0, 0, "first")
-    rec.flush()  # wakes the writer, which stalls in its write
-    assert entered.wait(30)
+    assert entered.wait(30)  # the writer took it, and stalls in its write
     with caplog.at_level(logging.ERROR, logger="pmm_widgets.store.recording"):
         for i in range(1, 1001):
             rec.frame(H0 + i * 0.1, 0, "x" * 100)
@@ -155,3 +154,45 @@ def test_a_recorder_its_caller_drains_never_drops_for_the_queue_bound(tmp_path):
         rec.frame(H0 + i, 0, "x" * 100)
     rec.close()
     assert rec.stats.overflow == 0 and len(load_window(tmp_path, H0, H0 + 3600)) == 100
+
+
+def test_flush_returns_once_the_rows_are_written_not_once_the_queue_is_empty(tmp_path):
+    """`flush` returned as soon as the writer had taken the rows off its queue, before it had
+    written them: a bench or the PMXT-style caller reading `stats` (or the files) after it saw
+    none of them."""
+    rec = Recorder(tmp_path, session="w1", rotate_sec=60, flush_sec=60).start()
+    taken = threading.Event()
+    real = rec._write
+
+    def slow(*a, **k):
+        taken.set()  # the rows are off the queue now
+        real(*a, **k)
+
+    rec._write = slow  # type: ignore[method-assign]
+    gate = threading.Lock()
+    gate.acquire()
+    real_popleft = rec._popleft
+
+    def popleft():
+        row = real_popleft()
+        if not rec._q:  # the last row taken: the write has not started; hold it until flush is watched
+            gate.acquire(timeout=5)
+        return row
+
+    rec._popleft = popleft  # type: ignore[method-assign]
+    for i in range(10):
+        rec.frame(H0 + i, 0, "r")
+    done = threading.Event()
+
+    def flusher():
+        rec.flush()
+        done.set()
+
+    t = threading.Thread(target=flusher)
+    t.start()
+    returned_early = done.wait(1)  # with the queue empty but nothing written yet
+    gate.release()
+    t.join(30)
+    assert not returned_early
+    assert taken.is_set() and rec.stats.rows == 10
+    rec.close()
