@@ -57,6 +57,8 @@ CHANNELS = ("market", "rest", "universe", "engine")
 HOUR_FMT = "%Y-%m-%dT%H"
 FAILURE_LOG_SEC = 60.0  # write failures: one line, then at most one a minute
 HOLD_BYTES = 64 << 20  # the rows of the open parts kept in memory to write again when a part breaks
+CLOSE_WAIT_SEC = 60.0  # `close` waits this long for the writer thread's last drain and closes
+PUBLISH_WAIT_SEC = 10.0  # a recorder's publish waits at most this for readers' listings, then goes on
 MAX_QUEUE_BYTES = 512 << 20  # rows waiting for the writer thread beyond this are dropped (counted, said)
 ROW_BYTES = 200  # a queued row's memory besides its payload (tuple, floats, kind)
 OPEN_SUFFIX = ".open"  # a part still being written: `<name>.parquet.open`
@@ -263,14 +265,27 @@ class Recorder:
         return self
 
     def close(self) -> None:
-        """Write what is queued, close every file (their footers make them readable)."""
-        if self._thread is not None:
+        """Write what is queued, close every file (their footers make them readable): the writer
+        thread does it as its last act; a thread still writing after `CLOSE_WAIT_SEC` (a disk that
+        hangs) is left to finish on its own, said, and its files are never touched from here (they
+        used to be, while the thread still wrote into them, leaving its last parts `.open`)."""
+        t = self._thread
+        if t is not None:
             self._stop.set()
             self._wake.set()
-            self._thread.join(timeout=60)
+            t.join(timeout=CLOSE_WAIT_SEC)
+            if t.is_alive():
+                log.error("recording: the writer under PMM_RECORD_DIR=%s is still writing after %.0f s; its last "
+                          "parts are closed when it is done (lost if the process exits first)", self.root, CLOSE_WAIT_SEC)
+                return
             self._thread = None
-        else:
-            self._drain()
+            if not self._q:
+                return  # (rows recorded after the thread's last drain are written here)
+        self._drain()
+        self._finish()
+
+    def _finish(self) -> None:
+        """Close every file (the writer thread's last act, or `close` without a thread)."""
         self._close_writers(lambda _h: True)
         if self._retry:  # a part whose footer failed: its rows get their one more try
             self._drain()
@@ -302,6 +317,10 @@ class Recorder:
             self._wake.clear()
             self._counted_drain()
         self._counted_drain()
+        try:
+            self._finish()
+        except Exception as exc:
+            self._failed("closing the last parts failed", exc)
 
     def _counted_drain(self) -> None:
         with self._drains:
@@ -610,7 +629,8 @@ def free_bytes(path: Path) -> int:
 @contextlib.contextmanager
 def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """The recorders' renames of closed parts (exclusive) and the readers' listings (shared)
-    exclude each other, so a listing never sees half of a rotation. The lock is a `flock` on the
+    exclude each other, so a listing never sees half of a rotation (a recorder waits at most
+    `PUBLISH_WAIT_SEC` for a listing, then publishes anyway, said). The lock is a `flock` on the
     recording root directory itself (no lock file among the hours)."""
     if exclusive:
         root.mkdir(parents=True, exist_ok=True)
@@ -622,10 +642,30 @@ def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
         yield  # a reader of a missing tree: nobody is publishing there
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if not exclusive:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        elif not _lock_within(fd, PUBLISH_WAIT_SEC):
+            log.warning("recording: a reader has held the publish lock of PMM_RECORD_DIR=%s for %.0f s (a listing "
+                        "stopped half-way?): publishing without it (that reader may see part of a rotation)",
+                        root, PUBLISH_WAIT_SEC)
         yield
     finally:
         os.close(fd)
+
+
+def _lock_within(fd: int, wait_sec: float) -> bool:
+    """Take `fd`'s exclusive flock within `wait_sec`: a reader's listing holds it shared for a
+    moment, but one stopped while listing (Ctrl-Z, a debugger) would hold it for ever, and a
+    blocking wait stopped the writer thread (its queue growing) and hung the engine's stop."""
+    deadline = time.monotonic() + wait_sec
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 def check_record_dir(settings: Any) -> None:

@@ -196,3 +196,65 @@ def test_flush_returns_once_the_rows_are_written_not_once_the_queue_is_empty(tmp
     assert not returned_early
     assert taken.is_set() and rec.stats.rows == 10
     rec.close()
+
+
+def test_a_reader_stuck_holding_the_listing_lock_cannot_hang_the_recorder_or_the_engines_stop(tmp_path, monkeypatch, caplog):
+    """A reader holds the recording root's lock (shared) while it lists; one stopped there (Ctrl-Z,
+    a debugger) blocked the recorder's publish forever: the writer thread stopped (memory grew), and
+    the engine's stop hung in `close()`. The publish now waits a bounded time, then goes on without
+    the lock, said in one line."""
+    import fcntl
+    import logging
+    import os
+
+    import pmm_widgets.store.recording as recording
+
+    monkeypatch.setattr(recording, "PUBLISH_WAIT_SEC", 0.2)
+    rec = Recorder(tmp_path, session="l1", rotate_sec=60)
+    rec.frame(H0, 0, "a")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # the stuck reader
+    try:
+        with caplog.at_level(logging.WARNING, logger="pmm_widgets.store.recording"):
+            t = threading.Thread(target=rec.close, daemon=True)
+            t.start()
+            t.join(30)
+            assert not t.is_alive(), "close() hung on the publish lock"
+    finally:
+        os.close(fd)
+    assert any("publish lock" in r.getMessage() for r in caplog.records), caplog.text
+    assert load_window(tmp_path, H0, H0 + 3600).payload[:] == ["a"]
+
+
+def test_a_close_that_gives_up_waiting_leaves_the_writer_to_close_its_own_parts(tmp_path, monkeypatch, caplog):
+    """`close()` waited 60 s for the writer thread, then closed the files itself while the thread
+    was still writing: the part the thread opened afterwards stayed `.open` for ever (read back as
+    a crashed recorder's lost rows). Now the thread closes its own parts as its last act, and a
+    close that gives up says so."""
+    import logging
+
+    import pmm_widgets.store.recording as recording
+
+    monkeypatch.setattr(recording, "CLOSE_WAIT_SEC", 0.1)
+    rec = Recorder(tmp_path, session="x1", rotate_sec=60, flush_sec=0.05).start()
+    entered, release = threading.Event(), threading.Event()
+    real = rec._write
+
+    def stalled(*a, **k):
+        entered.set()
+        release.wait(30)  # a disk that hangs for a while
+        real(*a, **k)
+
+    rec._write = stalled  # type: ignore[method-assign]
+    rec.frame(H0, 0, "a")
+    assert entered.wait(30)
+    thread = rec._thread
+    assert thread is not None
+    with caplog.at_level(logging.ERROR, logger="pmm_widgets.store.recording"):
+        rec.close()  # gives up waiting
+    assert "still writing" in caplog.text
+    release.set()
+    thread.join(30)
+    assert not list(tmp_path.rglob("*" + OPEN_SUFFIX))
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.payload[:] == ["a"] and not w.problems
