@@ -573,11 +573,14 @@ class Recorder:
         """Delete whole hours, oldest first, until the recordings fit `max_bytes`; returns them.
         Only what a recorder wrote: folders named as an hour (`HOUR_FMT`) and their closed
         `.parquet` files; a folder of anything else under PMM_RECORD_DIR is never touched (it
-        used to be deleted as an "hour"), and an hour holding other files keeps them."""
+        used to be deleted as an "hour"), nor an hour that is a symlink (its files were deleted on
+        the disk it points to), and an hour holding other files keeps them."""
         if not self.max_bytes or not self.root.exists():
             return []
         open_hours = {h for h, _ in self._writers}
-        hours = sorted((p for p in self.root.iterdir() if p.is_dir() and is_hour_name(p.name)), key=lambda p: p.name)
+        # (an hour linked in from elsewhere is not the recorder's: its files live outside PMM_RECORD_DIR)
+        hours = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and is_hour_name(p.name)),
+                       key=lambda p: p.name)
         sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
         total = sum(sizes.values())
         deleted: list[str] = []

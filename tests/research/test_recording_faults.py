@@ -258,3 +258,21 @@ def test_a_close_that_gives_up_waiting_leaves_the_writer_to_close_its_own_parts(
     assert not list(tmp_path.rglob("*" + OPEN_SUFFIX))
     w = load_window(tmp_path, H0, H0 + 3600)
     assert w.payload[:] == ["a"] and not w.problems
+
+
+def test_the_budget_never_deletes_through_a_symlinked_hour(tmp_path):
+    """An hour moved to another disk and linked back under PMM_RECORD_DIR (the replay reads it
+    there) was counted in the budget and its files deleted on the other disk, outside
+    PMM_RECORD_DIR. A linked hour is neither counted nor deleted; the hours the recorder wrote are."""
+    root, archive = tmp_path / "rec", tmp_path / "archive"
+    rec = Recorder(root, session="b1")
+    for h in range(2):
+        rec.frame(H0 + h * 3600, 0, "x")
+    rec.close()
+    first = hour_key(H0)
+    (root / first).rename(archive)
+    (root / first).symlink_to(archive, target_is_directory=True)
+    assert len(load_window(root, H0, H0 + 7200)) == 2  # the replay reads through the link
+    rec.max_bytes = 1
+    assert rec.enforce_budget() == [hour_key(H0 + 3600)]
+    assert [f.name for f in archive.iterdir()] == ["market-b1.parquet"]
