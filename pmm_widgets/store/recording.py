@@ -539,7 +539,7 @@ class Recorder:
                 if which(k[0]) or (slot_now is not None and self._slot.get(k, 0) != slot_now)]
         if not keys:
             return
-        done: list[tuple[Path, int | None]] = []
+        done: list[tuple[tuple[str, str], Path, int | None, list[pa.Table] | None, int]] = []
         for key in keys:
             w = self._writers[key]
             try:
@@ -548,26 +548,42 @@ class Recorder:
                 self._failed(f"could not close {self._paths[key].name}", exc)
                 self._abandon(key, None, False)
                 continue
-            self._release(key)
+            n = self._part_rows.get(key, 0)
+            held = self._release(key)
             self._writers.pop(key)
             path = self._paths.pop(key)
             fd = self._locks.pop(key, None)
             self._slot.pop(key, None)
-            done.append((path, fd))
+            done.append((key, path, fd, held, n))
         if not done:
             return
+        published = 0
         try:
             with publish_lock(self.root, exclusive=True):
-                for path, _fd in done:
+                for key, path, _fd, held, n in done:
                     try:
                         os.replace(path.with_name(path.name + OPEN_SUFFIX), path)
                         self.stats.bytes_written += path.stat().st_size
-                    except OSError as exc:
+                    except OSError as exc:  # (its folder deleted under it: the rows are held, written again)
                         self._failed(f"could not publish {path.name}", exc)
+                        self._requeue(key, held, n)
+                    published += 1
+        except OSError as exc:  # the lock: PMM_RECORD_DIR cannot be made again
+            self._failed("could not take the publish lock", exc)
+            for key, _path, _fd, held, n in done[published:]:
+                self._requeue(key, held, n)
         finally:
-            for _path, fd in done:
+            for _key, _path, fd, _held, _n in done:
                 if fd is not None:
                     os.close(fd)  # after the rename: an unlocked `.open` file means a dead writer
+
+    def _requeue(self, key: tuple[str, str], held: list[pa.Table] | None, n: int) -> None:
+        """A closed part that could not be published: its held rows are written again (next drain)."""
+        self.stats.rows -= n
+        if held is None:
+            self.stats.lost += n
+            return
+        self._retry.extend((key, t) for t in held)
 
     def enforce_budget(self) -> list[str]:
         """Delete whole hours, oldest first, until the recordings fit `max_bytes`; returns them.

@@ -276,3 +276,22 @@ def test_the_budget_never_deletes_through_a_symlinked_hour(tmp_path):
     rec.max_bytes = 1
     assert rec.enforce_budget() == [hour_key(H0 + 3600)]
     assert [f.name for f in archive.iterdir()] == ["market-b1.parquet"]
+
+
+def test_the_recording_folder_deleted_while_parts_are_open_loses_no_row_held(tmp_path):
+    """PMM_RECORD_DIR removed under a running recorder (a clean-up script, `rm -r data`): its open
+    parts went with it, the publish failed and their rows were lost although the recorder still
+    held them. They are now written again into new parts."""
+    import shutil
+
+    rec = Recorder(tmp_path / "rec", session="d1", rotate_sec=60)
+    for i in range(5):
+        rec.frame(H0 + i, 0, f"r{i}")
+    rec.flush()  # an open part, under the folder
+    shutil.rmtree(tmp_path / "rec")
+    for i in range(5, 8):
+        rec.frame(H0 + i, 0, f"r{i}")
+    rec.close()
+    w = load_window(tmp_path / "rec", H0, H0 + 3600)
+    assert w.payload[:] == [f"r{i}" for i in range(8)] and not w.gaps and not w.problems
+    assert rec.stats.lost == 0 and rec.stats.rows == 8
