@@ -461,7 +461,8 @@ class Recorder:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o644)  # locked before anything is written:
             fcntl.flock(fd, fcntl.LOCK_EX)  # readers: held = being written, free = its writer died
             try:
-                w = pq.ParquetWriter(tmp, ARROW_SCHEMA.with_metadata(meta), compression="zstd")
+                w = pq.ParquetWriter(tmp, ARROW_SCHEMA.with_metadata(meta), compression="zstd",
+                                     write_page_checksum=True)  # the reader verifies them: a flipped bit is named
             except Exception:
                 os.close(fd)
                 with contextlib.suppress(OSError):  # no writer, no file: an empty `.open` would read as a crash
