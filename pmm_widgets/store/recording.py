@@ -57,6 +57,7 @@ CHANNELS = ("market", "rest", "universe", "engine")
 HOUR_FMT = "%Y-%m-%dT%H"
 FAILURE_LOG_SEC = 60.0  # write failures: one line, then at most one a minute
 HOLD_BYTES = 64 << 20  # the rows of the open parts kept in memory to write again when a part breaks
+STALL_SEC = 30.0  # a writer thread's drain lasting longer shows as "recording STALLED" on the status line
 CLOSE_WAIT_SEC = 60.0  # `close` waits this long for the writer thread's last drain and closes
 PUBLISH_WAIT_SEC = 10.0  # a recorder's publish waits at most this for readers' listings, then goes on
 MAX_QUEUE_BYTES = 512 << 20  # rows waiting for the writer thread beyond this are dropped (counted, said)
@@ -207,6 +208,7 @@ class Recorder:
         self._wake = threading.Event()
         self._drains = threading.Condition()  # `flush` waits on it for a drain started after its call
         self._started = self._finished = 0  # drains the writer thread started / finished
+        self._drain_began: float | None = None  # (monotonic) when the writer thread's current drain began
         self._thread: threading.Thread | None = None
         self._last_budget = self._last_disk = 0.0
         self._said_at = -2 * FAILURE_LOG_SEC  # `_failed`: when a failure was last said, and how many since
@@ -325,9 +327,11 @@ class Recorder:
     def _counted_drain(self) -> None:
         with self._drains:
             self._started += 1
+        self._drain_began = time.monotonic()
         try:
             self._safe_drain()
         finally:
+            self._drain_began = None
             with self._drains:
                 self._finished += 1
                 self._drains.notify_all()
@@ -359,11 +363,16 @@ class Recorder:
     def health(self) -> str:
         """"" while writing works; "recording FAILING (…)" while a write failed within the last
         `FAILURE_LOG_SEC`, "recording DROPPING (…)" while the writer was too far behind within it,
-        "recording PAUSED (…)" below the disk's floor (the engine's status line and the dashboard
-        show it: rows are being lost)."""
+        "recording PAUSED (…)" below the disk's floor, "recording STALLED (…)" while one drain of the
+        writer thread has lasted more than `STALL_SEC` (the engine's status line and the dashboard
+        show it: rows are being lost, or will be)."""
         if self._low_disk:
             return (f"recording PAUSED (disk below PMM_RECORD_MIN_FREE_GB={self.min_free / 1e9:g}; "
                     f"{self.stats.dropped} rows dropped)")
+        behind = self._in_bytes - self._out_bytes
+        busy = time.monotonic() - self._drain_began if self._drain_began is not None else 0.0
+        if busy > STALL_SEC and self._thread is not None:  # e.g. a disk that hangs: nothing fails, nothing is written
+            return f"recording STALLED (one write for {busy:.0f} s; {behind / 1e6:.0f} MB waiting)"
         if time.monotonic() - self._overflow_at <= FAILURE_LOG_SEC:
             return (f"recording DROPPING (writer {(self._in_bytes - self._out_bytes) / 1e6:.0f} MB behind; "
                     f"{self.stats.overflow} rows dropped)")

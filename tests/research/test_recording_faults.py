@@ -130,6 +130,10 @@ def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memor
     rec._write = stalled  # type: ignore[method-assign]
     rec.frame(H0, 0, "first")
     assert entered.wait(30)  # the writer took it, and stalls in its write
+    assert rec.health() == ""  # (a write may take a moment)
+    rec._drain_began -= 31  # ... but not 31 s: the status line says so before any row is dropped
+    assert rec.health() == "recording STALLED (one write for 31 s; 0 MB waiting)"
+    rec._drain_began += 31
     with caplog.at_level(logging.ERROR, logger="pmm_widgets.store.recording"):
         for i in range(1, 1001):
             rec.frame(H0 + i * 0.1, 0, "x" * 100)
