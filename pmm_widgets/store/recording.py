@@ -370,7 +370,8 @@ class Recorder:
             return (f"recording PAUSED (disk below PMM_RECORD_MIN_FREE_GB={self.min_free / 1e9:g}; "
                     f"{self.stats.dropped} rows dropped)")
         behind = self._in_bytes - self._out_bytes
-        busy = time.monotonic() - self._drain_began if self._drain_began is not None else 0.0
+        began = self._drain_began  # (read once: the writer thread sets it to None between drains)
+        busy = time.monotonic() - began if began is not None else 0.0
         if busy > STALL_SEC and self._thread is not None:  # e.g. a disk that hangs: nothing fails, nothing is written
             return f"recording STALLED (one write for {busy:.0f} s; {behind / 1e6:.0f} MB waiting)"
         if time.monotonic() - self._overflow_at <= FAILURE_LOG_SEC:
