@@ -175,8 +175,7 @@ class Recorder:
         footer) is dropped and its rows written again, once, into a new part (`_abandon`).
         `max_queue_bytes`: the memory the rows waiting for the writer thread may take (a burst, a
         stalled disk); beyond it a market, REST or universe row is dropped on the event loop (its
-        sequence number taken: a
-        gap the replay reports), counted (`stats.overflow`), said once a minute and on the status
+        sequence number taken: a gap the replay reports), counted (`stats.overflow`), said once a minute and on the status
         line, instead of growing the engine's memory without bound. Only with the writer thread
         running (`start`): a recorder its caller drains (`flush`: the PMXT import) drops nothing."""
         self.root = Path(root)
@@ -223,7 +222,6 @@ class Recorder:
                 and self._thread is not None):  # (never started: its caller drains it, `flush`; nothing dropped)
             self._overflowed()  # (the engine's rows are small and few, and a replay needs them: its
             return  # fills, its `stop`, which also makes a hole at the recording's end a gap the replay sees)
-            return
         self._in_bytes += ROW_BYTES + (len(payload) if payload else 0)
         self._q.append((channel, self._seq, ts, kind, conn, payload))
 
@@ -440,11 +438,13 @@ class Recorder:
             by_key.setdefault(key, []).append(table)
         for (hour, channel), tables in sorted(by_key.items()):
             table = pa.concat_tables(tables)
+            lost = self.stats.lost
             try:
                 self._write_table(hour, channel, table, slot, retry=True)
             except Exception as exc:
+                if self.stats.lost == lost:  # (its part could not even be opened: `_abandon` did not count them)
+                    self.stats.lost += table.num_rows
                 self._failed(f"could not write {table.num_rows} {channel} rows for {hour} again", exc)
-        self._close_writers(lambda _h: False)
 
     def _write(self, hour: str, channel: str, rows: list[Row], slot: int = 0) -> None:
         table = pa.Table.from_arrays(

@@ -299,3 +299,33 @@ def test_the_recording_folder_deleted_while_parts_are_open_loses_no_row_held(tmp
     w = load_window(tmp_path / "rec", H0, H0 + 3600)
     assert w.payload[:] == [f"r{i}" for i in range(8)] and not w.gaps and not w.problems
     assert rec.stats.lost == 0 and rec.stats.rows == 8
+
+
+def test_rows_a_disk_that_stays_full_costs_are_counted_once_and_leave_no_file(tmp_path, monkeypatch):
+    """While every write fails, each batch gets its one retry, then counts as lost (`stats.lost`,
+    the status line saying FAILING); no half-written part is left for a reader to misread."""
+    import pmm_widgets.store.recording as recording
+
+    real = recording.pq.ParquetWriter
+
+    class Full:
+        def __init__(self, *a, **k):
+            self.w = real(*a, **k)
+            self.schema = self.w.schema
+
+        def write_table(self, t):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            self.w.close()
+
+    monkeypatch.setattr(recording.pq, "ParquetWriter", Full)
+    rec = Recorder(tmp_path, session="n1", rotate_sec=60)
+    for batch in range(3):
+        for i in range(5):
+            rec.frame(H0 + batch * 5 + i, 0, "x")
+        rec.flush()
+    rec.close()
+    assert rec.stats.lost == 15 and rec.stats.rows == 0
+    assert rec.health().startswith("recording FAILING (")
+    assert not list(tmp_path.rglob("*" + OPEN_SUFFIX)) and not list(tmp_path.rglob("*.parquet"))
