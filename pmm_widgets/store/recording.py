@@ -21,8 +21,11 @@ Why this shape:
   `<name>.parquet` after its footer is written, so a reader never sees half a file under the
   final name, and an `.open` file nobody locks is the remains of a writer that died (reported
   by the reader as lost rows, never read).
-- The event loop only appends a tuple to a deque; a writer thread turns batches into Parquet
-  row groups, rotates parts and hours and enforces `PMM_RECORD_MAX_GB`.
+- The event loop only appends a tuple to a deque (bounded: `MAX_QUEUE_BYTES`, beyond which
+  market rows are dropped, counted and said); a writer thread turns batches into Parquet row
+  groups, rotates parts and hours, enforces `PMM_RECORD_MAX_GB`, and writes the rows of a part a
+  failed write broke again into a new part (`Recorder._abandon`), and closes its parts itself last.
+- Page checksums are written and verified by the reader: a damaged file is named, not misread.
 """
 
 from __future__ import annotations
