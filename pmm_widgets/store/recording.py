@@ -604,14 +604,17 @@ class Recorder:
         Only what a recorder wrote: folders named as an hour (`HOUR_FMT`) and their closed
         `.parquet` files; a folder of anything else under PMM_RECORD_DIR is never touched (it
         used to be deleted as an "hour"), nor an hour that is a symlink (its files were deleted on
-        the disk it points to), and an hour holding other files keeps them."""
+        the disk it points to), and an hour holding other files keeps them. The `.open` parts a
+        dead writer left (kill -9) count and go with their hour (they were never deleted: the hour's
+        folder stayed, and every replay over it reported their rows lost); a live one never does."""
         if not self.max_bytes or not self.root.exists():
             return []
         open_hours = {h for h, _ in self._writers}
         # (an hour linked in from elsewhere is not the recorder's: its files live outside PMM_RECORD_DIR)
         hours = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and is_hour_name(p.name)),
                        key=lambda p: p.name)
-        sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
+        files = {p.name: _budget_files(p) for p in hours}
+        sizes = {name: sum(_size(f) for f in fs) for name, fs in files.items()}
         total = sum(sizes.values())
         deleted: list[str] = []
         for p in hours:
@@ -619,8 +622,9 @@ class Recorder:
                 break
             if p.name in open_hours:
                 continue
-            for f in p.glob("*.parquet"):
-                f.unlink(missing_ok=True)
+            for f in files[p.name]:
+                with contextlib.suppress(OSError):
+                    f.unlink()
             with contextlib.suppress(OSError):
                 p.rmdir()  # empty now, unless something else lives there
             total -= sizes[p.name]
@@ -652,6 +656,32 @@ class Recorder:
             log.warning("recording resumes: %.2f GB free on the disk of PMM_RECORD_DIR=%s (%d rows were dropped)",
                         free / 1e9, self.root, self.stats.dropped)
         self._low_disk = low
+
+
+def _size(f: Path) -> int:
+    try:
+        return f.stat().st_size
+    except OSError:  # (gone since the listing: another recorder's budget)
+        return 0
+
+
+def _budget_files(hour: Path) -> list[Path]:
+    """What the budget may delete in an hour folder: its closed parts, and the `.open` parts whose
+    writer is dead (nobody holds their lock)."""
+    out = list(hour.glob("*.parquet"))
+    for f in hour.glob("*.parquet" + OPEN_SUFFIX):
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            out.append(f)  # (a writer's exclusive lock would have refused it)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return out
 
 
 def free_bytes(path: Path) -> int:

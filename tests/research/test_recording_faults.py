@@ -329,3 +329,23 @@ def test_rows_a_disk_that_stays_full_costs_are_counted_once_and_leave_no_file(tm
     assert rec.stats.lost == 15 and rec.stats.rows == 0
     assert rec.health().startswith("recording FAILING (")
     assert not list(tmp_path.rglob("*" + OPEN_SUFFIX)) and not list(tmp_path.rglob("*.parquet"))
+
+
+def test_the_budget_takes_a_dead_writers_open_parts_with_their_hour_but_never_a_live_ones(tmp_path):
+    """The `.open` parts a killed recorder left were never deleted by the budget: their hour's
+    folder stayed for ever, and every replay over it reported their rows lost. They now go with
+    their hour; a part another live recorder is writing is left alone."""
+    rec = Recorder(tmp_path, session="g1")
+    for h in range(3):
+        rec.frame(H0 + h * 3600, 0, "x")
+    rec.close()
+    first, second = tmp_path / hour_key(H0), tmp_path / hour_key(H0 + 3600)
+    (first / f"market-dead-0003.parquet{OPEN_SUFFIX}").write_bytes(b"PAR1 half a part")  # kill -9 leftover
+    live = Recorder(tmp_path, session="live1", rotate_sec=60)
+    live.frame(H0 + 3600 + 1, 0, "y")
+    live.flush()  # its part in the second hour: open, locked
+    rec.max_bytes = 1
+    assert rec.enforce_budget() == [hour_key(H0 + h * 3600) for h in range(3)]
+    assert not first.exists()
+    assert [f.name for f in second.iterdir()] == [f"market-live1-0000.parquet{OPEN_SUFFIX}"]
+    live.close()
