@@ -270,7 +270,7 @@ class Settings(ParamFields, BaseSettings):
     record_max_gb: float = Field(20.0, ge=0, le=1e6)
     # below this many GB free on its disk, recording pauses (a gap) until there is room: the DB lives there too
     record_min_free_gb: float = Field(2.0, ge=0, le=1e6)
-    # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly
+    # a new part file every this many seconds (the open part is unreadable; a crash loses it); 0: hourly; else >= 1
     record_rotate_sec: float = Field(60.0, ge=0, le=3600)
 
     # paper exchange latency: fixed for a run (the live parameters are inherited from ParamFields)
@@ -286,6 +286,13 @@ class Settings(ParamFields, BaseSettings):
     @classmethod
     def _record(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("record_rotate_sec")
+    @classmethod
+    def _record_rotate_sec(cls, v: float) -> float:
+        if 0 < v < 1:  # a part file per channel per interval, the writer waking 4 times an interval: a core busy
+            raise ValueError("below 1 s: expected 0 (one file per hour) or at least 1 s between parts, such as 60")
+        return v
 
     @field_validator("record_dir")
     @classmethod

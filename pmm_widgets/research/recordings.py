@@ -272,6 +272,16 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _ts_statistics(md: pq.FileMetaData, g: int, ti: int) -> Any:
+    """Row group `g`'s statistics of the `ts` column (index `ti`), or None; None also for a
+    footer whose types disagree (a flipped bit): pyarrow aborts the whole process (C++ terminate,
+    no Python exception) when asked for the statistics of such a column."""
+    col = md.row_group(g).column(ti)
+    if md.schema.column(ti).physical_type != "DOUBLE" or col.physical_type != "DOUBLE":
+        return None
+    return col.statistics
+
+
 def _last_ts(f: Path) -> float | None:
     """The latest `ts` of a closed part, from its footer's statistics (None when it has none)."""
     try:
@@ -279,7 +289,7 @@ def _last_ts(f: Path) -> float | None:
         col = md.schema.to_arrow_schema().get_field_index("ts")
         out = None
         for g in range(md.num_row_groups):
-            st = md.row_group(g).column(col).statistics
+            st = _ts_statistics(md, g, col)
             if st is not None and st.has_min_max:
                 out = float(st.max) if out is None else max(out, float(st.max))
         return out
@@ -357,7 +367,7 @@ def _open(f: Path, problems: list[Problem], lo: float, hi: float) -> tuple[pq.Pa
     """A recording file's every row without the payloads, and which row groups the window needs;
     None (and a `Problem`) for a file that cannot be used."""
     try:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, page_checksum_verification=True)  # (a file written without them: not checked)
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
@@ -425,7 +435,7 @@ def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
             continue  # the read reports it
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
-            st = rg.column(ti).statistics
+            st = _ts_statistics(md, g, ti)
             if st is None or not st.has_min_max or (st.max >= lo and st.min <= hi):
                 total += rg.column(pi).total_uncompressed_size
     return total
@@ -484,7 +494,7 @@ class LazyPayloads(Sequence[str | None]):
         f = self.files[fi]
         try:
             if self._pf is None or self._pf[0] != fi:
-                self._pf = (fi, pq.ParquetFile(f))
+                self._pf = (fi, pq.ParquetFile(f, page_checksum_verification=True))
             rows: list[str | None] = self._pf[1].read_row_group(g, columns=["payload"]).column("payload").to_pylist()
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise RecordingError(f"{f}: unreadable during the replay ({_describe(exc)}): it changed or was "
@@ -514,7 +524,7 @@ def _rows_before(f: Path, before: float, problems: list[Problem],
                  payload: bool = True) -> list[tuple[float, int, str, str | None]]:
     """(ts, seq, kind, payload) of a file's rows stamped before `before` (payload None unless asked)."""
     try:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, page_checksum_verification=True)
         why = _schema_problem(pf.schema_arrow)
         if why is None:
             t = pf.read(columns=["ts", "seq", "kind", "conn", "payload"] if payload else ["ts", "seq", "kind", "conn"])

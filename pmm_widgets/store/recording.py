@@ -21,8 +21,11 @@ Why this shape:
   `<name>.parquet` after its footer is written, so a reader never sees half a file under the
   final name, and an `.open` file nobody locks is the remains of a writer that died (reported
   by the reader as lost rows, never read).
-- The event loop only appends a tuple to a deque; a writer thread turns batches into Parquet
-  row groups, rotates parts and hours and enforces `PMM_RECORD_MAX_GB`.
+- The event loop only appends a tuple to a deque (bounded: `MAX_QUEUE_BYTES`, beyond which
+  market rows are dropped, counted and said); a writer thread turns batches into Parquet row
+  groups, rotates parts and hours, enforces `PMM_RECORD_MAX_GB`, and writes the rows of a part a
+  failed write broke again into a new part (`Recorder._abandon`), and closes its parts itself last.
+- Page checksums are written and verified by the reader: a damaged file is named, not misread.
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ SCHEMA_VERSION = "pmm-recording/1"
 CHANNELS = ("market", "rest", "universe", "engine")
 HOUR_FMT = "%Y-%m-%dT%H"
 FAILURE_LOG_SEC = 60.0  # write failures: one line, then at most one a minute
+HOLD_BYTES = 64 << 20  # the rows of the open parts kept in memory to write again when a part breaks
+STALL_SEC = 30.0  # a writer thread's drain lasting longer shows as "recording STALLED" on the status line
+CLOSE_WAIT_SEC = 60.0  # `close` waits this long for the writer thread's last drain and closes
+PUBLISH_WAIT_SEC = 10.0  # a recorder's publish waits at most this for readers' listings, then goes on
+MAX_QUEUE_BYTES = 512 << 20  # rows waiting for the writer thread beyond this are dropped (counted, said)
+ROW_BYTES = 200  # a queued row's memory besides its payload (tuple, floats, kind)
 OPEN_SUFFIX = ".open"  # a part still being written: `<name>.parquet.open`
 ARROW_SCHEMA = pa.schema(
     [
@@ -148,6 +157,8 @@ class RecorderStats:
     hours_deleted: int = 0
     errors: int = 0
     dropped: int = 0  # rows not written while the disk was below PMM_RECORD_MIN_FREE_GB
+    lost: int = 0  # rows a failed write cost (written again once when held: `Recorder.hold_bytes`)
+    overflow: int = 0  # rows dropped because the writer thread was `max_queue_bytes` behind
 
 
 class Recorder:
@@ -155,11 +166,21 @@ class Recorder:
 
     def __init__(self, root: str | os.PathLike[str], *, max_gb: float = 0.0, flush_sec: float = 5.0,
                  session: str | None = None, budget_every_sec: float = 30.0, rotate_sec: float = 0.0,
-                 min_free_gb: float = 0.0) -> None:
+                 min_free_gb: float = 0.0, hold_bytes: int = HOLD_BYTES,
+                 max_queue_bytes: int = MAX_QUEUE_BYTES) -> None:
         """`rotate_sec` > 0: a new part file per channel every `rotate_sec` of wall time (the
         writer wakes at least 4 times per interval); 0: one file per hour and channel.
         `min_free_gb` > 0: the disk's floor (`_check_disk`): below it writing pauses (rows dropped:
-        a gap a replay reports) until the disk has room again; nothing is deleted for it."""
+        a gap a replay reports) until the disk has room again; nothing is deleted for it.
+        `hold_bytes`: the rows written into the open parts are also held in memory up to this many
+        bytes in all (a minute's rotation of 50 markets is ≈ 13 MB), so that a part broken by a
+        failed write (a disk full for a moment: its Parquet writer is unusable, the file has no
+        footer) is dropped and its rows written again, once, into a new part (`_abandon`).
+        `max_queue_bytes`: the memory the rows waiting for the writer thread may take (a burst, a
+        stalled disk); beyond it a market, REST or universe row is dropped on the event loop (its
+        sequence number taken: a gap the replay reports), counted (`stats.overflow`), said once a minute and on the status
+        line, instead of growing the engine's memory without bound. Only with the writer thread
+        running (`start`): a recorder its caller drains (`flush`: the PMXT import) drops nothing."""
         self.root = Path(root)
         self.max_bytes = int(max_gb * 1e9) if max_gb and max_gb > 0 else 0
         self.min_free = int(min_free_gb * 1e9) if min_free_gb and min_free_gb > 0 else 0
@@ -169,14 +190,27 @@ class Recorder:
         self.budget_every_sec = budget_every_sec
         self.session = session or uuid.uuid4().hex[:8]
         self._q: deque[Row] = deque()
+        self.max_queue_bytes = max_queue_bytes
+        self._in_bytes = 0  # bytes queued so far (the event loop's count) ...
+        self._out_bytes = 0  # ... and taken off the queue (the writer's): each written by one thread
+        self._overflow_said = -2 * FAILURE_LOG_SEC  # (monotonic) when the loop last said it drops rows
+        self._overflow_at = -2 * FAILURE_LOG_SEC  # and when it last dropped one
         self._seq = 0
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._paths: dict[tuple[str, str], Path] = {}  # the final name; written as name + OPEN_SUFFIX
         self._locks: dict[tuple[str, str], int] = {}  # fd holding the flock of the open file
         self._slot: dict[tuple[str, str], int] = {}  # rotation slot the open file belongs to
         self._parts: dict[tuple[str, str], int] = {}  # parts opened so far per (hour, channel)
+        self.hold_bytes = hold_bytes
+        self._held: dict[tuple[str, str], list[pa.Table] | None] = {}  # what each open part holds (None: too much)
+        self._held_bytes = 0
+        self._part_rows: dict[tuple[str, str], int] = {}  # rows written into each open part
+        self._retry: list[tuple[tuple[str, str], pa.Table]] = []  # a broken part's rows, for the next drain
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._drains = threading.Condition()  # `flush` waits on it for a drain started after its call
+        self._started = self._finished = 0  # drains the writer thread started / finished
+        self._drain_began: float | None = None  # (monotonic) when the writer thread's current drain began
         self._thread: threading.Thread | None = None
         self._last_budget = self._last_disk = 0.0
         self._said_at = -2 * FAILURE_LOG_SEC  # `_failed`: when a failure was last said, and how many since
@@ -187,7 +221,27 @@ class Recorder:
     # ---------------------------------------------------------------- event-loop side (cheap)
     def record(self, channel: str, ts: float, kind: str, payload: str | None, conn: int = -1) -> None:
         self._seq += 1
+        if (self._in_bytes - self._out_bytes > self.max_queue_bytes and channel != "engine"
+                and self._thread is not None):  # (never started: its caller drains it, `flush`; nothing dropped)
+            self._overflowed()  # (the engine's rows are small and few, and a replay needs them: its
+            return  # fills, its `stop`, which also makes a hole at the recording's end a gap the replay sees)
+        self._in_bytes += ROW_BYTES + (len(payload) if payload else 0)
         self._q.append((channel, self._seq, ts, kind, conn, payload))
+
+    def _overflowed(self) -> None:
+        """A row dropped on the event loop: the writer thread is `max_queue_bytes` behind."""
+        self.stats.overflow += 1
+        self._overflow_at = now = time.monotonic()
+        if now - self._overflow_said >= FAILURE_LOG_SEC:
+            self._overflow_said = now
+            log.error("recording: the writer is %.0f MB behind under PMM_RECORD_DIR=%s: rows are dropped (a gap "
+                      "in the recording; %d so far) until it catches up; trading goes on",
+                      (self._in_bytes - self._out_bytes) / 1e6, self.root, self.stats.overflow)
+
+    def _popleft(self) -> Row:
+        row = self._q.popleft()
+        self._out_bytes += ROW_BYTES + (len(row[5]) if row[5] else 0)
+        return row
 
     def frame(self, ts: float, conn: int, frame: str) -> None:
         self.record("market", ts, "frame", frame, conn)
@@ -214,34 +268,74 @@ class Recorder:
         return self
 
     def close(self) -> None:
-        """Write what is queued, close every file (their footers make them readable)."""
-        if self._thread is not None:
+        """Write what is queued, close every file (their footers make them readable): the writer
+        thread does it as its last act; a thread still writing after `CLOSE_WAIT_SEC` (a disk that
+        hangs) is left to finish on its own, said, and its files are never touched from here (they
+        used to be, while the thread still wrote into them, leaving its last parts `.open`)."""
+        t = self._thread
+        if t is not None:
             self._stop.set()
             self._wake.set()
-            self._thread.join(timeout=60)
+            t.join(timeout=CLOSE_WAIT_SEC)
+            if t.is_alive():
+                log.error("recording: the writer under PMM_RECORD_DIR=%s is still writing after %.0f s; its last "
+                          "parts are closed when it is done (lost if the process exits first)", self.root, CLOSE_WAIT_SEC)
+                return
             self._thread = None
-        else:
-            self._drain()
+            if not self._q:
+                return  # (rows recorded after the thread's last drain are written here)
+        self._drain()
+        self._finish()
+
+    def _finish(self) -> None:
+        """Close every file (the writer thread's last act, or `close` without a thread)."""
         self._close_writers(lambda _h: True)
+        if self._retry:  # a part whose footer failed: its rows get their one more try
+            self._drain()
+            self._close_writers(lambda _h: True)
+        if self._retry:  # (below the disk's floor: not tried)
+            n = sum(t.num_rows for _k, t in self._retry)
+            self._retry.clear()
+            self.stats.lost += n
+            log.error("recording: %d rows of a part that could not be written lost at close", n)
 
     def flush(self) -> None:
-        """Write the queued rows now (tests, benches); files stay open (`.open`, unreadable) until
-        their rotation interval or hour ends, or `close()`."""
+        """Write the queued rows now (tests, benches): returns once a drain started after the call
+        has written them (it used to return once they were off the queue, before they were written;
+        at most 30 s); files stay open (`.open`, unreadable) until their rotation interval or hour
+        ends, or `close()`."""
         if self._thread is None:
             self._drain()
             return
+        with self._drains:  # a drain that starts after this takes every row queued before it
+            target = self._started + 1
         self._wake.set()
-        deadline = time.monotonic() + 30
-        while self._q and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self._drains:
+            self._drains.wait_for(lambda: self._finished >= target or self._thread is None, timeout=30)
 
     # ---------------------------------------------------------------- writer thread
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.flush_sec)
             self._wake.clear()
+            self._counted_drain()
+        self._counted_drain()
+        try:
+            self._finish()
+        except Exception as exc:
+            self._failed("closing the last parts failed", exc)
+
+    def _counted_drain(self) -> None:
+        with self._drains:
+            self._started += 1
+        self._drain_began = time.monotonic()
+        try:
             self._safe_drain()
-        self._safe_drain()
+        finally:
+            self._drain_began = None
+            with self._drains:
+                self._finished += 1
+                self._drains.notify_all()
 
     def _safe_drain(self) -> None:
         """A drain that fails in a way `_drain` does not expect is logged and counted; the thread
@@ -269,10 +363,21 @@ class Recorder:
 
     def health(self) -> str:
         """"" while writing works; "recording FAILING (…)" while a write failed within the last
-        `FAILURE_LOG_SEC` (the engine's status line and the dashboard show it: rows are being lost)."""
+        `FAILURE_LOG_SEC`, "recording DROPPING (…)" while the writer was too far behind within it,
+        "recording PAUSED (…)" below the disk's floor, "recording STALLED (…)" while one drain of the
+        writer thread has lasted more than `STALL_SEC` (the engine's status line and the dashboard
+        show it: rows are being lost, or will be)."""
         if self._low_disk:
             return (f"recording PAUSED (disk below PMM_RECORD_MIN_FREE_GB={self.min_free / 1e9:g}; "
                     f"{self.stats.dropped} rows dropped)")
+        behind = self._in_bytes - self._out_bytes
+        began = self._drain_began  # (read once: the writer thread sets it to None between drains)
+        busy = time.monotonic() - began if began is not None else 0.0
+        if busy > STALL_SEC and self._thread is not None:  # e.g. a disk that hangs: nothing fails, nothing is written
+            return f"recording STALLED (one write for {busy:.0f} s; {behind / 1e6:.0f} MB waiting)"
+        if time.monotonic() - self._overflow_at <= FAILURE_LOG_SEC:
+            return (f"recording DROPPING (writer {(self._in_bytes - self._out_bytes) / 1e6:.0f} MB behind; "
+                    f"{self.stats.overflow} rows dropped)")
         last = self._last_failure
         if last is None or time.monotonic() - last[0] > FAILURE_LOG_SEC:
             return ""
@@ -286,7 +391,9 @@ class Recorder:
         self.stats.queued = n
         slot = self._rotation_slot()  # one slot per drain: the files a drain opens close together
         if self.rotate_sec:  # parts whose interval ended are closed even when nothing new came
-            self._close_writers(lambda _h: False, slot_before=slot)
+            self._close_writers(lambda _h: False, slot_now=slot)
+        if self._retry and not self._low_disk:
+            self._write_retries(slot)
         if not n:
             return
         now = time.monotonic()
@@ -295,13 +402,13 @@ class Recorder:
             self._check_disk()
         if self._low_disk:  # their sequence numbers are taken: the replay sees a gap, not a silent hole
             for _ in range(n):
-                self._q.popleft()
+                self._popleft()
             self.stats.dropped += n
             self.stats.queued = len(self._q)
             return
         groups: dict[tuple[str, str], list[Row]] = {}
         for _ in range(n):
-            row = self._q.popleft()
+            row = self._popleft()
             try:
                 hour = hour_key(row[2])
             except (TypeError, ValueError, OverflowError, OSError):  # one bad row must not cost the batch
@@ -313,9 +420,12 @@ class Recorder:
             return
         newest = max(h for h, _ in groups)
         for (hour, channel), rows in sorted(groups.items()):
+            retries = len(self._retry)
             try:
                 self._write(hour, channel, rows, slot)
             except Exception as exc:  # a full disk must not take the engine down; say so
+                if len(self._retry) == retries:  # (not kept for a retry: lost)
+                    self.stats.lost += len(rows)
                 self._failed(f"could not write {len(rows)} {channel} rows for {hour}", exc)
         self.stats.queued = len(self._q)
         self._close_writers(lambda h: h < newest)  # rotation: an hour is complete once a later one starts
@@ -323,7 +433,31 @@ class Recorder:
             self._last_budget = now
             self.enforce_budget()
 
+    def _write_retries(self, slot: int) -> None:
+        """Write the rows of parts broken in an earlier drain into new parts: their one retry."""
+        retry, self._retry = self._retry, []
+        by_key: dict[tuple[str, str], list[pa.Table]] = {}
+        for key, table in retry:
+            by_key.setdefault(key, []).append(table)
+        for (hour, channel), tables in sorted(by_key.items()):
+            table = pa.concat_tables(tables)
+            lost = self.stats.lost
+            try:
+                self._write_table(hour, channel, table, slot, retry=True)
+            except Exception as exc:
+                if self.stats.lost == lost:  # (its part could not even be opened: `_abandon` did not count them)
+                    self.stats.lost += table.num_rows
+                self._failed(f"could not write {table.num_rows} {channel} rows for {hour} again", exc)
+
     def _write(self, hour: str, channel: str, rows: list[Row], slot: int = 0) -> None:
+        table = pa.Table.from_arrays(
+            [pa.array([r[1] for r in rows], pa.int64()), pa.array([r[2] for r in rows], pa.float64()),
+             pa.array([r[3] for r in rows], pa.string()), pa.array([r[4] for r in rows], pa.int32()),
+             pa.array([r[5] for r in rows], pa.string())],
+            schema=ARROW_SCHEMA)
+        self._write_table(hour, channel, table, slot)
+
+    def _write_table(self, hour: str, channel: str, table: pa.Table, slot: int, retry: bool = False) -> None:
         key = (hour, channel)
         w = self._writers.get(key)
         if w is None:
@@ -340,7 +474,8 @@ class Recorder:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o644)  # locked before anything is written:
             fcntl.flock(fd, fcntl.LOCK_EX)  # readers: held = being written, free = its writer died
             try:
-                w = pq.ParquetWriter(tmp, ARROW_SCHEMA.with_metadata(meta), compression="zstd")
+                w = pq.ParquetWriter(tmp, ARROW_SCHEMA.with_metadata(meta), compression="zstd",
+                                     write_page_checksum=True)  # the reader verifies them: a flipped bit is named
             except Exception:
                 os.close(fd)
                 with contextlib.suppress(OSError):  # no writer, no file: an empty `.open` would read as a crash
@@ -349,58 +484,137 @@ class Recorder:
             self._parts[key] = part + 1  # (a part whose writer failed is not skipped)
             self._writers[key], self._paths[key], self._locks[key] = w, path, fd
             self._slot[key] = slot
+            self._held[key], self._part_rows[key] = [], 0
             self.stats.files += 1
-        table = pa.Table.from_arrays(
-            [pa.array([r[1] for r in rows], pa.int64()), pa.array([r[2] for r in rows], pa.float64()),
-             pa.array([r[3] for r in rows], pa.string()), pa.array([r[4] for r in rows], pa.int32()),
-             pa.array([r[5] for r in rows], pa.string())],
-            schema=w.schema)
-        w.write_table(table)
-        self.stats.rows += len(rows)
+        try:
+            w.write_table(table.replace_schema_metadata(w.schema.metadata))
+        except Exception:
+            self._abandon(key, table, retry)
+            raise
+        self.stats.rows += table.num_rows
+        self._part_rows[key] += table.num_rows
+        held = self._held.get(key)
+        if held is not None:
+            if self._held_bytes + table.nbytes <= self.hold_bytes:
+                held.append(table)
+                self._held_bytes += table.nbytes
+            else:  # too much to hold: a failure of this part costs its rows so far
+                self._held[key] = None
+                self._held_bytes -= sum(t.nbytes for t in held)
 
-    def _close_writers(self, which: Callable[[str], bool], slot_before: int | None = None) -> None:
-        """Close the files of the hours `which` selects (and with `slot_before`, those of earlier
-        rotation slots): every footer first, then all renames at once under the publish lock (a
+    def _release(self, key: tuple[str, str]) -> list[pa.Table] | None:
+        """Forget what an open part holds (it is closed or dropped): its held tables, None if not held."""
+        held = self._held.pop(key, None)
+        self._part_rows.pop(key, None)
+        if held:
+            self._held_bytes -= sum(t.nbytes for t in held)
+        return held
+
+    def _abandon(self, key: tuple[str, str], failed: pa.Table | None, retry: bool) -> None:
+        """A part whose write (or footer) failed: its Parquet writer is unusable and its file has
+        no footer, so every row in it would be lost, and so would every later row written into it.
+        The part is dropped (its `.open` file removed: a reader would misread it as a crashed
+        writer's) and its rows, held since it opened, wait for the next drain to be written again
+        into a new part, once (`retry`: this was that once); rows that cannot be, are counted lost."""
+        n_written = self._part_rows.get(key, 0)
+        held = self._release(key)
+        w = self._writers.pop(key, None)
+        path = self._paths.pop(key, None)
+        fd = self._locks.pop(key, None)
+        self._slot.pop(key, None)
+        if w is not None:
+            with contextlib.suppress(Exception):
+                w.close()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + OPEN_SUFFIX).unlink()
+        if fd is not None:
+            os.close(fd)
+        self.stats.rows -= n_written
+        tables = [*(held or []), *([failed] if failed is not None else [])]
+        if retry or (held is None and n_written):
+            lost = sum(t.num_rows for t in tables) if retry else n_written
+            self.stats.lost += lost
+            log.error("recording: %d %s rows for %s lost (a part could not be written%s)", lost, key[1], key[0],
+                      " again" if retry else ", and it was too large to hold for a retry")
+            if retry:
+                return
+            tables = [failed] if failed is not None else []
+        self._retry.extend((key, t) for t in tables)
+
+    def _close_writers(self, which: Callable[[str], bool], slot_now: int | None = None) -> None:
+        """Close the files of the hours `which` selects (and with `slot_now`, those opened in
+        another rotation slot: an earlier one, or a later one when the wall clock stepped back, whose
+        part would otherwise stay open, unreadable and lost to a kill -9, until the clock caught
+        up again): every footer first, then all renames at once under the publish lock (a
         reader lists under it, so it sees the closed files as a prefix of the sequence, never
         one channel's part without the other channels' parts of the same interval), then unlock."""
         keys = [k for k in self._writers
-                if which(k[0]) or (slot_before is not None and self._slot.get(k, 0) < slot_before)]
+                if which(k[0]) or (slot_now is not None and self._slot.get(k, 0) != slot_now)]
         if not keys:
             return
-        done: list[tuple[Path, int | None]] = []
+        done: list[tuple[tuple[str, str], Path, int | None, list[pa.Table] | None, int]] = []
         for key in keys:
-            w = self._writers.pop(key)
+            w = self._writers[key]
+            try:
+                w.close()
+            except Exception as exc:  # no footer: the part is unreadable; its rows get written again
+                self._failed(f"could not close {self._paths[key].name}", exc)
+                self._abandon(key, None, False)
+                continue
+            n = self._part_rows.get(key, 0)
+            held = self._release(key)
+            self._writers.pop(key)
             path = self._paths.pop(key)
             fd = self._locks.pop(key, None)
             self._slot.pop(key, None)
-            try:
-                w.close()
-            except Exception as exc:
-                self._failed(f"could not close {path.name}", exc)
-            done.append((path, fd))
+            done.append((key, path, fd, held, n))
+        if not done:
+            return
+        published = 0
         try:
             with publish_lock(self.root, exclusive=True):
-                for path, _fd in done:
+                for key, path, _fd, held, n in done:
                     try:
                         os.replace(path.with_name(path.name + OPEN_SUFFIX), path)
                         self.stats.bytes_written += path.stat().st_size
-                    except OSError as exc:
+                    except OSError as exc:  # (its folder deleted under it: the rows are held, written again)
                         self._failed(f"could not publish {path.name}", exc)
+                        self._requeue(key, held, n)
+                    published += 1
+        except OSError as exc:  # the lock: PMM_RECORD_DIR cannot be made again
+            self._failed("could not take the publish lock", exc)
+            for key, _path, _fd, held, n in done[published:]:
+                self._requeue(key, held, n)
         finally:
-            for _path, fd in done:
+            for _key, _path, fd, _held, _n in done:
                 if fd is not None:
                     os.close(fd)  # after the rename: an unlocked `.open` file means a dead writer
+
+    def _requeue(self, key: tuple[str, str], held: list[pa.Table] | None, n: int) -> None:
+        """A closed part that could not be published: its held rows are written again (next drain)."""
+        self.stats.rows -= n
+        if held is None:
+            self.stats.lost += n
+            return
+        self._retry.extend((key, t) for t in held)
 
     def enforce_budget(self) -> list[str]:
         """Delete whole hours, oldest first, until the recordings fit `max_bytes`; returns them.
         Only what a recorder wrote: folders named as an hour (`HOUR_FMT`) and their closed
         `.parquet` files; a folder of anything else under PMM_RECORD_DIR is never touched (it
-        used to be deleted as an "hour"), and an hour holding other files keeps them."""
+        used to be deleted as an "hour"), nor an hour that is a symlink (its files were deleted on
+        the disk it points to), and an hour holding other files keeps them. The `.open` parts a
+        dead writer left (kill -9) count and go with their hour (they were never deleted: the hour's
+        folder stayed, and every replay over it reported their rows lost); a live one never does."""
         if not self.max_bytes or not self.root.exists():
             return []
         open_hours = {h for h, _ in self._writers}
-        hours = sorted((p for p in self.root.iterdir() if p.is_dir() and is_hour_name(p.name)), key=lambda p: p.name)
-        sizes = {p.name: sum(f.stat().st_size for f in p.glob("*.parquet")) for p in hours}
+        # (an hour linked in from elsewhere is not the recorder's: its files live outside PMM_RECORD_DIR)
+        hours = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and is_hour_name(p.name)),
+                       key=lambda p: p.name)
+        files = {p.name: _budget_files(p) for p in hours}
+        sizes = {name: sum(_size(f) for f in fs) for name, fs in files.items()}
         total = sum(sizes.values())
         deleted: list[str] = []
         for p in hours:
@@ -408,8 +622,9 @@ class Recorder:
                 break
             if p.name in open_hours:
                 continue
-            for f in p.glob("*.parquet"):
-                f.unlink(missing_ok=True)
+            for f in files[p.name]:
+                with contextlib.suppress(OSError):
+                    f.unlink()
             with contextlib.suppress(OSError):
                 p.rmdir()  # empty now, unless something else lives there
             total -= sizes[p.name]
@@ -443,6 +658,32 @@ class Recorder:
         self._low_disk = low
 
 
+def _size(f: Path) -> int:
+    try:
+        return f.stat().st_size
+    except OSError:  # (gone since the listing: another recorder's budget)
+        return 0
+
+
+def _budget_files(hour: Path) -> list[Path]:
+    """What the budget may delete in an hour folder: its closed parts, and the `.open` parts whose
+    writer is dead (nobody holds their lock)."""
+    out = list(hour.glob("*.parquet"))
+    for f in hour.glob("*.parquet" + OPEN_SUFFIX):
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            out.append(f)  # (a writer's exclusive lock would have refused it)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return out
+
+
 def free_bytes(path: Path) -> int:
     """Free bytes on the disk holding `path` (for this user)."""
     return shutil.disk_usage(path).free
@@ -451,7 +692,8 @@ def free_bytes(path: Path) -> int:
 @contextlib.contextmanager
 def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """The recorders' renames of closed parts (exclusive) and the readers' listings (shared)
-    exclude each other, so a listing never sees half of a rotation. The lock is a `flock` on the
+    exclude each other, so a listing never sees half of a rotation (a recorder waits at most
+    `PUBLISH_WAIT_SEC` for a listing, then publishes anyway, said). The lock is a `flock` on the
     recording root directory itself (no lock file among the hours)."""
     if exclusive:
         root.mkdir(parents=True, exist_ok=True)
@@ -463,10 +705,30 @@ def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
         yield  # a reader of a missing tree: nobody is publishing there
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if not exclusive:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        elif not _lock_within(fd, PUBLISH_WAIT_SEC):
+            log.warning("recording: a reader has held the publish lock of PMM_RECORD_DIR=%s for %.0f s (a listing "
+                        "stopped half-way?): publishing without it (that reader may see part of a rotation)",
+                        root, PUBLISH_WAIT_SEC)
         yield
     finally:
         os.close(fd)
+
+
+def _lock_within(fd: int, wait_sec: float) -> bool:
+    """Take `fd`'s exclusive flock within `wait_sec`: a reader's listing holds it shared for a
+    moment, but one stopped while listing (Ctrl-Z, a debugger) would hold it for ever, and a
+    blocking wait stopped the writer thread (its queue growing) and hung the engine's stop."""
+    deadline = time.monotonic() + wait_sec
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 def check_record_dir(settings: Any) -> None:

@@ -64,6 +64,11 @@ def test_defaults_are_the_documented_ones():
     ("PMM_LOG_LEVEL", "LOUD", "DEBUG"),
     ("PMM_RECORD_MAX_GB", "inf", "less than or equal to 1000000"),  # it passed, then crashed the engine
     ("PMM_RECORD_DIR", "", "empty: expected a directory"),  # it recorded into the current directory
+    ("PMM_RECORD_MAX_GB", "-1", "greater than or equal to 0"),
+    ("PMM_RECORD_MAX_GB", "abc", "valid number"),
+    ("PMM_RECORD", "maybe", "'off' or 'on'"),
+    ("PMM_RECORD_MIN_FREE_GB", "nan", "less than or equal to"),
+    ("PMM_RECORD_ROTATE_SEC", "0.001", "at least 1 s"),  # it was taken: a part per ms, a core busy writing them
 ])
 def test_bad_value_is_one_line_naming_the_variable(monkeypatch, var, value, accepted):
     monkeypatch.setenv(var, value)

@@ -35,7 +35,9 @@ def test_parts_rotate_on_wall_time_and_are_readable_while_recording(tmp_path):
     hour = tmp_path / hour_key(H0)
     _wait(lambda: hour.exists() and any(f.name.endswith(".parquet") for f in hour.iterdir()))  # first parts closed
     _rows(rec, 20, H0 + 20)  # written into new parts; these may still be open
-    rec.flush()
+    frozen = rec._rotation_slot()  # no rotation while the listings are compared (on a loaded machine
+    rec._rotation_slot = lambda: frozen  # type: ignore[method-assign]  # a part closed between them)
+    rec.flush()  # (the drain it waits for started after the freeze: no drain closes a part from here)
     opened = [f for f in hour.iterdir() if f.name.endswith(OPEN_SUFFIX)]
     w = load_window(tmp_path, H0, H0 + 3600)
     assert not w.problems and not w.gaps  # open parts are pending, not problems
@@ -43,6 +45,7 @@ def test_parts_rotate_on_wall_time_and_are_readable_while_recording(tmp_path):
     assert list(w.ts) == sorted(w.ts) and len(w) >= 24  # at least the first 20 frames + 4 cycles
     listed = list_recordings(tmp_path)
     assert {r["file"] for r in listed if r.get("open")} == {str(f) for f in opened}
+    del rec._rotation_slot  # wall time again
     _wait(lambda: not any(f.name.endswith(OPEN_SUFFIX) for f in hour.iterdir()))  # rotation closes idle parts
     rec.close()
     names = sorted(f.name for f in hour.iterdir())
