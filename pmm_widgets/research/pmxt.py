@@ -30,7 +30,9 @@ What the importer refuses or skips (it never writes what a replay would misread)
   `ImportReport.problems`;
 - a file it cannot read (no Parquet file, an unknown schema, a corrupt page, a time column that
   holds no times) fails the import with `PmxtError` naming the file, before anything is written;
-- the same file twice (same path, or the same bytes under another name) is imported once;
+- the same file twice (same path, or the same bytes under another name) is imported once; two
+  files holding the same market over overlapping times (one archive hour in two schema variants)
+  fail the import, both named, before anything is written (each event would be replayed twice);
 - an import whose time range overlaps recordings of another session in the same directory (the
   engine's own, or another import) is refused: a replay would play both. Re-importing the same
   files replaces their earlier import (the session id is a hash of their contents);
@@ -541,6 +543,33 @@ def _remove_session(root: Path, session: str) -> None:
         f.unlink(missing_ok=True)
 
 
+def _held_twice(rows: Sequence[_Row]) -> str | None:
+    """Why an import would replay some market's events twice, or None: two of its files hold the
+    same market over overlapping times (the same hour in two schema variants, say: the byte-equal
+    duplicates `_unique_files` drops are not the only way; an archive has one file per hour, so no
+    two of its files share a market's minutes). It used to import both, every event doubled."""
+    spans: dict[tuple[str, str], list[float]] = {}  # (market, file) -> [first, last] ms
+    for ts, m, _tok, _out, _ev, (name, _row) in rows:
+        sp = spans.get((m, name))
+        if sp is None:
+            spans[(m, name)] = [ts, ts]
+        elif ts < sp[0]:
+            sp[0] = ts
+        elif ts > sp[1]:
+            sp[1] = ts
+    by_market: dict[str, list[tuple[float, float, str]]] = {}
+    for (m, name), (a, b) in spans.items():
+        by_market.setdefault(m, []).append((a, b, name))
+    for m, got in by_market.items():
+        got.sort()
+        for (_a1, b1, n1), (a2, b2, n2) in zip(got, got[1:]):  # (sorted by start: an overlap shows between neighbours)
+            if a2 < b1:
+                return (f"{n1} and {n2} both hold market {m[:16]}... from {iso_range(a2 / 1000.0, min(b1, b2) / 1000.0)}: "
+                        "the same hours twice (two schema variants of one archive hour?), every event would be "
+                        "replayed twice; import one of them")
+    return None
+
+
 def import_pmxt(paths: Sequence[str | Path], root: str | Path, *, markets: int | Sequence[str] | None = 50,
                 session: str | None = None) -> ImportReport:
     """Convert PMXT archive files into recordings under `root` (one session per import; see the
@@ -567,6 +596,9 @@ def import_pmxt(paths: Sequence[str | Path], root: str | Path, *, markets: int |
     rows: list[_Row] = []
     for p in files:
         rows.extend(_read(p, want, rep))
+    twice = _held_twice(rows)
+    if twice:
+        raise PmxtError(twice)
     if not rows:
         why = (f"no event this importer knows ({rep.unknown_events:,} rows of unknown event types)"
                if rep.unknown_events == rep.skipped_rows and rep.unknown_events

@@ -329,6 +329,26 @@ def test_the_same_data_is_never_imported_twice_nor_mixed_with_other_sessions(tmp
     assert len(err) == 1 and "overlaps recordings already there" in err[0]
 
 
+def test_the_same_hour_in_two_schema_variants_is_refused_not_doubled(tmp_path):
+    """Two files of one import holding the same market over the same minutes (an archive hour
+    downloaded in two schema variants: not byte-equal, so not a duplicate file) were imported
+    together, every event twice. Refused, both files named, nothing written; the next hour's file
+    beside one of them is imported."""
+    events = _events(60)
+    a, b = tmp_path / "hour-v2-16.parquet", tmp_path / "hour-v2-18.parquet"
+    write_v2_16(a, events)
+    write_v2_18(b, events)
+    root = tmp_path / "rec"
+    with pytest.raises(PmxtError, match=r"hour-v2-16.parquet and .*hour-v2-18.parquet both hold market .*"
+                                        r"import one of them"):
+        import_pmxt([a, b], root, markets=None)
+    assert not list(root.rglob("*.parquet*"))
+    nxt = tmp_path / "next-hour.parquet"
+    write_v2_18(nxt, [{**e, "ms": e["ms"] + 3_600_000} for e in events])
+    rep = import_pmxt([a, nxt], root, markets=None)
+    assert rep.events == 2 * len(events) and len(_frames(root)) == 2 * len(events)
+
+
 def test_a_target_it_cannot_write_fails_and_keeps_nothing(tmp_path, monkeypatch, capsys):
     f = tmp_path / "v2.parquet"
     write_v2_16(f, _events(20))
