@@ -18,38 +18,18 @@ import time
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
+from sweep_helpers import GRID, T0, T1, recording
+from sweep_helpers import stored as _stored
 
 from pmm_widgets.config import load_settings
-from pmm_widgets.research.recordings import parse_time
 from pmm_widgets.research.synth import synth_recording
 
-T0 = parse_time("2026-11-30T10:00:00Z")
-T1 = T0 + 180
-GRID = {"alpha": [1, 2], "paper_spread_k": [50, 100]}
 CYCLES = 181  # a whole pass's grid cycles over [T0, T1] (quote_refresh_sec 1)
 
 
 @pytest.fixture(scope="module")
 def rec_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweepint") / "recordings"
-    synth_recording(root, T0, 180, markets=3, seed=5)
-    return root
-
-
-def _stored(db_url: str, sweep_id: str) -> list[tuple[int, str, int]]:
-    eng = sa.create_engine(db_url)
-    try:
-        with eng.connect() as c:
-            rows = c.execute(sa.text("SELECT point, summary_json, fills FROM sweep_results WHERE sweep_id = :i "
-                                     "ORDER BY point"), {"i": sweep_id}).all()
-    finally:
-        eng.dispose()
-    out = []
-    for point, summary, fills in rows:
-        s = summary if isinstance(summary, dict) else json.loads(summary)
-        out.append((point, s["status"], fills))
-    return out
+    return recording(tmp_path_factory, "sweepint")
 
 
 def test_inline_ctrl_c_keeps_the_points_of_the_running_pass(rec_dir, tmp_path, monkeypatch, capsys):

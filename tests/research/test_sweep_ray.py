@@ -9,7 +9,6 @@ instance (`ray`: no task of an earlier test still holds a CPU)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -20,47 +19,21 @@ from typing import Any
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from sweep_helpers import GRID, T0, T1, recording
+from sweep_helpers import comparable as _comparable
+from sweep_helpers import settings as _settings
+from sweep_helpers import stored as _stored
 
 from pmm_widgets.config import load_settings
-from pmm_widgets.research.recordings import RecordingError, parse_time
-from pmm_widgets.research.sweeps import TIMING_COLUMNS, sweep
-from pmm_widgets.research.synth import synth_recording
+from pmm_widgets.research.recordings import RecordingError
+from pmm_widgets.research.sweeps import sweep
 
-T0 = parse_time("2026-11-30T10:00:00Z")
-T1 = T0 + 180
-GRID = {"alpha": [1, 2], "paper_spread_k": [50, 100]}
 CPUS = 2
 
 
 @pytest.fixture(scope="module")
 def rec_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweepray") / "recordings"
-    synth_recording(root, T0, 180, markets=3, seed=5)
-    return root
-
-
-def _settings(rec_dir, tmp_path):
-    return load_settings(record_dir=str(rec_dir), quote_refresh_sec=1.0, paper_fill_intensity=20,
-                         db_url=f"sqlite:///{tmp_path / 's.db'}")
-
-
-def _comparable(df: pd.DataFrame) -> list[dict]:
-    return df.drop(columns=[c for c in TIMING_COLUMNS if c in df.columns]).to_dict(orient="records")
-
-
-def _stored(db_url: str, sweep_id: str) -> list[tuple[int, str, int]]:
-    eng = sa.create_engine(db_url)
-    try:
-        with eng.connect() as c:
-            rows = c.execute(sa.text("SELECT point, summary_json, fills FROM sweep_results WHERE sweep_id = :i "
-                                     "ORDER BY point"), {"i": sweep_id}).all()
-    finally:
-        eng.dispose()
-    out = []
-    for point, summary, fills in rows:
-        s = summary if isinstance(summary, dict) else json.loads(summary)
-        out.append((point, s["status"], fills))
-    return out
+    return recording(tmp_path_factory, "sweepray")
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +157,26 @@ def test_a_failing_point_fails_the_ray_sweep_with_its_own_error(ray, rec_dir, tm
     assert not (alive := _alive_actors("FailingSweepFlag", 10)), alive
 
 
+def _watched_flag(work: Path, deaf: int | None = None) -> type:
+    """The sweep's stop flag leaving a file `polled-K` in `work` at pass K's second poll (and never
+    telling pass `deaf` to stop). Made in a function: Ray pickles the class by value (a class of a
+    test module would have to be importable in Ray's workers)."""
+    from pmm_widgets.research.points import StopFlag
+
+    class Watched(StopFlag):
+        def __init__(self) -> None:
+            super().__init__()
+            self.polls: dict[int, int] = {}
+
+        def poll(self, k: int) -> bool:
+            n = self.polls[k] = self.polls.get(k, 0) + 1
+            if n == 2:
+                (Path(work) / f"polled-{k}").touch()
+            return super().poll(k) and k != deaf
+
+    return Watched
+
+
 def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(ray, rec_dir, tmp_path, monkeypatch, capsys):
     """A Ray sweep (the module's local 2-CPU instance, `ray.init()` already called) of four one-point passes
     of different lengths (each changes `quote_refresh_sec`: a pass of 1 s cycles takes a fraction
@@ -196,25 +189,8 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(ray, rec_di
     file, and the sweep returns within seconds of the Ctrl-C. (After 40 s the SIGINT comes anyway if
     the sweep still runs: a sweep that keeps nothing fails here, not by waiting.)"""
     from pmm_widgets.research import points, sweeps
-    from pmm_widgets.research.points import StopFlag
 
-    class Watched(StopFlag):
-        """The sweep's stop flag (pickled by value: defined here), leaving a file per pass at its
-        second poll."""
-
-        work = str(tmp_path)
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.polls: dict[int, int] = {}
-
-        def poll(self, k: int) -> bool:
-            n = self.polls[k] = self.polls.get(k, 0) + 1
-            if n == 2:
-                (Path(self.work) / f"polled-{k}").touch()
-            return super().poll(k)
-
-    monkeypatch.setattr(sweeps, "StopFlag", Watched)
+    monkeypatch.setattr(sweeps, "StopFlag", _watched_flag(tmp_path))
     s = load_settings(record_dir=str(rec_dir), quote_refresh_sec=1.0, paper_fill_intensity=20,
                       db_url=f"sqlite:///{tmp_path / 'r.db'}")
     ended: set[int] = set()  # the points (one a pass: the pass's index) whose pass ended, as reported
@@ -286,25 +262,8 @@ def test_a_second_ray_ctrl_c_ends_the_stop_wait(ray, rec_dir, tmp_path, monkeypa
     wait: the sweep returns within seconds with the rows it has (the stopped pass's, interrupted),
     the deaf pass cancelled (its CPU free again), the stop actor dead."""
     from pmm_widgets.research import points, sweeps
-    from pmm_widgets.research.points import StopFlag
 
-    class DeafFlag(StopFlag):
-        """The sweep's stop flag (pickled by value: defined here): a file per pass at its second
-        poll; pass 1 is never told to stop."""
-
-        work = str(tmp_path)
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.polls: dict[int, int] = {}
-
-        def poll(self, k: int) -> bool:
-            n = self.polls[k] = self.polls.get(k, 0) + 1
-            if n == 2:
-                (Path(self.work) / f"polled-{k}").touch()
-            return super().poll(k) and k != 1
-
-    monkeypatch.setattr(sweeps, "StopFlag", DeafFlag)
+    monkeypatch.setattr(sweeps, "StopFlag", _watched_flag(tmp_path, deaf=1))  # pass 1 is never told to stop
     monkeypatch.setattr(sweeps, "STOP_WAIT_SEC", 60.0)
     ended: dict[int, str] = {}
     sent: list[float] = []
@@ -348,4 +307,4 @@ def test_a_second_ray_ctrl_c_ends_the_stop_wait(ray, rec_dir, tmp_path, monkeypa
     assert df.attrs["status"] == "interrupted" and df.attrs["passes"] == [[0], [1]]
     assert list(df["point"]) == [0] and list(df["status"]) == ["interrupted"] and ended == {0: "interrupted"}
     assert _idle(ray, 20), "the deaf pass was not cancelled: it still holds its CPU"
-    assert not (alive := _alive_actors("DeafFlag", 10)), alive
+    assert not (alive := _alive_actors("Watched", 10)), alive

@@ -8,32 +8,18 @@ import json
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from sweep_helpers import GRID, T0, T1, recording
+from sweep_helpers import comparable as _comparable
+from sweep_helpers import settings as _settings
 
 from pmm_widgets.cli import main
 from pmm_widgets.config import ConfigError, load_settings
-from pmm_widgets.research.recordings import parse_time
-from pmm_widgets.research.sweeps import TIMING_COLUMNS, parse_grid, sweep
-from pmm_widgets.research.synth import synth_recording
-
-T0 = parse_time("2026-11-30T10:00:00Z")
-T1 = T0 + 180
-GRID = {"alpha": [1, 2], "paper_spread_k": [50, 100]}
+from pmm_widgets.research.sweeps import parse_grid, sweep
 
 
 @pytest.fixture(scope="module")
 def rec_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweeprec") / "recordings"
-    synth_recording(root, T0, 180, markets=3, seed=5)
-    return root
-
-
-def _settings(rec_dir, tmp_path):
-    return load_settings(record_dir=str(rec_dir), quote_refresh_sec=1.0, paper_fill_intensity=20,
-                         db_url=f"sqlite:///{tmp_path / 's.db'}")
-
-
-def _comparable(df: pd.DataFrame) -> list[dict]:
-    return df.drop(columns=[c for c in TIMING_COLUMNS if c in df.columns]).to_dict(orient="records")
+    return recording(tmp_path_factory, "sweeprec")
 
 
 def test_cli_sweep_json_and_bad_grid(rec_dir, tmp_path, monkeypatch, capsys):
