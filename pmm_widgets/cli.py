@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pmm_widgets import __version__
-from pmm_widgets.config import ConfigError, Settings, load_settings
+from pmm_widgets.config import SEED_MAX, ConfigError, Settings, load_settings
 from pmm_widgets.errors import ExitCode, PmmError
 from pmm_widgets.logsetup import SECRET_FIELDS, mask, register_settings_secrets, setup_logging
 
@@ -589,7 +589,7 @@ def _seed(text: str) -> int:
         n = int(text)
     except ValueError:
         n = -1
-    if not 0 <= n <= 2**63 - 1:
+    if not 0 <= n <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {text!r}")
     return n
 

@@ -41,6 +41,9 @@ POLYMARKET_CLOB_URL = "https://clob.polymarket.com"
 POLYMARKET_CLOB_WS_URL = "wss://ws-subscriptions-clob.polymarket.com/ws"
 
 
+SEED_MAX = 2**63 - 1  # a seed's range is 0 .. SEED_MAX: numpy's generators take no negative one, rows store it as a BIGINT
+
+
 class ConfigError(PmmError):
     """A bad setting. `str()` is the one line shown to the user (variable, value, what is accepted)."""
 
@@ -232,7 +235,7 @@ class Settings(ParamFields, BaseSettings):
     circuit_probe_sec: float = Field(5.0, gt=0, le=3_600, description="while open: probe the venue this often")
 
     sandbox_markets: int = Field(80, ge=1, le=2_000)
-    sandbox_seed: int = Field(7, ge=0, le=2**63 - 1)  # numpy's generators take no negative seed; rows store it as a BIGINT
+    sandbox_seed: int = Field(7, ge=0, le=SEED_MAX)
     sandbox_speed: float = Field(1.0, gt=0, le=1_000)
     sandbox_resolve_every_sec: float = Field(0.0, ge=0)  # 0: off
     # the embedded sandbox in its own process: auto (from 150 markets, universe or sandbox), on, off

@@ -40,7 +40,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..analytics.markouts import HORIZONS, horizon_key
-from ..config import PARAM_FIELDS, ConfigError, Params, Settings, format_validation_error
+from ..config import PARAM_FIELDS, SEED_MAX, ConfigError, Params, Settings, format_validation_error
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
 from ..engine.cycle import QuoteCycle
@@ -324,9 +324,6 @@ def selection(markets: Any) -> int | list[str] | None:
     if not ids:
         raise ValueError("markets: an empty selection (None: every recorded market)")
     return ids
-
-
-SEED_MAX = 2**63 - 1  # (as PMM_SANDBOX_SEED: numpy takes no negative seed, the DB's replay rows store it as a BIGINT)
 
 
 def check_seed(seed: Any) -> int | None:
