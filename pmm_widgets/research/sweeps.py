@@ -94,6 +94,11 @@ _FIXED = ("fills", "fills_per_min", "pnl_total", "realized", "unrealized", "spre
 UNSWEPT = {"db_url": "where the sweep's rows go, not a parameter of its replays (give --db-url / db_url=)"}
 
 
+def _unsweepable(name: str) -> str | None:
+    """Why a setting cannot be a grid's (a secret, or one of `UNSWEPT`), or None."""
+    return "secrets cannot be swept" if name in SECRET_FIELDS else UNSWEPT.get(name)
+
+
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     """`["alpha=1,1.5", "paper_spread_k=50,100"]` → `{"alpha": ["1", "1.5"], ...}`; names are
     strategy parameters or settings (validated when the points are built)."""
@@ -106,10 +111,9 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"{item!r}: expected NAME=V1,V2,...")
         if name not in Settings.model_fields:  # the live parameters are settings too
             raise ValueError(f"{name}: not a parameter or setting")
-        if name in SECRET_FIELDS:
-            raise ValueError(f"{name}: secrets cannot be swept")
-        if name in UNSWEPT:
-            raise ValueError(f"{name}: {UNSWEPT[name]}")
+        why = _unsweepable(name)
+        if why is not None:
+            raise ValueError(f"{name}: {why}")
         if name in grid:  # a second --grid of the same name used to replace the first silently
             raise ValueError(f"{name}: given twice (its values go in one: {name}=V1,V2,...)")
         _no_repeat(name, vals)
@@ -248,10 +252,9 @@ def sweep(t0: float | str, t1: float | str, grid: Mapping[str, Sequence[Any]], *
     for k in grid:
         if k not in Settings.model_fields:
             raise ValueError(f"grid: {k} is not a parameter or setting")
-        if k in SECRET_FIELDS:
-            raise ValueError(f"grid: {k}: secrets cannot be swept")
-        if k in UNSWEPT:
-            raise ValueError(f"grid: {k}: {UNSWEPT[k]}")
+        why = _unsweepable(k)
+        if why is not None:
+            raise ValueError(f"grid: {k}: {why}")
         _no_repeat(f"grid: {k}", grid[k])
     pts = points_of(grid)
     if not pts:
