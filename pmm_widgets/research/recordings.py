@@ -363,24 +363,31 @@ def _payloads(pf: pq.ParquetFile, need: list[bool]) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, typ)
 
 
+def _read_checked(f: Path, columns: list[str]) -> tuple[pq.ParquetFile, pa.Table] | str:
+    """A recording file's `columns`, read with its page checksums verified (a file written without
+    them: not checked), or why it cannot be used: unreadable, another schema or column type, rows
+    without a seq/ts/kind/conn (`_schema_problem`, `_null_problem`: "...: skipped")."""
+    try:
+        pf = pq.ParquetFile(f, page_checksum_verification=True)
+        why = _schema_problem(pf.schema_arrow)
+        if why is not None:
+            return f"{why}: skipped"
+        t = pf.read(columns=columns)
+        why = _null_problem(t)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return _describe(exc)
+    return (pf, t) if why is None else f"{why}: skipped"
+
+
 def _open(f: Path, problems: list[Problem], lo: float, hi: float) -> tuple[pq.ParquetFile, pa.Table, list[bool]] | None:
     """A recording file's every row without the payloads, and which row groups the window needs;
     None (and a `Problem`) for a file that cannot be used."""
-    try:
-        pf = pq.ParquetFile(f, page_checksum_verification=True)  # (a file written without them: not checked)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        problems.append(Problem(str(f), _describe(exc)))
+    got = _read_checked(f, [c for c in COLUMNS if c != "payload"])
+    if isinstance(got, str):
+        problems.append(Problem(str(f), got))
         return None
-    why = _schema_problem(pf.schema_arrow)
-    if why is not None:
-        problems.append(Problem(str(f), f"{why}: skipped"))
-        return None
+    pf, t = got
     try:
-        t = pf.read(columns=[c for c in COLUMNS if c != "payload"])
-        why = _null_problem(t)
-        if why is not None:
-            problems.append(Problem(str(f), f"{why}: skipped"))
-            return None
         return pf, t, _needed(pf, t.column("ts").to_numpy(), lo, hi)
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
@@ -523,19 +530,12 @@ STATE_HOURS = 48  # how many hours before a window its recorded state (universe,
 def _rows_before(f: Path, before: float, problems: list[Problem],
                  payload: bool = True) -> list[tuple[float, int, str, str | None]]:
     """(ts, seq, kind, payload) of a file's rows stamped before `before` (payload None unless asked)."""
-    try:
-        pf = pq.ParquetFile(f, page_checksum_verification=True)
-        why = _schema_problem(pf.schema_arrow)
-        if why is None:
-            t = pf.read(columns=["ts", "seq", "kind", "conn", "payload"] if payload else ["ts", "seq", "kind", "conn"])
-            why = _null_problem(t)
-        said = None if why is None else f"{why}: skipped"  # (as `_open` says it)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        said = _describe(exc)
-    if said is not None:  # (the window's read of the same file says it too: said once)
-        if Problem(str(f), said) not in problems:
-            problems.append(Problem(str(f), said))
+    got = _read_checked(f, ["ts", "seq", "kind", "conn", "payload"] if payload else ["ts", "seq", "kind", "conn"])
+    if isinstance(got, str):  # (the window's read of the same file says it too: said once)
+        if Problem(str(f), got) not in problems:
+            problems.append(Problem(str(f), got))
         return []
+    t = got[1]
     ts = t.column("ts").to_numpy()
     idx = np.nonzero(ts < before)[0]
     if not len(idx):

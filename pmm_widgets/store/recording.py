@@ -376,7 +376,7 @@ class Recorder:
         if busy > STALL_SEC and self._thread is not None:  # e.g. a disk that hangs: nothing fails, nothing is written
             return f"recording STALLED (one write for {busy:.0f} s; {behind / 1e6:.0f} MB waiting)"
         if time.monotonic() - self._overflow_at <= FAILURE_LOG_SEC:
-            return (f"recording DROPPING (writer {(self._in_bytes - self._out_bytes) / 1e6:.0f} MB behind; "
+            return (f"recording DROPPING (writer {behind / 1e6:.0f} MB behind; "
                     f"{self.stats.overflow} rows dropped)")
         last = self._last_failure
         if last is None or time.monotonic() - last[0] > FAILURE_LOG_SEC:
