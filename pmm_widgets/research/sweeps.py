@@ -63,7 +63,6 @@ import pandas as pd
 from pydantic import ValidationError
 
 from ..config import ConfigError, Params, Settings, format_validation_error
-from ..errors import PmmError
 from ..logsetup import SECRET_FIELDS
 from .points import (
     StopFlag,
@@ -76,6 +75,9 @@ from .points import (
     run_pass_in_worker,
     run_pass_on_ray,
     warm_up,
+)
+from .points import (
+    SweepError as SweepError,  # (its home is points: a Ray task raises it too)
 )
 from .recordings import Window, load_window, parse_time
 from .replayer import check_db_url, check_seed, selection, split_overrides
@@ -170,10 +172,6 @@ def points_of(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def _settings_dict(settings: Settings) -> dict[str, Any]:
     d = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS) & set(Settings.model_fields))
     return {k: v for k, v in d.items() if v is not None}
-
-
-class SweepError(PmmError, RuntimeError):
-    """A sweep that cannot run where it was asked to (Ray missing or not answering)."""
 
 
 def _ray_active(address: str | None) -> Any:
@@ -603,14 +601,17 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
     the queued ones queued, and a terminal's Ctrl-C does not reach the workers (each is a process
     group of its own); they would replay on, their rows lost. So the stop is ours: a
     `points.StopFlag` actor (made here, one per sweep: Ray is an optional import) that the tasks
-    poll (`points.RayStop`, at most every `RAY_STOP_POLL_SEC`). On KeyboardInterrupt: the flag is
+    poll (`points.RayStop`, at most every `RAY_STOP_POLL_SEC`; a pass replays nothing before the flag
+    answered its first ask, so a pass is begun exactly when the flag says so, also when the Ctrl-C came
+    while the actor was still starting). On KeyboardInterrupt: the flag is
     set (its answer: which passes had begun), the passes not begun are cancelled (no rows to give),
     then the running ones get `STOP_WAIT_SEC` at most to end at their next check and hand back
     their points' partial rows (status "interrupted") to `got`; those still running after that are
     cancelled (`ray.cancel`: KeyboardInterrupt in the task). A second Ctrl-C ends the wait. The
     actor is killed either way; KeyboardInterrupt again, for the caller. The actor is one more
     worker process for the sweep (it holds no CPU; on a local instance it takes one of the workers
-    Ray started beforehand, so a task may wait for a new one; the tasks' polls never wait for it)."""
+    Ray started beforehand, so a task may wait for a new one; a task waits for the answer to its first
+    poll only, before its pass begins)."""
     flag = ray.remote(num_cpus=0)(StopFlag).remote()
     task = ray.remote(run_pass_on_ray)
     pending: dict[Any, int] = {}  # each running or queued pass's ObjectRef → its index

@@ -308,3 +308,96 @@ def test_a_second_ray_ctrl_c_ends_the_stop_wait(ray, rec_dir, tmp_path, monkeypa
     assert list(df["point"]) == [0] and list(df["status"]) == ["interrupted"] and ended == {0: "interrupted"}
     assert _idle(ray, 20), "the deaf pass was not cancelled: it still holds its CPU"
     assert not (alive := _alive_actors("Watched", 10)), alive
+
+
+def _late_flag(work: Path) -> type:
+    """The sweep's stop flag, slow to start: its actor's construction waits until a file `go` is in
+    `work` (30 s at most), as an actor does that waits for a worker process on a loaded machine."""
+    from pmm_widgets.research.points import StopFlag
+
+    class Late(StopFlag):
+        def __init__(self) -> None:
+            deadline = time.monotonic() + 30
+            while not (Path(work) / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            super().__init__()
+
+    return Late
+
+
+def _marked_pass(work: Path) -> Any:
+    """The sweep's Ray task (`points.run_pass_on_ray`: `run_pass` stopped by `RayStop`), leaving in
+    `work` a file `entered-K` holding its worker's pid when pass K's task starts, and `replaying-K`
+    once its stop told it to go on (the pass replays)."""
+    from pmm_widgets.research import points
+
+    def run(flag: Any, k: int, *args: Any) -> list[dict[str, Any]]:
+        (Path(work) / f"entered-{k}").write_text(str(os.getpid()))
+        stop = points.RayStop(flag, k)
+        seen: list[bool] = []
+
+        def halt() -> bool:
+            if stop():
+                return True
+            if not seen:
+                seen.append(True)
+                (Path(work) / f"replaying-{k}").touch()
+            return False
+
+        return points.run_pass(*args, stop=halt)
+
+    return run
+
+
+def _until(cond: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_ray_ctrl_c_while_the_stop_flag_starts_loses_no_replayed_rows(ray, rec_dir, tmp_path, monkeypatch):
+    """A Ctrl-C while the sweep's stop actor is still starting (its construction held here, longer
+    than the sweep's stop wait, `STOP_WAIT_SEC` 3 s): the two long passes' tasks had started. A
+    pass that replayed anything keeps its rows (it used to replay while the actor started, its asks
+    queued there; the flag then answered no one in time and both were cancelled, their seconds of
+    replay lost): a pass now begins only once the flag answered its first ask, so none began, and
+    none is lost. The sweep returns within seconds of the stop wait, its tasks cancelled (both
+    CPUs free again), the actor dead."""
+    from pmm_widgets.research import sweeps
+
+    monkeypatch.setattr(sweeps, "StopFlag", _late_flag(tmp_path))
+    monkeypatch.setattr(sweeps, "run_pass_on_ray", _marked_pass(tmp_path))
+    monkeypatch.setattr(sweeps, "STOP_WAIT_SEC", 3.0)
+    sent: list[float] = []
+    over = threading.Event()
+
+    def ctrl_c() -> None:
+        if not _until(lambda: over.is_set() or len(list(tmp_path.glob("entered-*"))) == 2, 40) or over.is_set():
+            return
+        time.sleep(1.0)  # (the old code's passes replay meanwhile)
+        if not over.is_set():
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=ctrl_c, daemon=True)
+    timer.start()
+    try:
+        df = sweep(T0, T1, {"quote_refresh_sec": [0.005, 0.006]}, settings=_settings(rec_dir, tmp_path), write=False)
+    except KeyboardInterrupt:  # (not left to end the test session)
+        pytest.fail("the Ctrl-C left the sweep")
+    finally:
+        over.set()
+        (tmp_path / "go").touch()  # (the actor, if still there, ends its construction)
+    returned = time.monotonic()
+    timer.join(10)
+    assert sent, f"the sweep ended ({df.attrs['status']}) before both passes' tasks started"
+    assert df.attrs["status"] == "interrupted" and df.attrs["total"] == 2
+    replayed = {int(f.name.removeprefix("replaying-")) for f in tmp_path.glob("replaying-*")}
+    kept = set(df["point"]) if len(df) else set()
+    assert replayed <= kept, f"passes {sorted(replayed - kept)} replayed and their rows were lost"
+    assert returned - sent[0] < 3.0 + 5, returned - sent[0]
+    assert _idle(ray, 20), "a pass was not cancelled: it still holds its CPU"
+    assert not (alive := _alive_actors("Late", 10)), alive
