@@ -588,13 +588,18 @@ def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passe
             shutil.rmtree(path.parent, ignore_errors=True)
 
 
+RAY_PASS_RETRIES = 3  # a Ray pass whose worker process died (a node lost, the OOM killer, a kill) is run again
+# from its start this many times (Ray's own default, said here), then the sweep fails (`_ray_failure`: SweepError)
+
+
 def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
               fixed: dict[str, Any], sel: Any, seed: int | None, window: Window | None, progress: bool,
               got: list[dict[str, Any]]) -> None:
     """The passes as Ray tasks (`points.run_pass_on_ray`), the window one object-store copy they
     share; each pass's rows go to `got` as its task ends (`ray.wait`), with a progress line per
     point when `progress`. A failing pass fails the sweep with its error (`_ray_failure`; the others
-    cancelled, the stop actor killed).
+    cancelled, the stop actor killed; the passes that ended keep their rows: `sweep` writes them); a
+    pass whose worker died is run again, `RAY_PASS_RETRIES` times, then fails the sweep so.
 
     Ctrl-C: Ray by itself does nothing for it (seen on Ray 2.60, a local instance): a
     KeyboardInterrupt in the driver's `ray.get` / `ray.wait` leaves the running tasks running and
@@ -613,7 +618,7 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
     Ray started beforehand, so a task may wait for a new one; a task waits for the answer to its first
     poll only, before its pass begins)."""
     flag = ray.remote(num_cpus=0)(StopFlag).remote()
-    task = ray.remote(run_pass_on_ray)
+    task = ray.remote(max_retries=RAY_PASS_RETRIES)(run_pass_on_ray)
     pending: dict[Any, int] = {}  # each running or queued pass's ObjectRef → its index
 
     def take(ref: Any) -> list[dict[str, Any]]:
@@ -638,7 +643,7 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
                 try:
                     rows = take(ref)
                 except ray.exceptions.RayError as exc:
-                    raise _ray_failure(ray, exc) from None
+                    raise _ray_failure(ray, exc, [i for i, _ in passes[pending[ref]]], total) from None
                 if interrupted(rows):  # (a task's pass stopped without our Ctrl-C: the sweep stops)
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -670,18 +675,22 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
             ray.kill(flag)
 
 
-def _ray_failure(ray: Any, exc: Exception) -> Exception:
+def _ray_failure(ray: Any, exc: Exception, points: list[int], total: int) -> Exception:
     """A pass's failed Ray task as the local paths raise a worker's failure (`_raise_failed`): the
     exception the pass raised, itself, its traceback in a note. Ray's `RayTaskError` stands for it
     as an instance of its class too, but its text is the task's whole traceback (in colour), which
-    the CLI printed as its one line. A task that failed otherwise (its worker died): SweepError."""
+    the CLI printed as its one line. A task that failed otherwise (its worker died, after
+    `RAY_PASS_RETRIES` runs): SweepError naming the pass's `points` (indexes, said from 1 of `total`,
+    as the progress lines say them) and Ray's first line."""
     cause = getattr(exc, "cause", None)
     if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
         said = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).rstrip()  # (the task's traceback; no colours)
         cause.add_note(f"(in a Ray task of the sweep)\n{said}")
         return cause
     said = str(exc).strip()
-    err = SweepError(f"a Ray task of the sweep failed ({type(exc).__name__}: {said.splitlines()[0] if said else '-'})")
+    which = ", ".join(str(i + 1) for i in points)
+    err = SweepError(f"the Ray task of point{'s' if len(points) > 1 else ''} {which} of {total} failed "
+                     f"({type(exc).__name__}: {said.splitlines()[0] if said else '-'})")
     err.add_note(said)
     return err
 
