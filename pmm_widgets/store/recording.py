@@ -51,6 +51,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pmm_widgets.errors import PmmError
 from pmm_widgets.store.recorder import SESSION_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,7 @@ class Recorder:
         self._overflow_said = -2 * FAILURE_LOG_SEC  # (monotonic) when the loop last said it drops rows
         self._overflow_at = -2 * FAILURE_LOG_SEC  # and when it last dropped one
         self._overflow_by: dict[str, int] = {}  # the loop's dropped rows by channel (written by the loop only)
+        self._leased_said: set[str] = set()  # the hours the budget said it kept for a replay reading them
         self._closed = ""  # after `close`: what it said (`losses`), which `health` says from then on
         self._close_said = False
         self._seq = 0
@@ -662,7 +664,10 @@ class Recorder:
         used to be deleted as an "hour"), nor an hour that is a symlink (its files were deleted on
         the disk it points to), and an hour holding other files keeps them. The `.open` parts a
         dead writer left (kill -9) count and go with their hour (they were never deleted: the hour's
-        folder stayed, and every replay over it reported their rows lost); a live one never does."""
+        folder stayed, and every replay over it reported their rows lost); a live one never does.
+        Nor an hour a replay is reading (`hour_lease`: a lazy window's files, read as the replay
+        gets there, failed it half-way when deleted): skipped, said once, deleted by a later
+        round once the replay let it go; the next oldest goes instead."""
         if not self.max_bytes or not self.root.exists():
             return []
         open_hours = {h for h, _ in self._writers}
@@ -678,11 +683,26 @@ class Recorder:
                 break
             if p.name in open_hours:
                 continue
-            for f in files[p.name]:
+            try:
+                lease = hour_lease(p, exclusive=True)
+            except HourLeased:
+                if p.name not in self._leased_said:
+                    self._leased_said.add(p.name)
+                    log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: hour %s (%.1f MB) kept for now: a replay "
+                                "is reading it; deleted once it is done", self.max_bytes / 1e9, p.name,
+                                sizes[p.name] / 1e6)
+                continue
+            except OSError:
+                lease = None  # (not lockable: deleted as before)
+            try:
+                for f in files[p.name]:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
                 with contextlib.suppress(OSError):
-                    f.unlink()
-            with contextlib.suppress(OSError):
-                p.rmdir()  # empty now, unless something else lives there
+                    p.rmdir()  # empty now, unless something else lives there
+            finally:
+                if lease is not None:
+                    os.close(lease)
             total -= sizes[p.name]
             deleted.append(p.name)
             self.stats.hours_deleted += 1
@@ -770,6 +790,32 @@ def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class HourLeased(PmmError):
+    """`hour_lease(..., exclusive=True)`: a reader holds the hour (internal: the budget skips it)."""
+
+
+def hour_lease(hour: Path, *, exclusive: bool) -> int | None:
+    """A lease on an hour folder: a `flock` on the folder itself (no lock file among the parts),
+    released when the returned fd is closed. A reader that reads the hour's files later than it
+    listed them (a lazy window: `recordings.LazyPayloads`, in this process or another) holds it
+    shared for as long as it may read them; the size budget takes it exclusive, without waiting,
+    before it deletes the hour (`HourLeased`: a reader holds it, the hour is skipped), and holds it
+    while it deletes (a reader's shared lease waits those milliseconds). None: no such folder."""
+    try:
+        fd = os.open(hour, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+    except BlockingIOError:
+        os.close(fd)
+        raise HourLeased(str(hour)) from None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _lock_within(fd: int, wait_sec: float) -> bool:
