@@ -139,6 +139,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     from pmm_widgets.store.schema import metadata
 
     settings = settings_from_args(args)
+    _existing_db(settings, "db status")
     engine = make_engine(settings.db_url)
     try:
         check_connection(engine)
@@ -188,6 +189,7 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     if days <= 0:
         print("nothing to prune: retention is off (PMM_RETAIN_DAYS=0 or --days 0)")
         return ExitCode.OK
+    _existing_db(settings, "db prune")
     engine = make_engine(settings.db_url)
     try:
         check_connection(engine)
@@ -218,6 +220,22 @@ def cmd_config(args: argparse.Namespace) -> int:
             shown = f"{scheme}://127.0.0.1:<free port>  (embedded sandbox, chosen at start; PMM_VENUE=sandbox)"
         print(f"PMM_{name.upper()}={'' if shown is None else shown}")
     return ExitCode.OK
+
+
+def _existing_db(settings: Settings, cmd: str) -> None:
+    """ConfigError (exit 2, one line naming the file) when the command `cmd`, which reads the
+    database and has nothing to do in a new one, is pointed at an SQLite file that does not exist:
+    connecting created it, an empty database left behind (a typo in --db-url, a wrong directory)
+    and a report of nothing. Other backends and in-memory SQLite: nothing to check here."""
+    import os
+
+    from pmm_widgets.store.db import safe_url, sqlite_file
+
+    path = sqlite_file(settings.db_url)
+    if path is None or os.path.exists(path):
+        return
+    raise ConfigError(f"no database at {os.path.abspath(path)} (database URL {safe_url(settings.db_url)}): "
+                      f"`pmm {cmd}` reads one and creates none; `pmm db init` creates it")
 
 
 def _ensure_schema(settings: Settings) -> None:
@@ -277,7 +295,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     report_main = entry("report", "pmm_widgets.analytics.report", "report_main")
-    return int(report_main(settings_from_args(args), as_json=getattr(args, "json", False),
+    settings = settings_from_args(args)
+    _existing_db(settings, "report")
+    return int(report_main(settings, as_json=getattr(args, "json", False),
                            mode=getattr(args, "mode", None), run_id=getattr(args, "run_id", None)))
 
 

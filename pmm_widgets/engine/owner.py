@@ -978,6 +978,9 @@ class OwnerSession:
             spill = await store.aclose()
             if spill:
                 self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {spill}")
+            lost = store.recorder.health() if store.recorder is not None else ""  # (closed: the rows it never wrote)
+            if lost:
+                self.events.emit(Level.WARNING, EventKind.WRITER, lost)
         cmd_id = self._kill_command_id
         if cmd_id is not None and self.kill_result is not None:
             with contextlib.suppress(Exception):

@@ -25,8 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..errors import PmmError
 from .recordings import LazyPayloads, Window
 from .replayer import Replayer, run_sync, split_overrides
+
+
+class SweepError(PmmError, RuntimeError):
+    """A sweep that cannot run where it was asked to (Ray missing or not answering, a Ray worker
+    that died, a stop flag that never started). Here, where a Ray task may raise it; `sweeps` has it too."""
+
 
 _WINDOWS: dict[str, Window] = {}  # this worker's window: path (or `inherit` key) → events (one sweep's at a time)
 
@@ -137,6 +144,8 @@ def run_pass_in_worker(stop: str, settings_d: dict[str, Any], t0: float, t1: flo
             signal.signal(signal.SIGINT, old)
 
 
+RAY_FLAG_WAIT_SEC = 120.0  # a Ray task's first ask waits this long at most for the stop flag's answer (the
+# actor starting: a worker process of its own, seconds on a loaded machine), then the pass fails (SweepError)
 RAY_STOP_POLL_SEC = 0.5  # how often a Ray task's replay asks the sweep's stop flag, at most (an ask sends one
 # actor call and reads the last one's answer if it came, waiting for nothing: a stop is seen 0.5-1 s after it;
 # a poll ≈ 3 µs of the task's time (its answer's future checked, the next ask sent; ≈ 1.4 ms with ray.wait);
@@ -149,8 +158,9 @@ class StopFlag:
     where no stop file of the sweep's is seen. Each task asks it (`poll`, through `RayStop`) whether
     to stop, which also records that the task's pass began; `set` (the sweep's Ctrl-C) says which
     passes had begun: the others have no rows to give (cancelled, or they return none at once).
-    An actor runs its calls one at a time: a pass either began before `set` (its first ask came
-    first: it is in the answer) or the first answer it reads says stop (the sweep cancels it)."""
+    An actor runs its calls one at a time, and a pass replays nothing before the answer to its
+    first ask (`RayStop`): a pass either began before `set` (its first ask came first: it is in the
+    answer) or its first answer says stop (it returns no rows; the sweep cancels it)."""
 
     def __init__(self) -> None:
         self.stopped = False
@@ -174,7 +184,13 @@ class RayStop(PolledStop):
     task in `ray.get` or `ray.wait` on an answer not yet there lends its CPU back to Ray, even for
     `ray.wait(timeout=0)`: Ray then starts another queued pass beside it (seen on Ray 2.60: three
     passes running on 2 CPUs, a slow actor's answers late); a poll must not do that. An actor
-    that does not answer (killed: the sweep ended) says stop."""
+    that does not answer (killed: the sweep ended) says stop.
+
+    The first ask (before the pass replays anything) is the exception: its answer is waited for
+    (`first`), so that the pass begins only once the flag has recorded it. It used to be sent like
+    the others: while the actor was still starting, the passes replayed with their asks queued at
+    it, and a Ctrl-C then was answered by a flag that had recorded no pass as begun, or by none in
+    time: the running passes were cancelled, their rows lost."""
 
     every = RAY_STOP_POLL_SEC
 
@@ -183,8 +199,32 @@ class RayStop(PolledStop):
         self.flag = flag
         self.k = k
         self.asked: Future[bool] | None = None  # the last ask's answer, not yet read
+        self.begun = False  # the first answer came
+
+    def first(self) -> bool:
+        """The first ask, its answer waited for (`RAY_FLAG_WAIT_SEC` at most; on the future, in
+        short waits: no `ray.get`, which would lend the task's CPU to another pass, and a
+        `ray.cancel`'s KeyboardInterrupt gets through). SweepError when no answer comes."""
+        answer = self.flag.poll.remote(self.k).future()
+        deadline = time.monotonic() + RAY_FLAG_WAIT_SEC
+        while True:
+            try:
+                stop = bool(answer.result(timeout=0.1))
+            except TimeoutError:  # (concurrent.futures' is the builtin one)
+                if time.monotonic() < deadline:
+                    continue
+                raise SweepError(f"the sweep's stop flag (a Ray actor) did not answer pass {self.k} within "
+                                 f"{RAY_FLAG_WAIT_SEC:g} s: it did not start") from None
+            except Exception as exc:  # noqa: BLE001 - the actor gone before the pass began: said, not a silent "stop"
+                said = str(exc).strip().splitlines()
+                raise SweepError(f"the sweep's stop flag (a Ray actor) failed before pass {self.k} began "
+                                 f"({type(exc).__name__}: {said[0] if said else '-'})") from None
+            self.begun = True
+            return stop
 
     def ask(self) -> bool:
+        if not self.begun:
+            return self.first()
         if self.asked is not None:
             if not self.asked.done():
                 return False

@@ -15,6 +15,7 @@ a `Gap` after the session's last readable row.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import os
@@ -30,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import PmmError
-from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, hour_start, publish_lock
+from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, hour_lease, hour_start, publish_lock
 
 # `<channel>-<session>.parquet` (hourly) or `<channel>-<session>-<part>.parquet` (rotated parts)
 _FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+?)(?:-(?P<part>\d+))?\.parquet$")
@@ -458,9 +459,12 @@ class LazyPayloads(Sequence[str | None]):
     is past the group's last kept row, so memory holds the row groups of the moment (a few MB),
     not the window. The window's reader already decompressed every needed payload once to check
     it (a corrupt file is a `Problem` and a gap before the replay starts, as for a window read at
-    once); a file gone or changed since then (the size budget deleting an old hour) fails the
-    replay with a `RecordingError` naming it. Indexing in order is what it is for; it pickles as
-    its file list and row map (a sweep worker reads the files itself)."""
+    once). While it lives it holds a shared lease on each hour folder of its files (`hour_lease`),
+    which the recorder's size budget respects (it used to delete an old hour a replay was about to
+    read, failing it half-way); a file gone or changed all the same (by hand, or before the lease
+    was taken: then at once) fails the replay with a `RecordingError` naming it. Indexing in order
+    is what it is for; it pickles as its file list and row map (a sweep worker reads the files
+    itself, and takes the leases again)."""
 
     def __init__(self, files: list[str], groups: list[tuple[int, int]], group_of: np.ndarray,
                  row_of: np.ndarray) -> None:
@@ -473,6 +477,26 @@ class LazyPayloads(Sequence[str | None]):
         self.last_row = last  # per row group: the last kept row that reads it
         self._held: dict[int, list[str | None]] = {}
         self._pf: tuple[int, pq.ParquetFile] | None = None  # the file read last (its footer parsed once)
+        self._leases: list[int] = []  # fds holding the hours' shared leases (`close` lets them go)
+        for hour in sorted({str(Path(f).parent) for f in files}):
+            with contextlib.suppress(OSError):  # (a disk without flock: no lease, read as before)
+                fd = hour_lease(Path(hour), exclusive=False)
+                if fd is not None:
+                    self._leases.append(fd)
+        for f in files:  # (deleted between the window's read and the leases)
+            if not os.path.exists(f):
+                self.close()
+                raise RecordingError(f"{f}: deleted after the window was read (the size budget, PMM_RECORD_MAX_GB?)")
+
+    def close(self) -> None:
+        """Let the hours' leases go (the size budget may delete them); reading again is undefined."""
+        leases, self._leases = getattr(self, "_leases", []), []  # (also from `__del__` of a half-made one)
+        for fd in leases:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return len(self.group_of)

@@ -63,7 +63,6 @@ import pandas as pd
 from pydantic import ValidationError
 
 from ..config import ConfigError, Params, Settings, format_validation_error
-from ..errors import PmmError
 from ..logsetup import SECRET_FIELDS
 from .points import (
     StopFlag,
@@ -76,6 +75,9 @@ from .points import (
     run_pass_in_worker,
     run_pass_on_ray,
     warm_up,
+)
+from .points import (
+    SweepError as SweepError,  # (its home is points: a Ray task raises it too)
 )
 from .recordings import Window, load_window, parse_time
 from .replayer import check_db_url, check_seed, selection, split_overrides
@@ -170,10 +172,6 @@ def points_of(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def _settings_dict(settings: Settings) -> dict[str, Any]:
     d = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS) & set(Settings.model_fields))
     return {k: v for k, v in d.items() if v is not None}
-
-
-class SweepError(PmmError, RuntimeError):
-    """A sweep that cannot run where it was asked to (Ray missing or not answering)."""
 
 
 def _ray_active(address: str | None) -> Any:
@@ -590,29 +588,37 @@ def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passe
             shutil.rmtree(path.parent, ignore_errors=True)
 
 
+RAY_PASS_RETRIES = 3  # a Ray pass whose worker process died (a node lost, the OOM killer, a kill) is run again
+# from its start this many times (Ray's own default, said here), then the sweep fails (`_ray_failure`: SweepError)
+
+
 def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pass], total: int,
               fixed: dict[str, Any], sel: Any, seed: int | None, window: Window | None, progress: bool,
               got: list[dict[str, Any]]) -> None:
     """The passes as Ray tasks (`points.run_pass_on_ray`), the window one object-store copy they
     share; each pass's rows go to `got` as its task ends (`ray.wait`), with a progress line per
     point when `progress`. A failing pass fails the sweep with its error (`_ray_failure`; the others
-    cancelled, the stop actor killed).
+    cancelled, the stop actor killed; the passes that ended keep their rows: `sweep` writes them); a
+    pass whose worker died is run again, `RAY_PASS_RETRIES` times, then fails the sweep so.
 
     Ctrl-C: Ray by itself does nothing for it (seen on Ray 2.60, a local instance): a
     KeyboardInterrupt in the driver's `ray.get` / `ray.wait` leaves the running tasks running and
     the queued ones queued, and a terminal's Ctrl-C does not reach the workers (each is a process
     group of its own); they would replay on, their rows lost. So the stop is ours: a
     `points.StopFlag` actor (made here, one per sweep: Ray is an optional import) that the tasks
-    poll (`points.RayStop`, at most every `RAY_STOP_POLL_SEC`). On KeyboardInterrupt: the flag is
+    poll (`points.RayStop`, at most every `RAY_STOP_POLL_SEC`; a pass replays nothing before the flag
+    answered its first ask, so a pass is begun exactly when the flag says so, also when the Ctrl-C came
+    while the actor was still starting). On KeyboardInterrupt: the flag is
     set (its answer: which passes had begun), the passes not begun are cancelled (no rows to give),
     then the running ones get `STOP_WAIT_SEC` at most to end at their next check and hand back
     their points' partial rows (status "interrupted") to `got`; those still running after that are
     cancelled (`ray.cancel`: KeyboardInterrupt in the task). A second Ctrl-C ends the wait. The
     actor is killed either way; KeyboardInterrupt again, for the caller. The actor is one more
     worker process for the sweep (it holds no CPU; on a local instance it takes one of the workers
-    Ray started beforehand, so a task may wait for a new one; the tasks' polls never wait for it)."""
+    Ray started beforehand, so a task may wait for a new one; a task waits for the answer to its first
+    poll only, before its pass begins)."""
     flag = ray.remote(num_cpus=0)(StopFlag).remote()
-    task = ray.remote(run_pass_on_ray)
+    task = ray.remote(max_retries=RAY_PASS_RETRIES)(run_pass_on_ray)
     pending: dict[Any, int] = {}  # each running or queued pass's ObjectRef → its index
 
     def take(ref: Any) -> list[dict[str, Any]]:
@@ -637,7 +643,7 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
                 try:
                     rows = take(ref)
                 except ray.exceptions.RayError as exc:
-                    raise _ray_failure(ray, exc) from None
+                    raise _ray_failure(ray, exc, [i for i, _ in passes[pending[ref]]], total) from None
                 if interrupted(rows):  # (a task's pass stopped without our Ctrl-C: the sweep stops)
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -669,18 +675,22 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
             ray.kill(flag)
 
 
-def _ray_failure(ray: Any, exc: Exception) -> Exception:
+def _ray_failure(ray: Any, exc: Exception, points: list[int], total: int) -> Exception:
     """A pass's failed Ray task as the local paths raise a worker's failure (`_raise_failed`): the
     exception the pass raised, itself, its traceback in a note. Ray's `RayTaskError` stands for it
     as an instance of its class too, but its text is the task's whole traceback (in colour), which
-    the CLI printed as its one line. A task that failed otherwise (its worker died): SweepError."""
+    the CLI printed as its one line. A task that failed otherwise (its worker died, after
+    `RAY_PASS_RETRIES` runs): SweepError naming the pass's `points` (indexes, said from 1 of `total`,
+    as the progress lines say them) and Ray's first line."""
     cause = getattr(exc, "cause", None)
     if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
         said = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).rstrip()  # (the task's traceback; no colours)
         cause.add_note(f"(in a Ray task of the sweep)\n{said}")
         return cause
     said = str(exc).strip()
-    err = SweepError(f"a Ray task of the sweep failed ({type(exc).__name__}: {said.splitlines()[0] if said else '-'})")
+    which = ", ".join(str(i + 1) for i in points)
+    err = SweepError(f"the Ray task of point{'s' if len(points) > 1 else ''} {which} of {total} failed "
+                     f"({type(exc).__name__}: {said.splitlines()[0] if said else '-'})")
     err.add_note(said)
     return err
 

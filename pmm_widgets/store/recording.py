@@ -43,7 +43,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pmm_widgets.errors import PmmError
 from pmm_widgets.store.recorder import SESSION_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,10 @@ class RecorderStats:
     hours_deleted: int = 0
     errors: int = 0
     dropped: int = 0  # rows not written while the disk was below PMM_RECORD_MIN_FREE_GB
-    lost: int = 0  # rows a failed write cost (written again once when held: `Recorder.hold_bytes`)
+    lost: int = 0  # rows a failed write cost (written again once when held: `Recorder.hold_bytes`), or a bad time
     overflow: int = 0  # rows dropped because the writer thread was `max_queue_bytes` behind
+    unwritten: dict[str, int] = field(default_factory=dict)  # the writer's dropped and lost rows, by channel
+    # (the loop's `overflow` rows by channel: `Recorder._overflow_by`; both in `Recorder.losses`)
 
 
 class Recorder:
@@ -195,6 +198,10 @@ class Recorder:
         self._out_bytes = 0  # ... and taken off the queue (the writer's): each written by one thread
         self._overflow_said = -2 * FAILURE_LOG_SEC  # (monotonic) when the loop last said it drops rows
         self._overflow_at = -2 * FAILURE_LOG_SEC  # and when it last dropped one
+        self._overflow_by: dict[str, int] = {}  # the loop's dropped rows by channel (written by the loop only)
+        self._leased_said: set[str] = set()  # the hours the budget said it kept for a replay reading them
+        self._closed = ""  # after `close`: what it said (`losses`), which `health` says from then on
+        self._close_said = False
         self._seq = 0
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._paths: dict[tuple[str, str], Path] = {}  # the final name; written as name + OPEN_SUFFIX
@@ -223,14 +230,15 @@ class Recorder:
         self._seq += 1
         if (self._in_bytes - self._out_bytes > self.max_queue_bytes and channel != "engine"
                 and self._thread is not None):  # (never started: its caller drains it, `flush`; nothing dropped)
-            self._overflowed()  # (the engine's rows are small and few, and a replay needs them: its
+            self._overflowed(channel)  # (the engine's rows are small and few, and a replay needs them: its
             return  # fills, its `stop`, which also makes a hole at the recording's end a gap the replay sees)
         self._in_bytes += ROW_BYTES + (len(payload) if payload else 0)
         self._q.append((channel, self._seq, ts, kind, conn, payload))
 
-    def _overflowed(self) -> None:
+    def _overflowed(self, channel: str) -> None:
         """A row dropped on the event loop: the writer thread is `max_queue_bytes` behind."""
         self.stats.overflow += 1
+        self._overflow_by[channel] = self._overflow_by.get(channel, 0) + 1
         self._overflow_at = now = time.monotonic()
         if now - self._overflow_said >= FAILURE_LOG_SEC:
             self._overflow_said = now
@@ -267,11 +275,14 @@ class Recorder:
             self._thread.start()
         return self
 
-    def close(self) -> None:
+    def close(self) -> str:
         """Write what is queued, close every file (their footers make them readable): the writer
         thread does it as its last act; a thread still writing after `CLOSE_WAIT_SEC` (a disk that
         hangs) is left to finish on its own, said, and its files are never touched from here (they
-        used to be, while the thread still wrote into them, leaving its last parts `.open`)."""
+        used to be, while the thread still wrote into them, leaving its last parts `.open`).
+        Returns `losses()` (said in one WARNING line when not ""), which `health` says from then on:
+        the rows of the session that were never written (the last ones dropped or lost while it
+        closed were seen by no status line)."""
         t = self._thread
         if t is not None:
             self._stop.set()
@@ -280,12 +291,51 @@ class Recorder:
             if t.is_alive():
                 log.error("recording: the writer under PMM_RECORD_DIR=%s is still writing after %.0f s; its last "
                           "parts are closed when it is done (lost if the process exits first)", self.root, CLOSE_WAIT_SEC)
-                return
+                return self._say_losses(f"; {len(self._q):,} rows still queued (lost if the process exits first)")
             self._thread = None
             if not self._q:
-                return  # (rows recorded after the thread's last drain are written here)
+                return self._say_losses()  # (rows recorded after the thread's last drain are written here)
         self._drain()
         self._finish()
+        return self._say_losses()
+
+    def losses(self) -> str:
+        """"" when no row of this session was dropped or lost; else one line: how many rows of
+        which channel were never written (a replay of the recording sees them as gaps), and why."""
+        by = dict(self.stats.unwritten)
+        for ch, n in list(self._overflow_by.items()):
+            by[ch] = by.get(ch, 0) + n
+        total = sum(by.values())
+        if not total:
+            return ""
+        order = {c: i for i, c in enumerate(CHANNELS)}
+        chans = ", ".join(f"{ch} {n:,}" for ch, n in sorted(by.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+        why = [f"{n:,} {what}" for n, what in ((self.stats.overflow, "dropped while the writer was behind"),
+                                               (self.stats.dropped, "dropped below PMM_RECORD_MIN_FREE_GB"),
+                                               (self.stats.lost, "lost to failed writes")) if n]
+        return (f"recording LOST {total:,} rows of session {self.session} ({chans}): {'; '.join(why)} "
+                f"(gaps in a replay of it)")
+
+    def _say_losses(self, more: str = "") -> str:
+        """`losses()` (and `more`) in one WARNING line, once; kept for `health`."""
+        said = self.losses()
+        said = (said or ("recording: nothing lost so far" if more else "")) + more
+        self._closed = said
+        if said and not self._close_said:
+            self._close_said = True
+            log.warning("%s under PMM_RECORD_DIR=%s", said, self.root)
+        return said
+
+    def _unwritten(self, channel: str, n: int, dropped: bool = False) -> None:
+        """`n` rows of `channel` the writer will never write: `stats.dropped` (below the disk's
+        floor) or `stats.lost`, and by channel (`losses`). The writer thread's only."""
+        if n <= 0:
+            return
+        if dropped:
+            self.stats.dropped += n
+        else:
+            self.stats.lost += n
+        self.stats.unwritten[channel] = self.stats.unwritten.get(channel, 0) + n
 
     def _finish(self) -> None:
         """Close every file (the writer thread's last act, or `close` without a thread)."""
@@ -295,8 +345,9 @@ class Recorder:
             self._close_writers(lambda _h: True)
         if self._retry:  # (below the disk's floor: not tried)
             n = sum(t.num_rows for _k, t in self._retry)
+            for key, t in self._retry:
+                self._unwritten(key[1], t.num_rows)
             self._retry.clear()
-            self.stats.lost += n
             log.error("recording: %d rows of a part that could not be written lost at close", n)
 
     def flush(self) -> None:
@@ -362,11 +413,14 @@ class Recorder:
         self._said_at, self._unsaid = now, 0
 
     def health(self) -> str:
-        """"" while writing works; "recording FAILING (…)" while a write failed within the last
+        """"" while writing works; after `close`, what it said (`losses`: the rows never written);
+        "recording FAILING (…)" while a write failed within the last
         `FAILURE_LOG_SEC`, "recording DROPPING (…)" while the writer was too far behind within it,
         "recording PAUSED (…)" below the disk's floor, "recording STALLED (…)" while one drain of the
         writer thread has lasted more than `STALL_SEC` (the engine's status line and the dashboard
         show it: rows are being lost, or will be)."""
+        if self._closed:
+            return self._closed
         if self._low_disk:
             return (f"recording PAUSED (disk below PMM_RECORD_MIN_FREE_GB={self.min_free / 1e9:g}; "
                     f"{self.stats.dropped} rows dropped)")
@@ -401,9 +455,12 @@ class Recorder:
             self._last_disk = now
             self._check_disk()
         if self._low_disk:  # their sequence numbers are taken: the replay sees a gap, not a silent hole
+            by: dict[str, int] = {}
             for _ in range(n):
-                self._popleft()
-            self.stats.dropped += n
+                ch = self._popleft()[0]
+                by[ch] = by.get(ch, 0) + 1
+            for ch, k in by.items():
+                self._unwritten(ch, k, dropped=True)
             self.stats.queued = len(self._q)
             return
         groups: dict[tuple[str, str], list[Row]] = {}
@@ -413,6 +470,7 @@ class Recorder:
                 hour = hour_key(row[2])
             except (TypeError, ValueError, OverflowError, OSError):  # one bad row must not cost the batch
                 self.stats.errors += 1
+                self._unwritten(row[0], 1)
                 log.error("recording: a %s row (%s) dropped: its time %r is no timestamp", row[0], row[3], row[2])
                 continue
             groups.setdefault((hour, row[0]), []).append(row)
@@ -425,7 +483,7 @@ class Recorder:
                 self._write(hour, channel, rows, slot)
             except Exception as exc:  # a full disk must not take the engine down; say so
                 if len(self._retry) == retries:  # (not kept for a retry: lost)
-                    self.stats.lost += len(rows)
+                    self._unwritten(channel, len(rows))
                 self._failed(f"could not write {len(rows)} {channel} rows for {hour}", exc)
         self.stats.queued = len(self._q)
         self._close_writers(lambda h: h < newest)  # rotation: an hour is complete once a later one starts
@@ -446,7 +504,7 @@ class Recorder:
                 self._write_table(hour, channel, table, slot, retry=True)
             except Exception as exc:
                 if self.stats.lost == lost:  # (its part could not even be opened: `_abandon` did not count them)
-                    self.stats.lost += table.num_rows
+                    self._unwritten(channel, table.num_rows)
                 self._failed(f"could not write {table.num_rows} {channel} rows for {hour} again", exc)
 
     def _write(self, hour: str, channel: str, rows: list[Row], slot: int = 0) -> None:
@@ -534,7 +592,7 @@ class Recorder:
         tables = [*(held or []), *([failed] if failed is not None else [])]
         if retry or (held is None and n_written):
             lost = sum(t.num_rows for t in tables) if retry else n_written
-            self.stats.lost += lost
+            self._unwritten(key[1], lost)
             log.error("recording: %d %s rows for %s lost (a part could not be written%s)", lost, key[1], key[0],
                       " again" if retry else ", and it was too large to hold for a retry")
             if retry:
@@ -595,7 +653,7 @@ class Recorder:
         """A closed part that could not be published: its held rows are written again (next drain)."""
         self.stats.rows -= n
         if held is None:
-            self.stats.lost += n
+            self._unwritten(key[1], n)
             return
         self._retry.extend((key, t) for t in held)
 
@@ -606,7 +664,10 @@ class Recorder:
         used to be deleted as an "hour"), nor an hour that is a symlink (its files were deleted on
         the disk it points to), and an hour holding other files keeps them. The `.open` parts a
         dead writer left (kill -9) count and go with their hour (they were never deleted: the hour's
-        folder stayed, and every replay over it reported their rows lost); a live one never does."""
+        folder stayed, and every replay over it reported their rows lost); a live one never does.
+        Nor an hour a replay is reading (`hour_lease`: a lazy window's files, read as the replay
+        gets there, failed it half-way when deleted): skipped, said once, deleted by a later
+        round once the replay let it go; the next oldest goes instead."""
         if not self.max_bytes or not self.root.exists():
             return []
         open_hours = {h for h, _ in self._writers}
@@ -622,11 +683,26 @@ class Recorder:
                 break
             if p.name in open_hours:
                 continue
-            for f in files[p.name]:
+            try:
+                lease = hour_lease(p, exclusive=True)
+            except HourLeased:
+                if p.name not in self._leased_said:
+                    self._leased_said.add(p.name)
+                    log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: hour %s (%.1f MB) kept for now: a replay "
+                                "is reading it; deleted once it is done", self.max_bytes / 1e9, p.name,
+                                sizes[p.name] / 1e6)
+                continue
+            except OSError:
+                lease = None  # (not lockable: deleted as before)
+            try:
+                for f in files[p.name]:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
                 with contextlib.suppress(OSError):
-                    f.unlink()
-            with contextlib.suppress(OSError):
-                p.rmdir()  # empty now, unless something else lives there
+                    p.rmdir()  # empty now, unless something else lives there
+            finally:
+                if lease is not None:
+                    os.close(lease)
             total -= sizes[p.name]
             deleted.append(p.name)
             self.stats.hours_deleted += 1
@@ -714,6 +790,32 @@ def publish_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class HourLeased(PmmError):
+    """`hour_lease(..., exclusive=True)`: a reader holds the hour (internal: the budget skips it)."""
+
+
+def hour_lease(hour: Path, *, exclusive: bool) -> int | None:
+    """A lease on an hour folder: a `flock` on the folder itself (no lock file among the parts),
+    released when the returned fd is closed. A reader that reads the hour's files later than it
+    listed them (a lazy window: `recordings.LazyPayloads`, in this process or another) holds it
+    shared for as long as it may read them; the size budget takes it exclusive, without waiting,
+    before it deletes the hour (`HourLeased`: a reader holds it, the hour is skipped), and holds it
+    while it deletes (a reader's shared lease waits those milliseconds). None: no such folder."""
+    try:
+        fd = os.open(hour, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+    except BlockingIOError:
+        os.close(fd)
+        raise HourLeased(str(hour)) from None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _lock_within(fd: int, wait_sec: float) -> bool:

@@ -15,17 +15,19 @@ UNREACHABLE = {"PMM_GAMMA_URL": "http://127.0.0.1:9", "PMM_CLOB_URL": "http://12
                "PMM_CLOB_WS_URL": "ws://127.0.0.1:9/ws", "PMM_HTTP_TIMEOUT_SEC": "1"}
 KEY = "0x" + "11" * 32
 
-# (argv, exit code with an unreachable venue, with an unwritable DB)
+# (argv, exit code with an unreachable venue, with an unwritable DB (a read-only command: no file there, exit 2))
 COMMANDS = [
     (["db", "init"], 0, 1),
-    (["db", "status"], 0, 1),
+    (["db", "status"], 0, 2),
+    (["db", "prune", "--days", "1"], 0, 2),
     (["universe", "refresh"], 1, 1),
     (["run", "paper", "--max-seconds", "3"], 1, 1),
     (["run", "live", "--dry-run", "--max-seconds", "3"], 1, 1),
-    (["report"], 0, 1),
+    (["report"], 0, 2),
     (["auth", "derive"], 1, None),  # uses no database
     (["config"], 0, 0),
 ]
+READ_ONLY = [["db", "status"], ["db", "prune", "--days", "1"], ["report"], ["report", "--json"]]
 
 
 @pytest.fixture
@@ -67,6 +69,8 @@ def _error_lines(err: str) -> list[str]:
 
 @pytest.mark.parametrize("argv,venue_code,_db", COMMANDS, ids=[" ".join(c[0][:2]) for c in COMMANDS])
 def test_unreachable_venue(env, capsys, argv, venue_code, _db):
+    assert cli.main(["db", "init"]) == 0  # (the commands that only read it need one)
+    capsys.readouterr()
     for k, v in UNREACHABLE.items():
         env.setenv(k, v)
     line = _check(argv, capsys, venue_code)
@@ -81,7 +85,22 @@ def test_unwritable_db_path(env, capsys, argv, _venue, db_code):
         env.setenv(k, v)
     env.setenv("PMM_DB_URL", "sqlite:////proc/pmm-no-such-dir/x.db")  # not writable, even for root
     line = _check(argv, capsys, db_code)
-    assert not db_code or ("/proc/pmm-no-such-dir" in line and "does not exist" in line), line
+    said = "no database at" if db_code == ExitCode.CONFIG else "does not exist"
+    assert not db_code or ("/proc/pmm-no-such-dir" in line and said in line), line
+
+
+@pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
+def test_a_read_only_command_on_a_missing_sqlite_file_creates_none(env, capsys, tmp_path, argv):
+    """`pmm report` (and `db status`, `db prune`) pointed at an SQLite file that is not there (a typo,
+    a wrong directory) created an empty database there and reported nothing (exit 0): now one line
+    naming the file's absolute path, exit 2, and no file."""
+    env.setenv("PMM_DB_URL", "sqlite:///typo/pmm.db")  # relative: under the test's directory (`env`)
+    (tmp_path / "typo").mkdir()
+    cmd = " ".join(argv[:2]) if argv[0] == "db" else "report"
+    line = _check(argv, capsys, ExitCode.CONFIG)
+    assert line == (f"pmm: no database at {tmp_path / 'typo' / 'pmm.db'} (database URL sqlite:///typo/pmm.db): "
+                    f"`pmm {cmd}` reads one and creates none; `pmm db init` creates it"), line
+    assert list((tmp_path / "typo").iterdir()) == []
 
 
 @pytest.mark.parametrize("argv", [c[0] for c in COMMANDS], ids=[" ".join(c[0][:2]) for c in COMMANDS])
@@ -108,7 +127,7 @@ def test_sandbox_config_prints_sandbox_urls(env, capsys):
 
 def test_debug_log_level_shows_the_traceback(env, capsys):
     env.setenv("PMM_DB_URL", "sqlite:////proc/pmm-no-such-dir/x.db")
-    code, _, err = _run(["report", "--log-level", "DEBUG"], capsys)
+    code, _, err = _run(["db", "init", "--log-level", "DEBUG"], capsys)
     assert code == 1 and "Traceback" in err
 
 

@@ -385,3 +385,31 @@ async def test_slow_shutdown_keeps_the_lease_until_its_cancels_are_done(fast_set
     row = Lease(db, ttl_sec=fast_settings.lease_ttl_sec).read()
     assert row is not None and row.expired() and row.state_json and row.state_json.get("kill")
     assert open_orders_in_db(db) == 0
+
+
+async def test_rows_the_recording_never_wrote_are_said_when_the_engine_stops(db_url, tmp_path):
+    """A session whose recorder dropped rows (its writer behind: every market row past the queue
+    bound, set to nothing here) until it stopped: the stop says how many rows of which channel were
+    never written, as a WARNING `writer` event (which `pmm run` prints as it exits), once."""
+    from engine_helpers import FAST_ENV
+
+    from pmm_widgets.config import Settings
+    from pmm_widgets.events import EventKind, Level
+
+    kw = {k.removeprefix("PMM_").lower(): v for k, v in FAST_ENV.items()}
+    a = Engine(Settings(_env_file=None, db_url=db_url, record="on", record_dir=str(tmp_path / "rec"), **kw))
+    seen = []
+    a.events.subscribe(seen.append)
+    a.start()
+    try:
+        assert await a.wait_role() == "owner"
+        rec = a.runtime.store.recorder
+        assert rec is not None
+        rec.max_queue_bytes = -1  # the writer "behind" from now on: each market, REST or universe row dropped
+        assert await until(lambda: rec.stats.overflow > 0, 20)
+    finally:
+        await a.stop()
+    lost = [e for e in seen if e.message.startswith("recording LOST")]
+    assert len(lost) == 1 and (lost[0].level, lost[0].kind) == (Level.WARNING, EventKind.WRITER), lost
+    assert lost[0].message == rec.health() and f"market {rec._overflow_by['market']:,}" in lost[0].message, lost
+    assert f"{rec.stats.overflow:,} dropped while the writer was behind" in lost[0].message

@@ -152,7 +152,9 @@ def test_below_the_disks_floor_recording_pauses_with_a_gap_and_resumes(tmp_path,
     said = [r.getMessage() for r in caplog.records]
     assert len([m for m in said if "recording PAUSED" in m]) == 1 and "PMM_RECORD_MIN_FREE_GB=2" in said[0]
     assert any("recording resumes" in m and "7 rows were dropped" in m for m in said)
-    assert rec.health() == "" and rec.stats.hours_deleted == 0
+    assert rec.stats.hours_deleted == 0  # (after the close, the status says what the session lost)
+    assert rec.health() == ("recording LOST 7 rows of session s1 (market 7): 7 dropped below PMM_RECORD_MIN_FREE_GB "
+                            "(gaps in a replay of it)")
     w = load_window(tmp_path, H0, H0 + 60)
     assert len(w) == 3 + 2
     assert [(g.missing_rows, g.after_ts - H0, g.before_ts - H0) for g in w.gaps] == [(7, 2.0, 10.0)]

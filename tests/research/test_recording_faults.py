@@ -325,9 +325,10 @@ def test_rows_a_disk_that_stays_full_costs_are_counted_once_and_leave_no_file(tm
         for i in range(5):
             rec.frame(H0 + batch * 5 + i, 0, "x")
         rec.flush()
+    assert rec.health().startswith("recording FAILING (")
     rec.close()
     assert rec.stats.lost == 15 and rec.stats.rows == 0
-    assert rec.health().startswith("recording FAILING (")
+    assert rec.health() == "recording LOST 15 rows of session n1 (market 15): 15 lost to failed writes (gaps in a replay of it)"
     assert not list(tmp_path.rglob("*" + OPEN_SUFFIX)) and not list(tmp_path.rglob("*.parquet"))
 
 
@@ -349,3 +350,72 @@ def test_the_budget_takes_a_dead_writers_open_parts_with_their_hour_but_never_a_
     assert not first.exists()
     assert [f.name for f in second.iterdir()] == [f"market-live1-0000.parquet{OPEN_SUFFIX}"]
     live.close()
+
+
+def test_rows_lost_at_the_end_of_a_session_are_said_by_channel_when_it_closes(tmp_path, monkeypatch, caplog):
+    """A session ending while its writer is behind (market and REST rows dropped at the queue bound)
+    and with a part that cannot be closed (the universe's footer fails every time: its rows lost at
+    close): no status line comes after the close, so the rows were lost unseen. The close now says
+    how many rows of which channel were never written, and why, in one WARNING line, returns it,
+    and the status (`health`) says it from then on; the counts are those missing from the files."""
+    import collections
+    import logging
+
+    import pyarrow.parquet as pq
+
+    import pmm_widgets.store.recording as recording
+
+    real = recording.pq.ParquetWriter
+
+    class UniverseFooterFails:
+        def __init__(self, path, *a, **k):
+            self.universe = "universe-" in str(path)
+            self.w = real(path, *a, **k)
+            self.schema = self.w.schema
+
+        def write_table(self, t):
+            self.w.write_table(t)
+
+        def close(self):
+            self.w.close()
+            if self.universe:
+                raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(recording.pq, "ParquetWriter", UniverseFooterFails)
+    rec = Recorder(tmp_path, session="e1", rotate_sec=60, flush_sec=0.05, max_queue_bytes=20_000).start()
+    entered, release = threading.Event(), threading.Event()
+    real_write = rec._write
+
+    def stalled(*a, **k):
+        entered.set()
+        release.wait(30)
+        real_write(*a, **k)
+
+    rec._write = stalled  # type: ignore[method-assign]
+    rec.frame(H0, 0, "first")
+    assert entered.wait(30)  # the writer stalls in its write: the rows below queue up to the bound
+    sent = collections.Counter({"market": 1})
+    rec.universe(H0 + 0.5, [])
+    sent["universe"] += 1
+    for i in range(1, 301):
+        rec.frame(H0 + i * 0.1, 0, "x" * 100)
+        rec.rest(H0 + i * 0.1, [{"asset_id": "a", "bids": [], "asks": []}] * 2)
+        sent.update(["market", "rest"])
+    rec.engine(H0 + 31, "stop")
+    sent["engine"] += 1
+    assert rec.stats.overflow > 0
+    release.set()
+    with caplog.at_level(logging.WARNING, logger="pmm_widgets.store.recording"):
+        said = rec.close()
+    written = collections.Counter()
+    for f in tmp_path.rglob("*.parquet"):
+        written[f.name.split("-", 1)[0]] += pq.read_table(f).num_rows
+    missing = sent - written
+    assert set(missing) == {"market", "rest", "universe"} and missing["universe"] == 1, (sent, written)
+    assert sum(missing.values()) == rec.stats.overflow + rec.stats.lost
+    assert said == (f"recording LOST {sum(missing.values()):,} rows of session e1 (market {missing['market']:,}, "
+                    f"rest {missing['rest']:,}, universe 1): {rec.stats.overflow:,} dropped while the writer was "
+                    f"behind; 1 lost to failed writes (gaps in a replay of it)")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [f"{said} under PMM_RECORD_DIR={tmp_path}"], warned
+    assert rec.health() == said

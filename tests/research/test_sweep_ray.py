@@ -308,3 +308,182 @@ def test_a_second_ray_ctrl_c_ends_the_stop_wait(ray, rec_dir, tmp_path, monkeypa
     assert list(df["point"]) == [0] and list(df["status"]) == ["interrupted"] and ended == {0: "interrupted"}
     assert _idle(ray, 20), "the deaf pass was not cancelled: it still holds its CPU"
     assert not (alive := _alive_actors("Watched", 10)), alive
+
+
+def _late_flag(work: Path) -> type:
+    """The sweep's stop flag, slow to start: its actor's construction waits until a file `go` is in
+    `work` (30 s at most), as an actor does that waits for a worker process on a loaded machine."""
+    from pmm_widgets.research.points import StopFlag
+
+    class Late(StopFlag):
+        def __init__(self) -> None:
+            deadline = time.monotonic() + 30
+            while not (Path(work) / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            super().__init__()
+
+    return Late
+
+
+def _marked_pass(work: Path) -> Any:
+    """The sweep's Ray task (`points.run_pass_on_ray`: `run_pass` stopped by `RayStop`), leaving in
+    `work` a file `entered-K` holding its worker's pid when pass K's task starts, and `replaying-K`
+    once its stop told it to go on (the pass replays)."""
+    from pmm_widgets.research import points
+
+    def run(flag: Any, k: int, *args: Any) -> list[dict[str, Any]]:
+        (Path(work) / f"entered-{k}").write_text(str(os.getpid()))
+        stop = points.RayStop(flag, k)
+        seen: list[bool] = []
+
+        def halt() -> bool:
+            if stop():
+                return True
+            if not seen:
+                seen.append(True)
+                (Path(work) / f"replaying-{k}").touch()
+            return False
+
+        return points.run_pass(*args, stop=halt)
+
+    return run
+
+
+def _until(cond: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_ray_ctrl_c_while_the_stop_flag_starts_loses_no_replayed_rows(ray, rec_dir, tmp_path, monkeypatch):
+    """A Ctrl-C while the sweep's stop actor is still starting (its construction held here, longer
+    than the sweep's stop wait, `STOP_WAIT_SEC` 3 s): the two long passes' tasks had started. A
+    pass that replayed anything keeps its rows (it used to replay while the actor started, its asks
+    queued there; the flag then answered no one in time and both were cancelled, their seconds of
+    replay lost): a pass now begins only once the flag answered its first ask, so none began, and
+    none is lost. The sweep returns within seconds of the stop wait, its tasks cancelled (both
+    CPUs free again), the actor dead."""
+    from pmm_widgets.research import sweeps
+
+    monkeypatch.setattr(sweeps, "StopFlag", _late_flag(tmp_path))
+    monkeypatch.setattr(sweeps, "run_pass_on_ray", _marked_pass(tmp_path))
+    monkeypatch.setattr(sweeps, "STOP_WAIT_SEC", 3.0)
+    sent: list[float] = []
+    over = threading.Event()
+
+    def ctrl_c() -> None:
+        if not _until(lambda: over.is_set() or len(list(tmp_path.glob("entered-*"))) == 2, 40) or over.is_set():
+            return
+        time.sleep(1.0)  # (the old code's passes replay meanwhile)
+        if not over.is_set():
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=ctrl_c, daemon=True)
+    timer.start()
+    try:
+        df = sweep(T0, T1, {"quote_refresh_sec": [0.005, 0.006]}, settings=_settings(rec_dir, tmp_path), write=False)
+    except KeyboardInterrupt:  # (not left to end the test session)
+        pytest.fail("the Ctrl-C left the sweep")
+    finally:
+        over.set()
+        (tmp_path / "go").touch()  # (the actor, if still there, ends its construction)
+    returned = time.monotonic()
+    timer.join(10)
+    assert sent, f"the sweep ended ({df.attrs['status']}) before both passes' tasks started"
+    assert df.attrs["status"] == "interrupted" and df.attrs["total"] == 2
+    replayed = {int(f.name.removeprefix("replaying-")) for f in tmp_path.glob("replaying-*")}
+    kept = set(df["point"]) if len(df) else set()
+    assert replayed <= kept, f"passes {sorted(replayed - kept)} replayed and their rows were lost"
+    assert returned - sent[0] < 3.0 + 5, returned - sent[0]
+    assert _idle(ray, 20), "a pass was not cancelled: it still holds its CPU"
+    assert not (alive := _alive_actors("Late", 10)), alive
+
+
+def _killer(work: Path, k: int, kills: int, first_done: Any, over: threading.Event) -> tuple[threading.Thread, list[int]]:
+    """A thread that, once `first_done()`, kills the worker process of pass `k` (SIGKILL, its pid
+    from the task's `entered-K` file, `_marked_pass`) while it replays, `kills` times (each run of
+    the pass: Ray runs it again after a death). The pids it killed."""
+    killed: list[int] = []
+
+    def run() -> None:
+        entered, replaying = Path(work) / f"entered-{k}", Path(work) / f"replaying-{k}"
+        for _ in range(kills):
+            if not _until(lambda: over.is_set() or (first_done() and replaying.exists()), 60) or over.is_set():
+                return
+            pid = int(entered.read_text())
+            entered.unlink()
+            replaying.unlink()
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, killed
+
+
+def test_a_ray_worker_that_dies_fails_the_sweep_in_one_line_and_keeps_the_rows_done(ray, rec_dir, tmp_path,
+                                                                                     monkeypatch, capsys):
+    """The worker process of a running pass is killed (SIGKILL) once the other pass has ended: Ray
+    runs the pass again (`RAY_PASS_RETRIES`, 1 here: a second kill); then the sweep fails with a
+    one-line SweepError naming the point, through the API and `pmm sweep --ray` (exit code 1, its
+    last stderr line), and the pass that ended keeps its rows (`sweep_results`, written as the
+    failure's warning says); both CPUs are free again, the stop actors dead."""
+    from pmm_widgets.cli import main
+    from pmm_widgets.research import points, sweeps
+
+    monkeypatch.setattr(sweeps, "run_pass_on_ray", _marked_pass(tmp_path))
+    ended: set[int] = set()
+    real = points.report_done
+
+    def report(index: int, total: int, status: str = "done") -> None:
+        ended.add(index)
+        real(index, total, status)
+
+    monkeypatch.setattr(points, "report_done", report)
+    grid = {"quote_refresh_sec": [1, 0.005]}  # pass 0 ends in a second; pass 1 replays for a minute
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+
+    # the API: a death, the pass run again, a second death
+    monkeypatch.setattr(sweeps, "RAY_PASS_RETRIES", 1)
+    over = threading.Event()
+    t, killed = _killer(tmp_path, 1, 2, lambda: 0 in ended, over)
+    try:
+        with pytest.raises(sweeps.SweepError) as info:
+            sweep(T0, T1, grid, settings=_settings(rec_dir, tmp_path), db_url=db, progress=True,
+                  parquet=tmp_path / "k.parquet")
+    finally:
+        over.set()
+    t.join(10)
+    assert len(killed) == 2 and killed[0] != killed[1], killed  # (the second kill: the pass's second run)
+    said = str(info.value)
+    assert "\n" not in said and said.startswith("the Ray task of point 2 of 2 failed (WorkerCrashedError: "), said
+    rows = _stored(db, pd.read_parquet(tmp_path / "k.parquet")["sweep_id"].iloc[0])
+    assert [(p, st) for p, st, _f in rows] == [(0, "done")], rows
+
+    # the CLI: one death (no run again), exit code 1, the error as the last line
+    monkeypatch.setattr(sweeps, "RAY_PASS_RETRIES", 0)
+    ended.clear()
+    capsys.readouterr()
+    over = threading.Event()
+    t, killed = _killer(tmp_path, 1, 1, lambda: 0 in ended, over)
+    try:
+        code = main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:03:00Z", "--ray", "auto",
+                     "--grid", "quote_refresh_sec=1,0.005", "--set", f"record_dir={rec_dir}",
+                     "--set", "paper_fill_intensity=20", "--db-url", f"sqlite:///{tmp_path / 'c.db'}",
+                     "--out", str(tmp_path / "c.parquet")])
+    finally:
+        over.set()
+    t.join(10)
+    err = capsys.readouterr().err
+    assert len(killed) == 1, (killed, err)
+    assert code == 1, err
+    last = err.rstrip("\n").splitlines()[-1]
+    assert last.startswith("pmm sweep: the Ray task of point 2 of 2 failed (WorkerCrashedError: "), err
+    back = pd.read_parquet(tmp_path / "c.parquet")
+    assert back["point"].tolist() == [0] and back["status"].tolist() == ["done"]
+    assert _idle(ray, 20), "a pass still holds its CPU"
+    assert not (alive := _alive_actors("StopFlag", 10)), alive

@@ -92,3 +92,35 @@ def test_a_sweep_over_a_lazy_window_gives_the_same_rows(rec_dir, monkeypatch):
     monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
     lazy = sweep(A, A + 30 * 60, grid, settings=s, n_jobs=2, write=False)
     assert rows(lazy) == rows(eager) and len({r["fills"] for r in rows(eager)}) > 1
+
+
+def test_the_size_budget_keeps_the_hours_a_lazy_window_reads_until_it_lets_them_go(tmp_path, monkeypatch, caplog):
+    """The recorder's size budget (`PMM_RECORD_MAX_GB`, oldest hours first) deleted the hours of a
+    lazy window a replay was reading: the replay failed half-way when it reached them. While a
+    window (here, or its copy in a sweep worker) may read an hour, the budget keeps it (said once
+    per hour) and deletes it in a later round, once every window let it go."""
+    import logging
+
+    from pmm_widgets.store.recording import Recorder, is_hour_name
+
+    root = tmp_path / "rec"
+    synth_recording(root, T0 + 57 * 60, 6 * 60, markets=1, seed=3)  # 10:57 to 11:03
+    a, b = T0 + 59 * 60, T0 + 62 * 60
+    eager = load_window(root, a, b)
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    w = load_window(root, a, b)
+    assert isinstance(w.payload, LazyPayloads)
+    hours = sorted(p.name for p in root.iterdir() if is_hour_name(p.name))
+    assert len(hours) == 2  # (10:00 and 11:00: both the window's)
+    worker = pickle.loads(pickle.dumps(w.payload))  # (a sweep worker's copy takes the leases again)
+    rec = Recorder(root, max_gb=1e-9)  # every hour over the budget
+    with caplog.at_level(logging.WARNING, logger="pmm_widgets.store.recording"):
+        assert rec.enforce_budget() == []
+        assert rec.enforce_budget() == []
+    said = [r.getMessage() for r in caplog.records if "kept for now" in r.getMessage()]
+    assert len(said) == 2 and all(f"hour {h} " in m for h, m in zip(hours, said)), said  # once per hour
+    assert list(w.payload) == list(eager.payload)  # the replay reads every row
+    w.payload.close()
+    assert rec.enforce_budget() == []  # (the worker's copy still reads them)
+    worker.close()
+    assert rec.enforce_budget() == hours and not any(is_hour_name(p.name) for p in root.iterdir())
