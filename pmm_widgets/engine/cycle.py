@@ -303,8 +303,9 @@ class QuoteCycle:
         return None if hit[1] is None else hit[1] - now
 
     def _decide(self, now: float, m: Market, yv: BookView, nv: BookView, inv: Inventory,
-                orders: tuple[Order, ...], rep: CycleReport) -> tuple[list[Quote], Regime, str]:
-        """Run the market's strategy and the guard; returns (quotes, regime, status note)."""
+                orders: tuple[Order, ...], rep: CycleReport, tte: float | None) -> tuple[list[Quote], Regime, str]:
+        """Run the market's strategy and the guard; returns (quotes, regime, status note).
+        `tte`: `_time_to_end(m, now)`, which the caller has just read."""
         cid = m.condition_id
         strat = self._active[cid]
         tick, b, a = self._touch[cid]
@@ -316,7 +317,7 @@ class QuoteCycle:
             calib_mult=self.calibrator.mult(cid),
             vol={t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids},
             vol_horizon_sec=self.vol_horizon_sec, markout_short=tox if ntox else None, markout_count=ntox,
-            fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=self._time_to_end(m, now),
+            fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=tte,
         )
         state = self._sstate.get(cid)
         key: tuple[object, ...] | None = None
@@ -579,7 +580,7 @@ class QuoteCycle:
                 assert mid is not None and yv is not None and nv is not None
                 inv = self.inventory(cid)
                 orders = () if prev is not strat else tuple(by_market.get(cid, ()))
-                raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep)
+                raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep, tte)
                 if regime is Regime.NORMAL:
                     raw = self._fit_two_sided(m, raw, mid)
                 quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
