@@ -8,6 +8,7 @@ these helpers, which work in Decimal and integer ticks.
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from functools import lru_cache
 
 ALLOWED_TICKS = tuple(Decimal(t) for t in ("0.1", "0.01", "0.005", "0.0025", "0.001", "0.0001"))
 ALLOWED_TICK_SET = frozenset(ALLOWED_TICKS)  # the SDK's TickSize literal (docs list 4; the SDK wins)
@@ -66,9 +67,21 @@ def on_grid(price: Decimal, tick: Decimal) -> bool:
     return (price / tick) == (price / tick).to_integral_value()
 
 
-def valid_price(price: Decimal, tick: Decimal) -> bool:
-    """What the venue accepts: on the grid and within [tick, 1 - tick]."""
+@lru_cache(maxsize=4096)
+def _valid_price(price: Decimal, tick: Decimal) -> bool:
     return on_grid(price, tick) and tick <= price <= 1 - tick
+
+
+def valid_price(price: Decimal, tick: Decimal) -> bool:
+    """What the venue accepts: on the grid and within [tick, 1 - tick].
+
+    Memoized by value for finite Decimals (the guard and the venue rules ask it for every quote,
+    and the prices repeat: a grid has at most 1 / tick of them): the answer depends on the values
+    only (Decimal equality and hashing are by value; the default context). Anything else (a NaN,
+    an infinity, another type) is computed each time, so it fails exactly as it did."""
+    if type(price) is Decimal and type(tick) is Decimal and price.is_finite() and tick.is_finite():
+        return _valid_price(price, tick)
+    return _valid_price.__wrapped__(price, tick)
 
 
 def clamp_price(price: Decimal, tick: Decimal) -> Decimal:
@@ -78,3 +91,16 @@ def clamp_price(price: Decimal, tick: Decimal) -> Decimal:
 def floor_size(size: Decimal, step: Decimal = Decimal("0.01")) -> Decimal:
     """Sizes are rounded down to 2 dp by the SDK; do it ourselves so the record matches."""
     return (size / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+@lru_cache(maxsize=4096)
+def _on_size_grid(size: Decimal) -> bool:
+    return floor_size(size) == size
+
+
+def on_size_grid(size: Decimal) -> bool:
+    """`floor_size(size) == size` (on the 0.01 size grid), memoized by value for finite Decimals
+    like `valid_price` (sizes repeat: the quote size, min sizes, inventory lots)."""
+    if type(size) is Decimal and size.is_finite():
+        return _on_size_grid(size)
+    return _on_size_grid.__wrapped__(size)

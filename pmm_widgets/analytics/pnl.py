@@ -137,23 +137,32 @@ class PnlBook:
     def apply(self, fill: Fill, market: Market, yes_mid: Decimal | None) -> None:
         self.ledger(market.condition_id).apply(fill, market, yes_mid)
 
-    def totals(self, mids: dict[str, Decimal | None]) -> PnlParts:
+    def parts(self, mids: dict[str, Decimal | None]) -> dict[str, PnlParts]:
+        """Every ledger's parts at these mids (marks each ledger, as `MarketLedger.parts` does)."""
+        return {cid: lg.parts(mids.get(cid)) for cid, lg in self.ledgers.items()}
+
+    def totals(self, mids: dict[str, Decimal | None], parts: dict[str, PnlParts] | None = None) -> PnlParts:
+        """The sum of every ledger's parts at `mids`; `parts`: `self.parts(mids)` when the caller
+        has them (the cycle computes them once per cycle: no ledger changes between its risk
+        inputs and its publish)."""
         acc = [ZERO] * 10
-        for cid, lg in self.ledgers.items():
-            p = lg.parts(mids.get(cid))
+        for p in (self.parts(mids) if parts is None else parts).values():
             for i, v in enumerate((p.total, p.realized, p.unrealized, p.spread, p.inventory, p.inventory_usd,
                                    p.fees, p.rebates, p.rewards, p.settlement)):
                 acc[i] += v
         return PnlParts(*acc)
 
-    def rows(self, ts: float, mode: str, mids: dict[str, Decimal | None]) -> list[dict[str, Any]]:
-        """`pnl` rows: one per market traded, then one 'TOTAL'."""
+    def rows(self, ts: float, mode: str, mids: dict[str, Decimal | None],
+             parts: dict[str, PnlParts] | None = None) -> list[dict[str, Any]]:
+        """`pnl` rows: one per market traded, then one 'TOTAL' (`parts` as for `totals`)."""
+        if parts is None:
+            parts = self.parts(mids)
         out: list[dict[str, Any]] = []
         tot: dict[str, Decimal | int] = {"realized": ZERO, "unrealized": ZERO, "total": ZERO, "spread_pnl": ZERO, "inventory_pnl": ZERO,
                    "inventory_yes": ZERO, "inventory_no": ZERO, "inventory_usd": ZERO, "cash": ZERO, "fills": 0, "volume": ZERO,
                    "fees": ZERO, "rebates": ZERO, "rewards": ZERO, "settlement": ZERO}
         for cid, lg in self.ledgers.items():
-            p = lg.parts(mids.get(cid))
+            p = parts[cid]
             row: dict[str, Decimal | int] = {"realized": p.realized, "unrealized": p.unrealized, "total": p.total, "spread_pnl": p.spread,
                        "inventory_pnl": p.inventory, "inventory_yes": lg.yes, "inventory_no": lg.no,
                        "inventory_usd": p.inventory_usd, "cash": lg.cash, "fills": lg.fills, "volume": lg.volume,

@@ -28,7 +28,7 @@ from ..analytics.markouts import HORIZONS, MarkoutTracker
 from ..analytics.pnl import PnlBook, PnlParts
 from ..config import STRATEGY_PARAM_FIELDS, Params
 from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote, Side
-from ..economics.rewards import UsdCarry
+from ..economics.rewards import TWO_SIDED_HI, TWO_SIDED_LO, UsdCarry
 from ..economics.tracker import EconomicsTracker, RewardSample
 from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ..venue.market_stream import MarketStream
 
 DEFAULT_TICK = Decimal("0.01")
+NO_INVENTORY = Inventory()
 TOX_EWM_W = 0.2  # weight of a new short-horizon markout in the per-market toxicity EWMA
 
 
@@ -204,6 +205,8 @@ class QuoteCycle:
         self._okey: dict[str, tuple[object, ...]] = {}
         self._decided: dict[str, _Decided] = {}
         self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
+        self._inv: dict[str, Inventory] = {}  # `inventory`'s last answer per market
+        self._parts: dict[str, PnlParts] = {}  # this cycle's PnL parts per market (`_risk_inputs`)
         self.wanted: list[Quote] = []  # the last cycle's decisions: every market's quotes after risk
         self.yield_sec = yield_sec
         self._slice_t0 = 0.0  # perf_counter when the cycle last took the event loop
@@ -236,8 +239,15 @@ class QuoteCycle:
         return m.tick_size if m is not None else DEFAULT_TICK
 
     def inventory(self, market: str) -> Inventory:
+        """The market's holdings (`Inventory` is frozen: the one of the last call is handed out
+        again while the ledger holds the very same `yes` / `no` Decimals, which are immutable)."""
         lg = self.pnl.ledgers.get(market)
-        return Inventory(lg.yes, lg.no) if lg is not None else Inventory()
+        if lg is None:
+            return NO_INVENTORY
+        inv = self._inv.get(market)
+        if inv is None or inv.yes is not lg.yes or inv.no is not lg.no:
+            inv = self._inv[market] = Inventory(lg.yes, lg.no)
+        return inv
 
     # -- strategies ----------------------------------------------------------------------------
     def set_strategy(self, market: str, strategy: Strategy | str | None, **params: Any) -> None:
@@ -293,8 +303,9 @@ class QuoteCycle:
         return None if hit[1] is None else hit[1] - now
 
     def _decide(self, now: float, m: Market, yv: BookView, nv: BookView, inv: Inventory,
-                orders: tuple[Order, ...], rep: CycleReport) -> tuple[list[Quote], Regime, str]:
-        """Run the market's strategy and the guard; returns (quotes, regime, status note)."""
+                orders: tuple[Order, ...], rep: CycleReport, tte: float | None) -> tuple[list[Quote], Regime, str]:
+        """Run the market's strategy and the guard; returns (quotes, regime, status note).
+        `tte`: `_time_to_end(m, now)`, which the caller has just read."""
         cid = m.condition_id
         strat = self._active[cid]
         tick, b, a = self._touch[cid]
@@ -306,7 +317,7 @@ class QuoteCycle:
             calib_mult=self.calibrator.mult(cid),
             vol={t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids},
             vol_horizon_sec=self.vol_horizon_sec, markout_short=tox if ntox else None, markout_count=ntox,
-            fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=self._time_to_end(m, now),
+            fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=tte,
         )
         state = self._sstate.get(cid)
         key: tuple[object, ...] | None = None
@@ -521,7 +532,9 @@ class QuoteCycle:
     def _risk_inputs(self, now: float, rep: CycleReport) -> tuple[dict[str, PnlParts], Decimal]:
         """Per-market PnL parts, the loss limits (a breach past the kill limit stops quoting for
         good) and the total inventory exposure at mid."""
-        parts = {cid: lg.parts(self._mids.get(cid)) for cid, lg in self.pnl.ledgers.items()}
+        # incremental: the publish phase sums these very parts (no ledger changes between: fills,
+        # fees, rewards and settlements are booked before, in `_account` and outside the cycle)
+        parts = self._parts = self.pnl.parts(self._mids)
         total_pnl = sum((pp.total for pp in parts.values()), ZERO)
         if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, total_pnl):
             self._killed = True
@@ -567,7 +580,7 @@ class QuoteCycle:
                 assert mid is not None and yv is not None and nv is not None
                 inv = self.inventory(cid)
                 orders = () if prev is not strat else tuple(by_market.get(cid, ()))
-                raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep)
+                raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep, tte)
                 if regime is Regime.NORMAL:
                     raw = self._fit_two_sided(m, raw, mid)
                 quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
@@ -637,7 +650,7 @@ class QuoteCycle:
             while nxt <= now:
                 nxt += self.pnl_sec
             self._next_pnl_ts = nxt
-            rows = self.pnl.rows(now, self.mode.value, self._mids)
+            rows = self.pnl.rows(now, self.mode.value, self._mids, self._parts if self.incremental else None)
             self.rec.pnl(rows)
             self._last_pnl = rows
         rep.breaches = self.risk.end_cycle()
@@ -683,10 +696,10 @@ class QuoteCycle:
         one-sided quote set gets the missing side joined at the touch (a BUY on the token whose
         bid it is, so no inventory is needed), when that price is inside the reward band and at
         least `rewardsMinSize`. Risk, the event limit and the guard still apply afterwards."""
-        from ..economics.rewards import TWO_SIDED_HI, TWO_SIDED_LO
-
+        if self.params.rewards_mode != "fit" or not quotes:
+            return quotes
         prog = self.econ.terms_of(m.condition_id).program
-        if self.params.rewards_mode != "fit" or not prog.active or not quotes or TWO_SIDED_LO <= mid <= TWO_SIDED_HI:
+        if not prog.active or TWO_SIDED_LO <= mid <= TWO_SIDED_HI:
             return quotes
         kinds = {yes_space_price(m, q)[0] for q in quotes}
         if len(kinds) == 2 or m.condition_id not in self._touch:
@@ -847,7 +860,7 @@ class QuoteCycle:
             m = self._token_market.get(o.token_id)
             if m is None:
                 continue
-            kind, yp = yes_space_price(m, Quote(o.market, o.token_id, o.side, o.price, o.size))
+            kind, yp = yes_space_price(m, o)
             slot = our.setdefault(m.condition_id, {"bid": None, "ask": None})
             cur = slot[kind]
             if cur is None or (kind == "bid" and yp > cur) or (kind == "ask" and yp < cur):
@@ -858,7 +871,7 @@ class QuoteCycle:
         self._n_cancels += rep.cancelled
         self._n_rejected += rep.rejected
         self._totals = SnapshotTotals(
-            pnl=self.pnl.totals(self._mids),
+            pnl=self.pnl.totals(self._mids, self._parts if self.incremental else None),
             rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
             fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
             fills_per_min=sum(self.calibrator.fills_per_min(m.condition_id, now) for m in self._markets),

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from ..domain import Market, Quote, Side
-from ..ticks import floor_size, valid_price
+from ..ticks import on_size_grid, valid_price
 from .base import MarketContext, Regime
 from .inventory import net_delta
 from .quoting import yes_space_price
@@ -80,7 +80,7 @@ def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: D
         return "price and size must be Decimal"
     if not q.price.is_finite() or not valid_price(q.price, tick):
         return f"price {q.price} off the {tick} grid or outside (0, 1)"
-    if not q.size.is_finite() or q.size < min_size or floor_size(q.size) != q.size:
+    if not q.size.is_finite() or q.size < min_size or not on_size_grid(q.size):
         return f"size {q.size} below min size {min_size} or off the 0.01 grid"
     if q.side is Side.SELL:
         held = held_yes if q.token_id == m.yes_token_id else held_no

@@ -48,9 +48,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import lru_cache
 
 from ..config import Params
-from ..domain import BookView, Market, Quote, Side
+from ..domain import BookView, Market, Order, Quote, Side
 from ..ticks import floor_size
 from .inventory import Inventory
 
@@ -61,6 +62,22 @@ def _ticks_floor(price: Decimal, tick: Decimal) -> int:
 
 def _ticks_ceil(price: Decimal, tick: Decimal) -> int:
     return int((price / tick).to_integral_value(rounding=ROUND_CEILING))
+
+
+@lru_cache(maxsize=64)
+def grid_steps(tick: Decimal) -> int:
+    """Ticks in one unit of price (⌊1 / tick⌋): an integer of the tick's value alone, memoized
+    (every touch and every quote set asked for it)."""
+    return _ticks_floor(Decimal(1), tick)
+
+
+@lru_cache(maxsize=4096)
+def band_ticks(b_plus_a: int, price_band: Decimal, tick: Decimal) -> tuple[int, int]:
+    """The integer ticks [lo, hi] within `price_band` of the effective mid (b + a) / 2 ticks: a
+    pair of integers of these values alone, memoized (touches and bands repeat cycle after cycle)."""
+    mid2 = Decimal(b_plus_a) / 2
+    band = price_band / tick
+    return _ticks_ceil(mid2 - band, Decimal(1)), _ticks_floor(mid2 + band, Decimal(1))
 
 
 def grid_tick(market: Market, yes: BookView | None, no: BookView | None) -> Decimal:
@@ -77,7 +94,7 @@ def effective_touch(yes: BookView, no: BookView, tick: Decimal) -> tuple[int | N
 
     Off-grid levels (a finer old tick) round toward the conservative side: bids up, asks down.
     """
-    n = _ticks_floor(Decimal(1), tick)
+    n = grid_steps(tick)
     bids: list[int] = []
     asks: list[int] = []
     if yes.bids:
@@ -201,10 +218,8 @@ def token_quotes(
     to a token order (SELL the held token first, else BUY): see the module docstring. `None`
     for a side quotes nothing on it; `size` defaults to `params.quote_size` (raised to min size).
     """
-    n = _ticks_floor(Decimal(1), tick)
-    mid2 = Decimal(b + a) / 2
-    band = params.price_band / tick
-    lo, hi = _ticks_ceil(mid2 - band, Decimal(1)), _ticks_floor(mid2 + band, Decimal(1))
+    n = grid_steps(tick)
+    lo, hi = band_ticks(b + a, params.price_band, tick)
     bid_ok = ask_ok = False
     if bid_t is not None:
         bid_t = min(max(bid_t, lo), a - 1)  # capped at the price band, then post-only
@@ -235,8 +250,9 @@ def token_quotes(
     return out
 
 
-def yes_space_price(market: Market, q: Quote) -> tuple[str, Decimal]:
-    """('bid'|'ask', YES price) of a token order: BUY YES / SELL NO are bids, the others asks."""
+def yes_space_price(market: Market, q: Quote | Order) -> tuple[str, Decimal]:
+    """('bid'|'ask', YES price) of a token order (a quote or a resting order): BUY YES / SELL NO
+    are bids, the others asks."""
     is_yes = q.token_id == market.yes_token_id
     if is_yes:
         return ("bid" if q.side is Side.BUY else "ask", q.price)

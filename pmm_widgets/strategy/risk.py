@@ -210,18 +210,19 @@ class RiskManager:
         flags: list[tuple[str, str | None, str]] = []
         totals: list[tuple[Decimal, Decimal, bool]] = []
         cid = market.condition_id
-        own = exposure_usd(inv.net, mid)
+        net = inv.net  # a property: computed once here, not three times per quote
+        own = exposure_usd(net, mid)
         for q in quotes:
             _, yp = yes_space_price(market, q)
-            new_net = inv.net + net_delta(market, q.token_id, q.side, q.size)
-            growing = abs(new_net) > abs(inv.net)
+            new_net = net + net_delta(market, q.token_id, q.side, q.size)
+            growing = abs(new_net) > abs(net)
             held = inv.yes if q.token_id == market.yes_token_id else inv.no
             new_usd = exposure_usd(new_net, mid)
             rule: tuple[str, str | None, str] | None = None
             if abs(yp - mid) > p.price_band:
                 rule = ("price band", cid, f"quote {yp} further than {p.price_band} from mid {mid}")
             elif growing and abs(new_net) > p.max_inventory_shares:
-                rule = ("inventory shares", cid, f"net inventory {inv.net} near limit {p.max_inventory_shares} shares")
+                rule = ("inventory shares", cid, f"net inventory {net} near limit {p.max_inventory_shares} shares")
             elif q.side is Side.BUY and held + q.size > p.max_inventory_shares:
                 rule = ("token shares", cid, f"token holding {held} near limit {p.max_inventory_shares} shares")
             elif growing and new_usd > p.max_inventory_usd:
