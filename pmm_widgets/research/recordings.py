@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,18 +217,27 @@ def _hours(root: Path) -> list[Path]:
 
 def _being_written(f: Path) -> bool | None:
     """For an `.open` part: True while its recorder lives (it holds the flock), False when the
-    writer died without closing it, None when it was closed (renamed) since the listing."""
+    writer died without closing it, None when it was closed (renamed) since the listing. An
+    `OSError` when it cannot be opened (permissions) or is no file (a directory of its name):
+    `_unopenable` says it (it used to end the listing and the replay in a PermissionError)."""
     try:
         fd = os.open(f, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a file", str(f))
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
         os.close(fd)  # also releases our probe lock
     return False
+
+
+def _unopenable(exc: OSError) -> str:
+    return (f"cannot be opened ({type(exc).__name__}: {exc.strerror or exc}): skipped (whether a recorder "
+            f"still writes it is unknown; its rows are not read)")
 
 
 def _listing(root: Path, hours: list[Path]) -> dict[Path, tuple[list[Path], list[Path]]]:
@@ -255,7 +266,14 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
     root = Path(root)
     for h, (done, opened) in _listing(root, _hours(root)).items():
         for f in opened:
-            live = _being_written(f)
+            try:
+                live = _being_written(f)
+            except OSError as exc:
+                m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
+                out.append({"hour": h.name, "file": str(f), "bytes": 0, "channel": m["channel"] if m else "?",
+                            "session": m["session"] if m else "?", "rows": None, "ok": False, "open": False,
+                            "problem": _unopenable(exc)})
+                continue
             if live is None:
                 continue
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
@@ -723,7 +741,11 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
     for done, opened in listing.values():
         for f in opened:
-            live = _being_written(f)
+            try:
+                live = _being_written(f)
+            except OSError as exc:
+                problems.append(Problem(str(f), _unopenable(exc)))
+                continue
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
             if live is None or m is None or m["channel"] not in CHANNELS:
                 continue  # closed since the listing: read next time (this listing stays a prefix)
