@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
-import fcntl
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import PmmError
-from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, hour_lease, hour_start, publish_lock
+from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, being_written, hour_lease, hour_start, publish_lock
 
 # `<channel>-<session>.parquet` (hourly) or `<channel>-<session>-<part>.parquet` (rotated parts)
 _FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+?)(?:-(?P<part>\d+))?\.parquet$")
@@ -218,27 +215,8 @@ def _hours(root: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if p.is_dir() and hour_start(p.name) is not None), key=lambda p: p.name)
 
 
-def _being_written(f: Path) -> bool | None:
-    """For an `.open` part: True while its recorder lives (it holds the flock), False when the
-    writer died without closing it, None when it was closed (renamed) since the listing. An
-    `OSError` when it cannot be opened (permissions) or is no file (a directory of its name):
-    `_unopenable` says it (it used to end the listing and the replay in a PermissionError)."""
-    try:
-        fd = os.open(f, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a file", str(f))
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases our probe lock
-    return False
-
-
 def _unopenable(exc: OSError) -> str:
+    """Why an `.open` part `being_written` could not probe is skipped."""
     return (f"cannot be opened ({type(exc).__name__}: {exc.strerror or exc}): skipped (whether a recorder "
             f"still writes it is unknown; its rows are not read)")
 
@@ -270,7 +248,7 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
     for h, (done, opened) in _listing(root, _hours(root)).items():
         for f in opened:
             try:
-                live = _being_written(f)
+                live = being_written(f)
             except OSError as exc:
                 m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
                 out.append({"hour": h.name, "file": str(f), "bytes": 0, "channel": m["channel"] if m else "?",
@@ -804,7 +782,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     for done, opened in listing.values():
         for f in opened:
             try:
-                live = _being_written(f)
+                live = being_written(f)
             except OSError as exc:
                 problems.append(Problem(str(f), _unopenable(exc)))
                 continue
