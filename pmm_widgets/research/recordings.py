@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import PmmError
-from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, hour_lease, hour_start, publish_lock
+from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, being_written, hour_lease, hour_start, publish_lock
 
 # `<channel>-<session>.parquet` (hourly) or `<channel>-<session>-<part>.parquet` (rotated parts)
 _FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+?)(?:-(?P<part>\d+))?\.parquet$")
@@ -69,19 +69,31 @@ def _schema_problem(schema: pa.Schema) -> str | None:
     return f"column {'; '.join(wrong)}" if wrong else None
 
 
-def _null_problem(t: pa.Table) -> str | None:
-    """Rows without a `seq`, `ts`, `kind` or `conn` (or a `ts` that is no number): the recorder
-    never writes one; they cannot be ordered or filed in the window (a null `seq` ended the replay
-    in a ValueError, a null `ts` was dropped without a word)."""
-    bad = []
+def _usable_rows(t: pa.Table) -> tuple[np.ndarray | None, str | None]:
+    """The rows of `t` that have a `seq`, a finite `ts`, a `kind` and a `conn` (the recorder never
+    writes one without: they cannot be ordered or filed in the window), as their positions (None:
+    every row), and what was dropped (one line: the columns and how many rows), or None. Only those
+    rows are dropped: one null `ts` used to skip its whole file (an hour of a channel). Their `seq`
+    is missing from the session's sequence then (a null `seq`'s too: its neighbours' seqs are one
+    apart no more), so the window reports a `Gap` there and the replay resets the books, as for a
+    lost file: no delta is applied across the rows dropped."""
+    bad: np.ndarray | None = None
+    said = []
     for c in _NOT_NULL:
         col = t.column(c)
         n = col.null_count
         if c == "ts":  # NaN, inf (a null is null here too: counted once)
             n += int(pc.sum(pc.invert(pc.is_finite(col))).as_py() or 0)
-        if n:
-            bad.append(f"{n} without a {c}" if c != "ts" else f"{n} without a finite ts")
-    return f"rows {', '.join(bad)}" if bad else None
+        if not n:
+            continue
+        miss = pc.invert(pc.is_finite(col)) if c == "ts" else pc.is_null(col)
+        m = np.asarray(pc.fill_null(miss, True).to_numpy(zero_copy_only=False), np.bool_)
+        bad = m if bad is None else bad | m
+        said.append(f"a finite ts ({n})" if c == "ts" else f"a {c} ({n})")
+    if bad is None:
+        return None, None
+    return (np.nonzero(~bad)[0], f"rows without {', '.join(said)}: {int(bad.sum())} of {t.num_rows} rows "
+            f"dropped, the rest read (a gap where they were)")
 
 
 def parse_time(text: str | float | dt.datetime) -> float:
@@ -135,10 +147,10 @@ class Gap:
     after_ts: float  # last event before the hole
     before_ts: float  # first event after it
     missing_rows: int  # -1: unknown (the rows of a part its writer never closed)
-    files: tuple[str, ...]  # files that could not be read around it (may be empty)
+    files: tuple[str, ...]  # files that could not be read (or rows of which could not) around it (may be empty)
 
     def __str__(self) -> str:
-        where = f" (unreadable: {', '.join(self.files)})" if self.files else ""
+        where = f" (unreadable rows in: {', '.join(self.files)})" if self.files else ""
         n = "an unknown number of" if self.missing_rows < 0 else str(self.missing_rows)
         return (f"gap in session {self.session}: {n} rows missing between {iso(self.after_ts)} "
                 f"and {iso(self.before_ts)}{where}: books reset until their next snapshot")
@@ -147,8 +159,9 @@ class Gap:
 @dataclass(frozen=True, slots=True)
 class FileUse:
     """What a window took from one file: its rows in the window's span (warm-up included), their
-    first and last `ts` and `seq`, and the sum of their payloads' lengths in bytes (a cheap digest
-    of their contents: the replay's run id hashes it, `replayer.files_key`)."""
+    first and last `ts` and `seq`, the sum of their payloads' lengths in bytes, and a digest of
+    those payloads (`PayloadDigest`: their bytes, lengths and nulls): the replay's run id hashes
+    them (`replayer.files_key`)."""
 
     file: str
     rows: int
@@ -157,6 +170,7 @@ class FileUse:
     first_seq: int
     last_seq: int
     payload_bytes: int
+    payload_digest: str
 
 
 @dataclass
@@ -201,20 +215,10 @@ def _hours(root: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if p.is_dir() and hour_start(p.name) is not None), key=lambda p: p.name)
 
 
-def _being_written(f: Path) -> bool | None:
-    """For an `.open` part: True while its recorder lives (it holds the flock), False when the
-    writer died without closing it, None when it was closed (renamed) since the listing."""
-    try:
-        fd = os.open(f, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases our probe lock
-    return False
+def _unopenable(exc: OSError) -> str:
+    """Why an `.open` part `being_written` could not probe is skipped."""
+    return (f"cannot be opened ({type(exc).__name__}: {exc.strerror or exc}): skipped (whether a recorder "
+            f"still writes it is unknown; its rows are not read)")
 
 
 def _listing(root: Path, hours: list[Path]) -> dict[Path, tuple[list[Path], list[Path]]]:
@@ -243,7 +247,14 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
     root = Path(root)
     for h, (done, opened) in _listing(root, _hours(root)).items():
         for f in opened:
-            live = _being_written(f)
+            try:
+                live = being_written(f)
+            except OSError as exc:
+                m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
+                out.append({"hour": h.name, "file": str(f), "bytes": 0, "channel": m["channel"] if m else "?",
+                            "session": m["session"] if m else "?", "rows": None, "ok": False, "open": False,
+                            "problem": _unopenable(exc)})
+                continue
             if live is None:
                 continue
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
@@ -326,17 +337,14 @@ def _describe(exc: Exception) -> str:
     return f"unreadable ({type(exc).__name__}: {text})"
 
 
-def _needed(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float) -> list[bool]:
-    """Per row group: whether it holds a row with lo <= ts <= hi (a row the window keeps)."""
+def _needed(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float, rows: np.ndarray | None = None) -> list[bool]:
+    """Per row group: whether it holds a row with lo <= ts <= hi (a row the window keeps); `rows`:
+    the file's row of each of `ts` (None: `ts` is every row)."""
     md = pf.metadata
-    need: list[bool] = []
-    at = 0
-    for g in range(md.num_row_groups):
-        n = md.row_group(g).num_rows
-        part = ts[at:at + n]
-        need.append(bool(((part >= lo) & (part <= hi)).any()))
-        at += n
-    return need
+    starts = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+    pos = np.arange(len(ts)) if rows is None else rows
+    group = np.searchsorted(starts, pos[(ts >= lo) & (ts <= hi)], side="right") - 1
+    return [bool(x) for x in np.bincount(group, minlength=md.num_row_groups) > 0]
 
 
 def _payloads(pf: pq.ParquetFile, need: list[bool]) -> pa.ChunkedArray:
@@ -364,35 +372,94 @@ def _payloads(pf: pq.ParquetFile, need: list[bool]) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, typ)
 
 
-def _read_checked(f: Path, columns: list[str]) -> tuple[pq.ParquetFile, pa.Table] | str:
-    """A recording file's `columns`, read with its page checksums verified (a file written without
-    them: not checked), or why it cannot be used: unreadable, another schema or column type, rows
-    without a seq/ts/kind/conn (`_schema_problem`, `_null_problem`: "...: skipped")."""
+def _read_checked(f: Path, columns: list[str]) -> tuple[pq.ParquetFile, pa.Table, np.ndarray | None, str | None] | str:
+    """A recording file's `columns` (a file written with page checksums: verified) without the
+    rows that lack a seq/ts/kind/conn, the file's row of each row kept (None: every row), and what
+    was dropped (`_usable_rows`: a `Problem` to say, the rest of the file is used); or why the file
+    cannot be used at all: unreadable, another schema or column type (`_schema_problem`: "...: skipped")."""
     try:
         pf = pq.ParquetFile(f, page_checksum_verification=True)
         why = _schema_problem(pf.schema_arrow)
         if why is not None:
             return f"{why}: skipped"
         t = pf.read(columns=columns)
-        why = _null_problem(t)
+        rows, dropped = _usable_rows(t)
+        if rows is not None:
+            t = t.take(pa.array(rows))
     except (OSError, ValueError, pa.ArrowException) as exc:
         return _describe(exc)
-    return (pf, t) if why is None else f"{why}: skipped"
+    return pf, t, rows, dropped
 
 
-def _open(f: Path, problems: list[Problem], lo: float, hi: float) -> tuple[pq.ParquetFile, pa.Table, list[bool]] | None:
-    """A recording file's every row without the payloads, and which row groups the window needs;
-    None (and a `Problem`) for a file that cannot be used."""
+def _say(problems: list[Problem], f: Path, message: str) -> None:
+    """A file's problem, said once (a file read for the window and for the state before it)."""
+    p = Problem(str(f), message)
+    if p not in problems:
+        problems.append(p)
+
+
+def _open(f: Path, problems: list[Problem], lo: float,
+          hi: float) -> tuple[pq.ParquetFile, pa.Table, list[bool], np.ndarray | None] | None:
+    """A recording file's usable rows without the payloads, which row groups the window needs, and
+    the file's row of each row (None: every row); None (and a `Problem`) for a file that cannot be used."""
     got = _read_checked(f, [c for c in COLUMNS if c != "payload"])
     if isinstance(got, str):
-        problems.append(Problem(str(f), got))
+        _say(problems, f, got)
         return None
-    pf, t = got
+    pf, t, rows, dropped = got
+    if dropped is not None:
+        _say(problems, f, dropped)
     try:
-        return pf, t, _needed(pf, t.column("ts").to_numpy(), lo, hi)
+        return pf, t, _needed(pf, t.column("ts").to_numpy(), lo, hi, rows), rows
     except (OSError, ValueError, pa.ArrowException) as exc:
-        problems.append(Problem(str(f), _describe(exc)))
+        _say(problems, f, _describe(exc))
         return None
+
+
+class PayloadDigest:
+    """A digest of the payloads of a file's rows a window keeps, fed while they are read (eager or
+    lazy: the same rows give the same digest, whatever chunks they come in): the bytes of each run
+    of kept payloads, hashed straight from the slice of its Arrow data buffer (no copy, no str),
+    and apart from them each kept payload's length (-1: a null), so that where one ends counts.
+    Why: the run id hashed only the payloads' total length, and two recordings whose payloads
+    differ in their bytes, not their lengths, got one run id (a re-run of one replaced the
+    other's rows). SHA-256 (SHA-NI): ≈ 1 GB/s, the hour of 50 markets ≈ 0.75 GB."""
+
+    def __init__(self) -> None:
+        self._bytes = hashlib.sha256()
+        self._sizes = hashlib.sha256()
+
+    def add(self, col: pa.ChunkedArray | pa.Array, keep: np.ndarray) -> None:
+        """Feed the values of `col` where `keep` (a bool per value), in order."""
+        at = 0
+        for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):
+            n = len(c)
+            kept = keep[at:at + n]
+            at += n
+            if not n or not kept.any():
+                continue
+            if pa.types.is_dictionary(c.type):
+                c = c.dictionary_decode()
+            if c.null_count == n:
+                self._sizes.update(np.full(int(kept.sum()), -1, np.int64).tobytes())
+                continue
+            large = pa.types.is_large_string(c.type) or pa.types.is_large_binary(c.type)
+            bufs = c.buffers()
+            offs = np.frombuffer(bufs[1], np.int64 if large else np.int32, count=c.offset + n + 1)[c.offset:]
+            sizes = np.diff(offs).astype(np.int64)
+            k = kept  # (the values whose bytes are hashed: the kept ones not null)
+            if c.null_count:
+                valid = np.asarray(c.is_valid().to_numpy(zero_copy_only=False), np.bool_)
+                sizes[~valid] = -1
+                k = kept & valid
+            self._sizes.update(sizes[kept].tobytes())
+            data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+            edges = np.flatnonzero(np.diff(np.concatenate(([False], k, [False])).astype(np.int8)))
+            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):  # runs of kept values
+                self._bytes.update(data[int(offs[a]):int(offs[b])])
+
+    def hexdigest(self) -> str:
+        return hashlib.sha256(self._bytes.digest() + self._sizes.digest()).hexdigest()[:32]
 
 
 def _byte_lengths(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -401,31 +468,47 @@ def _byte_lengths(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf,
-          keep: bool = True) -> tuple[pa.Table, list[int], np.ndarray] | None:
-    """A recording file with the payloads of the row groups holding a row in [lo, hi], the
-    number of rows of each of its row groups, and each row's payload length in bytes (0 in the
-    row groups not read); `keep` False: the payloads are read (a corrupt page is found here, as
-    when they are kept) and dropped, the table has none (a `LazyPayloads` window reads them again)."""
+          keep: bool = True) -> tuple[pa.Table, list[int], np.ndarray, np.ndarray | None, str] | None:
+    """A recording file's usable rows (`_read_checked`) with the payloads of the row groups holding
+    a row in [lo, hi], the number of rows of each of its row groups, each row's payload length in
+    bytes (0 in the row groups not read), the file's row of each row (None: every row), and the
+    `PayloadDigest` of the rows in [lo, hi] (the rows a window keeps); `keep`
+    False: the payloads are read (a corrupt page is found here, as when they are kept) and dropped,
+    the table has none (a `LazyPayloads` window reads them again)."""
     opened = _open(f, problems, lo, hi)
     if opened is None:
         return None
-    pf, t, need = opened
+    pf, t, need, rows = opened
     md = pf.metadata
     sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+    ts = t.column("ts").to_numpy()
+    span = (ts >= lo) & (ts <= hi)
+    digest = PayloadDigest()
     try:
         if keep:
             pay = _payloads(pf, need)
+            if rows is not None:
+                pay = pay.take(pa.array(rows))
             lengths = _byte_lengths(pay)
+            digest.add(pay, span)
         else:  # one row group at a time: what is checked is not held
-            lengths = np.zeros(t.num_rows, np.int64)
+            lengths = np.zeros(md.num_rows, np.int64)
+            if rows is not None:
+                span = np.zeros(md.num_rows, np.bool_)
+                span[rows] = (ts >= lo) & (ts <= hi)
             starts = np.cumsum([0, *sizes])
             for g in (g for g, n in enumerate(need) if n):
-                lengths[starts[g]:starts[g + 1]] = _byte_lengths(pf.read_row_group(g, columns=["payload"]).column("payload"))
+                col = pf.read_row_group(g, columns=["payload"]).column("payload")
+                lengths[starts[g]:starts[g + 1]] = _byte_lengths(col)
+                digest.add(col, span[starts[g]:starts[g + 1]])
+                del col
             pa.default_memory_pool().release_unused()
+            if rows is not None:
+                lengths = lengths[rows]
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
-    return (t.append_column("payload", pay) if keep else t), sizes, lengths
+    return (t.append_column("payload", pay) if keep else t), sizes, lengths, rows, digest.hexdigest()
 
 
 def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
@@ -556,10 +639,11 @@ def _rows_before(f: Path, before: float, problems: list[Problem],
     """(ts, seq, kind, payload) of a file's rows stamped before `before` (payload None unless asked)."""
     got = _read_checked(f, ["ts", "seq", "kind", "conn", "payload"] if payload else ["ts", "seq", "kind", "conn"])
     if isinstance(got, str):  # (the window's read of the same file says it too: said once)
-        if Problem(str(f), got) not in problems:
-            problems.append(Problem(str(f), got))
+        _say(problems, f, got)
         return []
-    t = got[1]
+    t, dropped = got[1], got[3]
+    if dropped is not None:
+        _say(problems, f, dropped)
     ts = t.column("ts").to_numpy()
     idx = np.nonzero(ts < before)[0]
     if not len(idx):
@@ -644,19 +728,20 @@ def _refuse_overlaps(sessions: list[str], ts: np.ndarray, ses: np.ndarray, marke
                 f"a replay plays one engine's record: move one session's files (*-{sessions[b]}*.parquet) elsewhere")
 
 
-def _sources(files: list[str], lengths: list[np.ndarray], ts: np.ndarray, seq: np.ndarray,
+def _sources(files: list[str], lengths: list[np.ndarray], digests: list[str], ts: np.ndarray, seq: np.ndarray,
              wanted: np.ndarray) -> list[FileUse]:
     """`FileUse` of each file that gave kept rows; `ts`, `seq` and `wanted` (kept) are over the
-    files' rows end to end, in `files`' order."""
+    files' rows end to end, in `files`' order; `digests`: each file's kept payloads' (`_read`)."""
     out: list[FileUse] = []
     at = 0
-    for f, ln in zip(files, lengths):
+    for f, ln, dg in zip(files, lengths, digests):
         end = at + len(ln)
         k = wanted[at:end]
         n = int(k.sum())
         if n:
             t, s = ts[at:end][k], seq[at:end][k]
-            out.append(FileUse(f, n, float(t.min()), float(t.max()), int(s.min()), int(s.max()), int(ln[k].sum())))
+            out.append(FileUse(f, n, float(t.min()), float(t.max()), int(s.min()), int(s.max()), int(ln[k].sum()),
+                               dg))
         at = end
     return out
 
@@ -689,12 +774,18 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     part_files: list[str] = []  # the file of each of `parts`
     group_rows: list[list[int]] = []  # and the rows of each of its row groups
     lengths: list[np.ndarray] = []  # and each of its rows' payload length (the window's `sources`)
+    file_rows: list[np.ndarray | None] = []  # and the file's row of each of its rows (None: every row)
+    digests: list[str] = []  # and its kept rows' `PayloadDigest`
     listing = _listing(root, hours)
     lo = start_h if warmup else t0
     lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
     for done, opened in listing.values():
         for f in opened:
-            live = _being_written(f)
+            try:
+                live = being_written(f)
+            except OSError as exc:
+                problems.append(Problem(str(f), _unopenable(exc)))
+                continue
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
             if live is None or m is None or m["channel"] not in CHANNELS:
                 continue  # closed since the listing: read next time (this listing stays a prefix)
@@ -720,10 +811,14 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
             if got is None:
                 bad_by_session.setdefault(m["session"], []).append(str(f))
                 continue
+            if got[3] is not None:  # rows dropped: the gap they leave names the file
+                bad_by_session.setdefault(m["session"], []).append(str(f))
             parts.append((m["session"], CHANNELS.index(m["channel"]), got[0]))
             part_files.append(str(f))
             group_rows.append(got[1])
             lengths.append(got[2])
+            file_rows.append(got[3])
+            digests.append(got[4])
     if not parts:
         where = f"{iso(t0)} .. {iso(t1)} under {root}"
         raise RecordingError(f"no readable recordings for {where}" +
@@ -802,7 +897,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     wanted[src] = True
     at = np.cumsum(wanted) - 1  # a kept file row's position among the kept rows (file order)
     mask = pa.array(wanted)
-    sources = _sources(part_files, lengths, file_ts, file_seq, wanted)
+    sources = _sources(part_files, lengths, digests, file_ts, file_seq, wanted)
     every = bool(wanted.all())  # (then no filtered copy of the payloads: ≈ 750 MB for an hour of 50 markets)
     kind_kept = (_column(kind_c) if every else _column(kind_c).filter(mask)).to_pylist()
     pos = at[src].tolist()
@@ -811,8 +906,14 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     if lazy:  # per kept row: which row group of which file, which row of it
         groups = [(fi, g) for fi, rows in enumerate(group_rows) for g in range(len(rows))]
         starts = np.cumsum([0] + [n for rows in group_rows for n in rows])  # the files' row groups, end to end
-        group_of = (np.searchsorted(starts, src, side="right") - 1).astype(np.int32)
-        pays = LazyPayloads(part_files, groups, group_of, (src - starts[group_of]).astype(np.int64))
+        if any(r is not None for r in file_rows):  # rows dropped: the kept rows' rows in their files
+            first = np.cumsum([0] + [sum(rows) for rows in group_rows])
+            row = np.concatenate([first[i] + (np.arange(len(ln)) if r is None else r)
+                                  for i, (r, ln) in enumerate(zip(file_rows, lengths))])[src]
+        else:
+            row = src
+        group_of = (np.searchsorted(starts, row, side="right") - 1).astype(np.int32)
+        pays = LazyPayloads(part_files, groups, group_of, (row - starts[group_of]).astype(np.int64))
     else:
         pay_kept = (_column(pay_c) if every else _column(pay_c).filter(mask)).to_pylist()
         pays = [pay_kept[i] for i in pos]

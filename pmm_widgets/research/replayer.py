@@ -474,7 +474,9 @@ def resume_index(window: Window, t0: float) -> int:
 def files_key(window: Window) -> str:
     """The recorded data a replay of `window` uses, as its run id hashes it: per file that gave
     the window rows (warm-up included), its hour/name, the rows used, their first and last ts and
-    seq and their payloads' total length (`Window.sources`), and a digest of the preamble (the
+    seq, their payloads' total length and digest (`Window.sources`: the payloads' bytes; their
+    lengths alone gave two recordings differing only in a payload's bytes one run id, and a re-run
+    of one replaced the other's rows), and a digest of the preamble (the
     universe and engine state recorded before the window). Computed once per replay, not once per
     point. Why not the files' sizes (as before): a later session writing another part into the
     window's hour, or the hour's part growing past the window's end, changed an unchanged
@@ -482,7 +484,7 @@ def files_key(window: Window) -> str:
     window's span change nothing now, a row inside it (a payload of another length, a ts, a seq,
     a file gone or unreadable) changes the id."""
     parts = [f"{Path(u.file).parent.name}/{Path(u.file).name}:{u.rows}:{u.first_ts!r}:{u.last_ts!r}:"
-             f"{u.first_seq}:{u.last_seq}:{u.payload_bytes};" for u in window.sources]
+             f"{u.first_seq}:{u.last_seq}:{u.payload_bytes}:{u.payload_digest};" for u in window.sources]
     pre = hashlib.sha256()
     for ts, ch, kind, pay in window.preamble:  # a few rows: hashed whole
         pre.update(f"{ts!r}:{ch}:{kind}:{-1 if pay is None else len(pay)}:".encode())

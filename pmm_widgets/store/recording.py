@@ -33,11 +33,13 @@ from __future__ import annotations
 import calendar
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -199,7 +201,7 @@ class Recorder:
         self._overflow_said = -2 * FAILURE_LOG_SEC  # (monotonic) when the loop last said it drops rows
         self._overflow_at = -2 * FAILURE_LOG_SEC  # and when it last dropped one
         self._overflow_by: dict[str, int] = {}  # the loop's dropped rows by channel (written by the loop only)
-        self._leased_said: set[str] = set()  # the hours the budget said it kept for a replay reading them
+        self._leased_said: set[str] = set()  # the hours the budget said it kept (a replay reading them, a writer)
         self._closed = ""  # after `close`: what it said (`losses`), which `health` says from then on
         self._close_said = False
         self._seq = 0
@@ -674,7 +676,8 @@ class Recorder:
         # (an hour linked in from elsewhere is not the recorder's: its files live outside PMM_RECORD_DIR)
         hours = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and is_hour_name(p.name)),
                        key=lambda p: p.name)
-        files = {p.name: _budget_files(p) for p in hours}
+        found = {p.name: _budget_files(p) for p in hours}
+        files = {name: fs for name, (fs, _) in found.items()}
         sizes = {name: sum(_size(f) for f in fs) for name, fs in files.items()}
         total = sum(sizes.values())
         deleted: list[str] = []
@@ -682,6 +685,14 @@ class Recorder:
             if total <= self.max_bytes:
                 break
             if p.name in open_hours:
+                continue
+            busy = found[p.name][1]
+            if busy is not None:  # another recorder's open hour (two engines, one PMM_RECORD_DIR)
+                if p.name not in self._leased_said:
+                    self._leased_said.add(p.name)
+                    log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: hour %s (%.1f MB) kept for now: %s is "
+                                "being written (another recorder in this folder); deleted once it is closed",
+                                self.max_bytes / 1e9, p.name, sizes[p.name] / 1e6, busy.name)
                 continue
             try:
                 lease = hour_lease(p, exclusive=True)
@@ -741,23 +752,46 @@ def _size(f: Path) -> int:
         return 0
 
 
-def _budget_files(hour: Path) -> list[Path]:
+def being_written(f: Path) -> bool | None:
+    """For an `.open` part: True while its recorder lives (it holds the flock: this process's or
+    another's), False when the writer died without closing it, None when it was closed (renamed)
+    since the listing. An `OSError` when it cannot be opened (permissions) or is no file (a
+    directory of its name): the reader says it (it used to end the listing and the replay in a
+    PermissionError), the budget keeps its hour. The one probe of a part's writer: the reader's
+    (`research.recordings`) and the budget's (`_budget_files`)."""
+    try:
+        fd = os.open(f, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a file", str(f))
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases our probe lock
+    return False
+
+
+def _budget_files(hour: Path) -> tuple[list[Path], Path | None]:
     """What the budget may delete in an hour folder: its closed parts, and the `.open` parts whose
-    writer is dead (nobody holds their lock)."""
+    writer is dead (nobody holds their lock); and an `.open` part a live recorder is writing (or
+    that cannot be probed), if any: then the hour is kept whole. Why: two engines recording into
+    one PMM_RECORD_DIR each protected only its own open hours, and one's budget deleted the hour
+    the other was writing (its closed parts of the hour: a gap in its session, at its newest rows)."""
     out = list(hour.glob("*.parquet"))
+    busy = None
     for f in hour.glob("*.parquet" + OPEN_SUFFIX):
         try:
-            fd = os.open(f, os.O_RDONLY)
+            live = being_written(f)
         except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            out.append(f)  # (a writer's exclusive lock would have refused it)
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(fd)
-    return out
+            live = True
+        if live:
+            busy = busy or f
+        elif live is False:
+            out.append(f)
+    return out, busy
 
 
 def free_bytes(path: Path) -> int:

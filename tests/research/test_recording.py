@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -247,13 +248,10 @@ def _rewrite(f, column, values, typ):
     ("ts", lambda v: [str(x) for x in v], "column ts is string, not a float"),
     ("seq", lambda v: [str(x) for x in v], "column seq is string, not an integer"),
     ("kind", lambda v: [1] * len(v), "column kind is int64, not text"),
-    ("seq", lambda v: [None, *v[1:]], "rows 1 without a seq"),
-    ("ts", lambda v: [v[0], None, float("nan"), *v[3:]], "rows 2 without a finite ts"),
 ])
-def test_a_column_of_another_type_or_with_nulls_is_a_problem_naming_the_file(tmp_path, column, change, said):
-    """A file of the right schema name whose column holds another type (or nulls the recorder never
-    writes) used to end the replay in a TypeError / ValueError ('<' not supported between 'str' and
-    'int'), or to drop a row without a word (a null ts); now it is skipped like a corrupt file: a
+def test_a_column_of_another_type_is_a_problem_naming_the_file(tmp_path, column, change, said):
+    """A file of the right schema name whose column holds another type used to end the replay in a
+    TypeError ('<' not supported between 'str' and 'int'); now it is skipped like a corrupt file: a
     problem naming it and the column, the gap it leaves, and the listing says the same."""
     rec = Recorder(tmp_path, session="s1")
     _fill(rec, 3)
@@ -271,9 +269,57 @@ def test_a_column_of_another_type_or_with_nulls_is_a_problem_naming_the_file(tmp
         assert len(mine) == 1 and said in mine[0].message and mine[0].message.endswith("skipped"), w.problems
     assert len(w) == 5 + 55  # the second hour's engine rows (its market rows skipped), the third hour's
     assert any(str(bad) in str(g) for g in w.gaps)
-    if not said.startswith("rows"):  # (nulls are found when the rows are read, not in the footer)
-        row = next(r for r in list_recordings(tmp_path) if r["file"] == str(bad))
-        assert not row["ok"] and said in row["problem"]
+    row = next(r for r in list_recordings(tmp_path) if r["file"] == str(bad))
+    assert not row["ok"] and said in row["problem"]
+
+
+def _nulls(f, at: dict[str, list[int]]) -> list[tuple[float, int]]:
+    """Null the `column`s of a recording file at the rows `at` names; the (ts, seq) those rows had."""
+    t = pq.read_table(f)
+    was = list(zip(t.column("ts").to_pylist(), t.column("seq").to_pylist()))
+    for column, rows in at.items():
+        vals = t.column(column).to_pylist()
+        for i in rows:
+            vals[i] = None
+        i = t.schema.get_field_index(column)
+        t = t.set_column(i, t.schema.field(i).with_nullable(True), pa.array(vals, t.schema.field(i).type))
+    pq.write_table(t, f)
+    return [was[i] for rows in at.values() for i in rows]
+
+
+def test_rows_with_nulls_are_dropped_alone_and_leave_a_gap(tmp_path, monkeypatch):
+    """Rows without a ts or a kind (or a seq, a conn: the recorder writes none) used to skip their
+    whole file, an hour of a channel for one null. Only those rows are dropped now: one problem
+    line names the file, the columns and how many rows; the rest of the file replays, eager or
+    lazy alike; and each hole they leave in the session's sequence is a gap before the next row
+    (the replay resets the books there: no delta applied across it)."""
+    from pmm_widgets.research import recordings
+
+    rec = Recorder(tmp_path, session="s1")
+    _fill(rec, 3)
+    rec.close()
+    bad, before = tmp_path / hour_key(H0 + 3600) / "market-s1.parquet", tmp_path / hour_key(H0) / "engine-s1.parquet"
+    lost = _nulls(bad, {"ts": [7], "kind": [31, 32]})
+    _nulls(before, {"seq": [2]})  # (read for the state before the window: said once too)
+    w = load_window(tmp_path, H0 + 3600 + 5, H0 + 3 * 3600)
+    mine = [p for p in w.problems if p.file == str(bad)]
+    assert len(mine) == 1 and "without a finite ts (1), a kind (2)" in mine[0].message, w.problems
+    assert "3 of 50 rows dropped" in mine[0].message
+    (pre,) = [p for p in w.problems if p.file == str(before)]
+    assert "without a seq (1): 1 of 5 rows dropped" in pre.message
+    assert len(w) == 2 * 55 - 3  # the rest of the file is read
+    kept_ts = set(w.ts.tolist())
+    assert not {ts for ts, _ in lost} & kept_ts
+    for ts, _ in lost:  # a gap just before the row after each hole, naming the file
+        nxt = int(np.searchsorted(w.ts, ts))
+        g = w.gap_before[nxt]
+        assert g.after_ts < ts < g.before_ts == w.ts[nxt] and str(bad) in str(g)
+    assert sorted(g.missing_rows for g in w.gaps) == [1, 2]
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    lazy = load_window(tmp_path, H0 + 3600 + 5, H0 + 3 * 3600)
+    assert isinstance(lazy.payload, recordings.LazyPayloads)
+    assert list(lazy.payload) == list(w.payload) and lazy.kind == w.kind and lazy.problems == w.problems
+    assert lazy.sources == w.sources
 
 
 def test_the_listing_and_the_replay_judge_file_names_alike(tmp_path):

@@ -332,10 +332,14 @@ def test_rows_a_disk_that_stays_full_costs_are_counted_once_and_leave_no_file(tm
     assert not list(tmp_path.rglob("*" + OPEN_SUFFIX)) and not list(tmp_path.rglob("*.parquet"))
 
 
-def test_the_budget_takes_a_dead_writers_open_parts_with_their_hour_but_never_a_live_ones(tmp_path):
+def test_the_budget_takes_a_dead_writers_open_parts_with_their_hour_but_never_a_live_ones(tmp_path, caplog):
     """The `.open` parts a killed recorder left were never deleted by the budget: their hour's
     folder stayed for ever, and every replay over it reported their rows lost. They now go with
-    their hour; a part another live recorder is writing is left alone."""
+    their hour. An hour another live recorder is writing into (two engines recording into one
+    PMM_RECORD_DIR) is kept whole: each recorder's budget protected only its own open hours, and
+    deleted the other's closed parts of the hour it was writing (a gap at its newest rows)."""
+    import logging
+
     rec = Recorder(tmp_path, session="g1")
     for h in range(3):
         rec.frame(H0 + h * 3600, 0, "x")
@@ -344,12 +348,23 @@ def test_the_budget_takes_a_dead_writers_open_parts_with_their_hour_but_never_a_
     (first / f"market-dead-0003.parquet{OPEN_SUFFIX}").write_bytes(b"PAR1 half a part")  # kill -9 leftover
     live = Recorder(tmp_path, session="live1", rotate_sec=60)
     live.frame(H0 + 3600 + 1, 0, "y")
-    live.flush()  # its part in the second hour: open, locked
+    live.rest(H0 + 3600 + 2, [])
+    live.flush()  # its parts in the second hour: open, locked
+    live._close_writers(lambda h: True)  # (as at a rotation: the closed parts of the hour it goes on writing)
+    live.frame(H0 + 3600 + 3, 0, "z")
+    live.flush()
+    theirs = sorted(f.name for f in second.iterdir())
+    assert f"market-live1-0001.parquet{OPEN_SUFFIX}" in theirs and "market-live1-0000.parquet" in theirs
     rec.max_bytes = 1
-    assert rec.enforce_budget() == [hour_key(H0 + h * 3600) for h in range(3)]
+    with caplog.at_level(logging.WARNING, logger="pmm_widgets.store.recording"):
+        assert rec.enforce_budget() == [hour_key(H0), hour_key(H0 + 7200)]
+        assert rec.enforce_budget() == []
     assert not first.exists()
-    assert [f.name for f in second.iterdir()] == [f"market-live1-0000.parquet{OPEN_SUFFIX}"]
+    assert sorted(f.name for f in second.iterdir()) == theirs  # kept whole, g1's file too
+    (said,) = [r.getMessage() for r in caplog.records if hour_key(H0 + 3600) in r.getMessage()]
+    assert "kept for now" in said and "another recorder" in said
     live.close()
+    assert rec.enforce_budget() == [hour_key(H0 + 3600)]  # closed: the budget's like any other hour
 
 
 def test_rows_lost_at_the_end_of_a_session_are_said_by_channel_when_it_closes(tmp_path, monkeypatch, caplog):

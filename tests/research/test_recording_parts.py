@@ -4,10 +4,13 @@ most its open part, which the reader reports as a problem and a gap, never as a 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from pmm_widgets.research.recordings import list_recordings, load_window, parse_time
 from pmm_widgets.store.recording import OPEN_SUFFIX, Recorder, hour_key
@@ -91,3 +94,34 @@ def test_kill_9_loses_at_most_the_open_part_and_is_reported_as_a_gap(tmp_path):
     # what was lost is at most the last rotation interval: 0.4 s of writing = ~8 frames + 2 cycles
     assert closed_rows >= 48 - 12, closed_rows
     print(f"kill -9: {closed_rows} of 48 rows readable, {len(unclosed)} unclosed part(s)")
+
+
+@pytest.mark.parametrize("how", ["permission", "directory"])
+def test_an_open_part_the_reader_cannot_open_is_one_problem_line(tmp_path, monkeypatch, how):
+    """An `.open` part the reader may not open (another user's recorder, its mode 0600) ended the
+    listing and the replay in a PermissionError (the probe of its writer's lock opens it); a
+    directory of its name was called a dead writer's lost part. Now: one problem line naming it,
+    and the rest of the window reads."""
+    rec = Recorder(tmp_path, session="p1")
+    _rows(rec, 30)
+    rec.close()
+    part = tmp_path / hour_key(H0) / f"market-p2-0001.parquet{OPEN_SUFFIX}"
+    if how == "directory":
+        part.mkdir()
+    else:
+        part.write_bytes(b"PAR1")
+        real = os.open
+
+        def refuse(path, *a, **kw):  # (the tests run as root: a chmod would not refuse it)
+            if str(path) == str(part):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *a, **kw)
+
+        monkeypatch.setattr(os, "open", refuse)
+    w = load_window(tmp_path, H0, H0 + 60)
+    assert len(w) == 30 + 6 and not w.gaps
+    (p,) = w.problems
+    assert p.file == str(part) and p.message.startswith("cannot be opened (") and "\n" not in p.message
+    assert ("PermissionError" if how == "permission" else "IsADirectoryError") in p.message
+    (row,) = [r for r in list_recordings(tmp_path) if r["file"] == str(part)]
+    assert not row["ok"] and row["problem"] == p.message

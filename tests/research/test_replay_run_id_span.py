@@ -88,3 +88,42 @@ def test_the_run_id_ignores_what_was_recorded_after_the_window(tmp_path):
     changed = replay(s, A, B, db_url=url)
     assert changed.run_id != first.run_id
     assert set(_runs(url)) == {first.run_id, changed.run_id}
+
+
+def _one_recording(root, flip: bool) -> None:
+    """A small recording; `flip`: one payload inside the window differs in one byte, not in length."""
+    rec = Recorder(root, session="s1")
+    for i in range(40):
+        body = f'{{"event_type":"price_change","price":"0.4{i % 10}"}}'
+        if flip and i == 25:
+            body = body.replace("0.45", "0.46")
+        rec.frame(T0 + i, 0, body)
+    rec.close()
+
+
+def test_payloads_of_equal_lengths_but_other_bytes_get_another_run_id(tmp_path, monkeypatch):
+    """The run id hashed per file the rows used, their first/last ts and seq and the sum of their
+    payloads' lengths: two recordings differing in a payload's bytes, not its length, got one run
+    id (a re-run of one replaced the other's rows). The payloads' bytes are hashed now; the same
+    recording read at once or lazily (a window too large to hold) still gets one id."""
+    from pmm_widgets.config import Params
+    from pmm_widgets.research import recordings
+    from pmm_widgets.research.replayer import files_key, run_id_for
+
+    _one_recording(tmp_path / "a", flip=False)
+    _one_recording(tmp_path / "b", flip=True)
+    wa, wb = load_window(tmp_path / "a", T0 + 10, T0 + 30), load_window(tmp_path / "b", T0 + 10, T0 + 30)
+    (ua,), (ub,) = wa.sources, wb.sources
+    assert (ua.rows, ua.first_ts, ua.last_ts, ua.first_seq, ua.last_seq, ua.payload_bytes) == (
+        ub.rows, ub.first_ts, ub.last_ts, ub.first_seq, ub.last_seq, ub.payload_bytes)
+
+    def rid(w):
+        return run_id_for(w, ["m"], Params(), 1, "event")
+
+    assert rid(wa) != rid(wb)
+    outside = load_window(tmp_path / "b", T0 + 30, T0 + 39, warmup=False)  # (the flipped row outside the span)
+    assert files_key(outside) == files_key(load_window(tmp_path / "a", T0 + 30, T0 + 39, warmup=False))
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    lazy = load_window(tmp_path / "a", T0 + 10, T0 + 30)
+    assert isinstance(lazy.payload, recordings.LazyPayloads)
+    assert rid(lazy) == rid(wa)
