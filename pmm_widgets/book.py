@@ -11,15 +11,16 @@ is a dict assignment, and a level appears or disappears far less often than it i
 sorted list (maintained with `bisect`, a C-level memmove) keeps best bid / best ask O(1). Beside
 each tick list runs a list of the same levels as immutable `Level` objects (price, size), kept
 in step by every change (one new `Level` per changed level): a view is then two C-level tuple
-copies instead of a Python loop over the depth. Why it matters: the paper exchange takes a
-full-depth view of every touched token on every frame, which was half of a replay's time.
+copies instead of a Python loop over the depth. Why it matters: every touched token of every
+frame is handed to the book listeners (`note`: copies of these lists; the `BookView` is built from
+them only when read, see `BookNote`), and the quote cycle views every book it quotes.
 Nothing here does I/O or reads a clock: callers pass timestamps.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,79 @@ def _book_view(token_id: str, market: str, bids: tuple[Level, ...], asks: tuple[
     _bv_stale(v, stale)
     _bv_crossed(v, crossed)
     return v
+
+
+class BookNote:
+    """What a book listener is told (`MarketData`, after each frame): one token's book exactly as
+    it stood when the listeners were notified, and whether it was stale then. `view()` is the
+    `BookView` that `OrderBook.view` gave at that moment, built on its first read only (then kept).
+
+    Why: a replay notifies ~1.6 books per market event, and the paper exchange reads few of them
+    (its default fill model ignores books; the others read those of tokens where orders rest), so
+    building every view was most of the book listeners' cost. A note holds copies of the two level
+    lists (C-level: a few pointers, the `Level`s are immutable) and the view's other fields: what
+    the book does afterwards (the next frames, going unsynced, a new process clearing its
+    timestamps) cannot change it. Made by `OrderBook.note` (or `of_view`); never changed after."""
+
+    __slots__ = ("token_id", "stale", "_bids", "_asks", "_market", "_tick", "_mos", "_ts", "_vts", "_view")
+
+    token_id: str
+    stale: bool
+    _bids: tuple[Level, ...]  # ascending, like the book's lists (the view's bids are these reversed)
+    _asks: tuple[Level, ...]
+    _market: str
+    _tick: Decimal
+    _mos: Decimal
+    _ts: float
+    _vts: int
+    _view: BookView | None
+
+    @staticmethod
+    def of_view(view: BookView) -> BookNote:
+        """A note of a view built already (its view is that view)."""
+        n = _new(BookNote)
+        n.token_id, n.stale, n._view = view.token_id, view.stale, view
+        return n
+
+    def view(self) -> BookView:
+        v = self._view
+        if v is None:
+            bids, asks = self._bids[::-1], self._asks
+            # `crossed` as `OrderBook.view` computes it from the ticks: the prices of one grid compare alike
+            v = self._view = _book_view(self.token_id, self._market, bids, asks, self._tick, self._mos, self._ts,
+                                        self._vts, self.stale, bool(bids) and bool(asks) and bids[0].price >= asks[0].price)
+        return v
+
+
+def as_view(book: BookView | BookNote) -> BookView:
+    """The view of what a book listener was handed (a note's, built now if not yet; a view as is)."""
+    return book.view() if isinstance(book, BookNote) else book
+
+
+class LatestBooks(Mapping[str, BookView]):
+    """Each token's latest book a listener was handed (a `BookNote`, or a `BookView` given
+    directly), read as a `BookView`: a note's view is built when first read, so storing one costs
+    a dict assignment (`put`)."""
+
+    __slots__ = ("_latest",)
+
+    def __init__(self) -> None:
+        self._latest: dict[str, BookNote | BookView] = {}
+
+    def put(self, book: BookNote | BookView) -> None:
+        self._latest[book.token_id] = book
+
+    def __getitem__(self, token_id: str) -> BookView:
+        return as_view(self._latest[token_id])
+
+    def __contains__(self, token_id: object) -> bool:
+        return token_id in self._latest
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._latest)
+
+    def __len__(self) -> int:
+        return len(self._latest)
 
 
 _SIZES: dict[str, Decimal] = {}  # size text -> its checked Decimal: a level's size recurs in every snapshot
@@ -511,6 +585,21 @@ class OrderBook:
                            self.venue_ts_ms, False, bool(bt) and bool(at) and bt[-1] >= at[0])
             self._view = (self.version, depth, v)
         return replace(v, stale=True) if stale else v
+
+    def note(self, stale: bool) -> BookNote:
+        """The book as it stands now, for the listeners (`BookNote`: the view is built when read)."""
+        n = _new(BookNote)
+        n.token_id = self.token_id
+        n.stale = stale
+        n._bids = tuple(self._bid_lv)
+        n._asks = tuple(self._ask_lv)
+        n._market = self.market
+        n._tick = self.tick_size
+        n._mos = self.min_order_size
+        n._ts = self.ts
+        n._vts = self.venue_ts_ms
+        n._view = None
+        return n
 
     def wire_levels(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """(bids, asks) as (price, size), best first: for comparisons with a venue snapshot."""
