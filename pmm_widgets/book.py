@@ -23,14 +23,14 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .domain import BookView, Level, Side
 from .errors import PmmError
 from .ticks import MAX_SIZE, sane_min_size, to_decimal, venue_tick
 
 if TYPE_CHECKING:  # the wire shapes are decoded in venue/ (a type-only import: no runtime dependency)
-    from .venue.wire import BookSnapshot, PriceChange, PriceLevel
+    from .venue.wire import BookSnapshot, PriceLevel
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -185,6 +185,31 @@ class LatestBooks(Mapping[str, BookView]):
 _SIZES: dict[str, Decimal] = {}  # size text -> its checked Decimal: a level's size recurs in every snapshot
 
 
+class LevelChange(Protocol):
+    """What `OrderBook.apply_event` reads of an entry: a wire `PriceChange` (or `apply_change`'s)."""
+
+    price: Any
+    size: Any
+    side: Any
+    best_bid: str | None
+    best_ask: str | None
+
+
+class _Change:
+    """`apply_change`'s one entry."""
+
+    __slots__ = ("price", "size", "side", "best_bid", "best_ask")
+
+    price: Any
+    size: Any
+    side: Any
+    best_bid: str | None
+    best_ask: str | None
+
+    def __init__(self, price: Any, size: Any, side: Any) -> None:
+        self.price, self.size, self.side, self.best_bid, self.best_ask = price, size, side, None, None
+
+
 class BookError(PmmError, ValueError):
     """A wire value the book refuses (off grid, outside (0, 1), negative size, unknown side)."""
 
@@ -294,51 +319,29 @@ class OrderBook:
     # ------------------------------------------------------------------ mutation
     def apply_change(self, price: str, size: str, side: str) -> bool:
         """Set the absolute size of one level ("0" removes it). False (and counted) if refused."""
-        is_bid = _BID_SIDES.get(side) if isinstance(side, str) else None
-        try:
-            if is_bid is None:
-                raise BookError(f"unknown side {side!r}")
-            t = self._tick_of(price)
-            s = self._size_of(size)
-        except BookError:
-            self.rejected += 1
-            return False
-        self._set_level(is_bid, t, s)
-        self.version += 1
-        return True
+        return self.apply_changes((_Change(price, size, side),))
 
-    def _set_level(self, is_bid: bool, t: int, s: Decimal) -> None:
-        """Set the size at tick `t` on one side; size 0 removes the level (the wire's delete)."""
-        if is_bid:
-            levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
-        else:
-            levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
-        if s:
-            i = bisect_left(ticks, t)
-            tick = self.tick_size
-            grid = _GRIDS.get(tick) or _grid(tick)  # the same Decimals as `_price(tick, t)`
-            lv = _level(grid[t] if grid else _price(tick, t), s)
-            if t in levels:
-                lvs[i] = lv
-            else:
-                ticks.insert(i, t)
-                lvs.insert(i, lv)
-            levels[t] = s
-        elif t in levels:
-            del levels[t]
-            i = bisect_left(ticks, t)
-            del ticks[i]
-            del lvs[i]
-
-    def apply_changes(self, entries: Sequence[PriceChange]) -> bool:
+    def apply_changes(self, entries: Sequence[LevelChange]) -> bool:
         """Apply the entries of one `price_change` message for this token atomically: every entry
         is validated first, and one bad entry refuses them all (counted once, book unchanged).
+        `apply_event` without the venue's stamps (the book keeps its own) and its check."""
+        return self.apply_event(entries, None, None, self.ts) >= 0
 
-        This is the hot path of the feed and of every replay (one call per token per event): the
-        caches of `_tick_of` / `_size_of` are read first (`_level_of`, inline here: a call per
-        entry less; only a miss calls them, the same validation then) and `_set_level` prices from
-        the grid list (`_grid`, the same Decimals as `_price`). `tests/core/test_book_fastpath.py`
-        checks it against the code before that change over random sequences."""
+    def apply_event(self, entries: Sequence[LevelChange], hash_: str | None, venue_ts_ms: int | None,
+                    ts: float) -> int:
+        """One token's entries of a `price_change` message, the feed's hot path in one call: every
+        entry is validated first, and one bad entry refuses them all (counted once, book
+        unchanged); then each level is set (absolute size, "0" removes it), the version bumped, and
+        the venue's hash / timestamp of the state reached and the local time `ts` recorded (a
+        None keeps the book's own). Returns -1 when refused, 1 when applied but the book is now
+        crossed or disagrees with the venue's best bid / ask of the last entry (`agrees_bbo`; a
+        text that is no number counts as agreeing), else 0.
+
+        This is the hot path of the feed and of every replay (one call per token per event, and
+        no other: the validation, the level lists and the stamps are done here): the caches of
+        `_tick_of` / `_size_of` are read first (only a miss calls them, the same validation then)
+        and levels are priced from the grid list (`_grid`, the same Decimals as `_price`).
+        tests/core/test_book_fastpath.py checks it against the code before over random sequences."""
         sides, px, sizes = _BID_SIDES, self._px, _SIZES
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
@@ -356,27 +359,39 @@ class OrderBook:
                 parsed.append((is_bid, t, sz))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
-            return False
-        set_level = self._set_level
-        for is_bid, t, s in parsed:
-            set_level(is_bid, t, s)
-        self.version += 1
-        return True
-
-    def apply_event(self, entries: Sequence[PriceChange], hash_: str | None, venue_ts_ms: int | None,
-                    ts: float) -> int:
-        """One token's entries of a `price_change` message, the feed's hot path in one call:
-        `apply_changes` (the same validation: one bad entry refuses them all, counted, book
-        unchanged) then `stamp(hash_, venue_ts_ms, ts)`. Returns -1 when refused, 1 when applied
-        but the book is now crossed or disagrees with the venue's best bid / ask of the last entry
-        (`agrees_bbo`; a text that is no number counts as agreeing), else 0.
-        tests/core/test_book_fastpath.py checks it against those calls."""
-        if not self.apply_changes(entries):
             return -1
-        self.stamp(hash_, venue_ts_ms, ts)
+        tick = self.tick_size
+        grid = _GRIDS.get(tick) or _grid(tick)  # the same Decimals as `_price(tick, t)`
+        for is_bid, t, s in parsed:
+            if is_bid:
+                levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
+            else:
+                levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
+            if s:
+                i = bisect_left(ticks, t)
+                lv = _level(grid[t] if grid else _price(tick, t), s)
+                if t in levels:
+                    lvs[i] = lv
+                else:
+                    ticks.insert(i, t)
+                    lvs.insert(i, lv)
+                levels[t] = s
+            elif t in levels:  # size 0: the wire's delete
+                del levels[t]
+                i = bisect_left(ticks, t)
+                del ticks[i]
+                del lvs[i]
+        self.version += 1
+        if hash_ is not None:
+            self.hash = short(hash_)
+        if venue_ts_ms is not None:
+            self.venue_ts_ms = venue_ts_ms
+        self.ts = ts
         bt, at = self._bid_ticks, self._ask_ticks
         if bt and at and bt[-1] >= at[0]:
             return 1
+        if not entries:
+            return 0
         last = entries[-1]
         bb, ba = last.best_bid, last.best_ask
         if not bb or not ba:
@@ -504,14 +519,6 @@ class OrderBook:
         else:
             self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
             self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
-
-    def stamp(self, hash_: str | None, venue_ts_ms: int | None, ts: float) -> None:
-        """Record the venue's hash / timestamp of the state just reached, and the local time."""
-        if hash_ is not None:
-            self.hash = short(hash_)
-        if venue_ts_ms is not None:
-            self.venue_ts_ms = venue_ts_ms
-        self.ts = ts
 
     # ------------------------------------------------------------------ reading
     @property
