@@ -119,7 +119,7 @@ class BookNote:
     building every view was most of the book listeners' cost. A note holds copies of the two level
     lists (C-level: a few pointers, the `Level`s are immutable) and the view's other fields: what
     the book does afterwards (the next frames, going unsynced, a new process clearing its
-    timestamps) cannot change it. Made by `OrderBook.note` (or `of_view`); never changed after."""
+    timestamps) cannot change it. Made by `OrderBook.note`; never changed after."""
 
     __slots__ = ("token_id", "stale", "_bids", "_asks", "_market", "_tick", "_mos", "_ts", "_vts", "_view")
 
@@ -133,13 +133,6 @@ class BookNote:
     _ts: float
     _vts: int
     _view: BookView | None
-
-    @staticmethod
-    def of_view(view: BookView) -> BookNote:
-        """A note of a view built already (its view is that view)."""
-        n = _new(BookNote)
-        n.token_id, n.stale, n._view = view.token_id, view.stale, view
-        return n
 
     def view(self) -> BookView:
         v = self._view
