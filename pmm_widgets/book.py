@@ -23,7 +23,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from .domain import BookView, Level, Side
 from .errors import PmmError
@@ -149,6 +149,9 @@ def as_view(book: BookView | BookNote) -> BookView:
     return book.view() if isinstance(book, BookNote) else book
 
 
+_T = TypeVar("_T")
+
+
 class LatestBooks(Mapping[str, BookView]):
     """Each token's latest book a listener was handed (a `BookNote`, or a `BookView` given
     directly), read as a `BookView`: a note's view is built when first read, so storing one costs
@@ -161,6 +164,17 @@ class LatestBooks(Mapping[str, BookView]):
 
     def put(self, book: BookNote | BookView) -> None:
         self._latest[book.token_id] = book
+
+    @overload
+    def get(self, token_id: str, /) -> BookView | None: ...
+
+    @overload
+    def get(self, token_id: str, /, default: BookView | _T) -> BookView | _T: ...
+
+    def get(self, token_id: str, /, default: Any = None) -> Any:
+        """`Mapping.get` without its `__getitem__` call and KeyError (the paper exchange's reads)."""
+        b = self._latest.get(token_id)
+        return default if b is None else as_view(b)
 
     def __getitem__(self, token_id: str) -> BookView:
         return as_view(self._latest[token_id])

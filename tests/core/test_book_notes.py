@@ -165,4 +165,4 @@ def test_latest_books_reads_notes_and_views() -> None:
     v = BookView("B", "m", (), (), Decimal("0.01"))
     books.put(v)
     assert books.get("A") == eager and books["B"] is v and sorted(books) == ["A", "B"] and "A" in books
-    assert as_view(v) is v
+    assert as_view(v) is v and books.get("Z", v) is v and books.get("A", v) == eager
