@@ -601,7 +601,11 @@ class OrderBook:
         return replace(v, stale=True) if stale else v
 
     def note(self, stale: bool) -> BookNote:
-        """The book as it stands now, for the listeners (`BookNote`: the view is built when read)."""
+        """The book as it stands now, for the listeners (`BookNote`: the view is built when read).
+        It drops the view `view` cached (for an earlier version: a notified book has just changed),
+        which would keep the levels replaced since alive until the next `view` (every few seconds, a
+        quote cycle's): garbage the collector walks meanwhile, 4x as many young collections."""
+        self._view = None
         n = _new(BookNote)
         n.token_id = self.token_id
         n.stale = stale
