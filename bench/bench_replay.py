@@ -347,7 +347,7 @@ def bench_instructions(root: Path, minutes: float, other: Path | None) -> None:
 def bench_phases(root: Path, minutes: float, runs: int) -> None:
     """Where one replay's CPU goes (median of `runs`, in this process): the quote cycles
     (`ReplayPoint.run_cycle`: the cycle, the paper exchange's poll and orders), the book listeners
-    (`MarketData._on_books`: a view of each touched book per frame for the paper exchange), the
+    (`MarketData._on_books`: a note of each touched book per frame for the paper exchange), the
     trade listeners (`MarketData._on_trade`), and the rest (the window's loop, frame decoding, the
     stream's parser and the books). It prints the ceiling the cycles alone set (the events per CPU-s
     if everything else cost nothing) and the cycle time the 200,000-events-per-CPU-s goal leaves."""

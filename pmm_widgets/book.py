@@ -11,25 +11,26 @@ is a dict assignment, and a level appears or disappears far less often than it i
 sorted list (maintained with `bisect`, a C-level memmove) keeps best bid / best ask O(1). Beside
 each tick list runs a list of the same levels as immutable `Level` objects (price, size), kept
 in step by every change (one new `Level` per changed level): a view is then two C-level tuple
-copies instead of a Python loop over the depth. Why it matters: the paper exchange takes a
-full-depth view of every touched token on every frame, which was half of a replay's time.
+copies instead of a Python loop over the depth. Why it matters: every touched token of every
+frame is handed to the book listeners (`note`: copies of these lists; the `BookView` is built from
+them only when read, see `BookNote`), and the quote cycle views every book it quotes.
 Nothing here does I/O or reads a clock: callers pass timestamps.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from .domain import BookView, Level, Side
 from .errors import PmmError
 from .ticks import MAX_SIZE, sane_min_size, to_decimal, venue_tick
 
 if TYPE_CHECKING:  # the wire shapes are decoded in venue/ (a type-only import: no runtime dependency)
-    from .venue.wire import BookSnapshot, PriceChange, PriceLevel
+    from .venue.wire import BookSnapshot, PriceLevel
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -108,7 +109,112 @@ def _book_view(token_id: str, market: str, bids: tuple[Level, ...], asks: tuple[
     return v
 
 
+class BookNote:
+    """What a book listener is told (`MarketData`, after each frame): one token's book exactly as
+    it stood when the listeners were notified, and whether it was stale then. `view()` is the
+    `BookView` that `OrderBook.view` gave at that moment, built on its first read only (then kept).
+
+    Why: a replay notifies ~1.6 books per market event, and the paper exchange reads few of them
+    (its default fill model ignores books; the others read those of tokens where orders rest), so
+    building every view was most of the book listeners' cost. A note holds copies of the two level
+    lists (C-level: a few pointers, the `Level`s are immutable) and the view's other fields: what
+    the book does afterwards (the next frames, going unsynced, a new process clearing its
+    timestamps) cannot change it. Made by `OrderBook.note`; never changed after."""
+
+    __slots__ = ("token_id", "stale", "_bids", "_asks", "_market", "_tick", "_mos", "_ts", "_vts", "_view")
+
+    token_id: str
+    stale: bool
+    _bids: tuple[Level, ...]  # ascending, like the book's lists (the view's bids are these reversed)
+    _asks: tuple[Level, ...]
+    _market: str
+    _tick: Decimal
+    _mos: Decimal
+    _ts: float
+    _vts: int
+    _view: BookView | None
+
+    def view(self) -> BookView:
+        v = self._view
+        if v is None:
+            bids, asks = self._bids[::-1], self._asks
+            # `crossed` as `OrderBook.view` computes it from the ticks: the prices of one grid compare alike
+            v = self._view = _book_view(self.token_id, self._market, bids, asks, self._tick, self._mos, self._ts,
+                                        self._vts, self.stale, bool(bids) and bool(asks) and bids[0].price >= asks[0].price)
+        return v
+
+
+def as_view(book: BookView | BookNote) -> BookView:
+    """The view of what a book listener was handed (a note's, built now if not yet; a view as is)."""
+    return book.view() if isinstance(book, BookNote) else book
+
+
+_T = TypeVar("_T")
+
+
+class LatestBooks(Mapping[str, BookView]):
+    """Each token's latest book a listener was handed (a `BookNote`, or a `BookView` given
+    directly), read as a `BookView`: a note's view is built when first read, so storing one costs
+    a dict assignment (`put`)."""
+
+    __slots__ = ("_latest",)
+
+    def __init__(self) -> None:
+        self._latest: dict[str, BookNote | BookView] = {}
+
+    def put(self, book: BookNote | BookView) -> None:
+        self._latest[book.token_id] = book
+
+    @overload
+    def get(self, token_id: str, /) -> BookView | None: ...
+
+    @overload
+    def get(self, token_id: str, /, default: BookView | _T) -> BookView | _T: ...
+
+    def get(self, token_id: str, /, default: Any = None) -> Any:
+        """`Mapping.get` without its `__getitem__` call and KeyError (the paper exchange's reads)."""
+        b = self._latest.get(token_id)
+        return default if b is None else as_view(b)
+
+    def __getitem__(self, token_id: str) -> BookView:
+        return as_view(self._latest[token_id])
+
+    def __contains__(self, token_id: object) -> bool:
+        return token_id in self._latest
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._latest)
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+
 _SIZES: dict[str, Decimal] = {}  # size text -> its checked Decimal: a level's size recurs in every snapshot
+
+
+class LevelChange(Protocol):
+    """What `OrderBook.apply_event` reads of an entry: a wire `PriceChange` (or `apply_change`'s)."""
+
+    price: Any
+    size: Any
+    side: Any
+    best_bid: str | None
+    best_ask: str | None
+
+
+class _Change:
+    """`apply_change`'s one entry."""
+
+    __slots__ = ("price", "size", "side", "best_bid", "best_ask")
+
+    price: Any
+    size: Any
+    side: Any
+    best_bid: str | None
+    best_ask: str | None
+
+    def __init__(self, price: Any, size: Any, side: Any) -> None:
+        self.price, self.size, self.side, self.best_bid, self.best_ask = price, size, side, None, None
 
 
 class BookError(PmmError, ValueError):
@@ -220,51 +326,29 @@ class OrderBook:
     # ------------------------------------------------------------------ mutation
     def apply_change(self, price: str, size: str, side: str) -> bool:
         """Set the absolute size of one level ("0" removes it). False (and counted) if refused."""
-        is_bid = _BID_SIDES.get(side) if isinstance(side, str) else None
-        try:
-            if is_bid is None:
-                raise BookError(f"unknown side {side!r}")
-            t = self._tick_of(price)
-            s = self._size_of(size)
-        except BookError:
-            self.rejected += 1
-            return False
-        self._set_level(is_bid, t, s)
-        self.version += 1
-        return True
+        return self.apply_changes((_Change(price, size, side),))
 
-    def _set_level(self, is_bid: bool, t: int, s: Decimal) -> None:
-        """Set the size at tick `t` on one side; size 0 removes the level (the wire's delete)."""
-        if is_bid:
-            levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
-        else:
-            levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
-        if s:
-            i = bisect_left(ticks, t)
-            tick = self.tick_size
-            grid = _GRIDS.get(tick) or _grid(tick)  # the same Decimals as `_price(tick, t)`
-            lv = _level(grid[t] if grid else _price(tick, t), s)
-            if t in levels:
-                lvs[i] = lv
-            else:
-                ticks.insert(i, t)
-                lvs.insert(i, lv)
-            levels[t] = s
-        elif t in levels:
-            del levels[t]
-            i = bisect_left(ticks, t)
-            del ticks[i]
-            del lvs[i]
-
-    def apply_changes(self, entries: Sequence[PriceChange]) -> bool:
+    def apply_changes(self, entries: Sequence[LevelChange]) -> bool:
         """Apply the entries of one `price_change` message for this token atomically: every entry
         is validated first, and one bad entry refuses them all (counted once, book unchanged).
+        `apply_event` without the venue's stamps (the book keeps its own) and its check."""
+        return self.apply_event(entries, None, None, self.ts) >= 0
 
-        This is the hot path of the feed and of every replay (one call per token per event): the
-        caches of `_tick_of` / `_size_of` are read first (`_level_of`, inline here: a call per
-        entry less; only a miss calls them, the same validation then) and `_set_level` prices from
-        the grid list (`_grid`, the same Decimals as `_price`). `tests/core/test_book_fastpath.py`
-        checks it against the code before that change over random sequences."""
+    def apply_event(self, entries: Sequence[LevelChange], hash_: str | None, venue_ts_ms: int | None,
+                    ts: float) -> int:
+        """One token's entries of a `price_change` message, the feed's hot path in one call: every
+        entry is validated first, and one bad entry refuses them all (counted once, book
+        unchanged); then each level is set (absolute size, "0" removes it), the version bumped, and
+        the venue's hash / timestamp of the state reached and the local time `ts` recorded (a
+        None keeps the book's own). Returns -1 when refused, 1 when applied but the book is now
+        crossed or disagrees with the venue's best bid / ask of the last entry (`agrees_bbo`; a
+        text that is no number counts as agreeing), else 0.
+
+        This is the hot path of the feed and of every replay (one call per token per event, and
+        no other: the validation, the level lists and the stamps are done here): the caches of
+        `_tick_of` / `_size_of` are read first (only a miss calls them, the same validation then)
+        and levels are priced from the grid list (`_grid`, the same Decimals as `_price`).
+        tests/core/test_book_fastpath.py checks it against the code before over random sequences."""
         sides, px, sizes = _BID_SIDES, self._px, _SIZES
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
@@ -282,27 +366,39 @@ class OrderBook:
                 parsed.append((is_bid, t, sz))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
-            return False
-        set_level = self._set_level
-        for is_bid, t, s in parsed:
-            set_level(is_bid, t, s)
-        self.version += 1
-        return True
-
-    def apply_event(self, entries: Sequence[PriceChange], hash_: str | None, venue_ts_ms: int | None,
-                    ts: float) -> int:
-        """One token's entries of a `price_change` message, the feed's hot path in one call:
-        `apply_changes` (the same validation: one bad entry refuses them all, counted, book
-        unchanged) then `stamp(hash_, venue_ts_ms, ts)`. Returns -1 when refused, 1 when applied
-        but the book is now crossed or disagrees with the venue's best bid / ask of the last entry
-        (`agrees_bbo`; a text that is no number counts as agreeing), else 0.
-        tests/core/test_book_fastpath.py checks it against those calls."""
-        if not self.apply_changes(entries):
             return -1
-        self.stamp(hash_, venue_ts_ms, ts)
+        tick = self.tick_size
+        grid = _GRIDS.get(tick) or _grid(tick)  # the same Decimals as `_price(tick, t)`
+        for is_bid, t, s in parsed:
+            if is_bid:
+                levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
+            else:
+                levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
+            if s:
+                i = bisect_left(ticks, t)
+                lv = _level(grid[t] if grid else _price(tick, t), s)
+                if t in levels:
+                    lvs[i] = lv
+                else:
+                    ticks.insert(i, t)
+                    lvs.insert(i, lv)
+                levels[t] = s
+            elif t in levels:  # size 0: the wire's delete
+                del levels[t]
+                i = bisect_left(ticks, t)
+                del ticks[i]
+                del lvs[i]
+        self.version += 1
+        if hash_ is not None:
+            self.hash = short(hash_)
+        if venue_ts_ms is not None:
+            self.venue_ts_ms = venue_ts_ms
+        self.ts = ts
         bt, at = self._bid_ticks, self._ask_ticks
         if bt and at and bt[-1] >= at[0]:
             return 1
+        if not entries:
+            return 0
         last = entries[-1]
         bb, ba = last.best_bid, last.best_ask
         if not bb or not ba:
@@ -431,14 +527,6 @@ class OrderBook:
             self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
             self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
 
-    def stamp(self, hash_: str | None, venue_ts_ms: int | None, ts: float) -> None:
-        """Record the venue's hash / timestamp of the state just reached, and the local time."""
-        if hash_ is not None:
-            self.hash = short(hash_)
-        if venue_ts_ms is not None:
-            self.venue_ts_ms = venue_ts_ms
-        self.ts = ts
-
     # ------------------------------------------------------------------ reading
     @property
     def best_bid_tick(self) -> int | None:
@@ -511,6 +599,25 @@ class OrderBook:
                            self.venue_ts_ms, False, bool(bt) and bool(at) and bt[-1] >= at[0])
             self._view = (self.version, depth, v)
         return replace(v, stale=True) if stale else v
+
+    def note(self, stale: bool) -> BookNote:
+        """The book as it stands now, for the listeners (`BookNote`: the view is built when read).
+        It drops the view `view` cached (for an earlier version: a notified book has just changed),
+        which would keep the levels replaced since alive until the next `view` (every few seconds, a
+        quote cycle's): garbage the collector walks meanwhile, 4x as many young collections."""
+        self._view = None
+        n = _new(BookNote)
+        n.token_id = self.token_id
+        n.stale = stale
+        n._bids = tuple(self._bid_lv)
+        n._asks = tuple(self._ask_lv)
+        n._market = self.market
+        n._tick = self.tick_size
+        n._mos = self.min_order_size
+        n._ts = self.ts
+        n._vts = self.venue_ts_ms
+        n._view = None
+        return n
 
     def wire_levels(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """(bids, asks) as (price, size), best first: for comparisons with a venue snapshot."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from ..book import BookNote
 from ..domain import BookView, Fill, Market, Mode, Order, PublicTrade, Quote
 from ..ticks import valid_price
 
@@ -46,8 +47,9 @@ class Exchange(Protocol):
     def open_orders(self) -> list[Order]:
         """Our local view of open orders."""
 
-    def observe_book(self, book: BookView) -> None:
-        """Market data for fill simulation (paper); no-op for live."""
+    def observe_book(self, book: BookView | BookNote) -> None:
+        """Market data for fill simulation (paper): a `BookNote` from `MarketData`'s listeners, a
+        `BookView` from the quote cycle (`book.as_view` reads either)."""
 
     def observe_trade(self, trade: PublicTrade) -> None:
         """Public tape for fill simulation (paper queue model); no-op for live."""

@@ -41,6 +41,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..book import BookNote, as_view
 from ..config import Settings
 from ..domain import BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
 from ..errors import PmmError
@@ -567,8 +568,8 @@ class LiveExchange:
                 out.append(replace(o, filled=o.filled - size))
         return out
 
-    def observe_book(self, book: BookView) -> None:
-        mid = book.mid
+    def observe_book(self, book: BookView | BookNote) -> None:
+        mid = as_view(book).mid
         if mid is not None:
             self._mids[book.token_id] = mid
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..book import BookNote, LatestBooks, as_view
 from ..config import Params
 from ..domain import (
     ZERO,
@@ -123,7 +124,7 @@ class PaperExchange:
         self._session = session or uuid.uuid4().hex[:8]  # replays pass their run id: deterministic ids
         self._seq = 0
         self._markets: dict[str, Market] = {}  # token id → market
-        self._books: dict[str, BookView] = {}
+        self._books = LatestBooks()  # each token's latest book we were told of, a view when read
         self._orders: dict[str, Order] = {}  # our open orders, in placement order
         self._by_token: dict[str, dict[str, Order]] = {}  # the same, per token
         self._known: dict[str, Order] = {}  # every order with a copy at the venue or a fill on its way
@@ -390,8 +391,10 @@ class PaperExchange:
             return
         self._known.pop(cid, None)
 
-    def observe_book(self, book: BookView) -> None:
-        self._books[book.token_id] = book
+    def observe_book(self, book: BookView | BookNote) -> None:
+        """A book update: a `BookNote` (the market data's listeners: its view is built only if
+        something reads it, see `LatestBooks`) or a `BookView` (the quote cycle's)."""
+        self._books.put(book)
         if not (self._entering or self._notices) and self.params.paper_fill_model == self._spec.name:
             # The hot path (every changed book, every frame): when no order is entering and no
             # fill notice waiting, and the model is the one built (no rebuild due), what follows
@@ -400,7 +403,7 @@ class PaperExchange:
             # token without resting orders while no cancel is on its way.
             if type(self.model) is IntensityFillModel or not (self._cancelling or self._venue_by_token.get(book.token_id)):
                 return
-        self._observe_book(book)
+        self._observe_book(as_view(book))
 
     def _observe_book(self, book: BookView) -> None:
         """What a book update does beyond being stored (tests/strategy/test_paper_fastpath.py

@@ -39,6 +39,7 @@ from ..analytics.fidelity import (
     stats,
     without_own,
 )
+from ..book import BookNote, as_view
 from ..config import Settings
 from ..domain import BookView, Fill, Mode, OrderStatus, PublicTrade, Quote
 from ..errors import PmmError
@@ -83,7 +84,8 @@ def recording_exchange(rec: Recording, on_venue_span: Callable[[float], None] | 
                     out.append((o.side.opposite, ONE - o.price, o.remaining))
             return tuple(out)
 
-        def observe_book(self, book: BookView) -> None:
+        def observe_book(self, book: BookView | BookNote) -> None:
+            book = as_view(book)  # every book is recorded: its view is built
             rec.events.append(("book", book.ts or time.time(), book, self._own_in(book)))
             if book.venue_ts_ms:
                 v = book.venue_ts_ms / 1000.0

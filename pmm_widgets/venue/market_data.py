@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..book import OrderBook
+from ..book import BookNote, OrderBook
 from ..domain import BookView, Market, PublicTrade, Side
 from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
@@ -65,7 +65,7 @@ class MarketData:
         stream_opts.setdefault("quiet_sec", min(15.0, stale_sec / 2))
         self.stream = stream_cls(ws_url, self.rest, self.books, on_books=self._on_books,  # type: ignore[arg-type]
                                  on_trade=self._on_trade, clock=clock, **stream_opts)
-        self._book_listeners: list[Callable[[BookView], None]] = []
+        self._book_listeners: list[Callable[[BookNote], None]] = []
         self._trade_listeners: list[Callable[[PublicTrade], None]] = []
         self._record_task: asyncio.Task[None] | None = None
         self.rows_recorded = 0
@@ -122,8 +122,10 @@ class MarketData:
             return None
         return b.view(depth, stale=self.is_stale(b))
 
-    def add_listener(self, on_book: Callable[[BookView], None] | None = None,
+    def add_listener(self, on_book: Callable[[BookNote], None] | None = None,
                      on_trade: Callable[[PublicTrade], None] | None = None) -> None:
+        """`on_book(note)` after each frame, for each synced book it changed: a `BookNote`, the book
+        as it stands then (`note.view()`: its `BookView`, built when read); `on_trade` per print."""
         if on_book is not None:
             self._book_listeners.append(on_book)
         if on_trade is not None:
@@ -160,10 +162,10 @@ class MarketData:
             b = books.get(t)
             if b is None or not b.synced:
                 continue
-            v = b.view(None, stale=is_stale(b, now))
+            n = b.note(is_stale(b, now))
             for fn in listeners:
                 try:
-                    fn(v)
+                    fn(n)
                 except Exception:  # a listener's bug must not stop the feed
                     log.exception("book listener failed")
 

@@ -590,6 +590,7 @@ class MarketStream:
             raise BadMessage(f"tick_size_change to {str(ev.new_tick_size)[:20]!r}: not one of the venue's ticks")
         if b.set_tick_size(new):
             b.ts = now
+            b.version += 1  # a tick it had already changes no level, but the views carry `ts` (cached per version)
             touched.add(b.token_id)
         else:
             self._distrust(b)

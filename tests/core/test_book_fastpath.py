@@ -4,7 +4,8 @@
 from the grid lists, `agrees_bbo` compares the venue's best bid/ask by tick when it can,
 `parse_ts_ms` reads digit strings directly, `Level`s / `BookView`s are built through their
 slots, and `apply_event` does in one call what the stream did in four (apply, stamp, crossed,
-best bid / ask check). `RefBook` below is the code before that change (per-entry `_tick_of` / `_size_of` /
+best bid / ask check), validating, setting the levels (no `_set_level` call per level) and stamping
+itself (no `stamp` call). `RefBook` below is the code before that change (per-entry `_tick_of` / `_size_of` /
 `_set_level`, `Level(_price(...))`, Decimal comparisons): random sequences of price changes
 (valid and junk), snapshots and tick changes, fed to both, through the books alone and through
 a `MarketStream` as wire frames, must leave both with the same state after every step: levels,
@@ -15,6 +16,7 @@ flags, and the same touched tokens.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,7 +24,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmm_widgets.book import _BID_SIDES, ONE, ZERO, BookError, OrderBook, _book_view, _level, _price, parse_ts_ms
+from pmm_widgets.book import (
+    _BID_SIDES,
+    ONE,
+    ZERO,
+    BookError,
+    OrderBook,
+    _book_view,
+    _level,
+    _price,
+    parse_ts_ms,
+    short,
+)
 from pmm_widgets.domain import BookView, Level
 from pmm_widgets.ticks import to_decimal
 from pmm_widgets.venue.market_stream import MarketStream
@@ -47,6 +60,31 @@ class RefBook(OrderBook):
             self._set_level(is_bid, t, s)
         self.version += 1
         return True
+
+    def _set_level(self, is_bid: bool, t: int, s: Decimal) -> None:
+        levels, ticks, lvs = ((self.bids, self._bid_ticks, self._bid_lv) if is_bid
+                              else (self.asks, self._ask_ticks, self._ask_lv))
+        if s:
+            i = bisect_left(ticks, t)
+            lv = Level(_price(self.tick_size, t), s)
+            if t in levels:
+                lvs[i] = lv
+            else:
+                ticks.insert(i, t)
+                lvs.insert(i, lv)
+            levels[t] = s
+        elif t in levels:
+            del levels[t]
+            i = bisect_left(ticks, t)
+            del ticks[i]
+            del lvs[i]
+
+    def stamp(self, hash_: str | None, venue_ts_ms: int | None, ts: float) -> None:
+        if hash_ is not None:
+            self.hash = short(hash_)
+        if venue_ts_ms is not None:
+            self.venue_ts_ms = venue_ts_ms
+        self.ts = ts
 
     def _parse_side(self, levels: Any) -> dict[int, Decimal]:
         out: dict[int, Decimal] = {}

@@ -14,6 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from strategy_helpers import book, make_market
 
+from pmm_widgets.book import BookNote, as_view
 from pmm_widgets.config import Params
 from pmm_widgets.domain import BookView, PublicTrade, Quote, Side
 from pmm_widgets.execution.latency_model import ConstantLatency
@@ -29,9 +30,9 @@ MODELS = ("intensity", "queue", "prob_queue")
 class FullPath(PaperExchange):
     """Every book update through the full path (the code before the fast path)."""
 
-    def observe_book(self, book: BookView) -> None:
-        self._books[book.token_id] = book
-        self._observe_book(book)
+    def observe_book(self, book: BookView | BookNote) -> None:
+        self._books.put(book)
+        self._observe_book(as_view(book))
 
 
 tok = st.sampled_from([0, 0, 0, 1, 2])  # y0 most often: our orders meet the books and prints there
