@@ -111,14 +111,10 @@ def test_a_part_whose_footer_cannot_be_written_is_written_again_not_published_co
     assert w.payload[:] == [f"r{i}" for i in range(10)] and not w.problems and not w.gaps
 
 
-def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memory_without_bound(tmp_path, caplog):
-    """The rows waiting for the writer thread had no bound: a writer stalled (a disk that hangs,
-    a reader stopped while holding the publish lock) grew the engine's memory until it died.
-    Beyond `max_queue_bytes` a row is now dropped on the loop, counted, said once and on the
-    status line, and the replay reports the hole as a gap."""
-    import logging
-
-    rec = Recorder(tmp_path, session="q1", rotate_sec=60, flush_sec=0.05, max_queue_bytes=20_000).start()
+def stalled_recorder(tmp_path, session):
+    """A recorder (queue bound 20 kB) whose writer, at its first write, waits for `release`
+    (`entered` set when it does): the rows after it queue up to the bound."""
+    rec = Recorder(tmp_path, session=session, rotate_sec=60, flush_sec=0.05, max_queue_bytes=20_000).start()
     entered, release = threading.Event(), threading.Event()
     real = rec._write
 
@@ -128,6 +124,17 @@ def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memor
         real(*a, **k)
 
     rec._write = stalled  # type: ignore[method-assign]
+    return rec, entered, release
+
+
+def test_a_writer_behind_drops_rows_counted_said_and_replayed_as_a_gap_not_memory_without_bound(tmp_path, caplog):
+    """The rows waiting for the writer thread had no bound: a writer stalled (a disk that hangs,
+    a reader stopped while holding the publish lock) grew the engine's memory until it died.
+    Beyond `max_queue_bytes` a row is now dropped on the loop, counted, said once and on the
+    status line, and the replay reports the hole as a gap."""
+    import logging
+
+    rec, entered, release = stalled_recorder(tmp_path, "q1")
     rec.frame(H0, 0, "first")
     assert entered.wait(30)  # the writer took it, and stalls in its write
     assert rec.health() == ""  # (a write may take a moment)
@@ -397,16 +404,7 @@ def test_rows_lost_at_the_end_of_a_session_are_said_by_channel_when_it_closes(tm
                 raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(recording.pq, "ParquetWriter", UniverseFooterFails)
-    rec = Recorder(tmp_path, session="e1", rotate_sec=60, flush_sec=0.05, max_queue_bytes=20_000).start()
-    entered, release = threading.Event(), threading.Event()
-    real_write = rec._write
-
-    def stalled(*a, **k):
-        entered.set()
-        release.wait(30)
-        real_write(*a, **k)
-
-    rec._write = stalled  # type: ignore[method-assign]
+    rec, entered, release = stalled_recorder(tmp_path, "e1")
     rec.frame(H0, 0, "first")
     assert entered.wait(30)  # the writer stalls in its write: the rows below queue up to the bound
     sent = collections.Counter({"market": 1})
