@@ -681,6 +681,14 @@ class Recorder:
         sizes = {name: sum(_size(f) for f in fs) for name, fs in files.items()}
         total = sum(sizes.values())
         deleted: list[str] = []
+
+        def kept(name: str, why: str) -> None:
+            """Said once per hour: the budget skips it this round, a later round deletes it."""
+            if name not in self._leased_said:
+                self._leased_said.add(name)
+                log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: hour %s (%.1f MB) kept for now: %s",
+                            self.max_bytes / 1e9, name, sizes[name] / 1e6, why)
+
         for p in hours:
             if total <= self.max_bytes:
                 break
@@ -688,20 +696,12 @@ class Recorder:
                 continue
             busy = found[p.name][1]
             if busy is not None:  # another recorder's open hour (two engines, one PMM_RECORD_DIR)
-                if p.name not in self._leased_said:
-                    self._leased_said.add(p.name)
-                    log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: hour %s (%.1f MB) kept for now: %s is "
-                                "being written (another recorder in this folder); deleted once it is closed",
-                                self.max_bytes / 1e9, p.name, sizes[p.name] / 1e6, busy.name)
+                kept(p.name, f"{busy.name} is being written (another recorder in this folder); deleted once it is closed")
                 continue
             try:
                 lease = hour_lease(p, exclusive=True)
             except HourLeased:
-                if p.name not in self._leased_said:
-                    self._leased_said.add(p.name)
-                    log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: hour %s (%.1f MB) kept for now: a replay "
-                                "is reading it; deleted once it is done", self.max_bytes / 1e9, p.name,
-                                sizes[p.name] / 1e6)
+                kept(p.name, "a replay is reading it; deleted once it is done")
                 continue
             except OSError:
                 lease = None  # (not lockable: deleted as before)
