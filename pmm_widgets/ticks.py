@@ -7,8 +7,9 @@ these helpers, which work in Decimal and integer ticks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 ALLOWED_TICKS = tuple(Decimal(t) for t in ("0.1", "0.01", "0.005", "0.0025", "0.001", "0.0001"))
 ALLOWED_TICK_SET = frozenset(ALLOWED_TICKS)  # the SDK's TickSize literal (docs list 4; the SDK wins)
@@ -67,21 +68,28 @@ def on_grid(price: Decimal, tick: Decimal) -> bool:
     return (price / tick) == (price / tick).to_integral_value()
 
 
-@lru_cache(maxsize=4096)
-def _valid_price(price: Decimal, tick: Decimal) -> bool:
-    return on_grid(price, tick) and tick <= price <= 1 - tick
+def _memo_of_finite_decimals(fn: Callable[..., bool]) -> Callable[..., bool]:
+    """`fn` (a bool of Decimal values alone) memoized by value when every argument is a finite
+    Decimal (Decimal equality and hashing are by value; the default context); anything else (a
+    NaN, an infinity, another type) is computed each time, so it fails exactly as it did. The
+    grid checks' one memo: the guard and the venue rules ask them for every quote, and the
+    values repeat (a grid has at most 1 / tick prices; sizes are the quote size, lots)."""
+    cached = lru_cache(maxsize=4096)(fn)
+
+    @wraps(fn)
+    def call(*args: Decimal) -> bool:
+        for a in args:
+            if type(a) is not Decimal or not a.is_finite():
+                return fn(*args)
+        return cached(*args)
+
+    return call
 
 
+@_memo_of_finite_decimals
 def valid_price(price: Decimal, tick: Decimal) -> bool:
-    """What the venue accepts: on the grid and within [tick, 1 - tick].
-
-    Memoized by value for finite Decimals (the guard and the venue rules ask it for every quote,
-    and the prices repeat: a grid has at most 1 / tick of them): the answer depends on the values
-    only (Decimal equality and hashing are by value; the default context). Anything else (a NaN,
-    an infinity, another type) is computed each time, so it fails exactly as it did."""
-    if type(price) is Decimal and type(tick) is Decimal and price.is_finite() and tick.is_finite():
-        return _valid_price(price, tick)
-    return _valid_price.__wrapped__(price, tick)
+    """What the venue accepts: on the grid and within [tick, 1 - tick] (memoized by value)."""
+    return on_grid(price, tick) and tick <= price <= 1 - tick
 
 
 def clamp_price(price: Decimal, tick: Decimal) -> Decimal:
@@ -93,14 +101,7 @@ def floor_size(size: Decimal, step: Decimal = Decimal("0.01")) -> Decimal:
     return (size / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
-@lru_cache(maxsize=4096)
-def _on_size_grid(size: Decimal) -> bool:
-    return floor_size(size) == size
-
-
+@_memo_of_finite_decimals
 def on_size_grid(size: Decimal) -> bool:
-    """`floor_size(size) == size` (on the 0.01 size grid), memoized by value for finite Decimals
-    like `valid_price` (sizes repeat: the quote size, min sizes, inventory lots)."""
-    if type(size) is Decimal and size.is_finite():
-        return _on_size_grid(size)
-    return _on_size_grid.__wrapped__(size)
+    """`floor_size(size) == size` (on the 0.01 size grid; memoized by value)."""
+    return floor_size(size) == size
