@@ -493,9 +493,9 @@ def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.
             digest.add(pay, span)
         else:  # one row group at a time: what is checked is not held
             lengths = np.zeros(md.num_rows, np.int64)
-            if rows is not None:
-                span = np.zeros(md.num_rows, np.bool_)
-                span[rows] = (ts >= lo) & (ts <= hi)
+            if rows is not None:  # (`span` over the file's rows: the dropped ones are not kept)
+                span, kept = np.zeros(md.num_rows, np.bool_), span
+                span[rows] = kept
             starts = np.cumsum([0, *sizes])
             for g in (g for g, n in enumerate(need) if n):
                 col = pf.read_row_group(g, columns=["payload"]).column("payload")
