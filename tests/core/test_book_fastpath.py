@@ -322,3 +322,33 @@ def test_any_grid_prices_levels_like_the_reference(tick: str) -> None:
         finally:
             book_mod._GRIDS.clear()
             book_mod._GRIDS.update(saved)
+
+
+def ref_books_of(stream: MarketStream, changes: list) -> list:
+    """`_on_price_change`'s grouping before runs (issue 15, fourth pass): a dict per message, then
+    `_book` per token in order of first appearance."""
+    by_asset: dict[str, list] = {}
+    for ch in changes:
+        by_asset.setdefault(ch.asset_id, []).append(ch)
+    return [(stream._book(a), chs) for a, chs in by_asset.items()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C", "R", "U"]), st.integers(0, 3)), max_size=8))
+def test_grouping_by_runs_equals_the_dict_grouping(spec: list) -> None:
+    """Entries grouped by runs of one token (`MarketStream._books_of`) give the dict's groups, in
+    the same order, with the same books; a token never subscribed refuses the message alike (the
+    same message), a retired one ("R") has no book; tokens back after another's run included."""
+    books = {a: OrderBook(a, "m", Decimal("0.01")) for a in ("A", "B", "C")}
+    s = MarketStream("ws://x", None, books)  # type: ignore[arg-type]
+    s._retired = {"R"}
+    changes = [PriceChange(a, "0.5", str(k), "BUY") for a, k in spec]
+    try:
+        want: Any = [(b, [id(c) for c in chs]) for b, chs in ref_books_of(s, changes)]
+    except Exception as exc:  # noqa: BLE001 - compared below
+        want = (type(exc), str(exc))
+    try:
+        got: Any = [(b, [id(c) for c in chs]) for b, chs in s._books_of(changes)]
+    except Exception as exc:  # noqa: BLE001
+        got = (type(exc), str(exc))
+    assert got == want
