@@ -177,6 +177,12 @@ class LatestBooks(Mapping[str, BookView]):
     def put(self, book: BookNote | BookView) -> None:
         self._latest[book.token_id] = book
 
+    @property
+    def latest(self) -> dict[str, BookNote | BookView]:
+        """The store itself (token -> what was handed): `put` is `latest[book.token_id] = book`,
+        for a caller that stores a book per frame without a call (the paper exchange)."""
+        return self._latest
+
     @overload
     def get(self, token_id: str, /) -> BookView | None: ...
 

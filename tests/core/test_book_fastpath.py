@@ -352,3 +352,44 @@ def test_grouping_by_runs_equals_the_dict_grouping(spec: list) -> None:
     except Exception as exc:  # noqa: BLE001
         got = (type(exc), str(exc))
     assert got == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.none(), st.sampled_from(["", "0", "1e3", " 12", "abc", "9" * 15]),
+                 st.integers(1_796_033_200_000, 1_796_033_400_000).map(str)),
+       st.integers(1_796_033_200_000, 1_796_033_400_000), st.sampled_from([0, 1, 2]),
+       st.floats(1_796_033_200.0, 1_796_033_400.0))
+def test_price_change_timestamp_inline_equals_ts(v: str | None, vmax: int, boundary: int, now: float) -> None:
+    """`_on_price_change` reads a digit timestamp inline (no `_ts` call) when it can be neither
+    clamped nor past the next venue minute: the same timestamp, clamping, latest venue
+    timestamp, minute boundary and minute-hook calls as `_ts` (an event without entries: only
+    the timestamp is read)."""
+    from pmm_widgets.venue.wire import PriceChangeEvent
+
+    streams, hooks = [], []
+    for _ in range(2):
+        s = MarketStream("ws://x", None, {})  # type: ignore[arg-type]
+        s._venue_max_ms = vmax
+        s._boundary_ms = (0, vmax - vmax % 60_000 + 60_000, vmax + 1)[boundary]
+        got: list[int] = []
+        s.on_venue_minute = got.append
+        streams.append(s)
+        hooks.append(got)
+    try:
+        want: Any = streams[0]._ts(v, now)
+    except Exception as exc:  # noqa: BLE001 - compared below
+        want = type(exc)
+    seen: list[int] = []
+    streams[1]._ts = lambda v_, now_: seen.append(1) or MarketStream._ts(streams[1], v_, now_)  # type: ignore[method-assign]
+    try:
+        streams[1]._on_price_change(PriceChangeEvent(price_changes=[], timestamp=v), now, set())
+        got_exc: Any = None
+    except Exception as exc:  # noqa: BLE001
+        got_exc = type(exc)
+    if not isinstance(want, tuple):
+        assert got_exc is want
+    else:
+        assert got_exc is None
+    for attr in ("_venue_max_ms", "_boundary_ms"):
+        assert getattr(streams[0], attr) == getattr(streams[1], attr)
+    assert hooks[0] == hooks[1]
