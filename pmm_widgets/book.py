@@ -85,11 +85,23 @@ def _level(price: Decimal, size: Decimal) -> Level:
     return lv
 
 
-def _same_level(old: Level | None, price: Decimal, size: Decimal) -> Level:
-    """`old` when it holds these very objects (the same price and size, spelled the same), else a new Level."""
-    if old is not None and old.size is size and old.price is price:
-        return old
-    return _level(price, size)
+def _levels(ticks: list[int], sizes: dict[int, Decimal], grid: list[Decimal], old: dict[int, Level]) -> list[Level]:
+    """The `Level`s of `ticks` (sizes from `sizes`, prices from `grid`), a snapshot's side: the old
+    `Level` of a tick when it holds these very objects (a level the snapshot repeats keeps it),
+    else a new one; no call per level (~20 levels a side)."""
+    out: list[Level] = []
+    append = out.append
+    for t in ticks:
+        s, p = sizes[t], grid[t]
+        o = old.get(t)
+        if o is not None and o.size is s and o.price is p:  # (an old level of another grid: another price)
+            append(o)
+        else:
+            lv = _new(Level)
+            _set_price(lv, p)
+            _set_size(lv, s)
+            append(lv)
+    return out
 
 
 def _book_view(token_id: str, market: str, bids: tuple[Level, ...], asks: tuple[Level, ...], tick_size: Decimal,
@@ -164,6 +176,12 @@ class LatestBooks(Mapping[str, BookView]):
 
     def put(self, book: BookNote | BookView) -> None:
         self._latest[book.token_id] = book
+
+    @property
+    def latest(self) -> dict[str, BookNote | BookView]:
+        """The store itself (token -> what was handed): `put` is `latest[book.token_id] = book`,
+        for a caller that stores a book per frame without a call (the paper exchange)."""
+        return self._latest
 
     @overload
     def get(self, token_id: str, /) -> BookView | None: ...
@@ -349,21 +367,14 @@ class OrderBook:
         `_tick_of` / `_size_of` are read first (only a miss calls them, the same validation then)
         and levels are priced from the grid list (`_grid`, the same Decimals as `_price`).
         tests/core/test_book_fastpath.py checks it against the code before over random sequences."""
-        sides, px, sizes = _BID_SIDES, self._px, _SIZES
+        px, sizes = self._px, _SIZES
         parsed: list[tuple[bool, int, Decimal]] = []
         try:
             for e in entries:
-                is_bid = sides.get(e.side)
-                if is_bid is None:
-                    raise BookError(f"unknown side {e.side[:20]!r}")
-                price, size = e.price, e.size
-                t = px.get(price)  # `_level_of`, inline
-                if t is None:
-                    t = self._tick_of(price)
-                sz = sizes.get(size) if type(size) is str else None
-                if sz is None:
-                    sz = self._size_of(size)
-                parsed.append((is_bid, t, sz))
+                try:  # the three caches, read by subscript (a miss, or an unknown side: `_entry`)
+                    parsed.append((_BID_SIDES[e.side], px[e.price], sizes[e.size]))
+                except KeyError:
+                    parsed.append(self._entry(e))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return -1
@@ -375,8 +386,10 @@ class OrderBook:
             else:
                 levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
             if s:
+                lv = _new(Level)  # `_level`, inline
+                _set_price(lv, grid[t] if grid else _price(tick, t))
+                _set_size(lv, s)
                 i = bisect_left(ticks, t)
-                lv = _level(grid[t] if grid else _price(tick, t), s)
                 if t in levels:
                     lvs[i] = lv
                 else:
@@ -390,7 +403,7 @@ class OrderBook:
                 del lvs[i]
         self.version += 1
         if hash_ is not None:
-            self.hash = short(hash_)
+            self.hash = hash_ if type(hash_) is str and len(hash_) <= MAX_ID_CHARS else short(hash_)
         if venue_ts_ms is not None:
             self.venue_ts_ms = venue_ts_ms
         self.ts = ts
@@ -403,10 +416,22 @@ class OrderBook:
         bb, ba = last.best_bid, last.best_ask
         if not bb or not ba:
             return 0
-        try:
-            return 0 if self.agrees_bbo(bb, ba) else 1
-        except (InvalidOperation, ValueError):
-            return 0
+        try:  # `agrees_bbo`'s tick comparison, inline: both texts seen as level prices of this book
+            tb, ta = px[bb], px[ba]
+        except KeyError:
+            try:
+                return 0 if self.agrees_bbo(bb, ba) else 1
+            except (InvalidOperation, ValueError):
+                return 0
+        return 0 if bt and at and bt[-1] == tb and at[0] == ta else 1
+
+    def _entry(self, e: LevelChange) -> tuple[bool, int, Decimal]:
+        """(is bid, tick, size) of one entry, validated (`apply_event` on a cache miss); BookError if refused."""
+        is_bid = _BID_SIDES.get(e.side)
+        if is_bid is None:
+            raise BookError(f"unknown side {e.side[:20]!r}")
+        t, s = self._level_of(e.price, e.size)
+        return is_bid, t, s
 
     def agrees_bbo(self, best_bid: str, best_ask: str) -> bool:
         """Whether the venue's best bid / ask after a change (decimal texts; 0 / 1 mean an empty
@@ -470,9 +495,13 @@ class OrderBook:
 
     def _parse_side(self, levels: Sequence[PriceLevel]) -> dict[int, Decimal]:
         out: dict[int, Decimal] = {}
-        level_of = self._level_of
+        px, sizes = self._px, _SIZES
         for lv in levels:
-            t, s = level_of(lv.price, lv.size)
+            price, size = lv.price, lv.size
+            try:  # both caches by subscript; a miss validates (`_level_of`)
+                t, s = px[price], sizes[size]
+            except KeyError:
+                t, s = self._level_of(price, size)
             if s:
                 out[t] = s
             else:
@@ -521,8 +550,8 @@ class OrderBook:
         self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
         grid = _GRIDS.get(tick) or _grid(tick)
         if grid:
-            self._bid_lv = [_same_level(old_bids.get(t), grid[t], bids[t]) for t in self._bid_ticks]
-            self._ask_lv = [_same_level(old_asks.get(t), grid[t], asks[t]) for t in self._ask_ticks]
+            self._bid_lv = _levels(self._bid_ticks, bids, grid, old_bids)
+            self._ask_lv = _levels(self._ask_ticks, asks, grid, old_asks)
         else:
             self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
             self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]

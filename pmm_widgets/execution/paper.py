@@ -125,6 +125,7 @@ class PaperExchange:
         self._seq = 0
         self._markets: dict[str, Market] = {}  # token id → market
         self._books = LatestBooks()  # each token's latest book we were told of, a view when read
+        self._latest = self._books.latest  # its store: `observe_book` puts without a call
         self._orders: dict[str, Order] = {}  # our open orders, in placement order
         self._by_token: dict[str, dict[str, Order]] = {}  # the same, per token
         self._known: dict[str, Order] = {}  # every order with a copy at the venue or a fill on its way
@@ -394,7 +395,7 @@ class PaperExchange:
     def observe_book(self, book: BookView | BookNote) -> None:
         """A book update: a `BookNote` (the market data's listeners: its view is built only if
         something reads it, see `LatestBooks`) or a `BookView` (the quote cycle's)."""
-        self._books.put(book)
+        self._latest[book.token_id] = book  # `self._books.put(book)`, inline
         if not (self._entering or self._notices) and self.params.paper_fill_model == self._spec.name:
             # The hot path (every changed book, every frame): when no order is entering and no
             # fill notice waiting, and the model is the one built (no rebuild due), what follows

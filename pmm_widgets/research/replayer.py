@@ -114,7 +114,10 @@ class ReplayStream(MarketStream):
         self._retired = (set(self._conn_of) - set(assets)) | self.ignored
 
     def is_live(self, token_id: str) -> bool:
-        return MarketStream.is_live(self, token_id) if self.tracking else True
+        if not self.tracking:
+            return True
+        c = self._conn_of.get(token_id)  # `MarketStream.is_live`, inline (every touched book of every frame)
+        return c is not None and c.ws is not None
 
     def request_resync(self, tokens: Iterable[str]) -> None:
         return None  # the recording holds the snapshots the live stream fetched

@@ -157,12 +157,13 @@ class MarketData:
         if not listeners:
             return
         now = self.clock()  # one frame: one instant
-        books, is_stale = self.books, self.is_stale
+        books, is_live, stale_sec = self.books, self.stream.is_live, self.stale_sec
         for t in tokens:
             b = books.get(t)
             if b is None or not b.synced:
                 continue
-            n = b.note(is_stale(b, now))
+            # `is_stale(b, now)`, inline (a synced book; `t` is its token): one call less per book
+            n = b.note(b.needs_resync or not is_live(t) or now - b.ts > stale_sec)
             for fn in listeners:
                 try:
                     fn(n)

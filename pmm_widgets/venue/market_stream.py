@@ -373,8 +373,19 @@ class MarketStream:
         if decoded.error is not None:
             self._bad(decoded.error, conn)
             return
+        # `_handle_event` per event, its common case inline (a decoded event we handle: one call
+        # less per event); anything else (a refused or unused event) goes through it
+        stats, handlers = self.stats, self._handlers
         for ev in decoded.events:
-            self._handle_event(ev, now, touched, conn)
+            handler = handlers.get(type(ev))
+            if handler is None:
+                self._handle_event(ev, now, touched, conn)
+                continue
+            stats.events += 1
+            try:
+                handler(ev, now, touched)
+            except Exception as exc:  # noqa: BLE001 - as in `_handle_event`
+                self._event_failed(ev, exc, conn)
 
     # ------------------------------------------------------------------ holding the books still
     # Why: the engine's quote cycle yields to the event loop (issue 12: no 30 ms block at 500
@@ -505,8 +516,12 @@ class MarketStream:
         try:
             handler(ev, now, touched)
         except Exception as exc:  # noqa: BLE001 - BadMessage, or any other refusal of hostile input
-            what = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {str(exc)[:80]}"
-            self._bad(f"{ev.__struct_config__.tag}: {what}", conn, self._tokens_of(ev))
+            self._event_failed(ev, exc, conn)
+
+    def _event_failed(self, ev: Any, exc: Exception, conn: _Conn | None) -> None:
+        """A handler refused a decoded event: counted, logged, its tokens reloaded."""
+        what = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {str(exc)[:80]}"
+        self._bad(f"{ev.__struct_config__.tag}: {what}", conn, self._tokens_of(ev))
 
     def _tokens_of(self, ev: Any) -> set[str]:
         """The subscribed tokens a decoded event names (its asset_id, or those of its price changes)."""
@@ -555,16 +570,18 @@ class MarketStream:
             self._distrust(b)
 
     def _on_price_change(self, ev: PriceChangeEvent, now: float, touched: set[str]) -> None:
-        ts, clamped = self._ts(ev.timestamp, now)
-        by_asset: dict[str, list[PriceChange]] = {}
-        for ch in ev.price_changes:
-            chs = by_asset.get(ch.asset_id)
-            if chs is None:
-                by_asset[ch.asset_id] = [ch]
-            else:
-                chs.append(ch)
-        book = self._book
-        books = [(book(a), chs) for a, chs in by_asset.items()]  # unknown token: whole message refused
+        v = ev.timestamp
+        ts = int(v) if type(v) is str and 0 < len(v) <= 14 and v.isascii() and v.isdigit() else 0
+        vmax = self._venue_max_ms
+        if 0 < ts < self._boundary_ms and (ts <= vmax + FUTURE_SKEW_MS or ts <= int(now * 1000) + FUTURE_SKEW_MS):
+            # `_ts`'s common case, inline (a digit timestamp before the next venue minute that
+            # cannot be clamped): the same answer and the same update of the latest timestamp
+            clamped = False
+            if ts > vmax:
+                self._venue_max_ms = ts
+        else:
+            ts, clamped = self._ts(v, now)
+        books = self._books_of(ev.price_changes)  # unknown token: whole message refused
         for b, chs in books:
             if b is None or not b.synced:
                 continue  # a snapshot is on its way
@@ -579,6 +596,46 @@ class MarketStream:
             touched.add(b.token_id)
             if r or clamped:  # crossed, or not the venue's best bid / ask after the change
                 self._distrust(b)
+
+    def _books_of(self, changes: list[PriceChange]) -> list[tuple[OrderBook | None, list[PriceChange]]]:
+        """The entries of a `price_change` grouped by token, tokens in order of first appearance,
+        each with its book (`_book`: None for a token unsubscribed a moment ago; BadMessage for
+        one we never asked for, before any book changes). Why not a dict per message: the venue
+        sends each token's entries together (both tokens of a market, one after the other), so
+        the groups are runs of one token, cut where the token changes; a token that comes back
+        after another one's run (never seen from the venue) takes the general grouping."""
+        books, retired = self.books, self._retired
+        out: list[tuple[OrderBook | None, list[PriceChange]]] = []
+        seen: list[str] = []
+        cur: list[PriceChange] = []
+        a = None
+        for ch in changes:
+            x = ch.asset_id
+            if x == a:
+                cur.append(ch)
+                continue
+            if x in seen:  # a token's second run: group as a dict would (rare; the same result)
+                return self._books_of_grouped(changes)
+            a = x
+            seen.append(x)
+            b = books.get(x)  # `_book`, inline
+            if b is None and x not in retired:
+                raise BadMessage(f"unknown token {x[:20]!r}")
+            cur = [ch]
+            out.append((b, cur))
+        return out
+
+    def _books_of_grouped(self, changes: list[PriceChange]) -> list[tuple[OrderBook | None, list[PriceChange]]]:
+        """`_books_of` for entries of one token in more than one run: grouped by a dict."""
+        by_asset: dict[str, list[PriceChange]] = {}
+        for ch in changes:
+            chs = by_asset.get(ch.asset_id)
+            if chs is None:
+                by_asset[ch.asset_id] = [ch]
+            else:
+                chs.append(ch)
+        book = self._book
+        return [(book(a), chs) for a, chs in by_asset.items()]
 
     def _on_tick_size_change(self, ev: TickSizeChangeEvent, now: float, touched: set[str]) -> None:
         b = self._book(ev.asset_id)
@@ -632,10 +689,13 @@ class MarketStream:
         timestamp beyond `_ref_ms` + FUTURE_SKEW_MS is clamped to that: such a frame is suspect and
         its book is reloaded (a freeze of at most one REST round trip, not for the rest of the
         process). BadMessage for a non-number, NaN, infinity, negative or absurd one."""
-        try:
-            ts = parse_ts_ms(v)
-        except BookError as exc:
-            raise BadMessage(str(exc)) from None
+        if type(v) is str and 0 < len(v) <= 14 and v.isascii() and v.isdigit():
+            ts = int(v)  # `parse_ts_ms`'s common case, inline (one call less per event)
+        else:
+            try:
+                ts = parse_ts_ms(v)
+            except BookError as exc:
+                raise BadMessage(str(exc)) from None
         if ts > self._venue_max_ms + FUTURE_SKEW_MS and ts > int(now * 1000) + FUTURE_SKEW_MS:
             # only then can it be beyond the cap (`_ref_ms` is the max of those two and the venue
             # clock's): the venue clock is asked on this path only

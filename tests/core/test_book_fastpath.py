@@ -322,3 +322,74 @@ def test_any_grid_prices_levels_like_the_reference(tick: str) -> None:
         finally:
             book_mod._GRIDS.clear()
             book_mod._GRIDS.update(saved)
+
+
+def ref_books_of(stream: MarketStream, changes: list) -> list:
+    """`_on_price_change`'s grouping before runs (issue 15, fourth pass): a dict per message, then
+    `_book` per token in order of first appearance."""
+    by_asset: dict[str, list] = {}
+    for ch in changes:
+        by_asset.setdefault(ch.asset_id, []).append(ch)
+    return [(stream._book(a), chs) for a, chs in by_asset.items()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C", "R", "U"]), st.integers(0, 3)), max_size=8))
+def test_grouping_by_runs_equals_the_dict_grouping(spec: list) -> None:
+    """Entries grouped by runs of one token (`MarketStream._books_of`) give the dict's groups, in
+    the same order, with the same books; a token never subscribed refuses the message alike (the
+    same message), a retired one ("R") has no book; tokens back after another's run included."""
+    books = {a: OrderBook(a, "m", Decimal("0.01")) for a in ("A", "B", "C")}
+    s = MarketStream("ws://x", None, books)  # type: ignore[arg-type]
+    s._retired = {"R"}
+    changes = [PriceChange(a, "0.5", str(k), "BUY") for a, k in spec]
+    try:
+        want: Any = [(b, [id(c) for c in chs]) for b, chs in ref_books_of(s, changes)]
+    except Exception as exc:  # noqa: BLE001 - compared below
+        want = (type(exc), str(exc))
+    try:
+        got: Any = [(b, [id(c) for c in chs]) for b, chs in s._books_of(changes)]
+    except Exception as exc:  # noqa: BLE001
+        got = (type(exc), str(exc))
+    assert got == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.none(), st.sampled_from(["", "0", "1e3", " 12", "abc", "9" * 15]),
+                 st.integers(1_796_033_200_000, 1_796_033_400_000).map(str)),
+       st.integers(1_796_033_200_000, 1_796_033_400_000), st.sampled_from([0, 1, 2]),
+       st.floats(1_796_033_200.0, 1_796_033_400.0))
+def test_price_change_timestamp_inline_equals_ts(v: str | None, vmax: int, boundary: int, now: float) -> None:
+    """`_on_price_change` reads a digit timestamp inline (no `_ts` call) when it can be neither
+    clamped nor past the next venue minute: the same timestamp, clamping, latest venue
+    timestamp, minute boundary and minute-hook calls as `_ts` (an event without entries: only
+    the timestamp is read)."""
+    from pmm_widgets.venue.wire import PriceChangeEvent
+
+    streams, hooks = [], []
+    for _ in range(2):
+        s = MarketStream("ws://x", None, {})  # type: ignore[arg-type]
+        s._venue_max_ms = vmax
+        s._boundary_ms = (0, vmax - vmax % 60_000 + 60_000, vmax + 1)[boundary]
+        got: list[int] = []
+        s.on_venue_minute = got.append
+        streams.append(s)
+        hooks.append(got)
+    try:
+        want: Any = streams[0]._ts(v, now)
+    except Exception as exc:  # noqa: BLE001 - compared below
+        want = type(exc)
+    seen: list[int] = []
+    streams[1]._ts = lambda v_, now_: seen.append(1) or MarketStream._ts(streams[1], v_, now_)  # type: ignore[method-assign]
+    try:
+        streams[1]._on_price_change(PriceChangeEvent(price_changes=[], timestamp=v), now, set())
+        got_exc: Any = None
+    except Exception as exc:  # noqa: BLE001
+        got_exc = type(exc)
+    if not isinstance(want, tuple):
+        assert got_exc is want
+    else:
+        assert got_exc is None
+    for attr in ("_venue_max_ms", "_boundary_ms"):
+        assert getattr(streams[0], attr) == getattr(streams[1], attr)
+    assert hooks[0] == hooks[1]
