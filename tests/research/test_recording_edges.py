@@ -167,6 +167,21 @@ def test_a_file_every_row_of_which_is_dropped_is_a_gap_not_a_crash(tmp_path, mon
     assert "3 of 3 rows dropped" in said.message
 
 
+def test_a_channels_file_every_row_of_which_is_dropped_is_a_gap_on_both_sides_of_what_is_left(tmp_path, monkeypatch):
+    """Session a's market rows all dropped (seqs 1, 2, 4), its engine row (seq 3) read: the rows lost
+    before and after it are not holes between two rows read; where each was is unknown (no kept row
+    of their file): a gap before the session's row and one after it, each of an unknown number."""
+    _session(tmp_path, "a", H0 + 10, n=3)
+    _session(tmp_path, "b", H0 + 100)
+    fa = _market(tmp_path, "a")
+    _null(fa, "ts", [0, 1, 2])
+    w = _windows(tmp_path, monkeypatch)
+    assert w.session[:2] == ["a", "b"] and w.kind[0] == "cycle"
+    assert {k: (g.session, g.missing_rows, g.files) for k, g in w.gap_before.items()} == {
+        0: ("a", -1, (str(fa),)), 1: ("a", -1, (str(fa),))}  # before a's row, and before b's first
+    assert sum(p.file == str(fa) and "an unknown number of rows missing" in p.message for p in w.problems) == 2
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 def test_no_delta_of_the_next_session_is_applied_across_a_row_dropped_at_a_sessions_end(tmp_path, monkeypatch, lazy):
     """Two sessions of one feed (an import's; no engine `start`: the books carry over from one to
