@@ -76,7 +76,9 @@ def _usable_rows(t: pa.Table) -> tuple[np.ndarray | None, str | None]:
     rows are dropped: one null `ts` used to skip its whole file (an hour of a channel). Their `seq`
     is missing from the session's sequence then (a null `seq`'s too: its neighbours' seqs are one
     apart no more), so the window reports a `Gap` there and the replay resets the books, as for a
-    lost file: no delta is applied across the rows dropped."""
+    lost file: no delta is applied across the rows dropped. Rows dropped before the session's first
+    row read or after its last leave no hole between two rows read: `_lost_at_edges` counts them,
+    and the window puts their gap at that edge."""
     bad: np.ndarray | None = None
     said = []
     for c in _NOT_NULL:
@@ -94,6 +96,46 @@ def _usable_rows(t: pa.Table) -> tuple[np.ndarray | None, str | None]:
         return None, None
     return (np.nonzero(~bad)[0], f"rows without {', '.join(said)}: {int(bad.sum())} of {t.num_rows} rows "
             f"dropped, the rest read (a gap where they were)")
+
+
+def _lost_at_edges(seqs: np.ndarray, kept: np.ndarray, n: int, present: np.ndarray) -> tuple[int, int]:
+    """How many of a file's dropped rows (`_usable_rows`: its `n` rows but those at `kept`, whose
+    seqs are `seqs`) lie before the first row read of their session, and how many after its last
+    (`present`: the session's seqs read, sorted); -1: some, how many unknown (a run of dropped rows
+    with no kept row of its file on either side). A run between two kept rows of its file is a hole
+    in the session's sequence between their seqs: a `Gap` already. A run at the file's start lies
+    before its next kept row's seq (at its end, after its last's), maybe before the session's first
+    row read (after its last): its rows are taken to be the holes the session shows on that side of
+    that seq as far as there are enough of them (a dropped row's seq may be null: where it was is not
+    known closer than that); the rest are counted here."""
+    drop = np.ones(n, np.bool_)
+    drop[kept] = False
+    lo, hi = (int(present[0]), int(present[-1])) if len(present) else (0, -1)
+
+    def holes(a: int, b: int) -> int:  # seqs in [a, b] no row read has
+        if b < a:
+            return 0
+        there = int(np.searchsorted(present, b, side="right") - np.searchsorted(present, a, side="left"))
+        return max(0, b - a + 1 - there)
+
+    before = after = 0
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], drop.astype(np.int8), [0]))))
+    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):  # runs of dropped rows: [a, b)
+        j = int(np.searchsorted(kept, a))
+        prev = int(seqs[j - 1]) if j > 0 else None
+        nxt = int(seqs[j]) if j < len(kept) else None
+        if prev is not None and nxt is not None:
+            continue
+        rest = (b - a) - holes(lo if prev is None else prev + 1, hi if nxt is None else nxt - 1)
+        if rest <= 0:
+            continue
+        if prev is None and nxt is None:
+            before = after = -1
+        elif prev is None:
+            before = -1 if before < 0 else before + rest
+        else:
+            after = -1 if after < 0 else after + rest
+    return before, after
 
 
 def parse_time(text: str | float | dt.datetime) -> float:
@@ -193,7 +235,8 @@ class Window:
     # (ts, channel index, kind, payload) of the last universe and of the engine's start, parameter
     # changes, strategies and venue clock since that start
     preamble: list[tuple[float, int, str, str | None]] = field(default_factory=list)
-    tail_gaps: list[Gap] = field(default_factory=list)  # a dead writer's lost rows after the last row read
+    # rows lost after the last row read (a dead writer's, rows dropped), or at a row another gap is before
+    tail_gaps: list[Gap] = field(default_factory=list)
     # per file that gave the window rows (the preamble's not included: it is in `preamble`), what it gave;
     # a file read whose rows all lie outside the span (a later session's part in the same hour) is not here
     sources: list[FileUse] = field(default_factory=list)
@@ -321,6 +364,19 @@ def _lost_after(f: Path, m: re.Match[str], done: Sequence[Path], t1: float) -> b
             if last is not None and last > t1:
                 return True
     return False
+
+
+def _file_start(f: str) -> float:
+    """The earliest time a row of file `f` may have: its hour's start."""
+    return hour_start(Path(f).parent.name) or 0.0
+
+
+def _file_end(f: str) -> float:
+    """The latest time a lost row of file `f` may have: an unclosed part's last write (its mtime),
+    a closed file's hour's end."""
+    if f.endswith(OPEN_SUFFIX):
+        return os.path.getmtime(f)
+    return _file_start(f) + 3600.0
 
 
 def _footer_rows(f: Path) -> int | None:
@@ -828,9 +884,9 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     kind_c: list[pa.Array] = []  # the text columns stay Arrow chunks: only the rows kept become str
     pay_c: list[pa.Array] = []
     for ses, ch, t in parts:
-        if ses not in sessions:
-            sessions.append(ses)
         n = t.num_rows
+        if n and ses not in sessions:  # (a file every row of which was dropped gives its session none)
+            sessions.append(ses)
         seq_l.append(t.column("seq").to_numpy())
         ts_l.append(t.column("ts").to_numpy())
         ch_l.append(np.full(n, ch, np.int8))
@@ -838,7 +894,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
         kind_c.extend(t.column("kind").chunks)
         if not lazy:
             pay_c.extend(t.column("payload").chunks)
-        ses_l.append(np.full(n, sessions.index(ses), np.int32))
+        ses_l.append(np.full(n, sessions.index(ses) if n else -1, np.int32))
     seq = np.concatenate(seq_l)
     ts = np.concatenate(ts_l)
     ch_a = np.concatenate(ch_l)
@@ -867,21 +923,43 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
             continue
         last_at = i + 1
         gap_at[last_at] = Gap(s, float(ts[i]), float(ts[i + 1]), missing, tuple(bad_by_session.get(s, ())))
-    # a dead writer's unclosed parts: the rows after the session's last readable one are lost
-    tail_gaps: list[Gap] = []
+    # rows lost at a session's edges, where no hole between two rows read shows them: a dead writer's
+    # unclosed parts (after its last row read), rows dropped (`_usable_rows`) before its first or after
+    # its last: their gap is before the session's first row, or before the row after its last
+    edge: dict[tuple[str, bool], tuple[int, list[str]]] = {}  # (session, after its last?) -> rows (-1: unknown), files
+
+    def lose(s: str, at_end: bool, rows: int, f: str) -> None:
+        n, fs = edge.get((s, at_end), (0, []))
+        edge[(s, at_end)] = (-1 if rows < 0 or n < 0 else n + rows, [*fs, f])
+
     for s, lost in unclosed.items():
+        for name in lost:
+            lose(s, True, -1, name)
+    for (s, _, t), name, kept, sizes in zip(parts, part_files, file_rows, group_rows):
+        if kept is not None and s in sessions:
+            n_before, n_after = _lost_at_edges(t.column("seq").to_numpy(), kept, sum(sizes),
+                                               seq[ses_a == sessions.index(s)])
+            for at_end, n_lost in ((False, n_before), (True, n_after)):
+                if n_lost:
+                    lose(s, at_end, n_lost, name)
+    tail_gaps: list[Gap] = []
+    for (s, at_end), (n_lost, lost) in edge.items():
         if s not in sessions:
             continue
-        k = sessions.index(s)
-        last = int(np.nonzero(ses_a == k)[0][-1])
-        nxt = last + 1
-        after = float(ts[last])
-        before = float(ts[nxt]) if nxt < len(ts) else max(after, max(os.path.getmtime(f) for f in lost))
-        g = Gap(s, after, before, -1, tuple(bad_by_session.get(s, ())))
-        problems.append(Problem(lost[0], str(g)))
+        mine = np.nonzero(ses_a == sessions.index(s))[0]
+        if at_end:
+            nxt = int(mine[-1]) + 1
+            after = float(ts[nxt - 1])
+            before = float(ts[nxt]) if nxt < len(ts) else max(after, max(_file_end(f) for f in lost))
+        else:
+            nxt = int(mine[0])
+            before = float(ts[nxt])
+            after = min(before, max([min(_file_start(f) for f in lost)] + ([float(ts[nxt - 1])] if nxt else [])))
+        g = Gap(s, after, before, n_lost, tuple(bad_by_session.get(s, ())))
+        problems.append(Problem(lost[0], str(g)))  # (said with its file: the replay's reset says it once)
         if nxt < len(ts) and nxt not in gap_at:
             gap_at[nxt] = g
-        elif nxt >= len(ts):
+        else:  # no row after it, or another gap already before that row (the books reset there all the same)
             tail_gaps.append(g)
     dup = np.nonzero(same & (np.diff(seq) == 0))[0]
     if len(dup):

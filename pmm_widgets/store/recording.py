@@ -210,6 +210,7 @@ class Recorder:
         self._locks: dict[tuple[str, str], int] = {}  # fd holding the flock of the open file
         self._slot: dict[tuple[str, str], int] = {}  # rotation slot the open file belongs to
         self._parts: dict[tuple[str, str], int] = {}  # parts opened so far per (hour, channel)
+        self._hour_leases: dict[str, int] = {}  # hour -> fd of its shared lease while written into (`_lease_hour`)
         self.hold_bytes = hold_bytes
         self._held: dict[tuple[str, str], list[pa.Table] | None] = {}  # what each open part holds (None: too much)
         self._held_bytes = 0
@@ -522,7 +523,7 @@ class Recorder:
         w = self._writers.get(key)
         if w is None:
             d = self.root / hour
-            d.mkdir(parents=True, exist_ok=True)
+            self._lease_hour(hour, d)
             part = self._parts.get(key, 0)
             if self.rotate_sec or part:  # hourly files: a part number when the hour's file was closed
                 path = d / f"{channel}-{self.session}-{part:04d}.parquet"  # before (a pause, a late row)
@@ -561,6 +562,39 @@ class Recorder:
             else:  # too much to hold: a failure of this part costs its rows so far
                 self._held[key] = None
                 self._held_bytes -= sum(t.nbytes for t in held)
+
+    def _lease_hour(self, hour: str, d: Path) -> None:
+        """Make the hour's folder `d` if need be and hold its lease shared (`hour_lease`) from the
+        first part this recorder opens in the hour until the hour is complete (`_close_writers`),
+        between its rotation's parts too. Why: another recorder's size budget takes the lease
+        exclusive before it deletes an hour, and used to see no `.open` part of this recorder in it
+        between two parts (a rotation), or before the part it was about to open: it deleted the
+        hour's closed parts while this recorder went on writing into it (a gap at its newest rows);
+        a lease held is an hour kept. The lease waits while such a budget deletes (milliseconds);
+        a folder removed meanwhile is made again."""
+        for _ in range(3):
+            fd = self._hour_leases.get(hour)
+            if fd is not None:
+                try:
+                    if os.path.samestat(os.fstat(fd), os.stat(d)):
+                        return
+                except OSError:
+                    pass
+                del self._hour_leases[hour]  # (its folder removed: by hand, or by a budget while the lease waited)
+                os.close(fd)
+            d.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = hour_lease(d, exclusive=False)
+            except OSError:  # (a disk without flock: written unleased, as before)
+                return
+            if fd is not None:
+                self._hour_leases[hour] = fd
+        d.mkdir(parents=True, exist_ok=True)
+
+    def _release_hours(self, which: Callable[[str], bool]) -> None:
+        """Let the leases of the hours `which` selects go (complete: no part of this recorder open there)."""
+        for hour in [h for h in self._hour_leases if which(h) and not any(k[0] == h for k in self._writers)]:
+            os.close(self._hour_leases.pop(hour))
 
     def _release(self, key: tuple[str, str]) -> list[pa.Table] | None:
         """Forget what an open part holds (it is closed or dropped): its held tables, None if not held."""
@@ -608,7 +642,14 @@ class Recorder:
         part would otherwise stay open, unreadable and lost to a kill -9, until the clock caught
         up again): every footer first, then all renames at once under the publish lock (a
         reader lists under it, so it sees the closed files as a prefix of the sequence, never
-        one channel's part without the other channels' parts of the same interval), then unlock."""
+        one channel's part without the other channels' parts of the same interval), then unlock;
+        then the leases of the hours `which` selects (`_lease_hour`: a rotation keeps its hour's)."""
+        try:
+            self._close_parts(which, slot_now)
+        finally:
+            self._release_hours(which)
+
+    def _close_parts(self, which: Callable[[str], bool], slot_now: int | None) -> None:
         keys = [k for k in self._writers
                 if which(k[0]) or (slot_now is not None and self._slot.get(k, 0) != slot_now)]
         if not keys:
@@ -669,10 +710,14 @@ class Recorder:
         folder stayed, and every replay over it reported their rows lost); a live one never does.
         Nor an hour a replay is reading (`hour_lease`: a lazy window's files, read as the replay
         gets there, failed it half-way when deleted): skipped, said once, deleted by a later
-        round once the replay let it go; the next oldest goes instead."""
+        round once the replay let it go; the next oldest goes instead. A recorder holds the lease
+        of the hour it writes into too (`_lease_hour`), and the hour's files are listed again under
+        the exclusive lease: the `.open` probe above ran before it, and a part another recorder
+        opened between the two (its next part, at a rotation) used to see its hour's closed parts
+        deleted while it went on writing there."""
         if not self.max_bytes or not self.root.exists():
             return []
-        open_hours = {h for h, _ in self._writers}
+        open_hours = {h for h, _ in self._writers} | set(self._hour_leases)
         # (an hour linked in from elsewhere is not the recorder's: its files live outside PMM_RECORD_DIR)
         hours = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink() and is_hour_name(p.name)),
                        key=lambda p: p.name)
@@ -689,23 +734,35 @@ class Recorder:
                 log.warning("recording budget PMM_RECORD_MAX_GB=%.3g: hour %s (%.1f MB) kept for now: %s",
                             self.max_bytes / 1e9, name, sizes[name] / 1e6, why)
 
+        def written(name: str, busy: Path) -> None:  # another recorder's open hour (two engines, one PMM_RECORD_DIR)
+            kept(name, f"{busy.name} is being written (another recorder in this folder); deleted once it is closed")
+
         for p in hours:
             if total <= self.max_bytes:
                 break
             if p.name in open_hours:
                 continue
             busy = found[p.name][1]
-            if busy is not None:  # another recorder's open hour (two engines, one PMM_RECORD_DIR)
-                kept(p.name, f"{busy.name} is being written (another recorder in this folder); deleted once it is closed")
+            if busy is not None:
+                written(p.name, busy)
                 continue
             try:
                 lease = hour_lease(p, exclusive=True)
             except HourLeased:
-                kept(p.name, "a replay is reading it; deleted once it is done")
+                kept(p.name, "a replay is reading it (or a recorder writing it); deleted once it is done")
                 continue
             except OSError:
                 lease = None  # (not lockable: deleted as before)
             try:
+                # what is there now, under the lease: a part opened since the listing above (by a
+                # recorder that takes no lease: an older version) keeps the hour, and what was
+                # published since goes with it
+                files[p.name], busy = _budget_files(p)
+                if busy is not None:
+                    written(p.name, busy)
+                    continue
+                size = sum(_size(f) for f in files[p.name])
+                total, sizes[p.name] = total + size - sizes[p.name], size
                 for f in files[p.name]:
                     with contextlib.suppress(OSError):
                         f.unlink()
