@@ -40,7 +40,7 @@ def test_partial_payload_read_gives_the_same_window(rec_dir, monkeypatch, a, b, 
     monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counting)
     fast = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
     with monkeypatch.context() as m:  # the reference: every payload read, as before
-        m.setattr(recordings, "_payloads", lambda pf, need: pf.read(columns=["payload"]).column("payload"))
+        m.setattr(recordings, "_payloads", lambda pf, need, *rest: pf.read(columns=["payload"]).column("payload"))
         ref = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
     assert len(fast) > 0
     assert _fields(fast) == _fields(ref)
@@ -61,3 +61,42 @@ def test_a_gap_inside_the_skipped_groups_still_counts(tmp_path):
     w_all = load_window(root, T0, T0 + 200)
     assert len(w_all.gap_before) == 1 and not w_fast.gap_before
     assert w_fast.payload == w_all.payload[:len(w_fast)]
+
+
+@pytest.mark.parametrize(("a", "b", "warmup"), [(0, 60, True), (120, 180, False), (0, 400, True), (290, 300, False)])
+def test_the_row_groups_read_on_threads_give_the_same_window(rec_dir, monkeypatch, a, b, warmup):
+    """The payloads' row groups decompressed on threads at once, their digest computed beside the
+    read (`WINDOW_READ_THREADS`), the kept rows made strings from slices (`_kept_pylist`): the
+    same window, field for field and source for source (the digests: the run ids), as one thread
+    reading them in sequence; and no thread of the read is left running (a sweep forks after it)."""
+    import threading
+
+    groups: list[int] = []
+    real = recordings._group_payloads
+
+    def counting(path, g):
+        groups.append(g)
+        return real(path, g)
+
+    monkeypatch.setattr(recordings, "WINDOW_READ_THREADS", 4)
+    monkeypatch.setattr(recordings.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(recordings, "_group_payloads", counting)
+    par = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
+    assert not [t for t in threading.enumerate() if t.name.startswith("window-read")]
+    assert len(groups) >= 2, "a window of several row groups must read them on the threads"
+    monkeypatch.setattr(recordings, "WINDOW_READ_THREADS", 1)
+    one = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
+    assert len(par) > 0
+    assert _fields(par) == _fields(one) and par.sources == one.sources and par.preamble == one.preamble
+
+
+def test_kept_values_from_slices_are_the_filtered_values():
+    import numpy as np
+    import pyarrow as pa
+
+    col = pa.chunked_array([pa.array(["a", None, "c"]), pa.array(["d", "e"]), pa.array([], pa.string()),
+                            pa.array(["g", "h", None, "j"])])
+    rng = np.random.default_rng(5)
+    for mask in [np.ones(9, bool), np.zeros(9, bool), np.arange(9) % 2 == 0, np.arange(9) >= 4,
+                 *(rng.random(9) < 0.5 for _ in range(20))]:
+        assert recordings._kept_pylist(col, mask) == col.filter(pa.array(mask)).to_pylist()
