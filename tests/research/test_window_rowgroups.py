@@ -30,22 +30,25 @@ def _fields(w: recordings.Window) -> tuple:
 def test_partial_payload_read_gives_the_same_window(rec_dir, monkeypatch, a, b, warmup):
     files = sorted(rec_dir.rglob("market-*.parquet"))
     assert max(pq.ParquetFile(f).metadata.num_row_groups for f in files) >= 4
-    reads: list[int] = []
-    real = pq.ParquetFile.read_row_groups
+    reads: list[int] = []  # the payload row groups read (one at a time)
+    real = pq.ParquetFile.iter_batches
 
-    def counting(self, groups, *args, **kw):
-        reads.append(len(groups))
-        return real(self, groups, *args, **kw)
+    def counting(self, *args, row_groups=None, columns=None, **kw):
+        if columns == ["payload"]:
+            assert len(row_groups) == 1
+            reads.extend(row_groups)
+        return real(self, *args, row_groups=row_groups, columns=columns, **kw)
 
-    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counting)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting)
     fast = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
-    with monkeypatch.context() as m:  # the reference: every payload read, as before
-        m.setattr(recordings, "_payloads", lambda pf, need, *rest: pf.read(columns=["payload"]).column("payload"))
+    read = len(reads)
+    with monkeypatch.context() as m:  # the reference: every payload read
+        m.setattr(recordings, "_needed", lambda pf, *rest: [True] * pf.metadata.num_row_groups)
         ref = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
     assert len(fast) > 0
-    assert _fields(fast) == _fields(ref)
+    assert _fields(fast) == _fields(ref) and fast.sources == ref.sources
     if b - a < 300 and not (a == 0 and warmup):
-        assert reads, "a window of part of the file must read only some row groups"
+        assert read < len(reads) - read, "a window of part of the file must read only some row groups"
 
 
 def test_a_gap_inside_the_skipped_groups_still_counts(tmp_path):
@@ -64,30 +67,18 @@ def test_a_gap_inside_the_skipped_groups_still_counts(tmp_path):
 
 
 @pytest.mark.parametrize(("a", "b", "warmup"), [(0, 60, True), (120, 180, False), (0, 400, True), (290, 300, False)])
-def test_the_row_groups_read_on_threads_give_the_same_window(rec_dir, monkeypatch, a, b, warmup):
-    """The payloads' row groups decompressed on threads at once, their digest computed beside the
-    read (`WINDOW_READ_THREADS`), the kept rows made strings from slices (`_kept_pylist`): the
-    same window, field for field and source for source (the digests: the run ids), as one thread
-    reading them in sequence; and no thread of the read is left running (a sweep forks after it)."""
-    import threading
-
-    groups: list[int] = []
-    real = recordings._group_payloads
-
-    def counting(path, g):
-        groups.append(g)
-        return real(path, g)
-
-    monkeypatch.setattr(recordings, "WINDOW_READ_THREADS", 4)
-    monkeypatch.setattr(recordings.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(recordings, "_group_payloads", counting)
-    par = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
-    assert not [t for t in threading.enumerate() if t.name.startswith("window-read")]
-    assert len(groups) >= 2, "a window of several row groups must read them on the threads"
-    monkeypatch.setattr(recordings, "WINDOW_READ_THREADS", 1)
-    one = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
-    assert len(par) > 0
-    assert _fields(par) == _fields(one) and par.sources == one.sources and par.preamble == one.preamble
+def test_the_payloads_read_batch_by_batch_give_the_same_window(rec_dir, monkeypatch, a, b, warmup):
+    """The kept payloads are decompressed a batch at a time (`WINDOW_BATCH_BYTES`), each batch
+    hashed, measured and made strings, then dropped: batches of one to a few rows, or a whole row
+    group at once, give the same window, field for field and source for source (the payloads'
+    digests: the run ids)."""
+    monkeypatch.setattr(recordings, "WINDOW_BATCH_ROWS", 1)
+    monkeypatch.setattr(recordings, "WINDOW_BATCH_BYTES", 1)
+    small = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
+    monkeypatch.setattr(recordings, "WINDOW_BATCH_ROWS", 1 << 30)
+    whole = load_window(rec_dir, T0 + a, T0 + b, warmup=warmup)
+    assert len(small) > 0 and any(small.payload)
+    assert _fields(small) == _fields(whole) and small.sources == whole.sources and small.preamble == whole.preamble
 
 
 def test_kept_values_from_slices_are_the_filtered_values():
