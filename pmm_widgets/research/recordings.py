@@ -403,29 +403,8 @@ def _needed(pf: pq.ParquetFile, ts: np.ndarray, lo: float, hi: float, rows: np.n
     return [bool(x) for x in np.bincount(group, minlength=md.num_row_groups) > 0]
 
 
-def _payloads(pf: pq.ParquetFile, need: list[bool]) -> pa.ChunkedArray:
-    """The payload column of the row groups `need` marks (the ones holding a row the window
-    keeps); every other row group's payloads are nulls, never decompressed. Why: the payloads are
-    nearly all of a file's bytes, and a window shorter than the hour (a sweep's points, a replay of
-    a few minutes) needs a fraction of them; `seq`/`ts`/`conn`/`kind` are still read for every row,
-    so ordering, gaps and duplicates are found over the whole file as before."""
-    typ = pf.schema_arrow.field("payload").type
-    md = pf.metadata
-    if all(need):
-        return pf.read(columns=["payload"]).column("payload")
-    chunks: list[pa.Array] = []
-    g = 0
-    while g < len(need):  # contiguous runs: one read per run of needed groups, one null chunk per other run
-        end = g
-        while end < len(need) and need[end] == need[g]:
-            end += 1
-        groups = list(range(g, end))
-        if need[g]:
-            chunks.extend(pf.read_row_groups(groups, columns=["payload"]).column("payload").chunks)
-        else:
-            chunks.append(pa.nulls(sum(md.row_group(i).num_rows for i in groups), typ))
-        g = end
-    return pa.chunked_array(chunks, typ)
+WINDOW_BATCH_BYTES = 4 << 20  # a window's kept payloads are decompressed this many bytes at a time (`_read`),
+WINDOW_BATCH_ROWS = 64  # and at least this many rows (small payloads: fewer batches, each a few Python calls)
 
 
 def _read_checked(f: Path, columns: list[str]) -> tuple[pq.ParquetFile, pa.Table, np.ndarray | None, str | None] | str:
@@ -523,14 +502,24 @@ def _byte_lengths(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(pc.binary_length(col), 0).to_numpy(zero_copy_only=False), np.int64)
 
 
-def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf,
-          keep: bool = True) -> tuple[pa.Table, list[int], np.ndarray, np.ndarray | None, str] | None:
-    """A recording file's usable rows (`_read_checked`) with the payloads of the row groups holding
-    a row in [lo, hi], the number of rows of each of its row groups, each row's payload length in
-    bytes (0 in the row groups not read), the file's row of each row (None: every row), and the
-    `PayloadDigest` of the rows in [lo, hi] (the rows a window keeps); `keep`
-    False: the payloads are read (a corrupt page is found here, as when they are kept) and dropped,
-    the table has none (a `LazyPayloads` window reads them again)."""
+def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf, keep: bool = True,
+          ) -> tuple[pa.Table, list[int], np.ndarray, np.ndarray | None, str, list[Any] | None] | None:
+    """A recording file's usable rows (`_read_checked`, without their payloads), the number of
+    rows of each of its row groups, each row's payload length in bytes (0 in the row groups not
+    read), the file's row of each row (None: every row), the `PayloadDigest` of the rows in
+    [lo, hi] (the rows a window keeps) and, with `keep`, those rows' payloads as Python values, in
+    the file's order (None without `keep`: a `LazyPayloads` window reads them again). Only the row
+    groups holding a row in [lo, hi] are decompressed (`_needed`: the payloads are nearly all of a
+    file's bytes, and a window shorter than the hour, a sweep's points, a replay of a few minutes,
+    needs a fraction of them; `seq`/`ts`/`conn`/`kind` are still read for every row, so ordering,
+    gaps and duplicates are found over the whole file), `WINDOW_BATCH_BYTES` at a time: each
+    batch's bytes are hashed, measured and its kept rows made strings, then it is dropped (a
+    corrupt page is found here, kept or not). Why batches: the window holds strings, not Arrow
+    columns; decompressing a window's row groups whole (≈ 40 MB each at 50 markets) into fresh
+    memory, then a filtered copy of them, cost more than the decompression itself (on this VM a
+    page the OS hands out first costs ≈ 20 µs of system time: a 5-minute window's read 0.15 s warm,
+    0.5-0.8 s in a fresh process, serial time before any sweep point starts); a batch's memory is
+    reused by the next."""
     opened = _open(f, problems, lo, hi)
     if opened is None:
         return None
@@ -540,31 +529,47 @@ def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.
     ts = t.column("ts").to_numpy()
     span = (ts >= lo) & (ts <= hi)
     digest = PayloadDigest()
+    kept: list[Any] | None = [] if keep else None
     try:
-        if keep:
-            pay = _payloads(pf, need)
-            if rows is not None:
-                pay = pay.take(pa.array(rows))
-            lengths = _byte_lengths(pay)
-            digest.add(pay, span)
-        else:  # one row group at a time: what is checked is not held
-            lengths = np.zeros(md.num_rows, np.int64)
-            if rows is not None:  # (`span` over the file's rows: the dropped ones are not kept)
-                span, kept = np.zeros(md.num_rows, np.bool_), span
-                span[rows] = kept
-            starts = np.cumsum([0, *sizes])
-            for g in (g for g, n in enumerate(need) if n):
-                col = pf.read_row_group(g, columns=["payload"]).column("payload")
-                lengths[starts[g]:starts[g + 1]] = _byte_lengths(col)
-                digest.add(col, span[starts[g]:starts[g + 1]])
-                del col
+        lengths = np.zeros(md.num_rows, np.int64)
+        if rows is not None:  # (`span` over the file's rows: the dropped ones are not kept)
+            span, usable = np.zeros(md.num_rows, np.bool_), span
+            span[rows] = usable
+        starts = np.cumsum([0, *sizes])
+        pi = pf.schema_arrow.get_field_index("payload")
+        for g in (g for g, n in enumerate(need) if n):
+            at = int(starts[g])
+            big = md.row_group(g).column(pi).total_uncompressed_size if pi >= 0 else 0
+            step = max(WINDOW_BATCH_ROWS, int(WINDOW_BATCH_BYTES * sizes[g] / big) if big > 0 else sizes[g])
+            for batch in pf.iter_batches(batch_size=step, row_groups=[g], columns=["payload"], use_threads=False):
+                col = batch.column(0)
+                n = len(col)
+                lengths[at:at + n] = _byte_lengths(col)
+                digest.add(col, span[at:at + n])
+                if kept is not None:
+                    kept.extend(_kept_pylist(col, span[at:at + n]))
+                at += n
+            if at != starts[g + 1]:
+                raise ValueError(f"row group {g}: {at - starts[g]} payloads read of {sizes[g]} rows")
+        if not keep:
             pa.default_memory_pool().release_unused()
-            if rows is not None:
-                lengths = lengths[rows]
+        if rows is not None:
+            lengths = lengths[rows]
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
         return None
-    return (t.append_column("payload", pay) if keep else t), sizes, lengths, rows, digest.hexdigest()
+    return t, sizes, lengths, rows, digest.hexdigest(), kept
+
+
+def _kept_pylist(col: pa.Array | pa.ChunkedArray, mask: np.ndarray) -> list[Any]:
+    """`col.filter(mask).to_pylist()` without the filtered copy: each run of kept values is a
+    zero-copy slice made Python values (a window's kept rows are a run or a few per file: its
+    span), so the payloads' bytes are copied once, into the strings."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], mask, [False])).astype(np.int8)))
+    out: list[Any] = []
+    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        out.extend(col.slice(a, b - a).to_pylist())
+    return out
 
 
 def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
@@ -822,6 +827,21 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
                 start_h = ck  # (the name stays: the warm-up's start)
     hours = [h for h in _hours(root) if start_h - 3600 < (hour_start(h.name) or 0) <= t1]
     problems: list[Problem] = []
+    listing = _listing(root, hours)
+    lo = start_h if warmup else t0
+    lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
+    w = _load(root, t0, t1, warmup, start_h, lo, listing, lazy, problems)
+    # The window holds Python objects only: the Arrow tables are garbage now, but Arrow's memory
+    # pool keeps what they freed (mimalloc: ≈ 2 GB after reading the bench's hour of 50 markets,
+    # RSS 2.85 GB → 0.88 GB once given back); give it back to the OS now, not at some later
+    # allocation, so a replay (and every forked sweep worker) runs in what the window needs.
+    pa.default_memory_pool().release_unused()
+    return w
+
+
+def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: float,
+          listing: dict[Path, tuple[list[Path], list[Path]]], lazy: bool, problems: list[Problem]) -> Window:
+    """`load_window`'s read of the files `listing` holds (the Arrow memory it used is garbage when it returns)."""
     parts: list[tuple[str, int, pa.Table]] = []  # session, channel index, table
     bad_by_session: dict[str, list[str]] = {}
     files: list[str] = []
@@ -832,9 +852,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     lengths: list[np.ndarray] = []  # and each of its rows' payload length (the window's `sources`)
     file_rows: list[np.ndarray | None] = []  # and the file's row of each of its rows (None: every row)
     digests: list[str] = []  # and its kept rows' `PayloadDigest`
-    listing = _listing(root, hours)
-    lo = start_h if warmup else t0
-    lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
+    pay_kept: list[str | None] = []  # the kept rows' payloads, file after file (eager windows)
     for done, opened in listing.values():
         for f in opened:
             try:
@@ -875,14 +893,15 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
             lengths.append(got[2])
             file_rows.append(got[3])
             digests.append(got[4])
+            if got[5] is not None:
+                pay_kept.extend(got[5])
     if not parts:
         where = f"{iso(t0)} .. {iso(t1)} under {root}"
         raise RecordingError(f"no readable recordings for {where}" +
                              (f" ({'; '.join(str(p) for p in problems)})" if problems else ""))
     sessions: list[str] = []
     seq_l, ts_l, ch_l, conn_l, ses_l = [], [], [], [], []
-    kind_c: list[pa.Array] = []  # the text columns stay Arrow chunks: only the rows kept become str
-    pay_c: list[pa.Array] = []
+    kind_c: list[pa.Array] = []  # the text column stays Arrow chunks: only the rows kept become str
     for ses, ch, t in parts:
         n = t.num_rows
         if n and ses not in sessions:  # (a file every row of which was dropped gives its session none)
@@ -892,8 +911,6 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
         ch_l.append(np.full(n, ch, np.int8))
         conn_l.append(t.column("conn").to_numpy())
         kind_c.extend(t.column("kind").chunks)
-        if not lazy:
-            pay_c.extend(t.column("payload").chunks)
         ses_l.append(np.full(n, sessions.index(ses) if n else -1, np.int32))
     seq = np.concatenate(seq_l)
     ts = np.concatenate(ts_l)
@@ -975,8 +992,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     wanted[src] = True
     at = np.cumsum(wanted) - 1  # a kept file row's position among the kept rows (file order)
     mask = pa.array(wanted)
-    sources = _sources(part_files, lengths, digests, file_ts, file_seq, wanted)
-    every = bool(wanted.all())  # (then no filtered copy of the payloads: ≈ 750 MB for an hour of 50 markets)
+    every = bool(wanted.all())
     kind_kept = (_column(kind_c) if every else _column(kind_c).filter(mask)).to_pylist()
     pos = at[src].tolist()
     kinds = [kind_kept[i] for i in pos]
@@ -993,8 +1009,8 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
         group_of = (np.searchsorted(starts, row, side="right") - 1).astype(np.int32)
         pays = LazyPayloads(part_files, groups, group_of, (row - starts[group_of]).astype(np.int64))
     else:
-        pay_kept = (_column(pay_c) if every else _column(pay_c).filter(mask)).to_pylist()
-        pays = [pay_kept[i] for i in pos]
+        pays = [pay_kept[i] for i in pos]  # (`_read` kept each file's rows in [lo, t1]: `wanted`, file by file)
+    sources = _sources(part_files, lengths, digests, file_ts, file_seq, wanted)
     preamble: list[tuple[float, int, str, str | None]] = []
     if warmup:
         preamble, state_files = state_before(root, float(ts[idx[0]]) if len(idx) else start_h, problems)
@@ -1008,10 +1024,4 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
         payload=pays, session=[sessions[int(s)] for s in ses_a[idx]],
         gap_before=gaps, problems=problems, files=files, pending=pending, preamble=preamble, tail_gaps=tail_gaps,
         sources=sources)
-    # The window holds Python objects only: the Arrow tables are garbage now, but Arrow's memory
-    # pool keeps what they freed (mimalloc: ≈ 2 GB after reading the bench's hour of 50 markets,
-    # RSS 2.85 GB → 0.88 GB once given back); give it back to the OS now, not at some later
-    # allocation, so a replay (and every forked sweep worker) runs in what the window needs.
-    del parts, kind_c, pay_c, mask, t, lengths
-    pa.default_memory_pool().release_unused()
     return w

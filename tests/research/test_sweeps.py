@@ -411,3 +411,36 @@ def test_the_python_api_reads_values_as_the_cli_does_and_checks_its_db_first(rec
         sweep(a, b, {"alpha": [1, 2]}, settings=s, n_jobs=1, progress=True,
               db_url=f"sqlite:///file:{db}?mode=ro&uri=true", parquet=tmp_path / "ro.parquet")
     assert not (tmp_path / "ro.parquet").exists()
+
+
+def test_a_db_at_the_head_is_not_upgraded_again_and_an_older_one_is(rec_dir, tmp_path, monkeypatch):
+    """Where the rows go is made or upgraded before the points (`_check_outputs`) and looked at again
+    with the rows (`_store`): Alembic's upgrade runs only for a DB not at the head revision (it
+    loads every revision script to find out, ≈ 0.06 s twice a sweep in series with its points); a
+    DB left behind meanwhile (here: downgraded between two sweeps) is upgraded as before, and the
+    rows are stored either way."""
+    from alembic import command
+
+    from pmm_widgets.store import migrate
+
+    calls: list[str] = []
+    real = migrate.upgrade
+
+    def counting(db_url, revision="head"):
+        calls.append(db_url)
+        real(db_url, revision)
+
+    monkeypatch.setattr(migrate, "upgrade", counting)
+    s = _settings(rec_dir, tmp_path)
+    first = sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=s, n_jobs=1, parquet=tmp_path / "a.parquet")
+    assert calls == [s.db_url]  # a new DB: made once, before the points; the rows' write found it at the head
+    again = sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=s, n_jobs=1, parquet=tmp_path / "b.parquet")
+    assert calls == [s.db_url]
+    command.downgrade(migrate.alembic_config(s.db_url), "-1")
+    assert migrate.current_revision(s.db_url) != migrate.head_revision()
+    third = sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=s, n_jobs=1, parquet=tmp_path / "c.parquet")
+    assert calls == [s.db_url] * 2 and migrate.current_revision(s.db_url) == migrate.head_revision()
+    assert _comparable(first) == _comparable(again) == _comparable(third)
+    with sa.create_engine(s.db_url).connect() as c:
+        ids = c.execute(sa.text("SELECT DISTINCT sweep_id FROM sweep_results")).scalars().all()
+    assert {first.attrs["sweep_id"], again.attrs["sweep_id"], third.attrs["sweep_id"]} <= set(ids)
