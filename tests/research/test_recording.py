@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from recording_frames import null_rows
 
 from pmm_widgets.research.recordings import RecordingError, list_recordings, load_window, parse_time
 from pmm_widgets.store.recording import SCHEMA_VERSION, Recorder, hour_key
@@ -273,20 +274,6 @@ def test_a_column_of_another_type_is_a_problem_naming_the_file(tmp_path, column,
     assert not row["ok"] and said in row["problem"]
 
 
-def _nulls(f, at: dict[str, list[int]]) -> list[tuple[float, int]]:
-    """Null the `column`s of a recording file at the rows `at` names; the (ts, seq) those rows had."""
-    t = pq.read_table(f)
-    was = list(zip(t.column("ts").to_pylist(), t.column("seq").to_pylist()))
-    for column, rows in at.items():
-        vals = t.column(column).to_pylist()
-        for i in rows:
-            vals[i] = None
-        i = t.schema.get_field_index(column)
-        t = t.set_column(i, t.schema.field(i).with_nullable(True), pa.array(vals, t.schema.field(i).type))
-    pq.write_table(t, f)
-    return [was[i] for rows in at.values() for i in rows]
-
-
 def test_rows_with_nulls_are_dropped_alone_and_leave_a_gap(tmp_path, monkeypatch):
     """Rows without a ts or a kind (or a seq, a conn: the recorder writes none) used to skip their
     whole file, an hour of a channel for one null. Only those rows are dropped now: one problem
@@ -299,8 +286,8 @@ def test_rows_with_nulls_are_dropped_alone_and_leave_a_gap(tmp_path, monkeypatch
     _fill(rec, 3)
     rec.close()
     bad, before = tmp_path / hour_key(H0 + 3600) / "market-s1.parquet", tmp_path / hour_key(H0) / "engine-s1.parquet"
-    lost = _nulls(bad, {"ts": [7], "kind": [31, 32]})
-    _nulls(before, {"seq": [2]})  # (read for the state before the window: said once too)
+    lost = null_rows(bad, {"ts": [7], "kind": [31, 32]})
+    null_rows(before, {"seq": [2]})  # (read for the state before the window: said once too)
     w = load_window(tmp_path, H0 + 3600 + 5, H0 + 3 * 3600)
     mine = [p for p in w.problems if p.file == str(bad)]
     assert len(mine) == 1 and "without a finite ts (1), a kind (2)" in mine[0].message, w.problems

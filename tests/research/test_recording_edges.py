@@ -8,12 +8,10 @@ themselves, before the session's first row read or after its last, naming the fi
 from __future__ import annotations
 
 import asyncio
-import json
 from decimal import Decimal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from recording_frames import book_frame, change_frame, null_rows
 
 from pmm_widgets.config import load_settings
 from pmm_widgets.research import recordings
@@ -26,16 +24,7 @@ H0 = parse_time("2026-11-30T10:00:00Z")
 
 def _null(f, column: str, rows: list[int]) -> list[tuple[float, int]]:
     """Null `column` of a recording file at `rows` (negative: from the end); the (ts, seq) they had."""
-    t = pq.read_table(f)
-    rows = [r % t.num_rows for r in rows]
-    was = list(zip(t.column("ts").to_pylist(), t.column("seq").to_pylist()))
-    vals = t.column(column).to_pylist()
-    for r in rows:
-        vals[r] = None
-    i = t.schema.get_field_index(column)
-    t = t.set_column(i, t.schema.field(i).with_nullable(True), pa.array(vals, t.schema.field(i).type))
-    pq.write_table(t, f)
-    return [was[r] for r in rows]
+    return null_rows(f, {column: rows})
 
 
 def _session(root, name: str, t0: float, n: int = 20) -> None:
@@ -195,12 +184,10 @@ def test_no_delta_of_the_next_session_is_applied_across_a_row_dropped_at_a_sessi
     m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
 
     def book(tok: str, bid: str, ask: str, ts: float) -> str:
-        return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
-                           "hash": "h", "bids": [{"price": bid, "size": "100"}], "asks": [{"price": ask, "size": "100"}]})
+        return book_frame("0xc1", tok, bid, ask, ts)
 
     def change(tok: str, price: str, side: str, ts: float) -> str:
-        return json.dumps({"event_type": "price_change", "market": "0xc1", "timestamp": str(int(ts * 1000)),
-                           "price_changes": [{"asset_id": tok, "price": price, "size": "50", "side": side}]})
+        return change_frame("0xc1", tok, price, side, ts)
 
     a = Recorder(tmp_path, session="a")
     a.universe(H0, [m])

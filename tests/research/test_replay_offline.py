@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from recording_frames import book_frame, change_frame
 
 from pmm_widgets.cli import main
 from pmm_widgets.config import load_settings
@@ -181,12 +182,10 @@ def test_gap_resets_books_and_no_delta_crosses_it(tmp_path):
     rec = Recorder(tmp_path, session="g")
 
     def book(tok: str, bid: str, ask: str, ts: float) -> str:
-        return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
-                           "hash": "h", "bids": [{"price": bid, "size": "100"}], "asks": [{"price": ask, "size": "100"}]})
+        return book_frame("0xc1", tok, bid, ask, ts)
 
     def change(tok: str, price: str, side: str, ts: float) -> str:
-        return json.dumps({"event_type": "price_change", "market": "0xc1", "timestamp": str(int(ts * 1000)),
-                           "price_changes": [{"asset_id": tok, "price": price, "size": "50", "side": side}]})
+        return change_frame("0xc1", tok, price, side, ts)
 
     rec.universe(T0, [m])
     rec.frame(T0 + 1, 0, book("111", "0.40", "0.60", T0 + 1))

@@ -1,0 +1,37 @@
+"""Helpers of the tests that craft recording files: market-channel frames as the venue sends them,
+and rows nulled in a written file (what a damaged recording holds)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def book_frame(market: str, tok: str, bid: str, ask: str, ts: float) -> str:
+    """A `book` frame of one level a side (size 100), the venue's ms timestamp `ts`."""
+    return json.dumps({"event_type": "book", "market": market, "asset_id": tok, "timestamp": str(int(ts * 1000)),
+                       "hash": "h", "bids": [{"price": bid, "size": "100"}], "asks": [{"price": ask, "size": "100"}]})
+
+
+def change_frame(market: str, tok: str, price: str, side: str, ts: float) -> str:
+    """A `price_change` frame setting one level of `tok` to size 50."""
+    return json.dumps({"event_type": "price_change", "market": market, "timestamp": str(int(ts * 1000)),
+                       "price_changes": [{"asset_id": tok, "price": price, "size": "50", "side": side}]})
+
+
+def null_rows(f, at: dict[str, list[int]]) -> list[tuple[float, int]]:
+    """Null the `column`s of a recording file at the rows `at` names (negative: from the end); the
+    (ts, seq) those rows had."""
+    t = pq.read_table(f)
+    at = {c: [r % t.num_rows for r in rows] for c, rows in at.items()}
+    was = list(zip(t.column("ts").to_pylist(), t.column("seq").to_pylist()))
+    for column, rows in at.items():
+        vals = t.column(column).to_pylist()
+        for i in rows:
+            vals[i] = None
+        i = t.schema.get_field_index(column)
+        t = t.set_column(i, t.schema.field(i).with_nullable(True), pa.array(vals, t.schema.field(i).type))
+    pq.write_table(t, f)
+    return [was[i] for rows in at.values() for i in rows]
