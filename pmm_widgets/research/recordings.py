@@ -98,6 +98,12 @@ def _usable_rows(t: pa.Table) -> tuple[np.ndarray | None, str | None]:
             f"dropped, the rest read (a gap where they were)")
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in a boolean array, as [start, end) pairs."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], mask, [False])).astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 def _lost_at_edges(seqs: np.ndarray, kept: np.ndarray, n: int, present: np.ndarray) -> tuple[int, int]:
     """How many of a file's dropped rows (`_usable_rows`: its `n` rows but those at `kept`, whose
     seqs are `seqs`) lie before the first row read of their session, and how many after its last
@@ -119,8 +125,7 @@ def _lost_at_edges(seqs: np.ndarray, kept: np.ndarray, n: int, present: np.ndarr
         return max(0, b - a + 1 - there)
 
     before = after = 0
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], drop.astype(np.int8), [0]))))
-    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):  # runs of dropped rows: [a, b)
+    for a, b in _runs(drop):  # runs of dropped rows: [a, b)
         j = int(np.searchsorted(kept, a))
         prev = int(seqs[j - 1]) if j > 0 else None
         nxt = int(seqs[j]) if j < len(kept) else None
@@ -489,8 +494,7 @@ class PayloadDigest:
                 k = kept & valid
             self._sizes.update(sizes[kept].tobytes())
             data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
-            edges = np.flatnonzero(np.diff(np.concatenate(([False], k, [False])).astype(np.int8)))
-            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):  # runs of kept values
+            for a, b in _runs(k):  # runs of kept values
                 self._bytes.update(data[int(offs[a]):int(offs[b])])
 
     def hexdigest(self) -> str:
@@ -565,9 +569,8 @@ def _kept_pylist(col: pa.Array | pa.ChunkedArray, mask: np.ndarray) -> list[Any]
     """`col.filter(mask).to_pylist()` without the filtered copy: each run of kept values is a
     zero-copy slice made Python values (a window's kept rows are a run or a few per file: its
     span), so the payloads' bytes are copied once, into the strings."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([False], mask, [False])).astype(np.int8)))
     out: list[Any] = []
-    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+    for a, b in _runs(mask):
         out.extend(col.slice(a, b - a).to_pylist())
     return out
 
