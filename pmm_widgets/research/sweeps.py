@@ -34,7 +34,6 @@ also written to the `sweep_results` table and a Parquet file.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import json
 import logging
@@ -860,6 +859,7 @@ def _end(procs: list[Any]) -> None:
 def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None:
     """SweepError naming the place when the Parquet file cannot be written there; the DB's
     connection error (its schema made or upgraded, as `_store` will) when it cannot be reached."""
+    from ..store.migrate import upgrade
     from ..store.recording import writable_dir
 
     if parquet is not None and parquet.is_dir():
@@ -870,34 +870,8 @@ def _check_outputs(parquet: Path | None, default_dir: Path, db_url: str) -> None
         writable_dir(folder)
     except OSError as exc:
         raise SweepError(f"{folder}: cannot write the sweep's Parquet file there ({exc.strerror or exc})") from None
-    _upgraded(db_url)
+    upgrade(db_url)
     _check_writable(db_url)
-
-
-@functools.cache
-def _head() -> str:
-    """The packaged migrations' head revision (read once per process: they ship with the code)."""
-    from ..store.migrate import head_revision
-
-    return head_revision()
-
-
-def _upgraded(db_url: str) -> None:
-    """The DB's schema made or upgraded (`migrate.upgrade`), unless it is at the head already: then
-    one query, where Alembic's upgrade loads and runs every revision script first to find that out
-    (≈ 0.06 s; a sweep did it twice, before its points and again with its rows, in series with
-    them). A DB that cannot be reached raises as `upgrade` does (both check the connection first)."""
-    from ..store.db import StoreError
-    from ..store.migrate import current_revision, upgrade
-
-    try:
-        at = current_revision(db_url)
-    except StoreError:
-        raise
-    except Exception:  # noqa: BLE001 - the upgrade says what is wrong, as it did
-        at = None
-    if at is None or at != _head():
-        upgrade(db_url)
 
 
 def _check_writable(db_url: str) -> None:
@@ -929,9 +903,10 @@ def _nan(v: Any) -> bool:
 
 def _store(db_url: str, sweep_id: str, t0: float, t1: float, names: list[str], df: pd.DataFrame) -> None:
     from ..store.db import make_engine
+    from ..store.migrate import upgrade
     from ..store.schema import sweep_results
 
-    _upgraded(db_url)
+    upgrade(db_url)
     now = time.time()
     rows = []
     for rec in df.to_dict(orient="records"):

@@ -418,19 +418,20 @@ def test_a_db_at_the_head_is_not_upgraded_again_and_an_older_one_is(rec_dir, tmp
     with the rows (`_store`): Alembic's upgrade runs only for a DB not at the head revision (it
     loads every revision script to find out, ≈ 0.06 s twice a sweep in series with its points); a
     DB left behind meanwhile (here: downgraded between two sweeps) is upgraded as before, and the
-    rows are stored either way."""
+    rows are stored either way. (`migrate.upgrade` skips a DB at the head: the engine's start and
+    `pmm db init` too.)"""
     from alembic import command
 
     from pmm_widgets.store import migrate
 
-    calls: list[str] = []
-    real = migrate.upgrade
+    calls: list[str] = []  # Alembic's upgrade runs (`migrate._upgrade`)
+    real = migrate._upgrade
 
-    def counting(db_url, revision="head"):
+    def counting(db_url, revision):
         calls.append(db_url)
         real(db_url, revision)
 
-    monkeypatch.setattr(migrate, "upgrade", counting)
+    monkeypatch.setattr(migrate, "_upgrade", counting)
     s = _settings(rec_dir, tmp_path)
     first = sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=s, n_jobs=1, parquet=tmp_path / "a.parquet")
     assert calls == [s.db_url]  # a new DB: made once, before the points; the rows' write found it at the head
