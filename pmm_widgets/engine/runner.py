@@ -10,6 +10,7 @@ exiting 0. It prints one status line per quote cycle.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import signal
@@ -203,3 +204,20 @@ def hold_exit_code(code: int) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, exiting)
+    global _ignore_registered
+    if not _ignore_registered:  # registered last, so it runs first of the atexit callbacks
+        _ignore_registered = True
+        atexit.register(_ignore_late_signals)
+
+
+_ignore_registered = False
+
+
+def _ignore_late_signals() -> None:
+    """The interpreter's finalization puts SIG_DFL back for every signal with a Python handler
+    (`exiting` above), and the ≈ 0.1 s it takes on a loaded import graph is long enough for a
+    Ctrl-C to land there and kill the process by the signal (exit -2) after it had decided its
+    code. It keeps SIG_IGN, so from the atexit callbacks on a late signal is ignored: the code the
+    process is exiting with stands."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

@@ -191,6 +191,28 @@ def test_ctrl_c_while_pmm_loads_its_modules_exits_130_without_a_traceback(tmp_pa
     assert set(codes) <= {0, ExitCode.INTERRUPTED} and ExitCode.INTERRUPTED in codes, codes
 
 
+def test_a_signal_during_interpreter_finalization_keeps_the_decided_exit_code(tmp_path):
+    """Once a process has decided its code (`hold_exit_code`), a Ctrl-C that lands while the
+    interpreter finalizes (it puts SIG_DFL back for Python-handled signals) used to change it: on an
+    idle machine `pmm config` ends in ≈ 0.5 s and a Ctrl-C then exited -2 or 130 instead of 0.
+    Here the signal is sent from a destructor run at module teardown, deterministically."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "from pmm_widgets.engine.runner import hold_exit_code\n"
+        "class Late:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(0.05)\n"
+        "late = Late()\n"
+        "hold_exit_code(int(sys.argv[1]))\n"
+        "sys.exit(int(sys.argv[1]))\n")
+    for code in (0, 3):
+        proc = subprocess.run([sys.executable, str(script), str(code)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == code, (code, proc.returncode, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.integration
 def test_sandbox_command_prints_urls_and_stops_on_ctrl_c():
     import signal
