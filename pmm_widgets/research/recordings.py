@@ -606,7 +606,7 @@ class LazyPayloads(Sequence[str | None]):
     is past the group's last kept row, so memory holds the row groups of the moment (a few MB),
     not the window. The window's reader already decompressed every needed payload once to check
     it (a corrupt file is a `Problem` and a gap before the replay starts, as for a window read at
-    once). While it lives it holds a shared lease on each hour folder of its files (`hour_lease`),
+    once). It holds a shared lease on each hour folder of its files (`hour_lease`) until it reads past that hour,
     which the recorder's size budget respects (it used to delete an old hour a replay was about to
     read, failing it half-way); a file gone or changed all the same (by hand, or before the lease
     was taken: then at once) fails the replay with a `RecordingError` naming it. Indexing in order
@@ -624,12 +624,17 @@ class LazyPayloads(Sequence[str | None]):
         self.last_row = last  # per row group: the last kept row that reads it
         self._held: dict[int, list[str | None]] = {}
         self._pf: tuple[int, pq.ParquetFile] | None = None  # the file read last (its footer parsed once)
-        self._leases: list[int] = []  # fds holding the hours' shared leases (`close` lets them go)
-        for hour in sorted({str(Path(f).parent) for f in files}):
+        self._leases: dict[str, int] = {}  # hour folder -> fd holding its shared lease (`close` lets them go)
+        hour_of = [str(Path(f).parent) for f in files]
+        done_at: dict[str, int] = {h: -1 for h in hour_of}  # per hour: the last kept row that reads it
+        for (fi, _), last_k in zip(groups, last.tolist()):
+            done_at[hour_of[fi]] = max(done_at[hour_of[fi]], last_k)
+        self._done_at = done_at  # (an hour is let go once the replay reads past it: `_let_go_before`)
+        for hour in sorted(done_at):
             with contextlib.suppress(OSError):  # (a disk without flock: no lease, read as before)
                 fd = hour_lease(Path(hour), exclusive=False)
                 if fd is not None:
-                    self._leases.append(fd)
+                    self._leases[hour] = fd
         for f in files:  # (deleted between the window's read and the leases)
             if not os.path.exists(f):
                 self.close()
@@ -637,8 +642,8 @@ class LazyPayloads(Sequence[str | None]):
 
     def close(self) -> None:
         """Let the hours' leases go (the size budget may delete them); reading again is undefined."""
-        leases, self._leases = getattr(self, "_leases", []), []  # (also from `__del__` of a half-made one)
-        for fd in leases:
+        leases, self._leases = getattr(self, "_leases", {}), {}  # (also from `__del__` of a half-made one)
+        for fd in leases.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -664,8 +669,16 @@ class LazyPayloads(Sequence[str | None]):
         if rows is None:
             for old in [j for j in self._held if self.last_row[j] < i]:
                 del self._held[old]
+            self._let_go_before(i)
             rows = self._held[k] = self._load(k)
         return rows[int(self.row_of[i])]
+
+    def _let_go_before(self, i: int) -> None:
+        """The leases of the hours no row from `i` on reads: a replay of weeks held one fd per hour
+        to its end, and the size budget could delete none of the hours it had already read."""
+        for hour in [h for h in self._leases if self._done_at[h] < i]:
+            with contextlib.suppress(OSError):
+                os.close(self._leases.pop(hour))
 
     def _load(self, k: int) -> list[str | None]:
         fi, g = self.groups[k]

@@ -6,6 +6,7 @@ before the replay starts, exactly as when the window is read at once."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 
 import pytest
@@ -124,3 +125,39 @@ def test_the_size_budget_keeps_the_hours_a_lazy_window_reads_until_it_lets_them_
     assert rec.enforce_budget() == []  # (the worker's copy still reads them)
     worker.close()
     assert rec.enforce_budget() == hours and not any(is_hour_name(p.name) for p in root.iterdir())
+
+
+def test_a_lazy_window_lets_an_hour_go_once_the_replay_reads_past_it(tmp_path, monkeypatch):
+    """A lazy window held a lease (an fd) on every hour it spans until it was closed: a replay of
+    weeks held one fd per hour, and the size budget could delete none of the hours it had read.
+    Reading in order, an hour is let go (the budget may take it) once the rows after it are read."""
+    from pmm_widgets.store.recording import HourLeased, hour_lease, is_hour_name
+
+    root = tmp_path / "rec"
+    synth_recording(root, T0 + 57 * 60, 6 * 60, markets=1, seed=3)  # 10:57 to 11:03
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    w = load_window(root, T0 + 59 * 60, T0 + 62 * 60)
+    pays = w.payload
+    assert isinstance(pays, LazyPayloads)
+    first, second = sorted(p for p in root.iterdir() if is_hour_name(p.name))
+
+    def leased(hour) -> bool:
+        try:
+            fd = hour_lease(hour, exclusive=True)
+        except HourLeased:
+            return True
+        assert fd is not None
+        os.close(fd)
+        return False
+
+    assert leased(first) and leased(second)
+    at_11 = next(i for i, t in enumerate(w.ts.tolist()) if t >= T0 + 3600)
+    for i in range(at_11):
+        pays[i]
+    assert leased(first) and leased(second)  # (the 10:00 rows are still being read)
+    pays[at_11]
+    assert not leased(first) and leased(second)
+    list(pays)
+    assert leased(second)  # the last hour: until the window is closed
+    pays.close()
+    assert not leased(second)
