@@ -72,6 +72,8 @@ def as_process_entry() -> None:
     go, not only after the interpreter is back in the entry point (closing the loop and its threads
     can take seconds on a loaded machine). Never called in a host process (tests, notebooks)."""
     global _hold_on_exit
+    if not _hold_on_exit:  # registered now, before anything the run registers: it runs after those
+        atexit.register(_ignore_late_signals)
     _hold_on_exit = True
 
 
@@ -202,22 +204,25 @@ def hold_exit_code(code: int) -> None:
             sys.stderr.flush()
         os._exit(int(code))
 
+    global _code_held
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, exiting)
-    global _ignore_registered
-    if not _ignore_registered:  # registered last, so it runs first of the atexit callbacks
-        _ignore_registered = True
-        atexit.register(_ignore_late_signals)
+    _code_held = True
 
 
-_ignore_registered = False
+_code_held = False  # `hold_exit_code` ran in this process
 
 
 def _ignore_late_signals() -> None:
-    """The interpreter's finalization puts SIG_DFL back for every signal with a Python handler
-    (`exiting` above), and the ≈ 0.1 s it takes on a loaded import graph is long enough for a
-    Ctrl-C to land there and kill the process by the signal (exit -2) after it had decided its
-    code. It keeps SIG_IGN, so from the atexit callbacks on a late signal is ignored: the code the
-    process is exiting with stands."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    """After `hold_exit_code`, at the end of the process's atexit callbacks (`as_process_entry`
+    registers it before the run registers any: atexit runs the last registered first): the
+    interpreter's finalization that follows puts SIG_DFL back for every signal with a Python
+    handler (`exiting`), and on a large import graph it takes ≈ 0.1 s, long enough for a Ctrl-C to
+    land there and kill the process by the signal (-2) after it had decided its code. It keeps
+    SIG_IGN: from here a late signal is ignored and the code stands. The callbacks that run before
+    this one (a child process joined, an executor shut down) can still be stopped by a signal (with
+    the decided code); only the ones registered at import, before the entry point ran (logging's
+    flush), run after it."""
+    if _code_held:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)

@@ -195,22 +195,31 @@ def test_a_signal_during_interpreter_finalization_keeps_the_decided_exit_code(tm
     """Once a process has decided its code (`hold_exit_code`), a Ctrl-C that lands while the
     interpreter finalizes (it puts SIG_DFL back for Python-handled signals) used to change it: on an
     idle machine `pmm config` ends in ≈ 0.5 s and a Ctrl-C then exited -2 or 130 instead of 0.
-    Here the signal is sent from a destructor run at module teardown, deterministically."""
+    Here the signal is sent from a destructor run at module teardown, deterministically. And an
+    atexit callback the run registered that hangs is still stopped by a signal, with that code."""
+    import time
+
     script = tmp_path / "late.py"
     script.write_text(
-        "import os, signal, sys, time\n"
-        "from pmm_widgets.engine.runner import hold_exit_code\n"
+        "import atexit, os, signal, sys, time\n"
+        "from pmm_widgets.engine.runner import as_process_entry, hold_exit_code\n"
+        "as_process_entry()\n"
         "class Late:\n"
         "    def __del__(self):\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "        time.sleep(0.05)\n"
         "late = Late()\n"
+        "if sys.argv[2] == 'hang':\n"
+        "    atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(60)))\n"
         "hold_exit_code(int(sys.argv[1]))\n"
         "sys.exit(int(sys.argv[1]))\n")
-    for code in (0, 3):
-        proc = subprocess.run([sys.executable, str(script), str(code)], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == code, (code, proc.returncode, proc.stderr)
+    for code, how in ((0, "late"), (3, "late"), (0, "hang")):
+        t = time.monotonic()
+        proc = subprocess.run([sys.executable, str(script), str(code), how], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == code, (code, how, proc.returncode, proc.stderr)
         assert "Traceback" not in proc.stderr, proc.stderr
+        assert time.monotonic() - t < 30, how  # (the hung callback was stopped, not waited for)
 
 
 @pytest.mark.integration
