@@ -4,8 +4,9 @@
    `research.synth`, cached under --data) replayed through the engine's code: market events/s
    and simulated seconds per wall second, against a baseline measured in the same run: the same
    frames through the stream and books only (no listeners, no cycles).
-2. Sweep: 4 grid points over a window of that recording, joblib with 1 process vs 2 (workers forked
-   from the bench's process, and loky workers started cold).
+2. Sweep: 4 grid points (--sweep-points 8: the issue's example grid) over a window of that
+   recording, joblib with 1 process vs 2 (workers forked from the bench's process, and loky workers
+   started cold).
 3. Recording overhead: `pmm run paper` (50 markets) against a `pmm sandbox` subprocess, engine
    process CPU with PMM_RECORD=on vs off (alternating runs), and the recording's bytes per hour
    per market.
@@ -409,7 +410,13 @@ def _cpu_self_children() -> tuple[float, float]:
     return r.ru_utime + r.ru_stime, c.ru_utime + c.ru_stime
 
 
-def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
+SWEEP_GRIDS = {  # --sweep-points: 4, the bench's grid since the first pass; 8, the issue's example
+    4: {"alpha": [1.0, 2.0], "paper_spread_k": [50.0, 100.0]},  # (`--grid alpha=1,1.5,2,3 --grid paper_spread_k=50,100`)
+    8: {"alpha": [1.0, 1.5, 2.0, 3.0], "paper_spread_k": [50.0, 100.0]},
+}
+
+
+def bench_sweep(root: Path, minutes: float, runs: int = 1, points: int = 4) -> None:
     """1 process vs 2 (alternating, median of `runs`): wall clock, and CPU seconds (this process and
     the joblib workers, reaped after each sweep) for a figure the machine's load does not decide:
     1-process CPU / (2-process CPU / 2), the speed-up two idle cores would give if the work split
@@ -426,7 +433,7 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
     from pmm_widgets.research.sweeps import sweep
 
     s = load_settings(record_dir=str(root), quote_refresh_sec=3.0, db_url=f"sqlite:///{root / 'sweep.db'}")
-    grid = {"alpha": [1.0, 2.0], "paper_spread_k": [50.0, 100.0]}
+    grid = SWEEP_GRIDS[points]
     params = inspect.signature(sweep).parameters
     base = "1 process, a replay per point"
     ways: list[tuple[str, int, str, int | None]] = [
@@ -450,10 +457,10 @@ def bench_sweep(root: Path, minutes: float, runs: int = 1) -> None:
             get_reusable_executor().shutdown(wait=True)  # reap the workers: their CPU counts as children's
             c1, k1 = _cpu_self_children()
             got[name].append((wall, c1 - c0, k1 - k0, load))
-            assert len(df) == 4
+            assert len(df) == points
     med = {j: [statistics.median(r[k] for r in got[j]) for k in range(4)] for j in got}
     w1, p1, k1, l1 = med[base]
-    print(f"sweep 4 points x {minutes:g} min, median of {runs}: {base} {w1:.1f} s wall, CPU {p1 + k1:.1f} s "
+    print(f"sweep {points} points x {minutes:g} min, median of {runs}: {base} {w1:.1f} s wall, CPU {p1 + k1:.1f} s "
           f"(os.cpu_count()={os.cpu_count()}, load {l1:.1f} at its starts)  runs {[round(r[0], 1) for r in got[base]]}")
     for name, jobs, _, _ in ways[1:]:
         w2, p2, k2, l2 = med[name]
@@ -611,6 +618,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="simulated minutes of the replay recording")
     ap.add_argument("--window", type=float, default=None, help="replay only the first WINDOW minutes (default: all)")
     ap.add_argument("--sweep-minutes", type=float, default=5.0)
+    ap.add_argument("--sweep-points", type=int, default=4, choices=sorted(SWEEP_GRIDS),
+                    help="the sweep's grid: 4 points (alpha 1,2 x paper_spread_k 50,100) or 8 (the issue's example: "
+                         "alpha 1,1.5,2,3 x paper_spread_k 50,100)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engine-seconds", type=float, default=40.0)
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "pmm-bench-replay"))
@@ -672,7 +682,7 @@ def main() -> None:
             bench_replay(root, a.window or a.minutes, a.runs)
             bench_pass(root, a.window or a.minutes, a.runs)
         if not a.skip_sweep:
-            bench_sweep(root, a.sweep_minutes, a.runs)
+            bench_sweep(root, a.sweep_minutes, a.runs, a.sweep_points)
             bench_worker_start(root, a.sweep_minutes, max(a.runs, 3))
     if not a.skip_engine:
         with tempfile.TemporaryDirectory() as tmp:
