@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..domain import Fill, Side
+from ..domain import Fill, Side, slot_init
 from ..store.recorder import DbRecorder, MarkoutRow, as_recorder
 from ..store.sink import Sink
 
@@ -34,6 +34,7 @@ def horizon_key(h: float) -> str:
     return f"{h:g}s"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Markout:
     trade_id: str

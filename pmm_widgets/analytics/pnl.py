@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..domain import ZERO, Fill, Market, Side
+from ..domain import ZERO, Fill, Market, Side, slot_init
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class PnlParts:
     total: Decimal

@@ -53,7 +53,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..domain import ZERO, BookView, PublicTrade, Side
+from ..domain import ZERO, BookView, PublicTrade, Side, slot_init
 from .fillmodels import (
     DEFAULT_REF_DEPTH,
     IntensityKnobs,
@@ -87,6 +87,7 @@ class RestingOrder:
         return self.size - self.filled
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ModelFill:
     client_id: str

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..config import Params
-from ..domain import ZERO, Market, Quote, Side
+from ..domain import ZERO, Market, Quote, Side, slot_init
 from ..events import EventBus, EventKind, Level
 from .inventory import Inventory, net_delta
 from .planner import Plan
@@ -58,6 +58,7 @@ class RateLimiter:
 TOTAL_RULE = "total inventory"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Screened:
     """`RiskManager.screen`'s verdict on one market's quotes: the kept quotes, the rules that
