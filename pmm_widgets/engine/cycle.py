@@ -856,12 +856,15 @@ class QuoteCycle:
         per-market rows of the snapshot are built when a face first asks (`snapshot()`)."""
         our: dict[str, dict[str, Decimal | None]] = {}
         open_orders = exchange.open_orders()
+        token_market = self._token_market
         for o in open_orders:
-            m = self._token_market.get(o.token_id)
+            m = token_market.get(o.token_id)
             if m is None:
                 continue
             kind, yp = yes_space_price(m, o)
-            slot = our.setdefault(m.condition_id, {"bid": None, "ask": None})
+            slot = our.get(m.condition_id)
+            if slot is None:  # (`setdefault` built the empty slot for every order)
+                slot = our[m.condition_id] = {"bid": None, "ask": None}
             cur = slot[kind]
             if cur is None or (kind == "bid" and yp > cur) or (kind == "ask" and yp < cur):
                 slot[kind] = yp
@@ -874,7 +877,7 @@ class QuoteCycle:
             pnl=self.pnl.totals(self._mids, self._parts if self.incremental else None),
             rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
             fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
-            fills_per_min=sum(self.calibrator.fills_per_min(m.condition_id, now) for m in self._markets),
+            fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
             placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
         )
         self._snap = None
