@@ -7,14 +7,57 @@ I/O. Money is Decimal: prices and sizes that reach a venue are exact, never floa
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+
+_C = TypeVar("_C", bound=type)
+
+
+def slot_init(cls: _C) -> _C:
+    """Give a frozen slotted dataclass an `__init__` that sets its slots through their member
+    descriptors (bound once, as defaults) instead of the generated `object.__setattr__(self,
+    'name', value)` per field: the same signature, defaults and default factories, the same
+    object; 2-3x faster to build (a frozen class of 17 fields: 3.6 -> 1.3 µs). Why: the quote
+    cycle builds such objects per market per cycle (contexts, decisions, quotes, PnL parts).
+    Applied above `@dataclass` (it reads the class that decorator made); classes with a
+    `__post_init__`, an `InitVar`, a keyword-only or a non-init field keep the generated one.
+    tests/core/test_cycle_fastpath.py compares both constructors."""
+    flds = dataclasses.fields(cls)
+    orig = cls.__dict__["__init__"]
+    if hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__ or \
+            any(not f.init or f.kw_only for f in flds) or \
+            len(flds) != orig.__code__.co_argcount - 1 or orig.__kwdefaults__:
+        return cls
+    names = [f.name for f in flds]
+    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    lines = []
+    for i, f in enumerate(flds):
+        env[f"_s{i}"] = cls.__dict__[f.name].__set__
+        if f.default_factory is not dataclasses.MISSING:
+            env[f"_f{i}"] = f.default_factory
+            lines.append(f"    if {f.name} is _factory: {f.name} = _f{i}()\n")
+        lines.append(f"    _s{i}(self, {f.name})\n")
+    defaults = orig.__defaults__ or ()
+    factory = next((d for d, f in zip(defaults, flds[len(flds) - len(defaults):])
+                    if f.default_factory is not dataclasses.MISSING), None)
+    env["_factory"] = factory
+    src = f"def __init__(self, {', '.join(names)}):\n" + "".join(lines)
+    exec(src, env)  # noqa: S102 (source built from the dataclass's own field names)
+    init = env["__init__"]
+    init.__defaults__ = defaults
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = dict(orig.__annotations__)
+    init.__doc__ = orig.__doc__
+    cls.__init__ = init  # type: ignore[misc]  # (the class is what `@dataclass` built: no subclass)
+    return cls
 
 
 class Side(str, enum.Enum):
@@ -235,6 +278,7 @@ class PublicTrade:
     recv_ts: float = field(default=0.0, compare=False)  # when it reached us (local clock; 0: unknown, use `ts`)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     """A wanted resting order: what the strategy asks the exchange to have in the book."""
@@ -269,6 +313,7 @@ class Order:
         return self.size - self.filled
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One fill of one of our orders (a row of `trades`)."""

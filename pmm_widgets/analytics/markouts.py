@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..domain import Fill, Side
+from ..domain import Fill, Side, slot_init
 from ..store.recorder import DbRecorder, MarkoutRow, as_recorder
 from ..store.sink import Sink
 
@@ -34,6 +34,7 @@ def horizon_key(h: float) -> str:
     return f"{h:g}s"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Markout:
     trade_id: str
@@ -128,16 +129,22 @@ class MarkoutTracker:
         return rs
 
     def advance(self, now: float, mid_of: Callable[[str], Decimal | None]) -> list[Markout]:
-        """Complete the horizons that are due at `now`: one `markouts` row each."""
+        """Complete the horizons that are due at `now`: one `markouts` row each. `mid_of` (the
+        token's mid now: a read of the cycle's books) is asked once per token, not once per fill."""
         done: list[Markout] = []
         still: list[_Pending] = []
+        seen: dict[str, Decimal | None] = {}  # each token's mid, asked once (`mid_of` reads this cycle's books)
         for p in self._pending:
             tok = p.fill.token_id
-            mid = mid_of(tok)
-            if mid is not None:
-                self._last_mid[tok] = mid
+            if tok in seen:
+                mid = seen[tok]
             else:
-                mid = self._last_mid.get(tok)
+                mid = mid_of(tok)
+                if mid is not None:
+                    self._last_mid[tok] = mid
+                else:
+                    mid = self._last_mid.get(tok)
+                seen[tok] = mid
             while p.next_idx < len(self.horizons) and now >= p.fill.ts + self.horizons[p.next_idx]:
                 h = self.horizons[p.next_idx]
                 p.next_idx += 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..domain import ZERO, BookView, Fill, Market, Order
+from ..domain import ZERO, BookView, Fill, Market, Order, slot_init
 from ..events import EventBus, EventKind, Level
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
@@ -114,6 +114,7 @@ class VenueClock:
         return cls(*vals)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class FillEconomics:
     fee: Decimal

@@ -311,13 +311,12 @@ class QuoteCycle:
         tick, b, a = self._touch[cid]
         tox, ntox = self._tox.get(cid, (0.0, 0))
         cs = self.calibrator.states.get(cid)  # fills/min as of its last update (no window scan per cycle)
-        ctx = MarketContext(
-            market=m, yes=yv, no=nv, tick=tick, bid_ticks=b, ask_ticks=a, inventory=inv,
-            params=self._market_params(cid), now=now, open_orders=orders,
-            calib_mult=self.calibrator.mult(cid),
-            vol={t: self.vol.sigma(t, self.vol_horizon_sec) for t in m.token_ids},
-            vol_horizon_sec=self.vol_horizon_sec, markout_short=tox if ntox else None, markout_count=ntox,
-            fills_per_min=cs.fills_per_min if cs is not None else 0.0, time_to_end_sec=tte,
+        sigma, h = self.vol.sigma, self.vol_horizon_sec
+        yt, nt = m.yes_token_id, m.no_token_id
+        ctx = MarketContext(  # (positional: `MarketContext`'s field order)
+            m, yv, nv, tick, b, a, inv, self._market_params(cid), now, orders, self.calibrator.mult(cid),
+            {yt: sigma(yt, h), nt: sigma(nt, h)},  # each token's (the dict of `m.token_ids`, as built before)
+            h, tox if ntox else None, ntox, cs.fills_per_min if cs is not None else 0.0, tte,
         )
         state = self._sstate.get(cid)
         key: tuple[object, ...] | None = None
@@ -334,7 +333,7 @@ class QuoteCycle:
                 if hit is not None and hit.strategy is strat and hit.market is m and hit.state is state \
                         and hit.key == key:
                     rep.reused += 1
-                    self._regime[cid] = hit.regime.value
+                    self._regime[cid] = hit.regime._value_  # (`.value`: an enum property, µs)
                     self._guard(now, cid, strat.name, hit.guard, hit.regime, rep)
                     return list(hit.quotes), hit.regime, hit.note
         rep.decided += 1
@@ -352,7 +351,7 @@ class QuoteCycle:
         for msg in d.events:
             self._event(now, cid, EventKind.STRATEGY_REGIME, f"{strat.name}: {msg}",
                         {"strategy": strat.name, "regime": regime.value, "reason": d.reason}, rep)
-        self._regime[cid] = regime.value
+        self._regime[cid] = regime._value_
         quotes, why = guard_quotes(ctx, d.quotes, regime)
         self._guard(now, cid, strat.name, why, regime, rep)
         note = "" if regime is Regime.NORMAL else regime.value + (f" ({d.reason})" if d.reason else "")
@@ -856,12 +855,15 @@ class QuoteCycle:
         per-market rows of the snapshot are built when a face first asks (`snapshot()`)."""
         our: dict[str, dict[str, Decimal | None]] = {}
         open_orders = exchange.open_orders()
+        token_market = self._token_market
         for o in open_orders:
-            m = self._token_market.get(o.token_id)
+            m = token_market.get(o.token_id)
             if m is None:
                 continue
             kind, yp = yes_space_price(m, o)
-            slot = our.setdefault(m.condition_id, {"bid": None, "ask": None})
+            slot = our.get(m.condition_id)
+            if slot is None:  # (`setdefault` built the empty slot for every order)
+                slot = our[m.condition_id] = {"bid": None, "ask": None}
             cur = slot[kind]
             if cur is None or (kind == "bid" and yp > cur) or (kind == "ask" and yp < cur):
                 slot[kind] = yp
@@ -874,7 +876,7 @@ class QuoteCycle:
             pnl=self.pnl.totals(self._mids, self._parts if self.incremental else None),
             rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
             fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
-            fills_per_min=sum(self.calibrator.fills_per_min(m.condition_id, now) for m in self._markets),
+            fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
             placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
         )
         self._snap = None

@@ -53,7 +53,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..domain import ZERO, BookView, PublicTrade, Side
+from ..domain import ZERO, BookView, PublicTrade, Side, slot_init
 from .fillmodels import (
     DEFAULT_REF_DEPTH,
     IntensityKnobs,
@@ -87,6 +87,7 @@ class RestingOrder:
         return self.size - self.filled
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ModelFill:
     client_id: str
@@ -149,6 +150,55 @@ class IntensityFillModel:
         return []
 
     def advance(self, now: float, orders: Sequence[RestingOrder], books: Mapping[str, BookView]) -> list[ModelFill]:
+        """Each order's chance to fill over the time since its last `advance`. Per resting order per
+        poll, so `touch_distance`, `touch_depth`, `intensity_rate_knobs` and `fill_probability` are
+        written out here, the same arithmetic in the same order (tests/core/test_cycle_fastpath.py
+        compares with `advance_reference`, which calls them)."""
+        k = self.knobs
+        per_sec, spread_k, ref = k.intensity / 60.0, k.spread_k, k.ref_depth
+        exp = math.exp
+        rand = self.rng.random
+        sim_ts = self._sim_ts
+        buy = Side.BUY
+        out: list[ModelFill] = []
+        for o in orders:
+            cid = o.client_id
+            start = sim_ts.get(cid, now)
+            dt = now - start
+            if dt <= 0:
+                continue
+            sim_ts[cid] = now
+            book = books.get(o.token_id)
+            if book is None:
+                continue
+            price = o.price
+            if o.side is buy:
+                levels = book.bids
+                if levels:
+                    top = levels[0]
+                    dist = max(0.0, float(top.price - price))
+                    depth = 0.0 if price > top.price else float(top.size)
+                else:
+                    dist = depth = 0.0
+            else:
+                levels = book.asks
+                if levels:
+                    top = levels[0]
+                    dist = max(0.0, float(price - top.price))
+                    depth = 0.0 if price < top.price else float(top.size)
+                else:
+                    dist = depth = 0.0
+            rate = per_sec * exp(-spread_k * dist) * (2.0 * ref / (ref + depth))
+            if rand() >= (1.0 - exp(-rate * dt) if dt > 0 else 0.0):
+                continue
+            size = draw_fill_size_knobs(self.rng, k, o.remaining, o.min_size)
+            out.append(ModelFill(o.client_id, size, now, {"model": self.name, "distance": dist, "touch_depth": depth,
+                                                           "rate_per_min": rate * 60.0, "dt": dt}))
+        return out
+
+    def advance_reference(self, now: float, orders: Sequence[RestingOrder],
+                          books: Mapping[str, BookView]) -> list[ModelFill]:
+        """`advance` through the helper functions (the reference its tests compare with)."""
         k = self.knobs
         out: list[ModelFill] = []
         for o in orders:

@@ -166,6 +166,8 @@ class ReplaySink:
     """Tags replay rows (`mode='replay'`, `run_id`), drops what a replay must not write, and keeps
     the run's orders and trades in memory for the summary and for comparisons."""
 
+    KEPT_INSERTS = frozenset({"trades", "markouts", "reward_estimates"})  # the inserted rows it keeps
+
     def __init__(self, inner: Sink | None, run_id: str) -> None:
         self.inner = inner
         self.run_id = run_id
@@ -186,6 +188,9 @@ class ReplaySink:
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
         if table in NOT_WRITTEN:
             return
+        if self.inner is None and table not in self.KEPT_INSERTS:  # counted; its tagged copy would go nowhere
+            self.rows += 1  # (`pnl` rows every `pnl_sec`, `events`: a bench's or a sweep's replay without a DB)
+            return
         r = self._tag(table, row) if table in TAGGED else dict(row)
         if table == "trades":
             self.trades[r["trade_id"]] = r
@@ -200,6 +205,15 @@ class ReplaySink:
     def upsert(self, table: str, row: Mapping[str, Any], key: Sequence[str]) -> None:
         if table in NOT_WRITTEN:
             return
+        if self.inner is None and table == "orders":  # an order's later rows: its kept row updated in place
+            cur = self.orders.get(row["client_id"])
+            if cur is not None:  # (what `cur.update(self._tag(...))` does, without the tagged copy)
+                cur.update(row)
+                cur["run_id"] = self.run_id
+                if "mode" in row:
+                    cur["mode"] = REPLAY_MODE
+                self.rows += 1
+                return
         r = self._tag(table, row) if table in TAGGED else dict(row)
         if table == "orders":
             cur = self.orders.get(r["client_id"])

@@ -51,7 +51,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from ..config import Params
-from ..domain import BookView, Market, Order, Quote
+from ..domain import BookView, Market, Order, Quote, slot_init
 from .inventory import Inventory
 from .quoting import fair_yes, token_quotes
 
@@ -70,6 +70,7 @@ class Regime(str, enum.Enum):
 _LEVELS = {Regime.NORMAL: 0, Regime.WIDE: 1, Regime.REDUCE_ONLY: 2, Regime.HALTED: 3}
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class MarketContext:
     """Everything one market's decision may read (immutable; built by the cycle each cycle)."""
@@ -155,6 +156,7 @@ class MarketContext:
         return max(-1.0, min(1.0, x))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What a strategy wants for one market this cycle."""

@@ -42,6 +42,7 @@ tightens nor widens, and a replay started before its data gives the replay start
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,17 +152,47 @@ class Calibrator:
         n, minutes = self._window(st, now)
         return n / minutes if minutes > 0 else 0.0
 
+    def total_fills_per_min(self, markets: Iterable[str], now: float) -> float:
+        """`sum(self.fills_per_min(m, now) for m in markets)` (the same terms, added in the same
+        order), in one call: the cycle's totals ask it for every market every cycle."""
+        states = self.states
+        window = self._window
+        rates: list[float] = []
+        for cid in markets:
+            st = states.get(cid)
+            if st is None:
+                st = states[cid] = CalibState()  # as `state` does
+            if st.started_at is None:
+                rates.append(0.0)
+                continue
+            n, minutes = window(st, now)
+            rates.append(n / minutes if minutes > 0 else 0.0)
+        return sum(rates)
+
     def _window(self, st: CalibState, now: float) -> tuple[int, float]:
         """(fills, quoted minutes) in the half-open interval (max(now − window, start), now]."""
         if st.started_at is None:
             return 0, 0.0
         cutoff = now - self.window_sec
-        st.fill_ts = [t for t in st.fill_ts if t > cutoff]
+        fts = st.fill_ts
+        if fts:  # (the cycle asks every market every cycle: the empty and one-stretch cases without a scan)
+            fts = st.fill_ts = [t for t in fts if t > cutoff]
         keep = min(cutoff, st.updated_at)  # a stretch still counts toward the window or the next update
-        st.quoted = [q for q in st.quoted if q[1] > keep]
+        quoted = st.quoted
+        if len(quoted) == 1:  # one stretch (quoted continuously): kept as it is, or dropped
+            if not quoted[0][1] > keep:
+                quoted = st.quoted = []
+        elif quoted:
+            quoted = st.quoted = [q for q in quoted if q[1] > keep]
         start = max(cutoff, st.started_at)
-        sec = sum(max(0.0, min(e, now) - max(s, start)) for s, e in st.quoted)
-        return sum(1 for t in st.fill_ts if t > start), sec / 60.0
+        if len(quoted) == 1:  # `sum` of the one term (never -0.0: `max(0.0, x)`)
+            s, e = quoted[0]
+            sec: float = max(0.0, min(e, now) - max(s, start))
+        else:
+            sec = sum(max(0.0, min(e, now) - max(s, start)) for s, e in quoted)
+        # every kept fill is after the cutoff: after the start too when the start is the cutoff
+        n = len(fts) if start <= cutoff else sum(1 for t in fts if t > start)
+        return n, sec / 60.0
 
     def _accrue(self, st: CalibState, now: float, quoted: bool) -> None:
         """Account the time since the previous step: a quoted stretch, or time that passes uncounted."""
@@ -186,7 +217,12 @@ class Calibrator:
         previous step (False: the time passes but is neither window minutes nor update time)."""
         st = self.state(market)
         self._accrue(st, now, quoted)
-        due = sum(e - max(s, st.updated_at) for s, e in st.quoted if e > st.updated_at)
+        q, upd = st.quoted, st.updated_at
+        if len(q) == 1:  # `sum` of the one term (0.0 + x: as `sum` adds it)
+            s, e = q[0]
+            due = 0.0 + (e - max(s, upd)) if e > upd else 0.0
+        else:
+            due = sum(e - max(s, upd) for s, e in q if e > upd)
         if due < self.update_sec:
             return False
         p = self.params

@@ -27,7 +27,6 @@ from ..domain import Market, Quote, Side
 from ..ticks import on_size_grid, valid_price
 from .base import MarketContext, Regime
 from .inventory import net_delta
-from .quoting import yes_space_price
 
 
 def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) -> tuple[list[Quote], str | None]:
@@ -42,19 +41,25 @@ def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) ->
     kept: list[Quote] = []
     top_bid: Decimal | None = None
     low_ask: Decimal | None = None
+    held_yes, held_no = inv.yes, inv.no
+    yes_id = m.yes_token_id
     for q in quotes:
-        why = _malformed(m, q, inv.yes, inv.no, tick, min_size)
+        why = _malformed(m, q, held_yes, held_no, tick, min_size)
         if why is None:
-            kind, yp = yes_space_price(m, q)
+            # `yes_space_price(m, q)`, written out (per quote per decision)
+            if q.token_id == yes_id:
+                bid, yp = q.side is Side.BUY, q.price
+            else:
+                bid, yp = q.side is not Side.BUY, 1 - q.price
             t = yp / tick
-            if kind == "bid" and t >= ctx.ask_ticks:
+            if bid and t >= ctx.ask_ticks:
                 why = f"bid {yp} would cross the ask {tick * ctx.ask_ticks}"
-            elif kind == "ask" and t <= ctx.bid_ticks:
+            elif not bid and t <= ctx.bid_ticks:
                 why = f"ask {yp} would cross the bid {tick * ctx.bid_ticks}"
             elif regime is Regime.REDUCE_ONLY and \
                     not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
                 why = "reduce-only: the quote would not reduce the position"
-            elif kind == "bid":
+            elif bid:
                 top_bid = yp if top_bid is None else max(top_bid, yp)
             else:
                 low_ask = yp if low_ask is None else min(low_ask, yp)

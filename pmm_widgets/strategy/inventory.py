@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..domain import ZERO, Market, Side
+from ..domain import ZERO, Market, Side, slot_init
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Inventory:
     yes: Decimal = ZERO

@@ -31,17 +31,27 @@ def plan(
 ) -> Plan:
     by_key: dict[tuple[str, object], list[Order]] = {}
     for o in open_orders:
-        by_key.setdefault((o.token_id, o.side), []).append(o)
+        k = (o.token_id, o.side)
+        same = by_key.get(k)
+        if same is None:
+            by_key[k] = [o]
+        else:
+            same.append(o)
     kept: set[str] = set()
     out = Plan()
     for q in wanted:
         band = tick_of(q.token_id) * requote_ticks
         best: Order | None = None
+        best_d = band
+        price = q.price
         for o in by_key.get((q.token_id, q.side), ()):
-            if o.client_id in kept or abs(o.price - q.price) > band or o.remaining > q.size:
+            if o.client_id in kept:
                 continue
-            if best is None or abs(o.price - q.price) < abs(best.price - q.price):
-                best = o
+            d = abs(o.price - price)  # (once per order: it was computed again for the best so far)
+            if d > band or o.remaining > q.size:
+                continue
+            if best is None or d < best_d:
+                best, best_d = o, d
         if best is None:
             out.place.append(q)
         else:

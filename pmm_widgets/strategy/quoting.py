@@ -120,15 +120,21 @@ def yes_mid(yes: BookView | None, no: BookView | None, tick: Decimal) -> Decimal
 
 def fair_yes(yes: BookView, no: BookView, b: int, a: int, tick: Decimal) -> float:
     """Microprice fair value of YES, combined from both books, clamped into the effective touch."""
-    tf = float(tick)
-    est: list[float] = []
+    return _fair_yes(yes, no, b, a, float(tick))
+
+
+def _fair_yes(yes: BookView, no: BookView, b: int, a: int, tf: float) -> float:
+    """`fair_yes` with the tick as a float (`spread_ticks` has it). The estimates' mean is what
+    `sum(estimates) / len(estimates)` gave (`sum` starts at 0: 0.0 + x, then + y), without the list."""
     my = yes.microprice
-    if my is not None:
-        est.append(float(my))
+    fy = None if my is None else float(my)
     mn = no.microprice
-    if mn is not None:
-        est.append(1.0 - float(mn))
-    fair = sum(est) / len(est) if est else (b + a) * tf / 2
+    if fy is not None:
+        fair = (0.0 + fy + (1.0 - float(mn))) / 2 if mn is not None else 0.0 + fy
+    elif mn is not None:
+        fair = 0.0 + (1.0 - float(mn))
+    else:
+        fair = (b + a) * tf / 2
     return min(max(fair, b * tf), a * tf)
 
 
@@ -183,7 +189,7 @@ def spread_ticks(market: Market, yes: BookView, no: BookView, params: Params, in
     """`make_quotes`' YES-space bid and ask in integer ticks, before the band and post-only caps
     (`token_quotes`): all of its decision that depends on the books' sizes, vol and calibration."""
     tf = float(tick)
-    fair = fair_yes(yes, no, b, a, tick)
+    fair = _fair_yes(yes, no, b, a, tf)
     vol_term = max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0))
     base = max(vol_term, (a - b) * tf / 2.0, tf)
     h = params.alpha * calib_mult * base

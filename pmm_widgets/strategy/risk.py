@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..config import Params
-from ..domain import ZERO, Market, Quote, Side
+from ..domain import ZERO, Market, Quote, Side, slot_init
 from ..events import EventBus, EventKind, Level
-from .inventory import Inventory, net_delta
+from .inventory import Inventory
 from .planner import Plan
-from .quoting import yes_space_price
 
 WINDOW_SEC = 60.0
 DAY_SEC = 86_400.0
@@ -58,6 +57,7 @@ class RateLimiter:
 TOTAL_RULE = "total inventory"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Screened:
     """`RiskManager.screen`'s verdict on one market's quotes: the kept quotes, the rules that
@@ -143,10 +143,16 @@ class RiskManager:
         pulls the market's quotes for `anomaly_cooldown_sec` (a news shock or a broken feed)."""
         p = self.params
         st = self._m(market)
-        while st.mids and st.mids[0][0] < now - p.anomaly_window_sec:
-            st.mids.popleft()
-        jump = max((abs(mid - m) for _, m in st.mids), default=0.0)
-        st.mids.append((now, mid))
+        mids = st.mids
+        cut = now - p.anomaly_window_sec
+        while mids and mids[0][0] < cut:
+            mids.popleft()
+        jump = 0.0  # `max(|mid - m|, default=0.0)`: the first largest (a loop, not a generator, per market per cycle)
+        for _, m in mids:
+            d = abs(mid - m)
+            if d > jump:
+                jump = d
+        mids.append((now, mid))
         if jump > float(p.anomaly_jump):
             st.cooldown_until = now + p.anomaly_cooldown_sec
             st.mids.clear()
@@ -212,11 +218,15 @@ class RiskManager:
         cid = market.condition_id
         net = inv.net  # a property: computed once here, not three times per quote
         own = exposure_usd(net, mid)
+        yes_id = market.yes_token_id
         for q in quotes:
-            _, yp = yes_space_price(market, q)
-            new_net = net + net_delta(market, q.token_id, q.side, q.size)
+            # `yes_space_price` and `net_delta`, written out (per quote per decision): the same operations
+            is_yes = q.token_id == yes_id
+            yp = q.price if is_yes else 1 - q.price
+            signed = q.size if q.side is Side.BUY else -q.size
+            new_net = net + (signed if is_yes else -signed)
             growing = abs(new_net) > abs(net)
-            held = inv.yes if q.token_id == market.yes_token_id else inv.no
+            held = inv.yes if is_yes else inv.no
             new_usd = exposure_usd(new_net, mid)
             rule: tuple[str, str | None, str] | None = None
             if abs(yp - mid) > p.price_band:
