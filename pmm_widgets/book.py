@@ -207,21 +207,7 @@ class LatestBooks(Mapping[str, BookView]):
         return len(self._latest)
 
 
-class _SizeCache(dict[Any, Decimal]):
-    """Size text -> its checked Decimal (`_SIZES`: a level's size recurs in every snapshot). A
-    subscript never raises KeyError: a miss (`__missing__`) is `OrderBook._size_of`, which
-    validates (BookError), stores a text and returns the Decimal. Why: a venue size is new to the
-    cache in ~7 % of the entries (sizes are arbitrary decimals), and the KeyError the hot paths
-    caught for it (then validating through `_entry` / `_level_of`) cost a few thousand
-    instructions each: the exception, its traceback, the handler."""
-
-    __slots__ = ()
-
-    def __missing__(self, size: Any) -> Decimal:
-        return OrderBook._size_of(size)
-
-
-_SIZES: dict[Any, Decimal] = _SizeCache()
+_SIZES: dict[str, Decimal] = {}  # size text -> its checked Decimal: a level's size recurs in every snapshot
 
 
 class LevelChange(Protocol):
@@ -382,13 +368,26 @@ class OrderBook:
         and levels are priced from the grid list (`_grid`, the same Decimals as `_price`).
         tests/core/test_book_fastpath.py checks it against the code before over random sequences."""
         px, sizes = self._px, _SIZES
-        parsed: list[tuple[bool, int, Decimal]] = []
+        parsed: Sequence[tuple[bool, int, Decimal]]
         try:
-            for e in entries:
-                try:  # the three caches, read by subscript (a new size: `_SIZES.__missing__`; a price miss, or an unknown side: `_entry`)
-                    parsed.append((_BID_SIDES[e.side], px[e.price], sizes[e.size]))
+            if len(entries) == 1:  # one entry per token: most events (no list, no loop to parse it)
+                e = entries[0]
+                try:  # as below
+                    parsed = ((_BID_SIDES[e.side], px[e.price],
+                               s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)),)
                 except KeyError:
-                    parsed.append(self._entry(e))
+                    parsed = (self._entry(e),)
+            else:
+                parsed = []
+                for e in entries:
+                    # the side and price caches by subscript (a miss, or an unknown side: `_entry`), the
+                    # size cache by `get` (a miss validates, `_size_of`): a size is new in ~7 % of the
+                    # entries (sizes are arbitrary decimals), and a KeyError caught costs ~20 times a `get`
+                    try:
+                        parsed.append((_BID_SIDES[e.side], px[e.price],
+                                       s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)))
+                    except KeyError:
+                        parsed.append(self._entry(e))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return -1
@@ -512,10 +511,13 @@ class OrderBook:
         px, sizes = self._px, _SIZES
         for lv in levels:
             price, size = lv.price, lv.size
-            try:  # both caches by subscript; a miss validates (a size: `_SIZES.__missing__`; a price: `_level_of`)
-                t, s = px[price], sizes[size]
+            try:  # the price cache by subscript, the size cache by `get` (as `apply_event`); a miss validates
+                t = px[price]
             except KeyError:
                 t, s = self._level_of(price, size)
+            else:
+                got = sizes.get(size)
+                s = got if got is not None else self._size_of(size)
             if s:
                 out[t] = s
             else:

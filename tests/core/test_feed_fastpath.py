@@ -3,9 +3,10 @@
 - `safejson.brackets` counts `[` and `{` with numpy for long texts: the same number as the two
   `str.count` scans it replaces, for any text (str with any characters, lone surrogates
   included; bytes; bytearray), so `shallow` / `loads` decide alike.
-- `book._SIZES` validates a size on a miss (`__missing__`) instead of the hot paths catching a
-  KeyError: a subscript gives `OrderBook._size_of`'s Decimal or raises its BookError, and caches
-  exactly what `_size_of` caches.
+- `OrderBook.apply_event` parses a lone entry without a list, and `apply_event` / `_parse_side`
+  read the size cache by `get` (a miss: `_size_of`), not by a subscript whose KeyError they
+  caught: the books stay those of the reference path (tests/core/test_book_fastpath.py runs its
+  random sequences through this code), and a new or invalid size behaves as before.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmm_widgets import book, safejson
-from pmm_widgets.book import BookError, OrderBook
+from pmm_widgets.book import OrderBook
 
 _CHARS = st.characters(codec=None, blacklist_categories=())  # any code point, surrogates included
 _JSONISH = st.sampled_from(list('[]{}",:0123456789.abc \n') + ["é", "\U0001F600", "\ud800", "\x7b", "\x5b", "\x1b", "\xfb"])
@@ -61,36 +62,19 @@ def test_shallow_and_loads_decide_at_the_same_count(n: int, monkeypatch: pytest.
         assert len(calls) == (2 if n >= safejson.MAX_DEPTH else 0)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(st.sampled_from(list("0123456789.-eE+ _x")), max_size=12), st.sampled_from(
-    ["1", "0", "-1", "1e3", "NaN", "Infinity", "1e999", "5" * 41, "12.50", "1_000", ""]),
-    st.integers(-5, 10**12), st.decimals(allow_nan=True).filter(lambda d: not d.is_snan())))
-def test_size_cache_subscript_is_size_of(v: Any) -> None:
-    book._SIZES.clear()
-    try:
-        want: Decimal | str = OrderBook._size_of(v)
-    except BookError as exc:
-        want = f"BookError: {exc}"
-    cached = dict(book._SIZES)
-    book._SIZES.clear()
-    try:
-        got: Decimal | str = book._SIZES[v]
-    except BookError as exc:
-        got = f"BookError: {exc}"
-    assert got == want and type(got) is type(want)
-    assert dict(book._SIZES) == cached  # the same entries stored (a text's Decimal; nothing else)
-    assert (v in book._SIZES) is (type(v) is str and not isinstance(want, str))
-
-
-def test_size_cache_miss_raises_no_key_error() -> None:
-    """A new size is validated by the subscript itself; an invalid one refuses the event (-1,
-    counted), the book unchanged, as before."""
+def test_a_new_size_applies_and_an_invalid_one_refuses() -> None:
+    """A size new to the cache is validated by `_size_of` (`apply_event` reads the cache by `get`:
+    no KeyError caught per new size) and stored; an invalid one refuses the event (-1, counted),
+    the book unchanged; alike with one entry (its own path) and with several."""
     from pmm_widgets.venue.wire import PriceChange
 
-    b = OrderBook("t", "m")
-    assert b.apply_event([PriceChange("t", "0.5", "17.25", "BUY")], None, None, 1.0) == 0
-    assert "17.25" in book._SIZES and b.bids == {50: Decimal("17.25")}
-    assert b.apply_event([PriceChange("t", "0.5", "-3", "BUY")], None, None, 2.0) == -1
-    assert b.rejected == 1 and b.bids == {50: Decimal("17.25")} and b.ts == 1.0
-    with pytest.raises(BookError, match="negative"):
-        book._SIZES["-3"]
+    for many in (False, True):
+        book._SIZES.clear()
+        b = OrderBook("t", "m")
+        pre = [PriceChange("t", "0.4", "1", "BUY")] if many else []
+        assert b.apply_event(pre + [PriceChange("t", "0.5", "17.25", "BUY")], None, None, 1.0) == 0
+        assert "17.25" in book._SIZES and b.bids[50] == Decimal("17.25")
+        assert b.apply_event(pre + [PriceChange("t", "0.5", "-3", "BUY")], None, None, 2.0) == -1
+        assert b.rejected == 1 and b.bids[50] == Decimal("17.25") and b.ts == 1.0 and "-3" not in book._SIZES
+        assert b.apply_event(pre + [PriceChange("t", "0.5", "0", "BUY")], None, None, 3.0) == 0
+        assert 50 not in b.bids and b.ts == 3.0
