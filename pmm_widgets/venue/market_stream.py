@@ -217,6 +217,12 @@ class MarketStream:
         c = self._conn_of.get(token_id)
         return c is not None and c.ws is not None
 
+    def live_conns(self) -> Mapping[str, _Conn] | None:
+        """What `is_live` reads: token -> its connection (a token is live when it has one whose `ws`
+        is set); None when every token counts as live. For a caller that asks of every touched
+        book of every frame (`MarketData._on_books`): a dict read per book instead of a call."""
+        return self._conn_of
+
     # ------------------------------------------------------------------ subscriptions
     async def set_assets(self, assets: Iterable[str]) -> None:
         """Subscribe exactly these assets: unsubscribe the rest on their live sockets, add the new
