@@ -78,3 +78,72 @@ def test_a_new_size_applies_and_an_invalid_one_refuses() -> None:
         assert b.rejected == 1 and b.bids[50] == Decimal("17.25") and b.ts == 1.0 and "-3" not in book._SIZES
         assert b.apply_event(pre + [PriceChange("t", "0.5", "0", "BUY")], None, None, 3.0) == 0
         assert 50 not in b.bids and b.ts == 3.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_built_levels_are_levels(data: st.DataObject) -> None:
+    """`_level` (a `_NewLevel` made a `Level`) is a `Level` in every respect: type, fields (the
+    very objects), equality, hash, repr, frozen, pickled and copied alike; `apply_event` and
+    snapshots build their levels the same way (their lists equal `Level(...)`s)."""
+    import copy
+    import dataclasses
+    import pickle
+
+    from pmm_widgets.book import _level
+    from pmm_widgets.domain import Level
+    from pmm_widgets.venue.wire import PriceChange
+
+    p = data.draw(st.decimals(min_value=Decimal("0.001"), max_value=Decimal("0.999"), places=3))
+    s = data.draw(st.decimals(min_value=0, max_value=10**6, places=2))
+    lv, ref = _level(p, s), Level(p, s)
+    assert type(lv) is Level and lv.price is p and lv.size is s
+    assert lv == ref and hash(lv) == hash(ref) and repr(lv) == repr(ref)
+    assert pickle.loads(pickle.dumps(lv)) == ref and copy.copy(lv) == ref and dataclasses.astuple(lv) == (p, s)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lv.size = s  # type: ignore[misc]
+    b = OrderBook("t", "m", Decimal("0.001"))
+    assert b.apply_event([PriceChange("t", str(p), str(s), "SELL")], None, None, 1.0) >= 0
+    assert all(type(x) is Level for x in b._ask_lv + b._bid_lv)
+    if s:
+        assert b._ask_lv == [Level(p.normalize(), Decimal(str(s)))]
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_listener_staleness_reads_the_connections_like_is_live(replay: bool) -> None:
+    """`MarketData._on_books` reads `stream.live_conns()` instead of calling `is_live` per book:
+    every note's `stale` is `is_stale` of its book at the frame's time, for each connection state
+    (open, closed, none; a replay's stream tracking its recording's connections or not) and each
+    other reason (a resync due, no update for `stale_sec`)."""
+    from pmm_widgets.book import BookNote
+    from pmm_widgets.research.replayer import ReplayStream
+    from pmm_widgets.store.sink import MemorySink
+    from pmm_widgets.venue.market_data import MarketData
+    from pmm_widgets.venue.market_stream import MarketStream, _Conn
+
+    now = 1_000.0
+    md = MarketData(None, "ws://x", MemorySink(), stale_sec=10.0, clock=lambda: now,
+                    stream_cls=ReplayStream if replay else MarketStream)
+    up, down = _Conn(0), _Conn(1)
+    up.ws = object()  # type: ignore[assignment]
+    conn_of = {"up": up, "down": down, "resync": up, "old": up}  # "none": no connection
+    for t in ("up", "down", "none", "resync", "old"):
+        b = md.books[t] = OrderBook(t, "m")
+        b.synced, b.ts = True, now - (20.0 if t == "old" else 1.0)
+        b.needs_resync = t == "resync"
+        if t in conn_of:
+            md.stream._conn_of[t] = conn_of[t]
+    got: dict[str, bool] = {}
+
+    def listen(n: BookNote) -> None:
+        got[n.token_id] = n.stale
+
+    md.add_listener(on_book=listen)
+    for tracking in ((False, True) if replay else (True,)):
+        if replay:
+            md.stream.tracking = tracking  # type: ignore[attr-defined]
+        got.clear()
+        md._on_books(set(md.books))
+        want = {t: md.is_stale(b, now) for t, b in md.books.items()}
+        assert got == want
+        assert want == {"up": False, "down": tracking, "none": tracking, "resync": True, "old": True}
