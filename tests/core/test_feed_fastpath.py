@@ -147,3 +147,31 @@ def test_listener_staleness_reads_the_connections_like_is_live(replay: bool) -> 
         want = {t: md.is_stale(b, now) for t, b in md.books.items()}
         assert got == want
         assert want == {"up": False, "down": tracking, "none": tracking, "resync": True, "old": True}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=5), st.text(max_size=5), st.integers(0, 4), st.integers(0, 4), st.floats(allow_nan=False),
+       st.integers(0, 10**13), st.booleans(), st.booleans())
+def test_built_views_are_views(token: str, market: str, nb: int, na: int, ts: float, vts: int, stale: bool,
+                               crossed: bool) -> None:
+    """`_book_view` (a `_NewBookView` made a `BookView`) equals the `BookView(...)` of the same
+    fields in every respect, `dataclasses.replace` (`OrderBook.view(stale=True)`) included; a
+    `BookNote`'s view and `OrderBook.view` give `BookView`s."""
+    import dataclasses
+    import pickle
+
+    from pmm_widgets.book import _book_view, _level
+    from pmm_widgets.domain import BookView
+
+    bids = tuple(_level(Decimal(f"0.{40 - i}"), Decimal(i + 1)) for i in range(nb))
+    asks = tuple(_level(Decimal(f"0.{60 + i}"), Decimal(i + 1)) for i in range(na))
+    args = (token, market, bids, asks, Decimal("0.01"), Decimal(5), ts, vts, stale, crossed)
+    v, ref = _book_view(*args), BookView(*args)
+    assert type(v) is BookView and v == ref and repr(v) == repr(ref) and pickle.loads(pickle.dumps(v)) == ref
+    assert all(getattr(v, f.name) is a for f, a in zip(dataclasses.fields(BookView), args))
+    assert dataclasses.replace(v, stale=True) == dataclasses.replace(ref, stale=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.stale = not stale  # type: ignore[misc]
+    b = OrderBook(token or "t", market)
+    n = b.note(stale)
+    assert type(n.view()) is BookView and type(b.view()) is BookView and n.view() == b.view(stale=stale)
