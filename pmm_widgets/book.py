@@ -107,19 +107,35 @@ if type(_probe) is not Level or _probe != Level(ONE, ZERO) or _probe.__slots__ !
 del _probe
 
 
-def _levels(ticks: list[int], sizes: dict[int, Decimal], grid: list[Decimal], old: dict[int, Level]) -> list[Level]:
+def _levels(ticks: list[int], sizes: dict[int, Decimal], grid: list[Decimal], old_ticks: list[int],
+            old_lv: list[Level]) -> list[Level]:
     """The `Level`s of `ticks` (sizes from `sizes`, prices from `grid`), a snapshot's side: the old
-    `Level` of a tick when it holds these very objects (a level the snapshot repeats keeps it),
-    else a new one; no call per level (~20 levels a side)."""
+    `Level` of a tick (`old_ticks` / `old_lv`: the side before) when it holds these very objects (a
+    level the snapshot repeats keeps it), else a new one; no call per level (~20 levels a side).
+    When the snapshot has the very ticks of the side before (the common case: a snapshot confirms
+    the book), a tick's old `Level` is the one at its index: no dict of the old levels is built."""
     out: list[Level] = []
     append = out.append
+    if ticks == old_ticks:
+        for t, o in zip(ticks, old_lv):
+            s, p = sizes[t], grid[t]
+            if o.size is s and o.price is p:  # as below
+                append(o)
+            else:
+                lv: Any = _NewLevel()  # `_level`, inline
+                lv.price = p
+                lv.size = s
+                lv.__class__ = Level
+                append(lv)
+        return out
+    old = dict(zip(old_ticks, old_lv))
     for t in ticks:
         s, p = sizes[t], grid[t]
-        o = old.get(t)
-        if o is not None and o.size is s and o.price is p:  # (an old level of another grid: another price)
-            append(o)
+        was = old.get(t)
+        if was is not None and was.size is s and was.price is p:  # (an old level of another grid: another price)
+            append(was)
         else:
-            lv: Any = _NewLevel()  # `_level`, inline
+            lv = _NewLevel()  # `_level`, inline
             lv.price = p
             lv.size = s
             lv.__class__ = Level
@@ -594,14 +610,13 @@ class OrderBook:
     def _set_sides(self, bids: dict[int, Decimal], asks: dict[int, Decimal]) -> None:
         """Replace both sides (priced on the current tick size)."""
         tick = self.tick_size
-        old_bids = dict(zip(self._bid_ticks, self._bid_lv))  # a level the snapshot repeats keeps its Level
-        old_asks = dict(zip(self._ask_ticks, self._ask_lv))
+        old_bt, old_bl, old_at, old_al = self._bid_ticks, self._bid_lv, self._ask_ticks, self._ask_lv
         self.bids, self.asks = bids, asks
         self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
         grid = _GRIDS.get(tick) or _grid(tick)
-        if grid:
-            self._bid_lv = _levels(self._bid_ticks, bids, grid, old_bids)
-            self._ask_lv = _levels(self._ask_ticks, asks, grid, old_asks)
+        if grid:  # a level the snapshot repeats keeps its Level
+            self._bid_lv = _levels(self._bid_ticks, bids, grid, old_bt, old_bl)
+            self._ask_lv = _levels(self._ask_ticks, asks, grid, old_at, old_al)
         else:
             self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
             self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]

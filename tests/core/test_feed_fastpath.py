@@ -175,3 +175,39 @@ def test_built_views_are_views(token: str, market: str, nb: int, na: int, ts: fl
     b = OrderBook(token or "t", market)
     n = b.note(stale)
     assert type(n.view()) is BookView and type(b.view()) is BookView and n.view() == b.view(stale=stale)
+
+
+def _levels_ref(ticks: list[int], sizes: dict[int, Decimal], grid: list[Decimal], old: dict[int, Any]) -> list[Any]:
+    """`book._levels` before the same-ticks path: the old levels looked up in a dict."""
+    from pmm_widgets.domain import Level
+
+    out = []
+    for t in ticks:
+        s, p = sizes[t], grid[t]
+        o = old.get(t)
+        out.append(o if o is not None and o.size is s and o.price is p else Level(p, s))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 99), max_size=12, unique=True), st.data())
+def test_snapshot_levels_equal_the_dict_lookup(old_ticks: list[int], data: st.DataObject) -> None:
+    """`_levels` picks the same old `Level` objects (or equal new ones) as the dict lookup did,
+    whether the snapshot has the very ticks of the side before (its own path) or not, with sizes
+    the same objects, equal ones of another spelling, or other ones, on the same grid or another."""
+    from pmm_widgets.book import _grid, _level, _levels
+
+    old_ticks = sorted(old_ticks)
+    g = _grid(Decimal("0.01"))
+    pool = [Decimal("1"), Decimal("1.0"), Decimal("2"), Decimal("0.5")]
+    old_lv = [_level(g[t], data.draw(st.sampled_from(pool))) for t in old_ticks]
+    same = data.draw(st.booleans())
+    ticks = list(old_ticks) if same else sorted(data.draw(st.lists(st.integers(1, 99), max_size=12, unique=True)))
+    keep = {t: lv.size for t, lv in zip(old_ticks, old_lv)}
+    sizes = {t: keep[t] if t in keep and data.draw(st.booleans()) else data.draw(st.sampled_from(pool)) for t in ticks}
+    grid = g if data.draw(st.booleans()) else [Decimal(str(p)) for p in g]  # another grid: other price objects
+    got = _levels(ticks, sizes, grid, old_ticks, old_lv)
+    want = _levels_ref(ticks, sizes, grid, dict(zip(old_ticks, old_lv)))
+    assert got == want and [str(x.size) for x in got] == [str(x.size) for x in want]
+    assert [x is y for x, y in zip(got, want)] == [any(x is o for o in old_lv) for x in got]
+    assert all(x.price is grid[t] and x.size is sizes[t] for x, t in zip(got, ticks))
