@@ -211,3 +211,64 @@ def test_snapshot_levels_equal_the_dict_lookup(old_ticks: list[int], data: st.Da
     assert got == want and [str(x.size) for x in got] == [str(x.size) for x in want]
     assert [x is y for x, y in zip(got, want)] == [any(x is o for o in old_lv) for x in got]
     assert all(x.price is grid[t] and x.size is sizes[t] for x, t in zip(got, ticks))
+
+
+_NUMS = st.one_of(st.sampled_from(["0.45", ".5", " 0.3 ", "0.999", "1", "0", "-0.2", "12.5", "1e-3", "NaN", "Infinity",
+                                   "sNaN", "abc", "", "5" * 41, "0." + "1" * 39, "1e400", "100000000000"]),
+                  st.text(st.sampled_from(list("0123456789.-e ")), max_size=8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_NUMS, _NUMS, st.sampled_from(["BUY", "SELL"]), st.sampled_from([None, "", "1796033289000", "x"]),
+       st.sampled_from(["", "0xm"]))
+def test_tape_prints_equal_the_reference(price: str, size: str, side: str, ts: str | None, market: str) -> None:
+    """`_on_last_trade` (the texts parsed inline, the `PublicTrade` built through its slots) hands
+    over the very print the code before did (`to_decimal`, `PublicTrade(...)`), or refuses the event
+    with the same message."""
+    import msgspec
+
+    from pmm_widgets.book import ONE, ZERO, short
+    from pmm_widgets.domain import PublicTrade
+    from pmm_widgets.ticks import MAX_SIZE, to_decimal
+    from pmm_widgets.venue.market_stream import BadMessage, MarketStream
+    from pmm_widgets.venue.wire import LastTradePriceEvent
+
+    def reference(st_: MarketStream, ev: Any, now: float) -> PublicTrade:
+        b = st_.books[ev.asset_id]
+        if len(ev.price) > 40 or len(ev.size) > 40:
+            raise BadMessage("last_trade_price with an overlong number")
+        try:
+            price, size = to_decimal(ev.price), to_decimal(ev.size)
+        except (ArithmeticError, ValueError, TypeError):
+            raise BadMessage("last_trade_price with invalid price/size") from None
+        if not (price.is_finite() and ZERO < price < ONE) or not (size.is_finite() and 0 < size <= MAX_SIZE):
+            raise BadMessage(f"last_trade_price out of range: {str(price)[:20]} x {str(size)[:20]}")
+        t, _ = st_._ts(ev.timestamp, now)
+        return PublicTrade(token_id=b.token_id, market=short(ev.market or b.market), price=price, size=size,
+                           side=ev.side, ts=t / 1000.0 if t else now, recv_ts=now)
+
+    now = 1_796_033_289.5
+    out: list[Any] = []
+    streams = []
+    for _ in range(2):
+        s = MarketStream("ws://x", None, {"a": OrderBook("a", "0xbook")}, on_trade=out.append,  # type: ignore[arg-type]
+                         clock=lambda: now)
+        streams.append(s)
+    ev = msgspec.convert({"asset_id": "a", "price": price, "size": size, "side": side, "timestamp": ts,
+                          "market": market}, LastTradePriceEvent)
+    results = []
+    for i, s in enumerate(streams):
+        out.clear()
+        try:
+            if i == 0:
+                s._on_last_trade(ev, now, set())
+                got = out[-1]
+            else:
+                got = reference(s, ev, now)
+        except BadMessage as exc:
+            got = f"BadMessage: {exc}"
+        results.append(got)
+    a, b = results
+    assert a == b and repr(a) == repr(b) and type(a) is type(b)
+    if isinstance(a, PublicTrade):
+        assert a.recv_ts == b.recv_ts and a.price is not None and str(a.price) == str(b.price) and str(a.size) == str(b.size)
