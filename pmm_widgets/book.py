@@ -64,61 +64,110 @@ def short(v: Any, n: int = MAX_ID_CHARS) -> str:
     return str(v)[:n] if not isinstance(v, str) or len(v) > n else v
 
 
-_new = object.__new__
-_set_price, _set_size = Level.__dict__["price"].__set__, Level.__dict__["size"].__set__
 _BV_FIELDS = ("token_id", "market", "bids", "asks", "tick_size", "min_order_size", "ts", "venue_ts_ms", "stale",
               "crossed")
 if _BV_FIELDS != tuple(f.name for f in fields(BookView)):  # pragma: no cover - a guard for whoever edits BookView
     raise RuntimeError("book._book_view must set every BookView field, in order")
-(_bv_token, _bv_market, _bv_bids, _bv_asks, _bv_tick, _bv_mos, _bv_ts, _bv_vts, _bv_stale,
- _bv_crossed) = (BookView.__dict__[n].__set__ for n in _BV_FIELDS)
+
+
+class _NewBookView:
+    """A `BookView` under construction (`_book_view`), as `_NewLevel` is a `Level`'s: the same slots."""
+
+    __slots__ = _BV_FIELDS
+
+
+class _NewLevel:
+    """A `Level` under construction: the same two slots, writable. `_level` fills them with plain
+    slot stores, then makes the object a `Level` (`__class__` assignment: CPython allows it between
+    classes of the same layout, and checks that). Why: the frozen dataclass can only be filled
+    through its slot descriptors' `__set__` (a method-wrapper call with a tuple of arguments each:
+    ~2.3 k instructions a `Level`), this way ~1.5 k; a `Level` is built for every level change of
+    every book. Checked at import (`_LEVEL_OK`) and by tests/core/test_feed_fastpath.py."""
+
+    __slots__ = ("price", "size")
+
+    price: Decimal
+    size: Decimal
 
 
 def _level(price: Decimal, size: Decimal) -> Level:
-    """`Level(price, size)` without the frozen dataclass's `__init__` (twice as fast; it is on the
-    path of every level change): the slots are filled through their descriptors, which is what
-    that `__init__` does through `object.__setattr__`. tests/core/test_book_fastpath.py
-    checks the result equals `Level(price, size)`."""
-    lv = _new(Level)
-    _set_price(lv, price)
-    _set_size(lv, size)
-    return lv
+    """`Level(price, size)` without the frozen dataclass's `__init__` (three times as fast; it is on
+    the path of every level change): built as a `_NewLevel`, then made a `Level`.
+    tests/core/test_book_fastpath.py checks the result equals `Level(price, size)`."""
+    lv: Any = _NewLevel()
+    lv.price = price
+    lv.size = size
+    lv.__class__ = Level
+    return lv  # type: ignore[no-any-return]
 
 
-def _levels(ticks: list[int], sizes: dict[int, Decimal], grid: list[Decimal], old: dict[int, Level]) -> list[Level]:
+_probe = _level(ONE, ZERO)  # a `Level` whose layout `_NewLevel` no longer matches fails here, at import
+if type(_probe) is not Level or _probe != Level(ONE, ZERO) or _probe.__slots__ != _NewLevel.__slots__:
+    raise RuntimeError("book._NewLevel must have the slots of domain.Level")  # pragma: no cover
+del _probe
+
+
+def _levels(ticks: list[int], sizes: dict[int, Decimal], grid: list[Decimal], old_ticks: list[int],
+            old_lv: list[Level]) -> list[Level]:
     """The `Level`s of `ticks` (sizes from `sizes`, prices from `grid`), a snapshot's side: the old
-    `Level` of a tick when it holds these very objects (a level the snapshot repeats keeps it),
-    else a new one; no call per level (~20 levels a side)."""
+    `Level` of a tick (`old_ticks` / `old_lv`: the side before) when it holds these very objects (a
+    level the snapshot repeats keeps it), else a new one; no call per level (~20 levels a side).
+    When the snapshot has the very ticks of the side before (the common case: a snapshot confirms
+    the book), a tick's old `Level` is the one at its index: no dict of the old levels is built."""
     out: list[Level] = []
     append = out.append
+    if ticks == old_ticks:
+        for t, o in zip(ticks, old_lv):
+            s, p = sizes[t], grid[t]
+            if o.size is s and o.price is p:  # as below
+                append(o)
+            else:
+                lv: Any = _NewLevel()  # `_level`, inline
+                lv.price = p
+                lv.size = s
+                lv.__class__ = Level
+                append(lv)
+        return out
+    old = dict(zip(old_ticks, old_lv))
     for t in ticks:
         s, p = sizes[t], grid[t]
-        o = old.get(t)
-        if o is not None and o.size is s and o.price is p:  # (an old level of another grid: another price)
-            append(o)
+        was = old.get(t)
+        if was is not None and was.size is s and was.price is p:  # (an old level of another grid: another price)
+            append(was)
         else:
-            lv = _new(Level)
-            _set_price(lv, p)
-            _set_size(lv, s)
+            lv = _NewLevel()  # `_level`, inline
+            lv.price = p
+            lv.size = s
+            lv.__class__ = Level
             append(lv)
     return out
 
 
 def _book_view(token_id: str, market: str, bids: tuple[Level, ...], asks: tuple[Level, ...], tick_size: Decimal,
                min_order_size: Decimal, ts: float, venue_ts_ms: int, stale: bool, crossed: bool) -> BookView:
-    """`BookView(...)` (every field) built like `_level`: one per touched book per frame."""
-    v = _new(BookView)
-    _bv_token(v, token_id)
-    _bv_market(v, market)
-    _bv_bids(v, bids)
-    _bv_asks(v, asks)
-    _bv_tick(v, tick_size)
-    _bv_mos(v, min_order_size)
-    _bv_ts(v, ts)
-    _bv_vts(v, venue_ts_ms)
-    _bv_stale(v, stale)
-    _bv_crossed(v, crossed)
-    return v
+    """`BookView(...)` (every field) built like `_level` (a `_NewBookView` made a `BookView`: ~1.6 k
+    instructions, against ~8 k through the frozen slots' descriptors): a view of a book the quote
+    cycle reads, or of a note a listener reads."""
+    v: Any = _NewBookView()
+    v.token_id = token_id
+    v.market = market
+    v.bids = bids
+    v.asks = asks
+    v.tick_size = tick_size
+    v.min_order_size = min_order_size
+    v.ts = ts
+    v.venue_ts_ms = venue_ts_ms
+    v.stale = stale
+    v.crossed = crossed
+    v.__class__ = BookView
+    return v  # type: ignore[no-any-return]
+
+
+_probe_view = _book_view("t", "m", (), (), ONE, ONE, 0.0, 0, False, False)  # as `_level`'s check, at import
+if (type(_probe_view) is not BookView or _probe_view != BookView("t", "m", (), (), ONE, ONE, 0.0, 0, False, False)
+        or BookView.__slots__ != _NewBookView.__slots__):
+    raise RuntimeError("book._NewBookView must have the slots of domain.BookView")  # pragma: no cover
+del _probe_view
 
 
 class BookNote:
@@ -368,13 +417,26 @@ class OrderBook:
         and levels are priced from the grid list (`_grid`, the same Decimals as `_price`).
         tests/core/test_book_fastpath.py checks it against the code before over random sequences."""
         px, sizes = self._px, _SIZES
-        parsed: list[tuple[bool, int, Decimal]] = []
+        parsed: Sequence[tuple[bool, int, Decimal]]
         try:
-            for e in entries:
-                try:  # the three caches, read by subscript (a miss, or an unknown side: `_entry`)
-                    parsed.append((_BID_SIDES[e.side], px[e.price], sizes[e.size]))
+            if len(entries) == 1:  # one entry per token: most events (no list, no loop to parse it)
+                e = entries[0]
+                try:  # as below
+                    parsed = ((_BID_SIDES[e.side], px[e.price],
+                               s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)),)
                 except KeyError:
-                    parsed.append(self._entry(e))
+                    parsed = (self._entry(e),)
+            else:
+                parsed = []
+                for e in entries:
+                    # the side and price caches by subscript (a miss, or an unknown side: `_entry`), the
+                    # size cache by `get` (a miss validates, `_size_of`): a size is new in ~7 % of the
+                    # entries (sizes are arbitrary decimals), and a KeyError caught costs ~20 times a `get`
+                    try:
+                        parsed.append((_BID_SIDES[e.side], px[e.price],
+                                       s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)))
+                    except KeyError:
+                        parsed.append(self._entry(e))
         except (BookError, AttributeError, TypeError):
             self.rejected += 1
             return -1
@@ -386,9 +448,10 @@ class OrderBook:
             else:
                 levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
             if s:
-                lv = _new(Level)  # `_level`, inline
-                _set_price(lv, grid[t] if grid else _price(tick, t))
-                _set_size(lv, s)
+                lv: Any = _NewLevel()  # `_level`, inline
+                lv.price = grid[t] if grid else _price(tick, t)
+                lv.size = s
+                lv.__class__ = Level
                 i = bisect_left(ticks, t)
                 if t in levels:
                     lvs[i] = lv
@@ -498,10 +561,13 @@ class OrderBook:
         px, sizes = self._px, _SIZES
         for lv in levels:
             price, size = lv.price, lv.size
-            try:  # both caches by subscript; a miss validates (`_level_of`)
-                t, s = px[price], sizes[size]
+            try:  # the price cache by subscript, the size cache by `get` (as `apply_event`); a miss validates
+                t = px[price]
             except KeyError:
                 t, s = self._level_of(price, size)
+            else:
+                got = sizes.get(size)
+                s = got if got is not None else self._size_of(size)
             if s:
                 out[t] = s
             else:
@@ -544,14 +610,13 @@ class OrderBook:
     def _set_sides(self, bids: dict[int, Decimal], asks: dict[int, Decimal]) -> None:
         """Replace both sides (priced on the current tick size)."""
         tick = self.tick_size
-        old_bids = dict(zip(self._bid_ticks, self._bid_lv))  # a level the snapshot repeats keeps its Level
-        old_asks = dict(zip(self._ask_ticks, self._ask_lv))
+        old_bt, old_bl, old_at, old_al = self._bid_ticks, self._bid_lv, self._ask_ticks, self._ask_lv
         self.bids, self.asks = bids, asks
         self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
         grid = _GRIDS.get(tick) or _grid(tick)
-        if grid:
-            self._bid_lv = _levels(self._bid_ticks, bids, grid, old_bids)
-            self._ask_lv = _levels(self._ask_ticks, asks, grid, old_asks)
+        if grid:  # a level the snapshot repeats keeps its Level
+            self._bid_lv = _levels(self._bid_ticks, bids, grid, old_bt, old_bl)
+            self._ask_lv = _levels(self._ask_ticks, asks, grid, old_at, old_al)
         else:
             self._bid_lv = [Level(_price(tick, t), bids[t]) for t in self._bid_ticks]
             self._ask_lv = [Level(_price(tick, t), asks[t]) for t in self._ask_ticks]
@@ -635,7 +700,7 @@ class OrderBook:
         which would keep the levels replaced since alive until the next `view` (every few seconds, a
         quote cycle's): garbage the collector walks meanwhile, 4x as many young collections."""
         self._view = None
-        n = _new(BookNote)
+        n = BookNote()  # (no __init__: a type call is cheaper than object.__new__)
         n.token_id = self.token_id
         n.stale = stale
         n._bids = tuple(self._bid_lv)

@@ -116,8 +116,11 @@ class ReplayStream(MarketStream):
     def is_live(self, token_id: str) -> bool:
         if not self.tracking:
             return True
-        c = self._conn_of.get(token_id)  # `MarketStream.is_live`, inline (every touched book of every frame)
+        c = self._conn_of.get(token_id)  # `MarketStream.is_live`, inline
         return c is not None and c.ws is not None
+
+    def live_conns(self) -> Mapping[str, _Conn] | None:
+        return self._conn_of if self.tracking else None  # (`is_live`'s data, as `MarketStream.live_conns`)
 
     def request_resync(self, tokens: Iterable[str]) -> None:
         return None  # the recording holds the snapshots the live stream fetched

@@ -157,13 +157,21 @@ class MarketData:
         if not listeners:
             return
         now = self.clock()  # one frame: one instant
-        books, is_live, stale_sec = self.books, self.stream.is_live, self.stale_sec
+        books, stale_sec = self.books, self.stale_sec
+        conns = self.stream.live_conns()  # `is_live`'s data (None: every token is live)
         for t in tokens:
             b = books.get(t)
             if b is None or not b.synced:
                 continue
-            # `is_stale(b, now)`, inline (a synced book; `t` is its token): one call less per book
-            n = b.note(b.needs_resync or not is_live(t) or now - b.ts > stale_sec)
+            # `is_stale(b, now)`, inline (a synced book; `t` is its token), `stream.is_live(t)` too: no call per book
+            if b.needs_resync or now - b.ts > stale_sec:
+                stale = True
+            elif conns is None:
+                stale = False
+            else:
+                c = conns.get(t)
+                stale = c is None or c.ws is None
+            n = b.note(stale)
             for fn in listeners:
                 try:
                     fn(n)

@@ -45,7 +45,7 @@ from ..book import ONE, ZERO, BookError, OrderBook, parse_ts_ms, short, snapshot
 from ..domain import PublicTrade
 from ..errors import PmmError
 from ..tasks import wait_set
-from ..ticks import MAX_SIZE, to_decimal, venue_tick
+from ..ticks import MAX_SIZE, venue_tick
 from . import wire
 from .clob_rest import ClobPublic
 from .wire import (
@@ -70,6 +70,16 @@ _LOG_EVERY_SEC = 10.0
 FUTURE_SKEW_MS = 5_000  # venue timestamps later than now + this are clamped to it
 SLICE_EVENTS = 32  # engine runs: a frame of more events is applied by the applier, its time checked this often
 CONN_RESYNC_MIN_SEC = 1.0  # a frame naming no known token reloads its connection's books at most this often
+
+
+class _NewPublicTrade:
+    """A `PublicTrade` under construction (`_on_last_trade`), as `book._NewLevel` is a `Level`'s."""
+
+    __slots__ = ("token_id", "market", "price", "size", "side", "ts", "recv_ts")
+
+
+if PublicTrade.__slots__ != _NewPublicTrade.__slots__:  # pragma: no cover
+    raise RuntimeError("market_stream._NewPublicTrade must have the slots of domain.PublicTrade")
 
 
 class BadMessage(PmmError, ValueError):
@@ -216,6 +226,12 @@ class MarketStream:
     def is_live(self, token_id: str) -> bool:
         c = self._conn_of.get(token_id)
         return c is not None and c.ws is not None
+
+    def live_conns(self) -> Mapping[str, _Conn] | None:
+        """What `is_live` reads: token -> its connection (a token is live when it has one whose `ws`
+        is set); None when every token counts as live. For a caller that asks of every touched
+        book of every frame (`MarketData._on_books`): a dict read per book instead of a call."""
+        return self._conn_of
 
     # ------------------------------------------------------------------ subscriptions
     async def set_assets(self, assets: Iterable[str]) -> None:
@@ -662,17 +678,27 @@ class MarketStream:
         b = self._book(ev.asset_id)
         if b is None:
             return
-        if len(ev.price) > 40 or len(ev.size) > 40:
+        p, q = ev.price, ev.size
+        if len(p) > 40 or len(q) > 40:
             raise BadMessage("last_trade_price with an overlong number")
-        try:
-            price, size = to_decimal(ev.price), to_decimal(ev.size)
-        except (ArithmeticError, ValueError, TypeError):
+        try:  # `to_decimal` of the wire's texts (str: the decoder's type), inline
+            price, size = Decimal(p.strip()), Decimal(q.strip())
+        except (ArithmeticError, ValueError, TypeError, AttributeError):  # (AttributeError: no text, as `to_decimal`'s error)
             raise BadMessage("last_trade_price with invalid price/size") from None
         if not (price.is_finite() and ZERO < price < ONE) or not (size.is_finite() and 0 < size <= MAX_SIZE):
             raise BadMessage(f"last_trade_price out of range: {str(price)[:20]} x {str(size)[:20]}")
         ts, _ = self._ts(ev.timestamp, now)
-        trade = PublicTrade(token_id=b.token_id, market=short(ev.market or b.market), price=price,
-                            size=size, side=ev.side, ts=ts / 1000.0 if ts else now, recv_ts=now)
+        # `PublicTrade(...)` built as `book._level` builds a `Level` (~2 k instructions, against ~11 k
+        # through the frozen dataclass's `__init__`): every print of the tape
+        trade: Any = _NewPublicTrade()
+        trade.token_id = b.token_id
+        trade.market = short(ev.market or b.market)
+        trade.price = price
+        trade.size = size
+        trade.side = ev.side
+        trade.ts = ts / 1000.0 if ts else now
+        trade.recv_ts = now
+        trade.__class__ = PublicTrade
         if self.on_trade is not None:
             self.on_trade(trade)
 
