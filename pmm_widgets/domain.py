@@ -36,7 +36,7 @@ def slot_init(cls: _C) -> _C:
             len(flds) != orig.__code__.co_argcount - 1 or orig.__kwdefaults__:
         return cls
     names = [f.name for f in flds]
-    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    env: dict[str, Any] = {}
     lines = []
     for i, f in enumerate(flds):
         env[f"_s{i}"] = cls.__dict__[f.name].__set__
