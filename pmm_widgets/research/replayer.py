@@ -1398,6 +1398,7 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
     probe = Replayer(settings, t0, t1, **kw)  # bad inputs fail before the DB is touched (no empty DB left)
     await asyncio.to_thread(upgrade, url)
     claim = RunLease(url, probe.run_id)
+    res: ReplayResult | None = None
     try:
         await asyncio.to_thread(claim.acquire)
         await asyncio.to_thread(_clear_run, url, probe.run_id)
@@ -1408,7 +1409,6 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
         rec.replay_started(probe.run_id, REPLAY_MODE, probe.t0, probe.t1, time.time(), probe.seed,
                            _jsonable(probe.params.model_dump(mode="json")))
         status = "failed"
-        res: ReplayResult | None = None
         try:
             res = await probe.run()
             status = res.status
@@ -1425,9 +1425,23 @@ async def replay_async(settings: Settings, t0: float | str, t1: float | str, *, 
                 finally:
                     writer.close()
 
-            await _to_the_end(end)
+            await _ended(end, res)
     finally:
-        await _to_the_end(claim.release)  # after the writer's last row
+        await _ended(claim.release, res)  # after the writer's last row
+
+
+async def _ended(fn: Callable[[], None], res: ReplayResult | None) -> None:
+    """`_to_the_end(fn)`, a replay's closing step; a cancel (Ctrl-C) that lands here once the
+    replay has its result is withdrawn: the step still ran to its end, and the replay returns its
+    result (its rows all written, its status the one it reached) instead of a KeyboardInterrupt.
+    Before the result, the cancel goes on (the replay failed or was cancelled before it ended)."""
+    try:
+        await _to_the_end(fn)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if res is None or task is None:
+            raise
+        task.uncancel()
 
 
 def replay(settings: Settings, t0: float | str, t1: float | str, **kw: Any) -> ReplayResult:

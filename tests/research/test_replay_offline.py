@@ -346,9 +346,10 @@ def test_ctrl_c_stops_pmm_replay_cleanly_with_partial_results(rec_dir, tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
     env.update({"PMM_RECORD_DIR": str(rec_dir), "PMM_DB_URL": url, "PMM_PAPER_FILL_INTENSITY": "20",
                 "PMM_WRITER_FLUSH_SEC": "0.2"})
-    # a 50 ms cycle grid makes this replay take many seconds: time to interrupt it
+    # a 20 ms cycle grid makes this replay take many seconds: time to interrupt it (at 50 ms, the faster
+    # replay sometimes reached its closing steps first under load: the Ctrl-C then kept its finished result)
     p = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "replay", "--from", "2026-11-30T10:00:00Z",
-                          "--to", "2026-11-30T10:06:00Z", "--cycles", "grid", "--set", "quote_refresh_sec=0.05",
+                          "--to", "2026-11-30T10:06:00Z", "--cycles", "grid", "--set", "quote_refresh_sec=0.02",
                           "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db = sa.create_engine(url)
     deadline = time.monotonic() + 120
@@ -363,7 +364,7 @@ def test_ctrl_c_stops_pmm_replay_cleanly_with_partial_results(rec_dir, tmp_path)
     assert started and p.poll() is None, "the replay finished before it could be interrupted"
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err[-2000:]
+    assert p.returncode == 130, (out[-1500:], err[-2000:])
     summary = json.loads(out)["summary"]
     assert summary["status"] == "interrupted" and summary["cycles"] > 0
     with db.connect() as c:
@@ -459,6 +460,42 @@ def test_a_sync_replay_inside_a_running_loop_stops_on_ctrl_c_with_its_partial_re
     db = sa.create_engine(url)
     with db.connect() as c:
         assert c.execute(sa.text("SELECT status FROM replay_runs")).scalar() == "interrupted"
+        assert c.execute(sa.text("SELECT COUNT(*) FROM trades")).scalar() == len(res.trades)
+        assert c.execute(sa.text("SELECT COUNT(*) FROM engine_lease")).scalar() == 0
+
+
+def test_a_ctrl_c_after_the_replay_ended_returns_its_result(rec_dir, tmp_path, monkeypatch):
+    """A Ctrl-C that lands in the replay's closing steps (the writer's close, the claim's
+    release), after its last event: the cancel used to escape from there, a KeyboardInterrupt
+    instead of the finished replay's result (its rows written all the same). Now the closing steps
+    run to their end and the result is returned, its status the one the replay reached."""
+    import time
+
+    from pmm_widgets.research import replayer
+
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    record = replayer._record_markets
+    cancelled = []
+
+    async def main():
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+
+        def late(*a, **k):  # on the closing step's thread: the user's Ctrl-C arrives now
+            loop.call_soon_threadsafe(task.cancel)
+            time.sleep(0.1)  # (the cancel reaches the awaiting task while this step runs)
+            cancelled.append(task.cancelling())
+            return record(*a, **k)
+
+        monkeypatch.setattr(replayer, "_record_markets", late)
+        return await replayer.replay_async(_settings(rec_dir), T0, T0 + MINUTES * 60, db_url=url)
+
+    res = asyncio.run(main())
+    full = _run(rec_dir)
+    assert cancelled == [1]  # the cancel was pending while the replay closed
+    assert res.status == "done" and res.summary["fills"] == full.summary["fills"] > 0
+    db = sa.create_engine(url)
+    with db.connect() as c:
+        assert c.execute(sa.text("SELECT status FROM replay_runs")).scalar() == "done"
         assert c.execute(sa.text("SELECT COUNT(*) FROM trades")).scalar() == len(res.trades)
         assert c.execute(sa.text("SELECT COUNT(*) FROM engine_lease")).scalar() == 0
 
