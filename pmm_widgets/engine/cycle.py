@@ -36,12 +36,21 @@ from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..strategy.base import Decision, MarketContext, Regime, Strategy, decision_key
 from ..strategy.calibrator import Calibrator
-from ..strategy.guard import guard_quotes
+from ..strategy.guard import guard_at, guard_quotes
 from ..strategy.inventory import Inventory
 from ..strategy.planner import plan
-from ..strategy.quoting import effective_touch, grid_tick, is_quotable, yes_space_price
+from ..strategy.quoting import (
+    _fair_yes,
+    effective_touch,
+    grid_tick,
+    is_quotable,
+    ticks_at,
+    token_quotes,
+    yes_space_price,
+)
 from ..strategy.registry import Builtins, build_strategy
 from ..strategy.risk import RiskManager, Screened
+from ..strategy.spread import SpreadStrategy
 from ..strategy.volatility import VolEstimator
 from .snapshot import NO_PNL, CycleSnapshot, MarketSnapshot, SnapshotTotals
 
@@ -95,6 +104,26 @@ class _Decided:
     regime: Regime
     note: str
     guard: str | None  # the guard's drop reason (replayed: edge-triggered flag)
+
+
+@dataclass(slots=True)
+class _FloatsOf:
+    """A market's float conversions for `_decide_spread`, each kept while its source is the very
+    same object (Decimals and book views are immutable): the tick, the fair value of these two
+    views at this touch, the net inventory of this `Inventory`, the inventory limit."""
+
+    tick: Decimal | None = None
+    tf: float = 0.0
+    yv: BookView | None = None
+    nv: BookView | None = None
+    b: int = 0
+    a: int = 0
+    fair_tf: float = 0.0
+    fair: float = 0.0
+    inv: Inventory | None = None
+    net: float = 0.0
+    lim: Decimal | None = None
+    limit: float = 0.0
 
 
 @dataclass(slots=True)
@@ -204,6 +233,7 @@ class QuoteCycle:
         self._pkey = ""  # the live parameters as JSON, once per cycle (they are mutated in place)
         self._okey: dict[str, tuple[object, ...]] = {}
         self._decided: dict[str, _Decided] = {}
+        self._floats: dict[str, _FloatsOf] = {}  # `_decide_spread`'s conversions per market
         self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
         self._inv: dict[str, Inventory] = {}  # `inventory`'s last answer per market
         self._parts: dict[str, PnlParts] = {}  # this cycle's PnL parts per market (`_risk_inputs`)
@@ -308,6 +338,10 @@ class QuoteCycle:
         `tte`: `_time_to_end(m, now)`, which the caller has just read."""
         cid = m.condition_id
         strat = self._active[cid]
+        if type(strat) is SpreadStrategy and self.incremental:
+            got = self._decide_spread(now, m, yv, nv, inv, rep, strat)
+            if got is not None:
+                return got
         tick, b, a = self._touch[cid]
         tox, ntox = self._tox.get(cid, (0.0, 0))
         cs = self.calibrator.states.get(cid)  # fills/min as of its last update (no window scan per cycle)
@@ -360,6 +394,73 @@ class QuoteCycle:
         else:
             self._decided.pop(cid, None)
         return quotes, regime, note
+
+    def _decide_spread(self, now: float, m: Market, yv: BookView, nv: BookView, inv: Inventory, rep: CycleReport,
+                       strat: SpreadStrategy) -> tuple[list[Quote], Regime, str] | None:
+        """`_decide` of the seed's strategy (`SpreadStrategy` itself, incremental): what its
+        `decision_key` and `decide` compute, without the `MarketContext` (`spread_ticks` from the
+        floats of the Decimals that did not change since the last cycle: `_FloatsOf`). Its key is
+        `_decide`'s without the book flags (the market is quotable: none is set), the ticks
+        flattened in. None when the ticks fail (then `_decide` reports it, as before)."""
+        cid = m.condition_id
+        tick, b, a = self._touch[cid]
+        mp = self._market_params(cid)
+        mult = self.calibrator.mult(cid)
+        sigma, h = self.vol.sigma, self.vol_horizon_sec
+        yt, nt = m.yes_token_id, m.no_token_id
+        sy, sn = sigma(yt, h), sigma(nt, h)
+        if yt == nt:  # (`{yt: sy, nt: sn}` held one key then)
+            sy = sn
+        fl = self._floats.get(cid)
+        if fl is None:
+            fl = self._floats[cid] = _FloatsOf()
+        try:
+            if fl.tick is not tick:
+                fl.tick, fl.tf = tick, float(tick)
+            tf = fl.tf
+            if fl.yv is not yv or fl.nv is not nv or fl.b != b or fl.a != a or fl.fair_tf != tf:
+                fl.yv, fl.nv, fl.b, fl.a, fl.fair_tf, fl.fair = yv, nv, b, a, tf, _fair_yes(yv, nv, b, a, tf)
+            if fl.inv is not inv:
+                fl.inv, fl.net = inv, float(inv.net)
+            lim = mp.max_inventory_shares
+            if fl.lim is not lim:
+                fl.lim, fl.limit = lim, float(lim)
+            bid_t, ask_t = ticks_at(fl.fair, max(sy, sn), tf, b, a, mp.alpha, mult, fl.net, fl.limit,
+                                    mp.skew)
+        except Exception:  # noqa: BLE001 (`_decide` asks the strategy itself, which reports it)
+            self._floats.pop(cid, None)
+            return None
+        state = self._sstate.get(cid)
+        ov = self.overrides.get(cid)
+        key = (self._pkey, dict(ov.params) if ov is not None else None, inv.yes, inv.no, tick, b, a,
+               yv.min_order_size, nv.min_order_size, bid_t, ask_t)
+        hit = self._decided.get(cid)
+        if hit is not None and hit.strategy is strat and hit.market is m and hit.state is state and hit.key == key:
+            rep.reused += 1
+            self._regime[cid] = hit.regime._value_
+            self._guard(now, cid, strat.name, hit.guard, hit.regime, rep)
+            return list(hit.quotes), hit.regime, hit.note
+        rep.decided += 1
+        try:  # `SpreadStrategy.decide`: `make_quotes` given the touch and these ticks
+            if (mp is not self.params and is_quotable(m, yv, nv, mp) is not None) or b >= a:
+                raw: list[Quote] = []
+            else:
+                raw = token_quotes(m, yv, nv, mp, inv, tick, b, a, bid_t, ask_t)
+        except Exception as exc:  # noqa: BLE001 (as `_decide` handles a strategy's failure)
+            note = f"strategy error: {type(exc).__name__}: {exc}"
+            self._flag_guard(now, cid, strat.name, note, rep, level=Level.ERROR)
+            self._decided.pop(cid, None)
+            return [], Regime.HALTED, note
+        self._sstate[cid] = None
+        self._regime[cid] = "normal"
+        quotes, why = guard_at(m, inv, tick, b, a, max(m.min_order_size, yv.min_order_size, nv.min_order_size), raw,
+                               Regime.NORMAL)
+        self._guard(now, cid, strat.name, why, Regime.NORMAL, rep)
+        if state is None:  # a fixed point: the decision's state is None
+            self._decided[cid] = _Decided(strat, m, None, key, list(quotes), Regime.NORMAL, "", why)
+        else:
+            self._decided.pop(cid, None)
+        return quotes, Regime.NORMAL, ""
 
     def _guard(self, now: float, cid: str, name: str, why: str | None, regime: Regime, rep: CycleReport) -> None:
         if why is not None and regime is not Regime.HALTED:

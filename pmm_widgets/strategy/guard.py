@@ -26,14 +26,19 @@ from decimal import Decimal
 from ..domain import Market, Quote, Side
 from ..ticks import on_size_grid, valid_price
 from .base import MarketContext, Regime
-from .inventory import net_delta
+from .inventory import Inventory, net_delta
 
 
 def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) -> tuple[list[Quote], str | None]:
-    m: Market = ctx.market
-    inv = ctx.inventory
-    tick = ctx.tick
-    min_size = max(m.min_order_size, ctx.yes.min_order_size, ctx.no.min_order_size)
+    return guard_at(ctx.market, ctx.inventory, ctx.tick, ctx.bid_ticks, ctx.ask_ticks,
+                    max(ctx.market.min_order_size, ctx.yes.min_order_size, ctx.no.min_order_size), quotes, regime)
+
+
+def guard_at(m: Market, inv: Inventory, tick: Decimal, bid_ticks: int, ask_ticks: int, min_size: Decimal,
+             quotes: Iterable[Quote], regime: Regime) -> tuple[list[Quote], str | None]:
+    """`guard_quotes` given what it reads of the context (the cycle's decision of the seed's
+    strategy has them without a `MarketContext`): the effective touch in ticks and the largest
+    of the market's and both books' min sizes."""
     reason: str | None = None
     if regime is Regime.HALTED:
         quotes = list(quotes)
@@ -52,10 +57,10 @@ def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) ->
             else:
                 bid, yp = q.side is not Side.BUY, 1 - q.price
             t = yp / tick
-            if bid and t >= ctx.ask_ticks:
-                why = f"bid {yp} would cross the ask {tick * ctx.ask_ticks}"
-            elif not bid and t <= ctx.bid_ticks:
-                why = f"ask {yp} would cross the bid {tick * ctx.bid_ticks}"
+            if bid and t >= ask_ticks:
+                why = f"bid {yp} would cross the ask {tick * ask_ticks}"
+            elif not bid and t <= bid_ticks:
+                why = f"ask {yp} would cross the bid {tick * bid_ticks}"
             elif regime is Regime.REDUCE_ONLY and \
                     not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
                 why = "reduce-only: the quote would not reduce the position"

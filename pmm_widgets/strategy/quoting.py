@@ -189,13 +189,20 @@ def spread_ticks(market: Market, yes: BookView, no: BookView, params: Params, in
     """`make_quotes`' YES-space bid and ask in integer ticks, before the band and post-only caps
     (`token_quotes`): all of its decision that depends on the books' sizes, vol and calibration."""
     tf = float(tick)
-    fair = _fair_yes(yes, no, b, a, tf)
-    vol_term = max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0))
+    return ticks_at(_fair_yes(yes, no, b, a, tf), max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0)),
+                    tf, b, a, params.alpha, calib_mult, float(inventory.net), float(params.max_inventory_shares),
+                    params.skew)
+
+
+def ticks_at(fair: float, vol_term: float, tf: float, b: int, a: int, alpha: float, calib_mult: float, net: float,
+             limit: float, skew: float) -> tuple[int, int]:
+    """`spread_ticks` from its float inputs (fair value, the larger token's vol term, the tick,
+    the net inventory and its limit as floats): the cycle's decision of the seed's strategy keeps
+    the conversions of the Decimals that did not change since the last cycle."""
     base = max(vol_term, (a - b) * tf / 2.0, tf)
-    h = params.alpha * calib_mult * base
-    limit = float(params.max_inventory_shares)
-    x = max(-1.0, min(1.0, float(inventory.net) / limit))
-    shift = params.skew * h * x
+    h = alpha * calib_mult * base
+    x = max(-1.0, min(1.0, net / limit))
+    shift = skew * h * x
 
     bid_t = math.floor((fair - h - shift) / tf + 1e-9)
     ask_t = math.ceil((fair + h - shift) / tf - 1e-9)
