@@ -109,17 +109,11 @@ class _Decided:
 @dataclass(slots=True)
 class _FloatsOf:
     """A market's float conversions for `_decide_spread`, each kept while its source is the very
-    same object (Decimals and book views are immutable): the tick, the fair value of these two
-    views at this touch, the net inventory of this `Inventory`, the inventory limit."""
+    same object (Decimals and `Inventory` are immutable): the tick, the net inventory of this
+    `Inventory`, the inventory limit."""
 
     tick: Decimal | None = None
     tf: float = 0.0
-    yv: BookView | None = None
-    nv: BookView | None = None
-    b: int = 0
-    a: int = 0
-    fair_tf: float = 0.0
-    fair: float = 0.0
     inv: Inventory | None = None
     net: float = 0.0
     lim: Decimal | None = None
@@ -203,7 +197,9 @@ class QuoteCycle:
         self._spreads: dict[str, Decimal | None] = {}  # effective YES book spread per market
         self._status: dict[str, str] = {}
         self._placed: dict[str, int] = {}
-        self._our: dict[str, dict[str, Decimal | None]] = {}
+        self._our: dict[str, dict[str, Decimal | None]] | None = {}  # None: `_our_quotes` builds it from:
+        self._our_orders: list[Order] = []  # the open orders at the last cycle's end
+        self._quoted: set[str] = set()  # the markets they rest in
         self._next_pnl_ts: float | None = None
         self._ended = False  # `final_pnl` wrote the session's last rows; a cycle since clears it
         self._last_pnl: list[dict[str, Any]] = []  # the `pnl` rows written last (`final_pnl` repeats none)
@@ -237,6 +233,7 @@ class QuoteCycle:
         self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
         self._inv: dict[str, Inventory] = {}  # `inventory`'s last answer per market
         self._parts: dict[str, PnlParts] = {}  # this cycle's PnL parts per market (`_risk_inputs`)
+        self._ptotals = NO_PNL  # and their sums
         self.wanted: list[Quote] = []  # the last cycle's decisions: every market's quotes after risk
         self.yield_sec = yield_sec
         self._slice_t0 = 0.0  # perf_counter when the cycle last took the event loop
@@ -247,6 +244,7 @@ class QuoteCycle:
         key = tuple(m.condition_id for m in markets)
         if key == self._universe_key and all(self._known.get(m.condition_id) is m for m in markets):
             return
+        self._our_quotes()  # (built with the token map of the cycle that ended, which this changes)
         self._universe_key = key
         self._markets = list(markets)
         for m in markets:
@@ -418,14 +416,13 @@ class QuoteCycle:
             if fl.tick is not tick:
                 fl.tick, fl.tf = tick, float(tick)
             tf = fl.tf
-            if fl.yv is not yv or fl.nv is not nv or fl.b != b or fl.a != a or fl.fair_tf != tf:
-                fl.yv, fl.nv, fl.b, fl.a, fl.fair_tf, fl.fair = yv, nv, b, a, tf, _fair_yes(yv, nv, b, a, tf)
+            fair = _fair_yes(yv, nv, b, a, tf)  # (the views are new objects almost every cycle: not kept)
             if fl.inv is not inv:
                 fl.inv, fl.net = inv, float(inv.net)
             lim = mp.max_inventory_shares
             if fl.lim is not lim:
                 fl.lim, fl.limit = lim, float(lim)
-            bid_t, ask_t = ticks_at(fl.fair, max(sy, sn), tf, b, a, mp.alpha, mult, fl.net, fl.limit,
+            bid_t, ask_t = ticks_at(fair, max(sy, sn), tf, b, a, mp.alpha, mult, fl.net, fl.limit,
                                     mp.skew)
         except Exception:  # noqa: BLE001 (`_decide` asks the strategy itself, which reports it)
             self._floats.pop(cid, None)
@@ -616,7 +613,7 @@ class QuoteCycle:
                 w = max(TOX_EWM_W, 1.0 / (n + 1))  # a plain mean for the first few, then an EWMA
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         pace = self.yield_sec > 0
-        quoted = self._our  # markets with resting orders since the last cycle's end: only their time counts
+        quoted = self._quoted  # markets with resting orders since the last cycle's end: only their time counts
         for m in markets:
             if pace:
                 await self._pace()
@@ -635,11 +632,12 @@ class QuoteCycle:
         # incremental: the publish phase sums these very parts (no ledger changes between: fills,
         # fees, rewards and settlements are booked before, in `_account` and outside the cycle)
         parts = self._parts = self.pnl.parts(self._mids)
-        total_pnl = sum((pp.total for pp in parts.values()), ZERO)
-        if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, total_pnl):
+        # their sums: `totals` adds each field in the parts' order from ZERO, as `sum(..., ZERO)` did
+        tot = self._ptotals = self.pnl.totals(self._mids, parts)
+        if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, tot.total):
             self._killed = True
         rep.kill_requested = self._killed
-        return parts, sum((pp.inventory_usd for pp in parts.values()), ZERO)
+        return parts, tot.inventory_usd
 
     async def _decide_all(self, now: float, markets: list[Market],
                           views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
@@ -649,12 +647,12 @@ class QuoteCycle:
         limit); markets whose strategy changed are listed (their orders go first)."""
         p = self.params
         wanted: list[Quote] = []
-        by_market: dict[str, list[Order]] = {}
-        for o in exchange.open_orders():
-            by_market.setdefault(o.market, []).append(o)
+        by_market: dict[str, list[Order]] | None = None  # the open orders per market, once a strategy needs them
+        pace = self.yield_sec > 0
+        if pace:  # (as they stood at the decisions' start: the cycle gives the loop turns between markets)
+            by_market = self._by_market(exchange)
         switched: list[tuple[str, str, str]] = []
         exposures: dict[str, Decimal] | None = None  # per neg-risk event, once per cycle when needed
-        pace = self.yield_sec > 0
         for m in markets:
             if pace:
                 await self._pace()
@@ -679,7 +677,15 @@ class QuoteCycle:
             if status is None:
                 assert mid is not None and yv is not None and nv is not None
                 inv = self.inventory(cid)
-                orders = () if prev is not strat else tuple(by_market.get(cid, ()))
+                if prev is not strat:
+                    orders: tuple[Order, ...] = ()
+                elif type(strat) is SpreadStrategy and self.incremental:
+                    orders = ()  # (`_decide_spread` never reads them; `_decide` falls back to it only when its
+                    # ticks fail, and the seed's strategy fails then without reading them either)
+                else:
+                    if by_market is None:
+                        by_market = self._by_market(exchange)
+                    orders = tuple(by_market.get(cid, ()))
                 raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep, tte)
                 if regime is Regime.NORMAL:
                     raw = self._fit_two_sided(m, raw, mid)
@@ -699,6 +705,13 @@ class QuoteCycle:
                 wanted.extend(quotes)
             self._status[cid] = status
         return wanted, switched
+
+    @staticmethod
+    def _by_market(exchange: Exchange) -> dict[str, list[Order]]:
+        by_market: dict[str, list[Order]] = {}
+        for o in exchange.open_orders():
+            by_market.setdefault(o.market, []).append(o)
+        return by_market
 
     def _risk_filter(self, now: float, m: Market, quotes: list[Quote], inv: Inventory, mid: Decimal,
                      total_exposure: Decimal) -> list[Quote]:
@@ -954,10 +967,32 @@ class QuoteCycle:
     def _refresh_state(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
         """End of a cycle: our best resting quote per market (YES-space) and the totals; the
         per-market rows of the snapshot are built when a face first asks (`snapshot()`)."""
-        our: dict[str, dict[str, Decimal | None]] = {}
         open_orders = exchange.open_orders()
         token_market = self._token_market
-        for o in open_orders:
+        self._quoted = {m.condition_id for o in open_orders if (m := token_market.get(o.token_id)) is not None}
+        self._our_orders = list(open_orders)
+        self._our = None  # our best quotes: built when a face asks (`snapshot`), not every cycle
+        self._now = now
+        self._n_placed += rep.placed
+        self._n_cancels += rep.cancelled
+        self._n_rejected += rep.rejected
+        self._totals = SnapshotTotals(
+            pnl=self._ptotals if self.incremental else self.pnl.totals(self._mids),
+            rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
+            fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
+            fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
+            placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
+        )
+        self._snap = None
+
+    def _our_quotes(self) -> dict[str, dict[str, Decimal | None]]:
+        """Our best resting quote per market and kind (YES-space) at the last cycle's end."""
+        our = self._our
+        if our is not None:
+            return our
+        our = self._our = {}
+        token_market = self._token_market
+        for o in self._our_orders:
             m = token_market.get(o.token_id)
             if m is None:
                 continue
@@ -968,19 +1003,8 @@ class QuoteCycle:
             cur = slot[kind]
             if cur is None or (kind == "bid" and yp > cur) or (kind == "ask" and yp < cur):
                 slot[kind] = yp
-        self._our = our
-        self._now = now
-        self._n_placed += rep.placed
-        self._n_cancels += rep.cancelled
-        self._n_rejected += rep.rejected
-        self._totals = SnapshotTotals(
-            pnl=self.pnl.totals(self._mids, self._parts if self.incremental else None),
-            rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
-            fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
-            fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
-            placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
-        )
-        self._snap = None
+        self._our_orders = []
+        return our
 
     def snapshot(self) -> CycleSnapshot:
         """The frozen state of the last cycle (built once per cycle, on the first request)."""
@@ -996,10 +1020,11 @@ class QuoteCycle:
 
     def _market_snapshots(self) -> dict[str, MarketSnapshot]:
         out: dict[str, MarketSnapshot] = {}
+        ours = self._our_quotes()
         for m in self._markets:
             cid = m.condition_id
             mid = self._mids.get(cid)
-            slot = self._our.get(cid, {})
+            slot = ours.get(cid, {})
             lg = self.pnl.ledgers.get(cid)
             out[cid] = MarketSnapshot(
                 condition_id=cid,
