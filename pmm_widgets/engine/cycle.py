@@ -195,6 +195,8 @@ class QuoteCycle:
         self._universe_key: tuple[str, ...] = ()
         self._mids: dict[str, Decimal | None] = {}  # effective YES mid per market
         self._spreads: dict[str, Decimal | None] = {}  # effective YES book spread per market
+        self._fmid: dict[str, tuple[Decimal, float]] = {}  # a market's mid and its float (`_observed`)
+        self._ftick: dict[str, tuple[Decimal, float]] = {}  # a market's tick and its float (`_account`)
         self._status: dict[str, str] = {}
         self._placed: dict[str, int] = {}
         self._our: dict[str, dict[str, Decimal | None]] | None = {}  # None: `_our_quotes` builds it from:
@@ -573,7 +575,12 @@ class QuoteCycle:
     def _observed(self, now: float, m: Market, mid: Decimal) -> None:
         """A market's mid this cycle into volatility and the anomaly guard (every cycle: both
         depend on time, not only on the mid)."""
-        fm = float(mid)
+        hit = self._fmid.get(m.condition_id)
+        if hit is not None and hit[0] is mid:  # the touch did not move: the mid is the very same Decimal
+            fm = hit[1]
+        else:
+            fm = float(mid)
+            self._fmid[m.condition_id] = (mid, fm)
         hl = self.params.vol_halflife_sec
         self.vol.update(m.yes_token_id, fm, now, hl)
         self.vol.update(m.no_token_id, 1.0 - fm, now, hl)
@@ -614,10 +621,16 @@ class QuoteCycle:
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         pace = self.yield_sec > 0
         quoted = self._quoted  # markets with resting orders since the last cycle's end: only their time counts
+        ftick = self._ftick
+        step = self.calibrator.step
         for m in markets:
             if pace:
                 await self._pace()
-            self.calibrator.step(m.condition_id, now, float(m.tick_size), m.condition_id in quoted)
+            cid, tick = m.condition_id, m.tick_size
+            hit = ftick.get(cid)
+            if hit is None or hit[0] is not tick:
+                hit = ftick[cid] = (tick, float(tick))
+            step(cid, now, hit[1], cid in quoted)
         if self.econ.sample_due(now):
             await self._sample_rewards(now, markets, views, exchange)
         if self._venue_samples:  # taken by the market stream at the venue's minutes
@@ -978,12 +991,21 @@ class QuoteCycle:
         self._n_rejected += rep.rejected
         self._totals = SnapshotTotals(
             pnl=self._ptotals if self.incremental else self.pnl.totals(self._mids),
-            rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
+            rewards_per_hour=self._rewards_per_hour(),
             fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
             fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
             placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
         )
         self._snap = None
+
+    def _rewards_per_hour(self) -> Decimal:
+        """`sum((econ.usd_per_hour(cid) or ZERO for each market), ZERO)`, its lookups written out."""
+        last = self.econ.last
+        out = ZERO
+        for m in self._markets:
+            s = last.get(m.condition_id)
+            out = out + ((None if s is None else s.usd_per_hour) or ZERO)
+        return out
 
     def _our_quotes(self) -> dict[str, dict[str, Decimal | None]]:
         """Our best resting quote per market and kind (YES-space) at the last cycle's end."""

@@ -211,6 +211,9 @@ def ticks_at(fair: float, vol_term: float, tf: float, b: int, a: int, alpha: flo
     return bid_t, ask_t
 
 
+_quote_size: tuple[object, Decimal] = (None, Decimal(0))  # `params.quote_size` and its `floor_size`
+
+
 def token_quotes(
     market: Market,
     yes: BookView,
@@ -244,7 +247,14 @@ def token_quotes(
         return []  # only with a band narrower than the book: no pair
 
     min_size = max(market.min_order_size, yes.min_order_size, no.min_order_size)
-    size = max(floor_size(params.quote_size if size is None else size), min_size)
+    if size is None:  # the parameter's floor, kept while it is the very same Decimal (per market per decision)
+        global _quote_size
+        qs = params.quote_size
+        if _quote_size[0] is not qs:
+            _quote_size = (qs, floor_size(qs))
+        size = max(_quote_size[1], min_size)
+    else:
+        size = max(floor_size(size), min_size)
     out: list[Quote] = []
     if bid_ok:
         assert bid_t is not None

@@ -91,6 +91,7 @@ class RiskManager:
         self.kill_reason: str | None = None
         self._writer_faulted = False
         self.dropped: dict[str, str] = {}  # market → the rule that dropped a quote this cycle
+        self._jump: tuple[object, float] = (None, 0.0)  # `params.anomaly_jump` and its float (per market per cycle)
 
     # -- store health --------------------------------------------------------------------------
     def writer_block(self, now: float, health: object | None) -> str | None:
@@ -153,7 +154,10 @@ class RiskManager:
             if d > jump:
                 jump = d
         mids.append((now, mid))
-        if jump > float(p.anomaly_jump):
+        aj = p.anomaly_jump
+        if self._jump[0] is not aj:
+            self._jump = (aj, float(aj))
+        if jump > self._jump[1]:
             st.cooldown_until = now + p.anomaly_cooldown_sec
             st.mids.clear()
             st.mids.append((now, mid))
