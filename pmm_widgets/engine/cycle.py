@@ -666,11 +666,22 @@ class QuoteCycle:
             by_market = self._by_market(exchange)
         switched: list[tuple[str, str, str]] = []
         exposures: dict[str, Decimal] | None = None  # per neg-risk event, once per cycle when needed
+        overrides = self.overrides
+        dflt: Strategy | None = None  # `strategy_for` of a market without its own strategy, once per cycle
+        fit = p.rewards_mode == "fit"
         for m in markets:
-            if pace:
+            if pace:  # (the loop's turn can change the parameters: `strategy_for` per market, as it reads them)
                 await self._pace()
+                dflt = None
+                fit = p.rewards_mode == "fit"
             cid = m.condition_id
-            strat = self.strategy_for(cid)
+            ov = overrides.get(cid)
+            if ov is not None and ov.strategy is not None:
+                strat = ov.strategy
+            else:
+                if dflt is None:
+                    dflt = self.strategy_for(cid)
+                strat = dflt
             prev = self._active.get(cid)
             if prev is not strat:  # a switch: its orders go before the new strategy's are placed
                 if prev is not None:
@@ -700,7 +711,7 @@ class QuoteCycle:
                         by_market = self._by_market(exchange)
                     orders = tuple(by_market.get(cid, ()))
                 raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep, tte)
-                if regime is Regime.NORMAL:
+                if fit and regime is Regime.NORMAL:  # (`_fit_two_sided` returns `raw` itself otherwise)
                     raw = self._fit_two_sided(m, raw, mid)
                 quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
                 if exposures is None:

@@ -82,6 +82,9 @@ def reduces(net: Decimal, new: Decimal) -> bool:
     return abs(new) < abs(net) and (new == 0 or (new > 0) == (net > 0))
 
 
+_on_grid: object = None  # the last size found on the size grid (a BUY's size is the same Decimal quote after quote)
+
+
 def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: Decimal,
                min_size: Decimal) -> str | None:
     if q.market != m.condition_id or q.token_id not in (m.yes_token_id, m.no_token_id):
@@ -90,8 +93,11 @@ def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: D
         return "price and size must be Decimal"
     if not q.price.is_finite() or not valid_price(q.price, tick):
         return f"price {q.price} off the {tick} grid or outside (0, 1)"
-    if not q.size.is_finite() or q.size < min_size or not on_size_grid(q.size):
+    global _on_grid
+    size = q.size
+    if not size.is_finite() or size < min_size or (size is not _on_grid and not on_size_grid(size)):
         return f"size {q.size} below min size {min_size} or off the 0.01 grid"
+    _on_grid = size
     if q.side is Side.SELL:
         held = held_yes if q.token_id == m.yes_token_id else held_no
         if q.size > held:

@@ -257,7 +257,10 @@ class RiskManager:
 
     def still_holds(self, s: Screened, total_exposure_usd: Decimal) -> bool:
         """True when `s` is also the verdict at this total exposure (the other inputs equal)."""
-        return all(self._total_over(total_exposure_usd, own, new) is over for own, new, over in s.totals)
+        for own, new, over in s.totals:  # (`all` over a generator, per market per cycle: a loop)
+            if self._total_over(total_exposure_usd, own, new) is not over:
+                return False
+        return True
 
     def apply(self, now: float, market: str, s: Screened, total_exposure_usd: Decimal) -> list[Quote]:
         """Record a verdict: the market's dropped rule and the (edge-triggered) breaches."""
