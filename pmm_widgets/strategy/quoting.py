@@ -160,14 +160,13 @@ def make_quotes(
     calib_mult: float,
     vol: Mapping[str, float],
     touch: tuple[Decimal, int, int] | None = None,
-    ticks: tuple[int, int] | None = None,
 ) -> list[Quote]:
     """Wanted resting orders for one market (0 to 2 quotes: one bid and one ask in YES-space).
 
     `vol` maps token id → expected mid move (price units) over the holding horizon; the larger
     of the two tokens' values is used (they are the same market seen from both sides).
     `touch`: (grid tick, effective bid, ask ticks) when the caller has them (a strategy's
-    context); `ticks`: this market's `spread_ticks` when the caller has them (a decision key).
+    context).
     """
     if is_quotable(market, yes, no, params) is not None:
         return []
@@ -179,8 +178,7 @@ def make_quotes(
         tick, b, a = touch
     if b is None or a is None or b >= a:
         return []
-    bid_t, ask_t = ticks if ticks is not None else spread_ticks(market, yes, no, params, inventory, calib_mult, vol,
-                                                                tick, b, a)
+    bid_t, ask_t = spread_ticks(market, yes, no, params, inventory, calib_mult, vol, tick, b, a)
     return token_quotes(market, yes, no, params, inventory, tick, b, a, bid_t, ask_t)
 
 
