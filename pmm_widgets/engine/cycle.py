@@ -404,7 +404,8 @@ class QuoteCycle:
         flattened in. None when the ticks fail (then `_decide` reports it, as before)."""
         cid = m.condition_id
         tick, b, a = self._touch[cid]
-        mp = self._market_params(cid)
+        ov = self.overrides.get(cid)
+        mp = self.params if ov is None or not ov.params else self._market_params(cid)  # (as it answers)
         mult = self.calibrator.mult(cid)
         sigma, h = self.vol.sigma, self.vol_horizon_sec
         yt, nt = m.yes_token_id, m.no_token_id
@@ -430,7 +431,6 @@ class QuoteCycle:
             self._floats.pop(cid, None)
             return None
         state = self._sstate.get(cid)
-        ov = self.overrides.get(cid)
         key = (self._pkey, dict(ov.params) if ov is not None else None, inv.yes, inv.no, tick, b, a,
                yv.min_order_size, nv.min_order_size, bid_t, ask_t)
         hit = self._decided.get(cid)
