@@ -338,10 +338,6 @@ class QuoteCycle:
         `tte`: `_time_to_end(m, now)`, which the caller has just read."""
         cid = m.condition_id
         strat = self._active[cid]
-        if type(strat) is SpreadStrategy and self.incremental:
-            got = self._decide_spread(now, m, yv, nv, inv, rep, strat)
-            if got is not None:
-                return got
         tick, b, a = self._touch[cid]
         tox, ntox = self._tox.get(cid, (0.0, 0))
         cs = self.calibrator.states.get(cid)  # fills/min as of its last update (no window scan per cycle)
@@ -397,11 +393,11 @@ class QuoteCycle:
 
     def _decide_spread(self, now: float, m: Market, yv: BookView, nv: BookView, inv: Inventory, rep: CycleReport,
                        strat: SpreadStrategy) -> tuple[list[Quote], Regime, str] | None:
-        """`_decide` of the seed's strategy (`SpreadStrategy` itself, incremental): what its
-        `decision_key` and `decide` compute, without the `MarketContext` (`spread_ticks` from the
-        floats of the Decimals that did not change since the last cycle: `_FloatsOf`). Its key is
-        `_decide`'s without the book flags (the market is quotable: none is set), the ticks
-        flattened in. None when the ticks fail (then `_decide` reports it, as before)."""
+        """`_decide` of the seed's strategy (`SpreadStrategy` itself, incremental; `_decide_all` asks
+        this first): what its `decision_key` and `decide` compute, without the `MarketContext`
+        (`spread_ticks` from the floats of the Decimals that did not change since the last cycle:
+        `_FloatsOf`). Its key is `_decide`'s without the book flags (the market is quotable: none is
+        set), the ticks flattened in. None when the ticks fail (then `_decide` reports it, as before)."""
         cid = m.condition_id
         tick, b, a = self._touch[cid]
         ov = self.overrides.get(cid)
@@ -701,16 +697,15 @@ class QuoteCycle:
             if status is None:
                 assert mid is not None and yv is not None and nv is not None
                 inv = self.inventory(cid)
-                if prev is not strat:
-                    orders: tuple[Order, ...] = ()
-                elif type(strat) is SpreadStrategy and self.incremental:
-                    orders = ()  # (`_decide_spread` never reads them; `_decide` falls back to it only when its
-                    # ticks fail, and the seed's strategy fails then without reading them either)
-                else:
+                got = None
+                orders: tuple[Order, ...] = ()
+                if type(strat) is SpreadStrategy and self.incremental:
+                    got = self._decide_spread(now, m, yv, nv, inv, rep, strat)  # (it never reads the orders)
+                elif prev is strat:
                     if by_market is None:
                         by_market = self._by_market(exchange)
                     orders = tuple(by_market.get(cid, ()))
-                raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep, tte)
+                raw, regime, note = got if got is not None else self._decide(now, m, yv, nv, inv, orders, rep, tte)
                 if fit and regime is Regime.NORMAL:  # (`_fit_two_sided` returns `raw` itself otherwise)
                     raw = self._fit_two_sided(m, raw, mid)
                 quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
