@@ -185,10 +185,11 @@ class RiskManager:
             self._day_base_market = dict(market_pnl)
             for st in self._markets.values():
                 st.stopped = None
+        base, limit = self._day_base_market, p.max_loss_per_market_usd
         for cid, pnl in market_pnl.items():
-            loss = self._day_base_market.setdefault(cid, ZERO) - pnl
-            if loss > p.max_loss_per_market_usd and not self._m(cid).stopped:
-                self._m(cid).stopped = f"max loss {loss:.2f} > {p.max_loss_per_market_usd} USD"
+            loss = base.setdefault(cid, ZERO) - pnl
+            if loss > limit and not self._m(cid).stopped:
+                self._m(cid).stopped = f"max loss {loss:.2f} > {limit} USD"
         day_loss = self._day_base_total - total_pnl
         if day_loss > p.max_daily_loss_usd:
             self.kill_reason = f"daily loss {day_loss:.2f} > {p.max_daily_loss_usd} USD"
@@ -223,6 +224,7 @@ class RiskManager:
         net = inv.net  # a property: computed once here, not three times per quote
         own = exposure_usd(net, mid)
         yes_id = market.yes_token_id
+        band, max_shares, max_usd = p.price_band, p.max_inventory_shares, p.max_inventory_usd
         for q in quotes:
             # `yes_space_price` and `net_delta`, written out (per quote per decision): the same operations
             is_yes = q.token_id == yes_id
@@ -233,14 +235,14 @@ class RiskManager:
             held = inv.yes if is_yes else inv.no
             new_usd = exposure_usd(new_net, mid)
             rule: tuple[str, str | None, str] | None = None
-            if abs(yp - mid) > p.price_band:
-                rule = ("price band", cid, f"quote {yp} further than {p.price_band} from mid {mid}")
-            elif growing and abs(new_net) > p.max_inventory_shares:
-                rule = ("inventory shares", cid, f"net inventory {net} near limit {p.max_inventory_shares} shares")
-            elif q.side is Side.BUY and held + q.size > p.max_inventory_shares:
-                rule = ("token shares", cid, f"token holding {held} near limit {p.max_inventory_shares} shares")
-            elif growing and new_usd > p.max_inventory_usd:
-                rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {p.max_inventory_usd}")
+            if abs(yp - mid) > band:
+                rule = ("price band", cid, f"quote {yp} further than {band} from mid {mid}")
+            elif growing and abs(new_net) > max_shares:
+                rule = ("inventory shares", cid, f"net inventory {net} near limit {max_shares} shares")
+            elif q.side is Side.BUY and held + q.size > max_shares:
+                rule = ("token shares", cid, f"token holding {held} near limit {max_shares} shares")
+            elif growing and new_usd > max_usd:
+                rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {max_usd}")
             elif growing:
                 over = self._total_over(total_exposure_usd, own, new_usd)
                 totals.append((own, new_usd, over))
