@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import is_
 from typing import Any
 
 from ..domain import ZERO, Fill, Market, Side, slot_init
@@ -124,11 +125,8 @@ class MarketLedger:
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
-    """Element by element the very same objects (`PnlBook.parts`' memo key)."""
-    for x, y in zip(a, b):
-        if x is not y:
-            return False
-    return True
+    """Element by element the very same objects (`PnlBook.parts`' memo key; `is_` pairwise in C)."""
+    return all(map(is_, a, b))
 
 
 class PnlBook:

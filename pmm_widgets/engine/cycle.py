@@ -36,12 +36,21 @@ from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..strategy.base import Decision, MarketContext, Regime, Strategy, decision_key
 from ..strategy.calibrator import Calibrator
-from ..strategy.guard import guard_quotes
+from ..strategy.guard import guard_at, guard_quotes
 from ..strategy.inventory import Inventory
 from ..strategy.planner import plan
-from ..strategy.quoting import effective_touch, grid_tick, is_quotable, yes_space_price
+from ..strategy.quoting import (
+    _fair_yes,
+    effective_touch,
+    grid_tick,
+    is_quotable,
+    ticks_at,
+    token_quotes,
+    yes_space_price,
+)
 from ..strategy.registry import Builtins, build_strategy
 from ..strategy.risk import RiskManager, Screened
+from ..strategy.spread import SpreadStrategy
 from ..strategy.volatility import VolEstimator
 from .snapshot import NO_PNL, CycleSnapshot, MarketSnapshot, SnapshotTotals
 
@@ -95,6 +104,20 @@ class _Decided:
     regime: Regime
     note: str
     guard: str | None  # the guard's drop reason (replayed: edge-triggered flag)
+
+
+@dataclass(slots=True)
+class _FloatsOf:
+    """A market's float conversions for `_decide_spread`, each kept while its source is the very
+    same object (Decimals and `Inventory` are immutable): the tick, the net inventory of this
+    `Inventory`, the inventory limit."""
+
+    tick: Decimal | None = None
+    tf: float = 0.0
+    inv: Inventory | None = None
+    net: float = 0.0
+    lim: Decimal | None = None
+    limit: float = 0.0
 
 
 @dataclass(slots=True)
@@ -172,9 +195,13 @@ class QuoteCycle:
         self._universe_key: tuple[str, ...] = ()
         self._mids: dict[str, Decimal | None] = {}  # effective YES mid per market
         self._spreads: dict[str, Decimal | None] = {}  # effective YES book spread per market
+        self._fmid: dict[str, tuple[Decimal, float]] = {}  # a market's mid and its float (`_observed`)
+        self._ftick: dict[str, tuple[Decimal, float]] = {}  # a market's tick and its float (`_account`)
         self._status: dict[str, str] = {}
         self._placed: dict[str, int] = {}
-        self._our: dict[str, dict[str, Decimal | None]] = {}
+        self._our: dict[str, dict[str, Decimal | None]] | None = {}  # None: `_our_quotes` builds it from:
+        self._our_orders: list[Order] = []  # the open orders at the last cycle's end
+        self._quoted: set[str] = set()  # the markets they rest in
         self._next_pnl_ts: float | None = None
         self._ended = False  # `final_pnl` wrote the session's last rows; a cycle since clears it
         self._last_pnl: list[dict[str, Any]] = []  # the `pnl` rows written last (`final_pnl` repeats none)
@@ -204,9 +231,11 @@ class QuoteCycle:
         self._pkey = ""  # the live parameters as JSON, once per cycle (they are mutated in place)
         self._okey: dict[str, tuple[object, ...]] = {}
         self._decided: dict[str, _Decided] = {}
+        self._floats: dict[str, _FloatsOf] = {}  # `_decide_spread`'s conversions per market
         self._screened: dict[str, tuple[tuple[object, ...], Screened]] = {}
         self._inv: dict[str, Inventory] = {}  # `inventory`'s last answer per market
         self._parts: dict[str, PnlParts] = {}  # this cycle's PnL parts per market (`_risk_inputs`)
+        self._ptotals = NO_PNL  # and their sums
         self.wanted: list[Quote] = []  # the last cycle's decisions: every market's quotes after risk
         self.yield_sec = yield_sec
         self._slice_t0 = 0.0  # perf_counter when the cycle last took the event loop
@@ -217,6 +246,7 @@ class QuoteCycle:
         key = tuple(m.condition_id for m in markets)
         if key == self._universe_key and all(self._known.get(m.condition_id) is m for m in markets):
             return
+        self._our_quotes()  # (built with the token map of the cycle that ended, which this changes)
         self._universe_key = key
         self._markets = list(markets)
         for m in markets:
@@ -361,6 +391,72 @@ class QuoteCycle:
             self._decided.pop(cid, None)
         return quotes, regime, note
 
+    def _decide_spread(self, now: float, m: Market, yv: BookView, nv: BookView, inv: Inventory, rep: CycleReport,
+                       strat: SpreadStrategy) -> tuple[list[Quote], Regime, str] | None:
+        """`_decide` of the seed's strategy (`SpreadStrategy` itself, incremental; `_decide_all` asks
+        this first): what its `decision_key` and `decide` compute, without the `MarketContext`
+        (`spread_ticks` from the floats of the Decimals that did not change since the last cycle:
+        `_FloatsOf`). Its key is `_decide`'s without the book flags (the market is quotable: none is
+        set), the ticks flattened in. None when the ticks fail (then `_decide` reports it, as before)."""
+        cid = m.condition_id
+        tick, b, a = self._touch[cid]
+        ov = self.overrides.get(cid)
+        mp = self.params if ov is None or not ov.params else self._market_params(cid)  # (as it answers)
+        mult = self.calibrator.mult(cid)
+        sigma, h = self.vol.sigma, self.vol_horizon_sec
+        yt, nt = m.yes_token_id, m.no_token_id
+        sy, sn = sigma(yt, h), sigma(nt, h)
+        if yt == nt:  # (`{yt: sy, nt: sn}` held one key then)
+            sy = sn
+        fl = self._floats.get(cid)
+        if fl is None:
+            fl = self._floats[cid] = _FloatsOf()
+        try:
+            if fl.tick is not tick:
+                fl.tick, fl.tf = tick, float(tick)
+            tf = fl.tf
+            fair = _fair_yes(yv, nv, b, a, tf)  # (the views are new objects almost every cycle: not kept)
+            if fl.inv is not inv:
+                fl.inv, fl.net = inv, float(inv.net)
+            lim = mp.max_inventory_shares
+            if fl.lim is not lim:
+                fl.lim, fl.limit = lim, float(lim)
+            bid_t, ask_t = ticks_at(fair, max(sy, sn), tf, b, a, mp.alpha, mult, fl.net, fl.limit,
+                                    mp.skew)
+        except Exception:  # noqa: BLE001 (`_decide` asks the strategy itself, which reports it)
+            self._floats.pop(cid, None)
+            return None
+        state = self._sstate.get(cid)
+        key = (self._pkey, dict(ov.params) if ov is not None else None, inv.yes, inv.no, tick, b, a,
+               yv.min_order_size, nv.min_order_size, bid_t, ask_t)
+        hit = self._decided.get(cid)
+        if hit is not None and hit.strategy is strat and hit.market is m and hit.state is state and hit.key == key:
+            rep.reused += 1
+            self._regime[cid] = hit.regime._value_
+            self._guard(now, cid, strat.name, hit.guard, hit.regime, rep)
+            return list(hit.quotes), hit.regime, hit.note
+        rep.decided += 1
+        try:  # `SpreadStrategy.decide`: `make_quotes` given the touch and these ticks
+            if (mp is not self.params and is_quotable(m, yv, nv, mp) is not None) or b >= a:
+                raw: list[Quote] = []
+            else:
+                raw = token_quotes(m, yv, nv, mp, inv, tick, b, a, bid_t, ask_t)
+        except Exception as exc:  # noqa: BLE001 (as `_decide` handles a strategy's failure)
+            note = f"strategy error: {type(exc).__name__}: {exc}"
+            self._flag_guard(now, cid, strat.name, note, rep, level=Level.ERROR)
+            self._decided.pop(cid, None)
+            return [], Regime.HALTED, note
+        self._sstate[cid] = None
+        self._regime[cid] = "normal"
+        quotes, why = guard_at(m, inv, tick, b, a, max(m.min_order_size, yv.min_order_size, nv.min_order_size), raw,
+                               Regime.NORMAL)
+        self._guard(now, cid, strat.name, why, Regime.NORMAL, rep)
+        if state is None:  # a fixed point: the decision's state is None
+            self._decided[cid] = _Decided(strat, m, None, key, list(quotes), Regime.NORMAL, "", why)
+        else:
+            self._decided.pop(cid, None)
+        return quotes, Regime.NORMAL, ""
+
     def _guard(self, now: float, cid: str, name: str, why: str | None, regime: Regime, rep: CycleReport) -> None:
         if why is not None and regime is not Regime.HALTED:
             self._flag_guard(now, cid, name, f"guard dropped a quote: {why}", rep)
@@ -475,7 +571,12 @@ class QuoteCycle:
     def _observed(self, now: float, m: Market, mid: Decimal) -> None:
         """A market's mid this cycle into volatility and the anomaly guard (every cycle: both
         depend on time, not only on the mid)."""
-        fm = float(mid)
+        hit = self._fmid.get(m.condition_id)
+        if hit is not None and hit[0] is mid:  # the touch did not move: the mid is the very same Decimal
+            fm = hit[1]
+        else:
+            fm = float(mid)
+            self._fmid[m.condition_id] = (mid, fm)
         hl = self.params.vol_halflife_sec
         self.vol.update(m.yes_token_id, fm, now, hl)
         self.vol.update(m.no_token_id, 1.0 - fm, now, hl)
@@ -515,11 +616,17 @@ class QuoteCycle:
                 w = max(TOX_EWM_W, 1.0 / (n + 1))  # a plain mean for the first few, then an EWMA
                 self._tox[mk.market] = ((1 - w) * ew + w * mk.px, n + 1)
         pace = self.yield_sec > 0
-        quoted = self._our  # markets with resting orders since the last cycle's end: only their time counts
+        quoted = self._quoted  # markets with resting orders since the last cycle's end: only their time counts
+        ftick = self._ftick
+        step = self.calibrator.step
         for m in markets:
             if pace:
                 await self._pace()
-            self.calibrator.step(m.condition_id, now, float(m.tick_size), m.condition_id in quoted)
+            cid, tick = m.condition_id, m.tick_size
+            hit = ftick.get(cid)
+            if hit is None or hit[0] is not tick:
+                hit = ftick[cid] = (tick, float(tick))
+            step(cid, now, hit[1], cid in quoted)
         if self.econ.sample_due(now):
             await self._sample_rewards(now, markets, views, exchange)
         if self._venue_samples:  # taken by the market stream at the venue's minutes
@@ -534,11 +641,12 @@ class QuoteCycle:
         # incremental: the publish phase sums these very parts (no ledger changes between: fills,
         # fees, rewards and settlements are booked before, in `_account` and outside the cycle)
         parts = self._parts = self.pnl.parts(self._mids)
-        total_pnl = sum((pp.total for pp in parts.values()), ZERO)
-        if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, total_pnl):
+        # their sums: `totals` adds each field in the parts' order from ZERO, as `sum(..., ZERO)` did
+        tot = self._ptotals = self.pnl.totals(self._mids, parts)
+        if self.risk.check_losses(now, {cid: pp.total for cid, pp in parts.items()}, tot.total):
             self._killed = True
         rep.kill_requested = self._killed
-        return parts, sum((pp.inventory_usd for pp in parts.values()), ZERO)
+        return parts, tot.inventory_usd
 
     async def _decide_all(self, now: float, markets: list[Market],
                           views: dict[str, tuple[BookView | None, BookView | None]], exchange: Exchange,
@@ -548,17 +656,28 @@ class QuoteCycle:
         limit); markets whose strategy changed are listed (their orders go first)."""
         p = self.params
         wanted: list[Quote] = []
-        by_market: dict[str, list[Order]] = {}
-        for o in exchange.open_orders():
-            by_market.setdefault(o.market, []).append(o)
+        by_market: dict[str, list[Order]] | None = None  # the open orders per market, once a strategy needs them
+        pace = self.yield_sec > 0
+        if pace:  # (as they stood at the decisions' start: the cycle gives the loop turns between markets)
+            by_market = self._by_market(exchange)
         switched: list[tuple[str, str, str]] = []
         exposures: dict[str, Decimal] | None = None  # per neg-risk event, once per cycle when needed
-        pace = self.yield_sec > 0
+        overrides = self.overrides
+        dflt: Strategy | None = None  # `strategy_for` of a market without its own strategy, once per cycle
+        fit = p.rewards_mode == "fit"
         for m in markets:
-            if pace:
+            if pace:  # (the loop's turn can change the parameters: `strategy_for` per market, as it reads them)
                 await self._pace()
+                dflt = None
+                fit = p.rewards_mode == "fit"
             cid = m.condition_id
-            strat = self.strategy_for(cid)
+            ov = overrides.get(cid)
+            if ov is not None and ov.strategy is not None:
+                strat = ov.strategy
+            else:
+                if dflt is None:
+                    dflt = self.strategy_for(cid)
+                strat = dflt
             prev = self._active.get(cid)
             if prev is not strat:  # a switch: its orders go before the new strategy's are placed
                 if prev is not None:
@@ -578,9 +697,16 @@ class QuoteCycle:
             if status is None:
                 assert mid is not None and yv is not None and nv is not None
                 inv = self.inventory(cid)
-                orders = () if prev is not strat else tuple(by_market.get(cid, ()))
-                raw, regime, note = self._decide(now, m, yv, nv, inv, orders, rep, tte)
-                if regime is Regime.NORMAL:
+                got = None
+                orders: tuple[Order, ...] = ()
+                if type(strat) is SpreadStrategy and self.incremental:
+                    got = self._decide_spread(now, m, yv, nv, inv, rep, strat)  # (it never reads the orders)
+                elif prev is strat:
+                    if by_market is None:
+                        by_market = self._by_market(exchange)
+                    orders = tuple(by_market.get(cid, ()))
+                raw, regime, note = got if got is not None else self._decide(now, m, yv, nv, inv, orders, rep, tte)
+                if fit and regime is Regime.NORMAL:  # (`_fit_two_sided` returns `raw` itself otherwise)
                     raw = self._fit_two_sided(m, raw, mid)
                 quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
                 if exposures is None:
@@ -598,6 +724,13 @@ class QuoteCycle:
                 wanted.extend(quotes)
             self._status[cid] = status
         return wanted, switched
+
+    @staticmethod
+    def _by_market(exchange: Exchange) -> dict[str, list[Order]]:
+        by_market: dict[str, list[Order]] = {}
+        for o in exchange.open_orders():
+            by_market.setdefault(o.market, []).append(o)
+        return by_market
 
     def _risk_filter(self, now: float, m: Market, quotes: list[Quote], inv: Inventory, mid: Decimal,
                      total_exposure: Decimal) -> list[Quote]:
@@ -853,10 +986,41 @@ class QuoteCycle:
     def _refresh_state(self, now: float, exchange: Exchange, rep: CycleReport) -> None:
         """End of a cycle: our best resting quote per market (YES-space) and the totals; the
         per-market rows of the snapshot are built when a face first asks (`snapshot()`)."""
-        our: dict[str, dict[str, Decimal | None]] = {}
         open_orders = exchange.open_orders()
         token_market = self._token_market
-        for o in open_orders:
+        self._quoted = {m.condition_id for o in open_orders if (m := token_market.get(o.token_id)) is not None}
+        self._our_orders = list(open_orders)
+        self._our = None  # our best quotes: built when a face asks (`snapshot`), not every cycle
+        self._now = now
+        self._n_placed += rep.placed
+        self._n_cancels += rep.cancelled
+        self._n_rejected += rep.rejected
+        self._totals = SnapshotTotals(
+            pnl=self._ptotals if self.incremental else self.pnl.totals(self._mids),
+            rewards_per_hour=self._rewards_per_hour(),
+            fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
+            fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
+            placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
+        )
+        self._snap = None
+
+    def _rewards_per_hour(self) -> Decimal:
+        """`sum((econ.usd_per_hour(cid) or ZERO for each market), ZERO)`, its lookups written out."""
+        last = self.econ.last
+        out = ZERO
+        for m in self._markets:
+            s = last.get(m.condition_id)
+            out = out + ((None if s is None else s.usd_per_hour) or ZERO)
+        return out
+
+    def _our_quotes(self) -> dict[str, dict[str, Decimal | None]]:
+        """Our best resting quote per market and kind (YES-space) at the last cycle's end."""
+        our = self._our
+        if our is not None:
+            return our
+        our = self._our = {}
+        token_market = self._token_market
+        for o in self._our_orders:
             m = token_market.get(o.token_id)
             if m is None:
                 continue
@@ -867,19 +1031,8 @@ class QuoteCycle:
             cur = slot[kind]
             if cur is None or (kind == "bid" and yp > cur) or (kind == "ask" and yp < cur):
                 slot[kind] = yp
-        self._our = our
-        self._now = now
-        self._n_placed += rep.placed
-        self._n_cancels += rep.cancelled
-        self._n_rejected += rep.rejected
-        self._totals = SnapshotTotals(
-            pnl=self.pnl.totals(self._mids, self._parts if self.incremental else None),
-            rewards_per_hour=sum((self.econ.usd_per_hour(m.condition_id) or ZERO for m in self._markets), ZERO),
-            fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
-            fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
-            placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
-        )
-        self._snap = None
+        self._our_orders = []
+        return our
 
     def snapshot(self) -> CycleSnapshot:
         """The frozen state of the last cycle (built once per cycle, on the first request)."""
@@ -895,10 +1048,11 @@ class QuoteCycle:
 
     def _market_snapshots(self) -> dict[str, MarketSnapshot]:
         out: dict[str, MarketSnapshot] = {}
+        ours = self._our_quotes()
         for m in self._markets:
             cid = m.condition_id
             mid = self._mids.get(cid)
-            slot = self._our.get(cid, {})
+            slot = ours.get(cid, {})
             lg = self.pnl.ledgers.get(cid)
             out[cid] = MarketSnapshot(
                 condition_id=cid,

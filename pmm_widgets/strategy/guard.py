@@ -26,14 +26,19 @@ from decimal import Decimal
 from ..domain import Market, Quote, Side
 from ..ticks import on_size_grid, valid_price
 from .base import MarketContext, Regime
-from .inventory import net_delta
+from .inventory import Inventory, net_delta
 
 
 def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) -> tuple[list[Quote], str | None]:
-    m: Market = ctx.market
-    inv = ctx.inventory
-    tick = ctx.tick
-    min_size = max(m.min_order_size, ctx.yes.min_order_size, ctx.no.min_order_size)
+    return guard_at(ctx.market, ctx.inventory, ctx.tick, ctx.bid_ticks, ctx.ask_ticks,
+                    max(ctx.market.min_order_size, ctx.yes.min_order_size, ctx.no.min_order_size), quotes, regime)
+
+
+def guard_at(m: Market, inv: Inventory, tick: Decimal, bid_ticks: int, ask_ticks: int, min_size: Decimal,
+             quotes: Iterable[Quote], regime: Regime) -> tuple[list[Quote], str | None]:
+    """`guard_quotes` given what it reads of the context (the cycle's decision of the seed's
+    strategy has them without a `MarketContext`): the effective touch in ticks and the largest
+    of the market's and both books' min sizes."""
     reason: str | None = None
     if regime is Regime.HALTED:
         quotes = list(quotes)
@@ -52,10 +57,10 @@ def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) ->
             else:
                 bid, yp = q.side is not Side.BUY, 1 - q.price
             t = yp / tick
-            if bid and t >= ctx.ask_ticks:
-                why = f"bid {yp} would cross the ask {tick * ctx.ask_ticks}"
-            elif not bid and t <= ctx.bid_ticks:
-                why = f"ask {yp} would cross the bid {tick * ctx.bid_ticks}"
+            if bid and t >= ask_ticks:
+                why = f"bid {yp} would cross the ask {tick * ask_ticks}"
+            elif not bid and t <= bid_ticks:
+                why = f"ask {yp} would cross the bid {tick * bid_ticks}"
             elif regime is Regime.REDUCE_ONLY and \
                     not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
                 why = "reduce-only: the quote would not reduce the position"
@@ -77,6 +82,9 @@ def reduces(net: Decimal, new: Decimal) -> bool:
     return abs(new) < abs(net) and (new == 0 or (new > 0) == (net > 0))
 
 
+_on_grid: object = None  # the last size found on the size grid (a BUY's size is the same Decimal quote after quote)
+
+
 def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: Decimal,
                min_size: Decimal) -> str | None:
     if q.market != m.condition_id or q.token_id not in (m.yes_token_id, m.no_token_id):
@@ -85,8 +93,11 @@ def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: D
         return "price and size must be Decimal"
     if not q.price.is_finite() or not valid_price(q.price, tick):
         return f"price {q.price} off the {tick} grid or outside (0, 1)"
-    if not q.size.is_finite() or q.size < min_size or not on_size_grid(q.size):
+    global _on_grid
+    size = q.size
+    if not size.is_finite() or size < min_size or (size is not _on_grid and not on_size_grid(size)):
         return f"size {q.size} below min size {min_size} or off the 0.01 grid"
+    _on_grid = size
     if q.side is Side.SELL:
         held = held_yes if q.token_id == m.yes_token_id else held_no
         if q.size > held:

@@ -39,8 +39,12 @@ def plan(
             same.append(o)
     kept: set[str] = set()
     out = Plan()
+    last_tick: Decimal | None = None
+    band = Decimal(0)
     for q in wanted:
-        band = tick_of(q.token_id) * requote_ticks
+        tick = tick_of(q.token_id)
+        if tick is not last_tick:  # (a market's two quotes share its tick: one product for both)
+            last_tick, band = tick, tick * requote_ticks
         best: Order | None = None
         best_d = band
         price = q.price

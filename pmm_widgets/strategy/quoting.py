@@ -160,14 +160,13 @@ def make_quotes(
     calib_mult: float,
     vol: Mapping[str, float],
     touch: tuple[Decimal, int, int] | None = None,
-    ticks: tuple[int, int] | None = None,
 ) -> list[Quote]:
     """Wanted resting orders for one market (0 to 2 quotes: one bid and one ask in YES-space).
 
     `vol` maps token id → expected mid move (price units) over the holding horizon; the larger
     of the two tokens' values is used (they are the same market seen from both sides).
     `touch`: (grid tick, effective bid, ask ticks) when the caller has them (a strategy's
-    context); `ticks`: this market's `spread_ticks` when the caller has them (a decision key).
+    context).
     """
     if is_quotable(market, yes, no, params) is not None:
         return []
@@ -179,8 +178,7 @@ def make_quotes(
         tick, b, a = touch
     if b is None or a is None or b >= a:
         return []
-    bid_t, ask_t = ticks if ticks is not None else spread_ticks(market, yes, no, params, inventory, calib_mult, vol,
-                                                                tick, b, a)
+    bid_t, ask_t = spread_ticks(market, yes, no, params, inventory, calib_mult, vol, tick, b, a)
     return token_quotes(market, yes, no, params, inventory, tick, b, a, bid_t, ask_t)
 
 
@@ -189,19 +187,29 @@ def spread_ticks(market: Market, yes: BookView, no: BookView, params: Params, in
     """`make_quotes`' YES-space bid and ask in integer ticks, before the band and post-only caps
     (`token_quotes`): all of its decision that depends on the books' sizes, vol and calibration."""
     tf = float(tick)
-    fair = _fair_yes(yes, no, b, a, tf)
-    vol_term = max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0))
+    return ticks_at(_fair_yes(yes, no, b, a, tf), max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0)),
+                    tf, b, a, params.alpha, calib_mult, float(inventory.net), float(params.max_inventory_shares),
+                    params.skew)
+
+
+def ticks_at(fair: float, vol_term: float, tf: float, b: int, a: int, alpha: float, calib_mult: float, net: float,
+             limit: float, skew: float) -> tuple[int, int]:
+    """`spread_ticks` from its float inputs (fair value, the larger token's vol term, the tick,
+    the net inventory and its limit as floats): the cycle's decision of the seed's strategy keeps
+    the conversions of the Decimals that did not change since the last cycle."""
     base = max(vol_term, (a - b) * tf / 2.0, tf)
-    h = params.alpha * calib_mult * base
-    limit = float(params.max_inventory_shares)
-    x = max(-1.0, min(1.0, float(inventory.net) / limit))
-    shift = params.skew * h * x
+    h = alpha * calib_mult * base
+    x = max(-1.0, min(1.0, net / limit))
+    shift = skew * h * x
 
     bid_t = math.floor((fair - h - shift) / tf + 1e-9)
     ask_t = math.ceil((fair + h - shift) / tf - 1e-9)
     if ask_t <= bid_t:
         ask_t = bid_t + 1
     return bid_t, ask_t
+
+
+_quote_size: tuple[object, Decimal] = (None, Decimal(0))  # `params.quote_size` and its `floor_size`
 
 
 def token_quotes(
@@ -237,7 +245,14 @@ def token_quotes(
         return []  # only with a band narrower than the book: no pair
 
     min_size = max(market.min_order_size, yes.min_order_size, no.min_order_size)
-    size = max(floor_size(params.quote_size if size is None else size), min_size)
+    if size is None:  # the parameter's floor, kept while it is the very same Decimal (per market per decision)
+        global _quote_size
+        qs = params.quote_size
+        if _quote_size[0] is not qs:
+            _quote_size = (qs, floor_size(qs))
+        size = max(_quote_size[1], min_size)
+    else:
+        size = max(floor_size(size), min_size)
     out: list[Quote] = []
     if bid_ok:
         assert bid_t is not None

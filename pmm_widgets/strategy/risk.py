@@ -91,6 +91,7 @@ class RiskManager:
         self.kill_reason: str | None = None
         self._writer_faulted = False
         self.dropped: dict[str, str] = {}  # market → the rule that dropped a quote this cycle
+        self._jump: tuple[object, float] = (None, 0.0)  # `params.anomaly_jump` and its float (per market per cycle)
 
     # -- store health --------------------------------------------------------------------------
     def writer_block(self, now: float, health: object | None) -> str | None:
@@ -153,7 +154,10 @@ class RiskManager:
             if d > jump:
                 jump = d
         mids.append((now, mid))
-        if jump > float(p.anomaly_jump):
+        aj = p.anomaly_jump
+        if self._jump[0] is not aj:
+            self._jump = (aj, float(aj))
+        if jump > self._jump[1]:
             st.cooldown_until = now + p.anomaly_cooldown_sec
             st.mids.clear()
             st.mids.append((now, mid))
@@ -181,10 +185,11 @@ class RiskManager:
             self._day_base_market = dict(market_pnl)
             for st in self._markets.values():
                 st.stopped = None
+        base, limit = self._day_base_market, p.max_loss_per_market_usd
         for cid, pnl in market_pnl.items():
-            loss = self._day_base_market.setdefault(cid, ZERO) - pnl
-            if loss > p.max_loss_per_market_usd and not self._m(cid).stopped:
-                self._m(cid).stopped = f"max loss {loss:.2f} > {p.max_loss_per_market_usd} USD"
+            loss = base.setdefault(cid, ZERO) - pnl
+            if loss > limit and not self._m(cid).stopped:
+                self._m(cid).stopped = f"max loss {loss:.2f} > {limit} USD"
         day_loss = self._day_base_total - total_pnl
         if day_loss > p.max_daily_loss_usd:
             self.kill_reason = f"daily loss {day_loss:.2f} > {p.max_daily_loss_usd} USD"
@@ -219,6 +224,7 @@ class RiskManager:
         net = inv.net  # a property: computed once here, not three times per quote
         own = exposure_usd(net, mid)
         yes_id = market.yes_token_id
+        band, max_shares, max_usd = p.price_band, p.max_inventory_shares, p.max_inventory_usd
         for q in quotes:
             # `yes_space_price` and `net_delta`, written out (per quote per decision): the same operations
             is_yes = q.token_id == yes_id
@@ -229,14 +235,14 @@ class RiskManager:
             held = inv.yes if is_yes else inv.no
             new_usd = exposure_usd(new_net, mid)
             rule: tuple[str, str | None, str] | None = None
-            if abs(yp - mid) > p.price_band:
-                rule = ("price band", cid, f"quote {yp} further than {p.price_band} from mid {mid}")
-            elif growing and abs(new_net) > p.max_inventory_shares:
-                rule = ("inventory shares", cid, f"net inventory {net} near limit {p.max_inventory_shares} shares")
-            elif q.side is Side.BUY and held + q.size > p.max_inventory_shares:
-                rule = ("token shares", cid, f"token holding {held} near limit {p.max_inventory_shares} shares")
-            elif growing and new_usd > p.max_inventory_usd:
-                rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {p.max_inventory_usd}")
+            if abs(yp - mid) > band:
+                rule = ("price band", cid, f"quote {yp} further than {band} from mid {mid}")
+            elif growing and abs(new_net) > max_shares:
+                rule = ("inventory shares", cid, f"net inventory {net} near limit {max_shares} shares")
+            elif q.side is Side.BUY and held + q.size > max_shares:
+                rule = ("token shares", cid, f"token holding {held} near limit {max_shares} shares")
+            elif growing and new_usd > max_usd:
+                rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {max_usd}")
             elif growing:
                 over = self._total_over(total_exposure_usd, own, new_usd)
                 totals.append((own, new_usd, over))
@@ -253,7 +259,10 @@ class RiskManager:
 
     def still_holds(self, s: Screened, total_exposure_usd: Decimal) -> bool:
         """True when `s` is also the verdict at this total exposure (the other inputs equal)."""
-        return all(self._total_over(total_exposure_usd, own, new) is over for own, new, over in s.totals)
+        for own, new, over in s.totals:  # (`all` over a generator, per market per cycle: a loop)
+            if self._total_over(total_exposure_usd, own, new) is not over:
+                return False
+        return True
 
     def apply(self, now: float, market: str, s: Screened, total_exposure_usd: Decimal) -> list[Quote]:
         """Record a verdict: the market's dropped rule and the (edge-triggered) breaches."""

@@ -12,24 +12,20 @@ from .quoting import make_quotes, spread_ticks
 
 class SpreadStrategy:
     """`decide` is `make_quotes` given the context's grid tick and effective touch (the cycle builds
-    them with `grid_tick` / `effective_touch`, the functions `make_quotes` calls) and the integer
-    ticks `decision_key` just computed for the same context (the cycle asks for the key, then,
-    when it changed, for the decision: the pair was computed twice).
-    tests/strategy/test_strategies.py compares it with `make_quotes` (with and without the key)."""
+    them with `grid_tick` / `effective_touch`, the functions `make_quotes` calls).
+    tests/strategy/test_strategies.py compares it with `make_quotes`. The incremental cycle decides
+    this very class without calling it (`QuoteCycle._decide_spread`: the same `spread_ticks` and
+    `token_quotes`, compared with this path in tests/engine/test_incremental_cycle.py); a subclass
+    goes through `decision_key` and `decide`."""
 
     name = "spread"
-    _last: tuple[MarketContext, tuple[int, int]] | None = None  # the last key's context and its ticks
 
     def decide(self, ctx: MarketContext, state: object | None) -> Decision:
-        last, self._last = self._last, None
         return Decision(tuple(make_quotes(ctx.market, ctx.yes, ctx.no, ctx.params, ctx.inventory, ctx.calib_mult,
-                                          ctx.vol, touch=(ctx.tick, ctx.bid_ticks, ctx.ask_ticks),
-                                          ticks=last[1] if last is not None and last[0] is ctx else None)))
+                                          ctx.vol, touch=(ctx.tick, ctx.bid_ticks, ctx.ask_ticks))))
 
     def decision_key(self, ctx: MarketContext) -> object:
-        ticks = _ticks(ctx)
-        self._last = (ctx, ticks)
-        return spread_key(ctx, ticks)
+        return spread_key(ctx)
 
 
 def _ticks(ctx: MarketContext) -> tuple[int, int]:
@@ -37,8 +33,7 @@ def _ticks(ctx: MarketContext) -> tuple[int, int]:
                         ctx.bid_ticks, ctx.ask_ticks)
 
 
-def spread_key(ctx: MarketContext, ticks: tuple[int, int] | None = None) -> tuple[object, ...]:
+def spread_key(ctx: MarketContext) -> tuple[object, ...]:
     """`make_quotes` = `token_quotes` over `spread_ticks`: with the cycle's own key (market,
-    params, inventory, tick, touch, min sizes) the integer ticks and the book flags decide it.
-    `ticks`: the context's `spread_ticks` when the caller has them."""
-    return (book_flags(ctx), _ticks(ctx) if ticks is None else ticks)
+    params, inventory, tick, touch, min sizes) the integer ticks and the book flags decide it."""
+    return (book_flags(ctx), _ticks(ctx))

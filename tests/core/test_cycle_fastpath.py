@@ -11,7 +11,11 @@ runs the new code and a copy of the old one (or the general path) on the same ra
 - the intensity fill model's `advance` with its helpers written out (same draws, same rng state);
 - the guard and the risk screen with `yes_space_price` / `net_delta` written out, the planner;
 - the markouts asking each token's mid once per cycle;
-- `ReplaySink` without an inner sink (no tagged copy of rows it does not keep).
+- `ReplaySink` without an inner sink (no tagged copy of rows it does not keep);
+- `spread_ticks` through `ticks_at` (the cycle's `_decide_spread` calls it with kept floats; the
+  decision itself is compared with the general `_decide` in tests/engine/test_incremental_cycle.py),
+  `token_quotes`' kept floor of `quote_size`, the guard's kept on-grid size and the planner's kept
+  band (the same objects again), `still_holds` as a loop, the rewards per hour summed in the cycle.
 """
 
 from __future__ import annotations
@@ -343,8 +347,8 @@ def _old_guard(ctx: Any, quotes: Any, regime: Any) -> tuple[list[Any], str | Non
 @given(st.lists(st.tuples(st.sampled_from(("y", "n", "x")), st.sampled_from(("BUY", "SELL")), st.integers(-2, 102),
                           st.sampled_from(("5", "10", "7.5", "3", "10.001"))), max_size=4),
        st.integers(1, 97), st.integers(1, 5), st.sampled_from(("normal", "wide", "reduce-only", "halted")),
-       st.sampled_from(("0", "20", "6")), st.sampled_from(("0", "15", "5")))
-def test_the_guard_equals_the_old_one(qs, b, width, regime, held_yes, held_no):
+       st.sampled_from(("0", "20", "6")), st.sampled_from(("0", "15", "5")), st.booleans())
+def test_the_guard_equals_the_old_one(qs, b, width, regime, held_yes, held_no, shared):
     from pmm_widgets.domain import BookView, Market, Side
     from pmm_widgets.strategy.base import Regime
     from pmm_widgets.strategy.guard import guard_quotes
@@ -353,9 +357,11 @@ def test_the_guard_equals_the_old_one(qs, b, width, regime, held_yes, held_no):
     m = Market("c", "q", "y", "n", tick, Decimal(5))
     v = BookView("y", "c", (), (), tick)
     ctx = MarketContext(m, v, v, tick, b, min(b + width, 99), Inventory(Decimal(held_yes), Decimal(held_no)), None)  # type: ignore[arg-type]
-    quotes = [Quote("c" if tok != "x" else "other", tok, Side(side), Decimal(p) / 100, Decimal(size))
-              for tok, side, p, size in qs]
-    assert guard_quotes(ctx, quotes, Regime(regime)) == _old_guard(ctx, quotes, Regime(regime))
+    sizes = {z: Decimal(z) for z in ("5", "10", "7.5", "3", "10.001")}  # `shared`: the very same size objects
+    quotes = [Quote("c" if tok != "x" else "other", tok, Side(side), Decimal(p) / 100,
+                    sizes[size] if shared else Decimal(size)) for tok, side, p, size in qs]
+    for _ in range(2):  # (the guard keeps the last on-grid size: the second pass starts with it)
+        assert guard_quotes(ctx, quotes, Regime(regime)) == _old_guard(ctx, quotes, Regime(regime))
 
 
 @given(st.lists(st.tuples(st.sampled_from(("y1", "n1", "y2")), st.floats(0.0, 200.0), st.integers(1, 99)), max_size=12),
@@ -499,8 +505,8 @@ def _old_plan(wanted: Any, open_orders: Any, tick_of: Any, requote_ticks: int) -
                           st.integers(1, 20)), max_size=8),
        st.lists(st.tuples(st.sampled_from(("a", "b")), st.sampled_from(("BUY", "SELL")), st.integers(1, 99),
                           st.integers(1, 20), st.integers(0, 20)), max_size=10),
-       st.integers(0, 3))
-def test_the_plan_equals_the_old_one(wanted, orders, requote_ticks):
+       st.integers(0, 3), st.booleans())
+def test_the_plan_equals_the_old_one(wanted, orders, requote_ticks, shared):
     from pmm_widgets.domain import Mode, Order, Side
     from pmm_widgets.strategy.planner import plan
 
@@ -508,8 +514,10 @@ def test_the_plan_equals_the_old_one(wanted, orders, requote_ticks):
     os_ = [Order(f"o{i}", "c", t, Side(s), Decimal(p) / 100, Decimal(z), Mode.PAPER, filled=min(Decimal(f), Decimal(z)))
            for i, (t, s, p, z, f) in enumerate(orders)]
 
-    def tick_of(tok: str) -> Decimal:
-        return Decimal("0.01") if tok == "a" else Decimal("0.001")
+    ticks = {"a": Decimal("0.01"), "b": Decimal("0.001")}
+
+    def tick_of(tok: str) -> Decimal:  # `shared`: each token's tick the very same object (`plan` keeps its band)
+        return ticks[tok] if shared else Decimal("0.01") if tok == "a" else Decimal("0.001")
 
     got, want = plan(ws, os_, tick_of, requote_ticks), _old_plan(ws, os_, tick_of, requote_ticks)
     assert (got.place, got.cancel) == (want.place, want.cancel)
@@ -575,3 +583,105 @@ def test_fair_yes_equals_the_old_mean_of_its_estimates(yb, ya, nb, na, b, width,
     yv, nv = view(yb, ya), view(nb, na)
     got, want = fair_yes(yv, nv, b, b + width, t), _old_fair_yes(yv, nv, b, b + width, t)
     assert got == want and str(got) == str(want)
+
+
+# -- the seed strategy's ticks from floats, token_quotes' quote-size floor, the risk verdict's reuse -----------
+
+def _old_spread_ticks(market: Any, yes: Any, no: Any, params: Any, inventory: Any, calib_mult: float, vol: Any,
+                      tick: Decimal, b: int, a: int) -> tuple[int, int]:
+    import math
+
+    from pmm_widgets.strategy.quoting import _fair_yes
+
+    tf = float(tick)
+    fair = _fair_yes(yes, no, b, a, tf)
+    vol_term = max(vol.get(market.yes_token_id, 0.0), vol.get(market.no_token_id, 0.0))
+    base = max(vol_term, (a - b) * tf / 2.0, tf)
+    h = params.alpha * calib_mult * base
+    limit = float(params.max_inventory_shares)
+    x = max(-1.0, min(1.0, float(inventory.net) / limit))
+    shift = params.skew * h * x
+    bid_t = math.floor((fair - h - shift) / tf + 1e-9)
+    ask_t = math.ceil((fair + h - shift) / tf - 1e-9)
+    if ask_t <= bid_t:
+        ask_t = bid_t + 1
+    return bid_t, ask_t
+
+
+@given(levels, levels, st.integers(1, 97), st.integers(1, 5), st.sampled_from(("0.01", "0.001")),
+       st.floats(0.0, 0.2), st.floats(0.0, 0.2), st.floats(0.1, 5.0), st.floats(0.5, 3.0), st.floats(0.0, 1.0),
+       st.integers(-300, 300), st.integers(0, 300), st.sampled_from(("50", "200", "1000")))
+def test_spread_ticks_through_ticks_at_equal_the_old_body(yb, ya, b, width, tick, sy, sn, alpha, mult, skew, net, no,
+                                                          limit):
+    from pmm_widgets.config import Params
+    from pmm_widgets.domain import BookView, Level, Market
+    from pmm_widgets.strategy.quoting import spread_ticks
+
+    t = Decimal(tick)
+    m = Market("c", "q", "y", "n", t, Decimal(5))
+
+    def lv(side: list[tuple[int, int]]) -> tuple[Level, ...]:
+        return tuple(Level(Decimal(p) / 1000, Decimal(s) / 100) for p, s in side)
+
+    yv = BookView("y", "c", lv(yb), lv(ya), t)
+    nv = BookView("n", "c", lv(ya), lv(yb), t)
+    p = Params(alpha=alpha, skew=skew, max_inventory_shares=Decimal(limit))
+    inv = Inventory(Decimal(max(net, 0) + no), Decimal(no))
+    vol = {"y": sy, "n": sn}
+    a = b + width
+    assert spread_ticks(m, yv, nv, p, inv, mult, vol, t, b, a) == _old_spread_ticks(m, yv, nv, p, inv, mult, vol, t, b, a)
+
+
+@given(st.lists(st.sampled_from(("10", "10.00", "25", "7.555", "0.5", "100")), min_size=1, max_size=6),
+       st.integers(0, 40))
+def test_token_quotes_keep_the_floor_of_the_quote_size_it_was_computed_of(sizes, held):
+    from pmm_widgets.config import Params
+    from pmm_widgets.domain import BookView, Market
+    from pmm_widgets.strategy.quoting import token_quotes
+    from pmm_widgets.ticks import floor_size
+
+    t = Decimal("0.01")
+    m = Market("c", "q", "y", "n", t, Decimal(5))
+    v = BookView("y", "c", (), (), t, Decimal("0.5"))
+    p = Params()
+    for z in sizes:  # the parameter changes (equal values of another exponent too) and stays
+        p.quote_size = Decimal(z)
+        for _ in range(2):
+            got = token_quotes(m, v, v, p, Inventory(Decimal(held), ZERO_), t, 40, 45, 41, 44)
+            want = max(floor_size(p.quote_size), Decimal(5))
+            assert [str(q.size) for q in got if q.side.value == "BUY"] == [str(want)] * sum(q.side.value == "BUY" for q in got)
+            assert got, (z, held)
+
+
+ZERO_ = Decimal(0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 200), st.booleans()), max_size=5), st.integers(0, 500),
+       st.integers(1, 400))
+def test_still_holds_equals_all_of_the_totals(totals, total, limit):
+    from pmm_widgets.config import Params
+    from pmm_widgets.events import EventBus
+    from pmm_widgets.strategy.risk import RiskManager
+
+    rm = RiskManager(Params(max_total_inventory_usd=Decimal(limit)), EventBus())
+    s = Screened((), (), tuple((Decimal(o), Decimal(n), over) for o, n, over in totals))
+    tot = Decimal(total)
+    assert rm.still_holds(s, tot) is all(rm._total_over(tot, own, new) is over for own, new, over in s.totals)
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(("0", "1.25", "0.000001", "3.10", "-0"))), max_size=6))
+def test_rewards_per_hour_equals_the_sum_of_usd_per_hour(rates):
+    from types import SimpleNamespace
+
+    from pmm_widgets.config import Params
+    from pmm_widgets.domain import ZERO, Market, Mode
+    from pmm_widgets.engine.cycle import QuoteCycle
+    from pmm_widgets.store.sink import MemorySink
+
+    qc = QuoteCycle(Params(), MemorySink(), Mode.PAPER)
+    qc._markets = [Market(f"c{i}", "q", f"y{i}", f"n{i}", Decimal("0.01"), Decimal(5)) for i in range(len(rates) + 1)]
+    qc.econ.last = {f"c{i}": SimpleNamespace(usd_per_hour=None if r is None else Decimal(r))  # type: ignore[misc]
+                    for i, r in enumerate(rates)}
+    want = sum((qc.econ.usd_per_hour(m.condition_id) or ZERO for m in qc._markets), ZERO)
+    got = qc._rewards_per_hour()
+    assert str(got) == str(want)

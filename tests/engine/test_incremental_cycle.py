@@ -199,3 +199,37 @@ def test_incremental_cycle_reuses_unchanged_markets_and_still_equals_full():
     steps[6] = {**steps[6], "books": [(1, "up")]}
     decided, reused = run_pair(steps)
     assert reused > decided, (decided, reused)
+
+
+def run_fast_against_general(steps: list[dict]) -> int:
+    """Two incremental cycles, one with `_decide_spread` (the seed's strategy decided without its
+    context), one without (every strategy through `_decide`: `decision_key`, `decide`, the guard
+    of the context); returns how many decisions the fast path answered."""
+    ms = markets()
+    fast, general = Side(True, ms), Side(True, ms)
+    general.qc._decide_spread = lambda *a: None  # type: ignore[method-assign]
+    answered = 0
+    real = fast.qc._decide_spread
+
+    def counted(*a: object) -> object:
+        nonlocal answered
+        got = real(*a)  # type: ignore[arg-type]
+        answered += got is not None
+        return got
+
+    fast.qc._decide_spread = counted  # type: ignore[method-assign]
+    asyncio.run(drive(steps, fast, general, [Books(ms), Books(ms)]))
+    return answered
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STEP, min_size=5, max_size=30))
+def test_the_seed_strategys_fast_decision_equals_the_general_one(steps):
+    run_fast_against_general(steps)
+
+
+def test_the_fast_decision_answers_and_reuses_in_a_quiet_stretch():
+    steps = [{"dt": 1.0, "books": [(i % N_MARKETS, "top")] if i % 3 == 0 else [], "param": None, "strategy": None,
+              "hold": None} for i in range(12)]
+    steps[5] = {**steps[5], "param": ("max_inventory_shares", D("30"))}
+    assert run_fast_against_general(steps) >= 12 * 3  # markets 0 and 2 end within the stop-before-end time
