@@ -174,9 +174,9 @@ def test_spread_strategy_is_the_seed_quoting():
 @settings(max_examples=150, deadline=None)
 @given(ctx=contexts(), other=contexts(), paused=st.booleans())
 def test_spread_strategy_decides_as_make_quotes_with_or_without_its_key(ctx, other, paused):
-    """`decide` reuses the integer ticks of the `decision_key` just computed for the same context
-    (the cycle asks for the key, then the decision): equal to `make_quotes` after that key, with no
-    key, and after a key of another context (whose ticks it must not take)."""
+    """`decide` keeps no state between calls (the cycle asks for the key, then the decision; the
+    incremental cycle decides this class itself, `QuoteCycle._decide_spread`): equal to
+    `make_quotes` with no key, after that context's key, and after a key of another context."""
     if paused:
         ctx = replace(ctx, params=ctx.params.update(quoting_paused=True))
     want = make_quotes(ctx.market, ctx.yes, ctx.no, ctx.params, ctx.inventory, ctx.calib_mult, ctx.vol)
