@@ -582,11 +582,12 @@ class OrderBook:
         if new_tick != old_tick:
             self.tick_size, self._px = new_tick, {}
         self._set_sides(bids, asks)
-        self.hash = short(book.hash)
+        h, m = book.hash, book.market  # `short` of each, inline for a text of a legitimate length
+        self.hash = h if type(h) is str and len(h) <= MAX_ID_CHARS else short(h)
         if ts_ms:
             self.venue_ts_ms = ts_ms
-        if book.market:
-            self.market = short(book.market)
+        if m:
+            self.market = m if type(m) is str and len(m) <= MAX_ID_CHARS else short(m)
         mos = sane_min_size(book.min_order_size) if book.min_order_size not in (None, "") else None
         if mos is not None:
             self.min_order_size = mos

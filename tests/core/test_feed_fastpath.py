@@ -309,3 +309,32 @@ def test_listener_notes_equal_the_books_notes(listeners: int) -> None:
         assert [getattr(n, k) for k in _NOTE_SLOTS] == [getattr(want, k) for k in _NOTE_SLOTS]
         assert all(x is y for x, y in zip(n._bids + n._asks, want._bids + want._asks, strict=True))
         assert n.view() == want.view() == b.view(stale=n.stale)
+
+
+def _venue_tick_ref(x: Any) -> Decimal | None:
+    """`ticks.venue_tick` before its memo of texts."""
+    from pmm_widgets.ticks import ALLOWED_TICK_SET, to_decimal
+
+    try:
+        d = to_decimal(x)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return d if d.is_finite() and d in ALLOWED_TICK_SET else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["0.01", "0.001", "0.0010", " 0.1", "0.005", "0.0025", "0.0001", "0.02", "1e-2",
+                                           "NaN", "Infinity", "", "abc", "0.1" * 20]),
+                          st.text(max_size=6), st.decimals(allow_nan=True), st.floats(allow_nan=True), st.integers()),
+                max_size=20))
+def test_venue_tick_memo_answers_as_before(xs: list) -> None:
+    """`venue_tick` remembers its answer per text: the same answer as the code before (value and
+    spelling of the Decimal, or None) on the first call and on every repeat, for any input."""
+    from pmm_widgets import ticks
+
+    for x in xs + xs:
+        want, got = _venue_tick_ref(x), ticks.venue_tick(x)
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert got is not None and str(got) == str(want) and got == want
+    assert len(ticks._TICK_TEXTS) <= ticks._TICK_TEXTS_MAX
