@@ -466,7 +466,7 @@ class PaperExchange:
         book = self._latest.get(trade.token_id)
         if book is None:
             return trade.side
-        if type(book) is BookNote:  # its view's best bid / ask, read without building the view
+        if isinstance(book, BookNote):  # its view's best bid / ask, read without building the view
             bids, asks = book._bids, book._asks  # (ascending: the view's bids are these reversed)
             best_bid = bids[-1].price if bids else None
             best_ask = asks[0].price if asks else None
