@@ -414,6 +414,13 @@ class PaperExchange:
         after each update that went the full way (it may have changed what the test reads); a
         failure of one update is logged and the next goes on, as the market data does per listener
         call. tests/execution/test_paper_batch.py compares it with `observe_book` one by one."""
+        if type(self).observe_book is not PaperExchange.observe_book:  # a subclass's own: each book through it
+            for book in books:
+                try:
+                    self.observe_book(book)
+                except Exception:
+                    log.exception("book listener failed")
+            return
         latest, by_token = self._latest, self._venue_by_token
         fast = None
         for book in books:

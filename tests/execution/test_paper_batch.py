@@ -205,3 +205,18 @@ def test_taker_side_reads_a_note_as_its_view(levels: list, px: int, sd: Side) ->
     assert note._view is None  # not built
     ex._latest["y0"] = note.view()
     assert got is ex._taker_side(trade)
+
+
+def test_a_subclass_observe_book_still_sees_every_book() -> None:
+    """An exchange whose class overrides `observe_book` (a test's full-path exchange) gets each
+    book of a frame through its override, not the base class's batch."""
+    seen: list[str] = []
+
+    class Own(PaperExchange):
+        def observe_book(self, book: BookView | BookNote) -> None:
+            seen.append(book.token_id)
+            super().observe_book(book)
+
+    ex = Own(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    ex.observe_books([_view(0, 40, 2, 20, 20, 100.0), _view(1, 40, 2, 20, 20, 100.0)])
+    assert seen == ["y0", "n0"] and list(ex._latest) == ["y0", "n0"]
