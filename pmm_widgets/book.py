@@ -303,7 +303,7 @@ class OrderBook:
     __slots__ = (
         "token_id", "market", "tick_size", "min_order_size", "bids", "asks", "_bid_ticks", "_ask_ticks",
         "_px", "hash", "venue_ts_ms", "ts", "synced", "needs_resync", "rejected", "version", "_view",
-        "_bid_lv", "_ask_lv",
+        "_bid_lv", "_ask_lv", "_grid_tick", "_grid",
     )
 
     def __init__(self, token_id: str, market: str = "", tick_size: Decimal = Decimal("0.01"),
@@ -329,6 +329,10 @@ class OrderBook:
         self._view: tuple[int, int | None, BookView] | None = None
         self._bid_lv: list[Level] = []  # the Levels of `_bid_ticks`, same (ascending) order
         self._ask_lv: list[Level] = []  # the Levels of `_ask_ticks`, same order
+        # `_grid(tick)` of the last tick size `apply_event` priced with (that very object): a Decimal's
+        # hash is not cached (~600 instructions, a `_GRIDS` read per event), an identity check is
+        self._grid_tick: Decimal | None = None
+        self._grid: list[Decimal] = _EMPTY_GRID
 
     # ------------------------------------------------------------------ parsing
     def _tick_of(self, price: Any) -> int:
@@ -417,33 +421,26 @@ class OrderBook:
         and levels are priced from the grid list (`_grid`, the same Decimals as `_price`).
         tests/core/test_book_fastpath.py checks it against the code before over random sequences."""
         px, sizes = self._px, _SIZES
-        parsed: Sequence[tuple[bool, int, Decimal]]
-        try:
-            if len(entries) == 1:  # one entry per token: most events (no list, no loop to parse it)
-                e = entries[0]
+        if len(entries) == 1:  # one entry per token: most events, parsed and set without a tuple or a loop
+            e = entries[0]
+            try:
                 try:  # as below
-                    parsed = ((_BID_SIDES[e.side], px[e.price],
-                               s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)),)
+                    is_bid, t = _BID_SIDES[e.side], px[e.price]
+                    s = sizes.get(e.size)
+                    if s is None:
+                        s = self._size_of(e.size)
                 except KeyError:
-                    parsed = (self._entry(e),)
+                    is_bid, t, s = self._entry(e)
+            except (BookError, AttributeError, TypeError):
+                self.rejected += 1
+                return -1
+            tick = self.tick_size  # (as below)
+            if tick is self._grid_tick:
+                grid = self._grid
             else:
-                parsed = []
-                for e in entries:
-                    # the side and price caches by subscript (a miss, or an unknown side: `_entry`), the
-                    # size cache by `get` (a miss validates, `_size_of`): a size is new in ~7 % of the
-                    # entries (sizes are arbitrary decimals), and a KeyError caught costs ~20 times a `get`
-                    try:
-                        parsed.append((_BID_SIDES[e.side], px[e.price],
-                                       s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)))
-                    except KeyError:
-                        parsed.append(self._entry(e))
-        except (BookError, AttributeError, TypeError):
-            self.rejected += 1
-            return -1
-        tick = self.tick_size
-        grid = _GRIDS.get(tick) or _grid(tick)  # the same Decimals as `_price(tick, t)`
-        for is_bid, t, s in parsed:
-            if is_bid:
+                grid = self._grid = _GRIDS.get(tick) or _grid(tick)
+                self._grid_tick = tick
+            if is_bid:  # the loop's body below, for this one entry
                 levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
             else:
                 levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
@@ -464,6 +461,49 @@ class OrderBook:
                 i = bisect_left(ticks, t)
                 del ticks[i]
                 del lvs[i]
+        else:
+            parsed: list[tuple[bool, int, Decimal]] = []
+            try:
+                for e in entries:
+                    # the side and price caches by subscript (a miss, or an unknown side: `_entry`), the
+                    # size cache by `get` (a miss validates, `_size_of`): a size is new in ~7 % of the
+                    # entries (sizes are arbitrary decimals), and a KeyError caught costs ~20 times a `get`
+                    try:
+                        parsed.append((_BID_SIDES[e.side], px[e.price],
+                                       s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)))
+                    except KeyError:
+                        parsed.append(self._entry(e))
+            except (BookError, AttributeError, TypeError):
+                self.rejected += 1
+                return -1
+            tick = self.tick_size
+            if tick is self._grid_tick:
+                grid = self._grid
+            else:  # the same Decimals as `_price(tick, t)`; kept for this tick object (`_GRIDS` never drops one)
+                grid = self._grid = _GRIDS.get(tick) or _grid(tick)
+                self._grid_tick = tick
+            for is_bid, t, s in parsed:
+                if is_bid:
+                    levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
+                else:
+                    levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
+                if s:
+                    lv = _NewLevel()  # `_level`, inline
+                    lv.price = grid[t] if grid else _price(tick, t)
+                    lv.size = s
+                    lv.__class__ = Level
+                    i = bisect_left(ticks, t)
+                    if t in levels:
+                        lvs[i] = lv
+                    else:
+                        ticks.insert(i, t)
+                        lvs.insert(i, lv)
+                    levels[t] = s
+                elif t in levels:  # size 0: the wire's delete
+                    del levels[t]
+                    i = bisect_left(ticks, t)
+                    del ticks[i]
+                    del lvs[i]
         self.version += 1
         if hash_ is not None:
             self.hash = hash_ if type(hash_) is str and len(hash_) <= MAX_ID_CHARS else short(hash_)
@@ -542,11 +582,12 @@ class OrderBook:
         if new_tick != old_tick:
             self.tick_size, self._px = new_tick, {}
         self._set_sides(bids, asks)
-        self.hash = short(book.hash)
+        h, m = book.hash, book.market  # `short` of each, inline for a text of a legitimate length
+        self.hash = h if type(h) is str and len(h) <= MAX_ID_CHARS else short(h)
         if ts_ms:
             self.venue_ts_ms = ts_ms
-        if book.market:
-            self.market = short(book.market)
+        if m:
+            self.market = m if type(m) is str and len(m) <= MAX_ID_CHARS else short(m)
         mos = sane_min_size(book.min_order_size) if book.min_order_size not in (None, "") else None
         if mos is not None:
             self.min_order_size = mos
@@ -613,7 +654,11 @@ class OrderBook:
         old_bt, old_bl, old_at, old_al = self._bid_ticks, self._bid_lv, self._ask_ticks, self._ask_lv
         self.bids, self.asks = bids, asks
         self._bid_ticks, self._ask_ticks = sorted(bids), sorted(asks)
-        grid = _GRIDS.get(tick) or _grid(tick)
+        if tick is self._grid_tick:  # as in `apply_event`
+            grid = self._grid
+        else:
+            grid = self._grid = _GRIDS.get(tick) or _grid(tick)
+            self._grid_tick = tick
         if grid:  # a level the snapshot repeats keeps its Level
             self._bid_lv = _levels(self._bid_ticks, bids, grid, old_bt, old_bl)
             self._ask_lv = _levels(self._ask_ticks, asks, grid, old_at, old_al)

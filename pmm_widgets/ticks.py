@@ -17,13 +17,31 @@ MAX_MIN_ORDER_SIZE = Decimal(100_000)  # a market's minimum order size beyond th
 MAX_SIZE = Decimal(10) ** 12  # shares at one level / in one print beyond this are junk input
 
 
+_TICK_TEXTS: dict[str, Decimal | None] = {}  # wire text -> `venue_tick` of it (bounded against junk input)
+_TICK_TEXTS_MAX = 256
+_NO_TEXT = object()
+
+
 def venue_tick(x: object) -> Decimal | None:
-    """`x` as one of the venue's tick sizes, else None (unparseable, not finite, not in the set)."""
+    """`x` as one of the venue's tick sizes, else None (unparseable, not finite, not in the set).
+
+    A text's answer is remembered (every `book` snapshot carries its tick as text, and the set's
+    test hashes a Decimal: ~6 k instructions, its hash not cached): the same Decimal (value and
+    spelling) for the same text, or None again."""
+    if type(x) is str:
+        got = _TICK_TEXTS.get(x, _NO_TEXT)
+        if got is not _NO_TEXT:
+            return got  # type: ignore[return-value]
     try:
         d = to_decimal(x)
     except (ArithmeticError, ValueError, TypeError):
-        return None
-    return d if d.is_finite() and d in ALLOWED_TICK_SET else None
+        d = None
+    out = d if d is not None and d.is_finite() and d in ALLOWED_TICK_SET else None
+    if type(x) is str and len(x) <= 32:
+        if len(_TICK_TEXTS) >= _TICK_TEXTS_MAX:
+            _TICK_TEXTS.clear()
+        _TICK_TEXTS[x] = out
+    return out
 
 
 def sane_min_size(x: object) -> Decimal | None:

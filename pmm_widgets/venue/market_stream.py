@@ -597,7 +597,21 @@ class MarketStream:
                 self._venue_max_ms = ts
         else:
             ts, clamped = self._ts(v, now)
-        books = self._books_of(ev.price_changes)  # unknown token: whole message refused
+        changes = ev.price_changes
+        books: Sequence[tuple[OrderBook | None, Sequence[PriceChange]]]
+        if len(changes) == 2 and (c0 := changes[0]).asset_id != (c1 := changes[1]).asset_id:
+            # `_books_of`, inline for its common case (one entry on each token of a market: ~70 % of the
+            # events): the same groups and the same refusal of an unknown token, without a call or a list
+            by_token, retired = self.books, self._retired
+            a0, a1 = c0.asset_id, c1.asset_id
+            b0, b1 = by_token.get(a0), by_token.get(a1)
+            if b0 is None and a0 not in retired:
+                raise BadMessage(f"unknown token {a0[:20]!r}")
+            if b1 is None and a1 not in retired:
+                raise BadMessage(f"unknown token {a1[:20]!r}")
+            books = ((b0, (c0,)), (b1, (c1,)))
+        else:
+            books = self._books_of(changes)  # unknown token: whole message refused
         for b, chs in books:
             if b is None or not b.synced:
                 continue  # a snapshot is on its way

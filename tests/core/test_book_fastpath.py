@@ -393,3 +393,72 @@ def test_price_change_timestamp_inline_equals_ts(v: str | None, vmax: int, bound
     for attr in ("_venue_max_ms", "_boundary_ms"):
         assert getattr(streams[0], attr) == getattr(streams[1], attr)
     assert hooks[0] == hooks[1]
+
+
+def ref_on_price_change(s: MarketStream, ev: Any, now: float, touched: set[str]) -> None:
+    """`MarketStream._on_price_change` before its two-entry case was inlined (issue 15, pass 21):
+    every event grouped by `_books_of`."""
+    from pmm_widgets.venue.market_stream import FUTURE_SKEW_MS, BadMessage
+
+    v = ev.timestamp
+    ts = int(v) if type(v) is str and 0 < len(v) <= 14 and v.isascii() and v.isdigit() else 0
+    vmax = s._venue_max_ms
+    if 0 < ts < s._boundary_ms and (ts <= vmax + FUTURE_SKEW_MS or ts <= int(now * 1000) + FUTURE_SKEW_MS):
+        clamped = False
+        if ts > vmax:
+            s._venue_max_ms = ts
+    else:
+        ts, clamped = s._ts(v, now)
+    for b, chs in s._books_of(ev.price_changes):
+        if b is None or not b.synced:
+            continue
+        h = chs[-1].hash
+        vts = b.venue_ts_ms
+        if ts and (ts < vts or (ts == vts and h and h == b.hash)):
+            continue
+        r = b.apply_event(chs, h, ts if ts > vts else None, now)
+        if r < 0:
+            s._distrust(b)
+            raise BadMessage("price change with invalid price/size/side")
+        touched.add(b.token_id)
+        if r or clamped:
+            s._distrust(b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.tuples(st.sampled_from(["A", "B", "C", "R", "U"]), PRICES, SIZES, SIDES,
+                                             st.sampled_from([None, "h1"]), BBO, BBO), min_size=1, max_size=3),
+                          st.sampled_from([None, "1796033289800", "1796033289900"])), max_size=12))
+def test_two_entry_price_changes_equal_the_grouped_path(events: list) -> None:
+    """`_on_price_change` groups an event of two entries on two tokens inline (no `_books_of`
+    call): the same books, touched tokens, refusals (the same message: a token never subscribed,
+    "U", refuses the event before any book changes; a retired one, "R", has no book), resyncs and
+    timestamps as the grouped path, after every event; events of 1 and 3 entries in between."""
+    from pmm_widgets.venue.wire import PriceChangeEvent
+
+    now = 1_796_033_289.0
+    streams = []
+    for _ in range(2):
+        books = {a: OrderBook(a, "m", Decimal("0.01")) for a in ("A", "B", "C")}
+        s = MarketStream("ws://x", None, books)  # type: ignore[arg-type]
+        s._retired = {"R"}
+        s.apply_rest([_snap(a, [PriceLevel("0.4", "10")], [PriceLevel("0.6", "10")], "0.01", "1796033289000")
+                      for a in ("A", "B")], now)  # "C": not synced
+        streams.append(s)
+    fast, ref = streams
+    for entries, ts in events:
+        ev = PriceChangeEvent(price_changes=[PriceChange(a, p, q, sd, h, bb, ba) for a, p, q, sd, h, bb, ba in entries],
+                              timestamp=ts)
+        out = []
+        for apply in (fast._on_price_change, lambda e, n, t: ref_on_price_change(ref, e, n, t)):
+            touched: set[str] = set()
+            try:
+                apply(ev, now, touched)
+                out.append((touched, None))
+            except Exception as exc:  # noqa: BLE001 - compared below
+                out.append((touched, (type(exc), str(exc))))
+        assert out[0] == out[1]
+        for a in ("A", "B", "C"):
+            assert state(fast.books[a]) == state(ref.books[a])
+        assert fast._pending == ref._pending
+        assert (fast._venue_max_ms, fast._boundary_ms) == (ref._venue_max_ms, ref._boundary_ms)

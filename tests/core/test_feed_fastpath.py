@@ -272,3 +272,69 @@ def test_tape_prints_equal_the_reference(price: str, size: str, side: str, ts: s
     assert a == b and repr(a) == repr(b) and type(a) is type(b)
     if isinstance(a, PublicTrade):
         assert a.recv_ts == b.recv_ts and a.price is not None and str(a.price) == str(b.price) and str(a.size) == str(b.size)
+
+
+_NOTE_SLOTS = ("token_id", "stale", "_bids", "_asks", "_market", "_tick", "_mos", "_ts", "_vts", "_view")
+
+
+@pytest.mark.parametrize("listeners", [1, 2])
+def test_listener_notes_equal_the_books_notes(listeners: int) -> None:
+    """`MarketData._on_books` builds each note inline (no `OrderBook.note` call): every slot equal
+    to `note(stale)` of its book (level tuples of the very `Level`s, the same stamps), the book's
+    cached view dropped as `note` drops it, one listener alone or several, every listener told."""
+    from pmm_widgets.book import BookNote
+    from pmm_widgets.store.sink import MemorySink
+    from pmm_widgets.venue.market_data import MarketData
+
+    now = 1_000.0
+    md = MarketData(None, "ws://x", MemorySink(), stale_sec=10.0, clock=lambda: now)
+    for i, t in enumerate(("a", "b", "c")):
+        b = md.books[t] = OrderBook(t, f"m{i}", Decimal("0.001"), Decimal(i + 1))
+        for k in range(i + 1):
+            b.apply_change(f"0.4{k}", str(10 + k), "BUY")
+            b.apply_change(f"0.6{k}", str(20 + k), "SELL")
+        b.synced, b.ts, b.venue_ts_ms = True, now - 2.0 * i, 1_796_033_289_000 + i
+        b.needs_resync = t == "b"
+        b.view()  # a cached view, dropped by the note
+    got: list[list[BookNote]] = [[] for _ in range(listeners)]
+    for g in got:
+        md.add_listener(on_book=g.append)
+    md._on_books({"a", "b", "c"})
+    assert all([n.token_id for n in g] == [n.token_id for n in got[0]] for g in got)
+    assert sorted(n.token_id for n in got[0]) == ["a", "b", "c"]
+    for n in got[0]:
+        b = md.books[n.token_id]
+        assert b._view is None
+        want = b.note(md.is_stale(b, now))
+        assert [getattr(n, k) for k in _NOTE_SLOTS] == [getattr(want, k) for k in _NOTE_SLOTS]
+        assert all(x is y for x, y in zip(n._bids + n._asks, want._bids + want._asks, strict=True))
+        assert n.view() == want.view() == b.view(stale=n.stale)
+
+
+def _venue_tick_ref(x: Any) -> Decimal | None:
+    """`ticks.venue_tick` before its memo of texts."""
+    from pmm_widgets.ticks import ALLOWED_TICK_SET, to_decimal
+
+    try:
+        d = to_decimal(x)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return d if d.is_finite() and d in ALLOWED_TICK_SET else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["0.01", "0.001", "0.0010", " 0.1", "0.005", "0.0025", "0.0001", "0.02", "1e-2",
+                                           "NaN", "Infinity", "", "abc", "0.1" * 20]),
+                          st.text(max_size=6), st.decimals(allow_nan=True), st.floats(allow_nan=True), st.integers()),
+                max_size=20))
+def test_venue_tick_memo_answers_as_before(xs: list) -> None:
+    """`venue_tick` remembers its answer per text: the same answer as the code before (value and
+    spelling of the Decimal, or None) on the first call and on every repeat, for any input."""
+    from pmm_widgets import ticks
+
+    for x in xs + xs:
+        want, got = _venue_tick_ref(x), ticks.venue_tick(x)
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert got is not None and str(got) == str(want) and got == want
+    assert len(ticks._TICK_TEXTS) <= ticks._TICK_TEXTS_MAX

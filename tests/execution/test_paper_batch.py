@@ -1,0 +1,222 @@
+"""`PaperExchange.observe_books` (issue 15, replay speed): the market data hands the paper exchange
+every changed book of a frame in one call. Checked here against `observe_book` called once per
+book, over random sequences of frames (1-5 book updates each, our tokens among them), prints,
+placements, cancels, polls, fill-model switches and knob changes, for every fill model, with and
+without latency: the same fills (ids, sizes, times, model inputs), the same order and trade rows,
+positions, resting orders and stored books after every step."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from pmm_widgets.book import BookNote, OrderBook
+from pmm_widgets.config import Params
+from pmm_widgets.domain import BookView, Level, Market, PublicTrade, Quote, Side
+from pmm_widgets.execution.latency_model import ConstantLatency
+from pmm_widgets.execution.paper import PaperExchange
+from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.venue.market_data import MarketData
+
+D = Decimal
+MARKETS = [Market(condition_id=f"0xc{i}", question=f"Q{i}?", yes_token_id=f"y{i}", no_token_id=f"n{i}",
+                  tick_size=D("0.01"), min_order_size=D(5)) for i in range(2)]
+TOKENS = [t for m in MARKETS for t in m.token_ids]
+MODELS = ("intensity", "queue", "prob_queue")
+
+
+def _market(token: str) -> Market:
+    return next(m for m in MARKETS if token in m.token_ids)
+
+
+def _view(i: int, bid: int, spread: int, s1: int, s2: int, ts: float) -> BookView:
+    token = TOKENS[i]
+    return BookView(token_id=token, market=_market(token).condition_id,
+                    bids=tuple(Level(D(bid - k) / 100, D(s1 + 10 * k)) for k in range(3) if s1 + k),
+                    asks=tuple(Level(D(bid + spread + k) / 100, D(s2 + 5 * k)) for k in range(3) if s2 + k),
+                    tick_size=D("0.01"), min_order_size=D(5), ts=ts)
+
+
+def _fills(fills: list) -> list:
+    return [(f.trade_id, f.order_client_id, f.token_id, f.side, f.price, f.size, f.fill_type, f.ts, f.fee, f.mid,
+             sorted(f.raw.items())) for f in fills]
+
+
+tok = st.sampled_from([0, 0, 0, 1, 2])  # y0 most often: our orders meet the books and prints there
+side = st.sampled_from([Side.BUY, Side.SELL])
+UPDATE = st.tuples(tok, st.integers(20, 60), st.integers(1, 4), st.integers(0, 200), st.integers(0, 200))
+OPS = st.one_of(
+    st.tuples(st.just("frame"), st.lists(UPDATE, min_size=1, max_size=5)),
+    st.tuples(st.just("trade"), tok, st.integers(15, 85), st.integers(1, 80), side),
+    st.tuples(st.just("place"), tok, side, st.integers(20, 65), st.integers(5, 40)),
+    st.tuples(st.just("cancel"), st.integers(0, 7)),
+    st.tuples(st.just("poll")),
+    st.tuples(st.just("model"), st.sampled_from(MODELS)),
+    st.tuples(st.just("knobs"), st.sampled_from([20.0, 50.0, 200.0]), st.sampled_from([0.0, 60.0, 600.0])),
+    st.tuples(st.just("wait"), st.sampled_from([0.0, 0.01, 0.05, 0.2, 1.0])),
+)
+PLACE = st.tuples(st.just("place"), st.just(0), st.just(Side.BUY), st.integers(35, 50), st.integers(5, 40))
+WAIT = st.tuples(st.just("wait"), st.sampled_from([0.1, 0.4]))
+
+
+async def _run(model: str, latency_ms: float, ops: list[tuple]) -> int:
+    now = [100.0]
+    exes = []
+    for _ in range(2):
+        lat = ConstantLatency(latency_ms, feed_ms=latency_ms / 4) if latency_ms else None
+        ex = PaperExchange(Params(paper_fill_model=model, paper_fill_intensity=600.0, paper_spread_k=20.0),
+                           MemorySink(), seed=5, clock=lambda: now[0], latency=lat, session="s", infer_side=True)
+        ex.set_markets(MARKETS)
+        exes.append(ex)
+    batched, single = exes
+    books = 0
+    for op in ops:
+        kind = op[0]
+        if kind == "wait":
+            now[0] += op[1]
+            continue
+        if kind == "frame":
+            views = [_view(*u, ts=now[0] + 0.3 * j) for j, u in enumerate(op[1])]  # (a frame: the books of one time, or
+            # stored ones of earlier times: later ones in it may deliver what an earlier one caused)
+            batched.observe_books(views)
+            for v in views:
+                single.observe_book(v)
+            books += len(views)
+        for ex in exes:
+            if kind == "trade":
+                _, i, px, size, sd = op
+                ex.observe_trade(PublicTrade(TOKENS[i], _market(TOKENS[i]).condition_id, D(px) / 100, D(size), sd,
+                                             now[0], now[0]))
+            elif kind == "place":
+                _, i, sd, px, size = op
+                await ex.place([Quote(_market(TOKENS[i]).condition_id, TOKENS[i], sd, D(px) / 100, D(size))])
+            elif kind == "cancel":
+                open_ = ex.open_orders()
+                if open_:
+                    await ex.cancel([open_[op[1] % len(open_)].client_id])
+            elif kind == "model":
+                ex.params.paper_fill_model = op[1]
+            elif kind == "knobs":
+                ex.params.update(paper_spread_k=op[1], paper_latent_intensity=op[2])
+        if kind == "poll":
+            assert _fills(await batched.poll(now[0])) == _fills(await single.poll(now[0]))
+        assert batched.positions == single.positions
+        assert _fills(batched._pending) == _fills(single._pending)
+        assert list(batched.venue_orders) == list(single.venue_orders)
+        assert [(o.client_id, o.status, o.filled) for o in batched.open_orders()] == \
+            [(o.client_id, o.status, o.filled) for o in single.open_orders()]
+        assert batched._latest == single._latest
+    assert _fills(await batched.poll(now[0] + 5)) == _fills(await single.poll(now[0] + 5))
+    assert batched.rec.sink.rows == single.rec.sink.rows  # type: ignore[attr-defined]
+    return books
+
+
+B = Side.BUY
+# an order entering, then a frame with our book after another: the first update activates it, the
+# second must then take the full path (the batch's test is read again after a full update)
+ENTER = [("frame", [(0, 40, 2, 20, 20)]), ("place", 0, B, 40, 10), ("wait", 0.4),
+         ("frame", [(2, 40, 2, 50, 50), (0, 40, 2, 10, 20), (0, 40, 2, 5, 20)]), ("trade", 0, 40, 30, Side.SELL)]
+
+
+# a fill in a frame's first update, its notice due at a later update's time: delivered there, which
+# the batch's test (read before the fill) would skip if it were not read again
+DUE = [("frame", [(0, 38, 4, 20, 20)]), ("place", 0, B, 40, 10), ("wait", 0.4), ("frame", [(0, 38, 4, 20, 20)]),
+       ("frame", [(0, 37, 2, 20, 20), (1, 40, 2, 20, 20)])]
+
+
+@settings(max_examples=300, deadline=None)
+@example("queue", 300.0, DUE)
+@example("queue", 300.0, ENTER)
+@example("queue", 0.0, ENTER)
+@example("intensity", 0.0, [("frame", [(0, 40, 2, 20, 20)]), ("place", 0, B, 40, 10), ("model", "queue"),
+                            ("frame", [(2, 40, 2, 50, 50), (0, 40, 2, 50, 20), (0, 40, 2, 0, 20)])])
+@given(st.sampled_from(MODELS), st.sampled_from([0.0, 40.0, 300.0]),
+       st.lists(st.one_of(OPS, PLACE, WAIT), max_size=60))
+def test_a_frame_at_once_equals_each_book_alone(model: str, latency_ms: float, ops: list[tuple]) -> None:
+    asyncio.run(_run(model, latency_ms, ops))
+
+
+def test_a_failing_update_is_logged_and_the_frame_goes_on(caplog) -> None:  # type: ignore[no-untyped-def]
+    """As the market data guards each listener call: a failure of one book's update costs that
+    update only, the next books of the frame are still stored."""
+    ex = PaperExchange(Params(paper_fill_model="queue"), MemorySink(), clock=lambda: 100.0, session="s")
+    ex.set_markets(MARKETS)
+    ex.observe_book(_view(0, 40, 2, 20, 20, 100.0))
+    asyncio.run(ex.place([Quote("0xc0", "y0", Side.BUY, D("0.40"), D(10))]))
+
+    def boom(book: BookView) -> None:
+        raise RuntimeError("boom")
+
+    ex._observe_book = boom  # type: ignore[method-assign]
+    later = _view(1, 40, 2, 20, 20, 101.0)
+    ex.observe_books([_view(0, 41, 2, 20, 20, 101.0), later])
+    assert ex._latest["n0"] is later
+    assert "book listener failed" in caplog.text
+
+
+def test_market_data_hands_the_paper_exchange_each_frame_at_once() -> None:
+    """`MarketData._on_books` finds the exchange's `observe_books` (`_batch_form`) and gives it
+    the frame's notes in one call: the same notes, in the same order, as a plain listener gets."""
+    md = MarketData(None, "ws://x", MemorySink(), clock=lambda: 100.0)
+    for i, t in enumerate(("y0", "n0", "y1")):
+        b = md.books[t] = OrderBook(t, "0xc0")
+        b.apply_change(f"0.4{i}", "10", "BUY")
+        b.apply_change("0.5", "7", "SELL")
+        b.synced, b.ts = True, 99.0
+    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    calls: list[list[BookNote]] = []
+    real = ex.observe_books
+
+    def spy(notes: list[BookNote]) -> None:
+        calls.append(list(notes))
+        real(notes)
+
+    ex.observe_books = spy  # type: ignore[method-assign]
+    md.add_listener(on_book=ex.observe_book)
+    md._on_books({"y0", "n0", "y1"})
+    assert len(calls) == 1 and sorted(n.token_id for n in calls[0]) == ["n0", "y0", "y1"]
+    assert list(ex._latest) == [n.token_id for n in calls[0]]
+    plain: list[BookNote] = []
+    md2 = MarketData(None, "ws://x", MemorySink(), clock=lambda: 100.0)
+    md2.books.update(md.books)
+    md2.add_listener(on_book=plain.append)
+    md2._on_books({"y0", "n0", "y1"})
+    assert [n.view() for n in plain] == [n.view() for n in calls[0]]  # the same notes, in the same order
+    assert [n.stale for n in plain] == [n.stale for n in calls[0]] == [True] * 3  # (no connection: stale)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 99), st.integers(0, 30)), max_size=12),
+       st.integers(1, 99), side)
+def test_taker_side_reads_a_note_as_its_view(levels: list, px: int, sd: Side) -> None:
+    """`_taker_side` reads a stored note's best bid / ask from its level tuples (no view built):
+    the side its view gives, for any book (empty sides, crossed ones) and any print price."""
+    b = OrderBook("y0", "0xc0")
+    for is_bid, t, size in levels:
+        b.apply_change(str(D(t) / 100), str(size), "BUY" if is_bid else "SELL")
+    note = b.note(False)
+    trade = PublicTrade("y0", "0xc0", D(px) / 100, D(5), sd, 1.0, 1.0)
+    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 1.0, session="s", infer_side=True)
+    ex._latest["y0"] = note
+    got = ex._taker_side(trade)
+    assert note._view is None  # not built
+    ex._latest["y0"] = note.view()
+    assert got is ex._taker_side(trade)
+
+
+def test_a_subclass_observe_book_still_sees_every_book() -> None:
+    """An exchange whose class overrides `observe_book` (a test's full-path exchange) gets each
+    book of a frame through its override, not the base class's batch."""
+    seen: list[str] = []
+
+    class Own(PaperExchange):
+        def observe_book(self, book: BookView | BookNote) -> None:
+            seen.append(book.token_id)
+            super().observe_book(book)
+
+    ex = Own(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    ex.observe_books([_view(0, 40, 2, 20, 20, 100.0), _view(1, 40, 2, 20, 20, 100.0)])
+    assert seen == ["y0", "n0"] and list(ex._latest) == ["y0", "n0"]
