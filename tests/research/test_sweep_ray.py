@@ -222,7 +222,7 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(ray, rec_di
     timer = threading.Thread(target=ctrl_c, daemon=True)
     timer.start()
     try:
-        df = sweeps.sweep(T0, T1, {"quote_refresh_sec": [1, 0.02, 0.021, 0.022]}, settings=s, progress=True,
+        df = sweeps.sweep(T0, T1, {"quote_refresh_sec": [1, 0.01, 0.011, 0.012]}, settings=s, progress=True,
                           parquet=tmp_path / "r.parquet")
     except KeyboardInterrupt:  # (not left to end the test session)
         pytest.fail("the Ctrl-C left the sweep: nothing was kept")
@@ -239,11 +239,14 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(ray, rec_di
     assert df.attrs["passes"] == [[0], [1], [2], [3]]
     assert list(df["point"]) == sorted(done | cut), df[["point", "status", "events"]]
     status = dict(zip(df["point"], df["status"]))
-    assert {p for p, st in status.items() if st == "done"} == done, status
-    assert {p for p, st in status.items() if st == "interrupted"} == cut, status
+    # a running pass may end in the moment the stop flag takes to reach it: then it is done, whole
+    late = {p for p in cut if status[p] == "done"}
+    assert cut - late, status  # (at least one running pass was cut)
+    assert {p for p, st in status.items() if st == "done"} == done | late, status
+    assert {p for p, st in status.items() if st == "interrupted"} == cut - late, status
     whole = int(df["events"].max())  # (a whole pass's events: the window's)
     for p, e in zip(df["point"], df["events"]):
-        assert (e == whole) if p in done else (0 < e < whole), (p, list(df["events"]))
+        assert (e == whole) if p in done | late else (0 < e < whole), (p, list(df["events"]))
     assert (df["cycles"] > 0).all(), list(df["cycles"])
     assert _stored(s.db_url, df.attrs["sweep_id"]) == [(int(p), st, int(f)) for p, st, f in
                                                        zip(df["point"], df["status"], df["fills"])]
