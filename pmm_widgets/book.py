@@ -421,26 +421,37 @@ class OrderBook:
         and levels are priced from the grid list (`_grid`, the same Decimals as `_price`).
         tests/core/test_book_fastpath.py checks it against the code before over random sequences."""
         px, sizes = self._px, _SIZES
-        if len(entries) == 1:  # one entry per token: most events, parsed and set without a tuple or a loop
-            e = entries[0]
-            try:
+        parsed: Sequence[tuple[bool, int, Decimal]]
+        try:
+            if len(entries) == 1:  # one entry per token: most events (no list, no loop to parse it)
+                e = entries[0]
                 try:  # as below
-                    is_bid, t = _BID_SIDES[e.side], px[e.price]
-                    s = sizes.get(e.size)
-                    if s is None:
-                        s = self._size_of(e.size)
+                    parsed = ((_BID_SIDES[e.side], px[e.price],
+                               s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)),)
                 except KeyError:
-                    is_bid, t, s = self._entry(e)
-            except (BookError, AttributeError, TypeError):
-                self.rejected += 1
-                return -1
-            tick = self.tick_size  # (as below)
-            if tick is self._grid_tick:
-                grid = self._grid
+                    parsed = (self._entry(e),)
             else:
-                grid = self._grid = _GRIDS.get(tick) or _grid(tick)
-                self._grid_tick = tick
-            if is_bid:  # the loop's body below, for this one entry
+                parsed = []
+                for e in entries:
+                    # the side and price caches by subscript (a miss, or an unknown side: `_entry`), the
+                    # size cache by `get` (a miss validates, `_size_of`): a size is new in ~7 % of the
+                    # entries (sizes are arbitrary decimals), and a KeyError caught costs ~20 times a `get`
+                    try:
+                        parsed.append((_BID_SIDES[e.side], px[e.price],
+                                       s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)))
+                    except KeyError:
+                        parsed.append(self._entry(e))
+        except (BookError, AttributeError, TypeError):
+            self.rejected += 1
+            return -1
+        tick = self.tick_size
+        if tick is self._grid_tick:
+            grid = self._grid
+        else:  # the same Decimals as `_price(tick, t)`; kept for this tick object (`_GRIDS` never drops one)
+            grid = self._grid = _GRIDS.get(tick) or _grid(tick)
+            self._grid_tick = tick
+        for is_bid, t, s in parsed:
+            if is_bid:
                 levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
             else:
                 levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
@@ -461,49 +472,6 @@ class OrderBook:
                 i = bisect_left(ticks, t)
                 del ticks[i]
                 del lvs[i]
-        else:
-            parsed: list[tuple[bool, int, Decimal]] = []
-            try:
-                for e in entries:
-                    # the side and price caches by subscript (a miss, or an unknown side: `_entry`), the
-                    # size cache by `get` (a miss validates, `_size_of`): a size is new in ~7 % of the
-                    # entries (sizes are arbitrary decimals), and a KeyError caught costs ~20 times a `get`
-                    try:
-                        parsed.append((_BID_SIDES[e.side], px[e.price],
-                                       s if (s := sizes.get(e.size)) is not None else self._size_of(e.size)))
-                    except KeyError:
-                        parsed.append(self._entry(e))
-            except (BookError, AttributeError, TypeError):
-                self.rejected += 1
-                return -1
-            tick = self.tick_size
-            if tick is self._grid_tick:
-                grid = self._grid
-            else:  # the same Decimals as `_price(tick, t)`; kept for this tick object (`_GRIDS` never drops one)
-                grid = self._grid = _GRIDS.get(tick) or _grid(tick)
-                self._grid_tick = tick
-            for is_bid, t, s in parsed:
-                if is_bid:
-                    levels, ticks, lvs = self.bids, self._bid_ticks, self._bid_lv
-                else:
-                    levels, ticks, lvs = self.asks, self._ask_ticks, self._ask_lv
-                if s:
-                    lv = _NewLevel()  # `_level`, inline
-                    lv.price = grid[t] if grid else _price(tick, t)
-                    lv.size = s
-                    lv.__class__ = Level
-                    i = bisect_left(ticks, t)
-                    if t in levels:
-                        lvs[i] = lv
-                    else:
-                        ticks.insert(i, t)
-                        lvs.insert(i, lv)
-                    levels[t] = s
-                elif t in levels:  # size 0: the wire's delete
-                    del levels[t]
-                    i = bisect_left(ticks, t)
-                    del ticks[i]
-                    del lvs[i]
         self.version += 1
         if hash_ is not None:
             self.hash = hash_ if type(hash_) is str and len(hash_) <= MAX_ID_CHARS else short(hash_)

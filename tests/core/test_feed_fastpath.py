@@ -279,8 +279,8 @@ _NOTE_SLOTS = ("token_id", "stale", "_bids", "_asks", "_market", "_tick", "_mos"
 
 @pytest.mark.parametrize("listeners", [1, 2])
 def test_listener_notes_equal_the_books_notes(listeners: int) -> None:
-    """`MarketData._on_books` builds each note inline (no `OrderBook.note` call): every slot equal
-    to `note(stale)` of its book (level tuples of the very `Level`s, the same stamps), the book's
+    """`MarketData._on_books` hands each listener its book's note (`OrderBook.note`, the batch form
+    or per listener): every slot equal to `note(stale)` of its book (level tuples of the very `Level`s, the same stamps), the book's
     cached view dropped as `note` drops it, one listener alone or several, every listener told."""
     from pmm_widgets.book import BookNote
     from pmm_widgets.store.sink import MemorySink
