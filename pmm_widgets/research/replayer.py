@@ -2,7 +2,7 @@
 
 What runs is what trades: the recorded frames go through `MarketStream.handle_frame` (the same
 parser, book updates, distrust and staleness rules), REST resyncs through
-`MarketStream.apply_rest_raw`, books reach `PaperExchange.observe_book/observe_trade` through
+`MarketStream.apply_rest_raw`, books reach `PaperExchange.observe_books/observe_trade` through
 `MarketData`'s listeners, and `QuoteCycle.run_once` (quoting, risk, planner, paper fills,
 markouts, calibrator, PnL) runs at the recorded cycle times (or on a fixed grid) with the
 simulated clock as `now`. Nothing sleeps; the only clock is the recording's.
@@ -641,7 +641,7 @@ class ReplayPoint:
         self.sessions += 1
         self.exchange = self._new_exchange()
         self.exchange.set_markets(self.rp.markets)
-        self.rp.md.replace_listener(old.observe_book, self.exchange.observe_book)
+        self.rp.md.replace_listener(old.observe_books, self.exchange.observe_books)
         self.rp.md.replace_listener(old.observe_trade, self.exchange.observe_trade)
         self.cycle = None
         self.restore_due = True
@@ -813,7 +813,7 @@ class Replayer:
             for p in self.points:
                 p.problems.append(msg)
         for p in self.points:
-            self.md.add_listener(on_book=p.exchange.observe_book, on_trade=p.exchange.observe_trade)
+            self.md.add_listener(on_books=p.exchange.observe_books, on_trade=p.exchange.observe_trade)
         self.markets: list[Market] = []
         self.known_markets: dict[str, Market] = {}  # every market of every universe seen (restores need their tokens)
         self.universe_seen = False
