@@ -583,12 +583,15 @@ class OrderBook:
         if type(wb) is not list or type(wa) is not list or len(wb) != len(bt) or len(wa) != len(at):
             return False
         px, sizes, bids, asks = self._px, _SIZES, self.bids, self.asks
-        for lv, t in zip(wb, bt):
-            if px.get(lv.price) != t or bids[t] is not sizes.get(lv.size):
-                return False
-        for lv, t in zip(wa, reversed(at)):
-            if px.get(lv.price) != t or asks[t] is not sizes.get(lv.size):
-                return False
+        try:  # the caches by subscript (a dict subscript costs less than a `get` call; a miss: a doubt)
+            for lv, t in zip(wb, bt):
+                if px[lv.price] != t or bids[t] is not sizes[lv.size]:
+                    return False
+            for lv, t in zip(wa, reversed(at)):
+                if px[lv.price] != t or asks[t] is not sizes[lv.size]:
+                    return False
+        except KeyError:
+            return False
         return True
 
     def _parse_side(self, levels: Sequence[PriceLevel]) -> dict[int, Decimal]:
