@@ -213,7 +213,7 @@ async def build_runtime(
                                     dry_run=mode is Mode.DRY_RUN, market_feed_ok=lambda: md.stream.connected(),
                                     events=events)
         closing.push_async_callback(exchange.close)
-        md.add_listener(on_book=exchange.observe_book, on_trade=exchange.observe_trade)
+        md.add_listener(on_books=exchange.observe_books, on_trade=exchange.observe_trade)
         ex = exchange
 
         async def venue_side() -> SessionRows:

@@ -8,12 +8,15 @@ engine consumes fills from `poll()` to update inventory, PnL, markouts and calib
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ..book import BookNote
 from ..domain import BookView, Fill, Market, Mode, Order, PublicTrade, Quote
 from ..ticks import valid_price
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -51,11 +54,26 @@ class Exchange(Protocol):
         """Market data for fill simulation (paper): a `BookNote` from `MarketData`'s listeners, a
         `BookView` from the quote cycle (`book.as_view` reads either)."""
 
+    def observe_books(self, books: Sequence[BookView | BookNote]) -> None:
+        """`observe_book` of each, in order (`MarketData`'s `on_books` listener: a frame's changed
+        books in one call); a failure of one is logged and the next goes on (`observe_each`)."""
+
     def observe_trade(self, trade: PublicTrade) -> None:
         """Public tape for fill simulation (paper queue model); no-op for live."""
 
     async def poll(self, now: float) -> list[Fill]:
         """Fills since the previous call (paper: simulated up to `now`; live: from the user tape)."""
+
+
+def observe_each(observe_book: Callable[[BookView | BookNote], None], books: Iterable[BookView | BookNote]) -> None:
+    """`observe_book(book)` for each book, in order, each call guarded: a failure is logged and the
+    next book goes on, as `MarketData` guards each call of an `on_book` listener (an exchange's
+    `observe_books` without a whole-frame form of its own)."""
+    for book in books:
+        try:
+            observe_book(book)
+        except Exception:  # the feed goes on
+            log.exception("book listener failed")
 
 
 def venue_rule_violation(q: Quote, m: Market | None) -> str | None:

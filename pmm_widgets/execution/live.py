@@ -65,7 +65,7 @@ from ..venue.wire import (
     WireError,
     parse_side,
 )
-from .exchange import venue_rule_violation
+from .exchange import observe_each, venue_rule_violation
 
 log = logging.getLogger(__name__)
 
@@ -572,6 +572,9 @@ class LiveExchange:
         mid = as_view(book).mid
         if mid is not None:
             self._mids[book.token_id] = mid
+
+    def observe_books(self, books: Sequence[BookView | BookNote]) -> None:
+        observe_each(self.observe_book, books)
 
     def observe_trade(self, trade: PublicTrade) -> None:
         return None

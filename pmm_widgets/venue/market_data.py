@@ -23,6 +23,7 @@ from typing import Any
 
 from ..book import BookNote, OrderBook
 from ..domain import BookView, Market, PublicTrade, Side
+from ..errors import PmmError
 from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
 from .clob_rest import ClobPublic
@@ -65,9 +66,8 @@ class MarketData:
         stream_opts.setdefault("quiet_sec", min(15.0, stale_sec / 2))
         self.stream = stream_cls(ws_url, self.rest, self.books, on_books=self._on_books,  # type: ignore[arg-type]
                                  on_trade=self._on_trade, clock=clock, **stream_opts)
-        self._book_listeners: list[Callable[[BookNote], None]] = []
-        # the sole book listener and its whole-frame form (`_batch_form`), found once per listener
-        self._batch_of: tuple[Any, Callable[[list[BookNote]], None] | None] = (None, None)
+        self._book_listeners: list[_BookListener] = []  # in the order they were added
+        self._frame_calls: list[Callable[[list[BookNote]], None]] = []  # theirs, `_BookListener.call` each
         self._trade_listeners: list[Callable[[PublicTrade], None]] = []
         self._record_task: asyncio.Task[None] | None = None
         self.rows_recorded = 0
@@ -125,20 +125,39 @@ class MarketData:
         return b.view(depth, stale=self.is_stale(b))
 
     def add_listener(self, on_book: Callable[[BookNote], None] | None = None,
-                     on_trade: Callable[[PublicTrade], None] | None = None) -> None:
-        """`on_book(note)` after each frame, for each synced book it changed: a `BookNote`, the book
-        as it stands then (`note.view()`: its `BookView`, built when read); `on_trade` per print."""
+                     on_trade: Callable[[PublicTrade], None] | None = None, *,
+                     on_books: Callable[[list[BookNote]], None] | None = None) -> None:
+        """Book listeners hear of each frame once it is applied: a `BookNote` for each synced book
+        it changed, the book as it stands then (`note.view()`: its `BookView`, built when read).
+        `on_book(note)` is called per note; `on_books(notes)` once per frame with all of them, in
+        the order `on_book` would get them (the paper exchange's form: one call per frame instead
+        of one per changed book, ~1.6 books per market event). One registration takes one of the
+        two (ListenerError for both: the same object would hear of every book twice). Book
+        listeners are called in the order they were added, each with the whole frame before the
+        next; a listener's exception is logged, and the others (for `on_book`, its next notes
+        too) still hear of the frame: a listener's bug never stops the feed. `on_trade` per print."""
+        if on_book is not None and on_books is not None:
+            raise ListenerError("add_listener: on_book or on_books, not both (one would hear every book twice)")
         if on_book is not None:
-            self._book_listeners.append(on_book)
+            self._book_listeners.append(_BookListener(on_book, False))
+        if on_books is not None:
+            self._book_listeners.append(_BookListener(on_books, True))
+        self._frame_calls = [x.call for x in self._book_listeners]
         if on_trade is not None:
             self._trade_listeners.append(on_trade)
 
     def replace_listener(self, old: Callable[..., None], new: Callable[..., None]) -> None:
-        """`new` where `old` listened, in its place (a replay's next engine session: a fresh exchange)."""
-        for ls in (self._book_listeners, self._trade_listeners):
-            for i, fn in enumerate(ls):
-                if fn == old:
-                    ls[i] = new
+        """`new` where `old` listened, in its place and in its form (a book listener added as
+        `on_books` stays one; a replay's next engine session: a fresh exchange)."""
+        ls = self._book_listeners
+        for i, x in enumerate(ls):
+            if x.fn == old:
+                ls[i] = _BookListener(new, x.per_frame)
+        self._frame_calls = [x.call for x in ls]
+        tl = self._trade_listeners
+        for i, fn in enumerate(tl):
+            if fn == old:
+                tl[i] = new
 
     def health(self) -> FeedHealth:
         now = self.clock()
@@ -155,17 +174,14 @@ class MarketData:
 
     # ------------------------------------------------------------------ events
     def _on_books(self, tokens: set[str]) -> None:
-        listeners = self._book_listeners
-        if not listeners:
+        calls = self._frame_calls
+        if not calls:
             return
         now = self.clock()  # one frame: one instant
         books, stale_sec = self.books, self.stale_sec
         conns = self.stream.live_conns()  # `is_live`'s data (None: every token is live)
-        one = listeners[0] if len(listeners) == 1 else None  # the common case: the paper exchange alone
-        if one is not None and one is not self._batch_of[0]:
-            self._batch_of = (one, _batch_form(one))
-        batch = self._batch_of[1] if one is not None else None
         notes: list[BookNote] = []
+        append = notes.append
         for t in tokens:
             b = books.get(t)
             if b is None or not b.synced:
@@ -178,26 +194,13 @@ class MarketData:
             else:
                 c = conns.get(t)
                 stale = c is None or c.ws is None
-            n = b.note(stale)
-            if batch is not None:
-                notes.append(n)
-                continue
-            if one is not None:
-                try:
-                    one(n)
-                except Exception:  # a listener's bug must not stop the feed
-                    log.exception("book listener failed")
-                continue
-            for fn in listeners:
-                try:
-                    fn(n)
-                except Exception:  # a listener's bug must not stop the feed
-                    log.exception("book listener failed")
-        if notes:
-            assert batch is not None
+            append(b.note(stale))
+        if not notes:
+            return
+        for call in calls:
             try:
-                batch(notes)
-            except Exception:  # (it guards each note itself)
+                call(notes)
+            except Exception:  # a listener's bug must not stop the feed (an `on_book` one's: see `_BookListener`)
                 log.exception("book listener failed")
 
     def _on_trade(self, trade: PublicTrade) -> None:
@@ -250,16 +253,31 @@ class MarketData:
                 log.exception("book recording failed")
 
 
-def _batch_form(fn: Callable[[BookNote], None]) -> Callable[[list[BookNote]], None] | None:
-    """A book listener's whole-frame form: for `obj.observe_book` (a bound method) whose object also
-    has `observe_books` (`PaperExchange`: `observe_book` of each note, in order, each failure
-    logged), that method: `_on_books` then hands it every note of a frame in one call. None for
-    any other listener (called per note)."""
-    owner = getattr(fn, "__self__", None)
-    if owner is None or getattr(fn, "__name__", None) != "observe_book":
-        return None
-    form = getattr(owner, "observe_books", None)
-    return form if callable(form) else None
+class ListenerError(PmmError, ValueError):
+    """A listener registration `MarketData` refuses."""
+
+
+class _BookListener:
+    """A book listener as added: `fn`, and whether it takes a frame's notes at once (`per_frame`,
+    `on_books`) or one by one (`on_book`). `call(notes)` hands it a frame either way: `_on_books`
+    then has one loop for every listener, and the common one (the paper exchange's `on_books`)
+    costs one call per frame."""
+
+    __slots__ = ("fn", "per_frame", "call")
+
+    def __init__(self, fn: Callable[..., None], per_frame: bool) -> None:
+        self.fn = fn
+        self.per_frame = per_frame
+        self.call: Callable[[list[BookNote]], None] = fn if per_frame else self._each
+
+    def _each(self, notes: list[BookNote]) -> None:
+        """`fn(note)` for each note, each call guarded (one failing note costs that note only)."""
+        fn = self.fn
+        for n in notes:
+            try:
+                fn(n)
+            except Exception:  # a listener's bug must not stop the feed
+                log.exception("book listener failed")
 
 
 def new_book(token_id: str, m: Market) -> OrderBook:

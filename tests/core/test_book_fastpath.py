@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from pmm_widgets.book import (
     _BID_SIDES,
+    _SIZES,
     ONE,
     ZERO,
     BookError,
@@ -44,6 +45,9 @@ from pmm_widgets.venue.wire import BookSnapshot, PriceChange, PriceLevel
 
 class RefBook(OrderBook):
     """The reference path: `OrderBook` as it was before the fast path (issue 15, third pass)."""
+
+    def _holds(self, book: Any) -> bool:
+        return False  # every snapshot parsed and its sides set (the general path)
 
     def apply_changes(self, entries: Any) -> bool:
         parsed = []
@@ -462,3 +466,113 @@ def test_two_entry_price_changes_equal_the_grouped_path(events: list) -> None:
             assert state(fast.books[a]) == state(ref.books[a])
         assert fast._pending == ref._pending
         assert (fast._venue_max_ms, fast._boundary_ms) == (ref._venue_max_ms, ref._boundary_ms)
+
+
+class GeneralBook(OrderBook):
+    """`OrderBook` whose snapshots always take the general path (`_holds` never answers yes): the
+    oracle of the snapshot that confirms a book."""
+
+    def _holds(self, book: Any) -> bool:
+        return False
+
+
+def _perturb(levels: list[PriceLevel], how: str, k: int) -> list[PriceLevel]:
+    """A wire side almost like `levels`: one level another spelling / zero / dropped / doubled, two
+    swapped, one more, or as is."""
+    out = list(levels)
+    if not out:
+        return [PriceLevel("0.33", "7")] if how == "extra" else out
+    i = k % len(out)
+    lv = out[i]
+    if how == "respell":
+        out[i] = PriceLevel(lv.price + "0" if "." in lv.price else lv.price, lv.size + ".0" if "." not in lv.size else lv.size + "0")
+    elif how == "zero":
+        out[i] = PriceLevel(lv.price, "0")
+    elif how == "drop":
+        del out[i]
+    elif how == "double":
+        out.insert(i, lv)
+    elif how == "swap" and len(out) > 1:
+        j = (i + 1) % len(out)
+        out[i], out[j] = out[j], out[i]
+    elif how == "extra":
+        out.append(PriceLevel("0.33", "7"))
+    elif how == "size":
+        out[i] = PriceLevel(lv.price, str(int(Decimal(lv.size)) + 1) if Decimal(lv.size) == int(Decimal(lv.size)) else "3")
+    return out
+
+
+HOW = st.sampled_from(["same", "same", "same", "respell", "zero", "drop", "double", "swap", "extra", "size"])
+REPEAT_OPS = st.lists(st.one_of(
+    snapshot_op,
+    st.tuples(st.just("repeat"), st.sampled_from(ASSETS), HOW, HOW, st.integers(0, 20),
+              st.sampled_from([None, "0.01", "0.001"])),
+    change_op,
+    tick_op,
+), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(REPEAT_OPS)
+def test_a_snapshot_that_confirms_the_book_equals_the_general_path(ops: list) -> None:
+    """`apply_snapshot` keeps the sides of a book a snapshot confirms (`OrderBook._holds`): the same
+    book, level for level (price spellings, kept `Level` objects, versions, stamps, refusals), as
+    the general path gives, after snapshots that repeat the book's last one as is or almost (a
+    level respelt, zeroed, dropped, doubled, swapped with the next, one more, another size; its
+    tick, another or none), with price changes and tick changes in between."""
+    fast = {a: OrderBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    ref = {a: GeneralBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    for n, op in enumerate(ops):
+        if op[0] == "changes":
+            for a in ASSETS:
+                chs = [e for e in op[1] if e.asset_id == a]
+                if chs:
+                    args = (chs, chs[-1].hash, 1_796_033_289_800 + n, 2.0 + n)
+                    assert fast[a].apply_event(*args) == ref[a].apply_event(*args)
+            continue
+        if op[0] == "tick":
+            assert fast[op[1]].set_tick_size(Decimal(op[2])) == ref[op[1]].set_tick_size(Decimal(op[2]))
+            continue
+        a = op[1]
+        if op[0] == "snap":
+            bids, asks, tick, ts = op[2], op[3], op[4], op[5]
+        else:  # the wire form of the book (best last), from its own texts where it has them
+            b = fast[a]
+            text = {t: p for p, t in b._px.items()}
+            sizes = {id(v): k for k, v in _SIZES.items()}
+            wire = [[PriceLevel(text.get(t, str(lv.price)), sizes.get(id(lv.size), str(lv.size)))
+                     for t, lv in zip(ticks, lvs, strict=True)]
+                    for ticks, lvs in ((b._bid_ticks, b._bid_lv), (b._ask_ticks, b._ask_lv))]
+            bids, asks = _perturb(wire[0], op[2], op[4]), _perturb(wire[1][::-1], op[3], op[4] + 1)
+            tick, ts = op[5], "1796033289900"
+        snap = _snap(a, bids, asks, tick, ts)
+        before = {x: (list(fast[x]._bid_lv), list(fast[x]._ask_lv), list(ref[x]._bid_lv), list(ref[x]._ask_lv))
+                  for x in ASSETS}
+        assert fast[a].apply_snapshot(snap, ts=1.0 + n) == ref[a].apply_snapshot(snap, ts=1.0 + n)
+        fb, fa, rb, ra = before[a]
+        for now_f, was_f, now_r, was_r in ((fast[a]._bid_lv, fb, ref[a]._bid_lv, rb),
+                                           (fast[a]._ask_lv, fa, ref[a]._ask_lv, ra)):
+            kept_f = [any(x is y for y in was_f) for x in now_f]
+            kept_r = [any(x is y for y in was_r) for x in now_r]
+            assert kept_f == kept_r  # the same levels kept (`_levels`), the others new
+        for x in ASSETS:
+            assert state(fast[x]) == state(ref[x])
+            assert fast[x].view() == ref[x].view()
+
+
+def test_a_repeated_snapshot_takes_the_fast_path() -> None:
+    """The case the fast path is for: a book's own snapshot again (same texts, same tick) keeps its
+    sides (the very dicts and `Level`s); one level different, and the sides are rebuilt."""
+    b = OrderBook("A", "m", Decimal("0.01"))
+    bids = [PriceLevel("0.40", "10"), PriceLevel("0.41", "12.5")]
+    asks = [PriceLevel("0.60", "3"), PriceLevel("0.55", "10")]
+    assert b.apply_snapshot(_snap("A", bids, asks, "0.01", "1796033289800"), ts=1.0)
+    kept = (b.bids, b.asks, b._bid_lv, b._ask_lv)
+    v = b.version
+    assert b.apply_snapshot(_snap("A", list(bids), list(asks), "0.01", "1796033289900"), ts=2.0)
+    assert (b.bids, b.asks, b._bid_lv, b._ask_lv) == kept and all(
+        x is y for x, y in zip((b.bids, b.asks, b._bid_lv, b._ask_lv), kept, strict=True))
+    assert (b.version, b.ts, b.venue_ts_ms) == (v + 1, 2.0, 1796033289900)
+    assert b.apply_snapshot(_snap("A", bids, [PriceLevel("0.60", "4"), asks[1]], "0.01", "1796033289950"), ts=3.0)
+    assert b.asks is not kept[1] and b.asks == {60: Decimal(4), 55: Decimal(10)}
+    assert b._bid_lv == kept[2] and all(x is y for x, y in zip(b._bid_lv, kept[2], strict=True))

@@ -338,3 +338,32 @@ def test_venue_tick_memo_answers_as_before(xs: list) -> None:
         if want is not None:
             assert got is not None and str(got) == str(want) and got == want
     assert len(ticks._TICK_TEXTS) <= ticks._TICK_TEXTS_MAX
+
+
+def _sane_min_size_ref(x: Any) -> Decimal | None:
+    """`ticks.sane_min_size` before its memo of texts."""
+    from pmm_widgets.ticks import MAX_MIN_ORDER_SIZE, to_decimal
+
+    try:
+        d = to_decimal(x)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return d if d.is_finite() and 0 < d <= MAX_MIN_ORDER_SIZE else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["5", "5.0", "5.00", " 5", "0", "-1", "0.001", "100000", "100000.01", "1e5",
+                                           "1E+5", "NaN", "Infinity", "", "abc", "1" * 40]),
+                          st.text(max_size=6), st.decimals(allow_nan=True), st.floats(allow_nan=True), st.integers()),
+                max_size=20))
+def test_min_size_memo_answers_as_before(xs: list) -> None:
+    """`sane_min_size` remembers its answer per text (`apply_snapshot` asks it for every snapshot):
+    the same answer as the code before (value and spelling, or None), first call and repeats."""
+    from pmm_widgets import ticks
+
+    for x in xs + xs:
+        want, got = _sane_min_size_ref(x), ticks.sane_min_size(x)
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert got is not None and str(got) == str(want) and got == want
+    assert len(ticks._MIN_SIZE_TEXTS) <= ticks._TICK_TEXTS_MAX

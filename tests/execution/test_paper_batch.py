@@ -157,16 +157,17 @@ def test_a_failing_update_is_logged_and_the_frame_goes_on(caplog) -> None:  # ty
     assert "book listener failed" in caplog.text
 
 
-def test_market_data_hands_the_paper_exchange_each_frame_at_once() -> None:
-    """`MarketData._on_books` finds the exchange's `observe_books` (`_batch_form`) and gives it
-    the frame's notes in one call: the same notes, in the same order, as a plain listener gets."""
+def _md_of_three() -> MarketData:
     md = MarketData(None, "ws://x", MemorySink(), clock=lambda: 100.0)
     for i, t in enumerate(("y0", "n0", "y1")):
         b = md.books[t] = OrderBook(t, "0xc0")
         b.apply_change(f"0.4{i}", "10", "BUY")
         b.apply_change("0.5", "7", "SELL")
         b.synced, b.ts = True, 99.0
-    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    return md
+
+
+def _spied(ex: PaperExchange) -> list[list[BookNote]]:
     calls: list[list[BookNote]] = []
     real = ex.observe_books
 
@@ -175,7 +176,16 @@ def test_market_data_hands_the_paper_exchange_each_frame_at_once() -> None:
         real(notes)
 
     ex.observe_books = spy  # type: ignore[method-assign]
-    md.add_listener(on_book=ex.observe_book)
+    return calls
+
+
+def test_market_data_hands_the_paper_exchange_each_frame_at_once() -> None:
+    """The exchange registered as `on_books=ex.observe_books` (as the engine and the replayer do)
+    gets a frame's notes in one call: the same notes, in the same order, as an `on_book` listener."""
+    md = _md_of_three()
+    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    calls = _spied(ex)
+    md.add_listener(on_books=ex.observe_books)
     md._on_books({"y0", "n0", "y1"})
     assert len(calls) == 1 and sorted(n.token_id for n in calls[0]) == ["n0", "y0", "y1"]
     assert list(ex._latest) == [n.token_id for n in calls[0]]
@@ -186,6 +196,33 @@ def test_market_data_hands_the_paper_exchange_each_frame_at_once() -> None:
     md2._on_books({"y0", "n0", "y1"})
     assert [n.view() for n in plain] == [n.view() for n in calls[0]]  # the same notes, in the same order
     assert [n.stale for n in plain] == [n.stale for n in calls[0]] == [True] * 3  # (no connection: stale)
+
+
+def test_on_book_is_called_per_note_whatever_the_listener() -> None:
+    """No introspection: `on_book=ex.observe_book` is a per-note listener like any other (the
+    exchange's `observe_books` is not looked for), and still sees every book."""
+    md = _md_of_three()
+    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    calls = _spied(ex)
+    md.add_listener(on_book=ex.observe_book)
+    md._on_books({"y0", "n0", "y1"})
+    assert calls == [] and sorted(ex._latest) == ["n0", "y0", "y1"]
+
+
+def test_a_replaced_exchange_keeps_the_frame_form() -> None:
+    """`replace_listener(old.observe_books, new.observe_books)` (a replay's next session): the new
+    exchange gets the frames in one call each, the old one nothing more."""
+    md = _md_of_three()
+    old = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    new = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="t")
+    old_calls, new_calls = _spied(old), _spied(new)
+    md.add_listener(on_books=old.observe_books, on_trade=old.observe_trade)
+    md._on_books({"y0"})
+    md.replace_listener(old.observe_books, new.observe_books)
+    md.replace_listener(old.observe_trade, new.observe_trade)
+    md._on_books({"y0", "n0"})
+    assert len(old_calls) == 1 and len(new_calls) == 1 and sorted(n.token_id for n in new_calls[0]) == ["n0", "y0"]
+    assert md._trade_listeners == [new.observe_trade]
 
 
 @settings(max_examples=300, deadline=None)

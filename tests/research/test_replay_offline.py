@@ -571,3 +571,14 @@ def test_an_in_memory_database_is_refused_before_the_replay(rec_dir, monkeypatch
     with pytest.raises(ConfigError, match="in memory"):
         sweep(T0, T0 + 60, {"alpha": [1, 2]}, settings=_settings(rec_dir), db_url="sqlite://")
     assert replay(_settings(rec_dir), T0, T0 + 60, db_url="sqlite://", write_db=False).status == "done"
+
+
+def test_a_results_repr_is_short_whatever_it_holds() -> None:
+    """`asyncio.run` builds the repr of the task that returned a replay's result (twice, at the end
+    of every run: Python 3.11's SIGINT handling): it names the run and counts the rows, it does not
+    spell them out."""
+    from pmm_widgets.research.replayer import ReplayResult
+
+    row = {"trade_id": "t" * 40, "price": Decimal("0.5"), "raw_json": {"x": "y" * 200}}
+    r = ReplayResult("run-1", "done", {"events": 1}, trades=[row] * 5000, orders=[row] * 7000, cycles=[1.0] * 300)
+    assert repr(r) == "ReplayResult(run_id='run-1', status='done', 7000 orders, 5000 trades, 300 cycles, 0 problems)"
