@@ -436,7 +436,7 @@ class PaperExchange:
                 log.exception("book listener failed")
 
     def _observe_book(self, book: BookView) -> None:
-        """What a book update does beyond being stored (tests/strategy/test_paper_fastpath.py
+        """What a book update does beyond being stored (tests/execution/test_paper_fastpath.py
         runs every update through here and compares with `observe_book`)."""
         t = book.ts or self._now()
         model = self._sync_model()

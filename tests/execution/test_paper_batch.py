@@ -2,8 +2,8 @@
 every changed book of a frame in one call. Checked here against `observe_book` called once per
 book, over random sequences of frames (1-5 book updates each, our tokens among them), prints,
 placements, cancels, polls, fill-model switches and knob changes, for every fill model, with and
-without latency: the same fills (ids, sizes, times, model inputs), the same order and trade rows,
-positions, resting orders and stored books after every step."""
+without latency (`paper_helpers.run_pair`): the same fills (ids, sizes, times, model inputs), the
+same order and trade rows, positions, resting orders and stored books after every step."""
 
 from __future__ import annotations
 
@@ -12,115 +12,22 @@ from decimal import Decimal
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from paper_helpers import FRAME, MARKETS, MODELS, OPS, PLACE, WAIT, at_once, one_by_one, run_pair, side
+from paper_helpers import view as _view
 
 from pmm_widgets.book import BookNote, OrderBook
 from pmm_widgets.config import Params
-from pmm_widgets.domain import BookView, Level, Market, PublicTrade, Quote, Side
-from pmm_widgets.execution.latency_model import ConstantLatency
+from pmm_widgets.domain import BookView, PublicTrade, Quote, Side
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.venue.market_data import MarketData
 
 D = Decimal
-MARKETS = [Market(condition_id=f"0xc{i}", question=f"Q{i}?", yes_token_id=f"y{i}", no_token_id=f"n{i}",
-                  tick_size=D("0.01"), min_order_size=D(5)) for i in range(2)]
-TOKENS = [t for m in MARKETS for t in m.token_ids]
-MODELS = ("intensity", "queue", "prob_queue")
-
-
-def _market(token: str) -> Market:
-    return next(m for m in MARKETS if token in m.token_ids)
-
-
-def _view(i: int, bid: int, spread: int, s1: int, s2: int, ts: float) -> BookView:
-    token = TOKENS[i]
-    return BookView(token_id=token, market=_market(token).condition_id,
-                    bids=tuple(Level(D(bid - k) / 100, D(s1 + 10 * k)) for k in range(3) if s1 + k),
-                    asks=tuple(Level(D(bid + spread + k) / 100, D(s2 + 5 * k)) for k in range(3) if s2 + k),
-                    tick_size=D("0.01"), min_order_size=D(5), ts=ts)
-
-
-def _fills(fills: list) -> list:
-    return [(f.trade_id, f.order_client_id, f.token_id, f.side, f.price, f.size, f.fill_type, f.ts, f.fee, f.mid,
-             sorted(f.raw.items())) for f in fills]
-
-
-tok = st.sampled_from([0, 0, 0, 1, 2])  # y0 most often: our orders meet the books and prints there
-side = st.sampled_from([Side.BUY, Side.SELL])
-UPDATE = st.tuples(tok, st.integers(20, 60), st.integers(1, 4), st.integers(0, 200), st.integers(0, 200))
-OPS = st.one_of(
-    st.tuples(st.just("frame"), st.lists(UPDATE, min_size=1, max_size=5)),
-    st.tuples(st.just("trade"), tok, st.integers(15, 85), st.integers(1, 80), side),
-    st.tuples(st.just("place"), tok, side, st.integers(20, 65), st.integers(5, 40)),
-    st.tuples(st.just("cancel"), st.integers(0, 7)),
-    st.tuples(st.just("poll")),
-    st.tuples(st.just("model"), st.sampled_from(MODELS)),
-    st.tuples(st.just("knobs"), st.sampled_from([20.0, 50.0, 200.0]), st.sampled_from([0.0, 60.0, 600.0])),
-    st.tuples(st.just("wait"), st.sampled_from([0.0, 0.01, 0.05, 0.2, 1.0])),
-)
-PLACE = st.tuples(st.just("place"), st.just(0), st.just(Side.BUY), st.integers(35, 50), st.integers(5, 40))
-WAIT = st.tuples(st.just("wait"), st.sampled_from([0.1, 0.4]))
-
-
-async def _run(model: str, latency_ms: float, ops: list[tuple]) -> int:
-    now = [100.0]
-    exes = []
-    for _ in range(2):
-        lat = ConstantLatency(latency_ms, feed_ms=latency_ms / 4) if latency_ms else None
-        ex = PaperExchange(Params(paper_fill_model=model, paper_fill_intensity=600.0, paper_spread_k=20.0),
-                           MemorySink(), seed=5, clock=lambda: now[0], latency=lat, session="s", infer_side=True)
-        ex.set_markets(MARKETS)
-        exes.append(ex)
-    batched, single = exes
-    books = 0
-    for op in ops:
-        kind = op[0]
-        if kind == "wait":
-            now[0] += op[1]
-            continue
-        if kind == "frame":
-            views = [_view(*u, ts=now[0] + 0.3 * j) for j, u in enumerate(op[1])]  # (a frame: the books of one time, or
-            # stored ones of earlier times: later ones in it may deliver what an earlier one caused)
-            batched.observe_books(views)
-            for v in views:
-                single.observe_book(v)
-            books += len(views)
-        for ex in exes:
-            if kind == "trade":
-                _, i, px, size, sd = op
-                ex.observe_trade(PublicTrade(TOKENS[i], _market(TOKENS[i]).condition_id, D(px) / 100, D(size), sd,
-                                             now[0], now[0]))
-            elif kind == "place":
-                _, i, sd, px, size = op
-                await ex.place([Quote(_market(TOKENS[i]).condition_id, TOKENS[i], sd, D(px) / 100, D(size))])
-            elif kind == "cancel":
-                open_ = ex.open_orders()
-                if open_:
-                    await ex.cancel([open_[op[1] % len(open_)].client_id])
-            elif kind == "model":
-                ex.params.paper_fill_model = op[1]
-            elif kind == "knobs":
-                ex.params.update(paper_spread_k=op[1], paper_latent_intensity=op[2])
-        if kind == "poll":
-            assert _fills(await batched.poll(now[0])) == _fills(await single.poll(now[0]))
-        assert batched.positions == single.positions
-        assert _fills(batched._pending) == _fills(single._pending)
-        assert list(batched.venue_orders) == list(single.venue_orders)
-        assert [(o.client_id, o.status, o.filled) for o in batched.open_orders()] == \
-            [(o.client_id, o.status, o.filled) for o in single.open_orders()]
-        assert batched._latest == single._latest
-    assert _fills(await batched.poll(now[0] + 5)) == _fills(await single.poll(now[0] + 5))
-    assert batched.rec.sink.rows == single.rec.sink.rows  # type: ignore[attr-defined]
-    return books
-
-
 B = Side.BUY
 # an order entering, then a frame with our book after another: the first update activates it, the
 # second must then take the full path (the batch's test is read again after a full update)
 ENTER = [("frame", [(0, 40, 2, 20, 20)]), ("place", 0, B, 40, 10), ("wait", 0.4),
-         ("frame", [(2, 40, 2, 50, 50), (0, 40, 2, 10, 20), (0, 40, 2, 5, 20)]), ("trade", 0, 40, 30, Side.SELL)]
-
-
+               ("frame", [(2, 40, 2, 50, 50), (0, 40, 2, 10, 20), (0, 40, 2, 5, 20)]), ("trade", 0, 40, 30, Side.SELL)]
 # a fill in a frame's first update, its notice due at a later update's time: delivered there, which
 # the batch's test (read before the fill) would skip if it were not read again
 DUE = [("frame", [(0, 38, 4, 20, 20)]), ("place", 0, B, 40, 10), ("wait", 0.4), ("frame", [(0, 38, 4, 20, 20)]),
@@ -134,9 +41,9 @@ DUE = [("frame", [(0, 38, 4, 20, 20)]), ("place", 0, B, 40, 10), ("wait", 0.4), 
 @example("intensity", 0.0, [("frame", [(0, 40, 2, 20, 20)]), ("place", 0, B, 40, 10), ("model", "queue"),
                             ("frame", [(2, 40, 2, 50, 50), (0, 40, 2, 50, 20), (0, 40, 2, 0, 20)])])
 @given(st.sampled_from(MODELS), st.sampled_from([0.0, 40.0, 300.0]),
-       st.lists(st.one_of(OPS, PLACE, WAIT), max_size=60))
+       st.lists(st.one_of(OPS, FRAME, PLACE, WAIT), max_size=60))
 def test_a_frame_at_once_equals_each_book_alone(model: str, latency_ms: float, ops: list[tuple]) -> None:
-    asyncio.run(_run(model, latency_ms, ops))
+    asyncio.run(run_pair(model, latency_ms, ops, (PaperExchange, at_once), (PaperExchange, one_by_one)))
 
 
 def test_a_failing_update_is_logged_and_the_frame_goes_on(caplog) -> None:  # type: ignore[no-untyped-def]
