@@ -499,7 +499,9 @@ class QuoteCycle:
         rep = CycleReport()
         self._slice_t0 = time.perf_counter()
         if self.incremental:
-            self._pkey = self.params.model_dump_json()
+            pkey = self.params.model_dump_json()
+            if pkey != self._pkey:  # (unchanged: the same str again, so the keys holding it compare by identity)
+                self._pkey = pkey
         self.risk.begin_cycle()
         self._set_universe(markets, exchange)
         self.econ.set_markets(markets, now)

@@ -215,7 +215,9 @@ class Calibrator:
         """Update one market if `update_sec` of quoted time has passed since its last update;
         persists and returns True when it did. `quoted`: the market had resting quotes since the
         previous step (False: the time passes but is neither window minutes nor update time)."""
-        st = self.state(market)
+        st = self.states.get(market)  # (per market per cycle: `state` called only to create it)
+        if st is None:
+            st = self.state(market)
         self._accrue(st, now, quoted)
         q, upd = st.quoted, st.updated_at
         if len(q) == 1:  # `sum` of the one term (0.0 + x: as `sum` adds it)

@@ -71,6 +71,32 @@ def grid_steps(tick: Decimal) -> int:
     return _ticks_floor(Decimal(1), tick)
 
 
+_GRIDS: dict[int, tuple[Decimal, list[Decimal | None]]] = {}  # id(tick) -> (that tick, its prices so far)
+
+
+def grid_price(tick: Decimal, i: int) -> Decimal:
+    """`tick * i` (0 <= i <= grid_steps(tick)), the same object each time for the same tick object.
+    Why: a quote's price was a new Decimal per quote per decision, and the guard's and the venue
+    rules' `valid_price` memo hashed each one afresh (a Decimal's hash is computed on its first use,
+    thousands of instructions); a kept price's hash is computed once. Filled as asked (a tick's grid
+    is mostly unused). Keyed by the tick object itself (held in the entry, so its id is not reused
+    meanwhile), not by value: 0.01 and 0.010 are equal but print differently, and every price keeps
+    the spelling `tick * i` gives it. A tick finer than the venue's finest is not kept."""
+    hit = _GRIDS.get(id(tick))
+    if hit is None or hit[0] is not tick:
+        n = grid_steps(tick)
+        if n > 10_000:  # (the finest venue tick, 0.0001, has 10,000 steps)
+            return tick * i
+        if len(_GRIDS) >= 256:  # (bounded: ticks of markets gone, junk input)
+            _GRIDS.clear()
+        hit = _GRIDS[id(tick)] = (tick, [None] * (n + 1))
+    grid = hit[1]
+    p = grid[i]
+    if p is None:
+        p = grid[i] = tick * i
+    return p
+
+
 @lru_cache(maxsize=4096)
 def band_ticks(b_plus_a: int, price_band: Decimal, tick: Decimal) -> tuple[int, int]:
     """The integer ticks [lo, hi] within `price_band` of the effective mid (b + a) / 2 ticks: a
@@ -258,16 +284,16 @@ def token_quotes(
         assert bid_t is not None
         if inventory.no >= min_size:
             out.append(Quote(market.condition_id, market.no_token_id, Side.SELL,
-                             tick * (n - bid_t), floor_size(min(size, inventory.no))))
+                             grid_price(tick, n - bid_t), floor_size(min(size, inventory.no))))
         else:
-            out.append(Quote(market.condition_id, market.yes_token_id, Side.BUY, tick * bid_t, size))
+            out.append(Quote(market.condition_id, market.yes_token_id, Side.BUY, grid_price(tick, bid_t), size))
     if ask_ok:
         assert ask_t is not None
         if inventory.yes >= min_size:
             out.append(Quote(market.condition_id, market.yes_token_id, Side.SELL,
-                             tick * ask_t, floor_size(min(size, inventory.yes))))
+                             grid_price(tick, ask_t), floor_size(min(size, inventory.yes))))
         else:
-            out.append(Quote(market.condition_id, market.no_token_id, Side.BUY, tick * (n - ask_t), size))
+            out.append(Quote(market.condition_id, market.no_token_id, Side.BUY, grid_price(tick, n - ask_t), size))
     return out
 
 

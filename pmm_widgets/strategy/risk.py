@@ -222,6 +222,7 @@ class RiskManager:
         totals: list[tuple[Decimal, Decimal, bool]] = []
         cid = market.condition_id
         net = inv.net  # a property: computed once here, not three times per quote
+        anet = abs(net)  # (and its size: once, not per quote)
         own = exposure_usd(net, mid)
         yes_id = market.yes_token_id
         band, max_shares, max_usd = p.price_band, p.max_inventory_shares, p.max_inventory_usd
@@ -229,25 +230,28 @@ class RiskManager:
             # `yes_space_price` and `net_delta`, written out (per quote per decision): the same operations
             is_yes = q.token_id == yes_id
             yp = q.price if is_yes else 1 - q.price
-            signed = q.size if q.side is Side.BUY else -q.size
+            buy = q.side is Side.BUY
+            signed = q.size if buy else -q.size
             new_net = net + (signed if is_yes else -signed)
-            growing = abs(new_net) > abs(net)
+            anew = abs(new_net)
+            growing = anew > anet
             held = inv.yes if is_yes else inv.no
-            new_usd = exposure_usd(new_net, mid)
             rule: tuple[str, str | None, str] | None = None
             if abs(yp - mid) > band:
                 rule = ("price band", cid, f"quote {yp} further than {band} from mid {mid}")
-            elif growing and abs(new_net) > max_shares:
+            elif growing and anew > max_shares:
                 rule = ("inventory shares", cid, f"net inventory {net} near limit {max_shares} shares")
-            elif q.side is Side.BUY and held + q.size > max_shares:
+            elif buy and held + q.size > max_shares:
                 rule = ("token shares", cid, f"token holding {held} near limit {max_shares} shares")
-            elif growing and new_usd > max_usd:
-                rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {max_usd}")
-            elif growing:
-                over = self._total_over(total_exposure_usd, own, new_usd)
-                totals.append((own, new_usd, over))
-                if over:
-                    rule = (TOTAL_RULE, None, "")  # the message names the total: written by `apply`
+            elif growing:  # (the exposure after the fill: read by the two rules of a growing quote only)
+                new_usd = exposure_usd(new_net, mid)
+                if new_usd > max_usd:
+                    rule = ("inventory usd", cid, f"inventory {own:.2f} USD near limit {max_usd}")
+                else:
+                    over = self._total_over(total_exposure_usd, own, new_usd)
+                    totals.append((own, new_usd, over))
+                    if over:
+                        rule = (TOTAL_RULE, None, "")  # the message names the total: written by `apply`
             if rule is None:
                 out.append(q)
             else:

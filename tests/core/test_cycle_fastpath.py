@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmm_widgets.analytics.markouts import Markout
@@ -459,11 +459,13 @@ def _old_screen(rm: Any, market: Any, quotes: Any, inv: Any, mid: Decimal, total
     return Screened(tuple(out), tuple(flags), tuple(totals))
 
 
+@settings(max_examples=600, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(("y", "n")), st.sampled_from(("BUY", "SELL")), st.integers(1, 99),
-                          st.sampled_from(("5", "50", "400", "10.5"))), max_size=4),
+                          st.sampled_from(("5", "50", "400", "10.5", "20", "40", "60"))), max_size=4),
        st.sampled_from(("0", "30", "480", "-20")), st.sampled_from(("0", "10", "499")), st.integers(1, 99),
        st.sampled_from(("0", "50", "900", "2000")))
 def test_the_risk_screen_equals_the_old_one(qs, yes, no, mid, total):
+    """(Sizes of twice a net position: a quote that flips the position to the same size, not growing.)"""
     from pmm_widgets.config import Params
     from pmm_widgets.domain import Market, Side
     from pmm_widgets.events import EventBus

@@ -146,3 +146,16 @@ def test_migration_0007_moves_markouts_out_of_raw_json(db_url, engine_of):
     assert rows[1]["mid"] == D("0.44") and rows[1]["ts"] == 105.0 and rows[0]["mid"] == D("0.42")
     got = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in trades.items()}
     assert got == {"t1": {"model": "intensity"}, "t2": {"source": "ws"}}
+
+
+def test_order_rows_carry_each_enums_value():
+    """`order` reads the enums' `_value_` (not the `.value` property, per order row inside the
+    quote cycle): every member's row holds exactly what `.value` gives, the same str object."""
+    for mode in Mode:
+        for side in Side:
+            for status in OrderStatus:
+                sink = MemorySink()
+                DbRecorder(sink).order(Order("c1", "0xc0", "y0", side, D("0.40"), D(10), mode, status))
+                row = sink.rows["orders"][0]
+                assert (row["mode"], row["side"], row["status"]) == (mode.value, side.value, status.value)
+                assert row["mode"] is mode.value and row["side"] is side.value and row["status"] is status.value

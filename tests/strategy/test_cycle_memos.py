@@ -3,6 +3,8 @@
 - `ticks.valid_price` / `ticks.on_size_grid`: memoized by value for finite Decimals; any other
   input computed each time (a NaN, an infinity, another representation of the same value);
 - `quoting.grid_steps` / `quoting.band_ticks`: integers of the tick's (and band's) value alone;
+- `quoting.grid_price`: `tick * i` kept per tick object (value and spelling: a tick spelled
+  otherwise gets its own prices), and `token_quotes` pricing through it as through `tick * i`;
 - `QuoteCycle.inventory`: the last `Inventory` handed out again only while the ledger holds the
   very same `yes` / `no` objects;
 - the PnL parts of a cycle's risk inputs summed again by its publish phase (the incremental
@@ -26,7 +28,7 @@ from pmm_widgets.engine.cycle import QuoteCycle
 from pmm_widgets.execution.paper import PaperExchange
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.inventory import Inventory
-from pmm_widgets.strategy.quoting import band_ticks, grid_steps
+from pmm_widgets.strategy.quoting import band_ticks, grid_price, grid_steps, token_quotes
 from pmm_widgets.ticks import ALLOWED_TICKS, floor_size, on_grid, on_size_grid, valid_price
 
 D = Decimal
@@ -76,6 +78,49 @@ def test_grid_steps_and_band_ticks_equal_the_fresh_integers(cases):
         mid2, b = D(ba) / 2, band / tick
         assert band_ticks(ba, band, tick) == (int((mid2 - b).to_integral_value(rounding=ROUND_CEILING)),
                                               int((mid2 + b).to_integral_value(rounding=ROUND_FLOOR)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(TICKS, st.floats(0, 1)), min_size=1, max_size=40))
+def test_grid_price_is_tick_times_i_spelling_included(cases):
+    ticks = {str(t): D(str(t)) for t in [*ALLOWED_TICKS, D("0.010"), D("0.0100"), D("1E-2")]}  # one object per spelling
+    for t, x in cases:
+        tick = ticks[str(t)]
+        i = int(x * grid_steps(tick))
+        p = grid_price(tick, i)
+        assert str(p) == str(tick * i) and p == tick * i, (tick, i)  # the value and its spelling (rows print it)
+        assert grid_price(tick, i) is p  # kept: its hash computed once
+    assert str(grid_price(D("1E-6"), 7)) == str(D("1E-6") * 7)  # finer than the venue's ticks: not kept, still right
+
+
+def _token_quotes_fresh(market, yes, no, params, inventory, tick, b, a, bid_t, ask_t):
+    """`token_quotes` as it priced before `grid_price`: `tick * i` per quote."""
+    out = token_quotes(market, yes, no, params, inventory, tick, b, a, bid_t, ask_t)
+    n = grid_steps(tick)
+    exp: list[str] = []
+    for q in out:
+        t = q.price / tick
+        exp.append(str(tick * int(t)))
+        assert int(t) == t and 1 <= t <= n - 1
+    return out, exp
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([D("0.01"), D("0.010"), D("0.001"), D("0.1")]), st.integers(0, 10_000), st.integers(1, 30),
+       st.integers(-40, 40), st.integers(-40, 40), st.integers(0, 40), st.integers(0, 40))
+def test_token_quotes_prices_are_the_grid_products(tick, at, width, db, da, yes_held, no_held):
+    from pmm_widgets.domain import BookView
+    n = grid_steps(tick)
+    b = 1 + at % max(1, n - 2 - width) if n > 3 else 1
+    a = min(b + width, n - 1)
+    if a <= b:
+        return
+    m = make_market(0)
+    yv = BookView(m.yes_token_id, m.condition_id, (), (), tick)
+    nv = BookView(m.no_token_id, m.condition_id, (), (), tick)
+    inv = Inventory(D(yes_held), D(no_held))
+    out, exp = _token_quotes_fresh(m, yv, nv, Params(), inv, tick, b, a, b + db, a + da)
+    assert [str(q.price) for q in out] == exp
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["buy_yes", "sell_yes", "buy_no", "sell_no", "same_value", "noop"]),
