@@ -18,53 +18,48 @@ MAX_SIZE = Decimal(10) ** 12  # shares at one level / in one print beyond this a
 
 
 _TICK_TEXTS: dict[str, Decimal | None] = {}  # wire text -> `venue_tick` of it (bounded against junk input)
-_TICK_TEXTS_MAX = 256
+_MIN_SIZE_TEXTS: dict[str, Decimal | None] = {}  # wire text -> `sane_min_size` of it (bounded alike)
+_TICK_TEXTS_MAX = 256  # entries of each of these memos; a full one is emptied
 _NO_TEXT = object()
+
+
+def _by_text(x: object, texts: dict[str, Decimal | None], ok: Callable[[Decimal], bool]) -> Decimal | None:
+    """`x` as a finite Decimal that `ok` accepts, else None (unparseable too); the answer for a
+    text (at most 32 characters) remembered in `texts`: the same Decimal (value and spelling) for
+    the same text, or None again. The memo of `venue_tick` and `sane_min_size`, which every `book`
+    snapshot asks with the market's tick and minimum size as text."""
+    if type(x) is str:
+        got = texts.get(x, _NO_TEXT)
+        if got is not _NO_TEXT:
+            return got  # type: ignore[return-value]
+    try:
+        d = to_decimal(x)
+    except (ArithmeticError, ValueError, TypeError):
+        d = None
+    out = d if d is not None and d.is_finite() and ok(d) else None
+    if type(x) is str and len(x) <= 32:
+        if len(texts) >= _TICK_TEXTS_MAX:
+            texts.clear()
+        texts[x] = out
+    return out
 
 
 def venue_tick(x: object) -> Decimal | None:
     """`x` as one of the venue's tick sizes, else None (unparseable, not finite, not in the set).
-
-    A text's answer is remembered (every `book` snapshot carries its tick as text, and the set's
-    test hashes a Decimal: ~6 k instructions, its hash not cached): the same Decimal (value and
-    spelling) for the same text, or None again."""
-    if type(x) is str:
-        got = _TICK_TEXTS.get(x, _NO_TEXT)
-        if got is not _NO_TEXT:
-            return got  # type: ignore[return-value]
-    try:
-        d = to_decimal(x)
-    except (ArithmeticError, ValueError, TypeError):
-        d = None
-    out = d if d is not None and d.is_finite() and d in ALLOWED_TICK_SET else None
-    if type(x) is str and len(x) <= 32:
-        if len(_TICK_TEXTS) >= _TICK_TEXTS_MAX:
-            _TICK_TEXTS.clear()
-        _TICK_TEXTS[x] = out
-    return out
+    A text's answer is remembered (`_by_text`: the set's test hashes a Decimal, ~6 k instructions,
+    its hash not cached)."""
+    return _by_text(x, _TICK_TEXTS, ALLOWED_TICK_SET.__contains__)
 
 
-_MIN_SIZE_TEXTS: dict[str, Decimal | None] = {}  # wire text -> `sane_min_size` of it (bounded as `_TICK_TEXTS`)
+def _sane_size(d: Decimal) -> bool:
+    return 0 < d <= MAX_MIN_ORDER_SIZE
 
 
 def sane_min_size(x: object) -> Decimal | None:
-    """A minimum order size in (0, MAX_MIN_ORDER_SIZE], else None. A text's answer is remembered,
-    as `venue_tick`'s (every `book` snapshot carries the market's minimum as text: a parse and two
-    Decimal comparisons each, ~10 % of a snapshot that confirms its book)."""
-    if type(x) is str:
-        got = _MIN_SIZE_TEXTS.get(x, _NO_TEXT)
-        if got is not _NO_TEXT:
-            return got  # type: ignore[return-value]
-    try:
-        d = to_decimal(x)
-    except (ArithmeticError, ValueError, TypeError):
-        d = None
-    out = d if d is not None and d.is_finite() and 0 < d <= MAX_MIN_ORDER_SIZE else None
-    if type(x) is str and len(x) <= 32:
-        if len(_MIN_SIZE_TEXTS) >= _TICK_TEXTS_MAX:
-            _MIN_SIZE_TEXTS.clear()
-        _MIN_SIZE_TEXTS[x] = out
-    return out
+    """A minimum order size in (0, MAX_MIN_ORDER_SIZE], else None. A text's answer is remembered
+    (`_by_text`: a parse and two Decimal comparisons each, ~10 % of a snapshot that confirms its
+    book)."""
+    return _by_text(x, _MIN_SIZE_TEXTS, _sane_size)
 
 
 def to_decimal(x: object) -> Decimal:

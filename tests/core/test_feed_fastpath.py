@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -311,6 +312,20 @@ def test_listener_notes_equal_the_books_notes(listeners: int) -> None:
         assert n.view() == want.view() == b.view(stale=n.stale)
 
 
+def _answers_as_before(xs: list, fn: Callable[[Any], Decimal | None], ref: Callable[[Any], Decimal | None],
+                       texts: dict) -> None:
+    """`fn` (a memo of texts, `ticks._by_text`) gives what `ref` (the code before it) gives, value
+    and spelling of the Decimal or None, on the first call and on every repeat; its memo stays bounded."""
+    from pmm_widgets import ticks
+
+    for x in xs + xs:
+        want, got = ref(x), fn(x)
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert got is not None and str(got) == str(want) and got == want
+    assert len(texts) <= ticks._TICK_TEXTS_MAX
+
+
 def _venue_tick_ref(x: Any) -> Decimal | None:
     """`ticks.venue_tick` before its memo of texts."""
     from pmm_widgets.ticks import ALLOWED_TICK_SET, to_decimal
@@ -332,12 +347,7 @@ def test_venue_tick_memo_answers_as_before(xs: list) -> None:
     spelling of the Decimal, or None) on the first call and on every repeat, for any input."""
     from pmm_widgets import ticks
 
-    for x in xs + xs:
-        want, got = _venue_tick_ref(x), ticks.venue_tick(x)
-        assert (got is None) == (want is None)
-        if want is not None:
-            assert got is not None and str(got) == str(want) and got == want
-    assert len(ticks._TICK_TEXTS) <= ticks._TICK_TEXTS_MAX
+    _answers_as_before(xs, ticks.venue_tick, _venue_tick_ref, ticks._TICK_TEXTS)
 
 
 def _sane_min_size_ref(x: Any) -> Decimal | None:
@@ -361,9 +371,4 @@ def test_min_size_memo_answers_as_before(xs: list) -> None:
     the same answer as the code before (value and spelling, or None), first call and repeats."""
     from pmm_widgets import ticks
 
-    for x in xs + xs:
-        want, got = _sane_min_size_ref(x), ticks.sane_min_size(x)
-        assert (got is None) == (want is None)
-        if want is not None:
-            assert got is not None and str(got) == str(want) and got == want
-    assert len(ticks._MIN_SIZE_TEXTS) <= ticks._TICK_TEXTS_MAX
+    _answers_as_before(xs, ticks.sane_min_size, _sane_min_size_ref, ticks._MIN_SIZE_TEXTS)
