@@ -14,7 +14,9 @@
 4. --compare DIR (before/after in the same run): the full replay of this tree and of another source
    tree DIR (e.g. `git archive <commit> | tar -x -C DIR`), each run in a fresh subprocess,
    alternating, median of --runs each; prints the ratio and whether the orders and trades of both
-   are identical (sha256 over every row).
+   are identical (sha256 over every row). --compare-python PYTHON (alone or with --compare): the
+   "before" side runs with the interpreter PYTHON (another venv's python), the same way: two builds
+   of CPython on the same code.
 
 5. --instructions (with --window W, optionally --compare DIR): instructions per market event of
    one replay, counted by valgrind's callgrind (the replay process minus the same process stopped
@@ -28,7 +30,7 @@
    the full warm-up from the hour's start vs from the last checkpoint before it.
 
 Usage: python bench/bench_replay.py [--minutes 60] [--runs 3] [--engine-seconds 40] [--skip-engine] [--rotate-sec 60]
-       [--compare DIR]
+       [--compare DIR] [--compare-python PYTHON]
 Figures go to bench/README.md by hand (median of runs, date, command).
 """
 
@@ -40,6 +42,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import platform
 import re
 import shutil
 import statistics
@@ -130,15 +133,17 @@ def worker(root: Path, minutes: float) -> None:
     out = {k: s[k] for k in ("events", "frames", "cycles", "placed", "fills", "sim_seconds", "wall_seconds",
                              "cpu_seconds", "events_per_cpu_sec", "orders_hash", "trades_hash")}
     out["tree"] = str(Path(replayer.__file__).parents[2])
+    out["python"] = _python()
     print("WORKER " + json.dumps(out), flush=True)
 
 
-def compare(root: Path, minutes: float, runs: int, other: Path) -> None:
-    """This tree against `other`, alternating fresh processes; medians and identical results."""
+def compare(root: Path, minutes: float, runs: int, other: Path | None, other_python: str | None = None) -> None:
+    """This tree against `other` (None: this tree) run by `other_python` (None: this interpreter),
+    alternating fresh processes; medians and identical results."""
     got: dict[str, list[dict]] = {"before": [], "after": []}
     for _ in range(runs):
-        for label, tree in (("before", other), ("after", ROOT)):
-            got[label].append(_fresh(root, minutes, tree, "WORKER ", ["--worker"]))
+        for label, tree, py in (("before", other or ROOT, other_python or sys.executable), ("after", ROOT, sys.executable)):
+            got[label].append(_fresh(root, minutes, tree, "WORKER ", ["--worker"], python=py))
     med = {k: statistics.median(r["events_per_cpu_sec"] for r in v) for k, v in got.items()}
     cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in got.items()}
     wall = {k: statistics.median(r["wall_seconds"] for r in v) for k, v in got.items()}
@@ -147,9 +152,9 @@ def compare(root: Path, minutes: float, runs: int, other: Path) -> None:
                for r in got["before"] + got["after"])
     print(f"compare {MARKETS} markets x {minutes:g} min ({a['events']:,} events, {a['cycles']} cycles, {a['placed']} orders, "
           f"{a['fills']} fills), alternating fresh processes, median of {runs}:")
-    print(f"  before ({b['tree']}): {med['before']:,.0f} events per CPU-s ({cpu['before']:.2f} CPU-s, {wall['before']:.2f} s wall)"
+    print(f"  before ({b['tree']}, {b['python']}): {med['before']:,.0f} events per CPU-s ({cpu['before']:.2f} CPU-s, {wall['before']:.2f} s wall)"
           f"  runs {[round(r['events_per_cpu_sec']) for r in got['before']]}")
-    print(f"  after  ({a['tree']}): {med['after']:,.0f} events per CPU-s ({cpu['after']:.2f} CPU-s, {wall['after']:.2f} s wall)"
+    print(f"  after  ({a['tree']}, {a['python']}): {med['after']:,.0f} events per CPU-s ({cpu['after']:.2f} CPU-s, {wall['after']:.2f} s wall)"
           f"  runs {[round(r['events_per_cpu_sec']) for r in got['after']]}")
     print(f"  after/before = {med['after'] / med['before']:.2f}x; orders and trades identical in every run: {same} "
           f"(orders {a['orders_hash']}, trades {a['trades_hash']})")
@@ -238,11 +243,16 @@ def window_memory(root: Path, minutes: float, replay: bool = False) -> None:
     print("MEMORY " + json.dumps(out), flush=True)
 
 
+def _python() -> str:
+    """This interpreter: its version and its executable's real path (a venv's `python` is a link)."""
+    return f"Python {platform.python_version()} {os.path.realpath(sys.executable)}"
+
+
 def _run_fresh(root: Path, minutes: float, tree: Path, flags: list[str], prefix: tuple[str, ...] = (),
-               **env: str) -> subprocess.CompletedProcess[str]:
+               python: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """This script in a fresh process (after `prefix`, e.g. valgrind) running the code of `tree`
-    (`flags`: what it does), over the window of `minutes`."""
-    return subprocess.run([*prefix, sys.executable, str(Path(__file__).resolve()), *flags, "--data", str(root.parent),
+    with `python` (None: this interpreter; `flags`: what it does), over the window of `minutes`."""
+    return subprocess.run([*prefix, python or sys.executable, str(Path(__file__).resolve()), *flags, "--data", str(root.parent),
                            "--minutes", str(MINUTES_OF[root]), "--window", str(minutes)],
                           env=dict(os.environ, PMM_BENCH_TREE=str(tree), PYTHONPATH=str(tree), **env),
                           capture_output=True, text=True, check=True)
@@ -253,8 +263,9 @@ def _tagged(stdout: str, tag: str) -> dict[str, Any]:
     return dict(json.loads(next(x for x in stdout.splitlines() if x.startswith(tag)).removeprefix(tag)))
 
 
-def _fresh(root: Path, minutes: float, tree: Path, tag: str, flags: list[str], **env: str) -> dict[str, Any]:
-    return _tagged(_run_fresh(root, minutes, tree, flags, **env).stdout, tag)
+def _fresh(root: Path, minutes: float, tree: Path, tag: str, flags: list[str], python: str | None = None,
+           **env: str) -> dict[str, Any]:
+    return _tagged(_run_fresh(root, minutes, tree, flags, python=python, **env).stdout, tag)
 
 
 def _memory_run(root: Path, minutes: float, tree: Path, replay: bool = False, eager: bool = False) -> dict[str, Any]:
@@ -630,6 +641,9 @@ def main() -> None:
     ap.add_argument("--rotate-sec", default="60", help="PMM_RECORD_ROTATE_SEC of the recording-overhead runs")
     ap.add_argument("--compare", default=None, metavar="DIR",
                     help="also replay with the source tree DIR (before/after in the same run, alternating processes)")
+    ap.add_argument("--compare-python", default=None, metavar="PYTHON",
+                    help="also replay this tree (or --compare's) with the interpreter PYTHON (e.g. another venv's python), "
+                         "alternating processes with this one")
     ap.add_argument("--skip-replay", action="store_true", help="no full-replay/books-only runs of this tree alone")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--window-memory", action="store_true", help=argparse.SUPPRESS)
@@ -672,11 +686,11 @@ def main() -> None:
     if a.warmup is not None:
         bench_warmup(data, a.warmup, a.window or 5.0, a.runs)
         return
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {_python()}")
     if not a.only_engine:
         root = recording(data, a.minutes)
-        if a.compare:
-            compare(root, a.window or a.minutes, a.runs, Path(a.compare).resolve())
+        if a.compare or a.compare_python:
+            compare(root, a.window or a.minutes, a.runs, Path(a.compare).resolve() if a.compare else None, a.compare_python)
         if not a.skip_replay:
             bench_window_memory(root, a.window or a.minutes, a.runs, Path(a.compare).resolve() if a.compare else None)
             bench_replay(root, a.window or a.minutes, a.runs)
