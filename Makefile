@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The interpreter of a new .venv: the distribution's CPython 3.11 when it can make a venv (Debian and
 # Ubuntu ship it as a static, optimised binary, no libpython.so: the replay ran 1.07x-1.17x as fast on it as on
-# a pyenv build of 3.11 without them, bench/README.md), else the first python3.11, else python3.
+# the pyenv build of 3.11.7 here (shared libpython, no PGO), bench/README.md), else the first python3.11, else python3.
 PYTHON ?= $(shell for p in /usr/bin/python3.11 "$$(command -v python3.11)" "$$(command -v python3)"; do \
 		[ -x "$$p" ] && "$$p" -c 'import ensurepip, venv' 2>/dev/null && { echo "$$p"; break; }; done)
 PYTEST_ARGS ?= -q -rs -p no:cacheprovider
