@@ -754,6 +754,8 @@ class MarketStream:
         timestamp beyond `_ref_ms` + FUTURE_SKEW_MS is clamped to that: such a frame is suspect and
         its book is reloaded (a freeze of at most one REST round trip, not for the rest of the
         process). BadMessage for a non-number, NaN, infinity, negative or absurd one."""
+        if v == self._pc_ts_text and (ts := self._pc_ts_ms) < self._boundary_ms and ts <= self._venue_max_ms:
+            return ts, False  # the timestamp text `_on_price_change` accepted last: as there, nothing below changes
         if type(v) is str and 0 < len(v) <= 14 and v.isascii() and v.isdigit():
             ts = int(v)  # `parse_ts_ms`'s common case, inline (one call less per event)
         else:

@@ -628,6 +628,28 @@ def test_a_lone_entry_applies_like_the_reference(ops: list) -> None:
             assert fast[a].ts == ref[a].ts
 
 
+def ref_ts(s: MarketStream, v: Any, now: float) -> tuple[int, bool]:
+    """`MarketStream._ts` before it read the kept timestamp text (issue 15, pass 23)."""
+    from pmm_widgets.venue.market_stream import FUTURE_SKEW_MS, BadMessage
+
+    if type(v) is str and 0 < len(v) <= 14 and v.isascii() and v.isdigit():
+        ts = int(v)
+    else:
+        try:
+            ts = parse_ts_ms(v)
+        except BookError as exc:
+            raise BadMessage(str(exc)) from None
+    if ts > s._venue_max_ms + FUTURE_SKEW_MS and ts > int(now * 1000) + FUTURE_SKEW_MS:
+        cap = s._ref_ms(now) + FUTURE_SKEW_MS
+        if ts > cap:
+            return cap, True
+    if ts > s._venue_max_ms:
+        s._venue_max_ms = ts
+    if ts >= s._boundary_ms and ts:
+        s._venue_minutes(ts)
+    return ts, False
+
+
 MS_NEAR = st.sampled_from([0, 1_796_033_289_799, 1_796_033_289_800, 1_796_033_289_801, 1_796_033_294_801, 1_796_033_300_000,
                            1_796_033_349_999, 1_796_033_350_000, 1_796_033_360_000, 1_796_033_500_000])
 TS_TEXTS = st.sampled_from(["1796033289800", "1796033289900", "1796033349999", "1796033350000", "1796033410001",
@@ -639,11 +661,14 @@ TS_TEXTS = st.sampled_from(["1796033289800", "1796033289900", "1796033349999", "
     st.tuples(st.just("event"), TS_TEXTS, st.sampled_from(["A", "B", "AB"]), st.integers(0, 3),
               st.floats(1_796_033_280.0, 1_796_033_420.0)),
     st.tuples(st.just("state"), MS_NEAR, MS_NEAR),
-    st.tuples(st.just("new_process"))), max_size=25))
+    st.tuples(st.just("new_process")),
+    st.tuples(st.just("ts"), st.one_of(TS_TEXTS, st.none()), st.floats(1_796_033_280.0, 1_796_033_420.0))), max_size=25))
 @example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("state", 1_796_033_289_799, 1_796_033_300_000),
           ("event", "1796033289800", "AB", 1, 1_796_033_290.0)])  # the latest timestamp below the kept one
 @example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("state", 1_796_033_289_800, 1_796_033_289_800),
           ("event", "1796033289800", "B", 1, 1_796_033_290.0)])  # the minute boundary reached
+@example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("state", 1_796_033_289_799, 1_796_033_300_000),
+          ("ts", "1796033289800", 1_796_033_290.0)])  # `_ts` too
 @example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("new_process",),
           ("event", "1796033289800", "A", 1, 1_796_033_290.0)])
 def test_a_repeated_timestamp_reads_like_a_new_one(ops: list) -> None:
@@ -666,7 +691,19 @@ def test_a_repeated_timestamp_reads_like_a_new_one(ops: list) -> None:
         streams.append(s)
         hooks.append(got)
     fast, ref = streams
+    ref._ts = lambda v, n: ref_ts(ref, v, n)  # type: ignore[method-assign]  # the reference reads no kept text
     for op in ops:
+        if op[0] == "ts":  # a book's or a print's timestamp (`_ts`, which reads the kept text too)
+            res = []
+            for read in (fast._ts, ref._ts):
+                try:
+                    res.append(read(op[1], op[2]))
+                except Exception as exc:  # noqa: BLE001 - compared below
+                    res.append((type(exc), str(exc)))
+            assert res[0] == res[1]
+            assert (fast._venue_max_ms, fast._boundary_ms) == (ref._venue_max_ms, ref._boundary_ms)
+            assert hooks[0] == hooks[1]
+            continue
         if op[0] == "state":
             for s in streams:
                 s._venue_max_ms, s._boundary_ms = op[1], op[2]
