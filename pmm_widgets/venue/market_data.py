@@ -205,7 +205,8 @@ class MarketData:
 
     def _on_trade(self, trade: PublicTrade) -> None:
         self.tape.append(trade)
-        self.rec.public_trade(trade.token_id, trade.market, trade.ts, trade.price, trade.size, trade.side.value)
+        # `side._value_`: `.value` for an enum member (its property costs two Python calls a print)
+        self.rec.public_trade(trade.token_id, trade.market, trade.ts, trade.price, trade.size, trade.side._value_)
         for fn in self._trade_listeners:
             try:
                 fn(trade)

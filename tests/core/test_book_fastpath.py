@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pmm_widgets.book import (
@@ -576,3 +576,158 @@ def test_a_repeated_snapshot_takes_the_fast_path() -> None:
     assert b.apply_snapshot(_snap("A", bids, [PriceLevel("0.60", "4"), asks[1]], "0.01", "1796033289950"), ts=3.0)
     assert b.asks is not kept[1] and b.asks == {60: Decimal(4), 55: Decimal(10)}
     assert b._bid_lv == kept[2] and all(x is y for x, y in zip(b._bid_lv, kept[2], strict=True))
+
+
+NEAR = st.sampled_from(["0.39", "0.4", "0.41", "0.42", "0.58", "0.59", "0.6", "0.61"])  # about the books' levels
+
+
+@st.composite
+def near_entry(draw: Any) -> PriceChange:
+    """An entry about the books' best levels (its best bid / ask often the book's, or one tick off)."""
+    return PriceChange(asset_id="A", price=draw(st.one_of(NEAR, NEAR, PRICES)), size=draw(SIZES),
+                       side=draw(st.one_of(st.sampled_from(["BUY", "SELL"]), SIDES)), hash=None,
+                       best_bid=draw(st.one_of(NEAR, NEAR, BBO)), best_ask=draw(st.one_of(NEAR, NEAR, BBO)))
+
+
+ONE_OPS = st.lists(st.one_of(
+    st.tuples(st.just("one"), st.sampled_from(ASSETS), st.one_of(near_entry(), near_entry(), change_entry()),
+              st.sampled_from([None, "h1", "h2"]), st.sampled_from([None, 1_796_033_289_800, 1_796_033_289_900])),
+    change_op, snapshot_op, tick_op), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ONE_OPS)
+def test_a_lone_entry_applies_like_the_reference(ops: list) -> None:
+    """`OrderBook.apply_one` (the stream's call for a token's lone entry, and `apply_event`'s for a
+    list of one) gives the reference's answer (-1 / 0 / 1: refused, agrees, crossed or not the
+    venue's best bid / ask) and book (levels, stamps, refusals) for one entry, valid or junk, with
+    the venue's stamps or without; entry lists, snapshots and tick changes in between."""
+    fast = {a: OrderBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    ref = {a: RefBook(a, "m", Decimal("0.01")) for a in ASSETS}
+    for a in ASSETS:
+        snap = _snap(a, [PriceLevel("0.4", "10"), PriceLevel("0.41", "5")], [PriceLevel("0.6", "10"),
+                                                                             PriceLevel("0.59", "5")], "0.01", None)
+        assert fast[a].apply_snapshot(snap, ts=0.5) and ref[a].apply_snapshot(snap, ts=0.5)
+    for n, op in enumerate(ops):
+        if op[0] == "one":
+            a, e, h, vts = op[1], op[2], op[3], op[4]
+            assert fast[a].apply_one(e, h, vts, 3.0 + n) == ref[a].apply_event([e], h, vts, 3.0 + n)
+        elif op[0] == "changes":
+            for a in ASSETS:
+                chs = [e for e in op[1] if e.asset_id == a]
+                if chs:
+                    args = (chs, chs[-1].hash, 1_796_033_289_800 + n, 2.0 + n)
+                    assert fast[a].apply_event(*args) == ref[a].apply_event(*args)
+        elif op[0] == "snap":
+            snap = _snap(*op[1:])
+            assert fast[op[1]].apply_snapshot(snap, ts=1.0) == ref[op[1]].apply_snapshot(snap, ts=1.0)
+        else:
+            assert fast[op[1]].set_tick_size(Decimal(op[2])) == ref[op[1]].set_tick_size(Decimal(op[2]))
+        for a in ASSETS:
+            assert state(fast[a]) == state(ref[a])
+            assert fast[a].ts == ref[a].ts
+
+
+def ref_ts(s: MarketStream, v: Any, now: float) -> tuple[int, bool]:
+    """`MarketStream._ts` before it read the kept timestamp text (issue 15, pass 23)."""
+    from pmm_widgets.venue.market_stream import FUTURE_SKEW_MS, BadMessage
+
+    if type(v) is str and 0 < len(v) <= 14 and v.isascii() and v.isdigit():
+        ts = int(v)
+    else:
+        try:
+            ts = parse_ts_ms(v)
+        except BookError as exc:
+            raise BadMessage(str(exc)) from None
+    if ts > s._venue_max_ms + FUTURE_SKEW_MS and ts > int(now * 1000) + FUTURE_SKEW_MS:
+        cap = s._ref_ms(now) + FUTURE_SKEW_MS
+        if ts > cap:
+            return cap, True
+    if ts > s._venue_max_ms:
+        s._venue_max_ms = ts
+    if ts >= s._boundary_ms and ts:
+        s._venue_minutes(ts)
+    return ts, False
+
+
+MS_NEAR = st.sampled_from([0, 1_796_033_289_799, 1_796_033_289_800, 1_796_033_289_801, 1_796_033_294_801, 1_796_033_300_000,
+                           1_796_033_349_999, 1_796_033_350_000, 1_796_033_360_000, 1_796_033_500_000])
+TS_TEXTS = st.sampled_from(["1796033289800", "1796033289900", "1796033349999", "1796033350000", "1796033410001",
+                            "1796033299800", "1796033500000", "", "0", "abc", " 12"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("event"), TS_TEXTS, st.sampled_from(["A", "B", "AB"]), st.integers(0, 3),
+              st.floats(1_796_033_280.0, 1_796_033_420.0)),
+    st.tuples(st.just("state"), MS_NEAR, MS_NEAR),
+    st.tuples(st.just("new_process")),
+    st.tuples(st.just("ts"), st.one_of(TS_TEXTS, st.none()), st.floats(1_796_033_280.0, 1_796_033_420.0))), max_size=25))
+@example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("state", 1_796_033_289_799, 1_796_033_300_000),
+          ("event", "1796033289800", "AB", 1, 1_796_033_290.0)])  # the latest timestamp below the kept one
+@example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("state", 1_796_033_289_800, 1_796_033_289_800),
+          ("event", "1796033289800", "B", 1, 1_796_033_290.0)])  # the minute boundary reached
+@example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("state", 1_796_033_289_799, 1_796_033_300_000),
+          ("ts", "1796033289800", 1_796_033_290.0)])  # `_ts` too
+@example([("event", "1796033289800", "A", 0, 1_796_033_290.0), ("new_process",),
+          ("event", "1796033289800", "A", 1, 1_796_033_290.0)])
+def test_a_repeated_timestamp_reads_like_a_new_one(ops: list) -> None:
+    """`_on_price_change` keeps the last timestamp text its inline path accepted and does not parse
+    it again while that path would accept it unchanged: the same books (venue stamps), distrusted
+    books, latest venue timestamp, minute boundary and minute-hook calls as the path without the
+    memo (`ref_on_price_change`), over events that repeat timestamps, with the stream's clock
+    state set anywhere (the latest timestamp or the boundary below a kept one) and reset as the
+    replay's `new_process` does."""
+    from pmm_widgets.venue.wire import PriceChangeEvent
+
+    streams, hooks = [], []
+    for _ in range(2):
+        books = {a: OrderBook(a, "m", Decimal("0.01")) for a in ASSETS}
+        s = MarketStream("ws://x", None, books)  # type: ignore[arg-type]
+        s.apply_rest([_snap(a, [PriceLevel("0.4", "10")], [PriceLevel("0.6", "10")], "0.01", "1796033280000")
+                      for a in ASSETS], 1_796_033_280.0)
+        got: list[int] = []
+        s.on_venue_minute = got.append
+        streams.append(s)
+        hooks.append(got)
+    fast, ref = streams
+    ref._ts = lambda v, n: ref_ts(ref, v, n)  # type: ignore[method-assign]  # the reference reads no kept text
+    for op in ops:
+        if op[0] == "ts":  # a book's or a print's timestamp (`_ts`, which reads the kept text too)
+            res = []
+            for read in (fast._ts, ref._ts):
+                try:
+                    res.append(read(op[1], op[2]))
+                except Exception as exc:  # noqa: BLE001 - compared below
+                    res.append((type(exc), str(exc)))
+            assert res[0] == res[1]
+            assert (fast._venue_max_ms, fast._boundary_ms) == (ref._venue_max_ms, ref._boundary_ms)
+            assert hooks[0] == hooks[1]
+            continue
+        if op[0] == "state":
+            for s in streams:
+                s._venue_max_ms, s._boundary_ms = op[1], op[2]
+            continue
+        if op[0] == "new_process":
+            for s in streams:
+                s._venue_max_ms, s._boundary_ms = 0, 0
+            continue
+        _, v, tokens, k, now = op
+        sizes = ("5", "7", "0", "12")
+        ev = PriceChangeEvent(price_changes=[PriceChange(a, "0.4" if i % 2 else "0.6", sizes[(k + i) % 4],
+                                                         "BUY" if i % 2 else "SELL", f"h{k}")
+                                             for i, a in enumerate(tokens)], timestamp=v)
+        out = []
+        for apply in (fast._on_price_change, lambda e, n, t: ref_on_price_change(ref, e, n, t)):
+            touched: set[str] = set()
+            try:
+                apply(ev, now, touched)
+                out.append((touched, None))
+            except Exception as exc:  # noqa: BLE001 - compared below
+                out.append((touched, (type(exc), str(exc))))
+        assert out[0] == out[1]
+        for a in ASSETS:
+            assert state(fast.books[a]) == state(ref.books[a])
+        assert fast._pending == ref._pending
+        assert (fast._venue_max_ms, fast._boundary_ms) == (ref._venue_max_ms, ref._boundary_ms)
+        assert hooks[0] == hooks[1]

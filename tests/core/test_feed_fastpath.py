@@ -3,8 +3,8 @@
 - `safejson.brackets` counts `[` and `{` with numpy for long texts: the same number as the two
   `str.count` scans it replaces, for any text (str with any characters, lone surrogates
   included; bytes; bytearray), so `shallow` / `loads` decide alike.
-- `OrderBook.apply_event` parses a lone entry without a list, and `apply_event` / `_parse_side`
-  read the size cache by `get` (a miss: `_size_of`), not by a subscript whose KeyError they
+- `OrderBook.apply_event` hands a lone entry to `apply_one` (no list), and `apply_one` /
+  `apply_event` / `_parse_side` read the size cache by `get` (a miss: `_size_of`), not by a subscript whose KeyError they
   caught: the books stay those of the reference path (tests/core/test_book_fastpath.py runs its
   random sequences through this code), and a new or invalid size behaves as before.
 """
@@ -66,7 +66,7 @@ def test_shallow_and_loads_decide_at_the_same_count(n: int, monkeypatch: pytest.
 def test_a_new_size_applies_and_an_invalid_one_refuses() -> None:
     """A size new to the cache is validated by `_size_of` (`apply_event` reads the cache by `get`:
     no KeyError caught per new size) and stored; an invalid one refuses the event (-1, counted),
-    the book unchanged; alike with one entry (its own path) and with several."""
+    the book unchanged; alike with one entry (its own path, `apply_one`) and with several."""
     from pmm_widgets.venue.wire import PriceChange
 
     for many in (False, True):
