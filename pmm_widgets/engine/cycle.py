@@ -44,6 +44,7 @@ from ..strategy.quoting import (
     effective_touch,
     grid_tick,
     is_quotable,
+    max_of3,
     ticks_at,
     token_quotes,
     yes_space_price,
@@ -424,8 +425,8 @@ class QuoteCycle:
             lim = mp.max_inventory_shares
             if fl.lim is not lim:
                 fl.lim, fl.limit = lim, float(lim)
-            bid_t, ask_t = ticks_at(fair, max(sy, sn), tf, b, a, mp.alpha, mult, fl.net, fl.limit,
-                                    mp.skew)
+            bid_t, ask_t = ticks_at(fair, sn if sn > sy else sy, tf, b, a, mp.alpha, mult, fl.net, fl.limit,
+                                    mp.skew)  # (`max(sy, sn)` as the builtin evaluates it: `quoting.ticks_at`)
         except Exception:  # noqa: BLE001 (`_decide` asks the strategy itself, which reports it)
             self._floats.pop(cid, None)
             return None
@@ -451,8 +452,8 @@ class QuoteCycle:
             return [], _HALTED, note
         self._sstate[cid] = None
         self._regime[cid] = "normal"
-        quotes, why = guard_at(m, inv, tick, b, a, max(m.min_order_size, yv.min_order_size, nv.min_order_size), raw,
-                               _NORMAL)
+        quotes, why = guard_at(m, inv, tick, b, a, max_of3(m.min_order_size, yv.min_order_size, nv.min_order_size),
+                               raw, _NORMAL)
         self._guard(now, cid, strat.name, why, _NORMAL, rep)
         if state is None:  # a fixed point: the decision's state is None
             self._decided[cid] = _Decided(strat, m, None, key, list(quotes), _NORMAL, "", why)

@@ -129,7 +129,12 @@ class Calibrator:
     def mult(self, market: str) -> float:
         st = self.states.get(market)
         m = st.mult if st is not None else 1.0
-        return min(max(m, self.params.calib_min_mult), self.params.calib_max_mult)
+        p = self.params  # `min(max(m, lo), hi)` as the builtins evaluate it (`quoting.ticks_at`): per market per cycle
+        lo = p.calib_min_mult
+        if lo > m:
+            m = lo
+        hi = p.calib_max_mult
+        return hi if hi < m else m
 
     def on_fill(self, market: str, ts: float, realized_spread: float | None) -> None:
         st = self.state(market)

@@ -69,10 +69,11 @@ def guard_at(m: Market, inv: Inventory, tick: Decimal, bid_ticks: int, ask_ticks
             elif regime is _REDUCE_ONLY and \
                     not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
                 why = "reduce-only: the quote would not reduce the position"
-            elif bid:
-                top_bid = yp if top_bid is None else max(top_bid, yp)
-            else:
-                low_ask = yp if low_ask is None else min(low_ask, yp)
+            elif bid:  # (`max(top_bid, yp)` / `min(low_ask, yp)` as the builtins evaluate them: `quoting.ticks_at`)
+                if top_bid is None or yp > top_bid:
+                    top_bid = yp
+            elif low_ask is None or yp < low_ask:
+                low_ask = yp
         if why is None:
             kept.append(q)
         elif reason is None:
