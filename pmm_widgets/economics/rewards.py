@@ -176,6 +176,48 @@ def score_orders(orders: Iterable[ScoredOrder], yes_mid: Decimal | None, prog: R
     return QScore(q1, q2, q_min(q1, q2, yes_mid, c))
 
 
+def score_book(bids: Sequence[tuple[Decimal, Decimal]], asks: Sequence[tuple[Decimal, Decimal]],
+               yes_mid: Decimal | None, prog: RewardProgram, minus: Iterable[ScoredOrder] = (),
+               c: Decimal = C_DEFAULT) -> QScore:
+    """`score_orders(book_orders(bids, asks, minus), yes_mid, prog, c)`: the book's levels as one
+    maker's orders, scored, without an order built per level, and each side read only as far as a
+    level can score. Levels best first (a `BookView`'s: bids descending, asks ascending): once a
+    bid below the mid (an ask above it) is `max_spread` or further from it, every later one is
+    further still (exact Decimal differences) and scores 0, which `score_orders` skips; the levels
+    before it are taken in the same order with the same products, so the sums are the same Decimals.
+    (A bid above the mid, possible against the size-cutoff-adjusted mid, does not stop the scan:
+    the levels after it come nearer first.) Per venue minute per market, over whole books."""
+    if yes_mid is None or not prog.active:
+        return QScore()
+    take: dict[tuple[bool, Decimal], Decimal] = {}
+    for o in minus:  # (as `book_orders`)
+        k = (o.bid, o.price)
+        take[k] = take.get(k, ZERO) + o.size
+    q1 = q2 = ZERO
+    v, min_size = prog.max_spread_c, prog.min_size
+    for px, sz in bids:
+        s = abs(px - yes_mid) * 100  # (`score_orders`' distance)
+        if s >= v and px < yes_mid:
+            break
+        rest = sz - take.get((True, px), ZERO)
+        if rest <= 0 or rest < min_size:  # (`book_orders` keeps rest > 0; `score_orders` skips the small)
+            continue
+        sc = order_score(v, s)
+        if sc != 0:
+            q1 += sc * rest
+    for px, sz in asks:
+        s = abs(px - yes_mid) * 100
+        if s >= v and px > yes_mid:
+            break
+        rest = sz - take.get((False, px), ZERO)
+        if rest <= 0 or rest < min_size:
+            continue
+        sc = order_score(v, s)
+        if sc != 0:
+            q2 += sc * rest
+    return QScore(q1, q2, q_min(q1, q2, yes_mid, c))
+
+
 def share(ours: Decimal, total: Decimal) -> Decimal:
     """Our fraction of a sample; 0 when nobody scores."""
     if total <= 0 or ours <= 0:

@@ -41,10 +41,10 @@ from .rewards import (
     RewardProgram,
     ScoredOrder,
     adjusted_mid,
-    book_orders,
     minute_reward,
     order_score,
     program_of,
+    score_book,
     score_orders,
     share,
     to_yes_terms,
@@ -170,7 +170,7 @@ def estimate_market(m: Market, prog: RewardProgram, yes_view: BookView, orders: 
     bids, asks = _levels(yes_view)
     mid = adjusted_mid(bids, asks, prog.min_size)
     ours = score_orders([o for _, o in mine], mid, prog)
-    others = score_orders(book_orders(bids, asks, minus=[o for _, o in mine] if ours_in_book else ()), mid, prog)
+    others = score_book(bids, asks, mid, prog, minus=[o for _, o in mine] if ours_in_book else ())
     total = ours.q_min + others.q_min
     sh = share(ours.q_min, total)
     scoring_ids = []

@@ -129,7 +129,12 @@ class Calibrator:
     def mult(self, market: str) -> float:
         st = self.states.get(market)
         m = st.mult if st is not None else 1.0
-        return min(max(m, self.params.calib_min_mult), self.params.calib_max_mult)
+        p = self.params  # `min(max(m, lo), hi)` as the builtins evaluate it (`quoting.ticks_at`): per market per cycle
+        lo = p.calib_min_mult
+        if lo > m:
+            m = lo
+        hi = p.calib_max_mult
+        return hi if hi < m else m
 
     def on_fill(self, market: str, ts: float, realized_spread: float | None) -> None:
         st = self.state(market)
@@ -146,53 +151,72 @@ class Calibrator:
             st.adverse_ewm = (1 - self._ewm_w) * prev + self._ewm_w * mk.px
 
     def fills_per_min(self, market: str, now: float) -> float:
-        st = self.state(market)
-        if st.started_at is None:
-            return 0.0
-        n, minutes = self._window(st, now)
-        return n / minutes if minutes > 0 else 0.0
+        return self._rate(self.state(market), now)
 
     def total_fills_per_min(self, markets: Iterable[str], now: float) -> float:
         """`sum(self.fills_per_min(m, now) for m in markets)` (the same terms, added in the same
         order), in one call: the cycle's totals ask it for every market every cycle."""
         states = self.states
-        window = self._window
+        rate = self._rate
         rates: list[float] = []
         for cid in markets:
             st = states.get(cid)
             if st is None:
                 st = states[cid] = CalibState()  # as `state` does
-            if st.started_at is None:
-                rates.append(0.0)
-                continue
-            n, minutes = window(st, now)
-            rates.append(n / minutes if minutes > 0 else 0.0)
+            rates.append(rate(st, now))
         return sum(rates)
+
+    def _rate(self, st: CalibState, now: float) -> float:
+        """Fills per quoted minute in the window: `n / minutes if minutes > 0 else 0.0` of
+        `_window(st, now)`, its pruning included, without adding up the quoted minutes when no fill
+        counts (0 fills are a rate of 0.0 whatever the minutes: most markets, every cycle).
+        tests/strategy/test_calibrator_rate.py compares it with `_window`."""
+        if st.started_at is None:
+            return 0.0
+        n, start, quoted = self._count(st, now)
+        if n == 0:
+            return 0.0
+        minutes = self._quoted_sec(quoted, start, now) / 60.0
+        return n / minutes if minutes > 0 else 0.0
 
     def _window(self, st: CalibState, now: float) -> tuple[int, float]:
         """(fills, quoted minutes) in the half-open interval (max(now − window, start), now]."""
         if st.started_at is None:
             return 0, 0.0
+        n, start, quoted = self._count(st, now)
+        return n, self._quoted_sec(quoted, start, now) / 60.0
+
+    def _count(self, st: CalibState, now: float) -> tuple[int, float, list[list[float]]]:
+        """`_window`'s pruning (fills before the cutoff, stretches no longer counted) and its
+        fill count: (fills, the window's start, the stretches kept). `min`/`max` written as the
+        conditionals the builtins evaluate (the first smallest / largest: `quoting.ticks_at`)."""
+        started = st.started_at
+        assert started is not None
         cutoff = now - self.window_sec
         fts = st.fill_ts
         if fts:  # (the cycle asks every market every cycle: the empty and one-stretch cases without a scan)
             fts = st.fill_ts = [t for t in fts if t > cutoff]
-        keep = min(cutoff, st.updated_at)  # a stretch still counts toward the window or the next update
-        quoted = st.quoted
+        upd = st.updated_at
+        keep = upd if upd < cutoff else cutoff  # `min(cutoff, updated_at)`: a stretch still counts toward
+        quoted = st.quoted  # the window or the next update
         if len(quoted) == 1:  # one stretch (quoted continuously): kept as it is, or dropped
             if not quoted[0][1] > keep:
                 quoted = st.quoted = []
         elif quoted:
             quoted = st.quoted = [q for q in quoted if q[1] > keep]
-        start = max(cutoff, st.started_at)
-        if len(quoted) == 1:  # `sum` of the one term (never -0.0: `max(0.0, x)`)
-            s, e = quoted[0]
-            sec: float = max(0.0, min(e, now) - max(s, start))
-        else:
-            sec = sum(max(0.0, min(e, now) - max(s, start)) for s, e in quoted)
+        start = started if started > cutoff else cutoff  # `max(cutoff, started_at)`
         # every kept fill is after the cutoff: after the start too when the start is the cutoff
         n = len(fts) if start <= cutoff else sum(1 for t in fts if t > start)
-        return n, sec / 60.0
+        return n, start, quoted
+
+    @staticmethod
+    def _quoted_sec(quoted: list[list[float]], start: float, now: float) -> float:
+        """The quoted seconds of the kept stretches inside (start, now]."""
+        if len(quoted) == 1:  # `sum` of the one term (never -0.0: `max(0.0, x)`), its min/max as conditionals
+            s, e = quoted[0]
+            d = (now if now < e else e) - (start if start > s else s)
+            return d if d > 0.0 else 0.0
+        return sum(max(0.0, min(e, now) - max(s, start)) for s, e in quoted)
 
     def _accrue(self, st: CalibState, now: float, quoted: bool) -> None:
         """Account the time since the previous step: a quoted stretch, or time that passes uncounted."""
@@ -220,9 +244,9 @@ class Calibrator:
             st = self.state(market)
         self._accrue(st, now, quoted)
         q, upd = st.quoted, st.updated_at
-        if len(q) == 1:  # `sum` of the one term (0.0 + x: as `sum` adds it)
+        if len(q) == 1:  # `sum` of the one term (0.0 + x: as `sum` adds it; `max(s, upd)` as its conditional)
             s, e = q[0]
-            due = 0.0 + (e - max(s, upd)) if e > upd else 0.0
+            due = 0.0 + (e - (upd if upd > s else s)) if e > upd else 0.0
         else:
             due = sum(e - max(s, upd) for s, e in q if e > upd)
         if due < self.update_sec:
