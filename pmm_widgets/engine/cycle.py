@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 from ..analytics.markouts import HORIZONS, MarkoutTracker
 from ..analytics.pnl import PnlBook, PnlParts
 from ..config import STRATEGY_PARAM_FIELDS, Params
-from ..domain import ZERO, BookView, Fill, Market, Mode, Order, OrderStatus, Quote, Side
+from ..domain import REJECTED, ZERO, BookView, Fill, Market, Mode, Order, Quote, Side
 from ..economics.rewards import TWO_SIDED_HI, TWO_SIDED_LO, UsdCarry
 from ..economics.tracker import EconomicsTracker, RewardSample
 from ..events import EventBus, EventKind, Level
 from ..execution.exchange import Exchange
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
-from ..strategy.base import Decision, MarketContext, Regime, Strategy, decision_key
+from ..strategy.base import HALTED, NORMAL, Decision, MarketContext, Regime, Strategy, decision_key
 from ..strategy.calibrator import Calibrator
 from ..strategy.guard import guard_at, guard_quotes
 from ..strategy.inventory import Inventory
@@ -61,9 +61,6 @@ if TYPE_CHECKING:
 DEFAULT_TICK = Decimal("0.01")
 NO_INVENTORY = Inventory()
 TOX_EWM_W = 0.2  # weight of a new short-horizon markout in the per-market toxicity EWMA
-# an Enum class's members read through `EnumType.__getattr__`'s slot (~0.5 k instructions a read, per
-# market per cycle): module globals are the same members (`is` compares them alike)
-_NORMAL, _HALTED, _REJECTED = Regime.NORMAL, Regime.HALTED, OrderStatus.REJECTED
 
 
 @dataclass(slots=True)
@@ -449,20 +446,20 @@ class QuoteCycle:
             note = f"strategy error: {type(exc).__name__}: {exc}"
             self._flag_guard(now, cid, strat.name, note, rep, level=Level.ERROR)
             self._decided.pop(cid, None)
-            return [], _HALTED, note
+            return [], HALTED, note
         self._sstate[cid] = None
         self._regime[cid] = "normal"
         quotes, why = guard_at(m, inv, tick, b, a, max_of3(m.min_order_size, yv.min_order_size, nv.min_order_size),
-                               raw, _NORMAL)
-        self._guard(now, cid, strat.name, why, _NORMAL, rep)
+                               raw, NORMAL)
+        self._guard(now, cid, strat.name, why, NORMAL, rep)
         if state is None:  # a fixed point: the decision's state is None
-            self._decided[cid] = _Decided(strat, m, None, key, list(quotes), _NORMAL, "", why)
+            self._decided[cid] = _Decided(strat, m, None, key, list(quotes), NORMAL, "", why)
         else:
             self._decided.pop(cid, None)
-        return quotes, _NORMAL, ""
+        return quotes, NORMAL, ""
 
     def _guard(self, now: float, cid: str, name: str, why: str | None, regime: Regime, rep: CycleReport) -> None:
-        if why is not None and regime is not _HALTED:
+        if why is not None and regime is not HALTED:
             self._flag_guard(now, cid, name, f"guard dropped a quote: {why}", rep)
         else:
             self._guard_flag.pop(cid, None)
@@ -712,7 +709,7 @@ class QuoteCycle:
                         by_market = self._by_market(exchange)
                     orders = tuple(by_market.get(cid, ()))
                 raw, regime, note = got if got is not None else self._decide(now, m, yv, nv, inv, orders, rep, tte)
-                if fit and regime is _NORMAL:  # (`_fit_two_sided` returns `raw` itself otherwise)
+                if fit and regime is NORMAL:  # (`_fit_two_sided` returns `raw` itself otherwise)
                     raw = self._fit_two_sided(m, raw, mid)
                 quotes = self._risk_filter(now, m, raw, inv, mid, total_exposure)
                 if exposures is None:
@@ -721,7 +718,7 @@ class QuoteCycle:
                 dropped = self.risk.dropped.get(cid)
                 status = f"quoting (risk: {dropped})" if quotes and dropped else \
                     "quoting" if quotes or not raw else f"risk: {dropped}"
-                if regime is _HALTED:
+                if regime is HALTED:
                     status = note or "halted"
                 elif note:
                     status = f"{note}: {status}"
@@ -774,7 +771,7 @@ class QuoteCycle:
             rep.requote_sec = time.perf_counter() - t0
             rep.cancelled = len(cancelled)
             for o in placed:
-                if o.status is _REJECTED:
+                if o.status is REJECTED:
                     rep.rejected += 1
                 else:
                     rep.placed += 1

@@ -53,7 +53,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..domain import ZERO, BookView, PublicTrade, Side, slot_init
+from ..domain import BUY, SELL, ZERO, BookView, PublicTrade, Side, slot_init
 from .fillmodels import (
     DEFAULT_REF_DEPTH,
     IntensityKnobs,
@@ -116,7 +116,7 @@ class FillModel(Protocol):
 
 def traded_through(book: BookView, side: Side, price: Decimal) -> bool:
     """The book offers at (or through) our price from the other side: our level was consumed."""
-    if side is Side.BUY:
+    if side is BUY:
         return book.best_ask is not None and book.best_ask <= price
     return book.best_bid is not None and book.best_bid >= price
 
@@ -159,7 +159,7 @@ class IntensityFillModel:
         exp = math.exp
         rand = self.rng.random
         sim_ts = self._sim_ts
-        buy = Side.BUY
+        buy = BUY
         out: list[ModelFill] = []
         for o in orders:
             cid = o.client_id
@@ -275,7 +275,7 @@ class QueueFillModel:
     def on_trade(self, trade: PublicTrade, orders: Sequence[RestingOrder], ts: float) -> list[ModelFill]:
         """A print eats the resting orders it could have met, best price first, once each share."""
         makers = [o for o in orders if o.side is not trade.side]
-        makers.sort(key=lambda o: o.price, reverse=trade.side is Side.SELL)  # a seller hits the highest bid first
+        makers.sort(key=lambda o: o.price, reverse=trade.side is SELL)  # a seller hits the highest bid first
         left = trade.size
         out: list[ModelFill] = []
         for o in makers:
@@ -284,7 +284,7 @@ class QueueFillModel:
                 continue
             if trade.price == o.price:
                 left, cause = qp.on_trade_at_price(left), "trade_at_price"
-            elif (trade.price < o.price) if o.side is Side.BUY else (trade.price > o.price):
+            elif (trade.price < o.price) if o.side is BUY else (trade.price > o.price):
                 cause = "trade_through"
             else:
                 continue

@@ -33,7 +33,7 @@ from decimal import Decimal
 import numpy as np
 
 from ..config import Params
-from ..domain import ZERO, BookView, Side
+from ..domain import BUY, ZERO, BookView, Side
 from ..ticks import floor_size
 
 DEFAULT_REF_DEPTH = 100.0
@@ -41,19 +41,19 @@ DEFAULT_REF_DEPTH = 100.0
 
 def touch_distance(view: BookView, side: Side, price: Decimal) -> float:
     """Price distance behind our side's touch (0 when at or better than the touch)."""
-    best = view.best_bid if side is Side.BUY else view.best_ask
+    best = view.best_bid if side is BUY else view.best_ask
     if best is None:
         return 0.0
-    d = best - price if side is Side.BUY else price - best
+    d = best - price if side is BUY else price - best
     return max(0.0, float(d))
 
 
 def touch_depth(view: BookView, side: Side, price: Decimal) -> float:
     """Size resting at our side's touch; 0 when our price improves on it (nobody is ahead)."""
-    levels = view.bids if side is Side.BUY else view.asks
+    levels = view.bids if side is BUY else view.asks
     if not levels:
         return 0.0
-    better = price > levels[0].price if side is Side.BUY else price < levels[0].price
+    better = price > levels[0].price if side is BUY else price < levels[0].price
     return 0.0 if better else float(levels[0].size)
 
 

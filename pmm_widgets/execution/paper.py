@@ -43,6 +43,8 @@ import numpy as np
 from ..book import BookNote, LatestBooks, as_view
 from ..config import Params
 from ..domain import (
+    BUY,
+    SELL,
     ZERO,
     BookView,
     Fill,
@@ -72,15 +74,6 @@ from .fillmodels import DEFAULT_REF_DEPTH, IntensityKnobs
 from .latency_model import ZERO_LATENCY, LatencyModel
 
 ONE = Decimal(1)
-# the two sides, read once: a member read off the enum class (`Side.BUY`) goes through the enum
-# metaclass's attribute hook on Python 3.11 (~1 k instructions, as much as a call); the order and
-# print paths below read them per order / print. `_opposite(s)` is `s.opposite` (three such reads).
-_BUY, _SELL = Side.BUY, Side.SELL
-
-
-def _opposite(side: Side) -> Side:
-    """`side.opposite` without its reads of `Side`'s members (tests/execution/test_paper_batch.py)."""
-    return _SELL if side is _BUY else _BUY
 
 log = logging.getLogger(__name__)
 
@@ -242,13 +235,13 @@ class PaperExchange:
             return rule
         book = self._books.get(q.token_id)
         if book is not None:
-            if q.side is _BUY and book.best_ask is not None and q.price >= book.best_ask:
+            if q.side is BUY and book.best_ask is not None and q.price >= book.best_ask:
                 return "post-only: would cross the best ask"
-            if q.side is _SELL and book.best_bid is not None and q.price <= book.best_bid:
+            if q.side is SELL and book.best_bid is not None and q.price <= book.best_bid:
                 return "post-only: would cross the best bid"
-        if q.side is _SELL:
+        if q.side is SELL:
             reserved = sum((o.remaining for o in self._by_token.get(q.token_id, {}).values()
-                            if o.side is _SELL), ZERO)
+                            if o.side is SELL), ZERO)
             if self.positions.get(q.token_id, ZERO) - reserved < q.size:
                 return "not enough balance to sell"
         return None
@@ -376,7 +369,7 @@ class PaperExchange:
         o.updated_ts = n.ts
         done = o.remaining <= 0
         ftype = FillType.FILLED if done else FillType.PARTIAL
-        delta = size if o.side is _BUY else -size
+        delta = size if o.side is BUY else -size
         self.positions[o.token_id] = self.positions.get(o.token_id, ZERO) + delta
         raw = {**n.raw, "source": "paper", "book_mid": None if n.mid is None else str(n.mid), "fee": str(n.fee),
                "seen_ts": n.visible_at}
@@ -463,7 +456,7 @@ class PaperExchange:
             return True
         yes = trade.token_id == m.yes_token_id
         key = (m.condition_id, trade.ts, trade.size, trade.price if yes else ONE - trade.price,
-               trade.side if yes else _opposite(trade.side))
+               trade.side if yes else trade.side.opposite)
         first = self._seen.get(key)
         if first is not None and first != trade.token_id:
             return False  # the mirror of a print seen on the other token (a repeat on the same token is a new print)
@@ -488,9 +481,9 @@ class PaperExchange:
         else:
             best_bid, best_ask = book.best_bid, book.best_ask
         if best_bid is not None and trade.price <= best_bid:
-            return _SELL
+            return SELL
         if best_ask is not None and trade.price >= best_ask:
-            return _BUY
+            return BUY
         return trade.side
 
     def observe_trade(self, trade: PublicTrade) -> None:
@@ -510,7 +503,7 @@ class PaperExchange:
                 other = m.complement_of(trade.token_id)
                 orders = self._venue_by_token.get(other)
                 if orders:
-                    mirrored = PublicTrade(other, trade.market, ONE - trade.price, trade.size, _opposite(trade.side),
+                    mirrored = PublicTrade(other, trade.market, ONE - trade.price, trade.size, trade.side.opposite,
                                            trade.ts, trade.recv_ts)
                     self._apply(model.on_trade(mirrored, list(orders.values()), ts), t)
         self._deliver(t)

@@ -68,6 +68,9 @@ class Regime(str, enum.Enum):
 
 
 _LEVELS = {Regime.NORMAL: 0, Regime.WIDE: 1, Regime.REDUCE_ONLY: 2, Regime.HALTED: 3}
+# the regimes the cycle and the guard compare with per market, as module constants (why: see
+# `domain.BUY`: a member read off its enum class is slow on Python 3.11)
+NORMAL, REDUCE_ONLY, HALTED = Regime.NORMAL, Regime.REDUCE_ONLY, Regime.HALTED
 
 
 @slot_init

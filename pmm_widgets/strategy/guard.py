@@ -23,15 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from ..domain import Market, Quote, Side
+from ..domain import BUY, SELL, Market, Quote
 from ..ticks import on_size_grid, valid_price
-from .base import MarketContext, Regime
+from .base import HALTED, REDUCE_ONLY, MarketContext, Regime
 from .inventory import Inventory, net_delta
-
-# an Enum class's members read through `EnumType.__getattr__`'s slot (~0.5 k instructions a read, per
-# quote per decision): module globals are the same members (`is` compares them alike)
-_BUY, _SELL = Side.BUY, Side.SELL
-_HALTED, _REDUCE_ONLY = Regime.HALTED, Regime.REDUCE_ONLY
 
 
 def guard_quotes(ctx: MarketContext, quotes: Iterable[Quote], regime: Regime) -> tuple[list[Quote], str | None]:
@@ -45,7 +40,7 @@ def guard_at(m: Market, inv: Inventory, tick: Decimal, bid_ticks: int, ask_ticks
     strategy has them without a `MarketContext`): the effective touch in ticks and the largest
     of the market's and both books' min sizes."""
     reason: str | None = None
-    if regime is _HALTED:
+    if regime is HALTED:
         quotes = list(quotes)
         return [], ("halted" if quotes else None)
     kept: list[Quote] = []
@@ -58,15 +53,15 @@ def guard_at(m: Market, inv: Inventory, tick: Decimal, bid_ticks: int, ask_ticks
         if why is None:
             # `yes_space_price(m, q)`, written out (per quote per decision)
             if q.token_id == yes_id:
-                bid, yp = q.side is _BUY, q.price
+                bid, yp = q.side is BUY, q.price
             else:
-                bid, yp = q.side is not _BUY, 1 - q.price
+                bid, yp = q.side is not BUY, 1 - q.price
             t = yp / tick
             if bid and t >= ask_ticks:
                 why = f"bid {yp} would cross the ask {tick * ask_ticks}"
             elif not bid and t <= bid_ticks:
                 why = f"ask {yp} would cross the bid {tick * bid_ticks}"
-            elif regime is _REDUCE_ONLY and \
+            elif regime is REDUCE_ONLY and \
                     not reduces(inv.net, inv.net + net_delta(m, q.token_id, q.side, q.size)):
                 why = "reduce-only: the quote would not reduce the position"
             elif bid:  # (`max(top_bid, yp)` / `min(low_ask, yp)` as the builtins evaluate them: `quoting.ticks_at`)
@@ -104,10 +99,10 @@ def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: D
     if not size.is_finite() or size < min_size or (size is not _on_grid and not on_size_grid(size)):
         return f"size {q.size} below min size {min_size} or off the 0.01 grid"
     _on_grid = size
-    if q.side is _SELL:
+    if q.side is SELL:
         held = held_yes if q.token_id == m.yes_token_id else held_no
         if q.size > held:
             return f"SELL {q.size} > {held} held"
-    elif q.side is not _BUY:
+    elif q.side is not BUY:
         return f"unknown side {q.side}"
     return None

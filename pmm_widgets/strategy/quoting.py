@@ -51,13 +51,9 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from functools import lru_cache
 
 from ..config import Params
-from ..domain import BookView, Market, Order, Quote, Side
+from ..domain import BUY, SELL, BookView, Market, Order, Quote
 from ..ticks import floor_size
 from .inventory import Inventory
-
-# an Enum class's members read through `EnumType.__getattr__`'s slot (~0.5 k instructions a read, per
-# quote per decision): module globals are the same members (`is` compares them alike)
-_BUY, _SELL = Side.BUY, Side.SELL
 
 
 def _ticks_floor(price: Decimal, tick: Decimal) -> int:
@@ -316,17 +312,17 @@ def token_quotes(
     if bid_ok:
         assert bid_t is not None
         if inventory.no >= min_size:
-            out.append(Quote(market.condition_id, market.no_token_id, _SELL,
+            out.append(Quote(market.condition_id, market.no_token_id, SELL,
                              grid_price(tick, n - bid_t), floor_size(inventory.no if inventory.no < size else size)))
         else:
-            out.append(Quote(market.condition_id, market.yes_token_id, _BUY, grid_price(tick, bid_t), size))
+            out.append(Quote(market.condition_id, market.yes_token_id, BUY, grid_price(tick, bid_t), size))
     if ask_ok:
         assert ask_t is not None
         if inventory.yes >= min_size:
-            out.append(Quote(market.condition_id, market.yes_token_id, _SELL,
+            out.append(Quote(market.condition_id, market.yes_token_id, SELL,
                              grid_price(tick, ask_t), floor_size(inventory.yes if inventory.yes < size else size)))
         else:
-            out.append(Quote(market.condition_id, market.no_token_id, _BUY, grid_price(tick, n - ask_t), size))
+            out.append(Quote(market.condition_id, market.no_token_id, BUY, grid_price(tick, n - ask_t), size))
     return out
 
 
@@ -335,5 +331,5 @@ def yes_space_price(market: Market, q: Quote | Order) -> tuple[str, Decimal]:
     are bids, the others asks."""
     is_yes = q.token_id == market.yes_token_id
     if is_yes:
-        return ("bid" if q.side is _BUY else "ask", q.price)
-    return ("ask" if q.side is _BUY else "bid", 1 - q.price)
+        return ("bid" if q.side is BUY else "ask", q.price)
+    return ("ask" if q.side is BUY else "bid", 1 - q.price)

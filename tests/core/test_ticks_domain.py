@@ -90,3 +90,19 @@ def test_market_tradable_and_complements():
     assert m.tradable and m.complement_of("1") == "2" and m.complement_of("2") == "1"
     assert not Market("c", "q?", "1", "2", Decimal("0.01"), Decimal(5), accepting_orders=False).tradable
     assert not Market("c", "q?", "1", "", Decimal("0.01"), Decimal(5)).tradable
+
+
+def test_the_member_constants_are_the_members_and_answer_as_spelled_out() -> None:
+    """`domain.BUY` / `SELL` / `REJECTED` and `strategy.base.NORMAL` / `REDUCE_ONLY` / `HALTED` (the
+    members hot paths compare with `is`, read once) are the very members; `Side.opposite` and
+    `OrderStatus.is_open`, which now read module constants, answer as their definitions say."""
+    from pmm_widgets import domain
+    from pmm_widgets.domain import OrderStatus, Side
+    from pmm_widgets.strategy import base
+    from pmm_widgets.strategy.base import Regime
+
+    assert domain.BUY is Side.BUY and domain.SELL is Side.SELL and domain.REJECTED is OrderStatus.REJECTED
+    assert (base.NORMAL, base.REDUCE_ONLY, base.HALTED) == (Regime.NORMAL, Regime.REDUCE_ONLY, Regime.HALTED)
+    assert base.NORMAL is Regime.NORMAL and base.REDUCE_ONLY is Regime.REDUCE_ONLY and base.HALTED is Regime.HALTED
+    assert Side.BUY.opposite is Side.SELL and Side.SELL.opposite is Side.BUY
+    assert {s for s in OrderStatus if s.is_open} == {OrderStatus.PENDING, OrderStatus.LIVE, OrderStatus.PARTIAL}

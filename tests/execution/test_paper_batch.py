@@ -164,13 +164,3 @@ def test_a_subclass_observe_book_still_sees_every_book() -> None:
     ex = Own(Params(), MemorySink(), clock=lambda: 100.0, session="s")
     ex.observe_books([_view(0, 40, 2, 20, 20, 100.0), _view(1, 40, 2, 20, 20, 100.0)])
     assert seen == ["y0", "n0"] and list(ex._latest) == ["y0", "n0"]
-
-
-def test_the_read_once_sides_are_the_sides() -> None:
-    """paper.py reads `Side`'s members once (`_BUY`, `_SELL`) and `_opposite(s)` for `s.opposite`:
-    the very members, and each side's opposite, as `Side` gives them."""
-    from pmm_widgets.execution import paper
-
-    assert paper._BUY is Side.BUY and paper._SELL is Side.SELL
-    for s in Side:
-        assert paper._opposite(s) is s.opposite
