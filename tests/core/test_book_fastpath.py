@@ -399,6 +399,20 @@ def test_price_change_timestamp_inline_equals_ts(v: str | None, vmax: int, bound
     assert hooks[0] == hooks[1]
 
 
+def _same_price_change(fast: MarketStream, ref: MarketStream, ev: Any, now: float) -> None:
+    """`ev` through `fast._on_price_change` and through `ref_on_price_change(ref, ...)`: the same
+    touched tokens and the same error (type and text), or none (the books: the caller compares)."""
+    out = []
+    for apply in (fast._on_price_change, lambda e, n, t: ref_on_price_change(ref, e, n, t)):
+        touched: set[str] = set()
+        try:
+            apply(ev, now, touched)
+            out.append((touched, None))
+        except Exception as exc:  # noqa: BLE001 - compared below
+            out.append((touched, (type(exc), str(exc))))
+    assert out[0] == out[1]
+
+
 def ref_on_price_change(s: MarketStream, ev: Any, now: float, touched: set[str]) -> None:
     """`MarketStream._on_price_change` before its two-entry case was inlined (issue 15, pass 21):
     every event grouped by `_books_of`."""
@@ -453,15 +467,7 @@ def test_two_entry_price_changes_equal_the_grouped_path(events: list) -> None:
     for entries, ts in events:
         ev = PriceChangeEvent(price_changes=[PriceChange(a, p, q, sd, h, bb, ba) for a, p, q, sd, h, bb, ba in entries],
                               timestamp=ts)
-        out = []
-        for apply in (fast._on_price_change, lambda e, n, t: ref_on_price_change(ref, e, n, t)):
-            touched: set[str] = set()
-            try:
-                apply(ev, now, touched)
-                out.append((touched, None))
-            except Exception as exc:  # noqa: BLE001 - compared below
-                out.append((touched, (type(exc), str(exc))))
-        assert out[0] == out[1]
+        _same_price_change(fast, ref, ev, now)
         for a in ("A", "B", "C"):
             assert state(fast.books[a]) == state(ref.books[a])
         assert fast._pending == ref._pending
@@ -628,6 +634,32 @@ def test_a_lone_entry_applies_like_the_reference(ops: list) -> None:
             assert fast[a].ts == ref[a].ts
 
 
+@pytest.mark.parametrize("one", [True, False])
+@pytest.mark.parametrize(("bb", "ba", "want"), [
+    ("0.41", "0.59", 0),  # the venue's best bid and ask are ours
+    ("0.4", "0.59", 1),  # its best bid is another of our levels' prices (our best is 0.41)
+    ("0.41", "0.6", 1),  # its best ask is another of our levels' prices (our best is 0.59)
+    ("0.4", "0.6", 1),
+    ("0.410", "0.59", 0),  # a spelling of no level (not cached): compared by value, the same price
+    ("0.42", "0.59", 1),  # ... another price
+])
+def test_an_event_answers_whether_the_venue_s_best_bid_and_ask_are_ours(one: bool, bb: str, ba: str, want: int) -> None:
+    """The answer of `apply_one` (a lone entry) and of `apply_event`'s loop (several), both from
+    `_stamp`: 1 when the last entry's best bid or best ask is not the book's, each side on its own
+    (a hypothesis run need not draw a text that is a cached price of the book on one side only)."""
+    b = OrderBook("A", "m", Decimal("0.01"))
+    snap = _snap("A", [PriceLevel("0.4", "10"), PriceLevel("0.41", "5")],
+                 [PriceLevel("0.6", "10"), PriceLevel("0.59", "5")], "0.01", None)
+    assert b.apply_snapshot(snap, ts=0.5)
+    last = PriceChange(asset_id="A", price="0.4", size="12", side="BUY", hash=None, best_bid=bb, best_ask=ba)
+    if one:
+        assert b.apply_one(last, None, None, 1.0) == want
+    else:
+        first = PriceChange(asset_id="A", price="0.6", size="11", side="SELL", hash=None, best_bid="0", best_ask="0")
+        assert b.apply_event([first, last], None, None, 1.0) == want
+    assert (b.best_bid, b.best_ask) == (Decimal("0.41"), Decimal("0.59"))
+
+
 def ref_ts(s: MarketStream, v: Any, now: float) -> tuple[int, bool]:
     """`MarketStream._ts` before it read the kept timestamp text (issue 15, pass 23)."""
     from pmm_widgets.venue.market_stream import FUTURE_SKEW_MS, BadMessage
@@ -717,15 +749,7 @@ def test_a_repeated_timestamp_reads_like_a_new_one(ops: list) -> None:
         ev = PriceChangeEvent(price_changes=[PriceChange(a, "0.4" if i % 2 else "0.6", sizes[(k + i) % 4],
                                                          "BUY" if i % 2 else "SELL", f"h{k}")
                                              for i, a in enumerate(tokens)], timestamp=v)
-        out = []
-        for apply in (fast._on_price_change, lambda e, n, t: ref_on_price_change(ref, e, n, t)):
-            touched: set[str] = set()
-            try:
-                apply(ev, now, touched)
-                out.append((touched, None))
-            except Exception as exc:  # noqa: BLE001 - compared below
-                out.append((touched, (type(exc), str(exc))))
-        assert out[0] == out[1]
+        _same_price_change(fast, ref, ev, now)
         for a in ASSETS:
             assert state(fast.books[a]) == state(ref.books[a])
         assert fast._pending == ref._pending
