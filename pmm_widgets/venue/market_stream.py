@@ -620,20 +620,31 @@ class MarketStream:
                 raise BadMessage(f"unknown token {a0[:20]!r}")
             if b1 is None and a1 not in retired:
                 raise BadMessage(f"unknown token {a1[:20]!r}")
-            books: Sequence[tuple[OrderBook | None, Sequence[PriceChange]]] = ((b0, (c0,)), (b1, (c1,)))
-        else:
-            books = self._books_of(changes)  # unknown token: whole message refused
-        for b, chs in books:
+            # the loop below for these two one-entry groups, each applied by `OrderBook.apply_one`
+            # (what `apply_event` does for a lone entry, without its length check and call)
+            for b, c in ((b0, c0), (b1, c1)):
+                if b is None or not b.synced:
+                    continue  # as below
+                h = c.hash
+                vts = b.venue_ts_ms
+                if ts and (ts < vts or (ts == vts and h and h == b.hash)):
+                    continue
+                r = b.apply_one(c, h, ts if ts > vts else None, now)
+                if r < 0:
+                    self._distrust(b)
+                    raise BadMessage("price change with invalid price/size/side")
+                touched.add(b.token_id)
+                if r or clamped:
+                    self._distrust(b)
+            return
+        for b, chs in self._books_of(changes):  # unknown token: whole message refused
             if b is None or not b.synced:
                 continue  # a snapshot is on its way
             h = chs[-1].hash
             vts = b.venue_ts_ms
             if ts and (ts < vts or (ts == vts and h and h == b.hash)):
                 continue  # already contained in the snapshot the book holds
-            # apply, stamp, check: `OrderBook.apply_one` for a token's lone entry (most events), else
-            # `apply_event` (which would hand a lone entry to `apply_one`: the call spared here)
-            r = (b.apply_one(chs[0], h, ts if ts > vts else None, now) if len(chs) == 1
-                 else b.apply_event(chs, h, ts if ts > vts else None, now))
+            r = b.apply_event(chs, h, ts if ts > vts else None, now)  # apply, stamp, check (`OrderBook.apply_event`)
             if r < 0:
                 self._distrust(b)  # it missed a real update of the venue's
                 raise BadMessage("price change with invalid price/size/side")

@@ -644,9 +644,10 @@ def test_a_lone_entry_applies_like_the_reference(ops: list) -> None:
     ("0.42", "0.59", 1),  # ... another price
 ])
 def test_an_event_answers_whether_the_venue_s_best_bid_and_ask_are_ours(one: bool, bb: str, ba: str, want: int) -> None:
-    """The answer of `apply_one` (a lone entry) and of `apply_event`'s loop (several), both from
-    `_stamp`: 1 when the last entry's best bid or best ask is not the book's, each side on its own
-    (a hypothesis run need not draw a text that is a cached price of the book on one side only)."""
+    """The answer of `apply_one` (a lone entry) and of `apply_event`'s loop (several), each of which
+    spells the check out: 1 when the last entry's best bid or best ask is not the book's, each side
+    on its own (a hypothesis run need not draw a text that is a cached price of the book on one
+    side only: dropping either side's comparison from either copy fails here, checked)."""
     b = OrderBook("A", "m", Decimal("0.01"))
     snap = _snap("A", [PriceLevel("0.4", "10"), PriceLevel("0.41", "5")],
                  [PriceLevel("0.6", "10"), PriceLevel("0.59", "5")], "0.01", None)
