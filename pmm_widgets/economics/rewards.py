@@ -189,33 +189,29 @@ def score_book(bids: Sequence[tuple[Decimal, Decimal]], asks: Sequence[tuple[Dec
     the levels after it come nearer first.) Per venue minute per market, over whole books."""
     if yes_mid is None or not prog.active:
         return QScore()
-    take: dict[tuple[bool, Decimal], Decimal] = {}
-    for o in minus:  # (as `book_orders`)
-        k = (o.bid, o.price)
-        take[k] = take.get(k, ZERO) + o.size
-    q1 = q2 = ZERO
+    take = _taken(minus)
     v, min_size = prog.max_spread_c, prog.min_size
-    for px, sz in bids:
+    q1 = _side_score(bids, True, yes_mid, v, min_size, take)
+    q2 = _side_score(asks, False, yes_mid, v, min_size, take)
+    return QScore(q1, q2, q_min(q1, q2, yes_mid, c))
+
+
+def _side_score(levels: Sequence[tuple[Decimal, Decimal]], bid: bool, yes_mid: Decimal, v: Decimal,
+                min_size: Decimal, take: dict[tuple[bool, Decimal], Decimal]) -> Decimal:
+    """One side of `score_book`: the sum of score x size over its levels, best first, minus what
+    `take` takes out, until a level beyond the mid on the side's own side is `v` or further away."""
+    q = ZERO
+    for px, sz in levels:
         s = abs(px - yes_mid) * 100  # (`score_orders`' distance)
-        if s >= v and px < yes_mid:
+        if s >= v and (px < yes_mid if bid else px > yes_mid):
             break
-        rest = sz - take.get((True, px), ZERO)
+        rest = sz - take.get((bid, px), ZERO)
         if rest <= 0 or rest < min_size:  # (`book_orders` keeps rest > 0; `score_orders` skips the small)
             continue
         sc = order_score(v, s)
         if sc != 0:
-            q1 += sc * rest
-    for px, sz in asks:
-        s = abs(px - yes_mid) * 100
-        if s >= v and px > yes_mid:
-            break
-        rest = sz - take.get((False, px), ZERO)
-        if rest <= 0 or rest < min_size:
-            continue
-        sc = order_score(v, s)
-        if sc != 0:
-            q2 += sc * rest
-    return QScore(q1, q2, q_min(q1, q2, yes_mid, c))
+            q += sc * rest
+    return q
 
 
 def share(ours: Decimal, total: Decimal) -> Decimal:
@@ -253,15 +249,22 @@ class UsdCarry:
         return q
 
 
+def _taken(minus: Iterable[ScoredOrder]) -> dict[tuple[bool, Decimal], Decimal]:
+    """The size of `minus` (our own resting orders) per (bid, price): what `book_orders` and
+    `score_book` take out of the book's levels."""
+    take: dict[tuple[bool, Decimal], Decimal] = {}
+    for o in minus:
+        k = (o.bid, o.price)
+        take[k] = take.get(k, ZERO) + o.size
+    return take
+
+
 def book_orders(bids: Sequence[tuple[Decimal, Decimal]], asks: Sequence[tuple[Decimal, Decimal]],
                 minus: Iterable[ScoredOrder] = ()) -> list[ScoredOrder]:
     """The book's levels (YES terms) as one maker's orders, one per price level, after taking
     out `minus` (our own resting orders): how the engine sees its competition, and how the
     sandbox scores its background maker (one account, one order per level)."""
-    take: dict[tuple[bool, Decimal], Decimal] = {}
-    for o in minus:
-        k = (o.bid, o.price)
-        take[k] = take.get(k, ZERO) + o.size
+    take = _taken(minus)
     out: list[ScoredOrder] = []
     for is_bid, levels in ((True, bids), (False, asks)):
         for px, sz in levels:
