@@ -275,6 +275,7 @@ class BookView:
         return ZERO
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class PublicTrade:
     """One print of the public tape (`last_trade_price`). `side` is the taker's side."""

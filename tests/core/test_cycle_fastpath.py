@@ -31,14 +31,15 @@ from hypothesis import strategies as st
 
 from pmm_widgets.analytics.markouts import Markout
 from pmm_widgets.analytics.pnl import PnlParts
-from pmm_widgets.domain import Fill, Quote, slot_init
+from pmm_widgets.domain import Fill, PublicTrade, Quote, slot_init
 from pmm_widgets.economics.tracker import FillEconomics
 from pmm_widgets.execution.fill_model import ModelFill
 from pmm_widgets.strategy.base import Decision, MarketContext
 from pmm_widgets.strategy.inventory import Inventory
 from pmm_widgets.strategy.risk import Screened
 
-FAST = (Quote, Fill, MarketContext, Decision, Inventory, Screened, Markout, PnlParts, FillEconomics, ModelFill)
+FAST = (Quote, Fill, MarketContext, Decision, Inventory, Screened, Markout, PnlParts, FillEconomics, ModelFill,
+        PublicTrade)
 
 
 def generated(cls: type) -> type:
