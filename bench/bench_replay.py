@@ -20,8 +20,9 @@
 
 5. --instructions (with --window W, optionally --compare DIR): instructions per market event of
    one replay, counted by valgrind's callgrind (the replay process minus the same process stopped
-   before the replay): within ≈ 0.5 % from run to run, so a change of a few % is measurable on a
-   host whose CPU time drifts ±15 %. It ranks code; it does not predict seconds.
+   before the replay), with the string hash seed fixed (PYTHONHASHSEED=0; a random one moves the
+   count ±1 %): a change of a few tenths of a % is measurable on a host whose CPU time drifts ±15 %.
+   It ranks code; it does not predict seconds.
 
 6. --phases (with --window W): where one replay's CPU goes (the cycles, the book and trade
    listeners, the rest), the ceiling the cycles alone set, the cycle time 200k events/CPU-s allows.
@@ -319,11 +320,14 @@ def ir_worker(root: Path, minutes: float, run: bool) -> None:
 
 def _instructions(root: Path, minutes: float, tree: Path, run: bool) -> dict[str, Any]:
     """One `ir_worker` process of `tree` under callgrind: its JSON line and the instructions it ran
-    (callgrind's "Collected" total; runs of one tree agreed within 0.2 %, whatever the host's load)."""
+    (callgrind's "Collected" total). The string hash seed is fixed (PYTHONHASHSEED=0): with a random
+    one, runs of one tree moved ±1 % (dict and set layouts differ run to run), more than a change of
+    a few tenths of a percent; fixed, they repeat within 0.1 %. One seed is one layout: a change that
+    only moves collisions could read differently under another."""
     with tempfile.TemporaryDirectory() as pyc:  # every tree compiles its modules alike (no .pyc of earlier runs)
         p = _run_fresh(root, minutes, tree, ["--ir-worker"] + ([] if run else ["--ir-load-only"]),
                        ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
-                       PYTHONPYCACHEPREFIX=pyc, PYTHONDONTWRITEBYTECODE="1")
+                       PYTHONPYCACHEPREFIX=pyc, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
     m = re.search(r"Collected : (\d+)", p.stderr)
     if m is None:
         raise RuntimeError(f"valgrind printed no instruction count: {p.stderr[-300:]}")
