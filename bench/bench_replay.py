@@ -21,8 +21,8 @@
 5. --instructions (with --window W, optionally --compare DIR): instructions per market event of
    one replay, counted by valgrind's callgrind (the replay process minus the same process stopped
    before the replay), with the string hash seed fixed (PYTHONHASHSEED=0; a random one moves the
-   count ±1 %): a change of a few tenths of a % is measurable on a host whose CPU time drifts ±15 %.
-   It ranks code; it does not predict seconds.
+   count ±1 %; fixed, two checkouts of one code read within 0.2 %): a change of ≈ 0.3 % or more is
+   measurable on a host whose CPU time drifts ±15 %. It ranks code; it does not predict seconds.
 
 6. --phases (with --window W): where one replay's CPU goes (the cycles, the book and trade
    listeners, the rest), the ceiling the cycles alone set, the cycle time 200k events/CPU-s allows.
@@ -322,8 +322,10 @@ def _instructions(root: Path, minutes: float, tree: Path, run: bool) -> dict[str
     """One `ir_worker` process of `tree` under callgrind: its JSON line and the instructions it ran
     (callgrind's "Collected" total). The string hash seed is fixed (PYTHONHASHSEED=0): with a random
     one, runs of one tree moved ±1 % (dict and set layouts differ run to run), more than a change of
-    a few tenths of a percent; fixed, they repeat within 0.1 %. One seed is one layout: a change that
-    only moves collisions could read differently under another."""
+    a few tenths of a percent; fixed, one tree repeated within 0.05 %, and two checkouts of the same
+    code at different paths read 0.2 % apart (their path strings hash differently): below ≈ 0.3 % a
+    change is not measured. One seed is one layout: a change that only moves collisions could read
+    differently under another."""
     with tempfile.TemporaryDirectory() as pyc:  # every tree compiles its modules alike (no .pyc of earlier runs)
         p = _run_fresh(root, minutes, tree, ["--ir-worker"] + ([] if run else ["--ir-load-only"]),
                        ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
