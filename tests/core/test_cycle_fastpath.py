@@ -1,7 +1,8 @@
 """The quote cycle's fast paths against the general code they replace (issue 15): each test
 runs the new code and a copy of the old one (or the general path) on the same random inputs.
 
-- `slot_init`: the frozen slotted dataclasses the cycle builds per market per cycle get an
+- `slot_init`: the frozen slotted dataclasses the cycle builds per market per cycle (and
+  `PublicTrade`, which the paper exchange builds per corrected or mirrored print) get an
   `__init__` that sets their slots through the member descriptors; each must build exactly the
   object the `@dataclass`-generated `__init__` builds (same fields, defaults, default factories,
   same errors for a wrong call), and the class stays frozen;

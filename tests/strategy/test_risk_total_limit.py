@@ -1,7 +1,8 @@
-"""The total-inventory rule at its limit: `RiskManager.screen` and `still_holds` judge the total
-after a growing quote as `_total_over` does, strictly over the limit (at the limit the quote is
-kept), for totals below, at and above the limit, and positions of either sign. Why: the cycle's
-fast-path tests never land exactly on the limit, and a `>=` there survived them."""
+"""The total-inventory rule at its limit: `RiskManager.screen` and `still_holds` drop a growing
+quote when the total after it is strictly over the limit (at the limit the quote is kept), for
+totals below, at and above the limit, and positions of either sign; the rule is spelled out here
+(`_over`), not read from `RiskManager._total_over`, which both call. Why: the cycle's fast-path
+tests never land exactly on the limit, and a `>=` there survived them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from pmm_widgets.strategy.risk import TOTAL_RULE, RiskManager, Screened, exposur
 LIMIT = D(100)
 
 
+def _over(total: D, own: D, new_usd: D) -> bool:
+    """The rule: the total with this market's exposure replaced by the quote's is over the limit."""
+    return total - own + new_usd > LIMIT
+
+
 def _rm() -> RiskManager:
     return RiskManager(Params(max_total_inventory_usd=LIMIT), EventBus())
 
@@ -38,7 +44,7 @@ def test_the_screen_keeps_a_growing_quote_at_the_total_limit_and_drops_it_past(t
 @settings(max_examples=300, deadline=None)
 @given(st.integers(-200, 200), st.sampled_from(("y", "n")), st.sampled_from((Side.BUY, Side.SELL)),
        st.integers(1, 60), st.integers(1, 99), st.integers(0, 20_000))
-def test_the_screens_total_rule_equals_total_over(net, tok, side, size, mid_c, total_c):
+def test_the_screens_total_rule_equals_the_rule_spelled_out(net, tok, side, size, mid_c, total_c):
     """Totals on a cent grid near the limit (at it often): the verdict and its recorded totals."""
     m = make_market()
     inv = Inventory(D(net), D(0)) if net >= 0 else Inventory(D(0), D(-net))
@@ -49,20 +55,20 @@ def test_the_screens_total_rule_equals_total_over(net, tok, side, size, mid_c, t
     sc = rm.screen(m, [q], inv, mid, total)
     for own, new_usd, over in sc.totals:
         assert own == exposure_usd(inv.net, mid)
-        assert over is rm._total_over(total, own, new_usd)
+        assert over is _over(total, own, new_usd)
         assert ((TOTAL_RULE, None, "") in sc.flags) is over
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 200), st.booleans()), max_size=4),
        st.integers(-100, 300))
-def test_still_holds_at_the_limit_equals_total_over(totals, shift):
+def test_still_holds_at_the_limit_equals_the_rule_spelled_out(totals, shift):
     """Totals chosen so that one of them lands exactly on the limit (`shift` 0) or near it."""
     rm = _rm()
     s = Screened((), (), tuple((D(o), D(n), over) for o, n, over in totals))
     for own, new, _ in s.totals:
         tot = LIMIT + own - new + D(shift) / 100  # total - own + new == limit + shift / 100
-        assert rm.still_holds(s, tot) is all(rm._total_over(tot, o, n) is over for o, n, over in s.totals)
+        assert rm.still_holds(s, tot) is all(_over(tot, o, n) is over for o, n, over in s.totals)
     s1 = Screened((), (), ((D(10), D(20), False),))
     assert rm.still_holds(s1, D(90)) is True  # 90 - 10 + 20 == 100: not over the limit
     assert rm.still_holds(s1, D("90.01")) is False
