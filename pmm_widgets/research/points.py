@@ -156,25 +156,21 @@ class StopFlag:
     """A Ray sweep's Ctrl-C, kept by a tiny Ray actor the sweep makes (`ray.remote(num_cpus=0)(StopFlag)`,
     there: Ray is an optional import, so this is a plain class): its tasks may run on other machines,
     where no stop file of the sweep's is seen. Each task asks it (`poll`, through `RayStop`) whether
-    to stop, which also records that the task's pass began; `set` (the sweep's Ctrl-C) says which
-    passes had begun: the others have no rows to give (cancelled, or they return none at once).
-    An actor runs its calls one at a time, and a pass replays nothing before the answer to its
-    first ask (`RayStop`): a pass either began before `set` (its first ask came first: it is in the
-    answer) or its first answer says stop (it returns no rows; the sweep cancels it)."""
+    to stop; `set` is the sweep's Ctrl-C. An actor runs its calls one at a time, and a pass replays
+    nothing before the answer to its first ask (`RayStop`): a pass either began before `set` (it
+    hands back its partial rows at its next ask) or its first answer says stop (it returns no rows,
+    at once: the sweep waits for it rather than cancel a task that may be being dispatched)."""
 
     def __init__(self) -> None:
         self.stopped = False
-        self.began: set[int] = set()
 
     def poll(self, k: int) -> bool:
-        """Whether pass `k` is to stop (it has begun)."""
-        self.began.add(k)
+        """Whether pass `k` is to stop."""
         return self.stopped
 
-    def set(self) -> list[int]:
-        """Stop: every pass's next poll says so. The passes that had begun."""
+    def set(self) -> None:
+        """Stop: every pass's next poll says so."""
         self.stopped = True
-        return sorted(self.began)
 
 
 class RayStop(PolledStop):

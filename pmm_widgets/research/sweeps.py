@@ -609,10 +609,10 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
     poll (`points.RayStop`, at most every `RAY_STOP_POLL_SEC`; a pass replays nothing before the flag
     answered its first ask, so a pass is begun exactly when the flag says so, also when the Ctrl-C came
     while the actor was still starting). On KeyboardInterrupt: the flag is
-    set (its answer: which passes had begun), the passes not begun are cancelled (no rows to give),
-    then the running ones get `STOP_WAIT_SEC` at most to end at their next check and hand back
-    their points' partial rows (status "interrupted") to `got`; those still running after that are
-    cancelled (`ray.cancel`: KeyboardInterrupt in the task). A second Ctrl-C ends the wait. The
+    set; the passes get `STOP_WAIT_SEC` at most to end at their next check and hand back their
+    points' partial rows (status "interrupted") to `got` (a pass not begun begins, sees the flag and
+    ends with no rows); those still running after that are cancelled (`ray.cancel`: KeyboardInterrupt
+    in the task), but never one whose result came in (Ray 2.60 aborted the driver on that race). A second Ctrl-C ends the wait. The
     actor is killed either way; KeyboardInterrupt again, for the caller. The actor is one more
     worker process for the sweep (it holds no CPU; on a local instance it takes one of the workers
     Ray started beforehand, so a task may wait for a new one; a task waits for the answer to its first
@@ -649,14 +649,10 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
     except KeyboardInterrupt:
         deadline = time.monotonic() + STOP_WAIT_SEC
         try:
-            try:
-                began = set(ray.get(flag.set.remote(), timeout=STOP_WAIT_SEC))
-            except ray.exceptions.RayError:  # (the flag does not answer: every pass is waited for)
-                began = set(pending.values())
-            for ref, k in list(pending.items()):
-                if k not in began:  # never began: no rows to give (one that begins now sees the flag set)
-                    ray.cancel(ref)
-                    del pending[ref]
+            # set; a pass not begun is not cancelled: it begins, sees the flag set and ends with no
+            # rows at once (cancelling a queued task raced its dispatch: see `finally`)
+            with contextlib.suppress(ray.exceptions.RayError):  # (the flag does not answer: all are waited for)
+                ray.get(flag.set.remote(), timeout=STOP_WAIT_SEC)
             while pending and (left := deadline - time.monotonic()) > 0:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, 0.5))
                 for ref in ready:
@@ -669,7 +665,15 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
             pass
         raise
     finally:
-        for ref in pending:  # (a pass that did not answer the stop in time, or the sweep failed)
+        # a pass that did not answer the stop in time, or the sweep failed: cancelled, but for those
+        # that ended meanwhile (cancelling a task as its result comes in can abort the driver, seen on
+        # Ray 2.60: `task_manager.cc Check failed: it != submissible_tasks_.end()`, pytest's process gone)
+        if pending:
+            with contextlib.suppress(Exception):
+                ended, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                for ref in ended:
+                    pending.pop(ref, None)
+        for ref in pending:
             ray.cancel(ref)
         with contextlib.suppress(Exception):
             ray.kill(flag)

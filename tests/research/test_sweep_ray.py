@@ -185,7 +185,7 @@ def test_ray_ctrl_c_keeps_the_passes_that_ended_and_the_running_ones(ray, rec_di
     Ray does not start the tasks in the order they were submitted: which passes ended and which
     ran is read as it happens. The ended passes' rows are done; the two running passes stop at
     their next poll and hand back their rows, interrupted, with part of the window replayed; a
-    pass not begun (queued) is cancelled: no row. The rows are in `sweep_results` and the Parquet
+    pass not begun (queued) begins after the stop and ends with no row. The rows are in `sweep_results` and the Parquet
     file, and the sweep returns within seconds of the Ctrl-C. (After 40 s the SIGINT comes anyway if
     the sweep still runs: a sweep that keeps nothing fails here, not by waiting.)"""
     from pmm_widgets.research import points, sweeps
