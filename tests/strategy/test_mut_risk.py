@@ -291,3 +291,26 @@ def test_a_cap_that_binds_with_budget_left_is_not_reported_as_the_action_rate():
     places = [Quote(CID, M.yes_token_id, Side.BUY, D(p), D(10)) for p in ("0.41", "0.42")]
     assert r.limit_actions(T0, Plan(place=places, cancel=[]), 0, {}).place == places[:1]
     assert r.end_cycle() == ["open orders at limit 1"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 198), st.integers(1, 30), st.sampled_from((-1, 1)), st.integers(-1, 1))
+def test_a_jump_pulls_the_market_exactly_when_larger_than_the_threshold_on_the_tick_grid(i, k, sign, e):
+    """The engine observes `float(mid)` of a mid on the half-tick grid; whether a move pulls the
+    market is the Decimal rule (|Δmid| > anomaly_jump) at every price level, not the float
+    subtraction's rounding (0.45 → 0.55 came out 0.10000000000000003 and pulled at 0.10, while
+    0.50 → 0.60 did not). Moves of the threshold ± half a tick, equal to it a third of the time."""
+    j = min(max(i + sign * (2 * k + e), 2), 198)
+    m1, m2, aj = D(i) / 200, D(j) / 200, D(k) / 100
+    r, _ = _anomaly(str(aj))
+    r.observe_mid(T0, CID, float(m1))
+    r.observe_mid(T0 + 1, CID, float(m2))
+    assert (r.market_block(T0 + 1, CID) == "cooldown") is (abs(m2 - m1) > aj)
+
+
+def test_a_ten_tick_move_is_not_larger_than_a_threshold_of_ten_ticks():
+    for lo in ("0.45", "0.50", "0.09", "0.15"):
+        r, bus = _anomaly("0.10")
+        r.observe_mid(T0, CID, float(D(lo)))
+        r.observe_mid(T0 + 1, CID, float(D(lo) + D("0.10")))
+        assert r.market_block(T0 + 1, CID) is None and breaches(bus) == [], lo
