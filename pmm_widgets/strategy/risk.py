@@ -32,6 +32,7 @@ from .planner import Plan
 
 WINDOW_SEC = 60.0
 DAY_SEC = 86_400.0
+JUMP_EPS = 1e-9  # float rounding of a mid difference (~1e-16), far below the finest half tick (5e-5)
 
 
 def exposure_usd(net: Decimal, mid: Decimal) -> Decimal:
@@ -91,7 +92,7 @@ class RiskManager:
         self.kill_reason: str | None = None
         self._writer_faulted = False
         self.dropped: dict[str, str] = {}  # market → the rule that dropped a quote this cycle
-        self._jump: tuple[object, float] = (None, 0.0)  # `params.anomaly_jump` and its float (per market per cycle)
+        self._jump: tuple[object, float] = (None, 0.0)  # `params.anomaly_jump`, its float + JUMP_EPS (per market per cycle)
 
     # -- store health --------------------------------------------------------------------------
     def writer_block(self, now: float, health: object | None) -> str | None:
@@ -141,7 +142,12 @@ class RiskManager:
     # -- per-market valves -------------------------------------------------------------------
     def observe_mid(self, now: float, market: str, mid: float) -> None:
         """Anomaly guard: a mid jump larger than `anomaly_jump` inside `anomaly_window_sec`
-        pulls the market's quotes for `anomaly_cooldown_sec` (a news shock or a broken feed)."""
+        pulls the market's quotes for `anomaly_cooldown_sec` (a news shock or a broken feed).
+
+        The mids are floats of tick-grid Decimals, and float subtraction rounds their difference
+        either way (0.55 - 0.45 is 0.10000000000000003, 0.60 - 0.50 is 0.09999999999999998): a
+        jump is larger than the threshold when it is by more than `JUMP_EPS`, so a move of exactly
+        `anomaly_jump` pulls no market at any price level."""
         p = self.params
         st = self._m(market)
         mids = st.mids
@@ -156,7 +162,7 @@ class RiskManager:
         mids.append((now, mid))
         aj = p.anomaly_jump
         if self._jump[0] is not aj:
-            self._jump = (aj, float(aj))
+            self._jump = (aj, float(aj) + JUMP_EPS)
         if jump > self._jump[1]:
             st.cooldown_until = now + p.anomaly_cooldown_sec
             st.mids.clear()
