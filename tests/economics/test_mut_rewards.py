@@ -41,6 +41,9 @@ def test_program_units_and_activity() -> None:
     assert not RewardProgram(D(0), D(0), D(100)).active
     assert not RewardProgram(D(0), D(3), D(0)).active
     assert not NO_PROGRAM.active
+    # a program built from bad numbers never pays
+    assert not RewardProgram(D(0), D(3), D(-1)).active
+    assert not RewardProgram(D(0), D(-3), D(100)).active
 
 
 def test_parse_program_sums_pools_and_drops_only_the_bad_entry() -> None:
@@ -101,6 +104,7 @@ def test_adjusted_mid_boundaries() -> None:
     assert adjusted_mid(bids, asks, D(21)) is None  # bids hold 20 only
     # cutoff 0: the first level that holds anything (an empty level is not a price)
     assert adjusted_mid([(D("0.49"), D(0)), (D("0.48"), D(10))], [(D("0.52"), D(10))], D(0)) == D("0.50")
+    assert adjusted_mid([(D("0.49"), D("0.5")), (D("0.48"), D(10))], [(D("0.52"), D(10))], D(0)) == D("0.505")
     assert adjusted_mid([], asks, D(0)) is None
     assert adjusted_mid(bids, [], D(0)) is None
 
@@ -119,6 +123,8 @@ def test_q_min_band_edges_and_c() -> None:
     assert q_min(D(90), D(0), D("0.099")) == 0
     assert q_min(D(0), D(90), D("0.5")) == D(30)  # either side alone earns a third
     assert q_min(D(20), D(90), D("0.5")) == D(30)
+    assert q_min(D(0), D(100), D("0.5")) == D(100) / 3  # a third, not a whole-number third
+    assert q_min(D(100), D(0), D("0.5")) == D(100) / 3
     assert q_min(D(90), D(0), D("0.5"), c=D(2)) == D(45)
     assert q_min(D(20), D(90), D("0.95")) == D(20)
 
@@ -138,6 +144,12 @@ def test_score_orders_exact_figures() -> None:
     # min size 0: a zero-size order adds nothing
     zero_min = RewardProgram(D(0), D(4), D(144))
     assert score_orders([ScoredOrder(True, D("0.49"), D(0))], MID, zero_min).q_one == 0
+    # a negative size (no such order) scores nothing rather than taking score away
+    for bad in (D(-10), D("-0.5")):
+        assert score_orders([ScoredOrder(True, D("0.49"), bad)], MID, zero_min).q_one == 0
+    # our orders larger than the level (a stale book): the level scores nothing, never below 0
+    over = score_book([(D("0.49"), D(100))], [], MID, zero_min, minus=[ScoredOrder(True, D("0.49"), D(110))])
+    assert over.q_one == 0
 
 
 def test_score_book_exact_figures() -> None:
@@ -168,6 +180,27 @@ def test_score_book_spells_a_level_we_take_whole_like_the_general_path() -> None
     assert str(fast.q_one) == str(score_orders(book_orders(bids, asks, minus=ours), MID, prog).q_one) == "0"
 
 
+def _levels_then_stop(levels: list[tuple[D, D]]):
+    """The levels, then a failure if the scan reads one more (best first: the far level ends it)."""
+    yield from levels
+    raise AssertionError("score_book read past a level that cannot score")
+
+
+def test_score_book_reads_each_side_only_as_far_as_a_level_can_score() -> None:
+    # documented: once a bid below the mid (an ask above it) is max spread or further away, the
+    # scan of that side stops; a level exactly at v (4c) is already too far
+    bids = [(D("0.49"), D(100)), (D("0.46"), D(10))]
+    asks = [(D("0.51"), D(30)), (D("0.55"), D(10))]  # 5c: beyond v
+    q = score_book(_levels_then_stop(bids), _levels_then_stop(asks), MID, V4)  # type: ignore[arg-type]
+    assert (q.q_one, q.q_two) == (D("56.25"), D("16.875"))  # 0.5625 × 100, 0.5625 × 30
+
+
+def test_a_level_of_exactly_min_size_scores() -> None:
+    bids = [(D("0.49"), D(20))]  # V4's min size is 20
+    assert score_book(bids, [], MID, V4).q_one == D("11.25")  # 0.5625 × 20
+    assert score_book([(D("0.49"), D(50))], [], MID, V4, minus=[ScoredOrder(True, D("0.49"), D(30))]).q_one == D("11.25")
+
+
 def test_book_orders_drops_levels_we_fill_entirely() -> None:
     bids = [(D("0.49"), D(100))]
     asks = [(D("0.51"), D(30))]
@@ -182,6 +215,8 @@ def test_share_bounds() -> None:
     assert share(D(5), D(4)) == 1  # never more than the whole sample
     assert share(D(4), D(4)) == 1
     assert share(D(-1), D(4)) == 0
+    assert share(D("-0.5"), D(4)) == 0
+    assert share(D("0.25"), D("0.5")) == D("0.5")  # totals below 1 are real totals
     assert share(D(1), D(0)) == 0
     assert share(D(1), D(-4)) == 0
 
@@ -191,6 +226,7 @@ def test_minute_reward_rounds_down_at_1e_12() -> None:
     assert minute_reward(prog, D(1)) == D("0.001388888888")  # down, not …889
     assert minute_reward(prog, D(0)) == 0
     assert minute_reward(prog, D(-1)) == 0
+    assert minute_reward(prog, D("-0.5")) == 0
     assert minute_reward(RewardProgram(D(0), D(0), D(2)), D(1)) == 0  # inactive
     assert minute_reward(RewardProgram(D(0), D(3), D(1440)), D("0.5")) == D("0.5")
 
