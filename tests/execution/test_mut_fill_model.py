@@ -291,3 +291,11 @@ def test_spec_latent_knobs_and_build() -> None:
     m = QueueFillModel(IntensityKnobs(intensity=1.0))
     m.set_latent(IntensityKnobs(intensity=0.0))
     assert not m.time_driven
+
+
+def test_knob_defaults_are_the_settings_defaults() -> None:
+    # the knobs are "the PMM_PAPER_* knobs it reads": a model built without them fills like the defaults
+    from pmm_widgets.config import Params
+
+    assert IntensityKnobs() == IntensityKnobs.from_params(Params())
+    assert IntensityKnobs() == IntensityKnobs(1.0, 100.0, 0.3, 2.0, 5.0, 0.8, 100.0)
