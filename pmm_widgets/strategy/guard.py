@@ -98,6 +98,8 @@ def _malformed(m: Market, q: Quote, held_yes: Decimal, held_no: Decimal, tick: D
     size = q.size
     if not size.is_finite() or size < min_size or (size is not _on_grid and not on_size_grid(size)):
         return f"size {q.size} below min size {min_size} or off the 0.01 grid"
+    if size <= 0:  # (a market whose min size is 0, a notebook's or an imported one's: 0 is on the grid)
+        return f"size {q.size} is not positive"
     _on_grid = size
     if q.side is SELL:
         held = held_yes if q.token_id == m.yes_token_id else held_no

@@ -43,3 +43,15 @@ def test_a_price_or_size_that_is_not_a_decimal_is_dropped_not_raised():
                 Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.45"), 10.0)):  # type: ignore[arg-type]
         kept, why = guard_at(m, Inventory(), D("0.01"), 40, 50, D(5), [bad, good], NORMAL)
         assert kept == [good] and why == "price and size must be Decimal"
+
+
+def test_a_zero_size_quote_is_dropped_even_where_the_min_size_is_zero():
+    """The guard's contract says size > 0: a market whose min order size is 0 (a notebook's
+    `Market`, say) used to let a size-0 quote through, since 0 is on the 0.01 grid and not below
+    the min. A SELL of 0 held 0 passed too."""
+    m = make_market()
+    good = Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.45"), D("0.01"))
+    for zero in (Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.45"), D(0)),
+                 Quote(m.condition_id, m.no_token_id, Side.SELL, D("0.50"), D("0.00"))):
+        kept, why = guard_at(m, Inventory(), D("0.01"), 40, 50, D(0), [zero, good], NORMAL)
+        assert kept == [good] and why == f"size {zero.size} is not positive", (kept, why)
