@@ -147,6 +147,8 @@ def test_queue_prob_ahead_boundaries_and_fractions_of_a_share() -> None:
     assert queue_prob_ahead(0.1, 0.1, "power", 2.0) == pytest.approx(0.5)  # 0.01 / 0.02
     assert queue_prob_ahead(0.5, 0.5, "log") == pytest.approx(0.5)
     assert queue_prob_ahead(5.0, -0.5) == 1.0  # nothing behind gives 1
+    # a probability even where x**n underflows to 0 on both sides (no division by zero, never negative)
+    assert 0.0 <= queue_prob_ahead(1e-200, 1e-200, "power", 2.0) <= 1.0
 
 
 def test_log_is_chosen_by_value_as_a_setting_read_at_run_time_gives_it() -> None:
