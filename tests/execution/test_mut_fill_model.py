@@ -5,12 +5,12 @@ scripted generator, so each figure is worked by hand."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
 from decimal import Decimal as D
 
 import pytest
+from fill_helpers import CM, ScriptedRng, bk
 
-from pmm_widgets.domain import BUY, SELL, BookView, Level, PublicTrade
+from pmm_widgets.domain import BUY, SELL, PublicTrade
 from pmm_widgets.execution.fill_model import (
     FillModelSpec,
     IntensityFillModel,
@@ -30,28 +30,6 @@ from pmm_widgets.execution.fillmodels import (
     touch_depth,
     touch_distance,
 )
-
-CM = "0xc0"
-
-
-def bk(bids: list[tuple[str, str]], asks: list[tuple[str, str]], token: str = "y0") -> BookView:
-    return BookView(token, CM, tuple(Level(D(p), D(s)) for p, s in bids),
-                    tuple(Level(D(p), D(s)) for p, s in asks), D("0.01"))
-
-
-class ScriptedRng:
-    """`random()` and `beta()` return the next scripted value."""
-
-    def __init__(self, randoms: Sequence[float], betas: Sequence[float] = ()) -> None:
-        self._r: Iterator[float] = iter(randoms)
-        self._b: Iterator[float] = iter(betas)
-
-    def random(self) -> float:
-        return next(self._r)
-
-    def beta(self, a: float, b: float) -> float:
-        return next(self._b)
-
 
 BOOK = bk([("0.45", "30"), ("0.44", "50")], [("0.48", "40"), ("0.49", "60")])
 

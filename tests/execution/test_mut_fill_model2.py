@@ -6,14 +6,14 @@ module's docstrings; random draws come from a scripted generator."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
 from decimal import Decimal as D
 
 import pytest
+from fill_helpers import CM, ScriptedRng, bk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmm_widgets.domain import BUY, SELL, BookView, Level, PublicTrade
+from pmm_widgets.domain import BUY, SELL, BookView, PublicTrade
 from pmm_widgets.execution.fill_model import (
     IntensityFillModel,
     ProbQueueFillModel,
@@ -22,28 +22,6 @@ from pmm_widgets.execution.fill_model import (
     queue_prob_ahead,
 )
 from pmm_widgets.execution.fillmodels import IntensityKnobs
-
-CM = "0xc0"
-
-
-def bk(bids: list[tuple[str, str]], asks: list[tuple[str, str]], token: str = "y0") -> BookView:
-    return BookView(token, CM, tuple(Level(D(p), D(s)) for p, s in bids),
-                    tuple(Level(D(p), D(s)) for p, s in asks), D("0.01"))
-
-
-class ScriptedRng:
-    """`random()` and `beta()` return the next scripted value (running out is an error)."""
-
-    def __init__(self, randoms: Sequence[float], betas: Sequence[float] = ()) -> None:
-        self._r: Iterator[float] = iter(randoms)
-        self._b: Iterator[float] = iter(betas)
-
-    def random(self) -> float:
-        return next(self._r)
-
-    def beta(self, a: float, b: float) -> float:
-        return next(self._b)
-
 
 BOOK = bk([("0.45", "100")], [("0.48", "100")])
 # 6 fills/min at a touch holding the reference depth (100): λ = 0.1/s; over 10 s p = 1 − e^−1 ≈ 0.632
