@@ -612,8 +612,8 @@ def _ray_rows(ray: Any, sd: dict[str, Any], a: float, b: float, passes: list[Pas
     set; the passes get `STOP_WAIT_SEC` at most to end at their next check and hand back their
     points' partial rows (status "interrupted") to `got` (a pass not begun begins, sees the flag and
     ends with no rows); those still running after that are cancelled (`ray.cancel`: KeyboardInterrupt
-    in the task), but never one whose result came in (Ray 2.60 aborted the driver on that race). A second Ctrl-C ends the wait. The
-    actor is killed either way; KeyboardInterrupt again, for the caller. The actor is one more
+    in the task), but never one whose result came in (Ray 2.60 aborted the driver on that race). A
+    second Ctrl-C ends the wait. The actor is killed either way; KeyboardInterrupt again, for the caller. The actor is one more
     worker process for the sweep (it holds no CPU; on a local instance it takes one of the workers
     Ray started beforehand, so a task may wait for a new one; a task waits for the answer to its first
     poll only, before its pass begins)."""

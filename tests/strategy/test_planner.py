@@ -57,3 +57,33 @@ def test_plan_result_covers_every_wanted_quote_once(w, o, k):
     remaining = [x for x in wanted if x not in p.place or p.place.count(x) < wanted.count(x)]
     for x in kept:
         assert any(r.token_id == x.token_id and r.side == x.side and abs(r.price - x.price) <= TICK * k for r in remaining)
+
+
+# -- found unpinned by mutation testing of planner.py (each failed on a surviving mutant) ---------
+
+def test_the_closest_resting_order_is_kept():
+    p = plan([q("y", Side.BUY, "0.40")], [order("far", "y", Side.BUY, "0.42"), order("near", "y", Side.BUY, "0.41"),
+                                         order("at", "y", Side.BUY, "0.40")], lambda t: TICK, 2)
+    assert p.cancel == ["far", "near"] and p.place == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 99), min_size=1, max_size=6, unique=True), st.integers(1, 99), st.integers(0, 5))
+def test_the_kept_order_is_one_of_the_closest_within_the_threshold(prices, want, k):
+    open_ = [order(str(i), "y", Side.BUY, str(TICK * p)) for i, p in enumerate(prices)]
+    p = plan([q("y", Side.BUY, str(TICK * want))], open_, lambda t: TICK, k)
+    near = [abs(x - want) for x in prices if abs(x - want) <= k]
+    kept = [o for o in open_ if o.client_id not in p.cancel]
+    if near:
+        assert len(kept) == 1 and p.place == []
+        assert abs(kept[0].price - TICK * want) == TICK * min(near)
+    else:
+        assert kept == [] and len(p.place) == 1
+
+
+def test_orders_resting_at_every_wanted_price_are_all_kept():
+    """Each resting order satisfies at most one wanted quote: the second quote finds the second
+    order though the first (kept already) comes before it."""
+    open_ = [order("a", "y", Side.BUY, "0.40"), order("b", "y", Side.BUY, "0.45")]
+    p = plan([q("y", Side.BUY, "0.40"), q("y", Side.BUY, "0.45")], open_, lambda t: TICK, 1)
+    assert p.cancel == [] and p.place == []
