@@ -166,3 +166,12 @@ def test_yes_space_price_of_each_token_order():
     assert yes_space_price(M, sell_yes("0.53", "5")) == ("ask", D("0.53"))
     assert yes_space_price(M, buy_no("0.47")) == ("ask", D("0.53"))
     assert yes_space_price(M, sell_no("0.53", "5")) == ("bid", D("0.47"))
+
+
+def test_holding_exactly_the_quote_size_sells_the_quote_size():
+    """The SELL's size is `min(size, held)` as the builtin evaluates it: the quote size unless
+    less is held, so a holding of 10.00 sells the quote size 10 as it is spelled."""
+    [q] = tq(45, 55, 47, None, Inventory(no=D("10.00")))
+    assert q == sell_no("0.53", "10") and str(q.size) == "10"
+    [q] = tq(45, 55, None, 53, Inventory(yes=D("10.00")))
+    assert q == sell_yes("0.53", "10") and str(q.size) == "10"
