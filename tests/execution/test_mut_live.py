@@ -150,7 +150,7 @@ def market(cid: str = M1, yes: str = YES, no: str = NO) -> Market:
 
 
 def make_ex(dry_run: bool = False, clock: Clock | None = None, started: bool = True, **kw: Any):
-    s = Settings(_env_file=None, db_url="sqlite:////nonexistent/pmm-mut-live.db", **kw)
+    s = Settings(_env_file=None, **{"db_url": "sqlite:////nonexistent/pmm-mut-live.db", **kw})
     sink = MemorySink()
     b = FakeBroker()
     ex = LiveExchange(s, sink, "http://clob", "ws://ws", dry_run=dry_run, broker=b, heartbeat_sec=0,
@@ -493,6 +493,18 @@ def test_our_fills_taker_by_owner_or_by_order_id():
     assert our_fills(ev, KEY, set(), none_known) == []
 
 
+def test_our_fills_maker_event_of_ours_with_a_strangers_taker_is_only_our_maker_fill():
+    # the event's `owner` is our key (we receive it) but the taker order is someone else's
+    ev = tr(trader_side="MAKER", owner=KEY, taker_order_id="0xt", maker_orders=[maker("0xm")])
+    assert [(f.order_id, f.liquidity) for f in our_fills(ev, KEY, set(), none_known)] == [("0xm", Liquidity.MAKER)]
+
+
+def test_our_fills_as_taker_is_the_top_level_only():
+    # as taker the top-level fields are ours; maker entries are the other side, even one at our address
+    ev = tr(trader_side="TAKER", owner=KEY, taker_order_id="0xt", maker_orders=[maker("0xm", owner="x", maker_address=ADDR)])
+    assert [(f.order_id, f.liquidity) for f in our_fills(ev, KEY, {ADDR}, none_known)] == [("0xt", Liquidity.TAKER)]
+
+
 def test_our_fills_maker_by_address_or_order_id_and_default_asset():
     ev = tr(maker_orders=[maker("0xa", owner="x", maker_address=ADDR.upper()[2:].join(["0x", ""]), asset=""),
                           maker("0xb", owner="x"), maker("0xc", owner="x", maker_address="0xother")])
@@ -529,9 +541,10 @@ def test_a_matched_fill_counts_once_and_later_statuses_only_update_the_row():
     ex, _, sink = make_ex(clock=clock)
     o = add_open(ex, "0xa", price="0.40")
     ex._mids[YES] = D("0.41")
-    ev = tr(maker_orders=[maker("0xa")], timestamp="1999000")
+    ev = tr(maker_orders=[maker("0xa")], timestamp="1999000", transaction_hash="0xh0")
     ex._on_event(ev)
     [fl] = ex._pending
+    assert (fl.raw["taker_order_id"], fl.raw["transaction_hash"], fl.raw["fee_rate_bps"]) == ("0xtaker", "0xh0", None)
     assert (fl.trade_id, fl.order_client_id, fl.side, fl.price, fl.size, fl.fill_type, fl.ts, fl.market) == (
         "t1", o.client_id, Side.SELL, D("0.40"), D(4), FillType.PARTIAL, 1999.0, M1)
     assert fl.mid == D("0.41") and not fl.taker and fl.raw["source"] == "ws" and fl.raw["book_mid"] == "0.41"
@@ -856,3 +869,50 @@ async def test_requote_on_the_fast_path_pulls_replacements_when_the_cancel_fails
     done, placed = await ex.requote([old.client_id], [Quote(M1, YES, Side.BUY, D("0.42"), D("10"))])
     assert done == [old.client_id] and [o.status for o in placed] == [OrderStatus.LIVE]
     assert await ex.requote(["nope"], []) == ([], [])
+
+
+# ------------------------------------------------------------------ a fill is never counted twice
+def rest_trade(tid: str, vid: str, match_time: str, amount: str = "4") -> Trade:
+    return convert({"id": tid, "taker_order_id": "0xtaker", "asset_id": YES, "side": "BUY", "price": "0.52",
+                    "size": "10", "owner": "someone", "trader_side": "MAKER", "status": "CONFIRMED", "market": M1,
+                    "match_time": match_time, "maker_orders": [maker(vid, amount=amount)]}, Trade)
+
+
+async def test_a_trade_evicted_from_memory_is_not_counted_again_by_a_later_backfill():
+    """The last fill is 1000 s old (a quiet market) and has left memory (final, older than
+    CLOSED_KEEP_SEC); a reconnect's backfill starts BACKFILL_MARGIN_SEC before it and returns it."""
+    clock = Clock(9000.0)
+    ex, b, _ = make_ex(clock=clock)
+    add_open(ex, "0xa", size="4")
+    ex._on_trade_event(rest_trade("t1", "0xa", "9000"), source="ws")
+    clock.t = 10_000.0
+    assert len(await ex.poll(clock.t)) == 1 and ex._trades == {}  # counted once, then evicted
+    b.tape = [rest_trade("t1", "0xa", "9000")]
+    await ex.reconcile()
+    assert b.ops("trades") == [8700]
+    assert await ex.poll(clock.t) == []
+
+
+async def test_trades_an_earlier_run_stored_stay_uncounted_after_a_quiet_spell(tmp_path):
+    from sqlalchemy import insert
+
+    from pmm_widgets.store.db import make_engine
+    from pmm_widgets.store.migrate import upgrade
+    from pmm_widgets.store.schema import trades
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    upgrade(url)
+    eng = make_engine(url)
+    with eng.begin() as c:
+        c.execute(insert(trades), [{"trade_id": "t1", "order_id": "lv-x-1", "market": M1, "token_id": YES,
+                                    "side": "SELL", "price": 0.52, "size": 4, "fill_type": "FILLED", "mode": "live",
+                                    "ts": 9000.0}])
+    eng.dispose()
+    clock = Clock(10_000.0)
+    ex, b, _ = make_ex(clock=clock, db_url=url)
+    await ex._load_history()
+    assert "t1" in ex._stored_trades and ex._last_trade_ts == 9000.0
+    await ex.poll(clock.t)  # the periodic eviction, 1000 s after the last trade
+    b.tape = [rest_trade("t1", "0xa", "9000")]
+    await ex.reconcile()  # a reconnect: the backfill from 8700 returns the earlier run's trade
+    assert await ex.poll(clock.t) == []
