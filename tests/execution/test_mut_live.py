@@ -916,3 +916,18 @@ async def test_trades_an_earlier_run_stored_stay_uncounted_after_a_quiet_spell(t
     b.tape = [rest_trade("t1", "0xa", "9000")]
     await ex.reconcile()  # a reconnect: the backfill from 8700 returns the earlier run's trade
     assert await ex.poll(clock.t) == []
+
+
+def test_a_fill_leaving_a_fraction_of_a_share_is_partial_and_an_unknown_order_id_is_cut_to_18():
+    ex, _, _ = make_ex()
+    o = add_open(ex, "0xa", size="10")
+    c = add_open(ex, "0xc", size="10")
+    ex._close_order(c, OrderStatus.CANCELED, "cancelled")
+    long_vid = "0x" + "ab" * 20
+    ex._on_trade_event(tr(maker_orders=[maker("0xa", amount="9.5"), maker("0xc", amount="9.5"),
+                                        maker(long_vid, amount="1")]), source="rest", force=True)
+    fa, fc, fu = ex._pending
+    assert (fa.fill_type, o.status, o.filled) == (FillType.PARTIAL, OrderStatus.PARTIAL, D("9.5"))
+    assert ex.open_orders() == [o]
+    assert (fc.fill_type, c.status, c.reason) == (FillType.PARTIAL, OrderStatus.CANCELED, "cancelled")
+    assert fu.order_client_id == "unknown-" + long_vid[:18]
