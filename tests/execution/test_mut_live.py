@@ -931,3 +931,60 @@ def test_a_fill_leaving_a_fraction_of_a_share_is_partial_and_an_unknown_order_id
     assert ex.open_orders() == [o]
     assert (fc.fill_type, c.status, c.reason) == (FillType.PARTIAL, OrderStatus.CANCELED, "cancelled")
     assert fu.order_client_id == "unknown-" + long_vid[:18]
+
+
+def test_order_events_with_a_fraction_of_a_share_filled_or_left():
+    ex, _, _ = make_ex()
+    a = add_open(ex, "0xa", filled="0.5")
+    b_ = add_open(ex, "0xb", filled="9.5")
+
+    def oe(vid: str, status: str) -> OrderEvent:
+        return convert({"event_type": "order", "id": vid, "type": "UPDATE", "status": status}, OrderEvent)
+
+    ex._on_event(oe("0xa", "LIVE"))
+    assert a.status is OrderStatus.PARTIAL
+    ex._on_event(oe("0xb", "MATCHED"))
+    assert b_.status is not OrderStatus.FILLED and b_ in ex.open_orders()
+
+
+def test_identical_unconfirmed_rows_take_one_venue_order_each():
+    ex, _, _ = make_ex()
+    ex._unconfirmed = [pending_row("p1"), pending_row("p2")]
+    ex._match_unconfirmed([vo("0xm1"), vo("0xm2")])
+    assert (ex._history["0xm1"]["client_id"], ex._history["0xm2"]["client_id"]) == ("p1", "p2")
+    assert ex._unconfirmed == []
+
+
+async def test_reconcile_gives_an_unconfirmed_row_its_open_venue_order():
+    ex, b, sink = make_ex()
+    ex._unconfirmed = [pending_row("p1"), pending_row("p9", price="0.10")]
+    ex.backfilled = 3
+    b.open = [vo("0xmatch")]
+    res = await ex.reconcile()
+    assert res["backfilled"] == 0 and row(sink, "p9")["reason"] == "reconcile: never acknowledged by the venue"
+    assert b.ops("cancel") == [["0xmatch"]]  # not adopted (the setting): cancelled under our client id
+    r = row(sink, "p1")
+    assert (r["venue_order_id"], r["status"], r["reason"]) == ("0xmatch", "CANCELED", "reconcile: not ours to keep")
+
+
+async def test_reconcile_adopts_an_earlier_runs_open_order_under_its_client_id():
+    ex, b, sink = make_ex(adopt_unknown=True)
+    ex._history = {"0xh": {**pending_row("h1"), "venue_order_id": "0xh", "status": "LIVE"}}
+    b.open = [vo("0xh", matched="1")]
+    res = await ex.reconcile()
+    assert res["adopted"] == 1 and [o.client_id for o in ex.open_orders()] == ["h1"]
+    r = row(sink, "h1")
+    assert (r["status"], r["filled"], r["venue_order_id"]) == ("PARTIAL", D(1), "0xh")
+
+
+def test_orders_at_counts_an_order_filled_since_and_the_ones_in_flight():
+    ex, _, _ = make_ex()
+    f = add_open(ex, "0xf", size="4", filled="1")
+    ex._on_event(tr(id="tf", maker_orders=[maker("0xf", amount="3")], match_time="100"))
+    assert f.status is OrderStatus.FILLED
+    ex._inflight["fl"] = Order("fl", M1, YES, Side.BUY, D("0.40"), D("10"), ex.mode)
+    ex._inflight["late"] = Order("late", M1, YES, Side.BUY, D("0.40"), D("10"), ex.mode)
+    ex._spans["late"] = live_mod._Span(placed=100.0)
+    got = {o.client_id: o.filled for o in ex.orders_at(100.0)}
+    assert got == {f.client_id: D(1), "fl": D(0)}
+    assert {o.client_id for o in ex.orders_at(101.0)} == {"fl", "late"}
