@@ -207,7 +207,11 @@ class LiveExchange:
         self._history: dict[str, dict[str, Any]] = {}  # venue id -> DB row of an earlier run
         self._unconfirmed: list[dict[str, Any]] = []  # PENDING rows of an earlier run, no venue id
         self._trades: dict[str, _TradeState] = {}
-        self._stored_trades: set[str] = set()  # trade ids an earlier run already wrote
+        # trade ids already counted that are not in `_trades`: written by an earlier run, or evicted
+        # from memory; a backfill can return them while they are newer than the last trade less
+        # BACKFILL_MARGIN_SEC, so they stay until the newest of them (`_stored_max_ts`) is older
+        self._stored_trades: set[str] = set()
+        self._stored_max_ts: float | None = None
         self._pending: list[Fill] = []
         self._buffer: dict[str, list[tuple[float, UserEvent]]] = {}
         self._lock = asyncio.Lock()
@@ -606,12 +610,18 @@ class LiveExchange:
             n += 1
         for key in [k for k, st in self._trades.items()
                     if st.statuses[-1].is_final and st.fill.ts < cutoff]:
-            del self._trades[key]
+            ts = self._trades.pop(key).fill.ts
+            # a backfill (from the last trade less BACKFILL_MARGIN_SEC) can still return it: keep its
+            # id, or the fill would be counted a second time (a quiet market: the last trade is old)
+            self._stored_trades.add(key)
+            self._stored_max_ts = ts if self._stored_max_ts is None else max(self._stored_max_ts, ts)
             n += 1
-        if self._stored_trades and self._last_trade_ts is not None:
-            # stored ids only matter while a backfill can return them
-            self._stored_trades = set() if now - self._last_trade_ts > BACKFILL_MARGIN_SEC + CLOSED_KEEP_SEC \
-                else self._stored_trades
+        if self._stored_trades and self._last_trade_ts is not None and self._stored_max_ts is not None \
+                and self._stored_max_ts < self._last_trade_ts - BACKFILL_MARGIN_SEC - 1:
+            # stored ids only matter while a backfill can return them: none is newer than the
+            # backfill's start (`after` is whole seconds, rounded down: one second of slack)
+            self._stored_trades = set()
+            self._stored_max_ts = None
         return n
 
     def memory_counts(self) -> dict[str, int]:
@@ -823,6 +833,7 @@ class LiveExchange:
             return
         if last is not None:
             self._last_trade_ts = float(last)
+            self._stored_max_ts = float(last)  # no stored trade is newer than the last one
 
     async def _on_connect(self, reconnected: bool) -> None:
         if reconnected:
