@@ -988,3 +988,23 @@ def test_orders_at_counts_an_order_filled_since_and_the_ones_in_flight():
     got = {o.client_id: o.filled for o in ex.orders_at(100.0)}
     assert got == {f.client_id: D(1), "fl": D(0)}
     assert {o.client_id for o in ex.orders_at(101.0)} == {"fl", "late"}
+
+
+@pytest.mark.parametrize(("t2", "kept"), [(9301, True), (9302, False)])
+def test_evicted_trade_ids_are_kept_exactly_while_a_backfill_can_return_them(t2, kept):
+    """t0 and t1 (venue times 8990, 9000) left memory; t2 moves the last trade to `t2`. A backfill then starts
+    at int(t2 - BACKFILL_MARGIN_SEC): t1's id must stay while t1 can be in it (9000 >= 9301 - 301:
+    the second of slack for the rounding) and goes once it cannot (9302): memory stays bounded."""
+    clock = Clock(9000.0)
+    ex, _, _ = make_ex(clock=clock)
+    add_open(ex, "0xa", size="8")
+    add_open(ex, "0xb", size="4")
+    ex._on_trade_event(rest_trade("t1", "0xa", "9000"), source="ws")
+    ex._on_trade_event(rest_trade("t0", "0xa", "8990"), source="ws")  # older, and not the last seen
+    ex.evict(9700.0)  # both are final and older than CLOSED_KEEP_SEC: the newest, t1, decides
+    assert ex._trades == {} and ex._stored_trades == {"t0", "t1"}
+    ex._on_trade_event(rest_trade("t2", "0xb", str(t2)), source="ws")
+    ex.evict(9700.0)  # t2 is too recent to leave memory
+    assert set(ex._trades) == {"t2"}
+    assert (ex._stored_trades == {"t0", "t1"}) is kept
+    assert ex.memory_counts()["stored_trades"] == (2 if kept else 0)
