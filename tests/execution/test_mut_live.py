@@ -337,7 +337,7 @@ def test_feeds_ok_needs_the_user_stream_and_the_market_feed():
     assert ex._feeds_ok() is False
 
 
-async def _until(cond, timeout: float = 3.0) -> bool:
+async def _until(cond, timeout: float = 10.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
@@ -380,7 +380,7 @@ async def test_watchdog_cancels_all_once_after_the_limit_and_resumes_when_back(f
 
 
 async def test_watchdog_does_nothing_while_the_feeds_are_up_or_down_for_less_than_the_limit(fast_watchdog):
-    ex, b, _ = make_ex(disconnect_cancel_sec=0.3)
+    ex, b, _ = make_ex(disconnect_cancel_sec=1.0)  # far above the sleeps: a loaded host's overshoot
     add_open(ex, "0xa")
     stream = FakeStream(True)
     ex._stream = stream  # type: ignore[assignment]
