@@ -9,7 +9,7 @@ import math
 from decimal import Decimal as D
 
 import pytest
-from fill_helpers import CM, ScriptedRng, bk
+from fill_helpers import BOOK, CM, K6, ScriptedRng, bk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,10 +22,6 @@ from pmm_widgets.execution.fill_model import (
     queue_prob_ahead,
 )
 from pmm_widgets.execution.fillmodels import IntensityKnobs
-
-BOOK = bk([("0.45", "100")], [("0.48", "100")])
-# 6 fills/min at a touch holding the reference depth (100): λ = 0.1/s; over 10 s p = 1 − e^−1 ≈ 0.632
-K6 = IntensityKnobs(intensity=6.0, spread_k=100.0, full_fill_prob=1.0)
 
 
 # ---------------------------------------------------------------- the intensity model

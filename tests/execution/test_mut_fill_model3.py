@@ -9,7 +9,7 @@ from decimal import Decimal as D
 
 import numpy as np
 import pytest
-from fill_helpers import CM, ScriptedRng, bk
+from fill_helpers import BOOK, CM, K6, ScriptedRng, bk
 
 from pmm_widgets.domain import BUY, SELL, PublicTrade
 from pmm_widgets.execution.fill_model import (
@@ -23,10 +23,6 @@ from pmm_widgets.execution.fill_model import (
     RestingOrder,
 )
 from pmm_widgets.execution.fillmodels import IntensityKnobs
-
-BOOK = bk([("0.45", "100")], [("0.48", "100")])
-# 6/min at a touch holding the reference depth: λ = 0.1/s; always a full fill
-K6 = IntensityKnobs(intensity=6.0, spread_k=100.0, full_fill_prob=1.0)
 
 
 def order(cid: str = "o1", side: object = BUY, price: str = "0.45", size: str = "10", filled: str = "0") -> RestingOrder:

@@ -15,7 +15,7 @@ from paper_helpers import MARKETS
 
 from pmm_widgets.book import BookNote
 from pmm_widgets.config import Params, Settings
-from pmm_widgets.domain import BUY, SELL, BookView, Market, OrderStatus, PublicTrade, Quote, Side
+from pmm_widgets.domain import BUY, SELL, BookView, Market, Order, OrderStatus, PublicTrade, Quote, Side
 from pmm_widgets.execution.latency_model import ConstantLatency, LatencyModel
 from pmm_widgets.execution.paper import PaperExchange, paper_exchange
 from pmm_widgets.store.sink import MemorySink
@@ -418,12 +418,18 @@ async def test_a_print_is_placed_in_local_time_and_recorded_in_venue_time():
     assert f.size == D(4) and f.ts == 0.5 and o.updated_ts == 0.5
 
 
-async def test_a_book_without_a_time_is_placed_at_the_clock():
+async def _bid_at_clock_zero() -> tuple[PaperExchange, Order, list[float]]:
+    """A queue-model exchange on a settable clock (`now[0]`), a bid placed at 0 whose entry lands at 1."""
     now = [0.0]
     ex = PaperExchange(Params(paper_fill_model="queue"), MemorySink(), clock=lambda: now[0], latency=Lat(entry_s=1.0))
     ex.set_markets(MARKETS)
     ex.observe_book(EMPTY_BID)
     [o] = await ex.place([bid("0.45", 10)])
+    return ex, o, now
+
+
+async def test_a_book_without_a_time_is_placed_at_the_clock():
+    ex, o, now = await _bid_at_clock_zero()
     now[0] = 0.5
     ex.observe_book(EMPTY_BID)  # ts 0: the clock's 0.5, before the entry lands
     assert not ex.venue_orders
@@ -487,11 +493,7 @@ async def test_a_one_sided_book_takes_any_quote_on_its_empty_side():
 
 
 async def test_a_print_without_times_is_placed_and_recorded_at_the_clock():
-    now = [0.0]
-    ex = PaperExchange(Params(paper_fill_model="queue"), MemorySink(), clock=lambda: now[0], latency=Lat(entry_s=1.0))
-    ex.set_markets(MARKETS)
-    ex.observe_book(EMPTY_BID)
-    [o] = await ex.place([bid("0.45", 10)])
+    ex, o, now = await _bid_at_clock_zero()
     now[0] = 1.5
     ex.observe_trade(PublicTrade("y0", CM, D("0.45"), D(4), SELL, 0.0))  # no venue time, no receive time
     assert o.filled == D(4) and o.updated_ts == 1.5
