@@ -324,3 +324,38 @@ async def test_fills_missed_while_the_stream_is_down_are_backfilled(sb, venue, w
     assert {r["trade_id"] for r in sink.rows["trades"]} >= missed
     assert len(got) == len(fills)  # none twice
     await ex.cancel_all()
+
+
+async def test_a_fill_that_left_memory_in_a_quiet_spell_is_not_counted_again_by_the_backfill(sb, venue, wallet_key,
+                                                                                               closers):
+    """Mutation testing found it (fixed): our fills are final and older than CLOSED_KEEP_SEC on
+    the exchange's clock, so the periodic eviction drops them from memory; nothing has traded
+    since (a quiet market: our quotes are cancelled), so a reconnect's backfill, from the last
+    trade less BACKFILL_MARGIN_SEC, returns them. They were counted once and must stay so."""
+    off = [0.0]
+    sink = MemorySink()
+    ex = LiveExchange(make_settings(sb, wallet_key, disconnect_cancel_sec=60.0), sink, sb.clob_url, sb.ws_url,
+                      heartbeat_sec=0, clock=lambda: time.time() + off[0])
+    closers.append(ex)
+    await ex.start()
+    markets = active_markets(sb, 6)
+    ex.set_markets(markets)
+    await ex.place(touch_bids(sb, markets))
+    api_key = ex.broker.creds.api_key.get_secret_value()
+    assert await wait_for(lambda: len(venue.account_fills(api_key)) > 0, 20)
+    await ex.cancel_all()  # quiet from here on
+    fills = list(await ex.poll(time.time()))
+    # every fill of ours seen on the tape and final (CONFIRMED: the sandbox's 5 simulated seconds)
+    assert await wait_for(lambda: {f["trade_id"] for f in venue.account_fills(api_key)} <= set(ex._trades)
+                          and all(st.statuses[-1].is_final for st in ex._trades.values()), 20)
+    fills += await ex.poll(time.time())
+    off[0] = 3 * 3600.0  # hours later on our clock: the fills leave memory at the next eviction
+    fills += await ex.poll(time.time())
+    assert ex._trades == {}  # evicted
+    reconciles = ex.reconciles
+    await sb.drop_websockets()
+    assert await wait_for(lambda: ex.reconciles > reconciles, 15)  # reconnected: reconcile and backfill
+    again = await ex.poll(time.time())
+    assert again == [], [f.trade_id for f in again]
+    assert len({f.trade_id for f in fills}) == len(fills) == len(venue.account_fills(api_key))
+    assert len(sink.rows["trades"]) == len(fills)
