@@ -171,12 +171,13 @@ def row(sink: MemorySink, cid: str) -> dict[str, Any]:
     return r
 
 
+# someone else's taker BUY of YES at 0.52 against makers: the fields a tape frame and a REST row share
+TRADE = {"id": "t1", "taker_order_id": "0xtaker", "asset_id": YES, "side": "BUY", "price": "0.52", "size": "10",
+         "owner": "someone", "trader_side": "MAKER", "market": M1}
+
+
 def tr(**kw: Any) -> TradeEvent:
-    base = {"event_type": "trade", "id": "t1", "taker_order_id": "0xtaker", "asset_id": YES, "side": "BUY",
-            "price": "0.52", "size": "10", "owner": "someone", "trader_side": "MAKER", "status": "MATCHED",
-            "market": M1}
-    base.update(kw)
-    return convert(base, TradeEvent)
+    return convert({"event_type": "trade", **TRADE, "status": "MATCHED", **kw}, TradeEvent)
 
 
 def maker(oid: str, amount: str = "4", price: str = "0.40", asset: str = YES, **kw: Any) -> dict[str, Any]:
@@ -200,8 +201,7 @@ def vo(vid: str, price: str = "0.40", size: str = "10", side: str = "BUY", token
 
 
 def rest_trade(tid: str, vid: str, match_time: str, amount: str = "4") -> Trade:
-    return convert({"id": tid, "taker_order_id": "0xtaker", "asset_id": YES, "side": "BUY", "price": "0.52",
-                    "size": "10", "owner": "someone", "trader_side": "MAKER", "status": "CONFIRMED", "market": M1,
-                    "match_time": match_time, "maker_orders": [maker(vid, amount=amount)]}, Trade)
+    return convert({**TRADE, "id": tid, "status": "CONFIRMED", "match_time": match_time,
+                    "maker_orders": [maker(vid, amount=amount)]}, Trade)
 
 

@@ -35,6 +35,7 @@ from live_fakes import (
     tr,
     vo,
 )
+from live_helpers import wait_for
 
 from pmm_widgets.domain import FillType, Order, OrderStatus, Quote, Side
 from pmm_widgets.events import EventKind
@@ -208,15 +209,6 @@ def test_feeds_ok_needs_the_user_stream_and_the_market_feed():
     assert ex._feeds_ok() is False
 
 
-async def _until(cond, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        await asyncio.sleep(0.005)
-    return cond()
-
-
 @pytest.fixture
 def fast_watchdog(monkeypatch):
     monkeypatch.setattr(live_mod, "WATCHDOG_SEC", 0.01)
@@ -230,7 +222,7 @@ async def test_watchdog_cancels_all_once_after_the_limit_and_resumes_when_back(f
     t0 = time.monotonic()
     task = asyncio.create_task(ex._watchdog())
     try:
-        assert await _until(lambda: ex.disconnect_cancels == 1)
+        assert await wait_for(lambda: ex.disconnect_cancels == 1, 10)
         assert time.monotonic() - t0 >= 0.15  # not before the limit
         assert o.status is OrderStatus.CANCELED and ex.open_orders() == []
         assert ex._halted is not None and ex._halted.startswith("disconnect")
@@ -244,7 +236,7 @@ async def test_watchdog_cancels_all_once_after_the_limit_and_resumes_when_back(f
         await asyncio.sleep(0.1)
         assert len(b.ops("cancel_all")) == 1 and ex.disconnect_cancels == 1
         stream.connected = True
-        assert await _until(lambda: ex._halted is None)
+        assert await wait_for(lambda: ex._halted is None, 10)
         assert ex._down_since is None
     finally:
         task.cancel()
@@ -282,7 +274,7 @@ async def test_watchdog_retries_a_failed_cancel_all_next_round(fast_watchdog, ca
     b.fail_once.add("cancel_all")
     task = asyncio.create_task(ex._watchdog())
     try:
-        assert await _until(lambda: ex.disconnect_cancels == 1)
+        assert await wait_for(lambda: ex.disconnect_cancels == 1, 10)
         assert len(b.ops("cancel_all")) == 2 and o.status is OrderStatus.CANCELED and ex._halted
         assert "disconnect cancel-all failed" in caplog.text
     finally:
@@ -296,7 +288,7 @@ async def test_watchdog_counts_the_market_feed_too(fast_watchdog):
     ex.market_feed_ok = lambda: False
     task = asyncio.create_task(ex._watchdog())
     try:
-        assert await _until(lambda: ex.disconnect_cancels == 1)
+        assert await wait_for(lambda: ex.disconnect_cancels == 1, 10)
     finally:
         task.cancel()
 
