@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,11 +73,26 @@ def test_replay_reads_a_recording_while_it_is_written_and_survives_a_kill_9(tmp_
     assert len(res.problems) == len(w2.problems) + len([pr for pr in res.problems if pr.startswith("no market data")])
 
 
+def _folder_to_file(d: Path, aside: Path) -> None:
+    """Put a file where the folder `d` is, while a recorder writes into it. Deleting it in place raced:
+    a part published between rmtree's listing and its rmdir left the folder not empty (a CI failure).
+    The folder is moved out whole (one atomic rename), and the file is made only if nothing (the
+    recorder making the folder again) took the name meanwhile; else again."""
+    for n in range(100):
+        os.rename(d, aside.with_name(f"{aside.name}-{n}"))
+        try:
+            fd = os.open(d, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:  # the recorder made the folder again: move that one out too
+            continue
+        os.write(fd, b"not a folder")
+        os.close(fd)
+        return
+    raise AssertionError(f"{d} kept coming back")
+
+
 def test_a_recorder_that_cannot_write_shows_on_the_engines_status_line(tmp_path):
     """A recording that fails mid-run (its directory taken away) used to be one log line a minute
     and nothing on the status line; an operator watching the engine did not know rows were lost."""
-    import shutil
-
     rec = tmp_path / "rec"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
     env.update({"PMM_VENUE": "sandbox", "PMM_DB_URL": f"sqlite:///{tmp_path / 'paper.db'}", "PMM_SANDBOX_SPEED": "20",
@@ -97,9 +113,8 @@ def test_a_recorder_that_cannot_write_shows_on_the_engines_status_line(tmp_path)
             assert time.time() - t < 20, "no part written"
             time.sleep(0.2)
         assert not any("recording FAILING" in ln for ln in seen)
-        for d in [d for d in rec.iterdir() if d.is_dir()]:  # every hour folder becomes a file
-            shutil.rmtree(d)
-            d.write_text("not a folder")
+        for i, d in enumerate([d for d in rec.iterdir() if d.is_dir()]):  # every hour folder becomes a file
+            _folder_to_file(d, tmp_path / f"gone{i}")
         t = time.time()
         for line in p.stdout:
             seen.append(line)
