@@ -1,0 +1,388 @@
+"""The owner session beyond its stop paths (mutation testing of engine/owner.py, part 2).
+
+`test_mut_owner.py` covers the stop paths. Here: the command table as the owner applies it
+(every kind but kill: what is called, with whom as the author, and the result row each command
+gets), the set-up, the universe handling and the state the owner publishes.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from engine_helpers import count, open_orders_in_db, until
+from pydantic import BaseModel, ValidationError
+
+from pmm_widgets.config import Params
+from pmm_widgets.domain import Mode
+from pmm_widgets.engine import Engine
+from pmm_widgets.engine import owner as owner_module
+from pmm_widgets.engine.commands import CommandQueue
+from pmm_widgets.engine.owner import OwnerSession, RunControl
+from pmm_widgets.engine.state import EngineState
+from pmm_widgets.events import EventBus
+from pmm_widgets.store import schema
+
+
+class _Target:
+    """A `CommandTarget` that records each call (and raises what a test asks it to)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.raise_on: dict[str, Exception] = {}
+
+    def _maybe_raise(self, name: str) -> None:
+        if name in self.raise_on:
+            raise self.raise_on[name]
+
+    def set_params(self, *, changed_by: str | None = None, **changes: Any) -> None:
+        self.calls.append(("set_params", changed_by, changes))
+        self._maybe_raise("set_params")
+
+    def set_strategy(self, market: str, strategy: Any = None, **params: Any) -> None:
+        self.calls.append(("set_strategy", market, strategy, params))
+        self._maybe_raise("set_strategy")
+
+    async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
+        self.calls.append(("pause", cancel, reason, by))
+        return 0
+
+    async def resume(self, by: str | None = None) -> None:
+        self.calls.append(("resume", by))
+
+
+def _session(settings, db, target, *, events: EventBus | None = None, **kw: Any) -> OwnerSession:
+    holder = {"state": EngineState()}
+    dbh = SimpleNamespace(db=db, commands=CommandQueue(db, issuer="owner"))
+    return OwnerSession(
+        settings, Mode.PAPER, Params(), dbh, "owner", ctl=RunControl(), events=events or EventBus(),  # type: ignore[arg-type]
+        publish=lambda s: holder.__setitem__("state", s), state=lambda: holder["state"], param_state=dict,
+        commands=target, load_universe=kw.pop("load_universe", None), overrides={},  # type: ignore[arg-type]
+        default_strategy=lambda: None, **kw)
+
+
+def _insert(db, kind: str, payload: Any, issuer: str = "face-1", sender: str = "") -> int:
+    with db.begin() as conn:
+        res = conn.execute(sa.insert(schema.commands).values(ts=time.time(), issuer=issuer, sender=sender, kind=kind,
+                                                             payload_json=payload))
+        return int(res.inserted_primary_key[0])
+
+
+def _results(db) -> dict[int, str | None]:
+    with db.connect() as conn:
+        return {r.id: r.result for r in conn.execute(sa.select(schema.commands.c.id, schema.commands.c.result))}
+
+
+class _Strict(BaseModel):
+    x: int
+
+
+def _validation_error() -> ValidationError:
+    try:
+        _Strict(x="not a number")  # type: ignore[arg-type]
+    except ValidationError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+async def test_each_command_kind_calls_the_facade_once_with_its_author_and_closes_its_row(fast_settings, db):
+    target = _Target()
+    bus = EventBus()
+    seen: list[tuple[str, str]] = []
+    bus.subscribe(lambda ev: seen.append((ev.kind, ev.message)))
+    owner = _session(fast_settings, db, target, events=bus)
+    ids = {
+        "params": _insert(db, "set_params", {"alpha": 2.5, "beta": 1}, issuer="face-1"),
+        "strategy": _insert(db, "set_strategy", {"market": "0xabc", "strategy": "spread", "params": {"alpha": 3}}),
+        "default": _insert(db, "set_strategy", {"market": "0xdef", "strategy": None}),
+        "pause": _insert(db, "pause", {}, issuer="face-2", sender="bob@host pid 1"),
+        "resume": _insert(db, "resume", {}, issuer="face-3"),
+        "anon": _insert(db, "set_params", {"alpha": 1}, issuer=""),
+        "anon_pause": _insert(db, "pause", {}, issuer=""),
+        "anon_resume": _insert(db, "resume", {}, issuer=""),
+        "unknown": _insert(db, "launch_missiles", {}),
+    }
+    await owner._apply_commands()
+    assert target.calls == [
+        ("set_params", "face-1", {"alpha": 2.5, "beta": 1}),
+        ("set_strategy", "0xabc", "spread", {"alpha": 3}),
+        ("set_strategy", "0xdef", None, {}),
+        ("pause", True, "pause", "face-2"),
+        ("resume", "face-3"),
+        ("set_params", "a command", {"alpha": 1}),
+        ("pause", True, "pause", "a command"),
+        ("resume", "a command"),
+    ]
+    res = _results(db)
+    assert res[ids["params"]] == "ok: alpha=2.5, beta=1"
+    assert res[ids["strategy"]] == "ok: 0xabc -> spread"
+    assert res[ids["default"]] == "ok: 0xdef -> default"
+    assert res[ids["pause"]] == "ok" and res[ids["resume"]] == "ok"
+    assert res[ids["unknown"]] == "error: unknown command launch_missiles"
+    assert all(v is not None for v in res.values())  # every row closed: none is applied twice
+    assert ("command", "pause from bob@host pid 1: ok") in seen  # the event names who sent it
+    assert ("command", "set_params from face-1: ok: alpha=2.5, beta=1") in seen
+    assert sum(k == "command" for k, _ in seen) == len(ids)
+    await owner._apply_commands()  # nothing pending any more: nothing is applied again
+    assert len(target.calls) == 8 and not owner._ctl.stop.is_set()
+
+
+async def test_a_rejected_or_failing_command_is_closed_with_why_and_the_next_one_still_applies(fast_settings, db):
+    target = _Target()
+    owner = _session(fast_settings, db, target)
+    target.raise_on["set_params"] = _validation_error()
+    target.raise_on["set_strategy"] = ValueError("unknown strategy 'nope'")
+    bad_params = _insert(db, "set_params", {"alpha": -1})
+    bad_strategy = _insert(db, "set_strategy", {"market": "0xabc", "strategy": "nope"})
+    no_market = _insert(db, "set_strategy", {"strategy": "spread"})
+    after = _insert(db, "resume", {})
+    await owner._apply_commands()
+    res = _results(db)
+    assert (res[bad_params] or "").startswith("rejected: ") and "x" in (res[bad_params] or "")
+    assert res[bad_strategy] == "error: ValueError: unknown strategy 'nope'"
+    assert (res[no_market] or "").startswith("error: KeyError")
+    assert res[after] == "ok" and target.calls[-1] == ("resume", "face-1")
+
+
+# ---------------------------------------------------------------- retention loop
+def _instant_waits(monkeypatch) -> list[float]:
+    """`wait_set` in the owner module returns at once (its timeouts are recorded)."""
+    waits: list[float] = []
+
+    async def instant(event: asyncio.Event, timeout: float) -> bool:
+        waits.append(timeout)
+        await asyncio.sleep(0)
+        return event.is_set()
+
+    monkeypatch.setattr(owner_module, "wait_set", instant)
+    return waits
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_the_prune_loop_prunes_every_prune_sec_and_a_failure_never_stops_it(fast_settings, db, monkeypatch, fails):
+    from pmm_widgets.store import retention
+
+    waits = _instant_waits(monkeypatch)
+    settings = fast_settings.model_copy(update={"prune_sec": 42.0, "retain_days": 3.5})
+    bus = EventBus()
+    seen: list[tuple[str, str, str]] = []
+    bus.subscribe(lambda ev: seen.append((ev.level, ev.kind, ev.message)))
+    owner = _session(settings, db, _Target(), events=bus)
+    calls: list[tuple[Any, float]] = []
+
+    def fake_prune(engine, days, *, stop):
+        calls.append((engine, days))
+        assert stop() is False
+        if len(calls) == 3:
+            owner._ctl.stop.set()
+        if fails:
+            raise OSError("disk full")
+        n = len(calls) - 1  # the first prune finds nothing to delete: no event for it
+        return retention.PruneReport(0.0, {"events": 2 * n, "pnl": 0, "book_snapshots": min(n, 1)}, 1, 0.25)
+
+    monkeypatch.setattr(retention, "prune", fake_prune)
+    await asyncio.wait_for(owner._prune_loop(), 5)
+    assert calls == [(db, 3.5)] * 3 and waits[:3] == [42.0] * 3
+    if fails:
+        assert [m for lv, k, m in seen] == ["prune failed: OSError: disk full"] * 3
+        assert {(lv, k) for lv, k, _ in seen} == {("WARNING", "retention")}
+    else:
+        assert [m for _, _, m in seen] == [
+            "retention: 3 rows older than 3.5 days pruned in 0.25s: events 2, book_snapshots 1",
+            "retention: 5 rows older than 3.5 days pruned in 0.25s: events 4, book_snapshots 1"]
+        assert {(lv, k) for lv, k, _ in seen} == {("INFO", "retention")}
+
+
+async def test_retain_days_zero_never_prunes_and_a_stop_during_the_wait_ends_the_loop(fast_settings, db, monkeypatch):
+    from pmm_widgets.store import retention
+
+    waits = _instant_waits(monkeypatch)
+    owner = _session(fast_settings.model_copy(update={"retain_days": 0.0}), db, _Target())
+    monkeypatch.setattr(retention, "prune", lambda *a, **k: pytest.fail("pruned with PMM_RETAIN_DAYS=0"))
+    task = asyncio.ensure_future(owner._prune_loop())
+    while len(waits) < 5:
+        await asyncio.sleep(0)
+    assert not task.done()
+    owner._ctl.stop.set()
+    await asyncio.wait_for(task, 2)
+
+    called: list[int] = []
+    monkeypatch.setattr(retention, "prune", lambda *a, **k: called.append(1))
+    stopped = _session(fast_settings, db, _Target())
+
+    async def stop_meanwhile(event: asyncio.Event, timeout: float) -> bool:
+        stopped._ctl.stop.set()  # the stop comes during the wait: nothing is pruned
+        return True
+
+    monkeypatch.setattr(owner_module, "wait_set", stop_meanwhile)
+    await asyncio.wait_for(stopped._prune_loop(), 2)
+    assert called == []
+
+
+# ---------------------------------------------------------------- the start-up universe
+async def test_the_start_up_universe_is_retried_until_it_loads_and_the_status_clears(fast_settings, db, monkeypatch):
+    waits = _instant_waits(monkeypatch)
+    settings = fast_settings.model_copy(update={"universe_size": 9, "universe_rank": "rewards"})
+    bus = EventBus()
+    seen: list[tuple[str, str]] = []
+    bus.subscribe(lambda ev: seen.append((ev.level, ev.message)))
+    calls: list[tuple[Any, ...]] = []
+    errors_seen: list[str | None] = []
+    universe = [SimpleNamespace(condition_id="0x1")]
+
+    async def flaky(*args: Any) -> list[Any]:
+        calls.append(args)
+        errors_seen.append(owner._state().last_error)
+        if len(calls) <= 2:
+            raise ConnectionError(f"gamma 503 #{len(calls)}")
+        return universe
+
+    owner = _session(settings, db, _Target(), events=bus, load_universe=flaky)
+    assert await owner._first_universe("gamma") is universe  # type: ignore[arg-type]
+    assert calls == [("gamma", 9, "rewards")] * 3
+    assert len(waits) == 2 and all(1.0 <= w <= 15.0 for w in waits)  # a backoff of at least a second
+    assert errors_seen[0] is None and (errors_seen[1] or "").startswith("universe load failed (ConnectionError: gamma 503 #1)")
+    assert owner._state().last_error is None  # loaded: the status says so
+    assert [lv for lv, _ in seen] == ["WARNING", "WARNING", "INFO"]
+    assert seen[-1][1] == "universe loaded after 2 failed attempt(s)"
+
+
+async def test_a_start_up_universe_that_loads_at_once_says_nothing(fast_settings, db, monkeypatch):
+    _instant_waits(monkeypatch)
+    bus = EventBus()
+    seen: list[str] = []
+    bus.subscribe(lambda ev: seen.append(ev.message))
+
+    async def ok(*args: Any) -> list[Any]:
+        return []
+
+    owner = _session(fast_settings, db, _Target(), events=bus, load_universe=ok)
+    owner._publish(EngineState(last_error="from before"))
+    assert await owner._first_universe("gamma") == []  # type: ignore[arg-type]
+    assert seen == [] and owner._state().last_error == "from before"
+
+
+@pytest.mark.parametrize("stop_before", [True, False])
+async def test_a_stop_while_the_start_up_universe_fails_aborts_the_start(fast_settings, db, monkeypatch, stop_before):
+    from pmm_widgets.engine.owner import StartAborted
+
+    calls: list[int] = []
+    owner: OwnerSession
+
+    async def stop_in_wait(event: asyncio.Event, timeout: float) -> bool:
+        owner._ctl.stop.set()
+        return True
+
+    monkeypatch.setattr(owner_module, "wait_set", stop_in_wait)
+
+    async def down(*args: Any) -> list[Any]:
+        calls.append(1)
+        raise ConnectionError("gamma down")
+
+    owner = _session(fast_settings, db, _Target(), load_universe=down)
+    if stop_before:
+        owner._ctl.stop.set()
+    with pytest.raises(StartAborted, match="stopped before the universe could be loaded: gamma down"):
+        await asyncio.wait_for(owner._first_universe("gamma"), 2)  # type: ignore[arg-type]
+    assert calls == [1]  # never retried once stopped
+
+
+# ---------------------------------------------------------------- universe refresh (a running engine)
+async def _quoting(settings) -> tuple[Engine, list[tuple[str, str, str | None]]]:
+    engine = Engine(settings)
+    seen: list[tuple[str, str, str | None]] = []
+    engine.events.subscribe(lambda ev: seen.append((ev.kind, ev.message, ev.market)))
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: len({o.market for o in engine.runtime.exchange.open_orders()}) >= 2)
+    return engine, seen
+
+
+@pytest.mark.integration
+async def test_a_market_leaving_the_universe_takes_its_quotes_and_only_its(fast_settings, db):
+    engine, seen = await _quoting(fast_settings)
+    owner, ex = engine.owner, engine.runtime.exchange
+    try:
+        quoted = {o.market for o in ex.open_orders()}
+        gone = next(m for m in owner.markets if m.condition_id in quoted)
+        kept = [m for m in owner.markets if m.condition_id != gone.condition_id]
+        asked: list[tuple[Any, ...]] = []
+
+        async def without_it(*args: Any) -> list[Any]:
+            asked.append(args)
+            return list(kept)
+
+        owner.load_universe = without_it
+        t0 = time.time()
+        await owner.refresh_universe()
+        assert asked == [(engine.runtime.gamma, fast_settings.universe_size)]  # rank "liquidity": the default call
+        assert [o for o in ex.open_orders() if o.market == gone.condition_id] == []  # cancelled by the refresh
+        assert {o.market for o in ex.open_orders()} & {m.condition_id for m in kept}  # the others still quoted
+        assert owner.markets == kept and set(engine.runtime.md.markets) == {m.condition_id for m in kept}
+        assert owner.universe_ts >= t0
+        left = [(msg, mk) for k, msg, mk in seen if k == "universe" and msg.startswith("left the universe")]
+        assert len(left) == 1 and left[0][1] == gone.condition_id and left[0][0].startswith(f"left the universe: {gone.question[:60]} (")
+        assert int(left[0][0].rsplit("(", 1)[1].split()[0]) >= 1  # its orders, counted
+        assert [m for k, m, _ in seen if k == "universe" and m.startswith("universe refreshed")] == ["universe refreshed: +0 -1"]
+        snapshot = lambda: count(db, "SELECT COUNT(*) FROM markets WHERE snapshot_ts >= :t", t=t0)
+        assert await until(lambda: snapshot() == len(kept), timeout=5)  # the new universe is recorded
+
+        await owner.refresh_universe()  # the same members again: nothing to say, nothing recorded
+        await asyncio.sleep(3 * fast_settings.writer_flush_sec)
+        assert [m for k, m, _ in seen if k == "universe" and m.startswith("universe refreshed")] == ["universe refreshed: +0 -1"]
+        assert snapshot() == len(kept)
+
+        owner.load_universe = lambda *a: _with([*kept, gone])  # it comes back
+        await owner.refresh_universe()
+        assert [m for k, m, _ in seen if k == "universe" and m.startswith("universe refreshed")][-1] == "universe refreshed: +1 -0"
+        assert gone.condition_id in engine.runtime.md.markets
+    finally:
+        await engine.stop()
+    assert open_orders_in_db(db) == 0
+
+
+async def _with(markets: list[Any]) -> list[Any]:
+    return markets
+
+
+# ---------------------------------------------------------------- universe loop
+async def test_the_universe_loop_refreshes_when_due_and_a_failure_waits_a_whole_period(fast_settings, db, monkeypatch):
+    waits = _instant_waits(monkeypatch)
+    settings = fast_settings.model_copy(update={"universe_refresh_sec": 30.0})
+    bus = EventBus()
+    seen: list[tuple[str, str]] = []
+    bus.subscribe(lambda ev: seen.append((ev.level, ev.message)))
+    owner = _session(settings, db, _Target(), events=bus)
+    refreshes: list[float] = []
+
+    async def failing_refresh() -> None:
+        refreshes.append(time.time())
+        raise ConnectionError("gamma down")
+
+    owner.refresh_universe = failing_refresh  # type: ignore[method-assign]
+    owner.universe_ts = time.time() - 30.5  # due now
+    task = asyncio.ensure_future(owner._universe_loop())
+    while len(waits) < 20:
+        await asyncio.sleep(0)
+    owner._ctl.stop.set()
+    await asyncio.wait_for(task, 2)
+    assert len(refreshes) == 1  # the failure counts as a refresh: the next one is a period later
+    assert seen == [("WARNING", "universe refresh failed: ConnectionError: gamma down")]
+    assert owner.universe_ts >= refreshes[0]
+    assert all(w == 1.0 for w in waits[:20])  # a wait is sliced in seconds (a stop ends it)
+
+
+async def test_the_universe_loop_waits_what_is_left_of_the_period(fast_settings, db, monkeypatch):
+    waits = _instant_waits(monkeypatch)
+    owner = _session(fast_settings.model_copy(update={"universe_refresh_sec": 30.0}), db, _Target())
+    owner.refresh_universe = lambda: pytest.fail("refreshed before it was due")  # type: ignore[method-assign,assignment]
+    owner.universe_ts = time.time() - 29.6  # due in 0.4 s
+    task = asyncio.ensure_future(owner._universe_loop())
+    while not waits:
+        await asyncio.sleep(0)
+    owner._ctl.stop.set()
+    await asyncio.wait_for(task, 2)
+    assert 0.3 < waits[0] < 0.41
