@@ -386,3 +386,61 @@ async def test_the_universe_loop_waits_what_is_left_of_the_period(fast_settings,
     owner._ctl.stop.set()
     await asyncio.wait_for(task, 2)
     assert 0.3 < waits[0] < 0.41
+
+
+# ---------------------------------------------------------------- the start of a run
+@pytest.mark.integration
+@pytest.mark.parametrize(("mode", "http_timeout", "warned"), [
+    (Mode.LIVE, 10.0, True), (Mode.LIVE, 1.5, False), (Mode.PAPER, 10.0, False)])
+async def test_the_start_warns_when_the_lease_leaves_less_for_a_cancel_than_one_http_call(
+        fast_settings, db, mode, http_timeout, warned):
+    """TTL 3 s: a halt's cancel has 1.5 s. A venue call may take PMM_HTTP_TIMEOUT_SEC: live and
+    dry-run say so at the start; paper has no venue call to wait for."""
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    settings = fast_settings.model_copy(update={"http_timeout_sec": http_timeout,
+                                                "private_key": SecretStr(Account.create().key.hex())})
+    async with Sandbox(SandboxConfig(markets=20, seed=7, speed=15)) as sb:
+        engine = Engine(settings, mode, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        seen: list[tuple[str, str, str]] = []
+        engine.events.subscribe(lambda ev: seen.append((ev.level, ev.kind, ev.message)))
+        engine.start()
+        try:
+            assert await engine.wait_role() == "owner"
+        finally:
+            await engine.stop()
+    lease_warnings = [(lv, m) for lv, k, m in seen if k == "lease"]
+    expected = [("WARNING", "PMM_LEASE_TTL_SEC=3 leaves 1.5s for a cancel when the DB stops answering, less than "
+                 "PMM_HTTP_TIMEOUT_SEC=10: raise the TTL")]
+    assert lease_warnings == (expected if warned else [])
+    started = [m for _, k, m in seen if k == "engine_start"]
+    assert started == [f"engine started: mode={mode.value} venue=sandbox markets={fast_settings.universe_size}"]
+
+
+@pytest.mark.integration
+async def test_each_run_publishes_a_fresh_owner_state_before_it_quotes(fast_settings, db):
+    engine = Engine(fast_settings)
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.tick >= 3)
+    first_start = engine.state.started_ts
+    await engine.stop()
+    assert not engine.state.running
+    states: list[EngineState] = []
+    engine.add_state_listener(states.append)
+    t0 = time.time()
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        s = next(s for s in states if s.started_ts != first_start)  # the new run's first state
+        assert s.running and s.tick == 0 and s.halted is None and s.handover_ts is None
+        assert s.started_ts is not None and first_start is not None and t0 - 1 <= s.started_ts <= time.time()
+        assert s.started_ts > first_start
+        assert s.params == engine.state.params and s.paused is False
+        assert await until(lambda: engine.state.tick >= 2)  # each cycle: one more
+    finally:
+        await engine.stop()
