@@ -23,7 +23,7 @@ from pmm_widgets.engine import owner as owner_module
 from pmm_widgets.engine.commands import CommandQueue
 from pmm_widgets.engine.owner import OwnerSession, RunControl
 from pmm_widgets.engine.state import EngineState
-from pmm_widgets.events import EventBus
+from pmm_widgets.events import EventBus, EventKind
 from pmm_widgets.store import schema
 
 
@@ -442,5 +442,125 @@ async def test_each_run_publishes_a_fresh_owner_state_before_it_quotes(fast_sett
         assert s.started_ts > first_start
         assert s.params == engine.state.params and s.paused is False
         assert await until(lambda: engine.state.tick >= 2)  # each cycle: one more
+    finally:
+        await engine.stop()
+
+
+# ---------------------------------------------------------------- the set-up
+@pytest.mark.integration
+@pytest.mark.parametrize("venue", ["sandbox", "polymarket"])
+async def test_the_set_up_anchors_the_venue_clock_at_the_venues_speed_and_dates_the_universe(fast_settings, db, venue):
+    """The reward-sampling clock runs at the sandbox's speed on a sandbox, at 1 on the real venue
+    (here the sandbox's endpoints under the polymarket name); the start-up universe is dated, so
+    the universe loop's first refresh comes a whole PMM_UNIVERSE_REFRESH_SEC later."""
+    from pmm_widgets.config import Venue
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    settings = fast_settings.model_copy(update={"venue": Venue(venue), "sandbox_speed": 15.0})
+    async with Sandbox(SandboxConfig(markets=20, seed=7, speed=15)) as sb:
+        engine = Engine(settings, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        t0 = time.time()
+        engine.start()
+        try:
+            assert await engine.wait_role() == "owner"
+            owner = engine.owner
+            speed = 15.0 if venue == "sandbox" else 1.0
+            assert owner._venue_speed == speed
+            clock = engine.runtime.cycle.econ.clock
+            assert clock.speed == speed and clock.w0 >= t0  # anchored on the venue's /time at the set-up
+            assert t0 <= owner.universe_ts <= time.time()
+            assert len(owner.markets) == settings.universe_size
+            snapshot = "SELECT COUNT(*) FROM markets WHERE snapshot_ts >= :t"  # the start-up universe, recorded
+            assert await until(lambda: count(db, snapshot, t=t0) == settings.universe_size, timeout=5)
+        finally:
+            await engine.stop()
+
+
+# ---------------------------------------------------------------- what the recording gets (a replay's input)
+@pytest.mark.integration
+async def test_the_recording_gets_the_universe_start_params_cancels_and_clock_a_replay_needs(
+        fast_settings, db, tmp_path, monkeypatch):
+    import json
+
+    from pmm_widgets.store.recording import Recorder
+
+    got: list[tuple[str, str, Any]] = []
+    real_universe, real_engine, real_record = Recorder.universe, Recorder.engine, Recorder.record
+
+    def universe(self, ts, markets):
+        got.append(("universe", "universe", [m.condition_id for m in markets]))
+        return real_universe(self, ts, markets)
+
+    def engine_row(self, ts, kind, payload=None):
+        got.append(("engine", kind, payload))
+        return real_engine(self, ts, kind, payload)
+
+    def record(self, channel, ts, kind, payload, conn=-1):
+        if channel == "engine" and kind == "start":
+            got.append(("engine", "start", json.loads(payload)))
+        return real_record(self, channel, ts, kind, payload, conn)
+
+    monkeypatch.setattr(Recorder, "universe", universe)
+    monkeypatch.setattr(Recorder, "engine", engine_row)
+    monkeypatch.setattr(Recorder, "record", record)
+    settings = fast_settings.model_copy(update={"record": "on", "record_dir": str(tmp_path / "rec")})
+    engine = Engine(settings)
+    engine.start()
+    assert await engine.wait_role() == "owner"
+    try:
+        assert await until(lambda: engine.state.tick >= 2)
+        owner = engine.owner
+        first = got[0]
+        assert first == ("universe", "universe", [m.condition_id for m in owner.markets])  # before anything else
+        start = next(p for c, k, p in got if k == "start")
+        assert start["mode"] == "paper" and start["venue"] == "sandbox" and start["params"]["alpha"] == engine.params.alpha
+        assert start["quote_refresh_sec"] == settings.quote_refresh_sec and start["restored"] is None
+        assert "restored_rows" in start and start["strategies"] == {}
+        clocks = [p for c, k, p in got if k == "venue_clock"]
+        assert clocks and clocks[0]["speed"] == settings.sandbox_speed
+        assert [k for c, k, p in got].index("start") < [k for c, k, p in got].index("cycle")
+
+        n = len(got)
+        engine.set_params(alpha=engine.params.alpha + 1.0)
+        params = [p for c, k, p in got[n:] if k == "params"]
+        assert params == [{"alpha": engine.params.alpha}]  # only what changed
+        owner.record_params(time.time())
+        assert [p for c, k, p in got[n:] if k == "params"] == params  # nothing changed since: no row
+
+        await engine.pause()
+        assert [p for c, k, p in got[n:] if k == "cancel_all"] == [{"reason": "pause"}]
+        await engine.resume()
+
+        kept = owner.markets[1:]
+        owner.load_universe = lambda *a: _with(list(kept))
+        await owner.refresh_universe()
+        assert ("universe", "universe", [m.condition_id for m in kept]) in got[n:]
+
+        assert {repr(p) for c, k, p in got if k == "cycle"} == {"None"}  # no hold so far
+        await owner._halt(EventKind.DB, "a test's halt")  # (a writer halt is lifted by the next store check)
+        assert await until(lambda: ("engine", "cycle", {"hold": "db: a test's halt"}) in got, timeout=5)
+        owner._clear_halt(EventKind.DB, "test over")
+    finally:
+        await engine.stop()
+    assert [k for c, k, p in got][-1] == "stop"
+
+
+@pytest.mark.integration
+async def test_a_default_strategy_object_given_before_the_start_is_the_runs_default(fast_settings, db):
+    class Mine:
+        name = "mine"
+
+        def decide(self, ctx, state):  # never quotes
+            from pmm_widgets.strategy.base import Decision
+            return Decision([])
+
+    mine = Mine()
+    engine = Engine(fast_settings)
+    engine.set_strategy("*", mine)  # idle: kept for the run
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        assert engine.runtime.cycle.default_strategy is mine
     finally:
         await engine.stop()
