@@ -564,3 +564,29 @@ async def test_a_default_strategy_object_given_before_the_start_is_the_runs_defa
         assert engine.runtime.cycle.default_strategy is mine
     finally:
         await engine.stop()
+
+
+@pytest.mark.integration
+async def test_saved_overrides_are_applied_this_process_ones_win_and_an_unknown_name_is_only_a_warning(fast_settings, db):
+    with db.begin() as conn:
+        conn.execute(sa.insert(schema.market_overrides), [
+            {"market": "0xsaved", "strategy": "as", "params_json": {"as_gamma": 0.5}, "updated_at": 1.0},
+            {"market": "0xboth", "strategy": "as", "params_json": {}, "updated_at": 1.0},
+            {"market": "0xold", "strategy": "no-longer-built", "params_json": {}, "updated_at": 1.0}])
+    engine = Engine(fast_settings)
+    engine.set_strategy("0xboth", "microprice", micro_levels=2)  # idle: this process's choice
+    seen: list[tuple[str, str, str | None]] = []
+    engine.events.subscribe(lambda ev: seen.append((ev.level, ev.message, ev.market)))
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        ov = engine.runtime.cycle.overrides
+        assert ov["0xsaved"].name == "as" and ov["0xsaved"].params == {"as_gamma": 0.5}
+        assert ov["0xboth"].name == "microprice" and ov["0xboth"].params == {"micro_levels": 2}
+        assert "0xold" not in ov
+        warned = [(lv, m, mk) for lv, m, mk in seen if "market override of" in m]
+        assert len(warned) == 1 and warned[0][0] == "WARNING" and warned[0][2] == "0xold"
+        assert warned[0][1].startswith("market override of 0xold ignored: ")
+        assert engine.running and engine.state.last_error is None
+    finally:
+        await engine.stop()
