@@ -506,17 +506,24 @@ async def test_the_recording_gets_the_universe_start_params_cancels_and_clock_a_
     monkeypatch.setattr(Recorder, "record", record)
     settings = fast_settings.model_copy(update={"record": "on", "record_dir": str(tmp_path / "rec")})
     engine = Engine(settings)
+    engine.set_strategy("0xa", "as", as_gamma=0.5)  # idle: names go in the start row, objects cannot
+    engine.set_strategy("0xn", None, as_gamma=0.25)
+    engine.set_strategy("0xo", _Quiet())
+    alpha0 = engine.params.alpha
     engine.start()
     assert await engine.wait_role() == "owner"
+    engine.params.alpha = alpha0 + 0.5  # a direct assignment before the first cycle: recorded by it
     try:
+        assert await until(lambda: ("engine", "params", {"alpha": alpha0 + 0.5}) in got)
         assert await until(lambda: engine.state.tick >= 2)
         owner = engine.owner
         first = got[0]
         assert first == ("universe", "universe", [m.condition_id for m in owner.markets])  # before anything else
         start = next(p for c, k, p in got if k == "start")
-        assert start["mode"] == "paper" and start["venue"] == "sandbox" and start["params"]["alpha"] == engine.params.alpha
+        assert start["mode"] == "paper" and start["venue"] == "sandbox" and start["params"]["alpha"] == alpha0
         assert start["quote_refresh_sec"] == settings.quote_refresh_sec and start["restored"] is None
-        assert "restored_rows" in start and start["strategies"] == {}
+        assert "restored_rows" in start
+        assert start["strategies"] == {"0xa": ["as", {"as_gamma": 0.5}], "0xn": [None, {"as_gamma": 0.25}]}
         clocks = [p for c, k, p in got if k == "venue_clock"]
         assert clocks and clocks[0]["speed"] == settings.sandbox_speed
         assert [k for c, k, p in got].index("start") < [k for c, k, p in got].index("cycle")
@@ -546,16 +553,19 @@ async def test_the_recording_gets_the_universe_start_params_cancels_and_clock_a_
     assert [k for c, k, p in got][-1] == "stop"
 
 
+class _Quiet:
+    """A user's strategy object that never quotes."""
+
+    name = "quiet"
+
+    def decide(self, ctx, state):
+        from pmm_widgets.strategy.base import Decision
+        return Decision([])
+
+
 @pytest.mark.integration
 async def test_a_default_strategy_object_given_before_the_start_is_the_runs_default(fast_settings, db):
-    class Mine:
-        name = "mine"
-
-        def decide(self, ctx, state):  # never quotes
-            from pmm_widgets.strategy.base import Decision
-            return Decision([])
-
-    mine = Mine()
+    mine = _Quiet()
     engine = Engine(fast_settings)
     engine.set_strategy("*", mine)  # idle: kept for the run
     engine.start()
@@ -590,3 +600,45 @@ async def test_saved_overrides_are_applied_this_process_ones_win_and_an_unknown_
         assert engine.running and engine.state.last_error is None
     finally:
         await engine.stop()
+
+
+@pytest.mark.integration
+async def test_a_command_written_before_the_start_never_reaches_the_new_run(fast_settings, db):
+    """A KILL (or pause) sent to an engine that was not running, a second before this one started,
+    is closed at the start ("expired"), not applied to a fresh engine."""
+    queue = CommandQueue(db, issuer="a face")
+    kill, pause = queue.send("kill"), queue.send("pause")
+    await asyncio.sleep(0.05)
+    engine = Engine(fast_settings)
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: engine.state.tick >= 3)
+        assert engine.running and engine.state.kill is None and not engine.params.quoting_paused
+        for cid in (kill, pause):
+            res = queue.result(cid)
+            assert res is not None and res[1] == "expired: no engine was running"
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.integration
+async def test_persisted_parameters_are_restored_before_the_owner_state_shows(fast_settings, db):
+    first = Engine(fast_settings, persist_params=True)
+    first.start()
+    assert await first.wait_role() == "owner"
+    first.set_params(alpha=2.75, changed_by="a tester")
+    assert await until(lambda: not first._sending)
+    await first.stop()
+
+    second = Engine(fast_settings, persist_params=True)
+    assert second.params.alpha != 2.75
+    owner_states: list[EngineState] = []
+    second.add_state_listener(lambda s: owner_states.append(s) if s.role == "owner" else None)
+    second.start()
+    try:
+        assert await second.wait_role() == "owner"
+        assert second.params.alpha == 2.75
+        assert owner_states and all(float(s.params["alpha"]) == 2.75 for s in owner_states)  # never the stale value
+    finally:
+        await second.stop()
