@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -642,3 +643,85 @@ async def test_persisted_parameters_are_restored_before_the_owner_state_shows(fa
         assert owner_states and all(float(s.params["alpha"]) == 2.75 for s in owner_states)  # never the stale value
     finally:
         await second.stop()
+
+
+# ---------------------------------------------------------------- one cycle, and the state it publishes
+@pytest.mark.integration
+async def test_each_cycle_publishes_the_books_feed_writer_and_parameters(fast_settings, db):
+    engine = Engine(fast_settings)
+    ticks: list[int] = []
+    engine.add_state_listener(lambda s: ticks.append(s.tick) if s.role == "owner" else None)
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: engine.state.tick >= 4 and engine.state.feed.connected)
+        s = engine.state
+        assert s.running and s.mode == "paper" and s.halted is None and s.venue_health == "" and s.recording == ""
+        assert abs(s.ts - time.time()) < 2 and len(s.markets) == fast_settings.universe_size
+        assert s.feed.lag_sec is not None and s.feed.lag_sec >= 0 and s.writer_lag_sec is not None
+        assert s.writer.startswith("db lag")
+        assert s.params["alpha"] == engine.params.alpha and s.paused is False
+        seen = sorted(set(ticks))
+        assert seen == list(range(seen[0], seen[-1] + 1))  # one more per cycle, none skipped
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.integration
+async def test_a_cycle_that_works_again_clears_the_cycle_failed_status(fast_settings, db):
+    settings = fast_settings.model_copy(update={"circuit_errors": 50})
+    engine = Engine(settings)
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: engine.state.tick >= 2)
+        cycle = engine.runtime.cycle
+        real = cycle.run_once
+
+        async def fails_once(*a, **k):
+            cycle.run_once = real  # type: ignore[method-assign]
+            raise ValueError("one bad cycle")
+
+        cycle.run_once = fails_once  # type: ignore[method-assign]
+        assert await until(lambda: (engine.state.last_error or "").startswith("cycle failed: ValueError: one bad cycle"))
+        assert await until(lambda: engine.state.last_error is None, timeout=5)
+        engine.owner._publish(replace(engine.state, last_error="something else"))  # not a cycle's: kept
+        await asyncio.sleep(3 * settings.quote_refresh_sec)
+        assert engine.state.last_error == "something else"
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.integration
+async def test_venue_calls_failing_during_a_cycle_fail_it_and_the_venue_health_says_all(fast_settings, db):
+    """Live: a cycle during which venue calls failed for good is a failed cycle (the circuit's
+    input); the status phrase has the user stream, the heartbeat, a safety valve and the circuit."""
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    settings = fast_settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex()),
+                                                "circuit_errors": 2, "circuit_probe_sec": 60.0})
+    async with Sandbox(SandboxConfig(markets=20, seed=7, speed=15)) as sb:
+        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        seen: list[str] = []
+        engine.events.subscribe(lambda ev: seen.append(ev.message))
+        engine.start()
+        try:
+            assert await engine.wait_role() == "owner"
+            assert await until(lambda: "user stream up" in engine.state.venue_health)
+            assert "HALTED" not in engine.state.venue_health and "CIRCUIT" not in engine.state.venue_health
+            ex = engine.runtime.exchange
+            real_health = ex.health
+            ex.health = lambda: replace(real_health(), halted="a test's valve")  # type: ignore[method-assign]
+            failures = iter(range(10**6))
+            ex.venue_failures = lambda: next(failures)  # type: ignore[method-assign]  # one more each look
+            assert await until(lambda: "CIRCUIT OPEN" in engine.state.venue_health,
+                               timeout=10)
+            assert "quote cycle failed: 1 venue call(s) failed after retries" in seen
+            health = engine.state.venue_health
+            assert health.startswith("user stream up, heartbeat ") and ", HALTED: a test's valve, CIRCUIT OPEN" in health
+        finally:
+            await engine.stop()
