@@ -725,3 +725,159 @@ async def test_venue_calls_failing_during_a_cycle_fail_it_and_the_venue_health_s
             assert health.startswith("user stream up, heartbeat ") and ", HALTED: a test's valve, CIRCUIT OPEN" in health
         finally:
             await engine.stop()
+
+
+# ---------------------------------------------------------------- settling what left the universe (a fake runtime)
+class _FakeCycle:
+    def __init__(self, ledgers: dict[str, Any], resolved: set[str], settles: bool = True) -> None:
+        self.pnl = SimpleNamespace(ledgers=ledgers)
+        self.resolved = resolved
+        self.settles = settles
+        self.calls: list[tuple[Any, ...]] = []
+        self.econ = SimpleNamespace(clock=None)
+
+    async def resolve_market(self, ts, cid, winner, exchange, source) -> bool:
+        self.calls.append((cid, winner, exchange, source))
+        return self.settles
+
+
+class _FakeRest:
+    def __init__(self, info: Any = None, exc: Exception | None = None, server_time: Any = 1000) -> None:
+        self.info, self.exc, self.asked, self.time = info, exc, [], server_time
+
+    async def market(self, cid: str) -> Any:
+        self.asked.append(cid)
+        if self.exc is not None:
+            raise self.exc
+        return self.info
+
+    async def server_time(self) -> Any:
+        if isinstance(self.time, Exception):
+            raise self.time
+        return self.time
+
+
+def _with_runtime(owner: OwnerSession, cycle: _FakeCycle, rest: _FakeRest | None, **md: Any) -> Any:
+    exchange = object()
+    owner._rt = SimpleNamespace(cycle=cycle, md=SimpleNamespace(rest=rest, **md), exchange=exchange)  # type: ignore[assignment]
+    return exchange
+
+
+def _market(cid: str) -> Any:
+    return SimpleNamespace(condition_id=cid, question=f"question {cid}", token_ids=(f"{cid}-y", f"{cid}-n"))
+
+
+@pytest.mark.parametrize(("case", "asks"), [
+    ("no ledger", False), ("flat", False), ("yes only", True), ("no only", True), ("already resolved", False)])
+async def test_a_market_that_left_is_checked_only_when_we_hold_its_shares(fast_settings, db, case, asks):
+    ledgers = {"no ledger": {}, "flat": {"0xm": SimpleNamespace(yes=0, no=0)},
+               "yes only": {"0xm": SimpleNamespace(yes=5, no=0)}, "no only": {"0xm": SimpleNamespace(yes=0, no=3)},
+               "already resolved": {"0xm": SimpleNamespace(yes=5, no=5)}}[case]
+    cycle = _FakeCycle(ledgers, {"0xm"} if case == "already resolved" else set())
+    rest = _FakeRest(SimpleNamespace(closed=False, winners=[]))
+    owner = _session(fast_settings, db, _Target())
+    _with_runtime(owner, cycle, rest)
+    await owner._settle_if_closed(_market("0xm"))
+    assert rest.asked == (["0xm"] if asks else []) and cycle.calls == []
+
+
+@pytest.mark.parametrize(("closed", "winners", "settles", "settled"), [
+    (False, ["tok-y"], True, False), (True, [], True, False), (True, ["tok-y", "tok-n"], True, False),
+    (True, ["tok-n"], True, True), (True, ["tok-n"], False, False)])
+async def test_a_closed_market_is_settled_only_with_one_winner(fast_settings, db, closed, winners, settles, settled):
+    bus = EventBus()
+    seen: list[tuple[str, str, str | None]] = []
+    bus.subscribe(lambda ev: seen.append((ev.level, ev.message, ev.market)))
+    cycle = _FakeCycle({"0xm": SimpleNamespace(yes=2, no=0)}, set(), settles=settles)
+    owner = _session(fast_settings, db, _Target(), events=bus)
+    exchange = _with_runtime(owner, cycle, _FakeRest(SimpleNamespace(closed=closed, winners=winners)))
+    await owner._settle_if_closed(_market("0xm"))
+    asked = closed and len(winners) == 1
+    assert cycle.calls == ([("0xm", "tok-n", exchange, "closed")] if asked else [])
+    assert seen == ([("INFO", "closed market settled from the venue: 0xm", "0xm")] if settled else [])
+
+
+async def test_a_venue_that_cannot_say_whether_it_closed_keeps_the_inventory_and_says_so(fast_settings, db):
+    bus = EventBus()
+    seen: list[tuple[str, str, str | None]] = []
+    bus.subscribe(lambda ev: seen.append((ev.level, ev.message, ev.market)))
+    cycle = _FakeCycle({"0xm": SimpleNamespace(yes=2, no=0)}, set())
+    owner = _session(fast_settings, db, _Target(), events=bus)
+    _with_runtime(owner, cycle, _FakeRest(exc=TimeoutError("no answer")))
+    await owner._settle_if_closed(_market("0xm"))
+    assert cycle.calls == []
+    assert seen == [("WARNING", "could not check whether 0xm closed: TimeoutError: no answer", "0xm")]
+    _with_runtime(owner, cycle, None)  # no CLOB REST client at all: the same warning, no crash
+    await owner._settle_if_closed(_market("0xm"))
+    assert seen[-1][1] == "could not check whether 0xm closed: RuntimeError: market data has no CLOB REST client (no clob_url)"
+
+
+async def test_the_venue_clock_keeps_its_anchor_when_time_fails_and_follows_the_venue_otherwise(fast_settings, db):
+    cycle = _FakeCycle({}, set())
+    owner = _session(fast_settings, db, _Target())
+    _with_runtime(owner, cycle, _FakeRest(server_time=OSError("down")))
+    await owner._sync_venue_clock()
+    assert cycle.econ.clock is None  # kept
+    owner._venue_speed = 4.0
+    _with_runtime(owner, cycle, _FakeRest(server_time=1000))
+    t0 = time.time()
+    await owner._sync_venue_clock()
+    clock = cycle.econ.clock
+    assert clock.v0 == 1000.5 and clock.speed == 4.0 and t0 <= clock.w0 <= time.time()
+
+
+# ---------------------------------------------------------------- resolutions seen on the market stream
+async def test_resolved_markets_are_settled_and_dropped_from_the_universe(fast_settings, db):
+    bus = EventBus()
+    seen: list[str] = []
+    bus.subscribe(lambda ev: seen.append(ev.message))
+    cycle = _FakeCycle({}, set())
+    owner = _session(fast_settings, db, _Target(), events=bus)
+    followed: list[list[str]] = []
+
+    async def set_markets(ms):
+        followed.append([m.condition_id for m in ms])
+
+    events = [SimpleNamespace(market="0xb", winning_asset_id="tok-b"), SimpleNamespace(market="0xgone", winning_asset_id="")]
+    exchange = _with_runtime(owner, cycle, None, pop_resolutions=lambda: list(events), set_markets=set_markets)
+    owner.markets = [_market("0xa"), _market("0xb"), _market("0xc")]
+    await owner._apply_resolutions()
+    assert cycle.calls == [("0xb", "tok-b", exchange, "market_resolved"), ("0xgone", None, exchange, "market_resolved")]
+    assert [m.condition_id for m in owner.markets] == ["0xa", "0xc"]
+    assert followed == [["0xa", "0xc"]]  # followed again once; the unknown market changes nothing
+    assert seen == ["market resolved and settled: 0xb", "market resolved and settled: 0xgone"]
+    cycle.settles = False
+    events[:] = [SimpleNamespace(market="0xa", winning_asset_id="tok-a")]
+    await owner._apply_resolutions()
+    assert len(seen) == 2 and [m.condition_id for m in owner.markets] == ["0xc"]  # dropped; not said as settled
+
+
+# ---------------------------------------------------------------- the first cycle waits for the books
+async def test_the_first_cycle_waits_for_every_book_synced_and_fresh_at_most_its_limit(fast_settings, db):
+    owner = _session(fast_settings, db, _Target())
+    owner.markets = [_market("0xa"), _market("0xb")]
+    books: dict[str, Any] = {"0xa-y": "A", "0xa-n": "A"}  # 0xb's books not there yet
+    stale = {"A": False, "B": True}
+    looks: list[int] = []
+
+    def is_stale(b):
+        looks.append(1)
+        if len(looks) == 6:  # its book arrives, stale first, then fresh
+            books.update({"0xb-y": "B", "0xb-n": "B"})
+        if len(looks) == 12:
+            stale["B"] = False
+        return stale[b]
+
+    _with_runtime(owner, _FakeCycle({}, set()), None, books=books, is_stale=is_stale)
+    t0 = time.monotonic()
+    await owner._first_books(5.0)
+    assert time.monotonic() - t0 < 2.0 and not any(stale.values())  # returned once all were fresh, not at the limit
+
+    stale["B"] = True  # one never gets fresh: the wait ends at the limit
+    t0 = time.monotonic()
+    await owner._first_books(0.3)
+    assert 0.3 <= time.monotonic() - t0 < 1.5
+    owner._ctl.stop.set()  # a stop ends it at once
+    t0 = time.monotonic()
+    await owner._first_books(5.0)
+    assert time.monotonic() - t0 < 0.2
