@@ -881,3 +881,30 @@ async def test_the_first_cycle_waits_for_every_book_synced_and_fresh_at_most_its
     t0 = time.monotonic()
     await owner._first_books(5.0)
     assert time.monotonic() - t0 < 0.2
+
+
+# ---------------------------------------------------------------- bug: a strategy chosen while idle was never kept
+@pytest.mark.integration
+async def test_a_strategy_chosen_while_idle_is_kept_for_the_next_start(fast_settings, db):
+    """`set_strategy` on an idle engine applies to its next run, and names are "kept in
+    `market_overrides` (restored at start-up)": they were not (nothing was open to write them
+    to), so the following start quoted the market with the default again."""
+    from pmm_widgets.store.repo import load_overrides
+
+    first = Engine(fast_settings)
+    first.set_strategy("0xidle", "as", as_gamma=0.5)
+    first.set_strategy("0xobj", _Quiet())  # an object lives only in this process
+    first.start()
+    assert await first.wait_role() == "owner"
+    assert first.runtime.cycle.overrides["0xidle"].name == "as"
+    await first.stop()
+    assert load_overrides(db) == {"0xidle": ("as", {"as_gamma": 0.5})}
+
+    second = Engine(fast_settings)  # a new process: only the DB remembers
+    second.start()
+    try:
+        assert await second.wait_role() == "owner"
+        ov = second.runtime.cycle.overrides
+        assert ov["0xidle"].name == "as" and ov["0xidle"].params == {"as_gamma": 0.5} and "0xobj" not in ov
+    finally:
+        await second.stop()
