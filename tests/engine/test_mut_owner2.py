@@ -893,12 +893,14 @@ async def test_a_strategy_chosen_while_idle_is_kept_for_the_next_start(fast_sett
 
     first = Engine(fast_settings)
     first.set_strategy("0xidle", "as", as_gamma=0.5)
+    first.set_strategy("0xnone", None, as_gamma=0.25)  # the default strategy with its own parameters
     first.set_strategy("0xobj", _Quiet())  # an object lives only in this process
+    first._strategy_overrides["0xbad"] = ("no-such-strategy", {})  # refused at the set-up: not kept either
     first.start()
     assert await first.wait_role() == "owner"
-    assert first.runtime.cycle.overrides["0xidle"].name == "as"
+    assert first.runtime.cycle.overrides["0xidle"].name == "as" and "0xbad" not in first.runtime.cycle.overrides
     await first.stop()
-    assert load_overrides(db) == {"0xidle": ("as", {"as_gamma": 0.5})}
+    assert load_overrides(db) == {"0xidle": ("as", {"as_gamma": 0.5}), "0xnone": (None, {"as_gamma": 0.25})}
 
     second = Engine(fast_settings)  # a new process: only the DB remembers
     second.start()
