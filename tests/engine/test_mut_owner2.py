@@ -910,3 +910,38 @@ async def test_a_strategy_chosen_while_idle_is_kept_for_the_next_start(fast_sett
         assert ov["0xidle"].name == "as" and ov["0xidle"].params == {"as_gamma": 0.5} and "0xobj" not in ov
     finally:
         await second.stop()
+
+
+@pytest.mark.integration
+async def test_a_cancelled_run_cancels_its_orders_and_stays_cancelled(fast_settings, db):
+    """The run's task cancelled (a notebook's interrupt, the loop closing): the shutdown cancels
+    every order, and the task ends cancelled (never as a normal return that would hide it)."""
+    engine = Engine(fast_settings)
+    task = engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: len(engine.runtime.exchange.open_orders()) > 0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert open_orders_in_db(db) == 0 and not engine.state.running
+
+
+@pytest.mark.integration
+async def test_a_crash_is_on_every_face_while_the_shutdown_cancels(fast_settings, db):
+    """The crash is published before the shutdown starts (its cancels can take seconds, and the
+    lease renewals carry that state to attached faces), not only once the task has ended."""
+    engine = Engine(fast_settings)
+    during: list[str | None] = []
+    engine.events.subscribe(lambda ev: during.append(engine.state.last_error) if ev.kind == "engine_stop" else None)
+    task = engine.start()
+    assert await engine.wait_role() == "owner"
+    assert await until(lambda: engine.state.totals.open_orders > 0)
+
+    async def boom(*a, **k):
+        raise ValueError("boom")
+
+    engine.owner._cycle_failed = boom  # type: ignore[method-assign]  # the per-cycle guard fails too: a crash
+    engine.runtime.cycle.run_once = boom  # type: ignore[method-assign]
+    assert await until(task.done)
+    assert during == ["ValueError: boom"]
