@@ -945,3 +945,22 @@ async def test_a_crash_is_on_every_face_while_the_shutdown_cancels(fast_settings
     engine.runtime.cycle.run_once = boom  # type: ignore[method-assign]
     assert await until(task.done)
     assert during == ["ValueError: boom"]
+
+
+@pytest.mark.integration
+async def test_a_stop_before_the_universe_loads_is_a_stop_not_a_crash(fast_settings, db):
+    engine = Engine(fast_settings)
+
+    async def down(*a, **k):
+        raise ConnectionError("gamma 503")
+
+    engine._load_universe = down
+    seen: list[tuple[str, str, str]] = []
+    engine.events.subscribe(lambda ev: seen.append((ev.level, ev.kind, ev.message)))
+    task = engine.start()
+    assert await until(lambda: any("universe load failed" in m for _, _, m in seen), timeout=10)
+    await engine.stop()
+    assert task.done()
+    assert not [m for lv, k, m in seen if k == "error" or "crashed" in m]
+    stops = [(lv, m) for lv, k, m in seen if k == "engine_stop"]
+    assert ("WARNING", "stopped before the universe could be loaded: gamma 503") in stops
