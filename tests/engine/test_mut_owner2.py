@@ -964,3 +964,30 @@ async def test_a_stop_before_the_universe_loads_is_a_stop_not_a_crash(fast_setti
     assert not [m for lv, k, m in seen if k == "error" or "crashed" in m]
     stops = [(lv, m) for lv, k, m in seen if k == "engine_stop"]
     assert ("WARNING", "stopped before the universe could be loaded: gamma 503") in stops
+
+
+@pytest.mark.integration
+async def test_the_probe_that_closes_the_circuit_clears_only_a_cycle_failed_status(fast_settings, db):
+    settings = fast_settings.model_copy(update={"circuit_errors": 2, "circuit_probe_sec": 0.5})
+    engine = Engine(settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.kind))
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: engine.state.tick >= 2)
+        cycle = engine.runtime.cycle
+        real = cycle.run_once
+
+        async def boom(*a, **k):
+            raise ValueError("boom")
+
+        cycle.run_once = boom  # type: ignore[method-assign]
+        assert await until(lambda: "circuit_open" in seen)
+        engine.owner._publish(replace(engine.state, last_error="an operator's note"))  # not a cycle's
+        cycle.run_once = real  # type: ignore[method-assign]
+        assert await until(lambda: "circuit_closed" in seen, timeout=10)
+        await asyncio.sleep(0)
+        assert engine.state.last_error == "an operator's note"
+    finally:
+        await engine.stop()
