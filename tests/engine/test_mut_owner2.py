@@ -991,3 +991,18 @@ async def test_the_probe_that_closes_the_circuit_clears_only_a_cycle_failed_stat
         assert engine.state.last_error == "an operator's note"
     finally:
         await engine.stop()
+
+
+@pytest.mark.integration
+async def test_an_engine_on_its_own_sink_publishes_without_a_writer(fast_settings, db):
+    """A sink handed in (no DB writer of its own): the cycles publish with no writer fields."""
+    from pmm_widgets.store.sink import MemorySink
+
+    engine = Engine(fast_settings, sink=MemorySink())
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: engine.state.tick >= 2)
+        assert engine.state.writer_lag_sec is None and engine.state.writer == "" and engine.state.running
+    finally:
+        await engine.stop()
