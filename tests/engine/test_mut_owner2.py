@@ -716,11 +716,12 @@ async def test_venue_calls_failing_during_a_cycle_fail_it_and_the_venue_health_s
             ex = engine.runtime.exchange
             real_health = ex.health
             ex.health = lambda: replace(real_health(), halted="a test's valve")  # type: ignore[method-assign]
-            failures = iter(range(10**6))
+            failures = iter(range(5, 10**6))  # (5 failed before: only those of the cycle count)
             ex.venue_failures = lambda: next(failures)  # type: ignore[method-assign]  # one more each look
             assert await until(lambda: "CIRCUIT OPEN" in engine.state.venue_health,
                                timeout=10)
-            assert "quote cycle failed: 1 venue call(s) failed after retries" in seen
+            failed = [m for m in seen if m.startswith("quote cycle failed: ")]
+            assert failed and set(failed) == {"quote cycle failed: 1 venue call(s) failed after retries"}
             health = engine.state.venue_health
             assert health.startswith("user stream up, heartbeat ") and ", HALTED: a test's valve, CIRCUIT OPEN" in health
         finally:
@@ -1004,5 +1005,32 @@ async def test_an_engine_on_its_own_sink_publishes_without_a_writer(fast_setting
         assert await engine.wait_role() == "owner"
         assert await until(lambda: engine.state.tick >= 2)
         assert engine.state.writer_lag_sec is None and engine.state.writer == "" and engine.state.running
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.integration
+async def test_failures_between_working_cycles_never_add_up_to_open_the_circuit(fast_settings, db):
+    """The circuit opens on failing cycles *in a row*: each working cycle starts the count again."""
+    settings = fast_settings.model_copy(update={"circuit_errors": 2})
+    engine = Engine(settings)
+    seen: list[str] = []
+    engine.events.subscribe(lambda ev: seen.append(ev.kind))
+    engine.start()
+    try:
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: engine.state.tick >= 2)
+        cycle = engine.runtime.cycle
+        real = cycle.run_once
+
+        async def fails_once(*a, **k):
+            cycle.run_once = real  # type: ignore[method-assign]
+            raise ValueError("one bad cycle")
+
+        for _ in range(3):
+            tick = engine.state.tick
+            cycle.run_once = fails_once  # type: ignore[method-assign]
+            assert await until(lambda t=tick: engine.state.tick >= t + 2)  # failed, then worked
+        assert seen.count("cycle_error") == 3 and "circuit_open" not in seen
     finally:
         await engine.stop()
