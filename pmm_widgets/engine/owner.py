@@ -348,6 +348,11 @@ class OwnerSession:
                 rt.cycle.set_strategy(cid, name, **params)
             except ValueError as exc:  # a row an older build wrote, a name no longer known
                 self.events.emit(Level.WARNING, EventKind.STRATEGY, f"market override of {cid} ignored: {exc}", market=cid)
+                continue
+            if cid in self._overrides and (name is None or isinstance(name, str)):
+                # chosen while no store was open (an idle engine): kept now, as a running engine keeps
+                # it, so the next start restores it (an object lives only in this process)
+                self._store.db.market_override(cid, name, _jsonable(params), time.time())
         if self._recorder is not None:  # what a replay needs to start where this run started
             self._recorded_params = self._params.model_dump(mode="json")
             start = {
