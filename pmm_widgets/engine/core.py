@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Mode
+from ..errors import PmmError
 from ..events import Event, EventBus, EventKind, Level
 from ..store.db import first_line
 from ..store.sink import Sink
@@ -51,7 +52,13 @@ if TYPE_CHECKING:
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
 
-__all__ = ["HANDOVER_SEC", "Engine", "RemoteParams", "venue_description", "wallet_address"]
+__all__ = ["HANDOVER_SEC", "Engine", "EngineStateError", "RemoteParams", "venue_description", "wallet_address"]
+
+
+class EngineStateError(PmmError, RuntimeError):
+    """What the engine was asked cannot be done in its present state: switch mode while running,
+    trade live without credentials, reach a runtime or DB it does not hold. (A RuntimeError, as
+    these were before they joined the package's exception tree.)"""
 
 
 class Engine:
@@ -106,17 +113,17 @@ class Engine:
     @property
     def runtime(self) -> Runtime:
         """The owner's venue side (exchange, market data, cycle, store: `engine/runtime.py`) while
-        it runs; RuntimeError otherwise (idle, attached, stopped)."""
+        it runs; EngineStateError otherwise (idle, attached, stopped)."""
         if self._owner is None:
-            raise RuntimeError("the engine has no runtime: it is not running as the owner")
+            raise EngineStateError("the engine has no runtime: it is not running as the owner")
         return self._owner.runtime
 
     @property
     def owner(self) -> OwnerSession:
-        """The owner session of the current (or last) run (`engine/owner.py`); RuntimeError when
+        """The owner session of the current (or last) run (`engine/owner.py`); EngineStateError when
         this engine never owned the DB."""
         if self._owner is None:
-            raise RuntimeError("this engine has not owned the DB: no owner session")
+            raise EngineStateError("this engine has not owned the DB: no owner session")
         return self._owner
 
     @property
@@ -260,9 +267,9 @@ class Engine:
             if recorder is not None and (strategy is None or isinstance(strategy, str)):
                 recorder.engine(time.time(), "strategy", {"market": cid, "strategy": strategy,
                                                                 "params": _jsonable(params)})
-            if strategy is None and not params:
-                self._strategy_overrides.pop(cid, None)
-            else:
+            if strategy is None and not params and self._store is not None:
+                self._strategy_overrides.pop(cid, None)  # (the store keeps the reset: the NULL row below)
+            else:  # idle, a reset is kept too: the next start applies it over the saved row, and writes it
                 self._strategy_overrides[cid] = (strategy, dict(params))
             if self._store is not None and (strategy is None or isinstance(strategy, str)):
                 self._store.db.market_override(cid, strategy, _jsonable(params), time.time())
@@ -274,9 +281,9 @@ class Engine:
         """Change the execution mode; only while not running. Live needs credentials."""
         mode = Mode(mode)
         if self.running:
-            raise RuntimeError("stop the engine before switching mode")
+            raise EngineStateError("stop the engine before switching mode")
         if mode is not Mode.PAPER and not (self.settings.has_private_key or self.settings.has_l2_creds):
-            raise RuntimeError(f"{mode.value} mode needs credentials: set PMM_PRIVATE_KEY (and optionally the API key trio)")
+            raise EngineStateError(f"{mode.value} mode needs credentials: set PMM_PRIVATE_KEY (and optionally the API key trio)")
         self.mode = mode
         self._publish(replace(self._state, mode=mode.value))
 
@@ -467,7 +474,7 @@ class Engine:
     def _opened(self) -> DbHandles:
         """The DB handles (opened by `run()` and the lease checks before anything uses them)."""
         if self._dbh is None:
-            raise RuntimeError("the engine's DB is not open")
+            raise EngineStateError("the engine's DB is not open")
         return self._dbh
 
     @property
@@ -495,7 +502,7 @@ class Engine:
     def _attached_session(self) -> AttachedSession:
         """The attached role's mirror and command sender (`engine/attached.py`)."""
         if self._dbh is None:
-            raise RuntimeError("not attached to an engine")
+            raise EngineStateError("not attached to an engine")
         return AttachedSession(self.settings, self._dbh.lease, self._dbh.commands, self._owner_id, publish=self._publish,
                                state=lambda: self._state, emit=self.events.emit, tasks=self._sending)
 

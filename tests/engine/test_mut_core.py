@@ -15,7 +15,9 @@ from pydantic import SecretStr, ValidationError
 
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine import Engine
+from pmm_widgets.engine.core import EngineStateError
 from pmm_widgets.engine.state import EngineState
+from pmm_widgets.errors import PmmError
 from pmm_widgets.events import Event, EventKind, Level
 
 KEY = "0x" + "11" * 32  # a throwaway private key (never funded)
@@ -27,8 +29,9 @@ def test_set_mode_refuses_a_mode_that_trades_without_credentials(fast_settings, 
     eng = Engine(fast_settings)
     seen: list[EngineState] = []
     eng.add_state_listener(seen.append)
-    with pytest.raises(RuntimeError, match=f"{Mode(mode).value} mode needs credentials"):
+    with pytest.raises(EngineStateError, match=f"{Mode(mode).value} mode needs credentials") as got:
         eng.set_mode(mode)
+    assert isinstance(got.value, PmmError) and isinstance(got.value, RuntimeError)  # (what callers caught before)
     assert eng.mode is Mode.PAPER and eng.state.mode == "paper" and seen == []
 
 

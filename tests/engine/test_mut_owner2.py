@@ -1034,3 +1034,28 @@ async def test_failures_between_working_cycles_never_add_up_to_open_the_circuit(
         assert seen.count("cycle_error") == 3 and "circuit_open" not in seen
     finally:
         await engine.stop()
+
+
+@pytest.mark.integration
+async def test_a_reset_to_the_default_while_idle_overrides_the_saved_strategy(fast_settings, db):
+    """`set_strategy(market, None)` on an idle engine dropped the market from the in-process
+    overrides, so the next start applied the saved `market_overrides` row again: the reset was
+    ignored. It is now applied at the start and written (a NULL strategy row)."""
+    from pmm_widgets.store.repo import load_overrides
+
+    first = Engine(fast_settings)
+    first.set_strategy("0xreset", "as", as_gamma=0.5)
+    first.start()
+    assert await first.wait_role() == "owner"
+    await first.stop()
+    assert load_overrides(db)["0xreset"] == ("as", {"as_gamma": 0.5})
+
+    second = Engine(fast_settings)  # a new process, idle: back to the default for that market
+    second.set_strategy("0xreset", None)
+    second.start()
+    try:
+        assert await second.wait_role() == "owner"
+        assert "0xreset" not in second.runtime.cycle.overrides
+    finally:
+        await second.stop()
+    assert load_overrides(db)["0xreset"] == (None, {})
