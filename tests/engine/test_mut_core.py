@@ -109,6 +109,20 @@ async def test_kill_of_an_idle_engine_says_nothing_to_cancel_and_publishes_it(fa
     assert await eng.kill() is kr and seen == [kr]  # the same result, not published again
 
 
+@pytest.mark.integration
+async def test_the_owner_kills_in_its_own_process_not_through_the_command_table(fast_settings, db):
+    """The running owner's kill cancels here and stops: a kill sent as a `commands` row (an
+    attached face's way) waits for the owner's command loop and its DB, the very things that may
+    be failing when a trader presses kill."""
+    eng = Engine(fast_settings)
+    eng.start()
+    assert await eng.wait_role() == "owner"
+    assert await until(lambda: eng.state.totals.open_orders > 0)
+    kr = await eng.kill()
+    assert kr.stopped and kr.venue_open_after == 0 and not eng.running
+    assert count(db, "SELECT COUNT(*) FROM commands WHERE kind = 'kill'") == 0
+
+
 async def test_a_crash_of_the_run_is_surfaced_once_with_its_message(fast_settings):
     eng = Engine(fast_settings)
     errors: list[Event] = []
