@@ -1059,3 +1059,50 @@ async def test_a_reset_to_the_default_while_idle_overrides_the_saved_strategy(fa
     finally:
         await second.stop()
     assert load_overrides(db)["0xreset"] == (None, {})
+
+
+# ---------------------------------------------------------------- the cycle on held books (a fake runtime)
+class _HoldStream:
+    def __init__(self, log: list[tuple[Any, ...]]) -> None:
+        self.log = log
+
+    async def hold(self, now: float) -> None:
+        self.log.append(("hold", now))
+
+    def release(self) -> None:
+        self.log.append(("release",))
+
+
+class _HoldCycle:
+    def __init__(self, yield_sec: float, log: list[tuple[Any, ...]], fail: bool = False) -> None:
+        self.yield_sec, self.log, self.fail = yield_sec, log, fail
+
+    async def run_once(self, now, markets, view, exchange, hold=None, decided=None) -> str:
+        self.log.append(("cycle", now, hold, decided))
+        if self.fail:
+            raise ConnectionError("venue down")
+        return "report"
+
+
+@pytest.mark.parametrize(("mode", "yield_sec", "expect"), [
+    (Mode.PAPER, 0.0, "unheld"), (Mode.PAPER, 0.005, "held to the end"), (Mode.LIVE, 0.005, "released once decided")])
+async def test_a_cycle_that_yields_runs_on_books_held_still_at_its_time(fast_settings, db, mode, yield_sec, expect):
+    """`PMM_CYCLE_YIELD_MS` > 0: the stream applies what it has up to `now`, then holds the books
+    until the cycle ends (paper: what a replay reproduces) or, live, until every market is decided;
+    released even when the cycle fails. 0: the cycle runs on the books as they move, no hold."""
+    log: list[tuple[Any, ...]] = []
+    owner = _session(fast_settings, db, _Target())
+    owner.mode = mode
+    stream = _HoldStream(log)
+    owner._rt = SimpleNamespace(cycle=_HoldCycle(yield_sec, log), md=SimpleNamespace(stream=stream, view="view"),  # type: ignore[assignment]
+                                exchange="x")
+    assert await owner._held_cycle(12.5, "h") == "report"
+    early = stream.release if mode is not Mode.PAPER else None
+    assert log == {"unheld": [("cycle", 12.5, "h", None)],
+                   "held to the end": [("hold", 12.5), ("cycle", 12.5, "h", None), ("release",)],
+                   "released once decided": [("hold", 12.5), ("cycle", 12.5, "h", early), ("release",)]}[expect]
+    log.clear()
+    owner._rt.cycle.fail = True
+    with pytest.raises(ConnectionError):
+        await owner._held_cycle(13.0, None)
+    assert log[-1] == (("release",) if yield_sec > 0 else ("cycle", 13.0, None, None))
