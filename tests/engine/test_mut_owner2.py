@@ -7,7 +7,9 @@ gets), the set-up, the universe handling and the state the owner publishes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -967,16 +969,25 @@ async def test_a_stop_before_the_universe_loads_is_a_stop_not_a_crash(fast_setti
     assert ("WARNING", "stopped before the universe could be loaded: gamma 503") in stops
 
 
-@pytest.mark.integration
-async def test_the_probe_that_closes_the_circuit_clears_only_a_cycle_failed_status(fast_settings, db):
-    settings = fast_settings.model_copy(update={"circuit_errors": 2, "circuit_probe_sec": 0.5})
-    engine = Engine(settings)
+@contextlib.asynccontextmanager
+async def _quoting(settings: Any, **kw: Any) -> AsyncIterator[tuple[Engine, list[str]]]:
+    """An owner engine past its first two cycles, and the kinds of the events it emits; stopped after."""
+    engine = Engine(settings, **kw)
     seen: list[str] = []
     engine.events.subscribe(lambda ev: seen.append(ev.kind))
     engine.start()
     try:
         assert await engine.wait_role() == "owner"
         assert await until(lambda: engine.state.tick >= 2)
+        yield engine, seen
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.integration
+async def test_the_probe_that_closes_the_circuit_clears_only_a_cycle_failed_status(fast_settings, db):
+    settings = fast_settings.model_copy(update={"circuit_errors": 2, "circuit_probe_sec": 0.5})
+    async with _quoting(settings) as (engine, seen):
         cycle = engine.runtime.cycle
         real = cycle.run_once
 
@@ -990,8 +1001,6 @@ async def test_the_probe_that_closes_the_circuit_clears_only_a_cycle_failed_stat
         assert await until(lambda: "circuit_closed" in seen, timeout=10)
         await asyncio.sleep(0)
         assert engine.state.last_error == "an operator's note"
-    finally:
-        await engine.stop()
 
 
 @pytest.mark.integration
@@ -999,27 +1008,15 @@ async def test_an_engine_on_its_own_sink_publishes_without_a_writer(fast_setting
     """A sink handed in (no DB writer of its own): the cycles publish with no writer fields."""
     from pmm_widgets.store.sink import MemorySink
 
-    engine = Engine(fast_settings, sink=MemorySink())
-    engine.start()
-    try:
-        assert await engine.wait_role() == "owner"
-        assert await until(lambda: engine.state.tick >= 2)
+    async with _quoting(fast_settings, sink=MemorySink()) as (engine, _):
         assert engine.state.writer_lag_sec is None and engine.state.writer == "" and engine.state.running
-    finally:
-        await engine.stop()
 
 
 @pytest.mark.integration
 async def test_failures_between_working_cycles_never_add_up_to_open_the_circuit(fast_settings, db):
     """The circuit opens on failing cycles *in a row*: each working cycle starts the count again."""
     settings = fast_settings.model_copy(update={"circuit_errors": 2})
-    engine = Engine(settings)
-    seen: list[str] = []
-    engine.events.subscribe(lambda ev: seen.append(ev.kind))
-    engine.start()
-    try:
-        assert await engine.wait_role() == "owner"
-        assert await until(lambda: engine.state.tick >= 2)
+    async with _quoting(settings) as (engine, seen):
         cycle = engine.runtime.cycle
         real = cycle.run_once
 
@@ -1032,8 +1029,6 @@ async def test_failures_between_working_cycles_never_add_up_to_open_the_circuit(
             cycle.run_once = fails_once  # type: ignore[method-assign]
             assert await until(lambda t=tick: engine.state.tick >= t + 2)  # failed, then worked
         assert seen.count("cycle_error") == 3 and "circuit_open" not in seen
-    finally:
-        await engine.stop()
 
 
 @pytest.mark.integration
