@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,6 +104,17 @@ async def test_the_wait_for_the_venue_minute_ends_once_sampled_at_its_limit_or_a
     t0 = time.monotonic()
     await asyncio.wait_for(owner._after_venue_minute(), 2)
     assert time.monotonic() - t0 < 0.2 and len(stream.asked) <= 1
+
+
+async def test_the_first_cycle_waits_for_books_without_blocking_the_loop_that_brings_them(fast_settings, db):
+    owner = _session(fast_settings, db, _Target())
+    owner.markets = [_market("0xa")]
+    books: dict[str, Any] = {}
+    _with_runtime(owner, _FakeCycle({}, set()), None, books=books, is_stale=lambda b: False)
+    asyncio.get_running_loop().call_later(0.05, books.update, {"0xa-y": "A", "0xa-n": "A"})
+    t0 = time.monotonic()
+    await owner._first_books(2.0)
+    assert time.monotonic() - t0 < 1.0 and len(books) == 2
 
 
 # ---------------------------------------------------------------- the quote loop on fakes
@@ -462,9 +474,60 @@ def test_the_pacer_saves_the_thresholds_and_its_full_collections_restart_the_per
     assert gc.get_threshold() == before
 
 
+async def test_a_venue_time_that_fails_is_only_a_debug_line(fast_settings, db, caplog):
+    owner = _session(fast_settings, db, _Target())
+    cycle = _FakeCycle({}, set())
+    _with_runtime(owner, cycle, _FakeRest(server_time=OSError("down")))
+    with caplog.at_level("DEBUG", logger=owner_module.__name__):
+        await owner._sync_venue_clock()
+    assert cycle.econ.clock is None
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == owner_module.__name__] == [
+        ("DEBUG", "venue /time failed: down")]
+
+
 def test_freeze_heap_returns_how_many_objects_it_froze():
     try:
         n = owner_module.freeze_heap()
         assert n == gc.get_freeze_count() and n > 100
     finally:
         gc.unfreeze()
+
+
+# ---------------------------------------------------------------- bug: a resolution whose cancel failed was lost
+async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle_and_settled_once(fast_settings, db):
+    """The venue's `market_resolved` events are popped from the stream before they are settled: a
+    cancel that failed (the venue down for a moment) used to lose that one and every one after it
+    (the market quoted on, its shares never settled from the event)."""
+    from pmm_widgets.venue.market_data import MarketData
+
+    class _Flaky(_FakeCycle):
+        async def resolve_market(self, ts, cid, winner, exchange, source) -> bool:
+            self.calls.append((cid, winner, exchange, source))
+            if cid == "0xb" and sum(c[0] == "0xb" for c in self.calls) == 1:
+                raise OSError("cancel failed")
+            done = cid not in self.resolved
+            self.resolved.add(cid)
+            return done
+
+    cycle = _Flaky({}, set())
+    followed: list[list[str]] = []
+
+    async def set_markets(ms):
+        followed.append([m.condition_id for m in ms])
+
+    md = SimpleNamespace(stream=SimpleNamespace(resolutions=deque()), set_markets=set_markets)
+    md.pop_resolutions = lambda: MarketData.pop_resolutions(md)  # type: ignore[arg-type]
+    owner = _session(fast_settings, db, _Target())
+    owner._rt = SimpleNamespace(cycle=cycle, md=md, exchange="ex")  # type: ignore[assignment]
+    owner.markets = [_market("0xa"), _market("0xb"), _market("0xc")]
+    ev = {c: SimpleNamespace(market=c, winning_asset_id=f"{c}-y") for c in ("0xa", "0xb", "0xc", "0xd")}
+    md.stream.resolutions.extend([ev["0xa"], ev["0xb"], ev["0xc"]])
+    with pytest.raises(OSError):
+        await owner._apply_resolutions()  # the cycle fails (an event, a status), its resolutions are kept
+    assert [m.condition_id for m in owner.markets] == ["0xb", "0xc"] and followed == [["0xb", "0xc"]]
+    md.stream.resolutions.append(ev["0xd"])  # one more arrives meanwhile: after them
+    assert list(md.stream.resolutions) == [ev["0xb"], ev["0xc"], ev["0xd"]]
+    await owner._apply_resolutions()  # the next cycle settles them
+    assert [c[0] for c in cycle.calls] == ["0xa", "0xb", "0xb", "0xc", "0xd"]
+    assert cycle.resolved == {"0xa", "0xb", "0xc", "0xd"} and owner.markets == [] and not md.stream.resolutions
+    assert followed == [["0xb", "0xc"], ["0xc"], []]
