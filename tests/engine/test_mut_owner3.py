@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_mut_owner2 import _FakeCycle, _FakeRest, _market, _session, _Target, _with_runtime
+from test_mut_owner2 import _FakeCycle, _FakeRest, _instant_waits, _market, _session, _Target, _with_runtime
 
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine import owner as owner_module
@@ -96,7 +96,7 @@ async def test_the_wait_for_the_venue_minute_ends_once_sampled_at_its_limit_or_a
     _live(owner, stream, speed=60.0)
     t0 = time.monotonic()
     await asyncio.wait_for(owner._after_venue_minute(), 3)
-    assert 0.7 <= time.monotonic() - t0 < 1.4 and len(stream.asked) > 5
+    assert 0.7 <= time.monotonic() - t0 < 1.4 and 5 < len(stream.asked) < 400  # polled every 5 ms, not spun
 
     stream = _Stream(True)
     _live(owner, stream)
@@ -115,6 +115,11 @@ async def test_the_first_cycle_waits_for_books_without_blocking_the_loop_that_br
     t0 = time.monotonic()
     await owner._first_books(2.0)
     assert time.monotonic() - t0 < 1.0 and len(books) == 2
+
+    looks: list[int] = []  # a book never fresh: looked at every 20 ms until the limit, not spun on
+    _with_runtime(owner, _FakeCycle({}, set()), None, books=books, is_stale=lambda b: looks.append(1) or True)
+    await owner._first_books(0.2)
+    assert 5 <= len(looks) <= 15
 
 
 # ---------------------------------------------------------------- the quote loop on fakes
@@ -173,6 +178,8 @@ class _Loop:
             raise ValueError("boom")
         if what == "sample":
             self.econ.sample_count += 1
+        if what == "hang":
+            await asyncio.sleep(30)
         if what == "slow":
             await asyncio.sleep(0.06)
         if what == "drop-cancel":  # a library that swallows the cancel it got
@@ -220,6 +227,15 @@ async def test_an_open_circuit_probes_instead_of_quoting(fast_settings, db):
     await asyncio.wait_for(owner._quote_loop(), 5)
     assert fake.log == ["commands", "store", "after", "cycle1", "publish",
                         "commands", "store", "probe", "publish", "commands", "store", "probe", "publish"]
+
+
+async def test_each_quote_loop_starts_on_a_closed_circuit_with_the_settings_thresholds(fast_settings, db):
+    owner = _session(_loop_settings(fast_settings, circuit_errors=7, circuit_probe_sec=11.0), db, _Target())
+    fake = _Loop(owner, stop_after=1)
+    owner._circuit = SimpleNamespace(is_open=True)  # a circuit left open (a run before): not this run's
+    await asyncio.wait_for(owner._quote_loop(), 5)
+    assert fake.log == ["commands", "store", "after", "cycle1", "publish"]
+    assert (owner._circuit.threshold, owner._circuit.probe_sec, owner._circuit.failures) == (7, 11.0, 0)
 
 
 async def test_a_kill_from_the_risk_limits_stops_the_loop_at_once_as_a_kill(fast_settings, db):
@@ -302,6 +318,19 @@ async def test_a_cancel_a_step_swallowed_still_ends_the_loop(fast_settings, db):
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(owner._quote_loop(), 5)
     assert fake.n == 2  # ended at the top of the next round
+
+
+async def test_a_cancel_during_a_cycle_ends_the_loop_never_a_failed_cycle(fast_settings, db):
+    owner = _session(_loop_settings(fast_settings), db, _Target())
+    fake = _Loop(owner, plan={2: "hang"}, stop_after=9)
+    task = asyncio.create_task(owner._quote_loop())
+    for _ in range(200):
+        if fake.n == 2:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2)
+    assert done == {task} and task.cancelled() and fake.n == 2 and fake.failed == []
 
 
 class _Pacer:
@@ -531,3 +560,52 @@ async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle
     assert [c[0] for c in cycle.calls] == ["0xa", "0xb", "0xb", "0xc", "0xd"]
     assert cycle.resolved == {"0xa", "0xb", "0xc", "0xd"} and owner.markets == [] and not md.stream.resolutions
     assert followed == [["0xb", "0xc"], ["0xc"], []]
+
+
+# ---------------------------------------------------------------- the retention loop
+def _fast_prune_settings(fast_settings, days: float) -> Any:
+    return fast_settings.model_copy(update={"retain_days": days})
+
+
+async def test_a_retention_of_part_of_a_day_still_prunes(fast_settings, db, monkeypatch):
+    from pmm_widgets.store import retention
+
+    _instant_waits(monkeypatch)
+    owner = _session(_fast_prune_settings(fast_settings, 0.5), db, _Target())
+    calls: list[float] = []
+
+    def fake_prune(engine, days, *, stop):
+        calls.append(days)
+        owner._ctl.stop.set()
+        return retention.PruneReport(0.0, {}, 0, 0.0)
+
+    monkeypatch.setattr(retention, "prune", fake_prune)
+    await asyncio.wait_for(owner._prune_loop(), 5)
+    assert calls == [0.5]
+
+
+async def test_a_cancel_during_a_prune_ends_the_retention_loop(fast_settings, db, monkeypatch):
+    import threading
+
+    from pmm_widgets.store import retention
+
+    _instant_waits(monkeypatch)
+    owner = _session(_fast_prune_settings(fast_settings, 3.0), db, _Target())
+    entered, release = threading.Event(), threading.Event()
+    calls: list[float] = []
+
+    def fake_prune(engine, days, *, stop):
+        calls.append(days)
+        entered.set()
+        release.wait(2)
+        return retention.PruneReport(0.0, {}, 0, 0.0)
+
+    monkeypatch.setattr(retention, "prune", fake_prune)
+    task = asyncio.create_task(owner._prune_loop())
+    assert await asyncio.to_thread(entered.wait, 2)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=0.5)
+    owner._ctl.stop.set()  # (a loop that went on ends here)
+    release.set()
+    await asyncio.wait([task], timeout=2)
+    assert done == {task} and task.cancelled() and calls == [3.0]
