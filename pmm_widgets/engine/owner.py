@@ -621,16 +621,25 @@ class OwnerSession:
             self._recorder.engine(clock.w0, "venue_clock", clock.to_json())
 
     async def _apply_resolutions(self) -> None:
-        """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe."""
-        for ev in self.runtime.md.pop_resolutions():
+        """Markets the venue resolved (`market_resolved`): cancel, settle, drop from the universe.
+        One that fails (its cancel: the venue down for a moment; the cycle fails) goes back to the
+        stream with those after it, for the next cycle: never lost (a market is settled once:
+        `resolve_market` refuses one it resolved, and one whose cancel failed is not resolved)."""
+        md = self.runtime.md
+        pending = md.pop_resolutions()
+        for i, ev in enumerate(pending):
             cid = ev.market
-            if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
-                                                       self.runtime.exchange, "market_resolved"):
-                self.events.emit(Level.INFO, EventKind.RESOLUTION, f"market resolved and settled: {cid}")
-            before = len(self.markets)
-            self.markets = [m for m in self.markets if m.condition_id != cid]
-            if len(self.markets) != before:
-                await self.runtime.md.set_markets(self.markets)
+            try:
+                if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
+                                                           self.runtime.exchange, "market_resolved"):
+                    self.events.emit(Level.INFO, EventKind.RESOLUTION, f"market resolved and settled: {cid}")
+                before = len(self.markets)
+                self.markets = [m for m in self.markets if m.condition_id != cid]
+                if len(self.markets) != before:
+                    await md.set_markets(self.markets)
+            except BaseException:
+                md.stream.resolutions.extendleft(reversed(pending[i:]))  # in order, before any that came meanwhile
+                raise
 
     def _venue_checks(self) -> VenueChecks | None:
         """The exchange's venue health and probe (live and dry-run), None for paper."""
