@@ -638,7 +638,7 @@ class OwnerSession:
                 if len(self.markets) != before:
                     await md.set_markets(self.markets)
             except BaseException:
-                md.stream.resolutions.extendleft(reversed(pending[i:]))  # in order, before any that came meanwhile
+                md.unpop_resolutions(pending[i:])
                 raise
 
     def _venue_checks(self) -> VenueChecks | None:

@@ -96,6 +96,11 @@ class MarketData:
         self.stream.resolutions.clear()
         return out
 
+    def unpop_resolutions(self, events: Sequence[MarketResolvedEvent]) -> None:
+        """Give back events `pop_resolutions` returned and that were not handled (their settlement
+        failed): next popped first, in their order, before any received meanwhile."""
+        self.stream.resolutions.extendleft(reversed(events))
+
     async def set_markets(self, markets: Sequence[Market]) -> None:
         """Follow exactly these markets: both tokens of each; books of the others are dropped."""
         self.markets = {m.condition_id: m for m in markets}

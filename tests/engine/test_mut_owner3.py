@@ -546,6 +546,7 @@ async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle
 
     md = SimpleNamespace(stream=SimpleNamespace(resolutions=deque()), set_markets=set_markets)
     md.pop_resolutions = lambda: MarketData.pop_resolutions(md)  # type: ignore[arg-type]
+    md.unpop_resolutions = lambda evs: MarketData.unpop_resolutions(md, evs)  # type: ignore[arg-type]
     owner = _session(fast_settings, db, _Target())
     owner._rt = SimpleNamespace(cycle=cycle, md=md, exchange="ex")  # type: ignore[assignment]
     owner.markets = [_market("0xa"), _market("0xb"), _market("0xc")]
