@@ -1,0 +1,236 @@
+"""What a second mutation pass on engine/core.py (the `Engine` facade) found untested: a pause of
+the running owner cancels its orders at once (recorded first), an attached face's pause/resume are
+one command each and change nothing locally, who resumed is kept and the pause note goes with
+the pause, each run starts from fresh controls and a clean published state (direct runs too),
+`max_seconds` ends a headless run, an attach-only start never takes the lease (not even with
+`auto_takeover`) while a plain one does once the owner leaves, and a cancelled task's end is
+quiet."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from engine_helpers import until
+
+from pmm_widgets.engine import Engine
+from pmm_widgets.engine.core import EngineStateError
+from pmm_widgets.engine.state import EngineState
+from pmm_widgets.events import Event, EventKind, Level
+
+
+def _param_rows(db) -> list[tuple[str, str]]:
+    with db.connect() as c:
+        return [(r.name, r.changed_by) for r in c.execute(sa.text("SELECT name, changed_by FROM param_changes ORDER BY id"))]
+
+
+def _command_kinds(db) -> list[str]:
+    with db.connect() as c:
+        return [r.kind for r in c.execute(sa.text("SELECT kind FROM commands ORDER BY id"))]
+
+
+# ---------------------------------------------------------------- pause / resume of the owner
+async def test_a_pause_of_the_running_owner_cancels_its_orders_at_once_recorded_first(fast_settings):
+    eng = Engine(fast_settings)
+    eng.start()
+    try:
+        assert await eng.wait_role() == "owner"
+        ex = eng.runtime.exchange
+        assert await until(lambda: len(ex.open_orders()) > 0)
+        steps: list[Any] = []
+        cancel_all = ex.cancel_all
+
+        async def spy_cancel_all() -> int:
+            steps.append(("resting", len(ex.open_orders())))
+            n = await cancel_all()
+            steps.append(("cancelled", n))
+            return n
+
+        ex.cancel_all = spy_cancel_all  # type: ignore[method-assign]
+        eng.owner.record_cancel_all = lambda now, reason: steps.append(("recorded", reason))  # type: ignore[method-assign]
+        events: list[Event] = []
+        eng.events.subscribe(events.append)
+        n = await eng.pause()  # the default: cancel now, not at the next cycle
+        assert ex.open_orders() == []
+        assert steps[0] == ("recorded", "pause") and [s[0] for s in steps] == ["recorded", "resting", "cancelled"]
+        assert n == steps[2][1] == steps[1][1] > 0
+        assert eng.state.paused and eng.params.quoting_paused
+        pauses = [(e.level, e.message) for e in events if e.kind is EventKind.PAUSE]
+        assert pauses == [(Level.WARNING, f"quoting paused (pause); {n} orders cancelled")]
+    finally:
+        await eng.stop()
+
+
+async def test_a_pause_without_cancel_leaves_the_orders_to_the_cycle(fast_settings):
+    eng = Engine(fast_settings)
+    eng.start()
+    try:
+        assert await eng.wait_role() == "owner"
+        ex = eng.runtime.exchange
+        assert await until(lambda: len(ex.open_orders()) > 0)
+        steps: list[str] = []
+
+        async def spy_cancel_all() -> int:
+            steps.append("cancel_all")
+            return 0
+
+        ex.cancel_all = spy_cancel_all  # type: ignore[method-assign]
+        eng.owner.record_cancel_all = lambda now, reason: steps.append("recorded")  # type: ignore[method-assign]
+        assert await eng.pause(cancel=False, reason="pause button") == 0
+        assert steps == [] and eng.state.paused
+        assert [e.message for e in eng.events.recent() if e.kind is EventKind.PAUSE_BUTTON] == [
+            "quoting paused (pause button); 0 orders cancelled"]
+    finally:
+        await eng.stop()
+
+
+async def test_resume_records_who_resumed_and_the_pause_note_goes_with_the_pause(fast_settings, db):
+    eng = Engine(fast_settings, persist_params=True)
+    await eng._open_db()
+    assert await eng.pause(by="alice") == 0  # idle: nothing to cancel
+    assert eng.state.paused and eng.state.pause_note.startswith("pause by alice at ")
+    await eng.resume(by="bob")
+    assert not eng.params.quoting_paused and not eng.state.paused and eng.state.pause_note == ""
+    assert [e.message for e in eng.events.recent() if e.kind is EventKind.RESUME] == ["quoting resumed"]
+    assert await until(lambda: len(_param_rows(db)) == 2, timeout=5)
+    assert _param_rows(db) == [("quoting_paused", "alice"), ("quoting_paused", "bob")]
+    eng.set_params(quoting_paused=True)  # paused another way (a parameter): nobody's old note is shown
+    assert eng.state.paused and eng.state.pause_note == ""
+
+
+async def test_an_attached_faces_pause_and_resume_are_one_command_each_and_change_nothing_here(fast_settings, db):
+    owner = Engine(fast_settings)
+    owner.start()
+    face = Engine(fast_settings)
+    try:
+        assert await owner.wait_role() == "owner"
+        face.start()
+        assert await face.wait_role() == "attached"
+        sent: list[str] = []
+        face.events.subscribe(lambda ev: sent.append(ev.message) if ev.kind is EventKind.COMMAND else None)
+        assert await face.pause() == 0
+        assert await until(lambda: owner.params.quoting_paused, timeout=5)
+        await face.resume()
+        assert await until(lambda: not owner.params.quoting_paused, timeout=5)
+        assert [m.split()[1] for m in sent] == ["pause", "resume"]
+        assert _command_kinds(db) == ["pause", "resume"]
+        assert not face._params.quoting_paused and face._pause_note == ""
+        assert not [e for e in face.events.recent() if e.kind in (EventKind.PAUSE, EventKind.RESUME)]
+    finally:
+        await face.stop()
+        await owner.stop()
+
+
+# ---------------------------------------------------------------- run(): fresh controls, clean state
+async def test_max_seconds_ends_a_direct_run_and_each_direct_run_has_fresh_controls(fast_settings):
+    eng = Engine(fast_settings)
+    roles: list[str] = []
+    eng.add_state_listener(lambda s: roles.append(s.role))
+    for _ in range(2):  # the second run is not ended at once by the first one's stop
+        roles.clear()
+        await asyncio.wait_for(eng.run(max_seconds=0.6), 15)
+        assert "owner" in roles and not eng.running
+    eng.start()  # a start, then a direct run again
+    assert await eng.wait_role() == "owner"
+    await eng.stop()
+    roles.clear()
+    await asyncio.wait_for(eng.run(max_seconds=0.6), 15)
+    assert "owner" in roles
+
+
+async def test_a_new_run_clears_the_last_error_and_kill_and_reports_its_own_crash(fast_settings):
+    eng = Engine(fast_settings)
+    await eng.kill()  # idle kill: published
+    eng._publish(replace_state(eng.state, last_error="old trouble"))
+    assert eng.state.kill is not None
+    eng._crash_reported = True  # what the previous run's owner left: it had reported its own crash
+    seen: list[EngineState] = []
+    errors: list[Event] = []
+    eng.events.subscribe(lambda ev: errors.append(ev) if ev.level is Level.ERROR else None)
+
+    async def broken_db() -> Any:
+        seen.append(eng.state)
+        raise OSError("disk gone")
+
+    eng._open_db = broken_db  # type: ignore[method-assign]
+    task = eng.start()
+    await asyncio.wait({task})
+    assert seen[0].kill is None and seen[0].last_error is None
+    assert [e.message for e in errors] == ["engine crashed: OSError: disk gone"]
+
+
+def replace_state(state: EngineState, **kw: Any) -> EngineState:
+    from dataclasses import replace
+
+    return replace(state, **kw)
+
+
+# ---------------------------------------------------------------- attach-only / take-over
+async def test_attach_only_mirrors_a_live_owner_and_never_takes_over_when_it_leaves(fast_settings, db):
+    owner = Engine(fast_settings)
+    owner.start()
+    face = Engine(fast_settings, auto_takeover=True)  # even a face that would take a freed lease over
+    try:
+        assert await owner.wait_role() == "owner"
+        task = face.start(attach_only=True)
+        assert await face.wait_role() == "attached"
+        assert await until(lambda: face.state.tick >= 1, timeout=5)
+        assert face.running
+        await owner.stop()
+        await asyncio.wait_for(task, 10)
+        assert face.role == "idle" and face._owner is None
+        assert face.state.last_error == "the engine stopped: press Start to run one"
+    finally:
+        await face.stop()
+        await owner.stop()
+
+
+async def test_an_auto_takeover_face_owns_once_the_owner_stops_and_its_old_role_is_gone(fast_settings, db):
+    first = Engine(fast_settings)
+    first.start()
+    assert await first.wait_role() == "owner"
+    await first.stop()  # it owned once: a later run that attaches must not keep that runtime
+    owner = Engine(fast_settings)
+    owner.start()
+    face = first
+    face.auto_takeover = True
+    try:
+        assert await owner.wait_role() == "owner"
+        face.start()
+        assert await face.wait_role() == "attached"
+        with pytest.raises(EngineStateError):
+            _ = face.runtime
+        await owner.stop()
+        assert await until(lambda: face.role == "owner" and face.state.tick >= 1, timeout=15)
+        assert face.running and face.runtime.exchange is not None
+    finally:
+        await face.stop()
+        await owner.stop()
+
+
+# ---------------------------------------------------------------- _on_done
+async def test_a_cancelled_runs_end_is_quiet(fast_settings):
+    eng = Engine(fast_settings)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    old = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+    try:
+        started = asyncio.Event()
+
+        async def hangs() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        eng.run = hangs  # type: ignore[method-assign]
+        task = eng.start()
+        await started.wait()
+        task.cancel()
+        await asyncio.wait({task})
+        await asyncio.sleep(0)
+        assert reported == [] and not eng.state.running
+        assert not [e for e in eng.events.recent() if e.level is Level.ERROR]
+    finally:
+        loop.set_exception_handler(old)
