@@ -234,3 +234,182 @@ async def test_a_cancelled_runs_end_is_quiet(fast_settings):
         assert not [e for e in eng.events.recent() if e.level is Level.ERROR]
     finally:
         loop.set_exception_handler(old)
+
+
+# ---------------------------------------------------------------- set_strategy
+class Joiner:
+    name = "joiner"
+
+    def decide(self, ctx: Any, state: Any) -> Any:
+        raise AssertionError("never called here")
+
+
+async def test_set_strategy_for_every_market_of_a_running_owner_name_object_then_default(
+        fast_settings, tmp_path, monkeypatch):
+    from pmm_widgets.store.recorder import DbRecorder
+    from pmm_widgets.store.recording import Recorder
+
+    recorded: list[Any] = []
+    saved: list[Any] = []
+    engine_rec = Recorder.engine
+
+    def spy_engine(self: Recorder, ts: float, kind: str, payload: Any = None) -> None:
+        if kind == "strategy":
+            recorded.append(payload)
+        engine_rec(self, ts, kind, payload)
+
+    monkeypatch.setattr(Recorder, "engine", spy_engine)
+    monkeypatch.setattr(DbRecorder, "market_override", lambda self, cid, s, p, ts: saved.append((cid, s, p)))
+    eng = Engine(fast_settings.model_copy(update={"record": "on", "record_dir": str(tmp_path)}))
+    eng.start()
+    try:
+        assert await eng.wait_role() == "owner"
+        assert await until(lambda: len(eng.owner.markets) >= 2)
+        cids = [m.condition_id for m in eng.owner.markets]
+        cycle = eng.runtime.cycle
+        seen: list[Event] = []
+        eng.events.subscribe(lambda ev: seen.append(ev) if ev.kind is EventKind.STRATEGY else None)
+
+        eng.set_strategy("*", "as", as_gamma=0.5)  # a name: every market, kept
+        assert recorded == [{"market": c, "strategy": "as", "params": {"as_gamma": 0.5}} for c in cids]
+        assert saved == [(c, "as", {"as_gamma": 0.5}) for c in cids]
+        assert eng._strategy_overrides == {c: ("as", {"as_gamma": 0.5}) for c in cids}
+        assert all(cycle.overrides[c].name == "as" for c in cids)
+        assert cycle.default_strategy is None and eng._default_strategy is None
+        assert [(e.message, e.market) for e in seen] == [("strategy of *: as {'as_gamma': 0.5}", None)]
+
+        recorded.clear()
+        saved.clear()
+        seen.clear()
+        mine = Joiner()
+        eng.set_strategy("*", mine)  # an object: this process only, and markets that join later
+        assert cycle.default_strategy is mine and eng._default_strategy is mine
+        assert recorded == [] and saved == []
+        assert eng._strategy_overrides == {c: (mine, {}) for c in cids}
+        assert all(cycle.overrides[c].strategy is mine for c in cids)
+        assert [(e.message, e.market) for e in seen] == [("strategy of *: joiner", None)]
+
+        seen.clear()
+        eng.set_strategy("*")  # back to the default everywhere: the reset is kept as NULL rows
+        assert cycle.default_strategy is None and eng._default_strategy is None
+        assert eng._strategy_overrides == {} and not any(c in cycle.overrides for c in cids)
+        assert saved == [(c, None, {}) for c in cids]
+        assert recorded == [{"market": c, "strategy": None, "params": {}} for c in cids]
+        assert [(e.message, e.market) for e in seen] == [("strategy of *: default", None)]
+
+        seen.clear()
+        saved.clear()
+        eng.set_strategy(cids[0], "spread", alpha=3)  # one market
+        assert saved == [(cids[0], "spread", {"alpha": 3})] and list(eng._strategy_overrides) == [cids[0]]
+        assert cycle.overrides[cids[0]].name == "spread" and cids[1] not in cycle.overrides
+        assert [(e.message, e.market) for e in seen] == [("strategy of " + cids[0] + ": spread {'alpha': 3}", cids[0])]
+    finally:
+        await eng.stop()
+
+
+async def test_an_idle_engines_object_for_every_market_is_the_next_runs_default(fast_settings):
+    eng = Engine(fast_settings)
+    mine = Joiner()
+    eng.set_strategy("*", mine)
+    assert eng._default_strategy is mine and eng._strategy_overrides == {}  # no universe yet: no market
+    eng.set_strategy("c1")  # idle: a reset is kept for the start
+    assert eng._strategy_overrides == {"c1": (None, {})}
+    assert [e.message for e in eng.events.recent() if e.kind is EventKind.STRATEGY] == [
+        "strategy of *: joiner", "strategy of c1: default"]
+
+
+# ---------------------------------------------------------------- lease checks of a face
+async def test_lease_holder_names_only_another_live_owner(fast_settings, db):
+    from pmm_widgets.engine.lease import Lease
+
+    eng = Engine(fast_settings)
+    assert await eng.lease_holder() is None  # no row
+    other = Lease(db, ttl_sec=3, owner="otherhost:1:a")
+    assert other.try_acquire()
+    assert await eng.lease_holder() == "otherhost:1:a"
+    other.release(final_state=EngineState().to_json())  # its row kept, expired
+    assert await eng.lease_holder() is None
+    mine = Lease(db, ttl_sec=3, owner=eng.state.owner)
+    assert mine.try_acquire()
+    assert await eng.lease_holder() is None  # this engine itself
+
+
+async def test_handover_pending_only_for_a_recent_hand_over_of_a_free_lease(fast_settings, db):
+    import time
+
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.engine.lease import Lease
+    from pmm_widgets.engine.state import KillResult
+
+    eng = Engine(fast_settings)
+    assert await eng.handover_pending() is None  # no row
+    page = Lease(db, ttl_sec=3, owner="page:1")
+
+    def left(**kw: Any) -> None:
+        assert page.try_acquire()
+        page.release(final_state=EngineState(**kw).to_json())
+
+    assert page.try_acquire()
+    assert page.renew(EngineState(mode="live", handover_ts=time.time()).to_json())
+    assert await eng.handover_pending() is None  # still owned: nothing to take over
+    left(mode="live", handover_ts=time.time())
+    assert await eng.handover_pending() is Mode.LIVE
+    left(mode="dry_run", handover_ts=time.time() - 30)
+    assert await eng.handover_pending() is Mode.DRY_RUN
+    assert await eng.handover_pending(max_age=10) is None
+    left(mode="paper", handover_ts=time.time() - 60.5)  # past HANDOVER_SEC
+    assert await eng.handover_pending() is None
+    left(mode="live", handover_ts=None)  # a plain stop, not a hand-over
+    assert await eng.handover_pending() is None
+    left(mode="live", handover_ts=time.time(), kill=KillResult(time.time(), 1, 0, True, "killed"))
+    assert await eng.handover_pending() is None  # killed: stays down
+    left(mode="bogus", handover_ts=time.time())
+    assert await eng.handover_pending() is None
+
+
+async def test_a_lease_the_db_cannot_give_is_retried_quoting_nothing_and_said_once(fast_settings):
+    eng = Engine(fast_settings)
+    await eng._open_db()
+    lease = eng._opened().lease
+    real = lease.try_acquire
+    calls: list[int] = []
+    fail = {"on": True}
+
+    def flaky(now: float | None = None) -> bool:
+        calls.append(1)
+        if fail["on"]:
+            raise OSError("database is locked\nsecond line")
+        return real(now)
+
+    lease.try_acquire = flaky  # type: ignore[method-assign]
+    states: list[EngineState] = []
+    eng.add_state_listener(states.append)
+    eng.start()
+    try:
+        assert await until(lambda: len(calls) >= 2, timeout=5)
+        assert eng.role != "owner" and eng._owner is None and eng.running
+        warned = [(e.level, e.message) for e in eng.events.recent() if e.kind is EventKind.LEASE]
+        assert warned == [(Level.WARNING, "cannot take the DB lease (database is locked): not quoting, retrying")]
+        said = [s.last_error for s in states if s.last_error]
+        assert said == ["cannot take the DB lease: database is locked: retrying"]
+        fail["on"] = False
+        assert await eng.wait_role(timeout=10) == "owner"
+    finally:
+        await eng.stop()
+
+
+async def test_a_stop_while_the_lease_is_retried_ends_the_run_without_owning(fast_settings):
+    eng = Engine(fast_settings)
+    await eng._open_db()
+    lease = eng._opened().lease
+    calls: list[int] = []
+
+    def broken(now: float | None = None) -> bool:
+        calls.append(1)
+        raise OSError("unreachable")
+
+    lease.try_acquire = broken  # type: ignore[method-assign]
+    task = eng.start()
+    assert await until(lambda: len(calls) >= 1, timeout=5)
+    await eng.stop()
+    assert task.done() and task.exception() is None and eng._owner is None and eng.role != "owner"
