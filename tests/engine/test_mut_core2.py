@@ -413,3 +413,50 @@ async def test_a_stop_while_the_lease_is_retried_ends_the_run_without_owning(fas
     assert await until(lambda: len(calls) >= 1, timeout=5)
     await eng.stop()
     assert task.done() and task.exception() is None and eng._owner is None and eng.role != "owner"
+
+
+# ---------------------------------------------------------------- _restore_params (an owner's start)
+async def test_restore_params_newest_values_idle_changes_win_and_a_bad_one_is_said_and_skipped(fast_settings, db):
+    import time
+
+    from pmm_widgets.engine.param_log import latest, record
+
+    record(db, {"alpha": 2.0, "skew": 0.4}, "zed", ts=900.0)  # older values: the newest win
+    record(db, {"alpha": 2.5, "skew": 0.3, "not_a_param": 1, "regime_base": "regime"}, "alice", ts=1000.0)
+    record(db, {"quoting_paused": True}, "bob", ts=1001.0)
+    eng = Engine(fast_settings, persist_params=True)
+    eng.set_params(skew=0.1, changed_by="carol")  # idle, the DB not open: kept, and it wins over the stored value
+    default_base = eng.params.regime_base
+    await eng._open_db()
+    await eng._restore_params()
+    assert eng.params.alpha == 2.5 and eng.params.skew == 0.1 and eng.params.quoting_paused
+    assert eng.params.regime_base == default_base
+    assert eng._unsaved_params == {}
+    rows = latest(db)
+    assert (rows["skew"].value, rows["skew"].changed_by) == (0.1, "carol")
+    assert eng._pause_note == "paused before the restart (restored from the DB)"
+
+    def hms(ts: float) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(ts))
+
+    said = [(e.level, e.message) for e in eng.events.recent() if e.kind is EventKind.PARAMS]
+    assert len(said) == 2
+    assert said[0][0] is Level.WARNING and said[0][1].startswith("stored regime_base='regime' not restored: ")
+    assert said[1] == (Level.INFO, f"restored from the DB: alpha=2.5 (by alice at {hms(1000.0)}), "
+                                   f"quoting_paused=True (by bob at {hms(1001.0)})")
+
+
+async def test_restore_params_with_nothing_stored_says_nothing_and_keeps_a_pause_note(fast_settings, db):
+    from pmm_widgets.engine.param_log import latest
+
+    eng = Engine(fast_settings, persist_params=True)
+    await eng.pause(by="alice")  # idle: a pause kept for the start, with its note
+    note = eng._pause_note
+    eng.set_params(alpha=3.0, changed_by="bob")
+    await eng._open_db()
+    await eng._restore_params()
+    assert eng._pause_note == note and eng.params.alpha == 3.0
+    assert not [e for e in eng.events.recent() if e.kind is EventKind.PARAMS]
+    rows = latest(db)
+    assert {k: (v.value, v.changed_by) for k, v in rows.items()} == {"quoting_paused": (True, "alice"),
+                                                                       "alpha": (3.0, "bob")}
