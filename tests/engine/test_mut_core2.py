@@ -91,6 +91,7 @@ async def test_resume_records_who_resumed_and_the_pause_note_goes_with_the_pause
     await eng._open_db()
     assert await eng.pause(by="alice") == 0  # idle: nothing to cancel
     assert eng.state.paused and eng.state.pause_note.startswith("pause by alice at ")
+    assert await until(lambda: len(_param_rows(db)) == 1, timeout=5)  # (each record is a thread: keep their order)
     await eng.resume(by="bob")
     assert not eng.params.quoting_paused and not eng.state.paused and eng.state.pause_note == ""
     assert [e.message for e in eng.events.recent() if e.kind is EventKind.RESUME] == ["quoting resumed"]
@@ -126,18 +127,21 @@ async def test_an_attached_faces_pause_and_resume_are_one_command_each_and_chang
 # ---------------------------------------------------------------- run(): fresh controls, clean state
 async def test_max_seconds_ends_a_direct_run_and_each_direct_run_has_fresh_controls(fast_settings):
     eng = Engine(fast_settings)
-    roles: list[str] = []
-    eng.add_state_listener(lambda s: roles.append(s.role))
+    seen: list[tuple[str, bool]] = []
+    eng.add_state_listener(lambda s: seen.append((s.role, s.running)))
+    owners: list[Any] = []
     for _ in range(2):  # the second run is not ended at once by the first one's stop
-        roles.clear()
+        seen.clear()
         await asyncio.wait_for(eng.run(max_seconds=0.6), 15)
-        assert "owner" in roles and not eng.running
+        assert ("owner", True) in seen and not eng.running and eng.state.running is False
+        owners.append(eng._owner)
+    assert owners[0] is not owners[1]
     eng.start()  # a start, then a direct run again
     assert await eng.wait_role() == "owner"
     await eng.stop()
-    roles.clear()
+    seen.clear()
     await asyncio.wait_for(eng.run(max_seconds=0.6), 15)
-    assert "owner" in roles
+    assert ("owner", True) in seen
 
 
 async def test_a_new_run_clears_the_last_error_and_kill_and_reports_its_own_crash(fast_settings):
@@ -412,7 +416,8 @@ async def test_a_stop_while_the_lease_is_retried_ends_the_run_without_owning(fas
     task = eng.start()
     assert await until(lambda: len(calls) >= 1, timeout=5)
     await eng.stop()
-    assert task.done() and task.exception() is None and eng._owner is None and eng.role != "owner"
+    assert task.done() and task.exception() is None and eng._owner is None and eng.role == "idle"
+    assert not [e for e in eng.events.recent() if e.kind is EventKind.ATTACHED]  # stopped: it does not attach either
 
 
 # ---------------------------------------------------------------- _restore_params (an owner's start)
@@ -460,3 +465,30 @@ async def test_restore_params_with_nothing_stored_says_nothing_and_keeps_a_pause
     rows = latest(db)
     assert {k: (v.value, v.changed_by) for k, v in rows.items()} == {"quoting_paused": (True, "alice"),
                                                                        "alpha": (3.0, "bob")}
+
+
+async def test_a_plain_attached_face_never_takes_over_when_the_owner_leaves(fast_settings, db):
+    owner = Engine(fast_settings)
+    owner.start()
+    face = Engine(fast_settings)  # no auto_takeover: a face the trader started while another engine owned
+    try:
+        assert await owner.wait_role() == "owner"
+        task = face.start()
+        assert await face.wait_role() == "attached"
+        await owner.stop()
+        await asyncio.wait_for(task, 10)
+        assert face._owner is None and face.role != "owner" and not face.running
+        assert face.state.last_error == "no engine owns the DB lease: press Start to own it"
+    finally:
+        await face.stop()
+        await owner.stop()
+
+
+async def test_a_runs_kill_result_is_its_own(fast_settings, db):
+    eng = Engine(fast_settings)
+    first = await eng.kill()  # idle: nothing to cancel
+    task = eng.start(attach_only=True)  # nobody owns: ends at once, and nothing was killed in it
+    await asyncio.wait_for(task, 10)
+    assert eng.state.kill is None
+    again = await eng.kill()
+    assert again is not first and eng.state.kill is again
