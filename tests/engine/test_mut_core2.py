@@ -492,3 +492,19 @@ async def test_a_runs_kill_result_is_its_own(fast_settings, db):
     assert eng.state.kill is None
     again = await eng.kill()
     assert again is not first and eng.state.kill is again
+
+
+# ---------------------------------------------------------------- bug: "*" with a name before any universe was lost
+def test_every_market_by_name_before_any_universe_is_refused_not_lost(fast_settings):
+    """An engine that never ran knows no market: "*" with a name (or parameters) applied to none,
+    was kept nowhere, and the event said it was set. Refused now, changing nothing."""
+    eng = Engine(fast_settings)
+    for strategy, params in (("as", {}), ("spread", {"alpha": 2}), (None, {"alpha": 2})):
+        with pytest.raises(EngineStateError, match="no market is known yet"):
+            eng.set_strategy("*", strategy, **params)
+    assert eng._strategy_overrides == {} and eng._default_strategy is None
+    assert not [e for e in eng.events.recent() if e.kind is EventKind.STRATEGY]
+    mine = Joiner()
+    eng.set_strategy("*", mine)  # an object is kept for the start (the default of every market)
+    eng.set_strategy("*")  # and so is its reset
+    assert eng._default_strategy is None
