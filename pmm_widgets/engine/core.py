@@ -236,7 +236,8 @@ class Engine:
         implementing `strategy.base.Strategy` (owner or idle engine only), or None for the default
         (`PMM_STRATEGY`); `params` are strategy parameters (`as_gamma=0.5`, `alpha=2`, ...)
         validated by the same rules as every parameter. Raises ValueError and changes nothing
-        on a bad name or value. The next quote cycle cancels the market's orders before the new
+        on a bad name or value; EngineStateError on "*" with a name or parameters before any
+        universe is known (it would apply to no market). The next quote cycle cancels the market's orders before the new
         strategy's are placed. Names and parameters are kept in `market_overrides` (restored at
         start-up); a strategy object lives only in this process ("*" with an object also makes it
         the default of markets that join the universe later)."""
@@ -256,6 +257,10 @@ class Engine:
             return
         markets = self._owner.markets if self._owner is not None else []
         targets = [m.condition_id for m in markets] if market == "*" else [market]
+        if not targets and (isinstance(strategy, str) or params):  # it would apply to no market, kept nowhere
+            raise EngineStateError("no market is known yet (the engine has not run): set the default strategy "
+                                   "(PMM_STRATEGY, params.strategy) or name one market; '*' with a name applies "
+                                   "to the markets of the current universe")
         if market == "*" and not isinstance(strategy, str):  # an object (or None) also covers markets joining later
             self._default_strategy = strategy
             if self._rt is not None:
