@@ -124,6 +124,26 @@ async def test_an_attached_faces_pause_and_resume_are_one_command_each_and_chang
         await owner.stop()
 
 
+async def test_an_attached_faces_strategy_choice_is_one_command_and_kept_only_by_the_owner(fast_settings, db):
+    """The face sends `set_strategy` and keeps nothing of its own: no override of its own to hand
+    a later start of its own, no strategy event of its own (the owner's is the one)."""
+    owner = Engine(fast_settings)
+    owner.start()
+    face = Engine(fast_settings)
+    try:
+        assert await owner.wait_role() == "owner"
+        face.start()
+        assert await face.wait_role() == "attached"
+        face.set_strategy("0xfar", "as", as_gamma=0.5)
+        assert await until(lambda: "0xfar" in owner.runtime.cycle.overrides, timeout=5)
+        assert _command_kinds(db) == ["set_strategy"]
+        assert face._strategy_overrides == {}
+        assert not [e for e in face.events.recent() if e.kind is EventKind.STRATEGY]
+    finally:
+        await face.stop()
+        await owner.stop()
+
+
 # ---------------------------------------------------------------- run(): fresh controls, clean state
 async def test_max_seconds_ends_a_direct_run_and_each_direct_run_has_fresh_controls(fast_settings):
     eng = Engine(fast_settings)
