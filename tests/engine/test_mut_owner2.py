@@ -970,7 +970,7 @@ async def test_a_stop_before_the_universe_loads_is_a_stop_not_a_crash(fast_setti
 
 
 @contextlib.asynccontextmanager
-async def _quoting(settings: Any, **kw: Any) -> AsyncIterator[tuple[Engine, list[str]]]:
+async def _owner_past_two_cycles(settings: Any, **kw: Any) -> AsyncIterator[tuple[Engine, list[str]]]:
     """An owner engine past its first two cycles, and the kinds of the events it emits; stopped after."""
     engine = Engine(settings, **kw)
     seen: list[str] = []
@@ -987,7 +987,7 @@ async def _quoting(settings: Any, **kw: Any) -> AsyncIterator[tuple[Engine, list
 @pytest.mark.integration
 async def test_the_probe_that_closes_the_circuit_clears_only_a_cycle_failed_status(fast_settings, db):
     settings = fast_settings.model_copy(update={"circuit_errors": 2, "circuit_probe_sec": 0.5})
-    async with _quoting(settings) as (engine, seen):
+    async with _owner_past_two_cycles(settings) as (engine, seen):
         cycle = engine.runtime.cycle
         real = cycle.run_once
 
@@ -1008,7 +1008,7 @@ async def test_an_engine_on_its_own_sink_publishes_without_a_writer(fast_setting
     """A sink handed in (no DB writer of its own): the cycles publish with no writer fields."""
     from pmm_widgets.store.sink import MemorySink
 
-    async with _quoting(fast_settings, sink=MemorySink()) as (engine, _):
+    async with _owner_past_two_cycles(fast_settings, sink=MemorySink()) as (engine, _):
         assert engine.state.writer_lag_sec is None and engine.state.writer == "" and engine.state.running
 
 
@@ -1016,7 +1016,7 @@ async def test_an_engine_on_its_own_sink_publishes_without_a_writer(fast_setting
 async def test_failures_between_working_cycles_never_add_up_to_open_the_circuit(fast_settings, db):
     """The circuit opens on failing cycles *in a row*: each working cycle starts the count again."""
     settings = fast_settings.model_copy(update={"circuit_errors": 2})
-    async with _quoting(settings) as (engine, seen):
+    async with _owner_past_two_cycles(settings) as (engine, seen):
         cycle = engine.runtime.cycle
         real = cycle.run_once
 
