@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
@@ -45,3 +48,19 @@ def subprocess_env(db_url: str) -> dict[str, str]:
     env.update(FAST_ENV)
     env["PMM_DB_URL"] = db_url
     return env
+
+
+@contextlib.contextmanager
+def full_collections() -> Iterator[list[int]]:
+    """A list that gets one item per full (generation 2) collection while the block runs."""
+    full: list[int] = []
+
+    def cb(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(1)
+
+    gc.callbacks.append(cb)
+    try:
+        yield full
+    finally:
+        gc.callbacks.remove(cb)

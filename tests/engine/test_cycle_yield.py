@@ -8,6 +8,7 @@ import asyncio
 import json
 from decimal import Decimal
 
+from engine_helpers import full_collections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_incremental_cycle import STEP, Books, Side, drive, markets
@@ -138,14 +139,7 @@ def test_full_collections_are_paced_between_cycles_and_the_thresholds_restored()
     pacer.start()
     try:
         assert gc.get_threshold()[2] == owner_mod.GC_NO_AUTO_FULL and gc.get_threshold()[:2] == before[:2]
-        full: list[int] = []
-
-        def cb(phase: str, info: dict[str, int]) -> None:
-            if phase == "stop" and info["generation"] == 2:
-                full.append(1)
-
-        gc.callbacks.append(cb)
-        try:
+        with full_collections() as full:
             junk = [[[] for _ in range(50)] for _ in range(20_000)]  # many middle collections, no full one
             del junk
             assert full == []
@@ -154,8 +148,6 @@ def test_full_collections_are_paced_between_cycles_and_the_thresholds_restored()
             pacer.last -= owner_mod.GC_FULL_SEC
             pacer.between_cycles()
             assert full == [1]
-        finally:
-            gc.callbacks.remove(cb)
     finally:
         pacer.stop()
     assert gc.get_threshold() == before

@@ -9,6 +9,8 @@ quiet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,13 +34,22 @@ def _command_kinds(db) -> list[str]:
 
 
 # ---------------------------------------------------------------- pause / resume of the owner
-async def test_a_pause_of_the_running_owner_cancels_its_orders_at_once_recorded_first(fast_settings):
-    eng = Engine(fast_settings)
+@contextlib.asynccontextmanager
+async def _owner_quoting(settings: Any) -> AsyncIterator[Engine]:
+    """An owner engine with orders resting; stopped after."""
+    eng = Engine(settings)
     eng.start()
     try:
         assert await eng.wait_role() == "owner"
+        assert await until(lambda: len(eng.runtime.exchange.open_orders()) > 0)
+        yield eng
+    finally:
+        await eng.stop()
+
+
+async def test_a_pause_of_the_running_owner_cancels_its_orders_at_once_recorded_first(fast_settings):
+    async with _owner_quoting(fast_settings) as eng:
         ex = eng.runtime.exchange
-        assert await until(lambda: len(ex.open_orders()) > 0)
         steps: list[Any] = []
         cancel_all = ex.cancel_all
 
@@ -59,17 +70,11 @@ async def test_a_pause_of_the_running_owner_cancels_its_orders_at_once_recorded_
         assert eng.state.paused and eng.params.quoting_paused
         pauses = [(e.level, e.message) for e in events if e.kind is EventKind.PAUSE]
         assert pauses == [(Level.WARNING, f"quoting paused (pause); {n} orders cancelled")]
-    finally:
-        await eng.stop()
 
 
 async def test_a_pause_without_cancel_leaves_the_orders_to_the_cycle(fast_settings):
-    eng = Engine(fast_settings)
-    eng.start()
-    try:
-        assert await eng.wait_role() == "owner"
+    async with _owner_quoting(fast_settings) as eng:
         ex = eng.runtime.exchange
-        assert await until(lambda: len(ex.open_orders()) > 0)
         steps: list[str] = []
 
         async def spy_cancel_all() -> int:
@@ -82,8 +87,6 @@ async def test_a_pause_without_cancel_leaves_the_orders_to_the_cycle(fast_settin
         assert steps == [] and eng.state.paused
         assert [e.message for e in eng.events.recent() if e.kind is EventKind.PAUSE_BUTTON] == [
             "quoting paused (pause button); 0 orders cancelled"]
-    finally:
-        await eng.stop()
 
 
 async def test_resume_records_who_resumed_and_the_pause_note_goes_with_the_pause(fast_settings, db):
@@ -101,14 +104,24 @@ async def test_resume_records_who_resumed_and_the_pause_note_goes_with_the_pause
     assert eng.state.paused and eng.state.pause_note == ""
 
 
-async def test_an_attached_faces_pause_and_resume_are_one_command_each_and_change_nothing_here(fast_settings, db):
-    owner = Engine(fast_settings)
+@contextlib.asynccontextmanager
+async def _owner_and_face(settings: Any) -> AsyncIterator[tuple[Engine, Engine]]:
+    """An owner engine and a face attached to it; both stopped after."""
+    owner = Engine(settings)
     owner.start()
-    face = Engine(fast_settings)
+    face = Engine(settings)
     try:
         assert await owner.wait_role() == "owner"
         face.start()
         assert await face.wait_role() == "attached"
+        yield owner, face
+    finally:
+        await face.stop()
+        await owner.stop()
+
+
+async def test_an_attached_faces_pause_and_resume_are_one_command_each_and_change_nothing_here(fast_settings, db):
+    async with _owner_and_face(fast_settings) as (owner, face):
         sent: list[str] = []
         face.events.subscribe(lambda ev: sent.append(ev.message) if ev.kind is EventKind.COMMAND else None)
         assert await face.pause() == 0
@@ -119,29 +132,17 @@ async def test_an_attached_faces_pause_and_resume_are_one_command_each_and_chang
         assert _command_kinds(db) == ["pause", "resume"]
         assert not face._params.quoting_paused and face._pause_note == ""
         assert not [e for e in face.events.recent() if e.kind in (EventKind.PAUSE, EventKind.RESUME)]
-    finally:
-        await face.stop()
-        await owner.stop()
 
 
 async def test_an_attached_faces_strategy_choice_is_one_command_and_kept_only_by_the_owner(fast_settings, db):
     """The face sends `set_strategy` and keeps nothing of its own: no override of its own to hand
     a later start of its own, no strategy event of its own (the owner's is the one)."""
-    owner = Engine(fast_settings)
-    owner.start()
-    face = Engine(fast_settings)
-    try:
-        assert await owner.wait_role() == "owner"
-        face.start()
-        assert await face.wait_role() == "attached"
+    async with _owner_and_face(fast_settings) as (owner, face):
         face.set_strategy("0xfar", "as", as_gamma=0.5)
         assert await until(lambda: "0xfar" in owner.runtime.cycle.overrides, timeout=5)
         assert _command_kinds(db) == ["set_strategy"]
         assert face._strategy_overrides == {}
         assert not [e for e in face.events.recent() if e.kind is EventKind.STRATEGY]
-    finally:
-        await face.stop()
-        await owner.stop()
 
 
 # ---------------------------------------------------------------- run(): fresh controls, clean state
@@ -192,20 +193,26 @@ def replace_state(state: EngineState, **kw: Any) -> EngineState:
 
 
 # ---------------------------------------------------------------- attach-only / take-over
-async def test_attach_only_mirrors_a_live_owner_and_never_takes_over_when_it_leaves(fast_settings, db):
+@pytest.mark.parametrize(("auto_takeover", "attach_only", "said"), [
+    (True, True, "the engine stopped: press Start to run one"),  # attach-only: even a face that would take over
+    (False, False, "no engine owns the DB lease: press Start to own it"),  # a face started while another owned
+], ids=["attach-only", "plain"])
+async def test_a_face_that_may_not_take_over_mirrors_the_owner_and_ends_when_it_leaves(
+        fast_settings, db, auto_takeover, attach_only, said):
     owner = Engine(fast_settings)
     owner.start()
-    face = Engine(fast_settings, auto_takeover=True)  # even a face that would take a freed lease over
+    face = Engine(fast_settings, auto_takeover=auto_takeover)
     try:
         assert await owner.wait_role() == "owner"
-        task = face.start(attach_only=True)
+        task = face.start(attach_only=attach_only)
         assert await face.wait_role() == "attached"
         assert await until(lambda: face.state.tick >= 1, timeout=5)
         assert face.running
         await owner.stop()
         await asyncio.wait_for(task, 10)
-        assert face.role == "idle" and face._owner is None
-        assert face.state.last_error == "the engine stopped: press Start to run one"
+        assert face._owner is None and face.role != "owner" and not face.running
+        assert face.role == "idle" or not attach_only
+        assert face.state.last_error == said
     finally:
         await face.stop()
         await owner.stop()
@@ -485,23 +492,6 @@ async def test_restore_params_with_nothing_stored_says_nothing_and_keeps_a_pause
     rows = latest(db)
     assert {k: (v.value, v.changed_by) for k, v in rows.items()} == {"quoting_paused": (True, "alice"),
                                                                        "alpha": (3.0, "bob")}
-
-
-async def test_a_plain_attached_face_never_takes_over_when_the_owner_leaves(fast_settings, db):
-    owner = Engine(fast_settings)
-    owner.start()
-    face = Engine(fast_settings)  # no auto_takeover: a face the trader started while another engine owned
-    try:
-        assert await owner.wait_role() == "owner"
-        task = face.start()
-        assert await face.wait_role() == "attached"
-        await owner.stop()
-        await asyncio.wait_for(task, 10)
-        assert face._owner is None and face.role != "owner" and not face.running
-        assert face.state.last_error == "no engine owns the DB lease: press Start to own it"
-    finally:
-        await face.stop()
-        await owner.stop()
 
 
 async def test_a_runs_kill_result_is_its_own(fast_settings, db):

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from engine_helpers import full_collections
 from test_mut_owner2 import _FakeCycle, _FakeRest, _instant_waits, _market, _session, _Target, _with_runtime
 
 from pmm_widgets.domain import Mode
@@ -463,19 +464,10 @@ def test_a_host_that_disabled_collection_keeps_it_disabled_and_gets_no_full_coll
         pacer = owner_module.FullCollections()
         pacer.start()
         assert gc.get_threshold() == (0, before[1], before[2]) and pacer.saved is None
-        full: list[int] = []
-
-        def cb(phase: str, info: dict[str, int]) -> None:
-            if phase == "stop" and info["generation"] == 2:
-                full.append(1)
-
-        gc.callbacks.append(cb)
-        try:
+        with full_collections() as full:
             pacer.last -= 2 * owner_module.GC_FULL_SEC
             pacer.between_cycles()
             assert full == []
-        finally:
-            gc.callbacks.remove(cb)
         pacer.stop()
         assert gc.get_threshold() == (0, before[1], before[2])
     finally:
