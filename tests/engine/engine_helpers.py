@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,6 +27,21 @@ FAST_ENV = {
 def count(db: sa.Engine, sql: str, **params) -> int:
     with db.connect() as conn:
         return int(conn.execute(sa.text(sql), params).scalar() or 0)
+
+
+def param_rows(db: sa.Engine) -> list[tuple[str, str]]:
+    """The `param_changes` rows as (name, changed_by), oldest first."""
+    with db.connect() as c:
+        return [(r.name, r.changed_by) for r in c.execute(sa.text("SELECT name, changed_by FROM param_changes ORDER BY id"))]
+
+
+class Joiner:
+    """A user's strategy object the test hands over but whose decisions it never asks for."""
+
+    name = "joiner"
+
+    def decide(self, ctx: Any, state: Any) -> Any:
+        raise AssertionError("never called here")
 
 
 def open_orders_in_db(db: sa.Engine) -> int:

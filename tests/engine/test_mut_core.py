@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from engine_helpers import count, until
+from engine_helpers import Joiner, count, param_rows, until
 from pydantic import SecretStr, ValidationError
 
 from pmm_widgets.domain import Mode
@@ -231,20 +231,13 @@ async def test_a_pause_note_is_published_only_while_paused(fast_settings):
     assert not eng.state.paused and eng.state.pause_note == ""
 
 
-def _rows(db) -> list[tuple[str, str]]:
-    import sqlalchemy as sa
-
-    with db.connect() as c:
-        return [(r.name, r.changed_by) for r in c.execute(sa.text("SELECT name, changed_by FROM param_changes ORDER BY id"))]
-
-
 def test_persisted_changes_before_the_db_opens_wait_then_are_written_at_once_without_a_loop(fast_settings, db):
     eng = Engine(fast_settings, persist_params=True)
     eng.set_params(alpha=2.0, changed_by="early")
-    assert eng._unsaved_params == {"alpha": (2.0, "early")} and _rows(db) == []
+    assert eng._unsaved_params == {"alpha": (2.0, "early")} and param_rows(db) == []
     asyncio.run(eng._open_db())
     eng.set_params(skew=0.25)  # no loop: recorded here, by this engine
-    assert _rows(db) == [("skew", eng.state.owner)]
+    assert param_rows(db) == [("skew", eng.state.owner)]
     assert eng._unsaved_params == {"alpha": (2.0, "early")}
 
 
@@ -252,8 +245,8 @@ async def test_persisted_changes_with_a_loop_go_through_a_thread(fast_settings, 
     eng = Engine(fast_settings, persist_params=True)
     await eng._open_db()
     eng.set_params(alpha=3.0, skew=0.5, changed_by="page-1")
-    assert await until(lambda: len(_rows(db)) == 2, timeout=5)
-    assert sorted(_rows(db)) == [("alpha", "page-1"), ("skew", "page-1")]
+    assert await until(lambda: len(param_rows(db)) == 2, timeout=5)
+    assert sorted(param_rows(db)) == [("alpha", "page-1"), ("skew", "page-1")]
 
 
 async def test_without_persist_params_nothing_is_recorded(fast_settings, db):
@@ -261,7 +254,7 @@ async def test_without_persist_params_nothing_is_recorded(fast_settings, db):
     await eng._open_db()
     eng.set_params(alpha=3.0, changed_by="page-1")
     await asyncio.sleep(0.1)
-    assert _rows(db) == [] and eng._unsaved_params == {}
+    assert param_rows(db) == [] and eng._unsaved_params == {}
 
 
 def test_assigning_a_params_object_applies_its_values(fast_settings):
@@ -391,13 +384,6 @@ async def test_an_attached_face_validates_strategy_parameters_against_the_owners
     finally:
         await face.stop()
         await owner.stop()
-
-
-class Joiner:
-    name = "joiner"
-
-    def decide(self, ctx: Any, state: Any) -> Any:
-        raise AssertionError("never called here")
 
 
 def test_set_strategy_refuses_an_unknown_name_or_a_non_strategy_and_changes_nothing(fast_settings):

@@ -11,21 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from engine_helpers import until
+from engine_helpers import Joiner, param_rows, until
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.core import EngineStateError
 from pmm_widgets.engine.state import EngineState
 from pmm_widgets.events import Event, EventKind, Level
-
-
-def _param_rows(db) -> list[tuple[str, str]]:
-    with db.connect() as c:
-        return [(r.name, r.changed_by) for r in c.execute(sa.text("SELECT name, changed_by FROM param_changes ORDER BY id"))]
 
 
 def _command_kinds(db) -> list[str]:
@@ -94,12 +90,12 @@ async def test_resume_records_who_resumed_and_the_pause_note_goes_with_the_pause
     await eng._open_db()
     assert await eng.pause(by="alice") == 0  # idle: nothing to cancel
     assert eng.state.paused and eng.state.pause_note.startswith("pause by alice at ")
-    assert await until(lambda: len(_param_rows(db)) == 1, timeout=5)  # (each record is a thread: keep their order)
+    assert await until(lambda: len(param_rows(db)) == 1, timeout=5)  # (each record is a thread: keep their order)
     await eng.resume(by="bob")
     assert not eng.params.quoting_paused and not eng.state.paused and eng.state.pause_note == ""
     assert [e.message for e in eng.events.recent() if e.kind is EventKind.RESUME] == ["quoting resumed"]
-    assert await until(lambda: len(_param_rows(db)) == 2, timeout=5)
-    assert _param_rows(db) == [("quoting_paused", "alice"), ("quoting_paused", "bob")]
+    assert await until(lambda: len(param_rows(db)) == 2, timeout=5)
+    assert param_rows(db) == [("quoting_paused", "alice"), ("quoting_paused", "bob")]
     eng.set_params(quoting_paused=True)  # paused another way (a parameter): nobody's old note is shown
     assert eng.state.paused and eng.state.pause_note == ""
 
@@ -168,7 +164,7 @@ async def test_max_seconds_ends_a_direct_run_and_each_direct_run_has_fresh_contr
 async def test_a_new_run_clears_the_last_error_and_kill_and_reports_its_own_crash(fast_settings):
     eng = Engine(fast_settings)
     await eng.kill()  # idle kill: published
-    eng._publish(replace_state(eng.state, last_error="old trouble"))
+    eng._publish(replace(eng.state, last_error="old trouble"))
     assert eng.state.kill is not None
     eng._crash_reported = True  # what the previous run's owner left: it had reported its own crash
     seen: list[EngineState] = []
@@ -184,12 +180,6 @@ async def test_a_new_run_clears_the_last_error_and_kill_and_reports_its_own_cras
     await asyncio.wait({task})
     assert seen[0].kill is None and seen[0].last_error is None
     assert [e.message for e in errors] == ["engine crashed: OSError: disk gone"]
-
-
-def replace_state(state: EngineState, **kw: Any) -> EngineState:
-    from dataclasses import replace
-
-    return replace(state, **kw)
 
 
 # ---------------------------------------------------------------- attach-only / take-over
@@ -268,13 +258,6 @@ async def test_a_cancelled_runs_end_is_quiet(fast_settings):
 
 
 # ---------------------------------------------------------------- set_strategy
-class Joiner:
-    name = "joiner"
-
-    def decide(self, ctx: Any, state: Any) -> Any:
-        raise AssertionError("never called here")
-
-
 async def test_set_strategy_for_every_market_of_a_running_owner_name_object_then_default(
         fast_settings, tmp_path, monkeypatch):
     from pmm_widgets.store.recorder import DbRecorder
