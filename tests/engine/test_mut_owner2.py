@@ -17,54 +17,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from engine_helpers import count, open_orders_in_db, until
+from owner_fakes import FakeCycle, FakeRest, Target, instant_waits, make_market, owner_session, with_runtime
 from pydantic import BaseModel, ValidationError
 
-from pmm_widgets.config import Params
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine import owner as owner_module
 from pmm_widgets.engine.commands import CommandQueue
-from pmm_widgets.engine.owner import OwnerSession, RunControl
+from pmm_widgets.engine.owner import OwnerSession
 from pmm_widgets.engine.state import EngineState
 from pmm_widgets.events import EventBus, EventKind
 from pmm_widgets.store import schema
-
-
-class _Target:
-    """A `CommandTarget` that records each call (and raises what a test asks it to)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.raise_on: dict[str, Exception] = {}
-
-    def _maybe_raise(self, name: str) -> None:
-        if name in self.raise_on:
-            raise self.raise_on[name]
-
-    def set_params(self, *, changed_by: str | None = None, **changes: Any) -> None:
-        self.calls.append(("set_params", changed_by, changes))
-        self._maybe_raise("set_params")
-
-    def set_strategy(self, market: str, strategy: Any = None, **params: Any) -> None:
-        self.calls.append(("set_strategy", market, strategy, params))
-        self._maybe_raise("set_strategy")
-
-    async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
-        self.calls.append(("pause", cancel, reason, by))
-        return 0
-
-    async def resume(self, by: str | None = None) -> None:
-        self.calls.append(("resume", by))
-
-
-def _session(settings, db, target, *, events: EventBus | None = None, **kw: Any) -> OwnerSession:
-    holder = {"state": EngineState()}
-    dbh = SimpleNamespace(db=db, commands=CommandQueue(db, issuer="owner"))
-    return OwnerSession(
-        settings, Mode.PAPER, Params(), dbh, "owner", ctl=RunControl(), events=events or EventBus(),  # type: ignore[arg-type]
-        publish=lambda s: holder.__setitem__("state", s), state=lambda: holder["state"], param_state=dict,
-        commands=target, load_universe=kw.pop("load_universe", None), overrides={},  # type: ignore[arg-type]
-        default_strategy=lambda: None, **kw)
 
 
 def _insert(db, kind: str, payload: Any, issuer: str = "face-1", sender: str = "") -> int:
@@ -92,11 +55,11 @@ def _validation_error() -> ValidationError:
 
 
 async def test_each_command_kind_calls_the_facade_once_with_its_author_and_closes_its_row(fast_settings, db):
-    target = _Target()
+    target = Target()
     bus = EventBus()
     seen: list[tuple[str, str]] = []
     bus.subscribe(lambda ev: seen.append((ev.kind, ev.message)))
-    owner = _session(fast_settings, db, target, events=bus)
+    owner = owner_session(fast_settings, db, target, events=bus)
     ids = {
         "params": _insert(db, "set_params", {"alpha": 2.5, "beta": 1}, issuer="face-1"),
         "strategy": _insert(db, "set_strategy", {"market": "0xabc", "strategy": "spread", "params": {"alpha": 3}}),
@@ -134,8 +97,8 @@ async def test_each_command_kind_calls_the_facade_once_with_its_author_and_close
 
 
 async def test_a_rejected_or_failing_command_is_closed_with_why_and_the_next_one_still_applies(fast_settings, db):
-    target = _Target()
-    owner = _session(fast_settings, db, target)
+    target = Target()
+    owner = owner_session(fast_settings, db, target)
     target.raise_on["set_params"] = _validation_error()
     target.raise_on["set_strategy"] = ValueError("unknown strategy 'nope'")
     bad_params = _insert(db, "set_params", {"alpha": -1})
@@ -151,29 +114,19 @@ async def test_a_rejected_or_failing_command_is_closed_with_why_and_the_next_one
 
 
 # ---------------------------------------------------------------- retention loop
-def _instant_waits(monkeypatch) -> list[float]:
-    """`wait_set` in the owner module returns at once (its timeouts are recorded)."""
-    waits: list[float] = []
 
-    async def instant(event: asyncio.Event, timeout: float) -> bool:
-        waits.append(timeout)
-        await asyncio.sleep(0)
-        return event.is_set()
-
-    monkeypatch.setattr(owner_module, "wait_set", instant)
-    return waits
 
 
 @pytest.mark.parametrize("fails", [False, True])
 async def test_the_prune_loop_prunes_every_prune_sec_and_a_failure_never_stops_it(fast_settings, db, monkeypatch, fails):
     from pmm_widgets.store import retention
 
-    waits = _instant_waits(monkeypatch)
+    waits = instant_waits(monkeypatch)
     settings = fast_settings.model_copy(update={"prune_sec": 42.0, "retain_days": 3.5})
     bus = EventBus()
     seen: list[tuple[str, str, str]] = []
     bus.subscribe(lambda ev: seen.append((ev.level, ev.kind, ev.message)))
-    owner = _session(settings, db, _Target(), events=bus)
+    owner = owner_session(settings, db, Target(), events=bus)
     calls: list[tuple[Any, float]] = []
 
     def fake_prune(engine, days, *, stop):
@@ -202,8 +155,8 @@ async def test_the_prune_loop_prunes_every_prune_sec_and_a_failure_never_stops_i
 async def test_retain_days_zero_never_prunes_and_a_stop_during_the_wait_ends_the_loop(fast_settings, db, monkeypatch):
     from pmm_widgets.store import retention
 
-    waits = _instant_waits(monkeypatch)
-    owner = _session(fast_settings.model_copy(update={"retain_days": 0.0}), db, _Target())
+    waits = instant_waits(monkeypatch)
+    owner = owner_session(fast_settings.model_copy(update={"retain_days": 0.0}), db, Target())
     monkeypatch.setattr(retention, "prune", lambda *a, **k: pytest.fail("pruned with PMM_RETAIN_DAYS=0"))
     task = asyncio.ensure_future(owner._prune_loop())
     while len(waits) < 5:
@@ -214,7 +167,7 @@ async def test_retain_days_zero_never_prunes_and_a_stop_during_the_wait_ends_the
 
     called: list[int] = []
     monkeypatch.setattr(retention, "prune", lambda *a, **k: called.append(1))
-    stopped = _session(fast_settings, db, _Target())
+    stopped = owner_session(fast_settings, db, Target())
 
     async def stop_meanwhile(event: asyncio.Event, timeout: float) -> bool:
         stopped._ctl.stop.set()  # the stop comes during the wait: nothing is pruned
@@ -227,7 +180,7 @@ async def test_retain_days_zero_never_prunes_and_a_stop_during_the_wait_ends_the
 
 # ---------------------------------------------------------------- the start-up universe
 async def test_the_start_up_universe_is_retried_until_it_loads_and_the_status_clears(fast_settings, db, monkeypatch):
-    waits = _instant_waits(monkeypatch)
+    waits = instant_waits(monkeypatch)
     settings = fast_settings.model_copy(update={"universe_size": 9, "universe_rank": "rewards"})
     bus = EventBus()
     seen: list[tuple[str, str]] = []
@@ -243,7 +196,7 @@ async def test_the_start_up_universe_is_retried_until_it_loads_and_the_status_cl
             raise ConnectionError(f"gamma 503 #{len(calls)}")
         return universe
 
-    owner = _session(settings, db, _Target(), events=bus, load_universe=flaky)
+    owner = owner_session(settings, db, Target(), events=bus, load_universe=flaky)
     assert await owner._first_universe("gamma") is universe  # type: ignore[arg-type]
     assert calls == [("gamma", 9, "rewards")] * 3
     assert len(waits) == 2 and all(1.0 <= w <= 15.0 for w in waits)  # a backoff of at least a second
@@ -254,7 +207,7 @@ async def test_the_start_up_universe_is_retried_until_it_loads_and_the_status_cl
 
 
 async def test_a_start_up_universe_that_loads_at_once_says_nothing(fast_settings, db, monkeypatch):
-    _instant_waits(monkeypatch)
+    instant_waits(monkeypatch)
     bus = EventBus()
     seen: list[str] = []
     bus.subscribe(lambda ev: seen.append(ev.message))
@@ -262,7 +215,7 @@ async def test_a_start_up_universe_that_loads_at_once_says_nothing(fast_settings
     async def ok(*args: Any) -> list[Any]:
         return []
 
-    owner = _session(fast_settings, db, _Target(), events=bus, load_universe=ok)
+    owner = owner_session(fast_settings, db, Target(), events=bus, load_universe=ok)
     owner._publish(EngineState(last_error="from before"))
     assert await owner._first_universe("gamma") == []  # type: ignore[arg-type]
     assert seen == [] and owner._state().last_error == "from before"
@@ -285,7 +238,7 @@ async def test_a_stop_while_the_start_up_universe_fails_aborts_the_start(fast_se
         calls.append(1)
         raise ConnectionError("gamma down")
 
-    owner = _session(fast_settings, db, _Target(), load_universe=down)
+    owner = owner_session(fast_settings, db, Target(), load_universe=down)
     if stop_before:
         owner._ctl.stop.set()
     with pytest.raises(StartAborted, match="stopped before the universe could be loaded: gamma down"):
@@ -353,12 +306,12 @@ async def _with(markets: list[Any]) -> list[Any]:
 
 # ---------------------------------------------------------------- universe loop
 async def test_the_universe_loop_refreshes_when_due_and_a_failure_waits_a_whole_period(fast_settings, db, monkeypatch):
-    waits = _instant_waits(monkeypatch)
+    waits = instant_waits(monkeypatch)
     settings = fast_settings.model_copy(update={"universe_refresh_sec": 30.0})
     bus = EventBus()
     seen: list[tuple[str, str]] = []
     bus.subscribe(lambda ev: seen.append((ev.level, ev.message)))
-    owner = _session(settings, db, _Target(), events=bus)
+    owner = owner_session(settings, db, Target(), events=bus)
     refreshes: list[float] = []
 
     async def failing_refresh() -> None:
@@ -379,8 +332,8 @@ async def test_the_universe_loop_refreshes_when_due_and_a_failure_waits_a_whole_
 
 
 async def test_the_universe_loop_waits_what_is_left_of_the_period(fast_settings, db, monkeypatch):
-    waits = _instant_waits(monkeypatch)
-    owner = _session(fast_settings.model_copy(update={"universe_refresh_sec": 30.0}), db, _Target())
+    waits = instant_waits(monkeypatch)
+    owner = owner_session(fast_settings.model_copy(update={"universe_refresh_sec": 30.0}), db, Target())
     owner.refresh_universe = lambda: pytest.fail("refreshed before it was due")  # type: ignore[method-assign,assignment]
     owner.universe_ts = time.time() - 29.6  # due in 0.4 s
     task = asyncio.ensure_future(owner._universe_loop())
@@ -731,56 +684,17 @@ async def test_venue_calls_failing_during_a_cycle_fail_it_and_the_venue_health_s
 
 
 # ---------------------------------------------------------------- settling what left the universe (a fake runtime)
-class _FakeCycle:
-    def __init__(self, ledgers: dict[str, Any], resolved: set[str], settles: bool = True) -> None:
-        self.pnl = SimpleNamespace(ledgers=ledgers)
-        self.resolved = resolved
-        self.settles = settles
-        self.calls: list[tuple[Any, ...]] = []
-        self.econ = SimpleNamespace(clock=None)
-
-    async def resolve_market(self, ts, cid, winner, exchange, source) -> bool:
-        self.calls.append((cid, winner, exchange, source))
-        return self.settles
-
-
-class _FakeRest:
-    def __init__(self, info: Any = None, exc: Exception | None = None, server_time: Any = 1000) -> None:
-        self.info, self.exc, self.asked, self.time = info, exc, [], server_time
-
-    async def market(self, cid: str) -> Any:
-        self.asked.append(cid)
-        if self.exc is not None:
-            raise self.exc
-        return self.info
-
-    async def server_time(self) -> Any:
-        if isinstance(self.time, Exception):
-            raise self.time
-        return self.time
-
-
-def _with_runtime(owner: OwnerSession, cycle: _FakeCycle, rest: _FakeRest | None, **md: Any) -> Any:
-    exchange = object()
-    owner._rt = SimpleNamespace(cycle=cycle, md=SimpleNamespace(rest=rest, **md), exchange=exchange)  # type: ignore[assignment]
-    return exchange
-
-
-def _market(cid: str) -> Any:
-    return SimpleNamespace(condition_id=cid, question=f"question {cid}", token_ids=(f"{cid}-y", f"{cid}-n"))
-
-
 @pytest.mark.parametrize(("case", "asks"), [
     ("no ledger", False), ("flat", False), ("yes only", True), ("no only", True), ("already resolved", False)])
 async def test_a_market_that_left_is_checked_only_when_we_hold_its_shares(fast_settings, db, case, asks):
     ledgers = {"no ledger": {}, "flat": {"0xm": SimpleNamespace(yes=0, no=0)},
                "yes only": {"0xm": SimpleNamespace(yes=5, no=0)}, "no only": {"0xm": SimpleNamespace(yes=0, no=3)},
                "already resolved": {"0xm": SimpleNamespace(yes=5, no=5)}}[case]
-    cycle = _FakeCycle(ledgers, {"0xm"} if case == "already resolved" else set())
-    rest = _FakeRest(SimpleNamespace(closed=False, winners=[]))
-    owner = _session(fast_settings, db, _Target())
-    _with_runtime(owner, cycle, rest)
-    await owner._settle_if_closed(_market("0xm"))
+    cycle = FakeCycle(ledgers, {"0xm"} if case == "already resolved" else set())
+    rest = FakeRest(SimpleNamespace(closed=False, winners=[]))
+    owner = owner_session(fast_settings, db, Target())
+    with_runtime(owner, cycle, rest)
+    await owner._settle_if_closed(make_market("0xm"))
     assert rest.asked == (["0xm"] if asks else []) and cycle.calls == []
 
 
@@ -791,10 +705,10 @@ async def test_a_closed_market_is_settled_only_with_one_winner(fast_settings, db
     bus = EventBus()
     seen: list[tuple[str, str, str | None]] = []
     bus.subscribe(lambda ev: seen.append((ev.level, ev.message, ev.market)))
-    cycle = _FakeCycle({"0xm": SimpleNamespace(yes=2, no=0)}, set(), settles=settles)
-    owner = _session(fast_settings, db, _Target(), events=bus)
-    exchange = _with_runtime(owner, cycle, _FakeRest(SimpleNamespace(closed=closed, winners=winners)))
-    await owner._settle_if_closed(_market("0xm"))
+    cycle = FakeCycle({"0xm": SimpleNamespace(yes=2, no=0)}, set(), settles=settles)
+    owner = owner_session(fast_settings, db, Target(), events=bus)
+    exchange = with_runtime(owner, cycle, FakeRest(SimpleNamespace(closed=closed, winners=winners)))
+    await owner._settle_if_closed(make_market("0xm"))
     asked = closed and len(winners) == 1
     assert cycle.calls == ([("0xm", "tok-n", exchange, "closed")] if asked else [])
     assert seen == ([("INFO", "closed market settled from the venue: 0xm", "0xm")] if settled else [])
@@ -804,25 +718,25 @@ async def test_a_venue_that_cannot_say_whether_it_closed_keeps_the_inventory_and
     bus = EventBus()
     seen: list[tuple[str, str, str | None]] = []
     bus.subscribe(lambda ev: seen.append((ev.level, ev.message, ev.market)))
-    cycle = _FakeCycle({"0xm": SimpleNamespace(yes=2, no=0)}, set())
-    owner = _session(fast_settings, db, _Target(), events=bus)
-    _with_runtime(owner, cycle, _FakeRest(exc=TimeoutError("no answer")))
-    await owner._settle_if_closed(_market("0xm"))
+    cycle = FakeCycle({"0xm": SimpleNamespace(yes=2, no=0)}, set())
+    owner = owner_session(fast_settings, db, Target(), events=bus)
+    with_runtime(owner, cycle, FakeRest(exc=TimeoutError("no answer")))
+    await owner._settle_if_closed(make_market("0xm"))
     assert cycle.calls == []
     assert seen == [("WARNING", "could not check whether 0xm closed: TimeoutError: no answer", "0xm")]
-    _with_runtime(owner, cycle, None)  # no CLOB REST client at all: the same warning, no crash
-    await owner._settle_if_closed(_market("0xm"))
+    with_runtime(owner, cycle, None)  # no CLOB REST client at all: the same warning, no crash
+    await owner._settle_if_closed(make_market("0xm"))
     assert seen[-1][1] == "could not check whether 0xm closed: RuntimeError: market data has no CLOB REST client (no clob_url)"
 
 
 async def test_the_venue_clock_keeps_its_anchor_when_time_fails_and_follows_the_venue_otherwise(fast_settings, db):
-    cycle = _FakeCycle({}, set())
-    owner = _session(fast_settings, db, _Target())
-    _with_runtime(owner, cycle, _FakeRest(server_time=OSError("down")))
+    cycle = FakeCycle({}, set())
+    owner = owner_session(fast_settings, db, Target())
+    with_runtime(owner, cycle, FakeRest(server_time=OSError("down")))
     await owner._sync_venue_clock()
     assert cycle.econ.clock is None  # kept
     owner._venue_speed = 4.0
-    _with_runtime(owner, cycle, _FakeRest(server_time=1000))
+    with_runtime(owner, cycle, FakeRest(server_time=1000))
     t0 = time.time()
     await owner._sync_venue_clock()
     clock = cycle.econ.clock
@@ -834,16 +748,16 @@ async def test_resolved_markets_are_settled_and_dropped_from_the_universe(fast_s
     bus = EventBus()
     seen: list[str] = []
     bus.subscribe(lambda ev: seen.append(ev.message))
-    cycle = _FakeCycle({}, set())
-    owner = _session(fast_settings, db, _Target(), events=bus)
+    cycle = FakeCycle({}, set())
+    owner = owner_session(fast_settings, db, Target(), events=bus)
     followed: list[list[str]] = []
 
     async def set_markets(ms):
         followed.append([m.condition_id for m in ms])
 
     events = [SimpleNamespace(market="0xb", winning_asset_id="tok-b"), SimpleNamespace(market="0xgone", winning_asset_id="")]
-    exchange = _with_runtime(owner, cycle, None, pop_resolutions=lambda: list(events), set_markets=set_markets)
-    owner.markets = [_market("0xa"), _market("0xb"), _market("0xc")]
+    exchange = with_runtime(owner, cycle, None, pop_resolutions=lambda: list(events), set_markets=set_markets)
+    owner.markets = [make_market("0xa"), make_market("0xb"), make_market("0xc")]
     await owner._apply_resolutions()
     assert cycle.calls == [("0xb", "tok-b", exchange, "market_resolved"), ("0xgone", None, exchange, "market_resolved")]
     assert [m.condition_id for m in owner.markets] == ["0xa", "0xc"]
@@ -857,8 +771,8 @@ async def test_resolved_markets_are_settled_and_dropped_from_the_universe(fast_s
 
 # ---------------------------------------------------------------- the first cycle waits for the books
 async def test_the_first_cycle_waits_for_every_book_synced_and_fresh_at_most_its_limit(fast_settings, db):
-    owner = _session(fast_settings, db, _Target())
-    owner.markets = [_market("0xa"), _market("0xb")]
+    owner = owner_session(fast_settings, db, Target())
+    owner.markets = [make_market("0xa"), make_market("0xb")]
     books: dict[str, Any] = {"0xa-y": "A", "0xa-n": "A"}  # 0xb's books not there yet
     stale = {"A": False, "B": True}
     looks: list[int] = []
@@ -871,7 +785,7 @@ async def test_the_first_cycle_waits_for_every_book_synced_and_fresh_at_most_its
             stale["B"] = False
         return stale[b]
 
-    _with_runtime(owner, _FakeCycle({}, set()), None, books=books, is_stale=is_stale)
+    with_runtime(owner, FakeCycle({}, set()), None, books=books, is_stale=is_stale)
     t0 = time.monotonic()
     await owner._first_books(5.0)
     assert time.monotonic() - t0 < 2.0 and not any(stale.values())  # returned once all were fresh, not at the limit
@@ -1086,7 +1000,7 @@ async def test_a_cycle_that_yields_runs_on_books_held_still_at_its_time(fast_set
     until the cycle ends (paper: what a replay reproduces) or, live, until every market is decided;
     released even when the cycle fails. 0: the cycle runs on the books as they move, no hold."""
     log: list[tuple[Any, ...]] = []
-    owner = _session(fast_settings, db, _Target())
+    owner = owner_session(fast_settings, db, Target())
     owner.mode = mode
     stream = _HoldStream(log)
     owner._rt = SimpleNamespace(cycle=_HoldCycle(yield_sec, log), md=SimpleNamespace(stream=stream, view="view"),  # type: ignore[assignment]

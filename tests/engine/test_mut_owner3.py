@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from engine_helpers import full_collections
-from test_mut_owner2 import _FakeCycle, _FakeRest, _instant_waits, _market, _session, _Target, _with_runtime
+from owner_fakes import FakeCycle, FakeRest, Target, instant_waits, make_market, owner_session, with_runtime
 
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine import owner as owner_module
@@ -56,15 +56,15 @@ def _events(bus: EventBus) -> list[tuple[str, str, str]]:
 # ---------------------------------------------------------------- live: no requote straddles the venue's sample
 def _live(owner, stream: _Stream, *, sampling: bool = True, speed: float = 1.0, wall: float = 0.0,
           mode: Mode = Mode.LIVE) -> None:
-    cycle = _FakeCycle({}, set())
+    cycle = FakeCycle({}, set())
     cycle.econ = SimpleNamespace(clock=_Clock(), stream_sampling=sampling)
-    _with_runtime(owner, cycle, None, stream=stream)
+    with_runtime(owner, cycle, None, stream=stream)
     owner.mode, owner._venue_speed, owner._cycle_wall = mode, speed, wall
 
 
 @pytest.mark.parametrize(("mode", "sampling"), [(Mode.PAPER, True), (Mode.DRY_RUN, True), (Mode.LIVE, False)])
 async def test_only_a_live_engine_sampled_by_the_stream_waits_for_the_venue_minute(fast_settings, db, mode, sampling):
-    owner = _session(fast_settings, db, _Target())
+    owner = owner_session(fast_settings, db, Target())
     stream = _Stream(True)
     _live(owner, stream, sampling=sampling, mode=mode)
     await asyncio.wait_for(owner._after_venue_minute(), 1)
@@ -75,7 +75,7 @@ async def test_only_a_live_engine_sampled_by_the_stream_waits_for_the_venue_minu
     (1.0, 0.0, 1000), (1.0, 2.0, 4000), (2.0, 0.5, 2000), (30.0, 0.0, 7500), (30.0, 0.2, 12000), (60.0, 0.2, 20000)])
 async def test_the_guard_before_the_venue_minute_follows_the_speed_and_the_last_cycle(
         fast_settings, db, speed, wall, guard_ms):
-    owner = _session(fast_settings, db, _Target())
+    owner = owner_session(fast_settings, db, Target())
     stream = _Stream(0)
     _live(owner, stream, speed=speed, wall=wall)
     t0 = time.time()
@@ -86,7 +86,7 @@ async def test_the_guard_before_the_venue_minute_follows_the_speed_and_the_last_
 
 
 async def test_the_wait_for_the_venue_minute_ends_once_sampled_at_its_limit_or_at_a_stop(fast_settings, db):
-    owner = _session(fast_settings, db, _Target())
+    owner = owner_session(fast_settings, db, Target())
     stream = _Stream(3)
     _live(owner, stream)
     t0 = time.monotonic()
@@ -108,17 +108,17 @@ async def test_the_wait_for_the_venue_minute_ends_once_sampled_at_its_limit_or_a
 
 
 async def test_the_first_cycle_waits_for_books_without_blocking_the_loop_that_brings_them(fast_settings, db):
-    owner = _session(fast_settings, db, _Target())
-    owner.markets = [_market("0xa")]
+    owner = owner_session(fast_settings, db, Target())
+    owner.markets = [make_market("0xa")]
     books: dict[str, Any] = {}
-    _with_runtime(owner, _FakeCycle({}, set()), None, books=books, is_stale=lambda b: False)
+    with_runtime(owner, FakeCycle({}, set()), None, books=books, is_stale=lambda b: False)
     asyncio.get_running_loop().call_later(0.05, books.update, {"0xa-y": "A", "0xa-n": "A"})
     t0 = time.monotonic()
     await owner._first_books(2.0)
     assert time.monotonic() - t0 < 1.0 and len(books) == 2
 
     looks: list[int] = []  # a book never fresh: looked at every 20 ms until the limit, not spun on
-    _with_runtime(owner, _FakeCycle({}, set()), None, books=books, is_stale=lambda b: looks.append(1) or True)
+    with_runtime(owner, FakeCycle({}, set()), None, books=books, is_stale=lambda b: looks.append(1) or True)
     await owner._first_books(0.2)
     assert 5 <= len(looks) <= 15
 
@@ -135,10 +135,10 @@ class _Loop:
         self.first: list[float] = []
         self.failed: list[str] = []
         self.n = self.rounds = 0
-        cycle = _FakeCycle({}, set())
+        cycle = FakeCycle({}, set())
         cycle.econ = SimpleNamespace(clock=_Clock(boundary=boundary), sample_sec=60.0, sample_count=0)
         self.econ = cycle.econ
-        _with_runtime(owner, cycle, None)
+        with_runtime(owner, cycle, None)
         for name in ("_first_books", "_apply_commands", "_check_store", "_circuit_probe", "_after_venue_minute",
                      "_one_cycle", "_cycle_failed", "_sync_venue_clock"):
             setattr(owner, name, getattr(self, name))
@@ -205,7 +205,7 @@ def _loop_settings(fast_settings, **kw: Any) -> Any:
 
 
 async def test_each_round_applies_commands_checks_the_store_waits_for_the_minute_quotes_and_publishes(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     fake = _Loop(owner)
     await asyncio.wait_for(owner._quote_loop(), 5)
     one = ["commands", "store", "after"]
@@ -216,14 +216,14 @@ async def test_each_round_applies_commands_checks_the_store_waits_for_the_minute
 @pytest.mark.parametrize(("where", "log"), [
     ("commands", ["commands"]), ("store", ["commands", "store"]), ("after", ["commands", "store", "after", "cycle2", "publish"])])
 async def test_a_stop_seen_between_the_steps_ends_the_round_there(fast_settings, db, where, log):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     fake = _Loop(owner, stop_in=(where, 2), stop_after=9)
     await asyncio.wait_for(owner._quote_loop(), 5)
     assert fake.log == ["commands", "store", "after", "cycle1", "publish"] + log
 
 
 async def test_an_open_circuit_probes_instead_of_quoting(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     fake = _Loop(owner, open_at=2, stop_after=3)
     await asyncio.wait_for(owner._quote_loop(), 5)
     assert fake.log == ["commands", "store", "after", "cycle1", "publish",
@@ -231,7 +231,7 @@ async def test_an_open_circuit_probes_instead_of_quoting(fast_settings, db):
 
 
 async def test_each_quote_loop_starts_on_a_closed_circuit_with_the_settings_thresholds(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings, circuit_errors=7, circuit_probe_sec=11.0), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings, circuit_errors=7, circuit_probe_sec=11.0), db, Target())
     fake = _Loop(owner, stop_after=1)
     owner._circuit = SimpleNamespace(is_open=True)  # a circuit left open (a run before): not this run's
     await asyncio.wait_for(owner._quote_loop(), 5)
@@ -242,7 +242,7 @@ async def test_each_quote_loop_starts_on_a_closed_circuit_with_the_settings_thre
 async def test_a_kill_from_the_risk_limits_stops_the_loop_at_once_as_a_kill(fast_settings, db):
     bus = EventBus()
     seen = _events(bus)
-    owner = _session(_loop_settings(fast_settings), db, _Target(), events=bus)
+    owner = owner_session(_loop_settings(fast_settings), db, Target(), events=bus)
     fake = _Loop(owner, plan={2: "kill"}, stop_after=9)
     await asyncio.wait_for(owner._quote_loop(), 5)  # no refresh waited after the kill
     assert fake.log[-3:] == ["after", "cycle2", "publish"] and fake.log.count("publish") == 2 and fake.n == 2
@@ -251,7 +251,7 @@ async def test_a_kill_from_the_risk_limits_stops_the_loop_at_once_as_a_kill(fast
 
 
 async def test_a_kill_does_not_wait_a_refresh(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings, quote_refresh_sec=2.0), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings, quote_refresh_sec=2.0), db, Target())
     fake = _Loop(owner, plan={1: "kill"}, stop_after=9)
     t0 = time.monotonic()
     await asyncio.wait_for(owner._quote_loop(), 5)
@@ -259,7 +259,7 @@ async def test_a_kill_does_not_wait_a_refresh(fast_settings, db):
 
 
 async def test_a_failing_cycle_is_reported_and_the_next_round_runs(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     fake = _Loop(owner, plan={1: "raise"})
     await asyncio.wait_for(owner._quote_loop(), 5)
     assert fake.failed == ["ValueError: boom"] and fake.n == 3
@@ -282,7 +282,7 @@ def _record_waits(monkeypatch) -> list[float]:
 async def test_the_loop_waits_what_is_left_of_the_refresh_or_until_just_after_the_venue_minute(
         fast_settings, db, monkeypatch, boundary, lo, hi):
     waits = _record_waits(monkeypatch)
-    owner = _session(_loop_settings(fast_settings, quote_refresh_sec=0.2), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings, quote_refresh_sec=0.2), db, Target())
     fake = _Loop(owner, boundary=boundary, stop_after=9, plan={1: "slow", 2: "stop"})
     await asyncio.wait_for(owner._quote_loop(), 5)
     assert fake.n == 2 and len(waits) == 2
@@ -294,7 +294,7 @@ async def test_the_loop_waits_what_is_left_of_the_refresh_or_until_just_after_th
 
 
 async def test_the_cycle_wall_time_is_the_last_cycles(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     _Loop(owner, plan={1: "fast", 2: "slow"}, stop_after=2)
     await asyncio.wait_for(owner._quote_loop(), 5)
     assert 0.06 <= owner._cycle_wall < 0.06 + 0.04
@@ -305,7 +305,7 @@ async def test_the_cycle_wall_time_is_the_last_cycles(fast_settings, db):
 
 
 async def test_the_venue_clock_is_read_again_after_each_sample_only(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     fake = _Loop(owner, plan={2: "sample", 3: "sample"}, stop_after=4)
     await asyncio.wait_for(owner._quote_loop(), 5)
     cycles_then_sync = [x for x in fake.log if x.startswith("cycle") or x == "sync"]
@@ -314,7 +314,7 @@ async def test_the_venue_clock_is_read_again_after_each_sample_only(fast_setting
 
 
 async def test_a_cancel_a_step_swallowed_still_ends_the_loop(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     fake = _Loop(owner, plan={2: "drop-cancel"}, stop_after=9)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(owner._quote_loop(), 5)
@@ -322,7 +322,7 @@ async def test_a_cancel_a_step_swallowed_still_ends_the_loop(fast_settings, db):
 
 
 async def test_a_cancel_during_a_cycle_ends_the_loop_never_a_failed_cycle(fast_settings, db):
-    owner = _session(_loop_settings(fast_settings), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings), db, Target())
     fake = _Loop(owner, plan={2: "hang"}, stop_after=9)
     task = asyncio.create_task(owner._quote_loop())
     for _ in range(200):
@@ -356,7 +356,7 @@ async def test_the_heap_is_frozen_before_the_first_cycle_and_after_the_refreeze_
     _Pacer.made = []
     frozen: list[int] = []
     monkeypatch.setattr(owner_module, "FullCollections", _Pacer)
-    owner = _session(_loop_settings(fast_settings, gc_freeze=freeze), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings, gc_freeze=freeze), db, Target())
     fake = _Loop(owner, plan={2: "raise"}, stop_after=owner_module.GC_REFREEZE_CYCLE + 3)
     monkeypatch.setattr(owner_module, "freeze_heap", lambda: frozen.append(fake.n) or 1)
     await asyncio.wait_for(owner._quote_loop(), 10)
@@ -373,7 +373,7 @@ async def test_the_pacer_is_stopped_when_the_loop_ends_by_a_cancel(fast_settings
     _Pacer.made = []
     monkeypatch.setattr(owner_module, "FullCollections", _Pacer)
     monkeypatch.setattr(owner_module, "freeze_heap", lambda: 1)
-    owner = _session(_loop_settings(fast_settings, gc_freeze=True, quote_refresh_sec=30.0), db, _Target())
+    owner = owner_session(_loop_settings(fast_settings, gc_freeze=True, quote_refresh_sec=30.0), db, Target())
     _Loop(owner, stop_after=9)
     task = asyncio.create_task(owner._quote_loop())
     await asyncio.sleep(0.1)
@@ -401,10 +401,10 @@ def _with_store(owner) -> tuple[_Recorder, list[tuple[list[str], float]]]:
 
 
 async def test_the_recording_gets_cancels_changed_params_the_universe_and_the_venue_clock(fast_settings, db):
-    owner = _session(fast_settings, db, _Target())
+    owner = owner_session(fast_settings, db, Target())
     owner.record_cancel_all(1.0, "nothing recorded")  # no store: nothing, no failure
     owner.record_params(1.0)
-    owner._record_universe([_market("0xa")])
+    owner._record_universe([make_market("0xa")])
     owner._params.alpha += 1.0  # changed with no recording: seen as recorded
     owner.record_params(1.5)
     rec, markets = _with_store(owner)
@@ -415,9 +415,9 @@ async def test_the_recording_gets_cancels_changed_params_the_universe_and_the_ve
     owner.record_params(4.0)
     owner.record_params(5.0)
     t0 = time.time()
-    owner._record_universe([_market("0xa"), _market("0xb")])
+    owner._record_universe([make_market("0xa"), make_market("0xb")])
     owner._venue_speed = 2.0
-    _with_runtime(owner, _FakeCycle({}, set()), _FakeRest(server_time=77))
+    with_runtime(owner, FakeCycle({}, set()), FakeRest(server_time=77))
     await owner._sync_venue_clock()
     assert rec.rows[:2] == [(2.0, "cancel_all", {"reason": "pause"}), (4.0, "params", {"alpha": alpha})]
     ((ts, kind, payload),) = rec.rows[2:]
@@ -430,7 +430,7 @@ async def test_the_recording_gets_cancels_changed_params_the_universe_and_the_ve
 async def test_a_failing_background_loop_stops_the_run_and_says_which(fast_settings, db):
     bus = EventBus()
     seen = _events(bus)
-    owner = _session(fast_settings, db, _Target(), events=bus)
+    owner = owner_session(fast_settings, db, Target(), events=bus)
 
     async def fails() -> None:
         raise OSError("gone")
@@ -496,9 +496,9 @@ def test_the_pacer_saves_the_thresholds_and_its_full_collections_restart_the_per
 
 
 async def test_a_venue_time_that_fails_is_only_a_debug_line(fast_settings, db, caplog):
-    owner = _session(fast_settings, db, _Target())
-    cycle = _FakeCycle({}, set())
-    _with_runtime(owner, cycle, _FakeRest(server_time=OSError("down")))
+    owner = owner_session(fast_settings, db, Target())
+    cycle = FakeCycle({}, set())
+    with_runtime(owner, cycle, FakeRest(server_time=OSError("down")))
     with caplog.at_level("DEBUG", logger=owner_module.__name__):
         await owner._sync_venue_clock()
     assert cycle.econ.clock is None
@@ -521,7 +521,7 @@ async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle
     (the market quoted on, its shares never settled from the event)."""
     from pmm_widgets.venue.market_data import MarketData
 
-    class _Flaky(_FakeCycle):
+    class _Flaky(FakeCycle):
         async def resolve_market(self, ts, cid, winner, exchange, source) -> bool:
             self.calls.append((cid, winner, exchange, source))
             if cid == "0xb" and sum(c[0] == "0xb" for c in self.calls) == 1:
@@ -539,9 +539,9 @@ async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle
     md = SimpleNamespace(stream=SimpleNamespace(resolutions=deque()), set_markets=set_markets)
     md.pop_resolutions = lambda: MarketData.pop_resolutions(md)  # type: ignore[arg-type]
     md.unpop_resolutions = lambda evs: MarketData.unpop_resolutions(md, evs)  # type: ignore[arg-type]
-    owner = _session(fast_settings, db, _Target())
+    owner = owner_session(fast_settings, db, Target())
     owner._rt = SimpleNamespace(cycle=cycle, md=md, exchange="ex")  # type: ignore[assignment]
-    owner.markets = [_market("0xa"), _market("0xb"), _market("0xc")]
+    owner.markets = [make_market("0xa"), make_market("0xb"), make_market("0xc")]
     ev = {c: SimpleNamespace(market=c, winning_asset_id=f"{c}-y") for c in ("0xa", "0xb", "0xc", "0xd")}
     md.stream.resolutions.extend([ev["0xa"], ev["0xb"], ev["0xc"]])
     with pytest.raises(OSError):
@@ -563,8 +563,8 @@ def _fast_prune_settings(fast_settings, days: float) -> Any:
 async def test_a_retention_of_part_of_a_day_still_prunes(fast_settings, db, monkeypatch):
     from pmm_widgets.store import retention
 
-    _instant_waits(monkeypatch)
-    owner = _session(_fast_prune_settings(fast_settings, 0.5), db, _Target())
+    instant_waits(monkeypatch)
+    owner = owner_session(_fast_prune_settings(fast_settings, 0.5), db, Target())
     calls: list[float] = []
 
     def fake_prune(engine, days, *, stop):
@@ -582,8 +582,8 @@ async def test_a_cancel_during_a_prune_ends_the_retention_loop(fast_settings, db
 
     from pmm_widgets.store import retention
 
-    _instant_waits(monkeypatch)
-    owner = _session(_fast_prune_settings(fast_settings, 3.0), db, _Target())
+    instant_waits(monkeypatch)
+    owner = owner_session(_fast_prune_settings(fast_settings, 3.0), db, Target())
     entered, release = threading.Event(), threading.Event()
     calls: list[float] = []
 
