@@ -403,17 +403,30 @@ class OwnerSession:
         if self._recorder is not None:  # every refresh (metadata may change without members changing)
             self._recorder.universe(time.time(), fresh)
         added, removed = diff_universe(self.markets, fresh)
+        held: list[Market] = []  # left the ranking, but their orders could not be cancelled
         async with self._ctl.trade_lock:
             for m in removed:  # a market leaving the universe takes its quotes with it
-                n = await self.runtime.exchange.cancel_market(m.condition_id)
+                try:
+                    n = await self.runtime.exchange.cancel_market(m.condition_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - kept (its orders still managed); the others go
+                    held.append(m)
+                    self.events.emit(Level.WARNING, EventKind.UNIVERSE,
+                                     f"left the universe but its orders could not be cancelled, kept until the next refresh: "
+                                     f"{m.question[:60]} ({type(exc).__name__}: {exc})"[:500], market=m.condition_id)
+                    continue
                 self.events.emit(Level.INFO, EventKind.UNIVERSE, f"left the universe: {m.question[:60]} ({n} orders cancelled)",
                                  market=m.condition_id)
                 await self._settle_if_closed(m)
-            self.markets = fresh  # the cycle hands the exchange every market it knows (late fills)
-        await self.runtime.md.set_markets(fresh)
-        if added or removed:
-            self._record_universe(fresh)
-            self.events.emit(Level.INFO, EventKind.UNIVERSE, f"universe refreshed: +{len(added)} -{len(removed)}")
+            # the cycle hands the exchange every market it knows (late fills); a market whose cancel
+            # failed stays in it, so its orders are still managed, and its removal is tried again
+            self.markets = [*fresh, *held]
+        await self.runtime.md.set_markets(self.markets)
+        gone = len(removed) - len(held)
+        if added or gone:
+            self._record_universe(self.markets)
+            self.events.emit(Level.INFO, EventKind.UNIVERSE, f"universe refreshed: +{len(added)} -{gone}")
         self.universe_ts = time.time()
 
     async def _prune_loop(self) -> None:

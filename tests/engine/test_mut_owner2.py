@@ -300,6 +300,59 @@ async def test_a_market_leaving_the_universe_takes_its_quotes_and_only_its(fast_
     assert open_orders_in_db(db) == 0
 
 
+@pytest.mark.integration
+async def test_a_market_whose_cancel_fails_stays_managed_and_the_others_still_leave(fast_settings, db):
+    """Two quoted markets leave the universe and the venue refuses the first one's cancel: that
+    one stays in the universe (its orders still managed, its removal tried at the next refresh),
+    the other leaves with its orders and is not quoted again. Before, the whole refresh aborted and
+    the market already cancelled was quoted again at the next cycle."""
+    engine, seen = await _quoting(fast_settings)
+    owner, ex = engine.owner, engine.runtime.exchange
+    try:
+        quoted = {o.market for o in ex.open_orders()}
+        stuck, gone = [m for m in owner.markets if m.condition_id in quoted][:2]
+        kept = [m for m in owner.markets if m.condition_id not in (stuck.condition_id, gone.condition_id)]
+        owner.load_universe = lambda *a: _with(list(kept))
+        real_cancel = ex.cancel_market
+        asked: list[str] = []
+
+        async def refusing(cid: str) -> int:
+            asked.append(cid)
+            if cid == stuck.condition_id:
+                raise ConnectionError("venue down")
+            return await real_cancel(cid)
+
+        ex.cancel_market = refusing  # type: ignore[method-assign]
+        warned: list[tuple[str, str | None]] = []
+        engine.events.subscribe(lambda ev: warned.append((ev.message, ev.market)) if ev.level == "WARNING" else None)
+        t0 = time.time()
+        await owner.refresh_universe()  # no exception: the refresh itself went through
+        assert asked == [stuck.condition_id, gone.condition_id]  # the failure did not stop the next cancel
+        assert owner.markets == [*kept, stuck]
+        assert set(engine.runtime.md.markets) == {m.condition_id for m in [*kept, stuck]}
+        assert owner.universe_ts >= t0
+        assert len(warned) == 1 and warned[0][1] == stuck.condition_id
+        assert warned[0][0].startswith("left the universe but its orders could not be cancelled") and "venue down" in warned[0][0]
+        left = [mk for k, m, mk in seen if k == "universe" and m.startswith("left the universe:")]
+        assert left == [gone.condition_id]
+        assert [m for k, m, _ in seen if k == "universe" and m.startswith("universe refreshed")] == ["universe refreshed: +0 -1"]
+        n = engine.state.tick
+        assert await until(lambda: engine.state.tick >= n + 3)  # cycles ran since: the one that left stays unquoted
+        assert [o for o in ex.open_orders() if o.market == gone.condition_id] == []
+        assert [o for o in ex.open_orders() if o.market == stuck.condition_id]  # still managed, still quoted
+
+        ex.cancel_market = real_cancel  # type: ignore[method-assign]
+        await owner.refresh_universe()  # the venue is back: its removal goes through
+        assert owner.markets == kept and stuck.condition_id not in engine.runtime.md.markets
+        assert [o for o in ex.open_orders() if o.market == stuck.condition_id] == []
+        left = [mk for k, m, mk in seen if k == "universe" and m.startswith("left the universe:")]
+        assert left == [gone.condition_id, stuck.condition_id]
+        assert [m for k, m, _ in seen if k == "universe" and m.startswith("universe refreshed")][-1] == "universe refreshed: +0 -1"
+    finally:
+        await engine.stop()
+    assert open_orders_in_db(db) == 0
+
+
 async def _with(markets: list[Any]) -> list[Any]:
     return markets
 
