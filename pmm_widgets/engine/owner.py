@@ -418,7 +418,13 @@ class OwnerSession:
                     continue
                 self.events.emit(Level.INFO, EventKind.UNIVERSE, f"left the universe: {m.question[:60]} ({n} orders cancelled)",
                                  market=m.condition_id)
-                await self._settle_if_closed(m)
+                try:
+                    await self._settle_if_closed(m)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - its orders are gone; the other markets still leave
+                    self.events.emit(Level.WARNING, EventKind.RESOLUTION, f"could not settle {m.condition_id} as it left the universe: "
+                                     f"{type(exc).__name__}: {exc}"[:500], market=m.condition_id)
             # the cycle hands the exchange every market it knows (late fills); a market whose cancel
             # failed stays in it, so its orders are still managed, and its removal is tried again
             self.markets = [*fresh, *held]

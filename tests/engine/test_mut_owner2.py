@@ -304,8 +304,9 @@ async def test_a_market_leaving_the_universe_takes_its_quotes_and_only_its(fast_
 async def test_a_market_whose_cancel_fails_stays_managed_and_the_others_still_leave(fast_settings, db):
     """Two quoted markets leave the universe and the venue refuses the first one's cancel: that
     one stays in the universe (its orders still managed, its removal tried at the next refresh),
-    the other leaves with its orders and is not quoted again. Before, the whole refresh aborted and
-    the market already cancelled was quoted again at the next cycle."""
+    the other leaves with its orders and is not quoted again, even though checking whether it
+    closed fails too. Before, either failure aborted the refresh and a market already cancelled
+    was quoted again at the next cycle."""
     engine, seen = await _quoting(fast_settings)
     owner, ex = engine.owner, engine.runtime.exchange
     try:
@@ -323,6 +324,12 @@ async def test_a_market_whose_cancel_fails_stays_managed_and_the_others_still_le
             return await real_cancel(cid)
 
         ex.cancel_market = refusing  # type: ignore[method-assign]
+        real_settle = owner._settle_if_closed
+
+        async def settle_fails(m: Any) -> None:
+            raise RuntimeError(f"settle {m.condition_id}")
+
+        owner._settle_if_closed = settle_fails  # type: ignore[method-assign]
         warned: list[tuple[str, str | None]] = []
         engine.events.subscribe(lambda ev: warned.append((ev.message, ev.market)) if ev.level == "WARNING" else None)
         t0 = time.time()
@@ -331,8 +338,9 @@ async def test_a_market_whose_cancel_fails_stays_managed_and_the_others_still_le
         assert owner.markets == [*kept, stuck]
         assert set(engine.runtime.md.markets) == {m.condition_id for m in [*kept, stuck]}
         assert owner.universe_ts >= t0
-        assert len(warned) == 1 and warned[0][1] == stuck.condition_id
+        assert [mk for _, mk in warned] == [stuck.condition_id, gone.condition_id]
         assert warned[0][0].startswith("left the universe but its orders could not be cancelled") and "venue down" in warned[0][0]
+        assert warned[1][0] == f"could not settle {gone.condition_id} as it left the universe: RuntimeError: settle {gone.condition_id}"
         left = [mk for k, m, mk in seen if k == "universe" and m.startswith("left the universe:")]
         assert left == [gone.condition_id]
         assert [m for k, m, _ in seen if k == "universe" and m.startswith("universe refreshed")] == ["universe refreshed: +0 -1"]
@@ -342,6 +350,7 @@ async def test_a_market_whose_cancel_fails_stays_managed_and_the_others_still_le
         assert [o for o in ex.open_orders() if o.market == stuck.condition_id]  # still managed, still quoted
 
         ex.cancel_market = real_cancel  # type: ignore[method-assign]
+        owner._settle_if_closed = real_settle  # type: ignore[method-assign]
         await owner.refresh_universe()  # the venue is back: its removal goes through
         assert owner.markets == kept and stuck.condition_id not in engine.runtime.md.markets
         assert [o for o in ex.open_orders() if o.market == stuck.condition_id] == []
