@@ -11,7 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from pmm_widgets.engine.commands import CommandQueue
+from pmm_widgets.engine.commands import CommandQueue, default_sender
 from pmm_widgets.engine.lease import LEASE_NAME, Lease, LeaseTimer, new_owner_id
 from pmm_widgets.store.db import make_engine
 from pmm_widgets.store.migrate import upgrade
@@ -198,3 +198,95 @@ def test_lease_timer_periods_and_halt(ttl):
 def test_lease_timer_reads_the_wall_clock_by_default():
     timer = LeaseTimer(6.0, proven_at=time.time() - 1.0)
     assert 1.0 <= timer.silent() < 5.0 and not timer.must_halt()
+
+
+# ---------------------------------------------------------------- the command queue in detail (a mutation pass over engine/commands.py)
+def _forge(db, **values) -> int:
+    """A row written straight into the table, as any process with the DB's file could."""
+    row = {"ts": time.time(), "issuer": "face", "sender": "", "kind": "pause", "payload_json": {}} | values
+    with db.begin() as conn:
+        return int(conn.execute(sa.insert(commands).values(**row)).inserted_primary_key[0])
+
+
+def test_a_commands_life_is_judged_at_its_exact_bounds():
+    from pmm_widgets.engine.commands import DEFAULT_MAX_AGE_SEC, FUTURE_SKEW_SEC, Command
+
+    assert (FUTURE_SKEW_SEC, DEFAULT_MAX_AGE_SEC) == (5.0, 60.0)  # README and the kill wait rely on these
+    q = CommandQueue(None, issuer="owner")  # type: ignore[arg-type]  # verdict needs no DB
+    now = 1_000.0
+    at = lambda ts: q.verdict(Command(1, ts, "f", "kill", {}), now)  # noqa: E731
+    assert at(now + 5.0) is None and at(now - 60.0) is None  # both bounds still alive
+    assert at(now + 5.5) == "rejected: dated 6s in the future by the owner's clock (more than 5s of skew)"
+    assert at(now - 60.5) == "expired: written 60s ago (commands live 60s)"
+    assert CommandQueue(None, issuer="owner", max_age_sec=10).verdict(Command(1, now - 10.5, "f", "kill", {}), now) \
+        == "expired: written 10s ago (commands live 10s)"  # type: ignore[arg-type]
+
+
+def test_pending_closes_what_it_does_not_return_and_reads_forged_rows_safely(db):
+    q = CommandQueue(db, issuer="owner")
+    now = time.time()
+    old = _forge(db, ts=now - 120)
+    future = _forge(db, ts=now + 60)
+    null_names = _forge(db, issuer=None, sender=None, payload_json=["not", "a", "dict"])
+    text_payload = _forge(db, payload_json="kill everything")
+    ok = _forge(db, sender="ops@desk pid 1 (dashboard)", payload_json={"alpha": 2})
+    got = q.pending(now=now)
+    assert [c.id for c in got] == [null_names, text_payload, ok]  # oldest first, the bad two left out
+    assert got[0].issuer == "" and got[0].sender == "" and got[0].origin == "unknown sender" and got[0].payload == {}
+    assert got[1].payload == {} and got[2].payload == {"alpha": 2} and got[2].origin == "ops@desk pid 1 (dashboard)"
+    assert q.result(old)[1].startswith("expired: written 120s ago") and q.result(future)[1].startswith("rejected: dated 60s")
+    assert q.result(ok) is None  # returned rows stay open until the owner applies them
+    assert [c.id for c in q.pending(now=now + 3600)] == []  # the owner's clock, not the wall clock, judges
+    assert q.result(ok)[1].startswith("expired: written 3600s ago")
+
+
+def test_results_are_cut_and_a_result_less_row_reads_empty(db):
+    q = CommandQueue(db, issuer="owner")
+    cid = q.send("pause")
+    q.mark_applied(cid, "x" * 1500)
+    applied, text = q.result(cid)
+    assert text == "x" * 1000 and applied <= time.time()
+    forged = _forge(db, applied_at=time.time(), result=None)  # closed by a hand without a result
+    assert q.result(forged)[1] == ""
+    assert q.result(10**9) is None  # no such row
+
+
+def test_expire_before_counts_both_kinds_at_their_exact_bounds(db):
+    q = CommandQueue(db, issuer="owner")
+    start = 5_000.0
+    before = _forge(db, ts=start - 0.5)
+    at_start = _forge(db, ts=start)
+    at_skew = _forge(db, ts=start + 5.0)
+    beyond = [_forge(db, ts=start + 5.5), _forge(db, ts=start + 900)]
+    assert q.expire_before(start) == 3  # one stale + two future-dated
+    assert q.result(before)[1] == "expired: no engine was running"
+    assert q.result(at_start) is None and q.result(at_skew) is None
+    assert {q.result(b)[1] for b in beyond} == {"rejected: dated in the future by the owner's clock"}
+
+
+def test_commands_are_attributed_and_immutable(db, monkeypatch):
+    import getpass
+
+    from pmm_widgets.engine import commands as commands_module
+    from pmm_widgets.engine.commands import Command
+
+    q = CommandQueue(db, issuer="owner-1", sender="s" * 300)
+    assert q.sender == "s" * 200 and q.issuer == "owner-1"
+    assert CommandQueue(db, issuer="owner-1", sender="").sender == ""  # given, even empty: not the default
+    host = socket.gethostname()
+    assert CommandQueue(db, issuer="x").sender == default_sender() and not default_sender().endswith(")")
+    assert default_sender().endswith(f"@{host} pid {os.getpid()}")
+
+    def no_user() -> str:
+        raise KeyError("no passwd entry")
+
+    monkeypatch.setattr(getpass, "getuser", no_user)
+    assert default_sender("cli") == f"uid{os.getuid()}@{host} pid {os.getpid()} (cli)"
+    monkeypatch.delattr(commands_module.os, "getuid")
+    assert default_sender() == f"?@{host} pid {os.getpid()}"
+    cmd = Command(1, 2.0, "", "kill", {}, sender="")
+    assert cmd.origin == "unknown sender" and Command(1, 2.0, "i", "kill", {}).origin == "i"
+    assert Command(1, 2.0, "i", "kill", {}, sender="s").origin == "s"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cmd.kind = "resume"  # type: ignore[misc]
+    assert not hasattr(cmd, "__dict__")
