@@ -87,3 +87,43 @@ def test_signer_defaults_and_errors() -> None:
         OrderSigner(acct.key.hex(), 137, signature_type=4)
     with pytest.raises(SignerError):
         s.sign("1", Side.SELL, Decimal("0.5"), Decimal(5), Decimal("0.02"), False)
+
+
+def test_keys_and_addresses_are_read_with_or_without_0x() -> None:
+    """PMM_PRIVATE_KEY and PMM_FUNDER are usually written with 0x (MetaMask exports, the venue's
+    docs); eth-account's `key.hex()` gives none. Both spellings sign as the same wallet."""
+    acct = Account.create()
+    bare = acct.key.hex().removeprefix("0x")
+    funder = Account.create().address
+    signers = [OrderSigner(k, 137, 1, f) for k in (bare, "0x" + bare, "0X" + bare)
+               for f in (funder, funder[2:], "0X" + funder[2:])]
+    assert {s.address for s in signers} == {acct.address}
+    kw = dict(salt=7, timestamp_ms=1_700_000_000_000)
+    bodies = [s.sign("42", Side.SELL, Decimal("0.37"), Decimal(12), Decimal("0.01"), True, **kw).body for s in signers]
+    assert all(b["signature"] == bodies[0]["signature"] for b in bodies)
+    for bad in (funder[:-2], funder + "00", "0x"):  # 19, 21 and 0 bytes: not an address
+        with pytest.raises(SignerError, match="not an address"):
+            OrderSigner(bare, 137, 1, bad)
+
+
+def test_the_defaults_sign_as_the_eoa_now_with_a_fresh_salt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from pmm_widgets.venue import signer as signer_module
+
+    acct = Account.create()
+    s = OrderSigner(acct.key.hex(), 80002)
+    assert (s.signature_type, s.chain_id, s.funder, s.order_signer) == (0, 80002, acct.address, acct.address)
+    before = time.time_ns() // 1_000_000
+    o = s.sign("9", Side.BUY, Decimal("0.5"), Decimal(2), "0.01", False)  # a tick given as text
+    after = time.time_ns() // 1_000_000
+    assert before <= int(o.body["timestamp"]) <= after and o.body["signatureType"] == 0
+    assert (o.body["makerAmount"], o.body["takerAmount"]) == ("1000000", "2000000")
+    assert OrderSigner.amounts(Side.SELL, 0.37, 12, "0.01") == OrderSigner.amounts(Side.SELL, Decimal("0.37"), 12, Decimal("0.010"))
+    monkeypatch.setattr(signer_module.random, "random", lambda: 1.0)  # the salt's upper bound: now in ms
+    assert before <= signer_module.default_salt() <= time.time_ns() // 1_000_000
+    monkeypatch.setattr(signer_module.random, "random", lambda: 0.25)
+    assert signer_module.default_salt() == pytest.approx(0.25 * time.time_ns() // 1_000_000, abs=1000)
+    with pytest.raises(AttributeError):
+        o.order_id = "0x0"  # type: ignore[misc]  # a signed order is immutable
+    assert not hasattr(o, "__dict__")
