@@ -96,3 +96,67 @@ async def test_secrets_never_in_logs_exceptions_or_rows(sb, venue, wallet_key, c
     blob = caplog.text + " ".join(errors) + rows + repr(ex.broker.creds) + repr(bad)
     for s in secret_values(wallet_key, c) + [c.api_key]:
         assert s not in blob
+
+
+def test_masked_shows_an_identifiers_head_only_when_the_rest_stays_longer():
+    from pmm_widgets.venue.auth import masked
+
+    assert masked("abcdefghi", 4) == "abcd***"  # 9 > 2 * 4: a head of 4 leaves 5 hidden
+    assert masked("abcdefgh", 4) == "***"  # 8: half of it would show
+    assert masked("abcdef", 4) == "***" and masked("ab", 1) == "***"
+    assert masked("abc", 1) == "a***" and masked("abcdefghi", 3) == "abc***"
+    assert masked("a-long-secret-value") == masked("x") == "***"  # no head by default, whatever the length
+
+
+def test_auth_derive_output_lines_closes_its_broker_and_fails_in_one_line(monkeypatch, capsys):
+    from pmm_widgets.config import Settings
+    from pmm_widgets.venue import broker as broker_module
+
+    acct = Account.create()
+    funder = Account.create().address
+    s = Settings(_env_file=None, venue="sandbox", sandbox_markets=3, private_key="0x" + acct.key.hex().removeprefix("0x"),
+                 signature_type=1, funder=funder)
+    closed: list[int] = []
+    real_close = broker_module.Broker.close
+    monkeypatch.setattr(broker_module.Broker, "close", lambda self: (closed.append(1), real_close(self))[1])
+
+    class Flushed(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            Flushed.flushes += 1
+            super().flush()
+
+    out = Flushed()
+    assert derive_main(s, False, out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"# L2 API credentials of wallet {acct.address} at http://127.0.0.1:")
+    assert lines[0].endswith(" (embedded sandbox)")
+    assert lines[1] == f"# signature type 1, funder {funder}"
+    assert [ln.split("=")[0] for ln in lines[2:5]] == ["PMM_API_KEY", "PMM_API_SECRET", "PMM_API_PASSPHRASE"]
+    assert lines[5:] == ["# values masked: run `pmm auth derive --show-secrets` to print them for .env"]
+    assert closed == [1] and Flushed.flushes >= 1
+    out = io.StringIO()
+    assert derive_main(s, True, out) == 0
+    assert out.getvalue().splitlines()[5:] == ["# put these three lines in .env; they are not stored or logged anywhere else"]
+    assert closed == [1, 1]
+
+    async def refused(self) -> None:
+        raise broker_module.BrokerError("derive_api_key", "refused", status=401)
+
+    monkeypatch.setattr(broker_module.Broker, "derive_creds", refused)
+    out = io.StringIO()
+    assert derive_main(s, True, out) == 1
+    assert out.getvalue() == ""  # nothing on stdout: no half-written .env lines
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("auth derive failed at http://127.0.0.1:") and err[0].endswith(": derive_api_key: HTTP 401: refused")
+    assert closed == [1, 1, 1]  # closed on the failure too
+
+
+async def test_auth_derive_against_a_venue_url_does_not_say_embedded(sb, wallet_key):
+    settings = make_settings(sb, wallet_key)
+    out = io.StringIO()
+    assert await asyncio.to_thread(derive_main, settings, False, out) == 0
+    first = out.getvalue().splitlines()[0]
+    assert "embedded" not in first and first.endswith(f" at {settings.clob_url}")
+    assert out.getvalue().splitlines()[1] == f"# signature type 0, funder {Account.from_key(wallet_key).address}"
