@@ -24,17 +24,24 @@ SECRET_FIELDS = ("private_key", "api_key", "api_secret", "api_passphrase")
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 _secrets: set[str] = set()
+_HEX = frozenset("0123456789abcdefABCDEF")
 _lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
-    """Mask this value in every log line from now on (with and without a 0x prefix)."""
+    """Mask this value in every log line from now on (with and without a 0x prefix). A hex
+    value (a private key) is masked in lower and upper case too: `.env` may spell it one way
+    and a library print it the other (eth-account's `key.hex()` is lower case)."""
     if not value or len(value) < MIN_SECRET_LEN:
         return
+    bare = value[2:] if value.lower().startswith("0x") else value
+    forms = {value}
+    if len(bare) >= MIN_SECRET_LEN:
+        forms.add(bare)
+        if all(c in _HEX for c in bare):
+            forms.update((bare.lower(), bare.upper()))
     with _lock:
-        _secrets.add(value)
-        if value.lower().startswith("0x") and len(value) - 2 >= MIN_SECRET_LEN:
-            _secrets.add(value[2:])
+        _secrets.update(forms)
 
 
 def register_settings_secrets(settings: Settings) -> None:
