@@ -203,22 +203,37 @@ class Engine:
               lambda _t, exc: self.events.emit(Level.ERROR, EventKind.PARAMS, f"could not record parameter change: {exc}"))
 
     async def _restore_params(self) -> None:
-        """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
+        """Owner start: newest recorded values, then the changes made while idle (recorded now).
+
+        Each stored value is validated against all the others (`Params.update`), one at a time in
+        passes until a pass applies none more: a value bounded by another (regime vols wide <=
+        reduce <= halt, the trade-through rates, the before-end times) waits for it, so values that
+        were consistent when recorded are restored whole, whatever their names' order. One that
+        never validates (an older build's, or against an idle change) is said and skipped."""
         from .param_log import latest, record
 
         db = self._opened().db
         stored = await asyncio.to_thread(latest, db)
-        restored: list[str] = []
-        for name, pv in sorted(stored.items()):
-            if name in self._unsaved_params or name not in PARAM_FIELDS:
-                continue
-            try:
-                self._params.update(**{name: pv.value})
-            except ValidationError as exc:
-                self.events.emit(Level.WARNING, EventKind.PARAMS, f"stored {name}={pv.value!r} not restored: "
-                                 f"{format_validation_error(exc)}")
-                continue
-            restored.append(f"{name}={pv.value} (by {pv.changed_by} at {time.strftime('%H:%M:%S', time.localtime(pv.ts))})")
+        left = {name: pv for name, pv in sorted(stored.items())
+                if name not in self._unsaved_params and name in PARAM_FIELDS}
+        why: dict[str, str] = {}
+        applied: set[str] = set()
+        progress = True
+        while progress:
+            progress = False
+            for name in list(left):
+                try:
+                    self._params.update(**{name: left[name].value})
+                except ValidationError as exc:
+                    why[name] = format_validation_error(exc)
+                    continue
+                applied.add(name)
+                del left[name]
+                progress = True
+        for name, pv in left.items():
+            self.events.emit(Level.WARNING, EventKind.PARAMS, f"stored {name}={pv.value!r} not restored: {why[name]}")
+        restored = [f"{name}={pv.value} (by {pv.changed_by} at {time.strftime('%H:%M:%S', time.localtime(pv.ts))})"
+                    for name, pv in sorted(stored.items()) if name in applied]
         by_who: dict[str, dict[str, Any]] = {}
         for name, (value, by) in self._unsaved_params.items():
             by_who.setdefault(by, {})[name] = value

@@ -1,0 +1,129 @@
+"""What a third mutation pass on engine/core.py (the lease, the hand-over check, the restore of
+persisted parameters, `set_strategy`) found: a stopped engine never asks for the lease; a market's
+strategy parameters are checked against the values in force, not the last published ones; and
+persisted parameters bounded by one another (regime vols wide <= reduce <= halt, trade-through
+rates, the before-end times) are restored whole whatever their order (one at a time in name
+order, a consistent set lost some: a tightened regime machine came back loosened after a
+restart)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from pmm_widgets.config import Params
+from pmm_widgets.engine import Engine
+from pmm_widgets.engine.param_log import latest, record
+from pmm_widgets.engine.runtime import open_db
+from pmm_widgets.events import EventKind, Level
+from pmm_widgets.store.schema import param_changes
+
+
+# ---------------------------------------------------------------- _try_acquire
+async def test_a_stopped_engine_never_asks_for_the_lease(fast_settings):
+    eng = Engine(fast_settings)
+    await eng._open_db()
+    lease = eng._opened().lease
+    asked: list[int] = []
+    lease.try_acquire = lambda now=None: asked.append(1) or True  # type: ignore[method-assign]
+    eng._ctl.stop.set()
+    assert await eng._try_acquire() is False
+    assert asked == [] and lease.read() is None
+
+
+# ---------------------------------------------------------------- _restore_params: bounded values
+LOWERED_VOLS = {"regime_wide_vol": 0.01, "regime_reduce_vol": 0.02, "regime_halt_vol": 0.04}
+
+
+@pytest.mark.parametrize("stored", [
+    LOWERED_VOLS,  # halt (first by name) is below the default wide..reduce until they are restored
+    {"regime_wide_tt_per_min": 0.5, "regime_reduce_tt_per_min": 0.8},  # reduce first: below the default wide
+    {"regime_halt_before_end_min": 90.0, "regime_reduce_before_end_min": 120.0},  # halt first: above the default reduce
+], ids=["vols", "trade-throughs", "before-end"])
+async def test_stored_values_bounded_by_one_another_are_restored_whole(fast_settings, db, stored):
+    record(db, stored, "alice", ts=1000.0)
+    eng = Engine(fast_settings, persist_params=True)
+    assert not all(getattr(eng.params, k) == v for k, v in stored.items())  # (a change to restore)
+    await eng._open_db()
+    await eng._restore_params()
+    assert {k: getattr(eng.params, k) for k in stored} == stored
+    said = [(e.level, e.message) for e in eng.events.recent() if e.kind is EventKind.PARAMS]
+    assert [lvl for lvl, _ in said] == [Level.INFO]
+    assert all(f"{k}={v} (by alice at " in said[0][1] for k, v in stored.items())
+
+
+async def test_a_stored_value_against_an_idle_change_is_said_and_skipped_the_rest_restored(fast_settings, db):
+    record(db, {**LOWERED_VOLS, "alpha": 2.5}, "alice", ts=1000.0)
+    eng = Engine(fast_settings, persist_params=True)
+    eng.set_params(regime_reduce_vol=0.05, changed_by="bob")  # idle, before the DB is open: it wins
+    await eng._open_db()
+    await eng._restore_params()
+    p = eng.params
+    assert (p.regime_wide_vol, p.regime_reduce_vol, p.regime_halt_vol, p.alpha) == (0.01, 0.05, 0.1, 2.5)
+    said = [(e.level, e.message) for e in eng.events.recent() if e.kind is EventKind.PARAMS]
+    assert len(said) == 2 and said[0][0] is Level.WARNING
+    assert said[0][1] == ("stored regime_halt_vol=0.04 not restored: regime vols must satisfy wide <= reduce <= halt "
+                          "(regime_wide_vol=0.01, regime_reduce_vol=0.05, regime_halt_vol=0.04)")
+    assert said[1][0] is Level.INFO and "regime_halt_vol" not in said[1][1]
+    assert said[1][1].startswith("restored from the DB: alpha=2.5 (by alice at ")
+    assert "regime_wide_vol=0.01" in said[1][1] and "regime_reduce_vol" not in said[1][1]
+    assert (latest(db)["regime_reduce_vol"].value, latest(db)["regime_reduce_vol"].changed_by) == (0.05, "bob")
+
+
+_BOUNDED = ("calib_min_mult", "calib_max_mult", "regime_wide_vol", "regime_reduce_vol", "regime_halt_vol",
+            "regime_wide_tt_per_min", "regime_reduce_tt_per_min", "regime_halt_before_end_min",
+            "regime_reduce_before_end_min")
+
+
+def _pair(lo: float, hi: float) -> Any:
+    return st.lists(st.floats(min_value=lo, max_value=hi), min_size=2, max_size=2).map(sorted)
+
+
+_VALUES = st.tuples(
+    st.floats(min_value=0.01, max_value=1.0), st.floats(min_value=1.0, max_value=100.0),  # calib min <= 1 <= max
+    st.lists(st.floats(min_value=0.001, max_value=1.0), min_size=3, max_size=3).map(sorted),
+    _pair(0.01, 1000.0), _pair(0.0, 525_600.0),
+).map(lambda t: dict(zip(_BOUNDED, (t[0], t[1], *t[2], t[3][0], t[3][1], t[4][0], t[4][1]), strict=True)))
+
+
+def test_any_consistent_stored_values_are_restored_exactly_over_any_consistent_start(fast_settings):
+    handles = open_db(fast_settings, "test")
+    try:
+        @settings(max_examples=100, deadline=None)
+        @given(start=_VALUES, stored=_VALUES, keep=st.sets(st.sampled_from(_BOUNDED), min_size=1))
+        def check(start: dict[str, float], stored: dict[str, float], keep: set[str]) -> None:
+            changed = {k: v for k, v in stored.items() if k in keep}
+            try:  # what the DB holds was valid when recorded (over this start)
+                Params.model_validate({**Params().model_dump(), **start, **changed})
+            except ValidationError:
+                assume(False)
+            with handles.db.begin() as conn:
+                conn.execute(sa.delete(param_changes))
+            record(handles.db, changed, "alice", ts=1000.0)
+            eng = Engine(fast_settings.model_copy(update=start), persist_params=True)
+            eng._dbh = handles
+            asyncio.run(eng._restore_params())
+            assert {k: getattr(eng.params, k) for k in _BOUNDED} == {**start, **changed}
+            assert not [e for e in eng.events.recent() if e.level is Level.WARNING]
+
+        check()
+    finally:
+        handles.db.dispose()
+
+
+# ---------------------------------------------------------------- set_strategy: against the values in force
+def test_strategy_parameters_are_checked_against_the_values_in_force_not_the_last_published(fast_settings):
+    eng = Engine(fast_settings)
+    eng.params.regime_wide_vol = 0.05  # a notebook's direct assignment: validated, published at the next cycle
+    assert eng.state.params["regime_wide_vol"] != 0.05
+    with pytest.raises(ValidationError, match="wide <= reduce <= halt"):
+        eng.set_strategy("c1", "regime", regime_reduce_vol=0.04)  # fine by the published values, not by these
+    assert eng._strategy_overrides == {}
+    eng.set_strategy("c1", "regime", regime_reduce_vol=0.06)
+    assert eng._strategy_overrides == {"c1": ("regime", {"regime_reduce_vol": 0.06})}
