@@ -472,13 +472,17 @@ class Engine:
         said = None
         while not self._ctl.stop.is_set():
             try:
-                return await asyncio.to_thread(lease.try_acquire)
+                taken = await asyncio.to_thread(lease.try_acquire)
             except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
                     said = why
                     self._publish(replace(self._state, last_error=f"cannot take the DB lease: {why}: retrying"))
                     self.events.emit(Level.WARNING, EventKind.LEASE, f"cannot take the DB lease ({why}): not quoting, retrying")
+            else:
+                if said is not None:  # the DB answers again: the status stops saying it cannot
+                    self._publish(replace(self._state, last_error=None))
+                return taken
             await wait_set(self._ctl.stop, 1.0)
         return False
 

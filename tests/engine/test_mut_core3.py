@@ -1,10 +1,11 @@
 """What a third mutation pass on engine/core.py (the lease, the hand-over check, the restore of
-persisted parameters, `set_strategy`) found: a stopped engine never asks for the lease; a market's
-strategy parameters are checked against the values in force, not the last published ones; and
-persisted parameters bounded by one another (regime vols wide <= reduce <= halt, trade-through
-rates, the before-end times) are restored whole whatever their order (one at a time in name
-order, a consistent set lost some: a tightened regime machine came back loosened after a
-restart)."""
+persisted parameters, `set_strategy`) found: a stopped engine never asks for the lease; a lease
+the DB cannot give is asked for again each second, waiting on the stop, and once taken the status
+no longer says it cannot be (it did, for the whole owned run); a market's strategy parameters are
+checked against the values in force, not the last published ones; and persisted parameters
+bounded by one another (regime vols wide <= reduce <= halt, trade-through rates, the before-end
+times) are restored whole whatever their order (one at a time in name order, a consistent set
+lost some: a tightened regime machine came back loosened after a restart)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from owner_fakes import instant_waits
 from pydantic import ValidationError
 
 from pmm_widgets.config import Params
 from pmm_widgets.engine import Engine
+from pmm_widgets.engine import core as core_module
 from pmm_widgets.engine.param_log import latest, record
 from pmm_widgets.engine.runtime import open_db
+from pmm_widgets.engine.state import EngineState
 from pmm_widgets.events import EventKind, Level
 from pmm_widgets.store.schema import param_changes
 
@@ -35,6 +39,36 @@ async def test_a_stopped_engine_never_asks_for_the_lease(fast_settings):
     eng._ctl.stop.set()
     assert await eng._try_acquire() is False
     assert asked == [] and lease.read() is None
+
+
+async def test_a_lease_retried_each_second_is_owned_without_the_retry_error_left_on_the_status(
+        fast_settings, monkeypatch):
+    waits = instant_waits(monkeypatch, core_module)
+    eng = Engine(fast_settings)
+    await eng._open_db()
+    lease = eng._opened().lease
+    real = lease.try_acquire
+    failures = [OSError("database is locked"), OSError("database is locked")]
+
+    def flaky(now: float | None = None) -> bool:
+        if failures:
+            raise failures.pop()
+        return real(now)
+
+    lease.try_acquire = flaky  # type: ignore[method-assign]
+    states: list[EngineState] = []
+    eng.add_state_listener(states.append)
+    eng.start()
+    try:
+        assert await eng.wait_role(timeout=10) == "owner"
+        assert waits == [1.0, 1.0]  # each failure waits a second (or the stop) before asking again
+        assert [s.last_error for s in states if s.last_error] == [
+            "cannot take the DB lease: database is locked: retrying"]  # said once
+        assert eng.state.last_error is None  # the owner's status no longer says it cannot take the lease
+        row = lease.read()
+        assert row is not None and row.owner == eng.state.owner
+    finally:
+        await eng.stop()
 
 
 # ---------------------------------------------------------------- _restore_params: bounded values
