@@ -479,8 +479,9 @@ class Engine:
                     said = why
                     self._publish(replace(self._state, last_error=f"cannot take the DB lease: {why}: retrying"))
                     self.events.emit(Level.WARNING, EventKind.LEASE, f"cannot take the DB lease ({why}): not quoting, retrying")
-            else:
-                if said is not None:  # the DB answers again: the status stops saying it cannot
+            else:  # the DB answered: an error still on the status (this retry's, or the old owner's that
+                # this face mirrored before it took over) is not this engine's
+                if self._state.last_error is not None:
                     self._publish(replace(self._state, last_error=None))
                 return taken
             await wait_set(self._ctl.stop, 1.0)

@@ -10,10 +10,12 @@ lost some: a tightened regime machine came back loosened after a restart)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from engine_helpers import until
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from owner_fakes import instant_waits
@@ -69,6 +71,25 @@ async def test_a_lease_retried_each_second_is_owned_without_the_retry_error_left
         assert row is not None and row.owner == eng.state.owner
     finally:
         await eng.stop()
+
+
+async def test_a_face_that_takes_over_drops_the_error_it_mirrored_from_the_old_owner(fast_settings):
+    owner = Engine(fast_settings)
+    face = Engine(fast_settings, auto_takeover=True)
+    old = "universe load failed (ConnectError: down); retrying in 2.0s"  # the old owner's, at its stop
+    owner.start()
+    try:
+        assert await owner.wait_role() == "owner"
+        owner._publish(replace(owner.state, last_error=old))
+        face.start()
+        assert await face.wait_role() == "attached"
+        assert await until(lambda: face.state.last_error == old, timeout=5)
+        await owner.stop()
+        assert await until(lambda: face.role == "owner" and face.state.tick >= 1, timeout=15)
+        assert face.state.last_error is None  # the new owner's status is its own
+    finally:
+        await face.stop()
+        await owner.stop()
 
 
 # ---------------------------------------------------------------- _restore_params: bounded values
