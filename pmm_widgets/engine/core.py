@@ -510,6 +510,9 @@ class Engine:
         """The owner role for this run (`engine/owner.py`); what it leaves (kill result, a fatal
         halt, a reported crash) stays readable here after it ended."""
         self._ctl.handover = False
+        # who, in what mode and on which venue are this engine's (a face that took the lease over
+        # still shows the old owner's, mirrored)
+        self._publish(replace(self._state, owner=self._owner_id, mode=self.mode.value, venue=self.settings.venue.value))
         session = self._owner = OwnerSession(
             self.settings, self.mode, self._params, self._opened(), self._owner_id, ctl=self._ctl, events=self.events,
             publish=self._publish, state=lambda: self._state, param_state=self._param_state, commands=self,

@@ -10,7 +10,6 @@ lost some: a tightened regime machine came back loosened after a restart)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from pydantic import ValidationError
 from pmm_widgets.config import Params
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine import core as core_module
+from pmm_widgets.engine.lease import Lease
 from pmm_widgets.engine.param_log import latest, record
 from pmm_widgets.engine.runtime import open_db
 from pmm_widgets.engine.state import EngineState
@@ -73,23 +73,25 @@ async def test_a_lease_retried_each_second_is_owned_without_the_retry_error_left
         await eng.stop()
 
 
-async def test_a_face_that_takes_over_drops_the_error_it_mirrored_from_the_old_owner(fast_settings):
-    owner = Engine(fast_settings)
+async def test_a_face_that_takes_over_publishes_its_own_identity_not_the_old_owners(fast_settings, db):
+    old = Lease(db, ttl_sec=3, owner="otherhost:1:old")  # another engine: live on Polymarket, its venue failing
+    assert old.try_acquire()
+    assert old.renew(EngineState(role="owner", mode="live", venue="polymarket", owner="otherhost:1:old",
+                                 last_error="universe load failed (ConnectError: down); retrying in 2.0s").to_json())
     face = Engine(fast_settings, auto_takeover=True)
-    old = "universe load failed (ConnectError: down); retrying in 2.0s"  # the old owner's, at its stop
-    owner.start()
+    seen: list[EngineState] = []
+    face.add_state_listener(seen.append)
+    face.start()
     try:
-        assert await owner.wait_role() == "owner"
-        owner._publish(replace(owner.state, last_error=old))
-        face.start()
         assert await face.wait_role() == "attached"
-        assert await until(lambda: face.state.last_error == old, timeout=5)
-        await owner.stop()
+        assert (face.state.mode, face.state.venue, face.state.last_error) == (
+            "live", "polymarket", "universe load failed (ConnectError: down); retrying in 2.0s")  # mirrored
+        old.release()  # it stopped
         assert await until(lambda: face.role == "owner" and face.state.tick >= 1, timeout=15)
-        assert face.state.last_error is None  # the new owner's status is its own
+        owned = [(s.owner, s.mode, s.venue, s.last_error) for s in seen if s.role == "owner"]
+        assert set(owned) == {(face._owner_id, "paper", "sandbox", None)}  # from its first snapshot as owner
     finally:
         await face.stop()
-        await owner.stop()
 
 
 # ---------------------------------------------------------------- _restore_params: bounded values
