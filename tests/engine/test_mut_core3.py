@@ -1,11 +1,14 @@
 """What a third mutation pass on engine/core.py (the lease, the hand-over check, the restore of
-persisted parameters, `set_strategy`) found: a stopped engine never asks for the lease; a lease
-the DB cannot give is asked for again each second, waiting on the stop, and once taken the status
-no longer says it cannot be (it did, for the whole owned run); a market's strategy parameters are
-checked against the values in force, not the last published ones; and persisted parameters
-bounded by one another (regime vols wide <= reduce <= halt, trade-through rates, the before-end
-times) are restored whole whatever their order (one at a time in name order, a consistent set
-lost some: a tightened regime machine came back loosened after a restart)."""
+persisted parameters, `set_strategy`, the owner role) found: a stopped engine never asks for the
+lease; a lease the DB cannot give is asked for again each second, waiting on the stop, and once
+taken the status no longer says it cannot be (it did, for the whole owned run); a face that takes
+the lease over publishes its own id, mode and venue and no error of the old owner's (it kept the
+old owner's); a headless owner keeps its values and its own end is no hand-over; a kill returns
+the session's verified result; a crash is said once; a market's strategy parameters are checked
+against the values in force, not the last published ones; and persisted parameters bounded by
+one another (regime vols wide <= reduce <= halt, trade-through rates, the before-end times) are
+restored whole whatever their order (one at a time in name order, a consistent set lost some: a
+tightened regime machine came back loosened after a restart)."""
 
 from __future__ import annotations
 
@@ -92,6 +95,48 @@ async def test_a_face_that_takes_over_publishes_its_own_identity_not_the_old_own
         assert set(owned) == {(face._owner_id, "paper", "sandbox", None)}  # from its first snapshot as owner
     finally:
         await face.stop()
+
+
+# ---------------------------------------------------------------- _run_owner
+async def test_a_headless_owner_run_keeps_its_values_and_its_own_end_is_no_hand_over(fast_settings, db):
+    record(db, {"alpha": 2.5}, "alice", ts=1000.0)  # a dashboard's change, in the DB
+    eng = Engine(fast_settings)  # headless: no persist_params, the values as given
+    alpha = eng.params.alpha
+    await asyncio.wait_for(eng.run(max_seconds=0.6), 15)  # ended by itself, not by a stop(handover=...)
+    assert eng._owner is not None and eng.fatal_halt is None
+    assert eng.params.alpha == alpha != 2.5
+    assert not [e for e in eng.events.recent() if e.kind is EventKind.PARAMS]
+    assert eng._opened().lease.read() is None and await eng.handover_pending() is None  # released, no mark
+
+
+async def test_a_kill_of_the_running_owner_returns_its_sessions_verified_result(fast_settings):
+    eng = Engine(fast_settings)
+    eng.start()
+    try:
+        assert await eng.wait_role() == "owner"
+        assert await until(lambda: eng.state.totals.open_orders > 0)
+        kr = await eng.kill()
+    finally:
+        await eng.stop()
+    assert kr is eng.owner.kill_result and kr.cancelled > 0 and kr.message.startswith("KILLED: ")
+    assert eng.state.kill == kr  # not an idle engine's "nothing to cancel"
+
+
+async def test_an_owner_crash_is_said_once_by_its_session_not_again_by_the_task(fast_settings):
+    eng = Engine(fast_settings)
+    crashes: list[str] = []
+    eng.events.subscribe(lambda ev: crashes.append(ev.message) if ev.kind is EventKind.ERROR else None)
+    task = eng.start()
+    assert await eng.wait_role() == "owner"
+
+    async def fails(*_a: Any, **_k: Any) -> Any:
+        raise ValueError("cycle and its guard both fail")
+
+    eng.owner._cycle_failed = fails  # type: ignore[method-assign]
+    eng.runtime.cycle.run_once = fails  # type: ignore[method-assign]
+    await asyncio.wait({task}, timeout=15)
+    assert task.done() and isinstance(task.exception(), ValueError)
+    assert crashes == ["engine crashed: ValueError: cycle and its guard both fail"]
 
 
 # ---------------------------------------------------------------- _restore_params: bounded values
