@@ -203,22 +203,37 @@ class Engine:
               lambda _t, exc: self.events.emit(Level.ERROR, EventKind.PARAMS, f"could not record parameter change: {exc}"))
 
     async def _restore_params(self) -> None:
-        """Owner start: newest recorded values, then the changes made while idle (recorded now)."""
+        """Owner start: newest recorded values, then the changes made while idle (recorded now).
+
+        Each stored value is validated against all the others (`Params.update`), one at a time in
+        passes until a pass applies none more: a value bounded by another (regime vols wide <=
+        reduce <= halt, the trade-through rates, the before-end times) waits for it, so values that
+        were consistent when recorded are restored whole, whatever their names' order. One that
+        never validates (an older build's, or against an idle change) is said and skipped."""
         from .param_log import latest, record
 
         db = self._opened().db
         stored = await asyncio.to_thread(latest, db)
-        restored: list[str] = []
-        for name, pv in sorted(stored.items()):
-            if name in self._unsaved_params or name not in PARAM_FIELDS:
-                continue
-            try:
-                self._params.update(**{name: pv.value})
-            except ValidationError as exc:
-                self.events.emit(Level.WARNING, EventKind.PARAMS, f"stored {name}={pv.value!r} not restored: "
-                                 f"{format_validation_error(exc)}")
-                continue
-            restored.append(f"{name}={pv.value} (by {pv.changed_by} at {time.strftime('%H:%M:%S', time.localtime(pv.ts))})")
+        left = {name: pv for name, pv in sorted(stored.items())
+                if name not in self._unsaved_params and name in PARAM_FIELDS}
+        why: dict[str, str] = {}
+        applied: set[str] = set()
+        progress = True
+        while progress:
+            progress = False
+            for name in list(left):
+                try:
+                    self._params.update(**{name: left[name].value})
+                except ValidationError as exc:
+                    why[name] = format_validation_error(exc)
+                    continue
+                applied.add(name)
+                del left[name]
+                progress = True
+        for name, pv in left.items():
+            self.events.emit(Level.WARNING, EventKind.PARAMS, f"stored {name}={pv.value!r} not restored: {why[name]}")
+        restored = [f"{name}={pv.value} (by {pv.changed_by} at {time.strftime('%H:%M:%S', time.localtime(pv.ts))})"
+                    for name, pv in sorted(stored.items()) if name in applied]
         by_who: dict[str, dict[str, Any]] = {}
         for name, (value, by) in self._unsaved_params.items():
             by_who.setdefault(by, {})[name] = value
@@ -457,13 +472,18 @@ class Engine:
         said = None
         while not self._ctl.stop.is_set():
             try:
-                return await asyncio.to_thread(lease.try_acquire)
+                taken = await asyncio.to_thread(lease.try_acquire)
             except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
                     said = why
                     self._publish(replace(self._state, last_error=f"cannot take the DB lease: {why}: retrying"))
                     self.events.emit(Level.WARNING, EventKind.LEASE, f"cannot take the DB lease ({why}): not quoting, retrying")
+            else:  # the DB answered: an error still on the status (this retry's, or the old owner's that
+                # this face mirrored before it took over) is not this engine's
+                if self._state.last_error is not None:
+                    self._publish(replace(self._state, last_error=None))
+                return taken
             await wait_set(self._ctl.stop, 1.0)
         return False
 
@@ -490,6 +510,9 @@ class Engine:
         """The owner role for this run (`engine/owner.py`); what it leaves (kill result, a fatal
         halt, a reported crash) stays readable here after it ended."""
         self._ctl.handover = False
+        # who, in what mode and on which venue are this engine's (a face that took the lease over
+        # still shows the old owner's, mirrored)
+        self._publish(replace(self._state, owner=self._owner_id, mode=self.mode.value, venue=self.settings.venue.value))
         session = self._owner = OwnerSession(
             self.settings, self.mode, self._params, self._opened(), self._owner_id, ctl=self._ctl, events=self.events,
             publish=self._publish, state=lambda: self._state, param_state=self._param_state, commands=self,

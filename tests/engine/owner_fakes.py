@@ -53,8 +53,8 @@ def owner_session(settings, db, target, *, events: EventBus | None = None, **kw:
         default_strategy=lambda: None, **kw)
 
 
-def instant_waits(monkeypatch) -> list[float]:
-    """`wait_set` in the owner module returns at once (its timeouts are recorded)."""
+def instant_waits(monkeypatch, module: Any = owner_module) -> list[float]:
+    """`wait_set` in the owner module (or `module`) returns at once (its timeouts are recorded)."""
     waits: list[float] = []
 
     async def instant(event: asyncio.Event, timeout: float) -> bool:
@@ -62,7 +62,7 @@ def instant_waits(monkeypatch) -> list[float]:
         await asyncio.sleep(0)
         return event.is_set()
 
-    monkeypatch.setattr(owner_module, "wait_set", instant)
+    monkeypatch.setattr(module, "wait_set", instant)
     return waits
 
 
