@@ -508,8 +508,8 @@ class Engine:
 
     async def _run_owner(self) -> None:
         """The owner role for this run (`engine/owner.py`); what it leaves (kill result, a fatal
-        halt, a reported crash) stays readable here after it ended."""
-        self._ctl.handover = False
+        halt, a reported crash) stays readable here after it ended. Each run has fresh controls
+        (`RunControl`), so a `stop(handover=True)` that landed since the lease was taken is kept."""
         # who, in what mode and on which venue are this engine's (a face that took the lease over
         # still shows the old owner's, mirrored)
         self._publish(replace(self._state, owner=self._owner_id, mode=self.mode.value, venue=self.settings.venue.value))

@@ -229,3 +229,23 @@ def test_strategy_parameters_are_checked_against_the_values_in_force_not_the_las
     assert eng._strategy_overrides == {}
     eng.set_strategy("c1", "regime", regime_reduce_vol=0.06)
     assert eng._strategy_overrides == {"c1": ("regime", {"regime_reduce_vol": 0.06})}
+
+
+async def test_a_hand_over_stop_that_lands_as_the_lease_is_taken_is_kept(fast_settings, db):
+    """A page reload's `stop(handover=True)` between the lease's acquire and the owner role: the
+    final lease row still says hand-over, so the reloaded page is offered to go on (the owner role
+    used to reset the mark it had just been given)."""
+    eng = Engine(fast_settings)
+    real = eng._try_acquire
+
+    async def taken_then_stopped() -> bool:
+        got = await real()
+        eng._ctl.handover = True  # what stop(handover=True) sets, then the stop itself
+        eng._ctl.stop.set()
+        return got
+
+    eng._try_acquire = taken_then_stopped  # type: ignore[method-assign]
+    await asyncio.wait_for(eng.run(), 30)
+    assert await eng.handover_pending() is eng.mode
+    row = Lease(db, ttl_sec=3).read()
+    assert row is not None and row.state_json is not None and row.state_json["handover_ts"] is not None
