@@ -28,7 +28,8 @@ from .server import Sandbox
 
 OPEN = ("PENDING", "LIVE", "PARTIAL")
 CLEAR = {"latency_ms": 0.0, "http_error_rate": 0.0, "http_error_status": 503, "http_error_methods": "",
-         "http_error_count": -1, "ws_drop_rate": 0.0, "malformed_rate": 0.0}
+         "http_error_count": -1, "ws_drop_rate": 0.0, "malformed_rate": 0.0, "garbled_answer_rate": 0.0,
+         "garbled_answer_methods": ""}
 
 
 @dataclass

@@ -29,6 +29,10 @@ class Faults:
     http_error_count: int = -1  # only the next N requests picked to fail do fail (-1: no limit)
     ws_drop_rate: float = 0.0  # probability per second that each websocket is dropped
     malformed_rate: float = 0.0  # fraction of websocket frames replaced by a malformed / out-of-range one
+    # fraction of successful HTTP answers cut in half (not JSON) *after* the request was applied: a
+    # proxy that drops the connection mid-body; the venue acted, the client cannot read what it did
+    garbled_answer_rate: float = 0.0
+    garbled_answer_methods: str = ""  # e.g. "POST": only these methods' answers are cut ("" = all)
     legacy_markets_enabled: bool = True  # False: Gamma GET /markets answers 410 (switched off upstream)
     rnd: random.Random = field(default_factory=lambda: random.Random(0x5EED), repr=False, compare=False)
 
@@ -42,7 +46,7 @@ class Faults:
         for k in ("latency_ms", "ws_drop_rate"):
             if float(new[k]) < 0:
                 raise ValueError(f"{k} must be >= 0")
-        for k in ("http_error_rate", "malformed_rate"):
+        for k in ("http_error_rate", "malformed_rate", "garbled_answer_rate"):
             if not 0.0 <= float(new[k]) <= 1.0:
                 raise ValueError(f"{k} must be within [0, 1]")
         if int(new["http_error_status"]) not in ALLOWED_ERROR_STATUSES:
@@ -72,6 +76,15 @@ class Faults:
         st = self.http_error_status
         headers = {"Retry-After": "1"} if st == 429 else {}
         return st, {"error": _ERROR_TEXT.get(st, "error")}, headers
+
+    def garble(self, method: str, status: int) -> bool:
+        """Whether this successful answer is cut (its request was applied all the same)."""
+        if self.garbled_answer_rate <= 0 or not 200 <= status < 300:
+            return False
+        only = {m.strip().upper() for m in self.garbled_answer_methods.split(",") if m.strip()}
+        if only and method.upper() not in only:
+            return False
+        return self.rnd.random() < self.garbled_answer_rate
 
     def drop_now(self, dt_sec: float) -> bool:
         """Whether one websocket is dropped during the last `dt_sec` seconds."""

@@ -446,7 +446,14 @@ class Broker:
                 continue
             for n, k in enumerate(keys):
                 q, _, oid = left.pop(k)
-                r = resp[n] if n < len(resp) and isinstance(resp[n], dict) else {}
+                r = resp[n] if n < len(resp) and isinstance(resp[n], dict) else None
+                if r is None or (r.get("success") and not r.get("orderID")):
+                    # the venue took the request but its answer says nothing definite of this order
+                    # (an answer cut short or not JSON, a success without an id): it may rest, so
+                    # it is uncertain under its hash, tracked and cancelled, never called refused
+                    out[k] = PlaceResult(q, False, oid, error="the venue's answer says nothing definite of this order",
+                                         uncertain=True)
+                    continue
                 ok = bool(r.get("success")) and bool(r.get("orderID"))
                 err = "" if ok else self._scrub(str(r.get("errorMsg") or "no response"))
                 if not ok and attempt and DUPLICATED in err:  # an earlier attempt landed

@@ -88,3 +88,29 @@ async def test_an_unknown_post_is_tracked_by_hash_and_settled_by_reconcile(sb, w
     await ex.reconcile()  # the venue never took them (503 before the handler): closed
     assert ex.open_orders() == [] and sb.sim.open_orders(api_key) == []
     assert all(o.status is OrderStatus.CANCELED for o in orders)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-entry", "sdk"])
+async def test_a_post_whose_answer_is_cut_is_tracked_and_cancelled_never_called_refused(sb, wallet_key, closers, fast):
+    """The venue takes the orders, then the answer is cut (not JSON): nothing in it says what
+    happened to each order. They may rest, so each is uncertain under its hash, tracked and
+    cancelled at once; none is left resting untracked. (They were marked REJECTED, "no
+    response", and rested at the venue unmanaged until a reconnect's reconcile.)"""
+    ex, api_key, _ = await start_quoting(sb, wallet_key, closers, 0, fast_orders=fast)
+    markets = active_markets(sb, 2)
+    ex.set_markets(markets)
+    quotes = touch_bids(sb, markets)
+    if not fast:  # the SDK fetches (and caches) each token's tick size over HTTP: not a POST, but first
+        await ex.broker.post_orders([(q, m.tick_size, m.neg_risk) for q in quotes for m in markets
+                                     if q.market == m.condition_id], dry_run=True)
+    sb.faults.update(garbled_answer_rate=1.0, garbled_answer_methods="POST")
+    try:
+        orders = await ex.place(quotes)
+    finally:
+        sb.faults.update(garbled_answer_rate=0.0, garbled_answer_methods="")
+    ever = {o.order_id for o in sb.sim._all_account.values() if o.owner == api_key}
+    assert ever, "the venue took the orders (only their answer was cut)"
+    assert all(o.venue_order_id for o in orders) and ever <= {o.venue_order_id for o in orders}
+    assert all(o.status is not OrderStatus.REJECTED for o in orders), [o.reason for o in orders]
+    assert sb.sim.open_orders(api_key) == []  # cancelled at once: uncertain orders are not left to rest
+    assert ex.open_orders() == [] and all(o.status is OrderStatus.CANCELED for o in orders)

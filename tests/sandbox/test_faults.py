@@ -76,6 +76,34 @@ async def test_admin_faults_endpoint(sandbox: Sandbox) -> None:
         assert (await g.get("/markets")).status_code == 410
 
 
+async def test_garbled_answers_are_cut_after_the_request_was_applied(sandbox: Sandbox) -> None:
+    tok = book_tokens(sandbox)[0]
+    sandbox.faults.update(garbled_answer_rate=1.0, garbled_answer_methods="GET")
+    async with httpx.AsyncClient(base_url=sandbox.clob_url) as c:
+        whole = (await c.post("/_sandbox/faults", json={})).content  # admin: never cut
+        r = await c.get("/book", params={"token_id": tok})
+        missing = await c.get("/book", params={"token_id": "123"})  # an error answer: never cut
+        sandbox.faults.update(garbled_answer_methods="POST")
+        untouched = await c.get("/book", params={"token_id": tok})
+    assert json.loads(whole)["garbled_answer_rate"] == 1.0
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    with pytest.raises(ValueError):
+        r.json()
+    assert r.content[:1] == b"{" and 0 < len(r.content) < len(untouched.content)  # the first half of a body
+    assert untouched.json()["asset_id"] == tok
+    assert missing.status_code == 404 and missing.json()["error"]
+
+
+def test_garbled_answer_knob_is_validated() -> None:
+    f = Faults()
+    with pytest.raises(ValueError):
+        f.update(garbled_answer_rate=1.5)
+    assert not f.garble("POST", 200)  # off: no draw either
+    f.update(garbled_answer_rate=1.0, garbled_answer_methods="post, delete")
+    assert f.garble("POST", 201) and f.garble("delete", 200) and not f.garble("GET", 200)
+    assert not f.garble("POST", 400) and not f.garble("POST", 503)
+
+
 def test_faults_update_is_all_or_nothing() -> None:
     f = Faults()
     with pytest.raises(ValueError):
