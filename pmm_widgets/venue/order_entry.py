@@ -54,13 +54,13 @@ class Rtt:
 
 
 class EntryError(PmmError):
-    """A request that got no usable answer: `status` None for transport errors and timeouts."""
+    """A request that got no usable answer: `status` None for transport errors and timeouts.
+    Whether the venue may have acted on it is the broker's call (`broker.is_transient(status)`)."""
 
-    def __init__(self, op: str, message: str, status: int | None = None, uncertain: bool = False):
+    def __init__(self, op: str, message: str, status: int | None = None):
         self.op = op
         self.status = status
         self.message = message
-        self.uncertain = uncertain  # the venue may have acted on it (no answer, or 5xx)
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
@@ -120,7 +120,7 @@ class OrderEntry:
                 resp = await self._http().request(method, self.host + path, content=body.encode(), headers=headers)
                 status = resp.status_code
             except httpx.HTTPError as exc:
-                raise EntryError(kind, f"{type(exc).__name__}: {exc}"[:300], None, uncertain=True) from None
+                raise EntryError(kind, f"{type(exc).__name__}: {exc}"[:300], None) from None
             finally:
                 self.inflight -= 1
                 self.rtts.append(Rtt(wall, kind, n, time.perf_counter() - t0, status))
@@ -130,8 +130,7 @@ class OrderEntry:
             data = None
         if status != 200:
             msg = data if not isinstance(data, dict) else (data.get("error") or data.get("errorMsg") or data)
-            raise EntryError(kind, str(msg if msg is not None else resp.text[:200]), status,
-                             uncertain=status is None or status >= 500)
+            raise EntryError(kind, str(msg if msg is not None else resp.text[:200]), status)
         return data
 
     async def post(self, orders: list[dict[str, Any]], owner: str, post_only: bool = True) -> list[dict[str, Any]]:
