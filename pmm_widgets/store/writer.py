@@ -162,6 +162,9 @@ class BatchWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._io_lock = threading.Lock()  # one drain at a time: the worker's or a caller's flush()
+        # held for O(1) steps only: a batch moves between the queue and in flight in one step, so that
+        # stats() never misses it (pending 0 while it is taken) nor counts it twice (while it goes back)
+        self._count_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._rows_written = 0
         self._errors = 0
@@ -198,7 +201,8 @@ class BatchWriter:
                 log.warning("batch writer: closed, dropping %s into %s (and any later ones)", op.kind, op.table)
             self._dropped_after_close += 1
             return
-        self._queue.append(op)
+        with self._count_lock:  # not swapped for a new deque between reading self._queue and the append
+            self._queue.append(op)
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> BatchWriter:
@@ -243,14 +247,15 @@ class BatchWriter:
 
     def stats(self) -> WriterStats:
         """Pending counts queued rows plus the batch being written; lag is the oldest one's age."""
-        in_flight, in_flight_ts = self._in_flight
-        queued = len(self._queue)
-        oldest = in_flight_ts if in_flight else None
-        if oldest is None and queued:
-            try:
-                oldest = self._queue[0].ts
-            except IndexError:  # drained between the two reads
-                pass
+        with self._count_lock:
+            in_flight, in_flight_ts = self._in_flight
+            queued = len(self._queue)
+            oldest = in_flight_ts if in_flight else None
+            if oldest is None and queued:
+                try:
+                    oldest = self._queue[0].ts
+                except IndexError:  # shed (past MAX_PENDING) between the two reads
+                    pass
         pending = queued + in_flight
         lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
         return WriterStats(
@@ -292,16 +297,13 @@ class BatchWriter:
 
     def _drain(self) -> None:
         with self._io_lock:
-            ops: list[_Op] = []
-            q = self._queue
-            while True:
-                try:
-                    ops.append(q.popleft())
-                except IndexError:
-                    break
-            if not ops:
-                return
-            self._in_flight = (len(ops), ops[0].ts)
+            with self._count_lock:  # queued -> in flight in one step (stats() reads both under the lock)
+                if not self._queue:
+                    return
+                taken, self._queue = self._queue, collections.deque()
+                self._in_flight = (len(taken), taken[0].ts)
+            ops = list(taken)
+            taken.clear()
             try:
                 ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
                 if ready and not self._write(ready):
@@ -371,7 +373,9 @@ class BatchWriter:
         self._last_error = why
         if any(p in why.lower() for p in _STORAGE_FAULTS):
             self._storage_fault = why
-        self._queue.extendleft(reversed(ops))
+        with self._count_lock:  # in flight -> queued in one step
+            self._queue.extendleft(reversed(ops))
+            self._in_flight = (0, 0.0)
         excess = len(self._queue) - MAX_PENDING
         if excess > 0:
             self._shed_oldest(excess)

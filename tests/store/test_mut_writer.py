@@ -1,0 +1,475 @@
+"""BatchWriter in detail (mutation pass over store/writer.py): each row written exactly once across
+faults, the pending/lag accounting the engine's safety halt reads, the health phrase, close."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import event, text
+
+from pmm_widgets.store import writer as writer_mod
+from pmm_widgets.store.db import make_engine, safe_url
+from pmm_widgets.store.writer import BatchWriter, WriterStats
+
+WRITER_LOG = "pmm_widgets.store.writer"
+
+
+@pytest.fixture
+def sqlite_writer(sqlite_url: str):
+    w = BatchWriter(sqlite_url)
+    yield w
+    w.close()
+
+
+def _records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == WRITER_LOG and text in r.getMessage()]
+
+
+def _stats(**kw: object) -> WriterStats:
+    base: dict[str, object] = dict(rows_written=0, pending=0, last_flush_ts=0.0, lag_sec=0.0, errors=0)
+    base.update(kw)
+    return WriterStats(**base)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------- the health phrase
+def test_line_shows_the_queue_only_past_1000_rows_or_with_a_fault_or_an_error():
+    assert _stats(pending=1000, lag_sec=0.25).line() == "db lag 0.2s"
+    assert _stats(pending=1001, lag_sec=1.25).line() == "db lag 1.2s queued 1001"
+    assert _stats(pending=3, lag_sec=2.0, last_error="OperationalError: database is locked").line() == (
+        "db lag 2.0s queued 3 (retrying: OperationalError: database is locked)")
+    assert _stats(pending=0, fault="disk is full").line() == "db lag 0.0s queued 0 FAULT: disk is full"
+    # a fault says FAULT only, not also the retry
+    assert _stats(pending=7, fault="gone", last_error="x").line() == "db lag 0.0s queued 7 FAULT: gone"
+
+
+# ----------------------------------------------------------------- producer side, lifecycle
+class _Clock:
+    """The writer module's `time`, by hand: `time()` returns `now`; the GIL yields do not sleep."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, sec: float) -> None:
+        pass
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    c = _Clock(1000.0)
+    monkeypatch.setattr(writer_mod, "time", c)
+    return c
+
+
+def _event(ts: float, kind: str = "e") -> dict[str, object]:
+    return {"ts": ts, "level": "INFO", "kind": kind}
+
+
+def _new_writer_thread(start) -> threading.Thread:
+    before = set(threading.enumerate())
+    start()
+    new = [t for t in set(threading.enumerate()) - before if t.name == "pmm-batch-writer"]
+    assert len(new) == 1
+    return new[0]
+
+
+def test_upsert_refuses_an_empty_key(sqlite_writer):
+    with pytest.raises(ValueError, match="at least one key column"):
+        sqlite_writer.upsert("orders", {"client_id": "c1"}, key=[])
+    assert sqlite_writer.stats().pending == 0
+
+
+def test_late_rows_after_close_are_counted_not_queued_and_said_once(sqlite_writer, caplog):
+    sqlite_writer.close()
+    with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+        sqlite_writer.insert("events", _event(1.0))
+        sqlite_writer.update("orders", {"client_id": "c1"}, {"status": "CANCELED"})
+    st = sqlite_writer.stats()
+    assert (st.dropped, st.pending) == (2, 0)
+    said = _records(caplog, "closed, dropping")
+    assert [r.getMessage() for r in said] == [
+        "batch writer: closed, dropping insert into events (and any later ones)"]
+
+
+def test_start_is_idempotent_one_daemon_thread_registered_for_exit_and_close_ends_it(
+        sqlite_url, monkeypatch):
+    registered: list[object] = []
+    monkeypatch.setattr(writer_mod.atexit, "register", registered.append)
+    monkeypatch.setattr(writer_mod.atexit, "unregister", registered.remove)
+    w = BatchWriter(sqlite_url, flush_sec=1.0)
+    thread = _new_writer_thread(w.start)
+    assert thread.daemon is True and registered == [w.close]
+    before = set(threading.enumerate())
+    assert w.start() is w
+    assert set(threading.enumerate()) == before and registered == [w.close]  # no second worker
+    w.close()
+    assert not thread.is_alive() and registered == []
+
+
+def test_the_worker_flushes_on_its_interval_and_close_wakes_it_at_once(sqlite_url):
+    w = BatchWriter(sqlite_url, flush_sec=1.0)
+    thread = _new_writer_thread(w.start)
+    t0 = time.monotonic()
+    w.insert("events", _event(1.0))
+    time.sleep(0.2)
+    early = w.stats().rows_written
+    if time.monotonic() - t0 < 0.9:  # (a host stalled for a second would have let the interval pass)
+        assert early == 0  # a put does not wake the worker: it writes once per interval
+    t1 = time.monotonic()
+    w.close()
+    assert time.monotonic() - t1 < 0.5 and not thread.is_alive() and w.stats().rows_written == 1
+
+
+def test_the_context_manager_starts_the_worker_and_closes_on_exit(sqlite_url):
+    before = set(threading.enumerate())
+    with BatchWriter(sqlite_url, flush_sec=1.0) as w:
+        assert isinstance(w, BatchWriter)
+        (thread,) = [t for t in set(threading.enumerate()) - before if t.name == "pmm-batch-writer"]
+        w.insert("events", _event(1.0))
+    assert not thread.is_alive() and w.stats().rows_written == 1
+    w.insert("events", _event(2.0))  # closed by the exit: dropped
+    assert w.stats().dropped == 1
+
+
+def test_close_disposes_only_an_engine_it_made(sqlite_url):
+    own = BatchWriter(sqlite_url)
+    pool = own.engine.pool
+    own.close()
+    assert own.engine.pool is not pool  # dispose() replaced the pool
+    eng = make_engine(sqlite_url)
+    lent = BatchWriter(sqlite_url, engine=eng)
+    pool = eng.pool
+    lent.close()
+    assert eng.pool is pool  # the caller's engine stays the caller's to dispose
+    eng.dispose()
+
+
+def test_a_clean_close_spills_nothing_and_a_second_close_spills_nothing_again(tmp_path, sqlite_url, caplog):
+    w = BatchWriter(sqlite_url)
+    w.insert("events", _event(1.0))
+    w.close()
+    assert w.spill_path is None and not list(tmp_path.glob("*.unwritten-*"))
+    assert w.stats().rows_written == 1
+    gone = BatchWriter(sqlite_url)
+    os.unlink(gone.identity.path)
+    gone.insert("events", _event(2.0))
+    with caplog.at_level(logging.ERROR, logger=WRITER_LOG):
+        gone.close()
+        first = gone.spill_path
+        gone.close()
+    assert first is not None and gone.spill_path == first
+    assert len(_records(caplog, "did not take")) == 1  # spilled once, not once per close
+
+
+# ----------------------------------------------------------------- pending and lag (the safety halt reads them)
+def test_lag_is_the_age_of_the_oldest_queued_row(sqlite_writer, clock):
+    assert (sqlite_writer.stats().pending, sqlite_writer.stats().lag_sec) == (0, 0.0)
+    sqlite_writer.insert("events", _event(1.0))
+    clock.now += 3.0
+    sqlite_writer.insert("events", _event(2.0))
+    clock.now += 0.5
+    st = sqlite_writer.stats()
+    assert (st.pending, st.lag_sec) == (2, 3.5)
+    clock.now -= 10.0  # a clock stepped back: no negative lag
+    assert sqlite_writer.stats().lag_sec == 0.0
+
+
+def test_rows_in_flight_count_as_pending_with_the_oldest_ones_age(sqlite_url, clock):
+    seen: list[WriterStats] = []
+    eng = make_engine(sqlite_url)
+    w = BatchWriter(sqlite_url, engine=eng)
+
+    @event.listens_for(eng, "begin")
+    def _probe(conn):  # the batch is taken, not yet written; a producer adds a row meanwhile
+        clock.now += 2.0
+        w.insert("events", _event(9.0, "meanwhile"))
+        clock.now += 0.25
+        seen.append(w.stats())
+
+    w.insert("events", _event(1.0))
+    clock.now += 1.0
+    w.insert("events", _event(2.0))
+    w.flush()
+    assert [(s.pending, s.lag_sec) for s in seen[:1]] == [(3, 3.25)]
+    st = w.stats()
+    assert (st.rows_written, st.pending, st.lag_sec) == (2, 1, 0.25)
+    w.close()
+    eng.dispose()
+
+
+UNREACHABLE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+
+
+def test_a_failed_flush_neither_hides_nor_doubles_the_rows_at_any_step(clock):
+    """Every line the writer runs while a batch fails and goes back, stats() from another thread
+    could run: pending must stay the rows queued and lag the oldest one's age all along (they used
+    to read 0 while the batch was being taken, and twice the rows while it was being put back)."""
+    w = BatchWriter(UNREACHABLE)
+    for i in range(5):
+        w.insert("events", _event(float(i)))
+        clock.now += 1.0
+    seen: list[tuple[int, int, float]] = []
+
+    def local(frame, ev, arg):
+        if ev == "line" and not w._count_lock.locked():  # under the lock no reader can look
+            st = w.stats()
+            seen.append((frame.f_lineno, st.pending, st.lag_sec))
+        return local
+
+    def tracer(frame, ev, arg):
+        return local if frame.f_code.co_filename == writer_mod.__file__ else None
+
+    sys.settrace(tracer)
+    try:
+        w.flush()
+    finally:
+        sys.settrace(None)
+    assert len(seen) > 10
+    assert [s for s in seen if s[1:] != (5, 5.0)] == []
+    st = w.stats()
+    assert (st.pending, st.lag_sec, st.rows_written, st.errors) == (5, 5.0, 0, 1)
+    w.close()
+
+
+def test_the_bound_is_a_fault_only_past_max_pending():
+    w = BatchWriter(UNREACHABLE, max_pending=3)
+    for i in range(3):
+        w.insert("events", _event(float(i)))
+    assert w.stats().fault is None  # at the bound: kept, not yet a fault
+    w.insert("events", _event(3.0))
+    assert w.stats().fault == "4 rows queued, over the bound of 3 (slow DB)"
+    w.flush()  # the server refuses: the reason joins the fault
+    fault = w.stats().fault or ""
+    assert fault.startswith("4 rows queued, over the bound of 3 (OperationalError: ") and fault.endswith(")")
+    w.close()
+
+
+def test_the_lag_is_a_fault_only_past_max_lag_sec_and_only_with_an_error(clock):
+    w = BatchWriter(UNREACHABLE, max_lag_sec=30.0)
+    w.insert("events", _event(1.0))
+    clock.now += 31.0
+    assert w.stats().fault is None  # slow, but no write has failed yet
+    clock.now -= 31.0
+    w.flush()
+    err = w.stats().last_error
+    assert err is not None and err.startswith("OperationalError: ")
+    clock.now += 30.0
+    assert w.stats().fault is None  # exactly at the limit
+    clock.now += 1.0
+    assert w.stats().fault == f"rows waiting 31s (> 30s): {err}"
+    w.close()
+
+
+def test_the_worker_survives_an_unexpected_error_counted_and_logged(sqlite_url, caplog):
+    w = BatchWriter(sqlite_url, flush_sec=0.05)
+    real_drain, calls = w._drain, []
+
+    def drain_once_broken() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        real_drain()
+
+    w._drain = drain_once_broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger=WRITER_LOG):
+        w.start()
+        w.insert("events", _event(1.0))
+        deadline = time.monotonic() + 10
+        while w.stats().rows_written < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    st = w.stats()
+    assert (st.rows_written, st.errors) == (1, 1)
+    (rec,) = _records(caplog, "unexpected error while flushing")
+    assert rec.exc_info is not None and "boom" in str(rec.exc_info[1])
+    w.close()
+
+
+# ----------------------------------------------------------------- each row exactly once across faults
+def _rows(url: str, table: str = "events", col: str = "ts") -> list[object]:
+    eng = make_engine(url)
+    try:
+        with eng.connect() as conn:
+            return list(conn.execute(text(f"SELECT {col} FROM {table} ORDER BY id")).scalars())
+    finally:
+        eng.dispose()
+
+
+def test_a_failed_flush_is_not_counted_as_a_flush(sqlite_url, clock):
+    for w in (BatchWriter(UNREACHABLE), BatchWriter(sqlite_url)):
+        if w.identity.path is not None:
+            os.unlink(w.identity.path)  # the file gone: nothing may be committed into it
+        w.insert("events", _event(1.0))
+        clock.now += 1.0
+        w.flush()
+        st = w.stats()
+        assert (st.flushes, st.last_flush_ts, st.pending, st.rows_written) == (0, 0.0, 1, 0)
+        w.close()
+
+
+def test_a_bad_row_batch_is_tried_twice_then_row_by_row_each_error_counted(sqlite_url, caplog):
+    w = BatchWriter(sqlite_url)
+    w.insert("events", _event(0.0))
+    w.insert("events", {"ts": 1.0, "level": "INFO"})  # kind is NOT NULL
+    w.insert("events", _event(2.0))
+    with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+        w.flush()
+    st = w.stats()
+    assert (st.rows_written, st.errors, st.quarantined, st.dropped, st.pending, st.flushes) == (2, 3, 1, 1, 0, 1)
+    assert (st.last_error, st.fault) == (None, None)
+    tries = [r.getMessage() for r in _records(caplog, "batch of 3 ops to sqlite:///")]
+    assert len(tries) == 2 and "failed (attempt 1): IntegrityError: NOT NULL" in tries[0]
+    assert "failed (attempt 2): IntegrityError: NOT NULL" in tries[1]
+    assert _rows(sqlite_url) == [0.0, 2.0]
+    w.close()
+
+
+def test_a_writer_fault_in_the_row_by_row_pass_keeps_the_rest_in_order(sqlite_url):
+    """The bad row's batch goes row by row; the DB fails at the bad row: it and the rows after it
+    wait (not quarantined: the DB failed, not the row); once the DB is back, each lands once."""
+    eng = make_engine(sqlite_url)
+    begins: list[int] = []
+
+    @event.listens_for(eng, "begin")
+    def _fail_fourth(conn):  # 1, 2: the batch; 3: row 0; 4: the bad row, when the DB is locked
+        begins.append(1)
+        if len(begins) == 4:
+            raise sqlite3.OperationalError("database is locked")
+
+    w = BatchWriter(sqlite_url, engine=eng)
+    w.insert("events", _event(0.0))
+    w.insert("events", {"ts": 1.0, "level": "INFO"})  # kind is NOT NULL
+    w.insert("events", _event(2.0))
+    w.insert("events", _event(3.0))
+    w.flush()
+    st = w.stats()
+    assert (st.rows_written, st.pending, st.quarantined, st.dropped, st.errors, st.flushes) == (1, 3, 0, 0, 3, 0)
+    assert st.last_error == "OperationalError: database is locked"
+    w.flush()
+    st = w.stats()
+    assert (st.rows_written, st.pending, st.quarantined, st.dropped, st.flushes, st.last_error) == (3, 0, 1, 1, 1, None)
+    assert _rows(sqlite_url) == [0.0, 2.0, 3.0]
+    w.close()
+    eng.dispose()
+
+
+def test_an_outage_is_said_once_when_it_starts_and_once_when_it_ends(sqlite_url, clock, caplog):
+    eng = make_engine(sqlite_url)
+    down = {"now": True}
+
+    @event.listens_for(eng, "begin")
+    def _locked(conn):
+        if down["now"]:
+            raise sqlite3.OperationalError("database is locked")
+
+    w = BatchWriter(sqlite_url, engine=eng)
+    url = safe_url(sqlite_url)
+    with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+        for i in range(2):
+            w.insert("events", _event(float(i)))
+        w.flush()
+        clock.now += 5.0
+        w.insert("events", _event(2.0))
+        w.flush()  # still down: no second "cannot take rows"
+        clock.now += 7.5
+        down["now"] = False
+        w.flush()
+        w.flush()  # nothing queued: no second "available again"
+        down["now"] = True
+        w.insert("events", _event(3.0))
+        w.flush()  # a new outage: said again
+    assert [r.getMessage() for r in _records(caplog, url)] == [
+        f"batch writer: {url} cannot take rows (OperationalError: database is locked);"
+        " keeping 2 ops queued and retrying every 0.5 s",
+        f"batch writer: {url} available again after 12.5 s",
+        f"batch writer: {url} cannot take rows (OperationalError: database is locked);"
+        " keeping 1 ops queued and retrying every 0.5 s",
+    ]
+    assert w.stats().rows_written == 3
+    w.close()
+    eng.dispose()
+
+
+def test_a_lost_file_is_the_last_error_word_for_word(sqlite_url):
+    w = BatchWriter(sqlite_url)
+    os.unlink(w.identity.path or "")
+    w.insert("events", _event(1.0))
+    w.flush()
+    st = w.stats()
+    said = f"database file {w.identity.path} was deleted while in use"
+    assert (st.last_error, st.fault) == (said, said)
+    w.close()
+
+
+def _spilled(w: BatchWriter) -> list[tuple[str, object]]:
+    assert w.spill_path is not None
+    with open(w.spill_path, encoding="utf-8") as fh:
+        return [(r["table"], r["row"]["ts"]) for r in map(json.loads, fh)]
+
+
+def test_past_the_hard_cap_market_data_is_shed_first_then_the_oldest(sqlite_url, monkeypatch, caplog):
+    monkeypatch.setattr(writer_mod, "MAX_PENDING", 4)
+    w = BatchWriter(sqlite_url)
+    os.unlink(w.identity.path or "")  # every flush puts the batch back
+    w.insert("events", _event(0.0))
+    w.insert("book_snapshots", {"token_id": "t", "ts": 1.0})
+    w.insert("events", _event(2.0))
+    w.insert("public_trades", {"token_id": "t", "ts": 3.0, "price": 0.5, "size": 1.0})
+    w.insert("events", _event(4.0))
+    w.insert("events", _event(5.0))
+    with caplog.at_level(logging.ERROR, logger=WRITER_LOG):
+        w.flush()  # 6 > 4: the two market-data rows go, the events stay in order
+        st = w.stats()
+        assert (st.pending, st.shed, st.dropped) == (4, 2, 2)
+        w.flush()  # at the cap: nothing more is shed
+        assert (w.stats().pending, w.stats().shed) == (4, 2)
+        w.insert("events", _event(6.0))
+        w.insert("book_snapshots", {"token_id": "t", "ts": 7.0})
+        w.insert("events", _event(8.0))
+        w.flush()  # 7 > 4: the one market-data row, then the two oldest events
+    st = w.stats()
+    assert (st.pending, st.shed, st.dropped) == (4, 5, 5)
+    shed_said = [r.getMessage() for r in _records(caplog, "shed the")]
+    assert shed_said == ["batch writer: queue over 4 ops: shed the 2 oldest (market data first)",
+                         "batch writer: queue over 4 ops: shed the 3 oldest (market data first)"]
+    w.close()
+    assert _spilled(w) == [("events", 4.0), ("events", 5.0), ("events", 6.0), ("events", 8.0)]
+
+
+def test_the_spill_keeps_each_op_whole_and_says_where(sqlite_url, clock, caplog):
+    w = BatchWriter(sqlite_url)
+    os.unlink(w.identity.path or "")
+    w.upsert("orders", {"client_id": "c1", "status": "LIVE"}, key=["client_id"])
+    clock.now += 1.0
+    w.update("orders", {"client_id": "c1"}, {"status": "CANCELED"})
+    with caplog.at_level(logging.ERROR, logger=WRITER_LOG):
+        w.close()
+    assert w.spill_path == f"{w.identity.path}.unwritten-1001.jsonl"
+    with open(w.spill_path, encoding="utf-8") as fh:
+        assert [json.loads(line) for line in fh] == [
+            {"kind": "upsert", "table": "orders", "row": {"client_id": "c1", "status": "LIVE"},
+             "key": ["client_id"], "where": None, "ts": 1000.0},
+            {"kind": "update", "table": "orders", "row": {"status": "CANCELED"},
+             "key": ["client_id"], "where": {"client_id": "c1"}, "ts": 1001.0},
+        ]
+    assert [r.getMessage() for r in _records(caplog, "closing with")] == [
+        f"batch writer: closing with 2 ops the database did not take "
+        f"(database file {w.identity.path} was deleted while in use): saved to {w.spill_path}"]
+
+
+def test_a_spill_that_cannot_be_written_is_said(caplog):
+    w = BatchWriter(UNREACHABLE)
+    w.insert("events", _event(1.0))
+    with caplog.at_level(logging.ERROR, logger=WRITER_LOG):
+        w.close()
+    assert w.spill_path is None
+    assert [r.getMessage() for r in _records(caplog, "closing with")] == [
+        "batch writer: closing with 1 ops not written (database unavailable; spill failed: not an SQLite file)"]
