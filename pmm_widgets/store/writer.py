@@ -24,7 +24,8 @@ Failure policy (a writer fault is never a dropped row):
   transaction, and only the failing op is quarantined (kept in `quarantine`, counted, logged).
   A writer fault met on the way stops the one-by-one pass and requeues the rest.
 - At close, ops still unwritten (the DB never came back) are spilled as JSON lines next to the
-  SQLite file (`<db>.unwritten-<ts>.jsonl`) and the path is logged, rather than lost silently.
+  SQLite file (`<db>.unwritten-<ts>.jsonl`, `-1`, `-2`.. added when another writer took that name)
+  and the path is logged, rather than lost silently.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import collections
 import copy
 import decimal
 import enum
+import itertools
 import logging
 import threading
 import time
@@ -407,11 +409,19 @@ class BatchWriter:
         """Closing with rows the DB never took: write them as JSON lines beside the SQLite file."""
         ops = list(self._queue)
         path = sqlite_file(self.db_url)
-        target = f"{path}.unwritten-{int(time.time())}.jsonl" if path else None
         try:
-            if target is None:
+            if path is None:
                 raise OSError("not an SQLite file")
-            with open(target, "w", encoding="utf-8") as fh:
+            # a new file, never another writer's spill of the same second (mode "x": it must not exist yet)
+            stem = f"{path}.unwritten-{int(time.time())}"
+            for n in itertools.count():
+                target = f"{stem}.jsonl" if n == 0 else f"{stem}-{n}.jsonl"
+                try:
+                    fh = open(target, "x", encoding="utf-8")
+                except FileExistsError:
+                    continue
+                break
+            with fh:
                 fh.writelines(json_dumps({"kind": op.kind, "table": op.table, "row": op.row, "key": list(op.key),
                                          "where": op.where, "ts": op.ts}) + "\n" for op in ops)
             self.spill_path = target

@@ -473,3 +473,16 @@ def test_a_spill_that_cannot_be_written_is_said(caplog):
     assert w.spill_path is None
     assert [r.getMessage() for r in _records(caplog, "closing with")] == [
         "batch writer: closing with 1 ops not written (database unavailable; spill failed: not an SQLite file)"]
+
+
+def test_two_writers_spilling_in_the_same_second_keep_both_files(sqlite_url, clock):
+    """Two writers on one lost DB file closing within a second (an engine and a universe refresh
+    at shutdown) used to spill to the same name, the second file replacing the first's rows."""
+    a, b = BatchWriter(sqlite_url), BatchWriter(sqlite_url)
+    os.unlink(a.identity.path or "")
+    a.insert("events", _event(1.0))
+    b.insert("events", _event(2.0))
+    a.close()
+    b.close()
+    assert a.spill_path is not None and b.spill_path is not None and a.spill_path != b.spill_path
+    assert (_spilled(a), _spilled(b)) == ([("events", 1.0)], [("events", 2.0)])
