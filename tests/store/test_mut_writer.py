@@ -3,6 +3,7 @@ faults, the pending/lag accounting the engine's safety halt reads, the health ph
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -10,13 +11,18 @@ import sqlite3
 import sys
 import threading
 import time
+from decimal import Decimal
+from pathlib import PurePosixPath
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementError
 
+from pmm_widgets.domain import Side
+from pmm_widgets.store import schema
 from pmm_widgets.store import writer as writer_mod
 from pmm_widgets.store.db import make_engine, safe_url
-from pmm_widgets.store.writer import BatchWriter, WriterStats
+from pmm_widgets.store.writer import BatchWriter, WriterStats, is_row_fault
 
 WRITER_LOG = "pmm_widgets.store.writer"
 
@@ -55,12 +61,13 @@ class _Clock:
 
     def __init__(self, now: float) -> None:
         self.now = now
+        self.sleeps: list[float] = []
 
     def time(self) -> float:
         return self.now
 
     def sleep(self, sec: float) -> None:
-        pass
+        self.sleeps.append(sec)
 
 
 @pytest.fixture
@@ -329,6 +336,8 @@ def test_a_bad_row_batch_is_tried_twice_then_row_by_row_each_error_counted(sqlit
     assert len(tries) == 2 and "failed (attempt 1): IntegrityError: NOT NULL" in tries[0]
     assert "failed (attempt 2): IntegrityError: NOT NULL" in tries[1]
     assert _rows(sqlite_url) == [0.0, 2.0]
+    (said,) = _records(caplog, "quarantined")
+    assert said.getMessage().startswith("batch writer: quarantined insert into events: IntegrityError: NOT NULL")
     w.close()
 
 
@@ -432,16 +441,18 @@ def test_past_the_hard_cap_market_data_is_shed_first_then_the_oldest(sqlite_url,
         w.flush()  # at the cap: nothing more is shed
         assert (w.stats().pending, w.stats().shed) == (4, 2)
         w.insert("events", _event(6.0))
+        w.flush()  # one over, no market data: the oldest event goes
+        assert (w.stats().pending, w.stats().shed) == (4, 3)
         w.insert("book_snapshots", {"token_id": "t", "ts": 7.0})
         w.insert("events", _event(8.0))
+        w.insert("events", _event(9.0))
         w.flush()  # 7 > 4: the one market-data row, then the two oldest events
     st = w.stats()
-    assert (st.pending, st.shed, st.dropped) == (4, 5, 5)
+    assert (st.pending, st.shed, st.dropped) == (4, 6, 6)
     shed_said = [r.getMessage() for r in _records(caplog, "shed the")]
-    assert shed_said == ["batch writer: queue over 4 ops: shed the 2 oldest (market data first)",
-                         "batch writer: queue over 4 ops: shed the 3 oldest (market data first)"]
+    assert shed_said == [f"batch writer: queue over 4 ops: shed the {n} oldest (market data first)" for n in (2, 1, 3)]
     w.close()
-    assert _spilled(w) == [("events", 4.0), ("events", 5.0), ("events", 6.0), ("events", 8.0)]
+    assert _spilled(w) == [("events", 5.0), ("events", 6.0), ("events", 8.0), ("events", 9.0)]
 
 
 def test_the_spill_keeps_each_op_whole_and_says_where(sqlite_url, clock, caplog):
@@ -486,3 +497,102 @@ def test_two_writers_spilling_in_the_same_second_keep_both_files(sqlite_url, clo
     b.close()
     assert a.spill_path is not None and b.spill_path is not None and a.spill_path != b.spill_path
     assert (_spilled(a), _spilled(b)) == ([("events", 1.0)], [("events", 2.0)])
+
+
+def test_a_row_without_its_key_column_is_quarantined_up_front(sqlite_writer):
+    sqlite_writer.upsert("orders", {"status": "LIVE"}, key=["client_id"])
+    sqlite_writer.flush()
+    st = sqlite_writer.stats()
+    assert (st.quarantined, st.dropped, st.errors, st.pending, st.rows_written) == (1, 1, 1, 0, 0)
+    assert sqlite_writer.quarantine[0][1] == "KeyError: \"key column(s) ['client_id'] missing from the row\""
+
+
+def test_an_update_where_is_converted_like_the_row(sqlite_writer, sqlite_url):
+    class Token(enum.Enum):  # not a str: the driver could not bind it as it is
+        T = "t"
+
+    sqlite_writer.insert("book_snapshots", {"token_id": "t", "ts": 1.5})
+    sqlite_writer.update("book_snapshots", {"token_id": Token.T, "ts": Decimal("1.5")}, {"mid": Decimal("0.25")})
+    sqlite_writer.flush()
+    assert _rows(sqlite_url, "book_snapshots", "mid") == [0.25]
+    assert (sqlite_writer.stats().errors, sqlite_writer.stats().quarantined) == (0, 0)
+
+
+def test_big_batches_are_written_and_freed_in_pieces_yielding_the_gil_between(sqlite_writer, sqlite_url, clock):
+    chunk, release = writer_mod.EXECUTEMANY_CHUNK, writer_mod.RELEASE_CHUNK
+    assert release % chunk == 0
+    for i in range(release):
+        sqlite_writer.insert("events", _event(float(i)))
+    sqlite_writer.flush()
+    assert clock.sleeps == [writer_mod.GIL_YIELD_SEC] * (release // chunk - 1)  # between pieces; freed at once
+    clock.sleeps.clear()
+    for i in range(release + 1):
+        sqlite_writer.insert("events", _event(float(i)))
+    sqlite_writer.flush()
+    assert len(clock.sleeps) == release // chunk + 1  # one more piece, and the rows freed in two
+    assert sqlite_writer.stats().rows_written == 2 * release + 1 and len(_rows(sqlite_url)) == 2 * release + 1
+
+
+def test_flush_sec_is_bounded_to_at_most_a_second(sqlite_url):
+    for bad in (0.0, -0.5, 1.01):
+        with pytest.raises(ValueError, match=r"flush_sec must be in \(0, 1\] so that a crash loses at most one second"):
+            BatchWriter(sqlite_url, flush_sec=bad)
+    w = BatchWriter(sqlite_url, flush_sec=1.0)
+    assert w.flush_sec == 1.0
+    w.close()
+
+
+def test_the_quarantine_keeps_the_newest_bad_rows_and_counts_them_all(sqlite_writer):
+    keep = writer_mod.QUARANTINE_KEEP
+    for i in range(keep + 1):
+        sqlite_writer.insert("events", {"ts": float(i), "level": "INFO", "kind": "x", "no_such_column": i})
+    sqlite_writer.flush()
+    st = sqlite_writer.stats()
+    assert (st.quarantined, st.dropped, st.errors, st.pending) == (keep + 1, keep + 1, keep + 1, 0)
+    assert len(sqlite_writer.quarantine) == keep
+    assert [op.row["ts"] for op, _ in sqlite_writer.quarantine][:1] == [1.0]  # the oldest one gave way
+    assert sqlite_writer.quarantine[-1][1] == "KeyError: \"no column 'no_such_column' in events\""
+
+
+def test_values_are_converted_to_what_each_column_stores():
+    class Tier(enum.Enum):
+        TOP = 3
+
+    out = writer_mod._convert(schema.book_snapshots, {
+        "token_id": 12345, "market": Side.BUY, "ts": Decimal("2.5"), "mid": Decimal("0.25"),
+        "depth_ticks": Decimal("3"), "bid_levels": 4, "ask_levels": Tier.TOP, "stale": True, "best_bid": None,
+        "spread": 0.5, "bid_depth": Tier.TOP})
+    assert out == {"token_id": "12345", "market": "BUY", "ts": 2.5, "mid": Decimal("0.25"), "depth_ticks": 3,
+                   "bid_levels": 4, "ask_levels": 3, "stale": True, "best_bid": None, "spread": 0.5, "bid_depth": 3}
+    assert [type(out[c]) for c in ("token_id", "market", "ts", "mid", "depth_ticks")] == [str, str, float, Decimal, int]
+    raw = {"d": Decimal("0.1")}
+    out = writer_mod._convert(schema.events, {"kind": Decimal("0.10"), "message": PurePosixPath("/x"),
+                                              "run_id": 7.5, "data_json": raw, "level": "INFO"})
+    assert out == {"kind": "0.10", "message": "/x", "run_id": "7.5", "data_json": raw, "level": "INFO"}
+    assert out["data_json"] is raw  # JSON columns: the engine's serializer handles Decimal
+    with pytest.raises(KeyError, match="no column 'nope' in events"):
+        writer_mod._convert(schema.events, {"nope": 1})
+
+
+def test_row_faults_and_writer_faults_are_told_apart():
+    def op_err(msg: str) -> OperationalError:
+        return OperationalError("INSERT", {}, sqlite3.OperationalError(msg))
+
+    assert is_row_fault(DataError("INSERT", {}, sqlite3.DataError("value too long")))
+    assert is_row_fault(StatementError("could not convert", "INSERT", {}, TypeError("bad")))
+    for exc in (TypeError("t"), ValueError("v"), OverflowError("o"), KeyError("k")):
+        assert is_row_fault(exc)
+    assert is_row_fault(op_err("Error binding parameter 2: type 'Foo' is not supported"))
+    assert is_row_fault(op_err("type 'Foo' is not supported"))
+    assert is_row_fault(RuntimeError("Error binding parameter 1"))  # no driver error inside: its own text
+    assert not is_row_fault(op_err("datatype mismatch in type check"))  # "type" alone: not the row's
+    assert not is_row_fault(op_err("operation not supported on this server"))  # "not supported" alone
+    assert not is_row_fault(DBAPIError("INSERT", {}, sqlite3.DatabaseError("server closed the connection")))
+    assert not is_row_fault(RuntimeError("boom"))
+
+
+def test_one_line_names_the_driver_error_and_its_first_line():
+    exc = OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked\nmore detail"))
+    assert writer_mod._one_line(exc) == "OperationalError: database is locked"
+    assert writer_mod._one_line(RuntimeError("  first\nsecond")) == "RuntimeError: first"
+    assert writer_mod._one_line(RuntimeError()) == "RuntimeError: "
