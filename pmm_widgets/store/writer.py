@@ -308,6 +308,7 @@ class BatchWriter:
             taken.clear()
             try:
                 ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
+                self._in_flight = (len(ready), ready[0].ts) if ready else (0, 0.0)  # the quarantined are done
                 if ready and not self._write(ready):
                     return  # database unavailable: the batch is back in the queue
                 self._flushes += 1
@@ -351,6 +352,8 @@ class BatchWriter:
                     self._requeue(ops[i:], exc)
                     return False
                 self._quarantine_op(op, _one_line(exc))
+            # this op is done (written or quarantined): what stays in flight is the rest
+            self._in_flight = (len(ops) - i - 1, ops[i + 1].ts) if i + 1 < len(ops) else (0, 0.0)
         self._recovered()
         return True
 

@@ -3,6 +3,7 @@ faults, the pending/lag accounting the engine's safety halt reads, the health ph
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
@@ -17,6 +18,7 @@ from pathlib import PurePosixPath
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementError
+from store_helpers import order_row
 
 from pmm_widgets.domain import Side
 from pmm_widgets.store import schema
@@ -558,17 +560,20 @@ def test_values_are_converted_to_what_each_column_stores():
     class Tier(enum.Enum):
         TOP = 3
 
+    class Label(enum.Enum):  # its value goes as it is, even to an Integer column
+        SEVEN = "7"
+
     out = writer_mod._convert(schema.book_snapshots, {
         "token_id": 12345, "market": Side.BUY, "ts": Decimal("2.5"), "mid": Decimal("0.25"),
-        "depth_ticks": Decimal("3"), "bid_levels": 4, "ask_levels": Tier.TOP, "stale": True, "best_bid": None,
+        "depth_ticks": Decimal("3"), "bid_levels": Label.SEVEN, "ask_levels": Tier.TOP, "stale": True, "best_bid": None,
         "spread": 0.5, "bid_depth": Tier.TOP})
     assert out == {"token_id": "12345", "market": "BUY", "ts": 2.5, "mid": Decimal("0.25"), "depth_ticks": 3,
-                   "bid_levels": 4, "ask_levels": 3, "stale": True, "best_bid": None, "spread": 0.5, "bid_depth": 3}
+                   "bid_levels": "7", "ask_levels": 3, "stale": True, "best_bid": None, "spread": 0.5, "bid_depth": 3}
     assert [type(out[c]) for c in ("token_id", "market", "ts", "mid", "depth_ticks")] == [str, str, float, Decimal, int]
     raw = {"d": Decimal("0.1")}
     out = writer_mod._convert(schema.events, {"kind": Decimal("0.10"), "message": PurePosixPath("/x"),
-                                              "run_id": 7.5, "data_json": raw, "level": "INFO"})
-    assert out == {"kind": "0.10", "message": "/x", "run_id": "7.5", "data_json": raw, "level": "INFO"}
+                                              "run_id": 7.5, "data_json": raw, "level": "INFO", "market": None})
+    assert out == {"kind": "0.10", "message": "/x", "run_id": "7.5", "data_json": raw, "level": "INFO", "market": None}
     assert out["data_json"] is raw  # JSON columns: the engine's serializer handles Decimal
     with pytest.raises(KeyError, match="no column 'nope' in events"):
         writer_mod._convert(schema.events, {"nope": 1})
@@ -589,6 +594,9 @@ def test_row_faults_and_writer_faults_are_told_apart():
     assert not is_row_fault(op_err("operation not supported on this server"))  # "not supported" alone
     assert not is_row_fault(DBAPIError("INSERT", {}, sqlite3.DatabaseError("server closed the connection")))
     assert not is_row_fault(RuntimeError("boom"))
+    # the driver's words decide, not the statement's (trades has a fill_type column)
+    assert not is_row_fault(OperationalError("INSERT INTO trades (fill_type) VALUES (?)", {},
+                                             sqlite3.OperationalError("operation not supported")))
 
 
 def test_one_line_names_the_driver_error_and_its_first_line():
@@ -596,3 +604,66 @@ def test_one_line_names_the_driver_error_and_its_first_line():
     assert writer_mod._one_line(exc) == "OperationalError: database is locked"
     assert writer_mod._one_line(RuntimeError("  first\nsecond")) == "RuntimeError: first"
     assert writer_mod._one_line(RuntimeError()) == "RuntimeError: "
+
+
+def test_rows_done_in_the_row_by_row_pass_leave_pending_as_they_go(sqlite_url, clock):
+    """A row refused up front, or written or quarantined in the row-by-row pass, is no longer
+    pending (it was counted in flight, and its age as the lag, until the whole pass ended: a big
+    batch with one bad row read as queued rows, up to a bound fault, while its rows were written)."""
+    eng = make_engine(sqlite_url)
+    seen: list[tuple[int, float]] = []
+    w = BatchWriter(sqlite_url, engine=eng)
+
+    @event.listens_for(eng, "begin")
+    def _probe(conn):
+        st = w.stats()
+        seen.append((st.pending, st.lag_sec))
+
+    w.insert("events", {"ts": 0.0, "level": "INFO", "kind": "x", "no_such_column": 1})  # refused up front
+    for row in (_event(1.0), {"ts": 2.0, "level": "INFO"}, _event(3.0)):  # the second: kind is NOT NULL
+        clock.now += 1.0
+        w.insert("events", row)
+    clock.now += 1.0
+    w.flush()
+    # two batch attempts, then row 1, the bad row, row 3, each with what is left in flight
+    assert seen == [(3, 3.0), (3, 3.0), (3, 3.0), (2, 2.0), (1, 1.0)]
+    st = w.stats()
+    assert (st.pending, st.lag_sec, st.rows_written, st.quarantined) == (0, 0.0, 2, 2)
+    w.close()
+    eng.dispose()
+
+
+def test_a_stats_snapshot_is_frozen_and_its_counters_default_to_none_seen():
+    st = _stats(rows_written=5, pending=1)
+    assert (st.dropped, st.flushes, st.quarantined, st.shed, st.last_error, st.fault) == (0, 0, 0, 0, None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        st.pending = 0  # type: ignore[misc]
+
+
+def test_complete_upserts_are_one_statement_the_later_row_of_a_key_winning(sqlite_writer, sqlite_url):
+    stmts: list[tuple[str, int]] = []
+
+    @event.listens_for(sqlite_writer.engine, "before_cursor_execute")
+    def _seen(conn, cursor, statement, parameters, context, executemany):
+        stmts.append((statement.split()[0], len(parameters) if executemany else 1))
+
+    for cid, price in (("c1", "0.5"), ("c2", "0.6"), ("c1", "0.7")):
+        sqlite_writer.upsert("orders", order_row(cid, price=Decimal(price)), key=["client_id"])
+    sqlite_writer.flush()
+    assert stmts == [("INSERT", 2)]  # one ON CONFLICT executemany, one row per key
+    assert _rows(sqlite_url, "orders", "price") == [0.7, 0.6]  # (raw SQL: SQLite's REAL)
+    stmts.clear()
+    sqlite_writer.upsert("orders", {"client_id": "c1"}, key=["client_id"])  # partial, nothing to change
+    sqlite_writer.flush()
+    assert [s[0] for s in stmts] == ["SELECT"]  # found, and no empty UPDATE
+    stmts.clear()
+    sqlite_writer.upsert("market_calibration", {"market": "m1", "state_json": {}, "updated_at": 1.0}, key=["market"])
+    sqlite_writer.flush()  # the key is the primary key: ON CONFLICT too
+    assert stmts == [("INSERT", 1)]
+    stmts.clear()
+    for kind in ("a", "b"):  # ts is indexed, but not unique: update else insert
+        sqlite_writer.upsert("events", _event(5.0, kind), key=["ts"])
+        sqlite_writer.flush()
+    assert [s[0] for s in stmts] == ["SELECT", "INSERT", "SELECT", "UPDATE"]
+    assert _rows(sqlite_url, "events", "kind") == ["b"]
+    assert (sqlite_writer.stats().errors, sqlite_writer.stats().quarantined) == (0, 0)
