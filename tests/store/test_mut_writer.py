@@ -218,14 +218,8 @@ def test_rows_in_flight_count_as_pending_with_the_oldest_ones_age(sqlite_url, cl
 UNREACHABLE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 
 
-def test_a_failed_flush_neither_hides_nor_doubles_the_rows_at_any_step(clock):
-    """Every line the writer runs while a batch fails and goes back, stats() from another thread
-    could run: pending must stay the rows queued and lag the oldest one's age all along (they used
-    to read 0 while the batch was being taken, and twice the rows while it was being put back)."""
-    w = BatchWriter(UNREACHABLE)
-    for i in range(5):
-        w.insert("events", _event(float(i)))
-        clock.now += 1.0
+def _stats_at_every_line(w: BatchWriter, action) -> list[tuple[int, int, float]]:
+    """(line, pending, lag) as stats() reads them before each line the writer runs in `action`."""
     seen: list[tuple[int, int, float]] = []
 
     def local(frame, ev, arg):
@@ -239,9 +233,21 @@ def test_a_failed_flush_neither_hides_nor_doubles_the_rows_at_any_step(clock):
 
     sys.settrace(tracer)
     try:
-        w.flush()
+        action()
     finally:
         sys.settrace(None)
+    return seen
+
+
+def test_a_failed_flush_neither_hides_nor_doubles_the_rows_at_any_step(clock):
+    """Every line the writer runs while a batch fails and goes back, stats() from another thread
+    could run: pending must stay the rows queued and lag the oldest one's age all along (they used
+    to read 0 while the batch was being taken, and twice the rows while it was being put back)."""
+    w = BatchWriter(UNREACHABLE)
+    for i in range(5):
+        w.insert("events", _event(float(i)))
+        clock.now += 1.0
+    seen = _stats_at_every_line(w, w.flush)
     assert len(seen) > 10
     assert [s for s in seen if s[1:] != (5, 5.0)] == []
     st = w.stats()
@@ -667,3 +673,22 @@ def test_complete_upserts_are_one_statement_the_later_row_of_a_key_winning(sqlit
     assert [s[0] for s in stmts] == ["SELECT", "INSERT", "SELECT", "UPDATE"]
     assert _rows(sqlite_url, "events", "kind") == ["b"]
     assert (sqlite_writer.stats().errors, sqlite_writer.stats().quarantined) == (0, 0)
+
+
+def test_once_every_row_is_done_nothing_reads_as_in_flight(sqlite_url, clock):
+    """After the last row of a row-by-row pass, or a batch all refused up front, no step reads a
+    row in flight (an op 'in flight' since epoch 0 would read as a lag of decades)."""
+    w = BatchWriter(sqlite_url)
+    w.insert("events", {"ts": 0.0, "level": "INFO", "kind": "x", "no_such_column": 1})  # refused up front
+    clock.now += 1.0
+    w.insert("events", {"ts": 1.0, "level": "INFO"})  # kind is NOT NULL: quarantined row by row
+    clock.now += 1.0
+    seen = _stats_at_every_line(w, w.flush)
+    assert seen[0][1:] == (2, 2.0) and seen[-1][1:] == (0, 0.0)
+    assert max(s[1] for s in seen) == 2 and max(s[2] for s in seen) == 2.0
+    w.insert("events", {"ts": 2.0, "level": "INFO", "kind": "x", "no_such_column": 1})
+    clock.now += 1.0
+    seen = _stats_at_every_line(w, w.flush)
+    assert {s[1:] for s in seen} == {(1, 1.0), (0, 0.0)} and seen[-1][1:] == (0, 0.0)
+    assert (w.stats().quarantined, w.stats().rows_written) == (3, 0)
+    w.close()
