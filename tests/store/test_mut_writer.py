@@ -24,6 +24,7 @@ from pmm_widgets.domain import Side
 from pmm_widgets.store import schema
 from pmm_widgets.store import writer as writer_mod
 from pmm_widgets.store.db import make_engine, safe_url
+from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.store.writer import BatchWriter, WriterStats, is_row_fault
 
 WRITER_LOG = "pmm_widgets.store.writer"
@@ -692,3 +693,16 @@ def test_once_every_row_is_done_nothing_reads_as_in_flight(sqlite_url, clock):
     assert {s[1:] for s in seen} == {(1, 1.0), (0, 0.0)} and seen[-1][1:] == (0, 0.0)
     assert (w.stats().quarantined, w.stats().rows_written) == (3, 0)
     w.close()
+
+
+# ----------------------------------------------------------------- store/sink.py
+def test_memory_sink_upserts_by_key_and_records_every_update():
+    sink = MemorySink()
+    sink.upsert("orders", {"client_id": "c1", "status": "LIVE", "price": 1}, key=["client_id"])
+    sink.upsert("orders", {"client_id": "c1", "status": "FILLED"}, key=["client_id"])
+    assert sink.rows == {"orders": [{"client_id": "c1", "status": "FILLED", "price": 1}]}
+    sink.update("orders", {"client_id": "c1"}, {"status": "CANCELED"})
+    sink.update("orders", {"client_id": "nope"}, {"status": "X"})  # matches nothing: still recorded
+    assert sink.updates == [("orders", {"client_id": "c1"}, {"status": "CANCELED"}),
+                            ("orders", {"client_id": "nope"}, {"status": "X"})]
+    assert sink.rows["orders"][0]["status"] == "CANCELED"
