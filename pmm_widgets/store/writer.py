@@ -24,7 +24,8 @@ Failure policy (a writer fault is never a dropped row):
   transaction, and only the failing op is quarantined (kept in `quarantine`, counted, logged).
   A writer fault met on the way stops the one-by-one pass and requeues the rest.
 - At close, ops still unwritten (the DB never came back) are spilled as JSON lines next to the
-  SQLite file (`<db>.unwritten-<ts>.jsonl`) and the path is logged, rather than lost silently.
+  SQLite file (`<db>.unwritten-<ts>.jsonl`, `-1`, `-2`.. added when another writer took that name)
+  and the path is logged, rather than lost silently.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import collections
 import copy
 import decimal
 import enum
+import itertools
 import logging
 import threading
 import time
@@ -162,6 +164,9 @@ class BatchWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._io_lock = threading.Lock()  # one drain at a time: the worker's or a caller's flush()
+        # held for O(1) steps only: a batch moves between the queue and in flight in one step, so that
+        # stats() never misses it (pending 0 while it is taken) nor counts it twice (while it goes back)
+        self._count_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._rows_written = 0
         self._errors = 0
@@ -198,7 +203,8 @@ class BatchWriter:
                 log.warning("batch writer: closed, dropping %s into %s (and any later ones)", op.kind, op.table)
             self._dropped_after_close += 1
             return
-        self._queue.append(op)
+        with self._count_lock:  # not swapped for a new deque between reading self._queue and the append
+            self._queue.append(op)
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> BatchWriter:
@@ -243,14 +249,15 @@ class BatchWriter:
 
     def stats(self) -> WriterStats:
         """Pending counts queued rows plus the batch being written; lag is the oldest one's age."""
-        in_flight, in_flight_ts = self._in_flight
-        queued = len(self._queue)
-        oldest = in_flight_ts if in_flight else None
-        if oldest is None and queued:
-            try:
-                oldest = self._queue[0].ts
-            except IndexError:  # drained between the two reads
-                pass
+        with self._count_lock:
+            in_flight, in_flight_ts = self._in_flight
+            queued = len(self._queue)
+            oldest = in_flight_ts if in_flight else None
+            if oldest is None and queued:
+                try:
+                    oldest = self._queue[0].ts
+                except IndexError:  # shed (past MAX_PENDING) between the two reads
+                    pass
         pending = queued + in_flight
         lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
         return WriterStats(
@@ -292,18 +299,16 @@ class BatchWriter:
 
     def _drain(self) -> None:
         with self._io_lock:
-            ops: list[_Op] = []
-            q = self._queue
-            while True:
-                try:
-                    ops.append(q.popleft())
-                except IndexError:
-                    break
-            if not ops:
-                return
-            self._in_flight = (len(ops), ops[0].ts)
+            with self._count_lock:  # queued -> in flight in one step (stats() reads both under the lock)
+                if not self._queue:
+                    return
+                taken, self._queue = self._queue, collections.deque()
+                self._in_flight = (len(taken), taken[0].ts)
+            ops = list(taken)
+            taken.clear()
             try:
                 ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
+                self._in_flight = (len(ready), ready[0].ts) if ready else (0, 0.0)  # the quarantined are done
                 if ready and not self._write(ready):
                     return  # database unavailable: the batch is back in the queue
                 self._flushes += 1
@@ -347,6 +352,8 @@ class BatchWriter:
                     self._requeue(ops[i:], exc)
                     return False
                 self._quarantine_op(op, _one_line(exc))
+            # this op is done (written or quarantined): what stays in flight is the rest
+            self._in_flight = (len(ops) - i - 1, ops[i + 1].ts) if i + 1 < len(ops) else (0, 0.0)
         self._recovered()
         return True
 
@@ -371,7 +378,9 @@ class BatchWriter:
         self._last_error = why
         if any(p in why.lower() for p in _STORAGE_FAULTS):
             self._storage_fault = why
-        self._queue.extendleft(reversed(ops))
+        with self._count_lock:  # in flight -> queued in one step
+            self._queue.extendleft(reversed(ops))
+            self._in_flight = (0, 0.0)
         excess = len(self._queue) - MAX_PENDING
         if excess > 0:
             self._shed_oldest(excess)
@@ -403,11 +412,19 @@ class BatchWriter:
         """Closing with rows the DB never took: write them as JSON lines beside the SQLite file."""
         ops = list(self._queue)
         path = sqlite_file(self.db_url)
-        target = f"{path}.unwritten-{int(time.time())}.jsonl" if path else None
         try:
-            if target is None:
+            if path is None:
                 raise OSError("not an SQLite file")
-            with open(target, "w", encoding="utf-8") as fh:
+            # a new file, never another writer's spill of the same second (mode "x": it must not exist yet)
+            stem = f"{path}.unwritten-{int(time.time())}"
+            for n in itertools.count():
+                target = f"{stem}.jsonl" if n == 0 else f"{stem}-{n}.jsonl"
+                try:
+                    fh = open(target, "x", encoding="utf-8")
+                except FileExistsError:
+                    continue
+                break
+            with fh:
                 fh.writelines(json_dumps({"kind": op.kind, "table": op.table, "row": op.row, "key": list(op.key),
                                          "where": op.where, "ts": op.ts}) + "\n" for op in ops)
             self.spill_path = target

@@ -48,3 +48,13 @@ def engine_of():
     yield make
     for eng in made:
         eng.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A migrated SQLite file, for tests that need SQLite itself (its locks, its file)."""
+    from pmm_widgets.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    return url

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, text
+from store_helpers import order_row
 
 from pmm_widgets.domain import Mode, OrderStatus, Side
 from pmm_widgets.store import schema
@@ -31,15 +32,6 @@ def writer(migrated: str):
     w = BatchWriter(migrated, flush_sec=0.2)
     yield w
     w.close()
-
-
-def order_row(cid: str, **kw) -> dict:
-    row = dict(
-        client_id=cid, mode=Mode.PAPER, market="m1", token_id="tok", side=Side.BUY,
-        price=Decimal("0.53"), size=Decimal("10"), status=OrderStatus.LIVE, created_ts=1.0, updated_ts=1.0,
-    )
-    row.update(kw)
-    return row
 
 
 def count(engine, table) -> int:
