@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,3 +80,23 @@ def full_collections() -> Iterator[list[int]]:
         yield full
     finally:
         gc.callbacks.remove(cb)
+
+
+async def start_with_a_flaky_lease(eng: Any, fail: Callable[[], BaseException | None]) -> tuple[Any, list[Any]]:
+    """Open `eng`'s DB, make its lease's acquire raise what `fail()` returns (None: acquire for
+    real), record every state it publishes, and start it: (the lease, the states)."""
+    await eng._open_db()
+    lease = eng._opened().lease
+    real = lease.try_acquire
+
+    def flaky(now: float | None = None) -> bool:
+        exc = fail()
+        if exc is not None:
+            raise exc
+        return bool(real(now))
+
+    lease.try_acquire = flaky
+    states: list[Any] = []
+    eng.add_state_listener(states.append)
+    eng.start()
+    return lease, states

@@ -103,3 +103,16 @@ def with_runtime(owner: OwnerSession, cycle: FakeCycle, rest: FakeRest | None, *
 
 def make_market(cid: str) -> Any:
     return SimpleNamespace(condition_id=cid, question=f"question {cid}", token_ids=(f"{cid}-y", f"{cid}-n"))
+
+
+def record_waits(monkeypatch) -> list[float]:
+    """`wait_set` in the owner module waits as usual; each timeout it is given is recorded."""
+    waits: list[float] = []
+    real = owner_module.wait_set
+
+    async def wait(event: asyncio.Event, timeout: float) -> bool:
+        waits.append(timeout)
+        return await real(event, timeout)
+
+    monkeypatch.setattr(owner_module, "wait_set", wait)
+    return waits

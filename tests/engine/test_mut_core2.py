@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from engine_helpers import Joiner, param_rows, until
+from engine_helpers import Joiner, param_rows, start_with_a_flaky_lease, until
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.core import EngineStateError
@@ -383,22 +383,14 @@ async def test_handover_pending_only_for_a_recent_hand_over_of_a_free_lease(fast
 
 async def test_a_lease_the_db_cannot_give_is_retried_quoting_nothing_and_said_once(fast_settings):
     eng = Engine(fast_settings)
-    await eng._open_db()
-    lease = eng._opened().lease
-    real = lease.try_acquire
     calls: list[int] = []
     fail = {"on": True}
 
-    def flaky(now: float | None = None) -> bool:
+    def failing() -> BaseException | None:
         calls.append(1)
-        if fail["on"]:
-            raise OSError("database is locked\nsecond line")
-        return real(now)
+        return OSError("database is locked\nsecond line") if fail["on"] else None
 
-    lease.try_acquire = flaky  # type: ignore[method-assign]
-    states: list[EngineState] = []
-    eng.add_state_listener(states.append)
-    eng.start()
+    _, states = await start_with_a_flaky_lease(eng, failing)
     try:
         assert await until(lambda: len(calls) >= 2, timeout=5)
         assert eng.role != "owner" and eng._owner is None and eng.running

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from engine_helpers import until
+from engine_helpers import start_with_a_flaky_lease, until
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from owner_fakes import instant_waits
@@ -50,20 +50,8 @@ async def test_a_lease_retried_each_second_is_owned_without_the_retry_error_left
         fast_settings, monkeypatch):
     waits = instant_waits(monkeypatch, core_module)
     eng = Engine(fast_settings)
-    await eng._open_db()
-    lease = eng._opened().lease
-    real = lease.try_acquire
     failures = [OSError("database is locked"), OSError("database is locked")]
-
-    def flaky(now: float | None = None) -> bool:
-        if failures:
-            raise failures.pop()
-        return real(now)
-
-    lease.try_acquire = flaky  # type: ignore[method-assign]
-    states: list[EngineState] = []
-    eng.add_state_listener(states.append)
-    eng.start()
+    lease, states = await start_with_a_flaky_lease(eng, lambda: failures.pop() if failures else None)
     try:
         assert await eng.wait_role(timeout=10) == "owner"
         assert waits == [1.0, 1.0]  # each failure waits a second (or the stop) before asking again

@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 from engine_helpers import full_collections
-from owner_fakes import FakeCycle, FakeRest, Target, instant_waits, make_market, owner_session, with_runtime
+from owner_fakes import (
+    FakeCycle,
+    FakeRest,
+    Target,
+    instant_waits,
+    make_market,
+    owner_session,
+    record_waits,
+    with_runtime,
+)
 
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine import owner as owner_module
@@ -266,22 +275,10 @@ async def test_a_failing_cycle_is_reported_and_the_next_round_runs(fast_settings
     assert fake.log[:9] == ["commands", "store", "after", "cycle1", "commands", "store", "after", "cycle2", "publish"]
 
 
-def _record_waits(monkeypatch) -> list[float]:
-    waits: list[float] = []
-    real = owner_module.wait_set
-
-    async def wait(event: asyncio.Event, timeout: float) -> bool:
-        waits.append(timeout)
-        return await real(event, timeout)
-
-    monkeypatch.setattr(owner_module, "wait_set", wait)
-    return waits
-
-
 @pytest.mark.parametrize(("boundary", "lo", "hi"), [(3600.0, 0.13, 0.2), (0.05, 0.065, 0.0701), (-1.0, 0.0, 0.0)])
 async def test_the_loop_waits_what_is_left_of_the_refresh_or_until_just_after_the_venue_minute(
         fast_settings, db, monkeypatch, boundary, lo, hi):
-    waits = _record_waits(monkeypatch)
+    waits = record_waits(monkeypatch)
     owner = owner_session(_loop_settings(fast_settings, quote_refresh_sec=0.2), db, Target())
     fake = _Loop(owner, boundary=boundary, stop_after=9, plan={1: "slow", 2: "stop"})
     await asyncio.wait_for(owner._quote_loop(), 5)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from engine_helpers import open_orders_in_db, until
-from owner_fakes import FakeCycle, Target, instant_waits, owner_session, with_runtime
+from owner_fakes import FakeCycle, Target, instant_waits, owner_session, record_waits, with_runtime
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine import owner as owner_module
@@ -61,6 +61,14 @@ async def _swallow_a_cancel(entered: asyncio.Event) -> None:
         await asyncio.sleep(30)
 
 
+async def _cancelled_once_entered(task: asyncio.Task[Any], entered: asyncio.Event, timeout: float) -> bool:
+    """Cancel `task` once a cycle has `entered`; True when it then ended cancelled within `timeout`."""
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    return done == {task} and task.cancelled()
+
+
 async def _end(task: asyncio.Task[Any], stop: asyncio.Event) -> None:
     """A test's clean-up: a loop the test expected to have ended, ended all the same."""
     stop.set()
@@ -90,10 +98,7 @@ async def test_a_cancel_a_cycle_swallowed_ends_the_loop_at_the_next_round_even_i
     seen = _bare_loop(owner, cycle)
     task = asyncio.create_task(owner._quote_loop())
     try:
-        await asyncio.wait_for(entered.wait(), 5)
-        task.cancel()
-        done, _ = await asyncio.wait([task], timeout=2)
-        assert done == {task} and task.cancelled()
+        assert await _cancelled_once_entered(task, entered, timeout=2)
         assert seen.cycles == 2 and seen.failed == [] and len(waits) == 2  # no third round, nothing failed
     finally:
         await _end(task, owner._ctl.stop)
@@ -151,14 +156,7 @@ async def test_a_cancel_raised_out_of_a_cycle_ends_the_loop_at_once_without_the_
     """The cancel reaches the loop as a CancelledError out of the cycle: it ends the loop there,
     not counted as a failed cycle and not after waiting out the refresh (30 s here: the orders
     would rest that long before the shutdown cancels them)."""
-    waits: list[float] = []
-    real_wait = owner_module.wait_set
-
-    async def wait(event: asyncio.Event, timeout: float) -> bool:
-        waits.append(timeout)
-        return await real_wait(event, timeout)
-
-    monkeypatch.setattr(owner_module, "wait_set", wait)
+    waits = record_waits(monkeypatch)
     owner = owner_session(fast_settings.model_copy(update={"quote_refresh_sec": 30.0, "gc_freeze": False}), db, Target())
     entered = asyncio.Event()
 
@@ -169,10 +167,7 @@ async def test_a_cancel_raised_out_of_a_cycle_ends_the_loop_at_once_without_the_
     seen = _bare_loop(owner, cycle)
     task = asyncio.create_task(owner._quote_loop())
     try:
-        await asyncio.wait_for(entered.wait(), 5)
-        task.cancel()
-        done, _ = await asyncio.wait([task], timeout=1)
-        assert done == {task} and task.cancelled()
+        assert await _cancelled_once_entered(task, entered, timeout=1)
         assert seen.cycles == 1 and seen.failed == [] and waits == []
     finally:
         await _end(task, owner._ctl.stop)
