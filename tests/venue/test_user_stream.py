@@ -426,6 +426,25 @@ async def test_a_coroutine_on_connect_runs_alongside_and_close_ends_it(sb, acct,
     assert our_tasks() == []
 
 
+async def test_a_sync_on_connect_that_raises_is_logged_never_fatal(sb, acct, streams, caplog) -> None:
+    calls: list[bool] = []
+    events: list = []
+
+    def on_connect(reconnected: bool) -> None:
+        calls.append(reconnected)
+        raise RuntimeError("reconcile failed")
+
+    us = make(sb, acct, streams, events, on_connect=on_connect)
+    await us.start(wait=5.0)
+    o = await acct.place(acct.markets[0])
+    await until(lambda: o in ids_of(events))
+    await us.drop()
+    await until(lambda: us.reconnects == 1 and us.connected)
+    assert calls == [False, True]
+    failed = [r for r in caplog.records if r.name == LOGGER and r.getMessage() == "user stream: on_connect failed"]
+    assert len(failed) == 2 and all(r.exc_info is not None for r in failed)
+
+
 # ---------------------------------------------------------------------------------- start / close
 async def test_start_warns_when_not_connected_in_time_and_keeps_trying(sb, acct, streams, caplog) -> None:
     venue = trading_of(sb)
