@@ -303,6 +303,19 @@ async def test_a_frame_above_the_websocket_default_limit_is_read(sb, acct, strea
     assert set(ids_of(events)) == {o1} and us.reconnects == 0 and us.bad_messages == 0
 
 
+async def test_a_frame_above_8_mib_drops_the_socket_and_it_comes_back(sb, acct, streams) -> None:
+    events: list = []
+    us = make(sb, acct, streams, events)
+    await us.start(wait=5.0)
+    await acct.place(acct.markets[0])
+    await until(lambda: len(events) == 1)
+    one = json.dumps(to_builtins(events[0]))
+    body = ",".join([one] * (8 * 1024 * 1024 // (len(one) + 1)))
+    inject(sb, "[" + body + " " * (8 * 1024 * 1024 - len(body) - 1) + "]")  # 8 MiB + 1 byte
+    await until(lambda: us.reconnects == 1 and us.connected, timeout=10.0)
+    assert len(events) == 1 and us.bad_messages == 0
+
+
 # ---------------------------------------------------------------------------------- keepalive
 async def test_pings_keep_a_quiet_socket_fresh(sb, acct, streams) -> None:
     events: list = []
@@ -446,7 +459,8 @@ async def test_a_sync_on_connect_that_raises_is_logged_never_fatal(sb, acct, str
 
 
 # ---------------------------------------------------------------------------------- start / close
-async def test_start_warns_when_not_connected_in_time_and_keeps_trying(sb, acct, streams, caplog) -> None:
+async def test_start_warns_when_not_connected_in_time_and_keeps_trying(sb, acct, streams, caplog, monkeypatch) -> None:
+    spy = BackoffSpy(monkeypatch)
     venue = trading_of(sb)
     venue.user_ws_enabled = False
     calls: list[bool] = []
@@ -457,6 +471,7 @@ async def test_start_warns_when_not_connected_in_time_and_keeps_trying(sb, acct,
     assert time.monotonic() - t0 >= 0.3 and not us.connected
     assert warnings_of(caplog, "user stream not connected after") == ["user stream not connected after 0s; still trying"]
     assert us.down_since == down  # down since it was made, failed attempts move nothing
+    assert [a for a, _, _ in spy.calls[:2]] == [1, 2]
     venue.user_ws_enabled = True
     await until(lambda: us.connected)
     assert calls == [False] and us.reconnects == 0  # the first connection is no reconnect
@@ -490,8 +505,11 @@ async def test_close_while_waiting_to_reconnect_is_prompt(sb, acct, streams, mon
     venue.user_ws_enabled = False
     await sb.drop_websockets()
     await until(lambda: len(spy.calls) == 1)  # now sleeping 30 s before the next attempt
-    async with asyncio.timeout(2.0):
-        await us.close()
+    closing = asyncio.create_task(us.close())
+    try:
+        await until(closing.done, timeout=2.0)
+    finally:
+        closing.cancel()
     assert our_tasks() == []
 
 
