@@ -7,7 +7,8 @@ matters here is robustness:
   all for `stale_sec` → the socket is treated as dead and replaced;
 - reconnect with exponential backoff and full jitter, re-sending the auth/subscription frame;
   `on_connect(reconnected)` lets the owner reconcile over REST after every reconnect, since
-  events sent while we were away are lost;
+  events sent while we were away are lost (sync, or a coroutine run alongside; its failure is
+  logged, never the end of the tape);
 - frames may hold one JSON object or an array; they are decoded once (`venue.wire`) into
   `OrderEvent` / `TradeEvent`, which is all the owner's `on_event` ever sees. Unknown event types
   are skipped; malformed frames and events (a required field missing: the log names it) are
@@ -185,7 +186,11 @@ class UserStream:
                     attempt = 0
                     log.info("user stream %s", "reconnected" if reconnected else "connected")
                     if self._on_connect is not None:
-                        r = self._on_connect(reconnected)
+                        try:
+                            r = self._on_connect(reconnected)
+                        except Exception:  # as a coroutine's failure: logged, never the end of the tape
+                            log.exception("user stream: on_connect failed")
+                            r = None
                         if asyncio.iscoroutine(r):
                             # reconcile alongside (events keep flowing), owned and observed
                             spawn(r, "user-stream-reconcile", self._side_tasks)
