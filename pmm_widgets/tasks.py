@@ -85,3 +85,19 @@ async def wait_set(event: asyncio.Event, timeout: float) -> bool:
             async with asyncio.timeout(max(0.0, timeout)):
                 await event.wait()
     return event.is_set()
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel these tasks (None skipped) and wait until each has ended. What they ended with is
+    theirs: a failure is logged at debug level, never raised here. A cancel of the caller is
+    not theirs: it raises here as usual (the tasks are cancelled all the same), where
+    `try: await task except CancelledError: pass` would swallow it."""
+    live = [t for t in tasks if t is not None]
+    for t in live:
+        t.cancel()
+    if not live:
+        return
+    await asyncio.wait(live)
+    for t in live:
+        if not t.cancelled() and (exc := t.exception()) is not None:
+            log.debug("task %s ended with %s: %s", t.get_name(), type(exc).__name__, exc)

@@ -12,7 +12,6 @@ best ask. Recording goes through the `DbRecorder` (never blocking the loop).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from ..domain import BookView, Market, PublicTrade, Side
 from ..errors import PmmError
 from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
+from ..tasks import cancel_and_wait
 from .clob_rest import ClobPublic
 from .market_stream import MarketStream
 from .wire import MarketResolvedEvent
@@ -81,11 +81,8 @@ class MarketData:
             self._record_task = asyncio.create_task(self._record_loop(), name="market-record")
 
     async def close(self) -> None:
-        if self._record_task is not None:
-            self._record_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._record_task
-            self._record_task = None
+        task, self._record_task = self._record_task, None
+        await cancel_and_wait(task)
         await self.stream.close()
         if self.rest is not None:
             await self.rest.aclose()

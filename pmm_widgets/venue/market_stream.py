@@ -27,7 +27,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -44,7 +43,7 @@ from websockets.exceptions import WebSocketException
 from ..book import ONE, ZERO, BookError, OrderBook, parse_ts_ms, short, snapshot_levels
 from ..domain import PublicTrade
 from ..errors import PmmError
-from ..tasks import wait_set
+from ..tasks import cancel_and_wait, wait_set
 from ..ticks import MAX_SIZE, venue_tick
 from . import wire
 from .clob_rest import ClobPublic
@@ -210,13 +209,11 @@ class MarketStream:
             tasks.append(self._resync_task)
         if self._applier is not None:
             tasks.append(self._applier)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self.conns.clear()
-        self._conn_of.clear()
+        try:
+            await cancel_and_wait(*tasks)  # a cancel of whoever closes still raises
+        finally:
+            self.conns.clear()
+            self._conn_of.clear()
 
     @property
     def assets(self) -> set[str]:
@@ -283,10 +280,7 @@ class MarketStream:
     async def _stop_conn(self, c: _Conn) -> None:
         c.stopping = True
         self.conns.remove(c)
-        if c.task is not None:
-            c.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await c.task
+        await cancel_and_wait(c.task)
 
     async def _send(self, c: _Conn, msg: Any) -> None:
         ws = c.ws

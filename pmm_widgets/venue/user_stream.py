@@ -34,7 +34,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from ..tasks import spawn, wait_set
+from ..tasks import cancel_and_wait, spawn, wait_set
 from .http import backoff_delay
 from .wire import Refused, UserEvent, decode_user_frame
 
@@ -111,13 +111,8 @@ class UserStream:
         if self._ws is not None:
             with contextlib.suppress(WebSocketException, OSError):
                 await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)  # a cancel of whoever closes still raises
         for t in list(self._side_tasks):  # a reconcile still running dies with the stream
             t.cancel()
         if self._side_tasks:

@@ -96,3 +96,49 @@ async def test_wait_for_on_this_python_drops_the_cancel():
     finally:
         task.cancel()
         await asyncio.wait({task}, timeout=2.0)
+
+
+async def _stubborn(started: asyncio.Event, ended: list[str]) -> None:
+    """A task that swallows its first cancel and takes a while to end (a socket's close handshake)."""
+    started.set()
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.sleep(0.5)
+        finally:
+            ended.append("ended")
+
+
+async def test_cancel_and_wait_ends_the_tasks_and_keeps_their_failures_to_themselves():
+    from pmm_widgets.tasks import cancel_and_wait
+
+    async def fails() -> None:
+        raise ValueError("theirs")
+
+    async def sleeps() -> None:
+        await asyncio.sleep(30)
+
+    failed, sleeping = asyncio.ensure_future(fails()), asyncio.ensure_future(sleeps())
+    await asyncio.sleep(0)  # the first has failed already
+    await cancel_and_wait(failed, None, sleeping)
+    assert failed.done() and not failed.cancelled() and sleeping.cancelled()
+    await cancel_and_wait()  # nothing to do
+
+
+async def test_cancel_and_wait_never_swallows_a_cancel_of_its_caller():
+    """The caller cancelled while the tasks still end: the cancel raises in the caller (a timeout
+    around a close fires), where `try: await task / except CancelledError: pass` returned normally."""
+    from pmm_widgets.tasks import cancel_and_wait
+
+    started, ended = asyncio.Event(), []
+    slow = asyncio.ensure_future(_stubborn(started, ended))
+    await started.wait()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await cancel_and_wait(slow)
+    assert loop.time() - t0 < 0.4 and ended == []  # the caller did not wait the task out
+    await asyncio.wait([slow])
+    assert ended == ["ended"]
