@@ -130,5 +130,6 @@ def floor_size(size: Decimal, step: Decimal = Decimal("0.01")) -> Decimal:
 
 @_memo_of_finite_decimals
 def on_size_grid(size: Decimal) -> bool:
-    """`floor_size(size) == size` (on the 0.01 size grid; memoized by value)."""
-    return floor_size(size) == size
+    """`floor_size(size) == size` (on the 0.01 size grid; memoized by value); an infinite size
+    is on no grid (its floor is itself)."""
+    return size.is_finite() and floor_size(size) == size
