@@ -66,8 +66,7 @@ class Faults:
         """(status, body, headers) when this request must fail, else None."""
         if self.http_error_rate <= 0:
             return None
-        only = {m.strip().upper() for m in self.http_error_methods.split(",") if m.strip()}
-        if only and method.upper() not in only:
+        if not _method_in(self.http_error_methods, method):
             return None
         if self.http_error_count == 0 or self.rnd.random() >= self.http_error_rate:
             return None
@@ -81,8 +80,7 @@ class Faults:
         """Whether this successful answer is cut (its request was applied all the same)."""
         if self.garbled_answer_rate <= 0 or not 200 <= status < 300:
             return False
-        only = {m.strip().upper() for m in self.garbled_answer_methods.split(",") if m.strip()}
-        if only and method.upper() not in only:
+        if not _method_in(self.garbled_answer_methods, method):
             return False
         return self.rnd.random() < self.garbled_answer_rate
 
@@ -114,3 +112,9 @@ def malformed_frame(rnd: random.Random) -> str:
     if kind == 3:
         return json.dumps({"event_type": "no_such_event", "payload": [1, 2, 3]})
     return "INVALID MESSAGE"
+
+
+def _method_in(methods: str, method: str) -> bool:
+    """Whether a knob's method list ("POST,DELETE", any case; "" = every method) covers `method`."""
+    only = {m.strip().upper() for m in methods.split(",") if m.strip()}
+    return not only or method.upper() in only
