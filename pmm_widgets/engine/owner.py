@@ -408,8 +408,6 @@ class OwnerSession:
             for m in removed:  # a market leaving the universe takes its quotes with it
                 try:
                     n = await self.runtime.exchange.cancel_market(m.condition_id)
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - kept (its orders still managed); the others go
                     held.append(m)
                     self.events.emit(Level.WARNING, EventKind.UNIVERSE,
@@ -420,8 +418,6 @@ class OwnerSession:
                                  market=m.condition_id)
                 try:
                     await self._settle_if_closed(m)
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - its orders are gone; the other markets still leave
                     self.events.emit(Level.WARNING, EventKind.RESOLUTION, f"could not settle {m.condition_id} as it left the universe: "
                                      f"{type(exc).__name__}: {exc}"[:500], market=m.condition_id)

@@ -202,15 +202,10 @@ class MarketStream:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [c.task for c in self.conns if c.task is not None]
         for c in self.conns:
             c.stopping = True
-        if self._resync_task is not None:
-            tasks.append(self._resync_task)
-        if self._applier is not None:
-            tasks.append(self._applier)
-        try:
-            await cancel_and_wait(*tasks)  # a cancel of whoever closes still raises
+        try:  # a cancel of whoever closes still raises
+            await cancel_and_wait(*(c.task for c in self.conns), self._resync_task, self._applier)
         finally:
             self.conns.clear()
             self._conn_of.clear()
