@@ -101,3 +101,31 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
     for t in live:
         if not t.cancelled() and (exc := t.exception()) is not None:
             log.debug("task %s ended with %s: %s", t.get_name(), type(exc).__name__, exc)
+
+
+async def to_thread_undone_on_cancel(fn: Callable[[], T], undo: Callable[[T], object]) -> T:
+    """`await asyncio.to_thread(fn)`, where a cancel of the caller cannot stop the thread: the
+    caller then waits for the thread to end, runs `undo(its result)` in a thread when it
+    succeeded, and only then raises the cancel. What the thread did after its caller was
+    cancelled (a lease taken, say) is never left behind with nobody to own it. Threads end on
+    their own (DB and HTTP calls are bounded by their timeouts): further cancels meanwhile are
+    held back until the undo ran, then raised as one."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await _until_done(job)
+        if not job.cancelled() and job.exception() is None:
+            undone = asyncio.ensure_future(asyncio.to_thread(undo, job.result()))
+            await _until_done(undone)
+            if (exc := undone.exception()) is not None:
+                log.error("undoing %s after a cancel failed: %s: %s", getattr(fn, "__name__", fn),
+                          type(exc).__name__, exc)
+        raise
+
+
+async def _until_done(job: asyncio.Future[Any]) -> None:
+    """Wait until `job` ended, holding back the caller's cancels meanwhile (the caller re-raises)."""
+    while not job.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({job})

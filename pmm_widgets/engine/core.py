@@ -37,7 +37,7 @@ from ..errors import PmmError
 from ..events import Event, EventBus, EventKind, Level
 from ..store.db import first_line
 from ..store.sink import Sink
-from ..tasks import spawn, wait_set
+from ..tasks import spawn, to_thread_undone_on_cancel, wait_set
 from .attached import AttachedSession, RemoteParams
 from .attached import jsonable as _jsonable
 from .lease import new_owner_id
@@ -472,7 +472,9 @@ class Engine:
         said = None
         while not self._ctl.stop.is_set():
             try:
-                taken = await asyncio.to_thread(lease.try_acquire)
+                # a stop that cancels this run while the DB thread runs must not leave a lease it
+                # took behind, held with nobody renewing it (other engines would wait out its TTL)
+                taken = await to_thread_undone_on_cancel(lease.try_acquire, self._give_back)
             except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
@@ -486,6 +488,11 @@ class Engine:
                 return taken
             await wait_set(self._ctl.stop, 1.0)
         return False
+
+    def _give_back(self, taken: bool) -> None:
+        """Release a lease a cancelled acquire took after all (in a thread)."""
+        if taken:
+            self._opened().lease.release()
 
     async def _open_db(self) -> DbHandles:
         if self._dbh is None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 
 import pytest
 
-from pmm_widgets.tasks import wait_set, within
+from pmm_widgets.tasks import to_thread_undone_on_cancel, wait_set, within
 
 
 async def _holder(lock: asyncio.Lock, take) -> None:
@@ -142,3 +143,65 @@ async def test_cancel_and_wait_never_swallows_a_cancel_of_its_caller():
     assert loop.time() - t0 < 0.4 and ended == []  # the caller did not wait the task out
     await asyncio.wait([slow])
     assert ended == ["ended"]
+
+
+async def _gated(gate: threading.Event, entered: threading.Event, result: object):
+    def work() -> object:
+        entered.set()
+        gate.wait(10)
+        return result
+    return work
+
+
+@pytest.mark.parametrize("extra_cancels", [0, 2])
+async def test_a_thread_that_finishes_after_its_caller_was_cancelled_is_undone_before_the_cancel(extra_cancels):
+    gate, entered = threading.Event(), threading.Event()
+    undone: list[object] = []
+    task = asyncio.ensure_future(to_thread_undone_on_cancel(await _gated(gate, entered, "lease"), undone.append))
+    assert await asyncio.to_thread(entered.wait, 5)
+    for _ in range(1 + extra_cancels):  # a stop's cancel, then its backstop's (they wait for the thread)
+        task.cancel()
+        await asyncio.sleep(0.01)
+    assert not task.done() and undone == []  # the thread is still running: nothing to undo yet
+    gate.set()
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()  # the cancel is raised, after the undo
+    assert undone == ["lease"]
+
+
+async def test_a_thread_that_fails_or_is_not_cancelled_is_never_undone():
+    undone: list[object] = []
+    assert await to_thread_undone_on_cancel(lambda: 7, undone.append) == 7  # no cancel: the result, no undo
+
+    def boom() -> int:
+        entered.set()
+        gate.wait(10)
+        raise OSError("database is locked")
+
+    gate, entered = threading.Event(), threading.Event()
+    task = asyncio.ensure_future(to_thread_undone_on_cancel(boom, undone.append))
+    assert await asyncio.to_thread(entered.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled() and undone == []  # it took nothing: nothing to undo, the cancel still raised
+    with pytest.raises(OSError):
+        await to_thread_undone_on_cancel(lambda: (_ for _ in ()).throw(OSError("x")), undone.append)
+    assert undone == []
+
+
+async def test_an_undo_that_fails_is_logged_and_the_cancel_still_raised(caplog):
+    gate, entered = threading.Event(), threading.Event()
+
+    def undo(_: object) -> None:
+        raise RuntimeError("db gone")
+
+    task = asyncio.ensure_future(to_thread_undone_on_cancel(await _gated(gate, entered, True), undo))
+    assert await asyncio.to_thread(entered.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()
+    assert "undoing work after a cancel failed: RuntimeError: db gone" in caplog.text

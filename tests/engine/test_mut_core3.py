@@ -13,6 +13,7 @@ tightened regime machine came back loosened after a restart)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -62,6 +63,38 @@ async def test_a_lease_retried_each_second_is_owned_without_the_retry_error_left
         assert row is not None and row.owner == eng.state.owner
     finally:
         await eng.stop()
+
+
+async def test_a_stop_that_cancels_the_run_while_the_lease_thread_runs_leaves_no_lease_behind(fast_settings):
+    """The DB thread that asks for the lease cannot be stopped: it used to take the lease after
+    `stop()` had cancelled the run, and nobody renewed or released it: every other engine then
+    waited a whole lease TTL. Now the cancelled run waits for that thread and gives the lease back."""
+    gate, entered, taken = threading.Event(), threading.Event(), threading.Event()
+    eng = Engine(fast_settings)
+    await eng._open_db()
+    lease = eng._opened().lease
+    real = lease.try_acquire
+
+    def slow(now: float | None = None) -> bool:  # a DB that answers late (locked by a backup, say)
+        entered.set()
+        gate.wait(20)
+        got = real(now)
+        taken.set()
+        return got
+
+    lease.try_acquire = slow  # type: ignore[method-assign]
+    eng.start()
+    assert await asyncio.to_thread(entered.wait, 10)
+    stopping = asyncio.ensure_future(eng.stop())
+    assert await until(lambda: eng._task is not None and eng._task.cancelling() > 0, timeout=15)  # grace over
+    gate.set()  # the thread now takes the lease
+    await asyncio.wait({stopping}, timeout=30)
+    assert stopping.done() and not eng.running
+    assert await asyncio.to_thread(taken.wait, 10)  # the thread did take it
+    assert lease.read() is None  # given back: the next engine owns at once
+    assert not lease.held
+    nxt = Lease(lease.db, ttl_sec=fast_settings.lease_ttl_sec)
+    assert nxt.try_acquire()
 
 
 async def test_a_face_that_takes_over_publishes_its_own_identity_not_the_old_owners(fast_settings, db):
