@@ -560,6 +560,10 @@ class OwnerSession:
                     self._clock_synced_at = econ.sample_count
                     await self._sync_venue_clock()
                 await wait_set(self._ctl.stop, max(0.0, delay))
+            if me is not None and me.cancelling():
+                # the same dropped cancel, with a stop (or a risk kill) in the same round: the loop
+                # ended through its normal exit, but the run is still being cancelled and ends so
+                raise asyncio.CancelledError
         finally:
             if pacer is not None:
                 pacer.stop()

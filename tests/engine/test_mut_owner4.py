@@ -104,6 +104,40 @@ async def test_a_cancel_a_cycle_swallowed_ends_the_loop_at_the_next_round_even_i
         await _end(task, owner._ctl.stop)
 
 
+@pytest.mark.parametrize("how", ["stop", "risk kill"])
+async def test_a_cancel_a_cycle_swallowed_with_a_stop_in_the_same_round_still_ends_the_loop_cancelled(
+        fast_settings, db, monkeypatch, how):
+    """The cycle that swallowed the cancel also stopped the run (a stop, or a risk kill): the
+    loop leaves through its normal exit, and used to return normally, so the run looked ended by
+    the stop, not cancelled. It ends cancelled, after that one cycle."""
+    instant_waits(monkeypatch)
+    owner = owner_session(fast_settings.model_copy(update={"quote_refresh_sec": 0.05, "gc_freeze": False}), db, Target())
+    entered = asyncio.Event()
+
+    async def cycle(n: int) -> None:
+        if n == 2:
+            await _swallow_a_cancel(entered)
+            if how == "stop":
+                owner._ctl.stop.set()
+
+    seen = _bare_loop(owner, cycle)
+    if how == "risk kill":
+        body = owner._one_cycle
+
+        async def killing() -> Any:
+            await body()
+            return SimpleNamespace(kill_requested=seen.cycles == 2)
+
+        owner._one_cycle = killing
+    task = asyncio.create_task(owner._quote_loop())
+    try:
+        assert await _cancelled_once_entered(task, entered, timeout=2)
+        assert seen.cycles == 2 and seen.failed == []
+        assert owner._ctl.stop.is_set()
+    finally:
+        await _end(task, owner._ctl.stop)
+
+
 async def _wait_as_on_312(event: asyncio.Event, timeout: float) -> bool:
     """`wait_set` as Python 3.12+ runs it when the task has a dropped cancel outstanding: it ends
     at its timeout (or when `event` is set) and returns; a cancel requested meanwhile still ends it."""
