@@ -1,0 +1,130 @@
+"""What a mutation pass over the recorder (`store/recording.py`) found untested: the queue's bound
+counts the bytes waiting, not every byte ever queued (a recorder that drops nothing today must not
+start dropping everything after 20 MB in all); a clean session's close says nothing and returns "";
+a close that gives up on a stalled writer says how many rows are still queued and leaves them to
+the writer; the losses line is said once however often close is called; and rows recorded after
+the writer thread's last drain are still written by the close."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+import pmm_widgets.store.recording as recording
+from pmm_widgets.research.recordings import load_window, parse_time
+from pmm_widgets.store.recording import OPEN_SUFFIX, ROW_BYTES, Recorder
+
+H0 = parse_time("2026-11-30T10:00:00Z")
+LOGGER = "pmm_widgets.store.recording"
+
+
+def _stalled(rec: Recorder) -> tuple[threading.Event, threading.Event]:
+    """Make `rec`'s writer wait for `release` at its first write (`entered` set when it does)."""
+    entered, release = threading.Event(), threading.Event()
+    real = rec._write
+
+    def stalled(*a, **k):
+        entered.set()
+        release.wait(30)
+        real(*a, **k)
+
+    rec._write = stalled  # type: ignore[method-assign]
+    return entered, release
+
+
+def test_the_queue_bound_counts_what_waits_not_what_was_ever_queued(tmp_path):
+    """40 batches, each well under the bound and written before the next: 20 times the bound in
+    all, and not one row dropped (the count of bytes taken off the queue is what keeps it so)."""
+    batch = 50
+    size = 100
+    bound = 2 * batch * (ROW_BYTES + size)
+    rec = Recorder(tmp_path, session="b1", flush_sec=0.05, max_queue_bytes=bound).start()
+    try:
+        for b in range(40):
+            for i in range(batch):
+                rec.frame(H0 + b + i * 0.01, 0, "x" * size)
+            rec.flush()
+        assert rec.stats.overflow == 0
+        assert rec._in_bytes - rec._out_bytes == 0  # nothing waits: the two counts meet again
+    finally:
+        rec.close()
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 40 * batch and not w.gaps
+
+
+def test_a_clean_session_closes_without_a_word_and_returns_nothing(tmp_path, caplog):
+    rec = Recorder(tmp_path, session="c1", flush_sec=0.05).start()
+    for i in range(20):
+        rec.frame(H0 + i, 0, f"r{i}")
+    rec.engine(H0 + 21, "stop")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert rec.close() == ""
+    assert rec.health() == "" and rec.losses() == ""
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert len(load_window(tmp_path, H0, H0 + 3600)) == 21
+
+
+def test_a_close_that_gives_up_says_the_rows_still_queued_and_leaves_them_to_the_writer(tmp_path, monkeypatch,
+                                                                                         caplog):
+    monkeypatch.setattr(recording, "CLOSE_WAIT_SEC", 0.1)
+    rec = Recorder(tmp_path, session="g1", rotate_sec=60, flush_sec=0.05).start()
+    entered, release = _stalled(rec)
+    rec.frame(H0, 0, "a")
+    assert entered.wait(30)  # the writer holds "a" and hangs in its write
+    for i in range(5):
+        rec.frame(H0 + 1 + i, 0, f"q{i}")
+    thread = rec._thread
+    assert thread is not None
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        said = rec.close()
+    assert said == "recording: nothing lost so far; 5 rows still queued (lost if the process exits first)"
+    assert rec.health() == said
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{said} under PMM_RECORD_DIR={tmp_path}"]
+    release.set()  # the disk answers again: the writer writes them all and closes its own parts
+    thread.join(30)
+    assert not thread.is_alive() and not list(tmp_path.rglob("*" + OPEN_SUFFIX))
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.payload[:] == ["a", "q0", "q1", "q2", "q3", "q4"] and not w.problems and not w.gaps
+
+
+def test_the_losses_are_said_once_however_often_close_is_called(tmp_path, caplog):
+    rec = Recorder(tmp_path, session="l1", rotate_sec=60, flush_sec=0.05, max_queue_bytes=2_000).start()
+    entered, release = _stalled(rec)
+    rec.frame(H0, 0, "first")
+    assert entered.wait(30)
+    for i in range(1, 101):
+        rec.frame(H0 + i * 0.1, 0, "x" * 100)  # beyond the bound: dropped
+    assert rec.stats.overflow > 0
+    release.set()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        first = rec.close()
+        again = rec.close()
+    assert first.startswith(f"recording LOST {rec.stats.overflow:,} rows of session l1 (market {rec.stats.overflow:,})")
+    assert again == first
+    assert len([r for r in caplog.records if "recording LOST" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("late_rows", [1, 3])
+def test_rows_recorded_after_the_writers_last_drain_are_written_by_the_close(tmp_path, late_rows):
+    """The event loop can record a row after the writer thread's last drain (the thread is
+    closing its parts): `close` writes what is still queued once the thread has ended."""
+    rec = Recorder(tmp_path, session="z1", flush_sec=0.05).start()
+    rec.frame(H0, 0, "early")
+    real = rec._finish
+    calls: list[str] = []
+
+    def finish_after_a_late_row() -> None:
+        if threading.current_thread() is rec._thread and not calls:
+            calls.append("thread")
+            for i in range(late_rows):
+                rec.frame(H0 + 1 + i, 0, f"late{i}")  # as if from the loop, just after the last drain
+        real()
+
+    rec._finish = finish_after_a_late_row  # type: ignore[method-assign]
+    assert rec.close() == ""
+    assert calls == ["thread"]
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.payload[:] == ["early"] + [f"late{i}" for i in range(late_rows)] and not w.gaps
