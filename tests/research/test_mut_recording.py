@@ -128,3 +128,68 @@ def test_rows_recorded_after_the_writers_last_drain_are_written_by_the_close(tmp
     assert calls == ["thread"]
     w = load_window(tmp_path, H0, H0 + 3600)
     assert w.payload[:] == ["early"] + [f"late{i}" for i in range(late_rows)] and not w.gaps
+
+
+def test_a_row_whose_time_is_no_timestamp_is_named_in_the_losses_of_its_channel(tmp_path):
+    rec = Recorder(tmp_path, session="t1", flush_sec=0.05).start()
+    rec.frame(H0, 0, "a")
+    rec.rest(float("nan"), [])
+    rec.frame(H0 + 1, 0, "b")
+    said = rec.close()
+    assert said == "recording LOST 1 rows of session t1 (rest 1): 1 lost to failed writes (gaps in a replay of it)"
+    assert rec.stats.unwritten == {"rest": 1} and rec.stats.queued == 0
+
+
+def test_a_drain_that_ended_long_ago_is_no_stall(tmp_path, monkeypatch):
+    """The writer marks when its current drain began and clears it when the drain ends: the
+    status line says STALLED only while one drain lasts, never minutes after the last one."""
+    rec = Recorder(tmp_path, session="s2", flush_sec=30).start()  # (the thread wakes on `flush` only)
+    try:
+        rec.frame(H0, 0, "a")
+        rec.flush()
+        assert rec.stats.queued == 0 and rec._drain_began is None
+        later = recording.time.monotonic() + 10 * recording.STALL_SEC
+        monkeypatch.setattr(recording.time, "monotonic", lambda: later)
+        assert rec.health() == ""
+    finally:
+        monkeypatch.undo()
+        rec.close()
+
+
+def test_a_drain_that_fails_unexpectedly_is_counted_and_on_the_status_line_and_the_writer_goes_on(tmp_path, caplog):
+    rec = Recorder(tmp_path, session="u1", flush_sec=0.05).start()
+    real = rec._drain
+    failures = [RuntimeError("boom")]
+
+    def drain() -> None:
+        if failures:
+            raise failures.pop()
+        real()
+
+    rec._drain = drain  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        rec.flush()
+        assert rec.stats.errors == 1
+        assert rec.health() == "recording FAILING (a write cycle failed: RuntimeError; 1 errors)"
+        rec.frame(H0, 0, "after")
+        rec.close()
+    assert "a write cycle failed" in caplog.text
+    assert load_window(tmp_path, H0, H0 + 60).payload[:] == ["after"]
+
+
+def test_failures_are_said_once_a_minute_with_how_many_came_since(tmp_path, monkeypatch, caplog):
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(recording.time, "monotonic", lambda: clock["now"])
+    rec = Recorder(tmp_path, session="f1")
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        rec._failed("w", OSError("disk full"))  # said
+        clock["now"] += recording.FAILURE_LOG_SEC - 1
+        rec._failed("w", OSError("disk full"))  # within the minute: counted, not said
+        rec._failed("w", OSError("disk full"))
+        clock["now"] += 1
+        rec._failed("w", OSError("disk full"))  # a minute after the first: said, with the count since
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and rec.stats.errors == 4
+    assert said[0].endswith("OSError: disk full (trading goes on; rows are lost until it can write)")  # no count
+    assert said[1].endswith("OSError: disk full (3 failures since the last message) (trading goes on; rows are "
+                            "lost until it can write)")
