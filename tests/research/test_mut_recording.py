@@ -193,3 +193,103 @@ def test_failures_are_said_once_a_minute_with_how_many_came_since(tmp_path, monk
     assert said[0].endswith("OSError: disk full (trading goes on; rows are lost until it can write)")  # no count
     assert said[1].endswith("OSError: disk full (3 failures since the last message) (trading goes on; rows are "
                             "lost until it can write)")
+
+
+def _open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("when", ["first write", "its retry"])
+def test_rows_whose_part_cannot_even_be_opened_are_counted_lost_by_channel_and_leak_no_file(tmp_path, monkeypatch,
+                                                                                             caplog, when):
+    """A part that cannot be opened (the writer's constructor fails: a read-only or vanished
+    disk) costs its rows: counted as lost under their channel, said, and neither its lock's file
+    descriptor nor an empty `.open` file is left behind. Either at the batch's first write, or
+    at the one retry of a batch whose part broke."""
+    real = recording.pq.ParquetWriter
+    made = {"n": 0}
+
+    class Broken:
+        def __init__(self, *a, **k):
+            made["n"] += 1
+            if when == "first write" or made["n"] > 1:
+                raise OSError(30, "Read-only file system")
+            self.w = real(*a, **k)
+            self.schema = self.w.schema
+
+        def write_table(self, t):
+            raise OSError(5, "Input/output error")  # (the first part breaks: its rows wait for their retry)
+
+        def close(self):
+            self.w.close()
+
+    monkeypatch.setattr(recording.pq, "ParquetWriter", Broken)
+    fds = _open_fds()
+    rec = Recorder(tmp_path, session="p1", rotate_sec=60)
+    rec.frame(H0, 0, "a")
+    rec.frame(H0 + 1, 0, "b")
+    rec.rest(H0 + 2, [])
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        rec.flush()
+        if when == "its retry":
+            rec.flush()  # the retry's part cannot be opened
+    last = rec._last_failure
+    said = rec.close()
+    assert _open_fds() == fds  # no part's lock left open (nor the hour's lease, after the close)
+    assert rec.stats.unwritten == {"market": 2, "rest": 1} and rec.stats.lost == 3
+    assert said == ("recording LOST 3 rows of session p1 (market 2, rest 1): 3 lost to failed writes "
+                    "(gaps in a replay of it)")
+    hour = recording.hour_key(H0)
+    assert f"could not write 2 market rows for {hour}" in caplog.text  # said (the rest once a minute)
+    assert last is not None and last[1] == (f"could not write 2 market rows for {hour} again: OSError"
+                                            if when == "its retry" else f"could not write 1 rest rows for {hour}: OSError")
+    assert not list(tmp_path.rglob("*" + OPEN_SUFFIX)) and not list(tmp_path.rglob("*.parquet"))
+
+
+def test_a_part_carries_its_channel_and_session_and_is_counted(tmp_path):
+    import os
+    import stat
+
+    import pyarrow.parquet as pq
+
+    rec = Recorder(tmp_path, session="m1", rotate_sec=60)
+    rec.frame(H0, 0, "a")
+    rec.universe(H0 + 1, [])
+    rec.close()
+    files = sorted(tmp_path.rglob("*.parquet"))
+    assert rec.stats.files == len(files) == 2
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in files:
+        meta = pq.ParquetFile(f).schema_arrow.metadata
+        channel = f.name.split("-")[0]
+        assert meta[b"pmm_channel"] == channel.encode() and meta[b"pmm_session"] == b"m1"
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644 & ~umask
+
+
+def test_the_rows_held_for_a_retry_never_take_more_than_hold_bytes(tmp_path):
+    """`hold_bytes` bounds the memory the open parts' rows take: a part past it stops being held
+    (a failure of it then costs its rows, said) and gives back what it held; the count of held
+    bytes is always what the held tables take."""
+    rec = Recorder(tmp_path, session="h1", rotate_sec=3600, hold_bytes=60_000)
+
+    def held_now() -> int:
+        return sum(t.nbytes for h in rec._held.values() if h for t in h)
+
+    sizes = []
+    for b in range(8):
+        for i in range(20):
+            rec.frame(H0 + b * 20 + i, 0, "x" * 1000)  # a batch is ≈ 20 kB
+        rec.rest(H0 + b * 20, [])
+        rec.flush()
+        assert rec._held_bytes == held_now() <= rec.hold_bytes
+        sizes.append(rec._held_bytes)
+    market = (recording.hour_key(H0), "market")
+    assert rec._held[market] is None  # past the bound: no longer held ...
+    assert rec._held[(recording.hour_key(H0), "rest")]  # ... while the small part still is
+    assert 0 < sizes[-1] < 10_000 and max(sizes) > 40_000
+    rec.close()
+    assert rec._held_bytes == 0 and len(load_window(tmp_path, H0, H0 + 3600)) == 8 * 21
+    assert rec.stats.errors == 0 and rec.stats.lost == 0 and rec.losses() == ""
