@@ -293,3 +293,59 @@ def test_the_rows_held_for_a_retry_never_take_more_than_hold_bytes(tmp_path):
     rec.close()
     assert rec._held_bytes == 0 and len(load_window(tmp_path, H0, H0 + 3600)) == 8 * 21
     assert rec.stats.errors == 0 and rec.stats.lost == 0 and rec.losses() == ""
+
+
+def test_a_part_too_large_to_hold_that_breaks_costs_its_written_rows_said_and_counted_and_no_more(
+        tmp_path, monkeypatch, caplog):
+    """A part past `hold_bytes` breaks (a write fails): the rows already written into it cannot be
+    written again, so they are lost, counted under their channel and said; the batch whose write
+    failed is still held, and written into a new part at the next drain. The broken part's
+    writer, lock and `.open` file are all let go."""
+    real = recording.pq.ParquetWriter
+    writes = {"n": 0}
+
+    class FailsOnce:
+        def __init__(self, path, *a, **k):
+            self.market = "market-" in str(path)
+            self.w = real(path, *a, **k)
+            self.schema = self.w.schema
+            self.closed = False
+
+        def write_table(self, t):
+            writes["n"] += 1
+            if writes["n"] == 3:  # (the engine's part, the first market batch, then this)
+                raise OSError(28, "No space left on device")
+            self.w.write_table(t)
+
+        def close(self):
+            self.closed = True
+            self.w.close()
+
+    made: list[FailsOnce] = []
+
+    def make(*a, **k):
+        made.append(FailsOnce(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(recording.pq, "ParquetWriter", make)
+    fds = _open_fds()
+    rec = Recorder(tmp_path, session="k1", rotate_sec=3600, hold_bytes=10_000)
+    rec.engine(H0, "start")  # (its own part: the hole after it is a gap the replay sees)
+    for i in range(20):
+        rec.frame(H0 + i, 0, "x" * 1000)  # ≈ 20 kB: written, too large to hold
+    rec.flush()
+    assert rec._held[(recording.hour_key(H0), "market")] is None
+    for i in range(20, 25):
+        rec.frame(H0 + i, 0, f"y{i}")  # this batch's write fails: the part breaks
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        rec.flush()
+    assert [m.closed for m in made if m.market] == [True] and not list(tmp_path.rglob("market-*" + OPEN_SUFFIX))  # the broken part is gone
+    assert rec.stats.lost == 20 and rec.stats.unwritten == {"market": 20}
+    assert (f"20 market rows for {recording.hour_key(H0)} lost (a part could not be written, and it was too "
+            "large to hold for a retry)") in caplog.text
+    said = rec.close()
+    assert said == "recording LOST 20 rows of session k1 (market 20): 20 lost to failed writes (gaps in a replay of it)"
+    assert _open_fds() == fds
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.payload[1:] == [f"y{i}" for i in range(20, 25)]  # the failed batch, written again
+    assert [g.missing_rows for g in w.gaps] == [20]
