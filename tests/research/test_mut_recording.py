@@ -349,3 +349,61 @@ def test_a_part_too_large_to_hold_that_breaks_costs_its_written_rows_said_and_co
     w = load_window(tmp_path, H0, H0 + 3600)
     assert w.payload[1:] == [f"y{i}" for i in range(20, 25)]  # the failed batch, written again
     assert [g.missing_rows for g in w.gaps] == [20]
+
+
+def test_each_part_closed_lets_its_lock_go_and_counts_its_bytes(tmp_path):
+    """A rotation closes a part a minute per channel: each one's lock file descriptor is closed
+    once it is published (kept, a day of recording ran out of descriptors), and its size counts."""
+    fds = _open_fds()
+    rec = Recorder(tmp_path, session="r1", rotate_sec=60)
+    slot = {"now": 0}
+    rec._rotation_slot = lambda: slot["now"]  # type: ignore[method-assign]
+    for part in range(6):
+        slot["now"] = part
+        rec.frame(H0 + part, 0, f"m{part}")
+        rec.rest(H0 + part, [])
+        rec.flush()
+    assert _open_fds() <= fds + 5  # the two open parts (a lock and a file each) and the hour lease, not the parts before
+    rec.close()
+    assert _open_fds() == fds
+    files = sorted(tmp_path.rglob("*.parquet"))
+    assert len(files) == rec.stats.files == 12
+    assert rec.stats.bytes_written == sum(f.stat().st_size for f in files)
+
+
+def test_a_recorder_without_a_budget_deletes_nothing_even_when_asked(tmp_path):
+    rec = Recorder(tmp_path, session="n1")  # PMM_RECORD_MAX_GB=0: no budget
+    for h in range(3):
+        rec.frame(H0 + h * 3600, 0, "x")
+    rec.close()
+    assert rec.enforce_budget() == [] and len(list(tmp_path.iterdir())) == 3
+    assert rec.stats.hours_deleted == 0
+
+
+def test_the_budget_never_names_the_hour_its_own_recorder_writes(tmp_path, caplog):
+    """The open hour is skipped without a word (it is no other recorder's), the closed ones go
+    oldest first, and an hour kept for a replay is said once with the budget and its size."""
+    rec = Recorder(tmp_path, session="o1", rotate_sec=60)
+    for h in range(3):
+        rec.frame(H0 + h * 3600, 0, "x" * 2000)
+        rec.flush()
+    rec.max_bytes = 1
+    reading = recording.hour_lease(tmp_path / recording.hour_key(H0), exclusive=False)  # a replay reads it
+    try:
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            assert rec.enforce_budget() == [recording.hour_key(H0 + 3600)]
+            assert rec.enforce_budget() == []  # said once
+    finally:
+        import os
+
+        assert reading is not None
+        os.close(reading)
+    open_hour = recording.hour_key(H0 + 2 * 3600)
+    assert (tmp_path / open_hour).exists()
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if open_hour in m], said
+    size = sum(f.stat().st_size for f in (tmp_path / recording.hour_key(H0)).glob("*.parquet"))
+    assert said[0] == (f"recording budget PMM_RECORD_MAX_GB=1e-09: hour {recording.hour_key(H0)} ({size / 1e6:.1f} MB) "
+                       "kept for now: a replay is reading it (or a recorder writing it); deleted once it is done")
+    assert len([m for m in said if "kept for now" in m]) == 1
+    rec.close()
