@@ -391,7 +391,11 @@ class Broker:
                         out.append((q, order, self._order_id(order, neg)))
                 return out
 
-            signed = await self._call("sign", sign)  # nothing was posted yet: safe to retry
+            try:
+                signed = await self._call("sign", sign)  # nothing of this batch was posted yet: safe to retry
+            except BrokerError as exc:  # this batch fails alone: the batches already posted keep their results
+                results.extend(PlaceResult(q, False, error=exc.message) for q, _, _ in chunk)
+                continue
             pending = {k: v for k, v in enumerate(signed) if not isinstance(v, PlaceResult)}
             if pending:
 

@@ -810,6 +810,7 @@ class SdkVenue:
         self.gets: list[str] = []
         self.posts: list[list[dict[str, Any]]] = []
         self.tick_answers: list[Any] = []
+        self.down: set[str] = set()  # tokens whose GET /tick-size never gets an answer
         self.post_answers: list[Any] = [lambda payload: [
             {"success": True, "orderID": f"0xv{p['order']['salt']}", "status": "live"} for p in payload]]
         client._get = self.get
@@ -819,6 +820,8 @@ class SdkVenue:
         path = endpoint.split("127.0.0.1:9", 1)[1]
         self.gets.append(path)
         if path == "/tick-size":
+            if (params or {}).get("token_id") in self.down:
+                raise api_error(None)
             a = self.tick_answers.pop(0) if self.tick_answers else None
             if isinstance(a, BaseException):
                 raise a
@@ -1069,3 +1072,20 @@ async def test_the_probe_never_calls_the_venue_clean_while_an_open_order_cannot_
     with pytest.raises(BrokerError) as ei:
         await ex.probe()  # the circuit breaker stays open: quoting does not resume
     assert ei.value.op == "open_orders"
+
+
+async def test_an_sdk_batch_that_cannot_be_signed_never_loses_the_batches_already_posted(sdk, caplog):
+    """SDK path, 16 quotes: batch 1 (15) posted and resting, batch 2's tick size unreadable
+    through every retry. post_orders raised, so the caller marked all 16 refused and the 15
+    resting orders went untracked (never cancelled, quoted over again). Now batch 2 fails alone."""
+    b, v = sdk()
+    items = quotes(16)
+    v.down = {items[15][0].token_id}
+    with caplog.at_level(logging.INFO, logger="pmm_widgets.venue.broker"):
+        out = await b.post_orders(items)
+    assert [len(p) for p in v.posts] == [15]
+    assert [(r.quote, r.ok, r.status) for r in out[:15]] == [(q, True, "live") for q, _, _ in items[:15]]
+    assert (out[15].quote, out[15].ok, out[15].uncertain, out[15].order_id) == (items[15][0], False, False, None)
+    assert out[15].error == "Request exception!" and b.retried == 3 and b.failures == 1
+    assert caplog.records[0].getMessage() == "sign: sign: Request exception!; retry 1 in 0.00s"
+
