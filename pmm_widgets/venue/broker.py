@@ -619,13 +619,21 @@ class Broker:
 
     async def token_balance(self, token_id: str) -> Decimal:
         """The wallet's shares of one outcome token (`GET /balance-allowance?asset_type=CONDITIONAL`,
-        6-decimal base units)."""
+        6-decimal base units). An answer without a readable balance is a BrokerError, never 0 shares."""
         from py_clob_client_v2.clob_types import AssetType, BalanceAllowanceParams
 
         p = BalanceAllowanceParams(asset_type=AssetType.CONDITIONAL, token_id=token_id)
         resp = await self._call("balance_allowance", lambda: self._client.get_balance_allowance(p))
         raw = resp.get("balance") if isinstance(resp, dict) else None
-        return Decimal(str(raw or 0)) / 1_000_000
+        if raw is None:
+            raise BrokerError("balance_allowance", f"no balance in the venue's answer ({type(resp).__name__})")
+        try:
+            shares = Decimal(str(raw)) / 1_000_000
+        except ArithmeticError:  # decimal.InvalidOperation
+            shares = Decimal("NaN")
+        if not shares.is_finite():
+            raise BrokerError("balance_allowance", f"the venue's balance {raw!r} is not a number")
+        return shares
 
     async def orders_scoring(self, order_ids: Sequence[str]) -> dict[str, bool]:
         """POST /orders-scoring: which of these orders earn liquidity rewards now."""

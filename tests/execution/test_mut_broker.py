@@ -1089,3 +1089,20 @@ async def test_an_sdk_batch_that_cannot_be_signed_never_loses_the_batches_alread
     assert out[15].error == "Request exception!" and b.retried == 3 and b.failures == 1
     assert caplog.records[0].getMessage() == "sign: sign: Request exception!; retry 1 in 0.00s"
 
+
+async def test_a_balance_the_venue_did_not_give_is_an_error_not_zero(make):
+    """A cut or empty balance answer read as 0 shares made the restore check report the wallet
+    empty ("restored positions disagree with the venue ... venue 0")."""
+    b, c = make()
+    for answer in ("<html>", {"allowances": {}}, {"balance": None}, None):
+        c.answers["get_balance_allowance"] = [answer]
+        with pytest.raises(BrokerError) as ei:
+            await b.token_balance("123")
+        assert ei.value.op == "balance_allowance" and ei.value.message.startswith("no balance in the venue's answer")
+    for bad in ("12a", "", "NaN", "Infinity", True):
+        c.answers["get_balance_allowance"] = [{"balance": bad}]
+        with pytest.raises(BrokerError) as ei:
+            await b.token_balance("123")
+        assert str(ei.value) == f"balance_allowance: the venue's balance {bad!r} is not a number"
+    c.answers["get_balance_allowance"] = [{"balance": "0"}]
+    assert await b.token_balance("123") == 0
