@@ -765,7 +765,7 @@ async def test_an_order_that_cannot_be_signed_fails_alone(signing):
     assert len(entry.calls) == 1 and [r.error for r in out] == ["SignerError: unsupported tick size 0.3"] * 2  # nothing to post
 
 
-async def test_a_refused_or_lost_fast_post_comes_back_per_order(signing):
+async def test_a_refused_or_lost_fast_post_comes_back_per_order(signing, caplog):
     entry = FakePostEntry(EntryError("post", f"invalid api key {CREDS.api_secret}", 401))
     b, c = signing(entry)
     items = quotes(2)
@@ -773,7 +773,10 @@ async def test_a_refused_or_lost_fast_post_comes_back_per_order(signing):
     assert [(r.ok, r.uncertain, r.order_id, r.error) for r in out] == [(False, False, None, "invalid api key ***")] * 2
     assert len(entry.calls) == 1 and b.failures == 1
     b._entry = entry = FakePostEntry(EntryError("post", "ReadTimeout: "))
-    out = await b.post_orders(items)
+    with caplog.at_level(logging.INFO, logger="pmm_widgets.venue.broker"):
+        out = await b.post_orders(items)
+    assert caplog.records[0].getMessage() == (
+        "post_orders: post_orders: ReadTimeout: ; checking the venue for 2 order(s), retry 1 in 0.00s")
     assert len(entry.calls) == 4 and len(c.named("get_open_orders")) == 3  # each re-post after a look at the venue
     for r, body, (_, _, neg) in zip(out, entry.calls[0][0], items):
         assert (r.ok, r.uncertain, r.error) == (False, True, "ReadTimeout: ")
@@ -876,13 +879,15 @@ async def test_sdk_posts_are_post_only_gtc_batches_of_15_answered_in_order(sdk):
         (q, True, f"0xv{p['order']['salt']}", "live") for (q, _, _), p in zip(items, sent)]
 
 
-async def test_sdk_order_ids_are_the_order_hashes_the_venue_will_answer_with(sdk):
+async def test_sdk_order_ids_are_the_order_hashes_the_venue_will_answer_with(sdk, caplog):
     b, v = sdk()
     items = quotes(4)
-    v.post_answers = [BrokerError("post_orders", "lost", None, transient=True),
-                      api_error(400, {"error": "not enough balance"})]
+    v.post_answers = [api_error(None), api_error(400, {"error": "not enough balance"})]
     b.open_orders = lambda **kw: asyncio.sleep(0, [])  # type: ignore[method-assign]
-    out = await b.post_orders(items)
+    with caplog.at_level(logging.INFO, logger="pmm_widgets.venue.broker"):
+        out = await b.post_orders(items)
+    assert [r.getMessage() for r in caplog.records] == [
+        "post_orders: post_orders: Request exception!; checking the venue for 4 order(s), retry 1 in 0.00s"]
     assert len(v.posts) == 2 and v.posts[0] == v.posts[1]  # re-posted as signed, after a look at the venue
     assert [(r.ok, r.uncertain, r.order_id, r.error) for r in out] == [(False, False, None, "not enough balance")] * 4
     dry = await b.post_orders(items, dry_run=True)
