@@ -1111,3 +1111,13 @@ async def test_a_balance_the_venue_did_not_give_is_an_error_not_zero(make):
         assert str(ei.value) == f"balance_allowance: the venue's balance {bad!r} is not a number"
     c.answers["get_balance_allowance"] = [{"balance": "0"}]
     assert await b.token_balance("123") == 0
+
+
+async def test_an_order_the_sdk_refuses_to_sign_fails_alone_in_its_batch(sdk):
+    b, v = sdk()
+    items = quotes(3)
+    items[1] = (Quote("0xm", "1001", Side.BUY, Decimal("1.5"), Decimal(5)), Decimal("0.01"), False)
+    out = await b.post_orders(items)
+    assert [len(p) for p in v.posts] == [2] and b.retried == 0  # a refusal is not retried
+    assert [p["order"]["tokenId"] for p in v.posts[0]] == ["1000", "1002"]
+    assert [r.ok for r in out] == [True, False, True] and out[1].error.startswith("invalid price (1.5)")
