@@ -391,7 +391,11 @@ class Broker:
                         out.append((q, order, self._order_id(order, neg)))
                 return out
 
-            signed = await self._call("sign", sign)  # nothing was posted yet: safe to retry
+            try:
+                signed = await self._call("sign", sign)  # nothing of this batch was posted yet: safe to retry
+            except BrokerError as exc:  # this batch fails alone: the batches already posted keep their results
+                results.extend(PlaceResult(q, False, error=exc.message) for q, _, _ in chunk)
+                continue
             pending = {k: v for k, v in enumerate(signed) if not isinstance(v, PlaceResult)}
             if pending:
 
@@ -580,24 +584,31 @@ class Broker:
         return self._cancel_result(await self._call("cancel_all", self._client.cancel_all))
 
     # ------------------------------------------------------------------ account data
-    def _decoded(self, op: str, rows: Any, typ: type[T]) -> list[T]:
+    def _decoded(self, op: str, rows: Any, typ: type[T], whole: bool = False) -> list[T]:
         """The SDK's rows (dicts) as typed venue objects; a row without the documented shape is
-        logged (the field named) and skipped, never taken for something else."""
+        logged (the field named) and skipped, never taken for something else. `whole`: such a row
+        fails the read instead (BrokerError), for a list whose every row must be known."""
         if not isinstance(rows, list):
             raise BrokerError(op, f"the venue answered {type(rows).__name__}, not a list")
         out, errors = convert_all(rows, typ, op)
+        if errors and whole:
+            raise BrokerError(op, f"{len(errors)} of {len(rows)} rows unreadable ({errors[0].removeprefix(op + ': ')}): "
+                                  f"the {op.replace('_', ' ')} are unknown")
         for e in errors[:5]:
             log.warning("venue %s: %s", op, e)
         return out
 
     async def open_orders(self, market: str | None = None, asset_id: str | None = None,
                           retry: bool = True) -> list[VenueOrder]:
-        """Every open order (the SDK follows the cursor pages MA== ... LTE=)."""
+        """Every open order (the SDK follows the cursor pages MA== ... LTE=). A row that cannot be
+        read fails the whole read: an order left out of the list would be taken for one the venue
+        no longer holds (reconcile would stop tracking it while it rests, the circuit breaker's
+        probe would count the venue clean)."""
         from py_clob_client_v2 import OpenOrderParams
 
         p = OpenOrderParams(market=market, asset_id=asset_id)
         rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry)
-        return self._decoded("open_orders", rows, VenueOrder)
+        return self._decoded("open_orders", rows, VenueOrder, whole=True)
 
     async def trades(self, after: int | None = None, market: str | None = None) -> list[Trade]:
         """Every trade of the account since `after` (epoch s), all pages."""
@@ -608,13 +619,21 @@ class Broker:
 
     async def token_balance(self, token_id: str) -> Decimal:
         """The wallet's shares of one outcome token (`GET /balance-allowance?asset_type=CONDITIONAL`,
-        6-decimal base units)."""
+        6-decimal base units). An answer without a readable balance is a BrokerError, never 0 shares."""
         from py_clob_client_v2.clob_types import AssetType, BalanceAllowanceParams
 
         p = BalanceAllowanceParams(asset_type=AssetType.CONDITIONAL, token_id=token_id)
         resp = await self._call("balance_allowance", lambda: self._client.get_balance_allowance(p))
         raw = resp.get("balance") if isinstance(resp, dict) else None
-        return Decimal(str(raw or 0)) / 1_000_000
+        if raw is None:
+            raise BrokerError("balance_allowance", f"no balance in the venue's answer ({type(resp).__name__})")
+        try:
+            shares = Decimal(str(raw)) / 1_000_000
+        except ArithmeticError:  # decimal.InvalidOperation
+            shares = Decimal("NaN")
+        if not shares.is_finite():
+            raise BrokerError("balance_allowance", f"the venue's balance {raw!r} is not a number")
+        return shares
 
     async def orders_scoring(self, order_ids: Sequence[str]) -> dict[str, bool]:
         """POST /orders-scoring: which of these orders earn liquidity rewards now."""
