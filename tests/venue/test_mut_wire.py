@@ -119,7 +119,8 @@ def test_user_frames_refuse_market_events_as_unknown():
 @pytest.mark.parametrize("raw,want", [
     *[(m.value, m) for m in VenueOrderStatus],
     *[(f"ORDER_STATUS_{m.value}", m) for m in VenueOrderStatus],
-    (" live ", VenueOrderStatus.LIVE), ("delayed", VenueOrderStatus.DELAYED),
+    (" live ", VenueOrderStatus.LIVE), ("delayed", VenueOrderStatus.DELAYED), ("UNMATCHED", VenueOrderStatus.UNMATCHED),
+    ("MATCHED", VenueOrderStatus.MATCHED), ("INVALID", VenueOrderStatus.INVALID),
     ("CANCELED_FOK_NOT_FILLED", VenueOrderStatus.CANCELED), ("canceled_whatever", VenueOrderStatus.CANCELED),
     ("SOMETHING_NEW", VenueOrderStatus.UNKNOWN), ("CANCELLED", VenueOrderStatus.UNKNOWN),
     ("", None), ("   ", None), ("ORDER_STATUS_", None),
@@ -212,6 +213,8 @@ def test_to_builtins_round_trips_a_frame():
     ({"match_time": "x", "timestamp": "1786604082000"}, 1786604082.0),  # unreadable: the next field
     ({"match_time": True, "timestamp": "1786604082000"}, None),  # (a bool is refused by the decoder)
     ({}, 7.0),
+    ({"match_time": "0"}, 0.0), ({"match_time": "0.5"}, 0.5),  # the bounds: [0, MAX_TS_SEC]
+    ({"match_time": str(int(wire.MAX_TS_SEC))}, wire.MAX_TS_SEC), ({"match_time": str(int(wire.MAX_TS_SEC) + 1)}, 7.0),
 ])
 def test_venue_ts_reads_seconds_then_milliseconds_then_the_default(fields, want):
     try:
