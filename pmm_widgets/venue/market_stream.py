@@ -883,9 +883,11 @@ class MarketStream:
         if b is None:
             return
         try:
-            ts, _ = self._ts(snap.timestamp, now)
+            ts, clamped = self._ts(snap.timestamp, now)
         except BadMessage:
             self._bad("REST book with an invalid timestamp", None)
+            if b.needs_resync or not b.synced:
+                self._pending.add(b.token_id)  # the book still waits for one: ask again shortly
             return
         # a distrusted book whose timestamp lies in our future got it from a clamped frame: no
         # real update can be newer than the venue's own snapshot then, so the snapshot wins
@@ -897,8 +899,13 @@ class MarketStream:
         if b.apply_snapshot(snap, ts=now, venue_ts_ms=ts):
             self.stats.snapshots_applied += 1
             replaced.add(b.token_id)
+            if clamped:  # stamped in our future (as `_on_book`): the stamp would refuse the venue's
+                b.needs_resync = True  # next updates, so the book is not trusted until a sane one
+                self._pending.add(b.token_id)
         else:
             self._bad("REST book with invalid levels", None)
+            if b.needs_resync or not b.synced:
+                self._pending.add(b.token_id)  # the book still waits for one: ask again shortly
 
     def _quiet_tokens(self) -> set[str]:
         """Live books without an update for `quiet_sec` (and not reloaded for as long)."""

@@ -39,6 +39,7 @@ from ..domain import Side
 from ..errors import PmmError
 
 Num: TypeAlias = str | int | float | None  # a number the venue may send as text or as JSON number
+MAX_TS_SEC = 1e11  # a venue time (epoch s) beyond this (year 5138, as `book.MAX_TS_MS`) is junk input
 
 
 class WireError(PmmError, ValueError):
@@ -290,13 +291,17 @@ class Trade(msgspec.Struct, gc=False):
         return Liquidity.__members__.get(_norm(self.trader_side, ""))
 
     def venue_ts(self, default: float) -> float:
-        """Venue time (epoch s): match_time / matchtime (s), else timestamp (ms), else `default`."""
+        """Venue time (epoch s): match_time / matchtime (s), else timestamp (ms), else `default`.
+        A value that is no time (unreadable, negative, not finite, beyond `MAX_TS_SEC`) is skipped:
+        the live exchange backfills from the latest one (`int(ts - margin)`: an inf or a NaN raised)."""
         for v, scale in ((self.match_time, 1.0), (self.matchtime, 1.0), (self.timestamp, 1000.0)):
             if v not in (None, "") and not isinstance(v, bool):
                 try:
-                    return float(v) / scale
-                except ValueError:
-                    pass
+                    ts = float(v) / scale
+                except (ValueError, OverflowError):  # (OverflowError: an integer beyond a float)
+                    continue
+                if 0.0 <= ts <= MAX_TS_SEC:  # (False for a NaN)
+                    return ts
         return default
 
 
