@@ -527,10 +527,18 @@ class Broker:
     # ------------------------------------------------------------------ cancels
     @staticmethod
     def _cancel_result(resp: Any) -> CancelResult:
+        """The venue's cancel answer; what it does not say in the documented shape (`canceled` a
+        list of ids, `not_canceled` an object id -> reason) is not known cancelled or gone: those
+        orders stay tracked (a later cancel or reconcile settles them), never a crash past the
+        callers' `except BrokerError` (a `not_canceled` list raised AttributeError)."""
         if not isinstance(resp, dict):
             return CancelResult([], {})
-        return CancelResult([str(x) for x in resp.get("canceled") or []],
-                            {str(k): str(v) for k, v in (resp.get("not_canceled") or {}).items()})
+        done, gone = resp.get("canceled"), resp.get("not_canceled")
+        if not isinstance(done, list | None) or not isinstance(gone, dict | None):
+            log.warning("venue cancel: an answer of another shape (canceled: %s, not_canceled: %s) read as nothing "
+                        "known cancelled", type(done).__name__, type(gone).__name__)
+        return CancelResult([str(x) for x in done] if isinstance(done, list) else [],
+                            {str(k): str(v) for k, v in gone.items()} if isinstance(gone, dict) else {})
 
     async def cancel(self, order_ids: Sequence[str]) -> CancelResult:
         """Cancel by venue order id: one DELETE /order, or DELETE /orders batches."""

@@ -222,6 +222,10 @@ async def test_fast_cancels_retry_a_transient_failure_and_fail_at_once_on_a_refu
     ({"canceled": None, "not_canceled": None}, [], {}),
     ({"canceled": ["0xa", 7], "not_canceled": {"0xb": "order not found", 8: 9}}, ["0xa", "7"],
      {"0xb": "order not found", "8": "9"}),
+    # another shape (a list for the object, text for the list): nothing known, never a crash
+    ({"canceled": ["0xa"], "not_canceled": ["0xb"]}, ["0xa"], {}),
+    ({"canceled": "0xab", "not_canceled": {"0xb": "gone"}}, [], {"0xb": "gone"}),
+    ({"canceled": {"0xa": 1}, "not_canceled": "0xb"}, [], {}),
 ])
 def test_a_cancel_answer_is_read_as_lists_of_strings(answer, canceled, not_canceled):
     r = Broker._cancel_result(answer)
