@@ -407,3 +407,45 @@ def test_the_budget_never_names_the_hour_its_own_recorder_writes(tmp_path, caplo
                        "kept for now: a replay is reading it (or a recorder writing it); deleted once it is done")
     assert len([m for m in said if "kept for now" in m]) == 1
     rec.close()
+
+
+def test_an_open_part_that_cannot_be_probed_keeps_its_hour_from_the_budget(tmp_path, caplog):
+    """An `.open` part the budget cannot probe (here a directory of that name; a file it may not
+    open alike) counts as being written: its hour is kept, said, and the budget goes on."""
+    rec = Recorder(tmp_path, session="v1")
+    for h in range(2):
+        rec.frame(H0 + h * 3600, 0, "x")
+    rec.close()
+    odd = tmp_path / recording.hour_key(H0) / f"market-zz-0000.parquet{OPEN_SUFFIX}"
+    odd.mkdir()
+    rec.max_bytes = 1
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert rec.enforce_budget() == [recording.hour_key(H0 + 3600)]
+    assert (tmp_path / recording.hour_key(H0)).exists() and odd.exists()
+    assert f"{odd.name} is being written" in caplog.text
+
+
+def test_probes_and_leases_that_fail_leave_no_descriptor_open(tmp_path):
+    import os
+
+    hour = tmp_path / recording.hour_key(H0)
+    hour.mkdir()
+    part = hour / f"market-s-0000.parquet{OPEN_SUFFIX}"
+    part.write_bytes(b"")
+    held = os.open(part, os.O_RDONLY)
+    reader = recording.hour_lease(hour, exclusive=False)  # a replay reads the hour
+    try:
+        import fcntl
+
+        fcntl.flock(held, fcntl.LOCK_EX)  # its writer lives
+        fds = _open_fds()
+        for _ in range(5):
+            assert recording.being_written(part) is True
+            with pytest.raises(recording.HourLeased):
+                recording.hour_lease(hour, exclusive=True)
+        assert _open_fds() == fds
+    finally:
+        os.close(held)
+        assert reader is not None
+        os.close(reader)
+    assert recording.being_written(part) is False  # its writer died: no lock held
