@@ -48,6 +48,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
+from ..tasks import cancel_and_wait, spawn
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
@@ -74,6 +75,7 @@ BACKFILL_MARGIN_SEC = 300.0
 WATCHDOG_SEC = 0.2
 CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this long (late events), then go
 EVICT_EVERY_SEC = 60.0
+GONE_KEPT = 10_000  # orders closed as gone whose late placement is still watched for (`_cancel_landed_late`)
 
 
 class LiveError(PmmError):
@@ -216,6 +218,10 @@ class LiveExchange:
         self._buffer: dict[str, list[tuple[float, UserEvent]]] = {}
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # venue ids of orders closed because the venue did not hold them (`_close_gone`; the newest
+        # GONE_KEPT), and the cancels of those the venue then placed after all (`_cancel_landed_late`)
+        self._gone: dict[str, None] = {}
+        self._late_tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._api_key = ""
         self._addresses: set[str] = set()
@@ -278,6 +284,7 @@ class LiveExchange:
                 await self.cancel_all()
         elif self._started:
             await self.cancel_all()
+        await cancel_and_wait(*self._late_tasks)  # (the cancel-all above took their orders too)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -348,8 +355,13 @@ class LiveExchange:
         self._record_order(o)
 
     def _close_gone(self, o: Order, reason: str) -> None:
-        """The venue no longer holds `o`: FILLED when nothing of it remains, else CANCELED."""
+        """The venue no longer holds `o`: FILLED when nothing of it remains, else CANCELED. Or not
+        yet: a POST it acts on late is placed after this (`_cancel_landed_late`), so the id is kept."""
         self._close_order(o, OrderStatus.FILLED if o.remaining <= 0 else OrderStatus.CANCELED, reason)
+        if o.venue_order_id:
+            self._gone[o.venue_order_id] = None
+            if len(self._gone) > GONE_KEPT:
+                del self._gone[next(iter(self._gone))]
 
     # ------------------------------------------------------------------ orders
     async def place(self, quotes: Sequence[Quote]) -> list[Order]:
@@ -688,6 +700,8 @@ class LiveExchange:
                     sp.gone = ts
         status = ev.order_status
         if o.client_id not in self._open:
+            if ev.kind is OrderEventKind.PLACEMENT:
+                self._cancel_landed_late(o)
             return
         if ev.kind is OrderEventKind.CANCELLATION or (status is not None and status.is_cancel):
             self._close_order(o, OrderStatus.CANCELED, ev.status.lower() or "cancelled")
@@ -696,6 +710,28 @@ class LiveExchange:
         elif o.filled > 0 and o.status is OrderStatus.LIVE:
             o.status, o.updated_ts = OrderStatus.PARTIAL, self._clock()
             self._record_order(o)
+
+    def _cancel_landed_late(self, o: Order) -> None:
+        """The venue placed an order of ours that is closed here: a POST whose answer was lost and
+        that the venue acted on after the cancel sent just behind it found nothing (the order was
+        closed as gone). It would rest with nobody managing it until a reconnect's reconcile:
+        cancel it now (once; a failure leaves it to that reconcile, said)."""
+        vid = o.venue_order_id
+        if not vid or vid not in self._gone:  # (only an order closed as gone: the placement of one we
+            return  # cancelled ourselves may reach the tape after the venue's answer to the cancel)
+        del self._gone[vid]  # (once)
+        log.warning("live: order %s (%s %s @ %s) was placed by the venue after it was closed here (%s): "
+                    "cancelling it", vid[:14], o.side.value, o.size, o.price, o.reason or o.status.value)
+        spawn(self._cancel_late(vid), f"live-late-cancel-{vid[:10]}", self._late_tasks)
+
+    async def _cancel_late(self, vid: str) -> None:
+        try:
+            async with self._lock:
+                r = await self._venue.cancel([vid])
+        except BrokerError as exc:
+            log.warning("live: cancel of late-placed order %s failed (%s): the next reconcile cancels it", vid[:14], exc)
+            return
+        self.orphans_cancelled += len(r.canceled)
 
     def _on_trade_event(self, ev: Trade, source: str, force: bool = False) -> None:
         """A trade from the tape (`TradeEvent`) or a REST backfill row (`Trade`)."""

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from .server import Sandbox
 
 OPEN = ("PENDING", "LIVE", "PARTIAL")
-CLEAR = {"latency_ms": 0.0, "http_error_rate": 0.0, "http_error_status": 503, "http_error_methods": "",
+CLEAR = {"latency_ms": 0.0, "latency_methods": "", "http_error_rate": 0.0, "http_error_status": 503, "http_error_methods": "",
          "http_error_count": -1, "ws_drop_rate": 0.0, "malformed_rate": 0.0, "garbled_answer_rate": 0.0,
          "garbled_answer_methods": ""}
 

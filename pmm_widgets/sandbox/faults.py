@@ -23,6 +23,9 @@ class Faults:
     """Mutable knobs; every field can be set directly or through `update(**fields)`."""
 
     latency_ms: float = 0.0  # added to every HTTP answer and to every websocket frame
+    # e.g. "POST": only these methods' HTTP requests wait `latency_ms` ("" = all; frames always do):
+    # a POST that lands after the DELETE sent just behind it (two servers of one venue)
+    latency_methods: str = ""
     http_error_rate: float = 0.0  # fraction of HTTP requests answered with `http_error_status`
     http_error_status: int = 503  # 429 (with Retry-After), 500, 502 or 503
     http_error_methods: str = ""  # e.g. "DELETE" or "POST,DELETE": only these methods fail ("" = all)
@@ -62,6 +65,12 @@ class Faults:
         return d
 
     # ------------------------------------------------------------------ decisions
+    def http_delay(self, method: str) -> float:
+        """Seconds this HTTP request waits before the venue acts on it."""
+        if self.latency_ms <= 0 or not _method_in(self.latency_methods, method):
+            return 0.0
+        return self.latency_ms / 1000.0
+
     def http_error(self, method: str = "") -> tuple[int, dict[str, str], dict[str, str]] | None:
         """(status, body, headers) when this request must fail, else None."""
         if self.http_error_rate <= 0:

@@ -195,10 +195,11 @@ class Sandbox:
         if request.path.startswith("/_sandbox/"):
             return await handler(request)
         f = self.faults
-        if f.latency_ms > 0:
+        delay = f.http_delay(request.method)
+        if delay > 0:
             if request.can_read_body and not request.path.startswith("/ws/"):
                 await request.read()  # the venue has the whole request: it acts even if the client gives up
-            await asyncio.sleep(f.latency_ms / 1000.0)
+            await asyncio.sleep(delay)
         if not request.path.startswith("/ws/"):
             err = f.http_error(request.method)
             if err is not None:

@@ -139,6 +139,36 @@ async def test_lost_post_answer_leaves_no_orphan_and_no_duplicate(sb, venue, wal
     await ex.close()
 
 
+async def test_a_post_that_lands_after_the_cancel_of_its_lost_answer_is_cancelled_when_the_tape_shows_it(
+        sb, venue, wallet_key, closers):
+    """The POST's answer is lost (latency > timeout) and the venue acts on it late, after the
+    DELETE sent just behind it found nothing ("not found": the order was closed here as gone).
+    The venue then places it: it rested with nobody managing it until a reconnect's reconcile
+    (hours). The tape's PLACEMENT of an order of ours that is closed here now cancels it at once."""
+    ex = await _started(sb, wallet_key, closers, http_timeout_sec=0.15, venue_retries=0)
+    key = ex.broker.creds.api_key.get_secret_value()
+    markets = active_markets(sb, 3)
+    ex.set_markets(markets)
+    quotes = touch_bids(sb, markets)
+    sb.faults.update(latency_ms=1000, latency_methods="POST")  # the DELETE overtakes the POST
+    try:
+        orders = await ex.place(quotes)
+        # the answer lost, the orders were cancelled at once by the ids we signed: the venue had
+        # none of them yet, so they were closed here as gone
+        assert [(o.status, o.reason) for o in orders] == [(OrderStatus.CANCELED, "order not found")] * len(quotes)
+        assert not ex.open_orders()
+        assert await wait_for(lambda: len(_orders_of(venue, key)) == len(quotes), 3.0)  # ... then they landed
+    finally:
+        sb.faults.update(latency_ms=0, latency_methods="")
+    assert await wait_for(lambda: not sb.sim.open_orders(key), 3.0), [so.order_id for so in sb.sim.open_orders(key)]
+    final = [sb.sim.get_order(vid) for vid in _orders_of(venue, key)]
+    cancelled = [so for so in final if so is not None and so.status == "CANCELED"]
+    assert len(cancelled) + sum(1 for so in final if so is not None and so.status == "MATCHED") == len(quotes)
+    assert ex.orphans_cancelled == len(cancelled) >= 1  # each by the tape's placement (a fill took the others)
+    assert len(_orders_of(venue, key)) == len(quotes)  # never placed twice
+    await ex.close()
+
+
 async def _resting_then_failing_deletes(sb, wallet_key, closers, n_failing: int, **settings):
     """A started exchange with bids resting on 3 markets, and the next `n_failing` DELETEs answered 500."""
     ex = await _started(sb, wallet_key, closers, venue_backoff_sec=0.05, **settings)

@@ -104,6 +104,31 @@ def test_garbled_answer_knob_is_validated() -> None:
     assert not f.garble("POST", 400) and not f.garble("POST", 503)
 
 
+async def test_latency_can_hold_back_some_methods_only(sandbox: Sandbox) -> None:
+    """`latency_methods`: a POST that waits while a GET (or a DELETE) behind it does not: the
+    venue acts on the later request first."""
+    import time
+
+    tok = book_tokens(sandbox)[0]
+    f = Faults()
+    assert f.http_delay("GET") == 0.0  # off
+    f.update(latency_ms=250, latency_methods="post")
+    assert f.http_delay("POST") == 0.25 and f.http_delay("GET") == 0.0 and f.http_delay("DELETE") == 0.0
+    sandbox.faults.update(latency_ms=250, latency_methods="POST")
+    try:
+        async with httpx.AsyncClient(base_url=sandbox.clob_url) as c:
+            t0 = time.monotonic()
+            assert (await c.get("/book", params={"token_id": tok})).status_code == 200
+            quick = time.monotonic() - t0
+            sandbox.faults.update(latency_methods="")
+            t0 = time.monotonic()
+            assert (await c.get("/book", params={"token_id": tok})).status_code == 200
+            slow = time.monotonic() - t0
+    finally:
+        sandbox.faults.update(latency_ms=0.0, latency_methods="")
+    assert quick < 0.2 and slow >= 0.25
+
+
 def test_faults_update_is_all_or_nothing() -> None:
     f = Faults()
     with pytest.raises(ValueError):
