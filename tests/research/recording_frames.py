@@ -1,9 +1,12 @@
 """Helpers of the tests that craft recording files: market-channel frames as the venue sends them,
-and rows nulled in a written file (what a damaged recording holds)."""
+rows nulled in a written file (what a damaged recording holds), and a recorder whose writer
+hangs in its first write (a disk that stalls)."""
 
 from __future__ import annotations
 
 import json
+import threading
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,3 +38,18 @@ def null_rows(f, at: dict[str, list[int]]) -> list[tuple[float, int]]:
         t = t.set_column(i, t.schema.field(i).with_nullable(True), pa.array(vals, t.schema.field(i).type))
     pq.write_table(t, f)
     return [was[i] for rows in at.values() for i in rows]
+
+
+def stall_first_write(rec: Any) -> tuple[threading.Event, threading.Event]:
+    """Make `rec`'s writer wait for `release` in its first write (`entered` is set when it does;
+    the write then goes on): (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+    real = rec._write
+
+    def stalled(*a: Any, **k: Any) -> None:
+        entered.set()
+        release.wait(30)
+        real(*a, **k)
+
+    rec._write = stalled
+    return entered, release

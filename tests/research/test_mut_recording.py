@@ -11,6 +11,7 @@ import logging
 import threading
 
 import pytest
+from recording_frames import stall_first_write
 
 import pmm_widgets.store.recording as recording
 from pmm_widgets.research.recordings import load_window, parse_time
@@ -18,20 +19,6 @@ from pmm_widgets.store.recording import OPEN_SUFFIX, ROW_BYTES, Recorder
 
 H0 = parse_time("2026-11-30T10:00:00Z")
 LOGGER = "pmm_widgets.store.recording"
-
-
-def _stalled(rec: Recorder) -> tuple[threading.Event, threading.Event]:
-    """Make `rec`'s writer wait for `release` at its first write (`entered` set when it does)."""
-    entered, release = threading.Event(), threading.Event()
-    real = rec._write
-
-    def stalled(*a, **k):
-        entered.set()
-        release.wait(30)
-        real(*a, **k)
-
-    rec._write = stalled  # type: ignore[method-assign]
-    return entered, release
 
 
 def test_the_queue_bound_counts_what_waits_not_what_was_ever_queued(tmp_path):
@@ -70,7 +57,7 @@ def test_a_close_that_gives_up_says_the_rows_still_queued_and_leaves_them_to_the
                                                                                          caplog):
     monkeypatch.setattr(recording, "CLOSE_WAIT_SEC", 0.1)
     rec = Recorder(tmp_path, session="g1", rotate_sec=60, flush_sec=0.05).start()
-    entered, release = _stalled(rec)
+    entered, release = stall_first_write(rec)
     rec.frame(H0, 0, "a")
     assert entered.wait(30)  # the writer holds "a" and hangs in its write
     for i in range(5):
@@ -92,7 +79,7 @@ def test_a_close_that_gives_up_says_the_rows_still_queued_and_leaves_them_to_the
 
 def test_the_losses_are_said_once_however_often_close_is_called(tmp_path, caplog):
     rec = Recorder(tmp_path, session="l1", rotate_sec=60, flush_sec=0.05, max_queue_bytes=2_000).start()
-    entered, release = _stalled(rec)
+    entered, release = stall_first_write(rec)
     rec.frame(H0, 0, "first")
     assert entered.wait(30)
     for i in range(1, 101):

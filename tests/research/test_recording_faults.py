@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 
+from recording_frames import stall_first_write
+
 from pmm_widgets.research.recordings import load_window, parse_time
 from pmm_widgets.store.recording import OPEN_SUFFIX, Recorder, hour_key
 
@@ -115,15 +117,7 @@ def stalled_recorder(tmp_path, session):
     """A recorder (queue bound 20 kB) whose writer, at its first write, waits for `release`
     (`entered` set when it does): the rows after it queue up to the bound."""
     rec = Recorder(tmp_path, session=session, rotate_sec=60, flush_sec=0.05, max_queue_bytes=20_000).start()
-    entered, release = threading.Event(), threading.Event()
-    real = rec._write
-
-    def stalled(*a, **k):
-        entered.set()
-        release.wait(30)
-        real(*a, **k)
-
-    rec._write = stalled  # type: ignore[method-assign]
+    entered, release = stall_first_write(rec)
     return rec, entered, release
 
 
@@ -248,15 +242,7 @@ def test_a_close_that_gives_up_waiting_leaves_the_writer_to_close_its_own_parts(
 
     monkeypatch.setattr(recording, "CLOSE_WAIT_SEC", 0.1)
     rec = Recorder(tmp_path, session="x1", rotate_sec=60, flush_sec=0.05).start()
-    entered, release = threading.Event(), threading.Event()
-    real = rec._write
-
-    def stalled(*a, **k):
-        entered.set()
-        release.wait(30)  # a disk that hangs for a while
-        real(*a, **k)
-
-    rec._write = stalled  # type: ignore[method-assign]
+    entered, release = stall_first_write(rec)  # a disk that hangs for a while
     rec.frame(H0, 0, "a")
     assert entered.wait(30)
     thread = rec._thread

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from loop_turns import loop_turns
 
 from pmm_widgets.book import OrderBook
 from pmm_widgets.domain import PublicTrade, Side
@@ -563,25 +564,14 @@ def test_a_large_rest_answer_goes_through_the_applier_in_slices_every_snapshot_a
         changed: list[set[str]] = []
         s = MarketStream("ws://127.0.0.1:9", None, books, on_books=changed.append, clock=Clock())  # type: ignore[arg-type]
         s.apply_budget_sec = 1e-9
-        turns = 0
-        stop = False
-
-        async def bystander() -> None:
-            nonlocal turns
-            while not stop:
-                await asyncio.sleep(0)
-                turns += 1
-
-        task = asyncio.create_task(bystander())
-        raw = json.dumps([{"asset_id": t, "timestamp": str(NOW_MS), "bids": [{"price": "0.4", "size": "1"}]}
-                          for t in tokens])
-        assert s.apply_rest_raw(raw, NOW) == set() and s.backlog == 1
-        await s.settle()
-        stop = True
-        await task
+        async with loop_turns() as turns:
+            raw = json.dumps([{"asset_id": t, "timestamp": str(NOW_MS), "bids": [{"price": "0.4", "size": "1"}]}
+                              for t in tokens])
+            assert s.apply_rest_raw(raw, NOW) == set() and s.backlog == 1
+            await s.settle()
         assert all(b.synced and b.best_bid == Decimal("0.4") for b in books.values())
         assert changed == [set(tokens)] and s.stats.snapshots_applied == n
-        assert turns >= n // ms.SLICE_EVENTS - 1  # the loop ran between the slices
+        assert turns[0] >= n // ms.SLICE_EVENTS - 1  # the loop ran between the slices
 
     asyncio.run(go())
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from loop_turns import loop_turns
+
 from pmm_widgets.book import OrderBook
 from pmm_widgets.venue.clob_rest import ClobPublic
 from pmm_widgets.venue.market_stream import MarketStream
@@ -141,23 +143,12 @@ def test_a_large_frame_is_applied_in_slices_with_turns_for_the_loop():
     async def go() -> None:
         s, clock, changed, _ = make()
         s.apply_budget_sec = 1e-9
-        turns = 0
-        stop = False
-
-        async def bystander() -> None:
-            nonlocal turns
-            while not stop:
-                await asyncio.sleep(0)
-                turns += 1
-
-        task = asyncio.create_task(bystander())
-        feed(s, clock, [("frame", big)])
-        await asyncio.sleep(0)
-        feed(s, clock, [("frame", after)])  # arrives mid-frame: behind it
-        await s.settle()
-        stop = True
-        await task
-        assert turns >= 400 // 32 - 1  # the loop ran between the slices
+        async with loop_turns() as turns:
+            feed(s, clock, [("frame", big)])
+            await asyncio.sleep(0)
+            feed(s, clock, [("frame", after)])  # arrives mid-frame: behind it
+            await s.settle()
+        assert turns[0] >= 400 // 32 - 1  # the loop ran between the slices
         assert state(s) == state(ref) and changed == ref_changed  # same listener calls (one per frame)
 
     asyncio.run(go())
