@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pmm_widgets.domain import Market
 from pmm_widgets.venue.gamma import GammaClient, MarketParseError, capped_raw, parse_market, token_ids
@@ -493,3 +495,109 @@ def test_token_ids_follow_the_outcome_names(outcomes: Any, want: tuple[str, str]
     assert m.token_ids == want
     v2 = parse_market(obj(version="v2", positionIds=[YES, NO], outcomes=outcomes))
     assert v2.token_ids == want
+
+
+# --- gamma_terms ----------------------------------------------------------------------------------
+
+
+def test_exact_numbers() -> None:
+    from decimal import InvalidOperation
+
+    from pmm_widgets.venue.gamma_terms import exact
+
+    assert exact(D("0.25")) == D("0.25") and exact(0.1) == D("0.1") and exact(" 3 ") == D(3) and exact(7) == D(7)
+    for bad in (True, False, None):
+        with pytest.raises(InvalidOperation, match="not a number"):
+            exact(bad)
+    for bad in ("NaN", "Infinity", "-inf", float("nan"), float("inf"), D("NaN")):
+        with pytest.raises(InvalidOperation, match="not finite"):
+            exact(bad)
+
+
+def test_fee_schedule_defaults_and_nulls() -> None:
+    from pmm_widgets.domain import GammaFeeSchedule
+    from pmm_widgets.venue.gamma_terms import decode_fee_schedule
+
+    assert decode_fee_schedule(True, {}) == (True, GammaFeeSchedule(D(0), D(1), True, D(0)), ())
+    nulls = {"rate": None, "rebateRate": None, "exponent": None, "takerOnly": True}
+    assert decode_fee_schedule(None, nulls) == (None, GammaFeeSchedule(D(0), D(1), True, D(0)), ())
+    zeros = {"rate": 0, "rebateRate": 0, "exponent": 2, "takerOnly": False}
+    assert decode_fee_schedule(False, zeros) == (False, GammaFeeSchedule(D(0), D(2), False, D(0)), ())
+    assert decode_fee_schedule(1, None) == (None, None, ())  # only a JSON bool is `feesEnabled`
+    enabled, sched, problems = decode_fee_schedule(True, [1])
+    assert (enabled, sched) == (True, None) and problems == ("feeSchedule is not an object: list",)
+
+
+def test_reward_fields_defaults_and_bad_entries() -> None:
+    from pmm_widgets.venue.gamma_terms import decode_rewards
+
+    assert decode_rewards({}) == (D(0), D(0), (), ())
+    assert decode_rewards({"rewardsMinSize": None, "rewardsMaxSpread": None, "clobRewards": None}) == (D(0), D(0), (), ())
+    assert decode_rewards({"clobRewards": [{}, {"rewardsDailyRate": None}, {"rewardsDailyRate": "2.5"}]}) == (
+        D(0), D(0), (D(0), D(0), D("2.5")), ())
+    for entries in ({"rewardsDailyRate": 5}, "x", 7):
+        assert decode_rewards({"clobRewards": entries}) == (D(0), D(0), (), ("clobRewards is not a list",))
+    _, _, rates, problems = decode_rewards({"clobRewards": [{"rewardsDailyRate": "NaN"}, {"rewardsDailyRate": 1}]})
+    assert rates == (D(1),) and problems == ("clobRewards rewardsDailyRate unreadable: 'NaN'",)
+    ms, mx, _, problems = decode_rewards({"rewardsMinSize": True, "rewardsMaxSpread": 3})
+    assert ms is None and mx is None and problems == ("rewards fields unreadable: not a number: True",)
+
+
+# --- any JSON in any field: a MarketParseError or a Market, never another exception ---------------
+
+_FIELDS = ("conditionId", "question", "slug", "id", "version", "outcomes", "clobTokenIds", "positionIds",
+           "orderPriceMinTickSize", "orderMinSize", "negRisk", "liquidityNum", "liquidity", "volume24hr",
+           "active", "closed", "acceptingOrders", "enableOrderBook", "bestBid", "bestAsk", "endDate",
+           "feesEnabled", "feeSchedule", "rewardsMinSize", "rewardsMaxSpread", "clobRewards", "events")
+_SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10**309, max_value=10**400)
+            | st.floats() | st.text(max_size=12) | st.sampled_from(["", "NaN", "1e-999999999", "1e400", "0.01",
+                                                                   "[\"1\", \"2\"]", "[\"No\", \"Yes\"]", "²"]))
+_JSON = st.recursive(_SCALARS, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
+    st.sampled_from(["rate", "exponent", "rebateRate", "takerOnly", "rewardsDailyRate", "id"]), kids, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(_FIELDS), _JSON, max_size=3), st.booleans())
+def test_any_json_parses_or_is_refused(fields: dict[str, Any], real_base: bool) -> None:
+    from pmm_widgets.venue.gamma_terms import decode_terms
+
+    o = {**obj(), **fields} if real_base else fields
+    try:
+        m = parse_market(o)
+    except MarketParseError:
+        pass
+    else:
+        assert m.tick_size == 0 or m.tick_size in {D(t) for t in ("0.1", "0.01", "0.005", "0.0025", "0.001", "0.0001")}
+        assert 0 < m.min_order_size <= 100_000
+        assert m.yes_token_id != m.no_token_id or not m.yes_token_id
+    decode_terms(o)  # never raises
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_refresh_universe_closes_its_gamma_client(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                        fail: bool) -> None:
+    from pmm_widgets.config import Settings, Venue
+    from pmm_widgets.venue import universe
+
+    closed: list[bool] = []
+
+    class Recording(GammaClient):
+        async def aclose(self) -> None:
+            closed.append(True)
+            await super().aclose()
+
+    async def broken(gamma: GammaClient, size: int, rank: str = "liquidity") -> list[Market]:
+        raise RuntimeError("load failed")
+
+    monkeypatch.setattr(universe, "GammaClient", Recording)
+    if fail:
+        monkeypatch.setattr(universe, "load_universe", broken)
+    settings = Settings(venue=Venue.SANDBOX, db_url=f"sqlite:///{tmp_path / 'u.db'}", sandbox_markets=12,
+                        sandbox_seed=3, universe_size=5, _env_file=None)
+    if fail:
+        with pytest.raises(RuntimeError, match="load failed"):
+            await universe.refresh_universe(settings)
+    else:
+        assert len(await universe.refresh_universe(settings)) == 5
+    assert closed == [True]
