@@ -58,6 +58,8 @@ def _bool(v: Any, default: bool) -> bool:
     if isinstance(v, bool):
         return v
     if isinstance(v, (int, float)):
+        if v != v or v in (float("inf"), float("-inf")):  # `NaN` is JSON to Python's decoder; NaN != 0
+            raise MarketParseError(f"not a boolean: {v!r}")
         return v != 0
     if isinstance(v, str):
         s = v.strip().lower()
@@ -75,6 +77,8 @@ def _float(v: Any, default: float | None) -> float | None:
         f = float(v)
     except (TypeError, ValueError):
         raise MarketParseError(f"not a number: {v!r}") from None
+    except OverflowError:  # a JSON integer of 309+ digits: no float holds it
+        raise MarketParseError(f"not a finite number: an integer of {len(str(v))} digits") from None
     if f != f or f in (float("inf"), float("-inf")):
         raise MarketParseError(f"not a finite number: {v!r}")
     return f
@@ -114,9 +118,21 @@ def capped_raw(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _no_first(obj: Mapping[str, Any]) -> bool:
+    """Whether `outcomes` names the outcomes ["No", "Yes"] (any case): the ids are listed in the
+    order of `outcomes`, so the first one is then the NO token. Unreadable or other outcomes
+    (["Yes", "No"], team names, ...) keep the listed order: the first outcome is the market's YES."""
+    try:
+        names = _json_list(obj.get("outcomes"), "outcomes")
+    except MarketParseError:
+        return False
+    return names is not None and [str(x).strip().lower() for x in names] == ["no", "yes"]
+
+
 def token_ids(obj: Mapping[str, Any]) -> tuple[str, str]:
     """(YES, NO) token ids chosen by `version`: v2 markets trade `positionIds`; v1 markets trade
-    `clobTokenIds` (their `positionIds`, when present, must be ignored). ("", "") when absent."""
+    `clobTokenIds` (their `positionIds`, when present, must be ignored). ("", "") when absent.
+    The ids follow `outcomes`: listed as ["No", "Yes"], the first id is the NO token."""
     version = str(obj.get("version") or "v1").strip().lower()
     name = "positionIds" if version == "v2" else "clobTokenIds"
     ids = _json_list(obj.get(name), name)
@@ -125,9 +141,11 @@ def token_ids(obj: Mapping[str, Any]) -> tuple[str, str]:
     if len(ids) != 2:
         raise MarketParseError(f"{name} has {len(ids)} ids, expected 2 (binary market)")
     yes, no = (str(x).strip() for x in ids)
-    if not yes.isdigit() or not no.isdigit():
+    if not (yes.isascii() and yes.isdigit() and no.isascii() and no.isdigit()):  # not "²", not "١٢٣"
         raise MarketParseError(f"{name} are not decimal ids")
-    return yes, no
+    if yes == no:
+        raise MarketParseError(f"{name} holds the same id twice")
+    return (no, yes) if _no_first(obj) else (yes, no)
 
 
 def parse_market(obj: Mapping[str, Any]) -> Market:
