@@ -886,26 +886,30 @@ class MarketStream:
             ts, clamped = self._ts(snap.timestamp, now)
         except BadMessage:
             self._bad("REST book with an invalid timestamp", None)
-            if b.needs_resync or not b.synced:
-                self._pending.add(b.token_id)  # the book still waits for one: ask again shortly
+            self._rest_again(b)
             return
         # a distrusted book whose timestamp lies in our future got it from a clamped frame: no
         # real update can be newer than the venue's own snapshot then, so the snapshot wins
         future = b.needs_resync and b.venue_ts_ms > self._ref_ms(now)
         if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)) and not future:
-            if b.needs_resync:
-                self._pending.add(b.token_id)  # the venue's copy lags ours: ask again shortly
+            self._rest_again(b)  # the venue's copy lags ours
             return
         if b.apply_snapshot(snap, ts=now, venue_ts_ms=ts):
             self.stats.snapshots_applied += 1
             replaced.add(b.token_id)
             if clamped:  # stamped in our future (as `_on_book`): the stamp would refuse the venue's
                 b.needs_resync = True  # next updates, so the book is not trusted until a sane one
-                self._pending.add(b.token_id)
+                self._rest_again(b)
         else:
             self._bad("REST book with invalid levels", None)
-            if b.needs_resync or not b.synced:
-                self._pending.add(b.token_id)  # the book still waits for one: ask again shortly
+            self._rest_again(b)
+
+    def _rest_again(self, b: OrderBook) -> None:
+        """A REST answer that left `b` waiting for one (distrusted, or never synced): ask again at
+        the resync loop's next turn, without waking it (a venue that keeps answering so is not
+        asked in a tight loop)."""
+        if b.needs_resync or not b.synced:
+            self._pending.add(b.token_id)
 
     def _quiet_tokens(self) -> set[str]:
         """Live books without an update for `quiet_sec` (and not reloaded for as long)."""
