@@ -48,7 +48,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
-from ..tasks import cancel_and_wait, spawn
+from ..tasks import spawn
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
@@ -284,13 +284,14 @@ class LiveExchange:
                 await self.cancel_all()
         elif self._started:
             await self.cancel_all()
-        await cancel_and_wait(*self._late_tasks)  # (the cancel-all above took their orders too)
-        for t in self._tasks:
+        # the valves, and the cancels of late-placed orders (the cancel-all above took those too);
+        # a cancel of this close is swallowed here (as before): the stream and the broker still close
+        tasks, self._tasks = [*self._tasks, *self._late_tasks], []
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        self._tasks = []
         if self._stream is not None:
             await self._stream.close()
             self._stream = None
