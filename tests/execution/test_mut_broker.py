@@ -36,6 +36,15 @@ def api_error(status: int | None, body: Any = None) -> PolyApiException:
     return PolyApiException(httpx.Response(status, json=body if body is not None else {"error": "boom"}))
 
 
+def scripted(answers: list[Any], *args: Any) -> Any:
+    """A fake's next scripted answer (the last one repeats): raised when an exception, called
+    with `args` when callable, else returned."""
+    a = answers.pop(0) if len(answers) > 1 else answers[0]
+    if isinstance(a, BaseException):
+        raise a
+    return a(*args) if callable(a) else a
+
+
 class FakeClient:
     """The SDK client calls the broker makes, scripted: `answers[name]` are the answers of the
     calls of that name in turn (the last one repeats; an exception is raised, a callable is called
@@ -62,11 +71,7 @@ class FakeClient:
 
         def call(*args: Any) -> Any:
             self.calls.append((name, args, threading.current_thread().name))
-            seq = self.answers.get(name, [None])
-            a = seq.pop(0) if len(seq) > 1 else seq[0]
-            if isinstance(a, BaseException):
-                raise a
-            return a(*args) if callable(a) else a
+            return scripted(self.answers.get(name, [None]), *args)
 
         return call
 
@@ -114,10 +119,7 @@ class FakeEntry:
         self.peak = max(self.peak, self.inflight)
         try:
             await asyncio.sleep(0.001)
-            a = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-            if isinstance(a, BaseException):
-                raise a
-            return a(ids) if callable(a) else a
+            return scripted(self.answers, ids)
         finally:
             self.inflight -= 1
 
@@ -679,10 +681,7 @@ class FakePostEntry:
             raise
         finally:
             self.inflight -= 1
-        a = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(a, BaseException):
-            raise a
-        return a(bodies) if callable(a) else a
+        return scripted(self.answers, bodies)
 
 
 @pytest.fixture
@@ -845,10 +844,7 @@ class SdkVenue:
         assert endpoint.endswith("/orders"), endpoint
         payload = json.loads(data)
         self.posts.append(payload)
-        a = self.post_answers.pop(0) if len(self.post_answers) > 1 else self.post_answers[0]
-        if isinstance(a, BaseException):
-            raise a
-        return a(payload) if callable(a) else a
+        return scripted(self.post_answers, payload)
 
 
 @pytest.fixture
