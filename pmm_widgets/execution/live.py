@@ -50,7 +50,7 @@ from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..tasks import spawn
 from ..ticks import to_decimal
-from ..venue.broker import Broker, BrokerError, Creds, PlaceResult
+from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
 from ..venue.wire import (
     Liquidity,
@@ -433,8 +433,7 @@ class LiveExchange:
                     self._on_event(ev)
         if unsure:
             try:
-                c = await self._venue.cancel(unsure)
-                self._apply_cancel(c.canceled, c.not_canceled)
+                await self._cancel_venue(unsure)
             except BrokerError as exc:
                 log.warning("live: cancel of %d orders with a lost answer failed (%s); they stay tracked",
                             len(unsure), exc)
@@ -461,14 +460,15 @@ class LiveExchange:
                     r = await cancel_task
                     done = self._apply_cancel(r.canceled, r.not_canceled)
                 except BrokerError as exc:
+                    if isinstance(exc, CancelError):  # what the batches that did answer said
+                        self._apply_cancel(exc.partial.canceled, exc.partial.not_canceled)
                     tokens = {self._open[cid].token_id for cid in ids.values() if cid in self._open}
                     undo = [o.venue_order_id for o, _ in send if o.token_id in tokens and o.client_id in self._open
                             and o.venue_order_id]
                     log.warning("live: requote cancel failed (%s); pulling %d replacements", exc, len(undo))
                     if undo:
                         with contextlib.suppress(BrokerError):
-                            r = await self._venue.cancel([v for v in undo if v])
-                            self._apply_cancel(r.canceled, r.not_canceled)
+                            await self._cancel_venue([v for v in undo if v])
                     raise
         return done, out
 
@@ -486,8 +486,17 @@ class LiveExchange:
         if not ids:
             return []
         async with self._lock:
-            r = await self._venue.cancel(list(ids))
-            return self._apply_cancel(r.canceled, r.not_canceled)
+            return await self._cancel_venue(list(ids))
+
+    async def _cancel_venue(self, vids: list[str]) -> list[str]:
+        """DELETE these venue ids and settle what the venue answered (client ids cancelled); when
+        some batches failed (CancelError), the others' answer is settled before it propagates."""
+        try:
+            r = await self._venue.cancel(vids)
+        except CancelError as exc:
+            self._apply_cancel(exc.partial.canceled, exc.partial.not_canceled)
+            raise
+        return self._apply_cancel(r.canceled, r.not_canceled)
 
     def _apply_cancel(self, canceled: Sequence[str], not_canceled: dict[str, str]) -> list[str]:
         done = []

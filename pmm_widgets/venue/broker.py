@@ -125,6 +125,21 @@ class CancelResult:
     canceled: list[str]
     not_canceled: dict[str, str]
 
+    def add(self, other: CancelResult) -> None:
+        self.canceled += other.canceled
+        self.not_canceled.update(other.not_canceled)
+
+
+class CancelError(BrokerError):
+    """A cancel in several DELETE /orders batches of which some failed (after their retries):
+    `partial` is what the other batches' answers said, so their orders are settled, not left
+    open locally; the failed batches' orders are unknown (a later cancel or reconcile settles them)."""
+
+    def __init__(self, failed: BrokerError, partial: CancelResult, batches: int, failures: int):
+        super().__init__(failed.op, f"{failures} of {batches} batches failed: {failed.message}", failed.status,
+                         failed.transient)
+        self.partial = partial
+
 
 def _secret(v: SecretStr | str | None) -> str | None:
     if v is None:
@@ -551,13 +566,14 @@ class Broker:
             return await self._cancel_fast(ids)
         if len(ids) == 1:
             return self._cancel_result(await self._call("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
-        total = CancelResult([], {})
-        for i in range(0, len(ids), MAX_CANCEL_BATCH):
-            chunk = ids[i:i + MAX_CANCEL_BATCH]
-            r = self._cancel_result(await self._call("cancel", functools.partial(self._client.cancel_orders, chunk)))
-            total.canceled += r.canceled
-            total.not_canceled.update(r.not_canceled)
-        return total
+        chunks = [ids[i:i + MAX_CANCEL_BATCH] for i in range(0, len(ids), MAX_CANCEL_BATCH)]
+        answers: list[Any] = []
+        for chunk in chunks:
+            try:
+                answers.append(await self._call("cancel", functools.partial(self._client.cancel_orders, chunk)))
+            except BrokerError as exc:
+                answers.append(exc)
+        return self._cancel_results(answers)
 
     async def _cancel_fast(self, ids: list[str]) -> CancelResult:
         """DELETE /orders batches of ≤ 3000, all in flight together."""
@@ -574,12 +590,26 @@ class Broker:
                                       transient=is_transient(exc.status)) from None
             return await self._retrying("cancel", attempt)  # a cancel is idempotent
 
-        answers = await asyncio.gather(*(one(c) for c in chunks))
+        answers = await asyncio.gather(*(one(c) for c in chunks), return_exceptions=True)
+        return self._cancel_results(answers)
+
+    def _cancel_results(self, answers: Sequence[Any]) -> CancelResult:
+        """The batches' answers in one result; a failed batch (its BrokerError in `answers`)
+        raises CancelError carrying the other batches' result, so one failure never hides what
+        the others cancelled. Any other exception is re-raised as it is."""
         total = CancelResult([], {})
+        failed: list[BrokerError] = []
         for a in answers:
-            r = self._cancel_result(a)
-            total.canceled += r.canceled
-            total.not_canceled.update(r.not_canceled)
+            if isinstance(a, BrokerError):
+                failed.append(a)
+            elif isinstance(a, BaseException):
+                raise a
+            else:
+                total.add(self._cancel_result(a))
+        if failed:
+            if len(answers) == 1:
+                raise failed[0]
+            raise CancelError(failed[0], total, len(answers), len(failed))
         return total
 
     async def cancel_market(self, market: str | None = None, asset_id: str | None = None) -> CancelResult:

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from pmm_widgets import logsetup
 from pmm_widgets.domain import Quote, Side
 from pmm_widgets.venue import broker as broker_module
-from pmm_widgets.venue.broker import MAX_CANCEL_BATCH, Broker, BrokerError, CancelResult, Creds
+from pmm_widgets.venue.broker import MAX_CANCEL_BATCH, Broker, BrokerError, CancelError, CancelResult, Creds
 from pmm_widgets.venue.order_entry import EntryError
 
 CREDS = ApiCreds("key-1234-abcd", "secret-5678-efgh", "pass-9012-ijkl")
@@ -196,6 +196,45 @@ async def test_fast_cancels_go_in_batches_of_3000_all_in_flight_together(make):
     assert entry.calls == [ids[:3000], ids[3000:6000], ids[6000:]] and entry.peak == 3
     assert r.canceled == ids[:2999] + ids[3000:5999] + ids[6000:6999]
     assert r.not_canceled == {ids[2999]: "matched", ids[5999]: "matched", ids[6999]: "matched"}
+
+
+async def test_a_failed_fast_batch_keeps_what_the_other_batches_cancelled(make):
+    b, _ = make()
+
+    def answer(ids: list[str]) -> Any:
+        if ids[0] == "0x00bb8":  # the second batch (ids 3000..5999) is refused
+            raise EntryError("cancel", "bad batch", 400)
+        return {"canceled": ids[1:], "not_canceled": {ids[0]: "matched"}}
+
+    b._entry = FakeEntry(answer)  # type: ignore[assignment]
+    ids = [f"0x{i:05x}" for i in range(7000)]
+    with pytest.raises(CancelError) as ei:
+        await b.cancel(ids)
+    assert ei.value.partial.canceled == ids[1:3000] + ids[6001:]
+    assert ei.value.partial.not_canceled == {ids[0]: "matched", ids[6000]: "matched"}
+    assert (ei.value.op, ei.value.status, ei.value.transient) == ("cancel", 400, False)
+    assert "1 of 3 batches failed: bad batch" in str(ei.value) and isinstance(ei.value, BrokerError)
+    b._entry = FakeEntry(EntryError("cancel", "bad batch", 400))  # type: ignore[assignment]
+    with pytest.raises(BrokerError) as one:  # one batch: its own error, nothing partial to keep
+        await b.cancel(ids[:5])
+    assert type(one.value) is BrokerError and one.value.message == "bad batch"
+
+
+async def test_a_failed_sdk_batch_keeps_what_the_other_batches_cancelled_and_the_rest_are_still_sent(make):
+    b, c = make()
+
+    def answer(chunk: list[str]) -> Any:
+        if chunk[0] == "0x00000":
+            raise api_error(400, {"error": "bad batch"})
+        return all_canceled(chunk)
+
+    c.answers["cancel_orders"] = [answer]
+    ids = [f"0x{i:05x}" for i in range(6500)]
+    with pytest.raises(CancelError) as ei:
+        await b.cancel(ids)
+    assert len(c.named("cancel_orders")) == 3  # the failed first batch did not stop the others
+    assert ei.value.partial.canceled == ids[3000:] and ei.value.partial.not_canceled == {}
+    assert ei.value.message == "1 of 3 batches failed: bad batch"
 
 
 async def test_fast_cancels_retry_a_transient_failure_and_fail_at_once_on_a_refusal(make):

@@ -41,7 +41,7 @@ from pmm_widgets.domain import FillType, Order, OrderStatus, Quote, Side
 from pmm_widgets.events import EventKind
 from pmm_widgets.execution import live as live_mod
 from pmm_widgets.execution.live import CLOSED_KEEP_SEC, EVENT_BUFFER_SEC, LiveError, OurFill, our_fills
-from pmm_widgets.venue.broker import BrokerError, PlaceResult
+from pmm_widgets.venue.broker import BrokerError, CancelError, CancelResult, PlaceResult
 from pmm_widgets.venue.wire import (
     Liquidity,
     OrderEvent,
@@ -127,6 +127,22 @@ async def test_cancel_sends_known_ids_only_and_returns_the_cancelled_client_ids(
     assert b.ops("cancel") == [["0xa", "0xg"]]
     assert (g.status, g.reason) == (OrderStatus.CANCELED, "not found")
     assert ex.open_orders() == [h]
+
+
+async def test_a_cancel_whose_other_batches_answered_closes_what_they_cancelled_before_it_raises():
+    ex, b, sink = make_ex()
+    a, g, h = add_open(ex, "0xa"), add_open(ex, "0xg"), add_open(ex, "0xh")
+
+    async def partly(ids: list[str]) -> CancelResult:
+        b.calls.append(("cancel", list(ids)))
+        raise CancelError(BrokerError("cancel", "bad batch", 400), CancelResult(["0xa"], {"0xg": "matched"}), 2, 1)
+
+    b.cancel = partly  # type: ignore[method-assign]
+    with pytest.raises(CancelError):
+        await ex.cancel([a.client_id, g.client_id, h.client_id])
+    assert (a.status, g.status) == (OrderStatus.CANCELED, OrderStatus.CANCELED)  # g: refused, 0 filled
+    assert ex.open_orders() == [h]  # the failed batch's order: unknown, still tracked
+    assert row(sink, a.client_id)["status"] == "CANCELED"
 
 
 def test_apply_cancel_leaves_closed_and_unknown_orders_alone():
@@ -704,6 +720,28 @@ async def test_requote_on_the_fast_path_pulls_replacements_when_the_cancel_fails
     done, placed = await ex.requote([old.client_id], [Quote(M1, YES, Side.BUY, D("0.42"), D("10"))])
     assert done == [old.client_id] and [o.status for o in placed] == [OrderStatus.LIVE]
     assert await ex.requote(["nope"], []) == ([], [])
+
+
+async def test_requote_on_the_fast_path_keeps_the_cancelled_batch_and_pulls_only_the_failed_batchs_replacements():
+    ex, b, _ = make_ex()
+    b.fast = True  # type: ignore[misc]
+    old, old2 = add_open(ex, "0xold"), add_open(ex, "0xold2", mkt=M2, token=YES2)
+    real = b.cancel
+
+    async def first_partly(ids: list[str]) -> CancelResult:
+        if ids == ["0xold", "0xold2"]:  # 0xold's batch answered, 0xold2's failed
+            b.calls.append(("cancel", list(ids)))
+            b.resting.pop("0xold", None)
+            raise CancelError(BrokerError("cancel", "boom", 503, True), CancelResult(["0xold"], {}), 2, 1)
+        return await real(ids)
+
+    b.cancel = first_partly  # type: ignore[method-assign]
+    with pytest.raises(CancelError):
+        await ex.requote([old.client_id, old2.client_id], [Quote(M1, YES, Side.BUY, D("0.41"), D("10")),
+                                                           Quote(M2, YES2, Side.BUY, D("0.41"), D("10"))])
+    assert old.status is OrderStatus.CANCELED  # its batch said so
+    assert b.ops("cancel") == [["0xold", "0xold2"], ["0xv2"]]  # only M2's replacement is pulled
+    assert {o.venue_order_id for o in ex.open_orders()} == {"0xold2", "0xv1"}
 
 
 # ------------------------------------------------------------------ a fill is never counted twice
