@@ -53,7 +53,10 @@ def decode_fee_schedule(fees_enabled: object, schedule: object
         exponent = ONE if exp_raw is None else exact(exp_raw)
     except (InvalidOperation, ValueError, TypeError) as exc:
         return enabled, None, (f"feeSchedule unreadable ({exc}): no fee assumed",)
-    return enabled, GammaFeeSchedule(rate, exponent, bool(schedule.get("takerOnly", True)), rebate), ()
+    taker_only = schedule.get("takerOnly")  # missing or null: the published default, true
+    if taker_only is not None and not isinstance(taker_only, bool):  # "false" is not False (bool() said True)
+        return enabled, None, (f"feeSchedule unreadable (takerOnly {taker_only!r} is not a boolean): no fee assumed",)
+    return enabled, GammaFeeSchedule(rate, exponent, taker_only is not False, rebate), ()
 
 
 def decode_rewards(obj: Mapping[str, Any]) -> tuple[Decimal | None, Decimal | None, tuple[Decimal, ...], tuple[str, ...]]:

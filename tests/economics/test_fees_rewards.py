@@ -79,6 +79,8 @@ def test_fee_rate_bps_and_payout() -> None:
     (True, {"rate": 0.04, "exponent": 1.5}, "unreadable"),
     (True, {"rate": 0.04, "exponent": 9}, "exponent"),
     (True, "0.04", "not an object"),
+    (True, {"rate": 0.04, "exponent": 1, "takerOnly": "false"}, "takerOnly 'false' is not a boolean"),
+    (True, {"rate": 0.04, "exponent": 1, "takerOnly": 0}, "takerOnly 0 is not a boolean"),
 ])
 def test_bad_fee_schedules_charge_nothing(enabled: bool, raw: object, problem: str) -> None:
     sched, problems = parse_fee_schedule(enabled, raw)
@@ -97,6 +99,10 @@ def test_good_and_disabled_schedules() -> None:
     assert parse_fd({"r": 0.04, "e": 1, "to": True})[0].rate == D("0.04")
     assert POLITICS.as_fd() == {"r": 0.04, "e": 1, "to": True}
     assert parse_fee_schedule(True, POLITICS.as_json())[0] == POLITICS
+    for absent in ({k: v for k, v in raw.items() if k != "takerOnly"}, {**raw, "takerOnly": None}):
+        assert parse_fee_schedule(True, absent) == (POLITICS, [])  # missing or null: the default, taker-only
+    both, probs = parse_fee_schedule(True, {**raw, "takerOnly": False})
+    assert not both.taker_only and both.rate == D("0.04") and probs == []
 
 
 @given(st.integers(1, 10**6), st.integers(1, 999), st.sampled_from(["0.03", "0.04", "0.05", "0.07"]))
