@@ -20,7 +20,8 @@ Why it is built this way:
   know: its connection's books, at most once per `CONN_RESYNC_MIN_SEC`). Numbers are bounded
   (finite; ticks only from the venue's set; sizes and timestamps in range); a timestamp in the
   future is clamped to now + `FUTURE_SKEW_MS` (else that book would refuse every later update);
-  a snapshot without a timestamp never lowers the book's. Strings are cut before they reach the
+  a snapshot without a timestamp never replaces a stamped book (only an unstamped one that
+  waits for a resync). Strings are cut before they reach the
   tape. Any received frame proves the connection alive, not only a PONG.
 """
 
@@ -91,6 +92,7 @@ class StreamStats:
     events: int = 0
     bad_messages: int = 0
     unknown_events: int = 0
+    listener_errors: int = 0  # `on_books` raised (logged, never into the feed)
     reconnects: int = 0
     resync_requests: int = 0
     snapshots_applied: int = 0  # REST + websocket `book` snapshots
@@ -375,8 +377,19 @@ class MarketStream:
         except Exception as exc:  # noqa: BLE001 - the last line of defence: a frame never ends the feed
             self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", conn)
         if touched and self.on_books is not None:
-            self.on_books(touched)
+            self._notify(touched)
         return touched
+
+    def _notify(self, touched: set[str]) -> None:
+        """`on_books(touched)`; a listener's failure is logged (bounded rate) and counted, never
+        raised into the feed: the books it was told of are applied, the next frame goes on."""
+        assert self.on_books is not None
+        try:
+            self.on_books(touched)
+        except Exception as exc:  # noqa: BLE001 - a listener never ends the feed
+            self.stats.listener_errors += 1
+            self._log(logging.ERROR, "market book listener failed (%d so far): %s: %s", self.stats.listener_errors,
+                      type(exc).__name__, str(exc)[:200])
 
     def _apply_frame(self, decoded: wire.DecodedFrame, now: float, touched: set[str], conn: _Conn | None) -> None:
         if decoded.error is not None:
@@ -507,7 +520,7 @@ class MarketStream:
         except Exception as exc:  # noqa: BLE001 - as in handle_frame: a frame never ends the feed
             self._bad(f"frame failed: {type(exc).__name__}: {str(exc)[:80]}", item.conn)
         if item.touched and self.on_books is not None:
-            self.on_books(item.touched)
+            self._notify(item.touched)
         return True
 
     def _handle_event(self, ev: Any, now: float, touched: set[str], conn: _Conn | None) -> None:
@@ -521,7 +534,9 @@ class MarketStream:
                     self._lost_frame(conn, tokens)  # it may have taken the place of a real one
                 else:
                     self._bad(ev.reason, conn, tokens)
-            return  # or a custom-feature event we do not use
+            elif not isinstance(ev, wire.IGNORED_MARKET_EVENTS):  # a decoded type with no handler: never silent
+                self._bad(f"no handler for a decoded {type(ev).__name__}", conn)
+            return  # (or a custom-feature event we do not use)
         try:
             handler(ev, now, touched)
         except Exception as exc:  # noqa: BLE001 - BadMessage, or any other refusal of hostile input
@@ -569,7 +584,7 @@ class MarketStream:
             return
         ts, clamped = self._ts(ev.timestamp, now)
         if b.synced and (ts < b.venue_ts_ms or (not ts and not b.needs_resync)):
-            return  # older than what the book holds (one without a timestamp only when we need one)
+            return  # older than the book; one without a timestamp only replaces an unstamped book that needs it
         if not b.apply_snapshot(ev, ts=now, venue_ts_ms=ts):
             self._distrust(b)
             raise BadMessage("book snapshot with invalid levels")
@@ -875,7 +890,7 @@ class MarketStream:
         for snap in snaps:
             self._apply_snap(snap, now, replaced)
         if replaced and self.on_books is not None:
-            self.on_books(replaced)
+            self._notify(replaced)
         return replaced
 
     def _apply_snap(self, snap: BookSnapshot, now: float, replaced: set[str]) -> None:

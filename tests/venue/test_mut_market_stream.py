@@ -19,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import typing
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from loop_turns import loop_turns
 
 from pmm_widgets.book import OrderBook
 from pmm_widgets.domain import PublicTrade, Side
 from pmm_widgets.venue import market_stream as ms
+from pmm_widgets.venue import wire
 from pmm_widgets.venue.market_stream import FUTURE_SKEW_MS, MarketStream, _Conn
 from pmm_widgets.venue.wire import BookSnapshot, PriceLevel
 
@@ -783,3 +786,38 @@ def test_the_clamp_follows_the_latest_of_our_clock_the_venue_s_stamps_and_the_ve
     assert s2.books[YES].venue_ts_ms == NOW_MS + 60_000 + FUTURE_SKEW_MS
     s2.handle_frame(json.dumps(pc([(NO, "0.41", "1", "BUY")], ts=NOW_MS + 60_000 + FUTURE_SKEW_MS)))
     assert s2.books[NO].venue_ts_ms == NOW_MS + 60_000 + FUTURE_SKEW_MS and not s2.books[NO].needs_resync
+
+
+def test_a_book_listener_that_raises_never_breaks_the_feed(caplog):
+    """BUG (fixed): `on_books` was called outside `handle_frame`'s guard, so a listener's error
+    escaped a call documented "never raises" (into the websocket reader) and `apply_rest`."""
+    s, _, _ = make()
+    seen: list[set[str]] = []
+
+    def bad(tokens: set[str]) -> None:
+        seen.append(set(tokens))
+        raise RuntimeError("listener bug")
+
+    s.on_books = bad
+    with caplog.at_level(logging.ERROR, "pmm_widgets.venue.market_stream"):
+        got = s.handle_frame(json.dumps(pc([(YES, "0.41", "3", "BUY")])))
+    assert got == {YES} and s.books[YES].best_bid == Decimal("0.41")  # applied, the listener told
+    assert s.apply_rest([snap(NO, [("0.39", "5")], [("0.60", "5")], ts=str(NOW_MS + 10))], NOW) == {NO}
+    assert s.books[NO].best_bid == Decimal("0.39")
+    assert seen == [{YES}, {NO}] and s.stats.listener_errors == 2 and s.stats.bad_messages == 0
+    assert "market book listener failed (1 so far): RuntimeError: listener bug" in caplog.text
+
+
+def test_every_decoded_market_event_type_is_handled_or_knowingly_ignored():
+    s, _, _ = make()
+    assert set(typing.get_args(wire.MarketEvent)) == set(s._handlers) | set(wire.IGNORED_MARKET_EVENTS)
+    assert not set(s._handlers) & set(wire.IGNORED_MARKET_EVENTS)
+    for ignored in wire.IGNORED_MARKET_EVENTS:
+        s._handle_event(msgspec.convert({}, ignored), NOW, set(), None)
+    assert s.stats.bad_messages == 0
+
+    class Stray(msgspec.Struct):
+        pass
+
+    s._handle_event(Stray(), NOW, set(), None)  # a type added to the wire without a handler here
+    assert s.stats.bad_messages == 1
