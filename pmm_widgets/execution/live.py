@@ -1042,7 +1042,7 @@ class LiveExchange:
         """The venue's dead-man's switch: one beat every `heartbeat_sec`; off if not served."""
         while True:
             try:
-                await self._venue.heartbeat()
+                await self._venue.heartbeat(within=self.heartbeat_sec)
                 self._hb_state = "ok"
             except BrokerError as exc:
                 if exc.status == 404:

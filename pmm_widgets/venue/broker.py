@@ -263,11 +263,12 @@ class Broker:
         except Exception as exc:
             raise self._error(op, exc) from None
 
-    async def _retrying(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True) -> T:
+    async def _retrying(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True,
+                        within: float | None = None) -> T:
         """`await fn()` with retries of transient failures (idempotent calls only), full-jitter
-        backoff and a total deadline over all attempts."""
+        backoff and a total deadline over all attempts (`within` seconds when shorter)."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + self.deadline
+        end = loop.time() + (self.deadline if within is None else min(self.deadline, within))
         attempt = 0
         while True:
             try:
@@ -282,9 +283,9 @@ class Broker:
                 log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True) -> T:
+    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True, within: float | None = None) -> T:
         """An idempotent SDK call in the worker thread, retried (see `_retrying`)."""
-        return await self._retrying(op, lambda: self._run(op, fn), retry)
+        return await self._retrying(op, lambda: self._run(op, fn), retry, within)
 
     def _retry_delay(self, exc: BrokerError, attempt: int) -> float | None:
         """Seconds before attempt `attempt + 1`, or None when `exc` must not be retried. A 429
@@ -674,12 +675,20 @@ class Broker:
         return shares
 
     async def orders_scoring(self, order_ids: Sequence[str]) -> dict[str, bool]:
-        """POST /orders-scoring: which of these orders earn liquidity rewards now."""
+        """POST /orders-scoring: which of these orders earn liquidity rewards now (a read, retried
+        like the others). Only a JSON boolean is an answer: an order whose value is anything else
+        (null, the text "false") is left out, as unknown, never taken for scoring."""
         from py_clob_client_v2.clob_types import OrdersScoringParams
 
         p = OrdersScoringParams(orderIds=list(order_ids))
-        resp = await self._run("orders_scoring", lambda: self._client.are_orders_scoring(p))
-        return {str(k): bool(v) for k, v in resp.items()} if isinstance(resp, dict) else {}
+        resp = await self._call("orders_scoring", lambda: self._client.are_orders_scoring(p))
+        if not isinstance(resp, dict):
+            return {}
+        odd = [k for k, v in resp.items() if not isinstance(v, bool)]
+        if odd:
+            log.warning("venue orders_scoring: %d value(s) not a boolean (first %r: %r) left out as unknown",
+                        len(odd), odd[0], resp[odd[0]])
+        return {str(k): v for k, v in resp.items() if isinstance(v, bool)}
 
     async def rewards_paid(self, date: str) -> Any:
         """GET /rewards/user?date= (the SDK's `get_earnings_for_user_for_day`, every page): the
@@ -705,9 +714,12 @@ class Broker:
         except WireError as exc:
             raise BrokerError("get_order", str(exc)) from None
 
-    async def heartbeat(self) -> str:
+    async def heartbeat(self, within: float | None = None) -> str:
         """One order heartbeat (POST /v1/heartbeats) chaining the id the venue returned; on
-        "Invalid Heartbeat ID" (e.g. after a restart) resync to the id the venue expects."""
+        "Invalid Heartbeat ID" (e.g. after a restart) resync to the id the venue expects.
+        `within`: retries end after that many seconds (the beat period: the venue's dead-man
+        timer cancels everything 10 s after the last accepted beat, so a retry after that is
+        late, and the next beat is due anyway)."""
         from py_clob_client_v2.exceptions import PolyApiException
 
         def work() -> str:
@@ -722,7 +734,7 @@ class Broker:
             self._hb_id = str((r or {}).get("heartbeat_id") or "") if isinstance(r, dict) else ""
             return self._hb_id
 
-        return await self._call("heartbeat", work)
+        return await self._call("heartbeat", work, within=within)
 
 
 def set_sdk_timeout(seconds: float) -> None:

@@ -53,6 +53,7 @@ class FakeBroker:
         self.tape: list[Trade] = []
         self.beats: list[int | None] = []  # heartbeat outcomes in turn: None ok, else the error status
         self.beat_log: list[tuple[float, str]] = []
+        self.beat_within: list[float | None] = []  # each beat's bound on its retries
         self.place_results: list[PlaceResult] | None = None
         self.posted: list[tuple[list[tuple[Quote, Decimal, bool]], bool]] = []  # (items, dry_run) per POST
         self.on_post: Callable[[], None] | None = None  # runs while a POST is out (before its answer)
@@ -111,8 +112,9 @@ class FakeBroker:
             out.append(PlaceResult(q, True, order_id=vid, status="live"))
         return out
 
-    async def heartbeat(self) -> str:
+    async def heartbeat(self, within: float | None = None) -> str:
         self.beat_log.append((time.monotonic(), self._hb_seen()))
+        self.beat_within.append(within)
         st = self.beats.pop(0) if self.beats else None
         if st is not None:
             raise BrokerError("heartbeat", "no", status=st)

@@ -381,6 +381,15 @@ async def test_scoring_is_read_per_order_id(make):
     assert (ei.value.op, ei.value.status) == ("orders_scoring", 401)
 
 
+async def test_scoring_is_retried_and_only_a_json_boolean_is_an_answer(make, caplog):
+    b, c = make()
+    c.answers["are_orders_scoring"] = [api_error(503), {"0xa": "false", "0xb": None, "0xc": 1, "0xd": False, "0xe": True}]
+    with caplog.at_level(logging.WARNING, "pmm_widgets.venue.broker"):
+        assert await b.orders_scoring(["0xa", "0xb", "0xc", "0xd", "0xe"]) == {"0xd": False, "0xe": True}
+    assert len(c.named("are_orders_scoring")) == 2 and b.retried == 1
+    assert "3 value(s) not a boolean (first '0xa': 'false')" in caplog.text
+
+
 async def test_rewards_paid_are_read_for_one_day_retried(make):
     b, c = make()
     c.answers["get_earnings_for_user_for_day"] = [api_error(503), [{"market": "0xm", "earnings": 1.5}]]
@@ -470,6 +479,18 @@ async def test_a_text_heartbeat_refusal_fails_and_a_lost_answer_is_retried_with_
     c.answers["post_heartbeat"] = [api_error(None), api_error(503), {"heartbeat_id": "hb-2"}]
     assert await b.heartbeat() == "hb-2"
     assert c.named("post_heartbeat")[1:] == [("hb-1",)] * 3 and b.retried == 2
+
+
+async def test_a_heartbeats_retries_end_within_the_bound_it_is_given(make):
+    b, c = make(backoff_base=0.02, backoff_cap=0.02, deadline=5.0, retries=50)
+    c.answers["post_heartbeat"] = [api_error(503)]
+    t0 = asyncio.get_running_loop().time()
+    with pytest.raises(BrokerError) as ei:
+        await b.heartbeat(within=0.1)
+    took = asyncio.get_running_loop().time() - t0
+    assert ei.value.transient and took < 0.5 and 2 <= len(c.named("post_heartbeat")) <= 6
+    c.answers["post_heartbeat"] = [api_error(503), api_error(503), {"heartbeat_id": "hb-3"}]
+    assert await b.heartbeat() == "hb-3"  # no bound: the broker's own deadline and retries
 
 
 @pytest.mark.parametrize("answer", [{"status": "ok"}, {"heartbeat_id": None}, "ok", None])
