@@ -15,8 +15,9 @@ Failure policy (a writer fault is never a dropped row):
   server gone away, or the SQLite file deleted/replaced under us (`DbIdentity`, checked before
   every write so nothing is committed into a deleted inode). The batch goes back to the front of
   the queue, order kept, and is retried every flush. Rows are kept up to `max_pending`; past that
-  bound (or after `max_lag_sec` of backlog, or on a storage fault such as a full disk, or when
-  the DB file is gone) `stats().fault` says why, and the engine's risk stage pauses quoting and
+  bound (or after `max_lag_sec` of backlog once a write failed, or when one write has not
+  returned for `max_lag_sec` (a DB call hung without an error: a server behind a dead network
+  path), or on a storage fault such as a full disk, or when the DB file is gone) `stats().fault` says why, and the engine's risk stage pauses quoting and
   cancels. Only past the hard cap `MAX_PENDING` are rows shed, `book_snapshots` first (market
   data the venue can serve again), counted and logged.
 - A *row fault* (constraint or type error: IntegrityError, DataError, a value the driver cannot
@@ -177,6 +178,7 @@ class BatchWriter:
         self._dropped_after_close = 0
         self._outage_since: float | None = None
         self._in_flight: tuple[int, float] = (0, 0.0)  # (ops being written, oldest one's submit ts)
+        self._write_t0 = 0.0  # when the write in flight began or last made progress (a DB call may hang)
 
     # ----------------------------------------------------------------- Sink (producer side)
     # Rows are snapshotted at call time (a copy; JSON values deep-copied) so a producer may keep
@@ -251,6 +253,7 @@ class BatchWriter:
         """Pending counts queued rows plus the batch being written; lag is the oldest one's age."""
         with self._count_lock:
             in_flight, in_flight_ts = self._in_flight
+            write_t0 = self._write_t0
             queued = len(self._queue)
             oldest = in_flight_ts if in_flight else None
             if oldest is None and queued:
@@ -259,7 +262,9 @@ class BatchWriter:
                 except IndexError:  # shed (past MAX_PENDING) between the two reads
                     pass
         pending = queued + in_flight
-        lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+        now = time.time()
+        lag = max(0.0, now - oldest) if oldest is not None else 0.0
+        writing = max(0.0, now - write_t0) if in_flight and write_t0 else 0.0
         return WriterStats(
             rows_written=self._rows_written,
             pending=pending,
@@ -269,12 +274,12 @@ class BatchWriter:
             dropped=self._dropped,
             flushes=self._flushes,
             last_error=self._last_error,
-            fault=self._fault(pending, lag),
+            fault=self._fault(pending, lag, writing),
             quarantined=self._quarantined,
             shed=self._shed,
         )
 
-    def _fault(self, pending: int, lag: float) -> str | None:
+    def _fault(self, pending: int, lag: float, writing: float = 0.0) -> str | None:
         if self.identity.lost is not None:
             return self.identity.lost
         if self._storage_fault is not None:
@@ -283,6 +288,8 @@ class BatchWriter:
             return f"{pending} rows queued, over the bound of {self.max_pending} ({self._last_error or 'slow DB'})"
         if lag > self.max_lag_sec and self._last_error is not None:
             return f"rows waiting {lag:.0f}s (> {self.max_lag_sec:g}s): {self._last_error}"
+        if writing > self.max_lag_sec:
+            return f"a DB write has not returned for {writing:.0f}s (> {self.max_lag_sec:g}s), {pending} rows waiting"
         return None
 
     # ----------------------------------------------------------------- worker side
@@ -308,13 +315,17 @@ class BatchWriter:
             taken.clear()
             try:
                 ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
-                self._in_flight = (len(ready), ready[0].ts) if ready else (0, 0.0)  # the quarantined are done
+                with self._count_lock:
+                    self._in_flight = (len(ready), ready[0].ts) if ready else (0, 0.0)  # the quarantined are done
+                    self._write_t0 = time.time()
                 if ready and not self._write(ready):
                     return  # database unavailable: the batch is back in the queue
                 self._flushes += 1
                 self._last_flush_ts = time.time()
             finally:
-                self._in_flight = (0, 0.0)
+                with self._count_lock:
+                    self._in_flight = (0, 0.0)
+                    self._write_t0 = 0.0
             del ready
             _release(ops)
 
@@ -354,6 +365,7 @@ class BatchWriter:
                 self._quarantine_op(op, _one_line(exc))
             # this op is done (written or quarantined): what stays in flight is the rest
             self._in_flight = (len(ops) - i - 1, ops[i + 1].ts) if i + 1 < len(ops) else (0, 0.0)
+            self._write_t0 = time.time()  # progress: the stuck-write clock starts again
         self._recovered()
         return True
 

@@ -706,3 +706,37 @@ def test_memory_sink_upserts_by_key_and_records_every_update():
     assert sink.updates == [("orders", {"client_id": "c1"}, {"status": "CANCELED"}),
                             ("orders", {"client_id": "nope"}, {"status": "X"})]
     assert sink.rows["orders"][0]["status"] == "CANCELED"
+
+
+def test_a_write_that_hangs_without_an_error_is_a_fault_after_max_lag_sec(sqlite_url):
+    """BUG (fixed): the lag fault needed an earlier write error, so a DB call that hung (a server
+    behind a dead network path answers nothing, raises nothing) left `fault` None: the engine
+    went on quoting while none of its rows, fills included, reached the DB."""
+    w = BatchWriter(sqlite_url, max_lag_sec=0.2)
+    entered, release = threading.Event(), threading.Event()
+    real_write = w._write
+
+    def hung_write(ops):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(10)
+        return real_write(ops)
+
+    w._write = hung_write  # type: ignore[method-assign]
+    w.insert("events", _event(time.time()))
+    t = threading.Thread(target=w.flush)
+    t.start()
+    try:
+        assert entered.wait(5)
+        assert w.stats().fault is None  # a write in progress, not yet past the limit
+        deadline = time.monotonic() + 5
+        while w.stats().fault is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fault = w.stats().fault or ""
+        assert fault.startswith("a DB write has not returned for ") and fault.endswith("(> 0.2s), 1 rows waiting")
+        assert w.stats().last_error is None  # nothing failed: only the hang says so
+    finally:
+        release.set()
+        t.join(10)
+    st = w.stats()
+    assert (st.fault, st.pending, st.rows_written) == (None, 0, 1)  # it returned: the fault is gone
+    w.close()
