@@ -178,7 +178,7 @@ async def test_broker_batches_by_15_and_maps_each_result(sb, venue, wallet_key):
 
 
 async def test_heartbeat_arms_a_dead_mans_switch(sb, venue, wallet_key):
-    venue.heartbeat_timeout_sec = 0.6
+    venue.heartbeat_timeout_sec = 2.0  # (0.6 s fired between a beat and the next line on a loaded host)
     ms = active_markets(sb, 1)
     broker = Broker(sb.clob_url, 137, wallet_key)
     try:
@@ -192,7 +192,7 @@ async def test_heartbeat_arms_a_dead_mans_switch(sb, venue, wallet_key):
         broker._hb_id = ""  # a restarted client: the venue says which id it expects, we resync
         assert await broker.heartbeat() not in ("", first)
         assert sb.sim.open_orders(api_key)
-        await asyncio.sleep(1.0)  # no beat for longer than the timeout
+        await asyncio.sleep(2.6)  # no beat for longer than the timeout
         assert sb.sim.open_orders(api_key) == [] and venue.heartbeat_cancels == 1
     finally:
         broker.close()
