@@ -247,9 +247,10 @@ def rebuild(rows: SessionRows, now: float, window_sec: float, markets: Sequence[
                 lg = out.ledgers[cid] = MarketLedger()
             lg.rebates += amt
     for cid, s in rows.settlements.items():
+        out.resolved[cid] = s  # never quoted again, whether or not this session holds anything there
         lg = out.ledgers.get(cid)
         sm = pairs.get(cid)
-        if lg is None or sm is None:
+        if lg is None or sm is None:  # nothing to redeem (a ledger without its token pair holds rewards, no shares)
             continue
         winner_yes = s.winner_token == sm.yes_token_id
         lg.cash += lg.yes if winner_yes else lg.no  # redeemed: the winner pays 1, the loser 0
@@ -257,7 +258,6 @@ def rebuild(rows: SessionRows, now: float, window_sec: float, markets: Sequence[
         lg.yes = lg.no = lg.net = lg.avg = ZERO
         lg.last_mid = Decimal(1) if winner_yes else ZERO
         lg.settled = True
-        out.resolved[cid] = s
     return out
 
 
