@@ -675,13 +675,15 @@ class Broker:
         return shares
 
     async def orders_scoring(self, order_ids: Sequence[str]) -> dict[str, bool]:
-        """POST /orders-scoring: which of these orders earn liquidity rewards now (a read, retried
-        like the others). Only a JSON boolean is an answer: an order whose value is anything else
-        (null, the text "false") is left out, as unknown, never taken for scoring."""
+        """POST /orders-scoring: which of these orders earn liquidity rewards now. One attempt, not
+        retried: the quote cycle awaits it at each reward sample, and the answer is only a check of
+        our own estimate (a retry loop would hold the quotes still for up to the broker's deadline).
+        Only a JSON boolean is an answer: an order whose value is anything else (null, the text
+        "false") is left out, as unknown, never taken for scoring."""
         from py_clob_client_v2.clob_types import OrdersScoringParams
 
         p = OrdersScoringParams(orderIds=list(order_ids))
-        resp = await self._call("orders_scoring", lambda: self._client.are_orders_scoring(p))
+        resp = await self._call("orders_scoring", lambda: self._client.are_orders_scoring(p), retry=False)
         if not isinstance(resp, dict):
             return {}
         odd = [k for k, v in resp.items() if not isinstance(v, bool)]
