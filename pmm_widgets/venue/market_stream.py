@@ -21,8 +21,8 @@ Why it is built this way:
   (finite; ticks only from the venue's set; sizes and timestamps in range); a timestamp in the
   future is clamped to now + `FUTURE_SKEW_MS` (else that book would refuse every later update);
   a snapshot without a timestamp never replaces a stamped book (only an unstamped one that
-  waits for a resync). Strings are cut before they reach the
-  tape. Any received frame proves the connection alive, not only a PONG.
+  waits for a resync). Strings are cut before they reach the tape. Any received frame proves
+  the connection alive, not only a PONG.
 """
 
 from __future__ import annotations

@@ -62,12 +62,13 @@ def test_rows_read_with_missing_and_odd_fields():
                    _trade("c0", "n0", "BUY", "0.3", "2", 3.0, raw_json={"book_mid": ""}, status=None),
                    _trade("c0", "n0", "BUY", "0.3", "2", 4.0, raw_json=None, status="failed")],
         "tokens": _tokens(),
-        "settlements": [_settled("c0", None, payout="1.5", pnl="0.25", yes="1.5", no="2")],
+        "settlements": [_settled("c0", None, payout="1.5", pnl="0.25", yes="1.5", no="2"), _settled("c1", "y1")],
     })
     assert [(t.market, t.side, t.mid) for t in rows.trades] == [("c0", Side.BUY, D("0.41")), ("", Side.SELL, None),
                                                                ("c0", Side.BUY, None)]
     assert rows.failed == 1  # status compared case-blind
-    assert rows.settlements == {"c0": SettlementRow("c0", "", D("1.5"), D("0.25"), D("1.5"), D(2))}
+    assert rows.settlements == {"c0": SettlementRow("c0", "", D("1.5"), D("0.25"), D("1.5"), D(2)),
+                                "c1": SettlementRow("c1", "y1", D(0), D(0), D(0), D(0))}
     assert rows.tokens == PAIRS
 
 
