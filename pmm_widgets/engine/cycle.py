@@ -53,6 +53,7 @@ from ..strategy.registry import Builtins, build_strategy
 from ..strategy.risk import RiskManager, Screened
 from ..strategy.spread import SpreadStrategy
 from ..strategy.volatility import VolEstimator
+from ..tasks import cancel_and_wait
 from .snapshot import NO_PNL, CycleSnapshot, MarketSnapshot, SnapshotTotals
 
 if TYPE_CHECKING:
@@ -226,6 +227,7 @@ class QuoteCycle:
         self.econ = EconomicsTracker(self.rec, mode.value, events=self.events)
         self._resolved: dict[str, str] = {}  # market -> winning token (no more quoting there)
         self._venue_samples: list[RewardSample] = []  # taken at venue minutes, recorded by the next cycle
+        self._payouts: tuple[str, asyncio.Task[Any]] | None = None  # live: a venue day's payouts being read
         self._usd_rows = UsdCarry()  # `reward_estimates.usd` at 6 dp, unbiased (the remainder carried)
         # incremental cycle: the inputs of each market's last touch computation and decision
         self.incremental = incremental
@@ -876,16 +878,28 @@ class QuoteCycle:
 
     async def _venue_payouts(self, now: float, exchange: Exchange) -> None:
         """Live: once per venue day, what the venue paid the day before (rewards and rebates);
-        the ledgers' rewards turn from estimated to paid for that day."""
+        the ledgers' rewards turn from estimated to paid for that day. The venue is asked in a
+        task of this cycle's, and the first cycle after its answer books it: two reads with
+        retries can take the broker's deadline twice over (and are asked again every few minutes
+        while they fail), which the quote loop must not wait for."""
         ask = getattr(exchange, "venue_payouts", None)
-        venue_now = self.econ.clock.to_venue(now)
-        day = self.econ.payouts.due(venue_now)
-        if day is None or not callable(ask):
+        if not callable(ask):
             return
+        if self._payouts is None:
+            day = self.econ.payouts.due(self.econ.clock.to_venue(now))
+            if day is not None:
+                self._payouts = (day, asyncio.get_running_loop().create_task(ask(day), name=f"venue-payouts-{day}"))
+            return
+        day, task = self._payouts
+        if not task.done():
+            return
+        self._payouts = None
         try:
-            got = await ask(day)
+            if task.cancelled():
+                raise TimeoutError("the read was cancelled")
+            got = task.result()
         except Exception as exc:  # noqa: BLE001 (the estimate stands; asked again later)
-            self.econ.payouts.failed(venue_now)
+            self.econ.payouts.failed(self.econ.clock.to_venue(now))
             self.econ.bad_data(now, None, f"venue payouts for {day} failed: {type(exc).__name__}: {exc}")
             return
         if got is None:  # dry-run: nothing of ours rests at the venue
@@ -966,6 +980,14 @@ class QuoteCycle:
     @property
     def resolved(self) -> dict[str, str]:
         return dict(self._resolved)
+
+    async def aclose(self) -> None:
+        """End the cycle's own task: a venue payouts read still out (its answer is not booked; the
+        next engine asks again, the day not being marked read)."""
+        if self._payouts is not None:
+            task = self._payouts[1]
+            self._payouts = None
+            await cancel_and_wait(task)
 
     # -- faces ---------------------------------------------------------------------------------
     def final_pnl(self, now: float) -> None:

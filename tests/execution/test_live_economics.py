@@ -114,7 +114,10 @@ async def test_paid_rewards_and_rebates_are_read_back_from_the_venue(sb, wallet_
     qc.econ.rewards_by_day[(rew, date)] = D("0.75")
     qc.pnl.ledger(rew).rewards += D("0.75")
     qc.econ.clock = VenueClock(time.time(), (econ.day + 1) * 86400 + 600, 1.0)  # the venue's next day
-    await qc._venue_payouts(time.time(), ex)
+    await qc._venue_payouts(time.time(), ex)  # asks the venue in the cycle's task
+    assert qc._payouts is not None
+    await asyncio.wait_for(asyncio.shield(qc._payouts[1]), 10)
+    await qc._venue_payouts(time.time(), ex)  # the next cycle books the answer
     assert qc.pnl.ledger(rew).rewards == truth[(rew, "rewards")]
     assert qc.econ.payouts.due(qc.econ.clock.to_venue(time.time())) is None  # read once per day
     rows = {(r["kind"], r["market"]): r["amount"] for r in sink.rows["venue_payouts"]}
