@@ -469,3 +469,44 @@ async def test_close_closes_its_rest_client(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(md.rest, "aclose", aclose)
     await md.close()
     assert closed == [1]
+
+
+async def test_a_cancel_of_close_still_closes_the_stream_and_the_rest_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel of `close` while it waits for the recording task to end (the engine's shutdown
+    cancelled) still raises, but only once the stream and the REST client are closed as well:
+    they are `MarketData`'s (`MarketStream.close` closes what it owns the same way)."""
+    md = MarketData("http://clob.invalid", "ws://x", MemorySink(), clock=_Clock(), stream_cls=_Stream)
+    assert md.rest is not None
+    closed: list[int] = []
+
+    async def aclose() -> None:
+        closed.append(1)
+
+    monkeypatch.setattr(md.rest, "aclose", aclose)
+    await md.start()
+    closer = asyncio.create_task(md.close())
+    while md._record_task is not None:  # the closer is in its wait for the recording task
+        await asyncio.sleep(0)
+    closer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    stream: _Stream = md.stream  # type: ignore[assignment]
+    assert stream.calls[-1] == ("close", None) and closed == [1]
+
+
+async def test_a_failing_stream_close_still_closes_the_rest_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    md = MarketData("http://clob.invalid", "ws://x", MemorySink(), clock=_Clock(), stream_cls=_Stream)
+    assert md.rest is not None
+    closed: list[int] = []
+
+    async def aclose() -> None:
+        closed.append(1)
+
+    async def broken() -> None:
+        raise RuntimeError("socket")
+
+    monkeypatch.setattr(md.rest, "aclose", aclose)
+    monkeypatch.setattr(md.stream, "close", broken)
+    with pytest.raises(RuntimeError, match="socket"):
+        await md.close()
+    assert closed == [1]
