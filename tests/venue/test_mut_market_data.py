@@ -305,7 +305,17 @@ async def _run_loop(md: MarketData, sleeps: int, monkeypatch: pytest.MonkeyPatch
         if tick is not None:
             tick()
 
+    inner = md.record_now
+    recorded: list[int] = []
+
+    def record_now(now: float | None = None) -> int:
+        if len(recorded) >= sleeps:  # a loop that records without sleeping: ended here, not hung
+            raise asyncio.CancelledError
+        recorded.append(1)
+        return inner(now)
+
     monkeypatch.setattr(mdm.asyncio, "sleep", sleep)
+    monkeypatch.setattr(md, "record_now", record_now)
     with pytest.raises(asyncio.CancelledError):
         await md._record_loop()
     return slept
@@ -443,7 +453,7 @@ def test_resolutions_pop_and_unpop_in_order() -> None:
     assert md.pop_resolutions() == [e[0], e[1], e[2]]
 
 
-async def test_start_once_close_ends_what_it_owns(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_start_once_close_ends_what_it_owns() -> None:
     md, _ = _md()
     stream: _Stream = md.stream  # type: ignore[assignment]
     await md.start()
