@@ -82,10 +82,14 @@ class MarketData:
 
     async def close(self) -> None:
         task, self._record_task = self._record_task, None
-        await cancel_and_wait(task)
-        await self.stream.close()
-        if self.rest is not None:
-            await self.rest.aclose()
+        try:  # a cancel of whoever closes still raises, once the stream and the REST client are closed too
+            await cancel_and_wait(task)
+        finally:
+            try:
+                await self.stream.close()
+            finally:
+                if self.rest is not None:
+                    await self.rest.aclose()
 
     def pop_resolutions(self) -> list[MarketResolvedEvent]:
         """`market_resolved` events received since the last call (market, winning_asset_id)."""
