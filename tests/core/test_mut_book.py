@@ -19,7 +19,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmm_widgets.book import _SIZES, BookError, BookNote, LatestBooks, OrderBook, as_view, parse_ts_ms, short
+from pmm_widgets.book import (
+    _PRICES,
+    _SIZES,
+    BookError,
+    BookNote,
+    LatestBooks,
+    OrderBook,
+    _price,
+    as_view,
+    parse_ts_ms,
+    short,
+    snapshot_levels,
+)
 from pmm_widgets.domain import Level, Side
 from pmm_widgets.ticks import MAX_SIZE, sane_min_size, venue_tick
 from pmm_widgets.venue.wire import BookSnapshot, convert
@@ -97,6 +109,7 @@ def check(b: OrderBook, m: Naive, depths: list[int | None]) -> None:
         assert ticks == sorted(int(p / m.tick) for p in side)
         assert all(type(lv) is Level for lv in lvs)
         assert [(str(lv.price), str(lv.size)) for lv in lvs] == [(str(p.normalize()), str(s)) for p, s in sorted(side.items())]
+        assert [str(b.price_of(t)) for t in ticks] == [str(p.normalize()) for p in sorted(side)]
     bb, ba = m.best(True), m.best(False)
     assert (b.best_bid, b.best_ask) == (bb, ba)
     assert b.best_bid_tick == (None if bb is None else int(bb / m.tick))
@@ -132,17 +145,22 @@ def spellings(units: int) -> list[str]:
     return out
 
 
-units = st.one_of(st.integers(1, 9).map(lambda x: x * 1000), st.integers(1, 99).map(lambda x: x * 100),
-                  st.integers(1, 399).map(lambda x: x * 25), st.integers(0, 10001))
+near = st.integers(40, 60).map(lambda x: x * 100)  # on every grid but 0.1, close enough to cross
+units = st.one_of(near, near, near, near, near, near, st.integers(1, 9).map(lambda x: x * 1000),
+                  st.integers(1, 99).map(lambda x: x * 100), st.integers(1, 399).map(lambda x: x * 25), st.integers(0, 10001))
 good_price = st.builds(lambda u, i: spellings(u)[i % len(spellings(u))], units, st.integers(0, 2))
 junk_price = st.sampled_from(["0", "1", "1.0", "-0.2", "1.5", "nan", "inf", "", "abc", "1e-999999999", "0." + "0" * 29 + "1",
                               "0.5" + "0" * 30, "0.5" + "0" * 29, None, True, 0.5, Decimal("0.25"), Decimal("0.123")])
-price = st.one_of(good_price, good_price, good_price, junk_price)
-size = st.sampled_from(["0", "0", "1", "2.5", "10.00", "3149725.72", "0.000001", "1000000000000", "1000000000000.5",
-                        "-1", "-0", "abc", "NaN", "Infinity", "0" * 39 + "7", "0" * 40 + "7", "", None, 3, Decimal("4.5")])
-side = st.sampled_from(["BUY", "SELL", "BUY", "SELL", "buy", "sell", "BID", "ask", "HOLD", "", None])
+price = st.one_of(good_price, good_price, good_price, good_price, good_price, junk_price)
+good_size = st.sampled_from(["0", "0", "1", "2.5", "10.00", "3149725.72", "0.000001", "1000000000000", "-0", "0" * 39 + "7",
+                             3, Decimal("4.5")])
+junk_size = st.sampled_from(["1000000000000.5", "-1", "abc", "NaN", "Infinity", "0" * 40 + "7", "", None])
+size = st.one_of(good_size, good_size, good_size, good_size, good_size, junk_size)
+good_side = st.sampled_from(["BUY", "SELL", "BUY", "SELL", "buy", "sell", "BID", "bid", "ASK", "ask"])
+side = st.one_of(good_side, good_side, good_side, good_side, good_side, st.sampled_from(["HOLD", "", None]))
 bbo = st.sampled_from([None, "", "agree", "agree", "agree", "0", "1", "abc", "0.5", "0.45"])
-entry = st.tuples(price, size, side, bbo, bbo)
+good_entry = st.tuples(good_price, good_size, good_side, bbo, bbo)
+entry = st.one_of(good_entry, good_entry, good_entry, good_entry, st.tuples(price, size, side, bbo, bbo))
 ts_text = st.sampled_from([None, "", "0", "17", "1796033289800", "99999999999999", "100000000000000", "100000000000001",
                            "abc", "-5", "1e3"])
 snap_level = st.tuples(good_price, st.sampled_from(["0", "1", "5", "12.5", "200", "0.000001"]))
@@ -279,7 +297,7 @@ def tick_model(m: Naive, text: str) -> bool:
     return True
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(op, min_size=1, max_size=25), st.lists(st.sampled_from([None, -1, 0, 1, 2, 30]), min_size=1, max_size=3))
 def test_the_book_equals_a_naive_model_and_refusals_change_nothing(ops, depths):
     b = OrderBook("1", "0xm", Decimal("0.01"))
@@ -503,6 +521,8 @@ def snap_lists(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> Book
 
 def test_a_snapshot_that_differs_from_the_book_in_one_field_of_one_level_is_applied():
     b = OrderBook("1", "0xm", Decimal("0.01"))
+    for p, sz in (("0.42", "8"), ("0.62", "4")):  # every text below known to the caches (the `_holds` path)
+        assert b.apply_change(p, sz, "BUY") and b.apply_change(p, "0", "BUY")
     bids, asks = [("0.4", "5"), ("0.41", "7")], [("0.61", "2"), ("0.6", "3")]  # the wire's order: best last
     steps = [
         (bids, asks),  # the book's own levels: kept
@@ -513,12 +533,75 @@ def test_a_snapshot_that_differs_from_the_book_in_one_field_of_one_level_is_appl
         ([("0.42", "8"), ("0.4", "5")], [("0.6", "4"), ("0.62", "2")]),  # the same levels, in another order
         ([("0.4", "5"), ("0.42", "0")], [("0.62", "2"), ("0.6", "4")]),  # a zero size: the level goes
         ([("0.4", "5"), ("0.4", "6")], [("0.6", "4"), ("0.6", "4")]),  # duplicates: the last one wins
+        ([("0.4", "5"), ("0.4", "0")], [("0.6", "4"), ("0.6", "0")]),  # a level, then its zero: gone
     ]
     for i, (wb, wa) in enumerate(steps):
-        assert b.apply_snapshot(snap_lists(wb, wa)) and b.version == i + 1
+        assert b.apply_snapshot(snap_lists(wb, wa)) and b.version == i + 5
         want_b = sorted(dict((Decimal(p), Decimal(s)) for p, s in wb).items(), reverse=True)
         want_b = [(p, s) for p, s in want_b if s]
         want_a = sorted((p, s) for p, s in dict((Decimal(p), Decimal(s)) for p, s in wa).items() if s)
         assert b.wire_levels() == (want_b, want_a)
         assert [(lv.price, lv.size) for lv in b._bid_lv] == want_b[::-1] and b._bid_ticks == sorted(b.bids)
         assert [(lv.price, lv.size) for lv in b._ask_lv] == want_a and b._ask_ticks == sorted(b.asks)
+
+
+def test_the_price_memo_is_bounded():
+    tick, most = Decimal("0.000001"), 0
+    for t in range(1, 100_003):
+        assert _price(tick, t) == tick * t
+        most = max(most, len(_PRICES))
+    assert most == 100_001
+    assert str(_price(Decimal("0.01"), 40)) == "0.4" and _price(Decimal("0.01"), 0) == 0
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_the_answer_of_an_event_crossed_agreeing_or_not_through_both_paths(many: bool) -> None:
+    b = OrderBook("1", "0xm", Decimal("0.01"))
+
+    def ev(price: str, size: str, side: str, bb: str | None = None, ba: str | None = None) -> int:
+        e = E(price, size, side, bb, ba)
+        if many:  # the loop: a no-op entry first (a zero size where there is no level)
+            return b.apply_event([E("0.01", "0", "SELL"), e], "h", 5, 1.0)
+        return b.apply_one(e, "h", 5, 1.0)
+
+    assert ev("0.4", "1", "buy") == 0 and b.best_bid == Decimal("0.4")  # no best bid/ask given: agreeing
+    assert ev("0.6", "1", "ask", "0.4", "0.6") == 0 and b.best_ask == Decimal("0.6")
+    assert ev("0.41", "1", "bid", "0.41", "0.7") == 1  # the venue's ask differs
+    assert ev("0.42", "1", "BUY", "0.43", "0.6") == 1  # its bid differs
+    assert ev("0.42", "2", "BUY", "0.42", "") == 0 and ev("0.42", "3", "BUY", "", "0.6") == 0
+    assert ev("0.42", "4", "BUY", "0.42", "abc") == 0  # a text that is no number counts as agreeing
+    assert ev("0.61", "1", "sell", "0.420", "0.60") == 0  # other spellings: by value
+    assert ev("0.6", "1", "BUY", "0.6", "0.6") == 1 and b.crossed  # locked: crossed whatever the venue says
+    assert ev("0.6", "0", "BUY", "0.42", "0.6") == 0 and not b.crossed
+    assert ev("0.7", "1", "BID") == 1 and b.crossed and ev("0.7", "0", "BID") == 0
+    assert ev("0.5", "1", "SELL", "0.42", "0.5") == 0 and b.best_ask == Decimal("0.5") and b.asks[50] == 1
+    assert ev("0.5", "1", "HOLD") == -1 and ev("0.5", "abc", "SELL") == -1 and ev("0.5", "NaN", "SELL") == -1
+    assert (b.hash, b.venue_ts_ms, b.ts) == ("h", 5, 1.0)
+
+
+def test_a_price_text_seen_before_a_tick_change_is_read_on_the_new_grid():
+    b = OrderBook("1", "0xm", Decimal("0.01"))
+    assert b.apply_change("0.45", "1", "BUY") and b._bid_ticks == [45]
+    assert b.set_tick_size(Decimal("0.001")) and b._bid_ticks == [450]
+    assert b.apply_change("0.45", "2", "BUY") and b._bid_ticks == [450] and b.bids == {450: Decimal(2)}
+    assert b.apply_change("0.46", "1", "SELL") and b._ask_ticks == [460] and b.best_ask == Decimal("0.46")
+
+
+def test_a_snapshot_without_a_timestamp_market_or_minimum_keeps_the_books_own():
+    b = OrderBook("1", "0xm", Decimal("0.01"))
+    full = convert({"asset_id": "1", "market": "0xa", "timestamp": "17", "min_order_size": "15",
+                    "bids": [{"price": "0.4", "size": "1"}]}, BookSnapshot)
+    assert b.apply_snapshot(full) and (b.market, b.venue_ts_ms, b.min_order_size) == ("0xa", 17, Decimal(15))
+    bare = convert({"asset_id": "1", "timestamp": "0", "bids": [{"price": "0.4", "size": "2"}]}, BookSnapshot)
+    assert b.apply_snapshot(bare) and (b.market, b.venue_ts_ms, b.min_order_size) == ("0xa", 17, Decimal(15))
+    junk = convert({"asset_id": "1", "min_order_size": "0", "bids": []}, BookSnapshot)
+    assert b.apply_snapshot(junk) and b.min_order_size == Decimal(15) and b.levels == (0, 0)
+    other = convert({"asset_id": "1", "min_order_size": "5", "market": "0xb", "timestamp": "18"}, BookSnapshot)
+    assert b.apply_snapshot(other) and (b.market, b.venue_ts_ms, b.min_order_size) == ("0xb", 18, Decimal(5))
+
+
+def test_snapshot_levels_last_level_wins_zero_removes_best_first():
+    snap = snap_lists([("0.4", "5"), ("0.41", "1"), ("0.41", "0"), ("0.39", "2"), ("0.4", "6")],
+                      [("0.7", "1"), ("0.6", "3"), ("0.7", "0"), ("0.65", "2")])
+    assert snapshot_levels(snap) == ([(Decimal("0.4"), Decimal(6)), (Decimal("0.39"), Decimal(2))],
+                                     [(Decimal("0.6"), Decimal(3)), (Decimal("0.65"), Decimal(2))])
