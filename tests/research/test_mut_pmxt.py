@@ -630,8 +630,18 @@ def test_a_token_without_a_label_is_the_other_one_of_the_labelled(tmp_path, rec)
              "yes_after": ([row(T0_MS, "u", None), row(T0_MS + 1, "y", "YES")], ("y", "u")),
              "late_label": ([row(T0_MS, "n", None), row(T0_MS + 1, "y", None), row(T0_MS + 2, "n", "NO")], ("y", "n")),
              "none": ([row(T0_MS, "b", None), row(T0_MS + 1, "a", None)], ("b", "a")),
+             "late_unlabelled": ([row(T0_MS, "n", "NO"), row(T0_MS + 1, "y", "YES"), row(T0_MS + 2, "n", None),
+                                  row(T0_MS + 3, "y", None)], ("y", "n")),
              "both": ([row(T0_MS, "n", "NO"), row(T0_MS + 1, "y", "YES")], ("y", "n"))}
     for name, (rows, want) in cases.items():
         import_pmxt([v1(f"{name}.parquet", rows)], tmp_path / name, markets=None)
         (m,) = rec.made[-1].markets
         assert (m.yes_token_id, m.no_token_id) == want, name
+
+
+def test_a_row_with_no_token_id_adds_no_token(tmp_path, rec):
+    f = v2(tmp_path / "f.parquet", [*pair(T0_MS), change(T0_MS + 5, token=None)])
+    rep = import_pmxt([f], tmp_path / "rec", markets=None)
+    assert rep.markets == 1 and rep.skipped_markets == 0
+    (m,) = rec.made[-1].markets
+    assert (m.yes_token_id, m.no_token_id) == ("1", "2")
