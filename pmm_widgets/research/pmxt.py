@@ -174,6 +174,15 @@ def _levels(pairs: Any, column: str) -> list[dict[str, str]]:
     return out
 
 
+def _list_pairs(prices: Any, sizes: Any, column: str) -> list[tuple[Any, Any]]:
+    """One side of v2-18 depth (a list of prices, a list of sizes) as [price, size] pairs; lists of
+    unequal length are no list of pairs (`zip` cut them to the shorter: levels lost, unsaid)."""
+    p, s = list(prices or []), list(sizes or [])
+    if len(p) != len(s):
+        raise _BadRow(column, f"{len(p)} prices but {len(s)} sizes")
+    return list(zip(p, s))
+
+
 def _json_list(v: Any, column: str) -> Any:
     if v is None:
         return []
@@ -258,7 +267,7 @@ def _rows_v1(t: pa.Table, rows: np.ndarray, name: str, rep: ImportReport) -> lis
                                             t.column("data").to_pylist())):
         try:
             if not _time_ok(ts[i]):
-                raise _BadRow("timestamp_received", f"{ts[i]!r} ms is no time between 2015 and 2100")
+                raise _BadRow("timestamp_received", f"{float(ts[i])!r} ms is no time between 2015 and 2100")
             try:
                 d = json.loads(data) if isinstance(data, str) else data
             except ValueError:
@@ -306,15 +315,15 @@ def _rows_v2(t: pa.Table, rows: np.ndarray, variant: str, name: str, rep: Import
     for i in range(n):
         try:
             if not _time_ok(ts[i]):
-                raise _BadRow("timestamp_received", f"{ts[i]!r} ms is no time between 2015 and 2100")
+                raise _BadRow("timestamp_received", f"{float(ts[i])!r} ms is no time between 2015 and 2100")
             m, k, a = _market_str(market[i]), kind[i], str(asset[i] or "")
             ms = str(int(src[i] if _time_ok(src[i]) else ts[i]))  # no venue time: the receive time
             if k == "book":
                 if variant == "v2-16":
                     bids, asks = _json_list(cols["bids"][i], "bids"), _json_list(cols["asks"][i], "asks")
                 else:
-                    bids = list(zip(cols["bid_prices"][i] or [], cols["bid_sizes"][i] or []))
-                    asks = list(zip(cols["ask_prices"][i] or [], cols["ask_sizes"][i] or []))
+                    bids = _list_pairs(cols["bid_prices"][i], cols["bid_sizes"][i], "bid_prices/bid_sizes")
+                    asks = _list_pairs(cols["ask_prices"][i], cols["ask_sizes"][i], "ask_prices/ask_sizes")
                 ev = {"event_type": "book", "market": m, "asset_id": a, "timestamp": ms, "hash": "",
                       "bids": _levels(bids, "bids"), "asks": _levels(asks, "asks")}
             elif k == "price_change":
@@ -615,7 +624,9 @@ def import_pmxt(paths: Sequence[str | Path], root: str | Path, *, markets: int |
     booked: set[str] = set()  # markets with a book snapshot
     for _, m, tok, outcome, ev, _where in rows:
         if tok:
-            tokens.setdefault(m, {}).setdefault(tok, outcome)
+            labels = tokens.setdefault(m, {})
+            if labels.get(tok) is None:  # (a token's first row may have no YES/NO label, a later one has)
+                labels[tok] = outcome
         if ev["event_type"] == "book":
             booked.add(m)
         if ev["event_type"] == "tick_size_change":
@@ -629,7 +640,8 @@ def import_pmxt(paths: Sequence[str | Path], root: str | Path, *, markets: int |
         if len(toks) != 2:
             rep.skipped_markets += 1
             continue
-        order = sorted(toks, key=lambda t: 0 if toks[t] == "YES" else 1 if toks[t] == "NO" else 2)
+        # YES first, NO last; a token with no label goes between (the other one of a YES, or of a NO)
+        order = sorted(toks, key=lambda t: 0 if toks[t] == "YES" else 2 if toks[t] == "NO" else 1)
         tick = tick_change.get(m) or _tick_of(places.get(m, Counter()))
         universe.append(Market(condition_id=m, question=f"PMXT {m[:12]}", yes_token_id=order[0], no_token_id=order[1],
                                tick_size=tick, min_order_size=DEFAULT_MIN_SIZE, slug=m))
