@@ -1,0 +1,189 @@
+"""What a mutation pass over the recordings reader (`research/recordings.py`) found untested. The
+files here are written directly (no recorder thread): a few rows each, so every case is cheap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pmm_widgets.research.recordings import Gap, _lost_at_edges, list_recordings, load_window, parse_time
+from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, hour_key
+
+H0 = parse_time("2026-11-30T10:00:00Z")
+LOOSE = pa.schema([f.with_nullable(True) for f in ARROW_SCHEMA], metadata=ARROW_SCHEMA.metadata)
+
+
+def write(root: Path, name: str, rows: list[tuple], hour: float = H0, schema: pa.Schema = LOOSE,
+          group: int | None = None) -> Path:
+    """A recording file `name` in the folder of `hour`, of `rows` (seq, ts, kind, conn, payload)."""
+    d = root / hour_key(hour)
+    d.mkdir(parents=True, exist_ok=True)
+    cols = list(zip(*rows)) if rows else [[] for _ in schema]
+    t = pa.table([pa.array(list(c), f.type) for c, f in zip(cols, schema)], schema=schema)
+    f = d / name
+    pq.write_table(t, f, row_group_size=group)
+    return f
+
+
+def frames(n: int, t0: float = H0 + 10, seq0: int = 1, kind: str = "frame") -> list[tuple]:
+    """`n` market rows, one a second from `t0`, seqs from `seq0`."""
+    return [(seq0 + i, t0 + i, kind, 0, f'{{"i":{seq0 + i}}}') for i in range(n)]
+
+
+def test_a_file_without_a_column_is_a_problem_naming_the_missing_columns(tmp_path):
+    write(tmp_path, "market-a.parquet", frames(5))
+    short = pa.schema([f for f in LOOSE if f.name not in ("conn", "kind")], metadata=LOOSE.metadata)
+    bad = write(tmp_path, "market-b.parquet", [], schema=short)
+    w = load_window(tmp_path, H0, H0 + 3600)
+    (p,) = w.problems
+    assert p.file == str(bad) and p.message == "columns missing: kind, conn: skipped"
+    assert len(w) == 5
+    row = next(r for r in list_recordings(tmp_path) if r["file"] == str(bad))
+    assert not row["ok"] and row["problem"] == "columns missing: kind, conn"
+
+
+def test_rows_whose_time_is_nan_or_inf_are_dropped_and_leave_a_gap(tmp_path):
+    """No null in the file: only a NaN and an inf `ts` (not finite: no time to order them by)."""
+    rows = frames(8)
+    rows[3] = (4, float("nan"), "frame", 0, "x")
+    rows[5] = (6, float("inf"), "frame", 0, "y")
+    f = write(tmp_path, "market-a.parquet", rows)
+    w = load_window(tmp_path, H0, H0 + 3600)
+    (p,) = w.problems
+    assert p.file == str(f)
+    assert p.message == "rows without a finite ts (2): 2 of 8 rows dropped, the rest read (a gap where they were)"
+    assert w.payload[:] == ['{"i":1}', '{"i":2}', '{"i":3}', '{"i":5}', '{"i":7}', '{"i":8}']
+    assert sorted((i, g.missing_rows) for i, g in w.gap_before.items()) == [(3, 1), (4, 1)]
+    assert np.all(np.isfinite(w.ts))
+
+
+def edges(seqs: list[int], kept: list[int], n: int, present: list[int]) -> tuple[int, int]:
+    return _lost_at_edges(np.array(seqs, np.int64), np.array(kept, np.int64), n, np.array(sorted(present), np.int64))
+
+
+def test_rows_dropped_at_a_files_start_before_the_sessions_first_row_read_are_counted_before_it():
+    """Two rows dropped before the file's first kept row (seq 10), which is the session's first read."""
+    assert edges([10, 11, 12, 13], [2, 3, 4, 5], 6, [10, 11, 12, 13, 14]) == (2, 0)
+
+
+def test_rows_dropped_at_a_files_start_fill_the_sessions_holes_before_its_next_row_first():
+    """The session's rows read before the file's first kept row (seq 10) leave holes: the dropped rows
+    are taken to be those holes as far as there are enough of them, the rest lie before the session."""
+    mine = [10, 11, 12, 13]
+    assert edges(mine, [2, 3, 4, 5], 6, [3, 4, 8, *mine]) == (0, 0)  # 4 holes (5, 6, 7, 9) for 2 rows
+    assert edges(mine, [2, 3, 4, 5], 6, [7, 8, *mine]) == (1, 0)  # 1 hole (9) for 2 rows: one before seq 7
+    assert edges(mine, [3, 4, 5, 6], 7, [8, *mine]) == (2, 0)  # 1 hole (9) for 3 rows
+
+
+def test_rows_dropped_at_a_files_end_after_the_sessions_last_row_read_are_counted_after_it():
+    mine = [10, 11, 12, 13]
+    assert edges(mine, [0, 1, 2, 3], 7, mine) == (0, 3)
+    assert edges(mine, [0, 1, 2, 3], 7, [*mine, 15]) == (0, 2)  # one of them is the hole 14
+    assert edges(mine, [0, 1, 2, 3], 7, [*mine, 15, 18]) == (0, 0)  # 14, 16, 17: holes enough for the three
+
+
+def test_rows_dropped_at_both_ends_of_a_file_count_on_each_side_and_a_run_between_kept_rows_is_no_edge():
+    assert edges([10, 11], [1, 2], 5, [10, 11]) == (1, 2)
+    assert edges([10, 13], [0, 3], 4, [10, 13]) == (0, 0)  # rows 1, 2: the hole 11, 12 between kept rows
+    assert edges([10, 13], [0, 5], 6, [10, 13]) == (0, 0)
+
+
+def test_a_file_every_row_of_which_is_dropped_is_lost_on_both_sides_unless_the_sessions_holes_hold_them():
+    assert edges([], [], 3, [5, 6, 9]) == (-1, -1)  # 2 holes (7, 8) for 3 rows
+    assert edges([], [], 3, [5, 9]) == (0, 0)  # 3 holes for 3 rows
+
+
+def test_only_the_holes_between_the_sessions_edge_and_the_files_nearest_kept_row_hold_dropped_rows():
+    """The holes looked at are those between the session's first row read and the file's first kept
+    row (at the start), or its last kept row and the session's last row (at the end): a hole between
+    two kept rows of the file (11, 12) is no place for them."""
+    assert edges([12, 13], [2, 3], 4, [10, 11, 12, 13]) == (2, 0)  # no hole before seq 12
+    assert edges([10, 13], [2, 3], 4, [10, 13]) == (2, 0)
+    assert edges([10, 13], [0, 1], 4, [10, 13]) == (0, 2)
+
+
+def test_a_gap_says_how_many_rows_and_which_files_only_when_it_knows():
+    g = Gap("s1", H0, H0 + 2, 0, ())
+    assert str(g) == ("gap in session s1: 0 rows missing between 2026-11-30T10:00:00.000Z and "
+                      "2026-11-30T10:00:02.000Z: books reset until their next snapshot")
+    u = Gap("s1", H0, H0 + 2, -1, ("a.parquet", "b.parquet"))
+    assert str(u) == ("gap in session s1: an unknown number of rows missing between 2026-11-30T10:00:00.000Z and "
+                      "2026-11-30T10:00:02.000Z (unreadable rows in: a.parquet, b.parquet): books reset until their "
+                      "next snapshot")
+
+
+def test_an_open_part_nobody_holds_is_read_when_its_footer_was_written_else_lost_after_the_sessions_last_row(
+        tmp_path):
+    write(tmp_path, "market-a.parquet", frames(3))
+    done = write(tmp_path, "market-a-0001.parquet", frames(3, H0 + 20, seq0=4))
+    done.rename(str(done) + OPEN_SUFFIX)  # complete, its rename never done: read anyway
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 6 and not w.gaps
+    assert [str(p) for p in w.problems] == [f"{done}{OPEN_SUFFIX}: not renamed after its footer was written (its "
+                                            "recorder died while closing it): read anyway"]
+    lost = write(tmp_path, "market-a-0002.parquet", frames(3, H0 + 30, seq0=7))
+    Path(str(lost) + OPEN_SUFFIX).write_bytes(lost.read_bytes()[:40])  # its footer never written
+    lost.unlink()
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 6 and not w.gap_before
+    (g,) = w.tail_gaps
+    assert g.missing_rows == -1 and g.after_ts == H0 + 22 and g.files == (f"{lost}{OPEN_SUFFIX}",)
+    assert f"{lost}{OPEN_SUFFIX}: not closed: its recorder stopped without closing it" in "\n".join(map(str, w.problems))
+
+
+def dead_part(root: Path, name: str) -> Path:
+    """An `.open` part its writer died in before writing its footer (nobody holds its lock)."""
+    f = root / hour_key(H0) / (name + OPEN_SUFFIX)
+    f.write_bytes(b"PAR1 cut short")
+    return f
+
+
+def lost_parts(root: Path, t1: float) -> list[str]:
+    w = load_window(root, H0, t1)
+    return [p.file for p in w.problems if "not closed" in p.message]
+
+
+def test_a_dead_part_is_after_the_window_only_when_an_earlier_part_of_its_session_and_channel_ends_after_it(tmp_path):
+    """Rows past the window's end in another session's file, in another channel's, or in no earlier
+    part (its footer without statistics: how far it went is unknown) say nothing of the dead part:
+    it is the window's loss."""
+    write(tmp_path, "market-a-0001.parquet", frames(3))  # ends at H0 + 12: before t1
+    write(tmp_path, "market-b-0000.parquet", frames(2, H0 + 500, seq0=1))  # another session past t1
+    write(tmp_path, "engine-a-0001.parquet", frames(2, H0 + 500, seq0=4, kind="cycle"))  # another channel
+    dead = dead_part(tmp_path, "market-a-0002.parquet")
+    assert lost_parts(tmp_path, H0 + 100) == [str(dead)]
+
+
+def test_an_earlier_part_ending_after_the_window_in_any_of_its_row_groups_puts_a_dead_part_after_it(tmp_path):
+    rows = frames(2, H0 + 500) + frames(2, H0 + 10, seq0=3)  # its first row group past t1, its last before
+    write(tmp_path, "market-a-0001.parquet", rows, group=2)
+    dead_part(tmp_path, "market-a-0002.parquet")
+    assert lost_parts(tmp_path, H0 + 100) == []
+
+
+def test_an_earlier_part_without_time_statistics_says_nothing_of_a_dead_part(tmp_path):
+    d = tmp_path / hour_key(H0)
+    d.mkdir()
+    t = pa.table([pa.array(list(c), f.type) for c, f in zip(zip(*frames(3, H0 + 500)), LOOSE)], schema=LOOSE)
+    pq.write_table(t, d / "market-a-0001.parquet", write_statistics=False)
+    write(tmp_path, "market-a-0000.parquet", frames(3, H0 + 10, seq0=4))  # (rows in the window)
+    dead = dead_part(tmp_path, "market-a-0002.parquet")
+    assert lost_parts(tmp_path, H0 + 100) == [str(dead)]
+
+
+def test_an_hourly_file_is_the_part_before_the_numbered_ones(tmp_path):
+    """Without rotation the hour's first file has no number (`market-a.parquet`) and a reopened hour's
+    parts are numbered from 1: the unnumbered file is the earlier part."""
+    write(tmp_path, "market-a.parquet", frames(3, H0 + 50) + frames(2, H0 + 500, seq0=4))
+    dead_part(tmp_path, "market-a-0001.parquet")
+    assert lost_parts(tmp_path, H0 + 100) == []
+
+
+def test_an_earlier_part_ending_at_the_windows_end_leaves_a_dead_parts_rows_in_the_window(tmp_path):
+    """Its rows may be stamped at t1 too: the window's loss."""
+    write(tmp_path, "market-a-0001.parquet", frames(3, H0 + 98))  # its last row at H0 + 100 = t1
+    dead = dead_part(tmp_path, "market-a-0002.parquet")
+    assert lost_parts(tmp_path, H0 + 100) == [str(dead)]
