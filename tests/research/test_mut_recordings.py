@@ -3,13 +3,22 @@ files here are written directly (no recorder thread): a few rows each, so every 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pmm_widgets.research.recordings import Gap, _lost_at_edges, list_recordings, load_window, parse_time
+from pmm_widgets.research.recordings import (
+    Gap,
+    _describe,
+    _lost_at_edges,
+    _needed,
+    list_recordings,
+    load_window,
+    parse_time,
+)
 from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, hour_key
 
 H0 = parse_time("2026-11-30T10:00:00Z")
@@ -187,3 +196,55 @@ def test_an_earlier_part_ending_at_the_windows_end_leaves_a_dead_parts_rows_in_t
     write(tmp_path, "market-a-0001.parquet", frames(3, H0 + 98))  # its last row at H0 + 100 = t1
     dead = dead_part(tmp_path, "market-a-0002.parquet")
     assert lost_parts(tmp_path, H0 + 100) == [str(dead)]
+
+
+def test_what_cannot_be_read_is_said_as_truncated_or_corrupt_or_as_unreadable_in_one_line():
+    assert _describe(ValueError("Parquet magic bytes not found\nmore")) == (
+        "truncated or corrupt Parquet file (Parquet magic bytes not found)")
+    assert _describe(OSError("Couldn't read the Footer")) == "truncated or corrupt Parquet file (Couldn't read the Footer)"
+    assert _describe(ValueError("Parquet file Size is 0 bytes")) == (
+        "truncated or corrupt Parquet file (Parquet file Size is 0 bytes)")
+    assert _describe(OSError("Cannot open for reading: a directory")) == (
+        "unreadable (OSError: Cannot open for reading: a directory)")
+
+
+def test_files_that_are_no_parquet_are_each_a_problem_naming_the_file_and_the_rest_is_read(tmp_path):
+    write(tmp_path, "market-a.parquet", frames(3))
+    d = tmp_path / hour_key(H0)
+    (d / "engine-a.parquet").write_bytes(b"garbage" * 10)
+    (d / "rest-a.parquet").write_bytes(b"")
+    (d / "universe-a.parquet").mkdir()
+    w = load_window(tmp_path, H0, H0 + 3600, warmup=False)
+    assert len(w) == 3
+    said = {Path(p.file).name: p.message for p in w.problems}
+    assert said["engine-a.parquet"].startswith("truncated or corrupt Parquet file (Parquet magic bytes not found")
+    assert said["rest-a.parquet"] == "truncated or corrupt Parquet file (Parquet file size is 0 bytes)"
+    assert said["universe-a.parquet"].startswith("unreadable (")
+
+
+def test_the_row_groups_needed_are_those_holding_a_row_of_the_span_bounds_included(tmp_path):
+    f = write(tmp_path, "market-a.parquet", [(i + 1, H0 + i, "frame", 0, "x") for i in range(6)], group=2)
+    pf = pq.ParquetFile(f)
+    ts = H0 + np.arange(6.0)
+    assert _needed(pf, ts, H0 + 2, H0 + 3) == [False, True, False]
+    assert _needed(pf, ts, H0 + 1, H0 + 1) == [True, False, False]
+    assert _needed(pf, ts, H0 + 4.5, H0 + 9) == [False, False, True]
+    assert _needed(pf, ts, H0 + 9, H0 + 10) == [False, False, False]
+    rows = np.array([0, 1, 3, 4, 5])  # row 2 dropped: the 4th ts is the file's row 4
+    assert _needed(pf, np.delete(ts, 2), H0 + 4, H0 + 4) == [False, True, False]
+    assert _needed(pf, np.delete(ts, 2), H0 + 4, H0 + 4, rows) == [False, False, True]
+
+
+def test_a_gap_after_a_sessions_last_row_read_ends_where_its_lost_rows_may_end(tmp_path):
+    """No row after it: it ends at a dead part's last write (its mtime), or a closed file's hour's end."""
+    write(tmp_path, "market-a.parquet", frames(3))
+    dead = dead_part(tmp_path, "market-a-0001.parquet")
+    os.utime(dead, (H0 + 1234, H0 + 1234))
+    (g,) = load_window(tmp_path, H0, H0 + 3600).tail_gaps
+    assert (g.after_ts, g.before_ts) == (H0 + 12, H0 + 1234)
+    dead.unlink()
+    rows = frames(5)
+    rows[-1] = (5, None, "frame", 0, "x")
+    write(tmp_path, "market-a.parquet", rows)
+    (g,) = load_window(tmp_path, H0, H0 + 3600).tail_gaps
+    assert (g.after_ts, g.before_ts, g.missing_rows) == (H0 + 13, H0 + 3600, 1)
