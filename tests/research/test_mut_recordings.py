@@ -10,11 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
     Gap,
     _describe,
     _lost_at_edges,
     _needed,
+    _open,
     list_recordings,
     load_window,
     parse_time,
@@ -248,3 +250,56 @@ def test_a_gap_after_a_sessions_last_row_read_ends_where_its_lost_rows_may_end(t
     write(tmp_path, "market-a.parquet", rows)
     (g,) = load_window(tmp_path, H0, H0 + 3600).tail_gaps
     assert (g.after_ts, g.before_ts, g.missing_rows) == (H0 + 13, H0 + 3600, 1)
+
+
+def test_a_file_read_for_the_warm_up_and_for_the_state_before_it_is_said_once(tmp_path):
+    """No checkpoint in t0's hour before t0: the warm-up starts at the hour before's last one, and
+    that hour's engine file is read for the window and for the state recorded before it."""
+    write(tmp_path, "rest-a.parquet", [(1, H0 - 600, "checkpoint", 0, "[]")], hour=H0 - 3600)
+    f = write(tmp_path, "engine-a.parquet", [(2, H0 - 500, "start", 0, "{}"), (3, None, "cycle", 0, ""),
+                                             (4, H0 - 400, "cycle", 0, "")], hour=H0 - 3600)
+    write(tmp_path, "market-a.parquet", frames(3, seq0=5))
+    w = load_window(tmp_path, H0 + 5, H0 + 60)
+    assert w.ts[0] == H0 - 600 and [p.file for p in w.problems] == [str(f)]
+
+
+def test_a_files_rows_are_first_read_without_their_payloads(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(4))
+    got = _open(f, [], H0, H0 + 3600)
+    assert got is not None and got[1].column_names == ["seq", "ts", "kind", "conn"] and got[2] == [True]
+
+
+def test_a_window_inside_a_file_holds_its_rows_of_the_span_only_with_their_own_payloads(tmp_path):
+    write(tmp_path, "market-a.parquet", frames(10))
+    w = load_window(tmp_path, H0 + 13, H0 + 15, warmup=False)
+    assert w.ts.tolist() == [H0 + 13, H0 + 14, H0 + 15]
+    assert w.payload[:] == ['{"i":4}', '{"i":5}', '{"i":6}']
+    (u,) = w.sources
+    assert (u.rows, u.first_seq, u.last_seq, u.payload_bytes) == (3, 4, 6, 21)
+
+
+def test_a_file_whose_row_groups_cannot_be_planned_is_a_problem_and_a_gap(tmp_path, monkeypatch):
+    write(tmp_path, "market-a.parquet", frames(3))
+    bad = write(tmp_path, "market-a-0001.parquet", frames(3, H0 + 20, seq0=4))
+    write(tmp_path, "market-a-0002.parquet", frames(3, H0 + 30, seq0=7))
+    real = recordings._needed
+
+    calls = []
+
+    def flaky(pf, ts, lo, hi, rows=None):
+        calls.append(1)
+        if len(calls) == 1:  # the first file read (by name): the part between the two others
+            raise ValueError("row group footer unreadable")
+        return real(pf, ts, lo, hi, rows)
+
+    monkeypatch.setattr(recordings, "_needed", flaky)
+    w = load_window(tmp_path, H0, H0 + 3600, warmup=False)
+    assert [str(p) for p in w.problems] == [f"{bad}: truncated or corrupt Parquet file (row group footer unreadable)"]
+    assert len(w) == 6 and [g.missing_rows for g in w.gap_before.values()] == [3]
+
+
+def test_a_lazy_windows_read_keeps_no_payload(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(4))
+    eager, lazy = recordings._read(f, [], keep=True), recordings._read(f, [], keep=False)
+    assert eager is not None and lazy is not None
+    assert eager[5] == [f'{{"i":{i}}}' for i in range(1, 5)] and lazy[5] is None and eager[4] == lazy[4]
