@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
     Gap,
+    RecordingError,
     _describe,
     _lost_at_edges,
     _needed,
@@ -303,3 +305,51 @@ def test_a_lazy_windows_read_keeps_no_payload(tmp_path):
     eager, lazy = recordings._read(f, [], keep=True), recordings._read(f, [], keep=False)
     assert eager is not None and lazy is not None
     assert eager[5] == [f'{{"i":{i}}}' for i in range(1, 5)] and lazy[5] is None and eager[4] == lazy[4]
+
+
+def test_a_row_group_whose_payloads_are_fewer_than_its_rows_is_a_problem_not_a_shifted_window(tmp_path, monkeypatch):
+    write(tmp_path, "market-a.parquet", frames(3))
+    bad = write(tmp_path, "market-a-0001.parquet", frames(4, H0 + 20, seq0=4))
+    real = pq.ParquetFile.iter_batches
+
+    def short(self, *a, **k):
+        for b in real(self, *a, **k):
+            yield b.slice(0, len(b) - 1) if len(b) == 4 else b
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", short)
+    w = load_window(tmp_path, H0, H0 + 3600, warmup=False)
+    assert [str(p) for p in w.problems] == [f"{bad}: unreadable (ValueError: row group 0: 3 payloads read of 4 rows)"]
+    assert w.payload[:] == ['{"i":1}', '{"i":2}', '{"i":3}']  # (no row after it: no hole between rows read)
+
+
+def test_the_payload_digest_is_that_of_the_kept_rows_whatever_the_rows_around_them(tmp_path):
+    """Two files holding the same rows of the span, one with other rows outside it: the same digest;
+    a kept payload of other bytes (same length): another."""
+    a = write(tmp_path, "market-a.parquet", frames(6))
+    b = write(tmp_path / "b", "market-a.parquet", frames(3) + [(i, H0 + 20 + i, "frame", 0, "other") for i in range(4, 9)])
+    c = write(tmp_path / "c", "market-a.parquet", [(1, H0 + 10, "frame", 0, '{"i":9}')] + frames(6)[1:])
+
+    def digest(f: Path) -> str:
+        got = recordings._read(f, [], H0 + 10, H0 + 12)
+        assert got is not None
+        return got[4]
+
+    assert digest(a) == digest(b) != digest(c)
+
+
+def test_a_lazy_window_whose_file_is_corrupted_after_the_read_fails_naming_it(tmp_path, monkeypatch):
+    """The window's read verified the page checksums; its lazy re-read verifies them again."""
+    rows = [(i + 1, H0 + i, "frame", 0, f'{{"price":"0.{i:03d}"}}') for i in range(200)]
+    f = write(tmp_path, "market-a.parquet", rows)
+    pq.write_table(pq.read_table(f), f, write_page_checksum=True, compression="zstd")
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    w = load_window(tmp_path, H0, H0 + 3600, warmup=False)
+    assert isinstance(w.payload, recordings.LazyPayloads) and not w.problems
+    md = pq.read_metadata(f)
+    col = md.row_group(0).column(4)
+    data = bytearray(f.read_bytes())
+    data[(col.dictionary_page_offset or col.data_page_offset) + col.total_compressed_size - 8] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(RecordingError, match=f"{f}: unreadable during the replay"):
+        w.payload[0]
+    w.payload.close()
