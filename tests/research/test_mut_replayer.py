@@ -1,0 +1,226 @@
+"""What a mutation pass over the replayer's argument checks and bookkeeping (`research/replayer.py`:
+parse_markets, selection, check_seed, check_markets, coverage_problems, grid_end, resume_index,
+run_id_for / files_key / settings_key, ReplaySink, markout_summary) found untested. Windows here
+are built in memory: no file, no replay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pmm_widgets.config import SEED_MAX
+from pmm_widgets.research.recordings import FileUse, RecordingError, Window, parse_time
+from pmm_widgets.research.replayer import (
+    CH_ENGINE,
+    CH_MARKET,
+    CH_REST,
+    CH_UNIVERSE,
+    check_markets,
+    check_seed,
+    coverage_problems,
+    files_key,
+    first_session,
+    grid_end,
+    market_span,
+    markout_summary,
+    parse_markets,
+    resume_index,
+    run_id_for,
+    selection,
+    settings_key,
+)
+
+H0 = parse_time("2026-11-30T10:00:00Z")
+
+
+def window(rows: list[tuple], t0: float = H0, t1: float = H0 + 600, **kw) -> Window:
+    """A window of `rows` (ts, channel, kind, payload[, session])."""
+    return Window(t0=t0, t1=t1, ts=np.array([r[0] for r in rows], np.float64),
+                  channel=np.array([r[1] for r in rows], np.int8), kind=[r[2] for r in rows],
+                  conn=np.zeros(len(rows), np.int32), payload=[r[3] for r in rows],
+                  session=[r[4] if len(r) > 4 else "s1" for r in rows], **kw)
+
+
+def test_markets_text_is_a_positive_count_or_a_list_of_ids():
+    assert parse_markets(" 3 ") == 3 and parse_markets("+2") == 2
+    for bad in ("0", "-1", "-0", " , ", ""):
+        with pytest.raises(ValueError, match="expected a positive count"):
+            parse_markets(bad)
+    assert parse_markets(" a, b,,c ") == ["a", "b", "c"]
+    assert parse_markets("slug-1") == ["slug-1"]
+
+
+def test_the_python_apis_markets_are_read_as_the_clis():
+    assert selection(None) is None and selection(5) == 5 and selection("4") == 4
+    assert selection("will-it-rain") == ["will-it-rain"] and selection(("x", 7)) == ["x", "7"]
+    for bad in (True, False, [], ()):
+        with pytest.raises(ValueError, match="markets: "):
+            selection(bad)
+
+
+def test_a_seed_is_a_whole_number_from_0_to_seed_max():
+    assert check_seed(None) is None and check_seed(0) == 0 and check_seed(SEED_MAX) == SEED_MAX
+    for bad in (-1, SEED_MAX + 1, True, 1.0, "3"):
+        with pytest.raises(ValueError, match="seed: "):
+            check_seed(bad)
+
+
+def universe(*slugs: str) -> str:
+    return json.dumps([{"condition_id": f"0x{s}", "question": s, "yes_token_id": f"{s}-y", "no_token_id": f"{s}-n",
+                        "tick_size": "0.01", "min_order_size": "5", "slug": s} for s in slugs])
+
+
+def test_a_selection_is_checked_against_every_universe_recorded_for_the_window():
+    w = window([(H0 + 1, CH_UNIVERSE, "markets", universe("b")), (H0 + 2, CH_UNIVERSE, "markets", "{not json"),
+                (H0 + 3, CH_MARKET, "frame", universe("zz"))],
+               preamble=[(H0 - 5, CH_UNIVERSE, "markets", universe("a")), (H0 - 4, CH_ENGINE, "start", universe("e"))])
+    check_markets(w, ["a", "0xa", "b"])  # the preamble's universe and the window's
+    check_markets(w, None)
+    check_markets(w, 3)
+    with pytest.raises(ValueError, match="markets: 0 "):
+        check_markets(w, 0)
+    with pytest.raises(RecordingError) as e:
+        check_markets(w, ["zz", "e", "b"])  # a market frame's payload, an engine row's: no universe
+    assert str(e.value).startswith("markets zz, e: not in the universe recorded for 2026-11-30T10:00:00.000Z .. "
+                                   "2026-11-30T10:10:00.000Z (2 markets, e.g. a, b: condition ids or slugs)")
+    with pytest.raises(RecordingError, match=r"markets m1, m2, m3, m4, m5 \.\.\.: not in"):
+        check_markets(w, [f"m{i}" for i in range(1, 7)])
+    with pytest.raises(RecordingError, match=r"markets m1, m2, m3, m4, m5: not in"):
+        check_markets(w, [f"m{i}" for i in range(1, 6)])
+    check_markets(window([(H0 + 1, CH_MARKET, "frame", "{}")]), ["anything"])  # no universe recorded: not checked
+
+
+def test_the_market_span_is_that_of_the_market_frames_alone():
+    w = window([(H0 + 1, CH_REST, "books", "[]"), (H0 + 2, CH_MARKET, "pong", None), (H0 + 3, CH_MARKET, "frame", "{}"),
+                (H0 + 4, CH_MARKET, "frame", "{}"), (H0 + 5, CH_ENGINE, "frame", "{}"), (H0 + 6, CH_MARKET, "gap", None)])
+    assert market_span(w) == (H0 + 3, H0 + 4)
+    assert market_span(window([(H0 + 1, CH_REST, "books", "[]")])) is None
+
+
+def test_coverage_problems_say_how_long_the_window_runs_without_market_data_beyond_stale_sec():
+    w = window([(H0 + 90, CH_MARKET, "frame", "{}"), (H0 + 420, CH_MARKET, "frame", "{}")])
+    assert coverage_problems(w, 60) == [
+        "no market data before 2026-11-30T10:01:30.000Z (1.5 min after the window's start): cycles before it quoted "
+        "nothing",
+        "no market data after 2026-11-30T10:07:00.000Z (3.0 min before the window's end): cycles after it saw stale "
+        "books and quoted nothing"]
+    assert coverage_problems(w, 89) == coverage_problems(w, 60)
+    assert coverage_problems(w, 90) == [coverage_problems(w, 60)[1]]  # 90 s exactly: not longer than stale_sec
+    assert coverage_problems(w, 179) == [coverage_problems(w, 60)[1]]
+    assert coverage_problems(w, 180) == []
+    assert coverage_problems(window([(H0 + 1, CH_REST, "books", "[]")]), 60) == [
+        "no market data recorded in 2026-11-30T10:00:00.000Z .. 2026-11-30T10:10:00.000Z: nothing was quoted"]
+
+
+def test_grid_cycles_end_once_every_book_is_stale_and_every_markout_due():
+    w = window([(H0 + 10, CH_MARKET, "frame", "{}"), (H0 + 20, CH_MARKET, "frame", "{}")], t1=H0 + 3600)
+    assert grid_end(w, H0 + 3600, 30.0, 2.0) == H0 + 20 + 30 + 120 + 2
+    assert grid_end(w, H0 + 100, 30.0, 2.0) == H0 + 100
+    assert grid_end(window([(H0 + 1, CH_REST, "books", "[]")]), H0 + 3600, 30.0, 2.0) == H0 + 3600
+
+
+def test_the_replay_resumes_from_the_last_rest_checkpoint_strictly_before_t0_that_has_local_times():
+    ck = json.dumps([{"asset_id": "1", "local_ts": H0}])
+    rows = [(H0 + 1, CH_REST, "checkpoint", ck), (H0 + 2, CH_REST, "books", "[]"), (H0 + 3, CH_REST, "checkpoint", ck),
+            (H0 + 4, CH_ENGINE, "checkpoint", ck), (H0 + 5, CH_MARKET, "frame", "{}"), (H0 + 6, CH_REST, "checkpoint", ck)]
+    w = window(rows)
+    assert resume_index(w, H0 + 6) == 2  # the one at t0 is not before it; the engine's row is no checkpoint
+    assert resume_index(w, H0 + 7) == 5
+    assert resume_index(w, H0 + 1) == 0
+    old = window([(H0 + 1, CH_REST, "checkpoint", ck), (H0 + 3, CH_REST, "checkpoint", "[]")])
+    assert resume_index(old, H0 + 9) == 0  # the last one lacks local times: none is used
+    assert resume_index(window([(H0 + 1, CH_REST, "checkpoint", None)]), H0 + 9) == 0
+
+
+def test_the_first_session_is_that_of_the_first_market_frame_or_rest_answer_at_or_after_t0():
+    rows = [(H0 + 1, CH_MARKET, "frame", "{}", "old"), (H0 + 5, CH_ENGINE, "cycle", "{}", "eng"),
+            (H0 + 5, CH_MARKET, "pong", None, "pong"), (H0 + 6, CH_REST, "books", "[]", "new"),
+            (H0 + 7, CH_MARKET, "frame", "{}", "last")]
+    w = window(rows)
+    assert first_session(w, H0 + 1) == "old"
+    assert first_session(w, H0 + 2) == "new"
+    assert first_session(w, H0 + 7) == "last"
+    assert first_session(w, H0 + 8) is None
+
+
+def test_the_markout_summary_sums_and_averages_each_horizon_and_the_realized_spread():
+    rows = [{"horizon_sec": 0, "markout_usd": 0.5}, {"horizon_sec": 0.0, "markout_usd": 0.25},
+            {"horizon_sec": 30, "markout_usd": -1.0}, {"horizon_sec": 5, "markout_usd": 2.0},
+            {"horizon_sec": 5.0, "markout_usd": None}, {"horizon_sec": "30", "markout_usd": 3.0}]
+    s = markout_summary(rows)
+    assert list(s) == ["markout_5s_usd", "markout_5s_mean_usd", "markout_30s_usd", "markout_30s_mean_usd",
+                       "realized_spread_usd"]
+    assert s == {"markout_5s_usd": 2.0, "markout_5s_mean_usd": 1.0, "markout_30s_usd": 2.0,
+                 "markout_30s_mean_usd": 1.0, "realized_spread_usd": 0.75}
+    assert markout_summary([]) == {"realized_spread_usd": None}
+    assert markout_summary([{"horizon_sec": 5, "markout_usd": 1.0}])["realized_spread_usd"] is None
+
+
+def use(file: str, **kw) -> FileUse:
+    d = {"rows": 3, "first_ts": H0, "last_ts": H0 + 2, "first_seq": 1, "last_seq": 3, "payload_bytes": 30,
+         "payload_digest": "d1"}
+    d.update(kw)
+    return FileUse(file, **d)
+
+
+def test_the_files_key_names_each_file_by_hour_and_name_with_what_it_gave_and_hashes_the_preamble():
+    base = window([], sources=[use("/a/2026-11-30T10/market-s1.parquet"), use("/a/2026-11-30T10/rest-s1.parquet")],
+                  preamble=[(H0 - 5, CH_UNIVERSE, "markets", "[]")])
+    key = files_key(base)
+    assert key.startswith("2026-11-30T10/market-s1.parquet:3:1796032800.0:1796032802.0:1:3:30:d1;"
+                          "2026-11-30T10/rest-s1.parquet:3:")
+    assert "preamble:1:" in key
+    moved = window([], sources=[use("/b/2026-11-30T10/market-s1.parquet"), use("/b/2026-11-30T10/rest-s1.parquet")],
+                   preamble=[(H0 - 5, CH_UNIVERSE, "markets", "[]")])
+    assert files_key(moved) == key  # another root: the same recording
+    changed = [{"rows": 4}, {"first_ts": H0 + 0.5}, {"last_ts": H0 + 3}, {"first_seq": 2}, {"last_seq": 4},
+               {"payload_bytes": 31}, {"payload_digest": "d2"}]
+    keys = {key}
+    for c in changed:
+        keys.add(files_key(window([], sources=[use("/a/2026-11-30T10/market-s1.parquet", **c),
+                                                use("/a/2026-11-30T10/rest-s1.parquet")],
+                                  preamble=[(H0 - 5, CH_UNIVERSE, "markets", "[]")])))
+    for pre in ([(H0 - 4, CH_UNIVERSE, "markets", "[]")], [(H0 - 5, CH_ENGINE, "markets", "[]")],
+                [(H0 - 5, CH_UNIVERSE, "start", "[]")], [(H0 - 5, CH_UNIVERSE, "markets", "[1]")],
+                [(H0 - 5, CH_UNIVERSE, "markets", None)], [(H0 - 5, CH_UNIVERSE, "markets", "")], []):
+        keys.add(files_key(window([], sources=base.sources, preamble=pre)))
+    assert len(keys) == 1 + len(changed) + 7
+
+
+def test_the_run_id_hashes_every_input_of_the_replay(monkeypatch):
+    from pmm_widgets.config import load_settings
+
+    s = load_settings()
+    w = window([(H0 + 1, CH_MARKET, "frame", "{}")], sources=[use("/a/2026-11-30T10/market-s1.parquet")])
+    p = s.params()
+    rid = run_id_for(w, None, p, 1, "grid", settings=settings_key(s))
+    assert rid.startswith("rp") and len(rid) == 14 and int(rid[2:], 16) >= 0
+    assert rid == run_id_for(w, None, p, 1, "grid", files_key(w), settings_key(s), (w.t0, w.t1))
+    q = s.params()
+    q.update(alpha=p.alpha / 2)
+    ids = {rid, run_id_for(w, 2, p, 1, "grid", settings=settings_key(s)),
+           run_id_for(w, None, p, 2, "grid", settings=settings_key(s)),
+           run_id_for(w, None, q, 1, "grid", settings=settings_key(s)),
+           run_id_for(w, None, p, 1, "recorded", settings=settings_key(s)),
+           run_id_for(w, None, p, 1, "grid", files="other", settings=settings_key(s)),
+           run_id_for(w, None, p, 1, "grid", settings=settings_key(load_settings(stale_sec=31.0))),
+           run_id_for(w, None, p, 1, "grid", settings=settings_key(s), span=(w.t0, w.t1 - 1))}
+    assert len(ids) == 8
+    assert settings_key(load_settings(db_url="sqlite:///elsewhere.db")) == settings_key(s)  # where rows go: no input
+
+
+def test_the_latency_file_is_in_the_settings_key_by_its_contents(tmp_path):
+    from pmm_widgets.config import load_settings
+
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text('{"x": 1}')
+    b.write_text('{"x": 1}')
+    c.write_text('{"x": 2}')
+    key = {f: json.loads(settings_key(load_settings(paper_latency_file=str(f))))["paper_latency_file"] for f in (a, b, c)}
+    assert key[a] == key[b] != key[c] and len(key[a]) == 64
+    gone = tmp_path / "gone.json"
+    assert json.loads(settings_key(load_settings(paper_latency_file=str(gone))))["paper_latency_file"] == (
+        f"unreadable:{gone}")
+    assert json.loads(settings_key(load_settings()))["paper_latency_file"] == ""
