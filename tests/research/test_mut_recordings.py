@@ -358,12 +358,12 @@ def test_a_lazy_window_whose_file_is_corrupted_after_the_read_fails_naming_it(tm
 def test_sessions_whose_market_data_overlap_are_refused_naming_both_and_other_channels_never_count(tmp_path):
     write(tmp_path, "market-a.parquet", frames(10))  # H0 + 10 .. 19
     write(tmp_path, "engine-b.parquet", frames(3, H0 + 5, kind="start"))  # b's engine rows inside a's: no matter
-    write(tmp_path, "market-b.parquet", frames(3, H0 + 19.5, seq0=4))  # just after a's last frame
+    write(tmp_path, "market-b.parquet", frames(3, H0 + 19, seq0=4))  # from a's last frame's time on
     write(tmp_path, "market-c.parquet", frames(3, H0 + 30))
     write(tmp_path, "engine-d.parquet", frames(2, H0 + 12, kind="cycle"))  # engine rows alone: not checked
     assert len(load_window(tmp_path, H0, H0 + 3600, warmup=False)) == 21
-    write(tmp_path, "market-c.parquet", frames(3, H0 + 21))  # c's first frame before b's last
+    write(tmp_path, "market-c.parquet", frames(3, H0 + 20.5))  # c's first frame before b's last
     with pytest.raises(RecordingError) as e:
         load_window(tmp_path, H0, H0 + 3600, warmup=False)
-    assert str(e.value).startswith("recording sessions b (2026-11-30T10:00:19.500Z .. 2026-11-30T10:00:21.500Z) and c "
-                                   "(2026-11-30T10:00:21.000Z .. 2026-11-30T10:00:23.000Z) overlap in time")
+    assert str(e.value).startswith("recording sessions b (2026-11-30T10:00:19.000Z .. 2026-11-30T10:00:21.000Z) and c "
+                                   "(2026-11-30T10:00:20.500Z .. 2026-11-30T10:00:22.500Z) overlap in time")

@@ -17,6 +17,8 @@ from pmm_widgets.research.replayer import (
     CH_MARKET,
     CH_REST,
     CH_UNIVERSE,
+    NOT_WRITTEN,
+    ReplaySink,
     check_markets,
     check_seed,
     coverage_problems,
@@ -224,3 +226,68 @@ def test_the_latency_file_is_in_the_settings_key_by_its_contents(tmp_path):
     assert json.loads(settings_key(load_settings(paper_latency_file=str(gone))))["paper_latency_file"] == (
         f"unreadable:{gone}")
     assert json.loads(settings_key(load_settings()))["paper_latency_file"] == ""
+
+
+class Inner:
+    """A sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def insert(self, table, row):
+        self.calls.append(("insert", table, dict(row)))
+
+    def upsert(self, table, row, key):
+        self.calls.append(("upsert", table, dict(row), tuple(key)))
+
+    def update(self, table, where, values):
+        self.calls.append(("update", table, dict(where), dict(values)))
+
+
+def test_the_replay_sink_tags_replay_rows_keeps_trades_and_drops_what_a_replay_never_writes():
+    inner = Inner()
+    s = ReplaySink(inner, "rp1")
+    s.insert("trades", {"trade_id": "t1", "mode": "paper", "size": 1})
+    s.insert("markouts", {"trade_id": "t1", "horizon_sec": 5})
+    s.insert("reward_estimates", {"market": "m", "usd": 1})
+    s.insert("events", {"kind": "x"})  # tagged, no mode column: none added
+    s.insert("runs_meta", {"mode": "paper"})  # not a tagged table: as given
+    for t in sorted(NOT_WRITTEN):
+        s.insert(t, {"mode": "paper"})
+        s.upsert(t, {"mode": "paper"}, ["id"])
+        s.update(t, {"id": 1}, {"x": 1})
+    assert inner.calls == [
+        ("insert", "trades", {"trade_id": "t1", "mode": "replay", "size": 1, "run_id": "rp1"}),
+        ("insert", "markouts", {"trade_id": "t1", "horizon_sec": 5, "run_id": "rp1"}),
+        ("insert", "reward_estimates", {"market": "m", "usd": 1, "run_id": "rp1"}),
+        ("insert", "events", {"kind": "x", "run_id": "rp1"}),
+        ("insert", "runs_meta", {"mode": "paper"})]
+    assert s.rows == 5 and list(s.trades) == ["t1"] and len(s.markouts) == 1 and len(s.rewards) == 1
+    s.update("trades", {"trade_id": "t1"}, {"fee": 2})
+    s.update("trades", {"trade_id": "t9"}, {"fee": 3})  # not one of the run's: forwarded only
+    s.update("orders", {"trade_id": "t1"}, {"fee": 4})
+    assert s.trades["t1"]["fee"] == 2 and inner.calls[-3:] == [
+        ("update", "trades", {"trade_id": "t1"}, {"fee": 2}), ("update", "trades", {"trade_id": "t9"}, {"fee": 3}),
+        ("update", "orders", {"trade_id": "t1"}, {"fee": 4})]
+    s.upsert("orders", {"client_id": "c1", "mode": "paper", "status": "OPEN"}, ["client_id"])
+    s.upsert("orders", {"client_id": "c1", "status": "FILLED"}, ["client_id"])
+    s.upsert("settlements", {"market": 7, "usd": 1}, ["market"])
+    assert s.orders == {"c1": {"client_id": "c1", "mode": "replay", "status": "FILLED", "run_id": "rp1"}}
+    assert s.settlements == {"7": {"market": 7, "usd": 1, "run_id": "rp1"}} and s.rows == 8
+    assert inner.calls[-1] == ("upsert", "settlements", {"market": 7, "usd": 1, "run_id": "rp1"}, ("market",))
+
+
+def test_without_a_db_the_replay_sink_counts_rows_and_keeps_only_what_the_summary_and_restores_read():
+    s = ReplaySink(None, "rp2")
+    s.insert("pnl", {"mode": "paper", "x": 1})
+    s.insert("events", {"kind": "x"})
+    s.insert("book_snapshots", {"x": 1})  # never written: not counted
+    s.insert("trades", {"trade_id": "t1", "mode": "paper"})
+    assert s.rows == 3 and s.trades == {"t1": {"trade_id": "t1", "mode": "replay", "run_id": "rp2"}}
+    s.upsert("orders", {"client_id": "c1", "mode": "paper", "status": "OPEN"}, ["client_id"])
+    s.upsert("orders", {"client_id": "c1", "mode": "live", "status": "FILLED", "price": 1}, ["client_id"])
+    s.upsert("orders", {"client_id": "c1", "status": "CANCELLED"}, ["client_id"])
+    assert s.orders == {"c1": {"client_id": "c1", "mode": "replay", "status": "CANCELLED", "price": 1, "run_id": "rp2"}}
+    assert s.rows == 6
+    s.upsert("orders", {"client_id": "c2", "status": "OPEN"}, ["client_id"])
+    assert s.orders["c2"] == {"client_id": "c2", "status": "OPEN", "run_id": "rp2"} and s.rows == 7
