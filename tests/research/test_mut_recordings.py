@@ -367,3 +367,46 @@ def test_sessions_whose_market_data_overlap_are_refused_naming_both_and_other_ch
         load_window(tmp_path, H0, H0 + 3600, warmup=False)
     assert str(e.value).startswith("recording sessions b (2026-11-30T10:00:19.000Z .. 2026-11-30T10:00:21.000Z) and c "
                                    "(2026-11-30T10:00:20.500Z .. 2026-11-30T10:00:22.500Z) overlap in time")
+
+
+def test_each_file_that_gave_rows_is_a_source_with_its_own_rows_times_seqs_and_bytes(tmp_path):
+    a = write(tmp_path, "market-a.parquet", frames(4))  # H0 + 10 .. 13, seqs 1 .. 4
+    b = write(tmp_path, "market-a-0001.parquet", [(5, H0 + 20, "frame", 0, "xy"), (6, H0 + 21, "frame", 0, None),
+                                                  (7, H0 + 22, "frame", 0, "abcd")])
+    write(tmp_path, "engine-a.parquet", frames(2, H0 + 30, seq0=8, kind="cycle"))  # after the window
+    w = load_window(tmp_path, H0 + 11, H0 + 25, warmup=False)
+    got = [(Path(u.file).name, u.rows, u.first_ts, u.last_ts, u.first_seq, u.last_seq, u.payload_bytes)
+           for u in w.sources]
+    assert got == [(b.name, 3, H0 + 20, H0 + 22, 5, 7, 6), (a.name, 3, H0 + 11, H0 + 13, 2, 4, 21)]
+
+
+def two_hours(root: Path) -> None:
+    """The hour before H0 (a checkpoint at H0 - 600) and H0's (a checkpoint at H0 + 100), market rows in both."""
+    write(root, "rest-a.parquet", [(1, H0 - 600, "checkpoint", 0, "[]")], hour=H0 - 3600)
+    write(root, "market-a.parquet", frames(3, H0 - 500, seq0=2), hour=H0 - 3600)
+    write(root, "rest-a.parquet", [(8, H0 + 100, "checkpoint", 0, "[]")])
+    write(root, "market-a.parquet", frames(3, H0 + 50, seq0=5) + frames(3, H0 + 700, seq0=9))
+
+
+def test_the_warm_up_starts_at_the_hours_start_when_the_hour_holds_a_checkpoint_before_t0(tmp_path):
+    two_hours(tmp_path)
+    w = load_window(str(tmp_path), "2026-11-30T10:10:00Z", "2026-11-30T10:20:00Z")  # text too, as the CLI's
+    assert (w.t0, w.t1) == (H0 + 600, H0 + 1200)
+    assert w.ts[0] == H0 + 50 and len(w) == 7  # H0's rows from its start (not from its checkpoint), none before
+    early = load_window(tmp_path, H0 + 60, H0 + 1200)  # no checkpoint in H0's hour before t0: the hour before's last
+    assert early.ts[0] == H0 - 600 and len(early) == 11
+
+
+def test_a_window_without_warm_up_reads_no_hour_before_its_own(tmp_path):
+    two_hours(tmp_path)
+    w = load_window(tmp_path, H0, H0 + 1200, warmup=False)  # (with a warm-up: from the hour before's checkpoint)
+    assert w.ts[0] == H0 + 50 and len(w) == 7 and not w.preamble
+    assert sorted(Path(f).parent.name for f in w.files) == [hour_key(H0)] * 2
+
+
+def test_rows_stamped_at_the_windows_end_in_the_next_hours_folder_are_in_the_window(tmp_path):
+    write(tmp_path, "market-a.parquet", frames(2, H0 + 3000))
+    write(tmp_path, "market-a.parquet", [(3, H0 + 3600, "frame", 0, "x"), (4, H0 + 3601, "frame", 0, "y")],
+          hour=H0 + 3600)
+    w = load_window(tmp_path, H0 + 3000, H0 + 3600)
+    assert w.ts.tolist() == [H0 + 3000, H0 + 3001, H0 + 3600]
