@@ -13,6 +13,7 @@ import pytest
 
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
+    _NAME_PROBLEM,
     Gap,
     RecordingError,
     _describe,
@@ -410,3 +411,28 @@ def test_rows_stamped_at_the_windows_end_in_the_next_hours_folder_are_in_the_win
           hour=H0 + 3600)
     w = load_window(tmp_path, H0 + 3000, H0 + 3600)
     assert w.ts.tolist() == [H0 + 3000, H0 + 3001, H0 + 3600]
+
+
+def test_files_whose_names_are_no_recordings_are_skipped_closed_ones_said_open_ones_not(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(3))
+    d = f.parent
+    for name in ("bogus-a.parquet", "notes.parquet"):
+        (d / name).write_bytes(f.read_bytes())
+    (d / ("bogus-a-0001.parquet" + OPEN_SUFFIX)).write_bytes(b"PAR1 cut short")
+    (d / ("notes.parquet" + OPEN_SUFFIX)).write_bytes(b"PAR1 cut short")
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 3 and not w.gaps and w.files == [str(f)]
+    assert sorted((Path(p.file).name, p.message) for p in w.problems) == [
+        ("bogus-a.parquet", _NAME_PROBLEM), ("notes.parquet", _NAME_PROBLEM)]
+
+
+def test_a_window_with_nothing_readable_says_so_with_its_problems_if_any(tmp_path):
+    (tmp_path / hour_key(H0)).mkdir()
+    with pytest.raises(RecordingError) as e:
+        load_window(tmp_path, H0, H0 + 60)
+    assert str(e.value) == f"no readable recordings for 2026-11-30T10:00:00.000Z .. 2026-11-30T10:01:00.000Z under {tmp_path}"
+    (tmp_path / hour_key(H0) / "market-a.parquet").write_bytes(b"")
+    with pytest.raises(RecordingError) as e:
+        load_window(tmp_path, H0, H0 + 60)
+    assert str(e.value).endswith(f"under {tmp_path} ({tmp_path / hour_key(H0) / 'market-a.parquet'}: truncated or "
+                                 "corrupt Parquet file (Parquet file size is 0 bytes))")
