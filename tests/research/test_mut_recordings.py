@@ -436,3 +436,28 @@ def test_a_window_with_nothing_readable_says_so_with_its_problems_if_any(tmp_pat
         load_window(tmp_path, H0, H0 + 60)
     assert str(e.value).endswith(f"under {tmp_path} ({tmp_path / hour_key(H0) / 'market-a.parquet'}: truncated or "
                                  "corrupt Parquet file (Parquet file size is 0 bytes))")
+
+
+def test_a_sessions_only_file_every_row_of_which_is_dropped_costs_only_that_file(tmp_path):
+    write(tmp_path, "market-a.parquet", frames(3))
+    f = write(tmp_path, "market-b.parquet", [(1, None, "frame", 0, "x"), (2, float("nan"), "frame", 0, "y")])
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 3 and set(w.session) == {"a"}
+    assert [str(p) for p in w.problems] == [f"{f}: rows without a finite ts (2): 2 of 2 rows dropped, the rest read "
+                                            "(a gap where they were)"]
+
+
+def test_holes_separated_only_by_other_channels_rows_are_one_gap_of_their_session(tmp_path):
+    m = [(1, H0 + 10, "frame", 0, "m1"), (2, H0 + 11, "frame", 0, "m2"), (7, H0 + 13, "frame", 0, "m7"),
+         (9, H0 + 14, "frame", 0, "m9")]
+    write(tmp_path, "market-a.parquet", m)
+    write(tmp_path, "engine-a.parquet", [(4, H0 + 12, "cycle", 0, "e4"), (11, H0 + 15, "cycle", 0, "e11")])
+    write(tmp_path, "engine-b.parquet", [(1, H0 + 16, "cycle", 0, "b1")])
+    write(tmp_path, "market-b.parquet", [(3, H0 + 17, "frame", 0, "b3")])
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.payload[:] == ["m1", "m2", "e4", "m7", "m9", "e11", "b1", "b3"]
+    got = {i: (g.session, g.after_ts, g.before_ts, g.missing_rows) for i, g in w.gap_before.items()}
+    assert got == {2: ("a", H0 + 11, H0 + 13, 3),  # holes 3 and 5-6 around the engine row: one gap
+                   4: ("a", H0 + 13, H0 + 14, 1),  # a market row between: another
+                   5: ("a", H0 + 14, H0 + 15, 1),
+                   7: ("b", H0 + 16, H0 + 17, 1)}  # (no market row since a's last gap: b's own all the same)
