@@ -382,7 +382,9 @@ def test_each_file_that_gave_rows_is_a_source_with_its_own_rows_times_seqs_and_b
 
 
 def two_hours(root: Path) -> None:
-    """The hour before H0 (a checkpoint at H0 - 600) and H0's (a checkpoint at H0 + 100), market rows in both."""
+    """The hour before H0 (a universe at H0 - 900, a checkpoint at H0 - 600) and H0's (a checkpoint at
+    H0 + 100), market rows in both."""
+    write(root, "universe-a.parquet", [(0, H0 - 900, "universe", 0, "[]")], hour=H0 - 3600)
     write(root, "rest-a.parquet", [(1, H0 - 600, "checkpoint", 0, "[]")], hour=H0 - 3600)
     write(root, "market-a.parquet", frames(3, H0 - 500, seq0=2), hour=H0 - 3600)
     write(root, "rest-a.parquet", [(8, H0 + 100, "checkpoint", 0, "[]")])
@@ -461,3 +463,42 @@ def test_holes_separated_only_by_other_channels_rows_are_one_gap_of_their_sessio
                    4: ("a", H0 + 13, H0 + 14, 1),  # a market row between: another
                    5: ("a", H0 + 14, H0 + 15, 1),
                    7: ("b", H0 + 16, H0 + 17, 1)}  # (no market row since a's last gap: b's own all the same)
+
+
+def test_two_copies_of_a_sessions_rows_are_said_and_both_kept(tmp_path):
+    write(tmp_path, "market-a.parquet", frames(3))
+    write(tmp_path, "market-a-0001.parquet", frames(2))  # seqs 1, 2 again
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 5 and not w.gaps
+    assert [str(p) for p in w.problems] == [f"{tmp_path}: 2 duplicate sequence numbers (two copies of a file?): kept both"]
+
+
+def test_a_session_started_inside_the_warm_up_takes_no_engine_state_of_an_earlier_one(tmp_path):
+    """The preamble (`state_before`) holds the universe and the last engine start before the window's
+    first row; an engine `start` inside the warm-up (before t0) is the session trading at t0: the
+    earlier session's engine state is dropped from the preamble, its universe kept."""
+    write(tmp_path, "universe-old.parquet", [(1, H0 - 900, "universe", 0, "[]")], hour=H0 - 3600)
+    write(tmp_path, "engine-old.parquet", [(2, H0 - 800, "start", 0, "{}"), (3, H0 - 700, "params", 0, "{}")],
+          hour=H0 - 3600)
+    write(tmp_path, "rest-new.parquet", [(1, H0 + 5, "checkpoint", 0, "[]")])
+    write(tmp_path, "engine-new.parquet", [(2, H0 + 10, "start", 0, "{}")])
+    write(tmp_path, "market-new.parquet", frames(3, H0 + 20, seq0=3))
+    kinds = [(r[2], r[1]) for r in load_window(tmp_path, H0 + 60, H0 + 120).preamble]
+    assert kinds == [("universe", 2)]
+    kinds = [(r[2], r[1]) for r in load_window(tmp_path, H0 + 15, H0 + 120).preamble]  # t0 after it too
+    assert kinds == [("universe", 2)]
+    w = load_window(tmp_path, H0 + 8, H0 + 120)  # the start after t0
+    assert [(r[2], r[1]) for r in w.preamble] == [("universe", 2), ("start", 3), ("params", 3)]
+    assert {"universe-old.parquet", "engine-old.parquet"} <= {Path(f).name for f in w.files}  # (the run id's)
+    kinds = [(r[2], r[1]) for r in load_window(tmp_path, H0 + 10, H0 + 120).preamble]  # at t0: not before it
+    assert kinds == [("universe", 2), ("start", 3), ("params", 3)]
+
+
+def test_the_preamble_is_the_state_recorded_before_the_windows_first_row(tmp_path):
+    write(tmp_path, "universe-a.parquet", [(1, H0 - 900, "universe", 0, "old")], hour=H0 - 3600)
+    write(tmp_path, "universe-a.parquet", [(2, H0 + 50, "universe", 0, "new")])
+    write(tmp_path, "market-a.parquet", frames(3, H0 + 60, seq0=3))
+    w = load_window(tmp_path, H0 + 70, H0 + 120)
+    assert w.payload[0] == "new" and [r[3] for r in w.preamble] == ["old"]
+    empty = load_window(tmp_path, H0 + 1, H0 + 5)  # no row in it: the state before its warm-up's start
+    assert len(empty) == 0 and [r[3] for r in empty.preamble] == ["old"]
