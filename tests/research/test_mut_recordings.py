@@ -502,3 +502,46 @@ def test_the_preamble_is_the_state_recorded_before_the_windows_first_row(tmp_pat
     assert w.payload[0] == "new" and [r[3] for r in w.preamble] == ["old"]
     empty = load_window(tmp_path, H0 + 1, H0 + 5)  # no row in it: the state before its warm-up's start
     assert len(empty) == 0 and [r[3] for r in empty.preamble] == ["old"]
+
+
+def test_rows_dropped_at_session_edges_are_gaps_at_the_edge_naming_their_file(tmp_path):
+    a_rows = frames(4)  # H0 + 10 .. 13
+    a_rows[-1] = (4, None, "frame", 0, "x")  # a's last row: dropped
+    fa = write(tmp_path, "market-a.parquet", a_rows)
+    b_rows = frames(4, H0 + 20)  # H0 + 20 .. 23
+    b_rows[0] = (None, H0 + 20, "frame", 0, "x")  # b's first row: dropped
+    fb = write(tmp_path, "market-b.parquet", b_rows)
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.ts.tolist() == [H0 + 10, H0 + 11, H0 + 12, H0 + 21, H0 + 22, H0 + 23]
+    gaps = sorted((g.session, g.after_ts, g.before_ts, g.missing_rows, g.files) for g in w.gaps)
+    assert gaps == [("a", H0 + 12, H0 + 21, 1, (str(fa),)), ("b", H0 + 12, H0 + 21, 1, (str(fb),))]
+    assert list(w.gap_before) == [3] and len(w.tail_gaps) == 1  # both before b's first row: the books reset once
+    assert sorted(p.file for p in w.problems if p.message.startswith("gap in session")) == [str(fa), str(fb)]
+
+
+def test_rows_dropped_before_the_first_row_of_the_window_start_their_gap_at_their_hour(tmp_path):
+    rows = frames(4, H0 + 20)
+    rows[0] = (1, float("nan"), "frame", 0, "x")
+    write(tmp_path, "market-a.parquet", rows)
+    w = load_window(tmp_path, H0, H0 + 3600)
+    (g,) = w.gaps
+    assert w.gap_before == {0: g} and (g.after_ts, g.before_ts, g.missing_rows) == (H0, H0 + 21, 1)
+
+
+def test_rows_lost_at_a_sessions_end_from_several_files_add_up_unless_one_count_is_unknown(tmp_path):
+    m = [*frames(3), (5, None, "frame", 0, "x")]  # seqs 5 and 6, after the session's last row read (4): dropped
+    e = [(4, H0 + 13, "cycle", 0, "c"), (6, float("inf"), "cycle", 0, "x")]
+    write(tmp_path, "market-a.parquet", m)
+    write(tmp_path, "engine-a.parquet", e)
+    (g,) = load_window(tmp_path, H0, H0 + 3600).gaps
+    assert g.missing_rows == 2 and g.after_ts == H0 + 13
+    dead = dead_part(tmp_path, "market-a-0001.parquet")  # and a dead part: how many is unknown
+    (g,) = load_window(tmp_path, H0, H0 + 3600).gaps
+    assert g.missing_rows == -1 and str(dead) in g.files
+
+
+def test_a_session_of_dead_parts_alone_is_said_and_costs_no_other_session(tmp_path):
+    write(tmp_path, "market-a.parquet", frames(3))
+    dead = dead_part(tmp_path, "market-b-0001.parquet")
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 3 and not w.gaps and [p.file for p in w.problems] == [str(dead)]
