@@ -274,7 +274,12 @@ def test_the_replay_sink_tags_replay_rows_keeps_trades_and_drops_what_a_replay_n
     s.upsert("settlements", {"market": 7, "usd": 1}, ["market"])
     assert s.orders == {"c1": {"client_id": "c1", "mode": "replay", "status": "FILLED", "run_id": "rp1"}}
     assert s.settlements == {"7": {"market": 7, "usd": 1, "run_id": "rp1"}} and s.rows == 8
-    assert inner.calls[-1] == ("upsert", "settlements", {"market": 7, "usd": 1, "run_id": "rp1"}, ("market",))
+    s.upsert("market_overrides", {"market": "m", "mode": "paper"}, ["market"])  # not a replay's table: as given
+    assert inner.calls.pop() == ("upsert", "market_overrides", {"market": "m", "mode": "paper"}, ("market",))
+    assert inner.calls[-3:] == [
+        ("upsert", "orders", {"client_id": "c1", "mode": "replay", "status": "OPEN", "run_id": "rp1"}, ("client_id",)),
+        ("upsert", "orders", {"client_id": "c1", "status": "FILLED", "run_id": "rp1"}, ("client_id",)),
+        ("upsert", "settlements", {"market": 7, "usd": 1, "run_id": "rp1"}, ("market",))]
 
 
 def test_without_a_db_the_replay_sink_counts_rows_and_keeps_only_what_the_summary_and_restores_read():
@@ -286,8 +291,10 @@ def test_without_a_db_the_replay_sink_counts_rows_and_keeps_only_what_the_summar
     assert s.rows == 3 and s.trades == {"t1": {"trade_id": "t1", "mode": "replay", "run_id": "rp2"}}
     s.upsert("orders", {"client_id": "c1", "mode": "paper", "status": "OPEN"}, ["client_id"])
     s.upsert("orders", {"client_id": "c1", "mode": "live", "status": "FILLED", "price": 1}, ["client_id"])
+    assert s.orders["c1"]["mode"] == "replay"
     s.upsert("orders", {"client_id": "c1", "status": "CANCELLED"}, ["client_id"])
     assert s.orders == {"c1": {"client_id": "c1", "mode": "replay", "status": "CANCELLED", "price": 1, "run_id": "rp2"}}
     assert s.rows == 6
     s.upsert("orders", {"client_id": "c2", "status": "OPEN"}, ["client_id"])
-    assert s.orders["c2"] == {"client_id": "c2", "status": "OPEN", "run_id": "rp2"} and s.rows == 7
+    s.upsert("orders", {"client_id": "c2", "status": "FILLED"}, ["client_id"])  # no mode column: none added
+    assert s.orders["c2"] == {"client_id": "c2", "status": "FILLED", "run_id": "rp2"} and s.rows == 8
