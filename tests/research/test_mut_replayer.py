@@ -22,6 +22,7 @@ from pmm_widgets.research.replayer import (
     check_markets,
     check_seed,
     coverage_problems,
+    db_rows,
     files_key,
     first_session,
     grid_end,
@@ -29,9 +30,11 @@ from pmm_widgets.research.replayer import (
     markout_summary,
     parse_markets,
     resume_index,
+    rows_from_records,
     run_id_for,
     selection,
     settings_key,
+    split_overrides,
 )
 
 H0 = parse_time("2026-11-30T10:00:00Z")
@@ -289,6 +292,8 @@ def test_without_a_db_the_replay_sink_counts_rows_and_keeps_only_what_the_summar
     s.insert("book_snapshots", {"x": 1})  # never written: not counted
     s.insert("trades", {"trade_id": "t1", "mode": "paper"})
     assert s.rows == 3 and s.trades == {"t1": {"trade_id": "t1", "mode": "replay", "run_id": "rp2"}}
+    s.update("trades", {"trade_id": "t1"}, {"fee": 1})
+    assert s.trades["t1"]["fee"] == 1 and s.rows == 3
     s.upsert("orders", {"client_id": "c1", "mode": "paper", "status": "OPEN"}, ["client_id"])
     s.upsert("orders", {"client_id": "c1", "mode": "live", "status": "FILLED", "price": 1}, ["client_id"])
     assert s.orders["c1"]["mode"] == "replay"
@@ -298,3 +303,55 @@ def test_without_a_db_the_replay_sink_counts_rows_and_keeps_only_what_the_summar
     s.upsert("orders", {"client_id": "c2", "status": "OPEN"}, ["client_id"])
     s.upsert("orders", {"client_id": "c2", "status": "FILLED"}, ["client_id"])  # no mode column: none added
     assert s.orders["c2"] == {"client_id": "c2", "status": "FILLED", "run_id": "rp2"} and s.rows == 8
+
+
+def test_db_rows_sum_reward_estimates_per_market_and_venue_day_and_list_token_pairs():
+    from decimal import Decimal
+
+    from pmm_widgets.domain import Market
+
+    rewards = [{"market": "m", "venue_date": "2026-11-30", "usd": "1.5"}, {"market": "m", "venue_date": "2026-11-30",
+                                                                          "usd": 2},
+               {"market": "m", "venue_date": None, "usd": None}, {"market": "n", "usd": "0.25"}]
+    mk = Market("0xc", "Q?", "y1", "n1", Decimal("0.01"), Decimal("5"))
+    got = db_rows([{"trade_id": "t1"}], rewards, [{"market": "m", "winner_token": "y1"}], [mk])
+    assert got == {"trades": [{"trade_id": "t1"}],
+                   "tokens": [{"condition_id": "0xc", "yes_token_id": "y1", "no_token_id": "n1"}],
+                   "rewards": [{"market": "m", "venue_date": "2026-11-30", "usd": Decimal("3.5")},
+                               {"market": "m", "venue_date": None, "usd": Decimal(0)},
+                               {"market": "n", "venue_date": None, "usd": Decimal("0.25")}],
+                   "settlements": [{"market": "m", "winner_token": "y1"}], "payouts": []}
+
+
+def test_recorded_rows_before_t0_restore_the_last_settlement_per_market_and_ignore_other_tables():
+    from pmm_widgets.engine.restore import parse_rows
+
+    recs = [json.dumps({"reward_estimates": [{"market": "m", "venue_date": "2026-11-30", "usd": "1", "ts": H0 - 5},
+                                             {"market": "m", "venue_date": "2026-11-30", "usd": "7", "ts": H0}],
+                        "settlements": [{"market": "m", "winner_token": "a", "ts": H0 - 9}],
+                        "orders": [{"trade_id": "t1", "market": "zz", "ts": H0 - 9}]}),
+            None,
+            json.dumps({"settlements": [{"market": "m", "winner_token": "b", "ts": H0 - 3}]})]
+    want = parse_rows(db_rows([], [{"market": "m", "venue_date": "2026-11-30", "usd": "1"}],
+                              [{"market": "m", "winner_token": "b"}]))
+    assert rows_from_records(recs, H0) == want
+
+
+def test_overrides_split_into_parameters_and_settings_by_their_names_secrets_and_unknown_names_refused():
+    assert split_overrides({" ALPHA ": 1, "PMM_stale_sec": 5, "pmm_quote_refresh_sec": 2}) == (
+        {"alpha": 1}, {"stale_sec": 5, "quote_refresh_sec": 2})
+    with pytest.raises(ValueError, match="PMM_PRIVATE_KEY: secrets are read from the environment or .env only"):
+        split_overrides({"PMM_PRIVATE_KEY": "0xabc"})
+    with pytest.raises(ValueError, match="nope: not a parameter or setting"):
+        split_overrides({"nope": 1})
+
+
+def test_only_the_trade_updates_record_updates_a_recorded_fill():
+    from pmm_widgets.research.replayer import TRADE_UPDATES
+
+    fill = {"trade_id": "t1", "market": "m", "token_id": "y", "side": "BUY", "price": "0.4", "size": "10",
+            "ts": H0 - 9, "fee": "0"}
+    recs = [json.dumps({"trades": [fill]}),
+            json.dumps({TRADE_UPDATES: [{"trade_id": "t1", "fee": "1"}], "orders": [{"trade_id": "t1", "fee": "9"}]})]
+    got = rows_from_records(recs, H0)
+    assert [str(t.fee) for t in got.trades] == ["1"]
