@@ -19,10 +19,12 @@ from pmm_widgets.research.replayer import (
     CH_UNIVERSE,
     NOT_WRITTEN,
     ReplaySink,
+    _starts,
     check_markets,
     check_seed,
     coverage_problems,
     db_rows,
+    engine_records,
     files_key,
     first_session,
     grid_end,
@@ -49,7 +51,7 @@ def window(rows: list[tuple], t0: float = H0, t1: float = H0 + 600, **kw) -> Win
 
 
 def test_markets_text_is_a_positive_count_or_a_list_of_ids():
-    assert parse_markets(" 3 ") == 3 and parse_markets("+2") == 2
+    assert parse_markets(" 3 ") == 3 and parse_markets("+2") == 2 and parse_markets("1") == 1
     for bad in ("0", "-1", "-0", " , ", ""):
         with pytest.raises(ValueError, match="expected a positive count"):
             parse_markets(bad)
@@ -84,6 +86,7 @@ def test_a_selection_is_checked_against_every_universe_recorded_for_the_window()
     check_markets(w, ["a", "0xa", "b"])  # the preamble's universe and the window's
     check_markets(w, None)
     check_markets(w, 3)
+    check_markets(w, 1)
     with pytest.raises(ValueError, match="markets: 0 "):
         check_markets(w, 0)
     with pytest.raises(RecordingError) as e:
@@ -355,3 +358,19 @@ def test_only_the_trade_updates_record_updates_a_recorded_fill():
             json.dumps({TRADE_UPDATES: [{"trade_id": "t1", "fee": "1"}], "orders": [{"trade_id": "t1", "fee": "9"}]})]
     got = rows_from_records(recs, H0)
     assert [str(t.fee) for t in got.trades] == ["1"]
+
+
+def test_the_market_span_reaches_a_last_row_that_is_a_frame():
+    w = window([(H0 + 1, CH_MARKET, "frame", "{}"), (H0 + 2, CH_MARKET, "frame", "{}")])
+    assert market_span(w) == (H0 + 1, H0 + 2)
+    w = window([(H0 + 1, CH_MARKET, "frame", "{}"), (H0 + 2, CH_MARKET, "frame", "{}"), (H0 + 3, CH_REST, "books", "")])
+    assert market_span(w) == (H0 + 1, H0 + 2)
+
+
+def test_the_engine_starts_a_replay_reads_are_the_preambles_and_the_windows_in_time_order():
+    rows = [(H0 + 5, CH_ENGINE, "start", "w1", "s2"), (H0 + 6, CH_ENGINE, "cycle", "c", "s2"),
+            (H0 + 7, CH_MARKET, "start", "m", "s2"), (H0 + 2, CH_ENGINE, "start", "w0", "s1")]
+    w = window(rows, preamble=[(H0 - 9, CH_ENGINE, "start", "p1"), (H0 - 8, CH_UNIVERSE, "start", "u"),
+                               (H0 - 7, CH_ENGINE, "params", "x"), (H0 - 20, CH_ENGINE, "start", "p0")])
+    assert _starts(w, engine_records(w)) == [(H0 - 20, None, "p0"), (H0 - 9, None, "p1"), (H0 + 2, "s1", "w0"),
+                                             (H0 + 5, "s2", "w1")]
