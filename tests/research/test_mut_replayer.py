@@ -31,6 +31,7 @@ from pmm_widgets.research.replayer import (
     market_span,
     markout_summary,
     parse_markets,
+    recorded_start,
     resume_index,
     rows_from_records,
     run_id_for,
@@ -374,3 +375,15 @@ def test_the_engine_starts_a_replay_reads_are_the_preambles_and_the_windows_in_t
                                (H0 - 7, CH_ENGINE, "params", "x"), (H0 - 20, CH_ENGINE, "start", "p0")])
     assert _starts(w, engine_records(w)) == [(H0 - 20, None, "p0"), (H0 - 9, None, "p1"), (H0 + 2, "s1", "w0"),
                                              (H0 + 5, "s2", "w1")]
+
+
+def test_the_recorded_start_is_the_sessions_own_else_the_last_at_or_before_t0_else_the_first():
+    starts = [(H0 - 9, None, '{"seed": 1}'), (H0 + 2, "s1", '{"seed": 2}'), (H0 + 5, "s2", '{"seed": 3}'),
+              (H0 + 6, "s2", '{"seed": 4}')]
+    assert recorded_start(starts, H0 + 6, "s2") == (H0 + 5, {"seed": 3})  # its session's first
+    assert recorded_start(starts, H0 + 5) == (H0 + 5, {"seed": 3})  # at t0
+    assert recorded_start(starts, H0 + 4, "s9") == (H0 + 2, {"seed": 2})
+    assert recorded_start(starts, H0 - 10) == (H0 - 9, {"seed": 1})  # before them all: the first
+    assert recorded_start([], H0) is None
+    assert recorded_start([(H0, "s", None)], H0) == (H0, {})
+    assert recorded_start([(H0, "s", "[1]")], H0) is None and recorded_start([(H0, "s", "{bad")], H0) is None
