@@ -192,10 +192,11 @@ def test_the_files_key_names_each_file_by_hour_and_name_with_what_it_gave_and_ha
                                                 use("/a/2026-11-30T10/rest-s1.parquet")],
                                   preamble=[(H0 - 5, CH_UNIVERSE, "markets", "[]")])))
     for pre in ([(H0 - 4, CH_UNIVERSE, "markets", "[]")], [(H0 - 5, CH_ENGINE, "markets", "[]")],
-                [(H0 - 5, CH_UNIVERSE, "start", "[]")], [(H0 - 5, CH_UNIVERSE, "markets", "[1]")],
+                [(H0 - 5, CH_UNIVERSE, "start", "[]")], [(H0 - 5, CH_UNIVERSE, "markets", "[1]")], [(H0 - 5, CH_UNIVERSE, "markets", "[]  ")],
+                [(H0 - 5, CH_UNIVERSE, "markets", "[2]")],
                 [(H0 - 5, CH_UNIVERSE, "markets", None)], [(H0 - 5, CH_UNIVERSE, "markets", "")], []):
         keys.add(files_key(window([], sources=base.sources, preamble=pre)))
-    assert len(keys) == 1 + len(changed) + 7
+    assert len(keys) == 1 + len(changed) + 9
 
 
 def test_the_run_id_hashes_every_input_of_the_replay(monkeypatch):
