@@ -57,7 +57,7 @@ def test_markets_text_is_a_positive_count_or_a_list_of_ids():
         with pytest.raises(ValueError, match="expected a positive count"):
             parse_markets(bad)
     assert parse_markets(" a, b,,c ") == ["a", "b", "c"]
-    assert parse_markets("slug-1") == ["slug-1"]
+    assert parse_markets("slug-1") == ["slug-1"] and parse_markets("X5") == ["X5"]
 
 
 def test_the_python_apis_markets_are_read_as_the_clis():
@@ -141,6 +141,8 @@ def test_the_replay_resumes_from_the_last_rest_checkpoint_strictly_before_t0_tha
     old = window([(H0 + 1, CH_REST, "checkpoint", ck), (H0 + 3, CH_REST, "checkpoint", "[]")])
     assert resume_index(old, H0 + 9) == 0  # the last one lacks local times: none is used
     assert resume_index(window([(H0 + 1, CH_REST, "checkpoint", None)]), H0 + 9) == 0
+    later = window([(H0 + 1, CH_MARKET, "frame", "{}"), (H0 + 2, CH_REST, "checkpoint", ck), (H0 + 3, CH_REST, "books", "[]")])
+    assert resume_index(later, H0 + 9) == 1  # the last checkpoint, not the last REST answer
 
 
 def test_the_first_session_is_that_of_the_first_market_frame_or_rest_answer_at_or_after_t0():
@@ -284,6 +286,7 @@ def test_the_replay_sink_tags_replay_rows_keeps_trades_and_drops_what_a_replay_n
     assert s.settlements == {"7": {"market": 7, "usd": 1, "run_id": "rp1"}} and s.rows == 8
     s.upsert("market_overrides", {"market": "m", "mode": "paper"}, ["market"])  # not a replay's table: as given
     assert inner.calls.pop() == ("upsert", "market_overrides", {"market": "m", "mode": "paper"}, ("market",))
+    assert list(s.settlements) == ["7"] and list(s.orders) == ["c1"]
     assert inner.calls[-3:] == [
         ("upsert", "orders", {"client_id": "c1", "mode": "replay", "status": "OPEN", "run_id": "rp1"}, ("client_id",)),
         ("upsert", "orders", {"client_id": "c1", "status": "FILLED", "run_id": "rp1"}, ("client_id",)),
