@@ -391,3 +391,40 @@ def test_the_recorded_start_is_the_sessions_own_else_the_last_at_or_before_t0_el
     assert recorded_start([], H0) is None
     assert recorded_start([(H0, "s", None)], H0) == (H0, {})
     assert recorded_start([(H0, "s", "[1]")], H0) is None and recorded_start([(H0, "s", "{bad")], H0) is None
+
+
+def test_the_summary_counts_what_the_replay_did(tmp_path):
+    import asyncio
+    from decimal import Decimal
+
+    from recording_frames import book_frame
+
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.domain import Market
+    from pmm_widgets.research.recordings import iso
+    from pmm_widgets.research.replayer import Replayer
+    from pmm_widgets.store.recording import Recorder
+
+    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
+    rec = Recorder(tmp_path, session="g")
+    rec.universe(H0, [m])
+    for k in range(4):
+        rec.frame(H0 + 1 + 10 * k, 0, book_frame("0xc1", "111", "0.40", "0.60", H0 + 1 + 10 * k))
+        rec.frame(H0 + 1 + 10 * k, 0, book_frame("0xc1", "222", "0.40", "0.60", H0 + 1 + 10 * k))
+    rec._seq += 3  # three rows lost
+    rec.frame(H0 + 45, 0, book_frame("0xc1", "111", "0.40", "0.60", H0 + 45))
+    rec.close()
+    res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), H0, H0 + 60, cycles="grid").run())
+    s = res.summary
+    orders = res.orders
+    assert res.cycles and s["cycles"] == len(res.cycles) and s["sim_seconds"] == res.cycles[-1] - res.cycles[0] > 0
+    assert (s["from"], s["to"], s["status"], s["cycles_mode"]) == (iso(H0), iso(H0 + 60), "done", "grid")
+    assert s["placed"] == sum(1 for o in orders if o["status"] != "REJECTED") > 0
+    assert s["rejected"] == len(orders) - s["placed"] and s["fills"] == len(res.trades)
+    assert s["fills_per_min"] == len(res.trades) / (s["sim_seconds"] / 60)
+    assert (s["markets"], s["gaps"], s["problems"], s["pending_files"]) == (1, 1, len(res.problems), 0)
+    assert s["recorded_until"] == iso(H0 + 45) and s["resumed_from"] is None and s["killed"] is False
+    assert s["events"] > 0 and s["events_per_sec"] == s["events"] / s["wall_seconds"]
+    assert s["sim_seconds_per_wall_second"] == s["sim_seconds"] / s["wall_seconds"]
+    assert s["rows_read"] == 10 and s["frames"] == 9
+    assert [o["created_ts"] for o in orders] == sorted(o["created_ts"] for o in orders)
