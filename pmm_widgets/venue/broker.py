@@ -563,11 +563,11 @@ class Broker:
         ids = list(order_ids)
         if not ids:
             return CancelResult([], {})
+        chunks = [ids[i:i + MAX_CANCEL_BATCH] for i in range(0, len(ids), MAX_CANCEL_BATCH)]
         if self._entry is not None and self.has_creds:
-            return await self._cancel_fast(ids)
+            return await self._cancel_fast(chunks)
         if len(ids) == 1:
             return self._cancel_result(await self._call("cancel", lambda: self._client.cancel_order(OrderPayload(orderID=ids[0]))))
-        chunks = [ids[i:i + MAX_CANCEL_BATCH] for i in range(0, len(ids), MAX_CANCEL_BATCH)]
         answers: list[Any] = []
         for chunk in chunks:
             try:
@@ -576,10 +576,9 @@ class Broker:
                 answers.append(exc)
         return self._cancel_results(answers)
 
-    async def _cancel_fast(self, ids: list[str]) -> CancelResult:
+    async def _cancel_fast(self, chunks: list[list[str]]) -> CancelResult:
         """DELETE /orders batches of ≤ 3000, all in flight together."""
         assert self._entry is not None
-        chunks = [ids[i:i + MAX_CANCEL_BATCH] for i in range(0, len(ids), MAX_CANCEL_BATCH)]
         entry = self._entry
 
         async def one(chunk: list[str]) -> Any:
