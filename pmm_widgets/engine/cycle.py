@@ -938,16 +938,23 @@ class QuoteCycle:
             self.pnl.ledger(s.market).rewards += s.usd
 
     async def resolve_market(self, now: float, market: str, winner_token: str | None, exchange: Exchange,
-                             source: str) -> bool:
+                             source: str, *, known: Market | None = None) -> bool:
         """A market resolved (or closed): cancel its orders, redeem its inventory at 1 / 0, record
         the settlement, and never quote it again. Unknown markets and unknown winners are counted
-        as bad venue data and change nothing (never a wrong payment). Returns True when settled."""
+        as bad venue data and pay nothing (never a wrong payment): a market closed with a winner we
+        do not know stops being quoted, and a later resolution that names its winner (the engine
+        asks the venue about every market outside the universe whose shares no settlement
+        redeemed) settles it. `known`: the market when this cycle never saw it (shares restored
+        from the DB in a market no longer in the universe). Returns True when settled."""
         m = self._known.get(market)
+        if m is None and known is not None and known.condition_id == market:
+            m = self._known[market] = known
         if m is None:
             self.econ.bad_data(now, market, f"resolution ({source}) for a market we do not know")
             return False
-        if market in self._resolved:
-            return False
+        done = self._resolved.get(market)
+        if done or (done == "" and winner_token not in m.token_ids):
+            return False  # settled; or closed, and still no winner we know
         n = await exchange.cancel_market(market)
         if winner_token not in m.token_ids:
             self.econ.bad_data(now, market, f"resolution ({source}) with unknown winner {winner_token!r}: "
@@ -979,7 +986,12 @@ class QuoteCycle:
 
     @property
     def resolved(self) -> dict[str, str]:
+        """Market -> its winning token; "" for one closed with a winner not known yet."""
         return dict(self._resolved)
+
+    def known_market(self, market: str) -> Market | None:
+        """A market this cycle has seen (in the universe now or before)."""
+        return self._known.get(market)
 
     async def aclose(self) -> None:
         """End the cycle's own task: a venue payouts read still out (its answer is not booked; the

@@ -416,11 +416,6 @@ class OwnerSession:
                     continue
                 self.events.emit(Level.INFO, EventKind.UNIVERSE, f"left the universe: {m.question[:60]} ({n} orders cancelled)",
                                  market=m.condition_id)
-                try:
-                    await self._settle_if_closed(m)
-                except Exception as exc:  # noqa: BLE001 - its orders are gone; the other markets still leave
-                    self.events.emit(Level.WARNING, EventKind.RESOLUTION, f"could not settle {m.condition_id} as it left the universe: "
-                                     f"{type(exc).__name__}: {exc}"[:500], market=m.condition_id)
             # the cycle hands the exchange every market it knows (late fills); a market whose cancel
             # failed stays in it, so its orders are still managed, and its removal is tried again
             self.markets = [*fresh, *held]
@@ -429,6 +424,7 @@ class OwnerSession:
         if added or gone:
             self._record_universe(self.markets)
             self.events.emit(Level.INFO, EventKind.UNIVERSE, f"universe refreshed: +{len(added)} -{gone}")
+        await self._settle_orphans()  # (those that just left among them; outside the trade lock: REST reads)
         self.universe_ts = time.time()
 
     async def _prune_loop(self) -> None:
@@ -485,7 +481,13 @@ class OwnerSession:
 
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
-        delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC)."""
+        delays a cycle (every Gamma call also has a total deadline, PMM_HTTP_DEADLINE_SEC). It first
+        settles what closed while no engine ran (`_settle_orphans`)."""
+        try:
+            await self._settle_orphans()
+        except Exception as exc:  # noqa: BLE001 - the refresh still runs; they are asked again after it
+            self.events.emit(Level.WARNING, EventKind.RESOLUTION, f"markets outside the universe not checked: "
+                             f"{type(exc).__name__}: {exc}"[:500])
         while not self._ctl.stop.is_set():
             wait = self.settings.universe_refresh_sec - (time.time() - self.universe_ts)
             if wait > 0:
@@ -599,22 +601,56 @@ class OwnerSession:
                 return
             await wait_set(self._ctl.stop, 0.02)
 
+    async def _settle_orphans(self) -> None:
+        """Every market outside the universe whose shares no settlement redeemed is asked of the
+        venue (`_settle_if_closed`), at start and after every universe refresh: one that just left
+        the universe (it closed and its `market_resolved` was lost, or its ranking fell), one that
+        resolved while no engine ran (its shares restored from the DB; Gamma lists open markets
+        only, so it is not in the universe), one whose resolution named a winner we do not know.
+        Before, only a market leaving the universe was asked, once: the other two kept their
+        shares, marked at their last mid, for good. One that cannot be checked is said and asked
+        again at the next refresh."""
+        from .restore import pair_market
+
+        cycle = self.runtime.cycle
+        inside = {m.condition_id for m in self.markets}
+        pairs = self.runtime.session_rows.tokens
+        for cid, lg in list(cycle.pnl.ledgers.items()):
+            if self._ctl.stop.is_set():
+                return
+            if cid in inside or (lg.yes == 0 and lg.no == 0) or cycle.resolved.get(cid):
+                continue
+            m = cycle.known_market(cid)
+            if m is None and cid in pairs:
+                m = pair_market(cid, *pairs[cid])
+            if m is None:  # (not met: a ledger's fills are on tokens of the universe or of the DB's `markets`)
+                continue
+            try:
+                await self._settle_if_closed(m)
+            except Exception as exc:  # noqa: BLE001 - the others are still asked; this one again at the next refresh
+                self.events.emit(Level.WARNING, EventKind.RESOLUTION, f"could not settle {cid} outside the universe: "
+                                 f"{type(exc).__name__}: {exc}"[:500], market=cid)
+
     async def _settle_if_closed(self, m: Market) -> None:
-        """A market that left the universe while we hold its shares: when the venue says it is
-        closed with a winner (`/markets/{cid}` `tokens[].winner`), settle it like `market_resolved`."""
-        lg = self.runtime.cycle.pnl.ledgers.get(m.condition_id)
-        if lg is None or (lg.yes == 0 and lg.no == 0) or m.condition_id in self.runtime.cycle.resolved:
+        """A market outside the universe whose shares we hold: when the venue says it is closed
+        with a winner (`/markets/{cid}` `tokens[].winner`), settle it like `market_resolved`."""
+        cycle = self.runtime.cycle
+        lg = cycle.pnl.ledgers.get(m.condition_id)
+        if lg is None or (lg.yes == 0 and lg.no == 0) or cycle.resolved.get(m.condition_id):
             return
         try:
             info = await self._venue_rest().market(m.condition_id)
-        except Exception as exc:  # noqa: BLE001 - retried at the next refresh? no: say so, keep the inventory
+        except Exception as exc:  # noqa: BLE001 - said; the inventory is kept and asked again at the next refresh
             self.events.emit(Level.WARNING, EventKind.RESOLUTION, f"could not check whether {m.condition_id} closed: "
                              f"{type(exc).__name__}: {exc}", market=m.condition_id)
             return
         winners = info.winners
         if not info.closed or len(winners) != 1:
             return
-        if await self.runtime.cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange, "closed"):
+        async with self._ctl.trade_lock:
+            settled = await cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange,
+                                                 "closed", known=m)
+        if settled:
             self.events.emit(Level.INFO, EventKind.RESOLUTION, f"closed market settled from the venue: {m.condition_id}",
                              market=m.condition_id)
 

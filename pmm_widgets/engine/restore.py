@@ -191,14 +191,15 @@ def merge_rows(base: SessionRows, more: SessionRows) -> SessionRows:
                        {**base.paid, **more.paid}, base.paid_days | more.paid_days)
 
 
-def _pair_market(cid: str, yes: str, no: str) -> Market:
+def pair_market(cid: str, yes: str, no: str) -> Market:
+    """A market known only by its token pair (the DB's `markets` rows; fills outlive the universe)."""
     return Market(cid, "", yes, no, Decimal("0.01"), ZERO)
 
 
 def rebuild(rows: SessionRows, now: float, window_sec: float, markets: Sequence[Market] = ()) -> Restored:
     """Replay the fills into fresh ledgers (the cycle's own accounting), then rewards and
     settlements. `markets` (the current universe) adds token pairs the DB has not stored yet."""
-    pairs: dict[str, Market] = {cid: _pair_market(cid, y, n) for cid, (y, n) in rows.tokens.items()}
+    pairs: dict[str, Market] = {cid: pair_market(cid, y, n) for cid, (y, n) in rows.tokens.items()}
     for cur in markets:
         pairs[cur.condition_id] = cur
     by_token = {tok: pm for pm in pairs.values() for tok in pm.token_ids}

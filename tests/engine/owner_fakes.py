@@ -69,14 +69,19 @@ def instant_waits(monkeypatch, module: Any = owner_module) -> list[float]:
 class FakeCycle:
     def __init__(self, ledgers: dict[str, Any], resolved: set[str], settles: bool = True) -> None:
         self.pnl = SimpleNamespace(ledgers=ledgers)
-        self.resolved = resolved
+        self.resolved = {cid: f"{cid}-y" for cid in resolved}  # market -> winner, as `QuoteCycle.resolved`
+        self.known: dict[str, Any] = {}
         self.settles = settles
         self.calls: list[tuple[Any, ...]] = []
         self.econ = SimpleNamespace(clock=None)
 
-    async def resolve_market(self, ts, cid, winner, exchange, source) -> bool:
+    async def resolve_market(self, ts, cid, winner, exchange, source, *, known=None) -> bool:
         self.calls.append((cid, winner, exchange, source))
+        self.known_passed = known
         return self.settles
+
+    def known_market(self, cid: str) -> Any:
+        return self.known.get(cid)
 
 
 class FakeRest:
@@ -95,9 +100,12 @@ class FakeRest:
         return self.time
 
 
-def with_runtime(owner: OwnerSession, cycle: FakeCycle, rest: FakeRest | None, **md: Any) -> Any:
+def with_runtime(owner: OwnerSession, cycle: FakeCycle, rest: FakeRest | None,
+                 tokens: dict[str, tuple[str, str]] | None = None, **md: Any) -> Any:
+    """`tokens`: the token pairs the last session's DB rows named (`SessionRows.tokens`)."""
     exchange = object()
-    owner._rt = SimpleNamespace(cycle=cycle, md=SimpleNamespace(rest=rest, **md), exchange=exchange)  # type: ignore[assignment]
+    owner._rt = SimpleNamespace(cycle=cycle, md=SimpleNamespace(rest=rest, **md), exchange=exchange,  # type: ignore[assignment]
+                                session_rows=SimpleNamespace(tokens=tokens or {}))
     return exchange
 
 

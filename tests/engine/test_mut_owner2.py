@@ -330,6 +330,9 @@ async def test_a_market_whose_cancel_fails_stays_managed_and_the_others_still_le
             raise RuntimeError(f"settle {m.condition_id}")
 
         owner._settle_if_closed = settle_fails  # type: ignore[method-assign]
+        lg = engine.runtime.cycle.pnl.ledger(gone.condition_id)
+        if not (lg.yes or lg.no):  # only a market whose shares we hold is asked whether it closed
+            lg.yes += 1
         warned: list[tuple[str, str | None]] = []
         engine.events.subscribe(lambda ev: warned.append((ev.message, ev.market)) if ev.level == "WARNING" else None)
         t0 = time.time()
@@ -340,7 +343,7 @@ async def test_a_market_whose_cancel_fails_stays_managed_and_the_others_still_le
         assert owner.universe_ts >= t0
         assert [mk for _, mk in warned] == [stuck.condition_id, gone.condition_id]
         assert warned[0][0].startswith("left the universe but its orders could not be cancelled") and "venue down" in warned[0][0]
-        assert warned[1][0] == f"could not settle {gone.condition_id} as it left the universe: RuntimeError: settle {gone.condition_id}"
+        assert warned[1][0] == f"could not settle {gone.condition_id} outside the universe: RuntimeError: settle {gone.condition_id}"
         left = [mk for k, m, mk in seen if k == "universe" and m.startswith("left the universe:")]
         assert left == [gone.condition_id]
         assert [m for k, m, _ in seen if k == "universe" and m.startswith("universe refreshed")] == ["universe refreshed: +0 -1"]
@@ -374,6 +377,7 @@ async def test_the_universe_loop_refreshes_when_due_and_a_failure_waits_a_whole_
     seen: list[tuple[str, str]] = []
     bus.subscribe(lambda ev: seen.append((ev.level, ev.message)))
     owner = owner_session(settings, db, Target(), events=bus)
+    with_runtime(owner, FakeCycle({}, set()), None)  # (nothing outside the universe to settle first)
     refreshes: list[float] = []
 
     async def failing_refresh() -> None:
@@ -396,6 +400,7 @@ async def test_the_universe_loop_refreshes_when_due_and_a_failure_waits_a_whole_
 async def test_the_universe_loop_waits_what_is_left_of_the_period(fast_settings, db, monkeypatch):
     waits = instant_waits(monkeypatch)
     owner = owner_session(fast_settings.model_copy(update={"universe_refresh_sec": 30.0}), db, Target())
+    with_runtime(owner, FakeCycle({}, set()), None)
     owner.refresh_universe = lambda: pytest.fail("refreshed before it was due")  # type: ignore[method-assign,assignment]
     owner.universe_ts = time.time() - 29.6  # due in 0.4 s
     task = asyncio.ensure_future(owner._universe_loop())

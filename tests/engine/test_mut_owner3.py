@@ -524,7 +524,7 @@ async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle
             if cid == "0xb" and sum(c[0] == "0xb" for c in self.calls) == 1:
                 raise OSError("cancel failed")
             done = cid not in self.resolved
-            self.resolved.add(cid)
+            self.resolved[cid] = winner
             return done
 
     cycle = _Flaky({}, set())
@@ -548,7 +548,7 @@ async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle
     assert list(md.stream.resolutions) == [ev["0xb"], ev["0xc"], ev["0xd"]]
     await owner._apply_resolutions()  # the next cycle settles them
     assert [c[0] for c in cycle.calls] == ["0xa", "0xb", "0xb", "0xc", "0xd"]
-    assert cycle.resolved == {"0xa", "0xb", "0xc", "0xd"} and owner.markets == [] and not md.stream.resolutions
+    assert set(cycle.resolved) == {"0xa", "0xb", "0xc", "0xd"} and owner.markets == [] and not md.stream.resolutions
     assert followed == [["0xb", "0xc"], ["0xc"], []]
 
 
