@@ -4,15 +4,32 @@ directly (a few rows each, no recorder thread), as in `test_mut_recordings`."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import fcntl
 import os
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from pmm_widgets.research.recordings import _NAME_PROBLEM, _OPEN_NAME_PROBLEM, list_recordings, load_window, parse_time
-from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, hour_key
+from pmm_widgets.research import recordings
+from pmm_widgets.research.recordings import (
+    _NAME_PROBLEM,
+    _OPEN_NAME_PROBLEM,
+    FileUse,
+    Gap,
+    Problem,
+    RecordingError,
+    _unopenable,
+    list_recordings,
+    load_window,
+    parse_time,
+)
+from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, hour_key, publish_lock
 
 H0 = parse_time("2026-11-30T10:00:00Z")
 LOOSE = pa.schema([f.with_nullable(True) for f in ARROW_SCHEMA], metadata=ARROW_SCHEMA.metadata)
@@ -74,3 +91,118 @@ def test_a_dead_open_part_whose_name_is_no_recordings_is_said_as_a_closed_one_is
     (d / "bogus-a-0001.parquet").write_bytes(f.read_bytes())
     w2 = load_window(tmp_path, H0, H0 + 3600)
     assert ("bogus-a-0001.parquet", _NAME_PROBLEM) in [(Path(p.file).name, p.message) for p in w2.problems]
+
+
+def test_epoch_seconds_iso_text_and_datetimes_name_the_same_instant_and_a_bad_one_names_what_was_given(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")  # a naive time is UTC, not the host's zone
+    time.tzset()
+    try:
+        assert parse_time(H0) == parse_time(int(H0)) == parse_time(str(H0)) == H0
+        assert parse_time("2026-11-30T10:00:00Z") == parse_time("2026-11-30T10:00:00") == H0
+        assert parse_time("2026-11-30T11:00:00+01:00") == parse_time(" 2026-11-30T10:00:00+00:00 ") == H0
+        assert parse_time(dt.datetime(2026, 11, 30, 10)) == H0
+        assert parse_time(dt.datetime(2026, 11, 30, 11, tzinfo=dt.timezone(dt.timedelta(hours=1)))) == H0
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    for given, said in ((float("nan"), "nan"), (1e20, "1e+20"), ("inf", "'inf'"), ("10:00 tomorrow", "'10:00 tomorrow'")):
+        with pytest.raises(RecordingError) as e:
+            parse_time(given)
+        assert str(e.value).startswith(f"bad time {said}: expected ISO 8601 UTC such as 2026-12-01T10:00:00Z")
+
+
+def test_problems_gaps_and_file_uses_are_values():
+    p = Problem("f", "m")
+    g = Gap("s", H0, H0 + 1, 2, ("f",))
+    u = FileUse("f", 1, H0, H0, 1, 1, 3, "d")
+    for v, other in ((p, Problem("f", "m")), (g, Gap("s", H0, H0 + 1, 2, ("f",))), (u, FileUse("f", 1, H0, H0, 1, 1, 3, "d"))):
+        assert v == other and hash(v) == hash(other) and len({v, other}) == 1
+        name = dataclasses.fields(v)[0].name
+        with pytest.raises((dataclasses.FrozenInstanceError, TypeError)):  # (3.11: TypeError for frozen slots)
+            setattr(v, name, "x")
+        assert getattr(v, name) == getattr(other, name)
+
+
+def test_a_missing_root_lists_nothing_and_a_file_as_root_is_said(tmp_path):
+    assert list_recordings(tmp_path / "none") == [] and list_recordings(str(tmp_path / "none")) == []
+    with pytest.raises(RecordingError, match="^no readable recordings for "):
+        load_window(tmp_path / "none", H0, H0 + 60)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RecordingError, match=f"^PMM_RECORD_DIR={tmp_path / 'file'}: not a directory$"):
+        list_recordings(tmp_path / "file")
+
+
+def test_only_folders_named_as_hours_are_listed_as_hours(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(2))
+    (tmp_path / hour_key(H0 + 3600)).write_text("a file named as an hour")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "market-a.parquet").write_bytes(f.read_bytes())
+    assert [r["file"] for r in list_recordings(str(tmp_path))] == [str(f)]
+    w = load_window(tmp_path, H0, H0 + 7200)
+    assert w.files == [str(f)] and len(w) == 2 and not w.problems
+
+
+def test_a_listing_shares_the_publish_lock_with_other_readers(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(2))
+    got: list = []
+    with publish_lock(tmp_path, exclusive=False):  # another reader listing (a recorder would hold it exclusive)
+        th = threading.Thread(target=lambda: got.append(list_recordings(tmp_path)), daemon=True)
+        th.start()
+        th.join(5)
+        listed_while_held = bool(got)
+    th.join(5)
+    assert listed_while_held and [r["file"] for r in got[0]] == [str(f)]
+
+
+def test_the_listing_of_open_parts_says_what_each_is(tmp_path, monkeypatch):
+    f = write(tmp_path, "market-a.parquet", frames(3))
+    d = f.parent
+    dead = d / ("market-a-0002.parquet" + OPEN_SUFFIX)  # footer written, never renamed
+    dead.write_bytes(f.read_bytes())
+    cut = d / ("engine-a-0002.parquet" + OPEN_SUFFIX)  # cut short: its rows are lost
+    cut.write_bytes(b"PAR1 cut")
+    live = d / ("rest-a-0002.parquet" + OPEN_SUFFIX)
+    live.write_bytes(f.read_bytes())  # (its footer is no row count yet: the writer may append)
+    (d / ("universe-a-0002.parquet" + OPEN_SUFFIX)).mkdir()  # cannot be probed
+    (d / ("notes.parquet" + OPEN_SUFFIX)).mkdir()
+    odd = d / ("misc.parquet" + OPEN_SUFFIX)  # written by someone, under no recording's name
+    odd.write_bytes(b"x")
+    held = [os.open(p, os.O_RDONLY) for p in (live, odd)]
+    try:
+        for fd in held:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        rows = {Path(r["file"]).name: r for r in list_recordings(tmp_path)}
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert (rows[odd.name]["channel"], rows[odd.name]["session"], rows[odd.name]["open"]) == ("?", "?", True)
+    pick = ("bytes", "channel", "session", "rows", "ok", "open", "problem")
+    assert {k: rows[dead.name][k] for k in pick} == dict(
+        bytes=dead.stat().st_size, channel="market", session="a", rows=3, ok=False, open=False,
+        problem="not renamed after its footer was written (its recorder died while closing it): read anyway")
+    assert {k: rows[cut.name][k] for k in pick} == dict(
+        bytes=8, channel="engine", session="a", rows=None, ok=False, open=False,
+        problem="not closed: its recorder stopped without closing it (kill -9 or crash); its rows are lost "
+                "(at most one PMM_RECORD_ROTATE_SEC interval, or the hour when rotation is off)")
+    assert {k: rows[live.name][k] for k in pick} == dict(
+        bytes=live.stat().st_size, channel="rest", session="a", rows=None, ok=True, open=True,
+        problem="being written (readable once closed)")
+    for name, ch, ses in (("universe-a-0002.parquet" + OPEN_SUFFIX, "universe", "a"), ("notes.parquet" + OPEN_SUFFIX, "?", "?")):
+        r = rows[name]
+        assert (r["hour"], r["bytes"], r["channel"], r["session"], r["rows"], r["ok"], r["open"]) == (
+            d.name, 0, ch, ses, None, False, False)
+        assert r["problem"] == _unopenable(IsADirectoryError(21, "not a file")) and "IsADirectoryError: not a file" in r["problem"]
+    assert rows["market-a.parquet"]["rows"] == 3 and rows["market-a.parquet"]["ok"] is True
+    # a part closed (renamed) between the listing and its probe is left to the next listing
+    monkeypatch.setattr(recordings, "being_written", lambda f: None)
+    assert sorted(Path(r["file"]).name for r in list_recordings(tmp_path)) == ["market-a.parquet"]
+    # and one renamed right after its probe found it dead: no size to read
+    for p in (cut, odd, live, dead):
+        p.unlink()
+    for p in d.glob("*" + OPEN_SUFFIX):
+        p.rmdir()
+    monkeypatch.setattr(recordings, "being_written", lambda f: f.unlink() is not None)
+    gone = d / ("market-a-0003.parquet" + OPEN_SUFFIX)
+    gone.write_bytes(f.read_bytes())
+    r = next(r for r in list_recordings(tmp_path) if r["file"] == str(gone))
+    assert (r["bytes"], r["rows"], r["ok"]) == (0, None, False)
