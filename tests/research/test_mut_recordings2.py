@@ -206,3 +206,16 @@ def test_the_listing_of_open_parts_says_what_each_is(tmp_path, monkeypatch):
     gone.write_bytes(f.read_bytes())
     r = next(r for r in list_recordings(tmp_path) if r["file"] == str(gone))
     assert (r["bytes"], r["rows"], r["ok"]) == (0, None, False)
+
+
+def test_the_listing_says_closed_files_of_no_recordings_name_with_what_their_name_tells(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(2))
+    for name in ("bogus-b.parquet", "notes.parquet"):
+        (f.parent / name).write_bytes(f.read_bytes())
+    rows = {Path(r["file"]).name: r for r in list_recordings(tmp_path)}
+    pick = ("bytes", "channel", "session", "rows", "ok", "open", "problem")
+    assert {k: rows["bogus-b.parquet"][k] for k in pick} == dict(
+        bytes=f.stat().st_size, channel="bogus", session="b", rows=None, ok=False, open=False, problem=_NAME_PROBLEM)
+    assert (rows["notes.parquet"]["channel"], rows["notes.parquet"]["session"]) == ("?", "?")
+    assert {k: rows["market-a.parquet"][k] for k in pick} == dict(
+        bytes=f.stat().st_size, channel="market", session="a", rows=2, ok=True, open=False, problem="")
