@@ -7,14 +7,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fcntl
+import hashlib
 import os
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
@@ -22,6 +26,7 @@ from pmm_widgets.research.recordings import (
     _OPEN_NAME_PROBLEM,
     FileUse,
     Gap,
+    PayloadDigest,
     Problem,
     RecordingError,
     _unopenable,
@@ -105,9 +110,9 @@ def test_epoch_seconds_iso_text_and_datetimes_name_the_same_instant_and_a_bad_on
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
-    for given, said in ((float("nan"), "nan"), (1e20, "1e+20"), ("inf", "'inf'"), ("10:00 tomorrow", "'10:00 tomorrow'")):
+    for bad, said in ((float("nan"), "nan"), (1e20, "1e+20"), ("inf", "'inf'"), ("10:00 tomorrow", "'10:00 tomorrow'")):
         with pytest.raises(RecordingError) as e:
-            parse_time(given)
+            parse_time(bad)
         assert str(e.value).startswith(f"bad time {said}: expected ISO 8601 UTC such as 2026-12-01T10:00:00Z")
 
 
@@ -219,3 +224,59 @@ def test_the_listing_says_closed_files_of_no_recordings_name_with_what_their_nam
     assert (rows["notes.parquet"]["channel"], rows["notes.parquet"]["session"]) == ("?", "?")
     assert {k: rows["market-a.parquet"][k] for k in pick} == dict(
         bytes=f.stat().st_size, channel="market", session="a", rows=2, ok=True, open=False, problem="")
+
+
+def reference_digest(values: list[str | None], keep: list[bool]) -> str:
+    """What `PayloadDigest` hashes, spelled out: the kept payloads' bytes end to end, and apart from
+    them each kept payload's length (-1: a null)."""
+    kept = [v for v, k in zip(values, keep) if k]
+    data = b"".join(v.encode() for v in kept if v is not None)
+    sizes = np.array([-1 if v is None else len(v.encode()) for v in kept], np.int64).tobytes()
+    return hashlib.sha256(hashlib.sha256(data).digest() + hashlib.sha256(sizes).digest()).hexdigest()[:32]
+
+
+TYPES = [pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.dictionary(pa.int32(), pa.string())]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="ab\u00e9{}", max_size=4)), max_size=12), st.data())
+def test_the_payload_digest_is_that_of_the_kept_values_whatever_their_chunks_type_or_offset(values, data):
+    n = len(values)
+    keep = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3)))
+    typ = data.draw(st.sampled_from(TYPES))
+    lead = data.draw(st.integers(0, 2))  # values before the slice: a chunk's offset
+    chunks = []
+    for a, b in zip([0, *cuts], [*cuts, n]):
+        raw = [None] * lead + values[a:b]
+        if typ == pa.dictionary(pa.int32(), pa.string()):
+            arr = pa.array(raw, pa.string()).dictionary_encode()
+        else:
+            binary = pa.types.is_binary(typ) or pa.types.is_large_binary(typ)
+            arr = pa.array([v.encode() if binary and v is not None else v for v in raw], typ)
+        chunks.append(arr.slice(lead))
+    d = PayloadDigest()
+    col = pa.chunked_array(chunks, chunks[0].type)
+    d.add(col if len(chunks) > 1 else chunks[0], np.array(keep, np.bool_))
+    assert d.hexdigest() == reference_digest(values, keep)
+
+
+def test_the_payload_digest_tells_a_null_from_an_empty_payload_and_where_one_ends():
+    def digest(values: list[str | None]) -> str:
+        d = PayloadDigest()
+        d.add(pa.array(values, pa.string()), np.ones(len(values), np.bool_))
+        return d.hexdigest()
+
+    assert len({digest([None]), digest([""]), digest(["ab", "c"]), digest(["a", "bc"]), digest([None, None]),
+                digest([])}) == 6
+
+
+def test_the_payload_digest_hashes_no_bytes_under_a_null():
+    """Arrow lets a null's slot span bytes of the data buffer (they are no value): not hashed."""
+    offsets = pa.py_buffer(np.array([0, 2, 5, 6], np.int32).tobytes())
+    valid = pa.py_buffer(np.packbits([1, 0, 1], bitorder="little").tobytes())
+    col = pa.StringArray.from_buffers(3, offsets, pa.py_buffer(b"abXYZc"), valid)
+    assert col.to_pylist() == ["ab", None, "c"]
+    d = PayloadDigest()
+    d.add(col, np.ones(3, np.bool_))
+    assert d.hexdigest() == reference_digest(["ab", None, "c"], [True, True, True])
