@@ -9,6 +9,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import os
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from pmm_widgets.research.recordings import (
     load_window,
     parse_time,
 )
-from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, hour_key, publish_lock
+from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, HourLeased, hour_key, hour_lease, publish_lock
 
 H0 = parse_time("2026-11-30T10:00:00Z")
 LOOSE = pa.schema([f.with_nullable(True) for f in ARROW_SCHEMA], metadata=ARROW_SCHEMA.metadata)
@@ -280,3 +281,64 @@ def test_the_payload_digest_hashes_no_bytes_under_a_null():
     d = PayloadDigest()
     d.add(col, np.ones(3, np.bool_))
     assert d.hexdigest() == reference_digest(["ab", None, "c"], [True, True, True])
+
+
+def payload_sizes(f: Path) -> list[int]:
+    md = pq.read_metadata(f)
+    return [md.row_group(g).column(4).total_uncompressed_size for g in range(md.num_row_groups)]
+
+
+def test_the_payload_bytes_a_window_needs_are_its_row_groups_overlapping_the_span_bounds_included(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(20), group=10)  # ts H0+10..19, H0+20..29
+    a, b = payload_sizes(f)
+    est = recordings._estimated_payload_bytes
+    assert est([f], H0 + 19, H0 + 19) == a and est([f], H0 + 20, H0 + 20) == b  # a group's last / first row
+    assert est([f], H0 + 15, H0 + 25) == a + b and est([f], H0, H0 + 9) == 0 and est([f], H0 + 30, H0 + 99) == 0
+    assert est([], H0, H0 + 99) == 0
+    other = pa.schema(list(LOOSE), metadata={b"pmm_schema": b"999"})
+    g = write(tmp_path, "market-b.parquet", frames(3), schema=other)  # read as a problem, not estimated
+    junk = f.parent / "market-c.parquet"
+    junk.write_bytes(b"PAR1 no footer")
+    assert est([f, g, junk], H0, H0 + 99) == a + b
+
+
+def test_a_lazy_window_whose_file_is_gone_when_it_takes_its_leases_fails_naming_it_and_holds_none(tmp_path):
+    f = write(tmp_path, "market-a.parquet", frames(3))
+    gone = f.parent / "market-a-0002.parquet"
+    missing = tmp_path / hour_key(H0 + 3600) / "market-a.parquet"  # its hour folder deleted too
+    for files in ([str(f), str(gone)], [str(missing)]):
+        with pytest.raises(RecordingError) as e:
+            recordings.LazyPayloads(files, [(0, 0)], np.zeros(3, np.int32), np.arange(3))
+        assert str(e.value) == (f"{files[-1]}: deleted after the window was read (the size budget, "
+                                "PMM_RECORD_MAX_GB?)")
+        fd = hour_lease(f.parent, exclusive=True)  # (the failed window's leases let go, its traceback still held)
+        assert fd is not None
+        os.close(fd)
+
+
+def test_a_lazy_window_lets_an_hour_go_once_no_row_left_reads_it(tmp_path, monkeypatch):
+    write(tmp_path, "market-a.parquet", frames(3))
+    write(tmp_path, "market-a-0002.parquet", frames(2, t0=H0 + 3590, seq0=4))
+    write(tmp_path, "market-a.parquet", frames(3, t0=H0 + 3605, seq0=6), hour=H0 + 3600)  # past t1: no row kept
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    w = load_window(tmp_path, H0, H0 + 3600, warmup=False)
+    lp = w.payload
+    assert isinstance(lp, recordings.LazyPayloads) and len(lp) == 5
+    later, this = tmp_path / hour_key(H0 + 3600), tmp_path / hour_key(H0)
+    try:
+        for h in (this, later):
+            with pytest.raises(HourLeased):
+                hour_lease(h, exclusive=True)
+        assert lp[0] == '{"i":1}'  # the first read lets the later hour go: none of its rows is kept
+        os.close(hour_lease(later, exclusive=True))
+        with pytest.raises(HourLeased):
+            hour_lease(this, exclusive=True)
+        assert lp[-1] == '{"i":5}' and lp[1:3] == ['{"i":2}', '{"i":3}']
+        other = pickle.loads(pickle.dumps(lp))  # a sweep worker's copy: it leases the hours too, shared
+        try:
+            assert other[:] == lp[:] == ['{"i":1}', '{"i":2}', '{"i":3}', '{"i":4}', '{"i":5}']
+        finally:
+            other.close()
+    finally:
+        lp.close()
+    os.close(hour_lease(this, exclusive=True))
