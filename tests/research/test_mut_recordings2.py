@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fcntl
+import gc
 import hashlib
 import os
 import pickle
@@ -342,3 +343,42 @@ def test_a_lazy_window_lets_an_hour_go_once_no_row_left_reads_it(tmp_path, monke
     finally:
         lp.close()
     os.close(hour_lease(this, exclusive=True))
+
+
+def test_a_lazy_window_dropped_without_close_lets_its_hours_go(tmp_path, monkeypatch):
+    write(tmp_path, "market-a.parquet", frames(3))
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    w = load_window(tmp_path, H0, H0 + 3600, warmup=False)
+    assert isinstance(w.payload, recordings.LazyPayloads)
+    with pytest.raises(HourLeased):
+        hour_lease(tmp_path / hour_key(H0), exclusive=True)
+    del w
+    gc.collect()
+    os.close(hour_lease(tmp_path / hour_key(H0), exclusive=True))
+
+
+def test_a_lazy_windows_last_row_read_first_lets_the_hours_before_it_go(tmp_path, monkeypatch):
+    write(tmp_path, "market-a.parquet", frames(2, t0=H0 + 3590))
+    write(tmp_path, "market-a.parquet", frames(2, t0=H0 + 3610, seq0=3), hour=H0 + 3600)
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    lp = load_window(tmp_path, H0, H0 + 3700, warmup=False).payload
+    assert isinstance(lp, recordings.LazyPayloads)
+    try:
+        assert len(lp) == 4 and lp[-1] == '{"i":4}'  # (row 3: past the first hour's rows)
+        os.close(hour_lease(tmp_path / hour_key(H0), exclusive=True))
+        with pytest.raises(HourLeased):
+            hour_lease(tmp_path / hour_key(H0 + 3600), exclusive=True)
+    finally:
+        lp.close()
+
+
+def test_a_lazy_window_holds_only_the_row_group_of_the_moment(tmp_path, monkeypatch):
+    write(tmp_path, "market-a.parquet", frames(6), group=2)
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    lp = load_window(tmp_path, H0, H0 + 3600, warmup=False).payload
+    assert isinstance(lp, recordings.LazyPayloads)
+    try:
+        for i in range(6):
+            assert lp[i] == f'{{"i":{i + 1}}}' and list(lp._held) == [i // 2]
+    finally:
+        lp.close()
