@@ -364,6 +364,9 @@ def test_a_lazy_windows_last_row_read_first_lets_the_hours_before_it_go(tmp_path
     lp = load_window(tmp_path, H0, H0 + 3700, warmup=False).payload
     assert isinstance(lp, recordings.LazyPayloads)
     try:
+        assert lp[1] == '{"i":2}'  # the first hour's last row: it is still leased
+        with pytest.raises(HourLeased):
+            hour_lease(tmp_path / hour_key(H0), exclusive=True)
         assert len(lp) == 4 and lp[-1] == '{"i":4}'  # (row 3: past the first hour's rows)
         os.close(hour_lease(tmp_path / hour_key(H0), exclusive=True))
         with pytest.raises(HourLeased):
@@ -382,3 +385,29 @@ def test_a_lazy_window_holds_only_the_row_group_of_the_moment(tmp_path, monkeypa
             assert lp[i] == f'{{"i":{i + 1}}}' and list(lp._held) == [i // 2]
     finally:
         lp.close()
+
+
+def test_files_whose_kind_columns_differ_in_type_read_as_one_window(tmp_path):
+    large = pa.schema([f.with_type(pa.large_string()) if f.name == "kind" else f for f in LOOSE], metadata=LOOSE.metadata)
+    write(tmp_path, "market-a.parquet", frames(2))
+    write(tmp_path, "market-a-0002.parquet", frames(2, t0=H0 + 20, seq0=3, kind="snapshot"), schema=large)
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert w.kind == ["frame", "frame", "snapshot", "snapshot"] and not w.problems
+
+
+def test_a_window_of_files_without_rows_is_empty(tmp_path):
+    write(tmp_path, "market-a.parquet", [])
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 0 and w.kind == [] and w.payload == [] and w.sources == [] and not w.problems
+
+
+def test_the_state_before_a_window_is_looked_for_in_the_48_hour_folders_before_it(tmp_path):
+    for k in range(1, 49):
+        (tmp_path / hour_key(H0 - 3600 * k)).mkdir()
+    write(tmp_path, "market-a.parquet", frames(2))
+    write(tmp_path, "universe-a.parquet", [(1, H0 - 3600 * 47, "universe", 0, "47h")], hour=H0 - 3600 * 47)
+    write(tmp_path, "universe-b.parquet", [(1, H0 - 3600 * 48, "universe", 0, "48h")], hour=H0 - 3600 * 48)
+    w = load_window(tmp_path, H0, H0 + 60)
+    assert [r[3] for r in w.preamble] == ["47h"]  # H0's folder and the 47 before it: 48
+    (tmp_path / hour_key(H0 - 3600 * 47) / "universe-a.parquet").unlink()
+    assert load_window(tmp_path, H0, H0 + 60).preamble == []
