@@ -402,8 +402,9 @@ def test_a_window_of_files_without_rows_is_empty(tmp_path):
 
 
 def test_the_state_before_a_window_is_looked_for_in_the_48_hour_folders_before_it(tmp_path):
-    for k in range(1, 49):
-        (tmp_path / hour_key(H0 - 3600 * k)).mkdir()
+    for k in range(-1, 49):  # (and the hour after the window's: no hour from the window's first row on counts)
+        if k:
+            (tmp_path / hour_key(H0 - 3600 * k)).mkdir()
     write(tmp_path, "market-a.parquet", frames(2))
     write(tmp_path, "universe-a.parquet", [(1, H0 - 3600 * 47, "universe", 0, "47h")], hour=H0 - 3600 * 47)
     write(tmp_path, "universe-b.parquet", [(1, H0 - 3600 * 48, "universe", 0, "48h")], hour=H0 - 3600 * 48)
@@ -411,3 +412,41 @@ def test_the_state_before_a_window_is_looked_for_in_the_48_hour_folders_before_i
     assert [r[3] for r in w.preamble] == ["47h"]  # H0's folder and the 47 before it: 48
     (tmp_path / hour_key(H0 - 3600 * 47) / "universe-a.parquet").unlink()
     assert load_window(tmp_path, H0, H0 + 60).preamble == []
+
+
+def test_a_window_starting_on_the_hour_looks_for_its_state_in_the_48_folders_before_that_hour(tmp_path):
+    for k in range(1, 49):
+        (tmp_path / hour_key(H0 - 3600 * k)).mkdir()
+    write(tmp_path, "market-a.parquet", frames(2, t0=H0))  # its first row at the hour's start
+    write(tmp_path, "universe-b.parquet", [(1, H0 - 3600 * 48, "universe", 0, "48h")], hour=H0 - 3600 * 48)
+    assert [r[3] for r in load_window(tmp_path, H0, H0 + 60).preamble] == ["48h"]
+
+
+def test_the_preamble_holds_the_latest_universe_before_the_window(tmp_path):
+    write(tmp_path, "universe-a.parquet", [(1, H0 - 7000, "universe", 0, "oldest")], hour=H0 - 7200)
+    write(tmp_path, "universe-a.parquet", [(2, H0 - 900, "universe", 0, "old"), (3, H0 - 800, "universe", 0, "new")],
+          hour=H0 - 3600)
+    write(tmp_path, "market-a.parquet", frames(2, t0=H0 + 10, seq0=4))
+    w = load_window(tmp_path, H0 + 30, H0 + 60)  # (no engine start: every hour before is looked at)
+    assert [(r[0], r[3]) for r in w.preamble] == [(H0 - 800, "new")]
+
+
+def test_an_earlier_engine_file_is_one_of_the_windows_files_only_when_it_gave_state(tmp_path):
+    write(tmp_path, "engine-a.parquet", [(1, H0 - 900, "cycle", 0, "{}")], hour=H0 - 3600)
+    write(tmp_path, "engine-a-0002.parquet", [(2, H0 - 800, "params", 0, "{}")], hour=H0 - 3600)
+    write(tmp_path, "market-a.parquet", frames(2, t0=H0 + 10, seq0=3))
+    w = load_window(tmp_path, H0 + 30, H0 + 60)
+    assert [r[2] for r in w.preamble] == ["params"]
+    assert [Path(f).name for f in w.files] == ["market-a.parquet", "engine-a-0002.parquet"]
+
+
+def test_the_warm_up_starts_at_the_last_checkpoint_of_the_hour_before_its_start_included(tmp_path):
+    h1 = H0 + 3600
+    rest = [(1, H0, "checkpoint", 0, "[]"), (2, H0 + 100, "checkpoint", 0, "[]"), (3, H0 + 200, "books", 0, "{}")]
+    write(tmp_path, "rest-a.parquet", rest)
+    write(tmp_path, "market-a.parquet", frames(3, t0=h1 + 10, seq0=4), hour=h1)
+    w = load_window(tmp_path, h1 + 30, h1 + 60)  # no checkpoint in its hour before t0: the hour before's last
+    assert w.ts[0] == H0 + 100 and w.kind[:2] == ["checkpoint", "books"]
+    write(tmp_path, "rest-a.parquet", rest[:1])
+    w = load_window(tmp_path, h1 + 30, h1 + 60)
+    assert w.ts[0] == H0 and w.kind[0] == "checkpoint"
