@@ -450,3 +450,42 @@ def test_the_warm_up_starts_at_the_last_checkpoint_of_the_hour_before_its_start_
     write(tmp_path, "rest-a.parquet", rest[:1])
     w = load_window(tmp_path, h1 + 30, h1 + 60)
     assert w.ts[0] == H0 and w.kind[0] == "checkpoint"
+
+
+def test_the_preamble_holds_the_last_engine_start_before_the_window_and_what_followed_it(tmp_path):
+    write(tmp_path, "engine-a.parquet", [(1, H0 - 7000, "start", 0, "a"), (2, H0 - 6900, "params", 0, "a1"),
+                                         (3, H0 - 6800, "venue_clock", 0, "a2")], hour=H0 - 7200)
+    write(tmp_path, "engine-b.parquet", [(1, H0 - 900, "start", 0, "b"), (2, H0 - 800, "params", 0, "b1"),
+                                         (3, H0 - 700, "cycle", 0, "b2"), (4, H0 - 600, "strategy", 0, "b3")],
+          hour=H0 - 3600)
+    write(tmp_path, "market-b.parquet", frames(2, t0=H0 + 10, seq0=5))
+    w = load_window(tmp_path, H0 + 30, H0 + 60)
+    assert [(r[0], r[2], r[3]) for r in w.preamble] == [(H0 - 900, "start", "b"), (H0 - 800, "params", "b1"),
+                                                        (H0 - 600, "strategy", "b3")]
+
+
+def test_the_state_search_stops_at_the_newest_hour_holding_both_a_universe_and_a_start(tmp_path):
+    old = [write(tmp_path, "universe-a.parquet", [(1, H0 - 7000, "universe", 0, "u0")], hour=H0 - 7200),
+           write(tmp_path, "engine-a.parquet", [(1, H0 - 7100, "start", 0, "a")], hour=H0 - 7200)]
+    write(tmp_path, "universe-b.parquet", [(1, H0 - 950, "universe", 0, "u1")], hour=H0 - 3600)
+    write(tmp_path, "engine-b.parquet", [(1, H0 - 900, "start", 0, "b"), (2, H0 - 850, "venue_clock", 0, "c1"),
+                                         (3, H0 - 800, "params", 0, "b1"), (4, H0 - 650, "venue_clock", 0, "c2")],
+          hour=H0 - 3600)
+    write(tmp_path, "market-b.parquet", frames(2, t0=H0 + 10, seq0=5))
+    w = load_window(tmp_path, H0 + 30, H0 + 60)
+    assert [(r[2], r[3]) for r in w.preamble] == [("universe", "u1"), ("start", "b"), ("params", "b1"),
+                                                  ("venue_clock", "c2")]  # (the last venue clock only)
+    assert not {str(f) for f in old} & set(w.files)
+
+
+def test_the_state_search_goes_on_until_it_found_a_start_too_and_without_one_keeps_every_state_row(tmp_path):
+    write(tmp_path, "universe-b.parquet", [(1, H0 - 950, "universe", 0, "u1")], hour=H0 - 3600)
+    write(tmp_path, "engine-b.parquet", [(1, H0 - 900, "params", 0, "b1")], hour=H0 - 3600)
+    write(tmp_path, "market-b.parquet", frames(2, t0=H0 + 10, seq0=5))
+    w = load_window(tmp_path, H0 + 30, H0 + 60)
+    assert [(r[2], r[3]) for r in w.preamble] == [("universe", "u1"), ("params", "b1")]  # no start anywhere
+    write(tmp_path, "engine-a.parquet", [(1, H0 - 7100, "start", 0, "a"), (2, H0 - 7000, "params", 0, "a1")],
+          hour=H0 - 7200)
+    w = load_window(tmp_path, H0 + 30, H0 + 60)
+    assert [(r[2], r[3]) for r in w.preamble] == [("start", "a"), ("params", "a1"), ("universe", "u1"),
+                                                  ("params", "b1")]
