@@ -489,3 +489,23 @@ def test_the_state_search_goes_on_until_it_found_a_start_too_and_without_one_kee
     w = load_window(tmp_path, H0 + 30, H0 + 60)
     assert [(r[2], r[3]) for r in w.preamble] == [("start", "a"), ("params", "a1"), ("universe", "u1"),
                                                   ("params", "b1")]
+
+
+def test_a_window_without_warm_up_keeps_the_kinds_of_its_own_rows(tmp_path):
+    write(tmp_path, "market-a.parquet", [(1, H0 + 10, "a", 0, "1"), (2, H0 + 20, "b", 0, "2"), (3, H0 + 30, "c", 0, "3")])
+    w = load_window(tmp_path, H0 + 15, H0 + 3600, warmup=False)
+    assert (w.kind, w.payload) == (["b", "c"], ["2", "3"]) and isinstance(w.payload, list)  # (small: read at once)
+
+
+def test_a_lazy_window_of_files_with_rows_dropped_reads_each_kept_rows_own_payload(tmp_path, monkeypatch):
+    rows = frames(6)
+    rows[2] = (3, None, "frame", 0, "dropped")
+    write(tmp_path, "market-a.parquet", rows, group=2)
+    write(tmp_path, "engine-a.parquet", [(7, H0 + 40, "cycle", 0, "e7"), (8, float("nan"), "cycle", 0, "gone")])
+    monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert isinstance(w.payload, recordings.LazyPayloads)
+    try:
+        assert w.payload[:] == ['{"i":1}', '{"i":2}', '{"i":4}', '{"i":5}', '{"i":6}', "e7"]
+    finally:
+        w.payload.close()
