@@ -211,8 +211,20 @@ def test_the_listing_of_open_parts_says_what_each_is(tmp_path, monkeypatch):
     monkeypatch.setattr(recordings, "being_written", lambda f: f.unlink() is not None)
     gone = d / ("market-a-0003.parquet" + OPEN_SUFFIX)
     gone.write_bytes(f.read_bytes())
-    r = next(r for r in list_recordings(tmp_path) if r["file"] == str(gone))
-    assert (r["bytes"], r["rows"], r["ok"]) == (0, None, False)
+    odd_gone = d / ("misc-0003.parquet" + OPEN_SUFFIX)
+    odd_gone.write_bytes(f.read_bytes())
+    rows = {r["file"]: r for r in list_recordings(tmp_path)}
+    assert (rows[str(gone)]["bytes"], rows[str(gone)]["rows"], rows[str(gone)]["ok"]) == (0, None, False)
+    assert (rows[str(odd_gone)]["bytes"], rows[str(odd_gone)]["problem"]) == (0, _OPEN_NAME_PROBLEM)
+
+
+def test_a_part_closed_between_the_listing_and_its_probe_is_left_to_the_next_window(tmp_path, monkeypatch):
+    f = write(tmp_path, "market-a.parquet", frames(3))
+    for name in ("market-a-0002.parquet", "misc.parquet"):
+        (f.parent / (name + OPEN_SUFFIX)).write_bytes(b"PAR1 cut")
+    monkeypatch.setattr(recordings, "being_written", lambda f: None)
+    w = load_window(tmp_path, H0, H0 + 3600)
+    assert len(w) == 3 and w.problems == [] and w.pending == [] and not w.gaps
 
 
 def test_the_listing_says_closed_files_of_no_recordings_name_with_what_their_name_tells(tmp_path):
