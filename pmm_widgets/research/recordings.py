@@ -37,6 +37,9 @@ from ..store.recording import CHANNELS, OPEN_SUFFIX, SCHEMA_VERSION, being_writt
 _FILE_RE = re.compile(r"^(?P<channel>[a-z]+)-(?P<session>[A-Za-z0-9_.]+?)(?:-(?P<part>\d+))?\.parquet$")
 COLUMNS = ("seq", "ts", "kind", "conn", "payload")
 _NAME_PROBLEM = f"not a recording file name (<channel>-<session>[-<part>].parquet, channel one of {', '.join(CHANNELS)}): skipped"
+# a dead writer's `.open` part of such a name: not read (as its closed form would not be), said as that is
+_OPEN_NAME_PROBLEM = (f"not a recording file name (<channel>-<session>[-<part>].parquet{OPEN_SUFFIX}, channel one of "
+                      f"{', '.join(CHANNELS)}): a part nobody writes (its writer died), skipped")
 
 
 class RecordingError(PmmError, ValueError):
@@ -306,6 +309,11 @@ def list_recordings(root: str | Path) -> list[dict[str, Any]]:
             if live is None:
                 continue
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
+            if not live and (m is None or m["channel"] not in CHANNELS):  # what a replay says of it (`load_window`)
+                out.append({"hour": h.name, "file": str(f), "bytes": f.stat().st_size if f.exists() else 0,
+                            "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
+                            "rows": None, "ok": False, "open": False, "problem": _OPEN_NAME_PROBLEM})
+                continue
             rows = None if live else _footer_rows(f)
             out.append({"hour": h.name, "file": str(f), "bytes": f.stat().st_size if f.exists() else 0,
                         "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
@@ -877,8 +885,12 @@ def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: fl
                 problems.append(Problem(str(f), _unopenable(exc)))
                 continue
             m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
-            if live is None or m is None or m["channel"] not in CHANNELS:
+            if live is None:
                 continue  # closed since the listing: read next time (this listing stays a prefix)
+            if m is None or m["channel"] not in CHANNELS:  # not read, as its closed form is not
+                if not live:  # (a dead writer's: said, as a closed file of that name is; it used to go unsaid)
+                    problems.append(Problem(str(f), _OPEN_NAME_PROBLEM))
+                continue
             if live:
                 pending.append(str(f))
                 continue

@@ -14,6 +14,7 @@ import pytest
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
     _NAME_PROBLEM,
+    _OPEN_NAME_PROBLEM,
     Gap,
     RecordingError,
     _describe,
@@ -415,7 +416,7 @@ def test_rows_stamped_at_the_windows_end_in_the_next_hours_folder_are_in_the_win
     assert w.ts.tolist() == [H0 + 3000, H0 + 3001, H0 + 3600]
 
 
-def test_files_whose_names_are_no_recordings_are_skipped_closed_ones_said_open_ones_not(tmp_path):
+def test_files_whose_names_are_no_recordings_are_skipped_and_said_closed_or_dead_open_ones(tmp_path):
     f = write(tmp_path, "market-a.parquet", frames(3))
     d = f.parent
     for name in ("bogus-a.parquet", "notes.parquet"):
@@ -425,7 +426,8 @@ def test_files_whose_names_are_no_recordings_are_skipped_closed_ones_said_open_o
     w = load_window(tmp_path, H0, H0 + 3600)
     assert len(w) == 3 and not w.gaps and w.files == [str(f)]
     assert sorted((Path(p.file).name, p.message) for p in w.problems) == [
-        ("bogus-a.parquet", _NAME_PROBLEM), ("notes.parquet", _NAME_PROBLEM)]
+        ("bogus-a-0001.parquet" + OPEN_SUFFIX, _OPEN_NAME_PROBLEM), ("bogus-a.parquet", _NAME_PROBLEM),
+        ("notes.parquet", _NAME_PROBLEM), ("notes.parquet" + OPEN_SUFFIX, _OPEN_NAME_PROBLEM)]
 
 
 def test_a_window_with_nothing_readable_says_so_with_its_problems_if_any(tmp_path):
