@@ -17,6 +17,7 @@ output is `DbRecorder` rows (`trades` fee columns, `reward_estimates`, `settleme
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -99,16 +100,20 @@ class VenueClock:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VenueClock:
-        """A clock from its `to_json` form; ValueError naming the field when one is missing or not a number."""
+        """A clock from its `to_json` form; ValueError naming the field when one is missing or not a
+        finite number (a NaN or infinite time would stop the reward samples and the venue day)."""
         vals: list[float] = []
         for name in ("w0", "v0", "speed"):
             v = data.get(name)
             if isinstance(v, bool) or not isinstance(v, (int, float, str)):
                 raise ValueError(f"venue_clock: field {name!r} missing or not a number")
             try:
-                vals.append(float(v))
-            except ValueError:
-                raise ValueError(f"venue_clock: field {name!r} is not a number: {str(v)[:20]!r}") from None
+                f = float(v)
+            except (ValueError, OverflowError):
+                f = math.nan
+            if not math.isfinite(f):
+                raise ValueError(f"venue_clock: field {name!r} is not a finite number: {str(v)[:20]!r}")
+            vals.append(f)
         if not vals[2] > 0:
             raise ValueError(f"venue_clock: speed must be > 0, got {vals[2]}")
         return cls(*vals)

@@ -176,6 +176,16 @@ def test_the_clock_round_trips_through_json_and_rejects_bad_fields() -> None:
             VenueClock.from_json({"w0": 0, "v0": 0, "speed": speed})
 
 
+@pytest.mark.parametrize("field", ["w0", "v0", "speed"])
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", float("nan"), float("inf"), 10**400, "1e999"])
+def test_a_clock_field_that_is_no_finite_number_is_refused(field: str, bad: object) -> None:
+    """A NaN or infinite time (a corrupt `venue_clock` record) would stop the reward samples and
+    break the venue day: refused, naming the field (a huge integer used to raise OverflowError)."""
+    data: dict[str, object] = {"w0": 1.0, "v0": 2.0, "speed": 1.0, field: bad}
+    with pytest.raises(ValueError, match=f"venue_clock: field {field!r} is not a finite number"):
+        VenueClock.from_json(data)
+
+
 # ---------------------------------------------------------------- fees and rebates per fill
 def test_a_maker_fill_pays_no_fee_and_accrues_its_rebate() -> None:
     # 100 × 0.04 × 0.25 = 1.00 fee-equivalent; rebate 0.25 × 1.00
