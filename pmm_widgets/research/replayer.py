@@ -1016,7 +1016,8 @@ class Replayer:
         if touched and self.stream.on_books is not None:
             self.stream.on_books(touched)
 
-    def _undecodable(self, ts: float, ch: int, kind: str, session: str | None, exc: ValueError) -> None:
+    def _undecodable(self, ts: float, ch: int, kind: str, session: str | None, exc: Exception,
+                     what: str = "is no JSON") -> None:
         """A recorded row (other than a market frame: the stream counts those) whose payload is no
         JSON, a corrupt file's: skipped, the file and the row named in the problems (the first
         `UNDECODABLE_NAMED`; all counted). It used to end the replay in a JSONDecodeError."""
@@ -1029,7 +1030,7 @@ class Replayer:
             where = next((u.file for u in self.window.sources if u.first_ts <= ts <= u.last_ts and (
                 Path(u.file).name == f"{name}-{session}.parquet" or Path(u.file).name.startswith(f"{name}-{session}-"))),
                 f"{name} channel of session {session}")
-        msg = f"{where}: the {kind} row at {iso(ts)} is no JSON ({exc}): skipped"
+        msg = f"{where}: the {kind} row at {iso(ts)} {what} ({exc}): skipped"
         log.warning("replay: %s", msg)
         for p in self.points:
             p.problems.append(msg)
@@ -1142,7 +1143,7 @@ class Replayer:
                     elif ch == CH_UNIVERSE:
                         await self._on_universe(pays[i] or "[]")
                     elif ch == CH_ENGINE:
-                        await self._engine_event(kinds[i], pays[i], ts)
+                        await self._engine_event(kinds[i], pays[i], ts, sess[i])
                         if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
                             pay = pays[i]
                             await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
@@ -1172,18 +1173,29 @@ class Replayer:
                 bar.close()
         if self.undecodable > UNDECODABLE_NAMED:
             for p in self.points:
-                p.problems.append(f"{self.undecodable:,} recorded rows in all were no JSON and skipped (the first "
-                                  f"{UNDECODABLE_NAMED} named above)")
+                p.problems.append(f"{self.undecodable:,} recorded rows in all were no JSON or no valid record and "
+                                  f"skipped (the first {UNDECODABLE_NAMED} named above)")
         for p in self.points:
             await p.exchange.cancel_all()  # like the engine's shutdown: nothing stays open
         self._final_pnl(min(clock.now, self.t1))  # the `pnl` table ends where the summary does
         wall = time.perf_counter() - wall0
         return [p.result(status, wall, i) for p in self.points]
 
-    async def _engine_event(self, kind: str, pay: str | None, ts: float) -> None:
-        """A recorded engine event other than a cycle: parameter changes (each point keeps its own
-        overrides), the recorded start state, the venue clock, a market's strategy, an all-orders
-        cancel outside a cycle (a pause), the stop."""
+    async def _engine_event(self, kind: str, pay: str | None, ts: float, session: str | None = None) -> None:
+        """A recorded engine event other than a cycle (`_apply_engine_event`). One whose payload is
+        JSON but not the record its kind writes (a venue clock that is no finite number, a strategy
+        without its market, parameters out of range: a writer of another version, a damaged file)
+        is named like an undecodable row and skipped; it used to end the replay in its exception."""
+        try:
+            await self._apply_engine_event(kind, pay, ts)
+        except json.JSONDecodeError:
+            raise  # (the caller names the row: `_undecodable`)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._undecodable(ts, CH_ENGINE, kind, session, exc, what="is no valid record")
+
+    async def _apply_engine_event(self, kind: str, pay: str | None, ts: float) -> None:
+        """Parameter changes (each point keeps its own overrides), the recorded start state, the
+        venue clock, a market's strategy, an all-orders cancel outside a cycle (a pause), the stop."""
         if kind == "params" and self.follow_recorded_params:
             recorded = json.loads(pay or "{}")
             for p in self.points:

@@ -238,6 +238,38 @@ def test_a_recorded_row_that_is_no_json_is_a_problem_naming_its_file(tmp_path):
     assert res.status == "done" and res.summary["markets"] == 1 and res.orders  # the rest replayed and quoted
 
 
+def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_replay_goes_on(tmp_path):
+    """JSON of the wrong shape for its kind (a damaged file, a writer of another version): a venue
+    clock that is no finite number, a strategy event without its market, parameters out of range,
+    a start that is a list. Each used to end the replay in its ValueError / KeyError /
+    AttributeError; now each is named with its file and skipped, and the window replays."""
+    from pmm_widgets.domain import Market
+
+    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
+    rec = Recorder(tmp_path, session="k")
+
+    def book(tok: str, ts: float) -> str:
+        return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
+                           "hash": "h", "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.60", "size": "100"}]})
+
+    rec.universe(T0, [m])
+    rec.frame(T0 + 1, 0, book("111", T0 + 1))
+    rec.frame(T0 + 1, 0, book("222", T0 + 1))
+    rec.record("engine", T0 + 2, "venue_clock", json.dumps({"w0": "nan", "v0": 0, "speed": 1}))
+    rec.record("engine", T0 + 3, "strategy", json.dumps({"strategy": "seed"}))
+    rec.record("engine", T0 + 4, "params", json.dumps({"alpha": -5}))
+    rec.record("engine", T0 + 5, "start", "[1, 2]")
+    rec.frame(T0 + 40, 0, book("111", T0 + 40))
+    rec.close()
+    res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid").run())
+    bad = [p for p in res.problems if "is no valid record" in p]
+    engine_file = tmp_path / "2026-11-30T10" / "engine-k.parquet"
+    assert [p.split(" row at ")[0] for p in bad] == [
+        f"{engine_file}: the {k}" for k in ("venue_clock", "strategy", "params", "start")], res.problems
+    assert "field 'w0' is not a finite number" in bad[0] and "'market'" in bad[1]
+    assert res.status == "done" and res.summary["markets"] == 1 and res.orders  # the rest replayed and quoted
+
+
 def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
