@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REPLAY_MODE = "replay"
+# what a recorded row that is JSON but not the record its kind writes raises as it is read (a
+# damaged file, a writer of another version): the row is named and skipped (`Replayer._undecodable`)
+RECORD_ERRORS = (ValueError, KeyError, TypeError, AttributeError, ArithmeticError)
 TAGGED = frozenset({"orders", "trades", "pnl", "events", "markouts", "reward_estimates", "settlements"})
 NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
 CH_MARKET, CH_REST, CH_UNIVERSE, CH_ENGINE = (CHANNELS.index(c) for c in ("market", "rest", "universe", "engine"))
@@ -956,8 +959,18 @@ class Replayer:
         self.stream.ignored -= keep
         return chosen
 
-    async def _on_universe(self, payload: str) -> None:
-        fresh = self._select(markets_from_json(json.loads(payload)))
+    async def _on_universe(self, payload: str, ts: float, session: str | None = None) -> None:
+        """A recorded universe. One that is JSON but no list of markets (a damaged file, a writer of
+        another version) is named like an undecodable row and skipped: the universe stays as it
+        was (it used to end the replay in its AttributeError / TypeError)."""
+        try:
+            recorded = markets_from_json(json.loads(payload))
+        except json.JSONDecodeError:
+            raise  # (the caller names the row: `_undecodable`)
+        except RECORD_ERRORS as exc:
+            self._undecodable(ts, CH_UNIVERSE, "universe", session, exc, what="is no valid record")
+            return
+        fresh = self._select(recorded)
         for p in self.points:
             if self.universe_seen:
                 gone = {m.condition_id for m in self.markets} - {m.condition_id for m in fresh}
@@ -1030,7 +1043,8 @@ class Replayer:
             where = next((u.file for u in self.window.sources if u.first_ts <= ts <= u.last_ts and (
                 Path(u.file).name == f"{name}-{session}.parquet" or Path(u.file).name.startswith(f"{name}-{session}-"))),
                 f"{name} channel of session {session}")
-        msg = f"{where}: the {kind} row at {iso(ts)} {what} ({exc}): skipped"
+        detail = str(exc) if what == "is no JSON" else " ".join(f"{type(exc).__name__}: {exc}".split())
+        msg = f"{where}: the {kind} row at {iso(ts)} {what} ({detail[:200]}): skipped"
         log.warning("replay: %s", msg)
         for p in self.points:
             p.problems.append(msg)
@@ -1083,7 +1097,7 @@ class Replayer:
                 clock.now = ts
                 try:
                     if ch == CH_UNIVERSE:
-                        await self._on_universe(pay or "[]")
+                        await self._on_universe(pay or "[]", ts)
                     elif ch == CH_ENGINE:
                         await self._engine_event(kind, pay, ts)
                 except json.JSONDecodeError as exc:
@@ -1141,7 +1155,7 @@ class Replayer:
                         else:
                             stream.apply_rest_raw(pays[i] or "[]", ts)
                     elif ch == CH_UNIVERSE:
-                        await self._on_universe(pays[i] or "[]")
+                        await self._on_universe(pays[i] or "[]", ts, sess[i])
                     elif ch == CH_ENGINE:
                         await self._engine_event(kinds[i], pays[i], ts, sess[i])
                         if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
@@ -1190,7 +1204,7 @@ class Replayer:
             await self._apply_engine_event(kind, pay, ts)
         except json.JSONDecodeError:
             raise  # (the caller names the row: `_undecodable`)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except RECORD_ERRORS as exc:
             self._undecodable(ts, CH_ENGINE, kind, session, exc, what="is no valid record")
 
     async def _apply_engine_event(self, kind: str, pay: str | None, ts: float) -> None:

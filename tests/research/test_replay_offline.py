@@ -241,7 +241,7 @@ def test_a_recorded_row_that_is_no_json_is_a_problem_naming_its_file(tmp_path):
 def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_replay_goes_on(tmp_path):
     """JSON of the wrong shape for its kind (a damaged file, a writer of another version): a venue
     clock that is no finite number, a strategy event without its market, parameters out of range,
-    a start that is a list. Each used to end the replay in its ValueError / KeyError /
+    a start that is a list, a universe that is no list of markets. Each used to end the replay in its ValueError / KeyError /
     AttributeError; now each is named with its file and skipped, and the window replays."""
     from pmm_widgets.domain import Market
 
@@ -259,15 +259,23 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
     rec.record("engine", T0 + 3, "strategy", json.dumps({"strategy": "seed"}))
     rec.record("engine", T0 + 4, "params", json.dumps({"alpha": -5}))
     rec.record("engine", T0 + 5, "start", "[1, 2]")
+    rec.record("universe", T0 + 6, "universe", json.dumps({"not": "a list"}))
+    rec.record("universe", T0 + 7, "universe", json.dumps([{"condition_id": "0xc2", "tick_size": "x"}]))
     rec.frame(T0 + 40, 0, book("111", T0 + 40))
     rec.close()
     res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid").run())
     bad = [p for p in res.problems if "is no valid record" in p]
     engine_file = tmp_path / "2026-11-30T10" / "engine-k.parquet"
+    universe_file = tmp_path / "2026-11-30T10" / "universe-k.parquet"
     assert [p.split(" row at ")[0] for p in bad] == [
-        f"{engine_file}: the {k}" for k in ("venue_clock", "strategy", "params", "start")], res.problems
-    assert "field 'w0' is not a finite number" in bad[0] and "'market'" in bad[1]
-    assert res.status == "done" and res.summary["markets"] == 1 and res.orders  # the rest replayed and quoted
+        *(f"{engine_file}: the {k}" for k in ("venue_clock", "strategy", "params", "start")),
+        f"{universe_file}: the universe", f"{universe_file}: the universe"], res.problems
+    assert "(ValueError: venue_clock: field 'w0' is not a finite number: 'nan')" in bad[0]
+    assert "(KeyError: 'market')" in bad[1] and "(ValidationError: 1 validation error for Params alpha " in bad[2]
+    assert "(AttributeError: 'str' object has no attribute 'items')" in bad[4] and "(InvalidOperation: " in bad[5]
+    assert all("\n" not in p for p in bad)
+    # the universe stays the one recorded before: 0xc1 quoted on
+    assert res.status == "done" and res.summary["markets"] == 1 and {o["market"] for o in res.orders} == {"0xc1"}
 
 
 def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, capsys):
