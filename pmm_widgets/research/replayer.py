@@ -1147,8 +1147,13 @@ class Replayer:
                             self.frames += 1
                             c = rconns.get(cn)  # (`stream.conn(cn)`, its lookup inline: per frame)
                             handle(pays[i] or "", c if c is not None else stream.conn(cn))
-                        else:
-                            stream.conn_event(kind, cn, json.loads(pays[i] or "[]"))
+                        else:  # a connection's event: the asset ids it named
+                            assets = json.loads(pays[i] or "[]")
+                            if isinstance(assets, list) and all(isinstance(a, str) for a in assets):
+                                stream.conn_event(kind, cn, assets)
+                            else:
+                                self._undecodable(ts, ch, kind, sess[i], TypeError("not a list of asset ids"),
+                                                  what="is no valid record")
                     elif ch == CH_REST:
                         if kinds[i] == "checkpoint":
                             self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)

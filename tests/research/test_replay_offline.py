@@ -241,7 +241,8 @@ def test_a_recorded_row_that_is_no_json_is_a_problem_naming_its_file(tmp_path):
 def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_replay_goes_on(tmp_path):
     """JSON of the wrong shape for its kind (a damaged file, a writer of another version): a venue
     clock that is no finite number, a strategy event without its market, parameters out of range,
-    a start that is a list, a universe that is no list of markets. Each used to end the replay in its ValueError / KeyError /
+    a start that is a list, a universe that is no list of markets, a connection's event that
+    names no list of asset ids. Each used to end the replay in its ValueError / KeyError /
     AttributeError; now each is named with its file and skipped, and the window replays."""
     from pmm_widgets.domain import Market
 
@@ -253,6 +254,8 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
                            "hash": "h", "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.60", "size": "100"}]})
 
     rec.universe(T0, [m])
+    rec.record("market", T0, "sub", "5")
+    rec.record("market", T0, "open", json.dumps([["111"]]))
     rec.frame(T0 + 1, 0, book("111", T0 + 1))
     rec.frame(T0 + 1, 0, book("222", T0 + 1))
     rec.record("engine", T0 + 2, "venue_clock", json.dumps({"w0": "nan", "v0": 0, "speed": 1}))
@@ -267,6 +270,10 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
     bad = [p for p in res.problems if "is no valid record" in p]
     engine_file = tmp_path / "2026-11-30T10" / "engine-k.parquet"
     universe_file = tmp_path / "2026-11-30T10" / "universe-k.parquet"
+    market_file = tmp_path / "2026-11-30T10" / "market-k.parquet"
+    assert [p.split(" row at ")[0] for p in bad[:2]] == [f"{market_file}: the sub", f"{market_file}: the open"]
+    assert all("(TypeError: not a list of asset ids)" in p for p in bad[:2])
+    bad = bad[2:]
     assert [p.split(" row at ")[0] for p in bad] == [
         *(f"{engine_file}: the {k}" for k in ("venue_clock", "strategy", "params", "start")),
         f"{universe_file}: the universe", f"{universe_file}: the universe"], res.problems
