@@ -1019,7 +1019,8 @@ class Replayer:
             p.problems.extend(f"checkpoint: {e}" for e in errors[:10])
         local: dict[str, float] = {}
         if start:
-            for d in json.loads(payload):
+            got = json.loads(payload)
+            for d in got if isinstance(got, list) else ():  # (one that is no list: `decode_books` said so)
                 if isinstance(d, dict) and isinstance(d.get("local_ts"), (int, float)):
                     local[str(d.get("asset_id"))] = float(d["local_ts"])
         for snap in snaps:

@@ -309,3 +309,14 @@ def test_a_replay_resumes_from_the_last_checkpoint_before_t0_not_the_last_rest_r
                np.zeros(4, np.int32), ['[{"local_ts": 1}]', '[{"local_ts": 1}]', '[{"local_ts": 1}]', '[]'],
                ["s"] * 4)
     assert resume_index(w, H0 + 5) == 1
+
+
+@pytest.mark.parametrize("payload", ["5", '{"asset_id": "a"}', '"x"'])
+def test_a_starting_checkpoint_that_is_no_list_is_said_and_syncs_nothing(payload):
+    """The checkpoint a replay starts from, JSON but no list of books (a damaged file): said
+    (`checkpoint: REST books: not a list`), no book touched; a number used to end the replay in
+    a TypeError as its local times were read."""
+    r = bare_replayer()
+    r._checkpoint(payload, H0, start=True)
+    assert r.points[0].problems == r.points[1].problems == ["checkpoint: REST books: not a list"]
+    assert all(b.synced for b in r.md.books.values())
