@@ -1031,7 +1031,7 @@ class Replayer:
             self.stream.on_books(touched)
 
     def _undecodable(self, ts: float, ch: int, kind: str, session: str | None, exc: Exception,
-                     what: str = "is no JSON") -> None:
+                     what: str = "is no JSON", then: str = "skipped") -> None:
         """A recorded row (other than a market frame: the stream counts those) whose payload is no
         JSON, a corrupt file's: skipped, the file and the row named in the problems (the first
         `UNDECODABLE_NAMED`; all counted). It used to end the replay in a JSONDecodeError."""
@@ -1045,7 +1045,7 @@ class Replayer:
                 Path(u.file).name == f"{name}-{session}.parquet" or Path(u.file).name.startswith(f"{name}-{session}-"))),
                 f"{name} channel of session {session}")
         detail = str(exc) if what == "is no JSON" else " ".join(f"{type(exc).__name__}: {exc}".split())
-        msg = f"{where}: the {kind} row at {iso(ts)} {what} ({detail[:200]}): skipped"
+        msg = f"{where}: the {kind} row at {iso(ts)} {what} ({detail[:200]}): {then}"
         log.warning("replay: %s", msg)
         for p in self.points:
             p.problems.append(msg)
@@ -1165,8 +1165,7 @@ class Replayer:
                     elif ch == CH_ENGINE:
                         await self._engine_event(kinds[i], pays[i], ts, sess[i])
                         if kinds[i] == "cycle" and not grid and self.t0 <= ts <= self.t1 and self.universe_seen:
-                            pay = pays[i]
-                            await self._cycle(ts, json.loads(pay).get("hold") if pay else None)
+                            await self._cycle(ts, self._hold_of(pays[i], ts, sess[i]))
                 except json.JSONDecodeError as exc:
                     self._undecodable(ts, ch, str(kinds[i]), sess[i], exc)
             else:
@@ -1253,6 +1252,20 @@ class Replayer:
         elif kind == "stop":  # the recorded session's end: its orders cancelled, its last `pnl` rows
             self._end_session(ts, "engine stopped")
             self._final_pnl(ts)
+
+    def _hold_of(self, pay: str | None, ts: float, session: str | None) -> str | None:
+        """A recorded cycle's hold (why it quoted nothing: a pause, a fault), None for none. A
+        payload that is JSON but holds no such text is named and the cycle runs without a hold
+        (it ran in the recorded engine); it used to end the replay in an AttributeError."""
+        got = json.loads(pay) if pay else None
+        if got is None:
+            return None
+        hold = got.get("hold") if isinstance(got, dict) else got
+        if hold is None or isinstance(hold, str):
+            return hold
+        self._undecodable(ts, CH_ENGINE, "cycle", session, TypeError("its hold is no text"), what="is no valid record",
+                          then="the cycle runs without a hold")
+        return None
 
     def _end_session(self, ts: float, reason: str) -> None:
         """The recorded engine's process ended: every point's orders end with it (`end_session`)."""

@@ -320,3 +320,15 @@ def test_a_starting_checkpoint_that_is_no_list_is_said_and_syncs_nothing(payload
     r._checkpoint(payload, H0, start=True)
     assert r.points[0].problems == r.points[1].problems == ["checkpoint: REST books: not a list"]
     assert all(b.synced for b in r.md.books.values())
+
+
+def test_a_recorded_cycles_hold_is_its_text_and_a_payload_without_one_is_said():
+    r = bare_replayer()
+    assert r._hold_of('{"hold": "paused by the operator"}', H0, "s1") == "paused by the operator"
+    assert r._hold_of(None, H0, "s1") is None and r._hold_of("null", H0, "s1") is None
+    assert r._hold_of("{}", H0, "s1") is None and r.points[0].problems == []
+    for bad in ('{"hold": 5}', "[1]", "7"):  # the cycle runs, without a hold; the row is named
+        assert r._hold_of(bad, H0 + 1, "s1") is None
+    said = (f"engine channel of session s1: the cycle row at {iso(H0 + 1)} is no valid record (TypeError: its hold "
+            "is no text): the cycle runs without a hold")
+    assert r.points[0].problems == r.points[1].problems == [said] * 3 and r.undecodable == 3
