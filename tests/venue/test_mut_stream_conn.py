@@ -478,7 +478,7 @@ async def test_keepalive_pings_as_text_and_drops_a_connection_silent_for_pong_ti
         await until(lambda: p0.pings() >= n + 3)
         assert not p0.closed and len(venue.peers) == 1 and not s.books["1"].needs_resync
         ft.mono += 0.5  # longer: dead, dropped, its books distrusted, reconnected
-        await until(lambda: p0.closed and len(venue.peers) == 2)
+        await until(lambda: p0.closed and len(venue.peers) == 2 and bool(venue.peers[1].got))
         assert s.stats.reconnects == 1 and "market websocket 0: no frame for 4 s, reconnecting" in caplog.text
         assert venue.peers[1].messages() == [sub(["1"])]
     finally:
