@@ -259,7 +259,10 @@ class MarketStream:
             for a in take:
                 self._conn_of[a] = c
             self._record_conn("sub", c, take)
-            await self._send(c, {"operation": "subscribe", "assets_ids": take})
+            # the custom events (`market_resolved`: the engine settles and stops quoting on it) are
+            # asked for with every subscription, as on connect (the venue's docs send the flag with
+            # an `operation` subscribe too; without it, assets added on a live socket may never get them)
+            await self._send(c, {"operation": "subscribe", "assets_ids": take, "custom_feature_enabled": True})
             self.request_resync(take)
         while added:
             take, added = added[: self.chunk], added[self.chunk:]
