@@ -387,10 +387,10 @@ def check_markets(window: Window, markets: int | Sequence[str] | None) -> None:
     recorded += [window.payload[i] for i in np.nonzero(np.asarray(window.channel) == CH_UNIVERSE)[0].tolist()]
     for pay in recorded:
         try:
-            decoded = json.loads(pay or "[]")
-        except ValueError:  # a corrupt row: the replay names it (`Replayer._undecodable`)
+            got = markets_from_json(json.loads(pay or "[]"))
+        except RECORD_ERRORS:  # a corrupt row: the replay names it (`Replayer._undecodable`)
             continue
-        for m in markets_from_json(decoded):
+        for m in got:
             known[m.condition_id] = known[m.slug] = m
     if not known:
         return

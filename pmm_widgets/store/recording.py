@@ -132,22 +132,66 @@ def market_to_json(m: Any) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in d.items()}
 
 
-def markets_from_json(items: Iterable[dict[str, Any]]) -> list[Any]:
+_MARKET_STR = ("question", "slug", "gamma_id")
+_MARKET_BOOL = ("neg_risk", "active", "closed", "accepting_orders", "enable_order_book")
+
+
+def markets_from_json(items: Any) -> list[Any]:
+    """`market_to_json`'s list back as `Market`s. ValueError naming the market and field when the
+    list is not what that writes (a damaged recording, a writer of another version): a tick off
+    [0, 1), a size, number or flag of another type, an id that is no text; a replay names such a
+    row and keeps the universe it had."""
     from ..domain import Market
     from ..venue.gamma_terms import decode_terms
 
+    if not isinstance(items, list):
+        raise ValueError(f"a universe is a list of markets, not {type(items).__name__}")
     fields = set(Market.__dataclass_fields__)
     out = []
-    for d in items:
+    for n, d in enumerate(items):
+        if not isinstance(d, dict):
+            raise ValueError(f"market {n}: not an object")
         kw = {k: v for k, v in d.items() if k in fields}
+        cid = kw.get("condition_id")
+        what = f"market {n} ({str(cid)[:20]})"
+        if not isinstance(cid, str) or not cid:
+            raise ValueError(f"{what}: condition_id is no id")
+        for k in ("yes_token_id", "no_token_id"):  # (empty: a market Gamma named no tokens of, never quoted)
+            if not isinstance(kw.get(k), str):
+                raise ValueError(f"{what}: {k} is no id")
+        for k in _MARKET_STR:
+            if k in kw and not isinstance(kw[k], str):
+                raise ValueError(f"{what}: {k} is no text")
+        for k in _MARKET_BOOL:
+            if k in kw and not isinstance(kw[k], bool):
+                raise ValueError(f"{what}: {k} is no true/false")
         for k in ("tick_size", "min_order_size"):
-            if k in kw and kw[k] is not None:
-                kw[k] = Decimal(str(kw[k]))
-        for k in ("best_bid", "best_ask"):
-            if k in kw and isinstance(kw[k], str):
-                kw[k] = float(kw[k])
+            v = kw.get(k)
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                raise ValueError(f"{what}: {k} is no number")
+            try:
+                kw[k] = Decimal(str(v))
+            except ArithmeticError:
+                raise ValueError(f"{what}: {k} is no number: {str(v)[:20]!r}") from None
+        if not (kw["tick_size"].is_finite() and 0 <= kw["tick_size"] < 1):  # (0: Gamma named none, never quoted)
+            raise ValueError(f"{what}: tick_size {kw['tick_size']} is not in [0, 1)")
+        if not (kw["min_order_size"].is_finite() and kw["min_order_size"] >= 0):
+            raise ValueError(f"{what}: min_order_size {kw['min_order_size']} is no size")
+        for k in ("best_bid", "best_ask", "liquidity_num", "volume_24h"):
+            v = kw.get(k)
+            if v is None and k.startswith("best"):
+                continue
+            if k in kw:
+                if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                    raise ValueError(f"{what}: {k} is no number")
+                kw[k] = float(v)  # (ValueError: a text that is no number)
+        if kw.get("end_date") is not None and not isinstance(kw["end_date"], str):
+            raise ValueError(f"{what}: end_date is no text")
+        raw = kw.get("raw")
+        if raw is not None and not isinstance(raw, dict):
+            raise ValueError(f"{what}: raw is no object")
         kw.pop("terms", None)
-        out.append(Market(**kw, terms=decode_terms(kw.get("raw") or {})))
+        out.append(Market(**kw, terms=decode_terms(raw or {})))
     return out
 
 

@@ -263,7 +263,8 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
     rec.record("engine", T0 + 4, "params", json.dumps({"alpha": -5}))
     rec.record("engine", T0 + 5, "start", "[1, 2]")
     rec.record("universe", T0 + 6, "universe", json.dumps({"not": "a list"}))
-    rec.record("universe", T0 + 7, "universe", json.dumps([{"condition_id": "0xc2", "tick_size": "x"}]))
+    rec.record("universe", T0 + 7, "universe", json.dumps([{"condition_id": "0xc2", "yes_token_id": "3", "no_token_id": "4",
+                                                                  "tick_size": "x", "min_order_size": "5"}]))
     rec.frame(T0 + 40, 0, book("111", T0 + 40))
     rec.close()
     res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid").run())
@@ -279,7 +280,8 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
         f"{universe_file}: the universe", f"{universe_file}: the universe"], res.problems
     assert "(ValueError: venue_clock: field 'w0' is not a finite number: 'nan')" in bad[0]
     assert "(KeyError: 'market')" in bad[1] and "(ValidationError: 1 validation error for Params alpha " in bad[2]
-    assert "(AttributeError: 'str' object has no attribute 'items')" in bad[4] and "(InvalidOperation: " in bad[5]
+    assert "(ValueError: a universe is a list of markets, not dict)" in bad[4]
+    assert "(ValueError: market 0 (0xc2): tick_size is no number: 'x')" in bad[5]
     assert all("\n" not in p for p in bad)
     # the universe stays the one recorded before: 0xc1 quoted on
     assert res.status == "done" and res.summary["markets"] == 1 and {o["market"] for o in res.orders} == {"0xc1"}
