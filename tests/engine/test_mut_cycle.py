@@ -1,0 +1,1202 @@
+"""What a mutation pass over engine/cycle.py (`QuoteCycle`) found untested: each test pins one
+decision of the cycle that the suite let change unseen (what is quoted, when quoting stops, how
+fills, settlements, payouts and rewards are booked, what is persisted and what the faces read)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pmm_widgets.config import Params
+from pmm_widgets.domain import (
+    BookView,
+    Fill,
+    FillType,
+    GammaFeeSchedule,
+    GammaTerms,
+    Level,
+    Market,
+    Mode,
+    Order,
+    OrderStatus,
+    Quote,
+    Side,
+)
+from pmm_widgets.economics.rewards import QScore
+from pmm_widgets.economics.tracker import RewardSample
+from pmm_widgets.engine import cycle as cycle_module
+from pmm_widgets.engine.cycle import QuoteCycle, requote
+from pmm_widgets.engine.snapshot import NO_PNL
+from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.strategy.base import Decision, Regime
+
+D = Decimal
+T0 = 1_796_200_000.0
+
+
+def mkt(i: int = 0, tick: str = "0.01", **kw: Any) -> Market:
+    return Market(condition_id=f"0xc{i}", question=f"Q{i}?", yes_token_id=f"y{i}", no_token_id=f"n{i}",
+                  tick_size=D(tick), min_order_size=D("5"), **kw)
+
+
+def views(m: Market, bid: str, ask: str, size: str = "100", tick: str = "0.01", **kw: Any) -> tuple[BookView, BookView]:
+    """The YES book with touch bid/ask and its mirror NO book."""
+    b, a = D(bid), D(ask)
+    y = BookView(m.yes_token_id, m.condition_id, (Level(b, D(size)),), (Level(a, D(size)),), D(tick), **kw)
+    n = BookView(m.no_token_id, m.condition_id, (Level(1 - a, D(size)),), (Level(1 - b, D(size)),), D(tick), **kw)
+    return y, n
+
+
+class Books:
+    def __init__(self) -> None:
+        self.v: dict[str, BookView] = {}
+
+    def set(self, m: Market, bid: str, ask: str, **kw: Any) -> None:
+        y, n = views(m, bid, ask, **kw)
+        self.v[y.token_id], self.v[n.token_id] = y, n
+
+    def __call__(self, token: str) -> BookView | None:
+        return self.v.get(token)
+
+
+class FakeEx:
+    """An exchange that rests every quote it is given, fills nothing unless told, and records calls."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.fills: list[Fill] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.n = 0
+        self.reject: set[str] = set()  # token ids whose quotes come back REJECTED
+        self.stuck: set[str] = set()  # client ids a cancel does not remove
+
+    def set_markets(self, markets: Sequence[Market]) -> None:
+        self.calls.append(("set_markets", [m.condition_id for m in markets]))
+
+    def observe_book(self, book: Any) -> None:
+        pass
+
+    async def poll(self, now: float) -> list[Fill]:
+        out, self.fills = self.fills, []
+        return out
+
+    def open_orders(self) -> list[Order]:
+        return list(self.orders.values())
+
+    async def place(self, quotes: Sequence[Quote]) -> list[Order]:
+        self.calls.append(("place", list(quotes)))
+        out = []
+        for q in quotes:
+            self.n += 1
+            st = OrderStatus.REJECTED if q.token_id in self.reject else OrderStatus.LIVE
+            o = Order(f"c{self.n}", q.market, q.token_id, q.side, q.price, q.size, Mode.PAPER, st)
+            if st is OrderStatus.LIVE:
+                self.orders[o.client_id] = o
+            out.append(o)
+        return out
+
+    async def cancel(self, ids: Sequence[str]) -> list[str]:
+        self.calls.append(("cancel", list(ids)))
+        return [i for i in ids if i not in self.stuck and self.orders.pop(i, None) is not None]
+
+    async def cancel_market(self, market: str) -> int:
+        self.calls.append(("cancel_market", market))
+        gone = [i for i, o in self.orders.items() if o.market == market]
+        for i in gone:
+            del self.orders[i]
+        return len(gone)
+
+
+def fill(m: Market, token: str, side: Side, price: str, size: str, ts: float, mid: str | None = None,
+         trade: str = "t1") -> Fill:
+    return Fill(trade, "c0", m.condition_id, token, side, D(price), D(size), FillType.FILLED, Mode.PAPER, ts,
+                mid=None if mid is None else D(mid))
+
+
+def cycle(params: Params | None = None, mode: Mode = Mode.PAPER, **kw: Any) -> tuple[QuoteCycle, MemorySink]:
+    sink = MemorySink()
+    return QuoteCycle(params or Params(), sink, mode, **kw), sink
+
+
+# ---------------------------------------------------------------- requote
+class BatchEx(FakeEx):
+    async def requote(self, cancel: list[str], place: list[Quote]) -> tuple[tuple[str, ...], tuple[Order, ...]]:
+        self.calls.append(("requote", (list(cancel), list(place))))
+        done = await FakeEx.cancel(self, cancel)
+        return tuple(done), tuple(await FakeEx.place(self, place))
+
+
+async def test_requote_sends_cancels_and_places_in_one_call_when_the_exchange_can():
+    m = mkt()
+    ex = BatchEx()
+    q = Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.40"), D("10"))
+    done, orders = await requote(ex, [], [q])
+    assert ex.calls[0] == ("requote", ([], [q])) and done == [] and len(orders) == 1
+    assert isinstance(done, list) and isinstance(orders, list)
+
+
+async def test_requote_never_sends_an_empty_cancel_or_place():
+    m = mkt()
+    ex = FakeEx()
+    q = Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.40"), D("10"))
+    done, orders = await requote(ex, [], [q])
+    assert [c[0] for c in ex.calls] == ["place"] and done == [] and len(orders) == 1
+    ex.calls.clear()
+    cid = orders[0].client_id
+    done, orders = await requote(ex, [cid], [])
+    assert ex.calls == [("cancel", [cid])] and done == [cid] and orders == []
+
+
+# ---------------------------------------------------------------- run_once
+async def test_a_parameter_changed_in_place_is_quoted_at_the_next_incremental_cycle():
+    """The incremental cycle's keys hold the parameters as they are each cycle: a size changed in
+    place (the engine's `set_params`) is decided at once, not after the book moves."""
+    p = Params()
+    qc, _ = cycle(p)
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    assert qc.wanted and {q.size for q in qc.wanted} == {p.quote_size}
+    p.quote_size = p.quote_size + 7
+    rep = await qc.run_once(T0 + 3, [m], books, ex)
+    assert rep.reused == 0 and rep.decided == 1
+    assert qc.wanted and {q.size for q in qc.wanted} == {p.quote_size}
+
+
+async def test_a_cycle_takes_the_event_loop_afresh_and_yields_only_after_holding_it_yield_sec(monkeypatch):
+    clock = [1_000.0]
+    monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    qc, _ = cycle(yield_sec=5.0)
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    assert qc.yields == 0  # the cycle started its slice at 1000: no time held yet
+    clock[0] = 2_000.0
+    await qc.run_once(T0 + 3, [m], books, ex)
+    assert qc.yields == 0
+    qc.yield_sec = 0.0  # never: whatever the time held
+    clock[0] = 1e9
+    await qc.run_once(T0 + 6, [m], books, ex)
+    assert qc.yields == 0
+    qc.yield_sec = 5.0  # each phase gives a turn once it held the loop 5 s (between markets)
+    turns = iter([0.0, 0.0, 6.0, 6.0, 6.0, 12.0, 12.0, 12.0] + [12.0] * 50)
+    monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: next(turns)))
+    await qc.run_once(T0 + 9, [m], books, ex)
+    assert qc.yields > 0
+
+
+async def test_a_resolved_market_is_never_decided_or_quoted_again():
+    qc, _ = cycle()
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50")
+    await qc.run_once(T0, [m0, m1], books, ex)
+    assert {o.market for o in ex.open_orders()} == {m0.condition_id, m1.condition_id}
+    assert await qc.resolve_market(T0 + 1, m0.condition_id, m0.yes_token_id, ex, "test")
+    assert {o.market for o in ex.open_orders()} == {m1.condition_id}
+    rep = await qc.run_once(T0 + 3, [m0, m1], books, ex)
+    assert rep.placed == 0 and rep.decided + rep.reused == 1
+    assert {q.market for q in qc.wanted} == {m1.condition_id}
+    assert {o.market for o in ex.open_orders()} == {m1.condition_id}
+    assert qc.snapshot().markets[m0.condition_id].status == "resolved"
+
+
+async def test_decided_is_called_once_after_every_decision_and_before_any_order_is_sent():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    seen: list[tuple[int, int]] = []
+    await qc.run_once(T0, [m], books, ex, decided=lambda: seen.append((len(qc.wanted), len(ex.calls))))
+    assert seen == [(2, 1)]  # the wanted quotes known, only `set_markets` sent yet
+    assert [c[0] for c in ex.calls] == ["set_markets", "place"]
+
+
+async def test_risk_verdicts_and_breaches_are_those_of_the_cycle():
+    """A rule that bound last cycle and binds no more leaves no trace on the status or the report."""
+    p = Params()
+    p.max_inventory_shares = D("15")
+    qc, sink = cycle(p)
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "20", T0))
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert qc.inventory(m.condition_id).net == 20
+    assert qc.snapshot().markets[m.condition_id].status == "quoting (risk: inventory shares)"
+    assert len(rep.breaches) == 1 and "near limit 15 shares" in rep.breaches[0]
+    p.max_inventory_shares = D("1000")
+    rep = await qc.run_once(T0 + 3, [m], books, ex)
+    assert rep.breaches == [] and qc.snapshot().markets[m.condition_id].status == "quoting"
+
+
+# ---------------------------------------------------------------- _account
+def _h0_mids(sink: MemorySink) -> dict[str, Decimal]:
+    return {r["trade_id"]: r["mid"] for r in sink.rows["markouts"] if r["horizon_sec"] == 0.0}
+
+
+def _empty_bid_views(m: Market) -> tuple[BookView, BookView]:
+    """YES asks and NO bids only: no effective YES bid, so no mid."""
+    y, n = views(m, "0.40", "0.50")
+    return BookView(y.token_id, y.market, (), y.asks, y.tick_size), BookView(n.token_id, n.market, n.bids, (), n.tick_size)
+
+
+async def test_a_fills_mid_is_its_own_then_the_cycles_then_the_ledgers_last_mark_per_token():
+    qc, sink = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")  # mid 0.45
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0, trade="a"))
+    await qc.run_once(T0, [m], books, ex)
+    y, n = _empty_bid_views(m)
+    books.v[y.token_id], books.v[n.token_id] = y, n
+    ex.fills += [fill(m, m.no_token_id, Side.BUY, "0.50", "10", T0 + 3, trade="b"),
+                 fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0 + 3, trade="c")]
+    await qc.run_once(T0 + 3, [m], books, ex)
+    assert qc.snapshot().markets[m.condition_id].mid is None
+    books.set(m, "0.50", "0.60")  # mid 0.55
+    ex.fills += [fill(m, m.yes_token_id, Side.BUY, "0.50", "10", T0 + 6, trade="d"),
+                 fill(m, m.yes_token_id, Side.SELL, "0.60", "10", T0 + 6, mid="0.70", trade="e")]
+    await qc.run_once(T0 + 6, [m], books, ex)
+    assert _h0_mids(sink) == {"a": D("0.45"),  # the cycle's mid
+                              "b": D("0.55"), "c": D("0.45"),  # no mid now: the ledger's last mark, per token
+                              "d": D("0.55"),  # the cycle's mid again (not the older mark)
+                              "e": D("0.70")}  # the fill's own
+
+
+async def test_a_fill_found_by_its_token_is_booked_and_one_of_an_unknown_market_is_skipped():
+    qc, sink = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    f = fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0)
+    stray = fill(mkt(9), "y9", Side.BUY, "0.40", "10", T0, trade="t9")
+    ex.fills += [replace(f, market=""), stray]
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert rep.fills == 2
+    assert qc.inventory(m.condition_id).yes == 10 and set(qc.pnl.ledgers) == {m.condition_id}
+    assert [r["trade_id"] for r in sink.rows["markouts"]] == ["t1"]
+
+
+async def test_a_no_fill_is_marked_at_the_yes_mid_in_the_ledger():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")  # YES mid 0.45, NO mid 0.55
+    ex.fills.append(fill(m, m.no_token_id, Side.BUY, "0.50", "10", T0))  # 0.05 under the NO mid
+    await qc.run_once(T0, [m], books, ex)
+    assert qc.pnl.ledgers[m.condition_id].spread == D("0.5")
+    assert qc.totals.pnl.spread == D("0.5")
+
+
+# ---------------------------------------------------------------- _event_limit
+def _neg(i: int, event: str | None = "e1") -> Market:
+    return mkt(i, neg_risk=True, terms=GammaTerms(event_id=event))
+
+
+async def _event_run(limit: str, fills: list[tuple[int, str, Side]]) -> tuple[QuoteCycle, list[Market], FakeEx]:
+    """Markets 0, 1 (event e1) and 2 (e2), books 0.40/0.50 (YES mid 0.45); `fills`: (market, token kind, side)
+    of 20 shares each at the first cycle; the limit applies from the second."""
+    p = Params()
+    qc, _ = cycle(p)
+    ms = [_neg(0), _neg(1), _neg(2, "e2")]
+    books, ex = Books(), FakeEx()
+    for m in ms:
+        books.set(m, "0.40", "0.50")
+    for i, kind, side in fills:
+        m = ms[i]
+        tok = m.yes_token_id if kind == "yes" else m.no_token_id
+        ex.fills.append(fill(m, tok, side, "0.40" if kind == "yes" else "0.50", "20", T0, trade=f"t{len(ex.fills)}"))
+    await qc.run_once(T0, ms, books, ex)
+    p.max_event_usd = D(limit)
+    await qc.run_once(T0 + 3, ms, books, ex)
+    return qc, ms, ex
+
+
+def _sides(qc: QuoteCycle, m: Market) -> set[tuple[str, Side]]:
+    return {("yes" if q.token_id == m.yes_token_id else "no", q.side) for q in qc.wanted if q.market == m.condition_id}
+
+
+async def test_an_event_at_its_limit_keeps_only_the_quotes_that_shrink_each_markets_position():
+    qc, ms, _ = await _event_run("9", [(0, "yes", Side.BUY)])  # market 0 long 20 YES: 9.00 USD at mid 0.45
+    st = qc.snapshot().markets
+    assert _sides(qc, ms[0]) == {("yes", Side.SELL)}  # sheds YES-equivalent: kept; the YES bid grows it
+    assert st[ms[0].condition_id].status == "quoting (risk: event e1 inventory 9.00 USD at limit 9)"
+    assert _sides(qc, ms[1]) == set()  # flat: every quote grows it
+    assert st[ms[1].condition_id].status == "risk: event e1 inventory 9.00 USD at limit 9"
+    assert _sides(qc, ms[2]) == {("yes", Side.BUY), ("no", Side.BUY)}  # another event
+    assert st[ms[2].condition_id].status == "quoting"
+
+
+async def test_an_event_short_yes_at_its_limit_keeps_the_quote_that_sells_no():
+    qc, ms, _ = await _event_run("11", [(0, "no", Side.BUY)])  # long 20 NO: 20 × 0.55 = 11.00 USD
+    assert _sides(qc, ms[0]) == {("no", Side.SELL)}  # the NO bid would grow it
+    assert _sides(qc, ms[1]) == set()
+    qc, ms, _ = await _event_run("11.01", [(0, "no", Side.BUY)])
+    assert _sides(qc, ms[0]) == {("no", Side.SELL), ("no", Side.BUY)}
+
+
+async def test_an_event_under_its_limit_or_a_market_of_no_event_is_not_limited():
+    qc, ms, _ = await _event_run("9.01", [(0, "yes", Side.BUY)])
+    assert _sides(qc, ms[0]) == {("yes", Side.BUY), ("yes", Side.SELL)}
+    assert _sides(qc, ms[1]) == _sides(qc, ms[2]) == {("yes", Side.BUY), ("no", Side.BUY)}
+    assert {s.status for s in qc.snapshot().markets.values()} == {"quoting"}
+    qc, ms, _ = await _event_run("1", [(2, "yes", Side.BUY)])  # e2 at its limit, e1 holds nothing
+    assert _sides(qc, ms[0]) == _sides(qc, ms[1]) == {("yes", Side.BUY), ("no", Side.BUY)}
+    assert _sides(qc, ms[2]) == {("yes", Side.SELL)}
+
+
+async def test_the_events_exposure_sums_its_markets_at_mid():
+    qc, ms, _ = await _event_run("18", [(0, "yes", Side.BUY), (1, "yes", Side.BUY)])  # 9.00 + 9.00
+    assert _sides(qc, ms[0]) == _sides(qc, ms[1]) == {("yes", Side.SELL)}
+    qc, ms, _ = await _event_run("18.01", [(0, "yes", Side.BUY), (1, "yes", Side.BUY)])
+    assert _sides(qc, ms[0]) == _sides(qc, ms[1]) == {("yes", Side.BUY), ("yes", Side.SELL)}
+
+
+# ---------------------------------------------------------------- _fit_two_sided
+REWARDS = GammaTerms(rewards_min_size=D("20"), rewards_max_spread=D("3"), reward_daily_rates=(D("50"),))
+
+
+class OneSided:
+    """Quotes one side only: the YES bid (`kind` "bid") or the YES ask as a NO bid ("ask"), at the touch."""
+
+    def __init__(self, kind: str, regime: Regime = Regime.NORMAL) -> None:
+        self.name, self.kind, self.regime = f"one_{kind}", kind, regime
+
+    def decide(self, ctx: Any, state: object) -> Decision:
+        m, t = ctx.market, ctx.tick
+        if self.kind == "bid":
+            q = Quote(m.condition_id, m.yes_token_id, Side.BUY, t * ctx.bid_ticks, D(25))
+        else:
+            q = Quote(m.condition_id, m.no_token_id, Side.BUY, 1 - t * ctx.ask_ticks, D(25))
+        return Decision((q,), self.regime, "calm" if self.regime is not Regime.NORMAL else "")
+
+
+async def _fit(kind: str, bid: str, ask: str, terms: GammaTerms = REWARDS, mode: str = "fit", size: str = "10",
+               regime: Regime = Regime.NORMAL) -> set[tuple[str, Side, Decimal, Decimal]]:
+    p = Params(rewards_mode=mode, quote_size=D(size))
+    qc, _ = cycle(p)
+    m, books, ex = mkt(terms=terms), Books(), FakeEx()
+    books.set(m, bid, ask)
+    qc.set_strategy(m.condition_id, OneSided(kind, regime))
+    await qc.run_once(T0, [m], books, ex)
+    return {("yes" if q.token_id == m.yes_token_id else "no", q.side, q.price, q.size) for q in qc.wanted}
+
+
+async def test_fit_joins_the_missing_bid_or_ask_at_the_touch_at_the_programs_size():
+    assert await _fit("bid", "0.04", "0.06") == {("yes", Side.BUY, D("0.04"), D(25)), ("no", Side.BUY, D("0.94"), D(20))}
+    assert await _fit("ask", "0.04", "0.06") == {("no", Side.BUY, D("0.94"), D(25)), ("yes", Side.BUY, D("0.04"), D(20))}
+    assert await _fit("ask", "0.93", "0.95", size="30") == {("no", Side.BUY, D("0.05"), D(25)),
+                                                            ("yes", Side.BUY, D("0.93"), D(30))}
+
+
+async def test_fit_adds_nothing_where_one_side_scores_or_outside_the_band_or_without_a_program():
+    one = {("yes", Side.BUY, D("0.09"), D(25))}
+    assert await _fit("bid", "0.09", "0.11") == one  # mid 0.10: one-sided quoting scores
+    assert await _fit("bid", "0.09", "0.10") == one | {("no", Side.BUY, D("0.90"), D(20))}  # mid 0.095
+    assert await _fit("ask", "0.89", "0.91") == {("no", Side.BUY, D("0.09"), D(25))}  # mid 0.90
+    assert len(await _fit("ask", "0.90", "0.91")) == 2  # mid 0.905
+    assert await _fit("bid", "0.02", "0.08") == {("yes", Side.BUY, D("0.02"), D(25))}  # the ask 0.03 from mid
+    assert len(await _fit("bid", "0.03", "0.07")) == 2  # 0.02 from mid: inside the band
+    assert await _fit("bid", "0.04", "0.06", terms=GammaTerms()) == {("yes", Side.BUY, D("0.04"), D(25))}
+    assert await _fit("bid", "0.04", "0.06", mode="off") == {("yes", Side.BUY, D("0.04"), D(25))}
+    # a strategy out of its normal regime is left as it decided
+    assert await _fit("bid", "0.04", "0.06", regime=Regime.WIDE) == {("yes", Side.BUY, D("0.04"), D(25))}
+
+
+# ---------------------------------------------------------------- resolve_market / _settle
+async def _holding(yes: str = "20", no: str = "0") -> tuple[QuoteCycle, MemorySink, Market, Books, FakeEx]:
+    qc, sink = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    if D(yes):
+        ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", yes, T0, trade="ty"))
+    if D(no):
+        ex.fills.append(fill(m, m.no_token_id, Side.BUY, "0.50", no, T0, trade="tn"))
+    await qc.run_once(T0, [m], books, ex)
+    return qc, sink, m, books, ex
+
+
+async def test_a_resolution_cancels_redeems_at_one_and_zero_and_says_so():
+    qc, sink, m, books, ex = await _holding("20", "5")
+    assert qc.snapshot().markets[m.condition_id].status == "quoting"  # (the snapshot built before)
+    assert await qc.resolve_market(T0 + 1, m.condition_id, m.no_token_id, ex, "ws") is True
+    assert ex.open_orders() == [] and ("cancel_market", m.condition_id) in ex.calls
+    assert qc.resolved == {m.condition_id: m.no_token_id}
+    assert qc.snapshot().markets[m.condition_id].status == "resolved"
+    lg = qc.pnl.ledgers[m.condition_id]
+    assert lg.yes == lg.no == 0
+    (row,) = sink.rows["settlements"]
+    assert (row["winner_token"], row["winning_outcome"], row["yes_shares"], row["no_shares"], row["payout"],
+            row["source"]) == (m.no_token_id, "NO", D(20), D(5), D(5), "ws")
+    assert row["pnl"] == D(5) - (20 * D("0.45") + 5 * D("0.55"))  # against the last mark
+    (ev,) = [e for e in sink.rows["events"] if e["kind"] == "resolution"]
+    assert ev["market"] == m.condition_id and ev["ts"] == T0 + 1
+    assert ev["message"] == f"resolved NO: 2 orders cancelled, 20 YES + 5 NO redeemed for 5 (settlement PnL {row['pnl']:.4f})"
+    assert ev["data_json"]["cancelled"] == 2 and ev["data_json"]["payout"] == "5"
+
+
+async def test_a_yes_resolution_pays_the_yes_shares_and_a_second_one_changes_nothing():
+    qc, sink, m, books, ex = await _holding("20")
+    assert await qc.resolve_market(T0 + 1, m.condition_id, m.yes_token_id, ex, "ws") is True
+    (row,) = sink.rows["settlements"]
+    assert (row["winning_outcome"], row["payout"]) == ("YES", D(20))
+    assert [e["message"][:13] for e in sink.rows["events"] if e["kind"] == "resolution"] == ["resolved YES:"]
+    ex.calls.clear()
+    assert await qc.resolve_market(T0 + 2, m.condition_id, m.no_token_id, ex, "rest") is False
+    assert ex.calls == [] and qc.resolved == {m.condition_id: m.yes_token_id}
+    assert len(sink.rows["settlements"]) == 1 and sink.rows["settlements"][0]["payout"] == D(20)
+
+
+async def test_a_resolution_of_an_unknown_market_changes_nothing():
+    qc, sink, m, books, ex = await _holding("20")
+    ex.calls.clear()
+    before = qc.econ.bad_venue_data
+    assert await qc.resolve_market(T0 + 1, "0xother", "y0", ex, "ws") is False
+    assert ex.calls == [] and qc.resolved == {} and qc.econ.bad_venue_data == before + 1
+    assert "settlements" not in sink.rows and ex.open_orders()
+
+
+async def test_an_unknown_winner_stops_quoting_and_leaves_the_inventory_unsettled():
+    qc, sink, m, books, ex = await _holding("20")
+    qc.snapshot()
+    before = qc.econ.bad_venue_data
+    assert await qc.resolve_market(T0 + 1, m.condition_id, "y-who", ex, "ws") is False
+    assert ex.open_orders() == [] and qc.econ.bad_venue_data == before + 1
+    assert qc.snapshot().markets[m.condition_id].status == "closed: winner unknown"
+    assert qc.pnl.ledgers[m.condition_id].yes == 20 and "settlements" not in sink.rows
+    rep = await qc.run_once(T0 + 3, [m], books, ex)
+    assert rep.placed == 0 and ex.open_orders() == []
+    # a fill reported late is booked, and with no known winner nothing is redeemed
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "5", T0 + 2, trade="late"))
+    await qc.run_once(T0 + 6, [m], books, ex)
+    assert qc.pnl.ledgers[m.condition_id].yes == 25 and "settlements" not in sink.rows
+
+
+async def test_a_fill_reported_after_the_resolution_is_redeemed_into_the_same_settlement():
+    qc, sink, m, books, ex = await _holding("20")
+    await qc.resolve_market(T0 + 1, m.condition_id, m.yes_token_id, ex, "ws")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "5", T0 + 0.5, trade="late"))
+    await qc.run_once(T0 + 3, [m], books, ex)
+    lg = qc.pnl.ledgers[m.condition_id]
+    assert lg.yes == 0 and lg.cash == -25 * D("0.40") + 25
+    (row,) = sink.rows["settlements"]
+    assert (row["yes_shares"], row["payout"], row["source"]) == (D(25), D(25), "ws")
+
+
+async def test_fees_and_rebates_of_fills_reach_the_ledger_and_the_pnl():
+    fees = GammaTerms(fees_enabled=True, fee_schedule=GammaFeeSchedule(D("0.02"), D(1), True, D("0.25")))
+    qc, _ = cycle()
+    m, books, ex = mkt(terms=fees), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    ex.fills += [replace(fill(m, m.yes_token_id, Side.BUY, "0.50", "10", T0, trade="take"), taker=True),
+                 fill(m, m.no_token_id, Side.BUY, "0.50", "10", T0, trade="make")]
+    await qc.run_once(T0, [m], books, ex)
+    lg, cid = qc.pnl.ledgers[m.condition_id], m.condition_id
+    assert lg.fees == qc.econ.fees[cid] > 0 and lg.rebates == qc.econ.rebates[cid] > 0
+    pp = qc.totals.pnl
+    assert (pp.fees, pp.rebates) == (lg.fees, lg.rebates)
+
+
+# ---------------------------------------------------------------- _decide_all
+def _ends_at(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+
+
+async def test_quoting_stops_stop_before_end_min_before_the_markets_end():
+    qc, _ = cycle()  # stop_before_end_min 10
+    m, books, ex = mkt(end_date=_ends_at(T0 + 600)), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    rep = await qc.run_once(T0 - 1, [m], books, ex)  # 601 s before the end
+    assert rep.quoted_markets == 1 and len(ex.open_orders()) == 2
+    assert qc.snapshot().markets[m.condition_id].status == "quoting"
+    rep = await qc.run_once(T0, [m], books, ex)  # 600 s
+    assert rep.quoted_markets == 0 and ex.open_orders() == [] and rep.cancelled == 2
+    assert qc.snapshot().markets[m.condition_id].status == "ending: stopped quoting"
+    # a market without an end date, or one whose date has no zone, is quoted to the end
+    qc, _ = cycle()
+    m1, m2 = mkt(1, end_date="2026-12-02T07:55:00"), mkt(2, end_date="soon")
+    books.set(m1, "0.40", "0.50")
+    books.set(m2, "0.40", "0.50")
+    rep = await qc.run_once(T0, [m1, m2], books, FakeEx())
+    assert rep.quoted_markets == 2
+
+
+async def test_a_hold_pulls_every_quote_and_a_kill_says_so_first():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    rep = await qc.run_once(T0 + 3, [m], books, ex, hold="lease unproven")
+    assert ex.open_orders() == [] and rep.cancelled == 2 and rep.placed == 0 and rep.quoted_markets == 0
+    assert qc.snapshot().markets[m.condition_id].status == "halted"
+    rep = await qc.run_once(T0 + 6, [m], books, ex)
+    assert rep.placed == 2 and qc.snapshot().markets[m.condition_id].status == "quoting"
+    qc._killed = True
+    await qc.run_once(T0 + 9, [m], books, ex, hold="lease unproven")
+    assert qc.snapshot().markets[m.condition_id].status == "risk: killed" and ex.open_orders() == []
+
+
+async def test_a_mid_jump_cools_the_market_down_and_an_empty_side_is_stale():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    books.set(m, "0.60", "0.70")  # the mid jumps 0.20 in 3 s
+    rep = await qc.run_once(T0 + 3, [m], books, ex)
+    assert qc.snapshot().markets[m.condition_id].status == "cooldown"
+    assert rep.quoted_markets == 0 and ex.open_orders() == []
+    qc, _ = cycle()
+    y, n = _empty_bid_views(m)
+    books.v[y.token_id], books.v[n.token_id] = y, n
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert qc.snapshot().markets[m.condition_id].status == "stale" and rep.decided == 0
+
+
+class Scripted:
+    """Returns the decision it is given; records the open orders it was shown."""
+
+    def __init__(self, name: str, d: Decision) -> None:
+        self.name, self.d, self.seen = name, d, []
+
+    def decide(self, ctx: Any, state: object) -> Decision:
+        self.seen.append(ctx.open_orders)
+        return self.d
+
+
+def _bid(m: Market, price: str = "0.40") -> Quote:
+    return Quote(m.condition_id, m.yes_token_id, Side.BUY, D(price), D(10))
+
+
+async def test_the_status_says_the_regime_and_its_reason():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    for d, want, quoted in (
+            (Decision((_bid(m),), Regime.WIDE, "vol"), "wide (vol): quoting", 1),
+            (Decision((_bid(m),), Regime.REDUCE_ONLY), "reduce-only: quoting", 0),  # the guard: nothing to reduce
+            (Decision((), Regime.HALTED, "news"), "halted (news)", 0),
+            (Decision((), Regime.NORMAL), "quoting", 0)):
+        qc.set_strategy(m.condition_id, Scripted("s", d))
+        rep = await qc.run_once(T0, [m], books, ex)
+        assert qc.snapshot().markets[m.condition_id].status == want and rep.quoted_markets == quoted
+
+
+async def test_a_halted_strategy_without_a_reason_says_halted():
+    class Halts:
+        name = "halts"
+
+        def decide(self, ctx: Any, state: object) -> Decision:
+            return Decision((), Regime.HALTED)
+
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    qc.set_strategy(m.condition_id, Halts())
+    await qc.run_once(T0, [m], books, ex)
+    assert qc.snapshot().markets[m.condition_id].status == "halted"
+
+
+async def test_a_strategy_sees_its_markets_open_orders_once_it_decided_there_before():
+    qc, _ = cycle()
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50")
+    s = Scripted("s", Decision((_bid(m0),)))
+    qc.set_strategy(m0.condition_id, s)
+    await qc.run_once(T0, [m0, m1], books, ex)
+    assert s.seen == [()]  # new to the market: nothing of its own rests there
+    await qc.run_once(T0 + 3, [m0, m1], books, ex)
+    assert len(s.seen) == 2 and [(o.market, o.price) for o in s.seen[1]] == [(m0.condition_id, D("0.40"))]
+
+
+# ---------------------------------------------------------------- _risk_filter
+async def test_a_markets_unchanged_quotes_are_judged_again_when_the_total_exposure_passes_its_limit():
+    for incremental in (True, False):
+        p = Params()
+        p.max_total_inventory_usd = D("10")
+        qc, _ = cycle(p, incremental=incremental)
+        a, b, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+        books.set(a, "0.40", "0.50")
+        books.set(b, "0.40", "0.50")
+        await qc.run_once(T0, [a, b], books, ex)
+        assert _sides(qc, a) == _sides(qc, b) == {("yes", Side.BUY), ("no", Side.BUY)}
+        ex.fills.append(fill(b, b.yes_token_id, Side.BUY, "0.40", "30", T0 + 1))  # 13.50 USD at mid 0.45
+        rep = await qc.run_once(T0 + 3, [a, b], books, ex)
+        assert _sides(qc, a) == set()  # every quote of a flat market grows the total
+        assert qc.snapshot().markets[a.condition_id].status == "risk: total inventory"
+        assert _sides(qc, b) == {("yes", Side.SELL)}
+        assert any("total inventory 13.50 USD near limit 10" in br for br in rep.breaches)
+
+
+# ---------------------------------------------------------------- _account: the toxicity the strategies read
+class Seen:
+    name = "seen"
+
+    def __init__(self) -> None:
+        self.tox: list[tuple[float | None, int]] = []
+
+    def decide(self, ctx: Any, state: object) -> Decision:
+        self.tox.append((ctx.markout_short, ctx.markout_count))
+        return Decision()
+
+
+async def test_the_strategy_reads_the_mean_then_the_ewma_of_the_shortest_horizons_markouts():
+    qc, _ = cycle(markout_horizons=(30.0, 5.0))
+    m, books, ex = mkt(), Books(), FakeEx()
+    s = Seen()
+    qc.set_strategy(m.condition_id, s)
+    books.set(m, "0.40", "0.50")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0, trade="f1"))
+    await qc.run_once(T0, [m], books, ex)
+    books.set(m, "0.45", "0.55")  # mid 0.50
+    ex.fills.append(fill(m, m.no_token_id, Side.SELL, "0.50", "10", T0 + 6, trade="f2"))  # NO mid 0.50
+    await qc.run_once(T0 + 6, [m], books, ex)  # f1 at 5 s: +0.10
+    await qc.run_once(T0 + 12, [m], books, ex)  # f2 at 5 s: 0.00, a plain mean of two
+    books.set(m, "0.55", "0.65")
+    await qc.run_once(T0 + 36, [m], books, ex)  # 30 s markouts only: the EWMA stays
+    assert s.tox[0] == (None, 0)
+    assert s.tox[1][0] == pytest.approx(0.10) and s.tox[1][1] == 1
+    assert s.tox[2][0] == pytest.approx(0.05) and s.tox[2][1] == 2
+    assert s.tox[3][0] == pytest.approx(0.05) and s.tox[3][1] == 2
+    for k in range(3, 7):  # more fills at +0.10: weights 1/3, 1/4, then 0.2, 0.2
+        ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.50", "10", T0 + 30 * k, trade=f"g{k}"))
+        await qc.run_once(T0 + 30 * k, [m], books, ex)
+        await qc.run_once(T0 + 30 * k + 5, [m], books, ex)
+    ew = 0.05
+    for w in (1 / 3, 1 / 4, 0.2, 0.2):
+        ew = (1 - w) * ew + w * 0.10
+    assert s.tox[-1][0] == pytest.approx(ew) and s.tox[-1][1] == 6
+
+
+async def test_a_cycle_without_markout_horizons_runs():
+    qc, sink = cycle(markout_horizons=())
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0))
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert rep.fills == 1 and rep.placed == 2
+
+
+# ---------------------------------------------------------------- _execute
+async def test_a_switch_cancels_the_markets_orders_first_and_counts_them_with_the_cycles_cancels():
+    qc, sink = cycle()
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50")
+    await qc.run_once(T0, [m0, m1], books, ex)
+    assert len(ex.open_orders()) == 4
+    ex.calls.clear()
+    qc.set_strategy(m0.condition_id, Scripted("s", Decision((_bid(m0, "0.41"),))))
+    books.set(m1, "0.45", "0.55")  # market 1 requotes too: 2 cancels, 2 places
+    rep = await qc.run_once(T0 + 3, [m0, m1], books, ex)
+    assert ex.calls[0] == ("cancel_market", m0.condition_id)
+    assert rep.cancelled == 4 and rep.placed == 3
+    assert qc.totals.cancels == 4 and qc.totals.placed == 7
+    (ev,) = [e for e in sink.rows["events"] if e["kind"] == "strategy"]
+    assert ev["message"] == "strategy spread -> s: 2 orders cancelled before requoting"
+    assert ev["data_json"] == {"from": "spread", "to": "s", "cancelled": 2}
+    assert rep.strategy_events == [f"{m0.condition_id}: strategy spread -> s: 2 orders cancelled before requoting"]
+
+
+async def test_a_switchs_cancels_take_from_the_action_budget():
+    p = Params()
+    p.max_actions_per_min = 4
+    qc, _ = cycle(p)
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert rep.placed == 2
+    qc.set_strategy(m.condition_id, Scripted("s", Decision((_bid(m, "0.41"),))))
+    rep = await qc.run_once(T0 + 3, [m], books, ex)  # 2 places + 2 cancels: the minute's budget is spent
+    assert rep.cancelled == 2 and rep.placed == 0 and rep.deferred == 1 and ex.open_orders() == []
+    rep = await qc.run_once(T0 + 61, [m], books, ex)
+    assert rep.placed == 1 and rep.deferred == 0
+
+
+async def test_a_rejected_place_is_counted_apart_and_not_as_the_markets_placed():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    ex.reject.add(m.no_token_id)
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert (rep.placed, rep.rejected) == (1, 1)
+    snap = qc.snapshot()
+    assert (snap.totals.placed, snap.totals.rejected, snap.totals.open_orders) == (1, 1, 1)
+    assert snap.markets[m.condition_id].placed == 1
+    assert rep.requote_sec > 0
+    rep = await qc.run_once(T0 + 3, [m], books, FakeEx())  # (a fresh exchange: nothing rests, all placed)
+    assert rep.requote_sec > 0 and qc.totals.placed == 3 and qc.totals.rejected == 1
+
+
+# ---------------------------------------------------------------- _publish / final_pnl
+def _total_ts(sink: MemorySink) -> list[float]:
+    return [r["ts"] for r in sink.rows.get("pnl", []) if r["market"] == "TOTAL"]
+
+
+async def test_pnl_rows_are_written_on_a_fixed_grid_from_the_first_cycle():
+    for incremental in (True, False):
+        qc, sink = cycle(pnl_sec=10.0, incremental=incremental)
+        m, books, ex = mkt(), Books(), FakeEx()
+        books.set(m, "0.40", "0.50")
+        ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0))
+        for dt in (0, 3, 9.99, 10, 12, 19, 25, 40, 41):
+            await qc.run_once(T0 + dt, [m], books, ex)
+        assert _total_ts(sink) == [T0, T0 + 10, T0 + 25, T0 + 40]  # no drift: 25 keeps the grid at 30
+        rows = [r for r in sink.rows["pnl"] if r["ts"] == T0 + 40]
+        assert {r["market"] for r in rows} == {m.condition_id, "TOTAL"}
+        assert {r["mode"] for r in rows} == {"paper"}
+        assert next(r for r in rows if r["market"] == "TOTAL")["total"] == qc.totals.pnl.total
+
+
+async def test_final_pnl_writes_the_sessions_last_rows_once_and_brings_the_totals_to_them():
+    qc, sink = cycle(pnl_sec=10.0)
+    qc.final_pnl(T0)
+    assert "pnl" not in sink.rows  # no cycle ever ran
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0))
+    await qc.run_once(T0, [m], books, ex)
+    await qc.run_once(T0 + 3, [m], books, ex)
+    snap = qc.snapshot()
+    qc.pnl.ledger(m.condition_id).rewards += D("0.25")  # booked after the last cycle
+    qc.final_pnl(T0 + 4)
+    assert _total_ts(sink) == [T0, T0 + 4]
+    assert qc.totals.pnl.rewards == D("0.25") and qc.snapshot() is not snap
+    assert qc.snapshot().totals.pnl.rewards == D("0.25")
+    qc.final_pnl(T0 + 5)  # nothing since: nothing again
+    assert _total_ts(sink) == [T0, T0 + 4]
+    await qc.run_once(T0 + 6, [m], books, ex)
+    qc.final_pnl(T0 + 7)
+    assert _total_ts(sink) == [T0, T0 + 4, T0 + 7]
+
+
+async def test_final_pnl_after_a_cycle_that_wrote_these_very_rows_writes_none():
+    qc, sink = cycle(pnl_sec=10.0)
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0))
+    await qc.run_once(T0, [m], books, ex)
+    await qc.run_once(T0 + 10, [m], books, ex)
+    qc.final_pnl(T0 + 10)
+    assert _total_ts(sink) == [T0, T0 + 10]
+
+
+# ---------------------------------------------------------------- _venue_payouts
+NOW_PAY = 1_796_200_000.0  # 2026-12-02 07:46 UTC: the venue's payouts of 2026-12-01 are due
+PAY_DAY = "2026-12-01"
+
+
+class Payer(FakeEx):
+    def __init__(self, answer: Any) -> None:
+        super().__init__()
+        self.answer, self.asked = answer, []
+        self.go = asyncio.Event()
+
+    async def venue_payouts(self, day: str) -> Any:
+        self.asked.append(day)
+        await self.go.wait()
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def _pay_settled(qc: QuoteCycle) -> None:
+    assert qc._payouts is not None
+    await asyncio.wait([qc._payouts[1]], timeout=5)
+
+
+async def test_paid_rebates_replace_the_accrual_in_the_ledger():
+    qc, _ = cycle(mode=Mode.LIVE)
+    qc.econ.rebates_by_day[("0xa", PAY_DAY)] = D("0.10")
+    qc.pnl.ledger("0xa").rebates += D("0.10")
+    venue = Payer(([], [{"condition_id": "0xa", "rebated_fees_usdc": 0.30}]))
+    venue.go.set()
+    await qc._venue_payouts(NOW_PAY, venue)
+    await _pay_settled(qc)
+    await qc._venue_payouts(NOW_PAY + 1, venue)
+    assert qc.pnl.ledger("0xa").rebates == D("0.30") and qc.pnl.ledger("0xa").rewards == 0
+
+
+async def test_a_dry_run_answer_marks_the_day_read_and_books_nothing():
+    qc, _ = cycle(mode=Mode.LIVE)
+    qc.pnl.ledger("0xa").rewards += D("0.75")
+    venue = Payer(None)
+    venue.go.set()
+    await qc._venue_payouts(NOW_PAY, venue)
+    await _pay_settled(qc)
+    await qc._venue_payouts(NOW_PAY + 1, venue)
+    assert PAY_DAY in qc.econ.payouts.done and qc._payouts is None
+    assert qc.pnl.ledger("0xa").rewards == D("0.75") and qc.econ.bad_venue_data == 0
+    await qc._venue_payouts(NOW_PAY + 2, venue)
+    assert venue.asked == [PAY_DAY]
+
+
+async def test_a_read_cancelled_under_the_cycle_is_a_failure_asked_again_later():
+    qc, sink = cycle(mode=Mode.LIVE)
+    venue = Payer(([], []))
+    await qc._venue_payouts(NOW_PAY, venue)
+    assert qc._payouts is not None
+    task = qc._payouts[1]
+    await asyncio.sleep(0)  # (the read starts)
+    task.cancel()
+    await asyncio.wait([task], timeout=5)
+    await qc._venue_payouts(NOW_PAY + 1, venue)
+    assert qc._payouts is None and PAY_DAY not in qc.econ.payouts.done and qc.econ.bad_venue_data == 1
+    assert any(e["message"] == f"venue payouts for {PAY_DAY} failed: TimeoutError: the read was cancelled"
+               for e in sink.rows["events"])
+    await qc._venue_payouts(NOW_PAY + 2, venue)
+    assert venue.asked == [PAY_DAY]  # not before the retry time
+
+
+async def test_only_a_live_cycle_asks_the_venue_for_payouts():
+    for mode, asked in ((Mode.PAPER, []), (Mode.LIVE, [PAY_DAY])):
+        qc, _ = cycle(mode=mode)
+        m, books = mkt(), Books()
+        books.set(m, "0.40", "0.50")
+        venue = Payer(([], []))
+        await qc.run_once(NOW_PAY, [m], books, venue)
+        await asyncio.sleep(0)  # (the read starts)
+        assert venue.asked == asked
+        await qc.aclose()
+    qc, _ = cycle(mode=Mode.LIVE)
+    rep = await qc.run_once(NOW_PAY, [m], books, FakeEx())  # an exchange without the read
+    assert rep.placed == 2 and qc._payouts is None
+
+
+# ---------------------------------------------------------------- _record_rewards
+def _sample(market: str, usd: str, ids: list[str], scoring: list[str]) -> RewardSample:
+    return RewardSample(market, D("0.45"), QScore(), D(0), D(0), D(usd), D(usd) * 60, len(ids), len(scoring),
+                        scoring, ids)
+
+
+class Scorer(FakeEx):
+    def __init__(self, answer: Any) -> None:
+        super().__init__()
+        self.answer, self.asked = answer, []
+
+    async def orders_scoring(self, ids: list[str]) -> dict[str, bool]:
+        self.asked.append(list(ids))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def test_live_asks_the_venue_which_orders_score_and_counts_where_it_disagrees():
+    qc, sink = cycle(mode=Mode.LIVE)
+    ex = Scorer({"a1": True, "a2": True, "b1": False})
+    await qc._record_rewards(T0, [_sample("0xa", "0.0000015", ["a1", "a2"], ["a1"]),
+                                  _sample("0xb", "0.000002", ["b1"], ["b1"])], ex)
+    assert ex.asked == [["a1", "a2", "b1"]]
+    rows = sink.rows["reward_estimates"]
+    assert [(r["market"], r["venue_scoring"], r["disagreements"]) for r in rows] == [("0xa", 2, 1), ("0xb", 0, 1)]
+    # the rows hold 6 dp, the remainder carried to the market's next row; the ledger adds the rows
+    assert [r["usd"] for r in rows] == [D("0.000001"), D("0.000002")]
+    await qc._record_rewards(T0 + 60, [_sample("0xa", "0.0000015", [], [])], ex)
+    assert sink.rows["reward_estimates"][-1]["usd"] == D("0.000002") and ex.asked == [["a1", "a2", "b1"]]
+    assert qc.pnl.ledger("0xa").rewards == D("0.000003") and qc.pnl.ledger("0xb").rewards == D("0.000002")
+
+
+async def test_a_failed_scoring_read_keeps_the_estimate_and_paper_never_asks():
+    qc, sink = cycle(mode=Mode.LIVE)
+    ex = Scorer(RuntimeError("boom"))
+    await qc._record_rewards(T0, [_sample("0xa", "0.25", ["a1"], ["a1"])], ex)
+    (row,) = sink.rows["reward_estimates"]
+    assert row["venue_scoring"] is None and row["usd"] == D("0.25") and qc.pnl.ledger("0xa").rewards == D("0.25")
+    assert qc.econ.bad_venue_data == 1
+    assert any(e["message"] == "/orders-scoring failed: RuntimeError: boom" for e in sink.rows["events"])
+    qc, sink = cycle(mode=Mode.PAPER)
+    ex = Scorer({"a1": True})
+    await qc._record_rewards(T0, [_sample("0xa", "0.25", ["a1"], ["a1"])], ex)
+    assert ex.asked == [] and sink.rows["reward_estimates"][0]["venue_scoring"] is None
+
+
+# ---------------------------------------------------------------- the faces: snapshot, totals
+async def test_the_snapshot_shows_our_best_resting_quote_per_side_in_yes_space():
+    qc, _ = cycle()
+    m, other, books, ex = mkt(), mkt(7), Books(), FakeEx()
+    books.set(m, "0.30", "0.60")
+    qs = (_bid(m, "0.38"), _bid(m, "0.40"), _bid(m, "0.39"),
+          Quote(m.condition_id, m.no_token_id, Side.BUY, D("0.50"), D(10)),  # YES ask 0.50
+          Quote(m.condition_id, m.no_token_id, Side.BUY, D("0.52"), D(10)),  # YES ask 0.48
+          Quote(m.condition_id, m.no_token_id, Side.BUY, D("0.45"), D(10)))  # YES ask 0.55
+    qc.set_strategy(m.condition_id, Scripted("s", Decision(qs)))
+    (stray,) = await ex.place([Quote(other.condition_id, other.yes_token_id, Side.BUY, D("0.45"), D(10))])
+    ex.stuck.add(stray.client_id)  # an order of a market the cycle never knew, that will not cancel
+    await qc.run_once(T0, [m], books, ex)
+    st = qc.snapshot().markets[m.condition_id]
+    assert (st.yes_bid, st.yes_ask) == (D("0.40"), D("0.48"))
+    assert set(qc.snapshot().markets) == {m.condition_id}
+    assert qc.totals.open_orders == 7
+    # a market with only bids resting shows no ask
+    qc.set_strategy(m.condition_id, Scripted("t", Decision((_bid(m, "0.41"),))))
+    await qc.run_once(T0 + 3, [m], books, ex)
+    st = qc.snapshot().markets[m.condition_id]
+    assert (st.yes_bid, st.yes_ask) == (D("0.41"), None)
+
+
+async def test_the_snapshot_rows_carry_each_markets_figures():
+    qc, _ = cycle()
+    m, m2, books, ex = mkt(terms=REWARDS), mkt(2), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    books.set(m2, "0.40", "0.60")
+    ex.fills += [fill(m, m.yes_token_id, Side.BUY, "0.40", "20", T0, trade="a"),
+                 fill(m, m.no_token_id, Side.BUY, "0.50", "5", T0, trade="b")]
+    qc.set_strategy(m2.condition_id, "as")
+    await qc.run_once(T0, [m, m2], books, ex)
+    snap = qc.snapshot()
+    assert qc.snapshot() is snap  # built once per cycle
+    st, st2 = snap.markets[m.condition_id], snap.markets[m2.condition_id]
+    assert (st.question, st.status, st.mid, st.spread) == ("Q0?", "quoting", D("0.45"), D("0.10"))
+    assert (st.inventory_yes, st.inventory_no, st.fills, st.placed) == (D(20), D(5), 2, 2)
+    assert st.pnl == qc.pnl.ledgers[m.condition_id].parts(D("0.45"))
+    assert (st.strategy, st.regime, st2.strategy, st2.regime) == ("spread", "normal", "as", "normal")
+    assert st.fills_per_min == qc.calibrator.fills_per_min(m.condition_id, T0)
+    assert st.calib_mult == qc.calibrator.mult(m.condition_id)
+    assert (st2.inventory_yes, st2.inventory_no, st2.fills, st2.pnl, st2.mid, st2.spread) == (
+        D(0), D(0), 0, NO_PNL, D("0.50"), D("0.20"))
+    assert snap.totals.fills == 2 and snap.totals.placed == 4 and snap.totals.open_orders == 4
+    assert snap.totals.fills_per_min == qc.calibrator.total_fills_per_min([m.condition_id, m2.condition_id], T0)
+    assert snap.ts == T0
+
+
+async def test_the_minutes_reward_samples_reach_the_ledgers_and_the_faces():
+    qc, sink = cycle(Params(quote_size=D(25)))
+    m, m2, m3, books, ex = mkt(terms=REWARDS), mkt(2, terms=REWARDS), mkt(3), Books(), FakeEx()
+    books.set(m, "0.44", "0.47")
+    books.set(m2, "0.40", "0.42")
+    books.set(m3, "0.40", "0.42")
+    for k in range(3):
+        await qc.run_once(T0 + 60 * k, [m, m2, m3], books, ex)
+    rows = sink.rows["reward_estimates"]
+    for x in (m, m2):
+        usd = [r["usd"] for r in rows if r["market"] == x.condition_id]
+        assert len(usd) == 2 and qc.pnl.ledgers[x.condition_id].rewards == sum(usd) > 0
+    per_hour = {x.condition_id: qc.econ.usd_per_hour(x.condition_id) for x in (m, m2)}
+    assert all(v is not None and v > 0 for v in per_hour.values())
+    snap = qc.snapshot()
+    assert {cid: snap.markets[cid].rewards_per_hour for cid in per_hour} == per_hour
+    assert snap.totals.rewards_per_hour == sum(per_hour.values()) == qc.totals.rewards_per_hour
+    assert snap.totals.pnl.rewards == sum(qc.pnl.ledgers[x.condition_id].rewards for x in (m, m2))
+
+
+# ---------------------------------------------------------------- sample_on_venue_minutes
+class AtEx(FakeEx):
+    """Live: the orders that rested at a past time (`orders_at`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+        self.then: list[Order] = []
+
+    def orders_at(self, ts: float) -> list[Order]:
+        self.at.append(ts)
+        return list(self.then)
+
+
+async def test_venue_minutes_from_the_stream_are_sampled_then_and_recorded_by_the_next_cycle():
+    qc, sink = cycle(Params(quote_size=D(25)))
+    m, m2, books, ex = mkt(terms=REWARDS), mkt(2, terms=REWARDS), Books(), FakeEx()
+    books.set(m, "0.44", "0.47")
+    books.set(m2, "0.40", "0.42")
+    stream = SimpleNamespace(clock=lambda: T0 + 30, venue_clock=None, on_venue_minute=None)
+    qc.sample_on_venue_minutes(stream, books, ex)  # type: ignore[arg-type]
+    assert qc.econ.stream_sampling and stream.venue_clock(T0) == qc.econ.clock.to_venue(T0)
+    stream.on_venue_minute(int(T0 * 1000))  # before any cycle: the universe is empty, nothing sampled
+    assert qc._venue_samples == []
+    for k in range(3):
+        await qc.run_once(T0 + 60 * k, [m, m2], books, ex)
+    assert "reward_estimates" not in sink.rows  # the cycle's own clock no longer samples
+    await qc.resolve_market(T0 + 121, m2.condition_id, m2.yes_token_id, ex, "ws")
+    boundary = 1_796_256_000  # 2026-12-03 00:00 UTC: the sample closes 2026-12-02
+    stream.on_venue_minute(boundary * 1000)
+    assert "reward_estimates" not in sink.rows  # recorded by the next cycle
+    await qc.run_once(T0 + 180, [m, m2], books, ex)
+    (row,) = sink.rows["reward_estimates"]
+    assert (row["market"], row["ts"], row["venue_date"], row["orders"]) == (m.condition_id, T0 + 180, "2026-12-02", 2)
+    assert qc.pnl.ledgers[m.condition_id].rewards == row["usd"] > 0
+    await qc.run_once(T0 + 183, [m, m2], books, ex)
+    assert len(sink.rows["reward_estimates"]) == 1  # recorded once
+
+
+async def test_a_live_venue_minute_scores_the_orders_that_rested_at_it():
+    qc, sink = cycle(Params(quote_size=D(25)), mode=Mode.LIVE)
+    m, books, ex = mkt(terms=REWARDS), Books(), AtEx()
+    books.set(m, "0.44", "0.47")
+    stream = SimpleNamespace(clock=lambda: T0 + 30, venue_clock=None, on_venue_minute=None)
+    qc.sample_on_venue_minutes(stream, books, ex)  # type: ignore[arg-type]
+    await qc.run_once(T0, [m], books, ex)
+    assert len(ex.open_orders()) == 2
+    stream.on_venue_minute(1_796_256_000_000)
+    assert ex.at == [1_796_256_000.0]
+    await qc.run_once(T0 + 3, [m], books, ex)
+    (row,) = sink.rows["reward_estimates"]
+    assert row["orders"] == 0 and row["usd"] == 0  # nothing rested then
+
+
+# ---------------------------------------------------------------- _observe
+class Watching(FakeEx):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def observe_book(self, book: Any) -> None:
+        self.seen.append(book.token_id)
+
+
+async def test_every_book_the_cycle_reads_is_shown_to_the_exchange():
+    qc, _ = cycle()
+    m, m2, books, ex = mkt(), mkt(2), Books(), Watching()
+    books.set(m, "0.40", "0.50")
+    books.v["y2"] = views(m2, "0.40", "0.50")[0]  # m2's NO book missing
+    await qc.run_once(T0, [m, m2], books, ex)
+    assert ex.seen == ["y0", "n0", "y2"]
+    assert qc.snapshot().markets[m2.condition_id].status == "stale"
+
+
+async def test_a_stale_or_crossed_book_has_no_mid_and_the_same_book_back_is_quoted_again():
+    for incremental in (True, False):
+        qc, _ = cycle(incremental=incremental)
+        m, books, ex = mkt(), Books(), FakeEx()
+        books.set(m, "0.40", "0.50")
+        await qc.run_once(T0, [m], books, ex)
+        for flag, status in (("stale", "stale"), ("crossed", "crossed")):
+            books.set(m, "0.40", "0.50", **{flag: True})
+            await qc.run_once(T0 + 3, [m], books, ex)
+            st = qc.snapshot().markets[m.condition_id]
+            assert (st.status, st.mid, st.spread) == (status, None, None) and ex.open_orders() == []
+            books.set(m, "0.40", "0.50")
+            await qc.run_once(T0 + 6, [m], books, ex)
+            st = qc.snapshot().markets[m.condition_id]
+            assert (st.status, st.mid, st.spread) == ("quoting", D("0.45"), D("0.10")) and len(ex.open_orders()) == 2
+
+
+async def test_an_unmoved_mid_still_counts_each_cycle_in_the_jump_window_and_the_volatility():
+    sig = {}
+    for incremental in (True, False):
+        qc, _ = cycle(incremental=incremental)  # anomaly: a jump over 0.10 within 10 s
+        m, books, ex = mkt(), Books(), FakeEx()
+        for dt, bid in ((0, "0.40"), (3, "0.42"), (6, "0.40"), (9, "0.40"), (12, "0.40"), (15, "0.40")):
+            books.set(m, bid, str(D(bid) + D("0.10")))
+            await qc.run_once(T0 + dt, [m], books, ex)
+        sig[incremental] = (qc.vol.sigma(m.yes_token_id, 30.0), qc.vol.sigma(m.no_token_id, 30.0))
+        assert sig[incremental][0] > 0
+        books.set(m, "0.55", "0.65")  # 0.15 above the mid of 3 s ago (the last move is 12 s old)
+        await qc.run_once(T0 + 18, [m], books, ex)
+        assert qc.snapshot().markets[m.condition_id].status == "cooldown"
+    assert sig[True] == sig[False]
+
+
+async def test_the_calibrator_steps_each_market_at_its_tick_counting_only_time_with_quotes_resting():
+    qc, _ = cycle()
+    steps: list[tuple[str, float, float, bool]] = []
+    qc.calibrator.step = lambda cid, now, tick, quoted=True: steps.append((cid, now, tick, quoted)) or False  # type: ignore[method-assign]
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50", stale=True)
+    await qc.run_once(T0, [m0, m1], books, ex)
+    await qc.run_once(T0 + 3, [m0, m1], books, ex)
+    m0b = replace(m0, tick_size=D("0.001"))  # the venue refined the tick
+    await qc.run_once(T0 + 6, [m0b, m1], books, ex)
+    await qc.run_once(T0 + 9, [m0b, m1], books, ex)
+    assert steps == [("0xc0", T0, 0.01, False), ("0xc1", T0, 0.01, False),
+                     ("0xc0", T0 + 3, 0.01, True), ("0xc1", T0 + 3, 0.01, False),
+                     ("0xc0", T0 + 6, 0.001, True), ("0xc1", T0 + 6, 0.01, False),
+                     ("0xc0", T0 + 9, 0.001, True), ("0xc1", T0 + 9, 0.01, False)]
+
+
+# ---------------------------------------------------------------- strategies per market
+async def test_a_markets_strategy_parameters_are_quoted_there_only_and_none_returns_it_to_the_default():
+    qc, _ = cycle()
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50")
+    qc.set_strategy(m0.condition_id, None, quote_size=D(33))
+    assert qc.strategy_for(m0.condition_id).name == "spread"
+    await qc.run_once(T0, [m0, m1], books, ex)
+    assert {q.market: q.size for q in qc.wanted} == {m0.condition_id: D(33), m1.condition_id: D(10)}
+    qc.set_strategy(m0.condition_id, None)
+    assert qc.overrides == {}
+    await qc.run_once(T0 + 3, [m0, m1], books, ex)
+    assert {q.size for q in qc.wanted} == {D(10)}
+
+
+def test_set_strategy_refuses_what_is_not_a_strategy_or_parameter_and_changes_nothing():
+    qc, _ = cycle()
+    qc.set_strategy("0xa", "as", quote_size=D(20))
+    before = dict(qc.overrides)
+    with pytest.raises(ValueError, match="is not a strategy"):
+        qc.set_strategy("0xa", 42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a strategy parameter: max_inventory_usd"):
+        qc.set_strategy("0xa", "spread", max_inventory_usd=D(1))
+    with pytest.raises(ValueError):
+        qc.set_strategy("0xa", "spread", quote_size=D(-1))
+    with pytest.raises(ValueError, match="unknown strategy"):
+        qc.set_strategy("0xa", "nope")
+    assert qc.overrides == before and qc.overrides["0xa"].name == "as"
+    assert qc._market_params("0xa").quote_size == D(20)
+    s = Scripted("mine", Decision())
+    qc.set_strategy("0xa", s)
+    assert qc.strategy_for("0xa") is s and qc.overrides["0xa"].name == "mine" and qc.overrides["0xa"].params == {}
+    assert qc._market_params("0xa") is qc.params
+    qc.set_strategy("0xb", None, skew=1.0)
+    assert qc.overrides["0xb"].strategy is None and qc.overrides["0xb"].name == ""
+
+
+def test_the_default_strategy_is_the_objects_then_the_parameters_and_fit_quotes_the_rewards_seed():
+    p = Params()
+    qc, _ = cycle(p)
+    assert qc.strategy_for("0xa").name == "spread"
+    p.rewards_mode = "fit"
+    assert qc.strategy_for("0xa").name == "rewards"
+    p.strategy = "as"
+    assert qc.strategy_for("0xa").name == "as"  # fit pulls the seed's quotes only
+    s = Scripted("mine", Decision())
+    qc.default_strategy = s
+    assert qc.strategy_for("0xa") is s
+    t = Scripted("own", Decision())
+    qc.set_strategy("0xa", t)
+    assert qc.strategy_for("0xa") is t and qc.strategy_for("0xb") is s
+    qc.set_strategy("0xa", None, skew=1.0)  # parameters only: the default strategy
+    assert qc.strategy_for("0xa") is s
+
+
+def test_a_markets_parameters_follow_the_global_ones_and_yield_when_they_no_longer_fit():
+    p = Params()
+    qc, _ = cycle(p)
+    assert qc._market_params("0xa") is p
+    qc.set_strategy("0xa", None, regime_wide_vol=0.05)
+    mp = qc._market_params("0xa")
+    assert (mp.regime_wide_vol, mp.alpha) == (0.05, p.alpha) and qc._market_params("0xa") is mp  # kept
+    p.alpha = 2.5
+    mp = qc._market_params("0xa")
+    assert (mp.regime_wide_vol, mp.alpha) == (0.05, 2.5)
+    p.regime_wide_vol = 0.02
+    p.regime_reduce_vol = 0.04  # the override's 0.05 no longer fits under it
+    assert qc._market_params("0xa") is p
+    p.regime_reduce_vol = 0.06
+    assert qc._market_params("0xa").regime_wide_vol == 0.05
+    qc.set_strategy("0xa", None, regime_wide_vol=0.04)  # the parameters in force unchanged: a new override
+    assert qc._market_params("0xa").regime_wide_vol == 0.04
+
+
+async def test_a_resolved_market_earns_no_more_rewards_on_the_faces():
+    """Its orders are cancelled and it is never sampled again: its last sample's USD/h is no longer
+    the estimate (the replay keeps resolved markets in its universe: the total kept counting it)."""
+    for winner in ("y2", "y-who"):
+        qc, _ = cycle(Params(quote_size=D(25)))
+        m, m2, books, ex = mkt(terms=REWARDS), mkt(2, terms=REWARDS), Books(), FakeEx()
+        books.set(m, "0.44", "0.47")
+        books.set(m2, "0.40", "0.42")
+        for k in range(2):
+            await qc.run_once(T0 + 60 * k, [m, m2], books, ex)
+        alone = qc.econ.usd_per_hour(m.condition_id)
+        assert alone is not None and alone > 0 and qc.totals.rewards_per_hour > alone
+        await qc.resolve_market(T0 + 61, m2.condition_id, winner, ex, "ws")
+        for k in range(2, 4):
+            await qc.run_once(T0 + 60 * k, [m, m2], books, ex)
+        snap = qc.snapshot()
+        assert snap.markets[m2.condition_id].rewards_per_hour is None
+        assert snap.totals.rewards_per_hour == qc.econ.usd_per_hour(m.condition_id) > 0
