@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pmm_widgets.analytics.markouts import HORIZONS
 from pmm_widgets.config import Params
 from pmm_widgets.domain import (
     BookView,
@@ -128,9 +129,10 @@ def cycle(params: Params | None = None, mode: Mode = Mode.PAPER, **kw: Any) -> t
 # ---------------------------------------------------------------- requote
 class BatchEx(FakeEx):
     async def requote(self, cancel: list[str], place: list[Quote]) -> tuple[tuple[str, ...], tuple[Order, ...]]:
-        self.calls.append(("requote", (list(cancel), list(place))))
         done = await FakeEx.cancel(self, cancel)
-        return tuple(done), tuple(await FakeEx.place(self, place))
+        orders = await FakeEx.place(self, place)
+        self.calls[-2:] = [("requote", (list(cancel), list(place)))]  # one call to the venue
+        return tuple(done), tuple(orders)
 
 
 async def test_requote_sends_cancels_and_places_in_one_call_when_the_exchange_can():
@@ -138,7 +140,7 @@ async def test_requote_sends_cancels_and_places_in_one_call_when_the_exchange_ca
     ex = BatchEx()
     q = Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.40"), D("10"))
     done, orders = await requote(ex, [], [q])
-    assert ex.calls[0] == ("requote", ([], [q])) and done == [] and len(orders) == 1
+    assert ex.calls == [("requote", ([], [q]))] and done == [] and len(orders) == 1 and len(ex.orders) == 1
     assert isinstance(done, list) and isinstance(orders, list)
 
 
@@ -185,11 +187,13 @@ async def test_a_cycle_takes_the_event_loop_afresh_and_yields_only_after_holding
     clock[0] = 1e9
     await qc.run_once(T0 + 6, [m], books, ex)
     assert qc.yields == 0
-    qc.yield_sec = 5.0  # each phase gives a turn once it held the loop 5 s (between markets)
-    turns = iter([0.0, 0.0, 6.0, 6.0, 6.0, 12.0, 12.0, 12.0] + [12.0] * 50)
-    monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: next(turns)))
-    await qc.run_once(T0 + 9, [m], books, ex)
-    assert qc.yields > 0
+    qc.yield_sec = 5.0  # held 10 s at every look: a turn before each market of each phase
+    tick = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: float(next(tick))))
+    m2 = mkt(2)
+    books.set(m2, "0.40", "0.50")
+    await qc.run_once(T0 + 9, [m, m2], books, ex)
+    assert qc.yields == 6  # observe, account, decide: two markets each
 
 
 async def test_a_resolved_market_is_never_decided_or_quoted_again():
@@ -289,6 +293,21 @@ async def test_a_no_fill_is_marked_at_the_yes_mid_in_the_ledger():
     await qc.run_once(T0, [m], books, ex)
     assert qc.pnl.ledgers[m.condition_id].spread == D("0.5")
     assert qc.totals.pnl.spread == D("0.5")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0 + 1, trade="t2"))  # 0.05 under the YES mid
+    await qc.run_once(T0 + 3, [m], books, ex)
+    assert qc.pnl.ledgers[m.condition_id].spread == D("1.0")
+
+
+async def test_a_fill_with_no_mark_at_all_is_booked_without_a_realized_spread():
+    qc, sink = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    y, n = _empty_bid_views(m)
+    books.v[y.token_id], books.v[n.token_id] = y, n
+    ex.fills += [fill(m, m.no_token_id, Side.BUY, "0.50", "10", T0, trade="a"),
+                 fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0, trade="b")]
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert rep.fills == 2 and (qc.inventory(m.condition_id).yes, qc.inventory(m.condition_id).no) == (10, 10)
+    assert "markouts" not in sink.rows and qc.pnl.ledgers[m.condition_id].spread == 0
 
 
 # ---------------------------------------------------------------- _event_limit
@@ -515,6 +534,8 @@ async def test_quoting_stops_stop_before_end_min_before_the_markets_end():
     rep = await qc.run_once(T0, [m], books, ex)  # 600 s
     assert rep.quoted_markets == 0 and ex.open_orders() == [] and rep.cancelled == 2
     assert qc.snapshot().markets[m.condition_id].status == "ending: stopped quoting"
+    rep = await qc.run_once(T0 + 3, [replace(m, end_date=_ends_at(T0 + 3_600))], books, ex)  # the end moved
+    assert rep.quoted_markets == 1 and qc.snapshot().markets[m.condition_id].status == "quoting"
     # a market without an end date, or one whose date has no zone, is quoted to the end
     qc, _ = cycle()
     m1, m2 = mkt(1, end_date="2026-12-02T07:55:00"), mkt(2, end_date="soon")
@@ -661,6 +682,9 @@ async def test_the_strategy_reads_the_mean_then_the_ewma_of_the_shortest_horizon
     assert s.tox[1][0] == pytest.approx(0.10) and s.tox[1][1] == 1
     assert s.tox[2][0] == pytest.approx(0.05) and s.tox[2][1] == 2
     assert s.tox[3][0] == pytest.approx(0.05) and s.tox[3][1] == 2
+    st = qc.calibrator.states[m.condition_id]  # the calibrator saw both fills, their spreads and markouts
+    assert (st.fills, st.markouts.rs_count) == (2, 2)
+    assert st.markouts.mean(5.0) == pytest.approx(0.05) and st.markouts.mean(30.0) == pytest.approx(0.15)  # +0.20, +0.10
     for k in range(3, 7):  # more fills at +0.10: weights 1/3, 1/4, then 0.2, 0.2
         ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.50", "10", T0 + 30 * k, trade=f"g{k}"))
         await qc.run_once(T0 + 30 * k, [m], books, ex)
@@ -1200,3 +1224,241 @@ async def test_a_resolved_market_earns_no_more_rewards_on_the_faces():
         snap = qc.snapshot()
         assert snap.markets[m2.condition_id].rewards_per_hour is None
         assert snap.totals.rewards_per_hour == qc.econ.usd_per_hour(m.condition_id) > 0
+
+
+# ---------------------------------------------------------------- _decide: user strategies' failures, events, guard
+class Flaky:
+    """Decides what `out` holds at each call: a Decision, an exception to raise, or anything else."""
+
+    name = "flaky"
+
+    def __init__(self, *out: Any) -> None:
+        self.out = list(out)
+
+    def decide(self, ctx: Any, state: object) -> Any:
+        o = self.out.pop(0) if len(self.out) > 1 else self.out[0]
+        if isinstance(o, Exception):
+            raise o
+        return o
+
+
+def _guard_events(sink: MemorySink) -> list[tuple[str, str]]:
+    return [(e["level"], e["message"]) for e in sink.rows.get("events", []) if e["kind"] == "strategy_guard"]
+
+
+async def test_a_failing_strategy_quotes_nothing_and_is_said_once_until_it_changes():
+    for incremental in (True, False):
+        qc, sink = cycle(incremental=incremental)
+        m, books, ex = mkt(), Books(), FakeEx()
+        books.set(m, "0.40", "0.50")
+        ok = Decision((_bid(m),))
+        s = Flaky(ok, ValueError("boom"), ValueError("boom"), "no", ok, ok)
+        qc.set_strategy(m.condition_id, s)
+        await qc.run_once(T0, [m], books, ex)
+        assert len(ex.open_orders()) == 1
+        for k in (1, 2):
+            rep = await qc.run_once(T0 + 3 * k, [m], books, ex)
+            assert ex.open_orders() == [] and rep.quoted_markets == 0
+            assert qc.snapshot().markets[m.condition_id].status == "strategy error: ValueError: boom"
+        await qc.run_once(T0 + 9, [m], books, ex)
+        assert qc.snapshot().markets[m.condition_id].status == "strategy error: TypeError: decide() returned str, not a Decision"
+        await qc.run_once(T0 + 12, [m], books, ex)
+        assert qc.snapshot().markets[m.condition_id].status == "quoting" and len(ex.open_orders()) == 1
+        assert _guard_events(sink) == [
+            ("ERROR", "flaky: strategy error: ValueError: boom"),
+            ("ERROR", "flaky: strategy error: TypeError: decide() returned str, not a Decision")]
+
+
+async def test_a_strategys_events_regime_by_value_and_guard_drops_are_recorded_edge_triggered():
+    qc, sink = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    crossing = Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.50"), D(10))  # at the ask
+    s = Flaky(Decision((_bid(m),), "wide", "vol up", None, ("widened",)),  # type: ignore[arg-type]
+              Decision((_bid(m), crossing)), Decision((_bid(m), crossing)), Decision((_bid(m),)),
+              Decision((_bid(m), crossing)), Decision((crossing,), Regime.HALTED, "stop"))
+    qc.set_strategy(m.condition_id, s)
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert qc.snapshot().markets[m.condition_id].regime == "wide"
+    assert qc.snapshot().markets[m.condition_id].status == "wide (vol up): quoting"
+    (ev,) = [e for e in sink.rows["events"] if e["kind"] == "strategy_regime"]
+    assert (ev["message"], ev["data_json"]) == ("flaky: widened", {"strategy": "flaky", "regime": "wide", "reason": "vol up"})
+    assert rep.strategy_events == [f"{m.condition_id}: flaky: widened"]
+    for k in range(1, 6):
+        await qc.run_once(T0 + 3 * k, [m], books, ex)
+    drop = "flaky: guard dropped a quote: bid 0.50 would cross the ask 0.50"
+    assert _guard_events(sink) == [("WARNING", drop), ("WARNING", drop)]  # said when it starts, again after a clean cycle
+    assert qc.snapshot().markets[m.condition_id].status == "halted (stop)"  # a halt drops quotes unsaid
+
+
+# ---------------------------------------------------------------- _decide: the incremental reuse
+class Keyed:
+    """A strategy with a `decision_key` (`key` as set); counts its decisions."""
+
+    name = "keyed"
+
+    def __init__(self, d: Decision) -> None:
+        self.d, self.key, self.calls = d, 1, 0
+
+    def decision_key(self, ctx: Any) -> object:
+        if self.key == "raise":
+            raise RuntimeError("key failed")
+        return self.key
+
+    def decide(self, ctx: Any, state: object) -> Decision:
+        self.calls += 1
+        return replace(self.d, state=(self.calls,)) if self.d.state == "count" else self.d
+
+
+async def _keyed_cycle(d: Decision) -> tuple[QuoteCycle, MemorySink, Market, Books, FakeEx, Keyed]:
+    qc, sink = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    s = Keyed(d)
+    qc.set_strategy(m.condition_id, s)
+    return qc, sink, m, books, ex, s
+
+
+async def test_an_unchanged_keyed_decision_is_kept_and_any_input_it_depends_on_decides_again():
+    m0 = mkt()
+    qc, sink, m, books, ex, s = await _keyed_cycle(Decision((_bid(m0),), Regime.WIDE, "w"))
+    r = [await qc.run_once(T0 + 3 * k, [m], books, ex) for k in range(2)]
+    assert s.calls == 1 and (r[0].decided, r[0].reused, r[1].decided, r[1].reused) == (1, 0, 0, 1)
+    st = qc.snapshot().markets[m.condition_id]
+    assert (st.status, st.regime) == ("wide (w): quoting", "wide") and qc.wanted == [_bid(m)]
+    s.key = 2  # the strategy's own inputs
+    await qc.run_once(T0 + 6, [m], books, ex)
+    assert s.calls == 2
+    books.set(m, "0.41", "0.50")  # the touch
+    await qc.run_once(T0 + 9, [m], books, ex)
+    assert s.calls == 3
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "5", T0 + 10))  # the inventory
+    await qc.run_once(T0 + 12, [m], books, ex)
+    assert s.calls == 4
+    qc.params.quote_size = D(11)  # the parameters
+    await qc.run_once(T0 + 15, [m], books, ex)
+    assert s.calls == 5
+    qc.set_strategy(m.condition_id, s, alpha=2.0)  # the market's own parameters
+    await qc.run_once(T0 + 18, [m], books, ex)
+    assert s.calls == 6
+    await qc.run_once(T0 + 21, [m], books, ex)
+    assert s.calls == 6
+    s.key = "raise"  # a key that fails: decided every cycle
+    await qc.run_once(T0 + 24, [m], books, ex)
+    await qc.run_once(T0 + 27, [m], books, ex)
+    assert s.calls == 8 and qc.wanted == [_bid(m)]
+
+
+async def test_a_decision_with_events_or_a_new_state_is_never_kept():
+    m0 = mkt()
+    for d in (Decision((_bid(m0),), events=("hello",)), Decision((_bid(m0),), state="count")):
+        qc, sink, m, books, ex, s = await _keyed_cycle(d)
+        for k in range(3):
+            await qc.run_once(T0 + 3 * k, [m], books, ex)
+        assert s.calls == 3
+
+
+async def test_a_kept_decision_keeps_its_guard_flag_and_a_halt_clears_it():
+    m0 = mkt()
+    crossing = Quote(m0.condition_id, m0.yes_token_id, Side.BUY, D("0.50"), D(10))
+    qc, sink, m, books, ex, s = await _keyed_cycle(Decision((_bid(m0), crossing)))
+    for k in range(3):
+        await qc.run_once(T0 + 3 * k, [m], books, ex)
+    assert s.calls == 1 and len(_guard_events(sink)) == 1  # not said again by the reused decision
+    assert qc._guard_flag == {m.condition_id: "guard dropped a quote: bid 0.50 would cross the ask 0.50"}
+    s.d, s.key = Decision((crossing,), Regime.HALTED), 2
+    for k in range(3, 5):
+        await qc.run_once(T0 + 3 * k, [m], books, ex)
+    assert s.calls == 2 and qc._guard_flag == {} and qc.snapshot().markets[m.condition_id].status == "halted"
+
+
+# ---------------------------------------------------------------- the universe, marks and holdings
+async def test_the_exchange_learns_every_market_ever_seen_and_only_when_the_universe_changes():
+    qc, _ = cycle()
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50")
+    for k in range(3):
+        await qc.run_once(T0 + 3 * k, [m0, m1], books, ex)
+    m0b = replace(m0, tick_size=D("0.001"))
+    await qc.run_once(T0 + 9, [m0b, m1], books, ex)  # the same ids, a new object
+    await qc.run_once(T0 + 12, [m1], books, ex)  # market 0 left: its fills may still come
+    await qc.run_once(T0 + 15, [m1], books, ex)
+    assert [c for c in ex.calls if c[0] == "set_markets"] == [
+        ("set_markets", ["0xc0", "0xc1"]), ("set_markets", ["0xc0", "0xc1"]), ("set_markets", ["0xc0", "0xc1"])]
+    assert qc._tick_of("y0") == D("0.001") and qc._tick_of("n1") == D("0.01") and qc._tick_of("zz") == D("0.01")
+    ex.fills.append(fill(m0, m0.yes_token_id, Side.BUY, "0.40", "10", T0 + 16))
+    await qc.run_once(T0 + 18, [m1], books, ex)
+    assert qc.inventory(m0.condition_id).yes == 10
+
+
+async def test_token_marks_are_the_yes_mid_and_its_complement():
+    qc, _ = cycle()
+    m, m2, books, ex = mkt(), mkt(2), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    books.set(m2, "0.40", "0.50", stale=True)
+    await qc.run_once(T0, [m, m2], books, ex)
+    assert (qc.token_mid("y0"), qc.token_mid("n0")) == (D("0.45"), D("0.55"))
+    assert qc.token_mid("y2") is None and qc.token_mid("n2") is None and qc.token_mid("zz") is None
+
+
+async def test_the_inventory_is_handed_out_again_until_the_ledger_moves():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    assert qc.inventory(m.condition_id).net == 0 and qc.inventory(m.condition_id) is qc.inventory("0xnone")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0))
+    await qc.run_once(T0, [m], books, ex)
+    a = qc.inventory(m.condition_id)
+    assert (a.yes, a.no) == (D(10), D(0)) and qc.inventory(m.condition_id) is a
+    ex.fills.append(fill(m, m.no_token_id, Side.BUY, "0.50", "4", T0 + 1, trade="t2"))
+    await qc.run_once(T0 + 3, [m], books, ex)
+    b = qc.inventory(m.condition_id)
+    assert (b.yes, b.no) == (D(10), D(4)) and b is not a
+    ex.fills.append(fill(m, m.yes_token_id, Side.SELL, "0.45", "3", T0 + 4, trade="t3"))
+    await qc.run_once(T0 + 6, [m], books, ex)
+    assert (qc.inventory(m.condition_id).yes, qc.inventory(m.condition_id).no) == (D(7), D(4))
+
+
+def test_the_defaults_the_engine_and_the_replay_run_with():
+    """The engine and the replay leave these to the cycle (the replay's trades depend on them)."""
+    qc, _ = cycle()
+    assert (qc.pnl_sec, qc.vol_horizon_sec, qc.incremental, qc.yield_sec) == (10.0, 30.0, True, 0.0)
+    assert qc.markouts.horizons == tuple(sorted(HORIZONS))
+    assert (qc.calibrator.update_sec, qc.calibrator.window_sec) == (30.0, 300.0)
+
+
+def _book(token: str, market: str, bid: str | None, ask: str | None, tick: str = "0.01") -> BookView:
+    return BookView(token, market, (Level(D(bid), D(100)),) if bid else (), (Level(D(ask), D(100)),) if ask else (),
+                    D(tick))
+
+
+async def test_the_incremental_touch_follows_each_best_price_and_tick_on_its_own():
+    """Each of the four best prices (and each book's tick) moves alone: the incremental cycle's
+    mid, spread and quotes are the full cycle's."""
+    steps = [("0.40", "0.55", "0.45", "0.60", "0.01"),  # YES bid/ask, NO bid/ask, the NO book's tick
+             ("0.41", "0.55", "0.45", "0.60", "0.01"),  # the effective bid: the YES bid
+             ("0.41", "0.53", "0.45", "0.60", "0.01"),  # the effective ask: the YES ask
+             ("0.41", "0.53", "0.48", "0.60", "0.01"),  # the effective ask: 1 - the NO bid
+             ("0.41", "0.53", "0.48", "0.57", "0.01"),  # the effective bid: 1 - the NO ask
+             ("0.41", "0.53", "0.48", "0.57", "0.05"),  # a coarser NO tick: the grid's
+             ("0.41", "0.53", "0.48", "0.57", "0.01"),
+             ("0.41", None, "0.48", "0.57", "0.01"),
+             ("0.41", "0.53", "0.48", "0.57", "0.01"),
+             (None, "0.53", "0.48", None, "0.01")]
+    m = mkt()
+    got: dict[bool, list[Any]] = {}
+    for incremental in (True, False):
+        qc, _ = cycle(incremental=incremental)
+        ex, out = FakeEx(), []
+        for k, (yb, ya, nb, na, ntick) in enumerate(steps):
+            v = {"y0": _book("y0", m.condition_id, yb, ya), "n0": _book("n0", m.condition_id, nb, na, ntick)}
+            await qc.run_once(T0 + 20 * k, [m], v.get, ex)
+            st = qc.snapshot().markets[m.condition_id]
+            out.append((st.mid, st.spread, st.status, sorted((q.token_id, q.price) for q in qc.wanted)))
+        got[incremental] = out
+    assert got[True] == got[False]
+    assert [(o[0], o[1]) for o in got[False]] == [
+        (D("0.475"), D("0.15")), (D("0.48"), D("0.14")), (D("0.47"), D("0.12")), (D("0.465"), D("0.11")),
+        (D("0.475"), D("0.09")), (D("0.475"), D("0.05")), (D("0.475"), D("0.09")), (D("0.475"), D("0.09")),
+        (D("0.475"), D("0.09")), (None, None)]
