@@ -175,7 +175,7 @@ async def test_a_parameter_changed_in_place_is_quoted_at_the_next_incremental_cy
 async def test_a_cycle_takes_the_event_loop_afresh_and_yields_only_after_holding_it_yield_sec(monkeypatch):
     clock = [1_000.0]
     monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-    qc, _ = cycle(yield_sec=5.0)
+    qc, _ = cycle(yield_sec=0.5)
     m, books, ex = mkt(), Books(), FakeEx()
     books.set(m, "0.40", "0.50")
     await qc.run_once(T0, [m], books, ex)
@@ -187,7 +187,7 @@ async def test_a_cycle_takes_the_event_loop_afresh_and_yields_only_after_holding
     clock[0] = 1e9
     await qc.run_once(T0 + 6, [m], books, ex)
     assert qc.yields == 0
-    qc.yield_sec = 5.0  # held 10 s at every look: a turn before each market of each phase
+    qc.yield_sec = 0.5  # held 10 s at every look: a turn before each market of each phase
     tick = iter(range(0, 10_000, 10))
     monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: float(next(tick))))
     m2 = mkt(2)
@@ -1462,3 +1462,129 @@ async def test_the_incremental_touch_follows_each_best_price_and_tick_on_its_own
         (D("0.475"), D("0.15")), (D("0.48"), D("0.14")), (D("0.47"), D("0.12")), (D("0.465"), D("0.11")),
         (D("0.475"), D("0.09")), (D("0.475"), D("0.05")), (D("0.475"), D("0.09")), (D("0.475"), D("0.09")),
         (D("0.475"), D("0.09")), (None, None)]
+
+
+async def test_aclose_ends_a_payouts_read_still_out_and_the_day_stays_unread():
+    qc, _ = cycle(mode=Mode.LIVE)
+    venue = Payer(([], []))
+    await qc._venue_payouts(NOW_PAY, venue)
+    assert qc._payouts is not None
+    task = qc._payouts[1]
+    await asyncio.wait_for(qc.aclose(), 5)
+    assert task.cancelled() and qc._payouts is None and PAY_DAY not in qc.econ.payouts.done
+    await qc.aclose()
+
+
+# ---------------------------------------------------------------- _decide_all: between markets, switches
+def _hook_paces(qc: QuoteCycle, at: dict[int, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run `at[n]()` right after the cycle's n-th turn given to the loop (1-based, over the cycle's life);
+    the cycle's clock moves a second at each look: with `yield_sec` 1e-9 a turn before every market."""
+    tick = iter(range(10_000))
+    monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: float(next(tick))))
+    orig, n = qc._pace, [0]
+
+    async def pace() -> None:
+        await orig()
+        n[0] += 1
+        if n[0] in at:
+            at[n[0]]()
+
+    qc._pace = pace  # type: ignore[method-assign]
+
+
+async def test_a_parameter_changed_during_a_turn_of_the_loop_applies_from_the_next_market(monkeypatch):
+    """Turns 1-2 observe, 3-4 account, 5-6 decide (two markets): the change at turn 5 is in
+    force for both markets' decisions, the one at turn 6 for the second market's only."""
+    for change, want in (("strategy", ["as", "as"]), ("strategy6", ["spread", "as"])):
+        p = Params()
+        qc, _ = cycle(p, yield_sec=1e-9)
+        m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+        books.set(m0, "0.40", "0.50")
+        books.set(m1, "0.40", "0.50")
+        _hook_paces(qc, {5 if change == "strategy" else 6: lambda p=p: setattr(p, "strategy", "as")}, monkeypatch)
+        await qc.run_once(T0, [m0, m1], books, ex)
+        assert [qc._active[m.condition_id].name for m in (m0, m1)] == want
+    p = Params()
+    qc, _ = cycle(p, yield_sec=1e-9)
+    m0, m1, books, ex = mkt(0, terms=REWARDS), mkt(1, terms=REWARDS), Books(), FakeEx()
+    books.set(m0, "0.04", "0.06")
+    books.set(m1, "0.04", "0.06")
+    for m in (m0, m1):
+        qc.set_strategy(m.condition_id, OneSided("bid"))
+    _hook_paces(qc, {6: lambda: setattr(p, "rewards_mode", "fit")}, monkeypatch)
+    await qc.run_once(T0, [m0, m1], books, ex)
+    assert len(_sides(qc, m0)) == 1 and _sides(qc, m1) == {("yes", Side.BUY), ("no", Side.BUY)}
+
+
+async def test_the_orders_a_strategy_sees_are_those_resting_when_the_decisions_began(monkeypatch):
+    qc, _ = cycle(yield_sec=1e-9)
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50")
+    s = Scripted("s", Decision((_bid(m1),)))
+    qc.set_strategy(m1.condition_id, s)
+    await qc.run_once(T0, [m0, m1], books, ex)
+    assert s.seen == [()]
+    late = Order("late", m1.condition_id, m1.yes_token_id, Side.BUY, D("0.30"), D(10), Mode.PAPER, OrderStatus.LIVE)
+    _hook_paces(qc, {5: lambda: ex.orders.__setitem__("late", late)}, monkeypatch)  # (the decisions' first turn)
+    await qc.run_once(T0 + 3, [m0, m1], books, ex)
+    assert [o.price for o in s.seen[1]] == [D("0.40")]
+
+
+class Stateful:
+    def __init__(self, name: str, regime: Regime = Regime.NORMAL) -> None:
+        self.name, self.regime, self.states = name, regime, []
+
+    def decide(self, ctx: Any, state: object) -> Decision:
+        self.states.append(state)
+        return Decision((), self.regime, state=f"{self.name}{len(self.states)}")
+
+
+async def test_a_switched_strategy_starts_from_no_state_and_no_regime():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    a, b = Stateful("a", Regime.WIDE), Stateful("b")
+    qc.set_strategy(m.condition_id, a)
+    for k in range(2):
+        await qc.run_once(T0 + 3 * k, [m], books, ex)
+    assert a.states == [None, "a1"] and qc.snapshot().markets[m.condition_id].regime == "wide"
+    qc.set_strategy(m.condition_id, b)
+    books.set(m, "0.40", "0.50", stale=True)  # not decided this cycle
+    await qc.run_once(T0 + 6, [m], books, ex)
+    assert qc.snapshot().markets[m.condition_id].regime == ""
+    books.set(m, "0.40", "0.50")
+    for k in range(3, 5):
+        await qc.run_once(T0 + 3 * k, [m], books, ex)
+    assert b.states == [None, "b1"]
+    qc.set_strategy(m.condition_id, a)
+    await qc.run_once(T0 + 15, [m], books, ex)
+    assert a.states == [None, "a1", None]
+
+
+async def test_a_daily_loss_past_the_limit_kills_quoting_for_good_and_a_market_loss_stops_that_market():
+    p = Params()
+    p.max_daily_loss_usd = D("5")
+    p.max_loss_per_market_usd = D("2")
+    qc, _ = cycle(p)
+    m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
+    books.set(m0, "0.40", "0.50")
+    books.set(m1, "0.40", "0.50")
+    ex.fills.append(fill(m0, m0.yes_token_id, Side.BUY, "0.45", "100", T0))
+    rep = await qc.run_once(T0, [m0, m1], books, ex)
+    assert not rep.kill_requested
+    books.set(m0, "0.41", "0.45")  # 100 YES marked 0.02 lower: a 2.00 loss, at the market's limit
+    rep = await qc.run_once(T0 + 3, [m0, m1], books, ex)
+    assert not rep.kill_requested and qc.snapshot().markets[m0.condition_id].status == "quoting"
+    books.set(m0, "0.40", "0.45")  # 2.50 lost: the market stops, the day goes on
+    rep = await qc.run_once(T0 + 6, [m0, m1], books, ex)
+    assert not rep.kill_requested
+    assert qc.snapshot().markets[m0.condition_id].status == "risk: max loss 2.50 > 2 USD"
+    assert qc.snapshot().markets[m1.condition_id].status == "quoting"
+    books.set(m0, "0.35", "0.37")  # 9.00 lost: the day's limit
+    rep = await qc.run_once(T0 + 9, [m0, m1], books, ex)
+    assert rep.kill_requested and ex.open_orders() == [] and any("daily loss" in b for b in rep.breaches)
+    books.set(m0, "0.44", "0.46")  # back up: still killed
+    rep = await qc.run_once(T0 + 12, [m0, m1], books, ex)
+    assert rep.kill_requested and rep.placed == 0
+    assert {s.status for s in qc.snapshot().markets.values()} == {"risk: killed"}
