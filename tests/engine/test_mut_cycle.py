@@ -222,21 +222,26 @@ async def test_decided_is_called_once_after_every_decision_and_before_any_order_
     assert [c[0] for c in ex.calls] == ["set_markets", "place"]
 
 
-async def test_risk_verdicts_and_breaches_are_those_of_the_cycle():
-    """A rule that bound last cycle and binds no more leaves no trace on the status or the report."""
+@pytest.mark.parametrize("incremental", [True, False])
+async def test_risk_verdicts_and_breaches_are_those_of_the_cycle(incremental):
+    """A rule that bound last cycle and binds no more (a limit raised in place: the quotes are the
+    same) leaves no trace on the status or the report."""
     p = Params()
-    p.max_inventory_shares = D("15")
-    qc, sink = cycle(p)
+    p.max_inventory_usd = D("10")
+    qc, sink = cycle(p, incremental=incremental)
     m, books, ex = mkt(), Books(), FakeEx()
     books.set(m, "0.40", "0.50")
     ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "20", T0))
     rep = await qc.run_once(T0, [m], books, ex)
-    assert qc.inventory(m.condition_id).net == 20
-    assert qc.snapshot().markets[m.condition_id].status == "quoting (risk: inventory shares)"
-    assert len(rep.breaches) == 1 and "near limit 15 shares" in rep.breaches[0]
-    p.max_inventory_shares = D("1000")
+    assert qc.inventory(m.condition_id).net == 20  # 9.00 USD at mid: the bid would take it past 10
+    assert qc.snapshot().markets[m.condition_id].status == "quoting (risk: inventory usd)"
+    assert len(rep.breaches) == 1 and "near limit 10" in rep.breaches[0]
+    assert _sides(qc, m) == {("yes", Side.SELL)}
+    before = list(qc.wanted)
+    p.max_inventory_usd = D("1000")
     rep = await qc.run_once(T0 + 3, [m], books, ex)
     assert rep.breaches == [] and qc.snapshot().markets[m.condition_id].status == "quoting"
+    assert _sides(qc, m) == {("yes", Side.SELL), ("yes", Side.BUY)} and set(before) < set(qc.wanted)
 
 
 # ---------------------------------------------------------------- _account
@@ -631,6 +636,10 @@ async def test_a_strategy_sees_its_markets_open_orders_once_it_decided_there_bef
     assert s.seen == [()]  # new to the market: nothing of its own rests there
     await qc.run_once(T0 + 3, [m0, m1], books, ex)
     assert len(s.seen) == 2 and [(o.market, o.price) for o in s.seen[1]] == [(m0.condition_id, D("0.40"))]
+    t = Scripted("t", Decision((_bid(m0),)))
+    qc.set_strategy(m0.condition_id, t)
+    await qc.run_once(T0 + 6, [m0, m1], books, ex)
+    assert t.seen == [()]  # a switch: the orders resting are the old strategy's, cancelled first
 
 
 # ---------------------------------------------------------------- _risk_filter
