@@ -726,7 +726,7 @@ async def test_a_switch_cancels_the_markets_orders_first_and_counts_them_with_th
     books.set(m1, "0.45", "0.55")  # market 1 requotes too: 2 cancels, 2 places
     rep = await qc.run_once(T0 + 3, [m0, m1], books, ex)
     assert ex.calls[0] == ("cancel_market", m0.condition_id)
-    assert rep.cancelled == 4 and rep.placed == 3
+    assert rep.cancelled == 4 and rep.placed == 3 and rep.deferred == 0
     assert qc.totals.cancels == 4 and qc.totals.placed == 7
     (ev,) = [e for e in sink.rows["events"] if e["kind"] == "strategy"]
     assert ev["message"] == "strategy spread -> s: 2 orders cancelled before requoting"
@@ -775,9 +775,9 @@ async def test_pnl_rows_are_written_on_a_fixed_grid_from_the_first_cycle():
         m, books, ex = mkt(), Books(), FakeEx()
         books.set(m, "0.40", "0.50")
         ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "10", T0))
-        for dt in (0, 3, 9.99, 10, 12, 19, 25, 40, 41):
+        for dt in (0, 3, 9.99, 10, 12, 19, 25, 31, 40, 41):
             await qc.run_once(T0 + dt, [m], books, ex)
-        assert _total_ts(sink) == [T0, T0 + 10, T0 + 25, T0 + 40]  # no drift: 25 keeps the grid at 30
+        assert _total_ts(sink) == [T0, T0 + 10, T0 + 25, T0 + 31, T0 + 40]  # no drift: 25 keeps the grid at 30
         rows = [r for r in sink.rows["pnl"] if r["ts"] == T0 + 40]
         assert {r["market"] for r in rows} == {m.condition_id, "TOTAL"}
         assert {r["mode"] for r in rows} == {"paper"}
@@ -1597,3 +1597,27 @@ async def test_a_daily_loss_past_the_limit_kills_quoting_for_good_and_a_market_l
     rep = await qc.run_once(T0 + 12, [m0, m1], books, ex)
     assert rep.kill_requested and rep.placed == 0
     assert {s.status for s in qc.snapshot().markets.values()} == {"risk: killed"}
+
+
+async def test_the_requote_time_is_the_round_trip_of_the_cycles_sends_and_zero_without_any(monkeypatch):
+    clock = [100.0]
+
+    def perf_counter() -> float:  # a second passes at each look, and a quarter in each place
+        clock[0] += 1.0
+        return clock[0]
+
+    monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=perf_counter))
+
+    class Slow(FakeEx):
+        async def place(self, quotes: Sequence[Quote]) -> list[Order]:
+            clock[0] += 0.25
+            return await super().place(quotes)
+
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), Slow()
+    books.set(m, "0.40", "0.50")
+    rep = await qc.run_once(T0, [m], books, ex)
+    assert rep.placed == 2 and rep.requote_sec == 1.25
+    rep = await qc.run_once(T0 + 3, [m], books, ex)  # nothing to change
+    assert (rep.placed, rep.cancelled, rep.requote_sec) == (0, 0, 0.0) and [c[0] for c in ex.calls] == [
+        "set_markets", "place"]
