@@ -1621,3 +1621,44 @@ async def test_the_requote_time_is_the_round_trip_of_the_cycles_sends_and_zero_w
     rep = await qc.run_once(T0 + 3, [m], books, ex)  # nothing to change
     assert (rep.placed, rep.cancelled, rep.requote_sec) == (0, 0, 0.0) and [c[0] for c in ex.calls] == [
         "set_markets", "place"]
+
+
+async def test_an_event_limit_reads_a_fractional_position_by_its_sign_and_notes_only_real_drops():
+    qc, ms, _ = await _event_run("0.2", [])  # (no fills: set up the markets, then hold half a share)
+    m = ms[0]
+    books, ex = Books(), FakeEx()
+    for x in ms:
+        books.set(x, "0.40", "0.50")
+    ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "0.5", T0 + 4, trade="half"))
+    await qc.run_once(T0 + 6, ms, books, ex)  # long 0.5 YES: 0.225 USD at mid, past 0.2
+    assert qc.inventory(m.condition_id).net == D("0.5")
+    assert _sides(qc, m) == {("no", Side.BUY)}  # the NO bid sheds it; the YES bid would grow it
+    # at the limit, a market whose every quote sheds is quoted with no risk note
+    qc, ms, _ = await _event_run("9", [(0, "yes", Side.BUY)])
+    m = ms[0]
+    qc.set_strategy(m.condition_id, Scripted("s", Decision((Quote(m.condition_id, m.yes_token_id, Side.SELL,
+                                                                    D("0.52"), D(10)),))))
+    books = Books()
+    for x in ms:
+        books.set(x, "0.40", "0.50")
+    await qc.run_once(T0 + 9, ms, books, FakeEx())
+    assert qc.snapshot().markets[m.condition_id].status == "quoting" and _sides(qc, m) == {("yes", Side.SELL)}
+
+
+async def test_fit_leaves_no_quotes_and_two_sided_quotes_as_they_are():
+    class Both:
+        name = "both"
+
+        def decide(self, ctx: Any, state: object) -> Decision:
+            m = ctx.market
+            return Decision((Quote(m.condition_id, m.yes_token_id, Side.BUY, D("0.04"), D(25)),
+                             Quote(m.condition_id, m.no_token_id, Side.BUY, D("0.94"), D(25))))
+
+    for strat, want in ((Scripted("none", Decision()), set()),
+                        (Both(), {("yes", Side.BUY, D("0.04"), D(25)), ("no", Side.BUY, D("0.94"), D(25))})):
+        qc, _ = cycle(Params(rewards_mode="fit"))
+        m, books, ex = mkt(terms=REWARDS), Books(), FakeEx()
+        books.set(m, "0.04", "0.06")
+        qc.set_strategy(m.condition_id, strat)
+        await qc.run_once(T0, [m], books, ex)
+        assert {("yes" if q.token_id == m.yes_token_id else "no", q.side, q.price, q.size) for q in qc.wanted} == want
