@@ -863,8 +863,21 @@ async def test_a_dry_run_answer_marks_the_day_read_and_books_nothing():
     await qc._venue_payouts(NOW_PAY + 1, venue)
     assert PAY_DAY in qc.econ.payouts.done and qc._payouts is None
     assert qc.pnl.ledger("0xa").rewards == D("0.75") and qc.econ.bad_venue_data == 0
-    await qc._venue_payouts(NOW_PAY + 2, venue)
-    assert venue.asked == [PAY_DAY]
+    await qc._venue_payouts(NOW_PAY + 2, venue)  # read: not asked again
+    await asyncio.sleep(0)
+    assert venue.asked == [PAY_DAY] and qc._payouts is None
+
+
+async def test_a_read_still_out_at_the_next_cycle_is_waited_for_not_failed():
+    qc, _ = cycle(mode=Mode.LIVE)
+    venue = Payer(([], []))
+    await qc._venue_payouts(NOW_PAY, venue)
+    await asyncio.sleep(0)
+    out = qc._payouts
+    await qc._venue_payouts(NOW_PAY + 3, venue)
+    assert qc._payouts is out and out is not None and not out[1].done()
+    assert qc.econ.bad_venue_data == 0 and venue.asked == [PAY_DAY]
+    await qc.aclose()
 
 
 async def test_a_read_cancelled_under_the_cycle_is_a_failure_asked_again_later():
