@@ -31,7 +31,7 @@ from pmm_widgets.domain import (
     Side,
 )
 from pmm_widgets.economics.rewards import QScore
-from pmm_widgets.economics.tracker import RewardSample
+from pmm_widgets.economics.tracker import RewardSample, estimate_market
 from pmm_widgets.engine import cycle as cycle_module
 from pmm_widgets.engine.cycle import QuoteCycle, requote
 from pmm_widgets.engine.snapshot import NO_PNL
@@ -841,16 +841,19 @@ async def _pay_settled(qc: QuoteCycle) -> None:
     await asyncio.wait([qc._payouts[1]], timeout=5)
 
 
-async def test_paid_rebates_replace_the_accrual_in_the_ledger():
+async def test_paid_rewards_and_rebates_replace_the_estimate_and_the_accrual_in_the_ledger():
     qc, _ = cycle(mode=Mode.LIVE)
     qc.econ.rebates_by_day[("0xa", PAY_DAY)] = D("0.10")
     qc.pnl.ledger("0xa").rebates += D("0.10")
-    venue = Payer(([], [{"condition_id": "0xa", "rebated_fees_usdc": 0.30}]))
+    qc.econ.rewards_by_day[("0xa", PAY_DAY)] = D("0.75")
+    qc.pnl.ledger("0xa").rewards += D("0.75")
+    venue = Payer(([{"condition_id": "0xa", "earnings": 2.5}], [{"condition_id": "0xa", "rebated_fees_usdc": 0.30}]))
     venue.go.set()
     await qc._venue_payouts(NOW_PAY, venue)
     await _pay_settled(qc)
     await qc._venue_payouts(NOW_PAY + 1, venue)
-    assert qc.pnl.ledger("0xa").rebates == D("0.30") and qc.pnl.ledger("0xa").rewards == 0
+    assert qc.pnl.ledger("0xa").rebates == D("0.30") and qc.pnl.ledger("0xa").rewards == D("2.5")
+    assert qc.econ.bad_venue_data == 0
 
 
 async def test_a_dry_run_answer_marks_the_day_read_and_books_nothing():
@@ -894,7 +897,8 @@ async def test_a_read_cancelled_under_the_cycle_is_a_failure_asked_again_later()
     assert any(e["message"] == f"venue payouts for {PAY_DAY} failed: TimeoutError: the read was cancelled"
                for e in sink.rows["events"])
     await qc._venue_payouts(NOW_PAY + 2, venue)
-    assert venue.asked == [PAY_DAY]  # not before the retry time
+    await asyncio.sleep(0)
+    assert venue.asked == [PAY_DAY] and qc._payouts is None  # not before the retry time
 
 
 async def test_only_a_live_cycle_asks_the_venue_for_payouts():
@@ -1675,3 +1679,17 @@ async def test_fit_leaves_no_quotes_and_two_sided_quotes_as_they_are():
         qc.set_strategy(m.condition_id, strat)
         await qc.run_once(T0, [m], books, ex)
         assert {("yes" if q.token_id == m.yes_token_id else "no", q.side, q.price, q.size) for q in qc.wanted} == want
+
+
+async def test_a_paper_sample_scores_the_book_as_it_is_our_orders_being_no_part_of_it():
+    qc, sink = cycle(Params(quote_size=D(25)))
+    m, books, ex = mkt(terms=REWARDS), Books(), FakeEx()
+    books.set(m, "0.44", "0.47")
+    qc.set_strategy(m.condition_id, Scripted("join", Decision((_bid(m, "0.44"),))))  # at the touch, in its level
+    for k in range(3):
+        await qc.run_once(T0 + 60 * k, [m], books, ex)
+    row = sink.rows["reward_estimates"][-1]
+    prog, v = qc.econ.terms_of(m.condition_id).program, books(m.yes_token_id)
+    assert v is not None
+    paper = estimate_market(m, prog, v, ex.open_orders(), False).total_q_min
+    assert row["q_min_total"] == paper != estimate_market(m, prog, v, ex.open_orders(), True).total_q_min
