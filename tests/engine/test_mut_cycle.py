@@ -804,6 +804,9 @@ async def test_final_pnl_writes_the_sessions_last_rows_once_and_brings_the_total
     await qc.run_once(T0 + 6, [m], books, ex)
     qc.final_pnl(T0 + 7)
     assert _total_ts(sink) == [T0, T0 + 4, T0 + 7]
+    await qc.run_once(T0 + 7, [m], books, ex)  # a cycle at the very time of the last rows, nothing moved
+    qc.final_pnl(T0 + 7)
+    assert _total_ts(sink) == [T0, T0 + 4, T0 + 7]
 
 
 async def test_final_pnl_after_a_cycle_that_wrote_these_very_rows_writes_none():
