@@ -667,10 +667,13 @@ class Seen:
 
     def __init__(self) -> None:
         self.tox: list[tuple[float | None, int]] = []
+        self.fpm: list[float] = []
 
     def decide(self, ctx: Any, state: object) -> Decision:
         self.tox.append((ctx.markout_short, ctx.markout_count))
-        return Decision()
+        self.fpm.append(ctx.fills_per_min)
+        m = ctx.market  # a bid at the touch: resting, the calibrator counts the time
+        return Decision((Quote(m.condition_id, m.yes_token_id, Side.BUY, ctx.tick * ctx.bid_ticks, D(10)),))
 
 
 async def test_the_strategy_reads_the_mean_then_the_ewma_of_the_shortest_horizons_markouts():
@@ -702,6 +705,8 @@ async def test_the_strategy_reads_the_mean_then_the_ewma_of_the_shortest_horizon
     for w in (1 / 3, 1 / 4, 0.2, 0.2):
         ew = (1 - w) * ew + w * 0.10
     assert s.tox[-1][0] == pytest.approx(ew) and s.tox[-1][1] == 6
+    fpm = qc.calibrator.states[m.condition_id].fills_per_min  # as of the calibrator's last update
+    assert fpm > 0 and s.fpm[-1] == fpm and s.fpm[0] == 0.0
 
 
 async def test_a_cycle_without_markout_horizons_runs():
@@ -1336,6 +1341,8 @@ class Keyed:
 
     def decide(self, ctx: Any, state: object) -> Decision:
         self.calls += 1
+        if isinstance(self.d, Exception):
+            raise self.d
         return replace(self.d, state=(self.calls,)) if self.d.state == "count" else self.d
 
 
@@ -1376,6 +1383,45 @@ async def test_an_unchanged_keyed_decision_is_kept_and_any_input_it_depends_on_d
     await qc.run_once(T0 + 24, [m], books, ex)
     await qc.run_once(T0 + 27, [m], books, ex)
     assert s.calls == 8 and qc.wanted == [_bid(m)]
+
+
+async def test_a_full_cycle_decides_every_market_every_cycle():
+    m0 = mkt()
+    qc, sink = cycle(incremental=False)
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    s = Keyed(Decision((_bid(m0),)))
+    qc.set_strategy(m.condition_id, s)
+    reps = [await qc.run_once(T0 + 3 * k, [m], books, ex) for k in range(3)]
+    assert s.calls == 3 and [(r.decided, r.reused) for r in reps] == [(1, 0)] * 3
+
+
+async def test_a_decision_is_not_kept_past_a_strategy_error():
+    m0 = mkt()
+    qc, sink, m, books, ex, s = await _keyed_cycle(Decision((_bid(m0),)))
+    await qc.run_once(T0, [m], books, ex)
+    good = s.d
+    s.key, s.d = 2, ValueError("boom")  # type: ignore[assignment]
+    await qc.run_once(T0 + 3, [m], books, ex)
+    assert qc.snapshot().markets[m.condition_id].status.startswith("strategy error")
+    s.key, s.d = 1, good  # the first inputs again: decided again, not the decision of before the error
+    await qc.run_once(T0 + 6, [m], books, ex)
+    assert s.calls == 3 and qc.snapshot().markets[m.condition_id].status == "quoting"
+
+
+async def test_a_decision_kept_across_a_switch_back_shows_its_regime():
+    m0 = mkt()
+    qc, sink, m, books, ex, a = await _keyed_cycle(Decision((_bid(m0),), Regime.WIDE, "w"))
+    await qc.run_once(T0, [m], books, ex)
+    qc.set_strategy(m.condition_id, Stateful("b"))
+    books.set(m, "0.40", "0.50", stale=True)
+    await qc.run_once(T0 + 3, [m], books, ex)  # b not decided: the book is stale
+    qc.set_strategy(m.condition_id, a)
+    books.set(m, "0.40", "0.50")
+    rep = await qc.run_once(T0 + 6, [m], books, ex)
+    assert rep.reused == 1 and a.calls == 1
+    st = qc.snapshot().markets[m.condition_id]
+    assert (st.regime, st.status) == ("wide", "wide (w): quoting")
 
 
 async def test_a_decision_with_events_or_a_new_state_is_never_kept():
