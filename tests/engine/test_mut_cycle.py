@@ -1742,3 +1742,38 @@ async def test_a_paper_sample_scores_the_book_as_it_is_our_orders_being_no_part_
     assert v is not None
     paper = estimate_market(m, prog, v, ex.open_orders(), False).total_q_min
     assert row["q_min_total"] == paper != estimate_market(m, prog, v, ex.open_orders(), True).total_q_min
+
+
+# ---------------------------------------------------------------- _decide_spread: the seed's fast decision
+async def test_the_seeds_fast_decision_follows_inventory_limit_tick_and_overrides_as_the_full_cycle_does():
+    """The incremental cycle decides the seed's strategy without a `MarketContext`, keeping floats
+    of Decimals that did not change: every input moving alone changes its quotes as it changes
+    the full cycle's (`SpreadStrategy.decide`)."""
+    got: dict[bool, list[Any]] = {}
+    for incremental in (True, False):
+        p = Params(skew=5.0, max_inventory_shares=D(100), alpha=1.0, price_band=D("0.5"))
+        qc, _ = cycle(p, incremental=incremental)
+        m, books, ex = mkt(), Books(), FakeEx()
+        books.set(m, "0.40", "0.60")
+        out = []
+
+        async def step(k: int, mk: Market = m, qc: QuoteCycle = qc, ex: FakeEx = ex, books: Books = books,
+                       out: list[Any] = out) -> None:
+            await qc.run_once(T0 + 3 * k, [mk], books, ex)
+            out.append(sorted((q.token_id, q.side.value, q.price, q.size) for q in qc.wanted))
+
+        await step(0)
+        ex.fills.append(fill(m, m.yes_token_id, Side.BUY, "0.40", "60", T0 + 1))  # inventory: skewed
+        await step(1)
+        p.max_inventory_shares = D(400)  # the limit
+        await step(2)
+        await step(3, replace(m, tick_size=D("0.001")))  # the market's tick (the books' stays)
+        qc.set_strategy(m.condition_id, None, alpha=3.0)  # the market's own parameters
+        await step(4)
+        qc.set_strategy(m.condition_id, None, alpha=3.0, skew=0.0)
+        await step(5)
+        ex.fills.append(fill(m, m.yes_token_id, Side.SELL, "0.50", "60", T0 + 16, trade="t2"))  # flat again
+        await step(6)
+        got[incremental] = out
+    assert got[True] == got[False]
+    assert len({tuple(x) for x in got[False]}) == 6  # each input moved the quotes (the tick: not on the books grid)
