@@ -1777,3 +1777,38 @@ async def test_the_seeds_fast_decision_follows_inventory_limit_tick_and_override
         got[incremental] = out
     assert got[True] == got[False]
     assert len({tuple(x) for x in got[False]}) == 6  # each input moved the quotes (the tick: not on the books grid)
+
+
+async def test_the_seeds_fast_decision_falls_back_to_the_strategy_when_its_ticks_fail(monkeypatch):
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    want = list(qc.wanted)
+
+    def boom(*a: Any, **k: Any) -> Any:
+        raise ArithmeticError("no ticks")
+
+    monkeypatch.setattr(cycle_module, "ticks_at", boom)
+    qc2, _ = cycle()
+    rep = await qc2.run_once(T0, [m], books, FakeEx())
+    assert qc2.wanted == want and rep.decided == 1
+    assert qc2.snapshot().markets[m.condition_id].status == "quoting"
+
+
+async def test_the_seeds_kept_decision_is_redone_for_a_new_market_object_and_keeps_its_regime_on_a_switch_back():
+    qc, _ = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    assert {q.size for q in qc.wanted} == {D(10)}
+    big = replace(m, min_order_size=D(20))  # the venue raised the market's minimum
+    rep = await qc.run_once(T0 + 3, [big], books, ex)
+    assert rep.decided == 1 and {q.size for q in qc.wanted} == {D(20)}
+    qc.set_strategy(m.condition_id, Stateful("b"))
+    books.set(m, "0.40", "0.50", stale=True)
+    await qc.run_once(T0 + 6, [big], books, ex)
+    qc.set_strategy(m.condition_id, None)
+    books.set(m, "0.40", "0.50")
+    rep = await qc.run_once(T0 + 9, [big], books, ex)
+    assert rep.reused == 1 and qc.snapshot().markets[m.condition_id].regime == "normal"
