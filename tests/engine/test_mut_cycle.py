@@ -1812,3 +1812,29 @@ async def test_the_seeds_kept_decision_is_redone_for_a_new_market_object_and_kee
     books.set(m, "0.40", "0.50")
     rep = await qc.run_once(T0 + 9, [big], books, ex)
     assert rep.reused == 1 and qc.snapshot().markets[m.condition_id].regime == "normal"
+
+
+async def test_the_seeds_failure_is_said_quotes_nothing_and_is_decided_again_then_cleared(monkeypatch):
+    qc, sink = cycle()
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    real = cycle_module.token_quotes
+
+    def boom(*a: Any, **k: Any) -> Any:
+        raise ValueError("no quotes")
+
+    monkeypatch.setattr(cycle_module, "token_quotes", boom)
+    qc.params.quote_size = D(12)  # (a new key: decided again)
+    rep = await qc.run_once(T0 + 3, [m], books, ex)
+    st = qc.snapshot().markets[m.condition_id]
+    assert (st.status, rep.quoted_markets, ex.open_orders()) == ("strategy error: ValueError: no quotes", 0, [])
+    assert _guard_events(sink) == [("ERROR", "spread: strategy error: ValueError: no quotes")]
+    monkeypatch.setattr(cycle_module, "token_quotes", real)
+    qc.params.quote_size = D(10)  # the first cycle's inputs again: decided again, not its decision kept
+    rep = await qc.run_once(T0 + 6, [m], books, ex)
+    assert rep.decided == 1 and qc.snapshot().markets[m.condition_id].status == "quoting" and qc._guard_flag == {}
+    monkeypatch.setattr(cycle_module, "token_quotes", boom)
+    qc.params.quote_size = D(13)
+    await qc.run_once(T0 + 9, [m], books, ex)
+    assert len(_guard_events(sink)) == 2  # said again: the clean decision between cleared it
