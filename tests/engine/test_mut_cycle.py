@@ -1520,6 +1520,9 @@ async def test_the_incremental_touch_follows_each_best_price_and_tick_on_its_own
              ("0.41", "0.53", "0.48", "0.57", "0.01"),
              ("0.41", None, "0.48", "0.57", "0.01"),
              ("0.41", "0.53", "0.48", "0.57", "0.01"),
+             ("0.41", "0.53", None, "0.57", "0.01"),  # no NO bid: the YES ask alone
+             ("0.45", "0.45", "0.55", "0.55", "0.01"),  # locked: no mid
+             ("0.45", "0.45", "0.55", "0.55", "0.01"),  # (and again, unchanged)
              (None, "0.53", "0.48", None, "0.01")]
     m = mkt()
     got: dict[bool, list[Any]] = {}
@@ -1536,7 +1539,7 @@ async def test_the_incremental_touch_follows_each_best_price_and_tick_on_its_own
     assert [(o[0], o[1]) for o in got[False]] == [
         (D("0.475"), D("0.15")), (D("0.48"), D("0.14")), (D("0.47"), D("0.12")), (D("0.465"), D("0.11")),
         (D("0.475"), D("0.09")), (D("0.475"), D("0.05")), (D("0.475"), D("0.09")), (D("0.475"), D("0.09")),
-        (D("0.475"), D("0.09")), (None, None)]
+        (D("0.475"), D("0.09")), (D("0.48"), D("0.10")), (None, None), (None, None), (None, None)]
 
 
 async def test_aclose_ends_a_payouts_read_still_out_and_the_day_stays_unread():
