@@ -1140,7 +1140,7 @@ async def test_an_unmoved_mid_still_counts_each_cycle_in_the_jump_window_and_the
             books.set(m, bid, str(D(bid) + D("0.10")))
             await qc.run_once(T0 + dt, [m], books, ex)
         sig[incremental] = (qc.vol.sigma(m.yes_token_id, 30.0), qc.vol.sigma(m.no_token_id, 30.0))
-        assert sig[incremental][0] > 0
+        assert sig[incremental][0] > 0 and sig[incremental][1] == pytest.approx(sig[incremental][0])  # NO: 1 - YES
         books.set(m, "0.55", "0.65")  # 0.15 above the mid of 3 s ago (the last move is 12 s old)
         await qc.run_once(T0 + 18, [m], books, ex)
         assert qc.snapshot().markets[m.condition_id].status == "cooldown"
