@@ -987,6 +987,9 @@ async def test_the_snapshot_shows_our_best_resting_quote_per_side_in_yes_space()
     st = qc.snapshot().markets[m.condition_id]
     assert (st.yes_bid, st.yes_ask) == (D("0.40"), D("0.48"))
     assert set(qc.snapshot().markets) == {m.condition_id}
+    qc.final_pnl(T0 + 1)  # a snapshot built again (new totals): the same quotes of the cycle's end
+    st2 = qc.snapshot().markets[m.condition_id]
+    assert st2 is not st and (st2.yes_bid, st2.yes_ask) == (D("0.40"), D("0.48"))
     assert qc.totals.open_orders == 7
     # a market with only bids resting shows no ask
     qc.set_strategy(m.condition_id, Scripted("t", Decision((_bid(m, "0.41"),))))
