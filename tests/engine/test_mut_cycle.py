@@ -707,6 +707,8 @@ async def test_the_strategy_reads_the_mean_then_the_ewma_of_the_shortest_horizon
     assert s.tox[-1][0] == pytest.approx(ew) and s.tox[-1][1] == 6
     fpm = qc.calibrator.states[m.condition_id].fills_per_min  # as of the calibrator's last update
     assert fpm > 0 and s.fpm[-1] == fpm and s.fpm[0] == 0.0
+    now = T0 + 30 * 6 + 5
+    assert qc.snapshot().markets[m.condition_id].fills_per_min == qc.calibrator.fills_per_min(m.condition_id, now) > 0
 
 
 async def test_a_cycle_without_markout_horizons_runs():
@@ -1006,8 +1008,11 @@ async def test_the_snapshot_rows_carry_each_markets_figures():
     ex.fills += [fill(m, m.yes_token_id, Side.BUY, "0.40", "20", T0, trade="a"),
                  fill(m, m.no_token_id, Side.BUY, "0.50", "5", T0, trade="b")]
     qc.set_strategy(m2.condition_id, "as")
-    await qc.run_once(T0, [m, m2], books, ex)
+    m3 = mkt(3)
+    books.set(m3, "0.40", "0.50", stale=True)
+    await qc.run_once(T0, [m, m2, m3], books, ex)
     snap = qc.snapshot()
+    assert (snap.markets[m3.condition_id].placed, snap.markets[m3.condition_id].status) == (0, "stale")
     assert qc.snapshot() is snap  # built once per cycle
     st, st2 = snap.markets[m.condition_id], snap.markets[m2.condition_id]
     assert (st.question, st.status, st.mid, st.spread) == ("Q0?", "quoting", D("0.45"), D("0.10"))
@@ -1019,7 +1024,8 @@ async def test_the_snapshot_rows_carry_each_markets_figures():
     assert (st2.inventory_yes, st2.inventory_no, st2.fills, st2.pnl, st2.mid, st2.spread) == (
         D(0), D(0), 0, NO_PNL, D("0.50"), D("0.20"))
     assert snap.totals.fills == 2 and snap.totals.placed == 4 and snap.totals.open_orders == 4
-    assert snap.totals.fills_per_min == qc.calibrator.total_fills_per_min([m.condition_id, m2.condition_id], T0)
+    assert snap.totals.fills_per_min == qc.calibrator.total_fills_per_min(
+        [m.condition_id, m2.condition_id, m3.condition_id], T0)
     assert snap.ts == T0
 
 
