@@ -196,6 +196,32 @@ async def test_a_cycle_takes_the_event_loop_afresh_and_yields_only_after_holding
     assert qc.yields == 6  # observe, account, decide: two markets each
 
 
+@pytest.mark.parametrize("held", [15.0, 20.0])
+async def test_a_turn_of_the_loop_starts_a_new_slice(monkeypatch, held):
+    """The clock moves 10 s at each look: with `yield_sec` 15 or 20 a turn is due at every
+    second look, the slice starting again after each (six markets' checks: three turns)."""
+    tick = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(cycle_module, "time", SimpleNamespace(perf_counter=lambda: float(next(tick))))
+    qc, _ = cycle(yield_sec=held)
+    ms, books, ex = [mkt(0), mkt(1)], Books(), FakeEx()
+    for m in ms:
+        books.set(m, "0.40", "0.50")
+    turns = [0]
+
+    async def bystander() -> None:
+        while True:
+            await asyncio.sleep(0)
+            turns[0] += 1
+
+    task = asyncio.create_task(bystander())
+    await asyncio.sleep(0)
+    before = turns[0]
+    await qc.run_once(T0, ms, books, ex)
+    ran = turns[0] - before
+    task.cancel()
+    assert qc.yields == 3 and ran == 3  # each a real turn for the loop
+
+
 async def test_a_resolved_market_is_never_decided_or_quoted_again():
     qc, _ = cycle()
     m0, m1, books, ex = mkt(0), mkt(1), Books(), FakeEx()
@@ -1072,7 +1098,7 @@ async def test_venue_minutes_from_the_stream_are_sampled_then_and_recorded_by_th
     qc.sample_on_venue_minutes(stream, books, ex)  # type: ignore[arg-type]
     assert qc.econ.stream_sampling and stream.venue_clock(T0) == qc.econ.clock.to_venue(T0)
     stream.on_venue_minute(int(T0 * 1000))  # before any cycle: the universe is empty, nothing sampled
-    assert qc._venue_samples == []
+    assert qc._venue_samples == [] and qc.econ.sample_count == 0
     for k in range(3):
         await qc.run_once(T0 + 60 * k, [m, m2], books, ex)
     assert "reward_estimates" not in sink.rows  # the cycle's own clock no longer samples
