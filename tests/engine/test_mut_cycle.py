@@ -1876,3 +1876,20 @@ async def test_the_seeds_failure_is_said_quotes_nothing_and_is_decided_again_the
     qc.params.quote_size = D(13)
     await qc.run_once(T0 + 9, [m], books, ex)
     assert len(_guard_events(sink)) == 2  # said again: the clean decision between cleared it
+
+
+async def test_a_paper_venue_minute_scores_the_book_as_it_is_our_orders_being_no_part_of_it():
+    qc, sink = cycle(Params(quote_size=D(25)))
+    m, books, ex = mkt(terms=REWARDS), Books(), FakeEx()
+    books.set(m, "0.44", "0.47")
+    qc.set_strategy(m.condition_id, Scripted("join", Decision((_bid(m, "0.44"),))))
+    stream = SimpleNamespace(clock=lambda: T0 + 30, venue_clock=None, on_venue_minute=None)
+    qc.sample_on_venue_minutes(stream, books, ex)  # type: ignore[arg-type]
+    await qc.run_once(T0, [m], books, ex)
+    stream.on_venue_minute(1_796_256_000_000)
+    await qc.run_once(T0 + 3, [m], books, ex)
+    (row,) = sink.rows["reward_estimates"]
+    prog, v = qc.econ.terms_of(m.condition_id).program, books(m.yes_token_id)
+    assert v is not None
+    paper = estimate_market(m, prog, v, ex.open_orders(), False).total_q_min
+    assert row["q_min_total"] == paper != estimate_market(m, prog, v, ex.open_orders(), True).total_q_min
