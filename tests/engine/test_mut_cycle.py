@@ -34,7 +34,8 @@ from pmm_widgets.economics.rewards import QScore
 from pmm_widgets.economics.tracker import RewardSample, estimate_market
 from pmm_widgets.engine import cycle as cycle_module
 from pmm_widgets.engine.cycle import QuoteCycle, requote
-from pmm_widgets.engine.snapshot import NO_PNL
+from pmm_widgets.engine.snapshot import NO_PNL, SnapshotTotals
+from pmm_widgets.events import EventBus, EventKind
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.strategy.base import Decision, Regime
 
@@ -1893,3 +1894,17 @@ async def test_a_paper_venue_minute_scores_the_book_as_it_is_our_orders_being_no
     assert v is not None
     paper = estimate_market(m, prog, v, ex.open_orders(), False).total_q_min
     assert row["q_min_total"] == paper != estimate_market(m, prog, v, ex.open_orders(), True).total_q_min
+
+
+async def test_a_fresh_cycle_has_an_empty_snapshot_and_speaks_on_the_bus_it_is_given():
+    sink = MemorySink()
+    bus = EventBus()
+    qc = QuoteCycle(Params(), sink, Mode.PAPER, events=bus)
+    snap = qc.snapshot()
+    assert (snap.ts, snap.markets, snap.totals) == (0.0, {}, SnapshotTotals())
+    m, books, ex = mkt(), Books(), FakeEx()
+    books.set(m, "0.40", "0.50")
+    await qc.run_once(T0, [m], books, ex)
+    await qc.resolve_market(T0 + 1, m.condition_id, m.yes_token_id, ex, "ws")
+    assert [e.kind for e in bus.recent()][-1] == EventKind.RESOLUTION
+    assert "events" not in sink.rows  # the engine's bus persists them, not the cycle
