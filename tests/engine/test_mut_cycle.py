@@ -1901,7 +1901,7 @@ async def test_a_fresh_cycle_has_an_empty_snapshot_and_speaks_on_the_bus_it_is_g
     bus = EventBus()
     qc = QuoteCycle(Params(), sink, Mode.PAPER, events=bus)
     snap = qc.snapshot()
-    assert (snap.ts, snap.markets, snap.totals) == (0.0, {}, SnapshotTotals())
+    assert (snap.ts, snap.markets, snap.totals, qc.wanted) == (0.0, {}, SnapshotTotals(), [])
     m, books, ex = mkt(), Books(), FakeEx()
     books.set(m, "0.40", "0.50")
     await qc.run_once(T0, [m], books, ex)
