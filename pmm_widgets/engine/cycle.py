@@ -771,7 +771,7 @@ class QuoteCycle:
             t0 = time.perf_counter()
             cancelled, placed = await requote(exchange, limited.cancel, limited.place)
             rep.requote_sec = time.perf_counter() - t0
-            rep.cancelled = len(cancelled)
+            rep.cancelled += len(cancelled)  # (after a switch's `cancel_market`s, counted above)
             for o in placed:
                 if o.status is REJECTED:
                     rep.rejected += 1
@@ -956,6 +956,7 @@ class QuoteCycle:
         if done or (done == "" and winner_token not in m.token_ids):
             return False  # settled; or closed, and still no winner we know
         n = await exchange.cancel_market(market)
+        self.econ.last.pop(market, None)  # nothing rests nor is sampled there again: no USD/h on the faces
         if winner_token not in m.token_ids:
             self.econ.bad_data(now, market, f"resolution ({source}) with unknown winner {winner_token!r}: "
                                             "quoting stopped, inventory left unsettled")
