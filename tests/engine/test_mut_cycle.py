@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from loop_turns import loop_turns
 
 from pmm_widgets.analytics.markouts import HORIZONS
 from pmm_widgets.config import Params
@@ -207,19 +208,10 @@ async def test_a_turn_of_the_loop_starts_a_new_slice(monkeypatch, held):
     ms, books, ex = [mkt(0), mkt(1)], Books(), FakeEx()
     for m in ms:
         books.set(m, "0.40", "0.50")
-    turns = [0]
-
-    async def bystander() -> None:
-        while True:
-            await asyncio.sleep(0)
-            turns[0] += 1
-
-    task = asyncio.create_task(bystander())
-    await asyncio.sleep(0)
-    before = turns[0]
-    await qc.run_once(T0, ms, books, ex)
-    ran = turns[0] - before
-    task.cancel()
+    async with loop_turns(started=True) as turns:
+        before = turns[0]
+        await qc.run_once(T0, ms, books, ex)
+        ran = turns[0] - before
     assert qc.yields == 3 and ran == 3  # each a real turn for the loop
 
 

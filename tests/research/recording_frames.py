@@ -1,15 +1,39 @@
 """Helpers of the tests that craft recording files: market-channel frames as the venue sends them,
 rows nulled in a written file (what a damaged recording holds), and a recorder whose writer
-hangs in its first write (a disk that stalls)."""
+hangs in its first write (a disk that stalls); recording files written row by row (`write`, `frames`)."""
 
 from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pmm_widgets.research.recordings import parse_time
+from pmm_widgets.store.recording import ARROW_SCHEMA, hour_key
+
+H0 = parse_time("2026-11-30T10:00:00Z")
+LOOSE = pa.schema([f.with_nullable(True) for f in ARROW_SCHEMA], metadata=ARROW_SCHEMA.metadata)
+
+
+def write(root: Path, name: str, rows: list[tuple], hour: float = H0, schema: pa.Schema = LOOSE,
+          group: int | None = None) -> Path:
+    """A recording file `name` in the folder of `hour`, of `rows` (seq, ts, kind, conn, payload)."""
+    d = root / hour_key(hour)
+    d.mkdir(parents=True, exist_ok=True)
+    cols = list(zip(*rows)) if rows else [[] for _ in schema]
+    t = pa.table([pa.array(list(c), f.type) for c, f in zip(cols, schema)], schema=schema)
+    f = d / name
+    pq.write_table(t, f, row_group_size=group)
+    return f
+
+
+def frames(n: int, t0: float = H0 + 10, seq0: int = 1, kind: str = "frame") -> list[tuple]:
+    """`n` market rows, one a second from `t0`, seqs from `seq0`."""
+    return [(seq0 + i, t0 + i, kind, 0, f'{{"i":{seq0 + i}}}') for i in range(n)]
 
 
 def book_frame(market: str, tok: str, bid: str, ask: str, ts: float) -> str:

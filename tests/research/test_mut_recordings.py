@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from recording_frames import H0, LOOSE, frames, write
 
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
@@ -23,29 +24,8 @@ from pmm_widgets.research.recordings import (
     _open,
     list_recordings,
     load_window,
-    parse_time,
 )
-from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, hour_key
-
-H0 = parse_time("2026-11-30T10:00:00Z")
-LOOSE = pa.schema([f.with_nullable(True) for f in ARROW_SCHEMA], metadata=ARROW_SCHEMA.metadata)
-
-
-def write(root: Path, name: str, rows: list[tuple], hour: float = H0, schema: pa.Schema = LOOSE,
-          group: int | None = None) -> Path:
-    """A recording file `name` in the folder of `hour`, of `rows` (seq, ts, kind, conn, payload)."""
-    d = root / hour_key(hour)
-    d.mkdir(parents=True, exist_ok=True)
-    cols = list(zip(*rows)) if rows else [[] for _ in schema]
-    t = pa.table([pa.array(list(c), f.type) for c, f in zip(cols, schema)], schema=schema)
-    f = d / name
-    pq.write_table(t, f, row_group_size=group)
-    return f
-
-
-def frames(n: int, t0: float = H0 + 10, seq0: int = 1, kind: str = "frame") -> list[tuple]:
-    """`n` market rows, one a second from `t0`, seqs from `seq0`."""
-    return [(seq0 + i, t0 + i, kind, 0, f'{{"i":{seq0 + i}}}') for i in range(n)]
+from pmm_widgets.store.recording import OPEN_SUFFIX, hour_key
 
 
 def test_a_file_without_a_column_is_a_problem_naming_the_missing_columns(tmp_path):

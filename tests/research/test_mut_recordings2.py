@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from recording_frames import H0, LOOSE, frames, write
 
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
@@ -36,27 +37,7 @@ from pmm_widgets.research.recordings import (
     load_window,
     parse_time,
 )
-from pmm_widgets.store.recording import ARROW_SCHEMA, OPEN_SUFFIX, HourLeased, hour_key, hour_lease, publish_lock
-
-H0 = parse_time("2026-11-30T10:00:00Z")
-LOOSE = pa.schema([f.with_nullable(True) for f in ARROW_SCHEMA], metadata=ARROW_SCHEMA.metadata)
-
-
-def write(root: Path, name: str, rows: list[tuple], hour: float = H0, schema: pa.Schema = LOOSE,
-          group: int | None = None) -> Path:
-    """A recording file `name` in the folder of `hour`, of `rows` (seq, ts, kind, conn, payload)."""
-    d = root / hour_key(hour)
-    d.mkdir(parents=True, exist_ok=True)
-    cols = list(zip(*rows)) if rows else [[] for _ in schema]
-    t = pa.table([pa.array(list(c), f.type) for c, f in zip(cols, schema)], schema=schema)
-    f = d / name
-    pq.write_table(t, f, row_group_size=group)
-    return f
-
-
-def frames(n: int, t0: float = H0 + 10, seq0: int = 1, kind: str = "frame") -> list[tuple]:
-    """`n` market rows, one a second from `t0`, seqs from `seq0`."""
-    return [(seq0 + i, t0 + i, kind, 0, f'{{"i":{seq0 + i}}}') for i in range(n)]
+from pmm_widgets.store.recording import OPEN_SUFFIX, HourLeased, hour_key, hour_lease, publish_lock
 
 
 def test_a_dead_open_part_whose_name_is_no_recordings_is_said_as_a_closed_one_is_and_still_not_read(tmp_path):

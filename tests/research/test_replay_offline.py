@@ -218,8 +218,7 @@ def test_a_recorded_row_that_is_no_json_is_a_problem_naming_its_file(tmp_path):
     rec = Recorder(tmp_path, session="j")
 
     def book(tok: str, ts: float) -> str:
-        return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
-                           "hash": "h", "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.60", "size": "100"}]})
+        return book_frame("0xc1", tok, "0.40", "0.60", ts)
 
     rec.universe(T0, [m])
     rec.record("market", T0, "sub", "{not json")
@@ -250,8 +249,7 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
     rec = Recorder(tmp_path, session="k")
 
     def book(tok: str, ts: float) -> str:
-        return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
-                           "hash": "h", "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.60", "size": "100"}]})
+        return book_frame("0xc1", tok, "0.40", "0.60", ts)
 
     rec.universe(T0, [m])
     rec.record("market", T0, "sub", "5")

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from recording_frames import book_frame
 
 from pmm_widgets.config import PARAM_FIELDS, load_settings
 from pmm_widgets.domain import Market
@@ -52,8 +53,7 @@ ROWS = [("market", "sub"), ("market", "unsub"), ("market", "open"), ("market", "
 
 
 def _book(tok: str, ts: float) -> str:
-    return json.dumps({"event_type": "book", "market": "0xc1", "asset_id": tok, "timestamp": str(int(ts * 1000)),
-                       "hash": "h", "bids": [{"price": "0.40", "size": "100"}], "asks": [{"price": "0.60", "size": "100"}]})
+    return book_frame("0xc1", tok, "0.40", "0.60", ts)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from loop_turns import loop_turns
 
 from pmm_widgets.book import OrderBook
 from pmm_widgets.venue import market_stream as ms
@@ -56,25 +55,6 @@ def ft(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     return f
 
 
-@asynccontextmanager
-async def ticking() -> AsyncIterator[list[int]]:
-    """`tick[0]`: how many turns a bystander task has had so far."""
-    tick = [0]
-
-    async def bystander() -> None:
-        while True:
-            await asyncio.sleep(0)
-            tick[0] += 1
-
-    task = asyncio.create_task(bystander())
-    await asyncio.sleep(0)  # the bystander is in its loop: a turn each time the loop goes round
-    try:
-        yield tick
-    finally:
-        task.cancel()
-        await asyncio.wait([task])
-
-
 def runs(stamps: list[int]) -> list[int]:
     """The lengths of the runs of equal stamps (what was applied in one turn each)."""
     out: list[int] = []
@@ -110,7 +90,7 @@ async def test_held_items_apply_in_one_turn_while_the_budget_lasts(budget):
     s, clock, changed = make()
     s.apply_budget_sec = budget
     stamps: list[int] = []
-    async with ticking() as tick:
+    async with loop_turns(started=True) as tick:
         s.on_books = lambda t: stamps.append(tick[0])
         await s.hold(NOW)
         for k in range(12):
@@ -133,7 +113,7 @@ async def test_the_budget_gives_the_loop_a_turn_each_time_it_is_spent(ft):
         stamps.append(tick[0])
         ft.perf += 0.5
 
-    async with ticking() as tick:
+    async with loop_turns(started=True) as tick:
         s.on_books = heard
         await s.hold(NOW)
         for k in range(6):
@@ -160,7 +140,7 @@ async def test_a_large_frame_stops_at_the_first_slice_boundary_past_its_deadline
         real(ev, now, touched, conn)
 
     monkeypatch.setattr(s, "_handle_event", timed)
-    async with ticking() as tick:
+    async with loop_turns(started=True) as tick:
         clock.t = NOW + 1
         assert s.handle_frame(json.dumps([pc(k + 1, NOW_MS + 1 + k) for k in range(n)])) == set()
         await s.settle()
@@ -184,7 +164,7 @@ async def test_a_large_rest_answer_stops_at_the_first_slice_boundary_past_its_de
     monkeypatch.setattr(s, "_apply_snap", timed)
     raw = [{"asset_id": t, "timestamp": str(NOW_MS + 1), "bids": [{"price": "0.45", "size": "1"}]} for t in tokens]
     clock.t = NOW + 1
-    async with ticking() as tick:
+    async with loop_turns(started=True) as tick:
         assert s.apply_rest_raw(raw, NOW + 1) == set() and s.backlog == 1
         await s.settle()
     assert runs(stamps) == [ms.SLICE_EVENTS] * 3 + [4]
