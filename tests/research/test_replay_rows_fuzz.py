@@ -1,7 +1,8 @@
 """Issue 15: corrupt recordings never crash a replay. Every recorded row kind (connection events,
 REST answers and checkpoints, universes, the engine's events and cycles) carries JSON of any shape
-here (hypothesis): the replay ends `done`, the rows of the right shape still work (the books quote),
-and every row it could not use is named among the problems or counted by the stream."""
+here (hypothesis): the replay ends `done` with a universe. (What a row it could not use becomes,
+a problem naming its file or a bad message the stream counts, is checked case by case in
+`test_replay_offline.py` and `test_mut_replayer2.py`.)"""
 
 from __future__ import annotations
 
