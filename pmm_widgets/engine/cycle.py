@@ -831,8 +831,8 @@ class QuoteCycle:
     def _fit_two_sided(self, m: Market, quotes: list[Quote], mid: Decimal) -> list[Quote]:
         """PMM_REWARDS_MODE=fit outside [0.10, 0.90], where only two-sided quoting scores: a
         one-sided quote set gets the missing side joined at the touch (a BUY on the token whose
-        bid it is, so no inventory is needed), when that price is inside the reward band and at
-        least `rewardsMinSize`. Risk, the event limit and the guard still apply afterwards."""
+        bid it is, so no inventory is needed), when that price is inside the reward band, of the
+        market's quote size (its override's, else the global one) and at least `rewardsMinSize`. Risk, the event limit and the guard still apply afterwards."""
         if self.params.rewards_mode != "fit" or not quotes:
             return quotes
         prog = self.econ.terms_of(m.condition_id).program
@@ -842,7 +842,7 @@ class QuoteCycle:
         if len(kinds) == 2 or m.condition_id not in self._touch:
             return quotes
         tick, b, a = self._touch[m.condition_id]
-        size = max(self.params.quote_size, prog.min_size, m.min_order_size)
+        size = max(self._market_params(m.condition_id).quote_size, prog.min_size, m.min_order_size)  # (its own size)
         if "bid" in kinds:  # add the ask side: BUY NO at 1 - best ask
             yp = tick * a
             q = Quote(m.condition_id, m.no_token_id, Side.BUY, 1 - yp, size)

@@ -418,12 +418,12 @@ class OneSided:
 
 
 async def _fit(kind: str, bid: str, ask: str, terms: GammaTerms = REWARDS, mode: str = "fit", size: str = "10",
-               regime: Regime = Regime.NORMAL) -> set[tuple[str, Side, Decimal, Decimal]]:
+               regime: Regime = Regime.NORMAL, **market: Any) -> set[tuple[str, Side, Decimal, Decimal]]:
     p = Params(rewards_mode=mode, quote_size=D(size))
     qc, _ = cycle(p)
     m, books, ex = mkt(terms=terms), Books(), FakeEx()
     books.set(m, bid, ask)
-    qc.set_strategy(m.condition_id, OneSided(kind, regime))
+    qc.set_strategy(m.condition_id, OneSided(kind, regime), **market)
     await qc.run_once(T0, [m], books, ex)
     return {("yes" if q.token_id == m.yes_token_id else "no", q.side, q.price, q.size) for q in qc.wanted}
 
@@ -433,6 +433,9 @@ async def test_fit_joins_the_missing_bid_or_ask_at_the_touch_at_the_programs_siz
     assert await _fit("ask", "0.04", "0.06") == {("no", Side.BUY, D("0.94"), D(25)), ("yes", Side.BUY, D("0.04"), D(20))}
     assert await _fit("ask", "0.93", "0.95", size="30") == {("no", Side.BUY, D("0.05"), D(25)),
                                                             ("yes", Side.BUY, D("0.93"), D(30))}
+    # a market's own quote size (its override) sizes the side added, not the global one
+    assert await _fit("ask", "0.93", "0.95", size="30", quote_size=D(40)) == {("no", Side.BUY, D("0.05"), D(25)),
+                                                                             ("yes", Side.BUY, D("0.93"), D(40))}
 
 
 async def test_fit_adds_nothing_where_one_side_scores_or_outside_the_band_or_without_a_program():
