@@ -648,8 +648,12 @@ class OwnerSession:
         if not info.closed or len(winners) != 1:
             return
         async with self._ctl.trade_lock:
-            settled = await cycle.resolve_market(time.time(), m.condition_id, winners[0], self.runtime.exchange,
-                                                 "closed", known=m)
+            now = time.time()
+            settled = await cycle.resolve_market(now, m.condition_id, winners[0], self.runtime.exchange, "closed",
+                                                 known=m)
+        if settled and self._recorder is not None:  # the venue's answer is no market data: a replay reads it here
+            self._recorder.engine(now, "settled", {"market": m.condition_id, "winner": winners[0],
+                                                   "yes_token_id": m.yes_token_id, "no_token_id": m.no_token_id})
         if settled:
             self.events.emit(Level.INFO, EventKind.RESOLUTION, f"closed market settled from the venue: {m.condition_id}",
                              market=m.condition_id)

@@ -45,7 +45,7 @@ from ..config import PARAM_FIELDS, SEED_MAX, ConfigError, Params, Settings, form
 from ..domain import Market, Mode
 from ..economics.tracker import VenueClock
 from ..engine.cycle import QuoteCycle
-from ..engine.restore import SessionRows, merge_rows, parse_rows, resume, rows_from_json
+from ..engine.restore import SessionRows, merge_rows, pair_market, parse_rows, resume, rows_from_json
 from ..events import EventKind, Level
 from ..execution.paper import PaperExchange, paper_exchange
 from ..logsetup import SECRET_FIELDS
@@ -606,6 +606,9 @@ class ReplayPoint:
         self.exchange = self._new_exchange()
         self.restore_due = False  # a later engine process: it continues from this run's rows first
         self.cycle: QuoteCycle | None = None
+        # markets the recorded engine settled from the venue's `/markets` answer (`settled` rows:
+        # outside its universe), settled here before the next cycle: (time, market, winner, market)
+        self.venue_settled: list[tuple[float, str, str, Market]] = []
         self.minute_hook: Callable[[int], None] | None = None  # the cycle's reward sampler (venue minutes)
         self.strategies: dict[str, tuple[str | None, dict[str, Any]]] = {}  # per-market overrides recorded
         self.problems: list[str] = [str(p) for p in rp.window.problems]
@@ -699,9 +702,13 @@ class ReplayPoint:
 
     async def settle(self, now: float, resolutions: Sequence[MarketResolvedEvent]) -> None:
         """The markets resolved since the last cycle, settled (also for a point whose quoting a
-        risk kill stopped: it still holds the shares)."""
+        risk kill stopped: it still holds the shares): first those the recorded engine settled
+        from the venue's answer (`venue_settled`, at their recorded times), then `market_resolved`."""
         if self.cycle is None:
             return
+        done, self.venue_settled = self.venue_settled, []
+        for ts, cid, winner, known in done:
+            await self.cycle.resolve_market(ts, cid, winner, self.exchange, "closed", known=known)
         for ev in resolutions:
             await self.cycle.resolve_market(now, ev.market, ev.winning_asset_id or None, self.exchange,
                                             "market_resolved")
@@ -1244,6 +1251,14 @@ class Replayer:
             ev = json.loads(pay or "{}")
             for p in self.points:
                 p.set_strategy(ev["market"], ev.get("strategy"), ev.get("params") or {})
+        elif kind == "settled":  # the engine settled a market outside its universe from the venue's answer
+            ev = json.loads(pay or "{}")
+            cid, winner, yes, no = ev["market"], ev["winner"], ev["yes_token_id"], ev["no_token_id"]
+            if not all(isinstance(x, str) and x for x in (cid, winner, yes, no)):
+                raise TypeError("market, winner and token ids are no ids")
+            known = self.known_markets.get(cid) or pair_market(cid, yes, no)
+            for p in self.points:
+                p.venue_settled.append((ts, cid, winner, known))
         elif kind == "cancel_all":  # the engine cancelled outside a cycle (a pause): at the same instant
             self.clock.now = ts
             for p in self.points:

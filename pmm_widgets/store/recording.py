@@ -1,6 +1,7 @@
 """Full-fidelity recording of what the venue sent: market-channel frames as received, the REST
 snapshots used for resyncs, the universe with each market's metadata, and the engine's own clock
-(cycle times, parameter changes), as Parquet files (zstd) under `PMM_RECORD_DIR`.
+(cycle times, parameter changes) with the venue's answers a replay cannot rebuild from market data
+(a market settled from `GET /markets/{cid}`), as Parquet files (zstd) under `PMM_RECORD_DIR`.
 
 Why this shape:
 - One schema for every channel (`seq, ts, kind, conn, payload`): `payload` is the raw frame text

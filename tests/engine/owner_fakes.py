@@ -110,7 +110,8 @@ def with_runtime(owner: OwnerSession, cycle: FakeCycle, rest: FakeRest | None,
 
 
 def make_market(cid: str) -> Any:
-    return SimpleNamespace(condition_id=cid, question=f"question {cid}", token_ids=(f"{cid}-y", f"{cid}-n"))
+    return SimpleNamespace(condition_id=cid, question=f"question {cid}", token_ids=(f"{cid}-y", f"{cid}-n"),
+                           yes_token_id=f"{cid}-y", no_token_id=f"{cid}-n")
 
 
 def record_waits(monkeypatch) -> list[float]:

@@ -185,3 +185,18 @@ async def test_a_market_resolved_while_no_engine_ran_is_settled_at_the_next_star
     winner, source, yes, no, payout = rows[0]
     assert (winner, source) == (yes_token, "closed")
     assert (D(str(yes)), D(str(no)), D(str(payout))) == (shares[0], shares[1], shares[0])  # YES won: 1 a share
+
+
+@pytest.mark.parametrize("settles", [True, False])
+async def test_a_settlement_from_the_venues_answer_is_recorded_for_the_replay(fast_settings, db, settles) -> None:
+    """The venue's `/markets` answer is no market data: the engine records what it settled from it
+    (an engine `settled` row, which `test_replay_offline` replays); nothing when nothing settled."""
+    rows: list[tuple[float, str, object]] = []
+    cycle = FakeCycle({"0xm": SimpleNamespace(yes=2, no=0)}, set(), settles=settles)
+    owner = owner_session(fast_settings, db, Target())
+    with_runtime(owner, cycle, FakeRest(SimpleNamespace(closed=True, winners=["0xm-n"])))
+    recorder = SimpleNamespace(engine=lambda ts, kind, pay=None: rows.append((ts, kind, pay)))
+    owner._store = SimpleNamespace(recorder=recorder)  # type: ignore[assignment]  # (`_recorder` reads it)
+    await owner._settle_if_closed(make_market("0xm"))
+    assert [(k, p) for _, k, p in rows] == ([("settled", {"market": "0xm", "winner": "0xm-n", "yes_token_id": "0xm-y",
+                                                           "no_token_id": "0xm-n"})] if settles else [])

@@ -285,6 +285,34 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
     assert res.status == "done" and res.summary["markets"] == 1 and {o["market"] for o in res.orders} == {"0xc1"}
 
 
+def test_a_market_the_engine_settled_from_the_venues_answer_is_settled_in_the_replay_too(tmp_path):
+    """The engine settles shares outside its universe from `GET /markets/{cid}` (a market that
+    resolved while no engine ran): that answer is no market data, so the engine records it (an
+    engine `settled` row) and the replay settles the same shares at the same time."""
+    from pmm_widgets.domain import Market, Side
+    from pmm_widgets.engine.restore import SessionRows, TradeRow, rows_to_json
+
+    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
+    held = SessionRows((TradeRow("0xold", "333", Side.BUY, Decimal("0.40"), Decimal("10"), T0 - 100),),
+                       {"0xold": ("333", "444")}, {}, {})
+    rec = Recorder(tmp_path, session="s")
+    rec.universe(T0, [m])
+    rec.engine(T0, "start", {"mode": "paper", "restored_rows": rows_to_json(held)})
+    rec.frame(T0 + 1, 0, book_frame("0xc1", "111", "0.40", "0.60", T0 + 1))
+    rec.frame(T0 + 1, 0, book_frame("0xc1", "222", "0.40", "0.60", T0 + 1))
+    rec.engine(T0 + 5, "settled", {"market": "0xold", "winner": "333", "yes_token_id": "333", "no_token_id": "444"})
+    rec.frame(T0 + 40, 0, book_frame("0xc1", "111", "0.40", "0.60", T0 + 40))
+    rec.close()
+    r = Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid")
+    res = asyncio.run(r.run())
+    assert res.status == "done", res.problems
+    st = r.points[0].sink.settlements["0xold"]
+    assert (st["winner_token"], st["source"], st["ts"]) == ("333", "closed", T0 + 5)
+    assert (st["yes_shares"], st["payout"], st["pnl"]) == (10, 10, Decimal("6.00"))  # marked at its entry 0.40
+    lg = r.points[0].cycle.pnl.ledgers["0xold"]
+    assert lg.yes == 0 and lg.settled
+
+
 def test_cli_replay_json_writes_tagged_rows(rec_dir, tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
