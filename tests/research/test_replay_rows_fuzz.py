@@ -47,10 +47,14 @@ NEAR = {
     "strategy": st.fixed_dictionaries({"market": st.sampled_from(["0xc1", "0xzz"]) | _LEAF,
                                        "strategy": st.sampled_from(["seed", "nope"]) | _LEAF, "params": JSON}),
     "cycle": st.fixed_dictionaries({"hold": _LEAF}),
+    "settled": st.fixed_dictionaries({"market": st.sampled_from(["0xc1", "0xzz"]) | _LEAF,
+                                      "winner": st.sampled_from(["111", "222", "9"]) | _LEAF,
+                                      "yes_token_id": st.sampled_from(["111", "9"]) | _LEAF,
+                                      "no_token_id": st.sampled_from(["222", "8"]) | _LEAF}),
 }
 ROWS = [("market", "sub"), ("market", "unsub"), ("market", "open"), ("market", "close"), ("rest", "books"),
         ("rest", "checkpoint"), ("universe", "universe"), ("engine", "params"), ("engine", "start"),
-        ("engine", "venue_clock"), ("engine", "strategy"), ("engine", "cycle"), ("engine", "cancel_all")]
+        ("engine", "venue_clock"), ("engine", "strategy"), ("engine", "cycle"), ("engine", "settled"), ("engine", "cancel_all")]
 
 
 def _book(tok: str, ts: float) -> str:
