@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 REPLAY_MODE = "replay"
 # what a recorded row that is JSON but not the record its kind writes raises as it is read (a
-# damaged file, a writer of another version): the row is named and skipped (`Replayer._undecodable`)
+# damaged file, a writer of another version): the row is named and skipped (`Replayer._invalid`)
 RECORD_ERRORS = (ValueError, KeyError, TypeError, AttributeError, ArithmeticError)
 TAGGED = frozenset({"orders", "trades", "pnl", "events", "markouts", "reward_estimates", "settlements"})
 NOT_WRITTEN = frozenset({"market_calibration", "public_trades", "book_snapshots", "markets"})
@@ -968,14 +968,14 @@ class Replayer:
 
     async def _on_universe(self, payload: str, ts: float, session: str | None = None) -> None:
         """A recorded universe. One that is JSON but no list of markets (a damaged file, a writer of
-        another version) is named like an undecodable row and skipped: the universe stays as it
+        another version) is named (`_invalid`) and skipped: the universe stays as it
         was (it used to end the replay in its AttributeError / TypeError)."""
         try:
             recorded = markets_from_json(json.loads(payload))
         except json.JSONDecodeError:
             raise  # (the caller names the row: `_undecodable`)
         except RECORD_ERRORS as exc:
-            self._undecodable(ts, CH_UNIVERSE, "universe", session, exc, what="is no valid record")
+            self._invalid(ts, CH_UNIVERSE, "universe", session, exc)
             return
         fresh = self._select(recorded)
         for p in self.points:
@@ -1037,11 +1037,23 @@ class Replayer:
         if touched and self.stream.on_books is not None:
             self.stream.on_books(touched)
 
-    def _undecodable(self, ts: float, ch: int, kind: str, session: str | None, exc: Exception,
-                     what: str = "is no JSON", then: str = "skipped") -> None:
+    def _undecodable(self, ts: float, ch: int, kind: str, session: str | None, exc: ValueError) -> None:
         """A recorded row (other than a market frame: the stream counts those) whose payload is no
         JSON, a corrupt file's: skipped, the file and the row named in the problems (the first
         `UNDECODABLE_NAMED`; all counted). It used to end the replay in a JSONDecodeError."""
+        self._name_row(ts, ch, kind, session, f"is no JSON ({str(exc)[:200]}): skipped")
+
+    def _invalid(self, ts: float, ch: int, kind: str, session: str | None, exc: Exception,
+                 then: str = "skipped") -> None:
+        """A recorded row that is JSON but not the record its kind writes (a damaged file, a writer
+        of another version): named and counted as an undecodable row is, with the exception's type
+        and message on one line; `then` says what the replay did instead."""
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        self._name_row(ts, ch, kind, session, f"is no valid record ({detail[:200]}): {then}")
+
+    def _name_row(self, ts: float, ch: int, kind: str, session: str | None, said: str) -> None:
+        """`<its file>: the <kind> row at <time> <said>` among every point's problems and in the
+        log, for the first `UNDECODABLE_NAMED` rows; all counted (`undecodable`)."""
         self.undecodable += 1
         if self.undecodable > UNDECODABLE_NAMED:
             return
@@ -1051,8 +1063,7 @@ class Replayer:
             where = next((u.file for u in self.window.sources if u.first_ts <= ts <= u.last_ts and (
                 Path(u.file).name == f"{name}-{session}.parquet" or Path(u.file).name.startswith(f"{name}-{session}-"))),
                 f"{name} channel of session {session}")
-        detail = str(exc) if what == "is no JSON" else " ".join(f"{type(exc).__name__}: {exc}".split())
-        msg = f"{where}: the {kind} row at {iso(ts)} {what} ({detail[:200]}): {then}"
+        msg = f"{where}: the {kind} row at {iso(ts)} {said}"
         log.warning("replay: %s", msg)
         for p in self.points:
             p.problems.append(msg)
@@ -1160,8 +1171,7 @@ class Replayer:
                             if isinstance(assets, list) and all(isinstance(a, str) for a in assets):
                                 stream.conn_event(kind, cn, assets)
                             else:
-                                self._undecodable(ts, ch, kind, sess[i], TypeError("not a list of asset ids"),
-                                                  what="is no valid record")
+                                self._invalid(ts, ch, kind, sess[i], TypeError("not a list of asset ids"))
                     elif ch == CH_REST:
                         if kinds[i] == "checkpoint":
                             self._checkpoint(pays[i] or "[]", ts, start=i == resume and resume > 0)
@@ -1217,7 +1227,7 @@ class Replayer:
         except json.JSONDecodeError:
             raise  # (the caller names the row: `_undecodable`)
         except RECORD_ERRORS as exc:
-            self._undecodable(ts, CH_ENGINE, kind, session, exc, what="is no valid record")
+            self._invalid(ts, CH_ENGINE, kind, session, exc)
 
     async def _apply_engine_event(self, kind: str, pay: str | None, ts: float) -> None:
         """Parameter changes (each point keeps its own overrides), the recorded start state, the
@@ -1278,8 +1288,7 @@ class Replayer:
         hold = got.get("hold") if isinstance(got, dict) else got
         if hold is None or isinstance(hold, str):
             return hold
-        self._undecodable(ts, CH_ENGINE, "cycle", session, TypeError("its hold is no text"), what="is no valid record",
-                          then="the cycle runs without a hold")
+        self._invalid(ts, CH_ENGINE, "cycle", session, TypeError("its hold is no text"), then="the cycle runs without a hold")
         return None
 
     def _end_session(self, ts: float, reason: str) -> None:
