@@ -135,6 +135,15 @@ def market_to_json(m: Any) -> dict[str, Any]:
 
 _MARKET_STR = ("question", "slug", "gamma_id")
 _MARKET_BOOL = ("neg_risk", "active", "closed", "accepting_orders", "enable_order_book")
+_MARKET_FLOAT = ("liquidity_num", "volume_24h")
+_MARKET_PRICE = ("best_bid", "best_ask")  # floats too, None when Gamma gave none
+
+
+def _number(what: str, k: str, v: Any) -> str | int | float:
+    """A recorded number (as `market_to_json` writes it: a number, or Decimal's text)."""
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise ValueError(f"{what}: {k} is no number")
+    return v
 
 
 def markets_from_json(items: Any) -> list[Any]:
@@ -167,9 +176,7 @@ def markets_from_json(items: Any) -> list[Any]:
             if k in kw and not isinstance(kw[k], bool):
                 raise ValueError(f"{what}: {k} is no true/false")
         for k in ("tick_size", "min_order_size"):
-            v = kw.get(k)
-            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                raise ValueError(f"{what}: {k} is no number")
+            v = _number(what, k, kw.get(k))
             try:
                 kw[k] = Decimal(str(v))
             except ArithmeticError:
@@ -178,14 +185,14 @@ def markets_from_json(items: Any) -> list[Any]:
             raise ValueError(f"{what}: tick_size {kw['tick_size']} is not in [0, 1)")
         if not (kw["min_order_size"].is_finite() and kw["min_order_size"] >= 0):
             raise ValueError(f"{what}: min_order_size {kw['min_order_size']} is no size")
-        for k in ("best_bid", "best_ask", "liquidity_num", "volume_24h"):
-            v = kw.get(k)
-            if v is None and k.startswith("best"):
+        for k in (*_MARKET_FLOAT, *_MARKET_PRICE):
+            if k not in kw or (kw[k] is None and k in _MARKET_PRICE):
                 continue
-            if k in kw:
-                if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                    raise ValueError(f"{what}: {k} is no number")
-                kw[k] = float(v)  # (ValueError: a text that is no number)
+            v = _number(what, k, kw[k])
+            try:
+                kw[k] = float(v)
+            except (ValueError, OverflowError):
+                raise ValueError(f"{what}: {k} is no number: {str(v)[:20]!r}") from None
         if kw.get("end_date") is not None and not isinstance(kw["end_date"], str):
             raise ValueError(f"{what}: end_date is no text")
         raw = kw.get("raw")

@@ -46,6 +46,8 @@ def test_what_market_to_json_writes_comes_back_equal() -> None:
     ([_js(min_order_size="Infinity")], "market 0 (0xc1): min_order_size Infinity is no size"),
     ([_js(best_ask=[1])], "market 0 (0xc1): best_ask is no number"),
     ([_js(liquidity_num=None)], "market 0 (0xc1): liquidity_num is no number"),
+    ([_js(volume_24h="x")], "market 0 (0xc1): volume_24h is no number: 'x'"),
+    ([_js(best_bid=10**400)], "market 0 (0xc1): best_bid is no number: '10000000000000000000'"),
     ([_js(end_date=5)], "market 0 (0xc1): end_date is no text"),
     ([_js(raw=[1])], "market 0 (0xc1): raw is no object"),
 ])
