@@ -615,10 +615,10 @@ class OwnerSession:
         cycle = self.runtime.cycle
         inside = {m.condition_id for m in self.markets}
         pairs = self.runtime.session_rows.tokens
-        for cid, lg in list(cycle.pnl.ledgers.items()):
+        for cid in list(cycle.pnl.ledgers):  # (whether its shares need asking: `_settle_if_closed`)
             if self._ctl.stop.is_set():
                 return
-            if cid in inside or (lg.yes == 0 and lg.no == 0) or cycle.resolved.get(cid):
+            if cid in inside:
                 continue
             m = cycle.known_market(cid)
             if m is None and cid in pairs:
@@ -651,10 +651,10 @@ class OwnerSession:
             now = time.time()
             settled = await cycle.resolve_market(now, m.condition_id, winners[0], self.runtime.exchange, "closed",
                                                  known=m)
-        if settled and self._recorder is not None:  # the venue's answer is no market data: a replay reads it here
-            self._recorder.engine(now, "settled", {"market": m.condition_id, "winner": winners[0],
-                                                   "yes_token_id": m.yes_token_id, "no_token_id": m.no_token_id})
         if settled:
+            if self._recorder is not None:  # the venue's answer is no market data: a replay reads it here
+                self._recorder.engine(now, "settled", {"market": m.condition_id, "winner": winners[0],
+                                                       "yes_token_id": m.yes_token_id, "no_token_id": m.no_token_id})
             self.events.emit(Level.INFO, EventKind.RESOLUTION, f"closed market settled from the venue: {m.condition_id}",
                              market=m.condition_id)
 
