@@ -832,7 +832,8 @@ class QuoteCycle:
         """PMM_REWARDS_MODE=fit outside [0.10, 0.90], where only two-sided quoting scores: a
         one-sided quote set gets the missing side joined at the touch (a BUY on the token whose
         bid it is, so no inventory is needed), when that price is inside the reward band, of the
-        market's quote size (its override's, else the global one) and at least `rewardsMinSize`. Risk, the event limit and the guard still apply afterwards."""
+        market's quote size (its override's, else the global one) and at least `rewardsMinSize`.
+        Risk, the event limit and the guard still apply afterwards."""
         if self.params.rewards_mode != "fit" or not quotes:
             return quotes
         prog = self.econ.terms_of(m.condition_id).program

@@ -18,8 +18,9 @@ Failure policy (a writer fault is never a dropped row):
   bound (or after `max_lag_sec` of backlog once a write failed, or when one write has not
   returned for `max_lag_sec`: a DB call hung without an error, a server behind a dead network
   path; or on a storage fault such as a full disk, or when the DB file is gone) `stats().fault`
-  says why, and the engine's risk stage pauses quoting and cancels. Only past the hard cap `MAX_PENDING` are rows shed, `book_snapshots` first (market
-  data the venue can serve again), counted and logged.
+  says why, and the engine's risk stage pauses quoting and cancels. Only past the hard cap
+  `MAX_PENDING` are rows shed, `book_snapshots` first (market data the venue can serve again),
+  counted and logged.
 - A *row fault* (constraint or type error: IntegrityError, DataError, a value the driver cannot
   bind) is the row's own: the batch is retried once, then written op by op, each in its own
   transaction, and only the failing op is quarantined (kept in `quarantine`, counted, logged).
