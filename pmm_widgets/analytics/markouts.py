@@ -109,6 +109,7 @@ class MarkoutTracker:
         self.horizons = tuple(sorted(horizons))
         self._pending: list[_Pending] = []
         self._last_mid: dict[str, Decimal] = {}
+        self._last_ts: dict[str, float] = {}  # when each token's last mid was seen
 
     def _row(self, p: _Pending, horizon: float, mid: Decimal, px: float, ts: float) -> MarkoutRow:
         f = p.fill
@@ -117,11 +118,16 @@ class MarkoutTracker:
 
     def on_fill(self, fill: Fill, mid_at_fill: Decimal | None) -> float | None:
         """Start tracking a fill; returns its realized spread (price units) when the mid is known
-        (then also its `markouts` row at horizon 0)."""
+        (then also its `markouts` row at horizon 0). A mid given is the token's last mid seen from
+        then on, unless a later one was seen already (a fill reported late)."""
         p = _Pending(fill, 1 if fill.side is Side.BUY else -1)
         rs: float | None = None
+        tok = fill.token_id
         if mid_at_fill is None:
-            mid_at_fill = self._last_mid.get(fill.token_id)
+            mid_at_fill = self._last_mid.get(tok)
+        elif fill.ts >= self._last_ts.get(tok, fill.ts):
+            self._last_mid[tok] = mid_at_fill
+            self._last_ts[tok] = fill.ts
         if mid_at_fill is not None:
             rs = realized_spread(fill, mid_at_fill)
             self.rec.markout(self._row(p, 0.0, mid_at_fill, rs, fill.ts))
@@ -142,6 +148,7 @@ class MarkoutTracker:
                 mid = mid_of(tok)
                 if mid is not None:
                     self._last_mid[tok] = mid
+                    self._last_ts[tok] = now
                 else:
                     mid = self._last_mid.get(tok)
                 seen[tok] = mid

@@ -91,6 +91,24 @@ def test_the_last_mid_seen_stands_in_at_the_fill_and_later_and_no_mid_at_all_ski
     assert tr.pending == 1
 
 
+def test_the_fills_own_mid_is_the_last_seen_unless_a_later_one_was():
+    """A mid given with a fill stands in at a horizon whose book is gone (it was skipped when no
+    advance had seen a mid); a fill reported late does not replace a later mid already seen."""
+    sink = MemorySink()
+    tr = MarkoutTracker(sink, horizons=(5.0,))
+    assert tr.on_fill(fill("y", Side.BUY, "0.40", "2", 0.0, "a"), D("0.43")) == float(D("0.03"))
+    [m] = tr.advance(5.0, lambda t: None)  # the book gone: the mid at the fill
+    assert (m.trade_id, m.px, m.usd) == ("a", float(D("0.03")), float(D("0.03")) * 2)
+    assert sink.rows["markouts"][-1]["mid"] == D("0.43")
+    tr.on_fill(fill("y", Side.BUY, "0.40", "1", 6.0, "b"), None)
+    tr.advance(8.0, {"y": D("0.50")}.get)  # seen at 8
+    tr.on_fill(fill("y", Side.SELL, "0.45", "1", 7.0, "c"), D("0.41"))  # a fill of 7, reported after 8
+    done = tr.advance(20.0, lambda t: None)
+    assert [(m.trade_id, m.px) for m in done] == [("b", float(D("0.10"))), ("c", float(D("-0.05")))]
+    assert tr.on_fill(fill("y", Side.BUY, "0.40", "1", 8.0, "d"), D("0.42")) == float(D("0.02"))
+    assert tr.on_fill(fill("y", Side.BUY, "0.40", "1", 9.0, "e"), None) == float(D("0.02"))  # 8 is not before 8
+
+
 def test_each_tokens_mid_is_asked_once_per_advance_and_tokens_do_not_mix():
     tr = MarkoutTracker(MemorySink(), horizons=(5.0,))
     tr.on_fill(fill("y", Side.BUY, "0.40", "1", 0.0, "a"), D("0.40"))
@@ -120,7 +138,8 @@ def test_each_tokens_mid_is_asked_once_per_advance_and_tokens_do_not_mix():
        st.lists(st.tuples(st.integers(0, 200), st.one_of(st.none(), st.integers(1, 99))), max_size=8))
 def test_the_tracker_equals_a_naive_model(fills, steps):
     """Fills all at t = 0; each advance at an increasing time with one mid for every token (or none).
-    The last mid seen is remembered from the advances only, for the tokens with a fill pending."""
+    The last mid seen is remembered from the fills given one and from the advances, for the tokens
+    with a fill pending."""
     tr = MarkoutTracker(MemorySink(), horizons=(30.0, 5.0, 120.0))
     last: dict[str, Decimal] = {}
     for i, (tok, side, px, sz, mid) in enumerate(fills):
@@ -128,6 +147,8 @@ def test_the_tracker_equals_a_naive_model(fills, steps):
         m = D(mid) / 100 if mid is not None else last.get(tok)
         s = 1 if side is Side.BUY else -1
         assert tr.on_fill(f, None if mid is None else D(mid) / 100) == (None if m is None else float(s * (m - f.price)))
+        if mid is not None:
+            last[tok] = m
     seen_h = [0] * len(fills)
     now = 0
     for dt, mid in steps:
