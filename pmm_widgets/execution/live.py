@@ -451,17 +451,14 @@ class LiveExchange:
         if not ids and not send:
             return [], out
         async with self._lock:
-            cancel_task = asyncio.ensure_future(self._venue.cancel(list(ids))) if ids else None
+            cancel_task = asyncio.ensure_future(self._cancel_venue(list(ids))) if ids else None
             if send:
                 await self._send_places(send)
             done = []
             if cancel_task is not None:
                 try:
-                    r = await cancel_task
-                    done = self._apply_cancel(r.canceled, r.not_canceled)
-                except BrokerError as exc:
-                    if isinstance(exc, CancelError):  # what the batches that did answer said
-                        self._apply_cancel(exc.partial.canceled, exc.partial.not_canceled)
+                    done = await cancel_task
+                except BrokerError as exc:  # (what the batches that did answer said is settled)
                     tokens = {self._open[cid].token_id for cid in ids.values() if cid in self._open}
                     undo = [o.venue_order_id for o, _ in send if o.token_id in tokens and o.client_id in self._open
                             and o.venue_order_id]
