@@ -744,6 +744,24 @@ async def test_requote_on_the_fast_path_keeps_the_cancelled_batch_and_pulls_only
     assert {o.venue_order_id for o in ex.open_orders()} == {"0xold2", "0xv1"}
 
 
+async def test_requote_on_the_fast_path_settles_the_cancels_answer_even_when_the_places_raise():
+    """The cancel in flight beside the places is settled by its own task: a place that raises
+    (not a venue refusal: the request itself blew up) does not leave a cancelled order open."""
+    ex, b, _ = make_ex()
+    b.fast = True  # type: ignore[misc]
+    old = add_open(ex, "0xold")
+
+    async def blows_up(items: list[object], dry_run: bool = False) -> list[PlaceResult]:
+        await asyncio.sleep(0.01)  # (the cancel answers meanwhile)
+        raise RuntimeError("encoder bug")
+
+    b.post_orders = blows_up  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await ex.requote([old.client_id], [Quote(M1, YES, Side.BUY, D("0.41"), D("10"))])
+    assert b.ops("cancel") == [["0xold"]]
+    assert old.status is OrderStatus.CANCELED and old not in ex.open_orders()
+
+
 # ------------------------------------------------------------------ a fill is never counted twice
 async def test_a_trade_evicted_from_memory_is_not_counted_again_by_a_later_backfill():
     """The last fill is 1000 s old (a quiet market) and has left memory (final, older than
