@@ -4,6 +4,7 @@ clock, command attribution, and a malformed private key refused in one line (exi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -25,8 +26,11 @@ def test_every_max_limit_has_an_upper_bound_and_1e15_is_refused():
 
 
 def test_env_example_documents_the_bounds():
+    """Each `max_*` limit's upper bound as env.example states it (`PMM_MAX_X <= N`) is the rule's."""
     text = open(os.path.join(os.path.dirname(__file__), "..", "..", "env.example"), encoding="utf-8").read()
     assert "upper bound" in text and "PMM_WRITER_MAX_PENDING" in text and "PMM_WRITER_MAX_LAG_SEC" in text
+    said = {m[1].lower(): int(m[2]) for m in re.finditer(r"PMM_(MAX_\w+) <= (\d+)", text)}
+    assert said == {name: int(hi) for name, (_lo, hi) in limit_bounds().items()}
 
 
 def test_command_verdict_by_the_owners_clock():
