@@ -95,13 +95,15 @@ class RegimeAware:
 
     def decide(self, ctx: MarketContext, state: object | None) -> Decision:
         st = state if isinstance(state, RegimeState) else RegimeState()
-        # trade-throughs since the last decision: the touch went through a quote we had resting
+        # trade-throughs since the last decision: the touch went through a quote we had resting.
+        # The touch is converted from its exact price (ticks x tick), as our prices were: the float
+        # product of ticks and tick size can land an ulp off (57 x 0.01 > 0.57)
         tt = st.tt_rate
         if st.last_ts is not None:
             tt *= math.exp(-max(0.0, ctx.now - st.last_ts) / TT_WINDOW_SEC)
-            if st.our_bid is not None and ctx.best_ask <= st.our_bid:
+            if st.our_bid is not None and float(ctx.ask_ticks * ctx.tick) <= st.our_bid:
                 tt += 1.0
-            if st.our_ask is not None and ctx.best_bid >= st.our_ask:
+            if st.our_ask is not None and float(ctx.bid_ticks * ctx.tick) >= st.our_ask:
                 tt += 1.0
         want, why = target_regime(ctx, tt)
         cur, calm = st.regime, st.calm_since
@@ -117,8 +119,6 @@ class RegimeAware:
                 why = f"calm for {ctx.params.regime_cooldown_sec:g}s ({why})"
         else:
             calm = None
-        if new is not cur:
-            events = (f"regime {cur.value} -> {new.value}: {why}",)
 
         base = self._base(ctx)
         base_state = st.base_state if st.base_name == base.name else None
@@ -130,9 +130,13 @@ class RegimeAware:
             quotes = d.quotes
             if d.regime.level > new.level:  # the wrapped strategy may be more cautious itself
                 new, why = d.regime, d.reason
-            if new is Regime.REDUCE_ONLY:
+            if new is Regime.HALTED:
+                quotes = ()
+            elif new is Regime.REDUCE_ONLY:
                 m, net = ctx.market, ctx.inventory.net
                 quotes = tuple(q for q in quotes if reduces(net, net + net_delta(m, q.token_id, q.side, q.size)))
+        if new is not cur:  # after the wrapped strategy's say: its escalation is a transition too
+            events = (f"regime {cur.value} -> {new.value}: {why}",)
         our_bid, our_ask = resting_touch(ctx)
         nxt = RegimeState(new, calm, ctx.now, our_bid, our_ask, tt, base.name, base_state)
         return Decision(quotes, new, why if new is not Regime.NORMAL else "", nxt, events)
