@@ -381,7 +381,7 @@ def format_validation_error(exc: ValidationError, env: bool = False) -> str:
     bad = err.get("input")
     if loc.lower() in {"private_key", "api_key", "api_secret", "api_passphrase"}:
         bad = "***"
-    elif loc.lower() == "db_url" and isinstance(bad, str):  # a URL that does not parse: its password hidden by hand
+    elif isinstance(bad, str):  # a URL's password hidden by hand (a DB URL that does not parse, or any other)
         bad = _URL_PASSWORD.sub(r"\1***@", bad)
     msg = err.get("msg", "invalid").removeprefix("Value error, ")
     if not err.get("loc"):  # a rule across several fields: the message names them
