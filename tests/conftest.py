@@ -26,3 +26,13 @@ def pg_url() -> str:
     if not url:
         pytest.skip("PMM_TEST_PG_URL is not set (run under scripts/with_postgres.sh or `make test`)")
     return url
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+    """No PMM_* from the outer environment and no .env from the repo (the test runs in tmp_path):
+    settings read as a fresh machine reads them."""
+    for name in list(os.environ):
+        if name.startswith("PMM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

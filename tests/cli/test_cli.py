@@ -17,12 +17,7 @@ from pmm_widgets.store.schema import CONTRACT_TABLES
 SECRET = "0x5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec1"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("PMM_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")  # (tests/conftest.py)
 
 
 def run_pmm(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:

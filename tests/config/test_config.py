@@ -20,13 +20,7 @@ SECRET = "0xdeadbeefcafe1234567890abcdef1234567890abcdef1234567890abcdef1234"
 API_SECRET = "c2VjcmV0LXZhbHVlLWZvci10ZXN0cw=="
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    """No PMM_* from the outer environment and no .env from the repo."""
-    for name in list(__import__("os").environ):
-        if name.startswith("PMM_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")  # (tests/conftest.py)
 
 
 def test_defaults_are_the_documented_ones():

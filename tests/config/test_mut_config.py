@@ -6,8 +6,6 @@ own words, an override's closest name)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from pydantic import ValidationError
 
@@ -21,14 +19,7 @@ from pmm_widgets.config import (
     load_settings,
 )
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    """No PMM_* from the outer environment and no .env from the repo."""
-    for name in list(os.environ):
-        if name.startswith("PMM_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")  # (tests/conftest.py)
 
 
 def settings(**kw: object) -> Settings:
