@@ -5,7 +5,8 @@ band and size edges, the midnight payout (≥ $1), the clock, settlement and the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN
 from decimal import Decimal as D
 
@@ -391,3 +392,20 @@ def test_terms_follow_the_reference_categories(seed: int) -> None:
         assert len(group) >= 2 and all(m.event_id == eid for m in group)
         assert econ.event_winner[eid] in {m.condition_id for m in group}
     assert len(econ.events) >= 2 and len(set(econ.events)) == len(econ.events)
+
+
+def test_day_of_a_start_early_in_the_utc_day() -> None:
+    ts = (int(START // 86400) + 1) * 86400 + 3 * 3600.0  # 03:00 UTC
+    econ = Simulator(markets=10, seed=4, start_ts=ts).econ
+    assert econ.day == (datetime.fromtimestamp(ts, tz=UTC).date() - date(1970, 1, 1)).days
+    assert econ.account("x")["day"] == _day(ts)
+
+
+def test_jsonable_and_frozen_payouts() -> None:
+    from pmm_widgets.sandbox.economics import jsonable
+
+    assert jsonable({"a": D("1.50"), "b": [D(0), (D("2E+3"), D("-0.00"))], "c": 5, "d": None}) == {
+        "a": "1.5", "b": ["0", ["2000", "0"]], "c": 5, "d": None}
+    p = Payout("o", "c", "2026-05-28", D(1), D(0))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.rewards = D(2)  # type: ignore[misc]
