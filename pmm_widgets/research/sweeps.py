@@ -560,6 +560,8 @@ def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passe
         threading.Thread(target=feed, name="sweep-feeder", daemon=True).start()
         while (k := take(False)) is not None:  # this process: from the end, with its own window
             done(k, stop.run(sd, a, b, passes[k], fixed, sel, seed, window, None))
+        if stop() and not errors:  # a Ctrl-C (the first, taken in this process's pass): the workers' passes
+            raise KeyboardInterrupt  # are waited for `STOP_WAIT_SEC` at most, below (they were waited for here, for ever)
         # waits on an Event, never `Thread.join` (a KeyboardInterrupt inside a join marks a running
         # thread as ended, CPython 3.11)
         while not fed.wait(0.2):
