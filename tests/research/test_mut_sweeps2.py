@@ -7,6 +7,7 @@ summary (`max_inventory_usd`), written to `sweep_results`."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def test_loky_rows_the_worker_takes_passes_from_the_front_this_process_from_the_
     assert sorted(err.splitlines()) == [f"sweep: point {k + 1} of 6 done" for k in range(6)]
 
 
-def test_loky_rows_each_pass_reads_its_own_window_when_not_shared(monkeypatch):
+def test_loky_rows_each_pass_reads_its_own_window_when_not_shared(monkeypatch, capsys):
     def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
         import os
 
@@ -132,6 +133,7 @@ def test_loky_rows_each_pass_reads_its_own_window_when_not_shared(monkeypatch):
     assert raised is None and loaded == [] and sorted(r["point"] for r in got) == [0, 1, 2]
     assert all(c["window"] is None for c in parent.calls)
     assert all(r["arg"] is None for r in got if r["who"] == "worker") and any(r["who"] == "worker" for r in got)
+    assert capsys.readouterr().err == ""  # no progress lines unless asked
 
 
 def test_loky_rows_ctrl_c_keeps_the_running_passes_partial_rows_and_starts_no_other(monkeypatch, capsys):
@@ -189,8 +191,10 @@ def test_loky_rows_a_failing_worker_pass_fails_the_sweep_and_stops_this_process(
         return "interrupted"
 
     parent = Parent(until_stopped)
+    t = time.monotonic()
     got, stop, _, raised = _run(monkeypatch, _passes(5), parent, worker)
     assert isinstance(raised, ValueError) and str(raised) == "point 0 refused" and stop()
+    assert time.monotonic() - t < 10  # this process's pass stopped at the failure (not at its own end)
     assert [c["k"] for c in parent.calls] == [4]  # its pass stopped, no other taken
     assert [r["point"] for r in got] == [4]
     assert not stop.path.parent.exists()
@@ -245,6 +249,163 @@ def test_loky_rows_a_worker_deaf_to_the_stop_is_ended_after_the_wait(monkeypatch
     assert [(r["point"], r["who"]) for r in got] == [(2, "parent")]  # the deaf worker's pass lost, the rest kept
 
 
+def test_loky_rows_asks_for_jobs_minus_one_workers_and_warms_each_up(monkeypatch, tmp_path):
+    """Two jobs: this process and one loky worker (not more processes than asked), started (its
+    `warm_up`) while this process reads the window."""
+    import joblib.externals.loky as loky
+
+    real = loky.get_reusable_executor
+    asked: list[int] = []
+
+    def get_reusable_executor(max_workers: int) -> Any:
+        asked.append(max_workers)
+        return real(max_workers=max_workers)
+
+    monkeypatch.setattr(loky, "get_reusable_executor", get_reusable_executor)
+    marks = str(tmp_path)
+
+    def warm_up() -> int:  # (pickled by value: it leaves a file per call)
+        import os
+        import uuid
+
+        open(os.path.join(marks, f"warm-{uuid.uuid4().hex}"), "w").close()
+        return os.getpid()
+
+    monkeypatch.setattr(sw, "warm_up", warm_up)
+
+    def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
+        return [{"point": i, "who": "worker", "status": "done"} for i, _ in items]
+
+    got, _, _, raised = _run(monkeypatch, _passes(2), Parent(), worker)
+    assert raised is None and sorted(r["point"] for r in got) == [0, 1]
+    assert asked == [1] and len(list(tmp_path.glob("warm-*"))) == 1
+
+
+def test_loky_rows_a_window_that_cannot_be_read_fails_with_its_error(monkeypatch):
+    def unreadable(root: Any, a: float, b: float) -> Window:
+        raise ValueError("no readable recordings")
+
+    def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
+        return [{"point": i, "who": "worker", "status": "done"} for i, _ in items]
+
+    monkeypatch.setattr(sw, "STOP_WAIT_SEC", 0.5)  # (the feeder may still wait for the worker's start)
+    parent = Parent()
+    monkeypatch.setattr(sw, "load_window", unreadable)
+    monkeypatch.setattr(sw, "run_pass", parent)
+    monkeypatch.setattr(sw, "run_pass_in_worker", worker)
+    s = load_settings(record_dir="/nowhere/recordings", db_url="sqlite:///:memory:")
+    stop = sw._Stop()
+    with pytest.raises(ValueError, match="^no readable recordings$"):
+        sw._loky_rows(s, {}, 10.0, 20.0, _passes(2), 2, {}, None, None, 2, True, False, stop, [])
+    assert stop() and not stop.path.parent.exists() and parent.calls == []  # (no pass ran)
+
+
+def test_loky_rows_a_worker_that_cannot_start_fails_the_sweep_with_its_reason(monkeypatch):
+    def warm_up() -> int:
+        raise RuntimeError("this worker cannot start")
+
+    monkeypatch.setattr(sw, "warm_up", warm_up)
+
+    def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
+        return [{"point": i, "who": "worker", "status": "done"} for i, _ in items]
+
+    got, stop, _, raised = _run(monkeypatch, _passes(3), Parent(), worker)
+    assert isinstance(raised, RuntimeError) and str(raised) == "this worker cannot start" and stop()
+    assert all(r["who"] == "parent" for r in got)  # no pass went to it
+
+
+def test_loky_rows_passes_all_taken_here_before_the_worker_started(monkeypatch):
+    def warm_up() -> int:  # a slow start: this process replays every pass meanwhile
+        import os
+        import time as t
+
+        t.sleep(0.5)
+        return os.getpid()
+
+    monkeypatch.setattr(sw, "warm_up", warm_up)
+
+    def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
+        return [{"point": i, "who": "worker", "status": "done"} for i, _ in items]
+
+    got, stop, _, raised = _run(monkeypatch, _passes(2), Parent(), worker)
+    assert raised is None and not stop()
+    assert sorted((r["point"], r["who"]) for r in got) == [(0, "parent"), (1, "parent")]
+
+
+def test_loky_rows_a_worker_pass_stopped_while_this_process_waits_stops_the_sweep(monkeypatch):
+    def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
+        import os
+        import time as t
+
+        here = os.path.dirname(flag)
+        open(os.path.join(here, f"began-{items[0][0]}"), "w").close()
+        for _ in range(2000):  # until this process's pass ended (it then waits for this one)
+            if os.path.exists(os.path.join(here, "parent-done")):
+                break
+            t.sleep(0.01)
+        t.sleep(0.3)
+        return [{"point": i, "who": "worker", "status": "interrupted"} for i, _ in items]
+
+    def after_the_workers_began(k: int, stop: sw._Stop) -> None:
+        _began(stop, "began-0")
+        assert stop.path is not None
+        (stop.path.parent / "parent-done").touch()
+
+    got, stop, _, raised = _run(monkeypatch, _passes(2), Parent(after_the_workers_began), worker)
+    assert isinstance(raised, KeyboardInterrupt) and stop()
+    assert sorted((r["point"], r["who"], r["status"]) for r in got) == [(0, "worker", "interrupted"),
+                                                                         (1, "parent", "done")]
+
+
+def test_loky_rows_a_keyboard_interrupt_in_this_process_stops_the_workers_pass(monkeypatch):
+    """A KeyboardInterrupt not through the sweep's handler (no handler of ours: a test's, a
+    thread's): the workers' passes are told to stop all the same, and their partial rows kept."""
+    def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
+        import os
+        import time as t
+
+        open(os.path.join(os.path.dirname(flag), f"began-{items[0][0]}"), "w").close()
+        for _ in range(2000):
+            if os.path.exists(flag):
+                return [{"point": i, "who": "worker", "status": "interrupted"} for i, _ in items]
+            t.sleep(0.01)
+        return [{"point": i, "who": "worker", "status": "done"} for i, _ in items]
+
+    def interrupted_here(k: int, stop: sw._Stop) -> None:
+        _began(stop, "began-0")
+        raise KeyboardInterrupt
+
+    t = time.monotonic()
+    got, stop, _, raised = _run(monkeypatch, _passes(3), Parent(interrupted_here), worker)
+    assert isinstance(raised, KeyboardInterrupt) and stop() and time.monotonic() - t < 8
+    assert [(r["point"], r["status"]) for r in got] == [(0, "interrupted")]
+
+
+def test_loky_rows_the_feeder_is_a_daemon_thread(monkeypatch, capsys):
+    """(A feeder left waiting on a worker must not keep the interpreter from exiting.) And no
+    progress lines unless asked."""
+    seen: list[bool] = []
+
+    def warm_up() -> int:  # (the feeder alive while this process's pass looks)
+        import os
+        import time as t
+
+        t.sleep(0.3)
+        return os.getpid()
+
+    monkeypatch.setattr(sw, "warm_up", warm_up)
+
+    def look(k: int, stop: sw._Stop) -> None:
+        seen.extend(t.daemon for t in threading.enumerate() if t.name == "sweep-feeder")
+
+    def worker(flag, sd, a, b, items, fixed, sel, seed, arg):  # noqa: ANN001, ANN202
+        return [{"point": i, "who": "worker", "status": "done"} for i, _ in items]
+
+    got, _, _, raised = _run(monkeypatch, _passes(1), Parent(look), worker)
+    assert raised is None and [r["point"] for r in got] == [0] and seen == [True]
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------------- a swept risk limit
 
 
@@ -297,4 +458,3 @@ def test_store_takes_the_figure_of_a_swept_name_from_its_seen_column(tmp_path):
         eng.dispose()
     assert [(r[0], json.loads(r[1]), r[2], r[3], r[4]) for r in rows] == [
         ("swX", {"max_inventory_usd": 50.0}, 12.5, 3, 1.5), ("swY", {"alpha": 2.0}, 50.0, 3, 1.5)]
-
