@@ -406,6 +406,67 @@ def test_loky_rows_the_feeder_is_a_daemon_thread(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+
+FORKED = r"""
+import json, multiprocessing, os, signal, sys, time
+from pmm_widgets.research import sweeps as sw
+
+sw.STOP_WAIT_SEC = 0.5
+
+def run_pass(sd, a, b, items, fixed, sel, seed, key, report, stop):
+    i, what = items[0][0], sd["what"]
+    if what == "fail" and i == 0:
+        raise ValueError("point 0 refused")
+    if what in ("stop", "deaf") and i == 0:
+        os.kill(os.getppid(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the sweep
+        if what == "deaf":
+            time.sleep(30)  # never looks at the stop file
+        for _ in range(1000):
+            if os.path.exists(stop):
+                return [{"point": i, "status": "interrupted"}]
+            time.sleep(0.01)
+    return [{"point": i, "status": "done"}]
+
+sw.run_pass = run_pass
+out = {}
+for what in ("stop", "deaf", "fail"):
+    got, stop, t = [], sw._Stop(), time.monotonic()
+    try:
+        sw._forked_rows({"what": what}, 1.0, 2.0, [[(k, {})] for k in range(6)], {}, None, None, 1, None, None,
+                        stop, got)
+        res = "ok"
+    except KeyboardInterrupt:
+        res = "ctrl-c"
+    except Exception as exc:
+        res = f"{type(exc).__name__}: {exc}"
+    out[what] = {"res": res, "points": [r["point"] for r in got], "sec": time.monotonic() - t,
+                 "children": len(multiprocessing.active_children())}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_forked_rows_one_worker_stops_at_the_stop_file_and_is_ended_when_deaf_to_it(tmp_path):
+    """`_forked_rows` with one worker (in a fresh interpreter: forking is safe there): after a
+    Ctrl-C its pass ends with its partial rows and it takes no other pass; a worker deaf to the
+    stop is ended after `STOP_WAIT_SEC` (its pass lost, no process left); a worker whose pass
+    failed takes no other pass (the sweep fails with the error and no rows after it)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "forked2.py"
+    script.write_text(FORKED)
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(next(x for x in p.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    assert (out["stop"]["res"], out["stop"]["points"], out["stop"]["children"]) == ("ctrl-c", [0], 0)
+    deaf = out["deaf"]
+    assert (deaf["res"], deaf["points"], deaf["children"]) == ("ctrl-c", [], 0) and deaf["sec"] < 10
+    assert (out["fail"]["res"], out["fail"]["points"], out["fail"]["children"]) == (
+        "ValueError: point 0 refused", [], 0)
+
+
 # ------------------------------------------------------------------------- a swept risk limit
 
 
