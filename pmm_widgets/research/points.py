@@ -248,6 +248,10 @@ def interrupted(rows: list[dict[str, Any]]) -> bool:
     return any(r.get("status") == "interrupted" for r in rows)
 
 
+SEEN = "_seen"  # a row's summary figure whose name is also the point's (`max_inventory_usd`: the limit swept,
+# and the largest inventory held) goes under this suffix: it used to replace the point's value in its row
+
+
 def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple[int, dict[str, Any]]],
              fixed: dict[str, Any], markets: Any, seed: int | None, window: Window | str | None = None,
              report: int | None = None, stop: str | Callable[[], bool] | None = None) -> list[dict[str, Any]]:
@@ -284,7 +288,8 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
         for k, v in point.items():  # the point's values as validated (1 → 1.0 for a float parameter)
             got = values.get(k, getattr(settings, k, v))
             row[k] = float(got) if isinstance(got, Decimal) else got  # a number, not its text (sorts, plots)
-        row.update(res.summary)
+        for k, v in res.summary.items():  # a figure named as a swept value: `<name>_seen` (the value keeps its name)
+            row[k + SEEN if k in point else k] = v
         row["problem_text"] = "; ".join(res.problems)  # (`problems` stays the summary's count, as in summary_json)
         rows.append(row)
     if report is not None:

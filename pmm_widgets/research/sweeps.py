@@ -65,6 +65,7 @@ from pydantic import ValidationError
 from ..config import ConfigError, Params, Settings, format_validation_error
 from ..logsetup import SECRET_FIELDS
 from .points import (
+    SEEN,
     StopFlag,
     dump_window,
     forget,
@@ -559,6 +560,8 @@ def _loky_rows(settings: Settings, sd: dict[str, Any], a: float, b: float, passe
         threading.Thread(target=feed, name="sweep-feeder", daemon=True).start()
         while (k := take(False)) is not None:  # this process: from the end, with its own window
             done(k, stop.run(sd, a, b, passes[k], fixed, sel, seed, window, None))
+        if stop() and not errors:  # a Ctrl-C (the first, taken in this process's pass): the workers' passes
+            raise KeyboardInterrupt  # are waited for `STOP_WAIT_SEC` at most, below (they were waited for here, for ever)
         # waits on an Event, never `Thread.join` (a KeyboardInterrupt inside a join marks a running
         # thread as ended, CPython 3.11)
         while not fed.wait(0.2):
@@ -919,8 +922,8 @@ def _store(db_url: str, sweep_id: str, t0: float, t1: float, names: list[str], d
                                "created_ts": now, "t0": t0, "t1": t1,
                                "grid_json": {k: rec.get(k) for k in names},
                                "summary_json": json.loads(json.dumps(summary, default=str))}
-        for k in _FIXED:
-            v = rec.get(k)
+        for k in _FIXED:  # the figures (a swept name's figure is `<name>_seen`: the column of the name is the point's)
+            v = rec.get(k + SEEN if k in names else k)
             row[k] = None if v is None or _nan(v) else (int(v) if k == "fills" else float(v))
         rows.append(row)
     eng = make_engine(db_url)
