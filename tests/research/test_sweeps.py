@@ -445,3 +445,19 @@ def test_a_db_at_the_head_is_not_upgraded_again_and_an_older_one_is(rec_dir, tmp
     with sa.create_engine(s.db_url).connect() as c:
         ids = c.execute(sa.text("SELECT DISTINCT sweep_id FROM sweep_results")).scalars().all()
     assert {first.attrs["sweep_id"], again.attrs["sweep_id"], third.attrs["sweep_id"]} <= set(ids)
+
+
+def test_the_cli_table_of_a_sweep_of_a_limit_shows_the_limit_and_the_figure_once_each(rec_dir, tmp_path, monkeypatch,
+                                                                                       capsys):
+    """`max_inventory_usd` is both a limit one may sweep and a figure of each replay (the largest
+    inventory held, `max_inventory_usd_seen` when swept): the table shows each once."""
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    monkeypatch.setenv("PMM_PAPER_FILL_INTENSITY", "20")
+    assert main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z",
+                 "--grid", "max_inventory_usd=5,250", "--set", "quote_refresh_sec=1", "--jobs", "1",
+                 "--db-url", f"sqlite:///{tmp_path / 'c.db'}", "--out", str(tmp_path / "o.parquet")]) == 0
+    header, first, second = capsys.readouterr().out.splitlines()[:3]
+    cols = header.split()
+    assert cols.count("max_inventory_usd") == 1 and cols[-1] == "max_inventory_usd_seen", cols
+    assert [first.split()[cols.index("max_inventory_usd")], second.split()[cols.index("max_inventory_usd")]] == [
+        "5.0", "250.0"]
