@@ -316,3 +316,69 @@ def test_a_fill_without_a_mid_has_no_markout_rather_than_a_zero_one() -> None:
     assert s.fills == 3 and s.size_mean == pytest.approx(100 / 3)
     assert s.markout[5.0] == pytest.approx((0.03 + 0.01) / 2, abs=1e-15)  # not (0.3 + 0.1) / 100
     assert s.markout_se[5.0] == pytest.approx(0.01)
+
+
+def test_size_quantiles_rates_and_small_weights() -> None:
+    cm = M0.condition_id
+    rec = Recording([M0], seconds=0.0, speed=1.0, events=[_bk("y0", cm, "0.49", "0.51", 1.0)])
+    fills = [(2.0, _fill(str(k), M0, "y0", Side.BUY, "0.50", str(k), 2.0)) for k in range(1, 21)]
+    s = stats(rec, fills, Mids(rec))
+    assert s.size_q == (3.0, 11.0, 19.0)  # sizes 1..20: the 3rd, 11th and 19th
+    assert s.fills == 20 and s.fills_per_min == 0.0  # no venue minutes measured: no rate
+    # fractional shares: a total weight below 1 is still a weight
+    assert fidelity._weighted_se([(1.0, 0.25), (3.0, 0.25)], 2.0) == 1.0
+
+
+def test_the_comparison_of_markets_with_few_fills() -> None:
+    live = _st(5, {"a": 1, "b": 4, "z": 0}, {5.0: 0.5, 30.0: 0.5}, {}, {"a": 1.0, "b": 3.0}, 1.0)
+    paper = _st(6, {"a": 2, "b": 4}, {5.0: 1.0, 30.0: 0.5}, {}, {"a": 1.0, "b": 3.0}, 1.0)
+    c = compare("few", paper, live)
+    assert c.median_market_err == 0.5  # a: |2/1 − 1| = 1, b: 0; z had no live fill: not a market to match
+    assert c.pnl_se == pytest.approx(math.sqrt(2))  # two markets: their spread (1) × √2, not |live PnL| (4)
+    # live without a markout SE: within one SE only if equal
+    assert not c.within_spec()["markout_5s_1se"] and c.within_spec()["markout_30s_1se"]
+
+
+def test_the_size_term_with_fractional_and_far_off_sizes() -> None:
+    def sized(size: float) -> Stats:
+        return _st(4, {"a": 4}, {5.0: 0.0, 30.0: 0.0}, {}, {"a": 0.0}, size)
+
+    assert compare("half", sized(0.5), sized(1.0)).size_err == pytest.approx(math.log(2))
+    assert compare("double", sized(1.0), sized(0.5)).size_err == pytest.approx(math.log(2))
+    far = compare("far", sized(1e6), sized(0.01))
+    assert far.size_err == pytest.approx(math.log(1e8)) and far.parts["size"] == 10.0  # capped
+
+
+def test_any_venue_stamp_counts_toward_the_minutes() -> None:
+    cm = M0.condition_id
+    rec = Recording([M0], seconds=600.0, speed=1.0, events=[_bk("y0", cm, "0.4", "0.6", 1.0, venue=0.001),
+                                                          _bk("y0", cm, "0.4", "0.6", 2.0, venue=60.001)])
+    assert rec.sim_minutes == 1.0  # 1 ms after the epoch is a stamp; 0 is none
+
+
+def test_the_sampled_latency_defaults_to_seed_0() -> None:
+    rec = Recording([M0], seconds=1.0, speed=1.0, rtt_ms=[10.0, 20.0, 30.0, 40.0, 50.0])
+    draws = [[lat.entry() for _ in range(20)] for lat in (latency_for(rec, Candidate("queue")),
+                                                          latency_for(rec, Candidate("queue"), 0),
+                                                          latency_for(rec, Candidate("queue"), 1))]
+    assert draws[0] == draws[1] != draws[2]
+
+
+def test_the_latent_stage_builds_on_the_best_queue_candidate_even_when_intensity_leads() -> None:
+    """No public print at all, yet live was filled: no queue-family model fills anything, an
+    intensity model does and ranks first; the latent flow is still tried on a queue model."""
+    cm = M0.condition_id
+    rec = Recording([M0], seconds=60.0, speed=1.0, rtt_ms=[20.0])
+    rec.events += [("book", 0.0, book("y0", cm, [("0.45", 10)], [("0.48", 100)], ts=0.0)),
+                   ("place", 1.0, [("L1", Quote(cm, "y0", Side.BUY, D("0.46"), D(30)))])]
+    for k in range(2, 60):
+        rec.events += [("book", float(k), book("y0", cm, [("0.46", 30), ("0.45", 10)], [("0.48", 100)], ts=float(k))),
+                       ("poll", k + 0.5)]
+    for t in (10.0, 20.0, 30.0):
+        rec.live_fills.append((t, Fill(f"t{t}", "L1", cm, "y0", Side.BUY, D("0.46"), D(5), FillType.PARTIAL,
+                                       Mode.LIVE, t)))
+    out = fit(rec)
+    grid = {g.label for g in default_grid()}
+    lead = next(c for c in out if c.label in grid)
+    assert lead.candidate is not None and lead.candidate.model == "intensity" and lead.paper.fills > 0
+    assert {c.candidate.model for c in out if c.label not in grid and c.candidate is not None} == {"queue"}
