@@ -382,3 +382,40 @@ def test_the_latent_stage_builds_on_the_best_queue_candidate_even_when_intensity
     lead = next(c for c in out if c.label in grid)
     assert lead.candidate is not None and lead.candidate.model == "intensity" and lead.paper.fills > 0
     assert {c.candidate.model for c in out if c.label not in grid and c.candidate is not None} == {"queue"}
+
+
+def test_the_recorded_venue_clock_at_a_speed_up() -> None:
+    """Speed 2: the venue's clock read v no later than t_i − (v_i − v) / 2 for every event i."""
+    from pmm_widgets.analytics.fidelity import RecordedVenueClock
+
+    cm = M0.condition_id
+    rec = Recording([M0], seconds=60.0, speed=2.0, events=[
+        _bk("y0", cm, "0.4", "0.6", 10.0, venue=4.0),
+        ("trade", 20.0, PublicTrade("y0", cm, D("0.5"), D(1), Side.BUY, 10.0, recv_ts=20.0)),  # a late print
+        ("poll", 13.0), _bk("y0", cm, "0.4", "0.6", 14.0, venue=0.0),  # no venue time: no evidence
+        ("trade", 15.0, PublicTrade("y0", cm, D("0.5"), D(1), Side.BUY, 0.0, recv_ts=15.0))])
+    rec.live_fills.append((11.0, _fill("1", M0, "y0", Side.BUY, "0.5", "1", 8.0)))
+    vc = RecordedVenueClock(rec)
+    assert vc and vc.speed == 2.0 and vc.vs == [4.0, 8.0, 10.0]
+    assert [vc.local(v) for v in (4.0, 6.0, 10.0, 100.0)] == [9.0, 10.0, 20.0, 65.0]
+    # before the first evidence: back from it at the speed; after: forward, never past the next
+    assert [vc.venue(t) for t in (8.0, 9.0, 10.0, 11.5, 15.0, 20.0, 25.0)] == [2.0, 4.0, 6.0, 9.0, 10.0, 10.0, 20.0]
+    assert not RecordedVenueClock(Recording([M0], seconds=1.0, speed=0.0))
+    assert RecordedVenueClock(Recording([M0], seconds=1.0, speed=0.0)).speed == 1.0
+
+
+def test_a_fractional_level_left_after_ours_stays() -> None:
+    from pmm_widgets.analytics.fidelity import strip_book
+
+    b = book("y0", M0.condition_id, [("0.45", "10.5")], [("0.48", 100)])
+    assert [(lv.price, lv.size) for lv in strip_book(b, ((Side.BUY, D("0.45"), D(10)),)).bids] == [(D("0.45"), D("0.5"))]
+
+
+def test_books_at_the_same_time_both_count() -> None:
+    cm = M0.condition_id
+    rec = Recording([M0], seconds=60.0, speed=1.0)
+    rec.events += [_bk("y0", cm, "0.49", "0.51", 1.0, venue=101.0), _bk("y0", cm, "0.51", "0.53", 1.0, venue=102.0),
+                   _bk("y0", cm, "0.53", "0.55", 2.0, venue=102.0)]
+    mids = Mids(rec)
+    assert mids.venue_time(1.5) == 102.0  # the second book at local 1.0 is seen by then
+    assert mids.venue_time(2.5) == 102.0 and mids.last("y0") == D("0.54")  # same venue time: the newer mid
