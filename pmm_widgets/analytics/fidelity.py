@@ -259,7 +259,8 @@ class Stats:
     fills_per_min: float
     per_market: dict[str, int]
     size_q: tuple[float, float, float]  # p10 / p50 / p90 of fill sizes
-    markout: dict[float, float]  # horizon (venue s) → size-weighted mean markout, price units (+ = good for us)
+    # horizon (venue s) → size-weighted mean markout of the fills whose token has a mid, price units (+ = good for us)
+    markout: dict[float, float]
     pnl: float
     pnl_by_market: dict[str, float]
     markout_se: dict[float, float] = field(default_factory=dict)  # standard error of each mean markout
@@ -272,7 +273,7 @@ def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
     pos: dict[str, Decimal] = {}
     tok_market: dict[str, str] = {}
     mk_num = {h: 0.0 for h in HORIZONS}
-    mk_den = 0.0
+    mk_den = {h: 0.0 for h in HORIZONS}  # the size of the fills with a mid at that horizon
     mk_each: dict[float, list[tuple[float, float]]] = {h: [] for h in HORIZONS}  # (markout, weight) per fill
     sizes: list[float] = []
     for t, f in fills:
@@ -284,13 +285,13 @@ def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
         pos[f.token_id] = pos.get(f.token_id, ZERO) + sign * f.size
         tok_market[f.token_id] = f.market
         sizes.append(float(f.size))
-        mk_den += float(f.size)
         tv = mids.fill_time(t, f)
         for h in HORIZONS:
             m = mids.at(f.token_id, tv + h)
             if m is not None:
                 x = sign * float(m - f.price)
                 mk_num[h] += x * float(f.size)
+                mk_den[h] += float(f.size)
                 mk_each[h].append((x, float(f.size)))
     pnl_m = {k: float(v) for k, v in cash.items()}
     for tok, q in pos.items():
@@ -300,7 +301,7 @@ def stats(rec: Recording, fills: list[tuple[float, Fill]], mids: Mids) -> Stats:
     n = sum(by_m.values())
     sizes.sort()
     size_q = (_quantile(sizes, 0.1), _quantile(sizes, 0.5), _quantile(sizes, 0.9)) if sizes else (0.0, 0.0, 0.0)
-    mean = {h: (mk_num[h] / mk_den if mk_den else 0.0) for h in HORIZONS}
+    mean = {h: (mk_num[h] / mk_den[h] if mk_den[h] else 0.0) for h in HORIZONS}
     return Stats(n, n / rec.sim_minutes if rec.sim_minutes else 0.0, by_m, size_q, mean, sum(pnl_m.values()), pnl_m,
                  {h: _weighted_se(mk_each[h], mean[h]) for h in HORIZONS}, sum(sizes) / len(sizes) if sizes else 0.0)
 
