@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Any
 
 from pmm_widgets.sandbox.server import Sandbox
+from pmm_widgets.sandbox.simulator import SimMarket, Simulator, _Rest
 
 
 def book_tokens(sb: Sandbox) -> list[str]:
@@ -41,3 +43,16 @@ async def collect(ws: Any, seconds: float, until: Any = None) -> list[dict[str, 
             if until is not None and until(ev):
                 return out
     return out
+
+
+def blank_book(sim: Simulator, m: SimMarket, bids: dict[int, int], asks: dict[int, int]) -> None:
+    """Replace the market's book with background orders: {price mil: size centi} per side."""
+    for d in (m.bids, m.asks, m.bid_tot, m.ask_tot):
+        d.clear()
+    m.bid_px.clear()
+    m.ask_px.clear()
+    m.n_bg = 0
+    m.min_order_size = Decimal(5)
+    for is_bid, levels in ((True, bids), (False, asks)):
+        for px, centi in levels.items():
+            sim._rest(m, is_bid, px, _Rest(centi))

@@ -11,12 +11,13 @@ from decimal import ROUND_DOWN
 from decimal import Decimal as D
 
 import pytest
+from sandbox_helpers import blank_book
 
 from pmm_widgets.domain import Side
 from pmm_widgets.economics.fees import FeeSchedule
 from pmm_widgets.economics.rewards import NO_PROGRAM, RewardProgram
 from pmm_widgets.sandbox.economics import BACKGROUND, Payout, fee_units
-from pmm_widgets.sandbox.simulator import SimMarket, SimOrder, Simulator, _Rest
+from pmm_widgets.sandbox.simulator import SimMarket, SimOrder, Simulator
 
 START = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
 FEE = FeeSchedule(D("0.04"), 1, True, D("0.25"))
@@ -33,19 +34,6 @@ def _sim() -> Simulator:
 def _plain(sim: Simulator, k: int = 0) -> SimMarket:
     """The k-th open, non-neg-risk market on the cent grid."""
     return [m for m in sim.markets if m.has_book and m.tick_mil == 10 and m.event_id is None][k]
-
-
-def _blank(sim: Simulator, m: SimMarket, bids: dict[int, int], asks: dict[int, int]) -> None:
-    """Replace the market's book with background orders: {price mil: size centi} per side."""
-    for d in (m.bids, m.asks, m.bid_tot, m.ask_tot):
-        d.clear()
-    m.bid_px.clear()
-    m.ask_px.clear()
-    m.n_bg = 0
-    m.min_order_size = D(5)
-    for is_bid, levels in ((True, bids), (False, asks)):
-        for px, centi in levels.items():
-            sim._rest(m, is_bid, px, _Rest(centi))
 
 
 def _order(owner: str, m: SimMarket) -> SimOrder:
@@ -209,8 +197,8 @@ def _reward_setup(sim: Simulator) -> tuple[SimMarket, SimMarket]:
     x30, C bids 0.45 x20 (out of band). Program: min 10, v = 3¢, 1 440 pUSD a day (1 a minute).
     Market m2 (no program): A also rests there."""
     m, m2 = _plain(sim), _plain(sim, 1)
-    _blank(sim, m, {480: 5000}, {520: 5000})
-    _blank(sim, m2, {480: 5000}, {520: 5000})
+    blank_book(sim, m, {480: 5000}, {520: 5000})
+    blank_book(sim, m2, {480: 5000}, {520: 5000})
     m.program = RewardProgram(D(10), D(3), D(1440))
     m2.program = NO_PROGRAM
     sim.place_order("A", "a1", m.yes_token_id, Side.BUY, D("0.49"), D(20), True)
@@ -276,7 +264,7 @@ def test_background_out_of_band_is_not_a_maker_and_no_mid_pays_nothing() -> None
 def test_order_scoring_band_and_size_edges() -> None:
     sim = _sim()
     m = _plain(sim)
-    _blank(sim, m, {480: 5000}, {520: 5000})  # mid 0.50 at cutoff 10
+    blank_book(sim, m, {480: 5000}, {520: 5000})  # mid 0.50 at cutoff 10
     m.program = RewardProgram(D(10), D(3), D(100))
     place = {
         "min": (Side.BUY, m.yes_token_id, "0.48", 10),  # s = 2¢, exactly the min size

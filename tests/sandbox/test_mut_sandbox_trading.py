@@ -21,6 +21,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from sandbox_helpers import blank_book
 
 from pmm_widgets.domain import Side
 from pmm_widgets.economics.fees import FeeSchedule
@@ -70,15 +71,8 @@ def _venue() -> tuple[Simulator, TradingVenue, SandboxCreds, SimMarket]:
     c = derive_creds(ADDR, 0)
     v.keys[c.api_key] = c
     m = [m for m in sim.markets if m.has_book and m.tick_mil == 10 and m.event_id is None][0]
-    for d in (m.bids, m.asks, m.bid_tot, m.ask_tot):
-        d.clear()
-    m.bid_px.clear()
-    m.ask_px.clear()
-    m.n_bg = 0
-    m.min_order_size = D(5)
+    blank_book(sim, m, {480: 5000}, {520: 5000})  # background: 50 @ 0.48 / 50 @ 0.52
     m.fee, m.fee_bps, m.fees_enabled = FeeSchedule(D("0.04"), 1, True, D("0.25")), 400, True
-    sim._rest(m, True, 480, _Rest(5000))  # background: 50 @ 0.48 / 50 @ 0.52
-    sim._rest(m, False, 520, _Rest(5000))
     return sim, v, c, m
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pmm_widgets.domain import BookView, Level, Market
+from pmm_widgets.analytics.fidelity import Recording
+from pmm_widgets.domain import BookView, Fill, FillType, Level, Market, Mode, PublicTrade, Quote, Side
 
 D = Decimal
 
@@ -60,3 +61,26 @@ class WalkingBooks:
 
     def view(self, token_id: str) -> BookView | None:
         return self.views.get(token_id)
+
+
+def fidelity_recording() -> Recording:
+    """(`analytics.fidelity`) Two bids rest behind 10 shares; sells of 15 then 20 at the bid fill 5 then 10 of one of
+    them live; the mid then rises a cent."""
+    m = make_market(0)
+    cm = m.condition_id
+    rec = Recording([m], seconds=60.0, speed=1.0, rtt_ms=[20.0])
+    q = Quote(cm, "y0", Side.BUY, D("0.45"), D(15))
+    rec.events += [
+        ("book", 0.0, book("y0", cm, [("0.45", 10)], [("0.48", 100)], ts=0.0)),
+        ("place", 1.0, [("L1", q)]),
+        ("poll", 2.0),
+        ("trade", 3.0, PublicTrade("y0", cm, D("0.45"), D(15), Side.SELL, 3.0, recv_ts=3.0)),
+        ("book", 3.0, book("y0", cm, [("0.45", 10)], [("0.48", 100)], ts=3.0)),
+        ("trade", 4.0, PublicTrade("n0", cm, D("0.55"), D(20), Side.BUY, 4.0, recv_ts=4.0)),  # the NO tape
+        ("poll", 4.5),
+        ("book", 40.0, book("y0", cm, [("0.46", 10)], [("0.49", 100)], ts=40.0)),
+        ("poll", 41.0),
+    ]
+    for t, size, kind in ((3.0, "5", FillType.PARTIAL), (4.0, "10", FillType.FILLED)):
+        rec.live_fills.append((t, Fill(f"t{t}", "L1", cm, "y0", Side.BUY, D("0.45"), D(size), kind, Mode.LIVE, t)))
+    return rec

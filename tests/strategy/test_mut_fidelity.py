@@ -10,7 +10,7 @@ import math
 from decimal import Decimal
 
 import pytest
-from strategy_helpers import book, make_market
+from strategy_helpers import book, fidelity_recording, make_market
 
 from pmm_widgets.analytics import fidelity
 from pmm_widgets.analytics.fidelity import (
@@ -244,28 +244,8 @@ def test_the_latency_a_replay_uses() -> None:
     assert fidelity._AtVenue(ConstantLatency(2.0, feed_ms=5.0)).response() == 0.005  # the feed's delay, the larger
 
 
-def _fit_recording() -> Recording:
-    """(test_fidelity_replay's) Our bid of 15 behind 10; sells of 15 and 20 fill 5 then 10."""
-    cm = M0.condition_id
-    rec = Recording([M0], seconds=60.0, speed=1.0, rtt_ms=[20.0])
-    rec.events += [
-        ("book", 0.0, book("y0", cm, [("0.45", 10)], [("0.48", 100)], ts=0.0)),
-        ("place", 1.0, [("L1", Quote(cm, "y0", Side.BUY, D("0.45"), D(15)))]),
-        ("poll", 2.0),
-        ("trade", 3.0, PublicTrade("y0", cm, D("0.45"), D(15), Side.SELL, 3.0, recv_ts=3.0)),
-        ("book", 3.0, book("y0", cm, [("0.45", 10)], [("0.48", 100)], ts=3.0)),
-        ("trade", 4.0, PublicTrade("n0", cm, D("0.55"), D(20), Side.BUY, 4.0, recv_ts=4.0)),
-        ("poll", 4.5),
-        ("book", 40.0, book("y0", cm, [("0.46", 10)], [("0.49", 100)], ts=40.0)),
-        ("poll", 41.0),
-    ]
-    for t, size, kind in ((3.0, "5", FillType.PARTIAL), (4.0, "10", FillType.FILLED)):
-        rec.live_fills.append((t, Fill(f"t{t}", "L1", cm, "y0", Side.BUY, D("0.45"), D(size), kind, Mode.LIVE, t)))
-    return rec
-
-
 def test_the_default_fit_tries_the_latent_flow_on_the_best_queue_candidate() -> None:
-    out = fit(_fit_recording())
+    out = fit(fidelity_recording())
     assert len(out) == len(default_grid()) + len(LATENT_GRID)
     assert [c.loss for c in out] == sorted(c.loss for c in out)
     grid = {g.label for g in default_grid()}
@@ -276,7 +256,7 @@ def test_the_default_fit_tries_the_latent_flow_on_the_best_queue_candidate() -> 
     assert sorted(dict(c.knobs)["paper_latent_intensity"] for c in latent if c is not None) == list(LATENT_GRID)
     assert {c.model for c in latent if c is not None} == {best_queue.candidate.model}
     assert all(c.candidate is not None for c in out)
-    given = fit(_fit_recording(), [Candidate("queue")])
+    given = fit(fidelity_recording(), [Candidate("queue")])
     assert [c.label for c in given] == ["queue"] and given[0].loss == 0.0
 
 
