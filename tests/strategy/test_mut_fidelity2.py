@@ -159,3 +159,69 @@ def test_a_clock_from_our_fills_alone_moves_no_market_data() -> None:
     v = on_venue_clock(rec)
     assert v is not rec and v.events == rec.events and not v.actions_at_venue
     assert v.stripped == {"feed_lag_p90_s": 0.0, "feed_lag_max_s": 0.0}
+
+
+def _f(tid: str, side: Side, price: str, size: str, venue: float) -> tuple[float, Fill]:
+    return (venue + 0.5, Fill(tid, "L" + tid, CM, "y0", side, D(price), D(size), FillType.FILLED, Mode.LIVE, venue))
+
+
+def _ptr(local: float, venue: float, price: str, size: str, side: Side = SELL) -> tuple:
+    return ("trade", local, PublicTrade("y0", CM, D(price), D(size), side, venue, recv_ts=local))
+
+
+def _at_levels() -> Recording:
+    """Our fills in whole venue seconds: in second 6 a YES bid at 0.45 (10) and a YES ask at 0.47 (4),
+    the last book there the NO book; in second 8 a YES bid at 0.45 (6), the last book the YES one
+    (no resting orders noted); in second 9 a YES bid at 0.40 (1) with no print of it."""
+    no_book = book("n0", CM, [("0.53", 30)], [("0.55", 11), ("0.56", 40)], ts=5.0)
+    # ours in the NO book: the YES bid at 0.45 is a NO ask at 0.55, the YES ask at 0.47 a NO bid at 0.53
+    own = ((SELL, D("0.55"), D(10)), (SELL, D("0.56"), D(5)), (BUY, D("0.53"), D(4)))
+    rec = Recording([M0], seconds=20.0, speed=1.0)
+    rec.events += [
+        ("book", 5.0, no_book, own),
+        _ptr(6.5, 6.2, "0.45", "10"),
+        _ptr(6.6, 6.3, "0.47", "6", BUY),
+        ("book", 7.0, book("y0", CM, [("0.45", 20)], [("0.50", 10)], ts=7.0)),
+        _ptr(8.2, 8.1, "0.45", "6"),
+        ("book", 9.5, book("y0", CM, [("0.45", 20)], [("0.50", 10)], ts=9.5), ()),  # none of ours rested
+    ]
+    rec.live_fills += [_f("a", BUY, "0.45", "10", 6.0), _f("b", SELL, "0.47", "4", 6.0), _f("c", BUY, "0.45", "6", 8.0),
+                       _f("d", BUY, "0.40", "1", 9.0)]
+    return rec
+
+
+def _trades(rec: Recording) -> list[tuple[float, Decimal, Decimal]]:
+    return sorted((ev[2].ts, ev[2].price, ev[2].size) for ev in rec.events if ev[0] == "trade")
+
+
+def test_the_level_each_print_would_have_met_without_us() -> None:
+    from pmm_widgets.analytics.fidelity import without_own
+
+    rec = _at_levels()
+    v = without_own(rec, prints="level", clock="arrival")
+    # the NO ask at 0.55 held 11, 10 of them ours: the print of 10 keeps 1; the NO bid at 0.53 held 30,
+    # 4 ours: the print of 6 keeps all 6; the YES bid of 20 keeps the print of 6
+    assert _trades(v) == [(6.2, D("0.45"), D(1)), (6.3, D("0.47"), D(6)), (8.1, D("0.45"), D(6))]
+    assert v.events[0][2].asks == (book("n0", CM, [], [("0.55", 1), ("0.56", 35)]).asks)
+    assert v.events[0][2].bids == (book("n0", CM, [("0.53", 26)], []).bids)
+    assert [len(ev) for ev in v.events if ev[0] == "book"] == [3, 3, 3]
+    assert v.stripped == {"books": 1, "fills_matched": 3, "fills_moved_through": 0, "fills_unmatched": 1,
+                          "volume_kept_at_level": round(11 / 21, 3), "hidden_share": round(9 / 21, 3),
+                          "fills_restamped_ms": 3}
+    assert [f.ts for _, f in v.live_fills] == [6.2, 6.3, 8.1, 9.0]  # no print of the fill at 0.40: its second
+    # by the venue clock none of ours rested (no orders recorded): the levels keep their whole size
+    w = without_own(rec, prints="level")
+    assert _trades(w) == [(6.2, D("0.45"), D(10)), (6.3, D("0.47"), D(6)), (8.1, D("0.45"), D(6))]
+    assert w.stripped["books"] == 0 and [len(ev) for ev in w.events if ev[0] == "book"] == [3, 3, 3]
+    r = without_own(rec, prints="raw", clock="arrival")
+    assert r.stripped == {"books": 1, "fills_restamped_ms": 3} and _trades(r) == _trades(rec)
+
+
+def test_nothing_to_strip() -> None:
+    from pmm_widgets.analytics.fidelity import without_own
+
+    rec = Recording([M0], seconds=20.0, speed=1.0, events=[_bk("y0", 1.0, 1.0), _ptr(2.0, 2.0, "0.45", "3")])
+    v = without_own(rec, clock="arrival")
+    assert v.events == rec.events
+    assert v.stripped == {"books": 0, "fills_matched": 0, "fills_moved_through": 0, "fills_unmatched": 0,
+                          "volume_kept_at_level": 0.0, "hidden_share": 0.0}
