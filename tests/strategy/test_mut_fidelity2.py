@@ -225,3 +225,31 @@ def test_nothing_to_strip() -> None:
     assert v.events == rec.events
     assert v.stripped == {"books": 0, "fills_matched": 0, "fills_moved_through": 0, "fills_unmatched": 0,
                           "volume_kept_at_level": 0.0, "hidden_share": 0.0}
+
+
+def test_our_part_moves_to_the_takers_nearest_print_through_our_price() -> None:
+    from pmm_widgets.analytics.fidelity import without_own
+
+    rec = Recording([M0], seconds=20.0, speed=1.0)
+    rec.events += [
+        # second 6: a buyer took our YES ask at 0.47 (4) and went on up to 0.49; a seller printed at 0.44
+        _ptr(6.1, 6.1, "0.47", "4", BUY), _ptr(6.2, 6.2, "0.48", "3", BUY), _ptr(6.3, 6.3, "0.49", "2", BUY),
+        _ptr(6.4, 6.4, "0.44", "1"),
+        # second 7: a seller took our YES bid at 0.45 (1) and went on down to 0.43
+        _ptr(7.1, 7.1, "0.45", "1"), _ptr(7.2, 7.2, "0.44", "1"), _ptr(7.3, 7.3, "0.43", "1"),
+        # second 8: our bid at 0.46 filled 2 with no print at 0.46
+        _ptr(8.1, 8.1, "0.44", "1"),
+        # second 9: one print of 5 at 0.47 stands for our bid's 4 and our ask's 3 (only 1 left for it)
+        _ptr(9.1, 9.1, "0.47", "5"),
+    ]
+    rec.live_fills += [_f("a", SELL, "0.47", "4", 6.0), _f("b", BUY, "0.45", "1", 7.0), _f("c", BUY, "0.46", "2", 8.0),
+                       _f("d", BUY, "0.47", "4", 9.0), _f("e", SELL, "0.47", "3", 9.0)]
+    v = without_own(rec, prints="continue", clock="arrival")
+    assert _trades(v) == [(6.2, D("0.48"), D(7)), (6.3, D("0.49"), D(2)), (6.4, D("0.44"), D(1)),
+                          (7.2, D("0.44"), D(2)), (7.3, D("0.43"), D(1)), (8.1, D("0.44"), D(1))]
+    assert v.stripped == {"books": 0, "fills_matched": 4, "fills_moved_through": 2, "fills_unmatched": 2,
+                          "hidden_share": round(5 / 14, 3), "fills_restamped_ms": 4}
+    d = without_own(rec, prints="drop", clock="arrival")
+    assert _trades(d) == [(6.2, D("0.48"), D(3)), (6.3, D("0.49"), D(2)), (6.4, D("0.44"), D(1)),
+                          (7.2, D("0.44"), D(1)), (7.3, D("0.43"), D(1)), (8.1, D("0.44"), D(1))]
+    assert d.stripped["fills_moved_through"] == 0 and d.stripped["hidden_share"] == round(10 / 14, 3)
