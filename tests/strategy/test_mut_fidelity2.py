@@ -253,3 +253,51 @@ def test_our_part_moves_to_the_takers_nearest_print_through_our_price() -> None:
     assert _trades(d) == [(6.2, D("0.48"), D(3)), (6.3, D("0.49"), D(2)), (6.4, D("0.44"), D(1)),
                           (7.2, D("0.44"), D(1)), (7.3, D("0.43"), D(1)), (8.1, D("0.44"), D(1))]
     assert d.stripped["fills_moved_through"] == 0 and d.stripped["hidden_share"] == round(10 / 14, 3)
+
+
+def test_the_replay_times_orders_and_cancels_when_they_were_sent_and_reports_every_fill() -> None:
+    from pmm_widgets.analytics.fidelity import Candidate, replay
+
+    def pr(t: float, price: str, size: str, side: Side = SELL) -> tuple:
+        return ("trade", t, PublicTrade("y0", CM, D(price), D(size), side, t, recv_ts=t))
+
+    rec = Recording([M0], seconds=10.0, speed=1.0, rtt_ms=[20.0])  # 10 ms each way
+    rec.events += [
+        ("book", 0.0, book("y0", CM, [("0.45", 10)], [("0.48", 100)], ts=0.0)),
+        ("poll", 2.0),
+        ("place", 5.0, [("L1", Quote(CM, "y0", BUY, D("0.46"), D(10))), ("L0", Quote(CM, "y0", BUY, D("0.46"), D(1)))]),
+        pr(5.005, "0.46", "3"),  # before the bid reached the venue (5.01)
+        pr(5.5, "0.46", "4"),
+        pr(6.5, "0.45", "2", BUY),  # at the best bid: a seller, whatever the feed's side says
+        ("poll", 6.505),  # the first fill; the second is seen at 6.509
+        ("book", 7.0, book("y0", CM, [("0.45", 8)], [("0.48", 100)], ts=7.0)),
+        ("cancel", 8.0, ["L1"]),
+        pr(8.005, "0.46", "1"),  # before the cancel reached the venue (8.01)
+        ("book", 9.0, book("y0", CM, [("0.45", 10)], [("0.48", 100)], ts=9.0)),
+    ]  # no poll after the last fill: reported all the same
+    ids: dict[str, str] = {}
+    fills = replay(rec, Candidate("queue"), ids=ids)
+    assert [f.size for _, f in fills] == [D(4), D(2), D(1)]
+    assert [round(t, 3) for t, _ in fills] == [5.509, 6.509, 8.014]
+    assert list(ids) == ["L1"] and ids["L1"] == fills[0][1].order_client_id  # the order below the minimum: refused
+    assert [(t, f.size) for t, f in replay(rec, Candidate("queue"))] == [(t, f.size) for t, f in fills]
+
+
+def test_the_replay_lets_paper_sell_what_the_live_run_held() -> None:
+    from pmm_widgets.analytics.fidelity import Candidate, replay
+
+    rec = Recording([M0], seconds=10.0, speed=1.0, rtt_ms=[20.0])
+    rec.events += [
+        ("book", 0.0, book("y0", CM, [("0.45", 10)], [("0.55", 100)], ts=0.0)),
+        ("book", 0.0, book("n0", CM, [("0.45", 100)], [("0.55", 10)], ts=0.0)),
+        ("place", 1.0, [("N1", Quote(CM, "n0", SELL, D("0.56"), D(5)))]),
+        ("place", 1.5, [("B0", Quote(CM, "y0", BUY, D("0.40"), D(5)))]),
+        ("place", 2.0, [("S1", Quote(CM, "y0", SELL, D("0.56"), D(6)))]),
+        ("place", 2.5, [("S2", Quote(CM, "y0", SELL, D("0.57"), D(6)))]),  # S1's 6 reserved: 6 more
+        ("trade", 3.0, PublicTrade("y0", CM, D("0.57"), D(20), BUY, 3.0, recv_ts=3.0)),
+        ("poll", 4.0),
+    ]
+    ids: dict[str, str] = {}
+    fills = replay(rec, Candidate("queue"), ids=ids)
+    assert list(ids) == ["N1", "B0", "S1", "S2"]
+    assert sorted((f.order_client_id, f.size) for _, f in fills) == [(ids["S1"], D(6)), (ids["S2"], D(6))]
