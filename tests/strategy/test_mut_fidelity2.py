@@ -301,3 +301,17 @@ def test_the_replay_lets_paper_sell_what_the_live_run_held() -> None:
     fills = replay(rec, Candidate("queue"), ids=ids)
     assert list(ids) == ["N1", "B0", "S1", "S2"]
     assert sorted((f.order_client_id, f.size) for _, f in fills) == [(ids["S1"], D(6)), (ids["S2"], D(6))]
+
+
+def test_the_replay_draws_its_round_trips_with_seed_0_by_default() -> None:
+    from strategy_helpers import fidelity_recording
+
+    from pmm_widgets.analytics.fidelity import Candidate, replay
+
+    rec = fidelity_recording()
+    rec.rtt_ms = [10.0, 20.0, 40.0, 80.0, 160.0, 320.0]
+
+    def seen(**kw: int) -> list[float]:
+        return [round(t, 4) for t, _ in replay(rec, Candidate("queue"), **kw)]
+
+    assert seen() == seen(seed=0) != seen(seed=1)
