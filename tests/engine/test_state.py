@@ -81,3 +81,57 @@ def test_event_log_bounded_and_isolates_bad_subscribers():
     unsubscribe()
     log.emit("INFO", "universe", "5")
     assert len(got) == 5
+
+
+def test_the_kill_result_is_ok_only_when_stopped_with_nothing_left_at_the_venue():
+    assert KillResult(1.0, 3, 0, True, "").ok
+    assert not KillResult(1.0, 3, 1, True, "").ok  # an order still open at the venue
+    assert not KillResult(1.0, 3, 0, False, "").ok  # not stopped
+    assert not KillResult(1.0, 3, -1, True, "").ok  # the venue's count unknown
+
+
+def test_the_state_before_an_owner_and_its_params_as_json():
+    s = EngineState()
+    assert (s.role, s.mode, s.running, s.paused, s.tick, s.ts, s.markets, s.kill, s.halted) == (
+        "idle", "paper", False, False, 0, 0.0, [], None, None)
+    assert (s.feed.connected, s.feed.reconnects, s.totals.pnl, s.totals.fills_per_min) == (False, 0, 0.0, 0.0)
+    j = params_to_json(Params(alpha=2.5, quote_size=Decimal("12.5"), quoting_paused=True))
+    assert (j["alpha"], j["quote_size"], j["quoting_paused"], j["requote_ticks"]) == (2.5, "12.5", True, 1)
+    from pmm_widgets.engine.state import EngineEvent, EventLog  # the old names stay importable
+    from pmm_widgets.events import Event, EventBus
+
+    assert (EngineEvent, EventLog) == (Event, EventBus)
+
+
+STATE_JSON_KEYS = {  # what an attached tab reads from the lease's state_json (a newer owner may add keys)
+    "EngineState": {"role", "mode", "running", "paused", "pause_note", "owner", "venue", "tick", "ts", "started_ts",
+                    "markets", "totals", "feed", "writer_lag_sec", "writer", "halted", "venue_health", "recording",
+                    "last_error", "params", "kill", "handover_ts"},
+    "MarketRow": {"condition_id", "rank", "question", "mid", "spread", "yes_bid", "yes_ask", "no_bid", "no_ask",
+                  "inv_yes", "inv_no", "pnl", "fills", "fills_per_min", "status", "strategy", "rewards_per_hour"},
+    "Totals": {"pnl", "realized", "unrealized", "spread", "inventory", "fees", "rebates", "rewards", "settlement",
+               "rewards_per_hour", "fills", "fills_per_min", "placed", "cancels", "open_orders"},
+    "FeedState": {"connected", "lag_sec", "reconnects", "stale_tokens"},
+    "KillResult": {"ts", "cancelled", "venue_open_after", "stopped", "message"},
+}
+
+
+def test_the_state_json_keys_and_every_default_is_empty():
+    s = EngineState(markets=[MarketRow("0xa", 1, "A?")], kill=KillResult(1.0, 0, 0, True, "done"))
+    j = s.to_json()
+    got = {"EngineState": set(j), "MarketRow": set(j["markets"][0]), "Totals": set(j["totals"]),
+           "FeedState": set(j["feed"]), "KillResult": set(j["kill"])}
+    assert got == STATE_JSON_KEYS
+    blank = {**j, "markets": [], "kill": None}
+    empty = {k: v for k, v in blank.items() if k not in ("role", "mode", "totals", "feed", "params")}
+    assert all(v in (None, "", 0, False, []) for v in empty.values()), empty
+    assert all(v == 0 and v is not False for v in j["totals"].values())
+    row = j["markets"][0]
+    assert {k: v for k, v in row.items() if k not in ("condition_id", "rank", "question")} == {
+        "mid": None, "spread": None, "yes_bid": None, "yes_ask": None, "no_bid": None, "no_ask": None,
+        "inv_yes": 0.0, "inv_no": 0.0, "pnl": 0.0, "fills": 0, "fills_per_min": 0.0, "status": "", "strategy": "",
+        "rewards_per_hour": None}
+    assert j["feed"] == {"connected": False, "lag_sec": None, "reconnects": 0, "stale_tokens": 0}
+    assert EngineState.from_json(json.loads(json.dumps(j))) == s
+    for v in (s, s.markets[0], s.totals, s.feed, s.kill):  # slots: a state is built every second
+        assert not hasattr(v, "__dict__"), type(v)
