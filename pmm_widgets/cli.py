@@ -406,7 +406,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep_fn = entry("sweep", "pmm_widgets.research.sweeps", "sweep")
     parse_grid = entry("sweep", "pmm_widgets.research.sweeps", "parse_grid")
-    from pmm_widgets.research.points import SEEN
+    from pmm_widgets.research.points import figure_column
     from pmm_widgets.research.recordings import RecordingError
     from pmm_widgets.research.sweeps import SweepError
 
@@ -436,7 +436,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         figures = ["fills", "fills_per_min", "pnl_total", "spread_pnl", "inventory_pnl", "fees", "rebates", "rewards",
                    "markout_5s_usd", "max_inventory_usd"]  # a figure named as a swept value: `<name>_seen`
         cols = [c for c in ["point", *grid, *(["status"] if stopped else []),
-                            *(f + SEEN if f in grid else f for f in figures)] if c in df.columns]
+                            *(figure_column(f, grid) for f in figures)] if c in df.columns]
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(df[cols].to_string(index=False))
     if stopped:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
@@ -252,6 +252,12 @@ SEEN = "_seen"  # a row's summary figure whose name is also the point's (`max_in
 # and the largest inventory held) goes under this suffix: it used to replace the point's value in its row
 
 
+def figure_column(name: str, swept: Container[str]) -> str:
+    """The column of the summary figure `name` in a sweep's rows: `<name>_seen` when a point's value
+    has that name (`swept`: the point's or the grid's names), else `name`."""
+    return name + SEEN if name in swept else name
+
+
 def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple[int, dict[str, Any]]],
              fixed: dict[str, Any], markets: Any, seed: int | None, window: Window | str | None = None,
              report: int | None = None, stop: str | Callable[[], bool] | None = None) -> list[dict[str, Any]]:
@@ -289,7 +295,7 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
             got = values.get(k, getattr(settings, k, v))
             row[k] = float(got) if isinstance(got, Decimal) else got  # a number, not its text (sorts, plots)
         for k, v in res.summary.items():  # a figure named as a swept value: `<name>_seen` (the value keeps its name)
-            row[k + SEEN if k in point else k] = v
+            row[figure_column(k, point)] = v
         row["problem_text"] = "; ".join(res.problems)  # (`problems` stays the summary's count, as in summary_json)
         rows.append(row)
     if report is not None:

@@ -65,9 +65,9 @@ from pydantic import ValidationError
 from ..config import ConfigError, Params, Settings, format_validation_error
 from ..logsetup import SECRET_FIELDS
 from .points import (
-    SEEN,
     StopFlag,
     dump_window,
+    figure_column,
     forget,
     inherit,
     interrupted,
@@ -923,7 +923,7 @@ def _store(db_url: str, sweep_id: str, t0: float, t1: float, names: list[str], d
                                "grid_json": {k: rec.get(k) for k in names},
                                "summary_json": json.loads(json.dumps(summary, default=str))}
         for k in _FIXED:  # the figures (a swept name's figure is `<name>_seen`: the column of the name is the point's)
-            v = rec.get(k + SEEN if k in names else k)
+            v = rec.get(figure_column(k, names))
             row[k] = None if v is None or _nan(v) else (int(v) if k == "fills" else float(v))
         rows.append(row)
     eng = make_engine(db_url)
