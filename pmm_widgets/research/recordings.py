@@ -292,38 +292,37 @@ def _unclosed_message(readable: bool) -> str:
             "(at most one PMM_RECORD_ROTATE_SEC interval, or the hour when rotation is off)")
 
 
+def _file_row(hour: Path, f: Path, m: re.Match[str] | None, size: int, ok: bool, problem: str, *,
+              rows: int | None = None, opened: bool = False) -> dict[str, Any]:
+    """One `list_recordings` row (`m`: the file name's match, None for a name that is none)."""
+    return {"hour": hour.name, "file": str(f), "bytes": size, "channel": m["channel"] if m else "?",
+            "session": m["session"] if m else "?", "rows": rows, "ok": ok, "open": opened, "problem": problem}
+
+
 def list_recordings(root: str | Path) -> list[dict[str, Any]]:
     """One dict per file: hour, channel, session, rows, bytes, first/last ts (footer only: cheap)."""
     out: list[dict[str, Any]] = []
     root = Path(root)
     for h, (done, opened) in _listing(root, _hours(root)).items():
         for f in opened:
+            m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
             try:
                 live = being_written(f)
             except OSError as exc:
-                m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
-                out.append({"hour": h.name, "file": str(f), "bytes": 0, "channel": m["channel"] if m else "?",
-                            "session": m["session"] if m else "?", "rows": None, "ok": False, "open": False,
-                            "problem": _unopenable(exc)})
+                out.append(_file_row(h, f, m, 0, False, _unopenable(exc)))
                 continue
             if live is None:
                 continue
-            m = _FILE_RE.match(f.name.removesuffix(OPEN_SUFFIX))
+            size = f.stat().st_size if f.exists() else 0
             if not live and (m is None or m["channel"] not in CHANNELS):  # what a replay says of it (`load_window`)
-                out.append({"hour": h.name, "file": str(f), "bytes": f.stat().st_size if f.exists() else 0,
-                            "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
-                            "rows": None, "ok": False, "open": False, "problem": _OPEN_NAME_PROBLEM})
+                out.append(_file_row(h, f, m, size, False, _OPEN_NAME_PROBLEM))
                 continue
             rows = None if live else _footer_rows(f)
-            out.append({"hour": h.name, "file": str(f), "bytes": f.stat().st_size if f.exists() else 0,
-                        "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
-                        "rows": rows, "ok": live, "open": live,
-                        "problem": "being written (readable once closed)" if live else _unclosed_message(rows is not None)})
+            out.append(_file_row(h, f, m, size, live, "being written (readable once closed)" if live
+                                 else _unclosed_message(rows is not None), rows=rows, opened=live))
         for f in done:
             m = _FILE_RE.match(f.name)
-            row: dict[str, Any] = {"hour": h.name, "file": str(f), "bytes": f.stat().st_size,
-                                   "channel": m["channel"] if m else "?", "session": m["session"] if m else "?",
-                                   "rows": None, "ok": True, "open": False, "problem": ""}
+            row = _file_row(h, f, m, f.stat().st_size, True, "")
             if m is None or m["channel"] not in CHANNELS:  # what a replay skips (`load_window`), said the same
                 row.update(ok=False, problem=_NAME_PROBLEM)
                 out.append(row)
