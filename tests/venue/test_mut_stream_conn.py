@@ -14,12 +14,12 @@ import asyncio
 import json
 import logging
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from stream_time import FakeTime, fake_stream_time
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -110,18 +110,6 @@ class Rest:
         return {t for call in self.calls for t in call}
 
 
-class FakeTime:
-    """`time` as the stream module sees it: a monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-        self.perf_counter = time.perf_counter
-        self.time = time.time
-
-    def monotonic(self) -> float:
-        return self.mono
-
-
 class Recorder:
     def __init__(self) -> None:
         self.conns: list[tuple[str, int, list[str]]] = []
@@ -147,9 +135,7 @@ class Clock:
 
 @pytest.fixture
 def ft(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    f = FakeTime()
-    monkeypatch.setattr(ms, "time", f)
-    return f
+    return fake_stream_time(monkeypatch)  # (`perf_counter` the real one)
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from loop_turns import loop_turns
+from stream_time import FakeTime, fake_stream_time
 
 from pmm_widgets.book import OrderBook
 from pmm_widgets.venue import market_stream as ms
@@ -33,26 +33,9 @@ class Clock:
         return self.t
 
 
-class FakeTime:
-    """`time` as the stream module sees it: `perf_counter` and `monotonic` moved by the test."""
-
-    def __init__(self) -> None:
-        self.perf = 100.0
-        self.mono = 1000.0
-        self.time = time.time
-
-    def perf_counter(self) -> float:
-        return self.perf
-
-    def monotonic(self) -> float:
-        return self.mono
-
-
 @pytest.fixture
 def ft(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    f = FakeTime()
-    monkeypatch.setattr(ms, "time", f)
-    return f
+    return fake_stream_time(monkeypatch, perf=100.0)
 
 
 def runs(stamps: list[int]) -> list[int]:
