@@ -14,6 +14,7 @@ from recording_frames import book_frame, change_frame
 
 from pmm_widgets.cli import main
 from pmm_widgets.config import load_settings
+from pmm_widgets.domain import Market
 from pmm_widgets.research.recordings import parse_time
 from pmm_widgets.research.replayer import Replayer, replay
 from pmm_widgets.research.synth import synth_recording
@@ -21,6 +22,12 @@ from pmm_widgets.store.recording import Recorder
 
 T0 = parse_time("2026-11-30T10:00:00Z")
 MINUTES = 6
+C1 = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))  # the one market of the hand-written recordings
+
+
+def _book(tok: str, ts: float, bid: str = "0.40", ask: str = "0.60") -> str:
+    """A book frame of one of C1's tokens."""
+    return book_frame("0xc1", tok, bid, ask, ts)
 
 
 @pytest.fixture(scope="module")
@@ -176,25 +183,19 @@ def test_stop_keeps_partial_results(rec_dir, tmp_path):
 def test_gap_resets_books_and_no_delta_crosses_it(tmp_path):
     """A hole in the sequence: the price change after it is not applied to the old book; the book
     waits (unsynced: not quoted) until the next snapshot."""
-    from pmm_widgets.domain import Market
-
-    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
     rec = Recorder(tmp_path, session="g")
-
-    def book(tok: str, bid: str, ask: str, ts: float) -> str:
-        return book_frame("0xc1", tok, bid, ask, ts)
 
     def change(tok: str, price: str, side: str, ts: float) -> str:
         return change_frame("0xc1", tok, price, side, ts)
 
-    rec.universe(T0, [m])
-    rec.frame(T0 + 1, 0, book("111", "0.40", "0.60", T0 + 1))
-    rec.frame(T0 + 1, 0, book("222", "0.40", "0.60", T0 + 1))
+    rec.universe(T0, [C1])
+    rec.frame(T0 + 1, 0, _book("111", T0 + 1))
+    rec.frame(T0 + 1, 0, _book("222", T0 + 1))
     rec._seq += 7  # seven rows lost (a truncated file would do the same)
     rec.frame(T0 + 20, 0, change("111", "0.45", "BUY", T0 + 20))
     rec.engine(T0 + 21, "cycle")
-    rec.frame(T0 + 30, 0, book("111", "0.30", "0.70", T0 + 30))
-    rec.frame(T0 + 40, 0, book("222", "0.30", "0.70", T0 + 40))
+    rec.frame(T0 + 30, 0, _book("111", T0 + 30, "0.30", "0.70"))
+    rec.frame(T0 + 40, 0, _book("222", T0 + 40, "0.30", "0.70"))
     rec.close()
     s = load_settings(record_dir=str(tmp_path))
     r = Replayer(s, T0, T0 + 60, cycles="grid")
@@ -212,21 +213,15 @@ def test_a_recorded_row_that_is_no_json_is_a_problem_naming_its_file(tmp_path):
     """A corrupt payload in a readable file (a connection event, a universe, an engine event) used
     to end the whole replay in "JSONDecodeError: Expecting value"; now the row is skipped, named with
     its file and time, and the rest of the window replays."""
-    from pmm_widgets.domain import Market
-
-    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
     rec = Recorder(tmp_path, session="j")
 
-    def book(tok: str, ts: float) -> str:
-        return book_frame("0xc1", tok, "0.40", "0.60", ts)
-
-    rec.universe(T0, [m])
+    rec.universe(T0, [C1])
     rec.record("market", T0, "sub", "{not json")
-    rec.frame(T0 + 1, 0, book("111", T0 + 1))
-    rec.frame(T0 + 1, 0, book("222", T0 + 1))
+    rec.frame(T0 + 1, 0, _book("111", T0 + 1))
+    rec.frame(T0 + 1, 0, _book("222", T0 + 1))
     rec.record("engine", T0 + 2, "params", "[truncated")
     rec.record("universe", T0 + 30, "universe", '[{"condition_id": ')
-    rec.frame(T0 + 40, 0, book("111", T0 + 40))
+    rec.frame(T0 + 40, 0, _book("111", T0 + 40))
     rec.close()
     res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid").run())
     bad = [p for p in res.problems if "is no JSON" in p]
@@ -243,19 +238,13 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
     a start that is a list, a universe that is no list of markets, a connection's event that
     names no list of asset ids. Each used to end the replay in its ValueError / KeyError /
     AttributeError; now each is named with its file and skipped, and the window replays."""
-    from pmm_widgets.domain import Market
-
-    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
     rec = Recorder(tmp_path, session="k")
 
-    def book(tok: str, ts: float) -> str:
-        return book_frame("0xc1", tok, "0.40", "0.60", ts)
-
-    rec.universe(T0, [m])
+    rec.universe(T0, [C1])
     rec.record("market", T0, "sub", "5")
     rec.record("market", T0, "open", json.dumps([["111"]]))
-    rec.frame(T0 + 1, 0, book("111", T0 + 1))
-    rec.frame(T0 + 1, 0, book("222", T0 + 1))
+    rec.frame(T0 + 1, 0, _book("111", T0 + 1))
+    rec.frame(T0 + 1, 0, _book("222", T0 + 1))
     rec.record("engine", T0 + 2, "venue_clock", json.dumps({"w0": "nan", "v0": 0, "speed": 1}))
     rec.record("engine", T0 + 3, "strategy", json.dumps({"strategy": "seed"}))
     rec.record("engine", T0 + 4, "params", json.dumps({"alpha": -5}))
@@ -263,7 +252,7 @@ def test_an_engine_row_that_is_json_but_no_valid_record_is_a_problem_and_the_rep
     rec.record("universe", T0 + 6, "universe", json.dumps({"not": "a list"}))
     rec.record("universe", T0 + 7, "universe", json.dumps([{"condition_id": "0xc2", "yes_token_id": "3", "no_token_id": "4",
                                                                   "tick_size": "x", "min_order_size": "5"}]))
-    rec.frame(T0 + 40, 0, book("111", T0 + 40))
+    rec.frame(T0 + 40, 0, _book("111", T0 + 40))
     rec.close()
     res = asyncio.run(Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid").run())
     bad = [p for p in res.problems if "is no valid record" in p]
@@ -289,19 +278,18 @@ def test_a_market_the_engine_settled_from_the_venues_answer_is_settled_in_the_re
     """The engine settles shares outside its universe from `GET /markets/{cid}` (a market that
     resolved while no engine ran): that answer is no market data, so the engine records it (an
     engine `settled` row) and the replay settles the same shares at the same time."""
-    from pmm_widgets.domain import Market, Side
+    from pmm_widgets.domain import Side
     from pmm_widgets.engine.restore import SessionRows, TradeRow, rows_to_json
 
-    m = Market("0xc1", "Q?", "111", "222", Decimal("0.01"), Decimal("5"))
     held = SessionRows((TradeRow("0xold", "333", Side.BUY, Decimal("0.40"), Decimal("10"), T0 - 100),),
                        {"0xold": ("333", "444")}, {}, {})
     rec = Recorder(tmp_path, session="s")
-    rec.universe(T0, [m])
+    rec.universe(T0, [C1])
     rec.engine(T0, "start", {"mode": "paper", "restored_rows": rows_to_json(held)})
-    rec.frame(T0 + 1, 0, book_frame("0xc1", "111", "0.40", "0.60", T0 + 1))
-    rec.frame(T0 + 1, 0, book_frame("0xc1", "222", "0.40", "0.60", T0 + 1))
+    rec.frame(T0 + 1, 0, _book("111", T0 + 1))
+    rec.frame(T0 + 1, 0, _book("222", T0 + 1))
     rec.engine(T0 + 5, "settled", {"market": "0xold", "winner": "333", "yes_token_id": "333", "no_token_id": "444"})
-    rec.frame(T0 + 40, 0, book_frame("0xc1", "111", "0.40", "0.60", T0 + 40))
+    rec.frame(T0 + 40, 0, _book("111", T0 + 40))
     rec.close()
     r = Replayer(load_settings(record_dir=str(tmp_path)), T0, T0 + 60, cycles="grid")
     res = asyncio.run(r.run())
