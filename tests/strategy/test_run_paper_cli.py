@@ -52,10 +52,14 @@ def test_run_paper_records_fills_markouts_calibration_and_resumes(tmp_path):
     trades = _rows(db, "SELECT * FROM trades")
     assert {t["mode"] for t in trades} == {"paper"}
     assert {t["fill_type"] for t in trades} == {"PARTIAL", "FILLED"}
-    # both tokens of the markets are quoted and filled: YES and NO token ids both appear
+    # both tokens of the markets are quoted: YES and NO token ids both have orders (their fills are
+    # checked after the second run: a NO token's fills in one 15 s run, 4-17 in 13 runs here, were
+    # once none on a loaded CI host)
     yes_no = {(r["yes_token_id"], r["no_token_id"]) for r in _rows(db, "SELECT yes_token_id, no_token_id FROM markets")}
-    filled_tokens = {t["token_id"] for t in trades}
-    assert any(y in filled_tokens for y, _ in yes_no) and any(n in filled_tokens for _, n in yes_no)
+    yes, no = {y for y, _ in yes_no}, {n for _, n in yes_no}
+    quoted = {r["token_id"] for r in _rows(db, "SELECT DISTINCT token_id FROM orders")}
+    assert quoted & yes and quoted & no
+    assert {t["token_id"] for t in trades} & yes
     # markouts and realized spread per fill (the 5 s horizon has passed for the early fills)
     markouts = _rows(db, "SELECT trade_id, horizon_sec, markout FROM markouts")
     assert any(m["horizon_sec"] == 5.0 for m in markouts)
@@ -82,6 +86,9 @@ def test_run_paper_records_fills_markouts_calibration_and_resumes(tmp_path):
         by_market[t["market"]] = by_market.get(t["market"], 0) + 1
     resumed = [m for m, s in first.items() if s["fills"] > 0 and m in second]
     assert resumed
+    # over both runs, YES and NO tokens both filled
+    filled_tokens = {t["token_id"] for t in _rows(db, "SELECT token_id FROM trades")}
+    assert filled_tokens & yes and filled_tokens & no
     for m in resumed:
         assert second[m]["fills"] == by_market[m], (m, first[m]["fills"], second[m]["fills"], by_market[m])
 
