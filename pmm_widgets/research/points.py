@@ -26,7 +26,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import PmmError
-from .recordings import LazyPayloads, Window
+from .recordings import LazyPayloads, PackedPayloads, Window
 from .replayer import Replayer, run_sync, split_overrides
 
 
@@ -47,8 +47,9 @@ def warm_up() -> int:
 def dump_window(window: Window) -> Path:
     """The window as one pickle in a fresh temporary directory (in /dev/shm when it has room, like
     joblib's memory maps); the caller removes the directory when the sweep ends."""
-    lazy = isinstance(window.payload, LazyPayloads)  # (it pickles as its file list: reading it would load it all)
-    size = 64 * len(window) + (0 if lazy else sum(len(p) for p in window.payload if p))
+    pays = window.payload  # (a lazy one pickles as its file list: reading it would load it all)
+    size = 64 * len(window) + (0 if isinstance(pays, LazyPayloads) else pays.nbytes
+                               if isinstance(pays, PackedPayloads) else sum(len(p) for p in pays if p))
     base: str | None = None
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):

@@ -20,7 +20,9 @@ import datetime as dt
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -463,6 +465,47 @@ def _open(f: Path, problems: list[Problem], lo: float,
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _ChunkView:
+    """One Arrow chunk of a text column, as `PayloadDigest` and `_Packer` read it: its data buffer,
+    its values' offsets into it (one more than its values), each value's size in bytes (-1: a
+    null), which values a window keeps, and whether they are bytes (a binary column) or text."""
+
+    data: memoryview
+    offs: np.ndarray
+    sizes: np.ndarray
+    kept: np.ndarray
+    binary: bool
+
+
+def _chunk_views(col: pa.ChunkedArray | pa.Array, keep: np.ndarray) -> list[_ChunkView]:
+    """The chunks of `col` holding a value `keep` (a bool per value) keeps, straight over their
+    Arrow buffers (no copy, no Python value per row)."""
+    out: list[_ChunkView] = []
+    at = 0
+    for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):
+        n = len(c)
+        kept = keep[at:at + n]
+        at += n
+        if not n or not kept.any():
+            continue
+        if pa.types.is_dictionary(c.type):
+            c = c.dictionary_decode()
+        binary = pa.types.is_binary(c.type) or pa.types.is_large_binary(c.type)
+        if c.null_count == n:
+            out.append(_ChunkView(memoryview(b""), np.zeros(n + 1, np.int64), np.full(n, -1, np.int64), kept, binary))
+            continue
+        large = pa.types.is_large_string(c.type) or pa.types.is_large_binary(c.type)
+        bufs = c.buffers()
+        offs = np.frombuffer(bufs[1], np.int64 if large else np.int32, count=c.offset + n + 1)[c.offset:]
+        sizes = np.diff(offs).astype(np.int64)
+        if c.null_count:
+            sizes[~np.asarray(c.is_valid().to_numpy(zero_copy_only=False), np.bool_)] = -1
+        data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+        out.append(_ChunkView(data, offs.astype(np.int64), sizes, kept, binary))
+    return out
+
+
 class PayloadDigest:
     """A digest of the payloads of a file's rows a window keeps, fed while they are read (eager or
     lazy: the same rows give the same digest, whatever chunks they come in): the bytes of each run
@@ -478,31 +521,14 @@ class PayloadDigest:
 
     def add(self, col: pa.ChunkedArray | pa.Array, keep: np.ndarray) -> None:
         """Feed the values of `col` where `keep` (a bool per value), in order."""
-        at = 0
-        for c in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):
-            n = len(c)
-            kept = keep[at:at + n]
-            at += n
-            if not n or not kept.any():
-                continue
-            if pa.types.is_dictionary(c.type):
-                c = c.dictionary_decode()
-            if c.null_count == n:
-                self._sizes.update(np.full(int(kept.sum()), -1, np.int64).tobytes())
-                continue
-            large = pa.types.is_large_string(c.type) or pa.types.is_large_binary(c.type)
-            bufs = c.buffers()
-            offs = np.frombuffer(bufs[1], np.int64 if large else np.int32, count=c.offset + n + 1)[c.offset:]
-            sizes = np.diff(offs).astype(np.int64)
-            k = kept  # (the values whose bytes are hashed: the kept ones not null)
-            if c.null_count:
-                valid = np.asarray(c.is_valid().to_numpy(zero_copy_only=False), np.bool_)
-                sizes[~valid] = -1
-                k = kept & valid
-            self._sizes.update(sizes[kept].tobytes())
-            data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
-            for a, b in _runs(k):  # runs of kept values
-                self._bytes.update(data[int(offs[a]):int(offs[b])])
+        for view in _chunk_views(col, keep):
+            self.feed(view)
+
+    def feed(self, view: _ChunkView) -> None:
+        """Feed the kept values of one chunk (`_chunk_views`), in order."""
+        self._sizes.update(view.sizes[view.kept].tobytes())
+        for a, b in _runs(view.kept & (view.sizes >= 0)):  # runs of kept values not null
+            self._bytes.update(view.data[int(view.offs[a]):int(view.offs[b])])
 
     def hexdigest(self) -> str:
         return hashlib.sha256(self._bytes.digest() + self._sizes.digest()).hexdigest()[:32]
@@ -513,19 +539,19 @@ def _byte_lengths(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(pc.binary_length(col), 0).to_numpy(zero_copy_only=False), np.int64)
 
 
-def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf, keep: bool = True,
-          ) -> tuple[pa.Table, list[int], np.ndarray, np.ndarray | None, str, list[Any] | None] | None:
+def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.inf, pack: _Packer | None = None,
+          ) -> tuple[pa.Table, list[int], np.ndarray, np.ndarray | None, str] | None:
     """A recording file's usable rows (`_read_checked`, without their payloads), the number of
     rows of each of its row groups, each row's payload length in bytes (0 in the row groups not
-    read), the file's row of each row (None: every row), the `PayloadDigest` of the rows in
-    [lo, hi] (the rows a window keeps) and, with `keep`, those rows' payloads as Python values, in
-    the file's order (None without `keep`: a `LazyPayloads` window reads them again). Only the row
+    read), the file's row of each row (None: every row) and the `PayloadDigest` of the rows in
+    [lo, hi] (the rows a window keeps); with `pack`, those rows' payloads are added to it in the
+    file's order (without: a `LazyPayloads` window reads them again). Only the row
     groups holding a row in [lo, hi] are decompressed (`_needed`: the payloads are nearly all of a
     file's bytes, and a window shorter than the hour, a sweep's points, a replay of a few minutes,
     needs a fraction of them; `seq`/`ts`/`conn`/`kind` are still read for every row, so ordering,
     gaps and duplicates are found over the whole file), `WINDOW_BATCH_BYTES` at a time: each
-    batch's bytes are hashed, measured and its kept rows made strings, then it is dropped (a
-    corrupt page is found here, kept or not). Why batches: the window holds strings, not Arrow
+    batch's bytes are hashed, measured and its kept rows copied into `pack`, then it is dropped (a
+    corrupt page is found here, kept or not). Why batches: the window holds its own buffer, not Arrow
     columns; decompressing a window's row groups whole (≈ 40 MB each at 50 markets) into fresh
     memory, then a filtered copy of them, cost more than the decompression itself (on this VM a
     page the OS hands out first costs ≈ 20 µs of system time: a 5-minute window's read 0.15 s warm,
@@ -540,7 +566,7 @@ def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.
     ts = t.column("ts").to_numpy()
     span = (ts >= lo) & (ts <= hi)
     digest = PayloadDigest()
-    kept: list[Any] | None = [] if keep else None
+    mark = pack.mark() if pack is not None else (0, 0)
     try:
         lengths = np.zeros(md.num_rows, np.int64)
         if rows is not None:  # (`span` over the file's rows: the dropped ones are not kept)
@@ -556,30 +582,23 @@ def _read(f: Path, problems: list[Problem], lo: float = -np.inf, hi: float = np.
                 col = batch.column(0)
                 n = len(col)
                 lengths[at:at + n] = _byte_lengths(col)
-                digest.add(col, span[at:at + n])
-                if kept is not None:
-                    kept.extend(_kept_pylist(col, span[at:at + n]))
+                for view in _chunk_views(col, span[at:at + n]):  # (read once for both)
+                    digest.feed(view)
+                    if pack is not None:
+                        pack.feed(view)
                 at += n
             if at != starts[g + 1]:
                 raise ValueError(f"row group {g}: {at - starts[g]} payloads read of {sizes[g]} rows")
-        if not keep:
+        if pack is None:
             pa.default_memory_pool().release_unused()
         if rows is not None:
             lengths = lengths[rows]
     except (OSError, ValueError, pa.ArrowException) as exc:
         problems.append(Problem(str(f), _describe(exc)))
+        if pack is not None:
+            pack.rollback(mark)  # (a file that fails gives the window none of its rows)
         return None
-    return t, sizes, lengths, rows, digest.hexdigest(), kept
-
-
-def _kept_pylist(col: pa.Array | pa.ChunkedArray, mask: np.ndarray) -> list[Any]:
-    """`col.filter(mask).to_pylist()` without the filtered copy: each run of kept values is a
-    zero-copy slice made Python values (a window's kept rows are a run or a few per file: its
-    span), so the payloads' bytes are copied once, into the strings."""
-    out: list[Any] = []
-    for a, b in _runs(mask):
-        out.extend(col.slice(a, b - a).to_pylist())
-    return out
+    return t, sizes, lengths, rows, digest.hexdigest()
 
 
 def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
@@ -604,6 +623,170 @@ def _estimated_payload_bytes(files: list[Path], lo: float, hi: float) -> int:
 
 
 EAGER_PAYLOAD_BYTES = 1 << 30  # a window's payloads up to this (uncompressed) are read at once; beyond, lazily
+
+
+class _SpareBuffer:
+    """The payload buffer of the last eager window this process dropped, kept for the next one
+    (one at a time, up to `SPARE_BUFFER_MAX_BYTES`). Why: on this project's VMs a page the OS hands
+    out for the first time costs 20-85 µs of system time, and memory a process frees goes back to
+    the host within seconds; a sweep reads its window in the parent before any point starts (the
+    serial part of its 2-vs-1 speed-up), and a notebook or the bench sweeps one window after
+    another: re-using the pages of the last window's buffer, they are not handed out again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: np.ndarray | None = None
+
+    def take(self, size: int) -> np.ndarray:
+        """A buffer of at least `size` bytes (the spare when it is that large, else a new one)."""
+        with self._lock:
+            spare = self._spare
+            if spare is not None and len(spare) >= size:
+                self._spare = None
+                return spare
+        return np.empty(max(size, 1), np.uint8)
+
+    def give(self, buf: np.ndarray) -> None:
+        """`buf` is no window's any more: kept when it is the largest seen and not too large."""
+        with self._lock:
+            if len(buf) <= SPARE_BUFFER_MAX_BYTES and (self._spare is None or len(buf) > len(self._spare)):
+                self._spare = buf
+
+    def drop(self) -> None:
+        """Let the spare go (its memory goes back to the OS when no window holds it)."""
+        with self._lock:
+            self._spare = None
+
+
+SPARE_BUFFER_MAX_BYTES = 1 << 28  # a larger buffer is not kept for the next window (256 MiB)
+_SPARE = _SpareBuffer()
+
+
+class PackedPayloads(Sequence[str | None]):
+    """The payloads of a window read at once (`load_window` below `EAGER_PAYLOAD_BYTES`): their
+    bytes end to end in one buffer, and per row where its payload starts and ends in it (start -1:
+    a null). A payload is made a Python value when read, `str` (bytes for a row of a binary
+    column), as `to_pylist()` made it: the replay reads each row once. Why not a list of strings:
+    the buffer's pages are re-used by the next window (`_SpareBuffer`) where thousands of strings
+    were memory handed out afresh at every read, and a forked sweep worker reading it copies no
+    page (a string's reference count is written when it is read: each page holding one was copied
+    into each worker). It pickles as the bytes it holds (a loky or Ray worker's copy)."""
+
+    __slots__ = ("_buf", "_view", "_start", "_end", "_binary", "nbytes", "__weakref__")
+
+    def __init__(self, buf: np.ndarray, start: np.ndarray, end: np.ndarray, binary: np.ndarray | None,
+                 spare: bool = False) -> None:
+        self._buf = buf
+        self._view = memoryview(buf.data)
+        self._start = start
+        self._end = end
+        self._binary = binary  # per row: a binary column's (None: every row is text)
+        self.nbytes = int((end - start)[start >= 0].sum())  # (the bytes of its rows: nulls have none)
+        if spare:  # the buffer goes to the next window once this one is dropped
+            weakref.finalize(self, _SPARE.give, buf)
+
+    def __len__(self) -> int:
+        return len(self._start)
+
+    @overload
+    def __getitem__(self, i: int) -> str | None: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str | None]: ...
+
+    def __getitem__(self, i: int | slice) -> str | None | list[str | None]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        a = int(self._start[i])
+        if a < 0:
+            return None
+        got = self._view[a:int(self._end[i])]
+        if self._binary is not None and self._binary[i]:
+            return bytes(got)  # type: ignore[return-value]  # (a binary column's value, as to_pylist gives it)
+        return str(got, "utf-8")
+
+    def raw(self, i: int) -> bytes | None:
+        """Row `i`'s payload as its bytes (None: a null), not made a `str`: what the replay hands a
+        market frame's decoder (`MarketStream.handle_frame` reads bytes as it reads text, and the
+        decoding into a str and its encoding back for `safejson.brackets` were ≈ 2 % of a replay)."""
+        a = int(self._start[i])
+        return None if a < 0 else bytes(self._view[a:int(self._end[i])])
+
+    def __iter__(self) -> Iterator[str | None]:
+        for k in range(len(self)):
+            yield self[k]
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a sequence of the same payloads (a list of them, another window's)."""
+        if isinstance(other, (PackedPayloads, LazyPayloads, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # the rows' bytes only (the buffer may be a larger spare): a worker's own copy
+        used = int(self._end.max()) if len(self._end) else 0
+        return (PackedPayloads, (np.array(self._buf[:used]), self._start, self._end, self._binary))
+
+
+class _Packer:
+    """`_read`'s kept payloads, file after file, into one buffer (`PackedPayloads`): the bytes of
+    each run of kept values copied straight from the Arrow data buffer, no Python value per row."""
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = _SPARE.take(capacity)
+        self.used = 0
+        self.starts: list[np.ndarray] = []
+        self.ends: list[np.ndarray] = []
+        self.binary: list[np.ndarray] = []
+        self.any_binary = False
+
+    def add(self, col: pa.ChunkedArray | pa.Array, keep: np.ndarray) -> None:
+        """Append the values of `col` where `keep` (a bool per value), in order."""
+        for view in _chunk_views(col, keep):
+            self.feed(view)
+
+    def feed(self, view: _ChunkView) -> None:
+        """Append the kept values of one chunk (`_chunk_views`), in order."""
+        idx = np.flatnonzero(view.kept)
+        start = np.full(len(idx), -1, np.int64)
+        for a, b in _runs(view.kept):  # runs of kept values: their bytes, nulls' (none) included
+            lo, hi = int(view.offs[a]), int(view.offs[b])
+            self._reserve(hi - lo)
+            self.buf[self.used:self.used + hi - lo] = np.frombuffer(view.data[lo:hi], np.uint8)
+            at = np.searchsorted(idx, a)
+            start[at:at + b - a] = view.offs[a:b] - lo + self.used
+            self.used += hi - lo
+        sizes = view.sizes[idx]
+        end = start + np.maximum(sizes, 0)
+        start[sizes < 0] = -1
+        self.starts.append(start)
+        self.ends.append(end)
+        self.binary.append(np.full(len(idx), view.binary, np.bool_))
+        self.any_binary |= view.binary
+
+    def _reserve(self, n: int) -> None:
+        if self.used + n > len(self.buf):
+            bigger = np.empty(max(2 * len(self.buf), self.used + n), np.uint8)
+            bigger[:self.used] = self.buf[:self.used]
+            self.buf = bigger
+
+    def mark(self) -> tuple[int, int]:
+        """Where the next file's rows start (`rollback` forgets them all when that file fails)."""
+        return self.used, len(self.starts)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        self.used, n = mark
+        del self.starts[n:], self.ends[n:], self.binary[n:]
+
+    def payloads(self, pos: np.ndarray | list[int]) -> PackedPayloads:
+        """The payloads of the kept rows at `pos` (positions among the rows added, in order)."""
+        pos = np.asarray(pos, np.int64)
+        start = np.concatenate(self.starts)[pos] if self.starts else np.zeros(0, np.int64)
+        end = np.concatenate(self.ends)[pos] if self.ends else np.zeros(0, np.int64)
+        binary = np.concatenate(self.binary)[pos] if self.any_binary else None
+        return PackedPayloads(self.buf, start, end, binary, spare=True)
 
 
 class LazyPayloads(Sequence[str | None]):
@@ -852,8 +1035,14 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
     problems: list[Problem] = []
     listing = _listing(root, hours)
     lo = start_h if warmup else t0
-    lazy = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1) > EAGER_PAYLOAD_BYTES
-    w = _load(root, t0, t1, warmup, start_h, lo, listing, lazy, problems)
+    need = _estimated_payload_bytes([f for done, _ in listing.values() for f in done], lo, t1)
+    pack = None if need > EAGER_PAYLOAD_BYTES else _Packer(need)
+    try:
+        w = _load(root, t0, t1, warmup, start_h, lo, listing, pack, problems)
+    except BaseException:
+        if pack is not None:
+            _SPARE.give(pack.buf)  # (no window holds it)
+        raise
     # The window holds Python objects only: the Arrow tables are garbage now, but Arrow's memory
     # pool keeps what they freed (mimalloc: ≈ 2 GB after reading the bench's hour of 50 markets,
     # RSS 2.85 GB → 0.88 GB once given back); give it back to the OS now, not at some later
@@ -863,7 +1052,7 @@ def load_window(root: str | Path, t0: float | str, t1: float | str, *, warmup: b
 
 
 def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: float,
-          listing: dict[Path, tuple[list[Path], list[Path]]], lazy: bool, problems: list[Problem]) -> Window:
+          listing: dict[Path, tuple[list[Path], list[Path]]], pack: _Packer | None, problems: list[Problem]) -> Window:
     """`load_window`'s read of the files `listing` holds (the Arrow memory it used is garbage when it returns)."""
     parts: list[tuple[str, int, pa.Table]] = []  # session, channel index, table
     bad_by_session: dict[str, list[str]] = {}
@@ -875,7 +1064,6 @@ def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: fl
     lengths: list[np.ndarray] = []  # and each of its rows' payload length (the window's `sources`)
     file_rows: list[np.ndarray | None] = []  # and the file's row of each of its rows (None: every row)
     digests: list[str] = []  # and its kept rows' `PayloadDigest`
-    pay_kept: list[str | None] = []  # the kept rows' payloads, file after file (eager windows)
     for done, opened in listing.values():
         for f in opened:
             try:
@@ -908,7 +1096,7 @@ def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: fl
                 problems.append(Problem(str(f), _NAME_PROBLEM))
                 continue
             files.append(str(f))
-            got = _read(f, problems, lo, t1, keep=not lazy)  # only the kept rows' payloads
+            got = _read(f, problems, lo, t1, pack)  # only the kept rows' payloads (None: a lazy window)
             if got is None:
                 bad_by_session.setdefault(m["session"], []).append(str(f))
                 continue
@@ -920,8 +1108,6 @@ def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: fl
             lengths.append(got[2])
             file_rows.append(got[3])
             digests.append(got[4])
-            if got[5] is not None:
-                pay_kept.extend(got[5])
     if not parts:
         where = f"{iso(t0)} .. {iso(t1)} under {root}"
         raise RecordingError(f"no readable recordings for {where}" +
@@ -1024,7 +1210,7 @@ def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: fl
     pos = at[src].tolist()
     kinds = [kind_kept[i] for i in pos]
     pays: Sequence[str | None]
-    if lazy:  # per kept row: which row group of which file, which row of it
+    if pack is None:  # lazy: per kept row, which row group of which file, which row of it
         groups = [(fi, g) for fi, rows in enumerate(group_rows) for g in range(len(rows))]
         starts = np.cumsum([0] + [n for rows in group_rows for n in rows])  # the files' row groups, end to end
         if any(r is not None for r in file_rows):  # rows dropped: the kept rows' rows in their files
@@ -1036,7 +1222,7 @@ def _load(root: Path, t0: float, t1: float, warmup: bool, start_h: float, lo: fl
         group_of = (np.searchsorted(starts, row, side="right") - 1).astype(np.int32)
         pays = LazyPayloads(part_files, groups, group_of, (row - starts[group_of]).astype(np.int64))
     else:
-        pays = [pay_kept[i] for i in pos]  # (`_read` kept each file's rows in [lo, t1]: `wanted`, file by file)
+        pays = pack.payloads(pos)  # (`_read` kept each file's rows in [lo, t1]: `wanted`, file by file)
     sources = _sources(part_files, lengths, digests, file_ts, file_seq, wanted)
     preamble: list[tuple[float, int, str, str | None]] = []
     if warmup:

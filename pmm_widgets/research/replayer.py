@@ -57,6 +57,7 @@ from ..venue.market_stream import MarketStream, _Conn
 from ..venue.wire import MarketResolvedEvent, decode_books
 from .recordings import (
     Gap,
+    PackedPayloads,
     Problem,
     RecordingError,
     Window,
@@ -1105,6 +1106,7 @@ class Replayer:
                 bar = None
         wall0 = time.perf_counter()
         kinds, pays = w.kind, w.payload
+        frame_of = pays.raw if isinstance(pays, PackedPayloads) else pays.__getitem__  # (a frame's bytes, no str)
         sess, frame_session = w.session, None
         rconns = stream._rconns  # (`stream.conn`'s dict: cleared, never replaced)
         engine_sessions = bool(self.starts)  # the engine's own recordings (an import's sessions are no processes)
@@ -1165,7 +1167,7 @@ class Replayer:
                         if kind == "frame":
                             self.frames += 1
                             c = rconns.get(cn)  # (`stream.conn(cn)`, its lookup inline: per frame)
-                            handle(pays[i] or "", c if c is not None else stream.conn(cn))
+                            handle(frame_of(i) or "", c if c is not None else stream.conn(cn))
                         else:  # a connection's event: the asset ids it named
                             assets = json.loads(pays[i] or "[]")
                             if isinstance(assets, list) and all(isinstance(a, str) for a in assets):

@@ -487,7 +487,7 @@ def test_the_state_search_goes_on_until_it_found_a_start_too_and_without_one_kee
 def test_a_window_without_warm_up_keeps_the_kinds_of_its_own_rows(tmp_path):
     write(tmp_path, "market-a.parquet", [(1, H0 + 10, "a", 0, "1"), (2, H0 + 20, "b", 0, "2"), (3, H0 + 30, "c", 0, "3")])
     w = load_window(tmp_path, H0 + 15, H0 + 3600, warmup=False)
-    assert (w.kind, w.payload) == (["b", "c"], ["2", "3"]) and isinstance(w.payload, list)  # (small: read at once)
+    assert (w.kind, w.payload) == (["b", "c"], ["2", "3"]) and isinstance(w.payload, recordings.PackedPayloads)  # (small: read at once)
 
 
 def test_a_lazy_window_of_files_with_rows_dropped_reads_each_kept_rows_own_payload(tmp_path, monkeypatch):

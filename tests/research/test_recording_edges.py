@@ -47,7 +47,7 @@ def _windows(root, monkeypatch):
     monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
     lazy = load_window(root, H0, H0 + 3600)
     monkeypatch.undo()
-    assert isinstance(lazy.payload, recordings.LazyPayloads) and isinstance(eager.payload, list)
+    assert isinstance(lazy.payload, recordings.LazyPayloads) and isinstance(eager.payload, recordings.PackedPayloads)
     assert list(lazy.payload) == eager.payload and lazy.gap_before == eager.gap_before
     assert lazy.tail_gaps == eager.tail_gaps and lazy.problems == eager.problems and lazy.sources == eager.sources
     return eager

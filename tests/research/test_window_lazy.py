@@ -35,7 +35,7 @@ def _fields(w) -> tuple:
 
 def test_a_lazy_window_is_the_same_window_and_holds_only_the_files_of_the_moment(rec_dir, monkeypatch):
     eager = load_window(rec_dir, A, B)
-    assert isinstance(eager.payload, list)
+    assert isinstance(eager.payload, recordings.PackedPayloads)
     monkeypatch.setattr(recordings, "EAGER_PAYLOAD_BYTES", 0)
     lazy = load_window(rec_dir, A, B)
     pays = lazy.payload

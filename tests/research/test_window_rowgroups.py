@@ -81,7 +81,7 @@ def test_the_payloads_read_batch_by_batch_give_the_same_window(rec_dir, monkeypa
     assert _fields(small) == _fields(whole) and small.sources == whole.sources and small.preamble == whole.preamble
 
 
-def test_kept_values_from_slices_are_the_filtered_values():
+def test_kept_values_packed_from_slices_are_the_filtered_values():
     import numpy as np
     import pyarrow as pa
 
@@ -90,4 +90,6 @@ def test_kept_values_from_slices_are_the_filtered_values():
     rng = np.random.default_rng(5)
     for mask in [np.ones(9, bool), np.zeros(9, bool), np.arange(9) % 2 == 0, np.arange(9) >= 4,
                  *(rng.random(9) < 0.5 for _ in range(20))]:
-        assert recordings._kept_pylist(col, mask) == col.filter(pa.array(mask)).to_pylist()
+        pack = recordings._Packer(4)  # (smaller than some: it grows)
+        pack.add(col, mask)
+        assert list(pack.payloads(range(int(mask.sum())))) == col.filter(pa.array(mask)).to_pylist()
