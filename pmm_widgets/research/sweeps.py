@@ -34,6 +34,7 @@ also written to the `sweep_results` table and a Parquet file.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -741,7 +742,7 @@ def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fix
     args = (sd, a, b, fixed, sel, seed, key, report)
     collected = False
     try:
-        with _sigint_blocked():  # (a signal meanwhile reaches this process when it is unblocked)
+        with _sigint_blocked(), _frozen_for_fork():  # (a signal meanwhile reaches this process when it is unblocked)
             for _ in range(jobs):
                 p = ctx.Process(target=_fork_worker, args=(str(kept), nxt, passes, args), daemon=True)
                 p.start()
@@ -770,6 +771,24 @@ def _forked_rows(sd: dict[str, Any], a: float, b: float, passes: list[Pass], fix
         shutil.rmtree(kept, ignore_errors=True)
         if key is not None:
             forget(key)
+
+
+@contextlib.contextmanager
+def _frozen_for_fork() -> Iterator[None]:
+    """This process's objects in the collector's permanent generation while workers are forked
+    (`gc.freeze`), back after: a worker's collections then never walk (and so write to) the
+    objects it inherited, the window's among them, each page of which it would copy (measured:
+    a 2-forked sweep's workers 42 k page faults without, 24 k with; on this project's VMs a new
+    page costs 20-85 µs of system time). Not when something in this process froze objects
+    already (a live engine's `gc.freeze`): unfreezing would undo that."""
+    mine = gc.get_freeze_count() == 0
+    if mine:
+        gc.freeze()
+    try:
+        yield
+    finally:
+        if mine:
+            gc.unfreeze()
 
 
 @contextlib.contextmanager
