@@ -652,11 +652,6 @@ class _SpareBuffer:
             if len(buf) <= SPARE_BUFFER_MAX_BYTES and (self._spare is None or len(buf) > len(self._spare)):
                 self._spare = buf
 
-    def drop(self) -> None:
-        """Let the spare go (its memory goes back to the OS when no window holds it)."""
-        with self._lock:
-            self._spare = None
-
 
 SPARE_BUFFER_MAX_BYTES = 1 << 28  # a larger buffer is not kept for the next window (256 MiB)
 _SPARE = _SpareBuffer()
