@@ -657,7 +657,33 @@ SPARE_BUFFER_MAX_BYTES = 1 << 28  # a larger buffer is not kept for the next win
 _SPARE = _SpareBuffer()
 
 
-class PackedPayloads(Sequence[str | None]):
+class _Payloads(Sequence[str | None]):
+    """A window's payloads held other than as a list (`PackedPayloads`, `LazyPayloads`): `_one`
+    gives row `i` (0 <= i < len); a negative index counts from the end, a slice is a list."""
+
+    __slots__ = ()
+
+    def _one(self, i: int) -> str | None:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> str | None: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str | None]: ...
+
+    def __getitem__(self, i: int | slice) -> str | None | list[str | None]:
+        if isinstance(i, slice):
+            return [self._one(k) for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"payload index {i} out of range ({n} rows)")
+        return self._one(i)
+
+
+class PackedPayloads(_Payloads):
     """The payloads of a window read at once (`load_window` below `EAGER_PAYLOAD_BYTES`): their
     bytes end to end in one buffer, and per row where its payload starts and ends in it (start -1:
     a null). A payload is made a Python value when read, `str` (bytes for a row of a binary
@@ -683,15 +709,7 @@ class PackedPayloads(Sequence[str | None]):
     def __len__(self) -> int:
         return len(self._start)
 
-    @overload
-    def __getitem__(self, i: int) -> str | None: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[str | None]: ...
-
-    def __getitem__(self, i: int | slice) -> str | None | list[str | None]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
+    def _one(self, i: int) -> str | None:
         a = int(self._start[i])
         if a < 0:
             return None
@@ -709,7 +727,7 @@ class PackedPayloads(Sequence[str | None]):
 
     def __iter__(self) -> Iterator[str | None]:
         for k in range(len(self)):
-            yield self[k]
+            yield self._one(k)
 
     def __eq__(self, other: object) -> bool:
         """Equal to a sequence of the same payloads (a list of them, another window's)."""
@@ -784,7 +802,7 @@ class _Packer:
         return PackedPayloads(self.buf, start, end, binary, spare=True)
 
 
-class LazyPayloads(Sequence[str | None]):
+class LazyPayloads(_Payloads):
     """The payloads of a window too large to hold at once (`load_window` picks it beyond
     `EAGER_PAYLOAD_BYTES`: an hour of 50 markets is ≈ 0.75 GB, a week would not fit): a row
     group's payloads are read when the replay first reaches one of its rows, and dropped once it
@@ -838,17 +856,7 @@ class LazyPayloads(Sequence[str | None]):
     def __len__(self) -> int:
         return len(self.group_of)
 
-    @overload
-    def __getitem__(self, i: int) -> str | None: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[str | None]: ...
-
-    def __getitem__(self, i: int | slice) -> str | None | list[str | None]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
+    def _one(self, i: int) -> str | None:
         k = int(self.group_of[i])
         rows = self._held.get(k)
         if rows is None:

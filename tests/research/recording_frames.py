@@ -77,3 +77,21 @@ def stall_first_write(rec: Any) -> tuple[threading.Event, threading.Event]:
 
     rec._write = stalled
     return entered, release
+
+
+TEXT_TYPES = [pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.dictionary(pa.int32(), pa.string())]
+
+
+def text_column(values: list[str | None], typ: pa.DataType, cuts: list[int], lead: int) -> pa.ChunkedArray:
+    """`values` as a column of `typ` (one of `TEXT_TYPES`: bytes for a binary type) in chunks cut
+    at `cuts`, each chunk a slice `lead` values into its array (a chunk with an offset)."""
+    chunks = []
+    for a, b in zip([0, *cuts], [*cuts, len(values)]):
+        raw = [None] * lead + values[a:b]
+        if typ == pa.dictionary(pa.int32(), pa.string()):
+            arr = pa.array(raw, pa.string()).dictionary_encode()
+        else:
+            binary = pa.types.is_binary(typ) or pa.types.is_large_binary(typ)
+            arr = pa.array([v.encode() if binary and v is not None else v for v in raw], typ)
+        chunks.append(arr.slice(lead))
+    return pa.chunked_array(chunks, chunks[0].type)

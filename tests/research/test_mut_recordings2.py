@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from recording_frames import H0, LOOSE, frames, write
+from recording_frames import H0, LOOSE, TEXT_TYPES, frames, text_column, write
 
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import (
@@ -230,29 +230,16 @@ def reference_digest(values: list[str | None], keep: list[bool]) -> str:
     return hashlib.sha256(hashlib.sha256(data).digest() + hashlib.sha256(sizes).digest()).hexdigest()[:32]
 
 
-TYPES = [pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.dictionary(pa.int32(), pa.string())]
-
-
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(alphabet="ab\u00e9{}", max_size=4)), max_size=12), st.data())
 def test_the_payload_digest_is_that_of_the_kept_values_whatever_their_chunks_type_or_offset(values, data):
     n = len(values)
     keep = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
     cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3)))
-    typ = data.draw(st.sampled_from(TYPES))
-    lead = data.draw(st.integers(0, 2))  # values before the slice: a chunk's offset
-    chunks = []
-    for a, b in zip([0, *cuts], [*cuts, n]):
-        raw = [None] * lead + values[a:b]
-        if typ == pa.dictionary(pa.int32(), pa.string()):
-            arr = pa.array(raw, pa.string()).dictionary_encode()
-        else:
-            binary = pa.types.is_binary(typ) or pa.types.is_large_binary(typ)
-            arr = pa.array([v.encode() if binary and v is not None else v for v in raw], typ)
-        chunks.append(arr.slice(lead))
+    typ = data.draw(st.sampled_from(TEXT_TYPES))
+    col = text_column(values, typ, cuts, data.draw(st.integers(0, 2)))
     d = PayloadDigest()
-    col = pa.chunked_array(chunks, chunks[0].type)
-    d.add(col if len(chunks) > 1 else chunks[0], np.array(keep, np.bool_))
+    d.add(col if col.num_chunks > 1 else col.chunk(0), np.array(keep, np.bool_))
     assert d.hexdigest() == reference_digest(values, keep)
 
 

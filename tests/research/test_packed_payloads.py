@@ -11,28 +11,13 @@ import pickle
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from recording_frames import H0, frames, write
+from recording_frames import H0, TEXT_TYPES, frames, text_column, write
 
 from pmm_widgets.research import recordings
 from pmm_widgets.research.recordings import PackedPayloads, _Packer, _SpareBuffer, load_window
-
-TYPES = [pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.dictionary(pa.int32(), pa.string())]
-
-
-def _column(values: list[str | None], typ: pa.DataType, cuts: list[int], lead: int) -> pa.ChunkedArray:
-    chunks = []
-    n = len(values)
-    for a, b in zip([0, *cuts], [*cuts, n]):
-        raw = [None] * lead + values[a:b]
-        if typ == pa.dictionary(pa.int32(), pa.string()):
-            arr = pa.array(raw, pa.string()).dictionary_encode()
-        else:
-            binary = pa.types.is_binary(typ) or pa.types.is_large_binary(typ)
-            arr = pa.array([v.encode() if binary and v is not None else v for v in raw], typ)
-        chunks.append(arr.slice(lead))  # (a chunk with an offset)
-    return pa.chunked_array(chunks, chunks[0].type)
 
 
 @settings(max_examples=150, deadline=None)
@@ -41,8 +26,7 @@ def test_packed_payloads_are_the_kept_values_in_any_order_whatever_their_chunks_
     n = len(values)
     keep = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), np.bool_)
     cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3)))
-    typ = data.draw(st.sampled_from(TYPES))
-    col = _column(values, typ, cuts, data.draw(st.integers(0, 2)))
+    col = text_column(values, data.draw(st.sampled_from(TEXT_TYPES)), cuts, data.draw(st.integers(0, 2)))
     want = col.filter(pa.array(keep)).to_pylist()
     pack = _Packer(data.draw(st.integers(0, 8)))  # (a small buffer grows)
     split = data.draw(st.integers(0, n))  # fed in two calls, as two batches of a file are
@@ -52,6 +36,9 @@ def test_packed_payloads_are_the_kept_values_in_any_order_whatever_their_chunks_
     got = pack.payloads(order)
     assert list(got) == [want[k] for k in order] and len(got) == len(want)
     assert [got[k] for k in range(-len(want), 0)] == [want[k] for k in order]  # (negative indexes too)
+    for k in (len(want), -len(want) - 1):
+        with pytest.raises(IndexError):
+            got[k]
     assert got.nbytes == sum(len(v.encode() if isinstance(v, str) else v) for v in want if v is not None)
     again = pickle.loads(pickle.dumps(got))
     assert list(again) == list(got) and again == got
