@@ -285,7 +285,10 @@ def run_pass(settings_d: dict[str, Any], t0: float, t1: float, items: list[tuple
     settings = Settings(**{**settings_d, **s_over})
     rep = Replayer(settings, t0, t1, markets=markets, points=[o[0] for o in overrides], seed=seed, window=window,
                    stop=halt)
-    results = run_sync(rep.run_all)
+    try:
+        results = run_sync(rep.run_all)
+    finally:
+        rep.drop_window()  # (the rows below read the points and results, not the window)
     if all(r.status == "interrupted" and not r.summary.get("rows_read") for r in results):
         return []  # stopped before its first event: these points never started
     rows: list[dict[str, Any]] = []

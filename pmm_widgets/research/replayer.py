@@ -1076,6 +1076,13 @@ class Replayer:
             raise ValueError(f"this replay has {len(self.points)} points: run_all() returns their results")
         return (await self.run_all())[0]
 
+    def drop_window(self) -> None:
+        """Let go of the window once the results are taken (a sweep's pass does): this replayer,
+        its points and its stream's hooks refer to each other, so without this the window (up to
+        1 GiB; its payload buffer is the next window's, `recordings._SpareBuffer`) lives until the
+        collector's next full pass, not until its last user is done. Reading `window` fails after."""
+        del self.window
+
     async def run_all(self) -> list[ReplayResult]:
         """One pass over the window for every point; a result per point, in their order."""
         w = self.window

@@ -224,6 +224,9 @@ def test_run_pass_before_it_replays(tmp_path, monkeypatch):
         async def run_all(self) -> list[Any]:
             return [type("R", (), {"status": "interrupted", "summary": {"rows_read": 0}, "problems": []})()]
 
+        def drop_window(self) -> None:
+            pass
+
     monkeypatch.setattr(points, "Replayer", Rep)
     try:
         rows = points.run_pass({"record_dir": str(tmp_path)}, 0.0, 1.0, [(0, {"alpha": 2})], {"quote_refresh_sec": 3},

@@ -146,6 +146,9 @@ def test_only_points_stopped_before_their_first_event_have_no_rows(monkeypatch, 
         async def run_all(self) -> list[_Result]:
             return answers.pop(0)
 
+        def drop_window(self) -> None:
+            pass
+
     monkeypatch.setattr(points, "Replayer", Rep)
     items = [(0, {"alpha": 2}), (1, {"alpha": 3})]
     answers.append([_Result("done", 0), _Result("done", 0)])

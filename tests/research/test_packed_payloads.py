@@ -103,3 +103,27 @@ def test_a_dropped_windows_buffer_serves_the_next_window(tmp_path, monkeypatch):
     spare.give(big)
     w2 = load_window(tmp_path, H0, H0 + 3600, warmup=False)
     assert w2.payload._buf is big and len(pickle.dumps(w2.payload)) < 4 * w2.payload.nbytes < len(big)
+
+
+def test_a_sweep_pass_lets_go_of_its_window_without_waiting_for_the_collector(tmp_path):
+    """The replayer of a pass and its points refer to each other: `run_pass` drops the window, so
+    it (and its payload buffer, the next window's) goes with the pass's caller, not at the
+    collector's next full pass."""
+    import weakref
+
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.research.points import run_pass
+    from pmm_widgets.research.synth import synth_recording
+
+    synth_recording(tmp_path, H0, 120, markets=2, seed=3)
+    s = load_settings(record_dir=str(tmp_path), quote_refresh_sec=2.0)
+    w = load_window(tmp_path, H0, H0 + 120)
+    gone = weakref.ref(w.payload)
+    gc.collect()
+    gc.disable()
+    try:
+        rows = run_pass(s.model_dump(), H0, H0 + 120, [(0, {"alpha": 1.0})], {}, None, None, w)
+        del w
+        assert gone() is None and rows[0]["point"] == 0 and rows[0]["events"] > 0
+    finally:
+        gc.enable()
