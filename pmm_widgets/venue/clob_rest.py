@@ -71,7 +71,9 @@ class ClobPublic:
         return to_decimal(body["minimum_tick_size"])
 
     async def last_trade_price(self, token_id: str) -> tuple[Decimal | None, str]:
-        """(price, taker side); (None, "") before the first trade."""
+        """(price, taker side). Before the first trade the side is "" and the venue still answers
+        a price (the sandbox, as the reference's `/last-trade-price`: "0.5"); None only when the
+        answer has no price."""
         body = await self.http.get("/last-trade-price", {"token_id": token_id})
         price = body.get("price") if isinstance(body, dict) else None
         side = str(body.get("side") or "") if isinstance(body, dict) else ""
