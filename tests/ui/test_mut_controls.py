@@ -229,6 +229,23 @@ async def test_a_paper_hand_over_is_taken_at_once(settings, db_url):
     assert "took over the paper engine" in panel.message.value
 
 
+def test_backing_out_to_paper_drops_a_confirmation_already_typed(settings):
+    """The operator opens the live prompt, types the word, then clicks back to paper: the
+    (now hidden) Confirm button must not stay armed, or a later click event reaching it (a
+    stale or forged comm message) would arm live without a new confirmation."""
+    engine = Engine(_with_key(settings))
+    panel = ControlPanel(engine)
+    panel.mode.value = "live"
+    assert _typed(panel, "live")
+    panel.mode.value = "paper"
+    assert panel.live_box.layout.display == "none"
+    assert panel.live_text.value == "" and panel.live_confirm.disabled
+    panel.live_confirm.click()
+    assert engine.mode.value == "paper" and panel.mode.value == "paper"
+    panel.mode.value = "live"  # asked again: nothing carried over
+    assert panel.live_text.value == "" and panel.live_confirm.disabled
+
+
 async def test_a_confirmed_hand_over_says_it_took_over_not_merely_armed(settings, db_url):
     _hand_over(db_url, "live")
     engine = Engine(_with_key(settings))
