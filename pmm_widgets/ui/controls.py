@@ -420,6 +420,7 @@ class ControlPanel:
             try:
                 self.engine.set_mode(Mode.PAPER)
                 self.live_box.layout.display = "none"
+                self.live_text.value = ""  # a confirmation typed before backing out must not stay armed
                 self._msg("paper mode")
             except Exception as exc:
                 self._msg(f"refused: {exc}", error=True)
