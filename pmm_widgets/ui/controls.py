@@ -483,6 +483,9 @@ class ControlPanel:
         self.live_confirm.disabled = not self._live_word_ok(str(change["new"]))
 
     def _on_live_confirm(self, _: Any) -> None:
+        if self.live_box.layout.display == "none":  # a click on the hidden prompt's button: no confirmation
+            self._msg("refused: open the live prompt (mode: live) and type the confirmation there", error=True)
+            return
         if not self._live_word_ok(self.live_text.value):  # the button is disabled too; check again here
             self._msg(f"refused: type '{LIVE_WORD}' to confirm live trading", error=True)
             return

@@ -269,3 +269,15 @@ async def test_a_live_hand_over_without_credentials_is_refused_not_offered(setti
     assert starts == [] and panel.live_box.layout.display == "none"
     assert "refused: live needs credentials" in panel.message.value
     assert "pending hand-over" not in panel.message.value
+
+
+def test_a_click_on_the_hidden_prompts_confirm_button_never_arms_live_even_with_the_word_in_it(settings):
+    """Defence in depth beside the clearing above: whatever the text holds, a Confirm click while
+    the prompt is not shown (a stale or forged comm message) is refused."""
+    engine = Engine(_with_key(settings))
+    panel = ControlPanel(engine)
+    panel.mode.value = "live"
+    assert _typed(panel, "live")
+    panel.live_box.layout.display = "none"  # hidden by any other path, the word still typed
+    panel.live_confirm.click()
+    assert engine.mode.value == "paper" and "refused" in panel.message.value
