@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from decimal import Decimal
 from typing import Any
+
+import psutil
 
 from pmm_widgets.sandbox.server import Sandbox
 from pmm_widgets.sandbox.simulator import SimMarket, Simulator, _Rest
@@ -56,3 +59,16 @@ def blank_book(sim: Simulator, m: SimMarket, bids: dict[int, int], asks: dict[in
     for is_bid, levels in ((True, bids), (False, asks)):
         for px, centi in levels.items():
             sim._rest(m, is_bid, px, _Rest(centi))
+
+
+def gone(pid: int, within: float, poll: float = 0.05) -> bool:
+    """Whether process `pid` ends (or is a zombie) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(poll)
+    return False

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil  # type: ignore[import-untyped]
 import pytest
+from sandbox_helpers import gone
 
 from pmm_widgets.config import Settings
 from pmm_widgets.venue import endpoints as ep_mod
@@ -36,18 +36,6 @@ def _fake_python(tmp_path: Path, body: str) -> str:
     exe.write_text("#!/bin/sh\n" + body)
     exe.chmod(0o755)
     return str(exe)
-
-
-def _gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_auto_counts_exactly_150_markets_as_a_child() -> None:
@@ -99,7 +87,7 @@ async def test_a_child_that_prints_no_urls_in_time_is_an_error_and_is_killed(tmp
             pass
     assert str(ei.value) == "the sandbox process printed no URLs within 0.5 s"
     pid = int(pidfile.read_text())
-    assert _gone(pid, 0.5), "the child outlived the failed start"
+    assert gone(pid, 0.5), "the child outlived the failed start"
     assert time.monotonic() - t0 < 5
 
 
@@ -120,7 +108,7 @@ async def test_a_child_that_serves_is_stopped_by_closing_its_stdin_first(tmp_pat
         pid = ep.sandbox_pid
         t0 = time.monotonic()
     assert time.monotonic() - t0 < 1.5 and how.read_text() == "eof\n"  # it stopped itself: no signal
-    assert _gone(pid, 0.1)
+    assert gone(pid, 0.1)
 
 
 async def test_a_child_deaf_to_stdin_eof_gets_sigterm_before_any_sigkill(tmp_path: Path,
@@ -132,7 +120,7 @@ async def test_a_child_deaf_to_stdin_eof_gets_sigterm_before_any_sigkill(tmp_pat
     async with sandbox_child(_settings()) as ep:
         pid = ep.sandbox_pid
         assert pid is not None
-    assert how.read_text() == "term\n" and _gone(pid, 0.1)
+    assert how.read_text() == "term\n" and gone(pid, 0.1)
 
 
 async def test_the_in_process_sandbox_is_configured_and_stopped_with_the_block() -> None:

@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import psutil
 import pytest
+from sandbox_helpers import gone
 
 from pmm_widgets.config import Settings
 from pmm_widgets.venue import endpoints as ep_mod
@@ -21,18 +21,6 @@ from pmm_widgets.venue.endpoints import SandboxStartError, open_endpoints, sandb
 
 def _settings(**kw) -> Settings:
     return Settings(_env_file=None, venue="sandbox", **{"sandbox_markets": 6, "universe_size": 4, **kw})  # type: ignore[arg-type]
-
-
-def _gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_auto_runs_the_sandbox_in_a_child_from_150_markets():
@@ -53,7 +41,7 @@ async def test_child_sandbox_serves_and_stops_with_the_block():
             r = await c.get(ep.gamma_url + "/markets", params={"limit": 50})
             assert r.status_code == 200 and len(r.json()) == 6
             assert (await c.get(ep.clob_url + "/time")).status_code == 200
-    assert _gone(pid, 0.5)
+    assert gone(pid, 0.5)
 
 
 async def test_child_sandbox_is_stopped_when_the_block_is_cancelled():
@@ -70,7 +58,7 @@ async def test_child_sandbox_is_stopped_when_the_block_is_cancelled():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert _gone(pid, 0.5)
+    assert gone(pid, 0.5)
 
 
 async def test_a_sandbox_child_that_cannot_start_is_a_one_line_error(monkeypatch):
@@ -102,6 +90,6 @@ def test_child_sandbox_dies_with_a_sigkilled_parent():
         assert psutil.pid_exists(pid)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(timeout=10)
-        assert _gone(pid, 10), "the sandbox child outlived its SIGKILLed parent"
+        assert gone(pid, 10), "the sandbox child outlived its SIGKILLed parent"
     finally:
         parent.kill()

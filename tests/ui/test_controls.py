@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict
 from decimal import Decimal
 
+from ui_helpers import hand_over
+
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.commands import CommandQueue
 from pmm_widgets.engine.lease import Lease
@@ -428,16 +430,6 @@ async def test_button_actions_are_owned_reported_and_awaited_on_close(settings):
     assert done == ["kill"] and not panel._actions
 
 
-def _hand_over(db_url: str, mode: str) -> None:
-    """What a page kernel's clean stop leaves: an expired lease row with its final state marked
-    for hand-over (`Engine.stop(handover=True)`)."""
-    db = make_engine(db_url)
-    old = Lease(db, ttl_sec=30, owner="old-page-kernel")
-    assert old.try_acquire()
-    old.release(EngineState(role="owner", mode=mode, running=False, handover_ts=time.time()).to_json())
-    db.dispose()
-
-
 async def test_a_live_hand_over_waits_for_the_typed_confirmation(settings, db_url):
     """Issue 11: a page opened after a live page closed shows the pending hand-over and takes it
     over only after `live` (or the wallet's last 4 hex digits) is typed; paper takes over at once."""
@@ -445,7 +437,7 @@ async def test_a_live_hand_over_waits_for_the_typed_confirmation(settings, db_ur
     from pydantic import SecretStr
 
     key = Account.create()
-    _hand_over(db_url, "live")
+    hand_over(db_url, "live")
     engine = Engine(settings.model_copy(update={"private_key": SecretStr(key.key.hex())}))
     panel = ControlPanel(engine)
     started: list[bool] = []
@@ -476,7 +468,7 @@ async def test_a_live_hand_over_waits_for_the_typed_confirmation(settings, db_ur
     assert panel2.live_box.layout.display == "none" and started == [True] and engine2.mode.value == "paper"
 
     # paper: automatic, as before
-    _hand_over(db_url, "paper")
+    hand_over(db_url, "paper")
     panel3 = ControlPanel(Engine(settings))
     panel3.start_engine = lambda: started.append(True)  # type: ignore[method-assign]
     await panel3._watch_lease(now=True)

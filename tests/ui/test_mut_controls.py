@@ -9,12 +9,12 @@ trades) while only a confirmed hand-over starts the engine."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from ui_helpers import hand_over
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.lease import Lease
@@ -170,24 +170,22 @@ async def test_a_confirmation_typed_after_the_engine_started_is_refused(settings
         lease.db.dispose()
 
 
-def _hand_over(db_url: str, mode: str) -> None:
-    """An expired lease row whose final state is marked for hand-over (a page's clean stop)."""
-    db = make_engine(db_url)
-    old = Lease(db, ttl_sec=30, owner="old-page-kernel")
-    assert old.try_acquire()
-    old.release(EngineState(role="owner", mode=mode, running=False, handover_ts=time.time()).to_json())
-    db.dispose()
+async def _offered(settings, db_url: str, mode: str) -> tuple[Engine, ControlPanel, list[bool]]:
+    """A page opened after a page of `mode` closed (its lease row marked for hand-over), its
+    lease watched once; `start_engine` calls recorded (the list) instead of starting."""
+    hand_over(db_url, mode)
+    engine = Engine(settings)
+    panel = ControlPanel(engine)
+    starts: list[bool] = []
+    panel.start_engine = lambda: starts.append(True)  # type: ignore[method-assign]
+    await panel._watch_lease(now=True)
+    return engine, panel, starts
 
 
 async def test_arming_live_by_hand_replaces_a_pending_hand_over(settings, db_url):
     """The page offers a live hand-over; the operator instead arms live with the mode toggle:
     confirming that arms only (no start), as any arming by hand."""
-    _hand_over(db_url, "live")
-    engine = Engine(_with_key(settings))
-    panel = ControlPanel(engine)
-    starts: list[bool] = []
-    panel.start_engine = lambda: starts.append(True)  # type: ignore[method-assign]
-    await panel._watch_lease(now=True)
+    engine, panel, starts = await _offered(_with_key(settings), db_url, "live")
     assert panel.live_confirm.description == "Take over LIVE"
     panel.mode.value = "live"  # the toggle: arming by hand
     assert panel.live_confirm.description == "Confirm LIVE"
@@ -200,7 +198,7 @@ async def test_arming_live_by_hand_replaces_a_pending_hand_over(settings, db_url
 async def test_a_live_hand_over_taken_by_another_engine_is_withdrawn(settings, db_url):
     """While the offer waits for the typed confirmation another engine takes the lease: the
     offer disappears and this page only watches (attach-only), never starts an owner."""
-    _hand_over(db_url, "live")
+    hand_over(db_url, "live")
     engine = Engine(_with_key(settings))
     panel = ControlPanel(engine)
     await panel._watch_lease(now=True)
@@ -219,12 +217,7 @@ async def test_a_live_hand_over_taken_by_another_engine_is_withdrawn(settings, d
 
 
 async def test_a_paper_hand_over_is_taken_at_once(settings, db_url):
-    _hand_over(db_url, "paper")
-    engine = Engine(settings)
-    panel = ControlPanel(engine)
-    starts: list[bool] = []
-    panel.start_engine = lambda: starts.append(True)  # type: ignore[method-assign]
-    await panel._watch_lease(now=True)
+    engine, panel, starts = await _offered(settings, db_url, "paper")
     assert starts == [True] and engine.mode.value == "paper" and panel.live_box.layout.display == "none"
     assert "took over the paper engine" in panel.message.value
 
@@ -247,12 +240,7 @@ def test_backing_out_to_paper_drops_a_confirmation_already_typed(settings):
 
 
 async def test_a_confirmed_hand_over_says_it_took_over_not_merely_armed(settings, db_url):
-    _hand_over(db_url, "live")
-    engine = Engine(_with_key(settings))
-    panel = ControlPanel(engine)
-    starts: list[bool] = []
-    panel.start_engine = lambda: starts.append(True)  # type: ignore[method-assign]
-    await panel._watch_lease(now=True)
+    engine, panel, starts = await _offered(_with_key(settings), db_url, "live")
     _typed(panel, "live")
     panel.live_confirm.click()
     assert starts == [True] and engine.mode.value == "live"
@@ -261,11 +249,7 @@ async def test_a_confirmed_hand_over_says_it_took_over_not_merely_armed(settings
 
 
 async def test_a_live_hand_over_without_credentials_is_refused_not_offered(settings, db_url):
-    _hand_over(db_url, "live")
-    panel = ControlPanel(Engine(settings))  # no key, no API trio here
-    starts: list[bool] = []
-    panel.start_engine = lambda: starts.append(True)  # type: ignore[method-assign]
-    await panel._watch_lease(now=True)
+    _, panel, starts = await _offered(settings, db_url, "live")  # no key, no API trio here
     assert starts == [] and panel.live_box.layout.display == "none"
     assert "refused: live needs credentials" in panel.message.value
     assert "pending hand-over" not in panel.message.value
