@@ -215,12 +215,12 @@ def test_ctrl_c_at_the_terminal_stops_a_cli_sweep_with_its_running_points_kept(t
     the table, `sweep_results` and the Parquet file are the same; some stopped part-way, with what
     they replayed; no process of the group is left."""
     root = tmp_path_factory.mktemp("sweepcli") / "recordings"
-    synth_recording(root, T0, 600, markets=3, seed=5)
+    synth_recording(root, T0, 1200, markets=3, seed=5)  # (20 minutes: a pass lasts ≈ 0.5 s on an idle host)
     url = f"sqlite:///{tmp_path / 'c.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
     env.update(PMM_RECORD="off", PMM_RECORD_DIR=str(root), PMM_PAPER_FILL_INTENSITY="20", PMM_QUOTE_REFRESH_SEC="1")
     p = subprocess.Popen([sys.executable, "-c", CLI, "sweep", "--from", "2026-11-30T10:00:00Z", "--to",
-                          "2026-11-30T10:10:00Z", "--grid", "alpha=1,2", "--grid", "paper_spread_k=50,100",
+                          "2026-11-30T10:20:00Z", "--grid", "alpha=1,2", "--grid", "paper_spread_k=50,100",
                           "--per-pass", "1", "--jobs", "2", "--db-url", url, "--out", str(tmp_path / "c.parquet")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     lines: list[str] = []
@@ -231,7 +231,7 @@ def test_ctrl_c_at_the_terminal_stops_a_cli_sweep_with_its_running_points_kept(t
         while not any(x.startswith("sweep: point") for x in lines) and p.poll() is None:
             assert time.monotonic() < deadline, "no pass ended within 60 s"
             time.sleep(0.02)
-        time.sleep(0.3)  # the next pass under way
+        time.sleep(0.15)  # the next pass under way (it starts as the first ends)
         os.killpg(p.pid, signal.SIGINT)
         p.wait(timeout=60)
         stdout = p.stdout.read()
