@@ -419,8 +419,7 @@ class ControlPanel:
         if change["new"] == "paper":
             try:
                 self.engine.set_mode(Mode.PAPER)
-                self.live_box.layout.display = "none"
-                self.live_text.value = ""  # a confirmation typed before backing out must not stay armed
+                self._close_live_prompt()  # (a confirmation typed before backing out must not stay armed)
                 self._msg("paper mode")
             except Exception as exc:
                 self._msg(f"refused: {exc}", error=True)
@@ -496,8 +495,7 @@ class ControlPanel:
         except Exception as exc:
             self._msg(f"refused: {exc}", error=True)
             return self._snap_mode()
-        self.live_box.layout.display = "none"
-        self.live_text.value = ""
+        self._close_live_prompt()
         self._set_widget(self.mode, "live")
         if takeover:
             self.start_engine()
@@ -506,9 +504,14 @@ class ControlPanel:
             return
         self._msg("LIVE mode armed: press Start to trade", error=True, ttl=60.0)
 
-    def _snap_mode(self) -> None:
+    def _close_live_prompt(self) -> None:
+        """Hide the live prompt and clear what was typed in it (which disables its button): a hidden
+        prompt never holds a confirmation that a later click could still use."""
         self.live_box.layout.display = "none"
         self.live_text.value = ""
+
+    def _snap_mode(self) -> None:
+        self._close_live_prompt()
         self._set_widget(self.mode, "paper" if self.engine.mode is Mode.PAPER else "live")
 
     async def _do_kill(self) -> None:
