@@ -752,8 +752,7 @@ class _Packer:
         self.used = 0
         self.starts: list[np.ndarray] = []
         self.ends: list[np.ndarray] = []
-        self.binary: list[np.ndarray] = []
-        self.any_binary = False
+        self.binary: list[bool] = []  # per `feed`: whether its values are bytes (a binary column)
 
     def add(self, col: pa.ChunkedArray | pa.Array, keep: np.ndarray) -> None:
         """Append the values of `col` where `keep` (a bool per value), in order."""
@@ -776,8 +775,7 @@ class _Packer:
         start[sizes < 0] = -1
         self.starts.append(start)
         self.ends.append(end)
-        self.binary.append(np.full(len(idx), view.binary, np.bool_))
-        self.any_binary |= view.binary
+        self.binary.append(view.binary)
 
     def _reserve(self, n: int) -> None:
         if self.used + n > len(self.buf):
@@ -798,7 +796,7 @@ class _Packer:
         pos = np.asarray(pos, np.int64)
         start = np.concatenate(self.starts)[pos] if self.starts else np.zeros(0, np.int64)
         end = np.concatenate(self.ends)[pos] if self.ends else np.zeros(0, np.int64)
-        binary = np.concatenate(self.binary)[pos] if self.any_binary else None
+        binary = np.repeat(self.binary, [len(s) for s in self.starts])[pos] if any(self.binary) else None
         return PackedPayloads(self.buf, start, end, binary, spare=True)
 
 
