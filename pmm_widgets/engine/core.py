@@ -51,8 +51,11 @@ if TYPE_CHECKING:
     from ..venue.endpoints import Endpoints
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
+# what a stop lets a quote cycle under way take to end on its own before it interrupts it (the
+# shutdown, which cancels first, then runs at once): see `Engine.stop`
+STOP_GRACE_SEC = 2.0
 
-__all__ = ["HANDOVER_SEC", "Engine", "EngineStateError", "RemoteParams", "venue_description", "wallet_address"]
+__all__ = ["HANDOVER_SEC", "STOP_GRACE_SEC", "Engine", "EngineStateError", "RemoteParams", "venue_description", "wallet_address"]
 
 
 class EngineStateError(PmmError, RuntimeError):
@@ -62,6 +65,8 @@ class EngineStateError(PmmError, RuntimeError):
 
 
 class Engine:
+    stop_grace_sec: float = STOP_GRACE_SEC  # (tests shorten it on an instance)
+
     def __init__(
         self,
         settings: Settings,
@@ -368,13 +373,21 @@ class Engine:
 
         `handover`: the lease row keeps this engine's final state marked for hand-over (a page
         kernel shutting down: a reload), so the next page may take over in the same mode
-        within `HANDOVER_SEC` (`handover_pending`)."""
+        within `HANDOVER_SEC` (`handover_pending`).
+
+        The stop event ends the wait between two quote cycles at once; what a stop may wait for is
+        a cycle under way. It gets `stop_grace_sec` (2 s) to end on its own, then it is
+        interrupted and the shutdown (cancel all and verify first) runs: the grace does not grow
+        with `quote_refresh_sec` (it was two refreshes: at 5 s, a cycle whose placements the
+        venue kept refusing held the cancel-all back 10 s, with Voilà's SIGKILL 12 s after a
+        page kernel's shutdown request). A healthy cycle takes well under it (a first placement
+        of ~100 orders 0.2-0.6 s, `bench/README.md`); one longer is retrying at the venue."""
         if not self.running:
             return
         self._ctl.handover = handover
         assert self._task is not None  # running
         self._ctl.stop.set()
-        grace = max(2.0, self.settings.quote_refresh_sec * 2)
+        grace = self.stop_grace_sec
         done, _ = await asyncio.wait({self._task}, timeout=grace)
         if not done and self._shutdown_started() is None:
             self._task.cancel()  # a cycle stuck in the venue: its finally runs the clean shutdown

@@ -25,7 +25,7 @@ from ..domain import Mode
 from ..engine.core import Engine
 from ..store.db import check_shared_db
 from .controls import ControlPanel
-from .lifecycle import install_kernel_stop_hook
+from .lifecycle import install_kernel_stop_hook, kernel_stop_timeout
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -168,7 +168,7 @@ def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
         panel.log.append_stderr(f"warning: {warning}\n")
         panel._msg(f"warning: {warning}", error=True, ttl=120.0)
     try:
-        install_kernel_stop_hook(panel.close, timeout=max(8.0, settings.quote_refresh_sec * 2 + 5.0))
+        install_kernel_stop_hook(panel.close, timeout=kernel_stop_timeout())  # ends before Voilà's SIGKILL
     except RuntimeError:  # no running loop (plain Python): nothing to hook
         pass
     return panel

@@ -4,13 +4,20 @@ Why here and how: Voilà shuts a page's kernel down when the tab closes or reloa
 beacon), when the culler finds it idle, and for every kernel when Voilà itself gets SIGTERM or
 SIGINT. Each of those goes through jupyter_client's `shutdown_kernel(now=False)`: a
 `shutdown_request` on the control channel, then SIGTERM after half of
-`KernelManager.shutdown_wait_time` (12 s in `voila.json`), then SIGKILL. ipykernel awaits
-`kernel.do_shutdown()` before it replies and stops its loops, so wrapping that method is the one
-place that sees every graceful end. It runs on the control thread's loop; the engine lives on
-the shell's loop (the one cells run on), so the stop is handed over with
-`run_coroutine_threadsafe` and awaited with a bound. A SIGTERM that reaches the kernel directly
-(the manager's second step, or an operator's `kill`) gets the same stop before the process ends.
-Only SIGKILL escapes; then the lease expires and the venue's heartbeat cancels the orders.
+`KernelManager.shutdown_wait_time` (`VOILA_SHUTDOWN_WAIT_SEC`: 12 s in `voila.json`), then
+SIGKILL at all of it. ipykernel awaits `kernel.do_shutdown()` before it replies and stops its
+loops, so wrapping that method is the one place that sees every graceful end. It runs on the
+control thread's loop; the engine lives on the shell's loop (the one cells run on), so the stop
+is handed over with `run_coroutine_threadsafe` and awaited with a bound. A SIGTERM that reaches
+the kernel directly (the manager's second step, or an operator's `kill`) gets the same stop
+before the process ends. Only SIGKILL escapes; then the lease expires and the venue's heartbeat
+cancels the orders.
+
+The bound (`kernel_stop_timeout`, 9 s): the shutdown request waits for the stop at most its
+bound plus the hop to the engine's loop (`HANDOFF_SEC`), which ends `KILL_MARGIN_SEC` before the
+SIGKILL, so the kernel still logs what was left undone and replies. (It was `2 x
+quote_refresh_sec + 5 s`: past the SIGKILL from a refresh of 3.5 s on.) The stop's cancel-all
+starts within the engine's stop grace (2 s whatever the refresh: `Engine.stop`).
 """
 
 from __future__ import annotations
@@ -29,9 +36,23 @@ log = logging.getLogger(__name__)
 
 StopFn = Callable[[], Awaitable[None]]
 
+# jupyter_client's `KernelManager.shutdown_wait_time` as `voila.json` sets it (a test keeps the two
+# equal): SIGTERM at half of it after the shutdown request, SIGKILL at all of it
+VOILA_SHUTDOWN_WAIT_SEC = 12.0
+KILL_MARGIN_SEC = 2.0  # the shutdown request stops waiting this long before the SIGKILL
+HANDOFF_SEC = 1.0  # what the shutdown request waits beyond the stop's bound (the hop between loops)
+
+
+def kernel_stop_timeout(shutdown_wait_sec: float = VOILA_SHUTDOWN_WAIT_SEC) -> float:
+    """The clean stop's bound at a kernel's end: the shutdown request's whole wait (this plus
+    `HANDOFF_SEC`) ends `KILL_MARGIN_SEC` before the manager's SIGKILL (9 s with voila.json's 12 s)."""
+    return shutdown_wait_sec - HANDOFF_SEC - KILL_MARGIN_SEC
+
 
 class KernelStopHook:
     """Runs `stop()` once, on the loop it was installed from, at kernel shutdown or SIGTERM."""
+
+    handoff_sec = HANDOFF_SEC
 
     def __init__(self, stop: StopFn, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
         self.stop = stop
@@ -57,7 +78,7 @@ class KernelStopHook:
     async def on_shutdown_request(self) -> None:
         """Awaited from the control thread's loop inside ipykernel's shutdown_request."""
         fut = asyncio.run_coroutine_threadsafe(self._await_on_engine_loop("shutdown_request"), self.loop)
-        await within(asyncio.wrap_future(fut), self.timeout + 1.0)
+        await within(asyncio.wrap_future(fut), self.timeout + self.handoff_sec)
 
     async def _await_on_engine_loop(self, reason: str) -> None:
         await self._run_once(reason)
@@ -73,8 +94,9 @@ class KernelStopHook:
         fut.add_done_callback(_exit)
 
 
-def install_kernel_stop_hook(stop: StopFn, timeout: float = 10.0) -> KernelStopHook | None:
-    """Call from a notebook cell (on the kernel's running loop). None outside an IPython kernel."""
+def install_kernel_stop_hook(stop: StopFn, timeout: float | None = None) -> KernelStopHook | None:
+    """Call from a notebook cell (on the kernel's running loop). None outside an IPython kernel.
+    `timeout`: the stop's bound (default `kernel_stop_timeout()`: done before Voilà's SIGKILL)."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -84,7 +106,7 @@ def install_kernel_stop_hook(stop: StopFn, timeout: float = 10.0) -> KernelStopH
     if kernel is None:
         return None
     loop = asyncio.get_running_loop()
-    hook = KernelStopHook(stop, timeout, loop)
+    hook = KernelStopHook(stop, kernel_stop_timeout() if timeout is None else timeout, loop)
     original = kernel.do_shutdown
 
     async def do_shutdown(restart: bool) -> Any:

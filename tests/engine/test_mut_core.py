@@ -280,8 +280,8 @@ async def test_stop_waits_for_a_clean_shutdown_under_way_past_its_grace(fast_set
     """A shutdown that takes longer than the stop's grace (cancels answered slowly) is waited
     for, never cancelled: interrupting it would leave orders resting."""
     eng = Engine(fast_settings)
+    eng.stop_grace_sec = grace = 0.4  # (2 s by default)
     cancelled: list[bool] = []
-    grace = max(2.0, fast_settings.quote_refresh_sec * 2)
 
     async def shutting_down() -> None:
         await eng._ctl.stop.wait()
@@ -301,10 +301,12 @@ async def test_stop_waits_for_a_clean_shutdown_under_way_past_its_grace(fast_set
     assert task.done() and not task.cancelled() and cancelled == [] and errors == []
 
 
-async def test_stop_cancels_a_run_stuck_before_its_shutdown_after_the_grace(fast_settings):
-    """The grace is two quote cycles, at least 2 s (here 2 x 1.5 s)."""
-    eng = Engine(fast_settings.model_copy(update={"quote_refresh_sec": 1.5}))
-    grace = 3.0
+@pytest.mark.parametrize("refresh", [0.2, 5.0])
+async def test_stop_cancels_a_run_stuck_before_its_shutdown_after_the_grace(fast_settings, refresh):
+    """The grace is `stop_grace_sec` whatever the quote refresh (it was two refreshes, at least
+    2 s: at 5 s a stuck cycle held the shutdown's cancel-all back 10 s)."""
+    eng = Engine(fast_settings.model_copy(update={"quote_refresh_sec": refresh}))
+    eng.stop_grace_sec = grace = 0.4  # (2 s by default)
 
     async def stuck() -> None:  # a cycle stuck in the venue: ignores the stop event
         await asyncio.Event().wait()

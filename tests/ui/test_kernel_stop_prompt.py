@@ -1,0 +1,109 @@
+"""A page kernel's shutdown cancels the orders promptly, whatever `PMM_QUOTE_REFRESH_SEC`, and
+the hook waits for the clean stop no longer than Voilà leaves before its SIGKILL.
+
+Against the loopback sandbox's trading half (a live engine with a throwaway key): the venue
+refuses every order placement with 429 (refused, never acted on) once the engine quotes, so the
+first quote cycle is still retrying its placement when the kernel's shutdown request comes; the
+sandbox notes when each request reaches it, and the test measures from the shutdown request to
+the venue's cancel-all. Before the fix the stop waited two refreshes for that cycle: at
+`quote_refresh_sec=5` the cancel-all reached the venue 10.0 s after the request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from pmm_widgets.config import Settings
+from pmm_widgets.engine.core import Engine
+from pmm_widgets.ui.controls import ControlPanel
+from pmm_widgets.ui.lifecycle import (
+    KILL_MARGIN_SEC,
+    VOILA_SHUTDOWN_WAIT_SEC,
+    KernelStopHook,
+    kernel_stop_timeout,
+)
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _until(pred: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return pred()
+
+
+async def test_the_kernel_shutdown_cancels_within_the_stop_grace_while_a_cycle_is_stuck_at_qr_5(db_url):
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    # a refused placement is retried 10 times, 1 s apart: the cycle is under way for > 10 s
+    settings = Settings(_env_file=None, db_url=db_url, venue="sandbox", quote_refresh_sec=5.0, sandbox_speed=15,
+                        universe_size=2, lease_ttl_sec=3, writer_flush_sec=0.2, dashboard_refresh_sec=0.2,
+                        venue_retries=10, venue_backoff_sec=1.0, venue_backoff_cap_sec=1.0,
+                        private_key=SecretStr(Account.create().key.hex()))
+    arrived: list[tuple[float, str]] = []  # (when, "METHOD path") as each request reaches the venue
+
+    @web.middleware
+    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived.append((time.monotonic(), f"{request.method} {request.path}"))
+        return await handler(request)
+
+    sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
+    sb.app.middlewares.insert(0, note)  # outside the fault middleware: the arrival, before any refusal
+    async with sb:
+        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        engine.stop_grace_sec = 0.3  # (the default, 2 s, would make this test slow; the point is qr's 5 s)
+        panel = ControlPanel(engine)
+        engine.start()
+        assert await engine.wait_role() == "owner"
+        sb.faults.update(http_error_rate=1.0, http_error_status=429, http_error_methods="POST")
+        assert await _until(lambda: any(r == "POST /orders" for _, r in arrived), 5.0)
+        await asyncio.sleep(0.1)
+        assert engine.owner._ctl.trade_lock.locked()  # the cycle is under way, its placement retrying
+        hook = KernelStopHook(panel.close, timeout=kernel_stop_timeout(), loop=asyncio.get_running_loop())
+        t0 = time.monotonic()
+        shutting = asyncio.ensure_future(hook.on_shutdown_request())
+        assert await _until(lambda: any(r == "DELETE /cancel-all" and t > t0 for t, r in arrived), 1.5), \
+            "no cancel-all reached the venue within 1.5 s of the shutdown request"
+        first_cancel = min(t for t, r in arrived if r == "DELETE /cancel-all" and t > t0) - t0
+        await shutting
+        assert first_cancel < engine.stop_grace_sec + 0.5, first_cancel
+        assert not engine.running and engine.owner.shutdown_started is not None
+        stopped = [ev.message for ev in engine.events.recent() if ev.kind == "engine_stop"]
+        assert stopped and stopped[-1].startswith("engine stopped: ") and stopped[-1].endswith(", 0 open"), stopped
+
+
+def test_the_hooks_bound_ends_before_voilas_sigkill():
+    """jupyter_client's shutdown: the request, SIGTERM at half of `shutdown_wait_time`, SIGKILL at
+    all of it. The hook's wait (its stop's bound plus the hand-over to the engine's loop) ends
+    `KILL_MARGIN_SEC` before, so its log line and the kernel's own shutdown happen; and the
+    constant is voila.json's setting."""
+    conf = json.loads((ROOT / "voila.json").read_text())
+    assert conf["KernelManager"]["shutdown_wait_time"] == VOILA_SHUTDOWN_WAIT_SEC
+    hook = KernelStopHook(_never, timeout=kernel_stop_timeout(), loop=asyncio.new_event_loop())
+    try:
+        assert hook.timeout + hook.handoff_sec + KILL_MARGIN_SEC <= VOILA_SHUTDOWN_WAIT_SEC
+        assert hook.timeout >= Engine.stop_grace_sec + 5.0  # room for the cancel and its verification
+    finally:
+        hook.loop.close()
+
+
+async def _never() -> None:  # pragma: no cover - never awaited
+    await asyncio.sleep(3600)
