@@ -139,11 +139,17 @@ class Runtime:
             await self.closing.aclose()
 
 
-async def cancel_and_verify(exchange: Exchange, attempts: int = 3) -> tuple[int, int, str | None]:
-    """cancel_all until the venue reports nothing open (up to `attempts` times, 0.2 s apart).
-    Returns (orders cancelled, venue open count after (-1: unknown), the last error)."""
+async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float = 0.2) -> tuple[int, int, str | None]:
+    """cancel_all, then ask the venue's open count, until it reports nothing open: up to
+    `attempts` times, `pause` seconds apart (none after the last: a stop waits for nothing).
+    Returns (orders cancelled over all attempts, the open count the last attempt got (-1: it
+    got none), the last attempt's error (None: it was answered)). What an earlier attempt met
+    is not reported: a refusal the next attempt got past is not an error of the result."""
     cancelled, open_after, err = 0, -1, None
-    for _ in range(attempts):
+    for n in range(attempts):
+        if n:
+            await asyncio.sleep(pause)
+        open_after, err = -1, None
         try:
             cancelled += await exchange.cancel_all()
             open_after = await exchange.count_venue_open_orders()
@@ -151,7 +157,6 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3) -> tuple[int,
             err = f"{type(exc).__name__}: {exc}"
         if open_after == 0:
             break
-        await asyncio.sleep(0.2)
     return cancelled, open_after, err
 
 

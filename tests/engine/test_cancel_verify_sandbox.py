@@ -1,0 +1,114 @@
+"""`cancel_and_verify` (the shutdown's and the KILL's last word with the venue) against the
+loopback sandbox's trading half, with the venue's own fault knobs: a cancel-all the venue
+refuses (503) once, then answers; and one it refuses every time.
+
+A live engine with a throwaway key quotes on the sandbox; `venue_retries=0` so that a refused
+cancel reaches `cancel_and_verify` (the broker would otherwise retry it inside one attempt).
+The sandbox notes every request's answer (a middleware outside its fault middleware)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+from aiohttp import web
+from engine_helpers import until
+
+from pmm_widgets.config import Settings
+from pmm_widgets.engine import Engine
+from pmm_widgets.engine.runtime import cancel_and_verify
+
+if TYPE_CHECKING:
+    from pmm_widgets.sandbox.server import Sandbox
+
+pytestmark = pytest.mark.integration
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class LiveOnSandbox:
+    engine: Engine
+    sb: Sandbox
+    owners: set[str]
+    answered: list[tuple[float, str, int]] = field(default_factory=list)  # (when, "METHOD path", status)
+
+    def venue_open(self) -> int:
+        return sum(len(self.sb.sim.open_orders(o)) for o in self.owners)
+
+    def cancel_alls(self) -> list[tuple[float, int]]:
+        return [(t, st) for t, r, st in self.answered if r == "DELETE /cancel-all"]
+
+
+@contextlib.asynccontextmanager
+async def live_engine_quoting(fast_settings: Settings) -> AsyncIterator[LiveOnSandbox]:
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    # quote_refresh 5 s: after the first cycle placed, no requote's DELETE competes for the fault
+    settings = fast_settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex()),
+                                                "venue_retries": 0, "quote_refresh_sec": 5.0,
+                                                "universe_size": 2})
+    sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
+    answered: list[tuple[float, str, int]] = []
+
+    @web.middleware
+    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        answered.append((time.monotonic(), f"{request.method} {request.path}", resp.status))
+        return resp
+
+    sb.app.middlewares.insert(0, note)
+    owners: set[str] = set()
+    sb.sim.add_account_listener(lambda ev: owners.add(ev[1].owner))
+    async with sb:
+        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        run = LiveOnSandbox(engine, sb, owners, answered)
+        engine.start()
+        try:
+            assert await engine.wait_role() == "owner"
+            assert await until(lambda: run.venue_open() > 0, timeout=10)
+            yield run
+        finally:
+            sb.faults.update(http_error_rate=0.0)
+            await engine.stop()
+
+
+async def test_a_cancel_refused_once_then_confirmed_is_a_clean_kill(fast_settings):
+    """The KILL's message used to append the first attempt's "(error: ...)" although the second
+    attempt cancelled everything and the venue confirmed 0 open."""
+    async with live_engine_quoting(fast_settings) as run:
+        resting = run.venue_open()
+        run.sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="DELETE", http_error_count=1)
+        kr = await run.engine.kill()
+        assert [st for _, st in run.cancel_alls()][:2] == [503, 200]  # refused once, then answered
+        assert run.venue_open() == 0
+        assert kr.ok and kr.cancelled == resting
+        assert kr.message == f"KILLED: {resting} orders cancelled, venue reports 0 open", kr.message
+        stopped = [ev.message for ev in run.engine.events.recent() if ev.kind == "engine_stop"]
+        assert stopped and stopped[-1].startswith(f"engine stopped: {resting} orders cancelled, 0 open"), stopped
+
+
+async def test_no_pause_after_the_last_refused_attempt(fast_settings):
+    """Every attempt refused: the three attempts are 0.2 s apart, and the result comes as soon
+    as the last one is answered (it used to wait 0.2 s more for nothing, on every such stop)."""
+    async with live_engine_quoting(fast_settings) as run:
+        resting = run.venue_open()
+        run.sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="DELETE")
+        n0 = len(run.cancel_alls())
+        cancelled, open_after, err = await cancel_and_verify(run.engine.runtime.exchange)
+        returned = time.monotonic()
+        refused = run.cancel_alls()[n0:]
+        assert [st for _, st in refused] == [503, 503, 503]
+        assert all(b - a >= 0.2 for (a, _), (b, _) in zip(refused, refused[1:]))
+        assert returned - refused[-1][0] < 0.1, returned - refused[-1][0]
+        assert (cancelled, open_after) == (0, -1) and err is not None and "503" in err, err
+        assert run.venue_open() == resting  # nothing was cancelled: the venue refused every time
