@@ -76,7 +76,9 @@ class UserStream:
         stale_sec: float = 30.0,
         backoff_min: float = 0.25,
         backoff_max: float = 10.0,
+        close_wait_sec: float = 5.0,
     ) -> None:
+        """`close_wait_sec`: how long `close()` waits for the `on_connect` tasks it cancels."""
         self.url = url
         self._auth = auth
         self._on_event = on_event
@@ -86,6 +88,7 @@ class UserStream:
         self.stale_sec = stale_sec
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        self.close_wait_sec = close_wait_sec
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -107,16 +110,25 @@ class UserStream:
                 log.warning("user stream not connected after %.0fs; still trying", wait)
 
     async def close(self) -> None:
+        """Close the socket and end the connection task; cancel the `on_connect` tasks (a
+        reconcile still running dies with the stream) and wait for them, at most
+        `close_wait_sec`. One that ignores its cancel past that is said (a warning) and left to
+        end on its own: it stays in the stream's task set, whose owner logs its failure when it
+        ends (`tasks.spawn`), so it is never an unowned task or an unretrieved exception."""
         self._closing = True
         if self._ws is not None:
             with contextlib.suppress(WebSocketException, OSError):
                 await self._ws.close()
         task, self._task = self._task, None
         await cancel_and_wait(task)  # a cancel of whoever closes still raises
-        for t in list(self._side_tasks):  # a reconcile still running dies with the stream
+        for t in list(self._side_tasks):
             t.cancel()
         if self._side_tasks:
-            await asyncio.wait(set(self._side_tasks), timeout=5.0)
+            _, left = await asyncio.wait(set(self._side_tasks), timeout=self.close_wait_sec)
+            if left:
+                log.warning("user stream closed with %d on_connect task(s) still running %.1fs after their cancel "
+                            "(%s): left to end on their own, a failure is logged", len(left), self.close_wait_sec,
+                            ", ".join(sorted(t.get_name() for t in left)))
         self._ws = None
 
     def health(self) -> UserStreamHealth:
