@@ -328,10 +328,13 @@ class Broker:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
     async def aclose(self) -> None:
-        """Close the async order-entry client, then the worker threads."""
+        """Close the async order-entry client, then the worker thread, without waiting for a call
+        in flight on it: nobody awaits it any more (its caller was cancelled), and a slow venue
+        holding it (a heartbeat) held the stop's DB flush and lease release until its answer or
+        the HTTP timeout. The thread ends once that call does."""
         if self._entry is not None:
             await self._entry.aclose()
-        await asyncio.to_thread(self.close)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def fast(self) -> bool:

@@ -7,7 +7,9 @@ the engine (its stop grace for a cycle under way 0.3 s) is stopped just after an
 sandbox notes when each request arrives. The cancel-all and the open-order read used to run on
 the SDK's one worker thread, behind that heartbeat: the DELETE /cancel-all reached the venue
 2.9-3.0 s after the stop (the heartbeat's delay less the 10 ms it took to notice it); the HTTP
-timeout (10 s) bounds that wait on a slow venue, past a page kernel's 9 s stop bound."""
+timeout (10 s) bounds that wait on a slow venue, past a page kernel's 9 s stop bound. And the
+stop then closed the broker by waiting for that heartbeat's answer (the stop returned after 3.0 s;
+its DB flush and lease release came after it)."""
 
 from __future__ import annotations
 
@@ -82,6 +84,7 @@ async def test_a_stop_cancels_and_verifies_at_once_while_a_heartbeat_is_held_at_
         bound = engine.stop_grace_sec + 0.5  # the SDK thread is busy until ~3 s
         assert cancel_all is not None and cancel_all < bound, cancel_all
         assert count is not None and count < bound, count
+        assert stopped < bound + 1.0, stopped  # the close never waits for the heartbeat's answer either
         assert venue_open() == 0
         msgs = [ev.message for ev in engine.events.recent() if ev.kind == "engine_stop"]
         assert msgs and msgs[-1].startswith(f"engine stopped: {resting} orders cancelled, 0 open"), msgs

@@ -187,3 +187,21 @@ async def test_a_dry_run_sends_no_cancel_all_and_reads_nothing_even_with_credent
     await ex.close()
     assert venue.order_requests == 0 and ex.broker.order_entry is not None and len(ex.broker.order_entry.rtts) == 0
     assert not any(path.startswith(("/order", "/cancel", "/data", "/auth", "/v1/heartbeats")) for _, path in venue.requests)
+
+
+async def test_closing_the_broker_never_waits_for_a_call_held_on_its_worker_thread(sb, wallet_key):
+    """A stop closes the broker after its cancel-all: a heartbeat the venue still held kept the
+    close (and the stop's DB flush and lease release after it) waiting for its answer."""
+    b = Broker(sb.clob_url, 137, wallet_key, creds=creds_of(wallet_key))
+    gate = threading.Event()
+    loop = asyncio.get_running_loop()
+    held = loop.run_in_executor(b._pool, gate.wait, 10.0)
+    queued = loop.run_in_executor(b._pool, gate.wait, 10.0)
+    try:
+        await asyncio.wait_for(b.aclose(), 1.0)
+        with pytest.raises(asyncio.CancelledError):
+            await queued  # a call queued behind it is dropped (its caller was cancelled anyway)
+        assert not held.done()  # the call in flight runs on
+    finally:
+        gate.set()
+    assert await held is True
