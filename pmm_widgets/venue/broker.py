@@ -27,8 +27,12 @@ Fast path (issue 12), used whenever the key can be parsed by `venue.signer.Order
 (`fast=True`, the default; `PMM_FAST_ORDERS=false` keeps the SDK for everything): orders are
 signed by the project's signer (byte-identical to the SDK's, the SDK stays the reference) on the
 event loop batch by batch, each batch posted as soon as it is signed, and `post_orders`/`cancel` go through `venue.order_entry.OrderEntry` (async,
-batches in flight together, bounded by `max_inflight`, round trips recorded). Everything else
-(credentials, open orders, trades, heartbeats, cancel-all) stays on the SDK worker thread.
+batches in flight together, bounded by `max_inflight`, round trips recorded). So do `cancel_all`
+(DELETE /cancel-all) and `open_orders` (GET /data/orders, every page), built and signed as the
+SDK builds them: a stop's cancel-all and its verifying count never wait behind a heartbeat or a
+read in flight on the worker thread (they did: up to the HTTP timeout on a slow venue, past a
+page kernel's stop bound). Everything else (credentials, trades, balances, scoring, heartbeats,
+cancel by market) stays on the SDK worker thread.
 
 Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
 connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
@@ -77,6 +81,7 @@ MAX_CANCEL_BATCH = 3000
 T = TypeVar("T")
 
 
+INITIAL_CURSOR, END_CURSOR = "MA==", "LTE="  # GET /data/orders pages (the SDK's constants)
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 DUPLICATED = "Duplicated"  # the venue's answer to an order hash it has already seen
 
@@ -283,6 +288,20 @@ class Broker:
                 log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
                 await asyncio.sleep(delay)
 
+    async def _entry_call(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True) -> T:
+        """An idempotent order-entry request, its `EntryError` a BrokerError, retried (see `_retrying`)."""
+        async def attempt() -> T:
+            try:
+                return await fn()
+            except EntryError as exc:
+                raise BrokerError(op, self._scrub(exc.message), exc.status, transient=is_transient(exc.status)) from None
+        return await self._retrying(op, attempt, retry)
+
+    @property
+    def _entry_ready(self) -> OrderEntry | None:
+        """The order entry when it can send an L2 request now (the fast path and credentials)."""
+        return self._entry if self._entry is not None and self.has_creds else None
+
     async def _call(self, op: str, fn: Callable[[], T], retry: bool = True, within: float | None = None) -> T:
         """An idempotent SDK call in the worker thread, retried (see `_retrying`)."""
         return await self._retrying(op, lambda: self._run(op, fn), retry, within)
@@ -309,10 +328,13 @@ class Broker:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
     async def aclose(self) -> None:
-        """Close the async order-entry client, then the worker threads."""
+        """Close the async order-entry client, then the worker thread, without waiting for a call
+        in flight on it: nobody awaits it any more (its caller was cancelled), and a slow venue
+        holding it (a heartbeat) held the stop's DB flush and lease release until its answer or
+        the HTTP timeout. The thread ends once that call does."""
         if self._entry is not None:
             await self._entry.aclose()
-        await asyncio.to_thread(self.close)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def fast(self) -> bool:
@@ -582,13 +604,7 @@ class Broker:
         entry = self._entry
 
         async def one(chunk: list[str]) -> Any:
-            async def attempt() -> Any:
-                try:
-                    return await entry.cancel(chunk)
-                except EntryError as exc:
-                    raise BrokerError("cancel", self._scrub(exc.message), exc.status,
-                                      transient=is_transient(exc.status)) from None
-            return await self._retrying("cancel", attempt)  # a cancel is idempotent
+            return await self._entry_call("cancel", lambda: entry.cancel(chunk))  # a cancel is idempotent
 
         answers = await asyncio.gather(*(one(c) for c in chunks), return_exceptions=True)
         return self._cancel_results(answers)
@@ -619,6 +635,11 @@ class Broker:
         return self._cancel_result(await self._call("cancel_market", lambda: self._client.cancel_market_orders(p)))
 
     async def cancel_all(self) -> CancelResult:
+        """DELETE /cancel-all, retried like every cancel: through the order entry on the fast path
+        (never behind a call in flight on the SDK worker thread), else the SDK's `cancel_all`."""
+        entry = self._entry_ready
+        if entry is not None:
+            return self._cancel_result(await self._entry_call("cancel_all", entry.cancel_all))
         return self._cancel_result(await self._call("cancel_all", self._client.cancel_all))
 
     # ------------------------------------------------------------------ account data
@@ -638,15 +659,38 @@ class Broker:
 
     async def open_orders(self, market: str | None = None, asset_id: str | None = None,
                           retry: bool = True) -> list[VenueOrder]:
-        """Every open order (the SDK follows the cursor pages MA== ... LTE=). A row that cannot be
+        """Every open order (the cursor pages MA== ... LTE=, all followed). A row that cannot be
         read fails the whole read: an order left out of the list would be taken for one the venue
         no longer holds (reconcile would stop tracking it while it rests, the circuit breaker's
         probe would count the venue clean)."""
-        from py_clob_client_v2 import OpenOrderParams
+        entry = self._entry_ready
+        if entry is not None:  # the fast path: never behind a call in flight on the SDK worker thread
+            rows = await self._entry_call("open_orders", lambda: self._open_order_pages(entry, market, asset_id),
+                                          retry=retry)
+        else:
+            from py_clob_client_v2 import OpenOrderParams
 
-        p = OpenOrderParams(market=market, asset_id=asset_id)
-        rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry)
+            p = OpenOrderParams(market=market, asset_id=asset_id)
+            rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry)
         return self._decoded("open_orders", rows, VenueOrder, whole=True)
+
+    @staticmethod
+    async def _open_order_pages(entry: OrderEntry, market: str | None, asset_id: str | None) -> list[Any]:
+        """Every GET /data/orders page's rows, cursor MA== to LTE= (the SDK's `get_open_orders`
+        loop). A page without `data` (a list) and `next_cursor` fails the read, not retried (the
+        SDK's own KeyError)."""
+        rows: list[Any] = []
+        cursor = INITIAL_CURSOR
+        while cursor != END_CURSOR:
+            page = await entry.open_orders_page(cursor, market, asset_id)
+            data = page.get("data") if isinstance(page, dict) else None
+            nxt = page.get("next_cursor") if isinstance(page, dict) else None
+            if not isinstance(data, list) or not isinstance(nxt, str):
+                raise BrokerError("open_orders", f"a page of the venue's answer without data and next_cursor "
+                                                 f"({type(page).__name__})")
+            rows.extend(data)
+            cursor = nxt
+        return rows
 
     async def trades(self, after: int | None = None, market: str | None = None) -> list[Trade]:
         """Every trade of the account since `after` (epoch s), all pages."""

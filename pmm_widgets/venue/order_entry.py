@@ -9,6 +9,9 @@ it is signed, and all batches and the cancel of one requote are in flight togeth
 `httpx.AsyncClient` (HTTP/2 to an https venue: one connection multiplexed; plain http, e.g. the
 loopback sandbox: a small keep-alive pool). The request bodies and L2 headers are built exactly
 as the SDK builds them (compact `json.dumps`, `ensure_ascii=False`; the SDK's own HMAC helper).
+The broker's DELETE /cancel-all and GET /data/orders pages go here too (no body, signed without
+one, as the SDK's `cancel_all` and `get_open_orders` send them): a stop's cancel-all and its
+verifying read never wait behind a heartbeat or a read in flight on the SDK's one worker thread.
 
 Limits and guarantees:
 - at most `max_inflight` requests are in flight (a semaphore): the rate-limit budget of one
@@ -38,13 +41,16 @@ from ..errors import PmmError
 
 POST_ORDERS = "/orders"
 CANCEL_ORDERS = "/orders"
+CANCEL_ALL = "/cancel-all"
+OPEN_ORDERS = "/data/orders"
 RTT_RING = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class Rtt:
-    """One request: wall-clock start (epoch s), kind ("post" | "cancel"), orders in it, round
-    trip in seconds, HTTP status (None: no answer)."""
+    """One request: wall-clock start (epoch s), kind ("post" | "cancel" | "cancel_all" |
+    "open_orders"), orders in it (0: not known when it is sent), round trip in seconds, HTTP
+    status (None: no answer)."""
 
     ts: float
     kind: str
@@ -65,7 +71,8 @@ class EntryError(PmmError):
 
 
 class OrderEntry:
-    """POST /orders and DELETE /orders with L2 auth, async, bounded concurrency."""
+    """POST /orders, DELETE /orders, DELETE /cancel-all and GET /data/orders pages with L2 auth,
+    async, bounded concurrency."""
 
     def __init__(self, host: str, address: str, creds: Callable[[], tuple[str, str, str] | None], *,
                  max_inflight: int = 8, timeout: float = 10.0) -> None:
@@ -108,8 +115,11 @@ class OrderEntry:
             "User-Agent": "py_clob_client_v2", "Accept": "*/*", "Content-Type": "application/json",
         }
 
-    async def _request(self, kind: str, method: str, path: str, payload: Any, n: int) -> Any:
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    async def _request(self, kind: str, method: str, path: str, payload: Any, n: int,
+                       params: dict[str, str] | None = None) -> Any:
+        """One request; `payload` None: no body (signed without one, as the SDK signs a request
+        without data); `params`: the query string (never signed: the path is)."""
+        body = "" if payload is None else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         headers = self._headers(method, path, body)
         async with self._sem:
             self.inflight += 1
@@ -117,7 +127,8 @@ class OrderEntry:
             t0, wall = time.perf_counter(), time.time()
             status: int | None = None
             try:
-                resp = await self._http().request(method, self.host + path, content=body.encode(), headers=headers)
+                resp = await self._http().request(method, self.host + path, content=body.encode() if body else None,
+                                                  params=params, headers=headers)
                 status = resp.status_code
             except httpx.HTTPError as exc:
                 raise EntryError(kind, f"{type(exc).__name__}: {exc}"[:300], None) from None
@@ -144,6 +155,19 @@ class OrderEntry:
         """One DELETE /orders: `{"canceled": [...], "not_canceled": {...}}`."""
         res = await self._request("cancel", "DELETE", CANCEL_ORDERS, order_ids, len(order_ids))
         return res if isinstance(res, dict) else {}
+
+    async def cancel_all(self) -> Any:
+        """One DELETE /cancel-all (no body, like the SDK's `cancel_all`): the venue's answer,
+        `{"canceled": [...], "not_canceled": {...}}` (read by the broker)."""
+        return await self._request("cancel_all", "DELETE", CANCEL_ALL, None, 0)
+
+    async def open_orders_page(self, cursor: str, market: str | None = None, asset_id: str | None = None) -> Any:
+        """One GET /data/orders page from `cursor` (the SDK's `get_open_orders` query: market and
+        asset_id when given, then next_cursor): the venue's answer, `{"data": [...],
+        "next_cursor": ...}` (the broker follows the cursors)."""
+        params = {k: v for k, v in (("market", market), ("asset_id", asset_id)) if v}
+        params["next_cursor"] = cursor
+        return await self._request("open_orders", "GET", OPEN_ORDERS, None, 0, params)
 
     def rtt_summary(self, since: float = 0.0) -> dict[str, Any]:
         """p50/p99/max (ms) and count per kind of the round trips recorded since `since` (epoch s)."""

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp import web
+from venue_arrivals import first_after, note_arrivals, until
 
 from pmm_widgets.config import Settings
 from pmm_widgets.engine.core import Engine
@@ -33,17 +32,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def _until(pred: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        await asyncio.sleep(0.01)
-    return pred()
-
 
 async def test_the_kernel_shutdown_cancels_within_the_stop_grace_while_a_cycle_is_stuck_at_qr_5(db_url):
     from eth_account import Account
@@ -58,15 +46,8 @@ async def test_the_kernel_shutdown_cancels_within_the_stop_grace_while_a_cycle_i
                         universe_size=2, lease_ttl_sec=3, writer_flush_sec=0.2, dashboard_refresh_sec=0.2,
                         venue_retries=10, venue_backoff_sec=1.0, venue_backoff_cap_sec=1.0,
                         private_key=SecretStr(Account.create().key.hex()))
-    arrived: list[tuple[float, str]] = []  # (when, "METHOD path") as each request reaches the venue
-
-    @web.middleware
-    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
-        arrived.append((time.monotonic(), f"{request.method} {request.path}"))
-        return await handler(request)
-
     sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
-    sb.app.middlewares.insert(0, note)  # outside the fault middleware: the arrival, before any refusal
+    arrived = note_arrivals(sb)  # (when, "METHOD path") as each request reaches the venue, before any refusal
     async with sb:
         engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
         engine.stop_grace_sec = 0.3  # (the default, 2 s, would make this test slow; the point is qr's 5 s)
@@ -74,15 +55,16 @@ async def test_the_kernel_shutdown_cancels_within_the_stop_grace_while_a_cycle_i
         engine.start()
         assert await engine.wait_role() == "owner"
         sb.faults.update(http_error_rate=1.0, http_error_status=429, http_error_methods="POST")
-        assert await _until(lambda: any(r == "POST /orders" for _, r in arrived), 5.0)
+        assert await until(lambda: any(r == "POST /orders" for _, r in arrived), 5.0)
         await asyncio.sleep(0.1)
         assert engine.owner._ctl.trade_lock.locked()  # the cycle is under way, its placement retrying
         hook = KernelStopHook(panel.close, timeout=kernel_stop_timeout(), loop=asyncio.get_running_loop())
         t0 = time.monotonic()
         shutting = asyncio.ensure_future(hook.on_shutdown_request())
-        assert await _until(lambda: any(r == "DELETE /cancel-all" and t > t0 for t, r in arrived), 1.5), \
+        assert await until(lambda: first_after(arrived, "DELETE /cancel-all", t0) is not None, 1.5), \
             "no cancel-all reached the venue within 1.5 s of the shutdown request"
-        first_cancel = min(t for t, r in arrived if r == "DELETE /cancel-all" and t > t0) - t0
+        first_cancel = first_after(arrived, "DELETE /cancel-all", t0)
+        assert first_cancel is not None
         await shutting
         assert first_cancel < engine.stop_grace_sec + 0.5, first_cancel
         assert not engine.running and engine.owner.shutdown_started is not None

@@ -1,0 +1,213 @@
+"""The broker's cancel-all and open-order reads on the fast path (venue/broker.py,
+venue/order_entry.py) against the sandbox's trading half: DELETE /cancel-all and the
+GET /data/orders pages go through the async order entry, built and signed as the SDK 1.2.1 builds
+them (the sandbox checks the L2 signature), retried like every idempotent call, and never behind
+a call in flight on the SDK worker thread; `fast=False` keeps the SDK for them, and a dry run
+sends neither."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from eth_account import Account
+from live_helpers import active_markets, make_settings, touch_bids
+from pydantic import SecretStr
+
+from pmm_widgets.sandbox.auth_crypto import derive_creds
+from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+from pmm_widgets.sandbox.trading import TradingVenue
+from pmm_widgets.venue.broker import Broker, BrokerError, Creds
+
+pytestmark = pytest.mark.integration
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def creds_of(key: str) -> Creds:
+    c = derive_creds(Account.from_key(key).address, 0)
+    return Creds(SecretStr(c.api_key), SecretStr(c.secret), SecretStr(c.passphrase))
+
+
+Seen = list[tuple[str, str, str, bytes, dict[str, str]]]
+
+
+@pytest.fixture
+def seen() -> Seen:
+    """(method, path, query, body, headers) of every request as it reaches the sandbox."""
+    return []
+
+
+@pytest.fixture
+async def sb(seen: Seen) -> AsyncIterator[Sandbox]:
+    """The live tests' sandbox (12 markets), noting every request, its market held still: the
+    orders placed here rest until they are cancelled."""
+
+    @web.middleware
+    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
+        seen.append((request.method, request.path, request.query_string, await request.read(), dict(request.headers)))
+        return await handler(request)
+
+    s = Sandbox(SandboxConfig(markets=12, seed=5, speed=20.0))
+    s.app.middlewares.insert(0, note)
+    s.paused = True
+    async with s:
+        yield s
+
+
+@pytest.fixture
+async def brokers(sb: Sandbox, wallet_key: str) -> AsyncIterator[Callable[..., Broker]]:
+    made: list[Broker] = []
+
+    def build(**kw: Any) -> Broker:
+        opts: dict[str, Any] = dict(creds=creds_of(wallet_key), backoff_base=0.01, backoff_cap=0.02)
+        opts.update(kw)
+        b = Broker(sb.clob_url, 137, wallet_key, **opts)
+        made.append(b)
+        return b
+
+    yield build
+    for b in made:
+        await b.aclose()
+
+
+async def place(sb: Sandbox, b: Broker, n_markets: int) -> list[str]:
+    markets = active_markets(sb, n_markets)
+    by_token = {t: m for m in markets for t in m.token_ids}
+    res = await b.post_orders([(q, by_token[q.token_id].tick_size, by_token[q.token_id].neg_risk)
+                               for q in touch_bids(sb, markets)])
+    assert res and all(r.ok for r in res), res
+    return [str(r.order_id) for r in res]
+
+
+async def test_fast_cancel_all_and_open_orders_are_the_sdks_requests_sent_by_the_order_entry(sb, venue: TradingVenue,
+                                                                                          brokers, seen):
+    fast, sdk = brokers(), brokers(fast=False)
+    assert fast.fast and not sdk.fast
+    ids = await place(sb, fast, 3)
+    venue.page_limit = 2  # several pages: every one is followed
+    for b in (sdk, fast):  # the SDK's requests first, then the order entry's
+        assert sorted(o.id for o in await b.open_orders()) == sorted(ids)
+        mine = await b.open_orders(asset_id=(await b.open_orders())[0].asset_id)
+        assert len(mine) == 1
+    reads = [r for r in seen if r[1] == "/data/orders"]
+    half = len(reads) // 2  # the same pages with the same queries (market, asset_id, next_cursor), no body
+    assert [(m, q) for m, _, q, _, _ in reads[:half]] == [(m, q) for m, _, q, _, _ in reads[half:]]
+    assert half > 3 and all(body == b"" for *_, body, _ in reads)
+    r = await fast.cancel_all()
+    assert sorted(r.canceled) == sorted(ids) and r.not_canceled == {}
+    assert await fast.open_orders() == [] and await sdk.open_orders() == []
+    ids2 = await place(sb, fast, 1)
+    assert sorted((await sdk.cancel_all()).canceled) == sorted(ids2)
+    alls = [r for r in seen if r[1] == "/cancel-all"]
+    assert [(m, q, body) for m, _, q, body, _ in alls] == [("DELETE", "", b"")] * 2  # no body, no query: the SDK's
+    for _, _, _, _, h in alls:  # L2 headers, as the SDK sends them
+        assert {"POLY_ADDRESS", "POLY_SIGNATURE", "POLY_TIMESTAMP", "POLY_API_KEY", "POLY_PASSPHRASE"} <= set(h)
+    assert venue.auth_failures == 0
+    kinds = {x.kind for x in fast.order_entry.rtts}
+    assert {"cancel_all", "open_orders"} <= kinds and fast.order_entry.rtt_summary().keys() <= {"post", "cancel"}
+
+
+async def test_fast_cancel_all_and_reads_never_wait_for_the_sdk_worker_thread(sb, brokers):
+    fast, sdk = brokers(), brokers(fast=False)
+    ids = await place(sb, fast, 2)
+    loop = asyncio.get_running_loop()
+    for b in (fast, sdk):
+        gate = threading.Event()
+        busy = loop.run_in_executor(b._pool, gate.wait, 10.0)  # a heartbeat held at a slow venue
+        try:
+            read = asyncio.ensure_future(b.open_orders())
+            done, _ = await asyncio.wait({read}, timeout=1.0)
+            assert bool(done) is b.fast, b.fast  # the SDK path waits for the thread
+            gate.set()
+            assert sorted(o.id for o in await read) == sorted(ids)
+        finally:
+            gate.set()
+            await busy
+    gate = threading.Event()
+    busy = loop.run_in_executor(fast._pool, gate.wait, 10.0)
+    try:
+        r = await asyncio.wait_for(fast.cancel_all(), 1.0)
+    finally:
+        gate.set()
+        await busy
+    assert sorted(r.canceled) == sorted(ids)
+
+
+async def test_fast_cancel_all_and_reads_retry_a_transient_refusal_and_fail_at_once_on_another(sb, brokers, wallet_key):
+    b = brokers()
+    ids = await place(sb, b, 1)
+    sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="GET", http_error_count=1)
+    assert sorted(o.id for o in await b.open_orders()) == sorted(ids) and b.retried == 1
+    sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="GET", http_error_count=1)
+    with pytest.raises(BrokerError) as ei:
+        await b.open_orders(retry=False)  # (a post's look at the venue: one attempt)
+    assert (ei.value.op, ei.value.status, ei.value.transient, b.retried, b.failures) == ("open_orders", 503, True, 1, 1)
+    sb.faults.update(http_error_rate=1.0, http_error_status=502, http_error_methods="DELETE", http_error_count=2)
+    r = await b.cancel_all()
+    assert sorted(r.canceled) == sorted(ids) and b.retried == 3
+    sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="DELETE", http_error_count=-1)
+    with pytest.raises(BrokerError) as ei:
+        await b.cancel_all()
+    assert (ei.value.op, ei.value.status, ei.value.message, ei.value.transient) == (
+        "cancel_all", 503, "Service Unavailable", True)
+    assert b.retried == 6 and b.failures == 2  # 1 + 3 retries (PMM_VENUE_RETRIES), then it fails
+    sb.faults.update(http_error_rate=0.0, garbled_answer_rate=1.0, garbled_answer_methods="GET")
+    for x in (b, brokers(fast=False)):  # a page that is not the venue's shape: the read fails, as the SDK's does
+        with pytest.raises(BrokerError) as ei:
+            await x.open_orders()
+        assert (ei.value.op, ei.value.transient) == ("open_orders", False)
+    assert b.retried == 6 and b.failures == 3
+    sb.faults.update(garbled_answer_rate=0.0)
+    wrong = Creds(SecretStr(creds_of(wallet_key).api_key.get_secret_value()), SecretStr("bm90LXRoZS1zZWNyZXQ="),
+                  creds_of(wallet_key).api_passphrase)
+    bad = brokers(creds=wrong)
+    for call, op in ((bad.cancel_all, "cancel_all"), (bad.open_orders, "open_orders")):
+        with pytest.raises(BrokerError) as ei:
+            await call()
+        assert (ei.value.op, ei.value.status, ei.value.transient) == (op, 401, False)
+        assert "bm90LXRoZS1zZWNyZXQ=" not in str(ei.value)
+    assert bad.retried == 0
+
+
+async def test_a_dry_run_sends_no_cancel_all_and_reads_nothing_even_with_credentials(sb, venue, wallet_key, closers):
+    from pmm_widgets.engine.runtime import cancel_and_verify
+    from pmm_widgets.execution.live import LiveExchange
+    from pmm_widgets.store.sink import MemorySink
+
+    c = creds_of(wallet_key)
+    s = make_settings(sb, wallet_key, api_key=c.api_key, api_secret=c.api_secret, api_passphrase=c.api_passphrase)
+    ex = LiveExchange(s, MemorySink(), sb.clob_url, sb.ws_url, dry_run=True)
+    closers.append(ex)
+    await ex.start()
+    assert ex.broker is not None and ex.broker.fast and ex.broker.has_creds  # the fast path could send them
+    markets = active_markets(sb, 2)
+    ex.set_markets(markets)
+    await ex.place(touch_bids(sb, markets))
+    resting = len(ex.open_orders())
+    assert resting > 0 and await cancel_and_verify(ex) == (resting, 0, None)
+    assert await ex.probe() == 0
+    await ex.close()
+    assert venue.order_requests == 0 and ex.broker.order_entry is not None and len(ex.broker.order_entry.rtts) == 0
+    assert not any(path.startswith(("/order", "/cancel", "/data", "/auth", "/v1/heartbeats")) for _, path in venue.requests)
+
+
+async def test_closing_the_broker_never_waits_for_a_call_held_on_its_worker_thread(sb, wallet_key):
+    """A stop closes the broker after its cancel-all: a heartbeat the venue still held kept the
+    close (and the stop's DB flush and lease release after it) waiting for its answer."""
+    b = Broker(sb.clob_url, 137, wallet_key, creds=creds_of(wallet_key))
+    gate = threading.Event()
+    loop = asyncio.get_running_loop()
+    held = loop.run_in_executor(b._pool, gate.wait, 10.0)
+    queued = loop.run_in_executor(b._pool, gate.wait, 10.0)
+    try:
+        await asyncio.wait_for(b.aclose(), 1.0)
+        with pytest.raises(asyncio.CancelledError):
+            await queued  # a call queued behind it is dropped (its caller was cancelled anyway)
+        assert not held.done()  # the call in flight runs on
+    finally:
+        gate.set()
+    assert await held is True
