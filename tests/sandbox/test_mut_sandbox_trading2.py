@@ -243,6 +243,20 @@ async def test_l2_signs_the_body_sent() -> None:
     assert resp.status == 200
 
 
+async def test_a_body_that_is_not_utf8_is_refused_not_a_server_error() -> None:
+    """No SDK signs such a body (it signs JSON text): the venue's answer is its 401, counted,
+    as for any other signature that does not match, not a 500 from the handler."""
+    v, c, _, _ = _two_accounts()
+    raw = b'{"orderID": "0x\xff"}'
+    h = _l2(c, "DELETE", "/order", raw.decode("latin-1"))
+    payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    payload.feed_data(raw)
+    payload.feed_eof()
+    resp = await v.cancel_order(make_mocked_request("DELETE", "/order", headers=h, payload=payload))
+    assert (resp.status, _json(resp)) == (401, L2_REFUSED)
+    assert v.auth_failures == 1 and v.order_requests == 1
+
+
 async def test_a_key_derived_against_an_earlier_sandbox_is_known_again_for_nonce_0_only() -> None:
     _, v, _, _ = _venue()
     v.keys.clear()  # a fresh sandbox process: nobody created a key here
