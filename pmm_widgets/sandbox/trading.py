@@ -372,7 +372,9 @@ class TradingVenue:
 
     async def _read_l2(self, request: web.Request) -> tuple[SandboxCreds, str] | web.Response:
         self._count(request)
-        body = await request.text()
+        # bytes that are not UTF-8 stay as surrogates: no SDK signs such a body, and the HMAC of
+        # one cannot be computed (ValueError in `_l2`), so it is the venue's 401, not a 500 here
+        body = (await request.read()).decode("utf-8", errors="surrogateescape")
         c = self._l2(request, body)
         if isinstance(c, web.Response):
             return c
