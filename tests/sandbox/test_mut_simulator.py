@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+from py_clob_client_v2.clob_types import OrderBookSummary, OrderSummary
+from py_clob_client_v2.utilities import generate_orderbook_summary_hash
+
 from pmm_widgets.domain import Side
 from pmm_widgets.sandbox.gamma import gamma_object
-from pmm_widgets.sandbox.simulator import SimMarket, Simulator
+from pmm_widgets.sandbox.simulator import SimMarket, SimReject, Simulator
 
 T0 = 1_780_000_000.0
 
@@ -78,3 +82,97 @@ def test_the_last_trade_and_gamma_volume_follow_a_match() -> None:
     # a sell into the bid: the last trade moves there, the taker side with it
     sim.place_order("t", "sell", m.yes_token_id, Side.SELL, bb, Decimal(10), False)
     assert sim.last_trade(m.yes_token_id) == (str(bb), "SELL")
+
+
+def test_a_match_counts_in_the_24_hour_volume_by_the_minute() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    _, ba = sim.best(m.yes_token_id)
+    assert ba is not None
+    before = sim.volume_24h(m)
+    sim.place_order("t", "a", m.yes_token_id, Side.BUY, ba, Decimal(10), False)
+    sim.place_order("t", "b", m.yes_token_id, Side.BUY, ba, Decimal(10), False)  # the same minute: one bucket
+    assert abs(sim.volume_24h(m) - before - float(20 * ba)) < 1e-9
+    assert len(m.trades_24h) == 1 and m.trades_24h[0][0] == int(sim.now() * 1000) // 60_000
+    assert float(gamma_object(sim, m)["volume24hr"]) == round(sim.volume_24h(m), 6)
+
+
+def test_a_taker_is_filled_to_the_last_hundredth() -> None:
+    """A taker that empties the best level with one hundredth left takes it from the next level."""
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    _, ba = sim.best(m.yes_token_id)
+    assert ba is not None
+    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    size = level + Decimal("0.01")
+    taker = sim.place_order("t", "odd", m.yes_token_id, Side.BUY, ba + m.tick_size, size, False)
+    assert taker.size_matched == size and taker.status == "MATCHED"
+    assert [t.price for t in sim.account_trades("t")][-1] == ba + m.tick_size  # the hundredth, a level up
+
+
+def test_a_maker_filled_in_full_is_no_longer_open() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    maker = sim.place_order("mk", "bid", m.yes_token_id, Side.BUY, bb + m.tick_size, Decimal(20), True)  # alone on top
+    assert [o.order_id for o in sim.open_orders("mk")] == ["bid"]
+    sim.place_order("t", "hit", m.yes_token_id, Side.SELL, bb + m.tick_size, Decimal(20), False)
+    assert maker.status == "MATCHED" and maker.size_matched == 20
+    assert sim.open_orders("mk") == [] and sim.cancel_all("mk") == []
+    assert not sim.cancel_order("mk", "bid")  # a matched order cannot be cancelled
+
+
+def test_post_only_is_refused_for_fok_and_fak() -> None:
+    """The venue takes post-only only with GTC/GTD (the SDK raises before sending it)."""
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    for kind in ("FOK", "FAK"):
+        with pytest.raises(SimReject, match="only GTC and GTD orders can be post-only"):
+            sim.place_order("me", f"po-{kind}", m.yes_token_id, Side.BUY, bb, Decimal(20), True, kind)
+        assert sim.get_order(f"po-{kind}") is None
+    assert sim.place_order("me", "po-gtd", m.yes_token_id, Side.BUY, bb, Decimal(20), True, "GTD").status == "LIVE"
+
+
+def _sdk_hash(snap: dict) -> str:
+    ob = OrderBookSummary(
+        market=snap["market"], asset_id=snap["asset_id"], timestamp=snap["timestamp"],
+        bids=[OrderSummary(**x) for x in snap["bids"]], asks=[OrderSummary(**x) for x in snap["asks"]],
+        min_order_size=snap["min_order_size"], neg_risk=snap["neg_risk"], tick_size=snap["tick_size"],
+        last_trade_price=snap["last_trade_price"], hash="")
+    return generate_orderbook_summary_hash(ob)
+
+
+def test_a_resting_placement_changes_the_book_hash_at_once() -> None:
+    """The hash a client checks its book against follows a placement made between two steps."""
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    before = sim.book_snapshot(m.yes_token_id)["hash"]
+    sim.place_order("mk", "bid", m.yes_token_id, Side.BUY, bb + m.tick_size, Decimal(20), True)
+    snap = sim.book_snapshot(m.yes_token_id)
+    assert snap["hash"] != before and snap["hash"] == _sdk_hash(snap)
+    changes = [ch for e in sim.flush_account_events() if e.payload.get("event_type") == "price_change"
+               for ch in e.payload["price_changes"] if ch["asset_id"] == m.yes_token_id]
+    assert changes and {ch["hash"] for ch in changes} == {snap["hash"]}
+
+
+def test_fok_and_fak_filled_exactly_in_full() -> None:
+    """A FOK for exactly what rests up to its limit fills; a FAK filled in full is matched, not cancelled."""
+    sim = Simulator(20, 3, start_ts=T0)
+    events: list = []
+    sim.add_account_listener(events.append)
+    m = _market(sim)
+    _, ba = sim.best(m.yes_token_id)
+    assert ba is not None
+    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    fok = sim.place_order("t", "fok", m.yes_token_id, Side.BUY, ba, level, False, "FOK")
+    assert fok.status == "MATCHED" and fok.size_matched == level
+    _, ba = sim.best(m.yes_token_id)
+    assert ba is not None
+    fak = sim.place_order("t", "fak", m.yes_token_id, Side.BUY, ba, Decimal(10), False, "FAK")
+    assert fak.status == "MATCHED" and fak.size_matched == 10
+    assert ("fak", "CANCELLATION") not in [(e[1].order_id, e[2]) for e in events if e[0] == "order"]
