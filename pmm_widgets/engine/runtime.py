@@ -139,24 +139,39 @@ class Runtime:
             await self.closing.aclose()
 
 
-async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float = 0.2) -> tuple[int, int, str | None]:
+SETTLE_INFLIGHT_SEC = 4.0  # the stop's wait for posts in flight: within the kernel's stop budget (9 s, 2 s of grace)
+
+
+async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float = 0.2,
+                            settle_sec: float = SETTLE_INFLIGHT_SEC) -> tuple[int, int, str | None]:
     """cancel_all, then ask the venue's open count, until it reports nothing open: up to
     `attempts` times, `pause` seconds apart (none after the last: a stop waits for nothing).
+    Between the cancel and the count, the placements still posted and unanswered (a cycle the
+    stop cancelled mid-post) are waited for (`settle_inflight`, `settle_sec` over all attempts):
+    the venue may apply such a POST after the cancel-all, so what they placed is cancelled again.
     Returns (orders cancelled over all attempts, the open count the last attempt got (-1: it
-    got none), the last attempt's error (None: it was answered)). What an earlier attempt met
-    is not reported: a refusal the next attempt got past is not an error of the result."""
-    cancelled, open_after, err = 0, -1, None
+    got none, or a post was still unanswered: orders may yet rest), the last attempt's error
+    and/or the posts still unanswered (None: neither)). What an earlier attempt met is not
+    reported: a refusal the next attempt got past is not an error of the result."""
+    cancelled, open_after, err, unanswered = 0, -1, None, 0
+    settle_end = time.monotonic() + settle_sec
     for n in range(attempts):
         if n:
             await asyncio.sleep(pause)
         open_after, err = -1, None
         try:
             cancelled += await exchange.cancel_all()
+            unanswered = await exchange.settle_inflight(max(0.0, settle_end - time.monotonic()))
+            if exchange.open_orders():  # placed by a post that ended meanwhile
+                cancelled += await exchange.cancel_all()
             open_after = await exchange.count_venue_open_orders()
         except Exception as exc:
             err = f"{type(exc).__name__}: {exc}"
         if open_after == 0:
             break
+    if unanswered:
+        said = f"{unanswered} orders posted and not answered after {settle_sec:g} s: they may still come to rest"
+        open_after, err = -1, said if err is None else f"{err}; {said}"
     return cancelled, open_after, err
 
 

@@ -47,6 +47,12 @@ class Exchange(Protocol):
     async def count_venue_open_orders(self) -> int:
         """Open orders as the venue sees them (live: over REST). Used to verify a kill."""
 
+    async def settle_inflight(self, timeout: float) -> int:
+        """Wait up to `timeout` s for placements posted and not answered yet (a stop that cancelled
+        the cycle mid-post: live keeps such a post running, and the orders it places are then
+        open here). Returns the orders still without an answer (they may yet rest at the venue);
+        paper and dry-run: 0 at once."""
+
     def open_orders(self) -> list[Order]:
         """Our local view of open orders."""
 

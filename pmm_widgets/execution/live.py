@@ -76,6 +76,13 @@ WATCHDOG_SEC = 0.2
 CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this long (late events), then go
 EVICT_EVERY_SEC = 60.0
 GONE_KEPT = 10_000  # orders closed as gone whose late placement is still watched for (`_cancel_landed_late`)
+CLOSE_SETTLE_SEC = 1.0  # what `close` still waits for posts in flight (the stop's `cancel_and_verify` waited first)
+
+
+def _log_orphan_post(task: asyncio.Task[None]) -> None:
+    """A post whose caller was cancelled ended: its error (it has no one else to tell) is logged."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("live: a placement's post (its caller cancelled) failed: %s", exc, exc_info=exc)
 
 
 class LiveError(PmmError):
@@ -222,6 +229,9 @@ class LiveExchange:
         # GONE_KEPT), and the cancels of those the venue then placed after all (`_cancel_landed_late`)
         self._gone: dict[str, None] = {}
         self._late_tasks: set[asyncio.Task[Any]] = set()
+        # live placements being posted and settled (`_send_places`): owned here, not by the caller,
+        # so a caller cancelled meanwhile (a stop's grace ran out) never abandons a POST the venue holds
+        self._posts: set[asyncio.Task[None]] = set()
         self._started = False
         self._api_key = ""
         self._addresses: set[str] = set()
@@ -282,11 +292,22 @@ class LiveExchange:
         if self._started and self.mode is Mode.LIVE:
             with contextlib.suppress(Exception):
                 await self.cancel_all()
+            if self._posts:  # a post still in flight may yet place orders: wait a little, cancel what landed
+                left = await self.settle_inflight(CLOSE_SETTLE_SEC)
+                if self._open:
+                    with contextlib.suppress(Exception):
+                        await self.cancel_all()
+                if left:
+                    self._event(Level.ERROR, EventKind.ERROR,
+                                f"closing with {left} orders posted and not answered by the venue: they may "
+                                "still come to rest there (check the venue's open orders)",
+                                {"client_ids": sorted(self._inflight)})
         elif self._started:
             await self.cancel_all()
-        # the valves, and the cancels of late-placed orders (the cancel-all above took those too);
-        # a cancel of this close is swallowed here (as before): the stream and the broker still close
-        tasks, self._tasks = [*self._tasks, *self._late_tasks], []
+        # the valves, the cancels of late-placed orders (the cancel-all above took those too) and
+        # the posts still unanswered (said above); a cancel of this close is swallowed here (as
+        # before): the stream and the broker still close
+        tasks, self._tasks = [*self._tasks, *self._late_tasks, *self._posts], []
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -395,7 +416,43 @@ class LiveExchange:
         return out, send
 
     async def _send_places(self, send: list[tuple[Order, tuple[Quote, Decimal, bool]]]) -> None:
-        """Post (caller holds the lock). An order whose POST got no definitive answer (timeout,
+        """Post (caller holds the lock) and settle the answer (`_post`). Live, this runs as a task
+        the exchange owns (`_posts`), shielded from the caller: a caller cancelled while the venue
+        holds the POST (a stop's grace ran out mid-cycle) leaves it running, so the orders that
+        land are recorded LIVE with their venue id, and the stop waits for it (`settle_inflight`)
+        before it verifies; the POST itself cannot be called back once sent. Dry-run posts nothing."""
+        if self.mode is Mode.DRY_RUN:
+            await self._post(send)
+            return
+        await self._await_post(self._start_post(send))
+
+    def _start_post(self, send: list[tuple[Order, tuple[Quote, Decimal, bool]]]) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._post(send), name="live-post")
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+        return task
+
+    async def _await_post(self, task: asyncio.Task[None]) -> None:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_orphan_post)  # nobody awaits it any more: its error is logged
+            raise
+
+    async def settle_inflight(self, timeout: float) -> int:
+        """A stop's: wait (at most `timeout` s, and no longer than one HTTP timeout) for the
+        placements posted and not answered yet (`_send_places`: a cancelled caller leaves them
+        running); from then on they make no new attempt (`Broker.stop_posting`). What they leave
+        resting is then open here (LIVE, venue id known) for a cancel. Returns the orders still
+        without an answer: 0, or that many may still come to rest at the venue."""
+        posts = set(self._posts)
+        if posts:
+            self._venue.stop_posting()  # a post retrying (a 429, a lost answer) sends nothing more
+            await asyncio.wait(posts, timeout=max(0.0, min(timeout, self.settings.http_timeout_sec)))
+        return len(self._inflight)
+
+    async def _post(self, send: list[tuple[Order, tuple[Quote, Decimal, bool]]]) -> None:
+        """POST and settle the answer. An order whose POST got no definitive answer (timeout,
         transport error, 5xx) may rest at the venue: its id is known (we signed it), so it is
         tracked as open and cancelled at once; if that cancel fails too it stays open locally and
         the next cycle or reconcile deals with it: never an order at the venue we forgot."""
@@ -451,9 +508,10 @@ class LiveExchange:
         if not ids and not send:
             return [], out
         async with self._lock:
+            post = self._start_post(send) if send else None  # (first: the POST leaves before the DELETE)
             cancel_task = asyncio.ensure_future(self._cancel_venue(list(ids))) if ids else None
-            if send:
-                await self._send_places(send)
+            if post is not None:
+                await self._await_post(post)
             done = []
             if cancel_task is not None:
                 try:

@@ -316,6 +316,9 @@ class PaperExchange:
     async def count_venue_open_orders(self) -> int:
         return len(self._orders)
 
+    async def settle_inflight(self, timeout: float) -> int:
+        return 0  # the paper venue lives in this process: nothing of it is ever unanswered
+
     def open_orders(self) -> list[Order]:
         return list(self._orders.values())
 

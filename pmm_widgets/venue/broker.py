@@ -69,6 +69,7 @@ from pydantic import SecretStr
 from ..domain import Quote
 from ..errors import PmmError
 from ..logsetup import mask, register_secret
+from ..tasks import wait_set
 from .http import backoff_delay
 from .order_entry import EntryError, OrderEntry
 from .signer import OrderSigner, SignedOrder, SignerError
@@ -200,6 +201,7 @@ class Broker:
         self.retried = 0  # attempts repeated after a transient failure
         self.failures = 0  # calls that failed for good (after their retries)
         self.dedup_hits = 0  # re-posts avoided or refused because the order was already at the venue
+        self._no_more_posts = asyncio.Event()  # `stop_posting`: a post under way sends no new attempt
         set_sdk_timeout(timeout)
         self._signer: OrderSigner | None = None
         self._entry: OrderEntry | None = None
@@ -450,6 +452,12 @@ class Broker:
             results.extend(r for r in signed if isinstance(r, PlaceResult))
         return results
 
+    def stop_posting(self) -> None:
+        """A stop: from now on a post under way sends no new attempt (its retry ends at once, with
+        what it has: a refused batch refused, a lost answer uncertain under the orders' hashes).
+        A request already sent is still waited for: only its answer tells whether orders rest."""
+        self._no_more_posts.set()
+
     async def _post_idempotent(self, orders: dict[int, tuple[Quote, Any, str]],
                                post: Callable[[list[Any]], Awaitable[list[dict[str, Any]]]]) -> dict[int, PlaceResult]:
         """Post signed orders keyed by position ((quote, signed order, its hash)). A transient
@@ -468,17 +476,22 @@ class Broker:
             except BrokerError as exc:
                 attempt += 1
                 delay = self._retry_delay(exc, attempt)
-                if delay is None or loop.time() + delay >= end:
+
+                def give_up(exc: BrokerError = exc, keys: list[int] = keys) -> dict[int, PlaceResult]:
                     self.failures += 1
                     for k in keys:
                         q, _, oid = left[k]
                         unsure = exc.transient and exc.status != 429  # a 429 was refused, not lost
                         out[k] = PlaceResult(q, False, oid if unsure else None, error=exc.message, uncertain=unsure)
                     return out
+
+                if delay is None or loop.time() + delay >= end or self._no_more_posts.is_set():
+                    return give_up()
                 self.retried += 1
                 log.info("post_orders: %s; checking the venue for %d order(s), retry %d in %.2fs",
                          exc, len(keys), attempt, delay)
-                await asyncio.sleep(delay)
+                if await wait_set(self._no_more_posts, delay):
+                    return give_up()  # a stop came during the pause: no new attempt
                 there = await self._already_at_venue([left[k][2] for k in keys])
                 for k in keys:
                     if left[k][2] in there:

@@ -97,6 +97,9 @@ class FakeBroker:
         self._op("trades", after)
         return list(self.tape)
 
+    def stop_posting(self) -> None:
+        self.calls.append(("stop_posting", None))
+
     async def post_orders(self, items: list[tuple[Quote, Decimal, bool]], dry_run: bool = False) -> list[PlaceResult]:
         self._op("post_orders", [q for q, _, _ in items])
         self.posted.append((list(items), dry_run))
