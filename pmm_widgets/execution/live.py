@@ -1,9 +1,12 @@
 """Live (and dry-run) exchange: the `Exchange` protocol over the SDK broker and the user tape.
 
 Why it is built this way:
-- Orders go out as post-only GTC limit orders signed by the official SDK (`venue.broker`, one
-  worker thread). Our client ids are mapped to the venue's order hashes in `orders`
-  (upsert key client_id, mode 'live' or 'dry_run').
+- Orders go out as post-only GTC limit orders through `venue.broker`: signed by the project's
+  signer (byte-identical to the official SDK's, which stays the reference) and posted by the
+  async order entry, or, with PMM_FAST_ORDERS=false, signed and posted by the SDK on its one
+  worker thread. Our client ids are mapped to the venue's order hashes in `orders` (upsert key
+  client_id, mode 'live' or 'dry_run'). A live post runs as a task this exchange owns: a caller
+  cancelled mid-post (a stop) never abandons a POST the venue holds (`settle_inflight`).
 - Fills come from the authenticated user channel (`venue.user_stream`), not from order
   responses: `trade` events become `trades` rows keyed by the venue trade id (one row per fill,
   every status transition kept in raw_json["statuses"]). A fill counts when MATCHED; if the trade
@@ -22,7 +25,7 @@ Why it is built this way:
   the user stream (or the market feed, via `market_feed_ok`) has been down longer than
   `settings.disconnect_cancel_sec`; quoting stays halted until the streams are back. `kill()`
   cancels all, verifies zero open orders over REST and records an event.
-- Dry-run builds and signs every order with the SDK but posts nothing and makes no
+- Dry-run builds and signs every order (as live would) but posts nothing and makes no
   authenticated request at all; intended orders are recorded with mode 'dry_run', status
   DRY_RUN, and `open_orders()` shows what would rest.
 """
