@@ -505,3 +505,53 @@ def test_a_number_is_shown_plainly_to_ten_significant_digits(v):
     assert Decimal(out) == Decimal(format(float(v), ".10g"))
     assert not ("." in out and out.endswith("0"))  # no trailing zeros
     assert fmt_num(str(v)) == fmt_num(Decimal(str(v)))
+
+
+async def test_a_frontends_state_request_is_answered_and_starts_the_page(settings, monkeypatch):
+    """The hook on ipywidgets' control comm: the widget protocol still answers, then the panel
+    hears of the view (a broken listener does not stop it); other messages tell no panel."""
+    import ipywidgets as W
+
+    sent: list[str] = []
+
+    class _Comm:
+        def send(self, data: dict[str, Any], buffers: Any = None) -> None:
+            sent.append(data["method"])
+
+    monkeypatch.setattr(W.Widget, "_control_comm", _Comm())
+    monkeypatch.setattr(controls, "_view_listeners", [])
+
+    def broken() -> None:
+        raise RuntimeError("a broken panel")
+
+    controls._view_listeners.append(broken)
+    stub = _Stub(settings, running=False)
+    panel = ControlPanel(stub, autostart=True)
+    with pytest.raises(RuntimeError, match="Unknown"):  # any other method: the original's answer only
+        W.Widget._handle_control_comm_msg({"content": {"data": {"method": "other"}}})
+    await asyncio.sleep(0.02)
+    assert stub.starts == [] and panel._view_requested is None
+    W.Widget._handle_control_comm_msg({"content": {"data": {"method": "request_states"}}})
+    assert sent == ["update_states"]
+    assert await _until(lambda: stub.starts)
+    assert stub.starts == [False]
+
+
+def test_a_strategy_the_engine_refuses_snaps_the_dropdown_back(settings):
+    from pmm_widgets.engine.state import MarketRow
+
+    engine = Engine(settings)
+    panel = ControlPanel(engine)
+    s = EngineState(running=True, tick=1, markets=[MarketRow("0xc0", 1, "Q0", strategy="spread"),
+                                                   MarketRow("0xc1", 2, "Q1", strategy="mine")])
+    panel.charts.set_markets(s)
+    panel.refresh(s)
+    panel.charts.market.value = "0xc1"  # a user's own strategy: an extra option
+    assert panel.strategy.value == "mine" and "mine" in panel.strategy.options
+    panel.charts.market.value = "0xc0"
+    assert panel.strategy.value == "spread"
+    panel.strategy.value = "mine"  # not a built-in name: this engine cannot build it
+    assert "strategy refused" in panel.message.value and panel.strategy.value == "spread"
+    assert "0xc0" not in engine._strategy_overrides
+    panel.refresh(s)
+    assert panel.strategy.value == "spread"
