@@ -43,6 +43,7 @@ class _Stub:
         self.kill_gate = asyncio.Event()
         self.kill_result = KillResult(time.time(), 0, 0, True, "KILLED")
         self.refuse: Exception | None = None
+        self.paused: list[tuple[bool, str, str | None]] = []
 
     async def stop(self, handover: bool = False) -> None:
         self.stops.append(handover)
@@ -62,6 +63,10 @@ class _Stub:
     async def kill(self) -> KillResult:
         await self.kill_gate.wait()
         return self.kill_result
+
+    async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
+        self.paused.append((cancel, reason, by))
+        return 0
 
     def set_params(self, *, changed_by: str | None = None, **changes: Any) -> None:
         if self.refuse is not None:
@@ -209,6 +214,15 @@ async def test_the_pause_button_pauses_saying_who_and_resumes(settings):
     assert [e.kind for e in engine.events.recent()][-1] is EventKind.RESUME
 
 
+async def test_the_pause_button_cancels_the_resting_orders_at_once(settings):
+    """Pausing from the page must not leave orders resting on the book until some later cycle."""
+    stub = _Stub(settings)
+    panel = ControlPanel(stub)
+    panel.pause_btn.value = True
+    assert await _until(lambda: stub.paused)
+    assert stub.paused == [(True, "pause button", panel.face_id)]
+
+
 def test_a_pause_set_elsewhere_moves_the_button_without_sending_anything(settings):
     engine = Engine(settings)
     panel = ControlPanel(engine)
@@ -226,7 +240,12 @@ def test_a_slider_sends_its_readout_precision_and_says_what_was_set(settings):
     assert engine.params.alpha == 2.35 and "alpha = 2.35" in panel.message.value
     panel.sliders["paper_spread_k"].value = 12.34  # 1 decimal
     assert engine.params.paper_spread_k == 12.3
-    assert "sent to the owner" not in panel.message.value
+    assert "sent to the owner" not in panel.message.value and "#444" in panel.message.value
+    sl = panel.sliders["alpha"]
+    sl.max = 50.0  # the widget allows it; Params (alpha <= 20) refuses it
+    sl.value = 30.0
+    assert sl.value == 2.3456 and engine.params.alpha == 2.35  # back where it was
+    assert "refused" in panel.message.value and "alpha" in panel.message.value and "#cf222e" in panel.message.value
 
 
 def test_an_attached_slider_says_it_was_sent_and_a_failed_send_snaps_back(settings):
