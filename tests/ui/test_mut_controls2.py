@@ -155,6 +155,17 @@ async def test_start_shows_a_failed_engine_task_on_the_page(settings):
     gate.set()
     assert await _until(lambda: "disk gone" in _logged(panel))
     assert "the engine could not start or stopped" in panel.message.value and "press Start" in panel.message.value
+    ok = _Stub(settings, running=False)
+
+    async def ends() -> None:
+        return None
+
+    ok.start = lambda attach_only=False: asyncio.get_running_loop().create_task(  # type: ignore[method-assign]
+        ends(), name="pmm-engine")
+    quiet = ControlPanel(ok)
+    quiet.start_engine()
+    await asyncio.sleep(0.02)  # an engine task that ended without an error reports nothing
+    assert _logged(quiet) == "" and "starting" in quiet.message.value
 
 
 async def test_a_start_after_the_deadman_fired_is_guarded_by_it_again(settings):
@@ -481,7 +492,26 @@ def test_the_log_shows_warnings_and_life_cycle_and_stays_bounded(settings):
     assert "info chatter" not in text and "engine started" in text and "quoting paused" in text
     for i in range(60):
         engine.events.emit(Level.WARNING, EventKind.PAUSE, f"w{i}")
-    assert 40 <= len(panel.log.outputs) <= 60 and "w59" in _logged(panel)
+    # 62 lines logged: at the 61st it keeps the last 40, then one more came
+    assert len(panel.log.outputs) == 41 and "w59" in _logged(panel) and "w18" not in _logged(panel)
+
+
+async def test_the_face_refreshes_only_while_a_view_beats_and_survives_a_bad_snapshot(settings):
+    stub = _Stub(settings, running=False)
+    panel = ControlPanel(stub)
+    stub.state = EngineState(tick=7)
+    panel.show()
+    try:
+        await asyncio.sleep(0.2)  # several refresh periods (50 ms)
+        assert 'pmm-tick">7<' not in panel.status.value  # nobody watching: nothing is sent
+        panel.heartbeat.value = 1
+        assert await _until(lambda: 'pmm-tick">7<' in panel.status.value)
+        stub.state = None  # a broken snapshot
+        assert await _until(lambda: "refresh failed: AttributeError" in _logged(panel))
+        stub.state = EngineState(tick=8)
+        assert await _until(lambda: 'pmm-tick">8<' in panel.status.value)  # still refreshing
+    finally:
+        _stop_loops(panel)
 
 
 def test_the_status_line_says_role_mode_run_state_feed_and_lags():
