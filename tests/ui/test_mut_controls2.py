@@ -285,6 +285,19 @@ async def test_the_deadman_never_stops_an_engine_this_page_does_not_own_or_that_
     assert watcher.stops == [] and stopped.stops == []
 
 
+async def test_the_deadman_never_stops_an_engine_whose_view_keeps_beating(settings):
+    stub = _Stub(settings)  # owner, running; deadman_sec = 1.0
+    panel = ControlPanel(stub)
+    panel.show()
+    try:
+        for k in range(1, 10):  # 2.25 s of a live view beating every 250 ms
+            panel.heartbeat.value = k
+            await asyncio.sleep(0.25)
+        assert stub.stops == [] and not any(t.done() for t in panel._tasks)
+    finally:
+        _stop_loops(panel)
+
+
 async def test_the_deadman_says_why_in_the_page_log(settings):
     stub = _Stub(settings)
     panel = ControlPanel(stub)
@@ -320,6 +333,7 @@ async def test_the_heartbeat_is_nudged_only_while_a_view_may_be_loading(settings
     for p in (idle, asked):
         p.show()
     await asyncio.sleep(0.7)
+    assert not any(t.done() for p in (idle, asked) for t in p._tasks)  # both loops still run
     for p in (idle, asked):
         _stop_loops(p)
     assert seen_asked[:2] == [False, True]
