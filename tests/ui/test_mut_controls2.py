@@ -22,7 +22,7 @@ from ui_helpers import hand_over
 
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine import Engine
-from pmm_widgets.engine.state import EngineState, EventLog, KillResult
+from pmm_widgets.engine.state import EngineState, EventLog, KillResult, Totals
 from pmm_widgets.events import EventKind
 from pmm_widgets.ui import controls
 from pmm_widgets.ui.controls import ControlPanel, fmt_num
@@ -352,6 +352,32 @@ async def test_the_first_beat_relaxes_the_heartbeat_and_opens_the_view_once(sett
     panel.heartbeat.value = 2
     await asyncio.sleep(0.05)
     assert loads == [1]
+
+
+async def test_the_first_view_shows_the_db_history_and_the_current_state_at_once(settings):
+    t0 = time.time() - 600
+    hist = {"pnl": [(t0, 1.0), (t0 + 60, 2.0), (t0 + 120, 1.5)], "fills_per_min": [(t0, 0.5)], "markets": {}}
+    stub = _Stub(settings, running=False)
+    panel = ControlPanel(stub, history=lambda: hist)
+    stub.state = EngineState(tick=5, totals=Totals(pnl=1.5, open_orders=3))
+    panel.heartbeat.value = 1
+    assert await _until(lambda: panel._streaming)
+    assert list(panel.charts.pnl.data["pnl"])[:3] == [1.0, 2.0, 1.5]
+    assert 'pmm-tick">5<' in panel.status.value and 'pmm-open">3<' in panel.totals.value
+
+
+async def test_after_the_first_view_a_later_state_request_never_starts_a_stopped_engine_again(settings):
+    """Autostart starts once, on the first view; a KILLed (stopped) engine is not restarted when
+    a widget manager asks for the state again (a reconnect, a second tab)."""
+    stub = _Stub(settings, running=False)
+    panel = ControlPanel(stub, autostart=True)
+    panel.heartbeat.value = 1  # the first view signal is a beat
+    assert await _until(lambda: panel._streaming)
+    assert stub.starts == [False]
+    stub.running = False  # KILLed since
+    panel._on_view_requested()
+    await asyncio.sleep(0.05)
+    assert stub.starts == [False]
 
 
 async def test_chart_history_that_fails_to_load_is_said_and_the_charts_still_stream(settings):
