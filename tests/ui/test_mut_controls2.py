@@ -454,8 +454,12 @@ def test_messages_expire_after_their_own_time(settings):
     assert "pending hand-over" in panel.message.value and "#444" in panel.message.value
     panel.refresh(EngineState(), now=now + 3601)
     assert panel.message.value == ""
-    panel._msg("<b>x</b>")
+    panel._msg("<b>x</b>")  # a plain message: 10 s
     assert "&lt;b&gt;x&lt;/b&gt;" in panel.message.value
+    panel.refresh(EngineState(), now=time.time() + 9)
+    assert "x" in panel.message.value
+    panel.refresh(EngineState(), now=time.time() + 11)
+    assert panel.message.value == ""
 
 
 def _rows(statuses: list[str], pnls: list[float]) -> list[Any]:
