@@ -492,6 +492,8 @@ def test_a_parameter_set_elsewhere_below_the_slider_widens_it(settings):
     assert engine.params.alpha == 1.5  # syncing never writes back
     panel.refresh(EngineState(params={"alpha": 0.05, "paper_spread_k": 250.0}))
     assert panel.sliders["paper_spread_k"].value == 250.0 and sl.value == 0.05
+    panel.refresh(EngineState())  # a snapshot without parameters (a mirror's first): sliders stay
+    assert sl.value == 0.05 and panel.sliders["paper_spread_k"].value == 250.0
 
 
 def test_a_slider_the_user_moved_is_not_moved_back_by_an_unchanged_state(settings):
