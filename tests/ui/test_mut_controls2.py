@@ -522,8 +522,11 @@ def test_errors_of_background_tasks_stay_on_the_page_for_an_hour(settings):
     panel = asyncio.run(main())
     assert "pmm-ui-pause: ValueError: bad thing" in panel.message.value
     assert "ValueError: bad thing\nsecond line" in _logged(panel)
+    assert "#cf222e" in panel.message.value
     panel.refresh(EngineState(), now=time.time() + 1800)
     assert "pmm-ui-pause" in panel.message.value
+    panel.refresh(EngineState(), now=time.time() + 3601)
+    assert panel.message.value == ""
 
 
 def test_the_log_shows_warnings_and_life_cycle_and_stays_bounded(settings):
@@ -647,6 +650,11 @@ def test_a_strategy_the_engine_refuses_snaps_the_dropdown_back(settings):
     assert panel.strategy.value == "spread"
     panel.strategy.value = "mine"  # not a built-in name: this engine cannot build it
     assert "strategy refused" in panel.message.value and panel.strategy.value == "spread"
+    assert "#cf222e" in panel.message.value
     assert "0xc0" not in engine._strategy_overrides
     panel.refresh(s)
     assert panel.strategy.value == "spread"
+    panel.charts.market.value = None  # no market selected: a choice is refused, in red
+    panel.strategy.value = "as"
+    assert "select a market" in panel.message.value and "#cf222e" in panel.message.value
+    assert panel.strategy.value is None and engine._strategy_overrides == {}
