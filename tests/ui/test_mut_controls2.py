@@ -380,6 +380,28 @@ async def test_after_the_first_view_a_later_state_request_never_starts_a_stopped
     assert stub.starts == [False]
 
 
+async def test_a_watched_page_takes_over_an_engine_handed_over_after_it_opened(settings, db_url):
+    """The refresh loop keeps looking at the lease while this page's engine is not running: a
+    paper engine handed over later (its page reloaded) is taken over without a new view."""
+    engine = Engine(settings)
+    panel = ControlPanel(engine)
+    starts: list[bool] = []
+    panel.start_engine = lambda: starts.append(True)  # type: ignore[method-assign]
+    panel.show()
+    try:
+        panel.heartbeat.value = 1  # the view: nothing to take over yet
+        await asyncio.sleep(0.1)
+        assert starts == []
+        hand_over(db_url, "paper")
+        for k in range(2, 14):  # the view keeps beating (deadman_sec = 1.0); the lease is polled each second
+            panel.heartbeat.value = k
+            if await _until(lambda: starts, 0.25):
+                break
+        assert starts == [True]
+    finally:
+        _stop_loops(panel)
+
+
 async def test_chart_history_that_fails_to_load_is_said_and_the_charts_still_stream(settings):
     def broken() -> dict[str, Any]:
         raise OSError("db file gone")
@@ -629,8 +651,11 @@ async def test_a_frontends_state_request_is_answered_and_starts_the_page(setting
         W.Widget._handle_control_comm_msg({"content": {"data": {"method": "other"}}})
     await asyncio.sleep(0.02)
     assert stub.starts == [] and panel._view_requested is None
+    heard: list[int] = []
+    controls._view_listeners.append(lambda: heard.append(1))
+    ControlPanel(_Stub(settings, running=False))  # a second panel installs no second hook
     W.Widget._handle_control_comm_msg({"content": {"data": {"method": "request_states"}}})
-    assert sent == ["update_states"]
+    assert sent == ["update_states"] and heard == [1]  # answered once, each listener told once
     assert await _until(lambda: stub.starts)
     assert stub.starts == [False]
 
