@@ -321,7 +321,7 @@ async def test_the_heartbeat_is_nudged_only_while_a_view_may_be_loading(settings
     fresh = ControlPanel(_Stub(settings, running=False))  # just built: a frontend may be connected
     seen_fresh = _toggles(fresh)
     fresh.show()
-    await asyncio.sleep(0.7)
+    await _until(lambda: len(seen_fresh) >= 2)  # the watchdog's first turn is 0.6 s after the start
     _stop_loops(fresh)
     assert seen_fresh[:2] == [False, True]  # Play only starts on a False→True change
     monkeypatch.setattr(controls, "NUDGE_AT_START_SEC", 0.0)  # from now on: built long ago
@@ -332,7 +332,8 @@ async def test_the_heartbeat_is_nudged_only_while_a_view_may_be_loading(settings
     asked._on_view_requested()  # a widget manager asked for the state: a view is loading
     for p in (idle, asked):
         p.show()
-    await asyncio.sleep(0.7)
+    await _until(lambda: len(seen_asked) >= 2)  # both watchdogs have had their first turn
+    await asyncio.sleep(0.05)
     assert not any(t.done() for p in (idle, asked) for t in p._tasks)  # both loops still run
     for p in (idle, asked):
         _stop_loops(p)
@@ -625,6 +626,12 @@ def test_a_number_is_shown_plainly_to_ten_significant_digits(v):
     assert Decimal(out) == Decimal(format(float(v), ".10g"))
     assert not ("." in out and out.endswith("0"))  # no trailing zeros
     assert fmt_num(str(v)) == fmt_num(Decimal(str(v)))
+
+
+def test_non_numbers_and_non_finite_values_are_shown_as_they_are():
+    assert [fmt_num(x) for x in (float("inf"), float("-inf"), float("nan"))] == ["inf", "-inf", "nan"]
+    assert fmt_num(None) == "None" and fmt_num(False) == "False" and fmt_num("n/a") == "n/a"
+    assert fmt_num([1]) == "[1]"
 
 
 async def test_a_frontends_state_request_is_answered_and_starts_the_page(settings, monkeypatch):
