@@ -690,3 +690,18 @@ def test_a_strategy_the_engine_refuses_snaps_the_dropdown_back(settings):
     panel.strategy.value = "as"
     assert "select a market" in panel.message.value and "#cf222e" in panel.message.value
     assert panel.strategy.value is None and engine._strategy_overrides == {}
+
+
+def test_table_and_totals_colour_pnl_by_sign_and_cut_long_questions():
+    from pmm_widgets.engine.state import MarketRow
+    from pmm_widgets.ui.controls import render_table, render_totals
+
+    rows = [MarketRow("0xa", 1, "Q" * 80, pnl=0.5), MarketRow("0xb", 2, "short", pnl=-0.5),
+            MarketRow("0xc", 3, "z", pnl=0.0)]
+    out = render_table(rows)
+    assert out.endswith("</tbody></table>")
+    assert "<td class='pos'>+0.50</td>" in out and "<td class='neg'>-0.50</td>" in out
+    assert "<td class=''>+0.00</td>" in out
+    assert f">{'Q' * 60}</td>" in out and f'title="{"Q" * 80}"' in out  # cut to 60, the whole in the tooltip
+    assert [render_totals(EngineState(totals=Totals(pnl=p))).split('"')[1] for p in (0.5, -0.5, 0.0)] == [
+        "pmm-pnl pos", "pmm-pnl neg", "pmm-pnl "]
