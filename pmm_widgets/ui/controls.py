@@ -207,11 +207,13 @@ class ControlPanel:
         self._history = history
         self._syncing = False
         self._seen_params: dict[str, Any] = {}
+        # an attached page's slider values sent to the owner and not seen applied yet: name ->
+        # (value, until when the owner's older value does not move the slider back)
+        self._pending_params: dict[str, tuple[float, float]] = {}
         self._last_beat: float | None = None
         self._created = time.time()
         self._view_requested: float | None = None
         self._start_checked = False  # the first view signal (state request or beat) started/took over
-        self._watch_since = time.time()
         self._deadman_fired = False
         self._streaming = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -332,7 +334,6 @@ class ControlPanel:
             self._spawn(self._restart_owning(), "start")  # attach-only watcher → a real start
             return
         self._deadman_fired = False
-        self._watch_since = time.time()
         task = self.engine.start()
         task.add_done_callback(self._report_task)
         self._msg("starting…")
@@ -403,7 +404,10 @@ class ControlPanel:
                 self._set_widget(self.sliders[name], change["old"])
                 return
             self._seen_params[name] = value
-            self._msg(f"{name} = {fmt_num(value)}" + (" (sent to the owner)" if self.engine.role == "attached" else ""))
+            attached = self.engine.role == "attached"
+            if attached:
+                self._pending_params[name] = (value, time.time() + self._apply_wait())
+            self._msg(f"{name} = {fmt_num(value)}" + (" (sent to the owner)" if attached else ""))
         return on_change
 
     def _on_pause(self, change: dict[str, Any]) -> None:
@@ -632,10 +636,30 @@ class ControlPanel:
         self.refresh()
 
     # ------------------------------------------------------------------ helpers
+    def _apply_wait(self) -> float:
+        """How long an attached page's sent value may wait for the owner's state to show it: the
+        owner applies commands once a cycle and publishes its state after the cycle."""
+        return 2 * self.settings.quote_refresh_sec + 5.0
+
     def _sync_from_state(self, s: EngineState) -> None:
-        """Move sliders to values changed elsewhere (code, another face), never fighting the user."""
+        """Move sliders to values changed elsewhere (code, another face), never fighting the user:
+        on an attached page a value sent to the owner stays on its slider until the owner's state
+        shows it, or, if the owner has not applied it within `_apply_wait` (it refused it, or
+        it is stuck), the slider returns to the owner's value and the page says so."""
+        now = time.time()
         for name, sl in self.sliders.items():
             v = s.params.get(name)
+            pending = self._pending_params.get(name)
+            if pending is not None:
+                if v is not None and abs(float(v) - pending[0]) <= 1e-12:
+                    del self._pending_params[name]  # applied
+                elif now < pending[1]:
+                    continue  # not applied yet: the owner's older value does not move the slider back
+                else:
+                    del self._pending_params[name]
+                    self._msg(f"{name} = {fmt_num(pending[0])} was not applied by the owner within "
+                              f"{self._apply_wait():g} s; the slider shows the owner's value", error=True)
+                    self._seen_params.pop(name, None)
             if v is None or self._seen_params.get(name) == v:
                 continue
             self._seen_params[name] = v

@@ -705,3 +705,34 @@ def test_table_and_totals_colour_pnl_by_sign_and_cut_long_questions():
     assert f">{'Q' * 60}</td>" in out and f'title="{"Q" * 80}"' in out  # cut to 60, the whole in the tooltip
     assert [render_totals(EngineState(totals=Totals(pnl=p))).split('"')[1] for p in (0.5, -0.5, 0.0)] == [
         "pmm-pnl pos", "pmm-pnl neg", "pmm-pnl "]
+
+
+def test_an_attached_slider_keeps_the_sent_value_until_the_owner_applies_it(settings, monkeypatch):
+    """The owner applies a command once a cycle: until its state shows the value, the page's
+    refreshes must not move the slider back (2.5 -> 1.5 -> 2.5 was seen); a value the owner
+    never applies is given back to the owner's after the wait, and the page says so."""
+    now = [1_000.0]
+    monkeypatch.setattr(controls.time, "time", lambda: now[0])
+    stub = _Stub(settings, role="attached")
+    panel = ControlPanel(stub)
+    old = float(settings.params().alpha)
+    state = lambda alpha: EngineState(role="attached", running=True, params={"alpha": alpha})  # noqa: E731
+    panel._sync_from_state(state(old))
+    panel.sliders["alpha"].value = 2.5
+    now[0] += 1.0
+    panel._sync_from_state(state(old))  # the owner has not applied it yet
+    assert panel.sliders["alpha"].value == 2.5 and stub.sent == [{"alpha": 2.5}]
+    now[0] += 1.0
+    panel._sync_from_state(state(2.5))  # applied
+    assert panel.sliders["alpha"].value == 2.5 and panel._pending_params == {}
+    panel._sync_from_state(state(1.75))  # later changed by another face: the slider follows
+    assert panel.sliders["alpha"].value == 1.75
+    # a value the owner never applies (it refused it): back to the owner's value after the wait
+    panel.sliders["alpha"].value = 3.0
+    now[0] += panel._apply_wait() - 0.5
+    panel._sync_from_state(state(1.75))
+    assert panel.sliders["alpha"].value == 3.0
+    now[0] += 1.0
+    panel._sync_from_state(state(1.75))
+    assert panel.sliders["alpha"].value == 1.75 and stub.sent == [{"alpha": 2.5}, {"alpha": 3.0}]
+    assert "was not applied by the owner" in panel.message.value and "#cf222e" in panel.message.value
