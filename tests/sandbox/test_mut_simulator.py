@@ -176,3 +176,96 @@ def test_fok_and_fak_filled_exactly_in_full() -> None:
     fak = sim.place_order("t", "fak", m.yes_token_id, Side.BUY, ba, Decimal(10), False, "FAK")
     assert fak.status == "MATCHED" and fak.size_matched == 10
     assert ("fak", "CANCELLATION") not in [(e[1].order_id, e[2]) for e in events if e[0] == "order"]
+
+
+def test_a_gtc_taker_rests_what_it_could_not_take() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    _, ba = sim.best(m.yes_token_id)
+    assert ba is not None
+    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    o = sim.place_order("t", "gtc", m.yes_token_id, Side.BUY, ba, level + 7, False)
+    assert o.size_matched == level and o.remaining == 7 and o.status == "LIVE"
+    assert _sizes(sim.book_snapshot(m.yes_token_id), "bids")[ba] == 7  # the rest bids at the old ask
+    assert [x.order_id for x in sim.open_orders("t")] == ["gtc"]
+
+
+def test_fok_sells_see_what_rests_down_to_their_limit() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    level = _sizes(sim.book_snapshot(m.yes_token_id), "bids")[bb]
+    with pytest.raises(SimReject, match="FOK orders are fully filled or killed"):
+        sim.place_order("t", "big", m.yes_token_id, Side.SELL, bb, level + 1, False, "FOK")
+    fok = sim.place_order("t", "fok", m.yes_token_id, Side.SELL, bb, level, False, "FOK")
+    assert fok.status == "MATCHED" and fok.size_matched == level
+
+
+def test_a_cancel_between_steps_goes_out_with_a_fresh_hash_and_time() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    px = bb + m.tick_size
+    sim.place_order("mk", "bid", m.yes_token_id, Side.BUY, px, Decimal(20), True)
+    sim.flush_account_events()
+    placed = sim.book_snapshot(m.yes_token_id)
+    assert sim.cancel_order("mk", "bid")
+    snap = sim.book_snapshot(m.yes_token_id)
+    assert px not in _sizes(snap, "bids") and snap["hash"] != placed["hash"] and snap["hash"] == _sdk_hash(snap)
+    assert int(snap["timestamp"]) == round(sim.now() * 1000)
+    changes = [ch for e in sim.flush_account_events() if e.payload.get("event_type") == "price_change"
+               for ch in e.payload["price_changes"] if ch["asset_id"] == m.yes_token_id]
+    assert [(Decimal(ch["price"]), ch["size"], ch["hash"]) for ch in changes] == [(px, "0", snap["hash"])]
+
+
+def test_resolution_cancels_account_orders_takes_the_given_winner_and_stops_the_market() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    events: list = []
+    sim.add_account_listener(events.append)
+    m = next(x for x in sim.markets if x.has_book and x.event_id is None and x.fair > 0.5)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    o = sim.place_order("mk", "bid", m.yes_token_id, Side.BUY, bb, Decimal(20), True)
+    sim.resolve_market(m.condition_id, winner_yes=False)  # the given winner, not a draw
+    assert m.resolved and m.winner_yes is False
+    assert o.status == "CANCELED_MARKET_RESOLVED" and sim.open_orders("mk") == []
+    assert ("order", "bid", "CANCELLATION") in [(e[0], e[1].order_id, e[2]) for e in events if e[0] == "order"]
+    assert sim.book_snapshot(m.yes_token_id) is None
+    assert sim.best(m.yes_token_id) == (None, None) and sim.mid(m.no_token_id) is None  # /price, /midpoint: none
+    flushed = sim.flush_account_events()  # the placement's level change was pending: it never goes out now
+    assert [e.payload["event_type"] for e in flushed if set(e.assets) & {m.yes_token_id, m.no_token_id}] \
+        == ["market_resolved"]
+    assert flushed[-1].payload["winning_asset_id"] == m.no_token_id
+    for _ in range(200):  # the market's flow has ended: nothing more on its tokens
+        assert not [e for e in sim.step() if set(e.assets) & {m.yes_token_id, m.no_token_id}]
+
+
+def test_a_resolution_without_a_winner_draws_one_and_a_neg_risk_market_takes_its_events() -> None:
+    sim = Simulator(40, 3, start_ts=T0)
+    plain = next(x for x in sim.markets if x.has_book and x.event_id is None)
+    sim.resolve_market(plain.condition_id)
+    assert plain.winner_yes in (True, False)
+    neg = [x for x in sim.markets if x.has_book and x.event_id is not None]
+    assert neg
+    for m in neg:  # the event's one winner decides, whatever the caller says
+        sim.resolve_market(m.condition_id, winner_yes=True)
+        assert m.winner_yes is (sim.econ.event_winner[m.event_id] == m.condition_id)
+    assert not all(m.winner_yes for m in neg)
+
+
+def test_a_cancel_stamps_the_book_with_its_own_time() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    sim.place_order("mk", "bid", m.yes_token_id, Side.BUY, bb, Decimal(20), True)
+    for _ in range(500):  # until a step leaves this book as it was (its time stays behind the clock)
+        sim.step()
+        if int(sim.book_snapshot(m.yes_token_id)["timestamp"]) < round(sim.now() * 1000):
+            break
+    else:
+        raise AssertionError("the book changed at every step")
+    assert sim.cancel_order("mk", "bid")
+    assert int(sim.book_snapshot(m.yes_token_id)["timestamp"]) == round(sim.now() * 1000)
