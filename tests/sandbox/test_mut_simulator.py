@@ -238,6 +238,8 @@ def test_resolution_cancels_account_orders_takes_the_given_winner_and_stops_the_
     assert [e.payload["event_type"] for e in flushed if set(e.assets) & {m.yes_token_id, m.no_token_id}] \
         == ["market_resolved"]
     assert flushed[-1].payload["winning_asset_id"] == m.no_token_id
+    assert flushed[-1].payload["timestamp"] == str(round(sim.now() * 1000))
+    assert flushed[-1].payload["event_message"]["id"] == m.gamma_id  # a market of no neg-risk event: its own id
     for _ in range(200):  # the market's flow has ended: nothing more on its tokens
         assert not [e for e in sim.step() if set(e.assets) & {m.yes_token_id, m.no_token_id}]
 
