@@ -271,3 +271,23 @@ def test_a_cancel_stamps_the_book_with_its_own_time() -> None:
         raise AssertionError("the book changed at every step")
     assert sim.cancel_order("mk", "bid")
     assert int(sim.book_snapshot(m.yes_token_id)["timestamp"]) == round(sim.now() * 1000)
+
+
+def test_the_24_hour_volume_adds_a_match_to_its_own_minute() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+
+    def buy(oid: str) -> float:
+        _, ba = sim.best(m.yes_token_id)
+        assert ba is not None
+        sim.place_order("t", oid, m.yes_token_id, Side.BUY, ba, Decimal(10), False)
+        return float(10 * ba)
+
+    buy("a")
+    sim.run_until(sim.now() + 61)  # a later minute (the background may trade meanwhile)
+    buy("b")
+    first, last, buckets = list(m.trades_24h[0]), list(m.trades_24h[-1]), len(m.trades_24h)
+    assert buckets >= 2 and last[0] == int(sim.now() * 1000) // 60_000
+    n = buy("c")  # the same minute as "b": its bucket grows, no other
+    assert m.trades_24h[0] == first and len(m.trades_24h) == buckets
+    assert m.trades_24h[-1][0] == last[0] and abs(m.trades_24h[-1][1] - last[1] - n) < 1e-9
