@@ -291,3 +291,49 @@ def test_the_24_hour_volume_adds_a_match_to_its_own_minute() -> None:
     n = buy("c")  # the same minute as "b": its bucket grows, no other
     assert m.trades_24h[0] == first and len(m.trades_24h) == buckets
     assert m.trades_24h[-1][0] == last[0] and abs(m.trades_24h[-1][1] - last[1] - n) < 1e-9
+
+
+def test_placement_refusals_for_a_bad_type_token_or_price() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    with pytest.raises(SimReject, match="invalid order type: IOC"):
+        sim.place_order("me", "x1", m.yes_token_id, Side.BUY, bb, Decimal(20), False, "ioc")
+    with pytest.raises(SimReject, match="Invalid token id"):
+        sim.place_order("me", "x2", "123", Side.BUY, bb, Decimal(20), True)
+    for price in (Decimal(1), Decimal(0)):  # on the grid, outside (0, 1)
+        with pytest.raises(SimReject, match=r"breaks minimum tick size rule"):
+            sim.place_order("me", f"x{price}", m.yes_token_id, Side.SELL, price, Decimal(20), True)
+    assert sim.open_orders("me") == [] and sim.get_order("x1") is None
+    # the order type is read without regard to case, as the venue's enum names are upper case
+    gtd = sim.place_order("me", "ok", m.yes_token_id, Side.BUY, bb, Decimal(20), True, "gtd")
+    assert gtd.order_type == "GTD" and gtd.status == "LIVE"
+
+
+def test_a_fak_partly_filled_is_cancelled_and_says_so() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    events: list = []
+    sim.add_account_listener(events.append)
+    m = _market(sim)
+    _, ba = sim.best(m.yes_token_id)
+    assert ba is not None
+    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    fak = sim.place_order("t", "fak", m.yes_token_id, Side.BUY, ba, level + 5, False, "FAK")
+    assert fak.status == "CANCELED" and fak.size_matched == level and sim.open_orders("t") == []
+    assert [e[2] for e in events if e[0] == "order" and e[1].order_id == "fak"] == ["PLACEMENT", "CANCELLATION"]
+
+
+def test_a_placement_stamps_the_book_with_its_own_time() -> None:
+    sim = Simulator(20, 3, start_ts=T0)
+    m = _market(sim)
+    for _ in range(500):  # until a step leaves this book as it was (its time stays behind the clock)
+        sim.step()
+        if int(sim.book_snapshot(m.yes_token_id)["timestamp"]) < round(sim.now() * 1000):
+            break
+    else:
+        raise AssertionError("the book changed at every step")
+    bb, _ = sim.best(m.yes_token_id)
+    assert bb is not None
+    sim.place_order("mk", "bid", m.yes_token_id, Side.BUY, bb, Decimal(20), True)
+    assert int(sim.book_snapshot(m.yes_token_id)["timestamp"]) == round(sim.now() * 1000)
