@@ -31,8 +31,11 @@ batches in flight together, bounded by `max_inflight`, round trips recorded). So
 (DELETE /cancel-all) and `open_orders` (GET /data/orders, every page), built and signed as the
 SDK builds them: a stop's cancel-all and its verifying count never wait behind a heartbeat or a
 read in flight on the worker thread (they did: up to the HTTP timeout on a slow venue, past a
-page kernel's stop bound). Everything else (credentials, trades, balances, scoring, heartbeats,
-cancel by market) stays on the SDK worker thread.
+page kernel's stop bound). So does the order heartbeat (POST /v1/heartbeats, the SDK's body and
+L2 signature, the same id chaining and "Invalid Heartbeat ID" re-chain): a beat held behind a long
+paged read on that thread could miss the venue's ~10 s dead-man deadline, and the venue then
+cancelled every order. Everything else (credentials, trades, balances, scoring, cancel by market)
+stays on the SDK worker thread.
 
 Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
 connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
@@ -290,14 +293,15 @@ class Broker:
                 log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def _entry_call(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True) -> T:
+    async def _entry_call(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True,
+                          within: float | None = None) -> T:
         """An idempotent order-entry request, its `EntryError` a BrokerError, retried (see `_retrying`)."""
         async def attempt() -> T:
             try:
                 return await fn()
             except EntryError as exc:
                 raise BrokerError(op, self._scrub(exc.message), exc.status, transient=is_transient(exc.status)) from None
-        return await self._retrying(op, attempt, retry)
+        return await self._retrying(op, attempt, retry, within)
 
     @property
     def _entry_ready(self) -> OrderEntry | None:
@@ -777,8 +781,27 @@ class Broker:
         "Invalid Heartbeat ID" (e.g. after a restart) resync to the id the venue expects.
         `within`: retries end after that many seconds (the beat period: the venue's dead-man
         timer cancels everything 10 s after the last accepted beat, so a retry after that is
-        late, and the next beat is due anyway)."""
+        late, and the next beat is due anyway). On the fast path with credentials it goes through
+        the order entry: never behind a call in flight on the SDK worker thread."""
         from py_clob_client_v2.exceptions import PolyApiException
+
+        def chained(r: Any) -> str:
+            self._hb_id = str((r or {}).get("heartbeat_id") or "") if isinstance(r, dict) else ""
+            return self._hb_id
+
+        entry = self._entry_ready
+        if entry is not None:
+            async def beat() -> str:
+                try:
+                    r = await entry.heartbeat(self._hb_id)
+                except EntryError as exc:
+                    expected = exc.body.get("heartbeat_id") if isinstance(exc.body, dict) else None
+                    if exc.status != 400 or not expected:
+                        raise
+                    r = await entry.heartbeat(str(expected))
+                return chained(r)
+
+            return await self._entry_call("heartbeat", beat, within=within)
 
         def work() -> str:
             try:
@@ -789,8 +812,7 @@ class Broker:
                 if exc.status_code != 400 or not expected:
                     raise
                 r = self._client.post_heartbeat(str(expected))
-            self._hb_id = str((r or {}).get("heartbeat_id") or "") if isinstance(r, dict) else ""
-            return self._hb_id
+            return chained(r)
 
         return await self._call("heartbeat", work, within=within)
 

@@ -12,6 +12,9 @@ as the SDK builds them (compact `json.dumps`, `ensure_ascii=False`; the SDK's ow
 The broker's DELETE /cancel-all and GET /data/orders pages go here too (no body, signed without
 one, as the SDK's `cancel_all` and `get_open_orders` send them): a stop's cancel-all and its
 verifying read never wait behind a heartbeat or a read in flight on the SDK's one worker thread.
+So does the order heartbeat (POST /v1/heartbeats, the body `{"heartbeat_id": ...}` as the SDK's
+`post_heartbeat` serializes and signs it): a beat never waits behind a long read on that thread
+(the venue cancels every order ~10 s after the last accepted beat).
 
 Limits and guarantees:
 - at most `max_inflight` requests are in flight (a semaphore): the rate-limit budget of one
@@ -43,13 +46,14 @@ POST_ORDERS = "/orders"
 CANCEL_ORDERS = "/orders"
 CANCEL_ALL = "/cancel-all"
 OPEN_ORDERS = "/data/orders"
+HEARTBEAT = "/v1/heartbeats"
 RTT_RING = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class Rtt:
     """One request: wall-clock start (epoch s), kind ("post" | "cancel" | "cancel_all" |
-    "open_orders"), orders in it (0: not known when it is sent), round trip in seconds, HTTP
+    "open_orders" | "heartbeat"), orders in it (0: not known when it is sent), round trip in seconds, HTTP
     status (None: no answer)."""
 
     ts: float
@@ -61,18 +65,21 @@ class Rtt:
 
 class EntryError(PmmError):
     """A request that got no usable answer: `status` None for transport errors and timeouts.
-    Whether the venue may have acted on it is the broker's call (`broker.is_transient(status)`)."""
+    Whether the venue may have acted on it is the broker's call (`broker.is_transient(status)`).
+    `body`: the refusal's JSON answer (None: none), e.g. the heartbeat id an "Invalid Heartbeat
+    ID" names."""
 
-    def __init__(self, op: str, message: str, status: int | None = None):
+    def __init__(self, op: str, message: str, status: int | None = None, body: Any = None):
         self.op = op
         self.status = status
         self.message = message
+        self.body = body
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
 class OrderEntry:
-    """POST /orders, DELETE /orders, DELETE /cancel-all and GET /data/orders pages with L2 auth,
-    async, bounded concurrency."""
+    """POST /orders, DELETE /orders, DELETE /cancel-all, GET /data/orders pages and POST
+    /v1/heartbeats with L2 auth, async, bounded concurrency."""
 
     def __init__(self, host: str, address: str, creds: Callable[[], tuple[str, str, str] | None], *,
                  max_inflight: int = 8, timeout: float = 10.0) -> None:
@@ -140,8 +147,9 @@ class OrderEntry:
         except ValueError:
             data = None
         if status != 200:
-            msg = data if not isinstance(data, dict) else (data.get("error") or data.get("errorMsg") or data)
-            raise EntryError(kind, str(msg if msg is not None else resp.text[:200]), status)
+            msg = data if not isinstance(data, dict) else (
+                data.get("error") or data.get("error_msg") or data.get("errorMsg") or data)
+            raise EntryError(kind, str(msg if msg is not None else resp.text[:200]), status, data)
         return data
 
     async def post(self, orders: list[dict[str, Any]], owner: str, post_only: bool = True) -> list[dict[str, Any]]:
@@ -168,6 +176,13 @@ class OrderEntry:
         params = {k: v for k, v in (("market", market), ("asset_id", asset_id)) if v}
         params["next_cursor"] = cursor
         return await self._request("open_orders", "GET", OPEN_ORDERS, None, 0, params)
+
+    async def heartbeat(self, heartbeat_id: str) -> Any:
+        """One POST /v1/heartbeats with `{"heartbeat_id": heartbeat_id}` (the SDK's `post_heartbeat`
+        body, serialized and signed as it does): the venue's answer, `{"heartbeat_id": next}`.
+        Refused with the id the venue expects: `EntryError(status 400, body {"error_msg":
+        "Invalid Heartbeat ID", "heartbeat_id": ...})` (the broker re-chains)."""
+        return await self._request("heartbeat", "POST", HEARTBEAT, {"heartbeat_id": heartbeat_id}, 0)
 
     def rtt_summary(self, since: float = 0.0) -> dict[str, Any]:
         """p50/p99/max (ms) and count per kind of the round trips recorded since `since` (epoch s)."""

@@ -211,3 +211,86 @@ async def test_closing_the_broker_never_waits_for_a_call_held_on_its_worker_thre
     finally:
         gate.set()
     assert await held is True
+
+
+# ---------------------------------------------------------------------------------------- heartbeats
+HB = "/v1/heartbeats"
+
+
+def beats(seen: Seen) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    return [(m, q, body, h) for m, path, q, body, h in seen if path == HB]
+
+
+async def test_fast_heartbeats_are_the_sdks_requests_and_re_chain_like_it(sb, venue: TradingVenue, brokers, seen,
+                                                                         wallet_key):
+    """Two brokers of one API key beat in turn: each beat after the other's carries a stale id, so
+    every beat is an "Invalid Heartbeat ID" refusal and a re-chain, on both paths alike."""
+    from py_clob_client_v2.signing.hmac import build_hmac_signature
+
+    fast, sdk = brokers(), brokers(fast=False)
+    ids = [await sdk.heartbeat(), await fast.heartbeat(), await sdk.heartbeat(), await fast.heartbeat()]
+    assert len(set(ids)) == 4 and all(ids) and fast._hb_id == ids[-1] and sdk._hb_id == ids[-2]
+    assert venue.heartbeat_armed(creds_of(wallet_key).api_key.get_secret_value())
+    sent = beats(seen)
+    assert [b for _, _, b, _ in sent] == [b'{"heartbeat_id":""}',  # the SDK's first beat: none armed yet
+                                          b'{"heartbeat_id":""}', f'{{"heartbeat_id":"{ids[0]}"}}'.encode(),
+                                          f'{{"heartbeat_id":"{ids[0]}"}}'.encode(),
+                                          f'{{"heartbeat_id":"{ids[1]}"}}'.encode(),
+                                          f'{{"heartbeat_id":"{ids[1]}"}}'.encode(),
+                                          f'{{"heartbeat_id":"{ids[2]}"}}'.encode()]
+    by_sdk, by_fast = [sent[i] for i in (0, 3, 4)], [sent[i] for i in (1, 2, 5, 6)]
+    assert {(m, q) for m, q, _, _ in sent} == {("POST", "")}
+    same = ("POLY_ADDRESS", "POLY_API_KEY", "POLY_PASSPHRASE", "Content-Type", "User-Agent", "Accept")
+    ref = {k: by_sdk[0][3].get(k) for k in same}
+    assert all({k: h.get(k) for k in same} == ref for *_, h in by_sdk + by_fast)
+    assert all(set(h) == set(by_sdk[0][3]) and int(h["Content-Length"]) == len(body) for _, _, body, h in sent)
+    secret = creds_of(wallet_key).api_secret.get_secret_value()
+    for _, _, body, h in sent:  # the SDK's own HMAC over (timestamp, method, path, body), on both paths
+        assert h["POLY_SIGNATURE"] == build_hmac_signature(secret, int(h["POLY_TIMESTAMP"]), "POST", HB, body.decode())
+    assert venue.auth_failures == 0
+    assert [x.kind for x in fast.order_entry.rtts] == ["heartbeat"] * 4  # the fast broker's beats, all of them
+
+
+async def test_a_fast_heartbeat_never_waits_for_the_sdk_worker_thread(sb, brokers, seen):
+    """A long paged read holding the worker thread held the beat behind it (past the venue's 10 s
+    dead-man deadline on a slow venue: every order cancelled)."""
+    loop = asyncio.get_running_loop()
+    for b in (brokers(fast=False), brokers()):
+        gate = threading.Event()
+        busy = loop.run_in_executor(b._pool, gate.wait, 10.0)  # a long read at a slow venue
+        before = len(beats(seen))
+        try:
+            t0 = loop.time()
+            beat = asyncio.ensure_future(b.heartbeat(within=5.0))
+            done, _ = await asyncio.wait({beat}, timeout=0.5)
+            assert bool(done) is b.fast and (len(beats(seen)) > before) is b.fast, b.fast  # the SDK's waits
+            gate.set()
+            assert await beat and loop.time() - t0 < (0.5 if b.fast else 1.5)
+        finally:
+            gate.set()
+            await busy
+
+
+async def test_fast_heartbeats_retry_a_transient_refusal_within_their_bound_and_fail_at_once_on_another(
+        sb, brokers, wallet_key):
+    b = brokers()
+    first = await b.heartbeat()
+    sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="POST", http_error_count=1)
+    second = await b.heartbeat()  # the same id again after the refusal: the chain holds
+    assert second and second != first and b.retried == 1 and b.failures == 0
+    sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="POST", http_error_count=-1)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    with pytest.raises(BrokerError) as ei:
+        await b.heartbeat(within=0.1)
+    assert (ei.value.op, ei.value.status, ei.value.transient) == ("heartbeat", 503, True)
+    assert loop.time() - t0 < 0.5 and b.failures == 1 and b._hb_id == second
+    sb.faults.update(http_error_rate=0.0)
+    assert await b.heartbeat() not in ("", second)
+    wrong = Creds(SecretStr(creds_of(wallet_key).api_key.get_secret_value()), SecretStr("bm90LXRoZS1zZWNyZXQ="),
+                  creds_of(wallet_key).api_passphrase)
+    bad = brokers(creds=wrong)
+    with pytest.raises(BrokerError) as ei:
+        await bad.heartbeat()
+    assert (ei.value.op, ei.value.status, ei.value.transient, bad.retried) == ("heartbeat", 401, False, 0)
+    assert "bm90LXRoZS1zZWNyZXQ=" not in str(ei.value)
