@@ -42,3 +42,11 @@ async def until(pred: Callable[[], bool], timeout: float) -> bool:
             return True
         await asyncio.sleep(0.01)
     return pred()
+
+
+def venue_open_counter(sb: Sandbox) -> Callable[[], int]:
+    """A count of the orders resting at `sb` for every account that has placed one (the engine's
+    account key is made at its start, so the owners are learnt from the account events)."""
+    owners: set[str] = set()
+    sb.sim.add_account_listener(lambda ev: owners.add(ev[1].owner))
+    return lambda: sum(len(sb.sim.open_orders(o)) for o in owners)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 from engine_helpers import until
-from venue_arrivals import first_after, note_arrivals
+from venue_arrivals import first_after, note_arrivals, venue_open_counter
 
 from pmm_widgets.config import Settings
 from pmm_widgets.engine import Engine
@@ -40,11 +40,7 @@ async def test_a_stop_cancels_and_verifies_at_once_while_a_heartbeat_is_held_at_
     assert settings.fast_orders
     sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
     arrived = note_arrivals(sb)
-    owners: set[str] = set()
-    sb.sim.add_account_listener(lambda ev: owners.add(ev[1].owner))
-
-    def venue_open() -> int:
-        return sum(len(sb.sim.open_orders(o)) for o in owners)
+    venue_open = venue_open_counter(sb)
 
     async with sb:
         engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))

@@ -31,6 +31,13 @@ def _sizes(snap: dict, side: str) -> dict[Decimal, Decimal]:
     return {Decimal(x["price"]): Decimal(x["size"]) for x in snap[side]}
 
 
+def _ask_level(sim: Simulator, m: SimMarket) -> tuple[Decimal, Decimal]:
+    """The YES token's best ask and the size resting there."""
+    _, ba = sim.best(m.yes_token_id)
+    assert ba is not None
+    return ba, _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+
+
 def _apply(book: dict[str, dict[Decimal, Decimal]], asset: str, changes: list[dict]) -> None:
     for ch in changes:
         if ch["asset_id"] != asset:
@@ -101,9 +108,7 @@ def test_a_taker_is_filled_to_the_last_hundredth() -> None:
     """A taker that empties the best level with one hundredth left takes it from the next level."""
     sim = Simulator(20, 3, start_ts=T0)
     m = _market(sim)
-    _, ba = sim.best(m.yes_token_id)
-    assert ba is not None
-    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    ba, level = _ask_level(sim, m)
     size = level + Decimal("0.01")
     taker = sim.place_order("t", "odd", m.yes_token_id, Side.BUY, ba + m.tick_size, size, False)
     assert taker.size_matched == size and taker.status == "MATCHED"
@@ -166,9 +171,7 @@ def test_fok_and_fak_filled_exactly_in_full() -> None:
     events: list = []
     sim.add_account_listener(events.append)
     m = _market(sim)
-    _, ba = sim.best(m.yes_token_id)
-    assert ba is not None
-    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    ba, level = _ask_level(sim, m)
     fok = sim.place_order("t", "fok", m.yes_token_id, Side.BUY, ba, level, False, "FOK")
     assert fok.status == "MATCHED" and fok.size_matched == level
     _, ba = sim.best(m.yes_token_id)
@@ -181,9 +184,7 @@ def test_fok_and_fak_filled_exactly_in_full() -> None:
 def test_a_gtc_taker_rests_what_it_could_not_take() -> None:
     sim = Simulator(20, 3, start_ts=T0)
     m = _market(sim)
-    _, ba = sim.best(m.yes_token_id)
-    assert ba is not None
-    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    ba, level = _ask_level(sim, m)
     o = sim.place_order("t", "gtc", m.yes_token_id, Side.BUY, ba, level + 7, False)
     assert o.size_matched == level and o.remaining == 7 and o.status == "LIVE"
     assert _sizes(sim.book_snapshot(m.yes_token_id), "bids")[ba] == 7  # the rest bids at the old ask
@@ -316,9 +317,7 @@ def test_a_fak_partly_filled_is_cancelled_and_says_so() -> None:
     events: list = []
     sim.add_account_listener(events.append)
     m = _market(sim)
-    _, ba = sim.best(m.yes_token_id)
-    assert ba is not None
-    level = _sizes(sim.book_snapshot(m.yes_token_id), "asks")[ba]
+    ba, level = _ask_level(sim, m)
     fak = sim.place_order("t", "fak", m.yes_token_id, Side.BUY, ba, level + 5, False, "FAK")
     assert fak.status == "CANCELED" and fak.size_matched == level and sim.open_orders("t") == []
     assert [e[2] for e in events if e[0] == "order" and e[1].order_id == "fak"] == ["PLACEMENT", "CANCELLATION"]
