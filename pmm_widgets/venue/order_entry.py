@@ -17,7 +17,8 @@ So does the order heartbeat (POST /v1/heartbeats, the body `{"heartbeat_id": ...
 (the venue cancels every order ~10 s after the last accepted beat).
 
 Limits and guarantees:
-- at most `max_inflight` requests are in flight (a semaphore): the rate-limit budget of one
+- at most `max_inflight` requests are in flight (a semaphore; a cancel-all and a heartbeat are
+  never held back by it, nor by the connection pool): the rate-limit budget of one
   process; the per-minute action budget is the risk manager's (`max_actions_per_min`);
 - a POST is never retried (the same order could otherwise be placed twice); its outcome is
   per order in the answer. When the answer is lost (timeout, transport error, 5xx) the orders
@@ -30,6 +31,7 @@ Limits and guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
@@ -48,6 +50,7 @@ CANCEL_ALL = "/cancel-all"
 OPEN_ORDERS = "/data/orders"
 HEARTBEAT = "/v1/heartbeats"
 RTT_RING = 4096
+UNBOUNDED_ROOM = 2  # plain http: connections beyond `max_inflight` for a cancel-all and a heartbeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +102,8 @@ class OrderEntry:
             h2 = self.host.startswith("https://")
             self._client = httpx.AsyncClient(
                 http2=h2, timeout=self._timeout,
-                limits=httpx.Limits(max_connections=1 if h2 else self.max_inflight,
-                                    max_keepalive_connections=1 if h2 else self.max_inflight))
+                limits=httpx.Limits(max_connections=1 if h2 else self.max_inflight + UNBOUNDED_ROOM,
+                                    max_keepalive_connections=1 if h2 else self.max_inflight + UNBOUNDED_ROOM))
         return self._client
 
     async def aclose(self) -> None:
@@ -123,12 +126,14 @@ class OrderEntry:
         }
 
     async def _request(self, kind: str, method: str, path: str, payload: Any, n: int,
-                       params: dict[str, str] | None = None) -> Any:
+                       params: dict[str, str] | None = None, bounded: bool = True) -> Any:
         """One request; `payload` None: no body (signed without one, as the SDK signs a request
-        without data); `params`: the query string (never signed: the path is)."""
+        without data); `params`: the query string (never signed: the path is). `bounded` False:
+        outside the `max_inflight` bound (a cancel-all and a heartbeat: one request each, which
+        must never wait for a slot that posts held at a slow venue keep)."""
         body = "" if payload is None else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         headers = self._headers(method, path, body)
-        async with self._sem:
+        async with self._sem if bounded else contextlib.nullcontext():
             self.inflight += 1
             self.peak_inflight = max(self.peak_inflight, self.inflight)
             t0, wall = time.perf_counter(), time.time()
@@ -167,7 +172,7 @@ class OrderEntry:
     async def cancel_all(self) -> Any:
         """One DELETE /cancel-all (no body, like the SDK's `cancel_all`): the venue's answer,
         `{"canceled": [...], "not_canceled": {...}}` (read by the broker)."""
-        return await self._request("cancel_all", "DELETE", CANCEL_ALL, None, 0)
+        return await self._request("cancel_all", "DELETE", CANCEL_ALL, None, 0, bounded=False)
 
     async def open_orders_page(self, cursor: str, market: str | None = None, asset_id: str | None = None) -> Any:
         """One GET /data/orders page from `cursor` (the SDK's `get_open_orders` query: market and
@@ -182,7 +187,7 @@ class OrderEntry:
         body, serialized and signed as it does): the venue's answer, `{"heartbeat_id": next}`.
         Refused with the id the venue expects: `EntryError(status 400, body {"error_msg":
         "Invalid Heartbeat ID", "heartbeat_id": ...})` (the broker re-chains)."""
-        return await self._request("heartbeat", "POST", HEARTBEAT, {"heartbeat_id": heartbeat_id}, 0)
+        return await self._request("heartbeat", "POST", HEARTBEAT, {"heartbeat_id": heartbeat_id}, 0, bounded=False)
 
     def rtt_summary(self, since: float = 0.0) -> dict[str, Any]:
         """p50/p99/max (ms) and count per kind of the round trips recorded since `since` (epoch s)."""

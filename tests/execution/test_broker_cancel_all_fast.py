@@ -294,3 +294,28 @@ async def test_fast_heartbeats_retry_a_transient_refusal_within_their_bound_and_
         await bad.heartbeat()
     assert (ei.value.op, ei.value.status, ei.value.transient, bad.retried) == ("heartbeat", 401, False, 0)
     assert "bm90LXRoZS1zZWNyZXQ=" not in str(ei.value)
+
+
+async def test_a_cancel_all_and_a_heartbeat_never_wait_for_posts_that_fill_the_inflight_bound(sb, brokers, seen):
+    """Posts a slow venue holds keep every `max_inflight` slot (and, on plain http, the pool's
+    connections): the stop's cancel-all and the heartbeat still reach the venue at once."""
+    b = brokers(max_inflight=1)
+    markets = active_markets(sb, 1)
+    by_token = {t: m for m in markets for t in m.token_ids}
+    sb.faults.update(latency_ms=1500, latency_methods="POST")
+    posts = asyncio.ensure_future(b.post_orders([(q, by_token[q.token_id].tick_size, by_token[q.token_id].neg_risk)
+                                                 for q in touch_bids(sb, markets)]))
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 2.0
+        while not [r for r in seen if r[:2] == ("POST", "/orders")] and loop.time() < end:
+            await asyncio.sleep(0.01)
+        assert not posts.done()  # the post holds the one slot
+        sb.faults.update(latency_methods="GET")  # (the POST already held keeps its delay)
+        t0 = loop.time()
+        await asyncio.wait_for(b.cancel_all(), 1.0)
+        await asyncio.wait_for(b.heartbeat(), 1.0)
+        assert loop.time() - t0 < 1.0 and not posts.done()
+    finally:
+        sb.faults.update(latency_ms=0)
+        await posts
