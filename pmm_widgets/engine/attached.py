@@ -83,7 +83,8 @@ class AttachedSession:
 
     def send(self, kind: str, payload: dict[str, Any]) -> None:
         """Insert a command row for the owner: in a worker thread when a loop runs (widget callbacks)."""
-        self._emit(Level.INFO, EventKind.COMMAND, f"sent {kind} {payload or ''} to the owner")
+        what = f"{kind} {payload}" if payload else kind  # an empty payload is not shown (nor "{}")
+        self._emit(Level.INFO, EventKind.COMMAND, f"sent {what} to the owner")
         try:
             asyncio.get_running_loop()
         except RuntimeError:
