@@ -4,7 +4,11 @@ Why it exists:
 - Orders must be signed by an official Polymarket SDK, never by hand-rolled EIP-712. The SDK
   is synchronous (one module-global `httpx.Client(http2=True)`), so every SDK call here runs in
   ONE dedicated worker thread (`ThreadPoolExecutor(max_workers=1)` via `run_in_executor`):
-  nothing blocks the event loop, and calls reach the venue in the order they were made.
+  nothing blocks the event loop, and calls reach the venue in the order they were made. The
+  urgent calls (DELETE /cancel-all, the GET /data/orders reads, the order heartbeat) are the
+  exception: on the SDK path (`PMM_FAST_ORDERS=false`) they run on a few urgent threads of
+  their own, through the same SDK client (`_call`, why sharing it is safe), so a stop's
+  cancel-all and its count, and a heartbeat, never wait behind a long read or a held post.
 - The engine must never see SDK types or SDK exceptions: results are our own small dataclasses
   and every failure is a `BrokerError` whose text carries the status and the venue's message but
   never a credential (the SDK's `PolyApiException` only holds the response body, and we scrub
@@ -35,7 +39,8 @@ page kernel's stop bound). So does the order heartbeat (POST /v1/heartbeats, the
 L2 signature, the same id chaining and "Invalid Heartbeat ID" re-chain): a beat held behind a long
 paged read on that thread could miss the venue's ~10 s dead-man deadline, and the venue then
 cancelled every order. Everything else (credentials, trades, balances, scoring, cancel by market)
-stays on the SDK worker thread.
+stays on the SDK worker thread. With `PMM_FAST_ORDERS=false` those urgent calls go through the
+SDK, on the urgent threads: they do not wait behind the worker thread either.
 
 Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
 connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
@@ -82,6 +87,7 @@ log = logging.getLogger(__name__)
 
 MAX_POST_BATCH = 15  # POST /orders limit
 MAX_CANCEL_BATCH = 3000
+URGENT_WORKERS = 4  # the SDK path's urgent threads: a held beat, a cancel-all, the stop's count and a read at once
 T = TypeVar("T")
 
 
@@ -187,6 +193,8 @@ class Broker:
         self._pk = _secret(private_key)
         register_secret(self._pk)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-broker")
+        # the SDK path's cancel-all, open-order reads and heartbeats: never behind the worker's call
+        self._urgent = ThreadPoolExecutor(max_workers=URGENT_WORKERS, thread_name_prefix="pmm-broker-urgent")
         api = None
         if creds is not None:
             self._register(creds)
@@ -264,10 +272,11 @@ class Broker:
         return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"),
                            transient=isinstance(exc, (httpx.TransportError, TimeoutError)))
 
-    async def _run(self, op: str, fn: Callable[[], T]) -> T:
+    async def _run(self, op: str, fn: Callable[[], T], urgent: bool = False) -> T:
+        """`fn()` (SDK calls) on the worker thread, or on an urgent thread (`urgent`: see `_call`)."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, fn)
+            return await loop.run_in_executor(self._urgent if urgent else self._pool, fn)
         except BrokerError:
             raise
         except Exception as exc:
@@ -308,9 +317,18 @@ class Broker:
         """The order entry when it can send an L2 request now (the fast path and credentials)."""
         return self._entry if self._entry is not None and self.has_creds else None
 
-    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True, within: float | None = None) -> T:
-        """An idempotent SDK call in the worker thread, retried (see `_retrying`)."""
-        return await self._retrying(op, lambda: self._run(op, fn), retry, within)
+    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True, within: float | None = None,
+                    urgent: bool = False) -> T:
+        """An idempotent SDK call in the worker thread, retried (see `_retrying`). `urgent` (the SDK
+        path's cancel-all, open-order reads and heartbeats): on one of the urgent threads instead,
+        never queued behind the worker thread's call in flight (a long paged read, a post a slow
+        venue holds). They share the one `ClobClient`: its `cancel_all`, `get_open_orders` and
+        `post_heartbeat` only read what it was built with (host, signer, creds; `use_server_time`
+        off), none touches its caches (tick sizes, neg risk, fees, version: `create_order`'s), and
+        they send through the SDK's HTTP client, an `httpx.Client`, which "can be shared between
+        threads" (httpx's own docstring; httpcore locks its pool and each HTTP/2 connection). A second
+        `ClobClient` would send through that same client anyway."""
+        return await self._retrying(op, lambda: self._run(op, fn, urgent), retry, within)
 
     def _retry_delay(self, exc: BrokerError, attempt: int) -> float | None:
         """Seconds before attempt `attempt + 1`, or None when `exc` must not be retried. A 429
@@ -331,7 +349,8 @@ class Broker:
 
     def close(self) -> None:
         """Stop the worker threads (pending calls finish first)."""
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        for pool in (self._pool, self._urgent):
+            pool.shutdown(wait=True, cancel_futures=False)
 
     async def aclose(self) -> None:
         """Close the async order-entry client, then the worker thread, without waiting for a call
@@ -340,7 +359,8 @@ class Broker:
         the HTTP timeout. The thread ends once that call does."""
         if self._entry is not None:
             await self._entry.aclose()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._urgent):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def fast(self) -> bool:
@@ -652,12 +672,13 @@ class Broker:
         return self._cancel_result(await self._call("cancel_market", lambda: self._client.cancel_market_orders(p)))
 
     async def cancel_all(self) -> CancelResult:
-        """DELETE /cancel-all, retried like every cancel: through the order entry on the fast path
-        (never behind a call in flight on the SDK worker thread), else the SDK's `cancel_all`."""
+        """DELETE /cancel-all, retried like every cancel: through the order entry on the fast path,
+        else the SDK's `cancel_all` on an urgent thread; never behind a call in flight on the SDK
+        worker thread."""
         entry = self._entry_ready
         if entry is not None:
             return self._cancel_result(await self._entry_call("cancel_all", entry.cancel_all))
-        return self._cancel_result(await self._call("cancel_all", self._client.cancel_all))
+        return self._cancel_result(await self._call("cancel_all", self._client.cancel_all, urgent=True))
 
     # ------------------------------------------------------------------ account data
     def _decoded(self, op: str, rows: Any, typ: type[T], whole: bool = False) -> list[T]:
@@ -679,16 +700,17 @@ class Broker:
         """Every open order (the cursor pages MA== ... LTE=, all followed). A row that cannot be
         read fails the whole read: an order left out of the list would be taken for one the venue
         no longer holds (reconcile would stop tracking it while it rests, the circuit breaker's
-        probe would count the venue clean)."""
+        probe would count the venue clean). Through the order entry on the fast path, else the
+        SDK's `get_open_orders` on an urgent thread: never behind the worker thread's call."""
         entry = self._entry_ready
-        if entry is not None:  # the fast path: never behind a call in flight on the SDK worker thread
+        if entry is not None:
             rows = await self._entry_call("open_orders", lambda: self._open_order_pages(entry, market, asset_id),
                                           retry=retry)
         else:
             from py_clob_client_v2 import OpenOrderParams
 
             p = OpenOrderParams(market=market, asset_id=asset_id)
-            rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry)
+            rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry, urgent=True)
         return self._decoded("open_orders", rows, VenueOrder, whole=True)
 
     @staticmethod
@@ -782,7 +804,8 @@ class Broker:
         `within`: retries end after that many seconds (the beat period: the venue's dead-man
         timer cancels everything 10 s after the last accepted beat, so a retry after that is
         late, and the next beat is due anyway). On the fast path with credentials it goes through
-        the order entry: never behind a call in flight on the SDK worker thread."""
+        the order entry, else through the SDK on an urgent thread: never behind a call in flight
+        on the SDK worker thread."""
         from py_clob_client_v2.exceptions import PolyApiException
 
         def chained(r: Any) -> str:
@@ -814,7 +837,7 @@ class Broker:
                 r = self._client.post_heartbeat(str(expected))
             return chained(r)
 
-        return await self._call("heartbeat", work, within=within)
+        return await self._call("heartbeat", work, within=within, urgent=True)
 
 
 def set_sdk_timeout(seconds: float) -> None:
