@@ -79,7 +79,7 @@ from ..errors import PmmError
 from ..logsetup import mask, register_secret
 from ..tasks import wait_set
 from .http import backoff_delay
-from .order_entry import EntryError, OrderEntry
+from .order_entry import EntryClosed, EntryError, OrderEntry
 from .signer import OrderSigner, SignedOrder, SignerError
 from .wire import Trade, VenueOrder, WireError, convert, convert_all
 
@@ -111,6 +111,14 @@ class BrokerError(PmmError):
         self.message = message
         self.transient = transient
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
+
+
+class BrokerClosed(BrokerError):
+    """A call on a broker (or its order entry) after `aclose`/`close`: nothing was sent. Not
+    transient: no retry, and a post refused so is not uncertain."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(op, "the broker is closed: nothing was sent")
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,7 @@ class Broker:
         self.retried = 0  # attempts repeated after a transient failure
         self.failures = 0  # calls that failed for good (after their retries)
         self.dedup_hits = 0  # re-posts avoided or refused because the order was already at the venue
+        self._closed = False  # `aclose`/`close` called: every call from now on raises BrokerClosed
         self._no_more_posts = asyncio.Event()  # `stop_posting`: a post under way sends no new attempt
         set_sdk_timeout(timeout)
         self._signer: OrderSigner | None = None
@@ -272,8 +281,17 @@ class Broker:
         return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"),
                            transient=isinstance(exc, (httpx.TransportError, TimeoutError)))
 
+    def _entry_error(self, op: str, exc: EntryError) -> BrokerError:
+        """An order-entry failure as the broker's: a closed entry's BrokerClosed, else the status
+        and the venue's (scrubbed) text, transient as `is_transient` says."""
+        if isinstance(exc, EntryClosed):
+            return BrokerClosed(op)
+        return BrokerError(op, self._scrub(exc.message), exc.status, transient=is_transient(exc.status))
+
     async def _run(self, op: str, fn: Callable[[], T], urgent: bool = False) -> T:
         """`fn()` (SDK calls) on the worker thread, or on an urgent thread (`urgent`: see `_call`)."""
+        if self._closed:
+            raise BrokerClosed(op)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._urgent if urgent else self._pool, fn)
@@ -309,7 +327,7 @@ class Broker:
             try:
                 return await fn()
             except EntryError as exc:
-                raise BrokerError(op, self._scrub(exc.message), exc.status, transient=is_transient(exc.status)) from None
+                raise self._entry_error(op, exc) from None
         return await self._retrying(op, attempt, retry, within)
 
     @property
@@ -349,6 +367,7 @@ class Broker:
 
     def close(self) -> None:
         """Stop the worker threads (pending calls finish first)."""
+        self._closed = True
         for pool in (self._pool, self._urgent):
             pool.shutdown(wait=True, cancel_futures=False)
 
@@ -356,7 +375,9 @@ class Broker:
         """Close the async order-entry client, then the worker thread, without waiting for a call
         in flight on it: nobody awaits it any more (its caller was cancelled), and a slow venue
         holding it (a heartbeat) held the stop's DB flush and lease release until its answer or
-        the HTTP timeout. The thread ends once that call does."""
+        the HTTP timeout. The thread ends once that call does. Any call after it raises
+        BrokerClosed (the order entry's too: it never reopens an HTTP client)."""
+        self._closed = True
         if self._entry is not None:
             await self._entry.aclose()
         for pool in (self._pool, self._urgent):
@@ -566,8 +587,7 @@ class Broker:
             try:
                 return await entry.post(bodies, owner)
             except EntryError as exc:
-                raise BrokerError("post_orders", self._scrub(exc.message), exc.status,
-                                  transient=is_transient(exc.status)) from None
+                raise self._entry_error("post_orders", exc) from None
 
         async def send(out: list[PlaceResult], todo: dict[int, tuple[Quote, Any, str]]) -> list[PlaceResult]:
             for idx, r in (await self._post_idempotent(todo, post)).items():

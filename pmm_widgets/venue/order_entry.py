@@ -25,7 +25,8 @@ Limits and guarantees:
   may or may not rest at the venue: the caller knows their ids (computed before sending) and
   cancels them (`LiveExchange`), so no order we lost track of is left behind;
 - every request's round trip is kept (`rtts`, a bounded ring) with its kind and size: the feed
-  for a paper latency model.
+  for a paper latency model;
+- after `aclose` every request raises `EntryClosed` (nothing sent, no client reopened).
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ class EntryError(PmmError):
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
+class EntryClosed(EntryError):
+    """A request on an order entry after its `aclose`: nothing was sent, and no HTTP client was
+    opened for it (one nobody would close). Never worth another attempt (the broker's
+    `BrokerClosed`)."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(op, "the order entry is closed: nothing was sent")
+
+
 class OrderEntry:
     """POST /orders, DELETE /orders, DELETE /cancel-all, GET /data/orders pages and POST
     /v1/heartbeats with L2 auth, async, bounded concurrency."""
@@ -93,11 +103,16 @@ class OrderEntry:
         self._sem = asyncio.Semaphore(self.max_inflight)
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
+        self._closed = False  # `aclose` was called: every request from now on raises EntryClosed
         self.rtts: deque[Rtt] = deque(maxlen=RTT_RING)
         self.inflight = 0
         self.peak_inflight = 0
 
     def _http(self) -> httpx.AsyncClient:
+        """The HTTP client, opened at the first request; after `aclose`, EntryClosed (a client
+        opened then would be closed by nobody)."""
+        if self._closed:
+            raise EntryClosed("request")
         if self._client is None:
             h2 = self.host.startswith("https://")
             self._client = httpx.AsyncClient(
@@ -107,9 +122,11 @@ class OrderEntry:
         return self._client
 
     async def aclose(self) -> None:
+        """Close the HTTP client (once opened); the entry takes no request after it (EntryClosed)."""
+        self._closed = True
         if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            await client.aclose()
 
     def _headers(self, method: str, path: str, body: str) -> dict[str, str]:
         from py_clob_client_v2.signing.hmac import build_hmac_signature
@@ -131,16 +148,21 @@ class OrderEntry:
         without data); `params`: the query string (never signed: the path is). `bounded` False:
         outside the `max_inflight` bound (a cancel-all and a heartbeat: one request each, which
         must never wait for a slot that posts held at a slow venue keep)."""
+        if self._closed:
+            raise EntryClosed(kind)
         body = "" if payload is None else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         headers = self._headers(method, path, body)
         async with self._sem if bounded else contextlib.nullcontext():
+            if self._closed:  # closed while this request waited for its slot
+                raise EntryClosed(kind)
+            client = self._http()
             self.inflight += 1
             self.peak_inflight = max(self.peak_inflight, self.inflight)
             t0, wall = time.perf_counter(), time.time()
             status: int | None = None
             try:
-                resp = await self._http().request(method, self.host + path, content=body.encode() if body else None,
-                                                  params=params, headers=headers)
+                resp = await client.request(method, self.host + path, content=body.encode() if body else None,
+                                            params=params, headers=headers)
                 status = resp.status_code
             except httpx.HTTPError as exc:
                 raise EntryError(kind, f"{type(exc).__name__}: {exc}"[:300], None) from None
