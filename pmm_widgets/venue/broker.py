@@ -2,7 +2,8 @@
 
 Why it exists:
 - Orders must be signed by an official Polymarket SDK, never by hand-rolled EIP-712. The SDK
-  is synchronous (one module-global `httpx.Client(http2=True)`), so every SDK call here runs in
+  is synchronous (one module-global `httpx.Client(http2=True)`; each broker's own, see
+  Connections below), so every SDK call here runs in
   ONE dedicated worker thread (`ThreadPoolExecutor(max_workers=1)` via `run_in_executor`):
   nothing blocks the event loop, and calls reach the venue in the order they were made. The
   urgent calls (DELETE /cancel-all, the GET /data/orders reads, the order heartbeat) are the
@@ -52,7 +53,13 @@ so the same order hashes) are re-posted only after the venue's open orders were 
 hashes, and a "Duplicated" answer to a re-post means an earlier attempt landed. Orders whose outcome
 is still unknown after the retries come back `uncertain` with their hash, and `LiveExchange` tracks
 and cancels them: never a duplicate order, never an order we do not know about. The SDK's
-module-global httpx client gets the configured timeout (PMM_HTTP_TIMEOUT_SEC; its default is 5 s).
+broker's SDK client gets the configured timeout (PMM_HTTP_TIMEOUT_SEC; the SDK's default is 5 s).
+
+Connections: the SDK sends through one module-global `httpx.Client` that nobody may close while
+another broker uses it, so its keep-alive connections stayed open until the process ended
+(`ResourceWarning: unclosed <socket ...>` at exit). It is routed per thread (`SdkHttp`): a
+broker's SDK threads send through the broker's own `httpx.Client`, which its `aclose`/`close`
+closes, at once or, when an SDK call still runs, as that call ends (never under it: `_release`).
 
 A second backend (`polymarket-client`, the unified SDK) would implement the same methods: it
 offers an async client (no worker thread needed) and deposit-wallet (signature type 3)
@@ -66,12 +73,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import SecretStr
 
 from ..domain import Quote
@@ -164,6 +173,52 @@ class CancelError(BrokerError):
         self.partial = partial
 
 
+class SdkHttp:
+    """Stands in for py-clob-client-v2's module-global `httpx.Client` (`helpers._http_client`:
+    SDK 1.2.1 sends every request through its `request` method and uses it for nothing else): a
+    request goes through the client bound to the calling thread (a broker's SDK threads: that
+    broker's own client, which the broker closes), else through the SDK's own (`default`). One
+    process-wide client would keep every broker's keep-alive connections open until the process
+    ends (nobody may close it while another broker uses it): the `ResourceWarning: unclosed
+    <socket ...>` at exit."""
+
+    def __init__(self, default: Any) -> None:
+        self.default = default
+        self._local = threading.local()
+
+    @property
+    def timeout(self) -> Any:
+        return self.default.timeout
+
+    @timeout.setter
+    def timeout(self, value: Any) -> None:
+        self.default.timeout = value
+
+    def bind(self, client: Callable[[], httpx.Client]) -> None:
+        """The calling thread's SDK requests go through `client()` (a broker's pool initializer)."""
+        self._local.client = client
+
+    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+        source = getattr(self._local, "client", None)
+        client = source() if source is not None else self.default
+        response: httpx.Response = client.request(*args, **kwargs)
+        return response
+
+
+_SDK_HTTP_LOCK = threading.Lock()
+
+
+def sdk_http() -> SdkHttp:
+    """The SDK's module-global client, routed per thread (`SdkHttp`, installed once)."""
+    from py_clob_client_v2.http_helpers import helpers
+
+    with _SDK_HTTP_LOCK:
+        current = helpers._http_client
+        if not isinstance(current, SdkHttp):
+            current = helpers._http_client = SdkHttp(current)
+        return current
+
+
 def _secret(v: SecretStr | str | None) -> str | None:
     if v is None:
         return None
@@ -200,9 +255,18 @@ class Broker:
         self.host = host.rstrip("/")
         self._pk = _secret(private_key)
         register_secret(self._pk)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-broker")
+        # the broker's own HTTP client for its SDK calls (as the SDK's: HTTP/2 when https), bound to
+        # its threads, opened by the first of them (`_sdk_client`: its TLS setup stays off the event
+        # loop), closed by the last call out after `aclose`/`close` (`_release`)
+        self._http: httpx.Client | None = None
+        self._timeout = timeout
+        self._calls_lock = threading.Lock()
+        self._calls = 0  # SDK calls running on the broker's threads
+        bind = functools.partial(sdk_http().bind, self._sdk_client)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-broker", initializer=bind)
         # the SDK path's cancel-all, open-order reads and heartbeats: never behind the worker's call
-        self._urgent = ThreadPoolExecutor(max_workers=URGENT_WORKERS, thread_name_prefix="pmm-broker-urgent")
+        self._urgent = ThreadPoolExecutor(max_workers=URGENT_WORKERS, thread_name_prefix="pmm-broker-urgent",
+                                          initializer=bind)
         api = None
         if creds is not None:
             self._register(creds)
@@ -276,8 +340,6 @@ class Broker:
             return BrokerError(op, self._scrub(str(msg)), st, transient=is_transient(st))
         if isinstance(exc, PolyException):
             return BrokerError(op, self._scrub(str(exc.msg)))
-        import httpx
-
         return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"),
                            transient=isinstance(exc, (httpx.TransportError, TimeoutError)))
 
@@ -292,9 +354,20 @@ class Broker:
         """`fn()` (SDK calls) on the worker thread, or on an urgent thread (`urgent`: see `_call`)."""
         if self._closed:
             raise BrokerClosed(op)
+
+        def counted() -> T:
+            with self._calls_lock:
+                if self._closed:  # closed after it was queued: nothing sent
+                    raise BrokerClosed(op)
+                self._calls += 1
+            try:
+                return fn()
+            finally:
+                self._left()
+
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._urgent if urgent else self._pool, fn)
+            return await loop.run_in_executor(self._urgent if urgent else self._pool, counted)
         except BrokerError:
             raise
         except Exception as exc:
@@ -343,9 +416,9 @@ class Broker:
         venue holds). They share the one `ClobClient`: its `cancel_all`, `get_open_orders` and
         `post_heartbeat` only read what it was built with (host, signer, creds; `use_server_time`
         off), none touches its caches (tick sizes, neg risk, fees, version: `create_order`'s), and
-        they send through the SDK's HTTP client, an `httpx.Client`, which "can be shared between
+        they send through one `httpx.Client` (the broker's, `SdkHttp`), which "can be shared between
         threads" (httpx's own docstring; httpcore locks its pool and each HTTP/2 connection). A second
-        `ClobClient` would send through that same client anyway."""
+        `ClobClient` would send through that same client anyway (the SDK's is module-global)."""
         return await self._retrying(op, lambda: self._run(op, fn, urgent), retry, within)
 
     def _retry_delay(self, exc: BrokerError, attempt: int) -> float | None:
@@ -365,23 +438,60 @@ class Broker:
             return set()
         return {i for i in ids if i in venue}
 
+    def _sdk_client(self) -> httpx.Client:
+        """The broker's SDK client, opened at its first request (on one of the broker's threads;
+        after the close only for a call already under way, whose end closes it)."""
+        with self._calls_lock:
+            if self._http is None:
+                if self._closed and not self._calls:
+                    raise BrokerClosed("request")
+                self._http = httpx.Client(http2=True, timeout=httpx.Timeout(self._timeout))
+            return self._http
+
+    def _close_http(self) -> None:
+        with self._calls_lock:
+            client, self._http = self._http, None
+        if client is not None:
+            client.close()
+
+    def _left(self) -> None:
+        """An SDK call ended: the last one out after the close closes the broker's HTTP client."""
+        with self._calls_lock:
+            self._calls -= 1
+            last = self._closed and self._calls == 0
+        if last:
+            self._close_http()
+
+    def _release(self) -> None:
+        """The one exit path of the broker's SDK connections: closed now when no SDK call runs,
+        else by the last one when it ends (`_left`), never under a call: closing its socket from
+        another thread would not wake a thread blocked reading it (Linux), and the call may be a
+        post whose answer alone tells whether its orders rest."""
+        with self._calls_lock:
+            self._closed = True
+            idle = self._calls == 0
+        if idle:
+            self._close_http()
+
     def close(self) -> None:
-        """Stop the worker threads (pending calls finish first)."""
-        self._closed = True
+        """Stop the worker threads (pending calls finish first) and close the connections."""
         for pool in (self._pool, self._urgent):
             pool.shutdown(wait=True, cancel_futures=False)
+        self._release()
 
     async def aclose(self) -> None:
         """Close the async order-entry client, then the worker thread, without waiting for a call
         in flight on it: nobody awaits it any more (its caller was cancelled), and a slow venue
         holding it (a heartbeat) held the stop's DB flush and lease release until its answer or
-        the HTTP timeout. The thread ends once that call does. Any call after it raises
-        BrokerClosed (the order entry's too: it never reopens an HTTP client)."""
+        the HTTP timeout. The thread ends once that call does, and closes the broker's SDK
+        connections then (`_release`). Any call after it raises BrokerClosed (the order entry's
+        too: it never reopens an HTTP client)."""
         self._closed = True
         if self._entry is not None:
             await self._entry.aclose()
         for pool in (self._pool, self._urgent):
             pool.shutdown(wait=False, cancel_futures=True)
+        self._release()
 
     @property
     def fast(self) -> bool:
@@ -861,9 +971,6 @@ class Broker:
 
 
 def set_sdk_timeout(seconds: float) -> None:
-    """The SDK sends every request through one module-global `httpx.Client` (default timeout 5 s);
-    give it ours. Process-wide, like the client itself."""
-    import httpx
-    from py_clob_client_v2.http_helpers import helpers
-
-    helpers._http_client.timeout = httpx.Timeout(seconds)
+    """The SDK's own module-global `httpx.Client` (default timeout 5 s) gets ours: what a thread
+    no broker bound sends through (`SdkHttp`; a broker's own client has its timeout)."""
+    sdk_http().timeout = httpx.Timeout(seconds)
