@@ -17,8 +17,8 @@ So does the order heartbeat (POST /v1/heartbeats, the body `{"heartbeat_id": ...
 (the venue cancels every order ~10 s after the last accepted beat).
 
 Limits and guarantees:
-- at most `max_inflight` requests are in flight (a semaphore; a cancel-all and a heartbeat are
-  never held back by it, nor by the connection pool): the rate-limit budget of one
+- at most `max_inflight` requests are in flight (a semaphore; a cancel-all, a heartbeat and an
+  open-order read are never held back by it, nor by the connection pool): the rate-limit budget of one
   process; the per-minute action budget is the risk manager's (`max_actions_per_min`);
 - a POST is never retried (the same order could otherwise be placed twice); its outcome is
   per order in the answer. When the answer is lost (timeout, transport error, 5xx) the orders
@@ -51,7 +51,7 @@ CANCEL_ALL = "/cancel-all"
 OPEN_ORDERS = "/data/orders"
 HEARTBEAT = "/v1/heartbeats"
 RTT_RING = 4096
-UNBOUNDED_ROOM = 2  # plain http: connections beyond `max_inflight` for a cancel-all and a heartbeat
+UNBOUNDED_ROOM = 3  # plain http: connections beyond `max_inflight` for a cancel-all, a heartbeat and a read
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +146,9 @@ class OrderEntry:
                        params: dict[str, str] | None = None, bounded: bool = True) -> Any:
         """One request; `payload` None: no body (signed without one, as the SDK signs a request
         without data); `params`: the query string (never signed: the path is). `bounded` False:
-        outside the `max_inflight` bound (a cancel-all and a heartbeat: one request each, which
-        must never wait for a slot that posts held at a slow venue keep)."""
+        outside the `max_inflight` bound (a cancel-all, a heartbeat, an open-order page: one
+        request at a time each, which must never wait for a slot that posts held at a slow venue
+        keep)."""
         if self._closed:
             raise EntryClosed(kind)
         body = "" if payload is None else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
@@ -199,10 +200,13 @@ class OrderEntry:
     async def open_orders_page(self, cursor: str, market: str | None = None, asset_id: str | None = None) -> Any:
         """One GET /data/orders page from `cursor` (the SDK's `get_open_orders` query: market and
         asset_id when given, then next_cursor): the venue's answer, `{"data": [...],
-        "next_cursor": ...}` (the broker follows the cursors)."""
+        "next_cursor": ...}` (the broker follows the cursors). Outside the `max_inflight` bound
+        like a cancel-all: a stop's verifying count (and a post's look at the venue before its
+        re-post) must not wait for a slot that posts held at a slow venue keep; a read is one
+        page at a time, and its readers are few."""
         params = {k: v for k, v in (("market", market), ("asset_id", asset_id)) if v}
         params["next_cursor"] = cursor
-        return await self._request("open_orders", "GET", OPEN_ORDERS, None, 0, params)
+        return await self._request("open_orders", "GET", OPEN_ORDERS, None, 0, params, bounded=False)
 
     async def heartbeat(self, heartbeat_id: str) -> Any:
         """One POST /v1/heartbeats with `{"heartbeat_id": heartbeat_id}` (the SDK's `post_heartbeat`
