@@ -2,9 +2,14 @@
 
 Why it exists:
 - Orders must be signed by an official Polymarket SDK, never by hand-rolled EIP-712. The SDK
-  is synchronous (one module-global `httpx.Client(http2=True)`), so every SDK call here runs in
+  is synchronous (one module-global `httpx.Client(http2=True)`; each broker's own, see
+  Connections below), so every SDK call here runs in
   ONE dedicated worker thread (`ThreadPoolExecutor(max_workers=1)` via `run_in_executor`):
-  nothing blocks the event loop, and calls reach the venue in the order they were made.
+  nothing blocks the event loop, and calls reach the venue in the order they were made. The
+  urgent calls (DELETE /cancel-all, the GET /data/orders reads, the order heartbeat) are the
+  exception: on the SDK path (`PMM_FAST_ORDERS=false`) they run on a few urgent threads of
+  their own, through the same SDK client (`_call`, why sharing it is safe), so a stop's
+  cancel-all and its count, and a heartbeat, never wait behind a long read or a held post.
 - The engine must never see SDK types or SDK exceptions: results are our own small dataclasses
   and every failure is a `BrokerError` whose text carries the status and the venue's message but
   never a credential (the SDK's `PolyApiException` only holds the response body, and we scrub
@@ -35,7 +40,8 @@ page kernel's stop bound). So does the order heartbeat (POST /v1/heartbeats, the
 L2 signature, the same id chaining and "Invalid Heartbeat ID" re-chain): a beat held behind a long
 paged read on that thread could miss the venue's ~10 s dead-man deadline, and the venue then
 cancelled every order. Everything else (credentials, trades, balances, scoring, cancel by market)
-stays on the SDK worker thread.
+stays on the SDK worker thread. With `PMM_FAST_ORDERS=false` those urgent calls go through the
+SDK, on the urgent threads: they do not wait behind the worker thread either.
 
 Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
 connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
@@ -47,7 +53,13 @@ so the same order hashes) are re-posted only after the venue's open orders were 
 hashes, and a "Duplicated" answer to a re-post means an earlier attempt landed. Orders whose outcome
 is still unknown after the retries come back `uncertain` with their hash, and `LiveExchange` tracks
 and cancels them: never a duplicate order, never an order we do not know about. The SDK's
-module-global httpx client gets the configured timeout (PMM_HTTP_TIMEOUT_SEC; its default is 5 s).
+broker's SDK client gets the configured timeout (PMM_HTTP_TIMEOUT_SEC; the SDK's default is 5 s).
+
+Connections: the SDK sends through one module-global `httpx.Client` that nobody may close while
+another broker uses it, so its keep-alive connections stayed open until the process ended
+(`ResourceWarning: unclosed <socket ...>` at exit). It is routed per thread (`SdkHttp`): a
+broker's SDK threads send through the broker's own `httpx.Client`, which its `aclose`/`close`
+closes, at once or, when an SDK call still runs, as that call ends (never under it: `_release`).
 
 A second backend (`polymarket-client`, the unified SDK) would implement the same methods: it
 offers an async client (no worker thread needed) and deposit-wallet (signature type 3)
@@ -61,12 +73,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import SecretStr
 
 from ..domain import Quote
@@ -74,7 +88,7 @@ from ..errors import PmmError
 from ..logsetup import mask, register_secret
 from ..tasks import wait_set
 from .http import backoff_delay
-from .order_entry import EntryError, OrderEntry
+from .order_entry import EntryClosed, EntryError, OrderEntry
 from .signer import OrderSigner, SignedOrder, SignerError
 from .wire import Trade, VenueOrder, WireError, convert, convert_all
 
@@ -82,6 +96,7 @@ log = logging.getLogger(__name__)
 
 MAX_POST_BATCH = 15  # POST /orders limit
 MAX_CANCEL_BATCH = 3000
+URGENT_WORKERS = 4  # the SDK path's urgent threads: a held beat, a cancel-all, the stop's count and a read at once
 T = TypeVar("T")
 
 
@@ -105,6 +120,14 @@ class BrokerError(PmmError):
         self.message = message
         self.transient = transient
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
+
+
+class BrokerClosed(BrokerError):
+    """A call on a broker (or its order entry) after `aclose`/`close`: nothing was sent. Not
+    transient: no retry, and a post refused so is not uncertain."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(op, "the broker is closed: nothing was sent")
 
 
 @dataclass(frozen=True)
@@ -150,6 +173,52 @@ class CancelError(BrokerError):
         self.partial = partial
 
 
+class SdkHttp:
+    """Stands in for py-clob-client-v2's module-global `httpx.Client` (`helpers._http_client`:
+    SDK 1.2.1 sends every request through its `request` method and uses it for nothing else): a
+    request goes through the client bound to the calling thread (a broker's SDK threads: that
+    broker's own client, which the broker closes), else through the SDK's own (`default`). One
+    process-wide client would keep every broker's keep-alive connections open until the process
+    ends (nobody may close it while another broker uses it): the `ResourceWarning: unclosed
+    <socket ...>` at exit."""
+
+    def __init__(self, default: Any) -> None:
+        self.default = default
+        self._local = threading.local()
+
+    @property
+    def timeout(self) -> Any:
+        return self.default.timeout
+
+    @timeout.setter
+    def timeout(self, value: Any) -> None:
+        self.default.timeout = value
+
+    def bind(self, client: Callable[[], httpx.Client]) -> None:
+        """The calling thread's SDK requests go through `client()` (a broker's pool initializer)."""
+        self._local.client = client
+
+    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+        source = getattr(self._local, "client", None)
+        client = source() if source is not None else self.default
+        response: httpx.Response = client.request(*args, **kwargs)
+        return response
+
+
+_SDK_HTTP_LOCK = threading.Lock()
+
+
+def sdk_http() -> SdkHttp:
+    """The SDK's module-global client, routed per thread (`SdkHttp`, installed once)."""
+    from py_clob_client_v2.http_helpers import helpers
+
+    with _SDK_HTTP_LOCK:
+        current = helpers._http_client
+        if not isinstance(current, SdkHttp):
+            current = helpers._http_client = SdkHttp(current)
+        return current
+
+
 def _secret(v: SecretStr | str | None) -> str | None:
     if v is None:
         return None
@@ -186,7 +255,18 @@ class Broker:
         self.host = host.rstrip("/")
         self._pk = _secret(private_key)
         register_secret(self._pk)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-broker")
+        # the broker's own HTTP client for its SDK calls (as the SDK's: HTTP/2 when https), bound to
+        # its threads, opened by the first of them (`_sdk_client`: its TLS setup stays off the event
+        # loop), closed by the last call out after `aclose`/`close` (`_release`)
+        self._http: httpx.Client | None = None
+        self._timeout = timeout
+        self._calls_lock = threading.Lock()
+        self._calls = 0  # SDK calls running on the broker's threads
+        bind = functools.partial(sdk_http().bind, self._sdk_client)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmm-broker", initializer=bind)
+        # the SDK path's cancel-all, open-order reads and heartbeats: never behind the worker's call
+        self._urgent = ThreadPoolExecutor(max_workers=URGENT_WORKERS, thread_name_prefix="pmm-broker-urgent",
+                                          initializer=bind)
         api = None
         if creds is not None:
             self._register(creds)
@@ -204,6 +284,7 @@ class Broker:
         self.retried = 0  # attempts repeated after a transient failure
         self.failures = 0  # calls that failed for good (after their retries)
         self.dedup_hits = 0  # re-posts avoided or refused because the order was already at the venue
+        self._closed = False  # `aclose`/`close` called: every call from now on raises BrokerClosed
         self._no_more_posts = asyncio.Event()  # `stop_posting`: a post under way sends no new attempt
         set_sdk_timeout(timeout)
         self._signer: OrderSigner | None = None
@@ -259,15 +340,34 @@ class Broker:
             return BrokerError(op, self._scrub(str(msg)), st, transient=is_transient(st))
         if isinstance(exc, PolyException):
             return BrokerError(op, self._scrub(str(exc.msg)))
-        import httpx
-
         return BrokerError(op, self._scrub(f"{type(exc).__name__}: {exc}"),
                            transient=isinstance(exc, (httpx.TransportError, TimeoutError)))
 
-    async def _run(self, op: str, fn: Callable[[], T]) -> T:
+    def _entry_error(self, op: str, exc: EntryError) -> BrokerError:
+        """An order-entry failure as the broker's: a closed entry's BrokerClosed, else the status
+        and the venue's (scrubbed) text, transient as `is_transient` says."""
+        if isinstance(exc, EntryClosed):
+            return BrokerClosed(op)
+        return BrokerError(op, self._scrub(exc.message), exc.status, transient=is_transient(exc.status))
+
+    async def _run(self, op: str, fn: Callable[[], T], urgent: bool = False) -> T:
+        """`fn()` (SDK calls) on the worker thread, or on an urgent thread (`urgent`: see `_call`)."""
+        if self._closed:
+            raise BrokerClosed(op)
+
+        def counted() -> T:
+            with self._calls_lock:
+                if self._closed:  # closed after it was queued: nothing sent
+                    raise BrokerClosed(op)
+                self._calls += 1
+            try:
+                return fn()
+            finally:
+                self._left()
+
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, fn)
+            return await loop.run_in_executor(self._urgent if urgent else self._pool, counted)
         except BrokerError:
             raise
         except Exception as exc:
@@ -300,7 +400,7 @@ class Broker:
             try:
                 return await fn()
             except EntryError as exc:
-                raise BrokerError(op, self._scrub(exc.message), exc.status, transient=is_transient(exc.status)) from None
+                raise self._entry_error(op, exc) from None
         return await self._retrying(op, attempt, retry, within)
 
     @property
@@ -308,9 +408,18 @@ class Broker:
         """The order entry when it can send an L2 request now (the fast path and credentials)."""
         return self._entry if self._entry is not None and self.has_creds else None
 
-    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True, within: float | None = None) -> T:
-        """An idempotent SDK call in the worker thread, retried (see `_retrying`)."""
-        return await self._retrying(op, lambda: self._run(op, fn), retry, within)
+    async def _call(self, op: str, fn: Callable[[], T], retry: bool = True, within: float | None = None,
+                    urgent: bool = False) -> T:
+        """An idempotent SDK call in the worker thread, retried (see `_retrying`). `urgent` (the SDK
+        path's cancel-all, open-order reads and heartbeats): on one of the urgent threads instead,
+        never queued behind the worker thread's call in flight (a long paged read, a post a slow
+        venue holds). They share the one `ClobClient`: its `cancel_all`, `get_open_orders` and
+        `post_heartbeat` only read what it was built with (host, signer, creds; `use_server_time`
+        off), none touches its caches (tick sizes, neg risk, fees, version: `create_order`'s), and
+        they send through one `httpx.Client` (the broker's, `SdkHttp`), which "can be shared between
+        threads" (httpx's own docstring; httpcore locks its pool and each HTTP/2 connection). A second
+        `ClobClient` would send through that same client anyway (the SDK's is module-global)."""
+        return await self._retrying(op, lambda: self._run(op, fn, urgent), retry, within)
 
     def _retry_delay(self, exc: BrokerError, attempt: int) -> float | None:
         """Seconds before attempt `attempt + 1`, or None when `exc` must not be retried. A 429
@@ -329,18 +438,60 @@ class Broker:
             return set()
         return {i for i in ids if i in venue}
 
+    def _sdk_client(self) -> httpx.Client:
+        """The broker's SDK client, opened at its first request (on one of the broker's threads;
+        after the close only for a call already under way, whose end closes it)."""
+        with self._calls_lock:
+            if self._http is None:
+                if self._closed and not self._calls:
+                    raise BrokerClosed("request")
+                self._http = httpx.Client(http2=True, timeout=httpx.Timeout(self._timeout))
+            return self._http
+
+    def _close_http(self) -> None:
+        with self._calls_lock:
+            client, self._http = self._http, None
+        if client is not None:
+            client.close()
+
+    def _left(self) -> None:
+        """An SDK call ended: the last one out after the close closes the broker's HTTP client."""
+        with self._calls_lock:
+            self._calls -= 1
+            last = self._closed and self._calls == 0
+        if last:
+            self._close_http()
+
+    def _release(self) -> None:
+        """The one exit path of the broker's SDK connections: closed now when no SDK call runs,
+        else by the last one when it ends (`_left`), never under a call: closing its socket from
+        another thread would not wake a thread blocked reading it (Linux), and the call may be a
+        post whose answer alone tells whether its orders rest."""
+        with self._calls_lock:
+            self._closed = True
+            idle = self._calls == 0
+        if idle:
+            self._close_http()
+
     def close(self) -> None:
-        """Stop the worker threads (pending calls finish first)."""
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        """Stop the worker threads (pending calls finish first) and close the connections."""
+        for pool in (self._pool, self._urgent):
+            pool.shutdown(wait=True, cancel_futures=False)
+        self._release()
 
     async def aclose(self) -> None:
         """Close the async order-entry client, then the worker thread, without waiting for a call
         in flight on it: nobody awaits it any more (its caller was cancelled), and a slow venue
         holding it (a heartbeat) held the stop's DB flush and lease release until its answer or
-        the HTTP timeout. The thread ends once that call does."""
+        the HTTP timeout. The thread ends once that call does, and closes the broker's SDK
+        connections then (`_release`). Any call after it raises BrokerClosed (the order entry's
+        too: it never reopens an HTTP client)."""
+        self._closed = True
         if self._entry is not None:
             await self._entry.aclose()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._urgent):
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._release()
 
     @property
     def fast(self) -> bool:
@@ -546,8 +697,7 @@ class Broker:
             try:
                 return await entry.post(bodies, owner)
             except EntryError as exc:
-                raise BrokerError("post_orders", self._scrub(exc.message), exc.status,
-                                  transient=is_transient(exc.status)) from None
+                raise self._entry_error("post_orders", exc) from None
 
         async def send(out: list[PlaceResult], todo: dict[int, tuple[Quote, Any, str]]) -> list[PlaceResult]:
             for idx, r in (await self._post_idempotent(todo, post)).items():
@@ -652,12 +802,13 @@ class Broker:
         return self._cancel_result(await self._call("cancel_market", lambda: self._client.cancel_market_orders(p)))
 
     async def cancel_all(self) -> CancelResult:
-        """DELETE /cancel-all, retried like every cancel: through the order entry on the fast path
-        (never behind a call in flight on the SDK worker thread), else the SDK's `cancel_all`."""
+        """DELETE /cancel-all, retried like every cancel: through the order entry on the fast path,
+        else the SDK's `cancel_all` on an urgent thread; never behind a call in flight on the SDK
+        worker thread."""
         entry = self._entry_ready
         if entry is not None:
             return self._cancel_result(await self._entry_call("cancel_all", entry.cancel_all))
-        return self._cancel_result(await self._call("cancel_all", self._client.cancel_all))
+        return self._cancel_result(await self._call("cancel_all", self._client.cancel_all, urgent=True))
 
     # ------------------------------------------------------------------ account data
     def _decoded(self, op: str, rows: Any, typ: type[T], whole: bool = False) -> list[T]:
@@ -679,16 +830,17 @@ class Broker:
         """Every open order (the cursor pages MA== ... LTE=, all followed). A row that cannot be
         read fails the whole read: an order left out of the list would be taken for one the venue
         no longer holds (reconcile would stop tracking it while it rests, the circuit breaker's
-        probe would count the venue clean)."""
+        probe would count the venue clean). Through the order entry on the fast path, else the
+        SDK's `get_open_orders` on an urgent thread: never behind the worker thread's call."""
         entry = self._entry_ready
-        if entry is not None:  # the fast path: never behind a call in flight on the SDK worker thread
+        if entry is not None:
             rows = await self._entry_call("open_orders", lambda: self._open_order_pages(entry, market, asset_id),
                                           retry=retry)
         else:
             from py_clob_client_v2 import OpenOrderParams
 
             p = OpenOrderParams(market=market, asset_id=asset_id)
-            rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry)
+            rows = await self._call("open_orders", lambda: self._client.get_open_orders(p), retry=retry, urgent=True)
         return self._decoded("open_orders", rows, VenueOrder, whole=True)
 
     @staticmethod
@@ -782,7 +934,8 @@ class Broker:
         `within`: retries end after that many seconds (the beat period: the venue's dead-man
         timer cancels everything 10 s after the last accepted beat, so a retry after that is
         late, and the next beat is due anyway). On the fast path with credentials it goes through
-        the order entry: never behind a call in flight on the SDK worker thread."""
+        the order entry, else through the SDK on an urgent thread: never behind a call in flight
+        on the SDK worker thread."""
         from py_clob_client_v2.exceptions import PolyApiException
 
         def chained(r: Any) -> str:
@@ -814,13 +967,10 @@ class Broker:
                 r = self._client.post_heartbeat(str(expected))
             return chained(r)
 
-        return await self._call("heartbeat", work, within=within)
+        return await self._call("heartbeat", work, within=within, urgent=True)
 
 
 def set_sdk_timeout(seconds: float) -> None:
-    """The SDK sends every request through one module-global `httpx.Client` (default timeout 5 s);
-    give it ours. Process-wide, like the client itself."""
-    import httpx
-    from py_clob_client_v2.http_helpers import helpers
-
-    helpers._http_client.timeout = httpx.Timeout(seconds)
+    """The SDK's own module-global `httpx.Client` (default timeout 5 s) gets ours: what a thread
+    no broker bound sends through (`SdkHttp`; a broker's own client has its timeout)."""
+    sdk_http().timeout = httpx.Timeout(seconds)

@@ -17,15 +17,16 @@ So does the order heartbeat (POST /v1/heartbeats, the body `{"heartbeat_id": ...
 (the venue cancels every order ~10 s after the last accepted beat).
 
 Limits and guarantees:
-- at most `max_inflight` requests are in flight (a semaphore; a cancel-all and a heartbeat are
-  never held back by it, nor by the connection pool): the rate-limit budget of one
+- at most `max_inflight` requests are in flight (a semaphore; a cancel-all, a heartbeat and an
+  open-order read are never held back by it, nor by the connection pool): the rate-limit budget of one
   process; the per-minute action budget is the risk manager's (`max_actions_per_min`);
 - a POST is never retried (the same order could otherwise be placed twice); its outcome is
   per order in the answer. When the answer is lost (timeout, transport error, 5xx) the orders
   may or may not rest at the venue: the caller knows their ids (computed before sending) and
   cancels them (`LiveExchange`), so no order we lost track of is left behind;
 - every request's round trip is kept (`rtts`, a bounded ring) with its kind and size: the feed
-  for a paper latency model.
+  for a paper latency model;
+- after `aclose` every request raises `EntryClosed` (nothing sent, no client reopened).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ CANCEL_ALL = "/cancel-all"
 OPEN_ORDERS = "/data/orders"
 HEARTBEAT = "/v1/heartbeats"
 RTT_RING = 4096
-UNBOUNDED_ROOM = 2  # plain http: connections beyond `max_inflight` for a cancel-all and a heartbeat
+UNBOUNDED_ROOM = 3  # plain http: connections beyond `max_inflight` for a cancel-all, a heartbeat and a read
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,15 @@ class EntryError(PmmError):
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
+class EntryClosed(EntryError):
+    """A request on an order entry after its `aclose`: nothing was sent, and no HTTP client was
+    opened for it (one nobody would close). Never worth another attempt (the broker's
+    `BrokerClosed`)."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(op, "the order entry is closed: nothing was sent")
+
+
 class OrderEntry:
     """POST /orders, DELETE /orders, DELETE /cancel-all, GET /data/orders pages and POST
     /v1/heartbeats with L2 auth, async, bounded concurrency."""
@@ -93,11 +103,16 @@ class OrderEntry:
         self._sem = asyncio.Semaphore(self.max_inflight)
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
+        self._closed = False  # `aclose` was called: every request from now on raises EntryClosed
         self.rtts: deque[Rtt] = deque(maxlen=RTT_RING)
         self.inflight = 0
         self.peak_inflight = 0
 
     def _http(self) -> httpx.AsyncClient:
+        """The HTTP client, opened at the first request; after `aclose`, EntryClosed (a client
+        opened then would be closed by nobody)."""
+        if self._closed:
+            raise EntryClosed("request")
         if self._client is None:
             h2 = self.host.startswith("https://")
             self._client = httpx.AsyncClient(
@@ -107,9 +122,11 @@ class OrderEntry:
         return self._client
 
     async def aclose(self) -> None:
+        """Close the HTTP client (once opened); the entry takes no request after it (EntryClosed)."""
+        self._closed = True
         if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            await client.aclose()
 
     def _headers(self, method: str, path: str, body: str) -> dict[str, str]:
         from py_clob_client_v2.signing.hmac import build_hmac_signature
@@ -129,18 +146,24 @@ class OrderEntry:
                        params: dict[str, str] | None = None, bounded: bool = True) -> Any:
         """One request; `payload` None: no body (signed without one, as the SDK signs a request
         without data); `params`: the query string (never signed: the path is). `bounded` False:
-        outside the `max_inflight` bound (a cancel-all and a heartbeat: one request each, which
-        must never wait for a slot that posts held at a slow venue keep)."""
+        outside the `max_inflight` bound (a cancel-all, a heartbeat, an open-order page: one
+        request at a time each, which must never wait for a slot that posts held at a slow venue
+        keep)."""
+        if self._closed:
+            raise EntryClosed(kind)
         body = "" if payload is None else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         headers = self._headers(method, path, body)
         async with self._sem if bounded else contextlib.nullcontext():
+            if self._closed:  # closed while this request waited for its slot
+                raise EntryClosed(kind)
+            client = self._http()
             self.inflight += 1
             self.peak_inflight = max(self.peak_inflight, self.inflight)
             t0, wall = time.perf_counter(), time.time()
             status: int | None = None
             try:
-                resp = await self._http().request(method, self.host + path, content=body.encode() if body else None,
-                                                  params=params, headers=headers)
+                resp = await client.request(method, self.host + path, content=body.encode() if body else None,
+                                            params=params, headers=headers)
                 status = resp.status_code
             except httpx.HTTPError as exc:
                 raise EntryError(kind, f"{type(exc).__name__}: {exc}"[:300], None) from None
@@ -177,10 +200,13 @@ class OrderEntry:
     async def open_orders_page(self, cursor: str, market: str | None = None, asset_id: str | None = None) -> Any:
         """One GET /data/orders page from `cursor` (the SDK's `get_open_orders` query: market and
         asset_id when given, then next_cursor): the venue's answer, `{"data": [...],
-        "next_cursor": ...}` (the broker follows the cursors)."""
+        "next_cursor": ...}` (the broker follows the cursors). Outside the `max_inflight` bound
+        like a cancel-all: a stop's verifying count (and a post's look at the venue before its
+        re-post) must not wait for a slot that posts held at a slow venue keep; a read is one
+        page at a time, and its readers are few."""
         params = {k: v for k, v in (("market", market), ("asset_id", asset_id)) if v}
         params["next_cursor"] = cursor
-        return await self._request("open_orders", "GET", OPEN_ORDERS, None, 0, params)
+        return await self._request("open_orders", "GET", OPEN_ORDERS, None, 0, params, bounded=False)
 
     async def heartbeat(self, heartbeat_id: str) -> Any:
         """One POST /v1/heartbeats with `{"heartbeat_id": heartbeat_id}` (the SDK's `post_heartbeat`

@@ -121,7 +121,7 @@ async def test_fast_cancel_all_and_reads_never_wait_for_the_sdk_worker_thread(sb
         try:
             read = asyncio.ensure_future(b.open_orders())
             done, _ = await asyncio.wait({read}, timeout=1.0)
-            assert bool(done) is b.fast, b.fast  # the SDK path waits for the thread
+            assert done, b.fast  # the SDK path's read goes on an urgent thread (test_broker_urgent_sdk.py)
             gate.set()
             assert sorted(o.id for o in await read) == sorted(ids)
         finally:
@@ -263,9 +263,9 @@ async def test_a_fast_heartbeat_never_waits_for_the_sdk_worker_thread(sb, broker
             t0 = loop.time()
             beat = asyncio.ensure_future(b.heartbeat(within=5.0))
             done, _ = await asyncio.wait({beat}, timeout=0.5)
-            assert bool(done) is b.fast and (len(beats(seen)) > before) is b.fast, b.fast  # the SDK's waits
+            assert done and len(beats(seen)) > before, b.fast  # the SDK's on an urgent thread, not behind it
             gate.set()
-            assert await beat and loop.time() - t0 < (0.5 if b.fast else 1.5)
+            assert await beat and loop.time() - t0 < 0.5
         finally:
             gate.set()
             await busy

@@ -162,8 +162,8 @@ def test_the_client_is_made_once_http2_only_for_https():
     plain = OrderEntry("http://127.0.0.1:1", "0x0", lambda: None, max_inflight=3)
     c = plain._http()
     pool = c._transport._pool  # type: ignore[attr-defined]
-    # max_inflight plus room for a cancel-all and a heartbeat, which the bound never holds back
-    assert plain._http() is c and (pool._max_connections, pool._max_keepalive_connections, pool._http2) == (5, 5, False)
+    # max_inflight plus room for a cancel-all, a heartbeat and an open-order read, which the bound never holds back
+    assert plain._http() is c and (pool._max_connections, pool._max_keepalive_connections, pool._http2) == (6, 6, False)
     tls = OrderEntry("https://clob.example", "0x0", lambda: None, max_inflight=3)
     h2 = tls._http()
     pool = h2._transport._pool  # type: ignore[attr-defined]
