@@ -144,11 +144,11 @@ SETTLE_INFLIGHT_SEC = 4.0  # the stop's wait for posts in flight: within the ker
 
 async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float = 0.2,
                             settle_sec: float = SETTLE_INFLIGHT_SEC) -> tuple[int, int, str | None]:
-    """cancel_all, then ask the venue's open count, until it reports nothing open: up to
-    `attempts` times, `pause` seconds apart (none after the last: a stop waits for nothing).
-    Between the cancel and the count, the placements still posted and unanswered (a cycle the
-    stop cancelled mid-post) are waited for (`settle_inflight`, `settle_sec` over all attempts):
-    the venue may apply such a POST after the cancel-all, so what they placed is cancelled again.
+    """Cancel (`Exchange.cancel_settled`), then ask the venue's open count, until it reports
+    nothing open: up to `attempts` times, `pause` seconds apart (none after the last: a stop
+    waits for nothing). The cancel waits for the placements still posted and unanswered (a
+    cycle the stop cancelled mid-post; `settle_sec` over all attempts): the venue may apply such
+    a POST after the cancel-all, so what they placed is cancelled again.
     Returns (orders cancelled over all attempts, the open count the last attempt got (-1: it
     got none, or a post was still unanswered: orders may yet rest), the last attempt's error
     and/or the posts still unanswered (None: neither)). What an earlier attempt met is not
@@ -160,10 +160,8 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
             await asyncio.sleep(pause)
         open_after, err = -1, None
         try:
-            cancelled += await exchange.cancel_all()
-            unanswered = await exchange.settle_inflight(max(0.0, settle_end - time.monotonic()))
-            if exchange.open_orders():  # placed by a post that ended meanwhile
-                cancelled += await exchange.cancel_all()
+            got, unanswered = await exchange.cancel_settled(max(0.0, settle_end - time.monotonic()))
+            cancelled += got
             open_after = await exchange.count_venue_open_orders()
         except Exception as exc:
             err = f"{type(exc).__name__}: {exc}"

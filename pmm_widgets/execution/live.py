@@ -80,6 +80,7 @@ CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this lo
 EVICT_EVERY_SEC = 60.0
 GONE_KEPT = 10_000  # orders closed as gone whose late placement is still watched for (`_cancel_landed_late`)
 CLOSE_SETTLE_SEC = 1.0  # what `close` still waits for posts in flight (the stop's `cancel_and_verify` waited first)
+PROBE_SETTLE_SEC = 4.0  # what the circuit probe waits for posts in flight (as the stop: `SETTLE_INFLIGHT_SEC`)
 
 
 def _log_orphan_post(task: asyncio.Task[None]) -> None:
@@ -293,18 +294,15 @@ class LiveExchange:
     async def close(self) -> None:
         """Cancel everything we have open, then stop the valves, the stream and the worker."""
         if self._started and self.mode is Mode.LIVE:
-            with contextlib.suppress(Exception):
-                await self.cancel_all()
-            if self._posts:  # a post still in flight may yet place orders: wait a little, cancel what landed
-                left = await self.settle_inflight(CLOSE_SETTLE_SEC)
-                if self._open:
-                    with contextlib.suppress(Exception):
-                        await self.cancel_all()
-                if left:
-                    self._event(Level.ERROR, EventKind.ERROR,
-                                f"closing with {left} orders posted and not answered by the venue: they may "
-                                "still come to rest there (check the venue's open orders)",
-                                {"client_ids": sorted(self._inflight)})
+            try:  # a post still in flight may yet place orders: wait a little, cancel what landed
+                _, left = await self.cancel_settled(CLOSE_SETTLE_SEC)
+            except Exception:
+                left = len(self._inflight)
+            if left:
+                self._event(Level.ERROR, EventKind.ERROR,
+                            f"closing with {left} orders posted and not answered by the venue: they may "
+                            "still come to rest there (check the venue's open orders)",
+                            {"client_ids": sorted(self._inflight)})
         elif self._started:
             await self.cancel_all()
         # the valves, the cancels of late-placed orders (the cancel-all above took those too) and
@@ -340,8 +338,13 @@ class LiveExchange:
     async def probe(self) -> int:
         """The circuit breaker's probe while quoting is paused: cancel all, then confirm with the
         venue that nothing rests (raises BrokerError while the venue still fails). After a
-        successful probe, reconcile: posts that landed late and fills missed are settled."""
-        n = await self.cancel_all()
+        successful probe, reconcile: posts that landed late and fills missed are settled. A post
+        still in flight (its cycle was cancelled) is waited for first, as a stop does
+        (`cancel_settled`): one the venue still holds is a failed probe, not "0 open"."""
+        n, unanswered = await self.cancel_settled(PROBE_SETTLE_SEC)
+        if unanswered:
+            raise BrokerError("probe", f"{unanswered} orders posted and not answered after {PROBE_SETTLE_SEC:g} s: "
+                              "they may still come to rest")
         left = await self.count_venue_open_orders()
         if left:
             raise BrokerError("probe", f"{left} orders still open after cancel-all")
@@ -441,6 +444,31 @@ class LiveExchange:
         except asyncio.CancelledError:
             task.add_done_callback(_log_orphan_post)  # nobody awaits it any more: its error is logged
             raise
+
+    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
+        """`Exchange.cancel_settled`: the one sequence of a stop, a close and a probe. The
+        cancel-all leaves at once; then the placements posted and not answered yet are waited
+        for (`settle_inflight`) and what they placed meanwhile (open here, venue id known) is
+        cancelled. A cancel-all that fails with posts in flight is tried again after the wait (its
+        error raises only if that one fails too); when the first one succeeded, a failure of the
+        second is logged, not raised: what it left rests at the venue, and the caller's count
+        (a stop's verification, the probe's) sees it."""
+        try:
+            n, failed = await self.cancel_all(), False
+        except Exception:
+            if not self._posts:
+                raise
+            n, failed = 0, True
+        left = await self.settle_inflight(settle_sec)
+        if failed or self._open:  # placed by a post that ended meanwhile (or not cancelled yet)
+            try:
+                n += await self.cancel_all()
+            except Exception as exc:
+                if failed:
+                    raise
+                log.warning("live: cancel-all after the posts in flight ended failed (%s): %d orders of ours "
+                            "may rest at the venue", exc, len(self._open))
+        return n, left
 
     async def settle_inflight(self, timeout: float) -> int:
         """A stop's: wait (at most `timeout` s, and no longer than one HTTP timeout) for the
