@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..book import BookNote, as_view
 from ..config import Settings
@@ -73,6 +73,8 @@ from .exchange import observe_each, venue_rule_violation
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 EVENT_BUFFER_SEC = 30.0  # how long events for a not-yet-known order id wait for its placement answer
 BACKFILL_MARGIN_SEC = 300.0
 WATCHDOG_SEC = 0.2
@@ -81,12 +83,6 @@ EVICT_EVERY_SEC = 60.0
 GONE_KEPT = 10_000  # orders closed as gone whose late placement is still watched for (`_cancel_landed_late`)
 CLOSE_SETTLE_SEC = 1.0  # what `close` still waits for posts in flight (the stop's `cancel_and_verify` waited first)
 PROBE_SETTLE_SEC = 4.0  # what the circuit probe waits for posts in flight (as the stop: `SETTLE_INFLIGHT_SEC`)
-
-
-def _log_orphan_post(task: asyncio.Task[None]) -> None:
-    """A post whose caller was cancelled ended: its error (it has no one else to tell) is logged."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("live: a placement's post (its caller cancelled) failed: %s", exc, exc_info=exc)
 
 
 class LiveError(PmmError):
@@ -236,6 +232,9 @@ class LiveExchange:
         # live placements being posted and settled (`_send_places`): owned here, not by the caller,
         # so a caller cancelled meanwhile (a stop's grace ran out) never abandons a POST the venue holds
         self._posts: set[asyncio.Task[None]] = set()
+        # the owned tasks a caller awaits now (`_await_owned`), with the error spawn passed on while
+        # it waited (None: none yet): the caller hears it, or, cancelled meanwhile, logs it
+        self._awaited: dict[asyncio.Task[Any], BaseException | None] = {}
         self._started = False
         self._api_key = ""
         self._addresses: set[str] = set()
@@ -433,17 +432,35 @@ class LiveExchange:
         await self._await_post(self._start_post(send))
 
     def _start_post(self, send: list[tuple[Order, tuple[Quote, Decimal, bool]]]) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._post(send), name="live-post")
-        self._posts.add(task)
-        task.add_done_callback(self._posts.discard)
-        return task
+        return spawn(self._post(send), "live-post", self._posts,
+                     on_error=lambda t, exc: self._unheard(t, exc, "a placement's post"))
+
+    def _unheard(self, task: asyncio.Task[Any], exc: BaseException, what: str) -> None:
+        """`spawn`'s on_error of an owned task: a caller awaiting it (`_await_owned`) hears the
+        error; one that nobody awaits any more (its caller was cancelled: a stop) has nobody else
+        to tell, so it is logged. Once either way."""
+        if task in self._awaited:
+            self._awaited[task] = exc
+        else:
+            log.error("live: %s (its caller cancelled) failed: %s", what, exc, exc_info=exc)
+
+    async def _await_owned(self, task: asyncio.Task[T], what: str) -> T:
+        """Await a task this exchange owns, shielded: a cancel of the caller leaves it running
+        (`close` ends it) and its error, if any, goes to the log (`_unheard`); also when it failed
+        in the very step the caller was cancelled (spawn passed the error on while it was awaited)."""
+        self._awaited[task] = None
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if (exc := self._awaited.get(task)) is not None:
+                del self._awaited[task]
+                self._unheard(task, exc, what)
+            raise
+        finally:
+            self._awaited.pop(task, None)
 
     async def _await_post(self, task: asyncio.Task[None]) -> None:
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(_log_orphan_post)  # nobody awaits it any more: its error is logged
-            raise
+        await self._await_owned(task, "a placement's post")
 
     async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
         """`Exchange.cancel_settled`: the one sequence of a stop, a close and a probe. The
