@@ -38,7 +38,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -83,6 +83,15 @@ EVICT_EVERY_SEC = 60.0
 GONE_KEPT = 10_000  # orders closed as gone whose late placement is still watched for (`_cancel_landed_late`)
 CLOSE_SETTLE_SEC = 1.0  # what `close` still waits for posts in flight (the stop's `cancel_and_verify` waited first)
 PROBE_SETTLE_SEC = 4.0  # what the circuit probe waits for posts in flight (as the stop: `SETTLE_INFLIGHT_SEC`)
+
+
+POST_TASK = "a placement's post"
+REQUOTE_CANCEL_TASK = "a requote's cancel"
+
+
+def _log_unheard(what: str, exc: BaseException) -> None:
+    """The error of a task whose caller was cancelled (`LiveExchange._own`): nobody else hears it."""
+    log.error("live: %s (its caller cancelled) failed: %s", what, exc, exc_info=exc)
 
 
 class LiveError(PmmError):
@@ -229,11 +238,13 @@ class LiveExchange:
         # GONE_KEPT), and the cancels of those the venue then placed after all (`_cancel_landed_late`)
         self._gone: dict[str, None] = {}
         self._late_tasks: set[asyncio.Task[Any]] = set()
+        # a fast requote's DELETE, sent beside its POST (`requote`): owned here too
+        self._cancels: set[asyncio.Task[list[str]]] = set()
         # live placements being posted and settled (`_send_places`): owned here, not by the caller,
         # so a caller cancelled meanwhile (a stop's grace ran out) never abandons a POST the venue holds
         self._posts: set[asyncio.Task[None]] = set()
-        # the owned tasks a caller awaits now (`_await_owned`), with the error spawn passed on while
-        # it waited (None: none yet): the caller hears it, or, cancelled meanwhile, logs it
+        # the owned tasks a caller will hear (`_own`, `_hear`), with the error spawn passed on
+        # meanwhile (None: none yet): the caller hears it, or, cancelled, logs it as it leaves
         self._awaited: dict[asyncio.Task[Any], BaseException | None] = {}
         self._started = False
         self._api_key = ""
@@ -304,10 +315,12 @@ class LiveExchange:
                             {"client_ids": sorted(self._inflight)})
         elif self._started:
             await self.cancel_all()
-        # the valves, the cancels of late-placed orders (the cancel-all above took those too) and
-        # the posts still unanswered (said above); a cancel of this close is swallowed here (as
-        # before): the stream and the broker still close
-        tasks, self._tasks = [*self._tasks, *self._late_tasks, *self._posts], []
+        # the valves, the cancels of late-placed orders and of requotes whose cycle was cancelled
+        # (the cancel-all above took those orders too) and the posts still unanswered (said
+        # above); a cancel of this close is swallowed here (as before): the stream and the broker
+        # still close
+        tasks: list[asyncio.Task[Any]] = [*self._tasks, *self._late_tasks, *self._cancels, *self._posts]
+        self._tasks = []
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -429,38 +442,44 @@ class LiveExchange:
         if self.mode is Mode.DRY_RUN:
             await self._post(send)
             return
-        await self._await_post(self._start_post(send))
+        await self._hear(self._start_post(send), POST_TASK)
 
     def _start_post(self, send: list[tuple[Order, tuple[Quote, Decimal, bool]]]) -> asyncio.Task[None]:
-        return spawn(self._post(send), "live-post", self._posts,
-                     on_error=lambda t, exc: self._unheard(t, exc, "a placement's post"))
+        return self._own(self._post(send), "live-post", self._posts, POST_TASK)
 
-    def _unheard(self, task: asyncio.Task[Any], exc: BaseException, what: str) -> None:
-        """`spawn`'s on_error of an owned task: a caller awaiting it (`_await_owned`) hears the
-        error; one that nobody awaits any more (its caller was cancelled: a stop) has nobody else
-        to tell, so it is logged. Once either way."""
-        if task in self._awaited:
-            self._awaited[task] = exc
-        else:
-            log.error("live: %s (its caller cancelled) failed: %s", what, exc, exc_info=exc)
+    def _own(self, coro: Coroutine[Any, Any, T], name: str, owner: set[asyncio.Task[T]], what: str) -> asyncio.Task[T]:
+        """Start `coro` as a task this exchange owns (`spawn` into `owner`: `close` ends it) for
+        the caller that awaits it (`_hear`). Its error goes to that caller; a caller that leaves
+        without hearing it (cancelled: a stop's grace ran out mid-cycle) leaves it running, and
+        its error, then or later, has nobody else to tell: it is logged. Once either way."""
 
-    async def _await_owned(self, task: asyncio.Task[T], what: str) -> T:
-        """Await a task this exchange owns, shielded: a cancel of the caller leaves it running
-        (`close` ends it) and its error, if any, goes to the log (`_unheard`); also when it failed
-        in the very step the caller was cancelled (spawn passed the error on while it was awaited)."""
+        def failed(task: asyncio.Task[Any], exc: BaseException) -> None:
+            if task in self._awaited:
+                self._awaited[task] = exc  # the caller hears it (`_hear`) or logs it as it leaves (`_release`)
+            else:
+                _log_unheard(what, exc)
+
+        task = spawn(coro, name, owner, on_error=failed)
         self._awaited[task] = None
+        return task
+
+    async def _hear(self, task: asyncio.Task[T], what: str) -> T:
+        """The result or error of a task started by `_own`, awaited shielded: a cancel of the
+        caller leaves the task running (`_release`)."""
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if (exc := self._awaited.get(task)) is not None:
-                del self._awaited[task]
-                self._unheard(task, exc, what)
+            self._release(task, what)
             raise
         finally:
-            self._awaited.pop(task, None)
+            self._awaited.pop(task, None)  # heard
 
-    async def _await_post(self, task: asyncio.Task[None]) -> None:
-        await self._await_owned(task, "a placement's post")
+    def _release(self, task: asyncio.Task[Any], what: str) -> None:
+        """The caller of a task started by `_own` leaves without hearing it: its error, if spawn
+        already passed it on (it failed in the very step the caller was cancelled), is logged
+        now, else when it comes."""
+        if task in self._awaited and (exc := self._awaited.pop(task)) is not None:
+            _log_unheard(what, exc)
 
     async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
         """`Exchange.cancel_settled`: the one sequence of a stop, a close and a probe. The
@@ -557,22 +576,27 @@ class LiveExchange:
             return [], out
         async with self._lock:
             post = self._start_post(send) if send else None  # (first: the POST leaves before the DELETE)
-            cancel_task = asyncio.ensure_future(self._cancel_venue(list(ids))) if ids else None
-            if post is not None:
-                await self._await_post(post)
-            done = []
-            if cancel_task is not None:
-                try:
-                    done = await cancel_task
-                except BrokerError as exc:  # (what the batches that did answer said is settled)
-                    tokens = {self._open[cid].token_id for cid in ids.values() if cid in self._open}
-                    undo = [o.venue_order_id for o, _ in send if o.token_id in tokens and o.client_id in self._open
-                            and o.venue_order_id]
-                    log.warning("live: requote cancel failed (%s); pulling %d replacements", exc, len(undo))
-                    if undo:
-                        with contextlib.suppress(BrokerError):
-                            await self._cancel_venue([v for v in undo if v])
-                    raise
+            cancel_task = self._own(self._cancel_venue(list(ids)), "live-requote-cancel", self._cancels,
+                                    REQUOTE_CANCEL_TASK) if ids else None
+            try:
+                if post is not None:
+                    await self._hear(post, POST_TASK)
+                done = []
+                if cancel_task is not None:
+                    try:
+                        done = await self._hear(cancel_task, REQUOTE_CANCEL_TASK)
+                    except BrokerError as exc:  # (what the batches that did answer said is settled)
+                        tokens = {self._open[cid].token_id for cid in ids.values() if cid in self._open}
+                        undo = [o.venue_order_id for o, _ in send if o.token_id in tokens
+                                and o.client_id in self._open and o.venue_order_id]
+                        log.warning("live: requote cancel failed (%s); pulling %d replacements", exc, len(undo))
+                        if undo:
+                            with contextlib.suppress(BrokerError):
+                                await self._cancel_venue([v for v in undo if v])
+                        raise
+            finally:  # a caller cancelled while the POST was out leaves the DELETE running, owned
+                if cancel_task is not None:
+                    self._release(cancel_task, REQUOTE_CANCEL_TASK)
         return done, out
 
     def _venue_ids(self, client_ids: Sequence[str]) -> dict[str, str]:
