@@ -114,3 +114,18 @@ async def test_no_pause_after_the_last_refused_attempt(fast_settings):
         assert returned - refused[-1][0] < 0.1, returned - refused[-1][0]
         assert (cancelled, open_after) == (0, -1) and err is not None and "503" in err, err
         assert run.venue_open() == resting  # nothing was cancelled: the venue refused every time
+
+
+async def test_a_kill_whose_open_count_is_unknown_says_so(fast_settings):
+    """Every cancel-all refused: the KILL's message said "venue reports -1 open (error: ...)";
+    it says the count is unknown, as the stop's message does; the result keeps -1 (not ok)."""
+    async with live_engine_quoting(fast_settings) as run:
+        resting = run.venue_open()
+        run.sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="DELETE")
+        kr = await run.engine.kill()
+        assert (kr.cancelled, kr.venue_open_after, kr.ok) == (0, -1, False)
+        assert kr.message.startswith("KILLED: 0 orders cancelled, venue open count unknown ("), kr.message
+        assert "503" in kr.message and "-1" not in kr.message, kr.message
+        stopped = [ev.message for ev in run.engine.events.recent() if ev.kind == "engine_stop"]
+        assert stopped and stopped[-1].startswith("engine stopped: 0 orders cancelled, venue open count unknown ("), stopped
+        assert run.venue_open() == resting  # (the venue refused every cancel)
