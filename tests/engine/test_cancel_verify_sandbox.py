@@ -10,78 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
-from engine_helpers import until
+from venue_arrivals import LiveRun, live_engine
 
 from pmm_widgets.config import Settings
-from pmm_widgets.engine import Engine
 from pmm_widgets.engine.runtime import cancel_and_verify
-
-if TYPE_CHECKING:
-    from pmm_widgets.sandbox.server import Sandbox
 
 pytestmark = pytest.mark.integration
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class LiveOnSandbox:
-    engine: Engine
-    sb: Sandbox
-    owners: set[str]
-    answered: list[tuple[float, str, int]] = field(default_factory=list)  # (when, "METHOD path", status)
-
-    def venue_open(self) -> int:
-        return sum(len(self.sb.sim.open_orders(o)) for o in self.owners)
-
-    def cancel_alls(self) -> list[tuple[float, int]]:
-        return [(t, st) for t, r, st in self.answered if r == "DELETE /cancel-all"]
-
 
 @contextlib.asynccontextmanager
-async def live_engine_quoting(fast_settings: Settings) -> AsyncIterator[LiveOnSandbox]:
-    from eth_account import Account
-    from pydantic import SecretStr
+async def live_engine_quoting(fast_settings: Settings, **update: object) -> AsyncIterator[LiveRun]:
+    async with live_engine(fast_settings, **{"venue_retries": 0, "quote_refresh_sec": 5.0, "universe_size": 2,
+                                             **update}) as run:
+        # the first cycle's placement done, then a still market: no fill, and no requote whose
+        # DELETE could take the fault meant for the cancel-all
+        await run.quoting_still()
+        yield run
 
-    from pmm_widgets.domain import Mode
-    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
-    from pmm_widgets.venue.endpoints import Endpoints
 
-    settings = fast_settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex()),
-                                                "venue_retries": 0, "quote_refresh_sec": 5.0,
-                                                "universe_size": 2})
-    sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
-    answered: list[tuple[float, str, int]] = []
-
-    @web.middleware
-    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
-        resp = await handler(request)
-        answered.append((time.monotonic(), f"{request.method} {request.path}", resp.status))
-        return resp
-
-    sb.app.middlewares.insert(0, note)
-    owners: set[str] = set()
-    sb.sim.add_account_listener(lambda ev: owners.add(ev[1].owner))
-    async with sb:
-        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
-        run = LiveOnSandbox(engine, sb, owners, answered)
-        engine.start()
-        try:
-            assert await engine.wait_role() == "owner"
-            # the first cycle's placement done, then a still market: no fill, and no requote whose
-            # DELETE could take the fault meant for the cancel-all
-            assert await until(lambda: run.venue_open() > 0 and not engine.owner._ctl.trade_lock.locked(), timeout=10)
-            sb.paused = True
-            yield run
-        finally:
-            sb.faults.update(http_error_rate=0.0)
-            await engine.stop()
+def cancel_alls(run: LiveRun) -> list[tuple[float, int]]:
+    """(when, HTTP status) of each DELETE /cancel-all the venue answered."""
+    return [(t, st) for t, r, st in run.answered if r == "DELETE /cancel-all"]
 
 
 async def test_a_cancel_refused_once_then_confirmed_is_a_clean_kill(fast_settings):
@@ -91,7 +43,7 @@ async def test_a_cancel_refused_once_then_confirmed_is_a_clean_kill(fast_setting
         resting = run.venue_open()
         run.sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="DELETE", http_error_count=1)
         kr = await run.engine.kill()
-        assert [st for _, st in run.cancel_alls()][:2] == [503, 200]  # refused once, then answered
+        assert [st for _, st in cancel_alls(run)][:2] == [503, 200]  # refused once, then answered
         assert run.venue_open() == 0
         assert kr.ok and kr.cancelled == resting
         assert kr.message == f"KILLED: {resting} orders cancelled, venue reports 0 open", kr.message  # no "(error: ...)"
@@ -105,10 +57,10 @@ async def test_no_pause_after_the_last_refused_attempt(fast_settings):
     async with live_engine_quoting(fast_settings) as run:
         resting = run.venue_open()
         run.sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="DELETE")
-        n0 = len(run.cancel_alls())
+        n0 = len(cancel_alls(run))
         cancelled, open_after, err = await cancel_and_verify(run.engine.runtime.exchange)
         returned = time.monotonic()
-        refused = run.cancel_alls()[n0:]
+        refused = cancel_alls(run)[n0:]
         assert [st for _, st in refused] == [503, 503, 503]
         assert all(b - a >= 0.2 for (a, _), (b, _) in zip(refused, refused[1:]))
         assert returned - refused[-1][0] < 0.1, returned - refused[-1][0]
