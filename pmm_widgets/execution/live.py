@@ -51,7 +51,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
-from ..tasks import spawn
+from ..tasks import spawn, within
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
@@ -82,6 +82,9 @@ CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this lo
 EVICT_EVERY_SEC = 60.0
 GONE_KEPT = 10_000  # orders closed as gone whose late placement is still watched for (`_cancel_landed_late`)
 CLOSE_SETTLE_SEC = 1.0  # what `close` still waits for posts in flight (the stop's `cancel_and_verify` waited first)
+# `close`'s cancel and its wait for posts in flight, together: inside the stop's budget after its
+# verification (engine.runtime.AFTER_VERIFY_SEC), whatever the venue's HTTP timeout
+CLOSE_CANCEL_SEC = 1.5
 PROBE_SETTLE_SEC = 4.0  # what the circuit probe waits for posts in flight (as the stop: `SETTLE_INFLIGHT_SEC`)
 
 
@@ -305,7 +308,11 @@ class LiveExchange:
         """Cancel everything we have open, then stop the valves, the stream and the worker."""
         if self._started and self.mode is Mode.LIVE:
             try:  # a post still in flight may yet place orders: wait a little, cancel what landed
-                _, left = await self.cancel_settled(CLOSE_SETTLE_SEC)
+                _, left = await within(self.cancel_settled(CLOSE_SETTLE_SEC), CLOSE_CANCEL_SEC)
+            except TimeoutError:  # a venue slow on every call: the stop's budget cannot wait for it
+                left = len(self._inflight)
+                log.error("live: closing: the cancel-all was not answered within %g s: orders of ours may rest "
+                          "at the venue (check its open orders)", CLOSE_CANCEL_SEC)
             except Exception:
                 left = len(self._inflight)
             if left:

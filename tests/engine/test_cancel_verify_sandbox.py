@@ -16,7 +16,9 @@ import pytest
 from venue_arrivals import LiveRun, live_engine
 
 from pmm_widgets.config import Settings
+from pmm_widgets.engine import runtime as runtime_mod
 from pmm_widgets.engine.runtime import cancel_and_verify
+from pmm_widgets.execution.live import CLOSE_CANCEL_SEC
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +83,31 @@ async def test_a_kill_whose_open_count_is_unknown_says_so(fast_settings):
         stopped = [ev.message for ev in run.engine.events.recent() if ev.kind == "engine_stop"]
         assert stopped and stopped[-1].startswith("engine stopped: 0 orders cancelled, venue open count unknown ("), stopped
         assert run.venue_open() == resting  # (the venue refused every cancel)
+
+
+async def test_a_stop_at_a_venue_slow_on_every_call_ends_at_its_deadline_saying_the_count_is_unknown(
+        fast_settings, monkeypatch):
+    """A venue that answers every call late: the stop's cancel and count were each bounded only
+    by the HTTP timeout (10 s), so the stop could run past a page kernel's 9 s bound and be
+    SIGKILLed mid-way. The verification now ends at its deadline (`STOP_VERIFY_SEC`: 5 s, here
+    1 s against answers 0.7 s late) and says the count is unknown; the close after it is bounded
+    too (`CLOSE_CANCEL_SEC`)."""
+    monkeypatch.setattr(runtime_mod, "STOP_VERIFY_SEC", 1.0, raising=False)
+    async with live_engine_quoting(fast_settings) as run:
+        resting = run.venue_open()
+        run.sb.faults.update(latency_ms=900, latency_methods="")  # every HTTP answer (and stream frame)
+        t0, wall0 = time.monotonic(), time.time()
+        kr = await run.engine.kill()
+        took = time.monotonic() - t0
+        said = [ev for ev in run.engine.events.recent() if ev.kind == "engine_stop"]
+        # the verification's end (the old code's: 1.8 s, a cancel-all and a count 0.9 s each)
+        assert said and said[-1].ts - wall0 < 1.0 + 0.4, said[-1].ts - wall0
+        # the cancel-all (0.9 s) cancelled; the count (0.9 s more) was cut at the 1 s deadline
+        assert (kr.cancelled, kr.venue_open_after, kr.ok) == (resting, -1, False), kr
+        assert kr.message == (f"KILLED: {resting} orders cancelled, venue open count unknown (the venue's open "
+                              "count not answered within the stop's 1 s deadline)"), kr.message
+        stopped = [ev.message for ev in run.engine.events.recent() if ev.kind == "engine_stop"]
+        assert stopped and "venue open count unknown (the venue's open count not answered within the stop's 1 s " \
+            "deadline)" in stopped[-1], stopped
+        assert took < 1.0 + CLOSE_CANCEL_SEC + 1.0, took  # the verification's deadline, the close's bound, the rest
+        assert run.venue_open() == 0

@@ -20,6 +20,14 @@ from venue_arrivals import live_engine, until
 
 from pmm_widgets.config import Settings
 from pmm_widgets.engine.core import Engine
+from pmm_widgets.engine.runtime import (
+    AFTER_VERIFY_SEC,
+    KERNEL_STOP_SEC,
+    SETTLE_INFLIGHT_SEC,
+    STOP_GRACE_SEC,
+    STOP_VERIFY_SEC,
+)
+from pmm_widgets.execution.live import CLOSE_CANCEL_SEC
 from pmm_widgets.ui.controls import ControlPanel
 from pmm_widgets.ui.lifecycle import (
     KILL_MARGIN_SEC,
@@ -72,6 +80,10 @@ def test_the_hooks_bound_ends_before_voilas_sigkill():
     try:
         assert hook.timeout + hook.handoff_sec + KILL_MARGIN_SEC <= VOILA_SHUTDOWN_WAIT_SEC
         assert hook.timeout >= Engine.stop_grace_sec + 5.0  # room for the cancel and its verification
+        # the stop's budget inside it: the grace, the verification's deadline, the rest of the shutdown
+        assert Engine.stop_grace_sec == STOP_GRACE_SEC and KERNEL_STOP_SEC == kernel_stop_timeout()
+        assert STOP_GRACE_SEC + STOP_VERIFY_SEC + AFTER_VERIFY_SEC <= hook.timeout
+        assert SETTLE_INFLIGHT_SEC < STOP_VERIFY_SEC and CLOSE_CANCEL_SEC < AFTER_VERIFY_SEC
     finally:
         hook.loop.close()
 
