@@ -96,8 +96,8 @@ class SimExchange:
     async def count_venue_open_orders(self) -> int:
         return len(self.sim.open_orders(OWNER))
 
-    async def settle_inflight(self, timeout: float) -> int:
-        return 0
+    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
+        return await self.cancel_all(), 0
 
     def open_orders(self) -> list[Order]:
         return list(self._open.values())

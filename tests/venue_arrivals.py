@@ -1,16 +1,22 @@
 """When each request reaches the sandbox venue: a middleware put outside the sandbox's fault
 middleware, so the arrival is noted before any delay or refusal the faults add (imported by
-module name, like `loop_turns`)."""
+module name, like `loop_turns`). And the live engine on the sandbox that the stop tests (the
+engine's, the kernel's) all start the same way (`live_engine`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from pmm_widgets.sandbox.server import Sandbox
+from pmm_widgets.config import Settings
+from pmm_widgets.engine.core import Engine
+from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,3 +56,73 @@ def venue_open_counter(sb: Sandbox) -> Callable[[], int]:
     owners: set[str] = set()
     sb.sim.add_account_listener(lambda ev: owners.add(ev[1].owner))
     return lambda: sum(len(sb.sim.open_orders(o)) for o in owners)
+
+
+def note_answers(sb: Sandbox) -> list[tuple[float, str, int]]:
+    """(monotonic time, "METHOD path", HTTP status) of every CLOB request as `sb` answers it (the
+    faults' refusals included), in order of answer. Call before the sandbox starts."""
+    answered: list[tuple[float, str, int]] = []
+
+    @web.middleware
+    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        answered.append((time.monotonic(), f"{request.method} {request.path}", resp.status))
+        return resp
+
+    sb.app.middlewares.insert(0, note)
+    return answered
+
+
+@dataclass
+class LiveRun:
+    """A live engine owning the sandbox venue (`live_engine`), and what the sandbox noted."""
+
+    engine: Engine
+    sb: Sandbox
+    arrived: list[tuple[float, str]]  # `note_arrivals`
+    answered: list[tuple[float, str, int]]  # `note_answers`
+    venue_open: Callable[[], int]  # `venue_open_counter`
+
+    def arrived_after(self, request: str, t0: float) -> float | None:
+        return first_after(self.arrived, request, t0)
+
+    async def quoting_still(self, timeout: float = 10.0) -> int:
+        """Wait until orders rest at the venue and no cycle is under way, then hold the market
+        still (no fill, no requote); the orders resting."""
+        assert await until(lambda: self.venue_open() > 0 and not self.engine.owner._ctl.trade_lock.locked(), timeout), \
+            "the engine placed nothing"
+        self.sb.paused = True
+        return self.venue_open()
+
+
+@contextlib.asynccontextmanager
+async def live_engine(settings: Settings, *, stop_grace_sec: float | None = None, markets: int = 10, seed: int = 7,
+                      speed: float = 15, **update: Any) -> AsyncIterator[LiveRun]:
+    """A live engine with a throwaway wallet key (the fast order path, the default) on a loopback
+    sandbox (`markets`, `seed`, `speed`) that notes when each request arrives and is answered:
+    started and owning (`wait_role`) when yielded; the sandbox's faults cleared and the engine
+    stopped at the end. `update`: settings over `settings` (`quote_refresh_sec`, `universe_size`,
+    ...); `stop_grace_sec`: the engine's grace for a cycle under way at a stop (the default, 2 s,
+    makes a test slow)."""
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    settings = settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex()), **update})
+    sb = Sandbox(SandboxConfig(markets=markets, seed=seed, speed=speed))
+    arrived = note_arrivals(sb)
+    answered = note_answers(sb)
+    venue_open = venue_open_counter(sb)
+    async with sb:
+        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        if stop_grace_sec is not None:
+            engine.stop_grace_sec = stop_grace_sec
+        engine.start()
+        try:
+            assert await engine.wait_role() == "owner"
+            yield LiveRun(engine, sb, arrived, answered, venue_open)
+        finally:
+            sb.faults.update(latency_ms=0, http_error_rate=0.0)
+            await engine.stop()

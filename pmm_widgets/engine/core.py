@@ -42,7 +42,7 @@ from .attached import AttachedSession, RemoteParams
 from .attached import jsonable as _jsonable
 from .lease import new_owner_id
 from .owner import LoadUniverse, OwnerSession, RunControl
-from .runtime import DbHandles, Runtime, Store, open_db
+from .runtime import STOP_GRACE_SEC, DbHandles, Runtime, Store, open_db
 from .state import EngineState, KillResult, params_to_json
 
 if TYPE_CHECKING:
@@ -51,9 +51,8 @@ if TYPE_CHECKING:
     from ..venue.endpoints import Endpoints
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
-# what a stop lets a quote cycle under way take to end on its own before it interrupts it (the
-# shutdown, which cancels first, then runs at once): see `Engine.stop`
-STOP_GRACE_SEC = 2.0
+# (STOP_GRACE_SEC, from runtime: what a stop lets a quote cycle under way take to end on its own
+# before it interrupts it; the shutdown, which cancels first, then runs at once: see `Engine.stop`)
 
 __all__ = ["HANDOVER_SEC", "STOP_GRACE_SEC", "Engine", "EngineStateError", "RemoteParams", "venue_description", "wallet_address"]
 
@@ -377,7 +376,8 @@ class Engine:
 
         The stop event ends the wait between two quote cycles at once; what a stop may wait for is
         a cycle under way. It gets `stop_grace_sec` (2 s) to end on its own, then it is
-        interrupted and the shutdown (cancel all and verify first) runs: the grace does not grow
+        interrupted and the shutdown (cancel all and verify first, within `runtime.STOP_VERIFY_SEC`:
+        the stop's budget ends before a page kernel's SIGKILL) runs: the grace does not grow
         with `quote_refresh_sec` (it was two refreshes: at 5 s, a cycle whose placements the
         venue kept refusing held the cancel-all back 10 s, with Voilà's SIGKILL 12 s after a
         page kernel's shutdown request). A healthy cycle takes well under it (a first placement

@@ -1020,18 +1020,19 @@ class OwnerSession:
     async def _shutdown_steps(self) -> None:
         rt = self._rt
         cancelled, open_after, err = (0, -1, None) if rt is None else await cancel_and_verify(rt.exchange)
+        # what the venue said, for the KILL's and the stop's messages alike (-1: no count, or posts unanswered)
+        venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
+            f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
         if self._ctl.kill_requested:
             kr = KillResult(time.time(), cancelled, max(open_after, 0) if err is None else open_after, True,
-                            f"KILLED: {cancelled} orders cancelled, venue reports {open_after} open"
-                            + (f" (error: {err})" if err else ""))
+                            f"KILLED: {cancelled} orders cancelled, "
+                            + (f"venue reports {open_after} open" if open_after >= 0 else venue_open))
             self.kill_result = kr
             self.events.emit(Level.ERROR if not kr.ok else Level.WARNING, EventKind.KILL, kr.message)
         end_ts = time.time()  # the session's end: its last `pnl` rows and the recording's `stop`
         if rt is not None:
             with contextlib.suppress(Exception):
                 rt.cycle.final_pnl(end_ts)  # after the last fills: the `pnl` table ends with the session
-        venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
-            f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
         rtts = "" if rt is None else await self._save_round_trips(rt)
         self.events.emit(Level.INFO, EventKind.ENGINE_STOP,
                          f"engine stopped: {cancelled} orders cancelled, {venue_open}{rtts}")

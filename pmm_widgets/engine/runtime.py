@@ -139,36 +139,65 @@ class Runtime:
             await self.closing.aclose()
 
 
-SETTLE_INFLIGHT_SEC = 4.0  # the stop's wait for posts in flight: within the kernel's stop budget (9 s, 2 s of grace)
+# The stop's budget. A page kernel's stop must end within `KERNEL_STOP_SEC` (9 s), or Voilà
+# SIGKILLs the kernel mid-way (no writer flush, no lease release). Of it, a cycle under way gets
+# the stop's grace (`Engine.stop`), the rest of the shutdown after the verification (the
+# exchange's close, bounded by `CLOSE_CANCEL_SEC`; market data; the writer's flush; the lease's
+# release) gets `AFTER_VERIFY_SEC`, and the cancel and its verification the remainder (5 s): each
+# venue call of it is otherwise bounded only by the HTTP timeout (10 s), and a venue slow on every
+# call took the stop past the SIGKILL.
+KERNEL_STOP_SEC = 9.0  # `ui.lifecycle.kernel_stop_timeout()` (a test keeps the two equal: the engine imports no face)
+STOP_GRACE_SEC = 2.0  # what a stop lets a quote cycle under way take to end on its own (`Engine.stop`)
+AFTER_VERIFY_SEC = 2.0
+STOP_VERIFY_SEC = KERNEL_STOP_SEC - STOP_GRACE_SEC - AFTER_VERIFY_SEC  # cancel_and_verify's deadline
+SETTLE_INFLIGHT_SEC = 4.0  # the stop's wait for posts in flight: within the verification's deadline
 
 
 async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float = 0.2,
-                            settle_sec: float = SETTLE_INFLIGHT_SEC) -> tuple[int, int, str | None]:
-    """cancel_all, then ask the venue's open count, until it reports nothing open: up to
-    `attempts` times, `pause` seconds apart (none after the last: a stop waits for nothing).
-    Between the cancel and the count, the placements still posted and unanswered (a cycle the
-    stop cancelled mid-post) are waited for (`settle_inflight`, `settle_sec` over all attempts):
-    the venue may apply such a POST after the cancel-all, so what they placed is cancelled again.
+                            settle_sec: float = SETTLE_INFLIGHT_SEC,
+                            deadline_sec: float | None = None) -> tuple[int, int, str | None]:
+    """Cancel (`Exchange.cancel_settled`), then ask the venue's open count, until it reports
+    nothing open: up to `attempts` times, `pause` seconds apart (none after the last: a stop
+    waits for nothing). The cancel waits for the placements still posted and unanswered (a
+    cycle the stop cancelled mid-post; `settle_sec` over all attempts): the venue may apply such
+    a POST after the cancel-all, so what they placed is cancelled again.
+    All of it ends within `deadline_sec` (None: `STOP_VERIFY_SEC`, the stop's budget): a call
+    still out then is abandoned and the open count is unknown (no pause is begun that would end
+    past it: the last attempt's result stands).
     Returns (orders cancelled over all attempts, the open count the last attempt got (-1: it
     got none, or a post was still unanswered: orders may yet rest), the last attempt's error
-    and/or the posts still unanswered (None: neither)). What an earlier attempt met is not
-    reported: a refusal the next attempt got past is not an error of the result."""
+    and/or the posts still unanswered, or the deadline that cut it (None: none of these)). What
+    an earlier attempt met is not reported: a refusal the next attempt got past is not an error
+    of the result."""
+    budget = STOP_VERIFY_SEC if deadline_sec is None else deadline_sec
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
     cancelled, open_after, err, unanswered = 0, -1, None, 0
-    settle_end = time.monotonic() + settle_sec
-    for n in range(attempts):
-        if n:
-            await asyncio.sleep(pause)
-        open_after, err = -1, None
-        try:
-            cancelled += await exchange.cancel_all()
-            unanswered = await exchange.settle_inflight(max(0.0, settle_end - time.monotonic()))
-            if exchange.open_orders():  # placed by a post that ended meanwhile
-                cancelled += await exchange.cancel_all()
-            open_after = await exchange.count_venue_open_orders()
-        except Exception as exc:
-            err = f"{type(exc).__name__}: {exc}"
-        if open_after == 0:
-            break
+    settle_end = loop.time() + settle_sec
+    step = "cancel-all"
+    scope = asyncio.timeout_at(deadline)
+    try:
+        async with scope:
+            for n in range(attempts):
+                if n:
+                    if loop.time() + pause >= deadline:
+                        break
+                    await asyncio.sleep(pause)
+                open_after, err = -1, None
+                try:
+                    step = "cancel-all"
+                    got, unanswered = await exchange.cancel_settled(max(0.0, min(settle_end, deadline) - loop.time()))
+                    cancelled += got
+                    step = "open count"
+                    open_after = await exchange.count_venue_open_orders()
+                except Exception as exc:
+                    err = f"{type(exc).__name__}: {exc}"
+                if open_after == 0:
+                    break
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        open_after, err = -1, f"the venue's {step} not answered within the stop's {budget:g} s deadline"
     if unanswered:
         said = f"{unanswered} orders posted and not answered after {settle_sec:g} s: they may still come to rest"
         open_after, err = -1, said if err is None else f"{err}; {said}"

@@ -47,11 +47,13 @@ class Exchange(Protocol):
     async def count_venue_open_orders(self) -> int:
         """Open orders as the venue sees them (live: over REST). Used to verify a kill."""
 
-    async def settle_inflight(self, timeout: float) -> int:
-        """Wait up to `timeout` s for placements posted and not answered yet (a stop that cancelled
-        the cycle mid-post: live keeps such a post running, and the orders it places are then
-        open here). Returns the orders still without an answer (they may yet rest at the venue);
-        paper and dry-run: 0 at once."""
+    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
+        """A stop's cancel (and the circuit probe's): cancel_all, then wait up to `settle_sec` s
+        for placements posted and not answered yet (a cycle the stop cancelled mid-post: live
+        keeps such a POST running, and the venue may apply it after the cancel-all), then cancel
+        again what they placed. Returns (orders cancelled, orders still without an answer: 0, or
+        that many may yet come to rest at the venue). Raises when the cancel-all fails (and, with
+        posts waited for, when the cancel after them fails too). Paper and dry-run: cancel_all, 0."""
 
     def open_orders(self) -> list[Order]:
         """Our local view of open orders."""

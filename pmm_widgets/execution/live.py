@@ -38,11 +38,11 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..book import BookNote, as_view
 from ..config import Settings
@@ -51,7 +51,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
-from ..tasks import spawn
+from ..tasks import spawn, within
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
@@ -73,6 +73,8 @@ from .exchange import observe_each, venue_rule_violation
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 EVENT_BUFFER_SEC = 30.0  # how long events for a not-yet-known order id wait for its placement answer
 BACKFILL_MARGIN_SEC = 300.0
 WATCHDOG_SEC = 0.2
@@ -80,12 +82,19 @@ CLOSED_KEEP_SEC = 600.0  # closed orders and final trades stay in memory this lo
 EVICT_EVERY_SEC = 60.0
 GONE_KEPT = 10_000  # orders closed as gone whose late placement is still watched for (`_cancel_landed_late`)
 CLOSE_SETTLE_SEC = 1.0  # what `close` still waits for posts in flight (the stop's `cancel_and_verify` waited first)
+# `close`'s cancel and its wait for posts in flight, together: inside the stop's budget after its
+# verification (engine.runtime.AFTER_VERIFY_SEC), whatever the venue's HTTP timeout
+CLOSE_CANCEL_SEC = 1.5
+PROBE_SETTLE_SEC = 4.0  # what the circuit probe waits for posts in flight (as the stop: `SETTLE_INFLIGHT_SEC`)
 
 
-def _log_orphan_post(task: asyncio.Task[None]) -> None:
-    """A post whose caller was cancelled ended: its error (it has no one else to tell) is logged."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("live: a placement's post (its caller cancelled) failed: %s", exc, exc_info=exc)
+POST_TASK = "a placement's post"
+REQUOTE_CANCEL_TASK = "a requote's cancel"
+
+
+def _log_unheard(what: str, exc: BaseException) -> None:
+    """The error of a task whose caller was cancelled (`LiveExchange._own`): nobody else hears it."""
+    log.error("live: %s (its caller cancelled) failed: %s", what, exc, exc_info=exc)
 
 
 class LiveError(PmmError):
@@ -232,9 +241,14 @@ class LiveExchange:
         # GONE_KEPT), and the cancels of those the venue then placed after all (`_cancel_landed_late`)
         self._gone: dict[str, None] = {}
         self._late_tasks: set[asyncio.Task[Any]] = set()
+        # a fast requote's DELETE, sent beside its POST (`requote`): owned here too
+        self._cancels: set[asyncio.Task[list[str]]] = set()
         # live placements being posted and settled (`_send_places`): owned here, not by the caller,
         # so a caller cancelled meanwhile (a stop's grace ran out) never abandons a POST the venue holds
         self._posts: set[asyncio.Task[None]] = set()
+        # the owned tasks a caller will hear (`_own`, `_hear`), with the error spawn passed on
+        # meanwhile (None: none yet): the caller hears it, or, cancelled, logs it as it leaves
+        self._awaited: dict[asyncio.Task[Any], BaseException | None] = {}
         self._started = False
         self._api_key = ""
         self._addresses: set[str] = set()
@@ -293,24 +307,27 @@ class LiveExchange:
     async def close(self) -> None:
         """Cancel everything we have open, then stop the valves, the stream and the worker."""
         if self._started and self.mode is Mode.LIVE:
-            with contextlib.suppress(Exception):
-                await self.cancel_all()
-            if self._posts:  # a post still in flight may yet place orders: wait a little, cancel what landed
-                left = await self.settle_inflight(CLOSE_SETTLE_SEC)
-                if self._open:
-                    with contextlib.suppress(Exception):
-                        await self.cancel_all()
-                if left:
-                    self._event(Level.ERROR, EventKind.ERROR,
-                                f"closing with {left} orders posted and not answered by the venue: they may "
-                                "still come to rest there (check the venue's open orders)",
-                                {"client_ids": sorted(self._inflight)})
+            try:  # a post still in flight may yet place orders: wait a little, cancel what landed
+                _, left = await within(self.cancel_settled(CLOSE_SETTLE_SEC), CLOSE_CANCEL_SEC)
+            except TimeoutError:  # a venue slow on every call: the stop's budget cannot wait for it
+                left = len(self._inflight)
+                log.error("live: closing: the cancel-all was not answered within %g s: orders of ours may rest "
+                          "at the venue (check its open orders)", CLOSE_CANCEL_SEC)
+            except Exception:
+                left = len(self._inflight)
+            if left:
+                self._event(Level.ERROR, EventKind.ERROR,
+                            f"closing with {left} orders posted and not answered by the venue: they may "
+                            "still come to rest there (check the venue's open orders)",
+                            {"client_ids": sorted(self._inflight)})
         elif self._started:
             await self.cancel_all()
-        # the valves, the cancels of late-placed orders (the cancel-all above took those too) and
-        # the posts still unanswered (said above); a cancel of this close is swallowed here (as
-        # before): the stream and the broker still close
-        tasks, self._tasks = [*self._tasks, *self._late_tasks, *self._posts], []
+        # the valves, the cancels of late-placed orders and of requotes whose cycle was cancelled
+        # (the cancel-all above took those orders too) and the posts still unanswered (said
+        # above); a cancel of this close is swallowed here (as before): the stream and the broker
+        # still close
+        tasks: list[asyncio.Task[Any]] = [*self._tasks, *self._late_tasks, *self._cancels, *self._posts]
+        self._tasks = []
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -340,8 +357,13 @@ class LiveExchange:
     async def probe(self) -> int:
         """The circuit breaker's probe while quoting is paused: cancel all, then confirm with the
         venue that nothing rests (raises BrokerError while the venue still fails). After a
-        successful probe, reconcile: posts that landed late and fills missed are settled."""
-        n = await self.cancel_all()
+        successful probe, reconcile: posts that landed late and fills missed are settled. A post
+        still in flight (its cycle was cancelled) is waited for first, as a stop does
+        (`cancel_settled`): one the venue still holds is a failed probe, not "0 open"."""
+        n, unanswered = await self.cancel_settled(PROBE_SETTLE_SEC)
+        if unanswered:
+            raise BrokerError("probe", f"{unanswered} orders posted and not answered after {PROBE_SETTLE_SEC:g} s: "
+                              "they may still come to rest")
         left = await self.count_venue_open_orders()
         if left:
             raise BrokerError("probe", f"{left} orders still open after cancel-all")
@@ -427,20 +449,69 @@ class LiveExchange:
         if self.mode is Mode.DRY_RUN:
             await self._post(send)
             return
-        await self._await_post(self._start_post(send))
+        await self._hear(self._start_post(send), POST_TASK)
 
     def _start_post(self, send: list[tuple[Order, tuple[Quote, Decimal, bool]]]) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._post(send), name="live-post")
-        self._posts.add(task)
-        task.add_done_callback(self._posts.discard)
+        return self._own(self._post(send), "live-post", self._posts, POST_TASK)
+
+    def _own(self, coro: Coroutine[Any, Any, T], name: str, owner: set[asyncio.Task[T]], what: str) -> asyncio.Task[T]:
+        """Start `coro` as a task this exchange owns (`spawn` into `owner`: `close` ends it) for
+        the caller that awaits it (`_hear`). Its error goes to that caller; a caller that leaves
+        without hearing it (cancelled: a stop's grace ran out mid-cycle) leaves it running, and
+        its error, then or later, has nobody else to tell: it is logged. Once either way."""
+
+        def failed(task: asyncio.Task[Any], exc: BaseException) -> None:
+            if task in self._awaited:
+                self._awaited[task] = exc  # the caller hears it (`_hear`) or logs it as it leaves (`_release`)
+            else:
+                _log_unheard(what, exc)
+
+        task = spawn(coro, name, owner, on_error=failed)
+        self._awaited[task] = None
         return task
 
-    async def _await_post(self, task: asyncio.Task[None]) -> None:
+    async def _hear(self, task: asyncio.Task[T], what: str) -> T:
+        """The result or error of a task started by `_own`, awaited shielded: a cancel of the
+        caller leaves the task running (`_release`)."""
         try:
-            await asyncio.shield(task)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
-            task.add_done_callback(_log_orphan_post)  # nobody awaits it any more: its error is logged
+            self._release(task, what)
             raise
+        finally:
+            self._awaited.pop(task, None)  # heard
+
+    def _release(self, task: asyncio.Task[Any], what: str) -> None:
+        """The caller of a task started by `_own` leaves without hearing it: its error, if spawn
+        already passed it on (it failed in the very step the caller was cancelled), is logged
+        now, else when it comes."""
+        if task in self._awaited and (exc := self._awaited.pop(task)) is not None:
+            _log_unheard(what, exc)
+
+    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
+        """`Exchange.cancel_settled`: the one sequence of a stop, a close and a probe. The
+        cancel-all leaves at once; then the placements posted and not answered yet are waited
+        for (`settle_inflight`) and what they placed meanwhile (open here, venue id known) is
+        cancelled. A cancel-all that fails with posts in flight is tried again after the wait (its
+        error raises only if that one fails too); when the first one succeeded, a failure of the
+        second is logged, not raised: what it left rests at the venue, and the caller's count
+        (a stop's verification, the probe's) sees it."""
+        try:
+            n, failed = await self.cancel_all(), False
+        except Exception:
+            if not self._posts:
+                raise
+            n, failed = 0, True
+        left = await self.settle_inflight(settle_sec)
+        if failed or self._open:  # placed by a post that ended meanwhile (or not cancelled yet)
+            try:
+                n += await self.cancel_all()
+            except Exception as exc:
+                if failed:
+                    raise
+                log.warning("live: cancel-all after the posts in flight ended failed (%s): %d orders of ours "
+                            "may rest at the venue", exc, len(self._open))
+        return n, left
 
     async def settle_inflight(self, timeout: float) -> int:
         """A stop's: wait (at most `timeout` s, and no longer than one HTTP timeout) for the
@@ -512,22 +583,27 @@ class LiveExchange:
             return [], out
         async with self._lock:
             post = self._start_post(send) if send else None  # (first: the POST leaves before the DELETE)
-            cancel_task = asyncio.ensure_future(self._cancel_venue(list(ids))) if ids else None
-            if post is not None:
-                await self._await_post(post)
-            done = []
-            if cancel_task is not None:
-                try:
-                    done = await cancel_task
-                except BrokerError as exc:  # (what the batches that did answer said is settled)
-                    tokens = {self._open[cid].token_id for cid in ids.values() if cid in self._open}
-                    undo = [o.venue_order_id for o, _ in send if o.token_id in tokens and o.client_id in self._open
-                            and o.venue_order_id]
-                    log.warning("live: requote cancel failed (%s); pulling %d replacements", exc, len(undo))
-                    if undo:
-                        with contextlib.suppress(BrokerError):
-                            await self._cancel_venue([v for v in undo if v])
-                    raise
+            cancel_task = self._own(self._cancel_venue(list(ids)), "live-requote-cancel", self._cancels,
+                                    REQUOTE_CANCEL_TASK) if ids else None
+            try:
+                if post is not None:
+                    await self._hear(post, POST_TASK)
+                done = []
+                if cancel_task is not None:
+                    try:
+                        done = await self._hear(cancel_task, REQUOTE_CANCEL_TASK)
+                    except BrokerError as exc:  # (what the batches that did answer said is settled)
+                        tokens = {self._open[cid].token_id for cid in ids.values() if cid in self._open}
+                        undo = [o.venue_order_id for o, _ in send if o.token_id in tokens
+                                and o.client_id in self._open and o.venue_order_id]
+                        log.warning("live: requote cancel failed (%s); pulling %d replacements", exc, len(undo))
+                        if undo:
+                            with contextlib.suppress(BrokerError):
+                                await self._cancel_venue([v for v in undo if v])
+                        raise
+            finally:  # a caller cancelled while the POST was out leaves the DELETE running, owned
+                if cancel_task is not None:
+                    self._release(cancel_task, REQUOTE_CANCEL_TASK)
         return done, out
 
     def _venue_ids(self, client_ids: Sequence[str]) -> dict[str, str]:

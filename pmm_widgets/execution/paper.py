@@ -316,8 +316,8 @@ class PaperExchange:
     async def count_venue_open_orders(self) -> int:
         return len(self._orders)
 
-    async def settle_inflight(self, timeout: float) -> int:
-        return 0  # the paper venue lives in this process: nothing of it is ever unanswered
+    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
+        return await self.cancel_all(), 0  # the paper venue lives in this process: nothing is ever unanswered
 
     def open_orders(self) -> list[Order]:
         return list(self._orders.values())

@@ -350,19 +350,22 @@ def test_status_line_shows_writer_health_and_the_halt():
     assert status_line(EngineState(writer=healthy.line(), recording=failing)).endswith("db lag 0.2s | " + failing)
 
 
-async def test_slow_shutdown_keeps_the_lease_until_its_cancels_are_done(fast_settings, db):
+async def test_slow_shutdown_keeps_the_lease_until_its_cancels_are_done(fast_settings, db, monkeypatch):
     """A stop whose cancel-all outlasts the TTL (slow venue, loaded machine) keeps renewing the
     lease: no other engine can own the DB while our cancels are in flight, and an attached face
     then reads the final (killed) state instead of an owner that vanished without one."""
+    from pmm_widgets.engine import runtime as runtime_mod
     from pmm_widgets.engine.lease import Lease
 
+    slow = 2 * fast_settings.lease_ttl_sec
+    # (the stop's deadline, 5 s, would cut a cancel-all of 6 s: the point here is the lease)
+    monkeypatch.setattr(runtime_mod, "STOP_VERIFY_SEC", slow + 10.0)
     a = Engine(fast_settings)
     a.start()
     assert await a.wait_role() == "owner"
     assert await until(lambda: a.state.totals.open_orders > 0)
     exchange = a.runtime.exchange
     real_cancel_all = exchange.cancel_all
-    slow = 2 * fast_settings.lease_ttl_sec
     started = asyncio.Event()
 
     async def slow_cancel_all():

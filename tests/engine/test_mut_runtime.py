@@ -183,6 +183,35 @@ def test_a_later_round_reports_the_venues_last_count(sleeps):
     assert venue.calls == ["cancel_all", "count"] * 2
 
 
+def test_a_call_still_out_at_the_deadline_is_abandoned_and_the_count_is_unknown(sleeps):
+    venue = _Venue(_paper_with_bids(2))
+
+    async def never() -> int:
+        venue.calls.append("count")
+        await asyncio.Event().wait()
+        return 0
+
+    venue.ex.count_venue_open_orders = never  # type: ignore[method-assign]
+    t0 = time.monotonic()
+    got = asyncio.run(cancel_and_verify(venue.ex, deadline_sec=0.1))
+    assert got == (2, -1, "the venue's open count not answered within the stop's 0.1 s deadline")
+    assert time.monotonic() - t0 < 1.0 and venue.calls == ["cancel_all", "count"]
+
+
+def test_no_pause_is_begun_that_would_end_past_the_deadline(sleeps):
+    """The last attempt's result stands (its refusal), not a deadline that only the pause met."""
+    venue = _Venue(_paper_with_bids(2), cancels=[ConnectionError("503")] * 3)
+    assert asyncio.run(cancel_and_verify(venue.ex, deadline_sec=0.1)) == (0, -1, "ConnectionError: 503")
+    assert venue.calls == ["cancel_all"] and sleeps == []
+
+
+def test_the_default_deadline_is_the_stops_budget(sleeps, monkeypatch):
+    monkeypatch.setattr(runtime_mod, "STOP_VERIFY_SEC", 0.1)
+    venue = _Venue(_paper_with_bids(1), cancels=[ConnectionError("503")] * 3)
+    assert asyncio.run(cancel_and_verify(venue.ex)) == (0, -1, "ConnectionError: 503")
+    assert venue.calls == ["cancel_all"]
+
+
 async def test_closing_the_store_closes_its_recorder(tmp_path):
     s = Settings(_env_file=None, db_url=f"sqlite:///{tmp_path / 'r.db'}", record="on",
                  record_dir=str(tmp_path / "rec"))

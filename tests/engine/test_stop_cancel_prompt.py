@@ -17,10 +17,9 @@ import time
 
 import pytest
 from engine_helpers import until
-from venue_arrivals import first_after, note_arrivals, venue_open_counter
+from venue_arrivals import live_engine
 
 from pmm_widgets.config import Settings
-from pmm_widgets.engine import Engine
 
 pytestmark = pytest.mark.integration
 
@@ -28,53 +27,32 @@ POST_DELAY_SEC = 3.0
 
 
 async def test_a_stop_cancels_and_verifies_at_once_while_a_heartbeat_is_held_at_the_venue(fast_settings: Settings):
-    from eth_account import Account
-    from pydantic import SecretStr
+    assert fast_settings.fast_orders
+    # a cycle may still be under way at the stop (a reward sample's scoring read, a POST held 3 s
+    # too): it gets a grace of 0.3 s, then it is interrupted (the default, 2 s, would loosen the bound)
+    async with live_engine(fast_settings, stop_grace_sec=0.3, quote_refresh_sec=30.0, universe_size=2) as run:
+        engine, arrived, venue_open = run.engine, run.arrived, run.venue_open
+        # the first placement done, then a still market
+        await run.quoting_still()
+        run.sb.faults.update(latency_ms=POST_DELAY_SEC * 1000, latency_methods="POST")
+        n0 = len(arrived)
 
-    from pmm_widgets.domain import Mode
-    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
-    from pmm_widgets.venue.endpoints import Endpoints
+        def quiet_beat() -> bool:
+            """A heartbeat reached the venue while no placement is held there (see below)."""
+            beats = [t for t, r in arrived[n0:] if r == "POST /v1/heartbeats"]
+            posts = [t for t, r in arrived[n0:] if r == "POST /orders"]
+            return bool(beats) and not engine.owner._ctl.trade_lock.locked() and \
+                time.monotonic() - beats[-1] < 0.05 and all(beats[-1] - t > POST_DELAY_SEC + 0.2 for t in posts)
 
-    settings = fast_settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex()),
-                                                "quote_refresh_sec": 30.0, "universe_size": 2})
-    assert settings.fast_orders
-    sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
-    arrived = note_arrivals(sb)
-    venue_open = venue_open_counter(sb)
-
-    async with sb:
-        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
-        # a cycle may still be under way at the stop (a reward sample's scoring read, a POST held 3 s
-        # too): it gets this grace, then it is interrupted (the default, 2 s, would loosen the bound)
-        engine.stop_grace_sec = 0.3
-        engine.start()
-        try:
-            assert await engine.wait_role() == "owner"
-            # the first placement done, then a still market
-            assert await until(lambda: venue_open() > 0 and not engine.owner._ctl.trade_lock.locked(), timeout=10)
-            sb.paused = True
-            sb.faults.update(latency_ms=POST_DELAY_SEC * 1000, latency_methods="POST")
-            n0 = len(arrived)
-
-            def quiet_beat() -> bool:
-                """A heartbeat reached the venue while no placement is held there (see below)."""
-                beats = [t for t, r in arrived[n0:] if r == "POST /v1/heartbeats"]
-                posts = [t for t, r in arrived[n0:] if r == "POST /orders"]
-                return bool(beats) and not engine.owner._ctl.trade_lock.locked() and \
-                    time.monotonic() - beats[-1] < 0.05 and all(beats[-1] - t > POST_DELAY_SEC + 0.2 for t in posts)
-
-            # (our own first quotes move the touch, so a requote may follow: a stop that interrupts
-            # one whose POST the venue holds lets it land after the cancel-all, which is another matter)
-            assert await until(quiet_beat, timeout=25, step=0.005), "no heartbeat without a placement held in 25 s"
-            t0 = time.monotonic()  # the heartbeat is held at the venue for 3 s from here on
-            resting = venue_open()
-            await engine.stop()
-            stopped = time.monotonic() - t0
-        finally:
-            sb.faults.update(latency_ms=0)
-            await engine.stop()
-        cancel_all = first_after(arrived, "DELETE /cancel-all", t0)
-        count = first_after(arrived, "GET /data/orders", t0)
+        # (our own first quotes move the touch, so a requote may follow: a stop that interrupts
+        # one whose POST the venue holds lets it land after the cancel-all, which is another matter)
+        assert await until(quiet_beat, timeout=25, step=0.005), "no heartbeat without a placement held in 25 s"
+        t0 = time.monotonic()  # the heartbeat is held at the venue for 3 s from here on
+        resting = venue_open()
+        await engine.stop()
+        stopped = time.monotonic() - t0
+        cancel_all = run.arrived_after("DELETE /cancel-all", t0)
+        count = run.arrived_after("GET /data/orders", t0)
         print(f"stop -> DELETE /cancel-all {cancel_all:.3f} s, -> GET /data/orders {count:.3f} s, "
               f"stop returned after {stopped:.3f} s")
         bound = engine.stop_grace_sec + 0.5  # the SDK thread is busy until ~3 s

@@ -13,11 +13,9 @@ import asyncio
 import time
 
 import pytest
-from engine_helpers import until
-from venue_arrivals import note_arrivals, venue_open_counter
+from venue_arrivals import live_engine, until
 
 from pmm_widgets.config import Settings
-from pmm_widgets.engine import Engine
 
 pytestmark = pytest.mark.integration
 
@@ -25,36 +23,16 @@ POST_HOLD_SEC = 1.0
 
 
 async def test_a_stop_that_interrupts_a_held_post_cancels_what_it_places(fast_settings: Settings):
-    from eth_account import Account
-    from pydantic import SecretStr
-
-    from pmm_widgets.domain import Mode
-    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
-    from pmm_widgets.venue.endpoints import Endpoints
-
-    settings = fast_settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex()),
-                                                "universe_size": 2})
-    sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
-    arrived = note_arrivals(sb)
-    venue_open = venue_open_counter(sb)
-
-    async with sb:
-        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
-        engine.stop_grace_sec = 0.2
-        engine.start()
-        try:
-            assert await engine.wait_role() == "owner"
-            assert await until(lambda: venue_open() > 0, timeout=10)  # quoting
-            sb.faults.update(latency_ms=POST_HOLD_SEC * 1000, latency_methods="POST")
-            n0 = len(arrived)
-            # the next requote's POST reaches the venue (the book moves at 15x: one comes soon)
-            assert await until(lambda: any(r == "POST /orders" for _, r in arrived[n0:]), timeout=10)
-            at = next(t for t, r in arrived[n0:] if r == "POST /orders")
-            await engine.stop()
-            stopped = time.monotonic() - at
-        finally:
-            sb.faults.update(latency_ms=0)
-            await engine.stop()
+    async with live_engine(fast_settings, stop_grace_sec=0.2, universe_size=2) as run:
+        engine, arrived, venue_open = run.engine, run.arrived, run.venue_open
+        assert await until(lambda: venue_open() > 0, timeout=10)  # quoting
+        run.sb.faults.update(latency_ms=POST_HOLD_SEC * 1000, latency_methods="POST")
+        n0 = len(arrived)
+        # the next requote's POST reaches the venue (the book moves at 15x: one comes soon)
+        assert await until(lambda: any(r == "POST /orders" for _, r in arrived[n0:]), timeout=10)
+        at = next(t for t, r in arrived[n0:] if r == "POST /orders")
+        await engine.stop()
+        stopped = time.monotonic() - at
         left_at_stop = venue_open()
         await asyncio.sleep(max(0.0, at + POST_HOLD_SEC + 0.3 - time.monotonic()))  # every held POST applied
         msgs = [ev.message for ev in engine.events.recent() if ev.kind == "engine_stop"]

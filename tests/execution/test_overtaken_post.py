@@ -23,6 +23,7 @@ from pmm_widgets.engine.runtime import cancel_and_verify
 from pmm_widgets.execution.live import LiveExchange
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
 from pmm_widgets.store.sink import MemorySink
+from pmm_widgets.venue.broker import BrokerError
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +117,35 @@ async def test_a_post_retrying_after_a_refusal_sends_nothing_more_once_the_stop_
     assert not sb.sim.open_orders(key)
     rows = sink.rows["orders"]
     assert len(rows) == 4 and all(r["status"] == "REJECTED" for r in rows), rows
+
+
+async def test_the_circuit_probe_waits_for_a_post_the_venue_holds_and_cancels_what_it_placed(sb_arrivals, closers):
+    """The circuit breaker's probe (cancel all, then the venue's count) while a placement's POST
+    is still held: it read 0 open before the POST was applied, the circuit closed, and the 4 bids
+    rested at the venue unknown to the probe. It now runs the stop's sequence: wait for the post,
+    cancel what it placed, then count."""
+    sb, arrived = sb_arrivals
+    ex, sink, key, at = await _held_placement(sb, arrived, closers, hold_sec=1.0)
+    cancelled = await ex.probe()
+    took = time.monotonic() - at
+    await asyncio.sleep(max(0.0, at + 1.3 - time.monotonic()))  # the held POST applied by now
+    # (it used to return 0 in ~20 ms, and then the 4 bids rested at the venue)
+    assert (cancelled, len(sb.sim.open_orders(key))) == (4, 0), (cancelled, took)
+    assert took >= 1.0, took  # it waited for the held POST
+    rows = sink.rows["orders"]
+    assert len(rows) == 4 and all(r["status"] == "CANCELED" and r["venue_order_id"] for r in rows), rows
+
+
+async def test_a_probe_with_a_post_still_unanswered_fails(sb_arrivals, closers, monkeypatch):
+    """A post the venue holds past the probe's wait: the probe cannot say nothing rests (the
+    circuit stays open; the next probe cancels what the post placed)."""
+    import pmm_widgets.execution.live as live_mod
+
+    monkeypatch.setattr(live_mod, "PROBE_SETTLE_SEC", 0.2)
+    sb, arrived = sb_arrivals
+    ex, _sink, key, _at = await _held_placement(sb, arrived, closers, hold_sec=1.0)
+    with pytest.raises(BrokerError, match="4 orders posted and not answered"):
+        await ex.probe()
+    await asyncio.sleep(1.0)
+    assert await ex.probe() == 4  # the next probe: what the post placed is cancelled
+    assert not sb.sim.open_orders(key)

@@ -16,10 +16,18 @@ import time
 from pathlib import Path
 
 import pytest
-from venue_arrivals import first_after, note_arrivals, until
+from venue_arrivals import live_engine, until
 
 from pmm_widgets.config import Settings
 from pmm_widgets.engine.core import Engine
+from pmm_widgets.engine.runtime import (
+    AFTER_VERIFY_SEC,
+    KERNEL_STOP_SEC,
+    SETTLE_INFLIGHT_SEC,
+    STOP_GRACE_SEC,
+    STOP_VERIFY_SEC,
+)
+from pmm_widgets.execution.live import CLOSE_CANCEL_SEC
 from pmm_widgets.ui.controls import ControlPanel
 from pmm_widgets.ui.lifecycle import (
     KILL_MARGIN_SEC,
@@ -34,36 +42,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_the_kernel_shutdown_cancels_within_the_stop_grace_while_a_cycle_is_stuck_at_qr_5(db_url):
-    from eth_account import Account
-    from pydantic import SecretStr
-
-    from pmm_widgets.domain import Mode
-    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
-    from pmm_widgets.venue.endpoints import Endpoints
-
     # a refused placement is retried 10 times, 1 s apart: the cycle is under way for > 10 s
     settings = Settings(_env_file=None, db_url=db_url, venue="sandbox", quote_refresh_sec=5.0, sandbox_speed=15,
                         universe_size=2, lease_ttl_sec=3, writer_flush_sec=0.2, dashboard_refresh_sec=0.2,
-                        venue_retries=10, venue_backoff_sec=1.0, venue_backoff_cap_sec=1.0,
-                        private_key=SecretStr(Account.create().key.hex()))
-    sb = Sandbox(SandboxConfig(markets=10, seed=7, speed=15))
-    arrived = note_arrivals(sb)  # (when, "METHOD path") as each request reaches the venue, before any refusal
-    async with sb:
-        engine = Engine(settings, Mode.LIVE, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
-        engine.stop_grace_sec = 0.3  # (the default, 2 s, would make this test slow; the point is qr's 5 s)
+                        venue_retries=10, venue_backoff_sec=1.0, venue_backoff_cap_sec=1.0)
+    # (a stop grace of 0.3 s: the default, 2 s, would make this test slow; the point is qr's 5 s)
+    async with live_engine(settings, stop_grace_sec=0.3) as run:
+        engine = run.engine
         panel = ControlPanel(engine)
-        engine.start()
-        assert await engine.wait_role() == "owner"
-        sb.faults.update(http_error_rate=1.0, http_error_status=429, http_error_methods="POST")
-        assert await until(lambda: any(r == "POST /orders" for _, r in arrived), 5.0)
+        run.sb.faults.update(http_error_rate=1.0, http_error_status=429, http_error_methods="POST")
+        # (`arrived`: when each request reaches the venue, before any refusal)
+        assert await until(lambda: any(r == "POST /orders" for _, r in run.arrived), 5.0)
         await asyncio.sleep(0.1)
         assert engine.owner._ctl.trade_lock.locked()  # the cycle is under way, its placement retrying
         hook = KernelStopHook(panel.close, timeout=kernel_stop_timeout(), loop=asyncio.get_running_loop())
         t0 = time.monotonic()
         shutting = asyncio.ensure_future(hook.on_shutdown_request())
-        assert await until(lambda: first_after(arrived, "DELETE /cancel-all", t0) is not None, 1.5), \
+        assert await until(lambda: run.arrived_after("DELETE /cancel-all", t0) is not None, 1.5), \
             "no cancel-all reached the venue within 1.5 s of the shutdown request"
-        first_cancel = first_after(arrived, "DELETE /cancel-all", t0)
+        first_cancel = run.arrived_after("DELETE /cancel-all", t0)
         assert first_cancel is not None
         await shutting
         assert first_cancel < engine.stop_grace_sec + 0.5, first_cancel
@@ -83,6 +80,10 @@ def test_the_hooks_bound_ends_before_voilas_sigkill():
     try:
         assert hook.timeout + hook.handoff_sec + KILL_MARGIN_SEC <= VOILA_SHUTDOWN_WAIT_SEC
         assert hook.timeout >= Engine.stop_grace_sec + 5.0  # room for the cancel and its verification
+        # the stop's budget inside it: the grace, the verification's deadline, the rest of the shutdown
+        assert Engine.stop_grace_sec == STOP_GRACE_SEC and KERNEL_STOP_SEC == kernel_stop_timeout()
+        assert STOP_GRACE_SEC + STOP_VERIFY_SEC + AFTER_VERIFY_SEC <= hook.timeout
+        assert SETTLE_INFLIGHT_SEC < STOP_VERIFY_SEC and CLOSE_CANCEL_SEC < AFTER_VERIFY_SEC
     finally:
         hook.loop.close()
 
