@@ -8,6 +8,8 @@ with the thread that called them; against the sandbox (plain http; a wss:// URL 
 makes a real connect attempt whose TLS handshake fails)."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 import threading
 
@@ -18,9 +20,12 @@ from live_helpers import active_markets, touch_bids
 from pmm_widgets.sandbox.auth_crypto import derive_creds
 from pmm_widgets.sandbox.server import Sandbox
 from pmm_widgets.venue import tls
+from pmm_widgets.venue.clob_rest import ClobPublic
 from pmm_widgets.venue.http import JsonHttp
+from pmm_widgets.venue.market_stream import MarketStream
 from pmm_widgets.venue.order_entry import OrderEntry
 from pmm_widgets.venue.signer import OrderSigner
+from pmm_widgets.venue.user_stream import UserStream
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +71,34 @@ async def test_the_first_order_and_a_rest_client_build_no_tls_context_on_the_loo
     finally:
         await entry.aclose()
         await http.aclose()
+    assert [what for what, thread in calls if thread == loop_thread] == []
+
+
+async def test_a_wss_connect_builds_no_tls_context_on_the_loop(sb: Sandbox, monkeypatch, caplog):
+    """The market and the user stream at wss://<the sandbox's plain port>: each connect attempt
+    is real (its TLS handshake fails, the stream backs off and tries again)."""
+    await tls.warm()
+    calls = spy_tls_builds(monkeypatch)
+    loop_thread = threading.get_ident()
+    wss = "wss" + sb.ws_url.removeprefix("ws")
+    rest = ClobPublic(sb.clob_url)
+    market = MarketStream(wss, rest, {}, backoff_base=0.01, backoff_cap=0.02)
+    user = UserStream(wss + "/user", lambda: {}, lambda ev: None, backoff_min=0.01, backoff_max=0.02)
+    caplog.set_level(logging.WARNING, logger="pmm_widgets.venue.user_stream")
+    try:
+        await market.set_assets([active_markets(sb, 1)[0].yes_token_id])
+        await user.start(wait=None)
+        for _ in range(500):
+            tried = sum("user stream: " in r.getMessage() for r in caplog.records)
+            if market.stats.reconnects >= 2 and tried >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert market.stats.reconnects >= 2 and tried >= 2  # failed connect attempts, then reconnects
+        assert not market.connected()
+    finally:
+        await user.close()
+        await market.close()
+        await rest.aclose()
     assert [what for what, thread in calls if thread == loop_thread] == []
 
 
