@@ -27,6 +27,8 @@ SSL_CERT_FILE / SSL_CERT_DIR when set, read when the context is built). wss conn
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import ssl
 import threading
 
@@ -63,12 +65,15 @@ def ws_context(url: str) -> ssl.SSLContext | None:
 def _build_all() -> None:
     import httpcore  # noqa: F401  (httpx imports it at the first client: ~20 ms, here instead)
 
+    with contextlib.suppress(ImportError):  # ... and anyio's asyncio backend at the first request
+        importlib.import_module("anyio._backends._asyncio")
     for http2 in (False, True):
         client_context(http2)
 
 
 async def warm() -> None:
-    """Build both contexts (and import httpcore) in a worker thread, once: every client made
-    after it costs the event loop well under a millisecond. Cheap when already done."""
+    """Build both contexts in a worker thread, once (and import what httpx imports at its first
+    client and first request, ~20 ms each): every client made after it costs the event loop well
+    under a millisecond. Cheap when already done."""
     if len(_contexts) < 2:
         await asyncio.to_thread(_build_all)
