@@ -223,12 +223,16 @@ async def build_runtime(
     and the cycle (risk, economics, strategies) emit on. The engine installs `session_rows` into the
     cycle (`restore.resume`) once it holds the runtime."""
     from ..store import repo
+    from ..venue import tls
     from ..venue.gamma import GammaClient
     from ..venue.market_data import MarketData
     from . import restore  # issue 11: positions, PnL and fills continue from the DB
     from .cycle import QuoteCycle
 
     s = settings
+    # the TLS contexts every client below shares (REST, order entry, wss connects), built in a
+    # worker thread: on the loop each client built its own (20-50 ms of CPU, every task stalled)
+    await tls.warm()
     closing = contextlib.AsyncExitStack()
     exchange: Exchange | None = None
     try:

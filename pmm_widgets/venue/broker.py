@@ -90,6 +90,7 @@ from ..tasks import wait_set
 from .http import backoff_delay
 from .order_entry import EntryClosed, EntryError, OrderEntry
 from .signer import OrderSigner, SignedOrder, SignerError
+from .tls import client_context
 from .wire import Trade, VenueOrder, WireError, convert, convert_all
 
 log = logging.getLogger(__name__)
@@ -445,7 +446,9 @@ class Broker:
             if self._http is None:
                 if self._closed and not self._calls:
                     raise BrokerClosed("request")
-                self._http = httpx.Client(http2=True, timeout=httpx.Timeout(self._timeout))
+                # the process's HTTP/2 TLS context (venue/tls.py), as every other client of ours
+                self._http = httpx.Client(http2=True, timeout=httpx.Timeout(self._timeout),
+                                          verify=client_context(http2=True))
             return self._http
 
     def _close_http(self) -> None:

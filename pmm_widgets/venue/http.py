@@ -28,6 +28,7 @@ import httpx
 from .. import safejson
 from ..errors import PmmError
 from ..tasks import within
+from .tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class JsonHttp:
         self._client = client or httpx.AsyncClient(
             base_url=self.base_url, timeout=httpx.Timeout(timeout), headers=dict(headers or {}),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            verify=client_context(),  # the process's TLS context: not one built per client (venue/tls.py)
         )
         self.requests = 0  # attempts sent, for health / tests
         self.retried = 0

@@ -62,6 +62,7 @@ from .wire import (
 if TYPE_CHECKING:
     from ..store.recording import Recorder
 from .http import backoff_delay
+from .tls import ws_context
 
 log = logging.getLogger(__name__)
 
@@ -297,8 +298,9 @@ class MarketStream:
         while not (self._closed or c.stopping) and c.assets:
             opened_at = 0.0
             try:
+                # wss: the process's TLS context (websockets built one per connect, on the loop)
                 async with connect(self.url, ping_interval=None, max_size=MAX_FRAME_BYTES, open_timeout=10,
-                                   close_timeout=1, compression=None) as ws:
+                                   close_timeout=1, compression=None, ssl=ws_context(self.url)) as ws:
                     opened_at = time.monotonic()
                     c.last_pong = opened_at
                     c.ws = ws  # from here on, assets added meanwhile go out as `operation` frames

@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from ..errors import PmmError
+from .tls import client_context
 
 POST_ORDERS = "/orders"
 CANCEL_ORDERS = "/orders"
@@ -110,13 +111,15 @@ class OrderEntry:
 
     def _http(self) -> httpx.AsyncClient:
         """The HTTP client, opened at the first request; after `aclose`, EntryClosed (a client
-        opened then would be closed by nobody)."""
+        opened then would be closed by nobody). It takes the process's TLS context (venue/tls.py,
+        built off the loop by `build_runtime`): opening it mid-trading costs the loop well under
+        a millisecond, where a context of its own cost 20-50 ms, a stall at the first quote."""
         if self._closed:
             raise EntryClosed("request")
         if self._client is None:
             h2 = self.host.startswith("https://")
-            self._client = httpx.AsyncClient(
-                http2=h2, timeout=self._timeout,
+            self._client = httpx.AsyncClient(  # TLS: the process's context, not one built here (tls.py)
+                http2=h2, timeout=self._timeout, verify=client_context(http2=h2),
                 limits=httpx.Limits(max_connections=1 if h2 else self.max_inflight + UNBOUNDED_ROOM,
                                     max_keepalive_connections=1 if h2 else self.max_inflight + UNBOUNDED_ROOM))
         return self._client

@@ -36,6 +36,7 @@ from websockets.exceptions import WebSocketException
 
 from ..tasks import cancel_and_wait, spawn, wait_set
 from .http import backoff_delay
+from .tls import ws_context
 from .wire import Refused, UserEvent, decode_user_frame
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,9 @@ class UserStream:
         attempt = 0
         while not self._closing:
             try:
+                # wss: the process's TLS context (websockets built one per connect, on the loop)
                 async with connect(self.url, ping_interval=None, open_timeout=10, close_timeout=2,
-                                   max_size=8 * 1024 * 1024) as ws:
+                                   max_size=8 * 1024 * 1024, ssl=ws_context(self.url)) as ws:
                     self._ws = ws
                     await ws.send(self._subscription())
                     reconnected = self._connects > 0
