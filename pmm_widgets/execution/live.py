@@ -280,7 +280,9 @@ class LiveExchange:
         if self._started:
             return
         if self._broker is None:
-            self._broker = self._make_broker()
+            # in a worker thread: the first broker of a process imports and builds the SDK client
+            # (~0.4 s of CPU), which on the loop would stall the page, the feed and every task
+            self._broker = await asyncio.to_thread(self._make_broker)
         b = self._broker
         self._addresses = {a.lower() for a in (b.address, b.funder) if a}
         self._started = True

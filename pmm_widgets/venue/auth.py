@@ -11,6 +11,7 @@ wallet, like the real `derive-api-key`, so they stay valid for later sandbox run
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from typing import TextIO
 
@@ -33,8 +34,11 @@ def creds_lines(creds: Creds, show_secrets: bool) -> list[str]:
 
 async def derive(settings: Settings, clob_url: str) -> tuple[str, Creds]:
     """(wallet address, credentials) created or derived at `clob_url`."""
-    broker = Broker(clob_url, settings.chain_id, settings.private_key, signature_type=settings.signature_type,
-                    funder=settings.funder or None)
+    # built in a worker thread, as `LiveExchange.start` builds its broker (the SDK's import and
+    # client: ~0.4 s of CPU, off the loop the embedded sandbox answers on)
+    broker = await asyncio.to_thread(functools.partial(
+        Broker, clob_url, settings.chain_id, settings.private_key, signature_type=settings.signature_type,
+        funder=settings.funder or None))
     try:
         creds = await broker.derive_creds()
         return str(broker.address), creds
