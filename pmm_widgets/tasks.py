@@ -103,6 +103,29 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
             log.debug("task %s ended with %s: %s", t.get_name(), type(exc).__name__, exc)
 
 
+class EventSetFirst(Exception):
+    """`unless_set`: the event was set before the awaited ended (the awaited was cancelled)."""
+
+
+async def unless_set(aw: Awaitable[T], event: asyncio.Event) -> T:
+    """`await aw`, unless `event` is set first: then `aw` is cancelled and waited for, and
+    EventSetFirst is raised (a stop that must not wait for a call that can take a while, a
+    start-up's venue call with its retries). A cancel of the caller ends both, as usual."""
+    if event.is_set():
+        if asyncio.iscoroutine(aw):
+            aw.close()  # never started: no "never awaited" warning
+        raise EventSetFirst()
+    job = asyncio.ensure_future(aw)
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(waiter, None if job.done() else job)
+    if job.cancelled():  # ended by the event (its cancel above), not on its own
+        raise EventSetFirst()
+    return job.result()
+
+
 async def to_thread_undone_on_cancel(fn: Callable[[], T], undo: Callable[[T], object]) -> T:
     """`await asyncio.to_thread(fn)`, where a cancel of the caller cannot stop the thread: the
     caller then waits for the thread to end, runs `undo(its result)` in a thread when it

@@ -40,7 +40,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
-from ..tasks import wait_set, within
+from ..tasks import EventSetFirst, unless_set, wait_set, within
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
 from .lease import LeaseTimer
@@ -461,14 +461,21 @@ class OwnerSession:
 
         s = self.settings
         attempt = 0
+        last: Exception | None = None  # the last attempt's failure (None: none failed yet)
         while True:
             try:
-                markets = await self.load_universe(gamma, s.universe_size, s.universe_rank)
+                # a stop ends an attempt under way at once (Gamma's retries can take longer than
+                # the stop's grace): a start that never loaded says so, whenever the stop came
+                markets = await unless_set(self.load_universe(gamma, s.universe_size, s.universe_rank), self._ctl.stop)
                 if attempt:
                     self.events.emit(Level.INFO, EventKind.UNIVERSE, f"universe loaded after {attempt} failed attempt(s)")
                     self._publish(replace(self._state(), last_error=None))
                 return markets
+            except EventSetFirst:
+                said = str(last) if last is not None else f"Gamma at {gamma.http.base_url} had not answered yet"
+                raise StartAborted(f"stopped before the universe could be loaded: {said}") from last
             except Exception as exc:  # noqa: BLE001 - reported, retried; a stop (during the attempt or the wait) ends it
+                last = exc
                 if not self._ctl.stop.is_set():
                     delay = max(1.0, backoff_delay(attempt, 1.0, 15.0))
                     attempt += 1

@@ -154,7 +154,8 @@ async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, st
             print(f"stopped before the engine started: {describe(exc)}", file=sys.stderr, flush=True)
             return interrupted
         within = f" within --max-seconds {max_seconds:g}" if max_seconds is not None else ""
-        print(f"not started{within}: {describe(exc)}", file=sys.stderr, flush=True)
+        # the venue's failure when one came (its host), else the abort's own words (they name it)
+        print(f"not started{within}: {describe(exc) if exc.__cause__ is not None else exc}", file=sys.stderr, flush=True)
         return ExitCode.ERROR
     if exc is not None:
         print(f"engine crashed: {describe(exc, engine.settings.db_url)}", file=sys.stderr, flush=True)

@@ -28,6 +28,7 @@ from pmm_widgets.config import Params
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine import core as core_module
 from pmm_widgets.engine.lease import Lease
+from pmm_widgets.engine.owner import StartAborted
 from pmm_widgets.engine.param_log import latest, record
 from pmm_widgets.engine.runtime import open_db
 from pmm_widgets.engine.state import EngineState
@@ -266,7 +267,8 @@ async def test_a_hand_over_stop_that_lands_as_the_lease_is_taken_is_kept(fast_se
         return got
 
     eng._try_acquire = taken_then_stopped  # type: ignore[method-assign]
-    await asyncio.wait_for(eng.run(), 30)
+    with pytest.raises(StartAborted):  # stopped before its first universe attempt: it never started
+        await asyncio.wait_for(eng.run(), 30)
     assert await eng.handover_pending() is eng.mode
     row = Lease(db, ttl_sec=3).read()
     assert row is not None and row.state_json is not None and row.state_json["handover_ts"] is not None
