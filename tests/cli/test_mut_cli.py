@@ -111,6 +111,7 @@ def _pmm(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     (["--markets", "0"], "pmm: --markets=0: "),
     (["--speed", "0"], "pmm: --speed=0.0: "),
     (["--seed", "-3"], "pmm: --seed=-3: "),
+    (["--resolve-every", "-1"], "pmm: --resolve-every=-1.0: "),
 ])
 def test_a_bad_sandbox_flag_is_refused_naming_the_flag(env, argv, said):
     """The sandbox's own flags go through the settings' validation: a bad value is one line naming
