@@ -85,9 +85,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise ConfigError(f"--set {name}: secrets are read from the environment or .env only")
         overrides[field] = value
         origin[field] = f"--set {name.strip()}"
-    for field, value in getattr(args, "_extra_overrides", {}).items():
+    for field, (flag, value) in getattr(args, "_extra_overrides", {}).items():  # a command's own flags
         overrides[field] = value
-        origin[field] = "--" + field.removeprefix("sandbox_").replace("_", "-")
+        origin[field] = flag
     from pmm_widgets.errors import unknown_env_warnings
 
     for warning in unknown_env_warnings():
@@ -271,13 +271,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     serve_main = entry("sandbox", "pmm_widgets.sandbox.server", "serve_main")
     config_cls = entry("sandbox", "pmm_widgets.sandbox.server", "SandboxConfig")
-    args._extra_overrides = {
-        "sandbox_markets": args.markets,
-        "sandbox_seed": args.seed,
-        "sandbox_speed": args.speed,
-        "sandbox_resolve_every_sec": args.resolve_every,
+    flags = {  # setting -> (the flag, as the user typed it in an error, and its value)
+        "sandbox_markets": ("--markets", args.markets),
+        "sandbox_seed": ("--seed", args.seed),
+        "sandbox_speed": ("--speed", args.speed),
+        "sandbox_resolve_every_sec": ("--resolve-every", args.resolve_every),
     }
-    args._extra_overrides = {k: v for k, v in args._extra_overrides.items() if v is not None}
+    args._extra_overrides = {k: fv for k, fv in flags.items() if fv[1] is not None}
     settings = settings_from_args(args)
     cfg_args: dict[str, Any] = {
         "markets": settings.sandbox_markets,
