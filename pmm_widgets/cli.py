@@ -184,8 +184,10 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     from pmm_widgets.store.db import check_connection, make_engine, safe_url
     from pmm_widgets.store.retention import database_bytes, prune
 
+    if args.days is not None:  # validated as PMM_RETAIN_DAYS is (a one-line error naming --days)
+        args._extra_overrides = {"retain_days": ("--days", args.days)}
     settings = settings_from_args(args)
-    days = settings.retain_days if args.days is None else args.days
+    days = settings.retain_days
     if days <= 0:
         print("nothing to prune: retention is off (PMM_RETAIN_DAYS=0 or --days 0)")
         return ExitCode.OK

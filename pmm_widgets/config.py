@@ -250,7 +250,7 @@ class Settings(ParamFields, BaseSettings):
     signature_type: int = Field(0, ge=0, le=3)
     chain_id: int = 137
     adopt_unknown: bool = False  # live reconcile: adopt open orders we did not place (else cancel them)
-    retain_days: float = Field(7.0, ge=0)  # retention.RETAINED_TABLES kept this long (0: forever)
+    retain_days: float = Field(7.0, ge=0, allow_inf_nan=False)  # retention.RETAINED_TABLES kept this long (0: forever)
     prune_sec: float = Field(300.0, ge=1)  # how often the engine prunes (small batches, worker thread)
     fast_orders: bool = True  # live: project signer + async batched order entry (False: the SDK for everything)
     max_inflight_requests: int = Field(8, ge=1, le=64)  # live: order requests in flight at once
