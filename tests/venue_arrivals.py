@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -19,20 +19,33 @@ from pmm_widgets.engine.core import Engine
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
-def note_arrivals(sb: Sandbox) -> list[tuple[float, str]]:
-    """(monotonic time, "METHOD path") of every CLOB request as it reaches `sb`, in order of
-    arrival. Call before the sandbox starts (aiohttp freezes the middlewares then)."""
-    arrived: list[tuple[float, str]] = []
+def note_requests(sb: Sandbox, into: list[T], record: Callable[[web.Request, bytes], T]) -> list[T]:
+    """`record(request, body)` of every CLOB request as it reaches `sb`, appended to `into` in order
+    of arrival (returned). Call before the sandbox starts (aiohttp freezes the middlewares then)."""
 
     @web.middleware
     async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
-        arrived.append((time.monotonic(), f"{request.method} {request.path}"))
+        into.append(record(request, await request.read()))
         return await handler(request)
 
     sb.app.middlewares.insert(0, note)
-    return arrived
+    return into
+
+
+def note_arrivals(sb: Sandbox) -> list[tuple[float, str]]:
+    """(monotonic time, "METHOD path") of every CLOB request as it reaches `sb` (`note_requests`)."""
+    return note_requests(sb, [], lambda r, _body: (time.monotonic(), f"{r.method} {r.path}"))
+
+
+def still_sandbox() -> Sandbox:
+    """The broker tests' sandbox (12 markets, not started yet), its market held still: the orders
+    placed there rest until they are cancelled."""
+    s = Sandbox(SandboxConfig(markets=12, seed=5, speed=20.0))
+    s.paused = True
+    return s
 
 
 def first_after(arrived: list[tuple[float, str]], request: str, t0: float) -> float | None:

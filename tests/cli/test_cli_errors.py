@@ -4,8 +4,6 @@ the README documents, and never a traceback (that is what `--log-level DEBUG` is
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from pmm_widgets import cli
@@ -31,17 +29,9 @@ READ_ONLY = [["db", "status"], ["db", "prune", "--days", "1"], ["report"], ["rep
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("PMM_"):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(tmp_path)  # no .env from the repository
-    monkeypatch.setenv("PMM_DB_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("PMM_PRIVATE_KEY", KEY)
-    yield monkeypatch
-    logging.getLogger().handlers.clear()
+def env(env):  # conftest's, with a wallet key (live commands need one)
+    env.setenv("PMM_PRIVATE_KEY", KEY)
+    return env
 
 
 def _run(argv, capsys) -> tuple[int, str, str]:

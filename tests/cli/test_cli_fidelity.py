@@ -5,7 +5,6 @@ set; clear one-line errors. The live runs themselves are exercised by `bench/ben
 from __future__ import annotations
 
 import json
-import logging
 import pickle
 from decimal import Decimal
 
@@ -18,19 +17,6 @@ from pmm_widgets.domain import BookView, Fill, FillType, Level, Market, Mode, Pu
 from pmm_widgets.errors import ExitCode
 
 D = Decimal
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("PMM_"):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PMM_DB_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    yield monkeypatch
-    logging.getLogger().handlers.clear()
 
 
 def _recording(shift: float) -> Recording:

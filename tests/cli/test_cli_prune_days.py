@@ -5,25 +5,10 @@ and `--days inf` printed "pruned 0 rows older than nan days" and a negative valu
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from pmm_widgets import cli
 from pmm_widgets.errors import ExitCode
-
-
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("PMM_"):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PMM_DB_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    yield monkeypatch
-    logging.getLogger().handlers.clear()
 
 
 @pytest.mark.parametrize("days,said", [("nan", "Input should be a finite number"),

@@ -3,7 +3,6 @@ the live guard, the argparse value types, the flag named in an error, the exit c
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -20,15 +19,9 @@ KEY = "0x" + "11" * 32
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    for k in list(os.environ):
-        if k.startswith("PMM_"):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(tmp_path)  # no .env from the repository
-    monkeypatch.setenv("PMM_DB_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("PMM_RECORD", "off")
-    yield monkeypatch
-    logging.getLogger().handlers.clear()
+def env(env):  # conftest's, recording off
+    env.setenv("PMM_RECORD", "off")
+    return env
 
 
 def _user_lines(err: str) -> list[str]:

@@ -10,6 +10,18 @@ import pytest
 from pmm_widgets.tasks import EventSetFirst, unless_set
 
 
+def _long(ended: list[str]):
+    """A call that takes a minute and says when it ended (cancelled or not)."""
+
+    async def work():
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.append("cleaned up")
+
+    return work
+
+
 async def test_the_result_when_the_awaited_ends_first():
     ev = asyncio.Event()
 
@@ -32,12 +44,7 @@ async def test_its_failure_is_raised_as_it_is():
 async def test_the_event_first_cancels_and_waits_for_the_awaited():
     ev = asyncio.Event()
     ended: list[str] = []
-
-    async def work():
-        try:
-            await asyncio.sleep(60)
-        finally:
-            ended.append("cleaned up")
+    work = _long(ended)
 
     asyncio.get_running_loop().call_later(0.01, ev.set)
     with pytest.raises(EventSetFirst):
@@ -60,12 +67,7 @@ async def test_an_event_already_set_starts_nothing():
 
 async def test_a_cancel_of_the_caller_cancels_the_awaited_too():
     ended: list[str] = []
-
-    async def work():
-        try:
-            await asyncio.sleep(60)
-        finally:
-            ended.append("cleaned up")
+    work = _long(ended)
 
     task = asyncio.ensure_future(unless_set(work(), asyncio.Event()))
     await asyncio.sleep(0.01)

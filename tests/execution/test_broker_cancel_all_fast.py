@@ -16,9 +16,10 @@ from aiohttp import web
 from eth_account import Account
 from live_helpers import active_markets, make_settings, touch_bids
 from pydantic import SecretStr
+from venue_arrivals import note_requests, still_sandbox
 
 from pmm_widgets.sandbox.auth_crypto import derive_creds
-from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+from pmm_widgets.sandbox.server import Sandbox
 from pmm_widgets.sandbox.trading import TradingVenue
 from pmm_widgets.venue.broker import Broker, BrokerError, Creds
 
@@ -43,17 +44,9 @@ def seen() -> Seen:
 
 @pytest.fixture
 async def sb(seen: Seen) -> AsyncIterator[Sandbox]:
-    """The live tests' sandbox (12 markets), noting every request, its market held still: the
-    orders placed here rest until they are cancelled."""
-
-    @web.middleware
-    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
-        seen.append((request.method, request.path, request.query_string, await request.read(), dict(request.headers)))
-        return await handler(request)
-
-    s = Sandbox(SandboxConfig(markets=12, seed=5, speed=20.0))
-    s.app.middlewares.insert(0, note)
-    s.paused = True
+    """The broker tests' sandbox (`still_sandbox`), noting every request."""
+    s = still_sandbox()
+    note_requests(s, seen, lambda r, body: (r.method, r.path, r.query_string, body, dict(r.headers)))
     async with s:
         yield s
 

@@ -15,9 +15,10 @@ from aiohttp import web
 from eth_account import Account
 from live_helpers import active_markets, touch_bids
 from pydantic import SecretStr
+from venue_arrivals import note_arrivals, still_sandbox
 
 from pmm_widgets.sandbox.auth_crypto import derive_creds
-from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+from pmm_widgets.sandbox.server import Sandbox
 from pmm_widgets.venue.broker import Broker, Creds
 
 pytestmark = pytest.mark.integration
@@ -27,22 +28,21 @@ HELD_SEC = 1.5
 
 
 @pytest.fixture
-def seen() -> list[tuple[float, str]]:
-    return []
+def venue() -> tuple[Sandbox, list[tuple[float, str]]]:
+    """The sandbox (not started yet, its market held still) and the requests as they arrive."""
+    s = still_sandbox()
+    return s, note_arrivals(s)
 
 
 @pytest.fixture
-async def sb(seen: list[tuple[float, str]]) -> AsyncIterator[Sandbox]:
-    @web.middleware
-    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
-        seen.append((time.monotonic(), f"{request.method} {request.path}"))
-        return await handler(request)
+def seen(venue: tuple[Sandbox, list[tuple[float, str]]]) -> list[tuple[float, str]]:
+    return venue[1]
 
-    s = Sandbox(SandboxConfig(markets=12, seed=5, speed=20.0))
-    s.app.middlewares.insert(0, note)
-    s.paused = True
-    async with s:
-        yield s
+
+@pytest.fixture
+async def sb(venue: tuple[Sandbox, list[tuple[float, str]]]) -> AsyncIterator[Sandbox]:
+    async with venue[0]:
+        yield venue[0]
 
 
 async def test_a_read_never_waits_for_the_slot_and_the_connections_that_held_requests_keep(sb, seen, wallet_key):

@@ -17,9 +17,10 @@ from aiohttp import web
 from eth_account import Account
 from live_helpers import active_markets, start_quoting, touch_bids
 from pydantic import SecretStr
+from venue_arrivals import note_requests, still_sandbox
 
 from pmm_widgets.sandbox.auth_crypto import derive_creds
-from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+from pmm_widgets.sandbox.server import Sandbox
 from pmm_widgets.venue.broker import Broker, Creds
 
 pytestmark = pytest.mark.integration
@@ -45,17 +46,9 @@ def seen() -> Seen:
 
 @pytest.fixture
 async def sb(seen: Seen) -> AsyncIterator[Sandbox]:
-    """The live tests' sandbox (12 markets), noting every request before any fault delays it, its
-    market held still: the orders placed here rest until they are cancelled."""
-
-    @web.middleware
-    async def note(request: web.Request, handler: Handler) -> web.StreamResponse:
-        seen.append((time.monotonic(), f"{request.method} {request.path}", await request.read()))
-        return await handler(request)
-
-    s = Sandbox(SandboxConfig(markets=12, seed=5, speed=20.0))
-    s.app.middlewares.insert(0, note)
-    s.paused = True
+    """The broker tests' sandbox (`still_sandbox`), noting every request before any fault delays it."""
+    s = still_sandbox()
+    note_requests(s, seen, lambda r, body: (time.monotonic(), f"{r.method} {r.path}", body))
     async with s:
         yield s
 
