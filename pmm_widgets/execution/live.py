@@ -51,7 +51,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
-from ..tasks import spawn, within
+from ..tasks import spawn, to_thread_undone_on_cancel, within
 from ..ticks import to_decimal
 from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult
 from ..venue.user_stream import UserStream, UserStreamHealth
@@ -281,8 +281,9 @@ class LiveExchange:
             return
         if self._broker is None:
             # in a worker thread: the first broker of a process imports and builds the SDK client
-            # (~0.4 s of CPU), which on the loop would stall the page, the feed and every task
-            self._broker = await asyncio.to_thread(self._make_broker)
+            # (~0.4 s of CPU), which on the loop would stall the page, the feed and every task; a
+            # start cancelled meanwhile closes the broker the thread built (its threads, its client)
+            self._broker = await to_thread_undone_on_cancel(self._make_broker, Broker.close)
         b = self._broker
         self._addresses = {a.lower() for a in (b.address, b.funder) if a}
         self._started = True

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from ..config import Settings
 from ..errors import ExitCode
+from ..tasks import to_thread_undone_on_cancel
 from .broker import Broker, BrokerError, Creds
 
 
@@ -36,9 +37,9 @@ async def derive(settings: Settings, clob_url: str) -> tuple[str, Creds]:
     """(wallet address, credentials) created or derived at `clob_url`."""
     # built in a worker thread, as `LiveExchange.start` builds its broker (the SDK's import and
     # client: ~0.4 s of CPU, off the loop the embedded sandbox answers on)
-    broker = await asyncio.to_thread(functools.partial(
+    broker = await to_thread_undone_on_cancel(functools.partial(
         Broker, clob_url, settings.chain_id, settings.private_key, signature_type=settings.signature_type,
-        funder=settings.funder or None))
+        funder=settings.funder or None), Broker.close)
     try:
         creds = await broker.derive_creds()
         return str(broker.address), creds

@@ -63,3 +63,38 @@ def test_the_sdk_is_imported_and_the_broker_built_off_the_loop(which: str) -> No
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["loop_on_main"] is True  # the loop runs on the main thread: an import there is on the loop
     assert got["imports_on_main"] and not any(got["imports_on_main"]), got
+
+
+async def test_a_start_cancelled_while_the_broker_is_built_closes_that_broker(monkeypatch) -> None:
+    """The thread goes on after its caller was cancelled (a stop during the start): the broker it
+    built is closed (its threads, its HTTP client), never left behind with no owner."""
+    import asyncio
+    import threading
+
+    from pydantic import SecretStr
+
+    from pmm_widgets.config import Settings
+    from pmm_widgets.execution.live import LiveExchange
+    from pmm_widgets.store.sink import MemorySink
+
+    ex = LiveExchange(Settings(_env_file=None, private_key=SecretStr("0x" + "11" * 32)), MemorySink(),
+                      "http://127.0.0.1:9", "ws://127.0.0.1:9", dry_run=True)
+    built: list = []
+    go_on = threading.Event()
+    make = ex._make_broker
+
+    def slow_make():
+        go_on.wait(5)  # the caller is cancelled meanwhile
+        built.append(make())
+        return built[-1]
+
+    monkeypatch.setattr(ex, "_make_broker", slow_make)
+    start = asyncio.ensure_future(ex.start())
+    await asyncio.sleep(0.05)
+    start.cancel()
+    await asyncio.sleep(0.05)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    assert len(built) == 1 and built[0]._closed  # closed by the cancelled start
+    assert ex.broker is None  # and not kept: a later start builds its own
