@@ -24,6 +24,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from .errors import PmmError
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
             log.debug("task %s ended with %s: %s", t.get_name(), type(exc).__name__, exc)
 
 
-class EventSetFirst(Exception):
+class EventSetFirst(PmmError):
     """`unless_set`: the event was set before the awaited ended (the awaited was cancelled)."""
 
 
