@@ -475,7 +475,7 @@ class OwnerSession:
                 said = str(last) if last is not None else f"Gamma at {gamma.http.base_url} had not answered yet"
                 raise StartAborted(f"stopped before the universe could be loaded: {said}") from last
             except Exception as exc:  # noqa: BLE001 - reported, retried; a stop (during the attempt or the wait) ends it
-                last = exc
+                last = exc  # a stop from here on: the next turn's `unless_set` makes no attempt, and aborts naming it
                 if not self._ctl.stop.is_set():
                     delay = max(1.0, backoff_delay(attempt, 1.0, 15.0))
                     attempt += 1
@@ -483,8 +483,6 @@ class OwnerSession:
                     self.events.emit(Level.WARNING, EventKind.UNIVERSE, msg)
                     self._publish(replace(self._state(), last_error=msg[:300]))
                     await wait_set(self._ctl.stop, delay)
-                if self._ctl.stop.is_set():
-                    raise StartAborted(f"stopped before the universe could be loaded: {exc}") from exc
 
     async def _universe_loop(self) -> None:
         """The universe refresh, off the quote loop (issue 17 M3): a slow or failing Gamma never
