@@ -27,6 +27,13 @@ def _market(sim: Simulator) -> SimMarket:
     raise AssertionError("no suitable market")
 
 
+def _account_events(sim: Simulator) -> list:
+    """Every account event the simulator emits from now on, in order."""
+    events: list = []
+    sim.add_account_listener(events.append)
+    return events
+
+
 def _sizes(snap: dict, side: str) -> dict[Decimal, Decimal]:
     return {Decimal(x["price"]): Decimal(x["size"]) for x in snap[side]}
 
@@ -168,8 +175,7 @@ def test_a_resting_placement_changes_the_book_hash_at_once() -> None:
 def test_fok_and_fak_filled_exactly_in_full() -> None:
     """A FOK for exactly what rests up to its limit fills; a FAK filled in full is matched, not cancelled."""
     sim = Simulator(20, 3, start_ts=T0)
-    events: list = []
-    sim.add_account_listener(events.append)
+    events = _account_events(sim)
     m = _market(sim)
     ba, level = _ask_level(sim, m)
     fok = sim.place_order("t", "fok", m.yes_token_id, Side.BUY, ba, level, False, "FOK")
@@ -223,8 +229,7 @@ def test_a_cancel_between_steps_goes_out_with_a_fresh_hash_and_time() -> None:
 
 def test_resolution_cancels_account_orders_takes_the_given_winner_and_stops_the_market() -> None:
     sim = Simulator(20, 3, start_ts=T0)
-    events: list = []
-    sim.add_account_listener(events.append)
+    events = _account_events(sim)
     m = next(x for x in sim.markets if x.has_book and x.event_id is None and x.fair > 0.5)
     bb, _ = sim.best(m.yes_token_id)
     assert bb is not None
@@ -314,8 +319,7 @@ def test_placement_refusals_for_a_bad_type_token_or_price() -> None:
 
 def test_a_fak_partly_filled_is_cancelled_and_says_so() -> None:
     sim = Simulator(20, 3, start_ts=T0)
-    events: list = []
-    sim.add_account_listener(events.append)
+    events = _account_events(sim)
     m = _market(sim)
     ba, level = _ask_level(sim, m)
     fak = sim.place_order("t", "fak", m.yes_token_id, Side.BUY, ba, level + 5, False, "FAK")
