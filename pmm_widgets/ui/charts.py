@@ -57,6 +57,8 @@ class Charts:
         self.inventory = ColumnDataSource(data={"t": [], "inv_yes": [], "inv_no": []})
         self._history: dict[str, deque[tuple[float, ...]]] = {}
         self.selected: str | None = None
+        self._session: float | None = None  # the engine session (`started_ts`) of the last point
+        self._last_t: float | None = None  # the latest point's time (ms), streamed or backfilled
 
         common: dict[str, Any] = dict(height=190, sizing_mode="stretch_width", x_axis_type="datetime",
                                       tools="pan,wheel_zoom,box_zoom,reset", toolbar_location="right")
@@ -64,8 +66,13 @@ class Charts:
         f_pnl.line("t", "pnl", source=self.pnl, line_width=2, color="#1f77b4", legend_label="total")
         for k, color in PNL_COMPONENTS.items():  # the decomposition, from this page's start
             f_pnl.line("t", k, source=self.components, color=color, legend_label=k, line_dash="dashed")
-        f_pnl.legend.location = "top_left"
-        f_pnl.legend.label_text_font_size = "8pt"
+        # seven entries do not fit inside a 190 px plot (the last three were cut off, unreadable):
+        # the legend stands beside it, compact, and a click on an entry hides that line
+        legend = f_pnl.legend[0]
+        f_pnl.center.remove(legend)
+        f_pnl.add_layout(legend, "right")
+        legend.update(location="top_left", label_text_font_size="8pt", label_height=12, glyph_height=12,
+                      spacing=0, padding=4, margin=4, click_policy="hide")
         f_q = figure(title="selected market: mid and our YES bid/ask", **common)
         f_q.line("t", "mid", source=self.quotes, color="#555555", legend_label="mid")
         f_q.line("t", "bid", source=self.quotes, color="#2ca02c", legend_label="our bid")
@@ -77,7 +84,10 @@ class Charts:
         f_i.line("t", "inv_yes", source=self.inventory, color="#2ca02c", legend_label="YES")
         f_i.line("t", "inv_no", source=self.inventory, color="#d62728", legend_label="NO")
         f_i.legend.location = "top_left"
+        for f in (f_pnl, f_q, f_f, f_i):
+            f.toolbar.logo = None
         self.layout = gridplot([[f_pnl, f_q], [f_f, f_i]], sizing_mode="stretch_width", merge_tools=False)
+        self.layout.toolbar.logo = None  # (the grid's own toolbar: a stray logo above the plots)
 
         self.market = W.Dropdown(description="market", options=[], layout=W.Layout(width="60%"))
         self.market.add_class("pmm-market")
@@ -100,6 +110,17 @@ class Charts:
     def update(self, state: EngineState, now: float) -> None:
         """One point per chart (and per-market history). `now` is epoch seconds."""
         t = now * 1000.0
+        start = state.started_ts
+        if start is not None and start != self._session and self._last_t is not None and self._last_t < start * 1000.0:
+            # a new engine session (its PnL starts at 0): the lines break instead of drawing one
+            # from the last session's values to this one's first
+            b = start * 1000.0
+            self.pnl.stream({"t": [b], "pnl": [NAN]}, rollover=self.rollover)
+            self.components.stream({"t": [b], **{k: [NAN] for k in PNL_COMPONENTS}}, rollover=self.rollover)
+            self.fills.stream({"t": [b], "fpm": [NAN]}, rollover=self.rollover)
+        if start is not None:
+            self._session = start
+        self._last_t = t
         self.pnl.stream({"t": [t], "pnl": [state.totals.pnl]}, rollover=self.rollover)
         tt = state.totals
         self.components.stream({"t": [t], "spread": [tt.spread], "inventory": [tt.inventory], "fees": [-tt.fees],
@@ -112,7 +133,10 @@ class Charts:
                 h = self._history[m.condition_id] = deque(maxlen=self.rollover)
             h.append((t, _n(m.mid), _n(m.yes_bid), _n(m.yes_ask), m.inv_yes, m.inv_no))
         live = {m.condition_id for m in state.markets}
-        for cid in [c for c in self._history if c not in live and c != self.selected]:
+        # a market that left the universe takes its history along; no universe at all (an engine
+        # not started yet, or starting: the page's first refreshes) drops nothing: the history
+        # backfilled from the DB stays for the markets the engine is about to quote
+        for cid in [c for c in self._history if live and c not in live and c != self.selected]:
             del self._history[cid]
         if self.selected is not None and self._history.get(self.selected):
             _, mid, bid, ask, iy, ino = self._history[self.selected][-1]
@@ -129,6 +153,9 @@ class Charts:
         fpm = hist.get("fills_per_min") or []
         if fpm:
             self.fills.data = {"t": [t * 1000.0 for t, _ in fpm], "fpm": [v for _, v in fpm]}
+        ends = [s[-1][0] * 1000.0 for s in (pnl, fpm) if s]
+        if ends and (self._last_t is None or max(ends) > self._last_t):
+            self._last_t = max(ends)  # a session started after it breaks the lines (`update`)
         for cid, rows in (hist.get("markets") or {}).items():
             h = self._history.setdefault(cid, deque(maxlen=self.rollover))
             for t, mid, iy, ino in rows:

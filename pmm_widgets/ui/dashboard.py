@@ -12,7 +12,9 @@ therefore one lease.
 
 from __future__ import annotations
 
+import bisect
 import html
+import math
 import os
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ from sqlalchemy.engine import make_url
 from ..config import ConfigError, Settings, Venue, load_settings
 from ..domain import Mode
 from ..engine.core import Engine
+from ..events import EventKind
 from ..store.db import check_shared_db
 from .controls import ControlPanel
 from .lifecycle import install_kernel_stop_hook, kernel_stop_timeout
@@ -63,36 +66,39 @@ def demo_mode(settings: Settings) -> bool:
 
 def load_history(db_url: str, since_sec: float = 3600.0, now: float | None = None) -> dict[str, Any]:
     """The charts' backfill from the DB (blocking; the page runs it in a thread): total PnL and
-    per-market mid/inventory from `pnl` and `book_snapshots`, fills/min from `trades`, last hour."""
+    per-market mid/inventory from `pnl` and `book_snapshots`, fills/min from `trades`, last hour.
+
+    The engine's own rows only (a replay's rows carry a `run_id` and the recorded times: a replay of
+    the last hour into this DB must not draw on the operator's charts). Each engine session starts
+    its PnL at 0: the series break (a NaN point) where a session starts (`events` rows of kind
+    `engine_start`), instead of a line from one session's last value to the next one's first, and
+    fills/min is drawn only while a session ran (from its start to its `engine_stop`), not as zeros
+    over the hour when none did."""
     import sqlalchemy as sa
 
     from ..store.db import make_engine
-    from ..store.schema import book_snapshots, markets, pnl, trades
+    from ..store.schema import book_snapshots, events, markets, pnl, trades
 
     now = time.time() if now is None else now
     since = now - since_sec
     db = make_engine(db_url)
     out: dict[str, Any] = {"pnl": [], "fills_per_min": [], "markets": {}}
     try:
-        if not all(sa.inspect(db).has_table(t.name) for t in (pnl, trades, markets, book_snapshots)):
+        if not all(sa.inspect(db).has_table(t.name) for t in (pnl, trades, markets, book_snapshots, events)):
             return out  # a fresh DB the engine has not migrated yet: no history
         with db.connect() as conn:
-            rows = conn.execute(sa.select(pnl.c.ts, pnl.c.total).where(pnl.c.market == "TOTAL", pnl.c.ts >= since)
-                                .order_by(pnl.c.ts)).all()
-            out["pnl"] = [(float(t), float(v or 0)) for t, v in rows]
-            fills = [float(t) for (t,) in conn.execute(sa.select(trades.c.ts).where(trades.c.ts >= since - 60)
-                                                       .order_by(trades.c.ts))]
-            step = 10.0
-            series: list[tuple[float, float]] = []
-            lo = 0
-            for hi_t in _frange(since, now, step):
-                while lo < len(fills) and fills[lo] < hi_t - 60:
-                    lo += 1
-                n = sum(1 for f in fills[lo:] if f <= hi_t)
-                series.append((hi_t, float(n)))
-            out["fills_per_min"] = series if fills else []
+            rows = conn.execute(sa.select(pnl.c.ts, pnl.c.total)
+                                .where(pnl.c.market == "TOTAL", pnl.c.ts >= since, pnl.c.ts <= now,
+                                       pnl.c.run_id.is_(None)).order_by(pnl.c.ts)).all()
+            life = conn.execute(sa.select(events.c.ts, events.c.kind)
+                                .where(events.c.kind.in_((EventKind.ENGINE_START.value, EventKind.ENGINE_STOP.value)),
+                                       events.c.ts <= now, events.c.run_id.is_(None)).order_by(events.c.ts)).all()
+            fills = [float(t) for (t,) in conn.execute(
+                sa.select(trades.c.ts).where(trades.c.ts >= since - 60, trades.c.ts <= now, trades.c.run_id.is_(None))
+                .order_by(trades.c.ts))]
             inv = conn.execute(sa.select(pnl.c.market, pnl.c.ts, pnl.c.inventory_yes, pnl.c.inventory_no)
-                               .where(pnl.c.market != "TOTAL", pnl.c.ts >= since).order_by(pnl.c.ts)).all()
+                               .where(pnl.c.market != "TOTAL", pnl.c.ts >= since, pnl.c.ts <= now,
+                                      pnl.c.run_id.is_(None)).order_by(pnl.c.ts)).all()
             yes_of = dict(conn.execute(sa.select(markets.c.yes_token_id, markets.c.condition_id)).all())
             mids: dict[str, list[tuple[float, float | None]]] = {}
             for tok, ts, mid in conn.execute(sa.select(book_snapshots.c.token_id, book_snapshots.c.ts,
@@ -101,6 +107,12 @@ def load_history(db_url: str, since_sec: float = 3600.0, now: float | None = Non
                 cid = yes_of.get(tok)
                 if cid is not None:
                     mids.setdefault(cid, []).append((float(ts), None if mid is None else float(mid)))
+        starts = [float(t) for t, k in life if k == EventKind.ENGINE_START.value]
+        out["pnl"] = _broken_at(starts, [(float(t), float(v or 0)) for t, v in rows])
+        if fills:
+            first = min(fills[0], float(rows[0][0]) if rows else fills[0])
+            out["fills_per_min"] = _fills_per_min(fills, _sessions([(float(t), str(k)) for t, k in life], first, now),
+                                                  since, now)
         per: dict[str, list[tuple[float, float | None, float, float]]] = {}
         for cid, series_m in mids.items():
             per[cid] = [(ts, mid, 0.0, 0.0) for ts, mid in series_m]
@@ -122,9 +134,52 @@ def load_history(db_url: str, since_sec: float = 3600.0, now: float | None = Non
     return out
 
 
-def _frange(lo: float, hi: float, step: float) -> list[float]:
-    n = max(0, int((hi - lo) // step))
-    return [lo + step * (i + 1) for i in range(n)]
+def _broken_at(starts: list[float], series: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """`series` with a (start, NaN) point wherever a session start falls between two of its points
+    (a chart's line breaks there)."""
+    out: list[tuple[float, float]] = []
+    for t, v in series:
+        if out and bisect.bisect_right(starts, out[-1][0]) != bisect.bisect_right(starts, t):
+            out.append((starts[bisect.bisect_right(starts, t) - 1], math.nan))
+        out.append((t, v))
+    return out
+
+
+def _sessions(life: list[tuple[float, str]], first: float, now: float) -> list[tuple[float, float]]:
+    """(start, end) of each engine session from its `engine_start` / `engine_stop` events (one still
+    running ends `now`); no event at all (a DB written before the events were): one session from
+    `first` (the first row) to `now`."""
+    if not life:
+        return [(first, now)]
+    out: list[tuple[float, float]] = []
+    start: float | None = None if life[0][1] == EventKind.ENGINE_START.value else first  # (one begun before)
+    for ts, kind in life:
+        if kind == EventKind.ENGINE_START.value:
+            if start is not None:
+                out.append((start, ts))  # (a start with no stop before it: the last one ended unrecorded)
+            start = ts
+        elif start is not None:
+            out.append((start, ts))
+            start = None
+    if start is not None:
+        out.append((start, now))
+    return out
+
+
+def _fills_per_min(fills: list[float], sessions: list[tuple[float, float]], since: float, now: float,
+                   step: float = 10.0) -> list[tuple[float, float]]:
+    """Fills in the trailing minute, every `step` s while a session ran, a NaN point between sessions."""
+    series: list[tuple[float, float]] = []
+    for a, b in sessions:
+        a, b = max(a, since), min(b, now)
+        if b <= a:
+            continue
+        if series:
+            series.append((a, math.nan))
+        for hi_t in [a + step * i for i in range(int((b - a) // step) + 1)]:
+            lo = bisect.bisect_left(fills, hi_t - 60)
+            series.append((hi_t, float(bisect.bisect_right(fills, hi_t) - lo)))
+    return series
 
 
 class FatalPanel:
