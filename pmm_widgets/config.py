@@ -266,7 +266,7 @@ class Settings(ParamFields, BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # full-fidelity recording of the venue's data (Parquet, see store/recording.py)
-    record: Literal["off", "on"] | None = None  # unset: on for `pmm run`, off for the API and tests
+    record: Literal["off", "on"] | None = None  # unset: on for `pmm run` and the operator app, off for the API and tests
     record_dir: str = "./data/recordings"
     # the recordings' size budget, oldest hours deleted first (20 GB: ≈ 2 weeks of 50 sandbox markets;
     # an unattended engine used to fill its disk); 0: no budget (at most a petabyte: not inf)

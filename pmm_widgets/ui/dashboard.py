@@ -27,6 +27,7 @@ from ..domain import Mode
 from ..engine.core import Engine
 from ..events import EventKind
 from ..store.db import check_shared_db
+from ..store.recording import check_record_dir
 from .controls import ControlPanel
 from .lifecycle import install_kernel_stop_hook, kernel_stop_timeout
 
@@ -50,13 +51,19 @@ def resolve_db_url(db_url: str, root: Path) -> str:
 
 
 def app_settings(**overrides: Any) -> Settings:
-    """`load_settings()` with the SQLite path resolved against the repository root."""
+    """`load_settings()` with the SQLite path and the relative file paths (the recordings'
+    directory, the order round-trip files) resolved against the repository root: a notebook's
+    kernel runs in its own folder (apps/, notebooks/), and the operator app, the research notebook
+    and `pmm` run from the root must share one DB and one recording (a recording made by
+    `pmm run paper` was "no recordings under ./data/recordings" to the research notebook)."""
     root = project_root()
     env_file = root / ".env"
     if env_file.is_file() and not Path(".env").is_file():
         overrides.setdefault("_env_file", str(env_file))
     settings = load_settings(**overrides)
-    return settings.model_copy(update={"db_url": resolve_db_url(settings.db_url, root)})
+    paths = {k: str(root / v) for k in ("record_dir", "live_rtt_file", "paper_latency_file")
+             if (v := getattr(settings, k)) and not Path(v).is_absolute()}
+    return settings.model_copy(update={"db_url": resolve_db_url(settings.db_url, root), **paths})
 
 
 def demo_mode(settings: Settings) -> bool:
@@ -211,7 +218,10 @@ def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
     """
     try:
         settings = settings or app_settings()
+        if settings.record is None:  # the operator's sessions record, as `pmm run`'s do (PMM_RECORD=off: not)
+            settings = settings.model_copy(update={"record": "on"})
         check_shared_db(settings)
+        check_record_dir(settings)
     except ConfigError as exc:
         return FatalPanel(str(exc))
     demo = demo_mode(settings)

@@ -38,6 +38,7 @@ def wait(pred: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
 def clean_env(**pmm: str) -> dict[str, str]:
     """This process's environment without any PMM_* variable, plus `pmm`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    env["PMM_RECORD"] = "off"  # (the app records by default, into the checkout's data/: a test says where)
     env.update(pmm)
     return env
 
