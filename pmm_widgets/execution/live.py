@@ -539,7 +539,8 @@ class LiveExchange:
         t0 = time.perf_counter()
         try:
             results = await self._venue.post_orders([it for _, it in send], dry_run=self.mode is Mode.DRY_RUN)
-            self.order_rtt_ms.append((time.perf_counter() - t0) * 1000.0)
+            if self.mode is Mode.LIVE:  # a dry run signs and sends nothing: no round trip to measure
+                self.order_rtt_ms.append((time.perf_counter() - t0) * 1000.0)
         except BrokerError as exc:
             results = [PlaceResult(it[0], False, error=str(exc)) for _, it in send]
         finally:

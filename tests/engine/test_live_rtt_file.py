@@ -38,6 +38,31 @@ async def test_live_stop_writes_the_round_trips_paper_latency_reads(fast_setting
     assert isinstance(paper, SampledLatency) and list(paper.samples_ms) == list(lat.samples_ms)
 
 
+async def test_a_dry_run_measures_no_round_trip_and_writes_no_file(fast_settings, db, tmp_path):
+    """A dry run signs orders and sends none: it saved its signing times (≈ 5 ms) as "order round
+    trips" over the live run's file, and paper runs drew their latency from them."""
+    from eth_account import Account
+    from pydantic import SecretStr
+
+    from pmm_widgets.domain import Mode
+    from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
+    from pmm_widgets.venue.endpoints import Endpoints
+
+    path = tmp_path / "rtt-sandbox.txt"
+    path.write_text("# order round trips (ms) of a live run\n41.5\n")  # the last live run's
+    settings = fast_settings.model_copy(update={"private_key": SecretStr(Account.create().key.hex()),
+                                                "live_rtt_file": str(tmp_path / "rtt-{venue}.txt")})
+    async with Sandbox(SandboxConfig(markets=20, seed=7, speed=15)) as sb:
+        engine = Engine(settings, Mode.DRY_RUN, endpoints=Endpoints(sb.gamma_url, sb.clob_url, sb.ws_url, sb))
+        engine.start()
+        assert await engine.wait_role() == "owner"
+        assert await until(lambda: count(db, "SELECT COUNT(*) FROM orders WHERE mode = 'dry_run'") >= 3)
+        assert not engine.runtime.exchange.order_rtt_ms
+        await engine.stop()
+    assert list(SampledLatency.from_file(path).samples_ms) == [41.5]  # kept
+    assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'engine_stop' AND message LIKE '%round trips%'") == 0
+
+
 def test_nothing_is_written_without_samples_or_path(tmp_path):
     class Paper:  # no order_rtt_ms: a paper exchange
         pass
