@@ -821,7 +821,9 @@ class OwnerSession:
             return circuit
         h = checks.health()
         us = h.user_stream
-        parts = [f"user stream {'up' if us is not None and us.connected else 'down'}", f"heartbeat {h.heartbeat}"]
+        # a dry run sends nothing and subscribes to nothing: its user stream is off, not "down" (an alarm)
+        stream = "off (dry run)" if self.mode is Mode.DRY_RUN else "up" if us is not None and us.connected else "down"
+        parts = [f"user stream {stream}", f"heartbeat {h.heartbeat}"]
         if h.halted:
             parts.append(f"HALTED: {h.halted}")
         if circuit:

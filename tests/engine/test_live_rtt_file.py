@@ -58,6 +58,8 @@ async def test_a_dry_run_measures_no_round_trip_and_writes_no_file(fast_settings
         assert await engine.wait_role() == "owner"
         assert await until(lambda: count(db, "SELECT COUNT(*) FROM orders WHERE mode = 'dry_run'") >= 3)
         assert not engine.runtime.exchange.order_rtt_ms
+        # (the status line: a dry run's user stream is off, not "down", which read as an alarm)
+        assert engine.state.venue_health.startswith("user stream off (dry run), heartbeat off"), engine.state.venue_health
         await engine.stop()
     assert list(SampledLatency.from_file(path).samples_ms) == [41.5]  # kept
     assert count(db, "SELECT COUNT(*) FROM events WHERE kind = 'engine_stop' AND message LIKE '%round trips%'") == 0
