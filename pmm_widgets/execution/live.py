@@ -395,7 +395,9 @@ class LiveExchange:
 
     def _event(self, level: Level, kind: EventKind, message: str, data: dict[str, Any] | None = None) -> None:
         self.events.emit(level, kind, message, data=data, ts=self._clock())
-        log.log(logging.getLevelName(level.value), "%s: %s", kind.value, message)
+        # the log names the kind once ("reconcile: 0 open …", never "reconcile: reconcile: 0 open …")
+        named = message.startswith(f"{kind.value}:")
+        log.log(logging.getLevelName(level.value), "%s", message if named else f"{kind.value}: {message}")
 
     def _close_order(self, o: Order, status: OrderStatus, reason: str = "") -> None:
         o.status, o.updated_ts = status, self._clock()
