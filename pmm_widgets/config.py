@@ -223,7 +223,8 @@ class Settings(ParamFields, BaseSettings):
     writer_max_lag_sec: float = Field(30.0, gt=0, le=3_600)
     disconnect_cancel_sec: float = Field(10.0, gt=0)
     deadman_sec: float = Field(120.0, gt=0)
-    lease_ttl_sec: float = Field(15.0, ge=3)
+    # ≥ 1.5 × (http_timeout_sec + 0.5): the halt's cancel budget (2/3 of it, less 0.5 s) fits one venue call
+    lease_ttl_sec: float = Field(16.0, ge=3)
     http_timeout_sec: float = Field(10.0, gt=0)
     # transient venue errors (issue 17): retries, deadlines, circuit breaker
     http_deadline_sec: float = Field(30.0, gt=0, le=600, description="total deadline of one HTTP call, retries included")

@@ -198,3 +198,12 @@ async def test_a_renewal_that_waited_behind_a_lock_does_not_lift_the_halt(fast_s
         lease.renew = real_renew
     assert await until(lambda: engine.state.halted is None, timeout=10)  # a quick renewal lifts it
     await engine.stop()
+
+
+def test_the_default_lease_leaves_the_halts_cancel_a_whole_venue_call():
+    """With the defaults, every live start warned "PMM_LEASE_TTL_SEC=15 leaves 9.5s for a cancel …
+    less than PMM_HTTP_TIMEOUT_SEC=10": the defaults themselves broke the rule the warning checks."""
+    from pmm_widgets.config import Settings
+
+    settings = Settings(_env_file=None)
+    assert OwnerSession._cancel_budget(SimpleNamespace(settings=settings)) >= settings.http_timeout_sec  # type: ignore[arg-type]
