@@ -694,9 +694,13 @@ class OwnerSession:
         for i, ev in enumerate(pending):
             cid = ev.market
             try:
-                if await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
-                                                           self.runtime.exchange, "market_resolved"):
-                    self.events.emit(Level.INFO, EventKind.RESOLUTION, f"market resolved and settled: {cid}")
+                # a market of the universe that resolved before the first cycle saw it (the feed runs
+                # from the start; the venue resolves at any time) is known here: without it, the cycle
+                # said "resolution for a market we do not know", a false WARNING, and settled nothing.
+                # (The cycle's RESOLUTION event says what was settled; no second line for it here.)
+                known = next((m for m in self.markets if m.condition_id == cid), None)
+                await self.runtime.cycle.resolve_market(time.time(), cid, ev.winning_asset_id or None,
+                                                        self.runtime.exchange, "market_resolved", known=known)
                 before = len(self.markets)
                 self.markets = [m for m in self.markets if m.condition_id != cid]
                 if len(self.markets) != before:

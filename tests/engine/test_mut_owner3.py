@@ -519,7 +519,7 @@ async def test_a_resolution_that_could_not_be_settled_is_kept_for_the_next_cycle
     from pmm_widgets.venue.market_data import MarketData
 
     class _Flaky(FakeCycle):
-        async def resolve_market(self, ts, cid, winner, exchange, source) -> bool:
+        async def resolve_market(self, ts, cid, winner, exchange, source, *, known=None) -> bool:
             self.calls.append((cid, winner, exchange, source))
             if cid == "0xb" and sum(c[0] == "0xb" for c in self.calls) == 1:
                 raise OSError("cancel failed")
