@@ -181,7 +181,13 @@ class MarketHub:
                             s = cache[id(ev)] = _dumps(ev.payload)
                         parts.append(s)
                     elif any(inside):
-                        p = dict(ev.payload)
+                        if "price_changes" not in ev.payload:  # a market's event (`market_resolved`): whole
+                            s = cache.get(id(ev))
+                            if s is None:
+                                s = cache[id(ev)] = _dumps(ev.payload)
+                            parts.append(s)
+                            continue
+                        p = dict(ev.payload)  # a `price_change`: the subscribed tokens' entries
                         p["price_changes"] = [x for x in p["price_changes"] if x["asset_id"] in subs]
                         parts.append(_dumps(p))
             if not parts:

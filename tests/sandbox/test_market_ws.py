@@ -181,3 +181,26 @@ async def test_frames_stay_under_the_default_client_limit() -> None:
             frames = [await asyncio.wait_for(ws.recv(), 5) for _ in range(8)]
     assert max(len(f) for f in frames[1:]) <= MAX_FRAME_CHARS + 64 * 1024  # one event may overshoot the soft cap
     assert sum(len(f) > MAX_FRAME_CHARS // 2 for f in frames[1:]) >= 3  # the split really happened
+
+
+async def test_a_resolution_reaches_a_connection_holding_one_token_of_the_market(sandbox: Sandbox) -> None:
+    """The engine spreads its assets over connections of at most 200 (sorted by token id), so a
+    market's YES and NO can sit on two connections. `market_resolved` names both tokens: the
+    broadcast filtered it as if it were a `price_change` (KeyError 'price_changes'), so neither
+    connection got it and the clock's tick failed there."""
+    m = next(x for x in sandbox.sim.markets if x.has_book and not x.resolved)
+    async with websockets.connect(sandbox.ws_url + "/market") as yes_ws, \
+            websockets.connect(sandbox.ws_url + "/market") as no_ws:
+        await yes_ws.send(_sub([m.yes_token_id]))
+        await no_ws.send(_sub([m.no_token_id]))
+        events_of(await yes_ws.recv()), events_of(await no_ws.recv())  # the snapshots
+
+        def resolved(e: dict) -> bool:
+            return e["event_type"] == "market_resolved"
+
+        sandbox.sim.resolve_market(m.condition_id, winner_yes=True)
+        got = [[e for e in await collect(ws, 3.0, until=resolved) if resolved(e)] for ws in (yes_ws, no_ws)]
+    for evs in got:
+        assert len(evs) == 1 and evs[0]["market"] == m.condition_id
+        assert evs[0]["winning_asset_id"] == m.yes_token_id
+        assert evs[0]["assets_ids"] == [m.yes_token_id, m.no_token_id]  # the whole event, as sent to both
