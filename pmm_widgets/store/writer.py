@@ -27,7 +27,9 @@ Failure policy (a writer fault is never a dropped row):
   A writer fault met on the way stops the one-by-one pass and requeues the rest.
 - At close, ops still unwritten (the DB never came back) are spilled as JSON lines next to the
   SQLite file (`<db>.unwritten-<ts>.jsonl`, `-1`, `-2`.. added when another writer took that name)
-  and the path is logged, rather than lost silently.
+  and the path is logged, rather than lost silently. A close with a timeout (the engine's stop has
+  a budget) whose last write the DB has not answered by then spills what is queued behind it at
+  once and leaves that write to the worker, which spills its rows too if the DB refuses them.
 """
 
 from __future__ import annotations
@@ -180,6 +182,10 @@ class BatchWriter:
         self._outage_since: float | None = None
         self._in_flight: tuple[int, float] = (0, 0.0)  # (ops being written, oldest one's submit ts)
         self._write_t0 = 0.0  # when the write in flight began or last made progress (a DB call may hang)
+        # the hand-over at a close with a timeout: the worker's end, or the closer leaving first
+        self._close_lock = threading.Lock()
+        self._worker_done = False
+        self._left_to_worker = False  # the closer left at its timeout: the worker spills what stays
 
     # ----------------------------------------------------------------- Sink (producer side)
     # Rows are snapshotted at call time (a copy; JSON values deep-copied) so a producer may keep
@@ -227,22 +233,44 @@ class BatchWriter:
         """
         self._drain()
 
-    def close(self) -> None:
-        """Flush, stop the worker and release the engine's connections (idempotent)."""
+    def close(self, timeout: float | None = None) -> int:
+        """Flush, stop the worker and release the engine's connections (idempotent); what the DB
+        did not take is spilled (`spill_path`). The last flush is the worker's.
+
+        `timeout` (None: until done): a close that must end in time (the engine's stop). When the
+        worker's write has not returned by then (a DB that hangs, or holds a lock), the rows
+        queued behind it are spilled at once and that write is left to the worker: committed if
+        the DB answers, else spilled by the worker (a second file, logged) when the DB refuses
+        it; lost only if the process ends first. Returns the rows of that write (0: everything
+        was written or spilled)."""
         if self._closed:
-            return
+            return 0
         self._closed = True
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            with self._close_lock:
+                if not self._worker_done:  # its write has not returned: left to it
+                    self._left_to_worker = True
+                    with self._count_lock:
+                        in_flight = self._in_flight[0]
+                    if self._queue:
+                        self._spill()
+                    log.error("batch writer: closing after %gs with a write of %d ops the database has not "
+                              "answered (%s): left to the worker (spilled if the database refuses it)",
+                              timeout, in_flight, self._last_error or "no answer yet")
+                    return in_flight
             self._thread = None
-        self._drain()
+        else:
+            self._drain()
         if self._queue:
             self._spill()
         atexit.unregister(self.close)
         if self._own_engine:
             self.engine.dispose()
+        return 0
 
     def __enter__(self) -> BatchWriter:
         return self.start()
@@ -304,6 +332,22 @@ class BatchWriter:
             except Exception:  # never let the worker die: the next interval retries
                 self._errors += 1
                 log.exception("batch writer: unexpected error while flushing")
+        # closing: the last flush is the worker's, so that a closer with a timeout can leave it
+        try:
+            if not self._left_to_worker:
+                self._drain()
+        except Exception:  # what stays queued is spilled (by the closer, or just below)
+            self._errors += 1
+            log.exception("batch writer: unexpected error in the last flush")
+        finally:
+            with self._close_lock:
+                self._worker_done = True
+                late = self._left_to_worker
+            if late:  # the closer left at its timeout: what the DB refused since is spilled here
+                if self._queue:
+                    self._spill()
+                if self._own_engine:
+                    self.engine.dispose()
 
     def _drain(self) -> None:
         with self._io_lock:
@@ -422,8 +466,12 @@ class BatchWriter:
         log.error("batch writer: queue over %d ops: shed the %d oldest (market data first)", MAX_PENDING, shed)
 
     def _spill(self) -> None:
-        """Closing with rows the DB never took: write them as JSON lines beside the SQLite file."""
-        ops = list(self._queue)
+        """Closing with rows the DB never took: write them as JSON lines beside the SQLite file.
+        They leave the queue (a write still running may give rows back meanwhile: spilled later);
+        a spill that fails keeps them queued."""
+        with self._count_lock:
+            taken, self._queue = self._queue, collections.deque()
+        ops = list(taken)
         path = sqlite_file(self.db_url)
         try:
             if path is None:
@@ -444,6 +492,8 @@ class BatchWriter:
             log.error("batch writer: closing with %d ops the database did not take (%s): saved to %s",
                       len(ops), self._last_error or "unavailable", target)
         except Exception as exc:  # noqa: BLE001 - the spill is best effort, said in the log
+            with self._count_lock:  # (kept: the process may still write them, or say them)
+                self._queue.extendleft(reversed(ops))
             log.error("batch writer: closing with %d ops not written (database unavailable; spill failed: %s)",
                       len(ops), exc)
 
