@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -41,10 +41,11 @@ from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
 from ..tasks import EventSetFirst, unless_set, wait_set, within
+from . import runtime
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
 from .lease import LeaseTimer
-from .runtime import DbHandles, Runtime, Store, build_runtime, cancel_and_verify, open_store
+from .runtime import DbHandles, Runtime, Store, StoreClosed, build_runtime, cancel_and_verify, open_store
 from .state import EngineState, FeedState, KillResult
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 LEASE_GIVE_UP_TTLS = 20
 
 LoadUniverse = Callable[..., Awaitable[list[Market]]]
+T = TypeVar("T")
 
 
 def _renew_with(lease: Lease, state: EngineState) -> bool:
@@ -218,6 +220,7 @@ class OwnerSession:
         self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
         self._kill_command_id: int | None = None
         self._lease_task: asyncio.Task[None] | None = None
+        self._left_running: set[asyncio.Future[Any]] = set()  # shutdown steps its budget cut (`StopSteps`)
         self._releasing = asyncio.Event()  # the shutdown is about to release the lease: the lease loop ends
         self.stopping = False  # the shutdown has begun: the lease loop only renews
         self.shutdown_started: float | None = None  # set when the clean shutdown begins (see Engine.stop)
@@ -963,7 +966,13 @@ class OwnerSession:
                     return
         finally:
             if pending is not None:  # the renewal's thread runs on: let it land before anything releases
-                with contextlib.suppress(BaseException):
+                # (its failure is nobody's to raise now: retrieved, so that asyncio logs no "never retrieved")
+                pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+                # not when cancelled: the shutdown's budget ran out (`StopSteps`: the release goes
+                # ahead), or the run is cancelled past its shutdown (no release follows); the wait
+                # held the run's end up to a TTL after the shutdown's own deadline
+                me = asyncio.current_task()
+                if me is None or not me.cancelling():
                     await asyncio.wait({pending}, timeout=ttl)
 
     async def _apply_commands(self) -> None:
@@ -1023,8 +1032,16 @@ class OwnerSession:
         return f"; {n} order round trips (median {med:.0f} ms) saved to {path}"
 
     async def _shutdown_steps(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         rt = self._rt
         cancelled, open_after, err = (0, -1, None) if rt is None else await cancel_and_verify(rt.exchange)
+        # the rest of the shutdown ends within the stop's budget (`runtime.AFTER_VERIFY_SEC`), and
+        # may use what the verification left of its own: the verification and the rest, together
+        # (`STOP_VERIFY_SEC + AFTER_VERIFY_SEC`: 7 s; a page kernel's 9 s with the stop's grace)
+        steps = StopSteps(began, max(began + runtime.STOP_VERIFY_SEC + runtime.AFTER_VERIFY_SEC,
+                                     loop.time() + runtime.AFTER_VERIFY_SEC), self._step_cut, self._left_running)
+        flush_keep = runtime.STOP_FLUSH_SLICE_SEC + runtime.STOP_RELEASE_SLICE_SEC  # kept for the flush and release
         # what the venue said, for the KILL's and the stop's messages alike (-1: no count, or posts unanswered)
         venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
             f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
@@ -1038,7 +1055,8 @@ class OwnerSession:
         if rt is not None:
             with contextlib.suppress(Exception):
                 rt.cycle.final_pnl(end_ts)  # after the last fills: the `pnl` table ends with the session
-        rtts = "" if rt is None else await self._save_round_trips(rt)
+        rtts = "" if rt is None else await steps.run(
+            "saving the order round trips", self._save_round_trips(rt), "", keep=flush_keep, then="not saved")
         self.events.emit(Level.INFO, EventKind.ENGINE_STOP,
                          f"engine stopped: {cancelled} orders cancelled, {venue_open}{rtts}")
         ended = "killed" if self._ctl.kill_requested else "stopped"
@@ -1047,31 +1065,103 @@ class OwnerSession:
         self._publish(replace(self._state(), running=False, kill=self.kill_result, markets=rows, ts=time.time(),
                               totals=replace(self._state().totals, open_orders=max(open_after, 0))))
         if rt is not None:
-            await rt.aclose()  # exchange, market data, Gamma, endpoints (the exit stack)
+            # exchange, market data, Gamma, endpoints (the exit stack); cut short, they close on their own
+            await steps.run("closing the venue side (exchange, market data, Gamma)", rt.aclose(), None,
+                            keep=flush_keep, then="left to end on its own")
             with contextlib.suppress(Exception):
-                rt.cycle.calibrator.persist(time.time())
+                rt.cycle.calibrator.persist(time.time())  # (rows queued for the writer: no wait)
         store, self._store = self._store, None  # nothing more is recorded by this session
         if store is not None:
             if store.recorder is not None:
                 store.recorder.engine(end_ts, "stop")
-            spill = await store.aclose()
-            if spill:
-                self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {spill}")
+            release = runtime.STOP_RELEASE_SLICE_SEC
+            closed = await steps.run("the DB writer's flush", store.close_within(steps.left(keep=release)),
+                                     StoreClosed(None, -1), keep=release / 2,
+                                     then="what it had not written is saved beside the DB file when it ends (said in the log; "
+                                          "lost if the process ends first)")
+            if closed.spill:
+                self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {closed.spill}")
+            if closed.unanswered > 0:
+                self._step_cut(EventKind.WRITER, f"the DB writer's flush not finished within the stop's {steps.budget:g} s: "
+                               f"a write of {closed.unanswered} rows not answered by the DB (written if it answers, "
+                               "else saved beside the DB file; lost if the process ends first)")
             lost = store.recorder.health() if store.recorder is not None else ""  # (closed: the rows it never wrote)
             if lost:
                 self.events.emit(Level.WARNING, EventKind.WRITER, lost)
         cmd_id = self._kill_command_id
         if cmd_id is not None and self.kill_result is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result)))
+            await steps.run("writing the kill command's result", asyncio.to_thread(
+                self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result))), None,
+                keep=runtime.STOP_RELEASE_SLICE_SEC, then="the face that sent it is not told")
             self._kill_command_id = None
         self._releasing.set()
         if self._lease_task is not None:
-            with contextlib.suppress(BaseException):
-                await self._lease_task  # an in-flight renewal finishes before the release, never after
+            # an in-flight renewal finishes before the release, never after; one the DB holds past
+            # the budget is left (the release cannot land before it: the row is locked meanwhile, and
+            # a renewal never revives a row released with a final state: `Lease.renew`)
+            await steps.run("the lease's last renewal", self._lease_task, None,
+                            keep=runtime.STOP_RELEASE_SLICE_SEC, kind=EventKind.LEASE, then="released anyway")
+        final = None
         with contextlib.suppress(Exception):
             final = self._state().to_json() if self.kill_result is not None else None
             if final is None and self._ctl.handover:
                 final = replace(self._state(), handover_ts=time.time()).to_json()
-            await asyncio.to_thread(self._dbh.lease.release, final)
+        ttl = self.settings.lease_ttl_sec
+        await steps.run("the lease's release", asyncio.to_thread(self._dbh.lease.release, final), None,
+                        kind=EventKind.LEASE,
+                        then=f"released if the DB answers while this process runs, else the next engine to start "
+                             f"attaches to this stopped one until the lease expires (up to {ttl:g} s)")
         self._rt = None
+
+    def _step_cut(self, kind: EventKind, message: str) -> None:
+        """A step of the shutdown the stop's budget cut short: said once, as an event and in the log
+        (the events of the last steps are not recorded any more: the writer is closed)."""
+        self.events.emit(Level.ERROR, kind, message)
+        logging.getLogger(__name__).error("%s", message)
+
+
+class StopSteps:
+    """The shutdown's steps after its verification, each bounded by the stop's deadline (`end`,
+    loop time): a step still running then is cancelled and left to end on its own (held here,
+    its error logged), said once (`say`), and the next step runs. `keep`: seconds of the budget
+    kept for the steps after this one (the writer's flush, the lease's release: what matters most
+    when a step before them hangs)."""
+
+    def __init__(self, began: float, end: float, say: Callable[[EventKind, str], None],
+                 left_running: set[asyncio.Future[Any]]) -> None:
+        self.began = began
+        self.end = end
+        self.say = say
+        self.budget = round(end - began, 1)  # seconds from the shutdown's start, as the messages say them
+        self.left_running = left_running  # the session's: held until they end
+
+    def left(self, keep: float = 0.0) -> float:
+        """Seconds until the deadline, less `keep` (never negative)."""
+        return max(0.0, self.end - keep - asyncio.get_running_loop().time())
+
+    async def run(self, what: str, aw: Awaitable[T], default: T, *, keep: float = 0.0,
+                  kind: EventKind = EventKind.ENGINE_STOP, then: str = "") -> T:
+        """`aw`'s result; `default` when it failed (logged) or was cut by the deadline (said)."""
+        job = asyncio.ensure_future(aw)
+        try:
+            done, _ = await asyncio.wait({job}, timeout=self.left(keep))
+        except BaseException:
+            job.cancel()
+            raise
+        if job in done:
+            exc = None if job.cancelled() else job.exception()
+            if job.cancelled() or exc is not None:
+                logging.getLogger(__name__).warning("shutdown: %s failed: %s", what,
+                                                    "cancelled" if exc is None else first_line(exc))
+                return default
+            return job.result()
+        job.cancel()
+        self.left_running.add(job)
+        job.add_done_callback(self._ended)
+        self.say(kind, f"{what} not finished within the stop's {self.budget:g} s" + (f": {then}" if then else ""))
+        return default
+
+    def _ended(self, job: asyncio.Future[Any]) -> None:
+        self.left_running.discard(job)
+        if not job.cancelled() and (exc := job.exception()) is not None:
+            logging.getLogger(__name__).warning("shutdown: a step left running failed: %s", first_line(exc))

@@ -88,14 +88,41 @@ class Store:
 
     async def aclose(self) -> str | None:
         """Close the recorder and flush the writer (worker threads); the spill file, if any."""
-        if self.recorder is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.recorder.close)
-        if self.writer is None:
-            return None
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.writer.close)
-        return self.writer.spill_path
+        return (await self.close_within(None)).spill
+
+    async def close_within(self, timeout: float | None) -> StoreClosed:
+        """Close the recorder and flush the writer, side by side in worker threads, each within
+        `timeout` seconds (None: until done; the engine's stop passes what is left of its budget):
+        a write the DB has not answered by then is left to the writer's worker, everything queued
+        behind it spilled at once (`BatchWriter.close`); a recording still writing is left to its
+        thread (`Recorder.close`). Never raises."""
+
+        async def recorder() -> None:
+            if self.recorder is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.recorder.close, timeout)
+
+        async def writer() -> int:
+            if self.writer is None:
+                return 0
+            try:
+                return await asyncio.to_thread(self.writer.close, timeout)
+            except Exception:  # noqa: BLE001 - a stop never raises; what stays queued is counted below
+                return 0
+
+        _, unanswered = await asyncio.gather(recorder(), writer())
+        spill = self.writer.spill_path if self.writer is not None else None
+        return StoreClosed(spill, unanswered)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreClosed:
+    """What `Store.close_within` left: where the rows the DB did not take were saved (None:
+    nowhere, all written), and the rows of a write the DB had not answered when the time was up
+    (0: none; committed if it answers, else spilled by the writer's worker)."""
+
+    spill: str | None
+    unanswered: int = 0
 
 
 def open_store(settings: Settings, sink: Sink | None = None) -> Store:
@@ -149,6 +176,12 @@ class Runtime:
 KERNEL_STOP_SEC = 9.0  # `ui.lifecycle.kernel_stop_timeout()` (a test keeps the two equal: the engine imports no face)
 STOP_GRACE_SEC = 2.0  # what a stop lets a quote cycle under way take to end on its own (`Engine.stop`)
 AFTER_VERIFY_SEC = 2.0
+# The rest is bounded as a whole (`owner.StopSteps`): a step still running at its deadline is cut
+# and said, and the steps after it run. The last slices of it are kept for what matters most when
+# a step before them hangs: the writer's flush (rows written, or spilled beside the DB file) and
+# the lease's release (a lease left held makes the next engine wait for its expiry).
+STOP_FLUSH_SLICE_SEC = 0.25
+STOP_RELEASE_SLICE_SEC = 0.25
 STOP_VERIFY_SEC = KERNEL_STOP_SEC - STOP_GRACE_SEC - AFTER_VERIFY_SEC  # cancel_and_verify's deadline
 SETTLE_INFLIGHT_SEC = 4.0  # the stop's wait for posts in flight: within the verification's deadline
 
