@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Params, Settings
 from ..domain import Market, Mode
 from ..events import EventBus
-from ..execution.exchange import Exchange
+from ..execution.exchange import CancelProgress, Exchange
 from ..store.recorder import DbRecorder
 from ..store.sink import Sink
 from ..tasks import together
@@ -197,7 +197,8 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
     All of it ends within `deadline_sec` (None: `STOP_VERIFY_SEC`, the stop's budget): a call
     still out then is abandoned and the open count is unknown (no pause is begun that would end
     past it: the last attempt's result stands).
-    Returns (orders cancelled over all attempts, the open count the last attempt got (-1: it
+    Returns (orders cancelled over all attempts, an attempt's cancel that the deadline or an
+    error cut included (`CancelProgress`), the open count the last attempt got (-1: it
     got none, or a post was still unanswered: orders may yet rest), the last attempt's error
     and/or the posts still unanswered, or the deadline that cut it (None: none of these)). What
     an earlier attempt met is not reported: a refusal the next attempt got past is not an error
@@ -208,6 +209,9 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
     cancelled, open_after, err, unanswered = 0, -1, None, 0
     settle_end = loop.time() + settle_sec
     step = "cancel-all"
+    # the cancel under way (None: none): what it cancelled counts also when an error or the
+    # deadline ends it (they used to lose it: "0 orders cancelled" after the venue cancelled them)
+    prog: CancelProgress | None = None
     scope = asyncio.timeout_at(deadline)
     try:
         async with scope:
@@ -219,18 +223,28 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
                 open_after, err = -1, None
                 try:
                     step = "cancel-all"
-                    got, unanswered = await exchange.cancel_settled(max(0.0, min(settle_end, deadline) - loop.time()))
+                    prog = CancelProgress()
+                    got, unanswered = await exchange.cancel_settled(max(0.0, min(settle_end, deadline) - loop.time()),
+                                                                    prog)
+                    prog = None
                     cancelled += got
                     step = "open count"
                     open_after = await exchange.count_venue_open_orders()
                 except Exception as exc:
                     err = f"{type(exc).__name__}: {exc}"
+                    if prog is not None:
+                        cancelled, prog = cancelled + prog.cancelled, None
                 if open_after == 0:
                     break
     except TimeoutError:
         if not scope.expired():
             raise
         open_after, err = -1, f"the venue's {step} not answered within the stop's {budget:g} s deadline"
+        if prog is not None:
+            cancelled += prog.cancelled
+            if prog.awaiting == "posts":
+                err = (f"{prog.unanswered} orders posted and not answered within the stop's {budget:g} s deadline: "
+                       "they may still come to rest")
     if unanswered:
         said = f"{unanswered} orders posted and not answered after {settle_sec:g} s: they may still come to rest"
         open_after, err = -1, said if err is None else f"{err}; {said}"
