@@ -778,7 +778,12 @@ class OwnerSession:
                                   venue_health=self._venue_health()))
 
     async def _circuit_probe(self) -> None:
-        """While the circuit is open: cancel all and check the venue; close the circuit when it works."""
+        """While the circuit is open: cancel all and check the venue; close the circuit when it works.
+
+        A stop ends the probe at once (the live probe may wait `PROBE_SETTLE_SEC` for posts in
+        flight, then read the venue's count and reconcile, on a venue slow enough to have opened
+        the circuit): the shutdown's cancel and verification are the same sequence, and a stop
+        used to wait its whole grace for a cycle under way (2 s) before it interrupted the probe."""
         now = time.time()
         if not self._circuit.probe_due(now):
             return
@@ -786,9 +791,11 @@ class OwnerSession:
             async with self._ctl.trade_lock:
                 checks = self._venue_checks()
                 if checks is not None:
-                    await checks.probe()
+                    await unless_set(checks.probe(), self._ctl.stop)
                 else:
                     await self.runtime.exchange.cancel_all()
+        except EventSetFirst:
+            return  # stopped: the shutdown cancels and verifies next; the circuit stays as it was
         except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
             first = self._circuit.probes_failed == 0
             self._circuit.probe_result(time.time(), f"{type(exc).__name__}: {exc}")
