@@ -1089,9 +1089,10 @@ class OwnerSession:
             if closed.spill:
                 self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {closed.spill}")
             if closed.unanswered > 0:
+                where = (f"saved to {closed.spill} too, marked in_flight (the DB may still commit them)"
+                         if closed.spill else "left to the writer's thread (lost if the process ends first)")
                 self._step_cut(EventKind.WRITER, f"the DB writer's flush not finished within the stop's {steps.budget:g} s: "
-                               f"a write of {closed.unanswered} rows not answered by the DB (written if it answers, "
-                               "else saved beside the DB file; lost if the process ends first)")
+                               f"a write of {closed.unanswered} rows not answered by the DB, {where}")
             lost = store.recorder.health() if store.recorder is not None else ""  # (closed: the rows it never wrote)
             if lost:
                 self.events.emit(Level.WARNING, EventKind.WRITER, lost)

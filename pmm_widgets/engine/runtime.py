@@ -93,9 +93,9 @@ class Store:
     async def close_within(self, timeout: float | None) -> StoreClosed:
         """Close the recorder and flush the writer, side by side in worker threads, each within
         `timeout` seconds (None: until done; the engine's stop passes what is left of its budget):
-        a write the DB has not answered by then is left to the writer's worker, everything queued
-        behind it spilled at once (`BatchWriter.close`); a recording still writing is left to its
-        thread (`Recorder.close`). Never raises."""
+        a write the DB has not answered by then is left to the writer's worker, its rows (marked
+        in_flight) and everything queued behind it spilled at once (`BatchWriter.close`); a
+        recording still writing is left to its thread (`Recorder.close`). Never raises."""
 
         async def recorder() -> None:
             if self.recorder is not None:
@@ -107,7 +107,7 @@ class Store:
                 return 0
             try:
                 return await asyncio.to_thread(self.writer.close, timeout)
-            except Exception:  # noqa: BLE001 - a stop never raises; what stays queued is counted below
+            except Exception:  # noqa: BLE001 - a stop never raises (the writer logs what it could not save)
                 return 0
 
         _, unanswered = await asyncio.gather(recorder(), writer())
@@ -118,8 +118,9 @@ class Store:
 @dataclass(frozen=True, slots=True)
 class StoreClosed:
     """What `Store.close_within` left: where the rows the DB did not take were saved (None:
-    nowhere, all written), and the rows of a write the DB had not answered when the time was up
-    (0: none; committed if it answers, else spilled by the writer's worker)."""
+    nowhere: all written, or the spill failed), and the rows of a write the DB had not answered
+    when the time was up (0: none; in the spill file too, marked in_flight, when there is one:
+    the DB may still commit them; the writer's worker logs which it was)."""
 
     spill: str | None
     unanswered: int = 0

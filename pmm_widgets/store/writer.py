@@ -181,11 +181,13 @@ class BatchWriter:
         self._dropped_after_close = 0
         self._outage_since: float | None = None
         self._in_flight: tuple[int, float] = (0, 0.0)  # (ops being written, oldest one's submit ts)
+        self._writing: list[_Op] = []  # the write in flight (a close that cannot wait for it spills it too)
         self._write_t0 = 0.0  # when the write in flight began or last made progress (a DB call may hang)
         # the hand-over at a close with a timeout: the worker's end, or the closer leaving first
         self._close_lock = threading.Lock()
         self._worker_done = False
-        self._left_to_worker = False  # the closer left at its timeout: the worker spills what stays
+        self._left_to_worker = False  # the closer left at its timeout: the worker says how its write ended
+        self._in_flight_spilled = False  # ... and that write's ops are in the spill file already
 
     # ----------------------------------------------------------------- Sink (producer side)
     # Rows are snapshotted at call time (a copy; JSON values deep-copied) so a producer may keep
@@ -254,14 +256,15 @@ class BatchWriter:
             with self._close_lock:
                 if not self._worker_done:  # its write has not returned: left to it
                     self._left_to_worker = True
-                    with self._count_lock:
-                        in_flight = self._in_flight[0]
-                    if self._queue:
-                        self._spill()
+                    with self._count_lock:  # (one step: a write that fails meanwhile is in one of the two)
+                        queued, writing = list(self._queue), list(self._writing)
+                        self._queue = collections.deque()
+                    self._in_flight_spilled = self._spill(queued, writing) and bool(writing)
                     log.error("batch writer: closing after %gs with a write of %d ops the database has not "
-                              "answered (%s): left to the worker (spilled if the database refuses it)",
-                              timeout, in_flight, self._last_error or "no answer yet")
-                    return in_flight
+                              "answered (%s): left to the worker%s", timeout, len(writing),
+                              self._last_error or "no answer yet",
+                              f"; saved to {self.spill_path} too (marked in_flight)" if self._in_flight_spilled else "")
+                    return len(writing)
             self._thread = None
         else:
             self._drain()
@@ -343,11 +346,8 @@ class BatchWriter:
             with self._close_lock:
                 self._worker_done = True
                 late = self._left_to_worker
-            if late:  # the closer left at its timeout: what the DB refused since is spilled here
-                if self._queue:
-                    self._spill()
-                if self._own_engine:
-                    self.engine.dispose()
+            if late:
+                self._after_late_write()
 
     def _drain(self) -> None:
         with self._io_lock:
@@ -362,6 +362,7 @@ class BatchWriter:
                 ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
                 with self._count_lock:
                     self._in_flight = (len(ready), ready[0].ts) if ready else (0, 0.0)  # the quarantined are done
+                    self._writing = list(ready)
                     self._write_t0 = time.time()
                 if ready and not self._write(ready):
                     return  # database unavailable: the batch is back in the queue
@@ -370,6 +371,7 @@ class BatchWriter:
             finally:
                 with self._count_lock:
                     self._in_flight = (0, 0.0)
+                    self._writing = []
                     self._write_t0 = 0.0
             del ready
             _release(ops)
@@ -438,6 +440,7 @@ class BatchWriter:
         with self._count_lock:  # in flight -> queued in one step
             self._queue.extendleft(reversed(ops))
             self._in_flight = (0, 0.0)
+            self._writing = []
         excess = len(self._queue) - MAX_PENDING
         if excess > 0:
             self._shed_oldest(excess)
@@ -465,13 +468,40 @@ class BatchWriter:
         self._dropped += shed
         log.error("batch writer: queue over %d ops: shed the %d oldest (market data first)", MAX_PENDING, shed)
 
-    def _spill(self) -> None:
-        """Closing with rows the DB never took: write them as JSON lines beside the SQLite file.
-        They leave the queue (a write still running may give rows back meanwhile: spilled later);
-        a spill that fails keeps them queued."""
+    def _after_late_write(self) -> None:
+        """The worker, once the write a close left to it (`close` with a timeout) has returned:
+        committed, or refused (its ops back in the queue). The close saved that write's ops in the
+        spill file already, marked `in_flight` (the DB might still commit them): say which it was;
+        when that spill could not be made, spill what the DB refused now."""
         with self._count_lock:
-            taken, self._queue = self._queue, collections.deque()
-        ops = list(taken)
+            back = list(self._queue)
+            self._queue = collections.deque()
+        if not self._in_flight_spilled:
+            if back:
+                self._spill(back)
+        elif back:
+            log.error("batch writer: the write left at close was refused by the database: its %d ops are in %s "
+                      "(marked in_flight), not in the database", len(back), self.spill_path)
+        else:
+            log.warning("batch writer: the write left at close was committed: the ops marked in_flight in %s are "
+                        "in the database too", self.spill_path)
+        if self._own_engine:
+            self.engine.dispose()
+
+    def _spill(self, queued: list[_Op] | None = None, in_flight: list[_Op] | None = None) -> bool:
+        """Closing with rows the DB never took (`queued`; None: the queue, taken from it): write
+        them as JSON lines beside the SQLite file; True when saved. `in_flight`: a write the DB
+        has not answered (a close that cannot wait for it), saved first, each line marked
+        `"in_flight": true`: the DB may still commit them (check before replaying those). A spill
+        that fails puts what it took back in the queue."""
+        if queued is None:
+            with self._count_lock:
+                taken, self._queue = self._queue, collections.deque()
+            queued = list(taken)
+        writing = in_flight or []
+        ops = [*writing, *queued]
+        if not ops:
+            return True
         path = sqlite_file(self.db_url)
         try:
             if path is None:
@@ -485,17 +515,21 @@ class BatchWriter:
                 except FileExistsError:
                     continue
                 break
+            flagged = len(writing)
             with fh:
                 fh.writelines(json_dumps({"kind": op.kind, "table": op.table, "row": op.row, "key": list(op.key),
-                                         "where": op.where, "ts": op.ts}) + "\n" for op in ops)
+                                         "where": op.where, "ts": op.ts, **({"in_flight": True} if i < flagged else {})})
+                              + "\n" for i, op in enumerate(ops))
             self.spill_path = target
             log.error("batch writer: closing with %d ops the database did not take (%s): saved to %s",
                       len(ops), self._last_error or "unavailable", target)
+            return True
         except Exception as exc:  # noqa: BLE001 - the spill is best effort, said in the log
             with self._count_lock:  # (kept: the process may still write them, or say them)
-                self._queue.extendleft(reversed(ops))
+                self._queue.extendleft(reversed(queued))
             log.error("batch writer: closing with %d ops not written (database unavailable; spill failed: %s)",
                       len(ops), exc)
+            return False
 
     def _normalize(self, op: _Op) -> _Op | None:
         """Check column names and convert enums / Decimals to what each column type stores."""

@@ -2,14 +2,16 @@
 budget. A DB that holds its lock (another connection's `BEGIN EXCLUSIVE`, SQLite's real "database
 is locked" after the busy timeout) kept `close()` waiting for the worker's write, then for a
 last flush of its own: a busy timeout each (10 s by default), past a page kernel's SIGKILL, with
-the rows queued behind the write neither written nor spilled. Now the rows queued behind the
-write are spilled at the timeout, and the write is left to the worker: committed when the DB
-answers, spilled by the worker when the DB refuses it. No row is lost either way."""
+the rows neither written nor spilled until then. Now, at the timeout, the rows queued behind the
+write and the write's own rows are spilled at once (the latter marked `in_flight`: the DB may
+still commit them), and the write is left to the worker, which says how it ended. No row is
+lost, whatever comes next (a SIGKILL included)."""
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -26,11 +28,12 @@ def _event(i: int) -> dict[str, object]:
     return {"ts": float(i), "level": "INFO", "kind": "engine_stop", "message": f"row {i}"}
 
 
-def _spilled(path: str) -> list[str]:
+def _spilled(path: str) -> list[tuple[str, bool]]:
+    """(message, marked in_flight) of every row spilled beside the DB file, in file order."""
     out = []
     for name in sorted(glob.glob(path + ".unwritten-*.jsonl")):
         with open(name, encoding="utf-8") as fh:
-            out += [json.loads(line)["row"]["message"] for line in fh]
+            out += [(d["row"]["message"], d.get("in_flight", False)) for d in map(json.loads, fh)]
     return out
 
 
@@ -77,7 +80,10 @@ def _writing(w: BatchWriter, hold: sqlite3.Connection) -> None:
         w.insert("events", _event(i))
 
 
-def test_a_close_whose_write_the_db_refuses_later_loses_no_row(held):
+SPILLED_AT_CLOSE = [*((f"row {i}", True) for i in range(5)), *((f"row {i}", False) for i in range(5, 8))]
+
+
+def test_a_close_whose_write_the_db_refuses_later_loses_no_row(held, caplog):
     url, path, hold = held
     w = BatchWriter(url, flush_sec=0.05, engine=make_engine(url, busy_timeout_ms=800)).start()
     _writing(w, hold)
@@ -86,11 +92,13 @@ def test_a_close_whose_write_the_db_refuses_later_loses_no_row(held):
     took = time.monotonic() - t0
     assert took < 0.5, took  # (it waited for the write's busy timeout, then a last flush's)
     assert unanswered == 5
-    assert w.spill_path is not None and _spilled(path) == ["row 5", "row 6", "row 7"]  # at the close
-    # the write ends with the busy timeout ("database is locked"): the worker spills its rows
-    assert _until(lambda: len(_spilled(path)) == 8, 3.0), _spilled(path)
+    assert w.spill_path is not None and _spilled(path) == SPILLED_AT_CLOSE  # all 8, at the close
+    # the write ends with the busy timeout ("database is locked"): the worker says so, once
+    with caplog.at_level(logging.ERROR, logger="pmm_widgets.store.writer"):
+        assert _until(lambda: "refused" in caplog.text, 3.0)
+    assert "its 5 ops are in " + w.spill_path + " (marked in_flight), not in the database" in caplog.text
     hold.execute("COMMIT")
-    assert sorted(_spilled(path)) == [f"row {i}" for i in range(8)] and _written(url) == []
+    assert _spilled(path) == SPILLED_AT_CLOSE and _written(url) == []  # (no second spill)
 
 
 def test_a_close_whose_write_the_db_answers_later_loses_no_row(held):
@@ -98,10 +106,11 @@ def test_a_close_whose_write_the_db_answers_later_loses_no_row(held):
     w = BatchWriter(url, flush_sec=0.05, engine=make_engine(url, busy_timeout_ms=3000)).start()
     _writing(w, hold)
     assert w.close(timeout=0.2) == 5
-    assert _spilled(path) == ["row 5", "row 6", "row 7"]
+    assert _spilled(path) == SPILLED_AT_CLOSE
     hold.execute("COMMIT")  # the DB answers: the write left to the worker commits
     assert _until(lambda: len(_written(url)) == 5, 3.0)
-    assert _written(url) == [f"row {i}" for i in range(5)] and len(_spilled(path)) == 3  # nothing twice
+    assert _written(url) == [f"row {i}" for i in range(5)]  # those marked in_flight in the spill file
+    assert _spilled(path) == SPILLED_AT_CLOSE
 
 
 def test_a_close_with_time_enough_writes_everything(held):
