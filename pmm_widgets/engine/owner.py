@@ -1100,7 +1100,8 @@ class OwnerSession:
         if cmd_id is not None and self.kill_result is not None:
             await steps.run("writing the kill command's result", asyncio.to_thread(
                 self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result))), None,
-                keep=runtime.STOP_RELEASE_SLICE_SEC, then="the face that sent it is not told")
+                keep=runtime.STOP_RELEASE_SLICE_SEC, thread=True,
+                then="the face that sent it says the owner did not confirm the kill")
             self._kill_command_id = None
         self._releasing.set()
         if self._lease_task is not None:
@@ -1116,7 +1117,8 @@ class OwnerSession:
                 final = replace(self._state(), handover_ts=time.time()).to_json()
         ttl = self.settings.lease_ttl_sec
         await steps.run("the lease's release", asyncio.to_thread(self._dbh.lease.release, final), None,
-                        kind=EventKind.LEASE,
+                        kind=EventKind.LEASE, thread=True, say_failure=f"the next engine to start attaches to this stopped one until "
+                                                          f"the lease expires (up to {ttl:g} s)",
                         then=f"released if the DB answers while this process runs, else the next engine to start "
                              f"attaches to this stopped one until the lease expires (up to {ttl:g} s)")
         self._rt = None
@@ -1148,8 +1150,12 @@ class StopSteps:
         return max(0.0, self.end - keep - asyncio.get_running_loop().time())
 
     async def run(self, what: str, aw: Awaitable[T], default: T, *, keep: float = 0.0,
-                  kind: EventKind = EventKind.ENGINE_STOP, then: str = "") -> T:
-        """`aw`'s result; `default` when it failed (logged) or was cut by the deadline (said)."""
+                  kind: EventKind = EventKind.ENGINE_STOP, then: str = "", say_failure: str = "",
+                  thread: bool = False) -> T:
+        """`aw`'s result; `default` when it failed (logged; said too with `say_failure`, what it
+        means) or was cut by the deadline (said, with `then`: what follows). `thread`: `aw` is a
+        worker thread's (`asyncio.to_thread`), which a cancel cannot stop: cut, it is left as it
+        is, and how it ended is logged when it does."""
         job = asyncio.ensure_future(aw)
         try:
             done, _ = await asyncio.wait({job}, timeout=self.left(keep))
@@ -1159,17 +1165,27 @@ class StopSteps:
         if job in done:
             exc = None if job.cancelled() else job.exception()
             if job.cancelled() or exc is not None:
-                logging.getLogger(__name__).warning("shutdown: %s failed: %s", what,
-                                                    "cancelled" if exc is None else first_line(exc))
+                why = "cancelled" if exc is None else f"{type(exc).__name__}: {first_line(exc)}"
+                if say_failure:
+                    self.say(kind, f"{what} failed ({why}): {say_failure}")
+                else:
+                    logging.getLogger(__name__).warning("shutdown: %s failed: %s", what, why)
                 return default
             return job.result()
-        job.cancel()
+        if not thread:
+            job.cancel()
         self.left_running.add(job)
-        job.add_done_callback(self._ended)
+        job.add_done_callback(lambda j: self._ended(j, what))
         self.say(kind, f"{what} not finished within the stop's {self.budget:g} s" + (f": {then}" if then else ""))
         return default
 
-    def _ended(self, job: asyncio.Future[Any]) -> None:
+    def _ended(self, job: asyncio.Future[Any], what: str) -> None:
+        """A step cut by the deadline ended (it was cancelled; a thread of it ran to its end)."""
         self.left_running.discard(job)
-        if not job.cancelled() and (exc := job.exception()) is not None:
-            logging.getLogger(__name__).warning("shutdown: a step left running failed: %s", first_line(exc))
+        if job.cancelled():
+            return
+        if (exc := job.exception()) is not None:
+            logging.getLogger(__name__).warning("shutdown: %s, left running, failed: %s: %s", what,
+                                                type(exc).__name__, first_line(exc))
+        else:
+            logging.getLogger(__name__).info("shutdown: %s, left running, ended", what)
