@@ -177,10 +177,13 @@ class Runtime:
 KERNEL_STOP_SEC = 9.0  # `ui.lifecycle.kernel_stop_timeout()` (a test keeps the two equal: the engine imports no face)
 STOP_GRACE_SEC = 2.0  # what a stop lets a quote cycle under way take to end on its own (`Engine.stop`)
 AFTER_VERIFY_SEC = 2.0
-# The rest is bounded as a whole (`owner.StopSteps`): a step still running at its deadline is cut
-# and said, and the steps after it run. The last slices of it are kept for what matters most when
-# a step before them hangs: the writer's flush (rows written, or spilled beside the DB file) and
-# the lease's release (a lease left held makes the next engine wait for its expiry).
+# The rest is bounded as a whole (`owner.StopSteps`), and may use what the verification left of
+# its own: it ends `STOP_VERIFY_SEC + AFTER_VERIFY_SEC` after the shutdown began (at least
+# `AFTER_VERIFY_SEC` after the verification), within `KERNEL_STOP_SEC` with the grace. A step
+# still running at its deadline is cut and said, and the steps after it run. The last slices are
+# kept for what matters most when a step before them hangs: the writer's flush (rows written, or
+# spilled beside the DB file) and the lease's release (a lease left held makes the next engine
+# wait for its expiry).
 STOP_FLUSH_SLICE_SEC = 0.25
 STOP_RELEASE_SLICE_SEC = 0.25
 STOP_VERIFY_SEC = KERNEL_STOP_SEC - STOP_GRACE_SEC - AFTER_VERIFY_SEC  # cancel_and_verify's deadline
