@@ -40,7 +40,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
-from ..tasks import EventSetFirst, unless_set, wait_set, within
+from ..tasks import EventSetFirst, cancel_and_wait, unless_set, wait_set, within
 from . import runtime
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
+# while the circuit probe runs (the quote loop reads no command meanwhile): how often a kill sent
+# by another face is looked for (`OwnerSession._kill_sent`)
+KILL_POLL_SEC = 0.25
 
 LoadUniverse = Callable[..., Awaitable[list[Market]]]
 T = TypeVar("T")
@@ -783,7 +786,9 @@ class OwnerSession:
         A stop ends the probe at once (the live probe may wait `PROBE_SETTLE_SEC` for posts in
         flight, then read the venue's count and reconcile, on a venue slow enough to have opened
         the circuit): the shutdown's cancel and verification are the same sequence, and a stop
-        used to wait its whole grace for a cycle under way (2 s) before it interrupted the probe."""
+        used to wait its whole grace for a cycle under way (2 s) before it interrupted the probe.
+        So does a kill another face sends meanwhile (`_kill_sent`): the quote loop reads commands
+        between two of its turns only, after the probe, while that face waits for the result."""
         now = time.time()
         if not self._circuit.probe_due(now):
             return
@@ -791,7 +796,11 @@ class OwnerSession:
             async with self._ctl.trade_lock:
                 checks = self._venue_checks()
                 if checks is not None:
-                    await unless_set(checks.probe(), self._ctl.stop)
+                    watch = asyncio.ensure_future(self._kill_sent())
+                    try:
+                        await unless_set(checks.probe(), self._ctl.stop)
+                    finally:
+                        await cancel_and_wait(watch)
                 else:
                     await self.runtime.exchange.cancel_all()
         except EventSetFirst:
@@ -982,6 +991,30 @@ class OwnerSession:
                 if me is None or not me.cancelling():
                     await asyncio.wait({pending}, timeout=ttl)
 
+    async def _kill_sent(self, every: float = KILL_POLL_SEC) -> None:
+        """Until stopped: every `every` seconds, look for a `kill` command; one found is taken as
+        `_apply_commands` takes it (its result is written by the shutdown) and stops the run. The
+        other commands wait for the quote loop, which reads them in order between its turns."""
+        commands = self._dbh.commands
+        while not self._ctl.stop.is_set():
+            try:
+                pending = await asyncio.to_thread(commands.pending)
+            except Exception as exc:  # noqa: BLE001 - the quote loop reads them again after the probe
+                logging.getLogger(__name__).debug("commands not read during the probe: %s", exc)
+                pending = []
+            kill = next((cmd for cmd in pending if cmd.kind == "kill"), None)
+            if kill is not None:
+                self.events.emit(Level.WARNING, EventKind.COMMAND, f"kill from {kill.origin}: ending the venue probe")
+                self._take_kill(kill.id)
+                return
+            await wait_set(self._ctl.stop, every)
+
+    def _take_kill(self, command_id: int) -> None:
+        """A `kill` command: applied after the shutdown, with the verified result (see _shutdown)."""
+        self._ctl.kill_requested = True
+        self._kill_command_id = command_id
+        self._ctl.stop.set()
+
     async def _apply_commands(self) -> None:
         commands = self._dbh.commands
         for cmd in await asyncio.to_thread(commands.pending):
@@ -999,10 +1032,7 @@ class OwnerSession:
                 elif cmd.kind == "resume":
                     await self._commands_target.resume(by=cmd.issuer or "a command")
                 elif cmd.kind == "kill":
-                    # applied after shutdown, with the verified result (see _shutdown)
-                    self._ctl.kill_requested = True
-                    self._kill_command_id = cmd.id
-                    self._ctl.stop.set()
+                    self._take_kill(cmd.id)
                     return
                 else:
                     result = f"error: unknown command {cmd.kind}"
