@@ -28,8 +28,9 @@ Failure policy (a writer fault is never a dropped row):
 - At close, ops still unwritten (the DB never came back) are spilled as JSON lines next to the
   SQLite file (`<db>.unwritten-<ts>.jsonl`, `-1`, `-2`.. added when another writer took that name)
   and the path is logged, rather than lost silently. A close with a timeout (the engine's stop has
-  a budget) whose last write the DB has not answered by then spills what is queued behind it at
-  once and leaves that write to the worker, which spills its rows too if the DB refuses them.
+  a budget) whose last write the DB has not answered by then spills at once that write's rows
+  (marked `in_flight`: the DB may still commit them) and what is queued behind it, and leaves the
+  write to the worker, which logs how it ended.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ class BatchWriter:
         self._dropped_after_close = 0
         self._outage_since: float | None = None
         self._in_flight: tuple[int, float] = (0, 0.0)  # (ops being written, oldest one's submit ts)
-        self._writing: list[_Op] = []  # the write in flight (a close that cannot wait for it spills it too)
+        # the write in flight (a close that cannot wait for it saves it too); never mutated while set
+        self._writing: Sequence[_Op] = ()
         self._write_t0 = 0.0  # when the write in flight began or last made progress (a DB call may hang)
         # the hand-over at a close with a timeout: the worker's end, or the closer leaving first
         self._close_lock = threading.Lock()
@@ -240,11 +242,11 @@ class BatchWriter:
         did not take is spilled (`spill_path`). The last flush is the worker's.
 
         `timeout` (None: until done): a close that must end in time (the engine's stop). When the
-        worker's write has not returned by then (a DB that hangs, or holds a lock), the rows
-        queued behind it are spilled at once and that write is left to the worker: committed if
-        the DB answers, else spilled by the worker (a second file, logged) when the DB refuses
-        it; lost only if the process ends first. Returns the rows of that write (0: everything
-        was written or spilled)."""
+        worker's write has not returned by then (a DB that hangs, or holds a lock), its rows and
+        those queued behind it are spilled at once, the write's marked `in_flight` (the DB may
+        still commit them), and the write is left to the worker, which logs whether it was
+        committed or refused (`_after_late_write`). Returns the rows of that write (0: none was
+        under way: everything was written or spilled)."""
         if self._closed:
             return 0
         self._closed = True
@@ -356,13 +358,17 @@ class BatchWriter:
                     return
                 taken, self._queue = self._queue, collections.deque()
                 self._in_flight = (len(taken), taken[0].ts)
-            ops = list(taken)
-            taken.clear()
+                # what a close that cannot wait saves (`close`): from the moment it left the queue
+                self._writing = taken
             try:
+                ops = list(taken)
+                with self._count_lock:
+                    self._writing = ops
+                taken.clear()
                 ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
                 with self._count_lock:
                     self._in_flight = (len(ready), ready[0].ts) if ready else (0, 0.0)  # the quarantined are done
-                    self._writing = list(ready)
+                    self._writing = ready
                     self._write_t0 = time.time()
                 if ready and not self._write(ready):
                     return  # database unavailable: the batch is back in the queue
@@ -371,7 +377,7 @@ class BatchWriter:
             finally:
                 with self._count_lock:
                     self._in_flight = (0, 0.0)
-                    self._writing = []
+                    self._writing = ()
                     self._write_t0 = 0.0
             del ready
             _release(ops)
@@ -440,7 +446,7 @@ class BatchWriter:
         with self._count_lock:  # in flight -> queued in one step
             self._queue.extendleft(reversed(ops))
             self._in_flight = (0, 0.0)
-            self._writing = []
+            self._writing = ()
         excess = len(self._queue) - MAX_PENDING
         if excess > 0:
             self._shed_oldest(excess)
