@@ -37,6 +37,7 @@ from pmm_widgets.domain import (
     Quote,
 )
 from pmm_widgets.engine.cycle import QuoteCycle
+from pmm_widgets.execution.exchange import CancelProgress
 from pmm_widgets.sandbox.gamma import gamma_object
 from pmm_widgets.sandbox.simulator import SimReject, Simulator
 from pmm_widgets.store.sink import NullSink
@@ -96,8 +97,11 @@ class SimExchange:
     async def count_venue_open_orders(self) -> int:
         return len(self.sim.open_orders(OWNER))
 
-    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
-        return await self.cancel_all(), 0
+    async def cancel_settled(self, settle_sec: float, progress: CancelProgress | None = None) -> tuple[int, int]:
+        n = await self.cancel_all()
+        if progress is not None:
+            progress.cancelled += n
+        return n, 0
 
     def open_orders(self) -> list[Order]:
         return list(self._open.values())

@@ -394,7 +394,8 @@ class Engine:
             done, _ = await asyncio.wait({self._task}, timeout=grace)
         if not done:
             # the clean shutdown (cancel-all, verify, flush, release) is under way: interrupting it
-            # would leave orders resting; it is bounded by its HTTP timeouts, this only by a backstop
+            # would leave orders resting; it is bounded by the stop's budget (`runtime`: its
+            # verification, then `owner.StopSteps`), this only by a backstop
             started = self._shutdown_started() or time.time()
             backstop = max(30.0, 3 * self.settings.lease_ttl_sec, 4 * self.settings.http_deadline_sec)
             await asyncio.wait({self._task}, timeout=max(0.0, started + backstop - time.time()))

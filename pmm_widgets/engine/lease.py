@@ -114,14 +114,20 @@ class Lease:
         return True
 
     def renew(self, state_json: dict[str, Any] | None = None, now: float | None = None) -> bool:
-        """Extend our lease (and publish state). False means we lost it: the caller must stop trading."""
+        """Extend our lease (and publish state). False means we lost it: the caller must stop trading.
+
+        A row released with a final state (`release`: expires_at 0) is never renewed: a renewal
+        the DB applies after the release (its thread was still waiting on the DB when a stop's
+        budget ran out and the release went ahead) must not make the stopped owner look alive
+        again, with its running state over the final one, for a whole TTL."""
         now = time.time() if now is None else now
         t = engine_lease
         values: dict[str, Any] = {"expires_at": now + self.ttl_sec, "heartbeat_at": now}
         if state_json is not None:
             values["state_json"] = state_json
         with self.db.begin() as conn:
-            res = conn.execute(sa.update(t).where(t.c.name == self.name, t.c.owner == self.owner).values(**values))
+            res = conn.execute(sa.update(t).where(t.c.name == self.name, t.c.owner == self.owner,
+                                                  t.c.expires_at != 0.0).values(**values))
         self.held = res.rowcount == 1
         if self.held:
             self.renewed_at = now

@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -40,11 +40,12 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
-from ..tasks import EventSetFirst, unless_set, wait_set, within
+from ..tasks import EventSetFirst, cancel_and_wait, unless_set, wait_set, within
+from . import runtime
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
 from .lease import LeaseTimer
-from .runtime import DbHandles, Runtime, Store, build_runtime, cancel_and_verify, open_store
+from .runtime import DbHandles, Runtime, Store, StoreClosed, build_runtime, cancel_and_verify, open_store
 from .state import EngineState, FeedState, KillResult
 
 if TYPE_CHECKING:
@@ -60,8 +61,12 @@ if TYPE_CHECKING:
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
+# while the circuit probe runs (the quote loop reads no command meanwhile): how often a kill sent
+# by another face is looked for (`OwnerSession._kill_sent`)
+KILL_POLL_SEC = 0.25
 
 LoadUniverse = Callable[..., Awaitable[list[Market]]]
+T = TypeVar("T")
 
 
 def _renew_with(lease: Lease, state: EngineState) -> bool:
@@ -218,6 +223,7 @@ class OwnerSession:
         self._circuit = Circuit(settings.circuit_errors, settings.circuit_probe_sec)
         self._kill_command_id: int | None = None
         self._lease_task: asyncio.Task[None] | None = None
+        self._left_running: set[asyncio.Future[Any]] = set()  # shutdown steps its budget cut (`StopSteps`)
         self._releasing = asyncio.Event()  # the shutdown is about to release the lease: the lease loop ends
         self.stopping = False  # the shutdown has begun: the lease loop only renews
         self.shutdown_started: float | None = None  # set when the clean shutdown begins (see Engine.stop)
@@ -779,7 +785,14 @@ class OwnerSession:
                                   venue_health=self._venue_health()))
 
     async def _circuit_probe(self) -> None:
-        """While the circuit is open: cancel all and check the venue; close the circuit when it works."""
+        """While the circuit is open: cancel all and check the venue; close the circuit when it works.
+
+        A stop ends the probe at once (the live probe may wait `PROBE_SETTLE_SEC` for posts in
+        flight, then read the venue's count and reconcile, on a venue slow enough to have opened
+        the circuit): the shutdown's cancel and verification are the same sequence, and a stop
+        used to wait its whole grace for a cycle under way (2 s) before it interrupted the probe.
+        So does a kill another face sends meanwhile (`_kill_sent`): the quote loop reads commands
+        between two of its turns only, after the probe, while that face waits for the result."""
         now = time.time()
         if not self._circuit.probe_due(now):
             return
@@ -787,9 +800,15 @@ class OwnerSession:
             async with self._ctl.trade_lock:
                 checks = self._venue_checks()
                 if checks is not None:
-                    await checks.probe()
+                    watch = asyncio.ensure_future(self._kill_sent())
+                    try:
+                        await unless_set(checks.probe(), self._ctl.stop)
+                    finally:
+                        await cancel_and_wait(watch)
                 else:
                     await self.runtime.exchange.cancel_all()
+        except EventSetFirst:
+            return  # stopped: the shutdown cancels and verifies next; the circuit stays as it was
         except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
             first = self._circuit.probes_failed == 0
             self._circuit.probe_result(time.time(), f"{type(exc).__name__}: {exc}")
@@ -969,8 +988,38 @@ class OwnerSession:
                     return
         finally:
             if pending is not None:  # the renewal's thread runs on: let it land before anything releases
-                with contextlib.suppress(BaseException):
+                # (its failure is nobody's to raise now: retrieved, so that asyncio logs no "never retrieved")
+                pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+                # not when cancelled: the shutdown's budget ran out (`StopSteps`: the release goes
+                # ahead), or the run is cancelled past its shutdown (no release follows); the wait
+                # held the run's end up to a TTL after the shutdown's own deadline
+                me = asyncio.current_task()
+                if me is None or not me.cancelling():
                     await asyncio.wait({pending}, timeout=ttl)
+
+    async def _kill_sent(self, every: float = KILL_POLL_SEC) -> None:
+        """Until stopped: every `every` seconds, look for a `kill` command; one found is taken as
+        `_apply_commands` takes it (its result is written by the shutdown) and stops the run. The
+        other commands wait for the quote loop, which reads them in order between its turns."""
+        commands = self._dbh.commands
+        while not self._ctl.stop.is_set():
+            try:
+                pending = await asyncio.to_thread(commands.pending)
+            except Exception as exc:  # noqa: BLE001 - the quote loop reads them again after the probe
+                logging.getLogger(__name__).debug("commands not read during the probe: %s", exc)
+                pending = []
+            kill = next((cmd for cmd in pending if cmd.kind == "kill"), None)
+            if kill is not None:
+                self.events.emit(Level.WARNING, EventKind.COMMAND, f"kill from {kill.origin}: ending the venue probe")
+                self._take_kill(kill.id)
+                return
+            await wait_set(self._ctl.stop, every)
+
+    def _take_kill(self, command_id: int) -> None:
+        """A `kill` command: applied after the shutdown, with the verified result (see _shutdown)."""
+        self._ctl.kill_requested = True
+        self._kill_command_id = command_id
+        self._ctl.stop.set()
 
     async def _apply_commands(self) -> None:
         commands = self._dbh.commands
@@ -989,10 +1038,7 @@ class OwnerSession:
                 elif cmd.kind == "resume":
                     await self._commands_target.resume(by=cmd.issuer or "a command")
                 elif cmd.kind == "kill":
-                    # applied after shutdown, with the verified result (see _shutdown)
-                    self._ctl.kill_requested = True
-                    self._kill_command_id = cmd.id
-                    self._ctl.stop.set()
+                    self._take_kill(cmd.id)
                     return
                 else:
                     result = f"error: unknown command {cmd.kind}"
@@ -1029,8 +1075,16 @@ class OwnerSession:
         return f"; {n} order round trips (median {med:.0f} ms) saved to {path}"
 
     async def _shutdown_steps(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         rt = self._rt
         cancelled, open_after, err = (0, -1, None) if rt is None else await cancel_and_verify(rt.exchange)
+        # the rest of the shutdown ends within the stop's budget (`runtime.AFTER_VERIFY_SEC`), and
+        # may use what the verification left of its own: the verification and the rest, together
+        # (`STOP_VERIFY_SEC + AFTER_VERIFY_SEC`: 7 s; a page kernel's 9 s with the stop's grace)
+        steps = StopSteps(began, max(began + runtime.STOP_VERIFY_SEC + runtime.AFTER_VERIFY_SEC,
+                                     loop.time() + runtime.AFTER_VERIFY_SEC), self._step_cut, self._left_running)
+        flush_keep = runtime.STOP_FLUSH_SLICE_SEC + runtime.STOP_RELEASE_SLICE_SEC  # kept for the flush and release
         # what the venue said, for the KILL's and the stop's messages alike (-1: no count, or posts unanswered)
         venue_open = "venue not checked (no exchange)" if rt is None and err is None else (
             f"venue open count unknown ({err})" if open_after < 0 else f"{open_after} open")
@@ -1044,7 +1098,8 @@ class OwnerSession:
         if rt is not None:
             with contextlib.suppress(Exception):
                 rt.cycle.final_pnl(end_ts)  # after the last fills: the `pnl` table ends with the session
-        rtts = "" if rt is None else await self._save_round_trips(rt)
+        rtts = "" if rt is None else await steps.run(
+            "saving the order round trips", self._save_round_trips(rt), "", keep=flush_keep, then="not saved")
         self.events.emit(Level.INFO, EventKind.ENGINE_STOP,
                          f"engine stopped: {cancelled} orders cancelled, {venue_open}{rtts}")
         ended = "killed" if self._ctl.kill_requested else "stopped"
@@ -1053,31 +1108,120 @@ class OwnerSession:
         self._publish(replace(self._state(), running=False, kill=self.kill_result, markets=rows, ts=time.time(),
                               totals=replace(self._state().totals, open_orders=max(open_after, 0))))
         if rt is not None:
-            await rt.aclose()  # exchange, market data, Gamma, endpoints (the exit stack)
+            # exchange, market data, Gamma, endpoints (the exit stack); cut short, they close on their own
+            await steps.run("closing the venue side (exchange, market data, Gamma)", rt.aclose(), None,
+                            keep=flush_keep, then="left to end on its own")
             with contextlib.suppress(Exception):
-                rt.cycle.calibrator.persist(time.time())
+                rt.cycle.calibrator.persist(time.time())  # (rows queued for the writer: no wait)
         store, self._store = self._store, None  # nothing more is recorded by this session
         if store is not None:
             if store.recorder is not None:
                 store.recorder.engine(end_ts, "stop")
-            spill = await store.aclose()
-            if spill:
-                self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {spill}")
+            release = runtime.STOP_RELEASE_SLICE_SEC
+            closed = await steps.run("the DB writer's flush", store.close_within(steps.left(keep=release)),
+                                     StoreClosed(None, -1), keep=release / 2,
+                                     then="what it had not written is saved beside the DB file when it ends (said in the log; "
+                                          "lost if the process ends first)")
+            if closed.spill:
+                self.events.emit(Level.ERROR, EventKind.WRITER, f"rows the DB did not take were saved to {closed.spill}")
+            if closed.unanswered > 0:
+                where = (f"saved to {closed.spill} too, marked in_flight (the DB may still commit them)"
+                         if closed.spill else "left to the writer's thread (lost if the process ends first)")
+                self._step_cut(EventKind.WRITER, f"the DB writer's flush not finished within the stop's {steps.budget:g} s: "
+                               f"a write of {closed.unanswered} rows not answered by the DB, {where}")
             lost = store.recorder.health() if store.recorder is not None else ""  # (closed: the rows it never wrote)
             if lost:
                 self.events.emit(Level.WARNING, EventKind.WRITER, lost)
         cmd_id = self._kill_command_id
         if cmd_id is not None and self.kill_result is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result)))
+            await steps.run("writing the kill command's result", asyncio.to_thread(
+                self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result))), None,
+                keep=runtime.STOP_RELEASE_SLICE_SEC, thread=True,
+                then="the face that sent it says the owner did not confirm the kill")
             self._kill_command_id = None
         self._releasing.set()
         if self._lease_task is not None:
-            with contextlib.suppress(BaseException):
-                await self._lease_task  # an in-flight renewal finishes before the release, never after
+            # an in-flight renewal finishes before the release, never after; one the DB holds past
+            # the budget is left (the release cannot land before it: the row is locked meanwhile, and
+            # a renewal never revives a row released with a final state: `Lease.renew`)
+            await steps.run("the lease's last renewal", self._lease_task, None,
+                            keep=runtime.STOP_RELEASE_SLICE_SEC, kind=EventKind.LEASE, then="released anyway")
+        final = None
         with contextlib.suppress(Exception):
             final = self._state().to_json() if self.kill_result is not None else None
             if final is None and self._ctl.handover:
                 final = replace(self._state(), handover_ts=time.time()).to_json()
-            await asyncio.to_thread(self._dbh.lease.release, final)
+        ttl = self.settings.lease_ttl_sec
+        await steps.run("the lease's release", asyncio.to_thread(self._dbh.lease.release, final), None,
+                        kind=EventKind.LEASE, thread=True, say_failure=f"the next engine to start attaches to this stopped one until "
+                                                          f"the lease expires (up to {ttl:g} s)",
+                        then=f"released if the DB answers while this process runs, else the next engine to start "
+                             f"attaches to this stopped one until the lease expires (up to {ttl:g} s)")
         self._rt = None
+
+    def _step_cut(self, kind: EventKind, message: str) -> None:
+        """A step of the shutdown the stop's budget cut short: said once, as an event and in the log
+        (the events of the last steps are not recorded any more: the writer is closed)."""
+        self.events.emit(Level.ERROR, kind, message)
+        logging.getLogger(__name__).error("%s", message)
+
+
+class StopSteps:
+    """The shutdown's steps after its verification, each bounded by the stop's deadline (`end`,
+    loop time): a step still running then is cancelled and left to end on its own (held here,
+    its error logged), said once (`say`), and the next step runs. `keep`: seconds of the budget
+    kept for the steps after this one (the writer's flush, the lease's release: what matters most
+    when a step before them hangs)."""
+
+    def __init__(self, began: float, end: float, say: Callable[[EventKind, str], None],
+                 left_running: set[asyncio.Future[Any]]) -> None:
+        self.began = began
+        self.end = end
+        self.say = say
+        self.budget = round(end - began, 1)  # seconds from the shutdown's start, as the messages say them
+        self.left_running = left_running  # the session's: held until they end
+
+    def left(self, keep: float = 0.0) -> float:
+        """Seconds until the deadline, less `keep` (never negative)."""
+        return max(0.0, self.end - keep - asyncio.get_running_loop().time())
+
+    async def run(self, what: str, aw: Awaitable[T], default: T, *, keep: float = 0.0,
+                  kind: EventKind = EventKind.ENGINE_STOP, then: str = "", say_failure: str = "",
+                  thread: bool = False) -> T:
+        """`aw`'s result; `default` when it failed (logged; said too with `say_failure`, what it
+        means) or was cut by the deadline (said, with `then`: what follows). `thread`: `aw` is a
+        worker thread's (`asyncio.to_thread`), which a cancel cannot stop: cut, it is left as it
+        is, and how it ended is logged when it does."""
+        job = asyncio.ensure_future(aw)
+        try:
+            done, _ = await asyncio.wait({job}, timeout=self.left(keep))
+        except BaseException:
+            job.cancel()
+            raise
+        if job in done:
+            exc = None if job.cancelled() else job.exception()
+            if job.cancelled() or exc is not None:
+                why = "cancelled" if exc is None else f"{type(exc).__name__}: {first_line(exc)}"
+                if say_failure:
+                    self.say(kind, f"{what} failed ({why}): {say_failure}")
+                else:
+                    logging.getLogger(__name__).warning("shutdown: %s failed: %s", what, why)
+                return default
+            return job.result()
+        if not thread:
+            job.cancel()
+        self.left_running.add(job)
+        job.add_done_callback(lambda j: self._ended(j, what))
+        self.say(kind, f"{what} not finished within the stop's {self.budget:g} s" + (f": {then}" if then else ""))
+        return default
+
+    def _ended(self, job: asyncio.Future[Any], what: str) -> None:
+        """A step cut by the deadline ended (it was cancelled; a thread of it ran to its end)."""
+        self.left_running.discard(job)
+        if job.cancelled():
+            return
+        if (exc := job.exception()) is not None:
+            logging.getLogger(__name__).warning("shutdown: %s, left running, failed: %s: %s", what,
+                                                type(exc).__name__, first_line(exc))
+        else:
+            logging.getLogger(__name__).info("shutdown: %s, left running, ended", what)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Params, Settings
 from ..domain import Market, Mode
 from ..events import EventBus
-from ..execution.exchange import Exchange
+from ..execution.exchange import CancelProgress, Exchange
 from ..store.recorder import DbRecorder
 from ..store.sink import Sink
 from ..tasks import together
@@ -88,14 +88,42 @@ class Store:
 
     async def aclose(self) -> str | None:
         """Close the recorder and flush the writer (worker threads); the spill file, if any."""
-        if self.recorder is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.recorder.close)
-        if self.writer is None:
-            return None
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.writer.close)
-        return self.writer.spill_path
+        return (await self.close_within(None)).spill
+
+    async def close_within(self, timeout: float | None) -> StoreClosed:
+        """Close the recorder and flush the writer, side by side in worker threads, each within
+        `timeout` seconds (None: until done; the engine's stop passes what is left of its budget):
+        a write the DB has not answered by then is left to the writer's worker, its rows (marked
+        in_flight) and everything queued behind it spilled at once (`BatchWriter.close`); a
+        recording still writing is left to its thread (`Recorder.close`). Never raises."""
+
+        async def recorder() -> None:
+            if self.recorder is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.recorder.close, timeout)
+
+        async def writer() -> int:
+            if self.writer is None:
+                return 0
+            try:
+                return await asyncio.to_thread(self.writer.close, timeout)
+            except Exception:  # noqa: BLE001 - a stop never raises (the writer logs what it could not save)
+                return 0
+
+        _, unanswered = await asyncio.gather(recorder(), writer())
+        spill = self.writer.spill_path if self.writer is not None else None
+        return StoreClosed(spill, unanswered)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreClosed:
+    """What `Store.close_within` left: where the rows the DB did not take were saved (None:
+    nowhere: all written, or the spill failed), and the rows of a write the DB had not answered
+    when the time was up (0: none; in the spill file too, marked in_flight, when there is one:
+    the DB may still commit them; the writer's worker logs which it was)."""
+
+    spill: str | None
+    unanswered: int = 0
 
 
 def open_store(settings: Settings, sink: Sink | None = None) -> Store:
@@ -149,6 +177,15 @@ class Runtime:
 KERNEL_STOP_SEC = 9.0  # `ui.lifecycle.kernel_stop_timeout()` (a test keeps the two equal: the engine imports no face)
 STOP_GRACE_SEC = 2.0  # what a stop lets a quote cycle under way take to end on its own (`Engine.stop`)
 AFTER_VERIFY_SEC = 2.0
+# The rest is bounded as a whole (`owner.StopSteps`), and may use what the verification left of
+# its own: it ends `STOP_VERIFY_SEC + AFTER_VERIFY_SEC` after the shutdown began (at least
+# `AFTER_VERIFY_SEC` after the verification), within `KERNEL_STOP_SEC` with the grace. A step
+# still running at its deadline is cut and said, and the steps after it run. The last slices are
+# kept for what matters most when a step before them hangs: the writer's flush (rows written, or
+# spilled beside the DB file) and the lease's release (a lease left held makes the next engine
+# wait for its expiry).
+STOP_FLUSH_SLICE_SEC = 0.25
+STOP_RELEASE_SLICE_SEC = 0.25
 STOP_VERIFY_SEC = KERNEL_STOP_SEC - STOP_GRACE_SEC - AFTER_VERIFY_SEC  # cancel_and_verify's deadline
 SETTLE_INFLIGHT_SEC = 4.0  # the stop's wait for posts in flight: within the verification's deadline
 
@@ -164,7 +201,8 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
     All of it ends within `deadline_sec` (None: `STOP_VERIFY_SEC`, the stop's budget): a call
     still out then is abandoned and the open count is unknown (no pause is begun that would end
     past it: the last attempt's result stands).
-    Returns (orders cancelled over all attempts, the open count the last attempt got (-1: it
+    Returns (orders cancelled over all attempts, an attempt's cancel that the deadline or an
+    error cut included (`CancelProgress`), the open count the last attempt got (-1: it
     got none, or a post was still unanswered: orders may yet rest), the last attempt's error
     and/or the posts still unanswered, or the deadline that cut it (None: none of these)). What
     an earlier attempt met is not reported: a refusal the next attempt got past is not an error
@@ -175,6 +213,9 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
     cancelled, open_after, err, unanswered = 0, -1, None, 0
     settle_end = loop.time() + settle_sec
     step = "cancel-all"
+    # the cancel under way (None: none): what it cancelled counts also when an error or the
+    # deadline ends it (they used to lose it: "0 orders cancelled" after the venue cancelled them)
+    prog: CancelProgress | None = None
     scope = asyncio.timeout_at(deadline)
     try:
         async with scope:
@@ -186,18 +227,28 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
                 open_after, err = -1, None
                 try:
                     step = "cancel-all"
-                    got, unanswered = await exchange.cancel_settled(max(0.0, min(settle_end, deadline) - loop.time()))
+                    prog = CancelProgress()
+                    got, unanswered = await exchange.cancel_settled(max(0.0, min(settle_end, deadline) - loop.time()),
+                                                                    prog)
+                    prog = None
                     cancelled += got
                     step = "open count"
                     open_after = await exchange.count_venue_open_orders()
                 except Exception as exc:
                     err = f"{type(exc).__name__}: {exc}"
+                    if prog is not None:
+                        cancelled, prog = cancelled + prog.cancelled, None
                 if open_after == 0:
                     break
     except TimeoutError:
         if not scope.expired():
             raise
         open_after, err = -1, f"the venue's {step} not answered within the stop's {budget:g} s deadline"
+        if prog is not None:
+            cancelled += prog.cancelled
+            if prog.awaiting == "posts":
+                err = (f"{prog.unanswered} orders posted and not answered within the stop's {budget:g} s deadline: "
+                       "they may still come to rest")
     if unanswered:
         said = f"{unanswered} orders posted and not answered after {settle_sec:g} s: they may still come to rest"
         open_after, err = -1, said if err is None else f"{err}; {said}"

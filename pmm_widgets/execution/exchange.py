@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..book import BookNote
@@ -17,6 +18,17 @@ from ..domain import BookView, Fill, Market, Mode, Order, PublicTrade, Quote
 from ..ticks import valid_price
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CancelProgress:
+    """What a `cancel_settled` under way has done so far, for a caller whose deadline may cut it
+    (the stop's `cancel_and_verify`): the orders already cancelled are still counted then, and
+    what it was waiting for is said."""
+
+    cancelled: int = 0  # orders the cancel-alls answered so far cancelled
+    awaiting: str = "cancel-all"  # "cancel-all" (its answer), or "posts" (placements posted, unanswered)
+    unanswered: int = 0  # while awaiting "posts": the orders they carry
 
 
 @runtime_checkable
@@ -47,13 +59,14 @@ class Exchange(Protocol):
     async def count_venue_open_orders(self) -> int:
         """Open orders as the venue sees them (live: over REST). Used to verify a kill."""
 
-    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
+    async def cancel_settled(self, settle_sec: float, progress: CancelProgress | None = None) -> tuple[int, int]:
         """A stop's cancel (and the circuit probe's): cancel_all, then wait up to `settle_sec` s
         for placements posted and not answered yet (a cycle the stop cancelled mid-post: live
         keeps such a POST running, and the venue may apply it after the cancel-all), then cancel
         again what they placed. Returns (orders cancelled, orders still without an answer: 0, or
         that many may yet come to rest at the venue). Raises when the cancel-all fails (and, with
-        posts waited for, when the cancel after them fails too). Paper and dry-run: cancel_all, 0."""
+        posts waited for, when the cancel after them fails too). Paper and dry-run: cancel_all, 0.
+        `progress`: kept up to date as it goes (each cancel-all's count as it is answered)."""
 
     def open_orders(self) -> list[Order]:
         """Our local view of open orders."""

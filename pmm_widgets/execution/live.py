@@ -69,7 +69,7 @@ from ..venue.wire import (
     WireError,
     parse_side,
 )
-from .exchange import observe_each, venue_rule_violation
+from .exchange import CancelProgress, observe_each, venue_rule_violation
 
 log = logging.getLogger(__name__)
 
@@ -493,7 +493,7 @@ class LiveExchange:
         if task in self._awaited and (exc := self._awaited.pop(task)) is not None:
             _log_unheard(what, exc)
 
-    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
+    async def cancel_settled(self, settle_sec: float, progress: CancelProgress | None = None) -> tuple[int, int]:
         """`Exchange.cancel_settled`: the one sequence of a stop, a close and a probe. The
         cancel-all leaves at once; then the placements posted and not answered yet are waited
         for (`settle_inflight`) and what they placed meanwhile (open here, venue id known) is
@@ -501,16 +501,22 @@ class LiveExchange:
         error raises only if that one fails too); when the first one succeeded, a failure of the
         second is logged, not raised: what it left rests at the venue, and the caller's count
         (a stop's verification, the probe's) sees it."""
+        prog = CancelProgress() if progress is None else progress
         try:
             n, failed = await self.cancel_all(), False
         except Exception:
             if not self._posts:
                 raise
             n, failed = 0, True
+        prog.cancelled += n
+        prog.awaiting, prog.unanswered = "posts", len(self._inflight)
         left = await self.settle_inflight(settle_sec)
         if failed or self._open:  # placed by a post that ended meanwhile (or not cancelled yet)
+            prog.awaiting = "cancel-all"
             try:
-                n += await self.cancel_all()
+                got = await self.cancel_all()
+                n += got
+                prog.cancelled += got
             except Exception as exc:
                 if failed:
                     raise

@@ -59,7 +59,7 @@ from ..domain import (
 )
 from ..store.recorder import DbRecorder, as_recorder
 from ..store.sink import Sink
-from .exchange import observe_each, venue_rule_violation
+from .exchange import CancelProgress, observe_each, venue_rule_violation
 from .fee_model import FeeModel, ScheduleFeeModel
 from .fill_model import (
     FillModel,
@@ -316,8 +316,11 @@ class PaperExchange:
     async def count_venue_open_orders(self) -> int:
         return len(self._orders)
 
-    async def cancel_settled(self, settle_sec: float) -> tuple[int, int]:
-        return await self.cancel_all(), 0  # the paper venue lives in this process: nothing is ever unanswered
+    async def cancel_settled(self, settle_sec: float, progress: CancelProgress | None = None) -> tuple[int, int]:
+        n = await self.cancel_all()  # the paper venue lives in this process: nothing is ever unanswered
+        if progress is not None:
+            progress.cancelled += n
+        return n, 0
 
     def open_orders(self) -> list[Order]:
         return list(self._orders.values())

@@ -330,11 +330,12 @@ class Recorder:
             self._thread.start()
         return self
 
-    def close(self) -> str:
+    def close(self, wait_sec: float | None = None) -> str:
         """Write what is queued, close every file (their footers make them readable): the writer
-        thread does it as its last act; a thread still writing after `CLOSE_WAIT_SEC` (a disk that
-        hangs) is left to finish on its own, said, and its files are never touched from here (they
-        used to be, while the thread still wrote into them, leaving its last parts `.open`).
+        thread does it as its last act; a thread still writing after `wait_sec` (None:
+        `CLOSE_WAIT_SEC`; the engine's stop passes what is left of its budget: a disk that hangs)
+        is left to finish on its own, said, and its files are never touched from here (they used
+        to be, while the thread still wrote into them, leaving its last parts `.open`).
         Returns `losses()` (said in one WARNING line when not ""), which `health` says from then on:
         the rows of the session that were never written (the last ones dropped or lost while it
         closed were seen by no status line)."""
@@ -342,10 +343,11 @@ class Recorder:
         if t is not None:
             self._stop.set()
             self._wake.set()
-            t.join(timeout=CLOSE_WAIT_SEC)
+            wait_sec = CLOSE_WAIT_SEC if wait_sec is None else wait_sec
+            t.join(timeout=wait_sec)
             if t.is_alive():
-                log.error("recording: the writer under PMM_RECORD_DIR=%s is still writing after %.0f s; its last "
-                          "parts are closed when it is done (lost if the process exits first)", self.root, CLOSE_WAIT_SEC)
+                log.error("recording: the writer under PMM_RECORD_DIR=%s is still writing after %g s; its last "
+                          "parts are closed when it is done (lost if the process exits first)", self.root, wait_sec)
                 return self._say_losses(f"; {len(self._q):,} rows still queued (lost if the process exits first)")
             self._thread = None
             if not self._q:

@@ -27,7 +27,10 @@ Failure policy (a writer fault is never a dropped row):
   A writer fault met on the way stops the one-by-one pass and requeues the rest.
 - At close, ops still unwritten (the DB never came back) are spilled as JSON lines next to the
   SQLite file (`<db>.unwritten-<ts>.jsonl`, `-1`, `-2`.. added when another writer took that name)
-  and the path is logged, rather than lost silently.
+  and the path is logged, rather than lost silently. A close with a timeout (the engine's stop has
+  a budget) whose last write the DB has not answered by then spills at once that write's rows
+  (marked `in_flight`: the DB may still commit them) and what is queued behind it, and leaves the
+  write to the worker, which logs how it ended.
 """
 
 from __future__ import annotations
@@ -179,7 +182,14 @@ class BatchWriter:
         self._dropped_after_close = 0
         self._outage_since: float | None = None
         self._in_flight: tuple[int, float] = (0, 0.0)  # (ops being written, oldest one's submit ts)
+        # the write in flight (a close that cannot wait for it saves it too); never mutated while set
+        self._writing: Sequence[_Op] = ()
         self._write_t0 = 0.0  # when the write in flight began or last made progress (a DB call may hang)
+        # the hand-over at a close with a timeout: the worker's end, or the closer leaving first
+        self._close_lock = threading.Lock()
+        self._worker_done = False
+        self._left_to_worker = False  # the closer left at its timeout: the worker says how its write ended
+        self._in_flight_spilled = False  # ... and that write's ops are in the spill file already
 
     # ----------------------------------------------------------------- Sink (producer side)
     # Rows are snapshotted at call time (a copy; JSON values deep-copied) so a producer may keep
@@ -227,22 +237,45 @@ class BatchWriter:
         """
         self._drain()
 
-    def close(self) -> None:
-        """Flush, stop the worker and release the engine's connections (idempotent)."""
+    def close(self, timeout: float | None = None) -> int:
+        """Flush, stop the worker and release the engine's connections (idempotent); what the DB
+        did not take is spilled (`spill_path`). The last flush is the worker's.
+
+        `timeout` (None: until done): a close that must end in time (the engine's stop). When the
+        worker's write has not returned by then (a DB that hangs, or holds a lock), its rows and
+        those queued behind it are spilled at once, the write's marked `in_flight` (the DB may
+        still commit them), and the write is left to the worker, which logs whether it was
+        committed or refused (`_after_late_write`). Returns the rows of that write (0: none was
+        under way: everything was written or spilled)."""
         if self._closed:
-            return
+            return 0
         self._closed = True
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            with self._close_lock:
+                if not self._worker_done:  # its write has not returned: left to it
+                    self._left_to_worker = True
+                    with self._count_lock:  # (one step: a write that fails meanwhile is in one of the two)
+                        queued, writing = list(self._queue), list(self._writing)
+                        self._queue = collections.deque()
+                    self._in_flight_spilled = self._spill(queued, writing) and bool(writing)
+                    log.error("batch writer: closing after %gs with a write of %d ops the database has not "
+                              "answered (%s): left to the worker%s", timeout, len(writing),
+                              self._last_error or "no answer yet",
+                              f"; saved to {self.spill_path} too (marked in_flight)" if self._in_flight_spilled else "")
+                    return len(writing)
             self._thread = None
-        self._drain()
+        else:
+            self._drain()
         if self._queue:
             self._spill()
         atexit.unregister(self.close)
         if self._own_engine:
             self.engine.dispose()
+        return 0
 
     def __enter__(self) -> BatchWriter:
         return self.start()
@@ -304,6 +337,19 @@ class BatchWriter:
             except Exception:  # never let the worker die: the next interval retries
                 self._errors += 1
                 log.exception("batch writer: unexpected error while flushing")
+        # closing: the last flush is the worker's, so that a closer with a timeout can leave it
+        try:
+            if not self._left_to_worker:
+                self._drain()
+        except Exception:  # what stays queued is spilled (by the closer, or just below)
+            self._errors += 1
+            log.exception("batch writer: unexpected error in the last flush")
+        finally:
+            with self._close_lock:
+                self._worker_done = True
+                late = self._left_to_worker
+            if late:
+                self._after_late_write()
 
     def _drain(self) -> None:
         with self._io_lock:
@@ -312,12 +358,17 @@ class BatchWriter:
                     return
                 taken, self._queue = self._queue, collections.deque()
                 self._in_flight = (len(taken), taken[0].ts)
-            ops = list(taken)
-            taken.clear()
+                # what a close that cannot wait saves (`close`): from the moment it left the queue
+                self._writing = taken
             try:
+                ops = list(taken)
+                with self._count_lock:
+                    self._writing = ops
+                taken.clear()
                 ready = [op for op in (self._normalize(op) for op in ops) if op is not None]
                 with self._count_lock:
                     self._in_flight = (len(ready), ready[0].ts) if ready else (0, 0.0)  # the quarantined are done
+                    self._writing = ready
                     self._write_t0 = time.time()
                 if ready and not self._write(ready):
                     return  # database unavailable: the batch is back in the queue
@@ -326,6 +377,7 @@ class BatchWriter:
             finally:
                 with self._count_lock:
                     self._in_flight = (0, 0.0)
+                    self._writing = ()
                     self._write_t0 = 0.0
             del ready
             _release(ops)
@@ -394,6 +446,7 @@ class BatchWriter:
         with self._count_lock:  # in flight -> queued in one step
             self._queue.extendleft(reversed(ops))
             self._in_flight = (0, 0.0)
+            self._writing = ()
         excess = len(self._queue) - MAX_PENDING
         if excess > 0:
             self._shed_oldest(excess)
@@ -421,9 +474,40 @@ class BatchWriter:
         self._dropped += shed
         log.error("batch writer: queue over %d ops: shed the %d oldest (market data first)", MAX_PENDING, shed)
 
-    def _spill(self) -> None:
-        """Closing with rows the DB never took: write them as JSON lines beside the SQLite file."""
-        ops = list(self._queue)
+    def _after_late_write(self) -> None:
+        """The worker, once the write a close left to it (`close` with a timeout) has returned:
+        committed, or refused (its ops back in the queue). The close saved that write's ops in the
+        spill file already, marked `in_flight` (the DB might still commit them): say which it was;
+        when that spill could not be made, spill what the DB refused now."""
+        with self._count_lock:
+            back = list(self._queue)
+            self._queue = collections.deque()
+        if not self._in_flight_spilled:
+            if back:
+                self._spill(back)
+        elif back:
+            log.error("batch writer: the write left at close was refused by the database: its %d ops are in %s "
+                      "(marked in_flight), not in the database", len(back), self.spill_path)
+        else:
+            log.warning("batch writer: the write left at close was committed: the ops marked in_flight in %s are "
+                        "in the database too", self.spill_path)
+        if self._own_engine:
+            self.engine.dispose()
+
+    def _spill(self, queued: list[_Op] | None = None, in_flight: list[_Op] | None = None) -> bool:
+        """Closing with rows the DB never took (`queued`; None: the queue, taken from it): write
+        them as JSON lines beside the SQLite file; True when saved. `in_flight`: a write the DB
+        has not answered (a close that cannot wait for it), saved first, each line marked
+        `"in_flight": true`: the DB may still commit them (check before replaying those). A spill
+        that fails puts what it took back in the queue."""
+        if queued is None:
+            with self._count_lock:
+                taken, self._queue = self._queue, collections.deque()
+            queued = list(taken)
+        writing = in_flight or []
+        ops = [*writing, *queued]
+        if not ops:
+            return True
         path = sqlite_file(self.db_url)
         try:
             if path is None:
@@ -437,15 +521,21 @@ class BatchWriter:
                 except FileExistsError:
                     continue
                 break
+            flagged = len(writing)
             with fh:
                 fh.writelines(json_dumps({"kind": op.kind, "table": op.table, "row": op.row, "key": list(op.key),
-                                         "where": op.where, "ts": op.ts}) + "\n" for op in ops)
+                                         "where": op.where, "ts": op.ts, **({"in_flight": True} if i < flagged else {})})
+                              + "\n" for i, op in enumerate(ops))
             self.spill_path = target
             log.error("batch writer: closing with %d ops the database did not take (%s): saved to %s",
                       len(ops), self._last_error or "unavailable", target)
+            return True
         except Exception as exc:  # noqa: BLE001 - the spill is best effort, said in the log
+            with self._count_lock:  # (kept: the process may still write them, or say them)
+                self._queue.extendleft(reversed(queued))
             log.error("batch writer: closing with %d ops not written (database unavailable; spill failed: %s)",
                       len(ops), exc)
+            return False
 
     def _normalize(self, op: _Op) -> _Op | None:
         """Check column names and convert enums / Decimals to what each column type stores."""
