@@ -711,9 +711,9 @@ class ReplayPoint:
         for ts, cid, winner, known in done:
             await self.cycle.resolve_market(ts, cid, winner, self.exchange, "closed", known=known)
         for ev in resolutions:  # (a market of the universe is known, as the engine's `_apply_resolutions` passes it)
-            known = next((m for m in self.rp.markets if m.condition_id == ev.market), None)
+            ours = next((m for m in self.rp.markets if m.condition_id == ev.market), None)
             await self.cycle.resolve_market(now, ev.market, ev.winning_asset_id or None, self.exchange,
-                                            "market_resolved", known=known)
+                                            "market_resolved", known=ours)
 
     def result(self, status: str, wall: float, processed: int) -> ReplayResult:
         rp = self.rp
