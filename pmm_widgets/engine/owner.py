@@ -776,6 +776,7 @@ class OwnerSession:
                 async with self._ctl.trade_lock:
                     self.record_cancel_all(time.time(), "circuit_open")
                     n = await self.runtime.exchange.cancel_all()
+                    self.runtime.cycle.add_cancels(n)
                 self.events.emit(Level.WARNING, EventKind.CIRCUIT_OPEN, f"circuit open: {n} orders cancelled")
             except Exception as exc:  # noqa: BLE001 - the probes cancel again until it works
                 self.events.emit(Level.ERROR, EventKind.CIRCUIT_OPEN, f"circuit open: cancel-all failed ({type(exc).__name__}: "
@@ -866,6 +867,8 @@ class OwnerSession:
         if first:
             self.events.emit(Level.ERROR, source, f"HALTED: {reason}: quoting stopped, cancelling all orders")
             n, note = await self._cancel_now(self._cancel_budget())
+            if self._rt is not None:
+                self._rt.cycle.add_cancels(n)
             self.events.emit(Level.ERROR if note else Level.WARNING, source,
                              f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
         if fatal:
@@ -1106,7 +1109,8 @@ class OwnerSession:
         rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
                 for m in self._state().markets]  # no quotes rest any more: the table must not show any
         self._publish(replace(self._state(), running=False, kill=self.kill_result, markets=rows, ts=time.time(),
-                              totals=replace(self._state().totals, open_orders=max(open_after, 0))))
+                              totals=replace(self._state().totals, open_orders=max(open_after, 0),
+                                             cancels=self._state().totals.cancels + cancelled)))
         if rt is not None:
             # exchange, market data, Gamma, endpoints (the exit stack); cut short, they close on their own
             await steps.run("closing the venue side (exchange, market data, Gamma)", rt.aclose(), None,
