@@ -611,10 +611,14 @@ class Broker:
         return results
 
     def stop_posting(self) -> None:
-        """A stop: from now on a post under way sends no new attempt (its retry ends at once, with
-        what it has: a refused batch refused, a lost answer uncertain under the orders' hashes).
-        A request already sent is still waited for: only its answer tells whether orders rest."""
+        """A stop (or the circuit's probe, which waits as a stop does): the posts under way send no
+        new attempt (their retry ends at once, with what they have: a refused batch refused, a lost
+        answer uncertain under the orders' hashes). A request already sent is still waited for:
+        only its answer tells whether orders rest. Posts started later retry as usual: the probe's
+        call used to end every retry of the session (a post after the circuit closed gave up at
+        its first 429 or lost answer)."""
         self._no_more_posts.set()
+        self._no_more_posts = asyncio.Event()  # (each post holds the one of its start)
 
     async def _post_idempotent(self, orders: dict[int, tuple[Quote, Any, str]],
                                post: Callable[[list[Any]], Awaitable[list[dict[str, Any]]]]) -> dict[int, PlaceResult]:
@@ -624,6 +628,7 @@ class Broker:
         unanswered after the retries comes back `uncertain` with its hash."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.deadline
+        stop = self._no_more_posts  # set by `stop_posting` while this post runs
         out: dict[int, PlaceResult] = {}
         left = dict(orders)
         attempt = 0
@@ -643,12 +648,12 @@ class Broker:
                         out[k] = PlaceResult(q, False, oid if unsure else None, error=exc.message, uncertain=unsure)
                     return out
 
-                if delay is None or loop.time() + delay >= end or self._no_more_posts.is_set():
+                if delay is None or loop.time() + delay >= end or stop.is_set():
                     return give_up()
                 self.retried += 1
                 log.info("post_orders: %s; checking the venue for %d order(s), retry %d in %.2fs",
                          exc, len(keys), attempt, delay)
-                if await wait_set(self._no_more_posts, delay):
+                if await wait_set(stop, delay):
                     return give_up()  # a stop came during the pause: no new attempt
                 there = await self._already_at_venue([left[k][2] for k in keys])
                 for k in keys:

@@ -170,3 +170,26 @@ async def test_no_retry_that_would_end_past_the_deadline(broker, monkeypatch):
     post = Script(BrokerError("post_orders", "down", 503, transient=True))
     out = await broker._post_idempotent(_orders(1), post)
     assert post.calls == [1, 1] and out[0].uncertain and broker.retried == 1
+
+
+async def test_stop_posting_ends_the_posts_under_way_and_not_the_later_ones(broker, monkeypatch):
+    """The circuit's probe stops the retries of the posts in flight (as a stop does); it ended
+    every retry of the session: a post after the circuit closed gave up at its first 503."""
+    import asyncio
+
+    async def none_open(retry: bool = True) -> list[Any]:
+        return []
+
+    monkeypatch.setattr(broker, "open_orders", none_open)
+    down = BrokerError("post_orders", "down", 503, transient=True)
+    broker.retries, broker.deadline = 10_000, 60.0  # the first post retries until it is stopped
+    held = Script(down)
+    under_way = asyncio.ensure_future(broker._post_idempotent(_orders(1), held))
+    while len(held.calls) < 2:
+        await asyncio.sleep(0.001)
+    broker.stop_posting()
+    out = await asyncio.wait_for(under_way, 2.0)
+    assert (out[0].ok, out[0].uncertain, out[0].order_id) == (False, True, "0xhash0")  # given up with what it had
+    later = Script(down, [_ok("0xhash0")])
+    out = await broker._post_idempotent(_orders(1), later)
+    assert out[0].ok and later.calls == [1, 1]  # retried after its 503, as before the probe
