@@ -544,8 +544,11 @@ class OwnerSession:
                     else:
                         await self._after_venue_minute()
                         t_cycle = time.monotonic()
-                        report = await self._one_cycle()  # its breaches are already events (risk emits them)
+                        got = await self._cycle_heeding_kills()  # its breaches are already events (risk emits them)
                         self._cycle_wall = time.monotonic() - t_cycle
+                        if got is None:  # a kill another face sent interrupted it: the shutdown is next
+                            break
+                        report = got
                         cycles_run += 1
                         if cycles_run == GC_REFREEZE_CYCLE and pacer is not None:
                             freeze_heap()  # the per-market state the first cycles built (see freeze_heap)
@@ -1000,23 +1003,48 @@ class OwnerSession:
                 if me is None or not me.cancelling():
                     await asyncio.wait({pending}, timeout=ttl)
 
-    async def _kill_sent(self, every: float = KILL_POLL_SEC) -> None:
+    async def _cycle_heeding_kills(self) -> CycleReport | None:
+        """`_one_cycle`, with a kill another face sends meanwhile taken within `KILL_POLL_SEC` of
+        the cycle's first `KILL_POLL_SEC` (`_kill_sent`). The quote loop reads commands between two
+        of its turns: a cycle held by a slow venue (posts retrying, up to the HTTP deadline) held an
+        attached face's KILL as long, the face waiting for its result. The cycle then gets the stop's
+        grace to end, as a local kill's stop gives it, and is interrupted after it: None, and the
+        shutdown (cancel all and verify) runs next. A healthy cycle ends before the first look."""
+        cycle = asyncio.ensure_future(self._one_cycle())
+        watch = asyncio.ensure_future(self._kill_sent(first_after=KILL_POLL_SEC, during="the quote cycle"))
+        try:
+            await asyncio.wait({cycle, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not cycle.done():
+                if not watch.result():  # stopped here (a local stop or kill): its grace is `Engine.stop`'s
+                    return await cycle
+                await asyncio.wait({cycle}, timeout=runtime.STOP_GRACE_SEC)
+            return cycle.result() if cycle.done() else None
+        finally:
+            await cancel_and_wait(watch, None if cycle.done() else cycle)
+
+    async def _kill_sent(self, every: float = KILL_POLL_SEC, *, first_after: float = 0.0,
+                         during: str = "the venue probe") -> bool:
         """Until stopped: every `every` seconds, look for a `kill` command; one found is taken as
         `_apply_commands` takes it (its result is written by the shutdown) and stops the run. The
-        other commands wait for the quote loop, which reads them in order between its turns."""
+        other commands wait for the quote loop, which reads them in order between its turns.
+        `first_after`: seconds before the first look (a cycle's watch: most cycles end sooner).
+        True when it took a kill; False when the run was stopped otherwise."""
         commands = self._dbh.commands
+        if first_after > 0 and await wait_set(self._ctl.stop, first_after):
+            return False
         while not self._ctl.stop.is_set():
             try:
                 pending = await asyncio.to_thread(commands.pending)
             except Exception as exc:  # noqa: BLE001 - the quote loop reads them again after the probe
-                logging.getLogger(__name__).debug("commands not read during the probe: %s", exc)
+                logging.getLogger(__name__).debug("commands not read during %s: %s", during, exc)
                 pending = []
             kill = next((cmd for cmd in pending if cmd.kind == "kill"), None)
             if kill is not None:
-                self.events.emit(Level.WARNING, EventKind.COMMAND, f"kill from {kill.origin}: ending the venue probe")
+                self.events.emit(Level.WARNING, EventKind.COMMAND, f"kill from {kill.origin}: ending {during}")
                 self._take_kill(kill.id)
-                return
+                return True
             await wait_set(self._ctl.stop, every)
+        return False
 
     def _take_kill(self, command_id: int) -> None:
         """A `kill` command: applied after the shutdown, with the verified result (see _shutdown)."""
