@@ -323,9 +323,11 @@ class OwnerSession:
     async def _setup(self) -> None:
         """Open the store and the venue side (`engine/runtime.py`), then this session's part:
         the venue clock, the strategies, the recording's start row."""
+        s = self.settings
+        # (what the set-up imports, imported off the loop first: a notebook's widgets stay live)
+        await asyncio.to_thread(runtime.warm_imports, s, self.mode, sandbox=self._endpoints_override is None)
         from ..store import repo
 
-        s = self.settings
         self._store = open_store(s, self._sink_override)
 
         def on_universe(markets: list[Market]) -> None:
