@@ -546,11 +546,8 @@ class OwnerSession:
                     else:
                         await self._after_venue_minute()
                         t_cycle = time.monotonic()
-                        got = await self._cycle_heeding_kills()  # its breaches are already events (risk emits them)
+                        report = await self._cycle_heeding_kills()  # its breaches are already events (risk emits them)
                         self._cycle_wall = time.monotonic() - t_cycle
-                        if got is None:  # a kill another face sent interrupted it: the shutdown is next
-                            break
-                        report = got
                         cycles_run += 1
                         if cycles_run == GC_REFREEZE_CYCLE and pacer is not None:
                             freeze_heap()  # the per-market state the first cycles built (see freeze_heap)
@@ -1005,24 +1002,27 @@ class OwnerSession:
                 if me is None or not me.cancelling():
                     await asyncio.wait({pending}, timeout=ttl)
 
-    async def _cycle_heeding_kills(self) -> CycleReport | None:
+    async def _cycle_heeding_kills(self) -> CycleReport:
         """`_one_cycle`, with a kill another face sends meanwhile taken within `KILL_POLL_SEC` of
-        the cycle's first `KILL_POLL_SEC` (`_kill_sent`). The quote loop reads commands between two
-        of its turns: a cycle held by a slow venue (posts retrying, up to the HTTP deadline) held an
-        attached face's KILL as long, the face waiting for its result. The cycle then gets the stop's
-        grace to end, as a local kill's stop gives it, and is interrupted after it: None, and the
-        shutdown (cancel all and verify) runs next. A healthy cycle ends before the first look."""
-        cycle = asyncio.ensure_future(self._one_cycle())
-        watch = asyncio.ensure_future(self._kill_sent(first_after=KILL_POLL_SEC, during="the quote cycle"))
+        the cycle's first `KILL_POLL_SEC` (`_kill_watch`). The quote loop reads commands between
+        two of its turns: a cycle held by a slow venue (posts retrying, up to the HTTP deadline)
+        held an attached face's KILL as long, the face waiting for its result. A healthy cycle
+        ends before the watch's first look."""
+        watch = asyncio.ensure_future(self._kill_watch(asyncio.current_task()))
         try:
-            await asyncio.wait({cycle, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if not cycle.done():
-                if not watch.result():  # stopped here (a local stop or kill): its grace is `Engine.stop`'s
-                    return await cycle
-                await asyncio.wait({cycle}, timeout=runtime.STOP_GRACE_SEC)
-            return cycle.result() if cycle.done() else None
+            return await self._one_cycle()
         finally:
-            await cancel_and_wait(watch, None if cycle.done() else cycle)
+            watch.cancel()  # (ends at its next await: it holds nothing)
+
+    async def _kill_watch(self, run: asyncio.Task[Any] | None) -> None:
+        """A cycle's watch: a kill taken (`_kill_sent`: the stop set), the cycle gets the stop's
+        grace to end, as a local kill's `Engine.stop` gives it; still running, the run is
+        cancelled as `Engine.stop` cancels it, and its shutdown (cancel all, verify) runs."""
+        if not await self._kill_sent(first_after=KILL_POLL_SEC, during="the quote cycle"):
+            return
+        await asyncio.sleep(runtime.STOP_GRACE_SEC)  # (cancelled here when the cycle ends within it)
+        if run is not None and self.shutdown_started is None:
+            run.cancel()
 
     async def _kill_sent(self, every: float = KILL_POLL_SEC, *, first_after: float = 0.0,
                          during: str = "the venue probe") -> bool:
@@ -1032,8 +1032,8 @@ class OwnerSession:
         `first_after`: seconds before the first look (a cycle's watch: most cycles end sooner).
         True when it took a kill; False when the run was stopped otherwise."""
         commands = self._dbh.commands
-        if first_after > 0 and await wait_set(self._ctl.stop, first_after):
-            return False
+        if first_after > 0:
+            await asyncio.sleep(first_after)  # (a cycle's watch is cancelled when the cycle ends)
         while not self._ctl.stop.is_set():
             try:
                 pending = await asyncio.to_thread(commands.pending)
