@@ -226,3 +226,30 @@ def test_version(capsys):
 
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out == f"pmm-widgets {__version__}\n"
+
+
+# ----------------------------------------------------------------------------- pmm recordings list
+def test_recordings_list_shows_each_file_its_state_and_the_total(env, tmp_path, capsys):
+    from pmm_widgets.research.recordings import list_recordings, parse_time
+    from pmm_widgets.research.synth import synth_recording
+
+    root = tmp_path / "rec"
+    root.mkdir()
+    env.setenv("PMM_RECORD_DIR", str(root))
+    assert cli.main(["recordings", "list"]) == ExitCode.OK
+    assert capsys.readouterr().out == f"no recordings under {root}\n"
+
+    synth_recording(root, parse_time("2026-11-30T10:00:00Z"), 120, markets=2, seed=3)
+    (root / "2026-11-30T10" / "market-junk.parquet").write_bytes(b"PAR1 not really")  # unreadable: no row count
+    assert cli.main(["recordings", "list"]) == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    files = list_recordings(root)
+    assert len(files) == 3 and len(lines) == 4
+    shown = {ln.split()[-1]: ln.split() for ln in lines[:-1]}  # by file name
+    for r in files:
+        hour, channel, session, n, _, mb, unit, *state = shown.pop(r["file"].rsplit("/", 1)[-1])[:-1]
+        assert (hour, channel, session) == (r["hour"], r["channel"], r["session"])
+        assert (n, mb, unit) == (f"{r['rows'] or 0:,}", f"{r['bytes'] / 1e6:.2f}", "MB")
+        assert " ".join(state) == ("ok" if r["ok"] else f"PROBLEM: {r['problem']}")
+    assert not shown and [r["ok"] for r in files].count(False) == 1  # the junk file, 0 rows
+    assert lines[-1] == f"3 files, {sum(r['bytes'] for r in files) / 1e6:.1f} MB under {root}"
