@@ -253,3 +253,62 @@ def test_recordings_list_shows_each_file_its_state_and_the_total(env, tmp_path, 
         assert " ".join(state) == ("ok" if r["ok"] else f"PROBLEM: {r['problem']}")
     assert not shown and [r["ok"] for r in files].count(False) == 1  # the junk file, 0 rows
     assert lines[-1] == f"3 files, {sum(r['bytes'] for r in files) / 1e6:.1f} MB under {root}"
+
+
+# ----------------------------------------------------------------------------- pmm db status / prune
+def test_db_status_shows_the_revision_every_table_and_the_sizes(env, capsys):
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.store.db import make_engine, safe_url
+    from pmm_widgets.store.migrate import head_revision
+    from pmm_widgets.store.retention import database_bytes, free_bytes, table_sizes
+    from pmm_widgets.store.schema import metadata
+
+    env.setenv("PMM_RETAIN_DAYS", "3")
+    assert cli.main(["db", "init"]) == ExitCode.OK
+    capsys.readouterr()
+    assert cli.main(["db", "status"]) == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    url = load_settings().db_url
+    head = head_revision()
+    assert lines[0] == f"{safe_url(url)}: revision {head} (head {head}, up to date)"
+    assert lines[1].split()[:3] == ["table", "rows", "size"] and lines[1].endswith(f"(retention: {cli.retention_note(3)})")
+    eng = make_engine(url)
+    try:
+        sizes, free, total = table_sizes(eng), free_bytes(eng), database_bytes(eng)
+    finally:
+        eng.dispose()
+    names = list(metadata.tables)
+    assert [ln.split() for ln in lines[2:2 + len(names)]] == [
+        [n, "0", *(["?"] if sizes.get(n) is None else cli.human_bytes(sizes[n]).split())] for n in names]
+    rest = lines[2 + len(names):]
+    assert free is not None and total is not None  # SQLite tells both
+    assert rest == [f"  {'(free pages)':<20} {'':>10} {cli.human_bytes(free):>10}   (freed by retention, reused first)",
+                    f"  {'database':<20} {'':>10} {cli.human_bytes(total):>10}"]
+
+
+def test_db_prune_says_how_the_database_size_changed(env, capsys):
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.store.db import make_engine
+    from pmm_widgets.store.retention import database_bytes
+
+    assert cli.main(["db", "init"]) == ExitCode.OK
+    capsys.readouterr()
+    eng = make_engine(load_settings().db_url)
+    try:
+        before = database_bytes(eng)
+    finally:
+        eng.dispose()
+    assert before is not None
+    assert cli.main(["db", "prune", "--days", "2"]) == ExitCode.OK
+    first, size = capsys.readouterr().out.splitlines()
+    assert " pruned 0 rows older than 2 days (" in first and first.endswith("; trades and orders kept")
+    assert size == (f"database size {cli.human_bytes(before)} -> {cli.human_bytes(before)} "
+                    "(SQLite reuses freed pages; VACUUM shrinks the file)")
+
+
+@pytest.mark.parametrize("argv", [["db", "status"], ["db", "prune", "--days", "1"]])
+def test_a_database_that_cannot_be_reached_is_one_line_naming_it(env, capsys, argv):
+    code = cli.main([*argv, "--db-url", "postgresql+psycopg://u:pw-hidden@127.0.0.1:1/x"])
+    out, err = capsys.readouterr()
+    assert code == ExitCode.ERROR and out == ""
+    assert err.startswith("pmm: cannot connect to postgresql+psycopg://u:***@127.0.0.1:1/x: ") and err.count("\n") == 1
