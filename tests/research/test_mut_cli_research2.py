@@ -49,3 +49,31 @@ def test_a_one_point_sweep_prints_its_row_and_says_point(rec_dir, tmp_path, monk
     assert head.split()[:3] == ["point", "alpha", "fills"] and row.split()[:2] == ["0", "3.0"]
     assert last.startswith("sweep sw") and last.endswith(f": 1 point -> sweep_results, {out_file}")
     assert out_file.exists()
+
+
+# ----------------------------------------------------------------------------- pmm recordings import-pmxt
+def test_import_pmxt_warns_of_a_repeated_file_and_a_market_in_none_of_them(tmp_path, monkeypatch, capsys):
+    from test_pmxt_import import _events, write_v2_16
+
+    f = tmp_path / "v2.parquet"
+    write_v2_16(f, _events(30))
+    root = tmp_path / "rec"
+    monkeypatch.setenv("PMM_RECORD_DIR", str(root))
+    missing = "0x" + "c" * 64
+    assert main(["recordings", "import-pmxt", str(f), str(f), "--markets", f"0x{'a' * 64},{missing}"]) == ExitCode.OK
+    out, err = capsys.readouterr()
+    said = [ln for ln in err.splitlines() if ln.startswith("pmm")]  # (not the log records)
+    assert said == [f"pmm recordings import-pmxt: warning: {f}: the same file again, read once",
+                                f"pmm recordings import-pmxt: warning: market {missing} is in none of the files"]
+    assert out.startswith("imported ") and " events of 1 markets (" in out
+    assert f"from {f} [v2-16] into {root} (session pmxt" in out and "): replay --from 2026-11-30T10:00:00" in out
+
+
+@pytest.mark.parametrize("markets,shown", [("0", "0"), ("-3", "-3"), (",", "','")])
+def test_import_pmxt_refuses_a_bad_market_selection_in_one_line(tmp_path, monkeypatch, capsys, markets, shown):
+    monkeypatch.setenv("PMM_RECORD_DIR", str(tmp_path / "rec"))
+    assert main(["recordings", "import-pmxt", str(tmp_path / "x.parquet"), "--markets", markets]) == ExitCode.CONFIG
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"pmm: --markets {shown}: ") and err.count("\n") == 1
+    assert "expected a positive count or comma-separated condition ids/slugs" in err
+    assert not (tmp_path / "rec").exists()
