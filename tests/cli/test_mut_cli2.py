@@ -312,3 +312,32 @@ def test_a_database_that_cannot_be_reached_is_one_line_naming_it(env, capsys, ar
     out, err = capsys.readouterr()
     assert code == ExitCode.ERROR and out == ""
     assert err.startswith("pmm: cannot connect to postgresql+psycopg://u:***@127.0.0.1:1/x: ") and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- pmm config
+@pytest.mark.parametrize("venue", ["polymarket", "sandbox"])
+def test_config_prints_every_setting_once_with_its_effective_value(env, capsys, venue):
+    """Every setting and live parameter, in env.example's order, as `PMM_NAME=value` (an enum by its
+    value, an unset one empty, a secret masked); on the sandbox venue the three venue URLs say
+    that the embedded sandbox picks them at start (http for the REST ones, ws for the websocket)."""
+    from pmm_widgets.config import PARAM_FIELDS, SETTING_FIELDS, load_settings
+
+    env.setenv("PMM_VENUE", venue)
+    env.setenv("PMM_PRIVATE_KEY", "0x" + "11" * 32)
+    assert cli.main(["config"]) == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    s = load_settings()
+    names = (*SETTING_FIELDS, *PARAM_FIELDS)
+    assert [ln.split("=", 1)[0] for ln in lines] == [f"PMM_{n.upper()}" for n in names]
+    shown = dict(ln.split("=", 1) for ln in lines)
+    urls = {"gamma_url": "http", "clob_url": "http", "clob_ws_url": "ws"}
+    for n in names:
+        value = getattr(s, n)
+        if venue == "sandbox" and n in urls:
+            expected = (f"{urls[n]}://127.0.0.1:<free port>  (embedded sandbox, chosen at start; "
+                        "PMM_VENUE=sandbox)")
+        else:
+            expected = "" if value is None else str(getattr(value, "value", value))
+        assert shown[f"PMM_{n.upper()}"] == expected, n
+    assert shown["PMM_VENUE"] == venue and shown["PMM_PRIVATE_KEY"] == "**********"
+    assert any(getattr(s, n) is None for n in names)  # (an unset one is among them)
