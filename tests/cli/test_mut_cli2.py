@@ -341,3 +341,26 @@ def test_config_prints_every_setting_once_with_its_effective_value(env, capsys, 
         assert shown[f"PMM_{n.upper()}"] == expected, n
     assert shown["PMM_VENUE"] == venue and shown["PMM_PRIVATE_KEY"] == "**********"
     assert any(getattr(s, n) is None for n in names)  # (an unset one is among them)
+
+
+# ----------------------------------------------------------------------------- pmm universe refresh
+@pytest.mark.integration
+def test_universe_refresh_on_a_new_database_stores_and_prints_the_markets(env, capsys):
+    """On the embedded sandbox: the schema is created (no `pmm db init` before), the top markets
+    are stored as a `markets` snapshot and printed as a table closed by their count."""
+    import sqlalchemy as sa
+
+    from pmm_widgets.config import load_settings
+    from pmm_widgets.store.db import make_engine
+
+    env.setenv("PMM_VENUE", "sandbox")
+    env.setenv("PMM_UNIVERSE_SIZE", "3")
+    assert cli.main(["universe", "refresh"]) == ExitCode.OK, capsys.readouterr().err
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "3 markets" and [ln.split()[0] for ln in lines[-4:-1]] == ["1", "2", "3"], lines
+    eng = make_engine(load_settings().db_url)
+    try:
+        with eng.connect() as c:
+            assert c.execute(sa.text("SELECT COUNT(DISTINCT condition_id) FROM markets")).scalar() == 3
+    finally:
+        eng.dispose()
