@@ -364,3 +364,38 @@ def test_universe_refresh_on_a_new_database_stores_and_prints_the_markets(env, c
             assert c.execute(sa.text("SELECT COUNT(DISTINCT condition_id) FROM markets")).scalar() == 3
     finally:
         eng.dispose()
+
+
+# ----------------------------------------------------------------------------- pmm sandbox
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_the_sandbox_serves_on_the_ports_and_with_the_markets_asked_for():
+    import json as _json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    gamma, clob = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
+    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "sandbox", "--markets", "3", "--gamma-port",
+                             str(gamma), "--clob-port", str(clob)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, stdin=subprocess.DEVNULL)
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+        assert lines == [f"export PMM_GAMMA_URL=http://127.0.0.1:{gamma}", f"export PMM_CLOB_URL=http://127.0.0.1:{clob}",
+                         f"export PMM_CLOB_WS_URL=ws://127.0.0.1:{clob}/ws"], lines
+        with urllib.request.urlopen(f"http://127.0.0.1:{gamma}/markets?limit=100", timeout=10) as r:
+            assert len(_json.loads(r.read())) == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err
