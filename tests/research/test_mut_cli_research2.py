@@ -77,3 +77,35 @@ def test_import_pmxt_refuses_a_bad_market_selection_in_one_line(tmp_path, monkey
     assert out == "" and err.startswith(f"pmm: --markets {shown}: ") and err.count("\n") == 1
     assert "expected a positive count or comma-separated condition ids/slugs" in err
     assert not (tmp_path / "rec").exists()
+
+
+def test_a_sweep_interrupted_as_its_third_pass_starts_counts_the_points_done(rec_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C as the third of four one-point passes starts (sent from there, deterministically): the
+    pass stops at its first check with no row; exit 130, the two points done in the table (with
+    their status) and the line: 2 of 4 done, none stopped part-way, where the rows went."""
+    import signal
+
+    real = sweeps.run_pass
+    calls = []
+
+    def third_is_interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)  # as a terminal's Ctrl-C, as this pass starts
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sweeps, "run_pass", third_is_interrupted)
+    monkeypatch.setenv("PMM_RECORD_DIR", str(rec_dir))
+    out_file = tmp_path / "o.parquet"
+    code = main(["sweep", "--from", "2026-11-30T10:00:00Z", "--to", "2026-11-30T10:01:00Z", "--grid", "alpha=1,2,3,4",
+                 "--set", "quote_refresh_sec=1", "--per-pass", "1", "--jobs", "1",
+                 "--db-url", f"sqlite:///{tmp_path / 's.db'}", "--out", str(out_file)])
+    out, err = capsys.readouterr()
+    assert code == ExitCode.INTERRUPTED, err
+    said = [ln for ln in err.splitlines() if ln.startswith("pmm sweep: ")]
+    assert len(said) == 1 and said[0].startswith(
+        "pmm sweep: interrupted: 2 of 4 points done, 0 stopped part-way (status interrupted); their rows -> "
+        "sweep_results (sweep_id "), err
+    assert said[0].endswith(f"), {out_file}")
+    table = out.splitlines()
+    assert "status" in table[0].split() and [ln.split()[0] for ln in table[1:]] == ["0", "1"], out
