@@ -40,7 +40,7 @@ from ..analytics.fidelity import (
     without_own,
 )
 from ..book import BookNote, as_view
-from ..config import Settings
+from ..config import SEED_MAX, Settings
 from ..domain import BookView, Fill, Mode, OrderStatus, PublicTrade, Quote
 from ..errors import PmmError
 from ..execution.latency_model import write_samples
@@ -374,6 +374,9 @@ def parse_seeds(text: str) -> list[int]:
         raise FidelityError(f"seeds must be comma-separated integers, not {text!r}") from None
     if not seeds:
         raise FidelityError("no seed given")
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]  # a sandbox seed's range (PMM_SANDBOX_SEED's)
+    if bad:
+        raise FidelityError(f"seeds are whole numbers from 0 to 2**63-1, not {bad[0]} (in {text!r})")
     if len(set(seeds)) != len(seeds):
         raise FidelityError(f"a seed appears twice in {text!r}")
     return seeds

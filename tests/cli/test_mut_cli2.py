@@ -84,6 +84,22 @@ def test_small_positive_run_sizes_are_accepted(env, tmp_path, capsys):
     assert set(json.loads(capsys.readouterr().out)["seeds"]) == {"7"}
 
 
+@pytest.mark.parametrize("argv,code,said", [
+    (["--seed", "-1"], ExitCode.CONFIG, "pmm fidelity: error: argument --seed: expected a whole number from 0 to "
+                                        "2**63-1, got '-1'"),
+    (["--seed", str(2**63)], ExitCode.CONFIG, f"argument --seed: expected a whole number from 0 to 2**63-1, got "
+                                              f"'{2**63}'"),
+    (["--check-seeds", "8,-2"], ExitCode.ERROR, "pmm fidelity: seeds are whole numbers from 0 to 2**63-1, not -2 "
+                                                "(in '8,-2')\n"),
+])
+def test_a_seed_outside_the_sandbox_range_is_refused_in_one_line(env, tmp_path, capsys, argv, code, said):
+    """A sandbox seed is 0 .. 2**63-1 (PMM_SANDBOX_SEED's range): --seed is a usage error as
+    `pmm replay --seed` is, a check seed one line; neither gets to a run. Both ended in
+    "pmm: ValidationError: 1 validation error for Settings" once the ground-truth run began."""
+    assert cli.main(["fidelity", *argv, "--load", str(tmp_path)]) == code
+    err = capsys.readouterr().err
+    assert said in err and "ValidationError" not in err and "Traceback" not in err, err
+
 @pytest.mark.integration
 @pytest.mark.parametrize("as_json", [True, False])
 def test_a_ground_truth_run_reports_its_progress_and_saves_what_load_reads(env, tmp_path, capsys, as_json):
@@ -188,7 +204,7 @@ def test_a_group_without_its_command_prints_its_help_and_exits_2(env, capsys, ar
     (["replay", *FROM_TO, "--cycles", "every"], "argument --cycles: invalid choice: 'every'"),
     (["report", "--mode", "sim"], "argument --mode: invalid choice: 'sim'"),
     (["sandbox", "--markets", "many"], "argument --markets: invalid int value: 'many'"),
-    (["fidelity", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["fidelity", "--seed", "x"], "argument --seed: expected a whole number from 0 to 2**63-1, got 'x'"),
     (["db", "prune", "--days", "a week"], "argument --days: invalid float value: 'a week'"),
     (["recordings", "import-pmxt"], "the following arguments are required: FILE"),
 ])
