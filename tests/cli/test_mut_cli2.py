@@ -84,6 +84,7 @@ def test_small_positive_run_sizes_are_accepted(env, tmp_path, capsys):
     assert set(json.loads(capsys.readouterr().out)["seeds"]) == {"7"}
 
 
+
 @pytest.mark.parametrize("argv,code,said", [
     (["--seed", "-1"], ExitCode.CONFIG, "pmm fidelity: error: argument --seed: expected a whole number from 0 to "
                                         "2**63-1, got '-1'"),
@@ -392,25 +393,36 @@ def _free_port() -> int:
 
 
 @pytest.mark.integration
-def test_the_sandbox_serves_on_the_ports_and_with_the_markets_asked_for():
+def test_the_sandbox_serves_on_the_ports_and_with_the_markets_and_resolutions_asked_for():
+    """--gamma-port/--clob-port are the ports served; --markets 3 --resolve-every 1 at --speed 20:
+    the three markets are resolved (closed) within seconds, and no other market is listed."""
     import json as _json
     import os
     import signal
     import subprocess
     import sys
+    import time
     import urllib.request
 
     gamma, clob = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
-    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "sandbox", "--markets", "3", "--gamma-port",
-                             str(gamma), "--clob-port", str(clob)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "pmm_widgets.cli", "sandbox", "--markets", "3", "--resolve-every",
+                             "1", "--speed", "20", "--gamma-port", str(gamma), "--clob-port", str(clob)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
     try:
         lines = [proc.stdout.readline().strip() for _ in range(3)]
         assert lines == [f"export PMM_GAMMA_URL=http://127.0.0.1:{gamma}", f"export PMM_CLOB_URL=http://127.0.0.1:{clob}",
                          f"export PMM_CLOB_WS_URL=ws://127.0.0.1:{clob}/ws"], lines
+        deadline = time.monotonic() + 20
+        while True:  # one simulated second between resolutions: 50 ms of wall time each at 20x
+            with urllib.request.urlopen(f"http://127.0.0.1:{gamma}/markets?limit=100&closed=true", timeout=10) as r:
+                closed = len(_json.loads(r.read()))
+            if closed == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert closed == 3
         with urllib.request.urlopen(f"http://127.0.0.1:{gamma}/markets?limit=100", timeout=10) as r:
-            assert len(_json.loads(r.read())) == 3
+            assert _json.loads(r.read()) == []  # (no market left open, none added)
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
