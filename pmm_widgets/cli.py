@@ -725,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
               "(throwaway wallet), replay paper on the same market; --fit picks the fill model's parameters", cmd_fidelity)
     fd.add_argument("--fit", action="store_true",
                     help="fit the paper fill model on --seed, check it on --check-seeds, write the parameter set to --out")
-    fd.add_argument("--seed", type=int, default=7, help="sandbox seed of the ground-truth run (the fit seed; default 7)")
+    fd.add_argument("--seed", type=_seed, default=7, help="sandbox seed of the ground-truth run (the fit seed; default 7)")
     fd.add_argument("--check-seeds", default="", metavar="S1,S2",
                     help="further seeds to check the fitted parameters on (never fitted on)")
     fd.add_argument("--markets", type=int, default=8, help="markets traded (default 8)")

@@ -40,7 +40,7 @@ from ..analytics.fidelity import (
     without_own,
 )
 from ..book import BookNote, as_view
-from ..config import Settings
+from ..config import SEED_MAX, Settings
 from ..domain import BookView, Fill, Mode, OrderStatus, PublicTrade, Quote
 from ..errors import PmmError
 from ..execution.latency_model import write_samples
@@ -207,7 +207,7 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
                    base: Settings | None = None) -> Recording:
     """One ground-truth run: the engine LIVE on a fresh sandbox for `seconds` of wall time."""
     import pmm_widgets.execution.live as live_mod
-    from pmm_widgets.engine.core import Engine
+    from pmm_widgets.engine.core import Engine, EngineStateError
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = _settings(base, seed, markets, speed, tmp, private_key=key)
@@ -235,9 +235,12 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
                 rec.seconds = time.monotonic() - t0
             finally:
                 live_mod.LiveExchange = orig  # type: ignore[misc]
-            rec.rtt_ms = list(rec.rtt_source)
+            rec.rtt_ms = list(rec.rtt_source or ())  # None: the run ended before the engine built its exchange
             rec.rtt_source = None
-            rec.markets = list(engine.owner.markets)
+            try:
+                rec.markets = list(engine.owner.markets)
+            except EngineStateError:  # the run ended before the engine had taken its database
+                rec.markets = []
             tot = engine.state.totals
             rec.engine_totals = {"fills": float(tot.fills), "pnl": float(tot.pnl)}
             return rec
@@ -353,6 +356,9 @@ def run_seeds(seeds: Sequence[int], markets: int, sim_minutes: float, speed: flo
     for seed in seeds:
         t0 = time.monotonic()
         rec = asyncio.run(run_live(seed, markets, seconds, speed, key, base))
+        if not rec.markets:  # the time was up before the engine had its markets: nothing to score
+            raise FidelityError(f"live run seed {seed}: the engine had no market yet when the run ended "
+                                f"({rec.seconds:.1f} s): ask for a longer run (more --sim-minutes or a lower --speed)")
         out[seed] = rec
         if progress is not None:
             progress(f"live run seed {seed}: {len(rec.markets)} markets, {rec.sim_minutes:.1f} simulated min, "
@@ -368,6 +374,9 @@ def parse_seeds(text: str) -> list[int]:
         raise FidelityError(f"seeds must be comma-separated integers, not {text!r}") from None
     if not seeds:
         raise FidelityError("no seed given")
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]  # a sandbox seed's range (PMM_SANDBOX_SEED's)
+    if bad:
+        raise FidelityError(f"seeds are whole numbers from 0 to 2**63-1, not {bad[0]} (in {text!r})")
     if len(set(seeds)) != len(seeds):
         raise FidelityError(f"a seed appears twice in {text!r}")
     return seeds
