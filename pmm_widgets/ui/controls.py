@@ -368,7 +368,10 @@ class ControlPanel:
         self._sync_from_state(s)
         self._last_state = s
         self._sync_strategy(s)
-        self.start_btn.disabled = self.engine.running and self.engine.role != "attached"
+        # this page's engine runs; or it watches another that runs (Start would only attach again:
+        # it was enabled there, and a press said "starting…" and changed nothing)
+        attached = self.engine.role == "attached"
+        self.start_btn.disabled = self.engine.running and (not attached or s.running)
         if self._msg_expires is not None and now > self._msg_expires:
             self.message.value = ""
             self._msg_expires = None

@@ -448,6 +448,8 @@ def test_start_is_disabled_only_while_this_page_owns_a_running_engine(settings):
     stub.role = "attached"  # watching another engine: Start makes this page the owner
     panel.refresh(EngineState())
     assert not panel.start_btn.disabled
+    panel.refresh(EngineState(running=True))  # ... not while that engine runs (it would attach again)
+    assert panel.start_btn.disabled
     stub.role, stub.running = "owner", False
     panel.refresh(EngineState())
     assert not panel.start_btn.disabled
