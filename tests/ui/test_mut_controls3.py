@@ -112,3 +112,32 @@ def test_the_table_shows_prices_to_three_decimals_and_a_dash_for_none():
     out = render_table([row])
     assert "<td>0.500</td><td>0.013</td><td class='ours'>0.487</td><td class='ours'>–</td>" in out
     assert "<td class='ours'>–</td><td class='ours'>0.520</td>" in out
+
+
+# ---------------------------------------------------------------- watching the lease
+
+async def test_an_autostarted_page_whose_engine_stopped_attaches_to_the_next_owner(settings):
+    """The demo page started its engine on the first view (no lease look-up then); the engine
+    stopped later (KILL). The refresh loop must go on looking at the lease and watch whoever
+    owns the DB now, without a failure in the page log."""
+    stub = Stub(settings, running=False)
+    panel = ControlPanel(stub, autostart=True)
+    panel.show()
+    try:
+        panel.heartbeat.value = 1
+        assert await until(lambda: stub.starts == [False])
+        stub.running = False  # killed
+
+        async def holder() -> str:
+            return "otherhost:9:owner"
+
+        stub.lease_holder = holder  # type: ignore[method-assign]
+        for k in range(2, 12):  # the view keeps beating (deadman_sec = 1.0)
+            panel.heartbeat.value = k
+            if await until(lambda: len(stub.starts) > 1, 0.25):
+                break
+        assert stub.starts == [False, True]  # attach-only: it watches, it never takes the lease
+        assert "refresh failed" not in "".join(o.get("text", "") for o in panel.log.outputs)
+    finally:
+        for t in panel._tasks:
+            t.cancel()
