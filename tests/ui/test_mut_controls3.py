@@ -7,7 +7,10 @@ and the price cells of the universe table."""
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
+import ipywidgets as W
 from eth_account import Account
 from pydantic import SecretStr
 from ui_helpers import Stub, hand_over, until
@@ -17,7 +20,7 @@ from pmm_widgets.engine import Engine
 from pmm_widgets.engine.lease import Lease
 from pmm_widgets.engine.state import EngineState, MarketRow
 from pmm_widgets.store.db import make_engine
-from pmm_widgets.ui.controls import ControlPanel, render_table
+from pmm_widgets.ui.controls import TABLE_CSS, ControlPanel, render_table
 
 KEY = Account.create()
 RED = "#cf222e"
@@ -141,3 +144,39 @@ async def test_an_autostarted_page_whose_engine_stopped_attaches_to_the_next_own
     finally:
         for t in panel._tasks:
             t.cancel()
+
+
+# ---------------------------------------------------------------- what the page is built with
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _widgets(w: W.Widget) -> list[W.Widget]:
+    out = [w]
+    for c in getattr(w, "children", ()):
+        out += _widgets(c)
+    return out
+
+
+def _selected_classes() -> set[str]:
+    """The classes the browser tests (tests/e2e) and the page's stylesheet select widgets by."""
+    text = TABLE_CSS + "".join(p.read_text() for p in sorted((ROOT / "tests" / "e2e").glob("*.py")))
+    found = set(re.findall(r"\.(pmm-[a-z-]+)", text))
+    return found - {"pmm-universe"}  # the table's own HTML, not a widget
+
+
+def test_the_widgets_carry_the_classes_the_browser_tests_and_the_stylesheet_select_by(settings):
+    panel = ControlPanel(Engine(settings))
+    widgets = _widgets(panel.root)
+    classes = {c for w in widgets for c in w._dom_classes}
+    shown = "".join(str(w.value) for w in widgets if isinstance(w, W.HTML))  # the status line's spans
+    wanted = _selected_classes()
+    assert {"pmm-kill", "pmm-live-confirm", "pmm-start", "pmm-alpha", "pmm-status"} <= wanted  # the scan works
+    later = {"pmm-kill-open", "pmm-fatal"}  # in the kill banner, in the page that could not start
+    missing = {c for c in wanted - later if c not in classes and f'class="{c}"' not in shown}
+    assert not missing, missing
+    # and every control an operator uses can be selected by a class of its own
+    controls = [w for w in widgets if isinstance(w, (W.Button, W.ToggleButton, W.ToggleButtons, W.Text,
+                                                     W.FloatSlider, W.Dropdown))]
+    own = [next((c for c in w._dom_classes if c.startswith("pmm-")), None) for w in controls]
+    assert None not in own and len(set(own)) == len(own), own
