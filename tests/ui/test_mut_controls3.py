@@ -7,10 +7,15 @@ and the price cells of the universe table."""
 from __future__ import annotations
 
 import asyncio
+import html
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as W
+import pytest
 from eth_account import Account
 from pydantic import SecretStr
 from ui_helpers import Stub, hand_over, until
@@ -20,6 +25,7 @@ from pmm_widgets.engine import Engine
 from pmm_widgets.engine.lease import Lease
 from pmm_widgets.engine.state import EngineState, MarketRow
 from pmm_widgets.store.db import make_engine
+from pmm_widgets.ui import controls
 from pmm_widgets.ui.controls import TABLE_CSS, ControlPanel, render_table
 
 KEY = Account.create()
@@ -180,3 +186,112 @@ def test_the_widgets_carry_the_classes_the_browser_tests_and_the_stylesheet_sele
                                                      W.FloatSlider, W.Dropdown))]
     own = [next((c for c in w._dom_classes if c.startswith("pmm-")), None) for w in controls]
     assert None not in own and len(set(own)) == len(own), own
+
+
+# ---------------------------------------------------------------- what the live path says, in which colour, how long
+
+def _lasts(panel: ControlPanel, t0: float, t1: float, ttl: float) -> bool:
+    """The message said between `t0` and `t1` is still shown just before `ttl` seconds after
+    `t0` and gone just after `ttl` seconds after `t1`."""
+    panel.refresh(now=t0 + ttl - 0.5)
+    kept = panel.message.value != ""
+    panel.refresh(now=t1 + ttl + 0.5)
+    return kept and panel.message.value == ""
+
+
+async def _watched(settings, db_url: str, mode: str) -> ControlPanel:
+    """A page that found an engine of `mode` handed over (its start recorded, not run)."""
+    hand_over(db_url, mode)
+    panel = ControlPanel(Engine(settings))
+    panel.start_engine = lambda: None  # type: ignore[method-assign]
+    await panel._watch_lease(now=True)
+    return panel
+
+
+def _confirmed(panel: ControlPanel, text: str = "live") -> ControlPanel:
+    panel.live_text.value = text
+    panel._on_live_confirm(None)
+    return panel
+
+
+def _toggled(panel: ControlPanel, *values: str) -> ControlPanel:
+    for v in values:
+        panel.mode.value = v
+    return panel
+
+
+def _key_panel(settings) -> ControlPanel:
+    return ControlPanel(Engine(_with_key(settings)))
+
+
+# (what the operator did, the message, red, seconds shown)
+ASKED: dict[str, tuple[Callable[[Any], ControlPanel], str, bool, float]] = {
+    "no credentials": (lambda s: _toggled(ControlPanel(Engine(s)), "live"),
+                       "refused: live needs credentials", True, 20),
+    "a bad key": (lambda s: _toggled(ControlPanel(Engine(s.model_copy(update={"private_key": SecretStr("0xbad")}))),
+                                     "live"), "refused: PMM_PRIVATE_KEY is not a valid key", True, 20),
+    "a wrong word": (lambda s: _confirmed(_toggled(_key_panel(s), "live"), "nope"), "refused: type 'live'", True, 20),
+    "a hidden prompt": (lambda s: _confirmed(_key_panel(s)), "refused: open the live prompt", True, 20),
+    "armed": (lambda s: _confirmed(_toggled(_key_panel(s), "live")), "LIVE mode armed", True, 60),
+    "back to paper": (lambda s: _toggled(_confirmed(_toggled(_key_panel(s), "live")), "paper"), "paper mode", False, 10),
+}
+
+# after a page that closed handed its engine over: (then, its mode, the message, red, seconds shown)
+OFFERED: dict[str, tuple[Callable[[ControlPanel], object], str, str, bool, float]] = {
+    "live offered": (lambda p: None, "live", "pending hand-over of a LIVE engine", True, 3600),
+    "live taken": (_confirmed, "live", "took over the live engine", True, 30),
+    "live declined": (lambda p: p.live_cancel.click(), "live", "live hand-over declined", False, 60),
+    "paper taken": (lambda p: None, "paper", "took over the paper engine", False, 30),
+    "dry_run refused": (lambda p: None, "dry_run", "cannot take over the dry_run engine", True, 3600),  # no keys here
+}
+
+
+@pytest.mark.parametrize("case", list(ASKED))
+def test_each_live_prompt_message_has_its_colour_and_its_time_on_the_page(settings, case):
+    """Warnings about real money and refusals are red; an armed live mode says so for a minute;
+    plain news is grey and short."""
+    make, text, red, ttl = ASKED[case]
+    t0 = time.time()
+    panel = make(settings)
+    t1 = time.time()
+    assert text in html.unescape(panel.message.value), panel.message.value
+    assert (RED in panel.message.value) is red
+    assert _lasts(panel, t0, t1, ttl)
+
+
+@pytest.mark.parametrize("case", list(OFFERED))
+async def test_each_hand_over_message_has_its_colour_and_its_time_on_the_page(settings, db_url, case):
+    """A live engine waiting for a confirmation is said in red for an hour (nothing trades until
+    someone answers); taking it over is red; a declined offer or a paper take-over is news."""
+    then, mode, text, red, ttl = OFFERED[case]
+    t0 = time.time()
+    panel = await _watched(_with_key(settings) if mode == "live" else settings, db_url, mode)
+    then(panel)
+    t1 = time.time()
+    assert text in panel.message.value, panel.message.value
+    assert (RED in panel.message.value) is red
+    assert _lasts(panel, t0, t1, ttl)
+
+
+# ---------------------------------------------------------------- an attached page's slider
+
+@pytest.mark.parametrize(("quote_refresh", "wait"), [(0.2, 5.4), (3.0, 11.0)])
+def test_a_value_sent_to_the_owner_waits_two_quote_cycles_and_five_seconds(settings, monkeypatch, quote_refresh,
+                                                                            wait):
+    """The owner applies commands once a cycle and publishes after it: the slider keeps the sent
+    value for 2 x quote_refresh_sec + 5 s, then shows the owner's value and says so."""
+    now = [1_000.0]
+    monkeypatch.setattr(controls.time, "time", lambda: now[0])
+    stub = Stub(settings.model_copy(update={"quote_refresh_sec": quote_refresh}), role="attached")
+    panel = ControlPanel(stub)
+    old = float(stub.params.alpha)
+    owner = EngineState(role="attached", running=True, params={"alpha": old})
+    panel._sync_from_state(owner)
+    panel.sliders["alpha"].value = 2.5
+    now[0] += wait - 0.1
+    panel._sync_from_state(owner)
+    assert panel.sliders["alpha"].value == 2.5
+    now[0] += 0.2
+    panel._sync_from_state(owner)
+    assert panel.sliders["alpha"].value == old
+    assert f"alpha = 2.5 was not applied by the owner within {wait:g} s" in panel.message.value
