@@ -295,3 +295,74 @@ def test_a_value_sent_to_the_owner_waits_two_quote_cycles_and_five_seconds(setti
     panel._sync_from_state(owner)
     assert panel.sliders["alpha"].value == old
     assert f"alpha = 2.5 was not applied by the owner within {wait:g} s" in panel.message.value
+
+
+def test_the_page_as_first_shown(settings):
+    """Before any refresh: the toggle says the engine's mode, the pause button is not pressed,
+    the live prompt is hidden with its Confirm disabled; the text box sends each keystroke (the
+    button enables as the operator types) and a slider sends only where it is released (each
+    value is a command to the engine, not a stream of them)."""
+    panel = ControlPanel(Engine(settings))
+    assert panel.mode.value == "paper" and panel.pause_btn.value is False
+    assert panel.pause_btn.description == "Pause quoting"
+    assert panel.live_box.layout.display == "none" and panel.live_confirm.disabled
+    assert panel.live_text.continuous_update is True
+    assert all(sl.continuous_update is False for sl in panel.sliders.values())
+    assert panel.message.value == "" and not panel.start_btn.disabled
+
+
+async def test_a_default_page_keeps_the_chart_points_an_hour_long(settings):
+    panel = ControlPanel(Engine(settings))
+    panel._streaming = True
+    for k in range(3):
+        panel.refresh(EngineState(role="owner", running=True, tick=k), now=1000.0 + k)
+    assert len(panel.charts.pnl.data["t"]) == 3
+    assert panel.charts.rollover == 3600
+
+
+@pytest.mark.parametrize(("deadman", "first", "then"), [(0.3, 250, 250), (1.0, 250, 250), (8.0, 300, 2000),
+                                                        (120.0, 300, 5000)])
+async def test_the_heartbeat_beats_fast_first_then_four_times_per_deadman_within_a_quarter_to_five_seconds(
+        settings, deadman, first, then):
+    """The first beat comes fast (it starts the engine or takes a reloaded page's over); then the
+    view beats four times per dead-man period, never faster than 4 Hz (each beat is kernel
+    traffic) nor slower than every 5 s."""
+    panel = ControlPanel(Stub(settings.model_copy(update={"deadman_sec": deadman}), running=False))
+    assert panel.heartbeat.playing is True and panel.heartbeat.interval == first
+    panel.heartbeat.value = 1
+    assert panel.heartbeat.interval == then
+    panel.heartbeat.value = 2
+    assert panel.heartbeat.interval == then
+    assert await until(lambda: not panel._actions)  # the first view's look at the lease ended
+
+
+def test_the_heartbeat_never_runs_out_in_a_view_open_for_a_month(settings):
+    """The frontend's Play stops at its max: a view that beats no more is taken for a closed
+    browser and the dead-man stops the engine."""
+    panel = ControlPanel(Stub(settings, running=False))
+    fastest_ms = 250
+    assert panel.heartbeat.max - panel.heartbeat.value >= 31 * 86_400 * 1000 // fastest_ms
+
+
+# ---------------------------------------------------------------- show(): the page's loops
+
+async def test_show_starts_the_loops_once_and_a_dead_loop_is_said_on_the_page(settings):
+    """Showing the page again (a re-run cell) reuses its loops; a loop that dies (here the
+    dead-man's stop fails) is said in red on the page, not lost in a log no one reads."""
+    stub = Stub(settings)  # owner, running; deadman_sec = 1.0
+
+    async def stop(handover: bool = False) -> None:
+        raise OSError("database is locked")
+
+    stub.stop = stop  # type: ignore[method-assign]
+    panel = ControlPanel(stub)
+    try:
+        assert panel.show() is panel.root
+        loops = list(panel._tasks)
+        assert panel.show() is panel.root and panel._tasks == loops and len(loops) == 2
+        panel.heartbeat.value = 1  # one beat, then silence: the dead-man fires and its stop fails
+        assert await until(lambda: "database is locked" in panel.message.value, 4.0)
+        assert "pmm-deadman" in panel.message.value and RED in panel.message.value
+    finally:
+        for t in panel._tasks:
+            t.cancel()
