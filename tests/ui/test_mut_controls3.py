@@ -366,3 +366,64 @@ async def test_show_starts_the_loops_once_and_a_dead_loop_is_said_on_the_page(se
     finally:
         for t in panel._tasks:
             t.cancel()
+
+
+# ---------------------------------------------------------------- the lease watch's decisions
+
+async def test_a_declined_hand_over_is_not_offered_again_and_a_plain_cancel_declines_nothing(settings, db_url):
+    panel = await _watched(_with_key(settings), db_url, "live")
+    panel.live_cancel.click()
+    assert "declined" in panel.message.value and panel.live_box.layout.display == "none"
+    await panel._watch_lease(now=True)  # the same offer is still in the DB: not asked again
+    assert panel.live_box.layout.display == "none"
+    plain = _toggled(_key_panel(settings), "live")  # a prompt opened by hand, no hand-over
+    plain.live_cancel.click()
+    assert plain.message.value == "" and plain.mode.value == "paper"
+
+
+async def test_a_paper_hand_over_to_a_page_armed_live_is_taken_over_in_paper(settings, db_url):
+    hand_over(db_url, "paper")
+    engine = Engine(_with_key(settings), Mode.LIVE)
+    panel = ControlPanel(engine)
+    starts: list[bool] = []
+    panel.start_engine = lambda: starts.append(True)  # type: ignore[method-assign]
+    assert panel.mode.value == "live"
+    await panel._watch_lease(now=True)
+    assert starts == [True] and engine.mode is Mode.PAPER and panel.mode.value == "paper"
+
+
+@pytest.mark.parametrize("meanwhile", ["started", "closed"])
+async def test_a_hand_over_found_after_the_page_started_or_closed_meanwhile_is_left_alone(settings, meanwhile):
+    """The DB is read off the loop: whatever happened while it was read wins."""
+    stub = Stub(settings, running=False)
+    panel = ControlPanel(stub)
+
+    async def pending() -> Mode:
+        if meanwhile == "started":
+            stub.running = True
+        else:
+            panel.closed = True
+        return Mode.PAPER
+
+    stub.handover_pending = pending  # type: ignore[method-assign]
+    await panel._watch_lease(now=True)
+    assert stub.starts == [] and panel.message.value == ""
+
+
+async def test_the_refresh_loop_reads_the_lease_at_most_once_a_second(settings, monkeypatch):
+    now = [1_000.0]
+    monkeypatch.setattr(controls.time, "time", lambda: now[0])
+    stub = Stub(settings, running=False)
+    reads: list[float] = []
+
+    async def holder() -> None:
+        reads.append(now[0])
+
+    stub.lease_holder = holder  # type: ignore[method-assign]
+    panel = ControlPanel(stub)
+    for dt in (0.0, 0.5, 0.4, 0.2, 0.9, 0.2):  # refreshes at 1000, 1000.5, 1000.9, 1001.1, 1002.0, 1002.2
+        now[0] += dt
+        await panel._watch_lease()
+    assert reads == pytest.approx([1_000.0, 1_001.1, 1_002.2])
+    await panel._watch_lease(now=True)  # a view's load looks at once
+    assert len(reads) == 4
