@@ -1,8 +1,11 @@
-"""The control panel (ui/controls.py) where the earlier passes left no test, without a browser:
-backing out of live while an engine runs, the hand-over offer's prompt, the dead-man over an
-engine the page did not start, what the widgets are built with (the CSS classes the page's
-stylesheet and the browser tests select by, the live prompt's safe defaults, the slider ranges),
-and the price cells of the universe table."""
+"""The control panel (ui/controls.py) where the earlier mutation passes left no test, without a
+browser: backing out of live while an engine runs; the hand-over offer's prompt and the lease
+watch's decisions; each live-path message's colour and time on the page; the dead-man over an
+engine the page did not start; an attached slider's wait for the owner; what the page is built
+with (the classes the browser tests and the stylesheet select by, its first state, the heartbeat's
+intervals); the loops `show` starts; the price cells of the universe table.
+
+`Stub` (ui_helpers) stands in for an `Engine` where a real one would need a running owner."""
 
 from __future__ import annotations
 
