@@ -70,6 +70,25 @@ async def test_backing_out_to_paper_while_a_live_engine_runs_is_refused_in_red_a
         lease.db.dispose()
 
 
+async def test_a_confirmation_the_engine_refuses_is_refused_in_red_and_the_prompt_closes(settings, db_url):
+    """The prompt was confirmed after an engine started on this page (here: it watches another
+    owner): the engine refuses the switch, the page says so in red and shows paper again."""
+    panel = _toggled(_key_panel(settings), "live")
+    panel.live_text.value = "live"
+    lease = _other_owner(db_url)
+    task = panel.engine.start(attach_only=True)
+    try:
+        assert await panel.engine.wait_role() == "attached"
+        panel.live_confirm.click()
+        assert panel.engine.mode is Mode.PAPER and panel.mode.value == "paper"
+        assert "refused: stop the engine before switching mode" in panel.message.value
+        assert RED in panel.message.value and panel.live_box.layout.display == "none"
+    finally:
+        await panel.engine.stop()
+        await asyncio.wait_for(task, 5)
+        lease.db.dispose()
+
+
 def test_asking_for_live_while_an_engine_runs_is_refused_in_red(settings):
     panel = ControlPanel(Stub(_with_key(settings)))  # owner, running
     panel.mode.value = "live"
