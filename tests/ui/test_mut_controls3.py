@@ -317,6 +317,9 @@ def test_a_value_sent_to_the_owner_waits_two_quote_cycles_and_five_seconds(setti
     panel._sync_from_state(owner)
     assert panel.sliders["alpha"].value == old
     assert f"alpha = 2.5 was not applied by the owner within {wait:g} s" in panel.message.value
+    now[0] += 30.0  # said once: the message expires like any other, the slider stays
+    panel.refresh(owner, now=now[0])
+    assert panel.message.value == "" and panel.sliders["alpha"].value == old
 
 
 def test_the_page_as_first_shown(settings):
