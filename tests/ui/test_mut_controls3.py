@@ -452,3 +452,13 @@ async def test_the_refresh_loop_reads_the_lease_at_most_once_a_second(settings, 
     assert reads == pytest.approx([1_000.0, 1_001.1, 1_002.2])
     await panel._watch_lease(now=True)  # a view's load looks at once
     assert len(reads) == 4
+
+
+async def test_after_taking_a_live_engine_over_the_next_live_hand_over_is_offered_again(settings, db_url):
+    """The offer answered is over: when this page's engine has stopped since and another page's
+    live engine is handed over later, that one is offered too (not silently ignored)."""
+    panel = _confirmed(await _watched(_with_key(settings), db_url, "live"))  # taken over (its start recorded)
+    assert "took over the live engine" in panel.message.value and panel.live_box.layout.display == "none"
+    hand_over(db_url, "live")  # later: another page's live engine, handed over
+    await panel._watch_lease(now=True)
+    assert panel.live_box.layout.display == "flex" and panel.live_confirm.description == "Take over LIVE"
