@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 
+from pmm_widgets.domain import Mode
 from pmm_widgets.engine.lease import Lease
-from pmm_widgets.engine.state import EngineState
+from pmm_widgets.engine.state import EngineState, EventLog, KillResult
 from pmm_widgets.store.db import make_engine
 
 
@@ -17,3 +21,58 @@ def hand_over(db_url: str, mode: str) -> None:
     assert old.try_acquire()
     old.release(EngineState(role="owner", mode=mode, running=False, handover_ts=time.time()).to_json())
     db.dispose()
+
+
+class Stub:
+    """Just enough of an Engine for the panel; records starts, stops (their `handover`) and params."""
+
+    def __init__(self, settings: Any, role: str = "owner", running: bool = True) -> None:
+        self.settings, self.mode, self.role, self.running = settings, Mode.PAPER, role, running
+        self._owner_id = "stub"
+        self.params = settings.params()
+        self.events = EventLog()
+        self.state = EngineState(role=role, running=running)
+        self.starts: list[bool] = []
+        self.stops: list[bool] = []
+        self.sent: list[dict[str, Any]] = []
+        self.kill_gate = asyncio.Event()
+        self.kill_result = KillResult(time.time(), 0, 0, True, "KILLED")
+        self.refuse: Exception | None = None
+        self.paused: list[tuple[bool, str, str | None]] = []
+
+    async def stop(self, handover: bool = False) -> None:
+        self.stops.append(handover)
+        self.running = False
+
+    def start(self, attach_only: bool = False) -> asyncio.Future[None]:
+        self.starts.append(attach_only)
+        self.running = True
+        return asyncio.get_running_loop().create_future()
+
+    async def lease_holder(self) -> str | None:
+        return None
+
+    async def handover_pending(self) -> Mode | None:
+        return None
+
+    async def kill(self) -> KillResult:
+        await self.kill_gate.wait()
+        return self.kill_result
+
+    async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
+        self.paused.append((cancel, reason, by))
+        return 0
+
+    def set_params(self, *, changed_by: str | None = None, **changes: Any) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.sent.append(changes)
+
+
+async def until(cond: Callable[[], object], timeout: float = 3.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(cond())
