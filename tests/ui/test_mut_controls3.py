@@ -462,3 +462,21 @@ async def test_after_taking_a_live_engine_over_the_next_live_hand_over_is_offere
     hand_over(db_url, "live")  # later: another page's live engine, handed over
     await panel._watch_lease(now=True)
     assert panel.live_box.layout.display == "flex" and panel.live_confirm.description == "Take over LIVE"
+
+
+async def test_a_withdrawn_live_hand_over_offer_does_not_hide_a_later_one(settings, db_url):
+    """An offered live hand-over is withdrawn when another engine takes the lease first; when
+    that engine is handed over live later, the new hand-over is offered too (the offer flag was
+    left set by the withdrawal: the later one would have been silently ignored)."""
+    panel = await _watched(_with_key(settings), db_url, "live")
+    assert panel.live_box.layout.display == "flex" and panel.live_confirm.description == "Take over LIVE"
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    panel.engine.start = lambda attach_only=False: done  # type: ignore[method-assign,assignment]  # (no real attach)
+    other = _other_owner(db_url)  # another page took it over first: the offer is withdrawn
+    await panel._watch_lease(now=True)
+    assert panel.live_box.layout.display == "none"
+    other.release(None)
+    hand_over(db_url, "live")  # later: that engine's page closed, live handed over again
+    await panel._watch_lease(now=True)
+    assert panel.live_box.layout.display == "flex" and panel.live_confirm.description == "Take over LIVE"
