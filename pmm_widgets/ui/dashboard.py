@@ -216,12 +216,18 @@ def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
     stopped) runs the engine's clean stop (`lifecycle.install_kernel_stop_hook`). A bad setting
     returns a `FatalPanel` showing the one-line error instead of a blank page.
     """
+    unrecorded = ""
     try:
         settings = settings or app_settings()
-        if settings.record is None:  # the operator's sessions record, as `pmm run`'s do (PMM_RECORD=off: not)
-            settings = settings.model_copy(update={"record": "on"})
         check_shared_db(settings)
-        check_record_dir(settings)
+        if settings.record is None:  # the operator's sessions record, as `pmm run`'s do (PMM_RECORD=off: not)
+            try:
+                check_record_dir(settings.model_copy(update={"record": "on"}))
+                settings = settings.model_copy(update={"record": "on"})
+            except ConfigError as exc:  # a default must never keep the page (and its KILL) from opening
+                settings = settings.model_copy(update={"record": "off"})
+                unrecorded = f"{exc}: this page's engine runs without recording"
+        check_record_dir(settings)  # PMM_RECORD=on asked for: a directory it cannot write is the page's one line
     except ConfigError as exc:
         return FatalPanel(str(exc))
     demo = demo_mode(settings)
@@ -229,7 +235,7 @@ def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
     panel = ControlPanel(engine, autostart=demo, history=lambda: load_history(settings.db_url))
     from ..errors import unknown_env_warnings
 
-    for warning in unknown_env_warnings(env_file=project_root() / ".env"):
+    for warning in [*unknown_env_warnings(env_file=project_root() / ".env"), *([unrecorded] if unrecorded else [])]:
         panel.log.append_stderr(f"warning: {warning}\n")
         panel._msg(f"warning: {warning}", error=True, ttl=120.0)
     try:

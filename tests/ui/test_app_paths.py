@@ -50,12 +50,25 @@ def test_the_app_records_unless_told_not_to(in_notebooks, tmp_path) -> None:
     assert not isinstance(panel, FatalPanel) and panel.engine.settings.record == "off"
 
 
-def test_an_unwritable_recording_directory_is_one_line_on_the_page(in_notebooks, tmp_path) -> None:
+def test_an_unwritable_recording_directory_asked_for_is_one_line_on_the_page(in_notebooks, tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    in_notebooks.setenv("PMM_VENUE", "sandbox")
+    in_notebooks.setenv("PMM_RECORD_DIR", str(blocker / "rec"))
+    in_notebooks.setenv("PMM_RECORD", "on")
+    panel = launch()
+    assert isinstance(panel, FatalPanel)
+    assert panel.message.startswith(f"PMM_RECORD_DIR={blocker / 'rec'}: cannot record there")
+    assert "PMM_RECORD=off" in panel.message
+
+
+def test_the_default_recording_never_keeps_the_page_from_opening(in_notebooks, tmp_path) -> None:
+    """Recording is the app's default, not the operator's ask: a directory it cannot write must not
+    keep the page (and its KILL for an engine already running) from opening; it says so in red."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     in_notebooks.setenv("PMM_VENUE", "sandbox")
     in_notebooks.setenv("PMM_RECORD_DIR", str(blocker / "rec"))
     panel = launch()
-    assert isinstance(panel, FatalPanel)
-    assert panel.message.startswith(f"PMM_RECORD_DIR={blocker / 'rec'}: cannot record there")
-    assert "PMM_RECORD=off" in panel.message
+    assert not isinstance(panel, FatalPanel) and panel.engine.settings.record == "off"
+    assert "cannot record there" in panel.message.value and "runs without recording" in panel.message.value
