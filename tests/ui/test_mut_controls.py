@@ -14,12 +14,10 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from ui_helpers import hand_over
+from ui_helpers import hand_over, other_owner
 
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.lease import Lease
-from pmm_widgets.engine.state import EngineState
-from pmm_widgets.store.db import make_engine
 from pmm_widgets.ui.controls import ControlPanel
 
 KEY = Account.create()
@@ -125,11 +123,7 @@ def test_a_key_that_is_not_a_key_is_refused_before_any_prompt(settings):
 
 
 def _other_owner(db_url: str) -> Lease:
-    db = make_engine(db_url)
-    lease = Lease(db, ttl_sec=30, owner="otherhost:9:owner")
-    assert lease.try_acquire()
-    lease.renew(EngineState(role="owner", running=True, mode="paper").to_json())
-    return lease
+    return other_owner(db_url, "paper")
 
 
 async def test_a_running_engine_is_never_switched_to_live(settings, db_url):

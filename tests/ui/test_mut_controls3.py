@@ -21,13 +21,12 @@ import ipywidgets as W
 import pytest
 from eth_account import Account
 from pydantic import SecretStr
-from ui_helpers import Stub, hand_over, until
+from ui_helpers import Stub, hand_over, other_owner, until
 
 from pmm_widgets.domain import Mode
 from pmm_widgets.engine import Engine
 from pmm_widgets.engine.lease import Lease
 from pmm_widgets.engine.state import EngineState, MarketRow
-from pmm_widgets.store.db import make_engine
 from pmm_widgets.ui import controls
 from pmm_widgets.ui.controls import TABLE_CSS, ControlPanel, render_table
 
@@ -40,11 +39,7 @@ def _with_key(s):
 
 
 def _other_owner(db_url: str) -> Lease:
-    db = make_engine(db_url)
-    lease = Lease(db, ttl_sec=30, owner="otherhost:9:owner")
-    assert lease.try_acquire()
-    lease.renew(EngineState(role="owner", running=True, mode="live").to_json())
-    return lease
+    return other_owner(db_url, "live")
 
 
 # ---------------------------------------------------------------- mode toggle while an engine runs

@@ -23,6 +23,15 @@ def hand_over(db_url: str, mode: str) -> None:
     db.dispose()
 
 
+def other_owner(db_url: str, mode: str = "paper") -> Lease:
+    """Another process's engine owning the DB (a live lease, its state running in `mode`)."""
+    db = make_engine(db_url)
+    lease = Lease(db, ttl_sec=30, owner="otherhost:9:owner")
+    assert lease.try_acquire()
+    lease.renew(EngineState(role="owner", running=True, mode=mode).to_json())
+    return lease
+
+
 class Stub:
     """Just enough of an Engine for the panel; records starts, stops (their `handover`) and params."""
 
