@@ -169,27 +169,21 @@ class MarketHub:
                 if len(a) == 1:
                     if a[0] not in subs:
                         continue
-                    s = cache.get(id(ev))
-                    if s is None:
-                        s = cache[id(ev)] = _dumps(ev.payload)
-                    parts.append(s)
                 else:
                     inside = [x in subs for x in a]
-                    if all(inside):
-                        s = cache.get(id(ev))
-                        if s is None:
-                            s = cache[id(ev)] = _dumps(ev.payload)
-                        parts.append(s)
-                    elif any(inside):
-                        if "price_changes" not in ev.payload:  # a market's event (`market_resolved`): whole
-                            s = cache.get(id(ev))
-                            if s is None:
-                                s = cache[id(ev)] = _dumps(ev.payload)
-                            parts.append(s)
-                            continue
+                    if not any(inside):
+                        continue
+                    if not all(inside) and "price_changes" in ev.payload:
                         p = dict(ev.payload)  # a `price_change`: the subscribed tokens' entries
                         p["price_changes"] = [x for x in p["price_changes"] if x["asset_id"] in subs]
                         parts.append(_dumps(p))
+                        continue
+                # whole: the connection holds every token it names, or it is a market's event
+                # (`market_resolved`), sent whole to a connection holding either token
+                s = cache.get(id(ev))
+                if s is None:
+                    s = cache[id(ev)] = _dumps(ev.payload)
+                parts.append(s)
             if not parts:
                 continue
             if len(c.queue) > MAX_QUEUED_FRAMES:
