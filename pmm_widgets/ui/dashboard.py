@@ -222,12 +222,14 @@ def launch(settings: Settings | None = None) -> ControlPanel | FatalPanel:
         check_shared_db(settings)
         if settings.record is None:  # the operator's sessions record, as `pmm run`'s do (PMM_RECORD=off: not)
             try:
-                check_record_dir(settings.model_copy(update={"record": "on"}))
-                settings = settings.model_copy(update={"record": "on"})
+                on = settings.model_copy(update={"record": "on"})
+                check_record_dir(on)
+                settings = on
             except ConfigError as exc:  # a default must never keep the page (and its KILL) from opening
                 settings = settings.model_copy(update={"record": "off"})
                 unrecorded = f"{exc}: this page's engine runs without recording"
-        check_record_dir(settings)  # PMM_RECORD=on asked for: a directory it cannot write is the page's one line
+        else:
+            check_record_dir(settings)  # PMM_RECORD=on asked for: a directory it cannot write is the page's one line
     except ConfigError as exc:
         return FatalPanel(str(exc))
     demo = demo_mode(settings)
