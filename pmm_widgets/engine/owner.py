@@ -61,8 +61,8 @@ if TYPE_CHECKING:
 
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
-# while the circuit probe runs (the quote loop reads no command meanwhile): how often a kill sent
-# by another face is looked for (`OwnerSession._kill_sent`)
+# while the circuit probe or a quote cycle runs (the quote loop reads no command meanwhile): how
+# often a kill sent by another face is looked for (`OwnerSession._kill_sent`)
 KILL_POLL_SEC = 0.25
 
 LoadUniverse = Callable[..., Awaitable[list[Market]]]
@@ -1012,7 +1012,7 @@ class OwnerSession:
         try:
             return await self._one_cycle()
         finally:
-            watch.cancel()  # (ends at its next await: it holds nothing)
+            await cancel_and_wait(watch)  # (as the probe's watch: ended and waited for)
 
     async def _kill_watch(self, run: asyncio.Task[Any] | None) -> None:
         """A cycle's watch: a kill taken (`_kill_sent`: the stop set), the cycle gets the stop's

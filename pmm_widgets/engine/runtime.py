@@ -61,14 +61,13 @@ class DbHandles:
     identity: DbIdentity
 
 
-def warm_imports(settings: Settings, mode: Mode, sandbox: bool = True) -> list[str]:
+def warm_imports(settings: Settings, mode: Mode, sandbox: bool = True) -> None:
     """Import, in the worker thread that calls it, the modules the owner's set-up imports on the
     event loop (`build_runtime`, `OwnerSession._setup`): the first import of each ran there and
     held the loop (a notebook's widgets, an attached face) for 0.3-0.7 s at every engine start
     (the embedded sandbox's signature checks 0.24 s, pandas through `store.repo` 0.13 s, aiohttp
-    0.09 s, measured). A thread's import gives the loop the GIL every switch interval. Returns
-    the names imported; a module that fails to import here fails again, and is reported, where
-    the set-up imports it."""
+    0.09 s, measured). A thread's import gives the loop the GIL every switch interval. A module
+    that fails to import here fails again, and is reported, where the set-up imports it."""
     import importlib
 
     from ..config import Venue
@@ -79,14 +78,9 @@ def warm_imports(settings: Settings, mode: Mode, sandbox: bool = True) -> list[s
              "pmm_widgets.execution.live"]
     if sandbox and settings.venue is Venue.SANDBOX:
         names += ["pmm_widgets.sandbox.server", "pmm_widgets.sandbox.trading"]
-    done = []
     for name in names:
-        try:
+        with contextlib.suppress(Exception):  # (said where the set-up imports it)
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - said where the set-up imports it
-            continue
-        done.append(name)
-    return done
 
 
 def open_db(settings: Settings, owner_id: str) -> DbHandles:
