@@ -60,6 +60,7 @@ MAX_BATCH_CANCELS = 3000
 # overrides it). The venue's own tolerance is unconfirmed (polymarket-api.md §4 gives none for L1 and calls L2's
 # UNCONFIRMED): 5 minutes refuses a stale or far-future signed request, never a client whose clock is right
 AUTH_SKEW_SEC = 300.0
+DERIVE_REFUSED = "Could not derive api key!"  # the venue's 400 text (py-clob-client-v2 #41, rs-clob-client-v2 #37)
 MAX_TS_DIGITS = 16  # a POLY_TIMESTAMP longer than this is no epoch second (and int() of a huge one is slow)
 BACKGROUND_OWNER = "00000000-0000-4000-8000-000000000000"
 BACKGROUND_ADDRESS = "0x000000000000000000000000000000000000bEEF"
@@ -302,11 +303,15 @@ class TradingVenue:
         return web.json_response({"apiKey": c.api_key, "secret": c.secret, "passphrase": c.passphrase})
 
     async def derive_api_key(self, request: web.Request) -> web.Response:
+        """The key `POST /auth/api-key` created for (address, nonce); the venue's 400 when none was
+        (the SDK's `create_or_derive_api_key` creates first for that reason). Deriving registers
+        nothing: a key exists only once created (or, nonce 0, used at L2: `_creds_for`)."""
         self._count(request)
         c = self._l1(request)
         if isinstance(c, web.Response):
             return c
-        self.keys[c.api_key] = c
+        if c.api_key not in self.keys:
+            return _err(400, DERIVE_REFUSED)
         return web.json_response({"apiKey": c.api_key, "secret": c.secret, "passphrase": c.passphrase})
 
     async def api_keys(self, request: web.Request) -> web.Response:
