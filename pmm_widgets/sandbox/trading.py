@@ -238,12 +238,14 @@ class TradingVenue:
 
     def _fresh(self, ts: str) -> bool:
         """`POLY_TIMESTAMP` is what the SDK sends (`str(int(seconds))`: epoch seconds in decimal
-        digits) and within `auth_skew_sec` of the wall clock, in the past or the future. The wall
-        clock, not the simulated one (`GET /time`): a client signs with its own clock (the SDK's
-        default, `use_server_time=False`), whatever the simulation's speed or start."""
+        digits) and within `auth_skew_sec` of the wall clock or of the venue's clock (`GET /time`,
+        the simulated one), in the past or the future. A client signs with its own clock (the SDK's
+        default) or with `/time` (`use_server_time=True`): on the venue both are one clock, here the
+        simulation's speed and start set them apart, and either is what a correct client sends."""
         if not (ts.isascii() and ts.isdigit()) or len(ts) > MAX_TS_DIGITS:
             return False
-        return abs(int(ts) - time.time()) <= self.auth_skew_sec
+        t = int(ts)
+        return abs(t - time.time()) <= self.auth_skew_sec or abs(t - int(self.sim.now())) <= self.auth_skew_sec
 
     def _l1(self, request: web.Request) -> SandboxCreds | web.Response:
         """The key of (signer, nonce) when the L1 headers are the wallet's fresh ClobAuth signature."""

@@ -152,3 +152,25 @@ async def test_the_sdk_client_end_to_end_with_its_own_clock() -> None:
 
         assert await asyncio.to_thread(work) == []
         assert trading_of(sb).auth_failures == 0
+
+
+async def test_a_client_signing_with_the_venues_time_is_served_too() -> None:
+    """The SDK's `use_server_time=True` signs with `GET /time`, the simulated clock (here a week
+    behind the wall clock); it gets its key and trades, as a wall-clock client does, and a
+    timestamp far from both clocks is still refused."""
+    import asyncio
+
+    start = time.time() - 7 * 86_400
+    async with Sandbox(SandboxConfig(markets=4, seed=3, start_ts=start)) as sb:
+        v = trading_of(sb)
+
+        def work(server_time: bool) -> list:
+            cl = ClobClient(sb.clob_url, 137, key=KEY, use_server_time=server_time)
+            assert abs(int(cl.get_server_time()) - start) < 60
+            cl.set_api_creds(cl.create_or_derive_api_key())
+            return list(cl.get_open_orders())
+
+        assert await asyncio.to_thread(work, True) == [] and await asyncio.to_thread(work, False) == []
+        assert v.auth_failures == 0
+        assert await _l1_status(v, _l1_at(int(time.time()) - 3 * 86_400)) == [(401, L1_REFUSED)] * 2
+        assert await _l2_status(v, _l2_at(derive_creds(ADDR, 0), int(start) - 86_400)) == (401, L2_REFUSED)
