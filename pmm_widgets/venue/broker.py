@@ -181,7 +181,9 @@ class SdkHttp:
     broker's own client, which the broker closes), else through the SDK's own (`default`). One
     process-wide client would keep every broker's keep-alive connections open until the process
     ends (nobody may close it while another broker uses it): the `ResourceWarning: unclosed
-    <socket ...>` at exit."""
+    <socket ...>` at exit. SDK 1.2.1 offers no public way to give it a client (its constructor
+    takes none, its helpers none); tests/execution/test_sdk_http_contract.py fails, naming what
+    changed, when an SDK version stops sending through `_http_client.request`."""
 
     def __init__(self, default: Any) -> None:
         self.default = default
