@@ -17,7 +17,7 @@ import contextlib
 import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from pmm_widgets import __version__
@@ -271,6 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    _refuse_unused(args, "sandbox", SANDBOX_SETTINGS, "which serves the simulated venue only (its settings: --markets, "
+                   "--seed, --speed, --resolve-every, --log-level)")
     serve_main = entry("sandbox", "pmm_widgets.sandbox.server", "serve_main")
     config_cls = entry("sandbox", "pmm_widgets.sandbox.server", "SandboxConfig")
     flags = {  # setting -> (the flag, as the user typed it in an error, and its value)
@@ -583,17 +585,40 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-def _global_options() -> argparse.ArgumentParser:
+def _global_options(uses: Collection[str] | None = None, set_help: str | None = None) -> argparse.ArgumentParser:
     """Options accepted before or after any subcommand (SUPPRESS keeps a later default from
-    overwriting an earlier value)."""
+    overwriting an earlier value). `uses`: the settings a command reads (None: all); the global
+    flags of the others are still parsed (the command refuses them in one line, `_refuse_unused`)
+    but left out of its help."""
     p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     g = p.add_argument_group("settings (override PMM_* environment variables, same validation)")
     for field, (flag, help_) in GLOBAL_FLAGS.items():
-        g.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(), help=help_)
+        g.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(),
+                       help=help_ if uses is None or field in uses else argparse.SUPPRESS)
     g.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="any other setting or live parameter from env.example, e.g. --set universe_size=20 "
-                        "or --set calib_max_mult=2 (repeatable)")
+                   help=set_help or "any other setting or live parameter from env.example, e.g. --set universe_size=20 "
+                                    "or --set calib_max_mult=2 (repeatable)")
     return p
+
+
+# what `pmm sandbox` reads of the settings (its own flags set the first four); no other is used
+SANDBOX_SETTINGS = ("sandbox_markets", "sandbox_seed", "sandbox_speed", "sandbox_resolve_every_sec", "log_level")
+
+
+def _refuse_unused(args: argparse.Namespace, cmd: str, uses: Collection[str], said: str) -> None:
+    """ConfigError (exit 2, one line) for a global flag or a `--set` of a setting the command
+    `cmd` does not read: it would be ignored without a word (`pmm sandbox --alpha 2` served the
+    venue as if it had not been given). `said`: what the command is and takes, for the message."""
+    given = [flag for field, (flag, _) in GLOBAL_FLAGS.items()
+             if field not in uses and getattr(args, field, None) is not None]
+    for item in getattr(args, "set", None) or []:
+        name = item.partition("=")[0].strip()
+        field = name.lower().removeprefix("pmm_")
+        # (a name that is no setting, or a secret, gets --set's own message from the settings)
+        if field in Settings.model_fields and field not in uses and field not in SECRET_FIELDS:
+            given.append(f"--set {name}")
+    if given:
+        raise ConfigError(f"{given[0]}: not used by `pmm {cmd}`, {said}")
 
 
 def _positive_int(text: str) -> int:
@@ -676,7 +701,11 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (paper, live):
         p.add_argument("--max-seconds", type=float, default=None, help="stop cleanly after this many seconds (counted from the start, set-up included)")
 
-    sb = leaf(sub, "sandbox", "serve the simulated venue (Gamma, CLOB REST, websockets) on loopback", cmd_sandbox)
+    sandbox_common = _global_options(SANDBOX_SETTINGS, set_help="a sandbox setting from env.example: "
+                                     + ", ".join(SANDBOX_SETTINGS) + " (repeatable)")
+    sb_help = "serve the simulated venue (Gamma, CLOB REST, websockets) on loopback"
+    sb = sub.add_parser("sandbox", help=sb_help, description=sb_help, parents=[sandbox_common])
+    sb.set_defaults(func=cmd_sandbox)
     sb.add_argument("--markets", type=int, default=None, help="number of simulated markets (default 80)")
     sb.add_argument("--seed", type=int, default=None, help="random seed (default 7)")
     sb.add_argument("--speed", type=float, default=None, help="simulated time speed-up (default 1)")
