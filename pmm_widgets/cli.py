@@ -435,14 +435,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           "workers": df.attrs.get("workers"), "passes": df.attrs.get("passes"),
                           "rows": df.to_dict(orient="records")}, default=str))
     elif len(df):
-        import pandas as pd
-
         figures = ["fills", "fills_per_min", "pnl_total", "spread_pnl", "inventory_pnl", "fees", "rebates", "rewards",
                    "markout_5s_usd", "max_inventory_usd"]  # a figure named as a swept value: `<name>_seen`
         cols = [c for c in ["point", *grid, *(["status"] if stopped else []),
                             *(figure_column(f, grid) for f in figures)] if c in df.columns]
-        with pd.option_context("display.width", 200, "display.max_columns", 30):
-            print(df[cols].to_string(index=False))
+        # every point and every column, one line a point however wide (`to_string` neither wraps
+        # nor elides rows or columns; pandas' display.* width/column limits do not apply to it)
+        print(df[cols].to_string(index=False))
     if stopped:
         kept = (f"their rows -> sweep_results (sweep_id {df.attrs.get('sweep_id')}), {df.attrs.get('parquet')}"
                 if len(df) and df.attrs.get("parquet") else "nothing written")
