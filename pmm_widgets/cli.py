@@ -553,8 +553,9 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         top = res.ranked[0]
         print(f"fit on seed {seeds[0]}: {len(res.ranked)} candidates; best {res.best.label} (loss {top.loss:.3f}: "
               + ", ".join(f"{k} {v:.2f}" for k, v in top.parts.items()) + ")")
+        width = max(len(c.label) for c in res.ranked[:5])  # (a label longer than a fixed width shifted its row)
         for c in res.ranked[:5]:
-            print(f"  {c.label:<52} loss {c.loss:.3f}  fills ratio {c.fills_ratio:.2f}")
+            print(f"  {c.label:<{width}} loss {c.loss:.3f}  fills ratio {c.fills_ratio:.2f}")
         rows = [(seeds[0], top)] + [(s, cs[0]) for s, cs in res.checks.items()]
     else:  # score the paper model the settings choose
         cand = Candidate(settings.paper_fill_model, tuple((k, getattr(settings, k)) for k in (
@@ -570,11 +571,12 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             print(json.dumps({"model": cand.label, "seeds": {str(s): fr.comparison_json(c) for s, c in rows}},
                              default=str))
             return ExitCode.OK
-    print(f"{'seed':>5} {'model':<52} {'fills':>6} {'live':>6} {'ratio':>6} {'med.mkt':>8} {'mk5s':>8} {'live':>8} "
+    width = max(len("model"), *(len(c.label) for _, c in rows))  # the model column fits every label
+    print(f"{'seed':>5} {'model':<{width}} {'fills':>6} {'live':>6} {'ratio':>6} {'med.mkt':>8} {'mk5s':>8} {'live':>8} "
           f"{'mk30s':>8} {'live':>8} {'pnl $':>8} {'live $':>8}")
     for seed, c in rows:
         p, lv = c.paper, c.live
-        print(f"{seed:>5} {c.label:<52} {p.fills:>6} {lv.fills:>6} {c.fills_ratio:>6.2f} {c.median_market_err:>7.0%} "
+        print(f"{seed:>5} {c.label:<{width}} {p.fills:>6} {lv.fills:>6} {c.fills_ratio:>6.2f} {c.median_market_err:>8.0%} "
               f"{p.markout[5.0] * 100:>+7.2f}c {lv.markout[5.0] * 100:>+7.2f}c {p.markout[30.0] * 100:>+7.2f}c "
               f"{lv.markout[30.0] * 100:>+7.2f}c {p.pnl:>+8.2f} {lv.pnl:>+8.2f}")
     if args.fit:
