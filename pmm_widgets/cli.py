@@ -586,17 +586,20 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-def _global_options(uses: Collection[str] | None = None, set_help: str | None = None) -> argparse.ArgumentParser:
+def _global_options(uses: Collection[str] | None = None, set_help: str | None = None,
+                    set_dest: str = "set") -> argparse.ArgumentParser:
     """Options accepted before or after any subcommand (SUPPRESS keeps a later default from
     overwriting an earlier value). `uses`: the settings a command reads (None: all); the global
     flags of the others are still parsed (the command refuses them in one line, `_refuse_unused`)
-    but left out of its help."""
+    but left out of its help. `set_dest`: where `--set` collects (the top-level parser's go to
+    `set_before`, joined ahead of the command's by `_join_sets`: argparse replaces the top-level
+    list with the command's, and `pmm --set alpha=2 config --set universe_size=7` lost alpha)."""
     p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     g = p.add_argument_group("settings (override PMM_* environment variables, same validation)")
     for field, (flag, help_) in GLOBAL_FLAGS.items():
         g.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(),
                        help=help_ if uses is None or field in uses else argparse.SUPPRESS)
-    g.add_argument("--set", action="append", metavar="NAME=VALUE",
+    g.add_argument("--set", action="append", metavar="NAME=VALUE", dest=set_dest,
                    help=set_help or "any other setting or live parameter from env.example, e.g. --set universe_size=20 "
                                     "or --set calib_max_mult=2 (repeatable)")
     return p
@@ -655,13 +658,23 @@ def _jobs(text: str) -> int:
     return n
 
 
+def _join_sets(args: argparse.Namespace) -> argparse.Namespace:
+    """`--set`s given before the command, then those after it (a later one for the same name wins)."""
+    before = getattr(args, "set_before", None) or []
+    if before:
+        args.set = [*before, *(getattr(args, "set", None) or [])]
+    with contextlib.suppress(AttributeError):
+        del args.set_before
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _global_options()
     parser = argparse.ArgumentParser(
         prog="pmm",
         description="Polymarket CLOB market-making workbench. Settings come from PMM_* variables "
         "(see env.example) or .env, overridden by the flags below.",
-        parents=[common],
+        parents=[_global_options(set_dest="set_before")],
     )
     parser.add_argument("--version", action="version", version=f"pmm-widgets {__version__}")
     parser.set_defaults(func=cmd_overview, _parser=parser)
@@ -798,7 +811,7 @@ def console_main() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = _join_sets(parser.parse_args(argv))
         code = args.func(args)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
