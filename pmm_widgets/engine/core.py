@@ -439,8 +439,7 @@ class Engine:
             async with self._ctl.trade_lock:
                 if self._owner is not None:  # (the pause itself is recorded by `set_params` above)
                     self._owner.record_cancel_all(time.time(), reason)
-                n = await rt.exchange.cancel_all()
-                rt.cycle.add_cancels(n)
+                n = await rt.exchange.cancel_all()  # (the totals' `cancels` are the exchange's count)
         # a reason that is a kind ("pause button") is the event's kind; a caller's own words go in the message
         kind = EventKind(reason) if reason in EventKind._value2member_map_ else EventKind.PAUSE
         self.events.emit(Level.WARNING, kind, f"quoting paused ({reason}); {n} orders cancelled")

@@ -371,7 +371,7 @@ async def build_runtime(
         exchange.set_markets(markets)
         calibration = await asyncio.to_thread(repo.load_calibration, db)
         cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events,
-                           incremental=s.cycle_incremental, yield_sec=s.cycle_yield_ms / 1000)
+                           incremental=s.cycle_incremental, yield_sec=s.cycle_yield_ms / 1000, exchange=exchange)
         closing.push_async_callback(cycle.aclose)  # (before the exchange closes: last in, first out)
         cycle.sample_on_venue_minutes(md.stream, md.view, exchange)  # reward samples at the venue's minutes
     except BaseException:

@@ -639,7 +639,8 @@ class ReplayPoint:
         rp = self.rp
         calibration = copy.deepcopy(rp.calibration)  # the recorded start state: each point's own copy
         cycle = self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=calibration,
-                                        pnl_sec=rp.settings.pnl_sec, incremental=rp.settings.cycle_incremental)
+                                        pnl_sec=rp.settings.pnl_sec, incremental=rp.settings.cycle_incremental,
+                                        exchange=self.exchange)
         cycle.default_strategy = self.strategy
         cycle.sample_on_venue_minutes(rp.stream, rp.md.view, self.exchange)  # as the engine does
         self.minute_hook, rp.stream.on_venue_minute = rp.stream.on_venue_minute, rp.on_venue_minute
