@@ -6,7 +6,9 @@ Why it is built this way:
   sockets, so every check is the real server's: the L1 ClobAuth signature, the L2 HMAC over
   `timestamp + METHOD + path + body` (the SDK's exact rule), the order's EIP-712 signature and
   the signer/owner binding to the API key, then the simulator's own rules (tick grid, min size,
-  post-only crossing, closed market) with the real error strings (`SimReject`).
+  post-only crossing, closed market) with the real error strings (`SimReject`). So are the API-key
+  answers: a create of an existing key (`Could not create api key`) and a derive of a key never
+  created (`Could not derive api key!`) are the venue's HTTP 400s.
 - Account orders rest in the simulator's books (true price-time priority) and are filled by the
   simulated flow: the fills here are the ground truth the paper fill models are measured against.
 - Trades go MATCHED → MINED → CONFIRMED in simulated time (or RETRYING → FAILED when a test asks
@@ -61,6 +63,9 @@ MAX_BATCH_CANCELS = 3000
 # UNCONFIRMED): 5 minutes refuses a stale or far-future signed request, never a client whose clock is right
 AUTH_SKEW_SEC = 300.0
 DERIVE_REFUSED = "Could not derive api key!"  # the venue's 400 text (py-clob-client-v2 #41, rs-clob-client-v2 #37)
+# the venue's 400 text to a create for an (address, nonce) that already has a key (clob-client #202,
+# py-clob-client-v2 #45); polymarket-api.md §4 says nothing of either 400
+CREATE_REFUSED = "Could not create api key"
 MAX_TS_DIGITS = 16  # a POLY_TIMESTAMP longer than this is no epoch second (and int() of a huge one is slow)
 BACKGROUND_OWNER = "00000000-0000-4000-8000-000000000000"
 BACKGROUND_ADDRESS = "0x000000000000000000000000000000000000bEEF"
@@ -297,16 +302,22 @@ class TradingVenue:
         return c
 
     async def create_api_key(self, request: web.Request) -> web.Response:
+        """A new key for (address, nonce); the venue's 400 when that key already exists (created in
+        this process, or a nonce-0 key an earlier process gave out and used here at L2: `_creds_for`).
+        A client then derives it (`Broker.derive_creds` derives first; the SDK's
+        `create_or_derive_api_key` falls back to derive, after logging the 400 as an ERROR)."""
         self._count(request)
         c = self._l1(request)
         if isinstance(c, web.Response):
             return c
+        if c.api_key in self.keys:
+            return _err(400, CREATE_REFUSED)
         self.keys[c.api_key] = c
         return web.json_response({"apiKey": c.api_key, "secret": c.secret, "passphrase": c.passphrase})
 
     async def derive_api_key(self, request: web.Request) -> web.Response:
         """The key `POST /auth/api-key` created for (address, nonce); the venue's 400 when none was
-        (the SDK's `create_or_derive_api_key` creates first for that reason). Deriving registers
+        (a create of an existing key is the other 400, `create_api_key`). Deriving registers
         nothing: a key exists only once created (or, nonce 0, used at L2: `_creds_for`)."""
         self._count(request)
         c = self._l1(request)

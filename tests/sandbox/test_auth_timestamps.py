@@ -31,6 +31,7 @@ from pmm_widgets.sandbox.server import Sandbox, SandboxConfig, parse_cli
 from pmm_widgets.sandbox.trading import AUTH_SKEW_SEC, TradingVenue, trading_of
 
 MARGIN = 5  # seconds kept away from the window's edge: the clock moves while a test signs
+CREATE_REFUSED = {"error": "Could not create api key"}  # an accepted L1 create of an existing key
 
 
 def _l1_at(ts: int | str, nonce: int = 0) -> dict[str, str]:
@@ -73,10 +74,11 @@ async def test_a_signed_l1_request_out_of_the_window_is_refused_and_gives_no_key
 
 
 async def test_a_signed_l1_request_within_the_window_is_accepted() -> None:
-    _, v, c, _ = _venue()  # the nonce-0 key exists (created): derive answers it too
+    _, v, c, _ = _venue()  # the nonce-0 key exists (created): derive answers it, a create is the venue's 400
     for offset in (-AUTH_SKEW_SEC + MARGIN, 0, AUTH_SKEW_SEC - MARGIN):
         got = await _l1_status(v, _l1_at(int(time.time() + offset)))
-        assert [st for st, _ in got] == [200, 200] and got[1][1]["apiKey"] == c.api_key, offset
+        assert got[0] == (400, CREATE_REFUSED), offset  # signature accepted: the key exists already
+        assert got[1][0] == 200 and got[1][1]["apiKey"] == c.api_key, offset
     assert v.auth_failures == 0
 
 
@@ -101,7 +103,7 @@ async def test_l1_and_l2_accept_exactly_the_timestamps_within_the_window(offset:
     ok = abs(offset) < v.auth_skew_sec
     ts = int(time.time()) + offset
     l1 = await _l1_status(v, _l1_at(ts))
-    assert [s for s, _ in l1] == ([200, 200] if ok else [401, 401])
+    assert [s for s, _ in l1] == ([400, 200] if ok else [401, 401])  # 400: the key exists (created by _venue)
     assert (await _l2_status(v, _l2_at(c, ts)))[0] == (200 if ok else 401)
 
 
