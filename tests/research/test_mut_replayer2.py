@@ -64,6 +64,7 @@ def point(cycles: list[float], *, win: Window | None = None, trades=(), orders=(
     p.sink.markouts.extend(markouts)
     p.max_inventory_usd, p.max_inventory_shares, p.killed = 1.5, 2.0, False
     p.cycle = None if totals is None else SimpleNamespace(snapshot=lambda: SimpleNamespace(totals=Totals(totals)))
+    p.cancels_before, p.exchange = 5, SimpleNamespace(cancels=2)  # (two recorded processes' exchanges)
     return p
 
 
@@ -97,6 +98,7 @@ def test_the_summary_counts_orders_fills_volume_and_rates_and_takes_the_cycles_p
     assert all(k not in s or s[k] != 99 for k in ("fills", "fills_per_min", "placed", "open_orders"))
     assert "open_orders" not in s
     assert (s["frames"], s["warmup_rows_skipped"], s["bad_messages"], s["events"]) == (9, 4, 2, 120)
+    assert s["cancels"] == 7  # every recorded process's exchange's, not the last one's
 
 
 def test_a_summary_without_cycles_or_wall_time_or_rows_says_zero_rates_not_a_division_by_zero():
