@@ -427,7 +427,11 @@ class Engine:
     async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
         """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now.
 
-        The state carries why and who (`pause_note`), shown on every face."""
+        The state carries why and who (`pause_note`), shown on every face. The pause is in force
+        at once; its cancel-all waits for a quote cycle under way (the trade lock: the cycle may be
+        posting), not for the circuit breaker's probe, which posts nothing: beside a probe it goes
+        to the venue at once (a pause used to wait out the probe, seconds on the slow venue that
+        opened the circuit), and the probe, when it succeeds, leaves quoting paused."""
         if self.role == "attached":
             self._send_command("pause", {})
             return 0
@@ -436,11 +440,17 @@ class Engine:
         n = 0
         rt = self._rt
         if cancel and rt is not None:
-            async with self._ctl.trade_lock:
-                if self._owner is not None:  # (the pause itself is recorded by `set_params` above)
-                    self._owner.record_cancel_all(time.time(), reason)
+            owner = self._owner
+            if owner is not None and owner.probing:  # (the exchange serialises its own calls)
+                owner.record_cancel_all(time.time(), reason)
                 n = await rt.exchange.cancel_all()
                 rt.cycle.add_cancels(n)
+            else:
+                async with self._ctl.trade_lock:
+                    if self._owner is not None:  # (the pause itself is recorded by `set_params` above)
+                        self._owner.record_cancel_all(time.time(), reason)
+                    n = await rt.exchange.cancel_all()
+                    rt.cycle.add_cancels(n)
         # a reason that is a kind ("pause button") is the event's kind; a caller's own words go in the message
         kind = EventKind(reason) if reason in EventKind._value2member_map_ else EventKind.PAUSE
         self.events.emit(Level.WARNING, kind, f"quoting paused ({reason}); {n} orders cancelled")

@@ -231,6 +231,8 @@ class OwnerSession:
         self.fatal_halt: str | None = None  # set when a safety halt ended the run (lease lost, DB gone)
         self.crash_reported = False
         self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
+        # the circuit probe holds the trade lock (it posts nothing: a pause cancels beside it, `Engine.pause`)
+        self.probing = False
 
     # ---------------------------------------------------------------- what the facade reads
     @property
@@ -795,21 +797,28 @@ class OwnerSession:
         the circuit): the shutdown's cancel and verification are the same sequence, and a stop
         used to wait its whole grace for a cycle under way (2 s) before it interrupted the probe.
         So does a kill another face sends meanwhile (`_kill_sent`): the quote loop reads commands
-        between two of its turns only, after the probe, while that face waits for the result."""
+        between two of its turns only, after the probe, while that face waits for the result.
+        A pause meanwhile does not wait for it either: the probe posts nothing, so the pause's
+        cancel-all goes beside it (`probing`, `Engine.pause`); a probe that then succeeds closes
+        the circuit with quoting still paused (said in its event)."""
         now = time.time()
         if not self._circuit.probe_due(now):
             return
         try:
             async with self._ctl.trade_lock:
-                checks = self._venue_checks()
-                if checks is not None:
-                    watch = asyncio.ensure_future(self._kill_sent())
-                    try:
-                        await unless_set(checks.probe(), self._ctl.stop)
-                    finally:
-                        await cancel_and_wait(watch)
-                else:
-                    await self.runtime.exchange.cancel_all()
+                self.probing = True
+                try:
+                    checks = self._venue_checks()
+                    if checks is not None:
+                        watch = asyncio.ensure_future(self._kill_sent())
+                        try:
+                            await unless_set(checks.probe(), self._ctl.stop)
+                        finally:
+                            await cancel_and_wait(watch)
+                    else:
+                        await self.runtime.exchange.cancel_all()
+                finally:
+                    self.probing = False
         except EventSetFirst:
             return  # stopped: the shutdown cancels and verifies next; the circuit stays as it was
         except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
@@ -821,7 +830,10 @@ class OwnerSession:
             return
         down = now - (self._circuit.open_since or now)
         self._circuit.probe_result(time.time(), None)
-        self.events.emit(Level.INFO, EventKind.CIRCUIT_CLOSED, f"venue recovered after {down:.0f}s: quoting resumes")
+        note = self._param_state().get("pause_note") or ""
+        then = (f"quoting stays paused ({note})" if note else "quoting stays paused") if self._params.quoting_paused \
+            else "quoting resumes"
+        self.events.emit(Level.INFO, EventKind.CIRCUIT_CLOSED, f"venue recovered after {down:.0f}s: {then}")
         err = self._state().last_error
         self._publish(replace(self._state(), last_error=None if err and err.startswith("cycle failed") else err))
 
