@@ -40,7 +40,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
-from ..tasks import EventSetFirst, cancel_and_wait, unless_set, wait_set, within
+from ..tasks import EventSetFirst, cancel_and_wait, in_daemon_thread, unless_set, wait_set, within
 from . import runtime
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
@@ -969,7 +969,9 @@ class OwnerSession:
                             return
                     # the state (500 market rows: ~10 ms of asdict) is serialised in the worker thread,
                     # off the event loop; published states are replaced, never mutated
-                    pending = asyncio.ensure_future(asyncio.to_thread(_renew_with, lease, self._state()))
+                    # (a daemon thread: one the DB holds past the stop does not hold the process's exit)
+                    pending = asyncio.ensure_future(in_daemon_thread(_renew_with, lease, self._state(),
+                                                                     name="pmm-lease-renew"))
                 done, _ = await asyncio.wait({pending}, timeout=timer.period)
                 if pending in done:
                     fut, pending = pending, None
@@ -1180,7 +1182,7 @@ class OwnerSession:
                 self.events.emit(Level.WARNING, EventKind.WRITER, lost)
         cmd_id = self._kill_command_id
         if cmd_id is not None and self.kill_result is not None:
-            await steps.run("writing the kill command's result", asyncio.to_thread(
+            await steps.run("writing the kill command's result", in_daemon_thread(
                 self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result))), None,
                 keep=runtime.STOP_RELEASE_SLICE_SEC, thread=True,
                 then="the face that sent it says the owner did not confirm the kill")
@@ -1198,7 +1200,7 @@ class OwnerSession:
             if final is None and self._ctl.handover:
                 final = replace(self._state(), handover_ts=time.time()).to_json()
         ttl = self.settings.lease_ttl_sec
-        await steps.run("the lease's release", asyncio.to_thread(self._dbh.lease.release, final), None,
+        await steps.run("the lease's release", in_daemon_thread(self._dbh.lease.release, final), None,
                         kind=EventKind.LEASE, thread=True, say_failure=f"the next engine to start attaches to this stopped one until "
                                                           f"the lease expires (up to {ttl:g} s)",
                         then=f"released if the DB answers while this process runs, else the next engine to start "
