@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import sqlite3
 import time
 
@@ -57,6 +58,9 @@ class _Lock:
 @pytest.fixture
 def quick_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The stop's budget 0.6 s; the engine's DB connections answer 'locked' after 0.6 s."""
+    # (the modules that bind `make_engine` at their import, imported first: the patch must not outlive the test)
+    importlib.import_module("pmm_widgets.store.writer")
+    importlib.import_module("pmm_widgets.store.migrate")
     monkeypatch.setattr(runtime_mod, "STOP_VERIFY_SEC", 0.3)
     monkeypatch.setattr(runtime_mod, "AFTER_VERIFY_SEC", 0.3)
     real = db_mod.make_engine
