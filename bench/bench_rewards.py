@@ -57,6 +57,7 @@ class SimExchange:
         self._open: dict[str, Order] = {}
         self._seen = 0
         self._n = 0
+        self.cancels = 0  # orders the simulator cancelled (`Exchange.cancels`)
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -85,6 +86,7 @@ class SimExchange:
         done = [c for c in client_ids if self.sim.cancel_order(OWNER, c)]
         for c in client_ids:
             self._open.pop(c, None)
+        self.cancels += len(done)
         return done
 
     async def cancel_market(self, market: str) -> int:

@@ -17,7 +17,7 @@ import contextlib
 import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from pmm_widgets import __version__
@@ -271,6 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    _refuse_unused(args, "sandbox", SANDBOX_SETTINGS, "which serves the simulated venue only (its settings: --markets, "
+                   "--seed, --speed, --resolve-every, --log-level)")
     serve_main = entry("sandbox", "pmm_widgets.sandbox.server", "serve_main")
     config_cls = entry("sandbox", "pmm_widgets.sandbox.server", "SandboxConfig")
     flags = {  # setting -> (the flag, as the user typed it in an error, and its value)
@@ -433,14 +435,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           "workers": df.attrs.get("workers"), "passes": df.attrs.get("passes"),
                           "rows": df.to_dict(orient="records")}, default=str))
     elif len(df):
-        import pandas as pd
-
         figures = ["fills", "fills_per_min", "pnl_total", "spread_pnl", "inventory_pnl", "fees", "rebates", "rewards",
                    "markout_5s_usd", "max_inventory_usd"]  # a figure named as a swept value: `<name>_seen`
         cols = [c for c in ["point", *grid, *(["status"] if stopped else []),
                             *(figure_column(f, grid) for f in figures)] if c in df.columns]
-        with pd.option_context("display.width", 200, "display.max_columns", 30):
-            print(df[cols].to_string(index=False))
+        # every point and every column, one line a point however wide (`to_string` neither wraps
+        # nor elides rows or columns; pandas' display.* width/column limits do not apply to it)
+        print(df[cols].to_string(index=False))
     if stopped:
         kept = (f"their rows -> sweep_results (sweep_id {df.attrs.get('sweep_id')}), {df.attrs.get('parquet')}"
                 if len(df) and df.attrs.get("parquet") else "nothing written")
@@ -552,8 +553,9 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         top = res.ranked[0]
         print(f"fit on seed {seeds[0]}: {len(res.ranked)} candidates; best {res.best.label} (loss {top.loss:.3f}: "
               + ", ".join(f"{k} {v:.2f}" for k, v in top.parts.items()) + ")")
+        width = max(len(c.label) for c in res.ranked[:5])  # (a label longer than a fixed width shifted its row)
         for c in res.ranked[:5]:
-            print(f"  {c.label:<52} loss {c.loss:.3f}  fills ratio {c.fills_ratio:.2f}")
+            print(f"  {c.label:<{width}} loss {c.loss:.3f}  fills ratio {c.fills_ratio:.2f}")
         rows = [(seeds[0], top)] + [(s, cs[0]) for s, cs in res.checks.items()]
     else:  # score the paper model the settings choose
         cand = Candidate(settings.paper_fill_model, tuple((k, getattr(settings, k)) for k in (
@@ -569,11 +571,12 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             print(json.dumps({"model": cand.label, "seeds": {str(s): fr.comparison_json(c) for s, c in rows}},
                              default=str))
             return ExitCode.OK
-    print(f"{'seed':>5} {'model':<52} {'fills':>6} {'live':>6} {'ratio':>6} {'med.mkt':>8} {'mk5s':>8} {'live':>8} "
+    width = max(len("model"), *(len(c.label) for _, c in rows))  # the model column fits every label
+    print(f"{'seed':>5} {'model':<{width}} {'fills':>6} {'live':>6} {'ratio':>6} {'med.mkt':>8} {'mk5s':>8} {'live':>8} "
           f"{'mk30s':>8} {'live':>8} {'pnl $':>8} {'live $':>8}")
     for seed, c in rows:
         p, lv = c.paper, c.live
-        print(f"{seed:>5} {c.label:<52} {p.fills:>6} {lv.fills:>6} {c.fills_ratio:>6.2f} {c.median_market_err:>7.0%} "
+        print(f"{seed:>5} {c.label:<{width}} {p.fills:>6} {lv.fills:>6} {c.fills_ratio:>6.2f} {c.median_market_err:>8.0%} "
               f"{p.markout[5.0] * 100:>+7.2f}c {lv.markout[5.0] * 100:>+7.2f}c {p.markout[30.0] * 100:>+7.2f}c "
               f"{lv.markout[30.0] * 100:>+7.2f}c {p.pnl:>+8.2f} {lv.pnl:>+8.2f}")
     if args.fit:
@@ -583,17 +586,43 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-def _global_options() -> argparse.ArgumentParser:
+def _global_options(uses: Collection[str] | None = None, set_help: str | None = None,
+                    set_dest: str = "set") -> argparse.ArgumentParser:
     """Options accepted before or after any subcommand (SUPPRESS keeps a later default from
-    overwriting an earlier value)."""
+    overwriting an earlier value). `uses`: the settings a command reads (None: all); the global
+    flags of the others are still parsed (the command refuses them in one line, `_refuse_unused`)
+    but left out of its help. `set_dest`: where `--set` collects (the top-level parser's go to
+    `set_before`, joined ahead of the command's by `_join_sets`: argparse replaces the top-level
+    list with the command's, and `pmm --set alpha=2 config --set universe_size=7` lost alpha)."""
     p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     g = p.add_argument_group("settings (override PMM_* environment variables, same validation)")
     for field, (flag, help_) in GLOBAL_FLAGS.items():
-        g.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(), help=help_)
-    g.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="any other setting or live parameter from env.example, e.g. --set universe_size=20 "
-                        "or --set calib_max_mult=2 (repeatable)")
+        g.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(),
+                       help=help_ if uses is None or field in uses else argparse.SUPPRESS)
+    g.add_argument("--set", action="append", metavar="NAME=VALUE", dest=set_dest,
+                   help=set_help or "any other setting or live parameter from env.example, e.g. --set universe_size=20 "
+                                    "or --set calib_max_mult=2 (repeatable)")
     return p
+
+
+# what `pmm sandbox` reads of the settings (its own flags set the first four); no other is used
+SANDBOX_SETTINGS = ("sandbox_markets", "sandbox_seed", "sandbox_speed", "sandbox_resolve_every_sec", "log_level")
+
+
+def _refuse_unused(args: argparse.Namespace, cmd: str, uses: Collection[str], said: str) -> None:
+    """ConfigError (exit 2, one line) for a global flag or a `--set` of a setting the command
+    `cmd` does not read: it would be ignored without a word (`pmm sandbox --alpha 2` served the
+    venue as if it had not been given). `said`: what the command is and takes, for the message."""
+    given = [flag for field, (flag, _) in GLOBAL_FLAGS.items()
+             if field not in uses and getattr(args, field, None) is not None]
+    for item in getattr(args, "set", None) or []:
+        name = item.partition("=")[0].strip()
+        field = name.lower().removeprefix("pmm_")
+        # (a name that is no setting, or a secret, gets --set's own message from the settings)
+        if field in Settings.model_fields and field not in uses and field not in SECRET_FIELDS:
+            given.append(f"--set {name}")
+    if given:
+        raise ConfigError(f"{given[0]}: not used by `pmm {cmd}`, {said}")
 
 
 def _positive_int(text: str) -> int:
@@ -629,13 +658,23 @@ def _jobs(text: str) -> int:
     return n
 
 
+def _join_sets(args: argparse.Namespace) -> argparse.Namespace:
+    """`--set`s given before the command, then those after it (a later one for the same name wins)."""
+    before = getattr(args, "set_before", None) or []
+    if before:
+        args.set = [*before, *(getattr(args, "set", None) or [])]
+    with contextlib.suppress(AttributeError):
+        del args.set_before
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _global_options()
     parser = argparse.ArgumentParser(
         prog="pmm",
         description="Polymarket CLOB market-making workbench. Settings come from PMM_* variables "
         "(see env.example) or .env, overridden by the flags below.",
-        parents=[common],
+        parents=[_global_options(set_dest="set_before")],
     )
     parser.add_argument("--version", action="version", version=f"pmm-widgets {__version__}")
     parser.set_defaults(func=cmd_overview, _parser=parser)
@@ -676,7 +715,11 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (paper, live):
         p.add_argument("--max-seconds", type=float, default=None, help="stop cleanly after this many seconds (counted from the start, set-up included)")
 
-    sb = leaf(sub, "sandbox", "serve the simulated venue (Gamma, CLOB REST, websockets) on loopback", cmd_sandbox)
+    sandbox_common = _global_options(SANDBOX_SETTINGS, set_help="a sandbox setting from env.example: "
+                                     + ", ".join(SANDBOX_SETTINGS) + " (repeatable)")
+    sb_help = "serve the simulated venue (Gamma, CLOB REST, websockets) on loopback"
+    sb = sub.add_parser("sandbox", help=sb_help, description=sb_help, parents=[sandbox_common])
+    sb.set_defaults(func=cmd_sandbox)
     sb.add_argument("--markets", type=int, default=None, help="number of simulated markets (default 80)")
     sb.add_argument("--seed", type=int, default=None, help="random seed (default 7)")
     sb.add_argument("--speed", type=float, default=None, help="simulated time speed-up (default 1)")
@@ -768,7 +811,7 @@ def console_main() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = _join_sets(parser.parse_args(argv))
         code = args.func(args)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

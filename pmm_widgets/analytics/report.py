@@ -128,7 +128,12 @@ def build_report(engine: Engine, mode: str | None = None, run_id: str | None = N
         for k, v in s.items():
             total[k] += v
     rows.append(row("TOTAL", total, pnl_rows.get("TOTAL")))
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # a missing figure is NaN in every column: a column with no value at all (no 120 s markout
+    # yet, no pnl row) was an object column of None, printed `None` beside the others' `NaN`
+    unknown = [*PNL_COLS.values(), *(f"markout_{k}" for k in mo_keys), "realized_spread"]
+    df[unknown] = df[unknown].astype(float)
+    return df
 
 
 def session_minutes(conn: Any, mode: str | None, run_id: str | None) -> float | None:
@@ -355,7 +360,7 @@ def report_main(settings: Any, as_json: bool = False, mode: str | None = None, r
     tot = df.iloc[-1]
     print(f"\nplaced {tot['placed']} orders (quote changes); {tot['fills']} fills "
           f"({tot['partial']} partial, {tot['filled']} filled), {tot['fills_per_min']:.2f} fills/min; "
-          f"volume {tot['volume']:.2f} USD; PnL {tot['pnl_total'] if tot['pnl_total'] is not None else float('nan'):.4f}")
+          f"volume {tot['volume']:.2f} USD; PnL {'NaN' if pd.isna(tot['pnl_total']) else format(tot['pnl_total'], '.4f')}")
     if econ["markets"]:
         ec = pd.DataFrame([{**r, "market": r["market"] if len(r["market"]) <= 14 else r["market"][:12] + ".."}
                            for r in econ["markets"]] + [{"market": "TOTAL", **econ["totals"]}])

@@ -447,16 +447,15 @@ class Engine:
         rt = self._rt
         if cancel and rt is not None:
             owner = self._owner
+            # (the totals' `cancels` are the exchange's own count)
             if owner is not None and owner.probing:  # (the exchange serialises its own calls)
                 owner.record_cancel_all(time.time(), reason)
                 n = await rt.exchange.cancel_all()
-                rt.cycle.add_cancels(n)
             else:
                 async with self._ctl.trade_lock:
                     if self._owner is not None:  # (the pause itself is recorded by `set_params` above)
                         self._owner.record_cancel_all(time.time(), reason)
                     n = await rt.exchange.cancel_all()
-                    rt.cycle.add_cancels(n)
         # a reason that is a kind ("pause button") is the event's kind; a caller's own words go in the message
         kind = EventKind(reason) if reason in EventKind._value2member_map_ else EventKind.PAUSE
         self.events.emit(Level.WARNING, kind, f"quoting paused ({reason}); {n} orders cancelled")

@@ -171,6 +171,7 @@ class QuoteCycle:
         calib_window_sec: float = 300.0,
         incremental: bool = True,
         yield_sec: float = 0.0,
+        exchange: Exchange | None = None,
     ) -> None:
         """`sink`: where rows go (a `DbRecorder`, or a bare sink it wraps). `events`: the bus to
         emit on (the engine's, persisted by the engine); None: a bus of its own that persists
@@ -179,8 +180,11 @@ class QuoteCycle:
         cycle, the reference the property test compares against). `yield_sec` > 0: the cycle gives
         the event loop a turn whenever it has held it that long (between markets; engine runs,
         whose market stream holds the books still meanwhile: `MarketStream.hold`); 0: it never
-        yields (replays, tests: a cycle is then one block, deterministic)."""
+        yields (replays, tests: a cycle is then one block, deterministic). `exchange`: the one it
+        trades through, whose count of cancelled orders is the totals' `cancels` (also before the
+        first cycle: a stop before it); each `run_once` / `resolve_market` takes the one it is given."""
         self.params = params
+        self._exchange = exchange
         self.rec = as_recorder(sink)
         self.events = events if events is not None else persisting_bus(self.rec)
         self.mode = mode
@@ -210,7 +214,7 @@ class QuoteCycle:
         self._killed = False
         self._now = 0.0
         self._totals = SnapshotTotals()
-        self._n_placed = self._n_cancels = self._n_rejected = 0
+        self._n_placed = self._n_rejected = 0
         self._snap: CycleSnapshot | None = None
         # strategies: the default by name (params.strategy), per-market overrides, their state
         self.overrides: dict[str, MarketOverride] = {}
@@ -500,6 +504,7 @@ class QuoteCycle:
         engine lets the market stream apply again there: the requote's round trips never hold
         the books still)."""
         rep = CycleReport()
+        self._exchange = exchange
         self._slice_t0 = time.perf_counter()
         if self.incremental:
             pkey = self.params.model_dump_json()
@@ -947,6 +952,7 @@ class QuoteCycle:
         asks the venue about every market outside the universe whose shares no settlement
         redeemed) settles it. `known`: the market when this cycle never saw it (shares restored
         from the DB in a market no longer in the universe). Returns True when settled."""
+        self._exchange = exchange
         m = self._known.get(market)
         if m is None and known is not None and known.condition_id == market:
             m = self._known[market] = known
@@ -1032,25 +1038,26 @@ class QuoteCycle:
         self._our = None  # our best quotes: built when a face asks (`snapshot`), not every cycle
         self._now = now
         self._n_placed += rep.placed
-        self._n_cancels += rep.cancelled
         self._n_rejected += rep.rejected
         self._totals = SnapshotTotals(
             pnl=self._ptotals if self.incremental else self.pnl.totals(self._mids),
             rewards_per_hour=self._rewards_per_hour(),
             fills=sum(lg.fills for lg in self.pnl.ledgers.values()),
             fills_per_min=self.calibrator.total_fills_per_min([m.condition_id for m in self._markets], now),
-            placed=self._n_placed, cancels=self._n_cancels, rejected=self._n_rejected, open_orders=len(open_orders),
+            placed=self._n_placed, cancels=exchange.cancels, rejected=self._n_rejected, open_orders=len(open_orders),
         )
         self._snap = None
 
-    def add_cancels(self, n: int) -> None:
-        """Orders cancelled outside a cycle's requote (a pause, a halt, the circuit, the stop): in
-        the totals' `cancels` with the requotes' own. The faces showed "placed 336 · cancels 227"
-        with nothing open after a pause that cancelled 100: `cancels` counted requotes only."""
-        if n > 0:
-            self._n_cancels += n
-            self._totals = replace(self._totals, cancels=self._n_cancels)
-            self._snap = None
+    def _sync_cancels(self) -> None:
+        """The totals' `cancels`: the exchange's own count (`Exchange.cancels`), read when the
+        totals are: every order it cancelled, whoever asked (a requote, a pause, a halt, the
+        circuit and its probe, a resolution, a universe change, the stop), each once. Counted by
+        the callers, a resolution's and the probe's cancels were in no count."""
+        ex = self._exchange
+        if ex is not None and ex.cancels != self._totals.cancels:
+            self._totals = replace(self._totals, cancels=ex.cancels)
+            if self._snap is not None:  # (its per-market rows stand)
+                self._snap = replace(self._snap, totals=self._totals)
 
     def _rewards_per_hour(self) -> Decimal:
         """`sum((econ.usd_per_hour(cid) or ZERO for each market), ZERO)`, its lookups written out."""
@@ -1084,6 +1091,7 @@ class QuoteCycle:
 
     def snapshot(self) -> CycleSnapshot:
         """The frozen state of the last cycle (built once per cycle, on the first request)."""
+        self._sync_cancels()
         if self._snap is None:
             self._snap = CycleSnapshot(self._now, self._market_snapshots(), self._totals)
         return self._snap
@@ -1092,6 +1100,7 @@ class QuoteCycle:
     def totals(self) -> SnapshotTotals:
         """The last cycle's totals (the snapshot's, without building its per-market rows: replay
         reads them every cycle)."""
+        self._sync_cancels()
         return self._totals
 
     def _market_snapshots(self) -> dict[str, MarketSnapshot]:

@@ -785,7 +785,6 @@ class OwnerSession:
                 async with self._ctl.trade_lock:
                     self.record_cancel_all(time.time(), "circuit_open")
                     n = await self.runtime.exchange.cancel_all()
-                    self.runtime.cycle.add_cancels(n)
                 self.events.emit(Level.WARNING, EventKind.CIRCUIT_OPEN, f"circuit open: {n} orders cancelled")
             except Exception as exc:  # noqa: BLE001 - the probes cancel again until it works
                 self.events.emit(Level.ERROR, EventKind.CIRCUIT_OPEN, f"circuit open: cancel-all failed ({type(exc).__name__}: "
@@ -886,8 +885,6 @@ class OwnerSession:
         if first:
             self.events.emit(Level.ERROR, source, f"HALTED: {reason}: quoting stopped, cancelling all orders")
             n, note = await self._cancel_now(self._cancel_budget())
-            if self._rt is not None:
-                self._rt.cycle.add_cancels(n)
             self.events.emit(Level.ERROR if note else Level.WARNING, source,
                              f"HALTED ({source}): {n} orders cancelled{note}; quoting stays off until the cause clears")
         if fatal:
@@ -1159,9 +1156,10 @@ class OwnerSession:
         ended = "killed" if self._ctl.kill_requested else "stopped"
         rows = [replace(m, yes_bid=None, yes_ask=None, no_bid=None, no_ask=None, status=ended)
                 for m in self._state().markets]  # no quotes rest any more: the table must not show any
+        # `cancels`: the exchange's count, the stop's own cancels in it (`QuoteCycle.totals`)
+        cancels = self._state().totals.cancels if rt is None else rt.cycle.totals.cancels
         self._publish(replace(self._state(), running=False, kill=self.kill_result, markets=rows, ts=time.time(),
-                              totals=replace(self._state().totals, open_orders=max(open_after, 0),
-                                             cancels=self._state().totals.cancels + cancelled)))
+                              totals=replace(self._state().totals, open_orders=max(open_after, 0), cancels=cancels)))
         if rt is not None:
             # exchange, market data, Gamma, endpoints (the exit stack); cut short, they close on their own
             await steps.run("closing the venue side (exchange, market data, Gamma)", rt.aclose(), None,

@@ -67,10 +67,16 @@ def warm_imports(settings: Settings, mode: Mode, sandbox: bool = True) -> None:
     held the loop (a notebook's widgets, an attached face) for 0.3-0.7 s at every engine start
     (the embedded sandbox's signature checks 0.24 s, pandas through `store.repo` 0.13 s, aiohttp
     0.09 s, measured). A thread's import gives the loop the GIL every switch interval. A module
-    that fails to import here fails again, and is reported, where the set-up imports it."""
+    that fails to import here fails again, and is reported, where the set-up imports it.
+
+    The venue clients' TLS contexts are built here too (`venue.tls`, 20-50 ms of CPU each), in
+    the same thread hop: `build_runtime`'s `tls.warm()` then has nothing left to do (it was a
+    second hop to a worker thread at every start). A context that fails to build here is built,
+    and its error reported, there."""
     import importlib
 
     from ..config import Venue
+    from ..venue import tls
 
     names = ["pmm_widgets.store.repo", "pmm_widgets.store.recording", "pmm_widgets.engine.restore",
              "pmm_widgets.engine.cycle", "pmm_widgets.venue.market_data", "pmm_widgets.venue.universe",
@@ -81,6 +87,8 @@ def warm_imports(settings: Settings, mode: Mode, sandbox: bool = True) -> None:
     for name in names:
         with contextlib.suppress(Exception):  # (said where the set-up imports it)
             importlib.import_module(name)
+    with contextlib.suppress(Exception):  # (said by `tls.warm` in `build_runtime`)
+        tls.build_all()
 
 
 def open_db(settings: Settings, owner_id: str) -> DbHandles:
@@ -306,7 +314,8 @@ async def build_runtime(
 
     s = settings
     # the TLS contexts every client below shares (REST, order entry, wss connects), built in a
-    # worker thread: on the loop each client built its own (20-50 ms of CPU, every task stalled)
+    # worker thread: on the loop each client built its own (20-50 ms of CPU, every task stalled).
+    # An owner's set-up built them already, with its imports (`warm_imports`): then no thread hop
     await tls.warm()
     closing = contextlib.AsyncExitStack()
     exchange: Exchange | None = None
@@ -364,7 +373,7 @@ async def build_runtime(
         exchange.set_markets(markets)
         calibration = await asyncio.to_thread(repo.load_calibration, db)
         cycle = QuoteCycle(params, store.db, mode, calibration=calibration, pnl_sec=s.pnl_sec, events=events,
-                           incremental=s.cycle_incremental, yield_sec=s.cycle_yield_ms / 1000)
+                           incremental=s.cycle_incremental, yield_sec=s.cycle_yield_ms / 1000, exchange=exchange)
         closing.push_async_callback(cycle.aclose)  # (before the exchange closes: last in, first out)
         cycle.sample_on_venue_minutes(md.stream, md.view, exchange)  # reward samples at the venue's minutes
     except BaseException:

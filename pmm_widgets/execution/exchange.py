@@ -34,6 +34,12 @@ class CancelProgress:
 @runtime_checkable
 class Exchange(Protocol):
     mode: Mode
+    # orders this exchange cancelled since it was made, each once, as its venue confirmed it
+    # (paper: its own simulated venue; live: the venue's answer to each cancel, whoever asked:
+    # a requote, a pause, a halt, the circuit and its probe, a resolution, a universe change, the
+    # stop, the watchdog, a reconcile). A cancel of an order already filled, closed or unknown is
+    # not counted. The totals' `cancels` on every face are this count (`QuoteCycle.totals`).
+    cancels: int
 
     async def start(self) -> None:
         """Connect / reconcile. Called once before the first `place`."""

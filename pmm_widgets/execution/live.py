@@ -258,6 +258,7 @@ class LiveExchange:
         self._last_trade_ts: float | None = None
         self._next_evict = 0.0
         self.reconciles = 0
+        self.cancels = 0  # orders the venue answered cancelled (`Exchange.cancels`; dry-run: closed here)
         self.disconnect_cancels = 0
         self.adopted = 0
         self.orphans_cancelled = 0
@@ -627,6 +628,7 @@ class LiveExchange:
             done = [cid for cid in client_ids if cid in self._open]
             for cid in done:
                 self._close_order(self._open[cid], OrderStatus.CANCELED, "cancelled")
+            self.cancels += len(done)
             return done
         ids = self._venue_ids(client_ids)
         if not ids:
@@ -644,7 +646,14 @@ class LiveExchange:
             raise
         return self._apply_cancel(r.canceled, r.not_canceled)
 
+    def _venue_cancelled(self, canceled: Sequence[str]) -> None:
+        """Count the orders one answer of the venue says it cancelled (`cancels`): every id it
+        names once, ours open here or not (an earlier run's, one closed here as gone); an order
+        it could not cancel (filled, already gone: `not_canceled`) is not counted."""
+        self.cancels += len(set(canceled))
+
     def _apply_cancel(self, canceled: Sequence[str], not_canceled: dict[str, str]) -> list[str]:
+        self._venue_cancelled(canceled)
         done = []
         for vid in canceled:
             o = self._by_venue.get(vid)
@@ -887,6 +896,7 @@ class LiveExchange:
         except BrokerError as exc:
             log.warning("live: cancel of late-placed order %s failed (%s): the next reconcile cancels it", vid[:14], exc)
             return
+        self._venue_cancelled(r.canceled)
         self.orphans_cancelled += len(r.canceled)
 
     def _on_trade_event(self, ev: Trade, source: str, force: bool = False) -> None:
@@ -1066,7 +1076,12 @@ class LiveExchange:
                 adopted += 1
             gone: set[str] = set()  # orphans the venue could not cancel: filled or gone meanwhile
             if orphans:
-                r = await self._venue.cancel(orphans)
+                try:
+                    r = await self._venue.cancel(orphans)
+                except CancelError as exc:  # what the batches that did answer cancelled is counted
+                    self._venue_cancelled(exc.partial.canceled)
+                    raise
+                self._venue_cancelled(r.canceled)
                 gone = set(r.not_canceled)
                 for vid in r.canceled:
                     o = self._order_for(vid)

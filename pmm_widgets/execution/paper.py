@@ -145,6 +145,11 @@ class PaperExchange:
         self._seen: dict[tuple[Any, ...], str] = {}  # print key → token it was first seen on
         self._last_now: float | None = None
         self.positions: dict[str, Decimal] = {}  # token id → shares held
+        # orders cancelled (`Exchange.cancels`): those `cancel` closed, less the ones a fill then
+        # showed the venue had matched whole before the cancel reached it (latency); `_counted`:
+        # the counted ones a fill notice may still reach
+        self.cancels = 0
+        self._counted: set[str] = set()
         self._spec = fill_model_spec(params, ref_depth)
         self._spec_inputs = (*_model_inputs(params), ref_depth)
         self.model: FillModel = self._spec.build(self.rng)
@@ -288,11 +293,13 @@ class PaperExchange:
                 continue
             self._close_order(o, OrderStatus.CANCELED, "cancelled")
             done.append(cid)
+            self._counted.add(cid)
             at = now + self.latency.cancel() + self.latency.feed()
             if at <= now:
                 self._drop_venue(cid)
             else:  # still fillable at the venue until the cancel gets there
                 self._cancelling[cid] = at
+        self.cancels += len(done)
         return done
 
     async def cancel_market(self, market: str) -> int:
@@ -387,6 +394,9 @@ class PaperExchange:
         if o.status is OrderStatus.CANCELED:
             if done:
                 o.status = OrderStatus.FILLED
+                if o.client_id in self._counted:  # matched whole before the cancel arrived: no cancel
+                    self._counted.discard(o.client_id)
+                    self.cancels -= 1
             self._record_order(o)
         elif done:
             self._close_order(o, OrderStatus.FILLED, ts=n.ts)
@@ -402,6 +412,7 @@ class PaperExchange:
         if any(x.client_id == cid for x in self._notices):
             return
         self._known.pop(cid, None)
+        self._counted.discard(cid)
 
     def observe_book(self, book: BookView | BookNote) -> None:
         """A book update: a `BookNote` (the market data's listeners: its view is built only if

@@ -604,6 +604,7 @@ class ReplayPoint:
             self.run_id = f"{self.run_id}-{strategy.name}"[:40]
         self.sink = ReplaySink(sink, self.run_id)
         self.sessions = 0  # the recorded engine processes this point has traded through, minus one
+        self.cancels_before = 0  # the orders the exchanges of the earlier processes cancelled
         self.exchange = self._new_exchange()
         self.restore_due = False  # a later engine process: it continues from this run's rows first
         self.cycle: QuoteCycle | None = None
@@ -639,7 +640,8 @@ class ReplayPoint:
         rp = self.rp
         calibration = copy.deepcopy(rp.calibration)  # the recorded start state: each point's own copy
         cycle = self.cycle = QuoteCycle(self.params, self.sink, Mode.PAPER, calibration=calibration,
-                                        pnl_sec=rp.settings.pnl_sec, incremental=rp.settings.cycle_incremental)
+                                        pnl_sec=rp.settings.pnl_sec, incremental=rp.settings.cycle_incremental,
+                                        exchange=self.exchange)
         cycle.default_strategy = self.strategy
         cycle.sample_on_venue_minutes(rp.stream, rp.md.view, self.exchange)  # as the engine does
         self.minute_hook, rp.stream.on_venue_minute = rp.stream.on_venue_minute, rp.on_venue_minute
@@ -657,6 +659,7 @@ class ReplayPoint:
             return  # nothing traded yet: the first process is still to come
         self.exchange.end_session(reason)
         old = self.exchange
+        self.cancels_before += old.cancels
         self.sessions += 1
         self.exchange = self._new_exchange()
         self.exchange.set_markets(self.rp.markets)
@@ -749,6 +752,9 @@ class ReplayPoint:
             for k, v in self.cycle.snapshot().totals.summary().items():
                 if k not in ("fills", "fills_per_min", "placed", "open_orders"):
                     s[k] = v
+            # every recorded process's cancels, as `placed` counts every process's orders (the
+            # cycle's totals are the last process's exchange's)
+            s["cancels"] = self.cancels_before + self.exchange.cancels
         s.update(markout_summary(self.sink.markouts))
         s["reward_estimate"] = s.get("rewards")  # the economics' accrued liquidity-reward estimate, when present
         if isinstance(s.get("rewards"), float):  # (`rewards_per_hour` is the rate of the last minute sampled)

@@ -1,5 +1,5 @@
 """`python -m pmm_widgets.sandbox [--markets N] [--seed S] [--speed X] [--host H] [--gamma-port P] [--clob-port P]
-[--resolve-every SEC] [--start-ts EPOCH] [--exit-on-stdin-eof]`."""
+[--resolve-every SEC] [--start-ts EPOCH] [--auth-skew-sec SEC] [--exit-on-stdin-eof]`."""
 
 import sys
 

@@ -6,8 +6,10 @@ encoder instead of reusing the SDK's signing code. A test that the SDK's orders 
 then a real cross-check of both sides (the SDK's order hash must equal our `order_hash`).
 
 Credentials are deterministic per (address, nonce) under a fixed sandbox secret, as the real
-`derive-api-key` is: keys derived against one sandbox process stay valid in the next one (each
-`pmm ... --venue sandbox` process embeds its own sandbox).
+`derive-api-key` is: keys created against one sandbox process stay valid in the next one (each
+`pmm ... --venue sandbox` process embeds its own sandbox). `derive-api-key` answers only a key
+created with `POST /auth/api-key` in this process, as the venue answers only a created one, and a
+second `POST /auth/api-key` for the same (address, nonce) is the venue's 400 `Could not create api key`.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ class SandboxConfig:
     clob_port: int = 0
     start_ts: float | None = None  # simulated epoch at start (None: wall time now)
     resolve_every: float | None = None  # simulated seconds between market resolutions (None: off)
+    auth_skew_sec: float = 300.0  # accepted |POLY_TIMESTAMP - wall clock| of an L1 or L2 request (trading.AUTH_SKEW_SEC)
 
 
 def _default_extensions() -> list[Extension]:
@@ -333,8 +334,12 @@ def parse_cli(argv: Sequence[str] | None = None) -> tuple[SandboxConfig, bool]:
     p.add_argument("--start-ts", type=float, default=None, metavar="EPOCH",
                    help="simulated epoch seconds at start (default: now); an earlier start lets a sped-up venue "
                         "reach the wall clock only after a client connected")
+    p.add_argument("--auth-skew-sec", type=float, default=300.0, metavar="SEC",
+                   help="refuse an L1 or L2 request whose POLY_TIMESTAMP is more than SEC seconds from the wall "
+                        "clock (default 300)")
     p.add_argument("--exit-on-stdin-eof", action="store_true",
                    help="stop when stdin closes (the engine's child sandbox: it dies with its parent)")
     a = p.parse_args(argv)
     return SandboxConfig(markets=a.markets, seed=a.seed, speed=a.speed, host=a.host, resolve_every=a.resolve_every,
-                         gamma_port=a.gamma_port, clob_port=a.clob_port, start_ts=a.start_ts), a.exit_on_stdin_eof
+                         gamma_port=a.gamma_port, clob_port=a.clob_port, start_ts=a.start_ts,
+                         auth_skew_sec=a.auth_skew_sec), a.exit_on_stdin_eof

@@ -6,7 +6,9 @@ Why it is built this way:
   sockets, so every check is the real server's: the L1 ClobAuth signature, the L2 HMAC over
   `timestamp + METHOD + path + body` (the SDK's exact rule), the order's EIP-712 signature and
   the signer/owner binding to the API key, then the simulator's own rules (tick grid, min size,
-  post-only crossing, closed market) with the real error strings (`SimReject`).
+  post-only crossing, closed market) with the real error strings (`SimReject`). So are the API-key
+  answers: a create of an existing key (`Could not create api key`) and a derive of a key never
+  created (`Could not derive api key!`) are the venue's HTTP 400s.
 - Account orders rest in the simulator's books (true price-time priority) and are filled by the
   simulated flow: the fills here are the ground truth the paper fill models are measured against.
 - Trades go MATCHED → MINED → CONFIRMED in simulated time (or RETRYING → FAILED when a test asks
@@ -56,7 +58,15 @@ INITIAL_CURSOR = "MA=="
 END_CURSOR = "LTE="
 MAX_BATCH_ORDERS = 15
 MAX_BATCH_CANCELS = 3000
-L2_SKEW_SEC = 300.0  # accepted |POLY_TIMESTAMP - now| (the real tolerance is unconfirmed)
+# accepted |POLY_TIMESTAMP - now| in seconds, L1 and L2 alike (`SandboxConfig.auth_skew_sec`, `--auth-skew-sec`
+# overrides it). The venue's own tolerance is unconfirmed (polymarket-api.md §4 gives none for L1 and calls L2's
+# UNCONFIRMED): 5 minutes refuses a stale or far-future signed request, never a client whose clock is right
+AUTH_SKEW_SEC = 300.0
+DERIVE_REFUSED = "Could not derive api key!"  # the venue's 400 text (py-clob-client-v2 #41, rs-clob-client-v2 #37)
+# the venue's 400 text to a create for an (address, nonce) that already has a key (clob-client #202,
+# py-clob-client-v2 #45); polymarket-api.md §4 says nothing of either 400
+CREATE_REFUSED = "Could not create api key"
+MAX_TS_DIGITS = 16  # a POLY_TIMESTAMP longer than this is no epoch second (and int() of a huge one is slow)
 BACKGROUND_OWNER = "00000000-0000-4000-8000-000000000000"
 BACKGROUND_ADDRESS = "0x000000000000000000000000000000000000bEEF"
 FAKE_BALANCE = "1000000000000"  # 1,000,000 pUSD in 6-dp base units
@@ -162,6 +172,8 @@ class TradingVenue:
         self.confirmed_after_sec = 5.0  # ... to CONFIRMED (or FAILED)
         self.fail_next_trades = 0  # the next N account trades end FAILED (after RETRYING)
         self.heartbeat_timeout_sec = 10.0
+        cfg = getattr(sandbox, "cfg", None)  # the Sandbox's config (a test's stand-in may have none)
+        self.auth_skew_sec = float(getattr(cfg, "auth_skew_sec", AUTH_SKEW_SEC))  # see AUTH_SKEW_SEC
         self.user_ws_enabled = True  # False: /ws/user answers 503 (an outage of the user channel)
         # counters
         self.order_requests = 0  # POST/DELETE on the order endpoints, authenticated or not
@@ -229,11 +241,25 @@ class TradingVenue:
         if request.method in ("POST", "DELETE") and request.path in ORDER_PATHS:
             self.order_requests += 1
 
+    def _fresh(self, ts: str) -> bool:
+        """`POLY_TIMESTAMP` is what the SDK sends (`str(int(seconds))`: epoch seconds in decimal
+        digits) and within `auth_skew_sec` of the wall clock or of the venue's clock (`GET /time`,
+        the simulated one), in the past or the future. A client signs with its own clock (the SDK's
+        default) or with `/time` (`use_server_time=True`): on the venue both are one clock, here the
+        simulation's speed and start set them apart, and either is what a correct client sends."""
+        if not (ts.isascii() and ts.isdigit()) or len(ts) > MAX_TS_DIGITS:
+            return False
+        t = int(ts)
+        return abs(t - time.time()) <= self.auth_skew_sec or abs(t - int(self.sim.now())) <= self.auth_skew_sec
+
     def _l1(self, request: web.Request) -> SandboxCreds | web.Response:
+        """The key of (signer, nonce) when the L1 headers are the wallet's fresh ClobAuth signature."""
         h = request.headers
         try:
             address, sig, ts = h["POLY_ADDRESS"], h["POLY_SIGNATURE"], h["POLY_TIMESTAMP"]
             nonce = int(h.get("POLY_NONCE", "0"))
+            if not self._fresh(ts):  # a stale or far-future signature is refused like a wrong one
+                raise ValueError("stale timestamp")
             signer = recover_clob_auth(self.chain_id, address, ts, nonce, sig)
         except (KeyError, ValueError):
             self.auth_failures += 1
@@ -259,13 +285,12 @@ class TradingVenue:
         try:
             address, key, passphrase = h["POLY_ADDRESS"], h["POLY_API_KEY"], h["POLY_PASSPHRASE"]
             ts, sig = h["POLY_TIMESTAMP"], h["POLY_SIGNATURE"]
-            skew = abs(float(ts) - time.time())
-        except (KeyError, ValueError):
+        except KeyError:
             self.auth_failures += 1
             return _err(401, "Unauthorized/Invalid api key")
         c = self._creds_for(key, address)
         ok = (c is not None and c.address.lower() == address.lower() and c.passphrase == passphrase
-              and skew <= L2_SKEW_SEC)
+              and self._fresh(ts))
         if ok and c is not None:
             try:
                 ok = hmac_signature(c.secret, ts, request.method, request.path, body) == sig
@@ -277,19 +302,29 @@ class TradingVenue:
         return c
 
     async def create_api_key(self, request: web.Request) -> web.Response:
+        """A new key for (address, nonce); the venue's 400 when that key already exists (created in
+        this process, or a nonce-0 key an earlier process gave out and used here at L2: `_creds_for`).
+        A client then derives it (`Broker.derive_creds` derives first; the SDK's
+        `create_or_derive_api_key` falls back to derive, after logging the 400 as an ERROR)."""
         self._count(request)
         c = self._l1(request)
         if isinstance(c, web.Response):
             return c
+        if c.api_key in self.keys:
+            return _err(400, CREATE_REFUSED)
         self.keys[c.api_key] = c
         return web.json_response({"apiKey": c.api_key, "secret": c.secret, "passphrase": c.passphrase})
 
     async def derive_api_key(self, request: web.Request) -> web.Response:
+        """The key `POST /auth/api-key` created for (address, nonce); the venue's 400 when none was
+        (a create of an existing key is the other 400, `create_api_key`). Deriving registers
+        nothing: a key exists only once created (or, nonce 0, used at L2: `_creds_for`)."""
         self._count(request)
         c = self._l1(request)
         if isinstance(c, web.Response):
             return c
-        self.keys[c.api_key] = c
+        if c.api_key not in self.keys:
+            return _err(400, DERIVE_REFUSED)
         return web.json_response({"apiKey": c.api_key, "secret": c.secret, "passphrase": c.passphrase})
 
     async def api_keys(self, request: web.Request) -> web.Response:

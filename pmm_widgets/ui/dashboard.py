@@ -97,9 +97,7 @@ def load_history(db_url: str, since_sec: float = 3600.0, now: float | None = Non
             rows = conn.execute(sa.select(pnl.c.ts, pnl.c.total)
                                 .where(pnl.c.market == "TOTAL", pnl.c.ts >= since, pnl.c.ts <= now,
                                        pnl.c.run_id.is_(None)).order_by(pnl.c.ts)).all()
-            life = conn.execute(sa.select(events.c.ts, events.c.kind)
-                                .where(events.c.kind.in_((EventKind.ENGINE_START.value, EventKind.ENGINE_STOP.value)),
-                                       events.c.ts <= now, events.c.run_id.is_(None)).order_by(events.c.ts)).all()
+            life = _life_events(conn, events, since, now)
             fills = [float(t) for (t,) in conn.execute(
                 sa.select(trades.c.ts).where(trades.c.ts >= since - 60, trades.c.ts <= now, trades.c.run_id.is_(None))
                 .order_by(trades.c.ts))]
@@ -114,12 +112,11 @@ def load_history(db_url: str, since_sec: float = 3600.0, now: float | None = Non
                 cid = yes_of.get(tok)
                 if cid is not None:
                     mids.setdefault(cid, []).append((float(ts), None if mid is None else float(mid)))
-        starts = [float(t) for t, k in life if k == EventKind.ENGINE_START.value]
+        starts = [t for t, k in life if k == EventKind.ENGINE_START.value]
         out["pnl"] = _broken_at(starts, [(float(t), float(v or 0)) for t, v in rows])
         if fills:
             first = min(fills[0], float(rows[0][0]) if rows else fills[0])
-            out["fills_per_min"] = _fills_per_min(fills, _sessions([(float(t), str(k)) for t, k in life], first, now),
-                                                  since, now)
+            out["fills_per_min"] = _fills_per_min(fills, _sessions(life, first, now), since, now)
         per: dict[str, list[tuple[float, float | None, float, float]]] = {}
         for cid, series_m in mids.items():
             per[cid] = [(ts, mid, 0.0, 0.0) for ts, mid in series_m]
@@ -139,6 +136,22 @@ def load_history(db_url: str, since_sec: float = 3600.0, now: float | None = Non
     finally:
         db.dispose()
     return out
+
+
+def _life_events(conn: Any, events: Any, since: float, now: float) -> list[tuple[float, str]]:
+    """The engine's `engine_start` / `engine_stop` events the charts need: those of the window
+    [since, now] and the last one before it (whether a session was running at `since`, and since
+    when). Every older one (all the sessions of the DB's life: thousands of rows after months)
+    changes nothing the window shows, and was read at every page load."""
+    import sqlalchemy as sa
+
+    kinds = (EventKind.ENGINE_START.value, EventKind.ENGINE_STOP.value)
+    own = (events.c.kind.in_(kinds), events.c.run_id.is_(None))
+    before = conn.execute(sa.select(events.c.ts, events.c.kind).where(*own, events.c.ts < since)
+                          .order_by(events.c.ts.desc(), events.c.id.desc()).limit(1)).all()
+    inside = conn.execute(sa.select(events.c.ts, events.c.kind).where(*own, events.c.ts >= since, events.c.ts <= now)
+                          .order_by(events.c.ts, events.c.id)).all()
+    return [(float(t), str(k)) for t, k in [*before, *inside]]
 
 
 def _broken_at(starts: list[float], series: list[tuple[float, float]]) -> list[tuple[float, float]]:

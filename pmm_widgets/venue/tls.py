@@ -5,9 +5,11 @@ is constructed (20-50 ms of CPU that holds its thread, even for a plain-http URL
 builds `ssl.create_default_context()` at every wss:// connect. On the event loop, which the quote
 cycle, the market feed and the user stream share, that is a stall of all of them: the order
 entry's client was opened at the first order, mid-trading; every reconnect of a wss stream paid it
-again. Here each context is built once per process: `warm()` builds them in a worker thread at
-the start of the engine's venue side (`engine.runtime.build_runtime`); a client made before any
-warm-up builds it on its own thread, once, and every later client reuses it.
+again. Here each context is built once per process, in a worker thread: the owner's set-up builds
+them with its other first imports (`engine.runtime.warm_imports`, one thread hop), and `warm()` at
+the start of the engine's venue side (`engine.runtime.build_runtime`) is then a no-op (it builds
+them for a caller that skipped that); a client made before any warm-up builds it on its own
+thread, once, and every later client reuses it.
 
 Why one shared context is safe: an `ssl.SSLContext` is configuration (trust store, protocol and
 verification settings) that any number of connections, on any threads, wrap their sockets with;
@@ -62,7 +64,9 @@ def ws_context(url: str) -> ssl.SSLContext | None:
     return client_context(http2=False) if url.startswith("wss://") else None
 
 
-def _build_all() -> None:
+def build_all() -> None:
+    """Build both contexts (and do httpx's first-use imports) in the calling thread: blocking, call
+    it off the event loop (the owner's set-up does, with its other imports: `runtime.warm_imports`)."""
     import httpcore  # noqa: F401  (httpx imports it at the first client: ~20 ms, here instead)
 
     with contextlib.suppress(ImportError):  # ... and anyio's asyncio backend at the first request
@@ -76,4 +80,4 @@ async def warm() -> None:
     client and first request, ~20 ms each): every client made after it costs the event loop well
     under a millisecond. Cheap when already done."""
     if len(_contexts) < 2:
-        await asyncio.to_thread(_build_all)
+        await asyncio.to_thread(build_all)

@@ -416,4 +416,4 @@ def test_a_report_without_pnl_rows_prints_no_pnl(tmp_path: Path, capsys: pytest.
     assert report_main(_S(url)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "report: the paper sessions (the newest mode in this DB)"
-    assert out[-1] == "placed 1 orders (quote changes); 0 fills (0 partial, 0 filled), 0.00 fills/min; volume 0.00 USD; PnL nan"
+    assert out[-1] == "placed 1 orders (quote changes); 0 fills (0 partial, 0 filled), 0.00 fills/min; volume 0.00 USD; PnL NaN"  # (NaN as in the table)

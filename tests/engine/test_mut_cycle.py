@@ -79,6 +79,7 @@ class FakeEx:
         self.n = 0
         self.reject: set[str] = set()  # token ids whose quotes come back REJECTED
         self.stuck: set[str] = set()  # client ids a cancel does not remove
+        self.cancels = 0  # orders cancelled (`Exchange.cancels`: the totals' count)
 
     def set_markets(self, markets: Sequence[Market]) -> None:
         self.calls.append(("set_markets", [m.condition_id for m in markets]))
@@ -107,13 +108,16 @@ class FakeEx:
 
     async def cancel(self, ids: Sequence[str]) -> list[str]:
         self.calls.append(("cancel", list(ids)))
-        return [i for i in ids if i not in self.stuck and self.orders.pop(i, None) is not None]
+        done = [i for i in ids if i not in self.stuck and self.orders.pop(i, None) is not None]
+        self.cancels += len(done)
+        return done
 
     async def cancel_market(self, market: str) -> int:
         self.calls.append(("cancel_market", market))
         gone = [i for i, o in self.orders.items() if o.market == market]
         for i in gone:
             del self.orders[i]
+        self.cancels += len(gone)
         return len(gone)
 
 

@@ -52,7 +52,7 @@ class FakeClient:
 
     METHODS = ("cancel_order", "cancel_orders", "cancel_all", "cancel_market_orders", "get_open_orders", "get_trades",
                "get_balance_allowance", "are_orders_scoring", "get_order", "post_heartbeat",
-               "get_earnings_for_user_for_day", "create_or_derive_api_key")
+               "get_earnings_for_user_for_day", "derive_api_key", "create_api_key")
 
     def __init__(self, creds: ApiCreds | None = CREDS, signer: Any = None, funder: str | None = None) -> None:
         self.creds = creds
@@ -685,16 +685,17 @@ async def test_derive_creds_needs_a_key_and_then_uses_and_hides_the_new_creds(ma
     assert str(ei.value) == "derive: a private key is needed to derive API credentials" and c.calls == []
     c.signer = SimpleNamespace(address=lambda: "0xsigner")
     c.creds = None
-    c.answers["create_or_derive_api_key"] = [ApiCreds("new-key-1", "new-secret-2", "new-pass-3")]
+    c.answers["derive_api_key"] = [ApiCreds("new-key-1", "new-secret-2", "new-pass-3")]
     got = await b.derive_creds()
     assert b.creds is got and got.api_secret.get_secret_value() == "new-secret-2"
     assert c.creds == ApiCreds("new-key-1", "new-secret-2", "new-pass-3") and b.has_creds
     assert b._entry_creds() == ("new-key-1", "new-secret-2", "new-pass-3")
     assert logsetup.mask("new-key-1 new-secret-2 new-pass-3") == "*** *** ***"
-    c.answers["create_or_derive_api_key"] = [api_error(401, {"error": "Invalid L1 Request headers"})]
+    c.answers["derive_api_key"] = [api_error(401, {"error": "Invalid L1 Request headers"})]
     with pytest.raises(BrokerError) as ei:
         await b.derive_creds()
-    assert (ei.value.op, ei.value.status) == ("derive", 401) and len(c.named("create_or_derive_api_key")) == 2
+    assert (ei.value.op, ei.value.status) == ("derive", 401) and len(c.named("derive_api_key")) == 2
+    assert c.named("create_api_key") == []  # an existing key is derived; a refused L1 is not sent again
 
 
 async def test_aclose_closes_the_order_entry_then_the_worker(make):

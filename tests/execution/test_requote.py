@@ -145,12 +145,13 @@ async def test_a_post_that_lands_after_the_cancel_of_its_lost_answer_is_cancelle
     DELETE sent just behind it found nothing ("not found": the order was closed here as gone).
     The venue then places it: it rested with nobody managing it until a reconnect's reconcile
     (hours). The tape's PLACEMENT of an order of ours that is closed here now cancels it at once."""
-    ex = await _started(sb, wallet_key, closers, http_timeout_sec=0.15, venue_retries=0)
+    # (a timeout that a loaded host's DELETE still answers within; the POST's latency far above it)
+    ex = await _started(sb, wallet_key, closers, http_timeout_sec=0.5, venue_retries=0)
     key = ex.broker.creds.api_key.get_secret_value()
     markets = active_markets(sb, 3)
     ex.set_markets(markets)
     quotes = touch_bids(sb, markets)
-    sb.faults.update(latency_ms=1000, latency_methods="POST")  # the DELETE overtakes the POST
+    sb.faults.update(latency_ms=1500, latency_methods="POST")  # the DELETE overtakes the POST
     try:
         orders = await ex.place(quotes)
         # the answer lost, the orders were cancelled at once by the ids we signed: the venue had

@@ -185,18 +185,17 @@ def test_loky_rows_a_failing_worker_pass_fails_the_sweep_and_stops_this_process(
         raise ValueError(f"point {items[0][0]} refused")
 
     def until_stopped(k: int, stop: sw._Stop) -> str:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # (a loaded host can take seconds to start the loky worker)
         while not stop() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return "interrupted"
+        return "interrupted" if stop() else "ran to its end"
 
     parent = Parent(until_stopped)
-    t = time.monotonic()
     got, stop, _, raised = _run(monkeypatch, _passes(5), parent, worker)
     assert isinstance(raised, ValueError) and str(raised) == "point 0 refused" and stop()
-    assert time.monotonic() - t < 10  # this process's pass stopped at the failure (not at its own end)
     assert [c["k"] for c in parent.calls] == [4]  # its pass stopped, no other taken
-    assert [r["point"] for r in got] == [4]
+    # this process's pass stopped at the worker's failure, not at its own end
+    assert [(r["point"], r["status"]) for r in got] == [(4, "interrupted")]
     assert not stop.path.parent.exists()
 
 

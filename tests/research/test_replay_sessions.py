@@ -116,6 +116,10 @@ def test_a_replay_across_stops_pauses_and_a_kill_reproduces_each_session(tmp_pat
           f"{len(p_fills)} replay {len(r_fills)}")
     assert len(p_placed) > 50 and p_fills
     assert r_placed == p_placed  # each session with its own parameters (alpha 1.5, 2.5 paused a while, 1.2)
+    # the summary's cancels are every session's (they were the last session's exchange's alone)
+    cancelled = [o for o in r_orders if o["status"] == "CANCELED" and o["reason"] == "cancelled"]
+    last = [o for o in cancelled if o["created_ts"] >= starts[2]]
+    assert summary["cancels"] == len(cancelled) > len(last), (summary["cancels"], len(cancelled), len(last))
     assert r_fills == p_fills
     # nothing of a session fills after it ended: its orders end with it (they used to fill in the next)
     for a, b in ((starts[0], starts[1]), (starts[1], starts[2])):

@@ -3,7 +3,7 @@
 Auth (polymarket-api.md §4, checked against the official SDK's own header builders,
 py_clob_client_v2 `create_level_1_headers` / `create_level_2_headers`): L1 is the wallet's
 EIP-712 ClobAuth signature over (address, timestamp, nonce) on chain 137, and gives the key of
-(address, nonce), the same on create and derive; L2 is the key, its passphrase and the HMAC of
+(address, nonce), the same on create and derive (derive: once created, test_auth_derive.py); L2 is the key, its passphrase and the HMAC of
 `timestamp + METHOD + path + body` (path without the query string) with the key's secret,
 within the clock tolerance, by the address the key belongs to. Anything else is a 401 with the
 venue's text, counted in `auth_failures`: tests elsewhere rely on the sandbox refusing a bad
@@ -132,10 +132,10 @@ async def test_l1_without_a_nonce_header_is_nonce_0() -> None:
 
 
 async def test_a_key_created_or_derived_here_works_at_once_whatever_its_nonce() -> None:
+    _, v, _, _ = _venue()
+    v.keys.clear()  # created first: derive answers only a created key (test_auth_derive.py)
     for handler, method, path in ((TradingVenue.create_api_key, "POST", "/auth/api-key"),
                                   (TradingVenue.derive_api_key, "GET", "/auth/derive-api-key")):
-        _, v, _, _ = _venue()
-        v.keys.clear()
         got = _json(await handler(v, _request(method, path, _l1(nonce=7))))
         c7 = derive_creds(ADDR, 7)
         assert got["apiKey"] == c7.api_key

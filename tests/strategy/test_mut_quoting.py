@@ -15,9 +15,11 @@ from pmm_widgets.strategy.quoting import effective_touch, grid_price, grid_tick,
 D = Decimal
 
 
-def test_grid_price_keeps_each_ticks_prices_while_other_ticks_are_asked():
+def test_grid_price_keeps_each_ticks_prices_while_other_ticks_are_asked(monkeypatch):
     """"the same object each time for the same tick object": markets of different ticks are
     priced in turn, every cycle."""
+    # (an empty memo: left at 255 ticks by earlier tests, the second tick's entry cleared the first)
+    monkeypatch.setattr(quoting, "_GRIDS", {})
     t1, t2 = D("0.01"), D("0.001")
     p1, p2 = grid_price(t1, 45), grid_price(t2, 450)
     for _ in range(3):
