@@ -154,3 +154,40 @@ async def _until_done(job: asyncio.Future[Any]) -> None:
     while not job.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait({job})
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any, name: str = "pmm-db") -> T:
+    """`await asyncio.to_thread(fn, *args)`, in a daemon thread of its own rather than the loop's
+    executor: for the DB calls a stop may leave running past its deadline (the lease's renewals
+    and release, a kill command's result). An executor's threads are joined when the loop
+    closes and again when the interpreter exits, so one blocked on a DB that does not answer
+    (SQLite's 10 s busy timeout) held `pmm run` up to 10 s after its stop had ended; a daemon
+    thread is not waited for (what it would have written is said by the stop, and the spill
+    file keeps the writer's rows). The result or error reaches the caller if its loop still
+    runs; a cancel of the caller leaves the thread to end on its own, as `to_thread` does."""
+    import contextvars
+    import threading
+
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if fut.done():  # the caller was cancelled meanwhile
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def run() -> None:
+        try:
+            res: Any = ctx.run(fn, *args)
+            ok = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            res, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody to tell
+            loop.call_soon_threadsafe(settle, ok, res)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await fut

@@ -23,8 +23,25 @@ from ..config import Params, Settings
 from ..events import EventKind, Level
 from ..tasks import spawn, wait_set
 from .commands import CommandQueue
-from .lease import Lease
+from .lease import Lease, LeaseRow
 from .state import EngineState, KillResult
+
+KILLED = "the engine was killed: press Start to run a new one"
+
+
+def kill_on_record(row: LeaseRow | None, commands: CommandQueue, now: float | None = None) -> str | None:
+    """A kill the DB records and no operator cleared, in one phrase (None: none), for a lease row
+    that no live engine holds: the row's state records it (`LeaseRow.kill`), or a face's `kill`
+    command was never confirmed (`CommandQueue.unconfirmed_kill`: the owner ended without
+    writing its result). An automatic start (a page's, a take-over) does not run over it; an
+    explicit start clears it (and says so). Blocking SQL: call it in a worker thread."""
+    if row is not None and (said := row.kill()) is not None:
+        return said
+    cmd = commands.unconfirmed_kill(now)
+    if cmd is None:
+        return None
+    when = time.strftime("%H:%M:%S", time.localtime(cmd.ts))
+    return f"a KILL sent by {cmd.origin} at {when}, never confirmed by an engine"
 
 
 def jsonable(changes: dict[str, Any]) -> dict[str, Any]:
@@ -62,9 +79,12 @@ class AttachedSession:
                 role_evt.set()  # after the first mirror, so callers see the owner's state
             else:
                 last = EngineState.from_json(row.state_json) if row is not None and row.state_json else None
-                if last is not None and last.kill is not None:  # killed: stay down until an explicit Start
-                    self._publish(replace(last, role="idle", running=False, owner="",
-                                          last_error="the engine was killed: press Start to run a new one"))
+                killed = await asyncio.to_thread(kill_on_record, row, self.commands)
+                if killed is not None:  # killed: stay down until an explicit Start
+                    why = KILLED if last is not None and last.kill is not None and last.kill.stopped else \
+                        f"the engine was killed ({killed}): press Start to run a new one"
+                    self._publish(replace(last if last is not None else self._state(), role="idle", running=False,
+                                          owner="", last_error=why))
                     return False
                 if watch_only:
                     if self._state().role == "attached":

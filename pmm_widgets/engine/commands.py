@@ -132,6 +132,22 @@ class CommandQueue:
             ).rowcount
         return stale + future
 
+    def unconfirmed_kill(self, now: float | None = None) -> Command | None:
+        """The newest `kill` nobody applied (none dated beyond the skew): a face asked for a kill
+        that no engine confirmed (the owner ended, or its stop could not write the result, when
+        the DB did not answer). An automatic start does not run over it (`Engine.start`); an
+        owner's start closes it (`expire_before`). Read only."""
+        now = time.time() if now is None else now
+        c = commands
+        with self.db.connect() as conn:
+            r = conn.execute(sa.select(c).where(c.c.applied_at.is_(None), c.c.kind == "kill",
+                                                c.c.ts <= now + FUTURE_SKEW_SEC)
+                             .order_by(c.c.id.desc()).limit(1)).mappings().first()
+        if r is None:
+            return None
+        return Command(r["id"], float(r["ts"]), r["issuer"] or "", r["kind"], _payload(r["payload_json"]),
+                       r["sender"] or "")
+
     def result(self, command_id: int) -> tuple[float, str] | None:
         """(applied_at, result) once the owner has applied the command, else None."""
         c = commands

@@ -38,7 +38,7 @@ from ..events import Event, EventBus, EventKind, Level
 from ..store.db import first_line
 from ..store.sink import Sink
 from ..tasks import spawn, to_thread_undone_on_cancel, wait_set
-from .attached import AttachedSession, RemoteParams
+from .attached import AttachedSession, RemoteParams, kill_on_record
 from .attached import jsonable as _jsonable
 from .lease import new_owner_id
 from .owner import LoadUniverse, OwnerSession, RunControl
@@ -88,6 +88,7 @@ class Engine:
         self.persist_params = persist_params
         self._unsaved_params: dict[str, tuple[Any, str]] = {}  # changed before the DB was open
         self._attach_only = False
+        self._automatic = False  # this run's start was nobody's explicit one (`start`)
         self._pause_note = ""
         self.events = EventBus()  # the one event flow: faces subscribe, `_record_event` persists
         self._params = settings.params()
@@ -316,12 +317,17 @@ class Engine:
         self._state_listeners.append(cb)
         return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
 
-    def start(self, attach_only: bool = False) -> asyncio.Task[None]:
+    def start(self, attach_only: bool = False, *, automatic: bool = False) -> asyncio.Task[None]:
         """Schedule `run()` on the running loop and return the task (a no-op if already running).
 
         `attach_only`: mirror an engine that owns the DB, never take the lease (a page whose own
-        engine stopped watches whoever runs now); ends at once when nobody owns it."""
+        engine stopped watches whoever runs now); ends at once when nobody owns it.
+        `automatic`: nobody asked for this start (a demo page's on its first view, a hand-over):
+        it does not run over a kill the DB records (`attached.kill_on_record`), it mirrors it
+        (the page says the engine was killed, and waits for Start). An explicit start (Start,
+        `pmm run`, `engine.start()`) clears such a kill, and says so in one WARNING line."""
         self._attach_only = attach_only
+        self._automatic = automatic
         if self.running:
             assert self._task is not None
             return self._task
@@ -427,7 +433,11 @@ class Engine:
     async def pause(self, cancel: bool = True, reason: str = "pause", by: str | None = None) -> int:
         """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now.
 
-        The state carries why and who (`pause_note`), shown on every face."""
+        The state carries why and who (`pause_note`), shown on every face. The pause is in force
+        at once; its cancel-all waits for a quote cycle under way (the trade lock: the cycle may be
+        posting), not for the circuit breaker's probe, which posts nothing: beside a probe it goes
+        to the venue at once (a pause used to wait out the probe, seconds on the slow venue that
+        opened the circuit), and the probe, when it succeeds, leaves quoting paused."""
         if self.role == "attached":
             self._send_command("pause", {})
             return 0
@@ -436,10 +446,16 @@ class Engine:
         n = 0
         rt = self._rt
         if cancel and rt is not None:
-            async with self._ctl.trade_lock:
-                if self._owner is not None:  # (the pause itself is recorded by `set_params` above)
-                    self._owner.record_cancel_all(time.time(), reason)
-                n = await rt.exchange.cancel_all()  # (the totals' `cancels` are the exchange's count)
+            owner = self._owner
+            # (the totals' `cancels` are the exchange's own count)
+            if owner is not None and owner.probing:  # (the exchange serialises its own calls)
+                owner.record_cancel_all(time.time(), reason)
+                n = await rt.exchange.cancel_all()
+            else:
+                async with self._ctl.trade_lock:
+                    if self._owner is not None:  # (the pause itself is recorded by `set_params` above)
+                        self._owner.record_cancel_all(time.time(), reason)
+                    n = await rt.exchange.cancel_all()
         # a reason that is a kind ("pause button") is the event's kind; a caller's own words go in the message
         kind = EventKind(reason) if reason in EventKind._value2member_map_ else EventKind.PAUSE
         self.events.emit(Level.WARNING, kind, f"quoting paused ({reason}); {n} orders cancelled")
@@ -458,6 +474,7 @@ class Engine:
         """Decide the role, then trade (owner) or mirror (attached) until stopped."""
         if not self._via_start:  # run() awaited directly (headless) rather than via start()
             self._ctl = RunControl(kill_requested=self._ctl.kill_requested)
+            self._automatic = False
         self._via_start = False
         if max_seconds is not None:
             asyncio.get_running_loop().call_later(max_seconds, self._ctl.stop.set)
@@ -478,17 +495,22 @@ class Engine:
             takeover = await self._run_attached()
             if not takeover:
                 return
+            self._automatic = True  # a take-over (the lease freed) is nobody's explicit start
 
     async def _try_acquire(self) -> bool:
         """Take the lease; while the DB cannot answer (locked, unreachable) keep asking, quoting
-        nothing, until it answers or we are stopped. A live owner → False (attach, never quote)."""
-        lease = self._opened().lease
+        nothing, until it answers or we are stopped. A live owner → False (attach, never quote).
+
+        A start that is nobody's explicit one (`start(automatic=True)`, a take-over): a kill on
+        record → False too (the mirror then shows it); an explicit start that takes a killed
+        engine's lease says what it clears."""
+        automatic = self._automatic
         said = None
         while not self._ctl.stop.is_set():
             try:
                 # a stop that cancels this run while the DB thread runs must not leave a lease it
                 # took behind, held with nobody renewing it (other engines would wait out its TTL)
-                taken = await to_thread_undone_on_cancel(lease.try_acquire, self._give_back)
+                taken, cleared = await to_thread_undone_on_cancel(lambda: self._acquire(automatic), self._give_back)
             except Exception as exc:  # noqa: BLE001 - whatever the DB says, retry and never quote
                 why = first_line(exc)
                 if why != said:
@@ -499,13 +521,30 @@ class Engine:
                 # this face mirrored before it took over) is not this engine's
                 if self._state.last_error is not None:
                     self._publish(replace(self._state, last_error=None))
+                if cleared is not None:
+                    self.events.emit(Level.WARNING, EventKind.ENGINE_START,
+                                     f"the last engine on this DB was killed ({cleared}); this start clears it")
                 return taken
             await wait_set(self._ctl.stop, 1.0)
         return False
 
-    def _give_back(self, taken: bool) -> None:
+    def _acquire(self, automatic: bool) -> tuple[bool, str | None]:
+        """(taken, the kill on record it cleared), in a worker thread (`_try_acquire`)."""
+        h = self._opened()
+        lease, commands = h.lease, h.commands
+        row = lease.read()
+        free = row is None or row.expired()  # (its own killed row too: Kill, then Start on one page)
+        killed = kill_on_record(row, commands) if free else None
+        if automatic:
+            if killed is not None:
+                return False, None
+            return lease.try_acquire(refuse=lambda r: kill_on_record(r, commands) is not None), None
+        taken = lease.try_acquire()
+        return taken, killed if taken else None
+
+    def _give_back(self, result: tuple[bool, str | None]) -> None:
         """Release a lease a cancelled acquire took after all (in a thread)."""
-        if taken:
+        if result[0]:
             self._opened().lease.release()
 
     async def _open_db(self) -> DbHandles:

@@ -50,6 +50,17 @@ class LeaseRow:
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at < (time.time() if now is None else now)
 
+    def kill(self) -> str | None:
+        """The kill this row's state records, in one phrase (None: none): the final state of a
+        killed engine (`kill`: its result), or the state of one whose kill was under way when
+        its last renewal landed (its final release never did: the result is not `stopped`)."""
+        kill = (self.state_json or {}).get("kill")
+        if not isinstance(kill, dict):
+            return None
+        when = time.strftime("%H:%M:%S", time.localtime(float(kill.get("ts") or 0.0)))
+        said = f"{kill.get('message') or 'KILLED'} at {when}"
+        return said if kill.get("stopped") else f"{said}, its end never recorded"
+
 
 class LeaseTimer:
     """Pure timing of the owner's proof of holding the lease (no IO, testable with any clock)."""
@@ -86,10 +97,31 @@ class Lease:
         self.held = False
         self.renewed_at: float | None = None  # start time of the last successful acquire/renew
 
-    def try_acquire(self, now: float | None = None) -> bool:
-        """Take the lease if it is free, expired or already ours. Atomic on SQLite and PostgreSQL."""
+    def try_acquire(self, now: float | None = None, *, refuse: Callable[[LeaseRow], bool] | None = None) -> bool:
+        """Take the lease if it is free, expired or already ours. Atomic on SQLite and PostgreSQL.
+
+        `refuse`: an automatic start's (a page's, a take-over): an expired row of another owner
+        for which it says True is not taken (a killed engine's); one it lets pass is taken as it
+        was read, or not at all (a kill recorded in it meanwhile is never taken over)."""
         now = time.time() if now is None else now
         t = engine_lease
+        if refuse is not None:
+            row = self.read()
+            if row is not None and row.owner != self.owner:
+                if not row.expired(now) or refuse(row):
+                    return False
+                with self.db.begin() as conn:
+                    res = conn.execute(
+                        sa.update(t)
+                        .where(t.c.name == self.name, t.c.owner == row.owner, t.c.expires_at == row.expires_at,
+                               t.c.heartbeat_at == row.heartbeat_at)
+                        .values(owner=self.owner, expires_at=now + self.ttl_sec, heartbeat_at=now, state_json=None)
+                    )
+                if res.rowcount != 1:
+                    return False  # changed since it was read: the caller looks again
+                self.held = True
+                self.renewed_at = now
+                return True
         with self.db.begin() as conn:
             res = conn.execute(
                 sa.update(t)
@@ -133,19 +165,29 @@ class Lease:
             self.renewed_at = now
         return self.held
 
-    def release(self, final_state: dict[str, Any] | None = None) -> None:
-        """Give the lease up (only if still ours), so the next face can own immediately.
+    def release(self, final_state: dict[str, Any] | None = None, *, fence: float | None = None) -> bool:
+        """Give the lease up (only if still ours), so the next face can own immediately. False:
+        the row was not ours (any more) and nothing changed.
 
         With `final_state` the row is kept, expired, carrying that state: attached faces then see
-        *why* the engine ended (a kill) instead of a vanished owner, and do not take over."""
+        *why* the engine ended (a kill) instead of a vanished owner, and do not take over.
+
+        Only the row as this run renewed it: one whose heartbeat is later than this call (the
+        same engine started again and took the lease anew) is another run's. A release left
+        waiting on a DB that did not answer (a stop's deadline cut it) used to land on it when
+        the DB answered, and that run lost its lease ("lease lost to another engine"). `fence`:
+        the latest heartbeat of this run (default: now; a release tried again later passes the
+        time its run stopped renewing)."""
         t = engine_lease
+        fence = time.time() if fence is None else fence
         with self.db.begin() as conn:
-            mine = sa.and_(t.c.name == self.name, t.c.owner == self.owner)
+            mine = sa.and_(t.c.name == self.name, t.c.owner == self.owner, t.c.heartbeat_at <= fence)
             if final_state is None:
-                conn.execute(sa.delete(t).where(mine))
+                res = conn.execute(sa.delete(t).where(mine))
             else:
-                conn.execute(sa.update(t).where(mine).values(expires_at=0.0, state_json=final_state))
+                res = conn.execute(sa.update(t).where(mine).values(expires_at=0.0, state_json=final_state))
         self.held = False
+        return bool(res.rowcount)
 
     def read(self) -> LeaseRow | None:
         t = engine_lease

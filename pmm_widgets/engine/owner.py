@@ -40,7 +40,7 @@ from ..errors import PmmError
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
-from ..tasks import EventSetFirst, cancel_and_wait, unless_set, wait_set, within
+from ..tasks import EventSetFirst, cancel_and_wait, in_daemon_thread, unless_set, wait_set, within
 from . import runtime
 from .attached import jsonable as _jsonable
 from .circuit import Circuit
@@ -69,10 +69,15 @@ LoadUniverse = Callable[..., Awaitable[list[Market]]]
 T = TypeVar("T")
 
 
-def _renew_with(lease: Lease, state: EngineState) -> bool:
-    """A lease renewal carrying `state` (serialised here, in the worker thread)."""
-    return lease.renew(state.to_json())
+def _renew_with(lease: Lease, state: EngineState, now: float) -> bool:
+    """A lease renewal carrying `state` (serialised here, in the worker thread), dated `now` (taken
+    on the loop when it was asked for: before any release the shutdown asks for after it)."""
+    return lease.renew(state.to_json(), now=now)
 
+
+# the kill's result in the state from before its cancel (`_shutdown_steps`): the lease renewals that land
+# carry it, so a kill whose final release the DB never took is still on record (`attached.kill_on_record`)
+KILL_UNDER_WAY = "KILL under way: cancelling every order"
 
 # `PMM_GC_FREEZE`: frozen once more after this many cycles (the per-market state they built)
 GC_REFREEZE_CYCLE = 5
@@ -231,6 +236,8 @@ class OwnerSession:
         self.fatal_halt: str | None = None  # set when a safety halt ended the run (lease lost, DB gone)
         self.crash_reported = False
         self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
+        # the circuit probe holds the trade lock (it posts nothing: a pause cancels beside it, `Engine.pause`)
+        self.probing = False
 
     # ---------------------------------------------------------------- what the facade reads
     @property
@@ -266,7 +273,7 @@ class OwnerSession:
         if self._restore_params is not None:  # before the role shows: a face never sees stale parameters
             await self._restore_params()
         self._publish(replace(self._state(), role="owner", running=True, started_ts=started, tick=0, halted=None,
-                              handover_ts=None, **self._param_state()))
+                              handover_ts=None, kill=None, **self._param_state()))
         crash: Exception | None = None
         async with asyncio.TaskGroup() as tg:
             loops: list[asyncio.Task[None]] = []
@@ -794,21 +801,28 @@ class OwnerSession:
         the circuit): the shutdown's cancel and verification are the same sequence, and a stop
         used to wait its whole grace for a cycle under way (2 s) before it interrupted the probe.
         So does a kill another face sends meanwhile (`_kill_sent`): the quote loop reads commands
-        between two of its turns only, after the probe, while that face waits for the result."""
+        between two of its turns only, after the probe, while that face waits for the result.
+        A pause meanwhile does not wait for it either: the probe posts nothing, so the pause's
+        cancel-all goes beside it (`probing`, `Engine.pause`); a probe that then succeeds closes
+        the circuit with quoting still paused (said in its event)."""
         now = time.time()
         if not self._circuit.probe_due(now):
             return
         try:
             async with self._ctl.trade_lock:
-                checks = self._venue_checks()
-                if checks is not None:
-                    watch = asyncio.ensure_future(self._kill_sent())
-                    try:
-                        await unless_set(checks.probe(), self._ctl.stop)
-                    finally:
-                        await cancel_and_wait(watch)
-                else:
-                    await self.runtime.exchange.cancel_all()
+                self.probing = True
+                try:
+                    checks = self._venue_checks()
+                    if checks is not None:
+                        watch = asyncio.ensure_future(self._kill_sent())
+                        try:
+                            await unless_set(checks.probe(), self._ctl.stop)
+                        finally:
+                            await cancel_and_wait(watch)
+                    else:
+                        await self.runtime.exchange.cancel_all()
+                finally:
+                    self.probing = False
         except EventSetFirst:
             return  # stopped: the shutdown cancels and verifies next; the circuit stays as it was
         except Exception as exc:  # noqa: BLE001 - a failed probe keeps the circuit open
@@ -820,7 +834,10 @@ class OwnerSession:
             return
         down = now - (self._circuit.open_since or now)
         self._circuit.probe_result(time.time(), None)
-        self.events.emit(Level.INFO, EventKind.CIRCUIT_CLOSED, f"venue recovered after {down:.0f}s: quoting resumes")
+        note = self._param_state().get("pause_note") or ""
+        then = (f"quoting stays paused ({note})" if note else "quoting stays paused") if self._params.quoting_paused \
+            else "quoting resumes"
+        self.events.emit(Level.INFO, EventKind.CIRCUIT_CLOSED, f"venue recovered after {down:.0f}s: {then}")
         err = self._state().last_error
         self._publish(replace(self._state(), last_error=None if err and err.startswith("cycle failed") else err))
 
@@ -954,7 +971,9 @@ class OwnerSession:
                             return
                     # the state (500 market rows: ~10 ms of asdict) is serialised in the worker thread,
                     # off the event loop; published states are replaced, never mutated
-                    pending = asyncio.ensure_future(asyncio.to_thread(_renew_with, lease, self._state()))
+                    # (a daemon thread: one the DB holds past the stop does not hold the process's exit)
+                    pending = asyncio.ensure_future(in_daemon_thread(_renew_with, lease, self._state(), time.time(),
+                                                                     name="pmm-lease-renew"))
                 done, _ = await asyncio.wait({pending}, timeout=timer.period)
                 if pending in done:
                     fut, pending = pending, None
@@ -1108,6 +1127,8 @@ class OwnerSession:
         loop = asyncio.get_running_loop()
         began = loop.time()
         rt = self._rt
+        if self._ctl.kill_requested:  # on record from before the cancel: every lease renewal from now carries it
+            self._publish(replace(self._state(), kill=KillResult(time.time(), 0, -1, False, KILL_UNDER_WAY)))
         cancelled, open_after, err = (0, -1, None) if rt is None else await cancel_and_verify(rt.exchange)
         # the rest of the shutdown ends within the stop's budget (`runtime.AFTER_VERIFY_SEC`), and
         # may use what the verification left of its own: the verification and the rest, together
@@ -1166,7 +1187,7 @@ class OwnerSession:
                 self.events.emit(Level.WARNING, EventKind.WRITER, lost)
         cmd_id = self._kill_command_id
         if cmd_id is not None and self.kill_result is not None:
-            await steps.run("writing the kill command's result", asyncio.to_thread(
+            await steps.run("writing the kill command's result", in_daemon_thread(
                 self._dbh.commands.mark_applied, cmd_id, json.dumps(asdict(self.kill_result))), None,
                 keep=runtime.STOP_RELEASE_SLICE_SEC, thread=True,
                 then="the face that sent it says the owner did not confirm the kill")
@@ -1184,12 +1205,49 @@ class OwnerSession:
             if final is None and self._ctl.handover:
                 final = replace(self._state(), handover_ts=time.time()).to_json()
         ttl = self.settings.lease_ttl_sec
-        await steps.run("the lease's release", asyncio.to_thread(self._dbh.lease.release, final), None,
-                        kind=EventKind.LEASE, thread=True, say_failure=f"the next engine to start attaches to this stopped one until "
-                                                          f"the lease expires (up to {ttl:g} s)",
-                        then=f"released if the DB answers while this process runs, else the next engine to start "
-                             f"attaches to this stopped one until the lease expires (up to {ttl:g} s)")
+        renewed_until = time.time()  # (the lease loop asks for no renewal any more: `_releasing`)
+        if self.kill_result is not None and final is not None:
+            # the kill's record: a face that finds the lease expired without it would start anew
+            await steps.run("the kill's record (the lease's release)", self._record_kill(final, renewed_until), None,
+                            kind=EventKind.LEASE, thread=True,
+                            then="written as soon as the DB answers, while this process runs; until then a page "
+                                 f"that finds the lease expired (in up to {ttl:g} s) may start a new engine")
+        else:
+            lease = self._dbh.lease
+            await steps.run("the lease's release", in_daemon_thread(lambda: lease.release(final, fence=renewed_until)),
+                            None,
+                            kind=EventKind.LEASE, thread=True, say_failure=f"the next engine to start attaches to this stopped "
+                                                                           f"one until the lease expires (up to {ttl:g} s)",
+                            then=f"released if the DB answers while this process runs, else the next engine to start "
+                                 f"attaches to this stopped one until the lease expires (up to {ttl:g} s)")
         self._rt = None
+
+    async def _record_kill(self, final: dict[str, Any], fence: float) -> None:
+        """The killed engine's final state into the lease row (`Lease.release`), tried again
+        until the DB takes it, while this process runs: a release that failed (SQLite's busy
+        timeout ran out, PostgreSQL unreachable) used to leave the row with the running state,
+        and once it expired a page's automatic start or take-over ran a new engine as if nothing
+        had happened. Ends when written, or when the row is not this run's any more (another
+        engine, or this one started again, took the lease first: said)."""
+        lease = self._dbh.lease
+        pause, said = 0.1, False
+        while True:
+            try:
+                mine = await in_daemon_thread(lambda: lease.release(final, fence=fence), name="pmm-lease-release")
+            except Exception as exc:  # noqa: BLE001 - the DB does not answer yet: again, a bit later
+                if not said:
+                    said = True
+                    logging.getLogger(__name__).warning("the kill's record not written yet (%s): retrying while "
+                                                        "this process runs", first_line(exc))
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 2.0)
+                continue
+            if not mine:
+                self._step_cut(EventKind.LEASE, "the kill could not be recorded in the lease row: another engine "
+                                                "took the DB's lease first")
+            elif said:
+                logging.getLogger(__name__).warning("the kill's record written to the lease row")
+            return
 
     def _step_cut(self, kind: EventKind, message: str) -> None:
         """A step of the shutdown the stop's budget cut short: said once, as an event and in the log

@@ -254,7 +254,9 @@ async def cancel_and_verify(exchange: Exchange, attempts: int = 3, pause: float 
                     if loop.time() + pause >= deadline:
                         break
                     await asyncio.sleep(pause)
-                open_after, err = -1, None
+                # this attempt's own: what an earlier one met (posts it left unanswered) is not
+                # its note when this one is cut or fails before its cancel answers
+                open_after, err, unanswered = -1, None, 0
                 try:
                     step = "cancel-all"
                     prog = CancelProgress()

@@ -204,6 +204,7 @@ class ControlPanel:
         self.engine = engine
         self.settings = engine.settings
         self.autostart = autostart
+        self._automatic_start = False  # the next `start_engine` is the page's own (`_start_automatically`)
         self._history = history
         self._syncing = False
         self._seen_params: dict[str, Any] = {}
@@ -327,19 +328,29 @@ class ControlPanel:
         return self.root
 
     def start_engine(self) -> None:
+        """Start (own, or attach to the owner): the Start button's. The page's own start (demo
+        mode's first view, a hand-over: `_start_automatically`) does not run over a kill the DB
+        records (`Engine.start(automatic=True)`); the page then shows the kill and waits for Start."""
+        automatic, self._automatic_start = self._automatic_start, False
         if self.engine.running:
             if self.engine.role != "attached":
                 self._msg("engine already running")
                 return
-            self._spawn(self._restart_owning(), "start")  # attach-only watcher → a real start
+            self._spawn(self._restart_owning(automatic), "start")  # attach-only watcher → a real start
             return
         self._deadman_fired = False
-        task = self.engine.start()
+        task = self.engine.start(automatic=True) if automatic else self.engine.start()
         task.add_done_callback(self._report_task)
         self._msg("starting…")
 
-    async def _restart_owning(self) -> None:
+    def _start_automatically(self) -> None:
+        """`start_engine`, as nobody's explicit start (see there)."""
+        self._automatic_start = True
+        self.start_engine()
+
+    async def _restart_owning(self, automatic: bool = False) -> None:
         await self.engine.stop()
+        self._automatic_start = automatic
         self.start_engine()
 
     async def close(self) -> None:
@@ -572,7 +583,7 @@ class ControlPanel:
             self._msg(f"cannot take over the {mode.value} engine: {exc}", error=True, ttl=3600.0)
             return
         self._snap_mode()
-        self.start_engine()
+        self._start_automatically()
         self._msg(f"took over the {mode.value} engine of a page that closed or reloaded", ttl=30.0)
 
     async def _watchdog(self) -> None:
@@ -611,7 +622,7 @@ class ControlPanel:
 
     async def _start_or_take_over(self) -> None:
         if self.autostart and not self.engine.running and not self.closed:
-            self.start_engine()
+            self._start_automatically()
         else:
             await self._watch_lease(now=True)
 

@@ -164,7 +164,7 @@ class _OwnerStub:
         self.stops += 1
         self.running = False
 
-    def start(self, attach_only=False):
+    def start(self, attach_only=False, automatic=False):
         self.starts.append(attach_only)
         self.running = True
         return asyncio.get_running_loop().create_future()

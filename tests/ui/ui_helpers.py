@@ -53,7 +53,7 @@ class Stub:
         self.stops.append(handover)
         self.running = False
 
-    def start(self, attach_only: bool = False) -> asyncio.Future[None]:
+    def start(self, attach_only: bool = False, automatic: bool = False) -> asyncio.Future[None]:
         self.starts.append(attach_only)
         self.running = True
         return asyncio.get_running_loop().create_future()
