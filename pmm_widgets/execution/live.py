@@ -299,7 +299,7 @@ class LiveExchange:
             try:
                 await b.derive_creds()
             except BrokerError as exc:
-                raise CredentialsFailed(creds_failure(b.host, exc)) from None
+                raise CredentialsFailed(f"cannot derive API credentials at {b.host}: {creds_failure(exc)}") from None
         assert b.creds is not None
         self._api_key = b.creds.api_key.get_secret_value()
         await self._load_history()

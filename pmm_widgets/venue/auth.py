@@ -56,7 +56,7 @@ async def _derive_main(settings: Settings, show_secrets: bool, out: TextIO) -> i
         try:
             address, creds = await derive(settings, ep.clob_url)
         except BrokerError as exc:
-            print(f"auth derive failed: {creds_failure(ep.clob_url, exc)}", file=sys.stderr)
+            print(f"auth derive failed at {ep.clob_url}: {creds_failure(exc)}", file=sys.stderr)
             return ExitCode.ERROR
         where = ep.clob_url + (" (embedded sandbox)" if ep.embedded else "")
     print(f"# L2 API credentials of wallet {address} at {where}", file=out)

@@ -283,14 +283,14 @@ CHECK_WALLET = ("check that PMM_PRIVATE_KEY, PMM_SIGNATURE_TYPE and PMM_FUNDER a
                 "for the funder) and this machine's clock")
 
 
-def creds_failure(host: str, exc: BrokerError) -> str:
-    """The one line of a failed credential step (`Broker.derive_creds`: the live start, `pmm auth
-    derive`, the app's Start): the venue's host, its answer, and what to check when it refused the
-    wallet's signature (a wrong key or funder pairing, a wrong signature type, a skewed clock). Never
-    a secret: the BrokerError's text is scrubbed, and the hint names settings, not their values."""
+def creds_failure(exc: BrokerError) -> str:
+    """What a failed credential step (`Broker.derive_creds`: the live start, `pmm auth derive`, the
+    app's Start) says after the venue's host: the venue's answer, and what to check when it refused
+    the wallet's signature (a wrong key or funder pairing, a wrong signature type, a skewed clock).
+    Never a secret: the BrokerError's text is scrubbed, and the hint names settings, not values."""
     if exc.status in L1_REFUSED:
-        return f"cannot derive API credentials at {host}: the venue refused the wallet's signature ({exc}); {CHECK_WALLET}"
-    return f"cannot derive API credentials at {host}: {exc}"
+        return f"the venue refused the wallet's signature ({exc}); {CHECK_WALLET}"
+    return str(exc)
 
 
 def _secret(v: SecretStr | str | None) -> str | None:

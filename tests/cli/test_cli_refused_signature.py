@@ -49,9 +49,12 @@ async def pmm(sb: Sandbox, tmp_path, *argv: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+def refused(sb: Sandbox) -> str:
+    return f"the venue refused the wallet's signature (derive: HTTP 401: Invalid L1 Request headers); {CHECK_WALLET}"
+
+
 def refused_line(sb: Sandbox) -> str:
-    return (f"cannot derive API credentials at {sb.clob_url}: the venue refused the wallet's signature (derive: "
-            f"HTTP 401: Invalid L1 Request headers); {CHECK_WALLET}")
+    return f"cannot derive API credentials at {sb.clob_url}: {refused(sb)}"
 
 
 def no_secret(text: str) -> None:
@@ -83,5 +86,5 @@ async def test_the_sdks_line_for_it_is_shown_at_debug(refusing_sb, tmp_path):
 async def test_auth_derive_with_a_refused_signature_is_the_same_one_line(refusing_sb, tmp_path):
     code, out, err = await pmm(refusing_sb, tmp_path, "auth", "derive", "--show-secrets")
     assert code == ExitCode.ERROR and out == ""
-    assert err.splitlines() == [f"auth derive failed: {refused_line(refusing_sb)}"], err
+    assert err.splitlines() == [f"auth derive failed at {refusing_sb.clob_url}: {refused(refusing_sb)}"], err
     no_secret(out + err)

@@ -127,7 +127,8 @@ async def test_an_l1_refused_live_start_fails_in_one_line_after_one_request(refu
     closers.append(ex)
     with pytest.raises(LiveError) as ei:
         await ex.start()
-    assert str(ei.value) == creds_failure(refusing_sb.clob_url, BrokerError("derive", "Invalid L1 Request headers", 401))
+    assert str(ei.value) == (f"cannot derive API credentials at {refusing_sb.clob_url}: "
+                             + creds_failure(BrokerError("derive", "Invalid L1 Request headers", 401)))
     # the refused wallet signed once: no create sent after the refusal, no retry (not transient), and
     # no ERROR line: the failure is the start's own one line; the SDK's line is said at DEBUG
     assert v.requests[CREATE] == 0 and v.requests[DERIVE] == 1 and v.auth_failures == 1
@@ -141,8 +142,8 @@ async def test_an_l1_refused_auth_derive_fails_in_one_line(refusing_sb, wallet_k
     assert await asyncio.to_thread(derive_main, make_settings(refusing_sb, wallet_key), True, out) == 1
     assert out.getvalue() == ""
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["auth derive failed: " + creds_failure(refusing_sb.clob_url,
-                                                           BrokerError("derive", "Invalid L1 Request headers", 401))]
+    assert err == [f"auth derive failed at {refusing_sb.clob_url}: "
+                   + creds_failure(BrokerError("derive", "Invalid L1 Request headers", 401))]
 
 
 async def test_a_create_the_venue_fails_is_said_as_the_creates_failure(sb, venue, wallet_key, closers):
