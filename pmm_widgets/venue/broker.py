@@ -53,7 +53,8 @@ SDK, on the urgent threads: they do not wait behind the worker thread either.
 
 Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
 connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
-*transient*; anything else fails at once. Idempotent calls (cancels, heartbeats, reads) are retried
+*transient*; anything else fails at once. Idempotent calls (cancels, heartbeats, reads, the
+credential step: `derive_creds`) are retried
 with full-jitter backoff (`venue.http.backoff_delay`) within a total deadline (PMM_VENUE_RETRIES,
 PMM_VENUE_BACKOFF_SEC, PMM_VENUE_BACKOFF_CAP_SEC, PMM_HTTP_DEADLINE_SEC). A post is never retried
 blindly, because a post whose answer was lost may have rested: the same *signed* orders (same salt,
