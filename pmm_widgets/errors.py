@@ -21,6 +21,13 @@ class PmmError(Exception):
     that were a `ValueError`/`RuntimeError` stay one too (they derive from both)."""
 
 
+class ExpectedFailure(PmmError):
+    """A failure a user meets in normal operation and fixes (the venue refused the wallet's
+    signature at a live start, ...), not a crash: its text is the whole one line every face shows
+    (what failed, the host, what to check). `describe` gives it as it is; `pmm run` prints it
+    without "engine crashed" (exit 1, a runtime failure), the engine's event and the app say it the same way."""
+
+
 class ExitCode(enum.IntEnum):
     """Process exit codes of `pmm`, `python -m pmm_widgets.engine` and `python -m
     pmm_widgets.sandbox` (README's exit-code table lists the same, a test compares them)."""
@@ -120,6 +127,8 @@ def describe(exc: BaseException, db_url: str | None = None) -> str:
     the host), or any other (type and first line)."""
     from .store.db import first_line, safe_url
 
+    if isinstance(exc, ExpectedFailure):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     chain = _chain(exc)
     try:
         import sqlalchemy.exc as sa_exc

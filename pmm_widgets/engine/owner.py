@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from ..config import Params, Settings, format_validation_error
 from ..domain import Market, Mode
-from ..errors import PmmError
+from ..errors import ExpectedFailure, PmmError
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
@@ -81,6 +81,12 @@ KILL_UNDER_WAY = "KILL under way: cancelling every order"
 
 # `PMM_GC_FREEZE`: frozen once more after this many cycles (the per-market state they built)
 GC_REFREEZE_CYCLE = 5
+
+
+def crash_text(exc: BaseException) -> str:
+    """What a run that ended with `exc` says (the state's `last_error`): an expected failure's own
+    one line (`ExpectedFailure`: no crash), else the exception's type and text."""
+    return str(exc) if isinstance(exc, ExpectedFailure) else f"{type(exc).__name__}: {exc}"
 
 
 class StartAborted(PmmError, RuntimeError):
@@ -295,10 +301,12 @@ class OwnerSession:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                msg = f"{type(exc).__name__}: {exc}"
+                msg = crash_text(exc)
                 self._publish(replace(self._state(), last_error=msg))
                 if isinstance(exc, StartAborted):  # a stop asked for during the start: nothing was quoted
                     self.events.emit(Level.WARNING, EventKind.ENGINE_STOP, str(exc))
+                elif isinstance(exc, ExpectedFailure):  # e.g. the venue refused the wallet: its one line
+                    self.events.emit(Level.ERROR, EventKind.ERROR, msg)
                 else:
                     self.events.emit(Level.ERROR, EventKind.ERROR, f"engine crashed: {msg}")
                 self.crash_reported = True

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from ..config import ConfigError, Settings
 from ..domain import Mode
-from ..errors import ExitCode
+from ..errors import ExitCode, ExpectedFailure
 from ..events import EventKind, Level
 from ..store.db import check_shared_db
 from ..store.recording import check_record_dir
@@ -156,6 +156,9 @@ async def _run_engine(engine: Engine, max_seconds: float | None, out: TextIO, st
         within = f" within --max-seconds {max_seconds:g}" if max_seconds is not None else ""
         # the venue's failure when one came (its host), else the abort's own words (they name it)
         print(f"not started{within}: {describe(exc) if exc.__cause__ is not None else exc}", file=sys.stderr, flush=True)
+        return ExitCode.ERROR
+    if isinstance(exc, ExpectedFailure):  # e.g. the venue refused the wallet's signature: its one line
+        print(describe(exc), file=sys.stderr, flush=True)
         return ExitCode.ERROR
     if exc is not None:
         print(f"engine crashed: {describe(exc, engine.settings.db_url)}", file=sys.stderr, flush=True)

@@ -47,13 +47,13 @@ from typing import Any, TypeVar
 from ..book import BookNote, as_view
 from ..config import Settings
 from ..domain import BookView, Fill, FillType, Market, Mode, Order, OrderStatus, PublicTrade, Quote, Side
-from ..errors import PmmError
+from ..errors import ExpectedFailure, PmmError
 from ..events import EventBus, EventKind, Level
 from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..tasks import spawn, to_thread_undone_on_cancel, within
 from ..ticks import to_decimal
-from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult
+from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult, creds_failure
 from ..venue.user_stream import UserStream, UserStreamHealth
 from ..venue.wire import (
     Liquidity,
@@ -99,6 +99,11 @@ def _log_unheard(what: str, exc: BaseException) -> None:
 
 class LiveError(PmmError):
     """Live trading cannot start or continue (missing credentials, venue refused auth)."""
+
+
+class CredentialsFailed(LiveError, ExpectedFailure):
+    """The live start's credential step failed for good (after its retries): the venue refused the
+    wallet's signature, or did not answer. One line naming the host (`creds_failure`), not a crash."""
 
 
 @dataclass(frozen=True)
@@ -294,7 +299,7 @@ class LiveExchange:
             try:
                 await b.derive_creds()
             except BrokerError as exc:
-                raise LiveError(f"cannot derive API credentials: {exc}") from None
+                raise CredentialsFailed(f"cannot derive API credentials at {b.host}: {creds_failure(exc)}") from None
         assert b.creds is not None
         self._api_key = b.creds.api_key.get_secret_value()
         await self._load_history()

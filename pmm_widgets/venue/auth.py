@@ -18,7 +18,7 @@ from typing import TextIO
 from ..config import Settings
 from ..errors import ExitCode
 from ..tasks import to_thread_undone_on_cancel
-from .broker import Broker, BrokerError, Creds
+from .broker import Broker, BrokerError, Creds, creds_failure
 
 
 def masked(value: str, keep: int = 0) -> str:
@@ -39,7 +39,9 @@ async def derive(settings: Settings, clob_url: str) -> tuple[str, Creds]:
     # client: ~0.4 s of CPU, off the loop the embedded sandbox answers on)
     broker = await to_thread_undone_on_cancel(functools.partial(
         Broker, clob_url, settings.chain_id, settings.private_key, signature_type=settings.signature_type,
-        funder=settings.funder or None), Broker.close)
+        funder=settings.funder or None, timeout=settings.http_timeout_sec, retries=settings.venue_retries,
+        backoff_base=settings.venue_backoff_sec, backoff_cap=settings.venue_backoff_cap_sec,
+        deadline=settings.http_deadline_sec), Broker.close)
     try:
         creds = await broker.derive_creds()
         return str(broker.address), creds
@@ -54,7 +56,7 @@ async def _derive_main(settings: Settings, show_secrets: bool, out: TextIO) -> i
         try:
             address, creds = await derive(settings, ep.clob_url)
         except BrokerError as exc:
-            print(f"auth derive failed at {ep.clob_url}: {exc}", file=sys.stderr)
+            print(f"auth derive failed at {ep.clob_url}: {creds_failure(exc)}", file=sys.stderr)
             return ExitCode.ERROR
         where = ep.clob_url + (" (embedded sandbox)" if ep.embedded else "")
     print(f"# L2 API credentials of wallet {address} at {where}", file=out)

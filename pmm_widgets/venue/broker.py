@@ -29,8 +29,12 @@ Facts about the SDK (1.2.1) this relies on, read in its source:
 - `create_or_derive_api_key` tries `POST /auth/api-key` first, then `GET /auth/derive-api-key`;
   the venue answers the create of an existing key with HTTP 400 `Could not create api key`, which
   the SDK logs as an ERROR before it derives: every restart of a live engine logged one. So
-  `derive_creds` derives first and creates only after the venue's 400 to the derive (no key yet),
-  and that one expected answer is not logged as an ERROR (`RefusedDeriveFilter`).
+  `derive_creds` derives first and creates only after the venue's 400 to the derive (no key yet).
+  Whatever the SDK logs as an ERROR during that step (the expected 400, a refused L1 signature, a
+  5xx) is said at DEBUG instead (`RefusedDeriveFilter`): the step's failure is the caller's one line.
+  A transient failure of the step (429, 5xx, transport, an answer cut short) is retried as the
+  other idempotent calls are, derive first again: a create whose answer was lost is then found by
+  the derive, and a create is only ever sent after a derive said the venue has no key.
 
 Fast path (issue 12), used whenever the key can be parsed by `venue.signer.OrderSigner`
 (`fast=True`, the default; `PMM_FAST_ORDERS=false` keeps the SDK for everything): orders are
@@ -49,7 +53,8 @@ SDK, on the urgent threads: they do not wait behind the worker thread either.
 
 Transient failures (issue 17, M1): a 429, a 5xx or a transport failure (timeout, refused or reset
 connection: the SDK turns those into `PolyApiException(status None, "Request exception!")`) is
-*transient*; anything else fails at once. Idempotent calls (cancels, heartbeats, reads) are retried
+*transient*; anything else fails at once. Idempotent calls (cancels, heartbeats, reads, the
+credential step: `derive_creds`) are retried
 with full-jitter backoff (`venue.http.backoff_delay`) within a total deadline (PMM_VENUE_RETRIES,
 PMM_VENUE_BACKOFF_SEC, PMM_VENUE_BACKOFF_CAP_SEC, PMM_HTTP_DEADLINE_SEC). A post is never retried
 blindly, because a post whose answer was lost may have rested: the same *signed* orders (same salt,
@@ -231,10 +236,14 @@ DERIVE_API_KEY_PATH = "/auth/derive-api-key"  # the SDK's `endpoints.DERIVE_API_
 
 
 class RefusedDeriveFilter(logging.Filter):
-    """Drops the SDK's ERROR line for the one answer `Broker.derive_creds` expects and handles: the
-    venue's HTTP 400 to `GET /auth/derive-api-key` (this wallet has no key yet: it is created next),
-    and only on a thread inside `expecting()`. Every other line of the SDK passes, that thread's
-    too (a 401, a 5xx, a refused create). SDK 1.2.1 logs a non-200 answer as
+    """Demotes to DEBUG what the SDK logs as an ERROR during `Broker.derive_creds`, and only on a
+    thread inside `expecting()`: the venue's HTTP 400 to `GET /auth/derive-api-key` (this wallet has
+    no key yet: it is created next), a refused L1 signature (401), a 5xx, a transport failure. The
+    step raises a BrokerError for every failure, which its caller says in one line (the live start,
+    `pmm auth derive`): the SDK's own ERROR line was a second one for the same failure. Each record is
+    dropped from the SDK's logger and said again on this module's logger at DEBUG (shown with
+    `--log-level DEBUG`). Every other line of the SDK passes, and on other threads, or after the step,
+    the SDK's ERROR lines stay ERROR lines. SDK 1.2.1 logs a non-200 answer as
     `logger.error("... status=%s url=%s body=%s", status, url, body)` on its `http_helpers.helpers`
     logger; tests/execution/test_broker_api_key_start.py fails when that changes (the ERROR shows)."""
 
@@ -253,10 +262,8 @@ class RefusedDeriveFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(self._local, "on", False) or record.levelno != logging.ERROR:
             return True
-        a = record.args
-        refused_derive = (isinstance(a, tuple) and len(a) == 3 and a[0] == 400
-                          and str(a[1]).endswith(DERIVE_API_KEY_PATH))
-        return not refused_derive
+        log.debug("broker: credential step: the SDK said: %s", record.getMessage())
+        return False
 
 
 _REFUSED_DERIVE = RefusedDeriveFilter()
@@ -270,6 +277,21 @@ def refused_derive_filter() -> RefusedDeriveFilter:
         if _REFUSED_DERIVE not in helpers.logger.filters:
             helpers.logger.addFilter(_REFUSED_DERIVE)
     return _REFUSED_DERIVE
+
+
+L1_REFUSED = frozenset({401, 403})  # the venue's answers to an L1 signature it does not accept
+CHECK_WALLET = ("check that PMM_PRIVATE_KEY, PMM_SIGNATURE_TYPE and PMM_FUNDER are one account's (the key signs "
+                "for the funder) and this machine's clock")
+
+
+def creds_failure(exc: BrokerError) -> str:
+    """What a failed credential step (`Broker.derive_creds`: the live start, `pmm auth derive`, the
+    app's Start) says after the venue's host: the venue's answer, and what to check when it refused
+    the wallet's signature (a wrong key or funder pairing, a wrong signature type, a skewed clock).
+    Never a secret: the BrokerError's text is scrubbed, and the hint names settings, not values."""
+    if exc.status in L1_REFUSED:
+        return f"the venue refused the wallet's signature ({exc}); {CHECK_WALLET}"
+    return str(exc)
 
 
 def _secret(v: SecretStr | str | None) -> str | None:
@@ -571,30 +593,48 @@ class Broker:
         restart. A first-ever start gets the derive's 400 (`Could not derive api key!`), logged here
         at INFO, and creates the key; a create refused with a 400 (another client created it
         meanwhile) derives once more. Any other failure (401 L1 refused, 5xx, transport) is a
-        BrokerError: op `derive`, or `create` when the create failed."""
+        BrokerError: op `derive`, or `create` when the create failed; the SDK's ERROR line for it is
+        said at DEBUG only (`RefusedDeriveFilter`): the caller says the failure in one line.
+
+        Retries: a transient failure (429, 5xx, transport, an answer cut short) repeats the whole
+        step, derive first, as `_call` repeats the other idempotent calls (PMM_VENUE_RETRIES, the
+        backoff, PMM_HTTP_DEADLINE_SEC). That is what makes the create safe to repeat: a create whose
+        answer was lost may have made the key, and the next attempt's derive then finds it; only when
+        that derive says "no key" is a create sent again (and a duplicate create would be the venue's
+        400, which derives). A refused signature (401) or any other answer is not retried."""
         from py_clob_client_v2.exceptions import PolyApiException
 
         if not self.can_sign:
             raise BrokerError("derive", "a private key is needed to derive API credentials")
         quiet = refused_derive_filter()
 
-        def work() -> Creds:
+        def ask(op: str, fn: Callable[[], Any]) -> Any:
+            """One SDK call of the step; an answer it could not read is a transient BrokerError."""
             try:
-                with quiet.expecting():
-                    api = self._client.derive_api_key()
-            except PolyApiException as exc:
-                if exc.status_code != 400:
-                    raise
-                log.info("broker: no API key of %s at %s yet (%s): creating one", self.address, self.host,
-                         self._error("derive", exc))
+                return fn()
+            except TypeError as exc:  # a body cut short is not JSON: the SDK indexed its text
+                raise BrokerError(op, self._scrub(f"the venue's answer could not be read ({exc})"),
+                                  transient=True) from None
+
+        def work() -> Creds:
+            with quiet.expecting():
                 try:
-                    api = self._client.create_api_key()
-                except PolyApiException as cexc:
-                    if cexc.status_code != 400:
+                    api = ask("derive", self._client.derive_api_key)
+                except PolyApiException as exc:
+                    if exc.status_code != 400:
+                        raise
+                    log.info("broker: no API key of %s at %s yet (%s): creating one", self.address, self.host,
+                             self._error("derive", exc))
+                    try:
+                        api = ask("create", self._client.create_api_key)
+                    except BrokerError:
+                        raise
+                    except PolyApiException as cexc:
+                        if cexc.status_code != 400:
+                            raise self._error("create", cexc) from None
+                        api = ask("derive", self._client.derive_api_key)  # created by another client since
+                    except Exception as cexc:  # noqa: BLE001 - said as the create's failure
                         raise self._error("create", cexc) from None
-                    api = self._client.derive_api_key()  # created by another client since our derive
-                except Exception as cexc:  # noqa: BLE001 - said as the create's failure
-                    raise self._error("create", cexc) from None
             if not api.api_key:
                 raise BrokerError("derive", "the venue answered an empty API key")
             creds = Creds(SecretStr(api.api_key), SecretStr(api.api_secret), SecretStr(api.api_passphrase))
@@ -602,7 +642,7 @@ class Broker:
             self._client.set_api_creds(api)
             return creds
 
-        self.creds = await self._run("derive", work)
+        self.creds = await self._call("derive", work)
         return self.creds
 
     # ------------------------------------------------------------------ orders

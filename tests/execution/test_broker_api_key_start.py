@@ -29,7 +29,7 @@ from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
 from pmm_widgets.sandbox.trading import trading_of
 from pmm_widgets.store.sink import MemorySink
 from pmm_widgets.venue.auth import derive_main
-from pmm_widgets.venue.broker import Broker, BrokerError
+from pmm_widgets.venue.broker import Broker, BrokerError, creds_failure
 
 pytestmark = pytest.mark.integration
 
@@ -127,11 +127,14 @@ async def test_an_l1_refused_live_start_fails_in_one_line_after_one_request(refu
     closers.append(ex)
     with pytest.raises(LiveError) as ei:
         await ex.start()
-    assert str(ei.value) == "cannot derive API credentials: derive: HTTP 401: Invalid L1 Request headers"
-    # the refused wallet signed once: no create sent after the refusal, one ERROR line (the real failure)
+    assert str(ei.value) == (f"cannot derive API credentials at {refusing_sb.clob_url}: "
+                             + creds_failure(BrokerError("derive", "Invalid L1 Request headers", 401)))
+    # the refused wallet signed once: no create sent after the refusal, no retry (not transient), and
+    # no ERROR line: the failure is the start's own one line; the SDK's line is said at DEBUG
     assert v.requests[CREATE] == 0 and v.requests[DERIVE] == 1 and v.auth_failures == 1
-    errs = errors(caplog)
-    assert len(errs) == 1 and "status=401" in errs[0] and "/auth/derive-api-key" in errs[0]
+    assert errors(caplog) == []
+    sdk = [r.getMessage() for r in caplog.records if "the SDK said" in r.getMessage()]
+    assert len(sdk) == 1 and "status=401" in sdk[0] and "/auth/derive-api-key" in sdk[0]
 
 
 async def test_an_l1_refused_auth_derive_fails_in_one_line(refusing_sb, wallet_key, capsys):
@@ -139,24 +142,26 @@ async def test_an_l1_refused_auth_derive_fails_in_one_line(refusing_sb, wallet_k
     assert await asyncio.to_thread(derive_main, make_settings(refusing_sb, wallet_key), True, out) == 1
     assert out.getvalue() == ""
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"auth derive failed at {refusing_sb.clob_url}: derive: HTTP 401: Invalid L1 Request headers"]
+    assert err == [f"auth derive failed at {refusing_sb.clob_url}: "
+                   + creds_failure(BrokerError("derive", "Invalid L1 Request headers", 401))]
 
 
 async def test_a_create_the_venue_fails_is_said_as_the_creates_failure(sb, venue, wallet_key, closers):
     """No key yet and the create answered 503: the error is the create's (transient), not the
     derive's 400, which said only that no key existed yet."""
     sb.faults.update(http_error_rate=1.0, http_error_status=503, http_error_methods="POST")
-    b = Broker(sb.clob_url, 137, wallet_key, fast=False)
+    b = Broker(sb.clob_url, 137, wallet_key, fast=False, retries=0)
     try:
         with pytest.raises(BrokerError) as ei:
             await b.derive_creds()
     finally:
         await b.aclose()
     assert str(ei.value) == "create: HTTP 503: Service Unavailable" and ei.value.transient
-    ex = LiveExchange(make_settings(sb, wallet_key), MemorySink(), sb.clob_url, sb.ws_url, heartbeat_sec=0)
+    ex = LiveExchange(make_settings(sb, wallet_key, venue_retries=0), MemorySink(), sb.clob_url, sb.ws_url,
+                      heartbeat_sec=0)
     closers.append(ex)
     with pytest.raises(LiveError) as li:
         await ex.start()
-    assert str(li.value) == "cannot derive API credentials: create: HTTP 503: Service Unavailable"
+    assert str(li.value) == f"cannot derive API credentials at {sb.clob_url}: create: HTTP 503: Service Unavailable"
     sb.faults.update(http_error_rate=0.0)
     assert await _live_start(sb, wallet_key, closers) == derive_creds(Account.from_key(wallet_key).address, 0).api_key

@@ -149,7 +149,9 @@ def test_auth_derive_output_lines_closes_its_broker_and_fails_in_one_line(monkey
     assert derive_main(s, True, out) == 1
     assert out.getvalue() == ""  # nothing on stdout: no half-written .env lines
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("auth derive failed at http://127.0.0.1:") and err[0].endswith(": derive_api_key: HTTP 401: refused")
+    assert len(err) == 1 and err[0].startswith("auth derive failed at http://127.0.0.1:")
+    assert err[0].endswith(": the venue refused the wallet's signature (derive_api_key: HTTP 401: refused); "
+                           + broker_module.CHECK_WALLET)  # a 401: what to check
     assert closed == [1, 1, 1]  # closed on the failure too
 
 
