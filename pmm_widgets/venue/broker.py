@@ -284,6 +284,26 @@ CHECK_WALLET = ("check that PMM_PRIVATE_KEY, PMM_SIGNATURE_TYPE and PMM_FUNDER a
                 "for the funder) and this machine's clock")
 
 
+L2_REFUSED = frozenset({401, 403})  # the venue's answers to L2 headers (API key, secret, passphrase) it does not accept
+CHECK_API_CREDS = ("check that PMM_API_KEY, PMM_API_SECRET and PMM_API_PASSPHRASE belong to this wallet ({wallet}), "
+                   "or unset all three to derive them from PMM_PRIVATE_KEY")
+
+
+def api_creds_refused(exc: BrokerError, host: str, wallet: str | None, given: bool) -> str | None:
+    """What a live start says when the venue refused its L2 API credentials at their first use (the
+    reconcile's `open_orders`): one line naming the host and what to check (None: `exc` is no such
+    refusal). `given`: the credentials came from PMM_API_KEY/SECRET/PASSPHRASE (else the credential
+    step had just derived them). Never a secret: the BrokerError's text is scrubbed, the hint names
+    settings, and the wallet's address (the signer's, whom the credentials belong to) is public."""
+    if exc.status not in L2_REFUSED:
+        return None
+    head = f"cannot start live at {host}: the venue refused the API credentials"
+    if given:
+        return f"{head} ({exc}); {CHECK_API_CREDS.format(wallet=wallet or 'no wallet')}"
+    return (f"{head} it had just derived for wallet {wallet} ({exc}); start again, and check PMM_SIGNATURE_TYPE "
+            "and PMM_FUNDER")
+
+
 def creds_failure(exc: BrokerError) -> str:
     """What a failed credential step (`Broker.derive_creds`: the live start, `pmm auth derive`, the
     app's Start) says after the venue's host: the venue's answer, and what to check when it refused
