@@ -133,6 +133,12 @@ class BrokerError(PmmError):
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
+def said_for(op: str, exc: BrokerError) -> str:
+    """`exc` as a log line of the call `op` says it: its text names its own op already (`derive: HTTP
+    503: ...`), so `op` only when it differs (a `create` that failed inside the `derive` step)."""
+    return str(exc) if exc.op == op else f"{op}: {exc}"
+
+
 class BrokerClosed(BrokerError):
     """A call on a broker (or its order entry) after `aclose`/`close`: nothing was sent. Not
     transient: no retry, and a post refused so is not uncertain."""
@@ -485,7 +491,7 @@ class Broker:
                     self.failures += 1
                     raise
                 self.retried += 1
-                log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
+                log.info("%s; retry %d in %.2fs", said_for(op, exc), attempt, delay)
                 await asyncio.sleep(delay)
 
     async def _entry_call(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True,
@@ -791,8 +797,8 @@ class Broker:
                 if delay is None or loop.time() + delay >= end or stop.is_set():
                     return give_up()
                 self.retried += 1
-                log.info("post_orders: %s; checking the venue for %d order(s), retry %d in %.2fs",
-                         exc, len(keys), attempt, delay)
+                log.info("%s; checking the venue for %d order(s), retry %d in %.2fs",
+                         said_for("post_orders", exc), len(keys), attempt, delay)
                 if await wait_set(stop, delay):
                     return give_up()  # a stop came during the pause: no new attempt
                 there = await self._already_at_venue([left[k][2] for k in keys])
