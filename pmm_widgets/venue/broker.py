@@ -238,9 +238,6 @@ def sdk_http() -> SdkHttp:
         return current
 
 
-DERIVE_API_KEY_PATH = "/auth/derive-api-key"  # the SDK's `endpoints.DERIVE_API_KEY`
-
-
 class RefusedDeriveFilter(logging.Filter):
     """Demotes to DEBUG what the SDK logs as an ERROR during `Broker.derive_creds`, and only on a
     thread inside `expecting()`: the venue's HTTP 400 to `GET /auth/derive-api-key` (this wallet has
