@@ -289,7 +289,7 @@ CHECK_WALLET = ("check that PMM_PRIVATE_KEY, PMM_SIGNATURE_TYPE and PMM_FUNDER a
 
 L2_REFUSED = frozenset({401, 403})  # the venue's answers to L2 headers (API key, secret, passphrase) it does not accept
 CHECK_API_CREDS = ("check that PMM_API_KEY, PMM_API_SECRET and PMM_API_PASSPHRASE belong to this wallet ({wallet}), "
-                   "or unset all three to derive them from PMM_PRIVATE_KEY")
+                   "or unset all three to derive them from PMM_PRIVATE_KEY; and this machine's clock")
 
 
 def api_creds_refused(exc: BrokerError, host: str, wallet: str | None, given: bool) -> str | None:
@@ -303,8 +303,8 @@ def api_creds_refused(exc: BrokerError, host: str, wallet: str | None, given: bo
     head = f"cannot start live at {host}: the venue refused the API credentials"
     if given:
         return f"{head} ({exc}); {CHECK_API_CREDS.format(wallet=wallet or 'no wallet')}"
-    return (f"{head} it had just derived for wallet {wallet} ({exc}); start again, and check PMM_SIGNATURE_TYPE "
-            "and PMM_FUNDER")
+    return (f"{head} it had just derived for wallet {wallet} ({exc}); check this machine's clock, "
+            "PMM_SIGNATURE_TYPE and PMM_FUNDER, and start again")
 
 
 def creds_failure(exc: BrokerError) -> str:
