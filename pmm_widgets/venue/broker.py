@@ -287,7 +287,9 @@ CHECK_WALLET = ("check that PMM_PRIVATE_KEY, PMM_SIGNATURE_TYPE and PMM_FUNDER a
                 "for the funder) and this machine's clock")
 
 
-L2_REFUSED = frozenset({401, 403})  # the venue's answers to L2 headers (API key, secret, passphrase) it does not accept
+# the venue's answer to L2 headers (API key, secret, passphrase) it does not accept: `401 Unauthorized/Invalid
+# api key`; not a 403, which is the CLOB's geo-block (shared/polymarket-api.md), no fault of the credentials
+L2_REFUSED = frozenset({401})
 CHECK_API_CREDS = ("check that PMM_API_KEY, PMM_API_SECRET and PMM_API_PASSPHRASE belong to this wallet ({wallet}), "
                    "or unset all three to derive them from PMM_PRIVATE_KEY; and this machine's clock")
 

@@ -17,9 +17,9 @@ def test_only_a_refusal_is_said_so_and_it_names_the_host(status, given_creds):
     exc = BrokerError("open_orders", "Unauthorized/Invalid api key", status)
     line = api_creds_refused(exc, HOST, WALLET, given_creds)
     if status not in L2_REFUSED:
-        assert line is None  # a 5xx, a transport failure: not the credentials' fault
+        assert line is None  # a 5xx, a transport failure, a geo-block's 403: not the credentials' fault
         return
-    assert line is not None and line.startswith(f"cannot start live at {HOST}: the venue refused the API credentials")
+    assert status == 401 and line is not None and line.startswith(f"cannot start live at {HOST}: the venue refused the API credentials")
     assert f"({exc})" in line and WALLET in line and "\n" not in line
     if given_creds:  # the operator's PMM_API_*: check them or let the start derive them
         assert line.endswith(CHECK_API_CREDS.format(wallet=WALLET)) and "unset all three" in line
