@@ -46,7 +46,7 @@ from .attached import jsonable as _jsonable
 from .circuit import Circuit
 from .lease import LeaseTimer
 from .runtime import DbHandles, Runtime, Store, StoreClosed, build_runtime, cancel_and_verify, open_store
-from .state import EngineState, FeedState, KillResult
+from .state import KILL_UNDER_WAY, EngineState, FeedState, KillResult
 
 if TYPE_CHECKING:
     from ..execution.live import LiveHealth
@@ -74,10 +74,6 @@ def _renew_with(lease: Lease, state: EngineState, now: float) -> bool:
     on the loop when it was asked for: before any release the shutdown asks for after it)."""
     return lease.renew(state.to_json(), now=now)
 
-
-# the kill's result in the state from before its cancel (`_shutdown_steps`): the lease renewals that land
-# carry it, so a kill whose final release the DB never took is still on record (`attached.kill_on_record`)
-KILL_UNDER_WAY = "KILL under way: cancelling every order"
 
 # `PMM_GC_FREEZE`: frozen once more after this many cycles (the per-market state they built)
 GC_REFREEZE_CYCLE = 5

@@ -71,6 +71,12 @@ class FeedState:
     stale_tokens: int = 0
 
 
+# the kill's result in the state from before its cancel (`OwnerSession._shutdown_steps`): the lease renewals
+# that land carry it, so a kill whose final release the DB never took is still on record
+# (`attached.kill_on_record`); the faces show it as under way, not as a result (`KillResult.under_way`)
+KILL_UNDER_WAY = "KILL under way: cancelling every order"
+
+
 @dataclass(slots=True)
 class KillResult:
     """What the KILL button shows: orders cancelled, what the venue still reports, stopped or not."""
@@ -84,6 +90,11 @@ class KillResult:
     @property
     def ok(self) -> bool:
         return self.stopped and self.venue_open_after == 0
+
+    @property
+    def under_way(self) -> bool:
+        """The kill's cancel has begun and its result is not in yet (`KILL_UNDER_WAY`)."""
+        return not self.stopped and self.message == KILL_UNDER_WAY
 
 
 @dataclass(slots=True)

@@ -53,7 +53,7 @@ from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..tasks import spawn, to_thread_undone_on_cancel, within
 from ..ticks import to_decimal
-from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult, creds_failure
+from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult, api_creds_refused, creds_failure
 from ..venue.user_stream import UserStream, UserStreamHealth
 from ..venue.wire import (
     Liquidity,
@@ -103,7 +103,8 @@ class LiveError(PmmError):
 
 class CredentialsFailed(LiveError, ExpectedFailure):
     """The live start's credential step failed for good (after its retries): the venue refused the
-    wallet's signature, or did not answer. One line naming the host (`creds_failure`), not a crash."""
+    wallet's signature, or did not answer (`creds_failure`); or the venue refused the L2 API
+    credentials at their first use (`api_creds_refused`). One line naming the host, not a crash."""
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,8 @@ class LiveExchange:
         self._started = True
         if self.mode is Mode.DRY_RUN:
             return
-        if not b.has_creds:
+        given = b.has_creds  # PMM_API_KEY/SECRET/PASSPHRASE (else derived here)
+        if not given:
             try:
                 await b.derive_creds()
             except BrokerError as exc:
@@ -305,8 +307,11 @@ class LiveExchange:
         await self._load_history()
         try:
             await self.reconcile()
-        except BrokerError as exc:
-            raise LiveError(f"cannot reconcile with the venue: {exc}") from None
+        except BrokerError as exc:  # the first call with the L2 credentials: a refusal is theirs
+            refused = api_creds_refused(exc, b.host, b.address, given)
+            if refused is not None:
+                raise CredentialsFailed(refused) from None
+            raise LiveError(f"cannot reconcile with the venue at {b.host}: {exc}") from None
         self._stream = UserStream(self.ws_url + "/user", self._ws_auth, self._on_event, on_connect=self._on_connect)
         await self._stream.start(wait=10.0)
         self._tasks = [asyncio.create_task(self._watchdog(), name="live-watchdog")]

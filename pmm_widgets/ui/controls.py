@@ -387,7 +387,7 @@ class ControlPanel:
             self.message.value = ""
             self._msg_expires = None
         if s.kill is not None:
-            self.kill_result.value = self._kill_html(s.kill)
+            self.kill_result.value = self._kill_html(s.kill, running=s.running)
         elif s.running:  # a new engine runs: an old KILLED banner is history
             self.kill_result.value = ""
         if self._streaming:
@@ -539,9 +539,18 @@ class ControlPanel:
         self.refresh()
 
     @staticmethod
-    def _kill_html(k: KillResult) -> str:
-        color = "#1a7f37" if k.ok else "#cf222e"
+    def _kill_html(k: KillResult, running: bool = True) -> str:
+        """The kill banner: the result (cancelled, stopped or not, what the venue still reports), or, while
+        the engine's cancel runs (`KillResult.under_way`: no result yet, no count), that it is under way;
+        a kill begun whose engine ended without its result (`running` False) says so and what to check."""
         when = time.strftime("%H:%M:%S", time.localtime(float(k.ts)))
+        if k.under_way:
+            if running:
+                return (f'<span class="pmm-kill-under-way" style="color:#9a6700"><b>{html.escape(k.message)}…</b> '
+                        f'(since {when}): the result follows when the venue has answered</span>')
+            return (f'<span style="color:#cf222e"><b>KILL begun at {when}: its end was never recorded</b> (the '
+                    'engine ended first); check the venue for open orders</span>')
+        color = "#1a7f37" if k.ok else "#cf222e"
         return (f'<span style="color:{color}"><b>{html.escape(str(k.message))}</b> at {when}; '
                 f'engine {"stopped" if k.stopped else "NOT stopped"}; '
                 f'open orders now <span class="pmm-kill-open">{int(k.venue_open_after)}</span></span>')

@@ -133,6 +133,12 @@ class BrokerError(PmmError):
         super().__init__(f"{op}: " + (f"HTTP {status}: " if status is not None else "") + message)
 
 
+def said_for(op: str, exc: BrokerError) -> str:
+    """`exc` as a log line of the call `op` says it: its text names its own op already (`derive: HTTP
+    503: ...`), so `op` only when it differs (a `create` that failed inside the `derive` step)."""
+    return str(exc) if exc.op == op else f"{op}: {exc}"
+
+
 class BrokerClosed(BrokerError):
     """A call on a broker (or its order entry) after `aclose`/`close`: nothing was sent. Not
     transient: no retry, and a post refused so is not uncertain."""
@@ -232,9 +238,6 @@ def sdk_http() -> SdkHttp:
         return current
 
 
-DERIVE_API_KEY_PATH = "/auth/derive-api-key"  # the SDK's `endpoints.DERIVE_API_KEY`
-
-
 class RefusedDeriveFilter(logging.Filter):
     """Demotes to DEBUG what the SDK logs as an ERROR during `Broker.derive_creds`, and only on a
     thread inside `expecting()`: the venue's HTTP 400 to `GET /auth/derive-api-key` (this wallet has
@@ -282,6 +285,28 @@ def refused_derive_filter() -> RefusedDeriveFilter:
 L1_REFUSED = frozenset({401, 403})  # the venue's answers to an L1 signature it does not accept
 CHECK_WALLET = ("check that PMM_PRIVATE_KEY, PMM_SIGNATURE_TYPE and PMM_FUNDER are one account's (the key signs "
                 "for the funder) and this machine's clock")
+
+
+# the venue's answer to L2 headers (API key, secret, passphrase) it does not accept: `401 Unauthorized/Invalid
+# api key`; not a 403, which is the CLOB's geo-block (shared/polymarket-api.md), no fault of the credentials
+L2_REFUSED = frozenset({401})
+CHECK_API_CREDS = ("check that PMM_API_KEY, PMM_API_SECRET and PMM_API_PASSPHRASE belong to this wallet ({wallet}), "
+                   "or unset all three to derive them from PMM_PRIVATE_KEY; and this machine's clock")
+
+
+def api_creds_refused(exc: BrokerError, host: str, wallet: str | None, given: bool) -> str | None:
+    """What a live start says when the venue refused its L2 API credentials at their first use (the
+    reconcile's `open_orders`): one line naming the host and what to check (None: `exc` is no such
+    refusal). `given`: the credentials came from PMM_API_KEY/SECRET/PASSPHRASE (else the credential
+    step had just derived them). Never a secret: the BrokerError's text is scrubbed, the hint names
+    settings, and the wallet's address (the signer's, whom the credentials belong to) is public."""
+    if exc.status not in L2_REFUSED:
+        return None
+    head = f"cannot start live at {host}: the venue refused the API credentials"
+    if given:
+        return f"{head} ({exc}); {CHECK_API_CREDS.format(wallet=wallet or 'no wallet')}"
+    return (f"{head} it had just derived for wallet {wallet} ({exc}); check this machine's clock, "
+            "PMM_SIGNATURE_TYPE and PMM_FUNDER, and start again")
 
 
 def creds_failure(exc: BrokerError) -> str:
@@ -465,7 +490,7 @@ class Broker:
                     self.failures += 1
                     raise
                 self.retried += 1
-                log.info("%s: %s; retry %d in %.2fs", op, exc, attempt, delay)
+                log.info("%s; retry %d in %.2fs", said_for(op, exc), attempt, delay)
                 await asyncio.sleep(delay)
 
     async def _entry_call(self, op: str, fn: Callable[[], Awaitable[T]], retry: bool = True,
@@ -771,8 +796,8 @@ class Broker:
                 if delay is None or loop.time() + delay >= end or stop.is_set():
                     return give_up()
                 self.retried += 1
-                log.info("post_orders: %s; checking the venue for %d order(s), retry %d in %.2fs",
-                         exc, len(keys), attempt, delay)
+                log.info("%s; checking the venue for %d order(s), retry %d in %.2fs",
+                         said_for("post_orders", exc), len(keys), attempt, delay)
                 if await wait_set(stop, delay):
                     return give_up()  # a stop came during the pause: no new attempt
                 there = await self._already_at_venue([left[k][2] for k in keys])

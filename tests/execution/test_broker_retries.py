@@ -125,7 +125,7 @@ async def test_a_re_post_skips_what_the_venue_already_holds(broker, monkeypatch,
     with caplog.at_level(logging.INFO, logger="pmm_widgets.venue.broker"):
         out = await broker._post_idempotent(_orders(3), post)
     assert [r.getMessage() for r in caplog.records] == [
-        "post_orders: post_orders: HTTP 502: HTTP 502; checking the venue for 3 order(s), retry 1 in 0.00s"]
+        "post_orders: HTTP 502: HTTP 502; checking the venue for 3 order(s), retry 1 in 0.00s"]
     assert post.calls == [3, 2]  # the order the venue holds is not posted again
     assert reads == [False]  # one read, not retried itself
     assert [(out[k].ok, out[k].order_id) for k in range(3)] == [(True, "0xhash0"), (True, "0xhash1"), (True, "0xhash2")]

@@ -578,7 +578,7 @@ async def test_retries_are_counted_logged_and_bounded_by_the_deadline(make, capl
             await b.cancel_all()
     assert len(c.named("cancel_all")) == 3 and (b.retried, b.failures) == (2, 1)
     assert [r.getMessage() for r in caplog.records] == [
-        "cancel_all: cancel_all: HTTP 503: boom; retry 1 in 0.02s", "cancel_all: cancel_all: HTTP 503: boom; retry 2 in 0.04s"]
+        "cancel_all: HTTP 503: boom; retry 1 in 0.02s", "cancel_all: HTTP 503: boom; retry 2 in 0.04s"]
 
 
 async def test_a_broker_error_raised_in_the_worker_passes_through_unchanged(make):
@@ -844,7 +844,7 @@ async def test_a_refused_or_lost_fast_post_comes_back_per_order(signing, caplog)
     with caplog.at_level(logging.INFO, logger="pmm_widgets.venue.broker"):
         out = await b.post_orders(items)
     assert caplog.records[0].getMessage() == (
-        "post_orders: post_orders: ReadTimeout: ; checking the venue for 2 order(s), retry 1 in 0.00s")
+        "post_orders: ReadTimeout: ; checking the venue for 2 order(s), retry 1 in 0.00s")
     assert len(entry.calls) == 4 and entry.reads == 3  # each re-post after a look at the venue
     assert c.named("get_open_orders") == []  # (read through the order entry, not the SDK thread)
     for r, body, (_, _, neg) in zip(out, entry.calls[0][0], items):
@@ -953,7 +953,7 @@ async def test_sdk_order_ids_are_the_order_hashes_the_venue_will_answer_with(sdk
     with caplog.at_level(logging.INFO, logger="pmm_widgets.venue.broker"):
         out = await b.post_orders(items)
     assert [r.getMessage() for r in caplog.records] == [
-        "post_orders: post_orders: Request exception!; checking the venue for 4 order(s), retry 1 in 0.00s"]
+        "post_orders: Request exception!; checking the venue for 4 order(s), retry 1 in 0.00s"]
     assert len(v.posts) == 2 and v.posts[0] == v.posts[1]  # re-posted as signed, after a look at the venue
     assert [(r.ok, r.uncertain, r.order_id, r.error) for r in out] == [(False, False, None, "not enough balance")] * 4
     dry = await b.post_orders(items, dry_run=True)
@@ -1082,7 +1082,7 @@ async def test_each_call_names_itself_in_its_errors(make, monkeypatch, caplog):
     b._entry = FakeEntry(EntryError("cancel", "down", 503), all_canceled)  # type: ignore[assignment]
     with caplog.at_level(logging.INFO, logger="pmm_widgets.venue.broker"):
         await b.cancel(["0xa"])
-    assert [r.getMessage() for r in caplog.records] == ["cancel: cancel: HTTP 503: down; retry 1 in 0.00s"]
+    assert [r.getMessage() for r in caplog.records] == ["cancel: HTTP 503: down; retry 1 in 0.00s"]
 
 
 
@@ -1158,7 +1158,7 @@ async def test_an_sdk_batch_that_cannot_be_signed_never_loses_the_batches_alread
     assert [(r.quote, r.ok, r.status) for r in out[:15]] == [(q, True, "live") for q, _, _ in items[:15]]
     assert (out[15].quote, out[15].ok, out[15].uncertain, out[15].order_id) == (items[15][0], False, False, None)
     assert out[15].error == "Request exception!" and b.retried == 3 and b.failures == 1
-    assert caplog.records[0].getMessage() == "sign: sign: Request exception!; retry 1 in 0.00s"
+    assert caplog.records[0].getMessage() == "sign: Request exception!; retry 1 in 0.00s"
 
 
 async def test_a_balance_the_venue_did_not_give_is_an_error_not_zero(make):
