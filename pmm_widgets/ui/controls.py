@@ -551,9 +551,11 @@ class ControlPanel:
             return (f'<span style="color:#cf222e"><b>KILL begun at {when}: its end was never recorded</b> (the '
                     'engine ended first); check the venue for open orders</span>')
         color = "#1a7f37" if k.ok else "#cf222e"
+        # (a count the venue did not give, -1: "unknown", never a negative number of orders)
+        open_now = int(k.venue_open_after)
         return (f'<span style="color:{color}"><b>{html.escape(str(k.message))}</b> at {when}; '
                 f'engine {"stopped" if k.stopped else "NOT stopped"}; '
-                f'open orders now <span class="pmm-kill-open">{int(k.venue_open_after)}</span></span>')
+                f'open orders now <span class="pmm-kill-open">{open_now if open_now >= 0 else "unknown"}</span></span>')
 
     # ------------------------------------------------------------------ loops
     async def _ui_loop(self) -> None:
