@@ -101,6 +101,12 @@ class LiveError(PmmError):
     """Live trading cannot start or continue (missing credentials, venue refused auth)."""
 
 
+class VenueRefusedStart(LiveError, ExpectedFailure):
+    """The live start's first reconcile failed for good (the venue down after the retries, or
+    refusing this client): one line naming the host, not a crash (`pmm run` printed "engine
+    crashed: LiveError: cannot reconcile with the venue at …")."""
+
+
 class CredentialsFailed(LiveError, ExpectedFailure):
     """The live start's credential step failed for good (after its retries): the venue refused the
     wallet's signature, or did not answer (`creds_failure`); or the venue refused the L2 API
@@ -311,7 +317,7 @@ class LiveExchange:
             refused = api_creds_refused(exc, b.host, b.address, given)
             if refused is not None:
                 raise CredentialsFailed(refused) from None
-            raise LiveError(f"cannot reconcile with the venue at {b.host}: {exc}") from None
+            raise VenueRefusedStart(f"cannot start live at {b.host}: the first reconcile failed ({exc})") from None
         self._stream = UserStream(self.ws_url + "/user", self._ws_auth, self._on_event, on_connect=self._on_connect)
         await self._stream.start(wait=10.0)
         self._tasks = [asyncio.create_task(self._watchdog(), name="live-watchdog")]
