@@ -107,6 +107,27 @@ class LiveRun:
         self.sb.paused = True
         return self.venue_open()
 
+    async def probing(self, *, recover: bool) -> None:
+        """The circuit open (failing cycles), and a probe under way, held by a venue slow on its
+        reads (it holds the trade lock). `recover`: the cycles work again meanwhile (the circuit
+        closes at the first probe that gets through); else they keep failing."""
+        engine = self.engine
+        owner = engine.owner
+        await self.quoting_still()
+
+        async def boom(*a: object, **k: object) -> None:
+            raise ValueError("the venue fails")
+
+        engine.runtime.cycle.run_once = boom  # type: ignore[method-assign]  # failing cycles open the circuit
+        assert await until(lambda: owner._circuit.is_open, timeout=5)
+        if recover:
+            del engine.runtime.cycle.run_once  # (the class's again: what runs once the circuit closes)
+        self.sb.faults.update(latency_ms=1200, latency_methods="GET")  # a venue slow on its reads
+        n0 = len(self.arrived)
+        # the probe's count (GET /data/orders, held 1.2 s) reached the venue: the probe holds the trade lock
+        assert await until(lambda: any(r == "GET /data/orders" for _, r in self.arrived[n0:]), timeout=3)
+        assert owner._ctl.trade_lock.locked() and owner.probing
+
 
 @contextlib.asynccontextmanager
 async def live_engine(settings: Settings, *, stop_grace_sec: float | None = None, markets: int = 10, seed: int = 7,

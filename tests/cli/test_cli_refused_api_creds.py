@@ -10,12 +10,10 @@ exit 1 (README: a runtime failure at the venue, naming the host), no secret in i
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from cli_sandbox import pmm_on
 from eth_account import Account
 
 from pmm_widgets.errors import ExitCode
@@ -39,16 +37,7 @@ async def sb() -> AsyncIterator[Sandbox]:
 
 
 async def pmm(sb: Sandbox, tmp_path, creds: dict[str, str], *argv: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
-    env.update({"PMM_GAMMA_URL": sb.gamma_url, "PMM_CLOB_URL": sb.clob_url, "PMM_CLOB_WS_URL": sb.ws_url,
-                "PMM_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}", "PMM_PRIVATE_KEY": KEY, "PMM_RECORD": "off",
-                "PMM_UNIVERSE_SIZE": "4", **creds})
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pmm_widgets.cli", *argv, env=env,
-                                                cwd=str(tmp_path), stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await pmm_on(sb, tmp_path, KEY, *argv, env_extra=creds)
 
 
 def refused_line(sb: Sandbox) -> str:

@@ -12,12 +12,10 @@ naming the host); the SDK's line is said at `--log-level DEBUG` only. No secret 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from cli_sandbox import pmm_on
 
 from pmm_widgets.errors import ExitCode
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
@@ -36,17 +34,7 @@ async def refusing_sb() -> AsyncIterator[Sandbox]:
 
 
 async def pmm(sb: Sandbox, tmp_path, *argv: str) -> tuple[int, str, str]:
-    """`pmm ARGV` in its own process, production settings pointed at the sandbox's URLs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PMM_")}
-    env.update({"PMM_GAMMA_URL": sb.gamma_url, "PMM_CLOB_URL": sb.clob_url, "PMM_CLOB_WS_URL": sb.ws_url,
-                "PMM_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}", "PMM_PRIVATE_KEY": KEY, "PMM_RECORD": "off",
-                "PMM_UNIVERSE_SIZE": "4"})
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pmm_widgets.cli", *argv, env=env,
-                                                cwd=str(tmp_path), stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await pmm_on(sb, tmp_path, KEY, *argv)
 
 
 def refused(sb: Sandbox) -> str:

@@ -100,3 +100,22 @@ async def start_with_a_flaky_lease(eng: Any, fail: Callable[[], BaseException | 
     eng.add_state_listener(states.append)
     eng.start()
     return lease, states
+
+
+def paper_with_bids(n: int) -> Any:
+    """A paper exchange (its clock still at 100 s) with `n` bids resting on one market."""
+    from decimal import Decimal
+
+    from pmm_widgets.config import Params
+    from pmm_widgets.domain import BUY, Market, OrderStatus, Quote
+    from pmm_widgets.execution.paper import PaperExchange
+    from pmm_widgets.store.sink import MemorySink
+
+    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
+    market = Market(condition_id="0xc0", question="Q?", yes_token_id="y0", no_token_id="n0",
+                    tick_size=Decimal("0.01"), min_order_size=Decimal(5))
+    ex.set_markets([market])
+    placed = asyncio.run(ex.place([Quote("0xc0", "y0", BUY, Decimal("0.4") - Decimal("0.01") * i, Decimal(10))
+                                   for i in range(n)]))
+    assert all(o.status is OrderStatus.LIVE for o in placed)
+    return ex

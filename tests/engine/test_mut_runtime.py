@@ -17,17 +17,16 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from engine_helpers import paper_with_bids
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pmm_widgets.engine.runtime as runtime_mod
-from pmm_widgets.config import Params, Settings
-from pmm_widgets.domain import BUY, Market, OrderStatus, Quote
+from pmm_widgets.config import Settings
 from pmm_widgets.engine.commands import Command
 from pmm_widgets.engine.runtime import Runtime, cancel_and_verify, open_db, open_store
 from pmm_widgets.events import Event, EventKind, Level
@@ -86,17 +85,6 @@ def test_with_quick_settings_a_command_older_than_a_minute_never_applies(tmp_pat
 # the venue's faults (a refused cancel, a count that fails or still sees an order) are scripted
 # around its own methods.
 
-def _paper_with_bids(n: int) -> PaperExchange:
-    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
-    market = Market(condition_id="0xc0", question="Q?", yes_token_id="y0", no_token_id="n0",
-                    tick_size=Decimal("0.01"), min_order_size=Decimal(5))
-    ex.set_markets([market])
-    placed = asyncio.run(ex.place([Quote("0xc0", "y0", BUY, Decimal("0.4") - Decimal("0.01") * i, Decimal(10))
-                                   for i in range(n)]))
-    assert all(o.status is OrderStatus.LIVE for o in placed)
-    return ex
-
-
 class _Venue:
     """Scripted faults over a real exchange: each call's entry in the script (an exception to
     raise, an int to report instead, or None: the exchange's own answer), then the exchange's."""
@@ -140,13 +128,13 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def test_one_cancel_that_the_venue_confirms_is_enough(sleeps):
-    venue = _Venue(_paper_with_bids(3))
+    venue = _Venue(paper_with_bids(3))
     assert asyncio.run(cancel_and_verify(venue.ex)) == (3, 0, None)
     assert venue.calls == ["cancel_all", "count"] and sleeps == []  # no second round, no wait
 
 
 def test_a_refused_cancel_is_retried_after_a_pause_and_the_answer_that_follows_is_the_result(sleeps):
-    venue = _Venue(_paper_with_bids(2), cancels=[ConnectionError("venue 503")])
+    venue = _Venue(paper_with_bids(2), cancels=[ConnectionError("venue 503")])
     cancelled, open_after, err = asyncio.run(cancel_and_verify(venue.ex))
     # the venue confirmed 0 open: a clean KILL (its message used to append the refusal's "(error: ...)")
     assert (cancelled, open_after, err) == (2, 0, None)
@@ -155,36 +143,36 @@ def test_a_refused_cancel_is_retried_after_a_pause_and_the_answer_that_follows_i
 
 def test_the_result_is_what_the_last_attempt_got(sleeps):
     """A count seen before a later attempt failed is no longer the venue's: unknown, with the error."""
-    venue = _Venue(_paper_with_bids(2), counts=[2], cancels=[None, ConnectionError("503"), ConnectionError("503")])
+    venue = _Venue(paper_with_bids(2), counts=[2], cancels=[None, ConnectionError("503"), ConnectionError("503")])
     assert asyncio.run(cancel_and_verify(venue.ex)) == (2, -1, "ConnectionError: 503")
     assert venue.calls == ["cancel_all", "count", "cancel_all", "cancel_all"] and sleeps == [0.2, 0.2]
 
 
 def test_an_order_the_venue_still_shows_is_cancelled_again_up_to_the_attempts(sleeps):
-    venue = _Venue(_paper_with_bids(2), counts=[1, 1, 1, 1, 1, 1])
+    venue = _Venue(paper_with_bids(2), counts=[1, 1, 1, 1, 1, 1])
     cancelled, open_after, err = asyncio.run(cancel_and_verify(venue.ex))
     assert (cancelled, open_after, err) == (2, 1, None)  # the KILL is not ok: 1 still open
     assert venue.calls == ["cancel_all", "count"] * 3
     assert sleeps == [0.2, 0.2]  # between the attempts, none after the last
-    venue = _Venue(_paper_with_bids(1), counts=[1, 1, 1, 1])
+    venue = _Venue(paper_with_bids(1), counts=[1, 1, 1, 1])
     assert asyncio.run(cancel_and_verify(venue.ex, attempts=5)) == (1, 0, None)
     assert venue.calls == ["cancel_all", "count"] * 5
 
 
 def test_a_count_that_never_answers_leaves_the_open_count_unknown(sleeps):
-    venue = _Venue(_paper_with_bids(2), counts=[TimeoutError("no answer")] * 3)
+    venue = _Venue(paper_with_bids(2), counts=[TimeoutError("no answer")] * 3)
     assert asyncio.run(cancel_and_verify(venue.ex)) == (2, -1, "TimeoutError: no answer")
     assert venue.calls == ["cancel_all", "count"] * 3 and sleeps == [0.2, 0.2]
 
 
 def test_a_later_round_reports_the_venues_last_count(sleeps):
-    venue = _Venue(_paper_with_bids(2), counts=[2, None])
+    venue = _Venue(paper_with_bids(2), counts=[2, None])
     assert asyncio.run(cancel_and_verify(venue.ex)) == (2, 0, None)
     assert venue.calls == ["cancel_all", "count"] * 2
 
 
 def test_a_call_still_out_at_the_deadline_is_abandoned_and_the_count_is_unknown(sleeps):
-    venue = _Venue(_paper_with_bids(2))
+    venue = _Venue(paper_with_bids(2))
 
     async def never() -> int:
         venue.calls.append("count")
@@ -200,14 +188,14 @@ def test_a_call_still_out_at_the_deadline_is_abandoned_and_the_count_is_unknown(
 
 def test_no_pause_is_begun_that_would_end_past_the_deadline(sleeps):
     """The last attempt's result stands (its refusal), not a deadline that only the pause met."""
-    venue = _Venue(_paper_with_bids(2), cancels=[ConnectionError("503")] * 3)
+    venue = _Venue(paper_with_bids(2), cancels=[ConnectionError("503")] * 3)
     assert asyncio.run(cancel_and_verify(venue.ex, deadline_sec=0.1)) == (0, -1, "ConnectionError: 503")
     assert venue.calls == ["cancel_all"] and sleeps == []
 
 
 def test_the_default_deadline_is_the_stops_budget(sleeps, monkeypatch):
     monkeypatch.setattr(runtime_mod, "STOP_VERIFY_SEC", 0.1)
-    venue = _Venue(_paper_with_bids(1), cancels=[ConnectionError("503")] * 3)
+    venue = _Venue(paper_with_bids(1), cancels=[ConnectionError("503")] * 3)
     assert asyncio.run(cancel_and_verify(venue.ex)) == (0, -1, "ConnectionError: 503")
     assert venue.calls == ["cancel_all"]
 

@@ -19,38 +19,18 @@ import time
 
 import pytest
 from engine_helpers import until
-from venue_arrivals import LiveRun, live_engine
+from venue_arrivals import live_engine
 
 from pmm_widgets.config import Settings
 
 pytestmark = pytest.mark.integration
 
 
-async def _probing(run: LiveRun) -> None:
-    """The circuit open (failing cycles), and a probe under way, held by a venue slow on its reads;
-    the cycles work again (the circuit closes at the first probe that gets through)."""
-    engine = run.engine
-    owner = engine.owner
-    await run.quoting_still()
-
-    async def boom(*a: object, **k: object) -> None:
-        raise ValueError("the venue fails")
-
-    engine.runtime.cycle.run_once = boom  # type: ignore[method-assign]  # failing cycles open the circuit
-    assert await until(lambda: owner._circuit.is_open, timeout=5)
-    del engine.runtime.cycle.run_once  # (the class's again: what runs once the circuit closes)
-    run.sb.faults.update(latency_ms=1200, latency_methods="GET")  # a venue slow on its reads
-    n0 = len(run.arrived)
-    # the probe's count (GET /data/orders, held 1.2 s) reached the venue: the probe holds the trade lock
-    assert await until(lambda: any(r == "GET /data/orders" for _, r in run.arrived[n0:]), timeout=3)
-    assert owner._ctl.trade_lock.locked() and owner.probing
-
-
 async def test_a_pause_during_the_circuit_probe_is_taken_at_once_and_nothing_is_posted(fast_settings: Settings):
     async with live_engine(fast_settings, circuit_errors=2, circuit_probe_sec=0.2, universe_size=2) as run:
         engine = run.engine
         owner = engine.owner
-        await _probing(run)
+        await run.probing(recover=True)
         t0 = time.monotonic()
         await engine.pause(reason="pause button", by="test")
         took = time.monotonic() - t0

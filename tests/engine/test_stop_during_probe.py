@@ -19,7 +19,7 @@ import time
 
 import pytest
 from engine_helpers import until
-from venue_arrivals import LiveRun, live_engine
+from venue_arrivals import live_engine
 
 from pmm_widgets.config import Settings
 from pmm_widgets.engine.commands import CommandQueue
@@ -28,29 +28,11 @@ from pmm_widgets.store.db import make_engine
 pytestmark = pytest.mark.integration
 
 
-async def _probing(run: LiveRun) -> None:
-    """The circuit open (failing cycles), and a probe under way, held by a venue slow on its reads."""
-    engine = run.engine
-    owner = engine.owner
-    await run.quoting_still()
-
-    async def boom(*a: object, **k: object) -> None:
-        raise ValueError("the venue fails")
-
-    engine.runtime.cycle.run_once = boom  # type: ignore[method-assign]  # failing cycles open the circuit
-    assert await until(lambda: owner._circuit.is_open, timeout=5)
-    run.sb.faults.update(latency_ms=1200, latency_methods="GET")  # a venue slow on its reads
-    n0 = len(run.arrived)
-    # the probe's count (GET /data/orders, held 1.2 s) reached the venue: the probe holds the trade lock
-    assert await until(lambda: any(r == "GET /data/orders" for _, r in run.arrived[n0:]), timeout=3)
-    assert owner._ctl.trade_lock.locked()
-
-
 async def test_a_stop_during_the_circuit_probe_does_not_wait_for_it(fast_settings: Settings):
     async with live_engine(fast_settings, circuit_errors=2, circuit_probe_sec=0.2, universe_size=2) as run:
         engine = run.engine
         owner = engine.owner
-        await _probing(run)
+        await run.probing(recover=False)
         t0 = time.monotonic()
         stopping = asyncio.ensure_future(engine.stop())
         assert await until(lambda: owner.shutdown_started is not None, timeout=3)
@@ -72,7 +54,7 @@ async def test_a_kill_sent_by_another_face_during_the_circuit_probe_does_not_wai
     async with live_engine(fast_settings, circuit_errors=2, circuit_probe_sec=0.2, universe_size=2) as run:
         engine = run.engine
         owner = engine.owner
-        await _probing(run)
+        await run.probing(recover=False)
         face = CommandQueue(make_engine(fast_settings.db_url), issuer="face")
         t0 = time.monotonic()
         cid = await asyncio.to_thread(face.send, "kill", {})

@@ -12,29 +12,15 @@ A real paper exchange holds the orders; the venue's answers are scripted around 
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from typing import Any
 
+from engine_helpers import paper_with_bids
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmm_widgets.config import Params
-from pmm_widgets.domain import BUY, Market, OrderStatus, Quote
 from pmm_widgets.engine.runtime import cancel_and_verify
 from pmm_widgets.execution.exchange import CancelProgress
 from pmm_widgets.execution.paper import PaperExchange
-from pmm_widgets.store.sink import MemorySink
-
-
-def _paper_with_bids(n: int) -> PaperExchange:
-    ex = PaperExchange(Params(), MemorySink(), clock=lambda: 100.0, session="s")
-    market = Market(condition_id="0xc0", question="Q?", yes_token_id="y0", no_token_id="n0",
-                    tick_size=Decimal("0.01"), min_order_size=Decimal(5))
-    ex.set_markets([market])
-    placed = asyncio.run(ex.place([Quote("0xc0", "y0", BUY, Decimal("0.4") - Decimal("0.01") * i, Decimal(10))
-                                   for i in range(n)]))
-    assert all(o.status is OrderStatus.LIVE for o in placed)
-    return ex
 
 
 class _Attempts:
@@ -61,20 +47,20 @@ class _Attempts:
 
 
 def test_a_cut_attempt_does_not_carry_the_earlier_attempts_unanswered_posts():
-    venue = _Attempts(_paper_with_bids(2), [("posts", 2), ("hang", None)], counts=[1])
+    venue = _Attempts(paper_with_bids(2), [("posts", 2), ("hang", None)], counts=[1])
     cancelled, open_after, err = asyncio.run(cancel_and_verify(venue.ex, pause=0.01, deadline_sec=0.3))
     assert (cancelled, open_after) == (2, -1)
     assert err == "the venue's cancel-all not answered within the stop's 0.3 s deadline", err
 
 
 def test_a_failed_attempt_does_not_carry_the_earlier_attempts_unanswered_posts():
-    venue = _Attempts(_paper_with_bids(2), [("posts", 2), ("raise", ConnectionError("503")),
+    venue = _Attempts(paper_with_bids(2), [("posts", 2), ("raise", ConnectionError("503")),
                                             ("raise", ConnectionError("503"))], counts=[1])
     assert asyncio.run(cancel_and_verify(venue.ex, pause=0.0)) == (2, -1, "ConnectionError: 503")
 
 
 def test_the_last_attempts_own_unanswered_posts_are_said():
-    venue = _Attempts(_paper_with_bids(2), [("posts", 0), ("posts", 3)], counts=[1, 0])
+    venue = _Attempts(paper_with_bids(2), [("posts", 0), ("posts", 3)], counts=[1, 0])
     cancelled, open_after, err = asyncio.run(cancel_and_verify(venue.ex, pause=0.0, attempts=2, settle_sec=4.0))
     assert (cancelled, open_after) == (2, -1)
     assert err == "3 orders posted and not answered after 4 s: they may still come to rest", err
@@ -88,7 +74,7 @@ def test_the_note_counts_only_the_last_attempts_posts(unanswered: list[int], las
     if last_fails:
         script.append(("raise", ConnectionError("503")))
     attempts = len(script)
-    venue = _Attempts(_paper_with_bids(1), script, counts=[1] * attempts)
+    venue = _Attempts(paper_with_bids(1), script, counts=[1] * attempts)
     _, open_after, err = asyncio.run(cancel_and_verify(venue.ex, attempts=attempts, pause=0.0))
     last = 0 if last_fails else unanswered[-1]
     said = f"{last} orders posted and not answered" if last else "orders posted and not answered"

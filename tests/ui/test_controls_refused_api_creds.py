@@ -8,20 +8,15 @@ venue: open_orders: HTTP 401: Unauthorized/Invalid api key`: no host, nothing to
 
 from __future__ import annotations
 
-import asyncio
-import html
 from collections.abc import AsyncIterator
 
 import pytest
 from eth_account import Account
 from pydantic import SecretStr
-from ui_helpers import until
+from ui_helpers import start_refused_in_one_line
 
-from pmm_widgets.domain import Mode
-from pmm_widgets.engine import Engine
 from pmm_widgets.sandbox.auth_crypto import derive_creds
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
-from pmm_widgets.ui.controls import ControlPanel, render_status
 from pmm_widgets.venue.broker import CHECK_API_CREDS
 
 pytestmark = pytest.mark.integration
@@ -41,23 +36,6 @@ async def test_refused_api_creds_at_start_are_the_pages_one_line(settings, sb):
         gamma_url=sb.gamma_url, clob_url=sb.clob_url, clob_ws_url=sb.ws_url, private_key=SecretStr(KEY),
         api_key=SecretStr(OTHER.api_key), api_secret=SecretStr(OTHER.secret),
         api_passphrase=SecretStr(OTHER.passphrase), universe_size=4, record="off"))
-    engine = Engine(s, Mode.LIVE)
-    panel = ControlPanel(engine)
     line = (f"cannot start live at {sb.clob_url}: the venue refused the API credentials (open_orders: HTTP 401: "
             f"Unauthorized/Invalid api key); {CHECK_API_CREDS.format(wallet=Account.from_key(KEY).address)}")
-    try:
-        panel.start_engine()
-        assert await until(lambda: "could not start" in panel.message.value, timeout=30), panel.message.value
-        assert html.escape(line) in panel.message.value
-        logged = "".join(o.get("text", "") for o in panel.log.outputs)
-        assert f"ERROR error: {line}\n" in logged and f"the engine could not start or stopped: {line}\n" in logged
-        assert engine.state.last_error == line
-        status = render_status(engine.state)
-        assert f"error: {html.escape(line)}</span>" in status
-        page = panel.message.value + logged + status
-        assert "crashed" not in page and "LiveError" not in page and "CredentialsFailed" not in page
-        for secret in (KEY[2:], OTHER.secret, OTHER.passphrase):
-            assert secret not in page
-    finally:
-        await panel.close()
-        await asyncio.sleep(0)
+    await start_refused_in_one_line(s, line, (KEY[2:], OTHER.secret, OTHER.passphrase))

@@ -10,18 +10,13 @@ LiveError: ...`, and its status line `error: LiveError: ...`: no host, nothing t
 
 from __future__ import annotations
 
-import asyncio
-import html
 from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
-from ui_helpers import until
+from ui_helpers import start_refused_in_one_line
 
-from pmm_widgets.domain import Mode
-from pmm_widgets.engine import Engine
 from pmm_widgets.sandbox.server import Sandbox, SandboxConfig
-from pmm_widgets.ui.controls import ControlPanel, render_status
 from pmm_widgets.venue.broker import CHECK_WALLET
 
 pytestmark = pytest.mark.integration
@@ -39,22 +34,6 @@ async def test_a_refused_signature_at_start_is_the_pages_one_line(settings, refu
     sb = refusing_sb
     s = settings.model_copy(update=dict(gamma_url=sb.gamma_url, clob_url=sb.clob_url, clob_ws_url=sb.ws_url,
                                         private_key=SecretStr(KEY), universe_size=4, record="off"))
-    engine = Engine(s, Mode.LIVE)
-    panel = ControlPanel(engine)
     line = (f"cannot derive API credentials at {sb.clob_url}: the venue refused the wallet's signature (derive: "
             f"HTTP 401: Invalid L1 Request headers); {CHECK_WALLET}")
-    try:
-        panel.start_engine()
-        assert await until(lambda: "could not start" in panel.message.value, timeout=30), panel.message.value
-        assert html.escape(line) in panel.message.value
-        logged = "".join(o.get("text", "") for o in panel.log.outputs)
-        assert f"ERROR error: {line}\n" in logged and f"the engine could not start or stopped: {line}\n" in logged
-        assert engine.state.last_error == line
-        status = render_status(engine.state)  # what the page's refresh shows
-        assert f"error: {html.escape(line)}</span>" in status
-        page = panel.message.value + logged + status
-        assert "crashed" not in page and "LiveError" not in page and "CredentialsFailed" not in page
-        assert KEY[2:] not in page
-    finally:
-        await panel.close()
-        await asyncio.sleep(0)
+    await start_refused_in_one_line(s, line, (KEY[2:],))

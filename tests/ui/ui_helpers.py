@@ -85,3 +85,33 @@ async def until(cond: Callable[[], object], timeout: float = 3.0) -> bool:
             return True
         await asyncio.sleep(0.01)
     return bool(cond())
+
+
+async def start_refused_in_one_line(settings: Any, line: str, secrets: tuple[str, ...]) -> None:
+    """The operator app's live Start with `settings` (a venue that refuses the start): the page
+    says `line` as `pmm run live` does (an expected failure: the host, what to check), never
+    "engine crashed" nor an exception's type name, on its message line, in its log and on its
+    status line, and none of `secrets` anywhere."""
+    import html
+
+    from pmm_widgets.engine import Engine
+    from pmm_widgets.ui.controls import ControlPanel, render_status
+
+    engine = Engine(settings, Mode.LIVE)
+    panel = ControlPanel(engine)
+    try:
+        panel.start_engine()
+        assert await until(lambda: "could not start" in panel.message.value, timeout=30), panel.message.value
+        assert html.escape(line) in panel.message.value
+        logged = "".join(o.get("text", "") for o in panel.log.outputs)
+        assert f"ERROR error: {line}\n" in logged and f"the engine could not start or stopped: {line}\n" in logged
+        assert engine.state.last_error == line
+        status = render_status(engine.state)  # what the page's refresh shows
+        assert f"error: {html.escape(line)}</span>" in status
+        page = panel.message.value + logged + status
+        assert "crashed" not in page and "LiveError" not in page and "CredentialsFailed" not in page
+        for secret in secrets:
+            assert secret not in page
+    finally:
+        await panel.close()
+        await asyncio.sleep(0)
