@@ -126,7 +126,10 @@ class Charts:
         self.components.stream({"t": [t], "spread": [tt.spread], "inventory": [tt.inventory], "fees": [-tt.fees],
                                 "rebates": [tt.rebates], "rewards": [tt.rewards], "settlement": [tt.settlement]},
                                rollover=self.rollover)
-        self.fills.stream({"t": [t], "fpm": [state.totals.fills_per_min]}, rollover=self.rollover)
+        # a stopped engine (killed, stopped, not started) has no fill rate: the line breaks until a
+        # session runs (its last rate drawn flat over the stopped minutes read as trading)
+        fpm = state.totals.fills_per_min if state.running else NAN
+        self.fills.stream({"t": [t], "fpm": [fpm]}, rollover=self.rollover)
         for m in state.markets:
             h = self._history.get(m.condition_id)
             if h is None:

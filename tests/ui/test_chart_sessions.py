@@ -111,3 +111,14 @@ def test_backfilled_market_history_survives_refreshes_before_the_universe() -> N
     ch.update(EngineState(running=True, started_ts=1015.0, markets=[MarketRow("0xa", 1, "q", mid=0.42)]), 1017.0)
     ch.set_markets(EngineState(markets=[MarketRow("0xa", 1, "q", mid=0.42)]))
     assert ch.selected == "0xa" and ch.quotes.data["mid"] == [0.4, 0.41, 0.42]
+
+
+def test_fills_per_min_is_drawn_only_while_an_engine_runs() -> None:
+    """Seen after a KILL on the operator app: its last rate (25 fills/min) drawn flat over the
+    minutes the engine stood killed, as if it still traded; the history already left them out."""
+    ch = Charts(rollover=100)
+    ch.update(EngineState(running=True, started_ts=1000.0, totals=Totals(pnl=0.5, fills_per_min=25.0)), 1001.0)
+    ch.update(EngineState(running=False, started_ts=1000.0, totals=Totals(pnl=0.5, fills_per_min=25.0)), 1002.0)
+    ch.update(EngineState(running=False, started_ts=1000.0, totals=Totals(pnl=0.5, fills_per_min=25.0)), 1003.0)
+    assert ch.fills.data["fpm"][0] == 25.0 and all(math.isnan(v) for v in ch.fills.data["fpm"][1:])
+    assert ch.pnl.data["pnl"] == [0.5, 0.5, 0.5]  # the PnL stands: it is held, not a rate
