@@ -1069,7 +1069,7 @@ class OwnerSession:
         trade lock is free as soon as it has unwound. False when no cycle runs (or one is cut
         already, or the shutdown has begun)."""
         run = self._cycle_run
-        if run is None or self._cut_sent or self.stopping or run.done():
+        if run is None or self._cut_sent or self.stopping or run.done() or run is asyncio.current_task():
             return False
         self._cut_sent = True
         run.cancel()
