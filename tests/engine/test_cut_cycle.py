@@ -45,7 +45,7 @@ async def test_a_cut_ends_the_cycle_where_it_is_and_the_run_goes_on(fast_setting
     owner = _owner(fast_settings, db, body)
     assert not owner.cut_cycle()  # no cycle under way
     task = asyncio.create_task(_run(owner))
-    await entered.wait()
+    await asyncio.wait_for(entered.wait(), 2)
     assert owner.cut_cycle() and not owner.cut_cycle()  # once
     assert await asyncio.wait_for(task, 2) == (None, 0, True)
     assert steps == ["posting", "cut"] and not owner.cut_cycle()
@@ -63,7 +63,7 @@ async def test_a_cut_the_cycle_swallowed_is_taken_back_all_the_same(fast_setting
 
     owner = _owner(fast_settings, db, body)
     task = asyncio.create_task(_run(owner))
-    await entered.wait()
+    await asyncio.wait_for(entered.wait(), 2)
     assert owner.cut_cycle()
     assert await asyncio.wait_for(task, 2) == (done, 0, True)  # not seen cancelled: the loop goes on
 
@@ -78,7 +78,7 @@ async def test_a_stop_that_comes_with_a_cut_still_ends_the_run(fast_settings, db
 
     owner = _owner(fast_settings, db, body)
     task = asyncio.create_task(_run(owner))
-    await entered.wait()
+    await asyncio.wait_for(entered.wait(), 2)
     assert owner.cut_cycle()
     task.cancel()  # `Engine.stop` cancels the run
     done, _ = await asyncio.wait([task], timeout=2)
@@ -95,7 +95,7 @@ async def test_no_cut_once_the_shutdown_has_begun(fast_settings, db):
 
     owner = _owner(fast_settings, db, body)
     task = asyncio.create_task(_run(owner))
-    await entered.wait()
+    await asyncio.wait_for(entered.wait(), 2)
     owner.stopping = True  # the shutdown cancels every order already: it must not be interrupted
     assert not owner.cut_cycle()
     assert (await asyncio.wait_for(task, 2))[0] == "ended"

@@ -106,7 +106,8 @@ async def test_a_pause_during_a_held_post_cancels_what_it_places_when_it_lands(f
 
 
 async def test_a_pause_another_face_sends_during_a_held_cycle_does_not_wait_for_it(fast_settings: Settings):
-    async with live_engine(fast_settings, universe_size=2, **RETRYING) as run:
+    # (the default refresh, 3 s: the quote loop applies the pause at once after the cycle it cut, not a refresh later)
+    async with live_engine(fast_settings, universe_size=2, quote_refresh_sec=3.0, **RETRYING) as run:
         engine = run.engine
         n0 = await _held_at_venue(run, latency_ms=300, http_error_rate=1.0, http_error_methods="POST")
         assert await until(lambda: sum(r == "POST /orders" for _, r in run.arrived[n0:]) >= 2, timeout=3)
