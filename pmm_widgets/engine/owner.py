@@ -1067,9 +1067,13 @@ class OwnerSession:
         placements it had sent are the exchange's, which the pause's `cancel_settled` stops retrying,
         and what they place when their answer lands is cancelled by the next, paused, cycle. The
         trade lock is free as soon as it has unwound. False when no cycle runs (or one is cut
-        already, or the shutdown has begun)."""
+        already, or the shutdown has begun), and in paper and dry-run: no venue holds their
+        cycles (the paper venue answers in the process), and a paper cycle cut where it is would
+        not be what a replay of the session runs (the whole cycle, then the pause's cancel-all):
+        there the pause waits for the cycle under way, milliseconds, as before."""
         run = self._cycle_run
-        if run is None or self._cut_sent or self.stopping or run.done() or run is asyncio.current_task():
+        if (self.mode is not Mode.LIVE or run is None or self._cut_sent or self.stopping or run.done()
+                or run is asyncio.current_task()):
             return False
         self._cut_sent = True
         run.cancel()
@@ -1081,7 +1085,8 @@ class OwnerSession:
         as `Engine.stop` cancels it, and its shutdown (cancel all, verify) runs. A pause another
         face sent: the cycle is cut (`cut_cycle`) and the quote loop's next turn, at once, applies
         it with the commands before it, in order."""
-        seen = await self._command_sent(first_after=KILL_POLL_SEC, during="the quote cycle", pause=True)
+        seen = await self._command_sent(first_after=KILL_POLL_SEC, during="the quote cycle",
+                                        pause=self.mode is Mode.LIVE)  # (a cut is live's only: `cut_cycle`)
         if seen == "pause":
             self.cut_cycle()
             return

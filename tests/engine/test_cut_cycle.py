@@ -9,11 +9,15 @@ import contextlib
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from owner_fakes import Target, owner_session
 
+from pmm_widgets.domain import Mode
 
-def _owner(fast_settings: Any, db: Any, body: Any) -> Any:
+
+def _owner(fast_settings: Any, db: Any, body: Any, mode: Mode = Mode.LIVE) -> Any:
     owner = owner_session(fast_settings, db, Target())
+    owner.mode = mode  # (a cut is live's only)
     owner._one_cycle = body  # type: ignore[method-assign]
     return owner
 
@@ -99,3 +103,23 @@ async def test_no_cut_once_the_shutdown_has_begun(fast_settings, db):
     owner.stopping = True  # the shutdown cancels every order already: it must not be interrupted
     assert not owner.cut_cycle()
     assert (await asyncio.wait_for(task, 2))[0] == "ended"
+
+
+@pytest.mark.parametrize("mode", [Mode.PAPER, Mode.DRY_RUN])
+async def test_no_cut_in_paper_or_dry_run(fast_settings, db, mode):
+    """No venue holds their cycles, and a paper cycle cut where it is would not be what a replay
+    of the session runs: their pause waits for the cycle under way (milliseconds)."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def body() -> Any:
+        entered.set()
+        await release.wait()
+        return SimpleNamespace(kill_requested=False)
+
+    owner = _owner(fast_settings, db, body, mode)
+    task = asyncio.create_task(_run(owner))
+    await asyncio.wait_for(entered.wait(), 2)
+    assert not owner.cut_cycle()
+    release.set()
+    report, left, _ = await asyncio.wait_for(task, 2)
+    assert report is not None and left == 0  # the cycle ran to its end
