@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from ..venue.endpoints import Endpoints
 
 HANDOVER_SEC = 60.0  # a page opened this soon after the owning page's kernel stopped takes over
+# what a pause's cancel waits for placements posted and not answered yet (`Exchange.cancel_settled`):
+# nothing (the button returns at once; what they place is cancelled by the next cycle, paused)
+PAUSE_SETTLE_SEC = 0.0
 # (STOP_GRACE_SEC, from runtime: what a stop lets a quote cycle under way take to end on its own
 # before it interrupts it; the shutdown, which cancels first, then runs at once: see `Engine.stop`)
 
@@ -434,16 +437,21 @@ class Engine:
         """Hold no quotes (the cycle keeps running, market data and PnL stay live); cancel all now.
 
         The state carries why and who (`pause_note`), shown on every face. The pause is in force
-        at once; its cancel-all waits for a quote cycle under way (the trade lock: the cycle may be
-        posting), not for the circuit breaker's probe, which posts nothing: beside a probe it goes
-        to the venue at once (a pause used to wait out the probe, seconds on the slow venue that
-        opened the circuit), and the probe, when it succeeds, leaves quoting paused."""
+        at once, and so is its cancel-all. A quote cycle under way is cut where it is
+        (`OwnerSession.cut_cycle`): it posts nothing more, and the trade lock it held is free at
+        once (the pause used to wait for it: a cycle retrying a placement at a slow venue held the
+        pause button up to the HTTP deadline, its cancel-all reaching the venue only then). The
+        cancel is the exchange's `cancel_settled` without a wait: posts still out make no new
+        attempt, and what they place when their answer lands is cancelled by the next cycle,
+        paused. Beside the circuit breaker's probe, which posts nothing, the cancel-all goes at
+        once too, and the probe, when it succeeds, leaves quoting paused. A face's `pause`
+        command is seen by the cycle's watch, which cuts it the same way (`_cycle_watch`)."""
         if self.role == "attached":
             self._send_command("pause", {})
             return 0
         self._pause_note = f"{reason} by {by or self._owner_id} at {time.strftime('%H:%M:%S')}"
         self.set_params(quoting_paused=True, changed_by=by)
-        n = 0
+        n = unanswered = 0
         rt = self._rt
         if cancel and rt is not None:
             owner = self._owner
@@ -452,13 +460,16 @@ class Engine:
                 owner.record_cancel_all(time.time(), reason)
                 n = await rt.exchange.cancel_all()
             else:
+                if owner is not None:
+                    owner.cut_cycle()
                 async with self._ctl.trade_lock:
                     if self._owner is not None:  # (the pause itself is recorded by `set_params` above)
                         self._owner.record_cancel_all(time.time(), reason)
-                    n = await rt.exchange.cancel_all()
+                    n, unanswered = await rt.exchange.cancel_settled(PAUSE_SETTLE_SEC)
         # a reason that is a kind ("pause button") is the event's kind; a caller's own words go in the message
         kind = EventKind(reason) if reason in EventKind._value2member_map_ else EventKind.PAUSE
-        self.events.emit(Level.WARNING, kind, f"quoting paused ({reason}); {n} orders cancelled")
+        landing = f"; {unanswered} more posted, not answered yet: cancelled when they land" if unanswered else ""
+        self.events.emit(Level.WARNING, kind, f"quoting paused ({reason}); {n} orders cancelled{landing}")
         return n
 
     async def resume(self, by: str | None = None) -> None:

@@ -929,19 +929,21 @@ class QuoteCycle:
         venue: dict[str, bool] | None = None
         ask = getattr(exchange, "orders_scoring", None)
         ids = [i for s in samples for i in s.ids]
-        if self.mode is Mode.LIVE and callable(ask) and ids:
-            try:
-                venue = await ask(ids)
-            except Exception as exc:  # noqa: BLE001 (an estimate; the venue's answer is optional)
-                self.econ.bad_data(now, None, f"/orders-scoring failed: {type(exc).__name__}: {exc}")
-        # the rows hold 6 dp: each rounded down with the remainder carried to the market's next row,
-        # so they sum to the exact estimate less under one unit (rounded one by one, they lost ~½
-        # unit a row); the ledger adds the rows' amounts: the PnL, the DB rows (what `pmm report`
-        # and a restart read) and the replay's summary agree to the unit
-        rows = [replace(s, usd=self._usd_rows.round(s.market, s.usd)) for s in samples]
-        self.econ.record_samples(now, rows, venue)
-        for s in rows:
-            self.pnl.ledger(s.market).rewards += s.usd
+        try:
+            if self.mode is Mode.LIVE and callable(ask) and ids:
+                try:
+                    venue = await ask(ids)
+                except Exception as exc:  # noqa: BLE001 (an estimate; the venue's answer is optional)
+                    self.econ.bad_data(now, None, f"/orders-scoring failed: {type(exc).__name__}: {exc}")
+        finally:  # (also when a pause cuts the cycle during that read: the samples are kept, without it)
+            # the rows hold 6 dp: each rounded down with the remainder carried to the market's next row,
+            # so they sum to the exact estimate less under one unit (rounded one by one, they lost ~½
+            # unit a row); the ledger adds the rows' amounts: the PnL, the DB rows (what `pmm report`
+            # and a restart read) and the replay's summary agree to the unit
+            rows = [replace(s, usd=self._usd_rows.round(s.market, s.usd)) for s in samples]
+            self.econ.record_samples(now, rows, venue)
+            for s in rows:
+                self.pnl.ledger(s.market).rewards += s.usd
 
     async def resolve_market(self, now: float, market: str, winner_token: str | None, exchange: Exchange,
                              source: str, *, known: Market | None = None) -> bool:

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 # a lease halt that lasts this many TTLs ends the run instead of waiting for the DB forever
 LEASE_GIVE_UP_TTLS = 20
 # while the circuit probe or a quote cycle runs (the quote loop reads no command meanwhile): how
-# often a kill sent by another face is looked for (`OwnerSession._kill_sent`)
+# often a kill (and, during a cycle, a pause) sent by another face is looked for (`OwnerSession._command_sent`)
 KILL_POLL_SEC = 0.25
 
 LoadUniverse = Callable[..., Awaitable[list[Market]]]
@@ -240,6 +240,10 @@ class OwnerSession:
         self.cycle_errors = 0  # quote cycles that failed (each one an `events` row, never a crash)
         # the circuit probe holds the trade lock (it posts nothing: a pause cancels beside it, `Engine.pause`)
         self.probing = False
+        # the quote cycle under way: the run's task while it runs (`_watched_cycle`), and whether a
+        # pause cut it (`cut_cycle`: the cancel this session sent the task, taken back when it ends)
+        self._cycle_run: asyncio.Task[Any] | None = None
+        self._cut_sent = False
 
     # ---------------------------------------------------------------- what the facade reads
     @property
@@ -545,6 +549,7 @@ class OwnerSession:
                     # library may): the run is being cancelled all the same, so it ends (orders first)
                     raise asyncio.CancelledError
                 t0 = loop.time()
+                cut = False
                 try:
                     await self._apply_commands()
                     if self._ctl.stop.is_set():
@@ -557,12 +562,15 @@ class OwnerSession:
                     else:
                         await self._after_venue_minute()
                         t_cycle = time.monotonic()
-                        report = await self._cycle_heeding_kills()  # its breaches are already events (risk emits them)
-                        self._cycle_wall = time.monotonic() - t_cycle
+                        report = await self._watched_cycle()  # its breaches are already events (risk emits them)
+                        # None: cut by a pause (`cut_cycle`); the next turn comes at once (a face's pause is read there)
+                        cut = report is None
+                        if report is not None:
+                            self._cycle_wall = time.monotonic() - t_cycle
                         cycles_run += 1
                         if cycles_run == GC_REFREEZE_CYCLE and pacer is not None:
                             freeze_heap()  # the per-market state the first cycles built (see freeze_heap)
-                        if report.kill_requested:
+                        if report is not None and report.kill_requested:
                             self.events.emit(Level.ERROR, EventKind.RISK_KILL, "risk limits requested a kill")
                             self._ctl.kill_requested = True
                             self._ctl.stop.set()
@@ -575,7 +583,7 @@ class OwnerSession:
                     await self._cycle_failed(f"{type(exc).__name__}: {exc}")
                 if pacer is not None:
                     pacer.between_cycles()
-                delay = self.settings.quote_refresh_sec - (loop.time() - t0)
+                delay = 0.0 if cut else self.settings.quote_refresh_sec - (loop.time() - t0)
                 # wake just after the venue's reward-sampling minute, so the estimate sees the book it samples
                 econ = self.runtime.cycle.econ
                 now = time.time()
@@ -804,7 +812,7 @@ class OwnerSession:
         flight, then read the venue's count and reconcile, on a venue slow enough to have opened
         the circuit): the shutdown's cancel and verification are the same sequence, and a stop
         used to wait its whole grace for a cycle under way (2 s) before it interrupted the probe.
-        So does a kill another face sends meanwhile (`_kill_sent`): the quote loop reads commands
+        So does a kill another face sends meanwhile (`_command_sent`): the quote loop reads commands
         between two of its turns only, after the probe, while that face waits for the result.
         A pause meanwhile does not wait for it either: the probe posts nothing, so the pause's
         cancel-all goes beside it (`probing`, `Engine.pause`); a probe that then succeeds closes
@@ -818,7 +826,7 @@ class OwnerSession:
                 try:
                     checks = self._venue_checks()
                     if checks is not None:
-                        watch = asyncio.ensure_future(self._kill_sent())
+                        watch = asyncio.ensure_future(self._command_sent())
                         try:
                             await unless_set(checks.probe(), self._ctl.stop)
                         finally:
@@ -1022,35 +1030,76 @@ class OwnerSession:
                 if me is None or not me.cancelling():
                     await asyncio.wait({pending}, timeout=ttl)
 
-    async def _cycle_heeding_kills(self) -> CycleReport:
-        """`_one_cycle`, with a kill another face sends meanwhile taken within `KILL_POLL_SEC` of
-        the cycle's first `KILL_POLL_SEC` (`_kill_watch`). The quote loop reads commands between
-        two of its turns: a cycle held by a slow venue (posts retrying, up to the HTTP deadline)
-        held an attached face's KILL as long, the face waiting for its result. A healthy cycle
-        ends before the watch's first look."""
-        watch = asyncio.ensure_future(self._kill_watch(asyncio.current_task()))
+    async def _watched_cycle(self) -> CycleReport | None:
+        """`_one_cycle`, watched (`_cycle_watch`): a kill another face sends meanwhile is taken within
+        `KILL_POLL_SEC` of the cycle's first `KILL_POLL_SEC`; a pause, this face's (`Engine.pause`)
+        or another's (a `pause` command the watch sees), ends the cycle where it is (`cut_cycle`):
+        None then. The quote loop reads commands between two of its turns: a cycle held by a slow
+        venue (posts retrying, up to the HTTP deadline) held an attached face's KILL as long, the
+        face waiting for its result, and any pause too. A healthy cycle ends before the watch's
+        first look."""
+        me = asyncio.current_task()
+        self._cycle_run, self._cut_sent = me, False
+        watch = asyncio.ensure_future(self._cycle_watch(me))
         try:
             return await self._one_cycle()
+        except asyncio.CancelledError:
+            if self._cut_sent and me is not None:
+                self._cut_sent = False
+                if me.uncancel() == 0:  # the cut's cancel, and no other (a stop's, a kill's: raised)
+                    return None
+            raise
         finally:
+            self._cycle_run = None
+            if self._cut_sent and me is not None:  # the cycle ended on its own although cut (it swallowed
+                self._cut_sent = False  # the cancel): taken back all the same, so the run is not seen cancelled
+                me.uncancel()
             await cancel_and_wait(watch)  # (as the probe's watch: ended and waited for)
 
-    async def _kill_watch(self, run: asyncio.Task[Any] | None) -> None:
-        """A cycle's watch: a kill taken (`_kill_sent`: the stop set), the cycle gets the stop's
-        grace to end, as a local kill's `Engine.stop` gives it; still running, the run is
-        cancelled as `Engine.stop` cancels it, and its shutdown (cancel all, verify) runs."""
-        if not await self._kill_sent(first_after=KILL_POLL_SEC, during="the quote cycle"):
+    def cut_cycle(self) -> bool:
+        """A pause: the quote cycle under way ends where it is, at once (its task is cancelled as
+        `Engine.stop` cancels it, the cancel taken back when the cycle has ended: the run goes on).
+        It posts nothing more: its next step is the cancel (a step that was due runs no further);
+        placements it had sent are the exchange's, which the pause's `cancel_settled` stops retrying,
+        and what they place when their answer lands is cancelled by the next, paused, cycle. The
+        trade lock is free as soon as it has unwound. False when no cycle runs (or one is cut
+        already, or the shutdown has begun), and in paper and dry-run: no venue holds their
+        cycles (the paper venue answers in the process), and a paper cycle cut where it is would
+        not be what a replay of the session runs (the whole cycle, then the pause's cancel-all):
+        there the pause waits for the cycle under way, milliseconds, as before."""
+        run = self._cycle_run
+        if (self.mode is not Mode.LIVE or run is None or self._cut_sent or self.stopping or run.done()
+                or run is asyncio.current_task()):
+            return False
+        self._cut_sent = True
+        run.cancel()
+        return True
+
+    async def _cycle_watch(self, run: asyncio.Task[Any] | None) -> None:
+        """A cycle's watch. A kill taken (`_command_sent`: the stop set): the cycle gets the stop's
+        grace to end, as a local kill's `Engine.stop` gives it; still running, the run is cancelled
+        as `Engine.stop` cancels it, and its shutdown (cancel all, verify) runs. A pause another
+        face sent: the cycle is cut (`cut_cycle`) and the quote loop's next turn, at once, applies
+        it with the commands before it, in order."""
+        seen = await self._command_sent(first_after=KILL_POLL_SEC, during="the quote cycle",
+                                        pause=self.mode is Mode.LIVE)  # (a cut is live's only: `cut_cycle`)
+        if seen == "pause":
+            self.cut_cycle()
+            return
+        if seen != "kill":
             return
         await asyncio.sleep(runtime.STOP_GRACE_SEC)  # (cancelled here when the cycle ends within it)
         if run is not None and self.shutdown_started is None:
             run.cancel()
 
-    async def _kill_sent(self, every: float = KILL_POLL_SEC, *, first_after: float = 0.0,
-                         during: str = "the venue probe") -> bool:
+    async def _command_sent(self, every: float = KILL_POLL_SEC, *, first_after: float = 0.0,
+                            during: str = "the venue probe", pause: bool = False) -> str | None:
         """Until stopped: every `every` seconds, look for a `kill` command; one found is taken as
-        `_apply_commands` takes it (its result is written by the shutdown) and stops the run. The
-        other commands wait for the quote loop, which reads them in order between its turns.
-        `first_after`: seconds before the first look (a cycle's watch: most cycles end sooner).
-        True when it took a kill; False when the run was stopped otherwise."""
+        `_apply_commands` takes it (its result is written by the shutdown) and stops the run:
+        "kill". With `pause`, a `pause` command found (and no kill) is said and left to the quote
+        loop: "pause". The other commands wait for the quote loop, which reads them in order
+        between its turns. `first_after`: seconds before the first look (a cycle's watch: most
+        cycles end sooner). None when the run was stopped otherwise."""
         commands = self._dbh.commands
         if first_after > 0:
             await asyncio.sleep(first_after)  # (a cycle's watch is cancelled when the cycle ends)
@@ -1064,9 +1113,13 @@ class OwnerSession:
             if kill is not None:
                 self.events.emit(Level.WARNING, EventKind.COMMAND, f"kill from {kill.origin}: ending {during}")
                 self._take_kill(kill.id)
-                return True
+                return "kill"
+            held = next((cmd for cmd in pending if cmd.kind == "pause"), None) if pause else None
+            if held is not None:
+                self.events.emit(Level.INFO, EventKind.COMMAND, f"pause from {held.origin}: ending {during}")
+                return "pause"
             await wait_set(self._ctl.stop, every)
-        return False
+        return None
 
     def _take_kill(self, command_id: int) -> None:
         """A `kill` command: applied after the shutdown, with the verified result (see _shutdown)."""

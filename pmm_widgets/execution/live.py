@@ -511,14 +511,17 @@ class LiveExchange:
             _log_unheard(what, exc)
 
     async def cancel_settled(self, settle_sec: float, progress: CancelProgress | None = None) -> tuple[int, int]:
-        """`Exchange.cancel_settled`: the one sequence of a stop, a close and a probe. The
-        cancel-all leaves at once; then the placements posted and not answered yet are waited
-        for (`settle_inflight`) and what they placed meanwhile (open here, venue id known) is
-        cancelled. A cancel-all that fails with posts in flight is tried again after the wait (its
-        error raises only if that one fails too); when the first one succeeded, a failure of the
-        second is logged, not raised: what it left rests at the venue, and the caller's count
-        (a stop's verification, the probe's) sees it."""
+        """`Exchange.cancel_settled`: the one sequence of a stop, a close, a probe and a pause. The
+        placements posted and not answered yet make no new attempt from its start (a retry sent
+        during the cancel-all's round trip placed orders after it); the cancel-all leaves at once;
+        then those placements are waited for (`settle_inflight`; a pause waits 0 s) and what they
+        placed meanwhile (open here, venue id known) is cancelled. A cancel-all that fails with
+        posts in flight is tried again after the wait (its error raises only if that one fails
+        too); when the first one succeeded, a failure of the second is logged, not raised: what it
+        left rests at the venue, and the caller's count (a stop's verification, the probe's) sees it."""
         prog = CancelProgress() if progress is None else progress
+        if self._posts:
+            self._venue.stop_posting()
         try:
             n, failed = await self.cancel_all(), False
         except Exception:
@@ -542,7 +545,7 @@ class LiveExchange:
         return n, left
 
     async def settle_inflight(self, timeout: float) -> int:
-        """A stop's: wait (at most `timeout` s, and no longer than one HTTP timeout) for the
+        """A stop's (a probe's, a pause's): wait (at most `timeout` s, and no longer than one HTTP timeout) for the
         placements posted and not answered yet (`_send_places`: a cancelled caller leaves them
         running); from then on they make no new attempt (`Broker.stop_posting`). What they leave
         resting is then open here (LIVE, venue id known) for a cancel. Returns the orders still

@@ -756,7 +756,7 @@ class Broker:
         return results
 
     def stop_posting(self) -> None:
-        """A stop (or the circuit's probe, which waits as a stop does): the posts under way send no
+        """A stop (or the circuit's probe, which waits as a stop does, or a pause): the posts under way send no
         new attempt (their retry ends at once, with what they have: a refused batch refused, a lost
         answer uncertain under the orders' hashes). A request already sent is still waited for:
         only its answer tells whether orders rest. Posts started later retry as usual: the probe's
@@ -806,6 +806,8 @@ class Broker:
                         q, _, oid = left.pop(k)
                         out[k] = PlaceResult(q, True, oid, "live")
                         self.dedup_hits += 1
+                if stop.is_set() and left:  # a stop during that read: no new attempt either
+                    return give_up(keys=[k for k in keys if k in left])
                 continue
             for n, k in enumerate(keys):
                 q, _, oid = left.pop(k)

@@ -3,7 +3,7 @@ the HTTP deadline) is taken within a poll, not after the cycle.
 
 An attached face's KILL is a `commands` row the quote loop reads between two of its turns: the
 whole cycle held it (measured: the shutdown began 6.0 s after the kill with a cycle held 6 s), the
-face waiting for the result meanwhile. Now the cycle is watched (`OwnerSession._cycle_heeding_kills`):
+face waiting for the result meanwhile. Now the cycle is watched (`OwnerSession._watched_cycle`):
 a kill is taken within `KILL_POLL_SEC` of the cycle's first `KILL_POLL_SEC`, the cycle gets the
 stop's grace (as a local kill's stop gives it), then the shutdown cancels and verifies."""
 
