@@ -29,12 +29,14 @@ pytestmark = pytest.mark.integration
 
 def spy_cancels(ex: Any) -> Counter[str]:
     """Orders each caller's `cancel_all` / `cancel_market` cancelled, by the calling function's
-    name (the exchange's own methods, called through)."""
+    name (the exchange's own methods, called through; through `cancel_settled`, its caller's)."""
     by: Counter[str] = Counter()
     cancel_all, cancel_market = ex.cancel_all, ex.cancel_market
 
     async def all_() -> int:
         who = sys._getframe(1).f_code.co_name
+        if who == "cancel_settled":  # (the exchange's own sequence: its caller is the one that asked)
+            who = sys._getframe(2).f_code.co_name
         n = await cancel_all()
         by[who] += n
         return n
