@@ -915,10 +915,17 @@ class OwnerSession:
         return max(1.0, self.settings.lease_ttl_sec * 2 / 3 - 0.5)
 
     async def _cancel_now(self, budget: float) -> tuple[int, str]:
-        """cancel_all within `budget` seconds; waits for a running cycle (the trade lock) for half of it."""
+        """cancel_all within `budget` seconds. A live quote cycle under way is cut first, as a
+        pause cuts it (`cut_cycle`: it posts nothing more, the trade lock is free at once; a halt
+        waited up to half its budget for a cycle retrying at a slow venue, its cancel-all
+        reaching the venue only then); a cycle not cut (paper, or the halt comes from inside the
+        cycle's own task) is waited for, for half of the budget. The cancel is the exchange's
+        `cancel_settled` without a wait: the posts still out make no new attempt, and what they
+        place when their answer lands is cancelled by the next cycle (quoting is off)."""
         rt = self._rt
         if rt is None:
             return 0, ""
+        self.cut_cycle()
         got = False
         try:
             await within(self._ctl.trade_lock.acquire(), budget / 2)
@@ -926,7 +933,7 @@ class OwnerSession:
         except TimeoutError:
             pass  # a cycle is stuck at the venue: cancel anyway (the exchange serialises its own calls)
         try:
-            return await within(rt.exchange.cancel_all(), budget / 2), ""
+            return (await within(rt.exchange.cancel_settled(0.0), budget / 2))[0], ""
         except Exception as exc:  # noqa: BLE001 - reported; the shutdown path retries
             return 0, f" (cancel failed: {type(exc).__name__}: {exc}; the shutdown path retries)"
         finally:
