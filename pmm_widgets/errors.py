@@ -28,6 +28,18 @@ class ExpectedFailure(PmmError):
     without "engine crashed" (exit 1, a runtime failure), the engine's event and the app say it the same way."""
 
 
+def crash_text(exc: BaseException) -> str:
+    """What a run that ended with `exc` says (the state's `last_error`, a face's log): an expected
+    failure's own one line (`ExpectedFailure`: no crash), else the exception's type and text."""
+    return str(exc) if isinstance(exc, ExpectedFailure) else f"{type(exc).__name__}: {exc}"
+
+
+def crash_event(exc: BaseException) -> str:
+    """The engine's ERROR event for a run that ended with `exc`: an expected failure's own line,
+    else `engine crashed: <type>: <text>`."""
+    return crash_text(exc) if isinstance(exc, ExpectedFailure) else f"engine crashed: {crash_text(exc)}"
+
+
 class ExitCode(enum.IntEnum):
     """Process exit codes of `pmm`, `python -m pmm_widgets.engine` and `python -m
     pmm_widgets.sandbox` (README's exit-code table lists the same, a test compares them)."""

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from ..config import PARAM_FIELDS, Params, Settings, Venue, format_validation_error
 from ..domain import Mode
-from ..errors import ExpectedFailure, PmmError
+from ..errors import PmmError, crash_event, crash_text
 from ..events import Event, EventBus, EventKind, Level
 from ..store.db import first_line
 from ..store.sink import Sink
@@ -41,7 +41,7 @@ from ..tasks import spawn, to_thread_undone_on_cancel, wait_set
 from .attached import AttachedSession, RemoteParams, kill_on_record
 from .attached import jsonable as _jsonable
 from .lease import new_owner_id
-from .owner import LoadUniverse, OwnerSession, RunControl, crash_text
+from .owner import LoadUniverse, OwnerSession, RunControl
 from .runtime import STOP_GRACE_SEC, DbHandles, Runtime, Store, open_db
 from .state import EngineState, KillResult, params_to_json
 
@@ -644,8 +644,7 @@ class Engine:
             msg = crash_text(exc)
             self._publish(replace(self._state, running=False, last_error=msg))
             if not self._crash_reported:
-                self.events.emit(Level.ERROR, EventKind.ERROR,
-                                 msg if isinstance(exc, ExpectedFailure) else f"engine crashed: {msg}")
+                self.events.emit(Level.ERROR, EventKind.ERROR, crash_event(exc))
         self._ctl.role.set()
 
 

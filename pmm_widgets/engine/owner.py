@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from ..config import Params, Settings, format_validation_error
 from ..domain import Market, Mode
-from ..errors import ExpectedFailure, PmmError
+from ..errors import PmmError, crash_event, crash_text
 from ..events import EventBus, EventKind, Level
 from ..execution.latency_model import save_round_trips
 from ..store.db import first_line
@@ -77,12 +77,6 @@ def _renew_with(lease: Lease, state: EngineState, now: float) -> bool:
 
 # `PMM_GC_FREEZE`: frozen once more after this many cycles (the per-market state they built)
 GC_REFREEZE_CYCLE = 5
-
-
-def crash_text(exc: BaseException) -> str:
-    """What a run that ended with `exc` says (the state's `last_error`): an expected failure's own
-    one line (`ExpectedFailure`: no crash), else the exception's type and text."""
-    return str(exc) if isinstance(exc, ExpectedFailure) else f"{type(exc).__name__}: {exc}"
 
 
 class StartAborted(PmmError, RuntimeError):
@@ -305,10 +299,8 @@ class OwnerSession:
                 self._publish(replace(self._state(), last_error=msg))
                 if isinstance(exc, StartAborted):  # a stop asked for during the start: nothing was quoted
                     self.events.emit(Level.WARNING, EventKind.ENGINE_STOP, str(exc))
-                elif isinstance(exc, ExpectedFailure):  # e.g. the venue refused the wallet: its one line
-                    self.events.emit(Level.ERROR, EventKind.ERROR, msg)
-                else:
-                    self.events.emit(Level.ERROR, EventKind.ERROR, f"engine crashed: {msg}")
+                else:  # (an expected failure, e.g. the venue refused the wallet: its one line, no crash)
+                    self.events.emit(Level.ERROR, EventKind.ERROR, crash_event(exc))
                 self.crash_reported = True
                 crash = exc  # raised after the group (a group would wrap it in an ExceptionGroup)
             finally:

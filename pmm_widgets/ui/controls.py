@@ -755,12 +755,11 @@ class ControlPanel:
             self._report_error(task, task.exception())  # type: ignore[arg-type]
 
     def _report_error(self, task: asyncio.Task[Any], exc: BaseException) -> None:
-        from ..errors import ExpectedFailure, describe
+        from ..errors import crash_text, describe
 
         what = "the engine could not start or stopped" if task.get_name() == "pmm-engine" else task.get_name()
         line = describe(exc, self.settings.db_url)
-        said = line if isinstance(exc, ExpectedFailure) else f"{type(exc).__name__}: {exc}"  # no crash: its line
-        self.log.append_stderr(f"{what}: {said}\n")
+        self.log.append_stderr(f"{what}: {crash_text(exc)}\n")  # (an expected failure: its own line, no crash)
         self._msg(f"{what}: {line} — fix it (env.example lists every setting) and press Start", error=True,
                   ttl=3600.0)
 
