@@ -53,7 +53,16 @@ from ..store.recorder import DbRecorder, as_recorder, persisting_bus
 from ..store.sink import Sink
 from ..tasks import spawn, to_thread_undone_on_cancel, within
 from ..ticks import to_decimal
-from ..venue.broker import Broker, BrokerError, CancelError, Creds, PlaceResult, api_creds_refused, creds_failure
+from ..venue.broker import (
+    Broker,
+    BrokerError,
+    CancelError,
+    Creds,
+    PlaceResult,
+    api_creds_refused,
+    call_options,
+    creds_failure,
+)
 from ..venue.user_stream import UserStream, UserStreamHealth
 from ..venue.wire import (
     Liquidity,
@@ -284,8 +293,7 @@ class LiveExchange:
         creds = Creds(s.api_key, s.api_secret, s.api_passphrase) if s.has_l2_creds else None  # type: ignore[arg-type]
         return Broker(self.clob_url, s.chain_id, s.private_key, creds=creds, signature_type=s.signature_type,
                       funder=s.funder or None, fast=s.fast_orders, max_inflight=s.max_inflight_requests,
-                      timeout=s.http_timeout_sec, retries=s.venue_retries, backoff_base=s.venue_backoff_sec,
-                      backoff_cap=s.venue_backoff_cap_sec, deadline=s.http_deadline_sec)
+                      **call_options(s))
 
     async def start(self) -> None:
         """Live: derive L2 creds if needed, load the DB history, reconcile, open the user stream,

@@ -18,7 +18,7 @@ from typing import TextIO
 from ..config import Settings
 from ..errors import ExitCode
 from ..tasks import to_thread_undone_on_cancel
-from .broker import Broker, BrokerError, Creds, creds_failure
+from .broker import Broker, BrokerError, Creds, call_options, creds_failure
 
 
 def masked(value: str, keep: int = 0) -> str:
@@ -39,9 +39,7 @@ async def derive(settings: Settings, clob_url: str) -> tuple[str, Creds]:
     # client: ~0.4 s of CPU, off the loop the embedded sandbox answers on)
     broker = await to_thread_undone_on_cancel(functools.partial(
         Broker, clob_url, settings.chain_id, settings.private_key, signature_type=settings.signature_type,
-        funder=settings.funder or None, timeout=settings.http_timeout_sec, retries=settings.venue_retries,
-        backoff_base=settings.venue_backoff_sec, backoff_cap=settings.venue_backoff_cap_sec,
-        deadline=settings.http_deadline_sec), Broker.close)
+        funder=settings.funder or None, **call_options(settings)), Broker.close)
     try:
         creds = await broker.derive_creds()
         return str(broker.address), creds

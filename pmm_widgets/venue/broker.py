@@ -88,7 +88,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -102,6 +102,9 @@ from .order_entry import EntryClosed, EntryError, OrderEntry
 from .signer import OrderSigner, SignedOrder, SignerError
 from .tls import client_context
 from .wire import Trade, VenueOrder, WireError, convert, convert_all
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +320,15 @@ def creds_failure(exc: BrokerError) -> str:
     if exc.status in L1_REFUSED:
         return f"the venue refused the wallet's signature ({exc}); {CHECK_WALLET}"
     return str(exc)
+
+
+def call_options(settings: Settings) -> dict[str, Any]:
+    """The `Broker` arguments every venue call's timeout and retries come from (`PMM_HTTP_TIMEOUT_SEC`,
+    `PMM_VENUE_RETRIES`, the backoff, `PMM_HTTP_DEADLINE_SEC`): the live exchange's broker and
+    `pmm auth derive`'s take the same ones."""
+    s = settings
+    return {"timeout": s.http_timeout_sec, "retries": s.venue_retries, "backoff_base": s.venue_backoff_sec,
+            "backoff_cap": s.venue_backoff_cap_sec, "deadline": s.http_deadline_sec}
 
 
 def _secret(v: SecretStr | str | None) -> str | None:
