@@ -204,6 +204,18 @@ def _settings(base: Settings | None, seed: int, markets: int, speed: float, tmp:
     return Settings(_env_file=None, **{**(base.model_dump() if base is not None else {}), **fields})  # type: ignore[call-arg]
 
 
+async def _start_within_limit(engine: Any) -> tuple[asyncio.Task[None], bool]:
+    """`engine.start()`, then wait until it has started (its DB, its markets: `wait_role`), at most
+    `START_LIMIT_SEC`: (the run's task, whether it started in time and runs). A run's time counts
+    from then: the set-up takes seconds on a loaded host, and counted against the run, which then
+    recorded less than asked (or nothing)."""
+    run = engine.start()
+    asked = time.monotonic()
+    with contextlib.suppress(Exception):  # a start that failed: said by the engine, no markets
+        await engine.wait_role(timeout=START_LIMIT_SEC)
+    return run, not run.done() and time.monotonic() - asked < START_LIMIT_SEC  # (else the wait ran out)
+
+
 async def run_live(seed: int, markets: int, seconds: float, speed: float, key: str,
                    base: Settings | None = None) -> Recording:
     """One ground-truth run: the engine LIVE on a fresh sandbox for `seconds` of wall time (the
@@ -226,15 +238,8 @@ async def run_live(seed: int, markets: int, seconds: float, speed: float, key: s
 
             live_mod.LiveExchange = recording_exchange(rec, covered)  # type: ignore[misc]  # (a class swapped in for the run)
             try:
-                run = engine.start()
-                # the time asked for counts from the engine's start (set up, its markets taken): the
-                # set-up takes seconds on a loaded host, and counted against the run, which then
-                # recorded less than asked (or nothing); the start has its own limit
-                asked = time.monotonic()
-                with contextlib.suppress(Exception):  # a start that failed: said by the engine, no markets
-                    await engine.wait_role(timeout=START_LIMIT_SEC)
+                run, started = await _start_within_limit(engine)
                 t0 = time.monotonic()
-                started = not run.done() and t0 - asked < START_LIMIT_SEC  # (else the wait ran out)
                 if started:
                     # until the venue's clock has covered the simulated time asked for (a loaded host's
                     # sandbox runs slower than its speed-up), at most 1.5x the wall time it should take
@@ -267,9 +272,7 @@ async def run_paper(seed: int, markets: int, seconds: float, speed: float, cand:
                              **dict(cand.knobs))
         async with sandbox_process(settings) as endpoints:
             engine = Engine(settings, Mode.PAPER, endpoints=endpoints)
-            run = engine.start()  # `seconds` counted from its start, as the live run's (`run_live`)
-            with contextlib.suppress(Exception):
-                await engine.wait_role(timeout=START_LIMIT_SEC)
+            run, _ = await _start_within_limit(engine)  # `seconds` counted from its start, as the live run's
             if not run.done():
                 await asyncio.wait({run}, timeout=seconds)
             await engine.stop()
